@@ -1,0 +1,3 @@
+from capigate.cli import main
+
+main()

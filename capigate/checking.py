@@ -1,0 +1,176 @@
+"""Checking JSON objects against the wire Structs while collecting *every* problem.
+
+msgspec stops at the first error, which is what the fast path wants: ``convert`` the whole
+object once. Only when that fails does ``collect`` walk the object field by field, so a
+refused payload reports all its problems, each at its JSON path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import msgspec
+
+from capigate.errors import Problem
+
+__all__ = ["Report", "check_struct", "did_you_mean", "join"]
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class Report:
+    """Problems (the payload is refused) and warnings (it is accepted) found while checking."""
+
+    __slots__ = ("problems", "warnings")
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def error(self, path: str, code: str, message: str) -> None:
+        self.problems.append(Problem(path, code, message))
+
+    def warn(self, path: str, code: str, message: str) -> None:
+        self.warnings.append(Problem(path, code, message))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def check_struct(raw: Any, kind: type[S], path: str, report: Report) -> S | None:
+    """Convert ``raw`` into ``kind``; on failure record every problem and return None."""
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError:
+        _collect(raw, kind, path, report)
+        return None
+
+
+def _collect(raw: Any, kind: Any, path: str, report: Report) -> None:
+    struct = _struct_in(kind)
+    if struct is not None and isinstance(raw, dict):
+        _collect_fields(raw, struct, path, report)
+        return
+    item = _list_item_type(kind)
+    if item is not None and isinstance(raw, list) and _struct_in(item) is not None:
+        try:
+            msgspec.convert(raw, kind)
+        except msgspec.ValidationError as exc:
+            if not _only_inside_items(exc):
+                _record(exc, path, report)
+        for i, element in enumerate(raw):
+            if not _converts(element, item):
+                _collect(element, item, join(path, i), report)
+        return
+    try:
+        msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        _record(exc, path, report)
+
+
+def _collect_fields(raw: dict[str, Any], struct: type[msgspec.Struct], path: str, report: Report) -> None:
+    hints = typing.get_type_hints(struct, include_extras=True)
+    for field in msgspec.structs.fields(struct):
+        here = join(path, field.encode_name)
+        if field.encode_name not in raw:
+            if field.required:
+                report.error(here, "missing_field", f"`{field.encode_name}` is required")
+            continue
+        value = raw[field.encode_name]
+        kind = hints[field.name]
+        if not _converts(value, kind):
+            _collect(value, kind, here, report)
+
+
+def _converts(value: Any, kind: Any) -> bool:
+    try:
+        msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _struct_in(kind: Any) -> type[msgspec.Struct] | None:
+    """The Struct type in ``kind`` (or ``Struct | None``), if any."""
+    kind = _strip_annotated(kind)
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        return kind
+    if _is_union(kind):
+        for arg in typing.get_args(kind):
+            found = _struct_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _list_item_type(kind: Any) -> Any:
+    kind = _strip_annotated(kind)
+    if _is_union(kind):
+        for arg in typing.get_args(kind):
+            found = _list_item_type(arg)
+            if found is not None:
+                return found
+        return None
+    if typing.get_origin(kind) is list:
+        return typing.get_args(kind)[0]
+    return None
+
+
+def _strip_annotated(kind: Any) -> Any:
+    while typing.get_origin(kind) is typing.Annotated:
+        kind = typing.get_args(kind)[0]
+    return kind
+
+
+def _is_union(kind: Any) -> bool:
+    return typing.get_origin(kind) in (typing.Union, types.UnionType)
+
+
+_AT = re.compile(r" - at `\$(.*)`$")
+_CODES = (
+    ("Object missing required field", "missing_field"),
+    ("Invalid enum value", "invalid_enum"),
+    ("matching regex", "invalid_format"),
+    ("of length", "invalid_length"),
+    (">=", "out_of_range"),
+    ("<=", "out_of_range"),
+    ("Expected `", "wrong_type"),
+)
+
+
+def _record(exc: msgspec.ValidationError, path: str, report: Report) -> None:
+    message = str(exc)
+    match = _AT.search(message)
+    if match:
+        message = message[: match.start()]
+        path = path + match.group(1) if path else match.group(1).lstrip(".")
+    code = next((c for needle, c in _CODES if needle in message), "invalid")
+    report.error(path, code, _readable(message))
+
+
+def _only_inside_items(exc: msgspec.ValidationError) -> bool:
+    match = _AT.search(str(exc))
+    return bool(match and match.group(1).startswith("["))
+
+
+def _readable(message: str) -> str:
+    return message.replace("`str`", "string").replace("`int`", "integer").replace(
+        "`float`", "number"
+    ).replace("`object`", "object").replace("`array`", "array").replace("`bool`", "boolean")

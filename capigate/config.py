@@ -1,0 +1,186 @@
+"""capigate.toml: the configuration file, its types, its checks and its first-run default.
+
+The file's shape is a user-facing contract documented in the README; every mistake stops
+start-up with a ConfigError naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from capigate.axon.profiles import PROFILES
+from capigate.errors import ConfigError
+
+__all__ = [
+    "AppsFlyerApp",
+    "AxonPixel",
+    "Config",
+    "RelaySettings",
+    "ServerSettings",
+    "StoreSettings",
+    "load_config",
+    "write_default_config",
+]
+
+Positive = Annotated[int, Meta(gt=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+
+
+class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    url: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    enabled: bool = True
+    batch_size: Annotated[int, Meta(ge=1, le=100)] = 100
+    concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
+    max_attempts: Annotated[int, Meta(ge=1)] = 12
+    max_age_hours: PositiveFloat = 72.0
+    timeout_s: PositiveFloat = 10.0
+
+
+class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    admin_token: Annotated[str, Meta(min_length=8)]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    workers: Positive = 1
+    max_body_bytes: Positive = 1_048_576
+    log_format: Literal["plain", "json"] = "plain"
+    log_requests: bool = True
+
+
+class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    url: str = "capigate.db"
+    synchronous: Literal["full", "normal"] = "full"
+    dedupe_retention_days: PositiveFloat = 30.0
+    journal_retention_days: PositiveFloat = 7.0
+    journal_max_rows: Positive = 1_000_000
+
+
+class AxonPixel(Struct, kw_only=True, forbid_unknown_fields=True):
+    pixel_id: Annotated[str, Meta(min_length=1)]
+    api_key: Annotated[str, Meta(min_length=1)]
+    profile: Literal["standard", "lead_gen", "lead_gen_restricted"] = "standard"
+    relay: RelaySettings | None = None
+
+
+class AppsFlyerApp(Struct, kw_only=True, forbid_unknown_fields=True):
+    app_id: Annotated[str, Meta(min_length=1)]
+    keys: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
+    dedupe_key: Literal["af_order_id"] | None = None
+    relay: RelaySettings | None = None
+
+
+class AxonSection(Struct, kw_only=True, forbid_unknown_fields=True):
+    pixels: list[AxonPixel] = []
+
+
+class AppsFlyerSection(Struct, kw_only=True, forbid_unknown_fields=True):
+    apps: list[AppsFlyerApp] = []
+
+
+class Config(Struct, kw_only=True, forbid_unknown_fields=True):
+    server: ServerSettings
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    axon: AxonSection = msgspec.field(default_factory=AxonSection)
+    appsflyer: AppsFlyerSection = msgspec.field(default_factory=AppsFlyerSection)
+    path: str = ""  # the file it came from; not a key of the file
+
+    def pixel(self, pixel_id: str) -> AxonPixel | None:
+        return next((p for p in self.axon.pixels if p.pixel_id == pixel_id), None)
+
+    def app(self, app_id: str) -> AppsFlyerApp | None:
+        return next((a for a in self.appsflyer.apps if a.app_id == app_id), None)
+
+
+def load_config(path: Path) -> Config:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, "-", "the file does not exist; run `capigate serve` without --config to create one") from None
+    except OSError as exc:
+        raise ConfigError(name, "-", f"cannot read the file ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "-", f"not valid TOML: {exc}") from None
+    raw.pop("path", None)
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise _config_error(name, str(exc)) from None
+    _check_unique(name, config)
+    config.path = name
+    return config
+
+
+def _config_error(file: str, message: str) -> ConfigError:
+    text, _, where = message.partition(" - at `$")
+    key = where.rstrip("`").lstrip(".") or "-"
+    if text.startswith("Object contains unknown field"):
+        field = text.split("`")[1]
+        key = f"{key}.{field}" if key != "-" else field
+        return ConfigError(file, key, "unknown key: remove it or check its spelling (see the README)")
+    if text.startswith("Object missing required field"):
+        field = text.split("`")[1]
+        key = f"{key}.{field}" if key != "-" else field
+        return ConfigError(file, key, "this key is required")
+    if "Invalid enum value" in text and key.endswith("profile"):
+        return ConfigError(file, key, f"{text}; use one of {', '.join(PROFILES)}")
+    return ConfigError(file, key, text)
+
+
+def _check_unique(file: str, config: Config) -> None:
+    seen: set[str] = set()
+    for i, pixel in enumerate(config.axon.pixels):
+        if pixel.pixel_id in seen:
+            raise ConfigError(file, f"axon.pixels[{i}].pixel_id", f"{pixel.pixel_id!r} is configured twice")
+        seen.add(pixel.pixel_id)
+    seen.clear()
+    for i, app in enumerate(config.appsflyer.apps):
+        if app.app_id in seen:
+            raise ConfigError(file, f"appsflyer.apps[{i}].app_id", f"{app.app_id!r} is configured twice")
+        seen.add(app.app_id)
+
+
+_DEFAULT = """\
+# capigate configuration, written on first start. See the README for every key.
+
+[server]
+admin_token = "{admin}"   # guards /api/* and the inspector
+# host = "127.0.0.1"
+# port = 8080
+# max_body_bytes = 1048576
+
+[store]
+# url = "capigate.db"          # or postgresql://user@host/db
+# dedupe_retention_days = 30
+# journal_retention_days = 7
+
+[[axon.pixels]]
+pixel_id = "px_demo"
+api_key = "{axon_key}"
+profile = "standard"          # standard | lead_gen | lead_gen_restricted
+
+[[appsflyer.apps]]
+app_id = "com.example.demo"
+keys = ["{af_key}"]
+"""
+
+
+def write_default_config(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = _DEFAULT.format(
+        admin=secrets.token_urlsafe(24),
+        axon_key=secrets.token_urlsafe(24),
+        af_key=secrets.token_urlsafe(18),
+    )
+    with path.open("x", encoding="utf-8") as f:
+        f.write(text)
+    path.chmod(0o600)

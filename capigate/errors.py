@@ -1,0 +1,65 @@
+"""The one exception tree of capigate.
+
+    CapigateError
+    ├── ConfigError          a configuration file or option is wrong (names file, key and fix)
+    ├── InvalidEvents        events failed validation; carries every Problem with its path
+    ├── StoreError           the store refused or could not complete an operation
+    └── TransportError       a request to a gateway or upstream API did not complete
+        └── HTTPStatusError  it completed with a status that is not success
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "CapigateError",
+    "ConfigError",
+    "HTTPStatusError",
+    "InvalidEvents",
+    "Problem",
+    "StoreError",
+    "TransportError",
+]
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """One thing wrong (or worth a warning) in a payload, located by its JSON path."""
+
+    path: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<body>'}: {self.message} [{self.code}]"
+
+
+class CapigateError(Exception):
+    """Root of every error capigate raises on purpose."""
+
+
+class ConfigError(CapigateError):
+    def __init__(self, file: str, key: str, fix: str) -> None:
+        self.file, self.key, self.fix = file, key, fix
+        super().__init__(f"{file}: {key}: {fix}")
+
+
+class InvalidEvents(CapigateError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s):\n{lines}")
+
+
+class StoreError(CapigateError):
+    pass
+
+
+class TransportError(CapigateError):
+    pass
+
+
+class HTTPStatusError(TransportError):
+    def __init__(self, status: int, body: str) -> None:
+        self.status, self.body = status, body
+        super().__init__(f"HTTP {status}: {body[:200]}")

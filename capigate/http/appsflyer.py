@@ -1,0 +1,109 @@
+"""``POST /inappevent/{app_id}``: the AppsFlyer S2S in-app event API.
+
+Status codes and plain-text bodies are AppsFlyer's, so strict clients keep working; the
+full problem list comes back as JSON to a client that sends ``Accept: application/json``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import unquote
+
+from capigate.appsflyer.rules import check_in_app_event
+from capigate.appsflyer.schema import MAX_BODY_BYTES, OK, PARSE_FAILED, UNAUTHORIZED
+from capigate.config import AppsFlyerApp, Config
+from capigate.errors import Problem, StoreError
+from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
+from capigate.http.journal import Outcome
+from capigate.http.state import Gateway
+from capigate.responses import Accepted, ErrorBody
+
+__all__ = ["PREFIX", "post_in_app_event"]
+
+PREFIX = "/inappevent/"
+SILENT_DROP = Problem(
+    "app_id",
+    "ios_app_id_without_prefix",
+    "iOS app ids start with 'id' (id123456789): AppsFlyer answers 200 OK and drops this event; capigate did not record it either",
+)
+
+
+async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "appsflyer"
+    app_id = unquote(request.path[len(PREFIX):])
+    outcome.source = app_id or None
+    key = request.headers.get("authentication", "")
+    app = gateway.config.app(app_id)
+    if app is None:
+        return _unknown_app(app_id, key, gateway.config, request, outcome)
+    if not _authorised(key, app):
+        outcome.problems = [Problem("authentication", "unauthorized", "missing or wrong authentication key")]
+        return _answer(request, 401, UNAUTHORIZED, outcome)
+    outcome.test_tag = request.headers.get("x-capigate-test") or None
+    try:
+        body = await request.body(MAX_BODY_BYTES)
+    except BodyError as exc:
+        code = "payload_too_large" if exc.status == 413 else exc.code
+        outcome.problems = [Problem("", code, f"{exc.message} (AppsFlyer accepts at most {MAX_BODY_BYTES} bytes)")]
+        return _answer(request, 400, PARSE_FAILED, outcome)
+    check = check_in_app_event(body, app_id=app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key)
+    outcome.events_received = 1
+    outcome.problems, outcome.warnings = check.problems, check.warnings
+    if check.event is None:
+        return _answer(request, check.status, check.text, outcome)
+    check.event.test_tag = outcome.test_tag
+    try:
+        result = await gateway.store.ingest([check.event], request_id=request.request_id, received_at_ms=request.received_at_ms)
+    except StoreError as exc:
+        outcome.problems = [Problem("", "store_unavailable", f"the event could not be stored: {exc}")]
+        return _answer(request, 503, "Service Unavailable", outcome)
+    outcome.events_stored, outcome.events_duplicate = result.stored, len(result.duplicates)
+    return _answer(request, 200, OK, outcome, result.duplicates)
+
+
+def _authorised(key: str, app: AppsFlyerApp) -> bool:
+    given = key.strip().encode()
+    # Every key is compared, so timing does not tell which one (if any) matched.
+    matches = [hmac.compare_digest(given, k.encode()) for k in app.keys]
+    return bool(given) and any(matches)
+
+
+def _unknown_app(app_id: str, key: str, config: Config, request: Request, outcome: Outcome) -> Response:
+    ios = config.app("id" + app_id) if app_id.isdigit() else None
+    if ios is not None and _authorised(key, ios):
+        outcome.warnings = [SILENT_DROP]
+        return _answer(request, 200, OK, outcome)
+    outcome.problems = [Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")]
+    return _answer(request, 401, UNAUTHORIZED, outcome)
+
+
+def _answer(request: Request, status: int, text: str, outcome: Outcome, duplicates: list[int] | None = None) -> Response:
+    headers = _warning_headers(outcome)
+    if "application/json" not in request.headers.get("accept", ""):
+        return text_response(status, text, headers)
+    if status == 200:
+        body: Accepted | ErrorBody = Accepted(
+            received=outcome.events_received,
+            stored=outcome.events_stored,
+            duplicates=outcome.events_duplicate,
+            duplicate_events=duplicates or [],
+            warnings=outcome.warnings,
+            test_tag=outcome.test_tag,
+        )
+    else:
+        body = ErrorBody(error=_error_code(outcome), message=text, problems=outcome.problems, warnings=outcome.warnings)
+    return json_response(status, body, headers)
+
+
+def _error_code(outcome: Outcome) -> str:
+    return outcome.problems[0].code if outcome.problems else "bad_request"
+
+
+def _warning_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
+    if not outcome.warnings:
+        return []
+    codes = ",".join(sorted({w.code for w in outcome.warnings}))
+    headers = [(b"x-capigate-warnings", codes.encode())]
+    if any(w.code == SILENT_DROP.code for w in outcome.warnings):
+        headers.append((b"x-capigate-dropped", b"ios app id without 'id' prefix: event not recorded"))
+    return headers

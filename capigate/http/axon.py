@@ -1,0 +1,93 @@
+"""``POST /v1/event?pixel_id=...``: the AppLovin Axon Conversions API."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import msgspec
+
+from capigate.axon.profiles import PROFILES
+from capigate.axon.rules import check_batch
+from capigate.config import AxonPixel
+from capigate.errors import Problem, StoreError
+from capigate.http.asgi import BodyError, Request, Response, json_response
+from capigate.http.journal import Outcome
+from capigate.http.state import Gateway
+from capigate.responses import Accepted, ErrorBody
+
+__all__ = ["post_event"]
+
+_decode = msgspec.json.Decoder().decode
+_DUMMY_KEY = b"capigate-dummy-key-for-constant-time"
+
+
+async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "axon"
+    pixel_id = request.query.get("pixel_id")
+    if not pixel_id:
+        problem = Problem("pixel_id", "missing_field", "the query parameter pixel_id is required")
+        return _error(400, "missing_pixel_id", "pixel_id query parameter is missing", outcome, [problem])
+    outcome.source = pixel_id
+    pixel = gateway.config.pixel(pixel_id)
+    if not _authorised(request.headers.get("authorization"), pixel) or pixel is None:
+        return _error(401, "unauthorized", "unknown pixel_id or wrong Authorization key", outcome)
+    outcome.test_tag = request.headers.get("x-capigate-test") or None
+    try:
+        body = await request.body(gateway.config.server.max_body_bytes)
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message, outcome, [Problem("", exc.code, exc.message)])
+    try:
+        decoded = _decode(body)
+    except msgspec.DecodeError as exc:
+        problem = Problem("", "malformed_json", f"the body is not valid JSON: {exc}")
+        return _error(400, "malformed_json", "the body is not valid JSON", outcome, [problem])
+    check = check_batch(
+        decoded,
+        PROFILES[pixel.profile],
+        source=pixel_id,
+        now_ms=time.time_ns() // 1_000_000,
+        test_tag=outcome.test_tag,
+    )
+    outcome.warnings = check.report.warnings
+    if isinstance(decoded, dict) and isinstance(decoded.get("events"), list):
+        outcome.events_received = len(decoded["events"])
+    if not check.report.ok:
+        return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, check.report.problems)
+    try:
+        result = await gateway.store.ingest(
+            check.events, request_id=request.request_id, received_at_ms=request.received_at_ms
+        )
+    except StoreError as exc:
+        return _error(503, "store_unavailable", f"the events could not be stored: {exc}", outcome)
+    outcome.events_stored = result.stored
+    outcome.events_duplicate = len(result.duplicates)
+    return json_response(
+        200,
+        Accepted(
+            received=len(check.events),
+            stored=result.stored,
+            duplicates=len(result.duplicates),
+            duplicate_events=result.duplicates,
+            warnings=check.report.warnings,
+            test_tag=outcome.test_tag,
+        ),
+    )
+
+
+def _authorised(header: str | None, pixel: AxonPixel | None) -> bool:
+    given = (header or "").strip()
+    if given[:7].lower() == "bearer ":
+        given = given[7:].strip()
+    expected = pixel.api_key.encode() if pixel is not None else _DUMMY_KEY
+    # Compared even for an unknown pixel, so timing does not tell which pixel ids exist.
+    return hmac.compare_digest(given.encode(), expected) and bool(given)
+
+
+def _error(
+    status: int, code: str, message: str, outcome: Outcome, problems: list[Problem] | None = None
+) -> Response:
+    outcome.problems = problems or [Problem("", code, message)]
+    body = ErrorBody(error=code, message=message, problems=outcome.problems, warnings=outcome.warnings)
+    headers = [(b"www-authenticate", b'Bearer realm="capigate"')] if status == 401 else None
+    return json_response(status, body, headers)

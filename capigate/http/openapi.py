@@ -1,0 +1,115 @@
+"""``GET /openapi.json``: capigate's own API, with schemas generated from the wire Structs."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from capigate import __version__
+from capigate.axon.schema import AxonBatch
+from capigate.responses import Accepted, ErrorBody, EventsPage, RequestsPage
+
+__all__ = ["document"]
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    texts = {
+        400: "Refused: every problem with its JSON path; nothing was stored",
+        401: "Missing or wrong key",
+        413: "Body (or inflated gzip body) over the limit",
+        415: "Unsupported Content-Encoding",
+        503: "Store unavailable; nothing was acknowledged",
+    }
+    return {str(c): _json("ErrorBody", texts[c]) for c in codes}
+
+
+def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": kind}}
+
+
+_FILTERS = [
+    _query("source", "pixel id or app id"),
+    _query("since", "received at or after (epoch ms or ISO 8601)"),
+    _query("until", "received before (epoch ms or ISO 8601)"),
+    _query("cursor", "the `next` value of the previous page"),
+    _query("limit", "1..1000, default 50", "integer"),
+]
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        [AxonBatch, Accepted, ErrorBody, EventsPage, RequestsPage], ref_template=_REF
+    )
+    admin = [{"adminToken": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "capigate", "version": __version__},
+        "paths": {
+            "/v1/event": {
+                "post": {
+                    "summary": "AppLovin Axon Conversions API: submit 1..100 events",
+                    "parameters": [
+                        {"name": "pixel_id", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "X-Capigate-Test", "in": "header", "required": False, "schema": {"type": "string"},
+                         "description": "test tag: events are stored with it and never relayed"},
+                    ],
+                    "security": [{"pixelKey": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("AxonBatch")}}},
+                    "responses": {"200": _json("Accepted", "All events accepted"), **_errors(400, 401, 413, 415, 503)},
+                }
+            },
+            "/inappevent/{app_id}": {
+                "post": {
+                    "summary": "AppsFlyer S2S in-app event (one event, JSON body of at most 1,024 bytes)",
+                    "parameters": [{"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "security": [{"appsflyerKey": []}],
+                    "responses": {
+                        "200": {"description": "`OK` (text/plain), or Accepted as JSON with Accept: application/json"},
+                        "400": {"description": "AppsFlyer's text, or ErrorBody as JSON with Accept: application/json"},
+                        "401": {"description": "`Unauthorized`"},
+                    },
+                }
+            },
+            "/api/events": {
+                "get": {
+                    "summary": "Stored events, newest first",
+                    "security": admin,
+                    "parameters": [*_FILTERS, _query("name", "event name"), _query("status", "event status"),
+                                   _query("test_tag", "test tag")],
+                    "responses": {"200": _json("EventsPage", "A page of events"), **_errors(400, 401)},
+                }
+            },
+            "/api/requests": {
+                "get": {
+                    "summary": "The request journal, newest first",
+                    "security": admin,
+                    "parameters": [*_FILTERS, _query("status", "HTTP status", "integer"), _query("api", "axon | appsflyer")],
+                    "responses": {"200": _json("RequestsPage", "A page of journal entries"), **_errors(400, 401)},
+                }
+            },
+            "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Store writable", "responses": {"200": {"description": "ready"},
+                                                                           "503": {"description": "not ready"}}}},
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "pixelKey": {"type": "apiKey", "in": "header", "name": "Authorization"},
+                "appsflyerKey": {"type": "apiKey", "in": "header", "name": "authentication"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }

@@ -1,0 +1,77 @@
+"""Response bodies of capigate's own API, shared by the server and the SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from capigate.errors import Problem
+
+__all__ = ["Accepted", "ErrorBody", "EventView", "EventsPage", "RequestView", "RequestsPage"]
+
+
+class Accepted(msgspec.Struct, kw_only=True):
+    """200 from POST /v1/event (and /inappevent with Accept: application/json)."""
+
+    status: str = "ok"
+    received: int
+    stored: int
+    duplicates: int
+    duplicate_events: list[int] = []
+    warnings: list[Problem] = []
+    test_tag: str | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every 4xx/5xx JSON body: a machine code, a sentence, and the problems with their paths."""
+
+    status: str = "error"
+    error: str
+    message: str
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+
+
+class EventView(msgspec.Struct, kw_only=True):
+    id: int
+    api: str
+    source: str
+    name: str
+    event_time: int
+    received_at: int
+    dedupe_id: str | None
+    status: str
+    test_tag: str | None
+    request_id: str
+    payload: Any
+
+
+class EventsPage(msgspec.Struct, kw_only=True):
+    events: list[EventView]
+    next: str | None
+
+
+class RequestView(msgspec.Struct, kw_only=True):
+    id: int
+    request_id: str
+    received_at: int
+    api: str
+    source: str | None
+    method: str
+    path: str
+    status: int
+    client_ip: str | None
+    user_agent: str | None
+    latency_ms: float
+    events_received: int
+    events_stored: int
+    events_duplicate: int
+    problems: list[Problem]
+    warnings: list[Problem]
+    test_tag: str | None
+
+
+class RequestsPage(msgspec.Struct, kw_only=True):
+    requests: list[RequestView]
+    next: str | None

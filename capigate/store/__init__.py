@@ -1,0 +1,61 @@
+"""Where accepted events and the request journal are kept.
+
+``open_store(url)`` picks the backend from the URL; the caller then awaits ``store.open()``
+and, at shutdown, ``store.close()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from capigate.errors import StoreError
+from capigate.store.base import (
+    EventQuery,
+    IngestResult,
+    NewEvent,
+    PruneResult,
+    RequestQuery,
+    RequestRecord,
+    Retention,
+    Store,
+    StoredEvent,
+)
+from capigate.store.sqlite import SQLiteStore, WriterStats
+
+__all__ = [
+    "EventQuery",
+    "IngestResult",
+    "NewEvent",
+    "PruneResult",
+    "RequestQuery",
+    "RequestRecord",
+    "Retention",
+    "SQLiteStore",
+    "Store",
+    "StoredEvent",
+    "WriterStats",
+    "open_store",
+]
+
+_SQLITE = "sqlite:///"
+_POSTGRESQL = ("postgresql://", "postgres://")
+
+
+def open_store(url_or_path: str, **opts: Any) -> Store:
+    """The (not yet opened) store for a file path or a URL.
+
+    ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow SQLAlchemy's
+    convention; a plain path is a SQLite file. ``opts`` go to the backend's constructor.
+    """
+    if url_or_path.startswith(_POSTGRESQL):
+        raise StoreError("PostgreSQL support is not installed yet")
+    if url_or_path.startswith(_SQLITE):
+        path = url_or_path.removeprefix(_SQLITE)
+    elif "://" in url_or_path:
+        scheme = url_or_path.split("://", 1)[0]
+        raise StoreError(f"unknown store URL scheme {scheme!r}: use sqlite:/// or a file path")
+    else:
+        path = url_or_path
+    if path in ("", ":memory:"):
+        raise StoreError(f"{url_or_path!r}: the SQLite store needs a file path")
+    return SQLiteStore(path, **opts)

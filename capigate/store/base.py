@@ -1,0 +1,143 @@
+"""The storage interface: what the gateway needs from a store, whatever the backend.
+
+Times are Unix epoch milliseconds (``*_ms``). Payloads are stored as JSON bytes, already
+normalised and hashed: a store never sees plain PII.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from capigate.errors import Problem
+
+__all__ = [
+    "EventQuery",
+    "IngestResult",
+    "NewEvent",
+    "PruneResult",
+    "RequestQuery",
+    "RequestRecord",
+    "Retention",
+    "Store",
+    "StoredEvent",
+]
+
+
+class NewEvent(msgspec.Struct, kw_only=True):
+    """An accepted event, normalised and hashed, ready to be written."""
+
+    api: str  # "axon" | "appsflyer"
+    source: str  # pixel id or app id
+    name: str
+    event_time_ms: int
+    dedupe_id: str | None
+    payload: bytes  # JSON
+    test_tag: str | None = None
+
+
+class StoredEvent(msgspec.Struct, kw_only=True):
+    id: int
+    api: str
+    source: str
+    name: str
+    event_time: int
+    received_at: int
+    dedupe_id: str | None
+    status: str
+    test_tag: str | None
+    request_id: str
+    payload: Any
+
+
+class IngestResult(msgspec.Struct, kw_only=True):
+    stored: int
+    duplicates: list[int]  # positions, in the batch, of events not stored because seen before
+
+
+class RequestRecord(msgspec.Struct, kw_only=True):
+    request_id: str
+    received_at: int
+    api: str
+    source: str | None
+    method: str
+    path: str
+    status: int
+    client_ip: str | None
+    user_agent: str | None
+    latency_ms: float
+    events_received: int = 0
+    events_stored: int = 0
+    events_duplicate: int = 0
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    test_tag: str | None = None
+
+
+class EventQuery(msgspec.Struct, kw_only=True):
+    source: str | None = None
+    name: str | None = None
+    status: str | None = None
+    test_tag: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    cursor: int | None = None  # return rows with id < cursor (newest first)
+    limit: int = 50
+
+
+class RequestQuery(msgspec.Struct, kw_only=True):
+    source: str | None = None
+    api: str | None = None
+    status: int | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    cursor: int | None = None
+    limit: int = 50
+
+
+class Retention(msgspec.Struct, kw_only=True):
+    dedupe_days: float = 30.0
+    journal_days: float = 7.0
+    journal_max_rows: int = 1_000_000
+
+
+class PruneResult(msgspec.Struct, kw_only=True):
+    dedupe_keys: int
+    requests: int
+
+
+class Store(Protocol):
+    """One gateway node's access to its store. All methods are safe to call concurrently."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ingest(
+        self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int
+    ) -> IngestResult:
+        """Write the events of one request in one transaction, first ``dedupe_id`` per source
+        winning (within the batch too). Returns once committed durably."""
+        ...
+
+    async def record_request(self, record: RequestRecord) -> None:
+        """Append one entry to the request journal."""
+        ...
+
+    async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
+        """Newest first; the second value is the cursor of the next page, if any."""
+        ...
+
+    async def query_requests(
+        self, query: RequestQuery
+    ) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+        """(row id, record) pairs, newest first, and the cursor of the next page."""
+        ...
+
+    async def prune(self, now_ms: int, retention: Retention) -> PruneResult: ...
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a write would succeed now."""
+        ...

@@ -1,0 +1,683 @@
+"""The SQLite store: one writer thread with group commit, concurrent read-only readers.
+
+Every write (ingest, record_request, prune, the writability probe) is a job on one queue. The
+writer thread owns the only read-write connection: it takes the first pending job, runs
+``BEGIN IMMEDIATE``, drains the jobs that are pending by then into the same transaction, runs
+each under its own SAVEPOINT (a failing job rolls back alone) and commits once. The awaiting
+coroutines get their results through ``loop.call_soon_threadsafe``. Reads run on a small pool
+of read-only connections in their own threads; in WAL mode they never wait for the writer.
+
+A job is committed once queued: cancelling the coroutine that awaits it does not undo it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cache
+from itertools import islice
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from capigate.errors import Problem, StoreError
+from capigate.store.base import (
+    EventQuery,
+    IngestResult,
+    NewEvent,
+    PruneResult,
+    RequestQuery,
+    RequestRecord,
+    Retention,
+    StoredEvent,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "WriterStats"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 1
+SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+MAX_PAGE: Final = 1000
+_MAX_GROUP_JOBS: Final = 1000  # bounds one transaction's size and latency under overload
+# Statements with many rows or values are built in power-of-two sizes, so that a handful of
+# prepared statements serve every batch; both limits keep under SQLite's old 999 variables.
+_MAX_IN: Final = 256
+_MAX_ROWS: Final = 64
+_DAY_MS: Final = 86_400_000
+
+_decode_any = msgspec.json.Decoder().decode
+_decode_problems = msgspec.json.Decoder(list[Problem]).decode
+_encode = msgspec.json.Encoder().encode
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        api TEXT NOT NULL,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL,
+        event_time INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        dedupe_id TEXT,
+        status TEXT NOT NULL DEFAULT 'stored',
+        test_tag TEXT,
+        request_id TEXT NOT NULL,
+        payload BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_source_id ON events (source, id)",
+    "CREATE INDEX IF NOT EXISTS events_name_id ON events (name, id)",
+    "CREATE INDEX IF NOT EXISTS events_status_id ON events (status, id)",
+    "CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at)",
+    """CREATE TABLE IF NOT EXISTS dedupe_keys (
+        source TEXT NOT NULL,
+        dedupe_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        seen_at INTEGER NOT NULL,
+        PRIMARY KEY (source, dedupe_id)
+    ) WITHOUT ROWID""",
+    # Keys arrive in time order, so this index only grows at its right edge (cheap) and
+    # lets prune() delete old keys without scanning the whole table under the write lock.
+    "CREATE INDEX IF NOT EXISTS dedupe_keys_seen_at ON dedupe_keys (seen_at)",
+    """CREATE TABLE IF NOT EXISTS requests (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        api TEXT NOT NULL,
+        source TEXT,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        client_ip TEXT,
+        user_agent TEXT,
+        latency_ms REAL NOT NULL,
+        events_received INTEGER NOT NULL,
+        events_stored INTEGER NOT NULL,
+        events_duplicate INTEGER NOT NULL,
+        problems BLOB NOT NULL,
+        warnings BLOB NOT NULL,
+        test_tag TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS requests_source_id ON requests (source, id)",
+    "CREATE INDEX IF NOT EXISTS requests_status_id ON requests (status, id)",
+    "CREATE INDEX IF NOT EXISTS requests_received_at ON requests (received_at)",
+)
+
+_EVENT_COLUMNS: Final = (
+    "id, api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, "
+    "payload"
+)
+_REQUEST_COLUMNS: Final = (
+    "id, request_id, received_at, api, source, method, path, status, client_ip, user_agent, "
+    "latency_ms, events_received, events_stored, events_duplicate, problems, warnings, test_tag"
+)
+_INSERT_EVENTS: Final = (
+    "INSERT INTO events (id, api, source, name, event_time, received_at, dedupe_id, test_tag, "
+    "request_id, payload) VALUES "
+)
+_INSERT_KEYS: Final = "INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES "
+_INSERT_REQUEST: Final = (
+    f"INSERT INTO requests ({_REQUEST_COLUMNS.removeprefix('id, ')}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+Row = tuple[Any, ...]
+
+
+class WriterStats(msgspec.Struct, kw_only=True):
+    """Counters of the writer thread: ``jobs / groups`` is the mean group-commit size."""
+
+    groups: int = 0
+    jobs: int = 0
+
+
+class SQLiteStore:
+    """The ``Store`` on one SQLite file, shared safely with other processes (WAL, busy_timeout).
+
+    ``synchronous="FULL"`` (the default) makes every acknowledged write survive power loss;
+    ``"NORMAL"`` survives a crash of the process but may lose the last commits on power loss.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        read_connections: int = 4,
+    ) -> None:
+        synchronous = synchronous.upper()
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        if busy_timeout_ms < 0 or read_connections < 1:
+            raise ValueError("busy_timeout_ms must be >= 0 and read_connections >= 1")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self._writer = _Writer(self.path, synchronous, busy_timeout_ms)
+        self._readers = _Readers(self.path, read_connections, busy_timeout_ms)
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+    @property
+    def stats(self) -> WriterStats:
+        return self._writer.stats
+
+    async def open(self) -> None:
+        if self._opened:
+            raise StoreError("this store was already opened; create a new SQLiteStore")
+        self._opened = True
+        await self._writer.start()
+        try:
+            await self._readers.open()
+        except BaseException:
+            await self._writer.stop()
+            raise
+
+    async def close(self) -> None:
+        """Finish every write queued so far, then release the file. Safe to call twice."""
+        await self._writer.stop()
+        await self._readers.close()
+
+    async def ingest(
+        self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int
+    ) -> IngestResult:
+        batch = list(events)  # the caller may reuse its list while the job waits
+        return await self._writer.submit(
+            lambda cur: _ingest(cur, batch, request_id, received_at_ms)
+        )
+
+    async def record_request(self, record: RequestRecord) -> None:
+        row = _request_row(record)
+        await self._writer.submit(lambda cur: _record_request(cur, row))
+
+    async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
+        return await self._writer.submit(lambda cur: _prune(cur, now_ms, retention))
+
+    async def check_writable(self) -> None:
+        await self._writer.submit(_probe)
+
+    async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
+        sql, params = events_sql(query)
+        return await self._readers.run(
+            lambda conn: _fetch_page(conn, sql, params, query.limit, _stored_event)
+        )
+
+    async def query_requests(
+        self, query: RequestQuery
+    ) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+        sql, params = requests_sql(query)
+        return await self._readers.run(
+            lambda conn: _fetch_page(conn, sql, params, query.limit, _request_pair)
+        )
+
+
+# --- the writer -------------------------------------------------------------------------
+
+
+class _Job:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Cursor], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.fn, self.future, self.loop = fn, future, loop
+
+
+_STOP: Final = None  # the sentinel: finish the jobs queued before it, then stop
+Outcome = tuple[Any, BaseException | None]
+
+
+class _Writer:
+    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int) -> None:
+        self._path, self._synchronous, self._busy_timeout_ms = path, synchronous, busy_timeout_ms
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._accepting = False
+        self.stats = WriterStats()
+
+    async def start(self) -> None:
+        self._accepting = True
+        threading.Thread(target=self._run, name="capigate-sqlite-writer", daemon=True).start()
+        try:
+            await asyncio.wrap_future(self._ready)
+        except BaseException:
+            self._accepting = False
+            raise
+
+    async def stop(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            self._queue.put(_STOP)
+        if self._ready.done():
+            await asyncio.wrap_future(self._done)
+
+    async def submit(self, fn: Callable[[sqlite3.Cursor], T]) -> T:
+        if not self._accepting:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        try:
+            conn = _connect_writer(self._path, self._synchronous, self._busy_timeout_ms)
+        except BaseException as exc:
+            self._ready.set_exception(_store_error(exc))
+            self._done.set_result(None)
+            return
+        self._ready.set_result(None)
+        try:
+            self._serve(conn.cursor())
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+        finally:
+            conn.close()
+            self._accepting = False
+            self._fail_pending()
+            self._done.set_result(None)
+
+    def _serve(self, cur: sqlite3.Cursor) -> None:
+        while (first := self._queue.get()) is not _STOP:
+            if self._run_group(cur, first):
+                return
+
+    def _run_group(self, cur: sqlite3.Cursor, first: _Job) -> bool:
+        """Run ``first`` and the jobs pending behind it in one transaction; True on the sentinel."""
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            _deliver([first], [(None, exc)])
+            return False
+        jobs, stop = self._drain(first)
+        try:
+            outcomes = [_run_job(cur, job) for job in jobs]
+            cur.execute("COMMIT")
+        except Exception as exc:  # the transaction itself is lost: every job in it failed
+            if cur.connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
+            outcomes = [(None, _lost(exc)) for _ in jobs]
+        self.stats.groups += 1
+        self.stats.jobs += len(jobs)
+        _deliver(jobs, outcomes)
+        return stop
+
+    def _drain(self, first: _Job) -> tuple[list[_Job], bool]:
+        jobs = [first]
+        while len(jobs) < _MAX_GROUP_JOBS:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return jobs, False
+            if job is _STOP:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not _STOP:
+                _deliver([job], [(None, StoreError("the store writer has stopped"))])
+
+
+def _run_job(cur: sqlite3.Cursor, job: _Job) -> Outcome:
+    cur.execute("SAVEPOINT job")
+    try:
+        result = job.fn(cur)
+    except Exception as exc:
+        if not cur.connection.in_transaction:
+            raise  # SQLite rolled the whole transaction back (disk full, I/O error …)
+        cur.execute("ROLLBACK TO job")
+        cur.execute("RELEASE job")
+        return None, exc
+    cur.execute("RELEASE job")
+    return result, None
+
+
+def _lost(exc: Exception) -> StoreError:
+    error = StoreError(f"the transaction was rolled back: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _deliver(jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
+    # One wake-up per event loop for the whole group, not one per job.
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop was closed while its job waited
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    for future, (result, error) in settled:
+        if future.done():  # the awaiting coroutine was cancelled
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(_store_error(error))
+
+
+def _store_error(exc: BaseException) -> BaseException:
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    error = StoreError(f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _connect_writer(path: Path, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    try:
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise StoreError(f"{path}: cannot use WAL mode (got {mode!r}); use a local disk")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA cache_size = -65536")  # KiB: 64 MiB for index pages
+        conn.execute("PRAGMA temp_store = MEMORY")  # the per-job savepoint journals
+        # Checkpoint every ~40 MiB, not 4 MiB: hot index pages are copied back less often.
+        conn.execute("PRAGMA wal_autocheckpoint = 10000")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        _create_schema(conn.cursor())
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create_schema(cur: sqlite3.Cursor) -> None:
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
+        if row[0] is not None and row[0] > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {row[0]}; this capigate knows up to "
+                f"{SCHEMA_VERSION}: upgrade capigate"
+            )
+        for statement in _SCHEMA:
+            cur.execute(statement)
+        if row[0] is None:
+            cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+
+
+# --- the write jobs (run on the writer thread, inside the group transaction) -------------
+
+
+def _ingest(
+    cur: sqlite3.Cursor, events: list[NewEvent], request_id: str, received_at_ms: int
+) -> IngestResult:
+    fresh, duplicates = _split_duplicates(events, _seen_keys(cur, events))
+    (first_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()
+    _insert_rows(cur, _INSERT_KEYS, 4, _key_rows(fresh, first_id, received_at_ms))
+    _insert_rows(cur, _INSERT_EVENTS, 10, _event_rows(fresh, first_id, request_id, received_at_ms))
+    return IngestResult(stored=len(fresh), duplicates=duplicates)
+
+
+def _insert_rows(cur: sqlite3.Cursor, head: str, width: int, rows: Iterable[Row]) -> None:
+    """Multi-row INSERTs: one sqlite3_step per chunk, not per row as executemany does, so
+    the writer gives up and waits for the GIL once per chunk, not once per row."""
+    pending = iter(rows)
+    while chunk := list(islice(pending, _MAX_ROWS)):
+        for size in _power_of_two_sizes(len(chunk)):
+            part, chunk = chunk[:size], chunk[size:]
+            cur.execute(_values_sql(head, width, size), [v for row in part for v in row])
+
+
+def _power_of_two_sizes(n: int) -> list[int]:
+    return [1 << bit for bit in range(n.bit_length() - 1, -1, -1) if n >> bit & 1]
+
+
+@cache
+def _values_sql(head: str, width: int, size: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return head + ", ".join([row] * size)
+
+
+def _seen_keys(cur: sqlite3.Cursor, events: list[NewEvent]) -> set[tuple[str, str]]:
+    """The (source, dedupe_id) keys of the batch already stored, one SELECT per source."""
+    by_source: dict[str, list[str]] = {}
+    for event in events:
+        if event.dedupe_id is not None:
+            by_source.setdefault(event.source, []).append(event.dedupe_id)
+    seen: set[tuple[str, str]] = set()
+    for source, ids in by_source.items():
+        for start in range(0, len(ids), _MAX_IN):
+            chunk = ids[start : start + _MAX_IN]
+            size = _in_size(len(chunk))
+            params = [source, *chunk, *[None] * (size - len(chunk))]  # NULL matches nothing
+            seen.update((source, d) for (d,) in cur.execute(_seen_sql(size), params))
+    return seen
+
+
+def _in_size(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+@cache
+def _seen_sql(size: int) -> str:
+    marks = ", ".join("?" * size)
+    return f"SELECT dedupe_id FROM dedupe_keys WHERE source = ? AND dedupe_id IN ({marks})"
+
+
+def _split_duplicates(
+    events: list[NewEvent], seen: set[tuple[str, str]]
+) -> tuple[list[tuple[int, NewEvent]], list[int]]:
+    fresh: list[tuple[int, NewEvent]] = []
+    duplicates: list[int] = []
+    for position, event in enumerate(events):
+        if event.dedupe_id is not None:
+            key = (event.source, event.dedupe_id)
+            if key in seen:
+                duplicates.append(position)
+                continue
+            seen.add(key)
+        fresh.append((position, event))
+    return fresh, duplicates
+
+
+def _event_rows(
+    fresh: list[tuple[int, NewEvent]], first_id: int, request_id: str, received_at_ms: int
+) -> Iterator[Row]:
+    for offset, (position, e) in enumerate(fresh):
+        if type(e.payload) is not bytes:
+            kind = type(e.payload).__name__
+            raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
+        yield (
+            first_id + offset, e.api, e.source, e.name, e.event_time_ms, received_at_ms,
+            e.dedupe_id, e.test_tag, request_id, e.payload,
+        )  # fmt: skip
+
+
+def _key_rows(
+    fresh: list[tuple[int, NewEvent]], first_id: int, received_at_ms: int
+) -> Iterator[tuple[str, str, int, int]]:
+    for offset, (_, event) in enumerate(fresh):
+        if event.dedupe_id is not None:
+            yield event.source, event.dedupe_id, first_id + offset, received_at_ms
+
+
+def _record_request(cur: sqlite3.Cursor, row: tuple[Any, ...]) -> None:
+    cur.execute(_INSERT_REQUEST, row)
+
+
+def _probe(cur: sqlite3.Cursor) -> None:
+    # A real write (a page in the WAL, then COMMIT) so a full disk or a lost lock shows.
+    cur.execute("UPDATE schema_version SET version = version")
+
+
+def _request_row(r: RequestRecord) -> tuple[Any, ...]:
+    return (
+        r.request_id, r.received_at, r.api, r.source, r.method, r.path, r.status, r.client_ip,
+        r.user_agent, r.latency_ms, r.events_received, r.events_stored, r.events_duplicate,
+        _encode(r.problems), _encode(r.warnings), r.test_tag,
+    )  # fmt: skip
+
+
+def _prune(cur: sqlite3.Cursor, now_ms: int, retention: Retention) -> PruneResult:
+    keys_before = now_ms - round(retention.dedupe_days * _DAY_MS)
+    journal_before = now_ms - round(retention.journal_days * _DAY_MS)
+    keys = cur.execute("DELETE FROM dedupe_keys WHERE seen_at < ?", (keys_before,)).rowcount
+    old = cur.execute("DELETE FROM requests WHERE received_at < ?", (journal_before,)).rowcount
+    over = cur.execute(
+        "DELETE FROM requests WHERE id <= "
+        "(SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        (max(0, retention.journal_max_rows),),
+    ).rowcount
+    return PruneResult(dedupe_keys=keys, requests=old + over)
+
+
+# --- the readers ------------------------------------------------------------------------
+
+
+class _Readers:
+    """Read-only connections, each used by one thread at a time."""
+
+    def __init__(self, path: Path, size: int, busy_timeout_ms: int) -> None:
+        self._path, self._size, self._busy_timeout_ms = path, size, busy_timeout_ms
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def open(self) -> None:
+        self._all = await asyncio.to_thread(self._connect_all)
+        for conn in self._all:
+            self._idle.put(conn)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self._size, thread_name_prefix="capigate-sqlite-read"
+        )
+
+    def _connect_all(self) -> list[sqlite3.Connection]:
+        uri = self._path.resolve().as_uri() + "?mode=ro"
+        timeout = self._busy_timeout_ms / 1000
+        try:
+            return [
+                sqlite3.connect(
+                    uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+                )
+                for _ in range(self._size)
+            ]
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown)
+        for conn in self._all:
+            conn.close()
+        self._all = []
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._idle.get()
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+        finally:
+            self._idle.put(conn)
+
+
+# --- the queries ------------------------------------------------------------------------
+
+
+def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it)."""
+    equal = (
+        ("source", query.source),
+        ("name", query.name),
+        ("status", query.status),
+        ("test_tag", query.test_tag),
+    )
+    where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY id DESC LIMIT ?"
+    return sql, [*params, _clamp(query.limit) + 1]
+
+
+def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
+    equal = (("source", query.source), ("api", query.api), ("status", query.status))
+    where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
+    sql = f"SELECT {_REQUEST_COLUMNS} FROM requests{where} ORDER BY id DESC LIMIT ?"
+    return sql, [*params, _clamp(query.limit) + 1]
+
+
+def _where(
+    equal: Iterable[tuple[str, object]], since: int | None, until: int | None, cursor: int | None
+) -> tuple[str, list[Any]]:
+    clauses = [(f"{column} = ?", value) for column, value in equal if value is not None]
+    if since is not None:
+        clauses.append(("received_at >= ?", since))
+    if until is not None:
+        clauses.append(("received_at < ?", until))
+    if cursor is not None:
+        clauses.append(("id < ?", cursor))
+    if not clauses:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in clauses), [v for _, v in clauses]
+
+
+def _clamp(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))
+
+
+def _fetch_page(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: list[Any],
+    limit: int,
+    convert: Callable[[Any], T],
+) -> tuple[list[T], int | None]:
+    """The SELECT asks for limit+1 rows: getting one more means another page exists."""
+    rows = conn.execute(sql, params).fetchall()
+    limit = _clamp(limit)
+    next_cursor: int | None = rows[limit - 1][0] if len(rows) > limit else None
+    return [convert(row) for row in rows[:limit]], next_cursor
+
+
+def _stored_event(row: Any) -> StoredEvent:
+    return StoredEvent(
+        id=row[0], api=row[1], source=row[2], name=row[3], event_time=row[4],
+        received_at=row[5], dedupe_id=row[6], status=row[7], test_tag=row[8],
+        request_id=row[9], payload=_decode_any(row[10]),
+    )  # fmt: skip
+
+
+def _request_pair(row: Any) -> tuple[int, RequestRecord]:
+    return row[0], RequestRecord(
+        request_id=row[1], received_at=row[2], api=row[3], source=row[4], method=row[5],
+        path=row[6], status=row[7], client_ip=row[8], user_agent=row[9], latency_ms=row[10],
+        events_received=row[11], events_stored=row[12], events_duplicate=row[13],
+        problems=_decode_problems(row[14]), warnings=_decode_problems(row[15]),
+        test_tag=row[16],
+    )  # fmt: skip

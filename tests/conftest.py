@@ -1,0 +1,149 @@
+"""Fixtures that run capigate for real: a `capigate serve` process on a loopback port,
+a real SQLite file under tmp_path, and an HTTP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ADMIN = "admin-token-for-tests"
+EXAMPLES = Path(__file__).resolve().parent.parent / "capigate" / "examples"
+
+DEFAULT_CONFIG = f"""
+[server]
+admin_token = "{ADMIN}"
+
+[[axon.pixels]]
+pixel_id = "px_std"
+api_key = "key-std"
+profile = "standard"
+
+[[axon.pixels]]
+pixel_id = "px_lead"
+api_key = "key-lead"
+profile = "lead_gen"
+
+[[axon.pixels]]
+pixel_id = "px_restricted"
+api_key = "key-restricted"
+profile = "lead_gen_restricted"
+
+[[appsflyer.apps]]
+app_id = "com.example.shop"
+keys = ["af-dev-key", "af-s2s-token"]
+
+[[appsflyer.apps]]
+app_id = "id123456789"
+keys = ["af-ios-key"]
+
+[[appsflyer.apps]]
+app_id = "com.example.orders"
+keys = ["af-orders-key"]
+dedupe_key = "af_order_id"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def example(name: str) -> Any:
+    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+@dataclass
+class Server:
+    """A running `capigate serve` process."""
+
+    config: Path
+    db: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        assert self.log is not None
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "capigate", "serve", "--config", str(self.config),
+                 "--db", str(self.db), "--port", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"capigate exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"capigate did not become ready:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log else ""
+
+    def client(self, **kw: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10.0, **kw)
+
+    def admin(self) -> httpx.Client:
+        return self.client(headers={"Authorization": f"Bearer {ADMIN}"})
+
+
+def make_server(tmp: Path, config_text: str = DEFAULT_CONFIG, **env: str) -> Server:
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "capigate.toml"
+    config.write_text(config_text)
+    return Server(config=config, db=tmp / "capigate.db", port=free_port(), log=tmp / "server.log", env=env)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One gateway shared by the tests that only add events (each uses its own ids)."""
+    srv = make_server(tmp_path_factory.mktemp("gateway"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A gateway of one's own, for tests that count everything in the store."""
+    srv = make_server(tmp_path / "gw")
+    srv.start()
+    yield srv
+    srv.stop()

@@ -1,0 +1,190 @@
+"""POST /v1/event: authentication, body handling and batch semantics, through a real server."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import httpx
+
+from tests.conftest import Server, example
+from tests.helpers import batch, page_view, paths, purchase
+
+STD = {"Authorization": "key-std"}
+
+
+def post(server: Server, body: object, pixel: str = "px_std", headers: dict[str, str] | None = None) -> httpx.Response:
+    with server.client() as c:
+        return c.post(f"/v1/event?pixel_id={pixel}", json=body, headers=headers if headers is not None else STD)
+
+
+def post_raw(server: Server, content: bytes, headers: dict[str, str]) -> httpx.Response:
+    with server.client() as c:
+        return c.post("/v1/event?pixel_id=px_std", content=content, headers={**STD, **headers})
+
+
+def stored(server: Server, dedupe_id: str) -> list[dict[str, object]]:
+    with server.admin() as c:
+        events = c.get("/api/events", params={"source": "px_std", "limit": 1000}).json()["events"]
+    return [e for e in events if e["dedupe_id"] == dedupe_id]
+
+
+def test_spec_example_purchase_is_accepted_as_is(server: Server) -> None:
+    r = post(server, example("axon_purchase.json"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["received"], body["stored"], body["duplicates"]) == (1, 1, 0)
+    warnings = paths(body, "warnings")
+    assert warnings["events[0].user_data.os"] == "unknown_enum"  # the doc's own "macos"
+
+
+def test_authorization_key_accepted_as_is_or_after_bearer(server: Server) -> None:
+    assert post(server, batch(page_view()), headers={"Authorization": "key-std"}).status_code == 200
+    assert post(server, batch(page_view()), headers={"Authorization": "Bearer key-std"}).status_code == 200
+
+
+def test_missing_wrong_or_foreign_key_is_401(server: Server) -> None:
+    assert post(server, batch(page_view()), headers={}).status_code == 401
+    assert post(server, batch(page_view()), headers={"Authorization": "nope"}).status_code == 401
+    assert post(server, batch(page_view()), headers={"Authorization": "key-lead"}).status_code == 401
+    r = post(server, batch(page_view()), headers={"Authorization": "Bearer"})
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+
+
+def test_unknown_pixel_is_401(server: Server) -> None:
+    assert post(server, batch(page_view()), pixel="px_nope").status_code == 401
+
+
+def test_missing_pixel_id_is_400(server: Server) -> None:
+    with server.client() as c:
+        r = c.post("/v1/event", json=batch(page_view()), headers=STD)
+    assert r.status_code == 400
+    assert paths(r.json()) == {"pixel_id": "missing_field"}
+
+
+def test_malformed_json_is_400(server: Server) -> None:
+    r = post_raw(server, b'{"events": [', {"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"] == "malformed_json"
+
+
+def test_wrong_top_level_shapes_are_400_each_with_its_code(server: Server) -> None:
+    cases = {
+        "[]": ("", "not_an_object"),
+        "{}": ("events", "missing_field"),
+        '{"events": {}}': ("events", "wrong_type"),
+        '{"events": []}': ("events", "empty_batch"),
+    }
+    for body, (path, code) in cases.items():
+        r = post_raw(server, body.encode(), {"Content-Type": "application/json"})
+        assert r.status_code == 400, body
+        assert paths(r.json())[path] == code, body
+
+
+def test_101_events_is_400_and_100_is_accepted(server: Server) -> None:
+    r = post(server, batch(*[page_view() for _ in range(101)]))
+    assert r.status_code == 400
+    assert paths(r.json()) == {"events": "too_many_events"}
+    r = post(server, batch(*[page_view() for _ in range(100)]))
+    assert r.status_code == 200 and r.json()["stored"] == 100
+
+
+def test_body_over_the_limit_is_413(server: Server) -> None:
+    big = json.dumps(batch(page_view(padding="x" * 1_100_000))).encode()
+    r = post_raw(server, big, {"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"] == "body_too_large"
+
+
+def test_gzip_body_is_inflated_and_accepted(server: Server) -> None:
+    event = page_view()
+    r = post_raw(server, gzip.compress(json.dumps(batch(event)).encode()), {"Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert len(stored(server, event["dedupe_id"])) == 1
+
+
+def test_gzip_body_inflating_past_the_limit_is_413(server: Server) -> None:
+    bomb = gzip.compress(b'{"events": [' + b" " * 5_000_000 + b"]}")
+    assert len(bomb) < 1_048_576
+    r = post_raw(server, bomb, {"Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    assert r.json()["error"] == "inflated_body_too_large"
+
+
+def test_broken_gzip_is_400(server: Server) -> None:
+    r = post_raw(server, b"not gzip at all", {"Content-Encoding": "gzip"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_gzip"
+
+
+def test_unsupported_content_encoding_is_415(server: Server) -> None:
+    r = post_raw(server, b"{}", {"Content-Encoding": "br"})
+    assert r.status_code == 415
+
+
+def test_one_invalid_event_fails_the_batch_and_nothing_is_stored(server: Server) -> None:
+    good1, bad, good2 = page_view(), page_view(), page_view()
+    del bad["user_data"]["client_ip_address"]
+    r = post(server, batch(good1, bad, good2))
+    assert r.status_code == 400
+    assert paths(r.json()) == {"events[1].user_data.client_ip_address": "missing_field"}
+    for event in (good1, good2):
+        assert stored(server, event["dedupe_id"]) == []
+
+
+def test_every_problem_is_reported_not_just_the_first(server: Server) -> None:
+    bad = purchase()
+    bad["event_time"] = "yesterday"
+    bad["user_data"]["esi"] = "tv"
+    del bad["data"]["transaction_id"]
+    other = page_view()
+    other["user_data"]["client_ip_address"] = "999.1.1.1"
+    r = post(server, batch(page_view(), bad, other))
+    found = paths(r.json())
+    assert found == {
+        "events[1].event_time": "wrong_type",
+        "events[1].user_data.esi": "invalid_enum",
+        "events[1].data.transaction_id": "missing_field",
+        "events[2].user_data.client_ip_address": "invalid_ip",
+    }
+    assert all(p["message"] for p in r.json()["problems"])
+
+
+def test_duplicate_dedupe_id_within_a_batch_is_acknowledged_and_stored_once(server: Server) -> None:
+    a = page_view()
+    b = page_view(dedupe_id=a["dedupe_id"])
+    r = post(server, batch(a, b))
+    assert r.status_code == 200
+    assert (r.json()["stored"], r.json()["duplicates"], r.json()["duplicate_events"]) == (1, 1, [1])
+    assert len(stored(server, a["dedupe_id"])) == 1
+
+
+def test_duplicate_dedupe_id_in_a_later_batch_first_event_wins(server: Server) -> None:
+    first = page_view(event_source_url="https://first.example.com/")
+    post(server, batch(first))
+    later = page_view(dedupe_id=first["dedupe_id"], event_source_url="https://later.example.com/")
+    r = post(server, batch(later))
+    assert r.status_code == 200 and r.json()["duplicates"] == 1
+    rows = stored(server, first["dedupe_id"])
+    assert len(rows) == 1
+    assert rows[0]["payload"]["event_source_url"] == "https://first.example.com/"  # type: ignore[index]
+
+
+def test_same_dedupe_id_on_two_pixels_is_not_a_duplicate(server: Server) -> None:
+    event = page_view()
+    assert post(server, batch(event)).json()["stored"] == 1
+    lead = page_view(dedupe_id=event["dedupe_id"], data=None)
+    r = post(server, batch(lead), pixel="px_lead", headers={"Authorization": "key-lead"})
+    assert r.json()["stored"] == 1
+
+
+def test_test_tag_header_is_kept_with_the_events(server: Server) -> None:
+    event = page_view()
+    r = post(server, batch(event), headers={**STD, "X-Capigate-Test": "ci-run-7"})
+    assert r.json()["test_tag"] == "ci-run-7"
+    assert stored(server, event["dedupe_id"])[0]["test_tag"] == "ci-run-7"
+
+
+def test_unknown_path_is_404_and_wrong_method_is_405(server: Server) -> None:
+    with server.client() as c:
+        assert c.post("/v1/events?pixel_id=px_std", json={}).status_code == 404
+        assert c.get("/v1/event?pixel_id=px_std").status_code == 405

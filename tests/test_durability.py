@@ -1,0 +1,73 @@
+"""Acknowledged events survive kill -9 of the server at any moment, and none is stored twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import httpx
+
+from tests.conftest import Server
+from tests.helpers import batch, page_view
+
+
+def all_dedupe_ids(server: Server) -> Counter[str]:
+    found: Counter[str] = Counter()
+    cursor = None
+    with server.admin() as c:
+        while True:
+            params: dict[str, object] = {"limit": 1000, "source": "px_std"}
+            if cursor:
+                params["cursor"] = cursor
+            page = c.get("/api/events", params=params).json()
+            found.update(e["dedupe_id"] for e in page["events"])
+            cursor = page["next"]
+            if cursor is None:
+                return found
+
+
+def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
+    with httpx.Client(base_url=server.url, timeout=5.0) as c:
+        while not stop.is_set():
+            events = [page_view(dedupe_id=uuid.uuid4().hex) for _ in range(20)]
+            try:
+                r = c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
+            except httpx.TransportError:
+                return
+            if r.status_code == 200:
+                acked.extend(e["dedupe_id"] for e in events)
+
+
+def test_kill_9_under_load_loses_no_acknowledged_event(fresh_server: Server) -> None:
+    acked: list[str] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=sender, args=(fresh_server, acked, stop)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(acked) < 2000 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    fresh_server.kill9()
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(acked) >= 200, "too little load reached the server before the kill"
+
+    fresh_server.start()
+    stored = all_dedupe_ids(fresh_server)
+    missing = [d for d in acked if d not in stored]
+    assert missing == [], f"{len(missing)} acknowledged events lost"
+    assert max(stored.values()) == 1, "an event was stored twice"
+
+
+def test_resending_after_restart_is_deduplicated(fresh_server: Server) -> None:
+    events = [page_view() for _ in range(10)]
+    with fresh_server.client() as c:
+        assert c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"}).json()["stored"] == 10
+    fresh_server.kill9()
+    fresh_server.start()
+    with fresh_server.client() as c:
+        r = c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
+    assert (r.json()["stored"], r.json()["duplicates"]) == (0, 10)

@@ -1,0 +1,90 @@
+"""Plain email and phone are hashed before anything is written; they never reach the
+database, the journal or a log line."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import Server
+from tests.helpers import batch, page_view, paths
+
+PLAIN_EMAIL = "Jane.Doe+Ads@Example.COM"
+PLAIN_PHONE = "+1 (415) 555-0123"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def post(server: Server, *events: dict[str, object]) -> dict[str, object]:
+    with server.client() as c:
+        r = c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
+    return {**r.json(), "status": r.status_code}
+
+
+def stored_user_data(server: Server, dedupe_id: str) -> dict[str, str]:
+    with server.admin() as c:
+        rows = c.get("/api/events", params={"source": "px_std", "limit": 1000}).json()["events"]
+    return next(e["payload"]["user_data"] for e in rows if e["dedupe_id"] == dedupe_id)  # type: ignore[no-any-return]
+
+
+def with_user(**user: str) -> dict[str, object]:
+    event = page_view()
+    event["user_data"].update(user)  # type: ignore[union-attr]
+    return event
+
+
+def test_plain_email_is_trimmed_lowercased_and_hashed(fresh_server: Server) -> None:
+    event = with_user(email=f"  {PLAIN_EMAIL} ")
+    assert post(fresh_server, event)["status"] == 200
+    assert stored_user_data(fresh_server, str(event["dedupe_id"]))["email"] == sha("jane.doe+ads@example.com")
+
+
+def test_plain_phone_is_reduced_to_digits_with_country_code_and_hashed(fresh_server: Server) -> None:
+    event = with_user(phone=PLAIN_PHONE)
+    assert post(fresh_server, event)["status"] == 200
+    assert stored_user_data(fresh_server, str(event["dedupe_id"]))["phone"] == sha("14155550123")
+
+
+def test_sha256_hex_passes_through_lowercased(fresh_server: Server) -> None:
+    hashed = sha("someone@example.com").upper()
+    event = with_user(email=hashed, phone=sha("14155550123"))
+    assert post(fresh_server, event)["status"] == 200
+    user = stored_user_data(fresh_server, str(event["dedupe_id"]))
+    assert user["email"] == hashed.lower()
+    assert user["phone"] == sha("14155550123")
+
+
+def test_invalid_email_and_phone_are_problems_that_do_not_echo_the_value(fresh_server: Server) -> None:
+    event = with_user(email="not-an-email-secret", phone="call me maybe")
+    body = post(fresh_server, event)
+    assert body["status"] == 400
+    assert paths(body) == {"events[0].user_data.email": "invalid_email", "events[0].user_data.phone": "invalid_phone"}  # type: ignore[arg-type]
+    text = str(body)
+    assert "not-an-email-secret" not in text and "call me maybe" not in text
+
+
+def test_plain_pii_never_reaches_the_database_journal_or_log(fresh_server: Server) -> None:
+    accepted = with_user(email=PLAIN_EMAIL, phone=PLAIN_PHONE)
+    refused = with_user(email=PLAIN_EMAIL, phone=PLAIN_PHONE)
+    refused["event_time"] = "soon"
+    invalid = with_user(email="secret-not-email", phone="+1 415 555 0199 ext")
+    assert post(fresh_server, accepted)["status"] == 200
+    assert post(fresh_server, refused)["status"] == 400
+    assert post(fresh_server, invalid)["status"] == 400
+    with fresh_server.admin() as c:
+        journal = c.get("/api/requests", params={"limit": 100}).text
+        events = c.get("/api/events", params={"limit": 100}).text
+    fresh_server.stop()  # flush and close the store before reading its files
+    needles = [PLAIN_EMAIL, PLAIN_EMAIL.lower(), "jane.doe", "415) 555", "4155550123", "secret-not-email", "0199"]
+    haystacks = {"journal": journal, "events": events, "log": fresh_server.output()}
+    for db_file in Path(fresh_server.db).parent.glob("capigate.db*"):
+        haystacks[db_file.name] = db_file.read_bytes().decode("latin-1")
+    con = sqlite3.connect(fresh_server.db)
+    haystacks["dump"] = "\n".join(con.iterdump())
+    con.close()
+    for where, text in haystacks.items():
+        for needle in needles:
+            assert needle not in text, f"{needle!r} found in {where}"

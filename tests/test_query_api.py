@@ -1,0 +1,139 @@
+"""GET /api/events and /api/requests: the journal and the stored events, for developers."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.conftest import Server
+from tests.helpers import batch, page_view, purchase
+
+
+def post(server: Server, *events: dict[str, object], key: str = "key-std") -> httpx.Response:
+    with server.client(headers={"User-Agent": "query-test/1.0"}) as c:
+        return c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": key})
+
+
+def wait_for_requests(server: Server, count: int, **params: object) -> list[dict[str, object]]:
+    deadline = time.monotonic() + 5
+    while True:
+        with server.admin() as c:
+            rows: list[dict[str, object]] = c.get("/api/requests", params={"limit": 1000, **params}).json()["requests"]
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_query_api_requires_the_admin_token(server: Server) -> None:
+    with server.client() as c:
+        assert c.get("/api/events").status_code == 401
+        assert c.get("/api/requests", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/api/events", headers={"Authorization": "key-std"}).status_code == 401
+
+
+def test_event_carries_id_api_source_name_times_dedupe_id_and_payload(fresh_server: Server) -> None:
+    event = purchase()
+    before = int(time.time() * 1000)
+    assert post(fresh_server, event).status_code == 200
+    with fresh_server.admin() as c:
+        page = c.get("/api/events").json()
+    assert page["next"] is None
+    [row] = page["events"]
+    assert row["api"] == "axon" and row["source"] == "px_std" and row["name"] == "purchase"
+    assert row["event_time"] == event["event_time"] and row["dedupe_id"] == event["dedupe_id"]
+    assert row["received_at"] >= before and isinstance(row["id"], int)
+    assert row["payload"]["data"]["transaction_id"] == event["data"]["transaction_id"]  # type: ignore[index]
+
+
+def test_events_filter_by_source_name_and_time(fresh_server: Server) -> None:
+    post(fresh_server, purchase(), page_view(), page_view())
+    t_mid = int(time.time() * 1000) + 1
+    time.sleep(0.01)
+    post(fresh_server, purchase())
+    with fresh_server.admin() as c:
+        def count(**params: object) -> int:
+            return len(c.get("/api/events", params={"limit": 1000, **params}).json()["events"])
+        assert count() == 4
+        assert count(name="purchase") == 2
+        assert count(name="page_view") == 3 - 1
+        assert count(source="px_std") == 4
+        assert count(source="px_other") == 0
+        assert count(since=t_mid) == 1
+        assert count(until=t_mid) == 3
+        assert count(status="stored") == 4
+
+
+def test_events_pages_follow_the_cursor_without_gaps_or_repeats(fresh_server: Server) -> None:
+    post(fresh_server, *[page_view() for _ in range(25)])
+    seen: list[int] = []
+    cursor = None
+    with fresh_server.admin() as c:
+        while True:
+            params: dict[str, object] = {"limit": 7}
+            if cursor:
+                params["cursor"] = cursor
+            page = c.get("/api/events", params=params).json()
+            seen += [e["id"] for e in page["events"]]
+            cursor = page["next"]
+            if cursor is None:
+                break
+    assert len(seen) == 25 and len(set(seen)) == 25
+    assert seen == sorted(seen, reverse=True)
+
+
+def test_bad_query_parameters_are_400_with_paths(server: Server) -> None:
+    with server.admin() as c:
+        r = c.get("/api/events", params={"limit": "0", "since": "last tuesday", "cursor": "!!"})
+    assert r.status_code == 400
+    found = {p["path"] for p in r.json()["problems"]}
+    assert found == {"query.limit", "query.since", "query.cursor"}
+
+
+def test_journal_records_accepted_and_refused_requests(fresh_server: Server) -> None:
+    post(fresh_server, page_view(), page_view())
+    bad = page_view()
+    bad["user_data"] = {}
+    post(fresh_server, bad)
+    post(fresh_server, page_view(), key="wrong")
+    rows = wait_for_requests(fresh_server, 3)
+    assert [r["status"] for r in rows] == [401, 400, 200]
+    ok = rows[2]
+    assert ok["api"] == "axon" and ok["source"] == "px_std" and ok["path"] == "/v1/event"
+    assert ok["events_received"] == 2 and ok["events_stored"] == 2 and ok["events_duplicate"] == 0
+    assert ok["client_ip"] == "127.0.0.1" and ok["user_agent"] == "query-test/1.0"
+    assert isinstance(ok["latency_ms"], float) and ok["latency_ms"] > 0
+    refused = rows[1]
+    assert refused["problems"] and refused["problems"][0]["path"].startswith("events[0].user_data")  # type: ignore[index]
+
+
+def test_journal_filters_by_status_and_source(fresh_server: Server) -> None:
+    post(fresh_server, page_view())
+    post(fresh_server, page_view(), key="wrong")
+    wait_for_requests(fresh_server, 2)
+    with fresh_server.admin() as c:
+        assert [r["status"] for r in c.get("/api/requests", params={"status": 401}).json()["requests"]] == [401]
+        assert len(c.get("/api/requests", params={"source": "px_std"}).json()["requests"]) == 2
+        assert c.get("/api/requests", params={"source": "nope"}).json()["requests"] == []
+
+
+def test_journal_records_unknown_paths(fresh_server: Server) -> None:
+    with fresh_server.client() as c:
+        c.post("/v1/events", json={})
+    rows = wait_for_requests(fresh_server, 1)
+    assert rows[0]["status"] == 404 and rows[0]["path"] == "/v1/events"
+
+
+def test_openapi_describes_the_api_and_its_error_shape(server: Server) -> None:
+    with server.client() as c:
+        doc = c.get("/openapi.json").json()
+    assert {"/v1/event", "/inappevent/{app_id}", "/api/events", "/api/requests"} <= set(doc["paths"])
+    assert "problems" in doc["components"]["schemas"]["ErrorBody"]["properties"]
+    assert doc["paths"]["/v1/event"]["post"]["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_healthz_and_readyz(server: Server) -> None:
+    with server.client() as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.get("/readyz").status_code == 200
