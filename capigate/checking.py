@@ -171,6 +171,11 @@ def _only_inside_items(exc: msgspec.ValidationError) -> bool:
 
 
 def _readable(message: str) -> str:
-    return message.replace("`str`", "string").replace("`int`", "integer").replace(
-        "`float`", "number"
-    ).replace("`object`", "object").replace("`array`", "array").replace("`bool`", "boolean")
+    return (
+        message.replace("`str`", "string")
+        .replace("`int`", "integer")
+        .replace("`float`", "number")
+        .replace("`object`", "object")
+        .replace("`array`", "array")
+        .replace("`bool`", "boolean")
+    )

@@ -68,8 +68,15 @@ def _curls(config: Config, base: str) -> list[str]:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default="capigate.toml",
-              envvar="CAPIGATE_CONFIG", show_default=True, help="TOML configuration; created if missing.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default="capigate.toml",
+    envvar="CAPIGATE_CONFIG",
+    show_default=True,
+    help="TOML configuration; created if missing.",
+)
 @click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or postgresql:// URL (default: [store] url).")
 @click.option("--host", envvar="CAPIGATE_HOST", help="Address to listen on (default: [server] host).")
 @click.option("--port", envvar="CAPIGATE_PORT", type=int, help="Port (default: [server] port).")
@@ -106,8 +113,14 @@ def serve(config_path: Path, db: str | None, host: str | None, port: int | None,
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default="capigate.toml",
-              envvar="CAPIGATE_CONFIG", show_default=True)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default="capigate.toml",
+    envvar="CAPIGATE_CONFIG",
+    show_default=True,
+)
 def check_config(config_path: Path) -> None:
     """Check a configuration file and exit (status 1 if it is wrong)."""
     config, _ = _resolve_config(config_path, create=False)

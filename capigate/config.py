@@ -103,7 +103,9 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(name, "-", "the file does not exist; run `capigate serve` without --config to create one") from None
+        raise ConfigError(
+            name, "-", "the file does not exist; run `capigate serve` without --config to create one"
+        ) from None
     except OSError as exc:
         raise ConfigError(name, "-", f"cannot read the file ({exc.strerror})") from None
     try:

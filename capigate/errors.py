@@ -1,11 +1,11 @@
 """The one exception tree of capigate.
 
-    CapigateError
-    ├── ConfigError          a configuration file or option is wrong (names file, key and fix)
-    ├── InvalidEvents        events failed validation; carries every Problem with its path
-    ├── StoreError           the store refused or could not complete an operation
-    └── TransportError       a request to a gateway or upstream API did not complete
-        └── HTTPStatusError  it completed with a status that is not success
+CapigateError
+├── ConfigError          a configuration file or option is wrong (names file, key and fix)
+├── InvalidEvents        events failed validation; carries every Problem with its path
+├── StoreError           the store refused or could not complete an operation
+└── TransportError       a request to a gateway or upstream API did not complete
+    └── HTTPStatusError  it completed with a status that is not success
 """
 
 from __future__ import annotations

@@ -43,7 +43,9 @@ class PlainFormatter(logging.Formatter):
         if request.events_stored or request.events_duplicate:
             parts.append(f"stored={request.events_stored} dup={request.events_duplicate}")
         if request.problems:
-            parts.append(f"problems={len(request.problems)} first={request.problems[0].path}:{request.problems[0].code}")
+            parts.append(
+                f"problems={len(request.problems)} first={request.problems[0].path}:{request.problems[0].code}"
+            )
         if request.warnings:
             parts.append(f"warnings={len(request.warnings)}")
         if request.test_tag:

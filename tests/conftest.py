@@ -84,9 +84,21 @@ class Server:
         assert self.log is not None
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "capigate", "serve", "--config", str(self.config),
-                 "--db", str(self.db), "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+                [
+                    sys.executable,
+                    "-m",
+                    "capigate",
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    "--db",
+                    str(self.db),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s

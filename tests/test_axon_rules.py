@@ -32,15 +32,25 @@ def warnings(server: Server, *events: dict[str, Any], pixel: str = "px_std") -> 
 
 
 def items_event(name: str, **data: Any) -> dict[str, Any]:
-    item = {"item_id": "sku-1", "item_name": "Shoe", "item_variant_id": "v1", "price": 10,
-            "image_url": "https://x.example/i.png", "item_category_id": 187, "quantity": 2}
+    item = {
+        "item_id": "sku-1",
+        "item_name": "Shoe",
+        "item_variant_id": "v1",
+        "price": 10,
+        "image_url": "https://x.example/i.png",
+        "item_category_id": 187,
+        "quantity": 2,
+    }
     return purchase(name=name, data={"items": [item], "currency": "USD", "value": 20, **data})
 
 
 # --- standard events and their data ------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["view_item", "add_to_cart", "remove_from_cart", "view_cart", "begin_checkout",
-                                  "add_payment_info", "purchase"])
+
+@pytest.mark.parametrize(
+    "name",
+    ["view_item", "add_to_cart", "remove_from_cart", "view_cart", "begin_checkout", "add_payment_info", "purchase"],
+)
 def test_item_events_accept_their_documented_data(server: Server, name: str) -> None:
     extra = {"transaction_id": "t1", "shipping": 1, "tax": 1, "user_id": "u"} if name == "purchase" else {}
     if name == "add_payment_info":
@@ -48,16 +58,19 @@ def test_item_events_accept_their_documented_data(server: Server, name: str) -> 
     assert post(server, items_event(name, **extra)).status_code == 200
 
 
-@pytest.mark.parametrize(("name", "data"), [
-    ("generate_lead", {"currency": "EUR", "value": 0}),
-    ("search", {"search_term": "shoes", "results": [{"item_id": "a"}]}),
-    ("sign_up", {"method": "google"}),
-    ("login", {}),
-    ("subscribe", {"currency": "USD", "value": 5}),
-    ("page_view", {"user_id": "u1"}),
-    ("page_view", None),
-    ("app_open", None),
-])
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("generate_lead", {"currency": "EUR", "value": 0}),
+        ("search", {"search_term": "shoes", "results": [{"item_id": "a"}]}),
+        ("sign_up", {"method": "google"}),
+        ("login", {}),
+        ("subscribe", {"currency": "USD", "value": 5}),
+        ("page_view", {"user_id": "u1"}),
+        ("page_view", None),
+        ("app_open", None),
+    ],
+)
 def test_other_standard_events_accept_their_documented_data(server: Server, name: str, data: Any) -> None:
     assert post(server, purchase(name=name, data=data)).status_code == 200
 
@@ -74,16 +87,22 @@ def test_purchase_requires_currency_items_transaction_id_and_value(server: Serve
 def test_begin_checkout_requires_currency_and_value(server: Server) -> None:
     event = items_event("begin_checkout")
     del event["data"]["currency"], event["data"]["value"]
-    assert problems(server, event) == {"events[0].data.currency": "missing_field", "events[0].data.value": "missing_field"}
+    assert problems(server, event) == {
+        "events[0].data.currency": "missing_field",
+        "events[0].data.value": "missing_field",
+    }
 
 
 def test_view_item_requires_items(server: Server) -> None:
-    assert problems(server, purchase(name="view_item", data={"currency": "USD"})) == {"events[0].data.items": "missing_field"}
+    assert problems(server, purchase(name="view_item", data={"currency": "USD"})) == {
+        "events[0].data.items": "missing_field"
+    }
 
 
 def test_generate_lead_value_is_a_number_at_least_zero(server: Server) -> None:
     assert problems(server, purchase(name="generate_lead", data={"currency": "USD", "value": -1})) == {
-        "events[0].data.value": "out_of_range"}
+        "events[0].data.value": "out_of_range"
+    }
 
 
 def test_add_payment_info_payment_type_is_an_enum(server: Server) -> None:
@@ -125,7 +144,9 @@ def test_value_not_matching_price_times_quantity_is_a_warning(server: Server) ->
 
 
 def test_missing_recommended_fields_are_warnings(server: Server) -> None:
-    event = purchase(data={"currency": "USD", "value": 1, "transaction_id": "t", "items": [{"item_id": "a", "quantity": 1}]})
+    event = purchase(
+        data={"currency": "USD", "value": 1, "transaction_id": "t", "items": [{"item_id": "a", "quantity": 1}]}
+    )
     found = warnings(server, event)
     assert found["events[0].data.shipping"] == "missing_recommended"
     assert found["events[0].data.items[0]"] == "missing_recommended"
@@ -163,12 +184,16 @@ def test_event_source_url_must_be_absolute(server: Server) -> None:
 
 # --- event_time --------------------------------------------------------------------------
 
+
 def test_event_time_in_seconds_is_a_warning(server: Server) -> None:
     assert warnings(server, page_view(event_time=now_ms() // 1000))["events[0].event_time"] == "time_in_seconds"
 
 
 def test_event_time_years_away_is_a_warning(server: Server) -> None:
-    assert warnings(server, page_view(event_time=now_ms() - 3 * 365 * 86_400_000))["events[0].event_time"] == "time_far_away"
+    assert (
+        warnings(server, page_view(event_time=now_ms() - 3 * 365 * 86_400_000))["events[0].event_time"]
+        == "time_far_away"
+    )
 
 
 def test_event_time_must_be_a_non_negative_integer(server: Server) -> None:
@@ -177,6 +202,7 @@ def test_event_time_must_be_a_non_negative_integer(server: Server) -> None:
 
 
 # --- user_data -----------------------------------------------------------------------------
+
 
 def test_user_data_requires_ip_user_agent_and_esi(server: Server) -> None:
     event = page_view(user_data={"client_id": "c"})
@@ -229,7 +255,9 @@ def test_country_code_must_be_iso_3166_alpha_2(server: Server) -> None:
     assert problems(server, event) == {"events[0].user_data.country_code": "unknown_country"}
 
 
-def test_us_zip_is_cut_to_five_digits(server: Server, ) -> None:
+def test_us_zip_is_cut_to_five_digits(
+    server: Server,
+) -> None:
     event = page_view()
     event["user_data"].update(country_code="us", zip="94105-1234")
     assert post(server, event).status_code == 200
@@ -241,6 +269,7 @@ def test_us_zip_is_cut_to_five_digits(server: Server, ) -> None:
 
 
 # --- measurement_partner_data ----------------------------------------------------------------
+
 
 def test_measurement_partner_data_requires_its_four_fields(server: Server) -> None:
     event = page_view(measurement_partner_data={"campaign_id": "1"})
@@ -270,6 +299,7 @@ def test_measurement_timestamps_allow_null(server: Server) -> None:
 
 # --- unknown fields ---------------------------------------------------------------------------
 
+
 def test_unknown_field_is_kept_with_a_did_you_mean_warning_under_standard(server: Server) -> None:
     event = page_view(dedup_id="x", event_url="https://e.example/")
     r = post(server, event)
@@ -280,6 +310,7 @@ def test_unknown_field_is_kept_with_a_did_you_mean_warning_under_standard(server
 
 
 # --- profiles ------------------------------------------------------------------------------------
+
 
 def test_lead_gen_spec_examples_are_accepted(server: Server) -> None:
     for name in ("lead_gen_page_view.json", "lead_gen_generate_lead.json"):
@@ -294,13 +325,17 @@ def test_lead_gen_allows_only_page_view_generate_lead_app_open(server: Server) -
 
 
 def test_lead_gen_page_view_data_is_null(server: Server) -> None:
-    assert problems(server, page_view(data={"user_id": "u"}), pixel="px_lead") == {"events[0].data": "data_must_be_null"}
+    assert problems(server, page_view(data={"user_id": "u"}), pixel="px_lead") == {
+        "events[0].data": "data_must_be_null"
+    }
 
 
 def test_restricted_spec_examples_are_accepted(server: Server) -> None:
     for name in ("restricted_page_view.json", "restricted_generate_lead.json"):
         with server.client() as c:
-            r = c.post("/v1/event?pixel_id=px_restricted", json=example(name), headers={"Authorization": "key-restricted"})
+            r = c.post(
+                "/v1/event?pixel_id=px_restricted", json=example(name), headers={"Authorization": "key-restricted"}
+            )
         assert r.status_code == 200, (name, r.text)
 
 
@@ -343,7 +378,8 @@ def test_restricted_event_source_url_is_scheme_and_host_only(server: Server, url
 
 def test_restricted_user_id_is_numeric(server: Server) -> None:
     assert problems(server, restricted_lead(user_id="abc"), pixel="px_restricted") == {
-        "events[0].user_data.user_id": "invalid_format"}
+        "events[0].user_data.user_id": "invalid_format"
+    }
 
 
 def test_restricted_needs_client_id_alart_or_user_id(server: Server) -> None:

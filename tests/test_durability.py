@@ -65,7 +65,12 @@ def test_kill_9_under_load_loses_no_acknowledged_event(fresh_server: Server) -> 
 def test_resending_after_restart_is_deduplicated(fresh_server: Server) -> None:
     events = [page_view() for _ in range(10)]
     with fresh_server.client() as c:
-        assert c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"}).json()["stored"] == 10
+        assert (
+            c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"}).json()[
+                "stored"
+            ]
+            == 10
+        )
     fresh_server.kill9()
     fresh_server.start()
     with fresh_server.client() as c:

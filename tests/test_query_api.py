@@ -52,8 +52,10 @@ def test_events_filter_by_source_name_and_time(fresh_server: Server) -> None:
     time.sleep(0.01)
     post(fresh_server, purchase())
     with fresh_server.admin() as c:
+
         def count(**params: object) -> int:
             return len(c.get("/api/events", params={"limit": 1000, **params}).json()["events"])
+
         assert count() == 4
         assert count(name="purchase") == 2
         assert count(name="page_view") == 3 - 1
@@ -130,7 +132,8 @@ def test_openapi_describes_the_api_and_its_error_shape(server: Server) -> None:
     assert {"/v1/event", "/inappevent/{app_id}", "/api/events", "/api/requests"} <= set(doc["paths"])
     assert "problems" in doc["components"]["schemas"]["ErrorBody"]["properties"]
     assert doc["paths"]["/v1/event"]["post"]["responses"]["400"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ErrorBody"}
+        "$ref": "#/components/schemas/ErrorBody"
+    }
 
 
 def test_healthz_and_readyz(server: Server) -> None:

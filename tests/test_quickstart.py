@@ -23,8 +23,14 @@ def test_serve_without_configuration_writes_one_and_prints_a_working_curl(tmp_pa
     env = {**os.environ, "CAPIGATE_PORT": str(port)}
     env.pop("CAPIGATE_CONFIG", None)
     env.pop("CAPIGATE_DB", None)
-    proc = subprocess.Popen([sys.executable, "-m", "capigate", "serve"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     try:
         lines: list[str] = []
@@ -42,7 +48,9 @@ def test_serve_without_configuration_writes_one_and_prints_a_working_curl(tmp_pa
         assert len(curls) == 2, output
         _wait_ready(port)
         for curl in curls:
-            result = subprocess.run(["bash", "-c", curl + " -w ' HTTP%{http_code}'"], capture_output=True, text=True, timeout=10)
+            result = subprocess.run(
+                ["bash", "-c", curl + " -w ' HTTP%{http_code}'"], capture_output=True, text=True, timeout=10
+            )
             assert result.stdout.endswith("HTTP200"), result.stdout + result.stderr
         assert (tmp_path / "capigate.db").exists()
     finally:
@@ -53,9 +61,12 @@ def test_serve_without_configuration_writes_one_and_prints_a_working_curl(tmp_pa
 
 def test_bad_configuration_stops_start_up_naming_file_key_and_fix(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text('[server]\nadmin_token = "123456789"\n[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\nprofile = "gold"\n')
-    result = subprocess.run([sys.executable, "-m", "capigate", "serve", "--config", str(config)],
-                            capture_output=True, text=True, timeout=20)
+    config.write_text(
+        '[server]\nadmin_token = "123456789"\n[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\nprofile = "gold"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "capigate", "serve", "--config", str(config)], capture_output=True, text=True, timeout=20
+    )
     assert result.returncode != 0
     assert str(config) in result.stderr and "axon.pixels[0].profile" in result.stderr
     assert "standard, lead_gen, lead_gen_restricted" in result.stderr
@@ -65,8 +76,12 @@ def test_bad_configuration_stops_start_up_naming_file_key_and_fix(tmp_path: Path
 def test_unknown_configuration_key_is_named(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[server]\nadmin_token = "123456789"\nadmin_tokn = "x"\n')
-    result = subprocess.run([sys.executable, "-m", "capigate", "check-config", "--config", str(config)],
-                            capture_output=True, text=True, timeout=20)
+    result = subprocess.run(
+        [sys.executable, "-m", "capigate", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert result.returncode != 0 and "server.admin_tokn" in result.stderr and "unknown key" in result.stderr
 
 

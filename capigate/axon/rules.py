@@ -6,8 +6,8 @@ normalised, PII hashed) or every problem found; warnings are collected either wa
 
 from __future__ import annotations
 
-import ipaddress
 import math
+import socket
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,7 +25,13 @@ from capigate.axon.schema import (
     field_names,
 )
 from capigate.checking import Report, check_struct, did_you_mean, join
-from capigate.identity import InvalidIdentifier, hash_email, hash_phone, normalise_phone
+from capigate.identity import (
+    InvalidIdentifier,
+    hash_email,
+    hash_phone,
+    is_sha256_hex,
+    normalise_phone,
+)
 from capigate.iso import COUNTRY_CODES, CURRENCY_CODES
 from capigate.store.base import NewEvent
 
@@ -59,18 +65,16 @@ class BatchCheck:
     report: Report = field(default_factory=Report)
 
 
-def check_batch(
-    body: Any, profile: Profile, *, source: str, now_ms: int, test_tag: str | None = None
-) -> BatchCheck:
+def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_tag: str | None = None) -> BatchCheck:
     result = BatchCheck()
     report = result.report
     raw_events = _batch_events(body, profile, report)
     if raw_events is None:
         return result
     for i, raw in enumerate(raw_events):
-        event = _check_event(raw, f"events[{i}]", profile, report, now_ms)
-        if event is not None and report.ok:
-            result.events.append(_new_event(event, raw, source, test_tag))
+        checked = _check_event(raw, f"events[{i}]", profile, report, now_ms)
+        if checked is not None and report.ok:
+            result.events.append(_new_event(*checked, raw, source, test_tag))
     if not report.ok:
         result.events.clear()
     return result
@@ -89,9 +93,7 @@ def _batch_events(body: Any, profile: Profile, report: Report) -> list[Any] | No
     elif not events:
         report.error("events", "empty_batch", "`events` must hold at least 1 event")
     elif len(events) > MAX_BATCH:
-        report.error(
-            "events", "too_many_events", f"a batch holds at most {MAX_BATCH} events, got {len(events)}"
-        )
+        report.error("events", "too_many_events", f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
     else:
         return events
     return None
@@ -99,7 +101,8 @@ def _batch_events(body: Any, profile: Profile, report: Report) -> list[Any] | No
 
 def _check_event(
     raw: Any, path: str, profile: Profile, report: Report, now_ms: int
-) -> ServerEvent | None:
+) -> tuple[ServerEvent, dict[str, str]] | None:
+    """The typed event and the normalised values of its user_data, or None if refused."""
     if not isinstance(raw, dict):
         report.error(path, "not_an_object", "each event must be a JSON object")
         return None
@@ -113,18 +116,16 @@ def _check_event(
     if isinstance(name, str) and name and "data" in raw:
         _check_name_and_data(name, raw["data"], path, profile, report)
     if isinstance(ms, int) and ms >= 0:
-        _check_event_time(ms, join(path, "event_time"), now_ms, report)
+        _check_event_time(ms, path, now_ms, report)
     if isinstance(url, str) and url:
-        _check_url(url, join(path, "event_source_url"), profile, report)
+        _check_url(url, path, profile, report)
     user = event.user_data if event is not None else _quiet(raw.get("user_data"), UserData)
-    if user is not None:
-        _check_user_data(user, join(path, "user_data"), profile, report)
-    _check_measurement(raw, join(path, "measurement_partner_data"), profile, report)
+    normalised = _check_user_data(user, f"{path}.user_data", profile, report) if user is not None else {}
+    if "measurement_partner_data" in raw:
+        _check_measurement(raw["measurement_partner_data"], f"{path}.measurement_partner_data", profile, report)
     if raw.get("dedupe_id") is None and profile.dedupe_id_expected:
-        report.warn(
-            join(path, "dedupe_id"), "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated"
-        )
-    return event
+        report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
+    return (event, normalised) if event is not None else None
 
 
 def _quiet(raw: Any, kind: type[S]) -> S | None:
@@ -135,15 +136,15 @@ def _quiet(raw: Any, kind: type[S]) -> S | None:
         return None
 
 
-def _unknown_keys(
-    obj: dict[str, Any], known: frozenset[str], path: str, profile: Profile, report: Report
-) -> None:
+def _unknown_keys(obj: dict[str, Any], known: frozenset[str], path: str, profile: Profile, report: Report) -> None:
     if obj.keys() <= known:
         return
     for key in obj.keys() - known:
         hint = did_you_mean(key, known)
         if profile.strict_keys:
-            report.error(join(path, key), "unknown_field", f"`{key}` is not allowed by the {profile.name} profile{hint}")
+            report.error(
+                join(path, key), "unknown_field", f"`{key}` is not allowed by the {profile.name} profile{hint}"
+            )
         else:
             report.warn(join(path, key), "unknown_field", f"`{key}` is not a field of the API; kept as sent{hint}")
 
@@ -160,7 +161,7 @@ def _check_name_and_data(name: str, data: Any, path: str, profile: Profile, repo
         return
     if name in profile.null_data_events:
         if data is not None:
-            report.error(data_path, "data_must_be_null", f"`{name}` events send `\"data\": null`")
+            report.error(data_path, "data_must_be_null", f'`{name}` events send `"data": null`')
         return
     if data is None:
         if name != "page_view":
@@ -179,9 +180,7 @@ def _check_name_and_data(name: str, data: Any, path: str, profile: Profile, repo
         _check_items_value(data, data_path, report)
 
 
-def _check_data_fields(
-    name: str, data: dict[str, Any], path: str, profile: Profile, report: Report
-) -> None:
+def _check_data_fields(name: str, data: dict[str, Any], path: str, profile: Profile, report: Report) -> None:
     if not profile.strict_keys:
         _unknown_keys(data, field_names(DATA_SCHEMAS[name] or ServerEvent), path, profile, report)
     for key in _RECOMMENDED.get(name, ()):
@@ -223,18 +222,21 @@ def _check_items_value(data: dict[str, Any], path: str, report: Report) -> None:
         report.warn(
             join(path, "value"),
             "value_mismatch",
-            f"value {value} differs from the sum of price × quantity ({round(total, 2)}); shipping and tax are excluded",
+            f"value {value} differs from the sum of price x quantity ({round(total, 2)}); shipping and tax are excluded",
         )
 
 
-def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
+def _check_event_time(ms: int, event_path: str, now_ms: int, report: Report) -> None:
     if ms < _SECONDS_LIKE_BELOW:
-        report.warn(path, "time_in_seconds", "event_time looks like seconds; the API expects milliseconds")
+        report.warn(
+            f"{event_path}.event_time", "time_in_seconds", "event_time looks like seconds; the API expects milliseconds"
+        )
     elif abs(now_ms - ms) > _YEAR_MS:
-        report.warn(path, "time_far_away", "event_time is more than a year away from now")
+        report.warn(f"{event_path}.event_time", "time_far_away", "event_time is more than a year away from now")
 
 
-def _check_url(url: str, path: str, profile: Profile, report: Report) -> None:
+def _check_url(url: str, event_path: str, profile: Profile, report: Report) -> None:
+    path = f"{event_path}.event_source_url"
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -246,80 +248,90 @@ def _check_url(url: str, path: str, profile: Profile, report: Report) -> None:
         report.error(path, "url_not_origin", "send only scheme and host (e.g. https://example.com/), no path or query")
 
 
-def _check_user_data(user: UserData, path: str, profile: Profile, report: Report) -> None:
-    try:
-        ipaddress.ip_address(user.client_ip_address)
-    except ValueError:
+def _is_ip(text: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def _check_user_data(user: UserData, path: str, profile: Profile, report: Report) -> dict[str, str]:
+    """Checks user_data; returns the fields whose stored form differs (hashes, codes)."""
+    if not _is_ip(user.client_ip_address):
         report.error(join(path, "client_ip_address"), "invalid_ip", "not an IPv4 or IPv6 address")
     if not any(getattr(user, key) for key in profile.identifiers):
-        report.error(
-            path, "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
-        )
+        report.error(path, "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}")
     if user.os is not None and user.os not in OS_VALUES:
         report.warn(join(path, "os"), "unknown_enum", f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent")
     if user.country_code is not None and user.country_code.upper() not in COUNTRY_CODES:
         report.error(join(path, "country_code"), "unknown_country", "not an ISO 3166-1 alpha-2 country code")
     if profile.numeric_user_id and user.user_id is not None and not user.user_id.isdigit():
         report.error(join(path, "user_id"), "invalid_format", "user_id must be numeric in this profile")
-    _check_pii(user, path, report)
+    normalised = _hashed_pii(user, path, report)
+    if user.country_code is not None:
+        normalised["country_code"] = user.country_code.upper()
+    if user.zip is not None and (user.country_code or "").upper() == "US":
+        normalised["zip"] = user.zip.strip()[:5]
+    return normalised
 
 
-def _check_pii(user: UserData, path: str, report: Report) -> None:
+def _hashed_pii(user: UserData, path: str, report: Report) -> dict[str, str]:
+    hashed: dict[str, str] = {}
     if user.email is not None:
         try:
-            hash_email(user.email)
+            hashed["email"] = hash_email(user.email)
         except InvalidIdentifier as exc:
             report.error(join(path, "email"), "invalid_email", str(exc))
     if user.phone is not None:
         try:
-            hashed = hash_phone(user.phone)
+            hashed["phone"] = hash_phone(user.phone)
         except InvalidIdentifier as exc:
             report.error(join(path, "phone"), "invalid_phone", str(exc))
         else:
-            if hashed != user.phone.strip().lower() and not normalise_phone(user.phone)[1]:
-                report.warn(join(path, "phone"), "unlikely_phone", "not a possible number for its country code; hashed anyway")
+            if not is_sha256_hex(user.phone.strip()) and not normalise_phone(user.phone)[1]:
+                report.warn(
+                    join(path, "phone"), "unlikely_phone", "not a possible number for its country code; hashed anyway"
+                )
+    return hashed
 
 
-def _check_measurement(raw: dict[str, Any], path: str, profile: Profile, report: Report) -> None:
-    mpd_raw = raw.get("measurement_partner_data")
+def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report) -> None:
     if mpd_raw is None:
         return
     if not profile.measurement_partner_data:
         report.error(path, "unknown_field", f"`measurement_partner_data` is not allowed by the {profile.name} profile")
         return
-    if isinstance(mpd_raw, dict):
-        _unknown_keys(mpd_raw, _MPD_KEYS, path, profile, report)
+    if not isinstance(mpd_raw, dict):
+        return
+    _unknown_keys(mpd_raw, _MPD_KEYS, path, profile, report)
     for key in _MPD_TIMESTAMPS:
-        ts = mpd_raw.get(key) if isinstance(mpd_raw, dict) else None
+        ts = mpd_raw.get(key)
         if isinstance(ts, int) and 0 < ts < _SECONDS_LIKE_BELOW:
             report.warn(join(path, key), "time_in_seconds", f"{key} looks like seconds; timestamps are in milliseconds")
 
 
-def _new_event(event: ServerEvent, raw: dict[str, Any], source: str, test_tag: str | None) -> NewEvent:
+def _new_event(
+    event: ServerEvent, user: dict[str, str], raw: dict[str, Any], source: str, test_tag: str | None
+) -> NewEvent:
     return NewEvent(
         api="axon",
         source=source,
         name=event.name,
         event_time_ms=event.event_time,
         dedupe_id=event.dedupe_id,
-        payload=_encode(_normalised(raw, event.user_data)),
+        payload=_encode(_normalised(raw, user)),
         test_tag=test_tag,
     )
 
 
-def _normalised(raw: dict[str, Any], user: UserData) -> dict[str, Any]:
+def _normalised(raw: dict[str, Any], user: dict[str, str]) -> dict[str, Any]:
     """The event as sent, with PII hashed and codes in their canonical case."""
     out = dict(raw)
-    user_out = dict(raw["user_data"])
-    if user.email is not None:
-        user_out["email"] = hash_email(user.email)
-    if user.phone is not None:
-        user_out["phone"] = hash_phone(user.phone)
-    if user.country_code is not None:
-        user_out["country_code"] = user.country_code.upper()
-    if user.zip is not None and (user.country_code or "").upper() == "US":
-        user_out["zip"] = user.zip.strip()[:5]
-    out["user_data"] = user_out
+    if user:
+        out["user_data"] = {**raw["user_data"], **user}
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("currency"), str):
         out["data"] = {**data, "currency": data["currency"].upper()}

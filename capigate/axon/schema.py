@@ -59,9 +59,7 @@ ATTRIBUTION_MODELS = (
 )
 IDENTIFIER_FIELDS = ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone")
 
-PaymentType = Literal[
-    "credit_card", "deferred", "redeemable", "payment_on_delivery", "wallet", "other"
-]
+PaymentType = Literal["credit_card", "deferred", "redeemable", "payment_on_delivery", "wallet", "other"]
 AccountingMode = Literal["CASH", "ACCRUAL"]
 AttributionModel = Literal[
     "LAST_CLICK",

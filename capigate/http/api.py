@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from capigate.checking import Report
 from capigate.http.asgi import Request, Response, json_response
@@ -70,9 +70,7 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_requests(query)
-    views = [
-        RequestView(id=row_id, **{f: getattr(r, f) for f in r.__struct_fields__}) for row_id, r in rows
-    ]
+    views = [RequestView(id=row_id, **{f: getattr(r, f) for f in r.__struct_fields__}) for row_id, r in rows]
     return json_response(200, RequestsPage(requests=views, next=_encode_cursor(next_cursor)))
 
 
@@ -133,5 +131,5 @@ def _time(q: dict[str, str], key: str, report: Report) -> int | None:
         report.error(f"query.{key}", "invalid_format", f"{key} is epoch milliseconds or an ISO 8601 time")
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)

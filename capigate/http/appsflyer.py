@@ -30,7 +30,7 @@ SILENT_DROP = Problem(
 
 async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "appsflyer"
-    app_id = unquote(request.path[len(PREFIX):])
+    app_id = unquote(request.path[len(PREFIX) :])
     outcome.source = app_id or None
     key = request.headers.get("authentication", "")
     app = gateway.config.app(app_id)
@@ -53,7 +53,9 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         return _answer(request, check.status, check.text, outcome)
     check.event.test_tag = outcome.test_tag
     try:
-        result = await gateway.store.ingest([check.event], request_id=request.request_id, received_at_ms=request.received_at_ms)
+        result = await gateway.store.ingest(
+            [check.event], request_id=request.request_id, received_at_ms=request.received_at_ms
+        )
     except StoreError as exc:
         outcome.problems = [Problem("", "store_unavailable", f"the event could not be stored: {exc}")]
         return _answer(request, 503, "Service Unavailable", outcome)
@@ -77,7 +79,9 @@ def _unknown_app(app_id: str, key: str, config: Config, request: Request, outcom
     return _answer(request, 401, UNAUTHORIZED, outcome)
 
 
-def _answer(request: Request, status: int, text: str, outcome: Outcome, duplicates: list[int] | None = None) -> Response:
+def _answer(
+    request: Request, status: int, text: str, outcome: Outcome, duplicates: list[int] | None = None
+) -> Response:
     headers = _warning_headers(outcome)
     if "application/json" not in request.headers.get("accept", ""):
         return text_response(status, text, headers)

@@ -51,9 +51,7 @@ class Request:
         self.receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        self.headers: dict[str, str] = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-        }
+        self.headers: dict[str, str] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         qs: bytes = scope.get("query_string", b"")
         self.query: dict[str, str] = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
         client = scope.get("client")
@@ -84,7 +82,9 @@ class Request:
         if encoding == "gzip":
             return _gunzip(body, limit)
         if encoding not in ("identity", ""):
-            raise BodyError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+            raise BodyError(
+                415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none"
+            )
         return body
 
 
@@ -104,7 +104,9 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 class Response:
     __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self, status: int, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self.status = status
         self.body = body
         self.headers = [(b"content-type", content_type), *(headers or [])]

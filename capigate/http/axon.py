@@ -84,9 +84,7 @@ def _authorised(header: str | None, pixel: AxonPixel | None) -> bool:
     return hmac.compare_digest(given.encode(), expected) and bool(given)
 
 
-def _error(
-    status: int, code: str, message: str, outcome: Outcome, problems: list[Problem] | None = None
-) -> Response:
+def _error(status: int, code: str, message: str, outcome: Outcome, problems: list[Problem] | None = None) -> Response:
     outcome.problems = problems or [Problem("", code, message)]
     body = ErrorBody(error=code, message=message, problems=outcome.problems, warnings=outcome.warnings)
     headers = [(b"www-authenticate", b'Bearer realm="capigate"')] if status == 401 else None

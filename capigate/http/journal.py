@@ -34,7 +34,9 @@ def new_request_id() -> str:
     return f"{time.time_ns():x}{os.urandom(4).hex()}"
 
 
-def request_record(request: Request, status: int, outcome: Outcome, request_id: str, received_at_ms: int) -> RequestRecord:
+def request_record(
+    request: Request, status: int, outcome: Outcome, request_id: str, received_at_ms: int
+) -> RequestRecord:
     return RequestRecord(
         request_id=request_id,
         received_at=received_at_ms,

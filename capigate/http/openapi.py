@@ -53,7 +53,7 @@ def document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [AxonBatch, Accepted, ErrorBody, EventsPage, RequestsPage], ref_template=_REF
     )
-    admin = [{"adminToken": []}]
+    admin: list[dict[str, list[str]]] = [{"adminToken": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "capigate", "version": __version__},
@@ -63,8 +63,13 @@ def document() -> dict[str, Any]:
                     "summary": "AppLovin Axon Conversions API: submit 1..100 events",
                     "parameters": [
                         {"name": "pixel_id", "in": "query", "required": True, "schema": {"type": "string"}},
-                        {"name": "X-Capigate-Test", "in": "header", "required": False, "schema": {"type": "string"},
-                         "description": "test tag: events are stored with it and never relayed"},
+                        {
+                            "name": "X-Capigate-Test",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "test tag: events are stored with it and never relayed",
+                        },
                     ],
                     "security": [{"pixelKey": []}],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("AxonBatch")}}},
@@ -87,8 +92,12 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "Stored events, newest first",
                     "security": admin,
-                    "parameters": [*_FILTERS, _query("name", "event name"), _query("status", "event status"),
-                                   _query("test_tag", "test tag")],
+                    "parameters": [
+                        *_FILTERS,
+                        _query("name", "event name"),
+                        _query("status", "event status"),
+                        _query("test_tag", "test tag"),
+                    ],
                     "responses": {"200": _json("EventsPage", "A page of events"), **_errors(400, 401)},
                 }
             },
@@ -96,13 +105,21 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "The request journal, newest first",
                     "security": admin,
-                    "parameters": [*_FILTERS, _query("status", "HTTP status", "integer"), _query("api", "axon | appsflyer")],
+                    "parameters": [
+                        *_FILTERS,
+                        _query("status", "HTTP status", "integer"),
+                        _query("api", "axon | appsflyer"),
+                    ],
                     "responses": {"200": _json("RequestsPage", "A page of journal entries"), **_errors(400, 401)},
                 }
             },
             "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "Store writable", "responses": {"200": {"description": "ready"},
-                                                                           "503": {"description": "not ready"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Store writable",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                }
+            },
         },
         "components": {
             "schemas": components,
