@@ -1,0 +1,222 @@
+"""POST /inappevent/{app_id}: AppsFlyer's statuses and texts, the 1 KB limit, the silent
+iOS failure made loud, hashing, the journal and the query API, through a real server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import httpx
+
+from tests.conftest import Server, example
+from tests.helpers import paths
+
+SHOP = "/inappevent/com.example.shop"
+KEY = {"authentication": "af-dev-key"}
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "appsflyer_id": "1415211453000-6513711",
+        "eventName": "af_purchase",
+        "eventValue": json.dumps({"af_revenue": "9.99", "af_currency": "USD", "af_order_id": f"o-{time.time_ns()}"}),
+        "eventCurrency": "USD",
+        "customer_user_id": f"cu-{time.time_ns()}",
+    }
+    body.update(overrides)
+    return body
+
+
+def post(
+    server: Server, body: Any, path: str = SHOP, headers: dict[str, str] | None = None, **kw: Any
+) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    with server.client() as c:
+        return c.post(path, content=content, headers={**KEY, **(headers or {})} if headers is not False else {}, **kw)
+
+
+def stored(server: Server, source: str, customer_user_id: str) -> list[dict[str, Any]]:
+    with server.admin() as c:
+        rows = c.get("/api/events", params={"source": source, "limit": 1000}).json()["events"]
+    return [e for e in rows if e["payload"].get("customer_user_id") == customer_user_id]
+
+
+def journal(server: Server, **params: Any) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 5
+    while True:
+        with server.admin() as c:
+            rows: list[dict[str, Any]] = c.get("/api/requests", params={"limit": 1000, **params}).json()["requests"]
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_valid_event_is_200_ok_in_plain_text_and_stored(server: Server) -> None:
+    body = event()
+    r = post(server, body)
+    assert (r.status_code, r.text) == (200, "OK")
+    assert r.headers["content-type"].startswith("text/plain")
+    [row] = stored(server, "com.example.shop", body["customer_user_id"])
+    assert row["api"] == "appsflyer" and row["name"] == "af_purchase"
+    assert row["payload"]["eventValue"]["af_revenue"] == "9.99"
+
+
+def test_demo_example_is_accepted(server: Server) -> None:
+    assert post(server, example("appsflyer_purchase.json")).status_code == 200
+
+
+def test_either_key_authenticates_and_header_name_is_case_insensitive(server: Server) -> None:
+    assert post(server, event(), headers={"authentication": "af-s2s-token"}).status_code == 200
+    with server.client() as c:
+        r = c.post(SHOP, json=event(), headers={"AUTHENTICATION": "af-dev-key"})
+    assert r.status_code == 200
+
+
+def test_missing_or_wrong_key_is_401_unauthorized(server: Server) -> None:
+    with server.client() as c:
+        r = c.post(SHOP, json=event())
+    assert (r.status_code, r.text) == (401, "Unauthorized")
+    r = post(server, event(), headers={"authentication": "af-ios-key"})
+    assert (r.status_code, r.text) == (401, "Unauthorized")
+
+
+def test_unknown_app_is_401_unauthorized(server: Server) -> None:
+    r = post(server, event(), path="/inappevent/com.example.nope")
+    assert (r.status_code, r.text) == (401, "Unauthorized")
+
+
+def test_missing_appsflyer_id_is_400_with_its_text(server: Server) -> None:
+    body = event()
+    del body["appsflyer_id"]
+    r = post(server, body)
+    assert (r.status_code, r.text) == (400, "appsflyer_id is a mandatory field")
+
+
+def test_not_json_or_not_an_object_is_400_payload_failed_to_parse(server: Server) -> None:
+    for content in (b"", b"{not json", b"[1, 2]", b'"text"'):
+        r = post(server, content)
+        assert (r.status_code, r.text) == (400, "Payload is missing or failed to parse"), content
+
+
+def test_other_validation_failures_are_400_bad_request(server: Server) -> None:
+    r = post(server, event(eventCurrency="DOLLARS", ip="not-an-ip"))
+    assert (r.status_code, r.text) == (400, "Bad request")
+
+
+def test_body_limit_is_1024_bytes_counting_multibyte_characters(server: Server) -> None:
+    def body(name: str) -> bytes:
+        return json.dumps(event(eventName=name, customer_user_id="cu-limit"), ensure_ascii=False).encode()
+
+    room = 1024 - len(body(""))
+    assert len(body("é" + "x" * (room - 2))) == 1024
+    assert post(server, body("é" + "x" * (room - 2))).status_code == 200
+    over = body("é" * room)  # as many characters as fit, but each is two bytes
+    assert len(over.decode()) <= 1024 < len(over)
+    r = post(server, over)
+    assert (r.status_code, r.text) == (400, "Payload is missing or failed to parse")
+
+
+def test_json_accept_gets_every_problem_with_its_path(server: Server) -> None:
+    body = event(eventCurrency="DOLLARS", ip="300.1.1.1", att=7)
+    del body["appsflyer_id"]
+    r = post(server, body, headers={**KEY, "Accept": "application/json"})
+    assert r.status_code == 400
+    found = paths(r.json())
+    assert found["appsflyer_id"] == "missing_field"
+    assert {"eventCurrency", "ip", "att"} <= set(found)
+    assert r.json()["message"] == "appsflyer_id is a mandatory field"
+
+
+def test_json_accept_gets_counts_and_warnings_on_success(server: Server) -> None:
+    body = event(eventValue={"af_revenue": "1.5", "af_currency": "USD"})
+    r = post(server, body, headers={**KEY, "Accept": "application/json"})
+    assert r.status_code == 200
+    assert r.json()["stored"] == 1
+    assert paths(r.json(), "warnings")["eventValue"] == "event_value_not_stringified"
+    assert "event_value_not_stringified" in r.headers["x-capigate-warnings"]
+
+
+def test_ios_app_id_without_prefix_answers_200_ok_records_nothing_and_warns(fresh_server: Server) -> None:
+    body = event()
+    r = post(fresh_server, body, path="/inappevent/123456789", headers={"authentication": "af-ios-key"})
+    assert (r.status_code, r.text) == (200, "OK")
+    assert "ios_app_id_without_prefix" in r.headers["x-capigate-warnings"]
+    assert "x-capigate-dropped" in r.headers
+    with fresh_server.admin() as c:
+        assert c.get("/api/events").json()["events"] == []
+    [entry] = journal(fresh_server)
+    assert entry["status"] == 200 and entry["events_stored"] == 0
+    assert entry["warnings"][0]["code"] == "ios_app_id_without_prefix"
+
+
+def test_ios_app_id_without_prefix_and_wrong_key_is_401(server: Server) -> None:
+    r = post(server, event(), path="/inappevent/123456789", headers={"authentication": "wrong"})
+    assert r.status_code == 401
+
+
+def test_ios_app_with_prefix_is_recorded(server: Server) -> None:
+    body = event(idfa="6D92078A-8246-4BA4-AE5B-76104861E7DC")
+    r = post(server, body, path="/inappevent/id123456789", headers={"authentication": "af-ios-key"})
+    assert r.status_code == 200
+    assert len(stored(server, "id123456789", body["customer_user_id"])) == 1
+
+
+def test_plain_email_and_phone_in_hashed_fields_are_hashed_and_warned(server: Server) -> None:
+    body = event(email_hashed=" Shopper@Example.com ", phone_number_hashed="+1 (650) 555-1212")
+    r = post(server, body, headers={**KEY, "Accept": "application/json"})
+    assert r.status_code == 200
+    assert paths(r.json(), "warnings")["email_hashed"] == "plain_pii_hashed"
+    [row] = stored(server, "com.example.shop", body["customer_user_id"])
+    assert row["payload"]["email_hashed"] == hashlib.sha256(b"shopper@example.com").hexdigest()
+    assert row["payload"]["phone_number_hashed"] == hashlib.sha256(b"16505551212").hexdigest()
+    assert "Shopper" not in r.text and "555-1212" not in r.text
+
+
+def test_event_time_absent_means_arrival_time(server: Server) -> None:
+    body = event()
+    before = time.time_ns() // 1_000_000
+    post(server, body)
+    [row] = stored(server, "com.example.shop", body["customer_user_id"])
+    assert before - 1000 <= row["event_time"] <= time.time_ns() // 1_000_000 + 1000
+
+
+def test_late_event_is_restamped_to_arrival_and_keeps_its_sent_time(server: Server) -> None:
+    body = event(eventTime="2020-01-01 10:00:00.000")
+    r = post(server, body, headers={**KEY, "Accept": "application/json"})
+    assert r.status_code == 200
+    assert paths(r.json(), "warnings")["eventTime"] == "event_time_restamped"
+    [row] = stored(server, "com.example.shop", body["customer_user_id"])
+    assert row["payload"]["eventTime"] == "2020-01-01 10:00:00.000"
+    assert row["event_time"] > 1_700_000_000_000
+
+
+def test_journal_records_every_appsflyer_request_with_problems(fresh_server: Server) -> None:
+    post(fresh_server, event())
+    post(fresh_server, event(ip="bad"))
+    post(fresh_server, event(), headers={"authentication": "nope"})
+    rows = journal(fresh_server, api="appsflyer")
+    deadline = time.monotonic() + 5
+    while len(rows) < 3 and time.monotonic() < deadline:
+        rows = journal(fresh_server, api="appsflyer")
+    assert [r["status"] for r in rows] == [401, 400, 200]
+    assert rows[1]["problems"][0]["path"] == "ip"
+    assert all(r["source"] == "com.example.shop" for r in rows)
+
+
+def test_no_dedupe_by_default(server: Server) -> None:
+    body = event()
+    post(server, body)
+    r = post(server, body, headers={**KEY, "Accept": "application/json"})
+    assert r.json()["duplicates"] == 0
+    assert len(stored(server, "com.example.shop", body["customer_user_id"])) == 2
+
+
+def test_optional_af_order_id_dedupe_when_configured(server: Server) -> None:
+    body = event()
+    headers = {"authentication": "af-orders-key", "Accept": "application/json"}
+    first = post(server, body, path="/inappevent/com.example.orders", headers=headers)
+    second = post(server, body, path="/inappevent/com.example.orders", headers=headers)
+    assert first.json()["stored"] == 1
+    assert (second.status_code, second.json()["duplicates"]) == (200, 1)

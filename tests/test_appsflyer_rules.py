@@ -1,0 +1,969 @@
+"""The AppsFlyer S2S in-app event rules, one test (or parametrised group) per rule."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import capigate.appsflyer as appsflyer
+from capigate.appsflyer import (
+    APPSFLYER_ID_MISSING,
+    BAD_REQUEST,
+    MAX_BODY_BYTES,
+    OK,
+    PARSE_FAILED,
+    RESTAMPED_FIELD,
+    InAppCheck,
+    check_in_app_event,
+    format_event_time,
+    parse_event_time,
+    rules,
+    schema,
+)
+from capigate.errors import Problem
+
+FIXTURES = Path(__file__).parent / "fixtures" / "appsflyer"
+IOS_APP = "id1440123456"
+ANDROID_APP = "com.example.fitcoach"
+NOW_MS = parse_event_time("2026-05-09 12:00:00.000")
+UUID_UPPER = "3F1B9C2E-7A44-4D1E-9E0B-5C6A2D8F1B3C"
+UUID_LOWER = "9c9a82fb-d5de-4cd1-90c3-527441c11828"
+SHA_UPPER = hashlib.sha256(b"someone@example.com").hexdigest().upper()
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def base(**fields: Any) -> dict[str, Any]:
+    """A minimal valid event (os included, so no recommended_field_missing warning)."""
+    event: dict[str, Any] = {
+        "appsflyer_id": "1234567890123-1234567",
+        "eventName": "af_login",
+        "eventValue": "",
+        "os": "17.4.1",
+    }
+    event.update(fields)
+    return event
+
+
+def check(
+    event: dict[str, Any] | bytes,
+    *,
+    app_id: str = IOS_APP,
+    received_at_ms: int = NOW_MS,
+    dedupe_key: str | None = None,
+) -> InAppCheck:
+    body = event if isinstance(event, bytes) else json.dumps(event).encode()
+    return check_in_app_event(body, app_id=app_id, received_at_ms=received_at_ms, dedupe_key=dedupe_key)
+
+
+def codes(problems: list[Problem]) -> set[tuple[str, str]]:
+    return {(p.path, p.code) for p in problems}
+
+
+def payload(result: InAppCheck) -> dict[str, Any]:
+    assert result.event is not None, result.problems
+    decoded: dict[str, Any] = json.loads(result.event.payload)
+    return decoded
+
+
+def assert_refused(result: InAppCheck, path: str, code: str, text: str = BAD_REQUEST) -> None:
+    assert (result.status, result.text) == (400, text), result.problems
+    assert (path, code) in codes(result.problems), result.problems
+    assert result.event is None
+
+
+def assert_accepted(result: InAppCheck) -> None:
+    assert (result.status, result.text, result.problems) == (200, OK, []), result.problems
+    assert result.event is not None
+
+
+# --- the body ------------------------------------------------------------------------------
+
+
+def test_body_over_1024_bytes_counted_in_bytes_not_characters() -> None:
+    event = base(customer_user_id="")
+    filler = 1024 - len(json.dumps(event, ensure_ascii=False))
+    event["customer_user_id"] = "é" * filler  # 2 bytes each in UTF-8
+    text = json.dumps(event, ensure_ascii=False)
+    assert len(text) <= 1024 < len(text.encode())
+    assert_refused(check(text.encode()), "", "payload_too_large", PARSE_FAILED)
+
+
+def test_body_of_exactly_1024_bytes_is_accepted() -> None:
+    event = base(customer_user_id="")
+    event["customer_user_id"] = "x" * (MAX_BODY_BYTES - len(json.dumps(event)))
+    body = json.dumps(event).encode()
+    assert len(body) == MAX_BODY_BYTES
+    assert_accepted(check(body))
+
+
+@pytest.mark.parametrize("body", [b"", b"  \r\n"])
+def test_empty_body_fails_to_parse(body: bytes) -> None:
+    assert_refused(check(body), "", "empty_body", PARSE_FAILED)
+
+
+@pytest.mark.parametrize("body", [b"{", b'{"appsflyer_id": 5,', b"{'eventName': 'x'}", b'{"a": 1,}', b"\xff\xfe{}"])
+def test_malformed_json_fails_to_parse(body: bytes) -> None:
+    assert_refused(check(body), "", "malformed_json", PARSE_FAILED)
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"OK"', b"42", b"null", b"true"])
+def test_json_that_is_not_an_object_fails_to_parse(body: bytes) -> None:
+    assert_refused(check(body), "", "not_an_object", PARSE_FAILED)
+
+
+def test_array_body_is_told_to_send_one_event_per_request() -> None:
+    result = check(json.dumps([base(), base()]).encode())
+    assert "one event per request" in result.problems[0].message
+
+
+# --- required fields and collecting every problem ------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["missing", None, ""])
+def test_missing_appsflyer_id_answers_mandatory_field_text(value: str | None) -> None:
+    event = base()
+    if value == "missing":
+        del event["appsflyer_id"]
+    else:
+        event["appsflyer_id"] = value
+    assert_refused(check(event), "appsflyer_id", "missing_field", APPSFLYER_ID_MISSING)
+
+
+def test_missing_appsflyer_id_wins_over_other_problems_but_all_are_reported() -> None:
+    event = base(eventTime="yesterday", ip="::1")
+    del event["appsflyer_id"]
+    result = check(event)
+    assert result.text == APPSFLYER_ID_MISSING
+    assert {"appsflyer_id", "eventTime", "ip"} <= {p.path for p in result.problems}
+
+
+@pytest.mark.parametrize("value", ["123-456", "12345678901234-1", "1234567890123-", 1234567890123])
+def test_malformed_appsflyer_id_is_bad_request(value: object) -> None:
+    result = check(base(appsflyer_id=value))
+    assert (result.status, result.text) == (400, BAD_REQUEST)
+    assert [p.path for p in result.problems] == ["appsflyer_id"]
+
+
+@pytest.mark.parametrize("field", ["eventName", "eventValue"])
+def test_missing_event_name_or_event_value_is_bad_request(field: str) -> None:
+    event = base()
+    del event[field]
+    assert_refused(check(event), field, "missing_field")
+
+
+def test_blank_event_name_is_bad_request() -> None:
+    assert_refused(check(base(eventName="")), "eventName", "invalid_length")
+    assert_refused(check(base(eventName="   ")), "eventName", "blank_event_name")
+
+
+def test_every_problem_is_collected_not_just_the_first() -> None:
+    event = base(
+        eventValue='{"af_revenue": "$5", "af_quantity": "two"}',
+        eventCurrency="XYZ",
+        eventTime="2026-13-01 00:00:00.000",
+        ip="10.0.0",
+        idfa="not-a-uuid",
+        att=4,
+        aie="yes",
+        sharing_filter=[],
+        app_type="clip",
+        fb_login_id="fb-1",
+        email_hashed="nobody",
+        consent_data={"tcf": {"gdpr_applies": 2}},
+        app_set_id={"scope": 3, "id": "x"},
+    )
+    result = check(event)
+    assert result.text == BAD_REQUEST
+    assert {p.path for p in result.problems} == {
+        "eventValue.af_revenue",
+        "eventValue.af_quantity",
+        "eventCurrency",
+        "eventTime",
+        "ip",
+        "idfa",
+        "att",
+        "aie",
+        "sharing_filter",
+        "app_type",
+        "fb_login_id",
+        "email_hashed",
+        "consent_data.tcf.gdpr_applies",
+        "app_set_id.scope",
+        "app_set_id.id",
+    }
+
+
+def test_wrong_type_is_reported_with_its_path() -> None:
+    result = check(base(eventName=5, customer_user_id=["a"]))
+    assert codes(result.problems) == {
+        ("eventName", "wrong_type"),
+        ("customer_user_id", "wrong_type"),
+    }
+
+
+# --- eventValue ----------------------------------------------------------------------------
+
+
+def test_event_value_stringified_object_is_parsed_into_the_payload() -> None:
+    result = check(base(eventValue='{"af_revenue": "6", "your_custom_attribute": "456.123"}'))
+    assert_accepted(result)
+    assert payload(result)["eventValue"] == {"af_revenue": "6", "your_custom_attribute": "456.123"}
+
+
+def test_event_value_empty_string_means_no_value() -> None:
+    result = check(base(eventValue=""))
+    assert_accepted(result)
+    assert payload(result)["eventValue"] == {}
+
+
+def test_event_value_object_is_accepted_with_warning() -> None:
+    result = check(base(eventValue={"af_content_id": "15854"}))
+    assert_accepted(result)
+    assert ("eventValue", "event_value_not_stringified") in codes(result.warnings)
+    assert payload(result)["eventValue"] == {"af_content_id": "15854"}
+
+
+@pytest.mark.parametrize("value", ["{af_revenue: 6}", "{", "af_revenue=6", " "])
+def test_event_value_that_is_not_json_is_bad_request(value: str) -> None:
+    assert_refused(check(base(eventValue=value)), "eventValue", "malformed_json")
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "6", '"af_revenue"', "null"])
+def test_event_value_json_that_is_not_an_object_is_bad_request(value: str) -> None:
+    assert_refused(check(base(eventValue=value)), "eventValue", "not_an_object")
+
+
+@pytest.mark.parametrize("value", [None, 6, ["a"]])
+def test_event_value_of_another_type_is_bad_request(value: object) -> None:
+    assert_refused(check(base(eventValue=value)), "eventValue", "wrong_type")
+
+
+@pytest.mark.parametrize("revenue", ["6", "9.99", "-3.5", "0.5", ".5", 6, 6.25, -1])
+def test_af_revenue_numeric_is_accepted(revenue: object) -> None:
+    result = check(base(eventValue=json.dumps({"af_revenue": revenue}), eventCurrency="USD"))
+    assert_accepted(result)
+
+
+@pytest.mark.parametrize(
+    "revenue", ["$9.99", "9,99", "1,000.00", "9.99 USD", " 9.99", "", "ten", "1e3", True, None, []]
+)
+def test_af_revenue_must_be_numeric(revenue: object) -> None:
+    result = check(base(eventValue=json.dumps({"af_revenue": revenue}), eventCurrency="USD"))
+    assert_refused(result, "eventValue.af_revenue", "not_numeric")
+
+
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "ZAR"])
+def test_af_currency_iso_4217_is_accepted(currency: str) -> None:
+    assert_accepted(check(base(eventValue=json.dumps({"af_currency": currency}))))
+
+
+@pytest.mark.parametrize(
+    ("currency", "code"),
+    [("XYZ", "unknown_currency"), ("EURO", "invalid_currency"), (978, "invalid_currency")],
+)
+def test_af_currency_must_be_iso_4217(currency: object, code: str) -> None:
+    result = check(base(eventValue=json.dumps({"af_currency": currency})))
+    assert_refused(result, "eventValue.af_currency", code)
+
+
+def test_af_currency_lower_case_is_upper_cased_with_warning() -> None:
+    result = check(base(eventValue='{"af_currency": "eur"}'))
+    assert_accepted(result)
+    assert ("eventValue.af_currency", "currency_not_upper_case") in codes(result.warnings)
+    assert payload(result)["eventValue"]["af_currency"] == "EUR"
+
+
+@pytest.mark.parametrize("quantity", [2, "2", 0, [1, 2], ["1", 3]])
+def test_af_quantity_integer_is_accepted(quantity: object) -> None:
+    assert_accepted(check(base(eventValue=json.dumps({"af_quantity": quantity}))))
+
+
+@pytest.mark.parametrize("quantity", [1.5, "1.5", "two", [], [1, "x"], True, None])
+def test_af_quantity_must_be_an_integer(quantity: object) -> None:
+    result = check(base(eventValue=json.dumps({"af_quantity": quantity})))
+    assert_refused(result, "eventValue.af_quantity", "not_integer")
+
+
+def test_af_price_not_numeric_is_only_a_warning() -> None:
+    result = check(base(eventValue='{"af_price": "about 5"}'))
+    assert_accepted(result)
+    assert ("eventValue.af_price", "price_not_numeric") in codes(result.warnings)
+    assert_accepted(check(base(eventValue='{"af_price": [5, "4.5"]}')))
+    assert check(base(eventValue='{"af_price": [5, "4.5"]}')).warnings == []
+
+
+def test_unknown_af_key_in_event_value_is_warned_with_did_you_mean() -> None:
+    result = check(base(eventValue='{"af_revnue": "5", "af_orderid": "A1"}', eventCurrency="USD"))
+    assert_accepted(result)
+    messages = {p.path: p.message for p in result.warnings if p.code == "unknown_event_value_key"}
+    assert "'af_revenue'" in messages["eventValue.af_revnue"]
+    assert "'af_order_id'" in messages["eventValue.af_orderid"]
+
+
+def test_reserved_and_custom_event_value_keys_are_not_warned() -> None:
+    value = {"af_content_id": "1", "af_param_10": "x", "af_receipt_id": "r", "plan": "monthly"}
+    result = check(base(eventValue=json.dumps(value)))
+    assert_accepted(result)
+    assert result.warnings == []
+
+
+def test_revenue_without_currency_is_warned() -> None:
+    result = check(base(eventValue='{"af_revenue": "5"}'))
+    assert_accepted(result)
+    assert ("eventCurrency", "revenue_without_currency") in codes(result.warnings)
+    assert check(base(eventValue='{"af_revenue": "5", "af_currency": "USD"}')).warnings == []
+
+
+# --- eventName, eventCurrency --------------------------------------------------------------
+
+
+def test_af_prefixed_event_name_that_is_not_predefined_is_warned() -> None:
+    result = check(base(eventName="af_purchse"))
+    assert_accepted(result)
+    warning = next(p for p in result.warnings if p.code == "unknown_event_name")
+    assert "'af_purchase'" in warning.message
+    assert check(base(eventName="renewal_web")).warnings == []
+
+
+def test_event_currency_iso_4217_is_accepted() -> None:
+    result = check(base(eventCurrency="ZAR"))
+    assert_accepted(result)
+    assert result.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "code"),
+    [("XYZ", "unknown_currency"), ("US", "invalid_format"), ("US1", "invalid_format")],
+)
+def test_event_currency_must_be_iso_4217(currency: str, code: str) -> None:
+    assert_refused(check(base(eventCurrency=currency)), "eventCurrency", code)
+
+
+def test_event_currency_lower_case_is_upper_cased_with_warning() -> None:
+    result = check(base(eventCurrency="usd"))
+    assert_accepted(result)
+    assert ("eventCurrency", "currency_not_upper_case") in codes(result.warnings)
+    assert payload(result)["eventCurrency"] == "USD"
+
+
+def test_withdrawn_currency_still_in_appsflyer_list_is_accepted_with_warning() -> None:
+    result = check(base(eventCurrency="HRK"))
+    assert_accepted(result)
+    assert ("eventCurrency", "withdrawn_currency") in codes(result.warnings)
+
+
+# --- eventTime -----------------------------------------------------------------------------
+
+
+def test_event_time_sets_event_time_ms() -> None:
+    result = check(base(eventTime="2026-05-09 11:59:58.250"))
+    assert_accepted(result)
+    assert result.event is not None
+    assert result.event.event_time_ms == NOW_MS - 1750
+    assert result.warnings == []
+
+
+def test_event_time_absent_means_arrival_time() -> None:
+    result = check(base())
+    assert result.event is not None
+    assert result.event.event_time_ms == NOW_MS
+
+
+def test_event_time_without_milliseconds_is_accepted_with_warning() -> None:
+    result = check(base(eventTime="2026-05-09 11:00:00"))
+    assert_accepted(result)
+    assert result.event is not None
+    assert result.event.event_time_ms == NOW_MS - 3_600_000
+    assert ("eventTime", "event_time_without_milliseconds") in codes(result.warnings)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-05-09T11:00:00.000",
+        "2026-05-09 11:00:00.000Z",
+        "2026-05-09 11:00:00.000+02:00",
+        "2026-05-09 11:00:00.12",
+        "2026-05-09 11:00:00.123456",
+        "2026/05/09 11:00:00.000",
+        "09-05-2026 11:00:00.000",
+        "2026-05-09",
+    ],
+)
+def test_event_time_in_another_format_is_bad_request(value: str) -> None:
+    assert_refused(check(base(eventTime=value)), "eventTime", "invalid_format")
+
+
+@pytest.mark.parametrize("value", ["2026-02-30 10:00:00.000", "2026-13-01 10:00:00.000", "2026-05-09 24:00:00.000"])
+def test_event_time_that_is_not_a_real_date_is_bad_request(value: str) -> None:
+    assert_refused(check(base(eventTime=value)), "eventTime", "invalid_event_time")
+
+
+def test_event_time_number_is_bad_request() -> None:
+    assert_refused(check(base(eventTime=NOW_MS)), "eventTime", "wrong_type")
+
+
+def test_event_time_in_the_future_beyond_the_skew_is_warned() -> None:
+    ahead = format_event_time(NOW_MS + rules.FUTURE_SKEW_MS + 1000)
+    result = check(base(eventTime=ahead))
+    assert_accepted(result)
+    assert ("eventTime", "event_time_in_future") in codes(result.warnings)
+    assert result.event is not None
+    assert result.event.event_time_ms == NOW_MS + rules.FUTURE_SKEW_MS + 1000
+
+
+def test_event_time_slightly_ahead_within_the_skew_is_not_warned() -> None:
+    result = check(base(eventTime=format_event_time(NOW_MS + 60_000)))
+    assert result.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("received", "restamped"),
+    [
+        ("2026-05-09 01:59:59.999", False),
+        ("2026-05-09 02:00:00.000", False),
+        ("2026-05-09 02:00:00.001", True),
+        ("2026-06-01 00:00:00.000", True),
+    ],
+)
+def test_late_event_is_restamped_after_0200_utc_of_the_next_day(received: str, restamped: bool) -> None:
+    sent = "2026-05-08 00:00:01.000"
+    received_ms = parse_event_time(received)
+    result = check(base(eventTime=sent), received_at_ms=received_ms)
+    assert_accepted(result)
+    assert result.event is not None
+    body = payload(result)
+    assert body["eventTime"] == sent
+    if restamped:
+        assert result.event.event_time_ms == received_ms
+        assert body[RESTAMPED_FIELD] == received
+        assert ("eventTime", "event_time_restamped") in codes(result.warnings)
+    else:
+        assert result.event.event_time_ms == parse_event_time(sent)
+        assert RESTAMPED_FIELD not in body
+        assert result.warnings == []
+
+
+def test_event_time_format_and_parse_round_trip() -> None:
+    for ms in (0, 1, 999, NOW_MS, NOW_MS + 123):
+        assert parse_event_time(format_event_time(ms)) == ms
+    assert format_event_time(NOW_MS) == "2026-05-09 12:00:00.000"
+
+
+# --- ip, device ids ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ip", ["81.2.69.160", "8.8.8.8", "1.1.1.1"])
+def test_public_ipv4_is_accepted(ip: str) -> None:
+    result = check(base(ip=ip))
+    assert_accepted(result)
+    assert result.warnings == []
+
+
+@pytest.mark.parametrize("ip", ["::1", "2001:db8::1", "10.0.0", "256.1.1.1", "01.2.3.4", "a.b.c.d"])
+def test_ip_must_be_ipv4(ip: str) -> None:
+    result = check(base(ip=ip))
+    assert_refused(result, "ip", "invalid_ip")
+    if ":" in ip:
+        assert "IPv6" in result.problems[0].message
+
+
+def test_ip_longer_than_16_characters_is_bad_request() -> None:
+    assert_refused(check(base(ip="::ffff:192.168.10.1")), "ip", "invalid_length")
+
+
+@pytest.mark.parametrize("ip", ["10.1.2.3", "192.168.0.10", "172.20.1.1", "127.0.0.1", "100.64.0.1", "192.0.2.1"])
+def test_non_public_ip_is_warned(ip: str) -> None:
+    result = check(base(ip=ip))
+    assert_accepted(result)
+    assert codes(result.warnings) == {("ip", "non_public_ip")}
+
+
+@pytest.mark.parametrize("field", ["idfa", "idfv"])
+def test_idfa_and_idfv_lower_case_are_upper_cased_with_warning(field: str) -> None:
+    result = check(base(**{field: UUID_UPPER.lower()}))
+    assert_accepted(result)
+    assert (field, "not_upper_case") in codes(result.warnings)
+    assert payload(result)[field] == UUID_UPPER
+
+
+@pytest.mark.parametrize("field", ["idfa", "idfv", "advertising_id"])
+@pytest.mark.parametrize("value", ["9876F1SS-2983-3855-27RR-2R626772VFNB", "", UUID_UPPER[:-1]])
+def test_device_ids_must_be_uuids(field: str, value: str) -> None:
+    app = ANDROID_APP if field == "advertising_id" else IOS_APP
+    assert_refused(check(base(**{field: value}), app_id=app), field, "invalid_format")
+
+
+@pytest.mark.parametrize("oaid", ["1fe9a970-efbb-29e0-0bdd-f5dbbf751ab5", "e7d4b7f1a0c5b8d2", "a" * 64])
+def test_oaid_is_a_uuid_or_vendor_hex_id(oaid: str) -> None:
+    assert_accepted(check(base(oaid=oaid), app_id=ANDROID_APP))
+
+
+@pytest.mark.parametrize("oaid", ["not-an-oaid", "e7d4b7f1", "g" * 16])
+def test_oaid_that_is_neither_is_bad_request(oaid: str) -> None:
+    assert_refused(check(base(oaid=oaid), app_id=ANDROID_APP), "oaid", "invalid_format")
+
+
+@pytest.mark.parametrize(("field", "app"), [("idfa", IOS_APP), ("advertising_id", ANDROID_APP)])
+def test_zeroed_device_id_is_warned(field: str, app: str) -> None:
+    result = check(base(**{field: "00000000-0000-0000-0000-000000000000"}), app_id=app)
+    assert_accepted(result)
+    assert (field, "zeroed_device_id") in codes(result.warnings)
+
+
+@pytest.mark.parametrize("att", [0, 1, 2, 3])
+def test_att_between_0_and_3_is_accepted(att: int) -> None:
+    assert_accepted(check(base(att=att)))
+
+
+@pytest.mark.parametrize(("att", "code"), [(-1, "out_of_range"), (4, "out_of_range"), ("3", "wrong_type")])
+def test_att_must_be_between_0_and_3(att: object, code: str) -> None:
+    assert_refused(check(base(att=att)), "att", code)
+
+
+def test_aie_must_be_boolean() -> None:
+    assert_accepted(check(base(aie=False)))
+    assert_refused(check(base(aie="false")), "aie", "wrong_type")
+
+
+# --- sharing, app type, consent, app set id, custom data, fb login --------------------------
+
+
+@pytest.mark.parametrize("value", ["all", ["googleadwords_int"], ["Apple Search Ads", "twitter"]])
+def test_sharing_filter_all_or_list_of_partners_is_accepted(value: object) -> None:
+    assert_accepted(check(base(sharing_filter=value)))
+
+
+@pytest.mark.parametrize("value", ["none", "All", [], [""], 5, ["a", 1]])
+def test_sharing_filter_must_be_all_or_a_non_empty_list_of_names(value: object) -> None:
+    result = check(base(sharing_filter=value))
+    assert result.text == BAD_REQUEST
+    assert {p.path.split("[")[0] for p in result.problems} == {"sharing_filter"}
+
+
+@pytest.mark.parametrize("value", ["", "app_clip"])
+def test_app_type_empty_or_app_clip_is_accepted(value: str) -> None:
+    assert_accepted(check(base(app_type=value)))
+
+
+def test_app_type_must_be_empty_or_app_clip() -> None:
+    assert_refused(check(base(app_type="clip")), "app_type", "invalid_enum")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"tcf": {"policy_version": 4, "gdpr_applies": 1, "cmp_sdk_id": 300, "tcstring": "CQ"}},
+        {"tcf": {"gdpr_applies": -1}},
+        {"manual": {"gdpr_applies": True, "ad_user_data_enabled": False}},
+    ],
+)
+def test_consent_data_tcf_or_manual_is_accepted(value: dict[str, Any]) -> None:
+    result = check(base(consent_data=value))
+    assert_accepted(result)
+    assert payload(result)["consent_data"] == value
+
+
+@pytest.mark.parametrize("value", [{}, {"tcf": {}, "manual": {}}, {"tcf": None}, {"manual": None, "tcf": None}])
+def test_consent_data_holds_exactly_one_of_tcf_and_manual(value: dict[str, Any]) -> None:
+    assert_refused(check(base(consent_data=value)), "consent_data", "invalid_consent_data")
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"tcf": {"gdpr_applies": 2}}, "consent_data.tcf.gdpr_applies"),
+        ({"tcf": {"policy_version": "4"}}, "consent_data.tcf.policy_version"),
+        ({"manual": {"gdpr_applies": 1}}, "consent_data.manual.gdpr_applies"),
+        ({"tcf": "CQ"}, "consent_data.tcf"),
+        ("tcf", "consent_data"),
+    ],
+)
+def test_consent_data_fields_have_their_documented_types(value: object, path: str) -> None:
+    result = check(base(consent_data=value))
+    assert result.text == BAD_REQUEST
+    assert [p.path for p in result.problems] == [path]
+
+
+def test_app_set_id_with_scope_1_or_2_and_uuid_id_is_accepted() -> None:
+    for scope in (1, 2):
+        value = {"scope": scope, "id": UUID_LOWER}
+        assert_accepted(check(base(app_set_id=value), app_id=ANDROID_APP))
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"scope": 3, "id": UUID_LOWER}, "app_set_id.scope"),
+        ({"scope": 1, "id": "abc"}, "app_set_id.id"),
+        ({"id": UUID_LOWER}, "app_set_id.scope"),
+        ({"scope": 1}, "app_set_id.id"),
+        (UUID_LOWER, "app_set_id"),
+    ],
+)
+def test_app_set_id_has_scope_1_or_2_and_uuid_id(value: object, path: str) -> None:
+    result = check(base(app_set_id=value), app_id=ANDROID_APP)
+    assert result.text == BAD_REQUEST
+    assert [p.path for p in result.problems] == [path]
+
+
+def test_fb_login_id_is_a_numeric_string() -> None:
+    assert_accepted(check(base(fb_login_id="10158329512345678")))
+    assert_refused(check(base(fb_login_id="fb10158")), "fb_login_id", "invalid_format")
+    assert_refused(check(base(fb_login_id=10158)), "fb_login_id", "wrong_type")
+
+
+def test_custom_data_stringified_json_is_parsed_into_the_payload() -> None:
+    value = '{"key_group": {"key_a1": "value a1"}, "key_b": "value b"}'
+    result = check(base(custom_data=value))
+    assert_accepted(result)
+    assert payload(result)["custom_data"] == json.loads(value)
+
+
+def test_custom_data_object_is_accepted_with_warning() -> None:
+    result = check(base(custom_data={"key_b": "value b"}))
+    assert_accepted(result)
+    assert ("custom_data", "custom_data_not_stringified") in codes(result.warnings)
+
+
+@pytest.mark.parametrize(("value", "code"), [("{key: 1}", "malformed_json"), ("[1]", "not_an_object")])
+def test_custom_data_must_be_a_stringified_object(value: str, code: str) -> None:
+    assert_refused(check(base(custom_data=value)), "custom_data", code)
+
+
+def test_os_missing_is_warned() -> None:
+    event = base()
+    del event["os"]
+    result = check(event)
+    assert_accepted(result)
+    assert codes(result.warnings) == {("os", "recommended_field_missing")}
+
+
+# --- hashed identifiers and plain PII ------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", schema.HASHED_FIELDS)
+def test_hashed_field_with_sha256_passes_through_lower_cased(field: str) -> None:
+    result = check(base(**{field: f" {SHA_UPPER} "}))
+    assert_accepted(result)
+    assert result.warnings == []
+    assert payload(result)[field] == SHA_UPPER.lower()
+
+
+@pytest.mark.parametrize(
+    ("field", "plain", "normalised"),
+    [
+        ("email_hashed", "  John.Doe@Example.COM ", "john.doe@example.com"),
+        ("phone_number_hashed", "+1 (650) 555-1212", "16505551212"),
+        ("phone_number_hashed", "16505551212", "16505551212"),
+        ("phone_number_e164_hashed", "+1 213 373 4253", "+12133734253"),
+        ("phone_number_e164_hashed", "0012133734253", "+12133734253"),
+        ("first_name_hashed", " Zoë ", "zoë"),
+        ("last_name_hashed", "O'Brien-Smith", "o'brien-smith"),
+    ],
+)
+def test_plain_pii_is_normalised_and_hashed_with_warning(field: str, plain: str, normalised: str) -> None:
+    result = check(base(**{field: plain}))
+    assert_accepted(result)
+    assert payload(result)[field] == sha256(normalised)
+    assert (field, "plain_pii_hashed") in codes(result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("email_hashed", "john.doe-at-example.com"),
+        ("email_hashed", "+16505551212"),
+        ("phone_number_hashed", "john.doe@example.com"),
+        ("phone_number_hashed", "call me maybe"),
+        ("phone_number_e164_hashed", "+999 123"),
+        ("first_name_hashed", "john.doe@example.com"),
+        ("last_name_hashed", "R2D2"),
+    ],
+)
+def test_hashed_field_neither_hash_nor_plain_value_is_bad_request_without_echo(field: str, value: str) -> None:
+    result = check(base(**{field: value}))
+    assert_refused(result, field, "invalid_hash")
+    assert value not in msgspec.json.encode(result).decode()
+
+
+@pytest.mark.parametrize("digest", ["d41d8cd98f00b204e9800998ecf8427e", "a" * 40, "b" * 128])
+def test_hex_digest_that_is_not_sha256_is_bad_request(digest: str) -> None:
+    assert_refused(check(base(email_hashed=digest)), "email_hashed", "invalid_hash")
+
+
+def test_empty_hashed_field_is_left_out_with_warning() -> None:
+    result = check(base(email_hashed="  "))
+    assert_accepted(result)
+    assert ("email_hashed", "empty_value") in codes(result.warnings)
+    assert "email_hashed" not in payload(result)
+
+
+def test_sha256_of_empty_string_is_warned() -> None:
+    result = check(base(first_name_hashed=sha256("")))
+    assert_accepted(result)
+    assert ("first_name_hashed", "hash_of_empty_string") in codes(result.warnings)
+
+
+def test_impossible_phone_number_is_hashed_with_warning() -> None:
+    result = check(base(phone_number_hashed="+1 555 12"))
+    assert_accepted(result)
+    assert ("phone_number_hashed", "phone_not_possible") in codes(result.warnings)
+
+
+PLAIN_PII = {
+    "email_hashed": "Jane.Roe@Example.org",
+    "phone_number_hashed": "+44 20 7946 0958",
+    "phone_number_e164_hashed": "+442079460958",
+    "first_name_hashed": "Janette",
+    "last_name_hashed": "Roebuck",
+}
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["accepted", "refused"])
+def test_plain_pii_never_appears_in_any_output(valid: bool) -> None:
+    event = base(**PLAIN_PII)
+    if not valid:
+        event["ip"] = "not an ip"  # the event is refused for another reason
+    result = check(event)
+    assert result.status == (200 if valid else 400)
+    outputs = [msgspec.json.encode(result).decode()]  # problems, warnings, NewEvent
+    if result.event is not None:
+        outputs.append(result.event.payload.decode())
+    everything = "\n".join(outputs).lower()
+    for plain in PLAIN_PII.values():
+        digits = "".join(c for c in plain if c.isdigit())
+        for form in filter(None, (plain.lower(), plain.lower().strip(), digits)):
+            assert form not in everything
+
+
+def test_invalid_plain_pii_never_appears_in_any_output() -> None:
+    values = {
+        "email_hashed": "jane.roe(at)example",
+        "phone_number_hashed": "jane roe 0207",
+        "first_name_hashed": "J4net",
+    }
+    result = check(base(**values))
+    assert result.status == 400
+    everything = msgspec.json.encode(result).decode()
+    for plain in values.values():
+        assert plain not in everything
+
+
+def test_unknown_field_that_looks_personal_is_dropped() -> None:
+    result = check(base(email="jane.roe@example.org", phone="+442079460958", note="x@y.io"))
+    assert_accepted(result)
+    assert codes(result.warnings) == {
+        ("email", "plain_pii_dropped"),
+        ("phone", "plain_pii_dropped"),
+        ("note", "plain_pii_dropped"),
+    }
+    body = result.event.payload.decode() if result.event else ""
+    assert "example.org" not in body and "2079460958" not in body and "x@y.io" not in body
+
+
+def test_customer_user_id_that_looks_like_an_email_is_warned() -> None:
+    result = check(base(customer_user_id="jane.roe@example.org"))
+    assert_accepted(result)
+    assert ("customer_user_id", "pii_in_customer_user_id") in codes(result.warnings)
+    assert "jane.roe" not in msgspec.json.encode(result.warnings).decode()
+
+
+# --- unknown fields -------------------------------------------------------------------------
+
+
+def test_unknown_top_level_field_is_kept_with_warning() -> None:
+    result = check(base(campaign_ref="spring-26", score=7))
+    assert_accepted(result)
+    assert codes(result.warnings) == {
+        ("campaign_ref", "unknown_field"),
+        ("score", "unknown_field"),
+    }
+    assert payload(result)["campaign_ref"] == "spring-26"
+    assert payload(result)["score"] == 7
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"),
+    [("eventname", "eventName"), ("EVENTNAME", "eventName"), ("advertisingid", "advertising_id")],
+)
+def test_unknown_field_near_miss_gets_did_you_mean(key: str, suggestion: str) -> None:
+    event = base(**{key: "x"})
+    result = check(event)
+    warning = next(p for p in result.warnings if p.path == key)
+    assert warning.code == "unknown_field"
+    assert f"did you mean {suggestion!r}" in warning.message
+
+
+def test_misspelt_required_field_is_missing_and_suggested() -> None:
+    event = base(eventname="af_login")
+    del event["eventName"]
+    result = check(event)
+    assert_refused(result, "eventName", "missing_field")
+    assert ("eventname", "unknown_field") in codes(result.warnings)
+
+
+def test_unknown_nested_field_is_kept_with_warning() -> None:
+    consent = {"tcf": {"gdpr_applies": 1, "tc_string": "CQ"}}
+    result = check(base(consent_data=consent))
+    assert_accepted(result)
+    warning = next(p for p in result.warnings if p.code == "unknown_field")
+    assert warning.path == "consent_data.tcf.tc_string"
+    assert "'tcstring'" in warning.message
+    assert payload(result)["consent_data"] == consent
+
+
+def test_unknown_field_does_not_change_the_rest_of_the_payload() -> None:
+    event = json.loads((FIXTURES / "purchase_ios.json").read_text())
+    fast = check(json.dumps(event).encode())
+    slow = check(json.dumps({**event, "extra_ref": "r-1"}).encode())
+    assert_accepted(fast)
+    assert_accepted(slow)
+    assert payload(slow) == {**payload(fast), "extra_ref": "r-1"}
+    assert slow.event is not None and fast.event is not None
+    assert slow.event.event_time_ms == fast.event.event_time_ms
+
+
+def test_explicit_null_optional_field_is_treated_as_absent() -> None:
+    result = check(base(idfa=None, ip=None))
+    assert_accepted(result)
+    assert "idfa" not in payload(result) and "ip" not in payload(result)
+
+
+# --- platform hints -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", schema.IOS_ONLY_FIELDS)
+def test_ios_field_on_android_app_is_platform_mismatch(field: str) -> None:
+    value: object = 3 if field == "att" else UUID_UPPER
+    result = check(base(**{field: value}), app_id=ANDROID_APP)
+    assert_accepted(result)
+    assert (field, "platform_mismatch") in codes(result.warnings)
+
+
+@pytest.mark.parametrize("field", schema.ANDROID_ONLY_FIELDS)
+def test_android_field_on_ios_app_is_platform_mismatch(field: str) -> None:
+    value: object = {"scope": 1, "id": UUID_LOWER} if field == "app_set_id" else UUID_LOWER
+    result = check(base(**{field: value}), app_id=IOS_APP)
+    assert_accepted(result)
+    assert (field, "platform_mismatch") in codes(result.warnings)
+
+
+def test_platform_fields_on_matching_or_unknown_app_give_no_hint() -> None:
+    assert check(base(idfa=UUID_UPPER, att=3), app_id=IOS_APP).warnings == []
+    assert check(base(advertising_id=UUID_LOWER), app_id=ANDROID_APP).warnings == []
+    assert check(base(idfa=UUID_UPPER), app_id="9NBLGGH4R32N").warnings == []
+
+
+# --- dedupe ---------------------------------------------------------------------------------
+
+
+def test_dedupe_is_off_by_default() -> None:
+    result = check(base(eventValue='{"af_order_id": "A-1"}'))
+    assert result.event is not None and result.event.dedupe_id is None
+
+
+@pytest.mark.parametrize(("order_id", "dedupe_id"), [("A-1", "A-1"), (12345, "12345")])
+def test_dedupe_on_af_order_id_sets_dedupe_id(order_id: object, dedupe_id: str) -> None:
+    value = json.dumps({"af_order_id": order_id})
+    result = check(base(eventValue=value), dedupe_key="af_order_id")
+    assert result.event is not None and result.event.dedupe_id == dedupe_id
+
+
+@pytest.mark.parametrize("value", ["", "{}", '{"af_order_id": ""}', '{"af_order_id": [1]}'])
+def test_dedupe_on_without_usable_order_id_gives_no_dedupe_id(value: str) -> None:
+    result = check(base(eventValue=value), dedupe_key="af_order_id")
+    assert result.event is not None and result.event.dedupe_id is None
+
+
+# --- whole events ---------------------------------------------------------------------------
+
+
+def test_spec_style_payload_is_accepted() -> None:
+    event = {
+        "appsflyer_id": "1234567890123-1234567",
+        "customer_user_id": "customer_user_id",
+        "ip": "81.2.69.160",
+        "eventName": "af_purchase",
+        "eventValue": '{ "af_revenue": "6", "af_content_type": "wallets", "af_content_id": '
+        '"15854", "your_custom_attribute" :"456.123" }',
+        "eventCurrency": "USD",
+        "eventTime": "2019-05-15 12:17:01.123",
+        "app_version_name": "my_app_version",
+        "app_store": "my_android_store_is_best",
+        "bundleIdentifier": "com.myapp",
+        "advertising_id": UUID_LOWER,
+        "os": "14",
+        "aie": True,
+        "sharing_filter": ["googleadwords_int", "adcolony_int"],
+    }
+    received = parse_event_time("2019-05-15 12:17:02.000")
+    result = check(event, app_id="com.myapp", received_at_ms=received)
+    assert_accepted(result)
+    assert result.warnings == []
+    assert result.event is not None
+    assert result.event.api == "appsflyer"
+    assert result.event.source == "com.myapp"
+    assert result.event.name == "af_purchase"
+    assert result.event.event_time_ms == parse_event_time("2019-05-15 12:17:01.123")
+    assert payload(result)["eventValue"]["af_revenue"] == "6"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "app_id", "order_id"),
+    [
+        ("purchase_ios.json", IOS_APP, "GPA.3384-5521-0932-11470"),
+        ("subscribe_android.json", ANDROID_APP, "GPA.3312-4451-7790-55123"),
+    ],
+)
+def test_fixture_payloads_are_accepted(fixture: str, app_id: str, order_id: str) -> None:
+    body = (FIXTURES / fixture).read_bytes()
+    assert len(body) <= MAX_BODY_BYTES
+    sent = json.loads(body)
+    received = parse_event_time(sent["eventTime"]) + 30_000
+    result = check(body, app_id=app_id, received_at_ms=received, dedupe_key="af_order_id")
+    assert_accepted(result)
+    assert result.warnings == []
+    assert result.event is not None
+    assert result.event.dedupe_id == order_id
+    assert result.event.event_time_ms == parse_event_time(sent["eventTime"])
+    stored = payload(result)
+    assert stored["eventValue"] == json.loads(sent["eventValue"])
+    assert {k: v for k, v in stored.items() if k not in {"eventValue", "custom_data"}} == {
+        k: v for k, v in sent.items() if k not in {"eventValue", "custom_data"}
+    }
+
+
+def test_warnings_are_returned_with_problems() -> None:
+    result = check(base(eventValue={"af_revenue": "x"}, eventCurrency="USD"))
+    assert_refused(result, "eventValue.af_revenue", "not_numeric")
+    assert ("eventValue", "event_value_not_stringified") in codes(result.warnings)
+
+
+def test_response_texts_are_appsflyers() -> None:
+    assert (OK, PARSE_FAILED, APPSFLYER_ID_MISSING, BAD_REQUEST) == (
+        "OK",
+        "Payload is missing or failed to parse",
+        "appsflyer_id is a mandatory field",
+        "Bad request",
+    )
+    assert (schema.UNAUTHORIZED, MAX_BODY_BYTES) == ("Unauthorized", 1024)
+
+
+def test_reserved_event_value_keys_include_the_common_ones() -> None:
+    common = {"af_revenue", "af_currency", "af_content_id", "af_order_id", "af_quantity"}
+    assert common | {"af_price", "af_content_type", "af_content_list"} <= (schema.RESERVED_EVENT_VALUE_KEYS)
+
+
+def test_package_exports_every_public_name() -> None:
+    assert set(schema.__all__) | set(rules.__all__) == set(appsflyer.__all__)
+    for name in appsflyer.__all__:
+        assert getattr(appsflyer, name) is not None
