@@ -18,6 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.storekit import make_store, store
+
+__all__ = ["make_store", "store"]  # fixtures for the store tests, per backend
+
 ADMIN = "admin-token-for-tests"
 EXAMPLES = Path(__file__).resolve().parent.parent / "capigate" / "examples"
 

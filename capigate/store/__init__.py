@@ -10,9 +10,14 @@ from typing import Any
 
 from capigate.errors import StoreError
 from capigate.store.base import (
+    AttemptOutcome,
+    DeadLetterQuery,
+    Delivery,
+    DeliveryAttempt,
     EventQuery,
     IngestResult,
     NewEvent,
+    OutboxDepth,
     PruneResult,
     RequestQuery,
     RequestRecord,
@@ -23,9 +28,14 @@ from capigate.store.base import (
 from capigate.store.sqlite import SQLiteStore, WriterStats
 
 __all__ = [
+    "AttemptOutcome",
+    "DeadLetterQuery",
+    "Delivery",
+    "DeliveryAttempt",
     "EventQuery",
     "IngestResult",
     "NewEvent",
+    "OutboxDepth",
     "PruneResult",
     "RequestQuery",
     "RequestRecord",

@@ -7,16 +7,21 @@ normalised and hashed: a store never sees plain PII.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from capigate.errors import Problem
 
 __all__ = [
+    "AttemptOutcome",
+    "DeadLetterQuery",
+    "Delivery",
+    "DeliveryAttempt",
     "EventQuery",
     "IngestResult",
     "NewEvent",
+    "OutboxDepth",
     "PruneResult",
     "RequestQuery",
     "RequestRecord",
@@ -36,6 +41,9 @@ class NewEvent(msgspec.Struct, kw_only=True):
     dedupe_id: str | None
     payload: bytes  # JSON
     test_tag: str | None = None
+    # The relay destination this event is queued for, in the same transaction as the event;
+    # None when its source has no relay or the event was sent in test mode.
+    destination: str | None = None
 
 
 class StoredEvent(msgspec.Struct, kw_only=True):
@@ -108,6 +116,64 @@ class PruneResult(msgspec.Struct, kw_only=True):
     requests: int
 
 
+class Delivery(msgspec.Struct, kw_only=True):
+    """One event claimed by a relay worker, under a lease, for one destination."""
+
+    event_id: int
+    destination: str
+    api: str
+    source: str
+    name: str
+    dedupe_id: str | None
+    payload: bytes  # the stored (normalised, hashed) JSON
+    attempts: int  # attempts made before this one
+    queued_at: int  # ms; with max_age_hours decides when retrying stops
+
+
+class AttemptOutcome(msgspec.Struct, kw_only=True):
+    """What one attempt to deliver one event did, and what the outbox does next."""
+
+    event_id: int
+    destination: str
+    at_ms: int
+    result: Literal["delivered", "retry", "dead"]
+    status: int | None = None  # upstream HTTP status; None for a network error or timeout
+    latency_ms: float = 0.0
+    error: str | None = None  # network error, timeout, or why it was given up
+    response_headers: dict[str, str] = {}
+    response_body: str = ""  # verbatim, cut at 64 KiB
+    next_attempt_at_ms: int | None = None  # for "retry"
+
+
+class DeliveryAttempt(msgspec.Struct, kw_only=True):
+    id: int
+    event_id: int
+    destination: str
+    at: int
+    result: str
+    status: int | None
+    latency_ms: float
+    error: str | None
+    response_headers: dict[str, str]
+    response_body: str
+
+
+class DeadLetterQuery(msgspec.Struct, kw_only=True):
+    destination: str | None = None
+    source: str | None = None
+    status: int | None = None  # last upstream status
+    since_ms: int | None = None  # on the event's received_at
+    until_ms: int | None = None
+
+
+class OutboxDepth(msgspec.Struct, kw_only=True):
+    destination: str
+    pending: int  # waiting or leased
+    dead: int
+    delivered: int
+    oldest_pending_at: int | None  # received_at of the oldest undelivered event, ms
+
+
 class Store(Protocol):
     """One gateway node's access to its store. All methods are safe to call concurrently."""
 
@@ -141,3 +207,34 @@ class Store(Protocol):
     async def check_writable(self) -> None:
         """Raise StoreError unless a write would succeed now."""
         ...
+
+    # --- relay outbox -------------------------------------------------------------------
+    # An event with a destination gets an outbox row in ingest's transaction, state
+    # "pending"; the events row's status follows it: pending -> delivered | dead.
+
+    async def claim(
+        self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` deliveries due at ``now_ms`` (pending with next attempt due,
+        or leased by anyone whose lease expired), oldest event first."""
+        ...
+
+    async def settle(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
+        """Record each attempt and move its delivery on (delivered, retry at a time, dead),
+        releasing the lease, in one transaction. Outcomes for a lease ``owner`` no longer
+        holds are recorded as attempts but do not change the delivery."""
+        ...
+
+    async def release(self, *, owner: str) -> int:
+        """Give back every lease ``owner`` holds (graceful shutdown); returns how many."""
+        ...
+
+    async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
+        """Every attempt for one event, oldest first."""
+        ...
+
+    async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
+        """Queue the matching dead deliveries again (attempts reset); returns how many."""
+        ...
+
+    async def outbox_depths(self) -> list[OutboxDepth]: ...

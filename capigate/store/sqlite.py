@@ -110,16 +110,14 @@ _SCHEMA: Final = (
 )
 
 _EVENT_COLUMNS: Final = (
-    "id, api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, "
-    "payload"
+    "id, api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, payload"
 )
 _REQUEST_COLUMNS: Final = (
     "id, request_id, received_at, api, source, method, path, status, client_ip, user_agent, "
     "latency_ms, events_received, events_stored, events_duplicate, problems, warnings, test_tag"
 )
 _INSERT_EVENTS: Final = (
-    "INSERT INTO events (id, api, source, name, event_time, received_at, dedupe_id, test_tag, "
-    "request_id, payload) VALUES "
+    "INSERT INTO events (api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload) VALUES "
 )
 _INSERT_KEYS: Final = "INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES "
 _INSERT_REQUEST: Final = (
@@ -169,7 +167,8 @@ class SQLiteStore:
 
     @property
     def stats(self) -> WriterStats:
-        return self._writer.stats
+        live = self._writer.stats
+        return WriterStats(groups=live.groups, jobs=live.jobs)
 
     async def open(self) -> None:
         if self._opened:
@@ -187,13 +186,9 @@ class SQLiteStore:
         await self._writer.stop()
         await self._readers.close()
 
-    async def ingest(
-        self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int
-    ) -> IngestResult:
+    async def ingest(self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int) -> IngestResult:
         batch = list(events)  # the caller may reuse its list while the job waits
-        return await self._writer.submit(
-            lambda cur: _ingest(cur, batch, request_id, received_at_ms)
-        )
+        return await self._writer.submit(lambda cur: _ingest(cur, batch, request_id, received_at_ms))
 
     async def record_request(self, record: RequestRecord) -> None:
         row = _request_row(record)
@@ -207,17 +202,11 @@ class SQLiteStore:
 
     async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
         sql, params = events_sql(query)
-        return await self._readers.run(
-            lambda conn: _fetch_page(conn, sql, params, query.limit, _stored_event)
-        )
+        return await self._readers.run(lambda conn: _fetch_page(conn, sql, params, query.limit, _stored_event))
 
-    async def query_requests(
-        self, query: RequestQuery
-    ) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+    async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
         sql, params = requests_sql(query)
-        return await self._readers.run(
-            lambda conn: _fetch_page(conn, sql, params, query.limit, _request_pair)
-        )
+        return await self._readers.run(lambda conn: _fetch_page(conn, sql, params, query.limit, _request_pair))
 
 
 # --- the writer -------------------------------------------------------------------------
@@ -299,10 +288,11 @@ class _Writer:
         """Run ``first`` and the jobs pending behind it in one transaction; True on the sentinel."""
         try:
             cur.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            _deliver([first], [(None, exc)])
-            return False
-        jobs, stop = self._drain(first)
+        except sqlite3.Error as exc:  # still locked after busy_timeout: so would the others be
+            jobs, stop = self._drain(first)
+            _deliver(jobs, [(None, exc)] * len(jobs))
+            return stop
+        jobs, stop = self._drain(first)  # after BEGIN: the jobs that came while it waited join
         try:
             outcomes = [_run_job(cur, job) for job in jobs]
             cur.execute("COMMIT")
@@ -393,6 +383,8 @@ def _connect_writer(path: Path, synchronous: str, busy_timeout_ms: int) -> sqlit
         if mode != "wal":
             raise StoreError(f"{path}: cannot use WAL mode (got {mode!r}); use a local disk")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
+        if synchronous in ("FULL", "EXTRA"):
+            conn.execute("PRAGMA fullfsync = ON")  # macOS: flush the drive's cache too
         conn.execute("PRAGMA cache_size = -65536")  # KiB: 64 MiB for index pages
         conn.execute("PRAGMA temp_store = MEMORY")  # the per-job savepoint journals
         # Checkpoint every ~40 MiB, not 4 MiB: hot index pages are copied back less often.
@@ -428,13 +420,15 @@ def _create_schema(cur: sqlite3.Cursor) -> None:
 # --- the write jobs (run on the writer thread, inside the group transaction) -------------
 
 
-def _ingest(
-    cur: sqlite3.Cursor, events: list[NewEvent], request_id: str, received_at_ms: int
-) -> IngestResult:
+def _ingest(cur: sqlite3.Cursor, events: list[NewEvent], request_id: str, received_at_ms: int) -> IngestResult:
     fresh, duplicates = _split_duplicates(events, _seen_keys(cur, events))
+    # SQLite gives a row inserted without an id max(id) + 1, an append that is cheaper than
+    # placing an explicit id; so the events get first_id, first_id + 1 … (checked below).
     (first_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()
     _insert_rows(cur, _INSERT_KEYS, 4, _key_rows(fresh, first_id, received_at_ms))
-    _insert_rows(cur, _INSERT_EVENTS, 10, _event_rows(fresh, first_id, request_id, received_at_ms))
+    _insert_rows(cur, _INSERT_EVENTS, 9, _event_rows(fresh, request_id, received_at_ms))
+    if fresh and cur.lastrowid != first_id + len(fresh) - 1:
+        raise StoreError("the events table gave ids out of sequence; nothing was stored")
     return IngestResult(stored=len(fresh), duplicates=duplicates)
 
 
@@ -500,16 +494,14 @@ def _split_duplicates(
     return fresh, duplicates
 
 
-def _event_rows(
-    fresh: list[tuple[int, NewEvent]], first_id: int, request_id: str, received_at_ms: int
-) -> Iterator[Row]:
-    for offset, (position, e) in enumerate(fresh):
+def _event_rows(fresh: list[tuple[int, NewEvent]], request_id: str, received_at_ms: int) -> Iterator[Row]:
+    for position, e in fresh:
         if type(e.payload) is not bytes:
             kind = type(e.payload).__name__
             raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
         yield (
-            first_id + offset, e.api, e.source, e.name, e.event_time_ms, received_at_ms,
-            e.dedupe_id, e.test_tag, request_id, e.payload,
+            e.api, e.source, e.name, e.event_time_ms, received_at_ms, e.dedupe_id, e.test_tag,
+            request_id, e.payload,
         )  # fmt: skip
 
 
@@ -544,8 +536,7 @@ def _prune(cur: sqlite3.Cursor, now_ms: int, retention: Retention) -> PruneResul
     keys = cur.execute("DELETE FROM dedupe_keys WHERE seen_at < ?", (keys_before,)).rowcount
     old = cur.execute("DELETE FROM requests WHERE received_at < ?", (journal_before,)).rowcount
     over = cur.execute(
-        "DELETE FROM requests WHERE id <= "
-        "(SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
         (max(0, retention.journal_max_rows),),
     ).rowcount
     return PruneResult(dedupe_keys=keys, requests=old + over)
@@ -567,18 +558,14 @@ class _Readers:
         self._all = await asyncio.to_thread(self._connect_all)
         for conn in self._all:
             self._idle.put(conn)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            self._size, thread_name_prefix="capigate-sqlite-read"
-        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(self._size, thread_name_prefix="capigate-sqlite-read")
 
     def _connect_all(self) -> list[sqlite3.Connection]:
         uri = self._path.resolve().as_uri() + "?mode=ro"
         timeout = self._busy_timeout_ms / 1000
         try:
             return [
-                sqlite3.connect(
-                    uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
-                )
+                sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
                 for _ in range(self._size)
             ]
         except sqlite3.Error as exc:
@@ -620,7 +607,8 @@ def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
         ("test_tag", query.test_tag),
     )
     where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY id DESC LIMIT ?"
+    hint = _since_hint("events", query.since_ms, query.source, query.name, query.status)
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events{hint}{where} ORDER BY id DESC LIMIT ?"
     return sql, [*params, _clamp(query.limit) + 1]
 
 
@@ -628,8 +616,17 @@ def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
     """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
     equal = (("source", query.source), ("api", query.api), ("status", query.status))
     where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
-    sql = f"SELECT {_REQUEST_COLUMNS} FROM requests{where} ORDER BY id DESC LIMIT ?"
+    hint = _since_hint("requests", query.since_ms, query.source, query.status)
+    sql = f"SELECT {_REQUEST_COLUMNS} FROM requests{hint}{where} ORDER BY id DESC LIMIT ?"
     return sql, [*params, _clamp(query.limit) + 1]
+
+
+def _since_hint(table: str, since: int | None, *indexed_filters: object) -> str:
+    """ "Since" asks for a recent window: read it through the received_at index, where SQLite
+    (without statistics) would scan every row newest first until LIMIT rows match."""
+    if since is None or any(f is not None for f in indexed_filters):
+        return ""
+    return f" INDEXED BY {table}_received_at"
 
 
 def _where(
