@@ -1,0 +1,1 @@
+"""capigate benchmark harness: see bench/README.md."""

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmark entry point: installs wrk if missing, then runs bench/run.py (see bench/README.md).
+# Usage: bench/run.sh [--target all|ceiling-only|capigate-only] [--quick] [run.py options]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "bench: wrk not found, installing it with apt-get" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update
+    $SUDO apt-get install -y wrk
+fi
+
+PYTHON=".venv/bin/python"
+if [ ! -x "$PYTHON" ]; then PYTHON="python3"; fi
+exec "$PYTHON" -m bench.run "$@"
