@@ -1,0 +1,276 @@
+"""The relay outbox and the inspector's statistics on PostgreSQL: the statements
+``PostgresStore`` runs on its pool, each one statement (so one snapshot, one transaction).
+
+The tables (``pg_schema``) mirror the SQLite store's: ``outbox`` (one row per relayed event:
+state, attempts, due time or lease expiry, lease owner, last status and error), ``attempts``
+(one row per upstream request), ``attempt_events`` (which events it carried),
+``outbox_delivered`` (a count per destination). ``query_events`` reads an event's relay state
+from its outbox row, so delivering an event never rewrites its (wide, five-index) events row.
+
+Across nodes, ``claim`` locks the rows it leases with ``FOR UPDATE SKIP LOCKED``: two nodes
+claiming at once get disjoint rows, without waiting for each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+import psycopg
+from psycopg.rows import TupleRow
+
+from capigate.store.base import (
+    AttemptOutcome,
+    DeadLetterQuery,
+    Delivery,
+    DeliveryAttempt,
+    OutboxDepth,
+    StatsBucket,
+)
+from capigate.store.pg_writer import pg_text
+
+__all__ = [
+    "RELAY_STATES",
+    "claim",
+    "outbox_depths",
+    "query_attempts",
+    "query_stats",
+    "release",
+    "replay",
+    "settle",
+    "stats_sql",
+]
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+RELAY_STATES: Final = frozenset({"pending", "delivered", "dead"})
+RESULTS: Final = frozenset({"delivered", "retry", "dead", "split"})
+
+_encode = msgspec.json.Encoder().encode
+_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+
+# Due rows of one destination, oldest event first; rows another node is leasing right now
+# are skipped, not waited for. The lease expiry becomes the row's next_attempt_at.
+CLAIM: Final = """
+WITH due AS (
+    SELECT event_id FROM outbox
+    WHERE destination = %(destination)s AND state = 'pending' AND next_attempt_at <= %(now)s
+    ORDER BY event_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE outbox o SET lease_owner = %(owner)s, next_attempt_at = %(until)s
+    FROM due WHERE o.event_id = due.event_id
+    RETURNING o.event_id, o.attempts, o.queued_at
+)
+SELECT l.event_id, e.api, e.source, e.name, e.dedupe_id, e.payload, l.attempts, l.queued_at
+FROM leased l JOIN events e ON e.id = l.event_id
+ORDER BY l.event_id
+"""
+
+# One attempts row per distinct response; every outcome is linked to its row. Only the rows
+# whose lease ``owner`` still holds move on: "split" keeps the lease and moves its expiry.
+SETTLE: Final = """
+WITH g AS (
+    SELECT nextval('attempts_id_seq') AS id, g.*
+    FROM unnest(
+        %(destination)b::text[], %(at)b::int8[], %(result)b::text[], %(status)b::int4[],
+        %(latency_ms)b::float8[], %(error)b::text[], %(headers)b::bytea[], %(body)b::text[], %(due)b::int8[]
+    ) WITH ORDINALITY AS g(destination, at, result, status, latency_ms, error, headers, body, due, ord)
+), logged AS (
+    INSERT INTO attempts (id, destination, at, result, status, latency_ms, error, response_headers, response_body)
+    SELECT id, destination, at, result, status, latency_ms, error, headers, body FROM g
+), o AS (
+    SELECT u.event_id, g.id, g.result, g.status, g.error, g.due
+    FROM unnest(%(event_id)b::int8[], %(group)b::int8[]) AS u(event_id, grp) JOIN g ON g.ord = u.grp
+), linked AS (
+    INSERT INTO attempt_events (event_id, attempt_id) SELECT event_id, id FROM o ON CONFLICT DO NOTHING
+), moved AS (
+    UPDATE outbox b SET
+        state = CASE WHEN o.result IN ('delivered', 'dead') THEN o.result ELSE 'pending' END,
+        attempts = b.attempts + CASE WHEN o.result = 'split' THEN 0 ELSE 1 END,
+        lease_owner = CASE WHEN o.result = 'split' THEN b.lease_owner END,
+        next_attempt_at = o.due,
+        last_status = o.status,
+        last_error = o.error
+    FROM o
+    WHERE b.event_id = o.event_id AND b.lease_owner = %(owner)s AND b.state = 'pending'
+    RETURNING b.destination, b.state
+)
+INSERT INTO outbox_delivered (destination, delivered)
+SELECT destination, count(*) FROM moved WHERE state = 'delivered' GROUP BY destination ORDER BY destination
+ON CONFLICT (destination) DO UPDATE SET delivered = outbox_delivered.delivered + excluded.delivered
+"""
+
+# A released row was due when it was leased, so it is due again at once.
+RELEASE: Final = (
+    "UPDATE outbox SET lease_owner = NULL, next_attempt_at = 0 WHERE state = 'pending' AND lease_owner = %s"
+)
+
+ATTEMPTS: Final = """
+SELECT a.id, l.event_id, a.destination, a.at, a.result, a.status, a.latency_ms, a.error,
+       a.response_headers, a.response_body
+FROM attempt_events l JOIN attempts a ON a.id = l.attempt_id
+WHERE l.event_id = %s ORDER BY a.id
+"""
+
+DEPTHS: Final = """
+WITH p AS (
+    SELECT destination, count(*) AS n, min(event_id) AS first FROM outbox WHERE state = 'pending' GROUP BY destination
+), d AS (
+    SELECT destination, count(*) AS n FROM outbox WHERE state = 'dead' GROUP BY destination
+), names AS (
+    SELECT destination FROM p UNION SELECT destination FROM d UNION SELECT destination FROM outbox_delivered
+)
+SELECT names.destination, coalesce(p.n, 0), coalesce(d.n, 0), coalesce(dl.delivered, 0), e.received_at
+FROM names
+LEFT JOIN p USING (destination)
+LEFT JOIN d USING (destination)
+LEFT JOIN outbox_delivered dl USING (destination)
+LEFT JOIN events e ON e.id = p.first
+"""
+
+
+async def claim(
+    conn: Connection, destination: str, owner: str, limit: int, now_ms: int, lease_ms: int
+) -> list[Delivery]:
+    if limit < 1:
+        return []
+    params = {"destination": destination, "owner": owner, "limit": limit, "now": now_ms, "until": now_ms + lease_ms}
+    rows = await (await conn.execute(CLAIM, params)).fetchall()
+    return [_delivery(row, destination) for row in rows]
+
+
+def _delivery(r: TupleRow, destination: str) -> Delivery:
+    return Delivery(
+        event_id=r[0], destination=destination, api=r[1], source=r[2], name=r[3], dedupe_id=r[4],
+        payload=r[5], attempts=r[6], queued_at=r[7],
+    )  # fmt: skip
+
+
+async def settle(conn: Connection, outcomes: Sequence[AttemptOutcome], owner: str) -> None:
+    """The outcomes of one upstream request (same response objects) share one attempts row."""
+    groups: dict[tuple[Any, ...], int] = {}
+    samples: list[AttemptOutcome] = []
+    event_ids: list[int] = []
+    group_of: list[int] = []
+    for o in outcomes:
+        if o.result not in RESULTS:
+            raise ValueError(f"unknown attempt result {o.result!r}")
+        key = (
+            o.destination, o.at_ms, o.result, o.status, o.latency_ms, o.error, o.next_attempt_at_ms,
+            id(o.response_headers), o.response_body,
+        )  # fmt: skip
+        index = groups.get(key)
+        if index is None:
+            index = groups[key] = len(samples) + 1  # WITH ORDINALITY counts from 1
+            samples.append(o)
+        event_ids.append(o.event_id)
+        group_of.append(index)
+    params = {
+        "destination": [s.destination for s in samples],
+        "at": [s.at_ms for s in samples],
+        "result": [s.result for s in samples],
+        "status": [s.status for s in samples],
+        "latency_ms": [float(s.latency_ms) for s in samples],
+        "error": [pg_text(s.error) for s in samples],
+        "headers": [_encode(s.response_headers) for s in samples],
+        "body": [pg_text(s.response_body) for s in samples],
+        "due": [s.next_attempt_at_ms if s.next_attempt_at_ms is not None else s.at_ms for s in samples],
+        "event_id": event_ids,
+        "group": group_of,
+        "owner": owner,
+    }
+    await conn.execute(SETTLE, params)
+
+
+async def release(conn: Connection, owner: str) -> int:
+    return (await conn.execute(RELEASE, (owner,))).rowcount
+
+
+async def replay(conn: Connection, query: DeadLetterQuery, now_ms: int) -> int:
+    """Dead rows matching ``query`` become pending again, due now, with attempts reset."""
+    filters = (
+        ("o.destination = %s", query.destination),
+        ("e.source = %s", query.source),
+        ("o.last_status = %s", query.status),
+        ("e.received_at >= %s", query.since_ms),
+        ("e.received_at < %s", query.until_ms),
+    )
+    chosen = [(clause, value) for clause, value in filters if value is not None]
+    where = "".join(f" AND {clause}" for clause, _ in chosen)
+    sql = (
+        "UPDATE outbox SET state = 'pending', attempts = 0, queued_at = %s, next_attempt_at = %s, lease_owner = NULL "
+        "WHERE event_id IN (SELECT o.event_id FROM outbox o JOIN events e ON e.id = o.event_id "
+        f"WHERE o.state = 'dead'{where})"
+    )
+    return (await conn.execute(sql, [now_ms, now_ms, *(value for _, value in chosen)])).rowcount
+
+
+async def query_attempts(conn: Connection, event_id: int) -> list[DeliveryAttempt]:
+    rows = await (await conn.execute(ATTEMPTS, (event_id,))).fetchall()
+    return [_attempt(row) for row in rows]
+
+
+def _attempt(r: TupleRow) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        id=r[0], event_id=r[1], destination=r[2], at=r[3], result=r[4], status=r[5], latency_ms=r[6],
+        error=r[7], response_headers=_decode_headers(r[8]), response_body=r[9],
+    )  # fmt: skip
+
+
+async def outbox_depths(conn: Connection) -> list[OutboxDepth]:
+    """Per destination; pending and dead are counted on their partial indexes only."""
+    rows = await (await conn.execute(DEPTHS)).fetchall()
+    depths = [
+        OutboxDepth(destination=r[0], pending=r[1], dead=r[2], delivered=r[3], oldest_pending_at=r[4]) for r in rows
+    ]
+    return sorted(depths, key=lambda d: d.destination)
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
+    """The two SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them): the journal's
+    totals over the window, read through requests_received_at; the dead letters of the events
+    received in the window, through the outbox's partial index."""
+    by_source = " AND source = %s" if source is not None else ""
+    extra = [source] if source is not None else []
+    journal = (
+        "SELECT received_at - received_at %% %s AS start, source, count(*), count(*) FILTER (WHERE status >= 400), "
+        "sum(events_received), sum(events_stored), sum(events_duplicate), "
+        "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
+        f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2"
+    )
+    dead = (
+        "SELECT e.received_at - e.received_at %% %s AS start, e.source, count(*) "
+        "FROM outbox o JOIN events e ON e.id = o.event_id "
+        f"WHERE o.state = 'dead' AND e.received_at >= %s AND e.received_at < %s{by_source.replace('source', 'e.source')} "
+        "GROUP BY 1, 2"
+    )
+    return [(journal, [bucket_ms, since_ms, until_ms, *extra]), (dead, [bucket_ms, since_ms, until_ms, *extra])]
+
+
+async def query_stats(
+    conn: Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[StatsBucket]:
+    (journal, journal_params), (dead, dead_params) = stats_sql(pg_text(source), since_ms, until_ms, bucket_ms)
+    buckets: dict[tuple[int, str | None], StatsBucket] = {}
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both
+        for start, src, n, failed, received, stored, duplicate, warnings in await (
+            await conn.execute(journal, journal_params)
+        ).fetchall():
+            buckets[start, src] = StatsBucket(
+                start_ms=start, source=src, requests=n, failed_requests=failed, events_received=received,
+                events_accepted=stored, events_duplicate=duplicate,
+                events_refused=max(0, received - stored - duplicate), warnings=warnings,
+            )  # fmt: skip
+        for start, src, n in await (await conn.execute(dead, dead_params)).fetchall():
+            bucket = buckets.get((start, src))
+            if bucket is None:
+                bucket = buckets[start, src] = StatsBucket(start_ms=start, source=src)
+            bucket.dead_letters = n
+    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or ""))]

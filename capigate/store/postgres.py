@@ -1,0 +1,424 @@
+"""The PostgreSQL store: many gateway nodes on one database.
+
+Writes go through group-committing writer tasks (``pg_writer``); reads, relay leases and
+pruning run on a pool of autocommit connections (psycopg 3, ``AsyncConnectionPool``), each a
+single statement or one short transaction. Everything a node knows lives in the database, so
+nodes are stateless and any node answers for all of them:
+
+- dedupe: the (source, dedupe_id) primary key; the first transaction to insert a key wins;
+- relay: ``claim`` leases due outbox rows with ``FOR UPDATE SKIP LOCKED``, so two nodes never
+  lease one delivery at once; a lease that expires (its node died) makes the row due again;
+- schema: numbered steps applied at ``open()`` under an advisory lock (``pg_schema``).
+
+Isolation: ``schema="name"`` (or ``?schema=name`` in the URL) keeps every table in that
+PostgreSQL schema, created if missing, so one database can hold several deployments, or one
+schema per test. Without it, tables go where the connection's search_path points (``public``).
+
+A store belongs to the event loop that opened it, as its connections do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from capigate.errors import Problem, StoreError
+from capigate.store import pg_outbox, pg_schema
+from capigate.store.base import (
+    AttemptOutcome,
+    DeadLetterQuery,
+    Delivery,
+    DeliveryAttempt,
+    EventQuery,
+    IngestResult,
+    NewEvent,
+    OutboxDepth,
+    PruneResult,
+    RequestQuery,
+    RequestRecord,
+    Retention,
+    StatsBucket,
+    StoredEvent,
+)
+from capigate.store.pg_writer import (
+    IngestJob,
+    ProbeJob,
+    RecordJob,
+    Writer,
+    check_payloads,
+    pg_text,
+    request_row,
+)
+from capigate.store.sqlite import WriterStats
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[TupleRow]
+
+MAX_PAGE: Final = 1000
+_DAY_MS: Final = 86_400_000
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+URL_OPTIONS: Final = frozenset({"schema", "writers", "pool_size"})
+
+_decode_any = msgspec.json.Decoder().decode
+_decode_problems = msgspec.json.Decoder(list[Problem]).decode
+
+_EVENT_COLUMNS: Final = (
+    "e.id, e.api, e.source, e.name, e.event_time, e.received_at, e.dedupe_id, coalesce(o.state, e.status), "
+    "e.test_tag, e.request_id, e.payload"
+)
+_OUTBOX_JOIN: Final = " LEFT JOIN outbox o ON o.event_id = e.id"
+_REQUEST_COLUMNS: Final = (
+    "id, request_id, received_at, api, source, method, path, status, client_ip, user_agent, "
+    "latency_ms, events_received, events_stored, events_duplicate, problems, warnings, test_tag"
+)
+
+_PRUNE_LOCK: Final = "SELECT pg_try_advisory_xact_lock(hashtext('capigate-prune:' || coalesce(current_schema(), '')))"
+
+
+def split_options(url: str) -> tuple[str, dict[str, Any]]:
+    """``(the URL without them, options)`` for capigate's own URL parameters: ``schema``,
+    ``writers`` and ``pool_size``; every other parameter is libpq's and stays."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    found = {key: value for key, value in query if key in URL_OPTIONS}
+    if not found:
+        return url, {}
+    options: dict[str, Any] = {}
+    for key, value in found.items():
+        if key == "schema":
+            options[key] = value
+        elif value.isdigit() and int(value) >= 1:
+            options[key] = int(value)
+        else:
+            raise StoreError(f"{_redact(url)}: {key} must be a whole number >= 1, not {value!r}")
+    rest = urlencode([(key, value) for key, value in query if key not in URL_OPTIONS])
+    return urlunsplit(parts._replace(query=rest)), options
+
+
+def _redact(url: str) -> str:
+    """The URL with its password (if any) as ``***``."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
+
+
+class PostgresStore:
+    """The ``Store`` on PostgreSQL, shared by any number of gateway nodes.
+
+    ``pool_size`` (default 8) bounds the connections for reads, leases and pruning;
+    ``writers`` (default 2) adds that many connections for group commit: a large group is
+    shared among the idle writers, whose transactions run at the same time on the server's
+    CPUs. Each also comes from the URL (``?schema=capigate&writers=4``); a keyword argument
+    wins. Options of the SQLite store (``synchronous`` …) are refused here: durability is the
+    server's ``synchronous_commit``, on by default.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        writers: int | None = None,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        url, given = split_options(url)  # the keyword arguments win over the URL's parameters
+        schema = schema if schema is not None else given.get("schema")
+        pool_size = pool_size if pool_size is not None else given.get("pool_size", 8)
+        writers = writers if writers is not None else given.get("writers", 2)
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema {schema!r}: use lower-case letters, digits and _ (at most 63)")
+        if pool_size < 1 or writers < 1 or connect_timeout_s <= 0:
+            raise ValueError("pool_size and writers must be >= 1, connect_timeout_s > 0")
+        self.url = url
+        self.schema = schema
+        self.pool_size = pool_size
+        self.writers = writers
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self._connect_timeout_s = connect_timeout_s
+        try:
+            given = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise StoreError(f"{_redact(url)}: not a valid PostgreSQL URL: {exc}") from None
+        # JIT compiles plans for 100+ ms when a statement looks costly, as a group-commit
+        # INSERT of thousands of rows does; capigate's statements never gain from it.
+        options = [str(given.get("options") or ""), "-c jit=off"]
+        if schema is not None:
+            options.append(f"-c search_path={schema}")
+        self._kwargs: dict[str, Any] = {
+            "connect_timeout": max(1, round(connect_timeout_s)),
+            "options": " ".join(o for o in options if o),
+            "application_name": given.get("application_name") or "capigate",
+        }
+        self._writer = Writer(self._connect_writer, self.node, writers)
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({_redact(self.url)!r}, schema={self.schema!r})"
+
+    @property
+    def location(self) -> str:
+        """The URL without its password, and the schema."""
+        return _redact(self.url) + (f" (schema {self.schema})" if self.schema else "")
+
+    @property
+    def stats(self) -> WriterStats:
+        live = self._writer.stats
+        return WriterStats(groups=live.groups, jobs=live.jobs)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, then start the pool and the writers."""
+        if self._opened:
+            raise StoreError("this store was already opened; create a new PostgresStore")
+        self._opened = True
+        await self.migrate()
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            self.url,
+            kwargs={**self._kwargs, "autocommit": True},
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            name="capigate",
+            timeout=self._connect_timeout_s,
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout_s)
+            await self._writer.start()
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, psycopg.Error):
+                raise _store_error(exc) from exc
+            raise
+        self._pool = pool
+
+    async def schema_version(self) -> int:
+        """The database's schema version (0: none yet), read without changing anything."""
+        conn = await self._connect()
+        try:
+            if self.schema is not None:
+                found = await (await conn.execute("SELECT to_regnamespace(%s)", (self.schema,))).fetchone()
+                if found is None or found[0] is None:
+                    return 0
+            return await pg_schema.read_version(conn)
+        except psycopg.Error as exc:
+            raise _store_error(exc) from exc
+        finally:
+            await conn.close()
+
+    async def migrate(self) -> list[pg_schema.Migration]:
+        """Create the schema if missing and apply the pending steps; returns them. ``open()``
+        does this first; it needs no open store."""
+        conn = await self._connect()
+        try:
+            if self.schema is not None:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            return await pg_schema.apply_pending(conn)
+        except psycopg.Error as exc:
+            raise _store_error(exc) from exc
+        finally:
+            await conn.close()
+
+    async def close(self) -> None:
+        """Finish every write queued so far, then close the connections. Safe to call twice."""
+        await self._writer.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _connect(self, *, autocommit: bool = True) -> Connection:
+        try:
+            return await psycopg.AsyncConnection.connect(self.url, autocommit=autocommit, **self._kwargs)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}".strip()) from exc
+
+    async def _connect_writer(self) -> Connection:
+        return await self._connect(autocommit=False)
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def ingest(self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int) -> IngestResult:
+        batch = list(events)  # the caller may reuse its list while the job waits
+        check_payloads(batch)
+        result: IngestResult = await self._writer.submit(
+            IngestJob(self._writer.future(), batch, request_id, received_at_ms)
+        )
+        return result
+
+    async def record_request(self, record: RequestRecord) -> None:
+        await self._writer.submit(RecordJob(self._writer.future(), request_row(record)))
+
+    async def check_writable(self) -> None:
+        await self._writer.submit(ProbeJob(self._writer.future()))
+
+    async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
+        """One node prunes at a time; the others skip (and report nothing pruned)."""
+        keys_before = now_ms - round(retention.dedupe_days * _DAY_MS)
+        journal_before = now_ms - round(retention.journal_days * _DAY_MS)
+
+        async def run(conn: Connection) -> PruneResult:
+            async with conn.transaction():
+                locked = await (await conn.execute(_PRUNE_LOCK)).fetchone()
+                if locked is None or not locked[0]:
+                    return PruneResult(dedupe_keys=0, requests=0)
+                keys = await conn.execute("DELETE FROM dedupe_keys WHERE seen_at < %s", (keys_before,))
+                old = await conn.execute("DELETE FROM requests WHERE received_at < %s", (journal_before,))
+                over = await conn.execute(
+                    "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET %s)",
+                    (max(0, retention.journal_max_rows),),
+                )
+                return PruneResult(dedupe_keys=keys.rowcount, requests=old.rowcount + over.rowcount)
+
+        return await self._with_conn(run)
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
+        sql, params = events_sql(query)
+        return await self._page(sql, params, query.limit, _stored_event)
+
+    async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+        sql, params = requests_sql(query)
+        return await self._page(sql, params, query.limit, _request_pair)
+
+    async def _page(
+        self, sql: str, params: list[Any], limit: int, convert: Callable[[Any], T]
+    ) -> tuple[list[T], int | None]:
+        """The SELECT asks for limit+1 rows: getting one more means another page exists."""
+
+        async def run(conn: Connection) -> list[TupleRow]:
+            return await (await conn.execute(sql, params)).fetchall()
+
+        rows = await self._with_conn(run)
+        limit = _clamp(limit)
+        next_cursor: int | None = rows[limit - 1][0] if len(rows) > limit else None
+        return [convert(row) for row in rows[:limit]], next_cursor
+
+    async def _with_conn(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is not open")
+        try:
+            async with pool.connection() as conn:
+                return await fn(conn)
+        except psycopg.Error as exc:
+            raise _store_error(exc) from exc
+
+    # --- relay outbox and statistics (pg_outbox.py) ----------------------------------------
+
+    async def claim(self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int) -> list[Delivery]:
+        return await self._with_conn(lambda c: pg_outbox.claim(c, destination, owner, limit, now_ms, lease_ms))
+
+    async def settle(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
+        if outcomes:
+            batch = list(outcomes)
+            await self._with_conn(lambda c: pg_outbox.settle(c, batch, owner))
+
+    async def release(self, *, owner: str) -> int:
+        return await self._with_conn(lambda c: pg_outbox.release(c, owner))
+
+    async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
+        return await self._with_conn(lambda c: pg_outbox.replay(c, query, now_ms))
+
+    async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
+        return await self._with_conn(lambda c: pg_outbox.query_attempts(c, event_id))
+
+    async def outbox_depths(self) -> list[OutboxDepth]:
+        return await self._with_conn(pg_outbox.outbox_depths)
+
+    async def query_stats(
+        self, source: str | None, *, since_ms: int, until_ms: int, bucket_ms: int
+    ) -> list[StatsBucket]:
+        if bucket_ms < 1:
+            raise ValueError("bucket_ms must be at least 1")
+        return await self._with_conn(lambda c: pg_outbox.query_stats(c, source, since_ms, until_ms, bucket_ms))
+
+
+# --- the queries ------------------------------------------------------------------------
+
+
+def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it). An event with an
+    outbox row reports the row's state (pending, delivered, dead) as its status."""
+    equal = [("e.source", query.source), ("e.name", query.name), ("e.test_tag", query.test_tag)]
+    join = _OUTBOX_JOIN
+    if query.status in pg_outbox.RELAY_STATES:
+        # Written out, not bound: the partial indexes serve only a literal that matches.
+        join = f" JOIN outbox o ON o.event_id = e.id AND o.state = '{query.status}'"
+    else:
+        equal.append(("e.status", query.status))
+    where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events e{join}{where} ORDER BY e.id DESC LIMIT %s"
+    return sql, [*params, _clamp(query.limit) + 1]
+
+
+def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
+    equal = (("source", query.source), ("api", query.api), ("status", query.status))
+    where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
+    sql = f"SELECT {_REQUEST_COLUMNS} FROM requests{where} ORDER BY id DESC LIMIT %s"
+    return sql, [*params, _clamp(query.limit) + 1]
+
+
+def _where(
+    equal: Iterable[tuple[str, str | int | None]], since: int | None, until: int | None, cursor: int | None
+) -> tuple[str, list[Any]]:
+    clauses: list[tuple[str, Any]] = [
+        (f"{column} = %s", pg_text(value) if isinstance(value, str) else value)
+        for column, value in equal
+        if value is not None
+    ]
+    prefix = "e." if any(column.startswith("e.") for column, _ in equal) else ""
+    if since is not None:
+        clauses.append((f"{prefix}received_at >= %s", since))
+    if until is not None:
+        clauses.append((f"{prefix}received_at < %s", until))
+    if cursor is not None:
+        clauses.append((f"{prefix}id < %s", cursor))
+    if not clauses:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in clauses), [v for _, v in clauses]
+
+
+def _clamp(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))
+
+
+def _stored_event(row: Any) -> StoredEvent:
+    return StoredEvent(
+        id=row[0], api=row[1], source=row[2], name=row[3], event_time=row[4],
+        received_at=row[5], dedupe_id=row[6], status=row[7], test_tag=row[8],
+        request_id=row[9], payload=_decode_any(row[10]),
+    )  # fmt: skip
+
+
+def _request_pair(row: Any) -> tuple[int, RequestRecord]:
+    return row[0], RequestRecord(
+        request_id=row[1], received_at=row[2], api=row[3], source=row[4], method=row[5],
+        path=row[6], status=row[7], client_ip=row[8], user_agent=row[9], latency_ms=row[10],
+        events_received=row[11], events_stored=row[12], events_duplicate=row[13],
+        problems=_decode_problems(row[14]), warnings=_decode_problems(row[15]),
+        test_tag=row[16],
+    )  # fmt: skip
+
+
+def _store_error(exc: BaseException) -> StoreError:
+    error = StoreError(f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
