@@ -1,0 +1,81 @@
+"""What to do with an upstream's answer: deliver, retry later, split the batch, or give up.
+
+Pure functions, no I/O. Retries use exponential backoff with full jitter (a delay drawn
+uniformly from ``0 .. min(max, base * 2**failures)``), never shorter than the upstream's
+``Retry-After`` (seconds or an HTTP date).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+__all__ = [
+    "Verdict",
+    "backoff_s",
+    "classify",
+    "give_up_reason",
+    "retry_after_s",
+]
+
+_RETRYABLE: Final = frozenset({408, 425, 429})
+# A batch refused with these may hold one bad event among good ones: split it to find it.
+_SPLITTABLE: Final = frozenset({400, 413, 422})
+MAX_RETRY_AFTER_S: Final = 24 * 3600.0
+
+
+class Verdict(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # network error, timeout, 408/425/429, 5xx: the upstream is unwell
+    SPLIT = "split"  # a batch refused as a whole: retry it in parts to find the event at fault
+    REFUSED = "refused"  # this event is refused: dead letter, the destination goes on
+    BLOCKED = "blocked"  # the destination refuses everything (401, 403, 404 …): dead letter, back off
+
+
+def classify(status: int | None, *, events: int, splittable: bool) -> Verdict:
+    """``status`` None is a network error or a timeout; ``splittable``: the API takes batches."""
+    if status is None or status in _RETRYABLE or status >= 500:
+        return Verdict.RETRY
+    if 200 <= status < 300:
+        return Verdict.DELIVERED
+    if status in _SPLITTABLE:
+        return Verdict.SPLIT if splittable and events > 1 else Verdict.REFUSED
+    if status == 400:
+        return Verdict.REFUSED
+    return Verdict.BLOCKED
+
+
+def backoff_s(failures: int, *, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
+    """Full jitter: uniform in [0, min(max_s, base_s * 2**failures)]; ``failures`` from 0."""
+    ceiling = min(max_s, base_s * 2.0 ** min(failures, 62))
+    return (rng or random).uniform(0.0, ceiling)
+
+
+def retry_after_s(value: str | None, *, now_s: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - now_s), MAX_RETRY_AFTER_S)
+
+
+def give_up_reason(
+    attempts: int, queued_at_ms: int, *, now_ms: int, max_attempts: int, max_age_hours: float
+) -> str | None:
+    """Why an event that just failed (its ``attempts``-th attempt) is not retried, or None."""
+    if attempts >= max_attempts:
+        return f"gave up after {attempts} attempts (max_attempts = {max_attempts})"
+    age_h = (now_ms - queued_at_ms) / 3_600_000
+    if age_h >= max_age_hours:
+        return f"gave up: queued {age_h:.1f} h ago (max_age_hours = {max_age_hours:g})"
+    return None

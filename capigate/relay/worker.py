@@ -1,0 +1,380 @@
+"""One destination's relay worker: claim due events, send them upstream, settle the outcome.
+
+Each destination has its own worker, its own HTTP client (``http1.UpstreamClient``: its own
+connections and timeout) and its own limit of requests in flight, so a destination that
+hangs or fails only ever holds its own slots. The loop::
+
+    claim (lease) -> one task per upstream request -> classify the answer -> settle
+
+Throughput: batches are claimed ahead of the free slots (a slot that frees starts the next
+one at once, one claim takes several), and outcomes are settled in the background, those of
+several requests in one store call.
+
+- **delivered**: settled; the destination's failure count goes back to 0.
+- **retry** (network error, timeout, 408/425/429, 5xx): the events are due again after a
+  backoff with full jitter, never shorter than ``Retry-After``; the whole destination pauses
+  until then and resumes with a single request in flight (a probe) until one succeeds, so an
+  outage costs one request per backoff, not one per queued batch. An event past
+  ``max_attempts`` or ``max_age_hours`` goes to the dead letters instead.
+- **split** (an Axon batch refused with 400/413/422): the attempt is recorded, the lease
+  extended, and the batch retried at once in parts: first without the events the upstream's
+  body names (``events[3]…``), if it names any, else in halves, down to single events.
+- **refused** (a single event refused): dead letter with the verbatim status, headers, body.
+- **blocked** (401, 403, 404, other 4xx): the request's events go to the dead letters (replay
+  them once the key or URL is fixed), and the destination backs off as for a retry.
+
+All retry state is in the store: a worker keeps only its leased batches, the outcomes not
+yet written and its backoff. When nothing is due it sleeps until woken (``wake()``, called by ingest in this
+process), until its pause ends, or for ``poll_interval_s`` (work queued by other processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Final, Literal
+
+import msgspec
+
+from capigate.errors import StoreError
+from capigate.relay.destinations import Target
+from capigate.relay.http1 import UpstreamClient, UpstreamError
+from capigate.relay.policy import Verdict, backoff_s, classify, give_up_reason, retry_after_s
+from capigate.store.base import AttemptOutcome, Delivery, Store
+
+__all__ = ["MAX_BODY_CHARS", "AttemptHook", "DestinationWorker", "WorkerStats"]
+
+log = logging.getLogger("capigate.relay")
+
+MAX_BODY_CHARS: Final = 65_536  # of the upstream's body kept with each attempt
+LEASE_MARGIN_MS: Final = 5_000
+_NAMED_EVENT = re.compile(rb"events\[(\d+)\]")
+
+AttemptHook = Callable[[str, str, float], None]  # (destination, result, latency_ms): metrics
+Result = Literal["delivered", "retry", "dead", "split"]
+
+
+class WorkerStats(msgspec.Struct, kw_only=True):
+    """Counts since start, per destination: requests by outcome and events by final state."""
+
+    requests: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    in_flight: int = 0
+    paused_until_ms: int = 0
+
+
+class _Answer(msgspec.Struct, kw_only=True):
+    at_ms: int
+    status: int | None
+    latency_ms: float
+    headers: dict[str, str] = {}
+    body: str = ""
+    raw: bytes = b""
+    error: str | None = None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DestinationWorker:
+    def __init__(
+        self,
+        store: Store,
+        target: Target,
+        *,
+        owner: str,
+        on_attempt: AttemptHook | None = None,
+    ) -> None:
+        self.store, self.target, self.owner = store, target, owner
+        self.stats = WorkerStats()
+        s = target.settings
+        self._timeout_s = s.timeout_s
+        self.lease_ms = round(2 * s.timeout_s * 1000) + LEASE_MARGIN_MS
+        self.on_attempt = on_attempt  # called once per upstream request (metrics)
+        self._changed = asyncio.Event()  # woken, a slot freed, or stopping
+        self._stopping = False
+        self._client = UpstreamClient(target.url, connections=s.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()  # requests in flight (a slot each)
+        # Claimed batches waiting for a slot, with when their lease ends.
+        self._ready: collections.deque[tuple[int, list[Delivery]]] = collections.deque()
+        self._unsettled: list[AttemptOutcome] = []  # outcomes not yet handed to the store
+        self._settler: asyncio.Task[None] | None = None
+        self._failures = 0  # consecutive failed requests: the backoff exponent
+        self._probing = False  # after a failure: one request in flight until one succeeds
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def wake(self) -> None:
+        self._changed.set()
+
+    def stop(self) -> None:
+        """Claim nothing more; ``run()`` returns once the requests in flight are settled."""
+        self._stopping = True
+        self._changed.set()
+
+    async def run(self) -> None:
+        try:
+            await self._claim_loop()
+        finally:
+            self._stopping = True
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._settler is not None:
+                await asyncio.gather(self._settler, return_exceptions=True)
+            await self._client.aclose()  # the batch claimed ahead, if any: released by the runner
+
+    # --- claiming ---------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        """Keep every slot busy, plus as many batches claimed ahead (``_ready``): a slot that
+        frees starts one at once (``_finished``), while the next claim goes to the store, and
+        each claim (one commit) takes several batches."""
+        settings, per_request = self.target.settings, self.target.events_per_request
+        while not self._stopping:
+            self._changed.clear()
+            pause_ms = self.stats.paused_until_ms - _now_ms()
+            if pause_ms > 0:
+                await self._sleep(pause_ms / 1000, wakeable=False)
+                continue
+            self._start_ready()
+            ahead = 0 if self._probing else self._capacity()  # batches claimed ahead of the free slots
+            wanted = self._capacity() - len(self._tasks) + ahead - len(self._ready)
+            if wanted <= 0:
+                await self._changed.wait()
+                continue
+            claimed_at = _now_ms()
+            try:
+                deliveries = await self.store.claim(
+                    self.name, owner=self.owner, limit=wanted * per_request, now_ms=claimed_at, lease_ms=self.lease_ms
+                )
+            except StoreError as exc:
+                log.warning("relay %s: cannot claim events: %s", self.name, exc)
+                await self._sleep(settings.poll_interval_s, wakeable=False)
+                continue
+            lease_end = claimed_at + self.lease_ms
+            self._ready.extend((lease_end, batch) for batch in _chunks(deliveries, per_request))
+            self._start_ready()
+            if len(deliveries) < wanted * per_request:
+                await self._sleep(settings.poll_interval_s, wakeable=True)  # drained for now
+
+    def _capacity(self) -> int:
+        return 1 if self._probing else self.target.settings.concurrency
+
+    def _start_ready(self) -> None:
+        """Start claimed batches in the free slots, unless the destination is paused."""
+        now = _now_ms()
+        if self._stopping or self.stats.paused_until_ms > now:
+            return
+        while self._ready and len(self._tasks) < self._capacity():
+            lease_end, deliveries = self._ready.popleft()
+            if lease_end < now + self._timeout_s * 1000 + LEASE_MARGIN_MS:
+                continue  # held through a pause: its lease could end mid-request; it will be claimed again
+            task = asyncio.create_task(self._deliver(self._client, deliveries))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+        self.stats.in_flight = len(self._tasks)
+
+    async def _sleep(self, seconds: float, *, wakeable: bool) -> None:
+        """Until ``seconds`` pass or, if ``wakeable``, something changes; a stop always ends it."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+            if wakeable:
+                return
+            self._changed.clear()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("relay %s: delivery task failed", self.name, exc_info=task.exception())
+        self._start_ready()
+        self._changed.set()
+
+    # --- one request (and, for a refused batch, its parts) ---------------------------------
+
+    async def _deliver(self, client: UpstreamClient, deliveries: list[Delivery]) -> None:
+        answer = await self._send(client, deliveries)
+        verdict = classify(answer.status, events=len(deliveries), splittable=self.target.splittable)
+        self.stats.requests += 1
+        if self.on_attempt is not None:
+            refused = verdict in (Verdict.REFUSED, Verdict.BLOCKED)
+            self.on_attempt(self.name, "dead" if refused else verdict.value, answer.latency_ms)
+        if verdict is Verdict.DELIVERED:
+            self._failures, self._probing = 0, False
+            self.stats.delivered += len(deliveries)
+            self._settle(deliveries, answer, "delivered")
+        elif verdict is Verdict.RETRY:
+            await self._retry(deliveries, answer)
+        elif verdict is Verdict.SPLIT:
+            self._failures, self._probing = 0, False  # the upstream answers: it is not down
+            self._settle(deliveries, answer, "split", next_at=_now_ms() + self.lease_ms)
+            for part in _parts(deliveries, answer.raw):
+                if self._stopping:
+                    return  # the rest stays leased until the runner releases it
+                await self._deliver(client, part)
+        elif verdict is Verdict.REFUSED:
+            self._failures, self._probing = 0, False
+            self.stats.dead += len(deliveries)
+            log.warning("relay %s: upstream refused an event (HTTP %s): dead letter", self.name, answer.status)
+            self._settle(deliveries, answer, "dead")
+        else:
+            self.stats.dead += len(deliveries)
+            self._back_off(answer)
+            log.warning(
+                "relay %s: upstream answered HTTP %s: %d event(s) dead-lettered, backing off",
+                self.name,
+                answer.status,
+                len(deliveries),
+            )
+            self._settle(deliveries, answer, "dead")
+
+    async def _send(self, client: UpstreamClient, deliveries: list[Delivery]) -> _Answer:
+        at_ms = _now_ms()
+        started = time.perf_counter()
+        path, request_headers, body = self.target.request(deliveries)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await client.post(path, request_headers, body)
+        except (UpstreamError, TimeoutError, OSError) as exc:
+            latency = (time.perf_counter() - started) * 1000
+            if isinstance(exc, TimeoutError):
+                error = f"TimeoutError: no complete answer within timeout_s = {self._timeout_s:g}"
+            else:
+                error = str(exc) or type(exc).__name__
+            return _Answer(at_ms=at_ms, status=None, latency_ms=round(latency, 3), error=error)
+        latency = (time.perf_counter() - started) * 1000
+        raw = response.body
+        headers: dict[str, str] = {}
+        for key, value in response.headers:
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return _Answer(
+            at_ms=at_ms,
+            status=response.status,
+            latency_ms=round(latency, 3),
+            headers=headers,
+            body=raw[:MAX_BODY_CHARS].decode("utf-8", "replace"),
+            raw=raw,
+        )
+
+    async def _retry(self, deliveries: list[Delivery], answer: _Answer) -> None:
+        self._back_off(answer)
+        next_at = self.stats.paused_until_ms
+        retry: list[Delivery] = []
+        dead: list[tuple[Delivery, str]] = []
+        s = self.target.settings
+        for d in deliveries:
+            reason = give_up_reason(
+                d.attempts + 1,
+                d.queued_at,
+                now_ms=answer.at_ms,
+                max_attempts=s.max_attempts,
+                max_age_hours=s.max_age_hours,
+            )
+            if reason is None:
+                retry.append(d)
+            else:
+                dead.append((d, reason))
+        self.stats.retried += len(retry)
+        self.stats.dead += len(dead)
+        what = f"HTTP {answer.status}" if answer.status is not None else answer.error
+        wait_s = (next_at - _now_ms()) / 1000
+        log.warning("relay %s: %s; retrying %d event(s) in %.1f s", self.name, what, len(retry), wait_s)
+        outcomes = self._outcomes(retry, answer, "retry", next_at=next_at)
+        for d, reason in dead:
+            error = f"{answer.error}; {reason}" if answer.error else reason
+            outcomes += self._outcomes([d], answer, "dead", error=error)
+        self._record(outcomes)
+
+    def _back_off(self, answer: _Answer) -> None:
+        """Pause the destination. Requests that fail while it is already paused (they were in
+        flight together) share the pause instead of growing the backoff each."""
+        s = self.target.settings
+        now = _now_ms()
+        delay = 0.0
+        if self.stats.paused_until_ms <= now:
+            delay = backoff_s(self._failures, base_s=s.backoff_base_s, max_s=s.backoff_max_s)
+            self._failures += 1
+        after = retry_after_s(answer.headers.get("retry-after"), now_s=now / 1000)
+        if after is not None:
+            delay = max(delay, after)
+        self._probing = True
+        self.stats.paused_until_ms = max(self.stats.paused_until_ms, now + round(delay * 1000))
+
+    # --- settling ---------------------------------------------------------------------
+
+    def _settle(
+        self, deliveries: Sequence[Delivery], answer: _Answer, result: Result, *, next_at: int | None = None
+    ) -> None:
+        self._record(self._outcomes(deliveries, answer, result, next_at=next_at))
+
+    def _outcomes(
+        self,
+        deliveries: Sequence[Delivery],
+        answer: _Answer,
+        result: Result,
+        *,
+        next_at: int | None = None,
+        error: str | None = None,
+    ) -> list[AttemptOutcome]:
+        # One headers dict and one body string for all: the store keeps them once.
+        return [
+            AttemptOutcome(
+                event_id=d.event_id,
+                destination=self.name,
+                at_ms=answer.at_ms,
+                result=result,
+                status=answer.status,
+                latency_ms=answer.latency_ms,
+                error=error or answer.error,
+                response_headers=answer.headers,
+                response_body=answer.body,
+                next_attempt_at_ms=next_at,
+            )
+            for d in deliveries
+        ]
+
+    def _record(self, outcomes: list[AttemptOutcome]) -> None:
+        """Settle in the background, so the request's slot is free for the next batch at once:
+        one settle in flight per destination, the outcomes that come meanwhile in the next
+        (in order). ``run()`` waits for them all before it returns."""
+        self._unsettled.extend(outcomes)
+        if self._unsettled and (self._settler is None or self._settler.done()):
+            self._settler = asyncio.create_task(self._settle_all())
+
+    async def _settle_all(self) -> None:
+        while self._unsettled:
+            outcomes, self._unsettled = self._unsettled, []
+            try:
+                await self.store.settle(outcomes, owner=self.owner)
+            except StoreError as exc:
+                # The events stay leased: once the lease expires they are sent again (at least once).
+                log.error("relay %s: cannot record %d outcome(s): %s", self.name, len(outcomes), exc)
+
+
+def _chunks(deliveries: list[Delivery], size: int) -> list[list[Delivery]]:
+    return [deliveries[i : i + size] for i in range(0, len(deliveries), size)]
+
+
+def _parts(deliveries: list[Delivery], body: bytes) -> list[list[Delivery]]:
+    """How to retry a refused batch: the events the upstream's body names, each alone, after
+    the others together; else the two halves."""
+    named = {int(i) for i in _NAMED_EVENT.findall(body[:MAX_BODY_CHARS]) if int(i) < len(deliveries)}
+    if named and len(named) < len(deliveries):
+        rest = [d for i, d in enumerate(deliveries) if i not in named]
+        return [rest, *([deliveries[i]] for i in sorted(named))]
+    half = len(deliveries) // 2
+    return [deliveries[:half], deliveries[half:]]

@@ -1,0 +1,329 @@
+"""The relay workers against a real local upstream (tests/upstream.py) that the test scripts:
+delays, 5xx, 429 with Retry-After, 400 naming one event, resets, hangs. Each test runs a
+``RelayRunner`` on a real SQLite store in tmp_path, bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import pytest
+
+from capigate.config import RelaySettings
+from capigate.relay import RelayRunner, Target
+from capigate.relay import worker as worker_module
+from capigate.store import DeadLetterQuery, EventQuery, NewEvent, SQLiteStore, Store
+from tests.upstream import Reply, Seen, Upstream
+
+T = TypeVar("T")
+KEY = "upstream-key"
+
+
+def target(url: str, *, api: str = "axon", source: str = "px1", **tuning: Any) -> Target:
+    settings = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "poll_interval_s": 0.05, "timeout_s": 2.0, **tuning}
+    relay = msgspec.convert({"url": url, **settings}, RelaySettings)
+    return Target(name=f"{api}:{source}", api=api, source=source, url=url, api_key=KEY, settings=relay)
+
+
+def axon_event(n: int, source: str = "px1") -> NewEvent:
+    body = {
+        "name": "page_view",
+        "event_time": 1_700_000_000_000 + n,
+        "event_source_url": "https://shop.example.com/",
+        "dedupe_id": f"{source}-{n}",
+        "user_data": {"client_ip_address": "203.0.113.7", "client_user_agent": "UA", "esi": "web", "client_id": "c"},
+        "data": None,
+    }
+    return NewEvent(
+        api="axon",
+        source=source,
+        name="page_view",
+        event_time_ms=body["event_time"],  # type: ignore[arg-type]
+        dedupe_id=body["dedupe_id"],  # type: ignore[arg-type]
+        payload=msgspec.json.encode(body),
+        destination=f"axon:{source}",
+    )
+
+
+def run(test: Callable[[Store], Awaitable[T]], path: Path, timeout_s: float = 30.0) -> T:
+    async def main() -> T:
+        store = SQLiteStore(path / "relay.db", synchronous="NORMAL")
+        await store.open()
+        try:
+            return await asyncio.wait_for(test(store), timeout_s)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+async def ingest(store: Store, events: list[NewEvent]) -> None:
+    for start in range(0, len(events), 100):
+        await store.ingest(events[start : start + 100], request_id=f"r{start}", received_at_ms=time.time_ns() // 10**6)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def states(store: Store) -> dict[str, int]:
+    (depth,) = await store.outbox_depths()
+    return {"pending": depth.pending, "delivered": depth.delivered, "dead": depth.dead}
+
+
+async def delivered(store: Store, count: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (await states(store))["delivered"] + (await states(store))["dead"] < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not settled in time: {await states(store)}")
+        await asyncio.sleep(0.02)
+
+
+def test_axon_events_go_up_in_batches_of_at_most_100_with_their_dedupe_ids_and_key(tmp_path: Path) -> None:
+    with Upstream() as up:
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(250)])
+            async with RelayRunner(store, destinations=[target(up.url)]):
+                await delivered(store, 250)
+            assert await states(store) == {"pending": 0, "delivered": 250, "dead": 0}
+
+        run(test, tmp_path)
+        requests = up.requests("/v1/event")
+        assert all(len(r.events) <= 100 for r in requests)
+        assert sorted(up.dedupe_ids()) == sorted(f"px1-{n}" for n in range(250))
+        assert {(r.query["pixel_id"], r.headers["authorization"]) for r in requests} == {("px1", KEY)}
+        assert requests[0].events[0]["user_data"]["client_id"] == "c"  # the stored payload, as it is
+
+
+def test_5xx_and_resets_are_retried_with_backoff_until_delivered_and_every_attempt_is_kept(tmp_path: Path) -> None:
+    with Upstream() as up:
+        answers = iter([Reply(503, b"busy"), Reply(reset=True), Reply(502, b"bad gateway")])
+        up.script = lambda seen: next(answers, None)
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(10)])
+            async with RelayRunner(store, destinations=[target(up.url)]):
+                await delivered(store, 10)
+            attempts = await store.query_attempts(1)
+            assert [(a.result, a.status) for a in attempts] == [
+                ("retry", 503),
+                ("retry", None),
+                ("retry", 502),
+                ("delivered", 200),
+            ]
+            assert attempts[0].response_body == "busy" and attempts[1].error
+            assert all(a.destination == "axon:px1" and a.latency_ms >= 0 for a in attempts)
+
+        run(test, tmp_path)
+        assert len(up.requests()) == 4
+
+
+def test_429_retry_after_is_honoured(tmp_path: Path) -> None:
+    with Upstream() as up:
+        up.script = lambda seen: Reply(429, b"slow down", {"retry-after": "1"}) if len(up.seen) == 0 else None
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(1)])
+            async with RelayRunner(store, destinations=[target(up.url, backoff_max_s=0.01)]):
+                await delivered(store, 1)
+            (first, second) = await store.query_attempts(1)
+            assert (first.status, first.response_headers["retry-after"], second.status) == (429, "1", 200)
+
+        run(test, tmp_path)
+        first, second = up.requests()
+        assert second.at - first.at >= 0.95
+
+
+def refuse(bad: set[str], *, hint: bool) -> Callable[[Seen], Reply | None]:
+    """Refuse any batch holding one of the ``bad`` dedupe ids, as capigate does (400, naming
+    the event's position) if ``hint``, else with a bare 400."""
+
+    def script(seen: Seen) -> Reply | None:
+        positions = [i for i, e in enumerate(seen.events) if e["dedupe_id"] in bad]
+        if not positions:
+            return None
+        if not hint:
+            return Reply(400, b"Bad Request", {"content-type": "text/plain", "x-upstream": "yes"})
+        problems = [{"path": f"events[{i}].user_data", "code": "invalid", "message": "no"} for i in positions]
+        return Reply(400, json.dumps({"error": "invalid_batch", "problems": problems}).encode())
+
+    return script
+
+
+@pytest.mark.parametrize("hint", [True, False], ids=["named", "bisected"])
+def test_a_400_parks_only_the_event_at_fault_with_the_verbatim_answer(tmp_path: Path, hint: bool) -> None:
+    with Upstream() as up:
+        up.script = refuse({"px1-37"}, hint=hint)
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(100)])
+            async with RelayRunner(store, destinations=[target(up.url)]):
+                await delivered(store, 100)
+            assert await states(store) == {"pending": 0, "delivered": 99, "dead": 1}
+            (dead,), _ = await store.query_events(EventQuery(status="dead"))
+            assert dead.dedupe_id == "px1-37"
+            attempts = await store.query_attempts(dead.id)
+            assert attempts[0].result == "split" and attempts[-1].result == "dead"
+            assert attempts[-1].status == 400
+            if not hint:
+                assert attempts[-1].response_body == "Bad Request"
+                assert attempts[-1].response_headers["x-upstream"] == "yes"
+            else:
+                assert "events[0].user_data" in attempts[-1].response_body  # the single event's own answer
+            good = await store.query_attempts(dead.id + 1)
+            assert good[-1].result == "delivered"
+
+        run(test, tmp_path)
+        assert sorted(up.dedupe_ids()) == sorted(f"px1-{n}" for n in range(100) if n != 37)
+        if hint:  # the batch, the 99 others, the one alone
+            assert len(up.requests()) == 3
+        else:
+            assert len(up.requests()) <= 2 * 7 + 1
+
+
+def no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff at its ceiling, so that a test can tell a pause from a lucky short draw."""
+
+    def ceiling(failures: int, *, base_s: float, max_s: float) -> float:
+        return float(min(max_s, base_s * 2**failures))
+
+    monkeypatch.setattr(worker_module, "backoff_s", ceiling)
+
+
+def test_401_dead_letters_the_batch_backs_off_and_replay_delivers_after_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_jitter(monkeypatch)
+    with Upstream() as up:
+        fixed = threading.Event()
+        up.script = lambda seen: None if fixed.is_set() else Reply(401, b"Unauthorized", {"content-type": "text/plain"})
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(30)])
+            paused = target(up.url, batch_size=10, concurrency=1, backoff_base_s=5.0, backoff_max_s=5.0)
+            async with RelayRunner(store, destinations=[paused]):
+                await until(lambda: len(up.seen) >= 1)
+                await asyncio.sleep(0.5)
+                assert len(up.seen) == 1, "the destination should back off after a 401"
+                assert (await states(store))["dead"] == 10
+                fixed.set()
+            async with RelayRunner(store, destinations=[target(up.url, batch_size=10)]):
+                await delivered(store, 30)
+                assert await store.replay(DeadLetterQuery(status=401), now_ms=time.time_ns() // 10**6) == 10
+                await until(lambda: len(up.dedupe_ids()) == 30, what="the replayed events")
+            assert await states(store) == {"pending": 0, "delivered": 30, "dead": 0}
+
+        run(test, tmp_path)
+
+
+def test_events_past_max_attempts_go_to_the_dead_letters(tmp_path: Path) -> None:
+    with Upstream() as up:
+        up.script = lambda seen: Reply(500, b"boom")
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(1)])
+            async with RelayRunner(store, destinations=[target(up.url, max_attempts=3, backoff_max_s=0.02)]):
+                await delivered(store, 1)
+            attempts = await store.query_attempts(1)
+            assert [a.result for a in attempts] == ["retry", "retry", "dead"]
+            assert "max_attempts" in (attempts[-1].error or "")
+
+        run(test, tmp_path)
+
+
+def test_a_hanging_destination_does_not_delay_another(tmp_path: Path) -> None:
+    with Upstream() as hanging, Upstream() as healthy:
+        hang = threading.Event()
+        hanging.script = lambda seen: Reply(hold=hang)
+
+        async def test(store: Store) -> None:
+            slow = target(hanging.url, source="px_slow", timeout_s=20.0)
+            fast = target(healthy.url, source="px_fast")
+            async with RelayRunner(store, destinations=[slow, fast]) as runner:
+                await ingest(store, [axon_event(n, "px_slow") for n in range(400)])  # fills every slow slot
+                await until(lambda: len(hanging.seen) == 4, what="the hanging destination's slots to fill")
+                started = time.monotonic()
+                await ingest(store, [axon_event(n, "px_fast") for n in range(300)])
+                runner.wake("axon:px_fast")
+                await until(lambda: len(healthy.dedupe_ids()) == 300, what="the healthy destination")
+                took = time.monotonic() - started
+                assert took < 2.0, f"the healthy destination took {took:.2f} s"
+                assert runner.stats["axon:px_slow"].in_flight == 4
+                hang.set()  # let the hanging requests end so the runner stops promptly
+
+        run(test, tmp_path)
+
+
+def test_stop_finishes_the_attempts_in_flight_and_leaves_no_lease(tmp_path: Path) -> None:
+    with Upstream() as up:
+        up.script = lambda seen: Reply(delay_s=0.5)
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(50)])
+            runner = RelayRunner(store, destinations=[target(up.url)])
+            await runner.start()
+            await until(lambda: len(up.seen) == 1, what="a request in flight")
+            await runner.stop()
+            assert await states(store) == {"pending": 0, "delivered": 50, "dead": 0}
+
+        run(test, tmp_path)
+
+
+def test_appsflyer_gets_one_event_per_request_in_its_own_body_shape(tmp_path: Path) -> None:
+    stored = {
+        "appsflyer_id": "1700000000000-1234567",
+        "eventName": "af_purchase",
+        "eventValue": {"af_revenue": "9.99", "af_currency": "USD"},
+        "custom_data": {"tier": "gold"},
+        "eventTime": "2026-11-20 10:00:00.000",
+        "eventTime_restamped": "2026-11-23 10:00:00.000",
+        "os": "14",
+    }
+    events = [
+        NewEvent(
+            api="appsflyer",
+            source="com.example.shop",
+            name="af_purchase",
+            event_time_ms=1,
+            dedupe_id=None,
+            payload=msgspec.json.encode(stored),
+            destination="appsflyer:com.example.shop",
+        )
+        for _ in range(3)
+    ]
+    with Upstream() as up:
+        up.script = lambda seen: Reply(200, b"OK", {"content-type": "text/plain"})
+
+        async def test(store: Store) -> None:
+            await ingest(store, events)
+            af = target(up.url, api="appsflyer", source="com.example.shop")
+            async with RelayRunner(store, destinations=[af]):
+                await delivered(store, 3)
+
+        run(test, tmp_path)
+        requests = up.requests()
+        assert len(requests) == 3
+        for r in requests:
+            assert r.path == "/inappevent/com.example.shop"
+            assert r.headers["authentication"] == KEY
+            body = r.json()
+            assert body == {
+                "appsflyer_id": "1700000000000-1234567",
+                "eventName": "af_purchase",
+                "eventValue": '{"af_revenue":"9.99","af_currency":"USD"}',
+                "custom_data": '{"tier":"gold"}',
+                "eventTime": "2026-11-20 10:00:00.000",
+                "os": "14",
+            }
+            assert isinstance(body["eventValue"], str)

@@ -1,0 +1,177 @@
+"""The relay's pure parts: what an answer means, backoff, Retry-After, giving up, and the
+request bodies and destinations built from the configuration."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from capigate.config import load_config
+from capigate.errors import ConfigError
+from capigate.relay import (
+    APPSFLYER_URL,
+    AXON_URL,
+    Verdict,
+    backoff_s,
+    classify,
+    relay_destination,
+    retry_after_s,
+    targets,
+)
+from capigate.relay.destinations import appsflyer_body, axon_body
+from capigate.relay.policy import give_up_reason
+from capigate.store import Delivery
+
+
+@pytest.mark.parametrize(
+    ("status", "events", "splittable", "verdict"),
+    [
+        (200, 100, True, Verdict.DELIVERED),
+        (204, 1, False, Verdict.DELIVERED),
+        (None, 5, True, Verdict.RETRY),
+        (429, 5, True, Verdict.RETRY),
+        (408, 5, True, Verdict.RETRY),
+        (500, 5, True, Verdict.RETRY),
+        (503, 1, False, Verdict.RETRY),
+        (400, 100, True, Verdict.SPLIT),
+        (413, 2, True, Verdict.SPLIT),
+        (400, 1, True, Verdict.REFUSED),
+        (400, 1, False, Verdict.REFUSED),
+        (422, 1, False, Verdict.REFUSED),
+        (401, 100, True, Verdict.BLOCKED),
+        (403, 1, False, Verdict.BLOCKED),
+        (404, 3, True, Verdict.BLOCKED),
+        (302, 3, True, Verdict.BLOCKED),
+    ],
+)
+def test_each_answer_has_one_verdict(status: int | None, events: int, splittable: bool, verdict: Verdict) -> None:
+    assert classify(status, events=events, splittable=splittable) is verdict
+
+
+def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
+    rng = random.Random(7)
+    for failures in range(12):
+        ceiling = min(60.0, 0.5 * 2**failures)
+        draws = [backoff_s(failures, base_s=0.5, max_s=60.0, rng=rng) for _ in range(200)]
+        assert all(0.0 <= d <= ceiling for d in draws)
+        assert max(draws) > ceiling * 0.8  # spread over the whole range, not a fixed delay
+    assert backoff_s(10_000, base_s=1.0, max_s=5.0, rng=rng) <= 5.0
+
+
+def test_retry_after_reads_seconds_or_an_http_date() -> None:
+    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC).timestamp()
+    later = format_datetime(datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC), usegmt=True)
+    assert retry_after_s("7", now_s=now) == 7.0
+    assert retry_after_s(" 120 ", now_s=now) == 120.0
+    assert retry_after_s(later, now_s=now) == pytest.approx(30.0)
+    assert retry_after_s("Mon, 23 Nov 2026 11:00:00 GMT", now_s=now) == 0.0  # in the past
+    assert retry_after_s("99999999", now_s=now) == 24 * 3600.0  # bounded
+    for nonsense in (None, "", "soon", "-5", "1.5"):
+        assert retry_after_s(nonsense, now_s=now) is None
+
+
+def test_retrying_stops_at_max_attempts_or_max_age() -> None:
+    hour = 3_600_000
+    assert give_up_reason(3, 0, now_ms=hour, max_attempts=5, max_age_hours=2) is None
+    assert "max_attempts = 5" in (give_up_reason(5, 0, now_ms=hour, max_attempts=5, max_age_hours=2) or "")
+    assert "max_age_hours = 2" in (give_up_reason(1, 0, now_ms=2 * hour, max_attempts=5, max_age_hours=2) or "")
+
+
+def delivery(payload: bytes, n: int = 1) -> Delivery:
+    return Delivery(
+        event_id=n, destination="axon:px", api="axon", source="px", name="page_view", dedupe_id=f"d{n}",
+        payload=payload, attempts=0, queued_at=0,
+    )  # fmt: skip
+
+
+def test_axon_body_joins_the_stored_events_unchanged() -> None:
+    events = [{"name": "page_view", "dedupe_id": f"d{n}", "data": None} for n in range(3)]
+    body = axon_body([delivery(msgspec.json.encode(e), n) for n, e in enumerate(events)])
+    assert msgspec.json.decode(body) == {"events": events}
+
+
+def test_appsflyer_body_is_the_upstream_shape_again() -> None:
+    stored = {"eventName": "x", "eventValue": {}, "custom_data": {"a": 1}, "eventTime_restamped": "t", "ip": "1.2.3.4"}
+    assert msgspec.json.decode(appsflyer_body(msgspec.json.encode(stored))) == {
+        "eventName": "x",
+        "eventValue": "",
+        "custom_data": '{"a":1}',
+        "ip": "1.2.3.4",
+    }
+    as_sent = {"eventName": "x", "eventValue": '{"af_revenue":"1"}'}  # already a string: kept
+    assert msgspec.json.decode(appsflyer_body(msgspec.json.encode(as_sent))) == as_sent
+
+
+CONFIG = """
+[server]
+admin_token = "admin-token"
+
+[[axon.pixels]]
+pixel_id = "px_a"
+api_key = "inbound-a"
+[axon.pixels.relay]
+
+[[axon.pixels]]
+pixel_id = "px_b"
+api_key = "inbound-b"
+[axon.pixels.relay]
+url = "http://127.0.0.1:9/base/"
+api_key_env = "PX_B_KEY"
+batch_size = 10
+
+[[axon.pixels]]
+pixel_id = "px_off"
+api_key = "k"
+[axon.pixels.relay]
+enabled = false
+
+[[axon.pixels]]
+pixel_id = "px_none"
+api_key = "k"
+
+[[appsflyer.apps]]
+app_id = "com.example.shop"
+keys = ["af-dev-key", "other"]
+[appsflyer.apps.relay]
+api_key = "s2s-token"
+"""
+
+
+def test_destinations_come_from_the_relay_tables(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    config = load_config(tmp_path / "c.toml")
+    found = {t.name: t for t in targets(config, {"PX_B_KEY": "from-env"})}
+    assert sorted(found) == ["appsflyer:com.example.shop", "axon:px_a", "axon:px_b"]
+    assert (found["axon:px_a"].url, found["axon:px_a"].api_key) == (AXON_URL, "inbound-a")
+    assert (found["axon:px_b"].url, found["axon:px_b"].api_key) == ("http://127.0.0.1:9/base", "from-env")
+    assert found["axon:px_b"].events_per_request == 10
+    af = found["appsflyer:com.example.shop"]
+    assert (af.url, af.api_key, af.events_per_request) == (APPSFLYER_URL, "s2s-token", 1)
+    assert relay_destination("axon", "px_a", config.pixel("px_a").relay) == "axon:px_a"  # type: ignore[union-attr]
+    assert relay_destination("axon", "px_off", config.pixel("px_off").relay) is None  # type: ignore[union-attr]
+    assert relay_destination("axon", "px_none", None) is None
+    with pytest.raises(ConfigError, match="PX_B_KEY is not set"):
+        targets(config, {})
+
+
+@pytest.mark.parametrize(
+    ("relay", "message"),
+    [
+        ('url = "ftp://x"', "url"),
+        ('api_key = "a"\napi_key_env = "B"', "not both"),
+        ("batch_size = 101", "batch_size"),
+        ("concurrency = 0", "concurrency"),
+        ("retries = 3", "unknown key"),
+    ],
+)
+def test_a_wrong_relay_table_stops_start_up_with_its_key(tmp_path: Path, relay: str, message: str) -> None:
+    text = f'[server]\nadmin_token = "admin-token"\n[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\n{relay}\n'
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(tmp_path / "c.toml")
+    assert "axon.pixels[0].relay" in str(caught.value)
