@@ -1,0 +1,60 @@
+"""The Python SDK: clients for the Axon and AppsFlyer APIs (real or capigate), a background
+batcher, the aleid cookie helpers and a reader of a gateway's query API.
+
+    _base.py      the core both flavours share: checking, packing, retry policy, results
+    _http.py      the sync and async halves (one connection pool each, the retry loop)
+    axon.py       AxonClient, AsyncAxonClient, axon_event
+    appsflyer.py  AppsFlyerClient, AsyncAppsFlyerClient, in_app_event
+    batcher.py    Batcher, AsyncBatcher
+    cookies.py    aleid / _axeid helpers for web servers
+    admin.py      GatewayAdmin: /api/events and /api/requests
+    cli_commands.py, _records.py  ``capigate validate``, ``send``, ``events``
+"""
+
+from capigate.client._base import (
+    FailedDelivery,
+    Prepared,
+    PreparedRequest,
+    RequestResult,
+    RetryPolicy,
+    SendResult,
+)
+from capigate.client.admin import GatewayAdmin
+from capigate.client.appsflyer import APPSFLYER_URL, AppsFlyerClient, AsyncAppsFlyerClient, in_app_event
+from capigate.client.axon import AXON_URL, AsyncAxonClient, AxonClient, axon_event
+from capigate.client.batcher import AsyncBatcher, Batcher, BatcherStats
+from capigate.client.cookies import (
+    AXEID_COOKIE,
+    AXEID_MAX_AGE_S,
+    axeid_set_cookie,
+    axeid_set_cookie_for,
+    read_aleid,
+    read_axwrt,
+)
+
+__all__ = [
+    "APPSFLYER_URL",
+    "AXEID_COOKIE",
+    "AXEID_MAX_AGE_S",
+    "AXON_URL",
+    "AppsFlyerClient",
+    "AsyncAppsFlyerClient",
+    "AsyncAxonClient",
+    "AsyncBatcher",
+    "AxonClient",
+    "Batcher",
+    "BatcherStats",
+    "FailedDelivery",
+    "GatewayAdmin",
+    "Prepared",
+    "PreparedRequest",
+    "RequestResult",
+    "RetryPolicy",
+    "SendResult",
+    "axeid_set_cookie",
+    "axeid_set_cookie_for",
+    "axon_event",
+    "in_app_event",
+    "read_aleid",
+    "read_axwrt",
+]

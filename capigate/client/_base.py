@@ -1,0 +1,444 @@
+"""The core shared by every client, sync or async: no I/O happens here.
+
+A send goes through three steps, the same for both APIs and both flavours:
+
+1. ``prepare`` checks the events with the server's own rules and profile, hashes PII with the
+   same normaliser, and packs them into requests (``Prepared``); any problem raises one
+   ``InvalidEvents`` listing every problem with its path, before anything leaves the process.
+2. The sync or async client sends each ``PreparedRequest``, pacing with ``Pacer`` if asked.
+3. ``Core.outcome`` reads each answer (or transport error) and says whether to retry and when
+   (``RetryPolicy``: exponential backoff with full jitter, honouring ``Retry-After``), or
+   returns the ``RequestResult``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from capigate import __version__
+from capigate.errors import HTTPStatusError, InvalidEvents, Problem, TransportError
+from capigate.responses import Accepted, ErrorBody
+
+__all__ = [
+    "USER_AGENT",
+    "Checked",
+    "Core",
+    "FailedDelivery",
+    "OnRequest",
+    "Pacer",
+    "Prepared",
+    "PreparedRequest",
+    "RequestResult",
+    "RetryPolicy",
+    "SendResult",
+    "gather_failures",
+    "join_path",
+    "now_ms",
+    "prefixed",
+    "retry_after_s",
+    "shifted",
+    "strip_prefix",
+    "to_builtins",
+]
+
+USER_AGENT: Final = f"capigate-python/{__version__}"
+
+# Errors raised before the request could have reached the server: always safe to retry.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_decode_accepted = msgspec.json.Decoder(Accepted).decode
+_decode_error = msgspec.json.Decoder(ErrorBody).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """When and how long to wait before trying a request again.
+
+    The n-th retry waits a random time between 0 and ``min(backoff_max_s, backoff_base_s *
+    2**(n-1))`` (full jitter), or exactly what the server's ``Retry-After`` asks for. A
+    ``Retry-After`` longer than ``max_retry_after_s`` ends the retries: the result says so.
+
+    Retried: the statuses in ``retry_statuses``, and transport errors raised before the
+    request was sent (connection refused, connect or pool timeout). A transport error after
+    the request was sent (read timeout, connection reset) may mean the server stored it; such
+    a request is retried only when the server drops the repeat: an Axon batch whose every
+    event has a ``dedupe_id``. AppsFlyer does not deduplicate, so its clients do not repeat it.
+    """
+
+    max_attempts: int = 5
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_retry_after_s: float = 120.0
+    retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def backoff_s(self, attempt: int) -> float:
+        """The jittered wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return self.rng.uniform(0, ceiling)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Pacer:
+    """Spaces requests so that on average at most ``rate_eps`` events leave per second.
+
+    Thread-safe, and usable from async code (the lock is never held across a wait)."""
+
+    def __init__(self, rate_eps: float) -> None:
+        if rate_eps <= 0:
+            raise ValueError("rate_limit_eps must be positive")
+        self.rate_eps = rate_eps
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, events: int) -> float:
+        """Book ``events`` events; returns how long to wait before sending them."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + events / self.rate_eps
+            return start - now
+
+
+class RequestResult(msgspec.Struct, kw_only=True):
+    """What became of one HTTP request (one Axon batch, or one AppsFlyer event).
+
+    Paths in ``problems`` and ``warnings`` are those of the request's body, as the server
+    gives them: ``events[j]...`` in an Axon batch (event ``first_event + j`` of those given
+    to send), the event's own fields for AppsFlyer (event ``first_event``)."""
+
+    ok: bool
+    status: int  # HTTP status of the last attempt; 0 when no response came back
+    attempts: int
+    first_event: int  # index, in the events given to send(), of the request's first event
+    events: int  # how many events the request carried
+    stored: int | None = None  # None when the server does not say (AppLovin, plain-text AppsFlyer)
+    duplicates: int | None = None
+    duplicate_events: list[int] = []  # indexes, in the events given to send()
+    problems: list[Problem] = []  # the server's reasons for refusing
+    warnings: list[Problem] = []  # capigate's; those of the local check when the API sends none
+    error: str | None = None  # one line: why it failed
+    elapsed_s: float = 0.0
+
+    def raise_for_status(self) -> None:
+        """Raise TransportError (no answer) or HTTPStatusError if the request failed."""
+        if self.ok:
+            return
+        if self.status == 0:
+            raise TransportError(self.error or "no answer")
+        raise HTTPStatusError(self.status, self.error or "")
+
+
+class FailedDelivery(msgspec.Struct, kw_only=True):
+    """Events that could not be delivered, with why; ``payloads`` can be sent again as is."""
+
+    result: RequestResult
+    payloads: list[bytes]  # each event as normalised JSON (PII hashed)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [_decode_any(p) for p in self.payloads]
+
+
+class SendResult(msgspec.Struct, kw_only=True):
+    """The result of one ``send``: one RequestResult per request, in the order of the events."""
+
+    requests: list[RequestResult]
+    failed: list[FailedDelivery] = []
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.requests)
+
+    @property
+    def events(self) -> int:
+        return sum(r.events for r in self.requests)
+
+    @property
+    def stored(self) -> int | None:
+        counts = [r.stored for r in self.requests if r.ok]
+        return None if None in counts else sum(c for c in counts if c is not None)
+
+    @property
+    def failed_events(self) -> int:
+        return sum(r.events for r in self.requests if not r.ok)
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [w for r in self.requests for w in r.warnings]
+
+    def raise_for_status(self) -> None:
+        """Raise HTTPStatusError for the first request that failed."""
+        for r in self.requests:
+            r.raise_for_status()
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One event that passed the rules: its normalised JSON and whether a repeat is dropped."""
+
+    payload: bytes
+    repeatable: bool
+
+
+@dataclass(slots=True)
+class PreparedRequest:
+    """One request ready to go: checked, hashed and encoded."""
+
+    first_event: int
+    payloads: list[bytes]
+    body: bytes
+    warnings: list[Problem]
+    safe_to_repeat: bool  # the server drops a repeat of it (see RetryPolicy)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The result of ``prepare``: what ``send`` accepts without checking again."""
+
+    requests: list[PreparedRequest]
+
+    @property
+    def events(self) -> int:
+        return sum(len(r.payloads) for r in self.requests)
+
+
+OnRequest = Callable[[RequestResult], None]
+
+_EVENTS_INDEX = re.compile(r"^events\[(\d+)\]")
+
+
+def shifted(problem: Problem, offset: int) -> Problem:
+    """``events[i]...`` of a batch starting at ``offset`` as ``events[offset+i]...``."""
+    if not offset:
+        return problem
+    path = _EVENTS_INDEX.sub(lambda m: f"events[{int(m.group(1)) + offset}]", problem.path, count=1)
+    return Problem(path, problem.code, problem.message)
+
+
+def join_path(prefix: str, path: str) -> str:
+    """``[3]`` + ``user_data.email`` -> ``[3].user_data.email``; ``events`` + ``[0]`` -> ``events[0]``."""
+    if not prefix or not path:
+        return prefix or path
+    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
+
+
+def prefixed(prefix: str, problem: Problem) -> Problem:
+    """The problem of an object found at ``prefix`` in a larger one."""
+    if not prefix:
+        return problem
+    return Problem(join_path(prefix, problem.path), problem.code, problem.message)
+
+
+def strip_prefix(prefix: str, problem: Problem) -> Problem:
+    """``events[0].user_data`` -> ``user_data`` (checking one event wrapped in a batch)."""
+    path = problem.path
+    if path == prefix:
+        path = ""
+    elif path.startswith(prefix + "."):
+        path = path[len(prefix) + 1 :]
+    elif path.startswith(prefix + "["):
+        path = path[len(prefix) :]
+    return Problem(path, problem.code, problem.message)
+
+
+def to_builtins(event: Any, path: str, problems: list[Problem]) -> Any:
+    """A Struct or mapping as plain JSON-like objects (a type msgspec cannot encode: a problem)."""
+    try:
+        return msgspec.to_builtins(dict(event) if isinstance(event, Mapping) else event)
+    except TypeError as exc:
+        problems.append(Problem(path, "wrong_type", f"cannot be encoded as JSON: {exc}"))
+        return None
+
+
+class Core(ABC):
+    """What the sync and async clients of one API share: checking, packing, reading answers."""
+
+    retry: RetryPolicy
+    pacer: Pacer | None
+    max_batch: int
+
+    def __init__(self, *, retry: RetryPolicy | None, rate_limit_eps: float | None) -> None:
+        self.retry = retry if retry is not None else RetryPolicy()
+        if self.retry.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        self.pacer = Pacer(rate_limit_eps) if rate_limit_eps is not None else None
+
+    # --- preparing ---------------------------------------------------------------------
+
+    @abstractmethod
+    def check(self, events: list[Any]) -> tuple[list[Checked], list[Problem], list[Problem]]:
+        """(checked events, problems, warnings) of the events of one request, paths as in
+        its body. When there is any problem, the first list may be incomplete."""
+
+    @abstractmethod
+    def in_send(self, first: int, problem: Problem) -> Problem:
+        """A problem of the request starting at event ``first``, located in all the events
+        given to send: ``events[i]...``."""
+
+    @abstractmethod
+    def in_event(self, problem: Problem) -> Problem:
+        """A problem of a request carrying one event, located in that event."""
+
+    @abstractmethod
+    def body(self, payloads: list[bytes]) -> bytes:
+        """The request body carrying ``payloads`` (at most ``max_batch``)."""
+
+    def pack(self, first: int, checked: list[Checked], warnings: list[Problem]) -> PreparedRequest:
+        payloads = [c.payload for c in checked]
+        return PreparedRequest(
+            first_event=first,
+            payloads=payloads,
+            body=self.body(payloads),
+            warnings=warnings,
+            safe_to_repeat=all(c.repeatable for c in checked),
+        )
+
+    def prepare(self, events: Iterable[Any]) -> Prepared:
+        """Check, hash and pack ``events``; raise InvalidEvents listing every problem, each
+        at its path among the events given (``events[i]...``)."""
+        items = list(events)
+        problems: list[Problem] = []
+        requests: list[PreparedRequest] = []
+        step = self.max_batch
+        for first in range(0, len(items), step):
+            checked, found, warnings = self.check(items[first : first + step])
+            problems += [self.in_send(first, p) for p in found]
+            if not found:
+                requests.append(self.pack(first, checked, warnings))
+        if problems:
+            raise InvalidEvents(problems)
+        return Prepared(requests)
+
+    def prepare_one(self, event: Any) -> tuple[Checked, list[Problem]]:
+        """One event, checked, and its warnings (paths relative to the event)."""
+        checked, problems, warnings = self.check([event])
+        if problems:
+            raise InvalidEvents([self.in_event(p) for p in problems])
+        return checked[0], [self.in_event(w) for w in warnings]
+
+    # --- sending -----------------------------------------------------------------------
+
+    @abstractmethod
+    def request(self, req: PreparedRequest) -> tuple[str, dict[str, str], dict[str, str]]:
+        """(url, query parameters, headers) of a prepared request."""
+
+    def outcome(
+        self,
+        req: PreparedRequest,
+        attempt: int,
+        started: float,
+        response: httpx.Response | None = None,
+        error: httpx.TransportError | None = None,
+    ) -> tuple[RequestResult, float | None]:
+        """The result of an attempt, and how long to wait before the next (None: final)."""
+        elapsed = time.monotonic() - started
+        if response is None:
+            assert error is not None
+            retry = isinstance(error, _NOT_SENT) or req.safe_to_repeat
+            result = self._result(req, attempt, elapsed, ok=False, status=0, error=_describe(error))
+            return result, self._delay(attempt, None, result) if retry else None
+        result = self.interpret(req, attempt, elapsed, response)
+        if response.status_code not in self.retry.retry_statuses:
+            return result, None
+        return result, self._delay(attempt, retry_after_s(response.headers.get("retry-after")), result)
+
+    def _delay(self, attempt: int, asked_s: float | None, result: RequestResult) -> float | None:
+        if attempt >= self.retry.max_attempts:
+            return None
+        if asked_s is None:
+            return self.retry.backoff_s(attempt)
+        if asked_s > self.retry.max_retry_after_s:
+            result.error = f"{result.error}; the server asked to wait {asked_s:.0f} s (more than max_retry_after_s)"
+            return None
+        return asked_s
+
+    @abstractmethod
+    def interpret(self, req: PreparedRequest, attempt: int, elapsed: float, response: httpx.Response) -> RequestResult:
+        """The RequestResult of a response."""
+
+    def _result(self, req: PreparedRequest, attempt: int, elapsed: float, **fields: Any) -> RequestResult:
+        fields.setdefault("warnings", req.warnings)
+        return RequestResult(
+            attempts=attempt, first_event=req.first_event, events=len(req.payloads), elapsed_s=elapsed, **fields
+        )
+
+    def from_json(self, req: PreparedRequest, attempt: int, elapsed: float, response: httpx.Response) -> RequestResult:
+        """A result from capigate's JSON bodies, or from the status alone (AppLovin)."""
+        status, content = response.status_code, response.content
+        if 200 <= status < 300:
+            try:
+                body = _decode_accepted(content)
+            except msgspec.DecodeError:
+                return self._result(req, attempt, elapsed, ok=True, status=status)
+            return self._result(
+                req,
+                attempt,
+                elapsed,
+                ok=True,
+                status=status,
+                stored=body.stored,
+                duplicates=body.duplicates,
+                duplicate_events=[req.first_event + i for i in body.duplicate_events],
+                warnings=body.warnings,  # the server's: it checked the same rules
+            )
+        try:
+            error = _decode_error(content)
+        except msgspec.DecodeError:
+            text = content.decode("utf-8", "replace").strip()[:200]
+            return self._result(
+                req, attempt, elapsed, ok=False, status=status, error=f"HTTP {status} {text or response.reason_phrase}"
+            )
+        return self._result(
+            req,
+            attempt,
+            elapsed,
+            ok=False,
+            status=status,
+            error=f"HTTP {status}: {error.message}",
+            problems=error.problems,
+            warnings=error.warnings,
+        )
+
+
+def _describe(error: httpx.TransportError) -> str:
+    text = str(error) or "no detail"
+    return f"{type(error).__name__}: {text}"
+
+
+def gather_failures(prepared: Prepared, results: list[RequestResult]) -> SendResult:
+    failed = [
+        FailedDelivery(result=r, payloads=req.payloads)
+        for req, r in zip(prepared.requests, results, strict=True)
+        if not r.ok
+    ]
+    return SendResult(requests=results, failed=failed)

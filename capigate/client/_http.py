@@ -1,0 +1,259 @@
+"""The sync and async halves of every client: one connection pool each, the retry loop.
+
+Everything an attempt decides (retry or not, after how long, what the answer means) lives
+in ``Core``; these classes only move bytes and sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+
+from capigate.client._base import (
+    USER_AGENT,
+    Core,
+    OnRequest,
+    Prepared,
+    PreparedRequest,
+    RequestResult,
+    SendResult,
+    gather_failures,
+)
+from capigate.errors import CapigateError
+
+if TYPE_CHECKING:
+    from capigate.client.batcher import AsyncBatcher, Batcher, OnFailure
+
+__all__ = ["AsyncClientBase", "SyncClientBase", "http_options"]
+
+
+def http_options(timeout_s: float, max_concurrency: int, headers: dict[str, str] | None) -> dict[str, Any]:
+    if timeout_s <= 0:
+        raise ValueError("timeout_s must be positive")
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    return {
+        "timeout": httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+        "limits": httpx.Limits(
+            max_connections=max(100, max_concurrency), max_keepalive_connections=max(20, max_concurrency)
+        ),
+        "headers": {"User-Agent": USER_AGENT, **(headers or {})},
+    }
+
+
+class SyncClientBase:
+    """Blocking client: one ``httpx.Client`` (one connection pool), safe to share between
+    threads. A send of several requests runs up to ``max_concurrency`` of them at once on a
+    small thread pool owned by the client."""
+
+    _core: Core
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        base_url: str,
+        timeout_s: float,
+        max_concurrency: int,
+        transport: httpx.BaseTransport | None,
+        headers: dict[str, str] | None,
+    ) -> None:
+        self._core = core
+        self._max_concurrency = max_concurrency
+        self._http = httpx.Client(
+            base_url=base_url, transport=transport, **http_options(timeout_s, max_concurrency, headers)
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._closed = False
+
+    def prepare(self, events: Iterable[Any]) -> Prepared:
+        """Check, hash and pack events without sending them (``send`` accepts the result)."""
+        return self._core.prepare(events)
+
+    def send(self, events: Iterable[Any] | Prepared, *, on_request: OnRequest | None = None) -> SendResult:
+        """Check every event (raising InvalidEvents before anything is sent), then send them
+        in as few requests as the API allows, concurrently, retrying what is retryable.
+        ``on_request`` is called with each RequestResult as it completes (from a pool thread)."""
+        prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
+        requests = prepared.requests
+        if len(requests) <= 1 or self._max_concurrency == 1:
+            results = [self.deliver(r, on_request) for r in requests]
+        else:
+            futures = [self.executor().submit(self.deliver, r, on_request) for r in requests]
+            try:
+                results = [f.result() for f in futures]
+            except BaseException:  # Ctrl-C, say: requests not yet started are not sent
+                for future in futures:
+                    future.cancel()
+                raise
+        return gather_failures(prepared, results)
+
+    def deliver(self, req: PreparedRequest, on_request: OnRequest | None = None) -> RequestResult:
+        """Send one prepared request until it succeeds or the retry policy gives up."""
+        if self._closed:
+            raise CapigateError("the client is closed")
+        core = self._core
+        url, params, headers = core.request(req)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            if core.pacer is not None:
+                time.sleep(core.pacer.reserve(len(req.payloads)))
+            try:
+                response = self._http.post(url, params=params, content=req.body, headers=headers)
+            except httpx.TransportError as exc:
+                result, delay = core.outcome(req, attempt, started, error=exc)
+            else:
+                result, delay = core.outcome(req, attempt, started, response=response)
+            if delay is None:
+                break
+            time.sleep(delay)
+        if on_request is not None:
+            on_request(result)
+        return result
+
+    def batcher(
+        self,
+        *,
+        max_batch: int | None = None,
+        flush_interval: float = 1.0,
+        max_queue: int = 10_000,
+        on_failure: OnFailure | None = None,
+    ) -> Batcher:
+        """A background batcher for high-volume producers (see ``capigate.client.batcher``):
+
+            with client.batcher(max_batch=100, flush_interval=1.0) as b:
+                b.add(event)
+
+        ``max_batch`` defaults to the client's; ``flush_interval`` is in seconds."""
+        from capigate.client.batcher import Batcher
+
+        return Batcher(
+            self,
+            max_batch=max_batch or self._core.max_batch,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            on_failure=on_failure,
+        )
+
+    def executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="capigate-send")
+            return self._pool
+
+    def close(self) -> None:
+        self._closed = True
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClientBase:
+    """The async twin: one ``httpx.AsyncClient``; a send runs up to ``max_concurrency``
+    requests at once (a limit shared by every concurrent send of the client)."""
+
+    _core: Core
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        base_url: str,
+        timeout_s: float,
+        max_concurrency: int,
+        transport: httpx.AsyncBaseTransport | None,
+        headers: dict[str, str] | None,
+    ) -> None:
+        self._core = core
+        self._http = httpx.AsyncClient(
+            base_url=base_url, transport=transport, **http_options(timeout_s, max_concurrency, headers)
+        )
+        self._max_concurrency = max_concurrency
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._closed = False
+
+    def prepare(self, events: Iterable[Any]) -> Prepared:
+        """Check, hash and pack events without sending them (``send`` accepts the result)."""
+        return self._core.prepare(events)
+
+    async def send(self, events: Iterable[Any] | Prepared, *, on_request: OnRequest | None = None) -> SendResult:
+        """As the sync ``send``; checking runs in the event loop (~50 µs an event)."""
+        prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
+        results = await asyncio.gather(*(self.deliver(r, on_request) for r in prepared.requests))
+        return gather_failures(prepared, list(results))
+
+    async def deliver(self, req: PreparedRequest, on_request: OnRequest | None = None) -> RequestResult:
+        if self._closed:
+            raise CapigateError("the client is closed")
+        core = self._core
+        url, params, headers = core.request(req)
+        started = time.monotonic()
+        attempt = 0
+        async with self._slots:
+            while True:
+                attempt += 1
+                if core.pacer is not None:
+                    await asyncio.sleep(core.pacer.reserve(len(req.payloads)))
+                try:
+                    response = await self._http.post(url, params=params, content=req.body, headers=headers)
+                except httpx.TransportError as exc:
+                    result, delay = core.outcome(req, attempt, started, error=exc)
+                else:
+                    result, delay = core.outcome(req, attempt, started, response=response)
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+        if on_request is not None:
+            on_request(result)
+        return result
+
+    def batcher(
+        self,
+        *,
+        max_batch: int | None = None,
+        flush_interval: float = 1.0,
+        max_queue: int = 10_000,
+        on_failure: OnFailure | None = None,
+    ) -> AsyncBatcher:
+        """The async batcher: ``async with client.batcher() as b: await b.add(event)``."""
+        from capigate.client.batcher import AsyncBatcher
+
+        return AsyncBatcher(
+            self,
+            max_batch=max_batch or self._core.max_batch,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            on_failure=on_failure,
+        )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

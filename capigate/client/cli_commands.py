@@ -1,0 +1,496 @@
+"""The SDK's commands of the ``capigate`` CLI: ``validate``, ``send`` and ``events``.
+
+Registered on the ``main`` group in ``capigate.cli``. User errors end as one clean message and
+exit status 1; problems in events are printed one a line as ``FILE:LINE: error: PATH:
+MESSAGE [CODE]``, the form editors and CI annotate.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import click
+import msgspec
+
+from capigate.appsflyer.rules import check_in_app_event
+from capigate.axon.profiles import PROFILES, ProfileName
+from capigate.axon.rules import check_batch
+from capigate.client._base import RequestResult, SendResult, join_path, now_ms, prefixed, strip_prefix
+from capigate.client._records import Api, Record, Source, read_source
+from capigate.errors import CapigateError, InvalidEvents, Problem
+from capigate.responses import EventView, RequestView
+
+__all__ = ["events", "send", "validate"]
+
+_encode = msgspec.json.Encoder().encode
+_API_CHOICE = click.Choice(["auto", "axon", "appsflyer"])
+_FILES = click.Path(exists=True, dir_okay=False, allow_dash=True)
+
+
+def _api(value: str) -> Api | None:
+    return None if value == "auto" else "axon" if value == "axon" else "appsflyer"
+
+
+def _echo_problem(source: Source, record: Record, problem: Problem, level: str = "error") -> None:
+    line = source.line_of(record, problem.path)
+    click.echo(f"{source.name}:{line}: {level}: {problem.path or '<record>'}: {problem.message} [{problem.code}]")
+
+
+# --- validate -------------------------------------------------------------------------
+
+
+def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[Problem], list[Problem]]:
+    """(events, problems, warnings) of one record, paths from the file's root."""
+    if record.problem is not None:
+        return 0, [prefixed(record.root, record.problem)], []
+    value, now = record.value, now_ms()
+    if record.api == "appsflyer":
+        check = check_in_app_event(_encode(value), app_id=app_id, received_at_ms=now)
+        problems, warnings, count = check.problems, check.warnings, 1
+    elif record.kind == "batch":
+        report = check_batch(value, PROFILES[profile], source="validate", now_ms=now).report
+        problems, warnings = report.problems, report.warnings
+        count = len(value["events"]) if isinstance(value.get("events"), list) else 0
+    else:
+        report = check_batch({"events": [value]}, PROFILES[profile], source="validate", now_ms=now).report
+        problems = [strip_prefix("events[0]", p) for p in report.problems]
+        warnings = [strip_prefix("events[0]", w) for w in report.warnings]
+        count = 1
+    return count, [prefixed(record.root, p) for p in problems], [prefixed(record.root, w) for w in warnings]
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=_FILES)
+@click.option(
+    "--api",
+    "api_name",
+    type=_API_CHOICE,
+    default="auto",
+    show_default=True,
+    help="What the records are (auto: tell from their keys).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="standard",
+    show_default=True,
+    help="The Axon pixel's profile.",
+)
+@click.option("--app-id", default="", help="AppsFlyer app id (adds iOS/Android hints).")
+@click.option("--warnings/--no-warnings", "show_warnings", default=True, show_default=True, help="Print warnings too.")
+def validate(files: tuple[str, ...], api_name: str, profile: str, app_id: str, show_warnings: bool) -> None:
+    """Check events with the gateway's own rules, without sending anything.
+
+    FILES hold JSON (a batch, an event, or an array of them) or JSON Lines (one Axon batch,
+    Axon event or AppsFlyer event a line); '-' reads standard input. Each problem is printed
+    with its file, line and JSON path; the exit status is 1 if any event would be refused."""
+    totals: Counter[str] = Counter()
+    for name in files:
+        source = _read(name, _api(api_name))
+        for record in source.records:
+            count, problems, warnings = _check_record(record, profile, app_id)
+            totals.update(events=count, problems=len(problems), warnings=len(warnings))
+            for problem in problems:
+                _echo_problem(source, record, problem)
+            for warning in warnings if show_warnings else ():
+                _echo_problem(source, record, warning, "warning")
+    verdict = "invalid" if totals["problems"] else "ok"
+    click.echo(
+        f"{verdict}: {totals['events']} event(s) in {len(files)} file(s), "
+        f"{totals['problems']} problem(s), {totals['warnings']} warning(s)"
+    )
+    if totals["problems"]:
+        sys.exit(1)
+
+
+def _read(name: str, api: Api | None) -> Source:
+    try:
+        return read_source(name, api)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {name}: {exc}") from None
+
+
+# --- send ----------------------------------------------------------------------------
+
+
+def _flatten(source: Source, api: Api) -> tuple[list[Any], list[tuple[Record, str]], int]:
+    """The events of ``api`` in a file, where each came from, and the records refused."""
+    events: list[Any] = []
+    origins: list[tuple[Record, str]] = []
+    refused = 0
+    for record in source.records:
+        problem = record.problem
+        if problem is not None and problem.code == "unknown_record":
+            record.problem, record.api, record.kind = None, api, "event"  # checked as one of this API
+            problem = None
+        if problem is None and record.api != api:
+            other = "an AppsFlyer event" if record.api == "appsflyer" else "Axon"
+            problem = Problem("", "wrong_api", f"{other}, but this send is for {api}: use --pixel or --app to match")
+        if problem is not None:
+            _echo_problem(source, record, prefixed(record.root, problem))
+            refused += 1
+            continue
+        if record.kind == "batch":
+            batch = record.value.get("events")
+            if not isinstance(batch, list):
+                path = join_path(record.root, "events")
+                _echo_problem(source, record, Problem(path, "wrong_type", "`events` must be an array of events"))
+                refused += 1
+                continue
+            for i, event in enumerate(batch):
+                events.append(event)
+                origins.append((record, join_path(record.root, f"events[{i}]")))
+        else:
+            events.append(record.value)
+            origins.append((record, record.root))
+    return events, origins, refused
+
+
+def _echo_invalid(source: Source, origins: list[tuple[Record, str]], error: InvalidEvents) -> None:
+    for problem in error.problems:
+        head, _, rest = problem.path.partition("]")  # events[12].user_data -> 12, .user_data
+        index = int(head.removeprefix("events[")) if head.startswith("events[") else 0
+        record, root = origins[index]
+        _echo_problem(source, record, Problem(join_path(root, rest.removeprefix(".")), problem.code, problem.message))
+
+
+class _Progress:
+    """A rich progress bar on stderr: events sent, events/s, failures."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.started = time.monotonic()
+        self.failed = 0
+        self.progress = Progress(
+            TextColumn("[bold]sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} events/s"),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("send", total=total, rate="0", failed=0)
+
+    def __call__(self, result: RequestResult) -> None:
+        self.failed += 0 if result.ok else result.events
+        self.progress.advance(self.task, result.events)
+        done = self.progress.tasks[0].completed
+        rate = done / max(time.monotonic() - self.started, 1e-6)
+        self.progress.update(self.task, rate=f"{rate:,.0f}", failed=self.failed)
+
+
+def _summary(result: SendResult, url: str, elapsed_s: float) -> None:
+    rate = result.events / max(elapsed_s, 1e-6)
+    click.echo(
+        f"sent {result.events} event(s) in {len(result.requests)} request(s) to {url} in {elapsed_s:.2f} s ({rate:,.0f} events/s)"
+    )
+    delivered = result.events - result.failed_events
+    stored = result.stored
+    detail = (
+        ""
+        if stored is None
+        else f" (stored {stored}, duplicates {sum(r.duplicates or 0 for r in result.requests if r.ok)})"
+    )
+    click.echo(f"  delivered: {delivered}{detail}")
+    click.echo(f"  failed: {result.failed_events}")
+    for error, count in Counter(r.error or f"HTTP {r.status}" for r in result.requests if not r.ok).most_common(5):
+        click.echo(f"    {count} request(s): {error}")
+    codes = Counter(w.code for w in result.warnings)
+    if codes:
+        click.echo(f"  warnings: {sum(codes.values())} ({', '.join(f'{c} x{n}' for c, n in codes.most_common())})")
+
+
+@click.command()
+@click.argument("file", type=_FILES)
+@click.option(
+    "--to",
+    "base_url",
+    required=True,
+    envvar="CAPIGATE_URL",
+    help="Base URL: a capigate gateway (http://localhost:8080), https://b.applovin.com or https://api2.appsflyer.com.",
+)
+@click.option("--pixel", help="Axon pixel id: send Axon events.")
+@click.option("--app", help="AppsFlyer app id: send AppsFlyer events.")
+@click.option("--key", required=True, envvar="CAPIGATE_KEY", help="Axon API key, or AppsFlyer dev key / S2S token.")
+@click.option(
+    "--profile", type=click.Choice(sorted(PROFILES)), default="standard", show_default=True, help="The pixel's profile."
+)
+@click.option(
+    "--rate", "rate_eps", type=click.FloatRange(min=0, min_open=True), help="At most this many events per second."
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight at once."
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="Retries of a request that failed for a retryable reason.",
+)
+@click.option(
+    "--timeout-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Timeout of each attempt.",
+)
+@click.option("--test-tag", help="Mark the events as test events in capigate (X-Capigate-Test).")
+@click.option(
+    "--failed-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write undelivered events [default: FILE.failed.jsonl].",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+def send(
+    file: str,
+    base_url: str,
+    pixel: str | None,
+    app: str | None,
+    key: str,
+    profile: str,
+    rate_eps: float | None,
+    concurrency: int,
+    retries: int,
+    timeout_s: float,
+    test_tag: str | None,
+    failed_file: Path | None,
+    progress: bool,
+) -> None:
+    """Check, batch and send the events of FILE (as for validate) to a gateway or the real API.
+
+    Nothing is sent if any event is invalid (exit status 1). Events that could not be
+    delivered are written, normalised and hashed, to the failed file, which this command
+    accepts again; the exit status is then 1."""
+    from capigate.client._base import RetryPolicy
+    from capigate.client.appsflyer import AppsFlyerClient
+    from capigate.client.axon import AxonClient
+
+    if (pixel is None) == (app is None):
+        raise click.UsageError("give exactly one of --pixel (Axon) or --app (AppsFlyer)")
+    api: Api = "axon" if pixel else "appsflyer"
+    source = _read(file, None)
+    events, origins, refused = _flatten(source, api)
+    options: dict[str, Any] = {
+        "base_url": base_url,
+        "timeout_s": timeout_s,
+        "retry": RetryPolicy(max_attempts=retries + 1),
+        "max_concurrency": concurrency,
+        "rate_limit_eps": rate_eps,
+        "test_tag": test_tag,
+    }
+    try:
+        client = (
+            AxonClient(pixel, key, profile=cast(ProfileName, profile), **options)
+            if pixel
+            else AppsFlyerClient(app or "", key, **options)
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    with client:
+        problems = refused
+        try:
+            prepared = client.prepare(events)
+        except InvalidEvents as exc:
+            _echo_invalid(source, origins, exc)
+            problems += len(exc.problems)
+        if problems:
+            click.echo(f"invalid: {problems} problem(s); nothing was sent")
+            sys.exit(1)
+        bar = _Progress(prepared.events, progress)
+        started = time.monotonic()
+        try:
+            with bar.progress:
+                result = client.send(prepared, on_request=bar)
+        except KeyboardInterrupt:
+            click.echo("interrupted: requests not yet started were not sent", err=True)
+            sys.exit(130)
+    _summary(result, base_url, time.monotonic() - started)
+    if result.failed:
+        target = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
+        with target.open("wb") as out:
+            for failure in result.failed:
+                for payload in failure.payloads:
+                    out.write(payload + b"\n")
+        who = f"--pixel {pixel}" if pixel else f"--app {app}"
+        click.echo(
+            f"failed events written to {target}; send them again with: capigate send {target} --to {base_url} {who} --key ..."
+        )
+        sys.exit(1)
+
+
+# --- events --------------------------------------------------------------------------
+
+
+def _admin_token(token: str | None, config_path: Path) -> str:
+    if token:
+        return token
+    if config_path.exists():
+        from capigate.config import load_config
+        from capigate.errors import ConfigError
+
+        try:
+            return load_config(config_path).server.admin_token
+        except ConfigError as exc:
+            raise click.ClickException(f"bad configuration: {exc}") from None
+    raise click.UsageError(
+        f"give --token (or CAPIGATE_ADMIN_TOKEN), or --config with the gateway's admin_token ({config_path} not found)"
+    )
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _event_cells(e: EventView) -> list[str]:
+    return [str(e.id), _when(e.received_at), e.api, e.source, e.name, e.status, e.dedupe_id or "", e.test_tag or ""]
+
+
+def _request_cells(r: RequestView) -> list[str]:
+    counts = f"{r.events_received}/{r.events_stored}/{r.events_duplicate}"
+    problems = str(r.problems[0]) if r.problems else ""
+    if len(r.problems) > 1:
+        problems += f" (+{len(r.problems) - 1})"
+    return [
+        str(r.id),
+        _when(r.received_at),
+        r.api,
+        r.source or "",
+        f"{r.method} {r.path}",
+        str(r.status),
+        counts,
+        f"{r.latency_ms:.1f}",
+        problems,
+    ]
+
+
+_EVENT_COLUMNS = ["id", "received (UTC)", "api", "source", "name", "status", "dedupe_id", "test_tag"]
+_REQUEST_COLUMNS = [
+    "id",
+    "received (UTC)",
+    "api",
+    "source",
+    "request",
+    "status",
+    "events rcv/stored/dup",
+    "ms",
+    "problems",
+]
+
+
+def _print_rows(rows: Sequence[EventView | RequestView], columns: list[str], *, as_json: bool, follow: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json:
+        for row in rows:
+            sys.stdout.buffer.write(_encode(row) + b"\n")
+        sys.stdout.flush()
+        return
+    cells = [_request_cells(r) if isinstance(r, RequestView) else _event_cells(r) for r in rows]
+    console = Console(soft_wrap=True, highlight=False)
+    if follow:  # one line a row, printed as it arrives
+        for row_cells in cells:
+            console.print("  ".join(row_cells), markup=False)
+        sys.stdout.flush()
+        return
+    table = Table(*columns)
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    console.print(table)
+
+
+@click.command()
+@click.option(
+    "--url", "base_url", envvar="CAPIGATE_URL", default="http://127.0.0.1:8080", show_default=True, help="The gateway."
+)
+@click.option("--token", envvar="CAPIGATE_ADMIN_TOKEN", help="Admin token (default: read from --config).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="capigate.toml",
+    envvar="CAPIGATE_CONFIG",
+    show_default=True,
+    help="Configuration holding the admin token.",
+)
+@click.option("--requests", "show_requests", is_flag=True, help="List the request journal instead of events.")
+@click.option("--source", help="Pixel or app id.")
+@click.option("--name", help="Event name (events only).")
+@click.option("--status", help="Event status, or HTTP status with --requests.")
+@click.option("--api", "api_name", type=click.Choice(["axon", "appsflyer", "admin"]), help="API (requests only).")
+@click.option("--test-tag", help="Test tag (events only).")
+@click.option("--since", help="Epoch ms or ISO 8601 time.")
+@click.option("--until", help="Epoch ms or ISO 8601 time.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Rows to show (with --follow: rows of backlog).",
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows as they arrive (Ctrl-C to stop).")
+@click.option(
+    "--interval-s", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Poll interval with --follow."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line instead of a table.")
+def events(
+    base_url: str,
+    token: str | None,
+    config_path: Path,
+    show_requests: bool,
+    source: str | None,
+    name: str | None,
+    status: str | None,
+    api_name: str | None,
+    test_tag: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    follow: bool,
+    interval_s: float,
+    as_json: bool,
+) -> None:
+    """List (or follow) the events or requests a running gateway recorded, newest first."""
+    from capigate.client.admin import GatewayAdmin
+
+    filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}
+    if show_requests:
+        filters["api"] = api_name
+    else:
+        filters.update(name=name, test_tag=test_tag)
+    admin = GatewayAdmin(base_url, _admin_token(token, config_path))
+    try:
+        with admin:
+            columns = _REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS
+            if not follow:
+                rows: Sequence[EventView | RequestView] = (
+                    admin.requests(limit=limit, **filters).requests
+                    if show_requests
+                    else admin.events(limit=limit, **filters).events
+                )
+                _print_rows(rows, columns, as_json=as_json, follow=False)
+                return
+            if not as_json:
+                click.echo("  ".join(columns))
+            stream: Iterator[EventView] | Iterator[RequestView] = (
+                admin.follow_requests(interval_s=interval_s, backlog=limit, **filters)
+                if show_requests
+                else admin.follow_events(interval_s=interval_s, backlog=limit, **filters)
+            )
+            for row in stream:
+                _print_rows([row], columns, as_json=as_json, follow=True)
+    except CapigateError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,302 @@
+"""``capigate validate``, ``send`` and ``events``, run as ``python -m capigate`` subprocesses
+against a real running gateway (and a real local server failing on purpose)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from capigate import AppsFlyerClient, AxonClient, GatewayAdmin, Problem
+from capigate.client._records import classify, locate
+from tests.conftest import ADMIN, Server
+from tests.fault_proxy import Reply, fault_proxy
+from tests.helpers import page_view, purchase
+
+AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+
+
+def capigate(*args: str, timeout_s: float = 20) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "capigate", *args], capture_output=True, text=True, timeout=timeout_s, env=env
+    )
+
+
+def tag() -> str:
+    return f"cli-{uuid.uuid4().hex[:12]}"
+
+
+def stored(server: Server, test_tag: str) -> list[Any]:
+    with GatewayAdmin(server.url, ADMIN) as admin:
+        return list(admin.iter_events(test_tag=test_tag, limit=1000))
+
+
+def jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+# --- validate -------------------------------------------------------------------------
+
+
+def test_validate_accepts_valid_events_with_exit_status_0(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "ok.jsonl", [page_view(), {"events": [purchase(), page_view()]}, AF_EVENT])
+    done = capigate("validate", "--no-warnings", str(file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok: 4 event(s) in 1 file(s), 0 problem(s), ")  # warnings counted, not shown
+
+
+def test_validate_prints_file_line_and_path_of_every_problem_and_exits_1(tmp_path: Path) -> None:
+    bad_email = page_view()
+    bad_email["user_data"]["email"] = "not-an-email"
+    records = [
+        page_view(),
+        bad_email,
+        {"events": [page_view(), page_view(event_time="now")]},
+        {**AF_EVENT, "ip": "::1"},
+    ]
+    file = jsonl(tmp_path / "events.jsonl", records)
+    file.write_text(file.read_text() + '{not json\n{"hello": 1}\n')
+    done = capigate("validate", "--no-warnings", str(file))
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[:-1] == [
+        f"{file}:2: error: user_data.email: not an email address (expected local@domain.tld) [invalid_email]",
+        f"{file}:3: error: events[1].event_time: Expected integer, got string [wrong_type]",
+        f"{file}:4: error: ip: ip must be an IPv4 address; AppsFlyer does not take IPv6 [invalid_ip]",
+        f"{file}:5: error: <record>: not valid JSON: JSON is malformed: object keys must be strings (byte 1) [malformed_json]",
+        f"{file}:6: error: <record>: neither an Axon batch or event nor an AppsFlyer event; say which with --api [unknown_record]",
+    ]
+    assert lines[-1] == "invalid: 5 event(s) in 1 file(s), 5 problem(s), 0 warning(s)"
+
+
+def test_validate_finds_the_line_of_a_problem_inside_a_json_document(tmp_path: Path) -> None:
+    bad = page_view()
+    bad["user_data"]["client_ip_address"] = "999.1.1.1"
+    file = tmp_path / "batch.json"
+    file.write_text(json.dumps({"events": [page_view(), bad]}, indent=2))
+    expected = next(i for i, line in enumerate(file.read_text().splitlines(), 1) if "999.1.1.1" in line)
+    done = capigate("validate", "--no-warnings", str(file))
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        f"{file}:{expected}: error: events[1].user_data.client_ip_address: not an IPv4 or IPv6 address [invalid_ip]"
+    )
+
+
+def test_validate_applies_the_chosen_profile(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "lead.jsonl", [page_view()])  # valid for the standard profile
+    done = capigate("validate", "--profile", "lead_gen_restricted", str(file))
+    assert done.returncode == 1
+    assert "[url_not_origin]" in done.stdout and "[missing_identifier]" not in done.stdout
+
+
+def test_validate_prints_warnings_unless_asked_not_to(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "w.jsonl", [page_view(dedupe_id=None)])
+    done = capigate("validate", str(file))
+    assert done.returncode == 0
+    assert (
+        f"{file}:1: warning: dedupe_id: without a dedupe_id this event cannot be deduplicated [missing_dedupe_id]"
+        in done.stdout
+    )
+
+
+def test_validate_api_option_overrides_detection(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "af.jsonl", [{"eventName": "af_login"}])  # would be AppsFlyer
+    done = capigate("validate", "--api", "axon", "--no-warnings", str(file))
+    assert "user_data: `user_data` is required [missing_field]" in done.stdout
+
+
+def test_records_are_told_apart_by_their_keys() -> None:
+    assert classify({"events": []}, None) == ("axon", "batch")
+    assert classify(page_view(), None) == ("axon", "event")
+    assert classify(AF_EVENT, None) == ("appsflyer", "event")
+    assert classify({"eventName": "af_login"}, "axon") == ("axon", "event")
+    assert classify({"events": []}, "appsflyer") == ("appsflyer", "event")
+    unknown = classify({"hello": 1}, None)
+    assert isinstance(unknown, Problem) and unknown.code == "unknown_record"
+
+
+def test_a_json_path_is_found_at_its_line_or_its_nearest_ancestor() -> None:
+    document = '[\n {"events": [\n  {"name": "x",\n   "user_data": {\n    "email": "a\\"]}"}}\n ]},\n {"name": "y"}\n]'
+    assert locate(document, "[0].events[0].user_data.email") == 5
+    assert locate(document, "[0].events[0].user_data.phone") == 4  # missing: its object
+    assert locate(document, "[1].name") == 7
+    assert locate(document, "[9]") == 1
+
+
+# --- send -----------------------------------------------------------------------------
+
+
+def test_send_checks_batches_and_delivers_with_a_summary(server: Server, tmp_path: Path) -> None:
+    t = tag()
+    file = jsonl(tmp_path / "events.jsonl", [page_view() for _ in range(120)] + [{"events": [purchase()] * 2}])
+    done = capigate(
+        "send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", t, "--no-progress"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"sent 122 event(s) in 2 request(s) to {server.url}" in done.stdout
+    assert "delivered: 122 (stored 121, duplicates 1)" in done.stdout
+    assert "failed: 0" in done.stdout
+    assert len(stored(server, t)) == 121
+
+
+def test_send_shows_a_progress_bar(server: Server, tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "e.jsonl", [page_view() for _ in range(5)])
+    done = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std")
+    assert done.returncode == 0
+    assert "5/5" in done.stderr and "events/s" in done.stderr and "0 failed" in done.stderr
+
+
+def test_send_appsflyer_events_one_request_each(server: Server, tmp_path: Path) -> None:
+    t = tag()
+    file = jsonl(tmp_path / "af.jsonl", [AF_EVENT] * 3)
+    done = capigate(
+        "send", str(file), "--to", server.url, "--app", "com.example.shop", "--key", "af-dev-key", "--test-tag", t
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sent 3 event(s) in 3 request(s)" in done.stdout
+    assert len(stored(server, t)) == 3
+
+
+def test_send_refuses_invalid_files_and_sends_nothing(server: Server, tmp_path: Path) -> None:
+    t = tag()
+    file = jsonl(tmp_path / "bad.jsonl", [page_view(), {"events": [page_view(), page_view(name="pageview")]}])
+    done = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", t)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0].startswith(f"{file}:2: error: events[1].name: `pageview` is not an event")
+    assert "nothing was sent" in done.stdout
+    assert stored(server, t) == []
+
+
+def test_send_refuses_events_of_the_other_api(server: Server, tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "mixed.jsonl", [page_view(), AF_EVENT])
+    done = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std")
+    assert done.returncode == 1 and "[wrong_api]" in done.stdout and f"{file}:2:" in done.stdout
+
+
+def test_send_writes_undelivered_events_to_a_file_send_accepts_again(server: Server, tmp_path: Path) -> None:
+    t = tag()
+    email = "Resend.Me@Example.com"
+    events = [page_view() for _ in range(3)]
+    events[0]["user_data"]["email"] = email
+    file = jsonl(tmp_path / "events.jsonl", events)
+    failed = tmp_path / "events.failed.jsonl"
+    with fault_proxy(then=Reply(503, b"down for maintenance")) as proxy:
+        done = capigate("send", str(file), "--to", proxy.url, "--pixel", "px_std", "--key", "key-std", "--retries", "0")
+    assert done.returncode == 1
+    assert "failed: 3" in done.stdout and "HTTP 503 down for maintenance" in done.stdout
+    assert f"failed events written to {failed}" in done.stdout
+    lines = failed.read_text().splitlines()
+    assert len(lines) == 3 and email not in failed.read_text()  # hashed, ready to resend
+    again = capigate("send", str(failed), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", t)
+    assert again.returncode == 0, again.stdout
+    assert sorted(e.dedupe_id for e in stored(server, t)) == sorted(e["dedupe_id"] for e in events)
+
+
+def test_send_rate_option_limits_events_per_second(server: Server, tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "af.jsonl", [AF_EVENT] * 6)
+    started = time.monotonic()
+    done = capigate(
+        "send", str(file), "--to", server.url, "--app", "com.example.shop", "--key", "af-dev-key", "--rate", "10"
+    )
+    assert done.returncode == 0
+    assert time.monotonic() - started >= 0.5  # 6 events at 10/s: the last leaves after 0.5 s
+
+
+def test_send_needs_exactly_one_of_pixel_and_app(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "e.jsonl", [page_view()])
+    done = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--key", "k")
+    assert done.returncode == 2 and "exactly one of --pixel (Axon) or --app (AppsFlyer)" in done.stderr
+
+
+def test_send_refuses_an_ios_app_id_without_its_prefix_as_a_usage_error(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "e.jsonl", [AF_EVENT])
+    done = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--key", "k", "--app", "123")
+    assert done.returncode == 2 and "id123" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+def _sent(server: Server, t: str) -> None:
+    with AxonClient("px_std", "key-std", base_url=server.url, test_tag=t) as client:
+        assert client.send([page_view(), purchase()]).ok
+
+
+def test_events_lists_newest_first_as_json(server: Server) -> None:
+    t = tag()
+    _sent(server, t)
+    done = capigate("events", "--url", server.url, "--token", ADMIN, "--test-tag", t, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [msgspec.json.decode(line) for line in done.stdout.splitlines()]
+    assert [r["name"] for r in rows] == ["purchase", "page_view"]
+    assert rows[0]["payload"]["user_data"]["email"] != "user@example.com"
+
+
+def test_events_lists_as_a_table_with_the_token_from_the_config(server: Server) -> None:
+    t = tag()
+    _sent(server, t)
+    done = capigate("events", "--url", server.url, "--config", str(server.config), "--test-tag", t)
+    assert done.returncode == 0, done.stderr
+    assert "purchase" in done.stdout and "page_view" in done.stdout and "dedupe_id" in done.stdout
+
+
+def test_events_lists_the_request_journal(server: Server) -> None:
+    with AppsFlyerClient("com.example.shop", "wrong-key", base_url=server.url) as client:
+        client.send([AF_EVENT])
+    done = capigate("events", "--requests", "--url", server.url, "--token", ADMIN, "--status", "401", "--json")
+    rows = [msgspec.json.decode(line) for line in done.stdout.splitlines()]
+    assert rows and all(r["status"] == 401 for r in rows)
+    assert rows[0]["path"] == "/inappevent/com.example.shop"
+
+
+def test_events_follow_prints_new_events_as_they_arrive(server: Server) -> None:
+    t = tag()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    args = [
+        "events",
+        "--url",
+        server.url,
+        "--token",
+        ADMIN,
+        "--test-tag",
+        t,
+        "--follow",
+        "--json",
+        "--interval-s",
+        "0.1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        time.sleep(0.8)  # started and polling
+        _sent(server, t)
+        assert proc.stdout is not None
+        names = [msgspec.json.decode(proc.stdout.readline())["name"] for _ in range(2)]
+        assert names == ["page_view", "purchase"]  # oldest first
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_events_with_a_wrong_token_is_a_clean_error(server: Server) -> None:
+    done = capigate("events", "--url", server.url, "--token", "wrong-token")
+    assert done.returncode == 1
+    assert "HTTP 401" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_events_without_a_gateway_is_a_clean_error() -> None:
+    done = capigate("events", "--url", "http://127.0.0.1:9", "--token", "t")
+    assert done.returncode == 1 and "ConnectError" in done.stderr and "Traceback" not in done.stderr
