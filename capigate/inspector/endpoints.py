@@ -1,0 +1,147 @@
+"""The inspector's own admin API (JSON, admin token or session cookie).
+
+``GET /api/sources``: the configured sources, with the spec's examples (never a key).
+``GET /api/stats``: per-source totals over time (``Store.query_stats``) and the outbox depths.
+``POST /api/test-event``: ``{"source": id, "body": json text}``, sent through the gateway itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+
+from capigate.checking import Report
+from capigate.errors import Problem, StoreError
+from capigate.http.api import is_admin
+from capigate.http.asgi import BodyError, Request, Response, json_response
+from capigate.http.journal import Outcome
+from capigate.http.state import Gateway
+from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
+from capigate.responses import ErrorBody
+from capigate.store.base import OutboxDepth, StatsBucket
+
+__all__ = ["get_sources", "get_stats", "post_test_event"]
+
+log = logging.getLogger("capigate.inspector")
+
+MAX_BUCKETS = 500
+MIN_BUCKET_MS = 1000
+MAX_TEST_BODY_BYTES = 1_048_576
+
+
+class SourcesPage(msgspec.Struct, kw_only=True):
+    sources: list[SourceInfo]
+    dedupe_retention_days: float
+    now: int
+
+
+class StatsPage(msgspec.Struct, kw_only=True):
+    since: int
+    until: int
+    bucket_ms: int
+    buckets: list[StatsBucket]
+    relay: list[OutboxDepth] | None  # None: this store keeps no outbox
+    now: int
+
+
+class TestEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    source: str
+    body: str
+
+
+_decode_test_event = msgspec.json.Decoder(TestEvent).decode
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _unauthorized() -> Response:
+    body = ErrorBody(
+        error="unauthorized", message="log in to the inspector, or send Authorization: Bearer <admin_token>"
+    )
+    return json_response(401, body)
+
+
+def _invalid(problems: list[Problem]) -> Response:
+    return json_response(400, ErrorBody(error="invalid_query", message="the request is invalid", problems=problems))
+
+
+async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "admin"
+    if not is_admin(request, gateway):
+        return _unauthorized()
+    now = _now_ms()
+    page = SourcesPage(
+        sources=sources(gateway.config, now),
+        dedupe_retention_days=gateway.config.store.dedupe_retention_days,
+        now=now,
+    )
+    return json_response(200, page, [(b"cache-control", b"no-store")])
+
+
+async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """``since``, ``until`` (epoch ms; default the last hour) and ``bucket`` (ms; default a
+    sixtieth of the window), ``source`` (default all)."""
+    outcome.api = "admin"
+    if not is_admin(request, gateway):
+        return _unauthorized()
+    report = Report()
+    now = _now_ms()
+    until = _int(request.query, "until", now, report)
+    since = _int(request.query, "since", until - 3_600_000, report)
+    bucket = _int(request.query, "bucket", max(MIN_BUCKET_MS, (until - since) // 60), report)
+    if report.ok and (since >= until or bucket < MIN_BUCKET_MS or (until - since) // bucket > MAX_BUCKETS):
+        report.error(
+            "query", "out_of_range", f"since < until, bucket >= {MIN_BUCKET_MS} ms, at most {MAX_BUCKETS} buckets"
+        )
+    if not report.ok:
+        return _invalid(report.problems)
+    source = request.query.get("source") or None
+    buckets = await gateway.store.query_stats(source, since_ms=since, until_ms=until, bucket_ms=bucket)
+    relay = await outbox_depths(gateway)
+    page = StatsPage(since=since, until=until, bucket_ms=bucket, buckets=buckets, relay=relay, now=now)
+    return json_response(200, page, [(b"cache-control", b"no-store")])
+
+
+async def outbox_depths(gateway: Gateway) -> list[OutboxDepth] | None:
+    """The store's outbox depths, or None when it has no outbox (yet) or cannot say now."""
+    try:
+        return await gateway.store.outbox_depths()
+    except (AttributeError, NotImplementedError):
+        return None
+    except StoreError:
+        log.warning("outbox depths could not be read")
+        return None
+
+
+def _int(query: dict[str, str], key: str, default: int, report: Report) -> int:
+    raw = query.get(key)
+    if not raw:
+        return default
+    if not raw.isdigit():
+        report.error(f"query.{key}", "wrong_type", f"{key} is an integer number of milliseconds")
+        return default
+    return int(raw)
+
+
+async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "admin"
+    if not is_admin(request, gateway):
+        return _unauthorized()
+    try:
+        ask = _decode_test_event(await request.body(MAX_TEST_BODY_BYTES + 4096))
+    except BodyError as exc:
+        return json_response(exc.status, ErrorBody(error=exc.code, message=exc.message))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return _invalid([Problem("", "invalid_body", f'send {{"source": "<id>", "body": "<json>"}}: {exc}')])
+    if gateway.loopback is None:
+        return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
+    answer: Loopback | None = await send_to_self(
+        gateway.loopback, gateway.config, ask.source, ask.body.encode(), request.client_ip
+    )
+    if answer is None:
+        return _invalid([Problem("source", "unknown_source", f"no pixel or app {ask.source!r} is configured")])
+    return json_response(200, answer, [(b"cache-control", b"no-store")])

@@ -1,0 +1,97 @@
+"""The inspector's HTML: a login form, one page shell, and its script and stylesheet.
+
+Server-rendered shell, a little JavaScript (``static/inspector.js``, no library, no build
+step, nothing fetched at run time) that reads the admin API and draws the views. Strict
+Content-Security-Policy: scripts and styles from this origin only, nothing inline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import cache
+from importlib import resources
+from string import Template
+from urllib.parse import parse_qs
+
+from capigate import __version__
+from capigate.http.asgi import BodyError, Request, Response
+from capigate.http.journal import Outcome
+from capigate.http.state import Gateway
+from capigate.inspector.session import clear_cookie, has_session, session_cookie
+
+__all__ = ["ASSETS", "get_asset", "get_page", "post_login", "post_logout"]
+
+_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_HTML_HEADERS = [
+    (b"content-security-policy", _CSP),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"x-frame-options", b"DENY"),
+]
+ASSETS = {"/inspector/inspector.js": b"text/javascript; charset=utf-8", "/inspector/inspector.css": b"text/css"}
+
+
+@cache
+def _file(name: str) -> bytes:
+    return resources.files("capigate.inspector").joinpath(name).read_bytes()
+
+
+@cache
+def _asset_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(ASSETS):
+        digest.update(_file("static/" + path.rsplit("/", 1)[1]))
+    return digest.hexdigest()[:12]
+
+
+def _html(status: int, template: str, extra: list[tuple[bytes, bytes]] | None = None, **values: str) -> Response:
+    text = Template(_file(f"templates/{template}").decode()).substitute(
+        version=__version__, assets=_asset_version(), **values
+    )
+    return Response(status, text.encode(), b"text/html; charset=utf-8", [*_HTML_HEADERS, *(extra or [])])
+
+
+def _login_page(status: int, error: str) -> Response:
+    return _html(status, "login.html", error=error)
+
+
+async def get_page(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "inspector"
+    if not has_session(request.method, request.headers, gateway.config.server.admin_token):
+        return _login_page(200, "")
+    return _html(200, "inspector.html")
+
+
+async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "inspector"
+    try:
+        body = await request.body(4096)
+    except BodyError:
+        return _login_page(413, '<p class="error">That is not an admin token.</p>')
+    form = parse_qs(body.decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    expected = gateway.config.server.admin_token
+    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        return _login_page(401, '<p class="error" role="alert">Wrong admin token.</p>')
+    secure = request.headers.get("x-forwarded-proto", "").lower() == "https"
+    headers = [(b"location", b"/"), (b"set-cookie", session_cookie(expected, secure=secure)), *_HTML_HEADERS]
+    return Response(303, b"", b"text/plain; charset=utf-8", headers)
+
+
+async def post_logout(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "inspector"
+    headers = [(b"location", b"/"), (b"set-cookie", clear_cookie()), *_HTML_HEADERS]
+    return Response(303, b"", b"text/plain; charset=utf-8", headers)
+
+
+async def get_asset(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    outcome.api = "inspector"
+    content_type = ASSETS[request.path]
+    caching = b"public, max-age=31536000, immutable" if request.query.get("v") == _asset_version() else b"no-cache"
+    headers = [(b"cache-control", caching), (b"x-content-type-options", b"nosniff")]
+    return Response(200, _file("static/" + request.path.rsplit("/", 1)[1]), content_type, headers)

@@ -1,0 +1,291 @@
+"""Prometheus metrics: plain-dict counters on the hot path, text exposition on scrape.
+
+Hand-written rather than ``prometheus_client``: a request costs a few dict increments and one
+``bisect`` (1 to 2 µs, see ``tests/test_metrics.py``), with no lock, since a
+worker's requests all run on its one event loop.
+
+Several worker processes: each keeps its own counters and, every ``FLUSH_INTERVAL_S``, writes
+them to ``<dir>/worker-<pid>.msgpack`` in a directory shared by the workers of one server;
+a scrape, which reaches one worker at random, adds the files of the other live workers to its
+own live counters. Queue depths are gauges read from the store at scrape time.
+
+Series:
+
+    capigate_requests_total{endpoint, status}
+    capigate_request_duration_seconds{endpoint}        histogram
+    capigate_events_total{source, outcome}             outcome: accepted | refused | duplicate
+    capigate_warnings_total{source, code}
+    capigate_relay_attempts_total{destination, result} result: delivered | retry | dead
+    capigate_relay_attempt_duration_seconds{destination}  histogram
+    capigate_relay_queue_depth{destination, state}     state: pending | dead (gauge)
+    capigate_relay_oldest_pending_age_seconds{destination}  gauge
+
+Labels stay bounded: an endpoint is a route template or ``other``; a source is a configured
+pixel or app id or ``unknown``; a warning code comes from capigate's own list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from bisect import bisect_left
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from capigate.store.base import OutboxDepth, RequestRecord
+
+__all__ = ["CONTENT_TYPE", "FLUSH_INTERVAL_S", "LATENCY_BUCKETS_MS", "Metrics", "shared_dir"]
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+FLUSH_INTERVAL_S = 1.0
+LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
+UNKNOWN_SOURCE = "unknown"
+OTHER_ENDPOINT = "other"
+
+
+# A histogram is one list: the count of each bucket (not cumulative; the last is +Inf), then
+# the sum of the values in ms, then their count. Plain lists: the cheapest thing to update.
+Histogram = list[float]
+_SUM = len(LATENCY_BUCKETS_MS) + 1
+_COUNT = _SUM + 1
+
+
+def _histogram() -> Histogram:
+    return [0] * (_COUNT + 1)
+
+
+def _observe(hist: Histogram, value_ms: float) -> None:
+    hist[bisect_left(LATENCY_BUCKETS_MS, value_ms)] += 1
+    hist[_SUM] += value_ms
+    hist[_COUNT] += 1
+
+
+def _add_histogram(mine: Histogram, theirs: Histogram) -> None:
+    for i, value in enumerate(theirs):
+        mine[i] += value
+
+
+class Snapshot(msgspec.Struct, array_like=True):
+    """One worker's counters, as written to its file (keys are label tuples)."""
+
+    requests: dict[tuple[str, int], int]
+    latency: dict[str, Histogram]
+    events: dict[tuple[str, str], int]
+    warnings: dict[tuple[str, str], int]
+    relay_attempts: dict[tuple[str, str], int]
+    relay_latency: dict[str, Histogram]
+
+    def add(self, other: Snapshot) -> None:
+        _add_counts(self.requests, other.requests)
+        _add_counts(self.events, other.events)
+        _add_counts(self.warnings, other.warnings)
+        _add_counts(self.relay_attempts, other.relay_attempts)
+        for hists, other_hists in ((self.latency, other.latency), (self.relay_latency, other.relay_latency)):
+            for key, hist in other_hists.items():
+                _add_histogram(hists.setdefault(key, _histogram()), hist)
+
+
+K = TypeVar("K")
+
+
+def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
+    for key, value in theirs.items():
+        mine[key] = mine.get(key, 0) + value
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_snapshot = msgspec.msgpack.Decoder(Snapshot).decode
+
+
+def shared_dir() -> Path:
+    """The directory the workers of this server share: named after their parent, the
+    ``capigate serve`` process (``CAPIGATE_METRICS_DIR`` overrides it)."""
+    explicit = os.environ.get("CAPIGATE_METRICS_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(tempfile.gettempdir()) / f"capigate-metrics-{os.getppid()}"
+
+
+class Metrics:
+    """The counters of one worker. ``sources`` are the configured source ids; ``exact`` the
+    paths of the routing table and ``prefixes`` (prefix, label) its prefix routes."""
+
+    def __init__(
+        self,
+        *,
+        sources: Iterable[str] = (),
+        exact: Iterable[str] = (),
+        prefixes: Iterable[tuple[str, str]] = (),
+        share_dir: Path | None = None,
+    ) -> None:
+        self._sources = frozenset(sources)
+        self._exact = frozenset(exact)
+        self._prefixes = tuple(prefixes)
+        self.share_dir = share_dir
+        self._mine = Snapshot({}, {}, {}, {}, {}, {})
+
+    # --- the hot path ---------------------------------------------------------------------
+
+    def endpoint(self, path: str) -> str:
+        if path in self._exact:
+            return path
+        for prefix, label in self._prefixes:
+            if path.startswith(prefix):
+                return label
+        return OTHER_ENDPOINT
+
+    def observe_request(self, endpoint: str, status: int, latency_ms: float) -> None:
+        requests = self._mine.requests
+        key = (endpoint, status)
+        requests[key] = requests.get(key, 0) + 1
+        hist = self._mine.latency.get(endpoint)
+        if hist is None:
+            hist = self._mine.latency[endpoint] = _histogram()
+        hist[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
+        hist[_SUM] += latency_ms
+        hist[_COUNT] += 1
+
+    def observe_record(self, record: RequestRecord) -> None:
+        """Everything one journaled request says: its status and latency, its events, its warnings."""
+        self.observe_request(self.endpoint(record.path), record.status, record.latency_ms)
+        source = record.source if record.source in self._sources else UNKNOWN_SOURCE
+        events = self._mine.events
+        if record.events_stored:
+            key = (source, "accepted")
+            events[key] = events.get(key, 0) + record.events_stored
+        if record.events_duplicate:
+            key = (source, "duplicate")
+            events[key] = events.get(key, 0) + record.events_duplicate
+        refused = record.events_received - record.events_stored - record.events_duplicate
+        if refused > 0:
+            key = (source, "refused")
+            events[key] = events.get(key, 0) + refused
+        if record.warnings:
+            warnings = self._mine.warnings
+            for warning in record.warnings:
+                key = (source, warning.code)
+                warnings[key] = warnings.get(key, 0) + 1
+
+    def observe_relay_attempt(self, destination: str, result: str, latency_ms: float) -> None:
+        """For the relay workers: one delivery attempt and how it ended."""
+        key = (destination, result)
+        self._mine.relay_attempts[key] = self._mine.relay_attempts.get(key, 0) + 1
+        _observe(self._mine.relay_latency.setdefault(destination, _histogram()), latency_ms)
+
+    # --- sharing between workers ----------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write this worker's counters for the others' scrapes (atomically: temp + rename)."""
+        if self.share_dir is None:
+            return
+        self.share_dir.mkdir(parents=True, exist_ok=True)
+        final = self.share_dir / f"worker-{os.getpid()}.msgpack"
+        temp = final.with_suffix(".tmp")
+        temp.write_bytes(_encode(self._mine))
+        temp.replace(final)
+
+    def forget(self) -> None:
+        """Remove this worker's file (clean shutdown: its counts leave with it)."""
+        if self.share_dir is not None:
+            with contextlib.suppress(OSError):
+                (self.share_dir / f"worker-{os.getpid()}.msgpack").unlink()
+
+    def total(self) -> Snapshot:
+        """This worker's live counters plus the last flushed counters of the other live workers."""
+        total = _decode_snapshot(_encode(self._mine))  # a deep copy
+        if self.share_dir is None or not self.share_dir.is_dir():
+            return total
+        me = os.getpid()
+        for file in self.share_dir.glob("worker-*.msgpack"):
+            pid = int(file.stem.removeprefix("worker-"))
+            if pid == me:
+                continue
+            if not _alive(pid):
+                with contextlib.suppress(OSError):
+                    file.unlink()
+                continue
+            with contextlib.suppress(OSError, msgspec.DecodeError):
+                total.add(_decode_snapshot(file.read_bytes()))
+        return total
+
+    # --- exposition -----------------------------------------------------------------------
+
+    def exposition(self, depths: list[OutboxDepth] | None, now_ms: int) -> bytes:
+        """The Prometheus text format (version 0.0.4)."""
+        snap = self.total()
+        out: list[str] = []
+        _family(out, "capigate_requests_total", "counter", "HTTP requests by endpoint and status.")
+        for (endpoint, status), n in sorted(snap.requests.items()):
+            out.append(f"capigate_requests_total{_labels(endpoint=endpoint, status=str(status))} {n}")
+        _family(out, "capigate_request_duration_seconds", "histogram", "Time from request to response.")
+        for endpoint, hist in sorted(snap.latency.items()):
+            _histogram_lines(out, "capigate_request_duration_seconds", {"endpoint": endpoint}, hist)
+        _family(out, "capigate_events_total", "counter", "Events by source and outcome (accepted, refused, duplicate).")
+        for (source, outcome), n in sorted(snap.events.items()):
+            out.append(f"capigate_events_total{_labels(source=source, outcome=outcome)} {n}")
+        _family(out, "capigate_warnings_total", "counter", "Warnings given to accepted requests, by source and code.")
+        for (source, code), n in sorted(snap.warnings.items()):
+            out.append(f"capigate_warnings_total{_labels(source=source, code=code)} {n}")
+        _family(out, "capigate_relay_attempts_total", "counter", "Relay delivery attempts by destination and result.")
+        for (destination, result), n in sorted(snap.relay_attempts.items()):
+            out.append(f"capigate_relay_attempts_total{_labels(destination=destination, result=result)} {n}")
+        _family(out, "capigate_relay_attempt_duration_seconds", "histogram", "Time of one upstream delivery attempt.")
+        for destination, hist in sorted(snap.relay_latency.items()):
+            _histogram_lines(out, "capigate_relay_attempt_duration_seconds", {"destination": destination}, hist)
+        if depths is not None:
+            _depth_lines(out, depths, now_ms)
+        return ("\n".join(out) + "\n").encode()
+
+
+def _depth_lines(out: list[str], depths: list[OutboxDepth], now_ms: int) -> None:
+    _family(out, "capigate_relay_queue_depth", "gauge", "Outbox deliveries waiting (pending) or given up (dead).")
+    for d in depths:
+        out.append(f"capigate_relay_queue_depth{_labels(destination=d.destination, state='pending')} {d.pending}")
+        out.append(f"capigate_relay_queue_depth{_labels(destination=d.destination, state='dead')} {d.dead}")
+    _family(out, "capigate_relay_oldest_pending_age_seconds", "gauge", "Age of the oldest undelivered event.")
+    for d in depths:
+        age = 0.0 if d.oldest_pending_at is None else max(0.0, (now_ms - d.oldest_pending_at) / 1000)
+        out.append(f"capigate_relay_oldest_pending_age_seconds{_labels(destination=d.destination)} {age:.3f}")
+
+
+def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
+    out.append(f"# HELP {name} {help_text}")
+    out.append(f"# TYPE {name} {kind}")
+
+
+def _histogram_lines(out: list[str], name: str, labels: dict[str, str], hist: Histogram) -> None:
+    running = 0.0
+    for bound, n in zip(LATENCY_BUCKETS_MS, hist, strict=False):
+        running += n
+        out.append(f"{name}_bucket{_labels(**labels, le=_seconds(bound))} {running:.0f}")
+    count = hist[_COUNT]
+    out.append(f"{name}_bucket{_labels(**labels, le='+Inf')} {count:.0f}")
+    out.append(f"{name}_sum{_labels(**labels)} {hist[_SUM] / 1000:.6f}")
+    out.append(f"{name}_count{_labels(**labels)} {count:.0f}")
+
+
+def _seconds(ms: float) -> str:
+    return f"{ms / 1000:g}"
+
+
+def _labels(**labels: str) -> str:
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

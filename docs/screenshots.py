@@ -1,0 +1,182 @@
+"""Take the README's screenshots of the inspector: ``.venv/bin/python docs/screenshots.py``.
+
+Starts a real ``capigate serve`` on a fresh store, with a local stand-in upstream (Axon
+accepts, AppsFlyer refuses, so dead letters appear), sends it a realistic mix of requests
+(good, refused, duplicate, the silent AppsFlyer failure, test events), adds an hour of
+per-minute totals so the charts have a history, then drives Debian's chromium through
+Playwright and writes ``docs/inspector-*.png``.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import math
+import random
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port, make_server  # noqa: E402
+from tests.helpers import purchase  # noqa: E402
+from tests.test_inspector_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+ADMIN = "demo-admin-token"
+MINUTE = 60_000
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    """Axon says 200; AppsFlyer says 400 (as to an event it will not take): dead letters."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        status, body = (400, b"Bad request") if self.path.startswith("/inappevent/") else (200, b"{}")
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def config(upstream: str) -> str:
+    return f"""
+[server]
+admin_token = "{ADMIN}"
+
+[[axon.pixels]]
+pixel_id = "px_shop"
+api_key = "key-shop"
+profile = "standard"
+relay = {{ url = "{upstream}", api_key = "upstream-axon-key" }}
+
+[[axon.pixels]]
+pixel_id = "px_leads"
+api_key = "key-leads"
+profile = "lead_gen"
+
+[[appsflyer.apps]]
+app_id = "com.example.shop"
+keys = ["af-key"]
+relay = {{ url = "{upstream}", api_key = "upstream-af-key" }}
+
+[[appsflyer.apps]]
+app_id = "id123456789"
+keys = ["af-ios-key"]
+"""
+
+
+def traffic(url: str) -> None:
+    shop = httpx.Client(base_url=url, headers={"User-Agent": "shop-backend/2.3 (python-requests)"})
+    app = httpx.Client(base_url=url, headers={"User-Agent": "okhttp/4.12.0"})
+    ios = httpx.Client(base_url=url, headers={"User-Agent": "ios-backend/1.4"})
+    axon = {"Authorization": "key-shop"}
+    for _ in range(6):
+        shop.post("/v1/event?pixel_id=px_shop", json={"events": [purchase(), purchase()]}, headers=axon)
+        time.sleep(0.05)
+    twice = purchase()
+    shop.post("/v1/event?pixel_id=px_shop", json={"events": [twice]}, headers=axon)
+    shop.post("/v1/event?pixel_id=px_shop", json={"events": [twice, purchase()]}, headers=axon)  # a duplicate
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_purchase", "eventCurrency": "USD",
+                "eventValue": json.dumps({"af_revenue": "6", "af_content_id": "15854"})}  # fmt: skip
+    for _ in range(3):
+        app.post("/inappevent/com.example.shop", json=af_event, headers={"authentication": "af-key"})
+    bad = purchase()
+    del bad["data"]["transaction_id"]
+    bad["user_data"]["esi"] = "tv"
+    bad["data"]["currency"] = "usd"
+    shop.post("/v1/event?pixel_id=px_shop", json={"events": [purchase(), bad]}, headers=axon)
+    leads = {"events": [{"name": "generate_lead", "event_time": int(time.time() * 1000),
+             "event_source_url": "https://forms.example.com/quote", "dedupe_id": uuid.uuid4().hex,
+             "user_data": {"client_ip_address": "203.0.113.9", "client_user_agent": "Mozilla/5.0",
+                           "email": "lead@example.com", "esi": "web"}, "data": {"currency": "USD", "value": 12}}]}  # fmt: skip
+    httpx.post(f"{url}/v1/event?pixel_id=px_leads", json=leads, headers={"Authorization": "key-leads"})
+    ios.post("/inappevent/123456789", json=af_event, headers={"authentication": "af-ios-key"})  # the silent failure
+    shop.post("/v1/event?pixel_id=px_shop", json={"events": [purchase()]}, headers=axon)
+
+
+def history(db: Path, now_ms: int) -> None:
+    """An hour of per-minute totals before now, as the journal would have kept them."""
+    rng = random.Random(3)
+    this_minute = now_ms - now_ms % MINUTE
+    rows = []
+    for i in range(60, 0, -1):
+        minute = this_minute - i * MINUTE
+        wave = 1.0 + 0.6 * math.sin(i / 9)
+        n = int(48 * wave + rng.randrange(10))
+        failed = rng.choice([0, 0, 0, 1, 2]) + (6 if 22 <= i <= 25 else 0)  # a bad deploy, fixed
+        dup = rng.choice([0, 0, 1, 1, 2, 4])
+        rows.append((minute, "px_shop", n, failed, n * 2, n * 2 - failed * 2 - dup, dup, n // 8))
+        m = int(18 * wave + rng.randrange(6))
+        rows.append((minute, "com.example.shop", m, rng.choice([0, 0, 1]), m, m - 1, 0, rng.randrange(3)))
+        if i % 3 == 0:
+            rows.append((minute, "px_leads", 3, 0, 3, 3, 0, 1))
+    conn = sqlite3.connect(db, timeout=10)
+    conn.executemany("INSERT OR REPLACE INTO request_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+
+
+def shoot(page: Page, out: Path) -> None:
+    page.goto("/")
+    page.fill("#token", ADMIN)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#requests tr.request")
+    page.locator("#requests tr.failed", has_text="POST /v1/event").first.click()
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(out / "inspector-requests.png"))
+
+    page.click("a[data-view=events]")
+    page.locator("#events tr.event", has_text="com.example.shop").first.click()
+    page.wait_for_selector("#events .attempt-table")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "inspector-events.png"))
+
+    page.click("a[data-view=overview]")
+    page.wait_for_selector(".card .chart")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(out / "inspector-overview.png"), full_page=True)
+
+    page.click("a[data-view=send]")
+    page.select_option("#send-source", "px_shop")
+    page.click("#send-button")
+    page.wait_for_selector("#send-status")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "inspector-send.png"))
+
+
+def main() -> None:
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = make_server(Path(tmp), config(f"http://127.0.0.1:{upstream.server_port}"))
+        server.start()
+        try:
+            traffic(server.url)
+            history(server.db, int(time.time() * 1000))
+            time.sleep(3)  # the relay delivers to Axon, and AppsFlyer's refusals become dead letters
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_context(base_url=server.url, viewport={"width": 1440, "height": 900}).new_page()
+                shoot(page, ROOT / "docs")
+                browser.close()
+        finally:
+            server.stop()
+            upstream.shutdown()
+    print("wrote", ", ".join(sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("inspector-*.png"))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The inspector's HTTP side: login and session cookie, the page's headers, /api/sources,
+/api/stats and /api/test-event (the source's key stays on the server)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from tests.conftest import ADMIN, Server
+from tests.helpers import batch, purchase
+
+
+@contextmanager
+def session(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        answer = client.post("/login", data={"token": ADMIN})
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        yield client
+
+
+def test_login_sets_an_httponly_strict_cookie_that_is_not_the_token(server: Server) -> None:
+    with server.client() as c:
+        wrong = c.post("/login", data={"token": "nope-nope"})
+        assert wrong.status_code == 401 and "Wrong admin token" in wrong.text
+        assert "set-cookie" not in wrong.headers
+        right = c.post("/login", data={"token": ADMIN})
+    cookie = right.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert ADMIN not in cookie
+
+
+def test_the_page_is_the_login_form_until_logged_in(server: Server) -> None:
+    with server.client() as c:
+        page = c.get("/")
+    assert page.status_code == 200 and 'name="token"' in page.text and 'id="tabs"' not in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    with session(server) as c:
+        page = c.get("/")
+        assert 'id="tabs"' in page.text
+        script = page.text.split('<script src="')[1].split('"')[0]
+        asset = c.get(script)
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith("text/javascript")
+        assert "immutable" in asset.headers["cache-control"]
+        assert c.post("/logout").headers["set-cookie"].startswith("capigate_session=;")
+
+
+def test_the_cookie_reads_the_api_but_writes_only_with_the_inspector_header(server: Server) -> None:
+    with session(server) as c:
+        assert c.get("/api/requests?limit=1").status_code == 200
+        assert c.get("/api/sources").status_code == 200
+        body = {"source": "px_std", "body": json.dumps(batch(purchase()))}
+        assert c.post("/api/test-event", json=body).status_code == 401  # a cross-site form could do this much
+        assert c.post("/api/test-event", json=body, headers={"X-Capigate-Inspector": "1"}).status_code == 200
+    with server.client() as c:
+        c.cookies.set("capigate_session", "0" * 64)
+        assert c.get("/api/requests").status_code == 401
+
+
+def test_sources_carry_the_spec_examples_and_never_a_key(server: Server) -> None:
+    with server.admin() as c:
+        page = c.get("/api/sources").json()
+    text = json.dumps(page)
+    for key in ("key-std", "key-lead", "key-restricted", "af-dev-key", "af-s2s-token", "af-ios-key", ADMIN):
+        assert key not in text
+    by_id = {s["id"]: s for s in page["sources"]}
+    assert [e["name"] for e in by_id["px_std"]["examples"]] == ["axon_purchase.json"]
+    assert [e["name"] for e in by_id["px_lead"]["examples"]] == [
+        "lead_gen_generate_lead.json",
+        "lead_gen_page_view.json",
+    ]
+    assert by_id["px_restricted"]["examples"][0]["name"] == "restricted_generate_lead.json"
+    assert by_id["com.example.shop"]["api"] == "appsflyer"
+    event = json.loads(by_id["px_std"]["examples"][0]["body"])["events"][0]
+    assert abs(event["event_time"] - page["now"]) < 60_000 and event["dedupe_id"].startswith("inspector-")
+    assert page["dedupe_retention_days"] == 30
+
+
+def test_a_test_event_goes_through_the_gateway_with_the_key_and_a_test_tag(server: Server) -> None:
+    with server.admin() as c:
+        sources = {s["id"]: s for s in c.get("/api/sources").json()["sources"]}
+        for source in ("px_std", "px_lead", "px_restricted", "com.example.shop"):
+            for example in sources[source]["examples"]:
+                sent = c.post("/api/test-event", json={"source": source, "body": example["body"]})
+                assert sent.status_code == 200, sent.text
+                answer = sent.json()
+                assert answer["status"] == 200, (source, example["name"], answer)
+                assert json.loads(answer["body"])["stored"] == 1
+        time.sleep(0.3)
+        journal = c.get("/api/requests", params={"source": "px_lead", "limit": 5}).json()["requests"]
+        mine = [r for r in journal if r["test_tag"] == "inspector"]
+        assert mine and mine[0]["user_agent"].startswith("capigate-inspector/")
+        events = c.get("/api/events", params={"source": "com.example.shop", "test_tag": "inspector"}).json()["events"]
+        assert events and events[0]["name"] == "af_purchase"
+
+        refused = c.post("/api/test-event", json={"source": "px_std", "body": '{"events": [{"name": "purchas"}]}'})
+        assert refused.status_code == 200
+        assert refused.json()["status"] == 400 and "invalid_batch" in refused.json()["body"]
+        unknown = c.post("/api/test-event", json={"source": "px_nope", "body": "{}"})
+        assert unknown.status_code == 400 and unknown.json()["problems"][0]["code"] == "unknown_source"
+        assert c.post("/api/test-event", json={"source": "px_std"}).status_code == 400
+    with server.client() as c:
+        assert c.post("/api/test-event", json={"source": "px_std", "body": "{}"}).status_code == 401
+
+
+def test_stats_per_source_and_their_limits(fresh_server: Server) -> None:
+    with fresh_server.client() as c:
+        c.post("/v1/event?pixel_id=px_std", json=batch(purchase(), purchase()), headers={"Authorization": "key-std"})
+        c.post("/v1/event?pixel_id=px_std", json={"events": []}, headers={"Authorization": "key-std"})
+    time.sleep(0.3)
+    with fresh_server.admin() as c:
+        stats = c.get("/api/stats").json()
+        assert stats["until"] - stats["since"] == 3_600_000 and stats["bucket_ms"] == 60_000
+        [bucket] = stats["buckets"]
+        assert bucket["source"] == "px_std" and bucket["requests"] == 2 and bucket["failed_requests"] == 1
+        assert bucket["events_accepted"] == 2
+        assert stats["relay"] == []  # the store has an outbox; no source relays here
+        assert c.get("/api/stats", params={"source": "px_lead"}).json()["buckets"] == []
+        assert c.get("/api/stats", params={"since": 10, "until": 5}).status_code == 400
+        assert c.get("/api/stats", params={"since": 0, "until": 86_400_000, "bucket": 1000}).status_code == 400
+        assert c.get("/api/stats", params={"bucket": "x"}).status_code == 400
+    with fresh_server.client() as c:
+        assert c.get("/api/stats").status_code == 401

@@ -1,0 +1,250 @@
+"""The inspector page in a real headless Chromium (Debian's ``chromium``, which
+``scripts/test`` installs): log in, send a test event, watch it arrive, filter, read problems.
+
+Playwright drives the system browser through ``executable_path``; ``playwright install`` is
+never needed. Each test works on a gateway of this module's own, and on its own ids.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.conftest import ADMIN, Server, make_server
+from tests.helpers import batch, page_view, purchase
+
+CHROMIUM = os.environ.get("CAPIGATE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = make_server(tmp_path_factory.mktemp("inspector"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, gateway: Server) -> Iterator[Page]:
+    context = browser.new_context(base_url=gateway.url, viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], f"the page's script failed: {errors}"
+
+
+def log_in(page: Page, token: str = ADMIN) -> None:
+    page.goto("/")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+
+
+def logged_in(page: Page) -> Page:
+    log_in(page)
+    expect(page.locator("#tabs")).to_be_visible()
+    return page
+
+
+def post_axon(
+    gateway: Server, body: dict[str, Any], pixel: str = "px_std", key: str = "key-std", **headers: str
+) -> httpx.Response:
+    with gateway.client(headers={"User-Agent": "browser-test/1.0", **headers}) as c:
+        return c.post(f"/v1/event?pixel_id={pixel}", json=body, headers={"Authorization": key})
+
+
+def mark_page(page: Page) -> None:
+    """A value that a reload would lose: the test can tell that the page never reloaded."""
+    page.evaluate("window.__notReloaded = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__notReloaded === true"), "the page reloaded"
+
+
+def test_the_page_asks_for_the_admin_token_and_refuses_a_wrong_one(page: Page) -> None:
+    log_in(page, "not-the-token")
+    expect(page.locator(".error")).to_have_text("Wrong admin token.")
+    expect(page.locator("#tabs")).to_have_count(0)
+    log_in(page)
+    expect(page.locator("#tabs")).to_be_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "capigate_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and ADMIN not in cookie["value"]
+    page.click(".logout button")
+    expect(page.locator("#token")).to_be_visible()
+
+
+def test_send_a_test_event_and_see_it_arrive_live(page: Page, gateway: Server) -> None:
+    logged_in(page)
+    mark_page(page)
+    page.click("a[data-view=send]")
+    page.select_option("#send-source", "px_std")
+    body = page.input_value("#send-body")
+    assert '"name": "purchase"' in body and "api_key" not in body and "key-std" not in page.content()
+    page.click("#send-button")
+    expect(page.locator("#send-status")).to_have_text("200")
+
+    page.click("text=See it under Requests")
+    row = page.locator("#requests tr.request", has=page.locator(".tag", has_text="inspector")).first
+    expect(row).to_contain_text("POST /v1/event")
+    expect(row).to_contain_text("capigate-inspector/")
+    expect(row).to_contain_text("1 stored")
+
+    # A request from elsewhere shows up in the open page by itself.
+    agent = f"live-test/{uuid.uuid4().hex[:8]}"
+    assert post_axon(gateway, batch(purchase()), **{"User-Agent": agent}).status_code == 200
+    expect(page.locator("#requests tr.request", has_text=agent)).to_have_count(1, timeout=10_000)
+    assert_not_reloaded(page)
+
+    page.click("a[data-view=events]")
+    first = page.locator("#events tr.event", has=page.locator(".tag", has_text="inspector")).first
+    first.click()
+    detail = page.locator("#events tr.detail").first
+    expect(detail).to_contain_text("Stored payload")
+    expect(detail).to_contain_text("The first event with this dedupe_id for px_std")
+    assert "user@example.com" not in detail.inner_text()  # the example's email, stored hashed
+
+
+def test_filter_events_by_source_name_tag_time_and_delivery(page: Page, gateway: Server) -> None:
+    tag = f"flt-{uuid.uuid4().hex[:8]}"
+    assert (
+        post_axon(gateway, batch(purchase(), page_view(), page_view()), **{"X-Capigate-Test": tag}).status_code == 200
+    )
+    lead = {
+        "events": [
+            page_view(
+                user_data={
+                    "client_ip_address": "203.0.113.7",
+                    "client_user_agent": "x",
+                    "esi": "web",
+                    "client_id": "c",
+                    "email": "a@example.com",
+                }
+            )
+        ]
+    }
+    post_axon(gateway, lead, pixel="px_lead", key="key-lead", **{"X-Capigate-Test": tag})
+    logged_in(page)
+    page.click("a[data-view=events]")
+    form = page.locator("#ev-filters")
+    form.locator("[name=test_tag]").fill(tag)
+    form.locator("button[type=submit]").click()
+    rows = page.locator("#events tr.event")
+    expect(rows).to_have_count(4)
+
+    form.locator("[name=source]").select_option("px_std")
+    expect(rows).to_have_count(3)
+    form.locator("[name=name]").fill("page_view")
+    form.locator("button[type=submit]").click()
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("page_view")
+
+    form.locator("[name=status]").select_option("dead")  # no relay here: nothing is dead
+    expect(page.locator("#events .empty")).to_have_text("No events match.")
+    form.locator("[name=status]").select_option("stored")
+    expect(rows).to_have_count(2)
+
+    form.locator("[name=since]").fill("2999-01-01T00:00:00")  # a window in the future
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#events .empty")).to_be_visible()
+    form.locator("[name=since]").fill("2000-01-01T00:00:00")
+    form.locator("button[type=submit]").click()
+    expect(rows).to_have_count(2)
+
+
+def test_a_refused_request_opens_to_its_problems(page: Page, gateway: Server) -> None:
+    agent = f"refused/{uuid.uuid4().hex[:8]}"
+    bad = purchase()
+    del bad["data"]["transaction_id"]
+    bad["user_data"]["esi"] = "tv"
+    assert post_axon(gateway, batch(bad), **{"User-Agent": agent}).status_code == 400
+    logged_in(page)
+    row = page.locator("#requests tr.request", has_text=agent)
+    expect(row).to_have_class(re.compile(r"\bfailed\b"))
+    expect(row.locator(".badge")).to_have_text("400")
+    expect(row).to_contain_text("1 refused")
+    row.click()
+    problems = page.locator("#requests tr.detail .problems.error")
+    expect(problems.locator("h4")).to_have_text("Problems (2)")
+    expect(problems).to_contain_text("events[0].data.transaction_id")
+    expect(problems).to_contain_text("missing_field")
+    expect(problems).to_contain_text("`transaction_id` is required")
+    expect(problems).to_contain_text("events[0].user_data.esi")
+    expect(problems).to_contain_text("invalid_enum")
+    row.click()  # closes again
+    expect(page.locator("#requests tr.detail")).to_have_count(0)
+
+
+def test_the_silent_appsflyer_failure_stands_out(page: Page, gateway: Server) -> None:
+    agent = f"silent/{uuid.uuid4().hex[:8]}"
+    with gateway.client(headers={"User-Agent": agent}) as c:
+        answer = c.post(
+            "/inappevent/123456789",
+            headers={"authentication": "af-ios-key"},
+            json={"appsflyer_id": "1415211453000-6513711", "eventName": "af_purchase", "eventValue": ""},
+        )
+    assert answer.status_code == 200 and answer.text == "OK"
+    logged_in(page)
+    row = page.locator("#requests tr.request", has_text=agent)
+    expect(row).to_have_class(re.compile(r"\bsilent\b"))
+    expect(row.locator(".silent-label")).to_have_text("dropped silently")
+    color = row.evaluate("el => getComputedStyle(el).backgroundColor")
+    plain = page.locator("#requests tr.request:not(.silent):not(.failed)").first
+    assert color != plain.evaluate("el => getComputedStyle(el).backgroundColor")
+    row.click()
+    detail = page.locator("#requests tr.detail")
+    expect(detail.locator(".silent-note")).to_contain_text("drops the event without a word")
+    expect(detail.locator(".problems.warning")).to_contain_text("ios_app_id_without_prefix")
+
+
+def test_the_overview_charts_each_source(page: Page, gateway: Server) -> None:
+    post_axon(gateway, batch(purchase()))
+    logged_in(page)
+    page.click("a[data-view=overview]")
+    card = page.locator(".card[data-source=px_std]")
+    expect(card.locator("figure.chart")).to_have_count(4)
+    expect(card.locator("figure.chart").first).to_contain_text("accepted")
+    assert card.locator("rect.accepted").count() >= 1
+    expect(page.locator(".card.idle[data-source='com.example.orders']")).to_contain_text("No requests in this window.")
+    expect(page.locator("#relay")).to_contain_text("Relay")
+
+
+def test_the_api_reads_need_the_session(page: Page, gateway: Server) -> None:
+    page.goto("/api/requests")
+    assert "unauthorized" in page.content()
+    logged_in(page)
+    page.goto("/api/requests?limit=1")
+    assert '"requests"' in page.content()

@@ -1,0 +1,127 @@
+"""Store.query_stats: the per-source, per-bucket totals behind the inspector's charts."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from capigate.errors import Problem
+from capigate.store import AttemptOutcome, NewEvent, RequestRecord, SQLiteStore, StatsBucket, Store
+from capigate.store.sqlite import stats_sql
+from tests.storekit import run
+
+MINUTE = 60_000
+T0 = 1_700_000_040_000  # a multiple of a minute
+WARN = Problem("events[0].dedupe_id", "missing_dedupe_id", "no dedupe_id")
+
+
+def record(
+    at: int, source: str | None, status: int, received: int, stored: int, dup: int = 0, **kw: object
+) -> RequestRecord:
+    return RequestRecord(
+        request_id=f"r{at}{source}{status}",
+        received_at=at,
+        api="axon",
+        source=source,
+        method="POST",
+        path="/v1/event",
+        status=status,
+        client_ip="127.0.0.1",
+        user_agent="t",
+        latency_ms=1.0,
+        events_received=received,
+        events_stored=stored,
+        events_duplicate=dup,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def fill_journal(store: Store) -> None:
+    for r in (
+        record(T0 + 1_000, "px_a", 200, 3, 2, 1, warnings=[WARN, WARN]),
+        record(T0 + 2_000, "px_a", 400, 5, 0, problems=[Problem("events", "invalid", "bad")]),
+        record(T0 + 3_000, "px_b", 200, 1, 1),
+        record(T0 + MINUTE + 5, "px_a", 200, 1, 1, warnings=[WARN]),
+        record(T0 + MINUTE + 6, None, 404, 0, 0),
+        record(T0 + 5 * MINUTE, "px_a", 200, 1, 1),  # outside the window asked for
+        record(T0 - 1, "px_a", 200, 1, 1),  # before it
+    ):
+        run(store.record_request(r))
+
+
+def test_stats_total_the_journal_per_bucket_and_source(store: Store) -> None:
+    fill_journal(store)
+    buckets = run(store.query_stats(None, since_ms=T0, until_ms=T0 + 2 * MINUTE, bucket_ms=MINUTE))
+    assert buckets == [
+        StatsBucket(
+            start_ms=T0, source="px_a", requests=2, failed_requests=1, events_received=8, events_accepted=2,
+            events_duplicate=1, events_refused=5, warnings=2,
+        ),
+        StatsBucket(start_ms=T0, source="px_b", requests=1, events_received=1, events_accepted=1),
+        StatsBucket(start_ms=T0 + MINUTE, source=None, requests=1, failed_requests=1),
+        StatsBucket(start_ms=T0 + MINUTE, source="px_a", requests=1, events_received=1, events_accepted=1, warnings=1),
+    ]  # fmt: skip
+
+
+def test_stats_for_one_source_and_aligned_buckets(store: Store) -> None:
+    fill_journal(store)
+    buckets = run(store.query_stats("px_a", since_ms=T0 + 1_500, until_ms=T0 + 10 * MINUTE, bucket_ms=2 * MINUTE))
+    assert [(b.start_ms % (2 * MINUTE), b.source, b.requests) for b in buckets] == [
+        (0, "px_a", 2),  # T0 + 2 s and T0 + 1 min share the bucket aligned on 2 minutes
+        (0, "px_a", 1),
+    ]
+    assert buckets[0].start_ms < buckets[1].start_ms
+    assert run(store.query_stats("px_zz", since_ms=T0, until_ms=T0 + MINUTE, bucket_ms=MINUTE)) == []
+
+
+def test_stats_count_dead_letters_by_the_time_their_event_arrived(store: Store) -> None:
+    events = [
+        NewEvent(api="axon", source="px_a", name="purchase", event_time_ms=T0, dedupe_id=f"d{i}", payload=b"{}",
+                 destination="axon:px_a")
+        for i in range(3)
+    ]  # fmt: skip
+    run(store.ingest(events[:2], request_id="r1", received_at_ms=T0 + 10))
+    run(store.ingest(events[2:], request_id="r2", received_at_ms=T0 + MINUTE + 10))
+    claimed = run(store.claim("axon:px_a", owner="w", limit=10, now_ms=T0 + 2 * MINUTE, lease_ms=MINUTE))
+    assert len(claimed) == 3
+    outcomes = [
+        AttemptOutcome(event_id=d.event_id, destination=d.destination, at_ms=T0 + 2 * MINUTE, result=result, status=400)
+        for d, result in zip(claimed, ("dead", "delivered", "dead"), strict=True)
+    ]
+    run(store.settle(outcomes, owner="w"))
+    buckets = run(store.query_stats(None, since_ms=T0, until_ms=T0 + 3 * MINUTE, bucket_ms=MINUTE))
+    assert [(b.start_ms - T0, b.source, b.dead_letters) for b in buckets] == [(0, "px_a", 1), (MINUTE, "px_a", 1)]
+    later = run(store.query_stats("px_a", since_ms=T0 + MINUTE, until_ms=T0 + 3 * MINUTE, bucket_ms=MINUTE))
+    assert [b.dead_letters for b in later] == [1]
+
+
+def test_stats_in_buckets_that_are_not_whole_minutes_read_the_journal(store: Store) -> None:
+    fill_journal(store)
+    buckets = run(store.query_stats(None, since_ms=T0, until_ms=T0 + 2 * MINUTE, bucket_ms=30_000))
+    assert [(b.start_ms - T0, b.source, b.requests, b.warnings) for b in buckets] == [
+        (0, "px_a", 2, 2),
+        (0, "px_b", 1, 0),
+        (MINUTE, None, 1, 0),
+        (MINUTE, "px_a", 1, 1),
+    ]
+
+
+@pytest.mark.parametrize("source", [None, "px_a"])
+def test_sqlite_stats_read_the_window_through_indexes(tmp_path: Path, source: str | None) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    run(store.open())
+    run(store.close())
+    conn = sqlite3.connect(tmp_path / "s.db")
+    plans = []
+    # Whole minutes from the per-minute totals, the two partial ones from the journal.
+    for sql, params in stats_sql(source, T0 + 1_000, T0 + 5 * MINUTE + 500, MINUTE):
+        plans.append(" | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)))
+    conn.close()
+    minutes, head, tail, dead = plans
+    assert minutes.startswith("SEARCH request_minutes USING PRIMARY KEY (minute>? AND minute<?)")
+    for journal in (head, tail):
+        assert journal.startswith("SEARCH requests USING INDEX requests_received_at (received_at>? AND received_at<?)")
+    assert "USING INDEX outbox_dead" in dead
+    assert "INDEX events_received_at (received_at>?)" in dead
