@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
+import signal
 import sys
+import time
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from capigate.config import Config, load_config, write_default_config
-from capigate.errors import ConfigError
+from capigate.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from capigate.relay import RelayRunner
+    from capigate.store import DeadLetterQuery, Store
 
 __all__ = ["main"]
 
@@ -81,18 +90,29 @@ def _curls(config: Config, base: str) -> list[str]:
 @click.option("--host", envvar="CAPIGATE_HOST", help="Address to listen on (default: [server] host).")
 @click.option("--port", envvar="CAPIGATE_PORT", type=int, help="Port (default: [server] port).")
 @click.option("--workers", envvar="CAPIGATE_WORKERS", type=int, help="Worker processes (default: [server] workers).")
-def serve(config_path: Path, db: str | None, host: str | None, port: int | None, workers: int | None) -> None:
+@click.option(
+    "--relay/--no-relay",
+    "relay",
+    default=True,
+    envvar="CAPIGATE_RELAY",
+    show_default=True,
+    help="Run the relay workers in this process (--no-relay: a separate `capigate relay` does).",
+)
+def serve(
+    config_path: Path, db: str | None, host: str | None, port: int | None, workers: int | None, relay: bool
+) -> None:
     """Start the gateway (creates capigate.toml with demo sources on first run)."""
     from granian import Granian
     from granian.constants import Interfaces
 
     config, created = _resolve_config(config_path, create=True)
     store_url = _store_url(config, db)
+    shown = _check_schema(store_url)
     host = host or config.server.host
     port = port if port is not None else config.server.port
     if created:
         click.echo(f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token.")
-    click.echo(f"capigate: config {config_path.resolve()}, store {store_url}")
+    click.echo(f"capigate: config {config_path.resolve()}, store {shown}")
     click.echo(f"Listening on http://{host}:{port}  (admin token in {config_path})")
     click.echo("Send the spec's example event:")
     for line in _curls(config, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"):
@@ -100,6 +120,7 @@ def serve(config_path: Path, db: str | None, host: str | None, port: int | None,
     sys.stdout.flush()
     os.environ["CAPIGATE_CONFIG"] = str(config_path.resolve())
     os.environ["CAPIGATE_DB"] = store_url
+    os.environ["CAPIGATE_RELAY"] = "1" if relay else "0"
     Granian(
         "capigate.http.app:app_from_env",
         factory=True,
@@ -125,3 +146,165 @@ def check_config(config_path: Path) -> None:
     """Check a configuration file and exit (status 1 if it is wrong)."""
     config, _ = _resolve_config(config_path, create=False)
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
+
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default="capigate.toml",
+    envvar="CAPIGATE_CONFIG",
+    show_default=True,
+    help="TOML configuration.",
+)
+_DB_OPTION = click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or postgresql:// URL (default: [store] url).")
+
+
+@main.command()
+@_CONFIG_OPTION
+@_DB_OPTION
+def relay(config_path: Path, db: str | None) -> None:
+    """Run the relay workers alone, without the HTTP server, until SIGINT or SIGTERM.
+
+    For a separate relay process or node on the same store (`serve --no-relay` elsewhere);
+    several may run at once: each event is leased to one of them at a time.
+    """
+    from capigate.logs import configure_logging
+    from capigate.relay import RelayRunner
+    from capigate.store import open_store
+
+    config, _ = _resolve_config(config_path, create=False)
+    configure_logging(config.server.log_format)
+    try:
+        store = open_store(_store_url(config, db), synchronous=config.store.synchronous)
+        runner = RelayRunner(store, config)
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not runner.workers:
+        raise click.ClickException(f"{config_path}: no source has an enabled [relay] table: nothing to relay")
+    for worker in runner.workers.values():
+        click.echo(f"relay {worker.name} -> {worker.target.url}")
+    sys.stdout.flush()
+    try:
+        asyncio.run(_relay_until_signalled(store, runner))
+    except StoreError as exc:
+        raise click.ClickException(f"store: {exc}") from None
+
+
+async def _relay_until_signalled(store: Store, runner: RelayRunner) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await store.open()
+    try:
+        async with runner:
+            await stop.wait()
+    finally:
+        await store.close()
+
+
+@main.command()
+@_CONFIG_OPTION
+@_DB_OPTION
+@click.option("--destination", help="axon:<pixel_id> or appsflyer:<app_id>.")
+@click.option("--source", help="Pixel id or app id.")
+@click.option("--status", type=int, help="The upstream's last HTTP status, such as 400.")
+@click.option("--since", help="Received at or after: epoch ms or ISO 8601 (UTC if no offset).")
+@click.option("--until", help="Received before: epoch ms or ISO 8601.")
+def replay(
+    config_path: Path,
+    db: str | None,
+    destination: str | None,
+    source: str | None,
+    status: int | None,
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Queue dead-lettered events again, once their cause is fixed (filters combine).
+
+    A running gateway or `capigate relay` picks them up at its next poll.
+    """
+    from capigate.store import DeadLetterQuery, open_store
+
+    config, _ = _resolve_config(config_path, create=False)
+    query = DeadLetterQuery(
+        destination=destination,
+        source=source,
+        status=status,
+        since_ms=_epoch_ms(since, "--since"),
+        until_ms=_epoch_ms(until, "--until"),
+    )
+    try:
+        store = open_store(_store_url(config, db), synchronous=config.store.synchronous)
+        count = asyncio.run(_replay(store, query))
+    except StoreError as exc:
+        raise click.ClickException(f"store: {exc}") from None
+    click.echo(f"re-queued {count} dead-lettered event(s)")
+
+
+async def _replay(store: Store, query: DeadLetterQuery) -> int:
+    await store.open()
+    try:
+        return await store.replay(query, now_ms=time.time_ns() // 1_000_000)
+    finally:
+        await store.close()
+
+
+@main.command()
+@_CONFIG_OPTION
+@_DB_OPTION
+@click.option("--apply", "apply_steps", is_flag=True, help="Apply the pending steps.")
+def migrate(config_path: Path, db: str | None, apply_steps: bool) -> None:
+    """Show the store's schema version and the pending steps; --apply applies them.
+
+    `capigate serve` applies pending steps at start too; a node refuses a newer schema.
+    """
+    from capigate.store.migrations import apply_migrations, describe, schema_status
+
+    url = db if db and not config_path.exists() else _store_url(_resolve_config(config_path, create=False)[0], db)
+    try:
+        before = asyncio.run(schema_status(url))
+        after = asyncio.run(apply_migrations(url)) if apply_steps and before.pending else None
+    except StoreError as exc:
+        raise click.ClickException(f"store: {exc}") from None
+    if before.too_new:
+        raise click.ClickException(before.refusal())
+    applied = len(before.pending) if after is not None else None
+    for line in describe(after or before, applied=applied):
+        click.echo(line)
+
+
+def _check_schema(url: str) -> str:
+    """Refuse to serve a store this capigate cannot use, with a message; its printable name."""
+    from capigate.store.migrations import schema_status
+
+    try:
+        status = asyncio.run(schema_status(url))
+    except StoreError as exc:
+        raise click.ClickException(f"store: {exc}") from None
+    if status.too_new:
+        raise click.ClickException(status.refusal())
+    return status.store
+
+
+def _epoch_ms(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("epoch milliseconds or an ISO 8601 time", param_hint=option) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+# The SDK's commands (bodies in capigate.client.cli_commands).
+from capigate.client.cli_commands import events, send, validate  # noqa: E402
+
+main.add_command(validate)
+main.add_command(send)
+main.add_command(events)

@@ -33,15 +33,20 @@ PositiveFloat = Annotated[float, Meta(gt=0)]
 
 
 class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
-    url: str | None = None
-    api_key: str | None = None
-    api_key_env: str | None = None
+    """Where and how a source's accepted events are relayed (``[…relay]``; see capigate/relay)."""
+
+    url: Annotated[str, Meta(pattern=r"^https?://[^/?#]+(/[^?#]*)?$")] | None = None  # default: the real API
+    api_key: str | None = None  # default: the source's own key (the pixel's, the app's first)
+    api_key_env: str | None = None  # or the name of an environment variable holding it
     enabled: bool = True
-    batch_size: Annotated[int, Meta(ge=1, le=100)] = 100
-    concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
-    max_attempts: Annotated[int, Meta(ge=1)] = 12
+    batch_size: Annotated[int, Meta(ge=1, le=100)] = 100  # Axon events per upstream request
+    concurrency: Annotated[int, Meta(ge=1, le=64)] = 4  # upstream requests in flight
+    max_attempts: Annotated[int, Meta(ge=1)] = 50
     max_age_hours: PositiveFloat = 72.0
-    timeout_s: PositiveFloat = 10.0
+    timeout_s: PositiveFloat = 10.0  # one upstream request, all included
+    backoff_base_s: PositiveFloat = 1.0  # retry delays: full jitter up to base * 2**failures ...
+    backoff_max_s: PositiveFloat = 600.0  # ... capped here, and never under Retry-After
+    poll_interval_s: PositiveFloat = 1.0  # look for work queued by other processes this often
 
 
 class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -118,6 +123,7 @@ def load_config(path: Path) -> Config:
     except msgspec.ValidationError as exc:
         raise _config_error(name, str(exc)) from None
     _check_unique(name, config)
+    _check_relays(name, config)
     config.path = name
     return config
 
@@ -136,6 +142,14 @@ def _config_error(file: str, message: str) -> ConfigError:
     if "Invalid enum value" in text and key.endswith("profile"):
         return ConfigError(file, key, f"{text}; use one of {', '.join(PROFILES)}")
     return ConfigError(file, key, text)
+
+
+def _check_relays(file: str, config: Config) -> None:
+    relays = [(f"axon.pixels[{i}].relay", p.relay) for i, p in enumerate(config.axon.pixels)]
+    relays += [(f"appsflyer.apps[{i}].relay", a.relay) for i, a in enumerate(config.appsflyer.apps)]
+    for key, relay in relays:
+        if relay is not None and relay.api_key is not None and relay.api_key_env is not None:
+            raise ConfigError(file, key, "set api_key or api_key_env, not both")
 
 
 def _check_unique(file: str, config: Config) -> None:

@@ -1,6 +1,7 @@
 """The one exception tree of capigate.
 
 CapigateError
+├── BatcherFull          a batcher's bounded queue stayed full as long as add() could wait
 ├── ConfigError          a configuration file or option is wrong (names file, key and fix)
 ├── InvalidEvents        events failed validation; carries every Problem with its path
 ├── StoreError           the store refused or could not complete an operation
@@ -13,6 +14,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "BatcherFull",
     "CapigateError",
     "ConfigError",
     "HTTPStatusError",
@@ -36,6 +38,14 @@ class Problem(msgspec.Struct, frozen=True):
 
 class CapigateError(Exception):
     """Root of every error capigate raises on purpose."""
+
+
+class BatcherFull(CapigateError):
+    """The event was not queued: the sender is behind (the endpoint is slow or failing)."""
+
+    def __init__(self, max_queue: int, timeout_s: float | None) -> None:
+        self.max_queue, self.timeout_s = max_queue, timeout_s
+        super().__init__(f"the batcher holds {max_queue} events waiting to be sent; none left in {timeout_s} s")
 
 
 class ConfigError(CapigateError):

@@ -8,7 +8,20 @@ import msgspec
 
 from capigate.errors import Problem
 
-__all__ = ["Accepted", "ErrorBody", "EventView", "EventsPage", "RequestView", "RequestsPage"]
+__all__ = [
+    "Accepted",
+    "AttemptView",
+    "ErrorBody",
+    "EventDetail",
+    "EventView",
+    "EventsPage",
+    "OutboxPage",
+    "OutboxView",
+    "ReplayRequest",
+    "ReplayResult",
+    "RequestView",
+    "RequestsPage",
+]
 
 
 class Accepted(msgspec.Struct, kw_only=True):
@@ -50,6 +63,54 @@ class EventView(msgspec.Struct, kw_only=True):
 class EventsPage(msgspec.Struct, kw_only=True):
     events: list[EventView]
     next: str | None
+
+
+class AttemptView(msgspec.Struct, kw_only=True):
+    """One relay attempt of an event: what the upstream answered, verbatim."""
+
+    id: int
+    destination: str
+    at: int  # epoch ms
+    result: str  # delivered | retry | dead | split
+    status: int | None  # None: network error or timeout (see error)
+    latency_ms: float
+    error: str | None
+    response_headers: dict[str, str]
+    response_body: str
+
+
+class EventDetail(EventView, kw_only=True):
+    """GET /api/events/{id}: the event and every relay attempt, oldest first."""
+
+    attempts: list[AttemptView]
+
+
+class ReplayRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/replay: which dead-lettered events to queue again (all of them if empty)."""
+
+    destination: str | None = None  # axon:<pixel_id> | appsflyer:<app_id>
+    source: str | None = None
+    status: int | None = None  # the last upstream status
+    since: int | str | None = None  # received at or after: epoch ms or ISO 8601
+    until: int | str | None = None  # received before
+
+
+class ReplayResult(msgspec.Struct, kw_only=True):
+    requeued: int
+
+
+class OutboxView(msgspec.Struct, kw_only=True):
+    destination: str
+    pending: int
+    dead: int
+    delivered: int
+    oldest_pending_at: int | None
+
+
+class OutboxPage(msgspec.Struct, kw_only=True):
+    """GET /api/outbox: the relay queue of each destination."""
+
+    destinations: list[OutboxView]
 
 
 class RequestView(msgspec.Struct, kw_only=True):

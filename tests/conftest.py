@@ -74,7 +74,7 @@ class Server:
     """A running `capigate serve` process."""
 
     config: Path
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL (several servers may share it)
     port: int
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None

@@ -1,35 +1,86 @@
-"""Store fixtures shared by every store test: each test runs once per backend."""
+"""Store fixtures shared by every store test: each test runs once per backend.
+
+PostgreSQL tests use the server at ``CAPIGATE_TEST_PG`` (default: the machine's own, database
+``test``), each test in a fresh schema of its own, dropped afterwards. They fail, never skip,
+when the server is unreachable (``scripts/test`` starts it if it is down).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 import pytest
 
-from capigate.store import SQLiteStore, Store
+from capigate.store import PostgresStore, SQLiteStore, Store
 
 T = TypeVar("T")
 
-# A PostgreSQL backend joins this list once it exists.
-BACKENDS = [pytest.param("sqlite", id="sqlite")]
+PG_URL = os.environ.get("CAPIGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql")]
+
+_loop: asyncio.AbstractEventLoop | None = None
 
 
 def run(awaitable: Awaitable[T]) -> T:
+    """Run on the test's event loop: every call of a test shares one loop, since a store's
+    connections belong to the loop that opened them (as in a gateway worker)."""
+
     async def wrapper() -> T:
         return await awaitable
 
-    return asyncio.run(wrapper())
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(wrapper())
+
+
+def close_loop() -> None:
+    global _loop
+    loop, _loop = _loop, None
+    if loop is not None and not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+atexit.register(close_loop)
+
+
+@contextmanager
+def pg_schema(prefix: str = "capigate_test") -> Iterator[str]:
+    """A new, empty schema on the test server, dropped with everything in it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable (scripts/test starts it): {exc}")
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 @pytest.fixture(params=BACKENDS)
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Builds unopened stores that all use one fresh database."""
-    assert request.param == "sqlite"
-    path = tmp_path / "capigate.db"
-    return lambda: SQLiteStore(path)
+    try:
+        if request.param == "sqlite":
+            path = tmp_path / "capigate.db"
+            yield lambda: SQLiteStore(path)
+        else:
+            with pg_schema() as schema:
+                yield lambda: PostgresStore(PG_URL, schema=schema)
+    finally:
+        close_loop()
 
 
 @pytest.fixture

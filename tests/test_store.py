@@ -17,6 +17,7 @@ from capigate.errors import Problem, StoreError
 from capigate.store import (
     EventQuery,
     NewEvent,
+    PostgresStore,
     RequestQuery,
     RequestRecord,
     Retention,
@@ -26,6 +27,7 @@ from capigate.store import (
     base,
     open_store,
 )
+from capigate.store import postgres as postgres_module
 from capigate.store import sqlite as sqlite_module
 from tests.storekit import run
 
@@ -456,10 +458,10 @@ def test_check_writable_raises_store_error_while_another_process_holds_the_lock(
 # --- SQLite specifics -------------------------------------------------------------------
 
 
-def test_sqlite_file_uses_wal_and_records_schema_version_1(sqlite_store: SQLiteStore) -> None:
+def test_sqlite_file_uses_wal_and_records_schema_version_2(sqlite_store: SQLiteStore) -> None:
     with closing(sqlite3.connect(sqlite_store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     assert sqlite_store.synchronous == "FULL"
 
 
@@ -467,9 +469,9 @@ def test_sqlite_refuses_a_database_with_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute("INSERT INTO schema_version VALUES (2)")
+        conn.execute("INSERT INTO schema_version VALUES (3)")
     store = SQLiteStore(path)
-    with pytest.raises(StoreError, match="schema version 2"):
+    with pytest.raises(StoreError, match="schema version 3"):
         run(store.open())
     run(store.close())
 
@@ -547,11 +549,17 @@ def test_open_store_takes_a_plain_path_or_a_sqlite_url(tmp_path: Path) -> None:
     assert (tmp_path / "b.db").exists()
 
 
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_open_store_takes_a_postgresql_url_with_a_schema_and_drops_sqlite_options(scheme: str) -> None:
+    opened = open_store(f"{scheme}://u:secret@h/db?schema=capigate_a&sslmode=disable", synchronous="NORMAL")
+    assert isinstance(opened, PostgresStore)
+    assert (opened.url, opened.schema) == (f"{scheme}://u:secret@h/db?sslmode=disable", "capigate_a")
+    assert "secret" not in repr(opened)
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://u@h/db", "PostgreSQL support is not installed yet"),
-        ("postgres://u@h/db", "PostgreSQL support is not installed yet"),
         ("mysql://u@h/db", "unknown store URL scheme"),
         ("sqlite:///", "needs a file path"),
         (":memory:", "needs a file path"),
@@ -565,5 +573,6 @@ def test_open_store_refuses_what_it_cannot_open(url: str, message: str) -> None:
 def test_store_package_exports_a_sorted_complete_list() -> None:
     exported = capigate.store.__all__
     assert exported == sorted(exported)
-    assert set(exported) == {*base.__all__, *sqlite_module.__all__, "open_store"} - {"SCHEMA_VERSION"}
+    modules = (base, sqlite_module, postgres_module)
+    assert set(exported) == {name for m in modules for name in m.__all__} - {"SCHEMA_VERSION"} | {"open_store"}
     assert all(hasattr(capigate.store, name) for name in exported)

@@ -1,27 +1,50 @@
-"""The admin query API: ``GET /api/events`` and ``GET /api/requests``."""
+"""The admin query API: ``GET /api/events``, ``GET /api/events/{id}`` (with its relay
+attempts), ``GET /api/requests``, and the relay's ``GET /api/outbox`` and ``POST /api/replay``."""
 
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import UTC, datetime
+
+import msgspec
 
 from capigate.checking import Report
 from capigate.http.asgi import Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
-from capigate.responses import ErrorBody, EventsPage, EventView, RequestsPage, RequestView
-from capigate.store.base import EventQuery, RequestQuery
+from capigate.inspector.session import has_session
+from capigate.responses import (
+    AttemptView,
+    ErrorBody,
+    EventDetail,
+    EventsPage,
+    EventView,
+    OutboxPage,
+    OutboxView,
+    ReplayRequest,
+    ReplayResult,
+    RequestsPage,
+    RequestView,
+)
+from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery
 
-__all__ = ["get_events", "get_requests", "is_admin"]
+__all__ = ["EVENT_PREFIX", "get_event", "get_events", "get_outbox", "get_requests", "is_admin", "post_replay"]
 
 MAX_LIMIT = 1000
+EVENT_PREFIX = "/api/events/"
+MAX_REPLAY_BODY = 4096
+_decode_replay = msgspec.json.Decoder(ReplayRequest).decode
 
 
 def is_admin(request: Request, gateway: Gateway) -> bool:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else ""
     expected = gateway.config.server.admin_token.encode()
-    return hmac.compare_digest(token.encode(), expected) and bool(token)
+    if hmac.compare_digest(token.encode(), expected) and bool(token):
+        return True
+    # The inspector page's session cookie (capigate/inspector/session.py).
+    return has_session(request.method, request.headers, gateway.config.server.admin_token)
 
 
 async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -72,6 +95,70 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     rows, next_cursor = await gateway.store.query_requests(query)
     views = [RequestView(id=row_id, **{f: getattr(r, f) for f in r.__struct_fields__}) for row_id, r in rows]
     return json_response(200, RequestsPage(requests=views, next=_encode_cursor(next_cursor)))
+
+
+async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """``GET /api/events/{id}``: the event, with every relay attempt and its upstream answer."""
+    outcome.api = "admin"
+    denied = _deny(request, gateway)
+    if denied:
+        return denied
+    raw = request.path[len(EVENT_PREFIX) :]
+    event_id = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    rows = [] if event_id is None else (await gateway.store.query_events(EventQuery(cursor=event_id + 1, limit=1)))[0]
+    if not rows or rows[0].id != event_id:
+        return json_response(404, ErrorBody(error="not_found", message=f"no event with id {raw!r}"))
+    attempts = await gateway.store.query_attempts(rows[0].id)
+    fields = {f: getattr(rows[0], f) for f in EventView.__struct_fields__}
+    views = [AttemptView(**{f: getattr(a, f) for f in AttemptView.__struct_fields__}) for a in attempts]
+    return json_response(200, EventDetail(**fields, attempts=views))
+
+
+async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """``GET /api/outbox``: pending, dead and delivered events per relay destination."""
+    outcome.api = "admin"
+    denied = _deny(request, gateway)
+    if denied:
+        return denied
+    depths = await gateway.store.outbox_depths()
+    views = [OutboxView(**{f: getattr(d, f) for f in OutboxView.__struct_fields__}) for d in depths]
+    return json_response(200, OutboxPage(destinations=views))
+
+
+async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """``POST /api/replay``: queue dead-lettered events again, once their cause is fixed."""
+    outcome.api = "admin"
+    denied = _deny(request, gateway)
+    if denied:
+        return denied
+    report = Report()
+    body = await request.body(MAX_REPLAY_BODY)
+    try:
+        wanted = _decode_replay(body) if body.strip() else ReplayRequest()
+    except msgspec.DecodeError as exc:
+        report.error("", "invalid_body", f"the body is a JSON object of filters: {exc}")
+        return _bad_query(report)
+    times = {k: str(v) for k, v in (("since", wanted.since), ("until", wanted.until)) if v is not None}
+    query = DeadLetterQuery(
+        destination=wanted.destination,
+        source=wanted.source,
+        status=wanted.status,
+        since_ms=_time(times, "since", report),
+        until_ms=_time(times, "until", report),
+    )
+    if not report.ok:
+        return _bad_query(report)
+    requeued = await gateway.store.replay(query, now_ms=time.time_ns() // 1_000_000)
+    if requeued and gateway.relay_wake is not None:
+        for destination in _relayed(gateway):
+            gateway.relay_wake(destination)
+    return json_response(200, ReplayResult(requeued=requeued))
+
+
+def _relayed(gateway: Gateway) -> list[str]:
+    config = gateway.config
+    names = [f"axon:{p.pixel_id}" for p in config.axon.pixels if p.relay is not None]
+    return names + [f"appsflyer:{a.app_id}" for a in config.appsflyer.apps if a.relay is not None]
 
 
 def _deny(request: Request, gateway: Gateway) -> Response | None:

@@ -16,7 +16,11 @@ from capigate.http import api, appsflyer, axon, openapi
 from capigate.http.asgi import Receive, Request, Response, Scope, Send, json_response
 from capigate.http.journal import Outcome, new_request_id, request_record
 from capigate.http.state import Gateway
+from capigate.inspector import routes as inspector
+from capigate.inspector.endpoints import outbox_depths
 from capigate.logs import configure_logging
+from capigate.metrics import CONTENT_TYPE, FLUSH_INTERVAL_S, Metrics, shared_dir
+from capigate.relay import RelayRunner
 from capigate.responses import ErrorBody
 from capigate.store import RequestRecord, Store, open_store
 
@@ -35,41 +39,76 @@ async def _healthz(request: Request, gateway: Gateway, outcome: Outcome) -> Resp
 
 
 async def _readyz(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """Ready: the store takes a write now, and every relay worker of this process runs."""
     try:
         await gateway.store.check_writable()
     except StoreError as exc:
         return json_response(503, {"status": "unavailable", "store": str(exc)})
-    return json_response(200, {"status": "ready", "store": "writable"})
+    body: dict[str, object] = {"status": "ready", "store": "writable"}
+    if gateway.relay_running is not None:
+        workers = gateway.relay_running()
+        body["relay"] = {name: "running" if running else "stopped" for name, running in workers.items()}
+        if not all(workers.values()):
+            return json_response(503, {**body, "status": "unavailable"})
+    return json_response(200, body)
+
+
+def _relay_workers_running(relay: RelayRunner) -> dict[str, bool]:
+    # The runner names each worker's task "capigate-relay <destination>".
+    alive = {task.get_name() for task in asyncio.all_tasks() if not task.done()}
+    return {name: f"capigate-relay {name}" in alive for name in relay.workers}
 
 
 async def _openapi(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     return json_response(200, openapi.document())
 
 
+async def _metrics(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    depths = await outbox_depths(gateway)
+    text = gateway.metrics.exposition(depths, time.time_ns() // 1_000_000)
+    return Response(200, text, CONTENT_TYPE, [(b"cache-control", b"no-store")])
+
+
 ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/event"): axon.post_event,
     ("GET", "/api/events"): api.get_events,
     ("GET", "/api/requests"): api.get_requests,
+    ("GET", "/api/outbox"): api.get_outbox,
+    ("POST", "/api/replay"): api.post_replay,
     ("GET", "/healthz"): _healthz,
     ("GET", "/readyz"): _readyz,
     ("GET", "/openapi.json"): _openapi,
+    ("GET", "/metrics"): _metrics,
+    **inspector.ROUTES,
 }
 PREFIX_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", appsflyer.PREFIX, appsflyer.post_in_app_event),
+    ("GET", api.EVENT_PREFIX, api.get_event),
 ]
-UNJOURNALED = frozenset({"/healthz", "/readyz", "/openapi.json", "/api/events", "/api/requests"})
+UNJOURNALED = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/api/events", "/api/requests", "/api/outbox", "/api/replay", "/metrics"}
+    | inspector.UNJOURNALED
+)
 
 
 class GatewayApp:
     """One gateway node. ``store`` may be given (tests, embedding); else it is opened from
     the configuration when the lifespan starts."""
 
-    def __init__(self, config: Config, store: Store | None = None) -> None:
+    def __init__(self, config: Config, store: Store | None = None, *, relay: bool = True) -> None:
         self.config = config
         self._store = store
+        self._relay_enabled = relay  # run the relay workers of the configuration in this process
+        self._relay: RelayRunner | None = None
         self.gateway: Gateway | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._pruner: asyncio.Task[None] | None = None
+        self.metrics = Metrics(
+            sources=[p.pixel_id for p in config.axon.pixels] + [a.app_id for a in config.appsflyer.apps],
+            exact=[path for _, path in ROUTES],
+            prefixes=[(appsflyer.PREFIX, appsflyer.PREFIX + "{app_id}"), (api.EVENT_PREFIX, api.EVENT_PREFIX + "{id}")],
+        )
+        self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -86,8 +125,10 @@ class GatewayApp:
         else:
             response = await self._dispatch(request, gateway, outcome)
         await response.send(send)
-        if gateway is not None and request.path not in UNJOURNALED:
+        if gateway is not None and request.path not in UNJOURNALED and not request.path.startswith(api.EVENT_PREFIX):
             self._after(request, response.status, outcome, gateway)
+        elif gateway is not None:
+            gateway.metrics.observe_request(gateway.metrics.endpoint(request.path), response.status, request.elapsed_ms)
 
     async def _dispatch(self, request: Request, gateway: Gateway, outcome: Outcome) -> Response:
         handler = ROUTES.get((request.method, request.path))
@@ -120,6 +161,7 @@ class GatewayApp:
 
     def _after(self, request: Request, status: int, outcome: Outcome, gateway: Gateway) -> None:
         record = request_record(request, status, outcome, request.request_id, request.received_at_ms)
+        gateway.metrics.observe_record(record)
         if gateway.config.server.log_requests:
             request_log.info(
                 "%s %s %d %.2fms",
@@ -160,11 +202,28 @@ class GatewayApp:
         store = self._store
         if store is None:
             store = open_store(self.config.store.url, synchronous=self.config.store.synchronous)
+        relay = RelayRunner(store, self.config) if self._relay_enabled else None  # ConfigError before opening
         await store.open()
-        self.gateway = Gateway(config=self.config, store=store)
+        self.gateway = Gateway(config=self.config, store=store, metrics=self.metrics, loopback=self)
         self._pruner = asyncio.create_task(self._prune_forever(self.gateway))
+        if self.metrics.share_dir is not None:
+            self._flusher = asyncio.create_task(self._flush_metrics_forever())
+        if relay is not None and relay.workers:
+            self._relay = relay
+            relay.on_attempt(self.gateway.metrics.observe_relay_attempt)
+            self.gateway.relay_wake = relay.wake
+            await relay.start()
+            self.gateway.relay_running = lambda: _relay_workers_running(relay)
 
     async def shutdown(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self.metrics.forget()
+        if self._relay is not None:  # finishes the attempts in flight while the store is open
+            await self._relay.stop()
+            self._relay = None
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -174,6 +233,15 @@ class GatewayApp:
         if self.gateway is not None:
             await self.gateway.store.close()
             self.gateway = None
+
+    async def _flush_metrics_forever(self) -> None:
+        """For the scrapes that reach another worker process (capigate/metrics.py)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.metrics.flush)
+            except OSError as exc:
+                log.warning("metrics could not be shared with the other workers: %s", exc)
+            await asyncio.sleep(FLUSH_INTERVAL_S)
 
     @staticmethod
     async def _prune_forever(gateway: Gateway) -> None:
@@ -185,8 +253,8 @@ class GatewayApp:
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
 
-def create_app(config: Config, store: Store | None = None) -> GatewayApp:
-    return GatewayApp(config, store)
+def create_app(config: Config, store: Store | None = None, *, relay: bool = True) -> GatewayApp:
+    return GatewayApp(config, store, relay=relay)
 
 
 def app_from_env() -> GatewayApp:
@@ -197,4 +265,6 @@ def app_from_env() -> GatewayApp:
     if db:
         config.store.url = db
     configure_logging(config.server.log_format)
-    return create_app(config)
+    app = create_app(config, relay=os.environ.get("CAPIGATE_RELAY", "1") != "0")
+    app.metrics.share_dir = shared_dir()  # this server's workers share their counters
+    return app

@@ -9,7 +9,16 @@ import msgspec
 
 from capigate import __version__
 from capigate.axon.schema import AxonBatch
-from capigate.responses import Accepted, ErrorBody, EventsPage, RequestsPage
+from capigate.responses import (
+    Accepted,
+    ErrorBody,
+    EventDetail,
+    EventsPage,
+    OutboxPage,
+    ReplayRequest,
+    ReplayResult,
+    RequestsPage,
+)
 
 __all__ = ["document"]
 
@@ -51,7 +60,18 @@ _FILTERS = [
 @functools.cache
 def document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [AxonBatch, Accepted, ErrorBody, EventsPage, RequestsPage], ref_template=_REF
+        [
+            AxonBatch,
+            Accepted,
+            ErrorBody,
+            EventsPage,
+            RequestsPage,
+            EventDetail,
+            OutboxPage,
+            ReplayRequest,
+            ReplayResult,
+        ],
+        ref_template=_REF,
     )
     admin: list[dict[str, list[str]]] = [{"adminToken": []}]
     return {
@@ -99,6 +119,36 @@ def document() -> dict[str, Any]:
                         _query("test_tag", "test tag"),
                     ],
                     "responses": {"200": _json("EventsPage", "A page of events"), **_errors(400, 401)},
+                }
+            },
+            "/api/events/{id}": {
+                "get": {
+                    "summary": "One event with every relay attempt and the upstream's verbatim answer",
+                    "security": admin,
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "responses": {
+                        "200": _json("EventDetail", "The event and its attempts, oldest first"),
+                        "404": _json("ErrorBody", "No event with this id"),
+                        **_errors(401),
+                    },
+                }
+            },
+            "/api/outbox": {
+                "get": {
+                    "summary": "The relay queue of each destination: pending, dead and delivered events",
+                    "security": admin,
+                    "responses": {"200": _json("OutboxPage", "One entry per destination"), **_errors(401)},
+                }
+            },
+            "/api/replay": {
+                "post": {
+                    "summary": "Queue dead-lettered events again (filters combine; none: all of them)",
+                    "security": admin,
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("ReplayRequest")}},
+                    },
+                    "responses": {"200": _json("ReplayResult", "How many were queued again"), **_errors(400, 401)},
                 }
             },
             "/api/requests": {

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from capigate.config import Config
+from capigate.http.asgi import Receive, Scope, Send
+from capigate.metrics import Metrics
 from capigate.store.base import Retention, Store
 
 __all__ = ["Gateway"]
@@ -14,6 +17,14 @@ __all__ = ["Gateway"]
 class Gateway:
     config: Config
     store: Store
+    metrics: Metrics = field(default_factory=Metrics)
+    # The gateway's own ASGI app, for the requests it sends itself (the inspector's test events).
+    loopback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+    # Called with a destination once events queued for it are committed: wakes this
+    # process's relay worker (capigate/relay/runner.py) without waiting for its next poll.
+    relay_wake: Callable[[str], None] | None = None
+    # Whether each relay worker of this process is running, by destination (for /readyz).
+    relay_running: Callable[[], dict[str, bool]] | None = None
 
     @property
     def retention(self) -> Retention:

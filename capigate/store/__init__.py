@@ -22,9 +22,11 @@ from capigate.store.base import (
     RequestQuery,
     RequestRecord,
     Retention,
+    StatsBucket,
     Store,
     StoredEvent,
 )
+from capigate.store.postgres import PostgresStore
 from capigate.store.sqlite import SQLiteStore, WriterStats
 
 __all__ = [
@@ -36,11 +38,13 @@ __all__ = [
     "IngestResult",
     "NewEvent",
     "OutboxDepth",
+    "PostgresStore",
     "PruneResult",
     "RequestQuery",
     "RequestRecord",
     "Retention",
     "SQLiteStore",
+    "StatsBucket",
     "Store",
     "StoredEvent",
     "WriterStats",
@@ -49,16 +53,19 @@ __all__ = [
 
 _SQLITE = "sqlite:///"
 _POSTGRESQL = ("postgresql://", "postgres://")
+_SQLITE_ONLY = frozenset({"synchronous", "busy_timeout_ms", "read_connections"})
 
 
 def open_store(url_or_path: str, **opts: Any) -> Store:
     """The (not yet opened) store for a file path or a URL.
 
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow SQLAlchemy's
-    convention; a plain path is a SQLite file. ``opts`` go to the backend's constructor.
+    convention; a plain path is a SQLite file. ``opts`` go to the backend's constructor;
+    for ``postgresql://`` URLs (``?schema=name`` picks a schema), the SQLite-only ones
+    (``synchronous`` …) are dropped.
     """
     if url_or_path.startswith(_POSTGRESQL):
-        raise StoreError("PostgreSQL support is not installed yet")
+        return PostgresStore(url_or_path, **{k: v for k, v in opts.items() if k not in _SQLITE_ONLY})
     if url_or_path.startswith(_SQLITE):
         path = url_or_path.removeprefix(_SQLITE)
     elif "://" in url_or_path:

@@ -26,6 +26,7 @@ __all__ = [
     "RequestQuery",
     "RequestRecord",
     "Retention",
+    "StatsBucket",
     "Store",
     "StoredEvent",
 ]
@@ -105,6 +106,23 @@ class RequestQuery(msgspec.Struct, kw_only=True):
     limit: int = 50
 
 
+class StatsBucket(msgspec.Struct, kw_only=True):
+    """What one source did in one time bucket ``[start_ms, start_ms + bucket_ms)``, for the
+    inspector's charts. ``start_ms`` is a multiple of ``bucket_ms`` (buckets stay put from
+    one call to the next). Request counts come from the journal, by ``received_at``."""
+
+    start_ms: int
+    source: str | None  # None: requests that named no source (no pixel_id, unknown path)
+    requests: int = 0
+    failed_requests: int = 0  # status >= 400
+    events_received: int = 0
+    events_accepted: int = 0  # stored
+    events_duplicate: int = 0
+    events_refused: int = 0  # received, but neither stored nor a duplicate
+    warnings: int = 0  # warnings given, summed over the requests
+    dead_letters: int = 0  # events received in the bucket whose delivery was given up (status "dead")
+
+
 class Retention(msgspec.Struct, kw_only=True):
     dedupe_days: float = 30.0
     journal_days: float = 7.0
@@ -131,18 +149,26 @@ class Delivery(msgspec.Struct, kw_only=True):
 
 
 class AttemptOutcome(msgspec.Struct, kw_only=True):
-    """What one attempt to deliver one event did, and what the outbox does next."""
+    """What one attempt to deliver one event did, and what the outbox does next.
+
+    ``result``: "delivered" and "dead" are final; "retry" makes the delivery due again at
+    ``next_attempt_at_ms``; "split" (a batch refused as a whole, now being retried in halves
+    by the same owner to find the event at fault) only records the attempt and extends the
+    owner's lease to ``next_attempt_at_ms``: it does not count in ``Delivery.attempts``.
+    One upstream request carrying many events gives one outcome per event, all sharing the
+    same ``response_headers`` and ``response_body`` objects (a store may keep them once).
+    """
 
     event_id: int
     destination: str
     at_ms: int
-    result: Literal["delivered", "retry", "dead"]
+    result: Literal["delivered", "retry", "dead", "split"]
     status: int | None = None  # upstream HTTP status; None for a network error or timeout
     latency_ms: float = 0.0
     error: str | None = None  # network error, timeout, or why it was given up
     response_headers: dict[str, str] = {}
     response_body: str = ""  # verbatim, cut at 64 KiB
-    next_attempt_at_ms: int | None = None  # for "retry"
+    next_attempt_at_ms: int | None = None  # for "retry": when due again; for "split": the new lease expiry
 
 
 class DeliveryAttempt(msgspec.Struct, kw_only=True):
@@ -202,6 +228,15 @@ class Store(Protocol):
         """(row id, record) pairs, newest first, and the cursor of the next page."""
         ...
 
+    async def query_stats(
+        self, source: str | None, *, since_ms: int, until_ms: int, bucket_ms: int
+    ) -> list[StatsBucket]:
+        """Per (bucket, source) totals of the requests received in ``[since_ms, until_ms)``
+        (all sources when ``source`` is None), ordered by bucket then source; buckets with
+        nothing in them are left out. Reads only that window, through the time indexes: the
+        inspector calls it every few seconds on a journal of a million rows."""
+        ...
+
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult: ...
 
     async def check_writable(self) -> None:
@@ -210,7 +245,8 @@ class Store(Protocol):
 
     # --- relay outbox -------------------------------------------------------------------
     # An event with a destination gets an outbox row in ingest's transaction, state
-    # "pending"; the events row's status follows it: pending -> delivered | dead.
+    # "pending"; the status query_events reports for the event follows it: pending ->
+    # delivered | dead (a store may keep it in the events row or read it from the outbox).
 
     async def claim(
         self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int
@@ -221,8 +257,9 @@ class Store(Protocol):
 
     async def settle(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
         """Record each attempt and move its delivery on (delivered, retry at a time, dead),
-        releasing the lease, in one transaction. Outcomes for a lease ``owner`` no longer
-        holds are recorded as attempts but do not change the delivery."""
+        releasing the lease, in one transaction; a "split" outcome keeps the lease and moves
+        its expiry to ``next_attempt_at_ms``. Outcomes for a lease ``owner`` no longer holds
+        are recorded as attempts but do not change the delivery."""
         ...
 
     async def release(self, *, owner: str) -> int:

@@ -28,14 +28,21 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from capigate.errors import Problem, StoreError
+from capigate.store import sqlite_outbox as outbox
 from capigate.store.base import (
+    AttemptOutcome,
+    DeadLetterQuery,
+    Delivery,
+    DeliveryAttempt,
     EventQuery,
     IngestResult,
     NewEvent,
+    OutboxDepth,
     PruneResult,
     RequestQuery,
     RequestRecord,
     Retention,
+    StatsBucket,
     StoredEvent,
 )
 
@@ -43,7 +50,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore", "WriterStats"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAX_PAGE: Final = 1000
 _MAX_GROUP_JOBS: Final = 1000  # bounds one transaction's size and latency under overload
@@ -75,6 +82,8 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS events_name_id ON events (name, id)",
     "CREATE INDEX IF NOT EXISTS events_status_id ON events (status, id)",
     "CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at)",
+    # Test events are few: the inspector's test-tag filter reads them alone, at no cost to the rest.
+    "CREATE INDEX IF NOT EXISTS events_test_tag_id ON events (test_tag, id) WHERE test_tag IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS dedupe_keys (
         source TEXT NOT NULL,
         dedupe_id TEXT NOT NULL,
@@ -107,17 +116,35 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS requests_source_id ON requests (source, id)",
     "CREATE INDEX IF NOT EXISTS requests_status_id ON requests (status, id)",
     "CREATE INDEX IF NOT EXISTS requests_received_at ON requests (received_at)",
+    # The journal's totals per minute and source ('' for none), kept with each journal row:
+    # the inspector's charts read a week in a few thousand rows, not a million.
+    """CREATE TABLE IF NOT EXISTS request_minutes (
+        minute INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        stored INTEGER NOT NULL,
+        duplicate INTEGER NOT NULL,
+        warnings INTEGER NOT NULL,
+        PRIMARY KEY (minute, source)
+    ) WITHOUT ROWID""",
 )
+# What each schema version adds to the one before (all CREATE … IF NOT EXISTS).
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {2: outbox.OUTBOX_SCHEMA}
 
+# An event with an outbox row reports the row's state (pending, delivered, dead) as status.
 _EVENT_COLUMNS: Final = (
-    "id, api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, payload"
+    "id, api, source, name, event_time, received_at, dedupe_id, coalesce(o.state, events.status), "
+    "test_tag, request_id, payload"
 )
 _REQUEST_COLUMNS: Final = (
     "id, request_id, received_at, api, source, method, path, status, client_ip, user_agent, "
     "latency_ms, events_received, events_stored, events_duplicate, problems, warnings, test_tag"
 )
 _INSERT_EVENTS: Final = (
-    "INSERT INTO events (api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload) VALUES "
+    "INSERT INTO events (api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, "
+    "payload) VALUES "
 )
 _INSERT_KEYS: Final = "INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES "
 _INSERT_REQUEST: Final = (
@@ -191,8 +218,8 @@ class SQLiteStore:
         return await self._writer.submit(lambda cur: _ingest(cur, batch, request_id, received_at_ms))
 
     async def record_request(self, record: RequestRecord) -> None:
-        row = _request_row(record)
-        await self._writer.submit(lambda cur: _record_request(cur, row))
+        row, minute = _request_row(record), _minute_row(record)
+        await self._writer.submit(lambda cur: _record_request(cur, row, minute))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         return await self._writer.submit(lambda cur: _prune(cur, now_ms, retention))
@@ -207,6 +234,35 @@ class SQLiteStore:
     async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
         sql, params = requests_sql(query)
         return await self._readers.run(lambda conn: _fetch_page(conn, sql, params, query.limit, _request_pair))
+
+    async def query_stats(
+        self, source: str | None, *, since_ms: int, until_ms: int, bucket_ms: int
+    ) -> list[StatsBucket]:
+        if bucket_ms < 1:
+            raise ValueError("bucket_ms must be at least 1")
+        return await self._readers.run(lambda conn: _query_stats(conn, source, since_ms, until_ms, bucket_ms))
+
+    # --- relay outbox (sqlite_outbox.py) ---------------------------------------------------
+
+    async def claim(self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int) -> list[Delivery]:
+        return await self._writer.submit(lambda cur: outbox.claim(cur, destination, owner, limit, now_ms, lease_ms))
+
+    async def settle(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
+        if outcomes:
+            batch = list(outcomes)
+            await self._writer.submit(lambda cur: outbox.settle(cur, batch, owner))
+
+    async def release(self, *, owner: str) -> int:
+        return await self._writer.submit(lambda cur: outbox.release(cur, owner))
+
+    async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
+        return await self._writer.submit(lambda cur: outbox.replay(cur, query, now_ms))
+
+    async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
+        return await self._readers.run(lambda conn: outbox.query_attempts(conn, event_id))
+
+    async def outbox_depths(self) -> list[OutboxDepth]:
+        return await self._readers.run(outbox.outbox_depths)
 
 
 # --- the writer -------------------------------------------------------------------------
@@ -401,16 +457,20 @@ def _create_schema(cur: sqlite3.Cursor) -> None:
     cur.execute("BEGIN IMMEDIATE")
     try:
         cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
-        if row[0] is not None and row[0] > SCHEMA_VERSION:
+        (found,) = cur.execute("SELECT max(version) FROM schema_version").fetchone()
+        if found is not None and found > SCHEMA_VERSION:
             raise StoreError(
-                f"the database has schema version {row[0]}; this capigate knows up to "
-                f"{SCHEMA_VERSION}: upgrade capigate"
+                f"the database has schema version {found}; this capigate knows up to {SCHEMA_VERSION}: upgrade capigate"
             )
         for statement in _SCHEMA:
             cur.execute(statement)
-        if row[0] is None:
+        for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                cur.execute(statement)
+        if found is None:
             cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif found < SCHEMA_VERSION:
+            cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         cur.execute("COMMIT")
     except BaseException:
         cur.execute("ROLLBACK")
@@ -426,9 +486,10 @@ def _ingest(cur: sqlite3.Cursor, events: list[NewEvent], request_id: str, receiv
     # placing an explicit id; so the events get first_id, first_id + 1 … (checked below).
     (first_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()
     _insert_rows(cur, _INSERT_KEYS, 4, _key_rows(fresh, first_id, received_at_ms))
-    _insert_rows(cur, _INSERT_EVENTS, 9, _event_rows(fresh, request_id, received_at_ms))
+    _insert_rows(cur, _INSERT_EVENTS, 10, _event_rows(fresh, request_id, received_at_ms))
     if fresh and cur.lastrowid != first_id + len(fresh) - 1:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
+    _insert_rows(cur, outbox.INSERT_OUTBOX, outbox.OUTBOX_WIDTH, outbox.outbox_rows(fresh, first_id, received_at_ms))
     return IngestResult(stored=len(fresh), duplicates=duplicates)
 
 
@@ -499,8 +560,9 @@ def _event_rows(fresh: list[tuple[int, NewEvent]], request_id: str, received_at_
         if type(e.payload) is not bytes:
             kind = type(e.payload).__name__
             raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
+        status = "stored" if e.destination is None else "pending"
         yield (
-            e.api, e.source, e.name, e.event_time_ms, received_at_ms, e.dedupe_id, e.test_tag,
+            e.api, e.source, e.name, e.event_time_ms, received_at_ms, e.dedupe_id, status, e.test_tag,
             request_id, e.payload,
         )  # fmt: skip
 
@@ -513,8 +575,25 @@ def _key_rows(
             yield event.source, event.dedupe_id, first_id + offset, received_at_ms
 
 
-def _record_request(cur: sqlite3.Cursor, row: tuple[Any, ...]) -> None:
+def _record_request(cur: sqlite3.Cursor, row: tuple[Any, ...], minute: tuple[Any, ...]) -> None:
     cur.execute(_INSERT_REQUEST, row)
+    cur.execute(_ADD_MINUTE, minute)
+
+
+_MINUTE_MS: Final = 60_000
+_ADD_MINUTE: Final = (
+    "INSERT INTO request_minutes (minute, source, requests, failed, received, stored, duplicate, warnings) "
+    "VALUES (?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (minute, source) DO UPDATE SET requests = requests + 1, "
+    "failed = failed + excluded.failed, received = received + excluded.received, stored = stored + excluded.stored, "
+    "duplicate = duplicate + excluded.duplicate, warnings = warnings + excluded.warnings"
+)
+
+
+def _minute_row(r: RequestRecord) -> tuple[Any, ...]:
+    return (
+        r.received_at - r.received_at % _MINUTE_MS, r.source or "", int(r.status >= 400), r.events_received,
+        r.events_stored, r.events_duplicate, len(r.warnings),
+    )  # fmt: skip
 
 
 def _probe(cur: sqlite3.Cursor) -> None:
@@ -535,6 +614,7 @@ def _prune(cur: sqlite3.Cursor, now_ms: int, retention: Retention) -> PruneResul
     journal_before = now_ms - round(retention.journal_days * _DAY_MS)
     keys = cur.execute("DELETE FROM dedupe_keys WHERE seen_at < ?", (keys_before,)).rowcount
     old = cur.execute("DELETE FROM requests WHERE received_at < ?", (journal_before,)).rowcount
+    cur.execute("DELETE FROM request_minutes WHERE minute < ?", (journal_before - journal_before % _MINUTE_MS,))
     over = cur.execute(
         "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
         (max(0, retention.journal_max_rows),),
@@ -606,9 +686,23 @@ def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
         ("status", query.status),
         ("test_tag", query.test_tag),
     )
+    if query.status in outbox.RELAY_STATES:
+        return _relay_state_sql(query)
     where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
-    hint = _since_hint("events", query.since_ms, query.source, query.name, query.status)
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events{hint}{where} ORDER BY id DESC LIMIT ?"
+    hint = _since_hint("events", query.since_ms, query.source, query.name, query.status, query.test_tag)
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events{hint}{outbox.EVENT_JOIN}{where} ORDER BY id DESC LIMIT ?"
+    return sql, [*params, _clamp(query.limit) + 1]
+
+
+def _relay_state_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    """A relay state is the state of the outbox run holding the event (sqlite_outbox.py)."""
+    equal = (("source", query.source), ("name", query.name), ("test_tag", query.test_tag))
+    where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
+    # The state is written out, not bound: a partial index serves only a literal that matches.
+    state = f"o.state = '{query.status}'"  # one of RELAY_STATES
+    where = f"{where} AND {state}" if where else f" WHERE {state}"
+    join = outbox.relay_state_join(query.status or "")
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events{join}{where} ORDER BY id DESC LIMIT ?"
     return sql, [*params, _clamp(query.limit) + 1]
 
 
@@ -678,3 +772,80 @@ def _request_pair(row: Any) -> tuple[int, RequestRecord]:
         problems=_decode_problems(row[14]), warnings=_decode_problems(row[15]),
         test_tag=row[16],
     )  # fmt: skip
+
+
+def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
+    """The SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them), each giving rows of
+    (start, source, requests, failed, received, stored, duplicate, warnings), then the dead
+    letters as (start, source, count).
+
+    Whole minutes come from ``request_minutes`` when buckets are whole minutes; the partial
+    minutes at the window's edges (or every row, for other buckets) from the journal, through
+    its received_at index. Dead letters are read from the outbox's dead runs.
+    """
+    by_source = " AND source = ?" if source is not None else ""
+    extra = [source] if source is not None else []
+    journal = (
+        "SELECT received_at - received_at % ? AS start, source, count(*), sum(status >= 400), "
+        "sum(events_received), sum(events_stored), sum(events_duplicate), "
+        "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(CAST(warnings AS TEXT)) ELSE 0 END) "
+        "FROM requests INDEXED BY requests_received_at "
+        f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source"
+    )
+    queries: list[tuple[str, list[Any]]] = []
+    first_minute = -(-since_ms // _MINUTE_MS) * _MINUTE_MS  # the first whole minute in the window
+    last_minute = until_ms - until_ms % _MINUTE_MS  # the end of the last whole minute
+    if bucket_ms % _MINUTE_MS == 0 and first_minute < last_minute:
+        minutes = (
+            "SELECT minute - minute % ? AS start, nullif(source, ''), sum(requests), sum(failed), sum(received), "
+            "sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
+            f"WHERE minute >= ? AND minute < ?{by_source} GROUP BY start, source"
+        )
+        queries.append((minutes, [bucket_ms, first_minute, last_minute, *extra]))
+        for low, high in ((since_ms, first_minute), (last_minute, until_ms)):
+            if low < high:
+                queries.append((journal, [bucket_ms, low, high, *extra]))
+    else:
+        queries.append((journal, [bucket_ms, since_ms, until_ms, *extra]))
+    # Dead letters: the outbox's dead runs (consecutive events of one request, one destination
+    # "<api>:<source>"), through its partial index, from the first event of the window on.
+    by_destination = " AND destination IN ('axon:' || ?, 'appsflyer:' || ?)" if source is not None else ""
+    dead = (
+        "SELECT arrived_at - arrived_at % ? AS start, destination, sum(last_id - first_id + 1) "
+        "FROM outbox INDEXED BY outbox_dead WHERE state = 'dead' AND first_id >= coalesce("
+        "(SELECT id FROM events INDEXED BY events_received_at WHERE received_at >= ? ORDER BY received_at LIMIT 1), "
+        "(SELECT max(id) FROM events) + 1) "
+        f"AND arrived_at >= ? AND arrived_at < ?{by_destination} GROUP BY start, destination"
+    )
+    # An event's id follows its commit, its received_at its arrival: a minute of slack for the
+    # requests that arrived earlier but committed later than the first one of the window.
+    queries.append((dead, [bucket_ms, since_ms - 60_000, since_ms, until_ms, *extra, *extra]))
+    return queries
+
+
+def _query_stats(
+    conn: sqlite3.Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[StatsBucket]:
+    *totals, (dead, dead_params) = stats_sql(source, since_ms, until_ms, bucket_ms)
+    buckets: dict[tuple[int, str | None], StatsBucket] = {}
+
+    def bucket(start: int, src: str | None) -> StatsBucket:
+        found = buckets.get((start, src))
+        if found is None:
+            found = buckets[start, src] = StatsBucket(start_ms=start, source=src)
+        return found
+
+    for sql, params in totals:
+        for start, src, n, failed, received, stored, duplicate, warnings in conn.execute(sql, params):
+            b = bucket(start, src)
+            b.requests += n
+            b.failed_requests += failed
+            b.events_received += received
+            b.events_accepted += stored
+            b.events_duplicate += duplicate
+            b.warnings += warnings
+    for b in buckets.values():
+        b.events_refused = max(0, b.events_received - b.events_accepted - b.events_duplicate)
+    for start, destination, n in conn.execute(dead, dead_params):
+        bucket(start, destination.partition(":")[2]).dead_letters += n
+    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or ""))]
