@@ -6,7 +6,7 @@ and, at shutdown, ``store.close()``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capigate.errors import StoreError
 from capigate.store.base import (
@@ -26,8 +26,10 @@ from capigate.store.base import (
     Store,
     StoredEvent,
 )
-from capigate.store.postgres import PostgresStore
 from capigate.store.sqlite import SQLiteStore, WriterStats
+
+if TYPE_CHECKING:
+    from capigate.store.postgres import PostgresStore
 
 __all__ = [
     "AttemptOutcome",
@@ -65,6 +67,8 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
     (``synchronous`` …) are dropped.
     """
     if url_or_path.startswith(_POSTGRESQL):
+        from capigate.store.postgres import PostgresStore
+
         return PostgresStore(url_or_path, **{k: v for k, v in opts.items() if k not in _SQLITE_ONLY})
     if url_or_path.startswith(_SQLITE):
         path = url_or_path.removeprefix(_SQLITE)
@@ -76,3 +80,12 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
     if path in ("", ":memory:"):
         raise StoreError(f"{url_or_path!r}: the SQLite store needs a file path")
     return SQLiteStore(path, **opts)
+
+
+def __getattr__(name: str) -> Any:
+    # psycopg is imported only when PostgreSQL is used: it costs ~0.4 s at every start.
+    if name == "PostgresStore":
+        from capigate.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
