@@ -168,6 +168,13 @@ def test_prune_forgets_dedupe_keys_older_than_retention_so_the_id_is_accepted_ag
     assert (again.stored, again.duplicates) == (1, [1])
 
 
+def test_record_requests_writes_every_entry_of_a_buffered_batch(store: Store) -> None:
+    run(store.record_requests([record(n, status=200 + 100 * (n % 3)) for n in range(5)]))
+    rows, _ = run(store.query_requests(RequestQuery()))
+    assert [r.request_id for _, r in rows] == [f"req-{n}" for n in (4, 3, 2, 1, 0)]
+    assert [r.status for _, r in rows] == [300, 200, 400, 300, 200]
+
+
 def test_prune_removes_journal_entries_older_than_journal_days(store: Store) -> None:
     for n, age_days in enumerate([10, 7, 1]):
         run(store.record_request(record(n, received_at=T0 - age_days * DAY_MS)))

@@ -14,7 +14,7 @@ from capigate.config import Config, load_config
 from capigate.errors import StoreError
 from capigate.http import api, appsflyer, axon, openapi
 from capigate.http.asgi import Receive, Request, Response, Scope, Send, json_response
-from capigate.http.journal import Outcome, new_request_id, request_record
+from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
 from capigate.http.state import Gateway
 from capigate.inspector import routes as inspector
 from capigate.inspector.endpoints import outbox_depths
@@ -22,7 +22,7 @@ from capigate.logs import configure_logging
 from capigate.metrics import CONTENT_TYPE, FLUSH_INTERVAL_S, Metrics, shared_dir
 from capigate.relay import RelayRunner
 from capigate.responses import ErrorBody
-from capigate.store import RequestRecord, Store, open_store
+from capigate.store import Store, open_store
 
 __all__ = ["GatewayApp", "app_from_env", "create_app"]
 
@@ -101,7 +101,7 @@ class GatewayApp:
         self._relay_enabled = relay  # run the relay workers of the configuration in this process
         self._relay: RelayRunner | None = None
         self.gateway: Gateway | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._journal: JournalBuffer | None = None
         self._pruner: asyncio.Task[None] | None = None
         self.metrics = Metrics(
             sources=[p.pixel_id for p in config.axon.pixels] + [a.app_id for a in config.appsflyer.apps],
@@ -171,16 +171,8 @@ class GatewayApp:
                 record.latency_ms,
                 extra={"capigate": record},
             )
-        task = asyncio.create_task(self._journal(gateway, record))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    @staticmethod
-    async def _journal(gateway: Gateway, record: RequestRecord) -> None:
-        try:
-            await gateway.store.record_request(record)
-        except StoreError:
-            log.warning("journal entry %s could not be written", record.request_id)
+        if self._journal is not None:
+            self._journal.add(record)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -205,6 +197,8 @@ class GatewayApp:
         relay = RelayRunner(store, self.config) if self._relay_enabled else None  # ConfigError before opening
         await store.open()
         self.gateway = Gateway(config=self.config, store=store, metrics=self.metrics, loopback=self)
+        self._journal = JournalBuffer(store)
+        self._journal.start()
         self._pruner = asyncio.create_task(self._prune_forever(self.gateway))
         if self.metrics.share_dir is not None:
             self._flusher = asyncio.create_task(self._flush_metrics_forever())
@@ -228,8 +222,9 @@ class GatewayApp:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._journal is not None:
+            await self._journal.stop()
+            self._journal = None
         if self.gateway is not None:
             await self.gateway.store.close()
             self.gateway = None

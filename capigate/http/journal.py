@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -9,11 +11,11 @@ import time
 
 import msgspec
 
-from capigate.errors import Problem
+from capigate.errors import Problem, StoreError
 from capigate.http.asgi import Request
-from capigate.store.base import RequestRecord
+from capigate.store.base import RequestRecord, Store
 
-__all__ = ["Outcome", "new_request_id", "request_record"]
+__all__ = ["JournalBuffer", "Outcome", "new_request_id", "request_record"]
 
 log = logging.getLogger("capigate.requests")
 
@@ -61,3 +63,49 @@ def request_record(
         warnings=outcome.warnings,
         test_tag=outcome.test_tag,
     )
+
+
+class JournalBuffer:
+    """Journal entries wait here a few milliseconds and are written together: one store write
+    per flush instead of one per request, which is most of what a W2 request cost the writer.
+    The events themselves are never buffered: they are committed before the response."""
+
+    def __init__(self, store: Store, interval_s: float = 0.05, max_records: int = 512) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._max_records = max_records
+        self._records: list[RequestRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, record: RequestRecord) -> None:
+        self._records.append(record)
+        if len(self._records) >= self._max_records:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        records, self._records = self._records, []
+        if not records:
+            return
+        try:
+            await self._store.record_requests(records)
+        except StoreError:
+            log.warning("%d journal entries could not be written", len(records))
+
+    async def _flush_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            self._wake.clear()
+            await self.flush()

@@ -218,6 +218,10 @@ class Store(Protocol):
         """Append one entry to the request journal."""
         ...
 
+    async def record_requests(self, records: Sequence[RequestRecord]) -> None:
+        """Append several entries to the journal in one write (the gateway buffers them)."""
+        ...
+
     async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
         """Newest first; the second value is the cursor of the next page, if any."""
         ...

@@ -19,6 +19,7 @@ A store belongs to the event loop that opened it, as its connections do.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -263,6 +264,10 @@ class PostgresStore:
 
     async def record_request(self, record: RequestRecord) -> None:
         await self._writer.submit(RecordJob(self._writer.future(), request_row(record)))
+
+    async def record_requests(self, records: Sequence[RequestRecord]) -> None:
+        # The writer groups these jobs into one pipelined transaction already.
+        await asyncio.gather(*(self.record_request(r) for r in records))
 
     async def check_writable(self) -> None:
         await self._writer.submit(ProbeJob(self._writer.future()))

@@ -221,6 +221,11 @@ class SQLiteStore:
         row, minute = _request_row(record), _minute_row(record)
         await self._writer.submit(lambda cur: _record_request(cur, row, minute))
 
+    async def record_requests(self, records: Sequence[RequestRecord]) -> None:
+        rows = [_request_row(r) for r in records]
+        minutes = [_minute_row(r) for r in records]
+        await self._writer.submit(lambda cur: _record_requests(cur, rows, minutes))
+
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         return await self._writer.submit(lambda cur: _prune(cur, now_ms, retention))
 
@@ -578,6 +583,11 @@ def _key_rows(
 def _record_request(cur: sqlite3.Cursor, row: tuple[Any, ...], minute: tuple[Any, ...]) -> None:
     cur.execute(_INSERT_REQUEST, row)
     cur.execute(_ADD_MINUTE, minute)
+
+
+def _record_requests(cur: sqlite3.Cursor, rows: list[tuple[Any, ...]], minutes: list[tuple[Any, ...]]) -> None:
+    cur.executemany(_INSERT_REQUEST, rows)
+    cur.executemany(_ADD_MINUTE, minutes)
 
 
 _MINUTE_MS: Final = 60_000
