@@ -27,13 +27,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import msgspec
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from capigate.errors import Problem, StoreError
+from capigate.errors import StoreError
 from capigate.store import pg_outbox, pg_schema
 from capigate.store.base import (
     AttemptOutcome,
@@ -60,6 +59,7 @@ from capigate.store.pg_writer import (
     pg_text,
     request_row,
 )
+from capigate.store.rows import clamp, request_pair, stored_event
 from capigate.store.sqlite import WriterStats
 
 __all__ = ["PostgresStore"]
@@ -67,13 +67,10 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 Connection = psycopg.AsyncConnection[TupleRow]
 
-MAX_PAGE: Final = 1000
 _DAY_MS: Final = 86_400_000
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 URL_OPTIONS: Final = frozenset({"schema", "writers", "pool_size"})
 
-_decode_any = msgspec.json.Decoder().decode
-_decode_problems = msgspec.json.Decoder(list[Problem]).decode
 
 _EVENT_COLUMNS: Final = (
     "e.id, e.api, e.source, e.name, e.event_time, e.received_at, e.dedupe_id, coalesce(o.state, e.status), "
@@ -296,11 +293,11 @@ class PostgresStore:
 
     async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
         sql, params = events_sql(query)
-        return await self._page(sql, params, query.limit, _stored_event)
+        return await self._page(sql, params, query.limit, stored_event)
 
     async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
         sql, params = requests_sql(query)
-        return await self._page(sql, params, query.limit, _request_pair)
+        return await self._page(sql, params, query.limit, request_pair)
 
     async def _page(
         self, sql: str, params: list[Any], limit: int, convert: Callable[[Any], T]
@@ -311,7 +308,7 @@ class PostgresStore:
             return await (await conn.execute(sql, params)).fetchall()
 
         rows = await self._with_conn(run)
-        limit = _clamp(limit)
+        limit = clamp(limit)
         next_cursor: int | None = rows[limit - 1][0] if len(rows) > limit else None
         return [convert(row) for row in rows[:limit]], next_cursor
 
@@ -370,7 +367,7 @@ def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
         equal.append(("e.status", query.status))
     where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
     sql = f"SELECT {_EVENT_COLUMNS} FROM events e{join}{where} ORDER BY e.id DESC LIMIT %s"
-    return sql, [*params, _clamp(query.limit) + 1]
+    return sql, [*params, clamp(query.limit) + 1]
 
 
 def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
@@ -378,7 +375,7 @@ def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
     equal = (("source", query.source), ("api", query.api), ("status", query.status))
     where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
     sql = f"SELECT {_REQUEST_COLUMNS} FROM requests{where} ORDER BY id DESC LIMIT %s"
-    return sql, [*params, _clamp(query.limit) + 1]
+    return sql, [*params, clamp(query.limit) + 1]
 
 
 def _where(
@@ -401,26 +398,7 @@ def _where(
     return " WHERE " + " AND ".join(c for c, _ in clauses), [v for _, v in clauses]
 
 
-def _clamp(limit: int) -> int:
-    return max(1, min(limit, MAX_PAGE))
 
-
-def _stored_event(row: Any) -> StoredEvent:
-    return StoredEvent(
-        id=row[0], api=row[1], source=row[2], name=row[3], event_time=row[4],
-        received_at=row[5], dedupe_id=row[6], status=row[7], test_tag=row[8],
-        request_id=row[9], payload=_decode_any(row[10]),
-    )  # fmt: skip
-
-
-def _request_pair(row: Any) -> tuple[int, RequestRecord]:
-    return row[0], RequestRecord(
-        request_id=row[1], received_at=row[2], api=row[3], source=row[4], method=row[5],
-        path=row[6], status=row[7], client_ip=row[8], user_agent=row[9], latency_ms=row[10],
-        events_received=row[11], events_stored=row[12], events_duplicate=row[13],
-        problems=_decode_problems(row[14]), warnings=_decode_problems(row[15]),
-        test_tag=row[16],
-    )  # fmt: skip
 
 
 def _store_error(exc: BaseException) -> StoreError:

@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from capigate.errors import Problem, StoreError
+from capigate.errors import StoreError
 from capigate.store import sqlite_outbox as outbox
 from capigate.store.base import (
     AttemptOutcome,
@@ -45,6 +45,7 @@ from capigate.store.base import (
     StatsBucket,
     StoredEvent,
 )
+from capigate.store.rows import clamp, request_pair, stored_event
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "WriterStats"]
 
@@ -52,7 +53,6 @@ T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 2
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
-MAX_PAGE: Final = 1000
 _MAX_GROUP_JOBS: Final = 1000  # bounds one transaction's size and latency under overload
 # Statements with many rows or values are built in power-of-two sizes, so that a handful of
 # prepared statements serve every batch; both limits keep under SQLite's old 999 variables.
@@ -60,8 +60,6 @@ _MAX_IN: Final = 256
 _MAX_ROWS: Final = 64
 _DAY_MS: Final = 86_400_000
 
-_decode_any = msgspec.json.Decoder().decode
-_decode_problems = msgspec.json.Decoder(list[Problem]).decode
 _encode = msgspec.json.Encoder().encode
 
 _SCHEMA: Final = (
@@ -234,11 +232,11 @@ class SQLiteStore:
 
     async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
         sql, params = events_sql(query)
-        return await self._readers.run(lambda conn: _fetch_page(conn, sql, params, query.limit, _stored_event))
+        return await self._readers.run(lambda conn: _fetch_page(conn, sql, params, query.limit, stored_event))
 
     async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
         sql, params = requests_sql(query)
-        return await self._readers.run(lambda conn: _fetch_page(conn, sql, params, query.limit, _request_pair))
+        return await self._readers.run(lambda conn: _fetch_page(conn, sql, params, query.limit, request_pair))
 
     async def query_stats(
         self, source: str | None, *, since_ms: int, until_ms: int, bucket_ms: int
@@ -701,7 +699,7 @@ def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
     where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
     hint = _since_hint("events", query.since_ms, query.source, query.name, query.status, query.test_tag)
     sql = f"SELECT {_EVENT_COLUMNS} FROM events{hint}{outbox.EVENT_JOIN}{where} ORDER BY id DESC LIMIT ?"
-    return sql, [*params, _clamp(query.limit) + 1]
+    return sql, [*params, clamp(query.limit) + 1]
 
 
 def _relay_state_sql(query: EventQuery) -> tuple[str, list[Any]]:
@@ -713,7 +711,7 @@ def _relay_state_sql(query: EventQuery) -> tuple[str, list[Any]]:
     where = f"{where} AND {state}" if where else f" WHERE {state}"
     join = outbox.relay_state_join(query.status or "")
     sql = f"SELECT {_EVENT_COLUMNS} FROM events{join}{where} ORDER BY id DESC LIMIT ?"
-    return sql, [*params, _clamp(query.limit) + 1]
+    return sql, [*params, clamp(query.limit) + 1]
 
 
 def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
@@ -722,7 +720,7 @@ def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
     where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
     hint = _since_hint("requests", query.since_ms, query.source, query.status)
     sql = f"SELECT {_REQUEST_COLUMNS} FROM requests{hint}{where} ORDER BY id DESC LIMIT ?"
-    return sql, [*params, _clamp(query.limit) + 1]
+    return sql, [*params, clamp(query.limit) + 1]
 
 
 def _since_hint(table: str, since: int | None, *indexed_filters: object) -> str:
@@ -748,9 +746,6 @@ def _where(
     return " WHERE " + " AND ".join(c for c, _ in clauses), [v for _, v in clauses]
 
 
-def _clamp(limit: int) -> int:
-    return max(1, min(limit, MAX_PAGE))
-
 
 def _fetch_page(
     conn: sqlite3.Connection,
@@ -761,27 +756,11 @@ def _fetch_page(
 ) -> tuple[list[T], int | None]:
     """The SELECT asks for limit+1 rows: getting one more means another page exists."""
     rows = conn.execute(sql, params).fetchall()
-    limit = _clamp(limit)
+    limit = clamp(limit)
     next_cursor: int | None = rows[limit - 1][0] if len(rows) > limit else None
     return [convert(row) for row in rows[:limit]], next_cursor
 
 
-def _stored_event(row: Any) -> StoredEvent:
-    return StoredEvent(
-        id=row[0], api=row[1], source=row[2], name=row[3], event_time=row[4],
-        received_at=row[5], dedupe_id=row[6], status=row[7], test_tag=row[8],
-        request_id=row[9], payload=_decode_any(row[10]),
-    )  # fmt: skip
-
-
-def _request_pair(row: Any) -> tuple[int, RequestRecord]:
-    return row[0], RequestRecord(
-        request_id=row[1], received_at=row[2], api=row[3], source=row[4], method=row[5],
-        path=row[6], status=row[7], client_ip=row[8], user_agent=row[9], latency_ms=row[10],
-        events_received=row[11], events_stored=row[12], events_duplicate=row[13],
-        problems=_decode_problems(row[14]), warnings=_decode_problems(row[15]),
-        test_tag=row[16],
-    )  # fmt: skip
 
 
 def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
