@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-import pycountry
 from msgspec import Meta, Struct
+
+from capigate.iso import CURRENCY_CODES
 
 __all__ = [
     "ANDROID_ONLY_FIELDS",
@@ -60,7 +61,7 @@ MAX_BODY_BYTES = 1024  # "JSON payload size: up to 1KB", counted in bytes
 
 # eventCurrency and af_currency: ISO 4217, plus the codes withdrawn from it that AppsFlyer's
 # published eventCurrency list still holds (accepted with a warning).
-CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
+CURRENCIES = CURRENCY_CODES
 WITHDRAWN_CURRENCIES = frozenset({"ANG", "BGN", "CUC", "HRK", "SLL", "ZWL"}) - CURRENCIES
 
 _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"

@@ -67,8 +67,7 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_events(query)
-    events = [EventView(**{f: getattr(r, f) for f in EventView.__struct_fields__}) for r in rows]
-    return json_response(200, EventsPage(events=events, next=_encode_cursor(next_cursor)))
+    return json_response(200, EventsPage(events=rows, next=_encode_cursor(next_cursor)))
 
 
 async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> Response:

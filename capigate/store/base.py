@@ -7,11 +7,12 @@ normalised and hashed: a store never sees plain PII.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
 from capigate.errors import Problem
+from capigate.responses import EventView
 
 __all__ = [
     "AttemptOutcome",
@@ -47,18 +48,8 @@ class NewEvent(msgspec.Struct, kw_only=True):
     destination: str | None = None
 
 
-class StoredEvent(msgspec.Struct, kw_only=True):
-    id: int
-    api: str
-    source: str
-    name: str
-    event_time: int
-    received_at: int
-    dedupe_id: str | None
-    status: str
-    test_tag: str | None
-    request_id: str
-    payload: Any
+# A stored event is exactly what the query API shows: one type, not a copy per layer.
+StoredEvent = EventView
 
 
 class IngestResult(msgspec.Struct, kw_only=True):
