@@ -103,7 +103,7 @@ def serve(
 ) -> None:
     """Start the gateway (creates capigate.toml with demo sources on first run)."""
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
 
     config, created = _resolve_config(config_path, create=True)
     store_url = _store_url(config, db)
@@ -127,6 +127,7 @@ def serve(
         address=host,
         port=port,
         interface=Interfaces.ASGI,
+        loop=Loops.auto,  # uvloop where installed (a dependency off Windows), else asyncio
         workers=workers or config.server.workers,
         log_access=False,
         backlog=2048,
