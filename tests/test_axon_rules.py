@@ -143,6 +143,20 @@ def test_value_not_matching_price_times_quantity_is_a_warning(server: Server) ->
     assert found["events[0].data.value"] == "value_mismatch"
 
 
+def test_null_price_or_quantity_skips_the_value_check_instead_of_failing(server: Server) -> None:
+    event = purchase()
+    event["data"]["items"][0].update(price=None, quantity=None)
+    response = post(server, event)
+    assert response.status_code == 200, response.text
+    assert "events[0].data.value" not in {w["path"] for w in response.json()["warnings"]}
+
+
+def test_an_ip_with_a_nul_character_is_an_invalid_ip_not_a_server_error(server: Server) -> None:
+    event = purchase()
+    event["user_data"]["client_ip_address"] = "198.51.100.1\u0000"
+    assert problems(server, event)["events[0].user_data.client_ip_address"] == "invalid_ip"
+
+
 def test_missing_recommended_fields_are_warnings(server: Server) -> None:
     event = purchase(
         data={"currency": "USD", "value": 1, "transaction_id": "t", "items": [{"item_id": "a", "quantity": 1}]}

@@ -6,9 +6,11 @@ normalised, PII hashed) or every problem found; warnings are collected either wa
 
 from __future__ import annotations
 
+import functools
 import math
-import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -18,6 +20,8 @@ from capigate.axon.profiles import Profile
 from capigate.axon.schema import (
     DATA_SCHEMAS,
     OS_VALUES,
+    AxonBatch,
+    EventData,
     Item,
     MeasurementPartnerData,
     ServerEvent,
@@ -25,13 +29,7 @@ from capigate.axon.schema import (
     field_names,
 )
 from capigate.checking import Report, check_struct, did_you_mean, join
-from capigate.identity import (
-    InvalidIdentifier,
-    hash_email,
-    hash_phone,
-    is_sha256_hex,
-    normalise_phone,
-)
+from capigate.identity import InvalidIdentifier, hash_email, hash_phone_checked
 from capigate.iso import COUNTRY_CODES, CURRENCY_CODES
 from capigate.store.base import NewEvent
 
@@ -56,7 +54,10 @@ _RECOMMENDED: dict[str, tuple[str, ...]] = {
     "purchase": ("shipping", "tax", "user_id"),
 }
 _ITEM_RECOMMENDED = ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
+_ITEM_RECOMMENDED_SET = frozenset(_ITEM_RECOMMENDED)
 _MPD_TIMESTAMPS = ("first_purchase_ts", "first_visit_ts", "last_purchase_ts", "last_visit_ts")
+_BODY_KEYS = frozenset({"events"})
+_OS_MESSAGE = f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent"
 
 
 @dataclass(slots=True)
@@ -71,10 +72,12 @@ def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_t
     raw_events = _batch_events(body, profile, report)
     if raw_events is None:
         return result
+    typed = _typed_events(body, len(raw_events))
     for i, raw in enumerate(raw_events):
-        checked = _check_event(raw, f"events[{i}]", profile, report, now_ms)
+        checked = _check_event(raw, f"events[{i}]", profile, report, now_ms, typed[i])
         if checked is not None and report.ok:
-            result.events.append(_new_event(*checked, raw, source, test_tag))
+            event, user = checked
+            result.events.append(_new_event(event, user, raw, source, test_tag))
     if not report.ok:
         result.events.clear()
     return result
@@ -84,7 +87,7 @@ def _batch_events(body: Any, profile: Profile, report: Report) -> list[Any] | No
     if not isinstance(body, dict):
         report.error("", "not_an_object", 'the body must be a JSON object {"events": [...]}')
         return None
-    _unknown_keys(body, frozenset({"events"}), "", profile, report)
+    _unknown_keys(body, _BODY_KEYS, profile, report, "")
     events = body.get("events")
     if events is None:
         report.error("events", "missing_field", "`events` is required")
@@ -99,19 +102,40 @@ def _batch_events(body: Any, profile: Profile, report: Report) -> list[Any] | No
     return None
 
 
+def _typed_events(body: dict[str, Any], count: int) -> Sequence[ServerEvent | None]:
+    """Every event converted by one call when the whole batch converts (nearly always);
+    else None for each, and each event is converted, its problems collected, on its own."""
+    batch = _quiet(body, AxonBatch)
+    return batch.events if batch is not None else [None] * count
+
+
 def _check_event(
-    raw: Any, path: str, profile: Profile, report: Report, now_ms: int
+    raw: Any, path: str, profile: Profile, report: Report, now_ms: int, typed: ServerEvent | None
 ) -> tuple[ServerEvent, dict[str, str]] | None:
-    """The typed event and the normalised values of its user_data, or None if refused."""
+    """The typed event and the normalised values of its user_data, or None if refused.
+
+    ``typed`` is ``raw`` already converted, when the batch converted as a whole."""
     if not isinstance(raw, dict):
         report.error(path, "not_an_object", "each event must be a JSON object")
         return None
-    _unknown_keys(raw, _EVENT_KEYS, path, profile, report)
+    _unknown_keys(raw, _EVENT_KEYS, profile, report, path)
     user_raw = raw.get("user_data")
     if isinstance(user_raw, dict):
         allowed = profile.user_fields if profile.user_fields is not None else _USER_KEYS
-        _unknown_keys(user_raw, allowed, join(path, "user_data"), profile, report)
-    event = check_struct(raw, ServerEvent, path, report)
+        _unknown_keys(user_raw, allowed, profile, report, path, "user_data")
+    event = typed if typed is not None else check_struct(raw, ServerEvent, path, report)
+    _check_event_fields(raw, path, profile, report, now_ms)
+    user = event.user_data if event is not None else _quiet(user_raw, UserData)
+    normalised = _check_user_data(user, path, profile, report) if user is not None else {}
+    if "measurement_partner_data" in raw:
+        _check_measurement(raw["measurement_partner_data"], path, profile, report)
+    if raw.get("dedupe_id") is None and profile.dedupe_id_expected:
+        report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
+    return (event, normalised) if event is not None else None
+
+
+def _check_event_fields(raw: dict[str, Any], path: str, profile: Profile, report: Report, now_ms: int) -> None:
+    """The rules on name, data, event_time and event_source_url that the Structs cannot express."""
     name, url, ms = raw.get("name"), raw.get("event_source_url"), raw.get("event_time")
     if isinstance(name, str) and name and "data" in raw:
         _check_name_and_data(name, raw["data"], path, profile, report)
@@ -119,26 +143,22 @@ def _check_event(
         _check_event_time(ms, path, now_ms, report)
     if isinstance(url, str) and url:
         _check_url(url, path, profile, report)
-    user = event.user_data if event is not None else _quiet(raw.get("user_data"), UserData)
-    normalised = _check_user_data(user, f"{path}.user_data", profile, report) if user is not None else {}
-    if "measurement_partner_data" in raw:
-        _check_measurement(raw["measurement_partner_data"], f"{path}.measurement_partner_data", profile, report)
-    if raw.get("dedupe_id") is None and profile.dedupe_id_expected:
-        report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
-    return (event, normalised) if event is not None else None
 
 
 def _quiet(raw: Any, kind: type[S]) -> S | None:
-    """``raw`` as ``kind`` if it converts; its problems were already reported otherwise."""
+    """``raw`` as ``kind`` if it converts, else None: its problems are reported elsewhere."""
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError:
         return None
 
 
-def _unknown_keys(obj: dict[str, Any], known: frozenset[str], path: str, profile: Profile, report: Report) -> None:
-    if obj.keys() <= known:
+def _unknown_keys(obj: dict[str, Any], known: frozenset[str], profile: Profile, report: Report, *at: str) -> None:
+    """Reports each key of ``obj`` that is not ``known``; ``at`` is the path of ``obj`` in parts,
+    joined only when there is something to report."""
+    if known.issuperset(obj):
         return
+    path = functools.reduce(join, at)
     for key in obj.keys() - known:
         hint = did_you_mean(key, known)
         if profile.strict_keys:
@@ -150,10 +170,9 @@ def _unknown_keys(obj: dict[str, Any], known: frozenset[str], path: str, profile
 
 
 def _check_name_and_data(name: str, data: Any, path: str, profile: Profile, report: Report) -> None:
-    data_path = join(path, "data")
     if name not in profile.events:
         report.error(
-            join(path, "name"),
+            f"{path}.name",
             "unknown_event",
             f"`{name}` is not an event of the {profile.name} profile{did_you_mean(name, profile.events)};"
             f" expected one of {', '.join(sorted(profile.events))}",
@@ -161,121 +180,146 @@ def _check_name_and_data(name: str, data: Any, path: str, profile: Profile, repo
         return
     if name in profile.null_data_events:
         if data is not None:
-            report.error(data_path, "data_must_be_null", f'`{name}` events send `"data": null`')
+            report.error(f"{path}.data", "data_must_be_null", f'`{name}` events send `"data": null`')
         return
     if data is None:
         if name != "page_view":
-            report.error(data_path, "missing_data", f"`{name}` events need a data object")
+            report.error(f"{path}.data", "missing_data", f"`{name}` events need a data object")
         return
     schema = DATA_SCHEMAS[name]
     assert schema is not None
     if not isinstance(data, dict):
-        report.error(data_path, "wrong_type", "`data` must be a JSON object or null")
+        report.error(f"{path}.data", "wrong_type", "`data` must be a JSON object or null")
         return
-    if profile.strict_keys:
-        _unknown_keys(data, field_names(schema), data_path, profile, report)
-    typed = check_struct(data, schema, data_path, report)
-    _check_data_fields(name, data, data_path, profile, report)
-    if typed is not None:
-        _check_items_value(data, data_path, report)
+    _check_data(name, schema, data, f"{path}.data", profile, report)
 
 
-def _check_data_fields(name: str, data: dict[str, Any], path: str, profile: Profile, report: Report) -> None:
-    if not profile.strict_keys:
-        _unknown_keys(data, field_names(DATA_SCHEMAS[name] or ServerEvent), path, profile, report)
+def _check_data(
+    name: str, schema: type[EventData], data: dict[str, Any], path: str, profile: Profile, report: Report
+) -> None:
+    _unknown_keys(data, field_names(schema), profile, report, path)
+    typed = check_struct(data, schema, path, report)
     for key in _RECOMMENDED.get(name, ()):
         if key not in data:
-            report.warn(join(path, key), "missing_recommended", f"`{key}` is recommended for `{name}`")
+            report.warn(f"{path}.{key}", "missing_recommended", f"`{key}` is recommended for `{name}`")
     currency = data.get("currency")
     if isinstance(currency, str) and len(currency) == 3 and currency.upper() not in CURRENCY_CODES:
-        report.error(join(path, "currency"), "unknown_currency", "not an ISO 4217 currency code")
+        report.error(f"{path}.currency", "unknown_currency", "not an ISO 4217 currency code")
     for list_key in ("items", "results"):
         items = data.get(list_key)
         if isinstance(items, list):
-            _check_items(name, items, join(path, list_key), profile, report)
+            _check_items(name, items, f"{path}.{list_key}", profile, report)
+    if typed is not None:
+        _check_items_value(data, path, report)
 
 
 def _check_items(name: str, items: list[Any], path: str, profile: Profile, report: Report) -> None:
+    quantity_required = name in _QUANTITY_REQUIRED
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue
-        here = join(path, i)
-        _unknown_keys(item, _ITEM_KEYS, here, profile, report)
-        if name in _QUANTITY_REQUIRED and "quantity" not in item:
-            report.error(join(here, "quantity"), "missing_field", f"`quantity` is required on `{name}` items")
+        here = f"{path}[{i}]"
+        _unknown_keys(item, _ITEM_KEYS, profile, report, here)
+        if quantity_required and "quantity" not in item:
+            report.error(f"{here}.quantity", "missing_field", f"`quantity` is required on `{name}` items")
         category = item.get("item_category_id")
         if isinstance(category, str) and not category.isdigit():
-            report.error(join(here, "item_category_id"), "invalid_format", "a Google product category id is numeric")
-        missing = [k for k in _ITEM_RECOMMENDED if k not in item]
+            report.error(f"{here}.item_category_id", "invalid_format", "a Google product category id is numeric")
+        missing = _ITEM_RECOMMENDED_SET.difference(item)
         if missing:
-            report.warn(here, "missing_recommended", f"recommended item fields missing: {', '.join(missing)}")
+            report.warn(here, "missing_recommended", _missing_item_fields(missing))
+
+
+@functools.cache
+def _missing_item_fields(missing: frozenset[str]) -> str:
+    return f"recommended item fields missing: {', '.join(k for k in _ITEM_RECOMMENDED if k in missing)}"
 
 
 def _check_items_value(data: dict[str, Any], path: str, report: Report) -> None:
     items, value = data.get("items"), data.get("value")
-    if not isinstance(items, list) or not isinstance(value, int | float):
+    if not isinstance(items, list) or not isinstance(value, (int, float)):
         return
-    if not all(isinstance(i, dict) and "price" in i for i in items):
-        return
-    total = sum(float(i["price"]) * float(i.get("quantity", 1)) for i in items)
+    for item in items:
+        # Only a sum of numbers can disagree with value; null price or quantity means unknown.
+        if not isinstance(item, dict) or not isinstance(item.get("price"), (int, float)):
+            return
+        if not isinstance(item.get("quantity", 1), (int, float)):
+            return
+    total = sum([float(i["price"]) * float(i.get("quantity", 1)) for i in items])
     if not math.isclose(total, float(value), rel_tol=1e-6, abs_tol=0.005):
         report.warn(
-            join(path, "value"),
+            f"{path}.value",
             "value_mismatch",
             f"value {value} differs from the sum of price x quantity ({round(total, 2)}); shipping and tax are excluded",
         )
 
 
-def _check_event_time(ms: int, event_path: str, now_ms: int, report: Report) -> None:
+def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
     if ms < _SECONDS_LIKE_BELOW:
         report.warn(
-            f"{event_path}.event_time", "time_in_seconds", "event_time looks like seconds; the API expects milliseconds"
+            f"{path}.event_time", "time_in_seconds", "event_time looks like seconds; the API expects milliseconds"
         )
     elif abs(now_ms - ms) > _YEAR_MS:
-        report.warn(f"{event_path}.event_time", "time_far_away", "event_time is more than a year away from now")
+        report.warn(f"{path}.event_time", "time_far_away", "event_time is more than a year away from now")
 
 
-def _check_url(url: str, event_path: str, profile: Profile, report: Report) -> None:
-    path = f"{event_path}.event_source_url"
+def _check_url(url: str, path: str, profile: Profile, report: Report) -> None:
     try:
         parts = urlsplit(url)
     except ValueError:
         parts = None
     if parts is None or not parts.scheme or not parts.netloc:
-        report.error(path, "invalid_url", "event_source_url must be an absolute URL (scheme://host/...)")
+        report.error(
+            f"{path}.event_source_url", "invalid_url", "event_source_url must be an absolute URL (scheme://host/...)"
+        )
         return
     if profile.origin_only_url and (parts.path not in ("", "/") or parts.query or parts.fragment):
-        report.error(path, "url_not_origin", "send only scheme and host (e.g. https://example.com/), no path or query")
+        report.error(
+            f"{path}.event_source_url",
+            "url_not_origin",
+            "send only scheme and host (e.g. https://example.com/), no path or query",
+        )
 
 
 def _is_ip(text: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, text)
-        except OSError:
-            continue
-        return True
-    return False
+    # Only IPv6 text has a ":", and never IPv4 text: one parse decides.
+    try:
+        inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+    except (OSError, ValueError):  # ValueError: an embedded NUL character
+        return False
+    return True
 
 
 def _check_user_data(user: UserData, path: str, profile: Profile, report: Report) -> dict[str, str]:
-    """Checks user_data; returns the fields whose stored form differs (hashes, codes)."""
+    """Checks the user_data of the event at ``path``; returns the fields whose stored form
+    differs (hashes, codes)."""
     if not _is_ip(user.client_ip_address):
-        report.error(join(path, "client_ip_address"), "invalid_ip", "not an IPv4 or IPv6 address")
-    if not any(getattr(user, key) for key in profile.identifiers):
-        report.error(path, "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}")
+        report.error(f"{path}.user_data.client_ip_address", "invalid_ip", "not an IPv4 or IPv6 address")
+    if not _has_identifier(user, profile.identifiers):
+        report.error(
+            f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
+        )
     if user.os is not None and user.os not in OS_VALUES:
-        report.warn(join(path, "os"), "unknown_enum", f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent")
-    if user.country_code is not None and user.country_code.upper() not in COUNTRY_CODES:
-        report.error(join(path, "country_code"), "unknown_country", "not an ISO 3166-1 alpha-2 country code")
+        report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
+    country = user.country_code.upper() if user.country_code is not None else None
+    if country is not None and country not in COUNTRY_CODES:
+        report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
     if profile.numeric_user_id and user.user_id is not None and not user.user_id.isdigit():
-        report.error(join(path, "user_id"), "invalid_format", "user_id must be numeric in this profile")
+        report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
     normalised = _hashed_pii(user, path, report)
-    if user.country_code is not None:
-        normalised["country_code"] = user.country_code.upper()
-    if user.zip is not None and (user.country_code or "").upper() == "US":
-        normalised["zip"] = user.zip.strip()[:5]
+    if country is not None:
+        normalised["country_code"] = country
+        if user.zip is not None and country == "US":
+            normalised["zip"] = user.zip.strip()[:5]
     return normalised
+
+
+def _has_identifier(user: UserData, keys: tuple[str, ...]) -> bool:
+    # A loop, not any() over a generator: a third of the time, on every event.
+    for key in keys:  # noqa: SIM110
+        if getattr(user, key):
+            return True
+    return False
 
 
 def _hashed_pii(user: UserData, path: str, report: Report) -> dict[str, str]:
@@ -284,16 +328,18 @@ def _hashed_pii(user: UserData, path: str, report: Report) -> dict[str, str]:
         try:
             hashed["email"] = hash_email(user.email)
         except InvalidIdentifier as exc:
-            report.error(join(path, "email"), "invalid_email", str(exc))
+            report.error(f"{path}.user_data.email", "invalid_email", str(exc))
     if user.phone is not None:
         try:
-            hashed["phone"] = hash_phone(user.phone)
+            hashed["phone"], possible = hash_phone_checked(user.phone)
         except InvalidIdentifier as exc:
-            report.error(join(path, "phone"), "invalid_phone", str(exc))
+            report.error(f"{path}.user_data.phone", "invalid_phone", str(exc))
         else:
-            if not is_sha256_hex(user.phone.strip()) and not normalise_phone(user.phone)[1]:
+            if not possible:
                 report.warn(
-                    join(path, "phone"), "unlikely_phone", "not a possible number for its country code; hashed anyway"
+                    f"{path}.user_data.phone",
+                    "unlikely_phone",
+                    "not a possible number for its country code; hashed anyway",
                 )
     return hashed
 
@@ -302,15 +348,23 @@ def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report
     if mpd_raw is None:
         return
     if not profile.measurement_partner_data:
-        report.error(path, "unknown_field", f"`measurement_partner_data` is not allowed by the {profile.name} profile")
+        report.error(
+            f"{path}.measurement_partner_data",
+            "unknown_field",
+            f"`measurement_partner_data` is not allowed by the {profile.name} profile",
+        )
         return
     if not isinstance(mpd_raw, dict):
         return
-    _unknown_keys(mpd_raw, _MPD_KEYS, path, profile, report)
+    _unknown_keys(mpd_raw, _MPD_KEYS, profile, report, path, "measurement_partner_data")
     for key in _MPD_TIMESTAMPS:
         ts = mpd_raw.get(key)
         if isinstance(ts, int) and 0 < ts < _SECONDS_LIKE_BELOW:
-            report.warn(join(path, key), "time_in_seconds", f"{key} looks like seconds; timestamps are in milliseconds")
+            report.warn(
+                f"{path}.measurement_partner_data.{key}",
+                "time_in_seconds",
+                f"{key} looks like seconds; timestamps are in milliseconds",
+            )
 
 
 def _new_event(
@@ -331,8 +385,10 @@ def _normalised(raw: dict[str, Any], user: dict[str, str]) -> dict[str, Any]:
     """The event as sent, with PII hashed and codes in their canonical case."""
     out = dict(raw)
     if user:
-        out["user_data"] = {**raw["user_data"], **user}
+        out["user_data"] = raw["user_data"] | user
     data = raw.get("data")
-    if isinstance(data, dict) and isinstance(data.get("currency"), str):
-        out["data"] = {**data, "currency": data["currency"].upper()}
+    if isinstance(data, dict):
+        currency = data.get("currency")
+        if isinstance(currency, str) and currency.upper() != currency:
+            out["data"] = data | {"currency": currency.upper()}
     return out
