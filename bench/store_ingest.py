@@ -2,19 +2,29 @@
 concurrent coroutines, for synchronous FULL and NORMAL.
 
     .venv/bin/python bench/store_ingest.py [--events 300000] [--coroutines 64] [--dir DIR]
+    .venv/bin/python bench/store_ingest.py --processes 2 [--rounds 2] ...
 
 The database is created in DIR (default: a temporary directory under the current one, so the
 figures reflect the disk the gateway would use, not a tmpfs); it is removed afterwards.
+
+With ``--processes N``, N processes (as ``capigate serve --workers N`` runs) each open their
+own store on one file and ingest their share of the events at once, with the lock file that
+queues their writers and without it (``process_lock=False``: they wait in SQLite's busy
+handler), alternately, ``--rounds`` times each. It prints the throughput of all of them and
+the latency of one ingest (p50, p99, max). Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -52,17 +62,26 @@ def make_batches(total: int, seed: str) -> list[list[NewEvent]]:
     return batches
 
 
-async def run(path: Path, synchronous: str, batches: list[list[NewEvent]], workers: int) -> None:
-    store = SQLiteStore(path, synchronous=synchronous)
-    await store.open()
+async def ingest_all(store: SQLiteStore, batches: list[list[NewEvent]], workers: int) -> list[float]:
+    """Ingest every batch from ``workers`` coroutines; returns each ingest's latency in seconds."""
     pending = iter(enumerate(batches))
+    latencies: list[float] = []
 
     async def worker() -> None:
         for n, batch in pending:  # the workers share one iterator: each batch is taken once
+            started = time.perf_counter()
             await store.ingest(batch, request_id=f"r{n}", received_at_ms=1_700_000_000_000 + n)
+            latencies.append(time.perf_counter() - started)
 
-    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(workers)))
+    return latencies
+
+
+async def run(path: Path, synchronous: str, batches: list[list[NewEvent]], workers: int) -> None:
+    store = SQLiteStore(path, synchronous=synchronous)
+    await store.open()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await ingest_all(store, batches, workers)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     await store.close()
     events = len(batches) * BATCH
@@ -74,18 +93,70 @@ async def run(path: Path, synchronous: str, batches: list[list[NewEvent]], worke
     )
 
 
+# --- several processes on one file ---------------------------------------------------------
+
+
+def one_process(path: str, synchronous: str, lock: bool, events: int, seed: str, workers: int, start: Any) -> Any:
+    """In a process of its own: (first ingest's start, last one's end, latencies, groups, jobs)."""
+    batches = make_batches(events, seed)
+
+    async def go() -> tuple[float, float, list[float], int, int]:
+        store = SQLiteStore(path, synchronous=synchronous, process_lock=lock)
+        await store.open()
+        start.wait()  # every process has opened its store: they begin together
+        began = time.monotonic()  # one clock for every process
+        latencies = await ingest_all(store, batches, workers)
+        ended = time.monotonic()
+        await store.close()
+        return began, ended, latencies, store.stats.groups, store.stats.jobs
+
+    return asyncio.run(go())
+
+
+def run_processes(directory: Path, synchronous: str, lock: bool, processes: int, events: int, workers: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(dir=directory, prefix="capigate-bench-") as tmp, ctx.Manager() as manager:
+        start = manager.Event()
+        path = str(Path(tmp) / "bench.db")
+        with ctx.Pool(processes) as pool:
+            runs = [
+                pool.apply_async(one_process, (path, synchronous, lock, events // processes, f"p{p}", workers, start))
+                for p in range(processes)
+            ]
+            time.sleep(1.0 + 0.5 * processes)  # let every process build its batches and open its store
+            start.set()
+            results = [r.get() for r in runs]
+    elapsed = max(r[1] for r in results) - min(r[0] for r in results)
+    latencies = sorted(x for r in results for x in r[2])
+    groups, jobs = sum(r[3] for r in results), sum(r[4] for r in results)
+    total = len(latencies) * BATCH
+    p50, p99 = statistics.quantiles(latencies, n=100)[49], statistics.quantiles(latencies, n=100)[98]
+    print(
+        f"synchronous={synchronous:<6} lock={'file' if lock else 'none':<4} {total / elapsed:>10,.0f} events/s  "
+        f"ingest p50 {p50 * 1000:6.1f} ms  p99 {p99 * 1000:7.1f} ms  max {latencies[-1] * 1000:7.1f} ms  "
+        f"({groups:,} commits, {jobs / max(groups, 1):.1f} batches per commit)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--coroutines", type=int, default=64)
+    parser.add_argument("--coroutines", type=int, default=64, help="per process")
     parser.add_argument("--dir", type=Path, default=Path.cwd())
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="with --processes: runs of each lock setting")
     args = parser.parse_args()
-    print(f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines")
+    print(f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines per process")
     for synchronous in ("FULL", "NORMAL"):
+        if args.processes > 1:
+            for r in range(args.rounds):  # alternating, since the machine's speed drifts
+                for lock in (True, False) if r % 2 == 0 else (False, True):
+                    run_processes(args.dir, synchronous, lock, args.processes, args.events, args.coroutines)
+            continue
         batches = make_batches(args.events, seed=synchronous)
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-bench-") as tmp:
             asyncio.run(run(Path(tmp) / "bench.db", synchronous, batches, args.coroutines))
-    print(f"cpus: {os.cpu_count()}")
+    print(f"cpus: {os.cpu_count()}, processes: {args.processes}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import Server
+from tests.conftest import Server, make_server
 from tests.helpers import batch, page_view
 
 
@@ -40,26 +41,42 @@ def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
                 acked.extend(e["dedupe_id"] for e in events)
 
 
-def test_kill_9_under_load_loses_no_acknowledged_event(fresh_server: Server) -> None:
+def kill_9_under_load(server: Server) -> None:
     acked: list[str] = []
     stop = threading.Event()
-    threads = [threading.Thread(target=sender, args=(fresh_server, acked, stop)) for _ in range(8)]
+    threads = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(8)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 10
     while len(acked) < 2000 and time.monotonic() < deadline:
         time.sleep(0.02)
-    fresh_server.kill9()
+    server.kill9()
     stop.set()
     for t in threads:
         t.join(timeout=10)
     assert len(acked) >= 200, "too little load reached the server before the kill"
 
-    fresh_server.start()
-    stored = all_dedupe_ids(fresh_server)
+    server.start()
+    stored = all_dedupe_ids(server)
     missing = [d for d in acked if d not in stored]
     assert missing == [], f"{len(missing)} acknowledged events lost"
     assert max(stored.values()) == 1, "an event was stored twice"
+
+
+def test_kill_9_under_load_loses_no_acknowledged_event(fresh_server: Server) -> None:
+    kill_9_under_load(fresh_server)
+
+
+def test_kill_9_of_two_workers_writing_one_file_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    # Two worker processes, each with its own writer, queue on the lock file beside the
+    # database; the kill takes both (and whichever held the lock) at any moment.
+    server = make_server(tmp_path / "gw", CAPIGATE_WORKERS="2")
+    server.start()
+    try:
+        kill_9_under_load(server)
+        assert (tmp_path / "gw" / "capigate.db-writer.lock").exists()
+    finally:
+        server.stop()
 
 
 def test_resending_after_restart_is_deduplicated(fresh_server: Server) -> None:

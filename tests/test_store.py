@@ -386,6 +386,38 @@ def test_a_failing_job_rolls_back_alone_inside_its_group_commit(
     assert ingest(sqlite_store, [event(4, dedupe_id="b")]).stored == 1  # its key rolled back
 
 
+def test_ingests_of_one_group_are_stored_together_and_the_first_event_wins_across_them(
+    sqlite_store: SQLiteStore,
+) -> None:
+    batches = [
+        [event(0, dedupe_id="a"), event(1, dedupe_id="b")],
+        [event(2, dedupe_id="b"), event(3), event(4, dedupe_id="c")],
+        [event(5, dedupe_id="c"), event(6, dedupe_id="a"), event(7, dedupe_id="d")],
+    ]
+
+    async def scenario() -> list[Any]:
+        blocker = sqlite3.connect(sqlite_store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the ingests queue up and form one group
+        tasks = [
+            asyncio.ensure_future(sqlite_store.ingest(b, request_id=f"r{i}", received_at_ms=T0))
+            for i, b in enumerate(batches)
+        ]
+        await asyncio.sleep(0)
+        blocker.execute("COMMIT")
+        blocker.close()
+        return await asyncio.gather(*tasks)
+
+    before = sqlite_store.stats.groups
+    results = run(scenario())
+    assert sqlite_store.stats.groups - before == 1
+    assert [(r.stored, r.duplicates) for r in results] == [(2, []), (2, [0]), (1, [0, 1])]
+    stored = all_events(sqlite_store)[::-1]  # newest first
+    assert [(e.request_id, e.dedupe_id) for e in stored] == [
+        ("r0", "a"), ("r0", "b"), ("r1", None), ("r1", "c"), ("r2", "d"),
+    ]  # fmt: skip
+    assert [e.id for e in stored] == list(range(stored[0].id, stored[0].id + 5))
+
+
 def test_cancelling_an_awaiting_coroutine_leaves_the_writer_serving(store: Store) -> None:
     async def scenario() -> int:
         task = asyncio.ensure_future(store.ingest([event(0)], request_id="r", received_at_ms=T0))
@@ -465,10 +497,10 @@ def test_check_writable_raises_store_error_while_another_process_holds_the_lock(
 # --- SQLite specifics -------------------------------------------------------------------
 
 
-def test_sqlite_file_uses_wal_and_records_schema_version_2(sqlite_store: SQLiteStore) -> None:
+def test_sqlite_file_uses_wal_and_records_the_schema_version(sqlite_store: SQLiteStore) -> None:
     with closing(sqlite3.connect(sqlite_store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(sqlite_module.SCHEMA_VERSION,)]
     assert sqlite_store.synchronous == "FULL"
 
 
@@ -476,9 +508,9 @@ def test_sqlite_refuses_a_database_with_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute("INSERT INTO schema_version VALUES (3)")
+        conn.execute("INSERT INTO schema_version VALUES (?)", (sqlite_module.SCHEMA_VERSION + 1,))
     store = SQLiteStore(path)
-    with pytest.raises(StoreError, match="schema version 3"):
+    with pytest.raises(StoreError, match=f"schema version {sqlite_module.SCHEMA_VERSION + 1}"):
         run(store.open())
     run(store.close())
 
@@ -500,7 +532,7 @@ PLANS = {
         "events_source_id (source=? AND id<?)",
     ),
     "events-name": (EVENTS(EventQuery(name="a", since_ms=1)), "events_name_id (name=?)"),
-    "events-status": (EVENTS(EventQuery(status="a")), "events_status_id (status=?)"),
+    "events-stored": (EVENTS(EventQuery(status="stored", cursor=9)), "events_stored (status=? AND rowid<?)"),
     "events-since": (EVENTS(EventQuery(since_ms=1)), "events_received_at (received_at>?)"),
     "events-since-until": (
         EVENTS(EventQuery(since_ms=1, until_ms=2)),

@@ -20,6 +20,7 @@ from capigate.store import (
     Store,
     StoredEvent,
 )
+from capigate.store import sqlite as sqlite_module
 from tests.storekit import run
 
 T0 = 1_700_000_000_000
@@ -266,13 +267,11 @@ def test_sqlite_migrates_a_version_1_database_and_keeps_its_events(tmp_path: Pat
     finally:
         run(store.close())
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(sqlite_module.SCHEMA_VERSION,)]
 
 
 @pytest.mark.parametrize("status", ["pending", "dead"])
 def test_sqlite_reads_pending_and_dead_events_through_the_outbox_indexes(tmp_path: Path, status: str) -> None:
-    from capigate.store import sqlite as sqlite_module
-
     store = SQLiteStore(tmp_path / "p.db")
     run(store.open())
     run(store.close())

@@ -1,0 +1,221 @@
+"""What is particular to the SQLite store's writes: the schema-3 index of stored events, NULLs
+bound as 0, and the lock file that queues the writers of several processes on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sqlite3
+import sys
+import time
+from collections import Counter
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from capigate.store import EventQuery, NewEvent, SQLiteStore
+from capigate.store import sqlite as sqlite_module
+from tests.storekit import run
+
+T0 = 1_700_000_000_000
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="flock and fork are POSIX")
+
+
+def new_event(n: int, *, dedupe_id: str | None = None, test_tag: str | None = None, relayed: bool = False) -> NewEvent:
+    return NewEvent(
+        api="axon",
+        source="px1",
+        name="purchase",
+        event_time_ms=T0 + n,
+        dedupe_id=dedupe_id,
+        payload=msgspec.json.encode({"n": n}),
+        test_tag=test_tag,
+        destination="axon:px1" if relayed else None,
+    )
+
+
+def indexes(path: Path) -> set[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+
+
+# --- schema 3 and the values bound --------------------------------------------------------
+
+
+def test_sqlite_migrates_a_version_2_database_to_the_index_of_stored_events(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    store = SQLiteStore(path)
+    run(store.open())
+    run(store.ingest([new_event(0), new_event(1, relayed=True)], request_id="r", received_at_ms=T0))
+    run(store.close())
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # back to version 2's indexes
+        conn.execute("DROP INDEX events_stored")
+        conn.execute("CREATE INDEX events_status_id ON events (status, id)")
+        conn.execute("UPDATE schema_version SET version = 2")
+
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        rows, _ = run(store.query_events(EventQuery(status="stored")))
+        assert [e.payload for e in rows] == [{"n": 0}]
+        rows, _ = run(store.query_events(EventQuery(status="pending")))
+        assert [e.payload for e in rows] == [{"n": 1}]
+    finally:
+        run(store.close())
+    assert "events_stored" in indexes(path) and "events_status_id" not in indexes(path)
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+
+
+def test_relayed_events_have_no_entry_in_the_index_of_stored_events(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    run(store.open())
+    run(store.ingest([new_event(0, relayed=True), new_event(1)], request_id="r", received_at_ms=T0))
+    run(store.close())
+    with closing(sqlite3.connect(tmp_path / "s.db")) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM events INDEXED BY events_stored WHERE status = 'stored'"
+        ).fetchone() == (1,)
+
+
+def test_text_that_looks_like_the_null_placeholder_is_stored_as_given(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "n.db")
+    run(store.open())
+    try:
+        batch = [
+            new_event(0, dedupe_id="0", test_tag="0"),
+            new_event(1, dedupe_id="", test_tag=""),
+            new_event(2),
+        ]
+        run(store.ingest(batch, request_id="r", received_at_ms=T0))
+        rows, _ = run(store.query_events(EventQuery()))
+        assert [(e.dedupe_id, e.test_tag) for e in rows[::-1]] == [("0", "0"), ("", ""), (None, None)]
+        again = run(
+            store.ingest([new_event(3, dedupe_id="0"), new_event(4, dedupe_id="")], request_id="r", received_at_ms=T0)
+        )
+        assert again.duplicates == [0, 1]
+    finally:
+        run(store.close())
+    with closing(sqlite3.connect(tmp_path / "n.db")) as conn:
+        assert conn.execute("SELECT typeof(payload), typeof(test_tag) FROM events ORDER BY id").fetchall() == [
+            ("blob", "text"),
+            ("blob", "text"),
+            ("blob", "null"),
+        ]
+
+
+# --- the lock file between processes -------------------------------------------------------
+
+
+def _ingest_in_process(path: str, worker: int, batches: int, start: Any) -> list[tuple[str, bool]]:
+    """In a process of its own: ingest ``batches`` batches of 20 events, 10 with ids of this
+    worker and 10 with ids every worker sends; returns (dedupe_id, stored) per event sent."""
+
+    async def go() -> list[tuple[str, bool]]:
+        store = SQLiteStore(path, busy_timeout_ms=30_000)
+        await store.open()
+        start.wait()
+        sent: list[tuple[str, bool]] = []
+
+        async def send(b: int) -> None:
+            ids = [f"w{worker}-{b}-{i}" for i in range(10)] + [f"shared-{b}-{i}" for i in range(10)]
+            result = await store.ingest(
+                [new_event(i, dedupe_id=d) for i, d in enumerate(ids)], request_id=f"w{worker}", received_at_ms=T0
+            )
+            sent.extend((d, i not in result.duplicates) for i, d in enumerate(ids))
+
+        try:
+            for first in range(0, batches, 8):  # eight requests in flight, as in a busy worker
+                await asyncio.gather(*(send(b) for b in range(first, min(first + 8, batches))))
+        finally:
+            await store.close()
+        return sent
+
+    return asyncio.run(go())
+
+
+@posix_only
+def test_two_processes_ingesting_at_once_store_every_acknowledged_event_once(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Manager().Event()
+    with ctx.Pool(2) as pool:
+        pending = [pool.apply_async(_ingest_in_process, (str(path), w, 60, start)) for w in range(2)]
+        time.sleep(0.5)  # both stores open (each waits on the event), then they start together
+        start.set()
+        sent = [item for p in pending for item in p.get(timeout=90)]
+
+    with closing(sqlite3.connect(path)) as conn:
+        stored = Counter(d for (d,) in conn.execute("SELECT dedupe_id FROM events"))
+    assert max(stored.values()) == 1, "an event was stored twice"
+    acknowledged = {d for d, was_stored in sent if was_stored}
+    assert set(stored) == acknowledged
+    shared = [d for d, was_stored in sent if d.startswith("shared-") and was_stored]
+    assert len(shared) == len(set(shared)) == 60 * 10  # each shared id stored by one process only
+    assert len(stored) == 2 * 60 * 10 + 60 * 10
+    assert (tmp_path / "shared.db-writer.lock").exists()
+
+
+@posix_only
+def test_the_writer_waits_on_the_lock_file_and_writes_as_soon_as_it_is_free(tmp_path: Path) -> None:
+    import fcntl
+
+    store = SQLiteStore(tmp_path / "w.db")
+    run(store.open())
+    lock_path = tmp_path / "w.db-writer.lock"
+    assert lock_path.stat().st_mode & 0o777 == (tmp_path / "w.db").stat().st_mode & 0o777
+    holder = os.open(lock_path, os.O_RDONLY)
+
+    async def scenario() -> float:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # as another process's writer would
+        task = asyncio.ensure_future(store.ingest([new_event(0)], request_id="r", received_at_ms=T0))
+        await asyncio.sleep(0.3)
+        assert not task.done(), "the writer did not wait for the lock"
+        released = time.perf_counter()
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        await task
+        return time.perf_counter() - released
+
+    try:
+        assert run(scenario()) < 0.5  # no busy-handler sleep: it wakes with the release
+    finally:
+        os.close(holder)
+        run(store.close())
+
+
+@posix_only
+def test_a_forked_child_lets_go_of_the_lock_its_parent_held(tmp_path: Path) -> None:
+    import fcntl
+
+    lock = sqlite_module._ProcessLock.beside(tmp_path / "f.db")
+    lock.__enter__()
+    ready, tell = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child: its fork handlers have run by now)
+        os.write(tell, b"!")
+        time.sleep(2)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"!"
+        lock.close()  # the parent dies holding the lock, say; its child lives on
+        other = os.open(tmp_path / "f.db-writer.lock", os.O_RDONLY)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the child still held it
+        finally:
+            os.close(other)
+    finally:
+        os.waitpid(child, 0)
+        os.close(ready)
+        os.close(tell)
+
+
+def test_without_the_process_lock_no_lock_file_is_made(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "n.db", process_lock=False)
+    run(store.open())
+    run(store.ingest([new_event(0)], request_id="r", received_at_ms=T0))
+    run(store.close())
+    assert not (tmp_path / "n.db-writer.lock").exists()
