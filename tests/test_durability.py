@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -11,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import Server, make_server
-from tests.helpers import batch, page_view
+from tests.helpers import batch, page_view, purchase
 
 
 def all_dedupe_ids(server: Server) -> Counter[str]:
@@ -93,3 +97,35 @@ def test_resending_after_restart_is_deduplicated(fresh_server: Server) -> None:
     with fresh_server.client() as c:
         r = c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
     assert (r.json()["stored"], r.json()["duplicates"]) == (0, 10)
+
+
+def test_requests_whose_clients_left_are_journaled_through_a_graceful_stop(fresh_server: Server) -> None:
+    """Clients that closed their sockets leave requests in flight, then SIGTERM: the journal
+    accounts for every stored event. (The shutdown race this guards against, journal entries
+    added after the journal stopped, showed under wrk in bench runs, not reliably here.)"""
+
+    def request() -> bytes:
+        body = json.dumps(batch(*[purchase(dedupe_id=uuid.uuid4().hex) for _ in range(100)])).encode()
+        head = (
+            f"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: t\r\nAuthorization: key-std\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        return head + body
+
+    sockets = [socket.create_connection(("127.0.0.1", fresh_server.port)) for _ in range(64)]
+    for s in sockets:  # as a load generator's connections: one answered request each first
+        s.sendall(request())
+    for s in sockets:
+        assert s.recv(12) == b"HTTP/1.1 200"
+    for s in sockets:  # then a second request each, and the clients go away at once
+        s.sendall(request())
+    for s in sockets:
+        s.close()
+    time.sleep(0.2)  # some batches are stored by now, most are still being checked
+    fresh_server.stop()  # SIGTERM while most of the 64 batches are still being checked
+
+    with contextlib.closing(sqlite3.connect(fresh_server.db)) as db:
+        stored = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        journaled = db.execute("SELECT coalesce(sum(events_stored), 0), count(*) FROM requests").fetchone()
+    assert stored > 0, "no batch was stored before the stop: the test proves nothing"
+    assert journaled == (stored, journaled[1]) and journaled[1] >= stored // 100

@@ -32,6 +32,8 @@ request_log = logging.getLogger("capigate.requests")
 Handler = Callable[[Request, Gateway, Outcome], Awaitable[Response]]
 
 PRUNE_INTERVAL_S = 600.0
+DRAIN_TIMEOUT_S = 10.0
+CLIENT_CLOSED = 499  # journal status of a request whose client left before the answer (nginx's code)
 
 
 async def _healthz(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -109,6 +111,7 @@ class GatewayApp:
             prefixes=[(appsflyer.PREFIX, appsflyer.PREFIX + "{app_id}"), (api.EVENT_PREFIX, api.EVENT_PREFIX + "{id}")],
         )
         self._flusher: asyncio.Task[None] | None = None
+        self._in_flight = 0  # requests between arrival and journal entry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -120,15 +123,26 @@ class GatewayApp:
         request = Request(scope, receive, new_request_id())
         outcome = Outcome(api="unknown")
         gateway = self.gateway
-        if gateway is None:
-            response = json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
+        status = CLIENT_CLOSED  # until a handler answers
+        self._in_flight += 1
+        try:
+            if gateway is None:
+                response = json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
+            else:
+                response = await self._dispatch(request, gateway, outcome)
+            status = response.status
+            await response.send(send)
+        finally:
+            # Journaled even when the client left mid-request: its events may be stored.
+            if gateway is not None:
+                self._account(request, status, outcome, gateway)
+            self._in_flight -= 1
+
+    def _account(self, request: Request, status: int, outcome: Outcome, gateway: Gateway) -> None:
+        if request.path not in UNJOURNALED and not request.path.startswith(api.EVENT_PREFIX):
+            self._after(request, status, outcome, gateway)
         else:
-            response = await self._dispatch(request, gateway, outcome)
-        await response.send(send)
-        if gateway is not None and request.path not in UNJOURNALED and not request.path.startswith(api.EVENT_PREFIX):
-            self._after(request, response.status, outcome, gateway)
-        elif gateway is not None:
-            gateway.metrics.observe_request(gateway.metrics.endpoint(request.path), response.status, request.elapsed_ms)
+            gateway.metrics.observe_request(gateway.metrics.endpoint(request.path), status, request.elapsed_ms)
 
     async def _dispatch(self, request: Request, gateway: Gateway, outcome: Outcome) -> Response:
         handler = ROUTES.get((request.method, request.path))
@@ -210,6 +224,7 @@ class GatewayApp:
             self.gateway.relay_running = lambda: _relay_workers_running(relay)
 
     async def shutdown(self) -> None:
+        await self._drain()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -228,6 +243,15 @@ class GatewayApp:
         if self.gateway is not None:
             await self.gateway.store.close()
             self.gateway = None
+
+    async def _drain(self) -> None:
+        """Let the requests still in flight finish (their clients may have left), so that their
+        journal entries are written before the journal stops."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._in_flight:
+            log.warning("stopping with %d request(s) still in flight", self._in_flight)
 
     async def _flush_metrics_forever(self) -> None:
         """For the scrapes that reach another worker process (capigate/metrics.py)."""
