@@ -492,10 +492,11 @@ class _ProcessLock:
     Without it a writer that finds the database locked waits in SQLite's busy handler, which
     sleeps 1, 2, 5 … 100 ms between tries, whenever the holder commits (bench/store_ingest.py
     --processes 2: an ingest's p99 ~1 s, against ~0.2 s with the lock). Blocked in ``flock``,
-    it wakes as soon as the holder lets go, and the jobs that queued meanwhile join its group. The kernel drops the lock with the process holding it, so
-    a crash leaves nothing to clean up (the empty file stays). busy_timeout still paces writers
-    that take no lock (the sqlite3 shell, an older capigate). Where the file cannot be opened,
-    or there is no ``fcntl`` (Windows), the lock does nothing and busy_timeout alone serves.
+    it wakes as soon as the holder lets go, and the jobs that queued meanwhile join its group.
+    The kernel drops the lock with the process holding it, so a crash leaves nothing to clean
+    up (the empty file stays). busy_timeout still paces writers that take no lock (the sqlite3
+    shell, an older capigate). Where the file cannot be opened, or there is no ``fcntl``
+    (Windows), the lock does nothing and busy_timeout alone serves.
     """
 
     def __init__(self, fd: int | None) -> None:
