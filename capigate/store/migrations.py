@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capigate.errors import StoreError
-from capigate.store import open_store, pg_schema
+from capigate.store import open_store
 from capigate.store import sqlite as sqlite_module
-from capigate.store.postgres import PostgresStore
 from capigate.store.sqlite import SQLiteStore
 
 __all__ = ["SchemaStatus", "apply_migrations", "describe", "schema_status"]
@@ -42,10 +41,6 @@ class SchemaStatus:
 async def schema_status(url_or_path: str) -> SchemaStatus:
     """Where the store's database is, without changing it. StoreError if it is unreachable."""
     store = open_store(url_or_path)
-    if isinstance(store, PostgresStore):
-        version = await store.schema_version()
-        pending = [(m.version, m.description) for m in pg_schema.MIGRATIONS if m.version > version]
-        return SchemaStatus(store.location, version, pg_schema.SCHEMA_VERSION, pending)
     if isinstance(store, SQLiteStore):
         version = _sqlite_version(store.path)
         latest = sqlite_module.SCHEMA_VERSION
@@ -54,6 +49,14 @@ async def schema_status(url_or_path: str) -> SchemaStatus:
             for v in range(version + 1, latest + 1)
         ]
         return SchemaStatus(str(store.path), version, latest, pending)
+    # Imported here: psycopg costs ~0.4 s, which every `capigate serve` on SQLite would pay.
+    from capigate.store import pg_schema
+    from capigate.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        version = await store.schema_version()
+        pending = [(m.version, m.description) for m in pg_schema.MIGRATIONS if m.version > version]
+        return SchemaStatus(store.location, version, pg_schema.SCHEMA_VERSION, pending)
     raise StoreError(f"{url_or_path}: no schema versions for {type(store).__name__}")  # pragma: no cover
 
 
@@ -63,11 +66,14 @@ async def apply_migrations(url_or_path: str) -> SchemaStatus:
     if before.too_new:
         raise StoreError(before.refusal())
     store = open_store(url_or_path)
-    if isinstance(store, PostgresStore):
-        await store.migrate()
-    else:
+    if isinstance(store, SQLiteStore):
         await store.open()
         await store.close()
+    else:
+        from capigate.store.postgres import PostgresStore
+
+        if isinstance(store, PostgresStore):
+            await store.migrate()
     return await schema_status(url_or_path)
 
 
