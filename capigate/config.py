@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import tomllib
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -57,6 +58,8 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_bytes: Positive = 1_048_576
     log_format: Literal["plain", "json"] = "plain"
     log_requests: bool = True
+    # Peers (load balancers) whose X-Forwarded-For gives the client's address in the journal.
+    trusted_proxies: list[str] = []
 
 
 class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -124,6 +127,7 @@ def load_config(path: Path) -> Config:
         raise _config_error(name, str(exc)) from None
     _check_unique(name, config)
     _check_relays(name, config)
+    _check_proxies(name, config)
     config.path = name
     return config
 
@@ -150,6 +154,16 @@ def _check_relays(file: str, config: Config) -> None:
     for key, relay in relays:
         if relay is not None and relay.api_key is not None and relay.api_key_env is not None:
             raise ConfigError(file, key, "set api_key or api_key_env, not both")
+
+
+def _check_proxies(file: str, config: Config) -> None:
+    for i, network in enumerate(config.server.trusted_proxies):
+        try:
+            ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                file, f"server.trusted_proxies[{i}]", f"{network!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
 
 
 def _check_unique(file: str, config: Config) -> None:

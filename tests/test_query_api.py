@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import Server
+from tests.conftest import DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, page_view, purchase
 
 
@@ -140,3 +141,32 @@ def test_healthz_and_readyz(server: Server) -> None:
     with server.client() as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         assert c.get("/readyz").status_code == 200
+
+
+def forwarded(server: Server, chain: str) -> None:
+    with server.client() as c:
+        r = c.post(
+            "/v1/event?pixel_id=px_std",
+            json=batch(page_view()),
+            headers={"Authorization": "key-std", "X-Forwarded-For": chain},
+        )
+    assert r.status_code == 200
+
+
+def test_journal_takes_the_client_ip_from_trusted_proxies_only(tmp_path: Path) -> None:
+    config = DEFAULT_CONFIG.replace("[server]\n", '[server]\ntrusted_proxies = ["127.0.0.1/32", "10.0.0.0/8"]\n')
+    srv = make_server(tmp_path / "gw", config)
+    srv.start()
+    try:
+        forwarded(srv, "198.51.100.7")
+        forwarded(srv, "203.0.113.1, 198.51.100.8, 10.1.2.3")  # a client wrote the first hop itself
+        forwarded(srv, "not-an-ip")
+        rows = wait_for_requests(srv, 3)
+    finally:
+        srv.stop()
+    assert [r["client_ip"] for r in rows] == ["127.0.0.1", "198.51.100.8", "198.51.100.7"]
+
+
+def test_journal_ignores_x_forwarded_for_without_trusted_proxies(fresh_server: Server) -> None:
+    forwarded(fresh_server, "198.51.100.7")
+    assert [r["client_ip"] for r in wait_for_requests(fresh_server, 1)] == ["127.0.0.1"]

@@ -85,6 +85,19 @@ def test_unknown_configuration_key_is_named(tmp_path: Path) -> None:
     assert result.returncode != 0 and "server.admin_tokn" in result.stderr and "unknown key" in result.stderr
 
 
+def test_trusted_proxies_must_be_ip_networks(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\nadmin_token = "123456789"\ntrusted_proxies = ["10.0.0.0/8", "lb.internal"]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "capigate", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode != 0 and "server.trusted_proxies[1]" in result.stderr
+    assert "not an IP address or network" in result.stderr
+
+
 def _wait_ready(port: int) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

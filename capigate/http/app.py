@@ -15,6 +15,7 @@ from capigate.errors import StoreError
 from capigate.http import api, appsflyer, axon, openapi
 from capigate.http.asgi import Receive, Request, Response, Scope, Send, json_response
 from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
+from capigate.http.proxies import TrustedProxies
 from capigate.http.state import Gateway
 from capigate.inspector import routes as inspector
 from capigate.inspector.endpoints import outbox_depths
@@ -112,6 +113,7 @@ class GatewayApp:
         )
         self._flusher: asyncio.Task[None] | None = None
         self._in_flight = 0  # requests between arrival and journal entry
+        self._proxies = TrustedProxies(config.server.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -121,6 +123,8 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, new_request_id())
+        if self._proxies:
+            request.client_ip = self._proxies.client_ip(request.client_ip, request.headers.get("x-forwarded-for"))
         outcome = Outcome(api="unknown")
         gateway = self.gateway
         status = CLIENT_CLOSED  # until a handler answers
