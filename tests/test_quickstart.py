@@ -73,26 +73,25 @@ def test_bad_configuration_stops_start_up_naming_file_key_and_fix(tmp_path: Path
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_configuration_key_is_named(tmp_path: Path) -> None:
+def check_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "bad.toml"
-    config.write_text('[server]\nadmin_token = "123456789"\nadmin_tokn = "x"\n')
-    result = subprocess.run(
+    config.write_text(text)
+    return subprocess.run(
         [sys.executable, "-m", "capigate", "check-config", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=20,
     )
+
+
+def test_unknown_configuration_key_is_named(tmp_path: Path) -> None:
+    result = check_config(tmp_path, '[server]\nadmin_token = "123456789"\nadmin_tokn = "x"\n')
     assert result.returncode != 0 and "server.admin_tokn" in result.stderr and "unknown key" in result.stderr
 
 
 def test_trusted_proxies_must_be_ip_networks(tmp_path: Path) -> None:
-    config = tmp_path / "bad.toml"
-    config.write_text('[server]\nadmin_token = "123456789"\ntrusted_proxies = ["10.0.0.0/8", "lb.internal"]\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "capigate", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=20,
+    result = check_config(
+        tmp_path, '[server]\nadmin_token = "123456789"\ntrusted_proxies = ["10.0.0.0/8", "lb.internal"]\n'
     )
     assert result.returncode != 0 and "server.trusted_proxies[1]" in result.stderr
     assert "not an IP address or network" in result.stderr
