@@ -368,6 +368,14 @@ def test_restricted_refuses_email_phone_and_other_fields(server: Server) -> None
     }
 
 
+def test_unknown_keys_are_reported_in_the_order_they_were_sent(server: Server) -> None:
+    keys = ["zeta", "alpha", "mid", "beta", "omega", "gamma"]
+    event = restricted_lead(**dict.fromkeys(keys, "x"))
+    r = post(server, event, pixel="px_restricted")
+    reported = [p["path"].rsplit(".", 1)[1] for p in r.json()["problems"] if p["code"] == "unknown_field"]
+    assert reported == keys
+
+
 def test_restricted_refuses_extra_keys_anywhere(server: Server) -> None:
     event = restricted_lead()
     event["custom"] = 1

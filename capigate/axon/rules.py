@@ -159,7 +159,7 @@ def _unknown_keys(obj: dict[str, Any], known: frozenset[str], profile: Profile, 
     if known.issuperset(obj):
         return
     path = functools.reduce(join, at)
-    for key in obj.keys() - known:
+    for key in [k for k in obj if k not in known]:  # in the order sent: a set's order varies by process
         hint = did_you_mean(key, known)
         if profile.strict_keys:
             report.error(
