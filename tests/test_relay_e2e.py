@@ -141,7 +141,8 @@ def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
 def test_kill_9_of_the_relaying_gateway_mid_stream_loses_no_event(tmp_path: Path) -> None:
     applovin = make_server(tmp_path / "applovin", PLAIN)
     applovin.start()
-    gateway = make_server(tmp_path / "gateway", config(applovin.url, concurrency=1, batch_size=20, timeout_s=0.5))
+    # Small upstream batches keep the relay behind the senders, so the kill lands mid-stream.
+    gateway = make_server(tmp_path / "gateway", config(applovin.url, concurrency=1, batch_size=2, timeout_s=0.5))
     try:
         gateway.start()
         acked: list[str] = []
