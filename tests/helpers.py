@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import example
+import httpx
+
+from tests.conftest import Server, example
 
 
 def now_ms() -> int:
@@ -48,3 +53,45 @@ def batch(*events: dict[str, Any]) -> dict[str, Any]:
 def paths(body: dict[str, Any], key: str = "problems") -> dict[str, str]:
     """path -> code of the problems (or warnings) of a response body."""
     return {p["path"]: p["code"] for p in body[key]}
+
+
+# --- talking to a running server ------------------------------------------------------------
+
+
+def all_pages(server: Server, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    """Every row of a paged query API (``/api/events`` or ``/api/requests``), cursor by cursor."""
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    with server.admin() as c:
+        while True:
+            page = c.get(path, params={"limit": 1000, **params, **({"cursor": cursor} if cursor else {})}).json()
+            rows += page[key]
+            cursor = page["next"]
+            if cursor is None:
+                return rows
+
+
+def stored_dedupe_ids(server: Server, source: str = "px_std") -> Counter[str]:
+    return Counter(e["dedupe_id"] for e in all_pages(server, "/api/events", "events", source=source))
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
+    """Send batches of 20 page views until ``stop``; the dedupe_ids answered 200 go to ``acked``."""
+    with httpx.Client(base_url=server.url, timeout=5.0) as c:
+        while not stop.is_set():
+            events = [page_view(dedupe_id=uuid.uuid4().hex) for _ in range(20)]
+            try:
+                r = c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
+            except httpx.TransportError:
+                return
+            if r.status_code == 200:
+                acked.extend(e["dedupe_id"] for e in events)

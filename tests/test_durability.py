@@ -9,40 +9,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
-import httpx
-
 from tests.conftest import Server, make_server
-from tests.helpers import batch, page_view, purchase
-
-
-def all_dedupe_ids(server: Server) -> Counter[str]:
-    found: Counter[str] = Counter()
-    cursor = None
-    with server.admin() as c:
-        while True:
-            params: dict[str, object] = {"limit": 1000, "source": "px_std"}
-            if cursor:
-                params["cursor"] = cursor
-            page = c.get("/api/events", params=params).json()
-            found.update(e["dedupe_id"] for e in page["events"])
-            cursor = page["next"]
-            if cursor is None:
-                return found
-
-
-def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
-    with httpx.Client(base_url=server.url, timeout=5.0) as c:
-        while not stop.is_set():
-            events = [page_view(dedupe_id=uuid.uuid4().hex) for _ in range(20)]
-            try:
-                r = c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
-            except httpx.TransportError:
-                return
-            if r.status_code == 200:
-                acked.extend(e["dedupe_id"] for e in events)
+from tests.helpers import batch, page_view, purchase, sender, stored_dedupe_ids
 
 
 def kill_9_under_load(server: Server) -> None:
@@ -61,7 +31,7 @@ def kill_9_under_load(server: Server) -> None:
     assert len(acked) >= 200, "too little load reached the server before the kill"
 
     server.start()
-    stored = all_dedupe_ids(server)
+    stored = stored_dedupe_ids(server)
     missing = [d for d in acked if d not in stored]
     assert missing == [], f"{len(missing)} acknowledged events lost"
     assert max(stored.values()) == 1, "an event was stored twice"

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server
-from tests.helpers import batch, page_view
+from tests.helpers import all_pages, batch, page_view, stored_dedupe_ids, wait_until
 from tests.storekit import PG_URL, pg_schema
 from tests.upstream import Reply, Seen, Upstream
 
@@ -70,33 +70,8 @@ def post(client: httpx.Client, events: list[dict[str, Any]]) -> dict[str, Any]:
     return body
 
 
-def all_pages(server: Server, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    cursor = None
-    with server.admin() as c:
-        while True:
-            page = c.get(path, params={"limit": 1000, **params, **({"cursor": cursor} if cursor else {})}).json()
-            rows += page[key]
-            cursor = page["next"]
-            if cursor is None:
-                return rows
-
-
-def dedupe_ids(server: Server) -> Counter[str]:
-    return Counter(e["dedupe_id"] for e in all_pages(server, "/api/events", "events", source="px_std"))
-
-
 def journal_size(server: Server) -> int:
     return len(all_pages(server, "/api/requests", "requests", source="px_std"))
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def sql(schema: str, statement: str) -> list[tuple[Any, ...]]:
@@ -134,7 +109,7 @@ def test_duplicates_sent_to_two_nodes_at_the_same_instant_are_stored_once(tmp_pa
         assert wins["a"] > 0 and wins["b"] > 0, wins  # neither node was always first: a real race
         sent = {e["dedupe_id"] for events in batches for e in events}
         for server in (a, b):
-            seen = dedupe_ids(server)
+            seen = stored_dedupe_ids(server)
             assert set(seen) == sent and max(seen.values()) == 1
     finally:
         a.stop()
@@ -152,7 +127,7 @@ def test_each_node_answers_for_the_events_and_the_journal_of_every_node(tmp_path
             assert post(cb, to_b)["stored"] == 20
         sent = {e["dedupe_id"] for e in to_a + to_b}
         for server in (a, b):
-            assert set(dedupe_ids(server)) == sent
+            assert set(stored_dedupe_ids(server)) == sent
         # The journal entry is written just after the answer: wait for both nodes' entries.
         wait_until(lambda: journal_size(a) == journal_size(b) == 2, timeout_s=10, what="both nodes' journal entries")
     finally:

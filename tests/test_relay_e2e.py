@@ -11,9 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, EXAMPLES, Server, make_server
-from tests.helpers import batch, page_view
+from tests.helpers import batch, page_view, sender, stored_dedupe_ids, wait_until
 from tests.upstream import Reply, Upstream
 
 AF_APP = "com.example.shop"
@@ -73,28 +71,6 @@ def post(server: Server, events: list[dict[str, Any]], **headers: str) -> httpx.
         return c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std", **headers})
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def stored_dedupe_ids(server: Server, source: str = "px_std") -> Counter[str]:
-    found: Counter[str] = Counter()
-    cursor = None
-    with server.admin() as c:
-        while True:
-            params: dict[str, Any] = {"limit": 1000, "source": source, **({"cursor": cursor} if cursor else {})}
-            page = c.get("/api/events", params=params).json()
-            found.update(e["dedupe_id"] for e in page["events"])
-            cursor = page["next"]
-            if cursor is None:
-                return found
-
-
 def outbox(server: Server) -> dict[str, dict[str, Any]]:
     with server.admin() as c:
         return {d["destination"]: d for d in c.get("/api/outbox").json()["destinations"]}
@@ -124,18 +100,6 @@ def test_capigate_relays_to_a_second_capigate_playing_applovin_with_dedupe_ids(t
     finally:
         gateway.stop()
         applovin.stop()
-
-
-def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
-    with httpx.Client(base_url=server.url, timeout=5.0) as c:
-        while not stop.is_set():
-            events = [page_view(dedupe_id=uuid.uuid4().hex) for _ in range(20)]
-            try:
-                r = c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
-            except httpx.TransportError:
-                return
-            if r.status_code == 200:
-                acked.extend(e["dedupe_id"] for e in events)
 
 
 def test_kill_9_of_the_relaying_gateway_mid_stream_loses_no_event(tmp_path: Path) -> None:
