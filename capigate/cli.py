@@ -9,10 +9,11 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -76,17 +77,28 @@ def _curls(config: Config, base: str) -> list[str]:
     return lines
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _config_option(help: str = "TOML configuration.") -> Callable[[F], F]:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default="capigate.toml",
+        envvar="CAPIGATE_CONFIG",
+        show_default=True,
+        help=help,
+    )
+
+
+_CONFIG_OPTION = _config_option()
+_DB_OPTION = click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or postgresql:// URL (default: [store] url).")
+
+
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default="capigate.toml",
-    envvar="CAPIGATE_CONFIG",
-    show_default=True,
-    help="TOML configuration; created if missing.",
-)
-@click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or postgresql:// URL (default: [store] url).")
+@_config_option("TOML configuration; created if missing.")
+@_DB_OPTION
 @click.option("--host", envvar="CAPIGATE_HOST", help="Address to listen on (default: [server] host).")
 @click.option("--port", envvar="CAPIGATE_PORT", type=int, help="Port (default: [server] port).")
 @click.option("--workers", envvar="CAPIGATE_WORKERS", type=int, help="Worker processes (default: [server] workers).")
@@ -135,30 +147,11 @@ def serve(
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default="capigate.toml",
-    envvar="CAPIGATE_CONFIG",
-    show_default=True,
-)
+@_CONFIG_OPTION
 def check_config(config_path: Path) -> None:
     """Check a configuration file and exit (status 1 if it is wrong)."""
     config, _ = _resolve_config(config_path, create=False)
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
-
-
-_CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default="capigate.toml",
-    envvar="CAPIGATE_CONFIG",
-    show_default=True,
-    help="TOML configuration.",
-)
-_DB_OPTION = click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or postgresql:// URL (default: [store] url).")
 
 
 @main.command()
