@@ -87,12 +87,16 @@ def normalise_phone(raw: str, default_region: str | None = None) -> tuple[str, b
     return _parse_phone(raw, default_region)
 
 
+def _given_hash(raw: str) -> str | None:
+    """A value sent already hashed (64 hex digits, spaces around it ignored), lower-cased;
+    None for anything else. Every hash_* function passes such a value through."""
+    text = raw.strip()
+    return text.lower() if is_sha256_hex(text) else None
+
+
 def hash_email(raw: str) -> str:
     """SHA-256 of the trimmed, lower-cased email; a 64-hex value is taken as already hashed."""
-    text = raw.strip()
-    if is_sha256_hex(text):
-        return text.lower()
-    return sha256_hex(normalise_email(text))
+    return _given_hash(raw) or sha256_hex(normalise_email(raw))
 
 
 def hash_phone(raw: str, default_region: str | None = None) -> str:
@@ -104,22 +108,18 @@ def hash_phone_checked(raw: str, default_region: str | None = None) -> tuple[str
     """``hash_phone`` and whether the number is possible for its country, from one parse.
 
     A value sent already hashed cannot be checked: it counts as possible."""
-    text = raw.strip()
-    if is_sha256_hex(text):
-        return text.lower(), True
+    given = _given_hash(raw)
+    if given is not None:
+        return given, True
     digits, possible = normalise_phone(raw, default_region)
     return sha256_hex(digits), possible
 
 
 def hash_phone_e164(raw: str, default_region: str | None = None) -> str:
     """SHA-256 of the E.164 form ``+16505551212`` (AppsFlyer ``phone_number_e164_hashed``)."""
-    if is_sha256_hex(raw.strip()):
-        return raw.strip().lower()
-    return sha256_hex("+" + normalise_phone(raw, default_region)[0])
+    return _given_hash(raw) or sha256_hex("+" + normalise_phone(raw, default_region)[0])
 
 
 def hash_name(raw: str) -> str:
     """SHA-256 of the trimmed, lower-cased first or last name."""
-    if is_sha256_hex(raw.strip()):
-        return raw.strip().lower()
-    return sha256_hex(raw.strip().lower())
+    return _given_hash(raw) or sha256_hex(raw.strip().lower())
