@@ -138,7 +138,7 @@ def serve(
         factory=True,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         loop=Loops.auto,  # uvloop where installed (a dependency off Windows), else asyncio
         workers=workers or config.server.workers,
         log_access=False,

@@ -79,10 +79,12 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> None:
         assert self.log is not None
@@ -97,6 +99,8 @@ class Server:
                     str(self.config),
                     "--db",
                     str(self.db),
+                    "--host",
+                    self.host,
                     "--port",
                     str(self.port),
                 ],

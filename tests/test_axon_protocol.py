@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 
 import httpx
 
@@ -92,6 +93,29 @@ def test_101_events_is_400_and_100_is_accepted(server: Server) -> None:
 def test_body_over_the_limit_is_413(server: Server) -> None:
     big = json.dumps(batch(page_view(padding="x" * 1_100_000))).encode()
     r = post_raw(server, big, {"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"] == "body_too_large"
+
+
+def chunks(data: bytes, size: int = 16_384) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_chunked_body_without_a_length_is_read_and_accepted(server: Server) -> None:
+    event = page_view()
+    with server.client() as c:
+        body = json.dumps(batch(event)).encode()
+        r = c.post("/v1/event?pixel_id=px_std", content=chunks(body, 100), headers=STD)
+    assert r.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.request.headers
+    assert r.status_code == 200, r.text
+    assert len(stored(server, event["dedupe_id"])) == 1
+
+
+def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
+    big = json.dumps(batch(page_view(padding="x" * 1_100_000))).encode()
+    with server.client() as c:
+        r = c.post("/v1/event?pixel_id=px_std", content=chunks(big), headers=STD)
     assert r.status_code == 413
     assert r.json()["error"] == "body_too_large"
 

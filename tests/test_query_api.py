@@ -110,6 +110,18 @@ def test_journal_records_accepted_and_refused_requests(fresh_server: Server) -> 
     assert refused["problems"] and refused["problems"][0]["path"].startswith("events[0].user_data")  # type: ignore[index]
 
 
+def test_journal_records_an_ipv6_client_without_its_port(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.host = "::1"
+    server.start()
+    try:
+        assert post(server, page_view()).status_code == 200
+        [row] = wait_for_requests(server, 1)
+    finally:
+        server.stop()
+    assert row["client_ip"] == "::1"
+
+
 def test_journal_filters_by_status_and_source(fresh_server: Server) -> None:
     post(fresh_server, page_view())
     post(fresh_server, page_view(), key="wrong")

@@ -13,7 +13,7 @@ from pathlib import Path
 from capigate.config import Config, load_config
 from capigate.errors import StoreError
 from capigate.http import api, appsflyer, axon, openapi
-from capigate.http.asgi import Receive, Request, Response, Scope, Send, json_response
+from capigate.http.asgi import Receive, Request, Response, RsgiProtocol, RsgiScope, Scope, Send, json_response
 from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
 from capigate.http.proxies import TrustedProxies
 from capigate.http.state import Gateway
@@ -117,30 +117,42 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            await self._handle(Request(scope, receive, send, new_request_id()))
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, new_request_id())
-        if self._proxies:
-            request.client_ip = self._proxies.client_ip(request.client_ip, request.headers.get("x-forwarded-for"))
+    async def __rsgi__(self, scope: RsgiScope, proto: RsgiProtocol) -> None:
+        if scope.proto == "http":
+            await self._handle(Request.from_rsgi(scope, proto, new_request_id()))
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """RSGI's start-up hook: granian calls it on the worker's loop before serving."""
+        loop.run_until_complete(self.startup())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.shutdown())
+
+    async def _handle(self, request: Request) -> None:
         outcome = Outcome(api="unknown")
         gateway = self.gateway
         status = CLIENT_CLOSED  # until a handler answers
         self._in_flight += 1
         try:
-            if gateway is None:
-                response = json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
-            else:
-                response = await self._dispatch(request, gateway, outcome)
+            response = await self._respond(request, gateway, outcome)
             status = response.status
-            await response.send(send)
+            await request.answer(response)
         finally:
             # Journaled even when the client left mid-request: its events may be stored.
             if gateway is not None:
                 self._account(request, status, outcome, gateway)
             self._in_flight -= 1
+
+    async def _respond(self, request: Request, gateway: Gateway | None, outcome: Outcome) -> Response:
+        if self._proxies:
+            request.client_ip = self._proxies.client_ip(request.client_ip, request.headers.get("x-forwarded-for"))
+        if gateway is None:
+            return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
+        return await self._dispatch(request, gateway, outcome)
 
     def _account(self, request: Request, status: int, outcome: Outcome, gateway: Gateway) -> None:
         if request.path not in UNJOURNALED and not request.path.startswith(api.EVENT_PREFIX):

@@ -1,5 +1,8 @@
-"""The thin ASGI layer: a request with a bounded body reader, responses, and a router.
+"""The thin server layer: a request with a bounded body reader, and responses.
 
+A request comes from either of two server interfaces: ASGI (any ASGI server, and the
+inspector's in-process loopback) or granian's RSGI, which ``capigate serve`` uses because it
+hands the body over in one await and takes the response in one call, not three messages.
 Kept close to the metal on purpose (no framework): the ingest paths are the hot ones.
 """
 
@@ -7,13 +10,13 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import msgspec
 
-__all__ = ["BodyError", "Request", "Response", "json_response", "text_response"]
+__all__ = ["BodyError", "Request", "Response", "RsgiProtocol", "RsgiScope", "json_response", "text_response"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,6 +24,27 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _encode = msgspec.json.Encoder().encode
+
+
+class RsgiScope(Protocol):
+    """What capigate reads of granian's RSGI scope."""
+
+    proto: str
+    method: str
+    path: str
+    query_string: str
+    client: str
+
+    @property
+    def headers(self) -> Any: ...
+
+
+class RsgiProtocol(Protocol):
+    """What capigate uses of granian's RSGI HTTP protocol object."""
+
+    def __call__(self) -> Awaitable[bytes]: ...
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
 
 
 class BodyError(Exception):
@@ -37,18 +61,22 @@ class Request:
         "headers",
         "method",
         "path",
+        "proto",
         "query",
         "receive",
         "received_at_ms",
         "request_id",
+        "send",
         "started",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, request_id: str) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         self.started = time.perf_counter()
         self.received_at_ms = time.time_ns() // 1_000_000
         self.request_id = request_id
-        self.receive = receive
+        self.receive: Receive | None = receive
+        self.send: Send | None = send
+        self.proto: RsgiProtocol | None = None
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.headers: dict[str, str] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -57,27 +85,42 @@ class Request:
         client = scope.get("client")
         self.client_ip: str | None = client[0] if client else None
 
+    @classmethod
+    def from_rsgi(cls, scope: RsgiScope, proto: RsgiProtocol, request_id: str) -> Request:
+        request = cls.__new__(cls)
+        request.started = time.perf_counter()
+        request.received_at_ms = time.time_ns() // 1_000_000
+        request.request_id = request_id
+        request.receive, request.send, request.proto = None, None, proto
+        request.method, request.path = scope.method, scope.path
+        request.headers = dict(scope.headers.items())  # granian gives the names lower-cased
+        qs = scope.query_string
+        request.query = dict(parse_qsl(qs)) if qs else {}
+        request.client_ip = scope.client.rpartition(":")[0].strip("[]") or None
+        return request
+
     @property
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
+
+    async def answer(self, response: Response) -> None:
+        if self.proto is not None:
+            response.send_rsgi(self.proto)
+        else:
+            assert self.send is not None
+            await response.send(self.send)
 
     async def body(self, limit: int) -> bytes:
         """The body, inflated if gzip-encoded; BodyError past ``limit`` bytes either way."""
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        if self.proto is None:
+            body = await self._asgi_body(limit)
+        elif declared is not None and declared.isdigit():
+            body = await self.proto()  # the server reads no more than the declared length
+        else:
+            body = await self._rsgi_stream(self.proto, limit)
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             return _gunzip(body, limit)
@@ -86,6 +129,35 @@ class Request:
                 415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none"
             )
         return body
+
+    async def _asgi_body(self, limit: int) -> bytes:
+        assert self.receive is not None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    async def _rsgi_stream(proto: RsgiProtocol, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in proto:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(limit: int) -> BodyError:
+    return BodyError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
@@ -114,6 +186,10 @@ class Response:
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
+
+    def send_rsgi(self, proto: RsgiProtocol) -> None:
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.headers]
+        proto.response_bytes(self.status, headers, self.body)
 
 
 def json_response(status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
