@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bench.phases import WORKLOADS
+from bench.servers import CEILINGS
 
 __all__ = ["render"]
 
@@ -13,6 +15,12 @@ QUARTERS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NOISY_BACKGROUND_PCT = 15.0
 NOISY_STEAL_PCT = 5.0
 NOISY_LAG_MS = 20.0
+# What each row is compared with, and how the columns name it: the ASGI ceiling, which the
+# benchmark targets are defined against, then the RSGI one (the interface capigate serves).
+REFERENCES = (("ceiling", "ceiling"), ("ceiling-rsgi", "RSGI ceiling"))
+# A compared figure: its name in the column header, how to read it from a phase's "load",
+# and whether its ratio is shown as a percentage (else as a multiple).
+Compared = tuple[str, Callable[[dict[str, Any]], float | None], bool]
 
 
 def _n(value: float | None, digits: int = 1) -> str:
@@ -40,68 +48,115 @@ def _cpu(process: dict[str, Any]) -> str:
     return f"{server:.0f} · {machine:.0f} · {process['steal_pct']:.1f}"
 
 
-def _by(phases: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(p["workload"], p["target"]): p for p in phases}
+def _rps(load: dict[str, Any]) -> float | None:
+    rps: float | None = load.get("rps")
+    return rps
+
+
+def _p99(load: dict[str, Any]) -> float | None:
+    p99: float | None = load.get("latency_ms", {}).get("99")
+    return p99
+
+
+RPS: Compared = ("req/s", _rps, True)
+P99: Compared = ("p99", _p99, False)
+
+
+def _load_table(
+    phases: list[dict[str, Any]],
+    mode: str,
+    headers: list[str],
+    cells: Callable[[dict[str, Any]], list[str]],
+    compared: list[Compared],
+) -> list[str]:
+    """The rows of ``mode``'s phases: workload, server, ``cells(phase)``, then each compared
+    figure's ratio to each reference's (same workload, same run), reference by reference."""
+    vs = [f"{name} vs {label}" for _, label in REFERENCES for name, _, _ in compared]
+    rows = [
+        "| " + " | ".join(["workload", "server", *headers, *vs]) + " |",
+        "|---|---|" + "--:|" * (len(headers) + len(vs)),
+    ]
+    by = {(p["workload"], p["target"]): p for p in phases}
+    for (key, target), p in by.items():
+        if p["mode"] != mode:
+            continue
+        if "load" not in p:
+            rows.append(f"| {TITLES[key]} | {target} | failed: {_first_line(p)} |")
+            continue
+        references = [by.get((key, ref), {}).get("load", {}) for ref, _ in REFERENCES]
+        ratios = [
+            _ratio(figure(p["load"]), figure(ref), percent=percent)
+            for ref in references
+            for _, figure, percent in compared
+        ]
+        rows.append("| " + " | ".join([TITLES[key], target, *cells(p), *ratios]) + " |")
+    return rows
 
 
 def _throughput(phases: list[dict[str, Any]]) -> list[str]:
-    rows = [
-        "| workload | server | req/s | events/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |"
-        " socket errors | RSS MiB start → end (max) | CPU %: server · machine · steal |"
-        " req/s vs ceiling |"
-        " p99 vs ceiling |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    headers = [
+        "req/s",
+        "events/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "non-2xx",
+        "socket errors",
+        "RSS MiB start → end (max)",
+        "CPU %: server · machine · steal",
     ]
-    by = _by(phases)
-    for (key, target), p in by.items():
-        if p["mode"] != "wrk":
-            continue
-        if "load" not in p:
-            rows.append(f"| {TITLES[key]} | {target} | failed: {_first_line(p)} |")
-            continue
+
+    def cells(p: dict[str, Any]) -> list[str]:
         load, lat = p["load"], p["load"]["latency_ms"]
-        ceiling = by.get((key, "ceiling"), {}).get("load", {})
-        rps_ratio = _ratio(load["rps"], ceiling.get("rps"), percent=True)
-        p99_ratio = _ratio(lat["99"], ceiling.get("latency_ms", {}).get("99"), percent=False)
-        rows.append(
-            f"| {TITLES[key]} | {target} | {_n(load['rps'])} | {_n(load['events_per_s'])} "
-            f"| {_n(lat['50'], 2)} | {_n(lat['90'], 2)} | {_n(lat['99'], 2)} "
-            f"| {_n(lat['max'], 2)} | {load['non_2xx']} | {load['socket_errors']} "
-            f"| {_rss(p['process'])} | {_cpu(p['process'])} | {rps_ratio} | {p99_ratio} |"
-        )
-    return rows
+        return [
+            _n(load["rps"]),
+            _n(load["events_per_s"]),
+            *(_n(lat[q], 2) for q in ("50", "90", "99", "max")),
+            str(load["non_2xx"]),
+            str(load["socket_errors"]),
+            _rss(p["process"]),
+            _cpu(p["process"]),
+        ]
+
+    return _load_table(phases, "wrk", headers, cells, [RPS, P99])
 
 
 def _fixed_rate(phases: list[dict[str, Any]]) -> list[str]:
-    rows = [
-        "| workload | server | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms |"
-        " p99.9 ms | max ms | service p99 ms | errors | unfinished | RSS MiB start → end (max) |"
-        " CPU %: server · machine · steal | generator lag p99 ms | generator CPU % |"
-        " p99 vs ceiling |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    headers = [
+        "target req/s",
+        "achieved req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "service p99 ms",
+        "errors",
+        "unfinished",
+        "RSS MiB start → end (max)",
+        "CPU %: server · machine · steal",
+        "generator lag p99 ms",
+        "generator CPU %",
     ]
-    by = _by(phases)
-    for (key, target), p in by.items():
-        if p["mode"] != "rate":
-            continue
-        if "load" not in p:
-            rows.append(f"| {TITLES[key]} | {target} | failed: {_first_line(p)} |")
-            continue
+
+    def cells(p: dict[str, Any]) -> list[str]:
         load, lat = p["load"], p["load"]["latency_ms"]
-        ceiling = by.get((key, "ceiling"), {}).get("load", {})
-        p99_ratio = _ratio(lat.get("99"), ceiling.get("latency_ms", {}).get("99"), percent=False)
         bound = "≥ " if load["unfinished"] else ""
-        rows.append(
-            f"| {TITLES[key]} | {target} | {_n(load['target_rps'], 0)} "
-            f"| {_n(load['achieved_rps'])} | {bound}{_n(lat.get('50'), 2)} "
-            f"| {bound}{_n(lat.get('90'), 2)} | {bound}{_n(lat.get('99'), 2)} "
-            f"| {bound}{_n(lat.get('99.9'), 2)} | {bound}{_n(lat.get('max'), 2)} "
-            f"| {_n(load['service_ms'].get('99'), 2)} | {load['errors']} | {load['unfinished']} "
-            f"| {_rss(p['process'])} | {_cpu(p['process'])} "
-            f"| {_n(load['generator_lag_ms'].get('99'), 2)} | {_n(load['generator_cpu_pct'])} "
-            f"| {p99_ratio} |"
-        )
-    return rows
+        return [
+            _n(load["target_rps"], 0),
+            _n(load["achieved_rps"]),
+            *(bound + _n(lat.get(q), 2) for q in ("50", "90", "99", "99.9", "max")),
+            _n(load["service_ms"].get("99"), 2),
+            str(load["errors"]),
+            str(load["unfinished"]),
+            _rss(p["process"]),
+            _cpu(p["process"]),
+            _n(load["generator_lag_ms"].get("99"), 2),
+            _n(load["generator_cpu_pct"]),
+        ]
+
+    return _load_table(phases, "rate", headers, cells, [P99])
 
 
 def _storage(phases: list[dict[str, Any]]) -> list[str]:
@@ -165,7 +220,7 @@ def _warnings(phases: list[dict[str, Any]]) -> list[str]:
                 f"- {name}: the load generator ran {lag:.0f} ms late at p99: the machine, not "
                 "only the server, limited this phase."
             )
-        if p["target"] == "ceiling" and load.get("achieved_rps", 1e9) < 0.98 * load.get("target_rps", 0):
+        if p["target"] in CEILINGS and load.get("achieved_rps", 1e9) < 0.98 * load.get("target_rps", 0):
             out.append(
                 f"- {name}: even the empty app could not hold {load['target_rps']:,.0f} req/s "
                 "here: this rate is beyond this machine, so compare latencies with care."

@@ -1,11 +1,12 @@
-"""Benchmark capigate against the ceiling app, in one run, and write bench/results/latest.md.
+"""Benchmark capigate against the ceiling apps, in one run, and write bench/results/latest.md.
 
     bench/run.sh --target ceiling-only --quick     # harness smoke test, no capigate needed
-    bench/run.sh --quick                           # ~2 min: every workload, 10 s each
+    bench/run.sh --quick                           # ~4 min: every workload, 10 s each
     bench/run.sh                                   # full run: 300 s per capigate workload
 
-For each workload, the ceiling app and then capigate are started fresh (new temp config and
-db, new loopback port), driven, sampled and stopped. See bench/README.md for the figures.
+For each workload, the ASGI ceiling app, the RSGI one and then capigate are started fresh (new
+temp config and db, new loopback port), driven, sampled and stopped. See bench/README.md for
+the figures.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from typing import Any
 from bench.bodies import write_body_sets
 from bench.phases import WORKLOADS, LoadSettings, run_phase
 from bench.report import render
-from bench.servers import REPO, capigate_problem
+from bench.servers import CEILINGS, REPO, capigate_problem
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {
-    "all": ("ceiling", "capigate"),
-    "ceiling-only": ("ceiling",),
+    "all": (*CEILINGS, "capigate"),
+    "ceiling-only": tuple(CEILINGS),
     "capigate-only": ("capigate",),
 }
 
@@ -42,7 +43,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target", choices=list(TARGETS), default="all")
     p.add_argument("--quick", action="store_true", help="10 s per workload for every server")
     p.add_argument("--duration", type=int, default=300, help="seconds per capigate workload")
-    p.add_argument("--ceiling-duration", type=int, default=60, help="seconds per ceiling workload")
+    p.add_argument("--ceiling-duration", type=int, default=60, help="seconds per workload, each ceiling")
     p.add_argument(
         "--workloads",
         default=",".join(w.key for w in WORKLOADS),
@@ -98,7 +99,7 @@ def _machine(args: argparse.Namespace) -> dict[str, Any]:
         "server workers": args.workers,
         "wrk": f"{_tool_version(['wrk', '-v']).split(' [')[0]}, {args.threads} threads, {args.connections} connections",
         "fixed rate req/s": args.rate,
-        "durations": f"capigate {args.duration} s, ceiling {args.ceiling_duration} s per workload",
+        "durations": f"capigate {args.duration} s, each ceiling {args.ceiling_duration} s per workload",
         "bodies": f"W1 {args.batches} distinct 100-event batches, W2 {args.singles} distinct "
         f"bodies per API, users drawn from {args.population:,}",
     }
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         phases = []
         for work in (w for w in WORKLOADS if w.key in chosen):
             for target in targets:
-                duration = args.ceiling_duration if target == "ceiling" else args.duration
+                duration = args.ceiling_duration if target in CEILINGS else args.duration
                 print(f"bench: {work.key} / {target}: {duration}s ...", flush=True)
                 phase = run_phase(
                     target,

@@ -1,4 +1,4 @@
-"""Start and stop the servers under test: the ceiling app and capigate, on 127.0.0.1 only."""
+"""Start and stop the servers under test: the ceiling apps and capigate, on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ __all__ = [
     "AF_PATH",
     "AXON_HEADER",
     "AXON_PATH",
+    "CEILINGS",
     "CONFIG_TOML",
     "HOST",
     "REPO",
@@ -52,9 +53,15 @@ profile = "standard"
 app_id = "com.example.bench"
 keys = ["afkey"]
 """
-# Keep in step with how `capigate serve` configures Granian (capigate/cli.py), so the two
-# servers differ only in the app they run.
+# Keep in step with how `capigate serve` configures Granian (capigate/cli.py), so the servers
+# differ only in the app they run (and, for the ASGI ceiling, the interface).
 CEILING_GRANIAN_ARGS = ("--no-access-log", "--backlog", "2048")
+# The empty apps, by target: (granian interface, app). "ceiling" (ASGI) is the reference the
+# benchmark targets are defined against; "ceiling-rsgi" runs the interface `capigate serve` runs.
+CEILINGS = {
+    "ceiling": ("asgi", "bench.ceiling_app:app"),
+    "ceiling-rsgi": ("rsgi", "bench.ceiling_app:rsgi_app"),
+}
 
 
 PR_SET_PDEATHSIG = 1
@@ -102,13 +109,14 @@ def free_port() -> int:
 
 
 def _command(target: str, port: int, workers: int, workdir: Path) -> list[str]:
-    if target == "ceiling":
+    if target in CEILINGS:
+        interface, app = CEILINGS[target]
         return [
             sys.executable,
             "-m",
             "granian",
             "--interface",
-            "asgi",
+            interface,
             "--host",
             HOST,
             "--port",
@@ -118,7 +126,7 @@ def _command(target: str, port: int, workers: int, workdir: Path) -> list[str]:
             "--working-dir",
             str(REPO),
             *CEILING_GRANIAN_ARGS,
-            "bench.ceiling_app:app",
+            app,
         ]
     exe = _capigate_exe()
     if exe is None:
@@ -169,7 +177,7 @@ def _healthy(port: int) -> bool:
 def start_server(
     target: str, *, port: int, workers: int, workdir: Path, timeout_s: float = 30.0
 ) -> subprocess.Popen[bytes]:
-    """Start ``target`` ("ceiling" or "capigate") and wait until GET /healthz answers 200."""
+    """Start ``target`` (one of CEILINGS, or "capigate") and wait until GET /healthz answers 200."""
     log = workdir / f"{target}.log"
     cmd = _command(target, port, workers, workdir)
     with log.open("wb") as out:
