@@ -40,7 +40,7 @@ from capigate.store.base import OutboxDepth, RequestRecord
 
 __all__ = ["CONTENT_TYPE", "FLUSH_INTERVAL_S", "LATENCY_BUCKETS_MS", "Metrics", "shared_dir"]
 
-CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 1.0
 LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 UNKNOWN_SOURCE = "unknown"

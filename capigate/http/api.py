@@ -164,7 +164,7 @@ def _deny(request: Request, gateway: Gateway) -> Response | None:
     if is_admin(request, gateway):
         return None
     body = ErrorBody(error="unauthorized", message="send Authorization: Bearer <admin_token>")
-    return json_response(401, body, [(b"www-authenticate", b'Bearer realm="capigate admin"')])
+    return json_response(401, body, [("www-authenticate", 'Bearer realm="capigate admin"')])
 
 
 def _bad_query(report: Report) -> Response:

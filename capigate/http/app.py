@@ -69,7 +69,7 @@ async def _openapi(request: Request, gateway: Gateway, outcome: Outcome) -> Resp
 async def _metrics(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     depths = await outbox_depths(gateway)
     text = gateway.metrics.exposition(depths, time.time_ns() // 1_000_000)
-    return Response(200, text, CONTENT_TYPE, [(b"cache-control", b"no-store")])
+    return Response(200, text, CONTENT_TYPE, [("cache-control", "no-store")])
 
 
 ROUTES: dict[tuple[str, str], Handler] = {

@@ -109,11 +109,11 @@ def _error_code(outcome: Outcome) -> str:
     return outcome.problems[0].code if outcome.problems else "bad_request"
 
 
-def _warning_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
+def _warning_headers(outcome: Outcome) -> list[tuple[str, str]]:
     if not outcome.warnings:
         return []
     codes = ",".join(sorted({w.code for w in outcome.warnings}))
-    headers = [(b"x-capigate-warnings", codes.encode())]
+    headers = [("x-capigate-warnings", codes)]
     if any(w.code == SILENT_DROP.code for w in outcome.warnings):
-        headers.append((b"x-capigate-dropped", b"ios app id without 'id' prefix: event not recorded"))
+        headers.append(("x-capigate-dropped", "ios app id without 'id' prefix: event not recorded"))
     return headers

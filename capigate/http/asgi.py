@@ -177,24 +177,24 @@ class Response:
     __slots__ = ("body", "headers", "status")
 
     def __init__(
-        self, status: int, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] | None = None
+        self, status: int, body: bytes, content_type: str, headers: list[tuple[str, str]] | None = None
     ) -> None:
         self.status = status
         self.body = body
-        self.headers = [(b"content-type", content_type), *(headers or [])]
+        self.headers = [("content-type", content_type), *(headers or [])]
 
     async def send(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
     def send_rsgi(self, proto: RsgiProtocol) -> None:
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.headers]
-        proto.response_bytes(self.status, headers, self.body)
+        proto.response_bytes(self.status, self.headers, self.body)
 
 
-def json_response(status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-    return Response(status, _encode(content), b"application/json", headers)
+def json_response(status: int, content: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, _encode(content), "application/json", headers)
 
 
-def text_response(status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-    return Response(status, text.encode(), b"text/plain; charset=utf-8", headers)
+def text_response(status: int, text: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, text.encode(), "text/plain; charset=utf-8", headers)

@@ -94,5 +94,5 @@ def _authorised(header: str | None, pixel: AxonPixel | None) -> bool:
 def _error(status: int, code: str, message: str, outcome: Outcome, problems: list[Problem] | None = None) -> Response:
     outcome.problems = problems or [Problem("", code, message)]
     body = ErrorBody(error=code, message=message, problems=outcome.problems, warnings=outcome.warnings)
-    headers = [(b"www-authenticate", b'Bearer realm="capigate"')] if status == 401 else None
+    headers = [("www-authenticate", 'Bearer realm="capigate"')] if status == 401 else None
     return json_response(status, body, headers)

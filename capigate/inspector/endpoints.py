@@ -79,7 +79,7 @@ async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> R
         dedupe_retention_days=gateway.config.store.dedupe_retention_days,
         now=now,
     )
-    return json_response(200, page, [(b"cache-control", b"no-store")])
+    return json_response(200, page, [("cache-control", "no-store")])
 
 
 async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -103,7 +103,7 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     buckets = await gateway.store.query_stats(source, since_ms=since, until_ms=until, bucket_ms=bucket)
     relay = await outbox_depths(gateway)
     page = StatsPage(since=since, until=until, bucket_ms=bucket, buckets=buckets, relay=relay, now=now)
-    return json_response(200, page, [(b"cache-control", b"no-store")])
+    return json_response(200, page, [("cache-control", "no-store")])
 
 
 async def outbox_depths(gateway: Gateway) -> list[OutboxDepth] | None:
@@ -144,4 +144,4 @@ async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) 
     )
     if answer is None:
         return _invalid([Problem("source", "unknown_source", f"no pixel or app {ask.source!r} is configured")])
-    return json_response(200, answer, [(b"cache-control", b"no-store")])
+    return json_response(200, answer, [("cache-control", "no-store")])

@@ -23,17 +23,17 @@ from capigate.inspector.session import clear_cookie, has_session, session_cookie
 __all__ = ["ASSETS", "get_asset", "get_page", "post_login", "post_logout"]
 
 _CSP = (
-    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _HTML_HEADERS = [
-    (b"content-security-policy", _CSP),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
-    (b"x-frame-options", b"DENY"),
+    ("content-security-policy", _CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+    ("x-frame-options", "DENY"),
 ]
-ASSETS = {"/inspector/inspector.js": b"text/javascript; charset=utf-8", "/inspector/inspector.css": b"text/css"}
+ASSETS = {"/inspector/inspector.js": "text/javascript; charset=utf-8", "/inspector/inspector.css": "text/css"}
 
 
 @cache
@@ -49,11 +49,11 @@ def _asset_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def _html(status: int, template: str, extra: list[tuple[bytes, bytes]] | None = None, **values: str) -> Response:
+def _html(status: int, template: str, extra: list[tuple[str, str]] | None = None, **values: str) -> Response:
     text = Template(_file(f"templates/{template}").decode()).substitute(
         version=__version__, assets=_asset_version(), **values
     )
-    return Response(status, text.encode(), b"text/html; charset=utf-8", [*_HTML_HEADERS, *(extra or [])])
+    return Response(status, text.encode(), "text/html; charset=utf-8", [*_HTML_HEADERS, *(extra or [])])
 
 
 def _login_page(status: int, error: str) -> Response:
@@ -79,19 +79,19 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
         return _login_page(401, '<p class="error" role="alert">Wrong admin token.</p>')
     secure = request.headers.get("x-forwarded-proto", "").lower() == "https"
-    headers = [(b"location", b"/"), (b"set-cookie", session_cookie(expected, secure=secure)), *_HTML_HEADERS]
-    return Response(303, b"", b"text/plain; charset=utf-8", headers)
+    headers = [("location", "/"), ("set-cookie", session_cookie(expected, secure=secure)), *_HTML_HEADERS]
+    return Response(303, b"", "text/plain; charset=utf-8", headers)
 
 
 async def post_logout(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "inspector"
-    headers = [(b"location", b"/"), (b"set-cookie", clear_cookie()), *_HTML_HEADERS]
-    return Response(303, b"", b"text/plain; charset=utf-8", headers)
+    headers = [("location", "/"), ("set-cookie", clear_cookie()), *_HTML_HEADERS]
+    return Response(303, b"", "text/plain; charset=utf-8", headers)
 
 
 async def get_asset(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "inspector"
     content_type = ASSETS[request.path]
-    caching = b"public, max-age=31536000, immutable" if request.query.get("v") == _asset_version() else b"no-cache"
-    headers = [(b"cache-control", caching), (b"x-content-type-options", b"nosniff")]
+    caching = "public, max-age=31536000, immutable" if request.query.get("v") == _asset_version() else "no-cache"
+    headers = [("cache-control", caching), ("x-content-type-options", "nosniff")]
     return Response(200, _file("static/" + request.path.rsplit("/", 1)[1]), content_type, headers)

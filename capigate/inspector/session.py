@@ -42,11 +42,11 @@ def has_session(method: str, headers: dict[str, str], admin_token: str) -> bool:
     return morsel is not None and hmac.compare_digest(morsel.value.encode(), _session_value(admin_token).encode())
 
 
-def session_cookie(admin_token: str, *, secure: bool) -> bytes:
+def session_cookie(admin_token: str, *, secure: bool) -> str:
     flags = "; Secure" if secure else ""
     value = _session_value(admin_token)
-    return f"{COOKIE}={value}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Strict{flags}".encode()
+    return f"{COOKIE}={value}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Strict{flags}"
 
 
-def clear_cookie() -> bytes:
-    return f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict".encode()
+def clear_cookie() -> str:
+    return f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
