@@ -19,7 +19,7 @@ import msgspec
 
 from capigate.errors import Problem
 
-__all__ = ["Report", "check_struct", "did_you_mean", "join"]
+__all__ = ["Report", "check_struct", "did_you_mean", "join", "top_key"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -53,6 +53,11 @@ def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else key
+
+
+def top_key(path: str) -> str:
+    """The first key of a path: ``eventValue`` of ``eventValue.items[0].email``."""
+    return path.split(".", 1)[0].split("[", 1)[0]
 
 
 def check_struct(raw: Any, kind: type[S], path: str, report: Report) -> S | None:

@@ -14,6 +14,7 @@ import phonenumbers
 
 __all__ = [
     "InvalidIdentifier",
+    "contains_email",
     "hash_email",
     "hash_name",
     "hash_phone",
@@ -40,6 +41,12 @@ def is_sha256_hex(value: str) -> bool:
 
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def contains_email(text: str) -> bool:
+    """Whether ``text`` holds something shaped like an email address (local@domain.tld)
+    anywhere in it: the same shape ``normalise_email`` accepts, found inside free text."""
+    return "@" in text and _EMAIL.search(text) is not None
 
 
 def normalise_email(raw: str) -> str:

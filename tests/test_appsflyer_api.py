@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,6 +173,49 @@ def test_plain_email_and_phone_in_hashed_fields_are_hashed_and_warned(server: Se
     assert row["payload"]["email_hashed"] == hashlib.sha256(b"shopper@example.com").hexdigest()
     assert row["payload"]["phone_number_hashed"] == hashlib.sha256(b"16505551212").hexdigest()
     assert "Shopper" not in r.text and "555-1212" not in r.text
+
+
+def test_plain_email_in_event_value_never_reaches_the_store_journal_or_log(fresh_server: Server) -> None:
+    email, phone = "Jane.Roe+Shop@Example.org", "+44 20 7946 0958"
+    value = {"af_revenue": "9.99", "af_content_id": email, "buyer": {"email": email, "phone": phone, "tier": "gold"}}
+    body = event(eventValue=json.dumps(value), custom_data=json.dumps({"contact": email}))
+    plain = post(fresh_server, body)
+    assert (plain.status_code, plain.text) == (200, "OK")
+    assert "plain_pii_dropped" in plain.headers["x-capigate-warnings"]
+    r = post(fresh_server, {**body, "customer_user_id": "cu-json"}, headers={**KEY, "Accept": "application/json"})
+    assert r.status_code == 200 and r.json()["stored"] == 1
+    warned = paths(r.json(), "warnings")
+    for path in ("eventValue.af_content_id", "eventValue.buyer.email", "eventValue.buyer.phone", "custom_data.contact"):
+        assert warned[path] == "plain_pii_dropped"
+    [row] = stored(fresh_server, "com.example.shop", body["customer_user_id"])
+    assert row["payload"]["eventValue"] == {"af_revenue": "9.99", "buyer": {"tier": "gold"}}
+    assert row["payload"]["custom_data"] == {}
+    assert len(journal(fresh_server)) >= 1
+    with fresh_server.admin() as c:
+        haystacks = {
+            "response": plain.text + r.text + str(r.headers),
+            "events": c.get("/api/events", params={"limit": 100}).text,
+            "journal": c.get("/api/requests", params={"limit": 100}).text,
+        }
+    fresh_server.stop()  # flush and close the store before reading its files
+    haystacks["log"] = fresh_server.output()
+    for db_file in Path(fresh_server.db).parent.glob("capigate.db*"):
+        haystacks[db_file.name] = db_file.read_bytes().decode("latin-1")
+    for where, text in haystacks.items():
+        for needle in ("Example.org", "example.org", "Jane.Roe", "7946"):
+            assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_dedupe_on_af_order_id_works_beside_a_dropped_parameter(server: Server) -> None:
+    order = f"o-{time.time_ns()}"
+    body = event(eventValue=json.dumps({"af_order_id": order, "email": "jane@example.org"}))
+    headers = {"authentication": "af-orders-key", "Accept": "application/json"}
+    first = post(server, body, path="/inappevent/com.example.orders", headers=headers)
+    second = post(server, body, path="/inappevent/com.example.orders", headers=headers)
+    assert paths(first.json(), "warnings")["eventValue.email"] == "plain_pii_dropped"
+    assert (first.json()["stored"], second.json()["duplicates"]) == (1, 1)
+    [row] = stored(server, "com.example.orders", body["customer_user_id"])
+    assert row["dedupe_id"] == order and row["payload"]["eventValue"] == {"af_order_id": order}
 
 
 def test_event_time_absent_means_arrival_time(server: Server) -> None:

@@ -26,6 +26,7 @@ from capigate.appsflyer import (
     schema,
 )
 from capigate.errors import Problem
+from capigate.relay.destinations import appsflyer_body
 
 FIXTURES = Path(__file__).parent / "fixtures" / "appsflyer"
 IOS_APP = "id1440123456"
@@ -775,6 +776,175 @@ def test_customer_user_id_that_looks_like_an_email_is_warned() -> None:
     assert_accepted(result)
     assert ("customer_user_id", "pii_in_customer_user_id") in codes(result.warnings)
     assert "jane.roe" not in msgspec.json.encode(result.warnings).decode()
+
+
+# --- personal data inside eventValue and custom_data ------------------------------------
+
+JANE = "jane.roe@example.org"
+
+
+def stored_event_value(result: InAppCheck) -> str:
+    """eventValue as the relay sends it to AppsFlyer: a string again."""
+    assert result.event is not None, result.problems
+    relayed: str = json.loads(appsflyer_body(result.event.payload))["eventValue"]
+    return relayed
+
+
+def everything(result: InAppCheck) -> str:
+    """Every output of a check: problems, warnings, the event and its payload."""
+    outputs = [msgspec.json.encode(result).decode()]
+    if result.event is not None:
+        outputs.append(result.event.payload.decode())
+    return "\n".join(outputs)
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["typed_decode", "field_by_field"])
+def test_personal_key_in_event_value_is_dropped_at_any_depth(slow: bool) -> None:
+    value = {
+        "af_revenue": "9.99",
+        "email": JANE,
+        "buyer": {"tier": "gold", "phone": "+44 20 7946 0958", "Last_Name": "Roebuck"},
+        "items": [{"sku": "s-1", "e-mail": JANE}],
+    }
+    event = base(eventValue=json.dumps(value))
+    if slow:
+        event["extra_ref"] = "r-1"  # an unknown top-level key: the body takes the slower path
+    result = check(event)
+    assert_accepted(result)
+    dropped = {("eventValue.email", "plain_pii_dropped")}
+    dropped |= {("eventValue.buyer.phone", "plain_pii_dropped"), ("eventValue.buyer.Last_Name", "plain_pii_dropped")}
+    dropped |= {("eventValue.items[0].e-mail", "plain_pii_dropped")}
+    assert dropped <= codes(result.warnings)
+    assert payload(result)["eventValue"] == {"af_revenue": "9.99", "buyer": {"tier": "gold"}, "items": [{"sku": "s-1"}]}
+    out = everything(result)
+    assert "example.org" not in out and "7946" not in out and "Roebuck" not in out
+
+
+def test_dropped_parameter_warning_names_it_and_says_event_value_is_stored_without_it() -> None:
+    result = check(base(eventValue=json.dumps({"email": JANE})))
+    [warning] = [w for w in result.warnings if w.code == "plain_pii_dropped"]
+    assert warning.path == "eventValue.email"
+    assert "`email`" in warning.message and "eventValue is stored and relayed without it" in warning.message
+    assert "jane" not in warning.message
+
+
+def test_email_under_a_harmless_key_in_event_value_is_dropped() -> None:
+    value = {"af_content_id": JANE, "af_content_type": "shoes", "note": f"contact {JANE} asap"}
+    result = check(base(eventValue=json.dumps(value)))
+    assert_accepted(result)
+    assert codes(result.warnings) == {
+        ("eventValue.af_content_id", "plain_pii_dropped"),
+        ("eventValue.note", "plain_pii_dropped"),
+    }
+    assert "holds an email address" in result.warnings[0].message
+    assert payload(result)["eventValue"] == {"af_content_type": "shoes"}
+    assert "example.org" not in everything(result)
+
+
+def test_email_in_an_array_is_replaced_by_null_so_parallel_arrays_stay_aligned() -> None:
+    value = {"af_content_id": ["sku-1", JANE, "sku-3"], "af_price": [1, 2, 3], "af_quantity": [1, 1, 2]}
+    result = check(base(eventValue=json.dumps(value)))
+    assert_accepted(result)
+    assert codes(result.warnings) == {("eventValue.af_content_id[1]", "plain_pii_dropped")}
+    assert payload(result)["eventValue"] == {**value, "af_content_id": ["sku-1", None, "sku-3"]}
+    assert "example.org" not in everything(result)
+
+
+def test_key_that_is_an_email_address_is_dropped_without_showing_it() -> None:
+    result = check(base(eventValue=json.dumps({"referrers": {JANE: 3}, "af_level": "2"})))
+    assert_accepted(result)
+    assert codes(result.warnings) == {("eventValue.referrers.<email address>", "plain_pii_dropped")}
+    assert payload(result)["eventValue"] == {"referrers": {}, "af_level": "2"}
+    assert "example.org" not in everything(result)
+
+
+def test_top_level_key_that_is_an_email_address_is_dropped_without_showing_it() -> None:
+    result = check(base(**{JANE: "subscriber"}))
+    assert_accepted(result)
+    assert codes(result.warnings) == {("<email address>", "plain_pii_dropped")}
+    assert "example.org" not in everything(result)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"af_order_id": "+14155550123", "af_receipt_id": "4155550123", "af_content_id": "0044 20 7946 0958"},
+        {"email": sha256("jane.roe@example.org"), "phone_number": SHA_UPPER},
+        {"af_content": "2 @ 5.00", "handle": "@jane", "af_description": "at example.org"},
+    ],
+    ids=["phone_shaped_ids", "hashed_under_personal_keys", "not_emails"],
+)
+def test_harmless_values_in_event_value_are_kept(value: dict[str, Any]) -> None:
+    result = check(base(eventValue=json.dumps(value)))
+    assert_accepted(result)
+    assert result.warnings == []
+    assert payload(result)["eventValue"] == value
+
+
+def test_event_value_without_personal_data_is_relayed_as_sent() -> None:
+    sent = '{"af_revenue":"9.99","af_currency":"EUR","af_content_id":["a","b"],"meta":{"n":1}}'
+    result = check(base(eventValue=sent))
+    assert_accepted(result)
+    assert stored_event_value(result) == sent
+
+
+def test_event_value_with_personal_data_is_relayed_re_encoded_without_it() -> None:
+    sent = '{ "af_revenue": "9.99", "email": "jane.roe@example.org", "af_content_id": "c-1" }'
+    result = check(base(eventValue=sent, eventCurrency="EUR"))
+    assert_accepted(result)
+    assert stored_event_value(result) == msgspec.json.encode({"af_revenue": "9.99", "af_content_id": "c-1"}).decode()
+
+
+def test_event_value_sent_as_an_object_is_scanned_too() -> None:
+    result = check(base(eventValue={"af_content_id": "c-1", "buyer": {"email": JANE}}))
+    assert_accepted(result)
+    assert {("eventValue", "event_value_not_stringified"), ("eventValue.buyer.email", "plain_pii_dropped")} <= codes(
+        result.warnings
+    )
+    assert payload(result)["eventValue"] == {"af_content_id": "c-1", "buyer": {}}
+
+
+def test_event_value_rules_still_see_the_parameters_around_a_dropped_one() -> None:
+    value = {"af_revenue": "9.99", "af_currency": "eur", "email": JANE}
+    result = check(base(eventValue=json.dumps(value)))
+    assert_accepted(result)
+    assert {("eventValue.af_currency", "currency_not_upper_case"), ("eventValue.email", "plain_pii_dropped")} <= codes(
+        result.warnings
+    )
+    assert payload(result)["eventValue"] == {"af_revenue": "9.99", "af_currency": "EUR"}
+    refused = check(base(eventValue=json.dumps({"af_revenue": "$9", "email": JANE})))
+    assert_refused(refused, "eventValue.af_revenue", "not_numeric")
+    assert "example.org" not in everything(refused)
+    no_currency = check(base(eventValue=json.dumps({"af_revenue": "1", "phone": "+14155550123"})))
+    assert ("eventCurrency", "revenue_without_currency") in codes(no_currency.warnings)
+
+
+def test_dedupe_on_af_order_id_still_works_beside_a_dropped_parameter() -> None:
+    value = json.dumps({"af_order_id": "A-1", "email": JANE})
+    result = check(base(eventValue=value), dedupe_key="af_order_id")
+    assert ("eventValue.email", "plain_pii_dropped") in codes(result.warnings)
+    assert result.event is not None and result.event.dedupe_id == "A-1"
+
+
+def test_order_id_holding_an_email_is_dropped_and_not_deduplicated_on() -> None:
+    result = check(base(eventValue=json.dumps({"af_order_id": JANE})), dedupe_key="af_order_id")
+    assert_accepted(result)
+    assert ("eventValue.af_order_id", "plain_pii_dropped") in codes(result.warnings)
+    assert result.event is not None and result.event.dedupe_id is None
+    assert "example.org" not in everything(result)
+
+
+@pytest.mark.parametrize("stringified", [True, False])
+def test_personal_data_in_custom_data_is_dropped(stringified: bool) -> None:
+    value = {"key_group": {"contact_email": JANE, "key_a1": "value a1"}, "ref": JANE, "key_b": "value b"}
+    result = check(base(custom_data=json.dumps(value) if stringified else value))
+    assert_accepted(result)
+    assert {
+        ("custom_data.key_group.contact_email", "plain_pii_dropped"),
+        ("custom_data.ref", "plain_pii_dropped"),
+    } <= codes(result.warnings)
+    assert payload(result)["custom_data"] == {"key_group": {"key_a1": "value a1"}, "key_b": "value b"}
+    assert "example.org" not in everything(result)
 
 
 # --- unknown fields -------------------------------------------------------------------------

@@ -29,8 +29,12 @@ pii_in_customer_user_id, unknown_field, plain_pii_dropped, platform_mismatch,
 recommended_field_missing.
 
 No message repeats the value of a personal identifier, and a plain one never reaches the
-payload: ``*_hashed`` values are hashed, unknown top-level keys that look like personal data
-are dropped.
+payload: ``*_hashed`` values are hashed; unknown top-level keys that look like personal data
+are dropped; so is, at any depth inside eventValue and custom_data, a key that looks like
+personal data or a string holding an email address (``plain_pii_dropped``, at its path, such
+as ``eventValue.buyer.email``). A SHA-256 hex value is never taken for personal data. Phone
+numbers are only recognised by their key (``phone``): under a harmless key, a string of digits
+is far more often an order or content id, and dropping those would lose real data.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any, Final
 import msgspec
 import msgspec.inspect as mi
 
+from capigate.appsflyer.personal import looks_personal, shown_key, without_personal
 from capigate.appsflyer.schema import (
     ANDROID_ONLY_FIELDS,
     APPSFLYER_ID_MISSING,
@@ -60,10 +65,11 @@ from capigate.appsflyer.schema import (
     format_event_time,
     parse_event_time,
 )
-from capigate.checking import Report, check_struct, did_you_mean, join
+from capigate.checking import Report, check_struct, did_you_mean, join, top_key
 from capigate.errors import Problem
 from capigate.identity import (
     InvalidIdentifier,
+    contains_email,
     hash_email,
     hash_name,
     hash_phone,
@@ -98,8 +104,6 @@ _NUMERIC = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"-?\d+")
 _HEX = re.compile(r"[0-9A-Fa-f]{32,}")
 _NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '\u2019.\-])*")
-_EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_PII_KEY = re.compile(r"e-?mail|phone|first_?name|last_?name|surname", re.IGNORECASE)
 _IOS_APP_ID = re.compile(r"(?:id)?\d+")
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(r"\.".join([_OCTET] * 4))
@@ -180,7 +184,7 @@ def _check_field_by_field(body: bytes, app_id: str, received_at_ms: int, dedupe_
     if known.get("appsflyer_id") in (None, ""):
         known.pop("appsflyer_id", None)  # reported as missing, as AppsFlyer does
     check_struct(known, InAppEvent, "", report)
-    failed = {_top_key(p.path) for p in report.problems}
+    failed = {top_key(p.path) for p in report.problems}
     values = {k: raw[k] for k in known if k not in failed and raw[k] is not None}
     kept = _unknown_top_level(unknown, report)
     return _finish(values, known, kept, report, app_id, received_at_ms, dedupe_key)
@@ -235,25 +239,18 @@ def _split(raw: dict[str, Any], shape: _Shape, path: str, report: Report) -> tup
 def _unknown_top_level(unknown: dict[str, Any], report: Report) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     for key, value in unknown.items():
-        if _looks_personal(key, value):
+        if looks_personal(key, value):
+            shown = shown_key(key)
             report.warn(
-                key,
+                shown,
                 "plain_pii_dropped",
-                f"`{key}` is not an AppsFlyer field and looks like personal data: it was dropped "
+                f"`{shown}` is not an AppsFlyer field and looks like personal data: it was dropped "
                 "(send email and phone hashed, in email_hashed and phone_number_hashed)",
             )
             continue
         report.warn(key, "unknown_field", _unknown_message(key, _SHAPE.fields))
         kept[key] = value
     return kept
-
-
-def _looks_personal(key: str, value: Any) -> bool:
-    if isinstance(value, str) and is_sha256_hex(value.strip()):
-        return False
-    if _PII_KEY.search(key):
-        return True
-    return isinstance(value, str) and _EMAIL_LIKE.search(value) is not None
 
 
 def _unknown_message(key: str, known: frozenset[str]) -> str:
@@ -267,10 +264,6 @@ def _suggest(key: str, known: frozenset[str]) -> str:
         if name.lower() == lowered:
             return f" (did you mean {name!r}?)"
     return did_you_mean(key, known)
-
-
-def _top_key(path: str) -> str:
-    return path.split(".", 1)[0].split("[", 1)[0]
 
 
 # --- the rules past the schema, shared by both paths --------------------------------------
@@ -396,7 +389,6 @@ def _event_value(key: str, value: str | dict[str, Any], ctx: _Context) -> Any:
     parsed = _stringified(key, value, ctx)
     if parsed is None:
         return value
-    ctx.event_value = parsed
     fixed: dict[str, Any] = {}
     for name, item in parsed.items():
         if name[:3].lower() != "af_":
@@ -414,7 +406,11 @@ def _event_value(key: str, value: str | dict[str, Any], ctx: _Context) -> Any:
                 f"not start with af_{_suggest(name, RESERVED_EVENT_VALUE_KEYS)}",
             )
     parsed.update(fixed)
-    return parsed
+    # The rules above saw every parameter; what is stored, relayed and deduplicated on is
+    # what is left once personal data is dropped.
+    kept: dict[str, Any] = without_personal(parsed, key, ctx.report)
+    ctx.event_value = kept
+    return kept
 
 
 def _is_number(value: Any) -> bool:
@@ -573,11 +569,11 @@ def _consent_data(key: str, value: dict[str, Any], ctx: _Context) -> dict[str, A
 
 def _custom_data(key: str, value: str | dict[str, Any], ctx: _Context) -> Any:
     parsed = _stringified(key, value, ctx)
-    return value if parsed is None else parsed
+    return value if parsed is None else without_personal(parsed, key, ctx.report)
 
 
 def _customer_user_id(key: str, value: str, ctx: _Context) -> str:
-    if "@" in value and _EMAIL_LIKE.search(value):
+    if contains_email(value):
         ctx.report.warn(
             key,
             "pii_in_customer_user_id",
@@ -681,6 +677,7 @@ def _platform_of(app_id: str) -> str | None:
 
 
 def _dedupe_id(event_value: dict[str, Any] | None, dedupe_key: str | None) -> str | None:
+    """From the eventValue as stored: never from a parameter dropped as personal data."""
     if dedupe_key is None or event_value is None:
         return None
     value = event_value.get(dedupe_key)
