@@ -58,7 +58,7 @@ def normalise_email(raw: str) -> str:
 
 @lru_cache(maxsize=65536)
 def _parse_phone(raw: str, region: str | None) -> tuple[str, bool]:
-    """``normalise_phone``'s answer, cached because parsing costs ~20 µs."""
+    """``normalise_phone``'s answer. Not cached: a cache would keep plain phone numbers in memory."""
     text = _PHONE_NOISE.sub("", raw.strip())
     if text.startswith("00"):
         text = "+" + text[2:]
