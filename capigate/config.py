@@ -68,6 +68,8 @@ class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     dedupe_retention_days: PositiveFloat = 30.0
     journal_retention_days: PositiveFloat = 7.0
     journal_max_rows: Positive = 1_000_000
+    # Accepted events, unless still waiting to be relayed (pending or dead); inf: for ever.
+    event_retention_days: PositiveFloat = 30.0
 
 
 class AxonPixel(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -192,6 +194,7 @@ admin_token = "{admin}"   # guards /api/* and the inspector
 # url = "capigate.db"          # or postgresql://user@host/db
 # dedupe_retention_days = 30
 # journal_retention_days = 7
+# event_retention_days = 30    # inf keeps events for ever
 
 [[axon.pixels]]
 pixel_id = "px_demo"

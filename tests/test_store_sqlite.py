@@ -1,24 +1,29 @@
 """What is particular to the SQLite store's writes: the schema-3 index of stored events, NULLs
-bound as 0, and the lock file that queues the writers of several processes on one database."""
+bound as 0, and the lock file that queues the writers of several processes on one database
+(and that a writer waits for the busy timeout at most)."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
 import os
+import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from capigate.store import EventQuery, NewEvent, SQLiteStore
-from capigate.store import sqlite as sqlite_module
+from capigate.errors import StoreError
+from capigate.store import EventQuery, IngestResult, NewEvent, SQLiteStore
+from capigate.store.sqlite_lock import ProcessLock
 from tests.storekit import run
 
 T0 = 1_700_000_000_000
@@ -191,7 +196,7 @@ def test_the_writer_waits_on_the_lock_file_and_writes_as_soon_as_it_is_free(tmp_
 def test_a_forked_child_lets_go_of_the_lock_its_parent_held(tmp_path: Path) -> None:
     import fcntl
 
-    lock = sqlite_module._ProcessLock.beside(tmp_path / "f.db")
+    lock = ProcessLock.beside(tmp_path / "f.db", 5.0)
     lock.__enter__()
     ready, tell = os.pipe()
     child = os.fork()
@@ -211,6 +216,80 @@ def test_a_forked_child_lets_go_of_the_lock_its_parent_held(tmp_path: Path) -> N
         os.waitpid(child, 0)
         os.close(ready)
         os.close(tell)
+
+
+_HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+@contextmanager
+def stopped_lock_holder(lock_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process that takes the writer lock, then is stopped (SIGSTOP) holding it, as a
+    process in a debugger would be; killed on the way out."""
+    with subprocess.Popen([sys.executable, "-c", _HOLD, str(lock_path)], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+            holder.send_signal(signal.SIGSTOP)
+            yield holder
+        finally:
+            holder.kill()
+
+
+@posix_only
+def test_a_writer_fails_with_a_store_error_after_the_busy_timeout_while_a_stopped_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "s.db", busy_timeout_ms=500)
+    run(store.open())
+
+    async def ingest_three() -> list[BaseException | IngestResult]:
+        batches = ([new_event(n)] for n in range(3))  # one group: each fails as BEGIN IMMEDIATE would
+        return await asyncio.gather(
+            *(store.ingest(b, request_id="r", received_at_ms=T0) for b in batches), return_exceptions=True
+        )
+
+    try:
+        with stopped_lock_holder(tmp_path / "s.db-writer.lock") as holder:
+            started = time.perf_counter()
+            failures = run(ingest_three())
+            waited = time.perf_counter() - started
+            assert 0.45 < waited < 1.0  # one wait for the group, not one per ingest
+            assert all(isinstance(f, StoreError) for f in failures), failures
+            message = str(failures[0])
+            assert "s.db-writer.lock" in message and "another capigate process" in message
+            assert run(store.query_events(EventQuery()))[0] == []
+            holder.kill()  # the kernel releases its lock
+            holder.wait(timeout=10)
+            started = time.perf_counter()
+            assert run(store.ingest([new_event(9)], request_id="r", received_at_ms=T0)).stored == 1
+            assert time.perf_counter() - started < 0.4
+    finally:
+        run(store.close())
+
+
+@posix_only
+def test_opening_a_store_fails_with_a_store_error_after_the_busy_timeout_while_a_stopped_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    with stopped_lock_holder(tmp_path / "o.db-writer.lock") as holder:
+        started = time.perf_counter()
+        with pytest.raises(StoreError, match="another capigate process"):
+            run(SQLiteStore(tmp_path / "o.db", busy_timeout_ms=300).open())
+        assert 0.25 < time.perf_counter() - started < 2.0
+        holder.send_signal(signal.SIGCONT)
+        holder.terminate()
+        holder.wait(timeout=10)
+    store = SQLiteStore(tmp_path / "o.db", busy_timeout_ms=300)
+    run(store.open())
+    try:
+        assert run(store.ingest([new_event(0)], request_id="r", received_at_ms=T0)).stored == 1
+    finally:
+        run(store.close())
 
 
 def test_without_the_process_lock_no_lock_file_is_made(tmp_path: Path) -> None:

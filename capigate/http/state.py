@@ -33,4 +33,5 @@ class Gateway:
             dedupe_days=s.dedupe_retention_days,
             journal_days=s.journal_retention_days,
             journal_max_rows=s.journal_max_rows,
+            event_days=s.event_retention_days,
         )

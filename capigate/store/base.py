@@ -6,8 +6,9 @@ normalised and hashed: a store never sees plain PII.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 
@@ -31,6 +32,8 @@ __all__ = [
     "Store",
     "StoredEvent",
 ]
+
+_DAY_MS: Final = 86_400_000
 
 
 class NewEvent(msgspec.Struct, kw_only=True):
@@ -115,14 +118,27 @@ class StatsBucket(msgspec.Struct, kw_only=True):
 
 
 class Retention(msgspec.Struct, kw_only=True):
+    """How long ``prune`` keeps each kind of row, in days; ``math.inf`` keeps them for ever."""
+
     dedupe_days: float = 30.0
     journal_days: float = 7.0
     journal_max_rows: int = 1_000_000
+    # Accepted events (with their outbox rows and attempts); an event still waiting in the
+    # outbox (pending or dead) is kept whatever its age.
+    event_days: float = 30.0
+
+
+def cutoff_ms(now_ms: int, days: float) -> int:
+    """The time before which a row is more than ``days`` old at ``now_ms``: 0, before every
+    row, when ``days`` is ``inf`` or longer than the epoch."""
+    before = now_ms - days * _DAY_MS
+    return round(before) if math.isfinite(before) and before > 0 else 0
 
 
 class PruneResult(msgspec.Struct, kw_only=True):
     dedupe_keys: int
     requests: int
+    events: int  # the events deleted, with their outbox rows and their attempts
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -198,9 +214,7 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def ingest(
-        self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int
-    ) -> IngestResult:
+    async def ingest(self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int) -> IngestResult:
         """Write the events of one request in one transaction, first ``dedupe_id`` per source
         winning (within the batch too). Returns once committed durably."""
         ...
@@ -217,9 +231,7 @@ class Store(Protocol):
         """Newest first; the second value is the cursor of the next page, if any."""
         ...
 
-    async def query_requests(
-        self, query: RequestQuery
-    ) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+    async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
         """(row id, record) pairs, newest first, and the cursor of the next page."""
         ...
 
@@ -232,7 +244,13 @@ class Store(Protocol):
         inspector calls it every few seconds on a journal of a million rows."""
         ...
 
-    async def prune(self, now_ms: int, retention: Retention) -> PruneResult: ...
+    async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
+        """Delete the dedupe keys, journal entries and events older than ``retention`` keeps
+        them. An event goes with its outbox row and the attempts no kept event refers to; an
+        event the outbox still holds (pending, or dead and so replayable) stays whatever its
+        age. Events are deleted a few thousand per transaction, so that a first prune of a
+        large store never holds the writer for long."""
+        ...
 
     async def check_writable(self) -> None:
         """Raise StoreError unless a write would succeed now."""
@@ -243,9 +261,7 @@ class Store(Protocol):
     # "pending"; the status query_events reports for the event follows it: pending ->
     # delivered | dead (a store may keep it in the events row or read it from the outbox).
 
-    async def claim(
-        self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int
-    ) -> list[Delivery]:
+    async def claim(self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int) -> list[Delivery]:
         """Lease up to ``limit`` deliveries due at ``now_ms`` (pending with next attempt due,
         or leased by anyone whose lease expired), oldest event first."""
         ...

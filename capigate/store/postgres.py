@@ -33,7 +33,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from capigate.errors import StoreError
-from capigate.store import pg_outbox, pg_schema
+from capigate.store import pg_outbox, pg_prune, pg_schema
 from capigate.store.base import (
     AttemptOutcome,
     DeadLetterQuery,
@@ -67,7 +67,6 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 Connection = psycopg.AsyncConnection[TupleRow]
 
-_DAY_MS: Final = 86_400_000
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 URL_OPTIONS: Final = frozenset({"schema", "writers", "pool_size"})
 
@@ -81,8 +80,6 @@ _REQUEST_COLUMNS: Final = (
     "id, request_id, received_at, api, source, method, path, status, client_ip, user_agent, "
     "latency_ms, events_received, events_stored, events_duplicate, problems, warnings, test_tag"
 )
-
-_PRUNE_LOCK: Final = "SELECT pg_try_advisory_xact_lock(hashtext('capigate-prune:' || coalesce(current_schema(), '')))"
 
 
 def split_options(url: str) -> tuple[str, dict[str, Any]]:
@@ -271,23 +268,7 @@ class PostgresStore:
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """One node prunes at a time; the others skip (and report nothing pruned)."""
-        keys_before = now_ms - round(retention.dedupe_days * _DAY_MS)
-        journal_before = now_ms - round(retention.journal_days * _DAY_MS)
-
-        async def run(conn: Connection) -> PruneResult:
-            async with conn.transaction():
-                locked = await (await conn.execute(_PRUNE_LOCK)).fetchone()
-                if locked is None or not locked[0]:
-                    return PruneResult(dedupe_keys=0, requests=0)
-                keys = await conn.execute("DELETE FROM dedupe_keys WHERE seen_at < %s", (keys_before,))
-                old = await conn.execute("DELETE FROM requests WHERE received_at < %s", (journal_before,))
-                over = await conn.execute(
-                    "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET %s)",
-                    (max(0, retention.journal_max_rows),),
-                )
-                return PruneResult(dedupe_keys=keys.rowcount, requests=old.rowcount + over.rowcount)
-
-        return await self._with_conn(run)
+        return await self._with_conn(lambda conn: pg_prune.prune(conn, now_ms, retention))
 
     # --- reads --------------------------------------------------------------------------
 
@@ -396,9 +377,6 @@ def _where(
     if not clauses:
         return "", []
     return " WHERE " + " AND ".join(c for c, _ in clauses), [v for _, v in clauses]
-
-
-
 
 
 def _store_error(exc: BaseException) -> StoreError:

@@ -7,7 +7,7 @@ each under its own SAVEPOINT (a failing job rolls back alone) and commits once. 
 coroutines get their results through ``loop.call_soon_threadsafe``. Reads run on a small pool
 of read-only connections in their own threads; in WAL mode they never wait for the writer.
 The writers of several processes on one file (``capigate serve --workers N``, ``capigate
-relay``) take turns through a lock file beside the database (``_ProcessLock``).
+relay``) take turns through a lock file beside the database (sqlite_lock.py).
 
 A job is committed once queued: cancelling the coroutine that awaits it does not undo it.
 """
@@ -21,9 +21,8 @@ import os
 import queue
 import sqlite3
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Sequence
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
@@ -31,6 +30,7 @@ import msgspec
 
 from capigate.errors import StoreError
 from capigate.store import sqlite_outbox as outbox
+from capigate.store import sqlite_prune as pruning
 from capigate.store.base import (
     AttemptOutcome,
     DeadLetterQuery,
@@ -46,13 +46,10 @@ from capigate.store.base import (
     Retention,
     StatsBucket,
     StoredEvent,
+    cutoff_ms,
 )
 from capigate.store.rows import clamp, request_pair, stored_event
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; the writers of several processes meet in busy_timeout alone
-    fcntl = None  # type: ignore[assignment]
+from capigate.store.sqlite_lock import ProcessLock
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "WriterStats"]
 
@@ -65,7 +62,6 @@ _MAX_GROUP_JOBS: Final = 1000  # bounds one transaction's size and latency under
 # prepared statements serve every batch; both limits keep under SQLite's old 999 variables.
 _MAX_IN: Final = 256
 _MAX_ROWS: Final = 64
-_DAY_MS: Final = 86_400_000
 
 _encode = msgspec.json.Encoder().encode
 
@@ -209,7 +205,7 @@ class SQLiteStore:
         process_lock: bool = True,
     ) -> None:
         """``process_lock=False`` leaves out the lock file that queues the writers of several
-        processes (``_ProcessLock``): they then wait in SQLite's busy handler, as before it."""
+        processes (sqlite_lock.py): they then wait in SQLite's busy handler, as before it."""
         synchronous = synchronous.upper()
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
@@ -260,7 +256,23 @@ class SQLiteStore:
         await self._writer.submit(lambda cur: _record_requests(cur, rows, minutes))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
-        return await self._writer.submit(lambda cur: _prune(cur, now_ms, retention))
+        """The dedupe keys and the journal in one job, then the events and the attempts a
+        chunk per job (sqlite_prune.py): the ingests queued meanwhile wait for one chunk."""
+        result = await self._writer.submit(lambda cur: _prune(cur, now_ms, retention))
+        before = cutoff_ms(now_ms, retention.event_days)
+        if before == 0:  # kept for ever
+            return result
+        after: pruning.EventCursor | None = pruning.START
+        while after is not None:
+            deleted, after = await self._writer.submit(partial(pruning.prune_events, before_ms=before, after=after))
+            result.events += deleted
+        kept = await self._readers.run(partial(pruning.kept_attempts, before_ms=before))
+        next_id: int | None = 0
+        while next_id is not None:
+            next_id = await self._writer.submit(
+                partial(pruning.prune_attempts, before_ms=before, after_id=next_id, kept=kept)
+            )
+        return result
 
     async def check_writable(self) -> None:
         await self._writer.submit(_probe)
@@ -336,7 +348,7 @@ class _Writer:
     def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, process_lock: bool) -> None:
         self._path, self._synchronous, self._busy_timeout_ms = path, synchronous, busy_timeout_ms
         self._use_lock = process_lock
-        self._lock = _ProcessLock(None)
+        self._lock = ProcessLock(None, "", 0.0)  # does nothing: beside() makes the real one
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -371,7 +383,7 @@ class _Writer:
 
     def _run(self) -> None:
         if self._use_lock:
-            self._lock = _ProcessLock.beside(self._path)
+            self._lock = ProcessLock.beside(self._path, self._busy_timeout_ms / 1000)
         try:
             with self._lock:  # processes starting together migrate the schema one after the other
                 conn = _connect_writer(self._path, self._synchronous, self._busy_timeout_ms)
@@ -383,7 +395,7 @@ class _Writer:
         self._ready.set_result(None)
         try:
             self._serve(conn.cursor())
-            with self._lock, contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(StoreError), self._lock, contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA optimize")
         finally:
             conn.close()
@@ -399,8 +411,16 @@ class _Writer:
 
     def _run_group(self, cur: sqlite3.Cursor, first: _Job) -> bool:
         """Run ``first`` and the jobs pending behind it in one transaction; True on the sentinel."""
-        with self._lock:  # held from before BEGIN to after COMMIT (or ROLLBACK), no longer
+        try:
+            self._lock.acquire()  # held from before BEGIN to after COMMIT (or ROLLBACK), no longer
+        except StoreError as exc:  # as when BEGIN IMMEDIATE finds the database locked
+            jobs, stop = self._drain(first)
+            _deliver(jobs, [(None, exc)] * len(jobs))
+            return stop
+        try:
             jobs, stop, outcomes = self._transact(cur, first)
+        finally:
+            self._lock.release()
         _deliver(jobs, outcomes)
         return stop
 
@@ -482,70 +502,6 @@ def _run_job(cur: sqlite3.Cursor, job: _Job) -> Outcome:
         return None, exc
     cur.execute("RELEASE job")
     return result, None
-
-
-class _ProcessLock:
-    """An exclusive ``flock`` on ``<db>-writer.lock`` beside the database, which the writer
-    thread of every SQLiteStore on the file (every gateway worker process, ``capigate relay``)
-    holds around each group transaction.
-
-    Without it a writer that finds the database locked waits in SQLite's busy handler, which
-    sleeps 1, 2, 5 … 100 ms between tries, whenever the holder commits (bench/store_ingest.py
-    --processes 2: an ingest's p99 ~1 s, against ~0.2 s with the lock). Blocked in ``flock``,
-    it wakes as soon as the holder lets go, and the jobs that queued meanwhile join its group.
-    The kernel drops the lock with the process holding it, so a crash leaves nothing to clean
-    up (the empty file stays). busy_timeout still paces writers that take no lock (the sqlite3
-    shell, an older capigate). Where the file cannot be opened, or there is no ``fcntl``
-    (Windows), the lock does nothing and busy_timeout alone serves.
-    """
-
-    def __init__(self, fd: int | None) -> None:
-        self._fd = fd
-        if fd is not None:
-            _open_locks.add(self)
-
-    @classmethod
-    def beside(cls, db: Path) -> _ProcessLock:
-        if fcntl is None:
-            return cls(None)
-        try:  # the database's permissions, as SQLite gives its -wal and -shm files
-            mode = db.stat().st_mode & 0o666
-        except OSError:
-            mode = 0o644
-        try:  # flock needs no write access: read-only lets every user of the database take it
-            return cls(os.open(f"{db}-writer.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, mode))
-        except OSError:
-            return cls(None)
-
-    def __enter__(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):  # e.g. ENOLCK: go on as without the lock
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, None
-        _open_locks.discard(self)
-        if fd is not None:
-            os.close(fd)
-
-
-_open_locks: weakref.WeakSet[_ProcessLock] = weakref.WeakSet()
-
-
-def _close_inherited_locks() -> None:
-    # A forked child shares its parent's open lock file, and so its flock: were the parent to
-    # die holding it, the child would keep every writer waiting. The child has no writer.
-    for lock in list(_open_locks):
-        lock.close()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def _lost(exc: Exception) -> StoreError:
@@ -785,8 +741,9 @@ def _request_row(r: RequestRecord) -> tuple[Any, ...]:
 
 
 def _prune(cur: sqlite3.Cursor, now_ms: int, retention: Retention) -> PruneResult:
-    keys_before = now_ms - round(retention.dedupe_days * _DAY_MS)
-    journal_before = now_ms - round(retention.journal_days * _DAY_MS)
+    """The dedupe keys and the journal; the events follow in chunks (sqlite_prune.py)."""
+    keys_before = cutoff_ms(now_ms, retention.dedupe_days)
+    journal_before = cutoff_ms(now_ms, retention.journal_days)
     keys = cur.execute("DELETE FROM dedupe_keys WHERE seen_at < ?", (keys_before,)).rowcount
     old = cur.execute("DELETE FROM requests WHERE received_at < ?", (journal_before,)).rowcount
     cur.execute("DELETE FROM request_minutes WHERE minute < ?", (journal_before - journal_before % _MINUTE_MS,))
@@ -794,7 +751,7 @@ def _prune(cur: sqlite3.Cursor, now_ms: int, retention: Retention) -> PruneResul
         "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
         (max(0, retention.journal_max_rows),),
     ).rowcount
-    return PruneResult(dedupe_keys=keys, requests=old + over)
+    return PruneResult(dedupe_keys=keys, requests=old + over, events=0)
 
 
 # --- the readers ------------------------------------------------------------------------

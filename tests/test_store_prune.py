@@ -1,0 +1,297 @@
+"""Event retention, run against every backend (``store`` fixture): ``prune`` deletes the events
+older than ``event_days`` with their outbox rows and attempts, but never one the outbox still
+holds (pending, or dead and replayable); plus the chunking and the newest id of SQLite, the
+query plans of PostgreSQL and the configuration key."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+import pytest
+
+from capigate.config import load_config
+from capigate.errors import ConfigError
+from capigate.store import (
+    AttemptOutcome,
+    DeadLetterQuery,
+    Delivery,
+    PostgresStore,
+    Retention,
+    SQLiteStore,
+    Store,
+    pg_prune,
+    sqlite_prune,
+)
+from tests.conftest import DEFAULT_CONFIG, make_server
+from tests.storekit import PG_URL, pg_schema, run
+from tests.test_store_outbox import AXON, T0, claim, depth, events_by_id, ingest, new_event
+
+DAY_MS = 86_400_000
+NOW = T0 + 40 * DAY_MS
+KEEP_30_DAYS = Retention(event_days=30)  # the cutoff: T0 + 10 days
+RECENT = T0 + 39 * DAY_MS
+OTHER = "axon:px2"
+Result = Literal["delivered", "retry", "dead"]
+
+
+def settle(store: Store, leased: list[Delivery], result: Result, *, at: int, **fields: Any) -> None:
+    """As one upstream request answers: one attempt for all of ``leased`` (the outcomes share
+    their response objects)."""
+    headers: dict[str, str] = {}
+    outcomes = [
+        AttemptOutcome(
+            event_id=d.event_id, destination=d.destination, at_ms=at, result=result, response_headers=headers, **fields
+        )
+        for d in leased
+    ]
+    run(store.settle(outcomes, owner="a"))
+
+
+def ids_by_dedupe_id(store: Store) -> dict[str, int]:
+    return {e.dedupe_id or "": e.id for e in events_by_id(store).values()}
+
+
+def aged_outbox(store: Store) -> dict[str, int]:
+    """Events received at T0, 40 days before NOW: px1-1 delivered and px1-2 dead (both carried
+    first by one retried request), px1-3 leased and px1-4 queued (pending both), px1-5 not
+    relayed, px1-6 sent in test mode; received recently: px1-7 not relayed, px2-8 delivered.
+    Four upstream requests in all. Returns the event ids by dedupe_id."""
+    ingest(store, new_event(1), new_event(2), new_event(3), at=T0)
+    ingest(store, new_event(4), at=T0)
+    ingest(store, new_event(5, destination=None), new_event(6, destination=None, test_tag="t"), at=T0)
+    settle(store, claim(store, limit=2), "retry", at=T0 + 1_000, status=503, next_attempt_at_ms=T0 + 2_000)
+    a, b, _leased = claim(store, limit=3, now=T0 + 2_000)
+    settle(store, [a], "delivered", at=T0 + 3_000, status=200)
+    settle(store, [b], "dead", at=T0 + 3_000, status=400)
+    ingest(store, new_event(7, destination=None), new_event(8, source="px2", destination=OTHER), at=RECENT)
+    settle(store, claim(store, dest=OTHER, now=RECENT), "delivered", at=RECENT + 1_000, status=200)
+    return ids_by_dedupe_id(store)
+
+
+def table_rows(store: Store) -> dict[str, Any]:
+    """What the tables hold, read beside the store: the event ids, the event ids with an
+    outbox row, the attempt ids, and the references to an event or attempt that is gone."""
+    if isinstance(store, SQLiteStore):
+        with closing(sqlite3.connect(store.path)) as conn:
+            events = {i for (i,) in conn.execute("SELECT id FROM events")}
+            runs = conn.execute("SELECT first_id, last_id, attempt_ids FROM outbox").fetchall()
+            attempts = {i for (i,) in conn.execute("SELECT id FROM attempts")}
+        queued = {i for first, last, _ in runs for i in range(first, last + 1)}
+        linked = {int(n) for _, _, ids in runs for n in ids.split(",") if n}
+        dangling = (queued - events) | (linked - attempts)
+        return {"events": events, "queued": queued, "attempts": attempts, "dangling": dangling}
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={store.schema}") as pg:
+        events = {i for (i,) in pg.execute("SELECT id FROM events")}
+        queued = {i for (i,) in pg.execute("SELECT event_id FROM outbox")}
+        attempts = {i for (i,) in pg.execute("SELECT id FROM attempts")}
+        links = pg.execute("SELECT event_id, attempt_id FROM attempt_events").fetchall()
+    dangling = (queued - events) | {e for e, a in links if e not in events or a not in attempts}
+    return {"events": events, "queued": queued, "attempts": attempts, "dangling": dangling}
+
+
+def test_prune_deletes_old_delivered_and_unrelayed_events_and_returns_their_count(store: Store) -> None:
+    ids = aged_outbox(store)
+    pruned = run(store.prune(NOW, KEEP_30_DAYS))
+    assert pruned.events == 3
+    left = {e.dedupe_id: e.status for e in events_by_id(store).values()}
+    assert left == {"px1-2": "dead", "px1-3": "pending", "px1-4": "pending", "px1-7": "stored", "px2-8": "delivered"}
+    assert run(store.query_attempts(ids["px1-1"])) == []
+    assert run(store.prune(NOW, KEEP_30_DAYS)).events == 0
+
+
+def test_prune_keeps_old_events_still_pending_or_dead_in_the_outbox_with_their_attempts(store: Store) -> None:
+    ids = aged_outbox(store)
+    before = {name: run(store.query_attempts(ids[name])) for name in ("px1-2", "px1-3", "px1-4")}
+    run(store.prune(NOW, KEEP_30_DAYS))
+    assert depth(store) == (2, 1, 1)  # pending, delivered (the count of deliveries ever made), dead
+    dead = run(store.query_attempts(ids["px1-2"]))
+    assert [a.result for a in dead] == ["retry", "dead"]  # the retry was shared with the pruned px1-1
+    assert dead == before["px1-2"]
+    assert [run(store.query_attempts(ids[name])) for name in ("px1-3", "px1-4")] == [[], []]
+    rows = table_rows(store)
+    assert rows["queued"] == {ids["px1-2"], ids["px1-3"], ids["px1-4"], ids["px2-8"]}
+
+
+def test_prune_leaves_no_outbox_row_or_attempt_link_to_a_pruned_event(store: Store) -> None:
+    ids = aged_outbox(store)
+    attempts_before = table_rows(store)["attempts"]
+    run(store.prune(NOW, KEEP_30_DAYS))
+    rows = table_rows(store)
+    assert rows["dangling"] == set()
+    assert rows["events"] == {ids[n] for n in ("px1-2", "px1-3", "px1-4", "px1-7", "px2-8")}
+    # Of the four upstream requests, only the one that delivered px1-1 alone is gone.
+    assert len(attempts_before) == 4 and len(rows["attempts"]) == 3
+
+
+def test_prune_deletes_an_old_event_once_its_delivery_is_over(store: Store) -> None:
+    ids = aged_outbox(store)
+    run(store.prune(NOW, KEEP_30_DAYS))
+    assert run(store.replay(DeadLetterQuery(), now_ms=NOW)) == 1
+    later = NOW + 1_000
+    leased = claim(store, limit=10, now=later)  # the replayed px1-2, the queued px1-4, px1-3 (lease expired)
+    assert sorted(d.event_id for d in leased) == sorted(ids[n] for n in ("px1-2", "px1-3", "px1-4"))
+    settle(store, leased, "delivered", at=later, status=200)
+    assert run(store.prune(later, KEEP_30_DAYS)).events == 3
+    assert sorted(e.dedupe_id or "" for e in events_by_id(store).values()) == ["px1-7", "px2-8"]
+    assert table_rows(store)["dangling"] == set()
+
+
+def test_prune_keeps_events_received_within_event_days(store: Store) -> None:
+    ingest(store, new_event(1, destination=None), at=NOW - 30 * DAY_MS - 1)
+    ingest(store, new_event(2, destination=None), at=NOW - 30 * DAY_MS)  # exactly 30 days: not older
+    assert run(store.prune(NOW, KEEP_30_DAYS)).events == 1
+    assert [e.dedupe_id for e in events_by_id(store).values()] == ["px1-2"]
+
+
+def test_prune_with_event_days_inf_keeps_every_event(store: Store) -> None:
+    aged_outbox(store)
+    pruned = run(store.prune(NOW + 10_000 * DAY_MS, Retention(event_days=math.inf, dedupe_days=math.inf)))
+    assert (pruned.events, pruned.dedupe_keys) == (0, 0)
+    assert len(events_by_id(store)) == 8
+
+
+def test_pruned_events_keep_their_dedupe_keys_until_dedupe_days(store: Store) -> None:
+    ingest(store, new_event(1, destination=None), at=T0)
+    ingest(store, new_event(2, destination=None), at=RECENT)
+    pruned = run(store.prune(NOW, Retention(event_days=30, dedupe_days=60)))
+    assert (pruned.events, pruned.dedupe_keys) == (1, 0)
+    again = run(store.ingest([new_event(1, destination=None)], request_id="again", received_at_ms=NOW))
+    assert (again.stored, again.duplicates) == (0, [0])
+
+
+def test_prune_deletes_more_events_than_a_chunk_holds_and_counts_them_all(store: Store) -> None:
+    chunk = sqlite_prune.CHUNK if isinstance(store, SQLiteStore) else pg_prune.CHUNK
+    total = 2 * chunk + 150
+    # Requests of 100 events (the first of 150), every other one relayed: with chunks of 2,000,
+    # the run of events 1950-2049 straddles the edge of SQLite's first chunk.
+    edges = [0, *range(150, total, 100), total]
+    for i, (first, end) in enumerate(itertools.pairwise(edges)):
+        batch = [new_event(n, destination=AXON if i % 2 else None) for n in range(first, end)]
+        ingest(store, *batch, at=T0 + first)
+    for leased in iter(lambda: claim(store, limit=300, now=T0 + total), []):  # delivered by 300s
+        settle(store, leased, "delivered", at=T0 + total, status=200)
+    ingest(store, new_event(total, source="px2", destination=OTHER), at=RECENT)
+    settle(store, claim(store, dest=OTHER, now=RECENT), "delivered", at=RECENT, status=200)
+    attempts = table_rows(store)["attempts"]
+    assert run(store.prune(NOW, KEEP_30_DAYS)).events == total
+    rows = table_rows(store)
+    assert len(rows["events"]) == len(rows["queued"]) == 1 and rows["dangling"] == set()
+    assert rows["attempts"] == {max(attempts)}
+
+
+# --- SQLite specifics -------------------------------------------------------------------
+
+
+def test_sqlite_prune_runs_one_writer_job_per_chunk_so_ingests_wait_for_one_chunk_at_most(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "chunks.db")
+    run(store.open())
+    try:
+        total = 3 * sqlite_prune.CHUNK
+        for first in range(0, total, 100):
+            ingest(store, *(new_event(n, destination=None) for n in range(first, first + 100)), at=T0)
+        ingest(store, new_event(total, destination=None), at=RECENT)
+        jobs = store.stats.jobs
+        assert run(store.prune(NOW, KEEP_30_DAYS)).events == total
+        # the journal and keys, three full chunks and an empty one, the attempts
+        assert store.stats.jobs - jobs == 1 + 4 + 1
+    finally:
+        run(store.close())
+
+
+def test_sqlite_prune_keeps_the_newest_event_and_its_run_so_no_id_is_given_twice(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "newest.db")
+    run(store.open())
+    try:
+        ingest(store, new_event(0, destination=None), at=T0)
+        ingest(store, new_event(1), new_event(2), at=T0)  # one run
+        settle(store, claim(store), "delivered", at=T0, status=200)
+        assert run(store.prune(NOW, KEEP_30_DAYS)).events == 1
+        newest = max(events_by_id(store))
+        assert sorted(events_by_id(store)) == [newest - 1, newest]
+        ingest(store, new_event(3), at=NOW)
+        assert max(events_by_id(store)) == newest + 1
+        assert depth(store) == (1, 2, 0)
+        assert table_rows(store)["dangling"] == set()
+    finally:
+        run(store.close())
+
+
+def test_sqlite_prune_reads_old_events_and_their_runs_through_indexes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "plan.db")
+    run(store.open())
+    run(store.close())
+    plans = {
+        "old events": (sqlite_prune._OLD_EVENTS, [T0, 0, 0, 10]),
+        "kept attempts": (sqlite_prune._KEPT, [T0]),
+    }
+    with closing(sqlite3.connect(tmp_path / "plan.db")) as conn:
+        for name, (sql, params) in plans.items():
+            plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "events_received_at" in plan and "TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
+            assert "SCAN outbox" not in plan, (name, plan)
+
+
+# --- PostgreSQL specifics ---------------------------------------------------------------
+
+
+def test_postgresql_prune_reads_old_events_through_their_index_and_the_rest_by_key() -> None:
+    with pg_schema() as schema:
+        store = PostgresStore(PG_URL, schema=schema)
+        run(store.open())
+        run(store.close())
+        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+            conn.execute("SET enable_seqscan = off")
+            params = {"from": 0, "before": T0, "offset": pg_prune.CHUNK - 1}
+            events = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._EVENTS}", params))
+            kept = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._KEPT}"))
+    assert "events_received_at" in events and "Sort" not in events and "Seq Scan" not in events, events
+    assert "outbox_pkey" in events and "attempt_events_pkey" in events, events
+    assert "outbox_pending" in kept and "outbox_dead" in kept and "attempt_events_pkey" in kept, kept
+
+
+# --- the configuration ------------------------------------------------------------------
+
+
+def test_event_retention_days_defaults_to_30_takes_inf_for_ever_and_refuses_0(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    head = '[server]\nadmin_token = "123456789"\n'
+    config.write_text(head)
+    assert load_config(config).store.event_retention_days == 30
+    config.write_text(head + "[store]\nevent_retention_days = inf\n")
+    assert load_config(config).store.event_retention_days == math.inf
+    config.write_text(head + "[store]\nevent_retention_days = 0\n")
+    with pytest.raises(ConfigError, match=r"store\.event_retention_days.*> 0"):
+        load_config(config)
+
+
+@pytest.mark.parametrize(("setting", "kept"), [("", False), ("event_retention_days = inf", True)])
+def test_a_gateway_prunes_events_by_its_configured_event_retention(tmp_path: Path, setting: str, kept: bool) -> None:
+    """The [store] key reaches the pruner a gateway runs at start-up (T0 lies years back). The
+    default prunes within milliseconds of start-up; kept events are watched for 2 s."""
+    db = tmp_path / "gw" / "capigate.db"
+    db.parent.mkdir()
+    store = SQLiteStore(db)
+    run(store.open())
+    ingest(store, new_event(1, destination=None), new_event(2, destination=None))
+    run(store.close())
+    server = make_server(tmp_path / "gw", DEFAULT_CONFIG.replace("[server]", f"[store]\n{setting}\n\n[server]"))
+    server.start()
+    try:
+        deadline = time.monotonic() + 2
+        while True:
+            with server.admin() as c:
+                found = c.get("/api/events", params={"source": "px1"}).json()["events"]
+            if len(found) < 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    assert len(found) == (2 if kept else 1)  # SQLite keeps the newest event so its id is never reused
