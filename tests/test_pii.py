@@ -78,7 +78,16 @@ def test_plain_pii_never_reaches_the_database_journal_or_log(fresh_server: Serve
         journal = c.get("/api/requests", params={"limit": 100}).text
         events = c.get("/api/events", params={"limit": 100}).text
     fresh_server.stop()  # flush and close the store before reading its files
-    needles = [PLAIN_EMAIL, PLAIN_EMAIL.lower(), "jane.doe", "415) 555", "4155550123", "secret-not-email", "555 0199", "4155550199"]
+    needles = [
+        PLAIN_EMAIL,
+        PLAIN_EMAIL.lower(),
+        "jane.doe",
+        "415) 555",
+        "4155550123",
+        "secret-not-email",
+        "555 0199",
+        "4155550199",
+    ]
     haystacks = {"journal": journal, "events": events, "log": fresh_server.output()}
     for db_file in Path(fresh_server.db).parent.glob("capigate.db*"):
         haystacks[db_file.name] = db_file.read_bytes().decode("latin-1")
