@@ -1,0 +1,122 @@
+"""What capigate's own work costs per request, with no HTTP server: the gateway's ASGI app is
+called in-process by concurrent coroutines on uvloop, with the bench's W1 or W2 Axon bodies,
+a real SQLite store (``synchronous = full``) and the journal, as ``capigate serve`` runs them.
+
+    .venv/bin/python -m bench.in_process [--workload w2-axon|w1] [--requests N] [--concurrency 64]
+
+It prints requests per second and the CPU time per request of the event loop's thread and of
+the whole process (the SQLite writer thread included). No server, no load generator, no
+sockets: this is the ceiling capigate's Python sets for one worker process whatever server
+runs it. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench.bodies import write_body_sets
+from bench.servers import AXON_PATH, CONFIG_TOML
+from capigate.config import load_config
+from capigate.http.app import GatewayApp, create_app
+
+Message = MutableMapping[str, Any]
+
+
+class _Exchange:
+    """One in-process ASGI request: the body in, the status out."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body: bytes | None = body
+        self.status = 0
+
+    async def receive(self) -> Message:
+        body, self._body = self._body, None
+        if body is None:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+
+
+def _scope(body: bytes) -> dict[str, Any]:
+    path, _, query = AXON_PATH.partition("?")
+    headers = [(b"content-type", b"application/json"), (b"authorization", b"k"), (b"content-length", b"%d" % len(body))]
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": query.encode(),
+        "headers": headers,
+        "client": ("127.0.0.1", 0),
+    }
+
+
+async def _drive(app: GatewayApp, bodies: list[bytes], requests: int, concurrency: int) -> None:
+    sent = 0
+
+    async def client() -> None:
+        nonlocal sent
+        while sent < requests:
+            n, sent = sent, sent + 1
+            body = bodies[n % len(bodies)].replace(b"@@RQ@@", b"r%d" % n)  # every dedupe_id new
+            exchange = _Exchange(body)
+            await app(_scope(body), exchange.receive, exchange.send)
+            if exchange.status != 200:
+                raise RuntimeError(f"request {n} answered {exchange.status}")
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+async def _measure(workdir: Path, bodies: list[bytes], requests: int, concurrency: int) -> None:
+    config_path = workdir / "capigate.toml"
+    config_path.write_text(CONFIG_TOML)
+    config = load_config(config_path)
+    config.store.url = str(workdir / "capigate.db")
+    config.server.log_requests = False  # no handler is configured in-process: lines would go nowhere
+    app = create_app(config, relay=False)
+    await app.startup()
+    try:
+        await _drive(app, bodies, min(requests, 500), concurrency)  # warm-up: imports, caches, first pages
+        wall, thread, process = time.perf_counter(), time.thread_time(), time.process_time()
+        await _drive(app, bodies, requests, concurrency)
+        wall, thread, process = (
+            time.perf_counter() - wall,
+            time.thread_time() - thread,
+            time.process_time() - process,
+        )
+    finally:
+        await app.shutdown()
+    print(
+        f"{requests / wall:,.0f} req/s; CPU per request: event loop thread {thread / requests * 1e6:.0f} µs, "
+        f"whole process {process / requests * 1e6:.0f} µs"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=("w2-axon", "w1"), default="w2-axon")
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="capigate-in-process-", dir=".") as tmp:
+        sets = write_body_sets(Path(tmp) / "bodies", batches=100, singles=1000, population=50_000)
+        chosen = sets[args.workload]
+        bodies = [chosen.path(i).read_bytes() for i in range(chosen.count)]
+        print(
+            f"{args.workload}: {args.requests:,} requests, {args.concurrency} at a time, {chosen.events_per_request} event(s) each"
+        )
+        uvloop.run(_measure(Path(tmp), bodies, args.requests, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
