@@ -298,3 +298,37 @@ def test_without_the_process_lock_no_lock_file_is_made(tmp_path: Path) -> None:
     run(store.ingest([new_event(0)], request_id="r", received_at_ms=T0))
     run(store.close())
     assert not (tmp_path / "n.db-writer.lock").exists()
+
+
+# --- the background checkpointer ----------------------------------------------------------
+
+
+def events_in_the_database_file_alone(path: Path, copy: Path) -> int:
+    """Events readable from the main database file without its WAL: the checkpointed ones."""
+    copy.write_bytes(path.read_bytes())
+    with closing(sqlite3.connect(copy)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        except sqlite3.DatabaseError:  # not even the schema checkpointed yet, or a copy taken mid-write
+            return 0
+
+
+def test_committed_events_are_checkpointed_into_the_database_file_while_the_store_runs(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.db"
+
+    async def scenario() -> int:
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            await store.ingest([new_event(n) for n in range(50)], request_id="r", received_at_ms=T0)
+            # Far below wal_autocheckpoint: only the background checkpointer copies these pages.
+            deadline = time.monotonic() + 5
+            while (found := events_in_the_database_file_alone(path, tmp_path / "copy.db")) < 50:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            return found
+        finally:
+            await store.close()
+
+    assert run(scenario()) == 50

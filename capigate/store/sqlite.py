@@ -49,6 +49,7 @@ from capigate.store.base import (
     cutoff_ms,
 )
 from capigate.store.rows import clamp, request_pair, stored_event
+from capigate.store.sqlite_checkpoint import Checkpointer
 from capigate.store.sqlite_lock import ProcessLock
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "WriterStats"]
@@ -216,6 +217,7 @@ class SQLiteStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._writer = _Writer(self.path, synchronous, busy_timeout_ms, process_lock)
         self._readers = _Readers(self.path, read_connections, busy_timeout_ms)
+        self._checkpointer = Checkpointer(self.path, synchronous)
         self._opened = False
 
     def __repr__(self) -> str:
@@ -233,12 +235,15 @@ class SQLiteStore:
         await self._writer.start()
         try:
             await self._readers.open()
+            self._checkpointer.start()
         except BaseException:
+            await self._readers.close()
             await self._writer.stop()
             raise
 
     async def close(self) -> None:
         """Finish every write queued so far, then release the file. Safe to call twice."""
+        await asyncio.to_thread(self._checkpointer.stop)
         await self._writer.stop()
         await self._readers.close()
 
