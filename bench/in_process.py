@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +25,7 @@ from bench.bodies import write_body_sets
 from bench.servers import AXON_PATH, CONFIG_TOML
 from capigate.config import load_config
 from capigate.http.app import GatewayApp, create_app
-
-Message = MutableMapping[str, Any]
-
-
-class _Exchange:
-    """One in-process ASGI request: the body in, the status out."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body: bytes | None = body
-        self.status = 0
-
-    async def receive(self) -> Message:
-        body, self._body = self._body, None
-        if body is None:
-            return {"type": "http.disconnect"}
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
+from capigate.inspector.samples import Exchange
 
 
 def _scope(body: bytes) -> dict[str, Any]:
@@ -69,7 +49,7 @@ async def _drive(app: GatewayApp, bodies: list[bytes], requests: int, concurrenc
         while sent < requests:
             n, sent = sent, sent + 1
             body = bodies[n % len(bodies)].replace(b"@@RQ@@", b"r%d" % n)  # every dedupe_id new
-            exchange = _Exchange(body)
+            exchange = Exchange(body)
             await app(_scope(body), exchange.receive, exchange.send)
             if exchange.status != 200:
                 raise RuntimeError(f"request {n} answered {exchange.status}")

@@ -24,7 +24,7 @@ from capigate.http.asgi import Message, Receive, Scope, Send
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["TEST_TAG", "Example", "Loopback", "SourceInfo", "send_to_self", "sources"]
+__all__ = ["TEST_TAG", "Example", "Exchange", "Loopback", "SourceInfo", "send_to_self", "sources"]
 
 TEST_TAG = "inspector"
 USER_AGENT = f"capigate-inspector/{__version__}"
@@ -138,7 +138,7 @@ async def send_to_self(
         scope = _scope("POST", "/inappevent/" + quote(app_conf.app_id, safe=""), "", headers, client_ip)
     else:
         return None
-    exchange = _Exchange(body)
+    exchange = Exchange(body)
     await app(scope, exchange.receive, exchange.send)
     return Loopback(
         status=exchange.status,
@@ -148,7 +148,7 @@ async def send_to_self(
     )
 
 
-class _Exchange:
+class Exchange:
     """One in-process ASGI request: the body in, the response collected."""
 
     def __init__(self, body: bytes) -> None:
