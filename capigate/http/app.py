@@ -117,7 +117,7 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._handle(Request(scope, receive, send, new_request_id()))
+            await self._handle(Request.from_asgi(scope, receive, send, new_request_id()))
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 

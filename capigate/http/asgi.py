@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -70,34 +70,42 @@ class Request:
         "started",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        query: dict[str, str],
+        client_ip: str | None,
+        *,
+        receive: Receive | None = None,
+        send: Send | None = None,
+        proto: RsgiProtocol | None = None,
+    ) -> None:
+        """``headers`` with lower-case names; ``receive`` and ``send`` for ASGI, ``proto`` for RSGI."""
         self.started = time.perf_counter()
         self.received_at_ms = time.time_ns() // 1_000_000
         self.request_id = request_id
-        self.receive: Receive | None = receive
-        self.send: Send | None = send
-        self.proto: RsgiProtocol | None = None
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self.headers: dict[str, str] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        self.method, self.path, self.headers, self.query, self.client_ip = method, path, headers, query, client_ip
+        self.receive, self.send, self.proto = receive, send, proto
+
+    @classmethod
+    def from_asgi(cls, scope: Scope, receive: Receive, send: Send, request_id: str) -> Request:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         qs: bytes = scope.get("query_string", b"")
-        self.query: dict[str, str] = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
+        query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
         client = scope.get("client")
-        self.client_ip: str | None = client[0] if client else None
+        client_ip = client[0] if client else None
+        return cls(request_id, scope["method"], scope["path"], headers, query, client_ip, receive=receive, send=send)
 
     @classmethod
     def from_rsgi(cls, scope: RsgiScope, proto: RsgiProtocol, request_id: str) -> Request:
-        request = cls.__new__(cls)
-        request.started = time.perf_counter()
-        request.received_at_ms = time.time_ns() // 1_000_000
-        request.request_id = request_id
-        request.receive, request.send, request.proto = None, None, proto
-        request.method, request.path = scope.method, scope.path
-        request.headers = dict(scope.headers.items())  # granian gives the names lower-cased
+        headers = dict(scope.headers.items())  # granian gives the names lower-cased
         qs = scope.query_string
-        request.query = dict(parse_qsl(qs)) if qs else {}
-        request.client_ip = scope.client.rpartition(":")[0].strip("[]") or None
-        return request
+        query = dict(parse_qsl(qs)) if qs else {}
+        client_ip = scope.client.rpartition(":")[0].strip("[]") or None  # "ip:port", "[v6]:port"
+        return cls(request_id, scope.method, scope.path, headers, query, client_ip, proto=proto)
 
     @property
     def elapsed_ms(self) -> float:
@@ -115,12 +123,10 @@ class Request:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
-        if self.proto is None:
-            body = await self._asgi_body(limit)
-        elif declared is not None and declared.isdigit():
+        if self.proto is not None and declared is not None and declared.isdigit():
             body = await self.proto()  # the server reads no more than the declared length
         else:
-            body = await self._rsgi_stream(self.proto, limit)
+            body = await _bounded(self._chunks(), limit)
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             return _gunzip(body, limit)
@@ -130,34 +136,31 @@ class Request:
             )
         return body
 
-    async def _asgi_body(self, limit: int) -> bytes:
+    def _chunks(self) -> AsyncIterable[bytes]:
+        if self.proto is not None:
+            return self.proto  # iterated once: granian refuses a second __aiter__
         assert self.receive is not None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    @staticmethod
-    async def _rsgi_stream(proto: RsgiProtocol, limit: int) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in proto:
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return _asgi_chunks(self.receive)
 
 
-def _too_large(limit: int) -> BodyError:
-    return BodyError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
+async def _asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+async def _bounded(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """The chunks joined; BodyError (413) as soon as they pass ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
