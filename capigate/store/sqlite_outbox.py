@@ -44,6 +44,7 @@ __all__ = [
     "OUTBOX_WIDTH",
     "RELAY_STATES",
     "claim",
+    "in_chunks",
     "outbox_depths",
     "outbox_rows",
     "query_attempts",
@@ -182,7 +183,7 @@ def claim(cur: sqlite3.Cursor, destination: str, owner: str, limit: int, now_ms:
         left -= last - first + 1
         if left == 0:
             break
-    for chunk, size in _in_chunks([run[0] for run in taken]):
+    for chunk, size in in_chunks([run[0] for run in taken]):
         cur.execute(_lease_sql(size), [owner, now_ms + lease_ms, *chunk])
     deliveries: list[Delivery] = []
     for first, last, attempts, queued_at in taken:
@@ -337,7 +338,7 @@ def _runs(ids: list[int]) -> Iterator[tuple[int, int]]:
     yield start, prev
 
 
-def _in_chunks(ids: list[int]) -> Iterator[tuple[list[int | None], int]]:
+def in_chunks(ids: Sequence[int]) -> Iterator[tuple[list[int | None], int]]:
     """``ids`` in chunks of at most 256, each padded with NULLs (which match nothing) to a
     power of two, so that a handful of prepared statements serve every size."""
     for start in range(0, len(ids), 256):

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Final
 
+from capigate.store.sqlite_outbox import in_chunks
+
 __all__ = ["CHUNK", "START", "EventCursor", "kept_attempts", "prune_attempts", "prune_events"]
 
 CHUNK: Final = 2000  # rows per job: ~10 ms of the writer's time
@@ -114,13 +116,9 @@ def _outside(ids: Sequence[int], runs: Sequence[tuple[int, int]]) -> list[int]:
 
 
 def _delete_ids(cur: sqlite3.Cursor, table: str, ids: Sequence[int]) -> int:
-    """DELETE by id, 256 ids per statement, each padded with NULLs (which match nothing) to a
-    power of two, so that a handful of prepared statements serve every chunk."""
     deleted = 0
-    for start in range(0, len(ids), 256):
-        chunk: list[int | None] = list(ids[start : start + 256])
-        size = 1 << (len(chunk) - 1).bit_length()
-        deleted += cur.execute(_delete_sql(table, size), chunk + [None] * (size - len(chunk))).rowcount
+    for chunk, size in in_chunks(ids):
+        deleted += cur.execute(_delete_sql(table, size), chunk).rowcount
     return deleted
 
 
