@@ -1,60 +1,149 @@
-"""capigate: a self-hosted conversions API gateway for AppLovin Axon and AppsFlyer."""
+"""capigate: a self-hosted conversions API gateway for AppLovin Axon and AppsFlyer.
 
-__version__ = "0.1.0"
+The public surface: the SDK, the wire types it shares with the server, the error tree. Each
+name is imported on first use (PEP 562), so ``import capigate.errors`` does not start the
+HTTP client, the phone library or the store.
+"""
 
-# The public surface: the SDK, the wire types it shares with the server, the error tree.
-from capigate.appsflyer.schema import AppSetId, ConsentData, InAppEvent, ManualConsent, TcfConsent
-from capigate.axon.schema import (
-    AddPaymentInfoData,
-    AxonBatch,
-    BeginCheckoutData,
-    EventData,
-    GenerateLeadData,
-    Item,
-    ItemsData,
-    LoginData,
-    MeasurementPartnerData,
-    PageViewData,
-    PurchaseData,
-    SearchData,
-    ServerEvent,
-    SignUpData,
-    SubscribeData,
-    UserData,
-)
-from capigate.client import (
-    AppsFlyerClient,
-    AsyncAppsFlyerClient,
-    AsyncAxonClient,
-    AsyncBatcher,
-    AxonClient,
-    Batcher,
-    BatcherStats,
-    FailedDelivery,
-    GatewayAdmin,
-    Prepared,
-    RequestResult,
-    RetryPolicy,
-    SendResult,
-    axeid_set_cookie,
-    axeid_set_cookie_for,
-    axon_event,
-    in_app_event,
-    read_aleid,
-    read_axwrt,
-)
-from capigate.errors import (
-    BatcherFull,
-    CapigateError,
-    ConfigError,
-    HTTPStatusError,
-    InvalidEvents,
-    Problem,
-    StoreError,
-    TransportError,
-)
-from capigate.identity import hash_email, hash_name, hash_phone, hash_phone_e164
-from capigate.responses import Accepted, ErrorBody, EventsPage, EventView, RequestsPage, RequestView
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from capigate.__version__ import __version__
+
+if TYPE_CHECKING:
+    from capigate.appsflyer.schema import (
+        AppSetId,
+        ConsentData,
+        InAppEvent,
+        ManualConsent,
+        TcfConsent,
+    )
+    from capigate.axon.schema import (
+        AddPaymentInfoData,
+        AxonBatch,
+        BeginCheckoutData,
+        EventData,
+        GenerateLeadData,
+        Item,
+        ItemsData,
+        LoginData,
+        MeasurementPartnerData,
+        PageViewData,
+        PurchaseData,
+        SearchData,
+        ServerEvent,
+        SignUpData,
+        SubscribeData,
+        UserData,
+    )
+    from capigate.client import (
+        AppsFlyerClient,
+        AsyncAppsFlyerClient,
+        AsyncAxonClient,
+        AsyncBatcher,
+        AxonClient,
+        Batcher,
+        BatcherStats,
+        FailedDelivery,
+        GatewayAdmin,
+        Prepared,
+        RequestResult,
+        RetryPolicy,
+        SendResult,
+        axeid_set_cookie,
+        axeid_set_cookie_for,
+        axon_event,
+        in_app_event,
+        read_aleid,
+        read_axwrt,
+    )
+    from capigate.errors import (
+        BatcherFull,
+        CapigateError,
+        ConfigError,
+        HTTPStatusError,
+        InvalidEvents,
+        Problem,
+        StoreError,
+        TransportError,
+    )
+    from capigate.identity import (
+        hash_email,
+        hash_name,
+        hash_phone,
+        hash_phone_e164,
+    )
+    from capigate.responses import (
+        Accepted,
+        ErrorBody,
+        EventsPage,
+        EventView,
+        RequestsPage,
+        RequestView,
+    )
+
+_WHERE: dict[str, str] = {
+    "Accepted": "capigate.responses",
+    "AddPaymentInfoData": "capigate.axon.schema",
+    "AppSetId": "capigate.appsflyer.schema",
+    "AppsFlyerClient": "capigate.client",
+    "AsyncAppsFlyerClient": "capigate.client",
+    "AsyncAxonClient": "capigate.client",
+    "AsyncBatcher": "capigate.client",
+    "AxonBatch": "capigate.axon.schema",
+    "AxonClient": "capigate.client",
+    "Batcher": "capigate.client",
+    "BatcherFull": "capigate.errors",
+    "BatcherStats": "capigate.client",
+    "BeginCheckoutData": "capigate.axon.schema",
+    "CapigateError": "capigate.errors",
+    "ConfigError": "capigate.errors",
+    "ConsentData": "capigate.appsflyer.schema",
+    "ErrorBody": "capigate.responses",
+    "EventData": "capigate.axon.schema",
+    "EventView": "capigate.responses",
+    "EventsPage": "capigate.responses",
+    "FailedDelivery": "capigate.client",
+    "GatewayAdmin": "capigate.client",
+    "GenerateLeadData": "capigate.axon.schema",
+    "HTTPStatusError": "capigate.errors",
+    "InAppEvent": "capigate.appsflyer.schema",
+    "InvalidEvents": "capigate.errors",
+    "Item": "capigate.axon.schema",
+    "ItemsData": "capigate.axon.schema",
+    "LoginData": "capigate.axon.schema",
+    "ManualConsent": "capigate.appsflyer.schema",
+    "MeasurementPartnerData": "capigate.axon.schema",
+    "PageViewData": "capigate.axon.schema",
+    "Prepared": "capigate.client",
+    "Problem": "capigate.errors",
+    "PurchaseData": "capigate.axon.schema",
+    "RequestResult": "capigate.client",
+    "RequestView": "capigate.responses",
+    "RequestsPage": "capigate.responses",
+    "RetryPolicy": "capigate.client",
+    "SearchData": "capigate.axon.schema",
+    "SendResult": "capigate.client",
+    "ServerEvent": "capigate.axon.schema",
+    "SignUpData": "capigate.axon.schema",
+    "StoreError": "capigate.errors",
+    "SubscribeData": "capigate.axon.schema",
+    "TcfConsent": "capigate.appsflyer.schema",
+    "TransportError": "capigate.errors",
+    "UserData": "capigate.axon.schema",
+    "axeid_set_cookie": "capigate.client",
+    "axeid_set_cookie_for": "capigate.client",
+    "axon_event": "capigate.client",
+    "hash_email": "capigate.identity",
+    "hash_name": "capigate.identity",
+    "hash_phone": "capigate.identity",
+    "hash_phone_e164": "capigate.identity",
+    "in_app_event": "capigate.client",
+    "read_aleid": "capigate.client",
+    "read_axwrt": "capigate.client",
+}
 
 __all__ = [
     "Accepted",
@@ -117,3 +206,16 @@ __all__ = [
     "read_aleid",
     "read_axwrt",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'capigate' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # once: later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -13,6 +15,8 @@ from capigate import errors
 from capigate.cli import main
 from tests.conftest import Server
 
+PACKAGE = Path(capigate.__file__).resolve().parent
+
 
 def test_all_is_sorted_and_every_name_exists() -> None:
     assert capigate.__all__ == sorted(capigate.__all__)
@@ -20,11 +24,55 @@ def test_all_is_sorted_and_every_name_exists() -> None:
     assert all(hasattr(capigate, name) for name in capigate.__all__)
 
 
-def test_every_public_name_imported_into_the_package_is_listed() -> None:
-    public = {
-        name for name, value in vars(capigate).items() if not name.startswith("_") and not inspect.ismodule(value)
+def test_every_lazy_public_name_is_listed_and_resolves_to_its_module() -> None:
+    where: dict[str, str] = capigate._WHERE  # type: ignore[attr-defined]
+    assert set(where) | {"__version__"} == set(capigate.__all__)
+    for name, module in where.items():
+        assert getattr(capigate, name) is getattr(sys.modules[module], name), name
+    assert "AxonClient" in dir(capigate)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    try:
+        capigate.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("capigate.NoSuchThing resolved")
+
+
+def test_the_version_lives_in_its_own_module() -> None:
+    from capigate.__version__ import __version__
+
+    assert capigate.__version__ == __version__
+    assert __version__.count(".") == 2
+
+
+def test_importing_the_errors_loads_no_http_client_phone_library_or_store() -> None:
+    code = "import sys, capigate.errors; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "capigate.errors" in loaded
+    heavy = {
+        name for name in loaded if name.split(".")[0] in {"httpx", "httpcore", "phonenumbers", "sqlite3", "psycopg"}
     }
-    assert public <= set(capigate.__all__)
+    assert heavy == set()
+    assert {name for name in loaded if name.startswith("capigate")} == {
+        "capigate",
+        "capigate.__version__",
+        "capigate.errors",
+    }
+
+
+def test_no_module_of_the_package_imports_from_the_package_root() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "capigate" and node.level == 0:
+                offenders.append(str(path.relative_to(PACKAGE)))
+            if isinstance(node, ast.Import) and any(alias.name == "capigate" for alias in node.names):
+                offenders.append(str(path.relative_to(PACKAGE)))
+    assert offenders == []
 
 
 def test_the_whole_error_tree_is_exported() -> None:

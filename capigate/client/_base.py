@@ -26,7 +26,7 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from capigate import __version__
+from capigate.__version__ import __version__
 from capigate.errors import HTTPStatusError, InvalidEvents, Problem, TransportError
 from capigate.responses import Accepted, ErrorBody
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from capigate import __version__
+from capigate.__version__ import __version__
 from capigate.axon.schema import AxonBatch
 from capigate.responses import (
     Accepted,

@@ -14,7 +14,7 @@ from importlib import resources
 from string import Template
 from urllib.parse import parse_qs
 
-from capigate import __version__
+from capigate.__version__ import __version__
 from capigate.http.asgi import BodyError, Request, Response
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway

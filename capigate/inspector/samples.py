@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
-from capigate import __version__
+from capigate.__version__ import __version__
 from capigate.config import Config
 from capigate.http.asgi import Message, Receive, Scope, Send
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from capigate import __version__
+from capigate.__version__ import __version__
 from capigate.errors import TransportError
 
 __all__ = ["UpstreamClient", "UpstreamError", "UpstreamResponse"]
