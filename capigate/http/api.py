@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hmac
 import time
-from datetime import UTC, datetime
 
 import msgspec
 
 from capigate.checking import Report
+from capigate.errors import Problem
 from capigate.http.asgi import Request, Response, json_response
 from capigate.http.journal import Outcome
+from capigate.http.params import encode_cursor, parse_id, query_cursor, query_int, query_limit, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.session import has_session
 from capigate.responses import (
@@ -59,15 +60,15 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         name=q.get("name") or None,
         status=q.get("status") or None,
         test_tag=q.get("test_tag") or None,
-        since_ms=_time(q, "since", report),
-        until_ms=_time(q, "until", report),
-        cursor=_cursor(q, report),
-        limit=_limit(q, report),
+        since_ms=query_time(q, "since", report),
+        until_ms=query_time(q, "until", report),
+        cursor=query_cursor(q, report),
+        limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_events(query)
-    return json_response(200, EventsPage(events=rows, next=_encode_cursor(next_cursor)))
+    return json_response(200, EventsPage(events=rows, next=encode_cursor(next_cursor)))
 
 
 async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -77,23 +78,20 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
         return denied
     report = Report()
     q = request.query
-    status = q.get("status")
-    if status is not None and not status.isdigit():
-        report.error("query.status", "wrong_type", "status is an HTTP status code such as 400")
     query = RequestQuery(
         source=q.get("source") or None,
         api=q.get("api") or None,
-        status=int(status) if status and status.isdigit() else None,
-        since_ms=_time(q, "since", report),
-        until_ms=_time(q, "until", report),
-        cursor=_cursor(q, report),
-        limit=_limit(q, report),
+        status=query_int(q, "status", report, low=100, high=599, what="an HTTP status code such as 400"),
+        since_ms=query_time(q, "since", report),
+        until_ms=query_time(q, "until", report),
+        cursor=query_cursor(q, report),
+        limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_requests(query)
     views = [RequestView(id=row_id, **{f: getattr(r, f) for f in r.__struct_fields__}) for row_id, r in rows]
-    return json_response(200, RequestsPage(requests=views, next=_encode_cursor(next_cursor)))
+    return json_response(200, RequestsPage(requests=views, next=encode_cursor(next_cursor)))
 
 
 async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -103,8 +101,12 @@ async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     if denied:
         return denied
     raw = request.path[len(EVENT_PREFIX) :]
-    event_id = int(raw) if raw.isdigit() and len(raw) < 19 else None
-    rows = [] if event_id is None else (await gateway.store.query_events(EventQuery(cursor=event_id + 1, limit=1)))[0]
+    event_id = parse_id(raw)
+    if event_id is None:
+        problem = Problem("id", "invalid_format", "the event id is a positive integer, as in /api/events/42")
+        body = ErrorBody(error="invalid_path", message=f"{raw!r} is not an event id", problems=[problem])
+        return json_response(400, body)
+    rows = (await gateway.store.query_events(EventQuery(cursor=event_id + 1, limit=1)))[0]
     if not rows or rows[0].id != event_id:
         return json_response(404, ErrorBody(error="not_found", message=f"no event with id {raw!r}"))
     attempts = await gateway.store.query_attempts(rows[0].id)
@@ -138,12 +140,14 @@ async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> R
         report.error("", "invalid_body", f"the body is a JSON object of filters: {exc}")
         return _bad_query(report)
     times = {k: str(v) for k, v in (("since", wanted.since), ("until", wanted.until)) if v is not None}
+    if wanted.status is not None and not 100 <= wanted.status <= 599:
+        report.error("status", "out_of_range", "status is an HTTP status code such as 400")
     query = DeadLetterQuery(
         destination=wanted.destination,
         source=wanted.source,
         status=wanted.status,
-        since_ms=_time(times, "since", report),
-        until_ms=_time(times, "until", report),
+        since_ms=query_time(times, "since", report, path="since"),
+        until_ms=query_time(times, "until", report, path="until"),
     )
     if not report.ok:
         return _bad_query(report)
@@ -170,52 +174,3 @@ def _deny(request: Request, gateway: Gateway) -> Response | None:
 def _bad_query(report: Report) -> Response:
     body = ErrorBody(error="invalid_query", message="the query parameters are invalid", problems=report.problems)
     return json_response(400, body)
-
-
-def _limit(q: dict[str, str], report: Report) -> int:
-    raw = q.get("limit")
-    if raw is None:
-        return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        report.error("query.limit", "out_of_range", f"limit is an integer from 1 to {MAX_LIMIT}")
-        return 50
-    return int(raw)
-
-
-def _cursor(q: dict[str, str], report: Report) -> int | None:
-    raw = q.get("cursor")
-    if not raw:
-        return None
-    try:
-        return int(raw, 36)
-    except ValueError:
-        report.error("query.cursor", "invalid_format", "cursor is the `next` value of a previous page")
-        return None
-
-
-def _encode_cursor(cursor: int | None) -> str | None:
-    if cursor is None:
-        return None
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        cursor, rem = divmod(cursor, 36)
-        out = digits[rem] + out
-        if cursor == 0:
-            return out
-
-
-def _time(q: dict[str, str], key: str, report: Report) -> int | None:
-    raw = q.get(key)
-    if not raw:
-        return None
-    if raw.isdigit():
-        return int(raw)
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        report.error(f"query.{key}", "invalid_format", f"{key} is epoch milliseconds or an ISO 8601 time")
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)

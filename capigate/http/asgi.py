@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -65,6 +66,7 @@ class Request:
         "query",
         "receive",
         "received_at_ms",
+        "repeated",
         "request_id",
         "send",
         "started",
@@ -82,30 +84,43 @@ class Request:
         receive: Receive | None = None,
         send: Send | None = None,
         proto: RsgiProtocol | None = None,
+        repeated: frozenset[str] = frozenset(),
     ) -> None:
-        """``headers`` with lower-case names; ``receive`` and ``send`` for ASGI, ``proto`` for RSGI."""
+        """``headers`` with lower-case names; ``receive`` and ``send`` for ASGI, ``proto`` for RSGI;
+        ``repeated``: the query parameters given more than once (``query`` holds their last value)."""
         self.started = time.perf_counter()
         self.received_at_ms = time.time_ns() // 1_000_000
         self.request_id = request_id
         self.method, self.path, self.headers, self.query, self.client_ip = method, path, headers, query, client_ip
         self.receive, self.send, self.proto = receive, send, proto
+        self.repeated = repeated
 
     @classmethod
     def from_asgi(cls, scope: Scope, receive: Receive, send: Send, request_id: str) -> Request:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         qs: bytes = scope.get("query_string", b"")
-        query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
+        query, repeated = _parse_query(qs.decode("latin-1")) if qs else ({}, frozenset[str]())
         client = scope.get("client")
         client_ip = client[0] if client else None
-        return cls(request_id, scope["method"], scope["path"], headers, query, client_ip, receive=receive, send=send)
+        return cls(
+            request_id,
+            scope["method"],
+            scope["path"],
+            headers,
+            query,
+            client_ip,
+            receive=receive,
+            send=send,
+            repeated=repeated,
+        )
 
     @classmethod
     def from_rsgi(cls, scope: RsgiScope, proto: RsgiProtocol, request_id: str) -> Request:
         headers = dict(scope.headers.items())  # granian gives the names lower-cased
         qs = scope.query_string
-        query = dict(parse_qsl(qs)) if qs else {}
+        query, repeated = _parse_query(qs) if qs else ({}, frozenset[str]())
         client_ip = scope.client.rpartition(":")[0].strip("[]") or None  # "ip:port", "[v6]:port"
-        return cls(request_id, scope.method, scope.path, headers, query, client_ip, proto=proto)
+        return cls(request_id, scope.method, scope.path, headers, query, client_ip, proto=proto, repeated=repeated)
 
     @property
     def elapsed_ms(self) -> float:
@@ -141,6 +156,15 @@ class Request:
             return self.proto  # iterated once: granian refuses a second __aiter__
         assert self.receive is not None
         return _asgi_chunks(self.receive)
+
+
+def _parse_query(qs: str) -> tuple[dict[str, str], frozenset[str]]:
+    pairs = parse_qsl(qs)
+    query = dict(pairs)
+    if len(query) == len(pairs):
+        return query, frozenset()
+    counts = Counter(name for name, _ in pairs)
+    return query, frozenset(name for name, count in counts.items() if count > 1)
 
 
 async def _asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:

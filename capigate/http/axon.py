@@ -26,6 +26,9 @@ _DUMMY_KEY = b"capigate-dummy-key-for-constant-time"
 async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "axon"
     pixel_id = request.query.get("pixel_id")
+    if "pixel_id" in request.repeated:
+        problem = Problem("pixel_id", "repeated_parameter", "give the query parameter pixel_id once")
+        return _error(400, "repeated_pixel_id", "pixel_id is given more than once", outcome, [problem])
     if not pixel_id:
         problem = Problem("pixel_id", "missing_field", "the query parameter pixel_id is required")
         return _error(400, "missing_pixel_id", "pixel_id query parameter is missing", outcome, [problem])

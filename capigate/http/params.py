@@ -1,0 +1,133 @@
+"""Strict parsing of the admin API's parameters: a bad value is a problem naming the parameter.
+
+Each primitive reads one parameter, records at most one problem in the report, and returns a
+value the store can bind: ASCII digits only (``"¹".isdigit()`` is true in Python), and every
+integer inside SQLite's and PostgreSQL's signed 64-bit range.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from capigate.checking import Report
+
+__all__ = [
+    "MAX_ID",
+    "MAX_TIME_MS",
+    "decode_cursor",
+    "encode_cursor",
+    "parse_id",
+    "query_choice",
+    "query_cursor",
+    "query_int",
+    "query_limit",
+    "query_time",
+    "time_value",
+]
+
+MAX_ID = 2**63 - 1  # the largest row id either store can hold
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: datetime's own limit
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_BASE36 = re.compile(r"[0-9a-z]{1,13}")
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def parse_id(raw: str) -> int | None:
+    """A row id of ASCII digits within the stores' range, or None (below MAX_ID: a page
+    cursor is the id plus one)."""
+    if _DIGITS.fullmatch(raw) is None:
+        return None
+    value = int(raw)
+    return value if 0 < value < MAX_ID else None
+
+
+def query_int(q: Mapping[str, str], key: str, report: Report, *, low: int, high: int, what: str) -> int | None:
+    """An integer parameter from ``low`` to ``high``; None if absent or wrong (then a problem)."""
+    raw = q.get(key)
+    if raw is None or raw == "":
+        return None
+    value = int(raw) if _DIGITS.fullmatch(raw) else None
+    if value is None or not low <= value <= high:
+        report.error(f"query.{key}", "out_of_range", f"{key} is {what}, an integer from {low} to {high}")
+        return None
+    return value
+
+
+def query_limit(q: Mapping[str, str], report: Report, *, default: int = 50, maximum: int = 1000) -> int:
+    value = query_int(q, "limit", report, low=1, high=maximum, what="the page size")
+    return default if value is None else value
+
+
+def query_choice(q: Mapping[str, str], key: str, report: Report, choices: tuple[str, ...]) -> str | None:
+    raw = q.get(key)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        report.error(f"query.{key}", "invalid_value", f"{key} is one of {', '.join(choices)}")
+        return None
+    return raw
+
+
+def query_cursor(q: Mapping[str, str], report: Report) -> int | None:
+    raw = q.get("cursor")
+    if raw is None or raw == "":
+        return None
+    value = decode_cursor(raw)
+    if value is None:
+        report.error("query.cursor", "invalid_format", "cursor is the `next` value of a previous page")
+    return value
+
+
+def decode_cursor(raw: str) -> int | None:
+    if _BASE36.fullmatch(raw) is None:
+        return None
+    value = int(raw, 36)
+    return value if value <= MAX_ID else None
+
+
+def encode_cursor(cursor: int | None) -> str | None:
+    if cursor is None:
+        return None
+    out = ""
+    while True:
+        cursor, rem = divmod(cursor, 36)
+        out = _ALPHABET[rem] + out
+        if cursor == 0:
+            return out
+
+
+def query_time(q: Mapping[str, str], key: str, report: Report, *, path: str | None = None) -> int | None:
+    """Epoch milliseconds from epoch ms or an ISO 8601 time (UTC if no offset)."""
+    raw = q.get(key)
+    if raw is None or raw == "":
+        return None
+    value = time_value(raw)
+    if value is None:
+        report.error(
+            path or f"query.{key}",
+            "invalid_format",
+            f"{key} is epoch milliseconds or an ISO 8601 time, up to the year 9999",
+        )
+    return value
+
+
+def time_value(raw: str) -> int | None:
+    """Epoch milliseconds, or None if ``raw`` is neither epoch ms nor an ISO 8601 time in range."""
+    if _DIGITS.fullmatch(raw):
+        value = int(raw)
+        return value if value <= MAX_TIME_MS else None
+    if not raw.isascii():
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        millis = int(parsed.timestamp() * 1000)
+    except (OverflowError, ValueError):
+        return None
+    return millis if 0 <= millis <= MAX_TIME_MS else None
