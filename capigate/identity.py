@@ -6,14 +6,18 @@ the SDK and the CLI all call these functions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
+from phonenumbers.phonemetadata import PhoneMetadata
 
 __all__ = [
+    "HashedPhone",
     "InvalidIdentifier",
+    "NormalisedPhone",
     "contains_email",
     "hash_email",
     "hash_name",
@@ -56,27 +60,88 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-@lru_cache(maxsize=65536)
-def _parse_phone(raw: str, region: str | None) -> tuple[str, bool]:
-    """``normalise_phone``'s answer. Not cached: a cache would keep plain phone numbers in memory."""
-    text = _PHONE_NOISE.sub("", raw.strip())
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    elif not text.startswith("+") and region is None:
-        # Digits without "+" are taken to include the country code (AppLovin's and
-        # AppsFlyer's normalised form, e.g. 16505551212).
-        text = "+" + text
-    if not text.lstrip("+").isdigit():
-        raise InvalidIdentifier("not a phone number (only digits, spaces and +()-. allowed)")
+class NormalisedPhone(NamedTuple):
+    """A phone number as AppLovin and AppsFlyer hash it: ``digits`` is the country code and
+    the national number, no ``+`` (``16505551212``)."""
+
+    digits: str
+    possible: bool  # its length is possible for its country (True when it cannot be told)
+    with_country_code: bool  # False: no country code was known, the digits are as sent
+
+
+class HashedPhone(NamedTuple):
+    digest: str
+    possible: bool
+    with_country_code: bool
+
+
+def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
+    """The digits to hash. A number starting with ``+`` or ``00`` is in international form:
+    its digits are taken as they are (no parse), and their length is checked against the
+    country's possible lengths. Any other number is read in ``region`` (ISO 3166-1 alpha-2,
+    the event's country) when given, national trunk prefix handled; without a region its
+    digits are kept exactly as sent, ``with_country_code`` False.
+
+    Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
+    text = raw.strip()
+    international = text.startswith(("+", "00"))
+    if international:
+        text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code
+    text = _PHONE_NOISE.sub("", text)
+    if international:
+        return _international(text[1:] if text.startswith("+") else text[2:])
+    if not text.isdigit() or not text.isascii():
+        raise InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
+    if region is None:
+        return NormalisedPhone(text, True, False)
+    return _national(text, region)
+
+
+def _international(digits: str) -> NormalisedPhone:
+    if not digits.isdigit() or not digits.isascii():
+        raise InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
+    if len(digits) > _E164_MAX_DIGITS:
+        raise InvalidIdentifier(f"not a phone number (too long: E.164 numbers have at most {_E164_MAX_DIGITS} digits)")
+    for size in (1, 2, 3):  # country codes are prefix-free: the first that exists is the one
+        lengths = _possible_lengths(digits[:size])
+        if lengths is not None:
+            national = len(digits) - size
+            if national < _MIN_NATIONAL_DIGITS:
+                raise InvalidIdentifier("not a phone number (too short)")
+            return NormalisedPhone(digits, national in lengths, True)
+    raise InvalidIdentifier("not a phone number (unknown country code)")
+
+
+@functools.cache
+def _possible_lengths(country_code: str) -> frozenset[int] | None:
+    """The possible lengths of the national numbers of a country calling code (every region
+    that shares it), from phonenumbers' metadata, loaded once per code; None for no such code."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(country_code)) if country_code[0] != "0" else None
+    if not regions:
+        return None
+    lengths: set[int] = set()
+    for region in regions:
+        if region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
+            metadata = PhoneMetadata.metadata_for_nongeo_region(int(country_code))
+        else:
+            metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is not None and metadata.general_desc is not None:
+            lengths.update(metadata.general_desc.possible_length or ())
+    return frozenset(lengths)
+
+
+def _national(digits: str, region: str) -> NormalisedPhone:
     try:
-        number = phonenumbers.parse(text, region)
+        number = phonenumbers.parse(digits, region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidIdentifier(f"not a phone number ({_PARSE_REASONS.get(exc.error_type)})") from None
-    national = "0" * (number.number_of_leading_zeros or 0) if number.italian_leading_zero else ""
+        raise InvalidIdentifier(f"not a phone number ({_PARSE_REASONS.get(exc.error_type, 'unreadable')})") from None
+    national = "0" * (number.number_of_leading_zeros or 1) if number.italian_leading_zero else ""
     national += str(number.national_number)
-    return f"{number.country_code or 0}{national}", phonenumbers.is_possible_number(number)
+    return NormalisedPhone(f"{number.country_code}{national}", phonenumbers.is_possible_number(number), True)
 
 
+_E164_MAX_DIGITS = 15
+_MIN_NATIONAL_DIGITS = 2
 _PARSE_REASONS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
     phonenumbers.NumberParseException.NOT_A_NUMBER: "not a number",
@@ -84,14 +149,6 @@ _PARSE_REASONS = {
     phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
     phonenumbers.NumberParseException.TOO_LONG: "too long",
 }
-
-
-def normalise_phone(raw: str, default_region: str | None = None) -> tuple[str, bool]:
-    """Digits with country code and no '+' (``16505551212``), and whether the number is
-    possible for its country. A number without '+' or '00' is read in ``default_region``
-    (ISO 3166 alpha-2) when given, else as already starting with its country code.
-    Raises InvalidIdentifier when it cannot be a phone number."""
-    return _parse_phone(raw, default_region)
 
 
 def _given_hash(raw: str) -> str | None:
@@ -106,25 +163,25 @@ def hash_email(raw: str) -> str:
     return _given_hash(raw) or sha256_hex(normalise_email(raw))
 
 
-def hash_phone(raw: str, default_region: str | None = None) -> str:
+def hash_phone(raw: str, region: str | None = None) -> str:
     """SHA-256 of the digits-with-country-code form (AppLovin, AppsFlyer ``phone_number_hashed``)."""
-    return hash_phone_checked(raw, default_region)[0]
+    return hash_phone_checked(raw, region).digest
 
 
-def hash_phone_checked(raw: str, default_region: str | None = None) -> tuple[str, bool]:
-    """``hash_phone`` and whether the number is possible for its country, from one parse.
-
-    A value sent already hashed cannot be checked: it counts as possible."""
+def hash_phone_checked(raw: str, region: str | None = None) -> HashedPhone:
+    """``hash_phone``, whether the number is possible for its country, and whether a country
+    code was known, from one normalisation. A value sent already hashed cannot be checked:
+    it counts as possible, with its country code."""
     given = _given_hash(raw)
     if given is not None:
-        return given, True
-    digits, possible = normalise_phone(raw, default_region)
-    return sha256_hex(digits), possible
+        return HashedPhone(given, True, True)
+    phone = normalise_phone(raw, region)
+    return HashedPhone(sha256_hex(phone.digits), phone.possible, phone.with_country_code)
 
 
-def hash_phone_e164(raw: str, default_region: str | None = None) -> str:
+def hash_phone_e164(raw: str, region: str | None = None) -> str:
     """SHA-256 of the E.164 form ``+16505551212`` (AppsFlyer ``phone_number_e164_hashed``)."""
-    return _given_hash(raw) or sha256_hex("+" + normalise_phone(raw, default_region)[0])
+    return _given_hash(raw) or sha256_hex("+" + normalise_phone(raw, region).digits)
 
 
 def hash_name(raw: str) -> str:

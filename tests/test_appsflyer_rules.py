@@ -720,6 +720,31 @@ def test_impossible_phone_number_is_hashed_with_warning() -> None:
     assert ("phone_number_hashed", "phone_not_possible") in codes(result.warnings)
 
 
+@pytest.mark.parametrize(
+    ("field", "plain", "country", "normalised"),
+    [
+        ("phone_number_hashed", "(650) 555-1212", "US", "16505551212"),
+        ("phone_number_hashed", "020 7946 0958", "gb", "442079460958"),
+        ("phone_number_e164_hashed", "(650) 555-1212", "US", "+16505551212"),
+        ("phone_number_hashed", "+1 650 555 1212", "FR", "16505551212"),
+    ],
+)
+def test_phone_rule_national_number_is_read_in_the_bodys_country(
+    field: str, plain: str, country: str, normalised: str
+) -> None:
+    result = check(base(**{field: plain}, eventValue=json.dumps({"af_country": country})))
+    assert_accepted(result)
+    assert payload(result)[field] == sha256(normalised)
+    assert codes(result.warnings) & {(field, "phone_without_country_code"), (field, "phone_not_possible")} == set()
+
+
+def test_phone_rule_without_country_hashes_digits_as_sent_and_warns() -> None:
+    result = check(base(phone_number_hashed="(650) 555-1212"))
+    assert_accepted(result)
+    assert payload(result)["phone_number_hashed"] == sha256("6505551212")
+    assert ("phone_number_hashed", "phone_without_country_code") in codes(result.warnings)
+
+
 PLAIN_PII = {
     "email_hashed": "Jane.Roe@Example.org",
     "phone_number_hashed": "+44 20 7946 0958",

@@ -97,3 +97,10 @@ def test_plain_pii_never_reaches_the_database_journal_or_log(fresh_server: Serve
     for where, text in haystacks.items():
         for needle in needles:
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_phone_rule_national_number_is_read_in_the_events_country(fresh_server: Server) -> None:
+    event = with_user(phone="(650) 555-1212", country_code="US")
+    body = post(fresh_server, event)
+    assert body["status"] == 200 and body["warnings"] == []
+    assert stored_user_data(fresh_server, str(event["dedupe_id"]))["phone"] == sha("16505551212")

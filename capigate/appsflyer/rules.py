@@ -72,12 +72,11 @@ from capigate.identity import (
     contains_email,
     hash_email,
     hash_name,
-    hash_phone,
-    hash_phone_e164,
     is_sha256_hex,
     normalise_phone,
     sha256_hex,
 )
+from capigate.iso import COUNTRY_CODES
 from capigate.store.base import NewEvent
 
 __all__ = [
@@ -277,7 +276,7 @@ _DROP: Final = _Drop()
 
 
 class _Context:
-    __slots__ = ("event_time_ms", "event_value", "extra", "received_at_ms", "report")
+    __slots__ = ("event_time_ms", "event_value", "extra", "received_at_ms", "region", "report")
 
     def __init__(self, report: Report, received_at_ms: int) -> None:
         self.report = report
@@ -285,6 +284,7 @@ class _Context:
         self.event_time_ms: int | None = None
         self.event_value: dict[str, Any] | None = None
         self.extra: dict[str, Any] = {}
+        self.region: str | None = None  # the country the body carries (eventValue.af_country)
 
 
 _Rule = Callable[[str, Any, _Context], Any]
@@ -301,13 +301,19 @@ def _finish(
 ) -> InAppCheck:
     """Apply the rules to ``values`` (fields sent that passed the schema) and answer."""
     ctx = _Context(report, received_at_ms)
+    # eventValue first: the phone rules read the country it carries.
+    event_value = _event_value("eventValue", values["eventValue"], ctx) if "eventValue" in values else None
+    ctx.region = _region(ctx.event_value)
     out: dict[str, Any] = {}
     for key, value in values.items():
-        rule = _RULES.get(key)
-        if rule is not None:
-            value = rule(key, value, ctx)
-            if value is _DROP:
-                continue
+        if key == "eventValue":
+            value = event_value
+        else:
+            rule = _RULES.get(key)
+            if rule is not None:
+                value = rule(key, value, ctx)
+                if value is _DROP:
+                    continue
         out[key] = value
     out.update(unknown)
     out.update(ctx.extra)
@@ -319,11 +325,10 @@ def _finish(
             "send `os` (the OS version): AppsFlyer needs it to process the event correctly, "
             "and takes an iOS event without it as coming from iOS 14.5",
         )
-    event_value = ctx.event_value
     if (
-        event_value is not None
-        and "af_revenue" in event_value
-        and "af_currency" not in event_value
+        ctx.event_value is not None
+        and "af_revenue" in ctx.event_value
+        and "af_currency" not in ctx.event_value
         and "eventCurrency" not in sent
     ):
         report.warn(
@@ -411,6 +416,13 @@ def _event_value(key: str, value: str | dict[str, Any], ctx: _Context) -> Any:
     kept: dict[str, Any] = without_personal(parsed, key, ctx.report)
     ctx.event_value = kept
     return kept
+
+
+def _region(event_value: dict[str, Any] | None) -> str | None:
+    country = event_value.get("af_country") if event_value is not None else None
+    if isinstance(country, str) and country.upper() in COUNTRY_CODES:
+        return country.upper()
+    return None
 
 
 def _is_number(value: Any) -> bool:
@@ -591,11 +603,10 @@ def _plain_name(raw: str) -> str:
 
 _HASHERS: Final[dict[str, tuple[Callable[[str], str], str]]] = {
     "email_hashed": (hash_email, "an email address"),
-    "phone_number_hashed": (hash_phone, "a phone number with its country code"),
-    "phone_number_e164_hashed": (hash_phone_e164, "an E.164 phone number"),
     "first_name_hashed": (_plain_name, "a first name"),
     "last_name_hashed": (_plain_name, "a last name"),
 }
+_PHONES: Final = {"phone_number_hashed": "a phone number", "phone_number_e164_hashed": "an E.164 phone number"}
 
 
 def _hashed(key: str, value: str, ctx: _Context) -> Any:
@@ -612,9 +623,9 @@ def _hashed(key: str, value: str, ctx: _Context) -> Any:
     if _HEX.fullmatch(text):
         ctx.report.error(key, "invalid_hash", f"{key} looks like a hex digest but not SHA-256 (64 hex digits)")
         return _DROP
-    hasher, what = _HASHERS[key]
+    what = _PHONES.get(key) or _HASHERS[key][1]
     try:
-        digest = hasher(value)
+        digest = _hashed_phone(key, value, ctx) if key in _PHONES else _HASHERS[key][0](value)
     except InvalidIdentifier as exc:
         ctx.report.error(key, "invalid_hash", f"{key} is neither a SHA-256 hex digest nor {what}: {exc}")
         return _DROP
@@ -623,9 +634,23 @@ def _hashed(key: str, value: str, ctx: _Context) -> Any:
         "plain_pii_hashed",
         f"{key} held {what} instead of its SHA-256: it was normalised and hashed, and the plain value was not kept",
     )
-    if key.startswith("phone") and not normalise_phone(value)[1]:
-        ctx.report.warn(key, "phone_not_possible", f"{key} is not a possible number: check its country code")
     return digest
+
+
+def _hashed_phone(key: str, value: str, ctx: _Context) -> str:
+    """phone_number_hashed: the digits with country code; the E.164 form adds the "+". A number
+    without + or 00 is read in the body's country (eventValue.af_country) when it carries one."""
+    phone = normalise_phone(value, ctx.region)
+    if not phone.with_country_code:
+        ctx.report.warn(
+            key,
+            "phone_without_country_code",
+            f"{key} has no country code (+ or 00) and the body no eventValue.af_country: its digits were hashed "
+            "as sent, and will only match if they include the country code (AppsFlyer expects 16505551212)",
+        )
+    elif not phone.possible:
+        ctx.report.warn(key, "phone_not_possible", f"{key} is not a possible number: check its country code")
+    return sha256_hex(phone.digits if key == "phone_number_hashed" else "+" + phone.digits)
 
 
 _RULES: Final[dict[str, _Rule]] = {
@@ -640,7 +665,7 @@ _RULES: Final[dict[str, _Rule]] = {
     "consent_data": _consent_data,
     "custom_data": _custom_data,
     "customer_user_id": _customer_user_id,
-    **{name: _hashed for name in _HASHERS},
+    **{name: _hashed for name in (*_HASHERS, *_PHONES)},
 }
 _EVENT_VALUE_RULES: Final[dict[str, Callable[[str, Any, _Context], Any]]] = {
     "af_revenue": _revenue,

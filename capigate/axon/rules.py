@@ -10,7 +10,6 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -19,7 +18,6 @@ import msgspec
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import (
     DATA_SCHEMAS,
-    OS_VALUES,
     AxonBatch,
     EventData,
     Item,
@@ -28,9 +26,9 @@ from capigate.axon.schema import (
     UserData,
     field_names,
 )
+from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, check_struct, did_you_mean, join
-from capigate.identity import InvalidIdentifier, hash_email, hash_phone_checked
-from capigate.iso import COUNTRY_CODES, CURRENCY_CODES
+from capigate.iso import CURRENCY_CODES
 from capigate.store.base import NewEvent
 
 __all__ = ["MAX_BATCH", "BatchCheck", "check_batch"]
@@ -57,7 +55,6 @@ _ITEM_RECOMMENDED = ("item_name", "item_variant_id", "price", "image_url", "item
 _ITEM_RECOMMENDED_SET = frozenset(_ITEM_RECOMMENDED)
 _MPD_TIMESTAMPS = ("first_purchase_ts", "first_visit_ts", "last_purchase_ts", "last_visit_ts")
 _BODY_KEYS = frozenset({"events"})
-_OS_MESSAGE = f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent"
 
 
 @dataclass(slots=True)
@@ -126,7 +123,7 @@ def _check_event(
     event = typed if typed is not None else check_struct(raw, ServerEvent, path, report)
     _check_event_fields(raw, path, profile, report, now_ms)
     user = event.user_data if event is not None else _quiet(user_raw, UserData)
-    normalised = _check_user_data(user, path, profile, report) if user is not None else {}
+    normalised = check_user_data(user, path, profile, report) if user is not None else {}
     if "measurement_partner_data" in raw:
         _check_measurement(raw["measurement_partner_data"], path, profile, report)
     if raw.get("dedupe_id") is None and profile.dedupe_id_expected:
@@ -279,69 +276,6 @@ def _check_url(url: str, path: str, profile: Profile, report: Report) -> None:
             "url_not_origin",
             "send only scheme and host (e.g. https://example.com/), no path or query",
         )
-
-
-def _is_ip(text: str) -> bool:
-    # Only IPv6 text has a ":", and never IPv4 text: one parse decides.
-    try:
-        inet_pton(AF_INET6 if ":" in text else AF_INET, text)
-    except (OSError, ValueError):  # ValueError: an embedded NUL character
-        return False
-    return True
-
-
-def _check_user_data(user: UserData, path: str, profile: Profile, report: Report) -> dict[str, str]:
-    """Checks the user_data of the event at ``path``; returns the fields whose stored form
-    differs (hashes, codes)."""
-    if not _is_ip(user.client_ip_address):
-        report.error(f"{path}.user_data.client_ip_address", "invalid_ip", "not an IPv4 or IPv6 address")
-    if not _has_identifier(user, profile.identifiers):
-        report.error(
-            f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
-        )
-    if user.os is not None and user.os not in OS_VALUES:
-        report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
-    country = user.country_code.upper() if user.country_code is not None else None
-    if country is not None and country not in COUNTRY_CODES:
-        report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
-    if profile.numeric_user_id and user.user_id is not None and not user.user_id.isdigit():
-        report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
-    normalised = _hashed_pii(user, path, report)
-    if country is not None:
-        normalised["country_code"] = country
-        if user.zip is not None and country == "US":
-            normalised["zip"] = user.zip.strip()[:5]
-    return normalised
-
-
-def _has_identifier(user: UserData, keys: tuple[str, ...]) -> bool:
-    # A loop, not any() over a generator: a third of the time, on every event.
-    for key in keys:  # noqa: SIM110
-        if getattr(user, key):
-            return True
-    return False
-
-
-def _hashed_pii(user: UserData, path: str, report: Report) -> dict[str, str]:
-    hashed: dict[str, str] = {}
-    if user.email is not None:
-        try:
-            hashed["email"] = hash_email(user.email)
-        except InvalidIdentifier as exc:
-            report.error(f"{path}.user_data.email", "invalid_email", str(exc))
-    if user.phone is not None:
-        try:
-            hashed["phone"], possible = hash_phone_checked(user.phone)
-        except InvalidIdentifier as exc:
-            report.error(f"{path}.user_data.phone", "invalid_phone", str(exc))
-        else:
-            if not possible:
-                report.warn(
-                    f"{path}.user_data.phone",
-                    "unlikely_phone",
-                    "not a possible number for its country code; hashed anyway",
-                )
-    return hashed
 
 
 def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report) -> None:

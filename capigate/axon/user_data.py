@@ -1,0 +1,93 @@
+"""The rules on an Axon event's ``user_data``: identifiers present, codes valid, email and
+phone normalised and hashed as AppLovin hashes them.
+
+Each rule is a function of the typed ``UserData``, so the checked path and a typed fast path
+share them."""
+
+from __future__ import annotations
+
+from socket import AF_INET, AF_INET6, inet_pton
+
+from capigate.axon.profiles import Profile
+from capigate.axon.schema import OS_VALUES, UserData
+from capigate.checking import Report
+from capigate.identity import HashedPhone, InvalidIdentifier, hash_email, hash_phone_checked
+from capigate.iso import COUNTRY_CODES
+
+__all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
+
+_OS_MESSAGE = f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent"
+
+
+def is_ip(text: str) -> bool:
+    # Only IPv6 text has a ":", and never IPv4 text: one parse decides.
+    try:
+        inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+    except (OSError, ValueError):  # ValueError: an embedded NUL character
+        return False
+    return True
+
+
+def check_user_data(user: UserData, path: str, profile: Profile, report: Report) -> dict[str, str]:
+    """Checks the user_data of the event at ``path``; returns the fields whose stored form
+    differs (hashes, codes)."""
+    if not is_ip(user.client_ip_address):
+        report.error(f"{path}.user_data.client_ip_address", "invalid_ip", "not an IPv4 or IPv6 address")
+    if not has_identifier(user, profile.identifiers):
+        report.error(
+            f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
+        )
+    if user.os is not None and user.os not in OS_VALUES:
+        report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
+    country = user.country_code.upper() if user.country_code is not None else None
+    if country is not None and country not in COUNTRY_CODES:
+        report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
+    if profile.numeric_user_id and user.user_id is not None and not user.user_id.isdigit():
+        report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
+    region = country if country in COUNTRY_CODES else None
+    normalised = hashed_identifiers(user, region, path, report)
+    if country is not None:
+        normalised["country_code"] = country
+        if user.zip is not None and country == "US":
+            normalised["zip"] = user.zip.strip()[:5]
+    return normalised
+
+
+def has_identifier(user: UserData, keys: tuple[str, ...]) -> bool:
+    # A loop, not any() over a generator: a third of the time, on every event.
+    for key in keys:  # noqa: SIM110
+        if getattr(user, key):
+            return True
+    return False
+
+
+def hashed_identifiers(user: UserData, region: str | None, path: str, report: Report) -> dict[str, str]:
+    """The SHA-256 of user_data's email and phone, each normalised as AppLovin does; a phone
+    without ``+``/``00`` is read in ``region`` (the event's valid country_code) when known."""
+    hashed: dict[str, str] = {}
+    if user.email is not None:
+        try:
+            hashed["email"] = hash_email(user.email)
+        except InvalidIdentifier as exc:
+            report.error(f"{path}.user_data.email", "invalid_email", str(exc))
+    if user.phone is not None:
+        try:
+            phone = hash_phone_checked(user.phone, region)
+        except InvalidIdentifier as exc:
+            report.error(f"{path}.user_data.phone", "invalid_phone", str(exc))
+        else:
+            hashed["phone"] = phone.digest
+            _warn_phone(phone, f"{path}.user_data.phone", report)
+    return hashed
+
+
+def _warn_phone(phone: HashedPhone, path: str, report: Report) -> None:
+    if not phone.with_country_code:
+        report.warn(
+            path,
+            "phone_without_country_code",
+            "the number has no country code (+ or 00) and the event no country_code: its digits were hashed "
+            "as sent, and will only match if they include the country code (AppLovin expects 16505551212)",
+        )
+    elif not phone.possible:
+        report.warn(path, "unlikely_phone", "not a possible number for its country code; hashed anyway")

@@ -1,0 +1,146 @@
+"""The identifier rules of capigate.identity, checked against SHA-256 vectors computed here by
+hashlib on the literal normalised string, never by the code under test."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+
+import phonenumbers
+import pytest
+
+from capigate import identity
+from capigate.identity import (
+    InvalidIdentifier,
+    hash_email,
+    hash_phone,
+    hash_phone_checked,
+    hash_phone_e164,
+    normalise_phone,
+)
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- phone: international form (+ or 00), the fast path --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "digits"),
+    [
+        ("+1 (650) 555-1212", "16505551212"),
+        ("+16505551212", "16505551212"),
+        ("001 650 555 1212", "16505551212"),
+        ("+44 20 7946 0958", "442079460958"),
+        ("0044 20 7946 0958", "442079460958"),
+        ("+44 (0) 20 7946 0958", "442079460958"),
+        ("+49 151 23456789", "4915123456789"),
+        ("+39 06 1234 5678", "390612345678"),  # Italy keeps the leading zero in E.164
+        ("+65 6123 4567", "6561234567"),
+        (" +33.6.12.34.56.78 ", "33612345678"),
+    ],
+)
+def test_phone_rule_international_form_hashes_its_e164_digits(raw: str, digits: str) -> None:
+    assert normalise_phone(raw).digits == digits
+    assert hash_phone(raw) == sha(digits)
+    assert hash_phone_e164(raw) == sha("+" + digits)
+
+
+def test_phone_rule_international_form_does_not_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_parse(*args: object) -> None:
+        raise AssertionError("phonenumbers.parse called on the fast path")
+
+    monkeypatch.setattr(phonenumbers, "parse", no_parse)
+    assert hash_phone("+1 650 555 1212", "FR") == sha("16505551212")
+
+
+def test_phone_rule_international_length_is_checked_against_the_country() -> None:
+    assert hash_phone_checked("+1 650 555 1212") == (sha("16505551212"), True, True)
+    # The AppLovin documentation's own example: +1 and nine digits, a length no NANP number has.
+    assert hash_phone_checked("+1123456789") == (sha("1123456789"), False, True)
+    assert normalise_phone("+49 30 1234567").possible  # Germany: many lengths are possible
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [("+999 1234 5678", "unknown country code"), ("+1 2", "too short"), ("+1234567890123456", "too long")],
+)
+def test_phone_rule_international_form_that_cannot_be_a_number_is_refused(raw: str, reason: str) -> None:
+    with pytest.raises(InvalidIdentifier, match=reason) as caught:
+        normalise_phone(raw)
+    assert raw.strip() not in str(caught.value)
+
+
+# --- phone: national form, read in the event's country ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "digits"),
+    [
+        ("(650) 555-1212", "US", "16505551212"),  # not Singapore's +65 with a digit dropped
+        ("650-555-1212", "US", "16505551212"),
+        ("1 650 555 1212", "US", "16505551212"),  # the national prefix 1
+        ("020 7946 0958", "GB", "442079460958"),  # the trunk prefix 0
+        ("06 12 34 56 78", "FR", "33612345678"),
+        ("0151 23456789", "DE", "4915123456789"),
+        ("06 1234 5678", "IT", "390612345678"),
+    ],
+)
+def test_phone_rule_national_form_is_read_in_the_events_country(raw: str, region: str, digits: str) -> None:
+    phone = normalise_phone(raw, region)
+    assert phone == (digits, True, True)
+    assert hash_phone(raw, region) == sha(digits)
+
+
+# --- phone: national form, no country known ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "digits"),
+    [
+        ("(650) 555-1212", "6505551212"),
+        ("16505551212", "16505551212"),
+        ("0612345678", "0612345678"),  # no digit dropped, none re-read
+        ("6561234567", "6561234567"),
+    ],
+)
+def test_phone_rule_without_country_hashes_the_digits_as_sent(raw: str, digits: str) -> None:
+    assert normalise_phone(raw) == (digits, True, False)
+    assert hash_phone_checked(raw) == (sha(digits), True, False)
+
+
+@pytest.mark.parametrize("raw", ["call me maybe", "+1 650 CALL NOW", "", "+", "١٢٣٤٥٦٧", "650 555 1212 ext 3"])
+def test_phone_rule_a_value_that_cannot_be_a_number_is_refused_without_echo(raw: str) -> None:
+    for region in (None, "US"):
+        with pytest.raises(InvalidIdentifier) as caught:
+            normalise_phone(raw, region)
+        assert len(raw.strip()) < 2 or raw.strip() not in str(caught.value)
+
+
+def test_phone_rule_sha256_hex_passes_through_lowercased() -> None:
+    digest = sha("16505551212")
+    assert hash_phone(f" {digest.upper()} ") == digest
+    assert hash_phone_checked(digest) == (digest, True, True)
+
+
+def test_phone_rule_keeps_no_cache_of_plain_numbers() -> None:
+    source = inspect.getsource(identity)
+    assert "lru_cache" not in source
+    for name, value in vars(identity).items():
+        assert not hasattr(value, "cache_info") or name == "_possible_lengths", name
+    identity._possible_lengths.cache_clear()
+    normalise_phone("+1 650 555 1212")
+    assert identity._possible_lengths.cache_info().currsize >= 1  # keyed by country code only
+
+
+# --- email ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [("  Jane.Doe+Ads@Example.COM ", "jane.doe+ads@example.com"), ("a@b.example", "a@b.example")],
+)
+def test_email_rule_is_trimmed_lowercased_and_hashed(raw: str, normalised: str) -> None:
+    assert hash_email(raw) == sha(normalised)
