@@ -24,7 +24,8 @@ import uvloop
 from bench.bodies import write_body_sets
 from bench.servers import AXON_PATH, CONFIG_TOML
 from capigate.config import load_config
-from capigate.http.app import GatewayApp, create_app
+from capigate.gateway import create_app
+from capigate.http.app import GatewayApp
 from capigate.inspector.samples import Exchange
 
 

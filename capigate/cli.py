@@ -134,7 +134,7 @@ def serve(
     os.environ["CAPIGATE_DB"] = store_url
     os.environ["CAPIGATE_RELAY"] = "1" if relay else "0"
     Granian(
-        "capigate.http.app:app_from_env",
+        "capigate.gateway:app_from_env",
         factory=True,
         address=host,
         port=port,

@@ -44,7 +44,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 1.0
 LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 UNKNOWN_SOURCE = "unknown"
-OTHER_ENDPOINT = "other"
 
 
 # A histogram is one list: the count of each bucket (not cumulative; the last is +Inf), then
@@ -111,32 +110,20 @@ def shared_dir() -> Path:
 
 
 class Metrics:
-    """The counters of one worker. ``sources`` are the configured source ids; ``exact`` the
-    paths of the routing table and ``prefixes`` (prefix, label) its prefix routes."""
+    """The counters of one worker. ``sources`` are the configured source ids; an endpoint
+    label is a route's path template (``capigate/http/routing.py``)."""
 
     def __init__(
         self,
         *,
         sources: Iterable[str] = (),
-        exact: Iterable[str] = (),
-        prefixes: Iterable[tuple[str, str]] = (),
         share_dir: Path | None = None,
     ) -> None:
         self._sources = frozenset(sources)
-        self._exact = frozenset(exact)
-        self._prefixes = tuple(prefixes)
         self.share_dir = share_dir
         self._mine = Snapshot({}, {}, {}, {}, {}, {})
 
     # --- the hot path ---------------------------------------------------------------------
-
-    def endpoint(self, path: str) -> str:
-        if path in self._exact:
-            return path
-        for prefix, label in self._prefixes:
-            if path.startswith(prefix):
-                return label
-        return OTHER_ENDPOINT
 
     def observe_request(self, endpoint: str, status: int, latency_ms: float) -> None:
         requests = self._mine.requests
@@ -149,9 +136,9 @@ class Metrics:
         hist[_SUM] += latency_ms
         hist[_COUNT] += 1
 
-    def observe_record(self, record: RequestRecord) -> None:
+    def observe_record(self, endpoint: str, record: RequestRecord) -> None:
         """Everything one journaled request says: its status and latency, its events, its warnings."""
-        self.observe_request(self.endpoint(record.path), record.status, record.latency_ms)
+        self.observe_request(endpoint, record.status, record.latency_ms)
         source = record.source if record.source in self._sources else UNKNOWN_SOURCE
         events = self._mine.events
         if record.events_stored:

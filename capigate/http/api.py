@@ -13,8 +13,8 @@ from capigate.errors import Problem
 from capigate.http.asgi import Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.params import encode_cursor, parse_id, query_cursor, query_int, query_limit, query_time
+from capigate.http.session import has_session
 from capigate.http.state import Gateway
-from capigate.inspector.session import has_session
 from capigate.responses import (
     AttemptView,
     ErrorBody,
@@ -44,7 +44,7 @@ def is_admin(request: Request, gateway: Gateway) -> bool:
     expected = gateway.config.server.admin_token.encode()
     if hmac.compare_digest(token.encode(), expected) and bool(token):
         return True
-    # The inspector page's session cookie (capigate/inspector/session.py).
+    # The inspector page's session cookie (capigate/http/session.py).
     return has_session(request.method, request.headers, gateway.config.server.admin_token)
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from capigate.config import Config
+from capigate.errors import StoreError
 from capigate.http.asgi import Receive, Scope, Send
 from capigate.metrics import Metrics
-from capigate.store.base import Retention, Store
+from capigate.store.base import OutboxDepth, Retention, Store
 
 __all__ = ["Gateway"]
+
+log = logging.getLogger("capigate")
 
 
 @dataclass(slots=True)
@@ -35,3 +39,11 @@ class Gateway:
             journal_max_rows=s.journal_max_rows,
             event_days=s.event_retention_days,
         )
+
+    async def outbox_depths(self) -> list[OutboxDepth] | None:
+        """The store's outbox depths, or None when it cannot say now (for /metrics and the inspector)."""
+        try:
+            return await self.store.outbox_depths()
+        except StoreError:
+            log.warning("outbox depths could not be read")
+            return None

@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 import msgspec
 
 from capigate.checking import Report
-from capigate.errors import Problem, StoreError
+from capigate.errors import Problem
 from capigate.http.api import is_admin
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
@@ -23,8 +22,6 @@ from capigate.responses import ErrorBody
 from capigate.store.base import OutboxDepth, StatsBucket
 
 __all__ = ["get_sources", "get_stats", "post_test_event"]
-
-log = logging.getLogger("capigate.inspector")
 
 MAX_BUCKETS = 500
 MIN_BUCKET_MS = 1000
@@ -42,7 +39,7 @@ class StatsPage(msgspec.Struct, kw_only=True):
     until: int
     bucket_ms: int
     buckets: list[StatsBucket]
-    relay: list[OutboxDepth] | None  # None: this store keeps no outbox
+    relay: list[OutboxDepth] | None  # None: the store cannot say now
     now: int
 
 
@@ -101,20 +98,9 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
         return _invalid(report.problems)
     source = request.query.get("source") or None
     buckets = await gateway.store.query_stats(source, since_ms=since, until_ms=until, bucket_ms=bucket)
-    relay = await outbox_depths(gateway)
+    relay = await gateway.outbox_depths()
     page = StatsPage(since=since, until=until, bucket_ms=bucket, buckets=buckets, relay=relay, now=now)
     return json_response(200, page, [("cache-control", "no-store")])
-
-
-async def outbox_depths(gateway: Gateway) -> list[OutboxDepth] | None:
-    """The store's outbox depths, or None when it has no outbox (yet) or cannot say now."""
-    try:
-        return await gateway.store.outbox_depths()
-    except (AttributeError, NotImplementedError):
-        return None
-    except StoreError:
-        log.warning("outbox depths could not be read")
-        return None
 
 
 def _int(query: dict[str, str], key: str, default: int, report: Report) -> int:

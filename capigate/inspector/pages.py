@@ -17,8 +17,8 @@ from urllib.parse import parse_qs
 from capigate.__version__ import __version__
 from capigate.http.asgi import BodyError, Request, Response
 from capigate.http.journal import Outcome
+from capigate.http.session import clear_cookie, has_session, session_cookie
 from capigate.http.state import Gateway
-from capigate.inspector.session import clear_cookie, has_session, session_cookie
 
 __all__ = ["ASSETS", "get_asset", "get_page", "post_login", "post_logout"]
 

@@ -1,0 +1,61 @@
+"""One gateway node: its one route list, and the factories that build it.
+
+This module sits above ``capigate.http`` and ``capigate.inspector`` and is the only one that
+imports both: the inspector's handlers use the http layer, never the other way round.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from capigate.config import Config, load_config
+from capigate.http import api, app, appsflyer, axon
+from capigate.http.app import GatewayApp
+from capigate.http.routing import Route, Router
+from capigate.inspector import endpoints, pages
+from capigate.logs import configure_logging
+from capigate.metrics import shared_dir
+from capigate.store.base import Store
+
+__all__ = ["ROUTES", "app_from_env", "create_app"]
+
+# journaled=False: operators' and the inspector's reads, not the traffic the journal is for
+# (the inspector's test events are journaled as the requests to the ingest endpoints they are).
+ROUTES = [
+    Route("POST", "/v1/event", axon.post_event),
+    Route("POST", appsflyer.PREFIX + "{app_id}", appsflyer.post_in_app_event),
+    Route("GET", "/api/events", api.get_events, journaled=False),
+    Route("GET", api.EVENT_PREFIX + "{id}", api.get_event, journaled=False),
+    Route("GET", "/api/requests", api.get_requests, journaled=False),
+    Route("GET", "/api/outbox", api.get_outbox, journaled=False),
+    Route("POST", "/api/replay", api.post_replay, journaled=False),
+    Route("GET", "/healthz", app.get_healthz, journaled=False),
+    Route("GET", "/readyz", app.get_readyz, journaled=False),
+    Route("GET", "/openapi.json", app.get_openapi, journaled=False),
+    Route("GET", "/metrics", app.get_metrics, journaled=False),
+    Route("GET", "/", pages.get_page, journaled=False),
+    Route("POST", "/login", pages.post_login, journaled=False),
+    Route("POST", "/logout", pages.post_logout, journaled=False),
+    *(Route("GET", path, pages.get_asset, journaled=False) for path in pages.ASSETS),
+    Route("GET", "/api/sources", endpoints.get_sources, journaled=False),
+    Route("GET", "/api/stats", endpoints.get_stats, journaled=False),
+    Route("POST", "/api/test-event", endpoints.post_test_event, journaled=False),
+]
+
+
+def create_app(config: Config, store: Store | None = None, *, relay: bool = True) -> GatewayApp:
+    return GatewayApp(config, Router(ROUTES), store, relay=relay)
+
+
+def app_from_env() -> GatewayApp:
+    """Factory for the server's workers: the CLI passes its resolved options by environment,
+    since workers are separate processes."""
+    config = load_config(Path(os.environ["CAPIGATE_CONFIG"]))
+    db = os.environ.get("CAPIGATE_DB")
+    if db:
+        config.store.url = db
+    configure_logging(config.server.log_format)
+    gateway = create_app(config, relay=os.environ.get("CAPIGATE_RELAY", "1") != "0")
+    gateway.metrics.share_dir = shared_dir()  # this server's workers share their counters
+    return gateway

@@ -1,0 +1,81 @@
+"""One route list (capigate/gateway.py), answered in one place (capigate/http/routing.py)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import capigate.http
+from capigate.gateway import ROUTES
+from capigate.http import api, app, appsflyer, axon
+from capigate.http.routing import NOT_FOUND, Route, Router
+from capigate.inspector import pages
+from tests.conftest import ADMIN, Server
+
+router = Router(ROUTES)
+
+
+def test_a_route_is_found_by_method_and_path() -> None:
+    assert router.match("POST", "/v1/event").handler is axon.post_event
+    assert router.match("GET", "/healthz").handler is app.get_healthz
+
+
+def test_a_path_ending_in_a_parameter_matches_by_prefix_and_counts_under_its_template() -> None:
+    route = router.match("POST", "/inappevent/com.example.app")
+    assert route.handler is appsflyer.post_in_app_event
+    assert route.metric == "/inappevent/{app_id}"
+    assert router.match("GET", "/api/events/abc").handler is api.get_event
+
+
+def test_an_unknown_path_is_not_found_and_counted_as_other() -> None:
+    assert router.match("GET", "/wp-login.php") is NOT_FOUND
+    assert NOT_FOUND.metric == "other"
+    assert NOT_FOUND.journaled
+
+
+def test_another_method_on_a_known_path_keeps_the_paths_journaling_and_label() -> None:
+    refused = router.match("GET", "/v1/event")
+    assert refused.handler is not axon.post_event
+    assert (refused.metric, refused.journaled) == ("/v1/event", True)
+    refused = router.match("DELETE", "/healthz")
+    assert (refused.metric, refused.journaled) == ("/healthz", False)
+    assert router.match("GET", "/inappevent/x").metric == "/inappevent/{app_id}"
+
+
+def test_the_ingest_endpoints_are_journaled_and_the_reads_are_not() -> None:
+    journaled = {r.path for r in ROUTES if r.journaled}
+    assert journaled == {"/v1/event", "/inappevent/{app_id}"}
+    assert router.match("GET", "/").handler is pages.get_page
+    assert not router.match("GET", "/api/events/x").journaled
+
+
+def test_two_routes_for_one_method_and_path_are_refused() -> None:
+    with pytest.raises(ValueError, match="/healthz"):
+        Router([*ROUTES, Route("GET", "/healthz", app.get_readyz)])
+
+
+def test_nothing_in_the_http_layer_imports_the_inspector() -> None:
+    http = Path(capigate.http.__file__).parent
+    importers = []
+    for path in sorted(http.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or ""]
+            if any(name.startswith("capigate.inspector") for name in names):
+                importers.append(path.name)
+    assert importers == []
+
+
+def test_a_refused_method_is_405_with_allow_and_an_unknown_path_404(server: Server) -> None:
+    with server.client() as c:
+        r = c.get("/v1/event?pixel_id=px_std")
+        assert (r.status_code, r.headers["allow"], r.json()["error"]) == (405, "POST", "method_not_allowed")
+        r = c.delete("/inappevent/com.example.app")
+        assert (r.status_code, r.headers["allow"]) == (405, "POST")
+        r = c.post("/api/events", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert (r.status_code, r.headers["allow"]) == (405, "GET")
+        r = c.get("/no/such/thing")
+        assert (r.status_code, r.json()["error"]) == (404, "not_found")
+        assert "allow" not in r.headers
