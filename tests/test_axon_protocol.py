@@ -71,7 +71,9 @@ def test_malformed_json_is_400(server: Server) -> None:
 
 def test_wrong_top_level_shapes_are_400_each_with_its_code(server: Server) -> None:
     cases = {
-        "[]": ("", "not_an_object"),
+        '"events"': ("", "not_an_object"),
+        "null": ("", "not_an_object"),
+        "[]": ("events", "empty_batch"),
         "{}": ("events", "missing_field"),
         '{"events": {}}': ("events", "wrong_type"),
         '{"events": []}': ("events", "empty_batch"),
@@ -212,3 +214,23 @@ def test_unknown_path_is_404_and_wrong_method_is_405(server: Server) -> None:
     with server.client() as c:
         assert c.post("/v1/events?pixel_id=px_std", json={}).status_code == 404
         assert c.get("/v1/event?pixel_id=px_std").status_code == 405
+
+
+def test_body_shape_bare_array_gzip_is_stored_with_a_warning(server: Server) -> None:
+    events = [page_view(), purchase()]
+    r = post_raw(server, gzip.compress(json.dumps(events).encode()), {"Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["received"], body["stored"]) == (2, 2)
+    assert paths(body, "warnings")[""] == "undocumented_body_shape"
+    assert all(len(stored(server, e["dedupe_id"])) == 1 for e in events)
+
+
+def test_body_shape_bare_array_problems_and_limits_are_the_documented_ones(server: Server) -> None:
+    bad = [page_view() for _ in range(4)]
+    bad[3]["user_data"]["esi"] = "tv"
+    r = post(server, bad)
+    assert r.status_code == 400 and paths(r.json()) == {"events[3].user_data.esi": "invalid_enum"}
+    r = post(server, [page_view() for _ in range(101)])
+    assert r.status_code == 400 and paths(r.json()) == {"events": "too_many_events"}
+    assert not any(stored(server, e["dedupe_id"]) for e in bad)

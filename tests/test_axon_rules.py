@@ -465,3 +465,60 @@ def test_phone_rule_a_value_that_is_not_a_number_is_a_problem_not_echoed() -> No
     result = check(with_phone("call 555 now please", country_code="US"))
     assert {p.path: p.code for p in result.report.problems} == {"events[0].user_data.phone": "invalid_phone"}
     assert "555" not in str(result.report.problems)
+
+
+# --- body shapes ------------------------------------------------------------------------------
+
+
+def test_body_shape_bare_array_is_the_same_batch_with_a_warning() -> None:
+    events = [page_view(), purchase()]
+    bare, documented = check_body(copy.deepcopy(events)), check_body(batch(*copy.deepcopy(events)))
+    assert bare.report.ok
+    assert {w.path: w.code for w in bare.report.warnings} == {
+        "": "undocumented_body_shape",
+        **{w.path: w.code for w in documented.report.warnings},
+    }
+    assert [e.payload for e in bare.events] == [e.payload for e in documented.events]
+
+
+def test_body_shape_bare_array_problems_have_the_same_paths() -> None:
+    events = [page_view(), page_view(), page_view(), page_view(event_time="soon")]
+    assert {p.path: p.code for p in check_body(events).report.problems} == {"events[3].event_time": "wrong_type"}
+
+
+@pytest.mark.parametrize(("count", "code"), [(0, "empty_batch"), (101, "too_many_events")])
+def test_body_shape_bare_array_holds_1_to_100_events(count: int, code: str) -> None:
+    found = check_body([page_view() for _ in range(count)]).report.problems
+    assert {p.path: p.code for p in found} == {"events": code}
+    assert check_body([page_view() for _ in range(100)]).report.ok
+
+
+@pytest.mark.parametrize("body", ["events", 3, None, True])
+def test_body_shape_scalar_is_not_an_object(body: Any) -> None:
+    assert {p.path: p.code for p in check_body(body).report.problems} == {"": "not_an_object"}
+
+
+# --- event_source_url of app events -----------------------------------------------------------
+
+
+def app_event(url: str, **overrides: Any) -> dict[str, Any]:
+    event = page_view(event_source_url=url, **overrides)
+    event["user_data"]["esi"] = "app"
+    return event
+
+
+def test_app_event_source_url_may_be_an_app_screen_with_a_warning() -> None:
+    result = check(app_event("MainActivity.ProductScreen"))
+    assert {w.path: w.code for w in result.report.warnings} == {"events[0].event_source_url": "app_screen_url"}
+    assert stored_payload(result)["event_source_url"] == "MainActivity.ProductScreen"
+
+
+def test_web_event_source_url_must_still_be_absolute() -> None:
+    event = page_view(event_source_url="MainActivity.ProductScreen")
+    assert problems(event) == {"events[0].event_source_url": "invalid_url"}
+
+
+def test_restricted_app_event_source_url_keeps_the_domain_rule() -> None:
+    event = restricted_lead(esi="app")
+    event["event_source_url"] = "MainActivity.ProductScreen"
+    assert problems(event, pixel="px_restricted") == {"events[0].event_source_url": "invalid_url"}

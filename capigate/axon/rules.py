@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from capigate.axon.body import BODY_KEYS, MAX_BATCH, batch_events
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import (
     DATA_SCHEMAS,
-    AxonBatch,
     EventData,
     Item,
     MeasurementPartnerData,
@@ -31,11 +31,10 @@ from capigate.checking import Report, check_struct, did_you_mean, join
 from capigate.iso import CURRENCY_CODES
 from capigate.store.base import NewEvent
 
-__all__ = ["MAX_BATCH", "BatchCheck", "check_batch"]
+__all__ = ["MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
-MAX_BATCH = 100
 _YEAR_MS = 365 * 24 * 3600 * 1000
 _SECONDS_LIKE_BELOW = 100_000_000_000  # 1973 in ms, 5138 in s: smaller values are seconds
 _encode = msgspec.json.Encoder().encode
@@ -54,7 +53,6 @@ _RECOMMENDED: dict[str, tuple[str, ...]] = {
 _ITEM_RECOMMENDED = ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
 _ITEM_RECOMMENDED_SET = frozenset(_ITEM_RECOMMENDED)
 _MPD_TIMESTAMPS = ("first_purchase_ts", "first_visit_ts", "last_purchase_ts", "last_visit_ts")
-_BODY_KEYS = frozenset({"events"})
 
 
 @dataclass(slots=True)
@@ -66,10 +64,12 @@ class BatchCheck:
 def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_tag: str | None = None) -> BatchCheck:
     result = BatchCheck()
     report = result.report
-    raw_events = _batch_events(body, profile, report)
+    raw_events = batch_events(body, report)
     if raw_events is None:
         return result
-    typed = _typed_events(body, len(raw_events))
+    if isinstance(body, dict):
+        _unknown_keys(body, BODY_KEYS, profile, report, "")
+    typed = _typed_events(raw_events)
     for i, raw in enumerate(raw_events):
         checked = _check_event(raw, f"events[{i}]", profile, report, now_ms, typed[i])
         if checked is not None and report.ok:
@@ -80,30 +80,13 @@ def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_t
     return result
 
 
-def _batch_events(body: Any, profile: Profile, report: Report) -> list[Any] | None:
-    if not isinstance(body, dict):
-        report.error("", "not_an_object", 'the body must be a JSON object {"events": [...]}')
-        return None
-    _unknown_keys(body, _BODY_KEYS, profile, report, "")
-    events = body.get("events")
-    if events is None:
-        report.error("events", "missing_field", "`events` is required")
-    elif not isinstance(events, list):
-        report.error("events", "wrong_type", "`events` must be an array of events")
-    elif not events:
-        report.error("events", "empty_batch", "`events` must hold at least 1 event")
-    elif len(events) > MAX_BATCH:
-        report.error("events", "too_many_events", f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
-    else:
-        return events
-    return None
-
-
-def _typed_events(body: dict[str, Any], count: int) -> Sequence[ServerEvent | None]:
+def _typed_events(events: list[Any]) -> Sequence[ServerEvent | None]:
     """Every event converted by one call when the whole batch converts (nearly always);
     else None for each, and each event is converted, its problems collected, on its own."""
-    batch = _quiet(body, AxonBatch)
-    return batch.events if batch is not None else [None] * count
+    try:
+        return msgspec.convert(events, list[ServerEvent])
+    except msgspec.ValidationError:
+        return [None] * len(events)
 
 
 def _check_event(
@@ -139,7 +122,9 @@ def _check_event_fields(raw: dict[str, Any], path: str, profile: Profile, report
     if isinstance(ms, int) and ms >= 0:
         _check_event_time(ms, path, now_ms, report)
     if isinstance(url, str) and url:
-        _check_url(url, path, profile, report)
+        user = raw.get("user_data")
+        esi = user.get("esi") if isinstance(user, dict) else None
+        check_source_url(url, esi, f"{path}.event_source_url", profile, report)
 
 
 def _quiet(raw: Any, kind: type[S]) -> S | None:
@@ -260,22 +245,26 @@ def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
         report.warn(f"{path}.event_time", "time_far_away", "event_time is more than a year away from now")
 
 
-def _check_url(url: str, path: str, profile: Profile, report: Report) -> None:
+def check_source_url(url: str, esi: Any, path: str, profile: Profile, report: Report) -> None:
+    """An absolute URL; for app events (``esi: "app"``) an app screen such as
+    ``MainActivity.ProductScreen`` too, with a warning (GA4-based taggers send screen_class +
+    "." + screen_name). The restricted profile keeps its scheme-and-host-only rule."""
     try:
         parts = urlsplit(url)
     except ValueError:
         parts = None
     if parts is None or not parts.scheme or not parts.netloc:
-        report.error(
-            f"{path}.event_source_url", "invalid_url", "event_source_url must be an absolute URL (scheme://host/...)"
-        )
+        if esi == "app" and not profile.origin_only_url:
+            report.warn(
+                path,
+                "app_screen_url",
+                "for an app event, event_source_url is not a URL: it is kept as sent, as the app screen",
+            )
+            return
+        report.error(path, "invalid_url", "event_source_url must be an absolute URL (scheme://host/...)")
         return
     if profile.origin_only_url and (parts.path not in ("", "/") or parts.query or parts.fragment):
-        report.error(
-            f"{path}.event_source_url",
-            "url_not_origin",
-            "send only scheme and host (e.g. https://example.com/), no path or query",
-        )
+        report.error(path, "url_not_origin", "send only scheme and host (e.g. https://example.com/), no path or query")
 
 
 def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report) -> None:

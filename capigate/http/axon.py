@@ -7,6 +7,7 @@ import time
 
 import msgspec
 
+from capigate.axon.body import events_received
 from capigate.axon.profiles import PROFILES
 from capigate.axon.rules import check_batch
 from capigate.config import AxonPixel
@@ -54,8 +55,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         test_tag=outcome.test_tag,
     )
     outcome.warnings = check.report.warnings
-    if isinstance(decoded, dict) and isinstance(decoded.get("events"), list):
-        outcome.events_received = len(decoded["events"])
+    outcome.events_received = events_received(decoded)
     if not check.report.ok:
         return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, check.report.problems)
     # Test-mode events are stored and journaled, never relayed.

@@ -1,0 +1,60 @@
+"""The shapes of an Axon request body that are read as a batch of events.
+
+The documented form is ``{"events": [...]}``. The most deployed server-side client (stape's
+server GTM tag, ``stape-io/axon-tag`` ``template.js`` ``sendEvent``) posts the bare array
+``[...]`` instead, to the real API, in production: it is read as the same batch, with
+``undocumented_body_shape``. Paths stay ``events[i]...`` either way, and the relay always sends
+the documented form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from capigate.checking import Report
+
+__all__ = ["BODY_KEYS", "MAX_BATCH", "batch_events", "events_received"]
+
+MAX_BATCH = 100
+BODY_KEYS = frozenset({"events"})
+_JSON_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
+
+
+def batch_events(body: Any, report: Report) -> list[Any] | None:
+    """The events of ``body`` (a decoded JSON value), or None after a problem at the body."""
+    if isinstance(body, list):
+        report.warn(
+            "",
+            "undocumented_body_shape",
+            'the body is a bare JSON array of events; the documented form is {"events": [...]}, '
+            "which is what is relayed",
+        )
+        return _sized(body, report)
+    if not isinstance(body, dict):
+        what = _JSON_KINDS.get(type(body), "not an object")
+        report.error("", "not_an_object", f'the body must be a JSON object {{"events": [...]}}, got {what}')
+        return None
+    events = body.get("events")
+    if events is None:
+        report.error("events", "missing_field", "`events` is required")
+    elif not isinstance(events, list):
+        report.error("events", "wrong_type", "`events` must be an array of events")
+    else:
+        return _sized(events, report)
+    return None
+
+
+def _sized(events: list[Any], report: Report) -> list[Any] | None:
+    if not events:
+        report.error("events", "empty_batch", "`events` must hold at least 1 event")
+    elif len(events) > MAX_BATCH:
+        report.error("events", "too_many_events", f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
+    else:
+        return events
+    return None
+
+
+def events_received(body: Any) -> int:
+    """How many events ``body`` holds, whatever its shape (0 when it holds no array)."""
+    events = body.get("events") if isinstance(body, dict) else body
+    return len(events) if isinstance(events, list) else 0
