@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import shlex
 import signal
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,27 +51,8 @@ def _store_url(config: Config, db: str | None) -> str:
     return str(file)
 
 
-def example_body(name: str) -> str:
-    return resources.files("capigate.examples").joinpath(name).read_text(encoding="utf-8")
-
-
-def _curls(config: Config, base: str) -> list[str]:
-    lines = []
-    for pixel in config.axon.pixels[:1]:
-        body = json.dumps(json.loads(example_body("axon_purchase.json")), separators=(",", ":"))
-        lines.append(
-            f"curl -sS -X POST '{base}/v1/event?pixel_id={pixel.pixel_id}' "
-            f"-H {shlex.quote('Authorization: ' + pixel.api_key)} -H 'Content-Type: application/json' "
-            f"-d {shlex.quote(body)}"
-        )
-    for app in config.appsflyer.apps[:1]:
-        body = json.dumps(json.loads(example_body("appsflyer_purchase.json")), separators=(",", ":"))
-        lines.append(
-            f"curl -sS -X POST '{base}/inappevent/{app.app_id}' "
-            f"-H {shlex.quote('authentication: ' + app.keys[0])} -H 'Content-Type: application/json' "
-            f"-d {shlex.quote(body)}"
-        )
-    return lines
+def _base_url(host: str, port: int) -> str:
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,19 +95,20 @@ def serve(
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    from capigate.banner import banner_lines
+    from capigate.logs import announce, granian_log_config
+
     config, created = _resolve_config(config_path, create=True)
     store_url = _store_url(config, db)
     shown = _check_schema(store_url)
     host = host or config.server.host
     port = port if port is not None else config.server.port
-    if created:
-        click.echo(f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token.")
-    click.echo(f"capigate: config {config_path.resolve()}, store {shown}")
-    click.echo(f"Listening on http://{host}:{port}  (admin token in {config_path})")
-    click.echo("Send the spec's example event:")
-    for line in _curls(config, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"):
-        click.echo(f"  {line}")
-    sys.stdout.flush()
+    lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
+    lines.append(f"capigate: config {config_path.resolve()}, store {shown}")
+    lines.append(f"Listening on http://{host}:{port}  (admin token in {config_path})")
+    # The keys are shown by the start that generated them only: the banner is kept with the logs.
+    lines += banner_lines(config, _base_url(host, port), reveal=created)
+    announce(lines, config.server.log_format)
     os.environ["CAPIGATE_CONFIG"] = str(config_path.resolve())
     os.environ["CAPIGATE_DB"] = store_url
     os.environ["CAPIGATE_RELAY"] = "1" if relay else "0"
@@ -142,8 +121,32 @@ def serve(
         loop=Loops.auto,  # uvloop where installed (a dependency off Windows), else asyncio
         workers=workers or config.server.workers,
         log_access=False,
+        log_dictconfig=granian_log_config(config.server.log_format),
         backlog=2048,
     ).serve()
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.argument("source", required=False)
+@click.option("--url", help="The gateway's base URL (default: from [server] host and port).")
+def curl(config_path: Path, source: str | None, url: str | None) -> None:
+    """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
+    with its key (default: the first pixel's and the first app's)."""
+    from capigate.banner import curl_command
+
+    config, _ = _resolve_config(config_path, create=False)
+    base = (url or _base_url(config.server.host, config.server.port)).rstrip("/")
+    ids = (
+        [source]
+        if source
+        else [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
+    )
+    for source_id in ids:
+        command = curl_command(config, source_id, base)
+        if command is None:
+            raise click.ClickException(f"{config_path}: no pixel or app {source_id!r} is configured")
+        click.echo(command)
 
 
 @main.command()

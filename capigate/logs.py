@@ -3,6 +3,12 @@
 Request lines are built from the journal record, which holds hashed payload facts only
 (paths, codes and counts; problems never echo values).
 
+A logged field may come from a client (a pixel id, a path, a test tag): in the plain format
+its control characters are escaped (``\\n``, ``\\x1b``), so that no value can end a line and
+forge the next one. In the JSON format every line is one JSON object, the server's (granian)
+and the libraries' (psycopg) included: ``configure_logging`` takes the root logger, and
+``granian_log_config`` gives granian the same handler for its own process.
+
 A request line is written on every request, so its cost counts: timestamps are formatted
 once per second, and lines are written to stderr in batches (at most ``FLUSH_INTERVAL_S``
 late, at once for warnings and errors) instead of one write call each.
@@ -11,19 +17,36 @@ late, at once for warnings and errors) instead of one write call each.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Final, Literal, TextIO
 
 import msgspec
 
-__all__ = ["configure_logging"]
+__all__ = ["announce", "configure_logging", "escape_control", "granian_log_config"]
 
 FLUSH_INTERVAL_S: Final = 0.1
 _MAX_PENDING: Final = 256
 
 _encode = msgspec.json.Encoder().encode
+
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: what can end or
+# rewrite a line on a terminal or in a log collector.
+_CONTROLS: Final = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+_ESCAPES: Final = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _CONTROLS} | {
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+}
+
+
+def escape_control(text: str) -> str:
+    """``text`` with its control characters written as escapes (a backslash stays as it is)."""
+    return text if text.isprintable() else text.translate(_ESCAPES)
 
 
 class _SecondClock:
@@ -41,14 +64,27 @@ class _SecondClock:
         return self._text
 
 
+def _utc_offset(created: float) -> str:
+    offset = time.localtime(created).tm_gmtoff
+    sign, offset = ("-", -offset) if offset < 0 else ("+", offset)
+    return f"{sign}{offset // 3600:02d}:{offset % 3600 // 60:02d}"
+
+
 class JSONFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
         self._clock = _SecondClock("%Y-%m-%dT%H:%M:%S")
+        self._offset: tuple[int, str] = (-1, "")  # (hour, offset): offsets change on the hour at most
+
+    def _time(self, created: float) -> str:
+        hour = int(created) // 3600
+        if hour != self._offset[0]:
+            self._offset = (hour, _utc_offset(created))
+        return f"{self._clock.text(created)}.{int(created * 1000) % 1000:03d}{self._offset[1]}"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self._clock.text(record.created),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -70,21 +106,30 @@ class PlainFormatter(logging.Formatter):
         return f"{self._clock.text(record.created)},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = f"{self.formatTime(record)} {record.levelname} {record.name} {escape_control(record.getMessage())}"
         request = getattr(record, "capigate", None)
-        if request is None:
-            return text
-        parts = [text, f"source={request.source}", f"events={request.events_received}"]
+        if request is not None:
+            text = self._request_fields(text, request)
+        if record.exc_info:
+            # A traceback spans lines: each is indented, so none can pass for a log line.
+            text += "\n" + self.formatException(record.exc_info).replace("\n", "\n    ")
+        return text
+
+    @staticmethod
+    def _request_fields(text: str, request: Any) -> str:
+        source = None if request.source is None else escape_control(request.source)
+        parts = [text, f"source={source}", f"events={request.events_received}"]
         if request.events_stored or request.events_duplicate:
             parts.append(f"stored={request.events_stored} dup={request.events_duplicate}")
         if request.problems:
             parts.append(
-                f"problems={len(request.problems)} first={request.problems[0].path}:{request.problems[0].code}"
+                f"problems={len(request.problems)} "
+                f"first={escape_control(request.problems[0].path)}:{request.problems[0].code}"
             )
         if request.warnings:
             parts.append(f"warnings={len(request.warnings)}")
         if request.test_tag:
-            parts.append(f"test={request.test_tag}")
+            parts.append(f"test={escape_control(request.test_tag)}")
         return " ".join(parts)
 
 
@@ -101,6 +146,12 @@ class BatchingStreamHandler(logging.Handler):
         self._pending: list[str] = []
         self._interval_s = interval_s
         self._flusher: threading.Thread | None = None
+        _HANDLERS.add(self)
+
+    def _forked(self) -> None:
+        # A worker process forked from the server's: its lines are the parent's to write.
+        self._pending = []
+        self._flusher = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -132,18 +183,75 @@ class BatchingStreamHandler(logging.Handler):
 
 
 _NO_LOCK: Final = threading.Lock()
+_HANDLERS: Final[weakref.WeakSet[BatchingStreamHandler]] = weakref.WeakSet()
+
+
+def _flush_all() -> None:
+    for handler in list(_HANDLERS):
+        handler.flush()
+
+
+def _forget_all() -> None:
+    for handler in list(_HANDLERS):
+        handler._forked()
+
+
+os.register_at_fork(before=_flush_all, after_in_child=_forget_all)
+
+
+def announce(lines: list[str], fmt: Literal["plain", "json"]) -> None:
+    """Lines for the operator at start-up (``capigate serve``'s banner): as they are on stdout
+    in the plain format, as JSON log lines (logger ``capigate.serve``) on stderr in the JSON one."""
+    if fmt == "plain":
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+        return
+    formatter = JSONFormatter()
+    for line in lines:
+        record = logging.LogRecord("capigate.serve", logging.INFO, "", 0, line, None, None)
+        sys.stderr.write(formatter.format(record) + "\n")
+    sys.stderr.flush()
+
+
+_SERVER_LOGGERS: Final = ("_granian", "granian.access")  # granian's Python and Rust sides
 
 
 def configure_logging(fmt: Literal["plain", "json"], level: int = logging.INFO) -> None:
-    """Log to stderr for a gateway process. Also turns off what our formats never show and
-    every record would otherwise compute (the logging HOWTO's "Optimization" switches)."""
+    """Log to stderr for a gateway process: capigate's records, granian's and, from warning
+    up, every library's (psycopg's, Python's warnings) in the same format. Also turns off what
+    our formats never show and every record would otherwise compute (the logging HOWTO's
+    "Optimization" switches)."""
     logging._srcfile = None  # no caller lookup per record
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = BatchingStreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if fmt == "json" else PlainFormatter())
-    root = logging.getLogger("capigate")
+    handler.setFormatter(_formatter(fmt))
+    for name in ("capigate", *_SERVER_LOGGERS):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+    logging.getLogger("capigate").setLevel(level)
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def _formatter(fmt: Literal["plain", "json"]) -> logging.Formatter:
+    return JSONFormatter() if fmt == "json" else PlainFormatter()
+
+
+def granian_log_config(fmt: Literal["plain", "json"]) -> dict[str, Any]:
+    """granian's ``log_dictconfig``: its own lines (start, workers, shutdown), in its main
+    process and its workers, written by capigate's handler in capigate's format."""
+    formatter = "capigate.logs.JSONFormatter" if fmt == "json" else "capigate.logs.PlainFormatter"
+    handler = {"class": "capigate.logs.BatchingStreamHandler", "formatter": "capigate", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"capigate": {"()": formatter}},
+        "handlers": {"capigate": handler},
+        "loggers": {name: {"handlers": ["capigate"], "level": "INFO", "propagate": False} for name in _SERVER_LOGGERS},
+        "root": {"handlers": ["capigate"], "level": "WARNING"},
+    }

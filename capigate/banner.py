@@ -1,0 +1,101 @@
+"""What ``capigate serve`` prints at start, and ``capigate curl``: a ready-to-paste request per
+source, whose body is a current, complete event that the gateway takes without a warning.
+
+A key is a secret, and the banner goes to the same stream as the logs (often a log store):
+the keys are shown only by the start that generated them (writing a new configuration);
+every later start masks them and names ``capigate curl <source>``, which prints one on demand.
+The spec's own example, with its 2025 ``event_time``, stays in the docs and in
+``capigate/examples/``; the banner's body is that example brought up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import uuid
+from importlib import resources
+from typing import Any
+
+from capigate.config import AppsFlyerApp, AxonPixel, Config
+
+__all__ = ["MASK", "banner_lines", "curl_command", "demo_body"]
+
+MASK = "********"
+
+# The spec's example for each Axon profile: one that the profile accepts.
+_AXON_EXAMPLE = {
+    "standard": "axon_purchase.json",
+    "lead_gen": "lead_gen_generate_lead.json",
+    "lead_gen_restricted": "restricted_generate_lead.json",
+}
+_DAY_MS = 86_400_000
+
+
+def _example(name: str) -> Any:
+    return json.loads(resources.files("capigate.examples").joinpath(name).read_text(encoding="utf-8"))
+
+
+def demo_body(source: AxonPixel | AppsFlyerApp, now_ms: int | None = None) -> dict[str, Any]:
+    """The spec's example for ``source``, made current and complete: sent now, with a
+    dedupe id of its own, and the fields the spec's placeholders leave wrong made right."""
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if isinstance(source, AppsFlyerApp):
+        return _appsflyer_body(source)
+    body: dict[str, Any] = _example(_AXON_EXAMPLE[source.profile])
+    for event in body["events"]:
+        event["event_time"] = now_ms
+        event["dedupe_id"] = f"demo-{uuid.uuid4()}"
+        user = event.get("user_data", {})
+        if "os" in user:
+            user["os"] = "android"  # the example's "macos" is none of Axon's values
+        if "phone" in user:
+            user["phone"] = "+12025550123"  # the example's number has too few digits
+        partner = event.get("measurement_partner_data", {})
+        if "last_visit_ts" in partner:
+            partner["last_visit_ts"] = now_ms - _DAY_MS  # milliseconds, not the example's 1
+    return body
+
+
+def _appsflyer_body(app: AppsFlyerApp) -> dict[str, Any]:
+    body: dict[str, Any] = _example("appsflyer_purchase.json")
+    body["os"] = "14"  # the OS version, which AppsFlyer needs
+    if app.dedupe_key:
+        value = json.loads(body["eventValue"])
+        value[app.dedupe_key] = f"demo-{uuid.uuid4()}"
+        body["eventValue"] = json.dumps(value, separators=(",", ":"))
+    return body
+
+
+def curl_command(config: Config, source_id: str, base: str, *, reveal: bool = True) -> str | None:
+    """A curl that sends the demo event of one source to the gateway at ``base``; None when
+    no pixel or app has that id. ``reveal=False`` writes the key as ``MASK``."""
+    pixel = config.pixel(source_id)
+    if pixel is not None:
+        url = f"{base}/v1/event?pixel_id={pixel.pixel_id}"
+        header = "Authorization: " + (pixel.api_key if reveal else MASK)
+        body = demo_body(pixel)
+    else:
+        app = config.app(source_id)
+        if app is None:
+            return None
+        url = f"{base}/inappevent/{app.app_id}"
+        header = "authentication: " + (app.keys[0] if reveal else MASK)
+        body = demo_body(app)
+    return (
+        f"curl -sS -X POST {shlex.quote(url)} -H {shlex.quote(header)} -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(json.dumps(body, separators=(',', ':'), ensure_ascii=False))}"
+    )
+
+
+def banner_lines(config: Config, base: str, *, reveal: bool) -> list[str]:
+    """The banner's demo section: a curl for the first pixel and the first app."""
+    firsts = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
+    if not firsts:
+        return []
+    lines = ["Send a demo event (a current, complete purchase):"]
+    for source_id in firsts:
+        lines.append(f"  {curl_command(config, source_id, base, reveal=reveal)}")
+    if not reveal:
+        lines.append(f"Keys are masked: `capigate curl {firsts[0]}` prints a source's curl with its key.")
+    return lines

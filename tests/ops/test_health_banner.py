@@ -1,0 +1,103 @@
+"""The `serve` banner (issue #17): keys shown only by the start that created them, a command
+that prints a source's curl, and a demo curl that the gateway takes with no warning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.conftest import Server, free_port
+
+
+def _first_start(tmp_path: Path) -> Server:
+    config = tmp_path / "capigate.toml"  # missing: the first start writes it
+    return Server(config=config, db=tmp_path / "capigate.db", port=free_port(), log=tmp_path / "server.log")
+
+
+def _curls(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.strip().startswith("curl ")]
+
+
+def _run_curl(command: str) -> subprocess.CompletedProcess[str]:
+    # -i: the status line and the X-Capigate-Warnings header, which a warning would add.
+    return subprocess.run(
+        ["bash", "-c", command.replace("curl -sS", "curl -sS -i", 1)], capture_output=True, text=True, timeout=30
+    )
+
+
+def _assert_accepted_without_warnings(server: Server, commands: list[str]) -> None:
+    for command in commands:
+        done = _run_curl(command)
+        assert done.returncode == 0, done.stderr
+        head = done.stdout.split("\r\n\r\n", 1)[0].lower()
+        assert head.startswith("http/1.1 200"), done.stdout
+        assert "x-capigate-warnings" not in head, done.stdout
+    admin = server.client(headers={"Authorization": f"Bearer {_admin_token(server)}"})
+    with admin:
+        rows = admin.get("/api/requests", params={"limit": 10}).json()["requests"]
+    assert len(rows) >= len(commands)
+    assert all(r["status"] == 200 and r["warnings"] == [] and r["events_stored"] == 1 for r in rows), rows
+
+
+def _admin_token(server: Server) -> str:
+    return str(tomllib.loads(server.config.read_text())["server"]["admin_token"])
+
+
+def test_demo_curls_show_keys_on_first_start_only_and_succeed_without_warnings(tmp_path: Path) -> None:
+    server = _first_start(tmp_path)
+    server.start()
+    try:
+        first = server.output()
+        config = tomllib.loads(server.config.read_text())
+        axon_key = config["axon"]["pixels"][0]["api_key"]
+        af_key = config["appsflyer"]["apps"][0]["keys"][0]
+        assert axon_key in first and af_key in first  # the start that created them shows them
+        curls = _curls(first)
+        assert len(curls) == 2, first
+        _assert_accepted_without_warnings(server, curls)
+    finally:
+        server.stop()
+    server.log = tmp_path / "second.log"
+    server.start()
+    try:
+        second = server.output()
+        assert axon_key not in second and af_key not in second, second
+        assert "capigate curl px_demo" in second, second
+    finally:
+        server.stop()
+
+
+def test_curl_command_prints_a_sources_curl_that_succeeds(tmp_path: Path) -> None:
+    server = _first_start(tmp_path)
+    server.start()
+    try:
+        printed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "capigate",
+                "curl",
+                "com.example.demo",
+                "--config",
+                str(server.config),
+                "--url",
+                server.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        key = tomllib.loads(server.config.read_text())["appsflyer"]["apps"][0]["keys"][0]
+        assert key in printed
+        _assert_accepted_without_warnings(server, _curls(printed))
+        unknown = subprocess.run(
+            [sys.executable, "-m", "capigate", "curl", "nope", "--config", str(server.config)],
+            capture_output=True,
+            text=True,
+        )
+        assert unknown.returncode == 1 and "no pixel or app 'nope'" in unknown.stderr
+    finally:
+        server.stop()
