@@ -142,6 +142,28 @@ def test_split_records_the_attempt_and_extends_the_lease_without_counting_it(sto
     assert [a.result for a in run(store.query_attempts(leased[0].event_id))] == ["split", "delivered"]
 
 
+def test_a_split_and_the_final_outcome_in_one_settle_leave_the_final_state(store: Store) -> None:
+    """The relay settles in the background: a split and what followed it often arrive together."""
+    ingest(store, *(new_event(n) for n in range(4)))
+    a, b, c, d = claim(store, "a")
+    later = T0 + 3 * LEASE_MS
+    split = [outcome(x.event_id, "split", status=400, next_attempt_at_ms=later) for x in (a, b, c, d)]
+    final = [
+        outcome(a.event_id, "delivered", at=T0 + 1),
+        outcome(b.event_id, "dead", at=T0 + 1, status=400),
+        outcome(c.event_id, "split", at=T0 + 1, status=400, next_attempt_at_ms=later),
+        outcome(c.event_id, "delivered", at=T0 + 2),
+        outcome(d.event_id, "retry", at=T0 + 1, status=503, next_attempt_at_ms=T0 + 5),
+    ]
+    run(store.settle([*split, *final], owner="a"))
+    assert depth(store) == (1, 2, 1)
+    states = {e.id: e.status for e in events_by_id(store).values()}
+    assert [states[x.event_id] for x in (a, b, c, d)] == ["delivered", "dead", "delivered", "pending"]
+    assert [a.result for a in run(store.query_attempts(c.event_id))] == ["split", "split", "delivered"]
+    (again,) = claim(store, "b", now=T0 + 5)
+    assert (again.event_id, again.attempts) == (d.event_id, 1)
+
+
 def test_every_attempt_is_kept_with_the_verbatim_response_oldest_first(store: Store) -> None:
     ingest(store, new_event(1), new_event(2))
     leased = claim(store)
