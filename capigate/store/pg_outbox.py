@@ -13,7 +13,7 @@ claiming at once get disjoint rows, without waiting for each other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -28,6 +28,7 @@ from capigate.store.base import (
     OutboxDepth,
     StatsBucket,
 )
+from capigate.store.outbox import MOVES, RELAY_STATES, Move, attempt_key, final_positions
 from capigate.store.pg_writer import pg_text
 
 __all__ = [
@@ -44,8 +45,6 @@ __all__ = [
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-RELAY_STATES: Final = frozenset({"pending", "delivered", "dead"})
-RESULTS: Final = frozenset({"delivered", "retry", "dead", "split"})
 
 _encode = msgspec.json.Encoder().encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
@@ -69,8 +68,15 @@ FROM leased l JOIN events e ON e.id = l.event_id
 ORDER BY l.event_id
 """
 
-# One attempts row per distinct response; every outcome is linked to its row. Only the rows
-# whose lease ``owner`` still holds move on: "split" keeps the lease and moves its expiry.
+
+def _by_result(pick: Callable[[Move], str]) -> str:
+    """A CASE on the outcome's result, from store/outbox.py's MOVES."""
+    return "CASE o.result " + " ".join(f"WHEN '{r}' THEN {pick(m)}" for r, m in MOVES.items()) + " END"
+
+
+# One attempts row per distinct response; every outcome is linked to its row. Each event's
+# final outcome in the call (store/outbox.py) moves its row on, if its lease ``owner`` still
+# holds it: "split" keeps the lease and moves its expiry.
 SETTLE: Final = """
 WITH g AS (
     SELECT nextval('attempts_id_seq') AS id, g.*
@@ -82,26 +88,31 @@ WITH g AS (
     INSERT INTO attempts (id, destination, at, result, status, latency_ms, error, response_headers, response_body)
     SELECT id, destination, at, result, status, latency_ms, error, headers, body FROM g
 ), o AS (
-    SELECT u.event_id, g.id, g.result, g.status, g.error, g.due
-    FROM unnest(%(event_id)b::int8[], %(group)b::int8[]) AS u(event_id, grp) JOIN g ON g.ord = u.grp
+    SELECT u.event_id, u.final, g.id, g.result, g.status, g.error, g.due
+    FROM unnest(%(event_id)b::int8[], %(group)b::int8[], %(final)b::bool[]) AS u(event_id, grp, final)
+    JOIN g ON g.ord = u.grp
 ), linked AS (
     INSERT INTO attempt_events (event_id, attempt_id) SELECT event_id, id FROM o ON CONFLICT DO NOTHING
 ), moved AS (
     UPDATE outbox b SET
-        state = CASE WHEN o.result IN ('delivered', 'dead') THEN o.result ELSE 'pending' END,
-        attempts = b.attempts + CASE WHEN o.result = 'split' THEN 0 ELSE 1 END,
-        lease_owner = CASE WHEN o.result = 'split' THEN b.lease_owner END,
+        state = {state},
+        attempts = b.attempts + {counts},
+        lease_owner = {lease_owner},
         next_attempt_at = o.due,
         last_status = o.status,
         last_error = o.error
     FROM o
-    WHERE b.event_id = o.event_id AND b.lease_owner = %(owner)s AND b.state = 'pending'
+    WHERE b.event_id = o.event_id AND o.final AND b.lease_owner = %(owner)s AND b.state = 'pending'
     RETURNING b.destination, b.state
 )
 INSERT INTO outbox_delivered (destination, delivered)
 SELECT destination, count(*) FROM moved WHERE state = 'delivered' GROUP BY destination ORDER BY destination
 ON CONFLICT (destination) DO UPDATE SET delivered = outbox_delivered.delivered + excluded.delivered
-"""
+""".format(
+    state=_by_result(lambda m: f"'{m.state}'"),
+    counts=_by_result(lambda m: str(int(m.counts))),
+    lease_owner=_by_result(lambda m: "b.lease_owner" if m.keeps_lease else "NULL"),
+)
 
 # A released row was due when it was leased, so it is due again at once.
 RELEASE: Final = (
@@ -151,17 +162,13 @@ def _delivery(r: TupleRow, destination: str) -> Delivery:
 
 async def settle(conn: Connection, outcomes: Sequence[AttemptOutcome], owner: str) -> None:
     """The outcomes of one upstream request (same response objects) share one attempts row."""
+    final = final_positions(outcomes)
     groups: dict[tuple[Any, ...], int] = {}
     samples: list[AttemptOutcome] = []
     event_ids: list[int] = []
     group_of: list[int] = []
     for o in outcomes:
-        if o.result not in RESULTS:
-            raise ValueError(f"unknown attempt result {o.result!r}")
-        key = (
-            o.destination, o.at_ms, o.result, o.status, o.latency_ms, o.error, o.next_attempt_at_ms,
-            id(o.response_headers), o.response_body,
-        )  # fmt: skip
+        key = attempt_key(o)
         index = groups.get(key)
         if index is None:
             index = groups[key] = len(samples) + 1  # WITH ORDINALITY counts from 1
@@ -180,6 +187,7 @@ async def settle(conn: Connection, outcomes: Sequence[AttemptOutcome], owner: st
         "due": [s.next_attempt_at_ms if s.next_attempt_at_ms is not None else s.at_ms for s in samples],
         "event_id": event_ids,
         "group": group_of,
+        "final": [position in final for position in range(len(outcomes))],
         "owner": owner,
     }
     await conn.execute(SETTLE, params)

@@ -36,6 +36,7 @@ from typing import Any, Final
 import msgspec
 
 from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, NewEvent, OutboxDepth
+from capigate.store.outbox import MOVES, RELAY_STATES, attempt_key, final_positions
 
 __all__ = [
     "EVENT_JOIN",
@@ -53,8 +54,6 @@ __all__ = [
     "replay",
     "settle",
 ]
-
-RELAY_STATES: Final = frozenset({"pending", "delivered", "dead"})
 
 _encode = msgspec.json.Encoder().encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
@@ -130,14 +129,6 @@ _COUNT_DELIVERED: Final = (
     "INSERT INTO outbox_delivered (destination, delivered) VALUES (?, ?) "
     "ON CONFLICT (destination) DO UPDATE SET delivered = delivered + excluded.delivered"
 )
-# What each result does to a run its owner still leases.
-_MOVES: Final = {
-    "delivered": "state = 'delivered', attempts = attempts + 1, lease_owner = NULL, ",
-    "dead": "state = 'dead', attempts = attempts + 1, lease_owner = NULL, ",
-    "retry": "attempts = attempts + 1, lease_owner = NULL, ",
-    "split": "",  # the lease is kept, its expiry moved
-}
-
 Row = tuple[Any, ...]
 
 
@@ -232,28 +223,17 @@ def _deliveries(
 
 
 def settle(cur: sqlite3.Cursor, outcomes: Sequence[AttemptOutcome], owner: str) -> None:
-    """One ``attempts`` row per distinct response (the outcomes of one request share it)."""
-    groups: dict[tuple[Any, ...], tuple[AttemptOutcome, list[int]]] = {}
-    for o in outcomes:
-        key = (
-            id(o.response_headers),
-            id(o.response_body),
-            o.result,
-            o.at_ms,
-            o.next_attempt_at_ms,
-            o.status,
-            o.error,
-            o.destination,
-            o.latency_ms,
-        )
+    """One ``attempts`` row per distinct response (the outcomes of one request share it);
+    each event's final outcome in the call moves its run (store/outbox.py)."""
+    final = final_positions(outcomes)
+    groups: dict[tuple[Any, ...], tuple[AttemptOutcome, list[int], list[int]]] = {}
+    for position, o in enumerate(outcomes):
+        key = attempt_key(o)
         group = groups.get(key)
         if group is None:
-            groups[key] = (o, [o.event_id])
-        else:
-            group[1].append(o.event_id)
-    for sample, ids in groups.values():
-        if sample.result not in _MOVES:
-            raise ValueError(f"unknown attempt result {sample.result!r}")
+            group = groups[key] = (o, [], [])
+        (group[1] if position in final else group[2]).append(o.event_id)
+    for sample, moving, recorded in groups.values():
         cur.execute(
             _INSERT_ATTEMPT,
             (
@@ -269,23 +249,34 @@ def settle(cur: sqlite3.Cursor, outcomes: Sequence[AttemptOutcome], owner: str) 
         )
         history = f"{cur.lastrowid},"
         due = sample.next_attempt_at_ms if sample.next_attempt_at_ms is not None else sample.at_ms
-        moved = 0
-        for a, b in _runs(ids):
-            for first, last, state, lease_owner in cur.execute(_OVERLAPPING, (a, a, b)).fetchall():
-                lo, hi = max(first, a), min(last, b)
-                if lo > hi:
-                    continue  # the run before ``a`` ends before it
-                if first < lo:
-                    _cut(cur, first, lo)
-                if hi < last:
-                    _cut(cur, lo, hi + 1)
-                if lease_owner == owner and state == "pending":
-                    cur.execute(_move_sql(sample.result), (history, due, sample.status, sample.error, lo))
-                    moved += hi - lo + 1
-                else:  # another owner's lease now: recorded, not moved
-                    cur.execute("UPDATE outbox SET attempt_ids = attempt_ids || ? WHERE first_id = ?", (history, lo))
+        moved = _apply(cur, moving, owner, sample, history, due) if moving else 0
+        if recorded:
+            _apply(cur, recorded, None, sample, history, due)
         if sample.result == "delivered" and moved:
             cur.execute(_COUNT_DELIVERED, (sample.destination, moved))
+
+
+def _apply(
+    cur: sqlite3.Cursor, ids: list[int], owner: str | None, sample: AttemptOutcome, history: str, due: int
+) -> int:
+    """Add the attempt to the runs of ``ids`` and move those ``owner`` still leases (none if
+    ``owner`` is None); returns how many events moved."""
+    moved = 0
+    for a, b in _runs(ids):
+        for first, last, state, lease_owner in cur.execute(_OVERLAPPING, (a, a, b)).fetchall():
+            lo, hi = max(first, a), min(last, b)
+            if lo > hi:
+                continue  # the run before ``a`` ends before it
+            if first < lo:
+                _cut(cur, first, lo)
+            if hi < last:
+                _cut(cur, lo, hi + 1)
+            if owner is not None and lease_owner == owner and state == "pending":
+                cur.execute(_move_sql(sample.result), (history, due, sample.status, sample.error, lo))
+                moved += hi - lo + 1
+            else:  # another owner's lease now, or not the event's last outcome: recorded, not moved
+                cur.execute("UPDATE outbox SET attempt_ids = attempt_ids || ? WHERE first_id = ?", (history, lo))
+    return moved
 
 
 def release(cur: sqlite3.Cursor, owner: str) -> int:
@@ -355,8 +346,13 @@ def _lease_sql(size: int) -> str:
 
 @cache
 def _move_sql(result: str) -> str:
+    """What ``result`` does to a run its owner still leases (store/outbox.py's MOVES)."""
+    move = MOVES[result]
+    sets = "" if move.keeps_lease else f"state = '{move.state}', lease_owner = NULL, "
+    if move.counts:
+        sets += "attempts = attempts + 1, "
     return (
-        f"UPDATE outbox SET {_MOVES[result]}attempt_ids = attempt_ids || ?, next_attempt_at = ?, last_status = ?, "
+        f"UPDATE outbox SET {sets}attempt_ids = attempt_ids || ?, next_attempt_at = ?, last_status = ?, "
         "last_error = ? WHERE first_id = ?"
     )
 
