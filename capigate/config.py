@@ -46,7 +46,8 @@ class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
     max_age_hours: PositiveFloat = 72.0
     timeout_s: PositiveFloat = 10.0  # one upstream request, all included
     backoff_base_s: PositiveFloat = 1.0  # retry delays: full jitter up to base * 2**failures ...
-    backoff_max_s: PositiveFloat = 600.0  # ... capped here, and never under Retry-After
+    backoff_max_s: PositiveFloat = 600.0  # ... capped here, and never under Retry-After ...
+    max_retry_after_s: PositiveFloat = 86400.0  # ... up to this: a longer Retry-After waits this long
     poll_interval_s: PositiveFloat = 1.0  # look for work queued by other processes this often
 
 

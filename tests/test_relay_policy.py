@@ -1,11 +1,8 @@
-"""The relay's pure parts: what an answer means, backoff, Retry-After, giving up, and the
-request bodies and destinations built from the configuration."""
+"""The relay's pure parts: what an answer means, giving up, and the request bodies and
+destinations built from the configuration (the retry timing is tests/test_retry.py)."""
 
 from __future__ import annotations
 
-import random
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from pathlib import Path
 
 import msgspec
@@ -17,10 +14,8 @@ from capigate.relay import (
     APPSFLYER_URL,
     AXON_URL,
     Verdict,
-    backoff_s,
     classify,
     relay_destination,
-    retry_after_s,
     targets,
 )
 from capigate.relay.destinations import appsflyer_body, axon_body
@@ -51,28 +46,6 @@ from capigate.store import Delivery
 )
 def test_each_answer_has_one_verdict(status: int | None, events: int, splittable: bool, verdict: Verdict) -> None:
     assert classify(status, events=events, splittable=splittable) is verdict
-
-
-def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
-    rng = random.Random(7)
-    for failures in range(12):
-        ceiling = min(60.0, 0.5 * 2**failures)
-        draws = [backoff_s(failures, base_s=0.5, max_s=60.0, rng=rng) for _ in range(200)]
-        assert all(0.0 <= d <= ceiling for d in draws)
-        assert max(draws) > ceiling * 0.8  # spread over the whole range, not a fixed delay
-    assert backoff_s(10_000, base_s=1.0, max_s=5.0, rng=rng) <= 5.0
-
-
-def test_retry_after_reads_seconds_or_an_http_date() -> None:
-    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC).timestamp()
-    later = format_datetime(datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC), usegmt=True)
-    assert retry_after_s("7", now_s=now) == 7.0
-    assert retry_after_s(" 120 ", now_s=now) == 120.0
-    assert retry_after_s(later, now_s=now) == pytest.approx(30.0)
-    assert retry_after_s("Mon, 23 Nov 2026 11:00:00 GMT", now_s=now) == 0.0  # in the past
-    assert retry_after_s("99999999", now_s=now) == 24 * 3600.0  # bounded
-    for nonsense in (None, "", "soon", "-5", "1.5"):
-        assert retry_after_s(nonsense, now_s=now) is None
 
 
 def test_retrying_stops_at_max_attempts_or_max_age() -> None:

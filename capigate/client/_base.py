@@ -20,7 +20,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import httpx
@@ -29,6 +28,7 @@ import msgspec
 from capigate.__version__ import __version__
 from capigate.errors import HTTPStatusError, InvalidEvents, Problem, TransportError
 from capigate.responses import Accepted, ErrorBody
+from capigate.retry import backoff_s, retry_delay_s
 
 __all__ = [
     "USER_AGENT",
@@ -46,7 +46,6 @@ __all__ = [
     "join_path",
     "now_ms",
     "prefixed",
-    "retry_after_s",
     "shifted",
     "strip_prefix",
     "to_builtins",
@@ -70,8 +69,9 @@ class RetryPolicy:
     """When and how long to wait before trying a request again.
 
     The n-th retry waits a random time between 0 and ``min(backoff_max_s, backoff_base_s *
-    2**(n-1))`` (full jitter), or exactly what the server's ``Retry-After`` asks for. A
-    ``Retry-After`` longer than ``max_retry_after_s`` ends the retries: the result says so.
+    2**(n-1))`` (full jitter), and never less than the server's ``Retry-After`` asks, up to
+    ``max_retry_after_s`` (a longer ask waits that long, then tries again): the timing of
+    ``capigate/retry.py``, which the relay uses too.
 
     Retried: the statuses in ``retry_statuses``, and transport errors raised before the
     request was sent (connection refused, connect or pool timeout). A transport error after
@@ -89,24 +89,12 @@ class RetryPolicy:
 
     def backoff_s(self, attempt: int) -> float:
         """The jittered wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return self.rng.uniform(0, ceiling)
+        return backoff_s(attempt - 1, base_s=self.backoff_base_s, max_s=self.backoff_max_s, rng=self.rng)
 
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    def delay_s(self, attempt: int, retry_after: str | None) -> float:
+        """The wait after failed attempt number ``attempt``, given the answer's ``Retry-After``."""
+        backoff = self.backoff_s(attempt)
+        return retry_delay_s(backoff, retry_after, now_s=time.time(), max_retry_after_s=self.max_retry_after_s)
 
 
 class Pacer:
@@ -366,21 +354,16 @@ class Core(ABC):
             assert error is not None
             retry = isinstance(error, _NOT_SENT) or req.safe_to_repeat
             result = self._result(req, attempt, elapsed, ok=False, status=0, error=_describe(error))
-            return result, self._delay(attempt, None, result) if retry else None
+            return result, self._delay(attempt, None) if retry else None
         result = self.interpret(req, attempt, elapsed, response)
         if response.status_code not in self.retry.retry_statuses:
             return result, None
-        return result, self._delay(attempt, retry_after_s(response.headers.get("retry-after")), result)
+        return result, self._delay(attempt, response.headers.get("retry-after"))
 
-    def _delay(self, attempt: int, asked_s: float | None, result: RequestResult) -> float | None:
+    def _delay(self, attempt: int, retry_after: str | None) -> float | None:
         if attempt >= self.retry.max_attempts:
             return None
-        if asked_s is None:
-            return self.retry.backoff_s(attempt)
-        if asked_s > self.retry.max_retry_after_s:
-            result.error = f"{result.error}; the server asked to wait {asked_s:.0f} s (more than max_retry_after_s)"
-            return None
-        return asked_s
+        return self.retry.delay_s(attempt, retry_after)
 
     @abstractmethod
     def interpret(self, req: PreparedRequest, attempt: int, elapsed: float, response: httpx.Response) -> RequestResult:

@@ -1,29 +1,19 @@
 """What to do with an upstream's answer: deliver, retry later, split the batch, or give up.
 
-Pure functions, no I/O. Retries use exponential backoff with full jitter (a delay drawn
-uniformly from ``0 .. min(max, base * 2**failures)``), never shorter than the upstream's
-``Retry-After`` (seconds or an HTTP date).
+Pure functions, no I/O. How long to wait before a retry is ``capigate/retry.py``, shared with
+the SDK.
 """
 
 from __future__ import annotations
 
 import enum
-import random
-from email.utils import parsedate_to_datetime
 from typing import Final
 
-__all__ = [
-    "Verdict",
-    "backoff_s",
-    "classify",
-    "give_up_reason",
-    "retry_after_s",
-]
+__all__ = ["Verdict", "classify", "give_up_reason"]
 
 _RETRYABLE: Final = frozenset({408, 425, 429})
 # A batch refused with these may hold one bad event among good ones: split it to find it.
 _SPLITTABLE: Final = frozenset({400, 413, 422})
-MAX_RETRY_AFTER_S: Final = 24 * 3600.0
 
 
 class Verdict(enum.StrEnum):
@@ -45,28 +35,6 @@ def classify(status: int | None, *, events: int, splittable: bool) -> Verdict:
     if status == 400:
         return Verdict.REFUSED
     return Verdict.BLOCKED
-
-
-def backoff_s(failures: int, *, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
-    """Full jitter: uniform in [0, min(max_s, base_s * 2**failures)]; ``failures`` from 0."""
-    ceiling = min(max_s, base_s * 2.0 ** min(failures, 62))
-    return (rng or random).uniform(0.0, ceiling)
-
-
-def retry_after_s(value: str | None, *, now_s: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return min(float(text), MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return min(max(0.0, when.timestamp() - now_s), MAX_RETRY_AFTER_S)
 
 
 def give_up_reason(

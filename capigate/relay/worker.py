@@ -44,7 +44,8 @@ import msgspec
 from capigate.errors import StoreError
 from capigate.relay.destinations import Target
 from capigate.relay.http1 import UpstreamClient, UpstreamError
-from capigate.relay.policy import Verdict, backoff_s, classify, give_up_reason, retry_after_s
+from capigate.relay.policy import Verdict, classify, give_up_reason
+from capigate.retry import backoff_s, retry_delay_s
 from capigate.store.base import AttemptOutcome, Delivery, Store
 
 __all__ = ["MAX_BODY_CHARS", "AttemptHook", "DestinationWorker", "WorkerStats"]
@@ -308,9 +309,8 @@ class DestinationWorker:
         if self.stats.paused_until_ms <= now:
             delay = backoff_s(self._failures, base_s=s.backoff_base_s, max_s=s.backoff_max_s)
             self._failures += 1
-        after = retry_after_s(answer.headers.get("retry-after"), now_s=now / 1000)
-        if after is not None:
-            delay = max(delay, after)
+        asked = answer.headers.get("retry-after")
+        delay = retry_delay_s(delay, asked, now_s=now / 1000, max_retry_after_s=s.max_retry_after_s)
         self._probing = True
         self.stats.paused_until_ms = max(self.stats.paused_until_ms, now + round(delay * 1000))
 
