@@ -8,6 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from capigate.appsflyer.upstream import upstream_body as appsflyer_body
+from capigate.axon.upstream import upstream_request as axon_request
 from capigate.config import load_config
 from capigate.errors import ConfigError
 from capigate.relay import (
@@ -18,9 +20,7 @@ from capigate.relay import (
     relay_destination,
     targets,
 )
-from capigate.relay.destinations import appsflyer_body, axon_body
 from capigate.relay.policy import give_up_reason
-from capigate.store import Delivery
 
 
 @pytest.mark.parametrize(
@@ -55,16 +55,10 @@ def test_retrying_stops_at_max_attempts_or_max_age() -> None:
     assert "max_age_hours = 2" in (give_up_reason(1, 0, now_ms=2 * hour, max_attempts=5, max_age_hours=2) or "")
 
 
-def delivery(payload: bytes, n: int = 1) -> Delivery:
-    return Delivery(
-        event_id=n, destination="axon:px", api="axon", source="px", name="page_view", dedupe_id=f"d{n}",
-        payload=payload, attempts=0, queued_at=0,
-    )  # fmt: skip
-
-
 def test_axon_body_joins_the_stored_events_unchanged() -> None:
     events = [{"name": "page_view", "dedupe_id": f"d{n}", "data": None} for n in range(3)]
-    body = axon_body([delivery(msgspec.json.encode(e), n) for n, e in enumerate(events)])
+    path, headers, body = axon_request("px 1", "key", [msgspec.json.encode(e) for e in events])
+    assert (path, headers["authorization"]) == ("/v1/event?pixel_id=px%201", "key")
     assert msgspec.json.decode(body) == {"events": events}
 
 

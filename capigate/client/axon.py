@@ -9,13 +9,14 @@ profile, PII is hashed with the server's normaliser, and batches hold at most 10
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import httpx
 
 from capigate.axon.profiles import PROFILES, Profile, ProfileName
 from capigate.axon.rules import MAX_BATCH, check_batch
 from capigate.axon.schema import EventData, MeasurementPartnerData, ServerEvent, UserData
+from capigate.axon.upstream import AXON_URL
 from capigate.client._base import (
     Checked,
     Core,
@@ -31,8 +32,6 @@ from capigate.client._http import AsyncClientBase, SyncClientBase
 from capigate.errors import InvalidEvents, Problem
 
 __all__ = ["AXON_URL", "AsyncAxonClient", "AxonClient", "axon_event"]
-
-AXON_URL: Final = "https://b.applovin.com"
 
 
 def _profile(name: str) -> Profile:

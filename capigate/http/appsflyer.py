@@ -13,10 +13,10 @@ from capigate.appsflyer.rules import check_in_app_event
 from capigate.appsflyer.schema import MAX_BODY_BYTES, OK, PARSE_FAILED, UNAUTHORIZED
 from capigate.config import AppsFlyerApp, Config
 from capigate.errors import Problem, StoreError
+from capigate.http.accept import accept
 from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
-from capigate.relay.destinations import relay_destination
 from capigate.responses import Accepted, ErrorBody
 
 __all__ = ["PREFIX", "post_in_app_event"]
@@ -52,20 +52,11 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     outcome.problems, outcome.warnings = check.problems, check.warnings
     if check.event is None:
         return _answer(request, check.status, check.text, outcome)
-    check.event.test_tag = outcome.test_tag
-    # Test-mode events are stored and journaled, never relayed.
-    destination = None if outcome.test_tag else relay_destination("appsflyer", app_id, app.relay)
-    check.event.destination = destination
     try:
-        result = await gateway.store.ingest(
-            [check.event], request_id=request.request_id, received_at_ms=request.received_at_ms
-        )
+        result = await accept(request, gateway, outcome, [check.event], app.relay)
     except StoreError as exc:
         outcome.problems = [Problem("", "store_unavailable", f"the event could not be stored: {exc}")]
         return _answer(request, 503, "Service Unavailable", outcome)
-    if destination is not None and result.stored and gateway.relay_wake is not None:
-        gateway.relay_wake(destination)
-    outcome.events_stored, outcome.events_duplicate = result.stored, len(result.duplicates)
     return _answer(request, 200, OK, outcome, result.duplicates)
 
 

@@ -12,10 +12,10 @@ from capigate.axon.profiles import PROFILES
 from capigate.axon.rules import check_batch
 from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
+from capigate.http.accept import accept
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
-from capigate.relay.destinations import relay_destination
 from capigate.responses import Accepted, ErrorBody
 
 __all__ = ["post_event"]
@@ -58,20 +58,10 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     outcome.events_received = events_received(decoded)
     if not check.report.ok:
         return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, check.report.problems)
-    # Test-mode events are stored and journaled, never relayed.
-    destination = None if outcome.test_tag else relay_destination("axon", pixel_id, pixel.relay)
-    for event in check.events:
-        event.destination = destination
     try:
-        result = await gateway.store.ingest(
-            check.events, request_id=request.request_id, received_at_ms=request.received_at_ms
-        )
+        result = await accept(request, gateway, outcome, check.events, pixel.relay)
     except StoreError as exc:
         return _error(503, "store_unavailable", f"the events could not be stored: {exc}", outcome)
-    if destination is not None and result.stored and gateway.relay_wake is not None:
-        gateway.relay_wake(destination)
-    outcome.events_stored = result.stored
-    outcome.events_duplicate = len(result.duplicates)
     return json_response(
         200,
         Accepted(

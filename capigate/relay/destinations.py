@@ -1,10 +1,7 @@
-"""The upstream APIs: which destinations a configuration has, and how a request to each is built.
+"""The relay's destinations: which ones a configuration has, with their URL and key.
 
-A destination is named ``axon:<pixel_id>`` or ``appsflyer:<app_id>``. Axon takes up to 100
-events per request (``{"events": [...]}``, one pixel, ``Authorization: <key>``); the stored
-payloads are joined as they are, so each event keeps its ``dedupe_id``. AppsFlyer takes one
-event per request; the stored event has ``eventValue`` and ``custom_data`` as objects and
-may carry keys capigate added: the body sent is the upstream's own shape again.
+A destination is named ``axon:<pixel_id>`` or ``appsflyer:<app_id>``. The request to each is
+built by its API's own package (``capigate/axon/upstream.py``, ``capigate/appsflyer/upstream.py``).
 """
 
 from __future__ import annotations
@@ -12,35 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
-from urllib.parse import quote
+from typing import Any
 
-import msgspec
-
-from capigate.appsflyer.rules import RESTAMPED_FIELD
+from capigate.appsflyer.upstream import APPSFLYER_URL
+from capigate.appsflyer.upstream import upstream_request as appsflyer_request
+from capigate.axon.upstream import AXON_URL
+from capigate.axon.upstream import upstream_request as axon_request
 from capigate.config import Config, RelaySettings
 from capigate.errors import ConfigError
 from capigate.store.base import Delivery
 
-__all__ = [
-    "APPSFLYER_URL",
-    "AXON_URL",
-    "Target",
-    "appsflyer_body",
-    "axon_body",
-    "relay_destination",
-    "targets",
-]
-
-AXON_URL: Final = "https://b.applovin.com"
-APPSFLYER_URL: Final = "https://api3.appsflyer.com"
-# Keys capigate adds to a stored AppsFlyer event, never sent upstream.
-CAPIGATE_KEYS: Final = frozenset({RESTAMPED_FIELD})
-# AppsFlyer fields that travel as stringified JSON objects.
-STRINGIFIED: Final = ("eventValue", "custom_data")
-
-_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
-_encode = msgspec.json.Encoder().encode
+__all__ = ["APPSFLYER_URL", "AXON_URL", "Target", "relay_destination", "targets"]
 
 
 def relay_destination(api: str, source: str, relay: RelaySettings | None) -> str | None:
@@ -72,27 +51,9 @@ class Target:
     def request(self, deliveries: Sequence[Delivery]) -> tuple[str, dict[str, str], bytes]:
         """The upstream request for these deliveries: path (after ``url``), headers, body."""
         if self.api == "axon":
-            path = f"/v1/event?pixel_id={quote(self.source, safe='')}"
-            return path, {"authorization": self.api_key, "content-type": "application/json"}, axon_body(deliveries)
+            return axon_request(self.source, self.api_key, [d.payload for d in deliveries])
         (delivery,) = deliveries
-        path = f"/inappevent/{quote(self.source, safe='')}"
-        headers = {"authentication": self.api_key, "content-type": "application/json"}
-        return path, headers, appsflyer_body(delivery.payload)
-
-
-def axon_body(deliveries: Sequence[Delivery]) -> bytes:
-    return b'{"events":[' + b",".join(d.payload for d in deliveries) + b"]}"
-
-
-def appsflyer_body(payload: bytes) -> bytes:
-    event = _decode_object(payload)
-    for key in CAPIGATE_KEYS:
-        event.pop(key, None)
-    for key in STRINGIFIED:
-        value = event.get(key)
-        if isinstance(value, dict):
-            event[key] = _encode(value).decode() if value else ""
-    return _encode(event)
+        return appsflyer_request(self.source, self.api_key, delivery.payload)
 
 
 def targets(config: Config, environ: dict[str, str] | None = None) -> list[Target]:

@@ -1,0 +1,34 @@
+"""The step both ingest APIs end with: store the events they accepted, queue them for the
+relay in the same transaction, wake the relay, and note the counts for the journal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from capigate.config import RelaySettings
+from capigate.http.asgi import Request
+from capigate.http.journal import Outcome
+from capigate.http.state import Gateway
+from capigate.relay.destinations import relay_destination
+from capigate.store.base import IngestResult, NewEvent
+
+__all__ = ["accept"]
+
+
+async def accept(
+    request: Request, gateway: Gateway, outcome: Outcome, events: Sequence[NewEvent], relay: RelaySettings | None
+) -> IngestResult:
+    """Committed when this returns; StoreError when not (each API answers that its own way).
+    Test-mode events (``outcome.test_tag``) are stored and journaled, never relayed."""
+    destinations: set[str] = set()
+    for event in events:
+        event.test_tag = outcome.test_tag
+        event.destination = None if outcome.test_tag else relay_destination(event.api, event.source, relay)
+        if event.destination is not None:
+            destinations.add(event.destination)
+    result = await gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
+    if result.stored and gateway.relay_wake is not None:
+        for destination in destinations:
+            gateway.relay_wake(destination)
+    outcome.events_stored, outcome.events_duplicate = result.stored, len(result.duplicates)
+    return result
