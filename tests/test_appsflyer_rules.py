@@ -25,8 +25,8 @@ from capigate.appsflyer import (
     rules,
     schema,
 )
+from capigate.appsflyer.upstream import upstream_body as appsflyer_body
 from capigate.errors import Problem
-from capigate.relay.destinations import appsflyer_body
 
 FIXTURES = Path(__file__).parent / "fixtures" / "appsflyer"
 IOS_APP = "id1440123456"
