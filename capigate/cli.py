@@ -300,8 +300,10 @@ def _epoch_ms(value: str | None, option: str) -> int | None:
 
 
 # The SDK's commands (bodies in capigate.client.cli_commands).
-from capigate.client.cli_commands import events, send, validate  # noqa: E402
+from capigate.client.cli_commands import send, validate  # noqa: E402
+from capigate.client.cli_gateway import env, events  # noqa: E402
 
+main.add_command(env)
 main.add_command(validate)
 main.add_command(send)
 main.add_command(events)

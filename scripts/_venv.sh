@@ -6,8 +6,9 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv"
 fi
 VENV="$ROOT/.venv"
-stamp="$VENV/.capigate-installed-$1"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+installed() { [ -f "$VENV/.capigate-installed-$1" ] && [ ! "$ROOT/pyproject.toml" -nt "$VENV/.capigate-installed-$1" ]; }
+# The test install holds the runtime's too.
+if ! installed "$1" && ! { [ "$1" = runtime ] && installed test; }; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT$2"
-  touch "$stamp"
+  touch "$VENV/.capigate-installed-$1"
 fi

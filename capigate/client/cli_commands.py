@@ -1,4 +1,4 @@
-"""The SDK's commands of the ``capigate`` CLI: ``validate``, ``send`` and ``events``.
+"""The SDK's commands of the ``capigate`` CLI: ``validate`` and ``send``.
 
 Registered on the ``main`` group in ``capigate.cli``. User errors end as one clean message and
 exit status 1; problems in events are printed one a line as ``FILE:LINE: error: PATH:
@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,10 +21,9 @@ from capigate.axon.profiles import PROFILES, ProfileName
 from capigate.axon.rules import check_batch
 from capigate.client._base import RequestResult, SendResult, join_path, now_ms, prefixed, strip_prefix
 from capigate.client._records import Api, Record, Source, read_source
-from capigate.errors import CapigateError, InvalidEvents, Problem
-from capigate.responses import EventView, RequestView
+from capigate.errors import InvalidEvents, Problem
 
-__all__ = ["events", "send", "validate"]
+__all__ = ["send", "validate"]
 
 _encode = msgspec.json.Encoder().encode
 _API_CHOICE = click.Choice(["auto", "axon", "appsflyer"])
@@ -327,170 +324,3 @@ def send(
             f"failed events written to {target}; send them again with: capigate send {target} --to {base_url} {who} --key ..."
         )
         sys.exit(1)
-
-
-# --- events --------------------------------------------------------------------------
-
-
-def _admin_token(token: str | None, config_path: Path) -> str:
-    if token:
-        return token
-    if config_path.exists():
-        from capigate.config import load_config
-        from capigate.errors import ConfigError
-
-        try:
-            return load_config(config_path).server.admin_token
-        except ConfigError as exc:
-            raise click.ClickException(f"bad configuration: {exc}") from None
-    raise click.UsageError(
-        f"give --token (or CAPIGATE_ADMIN_TOKEN), or --config with the gateway's admin_token ({config_path} not found)"
-    )
-
-
-def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def _event_cells(e: EventView) -> list[str]:
-    return [str(e.id), _when(e.received_at), e.api, e.source, e.name, e.status, e.dedupe_id or "", e.test_tag or ""]
-
-
-def _request_cells(r: RequestView) -> list[str]:
-    counts = f"{r.events_received}/{r.events_stored}/{r.events_duplicate}"
-    problems = str(r.problems[0]) if r.problems else ""
-    if len(r.problems) > 1:
-        problems += f" (+{len(r.problems) - 1})"
-    return [
-        str(r.id),
-        _when(r.received_at),
-        r.api,
-        r.source or "",
-        f"{r.method} {r.path}",
-        str(r.status),
-        counts,
-        f"{r.latency_ms:.1f}",
-        problems,
-    ]
-
-
-_EVENT_COLUMNS = ["id", "received (UTC)", "api", "source", "name", "status", "dedupe_id", "test_tag"]
-_REQUEST_COLUMNS = [
-    "id",
-    "received (UTC)",
-    "api",
-    "source",
-    "request",
-    "status",
-    "events rcv/stored/dup",
-    "ms",
-    "problems",
-]
-
-
-def _print_rows(rows: Sequence[EventView | RequestView], columns: list[str], *, as_json: bool, follow: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    if as_json:
-        for row in rows:
-            sys.stdout.buffer.write(_encode(row) + b"\n")
-        sys.stdout.flush()
-        return
-    cells = [_request_cells(r) if isinstance(r, RequestView) else _event_cells(r) for r in rows]
-    console = Console(soft_wrap=True, highlight=False)
-    if follow:  # one line a row, printed as it arrives
-        for row_cells in cells:
-            console.print("  ".join(row_cells), markup=False)
-        sys.stdout.flush()
-        return
-    table = Table(*columns)
-    for row_cells in cells:
-        table.add_row(*row_cells)
-    console.print(table)
-
-
-@click.command()
-@click.option(
-    "--url", "base_url", envvar="CAPIGATE_URL", default="http://127.0.0.1:8080", show_default=True, help="The gateway."
-)
-@click.option("--token", envvar="CAPIGATE_ADMIN_TOKEN", help="Admin token (default: read from --config).")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="capigate.toml",
-    envvar="CAPIGATE_CONFIG",
-    show_default=True,
-    help="Configuration holding the admin token.",
-)
-@click.option("--requests", "show_requests", is_flag=True, help="List the request journal instead of events.")
-@click.option("--source", help="Pixel or app id.")
-@click.option("--name", help="Event name (events only).")
-@click.option("--status", help="Event status, or HTTP status with --requests.")
-@click.option("--api", "api_name", type=click.Choice(["axon", "appsflyer", "admin"]), help="API (requests only).")
-@click.option("--test-tag", help="Test tag (events only).")
-@click.option("--since", help="Epoch ms or ISO 8601 time.")
-@click.option("--until", help="Epoch ms or ISO 8601 time.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 1000),
-    default=20,
-    show_default=True,
-    help="Rows to show (with --follow: rows of backlog).",
-)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows as they arrive (Ctrl-C to stop).")
-@click.option(
-    "--interval-s", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Poll interval with --follow."
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line instead of a table.")
-def events(
-    base_url: str,
-    token: str | None,
-    config_path: Path,
-    show_requests: bool,
-    source: str | None,
-    name: str | None,
-    status: str | None,
-    api_name: str | None,
-    test_tag: str | None,
-    since: str | None,
-    until: str | None,
-    limit: int,
-    follow: bool,
-    interval_s: float,
-    as_json: bool,
-) -> None:
-    """List (or follow) the events or requests a running gateway recorded, newest first."""
-    from capigate.client.admin import GatewayAdmin
-
-    filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}
-    if show_requests:
-        filters["api"] = api_name
-    else:
-        filters.update(name=name, test_tag=test_tag)
-    admin = GatewayAdmin(base_url, _admin_token(token, config_path))
-    try:
-        with admin:
-            columns = _REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS
-            if not follow:
-                rows: Sequence[EventView | RequestView] = (
-                    admin.requests(limit=limit, **filters).requests
-                    if show_requests
-                    else admin.events(limit=limit, **filters).events
-                )
-                _print_rows(rows, columns, as_json=as_json, follow=False)
-                return
-            if not as_json:
-                click.echo("  ".join(columns))
-            stream: Iterator[EventView] | Iterator[RequestView] = (
-                admin.follow_requests(interval_s=interval_s, backlog=limit, **filters)
-                if show_requests
-                else admin.follow_events(interval_s=interval_s, backlog=limit, **filters)
-            )
-            for row in stream:
-                _print_rows([row], columns, as_json=as_json, follow=True)
-    except CapigateError as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        pass

@@ -1,0 +1,263 @@
+"""The commands of the ``capigate`` CLI that talk to a running gateway of a configuration:
+``env`` (its address and keys as shell variables) and ``events`` (its events and journal).
+
+A gateway's address is its configuration's ``[server] host`` and ``port``, overridden by
+``CAPIGATE_HOST`` and ``CAPIGATE_PORT`` as for ``capigate serve``; ``--url`` (or
+``CAPIGATE_URL``) overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from capigate.config import Config, load_config
+from capigate.errors import CapigateError, ConfigError
+from capigate.responses import EventView, RequestView
+
+__all__ = ["env", "events", "gateway_url", "read_config"]
+
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+_DEFAULT_URL = "http://127.0.0.1:8080"
+_encode = msgspec.json.Encoder().encode
+
+
+def read_config(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None
+
+
+def gateway_url(config: Config) -> str:
+    """Where a client reaches the gateway that ``capigate serve`` starts from ``config``."""
+    host = os.environ.get("CAPIGATE_HOST") or config.server.host
+    port = os.environ.get("CAPIGATE_PORT") or str(config.server.port)
+    host = "127.0.0.1" if host in _WILDCARDS else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _config_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default="capigate.toml",
+        envvar="CAPIGATE_CONFIG",
+        show_default=True,
+        help=help,
+    )
+
+
+@click.command()
+@_config_option("The gateway's configuration.")
+def env(config_path: Path) -> None:
+    """Print the gateway's address and keys as shell exports: eval "$(capigate env)".
+
+    CAPIGATE_URL and CAPIGATE_ADMIN_TOKEN (read by `capigate send` and `capigate events`),
+    CAPIGATE_CONFIG, and the first pixel's and app's ids and keys: AXON_PIXEL, AXON_KEY,
+    APPSFLYER_APP, APPSFLYER_KEY."""
+    config = read_config(config_path)
+    values = {
+        "CAPIGATE_URL": gateway_url(config),
+        "CAPIGATE_ADMIN_TOKEN": config.server.admin_token,
+        "CAPIGATE_CONFIG": str(config_path.resolve()),
+    }
+    if config.axon.pixels:
+        values.update(AXON_PIXEL=config.axon.pixels[0].pixel_id, AXON_KEY=config.axon.pixels[0].api_key)
+    if config.appsflyer.apps:
+        values.update(APPSFLYER_APP=config.appsflyer.apps[0].app_id, APPSFLYER_KEY=config.appsflyer.apps[0].keys[0])
+    for name, value in values.items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
+# --- events --------------------------------------------------------------------------
+
+
+def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str, str]:
+    """(base URL, admin token): given ones first, else the configuration's."""
+    if url and token:
+        return url, token
+    if not config_path.exists():
+        if token:
+            return url or _DEFAULT_URL, token
+        raise click.UsageError(
+            f"give --token (or CAPIGATE_ADMIN_TOKEN), or --config with the gateway's admin_token ({config_path} not found)"
+        )
+    config = read_config(config_path)
+    return url or gateway_url(config), token or config.server.admin_token
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _event_cells(e: EventView) -> list[str]:
+    return [str(e.id), _when(e.received_at), e.api, e.source, e.name, e.status, e.dedupe_id or "", e.test_tag or ""]
+
+
+def _request_cells(r: RequestView) -> list[str]:
+    counts = f"{r.events_received}/{r.events_stored}/{r.events_duplicate}"
+    problems = str(r.problems[0]) if r.problems else ""
+    if len(r.problems) > 1:
+        problems += f" (+{len(r.problems) - 1})"
+    return [
+        str(r.id),
+        _when(r.received_at),
+        r.api,
+        r.source or "",
+        f"{r.method} {r.path}",
+        str(r.status),
+        counts,
+        f"{r.latency_ms:.1f}",
+        problems,
+    ]
+
+
+_EVENT_COLUMNS = ["id", "received (UTC)", "api", "source", "name", "status", "dedupe_id", "test_tag"]
+_REQUEST_COLUMNS = [
+    "id",
+    "received (UTC)",
+    "api",
+    "source",
+    "request",
+    "status",
+    "events rcv/stored/dup",
+    "ms",
+    "problems",
+]
+
+
+def _tsv(cells: Sequence[str]) -> str:
+    """One line of tab-separated values; a tab or newline inside a value becomes a space."""
+    return "\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells)
+
+
+class _Printer:
+    """Rows as a table on a terminal; as tab-separated lines, full values, when piped; as JSON
+    lines with --json."""
+
+    def __init__(self, columns: list[str], *, as_json: bool) -> None:
+        self.columns, self.as_json = columns, as_json
+        self.terminal = sys.stdout.isatty()
+
+    def header(self) -> None:
+        if not self.as_json:
+            click.echo("  ".join(self.columns) if self.terminal else _tsv(self.columns))
+
+    def rows(self, rows: Sequence[EventView | RequestView], *, table: bool) -> None:
+        if self.as_json:
+            for row in rows:
+                sys.stdout.buffer.write(_encode(row) + b"\n")
+            sys.stdout.flush()
+            return
+        cells = [_request_cells(r) if isinstance(r, RequestView) else _event_cells(r) for r in rows]
+        if table and self.terminal:
+            from rich.console import Console
+            from rich.table import Table
+
+            grid = Table(*self.columns)
+            for row_cells in cells:
+                grid.add_row(*row_cells)
+            Console(highlight=False).print(grid)
+            return
+        for row_cells in cells:
+            click.echo("  ".join(row_cells) if self.terminal else _tsv(row_cells))
+        sys.stdout.flush()
+
+
+@click.command()
+@click.option(
+    "--url",
+    "base_url",
+    envvar="CAPIGATE_URL",
+    help="The gateway [default: the configuration's host and port].",
+)
+@click.option("--token", envvar="CAPIGATE_ADMIN_TOKEN", help="Admin token [default: the configuration's].")
+@_config_option("The gateway's configuration (its address and admin token).")
+@click.option("--requests", "show_requests", is_flag=True, help="List the request journal instead of events.")
+@click.option("--source", help="Pixel or app id.")
+@click.option("--name", help="Event name (events only).")
+@click.option("--status", help="Event status, or HTTP status with --requests.")
+@click.option("--api", "api_name", type=click.Choice(["axon", "appsflyer", "admin"]), help="API (requests only).")
+@click.option("--test-tag", help="Test tag (events only).")
+@click.option("--since", help="Epoch ms or ISO 8601 time.")
+@click.option("--until", help="Epoch ms or ISO 8601 time.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Rows to show (with --follow: rows of backlog).",
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows as they arrive (Ctrl-C to stop).")
+@click.option(
+    "--interval-s", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Poll interval with --follow."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line instead of a table.")
+def events(
+    base_url: str | None,
+    token: str | None,
+    config_path: Path,
+    show_requests: bool,
+    source: str | None,
+    name: str | None,
+    status: str | None,
+    api_name: str | None,
+    test_tag: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    follow: bool,
+    interval_s: float,
+    as_json: bool,
+) -> None:
+    """List (or follow) the events or requests a running gateway recorded, newest first.
+
+    On a terminal, a table; piped, one tab-separated line a row (a header line first) with
+    every value in full; --json, one JSON object a line."""
+    from capigate.client.admin import GatewayAdmin
+
+    filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}
+    if show_requests:
+        filters["api"] = api_name
+    else:
+        filters.update(name=name, test_tag=test_tag)
+    url, admin_token = _gateway(base_url, token, config_path)
+    printer = _Printer(_REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS, as_json=as_json)
+    admin = GatewayAdmin(url, admin_token)
+    try:
+        with admin:
+            if not follow:
+                rows: Sequence[EventView | RequestView] = (
+                    admin.requests(limit=limit, **filters).requests
+                    if show_requests
+                    else admin.events(limit=limit, **filters).events
+                )
+                if not printer.terminal:
+                    printer.header()
+                printer.rows(rows, table=True)
+                return
+            printer.header()
+            stream: Iterator[EventView] | Iterator[RequestView] = (
+                admin.follow_requests(interval_s=interval_s, backlog=limit, **filters)
+                if show_requests
+                else admin.follow_events(interval_s=interval_s, backlog=limit, **filters)
+            )
+            for row in stream:
+                printer.rows([row], table=False)
+    except CapigateError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,118 @@
+"""The CLI commands that find a running gateway from its configuration: ``capigate env`` and
+``capigate events`` (host and port from ``capigate.toml``, overridden as ``serve`` does)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server
+from tests.helpers import page_view
+
+
+def capigate(
+    *args: str, cwd: Path | None = None, _config: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    if _config:
+        clean["CAPIGATE_CONFIG"] = _config
+    return subprocess.run(
+        [sys.executable, "-m", "capigate", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=cwd,
+        env={**clean, **env},
+    )
+
+
+def test_env_exports_the_gateways_address_and_keys_for_a_shell(tmp_path: Path) -> None:
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG.replace("[server]", "[server]\nport = 18150"))
+    script = 'eval "$(python -m capigate env)"; echo "$CAPIGATE_URL|$CAPIGATE_ADMIN_TOKEN|$AXON_PIXEL|$AXON_KEY|$APPSFLYER_APP|$APPSFLYER_KEY"'
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, env={**clean, "PATH": path}, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"http://127.0.0.1:18150|{ADMIN}|px_std|key-std|com.example.shop|af-dev-key"
+
+
+def test_env_honours_capigate_host_and_port_as_serve_does(tmp_path: Path) -> None:
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)
+    done = capigate("env", cwd=tmp_path, CAPIGATE_PORT="18151", CAPIGATE_HOST="0.0.0.0")
+    assert done.returncode == 0, done.stderr
+    assert "export CAPIGATE_URL=http://127.0.0.1:18151\n" in done.stdout
+    assert f"export CAPIGATE_CONFIG={tmp_path / 'capigate.toml'}\n" in done.stdout
+
+
+def test_env_without_a_configuration_says_how_to_make_one(tmp_path: Path) -> None:
+    done = capigate("env", cwd=tmp_path)
+    assert done.returncode == 1 and "does not exist" in done.stderr and "capigate serve" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _config_of(server: Server, tmp_path: Path, host: str = "127.0.0.1") -> Path:
+    config = tmp_path / "capigate.toml"
+    config.write_text(DEFAULT_CONFIG.replace("[server]", f'[server]\nhost = "{host}"\nport = {server.port}'))
+    return config
+
+
+def _sent(server: Server, test_tag: str) -> str:
+    dedupe_id = f"{test_tag}-" + "x" * 80  # longer than any table cell
+    with server.client(headers={"Authorization": "key-std", "X-Capigate-Test": test_tag}) as http:
+        answer = http.post(
+            "/v1/event", params={"pixel_id": "px_std"}, json={"events": [page_view(dedupe_id=dedupe_id)]}
+        )
+    assert answer.status_code == 200, answer.text
+    return dedupe_id
+
+
+def test_events_reads_host_and_port_from_the_configuration(server: Server, tmp_path: Path) -> None:
+    dedupe_id = _sent(server, "cfg-port")
+    done = capigate("events", "--test-tag", "cfg-port", cwd=tmp_path, _config=str(_config_of(server, tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert dedupe_id in done.stdout
+
+
+def test_events_on_a_wildcard_host_reaches_the_loopback(server: Server, tmp_path: Path) -> None:
+    _config_of(server, tmp_path, host="0.0.0.0")
+    done = capigate("events", "--limit", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_events_piped_prints_full_values_tab_separated(server: Server, tmp_path: Path) -> None:
+    dedupe_id = _sent(server, "piped-tsv")
+    _config_of(server, tmp_path)
+    done = capigate("events", "--test-tag", "piped-tsv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()
+    assert header.split("\t") == ["id", "received (UTC)", "api", "source", "name", "status", "dedupe_id", "test_tag"]
+    cells = row.split("\t")
+    assert cells[3:] == ["px_std", "page_view", "stored", dedupe_id, "piped-tsv"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", cells[1])
+
+
+def test_events_requests_piped_keep_every_problem_message(server: Server, tmp_path: Path) -> None:
+    with server.client(headers={"Authorization": "key-std", "X-Capigate-Test": "piped-req"}) as http:
+        bad = page_view()
+        bad["user_data"]["esi"] = "tv-" + "y" * 60
+        assert http.post("/v1/event", params={"pixel_id": "px_std"}, json={"events": [bad]}).status_code == 400
+    _config_of(server, tmp_path)
+    done = capigate("events", "--requests", "--status", "400", "--limit", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    row = done.stdout.splitlines()[1].split("\t")
+    assert row[5] == "400" and "y" * 60 in row[8] and "events[0].user_data.esi" in row[8]
+
+
+def test_events_json_prints_one_object_a_line(server: Server, tmp_path: Path) -> None:
+    dedupe_id = _sent(server, "json-lines")
+    _config_of(server, tmp_path)
+    done = capigate("events", "--json", "--test-tag", "json-lines", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert json.loads(line)["dedupe_id"] == dedupe_id
