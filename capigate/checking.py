@@ -19,7 +19,7 @@ import msgspec
 
 from capigate.errors import Problem
 
-__all__ = ["Report", "check_struct", "did_you_mean", "join", "top_key"]
+__all__ = ["Report", "check_struct", "did_you_mean", "join", "shown_value", "top_key"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -88,7 +88,7 @@ def _collect(raw: Any, kind: Any, path: str, report: Report) -> None:
     try:
         msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        _record(exc, path, report)
+        _record(exc, path, report, kind)
 
 
 @functools.cache
@@ -166,14 +166,71 @@ _CODES = (
 )
 
 
-def _record(exc: msgspec.ValidationError, path: str, report: Report) -> None:
+def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any = None) -> None:
     message = str(exc)
     match = _AT.search(message)
     if match:
         message = message[: match.start()]
         path = path + match.group(1) if path else match.group(1).lstrip(".")
     code = next((c for needle, c in _CODES if needle in message), "invalid")
+    if code == "invalid_enum":
+        message = _enum_message(message, kind)
+    elif code == "invalid_format":
+        message = _format_message(kind)
     report.error(path, code, _readable(message))
+
+
+_ENUM_VALUE = re.compile(r"Invalid enum value (.*)$")
+
+
+def _enum_message(message: str, kind: Any) -> str:
+    """``Invalid enum value 'tv'; use one of web, app``, the value shown only when it cannot be
+    personal data."""
+    match = _ENUM_VALUE.match(message)
+    given = match.group(1) if match else ""
+    if given.startswith("'") and given.endswith("'"):
+        given = shown_value(given[1:-1])
+    allowed = _literal_values(kind)
+    return f"Invalid enum value {given}" + (f"; use one of {', '.join(map(str, allowed))}" if allowed else "")
+
+
+def _format_message(kind: Any) -> str:
+    """Never the raw regex: the format as the type's description says it."""
+    meta = _meta_description(kind)
+    return f"Expected a string in the form: {meta}" if meta else "Expected a string in another format"
+
+
+def shown_value(value: str) -> str:
+    """``value`` quoted when it cannot be personal data (short, printable, no "@", few
+    digits); else only described, so that no message repeats an email or a phone number."""
+    if len(value) <= 32 and "@" not in value and sum(c.isdigit() for c in value) < 5 and value.isprintable():
+        return repr(value)
+    return f"(a {len(value)}-character value, not shown: it may be personal data)"
+
+
+def _literal_values(kind: Any) -> tuple[Any, ...]:
+    kind = _strip_annotated(kind)
+    if typing.get_origin(kind) is typing.Literal:
+        return typing.get_args(kind)
+    if _is_union(kind) or typing.get_origin(kind) is list:
+        for arg in typing.get_args(kind):
+            found = _literal_values(arg)
+            if found:
+                return found
+    return ()
+
+
+def _meta_description(kind: Any) -> str | None:
+    while typing.get_origin(kind) is typing.Annotated or _is_union(kind):
+        if typing.get_origin(kind) is typing.Annotated:
+            for meta in typing.get_args(kind)[1:]:
+                if isinstance(meta, msgspec.Meta) and meta.description:
+                    return meta.description
+            kind = typing.get_args(kind)[0]
+        else:
+            found = [d for d in map(_meta_description, typing.get_args(kind)) if d]
+            return found[0] if found else None
+    return None
 
 
 def _only_inside_items(exc: msgspec.ValidationError) -> bool:

@@ -796,10 +796,11 @@ def test_unknown_field_that_looks_personal_is_dropped() -> None:
     assert "example.org" not in body and "2079460958" not in body and "x@y.io" not in body
 
 
-def test_customer_user_id_that_looks_like_an_email_is_warned() -> None:
+def test_customer_user_id_that_looks_like_an_email_is_dropped_with_a_warning() -> None:
     result = check(base(customer_user_id="jane.roe@example.org"))
     assert_accepted(result)
     assert ("customer_user_id", "pii_in_customer_user_id") in codes(result.warnings)
+    assert "customer_user_id" not in payload(result)
     assert "jane.roe" not in msgspec.json.encode(result.warnings).decode()
 
 
@@ -1162,3 +1163,34 @@ def test_package_exports_every_public_name() -> None:
     assert set(schema.__all__) | set(rules.__all__) == set(appsflyer.__all__)
     for name in appsflyer.__all__:
         assert getattr(appsflyer, name) is not None
+
+
+@pytest.mark.parametrize("value", ["2020-02-25 12:00.000", "25/02/2020 12:00:00", "2020-02-30 12:00:00.000"])
+def test_messages_event_time_says_the_format_never_a_regex(value: str) -> None:
+    result = check(base(eventTime=value))
+    assert result.status == 400
+    (problem,) = [p for p in result.problems if p.path == "eventTime"]
+    assert "yyyy-MM-dd HH:mm:ss.SSS" in problem.message
+    assert "\\d" not in problem.message and "^" not in problem.message
+
+
+def test_messages_do_not_echo_a_possibly_personal_event_name() -> None:
+    result = check(base(eventName="af_someone@example.org"))
+    assert_refused(result, "eventName", "plain_pii")  # an event name is kept as sent: never an email
+    assert ("eventName", "unknown_event_name") in codes(result.warnings)
+    assert "someone@example.org" not in msgspec.json.encode(result).decode()
+
+
+def test_pii_rule_an_email_in_a_defined_field_is_dropped() -> None:
+    result = check(base(app_version_name="build for jane@example.org", extra={"deep": ["k@l.example"]}))
+    assert_accepted(result)
+    kept = payload(result)
+    assert "app_version_name" not in kept and kept["extra"] == {"deep": [None]}
+    assert ("app_version_name", "plain_pii_dropped") in codes(result.warnings)
+    assert ("extra.deep[0]", "plain_pii_dropped") in codes(result.warnings)
+
+
+def test_messages_enum_lists_the_allowed_values() -> None:
+    result = check(base(app_type="tv"))
+    (problem,) = result.problems
+    assert problem.code == "invalid_enum" and problem.message.endswith("use one of , app_clip")

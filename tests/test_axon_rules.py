@@ -522,3 +522,163 @@ def test_restricted_app_event_source_url_keeps_the_domain_rule() -> None:
     event = restricted_lead(esi="app")
     event["event_source_url"] = "MainActivity.ProductScreen"
     assert problems(event, pixel="px_restricted") == {"events[0].event_source_url": "invalid_url"}
+
+
+# --- personal data under unknown keys (standard, lead_gen) -------------------------------------
+
+
+def test_pii_rule_user_data_look_alikes_are_hashed_under_their_own_key() -> None:
+    event = page_view()
+    event["user_data"].update(
+        em=" A@B.Example ", email_address="c@d.example", phone_number="(650) 555-1212", country_code="US"
+    )
+    result = check(event)
+    assert result.report.ok
+    user = stored_payload(result)["user_data"]
+    assert user["em"] == sha("a@b.example")
+    assert user["email_address"] == sha("c@d.example")
+    assert user["phone_number"] == sha("16505551212")
+    found = {(w.path, w.code) for w in result.report.warnings}
+    for key in ("em", "email_address", "phone_number"):
+        assert (f"events[0].user_data.{key}", "plain_pii_hashed") in found
+
+
+def test_pii_rule_personal_keys_and_email_values_are_dropped_at_any_depth() -> None:
+    event = purchase()
+    event["customer_email"] = "x@y.example"
+    event["data"]["contact"] = {"mail": "jane@example.org", "note": "call Jane", "list": ["ok", "k@l.example"]}
+    event["data"]["items"][0]["buyer_phone"] = "+14155550100"
+    event["user_data"]["first_name"] = "Jane"
+    event["measurement_partner_data"]["owner"] = "m@n.example"
+    result = check(event)
+    assert result.report.ok, result.report.problems
+    kept = stored_payload(result)
+    assert "customer_email" not in kept and "first_name" not in kept["user_data"]
+    assert kept["data"]["contact"] == {"note": "call Jane", "list": ["ok", None]}
+    assert "buyer_phone" not in kept["data"]["items"][0]
+    assert "owner" not in kept["measurement_partner_data"]
+    dropped = {w.path for w in result.report.warnings if w.code == "plain_pii_dropped"}
+    assert dropped == {
+        "events[0].customer_email",
+        "events[0].data.contact.mail",
+        "events[0].data.contact.list[1]",
+        "events[0].data.items[0].buyer_phone",
+        "events[0].user_data.first_name",
+        "events[0].measurement_partner_data.owner",
+    }
+    text = str(result.report.warnings) + result.events[0].payload.decode()
+    for plain in ("x@y.example", "jane@example.org", "k@l.example", "4155550100", "Jane", "m@n.example"):
+        assert plain not in text.replace("call Jane", "")
+
+
+def test_pii_rule_an_email_used_as_a_key_is_neither_kept_nor_shown() -> None:
+    event = page_view()
+    event["data"] = {"user_id": "u", "jane@example.org": 1}
+    result = check(event)
+    assert result.report.ok
+    assert "jane@example.org" not in str(result.report.warnings) + result.events[0].payload.decode()
+
+
+def test_pii_rule_sha256_under_a_personal_key_is_kept() -> None:
+    event = page_view()
+    event["user_data"]["em"] = sha("a@b.example")
+    result = check(event)
+    assert stored_payload(result)["user_data"]["em"] == sha("a@b.example")
+    assert {w.code for w in result.report.warnings} == {"unknown_field"}
+
+
+def test_pii_rule_restricted_refuses_unknown_keys_without_showing_an_email_key() -> None:
+    event = restricted_lead()
+    event["jane@example.org"] = "x"
+    found = check(event, pixel="px_restricted").report.problems
+    assert [(p.path, p.code) for p in found] == [("events[0].<email address>", "unknown_field")]
+    assert "jane@example.org" not in str(found)
+
+
+# --- messages never echo what may be personal; every problem in one answer ----------------------
+
+
+@pytest.mark.parametrize("name", ["someone@example.org", "+1 415 555 0100", "x" * 60])
+def test_messages_do_not_echo_a_possibly_personal_event_name(name: str) -> None:
+    result = check(page_view(name=name))
+    assert {p.path: p.code for p in result.report.problems} == {"events[0].name": "unknown_event"}
+    assert name not in str(result.report.problems)
+
+
+def test_messages_do_not_echo_a_possibly_personal_esi() -> None:
+    event = page_view()
+    event["user_data"]["esi"] = "someone@example.org"
+    found = check(event).report.problems
+    assert [(p.path, p.code) for p in found] == [("events[0].user_data.esi", "invalid_enum")]
+    assert "someone@example.org" not in found[0].message and "use one of web, app" in found[0].message
+
+
+def test_messages_enum_lists_the_allowed_values() -> None:
+    event = page_view()
+    event["user_data"]["esi"] = "tv"
+    (problem,) = check(event).report.problems
+    assert problem.message == "Invalid enum value 'tv'; use one of web, app"
+
+
+def test_messages_never_show_a_regex() -> None:
+    (problem,) = check(items_event("view_item", currency="US")).report.problems
+    assert problem.code == "invalid_format" and "^" not in problem.message and "ISO 4217" in problem.message
+
+
+def test_every_problem_of_an_event_in_one_answer() -> None:
+    event = page_view(event_time="soon")
+    event["user_data"].update(esi="tv", email="not-an-email", phone="call me", country_code="ZZ")
+    event["user_data"]["client_ip_address"] = 7
+    assert problems(event) == {
+        "events[0].event_time": "wrong_type",
+        "events[0].user_data.esi": "invalid_enum",
+        "events[0].user_data.client_ip_address": "wrong_type",
+        "events[0].user_data.email": "invalid_email",
+        "events[0].user_data.phone": "invalid_phone",
+        "events[0].user_data.country_code": "unknown_country",
+    }
+
+
+# --- no 500 from any body -------------------------------------------------------------------------
+
+
+def test_event_time_beyond_year_9999_is_out_of_range() -> None:
+    assert problems(page_view(event_time=2**70)) == {"events[0].event_time": "out_of_range"}
+    mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
+    mpd["first_visit_ts"] = 10**20
+    assert problems(page_view(measurement_partner_data=mpd)) == {
+        "events[0].measurement_partner_data.first_visit_ts": "out_of_range"
+    }
+
+
+def test_deep_nesting_under_an_unknown_key_is_too_deep() -> None:
+    deep: Any = "leaf"
+    for _ in range(5000):
+        deep = {"a": deep}
+    assert problems(page_view(extra=deep)) == {"events[0].extra" + ".a" * 32: "too_deep"}
+
+
+@pytest.mark.parametrize(("name", "pixel"), [("app_open", "px_std"), ("page_view", "px_lead")])
+def test_null_data_event_with_an_empty_object_is_read_as_null(name: str, pixel: str) -> None:
+    result = check(page_view(name=name, data={}), pixel=pixel)
+    assert {w.path: w.code for w in result.report.warnings} == {"events[0].data": "empty_data_for_null_event"}
+    assert stored_payload(result)["data"] is None
+
+
+def test_pii_rule_an_email_in_a_defined_field_is_dropped_hashed_or_refused() -> None:
+    event = purchase(dedupe_id="Jane@Example.org")
+    event["user_data"]["user_id"] = "jane@example.org"
+    event["data"]["items"][0]["item_name"] = "gift for jane@example.org"
+    result = check(event)
+    assert result.report.ok
+    kept = stored_payload(result)
+    assert kept["dedupe_id"] == result.events[0].dedupe_id == sha("jane@example.org")
+    assert kept["user_data"]["user_id"] == sha("jane@example.org")
+    assert "item_name" not in kept["data"]["items"][0]
+    assert {w.path: w.code for w in result.report.warnings if w.code.startswith("plain_pii")} == {
+        "events[0].dedupe_id": "plain_pii_hashed",
+        "events[0].user_data.user_id": "plain_pii_hashed",
+        "events[0].data.items[0].item_name": "plain_pii_dropped",
+    }
+    refused = page_view(event_source_url="https://shop.example/?to=jane@example.org")
+    assert problems(refused) == {"events[0].event_source_url": "plain_pii"}

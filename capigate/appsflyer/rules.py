@@ -48,7 +48,6 @@ from typing import Any, Final
 import msgspec
 import msgspec.inspect as mi
 
-from capigate.appsflyer.personal import looks_personal, shown_key, without_personal
 from capigate.appsflyer.schema import (
     ANDROID_ONLY_FIELDS,
     APPSFLYER_ID_MISSING,
@@ -65,7 +64,7 @@ from capigate.appsflyer.schema import (
     format_event_time,
     parse_event_time,
 )
-from capigate.checking import Report, check_struct, did_you_mean, join, top_key
+from capigate.checking import Report, check_struct, did_you_mean, join, shown_value, top_key
 from capigate.errors import Problem
 from capigate.identity import (
     InvalidIdentifier,
@@ -77,6 +76,7 @@ from capigate.identity import (
     sha256_hex,
 )
 from capigate.iso import COUNTRY_CODES
+from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
 from capigate.store.base import NewEvent
 
 __all__ = [
@@ -125,6 +125,8 @@ _NON_PUBLIC_FIRST_OCTETS: Final = frozenset(
     for octet in range(256)
     if (octet << 24 ^ network) & mask & 0xFF000000 == 0
 )
+_SEND_HASHED: Final = "send email and phone hashed, in the top-level email_hashed and phone_number_hashed"
+_REQUIRED_TEXT: Final = frozenset({"eventName"})
 _ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"
 _SHA256_OF_EMPTY: Final = sha256_hex("")
 
@@ -162,6 +164,8 @@ def check_in_app_event(body: bytes, *, app_id: str, received_at_ms: int, dedupe_
         return _check_field_by_field(body, app_id, received_at_ms, dedupe_key)
     except msgspec.DecodeError as exc:
         return _malformed(body, exc)
+    except RecursionError:
+        return _parse_failed("too_deep", "the body nests arrays or objects too deep to be read")
     values: dict[str, Any] = msgspec.to_builtins(event)  # omits the fields not sent
     return _finish(values, values, {}, Report(), app_id, received_at_ms, dedupe_key)
 
@@ -174,6 +178,8 @@ def _check_field_by_field(body: bytes, app_id: str, received_at_ms: int, dedupe_
         raw = _ANY_DECODER.decode(body)
     except msgspec.DecodeError as exc:
         return _malformed(body, exc)
+    except RecursionError:
+        return _parse_failed("too_deep", "the body nests arrays or objects too deep to be read")
     if not isinstance(raw, dict):
         what = _JSON_KINDS.get(type(raw), "not an object")
         hint = ": send one event per request" if isinstance(raw, list) else ""
@@ -248,7 +254,10 @@ def _unknown_top_level(unknown: dict[str, Any], report: Report) -> dict[str, Any
             )
             continue
         report.warn(key, "unknown_field", _unknown_message(key, _SHAPE.fields))
-        kept[key] = value
+        try:
+            kept[key] = without_personal(value, key, report, _SEND_HASHED, 1)
+        except TooDeep:
+            report.error(key, "too_deep", f"{key} nests objects or arrays more than {MAX_DEPTH} levels deep")
     return kept
 
 
@@ -336,6 +345,9 @@ def _finish(
             "revenue_without_currency",
             "af_revenue is sent without eventCurrency or af_currency: AppsFlyer assumes USD",
         )
+    payload = _ENCODER.encode(out)
+    if b"@" in payload:  # rare: only then is the body walked for an email address in a defined field
+        payload = _ENCODER.encode(without_emails(out, "", report, _SEND_HASHED, required=_REQUIRED_TEXT))
     if report.problems:
         missing_id = any(p.path == "appsflyer_id" and p.code == "missing_field" for p in report.problems)
         return InAppCheck(
@@ -350,7 +362,7 @@ def _finish(
         name=values["eventName"],
         event_time_ms=received_at_ms if ctx.event_time_ms is None else ctx.event_time_ms,
         dedupe_id=_dedupe_id(ctx.event_value, dedupe_key),
-        payload=_ENCODER.encode(out),
+        payload=payload,
     )
     return InAppCheck(status=200, text=OK, problems=[], warnings=report.warnings, event=event)
 
@@ -362,7 +374,7 @@ def _event_name(key: str, value: str, ctx: _Context) -> str:
         ctx.report.warn(
             key,
             "unknown_event_name",
-            f"{value!r} is not a predefined AppsFlyer event; custom event names should not "
+            f"{shown_value(value)} is not a predefined AppsFlyer event; custom event names should not "
             f"start with af_{_suggest(value, RESERVED_EVENT_NAMES)}",
         )
     return value
@@ -413,7 +425,7 @@ def _event_value(key: str, value: str | dict[str, Any], ctx: _Context) -> Any:
     parsed.update(fixed)
     # The rules above saw every parameter; what is stored, relayed and deduplicated on is
     # what is left once personal data is dropped.
-    kept: dict[str, Any] = without_personal(parsed, key, ctx.report)
+    kept: dict[str, Any] = _without_personal(parsed, key, ctx)
     ctx.event_value = kept
     return kept
 
@@ -499,14 +511,14 @@ def _event_time(key: str, value: str, ctx: _Context) -> str:
         ctx.report.error(
             key,
             "invalid_event_time",
-            "eventTime is not a real date and time (yyyy-mm-dd hh:mm:ss.sss, UTC)",
+            "eventTime is not a real date and time (yyyy-MM-dd HH:mm:ss.SSS, UTC)",
         )
         return value
     if len(value) == 19:
         ctx.report.warn(
             key,
             "event_time_without_milliseconds",
-            "eventTime has no milliseconds; the documented format is yyyy-mm-dd hh:mm:ss.sss (read as .000)",
+            "eventTime has no milliseconds; the documented format is yyyy-MM-dd HH:mm:ss.SSS (read as .000)",
         )
     arrival = ctx.received_at_ms
     if event_ms > arrival + FUTURE_SKEW_MS:
@@ -581,17 +593,27 @@ def _consent_data(key: str, value: dict[str, Any], ctx: _Context) -> dict[str, A
 
 def _custom_data(key: str, value: str | dict[str, Any], ctx: _Context) -> Any:
     parsed = _stringified(key, value, ctx)
-    return value if parsed is None else without_personal(parsed, key, ctx.report)
+    return value if parsed is None else _without_personal(parsed, key, ctx)
 
 
-def _customer_user_id(key: str, value: str, ctx: _Context) -> str:
+def _without_personal(value: dict[str, Any], key: str, ctx: _Context) -> dict[str, Any]:
+    try:
+        kept: dict[str, Any] = without_personal(value, key, ctx.report, _SEND_HASHED)
+    except TooDeep:
+        ctx.report.error(key, "too_deep", f"{key} nests objects or arrays more than {MAX_DEPTH} levels deep")
+        return {}
+    return kept
+
+
+def _customer_user_id(key: str, value: str, ctx: _Context) -> Any:
     if contains_email(value):
         ctx.report.warn(
             key,
             "pii_in_customer_user_id",
-            "customer_user_id looks like an email address: use an internal user id, and send "
-            "the email hashed in email_hashed",
+            "customer_user_id holds an email address: it was dropped, never stored or relayed; use an "
+            "internal user id, and send the email hashed in email_hashed",
         )
+        return _DROP
     return value
 
 

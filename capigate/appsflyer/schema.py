@@ -75,15 +75,15 @@ EventTime = Annotated[
     str,
     Meta(
         pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{3})?$",
-        description="UTC, yyyy-mm-dd hh:mm:ss.sss (milliseconds may be left out)",
+        description="yyyy-MM-dd HH:mm:ss.SSS, in UTC (the milliseconds may be left out)",
     ),
 ]
 IPv4 = Annotated[str, Meta(max_length=16, description="IPv4 address")]
-Uuid = Annotated[str, Meta(pattern=f"^{_UUID}$")]
+Uuid = Annotated[str, Meta(pattern=f"^{_UUID}$", description="a UUID (8-4-4-4-12 hex digits)")]
 # OAID is a UUID on Huawei devices but 16 or 64 hex digits on other vendors' (MSA SDK).
-Oaid = Annotated[str, Meta(pattern=f"^(?:{_UUID}|[0-9A-Fa-f]{{16,64}})$")]
+Oaid = Annotated[str, Meta(pattern=f"^(?:{_UUID}|[0-9A-Fa-f]{{16,64}})$", description="a UUID, or 16 to 64 hex digits")]
 AttStatus = Annotated[int, Meta(ge=0, le=3, description="ATTrackingManager status")]
-NumericString = Annotated[str, Meta(pattern=r"^\d+$")]
+NumericString = Annotated[str, Meta(pattern=r"^\d+$", description="digits only")]
 SharingFilter = Literal["all"] | Annotated[list[NonEmpty], Meta(min_length=1)]
 # A stringified JSON object ("" for none); an object sent as-is is accepted with a warning.
 StringifiedObject = str | dict[str, Any]

@@ -10,12 +10,13 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 
 from capigate.axon.body import BODY_KEYS, MAX_BATCH, batch_events
+from capigate.axon.personal import without_personal_unknowns
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import (
     DATA_SCHEMAS,
@@ -27,8 +28,9 @@ from capigate.axon.schema import (
     field_names,
 )
 from capigate.axon.user_data import check_user_data
-from capigate.checking import Report, check_struct, did_you_mean, join
+from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
 from capigate.iso import CURRENCY_CODES
+from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
 from capigate.store.base import NewEvent
 
 __all__ = ["MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
@@ -71,10 +73,14 @@ def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_t
         _unknown_keys(body, BODY_KEYS, profile, report, "")
     typed = _typed_events(raw_events)
     for i, raw in enumerate(raw_events):
-        checked = _check_event(raw, f"events[{i}]", profile, report, now_ms, typed[i])
+        try:
+            checked = _check_event(raw, f"events[{i}]", profile, report, now_ms, typed[i])
+        except RecursionError:  # a safety net: free-form values are refused past MAX_DEPTH first
+            report.error(f"events[{i}]", "too_deep", "the event nests objects or arrays too deep")
+            break
         if checked is not None and report.ok:
-            event, user = checked
-            result.events.append(_new_event(event, user, raw, source, test_tag))
+            event, user, kept = checked
+            result.events.append(_new_event(event, user, kept, f"events[{i}]", report, source, test_tag))
     if not report.ok:
         result.events.clear()
     return result
@@ -91,13 +97,20 @@ def _typed_events(events: list[Any]) -> Sequence[ServerEvent | None]:
 
 def _check_event(
     raw: Any, path: str, profile: Profile, report: Report, now_ms: int, typed: ServerEvent | None
-) -> tuple[ServerEvent, dict[str, str]] | None:
-    """The typed event and the normalised values of its user_data, or None if refused.
+) -> tuple[ServerEvent, dict[str, str], dict[str, Any]] | None:
+    """The typed event, the normalised values of its user_data and the event as it is kept
+    (personal data under unknown keys treated), or None if refused.
 
     ``typed`` is ``raw`` already converted, when the batch converted as a whole."""
     if not isinstance(raw, dict):
         report.error(path, "not_an_object", "each event must be a JSON object")
         return None
+    if not profile.strict_keys:  # the strict profile refuses unknown keys: nothing to keep
+        try:
+            raw = without_personal_unknowns(raw, path, report)
+        except TooDeep as exc:
+            report.error(str(exc), "too_deep", f"nests objects or arrays more than {MAX_DEPTH} levels deep")
+            return None
     _unknown_keys(raw, _EVENT_KEYS, profile, report, path)
     user_raw = raw.get("user_data")
     if isinstance(user_raw, dict):
@@ -105,13 +118,29 @@ def _check_event(
         _unknown_keys(user_raw, allowed, profile, report, path, "user_data")
     event = typed if typed is not None else check_struct(raw, ServerEvent, path, report)
     _check_event_fields(raw, path, profile, report, now_ms)
-    user = event.user_data if event is not None else _quiet(user_raw, UserData)
+    user = event.user_data if event is not None else _lenient_user(user_raw)
     normalised = check_user_data(user, path, profile, report) if user is not None else {}
     if "measurement_partner_data" in raw:
         _check_measurement(raw["measurement_partner_data"], path, profile, report)
     if raw.get("dedupe_id") is None and profile.dedupe_id_expected:
         report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
-    return (event, normalised) if event is not None else None
+    if raw.get("data") == {} and raw.get("name") in profile.null_data_events:
+        raw = {**raw, "data": None}  # as stape's tag sends it; kept and relayed as documented
+    return (event, normalised, raw) if event is not None else None
+
+
+_STAND_INS: Final = {"client_ip_address": "0.0.0.0", "client_user_agent": "-", "esi": "web"}
+
+
+def _lenient_user(raw: Any) -> UserData | None:
+    """The fields of a user_data that the schema refused which are valid on their own, so
+    that the identifier rules still run on them and one answer holds every problem. A required
+    field that is missing or refused (already reported) is stood in for by a valid value
+    that no rule reports."""
+    if not isinstance(raw, dict):
+        return None
+    kept = {k: v for k, v in raw.items() if k in _USER_KEYS and _quiet({**_STAND_INS, k: v}, UserData) is not None}
+    return _quiet({**_STAND_INS, **kept}, UserData)
 
 
 def _check_event_fields(raw: dict[str, Any], path: str, profile: Profile, report: Report, now_ms: int) -> None:
@@ -144,8 +173,9 @@ def _unknown_keys(obj: dict[str, Any], known: frozenset[str], profile: Profile, 
     for key in [k for k in obj if k not in known]:  # in the order sent: a set's order varies by process
         hint = did_you_mean(key, known)
         if profile.strict_keys:
+            shown = shown_key(key)
             report.error(
-                join(path, key), "unknown_field", f"`{key}` is not allowed by the {profile.name} profile{hint}"
+                join(path, shown), "unknown_field", f"`{shown}` is not allowed by the {profile.name} profile{hint}"
             )
         else:
             report.warn(join(path, key), "unknown_field", f"`{key}` is not a field of the API; kept as sent{hint}")
@@ -156,12 +186,18 @@ def _check_name_and_data(name: str, data: Any, path: str, profile: Profile, repo
         report.error(
             f"{path}.name",
             "unknown_event",
-            f"`{name}` is not an event of the {profile.name} profile{did_you_mean(name, profile.events)};"
+            f"{shown_value(name)} is not an event of the {profile.name} profile{did_you_mean(name, profile.events)};"
             f" expected one of {', '.join(sorted(profile.events))}",
         )
         return
     if name in profile.null_data_events:
-        if data is not None:
+        if data == {}:
+            report.warn(
+                f"{path}.data",
+                "empty_data_for_null_event",
+                f'`{name}` events send `"data": null`; an empty object is read as null, and relayed as null',
+            )
+        elif data is not None:
             report.error(f"{path}.data", "data_must_be_null", f'`{name}` events send `"data": null`')
         return
     if data is None:
@@ -290,16 +326,36 @@ def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report
             )
 
 
+_REQUIRED_TEXT: Final = frozenset(
+    {"name", "event_source_url", "user_data.client_ip_address", "user_data.client_user_agent", "user_data.esi"}
+)
+_IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
+_SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
+
+
 def _new_event(
-    event: ServerEvent, user: dict[str, str], raw: dict[str, Any], source: str, test_tag: str | None
+    event: ServerEvent,
+    user: dict[str, str],
+    raw: dict[str, Any],
+    path: str,
+    report: Report,
+    source: str,
+    test_tag: str | None,
 ) -> NewEvent:
+    kept = _normalised(raw, user)
+    payload = _encode(kept)
+    dedupe_id = event.dedupe_id
+    if b"@" in payload:  # rare: only then is the event walked for an email address in a defined field
+        kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=_IDENTIFIER_TEXT)
+        payload = _encode(kept)
+        dedupe_id = kept.get("dedupe_id")
     return NewEvent(
         api="axon",
         source=source,
         name=event.name,
         event_time_ms=event.event_time,
-        dedupe_id=event.dedupe_id,
-        payload=_encode(_normalised(raw, user)),
+        dedupe_id=dedupe_id,
+        payload=payload,
         test_tag=test_tag,
     )
 

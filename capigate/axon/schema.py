@@ -18,6 +18,8 @@ __all__ = [
     "ATTRIBUTION_MODELS",
     "DATA_SCHEMAS",
     "IDENTIFIER_FIELDS",
+    "MAX_EPOCH_MILLIS",
+    "MAX_EXACT_INT",
     "OS_VALUES",
     "PAYMENT_TYPES",
     "AddPaymentInfoData",
@@ -37,11 +39,15 @@ __all__ = [
     "UserData",
 ]
 
-EpochMillis = Annotated[int, Meta(ge=0, description="Unix epoch time in milliseconds")]
+# Up to 9999-12-31T23:59:59.999Z: a larger integer cannot be a time, nor fit the store's column.
+MAX_EPOCH_MILLIS = 253_402_300_799_999
+# The largest integer a JSON number carries exactly to every client (2**53 - 1).
+MAX_EXACT_INT = 9_007_199_254_740_991
+EpochMillis = Annotated[int, Meta(ge=0, le=MAX_EPOCH_MILLIS, description="Unix epoch time in milliseconds")]
 Currency = Annotated[str, Meta(pattern="^[A-Za-z]{3}$", description="ISO 4217 code")]
 Money = float
 NonNegativeMoney = Annotated[float, Meta(ge=0)]
-Quantity = Annotated[int, Meta(ge=0)]
+Quantity = Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
 
 OS_VALUES = frozenset({"ios", "android", "desktop_os"})
@@ -79,7 +85,7 @@ class Item(Struct, kw_only=True, omit_defaults=True):
     item_variant_id: str | None = None
     price: Money | None = None
     image_url: str | None = None
-    item_category_id: int | str | None = None
+    item_category_id: Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)] | str | None = None
     quantity: Quantity | None = None
     affiliation: str | None = None
     discount: Money | None = None

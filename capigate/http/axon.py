@@ -47,6 +47,9 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     except msgspec.DecodeError as exc:
         problem = Problem("", "malformed_json", f"the body is not valid JSON: {exc}")
         return _error(400, "malformed_json", "the body is not valid JSON", outcome, [problem])
+    except RecursionError:
+        problem = Problem("", "too_deep", "the body nests arrays or objects too deep to be read")
+        return _error(400, "too_deep", "the body nests too deep", outcome, [problem])
     check = check_batch(
         decoded,
         PROFILES[pixel.profile],

@@ -1,5 +1,6 @@
-"""Personal data where the AppsFlyer schema cannot see it: unknown top-level keys, and
-anything inside ``eventValue`` and ``custom_data``.
+"""Personal data where a schema cannot see it: values under keys the API does not define
+(AppsFlyer: unknown top-level keys, anything inside ``eventValue`` and ``custom_data``; Axon:
+unknown keys at any depth, see ``capigate/axon/personal.py``).
 
 A key named like personal data, a string holding an email address, or a key that is itself
 one, is dropped with ``plain_pii_dropped`` at its path. A SHA-256 hex value is never taken
@@ -16,9 +17,16 @@ from functools import lru_cache
 from typing import Any, Final
 
 from capigate.checking import Report, join, top_key
-from capigate.identity import contains_email, is_sha256_hex
+from capigate.identity import InvalidIdentifier, contains_email, hash_email, is_sha256_hex
 
-__all__ = ["looks_personal", "shown_key", "without_personal"]
+__all__ = ["MAX_DEPTH", "TooDeep", "looks_personal", "shown_key", "without_emails", "without_personal"]
+
+MAX_DEPTH = 32  # levels of objects and arrays inside one free-form value
+
+
+class TooDeep(ValueError):
+    """A free-form value nests deeper than MAX_DEPTH: refused, never walked to a RecursionError."""
+
 
 _PII_KEY = re.compile(r"e-?mail|phone|first_?name|last_?name|surname", re.IGNORECASE)
 _LEFT_OUT: Final = object()
@@ -45,17 +53,17 @@ def shown_key(key: str) -> str:
     return "<email address>" if contains_email(key) else key
 
 
-_SEND_HASHED: Final = "send email and phone hashed, in the top-level email_hashed and phone_number_hashed"
-
-
-def without_personal(value: Any, path: str, report: Report) -> Any:
+def without_personal(value: Any, path: str, report: Report, send_hashed: str, depth: int = 0) -> Any:
     """``value`` (parsed JSON under ``path``) without what looks like personal data, each drop
     warned about at its own path; ``value`` itself, untouched, when nothing is dropped.
 
     In an object, a key that ``looks_personal`` is left out, whatever its value holds. In an
     array, an item that is a string holding an email address is replaced by null, so that
     arrays sent side by side (``af_content_id``, ``af_price``, ``af_quantity``) stay aligned.
-    Phone numbers are recognised by their key only, never by their value."""
+    Phone numbers are recognised by their key only, never by their value. ``send_hashed`` says
+    where the API takes email and phone. Raises TooDeep past MAX_DEPTH levels."""
+    if depth > MAX_DEPTH and isinstance(value, (dict, list)):
+        raise TooDeep(path)
     if isinstance(value, dict):
         kept: dict[str, Any] | None = None
         for i, (key, item) in enumerate(value.items()):
@@ -70,11 +78,11 @@ def without_personal(value: Any, path: str, report: Report) -> Any:
                     join(path, shown),
                     "plain_pii_dropped",
                     f"`{shown}` {what}: it was dropped, and {top_key(path)} is stored and relayed without it "
-                    f"({_SEND_HASHED})",
+                    f"({send_hashed})",
                 )
                 new: Any = _LEFT_OUT
             elif isinstance(item, (dict, list)):
-                new = without_personal(item, join(path, key), report)
+                new = without_personal(item, join(path, key), report, send_hashed, depth + 1)
             else:
                 new = item
             if new is not item and kept is None:
@@ -90,11 +98,11 @@ def without_personal(value: Any, path: str, report: Report) -> Any:
                     join(path, i),
                     "plain_pii_dropped",
                     "this item holds an email address: it was replaced by null, so that arrays sent side by "
-                    f"side stay aligned, and {top_key(path)} is stored and relayed without it ({_SEND_HASHED})",
+                    f"side stay aligned, and {top_key(path)} is stored and relayed without it ({send_hashed})",
                 )
                 new = None
             elif isinstance(item, (dict, list)):
-                new = without_personal(item, join(path, i), report)
+                new = without_personal(item, join(path, i), report, send_hashed, depth + 1)
             else:
                 new = item
             if new is not item and items is None:
@@ -103,3 +111,65 @@ def without_personal(value: Any, path: str, report: Report) -> Any:
                 items.append(new)
         return value if items is None else items
     return value
+
+
+def without_emails(
+    value: Any,
+    path: str,
+    report: Report,
+    send_hashed: str,
+    *,
+    required: frozenset[str] = frozenset(),
+    hashed: frozenset[str] = frozenset(),
+    at: str = "",
+) -> Any:
+    """``value`` with no string holding an email address, at any depth: the last guard before
+    the store, for the fields a schema defines (free-form values are treated before, by
+    ``without_personal``). ``at`` is the path of ``value`` without array indices, which
+    ``required`` (such a field is a problem: the event is refused) and ``hashed`` (an
+    identifier: an exact email address is hashed as ``email`` is) name; any other such
+    string is dropped from its object, or replaced by null in its array."""
+    if isinstance(value, str):
+        return _email_in_field(value, path, report, send_hashed, required, hashed, at)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            new = without_emails(
+                item, join(path, key), report, send_hashed, required=required, hashed=hashed, at=join(at, key)
+            )
+            if new is not _LEFT_OUT:
+                out[key] = new
+        return out
+    if isinstance(value, list):
+        items = [
+            without_emails(item, join(path, i), report, send_hashed, required=required, hashed=hashed, at=at + "[]")
+            for i, item in enumerate(value)
+        ]
+        return [None if item is _LEFT_OUT else item for item in items]
+    return value
+
+
+def _email_in_field(
+    value: str, path: str, report: Report, send_hashed: str, required: frozenset[str], hashed: frozenset[str], at: str
+) -> Any:
+    if "@" not in value or not contains_email(value):
+        return value
+    if at in hashed:
+        try:
+            digest = hash_email(value)
+        except InvalidIdentifier:
+            pass
+        else:
+            report.warn(
+                path,
+                "plain_pii_hashed",
+                "this identifier is an email address: it was normalised and hashed as email is",
+            )
+            return digest
+    if at in required:
+        report.error(path, "plain_pii", f"this field holds an email address, which is never stored ({send_hashed})")
+        return value
+    report.warn(
+        path, "plain_pii_dropped", f"this field holds an email address: it was dropped, never stored ({send_hashed})"
+    )
+    return _LEFT_OUT
