@@ -38,19 +38,19 @@ MAX_REPLAY_BODY = 4096
 _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
 
 
-def is_admin(request: Request, gateway: Gateway) -> bool:
+async def is_admin(request: Request, gateway: Gateway) -> bool:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else ""
     expected = gateway.config.server.admin_token.encode()
     if hmac.compare_digest(token.encode(), expected) and bool(token):
         return True
     # The inspector page's session cookie (capigate/http/session.py).
-    return has_session(request.method, request.headers, gateway.config.server.admin_token)
+    return await has_session(request.method, request.headers, gateway.store, gateway.config.server.admin_token)
 
 
 async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    denied = _deny(request, gateway)
+    denied = await _deny(request, gateway)
     if denied:
         return denied
     report = Report()
@@ -73,7 +73,7 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
 
 async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    denied = _deny(request, gateway)
+    denied = await _deny(request, gateway)
     if denied:
         return denied
     report = Report()
@@ -97,7 +97,7 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
 async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/events/{id}``: the event, with every relay attempt and its upstream answer."""
     outcome.api = "admin"
-    denied = _deny(request, gateway)
+    denied = await _deny(request, gateway)
     if denied:
         return denied
     raw = request.path[len(EVENT_PREFIX) :]
@@ -118,7 +118,7 @@ async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Res
 async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/outbox``: pending, dead and delivered events per relay destination."""
     outcome.api = "admin"
-    denied = _deny(request, gateway)
+    denied = await _deny(request, gateway)
     if denied:
         return denied
     depths = await gateway.store.outbox_depths()
@@ -129,7 +129,7 @@ async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Re
 async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``POST /api/replay``: queue dead-lettered events again, once their cause is fixed."""
     outcome.api = "admin"
-    denied = _deny(request, gateway)
+    denied = await _deny(request, gateway)
     if denied:
         return denied
     report = Report()
@@ -164,8 +164,8 @@ def _relayed(gateway: Gateway) -> list[str]:
     return names + [f"appsflyer:{a.app_id}" for a in config.appsflyer.apps if a.relay is not None]
 
 
-def _deny(request: Request, gateway: Gateway) -> Response | None:
-    if is_admin(request, gateway):
+async def _deny(request: Request, gateway: Gateway) -> Response | None:
+    if await is_admin(request, gateway):
         return None
     body = ErrorBody(error="unauthorized", message="send Authorization: Bearer <admin_token>")
     return json_response(401, body, [("www-authenticate", 'Bearer realm="capigate admin"')])

@@ -28,6 +28,8 @@ request_log = logging.getLogger("capigate.requests")
 
 PRUNE_INTERVAL_S = 600.0
 DRAIN_TIMEOUT_S = 10.0
+# An id no configuration has is the client's to choose: the journal keeps this much of it.
+MAX_UNKNOWN_SOURCE_CHARS = 64
 CLIENT_CLOSED = 499  # journal status of a request whose client left before the answer (nginx's code)
 
 
@@ -58,6 +60,12 @@ async def get_metrics(request: Request, gateway: Gateway, outcome: Outcome) -> R
     depths = await gateway.outbox_depths()
     text = gateway.metrics.exposition(depths, time.time_ns() // 1_000_000)
     return Response(200, text, CONTENT_TYPE, [("cache-control", "no-store")])
+
+
+def _bounded_source(source: str, gateway: Gateway) -> str:
+    if gateway.config.pixel(source) or gateway.config.app(source):
+        return source
+    return source[: MAX_UNKNOWN_SOURCE_CHARS - 1] + "…"
 
 
 class GatewayApp:
@@ -132,6 +140,8 @@ class GatewayApp:
             gateway.metrics.observe_request(route.metric, status, request.elapsed_ms)
 
     def _after(self, request: Request, route: Route, status: int, outcome: Outcome, gateway: Gateway) -> None:
+        if outcome.source is not None and len(outcome.source) > MAX_UNKNOWN_SOURCE_CHARS:
+            outcome.source = _bounded_source(outcome.source, gateway)
         record = request_record(request, status, outcome, request.request_id, request.received_at_ms)
         gateway.metrics.observe_record(route.metric, record)
         if gateway.config.server.log_requests:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from capigate.config import Config
 from capigate.errors import StoreError
 from capigate.http.asgi import Receive, Scope, Send
+from capigate.http.session import LoginThrottle
 from capigate.metrics import Metrics
 from capigate.store.base import OutboxDepth, Retention, Store
 
@@ -29,6 +30,8 @@ class Gateway:
     relay_wake: Callable[[str], None] | None = None
     # Whether each relay worker of this process is running, by destination (for /readyz).
     relay_running: Callable[[], dict[str, bool]] | None = None
+    # Failed inspector logins per client, for this process (capigate/http/session.py).
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
 
     @property
     def retention(self) -> Retention:

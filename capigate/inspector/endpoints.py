@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 
 import msgspec
@@ -24,6 +25,7 @@ from capigate.store.base import OutboxDepth, StatsBucket
 __all__ = ["get_sources", "get_stats", "post_test_event"]
 
 MAX_BUCKETS = 500
+TOP_UNKNOWN = 5
 MIN_BUCKET_MS = 1000
 MAX_TEST_BODY_BYTES = 1_048_576
 
@@ -34,11 +36,26 @@ class SourcesPage(msgspec.Struct, kw_only=True):
     now: int
 
 
+class UnknownSource(msgspec.Struct, kw_only=True):
+    id: str
+    requests: int
+
+
+class UnknownSources(msgspec.Struct, kw_only=True):
+    """The requests that named a pixel or app no configuration has, as one row: a scan of
+    random ids must not become one card each."""
+
+    requests: int = 0
+    ids: int = 0  # distinct ids
+    top: list[UnknownSource] = []  # the busiest, at most TOP_UNKNOWN
+
+
 class StatsPage(msgspec.Struct, kw_only=True):
     since: int
     until: int
     bucket_ms: int
-    buckets: list[StatsBucket]
+    buckets: list[StatsBucket]  # the configured sources' (and None: requests naming no source)
+    unknown: UnknownSources
     relay: list[OutboxDepth] | None  # None: the store cannot say now
     now: int
 
@@ -68,7 +85,7 @@ def _invalid(problems: list[Problem]) -> Response:
 
 async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    if not is_admin(request, gateway):
+    if not await is_admin(request, gateway):
         return _unauthorized()
     now = _now_ms()
     page = SourcesPage(
@@ -83,7 +100,7 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     """``since``, ``until`` (epoch ms; default the last hour) and ``bucket`` (ms; default a
     sixtieth of the window), ``source`` (default all)."""
     outcome.api = "admin"
-    if not is_admin(request, gateway):
+    if not await is_admin(request, gateway):
         return _unauthorized()
     report = Report()
     now = _now_ms()
@@ -98,9 +115,30 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
         return _invalid(report.problems)
     source = request.query.get("source") or None
     buckets = await gateway.store.query_stats(source, since_ms=since, until_ms=until, bucket_ms=bucket)
+    known, unknown = _split_unknown(buckets, _configured(gateway))
     relay = await gateway.outbox_depths()
-    page = StatsPage(since=since, until=until, bucket_ms=bucket, buckets=buckets, relay=relay, now=now)
+    page = StatsPage(since=since, until=until, bucket_ms=bucket, buckets=known, unknown=unknown, relay=relay, now=now)
     return json_response(200, page, [("cache-control", "no-store")])
+
+
+def _configured(gateway: Gateway) -> set[str]:
+    config = gateway.config
+    return {p.pixel_id for p in config.axon.pixels} | {a.app_id for a in config.appsflyer.apps}
+
+
+def _split_unknown(buckets: list[StatsBucket], configured: set[str]) -> tuple[list[StatsBucket], UnknownSources]:
+    known = [b for b in buckets if b.source is None or b.source in configured]
+    counts: dict[str, int] = {}
+    for b in buckets:
+        if b.source is not None and b.source not in configured:
+            counts[b.source] = counts.get(b.source, 0) + b.requests
+    busiest = heapq.nlargest(TOP_UNKNOWN, counts.items(), key=lambda item: item[1])
+    unknown = UnknownSources(
+        requests=sum(counts.values()),
+        ids=len(counts),
+        top=[UnknownSource(id=source_id, requests=n) for source_id, n in busiest],
+    )
+    return known, unknown
 
 
 def _int(query: dict[str, str], key: str, default: int, report: Report) -> int:
@@ -115,7 +153,7 @@ def _int(query: dict[str, str], key: str, default: int, report: Report) -> int:
 
 async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    if not is_admin(request, gateway):
+    if not await is_admin(request, gateway):
         return _unauthorized()
     try:
         ask = _decode_test_event(await request.body(MAX_TEST_BODY_BYTES + 4096))

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from functools import cache
 from importlib import resources
 from string import Template
 from urllib.parse import parse_qs
 
 from capigate.__version__ import __version__
+from capigate.errors import Problem
 from capigate.http.asgi import BodyError, Request, Response
 from capigate.http.journal import Outcome
-from capigate.http.session import clear_cookie, has_session, session_cookie
+from capigate.http.session import clear_cookie, end_session, has_session, start_session
 from capigate.http.state import Gateway
 
 __all__ = ["ASSETS", "get_asset", "get_page", "post_login", "post_logout"]
+
+log = logging.getLogger("capigate.inspector")
 
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -62,13 +66,23 @@ def _login_page(status: int, error: str) -> Response:
 
 async def get_page(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "inspector"
-    if not has_session(request.method, request.headers, gateway.config.server.admin_token):
+    token = gateway.config.server.admin_token
+    if not await has_session(request.method, request.headers, gateway.store, token):
         return _login_page(200, "")
     return _html(200, "inspector.html")
 
 
 async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """Journaled, and logged when refused: the guessed token never is (nor the body)."""
     outcome.api = "inspector"
+    client = request.client_ip
+    wait_s = gateway.logins.retry_after_s(client)
+    if wait_s:
+        outcome.problems = [Problem("", "too_many_logins", f"too many wrong tokens; retry in {wait_s} s")]
+        log.warning("inspector login from %s refused: too many wrong tokens, retry in %d s", client, wait_s)
+        page = _login_page(429, f'<p class="error" role="alert">Too many wrong tokens: wait {wait_s} s.</p>')
+        page.headers.append(("retry-after", str(wait_s)))
+        return page
     try:
         body = await request.body(4096)
     except BodyError:
@@ -77,14 +91,20 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     token = (form.get("token") or [""])[0].strip()
     expected = gateway.config.server.admin_token
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        gateway.logins.failed(client)
+        outcome.problems = [Problem("token", "wrong_admin_token", "the admin token is wrong")]
+        log.warning("inspector login from %s refused: wrong admin token", client)
         return _login_page(401, '<p class="error" role="alert">Wrong admin token.</p>')
+    gateway.logins.succeeded(client)
     secure = request.headers.get("x-forwarded-proto", "").lower() == "https"
-    headers = [("location", "/"), ("set-cookie", session_cookie(expected, secure=secure)), *_HTML_HEADERS]
+    cookie = await start_session(gateway.store, expected, secure=secure)
+    headers = [("location", "/"), ("set-cookie", cookie), *_HTML_HEADERS]
     return Response(303, b"", "text/plain; charset=utf-8", headers)
 
 
 async def post_logout(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "inspector"
+    await end_session(request.headers, gateway.store, gateway.config.server.admin_token)
     headers = [("location", "/"), ("set-cookie", clear_cookie()), *_HTML_HEADERS]
     return Response(303, b"", "text/plain; charset=utf-8", headers)
 

@@ -256,6 +256,18 @@ class Store(Protocol):
         """Raise StoreError unless a write would succeed now."""
         ...
 
+    # --- the inspector's login sessions (store/sessions.py) ------------------------------
+
+    async def put_session(self, key: str, expires_at_ms: int, now_ms: int) -> None:
+        """Record a session (``key`` is a digest, never the cookie), and forget the expired ones."""
+        ...
+
+    async def session_expires_at(self, key: str) -> int | None:
+        """When the session ``key`` expires; None when there is no such session (or it ended)."""
+        ...
+
+    async def end_session(self, key: str) -> None: ...
+
     # --- relay outbox -------------------------------------------------------------------
     # An event with a destination gets an outbox row in ingest's transaction, state
     # "pending"; the status query_events reports for the event follows it: pending ->

@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.errors import StoreError
+from capigate.store import sessions
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "apply_pending", "pending", "read_version"]
 
@@ -131,6 +132,7 @@ MIGRATIONS: Final = (
             )""",
         ),
     ),
+    Migration(2, "the inspector's login sessions", sessions.PG_SCHEMA),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

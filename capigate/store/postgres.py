@@ -33,7 +33,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from capigate.errors import StoreError
-from capigate.store import pg_outbox, pg_prune, pg_schema
+from capigate.store import pg_outbox, pg_prune, pg_schema, sessions
 from capigate.store.base import (
     AttemptOutcome,
     DeadLetterQuery,
@@ -265,6 +265,15 @@ class PostgresStore:
 
     async def check_writable(self) -> None:
         await self._writer.submit(ProbeJob(self._writer.future()))
+
+    async def put_session(self, key: str, expires_at_ms: int, now_ms: int) -> None:
+        await self._with_conn(lambda conn: sessions.pg_put(conn, key, expires_at_ms, now_ms))
+
+    async def session_expires_at(self, key: str) -> int | None:
+        return await self._with_conn(lambda conn: sessions.pg_expires_at(conn, key))
+
+    async def end_session(self, key: str) -> None:
+        await self._with_conn(lambda conn: sessions.pg_end(conn, key))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """One node prunes at a time; the others skip (and report nothing pruned)."""

@@ -29,6 +29,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 import msgspec
 
 from capigate.errors import StoreError
+from capigate.store import sessions
 from capigate.store import sqlite_outbox as outbox
 from capigate.store import sqlite_prune as pruning
 from capigate.store.base import (
@@ -134,6 +135,7 @@ _SCHEMA: Final = (
         warnings INTEGER NOT NULL,
         PRIMARY KEY (minute, source)
     ) WITHOUT ROWID""",
+    *sessions.SQLITE_SCHEMA,  # a table of its own, which older versions leave alone
 )
 # What each schema version adds to the one before (all CREATE … IF NOT EXISTS).
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
@@ -281,6 +283,15 @@ class SQLiteStore:
 
     async def check_writable(self) -> None:
         await self._writer.submit(_probe)
+
+    async def put_session(self, key: str, expires_at_ms: int, now_ms: int) -> None:
+        await self._writer.submit(lambda cur: sessions.sqlite_put(cur, key, expires_at_ms, now_ms))
+
+    async def session_expires_at(self, key: str) -> int | None:
+        return await self._readers.run(lambda conn: sessions.sqlite_expires_at(conn, key))
+
+    async def end_session(self, key: str) -> None:
+        await self._writer.submit(lambda cur: sessions.sqlite_end(cur, key))
 
     async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
         sql, params = events_sql(query)

@@ -580,7 +580,22 @@ function renderCards(stats) {
       ),
     );
   });
-  document.getElementById("cards").replaceChildren(...cards);
+  const unknown = unknownRow(stats.unknown);
+  document.getElementById("cards").replaceChildren(...cards, ...(unknown ? [unknown] : []));
+}
+
+// Requests naming a pixel or app that is not configured: one row, however many ids (a scan of
+// random ids would otherwise be one card each).
+function unknownRow(unknown) {
+  if (!unknown || !unknown.requests) return null;
+  const top = unknown.top.map((t) => `${t.id} (${t.requests})`).join(", ");
+  const more = unknown.ids > unknown.top.length ? ` and ${unknown.ids - unknown.top.length} more` : "";
+  return h(
+    "article",
+    { class: "card unknown-sources", "data-source": "(unknown)" },
+    h("header", {}, h("h3", {}, "unknown sources"), h("span", { class: "kind" }, "not configured")),
+    h("p", { class: "totals" }, h("b", {}, unknown.requests), ` requests from ${unknown.ids} unknown id(s); top ids: ${top}${more}`),
+  );
 }
 
 // --- send a test event ---------------------------------------------------------------------
