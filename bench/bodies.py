@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.population import User, make_population
 
-__all__ = ["TOKEN", "BodySet", "write_body_sets"]
+__all__ = ["TOKEN", "BodySet", "write_body_sets", "write_lead_gen_sets"]
 
 TOKEN = "@@RQ@@"
 AF_MAX_BYTES = 1024
@@ -180,3 +180,45 @@ def write_body_sets(root: Path, *, batches: int, singles: int, population: int, 
         "w2-axon": _write(root / "w2-axon", w2, "w2-axon", 1),
         "w2-af": _write(root / "w2-af", af, "w2-af", 1),
     }
+
+
+def _lead_gen_event(rng: random.Random, user: User, now_ms: int, ref: str) -> dict[str, Any]:
+    """A lead-gen event valid both for the seed OpenAPI (what Prism checks) and for capigate's
+    ``lead_gen`` profile: ``page_view`` with ``data: null``, or ``generate_lead``."""
+    user_data: dict[str, Any] = {
+        "client_ip_address": user.ip,
+        "client_user_agent": user.user_agent,
+        "esi": "web",
+        "email": user.email,
+        "phone": user.phone,
+        "user_id": user.user_id,
+        "client_id": user.client_id,
+        "country_code": user.country,
+        "os": user.os,
+    }
+    if rng.random() < 0.3:
+        user_data["aleid"] = f"ale.{rng.getrandbits(64):016x}"
+    lead = rng.random() < 0.5
+    return {
+        "name": "generate_lead" if lead else "page_view",
+        "event_time": now_ms - rng.randrange(120_000),
+        "event_source_url": "https://leads.example.com/" + ("thanks" if lead else "form"),
+        "dedupe_id": f"{TOKEN}-{ref}",
+        "data": {"currency": user.currency, "value": rng.choice((10, 25, 30.5, 50))} if lead else None,
+        "user_data": user_data,
+    }
+
+
+def write_lead_gen_sets(
+    root: Path, *, batches: int, singles: int, population: int, seed: int = 11
+) -> dict[str, BodySet]:
+    """The peer comparison's bodies: 100-event lead-gen batches and single lead-gen events."""
+    users = make_population(population, seed)
+    rng = random.Random(seed + 1)
+    now_ms = int(time.time() * 1000)
+    w1 = [
+        _dump({"events": [_lead_gen_event(rng, rng.choice(users), now_ms, f"{b}-{e}") for e in range(100)]})
+        for b in range(batches)
+    ]
+    w2 = [_dump({"events": [_lead_gen_event(rng, rng.choice(users), now_ms, f"{b}")]}) for b in range(singles)]
+    return {"w1": _write(root / "lead-w1", w1, "lead-w1", 100), "w2": _write(root / "lead-w2", w2, "lead-w2", 1)}

@@ -3,11 +3,18 @@ called in-process by concurrent coroutines on uvloop, with the bench's W1 or W2 
 a real SQLite store (``synchronous = full``) and the journal, as ``capigate serve`` runs them.
 
     .venv/bin/python -m bench.in_process [--workload w2-axon|w1] [--requests N] [--concurrency 64]
+    .venv/bin/python -m bench.in_process --ratios   # the limits, written to bench/results/in_process.*
 
 It prints requests per second and the CPU time per request of the event loop's thread and of
 the whole process (the SQLite writer thread included). No server, no load generator, no
 sockets: this is the ceiling capigate's Python sets for one worker process whatever server
 runs it. Nothing is asserted.
+
+``--ratios`` measures, in one process run: the CPU per event of W1 batches made only of
+``purchase`` events (email, phone, items) against ``msgspec.json.decode`` of the same bodies
+into the wire Structs (``AxonBatch``), the limit of a typed ingest path; and the CPU per W2
+request split into its pieces (request object, decode and rules, journal record and metrics,
+response), each timed alone on the same bodies (bench/ratios.py).
 """
 
 from __future__ import annotations
@@ -58,7 +65,8 @@ async def _drive(app: GatewayApp, bodies: list[bytes], requests: int, concurrenc
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
-async def _measure(workdir: Path, bodies: list[bytes], requests: int, concurrency: int) -> None:
+async def measure(workdir: Path, bodies: list[bytes], requests: int, concurrency: int) -> tuple[float, float, float]:
+    """Requests per second, and CPU seconds per request of the event loop's thread and of the process."""
     config_path = workdir / "capigate.toml"
     config_path.write_text(CONFIG_TOML)
     config = load_config(config_path)
@@ -77,10 +85,7 @@ async def _measure(workdir: Path, bodies: list[bytes], requests: int, concurrenc
         )
     finally:
         await app.shutdown()
-    print(
-        f"{requests / wall:,.0f} req/s; CPU per request: event loop thread {thread / requests * 1e6:.0f} µs, "
-        f"whole process {process / requests * 1e6:.0f} µs"
-    )
+    return requests / wall, thread / requests, process / requests
 
 
 def main() -> None:
@@ -88,7 +93,13 @@ def main() -> None:
     parser.add_argument("--workload", choices=("w2-axon", "w1"), default="w2-axon")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--ratios", action="store_true", help="the limits (bench/ratios.py)")
     args = parser.parse_args()
+    if args.ratios:
+        from bench.ratios import main as ratios
+
+        ratios()
+        return
     with tempfile.TemporaryDirectory(prefix="capigate-in-process-", dir=".") as tmp:
         sets = write_body_sets(Path(tmp) / "bodies", batches=100, singles=1000, population=50_000)
         chosen = sets[args.workload]
@@ -96,7 +107,11 @@ def main() -> None:
         print(
             f"{args.workload}: {args.requests:,} requests, {args.concurrency} at a time, {chosen.events_per_request} event(s) each"
         )
-        uvloop.run(_measure(Path(tmp), bodies, args.requests, args.concurrency))
+        rps, thread, process = uvloop.run(measure(Path(tmp), bodies, args.requests, args.concurrency))
+        print(
+            f"{rps:,.0f} req/s; CPU per request: event loop thread {thread * 1e6:.0f} µs, "
+            f"whole process {process * 1e6:.0f} µs"
+        )
 
 
 if __name__ == "__main__":

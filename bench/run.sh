@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark entry point: installs wrk if missing, then runs bench/run.py (see bench/README.md).
 # Usage: bench/run.sh [--target all|ceiling-only|capigate-only] [--quick] [run.py options]
+#        bench/run.sh peer [peer.py options]   # capigate vs Prism, then the in-process ratios
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,9 @@ fi
 
 PYTHON=".venv/bin/python"
 if [ ! -x "$PYTHON" ]; then PYTHON="python3"; fi
+if [ "${1:-}" = "peer" ]; then
+    shift
+    "$PYTHON" -m bench.peer "$@"
+    exec "$PYTHON" -m bench.in_process --ratios
+fi
 exec "$PYTHON" -m bench.run "$@"
