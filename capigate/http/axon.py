@@ -7,9 +7,8 @@ import time
 
 import msgspec
 
-from capigate.axon.body import events_received
 from capigate.axon.profiles import PROFILES
-from capigate.axon.rules import check_batch
+from capigate.axon.typed import check_body
 from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept
@@ -20,7 +19,6 @@ from capigate.responses import Accepted, ErrorBody
 
 __all__ = ["post_event"]
 
-_decode = msgspec.json.Decoder().decode
 _DUMMY_KEY = b"capigate-dummy-key-for-constant-time"
 
 
@@ -43,22 +41,21 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message, outcome, [Problem("", exc.code, exc.message)])
     try:
-        decoded = _decode(body)
+        check = check_body(
+            body,
+            PROFILES[pixel.profile],
+            source=pixel_id,
+            now_ms=time.time_ns() // 1_000_000,
+            test_tag=outcome.test_tag,
+        )
     except msgspec.DecodeError as exc:
         problem = Problem("", "malformed_json", f"the body is not valid JSON: {exc}")
         return _error(400, "malformed_json", "the body is not valid JSON", outcome, [problem])
     except RecursionError:
         problem = Problem("", "too_deep", "the body nests arrays or objects too deep to be read")
         return _error(400, "too_deep", "the body nests too deep", outcome, [problem])
-    check = check_batch(
-        decoded,
-        PROFILES[pixel.profile],
-        source=pixel_id,
-        now_ms=time.time_ns() // 1_000_000,
-        test_tag=outcome.test_tag,
-    )
     outcome.warnings = check.report.warnings
-    outcome.events_received = events_received(decoded)
+    outcome.events_received = check.received
     if not check.report.ok:
         return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, check.report.problems)
     try:

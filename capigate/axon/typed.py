@@ -1,0 +1,319 @@
+"""The typed ingest path of Axon batches: the body decoded once, from bytes, into strict Structs.
+
+A strict variant of each wire Struct of ``schema.py`` is derived for each profile: the same
+fields and constraints, no unknown field (``forbid_unknown_fields``), no ``null`` in an
+optional field (absent and null then differ, as they do for the rules), and numbers kept as
+sent (int or float). A clean batch is thereby checked in C by one ``decode``; the rules
+msgspec cannot express (name → data schema, identifiers, codes, time, hashing) then read
+Struct attributes in one loop per event, with the functions of ``rules.py``.
+
+Anything else — malformed shapes, unknown keys, explicit nulls, any problem — goes to the
+slow path, ``rules.check_batch`` on the decoded JSON, which walks the body and reports every
+problem at its path. Both paths give the same answers (tests/test_axon_typed.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import types
+from dataclasses import dataclass
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import msgspec
+from msgspec import Struct
+
+from capigate.axon import rules
+from capigate.axon.body import events_received
+from capigate.axon.profiles import Profile
+from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, ServerEvent, UserData
+from capigate.axon.user_data import check_user_data
+from capigate.checking import Report
+from capigate.iso import CURRENCY_CODES
+from capigate.store.base import NewEvent
+
+__all__ = ["BodyCheck", "check_body", "path_differences"]
+
+_decode_any = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+_NULL = msgspec.Raw(b"null")
+
+
+@dataclass(slots=True)
+class BodyCheck(rules.BatchCheck):
+    received: int = 0  # events in the body's ``events`` array, 0 if it has none
+    typed: bool = False  # checked by the typed path (else by the slow path)
+
+
+def check_body(body: bytes, profile: Profile, *, source: str, now_ms: int, test_tag: str | None = None) -> BodyCheck:
+    """The events of ``body`` ready to store, or every problem; raises msgspec.DecodeError
+    (never ValidationError) when ``body`` is not JSON at all."""
+    spec = _spec(profile)
+    try:
+        batch = spec.decoder.decode(body)
+    except msgspec.DecodeError:  # ValidationError included; the slow path's decode says which
+        return _slow(body, profile, source, now_ms, test_tag)
+    checked = _typed(batch.events, profile, spec, source, now_ms, test_tag)
+    if checked is None:
+        return _slow(body, profile, source, now_ms, test_tag)
+    if _CROSSCHECK:
+        _crosscheck(body, profile, now_ms, checked)
+    return checked
+
+
+def path_differences(body: bytes, profile: Profile, *, now_ms: int, typed: BodyCheck | None = None) -> list[str]:
+    """What the typed path answers for ``body`` and the slow path does not (empty when the
+    typed path hands the body to the slow path). Values are never quoted: only paths, codes,
+    event names and whether payloads are equal."""
+    if typed is None:
+        try:
+            batch = _spec(profile).decoder.decode(body)
+        except msgspec.DecodeError:
+            return []
+        typed = _typed(batch.events, profile, _spec(profile), "src", now_ms, None)
+        if typed is None:
+            return []
+    slow = _slow(body, profile, "src", now_ms, None)
+    out = []
+    if typed.received != slow.received:
+        out.append(f"received: {typed.received} != {slow.received}")
+    for kind in ("problems", "warnings"):
+        mine = [(p.path, p.code, p.message) for p in getattr(typed.report, kind)]
+        theirs = [(p.path, p.code, p.message) for p in getattr(slow.report, kind)]
+        if mine != theirs:
+            out.append(f"{kind}: {mine} != {theirs}")
+    if len(typed.events) != len(slow.events):
+        out.append(f"events: {len(typed.events)} != {len(slow.events)}")
+    for i, (a, b) in enumerate(zip(typed.events, slow.events, strict=False)):
+        if (a.name, a.event_time_ms, a.dedupe_id) != (b.name, b.event_time_ms, b.dedupe_id):
+            out.append(f"events[{i}]: {a.name} != {b.name} or their time or dedupe_id differ")
+        if _decode_any(a.payload) != _decode_any(b.payload):
+            out.append(f"events[{i}].payload differs")
+    return out
+
+
+# A directory: every body the typed path accepts is also checked by the slow path, and a
+# line per body written there ("same", or the differences): tests/test_axon_typed.py runs
+# the Axon test modules with it set. Unset (always, in production): nothing is done.
+_CROSSCHECK = os.environ.get("CAPIGATE_AXON_CROSSCHECK")
+
+
+def _crosscheck(body: bytes, profile: Profile, now_ms: int, typed: BodyCheck) -> None:
+    differences = path_differences(body, profile, now_ms=now_ms, typed=typed)
+    line = "same" if not differences else "; ".join(differences)
+    with open(os.path.join(str(_CROSSCHECK), f"{os.getpid()}.log"), "a", encoding="utf-8") as out:
+        out.write(f"{profile.name}: {line}\n")
+
+
+def _slow(body: bytes, profile: Profile, source: str, now_ms: int, test_tag: str | None) -> BodyCheck:
+    decoded = _decode_any(body)
+    check = rules.check_batch(decoded, profile, source=source, now_ms=now_ms, test_tag=test_tag)
+    return BodyCheck(events=check.events, report=check.report, received=events_received(decoded))
+
+
+def _typed(
+    events: list[Any], profile: Profile, spec: _Spec, source: str, now_ms: int, test_tag: str | None
+) -> BodyCheck | None:
+    """The batch checked from its Structs, or None when any rule finds a problem (the slow
+    path then reports them all, in its order)."""
+    result = BodyCheck(received=len(events), typed=True)
+    report = result.report
+    for i, event in enumerate(events):
+        path = f"events[{i}]"
+        data = _data(event, path, profile, spec, report, now_ms)
+        if data is False or not _allowed(event, spec):
+            return None
+        user = event.user_data
+        normalised = check_user_data(user, path, profile, report)
+        if not report.ok:
+            return None
+        mpd = event.measurement_partner_data
+        if mpd is not None:
+            _mpd_timestamps(mpd, path, report)
+        if event.dedupe_id is None and profile.dedupe_id_expected:
+            report.warn(
+                f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated"
+            )
+        for key, value in normalised.items():
+            setattr(user, key, value)
+        event.data = data
+        payload = _encode(event)
+        if b"@" in payload:  # an email address in a defined field: rules.py's guard decides
+            return None
+        result.events.append(
+            NewEvent(
+                api="axon",
+                source=source,
+                name=event.name,
+                event_time_ms=event.event_time,
+                dedupe_id=event.dedupe_id,
+                payload=payload,
+                test_tag=test_tag,
+            )
+        )
+    return result
+
+
+def _allowed(event: Any, spec: _Spec) -> bool:
+    """No field the profile forbids (the Structs hold every field of the API)."""
+    if spec.no_mpd and event.measurement_partner_data is not None:
+        return False
+    user = event.user_data
+    for key in spec.forbidden_user_fields:  # noqa: SIM110
+        if getattr(user, key) is not None:
+            return False
+    return True
+
+
+def _data(event: Any, path: str, profile: Profile, spec: _Spec, report: Report, now_ms: int) -> Any:
+    """The event's typed data (None for null), after the rules on name, data, event_time and
+    event_source_url, in rules.py's order; False when the slow path must decide."""
+    name, raw = event.name, event.data
+    if name not in profile.events:
+        return False
+    data: Any = None
+    if name in profile.null_data_events:
+        if raw != _NULL:
+            return False
+    elif raw == _NULL:
+        if name != "page_view":
+            return False
+    else:
+        try:
+            data = spec.data[name].decode(raw)
+        except msgspec.ValidationError:
+            return False
+        if not _check_data(name, data, f"{path}.data", report):
+            return False
+        currency = getattr(data, "currency", None)
+        if currency is not None:
+            data.currency = currency.upper()
+    rules._check_event_time(event.event_time, path, now_ms, report)
+    if not _url_clean(event.event_source_url, event.user_data.esi, profile):
+        return False
+    return data
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_clean(url: str, esi: str, profile: Profile) -> bool:
+    """Whether rules.py has nothing to say about ``url``: no problem, no warning."""
+    scratch = Report()
+    rules.check_source_url(url, esi, "", profile, scratch)
+    return scratch.ok and not scratch.warnings
+
+
+def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
+    """The warnings of rules._check_data on a typed data object, which already matches its
+    schema (absent fields read None: a null went to the slow path); False on any error."""
+    for key in rules._RECOMMENDED.get(name, ()):
+        if getattr(data, key, None) is None:
+            report.warn(f"{path}.{key}", "missing_recommended", f"`{key}` is recommended for `{name}`")
+    currency = getattr(data, "currency", None)
+    if currency is not None and currency.upper() not in CURRENCY_CODES:
+        return False
+    quantity_required = name in rules._QUANTITY_REQUIRED
+    for list_key in ("items", "results"):
+        items = getattr(data, list_key, None)
+        if items is None:
+            continue
+        for i, item in enumerate(items):
+            if quantity_required and item.quantity is None:
+                return False
+            category = item.item_category_id
+            if isinstance(category, str) and not category.isdigit():
+                return False
+            missing = [k for k in rules._ITEM_RECOMMENDED if getattr(item, k) is None]
+            if missing:
+                message = rules._missing_item_fields(frozenset(missing))
+                report.warn(f"{path}.{list_key}[{i}]", "missing_recommended", message)
+    _check_items_value(data, path, report)
+    return True
+
+
+def _check_items_value(data: Any, path: str, report: Report) -> None:
+    items, value = getattr(data, "items", None), getattr(data, "value", None)
+    if items is None or value is None:
+        return
+    for item in items:
+        if item.price is None:
+            return
+    total = sum([float(i.price) * float(i.quantity if i.quantity is not None else 1) for i in items])
+    if not math.isclose(total, float(value), rel_tol=1e-6, abs_tol=0.005):
+        report.warn(
+            f"{path}.value",
+            "value_mismatch",
+            f"value {value} differs from the sum of price x quantity ({round(total, 2)}); shipping and tax are excluded",
+        )
+
+
+def _mpd_timestamps(mpd: Any, path: str, report: Report) -> None:
+    for key in rules._MPD_TIMESTAMPS:
+        ts = getattr(mpd, key)
+        if ts is not None and 0 < ts < rules._SECONDS_LIKE_BELOW:
+            report.warn(
+                f"{path}.measurement_partner_data.{key}",
+                "time_in_seconds",
+                f"{key} looks like seconds; timestamps are in milliseconds",
+            )
+
+
+# --- the strict Structs, derived from schema.py once per profile ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    decoder: msgspec.json.Decoder[Any]
+    data: dict[str, msgspec.json.Decoder[Any]]  # by event name
+    forbidden_user_fields: tuple[str, ...]
+    no_mpd: bool
+
+
+@functools.cache
+def _spec(profile: Profile) -> _Spec:
+    event = _strict(ServerEvent, {}, raw_data=True)
+    batch = _strict(AxonBatch, {ServerEvent: event})
+    data = {
+        name: msgspec.json.Decoder(_strict(schema, {}))
+        for name, schema in DATA_SCHEMAS.items()
+        if schema is not None and name in profile.events
+    }
+    user_fields = [f.name for f in msgspec.structs.fields(UserData)]
+    allowed = profile.user_fields
+    forbidden = tuple(k for k in user_fields if allowed is not None and k not in allowed)
+    return _Spec(msgspec.json.Decoder(batch), data, forbidden, not profile.measurement_partner_data)
+
+
+def _strict(kind: type[Struct], swap: dict[type, type], *, raw_data: bool = False) -> type[Struct]:
+    """``kind`` made strict: optional fields not nullable (default None all the same, so an
+    absent field reads None and is not encoded back), no unknown field, numbers as sent."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(kind):
+        assert f.encode_name == f.name
+        kind_of = msgspec.Raw if raw_data and f.name == "data" else _strict_type(f.type, swap)
+        if f.required:
+            fields.append((f.name, kind_of))
+        else:
+            assert f.default is None, f"{kind.__name__}.{f.name}: only None defaults are expected"
+            fields.append((f.name, kind_of, None))
+    return msgspec.defstruct(
+        f"Strict{kind.__name__}", fields, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+    )
+
+
+def _strict_type(tp: Any, swap: dict[type, type]) -> Any:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *metas = get_args(tp)
+        if base is float:
+            return Union[Annotated[(int, *metas)], Annotated[(float, *metas)]]  # noqa: UP007
+        return Annotated[(_strict_type(base, swap), *metas)]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_strict_type(a, swap) for a in get_args(tp) if a is not type(None))]  # noqa: UP007
+    if origin is list:
+        return list[_strict_type(get_args(tp)[0], swap)]  # type: ignore[misc]
+    if tp is float:
+        return int | float
+    if isinstance(tp, type) and issubclass(tp, Struct):
+        return swap.get(tp) or _strict(tp, swap)
+    return tp

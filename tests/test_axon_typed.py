@@ -1,0 +1,181 @@
+"""The typed ingest path (capigate/axon/typed.py) and the slow path (rules.check_batch) give
+the same answers: problems, warnings, events received, events stored and their payloads."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from bench.bodies import TOKEN, write_body_sets, write_lead_gen_sets
+from capigate.axon.profiles import PROFILES
+from capigate.axon.typed import check_body, path_differences
+from tests.helpers import now_ms, page_view, purchase
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "capigate" / "examples"
+CLIENTS = REPO / "tests" / "clients"
+NOW = now_ms()
+# What a field may become: each is applied to every field of every seed event.
+REPLACEMENTS: list[Any] = [None, "", "x", "usd", "EUR", "12ab", -1, 0, 1.5, 1_700_000_000, 10**20, True, [], {}]
+
+
+def _seed_events() -> list[dict[str, Any]]:
+    seeds = [purchase(), page_view(), page_view(data={"user_id": "u1"})]
+    for path in sorted(EXAMPLES.glob("*.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(body, dict) and isinstance(body.get("events"), list):
+            seeds += body["events"]
+    seeds.append(purchase(measurement_partner_data=_mpd()))
+    seeds.append(purchase(data={"currency": "usd", "value": 20, "transaction_id": "t", "items": [_item()]}))
+    return seeds
+
+
+def _item() -> dict[str, Any]:
+    return {"item_id": "sku-1", "price": 10, "quantity": 2, "item_category_id": "187", "item_name": "Shoe"}
+
+
+def _mpd() -> dict[str, Any]:
+    return {
+        "is_claimable": True,
+        "attribution_model": "LAST_CLICK",
+        "attribution_share": 1,
+        "accounting_mode": "CASH",
+        "first_visit_ts": 1_700_000_000,
+    }
+
+
+def _leaves(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every value inside ``obj``, containers included."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield (*path, key)
+            yield from _leaves(value, (*path, key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield (*path, i)
+            yield from _leaves(value, (*path, i))
+
+
+def _mutants(event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield event
+    for path in list(_leaves(event)):
+        parent = event
+        for key in path[:-1]:
+            parent = parent[key]
+        last = path[-1]
+        if isinstance(parent, dict):
+            dropped = copy.deepcopy(event)
+            _at(dropped, path[:-1]).pop(last)
+            yield dropped
+            extra = copy.deepcopy(event)
+            _at(extra, path[:-1])["unknown_" + str(last)] = 1
+            yield extra
+        for replacement in REPLACEMENTS:
+            changed = copy.deepcopy(event)
+            _at(changed, path[:-1])[last] = copy.deepcopy(replacement)
+            yield changed
+
+
+def _at(obj: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        obj = obj[key]
+    return obj
+
+
+def _bodies() -> Iterator[bytes]:
+    for seed in _seed_events():
+        for mutant in _mutants(seed):
+            yield msgspec.json.encode({"events": [mutant, seed]})
+    for path in sorted(CLIENTS.rglob("*.json")) if CLIENTS.exists() else []:
+        yield path.read_bytes()
+
+
+def test_typed_and_slow_paths_agree_on_every_mutant_of_every_field() -> None:
+    compared = 0
+    for body in _bodies():
+        for profile in PROFILES.values():
+            differences = path_differences(body, profile, now_ms=NOW)
+            assert not differences, (profile.name, json.loads(body), differences)
+            compared += check_body(body, profile, source="px", now_ms=NOW).typed
+    assert compared > 400  # the typed path did take the clean mutants (490 of 3,000-odd checks)
+
+
+@pytest.fixture(scope="module")
+def bench_bodies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
+    root = tmp_path_factory.mktemp("bodies")
+    sets = write_body_sets(root, batches=20, singles=50, population=500) | {
+        "lead-" + k: v for k, v in write_lead_gen_sets(root, batches=20, singles=50, population=500).items()
+    }
+    # The load generators replace TOKEN with a request's own string; so does this.
+    return {
+        k: [s.path(i).read_bytes().replace(TOKEN.encode(), b"r%d" % i) for i in range(s.count)]
+        for k, s in sets.items()
+        if k != "w2-af"
+    }
+
+
+def test_the_bench_bodies_take_the_typed_path_with_the_same_answers(bench_bodies: dict[str, list[bytes]]) -> None:
+    for key, bodies in bench_bodies.items():
+        profile = PROFILES["lead_gen" if key.startswith("lead-") else "standard"]
+        for body in bodies:
+            check = check_body(body, profile, source="px", now_ms=NOW)
+            assert check.typed and check.report.ok and check.events, key
+            assert path_differences(body, profile, now_ms=NOW) == []
+
+
+def test_the_typed_path_hands_unknown_keys_and_nulls_to_the_slow_path() -> None:
+    unknown = purchase()
+    unknown["user_data"]["favourite_colour"] = "blue"
+    nulled = purchase(dedupe_id=None)
+    for event in (unknown, nulled):
+        check = check_body(msgspec.json.encode({"events": [event]}), PROFILES["standard"], source="px", now_ms=NOW)
+        assert not check.typed and check.report.ok and len(check.events) == 1
+    codes = {
+        w.code
+        for w in check_body(
+            msgspec.json.encode({"events": [unknown]}), PROFILES["standard"], source="px", now_ms=NOW
+        ).report.warnings
+    }
+    assert "unknown_field" in codes
+
+
+def test_malformed_json_raises_the_decoder_error_of_the_untyped_decoder() -> None:
+    body = b'{"events": [{"name": "purchase",'
+    with pytest.raises(msgspec.DecodeError) as typed:
+        check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+    with pytest.raises(msgspec.DecodeError) as plain:
+        msgspec.json.decode(body)
+    assert str(typed.value) == str(plain.value)
+
+
+def test_every_body_of_the_axon_tests_gets_the_same_answer_from_both_paths(tmp_path: Path) -> None:
+    """The Axon test modules, run with CAPIGATE_AXON_CROSSCHECK: each server checks every body
+    its typed path accepts with the slow path too, and writes a line per body."""
+    modules = [
+        m
+        for m in ("tests/test_axon_rules.py", "tests/test_axon_protocol.py", "tests/test_pii.py")
+        if (REPO / m).exists()
+    ]
+    modules += [
+        str(p.relative_to(REPO))
+        for p in sorted(REPO.glob("tests/test_axon_*.py"))
+        if p.name != Path(__file__).name and str(p.relative_to(REPO)) not in modules
+    ]
+    env = {**os.environ, "CAPIGATE_AXON_CROSSCHECK": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *modules],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    lines = [line for log in tmp_path.glob("*.log") for line in log.read_text().splitlines()]
+    assert [line for line in lines if not line.endswith(": same")] == []
+    assert len(lines) > 20  # the accepted bodies (most bodies of the rule tests are refused)
