@@ -178,4 +178,4 @@ def test_every_body_of_the_axon_tests_gets_the_same_answer_from_both_paths(tmp_p
     assert done.returncode == 0, done.stdout[-3000:]
     lines = [line for log in tmp_path.glob("*.log") for line in log.read_text().splitlines()]
     assert [line for line in lines if not line.endswith(": same")] == []
-    assert len(lines) > 20  # the accepted bodies (most bodies of the rule tests are refused)
+    assert len(lines) > 10  # the accepted bodies (most bodies of the rule tests are refused or warned about)
