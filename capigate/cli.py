@@ -92,17 +92,20 @@ def serve(
     config_path: Path, db: str | None, host: str | None, port: int | None, workers: int | None, relay: bool
 ) -> None:
     """Start the gateway (creates capigate.toml with demo sources on first run)."""
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-
     from capigate.banner import banner_lines
     from capigate.logs import announce, granian_log_config
+    from capigate.serving import ListenError, open_listener, serve_gateway
 
     config, created = _resolve_config(config_path, create=True)
     store_url = _store_url(config, db)
     shown = _check_schema(store_url)
     host = host or config.server.host
     port = port if port is not None else config.server.port
+    try:
+        listener = open_listener(host, port)
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
+    port = listener.getsockname()[1]  # the one the system chose for --port 0
     lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
     lines.append(f"capigate: config {config_path.resolve()}, store {shown}")
     lines.append(f"Listening on http://{host}:{port}  (admin token in {config_path})")
@@ -112,18 +115,12 @@ def serve(
     os.environ["CAPIGATE_CONFIG"] = str(config_path.resolve())
     os.environ["CAPIGATE_DB"] = store_url
     os.environ["CAPIGATE_RELAY"] = "1" if relay else "0"
-    Granian(
-        "capigate.gateway:app_from_env",
-        factory=True,
-        address=host,
-        port=port,
-        interface=Interfaces.RSGI,
-        loop=Loops.auto,  # uvloop where installed (a dependency off Windows), else asyncio
+    serve_gateway(
+        listener,
+        config.server,
         workers=workers or config.server.workers,
-        log_access=False,
         log_dictconfig=granian_log_config(config.server.log_format),
-        backlog=2048,
-    ).serve()
+    )
 
 
 @main.command()

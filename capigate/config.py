@@ -57,6 +57,10 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     workers: Positive = 1
     max_body_bytes: Positive = 1_048_576
+    header_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0  # a request's head, or a silent connection
+    body_timeout_s: PositiveFloat = 30.0  # a request's body, once the handler asks for it
+    idle_timeout_s: PositiveFloat = 60.0  # a keep-alive connection with no new request
+    max_connections: Positive = 1024  # per worker; more wait in the listen backlog
     log_format: Literal["plain", "json"] = "plain"
     log_requests: bool = True
     # Peers (load balancers) whose X-Forwarded-For gives the client's address in the journal.

@@ -12,6 +12,7 @@ from pathlib import Path
 from capigate.config import Config, load_config
 from capigate.http import api, app, appsflyer, axon
 from capigate.http.app import GatewayApp
+from capigate.http.idle import LISTEN_PORT_ENV, IdleReaper
 from capigate.http.routing import Route, Router
 from capigate.inspector import endpoints, pages
 from capigate.logs import configure_logging
@@ -51,6 +52,9 @@ def create_app(config: Config, store: Store | None = None, *, relay: bool = True
 def app_from_env() -> GatewayApp:
     """Factory for the server's workers: the CLI passes its resolved options by environment,
     since workers are separate processes."""
+    from capigate.serving import die_with_parent  # imports granian: not for in-process uses of the app
+
+    die_with_parent()
     config = load_config(Path(os.environ["CAPIGATE_CONFIG"]))
     db = os.environ.get("CAPIGATE_DB")
     if db:
@@ -58,4 +62,8 @@ def app_from_env() -> GatewayApp:
     configure_logging(config.server.log_format)
     gateway = create_app(config, relay=os.environ.get("CAPIGATE_RELAY", "1") != "0")
     gateway.metrics.share_dir = shared_dir()  # this server's workers share their counters
+    port = os.environ.get(LISTEN_PORT_ENV)
+    if port:
+        server = config.server
+        gateway.idle_reaper = IdleReaper(int(port), silent_s=server.header_timeout_s, idle_s=server.idle_timeout_s)
     return gateway

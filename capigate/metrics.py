@@ -19,6 +19,7 @@ Series:
     capigate_relay_attempt_duration_seconds{destination}  histogram
     capigate_relay_queue_depth{destination, state}     state: pending | dead (gauge)
     capigate_relay_oldest_pending_age_seconds{destination}  gauge
+    capigate_worker_respawns_total                     workers started again after they died
 
 Labels stay bounded: an endpoint is a route template or ``other``; a source is a configured
 pixel or app id or ``unknown``; a warning code comes from capigate's own list.
@@ -38,10 +39,11 @@ import msgspec
 
 from capigate.store.base import OutboxDepth, RequestRecord
 
-__all__ = ["CONTENT_TYPE", "FLUSH_INTERVAL_S", "LATENCY_BUCKETS_MS", "Metrics", "shared_dir"]
+__all__ = ["CONTENT_TYPE", "FLUSH_INTERVAL_S", "LATENCY_BUCKETS_MS", "RESPAWNS_FILE", "Metrics", "shared_dir"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 1.0
+RESPAWNS_FILE = "respawns"  # written by the serve process (capigate/serving.py) in the shared directory
 LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 UNKNOWN_SOURCE = "unknown"
 
@@ -100,13 +102,13 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_snapshot = msgspec.msgpack.Decoder(Snapshot).decode
 
 
-def shared_dir() -> Path:
+def shared_dir(server_pid: int | None = None) -> Path:
     """The directory the workers of this server share: named after their parent, the
     ``capigate serve`` process (``CAPIGATE_METRICS_DIR`` overrides it)."""
     explicit = os.environ.get("CAPIGATE_METRICS_DIR")
     if explicit:
         return Path(explicit)
-    return Path(tempfile.gettempdir()) / f"capigate-metrics-{os.getppid()}"
+    return Path(tempfile.gettempdir()) / f"capigate-metrics-{server_pid or os.getppid()}"
 
 
 class Metrics:
@@ -223,9 +225,19 @@ class Metrics:
         _family(out, "capigate_relay_attempt_duration_seconds", "histogram", "Time of one upstream delivery attempt.")
         for destination, hist in sorted(snap.relay_latency.items()):
             _histogram_lines(out, "capigate_relay_attempt_duration_seconds", {"destination": destination}, hist)
+        _family(out, "capigate_worker_respawns_total", "counter", "Worker processes started again after they died.")
+        out.append(f"capigate_worker_respawns_total {self._respawns()}")
         if depths is not None:
             _depth_lines(out, depths, now_ms)
         return ("\n".join(out) + "\n").encode()
+
+    def _respawns(self) -> int:
+        if self.share_dir is None:
+            return 0
+        try:
+            return int((self.share_dir / RESPAWNS_FILE).read_text())
+        except (OSError, ValueError):
+            return 0
 
 
 def _depth_lines(out: list[str], depths: list[OutboxDepth], now_ms: int) -> None:

@@ -11,7 +11,18 @@ import time
 from capigate.config import Config
 from capigate.errors import StoreError
 from capigate.http import openapi
-from capigate.http.asgi import Receive, Request, Response, RsgiProtocol, RsgiScope, Scope, Send, json_response
+from capigate.http.asgi import (
+    BodyError,
+    Receive,
+    Request,
+    Response,
+    RsgiProtocol,
+    RsgiScope,
+    Scope,
+    Send,
+    json_response,
+)
+from capigate.http.idle import IdleReaper
 from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
 from capigate.http.proxies import TrustedProxies
 from capigate.http.routing import Route, Router
@@ -85,6 +96,7 @@ class GatewayApp:
             sources=[p.pixel_id for p in config.axon.pixels] + [a.app_id for a in config.appsflyer.apps]
         )
         self._flusher: asyncio.Task[None] | None = None
+        self.idle_reaper: IdleReaper | None = None  # under `capigate serve` (app_from_env)
         self._in_flight = 0  # requests between arrival and journal entry
         self._proxies = TrustedProxies(config.server.trusted_proxies)
 
@@ -111,6 +123,7 @@ class GatewayApp:
         status = CLIENT_CLOSED  # until a handler answers
         route = self.router.match(request.method, request.path)
         self._in_flight += 1
+        request.body_timeout_s = self.config.server.body_timeout_s
         try:
             response = await self._respond(request, route, gateway, outcome)
             status = response.status
@@ -128,6 +141,8 @@ class GatewayApp:
             return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
         try:
             return await route.handler(request, gateway, outcome)
+        except BodyError as exc:  # a handler that did not answer it itself (a body it barely reads)
+            return json_response(exc.status, ErrorBody(error=exc.code, message=exc.message))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             body = ErrorBody(error="internal_error", message="an unexpected error; nothing was stored")
@@ -184,6 +199,8 @@ class GatewayApp:
         self._pruner = asyncio.create_task(self._prune_forever(self.gateway))
         if self.metrics.share_dir is not None:
             self._flusher = asyncio.create_task(self._flush_metrics_forever())
+        if self.idle_reaper is not None:
+            self.idle_reaper.start()
         if relay is not None and relay.workers:
             self._relay = relay
             relay.on_attempt(self.gateway.metrics.observe_relay_attempt)
@@ -192,6 +209,8 @@ class GatewayApp:
             self.gateway.relay_running = relay.running
 
     async def shutdown(self) -> None:
+        if self.idle_reaper is not None:
+            await self.idle_reaper.stop()
         await self._drain()
         if self._flusher is not None:
             self._flusher.cancel()

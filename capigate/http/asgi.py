@@ -8,6 +8,7 @@ Kept close to the metal on purpose (no framework): the ingest paths are the hot 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from collections import Counter
@@ -25,6 +26,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _encode = msgspec.json.Encoder().encode
+DEFAULT_BODY_TIMEOUT_S = 30.0
 
 
 class RsgiScope(Protocol):
@@ -58,6 +60,7 @@ class BodyError(Exception):
 
 class Request:
     __slots__ = (
+        "body_timeout_s",
         "client_ip",
         "headers",
         "method",
@@ -94,6 +97,7 @@ class Request:
         self.method, self.path, self.headers, self.query, self.client_ip = method, path, headers, query, client_ip
         self.receive, self.send, self.proto = receive, send, proto
         self.repeated = repeated
+        self.body_timeout_s = DEFAULT_BODY_TIMEOUT_S  # the gateway sets [server] body_timeout_s
 
     @classmethod
     def from_asgi(cls, scope: Scope, receive: Receive, send: Send, request_id: str) -> Request:
@@ -134,14 +138,22 @@ class Request:
             await response.send(self.send)
 
     async def body(self, limit: int) -> bytes:
-        """The body, inflated if gzip-encoded; BodyError past ``limit`` bytes either way."""
+        """The body, inflated if gzip-encoded; BodyError past ``limit`` bytes either way, and
+        408 if it has not all arrived within ``body_timeout_s`` (a Content-Length that
+        promises more than is sent, a client trickling its body)."""
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
-        if self.proto is not None and declared is not None and declared.isdigit():
-            body = await self.proto()  # the server reads no more than the declared length
-        else:
-            body = await _bounded(self._chunks(), limit)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                if self.proto is not None and declared is not None and declared.isdigit():
+                    body = await self.proto()  # the server reads no more than the declared length
+                else:
+                    body = await _bounded(self._chunks(), limit)
+        except TimeoutError:
+            raise BodyError(
+                408, "body_timeout", f"the body did not arrive within {self.body_timeout_s:g} s; nothing was stored"
+            ) from None
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             return _gunzip(body, limit)

@@ -8,6 +8,7 @@ newer than it knows (an old node must not write a schema it does not understand)
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from capigate.store import open_store
 from capigate.store import sqlite as sqlite_module
 from capigate.store.sqlite import SQLiteStore
 
-__all__ = ["SchemaStatus", "apply_migrations", "describe", "schema_status"]
+__all__ = ["SchemaStatus", "apply_migrations", "check_sqlite_path", "describe", "schema_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ async def schema_status(url_or_path: str) -> SchemaStatus:
     """Where the store's database is, without changing it. StoreError if it is unreachable."""
     store = open_store(url_or_path)
     if isinstance(store, SQLiteStore):
+        check_sqlite_path(store.path)
         version = _sqlite_version(store.path)
         latest = sqlite_module.SCHEMA_VERSION
         pending = [
@@ -92,6 +94,31 @@ def describe(status: SchemaStatus, *, applied: int | None = None) -> list[str]:
     lines += [f"  {version}  {text}" for version, text in status.pending]
     lines.append("apply them with `capigate migrate --apply` (`capigate serve` applies them at start too)")
     return lines
+
+
+def check_sqlite_path(path: Path) -> None:
+    """StoreError naming the path and the cause when SQLite could not create or write the
+    database there: it needs its directory writable too (the -wal and -shm files)."""
+    directory = path.parent
+    if not directory.exists():
+        raise StoreError(f"{path}: the directory {directory} does not exist")
+    if not directory.is_dir():
+        raise StoreError(f"{path}: {directory} is not a directory")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{path}: not a file")
+    for target in (directory, path) if path.exists() else (directory,):
+        if not os.access(target, os.W_OK):
+            raise StoreError(f"{path}: {_why_unwritable(target)}")
+
+
+def _why_unwritable(target: Path) -> str:
+    try:
+        read_only = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return f"{target} is on a read-only file system"
+    return f"{target} is not writable by this user (permission denied)"
 
 
 def _sqlite_version(path: Path) -> int:

@@ -1,0 +1,92 @@
+"""Closing the connections a worker holds for nothing (Linux).
+
+granian (hyper) times out a request head only once its first byte has arrived: a client that
+connects and sends nothing, or a keep-alive connection left idle, holds one of the worker's
+``max_connections`` slots for as long as it likes, and that many of them stop the worker.
+Once a second, a worker looks at its own TCP connections on the listening port (``TCP_INFO``
+says when each last received data, and whether it ever did) and shuts down those silent past
+``header_timeout_s`` or idle past ``idle_timeout_s``; the server sees the end of the stream
+and frees the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import struct
+import sys
+from pathlib import Path
+
+__all__ = ["LISTEN_PORT_ENV", "IdleReaper"]
+
+log = logging.getLogger("capigate")
+
+LISTEN_PORT_ENV = "CAPIGATE_LISTEN_PORT"  # set by `capigate serve` for its workers
+_TCP_ESTABLISHED = 1
+_LAST_DATA_RECV = struct.Struct("=I")  # tcpi_last_data_recv, milliseconds, at offset 52
+_BYTES_RECEIVED = struct.Struct("=Q")  # tcpi_bytes_received, at offset 128 (Linux 4.1+)
+_TCP_INFO_SIZE = 136
+
+
+class IdleReaper:
+    """Shuts down this process's connections to ``port`` that are silent or idle too long."""
+
+    def __init__(self, port: int, *, silent_s: float, idle_s: float, interval_s: float = 1.0) -> None:
+        self.port = port
+        self.silent_ms = int(silent_s * 1000)
+        self.idle_ms = int(idle_s * 1000)
+        self.interval_s = interval_s
+        self.closed = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def supported() -> bool:
+        return sys.platform == "linux" and Path("/proc/self/fd").is_dir()
+
+    def start(self) -> None:
+        if self.supported():
+            self._task = asyncio.create_task(self._run(), name="capigate-idle-reaper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                self.closed += self.sweep()
+            except OSError as exc:  # /proc unreadable: nothing to do but say so once
+                log.warning("idle connections cannot be checked: %s", exc)
+                return
+
+    def sweep(self) -> int:
+        """One pass over this process's sockets; how many it shut down."""
+        closed = 0
+        for entry in os.scandir("/proc/self/fd"):
+            with contextlib.suppress(OSError, ValueError):
+                if os.readlink(entry.path).startswith("socket:") and self._reap(int(entry.name)):
+                    closed += 1
+        return closed
+
+    def _reap(self, fd: int) -> bool:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+                return False
+            if sock.getsockname()[1] != self.port:
+                return False
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+            if len(info) < _TCP_INFO_SIZE or info[0] != _TCP_ESTABLISHED:
+                return False  # the listening socket, or one already closing
+            (quiet_ms,) = _LAST_DATA_RECV.unpack_from(info, 52)
+            (received,) = _BYTES_RECEIVED.unpack_from(info, 128)
+            if quiet_ms <= (self.silent_ms if received == 0 else self.idle_ms):
+                return False
+            sock.shutdown(socket.SHUT_RDWR)  # the shared connection, not just this duplicate
+            return True

@@ -1,0 +1,196 @@
+"""The ``capigate serve`` process: its one listening socket, and the life of its workers.
+
+granian binds a socket with SO_REUSEPORT in each worker, so a second server on the same port
+binds beside the first and the kernel splits the traffic between them. Here the main process
+binds the port once, without SO_REUSEPORT, before anything is printed: a port in use stops the
+start with one line. The workers inherit that socket, die with the main process (Linux's
+parent-death signal, else a watchdog thread), and one that dies is started again and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from granian._granian import SocketHolder
+from granian.constants import Interfaces, Loops
+from granian.http import HTTP1Settings
+from granian.server import MPServer
+
+from capigate.config import ServerSettings
+from capigate.errors import CapigateError
+from capigate.http.idle import LISTEN_PORT_ENV
+from capigate.metrics import RESPAWNS_FILE, shared_dir
+
+__all__ = ["GatewayServer", "ListenError", "die_with_parent", "open_listener", "port_owner", "serve_gateway"]
+
+log = logging.getLogger("capigate")
+
+PARENT_ENV = "CAPIGATE_SERVER_PID"
+BACKLOG = 2048
+STOP_TIMEOUT_S = 30  # a worker that has not stopped by then (its drain takes 10 s) is killed
+_PR_SET_PDEATHSIG = 1
+_WATCHDOG_INTERVAL_S = 0.5
+
+
+class ListenError(CapigateError):
+    """The address cannot be listened on; the message is the one line to print."""
+
+
+def open_listener(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """A listening socket of our own: SO_REUSEADDR (a restart need not wait out TIME_WAIT) but
+    never SO_REUSEPORT, so nobody else can bind the port while we hold it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(_listen_failure(host, port, exc)) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _listen_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use{_owner_note(port)}"
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs privileges on this machine (ports below 1024 usually do); choose another"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: no network interface has that address"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host!r}: not an address or a known host name"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _owner_note(port: int) -> str:
+    owner = port_owner(port)
+    if owner is None:
+        return " (by a process this user cannot see; another capigate?)"
+    pid, command = owner
+    if "capigate" in command and "serve" in command:
+        return f" (another capigate? pid {pid})"
+    return f" (pid {pid}: {command[:80]})"
+
+
+def port_owner(port: int) -> tuple[int, str] | None:
+    """The pid and command line of a process listening on ``port``, where /proc tells."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    pids = sorted(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    for proc in (Path("/proc") / str(pid) for pid in pids):  # a parent before its workers
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    raw = (proc / "cmdline").read_bytes()
+                    return int(proc.name), raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(inode)
+    return inodes
+
+
+def serve_gateway(
+    listener: socket.socket, settings: ServerSettings, *, workers: int, log_dictconfig: dict[str, Any] | None = None
+) -> None:
+    """Run the workers on ``listener`` until SIGINT or SIGTERM (the app comes from the
+    environment the CLI prepared: see ``capigate.gateway.app_from_env``)."""
+    os.environ[PARENT_ENV] = str(os.getpid())
+    host, port = listener.getsockname()[:2]
+    os.environ[LISTEN_PORT_ENV] = str(port)
+    GatewayServer(
+        "capigate.gateway:app_from_env",
+        factory=True,
+        address=host,  # for granian's own log lines: the socket is ``listener``
+        port=port,
+        interface=Interfaces.RSGI,
+        loop=Loops.auto,  # uvloop where installed (a dependency off Windows), else asyncio
+        workers=workers,
+        log_access=False,
+        log_dictconfig=log_dictconfig,
+        backlog=BACKLOG,
+        backpressure=settings.max_connections,
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)),
+        respawn_failed_workers=True,
+        workers_kill_timeout=STOP_TIMEOUT_S,
+        listener=listener,
+        respawns_file=shared_dir(os.getpid()) / RESPAWNS_FILE,
+    ).serve()
+
+
+class GatewayServer(MPServer):
+    """granian's process manager, serving the socket ``open_listener`` made, and counting the
+    workers it starts again after they die (``respawns_file``, read by ``/metrics``)."""
+
+    def __init__(self, *args: Any, listener: socket.socket, respawns_file: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listener = listener
+        self._respawns_file = respawns_file
+        self.respawns = 0
+
+    def _init_shared_socket(self) -> None:
+        self._ssp = None
+        self._sso = self._listener
+        self._sfd = self._listener.fileno()  # type: ignore[assignment]  # granian's attributes are untyped
+        self._shd = SocketHolder(self._sfd, False, self.backlog)  # type: ignore[call-arg,assignment]
+
+    def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
+        super()._respawn_workers(workers, spawn_target, target_loader, delay)
+        if self.interrupt_signal or self.reload_signal:
+            return
+        self.respawns += len(workers)
+        with contextlib.suppress(OSError):
+            self._respawns_file.parent.mkdir(parents=True, exist_ok=True)
+            temp = self._respawns_file.with_suffix(".tmp")
+            temp.write_text(str(self.respawns))
+            temp.replace(self._respawns_file)
+
+
+def die_with_parent() -> None:
+    """In a worker: end (SIGTERM, a clean stop) when the ``capigate serve`` process is gone,
+    even if it was killed with SIGKILL and could not stop its workers itself."""
+    expected = int(os.environ.get(PARENT_ENV, "0")) or os.getppid()
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            _start_watchdog(expected)
+            return
+    else:
+        _start_watchdog(expected)
+        return
+    if os.getppid() != expected:  # the parent died before prctl: nobody will signal
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _start_watchdog(parent: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_WATCHDOG_INTERVAL_S)
+        log.error("the capigate serve process (pid %d) is gone; this worker stops", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="capigate-parent-watchdog", daemon=True).start()

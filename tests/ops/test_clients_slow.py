@@ -1,0 +1,116 @@
+"""Hostile and broken clients on real sockets: a client trickling its headers, a Content-Length
+that promises more body than is sent, and more connections than a worker takes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DEFAULT_CONFIG, Server, make_server
+
+
+def _config(**server: float) -> str:
+    keys = "".join(f"{k} = {v}\n" for k, v in server.items())
+    return DEFAULT_CONFIG.replace("[server]\n", f"[server]\n{keys}", 1)
+
+
+@pytest.fixture
+def slow_server(tmp_path: Path) -> Iterator[Server]:
+    srv = make_server(tmp_path / "gw", _config(body_timeout_s=1, header_timeout_s=2, max_connections=4))
+    srv.start(timeout_s=30)
+    yield srv
+    srv.stop()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True once the server has closed the connection (EOF or reset)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def test_a_client_trickling_its_headers_is_cut_off_by_default(fresh_server: Server) -> None:
+    """Rule: [server] header_timeout_s, 10 s by default, bounds the whole request head."""
+    with socket.create_connection(("127.0.0.1", fresh_server.port)) as sock:
+        sock.sendall(b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\n")
+        started = time.monotonic()
+        closed = False
+        for i in range(40):  # one header line every 0.5 s, for up to 20 s
+            time.sleep(0.5)
+            if _closed_by_server(sock):
+                closed = True
+                break
+            with contextlib.suppress(OSError):
+                sock.sendall(f"X-Slow-{i}: y\r\n".encode())
+        held = time.monotonic() - started
+    assert closed, f"the connection was still open after {held:.1f} s"
+    assert 8.0 <= held <= 16.0, held
+
+
+def test_a_body_shorter_than_its_content_length_is_408_and_journaled(slow_server: Server) -> None:
+    """Rule: [server] body_timeout_s bounds the wait for a body: 408, journaled, never a 500."""
+    with socket.create_connection(("127.0.0.1", slow_server.port)) as sock:
+        sock.settimeout(15)
+        started = time.monotonic()
+        sock.sendall(
+            b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nAuthorization: key-std\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+            b'{"events": ['
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert waited >= 0.9, waited
+    with slow_server.admin() as c:
+        (row,) = c.get("/api/requests", params={"status": 408}).json()["requests"]
+        assert row["path"] == "/v1/event" and row["source"] == "px_std"
+        assert c.get("/api/requests", params={"status": 500}).json()["requests"] == []
+
+
+def test_a_worker_takes_at_most_max_connections(slow_server: Server) -> None:
+    """Rule: [server] max_connections per worker; the others wait in the listen backlog until
+    a slot frees (here: when the header timeout closes the silent connections)."""
+    silent = [socket.create_connection(("127.0.0.1", slow_server.port)) for _ in range(4)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        with httpx.Client(timeout=20) as c:
+            r = c.get(f"{slow_server.url}/healthz")
+        waited = time.monotonic() - started
+    finally:
+        for sock in silent:
+            sock.close()
+    assert r.status_code == 200
+    assert waited >= 1.0, f"a fifth connection was served at once ({waited:.2f} s): no cap"
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(slow_server: Server) -> None:
+    """Rule: a connection that sends nothing is closed after header_timeout_s (granian times out
+    a head only from its first byte; capigate/http/idle.py closes the silent ones)."""
+    with socket.create_connection(("127.0.0.1", slow_server.port)) as sock:
+        sock.settimeout(15)
+        started = time.monotonic()
+        try:
+            eof = sock.recv(1) == b""
+        except ConnectionError:
+            eof = True
+        held = time.monotonic() - started
+    assert eof
+    assert 1.5 <= held <= 8.0, held
