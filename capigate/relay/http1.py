@@ -11,22 +11,29 @@ body over ``http`` or ``https`` (certificates checked), responses framed by
 honoured for ``KEEPALIVE_EXPIRY_S`` (as httpx), no request sent twice. Every failure is an
 ``UpstreamError`` (a ``TransportError``); the caller bounds the whole exchange with a
 timeout, and a connection interrupted in any way is thrown away.
+
+Behind an egress proxy it reads ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` as curl and httpx do
+(the standard library's ``urllib.request.getproxies``): ``https`` goes through a ``CONNECT``
+tunnel (TLS end to end with the upstream), ``http`` as absolute-form requests to the proxy;
+``user:password@`` in the proxy URL becomes ``Proxy-Authorization: Basic``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 import time
+import urllib.request
 from dataclasses import dataclass
-from typing import Final
-from urllib.parse import urlsplit
+from typing import Final, Literal
+from urllib.parse import unquote, urlsplit
 
 from capigate.__version__ import __version__
 from capigate.errors import TransportError
 
-__all__ = ["UpstreamClient", "UpstreamError", "UpstreamResponse"]
+__all__ = ["Proxy", "UpstreamClient", "UpstreamError", "UpstreamResponse", "proxy_for"]
 
 MAX_HEAD_BYTES: Final = 256 * 1024
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
@@ -51,10 +58,49 @@ class UpstreamResponse:
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-class UpstreamClient:
-    """Up to ``connections`` keep-alive connections to the origin of ``base_url``."""
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: bytes | None  # the Proxy-Authorization value, from user:password@ in its URL
 
-    def __init__(self, base_url: str, *, connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def proxy_for(url: str) -> Proxy | None:
+    """The proxy the environment asks ``url`` to go through, or None (no proxy, or NO_PROXY)."""
+    parts = urlsplit(url)
+    proxy_url = urllib.request.getproxies().get(parts.scheme)
+    if not proxy_url or not parts.hostname:
+        return None
+    if urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):  # NO_PROXY, with or without the port
+        return None
+    if "://" not in proxy_url:
+        proxy_url = "http://" + proxy_url  # HTTPS_PROXY=proxy:3128, as curl takes it
+    proxy = urlsplit(proxy_url)
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise ValueError(f"proxy {proxy_url!r}: only http:// proxies are supported (https goes through CONNECT)")
+    authorization = None
+    if proxy.username is not None:
+        credentials = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+        authorization = b"Basic " + base64.b64encode(credentials)
+    return Proxy(proxy.hostname, proxy.port or 80, authorization)
+
+
+class UpstreamClient:
+    """Up to ``connections`` keep-alive connections to the origin of ``base_url``, through
+    ``proxy`` if given (default: the one the environment names for it, see ``proxy_for``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | Literal["environment"] | None = "environment",
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -65,6 +111,9 @@ class UpstreamClient:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = (host if default_port else f"{host}:{self.port}").encode("idna")
         self._ssl = (ssl_context or _default_ssl_context()) if parts.scheme == "https" else None
+        self.proxy = proxy_for(base_url) if proxy == "environment" else proxy
+        # Plain http through a proxy: the request line names the whole URL (absolute form).
+        self._origin = f"http://{self._host_header.decode()}" if self.proxy and not self._ssl else ""
         self._idle: list[tuple[_Connection, float]] = []  # with when it became idle (monotonic)
         self._slots = asyncio.Semaphore(connections)
         self._closed = False
@@ -107,11 +156,13 @@ class UpstreamClient:
 
     def _head(self, path: str, headers: dict[str, str], length: int) -> bytes:
         lines = [
-            b"POST " + (self.base_path + path).encode("ascii") + b" HTTP/1.1",
+            b"POST " + (self._origin + self.base_path + path).encode("ascii") + b" HTTP/1.1",
             b"host: " + self._host_header,
             b"user-agent: " + _USER_AGENT,
             b"content-length: " + str(length).encode(),
         ]
+        if self.proxy is not None and self.proxy.authorization and not self._ssl:
+            lines.append(b"proxy-authorization: " + self.proxy.authorization)
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r} holds a line break")
@@ -119,6 +170,8 @@ class UpstreamClient:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     async def _connect(self) -> _Connection:
+        if self.proxy is not None:
+            return await self._connect_through(self.proxy)
         try:
             return await asyncio.open_connection(
                 self.host,
@@ -129,6 +182,37 @@ class UpstreamClient:
             )
         except OSError as exc:  # ssl.SSLError included
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {_describe(exc)}") from exc
+
+    async def _connect_through(self, proxy: Proxy) -> _Connection:
+        try:
+            reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=MAX_HEAD_BYTES)
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to the proxy {proxy.name}: {_describe(exc)}") from exc
+        if self._ssl is None:
+            return reader, writer
+        try:
+            await self._tunnel(proxy, reader, writer)
+            await writer.start_tls(self._ssl, server_hostname=self.host)
+        except BaseException as exc:
+            writer.close()
+            if isinstance(exc, OSError):  # ssl.SSLError included
+                raise UpstreamError(f"through the proxy {proxy.name}: {_describe(exc)}") from exc
+            raise
+        return reader, writer
+
+    async def _tunnel(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target = self._host_header if self.port != 443 else self._host_header + b":443"
+        lines = [b"CONNECT " + target + b" HTTP/1.1", b"host: " + target, b"user-agent: " + _USER_AGENT]
+        if proxy.authorization:
+            lines.append(b"proxy-authorization: " + proxy.authorization)
+        writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        await writer.drain()
+        try:
+            status, _, _ = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            raise UpstreamError(f"the proxy {proxy.name} closed the connection before answering CONNECT") from None
+        if status != 200:
+            raise UpstreamError(f"the proxy {proxy.name} refused CONNECT {target.decode()}: HTTP {status}")
 
 
 async def _exchange(conn: _Connection, head: bytes, body: bytes) -> tuple[UpstreamResponse, bool]:
