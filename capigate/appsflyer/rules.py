@@ -391,7 +391,7 @@ def _stringified(key: str, value: str | dict[str, Any], ctx: _Context) -> dict[s
             "object (a string), which is what other clients send",
         )
         return value
-    if value == "":
+    if not value.strip():  # "" is documented; the dev hub's reference says " "
         return {}
     try:
         return _OBJECT_DECODER.decode(value)
