@@ -232,9 +232,17 @@ def test_event_value_object_is_accepted_with_warning() -> None:
     assert payload(result)["eventValue"] == {"af_content_id": "15854"}
 
 
-@pytest.mark.parametrize("value", ["{af_revenue: 6}", "{", "af_revenue=6", " "])
+@pytest.mark.parametrize("value", ["{af_revenue: 6}", "{", "af_revenue=6"])
 def test_event_value_that_is_not_json_is_bad_request(value: str) -> None:
     assert_refused(check(base(eventValue=value)), "eventValue", "malformed_json")
+
+
+@pytest.mark.parametrize("value", ["", " ", "  \t"])
+def test_event_value_blank_is_no_value(value: str) -> None:
+    # "" is documented; the dev hub's API reference tells clients to send " " for no value.
+    result = check(base(eventValue=value))
+    assert_accepted(result)
+    assert payload(result)["eventValue"] == {}
 
 
 @pytest.mark.parametrize("value", ["[1, 2]", "6", '"af_revenue"', "null"])
