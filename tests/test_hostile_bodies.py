@@ -1,0 +1,97 @@
+"""Bodies that once gave a 500 (or a retryable 503): deep nesting and integers past the store's
+range, on both APIs and both store backends. Each is a 400 with a problem, and the gateway
+keeps serving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Server, make_server
+from tests.helpers import batch, page_view
+from tests.storekit import BACKENDS, PG_URL, pg_schema
+
+AXON = {"Authorization": "key-std"}
+AF = {"authentication": "af-dev-key", "accept": "application/json"}
+AF_BASE = {"appsflyer_id": "1234567890123-1234567", "eventName": "af_login", "eventValue": "", "os": "14"}
+
+
+@pytest.fixture(params=BACKENDS, scope="module")
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = make_server(tmp_path_factory.mktemp(f"hostile-{request.param}"))
+    if request.param == "sqlite":
+        server.start()
+        yield server
+        server.stop()
+        return
+    with pg_schema("capigate_hostile") as schema:
+        server.db = f"{PG_URL}?schema={schema}"
+        server.start()
+        yield server
+        server.stop()
+
+
+def post_axon(server: Server, content: bytes) -> httpx.Response:
+    with server.client() as c:
+        return c.post(
+            "/v1/event?pixel_id=px_std", content=content, headers={**AXON, "content-type": "application/json"}
+        )
+
+
+def post_af(server: Server, content: bytes) -> httpx.Response:
+    with server.client() as c:
+        return c.post(
+            "/inappevent/com.example.shop", content=content, headers={**AF, "content-type": "application/json"}
+        )
+
+
+def problem_codes(response: httpx.Response) -> set[str]:
+    return {p["code"] for p in response.json()["problems"]}
+
+
+def assert_still_serving(server: Server) -> None:
+    assert post_axon(server, json.dumps(batch(page_view())).encode()).status_code == 200
+
+
+def test_axon_body_nested_10000_deep_is_400_too_deep(gateway: Server) -> None:
+    for body in (b"[" * 10_000 + b"]" * 10_000, b'{"events": ' + b'{"a": ' * 10_000 + b"1" + b"}" * 10_001):
+        r = post_axon(gateway, body)
+        assert r.status_code == 400 and problem_codes(r) == {"too_deep"}, r.text[:300]
+    assert_still_serving(gateway)
+
+
+def test_axon_value_nested_deep_under_an_unknown_key_is_400_too_deep(gateway: Server) -> None:
+    deep: object = 1
+    for _ in range(900):
+        deep = {"a": deep}
+    event = page_view(extra=deep)
+    r = post_axon(gateway, json.dumps(batch(event)).encode())
+    assert r.status_code == 400 and problem_codes(r) == {"too_deep"}, r.text[:300]
+    assert_still_serving(gateway)
+
+
+@pytest.mark.parametrize("value", [2**70, 2**63, -(2**70)])
+def test_axon_event_time_past_the_stores_range_is_400(gateway: Server, value: int) -> None:
+    r = post_axon(gateway, json.dumps(batch(page_view(event_time=value))).encode())
+    assert r.status_code == 400 and problem_codes(r) == {"out_of_range"}, r.text
+    assert_still_serving(gateway)
+
+
+def test_appsflyer_body_nested_10000_deep_is_400(gateway: Server) -> None:
+    r = post_af(gateway, b"[" * 10_000 + b"]" * 10_000)
+    assert r.status_code == 400 and problem_codes(r) == {"payload_too_large"}
+
+
+def test_appsflyer_event_value_nested_deep_is_400_too_deep(gateway: Server) -> None:
+    nested = '{"a":' * 80 + "1" + "}" * 80
+    r = post_af(gateway, json.dumps({**AF_BASE, "eventValue": nested}).encode())
+    assert r.status_code == 400 and problem_codes(r) == {"too_deep"}, r.text
+
+
+def test_appsflyer_integers_past_range_are_400(gateway: Server) -> None:
+    r = post_af(gateway, json.dumps({**AF_BASE, "att": 2**70}).encode())
+    assert r.status_code == 400 and problem_codes(r) == {"out_of_range"}, r.text
+    assert_still_serving(gateway)
