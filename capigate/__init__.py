@@ -208,13 +208,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'capigate' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # once: later look-ups skip this function
-    return value
+if not TYPE_CHECKING:  # hidden from type checkers, which would take any unknown name for Any
+
+    def __getattr__(name: str) -> Any:
+        module = _WHERE.get(name)
+        if module is None:
+            raise AttributeError(f"module 'capigate' has no attribute {name!r}")
+        value = getattr(import_module(module), name)
+        globals()[name] = value  # once: later look-ups skip this function
+        return value
 
 
 def __dir__() -> list[str]:

@@ -167,3 +167,16 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs more than Python and a SQLite file, for ``scripts/test-fast``
+    (``-m "not postgresql and not browser"``): the PostgreSQL tests (their module, their name,
+    or the ``postgresql`` backend parameter) and the headless-Chromium ones."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        ids = callspec.id.split("-") if callspec is not None else []
+        if "postgres" in item.path.name or "postgres" in item.name.split("[")[0] or "postgresql" in ids:
+            item.add_marker(pytest.mark.postgresql)
+        if item.path.name.startswith("test_inspector_browser"):
+            item.add_marker(pytest.mark.browser)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -31,7 +31,7 @@ def event(**overrides: Any) -> dict[str, Any]:
 
 
 def post(
-    server: Server, body: Any, path: str = SHOP, headers: dict[str, str] | None = None, **kw: Any
+    server: Server, body: Any, path: str = SHOP, headers: dict[str, str] | Literal[False] | None = None, **kw: Any
 ) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
     with server.client() as c:

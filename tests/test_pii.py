@@ -27,12 +27,12 @@ def post(server: Server, *events: dict[str, object]) -> dict[str, object]:
 def stored_user_data(server: Server, dedupe_id: str) -> dict[str, str]:
     with server.admin() as c:
         rows = c.get("/api/events", params={"source": "px_std", "limit": 1000}).json()["events"]
-    return next(e["payload"]["user_data"] for e in rows if e["dedupe_id"] == dedupe_id)  # type: ignore[no-any-return]
+    return next(e["payload"]["user_data"] for e in rows if e["dedupe_id"] == dedupe_id)
 
 
 def with_user(**user: str) -> dict[str, object]:
     event = page_view()
-    event["user_data"].update(user)  # type: ignore[union-attr]
+    event["user_data"].update(user)
     return event
 
 
@@ -61,7 +61,7 @@ def test_invalid_email_and_phone_are_problems_that_do_not_echo_the_value(fresh_s
     event = with_user(email="not-an-email-secret", phone="call me maybe")
     body = post(fresh_server, event)
     assert body["status"] == 400
-    assert paths(body) == {"events[0].user_data.email": "invalid_email", "events[0].user_data.phone": "invalid_phone"}  # type: ignore[arg-type]
+    assert paths(body) == {"events[0].user_data.email": "invalid_email", "events[0].user_data.phone": "invalid_phone"}
     text = str(body)
     assert "not-an-email-secret" not in text and "call me maybe" not in text
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,7 +17,7 @@ def post(server: Server, *events: dict[str, object], key: str = "key-std") -> ht
         return c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": key})
 
 
-def wait_for_requests(server: Server, count: int, **params: object) -> list[dict[str, object]]:
+def wait_for_requests(server: Server, count: int, **params: Any) -> list[dict[str, object]]:
     deadline = time.monotonic() + 5
     while True:
         with server.admin() as c:
@@ -44,7 +45,7 @@ def test_event_carries_id_api_source_name_times_dedupe_id_and_payload(fresh_serv
     assert row["api"] == "axon" and row["source"] == "px_std" and row["name"] == "purchase"
     assert row["event_time"] == event["event_time"] and row["dedupe_id"] == event["dedupe_id"]
     assert row["received_at"] >= before and isinstance(row["id"], int)
-    assert row["payload"]["data"]["transaction_id"] == event["data"]["transaction_id"]  # type: ignore[index]
+    assert row["payload"]["data"]["transaction_id"] == event["data"]["transaction_id"]
 
 
 def test_events_filter_by_source_name_and_time(fresh_server: Server) -> None:
@@ -54,7 +55,7 @@ def test_events_filter_by_source_name_and_time(fresh_server: Server) -> None:
     post(fresh_server, purchase())
     with fresh_server.admin() as c:
 
-        def count(**params: object) -> int:
+        def count(**params: Any) -> int:
             return len(c.get("/api/events", params={"limit": 1000, **params}).json()["events"])
 
         assert count() == 4
@@ -73,7 +74,7 @@ def test_events_pages_follow_the_cursor_without_gaps_or_repeats(fresh_server: Se
     cursor = None
     with fresh_server.admin() as c:
         while True:
-            params: dict[str, object] = {"limit": 7}
+            params: dict[str, Any] = {"limit": 7}
             if cursor:
                 params["cursor"] = cursor
             page = c.get("/api/events", params=params).json()

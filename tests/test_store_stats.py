@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -86,9 +87,10 @@ def test_stats_count_dead_letters_by_the_time_their_event_arrived(store: Store) 
     run(store.ingest(events[2:], request_id="r2", received_at_ms=T0 + MINUTE + 10))
     claimed = run(store.claim("axon:px_a", owner="w", limit=10, now_ms=T0 + 2 * MINUTE, lease_ms=MINUTE))
     assert len(claimed) == 3
+    results: tuple[Literal["dead", "delivered"], ...] = ("dead", "delivered", "dead")
     outcomes = [
         AttemptOutcome(event_id=d.event_id, destination=d.destination, at_ms=T0 + 2 * MINUTE, result=result, status=400)
-        for d, result in zip(claimed, ("dead", "delivered", "dead"), strict=True)
+        for d, result in zip(claimed, results, strict=True)
     ]
     run(store.settle(outcomes, owner="w"))
     buckets = run(store.query_stats(None, since_ms=T0, until_ms=T0 + 3 * MINUTE, bucket_ms=MINUTE))

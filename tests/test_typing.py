@@ -53,6 +53,12 @@ def test_the_package_hints_reach_the_user_so_a_wrong_type_is_caught(tmp_path: Pa
     assert 'Incompatible types in assignment (expression has type "str", variable has type "int")' in done.stdout
 
 
+def test_a_name_the_package_does_not_export_is_an_error_for_the_user(tmp_path: Path) -> None:
+    done = _mypy(tmp_path, USER_SCRIPT + "\nmissing = capigate.AxonKlient\n")
+    assert done.returncode == 1
+    assert 'Module has no attribute "AxonKlient"' in done.stdout
+
+
 def test_the_wheel_carries_py_typed(tmp_path: Path) -> None:
     subprocess.run(
         [

@@ -90,7 +90,7 @@ class Upstream:
         """The dedupe_ids of the Axon events received (in requests answered with that status)."""
         with self._lock:
             seen = list(self.seen)
-        ids = []
+        ids: list[str] = []
         for s in seen:
             if s.path == "/v1/event" and (answered_with is None or s.status == answered_with):
                 ids.extend(e["dedupe_id"] for e in s.events)
