@@ -3,8 +3,10 @@ a real SQLite file under tmp_path, and an HTTP client."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -171,12 +173,17 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what needs more than Python and a SQLite file, for ``scripts/test-fast``
-    (``-m "not postgresql and not browser"``): the PostgreSQL tests (their module, their name,
-    or the ``postgresql`` backend parameter) and the headless-Chromium ones."""
+    (``-m "not postgresql and not browser"``): a test of a ``test_postgres*`` module, or on the
+    ``postgresql`` backend parameter, or whose code names PostgreSQL; the headless-Chromium ones."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         ids = callspec.id.split("-") if callspec is not None else []
-        if "postgres" in item.path.name or "postgres" in item.name.split("[")[0] or "postgresql" in ids:
+        function = getattr(item, "function", None)
+        code = inspect.getsource(function) if function is not None else ""
+        if "postgres" in item.path.name or "postgresql" in ids or _POSTGRES_CODE.search(code):
             item.add_marker(pytest.mark.postgresql)
         if item.path.name.startswith("test_inspector_browser"):
             item.add_marker(pytest.mark.browser)
+
+
+_POSTGRES_CODE = re.compile(r"PG_URL|pg_schema|PostgresStore|psycopg\.|postgresql://")
