@@ -75,7 +75,7 @@ def _checker() -> Callable[[bytes, int], object]:
 
 
 def _w2_pieces(bodies: list[bytes], calls: int) -> dict[str, float]:
-    metrics = Metrics(sources=["px_bench"], exact=["/v1/event"], prefixes=[])
+    metrics = Metrics(sources=["px_bench"])
 
     def request(body: bytes, n: int) -> object:
         return Request.from_asgi(_scope(body), _noop_receive, _noop_send, new_request_id())
@@ -86,7 +86,7 @@ def _w2_pieces(bodies: list[bytes], calls: int) -> dict[str, float]:
 
     def journal(body: bytes, n: int) -> object:
         record = request_record(request_obj, 200, outcome, request_obj.request_id, request_obj.received_at_ms)
-        metrics.observe_record(record)
+        metrics.observe_record("/v1/event", record)
         return record
 
     def response(body: bytes, n: int) -> object:

@@ -72,7 +72,11 @@ def test_https_goes_through_a_connect_tunnel_with_tls_to_the_upstream(
         no_proxy_env.setenv("HTTPS_PROXY", f"http://relay:s3cret%20p@127.0.0.1:{proxy.port}")
 
         async def test() -> None:
-            server, _ = await serve(lambda request: received.append(request) or OK, server_side)
+            def answer(request: bytes) -> bytes:
+                received.append(request)
+                return OK
+
+            server, _ = await serve(answer, server_side)
             port = server.sockets[0].getsockname()[1]
             trusting = UpstreamClient(
                 f"https://127.0.0.1:{port}", connections=1, ssl_context=ssl.create_default_context(cafile=cert)
