@@ -13,7 +13,6 @@ import capigate
 import capigate.client
 from capigate import errors
 from capigate.cli import main
-from tests.conftest import Server
 
 PACKAGE = Path(capigate.__file__).resolve().parent
 
@@ -90,24 +89,6 @@ def test_the_wire_types_are_the_ones_the_server_validates_with() -> None:
     from capigate.axon.schema import ServerEvent, UserData
 
     assert (capigate.ServerEvent, capigate.UserData, capigate.InAppEvent) == (ServerEvent, UserData, InAppEvent)
-
-
-def _docs_block(heading: str) -> str:
-    text = (Path(__file__).resolve().parent.parent / "docs" / "sdk.md").read_text()
-    section = text.split(f"### {heading}\n", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
-
-
-def test_the_five_line_examples_of_the_docs_work_against_a_real_gateway(server: Server) -> None:
-    for heading, swaps in [
-        ("AppLovin Axon in five lines", {"px_demo": "px_std", "your-api-key": "key-std"}),
-        ("AppsFlyer in five lines", {"your-dev-key": "af-dev-key"}),
-    ]:
-        code = _docs_block(heading)
-        assert len(code.strip().splitlines()) <= 6, heading  # five lines and the import
-        for old, new in {"http://localhost:8080": server.url, **swaps}.items():
-            code = code.replace(old, new)
-        exec(code, {"ua": "Mozilla/5.0"})  # raises if the gateway refuses the event
 
 
 def test_the_cli_reference_in_the_docs_is_the_help_output() -> None:
