@@ -682,3 +682,30 @@ def test_pii_rule_an_email_in_a_defined_field_is_dropped_hashed_or_refused() -> 
     }
     refused = page_view(event_source_url="https://shop.example/?to=jane@example.org")
     assert problems(refused) == {"events[0].event_source_url": "plain_pii"}
+
+
+# --- the remaining rules, one test each --------------------------------------------------------
+
+
+def test_missing_data_is_an_error_except_for_page_view() -> None:
+    assert problems(purchase(data=None)) == {"events[0].data": "missing_data"}
+    assert accepted(page_view(data=None))
+
+
+def test_missing_dedupe_id_is_a_warning_under_standard_only() -> None:
+    event = page_view()
+    del event["dedupe_id"]
+    assert warnings(event) == {"events[0].dedupe_id": "missing_dedupe_id"}
+    assert warnings(copy.deepcopy(event), pixel="px_lead") == {}
+
+
+def test_measurement_timestamps_in_seconds_are_a_warning() -> None:
+    mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
+    mpd["first_visit_ts"] = now_ms() // 1000
+    found = warnings(page_view(measurement_partner_data=mpd))
+    assert found["events[0].measurement_partner_data.first_visit_ts"] == "time_in_seconds"
+
+
+def test_body_unknown_key_beside_events_is_kept_with_a_warning() -> None:
+    result = check_body({"events": [page_view()], "pixel": "x"})
+    assert result.report.ok and {w.path: w.code for w in result.report.warnings} == {"pixel": "unknown_field"}
