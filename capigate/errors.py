@@ -66,10 +66,32 @@ class StoreError(CapigateError):
 
 
 class TransportError(CapigateError):
-    pass
+    """No answer came back from ``url`` (refused, timed out, reset)."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        self.url = url
+        super().__init__(message)
 
 
 class HTTPStatusError(TransportError):
-    def __init__(self, status: int, body: str) -> None:
-        self.status, self.body = status, body
-        super().__init__(f"HTTP {status}: {body[:200]}")
+    """``url`` answered ``status_code``: ``message`` is the server's reason (said once, in
+    ``str(error)`` too), ``body`` the response body as received, ``problems`` the problems
+    it listed, each with its path (capigate's JSON answers; empty for a plain-text one)."""
+
+    def __init__(
+        self, status_code: int, message: str, *, url: str = "", body: bytes = b"", problems: list[Problem] | None = None
+    ) -> None:
+        self.status_code, self.message, self.body, self.problems = status_code, message, body, problems or []
+        lines = "".join(f"\n  {p}" for p in self.problems if p.message != message)  # said once
+        where = f" from {url}" if url else ""
+        super().__init__(f"HTTP {status_code}{where}: {message}{lines}", url=url)
+
+    @property
+    def status(self) -> int:
+        """The same as ``status_code``."""
+        return self.status_code
+
+    @property
+    def text(self) -> str:
+        """The response body as text."""
+        return self.body.decode("utf-8", "replace")

@@ -142,9 +142,9 @@ def test_send_checks_batches_and_delivers_with_a_summary(server: Server, tmp_pat
         "send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", t, "--no-progress"
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"sent 122 event(s) in 2 request(s) to {server.url}" in done.stdout
-    assert "delivered: 122 (stored 121, duplicates 1)" in done.stdout
-    assert "failed: 0" in done.stdout
+    assert f"delivered 122 of 122 event(s) in 2 request(s) to {server.url}" in done.stdout
+    assert "stored: 121, duplicates: 1" in done.stdout
+    assert "failed: 0\n" in done.stdout
     assert len(stored(server, t)) == 121
 
 
@@ -152,7 +152,7 @@ def test_send_shows_a_progress_bar(server: Server, tmp_path: Path) -> None:
     file = jsonl(tmp_path / "e.jsonl", [page_view() for _ in range(5)])
     done = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std")
     assert done.returncode == 0
-    assert "5/5" in done.stderr and "events/s" in done.stderr and "0 failed" in done.stderr
+    assert "5/5" in done.stderr and "delivered/s" in done.stderr and "0 failed" in done.stderr
 
 
 def test_send_appsflyer_events_one_request_each(server: Server, tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_send_appsflyer_events_one_request_each(server: Server, tmp_path: Path) 
         "send", str(file), "--to", server.url, "--app", "com.example.shop", "--key", "af-dev-key", "--test-tag", t
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "sent 3 event(s) in 3 request(s)" in done.stdout
+    assert "delivered 3 of 3 event(s) in 3 request(s)" in done.stdout
     assert len(stored(server, t)) == 3
 
 
@@ -192,7 +192,9 @@ def test_send_writes_undelivered_events_to_a_file_send_accepts_again(server: Ser
     with fault_proxy(then=Reply(503, b"down for maintenance")) as proxy:
         done = capigate("send", str(file), "--to", proxy.url, "--pixel", "px_std", "--key", "key-std", "--retries", "0")
     assert done.returncode == 1
-    assert "failed: 3" in done.stdout and "HTTP 503 down for maintenance" in done.stdout
+    assert "delivered 0 of 3 event(s)" in done.stdout and "events/s" not in done.stdout
+    assert "failed: 3 event(s) in 1 request(s)" in done.stdout
+    assert "1 request(s), 1 attempt(s) each: HTTP 503 down for maintenance" in done.stdout
     assert f"failed events written to {failed}" in done.stdout
     lines = failed.read_text().splitlines()
     assert len(lines) == 3 and email not in failed.read_text()  # hashed, ready to resend

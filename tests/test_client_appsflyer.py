@@ -161,7 +161,7 @@ def test_rate_limited_429_is_retried(server: Server) -> None:
 def test_read_timeout_is_not_retried_because_appsflyer_does_not_deduplicate() -> None:
     with (
         fault_proxy(faults=[Reply(delay_s=0.5)], then=Reply(200, b"OK")) as proxy,
-        AppsFlyerClient(APP, KEY, base_url=proxy.url, retry=FAST, timeout_s=0.2) as client,
+        AppsFlyerClient(APP, KEY, base_url=proxy.url, retry=FAST, timeout=0.2) as client,
     ):
         result = client.send([purchase()])
     assert not result.ok and result.requests[0].attempts == 1 and len(proxy.seen) == 1

@@ -281,7 +281,7 @@ def test_read_timeout_is_retried_only_when_every_event_has_a_dedupe_id(server: S
     slow = [Reply(delay_s=0.6), Reply(delay_s=0.6)]
     with (
         fault_proxy(upstream=server.url, faults=list(slow)) as proxy,
-        AxonClient("px_std", "key-std", base_url=proxy.url, retry=FAST, timeout_s=0.3) as client,
+        AxonClient("px_std", "key-std", base_url=proxy.url, retry=FAST, timeout=0.3) as client,
     ):
         without = client.send([page_view(dedupe_id=None)])  # the first slow answer
         with_ids = client.send([page_view()])  # the second, then through

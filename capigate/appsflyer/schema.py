@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta
 
+from capigate.checked_structs import CheckedStruct as Struct
 from capigate.iso import CURRENCY_CODES
 
 __all__ = [

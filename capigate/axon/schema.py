@@ -11,7 +11,9 @@ import functools
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta
+
+from capigate.checked_structs import CheckedStruct as Struct
 
 __all__ = [
     "ACCOUNTING_MODES",

@@ -7,8 +7,9 @@ batcher, the aleid cookie helpers and a reader of a gateway's query API.
     appsflyer.py  AppsFlyerClient, AsyncAppsFlyerClient, in_app_event
     batcher.py    Batcher, AsyncBatcher
     cookies.py    aleid / _axeid helpers for web servers
-    admin.py      GatewayAdmin: /api/events and /api/requests
-    cli_commands.py, _records.py  ``capigate validate``, ``send``, ``events``
+    admin.py      GatewayAdmin, AsyncGatewayAdmin: /api/events and /api/requests
+    cli_commands.py, _records.py  ``capigate validate``, ``send``
+    cli_gateway.py  ``capigate env``, ``events``
 """
 
 from capigate.client._base import (
@@ -19,7 +20,7 @@ from capigate.client._base import (
     RetryPolicy,
     SendResult,
 )
-from capigate.client.admin import GatewayAdmin
+from capigate.client.admin import AsyncGatewayAdmin, GatewayAdmin
 from capigate.client.appsflyer import APPSFLYER_URL, AppsFlyerClient, AsyncAppsFlyerClient, in_app_event
 from capigate.client.axon import AXON_URL, AsyncAxonClient, AxonClient, axon_event
 from capigate.client.batcher import AsyncBatcher, Batcher, BatcherStats
@@ -41,6 +42,7 @@ __all__ = [
     "AsyncAppsFlyerClient",
     "AsyncAxonClient",
     "AsyncBatcher",
+    "AsyncGatewayAdmin",
     "AxonClient",
     "Batcher",
     "BatcherStats",

@@ -78,14 +78,32 @@ class RetryPolicy:
     the request was sent (read timeout, connection reset) may mean the server stored it; such
     a request is retried only when the server drops the repeat: an Axon batch whose every
     event has a ``dedupe_id``. AppsFlyer does not deduplicate, so its clients do not repeat it.
+
+    The budget: ``max_attempts`` tries in all, and no retry that would start later than
+    ``max_elapsed_s`` after the first try (None: no such limit). With the defaults, a request
+    to a dead server (connection refused) is tried 5 times with at most ``max_backoff_total_s``
+    = 7.5 s of waits in between (3.75 s on average); to an unreachable one, add each try's
+    connect timeout (at most 5 s). ``RetryPolicy(max_attempts=1)`` never retries.
     """
 
     max_attempts: int = 5
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0
+    max_elapsed_s: float | None = None
     retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
     rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if self.max_elapsed_s is not None and self.max_elapsed_s < 0:
+            raise ValueError("RetryPolicy.max_elapsed_s must be positive or None")
+
+    @property
+    def max_backoff_total_s(self) -> float:
+        """The longest a request can spend waiting between its tries, Retry-After aside."""
+        return sum(min(self.backoff_max_s, self.backoff_base_s * 2.0**n) for n in range(self.max_attempts - 1))
 
     def backoff_s(self, attempt: int) -> float:
         """The jittered wait after failed attempt number ``attempt`` (1-based)."""
@@ -137,14 +155,20 @@ class RequestResult(msgspec.Struct, kw_only=True):
     warnings: list[Problem] = []  # capigate's; those of the local check when the API sends none
     error: str | None = None  # one line: why it failed
     elapsed_s: float = 0.0
+    url: str = ""  # where the request went
+    body: bytes = b""  # the response body of a failed request, as received
 
     def raise_for_status(self) -> None:
-        """Raise TransportError (no answer) or HTTPStatusError if the request failed."""
+        """Raise TransportError (no answer) or HTTPStatusError (an answer that is not a
+        success: its status_code, body, problems and the server's message) if it failed."""
         if self.ok:
             return
         if self.status == 0:
-            raise TransportError(self.error or "no answer")
-        raise HTTPStatusError(self.status, self.error or "")
+            raise TransportError(f"POST {self.url}: {self.error or 'no answer'}", url=self.url)
+        message = self.error or ""
+        for prefix in (f"HTTP {self.status}: ", f"HTTP {self.status} "):
+            message = message.removeprefix(prefix)
+        raise HTTPStatusError(self.status, message, url=self.url, body=self.body, problems=self.problems)
 
 
 class FailedDelivery(msgspec.Struct, kw_only=True):
@@ -277,8 +301,6 @@ class Core(ABC):
 
     def __init__(self, *, retry: RetryPolicy | None, rate_limit_eps: float | None) -> None:
         self.retry = retry if retry is not None else RetryPolicy()
-        if self.retry.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1")
         self.pacer = Pacer(rate_limit_eps) if rate_limit_eps is not None else None
 
     # --- preparing ---------------------------------------------------------------------
@@ -354,16 +376,26 @@ class Core(ABC):
             assert error is not None
             retry = isinstance(error, _NOT_SENT) or req.safe_to_repeat
             result = self._result(req, attempt, elapsed, ok=False, status=0, error=_describe(error))
-            return result, self._delay(attempt, None) if retry else None
+            result.url = _url_of(error)
+            return result, self._delay(result, None) if retry else None
         result = self.interpret(req, attempt, elapsed, response)
+        result.url = str(response.request.url)
+        if not result.ok:
+            result.body = response.content
         if response.status_code not in self.retry.retry_statuses:
             return result, None
-        return result, self._delay(attempt, response.headers.get("retry-after"))
+        return result, self._delay(result, response.headers.get("retry-after"))
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float | None:
-        if attempt >= self.retry.max_attempts:
+    def _delay(self, result: RequestResult, retry_after: str | None) -> float | None:
+        """The wait before the next try, or None when the retry budget is spent."""
+        if result.attempts >= self.retry.max_attempts:
             return None
-        return self.retry.delay_s(attempt, retry_after)
+        delay = self.retry.delay_s(result.attempts, retry_after)
+        budget = self.retry.max_elapsed_s
+        if budget is not None and result.elapsed_s + delay > budget:
+            result.error = f"{result.error}; no retry after {budget:g} s (RetryPolicy.max_elapsed_s)"
+            return None
+        return delay
 
     @abstractmethod
     def interpret(self, req: PreparedRequest, attempt: int, elapsed: float, response: httpx.Response) -> RequestResult:
@@ -411,6 +443,13 @@ class Core(ABC):
             problems=error.problems,
             warnings=error.warnings,
         )
+
+
+def _url_of(error: httpx.TransportError) -> str:
+    try:
+        return str(error.request.url)
+    except RuntimeError:  # raised before a request was made
+        return ""
 
 
 def _describe(error: httpx.TransportError) -> str:

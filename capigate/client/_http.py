@@ -34,13 +34,19 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClientBase", "SyncClientBase", "http_options"]
 
 
-def http_options(timeout_s: float, max_concurrency: int, headers: dict[str, str] | None) -> dict[str, Any]:
-    if timeout_s <= 0:
-        raise ValueError("timeout_s must be positive")
+def http_options(
+    timeout: float | httpx.Timeout, max_concurrency: int, headers: dict[str, str] | None
+) -> dict[str, Any]:
+    """httpx's options: ``timeout`` in seconds (connecting: at most 5 of them), or an
+    ``httpx.Timeout`` as is."""
+    if not isinstance(timeout, httpx.Timeout):
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     return {
-        "timeout": httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+        "timeout": timeout,
         "limits": httpx.Limits(
             max_connections=max(100, max_concurrency), max_keepalive_connections=max(20, max_concurrency)
         ),
@@ -60,7 +66,7 @@ class SyncClientBase:
         core: Core,
         *,
         base_url: str,
-        timeout_s: float,
+        timeout: float | httpx.Timeout,
         max_concurrency: int,
         transport: httpx.BaseTransport | None,
         headers: dict[str, str] | None,
@@ -68,7 +74,7 @@ class SyncClientBase:
         self._core = core
         self._max_concurrency = max_concurrency
         self._http = httpx.Client(
-            base_url=base_url, transport=transport, **http_options(timeout_s, max_concurrency, headers)
+            base_url=base_url, transport=transport, **http_options(timeout, max_concurrency, headers)
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -179,14 +185,14 @@ class AsyncClientBase:
         core: Core,
         *,
         base_url: str,
-        timeout_s: float,
+        timeout: float | httpx.Timeout,
         max_concurrency: int,
         transport: httpx.AsyncBaseTransport | None,
         headers: dict[str, str] | None,
     ) -> None:
         self._core = core
         self._http = httpx.AsyncClient(
-            base_url=base_url, transport=transport, **http_options(timeout_s, max_concurrency, headers)
+            base_url=base_url, transport=transport, **http_options(timeout, max_concurrency, headers)
         )
         self._max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)

@@ -4,14 +4,19 @@
         for event in admin.follow_events(source="px_demo"):
             print(event.name, event.status)
 
+    async with AsyncGatewayAdmin("http://localhost:8080", admin_token) as admin:
+        async for event in admin.iter_events(source="px_demo"):
+            print(event.name, event.status)
+
 ``GET /api/events`` and ``/api/requests`` answer newest first, a page at a time; ``iter_*``
 walks the pages, ``follow_*`` yields rows as they arrive, oldest first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -22,13 +27,61 @@ from capigate.client._base import USER_AGENT
 from capigate.errors import HTTPStatusError, TransportError
 from capigate.responses import ErrorBody, EventsPage, EventView, RequestsPage, RequestView
 
-__all__ = ["GatewayAdmin"]
+__all__ = ["AsyncGatewayAdmin", "GatewayAdmin"]
 
 Row = TypeVar("Row", EventView, RequestView)
+Page = tuple[list[Row], str | None]
 _decode_events = msgspec.json.Decoder(EventsPage).decode
 _decode_requests = msgspec.json.Decoder(RequestsPage).decode
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _MAX_PAGES_PER_POLL: Final = 20
+
+
+def _client_options(admin_token: str, timeout: float | httpx.Timeout) -> dict[str, Any]:
+    return {"timeout": timeout, "headers": {"Authorization": f"Bearer {admin_token}", "User-Agent": USER_AGENT}}
+
+
+def _params(cursor: str | None, filters: dict[str, Any]) -> dict[str, str]:
+    params = {k: str(v) for k, v in filters.items() if v is not None}
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
+def _no_answer(url: str, exc: httpx.TransportError) -> TransportError:
+    return TransportError(f"GET {url}: {type(exc).__name__}: {exc}", url=url)
+
+
+def _content(response: httpx.Response) -> bytes:
+    """The body of a 200, else HTTPStatusError with the gateway's message and problems."""
+    if response.status_code == 200:
+        return response.content
+    url = str(response.request.url)
+    try:
+        error = _decode_error(response.content)
+    except msgspec.DecodeError:
+        text = response.text.strip()[:200] or response.reason_phrase
+        raise HTTPStatusError(response.status_code, text, url=url, body=response.content) from None
+    raise HTTPStatusError(response.status_code, error.message, url=url, body=response.content, problems=error.problems)
+
+
+def _events_of(content: bytes) -> Page[EventView]:
+    page = _decode_events(content)
+    return page.events, page.next
+
+
+def _requests_of(content: bytes) -> Page[RequestView]:
+    page = _decode_requests(content)
+    return page.requests, page.next
+
+
+def _newer(page: list[Row], newest: int) -> list[Row]:
+    return [r for r in page if r.id > newest]
+
+
+def _reached(page: list[Row], cursor: str | None, newest: int) -> bool:
+    """Whether a poll can stop: no more pages, or this one reaches a row already seen."""
+    return cursor is None or bool(page and page[-1].id <= newest)
 
 
 class GatewayAdmin:
@@ -36,22 +89,18 @@ class GatewayAdmin:
 
     Filters: ``source`` (pixel or app id), ``name``, ``status`` (event status, or request
     HTTP status), ``api`` (requests), ``test_tag`` (events), ``since``/``until`` (epoch ms or
-    ISO 8601), ``limit`` (rows per page, 1..1000)."""
+    ISO 8601), ``limit`` (rows per page, 1..1000). ``timeout`` is httpx's (seconds, or an
+    ``httpx.Timeout``). Errors: ``TransportError`` (no answer) and ``HTTPStatusError``."""
 
     def __init__(
         self,
         base_url: str,
         admin_token: str,
         *,
-        timeout_s: float = 10.0,
+        timeout: float | httpx.Timeout = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url,
-            timeout=timeout_s,
-            transport=transport,
-            headers={"Authorization": f"Bearer {admin_token}", "User-Agent": USER_AGENT},
-        )
+        self._http = httpx.Client(base_url=base_url, transport=transport, **_client_options(admin_token, timeout))
 
     def events(self, *, cursor: str | None = None, **filters: Any) -> EventsPage:
         """One page of events, newest first."""
@@ -63,38 +112,30 @@ class GatewayAdmin:
 
     def iter_events(self, **filters: Any) -> Iterator[EventView]:
         """Every event matching, newest first, page after page."""
-        return self._pages(lambda c: _events_of(self.events(cursor=c, **filters)))
+        return self._pages(lambda c: _events_of(self._get("/api/events", c, filters)))
 
     def iter_requests(self, **filters: Any) -> Iterator[RequestView]:
-        return self._pages(lambda c: _requests_of(self.requests(cursor=c, **filters)))
+        return self._pages(lambda c: _requests_of(self._get("/api/requests", c, filters)))
 
     def follow_events(self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any) -> Iterator[EventView]:
         """Events as they arrive, oldest first, forever: the last ``backlog`` ones first,
         then a poll every ``interval_s`` seconds."""
-        return _follow(lambda c, n: _events_of(self.events(cursor=c, limit=n, **filters)), interval_s, backlog)
+        fetch = lambda c, n: _events_of(self._get("/api/events", c, {**filters, "limit": n}))  # noqa: E731
+        return _follow(fetch, interval_s, backlog)
 
     def follow_requests(self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any) -> Iterator[RequestView]:
-        return _follow(lambda c, n: _requests_of(self.requests(cursor=c, limit=n, **filters)), interval_s, backlog)
+        fetch = lambda c, n: _requests_of(self._get("/api/requests", c, {**filters, "limit": n}))  # noqa: E731
+        return _follow(fetch, interval_s, backlog)
 
     def _get(self, path: str, cursor: str | None, filters: dict[str, Any]) -> bytes:
-        params = {k: str(v) for k, v in filters.items() if v is not None}
-        if cursor:
-            params["cursor"] = cursor
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.get(path, params=_params(cursor, filters))
         except httpx.TransportError as exc:
-            raise TransportError(f"{self._http.base_url}{path}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
-            try:
-                error = _decode_error(response.content)
-                detail = "; ".join([error.message, *(str(p) for p in error.problems)])
-            except msgspec.DecodeError:
-                detail = response.text[:200]
-            raise HTTPStatusError(response.status_code, detail)
-        return response.content
+            raise _no_answer(f"{self._http.base_url}{path}", exc) from exc
+        return _content(response)
 
     @staticmethod
-    def _pages(fetch: Callable[[str | None], tuple[list[Row], str | None]]) -> Iterator[Row]:
+    def _pages(fetch: Callable[[str | None], Page[Row]]) -> Iterator[Row]:
         cursor: str | None = None
         while True:
             rows, cursor = fetch(cursor)
@@ -114,17 +155,88 @@ class GatewayAdmin:
         self.close()
 
 
-def _events_of(page: EventsPage) -> tuple[list[EventView], str | None]:
-    return page.events, page.next
+class AsyncGatewayAdmin:
+    """The async twin of GatewayAdmin: same arguments and methods; ``await`` the pages,
+    ``async for`` over ``iter_*`` and ``follow_*``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        admin_token: str,
+        *,
+        timeout: float | httpx.Timeout = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, transport=transport, **_client_options(admin_token, timeout))
+
+    async def events(self, *, cursor: str | None = None, **filters: Any) -> EventsPage:
+        """One page of events, newest first."""
+        return _decode_events(await self._get("/api/events", cursor, filters))
+
+    async def requests(self, *, cursor: str | None = None, **filters: Any) -> RequestsPage:
+        """One page of the request journal, newest first."""
+        return _decode_requests(await self._get("/api/requests", cursor, filters))
+
+    def iter_events(self, **filters: Any) -> AsyncIterator[EventView]:
+        """Every event matching, newest first, page after page."""
+
+        async def fetch(cursor: str | None) -> Page[EventView]:
+            return _events_of(await self._get("/api/events", cursor, filters))
+
+        return self._pages(fetch)
+
+    def iter_requests(self, **filters: Any) -> AsyncIterator[RequestView]:
+        async def fetch(cursor: str | None) -> Page[RequestView]:
+            return _requests_of(await self._get("/api/requests", cursor, filters))
+
+        return self._pages(fetch)
+
+    def follow_events(self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any) -> AsyncIterator[EventView]:
+        """Events as they arrive, oldest first, until cancelled (as GatewayAdmin's)."""
+
+        async def fetch(cursor: str | None, limit: int) -> Page[EventView]:
+            return _events_of(await self._get("/api/events", cursor, {**filters, "limit": limit}))
+
+        return _follow_async(fetch, interval_s, backlog)
+
+    def follow_requests(
+        self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any
+    ) -> AsyncIterator[RequestView]:
+        async def fetch(cursor: str | None, limit: int) -> Page[RequestView]:
+            return _requests_of(await self._get("/api/requests", cursor, {**filters, "limit": limit}))
+
+        return _follow_async(fetch, interval_s, backlog)
+
+    async def _get(self, path: str, cursor: str | None, filters: dict[str, Any]) -> bytes:
+        try:
+            response = await self._http.get(path, params=_params(cursor, filters))
+        except httpx.TransportError as exc:
+            raise _no_answer(f"{self._http.base_url}{path}", exc) from exc
+        return _content(response)
+
+    @staticmethod
+    async def _pages(fetch: Callable[[str | None], Awaitable[Page[Row]]]) -> AsyncIterator[Row]:
+        cursor: str | None = None
+        while True:
+            rows, cursor = await fetch(cursor)
+            for row in rows:
+                yield row
+            if cursor is None:
+                return
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
-def _requests_of(page: RequestsPage) -> tuple[list[RequestView], str | None]:
-    return page.requests, page.next
-
-
-def _follow(
-    fetch: Callable[[str | None, int], tuple[list[Row], str | None]], interval_s: float, backlog: int
-) -> Iterator[Row]:
+def _follow(fetch: Callable[[str | None, int], Page[Row]], interval_s: float, backlog: int) -> Iterator[Row]:
     """Rows newer than the newest seen, oldest first. Pages are newest first: read pages
     until one reaches a row already seen (at most _MAX_PAGES_PER_POLL a poll)."""
     rows, _ = fetch(None, max(1, min(backlog, 1000)))
@@ -136,9 +248,32 @@ def _follow(
         cursor: str | None = None
         for _ in range(_MAX_PAGES_PER_POLL):
             page, cursor = fetch(cursor, 200)
-            fresh += [r for r in page if r.id > newest]
-            if cursor is None or (page and page[-1].id <= newest):
+            fresh += _newer(page, newest)
+            if _reached(page, cursor, newest):
                 break
         if fresh:
             newest = max(r.id for r in fresh)
             yield from reversed(fresh)
+
+
+async def _follow_async(
+    fetch: Callable[[str | None, int], Awaitable[Page[Row]]], interval_s: float, backlog: int
+) -> AsyncIterator[Row]:
+    """As ``_follow``, awaiting."""
+    rows, _ = await fetch(None, max(1, min(backlog, 1000)))
+    newest = max((r.id for r in rows), default=0)
+    for row in reversed(rows[:backlog]):
+        yield row
+    while True:
+        await asyncio.sleep(interval_s)
+        fresh: list[Row] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES_PER_POLL):
+            page, cursor = await fetch(cursor, 200)
+            fresh += _newer(page, newest)
+            if _reached(page, cursor, newest):
+                break
+        if fresh:
+            newest = max(r.id for r in fresh)
+            for row in reversed(fresh):
+                yield row

@@ -158,7 +158,7 @@ def _echo_invalid(source: Source, origins: list[tuple[Record, str]], error: Inva
 
 
 class _Progress:
-    """A rich progress bar on stderr: events sent, events/s, failures."""
+    """A rich progress bar on stderr: events done, delivered events/s, failures."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         from rich.console import Console
@@ -170,7 +170,7 @@ class _Progress:
             TextColumn("[bold]sending"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} events/s"),
+            TextColumn("{task.fields[rate]} delivered/s"),
             TextColumn("[red]{task.fields[failed]} failed"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
@@ -181,27 +181,26 @@ class _Progress:
     def __call__(self, result: RequestResult) -> None:
         self.failed += 0 if result.ok else result.events
         self.progress.advance(self.task, result.events)
-        done = self.progress.tasks[0].completed
-        rate = done / max(time.monotonic() - self.started, 1e-6)
+        delivered = self.progress.tasks[0].completed - self.failed
+        rate = delivered / max(time.monotonic() - self.started, 1e-6)
         self.progress.update(self.task, rate=f"{rate:,.0f}", failed=self.failed)
 
 
 def _summary(result: SendResult, url: str, elapsed_s: float) -> None:
-    rate = result.events / max(elapsed_s, 1e-6)
-    click.echo(
-        f"sent {result.events} event(s) in {len(result.requests)} request(s) to {url} in {elapsed_s:.2f} s ({rate:,.0f} events/s)"
-    )
+    """What was delivered and what failed, and why: the rate counts delivered events only."""
     delivered = result.events - result.failed_events
-    stored = result.stored
-    detail = (
-        ""
-        if stored is None
-        else f" (stored {stored}, duplicates {sum(r.duplicates or 0 for r in result.requests if r.ok)})"
+    rate = f" ({delivered / max(elapsed_s, 1e-6):,.0f} events/s)" if delivered else ""
+    click.echo(
+        f"delivered {delivered} of {result.events} event(s) in {len(result.requests)} request(s) "
+        f"to {url} in {elapsed_s:.2f} s{rate}"
     )
-    click.echo(f"  delivered: {delivered}{detail}")
-    click.echo(f"  failed: {result.failed_events}")
-    for error, count in Counter(r.error or f"HTTP {r.status}" for r in result.requests if not r.ok).most_common(5):
-        click.echo(f"    {count} request(s): {error}")
+    if result.stored is not None and delivered:
+        click.echo(f"  stored: {result.stored}, duplicates: {sum(r.duplicates or 0 for r in result.requests if r.ok)}")
+    failed = [r for r in result.requests if not r.ok]
+    click.echo(f"  failed: {result.failed_events}" + (f" event(s) in {len(failed)} request(s)" if failed else ""))
+    reasons = Counter((r.error or f"HTTP {r.status}", r.attempts) for r in failed)
+    for (error, attempts), count in reasons.most_common(5):
+        click.echo(f"    {count} request(s), {attempts} attempt(s) each: {error}")
     codes = Counter(w.code for w in result.warnings)
     if codes:
         click.echo(f"  warnings: {sum(codes.values())} ({', '.join(f'{c} x{n}' for c, n in codes.most_common())})")
@@ -246,7 +245,7 @@ def _summary(result: SendResult, url: str, elapsed_s: float) -> None:
 @click.option(
     "--failed-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write undelivered events [default: FILE.failed.jsonl].",
+    help="Where to write undelivered events [default: FILE's name with .failed.jsonl, e.g. events.failed.jsonl].",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 def send(
@@ -280,7 +279,7 @@ def send(
     events, origins, refused = _flatten(source, api)
     options: dict[str, Any] = {
         "base_url": base_url,
-        "timeout_s": timeout_s,
+        "timeout": timeout_s,
         "retry": RetryPolicy(max_attempts=retries + 1),
         "max_concurrency": concurrency,
         "rate_limit_eps": rate_eps,
