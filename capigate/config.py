@@ -1,7 +1,9 @@
 """capigate.toml: the configuration file, its types, its checks and its first-run default.
 
-The file's shape is a user-facing contract documented in the README; every mistake stops
-start-up with a ConfigError naming the file, the key and the fix.
+The file's shape is a user-facing contract: each key's type, default and help are in the table
+of ``capigate/settings.py``, which documents these Structs and renders both the file written
+on first start and the README's block. Every mistake stops start-up with a ConfigError naming
+the file, the key and the fix.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from msgspec import Meta, Struct
 
 from capigate.axon.profiles import PROFILES
 from capigate.errors import ConfigError
+from capigate.settings import render, struct_doc
 
 __all__ = [
     "AppsFlyerApp",
@@ -34,21 +37,19 @@ PositiveFloat = Annotated[float, Meta(gt=0)]
 
 
 class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
-    """Where and how a source's accepted events are relayed (``[…relay]``; see capigate/relay)."""
-
-    url: Annotated[str, Meta(pattern=r"^https?://[^/?#]+(/[^?#]*)?$")] | None = None  # default: the real API
-    api_key: str | None = None  # default: the source's own key (the pixel's, the app's first)
-    api_key_env: str | None = None  # or the name of an environment variable holding it
+    url: Annotated[str, Meta(pattern=r"^https?://[^/?#]+(/[^?#]*)?$")] | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
     enabled: bool = True
-    batch_size: Annotated[int, Meta(ge=1, le=100)] = 100  # Axon events per upstream request
-    concurrency: Annotated[int, Meta(ge=1, le=64)] = 4  # upstream requests in flight
+    batch_size: Annotated[int, Meta(ge=1, le=100)] = 100
+    concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
     max_attempts: Annotated[int, Meta(ge=1)] = 50
     max_age_hours: PositiveFloat = 72.0
-    timeout_s: PositiveFloat = 10.0  # one upstream request, all included
-    backoff_base_s: PositiveFloat = 1.0  # retry delays: full jitter up to base * 2**failures ...
-    backoff_max_s: PositiveFloat = 600.0  # ... capped here, and never under Retry-After ...
-    max_retry_after_s: PositiveFloat = 86400.0  # ... up to this: a longer Retry-After waits this long
-    poll_interval_s: PositiveFloat = 1.0  # look for work queued by other processes this often
+    timeout_s: PositiveFloat = 10.0
+    backoff_base_s: PositiveFloat = 1.0
+    backoff_max_s: PositiveFloat = 600.0
+    max_retry_after_s: PositiveFloat = 86400.0
+    poll_interval_s: PositiveFloat = 1.0
 
 
 class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -57,13 +58,12 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     workers: Positive = 1
     max_body_bytes: Positive = 1_048_576
-    header_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0  # a request's head, or a silent connection
-    body_timeout_s: PositiveFloat = 30.0  # a request's body, once the handler asks for it
-    idle_timeout_s: PositiveFloat = 60.0  # a keep-alive connection with no new request
-    max_connections: Positive = 1024  # per worker; more wait in the listen backlog
+    header_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0
+    body_timeout_s: PositiveFloat = 30.0
+    idle_timeout_s: PositiveFloat = 60.0
+    max_connections: Positive = 1024
     log_format: Literal["plain", "json"] = "plain"
     log_requests: bool = True
-    # Peers (load balancers) whose X-Forwarded-For gives the client's address in the journal.
     trusted_proxies: list[str] = []
 
 
@@ -73,7 +73,6 @@ class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     dedupe_retention_days: PositiveFloat = 30.0
     journal_retention_days: PositiveFloat = 7.0
     journal_max_rows: Positive = 1_000_000
-    # Accepted events, unless still waiting to be relayed (pending or dead); inf: for ever.
     event_retention_days: PositiveFloat = 30.0
 
 
@@ -89,6 +88,13 @@ class AppsFlyerApp(Struct, kw_only=True, forbid_unknown_fields=True):
     keys: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
     dedupe_key: Literal["af_order_id"] | None = None
     relay: RelaySettings | None = None
+
+
+RelaySettings.__doc__ = struct_doc("Where and how a source's accepted events are relayed (``[…relay]``).", "relay")
+ServerSettings.__doc__ = struct_doc("The ``[server]`` table.", "server")
+StoreSettings.__doc__ = struct_doc("The ``[store]`` table.", "store")
+AxonPixel.__doc__ = struct_doc("One ``[[axon.pixels]]`` table, and its optional relay.", "axon.pixels")
+AppsFlyerApp.__doc__ = struct_doc("One ``[[appsflyer.apps]]`` table, and its optional relay.", "appsflyer.apps")
 
 
 class AxonSection(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -186,39 +192,22 @@ def _check_unique(file: str, config: Config) -> None:
         seen.add(app.app_id)
 
 
-_DEFAULT = """\
-# capigate configuration, written on first start. See the README for every key.
+_HEADER = """\
+# capigate configuration, written on first start: every key, with its default commented out.
+# The demo sources below forward nothing: add a relay table (uncomment it) to relay a source.
 
-[server]
-admin_token = "{admin}"   # guards /api/* and the inspector
-# host = "127.0.0.1"
-# port = 8080
-# max_body_bytes = 1048576
-
-[store]
-# url = "capigate.db"          # or postgresql://user@host/db
-# dedupe_retention_days = 30
-# journal_retention_days = 7
-# event_retention_days = 30    # inf keeps events for ever
-
-[[axon.pixels]]
-pixel_id = "px_demo"
-api_key = "{axon_key}"
-profile = "standard"          # standard | lead_gen | lead_gen_restricted
-
-[[appsflyer.apps]]
-app_id = "com.example.demo"
-keys = ["{af_key}"]
 """
 
 
 def write_default_config(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = _DEFAULT.format(
-        admin=secrets.token_urlsafe(24),
-        axon_key=secrets.token_urlsafe(24),
-        af_key=secrets.token_urlsafe(18),
-    )
+    secrets_given = {
+        "server.admin_token": secrets.token_urlsafe(24),
+        "axon.pixels.api_key": secrets.token_urlsafe(24),
+        "appsflyer.apps.app_id": "com.example.demo",
+        "appsflyer.apps.keys": [secrets.token_urlsafe(18)],
+    }
+    text = _HEADER + render(secrets_given, relay_table=False)
     with path.open("x", encoding="utf-8") as f:
         f.write(text)
     path.chmod(0o600)
