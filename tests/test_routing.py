@@ -44,9 +44,9 @@ def test_another_method_on_a_known_path_keeps_the_paths_journaling_and_label() -
     assert router.match("GET", "/inappevent/x").metric == "/inappevent/{app_id}"
 
 
-def test_the_ingest_endpoints_are_journaled_and_the_reads_are_not() -> None:
+def test_the_ingest_endpoints_and_logins_are_journaled_and_the_reads_are_not() -> None:
     journaled = {r.path for r in ROUTES if r.journaled}
-    assert journaled == {"/v1/event", "/inappevent/{app_id}"}
+    assert journaled == {"/v1/event", "/inappevent/{app_id}", "/login"}  # a failed login leaves a trace
     assert router.match("GET", "/").handler is pages.get_page
     assert not router.match("GET", "/api/events/x").journaled
 
