@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -155,7 +156,7 @@ def test_the_retry_budget_is_stated_and_configurable() -> None:
     assert RetryPolicy().max_attempts == 5 and RetryPolicy().max_backoff_total_s == 7.5
     assert RetryPolicy(max_attempts=1).max_backoff_total_s == 0
     url = f"http://127.0.0.1:{free_port()}"
-    fast = {"backoff_base_s": 0.01, "backoff_max_s": 0.01}
+    fast: dict[str, Any] = {"backoff_base_s": 0.01, "backoff_max_s": 0.01}
     for policy, attempts in [(RetryPolicy(**fast), 5), (RetryPolicy(max_attempts=2, **fast), 2)]:
         with AxonClient("px_std", "k", base_url=url, retry=policy) as client:
             assert client.send([page_view()]).requests[0].attempts == attempts
