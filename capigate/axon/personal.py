@@ -89,11 +89,15 @@ def _clean(
     (user_data's) hashes them."""
     out: dict[str, Any] | None = None
     for key, value in obj.items():
-        here = join(path, shown_key(key))
         if key in known:
             inner = nested.get(key)
-            new = inner(value, here, report) if inner is not None else value
+            if inner is None:  # the common case: a defined field, left to the schema
+                if out is not None:
+                    out[key] = value
+                continue
+            new = inner(value, join(path, key), report)
         elif looks_personal(key, value):
+            here = join(path, shown_key(key))
             new = look_alike(key, value, here, report) if look_alike is not None else None
             if new is None:
                 report.warn(
@@ -105,7 +109,7 @@ def _clean(
                 out = _copy_until(obj, key) if out is None else out
                 continue
         elif isinstance(value, (dict, list)):
-            new = without_personal(value, here, report, _SEND_HASHED, 1)
+            new = without_personal(value, join(path, key), report, _SEND_HASHED, 1)
         else:
             new = value
         if new is not value and out is None:
