@@ -12,7 +12,8 @@ neighbour hurts each of them alike; ratios are taken within a round and their me
 Targets: ``prism`` (installed by this script into ``bench/.node`` with npm; ``prism-quiet``:
 the same, logging errors only), ``capigate`` (this
 tree), ``capigate@REF`` (the tree of git commit REF, run from a ``git archive`` copy: the A/B
-of a change), ``ceiling-rsgi`` (the empty RSGI app). Prism validates each request against the
+of a change), ``capigate-2w`` (this tree with 2 workers, for the scaling; ``--workers`` sets the
+others'), ``ceiling-rsgi`` (the empty RSGI app). Prism validates each request against the
 OpenAPI (400 when invalid, 401 without a bearer key) and answers 200 with no body; it stores
 nothing. Nothing leaves 127.0.0.1.
 Results: ``bench/results/peer.md`` and ``peer.json``.
@@ -114,8 +115,9 @@ def _command(name: str, port: int, args: argparse.Namespace, workdir: Path) -> t
     if db.startswith("postgresql://"):
         sep = "&" if "?" in db else "?"
         db = f"{db}{sep}schema=capigate_peer_{os.getpid()}_{port}"
+    workers = name.rpartition("-")[2].removesuffix("w") if name.endswith("w") else str(args.workers)
     serve = ["serve", "--config", str(config), "--db", db, "--host", HOST, "--port", str(port)]
-    return [sys.executable, "-m", "capigate", *serve, "--workers", str(args.workers), "--no-relay"], env, cwd
+    return [sys.executable, "-m", "capigate", *serve, "--workers", workers, "--no-relay"], env, cwd
 
 
 def _accepts(port: int, body: bytes) -> bool:

@@ -15,6 +15,7 @@ problem at its path. Both paths give the same answers (tests/test_axon_typed.py)
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import types
@@ -213,22 +214,39 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
     if currency is not None and currency.upper() not in CURRENCY_CODES:
         return False
     quantity_required = name in rules._QUANTITY_REQUIRED
-    for list_key in ("items", "results"):
-        items = getattr(data, list_key, None)
+    for list_key in _ITEM_LISTS[type(data)]:
+        items = getattr(data, list_key)
         if items is None:
             continue
         for i, item in enumerate(items):
             if quantity_required and item.quantity is None:
                 return False
             category = item.item_category_id
-            if isinstance(category, str) and not category.isdigit():
+            if type(category) is str and not category.isdigit():
                 return False
-            missing = [k for k in rules._ITEM_RECOMMENDED if getattr(item, k) is None]
-            if missing:
-                message = rules._missing_item_fields(frozenset(missing))
+            message = _MISSING_ITEM_FIELDS[
+                (
+                    item.item_name is None,
+                    item.item_variant_id is None,
+                    item.price is None,
+                    item.image_url is None,
+                    category is None,
+                )
+            ]
+            if message is not None:
                 report.warn(f"{path}.{list_key}[{i}]", "missing_recommended", message)
     _check_items_value(data, path, report)
     return True
+
+
+# rules._ITEM_RECOMMENDED, in its order: which are missing -> rules.py's message (None: none).
+assert rules._ITEM_RECOMMENDED == ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
+_MISSING_ITEM_FIELDS: dict[tuple[bool, ...], str | None] = {
+    flags: rules._missing_item_fields(frozenset(k for k, f in zip(rules._ITEM_RECOMMENDED, flags, strict=True) if f))
+    if any(flags)
+    else None
+    for flags in itertools.product((False, True), repeat=5)
+}
 
 
 def _check_items_value(data: Any, path: str, report: Report) -> None:
@@ -269,15 +287,19 @@ class _Spec:
     no_mpd: bool
 
 
+_ITEM_LISTS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its lists of items
+
+
 @functools.cache
 def _spec(profile: Profile) -> _Spec:
     event = _strict(ServerEvent, {}, raw_data=True)
     batch = _strict(AxonBatch, {ServerEvent: event})
-    data = {
-        name: msgspec.json.Decoder(_strict(schema, {}))
-        for name, schema in DATA_SCHEMAS.items()
-        if schema is not None and name in profile.events
-    }
+    data = {}
+    for name, schema in DATA_SCHEMAS.items():
+        if schema is not None and name in profile.events:
+            strict = _strict(schema, {})
+            _ITEM_LISTS[strict] = tuple(k for k in ("items", "results") if k in strict.__struct_fields__)
+            data[name] = msgspec.json.Decoder(strict)
     user_fields = [f.name for f in msgspec.structs.fields(UserData)]
     allowed = profile.user_fields
     forbidden = tuple(k for k in user_fields if allowed is not None and k not in allowed)
