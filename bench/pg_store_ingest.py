@@ -38,7 +38,7 @@ async def run(store: PostgresStore, batches: list[list[NewEvent]], coroutines: i
                     method="POST", path="/v1/event", status=200, client_ip="203.0.113.7",
                     user_agent="bench", latency_ms=1.0, events_received=len(batch), events_stored=len(batch),
                 )  # fmt: skip
-                await store.record_request(record)
+                await store.record_requests([record])
 
     started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(coroutines)))

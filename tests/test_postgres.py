@@ -27,10 +27,11 @@ from capigate.store import (
     RequestQuery,
     RequestRecord,
     open_store,
-    pg_outbox,
-    pg_schema,
 )
 from capigate.store import postgres as pg
+from capigate.store.postgres import outbox as pg_outbox
+from capigate.store.postgres import queries as pg_queries
+from capigate.store.postgres import schema as pg_schema
 from capigate.store.postgres import split_options
 from tests.storekit import PG_URL, close_loop, run
 from tests.storekit import pg_schema as fresh_schema
@@ -186,8 +187,8 @@ def test_each_node_sees_the_events_and_journal_of_the_others(schema: str) -> Non
         try:
             await a.ingest([event(1)], request_id="ra", received_at_ms=T0)
             await b.ingest([event(2)], request_id="rb", received_at_ms=T0 + 1)
-            await b.record_request(journal("rb"))
-            await a.record_request(journal("ra"))
+            await b.record_requests([journal("rb")])
+            await a.record_requests([journal("ra")])
             events, _ = await a.query_events(EventQuery())
             requests, _ = await b.query_requests(RequestQuery())
             return [e.payload["n"] for e in events], [r.request_id for _, r in requests]
@@ -366,7 +367,7 @@ def test_postgresql_query_plans_read_through_the_indexes(schema: str, case: tupl
 @pytest.mark.parametrize("source", [None, "px1"])
 def test_stats_read_only_the_window_of_the_journal_and_the_dead_letters(schema: str, source: str | None) -> None:
     init(schema)
-    (journal, journal_params), (dead, dead_params) = pg_outbox.stats_sql(source, T0, T0 + 60_000, 60_000)
+    (journal, journal_params), (dead, dead_params) = pg_queries.stats_sql(source, T0, T0 + 60_000, 60_000)
     assert "Index Scan using requests_received_at" in explain(schema, journal, journal_params)
     assert "outbox_dead" in explain(schema, dead, dead_params)
 

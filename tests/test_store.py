@@ -27,8 +27,8 @@ from capigate.store import (
     base,
     open_store,
 )
-from capigate.store import postgres as postgres_module
 from capigate.store import sqlite as sqlite_module
+from capigate.store.sqlite import ingest as sqlite_ingest
 from tests.storekit import run
 
 T = TypeVar("T")
@@ -177,7 +177,7 @@ def test_record_requests_writes_every_entry_of_a_buffered_batch(store: Store) ->
 
 def test_prune_removes_journal_entries_older_than_journal_days(store: Store) -> None:
     for n, age_days in enumerate([10, 7, 1]):
-        run(store.record_request(record(n, received_at=T0 - age_days * DAY_MS)))
+        run(store.record_requests([record(n, received_at=T0 - age_days * DAY_MS)]))
     pruned = run(store.prune(T0, Retention(journal_days=7)))
     assert pruned.requests == 1  # exactly 7 days old is not older than 7 days
     rows, _ = run(store.query_requests(RequestQuery()))
@@ -186,7 +186,7 @@ def test_prune_removes_journal_entries_older_than_journal_days(store: Store) -> 
 
 def test_prune_keeps_at_most_journal_max_rows_removing_the_oldest(store: Store) -> None:
     for n in range(10):
-        run(store.record_request(record(n)))
+        run(store.record_requests([record(n)]))
     pruned = run(store.prune(T0, Retention(journal_days=365, journal_max_rows=4)))
     assert pruned.requests == 6
     rows, _ = run(store.query_requests(RequestQuery()))
@@ -203,7 +203,7 @@ def test_request_records_round_trip_with_problems_and_warnings(store: Store) -> 
         1, problems=problems, warnings=warnings, events_received=3, events_stored=2,
         events_duplicate=1, test_tag="t", source=None, client_ip=None, user_agent=None,
     )  # fmt: skip
-    run(store.record_request(original))
+    run(store.record_requests([original]))
     [(row_id, stored)] = run(store.query_requests(RequestQuery()))[0]
     assert row_id >= 1
     assert stored == original
@@ -222,7 +222,7 @@ def filled(store: Store) -> Store:
             for tag in (None, "t1"):
                 for _ in range(2):
                     ingest(store, [event(n, source=source, name=name, test_tag=tag)], T0 + n * 1000)
-                    run(store.record_request(record(n, source=source, status=200 + n % 3 * 100)))
+                    run(store.record_requests([record(n, source=source, status=200 + n % 3 * 100)]))
                     n += 1
     return store
 
@@ -368,7 +368,7 @@ def test_a_failing_job_rolls_back_alone_inside_its_group_commit(
                 request_id="r2",
                 received_at_ms=T0,
             ),
-            sqlite_store.record_request(record(3)),
+            sqlite_store.record_requests([record(3)]),
         ]
         tasks = [asyncio.ensure_future(job) for job in jobs]
         await asyncio.sleep(0)  # every task has queued its job
@@ -461,7 +461,7 @@ def test_a_reopened_store_sees_everything_written_before(make_store: Callable[[]
     first = make_store()
     run(first.open())
     ingest(first, [event(0, dedupe_id="a"), event(1)])
-    run(first.record_request(record(0)))
+    run(first.record_requests([record(0)]))
     run(first.close())
     second = make_store()
     run(second.open())
@@ -546,7 +546,7 @@ PLANS = {
         "requests_received_at (received_at>?)",
     ),
     "dedupe-lookup": (
-        (sqlite_module._seen_sql(4), ["s", "a", "b", None, None]),
+        (sqlite_ingest._seen_sql(4), ["s", "a", "b", None, None]),
         "PRIMARY KEY (source=? AND dedupe_id=?)",
     ),
     "prune-keys": (
@@ -612,6 +612,5 @@ def test_open_store_refuses_what_it_cannot_open(url: str, message: str) -> None:
 def test_store_package_exports_a_sorted_complete_list() -> None:
     exported = capigate.store.__all__
     assert exported == sorted(exported)
-    modules = (base, sqlite_module, postgres_module)
-    assert set(exported) == {name for m in modules for name in m.__all__} - {"SCHEMA_VERSION"} | {"open_store"}
+    assert set(exported) == {*base.__all__, "SQLiteStore", "PostgresStore", "open_store"}
     assert all(hasattr(capigate.store, name) for name in exported)

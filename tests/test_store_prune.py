@@ -26,9 +26,9 @@ from capigate.store import (
     Retention,
     SQLiteStore,
     Store,
-    pg_prune,
-    sqlite_prune,
 )
+from capigate.store.postgres import prune as pg_prune
+from capigate.store.sqlite import prune as sqlite_prune
 from tests.conftest import DEFAULT_CONFIG, make_server
 from tests.storekit import PG_URL, pg_schema, run
 from tests.test_store_outbox import AXON, T0, claim, depth, events_by_id, ingest, new_event

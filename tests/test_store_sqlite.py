@@ -23,7 +23,7 @@ import pytest
 
 from capigate.errors import StoreError
 from capigate.store import EventQuery, IngestResult, NewEvent, SQLiteStore
-from capigate.store.sqlite_lock import ProcessLock
+from capigate.store.sqlite.lock import ProcessLock
 from tests.storekit import run
 
 T0 = 1_700_000_000_000

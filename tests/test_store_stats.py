@@ -10,7 +10,7 @@ import pytest
 
 from capigate.errors import Problem
 from capigate.store import AttemptOutcome, NewEvent, RequestRecord, SQLiteStore, StatsBucket, Store
-from capigate.store.sqlite import stats_sql
+from capigate.store.sqlite.queries import stats_sql
 from tests.storekit import run
 
 MINUTE = 60_000
@@ -49,7 +49,7 @@ def fill_journal(store: Store) -> None:
         record(T0 + 5 * MINUTE, "px_a", 200, 1, 1),  # outside the window asked for
         record(T0 - 1, "px_a", 200, 1, 1),  # before it
     ):
-        run(store.record_request(r))
+        run(store.record_requests([r]))
 
 
 def test_stats_total_the_journal_per_bucket_and_source(store: Store) -> None:

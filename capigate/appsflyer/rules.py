@@ -66,6 +66,7 @@ from capigate.appsflyer.schema import (
 )
 from capigate.checking import Report, check_struct, did_you_mean, join, shown_value, top_key
 from capigate.errors import Problem
+from capigate.events import NewEvent
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
@@ -77,7 +78,6 @@ from capigate.identity import (
 )
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
-from capigate.store.base import NewEvent
 
 __all__ = [
     "FUTURE_SKEW_MS",

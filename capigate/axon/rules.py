@@ -29,9 +29,9 @@ from capigate.axon.schema import (
 )
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
+from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
 from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
-from capigate.store.base import NewEvent
 
 __all__ = ["MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from capigate.errors import StoreError
+from capigate.events import NewEvent
 from capigate.store.base import (
     AttemptOutcome,
     DeadLetterQuery,
@@ -16,17 +17,18 @@ from capigate.store.base import (
     DeliveryAttempt,
     EventQuery,
     IngestResult,
-    NewEvent,
     OutboxDepth,
     PruneResult,
     RequestQuery,
     RequestRecord,
     Retention,
+    SchemaStatus,
     StatsBucket,
     Store,
     StoredEvent,
+    WriterStats,
 )
-from capigate.store.sqlite import SQLiteStore, WriterStats
+from capigate.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from capigate.store.postgres import PostgresStore
@@ -46,6 +48,7 @@ __all__ = [
     "RequestRecord",
     "Retention",
     "SQLiteStore",
+    "SchemaStatus",
     "StatsBucket",
     "Store",
     "StoredEvent",

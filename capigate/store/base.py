@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 import msgspec
 
 from capigate.errors import Problem
+from capigate.events import NewEvent
 from capigate.responses import EventView
 
 __all__ = [
@@ -28,27 +30,14 @@ __all__ = [
     "RequestQuery",
     "RequestRecord",
     "Retention",
+    "SchemaStatus",
     "StatsBucket",
     "Store",
     "StoredEvent",
+    "WriterStats",
 ]
 
 _DAY_MS: Final = 86_400_000
-
-
-class NewEvent(msgspec.Struct, kw_only=True):
-    """An accepted event, normalised and hashed, ready to be written."""
-
-    api: str  # "axon" | "appsflyer"
-    source: str  # pixel id or app id
-    name: str
-    event_time_ms: int
-    dedupe_id: str | None
-    payload: bytes  # JSON
-    test_tag: str | None = None
-    # The relay destination this event is queued for, in the same transaction as the event;
-    # None when its source has no relay or the event was sent in test mode.
-    destination: str | None = None
 
 
 # A stored event is exactly what the query API shows: one type, not a copy per layer.
@@ -207,6 +196,33 @@ class OutboxDepth(msgspec.Struct, kw_only=True):
     oldest_pending_at: int | None  # received_at of the oldest undelivered event, ms
 
 
+class WriterStats(msgspec.Struct, kw_only=True):
+    """Counters of a store's writer: ``jobs / groups`` is the mean group-commit size."""
+
+    groups: int = 0
+    jobs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Where a store's database schema is, for ``capigate migrate`` and ``serve``'s check."""
+
+    store: str  # what to call it in messages (a PostgreSQL password is hidden)
+    version: int  # 0: no schema yet
+    latest: int  # the newest version this capigate knows
+    pending: list[tuple[int, str]]  # (version, what it does)
+
+    @property
+    def too_new(self) -> bool:
+        return self.version > self.latest
+
+    def refusal(self) -> str:
+        return (
+            f"{self.store}: the database has schema version {self.version}; this capigate knows up to "
+            f"{self.latest}: upgrade capigate before starting it on this database"
+        )
+
+
 class Store(Protocol):
     """One gateway node's access to its store. All methods are safe to call concurrently."""
 
@@ -214,13 +230,18 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def schema_status(self) -> SchemaStatus:
+        """Where the database's schema is, read without changing it (no open store needed).
+        StoreError if the database is unreachable."""
+        ...
+
+    async def migrate(self) -> None:
+        """Apply the pending schema steps, as ``open()`` does first (no open store needed)."""
+        ...
+
     async def ingest(self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int) -> IngestResult:
         """Write the events of one request in one transaction, first ``dedupe_id`` per source
         winning (within the batch too). Returns once committed durably."""
-        ...
-
-    async def record_request(self, record: RequestRecord) -> None:
-        """Append one entry to the request journal."""
         ...
 
     async def record_requests(self, records: Sequence[RequestRecord]) -> None:
@@ -256,7 +277,7 @@ class Store(Protocol):
         """Raise StoreError unless a write would succeed now."""
         ...
 
-    # --- the inspector's login sessions (store/sessions.py) ------------------------------
+    # --- the inspector's login sessions (sqlite/sessions.py, postgres/sessions.py) -----------
 
     async def put_session(self, key: str, expires_at_ms: int, now_ms: int) -> None:
         """Record a session (``key`` is a digest, never the cookie), and forget the expired ones."""

@@ -18,9 +18,9 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.errors import StoreError
-from capigate.store import sessions
+from capigate.store.postgres import sessions
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "apply_pending", "pending", "read_version"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "apply_pending", "pending", "pg_text", "read_version"]
 
 # One lock per PostgreSQL schema: deployments in other schemas of the database never wait.
 _LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext('capigate-migrate:' || coalesce(current_schema(), '')))"
@@ -132,7 +132,7 @@ MIGRATIONS: Final = (
             )""",
         ),
     ),
-    Migration(2, "the inspector's login sessions", sessions.PG_SCHEMA),
+    Migration(2, "the inspector's login sessions", sessions.SCHEMA),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -183,3 +183,10 @@ async def apply_pending(conn: psycopg.AsyncConnection[TupleRow]) -> list[Migrati
                 (step.version, step.description, now_ms),
             )
     return steps
+
+
+def pg_text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD (JSON payloads are bytea, intact)."""
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")

@@ -1,4 +1,4 @@
-"""The relay outbox of the SQLite store: its tables, and the jobs ``SQLiteStore`` runs on them.
+"""The relay outbox of the SQLite store: the jobs ``SQLiteStore`` runs on it (tables: schema.py).
 
 The write jobs (``claim``, ``settle``, ``release``, ``replay``, and the outbox rows of
 ``ingest``) run on the store's writer thread, inside its group transaction; ``query_attempts``
@@ -35,15 +35,14 @@ from typing import Any, Final
 
 import msgspec
 
-from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, NewEvent, OutboxDepth
-from capigate.store.outbox import MOVES, RELAY_STATES, attempt_key, final_positions
+from capigate.events import NewEvent
+from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, OutboxDepth
+from capigate.store.outbox import MOVES, attempt_key, final_positions
 
 __all__ = [
     "EVENT_JOIN",
     "INSERT_OUTBOX",
-    "OUTBOX_SCHEMA",
     "OUTBOX_WIDTH",
-    "RELAY_STATES",
     "claim",
     "in_chunks",
     "outbox_depths",
@@ -57,41 +56,6 @@ __all__ = [
 
 _encode = msgspec.json.Encoder().encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
-
-OUTBOX_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS outbox (
-        first_id INTEGER PRIMARY KEY,
-        last_id INTEGER NOT NULL,
-        destination TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        queued_at INTEGER NOT NULL,
-        next_attempt_at INTEGER NOT NULL,
-        lease_owner TEXT,
-        last_status INTEGER,
-        last_error TEXT,
-        arrived_at INTEGER NOT NULL,
-        attempt_ids TEXT NOT NULL DEFAULT ''
-    )""",
-    # claim(): the oldest pending runs of a destination; a run leaves it once final.
-    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, first_id) WHERE state = 'pending'",
-    "CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination, first_id) WHERE state = 'dead'",
-    """CREATE TABLE IF NOT EXISTS attempts (
-        id INTEGER PRIMARY KEY,
-        destination TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        result TEXT NOT NULL,
-        status INTEGER,
-        latency_ms REAL NOT NULL,
-        error TEXT,
-        response_headers BLOB NOT NULL,
-        response_body TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS outbox_delivered (
-        destination TEXT PRIMARY KEY,
-        delivered INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-)
 
 _COLUMNS: Final = (
     "last_id, destination, state, attempts, queued_at, next_attempt_at, lease_owner, last_status, last_error, "

@@ -1,7 +1,7 @@
-"""The relay outbox and the inspector's statistics on PostgreSQL: the statements
-``PostgresStore`` runs on its pool, each one statement (so one snapshot, one transaction).
+"""The relay outbox on PostgreSQL: the statements ``PostgresStore`` runs on its pool, each
+one statement (so one snapshot, one transaction).
 
-The tables (``pg_schema``) mirror the SQLite store's: ``outbox`` (one row per relayed event:
+The tables (schema.py) mirror the SQLite store's: ``outbox`` (one row per relayed event:
 state, attempts, due time or lease expiry, lease owner, last status and error), ``attempts``
 (one row per upstream request), ``attempt_events`` (which events it carried),
 ``outbox_delivered`` (a count per destination). ``query_events`` reads an event's relay state
@@ -26,21 +26,17 @@ from capigate.store.base import (
     Delivery,
     DeliveryAttempt,
     OutboxDepth,
-    StatsBucket,
 )
-from capigate.store.outbox import MOVES, RELAY_STATES, Move, attempt_key, final_positions
-from capigate.store.pg_writer import pg_text
+from capigate.store.outbox import MOVES, Move, attempt_key, final_positions
+from capigate.store.postgres.schema import pg_text
 
 __all__ = [
-    "RELAY_STATES",
     "claim",
     "outbox_depths",
     "query_attempts",
-    "query_stats",
     "release",
     "replay",
     "settle",
-    "stats_sql",
 ]
 
 Connection = psycopg.AsyncConnection[TupleRow]
@@ -235,50 +231,3 @@ async def outbox_depths(conn: Connection) -> list[OutboxDepth]:
         OutboxDepth(destination=r[0], pending=r[1], dead=r[2], delivered=r[3], oldest_pending_at=r[4]) for r in rows
     ]
     return sorted(depths, key=lambda d: d.destination)
-
-
-# --- statistics -------------------------------------------------------------------------
-
-
-def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
-    """The two SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them): the journal's
-    totals over the window, read through requests_received_at; the dead letters of the events
-    received in the window, through the outbox's partial index."""
-    by_source = " AND source = %s" if source is not None else ""
-    extra = [source] if source is not None else []
-    journal = (
-        "SELECT received_at - received_at %% %s AS start, source, count(*), count(*) FILTER (WHERE status >= 400), "
-        "sum(events_received), sum(events_stored), sum(events_duplicate), "
-        "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
-        f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2"
-    )
-    dead = (
-        "SELECT e.received_at - e.received_at %% %s AS start, e.source, count(*) "
-        "FROM outbox o JOIN events e ON e.id = o.event_id "
-        f"WHERE o.state = 'dead' AND e.received_at >= %s AND e.received_at < %s{by_source.replace('source', 'e.source')} "
-        "GROUP BY 1, 2"
-    )
-    return [(journal, [bucket_ms, since_ms, until_ms, *extra]), (dead, [bucket_ms, since_ms, until_ms, *extra])]
-
-
-async def query_stats(
-    conn: Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
-) -> list[StatsBucket]:
-    (journal, journal_params), (dead, dead_params) = stats_sql(pg_text(source), since_ms, until_ms, bucket_ms)
-    buckets: dict[tuple[int, str | None], StatsBucket] = {}
-    async with conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both
-        for start, src, n, failed, received, stored, duplicate, warnings in await (
-            await conn.execute(journal, journal_params)
-        ).fetchall():
-            buckets[start, src] = StatsBucket(
-                start_ms=start, source=src, requests=n, failed_requests=failed, events_received=received,
-                events_accepted=stored, events_duplicate=duplicate,
-                events_refused=max(0, received - stored - duplicate), warnings=warnings,
-            )  # fmt: skip
-        for start, src, n in await (await conn.execute(dead, dead_params)).fetchall():
-            bucket = buckets.get((start, src))
-            if bucket is None:
-                bucket = buckets[start, src] = StatsBucket(start_ms=start, source=src)
-            bucket.dead_letters = n
-    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or ""))]

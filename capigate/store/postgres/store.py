@@ -1,6 +1,6 @@
 """The PostgreSQL store: many gateway nodes on one database.
 
-Writes go through group-committing writer tasks (``pg_writer``); reads, relay leases and
+Writes go through group-committing writer tasks (writer.py); reads, relay leases and
 pruning run on a pool of autocommit connections (psycopg 3, ``AsyncConnectionPool``), each a
 single statement or one short transaction. Everything a node knows lives in the database, so
 nodes are stateless and any node answers for all of them:
@@ -8,7 +8,7 @@ nodes are stateless and any node answers for all of them:
 - dedupe: the (source, dedupe_id) primary key; the first transaction to insert a key wins;
 - relay: ``claim`` leases due outbox rows with ``FOR UPDATE SKIP LOCKED``, so two nodes never
   lease one delivery at once; a lease that expires (its node died) makes the row due again;
-- schema: numbered steps applied at ``open()`` under an advisory lock (``pg_schema``).
+- schema: numbered steps applied at ``open()`` under an advisory lock (schema.py).
 
 Isolation: ``schema="name"`` (or ``?schema=name`` in the URL) keeps every table in that
 PostgreSQL schema, created if missing, so one database can hold several deployments, or one
@@ -23,7 +23,7 @@ import asyncio
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,7 +33,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from capigate.errors import StoreError
-from capigate.store import pg_outbox, pg_prune, pg_schema, sessions
+from capigate.events import NewEvent
 from capigate.store.base import (
     AttemptOutcome,
     DeadLetterQuery,
@@ -41,26 +41,21 @@ from capigate.store.base import (
     DeliveryAttempt,
     EventQuery,
     IngestResult,
-    NewEvent,
     OutboxDepth,
     PruneResult,
     RequestQuery,
     RequestRecord,
     Retention,
+    SchemaStatus,
     StatsBucket,
     StoredEvent,
+    WriterStats,
 )
-from capigate.store.pg_writer import (
-    IngestJob,
-    ProbeJob,
-    RecordJob,
-    Writer,
-    check_payloads,
-    pg_text,
-    request_row,
-)
-from capigate.store.rows import clamp, request_pair, stored_event
-from capigate.store.sqlite import WriterStats
+from capigate.store.postgres import outbox, prune, schema, sessions
+from capigate.store.postgres.ingest import IngestJob, ProbeJob, RecordJob, check_payloads, request_row
+from capigate.store.postgres.queries import events_sql, query_stats, requests_sql
+from capigate.store.postgres.writer import Writer
+from capigate.store.sql import page, request_pair, store_error, stored_event
 
 __all__ = ["PostgresStore"]
 
@@ -69,17 +64,6 @@ Connection = psycopg.AsyncConnection[TupleRow]
 
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 URL_OPTIONS: Final = frozenset({"schema", "writers", "pool_size"})
-
-
-_EVENT_COLUMNS: Final = (
-    "e.id, e.api, e.source, e.name, e.event_time, e.received_at, e.dedupe_id, coalesce(o.state, e.status), "
-    "e.test_tag, e.request_id, e.payload"
-)
-_OUTBOX_JOIN: Final = " LEFT JOIN outbox o ON o.event_id = e.id"
-_REQUEST_COLUMNS: Final = (
-    "id, request_id, received_at, api, source, method, path, status, client_ip, user_agent, "
-    "latency_ms, events_received, events_stored, events_duplicate, problems, warnings, test_tag"
-)
 
 
 def split_options(url: str) -> tuple[str, dict[str, Any]]:
@@ -199,9 +183,14 @@ class PostgresStore:
         except BaseException as exc:
             await pool.close()
             if isinstance(exc, psycopg.Error):
-                raise _store_error(exc) from exc
+                raise store_error(exc) from exc
             raise
         self._pool = pool
+
+    async def schema_status(self) -> SchemaStatus:
+        version = await self.schema_version()
+        pending = [(m.version, m.description) for m in schema.MIGRATIONS if m.version > version]
+        return SchemaStatus(self.location, version, schema.SCHEMA_VERSION, pending)
 
     async def schema_version(self) -> int:
         """The database's schema version (0: none yet), read without changing anything."""
@@ -211,22 +200,22 @@ class PostgresStore:
                 found = await (await conn.execute("SELECT to_regnamespace(%s)", (self.schema,))).fetchone()
                 if found is None or found[0] is None:
                     return 0
-            return await pg_schema.read_version(conn)
+            return await schema.read_version(conn)
         except psycopg.Error as exc:
-            raise _store_error(exc) from exc
+            raise store_error(exc) from exc
         finally:
             await conn.close()
 
-    async def migrate(self) -> list[pg_schema.Migration]:
-        """Create the schema if missing and apply the pending steps; returns them. ``open()``
-        does this first; it needs no open store."""
+    async def migrate(self) -> None:
+        """Create the schema if missing and apply the pending steps. ``open()`` does this
+        first; it needs no open store."""
         conn = await self._connect()
         try:
             if self.schema is not None:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            return await pg_schema.apply_pending(conn)
+            await schema.apply_pending(conn)
         except psycopg.Error as exc:
-            raise _store_error(exc) from exc
+            raise store_error(exc) from exc
         finally:
             await conn.close()
 
@@ -256,28 +245,25 @@ class PostgresStore:
         )
         return result
 
-    async def record_request(self, record: RequestRecord) -> None:
-        await self._writer.submit(RecordJob(self._writer.future(), request_row(record)))
-
     async def record_requests(self, records: Sequence[RequestRecord]) -> None:
         # The writer groups these jobs into one pipelined transaction already.
-        await asyncio.gather(*(self.record_request(r) for r in records))
+        await asyncio.gather(*(self._writer.submit(RecordJob(self._writer.future(), request_row(r))) for r in records))
 
     async def check_writable(self) -> None:
         await self._writer.submit(ProbeJob(self._writer.future()))
 
     async def put_session(self, key: str, expires_at_ms: int, now_ms: int) -> None:
-        await self._with_conn(lambda conn: sessions.pg_put(conn, key, expires_at_ms, now_ms))
+        await self._with_conn(lambda conn: sessions.put(conn, key, expires_at_ms, now_ms))
 
     async def session_expires_at(self, key: str) -> int | None:
-        return await self._with_conn(lambda conn: sessions.pg_expires_at(conn, key))
+        return await self._with_conn(lambda conn: sessions.expires_at(conn, key))
 
     async def end_session(self, key: str) -> None:
-        await self._with_conn(lambda conn: sessions.pg_end(conn, key))
+        await self._with_conn(lambda conn: sessions.end(conn, key))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """One node prunes at a time; the others skip (and report nothing pruned)."""
-        return await self._with_conn(lambda conn: pg_prune.prune(conn, now_ms, retention))
+        return await self._with_conn(lambda conn: prune.prune(conn, now_ms, retention))
 
     # --- reads --------------------------------------------------------------------------
 
@@ -297,10 +283,7 @@ class PostgresStore:
         async def run(conn: Connection) -> list[TupleRow]:
             return await (await conn.execute(sql, params)).fetchall()
 
-        rows = await self._with_conn(run)
-        limit = clamp(limit)
-        next_cursor: int | None = rows[limit - 1][0] if len(rows) > limit else None
-        return [convert(row) for row in rows[:limit]], next_cursor
+        return page(await self._with_conn(run), limit, convert)
 
     async def _with_conn(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         pool = self._pool
@@ -310,85 +293,33 @@ class PostgresStore:
             async with pool.connection() as conn:
                 return await fn(conn)
         except psycopg.Error as exc:
-            raise _store_error(exc) from exc
+            raise store_error(exc) from exc
 
-    # --- relay outbox and statistics (pg_outbox.py) ----------------------------------------
+    # --- relay outbox and statistics (outbox.py) ----------------------------------------
 
     async def claim(self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int) -> list[Delivery]:
-        return await self._with_conn(lambda c: pg_outbox.claim(c, destination, owner, limit, now_ms, lease_ms))
+        return await self._with_conn(lambda c: outbox.claim(c, destination, owner, limit, now_ms, lease_ms))
 
     async def settle(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
         if outcomes:
             batch = list(outcomes)
-            await self._with_conn(lambda c: pg_outbox.settle(c, batch, owner))
+            await self._with_conn(lambda c: outbox.settle(c, batch, owner))
 
     async def release(self, *, owner: str) -> int:
-        return await self._with_conn(lambda c: pg_outbox.release(c, owner))
+        return await self._with_conn(lambda c: outbox.release(c, owner))
 
     async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
-        return await self._with_conn(lambda c: pg_outbox.replay(c, query, now_ms))
+        return await self._with_conn(lambda c: outbox.replay(c, query, now_ms))
 
     async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
-        return await self._with_conn(lambda c: pg_outbox.query_attempts(c, event_id))
+        return await self._with_conn(lambda c: outbox.query_attempts(c, event_id))
 
     async def outbox_depths(self) -> list[OutboxDepth]:
-        return await self._with_conn(pg_outbox.outbox_depths)
+        return await self._with_conn(outbox.outbox_depths)
 
     async def query_stats(
         self, source: str | None, *, since_ms: int, until_ms: int, bucket_ms: int
     ) -> list[StatsBucket]:
         if bucket_ms < 1:
             raise ValueError("bucket_ms must be at least 1")
-        return await self._with_conn(lambda c: pg_outbox.query_stats(c, source, since_ms, until_ms, bucket_ms))
-
-
-# --- the queries ------------------------------------------------------------------------
-
-
-def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
-    """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it). An event with an
-    outbox row reports the row's state (pending, delivered, dead) as its status."""
-    equal = [("e.source", query.source), ("e.name", query.name), ("e.test_tag", query.test_tag)]
-    join = _OUTBOX_JOIN
-    if query.status in pg_outbox.RELAY_STATES:
-        # Written out, not bound: the partial indexes serve only a literal that matches.
-        join = f" JOIN outbox o ON o.event_id = e.id AND o.state = '{query.status}'"
-    else:
-        equal.append(("e.status", query.status))
-    where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events e{join}{where} ORDER BY e.id DESC LIMIT %s"
-    return sql, [*params, clamp(query.limit) + 1]
-
-
-def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
-    """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
-    equal = (("source", query.source), ("api", query.api), ("status", query.status))
-    where, params = _where(equal, query.since_ms, query.until_ms, query.cursor)
-    sql = f"SELECT {_REQUEST_COLUMNS} FROM requests{where} ORDER BY id DESC LIMIT %s"
-    return sql, [*params, clamp(query.limit) + 1]
-
-
-def _where(
-    equal: Iterable[tuple[str, str | int | None]], since: int | None, until: int | None, cursor: int | None
-) -> tuple[str, list[Any]]:
-    clauses: list[tuple[str, Any]] = [
-        (f"{column} = %s", pg_text(value) if isinstance(value, str) else value)
-        for column, value in equal
-        if value is not None
-    ]
-    prefix = "e." if any(column.startswith("e.") for column, _ in equal) else ""
-    if since is not None:
-        clauses.append((f"{prefix}received_at >= %s", since))
-    if until is not None:
-        clauses.append((f"{prefix}received_at < %s", until))
-    if cursor is not None:
-        clauses.append((f"{prefix}id < %s", cursor))
-    if not clauses:
-        return "", []
-    return " WHERE " + " AND ".join(c for c, _ in clauses), [v for _, v in clauses]
-
-
-def _store_error(exc: BaseException) -> StoreError:
-    error = StoreError(f"{type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
+        return await self._with_conn(lambda c: query_stats(c, source, since_ms, until_ms, bucket_ms))

@@ -1,4 +1,4 @@
-"""The event retention of the SQLite store: the jobs ``SQLiteStore.prune`` runs, chunk by chunk.
+"""The retention of the SQLite store: the jobs ``SQLiteStore.prune`` runs, the events chunk by chunk.
 
 Each write job deletes at most ``CHUNK`` rows and is submitted on its own, so it joins one
 group transaction of the writer thread: a first prune of months of events never holds the
@@ -26,9 +26,19 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Final
 
-from capigate.store.sqlite_outbox import in_chunks
+from capigate.store.base import PruneResult, Retention, cutoff_ms
+from capigate.store.sqlite.ingest import MINUTE_MS
+from capigate.store.sqlite.outbox import in_chunks
 
-__all__ = ["CHUNK", "START", "EventCursor", "kept_attempts", "prune_attempts", "prune_events"]
+__all__ = [
+    "CHUNK",
+    "START",
+    "EventCursor",
+    "kept_attempts",
+    "prune_attempts",
+    "prune_events",
+    "prune_keys_and_journal",
+]
 
 CHUNK: Final = 2000  # rows per job: ~10 ms of the writer's time
 EventCursor = tuple[int, int]  # (received_at, id) of the last event looked at
@@ -58,6 +68,20 @@ _KEPT: Final = (
     "JOIN outbox o ON o.first_id = (SELECT max(first_id) FROM outbox WHERE first_id <= e.id) "
     "WHERE e.received_at < ? AND o.last_id >= e.id AND o.attempt_ids <> ''"
 )
+
+
+def prune_keys_and_journal(cur: sqlite3.Cursor, now_ms: int, retention: Retention) -> PruneResult:
+    """The dedupe keys and the journal; the events follow in chunks (prune_events)."""
+    keys_before = cutoff_ms(now_ms, retention.dedupe_days)
+    journal_before = cutoff_ms(now_ms, retention.journal_days)
+    keys = cur.execute("DELETE FROM dedupe_keys WHERE seen_at < ?", (keys_before,)).rowcount
+    old = cur.execute("DELETE FROM requests WHERE received_at < ?", (journal_before,)).rowcount
+    cur.execute("DELETE FROM request_minutes WHERE minute < ?", (journal_before - journal_before % MINUTE_MS,))
+    over = cur.execute(
+        "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        (max(0, retention.journal_max_rows),),
+    ).rowcount
+    return PruneResult(dedupe_keys=keys, requests=old + over, events=0)
 
 
 def prune_events(cur: sqlite3.Cursor, before_ms: int, after: EventCursor) -> tuple[int, EventCursor | None]:

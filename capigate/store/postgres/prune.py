@@ -5,7 +5,7 @@ One node prunes at a time: each transaction first tries the advisory lock, and a
 finds it taken stops (the node holding it is pruning). Chunks keep the row locks, the WAL of
 one transaction and the time a replica lags behind small, however much a first prune finds.
 
-The rules are the SQLite store's (sqlite_prune.py): an event goes by age with its outbox row
+The rules are the SQLite store's (sqlite/prune.py): an event goes by age with its outbox row
 and its links to attempts, unless its outbox row is pending or dead; an attempt goes by age
 unless an event the outbox held when the prune began is linked to it (an attempt is made after
 every event it carries was received, so only events as old as it can be). Identity columns

@@ -1,0 +1,23 @@
+"""The domain types that flow down from the API rules to the store and the relay: below both,
+so that a rule never imports the store to say what it accepted."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["NewEvent"]
+
+
+class NewEvent(msgspec.Struct, kw_only=True):
+    """An accepted event, normalised and hashed, ready to be written."""
+
+    api: str  # "axon" | "appsflyer"
+    source: str  # pixel id or app id
+    name: str
+    event_time_ms: int
+    dedupe_id: str | None
+    payload: bytes  # JSON
+    test_tag: str | None = None
+    # The relay destination this event is queued for, in the same transaction as the event;
+    # None when its source has no relay or the event was sent in test mode.
+    destination: str | None = None

@@ -1,0 +1,199 @@
+"""The PostgreSQL store's writes of accepted events, journal entries and probes: the jobs the
+writer tasks take (writer.py), and how one group of them becomes one statement per table.
+
+Every event of every ingest of a group goes into one statement (dedupe keys inserted with
+``ON CONFLICT DO NOTHING`` in a data-modifying CTE, then the events that won their key, then
+their outbox rows), every journal entry into one multi-row INSERT.
+
+Across nodes, the (source, dedupe_id) primary key decides: a key inserted by a transaction
+still in flight makes the other wait for its outcome, and the loser's event is a duplicate.
+Keys are inserted in one global order (sorted), so two groups never wait on each other in a
+cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from capigate.events import NewEvent
+from capigate.store.base import IngestResult, RequestRecord
+from capigate.store.postgres.schema import pg_text
+
+__all__ = [
+    "INGEST_SQL",
+    "PROBE_SQL",
+    "REQUESTS_SQL",
+    "Group",
+    "IngestJob",
+    "Job",
+    "ProbeJob",
+    "RecordJob",
+    "check_payloads",
+    "request_row",
+]
+
+_encode = msgspec.json.Encoder().encode
+
+# The events of the group that win their key (or have none) get the next ids in batch order;
+# the final SELECT says which candidates were stored.
+INGEST_SQL: Final = """
+WITH fresh AS (
+    INSERT INTO dedupe_keys (source, dedupe_id, seen_at)
+    SELECT k.source, k.dedupe_id, k.seen_at
+    FROM unnest(%b::text[], %b::text[], %b::int8[]) WITH ORDINALITY AS k(source, dedupe_id, seen_at, ord)
+    ORDER BY k.ord
+    ON CONFLICT DO NOTHING
+    RETURNING source, dedupe_id
+), stored AS (
+    SELECT nextval('events_id_seq') AS id, c.*
+    FROM (
+        SELECT c.*
+        FROM unnest(
+            %b::text[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::text[], %b::text[],
+            %b::text[], %b::bytea[], %b::text[]
+        ) WITH ORDINALITY AS c(
+            api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload,
+            destination, ord
+        )
+        WHERE c.dedupe_id IS NULL
+           OR EXISTS (SELECT 1 FROM fresh f WHERE f.source = c.source AND f.dedupe_id = c.dedupe_id)
+        ORDER BY c.ord
+    ) c
+), events_in AS (
+    INSERT INTO events (
+        id, api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, payload
+    )
+    SELECT id, api, source, name, event_time, received_at, dedupe_id,
+           CASE WHEN destination IS NULL THEN 'stored' ELSE 'pending' END, test_tag, request_id, payload
+    FROM stored
+), outbox_in AS (
+    INSERT INTO outbox (event_id, destination, queued_at, next_attempt_at)
+    SELECT id, destination, received_at, received_at FROM stored WHERE destination IS NOT NULL
+)
+SELECT ord FROM stored
+"""
+
+REQUESTS_SQL: Final = """
+INSERT INTO requests (
+    request_id, received_at, api, source, method, path, status, client_ip, user_agent, latency_ms,
+    events_received, events_stored, events_duplicate, problems, warnings, test_tag
+)
+SELECT * FROM unnest(
+    %b::text[], %b::int8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int4[], %b::text[],
+    %b::text[], %b::float8[], %b::int4[], %b::int4[], %b::int4[], %b::bytea[], %b::bytea[], %b::text[]
+)
+"""
+
+PROBE_SQL: Final = """
+INSERT INTO capigate_nodes (node, seen_at) VALUES (%s, %s)
+ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at
+"""
+
+
+def check_payloads(events: Sequence[NewEvent]) -> None:
+    for position, event in enumerate(events):
+        if type(event.payload) is not bytes:
+            kind = type(event.payload).__name__
+            raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
+
+
+def request_row(r: RequestRecord) -> tuple[Any, ...]:
+    return (
+        r.request_id, r.received_at, r.api, pg_text(r.source), pg_text(r.method), pg_text(r.path),
+        r.status, pg_text(r.client_ip), pg_text(r.user_agent), r.latency_ms, r.events_received,
+        r.events_stored, r.events_duplicate, _encode(r.problems), _encode(r.warnings),
+        pg_text(r.test_tag),
+    )  # fmt: skip
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+
+class Job:
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+
+
+class IngestJob(Job):
+    __slots__ = ("events", "received_at_ms", "request_id")
+
+    def __init__(
+        self, future: asyncio.Future[Any], events: list[NewEvent], request_id: str, received_at_ms: int
+    ) -> None:
+        super().__init__(future)
+        self.events, self.request_id, self.received_at_ms = events, request_id, received_at_ms
+
+
+class RecordJob(Job):
+    __slots__ = ("row",)
+
+    def __init__(self, future: asyncio.Future[Any], row: tuple[Any, ...]) -> None:
+        super().__init__(future)
+        self.row = row
+
+
+class ProbeJob(Job):
+    __slots__ = ()
+
+
+class Group:
+    """The merged statements of one group, and how to give each job its result."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self.ingests = [j for j in jobs if isinstance(j, IngestJob)]
+        self.records = [j for j in jobs if isinstance(j, RecordJob)]
+        self.probes = [j for j in jobs if isinstance(j, ProbeJob)]
+        self.duplicates: list[list[int]] = [[] for _ in self.ingests]
+        self.owners: list[tuple[int, int]] = []  # candidate (ord - 1) -> (ingest index, position)
+        self.ingest_params = self._ingest_params() if self.ingests else None
+
+    def _ingest_params(self) -> list[list[Any]]:
+        keys: list[tuple[str, str, int]] = []
+        seen: set[tuple[str, str]] = set()
+        cols: list[list[Any]] = [[] for _ in range(10)]
+        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload, dest = cols
+        for j, job in enumerate(self.ingests):
+            for position, e in enumerate(job.events):
+                src, key_id = pg_text(e.source) or "", pg_text(e.dedupe_id)
+                if key_id is not None:
+                    key = (src, key_id)
+                    if key in seen:  # an earlier event of this group has it: first one wins
+                        self.duplicates[j].append(position)
+                        continue
+                    seen.add(key)
+                    keys.append((src, key_id, job.received_at_ms))
+                api.append(e.api)
+                source.append(src)
+                name.append(pg_text(e.name))
+                event_time.append(e.event_time_ms)
+                received_at.append(job.received_at_ms)
+                dedupe_id.append(key_id)
+                test_tag.append(pg_text(e.test_tag))
+                request_id.append(job.request_id)
+                payload.append(e.payload)
+                dest.append(pg_text(e.destination))
+                self.owners.append((j, position))
+        keys.sort()  # one lock order for every node: no deadlock between groups
+        return [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *cols]
+
+    def records_params(self) -> list[list[Any]]:
+        return [list(column) for column in zip(*(job.row for job in self.records), strict=True)]
+
+    def ingest_results(self, stored_ords: list[int]) -> list[IngestResult]:
+        stored = [0] * len(self.ingests)
+        winners = set(stored_ords)
+        for index, (j, position) in enumerate(self.owners):
+            if index + 1 in winners:
+                stored[j] += 1
+            else:  # its key was stored before, by this node or another
+                self.duplicates[j].append(position)
+        return [
+            IngestResult(stored=n, duplicates=sorted(dups)) for n, dups in zip(stored, self.duplicates, strict=True)
+        ]

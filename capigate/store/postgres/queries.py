@@ -1,0 +1,93 @@
+"""The PostgreSQL store's reads: the SELECTs of the list queries and the inspector's
+statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from capigate.store.base import EventQuery, RequestQuery, StatsBucket
+from capigate.store.outbox import RELAY_STATES
+from capigate.store.postgres.schema import pg_text
+from capigate.store.sql import REQUEST_COLUMNS, clamp, event_columns, where
+
+__all__ = ["events_sql", "query_stats", "requests_sql", "stats_sql"]
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+_EVENT_COLUMNS: Final = event_columns("e")
+_OUTBOX_JOIN: Final = " LEFT JOIN outbox o ON o.event_id = e.id"
+
+
+def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it). An event with an
+    outbox row reports the row's state (pending, delivered, dead) as its status."""
+    equal = [("e.source", query.source), ("e.name", query.name), ("e.test_tag", query.test_tag)]
+    join = _OUTBOX_JOIN
+    if query.status in RELAY_STATES:
+        # Written out, not bound: the partial indexes serve only a literal that matches.
+        join = f" JOIN outbox o ON o.event_id = e.id AND o.state = '{query.status}'"
+    else:
+        equal.append(("e.status", query.status))
+    where_sql, params = where(_text(equal), query.since_ms, query.until_ms, query.cursor, mark="%s", table="e")
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events e{join}{where_sql} ORDER BY e.id DESC LIMIT %s"
+    return sql, [*params, clamp(query.limit) + 1]
+
+
+def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
+    equal = [("source", query.source), ("api", query.api), ("status", query.status)]
+    where_sql, params = where(_text(equal), query.since_ms, query.until_ms, query.cursor, mark="%s")
+    sql = f"SELECT {REQUEST_COLUMNS} FROM requests{where_sql} ORDER BY id DESC LIMIT %s"
+    return sql, [*params, clamp(query.limit) + 1]
+
+
+def _text(equal: Sequence[tuple[str, str | int | None]]) -> list[tuple[str, object]]:
+    return [(column, pg_text(value) if isinstance(value, str) else value) for column, value in equal]
+
+
+def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
+    """The two SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them): the journal's
+    totals over the window, read through requests_received_at; the dead letters of the events
+    received in the window, through the outbox's partial index."""
+    by_source = " AND source = %s" if source is not None else ""
+    extra = [source] if source is not None else []
+    journal = (
+        "SELECT received_at - received_at %% %s AS start, source, count(*), count(*) FILTER (WHERE status >= 400), "
+        "sum(events_received), sum(events_stored), sum(events_duplicate), "
+        "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
+        f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2"
+    )
+    dead = (
+        "SELECT e.received_at - e.received_at %% %s AS start, e.source, count(*) "
+        "FROM outbox o JOIN events e ON e.id = o.event_id "
+        f"WHERE o.state = 'dead' AND e.received_at >= %s AND e.received_at < %s{by_source.replace('source', 'e.source')} "
+        "GROUP BY 1, 2"
+    )
+    return [(journal, [bucket_ms, since_ms, until_ms, *extra]), (dead, [bucket_ms, since_ms, until_ms, *extra])]
+
+
+async def query_stats(
+    conn: Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[StatsBucket]:
+    (journal, journal_params), (dead, dead_params) = stats_sql(pg_text(source), since_ms, until_ms, bucket_ms)
+    buckets: dict[tuple[int, str | None], StatsBucket] = {}
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both
+        for start, src, n, failed, received, stored, duplicate, warnings in await (
+            await conn.execute(journal, journal_params)
+        ).fetchall():
+            buckets[start, src] = StatsBucket(
+                start_ms=start, source=src, requests=n, failed_requests=failed, events_received=received,
+                events_accepted=stored, events_duplicate=duplicate,
+                events_refused=max(0, received - stored - duplicate), warnings=warnings,
+            )  # fmt: skip
+        for start, src, n in await (await conn.execute(dead, dead_params)).fetchall():
+            bucket = buckets.get((start, src))
+            if bucket is None:
+                bucket = buckets[start, src] = StatsBucket(start_ms=start, source=src)
+            bucket.dead_letters = n
+    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or ""))]

@@ -1,0 +1,201 @@
+"""The SQLite store's reads: a pool of read-only connections (in WAL mode they never wait
+for the writer), and the SELECTs of the list and statistics queries."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from capigate.errors import StoreError
+from capigate.store.base import EventQuery, RequestQuery, StatsBucket
+from capigate.store.outbox import RELAY_STATES
+from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
+from capigate.store.sqlite import outbox
+from capigate.store.sqlite.ingest import MINUTE_MS
+from capigate.store.sqlite.writer import sqlite_error
+
+__all__ = ["Readers", "events_sql", "query_stats", "requests_sql", "stats_sql"]
+
+T = TypeVar("T")
+
+
+class Readers:
+    """Read-only connections, each used by one thread at a time."""
+
+    def __init__(self, path: Path, size: int, busy_timeout_ms: int) -> None:
+        self._path, self._size, self._busy_timeout_ms = path, size, busy_timeout_ms
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def open(self) -> None:
+        self._all = await asyncio.to_thread(self._connect_all)
+        for conn in self._all:
+            self._idle.put(conn)
+        self._executor = concurrent.futures.ThreadPoolExecutor(self._size, thread_name_prefix="capigate-sqlite-read")
+
+    def _connect_all(self) -> list[sqlite3.Connection]:
+        uri = self._path.resolve().as_uri() + "?mode=ro"
+        timeout = self._busy_timeout_ms / 1000
+        try:
+            return [
+                sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+                for _ in range(self._size)
+            ]
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc) from exc
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown)
+        for conn in self._all:
+            conn.close()
+        self._all = []
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._idle.get()
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc) from exc
+        finally:
+            self._idle.put(conn)
+
+
+_EVENT_COLUMNS: Final = event_columns("events")
+
+
+def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it)."""
+    if query.status in RELAY_STATES:
+        return _relay_state_sql(query)
+    where_sql, params = _where(query)
+    if query.status is not None:
+        # Written out, not bound: the partial index events_stored serves only this literal.
+        # An events row holds 'stored' or 'pending' (its outbox run's state overrides that):
+        # any other status is held by no event, and reading nothing needs no index.
+        where_sql = also(where_sql, "events.status = 'stored'" if query.status == "stored" else "0")
+    hint = _since_hint("events", query.since_ms, query.source, query.name, query.status, query.test_tag)
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events{hint}{outbox.EVENT_JOIN}{where_sql} ORDER BY events.id DESC LIMIT ?"
+    return sql, [*params, clamp(query.limit) + 1]
+
+
+def _relay_state_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    """A relay state is the state of the outbox run holding the event (outbox.py)."""
+    where_sql, params = _where(query)
+    # The state is written out, not bound: a partial index serves only a literal that matches.
+    where_sql = also(where_sql, f"o.state = '{query.status}'")  # one of RELAY_STATES
+    join = outbox.relay_state_join(query.status or "")
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events{join}{where_sql} ORDER BY events.id DESC LIMIT ?"
+    return sql, [*params, clamp(query.limit) + 1]
+
+
+def _where(query: EventQuery) -> tuple[str, list[Any]]:
+    equal = (("events.source", query.source), ("events.name", query.name), ("events.test_tag", query.test_tag))
+    return where(equal, query.since_ms, query.until_ms, query.cursor, mark="?", table="events")
+
+
+def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
+    """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
+    equal = (("source", query.source), ("api", query.api), ("status", query.status))
+    where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?")
+    hint = _since_hint("requests", query.since_ms, query.source, query.status)
+    sql = f"SELECT {REQUEST_COLUMNS} FROM requests{hint}{where_sql} ORDER BY id DESC LIMIT ?"
+    return sql, [*params, clamp(query.limit) + 1]
+
+
+def _since_hint(table: str, since: int | None, *indexed_filters: object) -> str:
+    """ "Since" asks for a recent window: read it through the received_at index, where SQLite
+    (without statistics) would scan every row newest first until LIMIT rows match."""
+    if since is None or any(f is not None for f in indexed_filters):
+        return ""
+    return f" INDEXED BY {table}_received_at"
+
+
+def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
+    """The SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them), each giving rows of
+    (start, source, requests, failed, received, stored, duplicate, warnings), then the dead
+    letters as (start, source, count).
+
+    Whole minutes come from ``request_minutes`` when buckets are whole minutes; the partial
+    minutes at the window's edges (or every row, for other buckets) from the journal, through
+    its received_at index. Dead letters are read from the outbox's dead runs.
+    """
+    by_source = " AND source = ?" if source is not None else ""
+    extra = [source] if source is not None else []
+    journal = (
+        "SELECT received_at - received_at % ? AS start, source, count(*), sum(status >= 400), "
+        "sum(events_received), sum(events_stored), sum(events_duplicate), "
+        "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(CAST(warnings AS TEXT)) ELSE 0 END) "
+        "FROM requests INDEXED BY requests_received_at "
+        f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source"
+    )
+    queries: list[tuple[str, list[Any]]] = []
+    first_minute = -(-since_ms // MINUTE_MS) * MINUTE_MS  # the first whole minute in the window
+    last_minute = until_ms - until_ms % MINUTE_MS  # the end of the last whole minute
+    if bucket_ms % MINUTE_MS == 0 and first_minute < last_minute:
+        minutes = (
+            "SELECT minute - minute % ? AS start, nullif(source, ''), sum(requests), sum(failed), sum(received), "
+            "sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
+            f"WHERE minute >= ? AND minute < ?{by_source} GROUP BY start, source"
+        )
+        queries.append((minutes, [bucket_ms, first_minute, last_minute, *extra]))
+        for low, high in ((since_ms, first_minute), (last_minute, until_ms)):
+            if low < high:
+                queries.append((journal, [bucket_ms, low, high, *extra]))
+    else:
+        queries.append((journal, [bucket_ms, since_ms, until_ms, *extra]))
+    # Dead letters: the outbox's dead runs (consecutive events of one request, one destination
+    # "<api>:<source>"), through its partial index, from the first event of the window on.
+    by_destination = " AND destination IN ('axon:' || ?, 'appsflyer:' || ?)" if source is not None else ""
+    dead = (
+        "SELECT arrived_at - arrived_at % ? AS start, destination, sum(last_id - first_id + 1) "
+        "FROM outbox INDEXED BY outbox_dead WHERE state = 'dead' AND first_id >= coalesce("
+        "(SELECT id FROM events INDEXED BY events_received_at WHERE received_at >= ? ORDER BY received_at LIMIT 1), "
+        "(SELECT max(id) FROM events) + 1) "
+        f"AND arrived_at >= ? AND arrived_at < ?{by_destination} GROUP BY start, destination"
+    )
+    # An event's id follows its commit, its received_at its arrival: a minute of slack for the
+    # requests that arrived earlier but committed later than the first one of the window.
+    queries.append((dead, [bucket_ms, since_ms - 60_000, since_ms, until_ms, *extra, *extra]))
+    return queries
+
+
+def query_stats(
+    conn: sqlite3.Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[StatsBucket]:
+    *totals, (dead, dead_params) = stats_sql(source, since_ms, until_ms, bucket_ms)
+    buckets: dict[tuple[int, str | None], StatsBucket] = {}
+
+    def bucket(start: int, src: str | None) -> StatsBucket:
+        found = buckets.get((start, src))
+        if found is None:
+            found = buckets[start, src] = StatsBucket(start_ms=start, source=src)
+        return found
+
+    for sql, params in totals:
+        for start, src, n, failed, received, stored, duplicate, warnings in conn.execute(sql, params):
+            b = bucket(start, src)
+            b.requests += n
+            b.failed_requests += failed
+            b.events_received += received
+            b.events_accepted += stored
+            b.events_duplicate += duplicate
+            b.warnings += warnings
+    for b in buckets.values():
+        b.events_refused = max(0, b.events_received - b.events_accepted - b.events_duplicate)
+    for start, destination, n in conn.execute(dead, dead_params):
+        bucket(start, destination.partition(":")[2]).dead_letters += n
+    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or ""))]

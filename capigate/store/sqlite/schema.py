@@ -1,0 +1,233 @@
+"""The SQLite store's tables and their versions, and the writer connection that creates them.
+
+A new file gets every table at once; an older one gets the steps of the versions after its
+own (all ``CREATE … IF NOT EXISTS``), in the writer's first transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+from capigate.errors import StoreError
+from capigate.store.sqlite import sessions
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SYNCHRONOUS_MODES",
+    "check_sqlite_path",
+    "connect_writer",
+    "pending_steps",
+    "read_version",
+]
+
+SCHEMA_VERSION: Final = 3
+SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# The relay outbox (outbox.py), added in version 2.
+OUTBOX_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+        first_id INTEGER PRIMARY KEY,
+        last_id INTEGER NOT NULL,
+        destination TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        queued_at INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        arrived_at INTEGER NOT NULL,
+        attempt_ids TEXT NOT NULL DEFAULT ''
+    )""",
+    # claim(): the oldest pending runs of a destination; a run leaves it once final.
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, first_id) WHERE state = 'pending'",
+    "CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination, first_id) WHERE state = 'dead'",
+    """CREATE TABLE IF NOT EXISTS attempts (
+        id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        status INTEGER,
+        latency_ms REAL NOT NULL,
+        error TEXT,
+        response_headers BLOB NOT NULL,
+        response_body TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_delivered (
+        destination TEXT PRIMARY KEY,
+        delivered INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        api TEXT NOT NULL,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL,
+        event_time INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        dedupe_id TEXT,
+        status TEXT NOT NULL DEFAULT 'stored',
+        test_tag TEXT,
+        request_id TEXT NOT NULL,
+        payload BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_source_id ON events (source, id)",
+    "CREATE INDEX IF NOT EXISTS events_name_id ON events (name, id)",
+    # A relay state (pending, delivered, dead) is read from the outbox: the status column
+    # finds only the events no relay queues, and the events that are relayed (most) cost
+    # this index nothing.
+    "CREATE INDEX IF NOT EXISTS events_stored ON events (status) WHERE status = 'stored'",
+    "CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at)",
+    # Test events are few: the inspector's test-tag filter reads them alone, at no cost to the rest.
+    "CREATE INDEX IF NOT EXISTS events_test_tag_id ON events (test_tag, id) WHERE test_tag IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS dedupe_keys (
+        source TEXT NOT NULL,
+        dedupe_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        seen_at INTEGER NOT NULL,
+        PRIMARY KEY (source, dedupe_id)
+    ) WITHOUT ROWID""",
+    # Keys arrive in time order, so this index only grows at its right edge (cheap) and
+    # lets prune() delete old keys without scanning the whole table under the write lock.
+    "CREATE INDEX IF NOT EXISTS dedupe_keys_seen_at ON dedupe_keys (seen_at)",
+    """CREATE TABLE IF NOT EXISTS requests (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        api TEXT NOT NULL,
+        source TEXT,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        client_ip TEXT,
+        user_agent TEXT,
+        latency_ms REAL NOT NULL,
+        events_received INTEGER NOT NULL,
+        events_stored INTEGER NOT NULL,
+        events_duplicate INTEGER NOT NULL,
+        problems BLOB NOT NULL,
+        warnings BLOB NOT NULL,
+        test_tag TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS requests_source_id ON requests (source, id)",
+    "CREATE INDEX IF NOT EXISTS requests_status_id ON requests (status, id)",
+    "CREATE INDEX IF NOT EXISTS requests_received_at ON requests (received_at)",
+    # The journal's totals per minute and source ('' for none), kept with each journal row:
+    # the inspector's charts read a week in a few thousand rows, not a million.
+    """CREATE TABLE IF NOT EXISTS request_minutes (
+        minute INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        stored INTEGER NOT NULL,
+        duplicate INTEGER NOT NULL,
+        warnings INTEGER NOT NULL,
+        PRIMARY KEY (minute, source)
+    ) WITHOUT ROWID""",
+    *sessions.SCHEMA,  # a table of its own, which older versions leave alone
+)
+# What each schema version adds to the one before (all CREATE … IF NOT EXISTS).
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    2: OUTBOX_SCHEMA,
+    3: ("DROP INDEX IF EXISTS events_status_id",),  # _SCHEMA has made events_stored
+}
+
+
+def connect_writer(path: Path, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    try:
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise StoreError(f"{path}: cannot use WAL mode (got {mode!r}); use a local disk")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        if synchronous in ("FULL", "EXTRA"):
+            conn.execute("PRAGMA fullfsync = ON")  # macOS: flush the drive's cache too
+        conn.execute("PRAGMA cache_size = -65536")  # KiB: 64 MiB for index pages
+        conn.execute("PRAGMA temp_store = MEMORY")  # the per-job savepoint journals
+        # Checkpoint every ~40 MiB, not 4 MiB: hot index pages are copied back less often.
+        conn.execute("PRAGMA wal_autocheckpoint = 10000")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        _create_schema(conn.cursor())
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create_schema(cur: sqlite3.Cursor) -> None:
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        (found,) = cur.execute("SELECT max(version) FROM schema_version").fetchone()
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {found}; this capigate knows up to {SCHEMA_VERSION}: upgrade capigate"
+            )
+        for statement in _SCHEMA:
+            cur.execute(statement)
+        for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                cur.execute(statement)
+        if found is None:
+            cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif found < SCHEMA_VERSION:
+            cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+
+
+def read_version(path: Path) -> int:
+    """The file's schema version (0: no file, or no schema yet), read without changing it."""
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the SQLite file: {exc}") from exc
+    try:
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    except sqlite3.Error:  # no schema_version table: not created yet
+        return 0
+    finally:
+        conn.close()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def pending_steps(version: int) -> list[tuple[int, str]]:
+    """The steps after ``version``, as ``capigate migrate`` lists them."""
+    return [
+        (v, "create the tables" if v == 1 else f"the tables and columns of version {v}")
+        for v in range(version + 1, SCHEMA_VERSION + 1)
+    ]
+
+
+def check_sqlite_path(path: Path) -> None:
+    """StoreError naming the path and the cause when SQLite could not create or write the
+    database there: it needs its directory writable too (the -wal and -shm files)."""
+    directory = path.parent
+    if not directory.exists():
+        raise StoreError(f"{path}: the directory {directory} does not exist")
+    if not directory.is_dir():
+        raise StoreError(f"{path}: {directory} is not a directory")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{path}: not a file")
+    for target in (directory, path) if path.exists() else (directory,):
+        if not os.access(target, os.W_OK):
+            raise StoreError(f"{path}: {_why_unwritable(target)}")
+
+
+def _why_unwritable(target: Path) -> str:
+    try:
+        read_only = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return f"{target} is on a read-only file system"
+    return f"{target} is not writable by this user (permission denied)"

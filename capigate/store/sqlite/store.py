@@ -1,0 +1,197 @@
+"""The SQLite store: one writer thread with group commit (writer.py), concurrent read-only
+readers (queries.py), on one file shared safely with other processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from capigate.errors import StoreError
+from capigate.events import NewEvent
+from capigate.store.base import (
+    AttemptOutcome,
+    DeadLetterQuery,
+    Delivery,
+    DeliveryAttempt,
+    EventQuery,
+    IngestResult,
+    OutboxDepth,
+    PruneResult,
+    RequestQuery,
+    RequestRecord,
+    Retention,
+    SchemaStatus,
+    StatsBucket,
+    StoredEvent,
+    WriterStats,
+    cutoff_ms,
+)
+from capigate.store.sql import page, request_pair, stored_event
+from capigate.store.sqlite import outbox, sessions
+from capigate.store.sqlite import prune as pruning
+from capigate.store.sqlite.checkpoint import Checkpointer
+from capigate.store.sqlite.ingest import Batch, ingest, minute_row, probe, record_requests, request_row
+from capigate.store.sqlite.queries import Readers, events_sql, query_stats, requests_sql
+from capigate.store.sqlite.schema import (
+    SCHEMA_VERSION,
+    SYNCHRONOUS_MODES,
+    check_sqlite_path,
+    pending_steps,
+    read_version,
+)
+from capigate.store.sqlite.writer import Writer
+
+__all__ = ["SQLiteStore"]
+
+
+class SQLiteStore:
+    """The ``Store`` on one SQLite file, shared safely with other processes (WAL, busy_timeout).
+
+    ``synchronous="FULL"`` (the default) makes every acknowledged write survive power loss;
+    ``"NORMAL"`` survives a crash of the process but may lose the last commits on power loss.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        read_connections: int = 4,
+        process_lock: bool = True,
+    ) -> None:
+        """``process_lock=False`` leaves out the lock file that queues the writers of several
+        processes (lock.py): they then wait in SQLite's busy handler, as before it."""
+        synchronous = synchronous.upper()
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        if busy_timeout_ms < 0 or read_connections < 1:
+            raise ValueError("busy_timeout_ms must be >= 0 and read_connections >= 1")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self._writer = Writer(self.path, synchronous, busy_timeout_ms, process_lock)
+        self._readers = Readers(self.path, read_connections, busy_timeout_ms)
+        self._checkpointer = Checkpointer(self.path, synchronous)
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+    @property
+    def stats(self) -> WriterStats:
+        live = self._writer.stats
+        return WriterStats(groups=live.groups, jobs=live.jobs)
+
+    async def schema_status(self) -> SchemaStatus:
+        check_sqlite_path(self.path)
+        version = await asyncio.to_thread(read_version, self.path)
+        return SchemaStatus(str(self.path), version, SCHEMA_VERSION, pending_steps(version))
+
+    async def migrate(self) -> None:
+        writer = Writer(self.path, self.synchronous, self.busy_timeout_ms, process_lock=True)
+        await writer.start()  # its connection applies the pending steps
+        await writer.stop()
+
+    async def open(self) -> None:
+        if self._opened:
+            raise StoreError("this store was already opened; create a new SQLiteStore")
+        self._opened = True
+        await self._writer.start()
+        try:
+            await self._readers.open()
+            self._checkpointer.start()
+        except BaseException:
+            await self._readers.close()
+            await self._writer.stop()
+            raise
+
+    async def close(self) -> None:
+        """Finish every write queued so far, then release the file. Safe to call twice."""
+        await asyncio.to_thread(self._checkpointer.stop)
+        await self._writer.stop()
+        await self._readers.close()
+
+    async def ingest(self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int) -> IngestResult:
+        batch = Batch(list(events), request_id, received_at_ms)  # the caller may reuse its list
+        return await self._writer.submit(lambda cur: ingest(cur, [batch])[0], batch)
+
+    async def record_requests(self, records: Sequence[RequestRecord]) -> None:
+        rows = [request_row(r) for r in records]
+        minutes = [minute_row(r) for r in records]
+        await self._writer.submit(lambda cur: record_requests(cur, rows, minutes))
+
+    async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
+        """The dedupe keys and the journal in one job, then the events and the attempts a
+        chunk per job (prune.py): the ingests queued meanwhile wait for one chunk."""
+        result = await self._writer.submit(lambda cur: pruning.prune_keys_and_journal(cur, now_ms, retention))
+        before = cutoff_ms(now_ms, retention.event_days)
+        if before == 0:  # kept for ever
+            return result
+        after: pruning.EventCursor | None = pruning.START
+        while after is not None:
+            deleted, after = await self._writer.submit(partial(pruning.prune_events, before_ms=before, after=after))
+            result.events += deleted
+        kept = await self._readers.run(partial(pruning.kept_attempts, before_ms=before))
+        next_id: int | None = 0
+        while next_id is not None:
+            next_id = await self._writer.submit(
+                partial(pruning.prune_attempts, before_ms=before, after_id=next_id, kept=kept)
+            )
+        return result
+
+    async def check_writable(self) -> None:
+        await self._writer.submit(probe)
+
+    async def put_session(self, key: str, expires_at_ms: int, now_ms: int) -> None:
+        await self._writer.submit(lambda cur: sessions.put(cur, key, expires_at_ms, now_ms))
+
+    async def session_expires_at(self, key: str) -> int | None:
+        return await self._readers.run(lambda conn: sessions.expires_at(conn, key))
+
+    async def end_session(self, key: str) -> None:
+        await self._writer.submit(lambda cur: sessions.end(cur, key))
+
+    async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
+        sql, params = events_sql(query)
+        return await self._readers.run(
+            lambda conn: page(conn.execute(sql, params).fetchall(), query.limit, stored_event)
+        )
+
+    async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+        sql, params = requests_sql(query)
+        return await self._readers.run(
+            lambda conn: page(conn.execute(sql, params).fetchall(), query.limit, request_pair)
+        )
+
+    async def query_stats(
+        self, source: str | None, *, since_ms: int, until_ms: int, bucket_ms: int
+    ) -> list[StatsBucket]:
+        if bucket_ms < 1:
+            raise ValueError("bucket_ms must be at least 1")
+        return await self._readers.run(lambda conn: query_stats(conn, source, since_ms, until_ms, bucket_ms))
+
+    # --- relay outbox (outbox.py) ---------------------------------------------------
+
+    async def claim(self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int) -> list[Delivery]:
+        return await self._writer.submit(lambda cur: outbox.claim(cur, destination, owner, limit, now_ms, lease_ms))
+
+    async def settle(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
+        if outcomes:
+            batch = list(outcomes)
+            await self._writer.submit(lambda cur: outbox.settle(cur, batch, owner))
+
+    async def release(self, *, owner: str) -> int:
+        return await self._writer.submit(lambda cur: outbox.release(cur, owner))
+
+    async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
+        return await self._writer.submit(lambda cur: outbox.replay(cur, query, now_ms))
+
+    async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
+        return await self._readers.run(lambda conn: outbox.query_attempts(conn, event_id))
+
+    async def outbox_depths(self) -> list[OutboxDepth]:
+        return await self._readers.run(outbox.outbox_depths)
