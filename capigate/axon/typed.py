@@ -31,8 +31,8 @@ from capigate.axon.profiles import Profile
 from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report
+from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
-from capigate.store.base import NewEvent
 
 __all__ = ["BodyCheck", "check_body", "path_differences"]
 
