@@ -71,6 +71,25 @@ def all_pages(server: Server, path: str, key: str, **params: Any) -> list[dict[s
                 return rows
 
 
+def stored(
+    server: Server,
+    source: str | None = None,
+    *,
+    dedupe_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+    **params: Any,
+) -> list[dict[str, Any]]:
+    """Every event the gateway stored (``GET /api/events``, all pages) of ``source`` and the other
+    query filters (``test_tag=`` …), kept when it has ``dedupe_id`` and the ``payload`` values."""
+    rows = all_pages(server, "/api/events", "events", **({"source": source} if source else {}), **params)
+    return [
+        e
+        for e in rows
+        if (dedupe_id is None or e["dedupe_id"] == dedupe_id)
+        and all(e["payload"].get(k) == v for k, v in (payload or {}).items())
+    ]
+
+
 def stored_dedupe_ids(server: Server, source: str = "px_std") -> Counter[str]:
     return Counter(e["dedupe_id"] for e in all_pages(server, "/api/events", "events", source=source))
 

@@ -24,25 +24,18 @@ from capigate import (
     BatcherFull,
     CapigateError,
     FailedDelivery,
-    GatewayAdmin,
     InvalidEvents,
     RetryPolicy,
 )
-from tests.conftest import ADMIN, Server
+from tests.conftest import Server
 from tests.fault_proxy import FaultProxy, Reply, fault_proxy
-from tests.helpers import page_view
+from tests.helpers import page_view, stored
 
 FAST = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
 
 
 def tag() -> str:
     return f"sdk-b-{uuid.uuid4().hex[:12]}"
-
-
-def stored(server: Server, test_tag: str) -> list[dict[str, Any]]:
-    """Every event the gateway stored with this test tag (all pages)."""
-    with GatewayAdmin(server.url, ADMIN) as admin:
-        return [msgspec.to_builtins(e) for e in admin.iter_events(test_tag=test_tag, limit=1000)]
 
 
 def sizes(bodies: list[bytes]) -> list[int]:
@@ -56,7 +49,7 @@ def test_exit_flushes_everything_added(server: Server) -> None:
             for _ in range(250):
                 b.add(page_view())
         assert (b.stats.added, b.stats.delivered, b.stats.failed, b.stats.pending) == (250, 250, 0, 0)
-    assert len(stored(server, t)) == 250
+    assert len(stored(server, test_tag=t)) == 250
 
 
 def test_batches_hold_at_most_max_batch_events(server: Server) -> None:
@@ -113,7 +106,7 @@ def test_many_threads_add_at_once_and_nothing_is_lost_or_doubled(server: Server)
         for thread in threads:
             thread.join(10)
     assert b.stats.delivered == 1200 and b.failed == []
-    assert sorted(e["dedupe_id"] for e in stored(server, t)) == sorted(ids)
+    assert sorted(e["dedupe_id"] for e in stored(server, test_tag=t)) == sorted(ids)
 
 
 def test_add_checks_the_event_at_once_and_queues_nothing_wrong() -> None:
@@ -228,7 +221,7 @@ def test_appsflyer_batcher_sends_one_request_an_event(server: Server) -> None:
         for _ in range(12):
             b.add(event)
     assert (b.stats.requests, b.stats.delivered) == (12, 12)
-    assert len(stored(server, t)) == 12
+    assert len(stored(server, test_tag=t)) == 12
 
 
 def test_async_batcher_delivers_everything_from_many_tasks(server: Server) -> None:
@@ -249,7 +242,7 @@ def test_async_batcher_delivers_everything_from_many_tasks(server: Server) -> No
 
     b = asyncio.run(main())
     assert b.stats.requests >= 8 and b.failed == []
-    assert len(stored(server, t)) == 300
+    assert len(stored(server, test_tag=t)) == 300
 
 
 def test_async_batcher_keeps_failures(server: Server) -> None:
@@ -278,4 +271,4 @@ def test_a_batcher_left_open_is_flushed_when_the_interpreter_exits(server: Serve
         [sys.executable, "-c", script, server.url, t], cwd=root, capture_output=True, text=True, timeout=20
     )
     assert done.returncode == 0, done.stderr
-    assert len(stored(server, t)) == 7
+    assert len(stored(server, test_tag=t)) == 7

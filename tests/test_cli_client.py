@@ -14,11 +14,11 @@ from typing import Any
 
 import msgspec
 
-from capigate import AppsFlyerClient, AxonClient, GatewayAdmin, Problem
+from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
 from tests.conftest import ADMIN, Server
 from tests.fault_proxy import Reply, fault_proxy
-from tests.helpers import page_view, purchase
+from tests.helpers import page_view, purchase, stored
 
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
 
@@ -32,11 +32,6 @@ def capigate(*args: str, timeout_s: float = 20) -> subprocess.CompletedProcess[s
 
 def tag() -> str:
     return f"cli-{uuid.uuid4().hex[:12]}"
-
-
-def stored(server: Server, test_tag: str) -> list[Any]:
-    with GatewayAdmin(server.url, ADMIN) as admin:
-        return list(admin.iter_events(test_tag=test_tag, limit=1000))
 
 
 def jsonl(path: Path, records: list[Any]) -> Path:
@@ -145,7 +140,7 @@ def test_send_checks_batches_and_delivers_with_a_summary(server: Server, tmp_pat
     assert f"delivered 122 of 122 event(s) in 2 request(s) to {server.url}" in done.stdout
     assert "stored: 121, duplicates: 1" in done.stdout
     assert "failed: 0\n" in done.stdout
-    assert len(stored(server, t)) == 121
+    assert len(stored(server, test_tag=t)) == 121
 
 
 def test_send_shows_a_progress_bar(server: Server, tmp_path: Path) -> None:
@@ -163,7 +158,7 @@ def test_send_appsflyer_events_one_request_each(server: Server, tmp_path: Path) 
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "delivered 3 of 3 event(s) in 3 request(s)" in done.stdout
-    assert len(stored(server, t)) == 3
+    assert len(stored(server, test_tag=t)) == 3
 
 
 def test_send_refuses_invalid_files_and_sends_nothing(server: Server, tmp_path: Path) -> None:
@@ -174,7 +169,7 @@ def test_send_refuses_invalid_files_and_sends_nothing(server: Server, tmp_path: 
     first = done.stdout.splitlines()[0]
     assert first.startswith(f"{file}:2: error: events[1].name: ") and "pageview" in first and "[unknown_event]" in first
     assert "nothing was sent" in done.stdout
-    assert stored(server, t) == []
+    assert stored(server, test_tag=t) == []
 
 
 def test_send_refuses_events_of_the_other_api(server: Server, tmp_path: Path) -> None:
@@ -201,7 +196,7 @@ def test_send_writes_undelivered_events_to_a_file_send_accepts_again(server: Ser
     assert len(lines) == 3 and email not in failed.read_text()  # hashed, ready to resend
     again = capigate("send", str(failed), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", t)
     assert again.returncode == 0, again.stdout
-    assert sorted(e.dedupe_id for e in stored(server, t)) == sorted(e["dedupe_id"] for e in events)
+    assert sorted(e["dedupe_id"] for e in stored(server, test_tag=t)) == sorted(e["dedupe_id"] for e in events)
 
 
 def test_send_rate_option_limits_events_per_second(server: Server, tmp_path: Path) -> None:

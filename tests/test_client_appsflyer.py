@@ -14,7 +14,6 @@ import pytest
 from capigate import (
     AppsFlyerClient,
     AsyncAppsFlyerClient,
-    GatewayAdmin,
     InAppEvent,
     InvalidEvents,
     RetryPolicy,
@@ -24,8 +23,9 @@ from capigate import (
     in_app_event,
 )
 from capigate.identity import sha256_hex
-from tests.conftest import ADMIN, Server
+from tests.conftest import Server
 from tests.fault_proxy import Reply, fault_proxy
+from tests.helpers import stored
 
 FAST = RetryPolicy(max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.05)
 APP, KEY = "com.example.shop", "af-dev-key"
@@ -33,12 +33,6 @@ APP, KEY = "com.example.shop", "af-dev-key"
 
 def tag() -> str:
     return f"sdk-af-{uuid.uuid4().hex[:12]}"
-
-
-def stored(server: Server, test_tag: str) -> list[dict[str, Any]]:
-    """Every event the gateway stored with this test tag (all pages)."""
-    with GatewayAdmin(server.url, ADMIN) as admin:
-        return [msgspec.to_builtins(e) for e in admin.iter_events(test_tag=test_tag, limit=1000)]
 
 
 def purchase(**fields: Any) -> dict[str, Any]:
@@ -92,7 +86,7 @@ def test_accepted_event_reports_stored_count(server: Server) -> None:
         result = client.send([purchase(), in_app_event("1415211453000-6513711", "af_login", os="14")])
     assert result.ok and [r.stored for r in result.requests] == [1, 1]
     assert [r.first_event for r in result.requests] == [0, 1]
-    assert len(stored(server, t)) == 2
+    assert len(stored(server, test_tag=t)) == 2
 
 
 def test_plain_pii_is_hashed_and_event_value_stringified_before_it_leaves(server: Server) -> None:
@@ -109,7 +103,7 @@ def test_plain_pii_is_hashed_and_event_value_stringified_before_it_leaves(server
     assert isinstance(wire["eventValue"], str) and msgspec.json.decode(wire["eventValue"])["af_revenue"] == "6"
     assert b"Jane" not in proxy.seen[0].body
     assert proxy.seen[0].headers["authentication"] == KEY
-    assert stored(server, t)[0]["payload"]["email_hashed"] == wire["email_hashed"]
+    assert stored(server, test_tag=t)[0]["payload"]["email_hashed"] == wire["email_hashed"]
 
 
 def test_invalid_events_raise_one_error_with_every_path_before_sending() -> None:
@@ -145,7 +139,7 @@ def test_forced_5xx_is_retried_until_accepted(server: Server) -> None:
         result = client.send([purchase()])
     assert result.ok and result.requests[0].attempts == 2
     assert proxy.statuses() == [500, 200]
-    assert len(stored(server, t)) == 1
+    assert len(stored(server, test_tag=t)) == 1
 
 
 def test_rate_limited_429_is_retried(server: Server) -> None:
@@ -192,7 +186,7 @@ def test_events_go_out_concurrently_one_request_each(server: Server) -> None:
         result = client.send([purchase() for _ in range(40)])
     assert result.ok and len(result.requests) == 40
     assert len(proxy.seen) == 40 and len({s.client_port for s in proxy.seen}) > 1
-    assert len(stored(server, t)) == 40
+    assert len(stored(server, test_tag=t)) == 40
 
 
 def test_threads_share_one_client_under_concurrency(server: Server) -> None:
@@ -208,7 +202,7 @@ def test_threads_share_one_client_under_concurrency(server: Server) -> None:
             thread.start()
         for thread in threads:
             thread.join(10)
-    assert oks == [True] * 6 and len(stored(server, t)) == 60
+    assert oks == [True] * 6 and len(stored(server, test_tag=t)) == 60
 
 
 def test_async_client_sends_concurrently(server: Server) -> None:
@@ -219,7 +213,7 @@ def test_async_client_sends_concurrently(server: Server) -> None:
             return await asyncio.gather(*(client.send([purchase(), purchase()]) for _ in range(15)))
 
     results = asyncio.run(main())
-    assert all(r.ok for r in results) and len(stored(server, t)) == 30
+    assert all(r.ok for r in results) and len(stored(server, test_tag=t)) == 30
 
 
 def test_dedupe_key_makes_a_repeat_safe_and_the_gateway_drops_it(server: Server) -> None:

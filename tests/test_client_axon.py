@@ -16,7 +16,6 @@ import pytest
 from capigate import (
     AsyncAxonClient,
     AxonClient,
-    GatewayAdmin,
     InvalidEvents,
     Item,
     PurchaseData,
@@ -27,21 +26,15 @@ from capigate import (
     hash_email,
     hash_phone,
 )
-from tests.conftest import ADMIN, Server
+from tests.conftest import Server
 from tests.fault_proxy import Reply, fault_proxy
-from tests.helpers import page_view, purchase
+from tests.helpers import page_view, purchase, stored
 
 FAST = RetryPolicy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05)
 
 
 def tag() -> str:
     return f"sdk-{uuid.uuid4().hex[:12]}"
-
-
-def stored(server: Server, test_tag: str) -> list[dict[str, Any]]:
-    """Every event the gateway stored with this test tag (all pages)."""
-    with GatewayAdmin(server.url, ADMIN) as admin:
-        return [msgspec.to_builtins(e) for e in admin.iter_events(test_tag=test_tag, limit=1000)]
 
 
 def user(**fields: Any) -> UserData:
@@ -165,7 +158,7 @@ def test_accepted_batch_reports_stored_and_duplicate_counts(server: Server) -> N
     assert (request.status, request.events, request.stored, request.duplicates) == (200, 3, 2, 1)
     assert request.duplicate_events == [2]
     assert request.attempts == 1
-    assert len(stored(server, t)) == 2
+    assert len(stored(server, test_tag=t)) == 2
 
 
 def test_pii_is_hashed_with_the_server_normaliser_before_it_leaves(server: Server) -> None:
@@ -180,7 +173,7 @@ def test_pii_is_hashed_with_the_server_normaliser_before_it_leaves(server: Serve
     sent = msgspec.json.decode(wire)["events"][0]["user_data"]
     assert sent["email"] == hash_email("jane.doe@example.com")
     assert sent["phone"] == hash_phone("16505551212")
-    (event,) = stored(server, t)
+    (event,) = stored(server, test_tag=t)
     assert event["payload"]["user_data"]["email"] == sent["email"]
 
 
@@ -195,7 +188,7 @@ def test_events_are_sent_in_batches_of_at_most_100(server: Server) -> None:
     assert result.ok and [r.events for r in result.requests] == [100, 100, 50]
     assert [r.first_event for r in result.requests] == [0, 100, 200]
     assert sorted(len(msgspec.json.decode(s.body)["events"]) for s in proxy.seen) == [50, 100, 100]
-    assert result.stored == 250 and len(stored(server, t)) == 250
+    assert result.stored == 250 and len(stored(server, test_tag=t)) == 250
 
 
 def test_refused_batch_returns_the_server_problems_and_is_not_retried(server: Server) -> None:
@@ -241,7 +234,7 @@ def test_forced_5xx_is_retried_with_backoff_until_accepted(server: Server) -> No
         result = client.send([page_view()])
     assert result.ok and result.requests[0].attempts == 3
     assert proxy.statuses() == [503, 502, 200]
-    assert len(stored(server, t)) == 1
+    assert len(stored(server, test_tag=t)) == 1
 
 
 def test_rate_limited_429_waits_as_long_as_retry_after_asks(server: Server) -> None:
@@ -342,7 +335,7 @@ def test_threads_share_one_client_under_concurrency(server: Server) -> None:
             thread.join(10)
     assert len(results) == 8 and all(r.ok for r in results)
     assert sum(r.stored or 0 for r in results) == 480
-    assert len(stored(server, t)) == 480
+    assert len(stored(server, test_tag=t)) == 480
 
 
 def test_async_client_sends_concurrently_from_many_tasks(server: Server) -> None:
@@ -354,7 +347,7 @@ def test_async_client_sends_concurrently_from_many_tasks(server: Server) -> None
 
     results = asyncio.run(main())
     assert all(r.ok for r in results) and [len(r.requests) for r in results] == [3] * 10
-    assert len(stored(server, t)) == 500
+    assert len(stored(server, test_tag=t)) == 500
 
 
 def test_async_client_retries_a_forced_5xx(server: Server) -> None:
