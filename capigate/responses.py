@@ -66,9 +66,11 @@ class EventsPage(msgspec.Struct, kw_only=True):
 
 
 class AttemptView(msgspec.Struct, kw_only=True):
-    """One relay attempt of an event: what the upstream answered, verbatim."""
+    """One relay attempt of an event: what the upstream answered, verbatim (the store's
+    ``DeliveryAttempt``: one type)."""
 
     id: int
+    event_id: int
     destination: str
     at: int  # epoch ms
     result: str  # delivered | retry | dead | split
@@ -100,11 +102,13 @@ class ReplayResult(msgspec.Struct, kw_only=True):
 
 
 class OutboxView(msgspec.Struct, kw_only=True):
+    """One destination's relay queue (the store's ``OutboxDepth``: one type)."""
+
     destination: str
-    pending: int
+    pending: int  # waiting or leased
     dead: int
     delivered: int
-    oldest_pending_at: int | None
+    oldest_pending_at: int | None  # epoch ms: received_at of the oldest undelivered event
 
 
 class OutboxPage(msgspec.Struct, kw_only=True):
@@ -113,10 +117,11 @@ class OutboxPage(msgspec.Struct, kw_only=True):
     destinations: list[OutboxView]
 
 
-class RequestView(msgspec.Struct, kw_only=True):
-    id: int
+class RequestRecord(msgspec.Struct, kw_only=True):
+    """One request as the journal keeps it, written after the answer."""
+
     request_id: str
-    received_at: int
+    received_at: int  # epoch ms
     api: str
     source: str | None
     method: str
@@ -125,12 +130,18 @@ class RequestView(msgspec.Struct, kw_only=True):
     client_ip: str | None
     user_agent: str | None
     latency_ms: float
-    events_received: int
-    events_stored: int
-    events_duplicate: int
-    problems: list[Problem]
-    warnings: list[Problem]
-    test_tag: str | None
+    events_received: int = 0
+    events_stored: int = 0
+    events_duplicate: int = 0
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    test_tag: str | None = None
+
+
+class RequestView(RequestRecord, kw_only=True):
+    """A journal entry read back: the record and its row id, which pages the journal."""
+
+    id: int
 
 
 class RequestsPage(msgspec.Struct, kw_only=True):

@@ -191,7 +191,7 @@ def test_each_node_sees_the_events_and_journal_of_the_others(schema: str) -> Non
             await a.record_requests([journal("ra")])
             events, _ = await a.query_events(EventQuery())
             requests, _ = await b.query_requests(RequestQuery())
-            return [e.payload["n"] for e in events], [r.request_id for _, r in requests]
+            return [e.payload["n"] for e in events], [r.request_id for r in requests]
         finally:
             await asyncio.gather(a.close(), b.close())
 

@@ -14,6 +14,7 @@ import pytest
 
 import capigate.store
 from capigate.errors import Problem, StoreError
+from capigate.responses import RequestView
 from capigate.store import (
     EventQuery,
     NewEvent,
@@ -171,8 +172,8 @@ def test_prune_forgets_dedupe_keys_older_than_retention_so_the_id_is_accepted_ag
 def test_record_requests_writes_every_entry_of_a_buffered_batch(store: Store) -> None:
     run(store.record_requests([record(n, status=200 + 100 * (n % 3)) for n in range(5)]))
     rows, _ = run(store.query_requests(RequestQuery()))
-    assert [r.request_id for _, r in rows] == [f"req-{n}" for n in (4, 3, 2, 1, 0)]
-    assert [r.status for _, r in rows] == [300, 200, 400, 300, 200]
+    assert [r.request_id for r in rows] == [f"req-{n}" for n in (4, 3, 2, 1, 0)]
+    assert [r.status for r in rows] == [300, 200, 400, 300, 200]
 
 
 def test_prune_removes_journal_entries_older_than_journal_days(store: Store) -> None:
@@ -181,7 +182,7 @@ def test_prune_removes_journal_entries_older_than_journal_days(store: Store) -> 
     pruned = run(store.prune(T0, Retention(journal_days=7)))
     assert pruned.requests == 1  # exactly 7 days old is not older than 7 days
     rows, _ = run(store.query_requests(RequestQuery()))
-    assert [r.request_id for _, r in rows] == ["req-2", "req-1"]
+    assert [r.request_id for r in rows] == ["req-2", "req-1"]
 
 
 def test_prune_keeps_at_most_journal_max_rows_removing_the_oldest(store: Store) -> None:
@@ -190,7 +191,7 @@ def test_prune_keeps_at_most_journal_max_rows_removing_the_oldest(store: Store) 
     pruned = run(store.prune(T0, Retention(journal_days=365, journal_max_rows=4)))
     assert pruned.requests == 6
     rows, _ = run(store.query_requests(RequestQuery()))
-    assert [r.request_id for _, r in rows] == ["req-9", "req-8", "req-7", "req-6"]
+    assert [r.request_id for r in rows] == ["req-9", "req-8", "req-7", "req-6"]
 
 
 # --- journal ----------------------------------------------------------------------------
@@ -204,9 +205,9 @@ def test_request_records_round_trip_with_problems_and_warnings(store: Store) -> 
         events_duplicate=1, test_tag="t", source=None, client_ip=None, user_agent=None,
     )  # fmt: skip
     run(store.record_requests([original]))
-    [(row_id, stored)] = run(store.query_requests(RequestQuery()))[0]
-    assert row_id >= 1
-    assert stored == original
+    [stored] = run(store.query_requests(RequestQuery()))[0]
+    assert stored.id >= 1
+    assert RequestRecord(**{f: getattr(stored, f) for f in RequestRecord.__struct_fields__}) == original
     assert all(isinstance(p, Problem) for p in stored.problems + stored.warnings)
 
 
@@ -277,10 +278,10 @@ def test_request_filters_return_exactly_the_matching_records_newest_first(
 ) -> None:
     filters, matches = case
     everything, _ = run(filled.query_requests(RequestQuery(limit=1000)))
-    assert [i for i, _ in everything] == sorted((i for i, _ in everything), reverse=True)
-    expected = [i for i, r in everything if matches(r)]
+    assert [r.id for r in everything] == sorted((r.id for r in everything), reverse=True)
+    expected = [r.id for r in everything if matches(r)]
     rows, _ = run(filled.query_requests(RequestQuery(limit=1000, **filters)))
-    assert [i for i, _ in rows] == expected
+    assert [r.id for r in rows] == expected
 
 
 @pytest.mark.parametrize("limit", [1, 5, 6, 24, 25])
@@ -300,12 +301,12 @@ def test_event_cursor_pages_cover_every_row_once_without_gaps(
 
 @pytest.mark.parametrize("limit", [1, 7, 24, 30])
 def test_request_cursor_pages_cover_every_row_once_without_gaps(filled: Store, limit: int) -> None:
-    def fetch(cursor: int | None) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+    def fetch(cursor: int | None) -> tuple[list[RequestView], int | None]:
         return run(filled.query_requests(RequestQuery(limit=limit, cursor=cursor, source="px1")))
 
-    ids = [i for page in pages(fetch) for i, _ in page]
+    ids = [r.id for page in pages(fetch) for r in page]
     everything, _ = run(filled.query_requests(RequestQuery(limit=1000, source="px1")))
-    assert ids == [i for i, _ in everything]
+    assert ids == [r.id for r in everything]
     assert len(ids) == 8
 
 

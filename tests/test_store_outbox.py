@@ -82,7 +82,7 @@ def test_claim_leases_the_oldest_due_events_first_and_never_twice(store: Store) 
     ingest(store, *(new_event(n) for n in range(5)))
     first = claim(store, "a", limit=3)
     assert [d.dedupe_id for d in first] == ["px1-0", "px1-1", "px1-2"]
-    assert (first[0].attempts, first[0].queued_at, first[0].source, first[0].api) == (0, T0, "px1", "axon")
+    assert (first[0].attempts, first[0].queued_at_ms, first[0].source, first[0].api) == (0, T0, "px1", "axon")
     assert msgspec.json.decode(first[0].payload) == {"name": "purchase", "dedupe_id": "px1-0"}
     second = claim(store, "b", limit=10)
     assert [d.dedupe_id for d in second] == ["px1-3", "px1-4"]
@@ -254,7 +254,7 @@ def test_dead_letters_are_listed_by_status_and_replayed_with_filters(store: Stor
     assert run(store.replay(DeadLetterQuery(since_ms=T0 + 1000), now_ms=now)) == 1  # px3 only
     assert depth(store) == (2, 1, 1)
     (replayed,) = [d for d in claim(store, now=now) if d.dedupe_id == "px1-3"]
-    assert (replayed.attempts, replayed.queued_at) == (0, now)
+    assert (replayed.attempts, replayed.queued_at_ms) == (0, now)
     assert run(store.replay(DeadLetterQuery(), now_ms=now)) == 1  # the last one: px1-1
     assert sum(depth(store, d)[2] for d in (AXON, "axon:px2", "axon:px3")) == 0
 

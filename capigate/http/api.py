@@ -16,17 +16,13 @@ from capigate.http.params import encode_cursor, parse_id, query_cursor, query_in
 from capigate.http.session import has_session
 from capigate.http.state import Gateway
 from capigate.responses import (
-    AttemptView,
     ErrorBody,
     EventDetail,
     EventsPage,
-    EventView,
     OutboxPage,
-    OutboxView,
     ReplayRequest,
     ReplayResult,
     RequestsPage,
-    RequestView,
 )
 from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery
 
@@ -90,8 +86,7 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_requests(query)
-    views = [RequestView(id=row_id, **{f: getattr(r, f) for f in r.__struct_fields__}) for row_id, r in rows]
-    return json_response(200, RequestsPage(requests=views, next=encode_cursor(next_cursor)))
+    return json_response(200, RequestsPage(requests=rows, next=encode_cursor(next_cursor)))
 
 
 async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -110,9 +105,7 @@ async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     if not rows or rows[0].id != event_id:
         return json_response(404, ErrorBody(error="not_found", message=f"no event with id {raw!r}"))
     attempts = await gateway.store.query_attempts(rows[0].id)
-    fields = {f: getattr(rows[0], f) for f in EventView.__struct_fields__}
-    views = [AttemptView(**{f: getattr(a, f) for f in AttemptView.__struct_fields__}) for a in attempts]
-    return json_response(200, EventDetail(**fields, attempts=views))
+    return json_response(200, EventDetail(**msgspec.structs.asdict(rows[0]), attempts=attempts))
 
 
 async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -121,9 +114,7 @@ async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     denied = await _deny(request, gateway)
     if denied:
         return denied
-    depths = await gateway.store.outbox_depths()
-    views = [OutboxView(**{f: getattr(d, f) for f in OutboxView.__struct_fields__}) for d in depths]
-    return json_response(200, OutboxPage(destinations=views))
+    return json_response(200, OutboxPage(destinations=await gateway.store.outbox_depths()))
 
 
 async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> Response:

@@ -222,7 +222,7 @@ class DestinationWorker:
             await self._retry(deliveries, answer)
         elif verdict is Verdict.SPLIT:
             self._failures, self._probing = 0, False  # the upstream answers: it is not down
-            self._settle(deliveries, answer, "split", next_at=_now_ms() + self.lease_ms)
+            self._settle(deliveries, answer, "split", next_at_ms=_now_ms() + self.lease_ms)
             for part in _parts(deliveries, answer.raw):
                 if self._stopping:
                     return  # the rest stays leased until the runner releases it
@@ -273,14 +273,14 @@ class DestinationWorker:
 
     async def _retry(self, deliveries: list[Delivery], answer: _Answer) -> None:
         self._back_off(answer)
-        next_at = self.stats.paused_until_ms
+        next_at_ms = self.stats.paused_until_ms
         retry: list[Delivery] = []
         dead: list[tuple[Delivery, str]] = []
         s = self.target.settings
         for d in deliveries:
             reason = give_up_reason(
                 d.attempts + 1,
-                d.queued_at,
+                d.queued_at_ms,
                 now_ms=answer.at_ms,
                 max_attempts=s.max_attempts,
                 max_age_hours=s.max_age_hours,
@@ -292,9 +292,9 @@ class DestinationWorker:
         self.stats.retried += len(retry)
         self.stats.dead += len(dead)
         what = f"HTTP {answer.status}" if answer.status is not None else answer.error
-        wait_s = (next_at - _now_ms()) / 1000
+        wait_s = (next_at_ms - _now_ms()) / 1000
         log.warning("relay %s: %s; retrying %d event(s) in %.1f s", self.name, what, len(retry), wait_s)
-        outcomes = self._outcomes(retry, answer, "retry", next_at=next_at)
+        outcomes = self._outcomes(retry, answer, "retry", next_at_ms=next_at_ms)
         for d, reason in dead:
             error = f"{answer.error}; {reason}" if answer.error else reason
             outcomes += self._outcomes([d], answer, "dead", error=error)
@@ -317,9 +317,9 @@ class DestinationWorker:
     # --- settling ---------------------------------------------------------------------
 
     def _settle(
-        self, deliveries: Sequence[Delivery], answer: _Answer, result: Result, *, next_at: int | None = None
+        self, deliveries: Sequence[Delivery], answer: _Answer, result: Result, *, next_at_ms: int | None = None
     ) -> None:
-        self._record(self._outcomes(deliveries, answer, result, next_at=next_at))
+        self._record(self._outcomes(deliveries, answer, result, next_at_ms=next_at_ms))
 
     def _outcomes(
         self,
@@ -327,7 +327,7 @@ class DestinationWorker:
         answer: _Answer,
         result: Result,
         *,
-        next_at: int | None = None,
+        next_at_ms: int | None = None,
         error: str | None = None,
     ) -> list[AttemptOutcome]:
         # One headers dict and one body string for all: the store keeps them once.
@@ -342,7 +342,7 @@ class DestinationWorker:
                 error=error or answer.error,
                 response_headers=answer.headers,
                 response_body=answer.body,
-                next_attempt_at_ms=next_at,
+                next_attempt_at_ms=next_at_ms,
             )
             for d in deliveries
         ]

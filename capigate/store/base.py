@@ -13,9 +13,8 @@ from typing import Final, Literal, Protocol
 
 import msgspec
 
-from capigate.errors import Problem
 from capigate.events import NewEvent
-from capigate.responses import EventView
+from capigate.responses import AttemptView, EventView, OutboxView, RequestRecord, RequestView
 
 __all__ = [
     "AttemptOutcome",
@@ -29,6 +28,7 @@ __all__ = [
     "PruneResult",
     "RequestQuery",
     "RequestRecord",
+    "RequestView",
     "Retention",
     "SchemaStatus",
     "StatsBucket",
@@ -40,32 +40,15 @@ __all__ = [
 _DAY_MS: Final = 86_400_000
 
 
-# A stored event is exactly what the query API shows: one type, not a copy per layer.
+# What the store reads back is exactly what the query API shows: one type, not a copy per layer.
 StoredEvent = EventView
+DeliveryAttempt = AttemptView
+OutboxDepth = OutboxView
 
 
 class IngestResult(msgspec.Struct, kw_only=True):
     stored: int
     duplicates: list[int]  # positions, in the batch, of events not stored because seen before
-
-
-class RequestRecord(msgspec.Struct, kw_only=True):
-    request_id: str
-    received_at: int
-    api: str
-    source: str | None
-    method: str
-    path: str
-    status: int
-    client_ip: str | None
-    user_agent: str | None
-    latency_ms: float
-    events_received: int = 0
-    events_stored: int = 0
-    events_duplicate: int = 0
-    problems: list[Problem] = []
-    warnings: list[Problem] = []
-    test_tag: str | None = None
 
 
 class EventQuery(msgspec.Struct, kw_only=True):
@@ -141,7 +124,7 @@ class Delivery(msgspec.Struct, kw_only=True):
     dedupe_id: str | None
     payload: bytes  # the stored (normalised, hashed) JSON
     attempts: int  # attempts made before this one
-    queued_at: int  # ms; with max_age_hours decides when retrying stops
+    queued_at_ms: int  # with max_age_hours, decides when retrying stops
 
 
 class AttemptOutcome(msgspec.Struct, kw_only=True):
@@ -167,33 +150,12 @@ class AttemptOutcome(msgspec.Struct, kw_only=True):
     next_attempt_at_ms: int | None = None  # for "retry": when due again; for "split": the new lease expiry
 
 
-class DeliveryAttempt(msgspec.Struct, kw_only=True):
-    id: int
-    event_id: int
-    destination: str
-    at: int
-    result: str
-    status: int | None
-    latency_ms: float
-    error: str | None
-    response_headers: dict[str, str]
-    response_body: str
-
-
 class DeadLetterQuery(msgspec.Struct, kw_only=True):
     destination: str | None = None
     source: str | None = None
     status: int | None = None  # last upstream status
     since_ms: int | None = None  # on the event's received_at
     until_ms: int | None = None
-
-
-class OutboxDepth(msgspec.Struct, kw_only=True):
-    destination: str
-    pending: int  # waiting or leased
-    dead: int
-    delivered: int
-    oldest_pending_at: int | None  # received_at of the oldest undelivered event, ms
 
 
 class WriterStats(msgspec.Struct, kw_only=True):
@@ -252,7 +214,7 @@ class Store(Protocol):
         """Newest first; the second value is the cursor of the next page, if any."""
         ...
 
-    async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+    async def query_requests(self, query: RequestQuery) -> tuple[list[RequestView], int | None]:
         """(row id, record) pairs, newest first, and the cursor of the next page."""
         ...
 

@@ -10,7 +10,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from capigate.errors import Problem, StoreError
-from capigate.store.base import RequestRecord, StoredEvent
+from capigate.store.base import RequestView, StoredEvent
 
 __all__ = [
     "MAX_PAGE",
@@ -19,7 +19,7 @@ __all__ = [
     "clamp",
     "event_columns",
     "page",
-    "request_pair",
+    "request_view",
     "store_error",
     "stored_event",
     "where",
@@ -98,9 +98,9 @@ def stored_event(row: Any) -> StoredEvent:
     )  # fmt: skip
 
 
-def request_pair(row: Any) -> tuple[int, RequestRecord]:
-    return row[0], RequestRecord(
-        request_id=row[1], received_at=row[2], api=row[3], source=row[4], method=row[5],
+def request_view(row: Any) -> RequestView:
+    return RequestView(
+        id=row[0], request_id=row[1], received_at=row[2], api=row[3], source=row[4], method=row[5],
         path=row[6], status=row[7], client_ip=row[8], user_agent=row[9], latency_ms=row[10],
         events_received=row[11], events_stored=row[12], events_duplicate=row[13],
         problems=_decode_problems(row[14]), warnings=_decode_problems(row[15]),

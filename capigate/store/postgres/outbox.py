@@ -152,7 +152,7 @@ async def claim(
 def _delivery(r: TupleRow, destination: str) -> Delivery:
     return Delivery(
         event_id=r[0], destination=destination, api=r[1], source=r[2], name=r[3], dedupe_id=r[4],
-        payload=r[5], attempts=r[6], queued_at=r[7],
+        payload=r[5], attempts=r[6], queued_at_ms=r[7],
     )  # fmt: skip
 
 

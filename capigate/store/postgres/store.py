@@ -45,6 +45,7 @@ from capigate.store.base import (
     PruneResult,
     RequestQuery,
     RequestRecord,
+    RequestView,
     Retention,
     SchemaStatus,
     StatsBucket,
@@ -55,7 +56,7 @@ from capigate.store.postgres import outbox, prune, schema, sessions
 from capigate.store.postgres.ingest import IngestJob, ProbeJob, RecordJob, check_payloads, request_row
 from capigate.store.postgres.queries import events_sql, query_stats, requests_sql
 from capigate.store.postgres.writer import Writer
-from capigate.store.sql import page, request_pair, store_error, stored_event
+from capigate.store.sql import page, request_view, store_error, stored_event
 
 __all__ = ["PostgresStore"]
 
@@ -271,9 +272,9 @@ class PostgresStore:
         sql, params = events_sql(query)
         return await self._page(sql, params, query.limit, stored_event)
 
-    async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+    async def query_requests(self, query: RequestQuery) -> tuple[list[RequestView], int | None]:
         sql, params = requests_sql(query)
-        return await self._page(sql, params, query.limit, request_pair)
+        return await self._page(sql, params, query.limit, request_view)
 
     async def _page(
         self, sql: str, params: list[Any], limit: int, convert: Callable[[Any], T]

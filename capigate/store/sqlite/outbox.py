@@ -165,7 +165,7 @@ def _deliveries(
                     dedupe_id=dedupe_id[1:] if dedupe_id else None,  # "=id", or "" for none
                     payload=payload,
                     attempts=attempts,
-                    queued_at=queued_at,
+                    queued_at_ms=queued_at,
                 )
                 for i, (name, dedupe_id, payload) in enumerate(zip(*columns, strict=True))
             ]
@@ -180,7 +180,7 @@ def _deliveries(
             dedupe_id=r[4],
             payload=r[5],
             attempts=attempts,
-            queued_at=queued_at,
+            queued_at_ms=queued_at,
         )
         for r in cur.execute(_EVENTS_OF_RUN, (first, last))
     ]

@@ -22,6 +22,7 @@ from capigate.store.base import (
     PruneResult,
     RequestQuery,
     RequestRecord,
+    RequestView,
     Retention,
     SchemaStatus,
     StatsBucket,
@@ -29,7 +30,7 @@ from capigate.store.base import (
     WriterStats,
     cutoff_ms,
 )
-from capigate.store.sql import page, request_pair, stored_event
+from capigate.store.sql import page, request_view, stored_event
 from capigate.store.sqlite import outbox, sessions
 from capigate.store.sqlite import prune as pruning
 from capigate.store.sqlite.checkpoint import Checkpointer
@@ -161,10 +162,10 @@ class SQLiteStore:
             lambda conn: page(conn.execute(sql, params).fetchall(), query.limit, stored_event)
         )
 
-    async def query_requests(self, query: RequestQuery) -> tuple[list[tuple[int, RequestRecord]], int | None]:
+    async def query_requests(self, query: RequestQuery) -> tuple[list[RequestView], int | None]:
         sql, params = requests_sql(query)
         return await self._readers.run(
-            lambda conn: page(conn.execute(sql, params).fetchall(), query.limit, request_pair)
+            lambda conn: page(conn.execute(sql, params).fetchall(), query.limit, request_view)
         )
 
     async def query_stats(
