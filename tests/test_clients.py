@@ -98,6 +98,8 @@ def test_client_body_is_accepted_stored_and_relayed_documented_and_hashed(
         assert paths(detail) == case["expect"]["problems"]
         return
     assert case["expect"]["warnings"].items() <= {(w["path"], w["code"]) for w in detail["warnings"]}
+    sent = case["body"] if isinstance(case["body"], list) else case["body"].get("events", [case["body"]])
+    assert (detail["received"], detail["stored"]) == (len(sent), len(sent))
     relayed = relayed_body(upstream, before, case)
     for path, literal in case["relayed_hashes"].items():
         assert at(relayed, path) == sha(literal), path
