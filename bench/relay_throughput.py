@@ -10,6 +10,13 @@ measures the upstream's own ceiling: the relay's HTTP client (capigate/relay/htt
 the same concurrency and 100-event bodies, and no store, no claim, no settle. Everything
 stays on 127.0.0.1; the database is created in DIR (default: a temporary directory under the
 current one, the disk the gateway would use). ``--json FILE`` keeps the figures.
+
+    .venv/bin/python -m bench.relay_throughput --clients [--rounds 3] [--ceiling-seconds 5]
+
+compares the relay's hand-written client (capigate/relay/http1.py) with aiohttp (a well-kept
+client with a C HTTP parser; ``pip install -e '.[bench]'``) on the same upstream, bodies and
+concurrency, alternating A, B, A, B … so both see the same machine: events/s, and the client
+process's CPU per 100-event request, each as a ratio of aiohttp's to http1's.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -105,6 +113,51 @@ async def ceiling(url: str, concurrency: int, seconds: float) -> float:
     return sent / (time.perf_counter() - started)
 
 
+async def aiohttp_ceiling(url: str, concurrency: int, seconds: float) -> float:
+    """``ceiling`` with aiohttp's client: one session, ``concurrency`` keep-alive connections."""
+    import aiohttp
+
+    body = b'{"events":[' + b",".join(event(n).payload for n in range(BATCH)) + b"]}"
+    headers = {"authorization": "k", "content-type": "application/json"}
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def loop() -> None:
+            nonlocal sent
+            while time.perf_counter() < deadline:
+                async with session.post(f"{url}/v1/event?pixel_id={PIXEL}", data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise SystemExit(f"the upstream answered {response.status}")
+                sent += BATCH
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return sent / (time.perf_counter() - started)
+
+
+def compare_clients(url: str, concurrency: int, seconds: float, rounds: int) -> dict[str, dict[str, float]]:
+    """Both clients, alternated ``rounds`` times: median events/s and CPU ms per request."""
+    runs: dict[str, list[tuple[float, float]]] = {"http1": [], "aiohttp": []}
+    measure = {"http1": ceiling, "aiohttp": aiohttp_ceiling}
+    for _ in range(rounds):
+        for name, run in measure.items():
+            cpu = time.process_time()
+            rate = asyncio.run(run(url, concurrency, seconds))
+            cpu_ms_per_request = (time.process_time() - cpu) * 1000 / (rate * seconds / BATCH)
+            runs[name].append((rate, cpu_ms_per_request))
+            print(f"  {name:8} {rate:>10,.0f} events/s  {cpu_ms_per_request:.3f} ms CPU per request", flush=True)
+    return {
+        name: {
+            "events_per_s": statistics.median(r for r, _ in figures),
+            "cpu_ms_per_request": statistics.median(c for _, c in figures),
+        }
+        for name, figures in runs.items()
+    }
+
+
 async def relay(path: Path, url: str, total: int, concurrency: int, synchronous: str) -> dict[str, float]:
     store = SQLiteStore(path, synchronous=synchronous)
     await store.open()
@@ -143,7 +196,12 @@ def main() -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--dir", type=Path, default=Path.cwd())
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--clients", action="store_true", help="compare http1.py with aiohttp, then stop")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the client comparison")
     args = parser.parse_args()
+    if args.clients:
+        main_clients(args)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-relay-bench-") as tmp:
         port = free_port()
         upstream = start_server("ceiling", port=port, workers=1, workdir=Path(tmp))
@@ -164,6 +222,25 @@ def main() -> None:
     if args.json:
         figures = {**got, "ceiling_events_per_s": top, "events": args.events, "concurrency": args.concurrency}
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def main_clients(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-relay-bench-") as tmp:
+        port = free_port()
+        upstream = start_server("ceiling", port=port, workers=1, workdir=Path(tmp))
+        try:
+            figures = compare_clients(f"http://{HOST}:{port}", args.concurrency, args.ceiling_seconds, args.rounds)
+        finally:
+            stop_server(upstream)
+    mine, theirs = figures["http1"], figures["aiohttp"]
+    print(
+        f"aiohttp / http1: {theirs['events_per_s'] / mine['events_per_s']:.2f}x the events/s, "
+        f"{theirs['cpu_ms_per_request'] / mine['cpu_ms_per_request']:.2f}x the CPU per request "
+        f"(medians of {args.rounds} alternated runs of {args.ceiling_seconds:g} s, concurrency {args.concurrency}, "
+        f"{BATCH}-event bodies; cpus: {os.cpu_count()})"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "rounds": args.rounds, "concurrency": args.concurrency}, indent=2))
 
 
 if __name__ == "__main__":

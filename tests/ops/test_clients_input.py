@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.helpers import batch, purchase
+from tests.helpers import batch, purchase, wait_until
 
 SQL_TEXT = re.compile(r"\b(SELECT|INSERT INTO|UPDATE \w+ SET|WHERE|sqlite3|psycopg|Traceback|\w+Error)\b")
 
@@ -102,5 +102,9 @@ def test_repeated_pixel_id_is_400_not_last_wins(server: Server) -> None:
     assert r.status_code == 400, r.text
     assert [p["path"] for p in r.json()["problems"]] == ["pixel_id"]
     with server.admin() as c:
-        rows = c.get("/api/requests", params={"limit": 5}).json()["requests"]
-    assert rows[0]["status"] == 400
+
+        def journaled() -> bool:
+            rows = c.get("/api/requests", params={"status": 400, "limit": 1000}).json()["requests"]
+            return any(p["code"] == "repeated_parameter" for row in rows for p in row["problems"])
+
+        wait_until(journaled, what="the refused request in the journal")
