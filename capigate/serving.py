@@ -120,6 +120,7 @@ def serve_gateway(
     """Run the workers on ``listener`` until SIGINT or SIGTERM (the app comes from the
     environment the CLI prepared: see ``capigate.gateway.app_from_env``)."""
     os.environ[PARENT_ENV] = str(os.getpid())
+    _allow_open_files(settings.max_connections + 256)
     host, port = listener.getsockname()[:2]
     os.environ[LISTEN_PORT_ENV] = str(port)
     GatewayServer(
@@ -140,6 +141,22 @@ def serve_gateway(
         listener=listener,
         respawns_file=shared_dir(os.getpid()) / RESPAWNS_FILE,
     ).serve()
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise the soft limit on open files (often 1024) toward ``wanted``, within the hard limit:
+    past it a worker cannot accept the connections ``max_connections`` allows."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < wanted:
+        sys.stderr.write(f"capigate: open files are limited to {target}: fewer than [server] max_connections allows\n")
 
 
 class GatewayServer(MPServer):

@@ -44,7 +44,7 @@ SETTINGS: Final = (
     Setting("server", "header_timeout_s", float, 10.0, "a request's head, or a silent connection (at most 60)"),
     Setting("server", "body_timeout_s", float, 30.0, "a request's body, once the handler asks for it"),
     Setting("server", "idle_timeout_s", float, 60.0, "a keep-alive connection with no new request"),
-    Setting("server", "max_connections", int, 1024, "per worker; more wait in the listen backlog"),
+    Setting("server", "max_connections", int, 4096, "per worker; more wait in the listen backlog"),
     Setting("server", "log_format", Literal["plain", "json"], "plain", "plain | json; one line per request, never PII"),
     Setting("server", "log_requests", bool, True, "log one line per request"),
     Setting(
