@@ -168,6 +168,7 @@ class GatewayServer(MPServer):
         self._listener = listener
         self._respawns_file = respawns_file
         self.respawns = 0
+        self._reloading = False
 
     def _init_shared_socket(self) -> None:
         self._ssp = None
@@ -175,9 +176,16 @@ class GatewayServer(MPServer):
         self._sfd = self._listener.fileno()  # type: ignore[assignment]  # granian's attributes are untyped
         self._shd = SocketHolder(self._sfd, False, self.backlog)  # type: ignore[call-arg,assignment]
 
+    def _reload(self, spawn_target: Any, target_loader: Any) -> None:
+        self._reloading = True  # SIGHUP restarts every worker: not respawns
+        try:
+            super()._reload(spawn_target, target_loader)  # type: ignore[no-untyped-call]
+        finally:
+            self._reloading = False
+
     def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
         super()._respawn_workers(workers, spawn_target, target_loader, delay)
-        if self.interrupt_signal or self.reload_signal:
+        if self._reloading:
             return
         self.respawns += len(workers)
         with contextlib.suppress(OSError):
