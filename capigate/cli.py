@@ -219,9 +219,13 @@ def replay(
 
     A running gateway or `capigate relay` picks them up at its next poll.
     """
+    from capigate.relay import replay_refusal
     from capigate.store import DeadLetterQuery, open_store
 
     config, _ = _resolve_config(config_path, create=False)
+    refusal = replay_refusal(config, destination, source)
+    if refusal is not None:
+        raise click.ClickException(f"nothing to replay: {refusal[1]}")
     query = DeadLetterQuery(
         destination=destination,
         source=source,

@@ -121,3 +121,41 @@ def test_events_json_prints_one_object_a_line(server: Server, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
     assert json.loads(line)["dedupe_id"] == dedupe_id
+
+
+# --- replay ----------------------------------------------------------------------------
+
+
+def test_replay_of_a_source_without_relay_says_why_and_fails(server: Server) -> None:
+    done = capigate("replay", "--config", str(server.config), "--db", str(server.db), "--destination", "axon:px_std")
+    assert done.returncode == 1, done.stdout
+    assert "axon:px_std has no [relay] table" in done.stderr and "re-queued" not in done.stdout
+    by_source = capigate("replay", "--config", str(server.config), "--db", str(server.db), "--source", "px_std")
+    assert by_source.returncode == 1 and "axon:px_std has no [relay] table" in by_source.stderr
+
+
+def test_replay_of_an_unknown_destination_names_the_relayed_ones(server: Server) -> None:
+    done = capigate("replay", "--config", str(server.config), "--db", str(server.db), "--destination", "axon:nope")
+    assert done.returncode == 1
+    assert "'axon:nope' is not a destination" in done.stderr and "no source has a [relay] table" in done.stderr
+
+
+def test_replay_without_filters_still_runs(server: Server) -> None:
+    done = capigate("replay", "--config", str(server.config), "--db", str(server.db))
+    assert done.returncode == 0 and "re-queued 0" in done.stdout, done.stderr
+
+
+def test_api_replay_with_a_bad_body_names_the_body_not_the_query(server: Server) -> None:
+    with server.admin() as admin:
+        for body, path, code in [
+            (b'{"sourse": "px_std"}', "sourse", "unknown_field"),
+            (b'{"status": "401"}', "status", "wrong_type"),
+            (b"{not json", "", "malformed_json"),
+            (b'{"destination": "axon:px_std"}', "destination", "not_relayed"),
+            (b'{"source": "px_std"}', "source", "not_relayed"),
+        ]:
+            answer = admin.post("/api/replay", content=body)
+            assert answer.status_code == 400, body
+            error = answer.json()
+            assert error["error"] == "invalid_replay" and "query" not in error["message"], error
+            assert [(p["path"], p["code"]) for p in error["problems"]] == [(path, code)], error

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Final
 
 import msgspec
 
@@ -15,6 +16,7 @@ from capigate.http.journal import Outcome
 from capigate.http.params import encode_cursor, parse_id, query_cursor, query_int, query_limit, query_time
 from capigate.http.session import has_session
 from capigate.http.state import Gateway
+from capigate.relay.destinations import relayed, replay_refusal
 from capigate.responses import (
     ErrorBody,
     EventDetail,
@@ -128,8 +130,11 @@ async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> R
     try:
         wanted = _decode_replay(body) if body.strip() else ReplayRequest()
     except msgspec.DecodeError as exc:
-        report.error("", "invalid_body", f"the body is a JSON object of filters: {exc}")
-        return _bad_query(report)
+        report.problems.append(_body_problem(exc))
+        return _bad_replay(report)
+    refusal = replay_refusal(gateway.config, wanted.destination, wanted.source)
+    if refusal is not None:
+        report.error(refusal[0], "not_relayed", refusal[1])
     times = {k: str(v) for k, v in (("since", wanted.since), ("until", wanted.until)) if v is not None}
     if wanted.status is not None and not 100 <= wanted.status <= 599:
         report.error("status", "out_of_range", "status is an HTTP status code such as 400")
@@ -141,7 +146,7 @@ async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> R
         until_ms=query_time(times, "until", report, path="until"),
     )
     if not report.ok:
-        return _bad_query(report)
+        return _bad_replay(report)
     requeued = await gateway.store.replay(query, now_ms=time.time_ns() // 1_000_000)
     if requeued and gateway.relay_wake is not None:
         for destination in _relayed(gateway):
@@ -150,9 +155,27 @@ async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> R
 
 
 def _relayed(gateway: Gateway) -> list[str]:
-    config = gateway.config
-    names = [f"axon:{p.pixel_id}" for p in config.axon.pixels if p.relay is not None]
-    return names + [f"appsflyer:{a.app_id}" for a in config.appsflyer.apps if a.relay is not None]
+    return relayed(gateway.config)
+
+
+_REPLAY_FIELDS: Final = ", ".join(ReplayRequest.__struct_fields__)
+
+
+def _body_problem(error: msgspec.DecodeError) -> Problem:
+    """A replay body msgspec refused, as a problem at its path."""
+    text, _, where = str(error).partition(" - at `$")
+    path = where.rstrip("`").lstrip(".")
+    if text.startswith("Object contains unknown field"):
+        field = text.split("`")[1]
+        return Problem(field, "unknown_field", f"`{field}` is not a replay filter; use {_REPLAY_FIELDS}")
+    if isinstance(error, msgspec.ValidationError):
+        return Problem(path, "wrong_type", text)
+    return Problem("", "malformed_json", f"the body is a JSON object of filters ({_REPLAY_FIELDS}): {text}")
+
+
+def _bad_replay(report: Report) -> Response:
+    body = ErrorBody(error="invalid_replay", message="the replay filters are invalid", problems=report.problems)
+    return json_response(400, body)
 
 
 async def _deny(request: Request, gateway: Gateway) -> Response | None:

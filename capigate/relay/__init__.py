@@ -5,7 +5,15 @@
 The retry state lives in the store's outbox (``capigate.store.base``: claim, settle …).
 """
 
-from capigate.relay.destinations import APPSFLYER_URL, AXON_URL, Target, relay_destination, targets
+from capigate.relay.destinations import (
+    APPSFLYER_URL,
+    AXON_URL,
+    Target,
+    relay_destination,
+    relayed,
+    replay_refusal,
+    targets,
+)
 from capigate.relay.policy import Verdict, classify
 from capigate.relay.runner import RelayRunner, new_owner
 from capigate.relay.worker import DestinationWorker, WorkerStats
@@ -21,5 +29,7 @@ __all__ = [
     "classify",
     "new_owner",
     "relay_destination",
+    "relayed",
+    "replay_refusal",
     "targets",
 ]

@@ -19,7 +19,7 @@ from capigate.config import Config, RelaySettings
 from capigate.errors import ConfigError
 from capigate.store.base import Delivery
 
-__all__ = ["APPSFLYER_URL", "AXON_URL", "Target", "relay_destination", "targets"]
+__all__ = ["APPSFLYER_URL", "AXON_URL", "Target", "relay_destination", "relayed", "replay_refusal", "targets"]
 
 
 def relay_destination(api: str, source: str, relay: RelaySettings | None) -> str | None:
@@ -27,6 +27,51 @@ def relay_destination(api: str, source: str, relay: RelaySettings | None) -> str
     if relay is None or not relay.enabled:
         return None
     return f"{api}:{source}"
+
+
+def _relays(config: Config) -> dict[str, RelaySettings | None]:
+    """Every source's destination name, with its relay table (None: it has none)."""
+    found: dict[str, RelaySettings | None] = {f"axon:{p.pixel_id}": p.relay for p in config.axon.pixels}
+    found.update({f"appsflyer:{a.app_id}": a.relay for a in config.appsflyer.apps})
+    return found
+
+
+def relayed(config: Config) -> list[str]:
+    """The destinations of the configuration's enabled relays."""
+    return [name for name, relay in _relays(config).items() if relay is not None and relay.enabled]
+
+
+def replay_refusal(config: Config, destination: str | None, source: str | None) -> tuple[str, str] | None:
+    """Why a replay of ``destination`` (or of ``source``'s destination) can do nothing:
+    (the filter at fault, the reason), or None when it can."""
+    relays = _relays(config)
+    if destination is not None:
+        name, key = destination, "destination"
+    elif source is not None:
+        matches = [n for n in relays if n.split(":", 1)[1] == source]
+        if not matches:
+            return "source", f"{source!r} is not a pixel or app of {config.path}"
+        name, key = matches[0], "source"
+    else:
+        return None
+    if name not in relays:
+        known = ", ".join(relayed(config)) or "none: no source has a [relay] table"
+        return (
+            key,
+            f"{name!r} is not a destination of {config.path} (axon:<pixel_id> or appsflyer:<app_id>; relayed: {known})",
+        )
+    relay = relays[name]
+    if relay is None:
+        return key, (
+            f"{name} has no [relay] table in {config.path}: its events are stored, never relayed, so none is "
+            "dead-lettered; add the table to relay them (README, Relay)"
+        )
+    if not relay.enabled:
+        return (
+            key,
+            f"{name}'s relay is disabled (enabled = false in {config.path}): replayed events would wait for ever",
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
