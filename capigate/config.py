@@ -17,7 +17,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from capigate.axon.profiles import PROFILES
+from capigate.appsflyer.schema import ios_prefix_missing
+from capigate.config_errors import config_error
 from capigate.errors import ConfigError
 from capigate.settings import render, struct_doc
 
@@ -141,24 +142,13 @@ def load_config(path: Path) -> Config:
     _check_unique(name, config)
     _check_relays(name, config)
     _check_proxies(name, config)
+    _check_app_ids(name, config)
     config.path = name
     return config
 
 
 def _config_error(file: str, message: str) -> ConfigError:
-    text, _, where = message.partition(" - at `$")
-    key = where.rstrip("`").lstrip(".") or "-"
-    if text.startswith("Object contains unknown field"):
-        field = text.split("`")[1]
-        key = f"{key}.{field}" if key != "-" else field
-        return ConfigError(file, key, "unknown key: remove it or check its spelling (see the README)")
-    if text.startswith("Object missing required field"):
-        field = text.split("`")[1]
-        key = f"{key}.{field}" if key != "-" else field
-        return ConfigError(file, key, "this key is required")
-    if "Invalid enum value" in text and key.endswith("profile"):
-        return ConfigError(file, key, f"{text}; use one of {', '.join(PROFILES)}")
-    return ConfigError(file, key, text)
+    return config_error(file, message)
 
 
 def _check_relays(file: str, config: Config) -> None:
@@ -177,6 +167,12 @@ def _check_proxies(file: str, config: Config) -> None:
             raise ConfigError(
                 file, f"server.trusted_proxies[{i}]", f"{network!r} is not an IP address or network (e.g. 10.0.0.0/8)"
             ) from None
+
+
+def _check_app_ids(file: str, config: Config) -> None:
+    for i, app in enumerate(config.appsflyer.apps):
+        if (reason := ios_prefix_missing(app.app_id)) is not None:
+            raise ConfigError(file, f"appsflyer.apps[{i}].app_id", f'{reason}; write app_id = "id{app.app_id}"')
 
 
 def _check_unique(file: str, config: Config) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "ManualConsent",
     "TcfConsent",
     "format_event_time",
+    "ios_prefix_missing",
     "parse_event_time",
 ]
 
@@ -296,3 +297,13 @@ def format_event_time(epoch_ms: int) -> str:
     """``yyyy-mm-dd hh:mm:ss.sss`` (UTC) of a Unix epoch time in milliseconds."""
     moment = _EPOCH + timedelta(milliseconds=epoch_ms)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def ios_prefix_missing(app_id: str) -> str | None:
+    """Why ``app_id`` cannot be right, if it is an iOS app id without its ``id`` prefix."""
+    if not (app_id.isascii() and app_id.isdigit()):
+        return None
+    return (
+        f"{app_id!r} looks like an iOS app id without its 'id' prefix (id{app_id}): AppsFlyer answers "
+        f"200 OK to /inappevent/{app_id} and records nothing"
+    )

@@ -18,7 +18,7 @@ import httpx
 import msgspec
 
 from capigate.appsflyer.rules import RESTAMPED_FIELD, check_in_app_event
-from capigate.appsflyer.schema import MAX_BODY_BYTES, InAppEvent, format_event_time
+from capigate.appsflyer.schema import MAX_BODY_BYTES, InAppEvent, format_event_time, ios_prefix_missing
 from capigate.client._base import (
     Checked,
     Core,
@@ -114,10 +114,8 @@ class AppsFlyerCore(Core):
         super().__init__(retry=retry, rate_limit_eps=rate_limit_eps)
         if not app_id or not key:
             raise ValueError("app_id and key are required")
-        if app_id.isdigit():
-            raise ValueError(
-                f"iOS app ids start with 'id' (id{app_id}): AppsFlyer answers 200 OK to {app_id!r} and drops the event"
-            )
+        if (reason := ios_prefix_missing(app_id)) is not None:
+            raise ValueError(reason)
         self.app_id = app_id
         self._url = f"/inappevent/{app_id}"
         self._dedupe_key = dedupe_key

@@ -1,0 +1,105 @@
+"""What a mistake in capigate.toml is called: the key, and the fix, from the settings table.
+
+msgspec says ``Expected `int`, got `str` - at `$.server.port```; a user reads
+``server.port: expected an integer, e.g. 8080``. An unknown key gets the nearest known one
+(``servr``: did you mean `server`?) and the keys its table takes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Final
+
+from capigate.errors import ConfigError
+from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Setting, toml_value
+
+__all__ = ["config_error", "known_keys"]
+
+_TABLES: Final = {"": ("server", "store", "axon", "appsflyer"), "axon": ("pixels",), "appsflyer": ("apps",)}
+_KINDS: Final = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a table",
+    "null": "nothing",
+}
+_EXPECTED: Final = re.compile(r"Expected `([^`]+)`(.*?)(?:, got `([^`]+)`)?$")
+
+
+def _section(key: str) -> str:
+    """The settings section of a dotted key's table: ``axon.pixels[0].relay.url`` -> relay."""
+    parts = re.sub(r"\[\d+\]", "", key).split(".")[:-1]
+    if "relay" in parts:
+        return "relay"
+    return ".".join(parts)
+
+
+def known_keys(table: str) -> tuple[str, ...]:
+    """The keys a table of the file takes (``table``: a dotted key without indexes)."""
+    if table in _TABLES:
+        return _TABLES[table]
+    names = tuple(s.name for s in SETTINGS if s.section == table)
+    return (*names, "relay") if table in ("axon.pixels", "appsflyer.apps") else names
+
+
+def _setting(key: str) -> Setting | None:
+    name = key.rsplit(".", 1)[-1]
+    return next((s for s in SETTINGS if s.section == _section(key) and s.name == name), None)
+
+
+def _unknown(key: str) -> str:
+    name = key.rsplit(".", 1)[-1]
+    table = _section(key)
+    known = known_keys(table)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    where = SECTIONS[table][0] if table in SECTIONS else f"[{table}]" if table else "the file's top level"
+    return f"unknown key{hint}; {where} takes {', '.join(known)}"
+
+
+def _kind(msgspec_type: str) -> str:
+    return " or ".join(_KINDS.get(t.strip(), f"`{t.strip()}`") for t in msgspec_type.split("|"))
+
+
+def _expected(key: str, text: str) -> str | None:
+    """``expected an integer <= 65535, e.g. 8080`` from msgspec's ``Expected `int` <= 65535``."""
+    found = _EXPECTED.match(text)
+    if found is None:
+        return None
+    wanted, bounds, got = found.group(1), found.group(2).strip(), found.group(3)
+    message = f"expected {_kind(wanted)}{' ' + bounds if bounds else ''}"
+    if got:
+        message += f", not {_kind(got)}"
+    setting = _setting(key)
+    if setting is not None:
+        shown = setting.example if setting.example is not None else setting.default
+        if shown is not REQUIRED and shown is not None:
+            message += f", e.g. {key.rsplit('.', 1)[-1]} = {toml_value(shown)}"
+    return message
+
+
+def config_error(file: str, message: str) -> ConfigError:
+    """The ConfigError of a msgspec ValidationError message about the file's contents."""
+    text, _, where = message.partition(" - at `$")
+    key = re.sub(r"^\.", "", where.rstrip("`"))
+    if text.startswith(("Object contains unknown field", "Object missing required field")):
+        field = text.split("`")[1]
+        key = f"{key}.{field}" if key else field
+        if text.startswith("Object missing required field"):
+            return ConfigError(file, key, "this key is required" + _example(key))
+        return ConfigError(file, key, _unknown(key))
+    if text.startswith("Invalid enum value"):
+        setting = _setting(key)
+        choices = setting.help.split(";")[0] if setting is not None else ""
+        return ConfigError(file, key or "-", f"{text}; use one of {choices.replace(' | ', ', ')}" if choices else text)
+    return ConfigError(file, key or "-", _expected(key, text) or text)
+
+
+def _example(key: str) -> str:
+    setting = _setting(key)
+    if setting is None or setting.example is None:
+        return ""
+    return f", e.g. {setting.name} = {toml_value(setting.example)}"
