@@ -3,13 +3,16 @@ never SQL text), and a repeated ``pixel_id`` on the Axon endpoint (400, not last
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, make_server
 from tests.helpers import batch, purchase, wait_until
+from tests.storekit import BACKENDS, PG_URL, pg_schema
 
 SQL_TEXT = re.compile(r"\b(SELECT|INSERT INTO|UPDATE \w+ SET|WHERE|sqlite3|psycopg|Traceback|\w+Error)\b")
 
@@ -28,6 +31,18 @@ BAD_QUERIES = [
     ("/api/requests", {"status": "99999999999999999999999"}, "query.status"),
     ("/api/requests", {"status": "²"}, "query.status"),
 ]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A gateway on each store backend: PostgreSQL's errors quote the SQL they failed on."""
+    with contextlib.ExitStack() as stack:
+        srv = make_server(tmp_path_factory.mktemp(f"input-{request.param}"))
+        if request.param == "postgresql":
+            srv.db = f"{PG_URL}?schema={stack.enter_context(pg_schema('capigate_input'))}"
+        srv.start(timeout_s=30)
+        stack.callback(srv.stop)
+        yield srv
 
 
 def _assert_no_sql(response: httpx.Response) -> None:
