@@ -99,11 +99,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--ratios", action="store_true", help="the limits (bench/ratios.py)")
     parser.add_argument("--out", default=None, help="--ratios: results path without suffix")
+    parser.add_argument("--quick", action="store_true", help="--ratios: a smoke test, too short to quote")
     args = parser.parse_args()
     if args.ratios:
+        from bench.ratios import RESULTS
         from bench.ratios import main as ratios
 
-        ratios(Path(args.out)) if args.out else ratios()
+        ratios(Path(args.out) if args.out else RESULTS, quick=args.quick)
         return
     with tempfile.TemporaryDirectory(prefix="capigate-in-process-", dir=".") as tmp:
         sets = write_body_sets(Path(tmp) / "bodies", batches=100, singles=1000, population=50_000)

@@ -16,7 +16,8 @@ of a change), ``capigate-2w`` (this tree with 2 workers, for the scaling; ``--wo
 others'), ``ceiling-rsgi`` (the empty RSGI app). Prism validates each request against the
 OpenAPI (400 when invalid, 401 without a bearer key) and answers 200 with no body; it stores
 nothing. Nothing leaves 127.0.0.1.
-Results: ``bench/results/peer.md`` and ``peer.json``.
+Results: ``bench/results/peer.md`` and ``peer.json``; then, unless ``--no-ratios``, the in-process
+limits (``python -m bench.in_process --ratios``) in ``bench/results/peer-in-process.md``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ WORKLOADS = {
 }
 
 
+_PG_SCHEMAS: list[str] = []  # created by the capigate targets on PostgreSQL, dropped at the end
+
+
+def _drop_schemas(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema in _PG_SCHEMAS:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 @dataclass
 class Target:
     name: str
@@ -93,14 +105,12 @@ def _archive(ref: str, root: Path) -> Path:
 def _command(name: str, port: int, args: argparse.Namespace, workdir: Path) -> tuple[list[str], dict[str, str], Path]:
     """The command, its environment and its working directory (``python -m`` imports from it first)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if name == "prism":
-        # Errors only: at its default level Prism pretty-prints several lines per request,
-        # which costs it most of its throughput; capigate's own journal stays on.
-        return (
-            [str(PRISM), "mock", "--host", HOST, "--port", str(port), "--verboseLevel", "error", str(SPEC)],
-            env,
-            REPO,
-        )
+    if name in ("prism", "prism-quiet"):
+        # prism: as installed (its default log level, as issue 16 measured it); prism-quiet logs
+        # errors only: at its default level it writes a few lines per request, which costs
+        # it most of its throughput (capigate's own journal stays on in both).
+        quiet = ["--verboseLevel", "error"] if name == "prism-quiet" else []
+        return [str(PRISM), "mock", "--host", HOST, "--port", str(port), *quiet, str(SPEC)], env, REPO
     if name in CEILINGS:
         interface, app = CEILINGS[name]
         granian = ["--interface", interface, "--host", HOST, "--port", str(port), "--workers", str(args.workers)]
@@ -114,7 +124,9 @@ def _command(name: str, port: int, args: argparse.Namespace, workdir: Path) -> t
     db = args.db or str(workdir / "capigate.db")
     if db.startswith("postgresql://"):
         sep = "&" if "?" in db else "?"
-        db = f"{db}{sep}schema=capigate_peer_{os.getpid()}_{port}"
+        schema = f"capigate_peer_{os.getpid()}_{port}"
+        _PG_SCHEMAS.append(schema)
+        db = f"{db}{sep}schema={schema}"
     workers = name.rpartition("-")[2].removesuffix("w") if name.endswith("w") else str(args.workers)
     serve = ["serve", "--config", str(config), "--db", db, "--host", HOST, "--port", str(port)]
     return [sys.executable, "-m", "capigate", *serve, "--workers", workers, "--no-relay"], env, cwd
@@ -249,6 +261,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--db", default=None, help="capigate's store (default: a fresh SQLite file)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "peer"))
+    parser.add_argument("--no-ratios", action="store_true", help="skip the in-process ratios")
     args = parser.parse_args()
     names = [n for n in args.targets.split(",") if n] + [f"capigate@{r}" for r in args.ref]
     workloads = [WORKLOADS[k] for k in args.workloads.split(",")]
@@ -284,6 +297,8 @@ def main() -> None:
         finally:
             for t in targets:
                 stop_server(t.proc)
+            if _PG_SCHEMAS:
+                _drop_schemas(args.db)
     result["targets"] = {t.name: t.rounds for t in targets}
     result["ratios"] = _ratios(targets, args.rounds)
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -291,6 +306,9 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(render(result))
     print(render(result))
+    if not args.no_ratios:
+        ratios = [sys.executable, "-m", "bench.in_process", "--ratios", "--out", f"{out}-in-process"]
+        subprocess.run(ratios, cwd=REPO, check=True)
 
 
 if __name__ == "__main__":

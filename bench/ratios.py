@@ -189,8 +189,8 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(out: Path = RESULTS) -> None:
-    result = run()
+def main(out: Path = RESULTS, *, quick: bool = False) -> None:
+    result = run(30, 500) if quick else run()
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(render(result))
     print(render(result))

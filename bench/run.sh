@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark entry point: installs wrk if missing, then runs bench/run.py (see bench/README.md).
 # Usage: bench/run.sh [--target all|ceiling-only|capigate-only] [--quick] [run.py options]
-#        bench/run.sh peer [peer.py options]   # capigate vs Prism, then the in-process ratios
+#        bench/run.sh peer [peer.py options]   # capigate vs Prism, then the in-process ratios (bench/peer.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,6 @@ PYTHON=".venv/bin/python"
 if [ ! -x "$PYTHON" ]; then PYTHON="python3"; fi
 if [ "${1:-}" = "peer" ]; then
     shift
-    "$PYTHON" -m bench.peer "$@"
-    exec "$PYTHON" -m bench.in_process --ratios
+    exec "$PYTHON" -m bench.peer "$@"
 fi
 exec "$PYTHON" -m bench.run "$@"

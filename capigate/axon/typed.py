@@ -14,7 +14,6 @@ problem at its path. Both paths give the same answers (tests/test_axon_typed.py)
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -191,17 +190,26 @@ def _data(event: Any, path: str, profile: Profile, spec: _Spec, report: Report, 
         if currency is not None:
             data.currency = currency.upper()
     rules._check_event_time(event.event_time, path, now_ms, report)
-    if not _url_clean(event.event_source_url, event.user_data.esi, profile):
+    if not _url_clean(event.event_source_url, event.user_data.esi, profile, spec.clean_urls):
         return False
     return data
 
 
-@functools.lru_cache(maxsize=4096)
-def _url_clean(url: str, esi: str, profile: Profile) -> bool:
-    """Whether rules.py has nothing to say about ``url``: no problem, no warning."""
-    scratch = Report()
-    rules.check_source_url(url, esi, "", profile, scratch)
-    return scratch.ok and not scratch.warnings
+_MAX_URLS = 4096
+
+
+def _url_clean(url: str, esi: str, profile: Profile, known: dict[tuple[str, str], bool]) -> bool:
+    """Whether rules.py has nothing to say about ``url``: no problem, no warning. Remembered
+    for the profile (``known``): most events of a site repeat a few URLs."""
+    clean = known.get((url, esi))
+    if clean is None:
+        scratch = Report()
+        rules.check_source_url(url, esi, "", profile, scratch)
+        clean = scratch.ok and not scratch.warnings
+        if len(known) >= _MAX_URLS:
+            known.clear()
+        known[url, esi] = clean
+    return clean
 
 
 def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
@@ -285,13 +293,24 @@ class _Spec:
     data: dict[str, msgspec.json.Decoder[Any]]  # by event name
     forbidden_user_fields: tuple[str, ...]
     no_mpd: bool
+    clean_urls: dict[tuple[str, str], bool]  # see _url_clean
 
 
 _ITEM_LISTS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its lists of items
 
 
-@functools.cache
+_SPECS: dict[int, tuple[Profile, _Spec]] = {}
+
+
 def _spec(profile: Profile) -> _Spec:
+    """The profile's decoders, made once (by identity: hashing a Profile costs a microsecond)."""
+    known = _SPECS.get(id(profile))
+    if known is None or known[0] is not profile:
+        known = _SPECS[id(profile)] = (profile, _new_spec(profile))
+    return known[1]
+
+
+def _new_spec(profile: Profile) -> _Spec:
     event = _strict(ServerEvent, {}, raw_data=True)
     batch = _strict(AxonBatch, {ServerEvent: event})
     data = {}
@@ -303,7 +322,7 @@ def _spec(profile: Profile) -> _Spec:
     user_fields = [f.name for f in msgspec.structs.fields(UserData)]
     allowed = profile.user_fields
     forbidden = tuple(k for k in user_fields if allowed is not None and k not in allowed)
-    return _Spec(msgspec.json.Decoder(batch), data, forbidden, not profile.measurement_partner_data)
+    return _Spec(msgspec.json.Decoder(batch), data, forbidden, not profile.measurement_partner_data, {})
 
 
 def _strict(kind: type[Struct], swap: dict[type, type], *, raw_data: bool = False) -> type[Struct]:

@@ -1,0 +1,41 @@
+"""The benchmark of issue 16 runs: `bench/run.sh peer` (capigate beside an empty app, here;
+Prism needs npm and minutes) and the in-process ratios. Nothing is asserted about speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bench_peer_alternates_rounds_and_writes_the_ratio_table(tmp_path: Path) -> None:
+    out = tmp_path / "peer"
+    cmd = ["bench/run.sh", "peer", "--rounds", "2", "--duration", "1", "--warmup", "1"]
+    cmd += ["--targets", "capigate,ceiling-rsgi", "--no-ratios", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    for workload in ("w1", "w2"):
+        runs = result["targets"]["capigate"][workload]
+        assert len(runs) == 2 and all(r["non_2xx"] == 0 and r["ok_requests"] > 0 for r in runs)
+        assert len(result["ratios"][workload]["capigate / ceiling-rsgi"]["per_round"]) == 2
+    assert "capigate / ceiling-rsgi" in out.with_suffix(".md").read_text()
+
+
+def test_in_process_ratios_measure_the_typed_decode_and_the_w2_pieces(tmp_path: Path) -> None:
+    out = tmp_path / "ratios"
+    cmd = [sys.executable, "-m", "bench.in_process", "--ratios", "--quick", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    w1 = result["w1_purchase"]
+    assert w1["typed_decode_us_per_event"] > 0 and w1["ratio_process"] > 1
+    assert set(result["w2"]["pieces_us"]) == {
+        "request object",
+        "decode + rules + hashing",
+        "journal record + metrics",
+        "response",
+    }
