@@ -338,7 +338,7 @@ def _strict(kind: type[Struct], swap: dict[type, type], *, raw_data: bool = Fals
             assert f.default is None, f"{kind.__name__}.{f.name}: only None defaults are expected"
             fields.append((f.name, kind_of, None))
     return msgspec.defstruct(
-        f"Strict{kind.__name__}", fields, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+        f"Strict{kind.__name__}", fields, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
     )
 
 
