@@ -74,6 +74,7 @@ class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     dedupe_retention_days: PositiveFloat = 30.0
     journal_retention_days: PositiveFloat = 7.0
     journal_max_rows: Positive = 1_000_000
+    journal_buffer: Positive = 10_000
     event_retention_days: PositiveFloat = 30.0
 
 

@@ -65,6 +65,7 @@ SETTINGS: Final = (
     Setting("store", "dedupe_retention_days", float, 30.0, "how long a dedupe_id is remembered"),
     Setting("store", "journal_retention_days", float, 7.0, "request journal: by age ..."),
     Setting("store", "journal_max_rows", int, 1_000_000, "... and by size"),
+    Setting("store", "journal_buffer", int, 10_000, "journal entries held in memory while the store is away"),
     Setting(
         "store",
         "event_retention_days",

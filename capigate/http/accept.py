@@ -3,16 +3,22 @@ relay in the same transaction, wake the relay, and note the counts for the journ
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from capigate.config import RelaySettings
+from capigate.errors import StoreError
 from capigate.http.asgi import Request
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
 from capigate.relay.destinations import relay_destination
 from capigate.store.base import IngestResult, NewEvent
 
-__all__ = ["accept"]
+__all__ = ["INGEST_TIMEOUT_S", "accept"]
+
+# A store that hangs (a network partition from PostgreSQL) gets a 503 after this, not a
+# request held for ever: the client retries, and a dedupe_id keeps a retry from counting twice.
+INGEST_TIMEOUT_S = 10.0
 
 
 async def accept(
@@ -26,7 +32,16 @@ async def accept(
         event.destination = None if outcome.test_tag else relay_destination(event.api, event.source, relay)
         if event.destination is not None:
             destinations.add(event.destination)
-    result = await gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
+    ingest = gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
+    try:
+        try:
+            result = await asyncio.wait_for(ingest, INGEST_TIMEOUT_S)
+        except TimeoutError:
+            raise StoreError(f"the store did not answer within {INGEST_TIMEOUT_S:g} s") from None
+    except StoreError as exc:
+        gateway.health.ingest_failed(exc)  # for /readyz: a node that refuses events is not ready
+        raise
+    gateway.health.ingest_ok()
     if result.stored and gateway.relay_wake is not None:
         for destination in destinations:
             gateway.relay_wake(destination)

@@ -41,6 +41,7 @@ PRUNE_INTERVAL_S = 600.0
 DRAIN_TIMEOUT_S = 10.0
 # An id no configuration has is the client's to choose: the journal keeps this much of it.
 MAX_UNKNOWN_SOURCE_CHARS = 64
+ADMIN_PREFIX = "/api/"  # answered 503 at once while the store does not answer, not after a pool timeout
 CLIENT_CLOSED = 499  # journal status of a request whose client left before the answer (nginx's code)
 
 
@@ -49,18 +50,22 @@ async def get_healthz(request: Request, gateway: Gateway, outcome: Outcome) -> R
 
 
 async def get_readyz(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    """Ready: the store takes a write now, and every relay worker of this process runs."""
-    try:
-        await gateway.store.check_writable()
-    except StoreError as exc:
-        return json_response(503, {"status": "unavailable", "store": str(exc)})
+    """Ready: the store takes a real write now (within a second), its last ingest did not
+    fail (capigate/health.py), and every relay worker of this process runs."""
+    health = gateway.health
+    failure = await health.check_writable()
+    if failure is not None:
+        return json_response(503, {"status": "unavailable", "store": failure.error})
     body: dict[str, object] = {"status": "ready", "store": "writable"}
+    refused = health.refusing_ingests()
+    if refused is not None:
+        body |= {"status": "unavailable", "store": "refusing ingests", "last_ingest_failure": refused}
     if gateway.relay_running is not None:
         workers = gateway.relay_running()
         body["relay"] = {name: "running" if running else "stopped" for name, running in workers.items()}
         if not all(workers.values()):
-            return json_response(503, {**body, "status": "unavailable"})
-    return json_response(200, body)
+            body["status"] = "unavailable"
+    return json_response(200 if body["status"] == "ready" else 503, body)
 
 
 async def get_openapi(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -68,9 +73,18 @@ async def get_openapi(request: Request, gateway: Gateway, outcome: Outcome) -> R
 
 
 async def get_metrics(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    depths = await gateway.outbox_depths()
-    text = gateway.metrics.exposition(depths, time.time_ns() // 1_000_000)
+    """Never waits on the store: its figures are the watcher's last (capigate/health.py)."""
+    now = time.time_ns() // 1_000_000
+    health = gateway.health
+    text = gateway.metrics.exposition(health.depths, now)
+    journal = gateway.journal
+    text += health.exposition(now, journal.dropped if journal else 0, journal.waiting if journal else 0).encode()
     return Response(200, text, CONTENT_TYPE, [("cache-control", "no-store")])
+
+
+def _store_unavailable(error: str) -> Response:
+    body = ErrorBody(error="store_unavailable", message=f"the store is unavailable: {error}")
+    return json_response(503, body, [("retry-after", "5")])
 
 
 def _bounded_source(source: str, gateway: Gateway) -> str:
@@ -91,6 +105,7 @@ class GatewayApp:
         self._relay: RelayRunner | None = None
         self.gateway: Gateway | None = None
         self._journal: JournalBuffer | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self.metrics = Metrics(
             sources=[p.pixel_id for p in config.axon.pixels] + [a.app_id for a in config.appsflyer.apps]
@@ -139,10 +154,15 @@ class GatewayApp:
             request.client_ip = self._proxies.client_ip(request.client_ip, request.headers.get("x-forwarded-for"))
         if gateway is None:
             return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
+        if not gateway.health.answering and request.path.startswith(ADMIN_PREFIX):
+            failure = gateway.health.last_probe_failure
+            return _store_unavailable(failure.error if failure else "no answer")
         try:
             return await route.handler(request, gateway, outcome)
         except BodyError as exc:  # a handler that did not answer it itself (a body it barely reads)
             return json_response(exc.status, ErrorBody(error=exc.code, message=exc.message))
+        except StoreError as exc:
+            return _store_unavailable(str(exc))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             body = ErrorBody(error="internal_error", message="an unexpected error; nothing was stored")
@@ -194,8 +214,9 @@ class GatewayApp:
         relay = RelayRunner(store, self.config) if self._relay_enabled else None  # ConfigError before opening
         await store.open()
         self.gateway = Gateway(config=self.config, store=store, metrics=self.metrics, loopback=self)
-        self._journal = JournalBuffer(store)
+        self._journal = self.gateway.journal = JournalBuffer(store, max_waiting=self.config.store.journal_buffer)
         self._journal.start()
+        self._watcher = asyncio.create_task(self.gateway.health.watch())
         self._pruner = asyncio.create_task(self._prune_forever(self.gateway))
         if self.metrics.share_dir is not None:
             self._flusher = asyncio.create_task(self._flush_metrics_forever())
@@ -220,6 +241,11 @@ class GatewayApp:
         if self._relay is not None:  # finishes the attempts in flight while the store is open
             await self._relay.stop()
             self._relay = None
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

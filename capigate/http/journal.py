@@ -65,22 +65,46 @@ def request_record(
     )
 
 
+MAX_WAITING = 10_000  # journal entries kept in memory while the store is away
+RETRY_S = 1.0  # between tries to write them while it is
+
+
 class JournalBuffer:
     """Journal entries wait here a few milliseconds and are written together: one store write
     per flush instead of one per request, which is most of what a W2 request cost the writer.
-    The events themselves are never buffered: they are committed before the response."""
+    The events themselves are never buffered: they are committed before the response.
 
-    def __init__(self, store: Store, interval_s: float = 0.05, max_records: int = 512) -> None:
+    While the store is unavailable the entries stay here, up to ``max_waiting``, and are
+    written once it is back: the requests refused during an outage are in the journal after
+    it. Beyond that bound the newest are dropped and counted (``dropped``, in /metrics), and
+    the journal gets one entry saying how many."""
+
+    def __init__(
+        self, store: Store, interval_s: float = 0.05, max_records: int = 512, max_waiting: int = MAX_WAITING
+    ) -> None:
         self._store = store
         self._interval_s = interval_s
         self._max_records = max_records
+        self._max_waiting = max_waiting
         self._records: list[RequestRecord] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.dropped = 0  # since start
+        self._dropped_unjournaled = 0
+        self._failing = False
+
+    @property
+    def waiting(self) -> int:
+        return len(self._records)
 
     def add(self, record: RequestRecord) -> None:
-        self._records.append(record)
-        if len(self._records) >= self._max_records:
+        records = self._records
+        if len(records) >= self._max_waiting:
+            self.dropped += 1
+            self._dropped_unjournaled += 1
+            return
+        records.append(record)
+        if len(records) >= self._max_records:
             self._wake.set()
 
     def start(self) -> None:
@@ -94,18 +118,54 @@ class JournalBuffer:
             self._task = None
         await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write what waits; False when the store refused it (it waits on)."""
         records, self._records = self._records, []
+        dropped = self._dropped_unjournaled
+        if dropped:
+            records.append(_overflow_record(dropped))
         if not records:
-            return
+            return True
         try:
             await self._store.record_requests(records)
-        except StoreError:
-            log.warning("%d journal entries could not be written", len(records))
+        except StoreError as exc:
+            if dropped:
+                records.pop()
+            self._records = records + self._records  # oldest first; add() bounds the total
+            if not self._failing:
+                log.warning("journal entries wait in memory until the store takes them: %s", exc)
+                self._failing = True
+            return False
+        self._dropped_unjournaled -= dropped
+        if self._failing:
+            log.warning("the store took the journal entries that waited (%d dropped so far)", self.dropped)
+            self._failing = False
+        return True
 
     async def _flush_forever(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
             self._wake.clear()
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(RETRY_S)
+
+
+def _overflow_record(dropped: int) -> RequestRecord:
+    problem = Problem(
+        "", "journal_overflow", f"{dropped} journal entries were dropped: the store was unavailable and the buffer full"
+    )
+    now_ms = time.time_ns() // 1_000_000
+    return RequestRecord(
+        request_id=new_request_id(),
+        received_at=now_ms,
+        api="capigate",
+        source=None,
+        method="-",
+        path="(journal)",
+        status=503,
+        client_ip=None,
+        user_agent=None,
+        latency_ms=0.0,
+        problems=[problem],
+    )

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from capigate.config import Config
 from capigate.errors import StoreError
+from capigate.health import StoreHealth
 from capigate.http.asgi import Receive, Scope, Send
+from capigate.http.journal import JournalBuffer
 from capigate.http.session import LoginThrottle
 from capigate.metrics import Metrics
 from capigate.store.base import OutboxDepth, Retention, Store
@@ -32,6 +34,13 @@ class Gateway:
     relay_running: Callable[[], dict[str, bool]] | None = None
     # Failed inspector logins per client, for this process (capigate/http/session.py).
     logins: LoginThrottle = field(default_factory=LoginThrottle)
+    # The store's health as this process last saw it (capigate/health.py).
+    health: StoreHealth = field(init=False)
+    # This process's journal entries on their way to the store.
+    journal: JournalBuffer | None = None
+
+    def __post_init__(self) -> None:
+        self.health = StoreHealth(self.store)
 
     @property
     def retention(self) -> Retention:

@@ -4,6 +4,7 @@ thread inside its group transaction (writer.py)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from functools import cache
 from typing import Any, Final, NamedTuple
 
@@ -201,8 +202,9 @@ def minute_row(r: RequestRecord) -> tuple[Any, ...]:
 
 
 def probe(cur: sqlite3.Cursor) -> None:
-    # A real write (a page in the WAL, then COMMIT) so a full disk or a lost lock shows.
-    cur.execute("UPDATE schema_version SET version = version")
+    # A real write (a page in the WAL, then COMMIT) so a full disk or a lost lock shows. The
+    # value changes each time: SQLite writes nothing for an UPDATE that changes nothing.
+    cur.execute("INSERT OR REPLACE INTO writability_probe (id, at_ns) VALUES (1, ?)", (time.time_ns(),))
 
 
 def request_row(r: RequestRecord) -> tuple[Any, ...]:

@@ -130,6 +130,8 @@ _SCHEMA: Final = (
         PRIMARY KEY (minute, source)
     ) WITHOUT ROWID""",
     *sessions.SCHEMA,  # a table of its own, which older versions leave alone
+    # One row that each writability probe changes (ingest.probe), a table older versions leave alone.
+    "CREATE TABLE IF NOT EXISTS writability_probe (id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL)",
 )
 # What each schema version adds to the one before (all CREATE … IF NOT EXISTS).
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {

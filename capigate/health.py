@@ -1,0 +1,133 @@
+"""What a gateway process knows of its store's health, for ``/readyz``, ``/metrics`` and the
+admin API, without making any of them wait on a store that does not answer.
+
+A watcher task probes the store every ``PROBE_INTERVAL_S`` (a real write, then the outbox
+depths), each step bounded by ``PROBE_TIMEOUT_S``: a scrape reads the figures it cached, with
+their age and ``capigate_store_up``, and answers at once even when the store hangs (a pool
+waits 10 s for a connection: Prometheus' own scrape timeout). The ingest path reports its
+failures here too: a node whose ingests fail is not ready, whatever a small probe says (a full
+disk takes a one-row write in the space a table already has, and refuses an event). That
+verdict lapses after ``INGEST_FAILURE_MEMORY_S`` without a new failure, so that a node taken
+out of a load balancer is tried again rather than never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Final
+
+import msgspec
+
+from capigate.errors import StoreError
+from capigate.store.base import OutboxDepth, Store
+
+__all__ = ["StoreFailure", "StoreHealth"]
+
+log = logging.getLogger("capigate.store")
+
+PROBE_INTERVAL_S: Final = 2.0
+PROBE_TIMEOUT_S: Final = 1.0
+INGEST_FAILURE_MEMORY_S: Final = 30.0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class StoreFailure(msgspec.Struct, kw_only=True):
+    at: int  # epoch ms
+    error: str
+
+
+class StoreHealth:
+    """One per gateway process. ``up`` is the last probe's verdict (True until one fails)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.up = True
+        self.answering = True  # False: the last probe got no answer in time (a hung store)
+        self.last_probe_failure: StoreFailure | None = None
+        self.last_ingest_failure: StoreFailure | None = None
+        self._last_ingest_ok_ms = 0
+        self.depths: list[OutboxDepth] | None = None
+        self.depths_at_ms: int | None = None
+
+    # --- what the ingest path reports ------------------------------------------------------
+
+    def ingest_failed(self, exc: StoreError) -> None:
+        self.last_ingest_failure = StoreFailure(at=_now_ms(), error=str(exc))
+
+    def ingest_ok(self) -> None:
+        self._last_ingest_ok_ms = _now_ms()
+
+    def refusing_ingests(self, now_ms: int | None = None) -> StoreFailure | None:
+        """The last ingest failure, while no ingest succeeded since and it is recent."""
+        failure = self.last_ingest_failure
+        now_ms = _now_ms() if now_ms is None else now_ms
+        if failure is None or failure.at < self._last_ingest_ok_ms:
+            return None
+        return failure if now_ms - failure.at < INGEST_FAILURE_MEMORY_S * 1000 else None
+
+    # --- probing -------------------------------------------------------------------------------
+
+    async def check_writable(self) -> StoreFailure | None:
+        """A real write now, bounded in time; the failure, if any (and ``up`` follows it)."""
+        try:
+            await asyncio.wait_for(self.store.check_writable(), PROBE_TIMEOUT_S)
+        except TimeoutError:
+            self.answering = False
+            self._mark(StoreFailure(at=_now_ms(), error=f"no answer within {PROBE_TIMEOUT_S:g} s"))
+            return self.last_probe_failure
+        except StoreError as exc:
+            self.answering = True
+            self._mark(StoreFailure(at=_now_ms(), error=str(exc)))
+            return self.last_probe_failure
+        self.answering = True
+        self._mark(None)
+        return None
+
+    async def refresh(self) -> None:
+        """One round of the watcher: the probe, then (if it passed) the outbox depths."""
+        if await self.check_writable() is not None:
+            return
+        try:
+            depths = await asyncio.wait_for(self.store.outbox_depths(), PROBE_TIMEOUT_S)
+        except (StoreError, TimeoutError, NotImplementedError, AttributeError):
+            return
+        self.depths, self.depths_at_ms = depths, _now_ms()
+
+    async def watch(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+    def _mark(self, failure: StoreFailure | None) -> None:
+        if failure is not None:
+            if self.up:
+                log.warning("the store is unavailable: %s", failure.error)
+            self.up, self.last_probe_failure = False, failure
+        elif not self.up:
+            log.warning("the store is available again")
+            self.up = True
+
+    # --- /metrics ------------------------------------------------------------------------------
+
+    def exposition(self, now_ms: int, journal_dropped: int, journal_waiting: int) -> str:
+        age = "NaN" if self.depths_at_ms is None else f"{max(0, now_ms - self.depths_at_ms) / 1000:.3f}"
+        lines = [
+            "# HELP capigate_store_up Whether the last probe of the store (a real write) passed.",
+            "# TYPE capigate_store_up gauge",
+            f"capigate_store_up {int(self.up)}",
+            "# HELP capigate_store_figures_age_seconds Age of the store figures (queue depths) in this scrape.",
+            "# TYPE capigate_store_figures_age_seconds gauge",
+            f"capigate_store_figures_age_seconds {age}",
+            "# HELP capigate_journal_waiting Journal entries kept in memory until the store takes them.",
+            "# TYPE capigate_journal_waiting gauge",
+            f"capigate_journal_waiting {journal_waiting}",
+            "# HELP capigate_journal_dropped_total Journal entries dropped: the store was away and the buffer full.",
+            "# TYPE capigate_journal_dropped_total counter",
+            f"capigate_journal_dropped_total {journal_dropped}",
+        ]
+        return "\n".join(lines) + "\n"

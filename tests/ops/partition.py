@@ -1,0 +1,80 @@
+"""A real TCP forwarder that can partition: between a gateway and its PostgreSQL, it forwards
+bytes until ``cut()``, then swallows them and holds every connection open (new ones too), as a
+network partition does: the store neither answers nor refuses. ``heal()`` closes what it held
+and forwards again."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Partition:
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._cut = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        self._cut.set()
+
+    def heal(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            self._cut.clear()
+        for s in sockets:  # shutdown() first: a bare close() leaves a recv() in a thread blocked
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.heal()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._sockets.append(client)
+            if self._cut.is_set():
+                continue  # held open, never answered
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.append(upstream)
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not self._cut.is_set():
+                    dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@contextmanager
+def partition(target: tuple[str, int]) -> Iterator[Partition]:
+    p = Partition(target)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -1,0 +1,124 @@
+"""A full disk under SQLite (issue #17), reproduced on a real, small tmpfs: /readyz tells the
+truth, and the requests refused meanwhile reach the journal once the disk has room again."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DEFAULT_CONFIG, Server, make_server
+from tests.helpers import batch, purchase
+
+DISK_MB = 4
+
+
+@contextlib.contextmanager
+def small_disk(path: Path) -> Iterator[Path]:
+    """A tmpfs of ``DISK_MB`` MiB mounted at ``path`` (mounting needs root: the tests run as root)."""
+    path.mkdir(parents=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.fail(f"a full disk is reproduced on a small tmpfs, which needs root: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 512)
+    return filler
+
+
+def ingest(server: Server) -> httpx.Response:
+    with server.client() as client:
+        return client.post(
+            "/v1/event", params={"pixel_id": "px_std"}, headers={"Authorization": "key-std"}, json=batch(purchase())
+        )
+
+
+def _config(journal_buffer: int) -> str:
+    return DEFAULT_CONFIG.replace(
+        "[[axon.pixels]]", f"[store]\njournal_buffer = {journal_buffer}\n\n[[axon.pixels]]", 1
+    )
+
+
+@pytest.fixture
+def on_small_disk(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    with small_disk(tmp_path / "disk") as disk:
+        server = make_server(tmp_path / "gw", _config(journal_buffer=8))
+        server.db = disk / "capigate.db"
+        server.start()
+        try:
+            yield server, disk
+        finally:
+            server.stop()
+
+
+def _refused_until_full(server: Server) -> list[httpx.Response]:
+    answers = [ingest(server) for _ in range(30)]
+    refused = [a for a in answers if a.status_code == 503]
+    assert refused, [a.status_code for a in answers]
+    return refused
+
+
+def test_readyz_is_unavailable_while_ingests_fail_on_a_full_disk(on_small_disk: tuple[Server, Path]) -> None:
+    server, disk = on_small_disk
+    assert ingest(server).status_code == 200
+    filler = fill(disk)
+    refused = _refused_until_full(server)
+    assert "full" in refused[-1].text, refused[-1].text
+    ready = httpx.get(server.url + "/readyz", timeout=5)
+    assert ready.status_code == 503, ready.text
+    assert "full" in ready.text, ready.text  # the probe's failure or the last ingest's, named
+    filler.unlink()
+    deadline = time.monotonic() + 10
+    while ingest(server).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200
+
+
+def test_requests_refused_during_the_outage_reach_the_journal_afterwards(on_small_disk: tuple[Server, Path]) -> None:
+    server, disk = on_small_disk
+    filler = fill(disk)
+    refused = _refused_until_full(server)  # 30 requests, 8 kept in memory, the rest dropped
+    time.sleep(2.5)  # the watcher's next probe (every 2 s)
+    metrics = httpx.get(server.url + "/metrics", timeout=5).text
+    assert "capigate_store_up 0" in metrics and "capigate_journal_waiting 8" in metrics, metrics
+    dropped = 30 - 8
+    assert f"capigate_journal_dropped_total {dropped}" in metrics, metrics
+    filler.unlink()
+    journal: list[dict[str, object]] = []
+    deadline = time.monotonic() + 15
+    with server.admin() as admin:
+        while time.monotonic() < deadline:
+            answer = admin.get("/api/requests", params={"limit": 100})
+            if answer.status_code == 200:
+                journal = answer.json()["requests"]
+                if len(journal) >= 9:
+                    break
+            time.sleep(0.3)
+    statuses = [r["status"] for r in journal if r["path"] == "/v1/event"]
+    assert statuses.count(503) == 8 and len(refused) <= 30, journal
+    overflow = [r for r in journal if r["path"] == "(journal)"]
+    assert len(overflow) == 1 and f"{dropped} journal entries were dropped" in str(overflow[0]["problems"]), journal
+    assert os.path.exists(server.db)
