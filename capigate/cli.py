@@ -126,20 +126,18 @@ def serve(
 @main.command()
 @_CONFIG_OPTION
 @click.argument("source", required=False)
-@click.option("--url", help="The gateway's base URL (default: from [server] host and port).")
-def curl(config_path: Path, source: str | None, url: str | None) -> None:
+@click.option("--url", envvar="CAPIGATE_URL", help="The gateway's base URL (default: from --host and --port).")
+@click.option("--host", envvar="CAPIGATE_HOST", help="The gateway's address (default: [server] host).")
+@click.option("--port", envvar="CAPIGATE_PORT", type=int, help="The gateway's port (default: [server] port).")
+def curl(config_path: Path, source: str | None, url: str | None, host: str | None, port: int | None) -> None:
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
     from capigate.banner import curl_command
 
     config, _ = _resolve_config(config_path, create=False)
-    base = (url or _base_url(config.server.host, config.server.port)).rstrip("/")
-    ids = (
-        [source]
-        if source
-        else [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
-    )
-    for source_id in ids:
+    base = (url or _base_url(host or config.server.host, port or config.server.port)).rstrip("/")
+    ids = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
+    for source_id in [source] if source else ids:
         command = curl_command(config, source_id, base)
         if command is None:
             raise click.ClickException(f"{config_path}: no pixel or app {source_id!r} is configured")

@@ -16,20 +16,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
 
 import msgspec
 
 from capigate.errors import StoreError
 from capigate.store.base import OutboxDepth, Store
 
-__all__ = ["StoreFailure", "StoreHealth"]
+__all__ = ["SCRAPE_READ_TIMEOUT_S", "StoreFailure", "StoreHealth"]
 
 log = logging.getLogger("capigate.store")
 
+T = TypeVar("T")
+
 PROBE_INTERVAL_S: Final = 2.0
 PROBE_TIMEOUT_S: Final = 1.0
+SCRAPE_READ_TIMEOUT_S: Final = 0.5  # a scrape reads fresh depths within this, else takes the cached
 INGEST_FAILURE_MEMORY_S: Final = 30.0
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failure nobody waited for is not worth asyncio's warning
 
 
 def _now_ms() -> int:
@@ -53,6 +62,7 @@ class StoreHealth:
         self._last_ingest_ok_ms = 0
         self.depths: list[OutboxDepth] | None = None
         self.depths_at_ms: int | None = None
+        self._calls: dict[str, asyncio.Future[Any]] = {}
 
     # --- what the ingest path reports ------------------------------------------------------
 
@@ -75,7 +85,7 @@ class StoreHealth:
     async def check_writable(self) -> StoreFailure | None:
         """A real write now, bounded in time; the failure, if any (and ``up`` follows it)."""
         try:
-            await asyncio.wait_for(self.store.check_writable(), PROBE_TIMEOUT_S)
+            await self._within("probe", self.store.check_writable, PROBE_TIMEOUT_S)
         except TimeoutError:
             self.answering = False
             self._mark(StoreFailure(at=_now_ms(), error=f"no answer within {PROBE_TIMEOUT_S:g} s"))
@@ -90,13 +100,32 @@ class StoreHealth:
 
     async def refresh(self) -> None:
         """One round of the watcher: the probe, then (if it passed) the outbox depths."""
-        if await self.check_writable() is not None:
-            return
-        try:
-            depths = await asyncio.wait_for(self.store.outbox_depths(), PROBE_TIMEOUT_S)
-        except (StoreError, TimeoutError, NotImplementedError, AttributeError):
-            return
-        self.depths, self.depths_at_ms = depths, _now_ms()
+        if await self.check_writable() is None:
+            await self.read_depths(PROBE_TIMEOUT_S)
+
+    async def read_depths(self, timeout_s: float) -> list[OutboxDepth] | None:
+        """The outbox depths read now if the store answers within ``timeout_s``, else the
+        last ones read (``depths_at_ms`` says when)."""
+        if self.answering:
+            try:
+                depths = await self._within("depths", self.store.outbox_depths, timeout_s)
+            except (StoreError, TimeoutError, NotImplementedError, AttributeError):
+                return self.depths
+            self.depths, self.depths_at_ms = depths, _now_ms()
+        return self.depths
+
+    async def _within(self, kind: str, call: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+        """``call()`` awaited for at most ``timeout_s``, then TimeoutError; never cancelled,
+        for psycopg cancels a query with a round trip to the server, which a partition holds
+        up for seconds. One call of each kind runs at a time: a later one waits on it."""
+        task = self._calls.get(kind)
+        if task is None or task.done():
+            task = self._calls[kind] = asyncio.ensure_future(call())
+            task.add_done_callback(_retrieve)
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            raise TimeoutError
+        return task.result()  # type: ignore[no-any-return]
 
     async def watch(self) -> None:
         while True:

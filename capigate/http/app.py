@@ -10,6 +10,7 @@ import time
 
 from capigate.config import Config
 from capigate.errors import StoreError
+from capigate.health import SCRAPE_READ_TIMEOUT_S
 from capigate.http import openapi
 from capigate.http.asgi import (
     BodyError,
@@ -73,10 +74,12 @@ async def get_openapi(request: Request, gateway: Gateway, outcome: Outcome) -> R
 
 
 async def get_metrics(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    """Never waits on the store: its figures are the watcher's last (capigate/health.py)."""
-    now = time.time_ns() // 1_000_000
+    """Never waits long on the store: the queue depths are read within half a second, else
+    the last ones read are shown, with their age (capigate/health.py)."""
     health = gateway.health
-    text = gateway.metrics.exposition(health.depths, now)
+    depths = await health.read_depths(SCRAPE_READ_TIMEOUT_S)
+    now = time.time_ns() // 1_000_000
+    text = gateway.metrics.exposition(depths, now)
     journal = gateway.journal
     text += health.exposition(now, journal.dropped if journal else 0, journal.waiting if journal else 0).encode()
     return Response(200, text, CONTENT_TYPE, [("cache-control", "no-store")])
