@@ -17,7 +17,8 @@ others'), ``ceiling-rsgi`` (the empty RSGI app). Prism validates each request ag
 OpenAPI (400 when invalid, 401 without a bearer key) and answers 200 with no body; it stores
 nothing. Nothing leaves 127.0.0.1.
 Results: ``bench/results/peer.md`` and ``peer.json``; then, unless ``--no-ratios``, the in-process
-limits (``python -m bench.in_process --ratios``) in ``bench/results/peer-in-process.md``.
+limits (``python -m bench.in_process --ratios``) of this tree and of each ``--ref``, twice,
+alternated, in ``bench/results/peer-in-process*.md``.
 """
 
 from __future__ import annotations
@@ -307,8 +308,21 @@ def main() -> None:
     out.with_suffix(".md").write_text(render(result))
     print(render(result))
     if not args.no_ratios:
-        ratios = [sys.executable, "-m", "bench.in_process", "--ratios", "--out", f"{out}-in-process"]
-        subprocess.run(ratios, cwd=REPO, check=True)
+        in_process_ratios(out, args.ref)
+
+
+def in_process_ratios(out: Path, refs: list[str]) -> None:
+    """``python -m bench.in_process --ratios`` for this tree, then for each commit of ``refs``
+    (its capigate, this bench), alternated twice: ``{out}-in-process[-REF][-2].md``."""
+    with tempfile.TemporaryDirectory(prefix="capigate-peer-ratios-") as tmp:
+        trees = {ref: _archive(ref, Path(tmp)) for ref in refs}
+        for run in ("", "-2"):
+            cmd = [sys.executable, "-m", "bench.in_process", "--ratios", "--out", f"{out}-in-process{run}"]
+            subprocess.run(cmd, cwd=REPO, check=True)
+            for ref, tree in trees.items():
+                env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{REPO}"}
+                cmd[-1] = f"{out}-in-process-{ref}{run}"
+                subprocess.run(cmd, cwd=tree, env=env, check=True)
 
 
 if __name__ == "__main__":
