@@ -47,8 +47,8 @@ class BodyCheck(rules.BatchCheck):
 
 
 def check_body(body: bytes, profile: Profile, *, source: str, now_ms: int, test_tag: str | None = None) -> BodyCheck:
-    """The events of ``body`` ready to store, or every problem; raises msgspec.DecodeError
-    (never ValidationError) when ``body`` is not JSON at all."""
+    """The events of ``body`` ready to store, or every problem; raises what the untyped JSON
+    decoder raises when ``body`` cannot be read at all (msgspec.DecodeError, RecursionError)."""
     spec = _spec(profile)
     try:
         batch = spec.decoder.decode(body)
@@ -64,8 +64,8 @@ def check_body(body: bytes, profile: Profile, *, source: str, now_ms: int, test_
 
 def path_differences(body: bytes, profile: Profile, *, now_ms: int, typed: BodyCheck | None = None) -> list[str]:
     """What the typed path answers for ``body`` and the slow path does not (empty when the
-    typed path hands the body to the slow path). Values are never quoted: only paths, codes,
-    event names and whether payloads are equal."""
+    typed path hands the body to the slow path). No value is quoted: paths, codes, the rules'
+    messages (which never show a personal value), event names, and whether payloads are equal."""
     if typed is None:
         try:
             batch = _spec(profile).decoder.decode(body)
