@@ -223,7 +223,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     home = tmp_path_factory.mktemp("docs") / "capigate"
     _clone(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAPIGATE_", "PYTEST_", "VIRTUAL_ENV"))}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(sys.prefix))
+    if sys.prefix != sys.base_prefix:  # a reader's PATH has no virtual environment until they activate it
+        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(sys.prefix))
     env.update(CAPIGATE_HOST="127.0.0.1", CAPIGATE_PORT=str(free_port()))
     log = home.parent / "serve.log"
     with log.open("wb") as out:
