@@ -31,6 +31,7 @@ from capigate.appsflyer.schema import (
     ManualConsent,
     TcfConsent,
     format_event_time,
+    ios_prefix_missing,
     parse_event_time,
 )
 
@@ -62,5 +63,6 @@ __all__ = [
     "TcfConsent",
     "check_in_app_event",
     "format_event_time",
+    "ios_prefix_missing",
     "parse_event_time",
 ]
