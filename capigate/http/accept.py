@@ -35,7 +35,8 @@ async def accept(
     ingest = gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
     try:
         try:
-            result = await asyncio.wait_for(ingest, INGEST_TIMEOUT_S)
+            async with asyncio.timeout(INGEST_TIMEOUT_S):  # not wait_for: no task per request
+                result = await ingest
         except TimeoutError:
             raise StoreError(f"the store did not answer within {INGEST_TIMEOUT_S:g} s") from None
     except StoreError as exc:

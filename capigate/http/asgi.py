@@ -171,6 +171,9 @@ class Request:
 
 
 def _parse_query(qs: str) -> tuple[dict[str, str], frozenset[str]]:
+    if "&" not in qs and "%" not in qs and "+" not in qs:  # one plain pair (?pixel_id=...): what
+        name, equals, value = qs.partition("=")  # parse_qsl answers, at a tenth of its cost
+        return ({name: value} if equals and value else {}), frozenset()
     pairs = parse_qsl(qs)
     query = dict(pairs)
     if len(query) == len(pairs):
