@@ -43,9 +43,16 @@ def looks_personal(key: str, value: Any) -> bool:
     return not (text and is_sha256_hex(value.strip())) or contains_email(key)
 
 
-@lru_cache(maxsize=4096)  # the case-blind search costs ~1 µs; clients repeat the same keys
 def _personal_key(key: str) -> bool:
-    return contains_email(key) or _PII_KEY.search(key) is not None
+    # A key holding an email address is never cached: no plain identifier outlives its request.
+    if "@" in key and contains_email(key):
+        return True
+    return _named_like_personal(key)
+
+
+@lru_cache(maxsize=4096)  # the case-blind search costs ~1 µs; clients repeat the same keys
+def _named_like_personal(key: str) -> bool:
+    return _PII_KEY.search(key) is not None
 
 
 def shown_key(key: str) -> str:

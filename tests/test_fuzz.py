@@ -119,6 +119,7 @@ def send_af(server: Server, content: bytes) -> int:
         return c.post("/inappevent/com.example.shop", content=content, headers=AF).status_code
 
 
+@pytest.mark.timeout(600)  # 150 served requests; a loaded 2-core runner needs more than the default
 def test_fuzz_axon_no_5xx_and_no_stored_plain_email(gateway: Server) -> None:
     @FUZZ
     @given(data=st.data())
@@ -135,6 +136,7 @@ def test_fuzz_axon_no_5xx_and_no_stored_plain_email(gateway: Server) -> None:
     assert_no_plain_email(gateway)
 
 
+@pytest.mark.timeout(600)  # 150 served requests; a loaded 2-core runner needs more than the default
 def test_fuzz_appsflyer_no_5xx_and_no_stored_plain_email(gateway: Server) -> None:
     @FUZZ
     @given(data=st.data())
