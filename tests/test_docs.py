@@ -265,3 +265,10 @@ def test_relative_links_lead_to_files() -> None:
             if not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(ROOT)}: {target}")
     assert not broken, "\n".join(broken)
+
+
+def test_the_docs_cite_nothing_a_clone_does_not_have() -> None:
+    """The API documents live outside the repository (shared/spec); docs/api.md is ours."""
+    cited = [f"{doc.relative_to(ROOT)}" for doc in DOCUMENTS if "shared/" in doc.read_text(encoding="utf-8")]
+    assert not cited, f"a clone has no shared/: cite docs/api.md instead, in {cited}"
+    assert (ROOT / "docs" / "api.md").exists()
