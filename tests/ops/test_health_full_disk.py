@@ -122,3 +122,21 @@ def test_requests_refused_during_the_outage_reach_the_journal_afterwards(on_smal
     overflow = [r for r in journal if r["path"] == "(journal)"]
     assert len(overflow) == 1 and f"{dropped} journal entries were dropped" in str(overflow[0]["problems"]), journal
     assert os.path.exists(server.db)
+
+
+def test_readyz_is_unavailable_on_an_immutable_wal(tmp_path: Path) -> None:
+    """The issue's second case: a WAL file made immutable (chattr +i) refuses every write."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    wal = Path(f"{server.db}-wal")
+    try:
+        assert ingest(server).status_code == 200
+        subprocess.run(["chattr", "+i", str(wal)], check=True)
+        try:
+            assert ingest(server).status_code == 503
+            ready = httpx.get(server.url + "/readyz", timeout=5)
+            assert ready.status_code == 503, ready.text
+        finally:
+            subprocess.run(["chattr", "-i", str(wal)], check=True)
+    finally:
+        server.stop()
