@@ -303,7 +303,7 @@ def main() -> None:
     result["targets"] = {t.name: t.rounds for t in targets}
     result["ratios"] = _ratios(targets, args.rounds)
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the in-process runs of a --ref run in its own tree
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(render(result))
     print(render(result))
