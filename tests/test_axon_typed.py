@@ -95,8 +95,10 @@ def _bodies() -> Iterator[bytes]:
     for seed in _seed_events():
         for mutant in _mutants(seed):
             yield msgspec.json.encode({"events": [mutant, seed]})
-    for path in sorted(CLIENTS.rglob("*.json")) if CLIENTS.exists() else []:
-        yield path.read_bytes()
+    for path in sorted(CLIENTS.glob("*.json")):  # the corpus of real clients' bodies
+        case = json.loads(path.read_text(encoding="utf-8"))
+        if case.get("api") == "axon":
+            yield msgspec.json.encode(case["body"])
 
 
 def test_typed_and_slow_paths_agree_on_every_mutant_of_every_field() -> None:
@@ -158,11 +160,17 @@ def test_malformed_json_raises_the_decoder_error_of_the_untyped_decoder() -> Non
 
 
 def test_every_body_of_the_axon_tests_gets_the_same_answer_from_both_paths(tmp_path: Path) -> None:
-    """The Axon test modules, run with CAPIGATE_AXON_CROSSCHECK: each server checks every body
-    its typed path accepts with the slow path too, and writes a line per body."""
+    """The Axon test modules and the clients corpus, run with CAPIGATE_AXON_CROSSCHECK: each
+    server checks every body its typed path accepts with the slow path too, and writes a line
+    per body."""
     modules = [
         m
-        for m in ("tests/test_axon_rules.py", "tests/test_axon_protocol.py", "tests/test_pii.py")
+        for m in (
+            "tests/test_axon_rules.py",
+            "tests/test_axon_protocol.py",
+            "tests/test_pii.py",
+            "tests/test_clients.py",
+        )
         if (REPO / m).exists()
     ]
     modules += [
