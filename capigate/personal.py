@@ -19,7 +19,15 @@ from typing import Any, Final
 from capigate.checking import Report, join, top_key
 from capigate.identity import InvalidIdentifier, contains_email, hash_email, is_sha256_hex
 
-__all__ = ["MAX_DEPTH", "TooDeep", "looks_personal", "shown_key", "without_emails", "without_personal"]
+__all__ = [
+    "EMAIL_SHOWN",
+    "MAX_DEPTH",
+    "TooDeep",
+    "looks_personal",
+    "shown_key",
+    "without_emails",
+    "without_personal",
+]
 
 MAX_DEPTH = 32  # levels of objects and arrays inside one free-form value
 
@@ -55,9 +63,14 @@ def _named_like_personal(key: str) -> bool:
     return _PII_KEY.search(key) is not None
 
 
+EMAIL_SHOWN = "<email address>"
+
+
 def shown_key(key: str) -> str:
-    """``key`` as a path or a message may show it: an email address used as a key is not."""
-    return "<email address>" if contains_email(key) else key
+    """``key`` as a path or a message may show it: an email address used as a key is not.
+    The same rule holds for a request's source id (pixel id, app id) and its test tag: what
+    the journal, the log, the store and the page keep of them."""
+    return EMAIL_SHOWN if contains_email(key) else key
 
 
 def without_personal(value: Any, path: str, report: Report, send_hashed: str, depth: int = 0) -> Any:

@@ -186,7 +186,7 @@ class GatewayApp:
             request_log.info(
                 "%s %s %d %.2fms",
                 request.method,
-                request.path,
+                record.path,
                 status,
                 record.latency_ms,
                 extra={"capigate": record},

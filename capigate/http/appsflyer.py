@@ -32,7 +32,9 @@ SILENT_DROP = Problem(
 async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "appsflyer"
     app_id = unquote(request.path[len(PREFIX) :])
-    outcome.source = app_id or None
+    outcome.identify(request, app_id or None, "app_id")
+    if outcome.source != (app_id or None):
+        outcome.path = PREFIX + (outcome.source or "")  # the path holds the app id too
     key = request.headers.get("authentication", "")
     app = gateway.config.app(app_id)
     if app is None:
@@ -40,16 +42,17 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     if not _authorised(key, app):
         outcome.problems = [Problem("authentication", "unauthorized", "missing or wrong authentication key")]
         return _answer(request, 401, UNAUTHORIZED, outcome)
-    outcome.test_tag = request.headers.get("x-capigate-test") or None
     try:
         body = await request.body(MAX_BODY_BYTES)
     except BodyError as exc:
         code = "payload_too_large" if exc.status == 413 else exc.code
         outcome.problems = [Problem("", code, f"{exc.message} (AppsFlyer accepts at most {MAX_BODY_BYTES} bytes)")]
         return _answer(request, 400, PARSE_FAILED, outcome)
-    check = check_in_app_event(body, app_id=app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key)
+    check = check_in_app_event(
+        body, app_id=outcome.source or app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key
+    )
     outcome.events_received = 1
-    outcome.problems, outcome.warnings = check.problems, check.warnings
+    outcome.problems, outcome.warnings = check.problems, [*outcome.warnings, *check.warnings]
     if check.event is None:
         return _answer(request, check.status, check.text, outcome)
     try:

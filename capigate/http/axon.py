@@ -31,11 +31,10 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     if not pixel_id:
         problem = Problem("pixel_id", "missing_field", "the query parameter pixel_id is required")
         return _error(400, "missing_pixel_id", "pixel_id query parameter is missing", outcome, [problem])
-    outcome.source = pixel_id
+    outcome.identify(request, pixel_id, "pixel_id")
     pixel = gateway.config.pixel(pixel_id)
     if not _authorised(request.headers.get("authorization"), pixel) or pixel is None:
         return _error(401, "unauthorized", "unknown pixel_id or wrong Authorization key", outcome)
-    outcome.test_tag = request.headers.get("x-capigate-test") or None
     try:
         body = await request.body(gateway.config.server.max_body_bytes)
     except BodyError as exc:
@@ -44,7 +43,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         check = check_body(
             body,
             PROFILES[pixel.profile],
-            source=pixel_id,
+            source=outcome.source or pixel_id,
             now_ms=time.time_ns() // 1_000_000,
             test_tag=outcome.test_tag,
         )
@@ -54,7 +53,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     except RecursionError:
         problem = Problem("", "too_deep", "the body nests arrays or objects too deep to be read")
         return _error(400, "too_deep", "the body nests too deep", outcome, [problem])
-    outcome.warnings = check.report.warnings
+    outcome.warnings = [*outcome.warnings, *check.report.warnings]
     outcome.events_received = check.received
     if not check.report.ok:
         return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, check.report.problems)
@@ -69,7 +68,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
             stored=result.stored,
             duplicates=len(result.duplicates),
             duplicate_events=result.duplicates,
-            warnings=check.report.warnings,
+            warnings=outcome.warnings,
             test_tag=outcome.test_tag,
         ),
     )

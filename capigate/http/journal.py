@@ -13,6 +13,7 @@ import msgspec
 
 from capigate.errors import Problem, StoreError
 from capigate.http.asgi import Request
+from capigate.personal import EMAIL_SHOWN, shown_key
 from capigate.store.base import RequestRecord, Store
 
 __all__ = ["JournalBuffer", "Outcome", "new_request_id", "request_record"]
@@ -31,6 +32,22 @@ class Outcome(msgspec.Struct, kw_only=True):
     problems: list[Problem] = []
     warnings: list[Problem] = []
     test_tag: str | None = None
+    path: str | None = None  # the request's path as the journal shows it, when not request.path
+
+    def identify(self, request: Request, source: str | None, where: str) -> None:
+        """Take the request's source id (read from ``where``) and its test tag, as everything
+        after may keep them: an email address in either never goes further (see shown_key).
+        The warnings say so; a refused request's answer drops them."""
+        self.source = None if source is None else self._shown(source, where)
+        tag = request.headers.get("x-capigate-test") or None
+        self.test_tag = None if tag is None else self._shown(tag, "x-capigate-test")
+
+    def _shown(self, value: str, where: str) -> str:
+        shown = shown_key(value)
+        if shown != value:
+            message = f"{where} holds an email address: capigate keeps it as {EMAIL_SHOWN}"
+            self.warnings = [*self.warnings, Problem(where, "plain_pii_replaced", message)]
+        return shown
 
 
 _NODE = os.urandom(3).hex()  # once per process: urandom costs ~60 µs per call on some VMs
@@ -51,7 +68,7 @@ def request_record(
         api=outcome.api,
         source=outcome.source,
         method=request.method,
-        path=request.path,
+        path=outcome.path or request.path,
         status=status,
         client_ip=request.client_ip,
         user_agent=request.headers.get("user-agent"),

@@ -1,0 +1,105 @@
+"""Rule (capigate/personal.py, shown_key): a test tag, pixel id or app id holding an email
+address never reaches the store, the journal, the log or the page: it is kept as
+``<email address>``, with a warning on an accepted request."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import Server, make_server
+from tests.helpers import batch, purchase, wait_until
+from tests.storekit import PG_URL, pg_schema
+
+TAG_EMAIL = "jane.dev3@company.example"
+PIXEL_EMAIL = "zed.pixel@example.net"
+APP_EMAIL = "app.owner@example.org"
+NEEDLES = [TAG_EMAIL, PIXEL_EMAIL, APP_EMAIL, "jane.dev3", "zed.pixel", "app.owner"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, str | None]]:
+    server = make_server(tmp_path / "gw")
+    if request.param == "sqlite":
+        server.start()
+        yield server, None
+        server.stop()
+        return
+    with pg_schema("capigate_pii_ids") as schema:
+        server.db = f"{PG_URL}?schema={schema}"
+        server.start()
+        yield server, schema
+        server.stop()
+
+
+def _send(server: Server) -> None:
+    with server.client() as c:
+        tagged = c.post(
+            "/v1/event?pixel_id=px_std",
+            headers={"Authorization": "key-std", "X-Capigate-Test": TAG_EMAIL},
+            json=batch(purchase()),
+        )
+        assert tagged.status_code == 200, tagged.text
+        body = tagged.json()
+        assert body["test_tag"] == "<email address>"
+        assert {w["path"]: w["code"] for w in body["warnings"]}["x-capigate-test"] == "plain_pii_replaced"
+        unknown = c.post("/v1/event", params={"pixel_id": PIXEL_EMAIL}, json=batch(purchase()))
+        assert unknown.status_code == 401
+        app = c.post(
+            f"/inappevent/{APP_EMAIL}",
+            headers={"authentication": "af-dev-key", "X-Capigate-Test": TAG_EMAIL},
+            json={"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": "", "os": "17.4"},
+        )
+        assert app.status_code == 401
+        af_tagged = c.post(
+            "/inappevent/com.example.shop",
+            headers={"authentication": "af-dev-key", "X-Capigate-Test": TAG_EMAIL, "Accept": "application/json"},
+            json={"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": "", "os": "17.4"},
+        )
+        assert af_tagged.status_code == 200, af_tagged.text
+        assert af_tagged.json()["test_tag"] == "<email address>"
+
+
+def _journal(server: Server) -> list[dict[str, object]]:
+    with server.admin() as admin:
+        return admin.get("/api/requests", params={"limit": 100}).json()["requests"]  # type: ignore[no-any-return]
+
+
+def test_email_in_test_tag_pixel_id_or_app_id_never_reaches_store_journal_log_or_page(
+    gateway: tuple[Server, str | None],
+) -> None:
+    server, schema = gateway
+    _send(server)
+    wait_until(lambda: len(_journal(server)) >= 4, what="four journal entries")
+    journal = _journal(server)
+    assert {r["source"] for r in journal} >= {"<email address>", "px_std", "com.example.shop"}
+    with server.admin() as admin:
+        haystacks = {
+            "journal": admin.get("/api/requests", params={"limit": 100}).text,
+            "events": admin.get("/api/events", params={"limit": 100}).text,
+            "stats": admin.get("/api/stats").text,
+        }
+    server.stop()  # flush and close the store before reading it
+    haystacks["log"] = server.output()
+    if schema is None:
+        for db_file in Path(str(server.db)).parent.glob("capigate.db*"):
+            haystacks[db_file.name] = db_file.read_bytes().decode("latin-1")
+        con = sqlite3.connect(server.db)
+        haystacks["dump"] = "\n".join(con.iterdump())
+        con.close()
+    else:
+        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+            tables = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+            ).fetchall()
+            for (table,) in tables:
+                rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+                haystacks[f"pg {table}"] = "\n".join(r[0] for r in rows)
+    assert "<email address>" in haystacks["log"]
+    for where, text in haystacks.items():
+        for needle in NEEDLES:
+            assert needle not in text, f"{needle!r} found in {where}"
