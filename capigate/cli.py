@@ -41,6 +41,15 @@ def _resolve_config(path: Path, *, create: bool) -> tuple[Config, bool]:
         raise click.ClickException(f"bad configuration: {exc}") from None
 
 
+def _check_relay_keys(config: Config) -> None:
+    """The relay's keys read from the environment are there (the workers would die without)."""
+    from capigate.relay.destinations import unset_key_variables
+
+    problems = unset_key_variables(config)
+    if problems:
+        raise click.ClickException(f"bad configuration: {problems[0]}")
+
+
 def _store_url(config: Config, db: str | None) -> str:
     url = db or config.store.url
     if "://" in url and not url.startswith("sqlite:///"):
@@ -97,6 +106,8 @@ def serve(
     from capigate.serving import ListenError, open_listener, serve_gateway
 
     config, created = _resolve_config(config_path, create=True)
+    if relay:
+        _check_relay_keys(config)
     store_url = _store_url(config, db)
     shown = _check_schema(store_url)
     host = host or config.server.host
@@ -149,6 +160,7 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
 def check_config(config_path: Path) -> None:
     """Check a configuration file and exit (status 1 if it is wrong)."""
     config, _ = _resolve_config(config_path, create=False)
+    _check_relay_keys(config)
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
 
 

@@ -19,7 +19,16 @@ from capigate.config import Config, RelaySettings
 from capigate.errors import ConfigError
 from capigate.store.base import Delivery
 
-__all__ = ["APPSFLYER_URL", "AXON_URL", "Target", "relay_destination", "relayed", "replay_refusal", "targets"]
+__all__ = [
+    "APPSFLYER_URL",
+    "AXON_URL",
+    "Target",
+    "relay_destination",
+    "relayed",
+    "replay_refusal",
+    "targets",
+    "unset_key_variables",
+]
 
 
 def relay_destination(api: str, source: str, relay: RelaySettings | None) -> str | None:
@@ -99,6 +108,22 @@ class Target:
             return axon_request(self.source, self.api_key, [d.payload for d in deliveries])
         (delivery,) = deliveries
         return appsflyer_request(self.source, self.api_key, delivery.payload)
+
+
+def unset_key_variables(config: Config, environ: dict[str, str] | None = None) -> list[ConfigError]:
+    """A ConfigError for each enabled relay whose ``api_key_env`` names an unset variable:
+    ``capigate serve`` and ``check-config`` refuse them before anything starts."""
+    env = os.environ if environ is None else environ
+    sources = [(f"axon.pixels[{i}].relay", p.relay) for i, p in enumerate(config.axon.pixels)]
+    sources += [(f"appsflyer.apps[{i}].relay", a.relay) for i, a in enumerate(config.appsflyer.apps)]
+    problems = []
+    for where, relay in sources:
+        if relay is not None and relay.enabled:
+            try:
+                _api_key(relay, "", env, config.path, where)
+            except ConfigError as exc:
+                problems.append(exc)
+    return problems
 
 
 def targets(config: Config, environ: dict[str, str] | None = None) -> list[Target]:

@@ -1,0 +1,49 @@
+"""What `capigate serve` and `capigate check-config` refuse before the port is bound, each with
+one line and a non-zero exit, reproduced with real processes: a relay key read from an unset
+environment variable."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DEFAULT_CONFIG, make_server
+from tests.ops.test_startup import _run_to_exit, _serve
+
+# The relay table belongs to the last pixel, px_restricted (TOML's array-of-tables rule).
+RELAY_FROM_ENV = (
+    DEFAULT_CONFIG + '\n[axon.pixels.relay]\nurl = "http://127.0.0.1:9/"\napi_key_env = "CAPIGATE_TEST_UNSET_KEY"\n'
+)
+
+
+def _capigate(*args: str) -> list[str]:
+    return [sys.executable, "-m", "capigate", *args]
+
+
+def _one_line(out: str) -> str:
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.fixture
+def unset_key() -> None:
+    os.environ.pop("CAPIGATE_TEST_UNSET_KEY", None)
+
+
+def test_a_relay_key_from_an_unset_variable_stops_check_config_and_serve(tmp_path: Path, unset_key: None) -> None:
+    server = make_server(tmp_path / "gw", RELAY_FROM_ENV)
+    checked = _run_to_exit(_capigate("check-config", "--config", str(server.config)), tmp_path)
+    assert checked.returncode != 0
+    line = _one_line(checked.stdout)
+    assert "api_key_env" in line and "CAPIGATE_TEST_UNSET_KEY" in line and "not set" in line, line
+    served = _run_to_exit(_serve(server), tmp_path)
+    assert served.returncode != 0
+    line = _one_line(served.stdout)
+    assert "api_key_env" in line and "CAPIGATE_TEST_UNSET_KEY" in line and "not set" in line, line
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
