@@ -5,6 +5,7 @@ environment variable."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,3 +48,27 @@ def test_a_relay_key_from_an_unset_variable_stops_check_config_and_serve(tmp_pat
     assert "api_key_env" in line and "CAPIGATE_TEST_UNSET_KEY" in line and "not set" in line, line
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def _refused_before_listening(result: subprocess.CompletedProcess[str], db: str, cause: str) -> None:
+    assert result.returncode != 0, result.stdout
+    line = _one_line(result.stdout)
+    assert db in line and cause in line, line
+    assert "Listening" not in result.stdout and "pending" not in result.stdout
+
+
+@pytest.mark.parametrize("make_db", ["text file", "file under /proc"])
+def test_a_db_that_is_not_a_database_stops_serve_and_migrate(tmp_path: Path, make_db: str) -> None:
+    server = make_server(tmp_path / "gw")
+    if make_db == "text file":
+        db, cause = tmp_path / "x.db", "not a SQLite database"
+        db.write_text("hello\n")
+    else:
+        db, cause = Path("/proc/capigate.db"), "cannot create"
+    _refused_before_listening(_run_to_exit(_serve(server, db=str(db)), tmp_path), str(db), cause)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
+    migrate = _capigate("migrate", "--config", str(server.config), "--db", str(db))
+    _refused_before_listening(_run_to_exit(migrate, tmp_path), str(db), cause)
+    if make_db == "text file":
+        assert db.read_text() == "hello\n"  # the check changed nothing

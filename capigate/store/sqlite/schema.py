@@ -6,8 +6,10 @@ own (all ``CREATE … IF NOT EXISTS``), in the writer's first transaction.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Final
 
@@ -194,9 +196,10 @@ def read_version(path: Path) -> int:
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the SQLite file: {exc}") from exc
     try:
-        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    except sqlite3.Error:  # no schema_version table: not created yet
-        return 0
+        tables = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchall()
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone() if tables else None
+    except sqlite3.DatabaseError as exc:  # "file is not a database": reading its header failed
+        raise StoreError(f"{path}: not a SQLite database ({exc})") from None
     finally:
         conn.close()
     return int(row[0]) if row and row[0] is not None else 0
@@ -223,6 +226,20 @@ def check_sqlite_path(path: Path) -> None:
     for target in (directory, path) if path.exists() else (directory,):
         if not os.access(target, os.W_OK):
             raise StoreError(f"{path}: {_why_unwritable(target)}")
+    _probe_directory(path)
+
+
+def _probe_directory(path: Path) -> None:
+    """Create and remove a file beside ``path``, as SQLite will (the database, -wal, -shm):
+    os.access says yes to root everywhere, and to /proc, where nothing can be created."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=path.parent)
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            raise StoreError(f"{path}: {path.parent} is on a read-only file system") from None
+        raise StoreError(f"{path}: cannot create a file in {path.parent} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _why_unwritable(target: Path) -> str:
