@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import DEFAULT_CONFIG, Server, make_server
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, page_view, purchase
+from tests.test_cli_gateway import capigate
 
 
 def post(server: Server, *events: dict[str, object], key: str = "key-std") -> httpx.Response:
@@ -183,3 +184,40 @@ def test_journal_takes_the_client_ip_from_trusted_proxies_only(tmp_path: Path) -
 def test_journal_ignores_x_forwarded_for_without_trusted_proxies(fresh_server: Server) -> None:
     forwarded(fresh_server, "198.51.100.7")
     assert [r["client_ip"] for r in wait_for_requests(fresh_server, 1)] == ["127.0.0.1"]
+
+
+def _problem(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 400, (response.request.url, response.text)
+    return {p["path"]: p["message"] for p in response.json()["problems"]}
+
+
+def test_rule_admin_parameters_a_bad_or_unknown_parameter_is_a_400_naming_it(server: Server) -> None:
+    with server.admin() as c:
+        assert "query.cursor" in _problem(c.get("/api/events", params={"cursor": "zzz"}))
+        status = _problem(c.get("/api/events", params={"status": "bogus"}))["query.status"]
+        assert "stored, pending, delivered, dead" in status and "'bogus'" in status
+        assert "axon, appsflyer" in _problem(c.get("/api/requests", params={"api": "nope"}))["query.api"]
+        for path in ("/api/events", "/api/requests", "/api/stats"):
+            assert "source" in _problem(c.get(path, params={"souce": "px_std"}))["query.souce"]
+        assert "once" in _problem(c.get("/api/events?limit=5&limit=6"))["query.limit"]
+        assert "once" in _problem(c.get("/api/requests?source=a&source=b"))["query.source"]
+        first = c.get("/api/events", params={"limit": 1}).json()
+        assert first["next"] is None or c.get("/api/events", params={"cursor": first["next"]}).status_code == 200
+        assert c.get("/api/events", params={"status": "stored"}).status_code == 200
+        assert c.get("/api/requests", params={"api": "axon"}).status_code == 200
+
+
+def test_rule_admin_parameters_times_are_epoch_ms_or_iso_8601_everywhere(server: Server) -> None:
+    with server.admin() as c:
+        for path in ("/api/events", "/api/requests", "/api/stats"):
+            iso = c.get(path, params={"since": "2026-12-03T00:00:00Z", "until": "2026-12-03T06:00:00+00:00"})
+            assert iso.status_code == 200, (path, iso.text)
+            assert c.get(path, params={"since": "1764720000000", "until": "1764741600000"}).status_code == 200
+            assert "query.since" in _problem(c.get(path, params={"since": "last tuesday"}))
+
+
+def test_cli_events_with_a_bad_status_fails_and_names_it(server: Server, tmp_path: Path) -> None:
+    env = {"CAPIGATE_URL": server.url, "CAPIGATE_ADMIN_TOKEN": ADMIN}
+    done = capigate("events", "--status", "bogus", cwd=tmp_path, **env)
+    assert done.returncode != 0
+    assert "status" in done.stderr + done.stdout

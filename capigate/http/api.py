@@ -13,7 +13,16 @@ from capigate.checking import Report
 from capigate.errors import Problem
 from capigate.http.asgi import Request, Response, json_response
 from capigate.http.journal import Outcome
-from capigate.http.params import encode_cursor, parse_id, query_cursor, query_int, query_limit, query_time
+from capigate.http.params import (
+    Query,
+    encode_cursor,
+    parse_id,
+    query_choice,
+    query_cursor,
+    query_int,
+    query_limit,
+    query_time,
+)
 from capigate.http.session import has_session
 from capigate.http.state import Gateway
 from capigate.relay.destinations import relayed, replay_refusal
@@ -33,6 +42,8 @@ __all__ = ["EVENT_PREFIX", "get_event", "get_events", "get_outbox", "get_request
 MAX_LIMIT = 1000
 EVENT_PREFIX = "/api/events/"
 MAX_REPLAY_BODY = 4096
+EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
+REQUEST_APIS: Final = ("axon", "appsflyer", "admin", "inspector", "capigate", "unknown")
 _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
 
 
@@ -52,17 +63,18 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     if denied:
         return denied
     report = Report()
-    q = request.query
+    q = Query(request.query, request.repeated)
     query = EventQuery(
         source=q.get("source") or None,
         name=q.get("name") or None,
-        status=q.get("status") or None,
+        status=query_choice(q, "status", report, EVENT_STATUSES),
         test_tag=q.get("test_tag") or None,
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
         cursor=query_cursor(q, report),
         limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
+    q.refuse_unread(report)
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_events(query)
@@ -75,16 +87,17 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     if denied:
         return denied
     report = Report()
-    q = request.query
+    q = Query(request.query, request.repeated)
     query = RequestQuery(
         source=q.get("source") or None,
-        api=q.get("api") or None,
+        api=query_choice(q, "api", report, REQUEST_APIS),
         status=query_int(q, "status", report, low=100, high=599, what="an HTTP status code such as 400"),
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
         cursor=query_cursor(q, report),
         limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
+    q.refuse_unread(report)
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_requests(query)

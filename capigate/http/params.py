@@ -8,14 +8,17 @@ integer inside SQLite's and PostgreSQL's signed 64-bit range.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import overload
 
 from capigate.checking import Report
 
 __all__ = [
     "MAX_ID",
     "MAX_TIME_MS",
+    "Query",
     "decode_cursor",
     "encode_cursor",
     "parse_id",
@@ -30,8 +33,45 @@ __all__ = [
 MAX_ID = 2**63 - 1  # the largest row id either store can hold
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: datetime's own limit
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_BASE36 = re.compile(r"[0-9a-z]{1,13}")
+_CURSOR = re.compile(r"[0-9a-z]{3,15}")  # base 36 digits, then two check characters
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class Query(dict[str, str]):
+    """A request's query parameters that remember which ones the endpoint read: whatever it
+    did not read is not one of its parameters (``refuse_unread``), so a misspelt filter is a
+    400, never a silently unfiltered answer."""
+
+    def __init__(self, params: Mapping[str, str], repeated: frozenset[str] = frozenset()) -> None:
+        super().__init__(params)
+        self._repeated = repeated
+        self._read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self._read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self._read.add(key)
+        return super().__contains__(key)
+
+    @overload  # type: ignore[override]
+    def get(self, key: str, default: None = None, /) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str, /) -> str: ...
+    def get(self, key: str, default: str | None = None, /) -> str | None:
+        self._read.add(key)
+        return super().get(key, default)
+
+    def refuse_unread(self, report: Report) -> None:
+        """A problem for each parameter the endpoint did not read, or that was given twice."""
+        known = ", ".join(sorted(self._read))
+        for key in self:
+            if key not in self._read:
+                report.error(f"query.{key}", "unknown_parameter", f"{key} is not a parameter here; use {known}")
+            elif key in self._repeated:
+                report.error(f"query.{key}", "repeated_parameter", f"give the query parameter {key} once")
 
 
 def parse_id(raw: str) -> int | None:
@@ -65,7 +105,7 @@ def query_choice(q: Mapping[str, str], key: str, report: Report, choices: tuple[
     if raw is None or raw == "":
         return None
     if raw not in choices:
-        report.error(f"query.{key}", "invalid_value", f"{key} is one of {', '.join(choices)}")
+        report.error(f"query.{key}", "invalid_value", f"{key} is one of {', '.join(choices)}, not {raw[:40]!r}")
         return None
     return raw
 
@@ -81,9 +121,11 @@ def query_cursor(q: Mapping[str, str], report: Report) -> int | None:
 
 
 def decode_cursor(raw: str) -> int | None:
-    if _BASE36.fullmatch(raw) is None:
+    """The row id in a cursor ``encode_cursor`` made; None for any other text (its check
+    characters do not match), so a made-up cursor is refused, not read as a page."""
+    if _CURSOR.fullmatch(raw) is None or _check(raw[:-2]) != raw[-2:]:
         return None
-    value = int(raw, 36)
+    value = int(raw[:-2], 36)
     return value if value <= MAX_ID else None
 
 
@@ -95,7 +137,12 @@ def encode_cursor(cursor: int | None) -> str | None:
         cursor, rem = divmod(cursor, 36)
         out = _ALPHABET[rem] + out
         if cursor == 0:
-            return out
+            return out + _check(out)
+
+
+def _check(digits: str) -> str:
+    high, low = divmod(zlib.crc32(digits.encode()) % 1296, 36)
+    return _ALPHABET[high] + _ALPHABET[low]
 
 
 def query_time(q: Mapping[str, str], key: str, report: Report, *, path: str | None = None) -> int | None:

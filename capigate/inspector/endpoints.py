@@ -17,6 +17,7 @@ from capigate.errors import Problem
 from capigate.http.api import is_admin
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
+from capigate.http.params import MAX_TIME_MS, Query, query_int, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
 from capigate.responses import ErrorBody
@@ -97,23 +98,25 @@ async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> R
 
 
 async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    """``since``, ``until`` (epoch ms; default the last hour) and ``bucket`` (ms; default a
+    """``since``, ``until`` (epoch ms or ISO 8601; default the last hour) and ``bucket`` (ms; default a
     sixtieth of the window), ``source`` (default all)."""
     outcome.api = "admin"
     if not await is_admin(request, gateway):
         return _unauthorized()
     report = Report()
     now = _now_ms()
-    until = _int(request.query, "until", now, report)
-    since = _int(request.query, "since", until - 3_600_000, report)
-    bucket = _int(request.query, "bucket", max(MIN_BUCKET_MS, (until - since) // 60), report)
+    q = Query(request.query, request.repeated)
+    until = _time(q, "until", now, report)
+    since = _time(q, "since", until - 3_600_000, report)
+    bucket = _int(q, "bucket", max(MIN_BUCKET_MS, (until - since) // 60), report)
+    source = q.get("source") or None
+    q.refuse_unread(report)
     if report.ok and (since >= until or bucket < MIN_BUCKET_MS or (until - since) // bucket > MAX_BUCKETS):
         report.error(
             "query", "out_of_range", f"since < until, bucket >= {MIN_BUCKET_MS} ms, at most {MAX_BUCKETS} buckets"
         )
     if not report.ok:
         return _invalid(report.problems)
-    source = request.query.get("source") or None
     buckets = await gateway.store.query_stats(source, since_ms=since, until_ms=until, bucket_ms=bucket)
     known, unknown = _split_unknown(buckets, _configured(gateway))
     relay = await gateway.outbox_depths()
@@ -141,14 +144,14 @@ def _split_unknown(buckets: list[StatsBucket], configured: set[str]) -> tuple[li
     return known, unknown
 
 
-def _int(query: dict[str, str], key: str, default: int, report: Report) -> int:
-    raw = query.get(key)
-    if not raw:
-        return default
-    if not raw.isdigit():
-        report.error(f"query.{key}", "wrong_type", f"{key} is an integer number of milliseconds")
-        return default
-    return int(raw)
+def _int(query: Query, key: str, default: int, report: Report) -> int:
+    value = query_int(query, key, report, low=0, high=MAX_TIME_MS, what="a number of milliseconds")
+    return default if value is None else value
+
+
+def _time(query: Query, key: str, default: int, report: Report) -> int:
+    value = query_time(query, key, report)
+    return default if value is None else value
 
 
 async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
