@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import socket
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,37 @@ def test_a_refused_method_is_405_with_allow_and_an_unknown_path_404(server: Serv
         r = c.delete("/inappevent/com.example.app")
         assert (r.status_code, r.headers["allow"]) == (405, "POST")
         r = c.post("/api/events", headers={"Authorization": f"Bearer {ADMIN}"})
-        assert (r.status_code, r.headers["allow"]) == (405, "GET")
+        assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
         r = c.get("/no/such/thing")
         assert (r.status_code, r.json()["error"]) == (404, "not_found")
         assert "allow" not in r.headers
+
+
+def _raw_head(server: Server, path: str, *headers: str) -> bytes:
+    """The whole answer to a HEAD request, read until the server closes the connection."""
+    host, port = server.url.removeprefix("http://").split(":")
+    lines = [f"HEAD {path} HTTP/1.1", f"Host: {host}", "Connection: close", *headers, "", ""]
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall("\r\n".join(lines).encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_rule_head_is_answered_wherever_get_is_without_a_body(server: Server) -> None:
+    for route in ROUTES:
+        if route.method == "GET":
+            assert router.match("HEAD", route.path).handler is route.handler, route
+    answer = _raw_head(server, "/healthz")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer
+    assert b"content-type: application/json" in head.lower() and body == b""
+    admin = _raw_head(server, "/api/events?limit=1", f"Authorization: Bearer {ADMIN}")
+    assert admin.startswith(b"HTTP/1.1 200") and admin.endswith(b"\r\n\r\n")
+    refused = _raw_head(server, "/v1/event")
+    assert refused.startswith(b"HTTP/1.1 405") and refused.endswith(b"\r\n\r\n")
+    with server.client() as c:
+        assert c.head("/healthz").status_code == 200
+        assert c.head("/readyz").status_code in (200, 503)
+        assert c.post("/healthz").headers["allow"] == "GET, HEAD"

@@ -144,6 +144,8 @@ class GatewayApp:
         request.body_timeout_s = self.config.server.body_timeout_s
         try:
             response = await self._respond(request, route, gateway, outcome)
+            if request.method == "HEAD":
+                response.body = b""  # the headers of the GET answer, without its body
             status = response.status
             await request.answer(response)
         finally:

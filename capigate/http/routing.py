@@ -3,7 +3,8 @@
 A ``Route`` knows its method, its path, its handler, whether its requests are journaled, and
 its metric label, which is the path itself: a path ending in ``{name}`` matches every path
 with that prefix (``/inappevent/{app_id}``), and keeps the metric labels bounded. The
-``Router`` finds the route of a request, or answers 404, or 405 with ``Allow``.
+``Router`` finds the route of a request, or answers 404, or 405 with ``Allow``. HEAD is
+answered wherever GET is, by the GET handler (the application sends no body for HEAD).
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def _method_not_allowed(allowed: list[str]) -> Handler:
 NOT_FOUND = Route("*", OTHER_ENDPOINT, _not_found)
 
 
+def _heads(routes: tuple[Route, ...]) -> list[Route]:
+    """A HEAD route for each GET route that has none (RFC 9110 9.3.2)."""
+    explicit = {r.path for r in routes if r.method == "HEAD"}
+    return [
+        Route("HEAD", r.path, r.handler, journaled=r.journaled)
+        for r in routes
+        if r.method == "GET" and r.path not in explicit
+    ]
+
+
 class Router:
     """Every route of the gateway. ``match`` never fails: a path no route serves gets
     ``NOT_FOUND``; a known path with another method gets a route that answers 405, journaled
@@ -65,9 +76,10 @@ class Router:
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes = tuple(routes)
-        self._exact = {(r.method, r.path): r for r in self.routes if r.prefix is None}
+        served = [*self.routes, *_heads(self.routes)]
+        self._exact = {(r.method, r.path): r for r in served if r.prefix is None}
         by_path: dict[str, list[Route]] = {}
-        for route in self.routes:
+        for route in served:
             by_path.setdefault(route.path, []).append(route)
         duplicates = [str(rs[0].path) for rs in by_path.values() if len({r.method for r in rs}) < len(rs)]
         if duplicates:
@@ -76,7 +88,7 @@ class Router:
             path: Route("*", path, _method_not_allowed(sorted(r.method for r in rs)), journaled=rs[0].journaled)
             for path, rs in by_path.items()
         }
-        self._prefixed = [(r.prefix, r) for r in self.routes if r.prefix is not None]
+        self._prefixed = [(r.prefix, r) for r in served if r.prefix is not None]
         self._prefix_paths = {r.prefix: r.path for r in self.routes if r.prefix is not None}
 
     def match(self, method: str, path: str) -> Route:
