@@ -79,6 +79,24 @@ def _config_option(help: str = "TOML configuration.") -> Callable[[F], F]:
     )
 
 
+def _in_range(
+    low: int, high: int | None, what: str
+) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
+    """An option's check of its range, failing with one line that names the option as given
+    (``--port 99999`` or ``CAPIGATE_PORT=70000``), not with click's usage block."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is None or (value >= low and (high is None or value <= high)):
+            return value
+        source = ctx.get_parameter_source(param.name or "")
+        envvar = param.envvar if isinstance(param.envvar, str) else None
+        named = f"{envvar}={value}" if source is click.core.ParameterSource.ENVIRONMENT and envvar else None
+        raise click.ClickException(f"{named or f'{param.opts[0]} {value}'}: {what}")
+
+    return check
+
+
+_PORT = _in_range(0, 65535, "a port is 0 to 65535 (0: any free port)")
 _CONFIG_OPTION = _config_option()
 _DB_OPTION = click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or postgresql:// URL (default: [store] url).")
 
@@ -87,8 +105,14 @@ _DB_OPTION = click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or pos
 @_config_option("TOML configuration; created if missing.")
 @_DB_OPTION
 @click.option("--host", envvar="CAPIGATE_HOST", help="Address to listen on (default: [server] host).")
-@click.option("--port", envvar="CAPIGATE_PORT", type=int, help="Port (default: [server] port).")
-@click.option("--workers", envvar="CAPIGATE_WORKERS", type=int, help="Worker processes (default: [server] workers).")
+@click.option("--port", envvar="CAPIGATE_PORT", type=int, callback=_PORT, help="Port (default: [server] port).")
+@click.option(
+    "--workers",
+    envvar="CAPIGATE_WORKERS",
+    type=int,
+    callback=_in_range(1, None, "at least one worker process"),
+    help="Worker processes (default: [server] workers).",
+)
 @click.option(
     "--relay/--no-relay",
     "relay",
@@ -129,7 +153,7 @@ def serve(
     serve_gateway(
         listener,
         config.server,
-        workers=workers or config.server.workers,
+        workers=workers if workers is not None else config.server.workers,
         log_dictconfig=granian_log_config(config.server.log_format),
     )
 
@@ -139,7 +163,9 @@ def serve(
 @click.argument("source", required=False)
 @click.option("--url", envvar="CAPIGATE_URL", help="The gateway's base URL (default: from --host and --port).")
 @click.option("--host", envvar="CAPIGATE_HOST", help="The gateway's address (default: [server] host).")
-@click.option("--port", envvar="CAPIGATE_PORT", type=int, help="The gateway's port (default: [server] port).")
+@click.option(
+    "--port", envvar="CAPIGATE_PORT", type=int, callback=_PORT, help="The gateway's port (default: [server] port)."
+)
 def curl(config_path: Path, source: str | None, url: str | None, host: str | None, port: int | None) -> None:
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""

@@ -5,6 +5,7 @@ environment variable."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,28 @@ import httpx
 import pytest
 
 from tests.conftest import DEFAULT_CONFIG, make_server
-from tests.ops.test_startup import _run_to_exit, _serve
+from tests.ops.test_startup import START_TIMEOUT_S, _serve
+
+
+def _run_to_exit(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs a command that must exit by itself; one that serves instead is killed (a failure)."""
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"still running after {START_TIMEOUT_S} s instead of refusing to start:\n{out}")
+    return subprocess.CompletedProcess(args, proc.returncode, out, None)
+
 
 # The relay table belongs to the last pixel, px_restricted (TOML's array-of-tables rule).
 RELAY_FROM_ENV = (
@@ -72,3 +94,25 @@ def test_a_db_that_is_not_a_database_stops_serve_and_migrate(tmp_path: Path, mak
     _refused_before_listening(_run_to_exit(migrate, tmp_path), str(db), cause)
     if make_db == "text file":
         assert db.read_text() == "hello\n"  # the check changed nothing
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--port", "99999"], {}, "--port 99999"),
+        (["--port", "-1"], {}, "--port -1"),
+        ([], {"CAPIGATE_PORT": "70000"}, "CAPIGATE_PORT=70000"),
+        (["--workers", "0"], {}, "--workers 0"),
+        ([], {"CAPIGATE_WORKERS": "0"}, "CAPIGATE_WORKERS=0"),
+    ],
+)
+def test_a_port_or_worker_count_out_of_range_is_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
+    server = make_server(tmp_path / "gw")
+    command = _capigate("serve", "--config", str(server.config), "--db", str(server.db), *args)
+    done = _run_to_exit(command, tmp_path, env)
+    assert done.returncode != 0, done.stdout
+    assert "Listening" not in done.stdout
+    line = _one_line(done.stdout)
+    assert named in line, line
