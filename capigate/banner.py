@@ -88,8 +88,9 @@ def curl_command(config: Config, source_id: str, base: str, *, reveal: bool = Tr
     )
 
 
-def banner_lines(config: Config, base: str, *, reveal: bool) -> list[str]:
-    """The banner's demo section: a curl for the first pixel and the first app."""
+def banner_lines(config: Config, base: str, *, reveal: bool, curl_options: str = "") -> list[str]:
+    """The banner's demo section: a curl for the first pixel and the first app.
+    ``curl_options``: what ``capigate curl`` needs to find this server (``--config``, ``--port``)."""
     firsts = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
     if not firsts:
         return []
@@ -97,5 +98,6 @@ def banner_lines(config: Config, base: str, *, reveal: bool) -> list[str]:
     for source_id in firsts:
         lines.append(f"  {curl_command(config, source_id, base, reveal=reveal)}")
     if not reveal:
-        lines.append(f"Keys are masked: `capigate curl {firsts[0]}` prints a source's curl with its key.")
+        command = " ".join(["capigate curl", shlex.quote(firsts[0]), *([curl_options] if curl_options else [])])
+        lines.append(f"Keys are masked: `{command}` prints a source's curl with its key.")
     return lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 import time
@@ -62,6 +63,17 @@ def _store_url(config: Config, db: str | None) -> str:
 
 def _base_url(host: str, port: int) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
+def _curl_options(config: Config, host: str, port: int) -> str:
+    """The options that make `capigate curl`, pasted in another shell, find this server:
+    the configuration file, and the host and port when they are not the file's own."""
+    options = ["--config", shlex.quote(str(Path(config.path).resolve()))]
+    if host != config.server.host:
+        options += ["--host", shlex.quote(host)]
+    if port != config.server.port:
+        options += ["--port", str(port)]
+    return " ".join(options)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -145,7 +157,7 @@ def serve(
     lines.append(f"capigate: config {config_path.resolve()}, store {shown}")
     lines.append(f"Listening on http://{host}:{port}  (admin token in {config_path})")
     # The keys are shown by the start that generated them only: the banner is kept with the logs.
-    lines += banner_lines(config, _base_url(host, port), reveal=created)
+    lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
     announce(lines, config.server.log_format)
     os.environ["CAPIGATE_CONFIG"] = str(config_path.resolve())
     os.environ["CAPIGATE_DB"] = store_url

@@ -3,12 +3,15 @@ that prints a source's curl, and a demo curl that the gateway takes with no warn
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-from tests.conftest import Server, free_port
+from tests.conftest import DEFAULT_CONFIG, Server, free_port
 
 
 def _first_start(tmp_path: Path) -> Server:
@@ -99,5 +102,40 @@ def test_curl_command_prints_a_sources_curl_that_succeeds(tmp_path: Path) -> Non
             text=True,
         )
         assert unknown.returncode == 1 and "no pixel or app 'nope'" in unknown.stderr
+    finally:
+        server.stop()
+
+
+def test_the_banners_curl_hint_works_as_pasted_in_another_shell(tmp_path: Path) -> None:
+    """Rule: the hint names the --config and the port serve used (corpus.toml, a --port of its
+    own); `capigate curl` reads CAPIGATE_CONFIG and CAPIGATE_PORT as serve does."""
+    config = tmp_path / "corpus.toml"
+    config.write_text(DEFAULT_CONFIG)
+    server = Server(config=config, db=tmp_path / "capigate.db", port=free_port(), log=tmp_path / "server.log")
+    server.start()
+    try:
+        hint = re.search(r"`(capigate curl [^`]+)`", server.output())
+        assert hint is not None, server.output()
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+        pasted = hint.group(1).replace("capigate", f"{shlex.quote(sys.executable)} -m capigate", 1)
+        printed = subprocess.run(
+            ["bash", "-c", pasted], capture_output=True, text=True, timeout=30, cwd=elsewhere, env=clean
+        )
+        assert printed.returncode == 0, printed.stderr
+        curls = _curls(printed.stdout)
+        assert len(curls) == 1 and f"{server.url}/" in curls[0], printed.stdout
+        _assert_accepted_without_warnings(server, curls)
+        from_env = subprocess.run(
+            [sys.executable, "-m", "capigate", "curl", "px_std"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=elsewhere,
+            env={**clean, "CAPIGATE_CONFIG": str(config), "CAPIGATE_PORT": str(server.port)},
+        )
+        assert from_env.returncode == 0, from_env.stderr
+        assert f"{server.url}/v1/event?pixel_id=px_std" in from_env.stdout
     finally:
         server.stop()
