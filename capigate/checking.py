@@ -191,7 +191,8 @@ def _enum_message(message: str, kind: Any) -> str:
     if given.startswith("'") and given.endswith("'"):
         given = shown_value(given[1:-1])
     allowed = _literal_values(kind)
-    return f"Invalid enum value {given}" + (f"; use one of {', '.join(map(str, allowed))}" if allowed else "")
+    shown = ", ".join('""' if value == "" else str(value) for value in allowed)
+    return f"Invalid enum value {given}" + (f"; use one of {shown}" if allowed else "")
 
 
 def _format_message(kind: Any) -> str:

@@ -1202,4 +1202,4 @@ def test_pii_rule_an_email_in_a_defined_field_is_dropped() -> None:
 def test_messages_enum_lists_the_allowed_values() -> None:
     result = check(base(app_type="tv"))
     (problem,) = result.problems
-    assert problem.code == "invalid_enum" and problem.message.endswith("use one of , app_clip")
+    assert problem.code == "invalid_enum" and problem.message.endswith('use one of "", app_clip')

@@ -73,6 +73,7 @@ from capigate.checking import Report, check_struct, join, top_key
 from capigate.errors import Problem
 from capigate.events import NewEvent
 from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
+from capigate.unreadable import TOO_DEEP, unreadable
 
 __all__ = [
     "FUTURE_SKEW_MS",
@@ -123,7 +124,7 @@ def check_in_app_event(body: bytes, *, app_id: str, received_at_ms: int, dedupe_
     except msgspec.DecodeError as exc:
         return _malformed(body, exc)
     except RecursionError:
-        return _parse_failed("too_deep", "the body nests arrays or objects too deep to be read")
+        return _parse_failed(TOO_DEEP.code, TOO_DEEP.message)
     values: dict[str, Any] = msgspec.to_builtins(event)  # omits the fields not sent
     return _finish(values, values, {}, Report(), app_id, received_at_ms, dedupe_key)
 
@@ -137,7 +138,7 @@ def _check_field_by_field(body: bytes, app_id: str, received_at_ms: int, dedupe_
     except msgspec.DecodeError as exc:
         return _malformed(body, exc)
     except RecursionError:
-        return _parse_failed("too_deep", "the body nests arrays or objects too deep to be read")
+        return _parse_failed(TOO_DEEP.code, TOO_DEEP.message)
     if not isinstance(raw, dict):
         what = _JSON_KINDS.get(type(raw), "not an object")
         hint = ": send one event per request" if isinstance(raw, list) else ""
@@ -348,4 +349,5 @@ def _parse_failed(code: str, message: str) -> InAppCheck:
 def _malformed(body: bytes, exc: msgspec.DecodeError) -> InAppCheck:
     if not body.strip():
         return _parse_failed("empty_body", "the body is empty; send one JSON object")
-    return _parse_failed("malformed_json", f"the body is not valid JSON ({exc})")
+    problem = unreadable(body, exc)
+    return InAppCheck(status=400, text=PARSE_FAILED, problems=[problem], warnings=[])

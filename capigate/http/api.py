@@ -36,6 +36,7 @@ from capigate.responses import (
     RequestsPage,
 )
 from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery
+from capigate.unreadable import expected
 
 __all__ = ["EVENT_PREFIX", "get_event", "get_events", "get_outbox", "get_requests", "is_admin", "post_replay"]
 
@@ -182,7 +183,7 @@ def _body_problem(error: msgspec.DecodeError) -> Problem:
         field = text.split("`")[1]
         return Problem(field, "unknown_field", f"`{field}` is not a replay filter; use {_REPLAY_FIELDS}")
     if isinstance(error, msgspec.ValidationError):
-        return Problem(path, "wrong_type", text)
+        return Problem(path, "wrong_type", expected(path or "the body", text))
     return Problem("", "malformed_json", f"the body is a JSON object of filters ({_REPLAY_FIELDS}): {text}")
 
 

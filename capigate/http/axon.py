@@ -16,6 +16,7 @@ from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
+from capigate.unreadable import TOO_DEEP, unreadable
 
 __all__ = ["post_event"]
 
@@ -48,11 +49,10 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
             test_tag=outcome.test_tag,
         )
     except msgspec.DecodeError as exc:
-        problem = Problem("", "malformed_json", f"the body is not valid JSON: {exc}")
-        return _error(400, "malformed_json", "the body is not valid JSON", outcome, [problem])
+        problem = unreadable(body, exc)
+        return _error(400, problem.code, "the body could not be read", outcome, [problem])
     except RecursionError:
-        problem = Problem("", "too_deep", "the body nests arrays or objects too deep to be read")
-        return _error(400, "too_deep", "the body nests too deep", outcome, [problem])
+        return _error(400, TOO_DEEP.code, "the body nests too deep", outcome, [TOO_DEEP])
     outcome.warnings = [*outcome.warnings, *check.report.warnings]
     outcome.events_received = check.received
     if not check.report.ok:

@@ -1,0 +1,87 @@
+"""Why a JSON body could not be read, in the project's words and at its JSON path.
+
+msgspec says ``Number out of range - at `$[...][0][...][...]``` (it names no key of a
+free-form object) and ``Expected `int | null`, got `str```; a user reads
+``events[0].data.value: the number is too large to read`` and ``status is an integer or
+null, not a string``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Final
+
+import msgspec
+
+from capigate.checking import join
+from capigate.errors import Problem
+
+__all__ = ["TOO_DEEP", "expected", "unreadable"]
+
+TOO_DEEP: Final = Problem(
+    "", "too_deep", 'the body nests arrays or objects too deep to be read (the path "" is the whole body)'
+)
+_KINDS: Final = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
+}
+_EXPECTED: Final = re.compile(r"Expected `([^`]+)`(.*?)(?:, got `([^`]+)`)?(?: - at `\$[^`]*`)?$")
+
+
+class _OutOfRange:
+    """Where the standard library's decoder met a number msgspec could not read."""
+
+
+def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
+    """The problem of a body msgspec could not decode at all."""
+    text = str(error)
+    if text.startswith("Number out of range"):
+        return Problem(
+            _out_of_range_path(body), "out_of_range", "this number is too large to read (JSON numbers go to ±1.8e308)"
+        )
+    return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
+
+
+def _out_of_range_path(body: bytes) -> str:
+    def number(raw: str) -> float | _OutOfRange:
+        value = float(raw)
+        return _OutOfRange() if math.isinf(value) else value
+
+    try:
+        value = json.loads(body, parse_float=number, parse_int=number)
+    except (ValueError, RecursionError):
+        return ""
+    return _find(value, "") or ""
+
+
+def _find(value: Any, path: str) -> str | None:
+    if isinstance(value, _OutOfRange):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _find(item, join(path, key))
+        if found is not None:
+            return found
+    return None
+
+
+def expected(name: str, text: str) -> str:
+    """``status is an integer or null, not a string`` from msgspec's ``Expected `int | null`,
+    got `str```; ``text`` itself when it says something else."""
+    found = _EXPECTED.match(text)
+    if found is None:
+        return text
+    wanted, bounds, got = found.group(1), found.group(2).strip(), found.group(3)
+    message = f"{name} is {_kind(wanted)}{' ' + bounds if bounds else ''}"
+    return message + (f", not {_kind(got)}" if got else "")
+
+
+def _kind(msgspec_type: str) -> str:
+    return " or ".join(_KINDS.get(t.strip(), f"`{t.strip()}`") for t in msgspec_type.split("|"))
