@@ -579,6 +579,15 @@ def test_pii_rule_an_email_used_as_a_key_is_neither_kept_nor_shown() -> None:
     assert "jane@example.org" not in str(result.report.warnings) + result.events[0].payload.decode()
 
 
+@pytest.mark.parametrize("pixel", ["px_std", "px_lead", "px_restricted"])
+def test_pii_rule_an_email_used_as_a_key_beside_events_is_not_shown(pixel: str) -> None:
+    body = {"events": [page_view()], "Jane@Example.org": 1}
+    result = check_body(body, pixel)
+    found = result.report.problems + result.report.warnings
+    assert ("<email address>", "unknown_field") in [(p.path, p.code) for p in found]
+    assert "jane@example.org" not in str(found).lower()
+
+
 def test_pii_rule_sha256_under_a_personal_key_is_kept() -> None:
     event = page_view()
     event["user_data"]["em"] = sha("a@b.example")

@@ -172,13 +172,13 @@ def _unknown_keys(obj: dict[str, Any], known: frozenset[str], profile: Profile, 
     path = functools.reduce(join, at)
     for key in [k for k in obj if k not in known]:  # in the order sent: a set's order varies by process
         hint = did_you_mean(key, known)
+        shown = shown_key(key)  # a key beside `events` is never stored, but may hold an address
         if profile.strict_keys:
-            shown = shown_key(key)
             report.error(
                 join(path, shown), "unknown_field", f"`{shown}` is not allowed by the {profile.name} profile{hint}"
             )
         else:
-            report.warn(join(path, key), "unknown_field", f"`{key}` is not a field of the API; kept as sent{hint}")
+            report.warn(join(path, shown), "unknown_field", f"`{shown}` is not a field of the API; kept as sent{hint}")
 
 
 def _check_name_and_data(name: str, data: Any, path: str, profile: Profile, report: Report) -> None:
