@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from capigate.gateway import ROUTES
 from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, page_view, purchase
 from tests.test_cli_gateway import capigate
@@ -149,6 +150,16 @@ def test_openapi_describes_the_api_and_its_error_shape(server: Server) -> None:
     assert doc["paths"]["/v1/event"]["post"]["responses"]["400"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorBody"
     }
+
+
+def test_rule_openapi_every_route_of_the_route_list_is_in_the_document(server: Server) -> None:
+    with server.client() as c:
+        paths = c.get("/openapi.json").json()["paths"]
+    missing = [f"{r.method} {r.path}" for r in ROUTES if r.method.lower() not in paths.get(r.path, {})]
+    assert missing == []
+    for path in ("/api/sources", "/api/stats", "/api/test-event", "/metrics", "/login"):
+        assert not next(iter(paths[path].values()))["summary"].startswith(("GET ", "POST ")), path
+    assert {p["name"] for p in paths["/api/stats"]["get"]["parameters"]} == {"source", "since", "until", "bucket"}
 
 
 def test_healthz_and_readyz(server: Server) -> None:

@@ -70,7 +70,7 @@ async def get_readyz(request: Request, gateway: Gateway, outcome: Outcome) -> Re
 
 
 async def get_openapi(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    return json_response(200, openapi.document())
+    return json_response(200, openapi.document(gateway.routes))
 
 
 async def get_metrics(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -218,7 +218,9 @@ class GatewayApp:
             store = open_store(self.config.store.url, synchronous=self.config.store.synchronous)
         relay = RelayRunner(store, self.config) if self._relay_enabled else None  # ConfigError before opening
         await store.open()
-        self.gateway = Gateway(config=self.config, store=store, metrics=self.metrics, loopback=self)
+        self.gateway = Gateway(
+            config=self.config, store=store, metrics=self.metrics, loopback=self, routes=self.router.routes
+        )
         self._journal = self.gateway.journal = JournalBuffer(store, max_waiting=self.config.store.journal_buffer)
         self._journal.start()
         self._watcher = asyncio.create_task(self.gateway.health.watch())

@@ -1,9 +1,13 @@
-"""``GET /openapi.json``: capigate's own API, with schemas generated from the wire Structs."""
+"""``GET /openapi.json``: capigate's own API, with schemas generated from the wire Structs.
+
+Every route of the one route list (capigate/gateway.py) is in the document: the ones
+described here with their parameters and answers, any other with its method and path."""
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -19,6 +23,9 @@ from capigate.responses import (
     ReplayResult,
     RequestsPage,
 )
+
+if TYPE_CHECKING:
+    from capigate.http.routing import Route
 
 __all__ = ["document"]
 
@@ -57,8 +64,27 @@ _FILTERS = [
 ]
 
 
+def document(routes: Iterable[Route]) -> dict[str, Any]:
+    """The described API, and every route of ``routes`` the description leaves out."""
+    described = _described()
+    paths = {path: dict(operations) for path, operations in described["paths"].items()}
+    for route in routes:
+        paths.setdefault(route.path, {}).setdefault(route.method.lower(), _undescribed(route))
+    return {**described, "paths": paths}
+
+
+def _undescribed(route: Route) -> dict[str, Any]:
+    params = [name.rstrip("}") for name in route.path.split("{")[1:]]
+    operation: dict[str, Any] = {"summary": f"{route.method} {route.path}", "responses": {"200": {"description": "ok"}}}
+    if params:
+        operation["parameters"] = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in params
+        ]
+    return operation
+
+
 @functools.cache
-def document() -> dict[str, Any]:
+def _described() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [
             AxonBatch,
@@ -115,7 +141,7 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         *_FILTERS,
                         _query("name", "event name"),
-                        _query("status", "event status"),
+                        _query("status", "stored | pending | delivered | dead"),
                         _query("test_tag", "test tag"),
                     ],
                     "responses": {"200": _json("EventsPage", "A page of events"), **_errors(400, 401)},
@@ -158,9 +184,64 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         *_FILTERS,
                         _query("status", "HTTP status", "integer"),
-                        _query("api", "axon | appsflyer"),
+                        _query("api", "axon | appsflyer | admin | inspector | capigate | unknown"),
                     ],
                     "responses": {"200": _json("RequestsPage", "A page of journal entries"), **_errors(400, 401)},
+                }
+            },
+            "/api/sources": {
+                "get": {
+                    "summary": "The configured sources (pixels, apps) with example events; never a key",
+                    "security": admin,
+                    "responses": {"200": {"description": "The sources"}, **_errors(401)},
+                }
+            },
+            "/api/stats": {
+                "get": {
+                    "summary": "Requests and events per source over time, unknown sources aggregated, relay depths",
+                    "security": admin,
+                    "parameters": [
+                        _query("source", "pixel id or app id"),
+                        _query("since", "from (epoch ms or ISO 8601), default an hour before until"),
+                        _query("until", "to (epoch ms or ISO 8601), default now"),
+                        _query("bucket", "bucket width in ms (at least 1000, at most 500 buckets)", "integer"),
+                    ],
+                    "responses": {"200": {"description": "The buckets"}, **_errors(400, 401)},
+                }
+            },
+            "/api/test-event": {
+                "post": {
+                    "summary": "Send a test event through the gateway itself (the inspector's Send view)",
+                    "security": admin,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"source": {"type": "string"}, "body": {"type": "string"}},
+                                    "required": ["source", "body"],
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": {"description": "The gateway's answer to the event"}, **_errors(400, 401)},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "responses": {"200": {"description": "text/plain; version=0.0.4"}},
+                }
+            },
+            "/login": {
+                "post": {
+                    "summary": "Log in to the inspector with the admin token (form field `token`); sets a session cookie",
+                    "responses": {
+                        "303": {"description": "Logged in: to the inspector"},
+                        "401": {"description": "Wrong token"},
+                        "429": {"description": "Too many failed logins from this client"},
+                    },
                 }
             },
             "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "ok"}}}},

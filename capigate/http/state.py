@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from capigate.config import Config
 from capigate.errors import StoreError
@@ -14,6 +15,9 @@ from capigate.http.journal import JournalBuffer
 from capigate.http.session import LoginThrottle
 from capigate.metrics import Metrics
 from capigate.store.base import OutboxDepth, Retention, Store
+
+if TYPE_CHECKING:
+    from capigate.http.routing import Route
 
 __all__ = ["Gateway"]
 
@@ -38,6 +42,8 @@ class Gateway:
     health: StoreHealth = field(init=False)
     # This process's journal entries on their way to the store.
     journal: JournalBuffer | None = None
+    # The routes this node serves (for /openapi.json).
+    routes: tuple[Route, ...] = ()
 
     def __post_init__(self) -> None:
         self.health = StoreHealth(self.store)
