@@ -1,7 +1,9 @@
 """The Python SDK: clients for the Axon and AppsFlyer APIs (real or capigate), a background
 batcher, the aleid cookie helpers and a reader of a gateway's query API.
 
-    _base.py      the core both flavours share: checking, packing, retry policy, results
+    _base.py      the core both flavours share: checking, packing, results
+    _pacing.py    RetryPolicy, Pacer
+    _batching.py  what the two batchers share: stats, accounting, size checks
     _http.py      the sync and async halves (one connection pool each, the retry loop)
     axon.py       AxonClient, AsyncAxonClient, axon_event
     appsflyer.py  AppsFlyerClient, AsyncAppsFlyerClient, in_app_event
