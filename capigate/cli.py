@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from capigate.config import Config, load_config, write_default_config
+from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
@@ -31,24 +32,20 @@ def main() -> None:
     """capigate: a self-hosted conversions API gateway for AppLovin Axon and AppsFlyer."""
 
 
-def _resolve_config(path: Path, *, create: bool) -> tuple[Config, bool]:
+def _resolve_config(path: Path, *, create: bool, check_environment: bool = False) -> tuple[Config, bool]:
+    """The configuration, or one line per mistake; ``check_environment``: the relay keys read
+    from environment variables are set (the workers that relay would die without)."""
     created = False
     if create and not path.exists():
         write_default_config(path)
         created = True
     try:
-        return load_config(path), created
+        return load_config(path, os.environ if check_environment else None), created
+    except ConfigErrors as exc:
+        mistakes = "\n".join(f"  {e}" for e in exc.errors)
+        raise click.ClickException(f"bad configuration, {len(exc.errors)} mistakes:\n{mistakes}") from None
     except ConfigError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from None
-
-
-def _check_relay_keys(config: Config) -> None:
-    """The relay's keys read from the environment are there (the workers would die without)."""
-    from capigate.relay.destinations import unset_key_variables
-
-    problems = unset_key_variables(config)
-    if problems:
-        raise click.ClickException(f"bad configuration: {problems[0]}")
 
 
 def _store_url(config: Config, db: str | None) -> str:
@@ -141,9 +138,7 @@ def serve(
     from capigate.logs import announce, granian_log_config
     from capigate.serving import ListenError, open_listener, serve_gateway
 
-    config, created = _resolve_config(config_path, create=True)
-    if relay:
-        _check_relay_keys(config)
+    config, created = _resolve_config(config_path, create=True, check_environment=relay)
     store_url = _store_url(config, db)
     shown = _check_schema(store_url)
     host = host or config.server.host
@@ -195,10 +190,12 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
 
 @main.command()
 @_CONFIG_OPTION
-def check_config(config_path: Path) -> None:
-    """Check a configuration file and exit (status 1 if it is wrong)."""
-    config, _ = _resolve_config(config_path, create=False)
-    _check_relay_keys(config)
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+def check_config(config_path: Path, file: Path | None) -> None:
+    """Check a configuration file (FILE, else --config) and exit: every mistake, one a line,
+    and status 1 if there is one. A relay's api_key_env must be set in this environment."""
+    config_path = file or config_path
+    config, _ = _resolve_config(config_path, create=False, check_environment=True)
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
 
 

@@ -8,17 +8,20 @@ the file, the key and the fix.
 
 from __future__ import annotations
 
+import difflib
+import re
 import secrets
 import tomllib
+from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
 
 from capigate.appsflyer.schema import ios_prefix_missing
-from capigate.config_errors import config_error
+from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
 from capigate.errors import ConfigError
 from capigate.settings import render, struct_doc
 
@@ -30,15 +33,17 @@ __all__ = [
     "ServerSettings",
     "StoreSettings",
     "load_config",
+    "unset_variable",
     "write_default_config",
 ]
 
+T = TypeVar("T")
 Positive = Annotated[int, Meta(gt=0)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
 
 
 class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
-    url: Annotated[str, Meta(pattern=r"^https?://[^/?#]+(/[^?#]*)?$")] | None = None
+    url: Annotated[str, Meta(pattern=HTTP_URL)] | None = None
     api_key: str | None = None
     api_key_env: str | None = None
     enabled: bool = True
@@ -121,7 +126,42 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
         return next((a for a in self.appsflyer.apps if a.app_id == app_id), None)
 
 
-def load_config(path: Path) -> Config:
+Indexed = list[tuple[int, Any]]  # the sources that decoded, with their index in the file
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration in ``path``; ConfigError naming the file, the key and the fix, or
+    ConfigErrors naming every mistake found. ``environ``: also check that each enabled relay's
+    ``api_key_env`` is set there (the processes that relay need it)."""
+    name = str(path)
+    raw = _read_toml(path)
+    raw.pop("path", None)
+    problems: list[ConfigError] = []
+    config: Config | None = None
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        server, pixels, apps = _decode_parts(name, raw, problems)
+        if not problems:
+            problems.append(config_error(name, str(exc)))
+    else:
+        server, pixels = config.server, list(enumerate(config.axon.pixels))
+        apps = list(enumerate(config.appsflyer.apps))
+    problems += _check_unique(name, pixels, "axon.pixels", "pixel_id")
+    problems += _check_unique(name, apps, "appsflyer.apps", "app_id")
+    problems += _check_relays(name, pixels, apps, environ)
+    problems += _check_proxies(name, server)
+    problems += _check_app_ids(name, apps)
+    if len(problems) > 1:
+        raise ConfigErrors(problems)
+    if problems:
+        raise problems[0]
+    assert config is not None
+    config.path = name
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -132,61 +172,110 @@ def load_config(path: Path) -> Config:
     except OSError as exc:
         raise ConfigError(name, "-", f"cannot read the file ({exc.strerror})") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(name, "-", f"not valid TOML: {exc}") from None
-    raw.pop("path", None)
+        where = _TOML_PLACE.search(str(exc))
+        if where is None:
+            raise ConfigError(name, "-", f"not valid TOML: {exc}") from None
+        reason = str(exc)[: where.start()].rstrip()
+        raise ConfigError(
+            name, f"line {where['line']}, column {where['column']}", f"not valid TOML: {reason}"
+        ) from None
+
+
+_TOML_PLACE: Final = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
+def _decode(file: str, value: Any, kind: type[T], prefix: str, problems: list[ConfigError]) -> T | None:
+    """``value`` as ``kind``, or None with its mistake added to ``problems`` (keys under ``prefix``)."""
     try:
-        config = msgspec.convert(raw, Config)
+        return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
-        raise _config_error(name, str(exc)) from None
-    _check_unique(name, config)
-    _check_relays(name, config)
-    _check_proxies(name, config)
-    _check_app_ids(name, config)
-    config.path = name
-    return config
+        text, at, where = str(exc).partition(" - at `$")
+        problems.append(config_error(file, f"{text} - at `$.{prefix}{where if at else '`'}"))
+        return None
 
 
-def _config_error(file: str, message: str) -> ConfigError:
-    return config_error(file, message)
+def _decode_parts(file: str, raw: dict[str, Any], problems: list[ConfigError]) -> tuple[Any, Indexed, Indexed]:
+    """Each table and each source on its own, so that every one's mistake is named: the
+    server settings and the sources that decoded, for the checks that follow decoding."""
+    unknown = [key for key in raw if key not in ("server", "store", "axon", "appsflyer")]
+    problems += [config_error(file, f"Object contains unknown field `{key}`") for key in unknown]
+    if "server" not in raw and not difflib.get_close_matches("server", unknown, n=1, cutoff=0.6):  # [servr] said it
+        problems.append(config_error(file, "Object missing required field `server`"))
+    server = _decode(file, raw["server"], ServerSettings, "server", problems) if "server" in raw else None
+    if "store" in raw:
+        _decode(file, raw["store"], StoreSettings, "store", problems)
+    pixels = _decode_sources(file, raw.get("axon"), AxonSection, "axon", "pixels", AxonPixel, problems)
+    apps = _decode_sources(file, raw.get("appsflyer"), AppsFlyerSection, "appsflyer", "apps", AppsFlyerApp, problems)
+    return server, pixels, apps
 
 
-def _check_relays(file: str, config: Config) -> None:
-    relays = [(f"axon.pixels[{i}].relay", p.relay) for i, p in enumerate(config.axon.pixels)]
-    relays += [(f"appsflyer.apps[{i}].relay", a.relay) for i, a in enumerate(config.appsflyer.apps)]
+def _decode_sources(
+    file: str, table: Any, section: type, name: str, key: str, kind: type, problems: list[ConfigError]
+) -> Indexed:
+    if table is None:
+        return []
+    items = table.get(key) if isinstance(table, dict) else None
+    if not isinstance(items, list):
+        _decode(file, table, section, name, problems)
+        return []
+    _decode(file, {k: v for k, v in table.items() if k != key}, section, name, problems)
+    decoded = [(i, _decode(file, item, kind, f"{name}.{key}[{i}]", problems)) for i, item in enumerate(items)]
+    return [(i, source) for i, source in decoded if source is not None]
+
+
+def _check_relays(file: str, pixels: Indexed, apps: Indexed, environ: Mapping[str, str] | None) -> list[ConfigError]:
+    relays = [(f"axon.pixels[{i}].relay", p.relay) for i, p in pixels]
+    relays += [(f"appsflyer.apps[{i}].relay", a.relay) for i, a in apps]
+    problems = []
     for key, relay in relays:
-        if relay is not None and relay.api_key is not None and relay.api_key_env is not None:
-            raise ConfigError(file, key, "set api_key or api_key_env, not both")
+        if relay is None:
+            continue
+        if relay.api_key is not None and relay.api_key_env is not None:
+            problems.append(ConfigError(file, key, "set api_key or api_key_env, not both"))
+        elif environ is not None and relay.enabled and relay.api_key_env and not environ.get(relay.api_key_env):
+            problems.append(unset_variable(file, key, relay.api_key_env))
+    return problems
 
 
-def _check_proxies(file: str, config: Config) -> None:
-    for i, network in enumerate(config.server.trusted_proxies):
+def unset_variable(file: str, relay_key: str, variable: str) -> ConfigError:
+    """The mistake of a relay whose ``api_key_env`` names an unset environment variable."""
+    return ConfigError(file or "-", f"{relay_key}.api_key_env", f"the environment variable {variable} is not set")
+
+
+def _check_proxies(file: str, server: ServerSettings | None) -> list[ConfigError]:
+    problems = []
+    for i, network in enumerate(server.trusted_proxies if server is not None else []):
         try:
             ip_network(network, strict=False)
         except ValueError:
-            raise ConfigError(
-                file, f"server.trusted_proxies[{i}]", f"{network!r} is not an IP address or network (e.g. 10.0.0.0/8)"
-            ) from None
+            problems.append(
+                ConfigError(
+                    file,
+                    f"server.trusted_proxies[{i}]",
+                    f"{network!r} is not an IP address or network (e.g. 10.0.0.0/8)",
+                )
+            )
+    return problems
 
 
-def _check_app_ids(file: str, config: Config) -> None:
-    for i, app in enumerate(config.appsflyer.apps):
-        if (reason := ios_prefix_missing(app.app_id)) is not None:
-            raise ConfigError(file, f"appsflyer.apps[{i}].app_id", f'{reason}; write app_id = "id{app.app_id}"')
+def _check_app_ids(file: str, apps: Indexed) -> list[ConfigError]:
+    return [
+        ConfigError(file, f"appsflyer.apps[{i}].app_id", f'{reason}; write app_id = "id{app.app_id}"')
+        for i, app in apps
+        if (reason := ios_prefix_missing(app.app_id)) is not None
+    ]
 
 
-def _check_unique(file: str, config: Config) -> None:
-    seen: set[str] = set()
-    for i, pixel in enumerate(config.axon.pixels):
-        if pixel.pixel_id in seen:
-            raise ConfigError(file, f"axon.pixels[{i}].pixel_id", f"{pixel.pixel_id!r} is configured twice")
-        seen.add(pixel.pixel_id)
-    seen.clear()
-    for i, app in enumerate(config.appsflyer.apps):
-        if app.app_id in seen:
-            raise ConfigError(file, f"appsflyer.apps[{i}].app_id", f"{app.app_id!r} is configured twice")
-        seen.add(app.app_id)
+def _check_unique(file: str, sources: Indexed, table: str, key: str) -> list[ConfigError]:
+    problems, seen = [], set()
+    for i, source in sources:
+        value = getattr(source, key)
+        if value in seen:
+            problems.append(ConfigError(file, f"{table}[{i}].{key}", f"{value!r} is configured twice"))
+        seen.add(value)
+    return problems
 
 
 _HEADER = """\

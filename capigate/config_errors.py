@@ -14,7 +14,23 @@ from typing import Final
 from capigate.errors import ConfigError
 from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Setting, toml_value
 
-__all__ = ["config_error", "known_keys"]
+__all__ = ["HTTP_URL", "ConfigErrors", "config_error", "known_keys"]
+
+HTTP_URL: Final = r"^https?://[^/?#]+(/[^?#]*)?$"
+# A string key's pattern, as a user reads it.
+_PATTERNS: Final = {HTTP_URL: "an http:// or https:// URL"}
+
+
+class ConfigErrors(ConfigError):
+    """Several mistakes in one file, each a ConfigError (``errors``); the first also gives
+    ``file``, ``key`` and ``fix``; the message has a line for each."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.file, first.key, first.fix)
+        self.errors = errors
+        self.args = ("\n".join(str(e) for e in errors),)
+
 
 _TABLES: Final = {"": ("server", "store", "axon", "appsflyer"), "axon": ("pixels",), "appsflyer": ("apps",)}
 _KINDS: Final = {
@@ -70,7 +86,11 @@ def _expected(key: str, text: str) -> str | None:
     if found is None:
         return None
     wanted, bounds, got = found.group(1), found.group(2).strip(), found.group(3)
-    message = f"expected {_kind(wanted)}{' ' + bounds if bounds else ''}"
+    pattern = re.fullmatch(r"matching regex '(.*)'", bounds)
+    if pattern is not None and pattern.group(1) in _PATTERNS:
+        message = f"expected {_PATTERNS[pattern.group(1)]}"
+    else:
+        message = f"expected {_kind(wanted)}{' ' + bounds if bounds else ''}"
     if got:
         message += f", not {_kind(got)}"
     setting = _setting(key)

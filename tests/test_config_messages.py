@@ -92,3 +92,62 @@ def test_a_correct_file_is_ok(tmp_path: Path) -> None:
 def test_every_settings_section_has_its_keys_known() -> None:
     for setting in SETTINGS:
         assert setting.name in known_keys(setting.section)
+
+
+def test_check_config_takes_the_file_as_an_argument(tmp_path: Path) -> None:
+    config = tmp_path / "other.toml"
+    config.write_text(SERVER)
+    done = subprocess.run(
+        [sys.executable, "-m", "capigate", "check-config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and f"{config}: ok (0 pixel(s), 0 app(s))" in done.stdout, done.stderr
+
+
+def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
+    """Rule: check-config names each mistake of the file, across sections, not the first only."""
+    text = (
+        '[server]\nadmin_token = "short"\ntrusted_proxies = ["not-a-network"]\n'
+        "[store]\njournal_max_rows = 0\n"
+        '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n'
+        '[[axon.pixels]]\npixel_id = "p"\napi_key = "k2"\nprofle = "standard"\n'
+        '[[appsflyer.apps]]\napp_id = "123456789"\nkeys = ["k"]\n'
+        '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k"]\n'
+        '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k"]\n'
+        '[appsflyer.apps.relay]\napi_key_env = "CAPIGATE_TEST_UNSET_KEY"\n'
+    )
+    message = refused(tmp_path, text)
+    for key in (
+        "server.admin_token",
+        "store.journal_max_rows",
+        "axon.pixels[1].profle",
+        "appsflyer.apps[0].app_id",
+        "appsflyer.apps[2].app_id",
+        "appsflyer.apps[2].relay.api_key_env",
+    ):
+        assert f"capigate.toml: {key}: " in message, message
+    # Once the file decodes, every check after decoding is reported too.
+    fixed = text.replace('"short"', '"long-enough"').replace("journal_max_rows = 0", "").replace("profle", "profile")
+    message = refused(tmp_path, fixed)
+    for key in (
+        "server.trusted_proxies[0]",
+        "axon.pixels[1].pixel_id",
+        "appsflyer.apps[0].app_id",
+        "appsflyer.apps[2].app_id",
+        "appsflyer.apps[2].relay.api_key_env",
+    ):
+        assert f"capigate.toml: {key}: " in message, message
+
+
+def test_a_toml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:
+    message = refused(tmp_path, SERVER + "port 8080\n")
+    assert "capigate.toml: line 3, column 6: not valid TOML" in message, message
+    assert ": -:" not in message
+
+
+def test_a_relay_url_is_described_in_words(tmp_path: Path) -> None:
+    text = SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "ftp://x"\n'
+    message = refused(tmp_path, text)
+    assert message.endswith(
+        'axon.pixels[0].relay.url: expected an http:// or https:// URL, e.g. url = "https://b.applovin.com"'
+    ), message
+    assert "regex" not in message

@@ -15,8 +15,7 @@ from capigate.appsflyer.upstream import APPSFLYER_URL
 from capigate.appsflyer.upstream import upstream_request as appsflyer_request
 from capigate.axon.upstream import AXON_URL
 from capigate.axon.upstream import upstream_request as axon_request
-from capigate.config import Config, RelaySettings
-from capigate.errors import ConfigError
+from capigate.config import Config, RelaySettings, unset_variable
 from capigate.store.base import Delivery
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "relayed",
     "replay_refusal",
     "targets",
-    "unset_key_variables",
 ]
 
 
@@ -110,22 +108,6 @@ class Target:
         return appsflyer_request(self.source, self.api_key, delivery.payload)
 
 
-def unset_key_variables(config: Config, environ: dict[str, str] | None = None) -> list[ConfigError]:
-    """A ConfigError for each enabled relay whose ``api_key_env`` names an unset variable:
-    ``capigate serve`` and ``check-config`` refuse them before anything starts."""
-    env = os.environ if environ is None else environ
-    sources = [(f"axon.pixels[{i}].relay", p.relay) for i, p in enumerate(config.axon.pixels)]
-    sources += [(f"appsflyer.apps[{i}].relay", a.relay) for i, a in enumerate(config.appsflyer.apps)]
-    problems = []
-    for where, relay in sources:
-        if relay is not None and relay.enabled:
-            try:
-                _api_key(relay, "", env, config.path, where)
-            except ConfigError as exc:
-                problems.append(exc)
-    return problems
-
-
 def targets(config: Config, environ: dict[str, str] | None = None) -> list[Target]:
     """Every enabled relay of the configuration; ConfigError if a key cannot be resolved."""
     env = os.environ if environ is None else environ
@@ -150,8 +132,6 @@ def _api_key(relay: RelaySettings, own_key: str, env: Any, file: str, where: str
     if relay.api_key_env is not None:
         value = env.get(relay.api_key_env, "")
         if not value:
-            raise ConfigError(
-                file or "-", f"{where}.api_key_env", f"the environment variable {relay.api_key_env} is not set"
-            )
+            raise unset_variable(file, where, relay.api_key_env)
         return str(value)
     return relay.api_key or own_key
