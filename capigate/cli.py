@@ -353,3 +353,7 @@ main.add_command(env)
 main.add_command(validate)
 main.add_command(send)
 main.add_command(events)
+
+from capigate.client.cli_quality import quality  # noqa: E402
+
+main.add_command(quality)

@@ -21,3 +21,6 @@ class NewEvent(msgspec.Struct, kw_only=True):
     # The relay destination this event is queued for, in the same transaction as the event;
     # None when its source has no relay or the event was sent in test mode.
     destination: str | None = None
+    # How each match key arrived (capigate/matchkeys.py): counted per hour, source and name
+    # for GET /api/quality, in ingest's transaction.
+    match_keys: int = 0

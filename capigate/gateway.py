@@ -29,6 +29,7 @@ ROUTES = [
     Route("GET", "/api/events", api.get_events, journaled=False),
     Route("GET", api.EVENT_PREFIX + "{id}", api.get_event, journaled=False),
     Route("GET", "/api/requests", api.get_requests, journaled=False),
+    Route("GET", api.REQUEST_PREFIX + "{request_id}", api.get_request, journaled=False),
     Route("GET", "/api/outbox", api.get_outbox, journaled=False),
     Route("POST", "/api/replay", api.post_replay, journaled=False),
     Route("GET", "/healthz", app.get_healthz, journaled=False),
@@ -42,6 +43,7 @@ ROUTES = [
     Route("GET", "/api/sources", endpoints.get_sources, journaled=False),
     Route("GET", "/api/stats", endpoints.get_stats, journaled=False),
     Route("POST", "/api/test-event", endpoints.post_test_event, journaled=False),
+    Route("GET", "/api/quality", endpoints.get_quality, journaled=False),
 ]
 
 

@@ -15,10 +15,15 @@ __all__ = [
     "EventDetail",
     "EventView",
     "EventsPage",
+    "KeyCoverage",
     "OutboxPage",
     "OutboxView",
+    "QualityGroup",
+    "QualityReport",
+    "Reason",
     "ReplayRequest",
     "ReplayResult",
+    "RequestDetail",
     "RequestView",
     "RequestsPage",
 ]
@@ -142,6 +147,54 @@ class RequestView(RequestRecord, kw_only=True):
     """A journal entry read back: the record and its row id, which pages the journal."""
 
     id: int
+
+
+class RequestDetail(RequestView, kw_only=True):
+    """GET /api/requests/{request_id}: the journal entry, the body of a refused request (PII
+    treated as at ingest; None when accepted or never read), and the events it stored."""
+
+    body: Any
+    keys: list[tuple[str, str]]
+    events: list[EventView]
+
+
+class KeyCoverage(msgspec.Struct, kw_only=True):
+    """One match key over a group's stored events: how many carried it, and how it arrived."""
+
+    key: str  # aleid … ; "ip_ua" is client_ip_address + client_user_agent together
+    share: float  # of the group's stored events carrying it, 0..1
+    sent: int  # as sent (an identifier that is never hashed)
+    hashed_here: int  # sent plain, hashed by capigate
+    already_hashed: int  # sent as a SHA-256 hex digest
+    missing: int
+
+
+class Reason(msgspec.Struct, kw_only=True):
+    rule: str  # the rule's name in docs/quality.md
+    level: str  # "poor" | "fair" | "note"
+    text: str
+
+
+class QualityGroup(msgspec.Struct, kw_only=True):
+    """The events of one source and name in the window: will they match?"""
+
+    api: str
+    source: str
+    name: str
+    events: int  # stored
+    duplicates: int  # received again and not stored (caught by dedupe_id)
+    with_dedupe_id: float  # share of the stored events, 0..1
+    coverage: list[KeyCoverage]
+    verdict: str  # "good" | "fair" | "poor"
+    reasons: list[Reason]
+
+
+class QualityReport(msgspec.Struct, kw_only=True):
+    """GET /api/quality: per source and event name, over whole hours ``[since, until)``."""
+
+    since: int
+    until: int
+    groups: list[QualityGroup]
 
 
 class RequestsPage(msgspec.Struct, kw_only=True):

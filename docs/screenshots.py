@@ -4,7 +4,8 @@ Starts a real ``capigate serve`` on a fresh store, with a local stand-in upstrea
 accepts, AppsFlyer refuses, so dead letters appear), sends it a realistic mix of requests
 (good, refused, duplicate, the silent AppsFlyer failure, test events), adds an hour of
 per-minute totals so the charts have a history, then drives Debian's chromium through
-Playwright and writes ``docs/inspector-*.png``.
+Playwright and writes ``docs/inspector-*.png``: each view at 1440 px, and a refused purchase
+found by its transaction id at 360, 800 and 1440 px (``inspector-requests-<width>.png``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.helpers import purchase  # noqa: E402
 from tests.test_inspector_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ADMIN = "demo-admin-token"
+REFUSED_ORDER = "order-20931"
 MINUTE = 60_000
 
 
@@ -94,10 +96,15 @@ def traffic(url: str) -> None:
     for _ in range(3):
         app.post("/inappevent/com.example.shop", json=af_event, headers={"authentication": "af-key"})
     bad = purchase()
-    del bad["data"]["transaction_id"]
+    bad["data"]["transaction_id"] = REFUSED_ORDER
     bad["user_data"]["esi"] = "tv"
     bad["data"]["currency"] = "usd"
     shop.post("/v1/event?pixel_id=px_shop", json={"events": [purchase(), bad]}, headers=axon)
+    for i in range(8):  # purchases with fewer match keys: the quality view has something to say
+        thin = purchase()
+        for key in ("aleid", "axwrt", "email", "phone") if i % 2 else ("axwrt",):
+            thin["user_data"].pop(key, None)
+        shop.post("/v1/event?pixel_id=px_shop", json={"events": [thin]}, headers=axon)
     leads = {"events": [{"name": "generate_lead", "event_time": int(time.time() * 1000),
              "event_source_url": "https://forms.example.com/quote", "dedupe_id": uuid.uuid4().hex,
              "user_data": {"client_ip_address": "203.0.113.9", "client_user_agent": "Mozilla/5.0",
@@ -129,14 +136,34 @@ def history(db: Path, now_ms: int) -> None:
     conn.close()
 
 
-def shoot(page: Page, out: Path) -> None:
-    page.goto("/")
-    page.fill("#token", ADMIN)
-    page.click("button[type=submit]")
+def log_in(page: Page) -> None:
+    page.goto("/#requests")
+    page.reload()
+    if page.locator("#token").count():
+        page.fill("#token", ADMIN)
+        page.click("button[type=submit]")
     page.wait_for_selector("#requests tr.request")
-    page.locator("#requests tr.failed", has_text="POST /v1/event").first.click()
-    page.wait_for_timeout(400)
-    page.screenshot(path=str(out / "inspector-requests.png"))
+
+
+def refused_purchase(page: Page, out: Path, width: int) -> None:
+    """The refused purchase, found by its transaction id, its body beside its problems."""
+    page.set_viewport_size({"width": width, "height": 900 if width > 360 else 1600})
+    log_in(page)
+    page.fill("#rq-transaction", REFUSED_ORDER)
+    page.click("#rq-filters button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#requests tr.request').length === 1")
+    page.locator("#requests tr.request").first.click()
+    page.wait_for_selector("#requests pre.json.body .hl-error")
+    page.locator("#requests pre.json.body .hl-error").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / f"inspector-requests-{width}.png"), full_page=width == 360)
+
+
+def shoot(page: Page, out: Path) -> None:
+    for width in (360, 800, 1440):
+        refused_purchase(page, out, width)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    log_in(page)
 
     page.click("a[data-view=events]")
     page.locator("#events tr.event", has_text="com.example.shop").first.click()
@@ -146,8 +173,15 @@ def shoot(page: Page, out: Path) -> None:
 
     page.click("a[data-view=overview]")
     page.wait_for_selector(".card .chart")
-    page.wait_for_timeout(500)
+    page.click('#relay tr[data-destination="appsflyer:com.example.shop"] button.replay')
+    page.wait_for_selector("#relay .replay-status")
+    page.wait_for_timeout(2500)
     page.screenshot(path=str(out / "inspector-overview.png"), full_page=True)
+
+    page.click("a[data-view=quality]")
+    page.wait_for_selector(".card.quality")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "inspector-quality.png"), full_page=True)
 
     page.click("a[data-view=send]")
     page.select_option("#send-source", "px_shop")

@@ -25,7 +25,7 @@ import msgspec
 
 from capigate.client._base import USER_AGENT
 from capigate.errors import HTTPStatusError, TransportError
-from capigate.responses import ErrorBody, EventsPage, EventView, RequestsPage, RequestView
+from capigate.responses import ErrorBody, EventsPage, EventView, QualityReport, RequestsPage, RequestView
 
 __all__ = ["AsyncGatewayAdmin", "GatewayAdmin"]
 
@@ -34,6 +34,7 @@ Page = tuple[list[Row], str | None]
 _decode_events = msgspec.json.Decoder(EventsPage).decode
 _decode_requests = msgspec.json.Decoder(RequestsPage).decode
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
+_decode_quality = msgspec.json.Decoder(QualityReport).decode
 _MAX_PAGES_PER_POLL: Final = 20
 
 
@@ -109,6 +110,11 @@ class GatewayAdmin:
     def requests(self, *, cursor: str | None = None, **filters: Any) -> RequestsPage:
         """One page of the request journal, newest first."""
         return _decode_requests(self._get("/api/requests", cursor, filters))
+
+    def quality(self, **filters: Any) -> QualityReport:
+        """Will the events match? ``source``, ``name``, ``since``, ``until`` (default the last
+        24 hours): identifier coverage, dedupe health and a verdict per source and event name."""
+        return _decode_quality(self._get("/api/quality", None, filters))
 
     def iter_events(self, **filters: Any) -> Iterator[EventView]:
         """Every event matching, newest first, page after page."""

@@ -11,6 +11,7 @@ from capigate.errors import StoreError
 from capigate.http.asgi import Request
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
+from capigate.kept import note_accepted
 from capigate.relay.destinations import relay_destination
 from capigate.store.base import IngestResult, NewEvent
 
@@ -26,6 +27,8 @@ async def accept(
 ) -> IngestResult:
     """Committed when this returns; StoreError when not (each API answers that its own way).
     Test-mode events (``outcome.test_tag``) are stored and journaled, never relayed."""
+    hashed_here = {w.path for w in outcome.warnings if w.code == "plain_pii_hashed"}
+    outcome.keys = note_accepted(outcome.body, events, hashed_here)  # sets each event's match keys
     destinations: set[str] = set()
     for event in events:
         event.test_tag = outcome.test_tag

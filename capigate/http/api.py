@@ -4,8 +4,9 @@ attempts), ``GET /api/requests``, and the relay's ``GET /api/outbox`` and ``POST
 from __future__ import annotations
 
 import hmac
+import re
 import time
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -19,7 +20,6 @@ from capigate.http.params import (
     parse_id,
     query_choice,
     query_cursor,
-    query_int,
     query_limit,
     query_time,
 )
@@ -33,15 +33,32 @@ from capigate.responses import (
     OutboxPage,
     ReplayRequest,
     ReplayResult,
+    RequestDetail,
     RequestsPage,
 )
 from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery
 from capigate.unreadable import expected
 
-__all__ = ["EVENT_PREFIX", "get_event", "get_events", "get_outbox", "get_requests", "is_admin", "post_replay"]
+__all__ = [
+    "EVENT_PREFIX",
+    "REQUEST_PREFIX",
+    "get_event",
+    "get_events",
+    "get_outbox",
+    "get_request",
+    "get_requests",
+    "is_admin",
+    "post_replay",
+]
 
 MAX_LIMIT = 1000
 EVENT_PREFIX = "/api/events/"
+REQUEST_PREFIX = "/api/requests/"
+MAX_REQUEST_EVENTS = 100
+_STATUS = re.compile(r"[1-5](?:[0-9]{2}|xx)")
+_REQUEST_ID = re.compile(r"[0-9a-f]{1,64}")
+_KEY_FILTERS = ("name", "dedupe_id", "transaction_id")
+_decode_body = msgspec.json.Decoder().decode
 MAX_REPLAY_BODY = 4096
 EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
 REQUEST_APIS: Final = ("axon", "appsflyer", "admin", "inspector", "capigate", "unknown")
@@ -89,10 +106,15 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
         return denied
     report = Report()
     q = Query(request.query, request.repeated)
+    status, status_class = _status(q, report)
     query = RequestQuery(
         source=q.get("source") or None,
         api=query_choice(q, "api", report, REQUEST_APIS),
-        status=query_int(q, "status", report, low=100, high=599, what="an HTTP status code such as 400"),
+        status=status,
+        status_class=status_class,
+        client_ip=q.get("client_ip") or None,
+        test_tag=q.get("test_tag") or None,
+        keys=[(key, q.get(key, "").strip()) for key in _KEY_FILTERS if q.get(key, "").strip()],
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
         cursor=query_cursor(q, report),
@@ -103,6 +125,46 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_requests(query)
     return json_response(200, RequestsPage(requests=rows, next=encode_cursor(next_cursor)))
+
+
+def _status(q: dict[str, str], report: Report) -> tuple[int | None, int | None]:
+    """``status``: an exact code (``401``) or a class (``4xx``): (code, None) or (None, class)."""
+    raw = q.get("status", "").strip().lower()
+    if not raw:
+        return None, None
+    if _STATUS.fullmatch(raw) is None:
+        report.error("query.status", "invalid_format", "status is an HTTP status code (401) or a class (2xx, 4xx, 5xx)")
+        return None, None
+    return (None, int(raw[0])) if raw.endswith("xx") else (int(raw), None)
+
+
+async def get_request(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """``GET /api/requests/{request_id}``: the journal entry with its kept body and its events."""
+    outcome.api = "admin"
+    denied = await _deny(request, gateway)
+    if denied:
+        return denied
+    raw = request.path[len(REQUEST_PREFIX) :]
+    found = await gateway.store.query_request(raw) if _REQUEST_ID.fullmatch(raw) else None
+    if found is None:
+        return json_response(404, ErrorBody(error="not_found", message=f"no request with id {raw[:80]!r}"))
+    view, body, keys = found
+    events, _ = await gateway.store.query_events(
+        EventQuery(request=(view.request_id, view.received_at), limit=MAX_REQUEST_EVENTS)
+    )
+    fields = {f: getattr(view, f) for f in view.__struct_fields__}
+    detail = RequestDetail(**fields, body=_kept_body(body), keys=keys, events=list(reversed(events)))
+    return json_response(200, detail)
+
+
+def _kept_body(body: bytes | None) -> Any:
+    """The kept body as JSON, or as text when it was cut (capigate/kept.py)."""
+    if body is None:
+        return None
+    try:
+        return _decode_body(body)
+    except msgspec.DecodeError:
+        return body.decode("utf-8", "replace")
 
 
 async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:

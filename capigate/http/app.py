@@ -24,7 +24,7 @@ from capigate.http.asgi import (
     json_response,
 )
 from capigate.http.idle import IdleReaper
-from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
+from capigate.http.journal import JournalBuffer, Outcome, keep_body, new_request_id, request_record
 from capigate.http.proxies import TrustedProxies
 from capigate.http.routing import Route, Router
 from capigate.http.state import Gateway
@@ -194,7 +194,7 @@ class GatewayApp:
                 extra={"capigate": record},
             )
         if self._journal is not None:
-            self._journal.add(record)
+            self._journal.add(keep_body(record, outcome))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

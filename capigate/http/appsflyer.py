@@ -48,6 +48,7 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         code = "payload_too_large" if exc.status == 413 else exc.code
         outcome.problems = [Problem("", code, f"{exc.message} (AppsFlyer accepts at most {MAX_BODY_BYTES} bytes)")]
         return _answer(request, 400, PARSE_FAILED, outcome)
+    outcome.body = body
     check = check_in_app_event(
         body, app_id=outcome.source or app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key
     )

@@ -40,6 +40,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         body = await request.body(gateway.config.server.max_body_bytes)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message, outcome, [Problem("", exc.code, exc.message)])
+    outcome.body = body
     try:
         check = check_body(
             body,

@@ -13,10 +13,11 @@ import msgspec
 
 from capigate.errors import Problem, StoreError
 from capigate.http.asgi import Request
+from capigate.kept import retained
 from capigate.personal import EMAIL_SHOWN, shown_key
-from capigate.store.base import RequestRecord, Store
+from capigate.store.base import JournalRecord, RequestRecord, Store
 
-__all__ = ["JournalBuffer", "Outcome", "new_request_id", "request_record"]
+__all__ = ["JournalBuffer", "Outcome", "keep_body", "new_request_id", "request_record"]
 
 log = logging.getLogger("capigate.requests")
 
@@ -32,6 +33,8 @@ class Outcome(msgspec.Struct, kw_only=True):
     problems: list[Problem] = []
     warnings: list[Problem] = []
     test_tag: str | None = None
+    body: bytes | None = None  # as read: kept (PII treated) if the request is refused
+    keys: list[tuple[str, str]] = []  # what an accepted request can be found by
     path: str | None = None  # the request's path as the journal shows it, when not request.path
 
     def identify(self, request: Request, source: str | None, where: str) -> None:
@@ -80,6 +83,18 @@ def request_record(
         warnings=outcome.warnings,
         test_tag=outcome.test_tag,
     )
+
+
+def keep_body(record: RequestRecord, outcome: Outcome) -> RequestRecord:
+    """The entry with a refused request's body, PII treated, and the keys it can be found by
+    (else the keys its handler noted): what the journal keeps, never the log line."""
+    if record.status >= 400 and outcome.body is not None:
+        body, keys = retained(outcome.api, outcome.body)
+    elif outcome.keys:
+        body, keys = None, outcome.keys
+    else:
+        return record
+    return JournalRecord(**msgspec.structs.asdict(record), body=body, keys=keys)
 
 
 MAX_WAITING = 10_000  # journal entries kept in memory while the store is away

@@ -19,8 +19,10 @@ from capigate.responses import (
     EventDetail,
     EventsPage,
     OutboxPage,
+    QualityReport,
     ReplayRequest,
     ReplayResult,
+    RequestDetail,
     RequestsPage,
 )
 
@@ -96,6 +98,8 @@ def _described() -> dict[str, Any]:
             OutboxPage,
             ReplayRequest,
             ReplayResult,
+            RequestDetail,
+            QualityReport,
         ],
         ref_template=_REF,
     )
@@ -183,8 +187,13 @@ def _described() -> dict[str, Any]:
                     "security": admin,
                     "parameters": [
                         *_FILTERS,
-                        _query("status", "HTTP status", "integer"),
+                        _query("status", "an HTTP status (401) or a class (2xx, 4xx, 5xx)"),
                         _query("api", "axon | appsflyer | admin | inspector | capigate | unknown"),
+                        _query("name", "an event name of the request"),
+                        _query("dedupe_id", "a dedupe_id of the request"),
+                        _query("transaction_id", "Axon data.transaction_id, AppsFlyer eventValue.af_order_id"),
+                        _query("client_ip", "the client's address"),
+                        _query("test_tag", "test tag"),
                     ],
                     "responses": {"200": _json("RequestsPage", "A page of journal entries"), **_errors(400, 401)},
                 }
@@ -242,6 +251,33 @@ def _described() -> dict[str, Any]:
                         "401": {"description": "Wrong token"},
                         "429": {"description": "Too many failed logins from this client"},
                     },
+                }
+            },
+            "/api/requests/{request_id}": {
+                "get": {
+                    "summary": "One journal entry: a refused request's body (PII treated as at ingest), its events",
+                    "security": admin,
+                    "parameters": [
+                        {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": _json("RequestDetail", "The entry, its kept body, its stored events"),
+                        "404": _json("ErrorBody", "No request with this id (or no longer kept)"),
+                        **_errors(401),
+                    },
+                }
+            },
+            "/api/quality": {
+                "get": {
+                    "summary": "Will the events match? Match-key coverage, dedupe health and a verdict (docs/quality.md)",
+                    "security": admin,
+                    "parameters": [
+                        _query("source", "pixel id or app id (default: all)"),
+                        _query("name", "event name (default: all)"),
+                        _query("since", "epoch ms or ISO 8601 (default: 24 hours ago); rounded down to the hour"),
+                        _query("until", "epoch ms or ISO 8601 (default: now); rounded up to the hour"),
+                    ],
+                    "responses": {"200": _json("QualityReport", "One group per source and name"), **_errors(400, 401)},
                 }
             },
             "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "ok"}}}},

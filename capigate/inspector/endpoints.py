@@ -3,6 +3,7 @@
 ``GET /api/sources``: the configured sources, with the spec's examples (never a key).
 ``GET /api/stats``: per-source totals over time (``Store.query_stats``) and the outbox depths.
 ``POST /api/test-event``: ``{"source": id, "body": json text}``, sent through the gateway itself.
+``GET /api/quality``: will the events match? Coverage, dedupe health and a verdict (quality.py).
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.params import MAX_TIME_MS, Query, query_int, query_time
 from capigate.http.state import Gateway
+from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
 from capigate.responses import ErrorBody
 from capigate.store.base import OutboxDepth, StatsBucket
 
-__all__ = ["get_sources", "get_stats", "post_test_event"]
+__all__ = ["get_quality", "get_sources", "get_stats", "post_test_event"]
 
 MAX_BUCKETS = 500
 TOP_UNKNOWN = 5
 MIN_BUCKET_MS = 1000
 MAX_TEST_BODY_BYTES = 1_048_576
+DEFAULT_QUALITY_WINDOW_MS = 86_400_000
 
 
 class SourcesPage(msgspec.Struct, kw_only=True):
@@ -122,6 +125,30 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     relay = await gateway.outbox_depths()
     page = StatsPage(since=since, until=until, bucket_ms=bucket, buckets=known, unknown=unknown, relay=relay, now=now)
     return json_response(200, page, [("cache-control", "no-store")])
+
+
+async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """``source`` (default all), ``name`` (default all), ``since`` and ``until`` (epoch ms or
+    ISO 8601; default the last 24 hours), widened to whole hours, or days (quality.py)."""
+    outcome.api = "admin"
+    if not await is_admin(request, gateway):
+        return _unauthorized()
+    report = Report()
+    q = Query(request.query, request.repeated)
+    until = query_time(q, "until", report)
+    since = query_time(q, "since", report)
+    source, name = q.get("source") or None, q.get("name") or None
+    q.refuse_unread(report)
+    until = _now_ms() if until is None else until
+    since = until - DEFAULT_QUALITY_WINDOW_MS if since is None else since
+    if report.ok and since >= until:
+        report.error("query.since", "out_of_range", "since is before until")
+    if not report.ok:
+        return _invalid(report.problems)
+    since, until = report_window(since, until)
+    rows = await gateway.store.query_quality(source, since_ms=since, until_ms=until)
+    answer = quality_report([r for r in rows if name is None or r.name == name], since, until)
+    return json_response(200, answer, [("cache-control", "no-store")])
 
 
 def _configured(gateway: Gateway) -> set[str]:

@@ -23,9 +23,11 @@ __all__ = [
     "DeliveryAttempt",
     "EventQuery",
     "IngestResult",
+    "JournalRecord",
     "NewEvent",
     "OutboxDepth",
     "PruneResult",
+    "QualityRow",
     "RequestQuery",
     "RequestRecord",
     "RequestView",
@@ -51,6 +53,15 @@ class IngestResult(msgspec.Struct, kw_only=True):
     duplicates: list[int]  # positions, in the batch, of events not stored because seen before
 
 
+class JournalRecord(RequestRecord, kw_only=True):
+    """A journal entry with what the inspector keeps beside it (never in the log line)."""
+
+    # A refused request's body, PII treated as at ingest and capped (capigate/kept.py).
+    body: bytes | None = None
+    # What the request can be found by: ("name" | "dedupe_id" | "transaction_id", value) pairs.
+    keys: list[tuple[str, str]] = msgspec.field(default_factory=list)
+
+
 class EventQuery(msgspec.Struct, kw_only=True):
     source: str | None = None
     name: str | None = None
@@ -60,12 +71,19 @@ class EventQuery(msgspec.Struct, kw_only=True):
     until_ms: int | None = None
     cursor: int | None = None  # return rows with id < cursor (newest first)
     limit: int = 50
+    # The events of one request (with its received_at, which finds them through an index).
+    request: tuple[str, int] | None = None
 
 
 class RequestQuery(msgspec.Struct, kw_only=True):
     source: str | None = None
     api: str | None = None
-    status: int | None = None
+    status: int | None = None  # exact
+    status_class: int | None = None  # 2, 4, 5: any status in [200, 300) …
+    client_ip: str | None = None
+    test_tag: str | None = None
+    # (kind, value) pairs of JournalRecord.keys, every one of which the request has.
+    keys: list[tuple[str, str]] = []
     since_ms: int | None = None
     until_ms: int | None = None
     cursor: int | None = None
@@ -87,6 +105,18 @@ class StatsBucket(msgspec.Struct, kw_only=True):
     events_refused: int = 0  # received, but neither stored nor a duplicate
     warnings: int = 0  # warnings given, summed over the requests
     dead_letters: int = 0  # events received in the bucket whose delivery was given up (status "dead")
+
+
+class QualityRow(msgspec.Struct, kw_only=True, array_like=True):
+    """Accepted events of one source and name with the same match keys (capigate/matchkeys.py),
+    summed over a window of whole hours: ``events`` stored, ``duplicates`` caught."""
+
+    api: str
+    source: str
+    name: str
+    match_keys: int
+    events: int
+    duplicates: int
 
 
 class Retention(msgspec.Struct, kw_only=True):
@@ -216,6 +246,16 @@ class Store(Protocol):
 
     async def query_requests(self, query: RequestQuery) -> tuple[list[RequestView], int | None]:
         """(row id, record) pairs, newest first, and the cursor of the next page."""
+        ...
+
+    async def query_request(self, request_id: str) -> tuple[RequestView, bytes | None, list[tuple[str, str]]] | None:
+        """One journal entry, and what is kept beside it: the refused body, the keys."""
+        ...
+
+    async def query_quality(self, source: str | None, *, since_ms: int, until_ms: int) -> list[QualityRow]:
+        """The match-key rollup of ``[since_ms, until_ms)`` (whole hours; whole days are read
+        from the daily rollup), summed per (api, source, name, match_keys); test events are
+        not counted."""
         ...
 
     async def query_stats(

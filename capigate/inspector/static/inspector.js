@@ -11,10 +11,15 @@ const state = {
   view: "requests",
   sources: [],
   dedupeDays: 30,
-  requests: { rows: [], next: null, older: false, open: new Set(), seen: 0, shown: null },
-  events: { rows: [], next: null, older: false, open: new Set(), seen: 0, shown: null, params: {}, attempts: new Map() },
+  requests: { rows: [], next: null, older: false, open: new Set(), seen: 0, shown: null, params: {} },
+  details: new Map(), // request_id -> GET /api/requests/{id} (a journal entry never changes)
+  events: { rows: [], next: null, older: false, open: new Set(), seen: 0, shown: null, params: {} },
+  attemptBoxes: new Map(), // event id -> its open attempts panel, redrawn from the API on every poll
+  pinned: null, // {kind: "request" | "event", id}: opened from a link
   lag: new Map(), // destination -> [[time, seconds]] sampled while the page is open
+  replays: new Map(), // destination -> what a replay queued, and what became of it
   lastOverview: 0,
+  lastQuality: 0,
 };
 
 // --- small helpers -------------------------------------------------------------------------
@@ -109,9 +114,15 @@ function problemTable(title, problems, kind) {
 
 // --- views and polling ---------------------------------------------------------------------
 
-function show(view) {
+function show(hash) {
+  let [view, id] = hash.split("/");
+  state.pinned = null;
+  if (view === "request" && id) state.pinned = { kind: "request", id };
+  if (view === "event" && id) state.pinned = { kind: "event", id };
+  if (state.pinned) view = state.pinned.kind === "request" ? "requests" : "events";
   if (!document.getElementById(`view-${view}`)) view = "requests";
   state.view = view;
+  renderPinned();
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${view}`;
   for (const link of document.querySelectorAll("#tabs a")) link.classList.toggle("active", link.dataset.view === view);
   refresh(true);
@@ -123,7 +134,8 @@ async function refresh(force) {
   try {
     if (state.view === "requests") await loadRequests(false);
     else if (state.view === "events") await loadEvents(false);
-    else if (state.view === "overview" && (force || Date.now() - state.lastOverview >= OVERVIEW_POLL_MS)) await loadOverview();
+    else if (state.view === "overview" && (force || Date.now() - state.lastOverview >= overviewPollMs())) await loadOverview();
+    else if (state.view === "quality" && (force || Date.now() - state.lastQuality >= OVERVIEW_POLL_MS)) await loadQuality();
     live.classList.remove("down");
     live.textContent = "live";
   } catch (err) {
@@ -135,7 +147,8 @@ async function refresh(force) {
 }
 
 function fillSourceSelects() {
-  for (const select of [document.getElementById("rq-source"), document.querySelector("#ev-filters [name=source]")]) {
+  const selects = [document.getElementById("rq-source"), document.querySelector("#ev-filters [name=source]"), document.getElementById("q-source")];
+  for (const select of selects) {
     for (const s of state.sources) select.append(h("option", { value: s.id }, s.id));
   }
   const send = document.getElementById("send-source");
@@ -147,16 +160,34 @@ function fillSourceSelects() {
 
 // --- requests ------------------------------------------------------------------------------
 
+const localMs = (v) => (v ? String(new Date(v).getTime()) : "");
+
 function requestFilters() {
-  const status = document.getElementById("rq-status").value.trim();
-  return { source: document.getElementById("rq-source").value, status: /^\d{3}$/.test(status) ? status : "" };
+  const data = new FormData(document.getElementById("rq-filters"));
+  const text = (k) => String(data.get(k) || "").trim();
+  return {
+    source: data.get("source"),
+    status: text("status"),
+    name: text("name"),
+    transaction_id: text("transaction_id"),
+    dedupe_id: text("dedupe_id"),
+    client_ip: text("client_ip"),
+    test_tag: text("test_tag"),
+    since: localMs(data.get("since")),
+    until: localMs(data.get("until")),
+  };
 }
 
 async function loadRequests(older) {
   const rq = state.requests;
-  const params = { ...requestFilters(), limit: PAGE };
+  const params = { ...rq.params, limit: PAGE };
   if (older) params.cursor = rq.next;
   const page = await (await api("/api/requests" + query(params))).json();
+  if (page.status === "error") {
+    rq.shown = null;
+    document.querySelector("#requests tbody").replaceChildren(h("tr", {}, h("td", { colspan: 7 }, problemTable("Filter problems", page.problems, "error"))));
+    return;
+  }
   if (older) {
     rq.rows = rq.rows.concat(page.requests);
     rq.next = page.next;
@@ -212,45 +243,185 @@ function renderRequests() {
     rows.push(
       h(
         "tr",
-        { class: classes.filter(Boolean).join(" "), "data-id": r.id, "data-status": r.status, tabindex: 0, onclick: toggle,
+        { class: classes.filter(Boolean).join(" "), "data-id": r.id, "data-request-id": r.request_id, "data-status": r.status, tabindex: 0, onclick: toggle,
           onkeydown: (e) => (e.key === "Enter" ? toggle() : null) },
         h("td", { class: "time", title: stamp(r.received_at) }, dayTime(r.received_at)),
-        h("td", {}, r.source || "–", r.test_tag ? h("span", { class: "tag" }, r.test_tag) : null),
+        h("td", { class: "source" }, r.source || "–", r.test_tag ? h("span", { class: "tag" }, r.test_tag) : null),
         h("td", { class: "endpoint" }, `${r.method} ${r.path}`),
         h("td", { class: "status" }, statusBadge(r.status, silent, r.warnings.length)),
         h("td", { class: "ua", title: r.user_agent || "" }, r.user_agent || "–"),
-        h("td", { class: "num" }, eventsCell(r)),
-        h("td", { class: "num" }, `${r.latency_ms.toFixed(1)} ms`),
+        h("td", { class: "num events" }, eventsCell(r)),
+        h("td", { class: "num latency" }, `${r.latency_ms.toFixed(1)} ms`),
       ),
     );
-    if (rq.open.has(r.id)) rows.push(requestDetail(r, silent));
+    if (rq.open.has(r.id)) rows.push(h("tr", { class: "detail" }, h("td", { colspan: 7 }, requestDetail(r))));
   }
-  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No requests yet. Send one from the “Send a test event” tab.")));
+  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No requests match. Send one from the “Send a test event” tab.")));
   tbody.replaceChildren(...rows);
   rq.seen = Math.max(rq.seen, newest);
   document.getElementById("rq-more").hidden = !rq.next;
 }
 
-function requestDetail(r, silent) {
-  const facts = h(
+// The request's detail: its facts and problems at once, then (from GET /api/requests/{id}) the
+// body it was refused with, each problem's path marked in it, and the events it stored.
+function requestDetail(r) {
+  const box = h("div", { class: "request-detail", "data-request-id": r.request_id }, requestFacts(r), h("p", { class: "muted" }, "…"));
+  fillRequestDetail(r.request_id, box);
+  return box;
+}
+
+function requestFacts(r) {
+  return h(
     "dl",
     { class: "facts" },
     h("dt", {}, "Request id"), h("dd", {}, r.request_id),
     h("dt", {}, "Received"), h("dd", {}, stamp(r.received_at)),
+    h("dt", {}, "Endpoint"), h("dd", {}, `${r.method} ${r.path}`),
     h("dt", {}, "Client IP"), h("dd", {}, r.client_ip || "–"),
+    h("dt", {}, "User agent"), h("dd", {}, r.user_agent || "–"),
     h("dt", {}, "API"), h("dd", {}, r.api),
     r.test_tag ? [h("dt", {}, "Test tag"), h("dd", {}, r.test_tag)] : null,
   );
+}
+
+async function fetchRequest(requestId) {
+  if (state.details.has(requestId)) return state.details.get(requestId);
+  const response = await api(`/api/requests/${encodeURIComponent(requestId)}`);
+  if (!response.ok) return null;
+  const detail = await response.json();
+  state.details.set(requestId, detail);
+  return detail;
+}
+
+async function fillRequestDetail(requestId, box) {
+  const d = await fetchRequest(requestId);
+  if (!d) {
+    box.replaceChildren(h("p", { class: "muted" }, `No request ${requestId} in the journal (it keeps requests for a limited time).`));
+    return;
+  }
+  const silent = isSilentDrop(d);
   const note = silent
     ? h("p", { class: "silent-note" },
         "AppsFlyer answers 200 OK to this request and drops the event without a word: the app id lacks the “id” prefix of iOS apps. capigate did not store it either.")
     : null;
-  const none = !r.problems.length && !r.warnings.length ? h("p", { class: "muted" }, "No problems, no warnings.") : null;
+  const none = !d.problems.length && !d.warnings.length ? h("p", { class: "muted" }, "No problems, no warnings.") : null;
+  const body = d.body === null ? null : jsonView(d.body);
+  const left = h("div", { class: "findings" }, requestFacts(d), problemList("Problems", d.problems, "error", body), problemList("Warnings", d.warnings, "warning", body), none, storedEvents(d));
+  if (body) {
+    for (const p of d.problems) mark(body, p.path, "hl-error");
+    for (const p of d.warnings) mark(body, p.path, "hl-warning");
+  }
+  const right = body
+    ? h("div", { class: "kept" }, h("h4", {}, "Body as refused (personal data hashed or dropped, as at ingest)"), body.root)
+    : d.status >= 400
+      ? h("div", { class: "kept" }, h("h4", {}, "Body"), h("p", { class: "muted" }, "Not kept: this request was refused before its body was read."))
+      : null;
+  box.replaceChildren(...[note, h("div", { class: right ? "split" : "" }, left, right)].filter(Boolean));
+}
+
+function storedEvents(d) {
+  if (!d.events.length) return d.status < 400 && d.events_stored ? h("p", { class: "muted" }, "Its events are no longer stored.") : null;
   return h(
-    "tr",
-    { class: "detail" },
-    h("td", { colspan: 7 }, note, facts, problemTable("Problems", r.problems, "error"), problemTable("Warnings", r.warnings, "warning"), none),
+    "div",
+    { class: "stored-events" },
+    h("h4", {}, `Stored events (${d.events.length})`),
+    h("ul", {}, d.events.map((e) => h("li", {}, h("a", { href: `#event/${e.id}`, class: "event-link" }, `${e.name} #${e.id}`), e.dedupe_id ? h("span", { class: "muted" }, ` dedupe_id ${e.dedupe_id}`) : null, " ", h("span", { class: `state ${e.status}` }, e.status)))),
   );
+}
+
+function problemList(title, problems, kind, body) {
+  const table = problemTable(title, problems, kind);
+  if (!table || !body) return table;
+  const rows = table.querySelectorAll("tbody tr");
+  problems.forEach((p, i) => {
+    const target = body.find(p.path);
+    if (!target) return;
+    rows[i].classList.add("linked");
+    rows[i].title = "Show it in the body";
+    rows[i].addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      target.scrollIntoView({ block: "nearest" });
+      target.classList.remove("flash");
+      void target.offsetWidth;
+      target.classList.add("flash");
+    });
+  });
+  return table;
+}
+
+// A JSON value drawn as text, each value in a span that knows its path (events[0].data.currency).
+function jsonView(value) {
+  const byPath = new Map();
+  const pre = h("pre", { class: "json body" });
+  function walk(v, path, indent, parent) {
+    const span = h("span", { class: "v", "data-path": path });
+    byPath.set(path, span);
+    const add = (text, cls) => span.append(cls ? h("span", { class: cls }, text) : document.createTextNode(text));
+    if (Array.isArray(v) || (v && typeof v === "object")) {
+      const isArray = Array.isArray(v);
+      const entries = isArray ? v.map((x, i) => [i, x]) : Object.entries(v);
+      add(isArray ? "[" : "{");
+      entries.forEach(([k, x], i) => {
+        add("\n" + "  ".repeat(indent + 1));
+        if (!isArray) {
+          add(JSON.stringify(k), "k");
+          add(": ");
+        }
+        const child = isArray ? `${path}[${k}]` : path ? `${path}.${k}` : String(k);
+        walk(x, child, indent + 1, span);
+        if (i < entries.length - 1) add(",");
+      });
+      add(entries.length ? "\n" + "  ".repeat(indent) + (isArray ? "]" : "}") : isArray ? "]" : "}");
+    } else {
+      add(typeof v === "string" ? JSON.stringify(v) : String(v), typeof v === "string" ? "s" : "n");
+    }
+    parent.append(span);
+  }
+  if (typeof value === "string") pre.append(value);
+  else walk(value, "", 0, pre);
+  return {
+    root: pre,
+    // The span of a path, or of its nearest ancestor that is in the body (a missing field).
+    find(path) {
+      let p = path || "";
+      while (true) {
+        if (byPath.has(p)) return byPath.get(p);
+        if (!p) return null;
+        const cut = Math.max(p.lastIndexOf("."), p.lastIndexOf("["));
+        p = cut > 0 ? p.slice(0, cut) : "";
+      }
+    },
+  };
+}
+
+function mark(body, path, cls) {
+  const target = body.find(path);
+  if (!target) return;
+  target.classList.add(cls);
+  if ((target.dataset.path || "") !== (path || "")) target.classList.add("hl-parent");
+}
+
+async function renderPinned() {
+  const rqBox = document.getElementById("rq-pinned");
+  const evBox = document.getElementById("ev-pinned");
+  rqBox.replaceChildren();
+  evBox.replaceChildren();
+  const pin = state.pinned;
+  if (!pin) return;
+  const close = h("button", { type: "button", class: "unpin", onclick: () => (location.hash = pin.kind === "request" ? "#requests" : "#events") }, "Close");
+  if (pin.kind === "request") {
+    const box = h("div", { class: "request-detail" }, h("p", { class: "muted" }, "…"));
+    rqBox.replaceChildren(h("div", { class: "pinned" }, h("header", {}, h("h3", {}, `Request ${pin.id}`), close), box));
+    fillRequestDetail(pin.id, box);
+  } else {
+    const response = await api(`/api/events/${encodeURIComponent(pin.id)}`);
+    if (!response.ok) {
+      evBox.replaceChildren(h("div", { class: "pinned" }, h("header", {}, h("h3", {}, `Event ${pin.id}`), close), h("p", { class: "muted" }, "No such event (it may have been pruned).")));
+      return;
+    }
+    const e = await response.json();
+    evBox.replaceChildren(h("div", { class: "pinned", "data-event-id": e.id }, h("header", {}, h("h3", {}, `Event ${e.id}: ${e.name}`), close), eventPanel(e)));
+  }
 }
 
 // --- events --------------------------------------------------------------------------------
@@ -258,7 +429,7 @@ function requestDetail(r, silent) {
 function eventFilters() {
   const form = document.getElementById("ev-filters");
   const data = new FormData(form);
-  const ms = (v) => (v ? String(new Date(v).getTime()) : "");
+  const ms = localMs;
   return {
     source: data.get("source"),
     name: String(data.get("name") || "").trim(),
@@ -290,9 +461,11 @@ async function loadEvents(older) {
     ev.next = page.next;
   }
   const shown = ev.rows.map((e) => `${e.id}:${e.status}`).join(",");
-  if (shown === ev.shown) return;
-  ev.shown = shown;
-  renderEvents();
+  if (shown !== ev.shown) {
+    ev.shown = shown;
+    renderEvents();
+  }
+  await refreshAttempts();
 }
 
 function renderEventsError(page) {
@@ -320,9 +493,9 @@ function renderEvents() {
         h("td", {}, e.source),
         h("td", { class: "name" }, e.name),
         h("td", {}, h("span", { class: `state ${e.status}` }, e.status)),
-        h("td", {}, e.test_tag ? h("span", { class: "tag" }, e.test_tag) : "–"),
-        h("td", { class: "mono" }, e.dedupe_id || "–"),
-        h("td", { class: "time", title: stamp(e.event_time) }, dayTime(e.event_time)),
+        h("td", { class: "tagcol" }, e.test_tag ? h("span", { class: "tag" }, e.test_tag) : "–"),
+        h("td", { class: "mono dedupe" }, e.dedupe_id || "–"),
+        h("td", { class: "time evtime", title: stamp(e.event_time) }, dayTime(e.event_time)),
       ),
     );
     if (ev.open.has(e.id)) rows.push(eventDetail(e));
@@ -345,81 +518,101 @@ function dedupeStatus(e) {
 }
 
 function eventDetail(e) {
-  const attempts = h("div", { class: "attempts" }, h("h4", {}, "Delivery"), h("p", { class: "muted" }, "…"));
-  loadAttempts(e, attempts);
+  return h("tr", { class: "detail" }, h("td", { colspan: 7 }, eventPanel(e)));
+}
+
+function eventPanel(e) {
+  const attempts = h("div", { class: "attempts", "data-event-id": e.id }, h("h4", {}, "Delivery"), h("p", { class: "muted" }, "…"));
+  state.attemptBoxes.set(e.id, { box: attempts, event: e, shown: null });
+  fetchAttempts(e.id);
   return h(
-    "tr",
-    { class: "detail" },
+    "div",
+    { class: "split" },
+    h("div", {}, h("h4", {}, "Stored payload (normalised; identifiers hashed)"), h("pre", { class: "json" }, JSON.stringify(e.payload, null, 2))),
     h(
-      "td",
-      { colspan: 7 },
-      h(
-        "div",
-        { class: "split" },
-        h("div", {}, h("h4", {}, "Stored payload (normalised; identifiers hashed)"), h("pre", { class: "json" }, JSON.stringify(e.payload, null, 2))),
-        h(
-          "div",
-          {},
-          h("h4", {}, "Dedupe"),
-          h("p", {}, dedupeStatus(e)),
-          h("dl", { class: "facts" },
-            h("dt", {}, "Event id"), h("dd", {}, e.id),
-            h("dt", {}, "API"), h("dd", {}, e.api),
-            h("dt", {}, "Request id"), h("dd", {}, e.request_id),
-            h("dt", {}, "Event time"), h("dd", {}, stamp(e.event_time)),
-            h("dt", {}, "Received"), h("dd", {}, stamp(e.received_at))),
-          attempts,
-        ),
-      ),
+      "div",
+      {},
+      h("h4", {}, "Dedupe"),
+      h("p", {}, dedupeStatus(e)),
+      h("dl", { class: "facts" },
+        h("dt", {}, "Event id"), h("dd", {}, e.id),
+        h("dt", {}, "API"), h("dd", {}, e.api),
+        h("dt", {}, "Request"), h("dd", {}, h("a", { href: `#request/${e.request_id}`, class: "request-link", onclick: (ev) => ev.stopPropagation() }, e.request_id)),
+        h("dt", {}, "Event time"), h("dd", {}, stamp(e.event_time)),
+        h("dt", {}, "Received"), h("dd", {}, stamp(e.received_at))),
+      attempts,
     ),
   );
 }
 
-async function loadAttempts(e, box) {
-  const cached = state.events.attempts.get(e.id);
-  if (cached && cached.status === e.status) {
-    box.replaceChildren(...cached.nodes.map((n) => n.cloneNode(true)));
-    return;
+// Every open attempts panel is read again on every poll: a pending event's attempts keep coming.
+async function refreshAttempts() {
+  for (const [id, entry] of state.attemptBoxes) {
+    if (!entry.box.isConnected) state.attemptBoxes.delete(id);
+    else await fetchAttempts(id);
   }
-  await fetchAttempts(e, box);
-  state.events.attempts.set(e.id, { status: e.status, nodes: [...box.childNodes].map((n) => n.cloneNode(true)) });
 }
 
-async function fetchAttempts(e, box) {
-  const say = (text) => box.replaceChildren(h("h4", {}, "Delivery"), h("p", { class: "muted" }, text));
-  if (e.status === "stored") return say("Not relayed: its source has no relay (or it was sent in test mode).");
-  const response = await api(`/api/events/${e.id}`);
-  if (!response.ok) return say(`State: ${e.status}. No delivery attempts recorded (${response.status}).`);
-  const detail = await response.json();
-  const tries = detail.attempts || [];
-  if (!tries.length) return say(`State: ${e.status}. No attempt yet.`);
-  box.replaceChildren(
-    h("h4", {}, `Delivery: ${e.status}, ${plural(tries.length, "attempt")}`),
+async function fetchAttempts(id) {
+  const entry = state.attemptBoxes.get(id);
+  if (!entry) return;
+  const { box } = entry;
+  const say = (text) => [h("h4", {}, "Delivery"), h("p", { class: "muted" }, text)];
+  let content;
+  let signature;
+  if (entry.event.status === "stored") {
+    signature = "stored";
+    content = say("Not relayed: its source has no relay (or it was sent in test mode).");
+  } else {
+    const response = await api(`/api/events/${id}`);
+    if (!response.ok) {
+      signature = `error ${response.status}`;
+      content = say(`No delivery attempts recorded (${response.status}).`);
+    } else {
+      const detail = await response.json();
+      const tries = detail.attempts || [];
+      signature = `${detail.status}:${tries.map((a) => a.id).join(",")}`;
+      content = tries.length ? attemptTable(detail.status, tries) : say(`State: ${detail.status}. No attempt yet.`);
+    }
+  }
+  if (signature === entry.shown) return; // unchanged: leave it (and any selection) alone
+  entry.shown = signature;
+  box.dataset.signature = signature;
+  box.replaceChildren(...content);
+}
+
+function attemptTable(status, tries) {
+  return [
+    h("h4", { class: "attempt-count" }, `Delivery: ${status}, ${plural(tries.length, "attempt")}`),
     h(
-      "table",
-      { class: "attempt-table" },
-      h("thead", {}, h("tr", {}, ["Time", "Destination", "Result", "Status", "Latency", "Upstream answer"].map((t) => h("th", {}, t)))),
+      "div",
+      { class: "table-wrap" },
       h(
-        "tbody",
-        {},
-        tries.map((a) =>
-          h(
-            "tr",
-            {},
-            h("td", { class: "time" }, stamp(a.at)),
-            h("td", {}, a.destination),
-            h("td", {}, h("span", { class: `state ${a.result}` }, a.result)),
-            h("td", {}, a.status ?? "–"),
-            h("td", { class: "num" }, `${Number(a.latency_ms).toFixed(0)} ms`),
-            h("td", {}, a.error ? h("div", { class: "error" }, a.error) : null,
-              a.response_body.length > 120
-                ? h("details", {}, h("summary", {}, `${a.response_body.length} bytes`), h("pre", {}, a.response_body))
-                : a.response_body ? h("code", { class: "answer" }, a.response_body) : null),
+        "table",
+        { class: "attempt-table" },
+        h("thead", {}, h("tr", {}, ["Time", "Destination", "Result", "Status", "Latency", "Upstream answer"].map((t) => h("th", {}, t)))),
+        h(
+          "tbody",
+          {},
+          tries.map((a) =>
+            h(
+              "tr",
+              { class: "attempt" },
+              h("td", { class: "time" }, stamp(a.at)),
+              h("td", {}, a.destination),
+              h("td", {}, h("span", { class: `state ${a.result}` }, a.result)),
+              h("td", {}, a.status ?? "–"),
+              h("td", { class: "num" }, `${Number(a.latency_ms).toFixed(0)} ms`),
+              h("td", {}, a.error ? h("div", { class: "error" }, a.error) : null,
+                a.response_body.length > 120
+                  ? h("details", {}, h("summary", {}, `${a.response_body.length} bytes`), h("pre", {}, a.response_body))
+                  : a.response_body ? h("code", { class: "answer" }, a.response_body) : null),
+            ),
           ),
         ),
       ),
     ),
-  );
+  ];
 }
 
 // --- overview ------------------------------------------------------------------------------
@@ -451,9 +644,12 @@ function renderRelay(stats) {
     series.push([stats.now, lag]);
     while (series.length > 120) series.shift();
     state.lag.set(d.destination, series);
-    const replay = d.dead
-      ? h("button", { type: "button", class: "replay", onclick: (ev) => replayDead(d.destination, ev.target) }, `Replay ${plural(d.dead, "dead letter")}`)
-      : null;
+    const watched = state.replays.get(d.destination);
+    if (watched) followReplay(watched, d);
+    const replay = [
+      d.dead ? h("button", { type: "button", class: "replay", onclick: (ev) => replayDead(d, ev.target) }, `Replay ${plural(d.dead, "dead letter")}`) : null,
+      watched ? replayStatus(watched) : null,
+    ];
     return h(
       "tr",
       { "data-destination": d.destination },
@@ -469,24 +665,68 @@ function renderRelay(stats) {
   box.replaceChildren(
     h("h3", {}, "Relay"),
     h(
-      "table",
-      { class: "grid relay" },
-      h("thead", {}, h("tr", {}, ["Destination", "Pending", "Delivered", "Dead letters", "Lag", "Lag (this page)", ""].map((t) => h("th", {}, t)))),
-      h("tbody", {}, rows),
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "grid relay" },
+        h("thead", {}, h("tr", {}, ["Destination", "Pending", "Delivered", "Dead letters", "Lag", "Lag (this page)", ""].map((t) => h("th", {}, t)))),
+        h("tbody", {}, rows),
+      ),
     ),
   );
 }
 
-async function replayDead(destination, button) {
+// A replay stays on the page until its events settle: how many were queued again, then how
+// many of them were delivered and how many died again, from the destination's counters.
+async function replayDead(d, button) {
   button.disabled = true;
   const response = await api("/api/replay", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ destination }),
+    body: JSON.stringify({ destination: d.destination }),
   });
   const body = await response.json().catch(() => ({}));
-  button.textContent = response.ok ? `${plural(body.requeued ?? 0, "event")} queued again` : `Replay failed (${response.status})`;
+  const previous = state.replays.get(d.destination);
+  state.replays.set(d.destination, {
+    destination: d.destination,
+    at: Date.now(),
+    ok: response.ok,
+    error: response.ok ? null : body.message || `HTTP ${response.status}`,
+    requeued: body.requeued ?? 0,
+    count: (previous ? previous.count : 0) + 1,
+    delivered0: d.delivered,
+    delivered: 0,
+    dead: 0,
+    pending: body.requeued ?? 0,
+    settled: !response.ok || !body.requeued,
+  });
   state.lastOverview = 0;
+  await refresh(true);
+}
+
+function followReplay(r, d) {
+  if (r.settled || !r.ok) return;
+  r.delivered = Math.min(r.requeued, Math.max(0, d.delivered - r.delivered0));
+  r.dead = Math.min(r.requeued - r.delivered, d.dead);
+  r.pending = r.requeued - r.delivered - r.dead;
+  r.settled = r.pending <= 0 || d.pending === 0;
+}
+
+function replayStatus(r) {
+  const when = clock(r.at);
+  const which = r.count > 1 ? `Replay #${r.count}` : "Replay";
+  if (!r.ok) return h("div", { class: "replay-status bad" }, `${which} at ${when} failed: ${r.error}`);
+  const outcome = `${r.delivered} delivered, ${r.dead} dead again, ${r.pending} pending`;
+  const text = r.settled
+    ? `${which} at ${when}: ${plural(r.requeued, "event")} queued again; settled: ${outcome}.`
+    : `${which} at ${when}: ${plural(r.requeued, "event")} queued again; next attempts: ${outcome}…`;
+  return h("div", { class: `replay-status ${r.settled ? (r.dead ? "bad" : "ok") : "busy"}`, "data-count": r.count }, text);
+}
+
+function overviewPollMs() {
+  for (const r of state.replays.values()) if (!r.settled) return POLL_MS; // follow a replay closely
+  return OVERVIEW_POLL_MS;
 }
 
 function sparkline(values, kind) {
@@ -598,6 +838,70 @@ function unknownRow(unknown) {
   );
 }
 
+// --- will it match? --------------------------------------------------------------------
+
+const pct = (share) => `${Math.round(share * 100)} %`;
+const KEY_LABELS = { ip_ua: "IP + user agent", advertising_id: "advertising_id (GAID)" };
+
+async function loadQuality() {
+  const windowMs = Number(document.getElementById("q-window").value);
+  const until = Date.now();
+  const params = { source: document.getElementById("q-source").value, since: until - windowMs, until };
+  const report = await (await api("/api/quality" + query(params))).json();
+  state.lastQuality = Date.now();
+  renderQuality(report);
+}
+
+function renderQuality(report) {
+  const box = document.getElementById("quality");
+  if (!report.groups.length) {
+    box.replaceChildren(h("p", { class: "muted" }, `No accepted events from ${stamp(report.since)} to ${stamp(report.until)}.`));
+    return;
+  }
+  box.replaceChildren(
+    h("p", { class: "muted window" }, `From ${stamp(report.since)} to ${stamp(report.until)}.`),
+    h("div", { class: "quality-cards" }, report.groups.map(qualityCard)),
+  );
+}
+
+function qualityCard(g) {
+  const coverage = h(
+    "table",
+    { class: "coverage" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Match key"), h("th", {}, "Carried by"), h("th", { class: "num" }, "as sent"), h("th", { class: "num" }, "hashed here"), h("th", { class: "num" }, "already hashed"), h("th", { class: "num" }, "missing"))),
+    h(
+      "tbody",
+      {},
+      g.coverage.map((c) =>
+        h(
+          "tr",
+          { "data-key": c.key },
+          h("td", { class: "mono" }, KEY_LABELS[c.key] || c.key),
+          h("td", { class: "share" }, h("span", { class: "bar" }, h("span", { style: null, class: "fill", "data-share": c.share })), h("span", { class: "pct" }, pct(c.share))),
+          h("td", { class: "num sent" }, c.sent),
+          h("td", { class: "num hashed-here" }, c.hashed_here),
+          h("td", { class: "num already-hashed" }, c.already_hashed),
+          h("td", { class: "num missing" }, c.missing),
+        ),
+      ),
+    ),
+  );
+  for (const fill of coverage.querySelectorAll(".fill")) fill.style.width = `${Math.round(Number(fill.dataset.share) * 100)}%`;
+  return h(
+    "article",
+    { class: `card quality ${g.verdict}`, "data-source": g.source, "data-name": g.name },
+    h("header", {}, h("h3", {}, `${g.source} · ${g.name}`), h("span", { class: `verdict ${g.verdict}` }, g.verdict)),
+    h("p", { class: "totals" },
+      h("b", { class: "events" }, g.events), " events stored · ",
+      h("b", { class: "dedupe-share" }, pct(g.with_dedupe_id)), " with a dedupe_id · ",
+      h("b", { class: "duplicates" }, g.duplicates), " duplicates caught"),
+    g.reasons.length
+      ? h("ul", { class: "reasons" }, g.reasons.map((r) => h("li", { class: r.level, "data-rule": r.rule }, r.text)))
+      : h("p", { class: "reasons good" }, "Every rule is met: these events carry what a match needs."),
+    h("div", { class: "table-wrap" }, coverage),
+  );
+}
+
 // --- send a test event ---------------------------------------------------------------------
 
 function currentSource() {
@@ -679,16 +983,23 @@ async function start() {
   document.getElementById("send-reset").addEventListener("click", fillBody);
   document.getElementById("send-form").addEventListener("submit", sendTestEvent);
 
+  const rqFilters = document.getElementById("rq-filters");
   const requestsChanged = () => {
-    state.requests = { rows: [], next: null, older: false, open: state.requests.open, seen: 0, shown: null };
+    state.requests = { rows: [], next: null, older: false, open: state.requests.open, seen: 0, shown: null, params: requestFilters() };
+    if (state.pinned) location.hash = "#requests";
     refresh(true);
   };
+  rqFilters.addEventListener("submit", (e) => {
+    e.preventDefault();
+    requestsChanged();
+  });
+  rqFilters.addEventListener("reset", () => setTimeout(requestsChanged, 0));
   document.getElementById("rq-source").addEventListener("change", requestsChanged);
   document.getElementById("rq-status").addEventListener("change", requestsChanged);
   document.getElementById("rq-more").addEventListener("click", () => loadRequests(true));
   const filters = document.getElementById("ev-filters");
   const eventsChanged = () => {
-    state.events = { rows: [], next: null, older: false, open: state.events.open, seen: 0, shown: null, params: eventFilters(), attempts: state.events.attempts };
+    state.events = { rows: [], next: null, older: false, open: state.events.open, seen: 0, shown: null, params: eventFilters() };
     refresh(true);
   };
   filters.addEventListener("submit", (e) => {
@@ -700,6 +1011,8 @@ async function start() {
   filters.querySelector("[name=status]").addEventListener("change", eventsChanged);
   document.getElementById("ev-more").addEventListener("click", () => loadEvents(true));
   document.getElementById("ov-window").addEventListener("change", () => refresh(true));
+  document.getElementById("q-window").addEventListener("change", () => refresh(true));
+  document.getElementById("q-source").addEventListener("change", () => refresh(true));
 
   window.addEventListener("hashchange", () => show(location.hash.slice(1)));
   document.addEventListener("visibilitychange", () => refresh(true));

@@ -21,6 +21,8 @@ import msgspec
 
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
+from capigate.store.inspector import QualityKey, quality_counts, record_extras
+from capigate.store.postgres.inspector import QUALITY_CTE
 from capigate.store.postgres.schema import pg_text
 
 __all__ = [
@@ -40,7 +42,7 @@ _encode = msgspec.json.Encoder().encode
 
 # The events of the group that win their key (or have none) get the next ids in batch order;
 # the final SELECT says which candidates were stored.
-INGEST_SQL: Final = """
+INGEST_SQL = """
 WITH fresh AS (
     INSERT INTO dedupe_keys (source, dedupe_id, seen_at)
     SELECT k.source, k.dedupe_id, k.seen_at
@@ -54,10 +56,10 @@ WITH fresh AS (
         SELECT c.*
         FROM unnest(
             %b::text[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::text[], %b::text[],
-            %b::text[], %b::bytea[], %b::text[]
+            %b::text[], %b::bytea[], %b::text[], %b::int8[]
         ) WITH ORDINALITY AS c(
             api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload,
-            destination, ord
+            destination, match_keys, ord
         )
         WHERE c.dedupe_id IS NULL
            OR EXISTS (SELECT 1 FROM fresh f WHERE f.source = c.source AND f.dedupe_id = c.dedupe_id)
@@ -73,9 +75,13 @@ WITH fresh AS (
 ), outbox_in AS (
     INSERT INTO outbox (event_id, destination, queued_at, next_attempt_at)
     SELECT id, destination, received_at, received_at FROM stored WHERE destination IS NOT NULL
-)
+)"""
+INGEST_SQL += (
+    QUALITY_CTE
+    + """
 SELECT ord FROM stored
 """
+)
 
 REQUESTS_SQL: Final = """
 INSERT INTO requests (
@@ -131,11 +137,12 @@ class IngestJob(Job):
 
 
 class RecordJob(Job):
-    __slots__ = ("row",)
+    __slots__ = ("bodies", "keys", "row")
 
-    def __init__(self, future: asyncio.Future[Any], row: tuple[Any, ...]) -> None:
+    def __init__(self, future: asyncio.Future[Any], record: RequestRecord) -> None:
         super().__init__(future)
-        self.row = row
+        self.row = request_row(record)
+        self.bodies, self.keys = record_extras([record])
 
 
 class ProbeJob(Job):
@@ -152,14 +159,16 @@ class Group:
         self.probes = [j for j in jobs if isinstance(j, ProbeJob)]
         self.duplicates: list[list[int]] = [[] for _ in self.ingests]
         self.owners: list[tuple[int, int]] = []  # candidate (ord - 1) -> (ingest index, position)
+        self.quality: dict[QualityKey, list[int]] = {}  # the received counts of the rollups
         self.ingest_params = self._ingest_params() if self.ingests else None
 
     def _ingest_params(self) -> list[list[Any]]:
         keys: list[tuple[str, str, int]] = []
         seen: set[tuple[str, str]] = set()
-        cols: list[list[Any]] = [[] for _ in range(10)]
-        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload, dest = cols
+        cols: list[list[Any]] = [[] for _ in range(11)]
+        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload, dest, match = cols
         for j, job in enumerate(self.ingests):
+            quality_counts(self.quality, job.events, (), job.received_at_ms)
             for position, e in enumerate(job.events):
                 src, key_id = pg_text(e.source) or "", pg_text(e.dedupe_id)
                 if key_id is not None:
@@ -179,12 +188,19 @@ class Group:
                 request_id.append(job.request_id)
                 payload.append(e.payload)
                 dest.append(pg_text(e.destination))
+                match.append(e.match_keys)
                 self.owners.append((j, position))
         keys.sort()  # one lock order for every node: no deadlock between groups
         return [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *cols]
 
     def records_params(self) -> list[list[Any]]:
         return [list(column) for column in zip(*(job.row for job in self.records), strict=True)]
+
+    def extras_params(self) -> tuple[list[list[Any]] | None, list[list[Any]] | None]:
+        """BODIES_SQL's and KEYS_SQL's parameters, None where there is nothing to write."""
+        bodies = [b for job in self.records for b in job.bodies]
+        keys = [(pg_text(a), pg_text(b), c, d) for job in self.records for a, b, c, d in job.keys]
+        return _columns(bodies, 3), _columns(keys, 4)
 
     def ingest_results(self, stored_ords: list[int]) -> list[IngestResult]:
         stored = [0] * len(self.ingests)
@@ -197,3 +213,7 @@ class Group:
         return [
             IngestResult(stored=n, duplicates=sorted(dups)) for n, dups in zip(stored, self.duplicates, strict=True)
         ]
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]] | None:
+    return [[row[i] for row in rows] for i in range(width)] if rows else None

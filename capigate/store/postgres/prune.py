@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import PruneResult, Retention, cutoff_ms
+from capigate.store.postgres.inspector import prune_inspector
 
 __all__ = ["CHUNK", "prune"]
 
@@ -81,6 +82,7 @@ async def prune(conn: Connection, now_ms: int, retention: Retention) -> PruneRes
             "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET %s)",
             (max(0, retention.journal_max_rows),),
         )
+        await prune_inspector(conn, journal_before, cutoff_ms(now_ms, retention.event_days))
     result = PruneResult(dedupe_keys=keys.rowcount, requests=old.rowcount + over.rowcount, events=0)
     before = cutoff_ms(now_ms, retention.event_days)
     if before > 0:  # 0: kept for ever

@@ -10,9 +10,10 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
+from capigate.store.inspector import request_clauses
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.postgres.schema import pg_text
-from capigate.store.sql import REQUEST_COLUMNS, clamp, event_columns, where
+from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 
 __all__ = ["events_sql", "query_stats", "requests_sql", "stats_sql"]
 
@@ -25,13 +26,17 @@ _OUTBOX_JOIN: Final = " LEFT JOIN outbox o ON o.event_id = e.id"
 def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
     """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it). An event with an
     outbox row reports the row's state (pending, delivered, dead) as its status."""
-    equal = [("e.source", query.source), ("e.name", query.name), ("e.test_tag", query.test_tag)]
+    equal: list[tuple[str, str | int | None]] = [
+        ("e.source", query.source), ("e.name", query.name), ("e.test_tag", query.test_tag),
+    ]  # fmt: skip
     join = _OUTBOX_JOIN
     if query.status in RELAY_STATES:
         # Written out, not bound: the partial indexes serve only a literal that matches.
         join = f" JOIN outbox o ON o.event_id = e.id AND o.state = '{query.status}'"
     else:
         equal.append(("e.status", query.status))
+    if query.request is not None:  # its received_at finds its events through an index
+        equal += [("e.received_at", query.request[1]), ("e.request_id", query.request[0])]
     where_sql, params = where(_text(equal), query.since_ms, query.until_ms, query.cursor, mark="%s", table="e")
     sql = f"SELECT {_EVENT_COLUMNS} FROM events e{join}{where_sql} ORDER BY e.id DESC LIMIT %s"
     return sql, [*params, clamp(query.limit) + 1]
@@ -39,8 +44,15 @@ def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
 
 def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
     """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
-    equal = [("source", query.source), ("api", query.api), ("status", query.status)]
+    equal = [
+        ("source", query.source), ("api", query.api), ("status", query.status),
+        ("client_ip", query.client_ip), ("test_tag", query.test_tag),
+    ]  # fmt: skip
     where_sql, params = where(_text(equal), query.since_ms, query.until_ms, query.cursor, mark="%s")
+    clauses, values = request_clauses(query, mark="%s")
+    for clause in clauses:
+        where_sql = also(where_sql, clause)
+    params += [pg_text(v) if isinstance(v, str) else v for v in values]
     sql = f"SELECT {REQUEST_COLUMNS} FROM requests{where_sql} ORDER BY id DESC LIMIT %s"
     return sql, [*params, clamp(query.limit) + 1]
 

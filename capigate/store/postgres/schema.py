@@ -19,6 +19,7 @@ from psycopg.rows import TupleRow
 
 from capigate.errors import StoreError
 from capigate.store.postgres import sessions
+from capigate.store.postgres.inspector import INSPECTOR_MIGRATION
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "apply_pending", "pending", "pg_text", "read_version"]
 
@@ -133,6 +134,7 @@ MIGRATIONS: Final = (
         ),
     ),
     Migration(2, "the inspector's login sessions", sessions.SCHEMA),
+    Migration(3, "refused request bodies, the keys requests are found by, the match-key rollups", INSPECTOR_MIGRATION),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

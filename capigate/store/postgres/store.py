@@ -43,6 +43,7 @@ from capigate.store.base import (
     IngestResult,
     OutboxDepth,
     PruneResult,
+    QualityRow,
     RequestQuery,
     RequestRecord,
     RequestView,
@@ -52,8 +53,8 @@ from capigate.store.base import (
     StoredEvent,
     WriterStats,
 )
-from capigate.store.postgres import outbox, prune, schema, sessions
-from capigate.store.postgres.ingest import IngestJob, ProbeJob, RecordJob, check_payloads, request_row
+from capigate.store.postgres import inspector, outbox, prune, schema, sessions
+from capigate.store.postgres.ingest import IngestJob, ProbeJob, RecordJob, check_payloads
 from capigate.store.postgres.queries import events_sql, query_stats, requests_sql
 from capigate.store.postgres.writer import Writer
 from capigate.store.sql import page, request_view, store_error, stored_event
@@ -248,7 +249,7 @@ class PostgresStore:
 
     async def record_requests(self, records: Sequence[RequestRecord]) -> None:
         # The writer groups these jobs into one pipelined transaction already.
-        await asyncio.gather(*(self._writer.submit(RecordJob(self._writer.future(), request_row(r))) for r in records))
+        await asyncio.gather(*(self._writer.submit(RecordJob(self._writer.future(), r)) for r in records))
 
     async def check_writable(self) -> None:
         await self._writer.submit(ProbeJob(self._writer.future()))
@@ -324,3 +325,9 @@ class PostgresStore:
         if bucket_ms < 1:
             raise ValueError("bucket_ms must be at least 1")
         return await self._with_conn(lambda c: query_stats(c, source, since_ms, until_ms, bucket_ms))
+
+    async def query_request(self, request_id: str) -> tuple[RequestView, bytes | None, list[tuple[str, str]]] | None:
+        return await self._with_conn(lambda c: inspector.query_request(c, request_id))
+
+    async def query_quality(self, source: str | None, *, since_ms: int, until_ms: int) -> list[QualityRow]:
+        return await self._with_conn(lambda c: inspector.query_quality(c, source, since_ms, until_ms))

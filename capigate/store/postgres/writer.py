@@ -25,6 +25,7 @@ from psycopg.rows import TupleRow
 from capigate.errors import StoreError
 from capigate.store.base import WriterStats
 from capigate.store.postgres.ingest import INGEST_SQL, PROBE_SQL, REQUESTS_SQL, Group, IngestJob, Job
+from capigate.store.postgres.inspector import ADD_QUALITY_SQL, BODIES_SQL, KEYS_SQL, new_shard, quality_columns
 from capigate.store.sql import store_error
 
 __all__ = ["Writer"]
@@ -57,6 +58,7 @@ class Writer:
         self._queued = 0  # rows in the queue
         self._accepting = False
         self.stats = WriterStats()
+        self._shards: dict[int, int] = {}  # connection -> its shard of the rollups (inspector.py)
 
     async def start(self) -> None:
         conns = []
@@ -194,11 +196,20 @@ class Writer:
 
     async def _run(self, conn: Connection, group: Group) -> list[Any]:
         ingest = conn.cursor()
+        shard = self._shards.setdefault(id(conn), new_shard())
         async with conn.pipeline(), conn.transaction():
+            if group.quality:  # first: it locks every rollup row that the ingest adds to
+                for sql, params in zip(ADD_QUALITY_SQL, quality_columns(group.quality, shard), strict=True):
+                    await conn.execute(sql, params)
             if group.ingest_params is not None:
-                await ingest.execute(INGEST_SQL, group.ingest_params)
+                await ingest.execute(INGEST_SQL, [*group.ingest_params, shard, shard])
             if group.records:
                 await conn.execute(REQUESTS_SQL, group.records_params())
+                bodies, keys = group.extras_params()
+                if bodies is not None:
+                    await conn.execute(BODIES_SQL, bodies)
+                if keys is not None:
+                    await conn.execute(KEYS_SQL, keys)
             if group.probes:
                 await conn.execute(PROBE_SQL, (self._node, time.time_ns() // 1_000_000))
         results: dict[int, Any] = {}

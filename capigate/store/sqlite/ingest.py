@@ -13,8 +13,10 @@ import msgspec
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
+from capigate.store.inspector import QualityKey, quality_counts
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import outbox
+from capigate.store.sqlite.inspector import add_extras, add_quality
 
 __all__ = ["Batch", "ingest", "minute_row", "probe", "record_requests", "request_row"]
 
@@ -77,9 +79,11 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     rows: list[Any] = []
     runs: list[Any] = []
     results: list[IngestResult] = []
+    quality: dict[QualityKey, list[int]] = {}
     next_id = first_id
     for batch in batches:
         fresh, duplicates = _split_duplicates(batch.events, seen)
+        quality_counts(quality, batch.events, duplicates, batch.received_at_ms)
         keys += _key_values(fresh, next_id, batch.received_at_ms)
         rows += _event_values(fresh, batch.request_id, batch.received_at_ms)
         runs += [v for run in outbox.outbox_rows(fresh, next_id, batch.received_at_ms) for v in run]
@@ -90,6 +94,7 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     if next_id > first_id and cur.lastrowid != next_id - 1:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
     _insert_rows(cur, _OUTBOX, runs)
+    add_quality(cur, quality)
     return results
 
 
@@ -181,9 +186,16 @@ def _key_values(fresh: list[tuple[int, NewEvent]], first_id: int, received_at_ms
     return values
 
 
-def record_requests(cur: sqlite3.Cursor, rows: list[tuple[Any, ...]], minutes: list[tuple[Any, ...]]) -> None:
+def record_requests(
+    cur: sqlite3.Cursor,
+    rows: list[tuple[Any, ...]],
+    minutes: list[tuple[Any, ...]],
+    extras: tuple[list[tuple[str, int, bytes]], list[tuple[str, str, str, int]]] = ([], []),
+) -> None:
+    """Journal entries with their per-minute totals, and what the inspector keeps beside them."""
     cur.executemany(_INSERT_REQUEST, rows)
     cur.executemany(_ADD_MINUTE, minutes)
+    add_extras(cur, *extras)
 
 
 _ADD_MINUTE: Final = (

@@ -28,6 +28,7 @@ from typing import Final
 
 from capigate.store.base import PruneResult, Retention, cutoff_ms
 from capigate.store.sqlite.ingest import MINUTE_MS
+from capigate.store.sqlite.inspector import prune_inspector
 from capigate.store.sqlite.outbox import in_chunks
 
 __all__ = [
@@ -81,6 +82,7 @@ def prune_keys_and_journal(cur: sqlite3.Cursor, now_ms: int, retention: Retentio
         "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
         (max(0, retention.journal_max_rows),),
     ).rowcount
+    prune_inspector(cur, journal_before, cutoff_ms(now_ms, retention.event_days))
     return PruneResult(dedupe_keys=keys, requests=old + over, events=0)
 
 

@@ -13,6 +13,7 @@ from typing import Any, Final, TypeVar
 
 from capigate.errors import StoreError
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
+from capigate.store.inspector import request_clauses
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 from capigate.store.sqlite import outbox
@@ -104,14 +105,27 @@ def _relay_state_sql(query: EventQuery) -> tuple[str, list[Any]]:
 
 def _where(query: EventQuery) -> tuple[str, list[Any]]:
     equal = (("events.source", query.source), ("events.name", query.name), ("events.test_tag", query.test_tag))
-    return where(equal, query.since_ms, query.until_ms, query.cursor, mark="?", table="events")
+    where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?", table="events")
+    if query.request is not None:  # its received_at finds its events through an index
+        where_sql = also(where_sql, "events.received_at = ? AND events.request_id = ?")
+        params += [query.request[1], query.request[0]]
+    return where_sql, params
 
 
 def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
     """The SELECT that ``query_requests`` runs (exposed so tests can EXPLAIN it)."""
-    equal = (("source", query.source), ("api", query.api), ("status", query.status))
+    equal = (
+        ("source", query.source), ("api", query.api), ("status", query.status),
+        ("client_ip", query.client_ip), ("test_tag", query.test_tag),
+    )  # fmt: skip
     where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?")
-    hint = _since_hint("requests", query.since_ms, query.source, query.status)
+    clauses, values = request_clauses(query, mark="?")
+    for clause in clauses:
+        where_sql = also(where_sql, clause)
+    params += values
+    hint = _since_hint(
+        "requests", query.since_ms, query.source, query.status, query.client_ip, query.test_tag, query.keys or None
+    )
     sql = f"SELECT {REQUEST_COLUMNS} FROM requests{hint}{where_sql} ORDER BY id DESC LIMIT ?"
     return sql, [*params, clamp(query.limit) + 1]
 

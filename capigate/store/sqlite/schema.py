@@ -15,6 +15,7 @@ from typing import Final
 
 from capigate.errors import StoreError
 from capigate.store.sqlite import sessions
+from capigate.store.sqlite.inspector import INSPECTOR_SCHEMA
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -25,7 +26,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The relay outbox (outbox.py), added in version 2.
@@ -139,6 +140,7 @@ _SCHEMA: Final = (
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: OUTBOX_SCHEMA,
     3: ("DROP INDEX IF EXISTS events_status_id",),  # _SCHEMA has made events_stored
+    4: INSPECTOR_SCHEMA,  # capigate/store/sqlite/inspector.py
 }
 
 

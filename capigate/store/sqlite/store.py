@@ -20,6 +20,7 @@ from capigate.store.base import (
     IngestResult,
     OutboxDepth,
     PruneResult,
+    QualityRow,
     RequestQuery,
     RequestRecord,
     RequestView,
@@ -30,8 +31,9 @@ from capigate.store.base import (
     WriterStats,
     cutoff_ms,
 )
+from capigate.store.inspector import record_extras
 from capigate.store.sql import page, request_view, stored_event
-from capigate.store.sqlite import outbox, sessions
+from capigate.store.sqlite import inspector, outbox, sessions
 from capigate.store.sqlite import prune as pruning
 from capigate.store.sqlite.checkpoint import Checkpointer
 from capigate.store.sqlite.ingest import Batch, ingest, minute_row, probe, record_requests, request_row
@@ -123,7 +125,8 @@ class SQLiteStore:
     async def record_requests(self, records: Sequence[RequestRecord]) -> None:
         rows = [request_row(r) for r in records]
         minutes = [minute_row(r) for r in records]
-        await self._writer.submit(lambda cur: record_requests(cur, rows, minutes))
+        extras = record_extras(records)
+        await self._writer.submit(lambda cur: record_requests(cur, rows, minutes, extras))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """The dedupe keys and the journal in one job, then the events and the attempts a
@@ -174,6 +177,12 @@ class SQLiteStore:
         if bucket_ms < 1:
             raise ValueError("bucket_ms must be at least 1")
         return await self._readers.run(lambda conn: query_stats(conn, source, since_ms, until_ms, bucket_ms))
+
+    async def query_request(self, request_id: str) -> tuple[RequestView, bytes | None, list[tuple[str, str]]] | None:
+        return await self._readers.run(lambda conn: inspector.query_request(conn, request_id))
+
+    async def query_quality(self, source: str | None, *, since_ms: int, until_ms: int) -> list[QualityRow]:
+        return await self._readers.run(lambda conn: inspector.query_quality(conn, source, since_ms, until_ms))
 
     # --- relay outbox (outbox.py) ---------------------------------------------------
 

@@ -1,0 +1,267 @@
+"""What the gateway keeps of a request for the inspector: how each accepted event's match
+keys arrived (capigate/matchkeys.py), the keys a request can be found by (event names, dedupe
+ids, transaction ids), and a refused request's body.
+
+The match keys are read from the body as sent (hashing hides whether an email came plain),
+through a decoder that picks the few fields it needs and skips the rest.
+
+A refused body is kept with its personal data treated as ingest treats it, by the rules' own
+functions: emails and phone numbers hashed as ``capigate.identity`` hashes them (AppsFlyer's
+``*_hashed`` fields by its rules' hashers), personal data under keys a schema does not define
+dropped by ``capigate.personal`` (Axon's unknown keys by ``capigate.axon.personal``), and no
+string holding an email address left anywhere (``without_emails``). What cannot be hashed, an
+invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place, so that a
+problem's path still points at something. The body is capped at ``MAX_KEPT_BYTES``; a body
+that is not JSON cannot be checked, and is not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from capigate.appsflyer.fields import _HASHERS as APPSFLYER_HASHERS
+from capigate.axon.personal import without_personal_unknowns
+from capigate.checking import Report
+from capigate.identity import (
+    InvalidIdentifier,
+    contains_email,
+    hash_email,
+    hash_phone,
+    hash_phone_e164,
+    is_sha256_hex,
+)
+from capigate.matchkeys import appsflyer_match_keys, axon_match_keys
+from capigate.personal import TooDeep, without_emails, without_personal
+from capigate.store.base import NewEvent
+
+__all__ = ["DROPPED", "MAX_KEPT_BYTES", "note_accepted", "request_keys", "retained"]
+
+MAX_KEPT_BYTES: Final = 65_536
+MAX_KEYS: Final = 300  # a batch of 100 events: a name, a dedupe id, a transaction id each
+MAX_KEY_CHARS: Final = 200
+DROPPED: Final = "<dropped: personal data>"
+_SEND_HASHED: Final = "send personal data hashed"
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+_HASHERS: Final[dict[str, Callable[[str], str]]] = {
+    **{key: hasher for key, (hasher, _) in APPSFLYER_HASHERS.items()},
+    "phone_number_hashed": hash_phone,
+    "phone_number_e164_hashed": hash_phone_e164,
+}
+_AXON_HASHERS: Final[dict[str, Callable[[str], str]]] = {"email": hash_email, "phone": hash_phone}
+
+
+class _AxonData(msgspec.Struct):
+    transaction_id: Any = None
+
+
+class _AxonEvent(msgspec.Struct):
+    """What the inspector reads of an accepted Axon event; the decoder skips everything else."""
+
+    name: Any = None
+    dedupe_id: Any = None
+    user_data: dict[str, Any] | None = None
+    data: _AxonData | None = None
+
+
+class _AxonBatch(msgspec.Struct):
+    events: list[_AxonEvent]
+
+
+_decode_axon = msgspec.json.Decoder(_AxonBatch | list[_AxonEvent]).decode
+_decode_axon_event = msgspec.json.Decoder(_AxonEvent).decode
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def note_accepted(body: bytes | None, events: Sequence[NewEvent], hashed_here: set[str]) -> list[tuple[str, str]]:
+    """Sets the match keys of the accepted ``events`` of ``body`` (all of its events, in its
+    order); returns the keys the request can be found by. ``hashed_here``: the AppsFlyer
+    fields the rules hashed (their ``plain_pii_hashed`` warnings)."""
+    if body is None or not events:
+        return []
+    try:
+        if events[0].api == "axon":
+            return _note_axon(body, events)
+        return _note_appsflyer(body, events[0], hashed_here)
+    except (msgspec.DecodeError, ValueError):  # the rules took what this cannot read: no notes
+        return []
+
+
+def _note_axon(body: bytes, events: Sequence[NewEvent]) -> list[tuple[str, str]]:
+    decoded = _decode_axon(body)
+    sent = decoded.events if isinstance(decoded, _AxonBatch) else decoded
+    if len(sent) != len(events):
+        return []
+    found: dict[tuple[str, str], None] = {}
+    for raw, event in zip(sent, events, strict=True):
+        event.match_keys = axon_match_keys({"dedupe_id": raw.dedupe_id, "user_data": raw.user_data})
+        _add(found, "name", event.name)
+        _add(found, "dedupe_id", event.dedupe_id)
+        stored = _decode_axon_event(event.payload)  # as stored: the rules have treated it
+        if stored.data is not None:
+            _add(found, "transaction_id", stored.data.transaction_id)
+    return list(found)
+
+
+def _note_appsflyer(body: bytes, event: NewEvent, hashed_here: set[str]) -> list[tuple[str, str]]:
+    event.match_keys = appsflyer_match_keys(_decode_object(body), hashed_here, event.dedupe_id is not None)
+    keys = request_keys("appsflyer", _decode_object(event.payload))  # as stored: the rules have treated it
+    if event.dedupe_id is not None:
+        keys.append(("dedupe_id", event.dedupe_id[:MAX_KEY_CHARS]))
+    return [(kind, value) for kind, value in keys if not contains_email(value)]
+
+
+def _add(found: dict[tuple[str, str], None], kind: str, value: Any) -> None:
+    """Adds a key, but never one holding an email address (an id it should not be)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and value.strip() and len(found) < MAX_KEYS and not contains_email(value):
+        found[kind, value.strip()[:MAX_KEY_CHARS]] = None
+
+
+def request_keys(api: str, body: Any) -> list[tuple[str, str]]:
+    """(kind, value) pairs, each once: "name", "dedupe_id" and "transaction_id" (Axon's
+    ``data.transaction_id``, AppsFlyer's ``eventValue.af_order_id``)."""
+    found: dict[tuple[str, str], None] = {}
+    if api == "axon":
+        events = body.get("events") if isinstance(body, dict) else body
+        for event in events if isinstance(events, list) else []:
+            if isinstance(event, dict):
+                _add(found, "name", event.get("name"))
+                _add(found, "dedupe_id", event.get("dedupe_id"))
+                data = event.get("data")
+                if isinstance(data, dict):
+                    _add(found, "transaction_id", data.get("transaction_id"))
+    elif isinstance(body, dict):
+        _add(found, "name", body.get("eventName"))
+        value = _parsed(body.get("eventValue"))
+        if isinstance(value, dict):
+            _add(found, "transaction_id", value.get("af_order_id"))
+    return list(found)
+
+
+def _parsed(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return _decode(value)
+        except msgspec.DecodeError:
+            return value
+    return value
+
+
+def retained(api: str, body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """The body of a refused request as the journal keeps it, and the keys it is found by."""
+    try:
+        decoded = _decode(body)
+        treated = _treat_axon(decoded) if api == "axon" else _treat_appsflyer(decoded)
+    except (msgspec.DecodeError, TooDeep, RecursionError):
+        note = f"<the body ({len(body)} bytes) is not JSON that can be checked for personal data: not kept>"
+        return _encode(note), []
+    kept = _encode(treated)
+    if len(kept) > MAX_KEPT_BYTES:
+        note = f"<the body is {len(kept)} bytes once treated; only the first {MAX_KEPT_BYTES} are kept>\n"
+        kept = note.encode() + kept[:MAX_KEPT_BYTES]
+    return kept, request_keys(api, treated)
+
+
+def _treat_axon(decoded: Any) -> Any:
+    events = decoded.get("events") if isinstance(decoded, dict) else decoded
+    if isinstance(events, list):
+        treated = [
+            _treat_axon_event(e, f"events[{i}]" if isinstance(decoded, dict) else f"[{i}]")
+            for i, e in enumerate(events)
+        ]
+        decoded = {**decoded, "events": treated} if isinstance(decoded, dict) else treated
+    return _without_emails(decoded)
+
+
+def _treat_axon_event(event: Any, path: str) -> Any:
+    if not isinstance(event, dict):
+        return event
+    report = Report()
+    event = without_personal_unknowns(event, path, report)
+    _mark_dropped(event, report, prefix=path)
+    user = event.get("user_data")
+    if isinstance(user, dict):
+        event = {**event, "user_data": _hashed(user, _AXON_HASHERS)}
+    return event
+
+
+def _treat_appsflyer(decoded: Any) -> Any:
+    if not isinstance(decoded, dict):
+        return _without_emails(decoded)
+    out = _hashed(decoded, _HASHERS)
+    for key in ("eventValue", "custom_data"):
+        if key in out:
+            out[key] = _parsed(out[key])
+    report = Report()
+    out = without_personal(out, "", report, _SEND_HASHED)
+    _mark_dropped(out, report)
+    return _without_emails(out)
+
+
+def _hashed(fields: dict[str, Any], hashers: dict[str, Callable[[str], str]]) -> dict[str, Any]:
+    """``fields`` with each hashed field's value hashed as the rules hash it, or DROPPED."""
+    out = dict(fields)
+    for key, hasher in hashers.items():
+        value = out.get(key)
+        if value is None:
+            continue
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            out[key] = text.lower() if is_sha256_hex(text) else hasher(value) if text else DROPPED
+        except InvalidIdentifier:
+            out[key] = DROPPED
+    return out
+
+
+def _without_emails(value: Any) -> Any:
+    """The last guards: no key named like personal data or holding an email address (unless
+    its value is a digest), and no string holding an email address, anywhere."""
+    report = Report()
+    kept = without_personal(value, "", report, _SEND_HASHED)
+    _mark_dropped(kept, report)
+    report = Report()
+    kept = without_emails(kept, "", report, _SEND_HASHED)
+    _mark_dropped(kept, report)
+    return kept
+
+
+def _mark_dropped(root: Any, report: Report, prefix: str = "") -> None:
+    """``DROPPED`` at each path where ``report`` says something was dropped (or replaced)."""
+    for warning in report.warnings + report.problems:
+        path = warning.path
+        if prefix and path.startswith(prefix):
+            path = path[len(prefix) :].lstrip(".")
+        _put(root, path, DROPPED)
+
+
+def _put(root: Any, path: str, value: Any) -> None:
+    """Sets ``value`` at ``path`` (``a.b[0].c``) where its parent exists; else nothing."""
+    parts = _split_path(path)
+    if not parts:
+        return
+    node = root
+    for part in parts[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    last = parts[-1]
+    if isinstance(node, dict) and isinstance(last, str):
+        node[last] = value
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = value
+
+
+def _split_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for dotted in path.split("."):
+        name, *indexes = dotted.split("[")
+        if name:
+            parts.append(name)
+        parts += [int(i.rstrip("]")) for i in indexes if i.rstrip("]").isdigit()]
+    return parts

@@ -1,0 +1,101 @@
+"""Match keys: the identifiers an upstream matches a conversion to a user with, and how each
+arrived in an accepted event, packed in one integer per event (``NewEvent.match_keys``).
+
+Each key takes two bits, at twice its position in its API's list:
+
+    0  missing
+    1  sent (an identifier that is never hashed: a click id, a device id, an IP and UA)
+    2  sent plain and hashed here (email, phone)
+    3  sent already hashed (a SHA-256 hex digest)
+
+and ``DEDUPE_BIT`` says the event carried a ``dedupe_id``. The rollup of these integers per
+source, event name and hour is what ``GET /api/quality`` reads (capigate/inspector/quality.py);
+the rules that turn it into a verdict are written down in docs/quality.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from capigate.identity import is_sha256_hex
+
+__all__ = [
+    "APPSFLYER_KEYS",
+    "ARRIVALS",
+    "AXON_KEYS",
+    "DEDUPE_BIT",
+    "Arrival",
+    "appsflyer_match_keys",
+    "arrival",
+    "axon_match_keys",
+    "keys_of",
+]
+
+Arrival = Literal["missing", "sent", "hashed_here", "already_hashed"]
+ARRIVALS: Final[tuple[Arrival, ...]] = ("missing", "sent", "hashed_here", "already_hashed")
+_SENT, _HASHED_HERE, _ALREADY_HASHED = 1, 2, 3
+
+# Axon: user_data fields; "ip_ua" is client_ip_address and client_user_agent together.
+AXON_KEYS: Final = ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone", "ifa", "idfv", "ip_ua")
+# AppsFlyer: top-level fields; "email" is email_hashed, "phone" either phone_number_*_hashed.
+APPSFLYER_KEYS: Final = (
+    "appsflyer_id", "customer_user_id", "idfa", "advertising_id", "oaid", "amazon_aid", "idfv", "email", "phone", "ip",
+)  # fmt: skip
+_AXON_HASHED: Final = {"email": ("email",), "phone": ("phone",)}
+_APPSFLYER_HASHED: Final = {
+    "email": ("email_hashed",),
+    "phone": ("phone_number_hashed", "phone_number_e164_hashed"),
+}
+_ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"  # a device id the user withheld: no match
+DEDUPE_BIT: Final = 1 << 40
+
+
+def keys_of(api: str) -> tuple[str, ...]:
+    return AXON_KEYS if api == "axon" else APPSFLYER_KEYS
+
+
+def arrival(mask: int, position: int) -> Arrival:
+    return ARRIVALS[(mask >> (2 * position)) & 3]
+
+
+def _hashable(value: Any) -> int:
+    if not isinstance(value, str) or not value.strip():
+        return 0
+    return _ALREADY_HASHED if is_sha256_hex(value.strip()) else _HASHED_HERE
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value != "" and value != _ZERO_UUID
+
+
+def axon_match_keys(event: dict[str, Any]) -> int:
+    """The match keys of one accepted Axon event, as sent (before its PII was hashed)."""
+    user = event.get("user_data")
+    mask = DEDUPE_BIT if event.get("dedupe_id") is not None else 0
+    if not isinstance(user, dict):
+        return mask
+    for position, key in enumerate(AXON_KEYS):
+        if key == "ip_ua":
+            found = _SENT if _given(user.get("client_ip_address")) and _given(user.get("client_user_agent")) else 0
+        elif key in _AXON_HASHED:
+            found = _hashable(user.get(key))
+        else:
+            found = _SENT if _given(user.get(key)) else 0
+        mask |= found << (2 * position)
+    return mask
+
+
+def appsflyer_match_keys(payload: dict[str, Any], hashed_here: set[str], has_dedupe_id: bool) -> int:
+    """The match keys of one accepted AppsFlyer event, from its stored payload (where every
+    ``*_hashed`` value is a digest) and the paths the rules hashed (``plain_pii_hashed``)."""
+    mask = DEDUPE_BIT if has_dedupe_id else 0
+    for position, key in enumerate(APPSFLYER_KEYS):
+        found = 0
+        for name in _APPSFLYER_HASHED.get(key, ()):
+            if _given(payload.get(name)):
+                found = _HASHED_HERE if name in hashed_here else _ALREADY_HASHED
+                break
+        else:
+            found = _SENT if key not in _APPSFLYER_HASHED and _given(payload.get(key)) else 0
+        mask |= found << (2 * position)
+    return mask

@@ -1,0 +1,117 @@
+"""What the inspector reads beyond the events and the journal, the part both backends share:
+refused bodies and the keys a request is found by (written with the journal entries, pruned
+with them), and the match-key rollups behind ``GET /api/quality`` (written in ingest's
+transaction, one row per hour, or per day, of each source, name and match-key integer: a
+month of traffic is a few thousand rows per combination in use, pruned with the events)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from capigate.events import NewEvent
+from capigate.store.base import RequestQuery, RequestRecord
+
+__all__ = [
+    "DAY_MS",
+    "HOUR_MS",
+    "QualityKey",
+    "by_day",
+    "quality_counts",
+    "quality_sql",
+    "record_extras",
+    "request_clauses",
+]
+
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 86_400_000
+QualityKey = tuple[int, str, str, str, int]  # (hour or day, source, name, api, match_keys)
+
+
+def record_extras(
+    records: Iterable[RequestRecord],
+) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str, str, int]]]:
+    """The body rows and key rows of journal entries (a JournalRecord has them)."""
+    bodies: list[tuple[str, int, bytes]] = []
+    keys: list[tuple[str, str, str, int]] = []
+    for r in records:
+        body = getattr(r, "body", None)
+        if body is not None:
+            bodies.append((r.request_id, r.received_at, body))
+        keys += [(kind, value, r.request_id, r.received_at) for kind, value in getattr(r, "keys", ())]
+    return bodies, keys
+
+
+def quality_counts(
+    counts: dict[QualityKey, list[int]], events: Sequence[NewEvent], duplicates: Sequence[int], received_at_ms: int
+) -> None:
+    """Adds one ingest's events (test events aside) to ``counts``: [stored, received] per
+    hourly key; the received that were not stored are the duplicates caught."""
+    hour = received_at_ms - received_at_ms % HOUR_MS
+    dup = set(duplicates)
+    for position, e in enumerate(events):
+        if e.test_tag is not None:
+            continue
+        key = (hour, e.source, e.name, e.api, e.match_keys)
+        found = counts.get(key)
+        if found is None:
+            found = counts[key] = [0, 0]
+        found[0] += position not in dup
+        found[1] += 1
+
+
+def by_day(counts: dict[QualityKey, list[int]]) -> dict[QualityKey, list[int]]:
+    """The hourly counts summed per day (keys start with the day instead of the hour)."""
+    days: dict[QualityKey, list[int]] = {}
+    for (hour, source, name, api, keys), (stored, received) in counts.items():
+        key = (hour - hour % DAY_MS, source, name, api, keys)
+        found = days.get(key)
+        if found is None:
+            days[key] = [stored, received]
+        else:
+            found[0] += stored
+            found[1] += received
+    return days
+
+
+def _quality_parts(since_ms: int, until_ms: int) -> list[tuple[str, str, int, int]]:
+    """(table, unit, from, to): the whole days of ``[since_ms, until_ms)`` from the daily
+    rollup, the hours before and after them from the hourly one."""
+    first_day = -(-since_ms // DAY_MS) * DAY_MS
+    last_day = until_ms - until_ms % DAY_MS
+    if first_day >= last_day:
+        return [("event_quality", "hour", since_ms, until_ms)]
+    parts = [("event_quality_days", "day", first_day, last_day)]
+    parts += [("event_quality", "hour", a, b) for a, b in ((since_ms, first_day), (last_day, until_ms)) if a < b]
+    return parts
+
+
+def quality_sql(source: str | None, since_ms: int, until_ms: int, *, mark: str) -> tuple[str, list[Any]]:
+    """The SELECT of ``query_quality``: rows of (api, source, name, match_keys, stored, duplicates)."""
+    by_source = f" AND source = {mark}" if source is not None else ""
+    parts = _quality_parts(since_ms, until_ms)
+    union = " UNION ALL ".join(
+        f"SELECT api, source, name, match_keys, events, received FROM {table} "
+        f"WHERE {unit} >= {mark} AND {unit} < {mark}{by_source}"
+        for table, unit, _, _ in parts
+    )
+    sql = (
+        "SELECT api, source, name, match_keys, sum(events), sum(received) - sum(events) "
+        f"FROM ({union}) AS q GROUP BY api, source, name, match_keys"
+    )
+    params = [v for _, _, a, b in parts for v in (a, b, *([source] if source is not None else []))]
+    return sql, params
+
+
+def request_clauses(query: RequestQuery, *, mark: str) -> tuple[list[str], list[Any]]:
+    """The conditions of ``GET /api/requests``'s own filters beyond ``sql.where``'s: a status
+    class, and one ``request_id IN (…)`` per key (name, dedupe_id, transaction_id)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.status_class is not None:
+        clauses.append(f"status >= {mark} AND status < {mark}")
+        params += [query.status_class * 100, query.status_class * 100 + 100]
+    for kind, value in query.keys:
+        clauses.append(f"request_id IN (SELECT request_id FROM request_keys WHERE kind = {mark} AND value = {mark})")
+        params += [kind, value]
+    return clauses, params

@@ -1,0 +1,115 @@
+"""What the inspector reads beyond the events and the journal, on SQLite: the tables of
+capigate/store/inspector.py (refused bodies, request keys, the hourly and daily match-key
+rollups), their writes and their reads."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+from capigate.store.base import QualityRow, RequestView
+from capigate.store.inspector import DAY_MS, HOUR_MS, QualityKey, by_day, quality_sql
+from capigate.store.sql import REQUEST_COLUMNS, request_view
+
+__all__ = ["INSPECTOR_SCHEMA", "add_extras", "add_quality", "prune_inspector", "query_quality", "query_request"]
+
+
+INSPECTOR_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS request_bodies (
+        request_id TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        body BLOB NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS request_bodies_received_at ON request_bodies (received_at)",
+    """CREATE TABLE IF NOT EXISTS request_keys (
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, value, request_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS request_keys_received_at ON request_keys (received_at)",
+    "CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id)",
+    "CREATE INDEX IF NOT EXISTS requests_client_ip_id ON requests (client_ip, id)",
+    "CREATE INDEX IF NOT EXISTS requests_test_tag_id ON requests (test_tag, id) WHERE test_tag IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS event_quality (
+        hour INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL,
+        api TEXT NOT NULL,
+        match_keys INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        PRIMARY KEY (hour, source, name, api, match_keys)
+    ) WITHOUT ROWID""",
+    # The same per day: a week is read in 7 rows per combination, not 168.
+    """CREATE TABLE IF NOT EXISTS event_quality_days (
+        day INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL,
+        api TEXT NOT NULL,
+        match_keys INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        PRIMARY KEY (day, source, name, api, match_keys)
+    ) WITHOUT ROWID""",
+)
+
+_INSERT_BODY: Final = "INSERT OR REPLACE INTO request_bodies (request_id, received_at, body) VALUES (?, ?, ?)"
+_INSERT_KEY: Final = "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES (?, ?, ?, ?)"
+_ADD_QUALITY: Final = tuple(
+    f"INSERT INTO {table} ({unit}, source, name, api, match_keys, events, received) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT ({unit}, source, name, api, match_keys) DO UPDATE SET events = events + excluded.events, "
+    "received = received + excluded.received"
+    for table, unit in (("event_quality", "hour"), ("event_quality_days", "day"))
+)
+
+
+def add_extras(
+    cur: sqlite3.Cursor, bodies: list[tuple[str, int, bytes]], keys: list[tuple[str, str, str, int]]
+) -> None:
+    if bodies:
+        cur.executemany(_INSERT_BODY, bodies)
+    if keys:
+        cur.executemany(_INSERT_KEY, keys)
+
+
+def add_quality(cur: sqlite3.Cursor, counts: dict[QualityKey, list[int]]) -> None:
+    if counts:
+        for sql, rows in zip(_ADD_QUALITY, (counts, by_day(counts)), strict=True):
+            cur.executemany(sql, [(*key, n[0], n[1]) for key, n in rows.items()])
+
+
+def prune_inspector(cur: sqlite3.Cursor, journal_before: int, events_before: int) -> None:
+    """Bodies and keys go with their journal entries (by age, and by the row cap: older than
+    the oldest entry kept); the rollup's hours with the events."""
+    (oldest,) = cur.execute("SELECT min(received_at) FROM requests").fetchone()
+    before = journal_before if oldest is None else max(journal_before, oldest)
+    cur.execute("DELETE FROM request_bodies WHERE received_at < ?", (before,))
+    cur.execute("DELETE FROM request_keys WHERE received_at < ?", (before,))
+    if events_before:
+        cur.execute("DELETE FROM event_quality WHERE hour < ?", (events_before - events_before % HOUR_MS,))
+        cur.execute("DELETE FROM event_quality_days WHERE day < ?", (events_before - events_before % DAY_MS,))
+
+
+def query_request(
+    conn: sqlite3.Connection, request_id: str
+) -> tuple[RequestView, bytes | None, list[tuple[str, str]]] | None:
+    row = conn.execute(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+    if row is None:
+        return None
+    return request_view(row), *_request_extras(conn, request_id)
+
+
+def _request_extras(conn: sqlite3.Connection, request_id: str) -> tuple[bytes | None, list[tuple[str, str]]]:
+    row = conn.execute("SELECT body FROM request_bodies WHERE request_id = ?", (request_id,)).fetchone()
+    keys = conn.execute("SELECT kind, value FROM request_keys WHERE request_id = ?", (request_id,)).fetchall()
+    return (bytes(row[0]) if row else None), [(k, v) for k, v in keys]
+
+
+def query_quality(conn: sqlite3.Connection, source: str | None, since_ms: int, until_ms: int) -> list[QualityRow]:
+    sql, params = quality_sql(source, since_ms, until_ms, mark="?")
+    return [
+        QualityRow(api=a, source=s, name=n, match_keys=m, events=e, duplicates=d)
+        for a, s, n, m, e, d in conn.execute(sql, params)
+    ]

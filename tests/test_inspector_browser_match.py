@@ -1,0 +1,253 @@
+"""The inspector's answers to "why was my purchase refused, and will it match?", driven in a
+real headless Chromium: find a refused purchase by transaction id and see its body with the
+failing path marked; follow the links between a request and its events; watch a pending
+event's attempts and a replay settle live; read the coverage panel; use it from 360 px up."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.conftest import ADMIN, Server, make_server
+from tests.helpers import batch, purchase
+from tests.test_inspector_browser import browser, logged_in, playwright  # noqa: F401  (fixtures)
+from tests.upstream import Reply, Upstream
+
+HEX = hashlib.sha256(b"already hashed").hexdigest()
+
+
+def config(upstream: str) -> str:
+    return f"""
+[server]
+admin_token = "{ADMIN}"
+
+[[axon.pixels]]
+pixel_id = "px_shop"
+api_key = "key-shop"
+profile = "standard"
+
+[[axon.pixels]]
+pixel_id = "px_match"
+api_key = "key-match"
+profile = "standard"
+
+[[axon.pixels]]
+pixel_id = "px_relay"
+api_key = "key-relay"
+profile = "standard"
+relay = {{ url = "{upstream}", api_key = "up", backoff_base_s = 0.3, backoff_max_s = 0.6, poll_interval_s = 0.2, max_attempts = 1000 }}
+
+[[axon.pixels]]
+pixel_id = "px_dead"
+api_key = "key-dead"
+profile = "standard"
+relay = {{ url = "{upstream}", api_key = "up", max_attempts = 1, poll_interval_s = 0.2 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Server]:
+    srv = make_server(tmp_path_factory.mktemp("inspector-match"), config(upstream.url))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, gateway: Server) -> Iterator[Page]:  # noqa: F811
+    context = browser.new_context(base_url=gateway.url, viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], f"the page's script failed: {errors}"
+
+
+def post(gateway: Server, pixel: str, *events: dict[str, Any], **headers: str) -> httpx.Response:
+    with gateway.client(headers={"Authorization": pixel.replace("px_", "key-"), **headers}) as c:
+        return c.post(f"/v1/event?pixel_id={pixel}", json=batch(*events))
+
+
+def test_find_a_refused_purchase_by_transaction_id_and_see_the_failing_path_in_its_body(
+    page: Page, gateway: Server
+) -> None:
+    txn = f"order-{uuid.uuid4().hex[:8]}"
+    event = purchase()
+    event["data"] = {**event["data"], "transaction_id": txn, "currency": "ZZZ"}
+    event["user_data"] = {**event["user_data"], "email": "Jane.Doe@Example.com"}
+    assert post(gateway, "px_shop", purchase(), event).status_code == 400
+    for _ in range(3):  # other refusals the filter must leave out
+        assert post(gateway, "px_shop", purchase(name="nope")).status_code == 400
+
+    logged_in(page)
+    page.fill("#rq-transaction", txn)
+    page.click("#rq-filters button[type=submit]")
+    rows = page.locator("#requests tr.request")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("400")
+    rows.first.click()
+    detail = page.locator("#requests .request-detail")
+    marked = detail.locator("pre.json.body .hl-error")
+    expect(marked).to_have_count(1)
+    assert marked.get_attribute("data-path") == "events[1].data.currency"
+    expect(marked).to_have_text('"ZZZ"')
+    expect(detail.locator(".problems.error")).to_contain_text("events[1].data.currency")
+    body = detail.locator("pre.json.body").inner_text()
+    assert "Jane.Doe" not in body and hashlib.sha256(b"jane.doe@example.com").hexdigest() in body
+    detail.locator(".problems.error tr.linked").first.click()  # a problem shows its place in the body
+    expect(marked).to_be_in_viewport()
+
+
+def test_an_event_opens_its_request_and_the_request_lists_its_events(page: Page, gateway: Server) -> None:
+    tag = f"link-{uuid.uuid4().hex[:6]}"
+    assert (
+        post(gateway, "px_shop", purchase(), purchase(name="add_to_cart"), **{"X-Capigate-Test": tag}).status_code
+        == 200
+    )
+    logged_in(page)
+    page.click("a[data-view=events]")
+    page.fill("#ev-filters [name=test_tag]", tag)
+    page.click("#ev-filters button[type=submit]")
+    expect(page.locator("#events tr.event")).to_have_count(2)
+    page.locator("#events tr.event", has_text="purchase").click()
+    page.locator("#events a.request-link").click()
+    pinned = page.locator("#rq-pinned .pinned")
+    expect(pinned).to_contain_text("Stored events (2)")
+    links = pinned.locator("a.event-link")
+    expect(links).to_have_count(2)
+    links.filter(has_text="add_to_cart").click()
+    expect(page.locator("#ev-pinned .pinned")).to_contain_text("add_to_cart")
+    expect(page.locator("a[data-view=events]")).to_have_class(re.compile("active"))
+
+
+def test_a_pending_events_attempts_update_live(page: Page, gateway: Server, upstream: Upstream) -> None:
+    dedupe = f"live-{uuid.uuid4().hex[:8]}"
+    upstream.script = lambda seen: Reply(503, b'{"error":"try later"}')
+    assert post(gateway, "px_relay", purchase(dedupe_id=dedupe)).status_code == 200
+    logged_in(page)
+    page.click("a[data-view=events]")
+    row = page.locator("#events tr.event", has_text=dedupe)
+    expect(row).to_contain_text("pending")
+    row.click()
+    count = page.locator("#events .attempts .attempt-count")
+    expect(count).to_contain_text("attempt", timeout=10_000)
+    first = int(re.findall(r"(\d+) attempts?", count.text_content() or "")[0])
+    expect(count).not_to_contain_text(f", {first} attempt", timeout=10_000)  # more came, the page never reloaded
+    shown = int(re.findall(r"(\d+) attempts?", count.text_content() or "")[0])
+    assert shown > first
+    upstream.script = lambda seen: None  # the upstream takes it now
+    expect(count).to_contain_text("delivered", timeout=15_000)
+    expect(page.locator("#events .attempts tr.attempt").last).to_contain_text("delivered")
+
+
+def test_a_replay_shows_its_count_and_the_outcome_of_the_next_attempts(
+    page: Page, gateway: Server, upstream: Upstream
+) -> None:
+    upstream.script = lambda seen: (
+        Reply(400, b'{"error":"refused"}') if "px_dead" in seen.query.get("pixel_id", "") else None
+    )
+    assert post(gateway, "px_dead", purchase(), purchase()).status_code == 200
+    logged_in(page)
+    page.click("a[data-view=overview]")
+    relay_row = page.locator('#relay tr[data-destination="axon:px_dead"]')
+    expect(relay_row.locator("button.replay")).to_contain_text("Replay 2 dead letters", timeout=15_000)
+    relay_row.locator("button.replay").click()  # refused again
+    status = relay_row.locator(".replay-status")
+    expect(status).to_contain_text("2 events queued again")
+    expect(status).to_contain_text("settled: 0 delivered, 2 dead again", timeout=15_000)
+    upstream.script = lambda seen: None  # the cause is fixed
+    relay_row.locator("button.replay").click()
+    expect(status).to_contain_text("Replay #2")
+    expect(status).to_contain_text("settled: 2 delivered, 0 dead again", timeout=15_000)
+
+
+def test_the_coverage_panel_shows_the_figures_of_the_events_sent(page: Page, gateway: Server) -> None:
+    def event(user: dict[str, Any], dedupe: bool = True) -> dict[str, Any]:
+        e = purchase(dedupe_id=f"m-{uuid.uuid4().hex}" if dedupe else None)
+        e["user_data"] = {"client_ip_address": "203.0.113.7", "client_user_agent": "UA/2", "esi": "web", **user}
+        if not dedupe:
+            del e["dedupe_id"]
+        return e
+
+    sent = [
+        *[event({"aleid": f"a{i}", "email": f"p{i}@example.com"}) for i in range(4)],
+        *[event({"axwrt": "w", "email": HEX, "phone": "+16505551212"}) for _ in range(3)],
+        *[event({"user_id": f"u{i}"}, dedupe=False) for i in range(3)],
+        event({"ifa": "idfa-1", "idfv": "idfv-1", "client_id": "c"}),
+    ]
+    assert post(gateway, "px_match", *sent).status_code == 200
+    assert post(gateway, "px_match", sent[0], sent[4]).status_code == 200  # two duplicates
+
+    # The figures, computed here from what was sent.
+    stored = len(sent)
+    carried = {
+        key: sum(1 for e in sent if e["user_data"].get(key))
+        for key in ("aleid", "axwrt", "alart", "client_id", "user_id", "email", "phone", "ifa", "idfv")
+    }
+    carried["ip_ua"] = stored
+    plain_email = sum(1 for e in sent if e["user_data"].get("email", HEX) != HEX)
+    no_click = sum(1 for e in sent if not (e["user_data"].get("aleid") or e["user_data"].get("axwrt")))
+    with_dedupe = sum(1 for e in sent if "dedupe_id" in e)
+
+    logged_in(page)
+    page.click("a[data-view=quality]")
+    page.select_option("#q-source", "px_match")
+    card = page.locator('.card.quality[data-source="px_match"][data-name="purchase"]')
+    expect(card.locator(".events")).to_have_text(str(stored))
+    expect(card.locator(".duplicates")).to_have_text("2")
+    expect(card.locator(".dedupe-share")).to_have_text(f"{round(with_dedupe / stored * 100)} %")
+    for key, n in carried.items():
+        row = card.locator(f'tr[data-key="{key}"]')
+        expect(row.locator(".pct")).to_have_text(f"{round(n / stored * 100)} %")
+        expect(row.locator(".missing")).to_have_text(str(stored - n))
+    expect(card.locator('tr[data-key="email"] .hashed-here')).to_have_text(str(plain_email))
+    expect(card.locator('tr[data-key="email"] .already-hashed')).to_have_text(str(carried["email"] - plain_email))
+    expect(card.locator(".verdict")).to_have_text("fair" if no_click / stored < 0.5 else "poor")
+    expect(card.locator('.reasons li[data-rule="axon.click_id"]')).to_contain_text(
+        f"{round(no_click / stored * 100)} % of purchase events carry no click id (aleid/axwrt)"
+    )
+
+
+@pytest.mark.parametrize("width", [360, 800, 1440])
+def test_nothing_is_cut_from_360_px_up(browser: Browser, gateway: Server, width: int) -> None:  # noqa: F811
+    assert post(gateway, "px_shop", purchase()).status_code == 200
+    context = browser.new_context(base_url=gateway.url, viewport={"width": width, "height": 800})
+    page = context.new_page()
+    try:
+        logged_in(page)
+        for view in ("requests", "events", "overview", "quality", "send"):
+            page.click(f"a[data-view={view}]")
+            page.wait_for_timeout(300)
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{view} at {width} px is {overflow} px too wide"
+        page.click("a[data-view=requests]")
+        for cell in ("td.events", "td.latency", "td.status"):
+            box = page.locator(f"#requests tr.request {cell}").first.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (cell, box)
+        page.click("a[data-view=events]")
+        name = page.locator("#events tr.event td.name").first.bounding_box()
+        assert name is not None and name["x"] + name["width"] <= width
+    finally:
+        context.close()
+
+
+def test_screenshots_exist_at_each_width() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for width in (360, 800, 1440):
+        shot = docs / f"inspector-requests-{width}.png"
+        assert shot.exists() and shot.stat().st_size > 10_000, f"run docs/screenshots.py: {shot.name} is missing"

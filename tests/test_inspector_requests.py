@@ -1,0 +1,219 @@
+"""Finding a request: GET /api/requests filters, GET /api/requests/{request_id} with the body of
+a refused request (PII treated as at ingest, capped), and the links between requests and events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from capigate.kept import DROPPED, MAX_KEPT_BYTES
+from tests.conftest import Server, make_server
+from tests.helpers import all_pages, batch, now_ms, page_view, purchase
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = make_server(tmp_path_factory.mktemp("requests"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def post_axon(gateway: Server, body: Any, **headers: str) -> httpx.Response:
+    with gateway.client(headers={"Authorization": "key-std", **headers}) as c:
+        return c.post("/v1/event?pixel_id=px_std", content=json.dumps(body).encode())
+
+
+def post_appsflyer(gateway: Server, body: dict[str, Any], app: str = "com.example.orders") -> httpx.Response:
+    key = {"com.example.orders": "af-orders-key", "com.example.shop": "af-dev-key"}[app]
+    with gateway.client(headers={"authentication": key, "Accept": "application/json"}) as c:
+        return c.post(f"/inappevent/{app}", content=json.dumps(body).encode())
+
+
+def requests_where(gateway: Server, **params: Any) -> list[dict[str, Any]]:
+    time.sleep(0.2)  # the journal is written a few milliseconds after the answer
+    return all_pages(gateway, "/api/requests", "requests", **params)
+
+
+def detail(gateway: Server, request_id: str) -> dict[str, Any]:
+    with gateway.admin() as c:
+        answer = c.get(f"/api/requests/{request_id}")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def at_path(body: Any, path: str) -> Any:
+    node = body
+    for dotted in path.split("."):
+        name, *indexes = dotted.split("[")
+        node = node[name] if name else node
+        for index in indexes:
+            node = node[int(index.rstrip("]"))]
+    return node
+
+
+def test_a_refused_purchase_is_found_by_transaction_id_with_its_body_pii_hashed(gateway: Server) -> None:
+    txn = f"T-{uuid.uuid4().hex[:10]}"
+    event = purchase()
+    event["data"] = {**event["data"], "transaction_id": txn, "currency": "ZZZ"}
+    event["user_data"] = {**event["user_data"], "email": " Buyer.One@Example.com ", "phone": "+1 650 555 1212"}
+    refused = post_axon(gateway, batch(event))
+    assert refused.status_code == 400
+    found = requests_where(gateway, transaction_id=txn)
+    assert [r["status"] for r in found] == [400]
+    kept = detail(gateway, found[0]["request_id"])
+    problem = next(p for p in kept["problems"] if p["code"] == "unknown_currency")
+    assert at_path(kept["body"], problem["path"]) == "ZZZ"  # the failing path points into the kept body
+    user = kept["body"]["events"][0]["user_data"]
+    assert user["email"] == sha256("buyer.one@example.com") and user["phone"] == sha256("16505551212")
+    assert ("transaction_id", txn) in [tuple(k) for k in kept["keys"]]
+    # Never plain: not in the answer, not in the database file.
+    assert "Buyer.One" not in json.dumps(kept) and "650 555" not in json.dumps(kept)
+    db = Path(gateway.db)
+    for path in (db, db.with_name(db.name + "-wal")):
+        if path.exists():
+            assert b"Buyer.One@Example.com" not in path.read_bytes()
+
+
+def test_a_refused_email_that_cannot_be_hashed_is_dropped_not_kept(gateway: Server) -> None:
+    txn = f"T-{uuid.uuid4().hex[:10]}"
+    event = purchase()
+    event["data"] = {**event["data"], "transaction_id": txn}
+    event["user_data"] = {**event["user_data"], "email": "not an email at all"}
+    assert post_axon(gateway, batch(event)).status_code == 400
+    (found,) = requests_where(gateway, transaction_id=txn)
+    kept = detail(gateway, found["request_id"])
+    assert kept["body"]["events"][0]["user_data"]["email"] == DROPPED
+    assert "not an email at all" not in json.dumps(kept)
+
+
+def test_a_refused_appsflyer_event_is_found_by_af_order_id_with_hashed_fields_hashed(gateway: Server) -> None:
+    order = f"O-{uuid.uuid4().hex[:10]}"
+    body = {
+        "appsflyer_id": "1415211453000-6513711",
+        "eventName": "af_purchase",
+        "eventValue": json.dumps({"af_revenue": "six", "af_order_id": order, "buyer_email": "b@example.com"}),
+        "email_hashed": "Someone@Example.com",
+    }
+    assert post_appsflyer(gateway, body).status_code == 400
+    (found,) = requests_where(gateway, transaction_id=order)
+    kept = detail(gateway, found["request_id"])
+    assert kept["body"]["email_hashed"] == sha256("someone@example.com")
+    assert kept["body"]["eventValue"]["buyer_email"] == DROPPED
+    assert kept["body"]["eventValue"]["af_revenue"] == "six"
+    assert "b@example.com" not in json.dumps(kept) and "Someone@" not in json.dumps(kept)
+    problem = next(p for p in kept["problems"] if p["path"].startswith("eventValue"))
+    assert at_path(kept["body"], problem["path"]) == "six"
+
+
+def test_a_refused_body_is_capped(gateway: Server) -> None:
+    big = [purchase(data={**purchase()["data"], "transaction_id": "x" * 2000}) for _ in range(101)]
+    assert post_axon(gateway, batch(*big), **{"User-Agent": "cap-test/1"}).status_code == 400
+    (found,) = [r for r in requests_where(gateway, status="400") if r["user_agent"] == "cap-test/1"]
+    kept = detail(gateway, found["request_id"])
+    assert isinstance(kept["body"], str) and len(kept["body"].encode()) <= MAX_KEPT_BYTES + 200
+    assert kept["body"].startswith("<the body is")
+
+
+def test_status_filters_take_a_code_or_a_class_and_combine_with_time_and_source(gateway: Server) -> None:
+    since = now_ms()
+    agent = {"User-Agent": f"status-test/{uuid.uuid4().hex[:6]}"}
+    assert post_axon(gateway, batch(page_view()), **agent).status_code == 200
+    assert post_axon(gateway, batch(page_view(name="no_such_event")), **agent).status_code == 400
+    with gateway.client(headers=agent) as c:
+        assert c.post("/v1/event?pixel_id=px_std", json=batch(page_view())).status_code == 401
+    until = now_ms() + 1
+    mine = {"source": "px_std", "since": since, "until": until}
+    assert [r["status"] for r in requests_where(gateway, status="2xx", **mine)] == [200]
+    assert sorted(r["status"] for r in requests_where(gateway, status="4xx", **mine)) == [400, 401]
+    assert [r["status"] for r in requests_where(gateway, status="401", **mine)] == [401]
+    assert requests_where(gateway, status="5xx", **mine) == []
+    assert requests_where(gateway, status="2xx", source="px_std", since=until) == []
+
+
+@pytest.mark.parametrize("status", ["4XXX", "abc", "6xx", "40", "x4x"])
+def test_a_bad_status_filter_is_a_400_naming_the_parameter(gateway: Server, status: str) -> None:
+    with gateway.admin() as c:
+        answer = c.get("/api/requests", params={"status": status})
+    assert answer.status_code == 400
+    assert [p["path"] for p in answer.json()["problems"]] == ["query.status"]
+
+
+def test_name_dedupe_id_client_ip_and_test_tag_filters_combine_and_page(gateway: Server) -> None:
+    tag = f"tag-{uuid.uuid4().hex[:8]}"
+    dedupe = f"d-{uuid.uuid4().hex}"
+    assert post_axon(gateway, batch(purchase(dedupe_id=dedupe)), **{"X-Capigate-Test": tag}).status_code == 200
+    for _ in range(3):
+        assert post_axon(gateway, batch(page_view()), **{"X-Capigate-Test": tag}).status_code == 200
+    assert [r["test_tag"] for r in requests_where(gateway, dedupe_id=dedupe)] == [tag]
+    assert len(requests_where(gateway, test_tag=tag)) == 4
+    assert len(requests_where(gateway, test_tag=tag, name="page_view")) == 3
+    assert len(requests_where(gateway, test_tag=tag, name="purchase", client_ip="127.0.0.1")) == 1
+    assert requests_where(gateway, test_tag=tag, client_ip="192.0.2.1") == []
+    with gateway.admin() as c:
+        first = c.get("/api/requests", params={"test_tag": tag, "name": "page_view", "limit": 2}).json()
+        assert len(first["requests"]) == 2 and first["next"]
+        rest = c.get("/api/requests", params={"test_tag": tag, "name": "page_view", "cursor": first["next"]}).json()
+    assert len(rest["requests"]) == 1 and rest["next"] is None
+    ids = {r["id"] for r in first["requests"]} | {r["id"] for r in rest["requests"]}
+    assert len(ids) == 3
+
+
+def test_a_request_lists_its_stored_events_and_an_event_names_its_request(gateway: Server) -> None:
+    tag = f"link-{uuid.uuid4().hex[:8]}"
+    assert post_axon(gateway, batch(purchase(), page_view()), **{"X-Capigate-Test": tag}).status_code == 200
+    (found,) = requests_where(gateway, test_tag=tag)
+    kept = detail(gateway, found["request_id"])
+    assert kept["body"] is None  # accepted: its events are what is kept
+    assert [e["name"] for e in kept["events"]] == ["purchase", "page_view"]
+    events = all_pages(gateway, "/api/events", "events", test_tag=tag)
+    assert {e["request_id"] for e in events} == {found["request_id"]}
+    assert sorted(e["id"] for e in kept["events"]) == sorted(e["id"] for e in events)
+
+
+def test_an_unknown_request_id_is_a_404(gateway: Server) -> None:
+    with gateway.admin() as c:
+        assert c.get("/api/requests/0123456789abcdef").status_code == 404
+        assert c.get("/api/requests/not-an-id").status_code == 404
+        assert c.get("/api/requests/" + "a" * 100).status_code == 404
+
+
+def test_kept_bodies_and_keys_go_with_the_journal_when_it_is_pruned(tmp_path: Path) -> None:
+    srv = make_server(tmp_path / "gw")
+    srv.start()
+    try:
+        txn = f"T-{uuid.uuid4().hex[:10]}"
+        event = purchase()
+        event["data"] = {**event["data"], "transaction_id": txn, "currency": "ZZZ"}
+        assert post_axon(srv, batch(event)).status_code == 400
+        (found,) = requests_where(srv, transaction_id=txn)
+    finally:
+        srv.stop()
+    with sqlite3.connect(srv.db) as conn:
+        assert conn.execute("SELECT count(*) FROM request_bodies").fetchone() == (1,)
+        for table in ("requests", "request_bodies", "request_keys"):  # eight days older
+            conn.execute(f"UPDATE {table} SET received_at = received_at - 8 * 86400000")
+    srv.start()  # prunes at start: the journal keeps 7 days
+    try:
+        with srv.admin() as c:
+            assert c.get(f"/api/requests/{found['request_id']}").status_code == 404
+        assert requests_where(srv, transaction_id=txn) == []
+    finally:
+        srv.stop()
+    with sqlite3.connect(srv.db) as conn:
+        assert conn.execute("SELECT count(*) FROM request_bodies").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM request_keys").fetchone() == (0,)
