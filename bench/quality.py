@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from capigate.events import NewEvent
 from capigate.inspector.quality import quality_report, report_window
 from capigate.matchkeys import DEDUPE_BIT
-from capigate.events import NewEvent
 from capigate.store import PostgresStore, SQLiteStore, Store
 
 DAY_MS = 86_400_000
@@ -138,12 +138,12 @@ async def measure(store: Store, n: int) -> None:
 async def rollup_cost(n: int) -> None:
     """SQLite ingest of ``n`` events with the rollup, then without it (its writes made no-ops),
     alternated twice, each on a fresh file: the rollup's share of ingest."""
-    from capigate.store.sqlite import ingest
+    from capigate.store.sqlite import inspector
 
-    written = ingest.add_quality
+    written = inspector.add_quality
     times: dict[bool, list[float]] = {True: [], False: []}
     for with_rollup in (True, False, True, False):
-        ingest.add_quality = written if with_rollup else (lambda cur, counts: None)  # type: ignore[assignment]
+        inspector.add_quality = written if with_rollup else (lambda cur, counts: None)
         with tempfile.TemporaryDirectory() as tmp:
             store = SQLiteStore(Path(tmp) / "ingest.db", synchronous="OFF")
             await store.open()
@@ -151,7 +151,7 @@ async def rollup_cost(n: int) -> None:
                 times[with_rollup].append(await fill(store, n, int(time.time() * 1000)))
             finally:
                 await store.close()
-    ingest.add_quality = written  # type: ignore[assignment]
+    inspector.add_quality = written
     on, off = min(times[True]), min(times[False])
     print(f"  ingest of {n} events: {on:.2f} s with the rollup, {off:.2f} s without ({on / off:.2f}x)")
 

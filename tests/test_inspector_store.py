@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from capigate.matchkeys import DEDUPE_BIT
 from capigate.events import NewEvent
+from capigate.matchkeys import DEDUPE_BIT
 from capigate.store import EventQuery, JournalRecord, QualityRow, RequestQuery, Retention, Store
 from tests.storekit import run
 
@@ -101,7 +101,10 @@ def test_a_window_of_days_reads_the_daily_rollup_and_the_hours_at_its_edges(stor
     midnight = NOW - NOW % day
     for at in (midnight - day - 2 * HOUR, midnight - 5 * HOUR, midnight + HOUR, midnight + 3 * HOUR):
         run(store.ingest([event("purchase", f"k{at}", 0b01)], request_id=f"r{at}", received_at_ms=at))
-    total = lambda since, until: sum(r.events for r in run(store.query_quality(None, since_ms=since, until_ms=until)))  # noqa: E731
+
+    def total(since: int, until: int) -> int:
+        return sum(r.events for r in run(store.query_quality(None, since_ms=since, until_ms=until)))
+
     assert total(midnight - 2 * day, midnight + day) == 4  # whole days only
     assert total(midnight - day - 3 * HOUR, midnight + 2 * HOUR) == 3  # hours, a day, hours
     assert total(midnight - 4 * HOUR, midnight + 2 * HOUR) == 1  # hours only

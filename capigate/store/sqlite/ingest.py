@@ -15,8 +15,7 @@ from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import QualityKey, quality_counts
 from capigate.store.sql import REQUEST_COLUMNS
-from capigate.store.sqlite import outbox
-from capigate.store.sqlite.inspector import add_extras, add_quality
+from capigate.store.sqlite import inspector, outbox
 
 __all__ = ["Batch", "ingest", "minute_row", "probe", "record_requests", "request_row"]
 
@@ -94,7 +93,7 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     if next_id > first_id and cur.lastrowid != next_id - 1:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
     _insert_rows(cur, _OUTBOX, runs)
-    add_quality(cur, quality)
+    inspector.add_quality(cur, quality)
     return results
 
 
@@ -195,7 +194,7 @@ def record_requests(
     """Journal entries with their per-minute totals, and what the inspector keeps beside them."""
     cur.executemany(_INSERT_REQUEST, rows)
     cur.executemany(_ADD_MINUTE, minutes)
-    add_extras(cur, *extras)
+    inspector.add_extras(cur, *extras)
 
 
 _ADD_MINUTE: Final = (
