@@ -841,7 +841,7 @@ function unknownRow(unknown) {
 // --- will it match? --------------------------------------------------------------------
 
 const pct = (share) => `${Math.round(share * 100)} %`;
-const KEY_LABELS = { ip_ua: "IP + user agent", advertising_id: "advertising_id (GAID)" };
+const KEY_LABELS = { ip_ua: "IP + user agent" };
 
 async function loadQuality() {
   const windowMs = Number(document.getElementById("q-window").value);
@@ -868,7 +868,7 @@ function qualityCard(g) {
   const coverage = h(
     "table",
     { class: "coverage" },
-    h("thead", {}, h("tr", {}, h("th", {}, "Match key"), h("th", {}, "Carried by"), h("th", { class: "num" }, "as sent"), h("th", { class: "num" }, "hashed here"), h("th", { class: "num" }, "already hashed"), h("th", { class: "num" }, "missing"))),
+    h("thead", {}, h("tr", {}, h("th", {}, "Match key"), h("th", {}, "Carried by"), h("th", { class: "num", title: "sent as is (never hashed)" }, "as sent"), h("th", { class: "num", title: "sent plain, hashed by capigate" }, "hashed here"), h("th", { class: "num", title: "sent as a SHA-256 digest" }, "pre-hashed"), h("th", { class: "num" }, "missing"))),
     h(
       "tbody",
       {},
