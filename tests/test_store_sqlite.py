@@ -24,6 +24,7 @@ import pytest
 from capigate.errors import StoreError
 from capigate.store import EventQuery, IngestResult, NewEvent, SQLiteStore
 from capigate.store.sqlite.lock import ProcessLock
+from capigate.store.sqlite.schema import SCHEMA_VERSION
 from tests.storekit import run
 
 T0 = 1_700_000_000_000
@@ -73,7 +74,7 @@ def test_sqlite_migrates_a_version_2_database_to_the_index_of_stored_events(tmp_
         run(store.close())
     assert "events_stored" in indexes(path) and "events_status_id" not in indexes(path)
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 def test_relayed_events_have_no_entry_in_the_index_of_stored_events(tmp_path: Path) -> None:
