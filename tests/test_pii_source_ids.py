@@ -7,7 +7,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -36,32 +38,32 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Se
         server.stop()
 
 
-def _send(server: Server) -> None:
+def _post(server: Server, path: str, **kw: Any) -> httpx.Response:
+    # One connection per request: a 401 answered before its body was read may close it.
     with server.client() as c:
-        tagged = c.post(
-            "/v1/event?pixel_id=px_std",
-            headers={"Authorization": "key-std", "X-Capigate-Test": TAG_EMAIL},
-            json=batch(purchase()),
-        )
-        assert tagged.status_code == 200, tagged.text
-        body = tagged.json()
-        assert body["test_tag"] == "<email address>"
-        assert {w["path"]: w["code"] for w in body["warnings"]}["x-capigate-test"] == "plain_pii_replaced"
-        unknown = c.post("/v1/event", params={"pixel_id": PIXEL_EMAIL}, json=batch(purchase()))
-        assert unknown.status_code == 401
-        app = c.post(
-            f"/inappevent/{APP_EMAIL}",
-            headers={"authentication": "af-dev-key", "X-Capigate-Test": TAG_EMAIL},
-            json={"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": "", "os": "17.4"},
-        )
-        assert app.status_code == 401
-        af_tagged = c.post(
-            "/inappevent/com.example.shop",
-            headers={"authentication": "af-dev-key", "X-Capigate-Test": TAG_EMAIL, "Accept": "application/json"},
-            json={"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": "", "os": "17.4"},
-        )
-        assert af_tagged.status_code == 200, af_tagged.text
-        assert af_tagged.json()["test_tag"] == "<email address>"
+        return c.post(path, **kw)
+
+
+def _send(server: Server) -> None:
+    af_event = {"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": "", "os": "17.4"}
+    tagged = _post(
+        server,
+        "/v1/event?pixel_id=px_std",
+        headers={"Authorization": "key-std", "X-Capigate-Test": TAG_EMAIL},
+        json=batch(purchase()),
+    )
+    assert tagged.status_code == 200, tagged.text
+    body = tagged.json()
+    assert body["test_tag"] == "<email address>"
+    assert {w["path"]: w["code"] for w in body["warnings"]}["x-capigate-test"] == "plain_pii_replaced"
+    unknown = _post(server, "/v1/event", params={"pixel_id": PIXEL_EMAIL}, json=batch(purchase()))
+    assert unknown.status_code == 401
+    headers = {"authentication": "af-dev-key", "X-Capigate-Test": TAG_EMAIL}
+    assert _post(server, f"/inappevent/{APP_EMAIL}", headers=headers, json=af_event).status_code == 401
+    headers["Accept"] = "application/json"
+    af_tagged = _post(server, "/inappevent/com.example.shop", headers=headers, json=af_event)
+    assert af_tagged.status_code == 200, af_tagged.text
+    assert af_tagged.json()["test_tag"] == "<email address>"
 
 
 def _journal(server: Server) -> list[dict[str, object]]:
