@@ -10,8 +10,10 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import DEFAULT_CONFIG, Server, free_port
+from tests.helpers import wait_until
 
 
 def _first_start(tmp_path: Path) -> Server:
@@ -38,9 +40,14 @@ def _assert_accepted_without_warnings(server: Server, commands: list[str]) -> No
         assert head.startswith("http/1.1 200"), done.stdout
         assert "x-capigate-warnings" not in head, done.stdout
     admin = server.client(headers={"Authorization": f"Bearer {_admin_token(server)}"})
+    rows: list[dict[str, Any]] = []
+
+    def journaled() -> bool:  # the journal entry is written after the response is sent
+        rows[:] = admin.get("/api/requests", params={"limit": 10}).json()["requests"]
+        return len(rows) >= len(commands)
+
     with admin:
-        rows = admin.get("/api/requests", params={"limit": 10}).json()["requests"]
-    assert len(rows) >= len(commands)
+        wait_until(journaled, what="the demo requests in the journal")
     assert all(r["status"] == 200 and r["warnings"] == [] and r["events_stored"] == 1 for r in rows), rows
 
 
