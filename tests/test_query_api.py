@@ -160,6 +160,8 @@ def test_rule_openapi_every_route_of_the_route_list_is_in_the_document(server: S
     for path in ("/api/sources", "/api/stats", "/api/test-event", "/metrics", "/login"):
         assert not next(iter(paths[path].values()))["summary"].startswith(("GET ", "POST ")), path
     assert {p["name"] for p in paths["/api/stats"]["get"]["parameters"]} == {"source", "since", "until", "bucket"}
+    requests = {p["name"] for p in paths["/api/requests"]["get"]["parameters"]}
+    assert {"client_ip", "test_tag", "name", "dedupe_id", "transaction_id", "api", "status"} <= requests
 
 
 def test_healthz_and_readyz(server: Server) -> None:
