@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
-from capigate.appsflyer.fields import _HASHERS as APPSFLYER_HASHERS
+from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.axon.personal import without_personal_unknowns
 from capigate.checking import Report
 from capigate.identity import (

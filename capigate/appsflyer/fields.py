@@ -37,6 +37,7 @@ from capigate.personal import MAX_DEPTH, TooDeep, without_personal
 __all__ = [
     "DROP",
     "FUTURE_SKEW_MS",
+    "PLAIN_HASHERS",
     "RESTAMPED_FIELD",
     "RULES",
     "SEND_HASHED",
@@ -374,7 +375,8 @@ def _plain_name(raw: str) -> str:
     return hash_name(raw)
 
 
-_HASHERS: Final[dict[str, tuple[Callable[[str], str], str]]] = {
+# The hashed fields a client may send plain: how each is normalised and hashed, and what it is.
+PLAIN_HASHERS: Final[dict[str, tuple[Callable[[str], str], str]]] = {
     "email_hashed": (hash_email, "an email address"),
     "first_name_hashed": (_plain_name, "a first name"),
     "last_name_hashed": (_plain_name, "a last name"),
@@ -396,9 +398,9 @@ def _hashed(key: str, value: str, ctx: Context) -> Any:
     if _HEX.fullmatch(text):
         ctx.report.error(key, "invalid_hash", f"{key} looks like a hex digest but not SHA-256 (64 hex digits)")
         return DROP
-    what = _PHONES.get(key) or _HASHERS[key][1]
+    what = _PHONES.get(key) or PLAIN_HASHERS[key][1]
     try:
-        digest = _hashed_phone(key, value, ctx) if key in _PHONES else _HASHERS[key][0](value)
+        digest = _hashed_phone(key, value, ctx) if key in _PHONES else PLAIN_HASHERS[key][0](value)
     except InvalidIdentifier as exc:
         ctx.report.error(key, "invalid_hash", f"{key} is neither a SHA-256 hex digest nor {what}: {exc}")
         return DROP
@@ -438,7 +440,7 @@ RULES: Final[dict[str, _Rule]] = {
     "consent_data": _consent_data,
     "custom_data": _custom_data,
     "customer_user_id": _customer_user_id,
-    **{name: _hashed for name in (*_HASHERS, *_PHONES)},
+    **{name: _hashed for name in (*PLAIN_HASHERS, *_PHONES)},
 }
 _EVENT_VALUERULES: Final[dict[str, Callable[[str, Any, Context], Any]]] = {
     "af_revenue": _revenue,
