@@ -72,7 +72,6 @@ class _AxonBatch(msgspec.Struct):
 
 
 _decode_axon = msgspec.json.Decoder(_AxonBatch | list[_AxonEvent]).decode
-_decode_axon_event = msgspec.json.Decoder(_AxonEvent).decode
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
@@ -100,9 +99,8 @@ def _note_axon(body: bytes, events: Sequence[NewEvent]) -> list[tuple[str, str]]
         event.match_keys = axon_match_keys({"dedupe_id": raw.dedupe_id, "user_data": raw.user_data})
         _add(found, "name", event.name)
         _add(found, "dedupe_id", event.dedupe_id)
-        stored = _decode_axon_event(event.payload)  # as stored: the rules have treated it
-        if stored.data is not None:
-            _add(found, "transaction_id", stored.data.transaction_id)
+        if raw.data is not None:  # as sent: _add refuses a value holding an email address
+            _add(found, "transaction_id", raw.data.transaction_id)
     return list(found)
 
 
