@@ -163,7 +163,7 @@ class JournalBuffer:
         except StoreError as exc:
             if dropped:
                 records.pop()
-            self._records = records + self._records  # oldest first; add() bounds the total
+            self._keep_waiting(records + self._records)  # oldest first
             if not self._failing:
                 log.warning("journal entries wait in memory until the store takes them: %s", exc)
                 self._failing = True
@@ -173,6 +173,15 @@ class JournalBuffer:
             log.warning("the store took the journal entries that waited (%d dropped so far)", self.dropped)
             self._failing = False
         return True
+
+    def _keep_waiting(self, records: list[RequestRecord]) -> None:
+        # add() ran during the failed write, against an empty list: bound the total again.
+        excess = len(records) - self._max_waiting
+        if excess > 0:
+            del records[self._max_waiting :]
+            self.dropped += excess
+            self._dropped_unjournaled += excess
+        self._records = records
 
     async def _flush_forever(self) -> None:
         while True:

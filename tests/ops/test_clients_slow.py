@@ -8,11 +8,13 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import DEFAULT_CONFIG, Server, make_server
+from tests.helpers import wait_until
 
 
 def _config(**server: float) -> str:
@@ -79,7 +81,13 @@ def test_a_body_shorter_than_its_content_length_is_408_and_journaled(slow_server
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert waited >= 0.9, waited
     with slow_server.admin() as c:
-        (row,) = c.get("/api/requests", params={"status": 408}).json()["requests"]
+        # The journal is written after the answer leaves: wait for the entry, then check it.
+        def timed_out() -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = c.get("/api/requests", params={"status": 408}).json()["requests"]
+            return rows
+
+        wait_until(lambda: len(timed_out()) > 0, what="the 408 in the journal")
+        (row,) = timed_out()
         assert row["path"] == "/v1/event" and row["source"] == "px_std"
         assert c.get("/api/requests", params={"status": 500}).json()["requests"] == []
 
