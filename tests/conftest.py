@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.storekit import make_store, store
+from tests.storekit import PG_URL, make_store, pg_schema, store
 
 __all__ = ["make_store", "store"]  # fixtures for the store tests, per backend
 
@@ -151,6 +152,27 @@ def make_server(tmp: Path, config_text: str = DEFAULT_CONFIG, **env: str) -> Ser
     config = tmp / "capigate.toml"
     config.write_text(config_text)
     return Server(config=config, db=tmp / "capigate.db", port=free_port(), log=tmp / "server.log", env=env)
+
+
+@contextmanager
+def served_on(backend: str, tmp: Path, schema_prefix: str = "capigate_test") -> Iterator[tuple[Server, str | None]]:
+    """A started gateway on ``backend`` ("sqlite": a file under ``tmp``; "postgresql": a fresh
+    schema of the test server, dropped afterwards), with that schema's name or None."""
+    server = make_server(tmp)
+    if backend == "sqlite":
+        server.start()
+        try:
+            yield server, None
+        finally:
+            server.stop()
+        return
+    with pg_schema(schema_prefix) as schema:
+        server.db = f"{PG_URL}?schema={schema}"
+        server.start()
+        try:
+            yield server, schema
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Server, make_server
+from tests.conftest import Server, served_on
 from tests.helpers import all_pages, page_view, purchase
-from tests.storekit import BACKENDS, PG_URL, pg_schema
+from tests.storekit import BACKENDS
 
 PLANT = "fuzz.person@example.org"
 AXON = {"Authorization": "key-std", "content-type": "application/json"}
@@ -48,17 +48,8 @@ json_values = st.recursive(
 
 @pytest.fixture(params=BACKENDS, scope="module")
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = make_server(tmp_path_factory.mktemp(f"fuzz-{request.param}"))
-    if request.param == "sqlite":
-        server.start()
+    with served_on(request.param, tmp_path_factory.mktemp(f"fuzz-{request.param}"), "capigate_fuzz") as (server, _):
         yield server
-        server.stop()
-        return
-    with pg_schema("capigate_fuzz") as schema:
-        server.db = f"{PG_URL}?schema={schema}"
-        server.start()
-        yield server
-        server.stop()
 
 
 def places(doc: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:

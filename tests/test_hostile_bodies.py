@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Server, make_server
+from tests.conftest import Server, served_on
 from tests.helpers import batch, page_view
-from tests.storekit import BACKENDS, PG_URL, pg_schema
+from tests.storekit import BACKENDS
 
 AXON = {"Authorization": "key-std"}
 AF = {"authentication": "af-dev-key", "accept": "application/json"}
@@ -21,17 +21,11 @@ AF_BASE = {"appsflyer_id": "1234567890123-1234567", "eventName": "af_login", "ev
 
 @pytest.fixture(params=BACKENDS, scope="module")
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = make_server(tmp_path_factory.mktemp(f"hostile-{request.param}"))
-    if request.param == "sqlite":
-        server.start()
+    with served_on(request.param, tmp_path_factory.mktemp(f"hostile-{request.param}"), "capigate_hostile") as (
+        server,
+        _,
+    ):
         yield server
-        server.stop()
-        return
-    with pg_schema("capigate_hostile") as schema:
-        server.db = f"{PG_URL}?schema={schema}"
-        server.start()
-        yield server
-        server.stop()
 
 
 def post_axon(server: Server, content: bytes) -> httpx.Response:

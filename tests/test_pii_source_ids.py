@@ -13,9 +13,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Server, make_server
+from tests.conftest import Server, served_on
 from tests.helpers import batch, purchase, wait_until
-from tests.storekit import PG_URL, pg_schema
+from tests.storekit import PG_URL
 
 TAG_EMAIL = "jane.dev3@company.example"
 PIXEL_EMAIL = "zed.pixel@example.net"
@@ -25,17 +25,8 @@ NEEDLES = [TAG_EMAIL, PIXEL_EMAIL, APP_EMAIL, "jane.dev3", "zed.pixel", "app.own
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, str | None]]:
-    server = make_server(tmp_path / "gw")
-    if request.param == "sqlite":
-        server.start()
-        yield server, None
-        server.stop()
-        return
-    with pg_schema("capigate_pii_ids") as schema:
-        server.db = f"{PG_URL}?schema={schema}"
-        server.start()
-        yield server, schema
-        server.stop()
+    with served_on(request.param, tmp_path / "gw", "capigate_pii_ids") as served:
+        yield served
 
 
 def _post(server: Server, path: str, **kw: Any) -> httpx.Response:

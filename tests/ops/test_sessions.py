@@ -11,25 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server
-from tests.storekit import BACKENDS, PG_URL, pg_schema
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server, served_on
+from tests.storekit import BACKENDS
 
 GUESS = "guessed-token-that-must-not-be-logged"
 
 
 @pytest.fixture(params=BACKENDS)
 def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    server = make_server(tmp_path / "gw")
-    if request.param == "sqlite":
-        server.start()
+    with served_on(request.param, tmp_path / "gw") as (server, _):
         yield server
-        server.stop()
-        return
-    with pg_schema() as schema:
-        server.db = f"{PG_URL}?schema={schema}"
-        server.start()
-        yield server
-        server.stop()
 
 
 def _login(server: Server, token: str = ADMIN) -> httpx.Response:
