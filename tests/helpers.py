@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,3 +117,16 @@ def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
                 return
             if r.status_code == 200:
                 acked.extend(e["dedupe_id"] for e in events)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command, valid one day."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command makes the test's certificate"
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key

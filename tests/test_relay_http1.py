@@ -4,15 +4,14 @@ gives: framing (Content-Length, chunked, the connection's end), 1xx, keep-alive,
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from capigate.relay.http1 import UpstreamClient, UpstreamError, UpstreamResponse
+from tests.helpers import self_signed_certificate
 
 Answer = Callable[[bytes], bytes | None]  # request head + body -> raw answer (None: close without one)
 
@@ -157,14 +156,7 @@ def test_a_header_value_with_a_line_break_is_refused_before_sending() -> None:
 
 
 def test_https_checks_the_certificate_against_the_trusted_authorities(tmp_path: Path) -> None:
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl command makes this test's certificate"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_side.load_cert_chain(cert, key)
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

@@ -5,16 +5,14 @@ whole gateway relays its events through a real local proxy."""
 from __future__ import annotations
 
 import base64
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from capigate.relay.http1 import UpstreamClient, UpstreamError
 from tests.conftest import make_server
-from tests.helpers import batch, purchase
+from tests.helpers import batch, purchase, self_signed_certificate
 from tests.ops.connect_proxy import ConnectProxy
 from tests.test_relay_e2e import config as relay_config
 from tests.test_relay_http1 import run, serve
@@ -50,15 +48,7 @@ def test_http_goes_to_the_proxy_in_absolute_form(no_proxy_env: pytest.MonkeyPatc
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl command makes this test's certificate"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path)
 
 
 def test_https_goes_through_a_connect_tunnel_with_tls_to_the_upstream(
