@@ -110,3 +110,14 @@ def test_rule_head_is_answered_wherever_get_is_without_a_body(server: Server) ->
         assert c.head("/healthz").status_code == 200
         assert c.head("/readyz").status_code in (200, 503)
         assert c.post("/healthz").headers["allow"] == "GET, HEAD"
+
+
+def test_rule_a_head_answer_carries_the_content_length_of_the_get_answer(server: Server) -> None:
+    with server.client() as c:
+        for path in ("/healthz", "/openapi.json", "/no/such/thing"):
+            got = c.get(path)
+            answer = _raw_head(server, path)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            lengths = [line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")]
+            assert lengths == [f"content-length: {len(got.content)}".encode()], (path, answer)
+            assert body == b"" and len(got.content) > 0

@@ -145,7 +145,7 @@ class GatewayApp:
         try:
             response = await self._respond(request, route, gateway, outcome)
             if request.method == "HEAD":
-                response.body = b""  # the headers of the GET answer, without its body
+                response.strip_body_for_head()
             status = response.status
             await request.answer(response)
         finally:

@@ -225,6 +225,12 @@ class Response:
         self.body = body
         self.headers = [("content-type", content_type), *(headers or [])]
 
+    def strip_body_for_head(self) -> None:
+        """The answer to HEAD: the headers of the GET answer, its Content-Length included (RFC
+        9110 9.3.2; a server left to count the empty body would say 0), and no body."""
+        self.headers.append(("content-length", str(len(self.body))))
+        self.body = b""
+
     async def send(self, send: Send) -> None:
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})

@@ -4,7 +4,8 @@ A ``Route`` knows its method, its path, its handler, whether its requests are jo
 its metric label, which is the path itself: a path ending in ``{name}`` matches every path
 with that prefix (``/inappevent/{app_id}``), and keeps the metric labels bounded. The
 ``Router`` finds the route of a request, or answers 404, or 405 with ``Allow``. HEAD is
-answered wherever GET is, by the GET handler (the application sends no body for HEAD).
+answered wherever GET is, by the GET handler: the application sends its headers, with the
+Content-Length of its body, and no body.
 """
 
 from __future__ import annotations
