@@ -1,18 +1,19 @@
 """The rules past the schema on each field of an AppsFlyer in-app event, shared by the
 typed and the field-by-field paths of ``rules.py``: each takes the field's key, its value and
 the check's ``Context``, reports at the key's path, and returns the value to keep (``DROP``
-to leave the field out)."""
+to leave the field out). The event's own fields (name, value, time, currency, revenue) are
+checked here; the fields that identify a device or a person in ``identifiers.py``."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, Final
 
 import msgspec
 
+from capigate.appsflyer.context import DROP, Context, Rule, suggest
+from capigate.appsflyer.identifiers import IDENTIFIER_RULES, PLAIN_HASHERS, SEND_HASHED
 from capigate.appsflyer.schema import (
     CURRENCIES,
     RESERVED_EVENT_NAMES,
@@ -21,16 +22,7 @@ from capigate.appsflyer.schema import (
     format_event_time,
     parse_event_time,
 )
-from capigate.checking import Report, did_you_mean, shown_value
-from capigate.identity import (
-    InvalidIdentifier,
-    contains_email,
-    hash_email,
-    hash_name,
-    is_sha256_hex,
-    normalise_phone,
-    sha256_hex,
-)
+from capigate.checking import shown_value
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import MAX_DEPTH, TooDeep, without_personal
 
@@ -59,64 +51,6 @@ _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
 
 _NUMERIC = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"-?\d+")
-_HEX = re.compile(r"[0-9A-Fa-f]{32,}")
-_NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '\u2019.\-])*")
-_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = re.compile(r"\.".join([_OCTET] * 4))
-# Not globally reachable (what ipaddress.IPv4Address.is_global tells, ~10x faster here).
-_NON_PUBLIC_NETWORKS: Final = tuple(
-    (int(net.network_address), int(net.netmask))
-    for net in map(
-        ipaddress.IPv4Network,
-        (
-            *("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16"),
-            *("172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16"),
-            *("198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24"),
-            "224.0.0.0/3",  # multicast, reserved and broadcast
-        ),
-    )
-)
-_NON_PUBLIC_FIRST_OCTETS: Final = frozenset(
-    octet
-    for network, mask in _NON_PUBLIC_NETWORKS
-    for octet in range(256)
-    if (octet << 24 ^ network) & mask & 0xFF000000 == 0
-)
-SEND_HASHED: Final = "send email and phone hashed, in the top-level email_hashed and phone_number_hashed"
-_REQUIRED_TEXT: Final = frozenset({"eventName"})
-_ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"
-_SHA256_OF_EMPTY: Final = sha256_hex("")
-
-
-@lru_cache(maxsize=1024)  # difflib costs ~100 µs; a client repeats the same stray keys
-def suggest(key: str, known: frozenset[str]) -> str:
-    lowered = key.lower()
-    for name in known:
-        if name.lower() == lowered:
-            return f" (did you mean {name!r}?)"
-    return did_you_mean(key, known)
-
-
-class Drop:
-    """Returned by a rule to leave the field out of the payload."""
-
-
-DROP: Final = Drop()
-
-
-class Context:
-    __slots__ = ("event_time_ms", "event_value", "extra", "received_at_ms", "region", "report")
-
-    def __init__(self, report: Report, received_at_ms: int) -> None:
-        self.report = report
-        self.received_at_ms = received_at_ms
-        self.event_time_ms: int | None = None
-        self.event_value: dict[str, Any] | None = None
-        self.extra: dict[str, Any] = {}
-        self.region: str | None = None  # the country the body carries (eventValue.af_country)
-
-
-_Rule = Callable[[str, Any, Context], Any]
 
 
 def _event_name(key: str, value: str, ctx: Context) -> str:
@@ -292,51 +226,6 @@ def _event_time(key: str, value: str, ctx: Context) -> str:
     return value
 
 
-def _ip(key: str, value: str, ctx: Context) -> str:
-    match = _IPV4.fullmatch(value)
-    if match is None:
-        ctx.report.error(
-            key,
-            "invalid_ip",
-            "ip must be an IPv4 address; AppsFlyer does not take IPv6"
-            if ":" in value
-            else "ip is not an IPv4 address (such as 203.0.113.7)",
-        )
-    elif not _is_public(match):
-        ctx.report.warn(
-            key,
-            "non_public_ip",
-            "ip is not a public address: send the device's address, which AppsFlyer uses for geo",
-        )
-    return value
-
-
-def _is_public(match: re.Match[str]) -> bool:
-    first = int(match[1])
-    if first not in _NON_PUBLIC_FIRST_OCTETS:
-        return True
-    number = first << 24 | int(match[2]) << 16 | int(match[3]) << 8 | int(match[4])
-    return not any(number & mask == network for network, mask in _NON_PUBLIC_NETWORKS)
-
-
-def _apple_id(key: str, value: str, ctx: Context) -> str:
-    _zeroed(key, value, ctx)
-    upper = value.upper()
-    if upper != value:
-        ctx.report.warn(key, "not_upper_case", f"{key} is an upper-case UUID; it was upper-cased")
-    return upper
-
-
-def _zeroed(key: str, value: str, ctx: Context) -> str:
-    if value == _ZERO_UUID:
-        ctx.report.warn(
-            key,
-            "zeroed_device_id",
-            f"{key} is all zeros (ad tracking not allowed on the device): no partner can match it",
-        )
-    return value
-
-
 def _consent_data(key: str, value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if (value.get("tcf") is None) == (value.get("manual") is None):
         ctx.report.error(key, "invalid_consent_data", "consent_data must hold exactly one of `tcf` and `manual`")
@@ -357,92 +246,16 @@ def _without_personal(value: dict[str, Any], key: str, ctx: Context) -> dict[str
     return kept
 
 
-def _customer_user_id(key: str, value: str, ctx: Context) -> Any:
-    if contains_email(value):
-        ctx.report.warn(
-            key,
-            "pii_in_customer_user_id",
-            "customer_user_id holds an email address: it was dropped, never stored or relayed; use an "
-            "internal user id, and send the email hashed in email_hashed",
-        )
-        return DROP
-    return value
-
-
-def _plain_name(raw: str) -> str:
-    if not _NAME.fullmatch(raw.strip()):
-        raise InvalidIdentifier("not a name (letters, spaces, apostrophes, hyphens, dots)")
-    return hash_name(raw)
-
-
-# The hashed fields a client may send plain: how each is normalised and hashed, and what it is.
-PLAIN_HASHERS: Final[dict[str, tuple[Callable[[str], str], str]]] = {
-    "email_hashed": (hash_email, "an email address"),
-    "first_name_hashed": (_plain_name, "a first name"),
-    "last_name_hashed": (_plain_name, "a last name"),
-}
-_PHONES: Final = {"phone_number_hashed": "a phone number", "phone_number_e164_hashed": "an E.164 phone number"}
-
-
-def _hashed(key: str, value: str, ctx: Context) -> Any:
-    """64-hex passes (lower-cased); a plain value is normalised and hashed, with a warning."""
-    text = value.strip()
-    if not text:
-        ctx.report.warn(key, "empty_value", f"{key} is empty; it was left out")
-        return DROP
-    if is_sha256_hex(text):
-        digest = text.lower()
-        if digest == _SHA256_OF_EMPTY:
-            ctx.report.warn(key, "hash_of_empty_string", f"{key} is the SHA-256 of an empty string")
-        return digest
-    if _HEX.fullmatch(text):
-        ctx.report.error(key, "invalid_hash", f"{key} looks like a hex digest but not SHA-256 (64 hex digits)")
-        return DROP
-    what = _PHONES.get(key) or PLAIN_HASHERS[key][1]
-    try:
-        digest = _hashed_phone(key, value, ctx) if key in _PHONES else PLAIN_HASHERS[key][0](value)
-    except InvalidIdentifier as exc:
-        ctx.report.error(key, "invalid_hash", f"{key} is neither a SHA-256 hex digest nor {what}: {exc}")
-        return DROP
-    ctx.report.warn(
-        key,
-        "plain_pii_hashed",
-        f"{key} held {what} instead of its SHA-256: it was normalised and hashed, and the plain value was not kept",
-    )
-    return digest
-
-
-def _hashed_phone(key: str, value: str, ctx: Context) -> str:
-    """phone_number_hashed: the digits with country code; the E.164 form adds the "+". A number
-    without + or 00 is read in the body's country (eventValue.af_country) when it carries one."""
-    phone = normalise_phone(value, ctx.region)
-    if not phone.with_country_code:
-        ctx.report.warn(
-            key,
-            "phone_without_country_code",
-            f"{key} has no country code (+ or 00) and the body no eventValue.af_country: its digits were hashed "
-            "as sent, and will only match if they include the country code (AppsFlyer expects 16505551212)",
-        )
-    elif not phone.possible:
-        ctx.report.warn(key, "phone_not_possible", f"{key} is not a possible number: check its country code")
-    return sha256_hex(phone.digits if key == "phone_number_hashed" else "+" + phone.digits)
-
-
-RULES: Final[dict[str, _Rule]] = {
+RULES: Final[dict[str, Rule]] = {
     "eventName": _event_name,
     "eventValue": check_event_value,
     "eventCurrency": _currency,
     "eventTime": _event_time,
-    "ip": _ip,
-    "idfa": _apple_id,
-    "idfv": _apple_id,
-    "advertising_id": _zeroed,
     "consent_data": _consent_data,
     "custom_data": _custom_data,
-    "customer_user_id": _customer_user_id,
-    **{name: _hashed for name in (*PLAIN_HASHERS, *_PHONES)},
+    **IDENTIFIER_RULES,
 }
-_EVENT_VALUERULES: Final[dict[str, Callable[[str, Any, Context], Any]]] = {
+_EVENT_VALUERULES: Final[dict[str, Rule]] = {
     "af_revenue": _revenue,
     "af_price": _price,
     "af_quantity": _quantity,
