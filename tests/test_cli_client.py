@@ -199,6 +199,21 @@ def test_send_writes_undelivered_events_to_a_file_send_accepts_again(server: Ser
     assert sorted(e["dedupe_id"] for e in stored(server, test_tag=t)) == sorted(e["dedupe_id"] for e in events)
 
 
+def test_send_timeout_option_bounds_each_attempt_and_its_former_name_still_works(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "events.jsonl", [page_view()])
+    send = ("send", str(file), "--pixel", "px_std", "--key", "key-std", "--retries", "0", "--no-progress")
+    with fault_proxy(then=Reply(delay_s=8)) as proxy:
+        for timeout, deprecated in (("--timeout", False), ("--timeout-s", True)):
+            started = time.monotonic()
+            done = capigate(*send, "--to", proxy.url, timeout, "0.5")
+            assert done.returncode == 1 and "delivered 0 of 1 event(s)" in done.stdout, done
+            assert time.monotonic() - started < 6  # not the 8 s the proxy takes, nor the default 10 s
+            assert ("--timeout-s is deprecated; use --timeout" in done.stderr) is deprecated, done.stderr
+        both = capigate(*send, "--to", proxy.url, "--timeout", "1", "--timeout-s", "2")
+    assert both.returncode == 2 and "give --timeout only" in both.stderr
+    assert "--timeout-s" not in capigate("send", "--help").stdout
+
+
 def test_send_rate_option_limits_events_per_second(server: Server, tmp_path: Path) -> None:
     file = jsonl(tmp_path / "af.jsonl", [AF_EVENT] * 6)
     started = time.monotonic()

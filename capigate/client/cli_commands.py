@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import click
+from click.core import ParameterSource
 import msgspec
 
 from capigate.appsflyer.rules import check_in_app_event
@@ -235,12 +236,14 @@ def _summary(result: SendResult, url: str, elapsed_s: float) -> None:
     help="Retries of a request that failed for a retryable reason.",
 )
 @click.option(
-    "--timeout-s",
+    "--timeout",
+    "timeout_s",
     type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
-    help="Timeout of each attempt.",
+    help="Timeout of each attempt, in seconds.",
 )
+@click.option("--timeout-s", "deprecated_timeout_s", type=click.FloatRange(min=0, min_open=True), hidden=True)
 @click.option("--test-tag", help="Mark the events as test events in capigate (X-Capigate-Test).")
 @click.option(
     "--failed-file",
@@ -259,6 +262,7 @@ def send(
     concurrency: int,
     retries: int,
     timeout_s: float,
+    deprecated_timeout_s: float | None,
     test_tag: str | None,
     failed_file: Path | None,
     progress: bool,
@@ -274,6 +278,11 @@ def send(
 
     if (pixel is None) == (app is None):
         raise click.UsageError("give exactly one of --pixel (Axon) or --app (AppsFlyer)")
+    if deprecated_timeout_s is not None:  # its former name, kept so that scripts using it still run
+        if click.get_current_context().get_parameter_source("timeout_s") is not ParameterSource.DEFAULT:
+            raise click.UsageError("give --timeout only (--timeout-s is its deprecated name)")
+        click.echo("capigate send: --timeout-s is deprecated; use --timeout (seconds)", err=True)
+        timeout_s = deprecated_timeout_s
     api: Api = "axon" if pixel else "appsflyer"
     source = _read(file, None)
     events, origins, refused = _flatten(source, api)
