@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import click
-from click.core import ParameterSource
 import msgspec
+from click.core import ParameterSource
 
 from capigate.appsflyer.rules import check_in_app_event
 from capigate.axon.profiles import PROFILES, ProfileName
