@@ -23,6 +23,7 @@ from msgspec import Meta, Struct
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
 from capigate.errors import ConfigError
+from capigate.identity import contains_email
 from capigate.settings import render, struct_doc
 
 __all__ = [
@@ -152,6 +153,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     problems += _check_relays(name, pixels, apps, environ)
     problems += _check_proxies(name, server)
     problems += _check_app_ids(name, apps)
+    problems += _check_not_email(name, pixels, "axon.pixels", "pixel_id")
+    problems += _check_not_email(name, apps, "appsflyer.apps", "app_id")
     if len(problems) > 1:
         raise ConfigErrors(problems)
     if problems:
@@ -265,6 +268,21 @@ def _check_app_ids(file: str, apps: Indexed) -> list[ConfigError]:
         ConfigError(file, f"appsflyer.apps[{i}].app_id", f'{reason}; write app_id = "id{app.app_id}"')
         for i, app in apps
         if (reason := ios_prefix_missing(app.app_id)) is not None
+    ]
+
+
+def _check_not_email(file: str, sources: Indexed, table: str, key: str) -> list[ConfigError]:
+    """A source id travels in URLs (``?pixel_id=``, ``/inappevent/{app_id}``), in the journal
+    and in the logs, none of which may hold personal data; the message does not repeat it."""
+    return [
+        ConfigError(
+            file,
+            f"{table}[{i}].{key}",
+            "looks like an email address; a source id appears in URLs, the request journal and the logs, "
+            f"which must hold no personal data: use the {key} the platform assigned",
+        )
+        for i, source in sources
+        if contains_email(getattr(source, key))
     ]
 
 

@@ -84,6 +84,30 @@ def test_an_ios_app_id_without_id_is_refused_with_appsflyers_reason(tmp_path: Pa
     assert str(sdk.value) in message  # the same rule, the same reason
 
 
+def test_a_source_id_that_is_an_email_address_is_refused_at_check_and_at_start(tmp_path: Path) -> None:
+    """Rule: a configured pixel or app id holding an email address is refused, naming the
+    setting, by check-config and by the gateway's start alike (one check, in load_config)."""
+    text = (
+        SERVER
+        + '[[axon.pixels]]\npixel_id = "px_ok"\napi_key = "k"\n'
+        + '[[axon.pixels]]\npixel_id = "Jane.Doe@example.com"\napi_key = "k"\n'
+        + '[[appsflyer.apps]]\napp_id = "shop-owner@example.org"\nkeys = ["k"]\n'
+    )
+    message = refused(tmp_path, text)
+    for key in ("axon.pixels[1].pixel_id", "appsflyer.apps[0].app_id"):
+        assert f"capigate.toml: {key}: looks like an email address; a source id appears in URLs" in message, message
+    assert "axon.pixels[0]" not in message
+    assert "Jane.Doe" not in message and "shop-owner" not in message
+    started = subprocess.run(
+        [sys.executable, "-m", "capigate", "serve", "--config", str(tmp_path / "capigate.toml"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode != 0 and "Traceback" not in started.stderr
+    assert "axon.pixels[1].pixel_id: looks like an email address" in started.stderr, started.stderr
+
+
 def test_a_correct_file_is_ok(tmp_path: Path) -> None:
     done = check_config(tmp_path, SERVER + '[[appsflyer.apps]]\napp_id = "id123456789"\nkeys = ["k"]\n')
     assert done.returncode == 0 and "ok (0 pixel(s), 1 app(s))" in done.stdout, done.stderr
