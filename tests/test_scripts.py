@@ -1,0 +1,56 @@
+"""scripts/_venv.sh, which scripts/serve and scripts/test source: it says what it installs
+before the minute of pip, and says it is done; once installed, it says nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A project as small as pip can install, so that the script's first run takes seconds.
+PROJECT = """\
+[build-system]
+requires = ["hatchling>=1.25"]
+build-backend = "hatchling.build"
+
+[project]
+name = "capigate-venv-probe"
+version = "0"
+
+[tool.hatch.build.targets.wheel]
+packages = ["probe"]
+"""
+
+
+def _source_venv(clone: Path, install: str, extras: str) -> subprocess.CompletedProcess[str]:
+    script = f'source scripts/_venv.sh {install} "{extras}" && echo "venv: $VENV"'
+    return subprocess.run(
+        ["bash", "-c", script],
+        cwd=clone,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(clone)},
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+
+
+def test_the_first_run_says_it_installs_then_that_it_is_done_and_later_runs_are_quiet(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "_venv.sh", clone / "scripts" / "_venv.sh")
+    (clone / "pyproject.toml").write_text(PROJECT)
+    (clone / "probe").mkdir()
+    (clone / "probe" / "__init__.py").write_text("")
+
+    first = _source_venv(clone, "runtime", "")
+    assert first.returncode == 0, first.stderr
+    lines = first.stderr.splitlines()
+    assert lines[0] == "installing capigate and its dependencies into .venv (first run, ~1 min)…", lines
+    assert lines[-1].startswith("installed capigate and its dependencies into .venv in "), lines
+    assert first.stdout == f"venv: {clone / '.venv'}\n"
+
+    again = _source_venv(clone, "runtime", "")
+    assert (again.returncode, again.stderr) == (0, ""), again.stderr
