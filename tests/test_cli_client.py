@@ -109,6 +109,24 @@ def test_validate_api_option_overrides_detection(tmp_path: Path) -> None:
     assert "user_data: `user_data` is required [missing_field]" in done.stdout
 
 
+def test_validate_and_send_agree_on_an_appsflyer_event_value_given_as_an_object(server: Server, tmp_path: Path) -> None:
+    """Rule: validate checks an AppsFlyer event as send sends it, stringified; the gateway warns
+    only about bytes that carry an object (tests/test_appsflyer_api.py)."""
+    event = {**AF_EVENT, "eventName": "af_purchase", "eventValue": {"af_revenue": "9.99", "af_currency": "USD"}}
+    file = jsonl(tmp_path / "af.jsonl", [{**event, "custom_data": {"tier": "gold"}}])
+    checked = capigate("validate", str(file))
+    assert checked.returncode == 0, checked.stdout
+    assert "not_stringified" not in checked.stdout
+    assert checked.stdout.endswith("ok: 1 event(s) in 1 file(s), 0 problem(s), 0 warning(s)\n"), checked.stdout
+    sent = capigate(
+        "send", str(file), "--to", server.url, "--app", "com.example.shop", "--key", "af-dev-key", "--no-progress"
+    )
+    assert sent.returncode == 0 and "warnings:" not in sent.stdout, sent.stdout
+    bad = jsonl(tmp_path / "bad.jsonl", [{**event, "eventValue": {"af_revenue": "nine"}}])
+    refused = capigate("validate", "--no-warnings", str(bad))
+    assert refused.returncode == 1 and f"{bad}:1: error: eventValue.af_revenue: " in refused.stdout, refused.stdout
+
+
 def test_records_are_told_apart_by_their_keys() -> None:
     assert classify({"events": []}, None) == ("axon", "batch")
     assert classify(page_view(), None) == ("axon", "event")

@@ -32,15 +32,16 @@ from capigate.client._base import (
 from capigate.client._http import AsyncClientBase, SyncClientBase
 from capigate.errors import InvalidEvents, Problem
 
-__all__ = ["APPSFLYER_URL", "AppsFlyerClient", "AsyncAppsFlyerClient", "in_app_event"]
+__all__ = ["APPSFLYER_URL", "AppsFlyerClient", "AsyncAppsFlyerClient", "check_as_sent", "in_app_event"]
 
 APPSFLYER_URL: Final = "https://api2.appsflyer.com"
 
 _STRINGIFIED: Final = ("eventValue", "custom_data")
 # Warnings that, in a builder, mean a typo rather than a habit worth tolerating.
 _BUILDER_ERRORS: Final = frozenset({"unknown_field", "plain_pii_dropped"})
-# Warnings about what the SDK itself takes care of before sending.
-_SDK_HANDLED: Final = frozenset({"plain_pii_hashed", "event_value_not_stringified", "custom_data_not_stringified"})
+# Warnings about what the SDK itself takes care of before sending (objects in eventValue and
+# custom_data need none: they are stringified before the check, which sees the bytes sent).
+_SDK_HANDLED: Final = frozenset({"plain_pii_hashed"})
 _encode = msgspec.json.Encoder().encode
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -59,6 +60,25 @@ def _wire(payload: bytes) -> bytes:
     obj = _stringify(_decode_object(payload))
     obj.pop(RESTAMPED_FIELD, None)  # capigate's own note; AppsFlyer re-stamps by itself
     return _encode(obj)
+
+
+def check_as_sent(
+    raw: Any, *, app_id: str, dedupe_key: str | None = None
+) -> tuple[list[Checked], list[Problem], list[Problem]]:
+    """(the body to send, problems, warnings) of one event as the SDK sends it: eventValue and
+    custom_data objects stringified, plain PII hashed, checked with the gateway's rules. Both
+    ``send`` and ``capigate validate`` use it, so that they agree on every warning."""
+    body = _encode(_stringify(dict(raw)) if isinstance(raw, dict) else raw)
+    check = check_in_app_event(body, app_id=app_id, received_at_ms=now_ms(), dedupe_key=dedupe_key)
+    warnings = [w for w in check.warnings if w.code not in _SDK_HANDLED]
+    if check.event is None:
+        return [], check.problems, warnings
+    wire = _wire(check.event.payload)
+    if len(wire) > MAX_BODY_BYTES:
+        message = f"hashed, the body is {len(wire)} bytes; AppsFlyer takes at most {MAX_BODY_BYTES}"
+        return [], [Problem("", "payload_too_large", message)], warnings
+    # AppsFlyer does not deduplicate; capigate does on dedupe_key when configured so.
+    return [Checked(wire, bool(dedupe_key and check.event.dedupe_id))], [], warnings
 
 
 def in_app_event(
@@ -130,17 +150,7 @@ class AppsFlyerCore(Core):
         raw = to_builtins(event, "", problems)
         if problems:
             return [], problems, []
-        body = _encode(_stringify(raw) if isinstance(raw, dict) else raw)
-        check = check_in_app_event(body, app_id=self.app_id, received_at_ms=now_ms(), dedupe_key=self._dedupe_key)
-        warnings = [w for w in check.warnings if w.code not in _SDK_HANDLED]
-        if check.event is None:
-            return [], check.problems, warnings
-        wire = _wire(check.event.payload)
-        if len(wire) > MAX_BODY_BYTES:
-            message = f"hashed, the body is {len(wire)} bytes; AppsFlyer takes at most {MAX_BODY_BYTES}"
-            return [], [Problem("", "payload_too_large", message)], warnings
-        # AppsFlyer does not deduplicate; capigate does on dedupe_key when configured so.
-        return [Checked(wire, bool(self._dedupe_key and check.event.dedupe_id))], [], warnings
+        return check_as_sent(raw, app_id=self.app_id, dedupe_key=self._dedupe_key)
 
     def in_send(self, first: int, problem: Problem) -> Problem:
         return prefixed(f"events[{first}]", problem)

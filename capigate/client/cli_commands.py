@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import click
-import msgspec
 from click.core import ParameterSource
 
-from capigate.appsflyer.rules import check_in_app_event
 from capigate.axon.profiles import PROFILES, ProfileName
 from capigate.axon.rules import check_batch
 from capigate.client._base import RequestResult, SendResult, join_path, now_ms, prefixed, strip_prefix
@@ -26,7 +24,6 @@ from capigate.errors import InvalidEvents, Problem
 
 __all__ = ["send", "validate"]
 
-_encode = msgspec.json.Encoder().encode
 _API_CHOICE = click.Choice(["auto", "axon", "appsflyer"])
 _FILES = click.Path(exists=True, dir_okay=False, allow_dash=True)
 
@@ -48,9 +45,11 @@ def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[
     if record.problem is not None:
         return 0, [prefixed(record.root, record.problem)], []
     value, now = record.value, now_ms()
-    if record.api == "appsflyer":
-        check = check_in_app_event(_encode(value), app_id=app_id, received_at_ms=now)
-        problems, warnings, count = check.problems, check.warnings, 1
+    if record.api == "appsflyer":  # as `send` would send it: the same check, the same warnings
+        from capigate.client.appsflyer import check_as_sent  # imports httpx: only when needed
+
+        _, problems, warnings = check_as_sent(value, app_id=app_id)
+        count = 1
     elif record.kind == "batch":
         report = check_batch(value, PROFILES[profile], source="validate", now_ms=now).report
         problems, warnings = report.problems, report.warnings
@@ -83,7 +82,7 @@ def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[
 @click.option("--app-id", default="", help="AppsFlyer app id (adds iOS/Android hints).")
 @click.option("--warnings/--no-warnings", "show_warnings", default=True, show_default=True, help="Print warnings too.")
 def validate(files: tuple[str, ...], api_name: str, profile: str, app_id: str, show_warnings: bool) -> None:
-    """Check events with the gateway's own rules, without sending anything.
+    """Check events with the gateway's own rules, as send would send them, without sending.
 
     FILES hold JSON (a batch, an event, or an array of them) or JSON Lines (one Axon batch,
     Axon event or AppsFlyer event a line); '-' reads standard input. Each problem is printed
