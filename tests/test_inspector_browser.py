@@ -11,6 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,27 @@ def test_filter_events_by_source_name_tag_time_and_delivery(page: Page, gateway:
     form.locator("[name=since]").fill("2000-01-01T00:00:00")
     form.locator("button[type=submit]").click()
     expect(rows).to_have_count(2)
+
+
+def test_the_event_time_column_shows_the_full_date_with_its_year(browser: Browser, gateway: Server) -> None:
+    last_year = datetime.now(UTC).replace(microsecond=456_000) - timedelta(days=400)
+    tag = f"year-{uuid.uuid4().hex[:8]}"
+    sent = post_axon(
+        gateway, batch(page_view(event_time=int(last_year.timestamp() * 1000))), **{"X-Capigate-Test": tag}
+    )
+    assert sent.status_code == 200, sent.text  # stored, with a warning: more than a year away
+    context = browser.new_context(base_url=gateway.url, viewport={"width": 1400, "height": 900}, timezone_id="UTC")
+    try:
+        page = logged_in(context.new_page())
+        page.click("a[data-view=events]")
+        page.locator("#ev-filters [name=test_tag]").fill(tag)
+        page.locator("#ev-filters button[type=submit]").click()
+        row = page.locator("#events tr.event")
+        expect(row).to_have_count(1)
+        expect(row.locator("td.evtime")).to_have_text(last_year.strftime("%Y-%m-%d %H:%M:%S.456"))
+        expect(row.locator("td.time").first).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$"))  # today's
+    finally:
+        context.close()
 
 
 def test_a_refused_request_opens_to_its_problems(page: Page, gateway: Server) -> None:

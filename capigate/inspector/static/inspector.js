@@ -77,11 +77,9 @@ function stamp(ms) {
   const d = new Date(ms);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock(ms)}`;
 }
+// A time of today as its clock; any other with its full date: a date without its year is ambiguous.
 function dayTime(ms) {
-  const d = new Date(ms);
-  const today = new Date();
-  const sameDay = d.toDateString() === today.toDateString();
-  return sameDay ? clock(ms) : `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock(ms)}`;
+  return new Date(ms).toDateString() === new Date().toDateString() ? clock(ms) : stamp(ms);
 }
 function duration(seconds) {
   if (seconds < 60) return `${seconds.toFixed(0)} s`;
@@ -495,7 +493,7 @@ function renderEvents() {
         h("td", {}, h("span", { class: `state ${e.status}` }, e.status)),
         h("td", { class: "tagcol" }, e.test_tag ? h("span", { class: "tag" }, e.test_tag) : "–"),
         h("td", { class: "mono dedupe" }, e.dedupe_id || "–"),
-        h("td", { class: "time evtime", title: stamp(e.event_time) }, dayTime(e.event_time)),
+        h("td", { class: "time evtime" }, stamp(e.event_time)),  // sent by the client: any day, any year
       ),
     );
     if (ev.open.has(e.id)) rows.push(eventDetail(e));
