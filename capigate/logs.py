@@ -117,7 +117,7 @@ class PlainFormatter(logging.Formatter):
 
     @staticmethod
     def _request_fields(text: str, request: Any) -> str:
-        source = None if request.source is None else escape_control(request.source)
+        source = "-" if request.source is None else escape_control(request.source)  # not Python's "None"
         parts = [text, f"source={source}", f"events={request.events_received}"]
         if request.events_stored or request.events_duplicate:
             parts.append(f"stored={request.events_stored} dup={request.events_duplicate}")

@@ -198,6 +198,16 @@ def test_plain_log_line_per_request(fresh_server: Server) -> None:
     assert "source=px_std events=0" in line and "problems=1 first=events:" in line
 
 
+def test_plain_log_line_of_a_request_naming_no_source_says_so_with_a_dash(fresh_server: Server) -> None:
+    with fresh_server.client() as c:
+        assert c.post("/login", data={"token": "not-the-token"}).status_code in (401, 403)
+        assert c.post("/v1/event", json={"events": []}).status_code == 400  # no pixel_id
+    time.sleep(0.2)
+    lines = [line for line in fresh_server.output().splitlines() if "capigate.requests POST" in line]
+    assert len(lines) == 2 and all(" source=- events=0" in line for line in lines), lines
+    assert not any("None" in line for line in lines), lines
+
+
 def test_readiness_lists_the_relay_workers_of_the_process(tmp_path: Path) -> None:
     upstream = f"http://127.0.0.1:{free_port()}"  # nothing listens: the worker runs and retries
     config = DEFAULT_CONFIG.replace(
