@@ -264,6 +264,26 @@ def test_the_overview_charts_each_source(page: Page, gateway: Server) -> None:
     expect(page.locator("#relay")).to_contain_text("Relay")
 
 
+def test_the_overview_names_ingest_calls_without_their_id_and_keeps_other_requests_apart(
+    page: Page, gateway: Server
+) -> None:
+    with gateway.client() as c:
+        assert c.post("/v1/event", json=batch(purchase()), headers={"Authorization": "key-std"}).status_code == 400
+        assert c.post("/inappevent/", json={}, headers={"authentication": "af-dev-key"}).status_code in (400, 401)
+        assert c.post("/login", data={"token": "not-the-token"}).status_code == 401
+        assert c.get("/wp-login.php").status_code == 404
+    logged_in(page)
+    page.click("a[data-view=overview]")
+    axon = page.locator(".card[data-source='(no pixel_id)']")
+    expect(axon.locator(".kind")).to_have_text("Axon calls without a pixel_id")
+    expect(axon.locator(".totals")).to_contain_text("failed")
+    expect(page.locator(".card[data-source='(no app_id)'] .kind")).to_have_text("AppsFlyer calls without an app id")
+    other = page.locator(".card.other-requests")
+    expect(other).to_contain_text("requests to no ingest API (logins, unknown paths)")
+    assert int(other.locator(".totals b").first.inner_text()) >= 2  # the login, the unknown path
+    expect(page.locator(".card[data-source='(no source)']")).to_have_count(0)
+
+
 def test_the_api_reads_need_the_session(page: Page, gateway: Server) -> None:
     page.goto("/api/requests")
     assert "unauthorized" in page.content()

@@ -21,13 +21,11 @@ WARN = Problem("events[0].dedupe_id", "missing_dedupe_id", "no dedupe_id")
 def record(
     at: int, source: str | None, status: int, received: int, stored: int, dup: int = 0, **kw: object
 ) -> RequestRecord:
+    fields: dict[str, object] = {"api": "axon", "method": "POST", "path": "/v1/event", **kw}
     return RequestRecord(
         request_id=f"r{at}{source}{status}",
         received_at=at,
-        api="axon",
         source=source,
-        method="POST",
-        path="/v1/event",
         status=status,
         client_ip="127.0.0.1",
         user_agent="t",
@@ -35,7 +33,7 @@ def record(
         events_received=received,
         events_stored=stored,
         events_duplicate=dup,
-        **kw,  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]
     )
 
 
@@ -45,7 +43,9 @@ def fill_journal(store: Store) -> None:
         record(T0 + 2_000, "px_a", 400, 5, 0, problems=[Problem("events", "invalid", "bad")]),
         record(T0 + 3_000, "px_b", 200, 1, 1),
         record(T0 + MINUTE + 5, "px_a", 200, 1, 1, warnings=[WARN]),
-        record(T0 + MINUTE + 6, None, 404, 0, 0),
+        record(T0 + MINUTE + 6, None, 400, 0, 0),  # an Axon call without its pixel_id
+        record(T0 + MINUTE + 7, None, 404, 0, 0, api="unknown", path="/wp-login.php"),  # not an API call
+        record(T0 + MINUTE + 8, None, 401, 0, 0, api="inspector", path="/login"),
         record(T0 + 5 * MINUTE, "px_a", 200, 1, 1),  # outside the window asked for
         record(T0 - 1, "px_a", 200, 1, 1),  # before it
     ):
@@ -61,8 +61,15 @@ def test_stats_total_the_journal_per_bucket_and_source(store: Store) -> None:
             events_duplicate=1, events_refused=5, warnings=2,
         ),
         StatsBucket(start_ms=T0, source="px_b", requests=1, events_received=1, events_accepted=1),
-        StatsBucket(start_ms=T0 + MINUTE, source=None, requests=1, failed_requests=1),
+        StatsBucket(start_ms=T0 + MINUTE, source=None, api="axon", requests=1, failed_requests=1),
+        StatsBucket(start_ms=T0 + MINUTE, source=None, api="inspector", requests=1, failed_requests=1),
+        StatsBucket(start_ms=T0 + MINUTE, source=None, api="unknown", requests=1, failed_requests=1),
         StatsBucket(start_ms=T0 + MINUTE, source="px_a", requests=1, events_received=1, events_accepted=1, warnings=1),
+    ]  # fmt: skip
+    # Whole minutes (their per-minute totals) tell them apart as well.
+    whole = run(store.query_stats(None, since_ms=T0 - MINUTE, until_ms=T0 + 3 * MINUTE, bucket_ms=MINUTE))
+    assert [(b.start_ms - T0, b.api, b.requests) for b in whole if b.source is None] == [
+        (MINUTE, "axon", 1), (MINUTE, "inspector", 1), (MINUTE, "unknown", 1),
     ]  # fmt: skip
 
 
@@ -106,6 +113,8 @@ def test_stats_in_buckets_that_are_not_whole_minutes_read_the_journal(store: Sto
         (0, "px_a", 2, 2),
         (0, "px_b", 1, 0),
         (MINUTE, None, 1, 0),
+        (MINUTE, None, 1, 0),
+        (MINUTE, None, 1, 0),
         (MINUTE, "px_a", 1, 1),
     ]
 
@@ -121,9 +130,14 @@ def test_sqlite_stats_read_the_window_through_indexes(tmp_path: Path, source: st
     for sql, params in stats_sql(source, T0 + 1_000, T0 + 5 * MINUTE + 500, MINUTE):
         plans.append(" | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)))
     conn.close()
-    minutes, head, tail, dead = plans
+    minutes, head, tail, *unsourced, dead = plans
     assert minutes.startswith("SEARCH request_minutes USING PRIMARY KEY (minute>? AND minute<?)")
     for journal in (head, tail):
         assert journal.startswith("SEARCH requests USING INDEX requests_received_at (received_at>? AND received_at<?)")
+    # The requests naming no source, per api: those of the window only, through (source, id).
+    assert len(unsourced) == (source is None)
+    for plan in unsourced:
+        assert plan.startswith("SEARCH requests USING INDEX requests_source_id (source=? AND id>?)"), plan
+        assert "INDEX requests_received_at (received_at<?)" in plan, plan
     assert "USING INDEX outbox_dead" in dead
     assert "INDEX events_received_at (received_at>?)" in dead

@@ -32,6 +32,7 @@ TOP_UNKNOWN = 5
 MIN_BUCKET_MS = 1000
 MAX_TEST_BODY_BYTES = 1_048_576
 DEFAULT_QUALITY_WINDOW_MS = 86_400_000
+INGEST_APIS = frozenset({"axon", "appsflyer"})  # the journal's api of the ingest endpoints
 
 
 class SourcesPage(msgspec.Struct, kw_only=True):
@@ -54,12 +55,23 @@ class UnknownSources(msgspec.Struct, kw_only=True):
     top: list[UnknownSource] = []  # the busiest, at most TOP_UNKNOWN
 
 
+class OtherRequests(msgspec.Struct, kw_only=True):
+    """The journaled requests that called no ingest API (a login, an unknown path), as one
+    row: they come from no source, so they get no source's card."""
+
+    requests: int = 0
+    failed: int = 0
+
+
 class StatsPage(msgspec.Struct, kw_only=True):
     since: int
     until: int
     bucket_ms: int
-    buckets: list[StatsBucket]  # the configured sources' (and None: requests naming no source)
+    # The configured sources', and (source None, api axon or appsflyer) the ingest calls that
+    # did not say their pixel or app.
+    buckets: list[StatsBucket]
     unknown: UnknownSources
+    other: OtherRequests
     relay: list[OutboxDepth] | None  # None: the store cannot say now
     now: int
 
@@ -121,9 +133,12 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     if not report.ok:
         return _invalid(report.problems)
     buckets = await gateway.store.query_stats(source, since_ms=since, until_ms=until, bucket_ms=bucket)
-    known, unknown = _split_unknown(buckets, _configured(gateway))
+    ingest, other = _split_other(buckets)
+    known, unknown = _split_unknown(ingest, _configured(gateway))
     relay = await gateway.outbox_depths()
-    page = StatsPage(since=since, until=until, bucket_ms=bucket, buckets=known, unknown=unknown, relay=relay, now=now)
+    page = StatsPage(
+        since=since, until=until, bucket_ms=bucket, buckets=known, unknown=unknown, other=other, relay=relay, now=now
+    )
     return json_response(200, page, [("cache-control", "no-store")])
 
 
@@ -154,6 +169,18 @@ async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> R
 def _configured(gateway: Gateway) -> set[str]:
     config = gateway.config
     return {p.pixel_id for p in config.axon.pixels} | {a.app_id for a in config.appsflyer.apps}
+
+
+def _split_other(buckets: list[StatsBucket]) -> tuple[list[StatsBucket], OtherRequests]:
+    """The buckets of the ingest APIs' requests, and the sum of the others."""
+    ingest, other = [], OtherRequests()
+    for b in buckets:
+        if b.source is None and b.api not in INGEST_APIS:
+            other.requests += b.requests
+            other.failed += b.failed_requests
+        else:
+            ingest.append(b)
+    return ingest, other
 
 
 def _split_unknown(buckets: list[StatsBucket], configured: set[str]) -> tuple[list[StatsBucket], UnknownSources]:

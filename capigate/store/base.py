@@ -97,6 +97,10 @@ class StatsBucket(msgspec.Struct, kw_only=True):
 
     start_ms: int
     source: str | None  # None: requests that named no source (no pixel_id, unknown path)
+    # With source None only, the journal's api of those requests: "axon" or "appsflyer" for
+    # ingest calls that did not say their pixel or app; others ("inspector", "unknown") are
+    # not calls to an API at all (a login, an unknown path).
+    api: str | None = None
     requests: int = 0
     failed_requests: int = 0  # status >= 400
     events_received: int = 0
@@ -262,7 +266,8 @@ class Store(Protocol):
         self, source: str | None, *, since_ms: int, until_ms: int, bucket_ms: int
     ) -> list[StatsBucket]:
         """Per (bucket, source) totals of the requests received in ``[since_ms, until_ms)``
-        (all sources when ``source`` is None), ordered by bucket then source; buckets with
+        (all sources when ``source`` is None; those naming none per (bucket, api)), ordered by
+        bucket, source, api; buckets with
         nothing in them are left out. Reads only that window, through the time indexes: the
         inspector calls it every few seconds on a journal of a million rows."""
         ...

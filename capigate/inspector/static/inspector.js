@@ -771,7 +771,7 @@ function renderCards(stats) {
   const empty = () => ({ requests: 0, failed_requests: 0, events_accepted: 0, events_refused: 0, events_duplicate: 0, warnings: 0, dead_letters: 0 });
   const bySource = new Map(state.sources.map((s) => [s.id, Array.from({ length: count }, empty)]));
   for (const b of stats.buckets) {
-    const key = b.source ?? "(no source)";
+    const key = b.source ?? NAMELESS[b.api]?.id ?? "(no source)";
     if (!bySource.has(key)) bySource.set(key, Array.from({ length: count }, empty));
     const i = Math.floor((b.start_ms - start) / bucket);
     if (i < 0 || i >= count) continue;
@@ -786,7 +786,8 @@ function renderCards(stats) {
   entries.sort((a, b) => (b.busy > 0) - (a.busy > 0)); // active sources first, config order kept
   const cards = entries.map(({ source, slots, sum, busy }) => {
     const info = state.sources.find((s) => s.id === source);
-    const kind = info ? (info.api === "axon" ? `Axon · ${info.profile}` : "AppsFlyer") : "not configured";
+    const nameless = Object.values(NAMELESS).find((n) => n.id === source);
+    const kind = info ? (info.api === "axon" ? `Axon · ${info.profile}` : "AppsFlyer") : nameless ? nameless.kind : "not configured";
     const relay = info ? relays.get(`${info.api}:${info.id}`) : null;
     const head = h("header", {}, h("h3", {}, source), h("span", { class: "kind" }, kind));
     const relayLine = relay
@@ -818,8 +819,26 @@ function renderCards(stats) {
       ),
     );
   });
-  const unknown = unknownRow(stats.unknown);
-  document.getElementById("cards").replaceChildren(...cards, ...(unknown ? [unknown] : []));
+  const rows = [unknownRow(stats.unknown), otherRow(stats.other)].filter(Boolean);
+  document.getElementById("cards").replaceChildren(...cards, ...rows);
+}
+
+// Ingest calls that did not say their pixel or app: a card each API, named for what is missing.
+const NAMELESS = {
+  axon: { id: "(no pixel_id)", kind: "Axon calls without a pixel_id" },
+  appsflyer: { id: "(no app_id)", kind: "AppsFlyer calls without an app id" },
+};
+
+// Requests that called no ingest API (logins, unknown paths): no source's, so one line, no card.
+function otherRow(other) {
+  if (!other || !other.requests) return null;
+  return h(
+    "article",
+    { class: "card other-requests", "data-source": "(other)" },
+    h("header", {}, h("h3", {}, "other requests"), h("span", { class: "kind" }, "not from a source")),
+    h("p", { class: "totals" }, h("b", {}, other.requests), " requests to no ingest API (logins, unknown paths), ",
+      h("b", { class: other.failed ? "bad" : "" }, other.failed), " failed"),
+  );
 }
 
 // Requests naming a pixel or app that is not configured: one row, however many ids (a scan of

@@ -68,10 +68,11 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
     by_source = " AND source = %s" if source is not None else ""
     extra = [source] if source is not None else []
     journal = (
-        "SELECT received_at - received_at %% %s AS start, source, count(*), count(*) FILTER (WHERE status >= 400), "
-        "sum(events_received), sum(events_stored), sum(events_duplicate), "
+        "SELECT received_at - received_at %% %s AS start, source, CASE WHEN source IS NULL THEN api END, "
+        "count(*), count(*) FILTER (WHERE status >= 400), sum(events_received), sum(events_stored), "
+        "sum(events_duplicate), "
         "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
-        f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2"
+        f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2, 3"
     )
     dead = (
         "SELECT e.received_at - e.received_at %% %s AS start, e.source, count(*) "
@@ -86,20 +87,20 @@ async def query_stats(
     conn: Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
 ) -> list[StatsBucket]:
     (journal, journal_params), (dead, dead_params) = stats_sql(pg_text(source), since_ms, until_ms, bucket_ms)
-    buckets: dict[tuple[int, str | None], StatsBucket] = {}
+    buckets: dict[tuple[int, str | None, str | None], StatsBucket] = {}
     async with conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both
-        for start, src, n, failed, received, stored, duplicate, warnings in await (
+        for start, src, api, n, failed, received, stored, duplicate, warnings in await (
             await conn.execute(journal, journal_params)
         ).fetchall():
-            buckets[start, src] = StatsBucket(
-                start_ms=start, source=src, requests=n, failed_requests=failed, events_received=received,
+            buckets[start, src, api] = StatsBucket(
+                start_ms=start, source=src, api=api, requests=n, failed_requests=failed, events_received=received,
                 events_accepted=stored, events_duplicate=duplicate,
                 events_refused=max(0, received - stored - duplicate), warnings=warnings,
             )  # fmt: skip
         for start, src, n in await (await conn.execute(dead, dead_params)).fetchall():
-            bucket = buckets.get((start, src))
+            bucket = buckets.get((start, src, None))
             if bucket is None:
-                bucket = buckets[start, src] = StatsBucket(start_ms=start, source=src)
+                bucket = buckets[start, src, None] = StatsBucket(start_ms=start, source=src)
             bucket.dead_letters = n
-    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or ""))]
+    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or "", k[2] or ""))]

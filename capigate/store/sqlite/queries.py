@@ -138,21 +138,28 @@ def _since_hint(table: str, since: int | None, *indexed_filters: object) -> str:
     return f" INDEXED BY {table}_received_at"
 
 
+_JOURNAL_TOTALS: Final = (
+    "count(*), sum(status >= 400), sum(events_received), sum(events_stored), sum(events_duplicate), "
+    "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(CAST(warnings AS TEXT)) ELSE 0 END)"
+)
+
+
 def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
     """The SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them), each giving rows of
-    (start, source, requests, failed, received, stored, duplicate, warnings), then the dead
-    letters as (start, source, count).
+    (start, source, api, requests, failed, received, stored, duplicate, warnings), api only
+    where source is None, then the dead letters as (start, source, count).
 
     Whole minutes come from ``request_minutes`` when buckets are whole minutes; the partial
     minutes at the window's edges (or every row, for other buckets) from the journal, through
     its received_at index. Dead letters are read from the outbox's dead runs.
     """
-    by_source = " AND source = ?" if source is not None else ""
+    # The requests naming no source are read apart, per api (below): the per-minute totals
+    # hold them under '' without their api.
+    by_source = " AND source = ?" if source is not None else " AND source IS NOT NULL"
+    by_minute_source = " AND source = ?" if source is not None else " AND source != ''"
     extra = [source] if source is not None else []
     journal = (
-        "SELECT received_at - received_at % ? AS start, source, count(*), sum(status >= 400), "
-        "sum(events_received), sum(events_stored), sum(events_duplicate), "
-        "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(CAST(warnings AS TEXT)) ELSE 0 END) "
+        f"SELECT received_at - received_at % ? AS start, source, NULL, {_JOURNAL_TOTALS} "
         "FROM requests INDEXED BY requests_received_at "
         f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source"
     )
@@ -161,9 +168,9 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
     last_minute = until_ms - until_ms % MINUTE_MS  # the end of the last whole minute
     if bucket_ms % MINUTE_MS == 0 and first_minute < last_minute:
         minutes = (
-            "SELECT minute - minute % ? AS start, nullif(source, ''), sum(requests), sum(failed), sum(received), "
+            "SELECT minute - minute % ? AS start, source, NULL, sum(requests), sum(failed), sum(received), "
             "sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
-            f"WHERE minute >= ? AND minute < ?{by_source} GROUP BY start, source"
+            f"WHERE minute >= ? AND minute < ?{by_minute_source} GROUP BY start, source"
         )
         queries.append((minutes, [bucket_ms, first_minute, last_minute, *extra]))
         for low, high in ((since_ms, first_minute), (last_minute, until_ms)):
@@ -171,6 +178,17 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
                 queries.append((journal, [bucket_ms, low, high, *extra]))
     else:
         queries.append((journal, [bucket_ms, since_ms, until_ms, *extra]))
+    if source is None:
+        # Through the (source, id) index, after the last entry received over a minute before the
+        # window: entries are written in the order they arrive, give or take a flush.
+        unsourced = (
+            f"SELECT received_at - received_at % ? AS start, NULL, api, {_JOURNAL_TOTALS} "
+            "FROM requests INDEXED BY requests_source_id WHERE source IS NULL AND id > coalesce("
+            "(SELECT id FROM requests INDEXED BY requests_received_at WHERE received_at < ? "
+            "ORDER BY received_at DESC LIMIT 1), 0) "
+            "AND received_at >= ? AND received_at < ? GROUP BY start, api"
+        )
+        queries.append((unsourced, [bucket_ms, since_ms - 60_000, since_ms, until_ms]))
     # Dead letters: the outbox's dead runs (consecutive events of one request, one destination
     # "<api>:<source>"), through its partial index, from the first event of the window on.
     by_destination = " AND destination IN ('axon:' || ?, 'appsflyer:' || ?)" if source is not None else ""
@@ -191,17 +209,17 @@ def query_stats(
     conn: sqlite3.Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
 ) -> list[StatsBucket]:
     *totals, (dead, dead_params) = stats_sql(source, since_ms, until_ms, bucket_ms)
-    buckets: dict[tuple[int, str | None], StatsBucket] = {}
+    buckets: dict[tuple[int, str | None, str | None], StatsBucket] = {}
 
-    def bucket(start: int, src: str | None) -> StatsBucket:
-        found = buckets.get((start, src))
+    def bucket(start: int, src: str | None, api: str | None = None) -> StatsBucket:
+        found = buckets.get((start, src, api))
         if found is None:
-            found = buckets[start, src] = StatsBucket(start_ms=start, source=src)
+            found = buckets[start, src, api] = StatsBucket(start_ms=start, source=src, api=api)
         return found
 
     for sql, params in totals:
-        for start, src, n, failed, received, stored, duplicate, warnings in conn.execute(sql, params):
-            b = bucket(start, src)
+        for start, src, api, n, failed, received, stored, duplicate, warnings in conn.execute(sql, params):
+            b = bucket(start, src, api)
             b.requests += n
             b.failed_requests += failed
             b.events_received += received
@@ -212,4 +230,4 @@ def query_stats(
         b.events_refused = max(0, b.events_received - b.events_accepted - b.events_duplicate)
     for start, destination, n in conn.execute(dead, dead_params):
         bucket(start, destination.partition(":")[2]).dead_letters += n
-    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or ""))]
+    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or "", k[2] or ""))]
