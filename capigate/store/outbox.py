@@ -17,12 +17,21 @@ in a call is the one that moves it**; every outcome is recorded as an attempt.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final, NamedTuple
 
 from capigate.store.base import AttemptOutcome
 
-__all__ = ["MOVES", "RELAY_STATES", "Move", "attempt_key", "final_positions"]
+__all__ = [
+    "MOVES",
+    "RELAY_STATES",
+    "AttemptGroup",
+    "Move",
+    "attempt_groups",
+    "attempt_key",
+    "final_positions",
+    "stretches",
+]
 
 RELAY_STATES: Final = frozenset({"pending", "delivered", "dead"})
 
@@ -59,3 +68,36 @@ def attempt_key(o: AttemptOutcome) -> tuple[Any, ...]:
         id(o.response_headers), id(o.response_body), o.result, o.at_ms, o.next_attempt_at_ms,
         o.status, o.error, o.destination, o.latency_ms,
     )  # fmt: skip
+
+
+class AttemptGroup(NamedTuple):
+    """The outcomes of one upstream request in a settle call: one attempts row."""
+
+    sample: AttemptOutcome  # any of them: they share everything but the event
+    moving: list[int]  # the events whose last outcome in the call this is: it moves them
+    recorded: list[int]  # the events it is not the last outcome of: only recorded
+
+
+def attempt_groups(outcomes: Sequence[AttemptOutcome]) -> list[AttemptGroup]:
+    """``outcomes`` grouped by upstream request, in the order they first appear."""
+    final = final_positions(outcomes)
+    groups: dict[tuple[Any, ...], AttemptGroup] = {}
+    for position, o in enumerate(outcomes):
+        key = attempt_key(o)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = AttemptGroup(o, [], [])
+        (group.moving if position in final else group.recorded).append(o.event_id)
+    return list(groups.values())
+
+
+def stretches(ids: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Sorted, de-duplicated ``ids`` as (first, last) stretches of consecutive integers."""
+    ordered = sorted(set(ids))
+    start = prev = ordered[0]
+    for n in ordered[1:]:
+        if n != prev + 1:
+            yield start, prev
+            start = n
+        prev = n
+    yield start, prev

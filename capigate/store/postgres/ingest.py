@@ -23,7 +23,7 @@ from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import QualityKey, quality_counts, record_extras
 from capigate.store.postgres.inspector import QUALITY_CTE
-from capigate.store.postgres.schema import pg_text
+from capigate.store.postgres.schema import ID_BLOCK, pg_text
 
 __all__ = [
     "INGEST_SQL",
@@ -40,9 +40,11 @@ __all__ = [
 
 _encode = msgspec.json.Encoder().encode
 
-# The events of the group that win their key (or have none) get the next ids in batch order;
-# the final SELECT says which candidates were stored.
-INGEST_SQL = """
+# The events of the group that win their key (or have none) get ids in batch order: each
+# request's events the consecutive ids of a block of their own (schema.ID_BLOCK; ``block``
+# numbers a request's blocks within the group), so one request's events of one destination
+# are one outbox run; the final SELECT says which candidates were stored.
+INGEST_SQL = f"""
 WITH fresh AS (
     INSERT INTO dedupe_keys (source, dedupe_id, seen_at)
     SELECT k.source, k.dedupe_id, k.seen_at
@@ -50,31 +52,39 @@ WITH fresh AS (
     ORDER BY k.ord
     ON CONFLICT DO NOTHING
     RETURNING source, dedupe_id
+), candidates AS (
+    SELECT c.*
+    FROM unnest(
+        %b::text[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::text[], %b::text[],
+        %b::text[], %b::bytea[], %b::text[], %b::int8[], %b::int8[]
+    ) WITH ORDINALITY AS c(
+        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload,
+        destination, match_keys, block, ord
+    )
+    WHERE c.dedupe_id IS NULL
+       OR EXISTS (SELECT 1 FROM fresh f WHERE f.source = c.source AND f.dedupe_id = c.dedupe_id)
+), blocks AS MATERIALIZED (
+    SELECT block, nextval('event_id_blocks') * {ID_BLOCK} AS base
+    FROM (SELECT DISTINCT block FROM candidates ORDER BY block) b
 ), stored AS (
-    SELECT nextval('events_id_seq') AS id, c.*
-    FROM (
-        SELECT c.*
-        FROM unnest(
-            %b::text[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::text[], %b::text[],
-            %b::text[], %b::bytea[], %b::text[], %b::int8[]
-        ) WITH ORDINALITY AS c(
-            api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload,
-            destination, match_keys, ord
-        )
-        WHERE c.dedupe_id IS NULL
-           OR EXISTS (SELECT 1 FROM fresh f WHERE f.source = c.source AND f.dedupe_id = c.dedupe_id)
-        ORDER BY c.ord
-    ) c
+    SELECT b.base + row_number() OVER (PARTITION BY c.block ORDER BY c.ord) - 1 AS id, c.*
+    FROM candidates c JOIN blocks b USING (block)
 ), events_in AS (
     INSERT INTO events (
         id, api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, payload
     )
     SELECT id, api, source, name, event_time, received_at, dedupe_id,
            CASE WHEN destination IS NULL THEN 'stored' ELSE 'pending' END, test_tag, request_id, payload
-    FROM stored
+    FROM stored ORDER BY id
 ), outbox_in AS (
-    INSERT INTO outbox (event_id, destination, queued_at, next_attempt_at)
-    SELECT id, destination, received_at, received_at FROM stored WHERE destination IS NOT NULL
+    INSERT INTO outbox (first_id, last_id, destination, state, queued_at, next_attempt_at, arrived_at)
+    SELECT min(id), max(id), destination, 'pending', min(received_at), min(received_at), min(received_at)
+    FROM (
+        SELECT id, destination, received_at, block,
+               id - row_number() OVER (PARTITION BY block, destination ORDER BY id) AS island
+        FROM stored WHERE destination IS NOT NULL
+    ) s
+    GROUP BY block, destination, island
 )"""
 INGEST_SQL += (
     QUALITY_CTE
@@ -165,8 +175,9 @@ class Group:
     def _ingest_params(self) -> list[list[Any]]:
         keys: list[tuple[str, str, int]] = []
         seen: set[tuple[str, str]] = set()
-        cols: list[list[Any]] = [[] for _ in range(11)]
-        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload, dest, match = cols
+        cols: list[list[Any]] = [[] for _ in range(12)]
+        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload, dest, match, block = cols
+        blocks = 0  # taken by the jobs before this one
         for j, job in enumerate(self.ingests):
             quality_counts(self.quality, job.events, (), job.received_at_ms)
             for position, e in enumerate(job.events):
@@ -189,7 +200,9 @@ class Group:
                 payload.append(e.payload)
                 dest.append(pg_text(e.destination))
                 match.append(e.match_keys)
+                block.append(blocks + position // ID_BLOCK)
                 self.owners.append((j, position))
+            blocks += -(-len(job.events) // ID_BLOCK)
         keys.sort()  # one lock order for every node: no deadlock between groups
         return [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *cols]
 

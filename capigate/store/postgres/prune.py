@@ -5,11 +5,11 @@ One node prunes at a time: each transaction first tries the advisory lock, and a
 finds it taken stops (the node holding it is pruning). Chunks keep the row locks, the WAL of
 one transaction and the time a replica lags behind small, however much a first prune finds.
 
-The rules are the SQLite store's (sqlite/prune.py): an event goes by age with its outbox row
-and its links to attempts, unless its outbox row is pending or dead; an attempt goes by age
-unless an event the outbox held when the prune began is linked to it (an attempt is made after
-every event it carries was received, so only events as old as it can be). Identity columns
-never give an id twice, so no newest row is kept. ``outbox_delivered`` counts the deliveries
+The rules are the SQLite store's (sqlite/prune.py): an event goes by age, with its outbox run
+once the run holds no other event, unless its run is pending or dead; an attempt goes by age
+unless a run the outbox held pending or dead when the prune began lists it (an attempt is made
+after every event it carries was received, so only events as old as it can be). The id
+sequences never give an id twice, so no newest row is kept. ``outbox_delivered`` counts the deliveries
 ever made per destination; pruning leaves it alone.
 """
 
@@ -36,8 +36,9 @@ _LOCK: Final = "SELECT pg_try_advisory_xact_lock(hashtext('capigate-prune:' || c
 # The next chunk of events received before the cutoff, from ``from`` on, oldest first: those
 # received up to the ``limit``-th one's time (ties included: a chunk ends between two
 # milliseconds, so the received_at index alone serves it, with no sort). Those no pending or
-# dead outbox row holds go, with their outbox rows and attempt links. Returns how many went
-# and the time the chunk ended at, NULL if it held the last ones.
+# dead outbox run holds go, with the runs left with no event (a run's events arrived in one
+# request, at one time: one chunk holds them all). Returns how many went and the time the
+# chunk ended at, NULL if it held the last ones.
 _EVENTS: Final = """
 WITH edge AS (
     SELECT received_at FROM events
@@ -47,26 +48,26 @@ WITH edge AS (
     SELECT id FROM events
     WHERE received_at >= %(from)s AND received_at < %(before)s
         AND received_at <= coalesce((SELECT received_at FROM edge), %(before)s)
+), held AS (
+    SELECT old.id, o.first_id, o.state FROM old CROSS JOIN LATERAL (
+        SELECT first_id, last_id, state FROM outbox WHERE first_id <= old.id ORDER BY first_id DESC LIMIT 1
+    ) o WHERE o.last_id >= old.id
 ), gone AS (
     DELETE FROM events e USING old
-    WHERE e.id = old.id AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id AND o.state <> 'delivered')
+    WHERE e.id = old.id AND NOT EXISTS (SELECT 1 FROM held h WHERE h.id = e.id AND h.state <> 'delivered')
     RETURNING e.id
 ), runs AS (
-    DELETE FROM outbox o USING gone WHERE o.event_id = gone.id
-), links AS (
-    DELETE FROM attempt_events l USING gone WHERE l.event_id = gone.id
+    DELETE FROM outbox o USING held h
+    WHERE o.first_id = h.first_id AND h.state = 'delivered' AND NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.id BETWEEN o.first_id AND o.last_id AND e.id NOT IN (SELECT id FROM gone)
+    )
 )
 SELECT (SELECT count(*) FROM gone), (SELECT received_at FROM edge)
 """
 
-# The attempts linked to the events the outbox holds, pending or dead, through its partial
-# indexes (an unnested subquery per event: read by key, whatever the statistics say).
-_HELD: Final = """
-SELECT l.attempt_id FROM outbox o CROSS JOIN LATERAL (
-    SELECT attempt_id FROM attempt_events WHERE event_id = o.event_id OFFSET 0
-) l WHERE o.state = '{state}'
-"""
-_KEPT: Final = _HELD.format(state="pending") + "UNION" + _HELD.format(state="dead")
+# The attempts the runs the outbox holds pending or dead list, through its partial indexes.
+_HELD: Final = "SELECT unnest(attempt_ids) FROM outbox WHERE state = '{state}'"
+_KEPT: Final = _HELD.format(state="pending") + " UNION " + _HELD.format(state="dead")
 
 
 async def prune(conn: Connection, now_ms: int, retention: Retention) -> PruneResult:

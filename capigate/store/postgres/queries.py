@@ -20,19 +20,24 @@ __all__ = ["events_sql", "query_stats", "requests_sql", "stats_sql"]
 Connection = psycopg.AsyncConnection[TupleRow]
 
 _EVENT_COLUMNS: Final = event_columns("e")
-_OUTBOX_JOIN: Final = " LEFT JOIN outbox o ON o.event_id = e.id"
+# The run holding an event (runs never overlap): the last one starting at or before it, if
+# it reaches it.
+_OUTBOX_JOIN: Final = (
+    " LEFT JOIN LATERAL (SELECT state, last_id FROM outbox WHERE first_id <= e.id ORDER BY first_id DESC LIMIT 1) o"
+    " ON o.last_id >= e.id"
+)
 
 
 def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
     """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it). An event with an
-    outbox row reports the row's state (pending, delivered, dead) as its status."""
+    outbox run reports the run's state (pending, delivered, dead) as its status."""
     equal: list[tuple[str, str | int | None]] = [
         ("e.source", query.source), ("e.name", query.name), ("e.test_tag", query.test_tag),
     ]  # fmt: skip
     join = _OUTBOX_JOIN
     if query.status in RELAY_STATES:
         # Written out, not bound: the partial indexes serve only a literal that matches.
-        join = f" JOIN outbox o ON o.event_id = e.id AND o.state = '{query.status}'"
+        join = f" JOIN outbox o ON o.state = '{query.status}' AND e.id BETWEEN o.first_id AND o.last_id"
     else:
         equal.append(("e.status", query.status))
     if query.request is not None:  # its received_at finds its events through an index
@@ -74,10 +79,10 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
         "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
         f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2, 3"
     )
-    dead = (
-        "SELECT e.received_at - e.received_at %% %s AS start, e.source, count(*) "
-        "FROM outbox o JOIN events e ON e.id = o.event_id "
-        f"WHERE o.state = 'dead' AND e.received_at >= %s AND e.received_at < %s{by_source.replace('source', 'e.source')} "
+    dead = (  # a run's events came in one request: its first event tells their source
+        "SELECT o.arrived_at - o.arrived_at %% %s AS start, e.source, sum(o.last_id - o.first_id + 1)::int8 "
+        "FROM outbox o JOIN events e ON e.id = o.first_id "
+        f"WHERE o.state = 'dead' AND o.arrived_at >= %s AND o.arrived_at < %s{by_source.replace('source', 'e.source')} "
         "GROUP BY 1, 2"
     )
     return [(journal, [bucket_ms, since_ms, until_ms, *extra]), (dead, [bucket_ms, since_ms, until_ms, *extra])]

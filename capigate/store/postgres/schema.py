@@ -21,7 +21,21 @@ from capigate.errors import StoreError
 from capigate.store.postgres import sessions
 from capigate.store.postgres.inspector import INSPECTOR_MIGRATION
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "apply_pending", "pending", "pg_text", "read_version"]
+__all__ = [
+    "ID_BLOCK",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "apply_pending",
+    "pending",
+    "pg_text",
+    "read_version",
+]
+
+# Event ids are taken a block at a time (ingest.py): the events of one request get consecutive
+# ids that no other connection or node can take, so they form one outbox run. A block holds
+# the largest request (an Axon batch: 100 events); a larger ingest takes a block per 128.
+ID_BLOCK: Final = 128
 
 # One lock per PostgreSQL schema: deployments in other schemas of the database never wait.
 _LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext('capigate-migrate:' || coalesce(current_schema(), '')))"
@@ -33,6 +47,64 @@ class Migration:
     description: str
     statements: tuple[str, ...]
 
+
+# Version 4: the outbox holds runs (outbox.py) instead of one row per event. Each old row
+# becomes part of a run: rows of consecutive ids that share everything a run holds (and one
+# request's source and arrival time) join into one run, the rest stay runs of one. Which
+# attempts carried an event moves from attempt_events to its run's attempt_ids.
+RUNS_MIGRATION: Final = (
+    "DROP INDEX outbox_pending",
+    "DROP INDEX outbox_dead",
+    "ALTER TABLE outbox RENAME TO outbox_v3",
+    """CREATE TABLE outbox (
+        first_id bigint PRIMARY KEY,
+        last_id bigint NOT NULL,
+        destination text NOT NULL,
+        state text NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        queued_at bigint NOT NULL,
+        next_attempt_at bigint NOT NULL,
+        lease_owner text,
+        last_status integer,
+        last_error text,
+        arrived_at bigint NOT NULL,
+        attempt_ids bigint[] NOT NULL DEFAULT '{}'
+    )""",
+    """INSERT INTO outbox (
+        first_id, last_id, destination, state, attempts, queued_at, next_attempt_at, lease_owner, last_status,
+        last_error, arrived_at, attempt_ids
+    )
+    SELECT min(event_id), max(event_id), destination, state, attempts, queued_at, next_attempt_at, lease_owner,
+        last_status, last_error, arrived_at, ids
+    FROM (
+        SELECT o.*, coalesce(e.received_at, o.queued_at) AS arrived_at, coalesce(l.ids, '{}') AS ids,
+            e.api, e.source,
+            o.event_id - row_number() OVER (
+                PARTITION BY o.destination, o.state, o.attempts, o.queued_at, o.next_attempt_at, o.lease_owner,
+                    o.last_status, o.last_error, e.received_at, e.api, e.source, l.ids
+                ORDER BY o.event_id
+            ) AS island
+        FROM outbox_v3 o
+        LEFT JOIN events e ON e.id = o.event_id
+        LEFT JOIN (
+            SELECT event_id, array_agg(attempt_id ORDER BY attempt_id) AS ids FROM attempt_events GROUP BY event_id
+        ) l ON l.event_id = o.event_id
+    ) r
+    GROUP BY destination, state, attempts, queued_at, next_attempt_at, lease_owner, last_status, last_error,
+        arrived_at, ids, api, source, island""",
+    "DROP TABLE outbox_v3",
+    "DROP TABLE attempt_events",
+    # claim(): the oldest pending runs of a destination; a run leaves it once final.
+    "CREATE INDEX outbox_pending ON outbox (destination, first_id) WHERE state = 'pending'",
+    "CREATE INDEX outbox_dead ON outbox (destination, first_id) WHERE state = 'dead'",
+    # The first block starts above every id the identity column gave (pruned ones too): an
+    # id never names a second event.
+    "CREATE SEQUENCE event_id_blocks",
+    f"""SELECT setval('event_id_blocks', greatest(
+        (SELECT coalesce(max(id), 0) FROM events), (SELECT last_value FROM events_id_seq)
+    ) / {ID_BLOCK} + 1, false)""",
+    "ALTER TABLE events ALTER COLUMN id DROP IDENTITY",
+)
 
 MIGRATIONS: Final = (
     Migration(
@@ -135,6 +207,7 @@ MIGRATIONS: Final = (
     ),
     Migration(2, "the inspector's login sessions", sessions.SCHEMA),
     Migration(3, "refused request bodies, the keys requests are found by, the match-key rollups", INSPECTOR_MIGRATION),
+    Migration(4, "the relay outbox in runs of event ids, as SQLite's; event ids by the block", RUNS_MIGRATION),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

@@ -37,7 +37,7 @@ import msgspec
 
 from capigate.events import NewEvent
 from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, OutboxDepth
-from capigate.store.outbox import MOVES, attempt_key, final_positions
+from capigate.store.outbox import MOVES, attempt_groups, stretches
 
 __all__ = [
     "EVENT_JOIN",
@@ -189,15 +189,7 @@ def _deliveries(
 def settle(cur: sqlite3.Cursor, outcomes: Sequence[AttemptOutcome], owner: str) -> None:
     """One ``attempts`` row per distinct response (the outcomes of one request share it);
     each event's final outcome in the call moves its run (store/outbox.py)."""
-    final = final_positions(outcomes)
-    groups: dict[tuple[Any, ...], tuple[AttemptOutcome, list[int], list[int]]] = {}
-    for position, o in enumerate(outcomes):
-        key = attempt_key(o)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = (o, [], [])
-        (group[1] if position in final else group[2]).append(o.event_id)
-    for sample, moving, recorded in groups.values():
+    for sample, moving, recorded in attempt_groups(outcomes):
         cur.execute(
             _INSERT_ATTEMPT,
             (
@@ -226,7 +218,7 @@ def _apply(
     """Add the attempt to the runs of ``ids`` and move those ``owner`` still leases (none if
     ``owner`` is None); returns how many events moved."""
     moved = 0
-    for a, b in _runs(ids):
+    for a, b in stretches(ids):
         for first, last, state, lease_owner in cur.execute(_OVERLAPPING, (a, a, b)).fetchall():
             lo, hi = max(first, a), min(last, b)
             if lo > hi:
@@ -279,18 +271,6 @@ def _cut(cur: sqlite3.Cursor, first: int, at: int) -> None:
         f"INSERT INTO outbox (first_id, {_COLUMNS}) SELECT ?, {_COLUMNS} FROM outbox WHERE first_id = ?", (at, first)
     )
     cur.execute("UPDATE outbox SET last_id = ? WHERE first_id = ?", (at - 1, first))
-
-
-def _runs(ids: list[int]) -> Iterator[tuple[int, int]]:
-    """Sorted, de-duplicated ``ids`` as (first, last) stretches of consecutive integers."""
-    ordered = sorted(set(ids))
-    start = prev = ordered[0]
-    for n in ordered[1:]:
-        if n != prev + 1:
-            yield start, prev
-            start = n
-        prev = n
-    yield start, prev
 
 
 def in_chunks(ids: Sequence[int]) -> Iterator[tuple[list[int | None], int]]:
