@@ -1,8 +1,9 @@
-"""Relay throughput: Axon events per second from a SQLite outbox to a local upstream.
+"""Relay throughput: Axon events per second from a SQLite (or PostgreSQL) outbox to a local upstream.
 
-    .venv/bin/python -m bench.relay_throughput [--events 300000] [--concurrency 4] [--dir DIR]
+    .venv/bin/python -m bench.relay_throughput [--events 300000] [--concurrency 4] [--dir DIR] [--pg URL]
 
-N events (~530-byte payloads, as the gateway stores them) are pre-loaded into a fresh store,
+N events (~530-byte payloads, as the gateway stores them) are pre-loaded into a fresh store
+(a SQLite file, or with ``--pg URL`` a fresh PostgreSQL schema, dropped afterwards),
 queued for one Axon destination; a ``RelayRunner`` then relays them, 100 per request, to the
 ceiling app (bench/ceiling_app.py: reads the body, answers 200) on granian, and the run
 reports events/s from the first claim to the last outcome written. In the same run it
@@ -29,16 +30,18 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
 
 from bench.servers import HOST, free_port, start_server, stop_server
 from capigate.config import RelaySettings
 from capigate.relay import RelayRunner, Target
 from capigate.relay.http1 import UpstreamClient
-from capigate.store import NewEvent, SQLiteStore
+from capigate.store import NewEvent, PostgresStore, SQLiteStore, Store
 
 PIXEL = "px_bench"
 DESTINATION = f"axon:{PIXEL}"
@@ -76,7 +79,7 @@ def event(n: int) -> NewEvent:
     )
 
 
-async def preload(store: SQLiteStore, total: int) -> int:
+async def preload(store: Store, total: int) -> int:
     size = 0
     pending = iter(range(0, total, BATCH))
 
@@ -160,8 +163,13 @@ def compare_clients(url: str, concurrency: int, seconds: float, rounds: int) -> 
     }
 
 
-async def relay(path: Path, url: str, total: int, concurrency: int, synchronous: str) -> dict[str, float]:
-    store = SQLiteStore(path, synchronous=synchronous)
+async def relay(
+    path: Path, url: str, total: int, concurrency: int, synchronous: str, pg_url: str | None = None
+) -> dict[str, float]:
+    schema = f"relay_bench_{uuid.uuid4().hex[:12]}"
+    store: SQLiteStore | PostgresStore = (
+        PostgresStore(pg_url, schema=schema) if pg_url else SQLiteStore(path, synchronous=synchronous)
+    )
     await store.open()
     try:
         payload_bytes = await preload(store, total)
@@ -188,6 +196,9 @@ async def relay(path: Path, url: str, total: int, concurrency: int, synchronous:
         }
     finally:
         await store.close()
+        if pg_url:
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def main() -> None:
@@ -198,6 +209,7 @@ def main() -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--dir", type=Path, default=Path.cwd())
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--pg", metavar="URL", help="relay from a fresh schema of this PostgreSQL database instead")
     parser.add_argument("--clients", action="store_true", help="compare http1.py with aiohttp, then stop")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the client comparison")
     args = parser.parse_args()
@@ -210,13 +222,16 @@ def main() -> None:
         url = f"http://{HOST}:{port}"
         try:
             top = asyncio.run(ceiling(url, args.concurrency, args.ceiling_seconds))
-            got = asyncio.run(relay(Path(tmp) / "relay.db", url, args.events, args.concurrency, args.synchronous))
+            got = asyncio.run(
+                relay(Path(tmp) / "relay.db", url, args.events, args.concurrency, args.synchronous, args.pg)
+            )
         finally:
             stop_server(upstream)
     print(
         f"relay: {got['events_per_s']:>10,.0f} Axon events/s  ({args.events:,} events of ~{got['payload_bytes']:.0f} "
         f"bytes in {got['seconds']:.2f} s, {got['requests']:,.0f} requests of <= {BATCH}, concurrency "
-        f"{args.concurrency}, synchronous={args.synchronous}, {got['commits']:,.0f} commits, "
+        f"{args.concurrency}, {'PostgreSQL' if args.pg else f'synchronous={args.synchronous}'}, "
+        f"{got['commits']:,.0f} commits, "
         f"{got['cpu_s']:.2f} s CPU in the relay process)"
     )
     print(f"upstream ceiling: {top:>10,.0f} events/s  (same client, bodies and concurrency; no store)")
