@@ -3,7 +3,7 @@ writer tasks take (writer.py), and how one group of them becomes one statement p
 
 Every event of every ingest of a group goes into one statement (dedupe keys inserted with
 ``ON CONFLICT DO NOTHING`` in a data-modifying CTE, then the events that won their key, then
-their outbox rows), every journal entry into one multi-row INSERT.
+their outbox runs), every journal entry into one multi-row INSERT.
 
 Across nodes, the (source, dedupe_id) primary key decides: a key inserted by a transaction
 still in flight makes the other wait for its outcome, and the loser's event is a duplicate.

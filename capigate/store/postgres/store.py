@@ -6,8 +6,8 @@ single statement or one short transaction. Everything a node knows lives in the 
 nodes are stateless and any node answers for all of them:
 
 - dedupe: the (source, dedupe_id) primary key; the first transaction to insert a key wins;
-- relay: ``claim`` leases due outbox rows with ``FOR UPDATE SKIP LOCKED``, so two nodes never
-  lease one delivery at once; a lease that expires (its node died) makes the row due again;
+- relay: ``claim`` leases due outbox runs with ``FOR UPDATE SKIP LOCKED``, so two nodes never
+  lease one delivery at once; a lease that expires (its node died) makes the run due again;
 - schema: numbered steps applied at ``open()`` under an advisory lock (schema.py).
 
 Isolation: ``schema="name"`` (or ``?schema=name`` in the URL) keeps every table in that
