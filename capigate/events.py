@@ -24,3 +24,6 @@ class NewEvent(msgspec.Struct, kw_only=True):
     # How each match key arrived (capigate/matchkeys.py): counted per hour, source and name
     # for GET /api/quality, in ingest's transaction.
     match_keys: int = 0
+    # The order id an upstream dedupes purchases by (Axon data.transaction_id), as sent: a key
+    # the inspector finds the request by. Not stored apart from the payload.
+    transaction_id: str | int | None = None

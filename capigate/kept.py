@@ -2,8 +2,8 @@
 keys arrived (capigate/matchkeys.py), the keys a request can be found by (event names, dedupe
 ids, transaction ids), and a refused request's body.
 
-The match keys are read from the body as sent (hashing hides whether an email came plain),
-through a decoder that picks the few fields it needs and skips the rest.
+Match keys are read as sent (hashing hides whether an email came plain): an Axon event's by
+its rules, from the typed ``user_data`` before hashing; an AppsFlyer event's here, from the body.
 
 A refused body is kept with its personal data treated as ingest treats it, by the rules' own
 functions: emails and phone numbers hashed as ``capigate.identity`` hashes them (AppsFlyer's
@@ -33,7 +33,7 @@ from capigate.identity import (
     hash_phone_e164,
     is_sha256_hex,
 )
-from capigate.matchkeys import appsflyer_match_keys, axon_match_keys
+from capigate.matchkeys import appsflyer_match_keys
 from capigate.personal import TooDeep, without_emails, without_personal
 from capigate.store.base import NewEvent
 
@@ -54,53 +54,31 @@ _HASHERS: Final[dict[str, Callable[[str], str]]] = {
 _AXON_HASHERS: Final[dict[str, Callable[[str], str]]] = {"email": hash_email, "phone": hash_phone}
 
 
-class _AxonData(msgspec.Struct):
-    transaction_id: Any = None
-
-
-class _AxonEvent(msgspec.Struct):
-    """What the inspector reads of an accepted Axon event; the decoder skips everything else."""
-
-    name: Any = None
-    dedupe_id: Any = None
-    user_data: dict[str, Any] | None = None
-    data: _AxonData | None = None
-
-
-class _AxonBatch(msgspec.Struct):
-    events: list[_AxonEvent]
-
-
-_decode_axon = msgspec.json.Decoder(_AxonBatch | list[_AxonEvent]).decode
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def note_accepted(body: bytes | None, events: Sequence[NewEvent], hashed_here: set[str]) -> list[tuple[str, str]]:
-    """Sets the match keys of the accepted ``events`` of ``body`` (all of its events, in its
-    order); returns the keys the request can be found by. ``hashed_here``: the AppsFlyer
-    fields the rules hashed (their ``plain_pii_hashed`` warnings)."""
-    if body is None or not events:
+    """The keys the request of the accepted ``events`` can be found by. An Axon event came
+    from its rules with its match keys; an AppsFlyer event gets them here, from ``body``
+    and ``hashed_here``, the fields the rules hashed (their ``plain_pii_hashed`` warnings)."""
+    if not events:
+        return []
+    if events[0].api == "axon":
+        return _axon_keys(events)
+    if body is None:
         return []
     try:
-        if events[0].api == "axon":
-            return _note_axon(body, events)
         return _note_appsflyer(body, events[0], hashed_here)
     except (msgspec.DecodeError, ValueError):  # the rules took what this cannot read: no notes
         return []
 
 
-def _note_axon(body: bytes, events: Sequence[NewEvent]) -> list[tuple[str, str]]:
-    decoded = _decode_axon(body)
-    sent = decoded.events if isinstance(decoded, _AxonBatch) else decoded
-    if len(sent) != len(events):
-        return []
+def _axon_keys(events: Sequence[NewEvent]) -> list[tuple[str, str]]:
     found: dict[tuple[str, str], None] = {}
-    for raw, event in zip(sent, events, strict=True):
-        event.match_keys = axon_match_keys({"dedupe_id": raw.dedupe_id, "user_data": raw.user_data})
+    for event in events:
         _add(found, "name", event.name)
         _add(found, "dedupe_id", event.dedupe_id)
-        if raw.data is not None:  # as sent: _add refuses a value holding an email address
-            _add(found, "transaction_id", raw.data.transaction_id)
+        _add(found, "transaction_id", event.transaction_id)  # as sent: _add refuses one holding an email
     return list(found)
 
 

@@ -59,30 +59,34 @@ def arrival(mask: int, position: int) -> Arrival:
 
 
 def _hashable(value: Any) -> int:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         return 0
-    return _ALREADY_HASHED if is_sha256_hex(value.strip()) else _HASHED_HERE
+    text = value.strip()
+    if not text:
+        return 0
+    return _ALREADY_HASHED if is_sha256_hex(text) else _HASHED_HERE
 
 
 def _given(value: Any) -> bool:
     return value is not None and value != "" and value != _ZERO_UUID
 
 
-def axon_match_keys(event: dict[str, Any]) -> int:
-    """The match keys of one accepted Axon event, as sent (before its PII was hashed)."""
-    user = event.get("user_data")
-    mask = DEDUPE_BIT if event.get("dedupe_id") is not None else 0
-    if not isinstance(user, dict):
+def axon_match_keys(user: Any, has_dedupe_id: bool) -> int:
+    """The match keys of one accepted Axon event from its typed ``user_data`` as sent, before
+    its email and phone were hashed (``None``: no user_data)."""
+    mask = DEDUPE_BIT if has_dedupe_id else 0
+    if user is None:
         return mask
-    for position, key in enumerate(AXON_KEYS):
-        if key == "ip_ua":
-            found = _SENT if _given(user.get("client_ip_address")) and _given(user.get("client_user_agent")) else 0
-        elif key in _AXON_HASHED:
-            found = _hashable(user.get(key))
-        else:
-            found = _SENT if _given(user.get(key)) else 0
-        mask |= found << (2 * position)
-    return mask
+    for position, key in _AXON_PLAIN_KEYS:
+        if _given(getattr(user, key)):
+            mask |= _SENT << (2 * position)
+    if _given(user.client_ip_address) and _given(user.client_user_agent):
+        mask |= _SENT << (2 * _IP_UA)
+    return mask | _hashable(user.email) << (2 * _EMAIL) | _hashable(user.phone) << (2 * _PHONE)
+
+
+_AXON_PLAIN_KEYS: Final = tuple((i, k) for i, k in enumerate(AXON_KEYS) if k not in _AXON_HASHED and k != "ip_ua")
+_IP_UA, _EMAIL, _PHONE = AXON_KEYS.index("ip_ua"), AXON_KEYS.index("email"), AXON_KEYS.index("phone")
 
 
 def appsflyer_match_keys(payload: dict[str, Any], hashed_here: set[str], has_dedupe_id: bool) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from capigate.axon.schema import UserData
 from capigate.inspector.quality import quality_report
 from capigate.matchkeys import AXON_KEYS, DEDUPE_BIT, appsflyer_match_keys, arrival, axon_match_keys
 from capigate.store import QualityRow
@@ -36,14 +37,10 @@ def reasons(rows: list[QualityRow]) -> dict[str, str]:
 
 
 def test_match_keys_tell_sent_hashed_here_already_hashed_and_missing() -> None:
-    user = {
-        "client_ip_address": "203.0.113.1",
-        "client_user_agent": "UA",
-        "aleid": "a",
-        "email": "a@b.co",
-        "phone": HEX,
-    }
-    mask = axon_match_keys({"dedupe_id": "d", "user_data": user})
+    user = UserData(
+        client_ip_address="203.0.113.1", client_user_agent="UA", esi="web", aleid="a", email="a@b.co", phone=HEX
+    )
+    mask = axon_match_keys(user, has_dedupe_id=True)
     assert [arrival(mask, AXON_KEYS.index(k)) for k in ("aleid", "axwrt", "email", "phone", "ip_ua")] == [
         "sent", "missing", "hashed_here", "already_hashed", "sent",
     ]  # fmt: skip

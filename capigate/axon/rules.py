@@ -31,6 +31,7 @@ from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
 from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
+from capigate.matchkeys import axon_match_keys
 from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
 
 __all__ = ["MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
@@ -349,6 +350,7 @@ def _new_event(
         kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=_IDENTIFIER_TEXT)
         payload = _encode(kept)
         dedupe_id = kept.get("dedupe_id")
+    data = raw.get("data")
     return NewEvent(
         api="axon",
         source=source,
@@ -357,6 +359,8 @@ def _new_event(
         dedupe_id=dedupe_id,
         payload=payload,
         test_tag=test_tag,
+        match_keys=axon_match_keys(event.user_data, event.dedupe_id is not None),  # as sent
+        transaction_id=data.get("transaction_id") if isinstance(data, dict) else None,
     )
 
 

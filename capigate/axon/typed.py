@@ -32,6 +32,7 @@ from capigate.axon.user_data import check_user_data
 from capigate.checking import Report
 from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
+from capigate.matchkeys import axon_match_keys
 
 __all__ = ["BodyCheck", "check_body", "path_differences"]
 
@@ -86,8 +87,12 @@ def path_differences(body: bytes, profile: Profile, *, now_ms: int, typed: BodyC
     if len(typed.events) != len(slow.events):
         out.append(f"events: {len(typed.events)} != {len(slow.events)}")
     for i, (a, b) in enumerate(zip(typed.events, slow.events, strict=False)):
-        if (a.name, a.event_time_ms, a.dedupe_id) != (b.name, b.event_time_ms, b.dedupe_id):
-            out.append(f"events[{i}]: {a.name} != {b.name} or their time or dedupe_id differ")
+        if (a.name, a.event_time_ms, a.dedupe_id, a.match_keys, a.transaction_id) != (
+            b.name, b.event_time_ms, b.dedupe_id, b.match_keys, b.transaction_id
+        ):  # fmt: skip
+            out.append(
+                f"events[{i}]: {a.name} != {b.name} or their time, dedupe_id, match keys or transaction_id differ"
+            )
         if _decode_any(a.payload) != _decode_any(b.payload):
             out.append(f"events[{i}].payload differs")
     return out
@@ -125,6 +130,7 @@ def _typed(
         if data is False or not _allowed(event, spec):
             return None
         user = event.user_data
+        match_keys = axon_match_keys(user, event.dedupe_id is not None)  # as sent: before hashing
         normalised = check_user_data(user, path, profile, report)
         if not report.ok:
             return None
@@ -150,6 +156,8 @@ def _typed(
                 dedupe_id=event.dedupe_id,
                 payload=payload,
                 test_tag=test_tag,
+                match_keys=match_keys,
+                transaction_id=getattr(data, "transaction_id", None),
             )
         )
     return result

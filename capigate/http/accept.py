@@ -3,12 +3,12 @@ relay in the same transaction, wake the relay, and note the counts for the journ
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from capigate.config import RelaySettings
 from capigate.errors import StoreError
 from capigate.http.asgi import Request
+from capigate.http.deadlines import within
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
 from capigate.kept import note_accepted
@@ -38,7 +38,7 @@ async def accept(
     ingest = gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
     try:
         try:
-            async with asyncio.timeout(INGEST_TIMEOUT_S):  # not wait_for: no task per request
+            async with within(INGEST_TIMEOUT_S):
                 result = await ingest
         except TimeoutError:
             raise StoreError(f"the store did not answer within {INGEST_TIMEOUT_S:g} s") from None

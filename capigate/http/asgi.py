@@ -8,7 +8,6 @@ Kept close to the metal on purpose (no framework): the ingest paths are the hot 
 
 from __future__ import annotations
 
-import asyncio
 import time
 import zlib
 from collections import Counter
@@ -17,6 +16,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import msgspec
+
+from capigate.http.deadlines import within
 
 __all__ = ["BodyError", "Request", "Response", "RsgiProtocol", "RsgiScope", "json_response", "text_response"]
 
@@ -145,7 +146,7 @@ class Request:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
         try:
-            async with asyncio.timeout(self.body_timeout_s):
+            async with within(self.body_timeout_s):
                 if self.proto is not None and declared is not None and declared.isdigit():
                     body = await self.proto()  # the server reads no more than the declared length
                 else:

@@ -1,0 +1,68 @@
+"""capigate.http.deadlines: the request's time limits, kept by one sweep per loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from capigate.http.deadlines import SWEEP_S, within
+
+
+def test_a_block_past_its_limit_raises_timeout_error_within_a_sweep() -> None:
+    async def main() -> float:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with within(0.2):
+                await asyncio.sleep(5)
+        return time.monotonic() - started
+
+    took = asyncio.run(main())
+    assert 0.2 <= took < 0.2 + SWEEP_S + 0.3
+
+
+def test_a_block_within_its_limit_is_left_alone_and_the_task_not_cancelled_later() -> None:
+    async def main() -> str:
+        async with within(0.05):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.3)  # past the limit and a sweep: nothing is cancelled
+        return "done"
+
+    assert asyncio.run(main()) == "done"
+
+
+def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
+    async def guarded() -> None:
+        async with within(10):
+            await asyncio.sleep(5)
+
+    async def main() -> None:
+        task = asyncio.create_task(guarded())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_many_tasks_and_nested_limits_each_keep_their_own() -> None:
+    async def one(limit: float, inner: float | None) -> str:
+        try:
+            async with within(limit):
+                if inner is None:
+                    await asyncio.sleep(1)
+                else:
+                    async with within(inner):
+                        await asyncio.sleep(1)
+        except TimeoutError:
+            return "timeout"
+        return "done"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(one(0.1, None), one(5, 0.1), one(0.1, 5), one(5, None))
+
+    started = time.monotonic()
+    assert asyncio.run(main()) == ["timeout", "timeout", "timeout", "done"]
+    assert time.monotonic() - started < 1.5
