@@ -120,11 +120,18 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     appsflyer: AppsFlyerSection = msgspec.field(default_factory=AppsFlyerSection)
     path: str = ""  # the file it came from; not a key of the file
 
+    # Loops, not next() over a generator: looked up on every request, and a few sources each.
     def pixel(self, pixel_id: str) -> AxonPixel | None:
-        return next((p for p in self.axon.pixels if p.pixel_id == pixel_id), None)
+        for pixel in self.axon.pixels:
+            if pixel.pixel_id == pixel_id:
+                return pixel
+        return None
 
     def app(self, app_id: str) -> AppsFlyerApp | None:
-        return next((a for a in self.appsflyer.apps if a.app_id == app_id), None)
+        for app in self.appsflyer.apps:
+            if app.app_id == app_id:
+                return app
+        return None
 
 
 Indexed = list[tuple[int, Any]]  # the sources that decoded, with their index in the file
