@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from functools import cache
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import msgspec
 
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
-from capigate.store.inspector import QualityKey, quality_counts
+from capigate.store.inspector import QualityKey, quality_counts, record_extras
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
+from capigate.store.sqlite.rows import NULL, insert, insert_rows
 
-__all__ = ["Batch", "ingest", "minute_row", "probe", "record_requests", "request_row"]
+__all__ = ["Batch", "ingest", "probe", "record_requests"]
 
-# Statements with many rows or values are built in power-of-two sizes, so that a handful of
-# prepared statements serve every batch; both limits keep under SQLite's old 999 variables.
+# IN lists are built in power-of-two sizes, so that a handful of prepared statements serve
+# every batch; the limit keeps under SQLite's old 999 variables.
 _MAX_IN: Final = 256
-_MAX_ROWS: Final = 64
 MINUTE_MS: Final = 60_000
 
 _encode = msgspec.json.Encoder().encode
@@ -37,34 +38,13 @@ class Batch:
         self.events, self.request_id, self.received_at_ms = events, request_id, received_at_ms
 
 
-class _Insert(NamedTuple):
-    """A multi-row INSERT: ``head``, then ``row`` once per row, ``width`` values each."""
-
-    head: str
-    row: str
-    width: int
-
-
-def _insert(head: str, row: str) -> _Insert:
-    return _Insert(head, row, row.count("?"))
-
-
-# Python 3.11's sqlite3 looks for an adapter for every None or bytes it binds (~1 µs each: it
-# builds and drops an AttributeError); int, str and bytearray it binds at once. So the rows
-# bind _NULL for NULL, which ``nullif(?, 0)`` turns back (no TEXT value equals the integer
-# 0), and payloads as a bytearray copy (~0.3 µs): about 2 µs less per event.
-_NULL: Final = 0
-_EVENTS: Final = _insert(
+_EVENTS: Final = insert(
     "INSERT INTO events (api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, "
     "payload) VALUES ",
     "(?, ?, ?, ?, ?, nullif(?, 0), ?, nullif(?, 0), ?, ?)",
 )
-_KEYS: Final = _insert("INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
-_OUTBOX: Final = _insert(outbox.INSERT_OUTBOX, "(" + ", ".join("?" * outbox.OUTBOX_WIDTH) + ")")
-_INSERT_REQUEST: Final = (
-    f"INSERT INTO requests ({REQUEST_COLUMNS.removeprefix('id, ')}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_KEYS: Final = insert("INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
+_OUTBOX: Final = insert(outbox.INSERT_OUTBOX, "(" + ", ".join("?" * outbox.OUTBOX_WIDTH) + ")")
 
 
 def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
@@ -88,35 +68,13 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
         runs += [v for run in outbox.outbox_rows(fresh, next_id, batch.received_at_ms) for v in run]
         results.append(IngestResult(stored=len(fresh), duplicates=duplicates))
         next_id += len(fresh)
-    _insert_rows(cur, _KEYS, keys)
-    _insert_rows(cur, _EVENTS, rows)
+    insert_rows(cur, _KEYS, keys)
+    insert_rows(cur, _EVENTS, rows)
     if next_id > first_id and cur.lastrowid != next_id - 1:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
-    _insert_rows(cur, _OUTBOX, runs)
+    insert_rows(cur, _OUTBOX, runs)
     inspector.add_quality(cur, quality)
     return results
-
-
-def _insert_rows(cur: sqlite3.Cursor, insert: _Insert, values: list[Any]) -> None:
-    """Multi-row INSERTs of ``values`` (the rows' values, one after the other): one
-    sqlite3_step per chunk, not per row as executemany does, so the writer gives up and waits
-    for the GIL once per chunk, not once per row (and spends a third fewer instructions)."""
-    start = 0
-    for size in _chunk_sizes(len(values) // insert.width):
-        end = start + size * insert.width
-        cur.execute(_values_sql(insert, size), values[start:end])
-        start = end
-
-
-def _chunk_sizes(rows: int) -> list[int]:
-    """Full chunks of _MAX_ROWS, then the rest in powers of two, largest first."""
-    full, rest = divmod(rows, _MAX_ROWS)
-    return [_MAX_ROWS] * full + [1 << bit for bit in range(rest.bit_length() - 1, -1, -1) if rest >> bit & 1]
-
-
-@cache
-def _values_sql(insert: _Insert, size: int) -> str:
-    return insert.head + ", ".join([insert.row] * size)
 
 
 def _seen_keys(cur: sqlite3.Cursor, events: list[NewEvent]) -> set[tuple[str, str]]:
@@ -169,9 +127,9 @@ def _event_values(fresh: list[tuple[int, NewEvent]], request_id: str, received_a
             raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
         values += (
             e.api, e.source, e.name, e.event_time_ms, received_at_ms,
-            _NULL if e.dedupe_id is None else e.dedupe_id,
+            NULL if e.dedupe_id is None else e.dedupe_id,
             "stored" if e.destination is None else "pending",
-            _NULL if e.test_tag is None else e.test_tag,
+            NULL if e.test_tag is None else e.test_tag,
             request_id, bytearray(e.payload),
         )  # fmt: skip
     return values
@@ -185,42 +143,53 @@ def _key_values(fresh: list[tuple[int, NewEvent]], first_id: int, received_at_ms
     return values
 
 
-def record_requests(
-    cur: sqlite3.Cursor,
-    rows: list[tuple[Any, ...]],
-    minutes: list[tuple[Any, ...]],
-    extras: tuple[list[tuple[str, int, bytes]], list[tuple[str, str, str, int]]] = ([], []),
-) -> None:
+def record_requests(cur: sqlite3.Cursor, records: Sequence[RequestRecord]) -> None:
     """Journal entries with their per-minute totals, and what the inspector keeps beside them."""
-    cur.executemany(_INSERT_REQUEST, rows)
-    cur.executemany(_ADD_MINUTE, minutes)
-    inspector.add_extras(cur, *extras)
+    insert_rows(cur, _REQUESTS, [v for r in records for v in _request_values(r)])
+    cur.executemany(_ADD_MINUTES, _minute_totals(records))
+    inspector.add_extras(cur, *record_extras(records))
 
 
-_ADD_MINUTE: Final = (
+_REQUESTS: Final = insert(
+    f"INSERT INTO requests ({REQUEST_COLUMNS.removeprefix('id, ')}) VALUES ",
+    "(?, ?, ?, nullif(?, 0), ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, ?, ?, ?, ?, nullif(?, 0))",
+)
+_ADD_MINUTES: Final = (
     "INSERT INTO request_minutes (minute, source, requests, failed, received, stored, duplicate, warnings) "
-    "VALUES (?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (minute, source) DO UPDATE SET requests = requests + 1, "
-    "failed = failed + excluded.failed, received = received + excluded.received, stored = stored + excluded.stored, "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (minute, source) DO UPDATE SET "
+    "requests = requests + excluded.requests, failed = failed + excluded.failed, "
+    "received = received + excluded.received, stored = stored + excluded.stored, "
     "duplicate = duplicate + excluded.duplicate, warnings = warnings + excluded.warnings"
 )
 
 
-def minute_row(r: RequestRecord) -> tuple[Any, ...]:
+def _request_values(r: RequestRecord) -> tuple[Any, ...]:
     return (
-        r.received_at - r.received_at % MINUTE_MS, r.source or "", int(r.status >= 400), r.events_received,
-        r.events_stored, r.events_duplicate, len(r.warnings),
+        r.request_id, r.received_at, r.api, NULL if r.source is None else r.source, r.method, r.path, r.status,
+        NULL if r.client_ip is None else r.client_ip, NULL if r.user_agent is None else r.user_agent,
+        r.latency_ms, r.events_received, r.events_stored, r.events_duplicate,
+        bytearray(_encode(r.problems)), bytearray(_encode(r.warnings)), NULL if r.test_tag is None else r.test_tag,
     )  # fmt: skip
+
+
+def _minute_totals(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
+    """One row per minute and source: a flush of a thousand requests is an upsert or two."""
+    totals: dict[tuple[int, str], list[int]] = {}
+    for r in records:
+        key = (r.received_at - r.received_at % MINUTE_MS, r.source or "")
+        row = totals.get(key)
+        if row is None:
+            row = totals[key] = [0, 0, 0, 0, 0, 0]
+        row[0] += 1
+        row[1] += r.status >= 400
+        row[2] += r.events_received
+        row[3] += r.events_stored
+        row[4] += r.events_duplicate
+        row[5] += len(r.warnings)
+    return [(*key, *row) for key, row in totals.items()]
 
 
 def probe(cur: sqlite3.Cursor) -> None:
     # A real write (a page in the WAL, then COMMIT) so a full disk or a lost lock shows. The
     # value changes each time: SQLite writes nothing for an UPDATE that changes nothing.
     cur.execute("INSERT OR REPLACE INTO writability_probe (id, at_ns) VALUES (1, ?)", (time.time_ns(),))
-
-
-def request_row(r: RequestRecord) -> tuple[Any, ...]:
-    return (
-        r.request_id, r.received_at, r.api, r.source, r.method, r.path, r.status, r.client_ip,
-        r.user_agent, r.latency_ms, r.events_received, r.events_stored, r.events_duplicate,
-        _encode(r.problems), _encode(r.warnings), r.test_tag,
-    )  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Final
 from capigate.store.base import QualityRow, RequestView
 from capigate.store.inspector import DAY_MS, HOUR_MS, QualityKey, by_day, quality_sql
 from capigate.store.sql import REQUEST_COLUMNS, request_view
+from capigate.store.sqlite.rows import insert, insert_rows
 
 __all__ = ["INSPECTOR_SCHEMA", "add_extras", "add_quality", "prune_inspector", "query_quality", "query_request"]
 
@@ -56,7 +57,9 @@ INSPECTOR_SCHEMA: Final = (
 )
 
 _INSERT_BODY: Final = "INSERT OR REPLACE INTO request_bodies (request_id, received_at, body) VALUES (?, ?, ?)"
-_INSERT_KEY: Final = "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES (?, ?, ?, ?)"
+_INSERT_KEYS: Final = insert(
+    "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES ", "(?, ?, ?, ?)"
+)
 _ADD_QUALITY: Final = tuple(
     f"INSERT INTO {table} ({unit}, source, name, api, match_keys, events, received) VALUES (?, ?, ?, ?, ?, ?, ?) "
     f"ON CONFLICT ({unit}, source, name, api, match_keys) DO UPDATE SET events = events + excluded.events, "
@@ -71,7 +74,7 @@ def add_extras(
     if bodies:
         cur.executemany(_INSERT_BODY, bodies)
     if keys:
-        cur.executemany(_INSERT_KEY, keys)
+        insert_rows(cur, _INSERT_KEYS, [v for key in keys for v in key])
 
 
 def add_quality(cur: sqlite3.Cursor, counts: dict[QualityKey, list[int]]) -> None:

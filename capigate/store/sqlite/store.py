@@ -31,12 +31,11 @@ from capigate.store.base import (
     WriterStats,
     cutoff_ms,
 )
-from capigate.store.inspector import record_extras
 from capigate.store.sql import page, request_view, stored_event
 from capigate.store.sqlite import inspector, outbox, sessions
 from capigate.store.sqlite import prune as pruning
 from capigate.store.sqlite.checkpoint import Checkpointer
-from capigate.store.sqlite.ingest import Batch, ingest, minute_row, probe, record_requests, request_row
+from capigate.store.sqlite.ingest import Batch, ingest, probe, record_requests
 from capigate.store.sqlite.queries import Readers, events_sql, query_stats, requests_sql
 from capigate.store.sqlite.schema import (
     SCHEMA_VERSION,
@@ -123,10 +122,8 @@ class SQLiteStore:
         return await self._writer.submit(lambda cur: ingest(cur, [batch])[0], batch)
 
     async def record_requests(self, records: Sequence[RequestRecord]) -> None:
-        rows = [request_row(r) for r in records]
-        minutes = [minute_row(r) for r in records]
-        extras = record_extras(records)
-        await self._writer.submit(lambda cur: record_requests(cur, rows, minutes, extras))
+        records = list(records)  # the caller may reuse its list
+        await self._writer.submit(lambda cur: record_requests(cur, records))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """The dedupe keys and the journal in one job, then the events and the attempts a
