@@ -61,7 +61,7 @@ def test_many_tasks_and_nested_limits_each_keep_their_own() -> None:
         return "done"
 
     async def main() -> list[str]:
-        return await asyncio.gather(one(0.1, None), one(5, 0.1), one(0.1, 5), one(5, None))
+        return list(await asyncio.gather(one(0.1, None), one(5, 0.1), one(0.1, 5), one(5, None)))
 
     started = time.monotonic()
     assert asyncio.run(main()) == ["timeout", "timeout", "timeout", "done"]
