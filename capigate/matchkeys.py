@@ -61,6 +61,8 @@ def arrival(mask: int, position: int) -> Arrival:
 def _hashable(value: Any) -> int:
     if not isinstance(value, str):
         return 0
+    if len(value) < 64:  # too short for a digest, spaces or not: the usual plain email or phone
+        return _HASHED_HERE if value and not value.isspace() else 0
     text = value.strip()
     if not text:
         return 0

@@ -217,3 +217,36 @@ def test_kept_bodies_and_keys_go_with_the_journal_when_it_is_pruned(tmp_path: Pa
     with sqlite3.connect(srv.db) as conn:
         assert conn.execute("SELECT count(*) FROM request_bodies").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM request_keys").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("path", ["typed", "slow"])
+def test_an_accepted_purchase_is_found_by_its_transaction_id_and_dedupe_id_on_either_rules_path(
+    gateway: Server, path: str
+) -> None:
+    """The keys of an accepted request come from the events its rules accepted, whichever path
+    checked them (the slow path takes a body with a key the schema does not define)."""
+    txn, dedupe = f"T-{uuid.uuid4().hex[:10]}", f"d-{uuid.uuid4().hex}"
+    event = purchase(dedupe_id=dedupe)
+    event["data"] = {**event["data"], "transaction_id": txn}
+    if path == "slow":
+        event["custom_note"] = "an unknown key: kept, with a warning"
+    answer = post_axon(gateway, batch(event))
+    assert answer.status_code == 200, answer.text
+    assert any(w["code"] == "unknown_field" for w in answer.json()["warnings"]) == (path == "slow")
+    (by_txn,) = requests_where(gateway, transaction_id=txn)
+    (by_dedupe,) = requests_where(gateway, dedupe_id=dedupe)
+    assert by_txn["request_id"] == by_dedupe["request_id"]
+    keys = {tuple(k) for k in detail(gateway, by_txn["request_id"])["keys"]}
+    assert {("name", "purchase"), ("dedupe_id", dedupe), ("transaction_id", txn)} <= keys
+
+
+def test_an_accepted_transaction_id_holding_an_email_address_is_never_a_key(gateway: Server) -> None:
+    dedupe = f"d-{uuid.uuid4().hex}"
+    event = purchase(dedupe_id=dedupe)
+    event["data"] = {**event["data"], "transaction_id": "order-for-buyer@example.com"}
+    answer = post_axon(gateway, batch(event))
+    (found,) = requests_where(gateway, dedupe_id=dedupe)
+    assert found["status"] == answer.status_code
+    kept = detail(gateway, found["request_id"])
+    assert "buyer@example.com" not in json.dumps(kept["keys"])
+    assert requests_where(gateway, transaction_id="order-for-buyer@example.com") == []
