@@ -84,6 +84,8 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
 
     Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
     text = raw.strip()
+    if text[:1] == "+" and text.isascii() and text[1:].isdigit():  # E.164 as sent: nothing to clean
+        return _international(text[1:])
     international = text.startswith(("+", "00"))
     if international:
         text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code

@@ -144,3 +144,25 @@ def test_phone_rule_keeps_no_cache_of_plain_numbers() -> None:
 )
 def test_email_rule_is_trimmed_lowercased_and_hashed(raw: str, normalised: str) -> None:
     assert hash_email(raw) == sha(normalised)
+
+
+@pytest.mark.parametrize(
+    ("plain", "written"),
+    [
+        ("+16505551212", "+1 (650) 555-1212"),
+        ("+447911123456", "+44 (0)7911 123456"),
+        ("+33612345678", "0033 6 12 34 56 78"),
+        ("+99912345", "+999 12345"),
+        ("+1", "+ 1"),
+    ],
+)
+def test_an_e164_number_as_sent_is_read_as_its_written_forms_are(plain: str, written: str) -> None:
+    """Rule: a number of only + and ASCII digits skips the clean-up; its answer is the same."""
+
+    def read(raw: str) -> object:
+        try:
+            return normalise_phone(raw)
+        except InvalidIdentifier as exc:
+            return str(exc)
+
+    assert read(plain) == read(written)
