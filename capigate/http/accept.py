@@ -38,7 +38,7 @@ async def accept(
     ingest = gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
     try:
         try:
-            async with within(INGEST_TIMEOUT_S):
+            async with within(INGEST_TIMEOUT_S, request.task()):
                 result = await ingest
         except TimeoutError:
             raise StoreError(f"the store did not answer within {INGEST_TIMEOUT_S:g} s") from None

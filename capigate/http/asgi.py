@@ -8,6 +8,7 @@ Kept close to the metal on purpose (no framework): the ingest paths are the hot 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from collections import Counter
@@ -61,6 +62,7 @@ class BodyError(Exception):
 
 class Request:
     __slots__ = (
+        "_task",
         "body_timeout_s",
         "client_ip",
         "headers",
@@ -98,6 +100,7 @@ class Request:
         self.method, self.path, self.headers, self.query, self.client_ip = method, path, headers, query, client_ip
         self.receive, self.send, self.proto = receive, send, proto
         self.repeated = repeated
+        self._task: asyncio.Task[Any] | None = None
         self.body_timeout_s = DEFAULT_BODY_TIMEOUT_S  # the gateway sets [server] body_timeout_s
 
     @classmethod
@@ -127,6 +130,14 @@ class Request:
         client_ip = scope.client.rpartition(":")[0].strip("[]") or None  # "ip:port", "[v6]:port"
         return cls(request_id, scope.method, scope.path, headers, query, client_ip, proto=proto, repeated=repeated)
 
+    def task(self) -> asyncio.Task[Any]:
+        """The task answering this request (looked up once: its time limits need it)."""
+        if self._task is None:
+            task = asyncio.current_task()
+            assert task is not None, "a request is answered inside a task"
+            self._task = task
+        return self._task
+
     @property
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
@@ -146,7 +157,7 @@ class Request:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
         try:
-            async with within(self.body_timeout_s):
+            async with within(self.body_timeout_s, self.task()):
                 if self.proto is not None and declared is not None and declared.isdigit():
                     body = await self.proto()  # the server reads no more than the declared length
                 else:

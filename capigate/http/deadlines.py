@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
 from weakref import WeakKeyDictionary
 
 __all__ = ["SWEEP_S", "within"]
@@ -46,27 +47,41 @@ class _Sweeper:
 _SWEEPERS: WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweeper] = WeakKeyDictionary()
 
 
+def _sweeper(loop: asyncio.AbstractEventLoop) -> _Sweeper:
+    global _last
+    if _last is None or _last.loop is not loop:  # nearly always one loop: no weakref made per use
+        _last = _SWEEPERS.get(loop) or _SWEEPERS.setdefault(loop, _Sweeper(loop))
+    return _last
+
+
+_last: _Sweeper | None = None
+
+
 class within:
-    """``async with within(limit_s)``: TimeoutError when the block runs past ``limit_s``."""
+    """``async with within(limit_s)``: TimeoutError when the block runs past ``limit_s``.
+    ``task``: the current task, when the caller has it at hand (asyncio.current_task is
+    Python code in 3.11)."""
 
     __slots__ = ("expired", "limit_s", "sweeper", "task")
 
-    task: asyncio.Task[object]
+    task: asyncio.Task[Any]
     sweeper: _Sweeper
 
-    def __init__(self, limit_s: float) -> None:
+    def __init__(self, limit_s: float, task: asyncio.Task[Any] | None = None) -> None:
         self.limit_s = limit_s
         self.expired = False
+        if task is not None:
+            self.task = task
 
     async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "within() is used inside a task"
-        loop = task.get_loop()
-        sweeper = _SWEEPERS.get(loop)
-        if sweeper is None:
-            sweeper = _SWEEPERS[loop] = _Sweeper(loop)
-        self.task, self.sweeper = task, sweeper
-        sweeper.arm(self, self.limit_s)
+        try:
+            task = self.task
+        except AttributeError:
+            current = asyncio.current_task()
+            assert current is not None, "within() is used inside a task"
+            task = self.task = current
+        self.sweeper = _sweeper(task.get_loop())
+        self.sweeper.arm(self, self.limit_s)
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
