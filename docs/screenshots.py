@@ -131,7 +131,7 @@ def history(db: Path, now_ms: int) -> None:
         if i % 3 == 0:
             rows.append((minute, "px_leads", 3, 0, 3, 3, 0, 1))
     conn = sqlite3.connect(db, timeout=10)
-    conn.executemany("INSERT OR REPLACE INTO request_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT OR REPLACE INTO request_minutes VALUES (?, ?, '', ?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
 

@@ -155,8 +155,8 @@ _REQUESTS: Final = insert(
     "(?, ?, ?, nullif(?, 0), ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, ?, ?, ?, ?, nullif(?, 0))",
 )
 _ADD_MINUTES: Final = (
-    "INSERT INTO request_minutes (minute, source, requests, failed, received, stored, duplicate, warnings) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (minute, source) DO UPDATE SET "
+    "INSERT INTO request_minutes (minute, source, api, requests, failed, received, stored, duplicate, warnings) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (minute, source, api) DO UPDATE SET "
     "requests = requests + excluded.requests, failed = failed + excluded.failed, "
     "received = received + excluded.received, stored = stored + excluded.stored, "
     "duplicate = duplicate + excluded.duplicate, warnings = warnings + excluded.warnings"
@@ -173,10 +173,12 @@ def _request_values(r: RequestRecord) -> tuple[Any, ...]:
 
 
 def _minute_totals(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
-    """One row per minute and source: a flush of a thousand requests is an upsert or two."""
-    totals: dict[tuple[int, str], list[int]] = {}
+    """One row per minute and source (per api for the requests naming none, source ''): a
+    flush of a thousand requests is an upsert or two."""
+    totals: dict[tuple[int, str, str], list[int]] = {}
     for r in records:
-        key = (r.received_at - r.received_at % MINUTE_MS, r.source or "")
+        minute = r.received_at - r.received_at % MINUTE_MS
+        key = (minute, r.source, "") if r.source else (minute, "", r.api)
         row = totals.get(key)
         if row is None:
             row = totals[key] = [0, 0, 0, 0, 0, 0]

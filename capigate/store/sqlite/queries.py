@@ -149,28 +149,26 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
     (start, source, api, requests, failed, received, stored, duplicate, warnings), api only
     where source is None, then the dead letters as (start, source, count).
 
-    Whole minutes come from ``request_minutes`` when buckets are whole minutes; the partial
-    minutes at the window's edges (or every row, for other buckets) from the journal, through
-    its received_at index. Dead letters are read from the outbox's dead runs.
+    Whole minutes come from ``request_minutes`` when buckets are whole minutes (the requests
+    naming no source per api there too); the partial minutes at the window's edges (or every
+    row, for other buckets) from the journal, through its received_at index. Dead letters are
+    read from the outbox's dead runs.
     """
-    # The requests naming no source are read apart, per api (below): the per-minute totals
-    # hold them under '' without their api.
-    by_source = " AND source = ?" if source is not None else " AND source IS NOT NULL"
-    by_minute_source = " AND source = ?" if source is not None else " AND source != ''"
+    by_source = " AND source = ?" if source is not None else ""
     extra = [source] if source is not None else []
     journal = (
-        f"SELECT received_at - received_at % ? AS start, source, NULL, {_JOURNAL_TOTALS} "
-        "FROM requests INDEXED BY requests_received_at "
-        f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source"
+        f"SELECT received_at - received_at % ? AS start, source, CASE WHEN source IS NULL THEN api END, "
+        f"{_JOURNAL_TOTALS} FROM requests INDEXED BY requests_received_at "
+        f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source, 3"
     )
     queries: list[tuple[str, list[Any]]] = []
     first_minute = -(-since_ms // MINUTE_MS) * MINUTE_MS  # the first whole minute in the window
     last_minute = until_ms - until_ms % MINUTE_MS  # the end of the last whole minute
     if bucket_ms % MINUTE_MS == 0 and first_minute < last_minute:
         minutes = (
-            "SELECT minute - minute % ? AS start, source, NULL, sum(requests), sum(failed), sum(received), "
-            "sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
-            f"WHERE minute >= ? AND minute < ?{by_minute_source} GROUP BY start, source"
+            "SELECT minute - minute % ? AS start, nullif(source, ''), nullif(api, ''), sum(requests), sum(failed), "
+            "sum(received), sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
+            f"WHERE minute >= ? AND minute < ?{by_source} GROUP BY start, source, api"
         )
         queries.append((minutes, [bucket_ms, first_minute, last_minute, *extra]))
         for low, high in ((since_ms, first_minute), (last_minute, until_ms)):
@@ -178,17 +176,6 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
                 queries.append((journal, [bucket_ms, low, high, *extra]))
     else:
         queries.append((journal, [bucket_ms, since_ms, until_ms, *extra]))
-    if source is None:
-        # Through the (source, id) index, after the last entry received over a minute before the
-        # window: entries are written in the order they arrive, give or take a flush.
-        unsourced = (
-            f"SELECT received_at - received_at % ? AS start, NULL, api, {_JOURNAL_TOTALS} "
-            "FROM requests INDEXED BY requests_source_id WHERE source IS NULL AND id > coalesce("
-            "(SELECT id FROM requests INDEXED BY requests_received_at WHERE received_at < ? "
-            "ORDER BY received_at DESC LIMIT 1), 0) "
-            "AND received_at >= ? AND received_at < ? GROUP BY start, api"
-        )
-        queries.append((unsourced, [bucket_ms, since_ms - 60_000, since_ms, until_ms]))
     # Dead letters: the outbox's dead runs (consecutive events of one request, one destination
     # "<api>:<source>"), through its partial index, from the first event of the window on.
     by_destination = " AND destination IN ('axon:' || ?, 'appsflyer:' || ?)" if source is not None else ""

@@ -26,7 +26,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The relay outbox (outbox.py), added in version 2.
@@ -63,6 +63,52 @@ OUTBOX_SCHEMA: Final = (
         destination TEXT PRIMARY KEY,
         delivered INTEGER NOT NULL
     ) WITHOUT ROWID""",
+)
+# The journal's totals per minute and source, kept with each journal row: the inspector's
+# charts read a week in a few thousand rows, not a million. The requests naming no source
+# (source '') are kept per api, which tells the overview's ingest calls without their id from
+# logins and unknown paths; a source's rows have api ''.
+REQUEST_MINUTES: Final = """CREATE TABLE IF NOT EXISTS request_minutes (
+        minute INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        api TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        stored INTEGER NOT NULL,
+        duplicate INTEGER NOT NULL,
+        warnings INTEGER NOT NULL,
+        PRIMARY KEY (minute, source, api)
+    ) WITHOUT ROWID"""
+# Version 5: request_minutes keyed by api too. A source's rows are kept as they are; the ''
+# rows are split per api as the journal tells, and what the journal no longer holds (rows
+# pruned past journal_max_rows, or before the cutoff within its minute) stays under api '':
+# the overview counts it among the other requests. Applied to a new file too, where it finds
+# the table empty (every statement reads only the columns both versions have).
+_SPLIT_MINUTES: Final = (
+    "ALTER TABLE request_minutes RENAME TO request_minutes_v4",
+    REQUEST_MINUTES,
+    """INSERT INTO request_minutes SELECT minute, source, '', requests, failed, received, stored, duplicate, warnings
+    FROM request_minutes_v4 WHERE source != ''""",
+    """INSERT INTO request_minutes
+    SELECT received_at - received_at % 60000 AS minute, '', api, count(*), sum(status >= 400), sum(events_received),
+        sum(events_stored), sum(events_duplicate),
+        sum(CASE WHEN length(warnings) > 2 THEN json_array_length(CAST(warnings AS TEXT)) ELSE 0 END)
+    FROM requests INDEXED BY requests_source_id
+    WHERE source IS NULL AND received_at - received_at % 60000 IN (SELECT minute FROM request_minutes_v4 WHERE source = '')
+    GROUP BY minute, api""",
+    """INSERT INTO request_minutes SELECT * FROM (
+        SELECT o.minute, '', '', o.requests - coalesce(s.requests, 0) AS requests, o.failed - coalesce(s.failed, 0),
+            o.received - coalesce(s.received, 0), o.stored - coalesce(s.stored, 0),
+            o.duplicate - coalesce(s.duplicate, 0), o.warnings - coalesce(s.warnings, 0)
+        FROM request_minutes_v4 o LEFT JOIN (
+            SELECT minute, sum(requests) AS requests, sum(failed) AS failed, sum(received) AS received,
+                sum(stored) AS stored, sum(duplicate) AS duplicate, sum(warnings) AS warnings
+            FROM request_minutes WHERE source = '' GROUP BY minute
+        ) s USING (minute)
+        WHERE o.source = ''
+    ) WHERE requests > 0""",
+    "DROP TABLE request_minutes_v4",
 )
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -119,19 +165,7 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS requests_source_id ON requests (source, id)",
     "CREATE INDEX IF NOT EXISTS requests_status_id ON requests (status, id)",
     "CREATE INDEX IF NOT EXISTS requests_received_at ON requests (received_at)",
-    # The journal's totals per minute and source ('' for none), kept with each journal row:
-    # the inspector's charts read a week in a few thousand rows, not a million.
-    """CREATE TABLE IF NOT EXISTS request_minutes (
-        minute INTEGER NOT NULL,
-        source TEXT NOT NULL,
-        requests INTEGER NOT NULL,
-        failed INTEGER NOT NULL,
-        received INTEGER NOT NULL,
-        stored INTEGER NOT NULL,
-        duplicate INTEGER NOT NULL,
-        warnings INTEGER NOT NULL,
-        PRIMARY KEY (minute, source)
-    ) WITHOUT ROWID""",
+    REQUEST_MINUTES,
     *sessions.SCHEMA,  # a table of its own, which older versions leave alone
     # One row that each writability probe changes (ingest.probe), a table older versions leave alone.
     "CREATE TABLE IF NOT EXISTS writability_probe (id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL)",
@@ -141,6 +175,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: OUTBOX_SCHEMA,
     3: ("DROP INDEX IF EXISTS events_status_id",),  # _SCHEMA has made events_stored
     4: INSPECTOR_SCHEMA,  # capigate/store/sqlite/inspector.py
+    5: _SPLIT_MINUTES,
 }
 
 

@@ -1,0 +1,92 @@
+"""The per-minute totals keyed by api for the requests naming no source (SQLite schema version
+5): ``capigate migrate`` upgrades a version-4 file without losing a total, splitting its
+sourceless minutes per api as the journal tells; what the journal no longer holds stays a
+total of its own, which the overview counts among the other requests."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from capigate.cli import main
+from capigate.store import SQLiteStore, StatsBucket
+from capigate.store.sqlite import schema as sqlite_schema
+from tests.storekit import run
+from tests.test_store_stats import MINUTE, T0, fill_journal
+
+V4_MINUTES = """CREATE TABLE request_minutes (
+    minute INTEGER NOT NULL, source TEXT NOT NULL, requests INTEGER NOT NULL, failed INTEGER NOT NULL,
+    received INTEGER NOT NULL, stored INTEGER NOT NULL, duplicate INTEGER NOT NULL, warnings INTEGER NOT NULL,
+    PRIMARY KEY (minute, source)
+) WITHOUT ROWID"""
+
+
+def whole_minutes(store: SQLiteStore) -> list[tuple[int, str | None, str | None, int, int, int, int]]:
+    buckets = run(store.query_stats(None, since_ms=T0 - MINUTE, until_ms=T0 + 6 * MINUTE, bucket_ms=MINUTE))
+    return [row(b) for b in buckets]
+
+
+def row(b: StatsBucket) -> tuple[int, str | None, str | None, int, int, int, int]:
+    return (b.start_ms - T0, b.source, b.api, b.requests, b.failed_requests, b.events_received, b.warnings)
+
+
+def version_4(path: Path) -> None:
+    """The file as capigate wrote it at schema version 4: its sourceless minutes under '',
+    whatever their api."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("BEGIN")
+        conn.execute("ALTER TABLE request_minutes RENAME TO minutes_v5")
+        conn.execute(V4_MINUTES)
+        conn.execute(
+            "INSERT INTO request_minutes SELECT minute, source, sum(requests), sum(failed), sum(received), "
+            "sum(stored), sum(duplicate), sum(warnings) FROM minutes_v5 GROUP BY minute, source"
+        )
+        conn.execute("DROP TABLE minutes_v5")
+        conn.execute("UPDATE schema_version SET version = 4")
+        conn.execute("COMMIT")
+
+
+def test_migrate_splits_the_sourceless_minutes_per_api_keeping_every_total(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        fill_journal(store)
+        before = whole_minutes(store)
+    finally:
+        run(store.close())
+    assert [r for r in before if r[1] is None] == [
+        (MINUTE, None, "axon", 1, 1, 0, 0), (MINUTE, None, "inspector", 1, 1, 0, 0),
+        (MINUTE, None, "unknown", 1, 1, 0, 0),
+    ]  # fmt: skip
+    version_4(path)
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT requests FROM request_minutes WHERE source = ''").fetchall() == [(3,)]
+        # A login whose journal entry is gone (pruned past the row limit): its minute remembers it.
+        conn.execute("DELETE FROM requests WHERE api = 'inspector'")
+        conn.commit()
+
+    command = ["migrate", "--config", str(tmp_path / "none.toml"), "--db", str(path)]
+    listed = CliRunner().invoke(main, command)
+    assert listed.exit_code == 0 and "schema version: 4" in listed.output and "  5  " in listed.output, listed.output
+    migrated = CliRunner().invoke(main, [*command, "--apply"])
+    assert migrated.exit_code == 0 and "applied 1 step(s)" in migrated.output, migrated.output
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(sqlite_schema.SCHEMA_VERSION,)]
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'request_minutes_v4'").fetchall() == []
+
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        after = whole_minutes(store)
+    finally:
+        run(store.close())
+    # Every source's minutes as they were; the sourceless ones per api, the login's under none
+    # (the overview's "other requests", as an inspector login is).
+    assert [r for r in after if r[1] is not None] == [r for r in before if r[1] is not None]
+    assert [r for r in after if r[1] is None] == [
+        (MINUTE, None, None, 1, 1, 0, 0), (MINUTE, None, "axon", 1, 1, 0, 0), (MINUTE, None, "unknown", 1, 1, 0, 0),
+    ]  # fmt: skip
