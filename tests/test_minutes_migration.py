@@ -1,20 +1,27 @@
-"""The per-minute totals keyed by api for the requests naming no source (SQLite schema version
-5): ``capigate migrate`` upgrades a version-4 file without losing a total, splitting its
-sourceless minutes per api as the journal tells; what the journal no longer holds stays a
-total of its own, which the overview counts among the other requests."""
+"""The per-minute totals keyed by api for the requests naming no source (schema version 5 of
+both backends). SQLite: ``capigate migrate`` upgrades a version-4 file without losing a total,
+splitting its sourceless minutes per api as the journal tells; what the journal no longer
+holds stays a total of its own, which the overview counts among the other requests.
+PostgreSQL, which kept no such totals before: they are made from the journal it holds, and the
+overview shows what it showed."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+import psycopg
+import pytest
 from click.testing import CliRunner
 
 from capigate.cli import main
-from capigate.store import SQLiteStore, StatsBucket
+from capigate.store import PostgresStore, SQLiteStore, StatsBucket, Store
+from capigate.store.postgres import schema as pg_schema
 from capigate.store.sqlite import schema as sqlite_schema
-from tests.storekit import run
+from tests.storekit import PG_URL, close_loop, run
+from tests.storekit import pg_schema as fresh_schema
 from tests.test_store_stats import MINUTE, T0, fill_journal
 
 V4_MINUTES = """CREATE TABLE request_minutes (
@@ -24,7 +31,7 @@ V4_MINUTES = """CREATE TABLE request_minutes (
 ) WITHOUT ROWID"""
 
 
-def whole_minutes(store: SQLiteStore) -> list[tuple[int, str | None, str | None, int, int, int, int]]:
+def whole_minutes(store: Store) -> list[tuple[int, str | None, str | None, int, int, int, int]]:
     buckets = run(store.query_stats(None, since_ms=T0 - MINUTE, until_ms=T0 + 6 * MINUTE, bucket_ms=MINUTE))
     return [row(b) for b in buckets]
 
@@ -89,4 +96,45 @@ def test_migrate_splits_the_sourceless_minutes_per_api_keeping_every_total(tmp_p
     assert [r for r in after if r[1] is not None] == [r for r in before if r[1] is not None]
     assert [r for r in after if r[1] is None] == [
         (MINUTE, None, None, 1, 1, 0, 0), (MINUTE, None, "axon", 1, 1, 0, 0), (MINUTE, None, "unknown", 1, 1, 0, 0),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    with fresh_schema() as name:
+        yield name
+    close_loop()
+
+
+def test_postgresql_migrate_makes_the_minute_totals_from_the_journal(schema: str, tmp_path: Path) -> None:
+    store = PostgresStore(PG_URL, schema=schema)
+    run(store.open())
+    try:
+        fill_journal(store)
+        before = whole_minutes(store)
+    finally:
+        run(store.close())
+    # The database as version 4 left it: a journal, no per-minute totals.
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute("DROP TABLE request_minutes")
+        conn.execute("DELETE FROM capigate_schema WHERE version = 5")
+
+    url = f"{PG_URL}?schema={schema}"
+    command = ["migrate", "--config", str(tmp_path / "none.toml"), "--db", url]
+    listed = CliRunner().invoke(main, command)
+    assert listed.exit_code == 0 and f"  5  {pg_schema.MIGRATIONS[4].description}" in listed.output, listed.output
+    migrated = CliRunner().invoke(main, [*command, "--apply"])
+    assert migrated.exit_code == 0 and "applied 1 step(s)" in migrated.output, migrated.output
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute("DELETE FROM requests")  # what the overview shows of whole minutes is in the totals
+
+    store = PostgresStore(PG_URL, schema=schema)
+    run(store.open())
+    try:
+        assert whole_minutes(store) == before
+    finally:
+        run(store.close())
+    assert [r for r in before if r[1] is None] == [
+        (MINUTE, None, "axon", 1, 1, 0, 0), (MINUTE, None, "inspector", 1, 1, 0, 0),
+        (MINUTE, None, "unknown", 1, 1, 0, 0),
     ]  # fmt: skip

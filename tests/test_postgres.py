@@ -7,6 +7,7 @@ The Store contract itself runs against PostgreSQL in test_store.py (parametrised
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -407,9 +408,17 @@ def test_postgresql_query_plans_read_through_the_indexes(schema: str, case: tupl
 @pytest.mark.parametrize("source", [None, "px1"])
 def test_stats_read_only_the_window_of_the_journal_and_the_dead_letters(schema: str, source: str | None) -> None:
     init(schema)
-    (journal, journal_params), (dead, dead_params) = pg_queries.stats_sql(source, T0, T0 + 60_000, 60_000)
-    assert "Index Scan using requests_received_at" in explain(schema, journal, journal_params)
-    assert "outbox_dead" in explain(schema, dead, dead_params)
+    # Whole minutes from the per-minute totals, the two partial ones from the journal.
+    minutes, head, tail, dead = pg_queries.stats_sql(source, T0 + 1_000, T0 + 300_500, 60_000)
+    assert "request_minutes_pkey" in explain(schema, *minutes)
+    for journal in (head, tail):
+        assert "Index Scan using requests_received_at" in explain(schema, *journal)
+    assert "outbox_dead" in explain(schema, *dead)
+    # A window of whole minutes reads no journal row, the requests naming no source included.
+    start = T0 - T0 % 60_000
+    whole = pg_queries.stats_sql(source, start, start + 7 * 86_400_000, 168 * 60_000)
+    assert len(whole) == 2
+    assert not any(re.search(r"\bon requests\b", explain(schema, *query)) for query in whole)
 
 
 def test_claim_reads_the_pending_rows_of_one_destination_through_a_partial_index(schema: str) -> None:

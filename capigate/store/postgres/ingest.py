@@ -21,12 +21,13 @@ import msgspec
 
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
-from capigate.store.inspector import QualityKey, quality_counts, record_extras
+from capigate.store.inspector import QualityKey, minute_totals, quality_counts, record_extras
 from capigate.store.postgres.inspector import QUALITY_CTE
 from capigate.store.postgres.schema import ID_BLOCK, pg_text
 
 __all__ = [
     "INGEST_SQL",
+    "MINUTES_SQL",
     "PROBE_SQL",
     "REQUESTS_SQL",
     "Group",
@@ -104,6 +105,20 @@ SELECT * FROM unnest(
 )
 """
 
+# The group's per-minute totals (inspector.minute_totals), added to the rows of the writer
+# connection's shard, in key order.
+MINUTES_SQL: Final = """
+INSERT INTO request_minutes (minute, source, api, shard, requests, failed, received, stored, duplicate, warnings)
+SELECT k.m, k.s, k.a, %b::int4, k.r, k.f, k.rc, k.st, k.d, k.w
+FROM unnest(%b::int8[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::int8[], %b::int8[], %b::int8[], %b::int8[])
+    AS k(m, s, a, r, f, rc, st, d, w)
+ORDER BY 1, 2, 3
+ON CONFLICT (minute, source, api, shard) DO UPDATE SET
+    requests = request_minutes.requests + excluded.requests, failed = request_minutes.failed + excluded.failed,
+    received = request_minutes.received + excluded.received, stored = request_minutes.stored + excluded.stored,
+    duplicate = request_minutes.duplicate + excluded.duplicate, warnings = request_minutes.warnings + excluded.warnings
+"""
+
 PROBE_SQL: Final = """
 INSERT INTO capigate_nodes (node, seen_at) VALUES (%s, %s)
 ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at
@@ -147,10 +162,11 @@ class IngestJob(Job):
 
 
 class RecordJob(Job):
-    __slots__ = ("bodies", "keys", "row")
+    __slots__ = ("bodies", "keys", "record", "row")
 
     def __init__(self, future: asyncio.Future[Any], record: RequestRecord) -> None:
         super().__init__(future)
+        self.record = record
         self.row = request_row(record)
         self.bodies, self.keys = record_extras([record])
 
@@ -208,6 +224,14 @@ class Group:
 
     def records_params(self) -> list[list[Any]]:
         return [list(column) for column in zip(*(job.row for job in self.records), strict=True)]
+
+    def minutes_params(self, shard: int) -> list[Any]:
+        merged: dict[tuple[Any, ...], list[int]] = {}  # two sources may be one once pg_text drops a NUL
+        for minute, source, api, *counts in minute_totals([job.record for job in self.records]):
+            row = merged.setdefault((minute, pg_text(source), api), [0] * len(counts))
+            row[:] = [a + b for a, b in zip(row, counts, strict=True)]
+        totals = [(*key, *merged[key]) for key in sorted(merged)]
+        return [shard, *(list(column) for column in zip(*totals, strict=True))]
 
     def extras_params(self) -> tuple[list[list[Any]] | None, list[list[Any]] | None]:
         """BODIES_SQL's and KEYS_SQL's parameters, None where there is nothing to write."""

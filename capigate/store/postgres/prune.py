@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import PruneResult, Retention, cutoff_ms
+from capigate.store.inspector import MINUTE_MS
 from capigate.store.postgres.inspector import prune_inspector
 
 __all__ = ["CHUNK", "prune"]
@@ -79,6 +80,9 @@ async def prune(conn: Connection, now_ms: int, retention: Retention) -> PruneRes
             return PruneResult(dedupe_keys=0, requests=0, events=0)
         keys = await conn.execute("DELETE FROM dedupe_keys WHERE seen_at < %s", (keys_before,))
         old = await conn.execute("DELETE FROM requests WHERE received_at < %s", (journal_before,))
+        await conn.execute(
+            "DELETE FROM request_minutes WHERE minute < %s", (journal_before - journal_before % MINUTE_MS,)
+        )
         over = await conn.execute(
             "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET %s)",
             (max(0, retention.journal_max_rows),),

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
-from capigate.store.inspector import request_clauses
+from capigate.store.inspector import MINUTE_MS, request_clauses
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.postgres.schema import pg_text
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
@@ -67,9 +67,15 @@ def _text(equal: Sequence[tuple[str, str | int | None]]) -> list[tuple[str, obje
 
 
 def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
-    """The two SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them): the journal's
-    totals over the window, read through requests_received_at; the dead letters of the events
-    received in the window, through the outbox's partial index."""
+    """The SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them), each giving rows of
+    (start, source, api, requests, failed, received, stored, duplicate, warnings), api only
+    where source is None, then the dead letters as (start, source, count).
+
+    Whole minutes come from ``request_minutes`` when buckets are whole minutes (the requests
+    naming no source per api there too); the partial minutes at the window's edges (or every
+    row, for other buckets) from the journal, through requests_received_at. Dead letters are
+    those of the events received in the window, through the outbox's partial index.
+    """
     by_source = " AND source = %s" if source is not None else ""
     extra = [source] if source is not None else []
     journal = (
@@ -79,33 +85,58 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
         "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
         f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2, 3"
     )
+    queries: list[tuple[str, list[Any]]] = []
+    first_minute = -(-since_ms // MINUTE_MS) * MINUTE_MS  # the first whole minute in the window
+    last_minute = until_ms - until_ms % MINUTE_MS  # the end of the last whole minute
+    if bucket_ms % MINUTE_MS == 0 and first_minute < last_minute:
+        minutes = (
+            "SELECT minute - minute %% %s AS start, nullif(source, ''), nullif(api, ''), sum(requests)::int8, "
+            "sum(failed)::int8, sum(received)::int8, sum(stored)::int8, sum(duplicate)::int8, sum(warnings)::int8 "
+            f"FROM request_minutes WHERE minute >= %s AND minute < %s{by_source} GROUP BY 1, 2, 3"
+        )
+        queries.append((minutes, [bucket_ms, first_minute, last_minute, *extra]))
+        for low, high in ((since_ms, first_minute), (last_minute, until_ms)):
+            if low < high:
+                queries.append((journal, [bucket_ms, low, high, *extra]))
+    else:
+        queries.append((journal, [bucket_ms, since_ms, until_ms, *extra]))
     dead = (  # a run's events came in one request: its first event tells their source
         "SELECT o.arrived_at - o.arrived_at %% %s AS start, e.source, sum(o.last_id - o.first_id + 1)::int8 "
         "FROM outbox o JOIN events e ON e.id = o.first_id "
         f"WHERE o.state = 'dead' AND o.arrived_at >= %s AND o.arrived_at < %s{by_source.replace('source', 'e.source')} "
         "GROUP BY 1, 2"
     )
-    return [(journal, [bucket_ms, since_ms, until_ms, *extra]), (dead, [bucket_ms, since_ms, until_ms, *extra])]
+    queries.append((dead, [bucket_ms, since_ms, until_ms, *extra]))
+    return queries
 
 
 async def query_stats(
     conn: Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
 ) -> list[StatsBucket]:
-    (journal, journal_params), (dead, dead_params) = stats_sql(pg_text(source), since_ms, until_ms, bucket_ms)
+    *totals, (dead, dead_params) = stats_sql(pg_text(source), since_ms, until_ms, bucket_ms)
     buckets: dict[tuple[int, str | None, str | None], StatsBucket] = {}
+
+    def bucket(start: int, src: str | None, api: str | None = None) -> StatsBucket:
+        found = buckets.get((start, src, api))
+        if found is None:
+            found = buckets[start, src, api] = StatsBucket(start_ms=start, source=src, api=api)
+        return found
+
     async with conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both
-        for start, src, api, n, failed, received, stored, duplicate, warnings in await (
-            await conn.execute(journal, journal_params)
-        ).fetchall():
-            buckets[start, src, api] = StatsBucket(
-                start_ms=start, source=src, api=api, requests=n, failed_requests=failed, events_received=received,
-                events_accepted=stored, events_duplicate=duplicate,
-                events_refused=max(0, received - stored - duplicate), warnings=warnings,
-            )  # fmt: skip
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for all
+        for sql, params in totals:
+            for start, src, api, n, failed, received, stored, duplicate, warnings in await (
+                await conn.execute(sql, params)
+            ).fetchall():
+                b = bucket(start, src, api)
+                b.requests += n
+                b.failed_requests += failed
+                b.events_received += received
+                b.events_accepted += stored
+                b.events_duplicate += duplicate
+                b.warnings += warnings
+        for b in buckets.values():
+            b.events_refused = max(0, b.events_received - b.events_accepted - b.events_duplicate)
         for start, src, n in await (await conn.execute(dead, dead_params)).fetchall():
-            bucket = buckets.get((start, src, None))
-            if bucket is None:
-                bucket = buckets[start, src, None] = StatsBucket(start_ms=start, source=src)
-            bucket.dead_letters = n
+            bucket(start, src).dead_letters = n
     return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or "", k[2] or ""))]

@@ -106,6 +106,33 @@ RUNS_MIGRATION: Final = (
     "ALTER TABLE events ALTER COLUMN id DROP IDENTITY",
 )
 
+# Version 5: the journal's totals per minute, as SQLite's request_minutes: a source's under
+# api '', the requests naming no source (source '') per api, so the inspector's overview reads
+# whole minutes from them and not the journal. Each writer connection adds to rows of its own
+# shard (as the match-key rollups), so nodes never wait for each other's row. Filled from the
+# journal the database holds.
+MINUTES_MIGRATION: Final = (
+    """CREATE TABLE request_minutes (
+        minute bigint NOT NULL,
+        source text NOT NULL,
+        api text NOT NULL,
+        shard integer NOT NULL,
+        requests bigint NOT NULL,
+        failed bigint NOT NULL,
+        received bigint NOT NULL,
+        stored bigint NOT NULL,
+        duplicate bigint NOT NULL,
+        warnings bigint NOT NULL,
+        PRIMARY KEY (minute, source, api, shard)
+    )""",
+    """INSERT INTO request_minutes
+    SELECT received_at - received_at % 60000, coalesce(source, ''),
+        CASE WHEN coalesce(source, '') = '' THEN api ELSE '' END, 0, count(*), count(*) FILTER (WHERE status >= 400),
+        sum(events_received), sum(events_stored), sum(events_duplicate),
+        sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END)
+    FROM requests GROUP BY 1, 2, 3""",
+)
+
 MIGRATIONS: Final = (
     Migration(
         1,
@@ -208,6 +235,7 @@ MIGRATIONS: Final = (
     Migration(2, "the inspector's login sessions", sessions.SCHEMA),
     Migration(3, "refused request bodies, the keys requests are found by, the match-key rollups", INSPECTOR_MIGRATION),
     Migration(4, "the relay outbox in runs of event ids, as SQLite's; event ids by the block", RUNS_MIGRATION),
+    Migration(5, "the journal's per-minute totals, the requests naming no source per api", MINUTES_MIGRATION),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

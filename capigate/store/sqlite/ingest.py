@@ -14,7 +14,7 @@ import msgspec
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
-from capigate.store.inspector import QualityKey, quality_counts, record_extras
+from capigate.store.inspector import QualityKey, minute_totals, quality_counts, record_extras
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
@@ -24,7 +24,6 @@ __all__ = ["Batch", "ingest", "probe", "record_requests"]
 # IN lists are built in power-of-two sizes, so that a handful of prepared statements serve
 # every batch; the limit keeps under SQLite's old 999 variables.
 _MAX_IN: Final = 256
-MINUTE_MS: Final = 60_000
 
 _encode = msgspec.json.Encoder().encode
 
@@ -146,7 +145,7 @@ def _key_values(fresh: list[tuple[int, NewEvent]], first_id: int, received_at_ms
 def record_requests(cur: sqlite3.Cursor, records: Sequence[RequestRecord]) -> None:
     """Journal entries with their per-minute totals, and what the inspector keeps beside them."""
     insert_rows(cur, _REQUESTS, [v for r in records for v in _request_values(r)])
-    cur.executemany(_ADD_MINUTES, _minute_totals(records))
+    cur.executemany(_ADD_MINUTES, minute_totals(records))
     inspector.add_extras(cur, *record_extras(records))
 
 
@@ -170,25 +169,6 @@ def _request_values(r: RequestRecord) -> tuple[Any, ...]:
         r.latency_ms, r.events_received, r.events_stored, r.events_duplicate,
         bytearray(_encode(r.problems)), bytearray(_encode(r.warnings)), NULL if r.test_tag is None else r.test_tag,
     )  # fmt: skip
-
-
-def _minute_totals(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
-    """One row per minute and source (per api for the requests naming none, source ''): a
-    flush of a thousand requests is an upsert or two."""
-    totals: dict[tuple[int, str, str], list[int]] = {}
-    for r in records:
-        minute = r.received_at - r.received_at % MINUTE_MS
-        key = (minute, r.source, "") if r.source else (minute, "", r.api)
-        row = totals.get(key)
-        if row is None:
-            row = totals[key] = [0, 0, 0, 0, 0, 0]
-        row[0] += 1
-        row[1] += r.status >= 400
-        row[2] += r.events_received
-        row[3] += r.events_stored
-        row[4] += r.events_duplicate
-        row[5] += len(r.warnings)
-    return [(*key, *row) for key, row in totals.items()]
 
 
 def probe(cur: sqlite3.Cursor) -> None:

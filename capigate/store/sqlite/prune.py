@@ -27,7 +27,7 @@ from functools import cache
 from typing import Final
 
 from capigate.store.base import PruneResult, Retention, cutoff_ms
-from capigate.store.sqlite.ingest import MINUTE_MS
+from capigate.store.inspector import MINUTE_MS
 from capigate.store.sqlite.inspector import prune_inspector
 from capigate.store.sqlite.outbox import in_chunks
 

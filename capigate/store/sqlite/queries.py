@@ -13,11 +13,10 @@ from typing import Any, Final, TypeVar
 
 from capigate.errors import StoreError
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
-from capigate.store.inspector import request_clauses
+from capigate.store.inspector import MINUTE_MS, request_clauses
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 from capigate.store.sqlite import outbox
-from capigate.store.sqlite.ingest import MINUTE_MS
 from capigate.store.sqlite.writer import sqlite_error
 
 __all__ = ["Readers", "events_sql", "query_stats", "requests_sql", "stats_sql"]
