@@ -32,7 +32,6 @@ from capigate.metrics import CONTENT_TYPE, FLUSH_INTERVAL_S, Metrics
 from capigate.relay import RelayRunner
 from capigate.responses import ErrorBody
 from capigate.store import Store, open_store
-from capigate.store.base import RequestRecord
 
 __all__ = ["GatewayApp", "get_healthz", "get_metrics", "get_openapi", "get_readyz"]
 
@@ -84,17 +83,6 @@ async def get_metrics(request: Request, gateway: Gateway, outcome: Outcome) -> R
     journal = gateway.journal
     text += health.exposition(now, journal.dropped if journal else 0, journal.waiting if journal else 0).encode()
     return Response(200, text, CONTENT_TYPE, [("cache-control", "no-store")])
-
-
-def _log_request(method: str, status: int, record: RequestRecord) -> None:
-    # Logger.info without its findCaller: a stack walk per request for a caller always the same.
-    args = (method, record.path, status, record.latency_ms)
-    line = request_log.makeRecord(request_log.name, logging.INFO, __file__, 0, _REQUEST_LINE, args, None)
-    line.capigate = record
-    request_log.handle(line)
-
-
-_REQUEST_LINE = "%s %s %d %.2fms"
 
 
 def _store_unavailable(error: str) -> Response:
@@ -196,8 +184,10 @@ class GatewayApp:
             outcome.source = _bounded_source(outcome.source, gateway)
         record = request_record(request, status, outcome, request.request_id, request.received_at_ms)
         gateway.metrics.observe_record(route.metric, record)
-        if gateway.config.server.log_requests and request_log.isEnabledFor(logging.INFO):
-            _log_request(request.method, status, record)
+        if gateway.config.server.log_requests:
+            request_log.info(
+                "%s %s %d %.2fms", request.method, record.path, status, record.latency_ms, extra={"capigate": record}
+            )
         if self._journal is not None:
             self._journal.add(keep_body(record, outcome))
 
