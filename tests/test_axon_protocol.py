@@ -228,3 +228,29 @@ def test_body_shape_bare_array_problems_and_limits_are_the_documented_ones(serve
     r = post(server, [page_view() for _ in range(101)])
     assert r.status_code == 400 and paths(r.json()) == {"events": "too_many_events"}
     assert not any(stored(server, "px_std", dedupe_id=e["dedupe_id"]) for e in bad)
+
+
+def test_400_error_and_problem_codes_are_as_docs_api_md_lists_them(server: Server) -> None:
+    """docs/api.md: unreadable requests name the reason in `error`; a refused batch says
+    `invalid_batch` there and names the reason only in problems[].code."""
+    json_type = {"Content-Type": "application/json"}
+    gzip_type = {**json_type, "Content-Encoding": "gzip"}
+    unreadable = {
+        "missing_pixel_id": ("/v1/event", b"{}", json_type, {"pixel_id": "missing_field"}),
+        "bad_gzip": ("/v1/event?pixel_id=px_std", b"not gzip", gzip_type, {"": "bad_gzip"}),
+        "malformed_json": ("/v1/event?pixel_id=px_std", b'{"events": [', json_type, {"": "malformed_json"}),
+    }
+    with server.client() as c:
+        for error, (url, content, headers, problems) in unreadable.items():
+            r = c.post(url, content=content, headers={**STD, **headers})
+            assert (r.status_code, r.json()["error"], paths(r.json())) == (400, error, problems)
+    refused = {
+        b'"events"': {"": "not_an_object"},
+        b"{}": {"events": "missing_field"},
+        b'{"events": {}}': {"events": "wrong_type"},
+        b'{"events": []}': {"events": "empty_batch"},
+        json.dumps(batch(*[page_view()] * 101)).encode(): {"events": "too_many_events"},
+    }
+    for content, problems in refused.items():
+        r = post_raw(server, content, json_type)
+        assert (r.status_code, r.json()["error"], paths(r.json())) == (400, "invalid_batch", problems)
