@@ -13,6 +13,7 @@ import pytest
 
 from capigate.axon.profiles import PROFILES
 from capigate.axon.rules import BatchCheck, check_batch
+from capigate.axon.typed import check_body as typed_check
 from tests.conftest import example
 from tests.helpers import batch, now_ms, page_view, purchase
 
@@ -129,6 +130,19 @@ def test_add_payment_info_payment_type_is_an_enum() -> None:
 def test_currency_must_be_iso_4217() -> None:
     assert problems(items_event("view_item", currency="XYZ")) == {"events[0].data.currency": "unknown_currency"}
     assert problems(items_event("view_item", currency="US")) == {"events[0].data.currency": "invalid_format"}
+
+
+def test_currency_lower_case_is_upper_cased_with_a_warning_as_appsflyer_does() -> None:
+    body = batch(items_event("view_item", currency="eur"))
+    for result in (
+        check_body(body),
+        typed_check(msgspec.json.encode(body), PROFILES["standard"], source="px", now_ms=now_ms()),
+    ):
+        assert result.report.ok and len(result.events) == 1
+        warned = {(w.path, w.code, w.message) for w in result.report.warnings}
+        message = "currency codes are upper-case; it was read as EUR"
+        assert ("events[0].data.currency", "currency_not_upper_case", message) in warned
+        assert msgspec.json.decode(result.events[0].payload)["data"]["currency"] == "EUR"
 
 
 def test_item_requires_item_id() -> None:

@@ -222,14 +222,22 @@ def _check_data(
         if key not in data:
             report.warn(f"{path}.{key}", "missing_recommended", f"`{key}` is recommended for `{name}`")
     currency = data.get("currency")
-    if isinstance(currency, str) and len(currency) == 3 and currency.upper() not in CURRENCY_CODES:
-        report.error(f"{path}.currency", "unknown_currency", "not an ISO 4217 currency code")
+    if isinstance(currency, str) and len(currency) == 3:
+        if currency.upper() not in CURRENCY_CODES:
+            report.error(f"{path}.currency", "unknown_currency", "not an ISO 4217 currency code")
+        elif currency != currency.upper():
+            warn_currency_case(currency, f"{path}.currency", report)
     for list_key in ("items", "results"):
         items = data.get(list_key)
         if isinstance(items, list):
             _check_items(name, items, f"{path}.{list_key}", profile, report)
     if typed is not None:
         _check_items_value(data, path, report)
+
+
+def warn_currency_case(currency: str, path: str, report: Report) -> None:
+    """AppsFlyer's rule too: a lower-case code is read upper-cased, and said so."""
+    report.warn(path, "currency_not_upper_case", f"currency codes are upper-case; it was read as {currency.upper()}")
 
 
 def _check_items(name: str, items: list[Any], path: str, profile: Profile, report: Report) -> None:

@@ -227,7 +227,11 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
         if getattr(data, key, None) is None:
             report.warn(f"{path}.{key}", "missing_recommended", f"`{key}` is recommended for `{name}`")
     currency = getattr(data, "currency", None)
-    if currency is not None and currency.upper() not in CURRENCY_CODES:
+    if currency is not None and currency != currency.upper():
+        if currency.upper() not in CURRENCY_CODES:
+            return False
+        rules.warn_currency_case(currency, f"{path}.currency", report)
+    elif currency is not None and currency not in CURRENCY_CODES:
         return False
     quantity_required = name in rules._QUANTITY_REQUIRED
     for list_key in _ITEM_LISTS[type(data)]:
