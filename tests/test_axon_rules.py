@@ -194,6 +194,15 @@ def test_missing_recommended_fields_are_warnings() -> None:
     assert found["events[0].data.items[0]"] == "missing_recommended"
 
 
+def test_app_open_on_the_web_is_kept_with_a_warning() -> None:
+    web = check(page_view(name="app_open"))
+    assert web.report.ok and len(web.events) == 1
+    assert [(w.path, w.code) for w in web.report.warnings] == [("events[0].user_data.esi", "app_event_on_web")]
+    app = page_view(name="app_open")
+    app["user_data"]["esi"] = "app"
+    assert "app_event_on_web" not in {w.code for w in check(app).report.warnings}
+
+
 def test_app_open_sends_null_data() -> None:
     assert problems(purchase(name="app_open", data={"x": 1})) == {"events[0].data": "data_must_be_null"}
 
@@ -684,7 +693,8 @@ def test_deep_nesting_under_an_unknown_key_is_too_deep() -> None:
 @pytest.mark.parametrize(("name", "pixel"), [("app_open", "px_std"), ("page_view", "px_lead")])
 def test_null_data_event_with_an_empty_object_is_read_as_null(name: str, pixel: str) -> None:
     result = check(page_view(name=name, data={}), pixel=pixel)
-    assert {w.path: w.code for w in result.report.warnings} == {"events[0].data": "empty_data_for_null_event"}
+    on_web = {"events[0].user_data.esi": "app_event_on_web"} if name == "app_open" else {}  # page_view's user_data
+    assert {w.path: w.code for w in result.report.warnings} == {"events[0].data": "empty_data_for_null_event", **on_web}
     assert stored_payload(result)["data"] is None
 
 

@@ -120,7 +120,7 @@ def _check_event(
     event = typed if typed is not None else check_struct(raw, ServerEvent, path, report)
     _check_event_fields(raw, path, profile, report, now_ms)
     user = event.user_data if event is not None else _lenient_user(user_raw)
-    normalised = check_user_data(user, path, profile, report) if user is not None else {}
+    normalised = check_user_data(user, path, profile, report, raw.get("name")) if user is not None else {}
     if "measurement_partner_data" in raw:
         _check_measurement(raw["measurement_partner_data"], path, profile, report)
     if raw.get("dedupe_id") is None and profile.dedupe_id_expected:

@@ -131,7 +131,7 @@ def _typed(
             return None
         user = event.user_data
         match_keys = axon_match_keys(user, event.dedupe_id is not None)  # as sent: before hashing
-        normalised = check_user_data(user, path, profile, report)
+        normalised = check_user_data(user, path, profile, report, event.name)
         if not report.ok:
             return None
         mpd = event.measurement_partner_data

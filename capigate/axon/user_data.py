@@ -16,6 +16,7 @@ from capigate.iso import COUNTRY_CODES
 
 __all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
 
+_APP_EVENTS = frozenset({"app_open"})
 _OS_MESSAGE = f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent"
 
 
@@ -28,9 +29,13 @@ def is_ip(text: str) -> bool:
     return True
 
 
-def check_user_data(user: UserData, path: str, profile: Profile, report: Report) -> dict[str, str]:
-    """Checks the user_data of the event at ``path``; returns the fields whose stored form
-    differs (hashes, codes)."""
+def check_user_data(user: UserData, path: str, profile: Profile, report: Report, name: object = None) -> dict[str, str]:
+    """Checks the user_data of the event at ``path`` (named ``name``); returns the fields whose
+    stored form differs (hashes, codes)."""
+    if user.esi == "web" and isinstance(name, str) and name in _APP_EVENTS:
+        report.warn(
+            f"{path}.user_data.esi", "app_event_on_web", f"`{name}` is an app event, but esi is web; kept as sent"
+        )
     if not is_ip(user.client_ip_address):
         report.error(f"{path}.user_data.client_ip_address", "invalid_ip", "not an IPv4 or IPv6 address")
     if not has_identifier(user, profile.identifiers):
