@@ -48,10 +48,26 @@ def _resolve_config(path: Path, *, create: bool, check_environment: bool = False
         raise click.ClickException(f"bad configuration: {exc}") from None
 
 
+class _BadStoreUrl(click.ClickException):
+    exit_code = 2  # a usage mistake, as a bad option value is; 1 stays for a store out of reach
+
+
+def _checked_url(url: str) -> str:
+    """The store URL, once its own parameters (``?schema=``, ``?writers=`` …) are right: the
+    store's constructor checks them without connecting; a mistake is one line, exit 2."""
+    from capigate.store import open_store
+
+    try:
+        open_store(url)
+    except (StoreError, ValueError) as exc:  # ValueError: the schema name
+        raise _BadStoreUrl(f"store: {exc}") from None
+    return url
+
+
 def _store_url(config: Config, db: str | None) -> str:
     url = db or config.store.url
     if "://" in url and not url.startswith("sqlite:///"):
-        return url
+        return _checked_url(url)
     file = Path(url.removeprefix("sqlite:///"))
     if not file.is_absolute():
         file = Path(config.path).resolve().parent / file
@@ -305,7 +321,11 @@ def migrate(config_path: Path, db: str | None, apply_steps: bool) -> None:
     """
     from capigate.store.migrations import apply_migrations, describe, schema_status
 
-    url = db if db and not config_path.exists() else _store_url(_resolve_config(config_path, create=False)[0], db)
+    url = (
+        _checked_url(db)
+        if db and not config_path.exists()
+        else _store_url(_resolve_config(config_path, create=False)[0], db)
+    )
     try:
         before = asyncio.run(schema_status(url))
         after = asyncio.run(apply_migrations(url)) if apply_steps and before.pending else None

@@ -116,3 +116,20 @@ def test_a_port_or_worker_count_out_of_range_is_one_line(
     assert "Listening" not in done.stdout
     line = _one_line(done.stdout)
     assert named in line, line
+
+
+@pytest.mark.parametrize(
+    ("parameter", "cause"),
+    [
+        ("schema=NewUser_Caps", "schema 'NewUser_Caps': use lower-case letters, digits and _"),
+        ("writers=0", "writers must be a whole number >= 1, not '0'"),
+    ],
+)
+def test_a_bad_parameter_in_a_postgresql_url_is_one_line_and_exit_2(tmp_path: Path, parameter: str, cause: str) -> None:
+    server = make_server(tmp_path / "gw")
+    url = f"postgresql://postgres@127.0.0.1:1/test?{parameter}"  # refused before any connection
+    for command in ("serve", "migrate"):
+        done = _run_to_exit(_capigate(command, "--config", str(server.config), "--db", url), tmp_path)
+        assert done.returncode == 2, done.stdout
+        line = _one_line(done.stdout)
+        assert line.startswith("Error: store: ") and cause in line, line
