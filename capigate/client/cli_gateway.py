@@ -223,7 +223,8 @@ def events(
     interval_s: float,
     as_json: bool,
 ) -> None:
-    """List (or follow) the events or requests a running gateway recorded, newest first.
+    """List the events or requests a running gateway recorded, newest first; --follow
+    prints the latest few oldest first, then each new one as it arrives.
 
     On a terminal, a table; piped, one tab-separated line a row (a header line first) with
     every value in full; --json, one JSON object a line."""
