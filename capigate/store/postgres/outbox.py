@@ -14,6 +14,14 @@ Across nodes, ``claim`` locks the runs it leases with ``FOR UPDATE SKIP LOCKED``
 claiming at once get disjoint runs, without waiting for each other. A claim or settle that
 covers part of a run cuts it (runs.py) while it holds the run's lock, in the transaction that
 leases or moves the part.
+
+**Lock order.** Every job here that waits for row locks (settle, release, replay) takes all
+of them in one statement, in ``first_id`` order, before it changes anything; ``claim`` never
+waits. So no two outbox jobs, of one node or of several, wait for each other in a cycle. A
+settle whose locked runs were cut meanwhile (their cut-off parts were invisible to its
+statement) rolls back and locks again, all at once, rather than add a lock out of order.
+What PostgreSQL still ends as a deadlock (a lock taken by something else) is run again
+(conflicts.py).
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, OutboxDepth
-from capigate.store.outbox import attempt_groups, stretches
-from capigate.store.postgres.runs import CUT, lock_runs, write_runs
+from capigate.store.outbox import AttemptGroup, attempt_groups, stretches
+from capigate.store.postgres.conflicts import retried
+from capigate.store.postgres.runs import CUT, Runs, lock_runs, write_runs
 from capigate.store.postgres.schema import pg_text
 
 __all__ = ["ATTEMPTS", "CLAIM", "claim", "outbox_depths", "query_attempts", "release", "replay", "settle"]
@@ -74,11 +83,16 @@ INSERT INTO outbox_delivered (destination, delivered) VALUES (%s, %s)
 ON CONFLICT (destination) DO UPDATE SET delivered = outbox_delivered.delivered + excluded.delivered
 """
 
-# A released run was due when it was leased, so it is due again at once.
-RELEASE: Final = (
-    "UPDATE outbox SET lease_owner = NULL, next_attempt_at = 0 WHERE state = 'pending' AND lease_owner = %s "
-    "RETURNING last_id - first_id + 1"
+# A released run was due when it was leased, so it is due again at once. The runs are locked
+# first, in first_id order (PostgreSQL sorts, then locks), before any is changed.
+RELEASE: Final = """
+WITH held AS MATERIALIZED (
+    SELECT first_id FROM outbox WHERE state = 'pending' AND lease_owner = %s ORDER BY first_id FOR UPDATE
 )
+UPDATE outbox o SET lease_owner = NULL, next_attempt_at = 0 FROM held WHERE o.first_id = held.first_id
+RETURNING o.last_id - o.first_id + 1
+"""
+_READS: Final = 5  # a settle's reads of its runs until they cover its events; a cut meanwhile adds one
 
 # The attempts that carried an event: those its run lists (sorted by the caller).
 ATTEMPTS: Final = """
@@ -114,6 +128,12 @@ async def claim(
 ) -> list[Delivery]:
     if limit < 1:
         return []
+    return await retried("claim", lambda: _claim(conn, destination, owner, limit, now_ms, lease_ms))
+
+
+async def _claim(
+    conn: Connection, destination: str, owner: str, limit: int, now_ms: int, lease_ms: int
+) -> list[Delivery]:
     params = {"destination": destination, "limit": limit, "now": now_ms}
     async with conn.transaction():
         taken: list[int] = []
@@ -144,7 +164,7 @@ async def settle(conn: Connection, outcomes: Sequence[AttemptOutcome], owner: st
     moves its run (store/outbox.py), if ``owner`` still leases it."""
     groups = attempt_groups(outcomes)
     samples = [g.sample for g in groups]
-    params = [
+    attempts: list[list[Any]] = [
         [s.destination for s in samples],
         [s.at_ms for s in samples],
         [s.result for s in samples],
@@ -154,25 +174,51 @@ async def settle(conn: Connection, outcomes: Sequence[AttemptOutcome], owner: st
         [_encode(s.response_headers) for s in samples],
         [pg_text(s.response_body) for s in samples],
     ]
-    async with conn.transaction():
-        attempt_ids = [row[0] for row in await (await conn.execute(_LOG_ATTEMPTS, params)).fetchall()]
-        runs = await lock_runs(conn, list(stretches([o.event_id for o in outcomes])))
-        delivered: dict[str, int] = {}
-        for (sample, moving, recorded), attempt_id in zip(groups, attempt_ids, strict=True):
-            due = sample.next_attempt_at_ms if sample.next_attempt_at_ms is not None else sample.at_ms
-            moved = runs.apply(moving, owner, sample, attempt_id, due) if moving else 0
-            if recorded:
-                runs.apply(recorded, None, sample, attempt_id, due)
-            if sample.result == "delivered" and moved:
-                delivered[sample.destination] = delivered.get(sample.destination, 0) + moved
-        await write_runs(conn, runs)
-        for destination, count in sorted(delivered.items()):
-            await conn.execute(_COUNT_DELIVERED, (destination, count))
+    spans = list(stretches([o.event_id for o in outcomes]))
+    await retried("settle", lambda: _settle(conn, groups, attempts, spans, owner))
+
+
+async def _settle(
+    conn: Connection, groups: list[AttemptGroup], attempts: list[list[Any]], spans: list[tuple[int, int]], owner: str
+) -> None:
+    """One transaction that locks the runs before anything else. If a run was cut while it
+    waited, it starts again; the last read moves what it found (an event whose run it missed
+    stays leased, and is sent again when the lease ends)."""
+    for read in range(1, _READS + 1):
+        async with conn.transaction():
+            runs = await lock_runs(conn, spans)
+            if not runs.covers(spans) and read < _READS:
+                raise psycopg.Rollback()  # a run was cut while this waited: lock again, in order
+            await _move(conn, groups, runs, attempts, owner)
+            return
+
+
+async def _move(
+    conn: Connection, groups: list[AttemptGroup], runs: Runs, attempts: list[list[Any]], owner: str
+) -> None:
+    """Logs the attempts, applies the outcomes to the locked runs in order, writes them."""
+    attempt_ids = [row[0] for row in await (await conn.execute(_LOG_ATTEMPTS, attempts)).fetchall()]
+    delivered: dict[str, int] = {}
+    for (sample, moving, recorded), attempt_id in zip(groups, attempt_ids, strict=True):
+        due = sample.next_attempt_at_ms if sample.next_attempt_at_ms is not None else sample.at_ms
+        moved = runs.apply(moving, owner, sample, attempt_id, due) if moving else 0
+        if recorded:
+            runs.apply(recorded, None, sample, attempt_id, due)
+        if sample.result == "delivered" and moved:
+            delivered[sample.destination] = delivered.get(sample.destination, 0) + moved
+    await write_runs(conn, runs)
+    for destination, count in sorted(delivered.items()):
+        await conn.execute(_COUNT_DELIVERED, (destination, count))
 
 
 async def release(conn: Connection, owner: str) -> int:
     """Gives back the owner's leases; returns how many events they held."""
-    rows = await (await conn.execute(RELEASE, (owner,))).fetchall()
+    return await retried("release", lambda: _count(conn, RELEASE, [owner]))
+
+
+async def _count(conn: Connection, sql: str, params: list[Any]) -> int:
+    """Runs an UPDATE that returns each changed run's size; returns the events it changed."""
+    rows = await (await conn.execute(sql, params)).fetchall()
     return sum(n for (n,) in rows)
 
 
@@ -188,13 +234,15 @@ async def replay(conn: Connection, query: DeadLetterQuery, now_ms: int) -> int:
     )
     chosen = [(clause, value) for clause, value in filters if value is not None]
     where = "".join(f" AND {clause}" for clause, _ in chosen)
+    # The runs are locked first, in first_id order, as RELEASE's are.
     sql = (
-        "UPDATE outbox SET state = 'pending', attempts = 0, queued_at = %s, next_attempt_at = %s, lease_owner = NULL "
-        "WHERE first_id IN (SELECT o.first_id FROM outbox o JOIN events e ON e.id = o.first_id "
-        f"WHERE o.state = 'dead'{where}) RETURNING last_id - first_id + 1"
+        "WITH chosen AS MATERIALIZED (SELECT o.first_id FROM outbox o JOIN events e ON e.id = o.first_id "
+        f"WHERE o.state = 'dead'{where} ORDER BY o.first_id FOR UPDATE OF o) "
+        "UPDATE outbox o SET state = 'pending', attempts = 0, queued_at = %s, next_attempt_at = %s, lease_owner = NULL "
+        "FROM chosen WHERE o.first_id = chosen.first_id RETURNING o.last_id - o.first_id + 1"
     )
-    rows = await (await conn.execute(sql, [now_ms, now_ms, *(value for _, value in chosen)])).fetchall()
-    return sum(n for (n,) in rows)
+    params = [*(value for _, value in chosen), now_ms, now_ms]
+    return await retried("replay", lambda: _count(conn, sql, params))
 
 
 async def query_attempts(conn: Connection, event_id: int) -> list[DeliveryAttempt]:

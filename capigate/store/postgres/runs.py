@@ -2,9 +2,12 @@
 the order the call gives (store/outbox.py), then written back in two statements.
 
 A run is only ever cut, never merged, so each run locked keeps its ``first_id`` (an UPDATE)
-and every cut adds a run (an INSERT). The lock is taken with ``FOR UPDATE``, in ``first_id``
-order: a run another transaction is cutting is waited for, then read again with what that
-transaction committed.
+and every cut adds a run (an INSERT). Every run is locked by one statement, ``FOR UPDATE`` in
+``first_id`` order, the order every outbox job waits for locks in: no two of them wait for
+each other in a cycle. A run another transaction cut while this one waited for it is read
+again with what that transaction committed, but the part cut off is a row the statement
+could not see: ``Runs.covers`` tells, and the caller starts its transaction again (outbox.py)
+rather than lock that part after runs above it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ INSERT INTO outbox ({_COLUMNS}) SELECT %(at)s, {_COLUMNS.removeprefix("first_id,
 """
 # The runs holding any id of the stretches ``a .. b``: for each, the run holding ``a`` (the
 # last one starting at or before it) and those starting up to ``b``, through the primary key.
+# PostgreSQL sorts before it locks (LockRows above Sort), so the locks come in first_id order.
 _LOCK: Final = f"""
 SELECT {", ".join(f"o.{c}" for c in _COLUMNS.split(", "))}
 FROM unnest(%s::int8[], %s::int8[]) AS r(a, b)
@@ -70,7 +74,6 @@ FROM unnest(
     %b::text[], %b::int8[], %b::text[]
 ) AS u({_COLUMNS})
 """
-_TRIES: Final = 5  # reads of the runs until they cover every id; a cut committed meanwhile adds one
 
 
 @dataclass(slots=True)
@@ -151,14 +154,11 @@ class Runs:
         return iter(self.by_first.values())
 
 
-async def lock_runs(conn: Connection, spans: list[tuple[int, int]]) -> Runs:
-    """The runs holding the ids of ``spans``, locked."""
+async def lock_runs(conn: Connection, spans: Sequence[tuple[int, int]]) -> Runs:
+    """The runs holding the ids of ``spans`` that the statement could see, locked in
+    ``first_id`` order (check ``covers``: a run cut meanwhile is missing its part)."""
     params = [[a for a, _ in spans], [b for _, b in spans]]
-    for _ in range(_TRIES):
-        runs = Runs([Run(*row) for row in await (await conn.execute(_LOCK, params)).fetchall()])
-        if runs.covers(spans):
-            break
-    return runs
+    return Runs([Run(*row) for row in await (await conn.execute(_LOCK, params)).fetchall()])
 
 
 async def write_runs(conn: Connection, runs: Runs) -> None:
