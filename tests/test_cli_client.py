@@ -254,6 +254,17 @@ def test_send_refuses_an_ios_app_id_without_its_prefix_as_a_usage_error(tmp_path
     assert done.returncode == 2 and "id123" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_validate_refuses_an_ios_app_id_without_its_prefix_as_send_does(tmp_path: Path) -> None:
+    """Rule: one finding for one mistake, whether the file is validated or sent."""
+    file = jsonl(tmp_path / "af.jsonl", [AF_EVENT])
+    checked = capigate("validate", str(file), "--app-id", "123456789")
+    sent = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--key", "k", "--app", "123456789")
+    finding = "looks like an iOS app id without its 'id' prefix (id123456789)"
+    assert checked.returncode == sent.returncode == 2, checked.stdout + checked.stderr
+    assert finding in checked.stderr and finding in sent.stderr and "ok:" not in checked.stdout
+    assert capigate("validate", str(file), "--app-id", "id123456789").returncode == 0
+
+
 # --- events ---------------------------------------------------------------------------
 
 

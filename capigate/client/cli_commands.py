@@ -16,6 +16,7 @@ from typing import Any, cast
 import click
 from click.core import ParameterSource
 
+from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.profiles import PROFILES, ProfileName
 from capigate.axon.rules import check_batch
 from capigate.client._base import RequestResult, SendResult, join_path, now_ms, prefixed, strip_prefix
@@ -30,6 +31,13 @@ _FILES = click.Path(exists=True, dir_okay=False, allow_dash=True)
 
 def _api(value: str) -> Api | None:
     return None if value == "auto" else "axon" if value == "axon" else "appsflyer"
+
+
+def _usable_app_id(app_id: str) -> None:
+    """A usage error for an AppsFlyer app id that cannot be right, the same from validate and
+    send: an iOS id without its prefix is answered 200 OK and dropped, so no event could pass."""
+    if (reason := ios_prefix_missing(app_id)) is not None:
+        raise click.UsageError(reason)
 
 
 def _echo_problem(source: Source, record: Record, problem: Problem, level: str = "error") -> None:
@@ -87,6 +95,7 @@ def validate(files: tuple[str, ...], api_name: str, profile: str, app_id: str, s
     FILES hold JSON (a batch, an event, or an array of them) or JSON Lines (one Axon batch,
     Axon event or AppsFlyer event a line); '-' reads standard input. Each problem is printed
     with its file, line and JSON path; the exit status is 1 if any event would be refused."""
+    _usable_app_id(app_id)
     totals: Counter[str] = Counter()
     for name in files:
         source = _read(name, _api(api_name))
@@ -277,6 +286,7 @@ def send(
 
     if (pixel is None) == (app is None):
         raise click.UsageError("give exactly one of --pixel (Axon) or --app (AppsFlyer)")
+    _usable_app_id(app or "")
     if deprecated_timeout_s is not None:  # its former name, kept so that scripts using it still run
         if click.get_current_context().get_parameter_source("timeout_s") is not ParameterSource.DEFAULT:
             raise click.UsageError("give --timeout only (--timeout-s is its deprecated name)")
