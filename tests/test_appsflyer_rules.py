@@ -804,6 +804,18 @@ def test_unknown_field_that_looks_personal_is_dropped() -> None:
     assert "example.org" not in body and "2079460958" not in body and "x@y.io" not in body
 
 
+def test_unknown_field_with_personal_data_inside_does_not_say_kept_as_sent() -> None:
+    result = check(base(customer={"email": "jane.roe@example.org", "tier": "gold"}, note="plain"))
+    assert_accepted(result)
+    said = {w.path: (w.code, w.message) for w in result.warnings}
+    assert said["customer"][0] == "unknown_field" and "kept as sent" not in said["customer"][1]
+    assert said["customer.email"][0] == "plain_pii_dropped"
+    assert said["note"] == ("unknown_field", "`note` is not an AppsFlyer field; it was kept as sent")
+    assert [w.path for w in result.warnings].index("customer") < [w.path for w in result.warnings].index(
+        "customer.email"
+    )
+
+
 def test_customer_user_id_that_looks_like_an_email_is_dropped_with_a_warning() -> None:
     result = check(base(customer_user_id="jane.roe@example.org"))
     assert_accepted(result)

@@ -212,16 +212,21 @@ def _unknown_top_level(unknown: dict[str, Any], report: Report) -> dict[str, Any
                 "(send email and phone hashed, in email_hashed and phone_number_hashed)",
             )
             continue
-        report.warn(key, "unknown_field", _unknown_message(key, _SHAPE.fields))
+        inside = Report()  # what is treated inside it, said after it
         try:
-            kept[key] = without_personal(value, key, report, SEND_HASHED, 1)
+            kept[key] = without_personal(value, key, inside, SEND_HASHED, 1)
         except TooDeep:
-            report.error(key, "too_deep", f"{key} nests objects or arrays more than {MAX_DEPTH} levels deep")
+            inside.error(key, "too_deep", f"{key} nests objects or arrays more than {MAX_DEPTH} levels deep")
+        treated = bool(inside.warnings or inside.problems)
+        report.warn(key, "unknown_field", _unknown_message(key, _SHAPE.fields, as_sent=not treated))
+        report.warnings += inside.warnings
+        report.problems += inside.problems
     return kept
 
 
-def _unknown_message(key: str, known: frozenset[str]) -> str:
-    return f"`{key}` is not an AppsFlyer field; it was kept as sent{suggest(key, known)}"
+def _unknown_message(key: str, known: frozenset[str], *, as_sent: bool = True) -> str:
+    kept = "it was kept as sent" if as_sent else "it was kept, with the personal data in it treated as said below"
+    return f"`{key}` is not an AppsFlyer field; {kept}{suggest(key, known)}"
 
 
 def _finish(
