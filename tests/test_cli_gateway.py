@@ -48,7 +48,26 @@ def test_env_honours_capigate_host_and_port_as_serve_does(tmp_path: Path) -> Non
     done = capigate("env", cwd=tmp_path, CAPIGATE_PORT="18151", CAPIGATE_HOST="0.0.0.0")
     assert done.returncode == 0, done.stderr
     assert "export CAPIGATE_URL=http://127.0.0.1:18151\n" in done.stdout
-    assert f"export CAPIGATE_CONFIG={tmp_path / 'capigate.toml'}\n" in done.stdout
+
+
+def test_env_exports_only_what_the_readme_lists_so_another_directory_keeps_its_own_config(tmp_path: Path) -> None:
+    quick_start = (Path(__file__).parents[1] / "README.md").read_text()
+    listed = re.search(r'eval "\$\(capigate env\)" +# exports (.+)', quick_start)
+    assert listed is not None
+    first, other = tmp_path / "quick-start", tmp_path / "other"
+    for home, port in ((first, 18152), (other, 18153)):
+        home.mkdir()
+        (home / "capigate.toml").write_text(DEFAULT_CONFIG.replace("[server]", f"[server]\nport = {port}"))
+    exported = capigate("env", cwd=first)
+    assert exported.returncode == 0, exported.stderr
+    names = re.findall(r"^export (\w+)=", exported.stdout, re.MULTILINE)
+    assert names == listed.group(1).split(", ")
+    # The user's path: eval in the quick start's directory, then a command in another one.
+    script = f'eval "$({sys.executable} -m capigate env)"; cd {other}; {sys.executable} -m capigate check-config'
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    checked = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=first, env=clean, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("capigate.toml: ok"), checked.stdout
 
 
 def test_env_without_a_configuration_says_how_to_make_one(tmp_path: Path) -> None:

@@ -66,14 +66,11 @@ def env(config_path: Path) -> None:
     """Print the gateway's address and keys as shell exports: eval "$(capigate env)".
 
     CAPIGATE_URL and CAPIGATE_ADMIN_TOKEN (read by `capigate send` and `capigate events`),
-    CAPIGATE_CONFIG, and the first pixel's and app's ids and keys: AXON_PIXEL, AXON_KEY,
-    APPSFLYER_APP, APPSFLYER_KEY."""
+    and the first pixel's and app's ids and keys: AXON_PIXEL, AXON_KEY, APPSFLYER_APP,
+    APPSFLYER_KEY. Not CAPIGATE_CONFIG: serve and every other command read it, so in another
+    directory they would quietly use this configuration instead of the capigate.toml there."""
     config = read_config(config_path)
-    values = {
-        "CAPIGATE_URL": gateway_url(config),
-        "CAPIGATE_ADMIN_TOKEN": config.server.admin_token,
-        "CAPIGATE_CONFIG": str(config_path.resolve()),
-    }
+    values = {"CAPIGATE_URL": gateway_url(config), "CAPIGATE_ADMIN_TOKEN": config.server.admin_token}
     if config.axon.pixels:
         values.update(AXON_PIXEL=config.axon.pixels[0].pixel_id, AXON_KEY=config.axon.pixels[0].api_key)
     if config.appsflyer.apps:
