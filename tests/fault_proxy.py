@@ -39,8 +39,15 @@ class Seen:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str | None = None, faults: list[Reply] | None = None, then: Reply | None = None):
+    def __init__(
+        self,
+        upstream: str | None = None,
+        faults: list[Reply] | None = None,
+        then: Reply | None = None,
+        forward_delay_s: float = 0.0,
+    ):
         self.upstream, self.faults, self.then = upstream, list(faults or []), then
+        self.forward_delay_s = forward_delay_s  # the upstream's answer, forwarded this much later
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         self.holds: list[threading.Event] = []
@@ -79,7 +86,10 @@ class FaultProxy:
             headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP_BY_HOP}
             r = self._http.request(h.command, self.upstream + h.path, content=body, headers=headers)
             reply = Reply(
-                r.status_code, r.content, {k: v for k, v in r.headers.items() if k.lower() not in _HOP_BY_HOP}
+                r.status_code,
+                r.content,
+                {k: v for k, v in r.headers.items() if k.lower() not in _HOP_BY_HOP},
+                delay_s=self.forward_delay_s,
             )
         if reply.hold is not None:
             with self.lock:
@@ -116,9 +126,12 @@ class FaultProxy:
 
 @contextmanager
 def fault_proxy(
-    upstream: str | None = None, faults: list[Reply] | None = None, then: Reply | None = None
+    upstream: str | None = None,
+    faults: list[Reply] | None = None,
+    then: Reply | None = None,
+    forward_delay_s: float = 0.0,
 ) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream, faults, then).start()
+    proxy = FaultProxy(upstream, faults, then, forward_delay_s).start()
     try:
         yield proxy
     finally:

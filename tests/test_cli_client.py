@@ -18,7 +18,7 @@ from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
 from tests.conftest import ADMIN, Server
 from tests.fault_proxy import Reply, fault_proxy
-from tests.helpers import page_view, purchase, stored
+from tests.helpers import page_view, purchase, stored, wait_until
 
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
 
@@ -215,6 +215,35 @@ def test_send_writes_undelivered_events_to_a_file_send_accepts_again(server: Ser
     again = capigate("send", str(failed), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", t)
     assert again.returncode == 0, again.stdout
     assert sorted(e["dedupe_id"] for e in stored(server, test_tag=t)) == sorted(e["dedupe_id"] for e in events)
+
+
+def test_send_reports_timeouts_as_not_confirmed_and_keeps_an_earlier_failed_file(
+    server: Server, tmp_path: Path
+) -> None:
+    """A timeout after sending is an unknown, not a failure: here the gateway stored every event
+    it never got to confirm; the failed file says so, and resending them is safe (dedupe_id)."""
+    t = tag()
+    events = [page_view() for _ in range(3)]
+    file = jsonl(tmp_path / "t.jsonl", events)
+    earlier = tmp_path / "t.failed.jsonl"
+    earlier.write_text("an earlier run's\n")
+    send = ("--pixel", "px_std", "--key", "key-std", "--test-tag", t, "--no-progress")
+    with fault_proxy(server.url, forward_delay_s=3) as proxy:
+        done = capigate("send", str(file), "--to", proxy.url, *send, "--retries", "0", "--timeout", "0.5")
+    out = done.stdout
+    assert done.returncode == 1 and "delivered 0 of 3 event(s)" in out, out
+    assert "  failed: 0\n" in out, out
+    assert "not confirmed: 3 event(s) in 1 request(s): the gateway may have stored them" in out, out
+    assert "resending is safe with dedupe_id" in out and "ReadTimeout" in out, out
+    assert earlier.read_text() == "an earlier run's\n"
+    written = tmp_path / "t.failed.2.jsonl"
+    assert f"{earlier} is there from an earlier run and was left as it is" in out, out
+    assert f"failed events written to {written}" in out, out
+    note, *lines = written.read_text().splitlines()
+    assert note.startswith("# not confirmed, may be stored (ReadTimeout") and len(lines) == 3, note
+    wait_until(lambda: len(stored(server, test_tag=t)) == 3, what="the timed-out events stored")
+    again = capigate("send", str(written), "--to", server.url, *send)
+    assert again.returncode == 0 and "stored: 0, duplicates: 3" in again.stdout, again.stdout
 
 
 def test_send_timeout_option_bounds_each_attempt_and_its_former_name_still_works(tmp_path: Path) -> None:

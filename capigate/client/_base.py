@@ -80,6 +80,9 @@ class RequestResult(msgspec.Struct, kw_only=True):
     problems: list[Problem] = []  # the server's reasons for refusing
     warnings: list[Problem] = []  # capigate's; those of the local check when the API sends none
     error: str | None = None  # one line: why it failed
+    # No answer, but a try may have reached the server (a read timeout, a connection lost
+    # after sending): its events may be stored. Not a failure to resend blindly, an unknown.
+    maybe_stored: bool = False
     elapsed_s: float = 0.0
     url: str = ""  # where the request went
     body: bytes = b""  # the response body of a failed request, as received
@@ -129,6 +132,11 @@ class SendResult(msgspec.Struct, kw_only=True):
     @property
     def failed_events(self) -> int:
         return sum(r.events for r in self.requests if not r.ok)
+
+    @property
+    def unconfirmed_events(self) -> int:
+        """Events of failed requests that the server may have stored all the same."""
+        return sum(r.events for r in self.requests if not r.ok and r.maybe_stored)
 
     @property
     def warnings(self) -> list[Problem]:
@@ -302,7 +310,7 @@ class Core(ABC):
             assert error is not None
             retry = isinstance(error, _NOT_SENT) or req.safe_to_repeat
             result = self._result(req, attempt, elapsed, ok=False, status=0, error=_describe(error))
-            result.url = _url_of(error)
+            result.url, result.maybe_stored = _url_of(error), not isinstance(error, _NOT_SENT)
             return result, self._delay(result, None) if retry else None
         result = self.interpret(req, attempt, elapsed, response)
         result.url = str(response.request.url)

@@ -109,7 +109,7 @@ class SyncClientBase:
         core = self._core
         url, params, headers = core.request(req)
         started = time.monotonic()
-        attempt = 0
+        attempt, reached = 0, False
         while True:
             attempt += 1
             if core.pacer is not None:
@@ -120,6 +120,7 @@ class SyncClientBase:
                 result, delay = core.outcome(req, attempt, started, error=exc)
             else:
                 result, delay = core.outcome(req, attempt, started, response=response)
+            reached = result.maybe_stored = reached or result.maybe_stored  # an earlier try may have
             if delay is None:
                 break
             time.sleep(delay)
@@ -214,7 +215,7 @@ class AsyncClientBase:
         core = self._core
         url, params, headers = core.request(req)
         started = time.monotonic()
-        attempt = 0
+        attempt, reached = 0, False
         async with self._slots:
             while True:
                 attempt += 1
@@ -226,6 +227,7 @@ class AsyncClientBase:
                     result, delay = core.outcome(req, attempt, started, error=exc)
                 else:
                     result, delay = core.outcome(req, attempt, started, response=response)
+                reached = result.maybe_stored = reached or result.maybe_stored  # an earlier try may have
                 if delay is None:
                     break
                 await asyncio.sleep(delay)

@@ -95,7 +95,7 @@ def read_source(path: str, api: Api | None) -> Source:
             return source
     source = Source(name, None)
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+        if not line.strip() or line.startswith("#"):  # a note, as send writes in its failed file
             continue
         try:
             value = _decode(line)

@@ -205,14 +205,51 @@ def _summary(result: SendResult, url: str, elapsed_s: float) -> None:
     )
     if result.stored is not None and delivered:
         click.echo(f"  stored: {result.stored}, duplicates: {sum(r.duplicates or 0 for r in result.requests if r.ok)}")
-    failed = [r for r in result.requests if not r.ok]
-    click.echo(f"  failed: {result.failed_events}" + (f" event(s) in {len(failed)} request(s)" if failed else ""))
-    reasons = Counter((r.error or f"HTTP {r.status}", r.attempts) for r in failed)
-    for (error, attempts), count in reasons.most_common(5):
-        click.echo(f"    {count} request(s), {attempts} attempt(s) each: {error}")
+    refused = [r for r in result.requests if not r.ok and not r.maybe_stored]
+    unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
+    refused_events = result.failed_events - result.unconfirmed_events
+    click.echo(f"  failed: {refused_events}" + (f" event(s) in {len(refused)} request(s)" if refused else ""))
+    _reasons(refused)
+    if unconfirmed:
+        click.echo(
+            f"  not confirmed: {result.unconfirmed_events} event(s) in {len(unconfirmed)} request(s): the gateway "
+            "may have stored them (no answer after sending: timeouts); resending is safe with dedupe_id"
+        )
+        _reasons(unconfirmed)
     codes = Counter(w.code for w in result.warnings)
     if codes:
         click.echo(f"  warnings: {sum(codes.values())} ({', '.join(f'{c} x{n}' for c, n in codes.most_common())})")
+
+
+def _reasons(requests: list[RequestResult]) -> None:
+    reasons = Counter((r.error or f"HTTP {r.status}", r.attempts) for r in requests)
+    for (error, attempts), count in reasons.most_common(5):
+        click.echo(f"    {count} request(s), {attempts} attempt(s) each: {error}")
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or if a file is there (an earlier run's), the first free ``STEM.N.SUFFIX``."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    return candidate
+
+
+def _write_failed(result: SendResult, wanted: Path) -> Path:
+    """The undelivered events, one a line, in a file no earlier run wrote; those the gateway
+    may have stored follow a ``#`` line saying so (``send`` and ``validate`` skip such lines)."""
+    target = _unused(wanted)
+    with target.open("wb") as out:
+        for failure in result.failed:
+            if failure.result.maybe_stored:
+                why = failure.result.error or "no answer"
+                out.write(
+                    f"# not confirmed, may be stored ({why}): the next {len(failure.payloads)} event(s)\n".encode()
+                )
+            for payload in failure.payloads:
+                out.write(payload + b"\n")
+    return target
 
 
 @click.command()
@@ -331,11 +368,10 @@ def send(
             sys.exit(130)
     _summary(result, base_url, time.monotonic() - started)
     if result.failed:
-        target = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
-        with target.open("wb") as out:
-            for failure in result.failed:
-                for payload in failure.payloads:
-                    out.write(payload + b"\n")
+        wanted = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
+        target = _write_failed(result, wanted)
+        if target != wanted:
+            click.echo(f"{wanted} is there from an earlier run and was left as it is")
         who = f"--pixel {pixel}" if pixel else f"--app {app}"
         click.echo(
             f"failed events written to {target}; send them again with: capigate send {target} --to {base_url} {who} --key ..."
