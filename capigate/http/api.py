@@ -4,6 +4,7 @@ attempts), ``GET /api/requests``, and the relay's ``GET /api/outbox`` and ``POST
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
 from typing import Any, Final
@@ -42,12 +43,12 @@ from capigate.unreadable import expected
 __all__ = [
     "EVENT_PREFIX",
     "REQUEST_PREFIX",
+    "admin_refusal",
     "get_event",
     "get_events",
     "get_outbox",
     "get_request",
     "get_requests",
-    "is_admin",
     "post_replay",
 ]
 
@@ -63,21 +64,52 @@ MAX_REPLAY_BODY = 4096
 EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
 REQUEST_APIS: Final = ("axon", "appsflyer", "admin", "inspector", "capigate", "unknown")
 _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
+log = logging.getLogger("capigate.admin")
 
 
-async def is_admin(request: Request, gateway: Gateway) -> bool:
+async def admin_refusal(
+    request: Request, gateway: Gateway, outcome: Outcome, hint: str = "send Authorization: Bearer <admin_token>"
+) -> Response | None:
+    """None when the request is the admin's: the admin token as a bearer token, or a live
+    inspector session. A wrong bearer token counts against its client in the throttle of
+    /login (one counter: alternating the two doors gains nothing); past it a bearer token,
+    the right one too, gets 429 with Retry-After. Refused tokens are journaled and logged,
+    never the token itself."""
     header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    expected = gateway.config.server.admin_token.encode()
-    if hmac.compare_digest(token.encode(), expected) and bool(token):
-        return True
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    admin_token = gateway.config.server.admin_token
+    client = request.client_ip
+    if token is not None:
+        wait_s = gateway.logins.retry_after_s(client)
+        if wait_s:
+            return _throttled(client, wait_s, outcome)
+        if token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            gateway.logins.succeeded(client)
+            return None
     # The inspector page's session cookie (capigate/http/session.py).
-    return await has_session(request.method, request.headers, gateway.store, gateway.config.server.admin_token)
+    if await has_session(request.method, request.headers, gateway.store, admin_token):
+        return None
+    if token is not None:
+        gateway.logins.failed(client)
+        outcome.problems = [Problem("authorization", "wrong_admin_token", "the admin token is wrong")]
+        outcome.journaled = True
+        log.warning("admin token from %s refused: wrong admin token", client)
+    body = ErrorBody(error="unauthorized", message=hint)
+    return json_response(401, body, [("www-authenticate", 'Bearer realm="capigate admin"')])
+
+
+def _throttled(client: str | None, wait_s: int, outcome: Outcome) -> Response:
+    message = f"too many wrong tokens; retry in {wait_s} s"
+    outcome.problems = [Problem("authorization", "too_many_wrong_tokens", message)]
+    outcome.journaled = True
+    log.warning("admin token from %s refused: too many wrong tokens, retry in %d s", client, wait_s)
+    body = ErrorBody(error="too_many_wrong_tokens", message=message)
+    return json_response(429, body, [("retry-after", str(wait_s))])
 
 
 async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    denied = await _deny(request, gateway)
+    denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
     report = Report()
@@ -101,7 +133,7 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
 
 async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    denied = await _deny(request, gateway)
+    denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
     report = Report()
@@ -141,7 +173,7 @@ def _status(q: dict[str, str], report: Report) -> tuple[int | None, int | None]:
 async def get_request(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/requests/{request_id}``: the journal entry with its kept body and its events."""
     outcome.api = "admin"
-    denied = await _deny(request, gateway)
+    denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
     raw = request.path[len(REQUEST_PREFIX) :]
@@ -170,7 +202,7 @@ def _kept_body(body: bytes | None) -> Any:
 async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/events/{id}``: the event, with every relay attempt and its upstream answer."""
     outcome.api = "admin"
-    denied = await _deny(request, gateway)
+    denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
     raw = request.path[len(EVENT_PREFIX) :]
@@ -189,7 +221,7 @@ async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Res
 async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/outbox``: pending, dead and delivered events per relay destination."""
     outcome.api = "admin"
-    denied = await _deny(request, gateway)
+    denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
     return json_response(200, OutboxPage(destinations=await gateway.store.outbox_depths()))
@@ -198,7 +230,7 @@ async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Re
 async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``POST /api/replay``: queue dead-lettered events again, once their cause is fixed."""
     outcome.api = "admin"
-    denied = await _deny(request, gateway)
+    denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
     report = Report()
@@ -252,13 +284,6 @@ def _body_problem(error: msgspec.DecodeError) -> Problem:
 def _bad_replay(report: Report) -> Response:
     body = ErrorBody(error="invalid_replay", message="the replay filters are invalid", problems=report.problems)
     return json_response(400, body)
-
-
-async def _deny(request: Request, gateway: Gateway) -> Response | None:
-    if await is_admin(request, gateway):
-        return None
-    body = ErrorBody(error="unauthorized", message="send Authorization: Bearer <admin_token>")
-    return json_response(401, body, [("www-authenticate", 'Bearer realm="capigate admin"')])
 
 
 def _bad_query(report: Report) -> Response:

@@ -174,7 +174,7 @@ class GatewayApp:
             return json_response(500, body)
 
     def _account(self, request: Request, route: Route, status: int, outcome: Outcome, gateway: Gateway) -> None:
-        if route.journaled:
+        if route.journaled or outcome.journaled:
             self._after(request, route, status, outcome, gateway)
         else:
             gateway.metrics.observe_request(route.metric, status, request.elapsed_ms)

@@ -36,6 +36,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     body: bytes | None = None  # as read: kept (PII treated) if the request is refused
     keys: list[tuple[str, str]] = []  # what an accepted request can be found by
     path: str | None = None  # the request's path as the journal shows it, when not request.path
+    journaled: bool = False  # on a route that is not journaled, this request is (a refused admin token)
 
     def identify(self, request: Request, source: str | None, where: str) -> None:
         """Take the request's source id (read from ``where``) and its test tag, as everything

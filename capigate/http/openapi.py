@@ -48,6 +48,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or wrong key",
         413: "Body (or inflated gzip body) over the limit",
         415: "Unsupported Content-Encoding",
+        429: "Too many wrong admin tokens from this client (with /login's): wait Retry-After seconds",
         503: "Store unavailable; nothing was acknowledged",
     }
     return {str(c): _json("ErrorBody", texts[c]) for c in codes}
@@ -148,7 +149,7 @@ def _described() -> dict[str, Any]:
                         _query("status", "stored | pending | delivered | dead"),
                         _query("test_tag", "test tag"),
                     ],
-                    "responses": {"200": _json("EventsPage", "A page of events"), **_errors(400, 401)},
+                    "responses": {"200": _json("EventsPage", "A page of events"), **_errors(400, 401, 429)},
                 }
             },
             "/api/events/{id}": {
@@ -159,7 +160,7 @@ def _described() -> dict[str, Any]:
                     "responses": {
                         "200": _json("EventDetail", "The event and its attempts, oldest first"),
                         "404": _json("ErrorBody", "No event with this id"),
-                        **_errors(401),
+                        **_errors(401, 429),
                     },
                 }
             },
@@ -167,7 +168,7 @@ def _described() -> dict[str, Any]:
                 "get": {
                     "summary": "The relay queue of each destination: pending, dead and delivered events",
                     "security": admin,
-                    "responses": {"200": _json("OutboxPage", "One entry per destination"), **_errors(401)},
+                    "responses": {"200": _json("OutboxPage", "One entry per destination"), **_errors(401, 429)},
                 }
             },
             "/api/replay": {
@@ -178,7 +179,7 @@ def _described() -> dict[str, Any]:
                         "required": False,
                         "content": {"application/json": {"schema": _ref("ReplayRequest")}},
                     },
-                    "responses": {"200": _json("ReplayResult", "How many were queued again"), **_errors(400, 401)},
+                    "responses": {"200": _json("ReplayResult", "How many were queued again"), **_errors(400, 401, 429)},
                 }
             },
             "/api/requests": {
@@ -195,14 +196,14 @@ def _described() -> dict[str, Any]:
                         _query("client_ip", "the client's address"),
                         _query("test_tag", "test tag"),
                     ],
-                    "responses": {"200": _json("RequestsPage", "A page of journal entries"), **_errors(400, 401)},
+                    "responses": {"200": _json("RequestsPage", "A page of journal entries"), **_errors(400, 401, 429)},
                 }
             },
             "/api/sources": {
                 "get": {
                     "summary": "The configured sources (pixels, apps) with example events; never a key",
                     "security": admin,
-                    "responses": {"200": {"description": "The sources"}, **_errors(401)},
+                    "responses": {"200": {"description": "The sources"}, **_errors(401, 429)},
                 }
             },
             "/api/stats": {
@@ -215,7 +216,7 @@ def _described() -> dict[str, Any]:
                         _query("until", "to (epoch ms or ISO 8601), default now"),
                         _query("bucket", "bucket width in ms (at least 1000, at most 500 buckets)", "integer"),
                     ],
-                    "responses": {"200": {"description": "The buckets"}, **_errors(400, 401)},
+                    "responses": {"200": {"description": "The buckets"}, **_errors(400, 401, 429)},
                 }
             },
             "/api/test-event": {
@@ -234,7 +235,10 @@ def _described() -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"200": {"description": "The gateway's answer to the event"}, **_errors(400, 401)},
+                    "responses": {
+                        "200": {"description": "The gateway's answer to the event"},
+                        **_errors(400, 401, 429),
+                    },
                 }
             },
             "/metrics": {
@@ -263,7 +267,7 @@ def _described() -> dict[str, Any]:
                     "responses": {
                         "200": _json("RequestDetail", "The entry, its kept body, its stored events"),
                         "404": _json("ErrorBody", "No request with this id (or no longer kept)"),
-                        **_errors(401),
+                        **_errors(401, 429),
                     },
                 }
             },
@@ -277,7 +281,10 @@ def _described() -> dict[str, Any]:
                         _query("since", "epoch ms or ISO 8601 (default: 24 hours ago); rounded down to the hour"),
                         _query("until", "epoch ms or ISO 8601 (default: now); rounded up to the hour"),
                     ],
-                    "responses": {"200": _json("QualityReport", "One group per source and name"), **_errors(400, 401)},
+                    "responses": {
+                        "200": _json("QualityReport", "One group per source and name"),
+                        **_errors(400, 401, 429),
+                    },
                 }
             },
             "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "ok"}}}},

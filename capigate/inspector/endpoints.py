@@ -15,7 +15,7 @@ import msgspec
 
 from capigate.checking import Report
 from capigate.errors import Problem
-from capigate.http.api import is_admin
+from capigate.http.api import admin_refusal
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.params import MAX_TIME_MS, Query, query_int, query_time
@@ -88,11 +88,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _unauthorized() -> Response:
-    body = ErrorBody(
-        error="unauthorized", message="log in to the inspector, or send Authorization: Bearer <admin_token>"
-    )
-    return json_response(401, body)
+_LOG_IN = "log in to the inspector, or send Authorization: Bearer <admin_token>"
 
 
 def _invalid(problems: list[Problem]) -> Response:
@@ -101,8 +97,9 @@ def _invalid(problems: list[Problem]) -> Response:
 
 async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    if not await is_admin(request, gateway):
-        return _unauthorized()
+    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
+    if denied:
+        return denied
     now = _now_ms()
     page = SourcesPage(
         sources=sources(gateway.config, now),
@@ -116,8 +113,9 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     """``since``, ``until`` (epoch ms or ISO 8601; default the last hour) and ``bucket`` (ms; default a
     sixtieth of the window), ``source`` (default all)."""
     outcome.api = "admin"
-    if not await is_admin(request, gateway):
-        return _unauthorized()
+    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
+    if denied:
+        return denied
     report = Report()
     now = _now_ms()
     q = Query(request.query, request.repeated)
@@ -146,8 +144,9 @@ async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> R
     """``source`` (default all), ``name`` (default all), ``since`` and ``until`` (epoch ms or
     ISO 8601; default the last 24 hours), widened to whole hours, or days (quality.py)."""
     outcome.api = "admin"
-    if not await is_admin(request, gateway):
-        return _unauthorized()
+    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
+    if denied:
+        return denied
     report = Report()
     q = Query(request.query, request.repeated)
     until = query_time(q, "until", report)
@@ -210,8 +209,9 @@ def _time(query: Query, key: str, default: int, report: Report) -> int:
 
 async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
-    if not await is_admin(request, gateway):
-        return _unauthorized()
+    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
+    if denied:
+        return denied
     try:
         ask = _decode_test_event(await request.body(MAX_TEST_BODY_BYTES + 4096))
     except BodyError as exc:

@@ -82,6 +82,7 @@ def test_a_new_admin_token_ends_every_session(tmp_path: Path) -> None:
 
 
 def test_failed_logins_are_throttled_logged_and_journaled(fresh_server: Server) -> None:
+    reader = _cookie(_login(fresh_server))  # the throttle holds back tokens, not live sessions
     statuses = []
     with fresh_server.client() as client:
         for _ in range(8):
@@ -92,11 +93,49 @@ def test_failed_logins_are_throttled_logged_and_journaled(fresh_server: Server) 
         # The right token waits too: a throttle that the right guess skips tells the guesser.
         assert client.post("/login", data={"token": ADMIN}).status_code == 429
     time.sleep(0.5)  # journal entries are written in batches
-    with fresh_server.admin() as admin:
+    with fresh_server.client(cookies={"capigate_session": reader}) as admin:
         journal = admin.get("/api/requests", params={"limit": 50}).json()["requests"]
     logins = [r for r in journal if r["path"] == "/login"]
-    assert sorted(r["status"] for r in logins) == [401] * 5 + [429] * 4, logins
+    assert sorted(r["status"] for r in logins) == [303] + [401] * 5 + [429] * 4, logins
     assert {p["code"] for r in logins for p in r["problems"]} == {"wrong_admin_token", "too_many_logins"}
     output = fresh_server.output()
     assert output.count("inspector login from 127.0.0.1 refused") == 9, output
     assert GUESS not in output and GUESS not in str(journal)
+
+
+def test_wrong_admin_bearer_tokens_share_the_login_throttle(fresh_server: Server) -> None:
+    """/api/* took any number of guesses while /login allowed 5 a minute: one counter now."""
+    reader = _cookie(_login(fresh_server))
+    wrong = {"Authorization": f"Bearer {GUESS}"}
+    with fresh_server.client() as client:
+        statuses = [client.post("/login", data={"token": GUESS}).status_code for _ in range(2)]
+        statuses += [client.get("/api/events", headers=wrong).status_code for _ in range(2)]
+        statuses.append(client.post("/login", data={"token": GUESS}).status_code)
+        assert statuses == [401] * 5, statuses
+        for path in ("/api/requests", "/api/sources", "/api/stats"):  # the inspector's API too
+            answer = client.get(path, headers=wrong)
+            assert answer.status_code == 429, (path, answer.text)
+            assert 1 <= int(answer.headers["retry-after"]) <= 60
+            assert answer.json()["error"] == "too_many_wrong_tokens"
+        # The right token waits too, on either door: otherwise its answer tells the guesser.
+        assert client.get("/api/events", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 429
+        assert client.post("/login", data={"token": ADMIN}).status_code == 429
+        assert client.get("/api/events").status_code == 401  # no token: nothing to throttle
+    time.sleep(0.5)  # journal entries are written in batches
+    with fresh_server.client(cookies={"capigate_session": reader}) as admin:
+        answer = admin.get("/api/requests", params={"limit": 50, "api": "admin"})
+    assert answer.status_code == 200, answer.text
+    refused = answer.json()["requests"]
+    assert sorted((r["path"], r["status"]) for r in refused) == [
+        ("/api/events", 401),
+        ("/api/events", 401),
+        ("/api/events", 429),
+        ("/api/requests", 429),
+        ("/api/sources", 429),
+        ("/api/stats", 429),
+    ], refused
+    assert {p["code"] for r in refused for p in r["problems"]} == {"wrong_admin_token", "too_many_wrong_tokens"}
+    output = fresh_server.output()
+    assert output.count("admin token from 127.0.0.1 refused") == 6, output
+    assert GUESS not in output and GUESS not in str(refused)
+    assert "Traceback" not in output
