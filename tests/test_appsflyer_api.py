@@ -146,6 +146,32 @@ def test_ios_app_id_without_prefix_answers_200_ok_records_nothing_and_warns(fres
     assert entry["warnings"][0]["code"] == "ios_app_id_without_prefix"
 
 
+def test_a_silently_dropped_event_is_found_under_the_app_it_was_meant_for(fresh_server: Server) -> None:
+    """The journal entry of /inappevent/123456789 is the configured app id123456789's: found by
+    source, event name and af_order_id, its body kept with personal data treated, one event
+    received (not stored) on that app's overview card, not among the unknown sources."""
+    order = f"o-{time.time_ns()}"
+    body = event(eventValue=json.dumps({"af_order_id": order, "af_revenue": "5"}), email_hashed="Jane@Example.com")
+    headers = {"authentication": "af-ios-key", "Accept": "application/json"}
+    r = post(fresh_server, body, path="/inappevent/123456789", headers=headers)
+    assert r.status_code == 200 and "x-capigate-dropped" in r.headers
+    assert (r.json()["received"], r.json()["stored"]) == (1, 0)
+    for found_by in ({"source": "id123456789"}, {"transaction_id": order}, {"name": "af_purchase"}):
+        [entry] = journal(fresh_server, **found_by)
+        assert entry["source"] == "id123456789" and entry["path"] == "/inappevent/123456789", found_by
+        assert (entry["events_received"], entry["events_stored"]) == (1, 0)
+    with fresh_server.admin() as c:
+        kept = c.get(f"/api/requests/{entry['request_id']}").json()
+        stats = c.get("/api/stats").json()
+    assert kept["body"]["eventValue"]["af_order_id"] == order
+    assert kept["body"]["email_hashed"] == hashlib.sha256(b"jane@example.com").hexdigest()
+    assert "Jane@Example.com" not in json.dumps(kept)
+    assert {("name", "af_purchase"), ("transaction_id", order)} <= {tuple(k) for k in kept["keys"]}
+    card = [b for b in stats["buckets"] if b["source"] == "id123456789"]
+    assert sum(b["events_received"] for b in card) == sum(b["events_refused"] for b in card) == 1
+    assert stats["unknown"]["requests"] == 0
+
+
 def test_ios_app_id_without_prefix_and_wrong_key_is_401(server: Server) -> None:
     r = post(server, event(), path="/inappevent/123456789", headers={"authentication": "wrong"})
     assert r.status_code == 401

@@ -250,6 +250,11 @@ def test_the_silent_appsflyer_failure_stands_out(page: Page, gateway: Server) ->
     detail = page.locator("#requests tr.detail")
     expect(detail.locator(".silent-note")).to_contain_text("drops the event without a word")
     expect(detail.locator(".problems.warning")).to_contain_text("ios_app_id_without_prefix")
+    expect(detail.locator(".kept h4")).to_contain_text("Body as dropped")
+    expect(detail.locator(".kept")).to_contain_text("af_purchase")
+    page.click("a[data-view=overview]")
+    card = page.locator(".card[data-source=id123456789]")  # not among the unknown sources
+    expect(card.locator("figure.chart").first).to_contain_text("refused or dropped")
 
 
 def test_the_overview_charts_each_source(page: Page, gateway: Server) -> None:

@@ -6,12 +6,13 @@ full problem list comes back as JSON to a client that sends ``Accept: applicatio
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from urllib.parse import unquote
 
 from capigate.appsflyer.rules import check_in_app_event
 from capigate.appsflyer.schema import MAX_BODY_BYTES, OK, PARSE_FAILED, UNAUTHORIZED
-from capigate.config import AppsFlyerApp, Config
+from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept
 from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
@@ -38,7 +39,11 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     key = request.headers.get("authentication", "")
     app = gateway.config.app(app_id)
     if app is None:
-        return _unknown_app(app_id, key, gateway.config, request, outcome)
+        ios = gateway.config.app("id" + app_id) if app_id.isascii() and app_id.isdigit() else None
+        if ios is not None and _authorised(key, ios):
+            return await _drop_silently(request, ios, outcome)
+        outcome.problems = [Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")]
+        return _answer(request, 401, UNAUTHORIZED, outcome)
     if not _authorised(key, app):
         outcome.problems = [Problem("authentication", "unauthorized", "missing or wrong authentication key")]
         return _answer(request, 401, UNAUTHORIZED, outcome)
@@ -71,13 +76,16 @@ def _authorised(key: str, app: AppsFlyerApp) -> bool:
     return bool(given) and any(matches)
 
 
-def _unknown_app(app_id: str, key: str, config: Config, request: Request, outcome: Outcome) -> Response:
-    ios = config.app("id" + app_id) if app_id.isdigit() else None
-    if ios is not None and _authorised(key, ios):
-        outcome.warnings = [SILENT_DROP]
-        return _answer(request, 200, OK, outcome)
-    outcome.problems = [Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")]
-    return _answer(request, 401, UNAUTHORIZED, outcome)
+async def _drop_silently(request: Request, ios: AppsFlyerApp, outcome: Outcome) -> Response:
+    """AppsFlyer's answer to an iOS app id sent without ``id``: 200 OK, and the event is gone.
+    Journaled as the configured app's, with its body kept as a refused one is, so that it is
+    found where its sender looks for it: by the app, the event name or the order id."""
+    outcome.source = ios.app_id
+    outcome.events_received, outcome.dropped = 1, True
+    outcome.warnings = [*outcome.warnings, SILENT_DROP]
+    with contextlib.suppress(BodyError):  # AppsFlyer drops it all the same; no body is kept then
+        outcome.body = await request.body(MAX_BODY_BYTES)
+    return _answer(request, 200, OK, outcome)
 
 
 def _answer(

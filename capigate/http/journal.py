@@ -37,6 +37,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     keys: list[tuple[str, str]] = []  # what an accepted request can be found by
     path: str | None = None  # the request's path as the journal shows it, when not request.path
     journaled: bool = False  # on a route that is not journaled, this request is (a refused admin token)
+    dropped: bool = False  # answered OK but not recorded (AppsFlyer's silent drop): body kept as if refused
 
     def identify(self, request: Request, source: str | None, where: str) -> None:
         """Take the request's source id (read from ``where``) and its test tag, as everything
@@ -87,9 +88,9 @@ def request_record(
 
 
 def keep_body(record: RequestRecord, outcome: Outcome) -> RequestRecord:
-    """The entry with a refused request's body, PII treated, and the keys it can be found by
-    (else the keys its handler noted): what the journal keeps, never the log line."""
-    if record.status >= 400 and outcome.body is not None:
+    """The entry with a refused (or silently dropped) request's body, PII treated, and the keys
+    it can be found by (else the keys its handler noted): what the journal keeps, never the log line."""
+    if (record.status >= 400 or outcome.dropped) and outcome.body is not None:
         body, keys = retained(outcome.api, outcome.body)
     elif outcome.keys:
         body, keys = None, outcome.keys

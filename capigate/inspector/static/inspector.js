@@ -310,7 +310,7 @@ async function fillRequestDetail(requestId, box) {
     for (const p of d.warnings) mark(body, p.path, "hl-warning");
   }
   const right = body
-    ? h("div", { class: "kept" }, h("h4", {}, "Body as refused (personal data hashed or dropped, as at ingest)"), body.root)
+    ? h("div", { class: "kept" }, h("h4", {}, `Body as ${silent ? "dropped" : "refused"} (personal data hashed or dropped, as at ingest)`), body.root)
     : d.status >= 400
       ? h("div", { class: "kept" }, h("h4", {}, "Body"), h("p", { class: "muted" }, "Not kept: this request was refused before its body was read."))
       : null;
@@ -811,7 +811,8 @@ function renderCards(stats) {
         { class: "charts" },
         barChart("Events", slots, [
           { key: "events_accepted", label: "accepted", cls: "accepted" },
-          { key: "events_refused", label: "refused", cls: "refused" },
+          // AppsFlyer's silent drop (an iOS id without "id") counts here, on the app's card.
+          { key: "events_refused", label: info && info.api === "appsflyer" ? "refused or dropped" : "refused", cls: "refused" },
         ], start, bucket),
         barChart("Duplicates", slots, [{ key: "events_duplicate", label: "duplicates", cls: "duplicate" }], start, bucket),
         barChart("Warnings", slots, [{ key: "warnings", label: "warnings", cls: "warning" }], start, bucket),
