@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import time
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from capigate.metrics import RESPAWNS_FILE, shared_dir
 __all__ = ["GatewayServer", "ListenError", "die_with_parent", "open_listener", "port_owner", "serve_gateway"]
 
 log = logging.getLogger("capigate")
+granian_log = logging.getLogger("_granian")  # granian's own lines, as its stop logs them
 
 PARENT_ENV = "CAPIGATE_SERVER_PID"
 BACKLOG = 2048
@@ -175,6 +177,23 @@ class GatewayServer(MPServer):
         self._sso = self._listener
         self._sfd = self._listener.fileno()  # type: ignore[assignment]  # granian's attributes are untyped
         self._shd = SocketHolder(self._sfd, False, self.backlog)  # type: ignore[call-arg,assignment]
+
+    def _stop_workers(self) -> None:
+        """granian's stop, without its race: each worker's watcher thread waits on it with
+        ``waitpid``, and granian's own check after ``join`` asks ``waitpid`` again; when the
+        watcher reaps first, the check gets ECHILD, reads "alive", and a worker that stopped
+        at once was logged as killed ("refused to gracefully stop") ~20 ms after the signal.
+        A worker is gone when its sentinel pipe closes, whoever reaps it."""
+        for worker in self.wrks:
+            worker.terminate()  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + (self.workers_kill_timeout or STOP_TIMEOUT_S)
+        for worker in self.wrks:
+            if not mp_wait([worker.inner.sentinel], max(deadline - time.monotonic(), 0.0)):
+                granian_log.warning("Killing worker-%d after it refused to gracefully stop", worker.idx + 1)
+                worker.kill()  # type: ignore[no-untyped-call]
+            worker.join()  # type: ignore[no-untyped-call]  # at once: it is gone (whoever reaps it)
+            granian_log.info("Stopped worker-%d", worker.idx + 1)
+        self.wrks.clear()
 
     def _reload(self, spawn_target: Any, target_loader: Any) -> None:
         self._reloading = True  # SIGHUP restarts every worker: not respawns
