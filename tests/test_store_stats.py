@@ -21,6 +21,7 @@ from capigate.store import (
     StatsBucket,
     Store,
 )
+from capigate.store.inspector import MINUTE_MS, minute_windows
 from capigate.store.sqlite.queries import stats_sql
 from tests.storekit import run
 
@@ -173,3 +174,11 @@ def test_sqlite_stats_read_the_window_through_indexes(tmp_path: Path, source: st
     assert "INDEX events_received_at (received_at>?)" in dead
     assert len(whole) == 2 and whole[0].startswith("SEARCH request_minutes USING PRIMARY KEY"), whole
     assert not any(re.search(r"\brequests\b", plan) for plan in whole), whole
+
+
+def test_rule_a_window_reads_its_whole_minutes_from_the_totals_and_its_edges_from_the_journal() -> None:
+    m = MINUTE_MS
+    assert minute_windows(10 * m + 5, 20 * m + 7, m) == ((11 * m, 20 * m), [(10 * m + 5, 11 * m), (20 * m, 20 * m + 7)])
+    assert minute_windows(10 * m, 20 * m, 5 * m) == ((10 * m, 20 * m), [])  # minute-aligned: no journal read
+    assert minute_windows(10 * m + 5, 10 * m + 9, m) == (None, [(10 * m + 5, 10 * m + 9)])  # no whole minute
+    assert minute_windows(10 * m, 20 * m, 30_000) == (None, [(10 * m, 20 * m)])  # half-minute buckets

@@ -19,6 +19,7 @@ __all__ = [
     "QualityKey",
     "by_day",
     "minute_totals",
+    "minute_windows",
     "quality_counts",
     "quality_sql",
     "record_extras",
@@ -50,6 +51,20 @@ def minute_totals(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
         row[4] += r.events_duplicate
         row[5] += len(r.warnings)
     return [(*key, *row) for key, row in totals.items()]
+
+
+def minute_windows(
+    since_ms: int, until_ms: int, bucket_ms: int
+) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
+    """Where the overview reads a window from: its whole minutes from the per-minute totals
+    (None when it has none, or ``bucket_ms`` is not whole minutes), and the rest, the parts
+    at its edges, from the journal."""
+    first_minute = -(-since_ms // MINUTE_MS) * MINUTE_MS  # the first whole minute in the window
+    last_minute = until_ms - until_ms % MINUTE_MS  # the end of the last whole minute
+    if bucket_ms % MINUTE_MS or first_minute >= last_minute:
+        return None, [(since_ms, until_ms)]
+    edges = [(low, high) for low, high in ((since_ms, first_minute), (last_minute, until_ms)) if low < high]
+    return (first_minute, last_minute), edges
 
 
 def record_extras(

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
-from capigate.store.inspector import MINUTE_MS, request_clauses
+from capigate.store.inspector import minute_windows, request_clauses
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.postgres.schema import pg_text
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
@@ -86,20 +86,15 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
         f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2, 3"
     )
     queries: list[tuple[str, list[Any]]] = []
-    first_minute = -(-since_ms // MINUTE_MS) * MINUTE_MS  # the first whole minute in the window
-    last_minute = until_ms - until_ms % MINUTE_MS  # the end of the last whole minute
-    if bucket_ms % MINUTE_MS == 0 and first_minute < last_minute:
+    whole, edges = minute_windows(since_ms, until_ms, bucket_ms)
+    if whole is not None:
         minutes = (
             "SELECT minute - minute %% %s AS start, nullif(source, ''), nullif(api, ''), sum(requests)::int8, "
             "sum(failed)::int8, sum(received)::int8, sum(stored)::int8, sum(duplicate)::int8, sum(warnings)::int8 "
             f"FROM request_minutes WHERE minute >= %s AND minute < %s{by_source} GROUP BY 1, 2, 3"
         )
-        queries.append((minutes, [bucket_ms, first_minute, last_minute, *extra]))
-        for low, high in ((since_ms, first_minute), (last_minute, until_ms)):
-            if low < high:
-                queries.append((journal, [bucket_ms, low, high, *extra]))
-    else:
-        queries.append((journal, [bucket_ms, since_ms, until_ms, *extra]))
+        queries.append((minutes, [bucket_ms, *whole, *extra]))
+    queries += [(journal, [bucket_ms, low, high, *extra]) for low, high in edges]
     dead = (  # a run's events came in one request: its first event tells their source
         "SELECT o.arrived_at - o.arrived_at %% %s AS start, e.source, sum(o.last_id - o.first_id + 1)::int8 "
         "FROM outbox o JOIN events e ON e.id = o.first_id "

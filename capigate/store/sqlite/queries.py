@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 
 from capigate.errors import StoreError
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
-from capigate.store.inspector import MINUTE_MS, request_clauses
+from capigate.store.inspector import minute_windows, request_clauses
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 from capigate.store.sqlite import outbox
@@ -161,20 +161,15 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
         f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source, 3"
     )
     queries: list[tuple[str, list[Any]]] = []
-    first_minute = -(-since_ms // MINUTE_MS) * MINUTE_MS  # the first whole minute in the window
-    last_minute = until_ms - until_ms % MINUTE_MS  # the end of the last whole minute
-    if bucket_ms % MINUTE_MS == 0 and first_minute < last_minute:
+    whole, edges = minute_windows(since_ms, until_ms, bucket_ms)
+    if whole is not None:
         minutes = (
             "SELECT minute - minute % ? AS start, nullif(source, ''), nullif(api, ''), sum(requests), sum(failed), "
             "sum(received), sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
             f"WHERE minute >= ? AND minute < ?{by_source} GROUP BY start, source, api"
         )
-        queries.append((minutes, [bucket_ms, first_minute, last_minute, *extra]))
-        for low, high in ((since_ms, first_minute), (last_minute, until_ms)):
-            if low < high:
-                queries.append((journal, [bucket_ms, low, high, *extra]))
-    else:
-        queries.append((journal, [bucket_ms, since_ms, until_ms, *extra]))
+        queries.append((minutes, [bucket_ms, *whole, *extra]))
+    queries += [(journal, [bucket_ms, low, high, *extra]) for low, high in edges]
     # Dead letters: the outbox's dead runs (consecutive events of one request, one destination
     # "<api>:<source>"), through its partial index, from the first event of the window on.
     by_destination = " AND destination IN ('axon:' || ?, 'appsflyer:' || ?)" if source is not None else ""
