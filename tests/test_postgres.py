@@ -463,3 +463,22 @@ def test_capigate_serve_refuses_a_newer_schema_with_a_message_not_a_traceback(sc
     assert "Traceback" not in result.output
     migrate = CliRunner().invoke(main, ["migrate", "--config", str(tmp_path / "c.toml"), "--db", url, "--apply"])
     assert migrate.exit_code == 1 and "upgrade capigate" in migrate.output
+
+
+def test_a_capigate_session_left_idle_in_a_transaction_is_ended_by_postgresql(schema: str) -> None:
+    """Rule: a transaction whose client vanished (a partition cut it mid-way) releases its locks
+    within idle_in_transaction_session_timeout, not when TCP gives up hours later: a retry of
+    the same journal entries or dedupe_ids would wait on its uncommitted keys until then."""
+    store = new_store(schema)
+
+    async def session_setting() -> str:
+        conn = await store._connect_writer()
+        try:
+            cur = await conn.execute("SHOW idle_in_transaction_session_timeout")
+            row = await cur.fetchone()
+            assert row is not None
+            return str(row[0])
+        finally:
+            await conn.close()
+
+    assert run(session_setting()) == "15s"

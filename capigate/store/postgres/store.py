@@ -97,6 +97,9 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
 
 
+_IDLE_IN_TRANSACTION_MS = 15_000
+
+
 class PostgresStore:
     """The ``Store`` on PostgreSQL, shared by any number of gateway nodes.
 
@@ -137,7 +140,15 @@ class PostgresStore:
             raise StoreError(f"{_redact(url)}: not a valid PostgreSQL URL: {exc}") from None
         # JIT compiles plans for 100+ ms when a statement looks costly, as a group-commit
         # INSERT of thousands of rows does; capigate's statements never gain from it.
-        options = [str(given.get("options") or ""), "-c jit=off"]
+        # A transaction whose client vanished (a network partition) would hold its row locks
+        # until TCP gave up, hours later: the retry of its writes (the same journal entries,
+        # a client resending the same dedupe_id) would wait on its uncommitted keys that long.
+        # capigate's own transactions are pipelined, never idle between statements.
+        options = [
+            str(given.get("options") or ""),
+            "-c jit=off",
+            f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_MS}",
+        ]
         if schema is not None:
             options.append(f"-c search_path={schema}")
         self._kwargs: dict[str, Any] = {

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -58,7 +59,10 @@ class Writer:
         self._queued = 0  # rows in the queue
         self._accepting = False
         self.stats = WriterStats()
-        self._shards: dict[int, int] = {}  # connection -> its shard of the rollups (inspector.py)
+        # Each connection's shard of the rollups (inspector.py), by the connection itself: a
+        # new connection at a dead one's address must not inherit its shard, whose rows a
+        # transaction cut off by a network partition may still hold locked.
+        self._shards: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
 
     async def start(self) -> None:
         conns = []
@@ -196,7 +200,7 @@ class Writer:
 
     async def _run(self, conn: Connection, group: Group) -> list[Any]:
         ingest = conn.cursor()
-        shard = self._shards.setdefault(id(conn), new_shard())
+        shard = self._shards.setdefault(conn, new_shard())
         async with conn.pipeline(), conn.transaction():
             if group.quality:  # first: it locks every rollup row that the ingest adds to
                 for sql, params in zip(ADD_QUALITY_SQL, quality_columns(group.quality, shard), strict=True):
