@@ -9,8 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from typing import NamedTuple
-
+import msgspec
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
@@ -60,7 +59,9 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-class NormalisedPhone(NamedTuple):
+# Structs, not NamedTuples: made for every phone of every event, and a NamedTuple costs
+# three times as much to build.
+class NormalisedPhone(msgspec.Struct, frozen=True, gc=False):
     """A phone number as AppLovin and AppsFlyer hash it: ``digits`` is the country code and
     the national number, no ``+`` (``16505551212``)."""
 
@@ -69,7 +70,7 @@ class NormalisedPhone(NamedTuple):
     with_country_code: bool  # False: no country code was known, the digits are as sent
 
 
-class HashedPhone(NamedTuple):
+class HashedPhone(msgspec.Struct, frozen=True, gc=False):
     digest: str
     possible: bool
     with_country_code: bool

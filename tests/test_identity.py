@@ -11,7 +11,9 @@ import pytest
 
 from capigate import identity
 from capigate.identity import (
+    HashedPhone,
     InvalidIdentifier,
+    NormalisedPhone,
     hash_email,
     hash_phone,
     hash_phone_checked,
@@ -57,9 +59,9 @@ def test_phone_rule_international_form_does_not_parse(monkeypatch: pytest.Monkey
 
 
 def test_phone_rule_international_length_is_checked_against_the_country() -> None:
-    assert hash_phone_checked("+1 650 555 1212") == (sha("16505551212"), True, True)
+    assert hash_phone_checked("+1 650 555 1212") == HashedPhone(sha("16505551212"), True, True)
     # The AppLovin documentation's own example: +1 and nine digits, a length no NANP number has.
-    assert hash_phone_checked("+1123456789") == (sha("1123456789"), False, True)
+    assert hash_phone_checked("+1123456789") == HashedPhone(sha("1123456789"), False, True)
     assert normalise_phone("+49 30 1234567").possible  # Germany: many lengths are possible
 
 
@@ -90,7 +92,7 @@ def test_phone_rule_international_form_that_cannot_be_a_number_is_refused(raw: s
 )
 def test_phone_rule_national_form_is_read_in_the_events_country(raw: str, region: str, digits: str) -> None:
     phone = normalise_phone(raw, region)
-    assert phone == (digits, True, True)
+    assert phone == NormalisedPhone(digits, True, True)
     assert hash_phone(raw, region) == sha(digits)
 
 
@@ -107,8 +109,8 @@ def test_phone_rule_national_form_is_read_in_the_events_country(raw: str, region
     ],
 )
 def test_phone_rule_without_country_hashes_the_digits_as_sent(raw: str, digits: str) -> None:
-    assert normalise_phone(raw) == (digits, True, False)
-    assert hash_phone_checked(raw) == (sha(digits), True, False)
+    assert normalise_phone(raw) == NormalisedPhone(digits, True, False)
+    assert hash_phone_checked(raw) == HashedPhone(sha(digits), True, False)
 
 
 @pytest.mark.parametrize("raw", ["call me maybe", "+1 650 CALL NOW", "", "+", "١٢٣٤٥٦٧", "650 555 1212 ext 3"])
@@ -122,7 +124,7 @@ def test_phone_rule_a_value_that_cannot_be_a_number_is_refused_without_echo(raw:
 def test_phone_rule_sha256_hex_passes_through_lowercased() -> None:
     digest = sha("16505551212")
     assert hash_phone(f" {digest.upper()} ") == digest
-    assert hash_phone_checked(digest) == (digest, True, True)
+    assert hash_phone_checked(digest) == HashedPhone(digest, True, True)
 
 
 def test_phone_rule_keeps_no_cache_of_plain_numbers() -> None:
