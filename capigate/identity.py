@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+
 import msgspec
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
