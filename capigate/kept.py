@@ -74,7 +74,6 @@ def note_accepted(body: bytes | None, events: Sequence[NewEvent], hashed_here: s
 
 
 def _axon_keys(events: Sequence[NewEvent]) -> list[tuple[str, str]]:
-    # _add's rules, inlined: up to three keys an event, a hundred events a request.
     found: dict[tuple[str, str], None] = {}
     values: Sequence[Any]
     for kind, values in (
@@ -83,15 +82,11 @@ def _axon_keys(events: Sequence[NewEvent]) -> list[tuple[str, str]]:
         ("transaction_id", [e.transaction_id for e in events]),  # as sent: one holding an email is refused
     ):
         for value in values:
-            if type(value) is int:
-                value = str(value)
-            if type(value) is not str:
-                continue
-            text = value.strip()
-            if text and not contains_email(text):
+            text = _key_text(value)
+            if text is not None:
                 if len(found) >= MAX_KEYS:
                     return list(found)
-                found[kind, text[:MAX_KEY_CHARS]] = None
+                found[kind, text] = None
     return list(found)
 
 
@@ -104,11 +99,20 @@ def _note_appsflyer(body: bytes, event: NewEvent, hashed_here: set[str]) -> list
 
 
 def _add(found: dict[tuple[str, str], None], kind: str, value: Any) -> None:
-    """Adds a key, but never one holding an email address (an id it should not be)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    text = _key_text(value)
+    if text is not None and len(found) < MAX_KEYS:
+        found[kind, text] = None
+
+
+def _key_text(value: Any) -> str | None:
+    """A key as the journal keeps it: an int as text, stripped, capped; None for anything
+    else, and for a value holding an email address (an id it should not be)."""
+    if type(value) is int:  # not a bool
         value = str(value)
-    if isinstance(value, str) and value.strip() and len(found) < MAX_KEYS and not contains_email(value):
-        found[kind, value.strip()[:MAX_KEY_CHARS]] = None
+    if type(value) is not str:  # decoded JSON: exactly str
+        return None
+    text = value.strip()
+    return text[:MAX_KEY_CHARS] if text and not contains_email(text) else None
 
 
 def request_keys(api: str, body: Any) -> list[tuple[str, str]]:
