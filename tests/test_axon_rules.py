@@ -247,6 +247,24 @@ def test_event_time_must_be_a_non_negative_integer() -> None:
     assert problems(page_view(event_time=1.5)) == {"events[0].event_time": "wrong_type"}
 
 
+@pytest.mark.parametrize("value", [True, 2**63])
+def test_a_refused_event_time_gets_no_warning_about_its_value(value: int) -> None:
+    """`true` (an int to Python) once got `time_in_seconds` beside its wrong_type, and a value
+    past the year 9999 `time_far_away` beside its out_of_range: two answers to one mistake."""
+    result = check(page_view(event_time=value))
+    assert {p.path for p in result.report.problems} == {"events[0].event_time"}
+    assert [w for w in result.report.warnings if w.path == "events[0].event_time"] == []
+
+
+def test_a_measurement_timestamp_true_is_not_taken_for_seconds() -> None:
+    mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
+    mpd["first_visit_ts"] = True
+    result = check(page_view(measurement_partner_data=mpd))
+    path = "events[0].measurement_partner_data.first_visit_ts"
+    assert [p.code for p in result.report.problems if p.path == path] == ["wrong_type"]
+    assert [w for w in result.report.warnings if w.path == path] == []
+
+
 # --- user_data -----------------------------------------------------------------------------
 
 

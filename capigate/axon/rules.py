@@ -10,7 +10,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeGuard, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -20,6 +20,7 @@ from capigate.axon.personal import without_personal_unknowns
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import (
     DATA_SCHEMAS,
+    MAX_EPOCH_MILLIS,
     EventData,
     Item,
     MeasurementPartnerData,
@@ -149,7 +150,7 @@ def _check_event_fields(raw: dict[str, Any], path: str, profile: Profile, report
     name, url, ms = raw.get("name"), raw.get("event_source_url"), raw.get("event_time")
     if isinstance(name, str) and name and "data" in raw:
         _check_name_and_data(name, raw["data"], path, profile, report)
-    if isinstance(ms, int) and ms >= 0:
+    if _is_epoch_millis(ms):
         _check_event_time(ms, path, now_ms, report)
     if isinstance(url, str) and url:
         user = raw.get("user_data")
@@ -281,6 +282,12 @@ def _check_items_value(data: dict[str, Any], path: str, report: Report) -> None:
         )
 
 
+def _is_epoch_millis(value: Any) -> TypeGuard[int]:
+    """A time the schema accepts: only such a time gets a warning about its value, so that a
+    refused one (`true` is an int to Python) is not also told it looks like seconds."""
+    return type(value) is int and 0 <= value <= MAX_EPOCH_MILLIS
+
+
 def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
     if ms < _SECONDS_LIKE_BELOW:
         report.warn(
@@ -327,7 +334,7 @@ def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report
     _unknown_keys(mpd_raw, _MPD_KEYS, profile, report, path, "measurement_partner_data")
     for key in _MPD_TIMESTAMPS:
         ts = mpd_raw.get(key)
-        if isinstance(ts, int) and 0 < ts < _SECONDS_LIKE_BELOW:
+        if _is_epoch_millis(ts) and 0 < ts < _SECONDS_LIKE_BELOW:
             report.warn(
                 f"{path}.measurement_partner_data.{key}",
                 "time_in_seconds",
