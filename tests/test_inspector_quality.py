@@ -95,6 +95,16 @@ def test_rules_appsflyer_advertising_id_and_customer_user_id() -> None:
     assert group.verdict == "fair"
 
 
+def test_rule_dedupe_id_tells_an_appsflyer_app_where_its_dedupe_key_comes_from() -> None:
+    """AppsFlyer events have no `dedupe_id` field: telling their sender that they "carry no
+    dedupe_id" named nothing they could send; the key is the app's `dedupe_key` setting."""
+    row = QualityRow(api="appsflyer", source="app", name="af_purchase", match_keys=1, events=3, duplicates=0)
+    (group,) = quality_report([row], 0, 1).groups
+    (reason,) = [r for r in group.reasons if r.rule == "dedupe_id"]
+    assert "dedupe_key" in reason.text and "af_order_id" in reason.text and "capigate.toml" in reason.text
+    assert "carry no dedupe_id" not in reason.text
+
+
 # --- through the gateway ---------------------------------------------------------------------
 
 

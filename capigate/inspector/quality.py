@@ -109,10 +109,14 @@ def _no_dedupe_id(f: _Figures) -> Reason | None:
     none = f.share(f.events - f.with_dedupe_id)
     if none < 0.01:
         return None
+    if f.api == "appsflyer":  # no dedupe_id field: the app's dedupe_key names the field that is one
+        what = "have no dedupe key (set the app's dedupe_key, e.g. af_order_id, in capigate.toml, and send it)"
+    else:
+        what = "carry no dedupe_id"
     return Reason(
         rule="dedupe_id",
         level="fair",
-        text=f"{_pct(none)} of {f.name} events carry no dedupe_id: an event sent twice is counted twice",
+        text=f"{_pct(none)} of {f.name} events {what}: an event sent twice is counted twice",
     )
 
 
