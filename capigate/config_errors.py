@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Final
+from typing import Any, Final, Literal, get_args, get_origin
 
 from capigate.errors import ConfigError
 from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Setting, toml_value
@@ -113,9 +113,17 @@ def config_error(file: str, message: str) -> ConfigError:
         return ConfigError(file, key, _unknown(key))
     if text.startswith("Invalid enum value"):
         setting = _setting(key)
-        choices = setting.help.split(";")[0] if setting is not None else ""
-        return ConfigError(file, key or "-", f"{text}; use one of {choices.replace(' | ', ', ')}" if choices else text)
+        choices = ", ".join(_literal_values(setting.type)) if setting is not None else ""
+        return ConfigError(file, key or "-", f"{text}; use one of {choices}" if choices else text)
     return ConfigError(file, key or "-", _expected(key, text) or text)
+
+
+def _literal_values(annotation: Any) -> list[str]:
+    """The strings a ``Literal[...]`` (or ``Literal[...] | None``) allows, from the type rather
+    than the key's comment, which is prose for some keys."""
+    if get_origin(annotation) is Literal:
+        return [str(value) for value in get_args(annotation)]
+    return [value for member in get_args(annotation) for value in _literal_values(member)]
 
 
 def _example(key: str) -> str:

@@ -69,6 +69,30 @@ def test_a_type_error_names_the_type_and_an_example(tmp_path: Path) -> None:
     assert message.endswith("server.log_requests: expected true or false, not a string, e.g. log_requests = true")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (SERVER + 'log_format = "xml"\n', "server.log_format: Invalid enum value 'xml'; use one of plain, json"),
+        (
+            SERVER + '[store]\nsynchronous = "off"\n',
+            "store.synchronous: Invalid enum value 'off'; use one of full, normal",
+        ),
+        (
+            SERVER + '[[appsflyer.apps]]\napp_id = "com.x"\nkeys = ["k"]\ndedupe_key = "order_id"\n',
+            "appsflyer.apps[0].dedupe_key: Invalid enum value 'order_id'; use one of af_order_id",
+        ),
+        (
+            SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\nprofile = "gold"\n',
+            "axon.pixels[0].profile: Invalid enum value 'gold'; use one of standard, lead_gen, lead_gen_restricted",
+        ),
+    ],
+)
+def test_an_enum_lists_its_values(tmp_path: Path, text: str, expected: str) -> None:
+    """The values came from the first part of the key's comment, which for synchronous and
+    dedupe_key is prose: 'use one of opt-in: AppsFlyer has no dedupe key'."""
+    assert refused(tmp_path, text).endswith(expected)
+
+
 def test_a_missing_key_is_named_with_an_example(tmp_path: Path) -> None:
     message = refused(tmp_path, SERVER + '[[axon.pixels]]\npixel_id = "p"\n')
     assert message.endswith('axon.pixels[0].api_key: this key is required, e.g. api_key = "..."')
