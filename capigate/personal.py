@@ -15,6 +15,7 @@ import itertools
 import re
 from functools import lru_cache
 from typing import Any, Final
+from urllib.parse import unquote
 
 from capigate.checking import Report, join, top_key
 from capigate.identity import InvalidIdentifier, contains_email, hash_email, is_sha256_hex
@@ -25,6 +26,7 @@ __all__ = [
     "TooDeep",
     "looks_personal",
     "shown_key",
+    "shown_path",
     "without_emails",
     "without_personal",
 ]
@@ -71,6 +73,14 @@ def shown_key(key: str) -> str:
     The same rule holds for a request's source id (pixel id, app id) and its test tag: what
     the journal, the log, the store and the page keep of them."""
     return EMAIL_SHOWN if contains_email(key) else key
+
+
+def shown_path(path: str) -> str:
+    """A request path as the journal, the log and an answer show it: a segment holding an
+    email address (percent-encoded too: ``%40``) is ``<email address>``, as a source id is."""
+    if "@" not in path and "%40" not in path:
+        return path
+    return "/".join(EMAIL_SHOWN if contains_email(unquote(part)) else part for part in path.split("/"))
 
 
 def without_personal(value: Any, path: str, report: Report, send_hashed: str, depth: int = 0) -> Any:

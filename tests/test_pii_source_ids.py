@@ -1,6 +1,7 @@
 """Rule (capigate/personal.py, shown_key): a test tag, pixel id or app id holding an email
 address never reaches the store, the journal, the log or the page: it is kept as
-``<email address>``, with a warning on an accepted request."""
+``<email address>``, with a warning on an accepted request. So is a segment of an unknown
+path and a User-Agent header holding one (shown_path)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from tests.storekit import PG_URL
 TAG_EMAIL = "jane.dev3@company.example"
 PIXEL_EMAIL = "zed.pixel@example.net"
 APP_EMAIL = "app.owner@example.org"
-NEEDLES = [TAG_EMAIL, PIXEL_EMAIL, APP_EMAIL, "jane.dev3", "zed.pixel", "app.owner"]
+PATH_EMAIL = "path.person@example.com"
+AGENT_EMAIL = "agent.person@example.com"
+NEEDLES = [TAG_EMAIL, PIXEL_EMAIL, APP_EMAIL, PATH_EMAIL, AGENT_EMAIL]
+NEEDLES += [n.split("@")[0] for n in NEEDLES]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -55,6 +59,11 @@ def _send(server: Server) -> None:
     af_tagged = _post(server, "/inappevent/com.example.shop", headers=headers, json=af_event)
     assert af_tagged.status_code == 200, af_tagged.text
     assert af_tagged.json()["test_tag"] == "<email address>"
+    for path in (f"/v1/event/{PATH_EMAIL}", "/users/" + PATH_EMAIL.replace("@", "%40") + "/events"):
+        lost = _post(server, path, json=batch(purchase()))
+        assert lost.status_code == 404 and "path.person" not in lost.text, lost.text
+    agent = {"Authorization": "key-std", "User-Agent": f"shop-backend/1.0 ({AGENT_EMAIL})"}
+    assert _post(server, "/v1/event?pixel_id=px_std", headers=agent, json=batch(purchase())).status_code == 200
 
 
 def _journal(server: Server) -> list[dict[str, object]]:
@@ -67,7 +76,7 @@ def test_email_in_test_tag_pixel_id_or_app_id_never_reaches_store_journal_log_or
 ) -> None:
     server, schema = gateway
     _send(server)
-    wait_until(lambda: len(_journal(server)) >= 4, what="four journal entries")
+    wait_until(lambda: len(_journal(server)) >= 7, what="seven journal entries")
     journal = _journal(server)
     assert {r["source"] for r in journal} >= {"<email address>", "px_std", "com.example.shop"}
     with server.admin() as admin:

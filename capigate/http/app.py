@@ -29,6 +29,7 @@ from capigate.http.proxies import TrustedProxies
 from capigate.http.routing import Route, Router
 from capigate.http.state import Gateway
 from capigate.metrics import CONTENT_TYPE, FLUSH_INTERVAL_S, Metrics
+from capigate.personal import shown_path
 from capigate.relay import RelayRunner
 from capigate.responses import ErrorBody
 from capigate.store import Store, open_store
@@ -169,7 +170,7 @@ class GatewayApp:
         except StoreError as exc:
             return _store_unavailable(str(exc))
         except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            log.exception("unhandled error on %s %s", request.method, shown_path(request.path))
             body = ErrorBody(error="internal_error", message="an unexpected error; nothing was stored")
             return json_response(500, body)
 

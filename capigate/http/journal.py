@@ -14,7 +14,7 @@ import msgspec
 from capigate.errors import Problem, StoreError
 from capigate.http.asgi import Request
 from capigate.kept import retained
-from capigate.personal import EMAIL_SHOWN, shown_key
+from capigate.personal import EMAIL_SHOWN, shown_key, shown_path
 from capigate.store.base import JournalRecord, RequestRecord, Store
 
 __all__ = ["JournalBuffer", "Outcome", "keep_body", "new_request_id", "request_record"]
@@ -73,10 +73,10 @@ def request_record(
         api=outcome.api,
         source=outcome.source,
         method=request.method,
-        path=outcome.path or request.path,
+        path=outcome.path or shown_path(request.path),
         status=status,
         client_ip=request.client_ip,
-        user_agent=request.headers.get("user-agent"),
+        user_agent=_shown_agent(request.headers.get("user-agent")),
         latency_ms=round(request.elapsed_ms, 3),
         events_received=outcome.events_received,
         events_stored=outcome.events_stored,
@@ -85,6 +85,11 @@ def request_record(
         warnings=outcome.warnings,
         test_tag=outcome.test_tag,
     )
+
+
+def _shown_agent(agent: str | None) -> str | None:
+    # Some server-side senders put a contact address in their User-Agent.
+    return None if agent is None else shown_key(agent)
 
 
 def keep_body(record: RequestRecord, outcome: Outcome) -> RequestRecord:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from capigate.http.asgi import Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
+from capigate.personal import shown_path
 from capigate.responses import ErrorBody
 
 __all__ = ["NOT_FOUND", "OTHER_ENDPOINT", "Handler", "Route", "Router"]
@@ -44,7 +45,7 @@ class Route:
 
 
 async def _not_found(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    return json_response(404, ErrorBody(error="not_found", message=f"no endpoint at {request.path}"))
+    return json_response(404, ErrorBody(error="not_found", message=f"no endpoint at {shown_path(request.path)}"))
 
 
 def _method_not_allowed(allowed: list[str]) -> Handler:
