@@ -213,6 +213,13 @@ def test_unknown_event_name_is_refused_with_did_you_mean() -> None:
     assert "'purchase'" in result.report.problems[0].message
 
 
+def test_an_unknown_event_name_is_named_beside_a_missing_data() -> None:
+    """Every problem in one answer: a misspelt name was not reported while `data` was missing."""
+    event = purchase(name="purchse")
+    del event["data"]
+    assert problems(event) == {"events[0].name": "unknown_event", "events[0].data": "missing_field"}
+
+
 def test_event_requires_name_time_url_user_data_and_data() -> None:
     assert problems({}) == {
         "events[0].name": "missing_field",

@@ -148,8 +148,11 @@ def _lenient_user(raw: Any) -> UserData | None:
 def _check_event_fields(raw: dict[str, Any], path: str, profile: Profile, report: Report, now_ms: int) -> None:
     """The rules on name, data, event_time and event_source_url that the Structs cannot express."""
     name, url, ms = raw.get("name"), raw.get("event_source_url"), raw.get("event_time")
-    if isinstance(name, str) and name and "data" in raw:
-        _check_name_and_data(name, raw["data"], path, profile, report)
+    if isinstance(name, str) and name:
+        if "data" in raw:
+            _check_name_and_data(name, raw["data"], path, profile, report)
+        else:  # data's own problem is reported with the schema's; the name's is reported here
+            _check_name(name, path, profile, report)
     if _is_epoch_millis(ms):
         _check_event_time(ms, path, now_ms, report)
     if isinstance(url, str) and url:
@@ -183,14 +186,20 @@ def _unknown_keys(obj: dict[str, Any], known: frozenset[str], profile: Profile, 
             report.warn(join(path, shown), "unknown_field", f"`{shown}` is not a field of the API; kept as sent{hint}")
 
 
+def _check_name(name: str, path: str, profile: Profile, report: Report) -> bool:
+    if name in profile.events:
+        return True
+    report.error(
+        f"{path}.name",
+        "unknown_event",
+        f"{shown_value(name)} is not an event of the {profile.name} profile{did_you_mean(name, profile.events)};"
+        f" expected one of {', '.join(sorted(profile.events))}",
+    )
+    return False
+
+
 def _check_name_and_data(name: str, data: Any, path: str, profile: Profile, report: Report) -> None:
-    if name not in profile.events:
-        report.error(
-            f"{path}.name",
-            "unknown_event",
-            f"{shown_value(name)} is not an event of the {profile.name} profile{did_you_mean(name, profile.events)};"
-            f" expected one of {', '.join(sorted(profile.events))}",
-        )
+    if not _check_name(name, path, profile, report):
         return
     if name in profile.null_data_events:
         if data == {}:
