@@ -13,7 +13,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -239,12 +239,13 @@ def _only_inside_items(exc: msgspec.ValidationError) -> bool:
     return bool(match and match.group(1).startswith("["))
 
 
+_TYPE_NAMES: Final = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+_KIND = r"(?:str|int|float|bool|object|array|null)"
+_MSGSPEC_TYPE = re.compile(rf"`({_KIND}(?: \| {_KIND})*)`")  # only types: a backticked field name stays
+
+
 def _readable(message: str) -> str:
-    return (
-        message.replace("`str`", "string")
-        .replace("`int`", "integer")
-        .replace("`float`", "number")
-        .replace("`object`", "object")
-        .replace("`array`", "array")
-        .replace("`bool`", "boolean")
+    """msgspec's ``Expected `float | null`, got `bool``` as ``Expected number or null, got boolean``."""
+    return _MSGSPEC_TYPE.sub(
+        lambda found: " or ".join(_TYPE_NAMES.get(name, name) for name in found.group(1).split(" | ")), message
     )

@@ -52,3 +52,15 @@ def test_an_enum_that_allows_the_empty_string_shows_it_quoted(server: Server) ->
         problems = _problems(c.post("/inappevent/com.example.shop", json=event(app_type="tv"), headers=APPSFLYER))
     (message,) = [p["message"] for p in problems if p["path"] == "app_type"]
     assert message.endswith('use one of "", app_clip'), message
+
+
+def test_a_wrong_type_in_an_optional_field_is_said_in_plain_words(server: Server) -> None:
+    """An item's price `true` was answered ``Expected `float | null`, got boolean``."""
+    sent = purchase()
+    sent["data"]["items"][0]["price"] = True
+    sent["data"]["items"][0]["item_category_id"] = [1]
+    with server.client() as c:
+        answer = c.post("/v1/event?pixel_id=px_std", json=batch(sent), headers=AXON)
+    problems = {p["path"]: p["message"] for p in _problems(answer)}
+    assert problems["events[0].data.items[0].price"] == "Expected number or null, got boolean"
+    assert problems["events[0].data.items[0].item_category_id"] == "Expected integer or string or null, got array"
