@@ -46,6 +46,8 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
         return Problem(
             _out_of_range_path(body), "out_of_range", "this number is too large to read (JSON numbers go to ±1.8e308)"
         )
+    if not body.strip():  # msgspec says "Input data was truncated", which reads as a cut-off upload
+        return Problem("", "malformed_json", "the body is empty; send a JSON document")
     return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
 
 

@@ -64,3 +64,17 @@ def test_a_wrong_type_in_an_optional_field_is_said_in_plain_words(server: Server
     problems = {p["path"]: p["message"] for p in _problems(answer)}
     assert problems["events[0].data.items[0].price"] == "Expected number or null, got boolean"
     assert problems["events[0].data.items[0].item_category_id"] == "Expected integer or string or null, got array"
+
+
+def test_an_empty_body_is_called_empty(server: Server) -> None:
+    """It was 'the body is not valid JSON: Input data was truncated', as if the upload were cut."""
+    with server.client() as c:
+        for body in (b"", b" \n"):
+            (problem,) = _problems(c.post("/v1/event?pixel_id=px_std", content=body, headers=AXON))
+            assert problem == {
+                "path": "",
+                "code": "malformed_json",
+                "message": "the body is empty; send a JSON document",
+            }
+            (problem,) = _problems(c.post("/inappevent/com.example.shop", content=body, headers=APPSFLYER))
+            assert problem["message"].startswith("the body is empty;")
