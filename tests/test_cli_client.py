@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
@@ -275,6 +276,23 @@ def test_send_needs_exactly_one_of_pixel_and_app(tmp_path: Path) -> None:
     file = jsonl(tmp_path / "e.jsonl", [page_view()])
     done = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--key", "k")
     assert done.returncode == 2 and "exactly one of --pixel (Axon) or --app (AppsFlyer)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("to", "finding"),
+    [
+        ("127.0.0.1:9", "no http:// or https://"),
+        ("http://127.0.0.1:9/v1/event", "without the endpoint's path"),
+        ("http://127.0.0.1:9/inappevent/com.example.shop", "without the endpoint's path"),
+    ],
+)
+def test_send_refuses_a_to_that_is_not_a_base_url_as_a_usage_error(tmp_path: Path, to: str, finding: str) -> None:
+    """A URL without its scheme was tried 5 times and reported 'not confirmed, may be stored';
+    the endpoint's own URL was posted to /v1/event/v1/event: both a failed file of events."""
+    file = jsonl(tmp_path / "e.jsonl", [page_view()])
+    done = capigate("send", str(file), "--to", to, "--key", "k", "--pixel", "px_std", "--no-progress")
+    assert done.returncode == 2 and finding in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not list(tmp_path.glob("*.failed*"))
 
 
 def test_send_refuses_an_ios_app_id_without_its_prefix_as_a_usage_error(tmp_path: Path) -> None:

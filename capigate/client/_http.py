@@ -31,7 +31,7 @@ from capigate.errors import CapigateError
 if TYPE_CHECKING:
     from capigate.client.batcher import AsyncBatcher, Batcher, OnFailure
 
-__all__ = ["AsyncClientBase", "SyncClientBase", "http_options"]
+__all__ = ["AsyncClientBase", "SyncClientBase", "checked_base_url", "http_options"]
 
 
 def http_options(
@@ -54,6 +54,24 @@ def http_options(
     }
 
 
+def checked_base_url(base_url: str) -> str:
+    """``base_url`` if it is a server's address: ``http(s)://host[:port]``, perhaps with a path
+    prefix. Else a ValueError saying why: without a scheme no try can reach the server (and
+    its failures would read as "may be stored"), and the endpoint's own URL
+    (``…/v1/event``) would be posted to ``/v1/event/v1/event``."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"base URL {base_url!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base URL {base_url!r} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
+    path = url.path.rstrip("/")
+    if path.endswith("/v1/event") or "/inappevent" in path:
+        origin = f"{url.scheme}://{url.netloc.decode()}"
+        raise ValueError(f"give the base URL ({origin}), without the endpoint's path {url.path!r}: it is added to it")
+    return base_url
+
+
 class SyncClientBase:
     """Blocking client: one ``httpx.Client`` (one connection pool), safe to share between
     threads. A send of several requests runs up to ``max_concurrency`` of them at once on a
@@ -74,7 +92,7 @@ class SyncClientBase:
         self._core = core
         self._max_concurrency = max_concurrency
         self._http = httpx.Client(
-            base_url=base_url, transport=transport, **http_options(timeout, max_concurrency, headers)
+            base_url=checked_base_url(base_url), transport=transport, **http_options(timeout, max_concurrency, headers)
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -193,7 +211,7 @@ class AsyncClientBase:
     ) -> None:
         self._core = core
         self._http = httpx.AsyncClient(
-            base_url=base_url, transport=transport, **http_options(timeout, max_concurrency, headers)
+            base_url=checked_base_url(base_url), transport=transport, **http_options(timeout, max_concurrency, headers)
         )
         self._max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
