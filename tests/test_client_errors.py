@@ -18,6 +18,7 @@ import msgspec
 import pytest
 
 from capigate import (
+    AppsFlyerClient,
     AsyncGatewayAdmin,
     AxonClient,
     GatewayAdmin,
@@ -26,8 +27,10 @@ from capigate import (
     Item,
     PurchaseData,
     RetryPolicy,
+    ServerEvent,
     TransportError,
     UserData,
+    in_app_event,
 )
 from tests.conftest import ADMIN, Server, free_port
 from tests.fault_proxy import Reply, fault_proxy
@@ -135,6 +138,21 @@ def test_struct_mistakes_name_the_field_and_the_type() -> None:
     with pytest.raises(InvalidEvents) as item:
         Item(price=1.0)  # type: ignore[call-arg]
     assert "Item" in item.value.problems[0].message and item.value.problems[0].path == "item_id"
+
+
+def test_an_event_of_the_other_api_is_named_as_such() -> None:
+    """An InAppEvent given to AxonClient was refused as an Axon event missing name, event_time,
+    event_source_url, user_data and data: five problems, none saying what was wrong."""
+    af = in_app_event("1415211453000-6513711", "af_purchase", {"af_revenue": "6.5"}, os="17.5")
+    axon = msgspec.convert(page_view(), ServerEvent)
+    url = f"http://127.0.0.1:{free_port()}"
+    with AxonClient("px_std", "k", base_url=url) as client, pytest.raises(InvalidEvents) as to_axon:
+        client.send([axon, af])
+    assert [(p.path, p.code) for p in to_axon.value.problems] == [("events[1]", "wrong_api")]
+    assert "AppsFlyerClient" in to_axon.value.problems[0].message
+    with AppsFlyerClient("com.example.shop", "k", base_url=url) as client, pytest.raises(InvalidEvents) as to_af:
+        client.send([axon])
+    assert [(p.code, "AxonClient" in p.message) for p in to_af.value.problems] == [("wrong_api", True)]
 
 
 def test_decoding_a_struct_is_unchanged() -> None:

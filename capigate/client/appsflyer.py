@@ -19,6 +19,7 @@ import msgspec
 
 from capigate.appsflyer.rules import RESTAMPED_FIELD, check_in_app_event
 from capigate.appsflyer.schema import MAX_BODY_BYTES, InAppEvent, format_event_time, ios_prefix_missing
+from capigate.axon.schema import ServerEvent
 from capigate.client._base import (
     Checked,
     Core,
@@ -146,6 +147,8 @@ class AppsFlyerCore(Core):
 
     def check(self, events: list[Any]) -> tuple[list[Checked], list[Problem], list[Problem]]:
         (event,) = events  # one event a request
+        if isinstance(event, ServerEvent):
+            return [], [Problem("", "wrong_api", "an Axon ServerEvent: send it with AxonClient")], []
         problems: list[Problem] = []
         raw = to_builtins(event, "", problems)
         if problems:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from capigate.appsflyer.schema import InAppEvent
 from capigate.axon.profiles import PROFILES, Profile, ProfileName
 from capigate.axon.rules import MAX_BATCH, check_batch
 from capigate.axon.schema import EventData, MeasurementPartnerData, ServerEvent, UserData
@@ -101,7 +102,13 @@ class AxonCore(Core):
             self._headers["X-Capigate-Test"] = test_tag
 
     def check(self, events: list[Any]) -> tuple[list[Checked], list[Problem], list[Problem]]:
-        problems: list[Problem] = []
+        problems = [
+            Problem(f"events[{i}]", "wrong_api", "an AppsFlyer InAppEvent: send it with AppsFlyerClient")
+            for i, e in enumerate(events)
+            if isinstance(e, InAppEvent)
+        ]
+        if problems:  # else each would read as an Axon event missing all of its fields
+            return [], problems, []
         raws = [to_builtins(e, f"events[{i}]", problems) for i, e in enumerate(events)]
         if problems:
             return [], problems, []
