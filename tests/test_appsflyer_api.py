@@ -113,6 +113,23 @@ def test_body_limit_is_1024_bytes_counting_multibyte_characters(server: Server) 
     assert (r.status_code, r.text) == (400, "Payload is missing or failed to parse")
 
 
+def test_an_unreadable_body_names_the_size_limit_only_when_it_is_the_cause(server: Server) -> None:
+    """The answer "Content-Encoding 'br' is not supported; use gzip or none (AppsFlyer accepts at most 1024
+    bytes)" blamed a 2-byte body on its size."""
+    answers = {
+        encoding: post(server, b"{}", headers={"Content-Encoding": encoding, "Accept": "application/json"})
+        for encoding in ("br", "gzip")
+    }
+    big = post(server, event(customer_user_id="x" * 1100), headers={"Accept": "application/json"})
+    for r in (*answers.values(), big):
+        assert r.status_code == 400 and r.json()["message"] == "Payload is missing or failed to parse", r.text
+    assert [p["code"] for p in answers["br"].json()["problems"]] == ["unsupported_encoding"]
+    assert [p["code"] for p in answers["gzip"].json()["problems"]] == ["bad_gzip"]
+    assert all("1024" not in p["message"] for r in answers.values() for p in r.json()["problems"])
+    (problem,) = big.json()["problems"]
+    assert problem["code"] == "payload_too_large" and "at most 1024 bytes" in problem["message"]
+
+
 def test_json_accept_gets_every_problem_with_its_path(server: Server) -> None:
     body = event(eventCurrency="DOLLARS", ip="300.1.1.1", att=7)
     del body["appsflyer_id"]

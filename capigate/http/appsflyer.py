@@ -50,9 +50,7 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     try:
         body = await request.body(MAX_BODY_BYTES)
     except BodyError as exc:
-        code = "payload_too_large" if exc.status == 413 else exc.code
-        outcome.problems = [Problem("", code, f"{exc.message} (AppsFlyer accepts at most {MAX_BODY_BYTES} bytes)")]
-        return _answer(request, 400, PARSE_FAILED, outcome)
+        return _unreadable(request, exc, outcome)
     outcome.body = body
     check = check_in_app_event(
         body, app_id=outcome.source or app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key
@@ -67,6 +65,20 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         outcome.problems = [Problem("", "store_unavailable", f"the event could not be stored: {exc}")]
         return _answer(request, 503, "Service Unavailable", outcome)
     return _answer(request, 200, OK, outcome, result.duplicates)
+
+
+def _unreadable(request: Request, exc: BodyError, outcome: Outcome) -> Response:
+    """AppsFlyer's 400 for a body it cannot take; but a body that did not arrive in time is a
+    408, as on the Axon endpoint: a 400 would tell the client not to send it again."""
+    if exc.status == 408:
+        outcome.problems = [Problem("", exc.code, exc.message)]
+        return _answer(request, 408, "Request Timeout", outcome)
+    if exc.status == 413:
+        message = f"{exc.message} (AppsFlyer accepts at most {MAX_BODY_BYTES} bytes)"
+        outcome.problems = [Problem("", "payload_too_large", message)]
+    else:
+        outcome.problems = [Problem("", exc.code, exc.message)]
+    return _answer(request, 400, PARSE_FAILED, outcome)
 
 
 def _authorised(key: str, app: AppsFlyerApp) -> bool:

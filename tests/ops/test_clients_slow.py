@@ -92,6 +92,26 @@ def test_a_body_shorter_than_its_content_length_is_408_and_journaled(slow_server
         assert c.get("/api/requests", params={"status": 500}).json()["requests"] == []
 
 
+def test_an_appsflyer_body_that_does_not_arrive_is_408_not_a_payload_error(slow_server: Server) -> None:
+    """It was AppsFlyer's 400 'Payload is missing or failed to parse', which tells a client (the
+    SDK among them) not to send the event again; a stalled upload is worth a retry."""
+    with socket.create_connection(("127.0.0.1", slow_server.port)) as sock:
+        sock.settimeout(15)
+        sock.sendall(
+            b"POST /inappevent/com.example.shop HTTP/1.1\r\nHost: gw\r\nauthentication: af-dev-key\r\n"
+            b"Accept: application/json\r\nContent-Length: 300\r\n\r\n"
+            b'{"appsflyer_id": '
+        )
+        answer = b""
+        while b"}" not in answer:  # the JSON body's end
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'"error":"body_timeout"' in answer, answer
+
+
 def test_a_worker_takes_at_most_max_connections(slow_server: Server) -> None:
     """Rule: [server] max_connections per worker; the others wait in the listen backlog until
     a slot frees (here: when the header timeout closes the silent connections)."""
