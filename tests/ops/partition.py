@@ -12,6 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+def _drop(s: socket.socket) -> None:
+    # shutdown() first: a bare close() leaves a recv() in another thread blocked, and that
+    # recv keeps the connection open, to both of its ends, for as long as the process lives.
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        s.close()
+
+
 class Partition:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -30,11 +39,8 @@ class Partition:
         with self._lock:
             sockets, self._sockets = self._sockets, []
             self._cut.clear()
-        for s in sockets:  # shutdown() first: a bare close() leaves a recv() in a thread blocked
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
+        for s in sockets:
+            _drop(s)
 
     def close(self) -> None:
         self._closed = True
@@ -67,8 +73,7 @@ class Partition:
                 if not self._cut.is_set():
                     dst.sendall(data)
         for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.close()
+            _drop(s)
 
 
 @contextmanager
