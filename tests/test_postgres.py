@@ -466,9 +466,11 @@ def test_capigate_serve_refuses_a_newer_schema_with_a_message_not_a_traceback(sc
 
 
 def test_a_capigate_session_left_idle_in_a_transaction_is_ended_by_postgresql(schema: str) -> None:
-    """Rule: a transaction whose client vanished (a partition cut it mid-way) releases its locks
-    within idle_in_transaction_session_timeout, not when TCP gives up hours later: a retry of
-    the same journal entries or dedupe_ids would wait on its uncommitted keys until then."""
+    """Rule: a transaction whose client vanished (a partition cut it mid-way) while PostgreSQL
+    waited after a Sync releases its locks within idle_in_transaction_session_timeout, not when
+    TCP gives up hours later: a retry of the same journal entries or dedupe_ids would wait on
+    its uncommitted keys until then. (A wait in mid-pipeline has no timer: the writer's answer
+    timeout ends that connection, tests/ops/test_journal_partition.py.)"""
     store = new_store(schema)
 
     async def session_setting() -> str:

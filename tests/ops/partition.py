@@ -1,7 +1,10 @@
 """A real TCP forwarder that can partition: between a gateway and its PostgreSQL, it forwards
 bytes until ``cut()``, then swallows them and holds every connection open (new ones too), as a
 network partition does: the store neither answers nor refuses. ``heal()`` closes what it held
-and forwards again."""
+and forwards again; ``heal(drop_held=False)`` forwards new connections only, and the held ones
+stay silent for good, as behind a firewall or NAT that lost their state: their client learns
+of it only by a deadline of its own. ``cut_before(b"COMMIT")`` cuts when a client next sends
+those bytes, which then never arrive: a partition at a chosen step of a protocol."""
 
 from __future__ import annotations
 
@@ -29,22 +32,34 @@ class Partition:
         self._cut = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self._silent: set[socket.socket] = set()  # held through a heal(drop_held=False)
+        self._trigger: bytes | None = None
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
         self._cut.set()
 
-    def heal(self) -> None:
+    def cut_before(self, sent: bytes) -> None:
+        self._trigger = sent
+
+    def heal(self, *, drop_held: bool = True) -> None:
         with self._lock:
             sockets, self._sockets = self._sockets, []
+            if not drop_held:
+                self._silent.update(sockets)
             self._cut.clear()
-        for s in sockets:
-            _drop(s)
+        if drop_held:
+            for s in sockets:
+                _drop(s)
 
     def close(self) -> None:
         self._closed = True
         self.heal()
+        with self._lock:
+            silent, self._silent = self._silent, set()
+        for s in silent:
+            _drop(s)
         self.listener.close()
 
     def _accept(self) -> None:
@@ -64,13 +79,16 @@ class Partition:
                 continue
             with self._lock:
                 self._sockets.append(upstream)
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, to_server: bool) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
-                if not self._cut.is_set():
+                if to_server and self._trigger is not None and self._trigger in data:
+                    self._trigger = None
+                    self._cut.set()
+                if not self._cut.is_set() and src not in self._silent:
                     dst.sendall(data)
         for s in (src, dst):
             _drop(s)

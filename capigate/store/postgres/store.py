@@ -56,7 +56,7 @@ from capigate.store.base import (
 from capigate.store.postgres import inspector, outbox, prune, schema, sessions
 from capigate.store.postgres.ingest import IngestJob, ProbeJob, RecordJob, check_payloads
 from capigate.store.postgres.queries import events_sql, query_stats, requests_sql
-from capigate.store.postgres.writer import Writer
+from capigate.store.postgres.writer import ANSWER_TIMEOUT_S, Writer
 from capigate.store.sql import page, request_view, store_error, stored_event
 
 __all__ = ["PostgresStore"]
@@ -107,7 +107,8 @@ class PostgresStore:
     ``writers`` (default 2) adds that many connections for group commit: a large group is
     shared among the idle writers, whose transactions run at the same time on the server's
     CPUs. Each also comes from the URL (``?schema=capigate&writers=4``); a keyword argument
-    wins. Options of the SQLite store (``synchronous`` …) are refused here: durability is the
+    wins. A write group unanswered after ``answer_timeout_s`` fails and its writer reconnects
+    (writer.py). Options of the SQLite store (``synchronous`` …) are refused here: durability is the
     server's ``synchronous_commit``, on by default.
     """
 
@@ -119,6 +120,7 @@ class PostgresStore:
         pool_size: int | None = None,
         writers: int | None = None,
         connect_timeout_s: float = 10.0,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
     ) -> None:
         url, given = split_options(url)  # the keyword arguments win over the URL's parameters
         schema = schema if schema is not None else given.get("schema")
@@ -126,8 +128,8 @@ class PostgresStore:
         writers = writers if writers is not None else given.get("writers", 2)
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"schema {schema!r}: use lower-case letters, digits and _ (at most 63)")
-        if pool_size < 1 or writers < 1 or connect_timeout_s <= 0:
-            raise ValueError("pool_size and writers must be >= 1, connect_timeout_s > 0")
+        if pool_size < 1 or writers < 1 or connect_timeout_s <= 0 or answer_timeout_s <= 0:
+            raise ValueError("pool_size and writers must be >= 1, connect_timeout_s and answer_timeout_s > 0")
         self.url = url
         self.schema = schema
         self.pool_size = pool_size
@@ -143,7 +145,10 @@ class PostgresStore:
         # A transaction whose client vanished (a network partition) would hold its row locks
         # until TCP gave up, hours later: the retry of its writes (the same journal entries,
         # a client resending the same dedupe_id) would wait on its uncommitted keys that long.
-        # capigate's own transactions are pipelined, never idle between statements.
+        # PostgreSQL times only a wait after a Sync, though: a writer's group waits for its
+        # statements' results (a Flush) before it sends COMMIT, and a partition there leaves a
+        # transaction no timer ends; the end of its connection does (writer.py cuts one that
+        # stops answering, so that the server hears of it when the network lets it).
         options = [
             str(given.get("options") or ""),
             "-c jit=off",
@@ -156,7 +161,7 @@ class PostgresStore:
             "options": " ".join(o for o in options if o),
             "application_name": given.get("application_name") or "capigate",
         }
-        self._writer = Writer(self._connect_writer, self.node, writers)
+        self._writer = Writer(self._connect_writer, self.node, writers, answer_timeout_s)
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._opened = False
 

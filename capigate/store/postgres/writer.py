@@ -8,6 +8,12 @@ is committing make the next one. A group that fails on its data (not on the conn
 run again job by job, so one bad request fails alone, as with SQLite's savepoints.
 
 A job is committed once queued: cancelling the coroutine that awaits it does not undo it.
+
+A group is answered within ``answer_timeout_s`` or its connection is cut: a network partition
+can leave a connection that never answers (the server's end gone, its FIN lost), and neither
+TCP nor PostgreSQL ends it for hours; the group's jobs, the journal flush that awaits them and
+every job queued behind them would wait that long. They fail instead (they may or may not be
+stored), and the writer reconnects.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,6 +48,7 @@ _MAX_GROUP_ROWS: Final = 20_000  # bounds one statement's size and one group's l
 _SPLIT_ROWS: Final = 1000  # below this, a second transaction costs more than it saves
 _RETRIES: Final = 3  # deadlock or serialization failure: the transaction was rolled back
 _RECONNECT_PAUSE_S: Final = 1.0
+ANSWER_TIMEOUT_S: Final = 30.0  # a group of 20 000 rows takes well under a second
 _STOP: Final = None  # one per writer: finish the jobs queued before it, then stop
 
 
@@ -49,10 +58,17 @@ _STOP: Final = None  # one per writer: finish the jobs queued before it, then st
 class Writer:
     """``count`` writer tasks sharing one queue, each with its own connection."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Connection]], node: str, count: int) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Connection]],
+        node: str,
+        count: int,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
+    ) -> None:
         self._connect = connect
         self._node = node
         self._count = count
+        self._answer_timeout_s = answer_timeout_s
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = 0  # writers waiting for a job
@@ -109,7 +125,7 @@ class Writer:
                     _fail(jobs, StoreError("no connection to PostgreSQL; retrying"))
                 else:
                     try:
-                        conn = await self._commit(conn, jobs)
+                        conn = await self._commit_within(conn, jobs)
                     except Exception as exc:  # a bug must not stop the writer: fail the group
                         log.exception("the PostgreSQL writer failed a group")
                         _fail(jobs, store_error(exc))
@@ -125,6 +141,23 @@ class Writer:
             if conn is not None:
                 with contextlib.suppress(psycopg.Error):
                     await conn.close()
+
+    async def _commit_within(self, conn: Connection, jobs: list[Job]) -> Connection | None:
+        """``_commit``, with the connection cut if the group gets no answer in time: its jobs
+        then fail as on any lost connection (see the module's docstring)."""
+        timer = asyncio.get_running_loop().call_later(self._answer_timeout_s, self._sever, conn)
+        try:
+            return await self._commit(conn, jobs)
+        finally:
+            timer.cancel()
+
+    def _sever(self, conn: Connection) -> None:
+        log.warning("a PostgreSQL writer got no answer in %g s: it drops its connection", self._answer_timeout_s)
+        # shutdown() on a duplicate of the socket: psycopg's pending read sees the end of the
+        # stream at once (closing the connection under it would leave that read waiting), and
+        # the server, if it can still hear, ends the transaction instead of holding its locks.
+        with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
 
     async def _reconnect(self) -> Connection | None:
         try:
