@@ -18,7 +18,6 @@ from tests.ops.partition import Partition, partition
 from tests.storekit import PG_URL, pg_schema, run
 
 ANSWER_TIMEOUT_S = 2.0
-APP = "capigate_journal_partition"  # its sessions, told apart from other tests' on the server
 
 
 def refused(request_id: str) -> RequestRecord:
@@ -40,9 +39,9 @@ def journaled(schema: str, request_id: str) -> int:
     return int(str(on_server(f'SELECT count(*) FROM "{schema}".requests WHERE request_id = %s', request_id)))
 
 
-def open_transactions() -> int:
+def open_transactions(app: str) -> int:
     sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL"
-    return int(str(on_server(sql, APP)))
+    return int(str(on_server(sql, app)))
 
 
 def journal_through(partition_at: Callable[[Partition], None]) -> tuple[int, int, float, int, int, bool]:
@@ -50,7 +49,8 @@ def journal_through(partition_at: Callable[[Partition], None]) -> tuple[int, int
     connections only. (times journaled, transactions left open by the cut, seconds from the
     heal until it was journaled, entries waiting, dropped, closed in time)."""
     with pg_schema() as schema, partition(("127.0.0.1", 5432)) as network:
-        url = f"postgresql://postgres@127.0.0.1:{network.port}/test?application_name={APP}"
+        # the schema's name as the sessions' application_name: told apart from other tests'
+        url = f"postgresql://postgres@127.0.0.1:{network.port}/test?application_name={schema}"
 
         async def scenario() -> tuple[int, int, float, int, int, bool]:
             store = PostgresStore(url, schema=schema, writers=1, connect_timeout_s=1, answer_timeout_s=ANSWER_TIMEOUT_S)
@@ -61,7 +61,7 @@ def journal_through(partition_at: Callable[[Partition], None]) -> tuple[int, int
                 partition_at(network)
                 journal.add(refused("r1"))
                 await asyncio.sleep(0.5)  # its flush sent the group into the partition
-                left_open = await asyncio.to_thread(open_transactions)
+                left_open = await asyncio.to_thread(open_transactions, schema)
                 network.heal(drop_held=False)  # new connections pass; the writer's stays silent
                 healed = time.monotonic()
                 while not (count := await asyncio.to_thread(journaled, schema, "r1")):
