@@ -1,0 +1,216 @@
+"""The in-process limits of issue 16 counted in instructions, not seconds (valgrind's callgrind).
+
+    .venv/bin/python -m bench.instructions [--ref REV ...] [--batches N] [--singles N]
+
+A count of instructions is the same whatever else the machine is doing (two runs agree
+within about 1 %), where the CPU seconds of ``bench.in_process --ratios`` swing with the load
+of a shared 2-core machine: this is the A/B to trust for a small change. Each figure is the
+difference between two runs of a child process under ``valgrind --tool=callgrind``, one doing
+the work and one doing none of it, so interpreter start-up, imports and set-up cancel out.
+Every thread of the child counts (the SQLite writer's included), in user space only: the
+kernel's part of a commit (write, fsync) and waits are not instructions, so the CPU-time
+ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measured, on the bench's W1
+``purchase`` batches (plain email and phone, 1-3 items) and W2 bodies (bench/ratios.py):
+
+- ``typed decode``: ``msgspec.json.decode`` into the wire Structs (``AxonBatch``), the limit;
+- ``decode + rules``: ``check_body``, the typed path with its rules and hashing;
+- ``whole app, W1``: the gateway app in-process (``bench.in_process.measure``: rules, SQLite
+  store with ``synchronous = full``, journal, response), per event;
+- ``whole app, W2``: the same, one event per request, per request.
+
+``--ref`` counts the tree of a git commit too (its ``capigate`` package, with this tree's
+bench). Results: ``bench/results/instructions.md`` and ``.json``. Needs valgrind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "instructions"
+REPO = Path(__file__).resolve().parent.parent
+_COLLECTED = re.compile(rb"Collected : ([0-9]+)")
+# kind -> (what it counts per, the bodies it reads)
+KINDS: dict[str, tuple[str, str]] = {
+    "typed decode": ("event", "purchases"),
+    "decode + rules": ("event", "purchases"),
+    "whole app, W1": ("event", "purchases"),
+    "whole app, W2": ("request", "w2"),
+}
+
+
+def _child(kind: str, count: int, bodies_dir: Path) -> None:
+    """Does ``kind``'s work on ``count`` bodies (0: only the set-up)."""
+    import msgspec
+    import uvloop
+
+    bodies = [p.read_bytes() for p in sorted((bodies_dir / KINDS[kind][1]).iterdir())]
+    if not kind.startswith("whole app"):  # the app's driver makes each id unique itself
+        bodies = [body.replace(b"@@RQ@@", b"r") for body in bodies]  # an "@" would go the slow path
+    warm = _WARM_UP[KINDS[kind][0]]
+    # Both runs warm up alike (caches, phonenumbers' metadata, first pages), so that only
+    # the steady work of ``count`` bodies makes the difference; nothing is stored here:
+    # ids may repeat.
+    cycled = [bodies[n % len(bodies)] for n in range(warm + count)]
+    if kind == "typed decode":
+        from capigate.axon.schema import AxonBatch
+
+        decode: Callable[[bytes], object] = msgspec.json.Decoder(AxonBatch).decode
+        for body in cycled:
+            decode(body)
+    elif kind == "decode + rules":
+        from bench.ratios import _checker
+
+        check = _checker()
+        for n, body in enumerate(cycled):
+            check(body, n)
+    else:
+        with tempfile.TemporaryDirectory(prefix="capigate-instructions-") as tmp:
+            uvloop.run(_serve(Path(tmp), bodies, warm, count, 16 if kind == "whole app, W1" else 64))
+
+
+_WARM_UP = {"event": 20, "request": 300}  # bodies: batches of 100 events, or single-event requests
+
+
+async def _serve(workdir: Path, bodies: list[bytes], warm: int, requests: int, concurrency: int) -> None:
+    """bench.in_process.measure's run, untimed: start-up, warm-up, ``requests``, shut-down."""
+    from bench.in_process import CONFIG_TOML, _drive, create_app, load_config
+
+    config_path = workdir / "capigate.toml"
+    config_path.write_text(CONFIG_TOML)
+    config = load_config(config_path)
+    config.store.url = str(workdir / "capigate.db")
+    config.server.log_requests = False
+    app = create_app(config, relay=False)
+    await app.startup()
+    try:
+        await _drive(app, bodies, warm, concurrency)
+        await _drive(app, bodies, requests, concurrency)
+    finally:
+        await app.shutdown()
+
+
+def _units(kind: str, count: int) -> int:
+    return count * (100 if KINDS[kind][0] == "event" else 1)
+
+
+def _count(kind: str, count: int, bodies_dir: Path, pythonpath: str) -> int:
+    """Instructions of a child doing ``kind`` on ``count`` bodies; it runs in the tree counted
+    (``python -m`` puts its working directory first on the path)."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, "-m", "bench.instructions", "--child", kind, str(count), str(bodies_dir),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": pythonpath, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, env=env, cwd=pythonpath.split(":")[0], capture_output=True, timeout=3600)
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{kind} under callgrind failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    return int(found.group(1))
+
+
+def per_unit(kind: str, count: int, bodies_dir: Path, pythonpath: str) -> float:
+    """Instructions per event or request of ``kind``: a run of ``count`` bodies less a run of none."""
+    idle = _count(kind, 0, bodies_dir, pythonpath)
+    busy = _count(kind, count, bodies_dir, pythonpath)
+    return (busy - idle) / _units(kind, count)
+
+
+def write_bodies(directory: Path) -> None:
+    from bench.bodies import write_body_sets
+    from bench.ratios import _purchase_batches
+
+    sets = write_body_sets(directory / "sets", batches=300, singles=1000, population=50_000)
+    w1 = [sets["w1"].path(i).read_bytes() for i in range(sets["w1"].count)]
+    for name, bodies in (
+        ("purchases", _purchase_batches(w1, 100)),
+        ("w2", [sets["w2-axon"].path(i).read_bytes() for i in range(sets["w2-axon"].count)]),
+    ):
+        (directory / name).mkdir()
+        for i, body in enumerate(bodies):
+            (directory / name / f"{i:05d}.json").write_bytes(body)
+
+
+def _tree(ref: str, root: Path) -> Path:
+    tree = root / f"tree-{ref}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", ref, "capigate"], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def run(refs: list[str], batches: int, singles: int) -> dict[str, Any]:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench.instructions needs valgrind (apt-get install valgrind)")
+    counts = {"typed decode": batches, "decode + rules": batches, "whole app, W1": batches, "whole app, W2": singles}
+    out: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "trees": {}}
+    with tempfile.TemporaryDirectory(prefix="capigate-instructions-") as tmp:
+        write_bodies(Path(tmp))
+        trees = {"this tree": str(REPO)} | {f"{ref}": f"{_tree(ref, Path(tmp))}:{REPO}" for ref in refs}
+        for name, pythonpath in trees.items():
+            figures = {kind: per_unit(kind, count, Path(tmp), pythonpath) for kind, count in counts.items()}
+            out["trees"][name] = figures
+            print(f"{name}: " + ", ".join(f"{k} {v:,.0f}" for k, v in figures.items()), flush=True)
+    out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    trees: dict[str, dict[str, float]] = result["trees"]
+    names = list(trees)
+    lines = [
+        "# In-process limits in instructions (`python -m bench.instructions`, valgrind callgrind)",
+        "",
+        f"- **date**: {result['started']} → {result['finished']}",
+        "- each figure: instructions of a child process doing the work, less one doing none, per unit",
+        "",
+        "| measure | per | " + " | ".join(names) + " | " + " | ".join(f"{n}, x typed decode" for n in names) + " |",
+        "|---|---|" + "--:|" * (2 * len(names)),
+    ]
+    for kind, (unit, _) in KINDS.items():
+        counts = " | ".join(f"{trees[n][kind]:,.0f}" for n in names)
+        ratios = " | ".join(
+            f"{trees[n][kind] / trees[n]['typed decode']:.1f}x" if unit == "event" else "" for n in names
+        )
+        lines.append(f"| {kind} | {unit} | {counts} | {ratios} |")
+    base = names[0]
+    for other in names[1:]:
+        lines.append("")
+        lines.append(
+            f"{base} against {other}: "
+            + ", ".join(f"{kind} {trees[base][kind] / trees[other][kind]:.3f}x" for kind in KINDS)
+            + " (below 1: fewer instructions)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ref", action="append", default=[], help="also count the tree of this git commit")
+    parser.add_argument("--batches", type=int, default=60, help="W1 purchase batches of 100 events per run")
+    parser.add_argument("--singles", type=int, default=2000, help="W2 requests per run")
+    parser.add_argument("--out", default=None, help="results path without suffix")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "COUNT", "BODIES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child[0], int(args.child[1]), Path(args.child[2]))
+        return
+    result = run(args.ref, args.batches, args.singles)
+    out = Path(args.out) if args.out else RESULTS
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    out.with_suffix(".md").write_text(render(result))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()
