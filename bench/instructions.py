@@ -14,9 +14,9 @@ ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measure
 
 - ``typed decode``: ``msgspec.json.decode`` into the wire Structs (``AxonBatch``), the limit;
 - ``decode + rules``: ``check_body``, the typed path with its rules and hashing;
-- ``whole app, W1``: the gateway app in-process (``bench.in_process.measure``: rules, SQLite
+- ``whole app W1``: the gateway app in-process (``bench.in_process.measure``: rules, SQLite
   store with ``synchronous = full``, journal, response), per event;
-- ``whole app, W2``: the same, one event per request, per request.
+- ``whole app W2``: the same, one event per request, per request.
 
 ``--ref`` counts the tree of a git commit too (its ``capigate`` package, with this tree's
 bench). Results: ``bench/results/instructions.md`` and ``.json``. Needs valgrind.
@@ -44,8 +44,8 @@ _COLLECTED = re.compile(rb"Collected : ([0-9]+)")
 KINDS: dict[str, tuple[str, str]] = {
     "typed decode": ("event", "purchases"),
     "decode + rules": ("event", "purchases"),
-    "whole app, W1": ("event", "purchases"),
-    "whole app, W2": ("request", "w2"),
+    "whole app W1": ("event", "purchases"),
+    "whole app W2": ("request", "w2"),
 }
 
 
@@ -76,7 +76,7 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
             check(body, n)
     else:
         with tempfile.TemporaryDirectory(prefix="capigate-instructions-") as tmp:
-            uvloop.run(_serve(Path(tmp), bodies, warm, count, 16 if kind == "whole app, W1" else 64))
+            uvloop.run(_serve(Path(tmp), bodies, warm, count, 16 if kind == "whole app W1" else 64))
 
 
 _WARM_UP = {"event": 20, "request": 300}  # bodies: batches of 100 events, or single-event requests
@@ -84,7 +84,10 @@ _WARM_UP = {"event": 20, "request": 300}  # bodies: batches of 100 events, or si
 
 async def _serve(workdir: Path, bodies: list[bytes], warm: int, requests: int, concurrency: int) -> None:
     """bench.in_process.measure's run, untimed: start-up, warm-up, ``requests``, shut-down."""
-    from bench.in_process import CONFIG_TOML, _drive, create_app, load_config
+    from bench.in_process import _drive
+    from bench.servers import CONFIG_TOML
+    from capigate.config import load_config
+    from capigate.gateway import create_app
 
     config_path = workdir / "capigate.toml"
     config_path.write_text(CONFIG_TOML)
@@ -149,14 +152,16 @@ def _tree(ref: str, root: Path) -> Path:
     return tree
 
 
-def run(refs: list[str], batches: int, singles: int) -> dict[str, Any]:
+def run(refs: list[str], batches: int, singles: int, kinds: list[str], repeat: bool = False) -> dict[str, Any]:
     if shutil.which("valgrind") is None:
         raise SystemExit("bench.instructions needs valgrind (apt-get install valgrind)")
-    counts = {"typed decode": batches, "decode + rules": batches, "whole app, W1": batches, "whole app, W2": singles}
+    counts = {kind: singles if KINDS[kind][0] == "request" else batches for kind in kinds}
     out: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "trees": {}}
     with tempfile.TemporaryDirectory(prefix="capigate-instructions-") as tmp:
         write_bodies(Path(tmp))
         trees = {"this tree": str(REPO)} | {f"{ref}": f"{_tree(ref, Path(tmp))}:{REPO}" for ref in refs}
+        if repeat:  # how far two counts of the same tree differ
+            trees["this tree, again"] = str(REPO)
         for name, pythonpath in trees.items():
             figures = {kind: per_unit(kind, count, Path(tmp), pythonpath) for kind, count in counts.items()}
             out["trees"][name] = figures
@@ -177,10 +182,15 @@ def render(result: dict[str, Any]) -> str:
         "| measure | per | " + " | ".join(names) + " | " + " | ".join(f"{n}, x typed decode" for n in names) + " |",
         "|---|---|" + "--:|" * (2 * len(names)),
     ]
-    for kind, (unit, _) in KINDS.items():
+    measured = [kind for kind in KINDS if kind in trees[names[0]]]
+    for kind in measured:
+        unit = KINDS[kind][0]
         counts = " | ".join(f"{trees[n][kind]:,.0f}" for n in names)
         ratios = " | ".join(
-            f"{trees[n][kind] / trees[n]['typed decode']:.1f}x" if unit == "event" else "" for n in names
+            f"{trees[n][kind] / trees[n]['typed decode']:.1f}x"
+            if unit == "event" and "typed decode" in trees[n]
+            else ""
+            for n in names
         )
         lines.append(f"| {kind} | {unit} | {counts} | {ratios} |")
     base = names[0]
@@ -188,7 +198,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             f"{base} against {other}: "
-            + ", ".join(f"{kind} {trees[base][kind] / trees[other][kind]:.3f}x" for kind in KINDS)
+            + ", ".join(f"{kind} {trees[base][kind] / trees[other][kind]:.3f}x" for kind in measured)
             + " (below 1: fewer instructions)."
         )
     return "\n".join(lines) + "\n"
@@ -199,13 +209,19 @@ def main() -> None:
     parser.add_argument("--ref", action="append", default=[], help="also count the tree of this git commit")
     parser.add_argument("--batches", type=int, default=60, help="W1 purchase batches of 100 events per run")
     parser.add_argument("--singles", type=int, default=2000, help="W2 requests per run")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="what to count, comma-separated")
+    parser.add_argument("--repeat", action="store_true", help="count this tree twice (how far counts differ)")
     parser.add_argument("--out", default=None, help="results path without suffix")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "COUNT", "BODIES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child[0], int(args.child[1]), Path(args.child[2]))
         return
-    result = run(args.ref, args.batches, args.singles)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        parser.error(f"unknown --kinds {unknown}; choose from {list(KINDS)}")
+    result = run(args.ref, args.batches, args.singles, kinds, args.repeat)
     out = Path(args.out) if args.out else RESULTS
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(render(result))

@@ -2,6 +2,7 @@
 # Benchmark entry point: installs wrk if missing, then runs bench/run.py (see bench/README.md).
 # Usage: bench/run.sh [--target all|ceiling-only|capigate-only] [--quick] [run.py options]
 #        bench/run.sh peer [peer.py options]   # capigate vs Prism, then the in-process ratios (bench/peer.py)
+#        bench/run.sh instructions [options]   # the in-process limits in instructions (bench/instructions.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,17 @@ fi
 
 PYTHON=".venv/bin/python"
 if [ ! -x "$PYTHON" ]; then PYTHON="python3"; fi
+if [ "${1:-}" = "instructions" ]; then
+    shift
+    if ! command -v valgrind >/dev/null 2>&1; then
+        echo "bench: valgrind not found, installing it with apt-get" >&2
+        SUDO=""
+        if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+        $SUDO apt-get update
+        $SUDO apt-get install -y valgrind
+    fi
+    exec "$PYTHON" -m bench.instructions "$@"
+fi
 if [ "${1:-}" = "peer" ]; then
     shift
     exec "$PYTHON" -m bench.peer "$@"

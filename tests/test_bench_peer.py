@@ -39,3 +39,17 @@ def test_in_process_ratios_measure_the_typed_decode_and_the_w2_pieces(tmp_path: 
         "journal record + metrics",
         "response",
     }
+
+
+def test_instructions_count_the_same_work_alike_and_the_rules_above_the_decode(tmp_path: Path) -> None:
+    """bench/run.sh instructions: counted twice, the typed decode gives the same figure (the
+    point of counting instructions on a loaded machine), and the rules cost more than it."""
+    out = tmp_path / "instructions"
+    cmd = ["bench/run.sh", "instructions", "--kinds", "typed decode,decode + rules", "--batches", "3", "--repeat"]
+    done = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trees = json.loads(out.with_suffix(".json").read_text())["trees"]
+    first, again = trees["this tree"], trees["this tree, again"]
+    assert abs(first["typed decode"] / again["typed decode"] - 1) < 0.02, (first, again)
+    assert first["decode + rules"] > 2 * first["typed decode"] > 0
+    assert "x typed decode" in out.with_suffix(".md").read_text()
