@@ -6,25 +6,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "bench: wrk not found, installing it with apt-get" >&2
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update
-    $SUDO apt-get install -y wrk
-fi
+# need TOOL: install the Debian package TOOL with apt-get when the command is missing.
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "bench: $1 not found, installing it with apt-get" >&2
+        SUDO=""
+        if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+        $SUDO apt-get update
+        $SUDO apt-get install -y "$1"
+    fi
+}
+
+need wrk
 
 PYTHON=".venv/bin/python"
 if [ ! -x "$PYTHON" ]; then PYTHON="python3"; fi
 if [ "${1:-}" = "instructions" ]; then
     shift
-    if ! command -v valgrind >/dev/null 2>&1; then
-        echo "bench: valgrind not found, installing it with apt-get" >&2
-        SUDO=""
-        if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-        $SUDO apt-get update
-        $SUDO apt-get install -y valgrind
-    fi
+    need valgrind
     exec "$PYTHON" -m bench.instructions "$@"
 fi
 if [ "${1:-}" = "peer" ]; then
