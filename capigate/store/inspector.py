@@ -24,6 +24,7 @@ __all__ = [
     "quality_sql",
     "record_extras",
     "request_clauses",
+    "totals_queries",
 ]
 
 MINUTE_MS: Final = 60_000
@@ -65,6 +66,17 @@ def minute_windows(
         return None, [(since_ms, until_ms)]
     edges = [(low, high) for low, high in ((since_ms, first_minute), (last_minute, until_ms)) if low < high]
     return (first_minute, last_minute), edges
+
+
+def totals_queries(
+    minutes_sql: str, journal_sql: str, since_ms: int, until_ms: int, bucket_ms: int, extra: list[Any]
+) -> list[tuple[str, list[Any]]]:
+    """The queries, with their parameters (bucket, window, then ``extra``), that read the
+    totals of a window as ``minute_windows`` splits it: ``minutes_sql`` over its whole
+    minutes, ``journal_sql`` over each edge. A backend writes the SQL in its dialect."""
+    whole, edges = minute_windows(since_ms, until_ms, bucket_ms)
+    queries = [] if whole is None else [(minutes_sql, [bucket_ms, *whole, *extra])]
+    return queries + [(journal_sql, [bucket_ms, low, high, *extra]) for low, high in edges]
 
 
 def record_extras(

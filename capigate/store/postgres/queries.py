@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
-from capigate.store.inspector import minute_windows, request_clauses
+from capigate.store.inspector import request_clauses, totals_queries
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.postgres.schema import pg_text
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
@@ -85,16 +85,12 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
         "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
         f"FROM requests WHERE received_at >= %s AND received_at < %s{by_source} GROUP BY 1, 2, 3"
     )
-    queries: list[tuple[str, list[Any]]] = []
-    whole, edges = minute_windows(since_ms, until_ms, bucket_ms)
-    if whole is not None:
-        minutes = (
-            "SELECT minute - minute %% %s AS start, nullif(source, ''), nullif(api, ''), sum(requests)::int8, "
-            "sum(failed)::int8, sum(received)::int8, sum(stored)::int8, sum(duplicate)::int8, sum(warnings)::int8 "
-            f"FROM request_minutes WHERE minute >= %s AND minute < %s{by_source} GROUP BY 1, 2, 3"
-        )
-        queries.append((minutes, [bucket_ms, *whole, *extra]))
-    queries += [(journal, [bucket_ms, low, high, *extra]) for low, high in edges]
+    minutes = (
+        "SELECT minute - minute %% %s AS start, nullif(source, ''), nullif(api, ''), sum(requests)::int8, "
+        "sum(failed)::int8, sum(received)::int8, sum(stored)::int8, sum(duplicate)::int8, sum(warnings)::int8 "
+        f"FROM request_minutes WHERE minute >= %s AND minute < %s{by_source} GROUP BY 1, 2, 3"
+    )
+    queries = totals_queries(minutes, journal, since_ms, until_ms, bucket_ms, extra)
     dead = (  # a run's events came in one request: its first event tells their source
         "SELECT o.arrived_at - o.arrived_at %% %s AS start, e.source, sum(o.last_id - o.first_id + 1)::int8 "
         "FROM outbox o JOIN events e ON e.id = o.first_id "

@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 
 from capigate.errors import StoreError
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
-from capigate.store.inspector import minute_windows, request_clauses
+from capigate.store.inspector import request_clauses, totals_queries
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 from capigate.store.sqlite import outbox
@@ -160,16 +160,12 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
         f"{_JOURNAL_TOTALS} FROM requests INDEXED BY requests_received_at "
         f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source, 3"
     )
-    queries: list[tuple[str, list[Any]]] = []
-    whole, edges = minute_windows(since_ms, until_ms, bucket_ms)
-    if whole is not None:
-        minutes = (
-            "SELECT minute - minute % ? AS start, nullif(source, ''), nullif(api, ''), sum(requests), sum(failed), "
-            "sum(received), sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
-            f"WHERE minute >= ? AND minute < ?{by_source} GROUP BY start, source, api"
-        )
-        queries.append((minutes, [bucket_ms, *whole, *extra]))
-    queries += [(journal, [bucket_ms, low, high, *extra]) for low, high in edges]
+    minutes = (
+        "SELECT minute - minute % ? AS start, nullif(source, ''), nullif(api, ''), sum(requests), sum(failed), "
+        "sum(received), sum(stored), sum(duplicate), sum(warnings) FROM request_minutes "
+        f"WHERE minute >= ? AND minute < ?{by_source} GROUP BY start, source, api"
+    )
+    queries = totals_queries(minutes, journal, since_ms, until_ms, bucket_ms, extra)
     # Dead letters: the outbox's dead runs (consecutive events of one request, one destination
     # "<api>:<source>"), through its partial index, from the first event of the window on.
     by_destination = " AND destination IN ('axon:' || ?, 'appsflyer:' || ?)" if source is not None else ""
