@@ -36,6 +36,17 @@ def whole_minutes(store: Store) -> list[tuple[int, str | None, str | None, int, 
     return [row(b) for b in buckets]
 
 
+def minutes_of(store: Store, *, fill: bool = False) -> list[tuple[int, str | None, str | None, int, int, int, int]]:
+    """``whole_minutes`` of ``store``, opened for it (after the test journal when ``fill``) and closed."""
+    run(store.open())
+    try:
+        if fill:
+            fill_journal(store)
+        return whole_minutes(store)
+    finally:
+        run(store.close())
+
+
 def row(b: StatsBucket) -> tuple[int, str | None, str | None, int, int, int, int]:
     return (b.start_ms - T0, b.source, b.api, b.requests, b.failed_requests, b.events_received, b.warnings)
 
@@ -58,13 +69,7 @@ def version_4(path: Path) -> None:
 
 def test_migrate_splits_the_sourceless_minutes_per_api_keeping_every_total(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
-    store = SQLiteStore(path)
-    run(store.open())
-    try:
-        fill_journal(store)
-        before = whole_minutes(store)
-    finally:
-        run(store.close())
+    before = minutes_of(SQLiteStore(path), fill=True)
     assert [r for r in before if r[1] is None] == [
         (MINUTE, None, "axon", 1, 1, 0, 0), (MINUTE, None, "inspector", 1, 1, 0, 0),
         (MINUTE, None, "unknown", 1, 1, 0, 0),
@@ -85,12 +90,7 @@ def test_migrate_splits_the_sourceless_minutes_per_api_keeping_every_total(tmp_p
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(sqlite_schema.SCHEMA_VERSION,)]
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'request_minutes_v4'").fetchall() == []
 
-    store = SQLiteStore(path)
-    run(store.open())
-    try:
-        after = whole_minutes(store)
-    finally:
-        run(store.close())
+    after = minutes_of(SQLiteStore(path))
     # Every source's minutes as they were; the sourceless ones per api, the login's under none
     # (the overview's "other requests", as an inspector login is).
     assert [r for r in after if r[1] is not None] == [r for r in before if r[1] is not None]
@@ -107,13 +107,7 @@ def schema() -> Iterator[str]:
 
 
 def test_postgresql_migrate_makes_the_minute_totals_from_the_journal(schema: str, tmp_path: Path) -> None:
-    store = PostgresStore(PG_URL, schema=schema)
-    run(store.open())
-    try:
-        fill_journal(store)
-        before = whole_minutes(store)
-    finally:
-        run(store.close())
+    before = minutes_of(PostgresStore(PG_URL, schema=schema), fill=True)
     # The database as version 4 left it: a journal, no per-minute totals.
     with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute("DROP TABLE request_minutes")
@@ -128,12 +122,7 @@ def test_postgresql_migrate_makes_the_minute_totals_from_the_journal(schema: str
     with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute("DELETE FROM requests")  # what the overview shows of whole minutes is in the totals
 
-    store = PostgresStore(PG_URL, schema=schema)
-    run(store.open())
-    try:
-        assert whole_minutes(store) == before
-    finally:
-        run(store.close())
+    assert minutes_of(PostgresStore(PG_URL, schema=schema)) == before
     assert [r for r in before if r[1] is None] == [
         (MINUTE, None, "axon", 1, 1, 0, 0), (MINUTE, None, "inspector", 1, 1, 0, 0),
         (MINUTE, None, "unknown", 1, 1, 0, 0),
