@@ -10,13 +10,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from capigate.events import NewEvent
-from capigate.store.base import RequestQuery, RequestRecord
+from capigate.store.base import RequestQuery, RequestRecord, StatsBucket
 
 __all__ = [
     "DAY_MS",
     "HOUR_MS",
     "MINUTE_MS",
     "QualityKey",
+    "StatsTally",
     "by_day",
     "minute_totals",
     "minute_windows",
@@ -77,6 +78,41 @@ def totals_queries(
     whole, edges = minute_windows(since_ms, until_ms, bucket_ms)
     queries = [] if whole is None else [(minutes_sql, [bucket_ms, *whole, *extra])]
     return queries + [(journal_sql, [bucket_ms, low, high, *extra]) for low, high in edges]
+
+
+class StatsTally:
+    """The overview's buckets, by (start, source, api), summed from the rows of the
+    ``totals_queries`` (start, source, api, requests, failed, received, stored, duplicate,
+    warnings) and from the dead letters, whichever backend read them."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[int, str | None, str | None], StatsBucket] = {}
+
+    def _bucket(self, start: int, source: str | None, api: str | None = None) -> StatsBucket:
+        found = self._buckets.get((start, source, api))
+        if found is None:
+            found = self._buckets[start, source, api] = StatsBucket(start_ms=start, source=source, api=api)
+        return found
+
+    def add_totals(self, rows: Iterable[Sequence[Any]]) -> None:
+        for start, source, api, n, failed, received, stored, duplicate, warnings in rows:
+            b = self._bucket(start, source, api)
+            b.requests += n
+            b.failed_requests += failed
+            b.events_received += received
+            b.events_accepted += stored
+            b.events_duplicate += duplicate
+            b.warnings += warnings
+
+    def add_dead(self, start: int, source: str | None, dead_letters: int) -> None:
+        self._bucket(start, source).dead_letters += dead_letters
+
+    def buckets(self) -> list[StatsBucket]:
+        """In time order, then by source and api; the refused events are what was received
+        and neither accepted nor a duplicate."""
+        for b in self._buckets.values():
+            b.events_refused = max(0, b.events_received - b.events_accepted - b.events_duplicate)
+        return [self._buckets[k] for k in sorted(self._buckets, key=lambda k: (k[0], k[1] or "", k[2] or ""))]
 
 
 def record_extras(

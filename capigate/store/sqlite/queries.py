@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 
 from capigate.errors import StoreError
 from capigate.store.base import EventQuery, RequestQuery, StatsBucket
-from capigate.store.inspector import request_clauses, totals_queries
+from capigate.store.inspector import StatsTally, request_clauses, totals_queries
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 from capigate.store.sqlite import outbox
@@ -186,25 +186,9 @@ def query_stats(
     conn: sqlite3.Connection, source: str | None, since_ms: int, until_ms: int, bucket_ms: int
 ) -> list[StatsBucket]:
     *totals, (dead, dead_params) = stats_sql(source, since_ms, until_ms, bucket_ms)
-    buckets: dict[tuple[int, str | None, str | None], StatsBucket] = {}
-
-    def bucket(start: int, src: str | None, api: str | None = None) -> StatsBucket:
-        found = buckets.get((start, src, api))
-        if found is None:
-            found = buckets[start, src, api] = StatsBucket(start_ms=start, source=src, api=api)
-        return found
-
+    tally = StatsTally()
     for sql, params in totals:
-        for start, src, api, n, failed, received, stored, duplicate, warnings in conn.execute(sql, params):
-            b = bucket(start, src, api)
-            b.requests += n
-            b.failed_requests += failed
-            b.events_received += received
-            b.events_accepted += stored
-            b.events_duplicate += duplicate
-            b.warnings += warnings
-    for b in buckets.values():
-        b.events_refused = max(0, b.events_received - b.events_accepted - b.events_duplicate)
+        tally.add_totals(conn.execute(sql, params))
     for start, destination, n in conn.execute(dead, dead_params):
-        bucket(start, destination.partition(":")[2]).dead_letters += n
-    return [buckets[key] for key in sorted(buckets, key=lambda k: (k[0], k[1] or "", k[2] or ""))]
+        tally.add_dead(start, destination.partition(":")[2], n)
+    return tally.buckets()
