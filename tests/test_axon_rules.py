@@ -723,6 +723,13 @@ def test_null_data_event_with_an_empty_object_is_read_as_null(name: str, pixel: 
     assert stored_payload(result)["data"] is None
 
 
+@pytest.mark.parametrize("name", [[], {}, ["page_view"]])
+def test_a_name_that_is_not_text_beside_an_empty_data_object_is_a_wrong_type(name: Any) -> None:
+    # The empty-data rule above looks the name up in a set: a list or an object there was a
+    # TypeError, a 500 (found by tests/test_fuzz.py).
+    assert problems(page_view(name=name, data={}))["events[0].name"] == "wrong_type"
+
+
 def test_pii_rule_an_email_in_a_defined_field_is_dropped_hashed_or_refused() -> None:
     event = purchase(dedupe_id="Jane@Example.org")
     event["user_data"]["user_id"] = "jane@example.org"

@@ -126,7 +126,8 @@ def _check_event(
         _check_measurement(raw["measurement_partner_data"], path, profile, report)
     if raw.get("dedupe_id") is None and profile.dedupe_id_expected:
         report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
-    if raw.get("data") == {} and raw.get("name") in profile.null_data_events:
+    name = raw.get("name")
+    if raw.get("data") == {} and isinstance(name, str) and name in profile.null_data_events:
         raw = {**raw, "data": None}  # as stape's tag sends it; kept and relayed as documented
     return (event, normalised, raw) if event is not None else None
 
