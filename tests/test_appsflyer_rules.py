@@ -489,11 +489,20 @@ def test_ip_longer_than_16_characters_is_bad_request() -> None:
     assert_refused(check(base(ip="::ffff:192.168.10.1")), "ip", "invalid_length")
 
 
-@pytest.mark.parametrize("ip", ["10.1.2.3", "192.168.0.10", "172.20.1.1", "127.0.0.1", "100.64.0.1", "192.0.2.1"])
+@pytest.mark.parametrize("ip", ["10.1.2.3", "192.168.0.10", "172.20.1.1", "127.0.0.1", "100.64.0.1", "0.0.0.0"])
 def test_non_public_ip_is_warned(ip: str) -> None:
     result = check(base(ip=ip))
     assert_accepted(result)
     assert codes(result.warnings) == {("ip", "non_public_ip")}
+
+
+@pytest.mark.parametrize("ip", ["192.0.2.1", "198.51.100.7", "203.0.113.7"])
+def test_documentation_ip_is_not_warned(ip: str) -> None:
+    """Rule (shared with Axon's client_ip_address, capigate/addresses.py): the documentation
+    ranges are not warned about; AppsFlyer's own examples use them."""
+    result = check(base(ip=ip))
+    assert_accepted(result)
+    assert result.warnings == []
 
 
 @pytest.mark.parametrize("field", ["idfa", "idfv"])

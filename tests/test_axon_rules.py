@@ -311,6 +311,44 @@ def test_client_ip_address_accepts_ipv4_and_ipv6() -> None:
         assert accepted(event)
 
 
+NON_PUBLIC_IPS = [
+    *("10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.1.1", "100.64.0.1", "100.127.255.254"),
+    *("0.0.0.0", "::", "::1", "fe80::1", "fd12:3456::1", "::ffff:192.168.0.1"),
+]
+DOCUMENTATION_IPS = ["192.0.2.1", "198.51.100.1", "203.0.113.7", "2001:db8::1"]
+
+
+def _both_paths(event: dict[str, Any]) -> list[BatchCheck]:
+    """The answer of the slow path and of the typed path (capigate/axon/typed.py) to a batch."""
+    body = batch(event)
+    return [
+        check_body(body),
+        typed_check(msgspec.json.encode(body), PROFILES["standard"], source="px", now_ms=now_ms()),
+    ]
+
+
+@pytest.mark.parametrize("ip", NON_PUBLIC_IPS)
+def test_non_public_client_ip_address_is_kept_with_a_warning(ip: str) -> None:
+    """Rule: a private, loopback, link-local, CGNAT or unspecified client_ip_address cannot be
+    attributed by AppLovin, which accepts it silently: a warning, the event kept."""
+    event = page_view()
+    event["user_data"]["client_ip_address"] = ip
+    for result in _both_paths(event):
+        assert result.report.ok and len(result.events) == 1
+        warned = [(w.path, w.code) for w in result.report.warnings]
+        assert warned == [("events[0].user_data.client_ip_address", "non_public_ip")]
+        assert ip not in result.report.warnings[0].message
+
+
+@pytest.mark.parametrize("ip", [*DOCUMENTATION_IPS, "8.8.8.8", "172.32.0.1", "100.128.0.1", "2a02:1:2::3"])
+def test_public_and_documentation_client_ip_addresses_are_not_warned(ip: str) -> None:
+    """Rule: the documentation ranges are not warned about (the vendors' examples use them)."""
+    event = page_view()
+    event["user_data"]["client_ip_address"] = ip
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == []
+
+
 def test_unknown_os_is_a_warning_known_os_is_not() -> None:
     event = page_view()
     event["user_data"]["os"] = "macos"

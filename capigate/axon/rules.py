@@ -132,7 +132,7 @@ def _check_event(
     return (event, normalised, raw) if event is not None else None
 
 
-_STAND_INS: Final = {"client_ip_address": "0.0.0.0", "client_user_agent": "-", "esi": "web"}
+_STAND_INS: Final = {"client_ip_address": "192.0.2.1", "client_user_agent": "-", "esi": "web"}
 
 
 def _lenient_user(raw: Any) -> UserData | None:

@@ -6,8 +6,7 @@ share them."""
 
 from __future__ import annotations
 
-from socket import AF_INET, AF_INET6, inet_pton
-
+from capigate.addresses import non_public_address, packed_ip
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import OS_VALUES, UserData
 from capigate.checking import Report
@@ -21,12 +20,7 @@ _OS_MESSAGE = f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent"
 
 
 def is_ip(text: str) -> bool:
-    # Only IPv6 text has a ":", and never IPv4 text: one parse decides.
-    try:
-        inet_pton(AF_INET6 if ":" in text else AF_INET, text)
-    except (OSError, ValueError):  # ValueError: an embedded NUL character
-        return False
-    return True
+    return packed_ip(text) is not None
 
 
 def check_user_data(user: UserData, path: str, profile: Profile, report: Report, name: object = None) -> dict[str, str]:
@@ -36,8 +30,7 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         report.warn(
             f"{path}.user_data.esi", "app_event_on_web", f"`{name}` is an app event, but esi is web; kept as sent"
         )
-    if not is_ip(user.client_ip_address):
-        report.error(f"{path}.user_data.client_ip_address", "invalid_ip", "not an IPv4 or IPv6 address")
+    _check_ip(user.client_ip_address, f"{path}.user_data.client_ip_address", report)
     if not has_identifier(user, profile.identifiers):
         report.error(
             f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
@@ -56,6 +49,19 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         if user.zip is not None and country == "US":
             normalised["zip"] = user.zip.strip()[:5]
     return normalised
+
+
+def _check_ip(text: str, path: str, report: Report) -> None:
+    packed = packed_ip(text)
+    if packed is None:
+        report.error(path, "invalid_ip", "not an IPv4 or IPv6 address")
+    elif (what := non_public_address(packed)) is not None:
+        report.warn(
+            path,
+            "non_public_ip",
+            f"client_ip_address is {what}, not the device's public address: AppLovin accepts it but cannot "
+            "attribute the event by it; send the address the device connected from",
+        )
 
 
 def has_identifier(user: UserData, keys: tuple[str, ...]) -> bool:

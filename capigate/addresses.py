@@ -1,0 +1,82 @@
+"""IP addresses as both APIs read them: which text is an address, and which address cannot be
+a device's public one (one rule, for Axon's ``client_ip_address`` and AppsFlyer's ``ip``).
+
+AppLovin attributes an event by its address and AppsFlyer geolocates by it; both accept an
+address of a private network, of the machine itself, of a link, of a carrier's NAT
+(100.64.0.0/10) or no address at all (``0.0.0.0``, ``::``) and silently lose what it was for.
+Such an address is kept, with a warning. The documentation ranges (192.0.2.0/24,
+198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not warned about: the vendors' examples
+and many test events use them, and warning there would teach people to ignore the warning
+(Python's ``ipaddress`` calls them private: it is not used for this rule).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from socket import AF_INET, AF_INET6, inet_pton
+from typing import Final
+
+__all__ = ["non_public_address", "packed_ip"]
+
+
+def _networks(*table: tuple[str, str]) -> tuple[tuple[int, int, str], ...]:
+    """(network, mask, what the address is) of each network, as integers."""
+    out = []
+    for text, what in table:
+        net = ipaddress.ip_network(text)
+        out.append((int(net.network_address), int(net.netmask), what))
+    return tuple(out)
+
+
+_V4: Final = _networks(
+    ("0.0.0.0/8", 'an unspecified ("this network") address'),
+    ("10.0.0.0/8", "a private network address"),
+    ("100.64.0.0/10", "a carrier-grade NAT address (100.64.0.0/10)"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private network address"),
+    ("192.0.0.0/24", "a reserved address"),
+    ("192.168.0.0/16", "a private network address"),
+    ("198.18.0.0/15", "a benchmarking address"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("240.0.0.0/4", "a reserved address"),
+)
+_V4_FIRST_OCTETS: Final = frozenset(
+    octet for network, mask, _ in _V4 for octet in range(256) if (octet << 24 ^ network) & mask & 0xFF000000 == 0
+)
+_V6: Final = _networks(
+    ("::/128", "the unspecified address"),
+    ("::1/128", "a loopback address"),
+    ("fc00::/7", "a private network address"),
+    ("fe80::/10", "a link-local address"),
+    ("ff00::/8", "a multicast address"),
+)
+_V4_MAPPED: Final = int(ipaddress.IPv6Address("::ffff:0.0.0.0"))
+
+
+def packed_ip(text: str) -> bytes | None:
+    """The 4 or 16 bytes of an IPv4 or IPv6 address, or None if ``text`` is not one."""
+    # Only IPv6 text has a ":", and never IPv4 text: one parse decides.
+    try:
+        return inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+    except (OSError, ValueError):  # ValueError: an embedded NUL character
+        return None
+
+
+def non_public_address(packed: bytes) -> str | None:
+    """What the address is (``"a private network address"``) when it cannot be a device's
+    public address, else None (public, or a documentation address)."""
+    if len(packed) == 4:
+        return _v4(int.from_bytes(packed))
+    if 0x20 <= packed[0] <= 0x3F:  # 2000::/3, global unicast: nearly every device's
+        return None
+    number = int.from_bytes(packed)
+    if number >> 32 == _V4_MAPPED >> 32:
+        return _v4(number & 0xFFFF_FFFF)
+    return next((what for network, mask, what in _V6 if number & mask == network), None)
+
+
+def _v4(number: int) -> str | None:
+    if number >> 24 not in _V4_FIRST_OCTETS:
+        return None
+    return next((what for network, mask, what in _V4 if number & mask == network), None)
