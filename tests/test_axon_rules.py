@@ -249,9 +249,40 @@ def test_event_time_years_away_is_a_warning() -> None:
     assert warnings(page_view(event_time=now_ms() - 3 * 365 * 86_400_000))["events[0].event_time"] == "time_far_away"
 
 
-def test_event_time_must_be_a_non_negative_integer() -> None:
+def test_event_time_must_be_a_non_negative_number() -> None:
     assert problems(page_view(event_time=-5)) == {"events[0].event_time": "out_of_range"}
-    assert problems(page_view(event_time=1.5)) == {"events[0].event_time": "wrong_type"}
+    assert problems(page_view(event_time=-0.5)) == {"events[0].event_time": "out_of_range"}
+    assert problems(page_view(event_time=1e300)) == {"events[0].event_time": "out_of_range"}
+
+
+def test_fractional_event_time_is_stored_as_whole_milliseconds_with_a_warning() -> None:
+    """Rule: AppLovin documents event_time as a number, so a fraction of a millisecond is
+    accepted, stored truncated to whole milliseconds and warned about (fractional_time) at its
+    path; the typed path and the slow path answer the same."""
+    sent = now_ms() + 0.7
+    event = page_view(event_time=sent)
+    answers = []
+    for result in _both_paths(event):
+        assert result.report.ok and len(result.events) == 1
+        warned = [(w.path, w.code) for w in result.report.warnings]
+        assert warned == [("events[0].event_time", "fractional_time")]
+        assert result.events[0].event_time_ms == int(sent)
+        kept = stored_payload(result)["event_time"]
+        assert kept == int(sent) and type(kept) is int
+        answers.append([(w.path, w.code, w.message) for w in result.report.warnings])
+    assert answers[0] == answers[1]
+
+
+def test_whole_event_time_sent_as_a_float_is_read_as_its_integer_without_a_warning() -> None:
+    sent = float(now_ms())
+    for result in _both_paths(page_view(event_time=sent)):
+        assert result.report.ok and result.report.warnings == []
+        assert stored_payload(result)["event_time"] == int(sent)
+
+
+def test_fractional_event_time_in_seconds_is_told_both() -> None:
+    codes = [w.code for w in check(page_view(event_time=1_733_000_000.5)).report.warnings]
+    assert codes == ["fractional_time", "time_in_seconds"]
 
 
 @pytest.mark.parametrize("value", [True, 2**63])

@@ -28,7 +28,7 @@ from capigate import (
 )
 from tests.conftest import Server
 from tests.fault_proxy import Reply, fault_proxy
-from tests.helpers import page_view, purchase, stored
+from tests.helpers import now_ms, page_view, purchase, stored
 
 FAST = RetryPolicy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05)
 
@@ -63,7 +63,7 @@ def test_building_an_event_with_a_wrong_type_fails_where_it_is_built() -> None:
             user_data=user(email="a@example.com"),
             event_source_url="https://shop.example.com/",
             data=PurchaseData(currency="USD", value="30", transaction_id="t", items=[]),  # type: ignore[arg-type]
-            event_time_ms=time.time(),  # type: ignore[arg-type]  # seconds, as a float
+            event_time_ms=str(now_ms()),  # type: ignore[arg-type]  # a string (a float is a number: accepted)
         )
     paths = {p.path: p.code for p in caught.value.problems}
     assert paths == {"event_time": "wrong_type", "data.value": "wrong_type"}

@@ -118,6 +118,8 @@ def _check_event(
     if isinstance(user_raw, dict):
         allowed = profile.user_fields if profile.user_fields is not None else _USER_KEYS
         _unknown_keys(user_raw, allowed, profile, report, path, "user_data")
+    if typed is None:  # a fractional event_time never converts: read as whole milliseconds here
+        raw = _whole_millis(raw, path, report)
     event = typed if typed is not None else check_struct(raw, ServerEvent, path, report)
     _check_event_fields(raw, path, profile, report, now_ms)
     user = event.user_data if event is not None else _lenient_user(user_raw)
@@ -296,6 +298,23 @@ def _is_epoch_millis(value: Any) -> TypeGuard[int]:
     """A time the schema accepts: only such a time gets a warning about its value, so that a
     refused one (`true` is an int to Python) is not also told it looks like seconds."""
     return type(value) is int and 0 <= value <= MAX_EPOCH_MILLIS
+
+
+def _whole_millis(raw: dict[str, Any], path: str, report: Report) -> dict[str, Any]:
+    """``raw`` with an event_time sent as a JSON number with a fraction (AppLovin documents a
+    number) read, kept and relayed as its whole milliseconds; a real fraction is warned about.
+    A value out of range stays out of range (floored, not truncated toward 0) for the schema."""
+    ms = raw.get("event_time")
+    if type(ms) is not float or not math.isfinite(ms):
+        return raw
+    whole = math.floor(ms)
+    if whole != ms and 0 <= whole <= MAX_EPOCH_MILLIS:
+        report.warn(
+            f"{path}.event_time",
+            "fractional_time",
+            f"event_time is whole milliseconds: {ms!r} was read and is stored as {whole}",
+        )
+    return {**raw, "event_time": whole}
 
 
 def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
