@@ -389,3 +389,35 @@ def test_events_with_a_wrong_token_is_a_clean_error(server: Server) -> None:
 def test_events_without_a_gateway_is_a_clean_error() -> None:
     done = capigate("events", "--url", "http://127.0.0.1:9", "--token", "t")
     assert done.returncode == 1 and "ConnectError" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_send_shows_the_local_checks_warnings_and_the_gateways_alike_once(server: Server, tmp_path: Path) -> None:
+    """Rule: send shows the warnings of its own check and the gateway's; when they agree, once."""
+    event = page_view()
+    event["user_data"]["os"] = "macos"
+    file = jsonl(tmp_path / "e.jsonl", [event])
+    done = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "  warnings: 1 (unknown_enum x1), from the local check and the gateway alike\n" in done.stdout, done.stdout
+
+
+def test_send_says_which_warnings_are_the_local_checks_and_which_the_gateways(server: Server, tmp_path: Path) -> None:
+    """Rule: when the local check (here --profile standard, which expects a dedupe_id) and the
+    gateway (px_lead is lead_gen, which does not; and only it reads the test tag) differ, send
+    shows both, each named: the gateway's warnings alone hid the local check's."""
+    file = jsonl(tmp_path / "e.jsonl", [page_view(dedupe_id=None)])
+    send = ("send", str(file), "--to", server.url, "--pixel", "px_lead", "--key", "key-lead", "--no-progress")
+    done = capigate(*send, "--test-tag", "jane@example.com")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "  warnings of the local check: 1 (missing_dedupe_id x1)\n" in done.stdout, done.stdout
+    assert "  warnings of the gateway: 1 (plain_pii_replaced x1)\n" in done.stdout, done.stdout
+
+
+def test_send_to_an_api_that_sends_no_warnings_names_them_the_local_checks(tmp_path: Path) -> None:
+    event = page_view()
+    event["user_data"]["os"] = "macos"
+    file = jsonl(tmp_path / "e.jsonl", [event])
+    with fault_proxy(then=Reply(200, b"")) as proxy:  # AppLovin answers 200 with no body
+        done = capigate("send", str(file), "--to", proxy.url, "--pixel", "px_std", "--key", "k", "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "  warnings of the local check: 1 (unknown_enum x1)\n" in done.stdout, done.stdout

@@ -19,7 +19,7 @@ from click.core import ParameterSource
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.profiles import PROFILES, ProfileName
 from capigate.axon.rules import check_batch
-from capigate.client._base import RequestResult, SendResult, join_path, now_ms, prefixed, strip_prefix
+from capigate.client._base import Prepared, RequestResult, SendResult, join_path, now_ms, prefixed, strip_prefix
 from capigate.client._records import Api, Record, Source, read_source
 from capigate.errors import InvalidEvents, Problem
 
@@ -195,7 +195,7 @@ class _Progress:
         self.progress.update(self.task, rate=f"{rate:,.0f}", failed=self.failed)
 
 
-def _summary(result: SendResult, url: str, elapsed_s: float) -> None:
+def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float) -> None:
     """What was delivered and what failed, and why: the rate counts delivered events only."""
     delivered = result.events - result.failed_events
     rate = f" ({delivered / max(elapsed_s, 1e-6):,.0f} events/s)" if delivered else ""
@@ -216,9 +216,29 @@ def _summary(result: SendResult, url: str, elapsed_s: float) -> None:
             "may have stored them (no answer after sending: timeouts); resending is safe with dedupe_id"
         )
         _reasons(unconfirmed)
-    codes = Counter(w.code for w in result.warnings)
-    if codes:
-        click.echo(f"  warnings: {sum(codes.values())} ({', '.join(f'{c} x{n}' for c, n in codes.most_common())})")
+    _warnings(result, prepared)
+
+
+def _warnings(result: SendResult, prepared: Prepared) -> None:
+    """The warnings of the local check and the gateway's: once when they agree, else each named.
+    Only capigate's JSON answers carry warnings (they say ``stored``, or list problems when
+    refusing); AppLovin's and AppsFlyer's own answers carry none."""
+    local = Counter(w.code for req in prepared.requests for w in req.warnings)
+    answered = [r for r in result.requests if r.stored is not None or r.problems]
+    gateway = Counter(w.code for r in answered for w in r.warnings)
+    if not answered:
+        _echo_codes("warnings of the local check", local)
+    elif local == gateway:
+        _echo_codes("warnings", local, ", from the local check and the gateway alike")
+    else:
+        _echo_codes("warnings of the local check", local, always=True)
+        _echo_codes("warnings of the gateway", gateway, always=True)
+
+
+def _echo_codes(label: str, codes: Counter[str], after: str = "", *, always: bool = False) -> None:
+    if codes or always:
+        listed = f" ({', '.join(f'{c} x{n}' for c, n in codes.most_common())})" if codes else ""
+        click.echo(f"  {label}: {sum(codes.values())}{listed}{after}")
 
 
 def _reasons(requests: list[RequestResult]) -> None:
@@ -366,7 +386,7 @@ def send(
         except KeyboardInterrupt:
             click.echo("interrupted: requests not yet started were not sent", err=True)
             sys.exit(130)
-    _summary(result, base_url, time.monotonic() - started)
+    _summary(result, prepared, base_url, time.monotonic() - started)
     if result.failed:
         wanted = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
         target = _write_failed(result, wanted)
