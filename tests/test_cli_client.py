@@ -421,3 +421,16 @@ def test_send_to_an_api_that_sends_no_warnings_names_them_the_local_checks(tmp_p
         done = capigate("send", str(file), "--to", proxy.url, "--pixel", "px_std", "--key", "k", "--no-progress")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "  warnings of the local check: 1 (unknown_enum x1)\n" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n\n"])
+@pytest.mark.parametrize("command", ["send", "validate"])
+def test_a_file_with_no_events_is_a_usage_error_naming_it(tmp_path: Path, text: str, command: str) -> None:
+    """Rule: a file holding no events (empty, or blank lines only) is a mistake (the wrong file,
+    an export that found nothing), not 'ok: 0 events'."""
+    file = tmp_path / "empty.jsonl"
+    file.write_text(text)
+    args = ("--to", "http://127.0.0.1:9", "--pixel", "px_std", "--key", "k") if command == "send" else ()
+    done = capigate(command, str(file), *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{file} holds no events" in done.stderr and "ok:" not in done.stdout, done.stderr

@@ -116,10 +116,15 @@ def validate(files: tuple[str, ...], api_name: str, profile: str, app_id: str, s
 
 
 def _read(name: str, api: Api | None) -> Source:
+    """The records of a file; one holding none (empty, blank lines, ``[]``) is a usage error:
+    the wrong file, or an export that found nothing, not "ok: 0 events"."""
     try:
-        return read_source(name, api)
+        source = read_source(name, api)
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {name}: {exc}") from None
+    if not source.records:
+        raise click.UsageError(f"{source.name} holds no events")
+    return source
 
 
 # --- send ----------------------------------------------------------------------------
