@@ -9,7 +9,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -352,17 +351,15 @@ def _check_schema(url: str) -> str:
 
 
 def _epoch_ms(value: str | None, option: str) -> int | None:
+    """The admin API's rule (capigate/http/params.py): epoch ms or ISO 8601, never seconds."""
+    from capigate.http.params import TimeRefused, read_time
+
     if value is None:
         return None
-    if value.isdigit():
-        return int(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter("epoch milliseconds or an ISO 8601 time", param_hint=option) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+        return read_time(value, option)
+    except TimeRefused as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 # The SDK's commands (bodies in capigate.client.cli_commands).

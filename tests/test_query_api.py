@@ -234,3 +234,27 @@ def test_cli_events_with_a_bad_status_fails_and_names_it(server: Server, tmp_pat
     done = capigate("events", "--status", "bogus", cwd=tmp_path, **env)
     assert done.returncode != 0
     assert "status" in done.stderr + done.stdout
+
+
+def test_rule_admin_parameters_a_time_in_seconds_is_refused_not_reinterpreted(server: Server) -> None:
+    """Rule: since/until given in seconds (1733000000) would read as January 1970 in
+    milliseconds; the value is refused with a 400 saying so, never silently read either way.
+    0 is the same instant in both units, and is taken."""
+    with server.admin() as c:
+        for path in ("/api/events", "/api/requests", "/api/stats", "/api/quality"):
+            for key in ("since", "until"):
+                answer = c.get(path, params={key: "1733000000"})
+                message = _problem(answer)[f"query.{key}"]
+                assert "looks like seconds" in message and "1733000000000" in message, (path, message)
+                assert answer.json()["problems"][0]["code"] == "time_in_seconds"
+        assert c.get("/api/events", params={"since": "0"}).status_code == 200
+        replay = c.post("/api/replay", json={"since": 1733000000})
+        assert "looks like seconds" in _problem(replay)["since"]
+
+
+def test_cli_a_time_in_seconds_is_refused_with_the_gateways_reason(server: Server, tmp_path: Path) -> None:
+    env = {"CAPIGATE_URL": server.url, "CAPIGATE_ADMIN_TOKEN": ADMIN}
+    done = capigate("events", "--since", "1733000000", cwd=tmp_path, **env)
+    assert done.returncode != 0 and "looks like seconds" in done.stderr, done.stderr
+    replay = capigate("replay", "--config", str(server.config), "--db", str(server.db), "--until", "1733000000")
+    assert replay.returncode == 2 and "looks like seconds" in replay.stderr, replay.stderr

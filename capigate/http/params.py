@@ -18,7 +18,9 @@ from capigate.checking import Report
 __all__ = [
     "MAX_ID",
     "MAX_TIME_MS",
+    "SECONDS_BELOW",
     "Query",
+    "TimeRefused",
     "decode_cursor",
     "encode_cursor",
     "parse_id",
@@ -27,11 +29,13 @@ __all__ = [
     "query_int",
     "query_limit",
     "query_time",
+    "read_time",
     "time_value",
 ]
 
 MAX_ID = 2**63 - 1  # the largest row id either store can hold
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: datetime's own limit
+SECONDS_BELOW = 100_000_000_000  # smaller epoch values are seconds (Axon's event_time rule too)
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _CURSOR = re.compile(r"[0-9a-z]{3,15}")  # base 36 digits, then two check characters
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -145,19 +149,40 @@ def _check(digits: str) -> str:
     return _ALPHABET[high] + _ALPHABET[low]
 
 
+class TimeRefused(ValueError):
+    """A time parameter that is refused: ``code`` and the message (``str``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def read_time(raw: str, key: str) -> int:
+    """Epoch milliseconds from epoch ms or an ISO 8601 time (UTC if no offset); raises
+    TimeRefused. Digits below 10^11 (March 1973 in ms, the year 5138 in s) are refused as
+    seconds, never read either way: 1733000000 taken as ms (January 1970) silently answered
+    nothing. 0 is the same instant in both units, and is taken."""
+    value = time_value(raw)
+    if value is None:
+        raise TimeRefused("invalid_format", f"{key} is epoch milliseconds or an ISO 8601 time, up to the year 9999")
+    if 0 < value < SECONDS_BELOW and _DIGITS.fullmatch(raw):
+        raise TimeRefused(
+            "time_in_seconds",
+            f"{key} {raw} looks like seconds; times are epoch milliseconds ({raw}000) or ISO 8601",
+        )
+    return value
+
+
 def query_time(q: Mapping[str, str], key: str, report: Report, *, path: str | None = None) -> int | None:
-    """Epoch milliseconds from epoch ms or an ISO 8601 time (UTC if no offset)."""
+    """``read_time`` of a parameter; None if absent or refused (then a problem)."""
     raw = q.get(key)
     if raw is None or raw == "":
         return None
-    value = time_value(raw)
-    if value is None:
-        report.error(
-            path or f"query.{key}",
-            "invalid_format",
-            f"{key} is epoch milliseconds or an ISO 8601 time, up to the year 9999",
-        )
-    return value
+    try:
+        return read_time(raw, key)
+    except TimeRefused as exc:
+        report.error(path or f"query.{key}", exc.code, str(exc))
+        return None
 
 
 def time_value(raw: str) -> int | None:
