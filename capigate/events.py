@@ -3,9 +3,22 @@ so that a rule never imports the store to say what it accepted."""
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
-__all__ = ["NewEvent"]
+__all__ = ["MAX_TEST_TAG_CHARS", "NewEvent", "tag_too_long"]
+
+# A test tag (X-Capigate-Test) names a run or a person's test: 64 characters hold a CI run
+# id, a branch and a date. A longer one is refused (it is stored with each event, indexed).
+MAX_TEST_TAG_CHARS: Final = 64
+
+
+def tag_too_long(tag: str) -> str | None:
+    """Why the test tag ``tag`` is refused, or None."""
+    if len(tag) <= MAX_TEST_TAG_CHARS:
+        return None
+    return f"the test tag (X-Capigate-Test) is {len(tag)} characters; at most {MAX_TEST_TAG_CHARS}"
 
 
 class NewEvent(msgspec.Struct, kw_only=True):

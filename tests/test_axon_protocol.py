@@ -204,6 +204,31 @@ def test_test_tag_header_is_kept_with_the_events(server: Server) -> None:
     assert stored(server, "px_std", dedupe_id=event["dedupe_id"])[0]["test_tag"] == "ci-run-7"
 
 
+def test_test_tag_of_at_most_64_characters_is_kept_a_longer_one_is_a_400_naming_it(server: Server) -> None:
+    """Rule: a test tag is at most 64 characters on both APIs; a longer one refuses the request
+    (400, at the header's path), nothing stored. AppsFlyer's answer keeps its own text."""
+    longest, event = "t" * 64, page_view()
+    r = post(server, batch(event), headers={**STD, "X-Capigate-Test": longest})
+    assert r.status_code == 200 and r.json()["test_tag"] == longest
+    event = page_view()
+    r = post(server, batch(event), headers={**STD, "X-Capigate-Test": "t" * 65})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_test_tag"
+    [problem] = r.json()["problems"]
+    assert (problem["path"], problem["code"]) == ("x-capigate-test", "invalid_length")
+    assert "64" in problem["message"] and "65" in problem["message"]
+    assert stored(server, "px_std", dedupe_id=event["dedupe_id"]) == []
+    af = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    with server.client() as c:
+        headers = {"authentication": "af-dev-key", "X-Capigate-Test": "t" * 65}
+        plain = c.post("/inappevent/com.example.shop", json=af, headers=headers)
+        assert (plain.status_code, plain.text) == (400, "Bad request")
+        answer = c.post("/inappevent/com.example.shop", json=af, headers={**headers, "Accept": "application/json"})
+        assert paths(answer.json()) == {"x-capigate-test": "invalid_length"}
+        kept = c.post("/inappevent/com.example.shop", json=af, headers={**headers, "X-Capigate-Test": longest})
+        assert kept.status_code == 200
+
+
 def test_unknown_path_is_404_and_wrong_method_is_405(server: Server) -> None:
     with server.client() as c:
         assert c.post("/v1/events?pixel_id=px_std", json={}).status_code == 404

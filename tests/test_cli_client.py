@@ -434,3 +434,18 @@ def test_a_file_with_no_events_is_a_usage_error_naming_it(tmp_path: Path, text: 
     done = capigate(command, str(file), *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{file} holds no events" in done.stderr and "ok:" not in done.stdout, done.stderr
+
+
+def test_a_test_tag_longer_than_64_characters_is_refused_before_sending(tmp_path: Path) -> None:
+    """Rule: test tags are at most 64 characters (the gateway refuses longer ones): the SDK and
+    send say so before anything is sent."""
+    with pytest.raises(ValueError, match="64"):
+        AxonClient("px_std", "k", base_url="http://127.0.0.1:9", test_tag="t" * 65)
+    with pytest.raises(ValueError, match="64"):
+        AppsFlyerClient("com.example.shop", "k", base_url="http://127.0.0.1:9", test_tag="t" * 65)
+    AxonClient("px_std", "k", base_url="http://127.0.0.1:9", test_tag="t" * 64).close()
+    file = jsonl(tmp_path / "e.jsonl", [page_view()])
+    done = capigate(
+        "send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px", "--key", "k", "--test-tag", "t" * 65
+    )
+    assert done.returncode == 2 and "test tag" in done.stderr and "64" in done.stderr, done.stderr

@@ -32,6 +32,7 @@ from capigate.client._base import (
 )
 from capigate.client._http import AsyncClientBase, SyncClientBase
 from capigate.errors import InvalidEvents, Problem
+from capigate.events import tag_too_long
 
 __all__ = ["APPSFLYER_URL", "AppsFlyerClient", "AsyncAppsFlyerClient", "check_as_sent", "in_app_event"]
 
@@ -143,6 +144,8 @@ class AppsFlyerCore(Core):
         # Accept: JSON gets capigate's detailed answer; AppsFlyer ignores it and says OK.
         self._headers = {"authentication": key, "Content-Type": "application/json", "Accept": "application/json"}
         if test_tag:
+            if (why := tag_too_long(test_tag)) is not None:
+                raise ValueError(why)
             self._headers["X-Capigate-Test"] = test_tag
 
     def check(self, events: list[Any]) -> tuple[list[Checked], list[Problem], list[Problem]]:

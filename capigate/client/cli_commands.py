@@ -314,7 +314,7 @@ def _write_failed(result: SendResult, wanted: Path) -> Path:
     help="Timeout of each attempt, in seconds.",
 )
 @click.option("--timeout-s", "deprecated_timeout_s", type=click.FloatRange(min=0, min_open=True), hidden=True)
-@click.option("--test-tag", help="Mark the events as test events in capigate (X-Capigate-Test).")
+@click.option("--test-tag", help="Mark the events as test events in capigate (X-Capigate-Test; at most 64 characters).")
 @click.option(
     "--failed-file",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -11,7 +11,7 @@ import hmac
 from urllib.parse import unquote
 
 from capigate.appsflyer.rules import check_in_app_event
-from capigate.appsflyer.schema import MAX_BODY_BYTES, OK, PARSE_FAILED, UNAUTHORIZED
+from capigate.appsflyer.schema import BAD_REQUEST, MAX_BODY_BYTES, OK, PARSE_FAILED, UNAUTHORIZED
 from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept
@@ -47,6 +47,9 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     if not _authorised(key, app):
         outcome.problems = [Problem("authentication", "unauthorized", "missing or wrong authentication key")]
         return _answer(request, 401, UNAUTHORIZED, outcome)
+    if outcome.refused_tag is not None:
+        outcome.problems = [outcome.refused_tag]
+        return _answer(request, 400, BAD_REQUEST, outcome)
     try:
         body = await request.body(MAX_BODY_BYTES)
     except BodyError as exc:

@@ -36,6 +36,8 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     pixel = gateway.config.pixel(pixel_id)
     if not _authorised(request.headers.get("authorization"), pixel) or pixel is None:
         return _error(401, "unauthorized", "unknown pixel_id or wrong Authorization key", outcome)
+    if outcome.refused_tag is not None:
+        return _error(400, "invalid_test_tag", outcome.refused_tag.message, outcome, [outcome.refused_tag])
     try:
         body = await request.body(gateway.config.server.max_body_bytes)
     except BodyError as exc:

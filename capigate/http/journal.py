@@ -12,6 +12,7 @@ import time
 import msgspec
 
 from capigate.errors import Problem, StoreError
+from capigate.events import tag_too_long
 from capigate.http.asgi import Request
 from capigate.kept import retained
 from capigate.personal import EMAIL_SHOWN, shown_key, shown_path
@@ -38,6 +39,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     path: str | None = None  # the request's path as the journal shows it, when not request.path
     journaled: bool = False  # on a route that is not journaled, this request is (a refused admin token)
     dropped: bool = False  # answered OK but not recorded (AppsFlyer's silent drop): body kept as if refused
+    refused_tag: Problem | None = None  # the test tag is refused (then test_tag is None)
 
     def identify(self, request: Request, source: str | None, where: str) -> None:
         """Take the request's source id (read from ``where``) and its test tag, as everything
@@ -45,6 +47,8 @@ class Outcome(msgspec.Struct, kw_only=True):
         The warnings say so; a refused request's answer drops them."""
         self.source = None if source is None else self._shown(source, where)
         tag = request.headers.get("x-capigate-test") or None
+        if tag is not None and (why := tag_too_long(tag)) is not None:
+            self.refused_tag, tag = Problem("x-capigate-test", "invalid_length", why), None
         self.test_tag = None if tag is None else self._shown(tag, "x-capigate-test")
 
     def _shown(self, value: str, where: str) -> str:

@@ -13,6 +13,7 @@ import msgspec
 
 from capigate.__version__ import __version__
 from capigate.axon.schema import AxonBatch
+from capigate.events import MAX_TEST_TAG_CHARS
 from capigate.responses import (
     Accepted,
     ErrorBody,
@@ -118,7 +119,7 @@ def _described() -> dict[str, Any]:
                             "name": "X-Capigate-Test",
                             "in": "header",
                             "required": False,
-                            "schema": {"type": "string"},
+                            "schema": {"type": "string", "maxLength": MAX_TEST_TAG_CHARS},
                             "description": "test tag: events are stored with it and never relayed",
                         },
                     ],
