@@ -28,6 +28,7 @@ from capigate.http.journal import JournalBuffer, Outcome, keep_body, new_request
 from capigate.http.proxies import TrustedProxies
 from capigate.http.routing import Route, Router
 from capigate.http.state import Gateway
+from capigate.logs import log_request
 from capigate.metrics import CONTENT_TYPE, FLUSH_INTERVAL_S, Metrics
 from capigate.personal import shown_path
 from capigate.relay import RelayRunner
@@ -37,7 +38,6 @@ from capigate.store import Store, open_store
 __all__ = ["GatewayApp", "get_healthz", "get_metrics", "get_openapi", "get_readyz"]
 
 log = logging.getLogger("capigate")
-request_log = logging.getLogger("capigate.requests")
 
 PRUNE_INTERVAL_S = 600.0
 DRAIN_TIMEOUT_S = 10.0
@@ -186,9 +186,7 @@ class GatewayApp:
         record = request_record(request, status, outcome, request.request_id, request.received_at_ms)
         gateway.metrics.observe_record(route.metric, record)
         if gateway.config.server.log_requests:
-            request_log.info(
-                "%s %s %d %.2fms", request.method, record.path, status, record.latency_ms, extra={"capigate": record}
-            )
+            log_request(record)
         if self._journal is not None:
             self._journal.add(keep_body(record, outcome))
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -14,6 +16,9 @@ import httpx
 import psycopg
 import pytest
 
+from capigate.errors import Problem
+from capigate.logs import REQUEST_LOGGER, BatchingStreamHandler, JSONFormatter, PlainFormatter, log_request
+from capigate.responses import RequestRecord
 from tests.conftest import DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, purchase
 from tests.storekit import PG_URL, pg_schema
@@ -126,3 +131,93 @@ def test_json_mode_psycopg_lines_are_json(tmp_path: Path) -> None:
             server.stop()
     records = _assert_all_json(server.output())
     assert any(str(r["logger"]).startswith("psycopg") for r in records), records
+
+
+# --- the request line written without a logging record (capigate/logs.py log_request) -------
+
+_REQUESTS = [
+    RequestRecord(
+        request_id="r1", received_at=1, api="axon", source="px_std", method="POST", path="/v1/event",
+        status=200, client_ip="127.0.0.1", user_agent="ua", latency_ms=1.005, events_received=1, events_stored=1,
+    ),
+    RequestRecord(
+        request_id="r2", received_at=1, api="appsflyer", source=None, method="POST", path="/inappevent/a\nb",
+        status=400, client_ip=None, user_agent=None, latency_ms=12.5, events_received=2, events_duplicate=1,
+        problems=[Problem("events[0].\x1b", "wrong_type", "m"), Problem("x", "y", "z")],
+        warnings=[Problem("a", "plain_pii_hashed", "m")], test_tag="tag\twith controls",
+    ),
+]  # fmt: skip
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def request_lines() -> Iterator[io.StringIO]:
+    """capigate's handler on the ``capigate`` logger, as configure_logging sets it, writing to a
+    string; the loggers' state is put back after."""
+    capigate = logging.getLogger("capigate")
+    saved = (capigate.handlers[:], capigate.propagate, capigate.level, capigate.filters[:])
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(PlainFormatter())
+    capigate.handlers[:] = [handler]
+    capigate.propagate = False
+    capigate.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        capigate.handlers[:], capigate.propagate, _, capigate.filters[:] = saved
+        capigate.setLevel(saved[2])
+
+
+@pytest.mark.parametrize("formatter", [PlainFormatter(), JSONFormatter()], ids=["plain", "json"])
+@pytest.mark.parametrize("request_record", _REQUESTS, ids=["accepted", "refused"])
+def test_request_line_is_the_line_of_its_logging_record(
+    formatter: PlainFormatter | JSONFormatter, request_record: RequestRecord
+) -> None:
+    """Rule: log_request writes what the formatter makes of the logging record it stands for."""
+    record = logging.getLogger(REQUEST_LOGGER).makeRecord(
+        REQUEST_LOGGER, logging.INFO, "", 0, "%s %s %d %.2fms",
+        (request_record.method, request_record.path, request_record.status, request_record.latency_ms),
+        None, extra={"capigate": request_record},
+    )  # fmt: skip
+    assert formatter.request_line(record.created, request_record) == formatter.format(record)
+
+
+def test_log_request_writes_the_line_into_capigates_handler(request_lines: io.StringIO) -> None:
+    """Rule: with configure_logging's set-up, the request line goes to capigate's handler as is."""
+    before = time.time()
+    log_request(_REQUESTS[1])
+    logging.getLogger("capigate").handlers[0].flush()
+    line = request_lines.getvalue()
+    assert line.endswith(
+        " INFO capigate.requests POST /inappevent/a\\nb 400 12.50ms source=- events=2 stored=0 dup=1"
+        " problems=2 first=events[0].\\x1b:wrong_type warnings=1 test=tag\\twith controls\n"
+    ), line
+    logged_at = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+    assert int(before) - 1 <= logged_at <= time.time()
+
+
+def test_log_request_goes_through_logging_when_a_filter_or_level_says_otherwise(request_lines: io.StringIO) -> None:
+    """Rule: a filter, a level or another handler on the way still decides (no line written around them)."""
+    capigate = logging.getLogger("capigate")
+    capigate.setLevel(logging.WARNING)
+    log_request(_REQUESTS[0])
+    capigate.setLevel(logging.INFO)
+    handler = capigate.handlers[0]
+    handler.addFilter(lambda record: record.getMessage().startswith("GET"))
+    log_request(_REQUESTS[0])
+    handler.filters.clear()
+    other = _Kept()
+    capigate.addHandler(other)
+    log_request(_REQUESTS[0])
+    handler.flush()
+    assert [r.capigate for r in other.records] == [_REQUESTS[0]]  # type: ignore[attr-defined]
+    assert request_lines.getvalue().count("\n") == 1  # only the last call's line, through logging
