@@ -108,7 +108,7 @@ class JSONFormatter(logging.Formatter):
             "level": "info",
             "logger": REQUEST_LOGGER,
             "message": _request_message(request),
-            "request": request,
+            "request": _shown(request),
         }
         return _encode(line).decode()
 
@@ -224,6 +224,14 @@ def _request_message(request: RequestRecord) -> str:
     return "%s %s %d %.2fms" % (request.method, request.path, request.status, request.latency_ms)  # noqa: UP031
 
 
+def _shown(request: RequestRecord) -> RequestRecord:
+    """What a log line shows of a journal entry: its RequestRecord fields, never the body or
+    the keys a JournalRecord keeps beside them."""
+    if type(request) is RequestRecord:
+        return request
+    return RequestRecord(**{name: getattr(request, name) for name in RequestRecord.__struct_fields__})
+
+
 def log_request(request: RequestRecord) -> None:
     """The request's line, at INFO on logger ``capigate.requests`` with the record as
     ``extra={"capigate": request}`` (what the formatters show of a request)."""
@@ -231,7 +239,7 @@ def log_request(request: RequestRecord) -> None:
     if handler is None:
         _request_log.info(
             "%s %s %d %.2fms", request.method, request.path, request.status, request.latency_ms,
-            extra={"capigate": request},
+            extra={"capigate": _shown(request)},
         )  # fmt: skip
     elif _request_log.isEnabledFor(logging.INFO):
         handler.emit_request(time.time(), request)

@@ -24,7 +24,7 @@ from capigate.http.asgi import (
     json_response,
 )
 from capigate.http.idle import IdleReaper
-from capigate.http.journal import JournalBuffer, Outcome, keep_body, new_request_id, request_record
+from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
 from capigate.http.proxies import TrustedProxies
 from capigate.http.routing import Route, Router
 from capigate.http.state import Gateway
@@ -188,7 +188,7 @@ class GatewayApp:
         if gateway.config.server.log_requests:
             log_request(record)
         if self._journal is not None:
-            self._journal.add(keep_body(record, outcome))
+            self._journal.add(record)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

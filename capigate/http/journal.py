@@ -18,7 +18,7 @@ from capigate.kept import retained
 from capigate.personal import EMAIL_SHOWN, shown_key, shown_path
 from capigate.store.base import JournalRecord, RequestRecord, Store
 
-__all__ = ["JournalBuffer", "Outcome", "keep_body", "new_request_id", "request_record"]
+__all__ = ["JournalBuffer", "Outcome", "new_request_id", "request_record"]
 
 log = logging.getLogger("capigate.requests")
 
@@ -70,8 +70,11 @@ def new_request_id() -> str:
 
 def request_record(
     request: Request, status: int, outcome: Outcome, request_id: str, received_at_ms: int
-) -> RequestRecord:
-    return RequestRecord(
+) -> JournalRecord:
+    """The request's journal entry, with what the journal keeps beside it (``_kept``); a log
+    line shows only its RequestRecord fields (capigate/logs.py)."""
+    body, keys = _kept(status, outcome)
+    return JournalRecord(
         request_id=request_id,
         received_at=received_at_ms,
         api=outcome.api,
@@ -88,6 +91,8 @@ def request_record(
         problems=outcome.problems,
         warnings=outcome.warnings,
         test_tag=outcome.test_tag,
+        body=body,
+        keys=keys,
     )
 
 
@@ -96,16 +101,12 @@ def _shown_agent(agent: str | None) -> str | None:
     return None if agent is None else shown_key(agent)
 
 
-def keep_body(record: RequestRecord, outcome: Outcome) -> RequestRecord:
-    """The entry with a refused (or silently dropped) request's body, PII treated, and the keys
-    it can be found by (else the keys its handler noted): what the journal keeps, never the log line."""
-    if (record.status >= 400 or outcome.dropped) and outcome.body is not None:
-        body, keys = retained(outcome.api, outcome.body)
-    elif outcome.keys:
-        body, keys = None, outcome.keys
-    else:
-        return record
-    return JournalRecord(**msgspec.structs.asdict(record), body=body, keys=keys)
+def _kept(status: int, outcome: Outcome) -> tuple[bytes | None, list[tuple[str, str]]]:
+    """A refused (or silently dropped) request's body, PII treated, and the keys it can be found
+    by; else the keys its handler noted."""
+    if (status >= 400 or outcome.dropped) and outcome.body is not None:
+        return retained(outcome.api, outcome.body)
+    return None, outcome.keys
 
 
 MAX_WAITING = 10_000  # journal entries kept in memory while the store is away

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 
 from capigate.errors import Problem
 from capigate.logs import REQUEST_LOGGER, BatchingStreamHandler, JSONFormatter, PlainFormatter, log_request
 from capigate.responses import RequestRecord
+from capigate.store import JournalRecord
 from tests.conftest import DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, purchase
 from tests.storekit import PG_URL, pg_schema
@@ -149,6 +151,12 @@ _REQUESTS = [
 ]  # fmt: skip
 
 
+def _journaled(request: RequestRecord) -> JournalRecord:
+    """The request as a journal entry keeping a body and keys (which no log line shows)."""
+    fields = msgspec.structs.asdict(request)
+    return JournalRecord(**fields, body=b'{"secret-body":1}', keys=[("dedupe_id", "secret-key")])
+
+
 class _Kept(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -179,16 +187,21 @@ def request_lines() -> Iterator[io.StringIO]:
 
 @pytest.mark.parametrize("formatter", [PlainFormatter(), JSONFormatter()], ids=["plain", "json"])
 @pytest.mark.parametrize("request_record", _REQUESTS, ids=["accepted", "refused"])
+@pytest.mark.parametrize("journaled", [False, True], ids=["request", "journal-entry"])
 def test_request_line_is_the_line_of_its_logging_record(
-    formatter: PlainFormatter | JSONFormatter, request_record: RequestRecord
+    formatter: PlainFormatter | JSONFormatter, request_record: RequestRecord, journaled: bool
 ) -> None:
-    """Rule: log_request writes what the formatter makes of the logging record it stands for."""
+    """Rule: log_request writes what the formatter makes of the logging record it stands for;
+    of a journal entry, the line shows the request, never the body or keys kept beside it."""
     record = logging.getLogger(REQUEST_LOGGER).makeRecord(
         REQUEST_LOGGER, logging.INFO, "", 0, "%s %s %d %.2fms",
         (request_record.method, request_record.path, request_record.status, request_record.latency_ms),
         None, extra={"capigate": request_record},
     )  # fmt: skip
-    assert formatter.request_line(record.created, request_record) == formatter.format(record)
+    logged = _journaled(request_record) if journaled else request_record
+    line = formatter.request_line(record.created, logged)
+    assert line == formatter.format(record)
+    assert "secret" not in line
 
 
 def test_log_request_writes_the_line_into_capigates_handler(request_lines: io.StringIO) -> None:
@@ -217,7 +230,7 @@ def test_log_request_goes_through_logging_when_a_filter_or_level_says_otherwise(
     handler.filters.clear()
     other = _Kept()
     capigate.addHandler(other)
-    log_request(_REQUESTS[0])
+    log_request(_journaled(_REQUESTS[0]))
     handler.flush()
-    assert [r.capigate for r in other.records] == [_REQUESTS[0]]  # type: ignore[attr-defined]
+    assert [r.capigate for r in other.records] == [_REQUESTS[0]]  # type: ignore[attr-defined]  # without body, keys
     assert request_lines.getvalue().count("\n") == 1  # only the last call's line, through logging
