@@ -1224,3 +1224,40 @@ def test_messages_enum_lists_the_allowed_values() -> None:
     result = check(base(app_type="tv"))
     (problem,) = result.problems
     assert problem.code == "invalid_enum" and problem.message.endswith('use one of "", app_clip')
+
+
+# --- negative amounts and zero quantities: kept (refunds exist), warned -----------------------
+
+
+@pytest.mark.parametrize(
+    ("event_value", "path"),
+    [
+        ({"af_revenue": "-3.5"}, "eventValue.af_revenue"),
+        ({"af_revenue": -1}, "eventValue.af_revenue"),
+        ({"af_price": -2.5}, "eventValue.af_price"),
+        ({"af_price": ["1", "-2"]}, "eventValue.af_price[1]"),
+    ],
+)
+def test_negative_revenue_or_price_is_kept_with_a_warning(event_value: dict[str, Any], path: str) -> None:
+    """Rule: a negative af_revenue or af_price (a refund, or a sign mistake) is accepted as
+    AppsFlyer accepts it, with the warning negative_value at its path."""
+    result = check(base(eventValue=json.dumps(event_value), eventCurrency="USD"))
+    assert_accepted(result)
+    assert codes(result.warnings) == {(path, "negative_value")}
+    assert payload(result)["eventValue"] == event_value
+
+
+@pytest.mark.parametrize(
+    ("quantity", "path"), [(0, "eventValue.af_quantity"), (["2", "0"], "eventValue.af_quantity[1]")]
+)
+def test_zero_quantity_is_kept_with_a_warning(quantity: object, path: str) -> None:
+    result = check(base(eventValue=json.dumps({"af_quantity": quantity})))
+    assert_accepted(result)
+    assert codes(result.warnings) == {(path, "zero_quantity")}
+
+
+@pytest.mark.parametrize("event_value", [{"af_revenue": "0"}, {"af_revenue": 0.0, "af_price": 0, "af_quantity": "1"}])
+def test_zero_revenue_and_price_are_not_warned(event_value: dict[str, Any]) -> None:
+    result = check(base(eventValue=json.dumps(event_value), eventCurrency="USD"))
+    assert_accepted(result)
+    assert result.warnings == []

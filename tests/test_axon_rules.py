@@ -66,6 +66,66 @@ def items_event(name: str, **data: Any) -> dict[str, Any]:
 # --- standard events and their data ------------------------------------------------------
 
 
+def _item(**fields: Any) -> dict[str, Any]:
+    return {"item_id": "sku-1", "item_name": "Shoe", "item_variant_id": "v1", "price": 10, **fields} | {
+        "image_url": "https://x.example/i.png",
+        "item_category_id": 187,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "warned"),
+    [
+        ({"value": -20, "items": [_item(price=-10, quantity=2)]}, ["items[0].price", "value"]),
+        ({"value": -5.5, "items": [_item(price=-5.5, quantity=1)]}, ["items[0].price", "value"]),
+        ({"value": 10, "items": [_item(quantity=1), _item(quantity=0)]}, ["items[1].quantity"]),
+        (
+            {"value": -10, "items": [_item(price=-10, quantity=1), _item(quantity=0)]},
+            ["items[0].price", "items[1].quantity", "value"],
+        ),
+    ],
+)
+def test_negative_price_or_value_and_zero_quantity_are_kept_with_warnings(
+    data: dict[str, Any], warned: list[str]
+) -> None:
+    """Rule: a negative price or value (a refund, or a sign mistake) and a quantity of 0 are
+    accepted, as AppLovin accepts them, with negative_value / zero_quantity at their paths;
+    the typed path and the slow path answer the same."""
+    event = purchase(data={"currency": "USD", "transaction_id": "t1", "shipping": 0, "tax": 0, **data})
+    answers = []
+    for result in _both_paths(event):
+        assert result.report.ok and len(result.events) == 1, result.report.problems
+        found = [(w.path, w.code) for w in result.report.warnings if w.code in ("negative_value", "zero_quantity")]
+        expected = [
+            (f"events[0].data.{p}", "zero_quantity" if p.endswith("quantity") else "negative_value") for p in warned
+        ]
+        assert found == expected
+        answers.append([(w.path, w.code, w.message) for w in result.report.warnings])
+    assert answers[0] == answers[1]
+
+
+def test_zero_price_and_value_are_not_warned() -> None:
+    event = purchase(data={"currency": "USD", "transaction_id": "t1", "shipping": 0, "tax": 0, "value": 0,
+                           "items": [_item(price=0, quantity=1)]})  # fmt: skip
+    for result in _both_paths(event):
+        assert result.report.ok
+        assert [w for w in result.report.warnings if w.code in ("negative_value", "zero_quantity")] == []
+
+
+@pytest.mark.parametrize("pixel", ["px_lead", "px_restricted"])
+def test_lead_gen_profiles_keep_refusing_a_negative_lead_value(pixel: str) -> None:
+    """generate_lead's value is a number >= 0 in every profile: refused, not warned about."""
+    event = purchase(name="generate_lead", data={"currency": "USD", "value": -1})
+    if pixel == "px_restricted":
+        event = page_view(name="generate_lead", event_source_url="https://shop.example.com",
+                          data={"currency": "USD", "value": -1})  # fmt: skip
+        del event["dedupe_id"]
+        event["user_data"]["client_id"] = "123"
+    result = check(event, pixel=pixel)
+    assert {p.path: p.code for p in result.report.problems} == {"events[0].data.value": "out_of_range"}
+    assert [w for w in result.report.warnings if w.code == "negative_value"] == []
+
+
 @pytest.mark.parametrize(
     "name",
     ["view_item", "add_to_cart", "remove_from_cart", "view_cart", "begin_checkout", "add_payment_info", "purchase"],

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import msgspec
 
+from capigate.amounts import warn_negative, warn_zero_quantity
 from capigate.appsflyer.context import DROP, Context, Rule, suggest
 from capigate.appsflyer.identifiers import IDENTIFIER_RULES, PLAIN_HASHERS, SEND_HASHED
 from capigate.appsflyer.schema import (
@@ -148,6 +149,8 @@ def _revenue(path: str, value: Any, ctx: Context) -> Any:
             "af_revenue must be a number, or a string of digits with an optional decimal point "
             "and leading '-' (no currency sign, spaces or thousands separators)",
         )
+    elif float(value) < 0:
+        warn_negative(path, "af_revenue", ctx.report)
     return value
 
 
@@ -158,6 +161,10 @@ def _price(path: str, value: Any, ctx: Context) -> Any:
             "price_not_numeric",
             "af_price should be a number or a string of digits (a list of them for several items)",
         )
+        return value
+    for here, price in _each(path, value):
+        if float(price) < 0:
+            warn_negative(here, "af_price", ctx.report)
     return value
 
 
@@ -168,7 +175,16 @@ def _quantity(path: str, value: Any, ctx: Context) -> Any:
             "not_integer",
             "af_quantity must be an integer or a string of digits (a list of them for several items)",
         )
+        return value
+    for here, quantity in _each(path, value):
+        if int(quantity) == 0:
+            warn_zero_quantity(here, "af_quantity", ctx.report)
     return value
+
+
+def _each(path: str, value: Any) -> list[tuple[str, Any]]:
+    """(path, value) of a parameter's value, or of each of its items (several in one event)."""
+    return [(f"{path}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(path, value)]
 
 
 def _currency(path: str, value: Any, ctx: Context) -> Any:

@@ -27,7 +27,7 @@ currency_not_upper_case, withdrawn_currency, event_time_without_milliseconds,
 event_time_in_future, event_time_restamped, not_upper_case, zeroed_device_id, non_public_ip,
 plain_pii_hashed, empty_value, hash_of_empty_string, phone_not_possible,
 pii_in_customer_user_id, unknown_field, plain_pii_dropped, platform_mismatch,
-recommended_field_missing.
+recommended_field_missing, negative_value (af_revenue, af_price), zero_quantity (af_quantity).
 
 No message repeats the value of a personal identifier, and a plain one never reaches the
 payload: ``*_hashed`` values are hashed; unknown top-level keys that look like personal data

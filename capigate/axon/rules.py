@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from capigate.amounts import warn_negative, warn_zero_quantity
 from capigate.axon.body import BODY_KEYS, MAX_BATCH, batch_events
 from capigate.axon.personal import without_personal_unknowns
 from capigate.axon.profiles import Profile
@@ -245,7 +246,13 @@ def _check_data(
         if isinstance(items, list):
             _check_items(name, items, f"{path}.{list_key}", profile, report)
     if typed is not None:
+        warn_negative_value(getattr(typed, "value", None), path, report)
         _check_items_value(data, path, report)
+
+
+def warn_negative_value(value: Any, path: str, report: Report) -> None:
+    if value is not None and value < 0:
+        warn_negative(f"{path}.value", "value", report)
 
 
 def warn_currency_case(currency: str, path: str, report: Report) -> None:
@@ -268,6 +275,15 @@ def _check_items(name: str, items: list[Any], path: str, profile: Profile, repor
         missing = _ITEM_RECOMMENDED_SET.difference(item)
         if missing:
             report.warn(here, "missing_recommended", _missing_item_fields(missing))
+        warn_item_amounts(item.get("price"), item.get("quantity"), here, report)
+
+
+def warn_item_amounts(price: Any, quantity: Any, path: str, report: Report) -> None:
+    """A negative price and a quantity of 0 are kept, and said (a value the schema refuses is not)."""
+    if type(price) in (int, float) and price < 0:
+        warn_negative(f"{path}.price", "price", report)
+    if type(quantity) is int and quantity == 0:
+        warn_zero_quantity(f"{path}.quantity", "quantity", report)
 
 
 @functools.cache
