@@ -16,7 +16,7 @@ import ipaddress
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Final
 
-__all__ = ["non_public_address", "packed_ip"]
+__all__ = ["NOT_AN_ADDRESS", "address_kind"]
 
 
 def _networks(*table: tuple[str, str]) -> tuple[tuple[int, int, str], ...]:
@@ -52,22 +52,20 @@ _V6: Final = _networks(
     ("ff00::/8", "a multicast address"),
 )
 _V4_MAPPED: Final = int(ipaddress.IPv6Address("::ffff:0.0.0.0"))
+NOT_AN_ADDRESS: Final = ""
 
 
-def packed_ip(text: str) -> bytes | None:
-    """The 4 or 16 bytes of an IPv4 or IPv6 address, or None if ``text`` is not one."""
+def address_kind(text: str) -> str | None:
+    """None for a public address (or a documentation one); ``NOT_AN_ADDRESS`` when ``text`` is
+    not an IPv4 or IPv6 address; else what the address is (``"a private network address"``).
+    One call on every event: the common public IPv4 address costs a parse and a set look-up."""
     # Only IPv6 text has a ":", and never IPv4 text: one parse decides.
     try:
-        return inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+        packed = inet_pton(AF_INET6 if ":" in text else AF_INET, text)
     except (OSError, ValueError):  # ValueError: an embedded NUL character
-        return None
-
-
-def non_public_address(packed: bytes) -> str | None:
-    """What the address is (``"a private network address"``) when it cannot be a device's
-    public address, else None (public, or a documentation address)."""
+        return NOT_AN_ADDRESS
     if len(packed) == 4:
-        return _v4(int.from_bytes(packed))
+        return None if packed[0] not in _V4_FIRST_OCTETS else _v4(int.from_bytes(packed))
     if 0x20 <= packed[0] <= 0x3F:  # 2000::/3, global unicast: nearly every device's
         return None
     number = int.from_bytes(packed)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-from capigate.addresses import non_public_address, packed_ip
+from capigate.addresses import NOT_AN_ADDRESS, address_kind
 from capigate.appsflyer.context import DROP, Context, Rule
 from capigate.identity import (
     InvalidIdentifier,
@@ -32,8 +32,8 @@ _SHA256_OF_EMPTY: Final = sha256_hex("")
 
 
 def _ip(key: str, value: str, ctx: Context) -> str:
-    packed = packed_ip(value) if _IPV4.fullmatch(value) else None
-    if packed is None:
+    kind = address_kind(value) if _IPV4.fullmatch(value) else NOT_AN_ADDRESS
+    if kind == NOT_AN_ADDRESS:
         ctx.report.error(
             key,
             "invalid_ip",
@@ -41,11 +41,11 @@ def _ip(key: str, value: str, ctx: Context) -> str:
             if ":" in value
             else "ip is not an IPv4 address (such as 203.0.113.7)",
         )
-    elif (what := non_public_address(packed)) is not None:
+    elif kind is not None:
         ctx.report.warn(
             key,
             "non_public_ip",
-            f"ip is {what}, not the device's public address: send the device's address, which AppsFlyer uses for geo",
+            f"ip is {kind}, not the device's public address: send the device's address, which AppsFlyer uses for geo",
         )
     return value
 

@@ -255,9 +255,12 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
             ]
             if message is not None:
                 report.warn(f"{path}.{list_key}[{i}]", "missing_recommended", message)
-            if (item.price is not None and item.price < 0) or item.quantity == 0:
-                rules.warn_item_amounts(item.price, item.quantity, f"{path}.{list_key}[{i}]", report)
-    rules.warn_negative_value(getattr(data, "value", None), path, report)
+            price = item.price
+            if (price is not None and price < 0) or item.quantity == 0:
+                rules.warn_item_amounts(price, item.quantity, f"{path}.{list_key}[{i}]", report)
+    value = getattr(data, "value", None)
+    if value is not None and value < 0:
+        rules.warn_negative_value(value, path, report)
     _check_items_value(data, path, report)
     return True
 

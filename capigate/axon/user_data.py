@@ -6,7 +6,7 @@ share them."""
 
 from __future__ import annotations
 
-from capigate.addresses import non_public_address, packed_ip
+from capigate.addresses import NOT_AN_ADDRESS, address_kind
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import OS_VALUES, UserData
 from capigate.checking import Report
@@ -20,7 +20,7 @@ _OS_MESSAGE = f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent"
 
 
 def is_ip(text: str) -> bool:
-    return packed_ip(text) is not None
+    return address_kind(text) != NOT_AN_ADDRESS
 
 
 def check_user_data(user: UserData, path: str, profile: Profile, report: Report, name: object = None) -> dict[str, str]:
@@ -30,7 +30,9 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         report.warn(
             f"{path}.user_data.esi", "app_event_on_web", f"`{name}` is an app event, but esi is web; kept as sent"
         )
-    _check_ip(user.client_ip_address, f"{path}.user_data.client_ip_address", report)
+    kind = address_kind(user.client_ip_address)
+    if kind is not None:  # rare: the path is only built then
+        _ip_problem(kind, f"{path}.user_data.client_ip_address", report)
     if not has_identifier(user, profile.identifiers):
         report.error(
             f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
@@ -51,15 +53,14 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
     return normalised
 
 
-def _check_ip(text: str, path: str, report: Report) -> None:
-    packed = packed_ip(text)
-    if packed is None:
+def _ip_problem(kind: str, path: str, report: Report) -> None:
+    if kind == NOT_AN_ADDRESS:
         report.error(path, "invalid_ip", "not an IPv4 or IPv6 address")
-    elif (what := non_public_address(packed)) is not None:
+    else:
         report.warn(
             path,
             "non_public_ip",
-            f"client_ip_address is {what}, not the device's public address: AppLovin accepts it but cannot "
+            f"client_ip_address is {kind}, not the device's public address: AppLovin accepts it but cannot "
             "attribute the event by it; send the address the device connected from",
         )
 
