@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from capigate.kept import DROPPED, MAX_KEPT_BYTES
+from capigate.kept import DROPPED, MAX_KEPT_BYTES, _axon_keys, _batch_keys, note_accepted
+from capigate.store.base import NewEvent
 from tests.conftest import Server, make_server
 from tests.helpers import all_pages, batch, now_ms, page_view, purchase
 
@@ -250,3 +251,24 @@ def test_an_accepted_transaction_id_holding_an_email_address_is_never_a_key(gate
     kept = detail(gateway, found["request_id"])
     assert "buyer@example.com" not in json.dumps(kept["keys"])
     assert requests_where(gateway, transaction_id="order-for-buyer@example.com") == []
+
+
+_ONE_EVENT_CASES = [
+    ("purchase", "d-1", "T-1"),
+    ("page_view", None, None),
+    (" lead ", "  ", 12345),  # stripped; a blank id is no key; an int id is kept as text
+    ("purchase", "x" * 300, "jane@example.com"),  # capped; an id holding an email is never a key
+]
+
+
+@pytest.mark.parametrize(("name", "dedupe_id", "transaction_id"), _ONE_EVENT_CASES)
+def test_a_one_event_request_gets_the_keys_of_the_batch_rule(
+    name: str, dedupe_id: str | None, transaction_id: Any
+) -> None:
+    """Rule: a one-event Axon request's keys (kept.py's fast path) are what the batch rule gives."""
+    event = NewEvent(
+        api="axon", source="px", name=name, event_time_ms=1, dedupe_id=dedupe_id, payload=b"{}",
+        transaction_id=transaction_id,
+    )  # fmt: skip
+    assert _axon_keys([event]) == _batch_keys([event])
+    assert note_accepted(None, [event], set()) == _batch_keys([event])
