@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from capigate.http.deadlines import SWEEP_S, within
+from capigate.http.deadlines import SWEEP_S, _sweeper, limited, within
 
 
 def test_a_block_past_its_limit_raises_timeout_error_within_a_sweep() -> None:
@@ -66,3 +66,33 @@ def test_many_tasks_and_nested_limits_each_keep_their_own() -> None:
     started = time.monotonic()
     assert asyncio.run(main()) == ["timeout", "timeout", "timeout", "done"]
     assert time.monotonic() - started < 1.5
+
+
+def test_limited_is_within_for_one_await() -> None:
+    """Rule: ``limited(aw, s)`` answers as ``async with within(s): await aw`` does: the result,
+    TimeoutError past the limit, an outside cancellation as a cancellation; no limit left armed."""
+
+    async def value() -> str:
+        await asyncio.sleep(0)
+        return "value"
+
+    async def cancelled_from_outside() -> None:
+        task = asyncio.create_task(limited(asyncio.sleep(5), 10))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def main() -> tuple[str, float]:
+        assert await limited(value(), 0.05) == "value"
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await limited(asyncio.sleep(5), 0.2)
+        took = time.monotonic() - started
+        await cancelled_from_outside()
+        await asyncio.sleep(0.3)  # past the first limit and a sweep: nothing is cancelled
+        assert not _sweeper(asyncio.get_running_loop()).due
+        return "done", took
+
+    done, took = asyncio.run(main())
+    assert done == "done" and 0.2 <= took < 0.2 + SWEEP_S + 0.3

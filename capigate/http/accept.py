@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from capigate.config import RelaySettings
 from capigate.errors import StoreError
 from capigate.http.asgi import Request
-from capigate.http.deadlines import within
+from capigate.http.deadlines import limited
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
 from capigate.kept import note_accepted
@@ -38,8 +38,7 @@ async def accept(
     ingest = gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
     try:
         try:
-            async with within(INGEST_TIMEOUT_S, request.task()):
-                result = await ingest
+            result = await limited(ingest, INGEST_TIMEOUT_S, request.task())
         except TimeoutError:
             raise StoreError(f"the store did not answer within {INGEST_TIMEOUT_S:g} s") from None
     except StoreError as exc:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from capigate.http.deadlines import within
+from capigate.http.deadlines import limited
 
 __all__ = ["BodyError", "Request", "Response", "RsgiProtocol", "RsgiScope", "json_response", "text_response"]
 
@@ -156,12 +156,12 @@ class Request:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
+        if self.proto is not None and declared is not None and declared.isdigit():
+            reading = self.proto()  # the server reads no more than the declared length
+        else:
+            reading = _bounded(self._chunks(), limit)
         try:
-            async with within(self.body_timeout_s, self.task()):
-                if self.proto is not None and declared is not None and declared.isdigit():
-                    body = await self.proto()  # the server reads no more than the declared length
-                else:
-                    body = await _bounded(self._chunks(), limit)
+            body = await limited(reading, self.body_timeout_s, self.task())
         except TimeoutError:
             raise BodyError(
                 408, "body_timeout", f"the body did not arrive within {self.body_timeout_s:g} s; nothing was stored"
