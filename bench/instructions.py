@@ -93,6 +93,7 @@ async def _serve(workdir: Path, bodies: list[bytes], warm: int, requests: int, c
     config_path.write_text(CONFIG_TOML)
     config = load_config(config_path)
     config.store.url = str(workdir / "capigate.db")
+    config.store.writer = "thread"  # callgrind counts one process: the same writes, counted in it
     config.server.log_requests = False
     app = create_app(config, relay=False)
     await app.startup()

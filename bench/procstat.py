@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Sample", "TreeSampler", "machine_busy_pct", "tree_pids"]
+__all__ = ["Sample", "TreeSampler", "cpu_s", "machine_busy_pct", "tree_pids"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -41,7 +41,7 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> float:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -90,7 +90,7 @@ class TreeSampler:
     def sample(self) -> Sample:
         pids = tree_pids(self.root)
         rss = sum(_rss_kib(p) for p in pids) / 1024
-        cpu = sum(_cpu_s(p) for p in pids)
+        cpu = sum(cpu_s(p) for p in pids)
         sample = Sample(round(time.monotonic() - self._t0, 2), round(rss, 1), cpu, len(pids))
         self.samples.append(sample)
         return sample

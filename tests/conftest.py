@@ -196,7 +196,8 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what needs more than Python and a SQLite file, for ``scripts/test-fast``
     (``-m "not postgresql and not browser"``): a test of a ``test_postgres*`` module, or on the
-    ``postgresql`` backend parameter, or whose code names PostgreSQL; the headless-Chromium ones."""
+    ``postgresql`` backend parameter, or whose code names PostgreSQL; the headless-Chromium ones
+    (by module, or by their ``browser`` fixture: tests/ops has some)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         ids = callspec.id.split("-") if callspec is not None else []
@@ -204,7 +205,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         code = inspect.getsource(function) if function is not None else ""
         if "postgres" in item.path.name or "postgresql" in ids or _POSTGRES_CODE.search(code):
             item.add_marker(pytest.mark.postgresql)
-        if item.path.name.startswith("test_inspector_browser"):
+        if item.path.name.startswith("test_inspector_browser") or "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
 
 

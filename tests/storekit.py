@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 PG_URL = os.environ.get("CAPIGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql")]
+# The store contract also runs on SQLite's writer process (a gateway's default: [store] writer).
+STORE_BACKENDS = [*BACKENDS[:1], pytest.param("sqlite_process", id="sqlite_process"), *BACKENDS[1:]]
 
 _loop: asyncio.AbstractEventLoop | None = None
 
@@ -69,13 +71,16 @@ def pg_schema(prefix: str = "capigate_test") -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=STORE_BACKENDS)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Builds unopened stores that all use one fresh database."""
     try:
         if request.param == "sqlite":
             path = tmp_path / "capigate.db"
             yield lambda: SQLiteStore(path)
+        elif request.param == "sqlite_process":
+            path = tmp_path / "capigate.db"
+            yield lambda: SQLiteStore(path, writer_process=True)
         else:
             with pg_schema() as schema:
                 yield lambda: PostgresStore(PG_URL, schema=schema)

@@ -209,7 +209,10 @@ class GatewayApp:
     async def startup(self) -> None:
         store = self._store
         if store is None:
-            store = open_store(self.config.store.url, synchronous=self.config.store.synchronous)
+            settings = self.config.store
+            store = open_store(
+                settings.url, synchronous=settings.synchronous, writer_process=settings.writer == "process"
+            )
         relay = RelayRunner(store, self.config) if self._relay_enabled else None  # ConfigError before opening
         await store.open()
         self.gateway = Gateway(

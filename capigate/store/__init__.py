@@ -64,7 +64,7 @@ __all__ = [
 
 _SQLITE = "sqlite:///"
 _POSTGRESQL = ("postgresql://", "postgres://")
-_SQLITE_ONLY = frozenset({"synchronous", "busy_timeout_ms", "read_connections"})
+_SQLITE_ONLY = frozenset({"synchronous", "busy_timeout_ms", "read_connections", "writer_process"})
 
 
 def open_store(url_or_path: str, **opts: Any) -> Store:

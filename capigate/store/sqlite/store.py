@@ -35,7 +35,8 @@ from capigate.store.sql import page, request_view, stored_event
 from capigate.store.sqlite import inspector, outbox, sessions
 from capigate.store.sqlite import prune as pruning
 from capigate.store.sqlite.checkpoint import Checkpointer
-from capigate.store.sqlite.ingest import Batch, ingest, probe, record_requests
+from capigate.store.sqlite.ingest import Batch, probe
+from capigate.store.sqlite.jobs import Call, IngestJob, RecordJob
 from capigate.store.sqlite.queries import Readers, events_sql, query_stats, requests_sql
 from capigate.store.sqlite.schema import (
     SCHEMA_VERSION,
@@ -45,6 +46,7 @@ from capigate.store.sqlite.schema import (
     read_version,
 )
 from capigate.store.sqlite.writer import Writer
+from capigate.store.sqlite.writer_process import ProcessWriter
 
 __all__ = ["SQLiteStore"]
 
@@ -64,9 +66,12 @@ class SQLiteStore:
         busy_timeout_ms: int = 5000,
         read_connections: int = 4,
         process_lock: bool = True,
+        writer_process: bool = False,
     ) -> None:
         """``process_lock=False`` leaves out the lock file that queues the writers of several
-        processes (lock.py): they then wait in SQLite's busy handler, as before it."""
+        processes (lock.py): they then wait in SQLite's busy handler, as before it.
+        ``writer_process=True`` runs the writer in a child process (writer_process.py) rather
+        than a thread: the gateway's event loop then has its core to itself."""
         synchronous = synchronous.upper()
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
@@ -75,7 +80,8 @@ class SQLiteStore:
         self.path = Path(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
-        self._writer = Writer(self.path, synchronous, busy_timeout_ms, process_lock)
+        writer = ProcessWriter if writer_process else Writer
+        self._writer: Writer | ProcessWriter = writer(self.path, synchronous, busy_timeout_ms, process_lock)
         self._readers = Readers(self.path, read_connections, busy_timeout_ms)
         self._checkpointer = Checkpointer(self.path, synchronous)
         self._opened = False
@@ -119,16 +125,16 @@ class SQLiteStore:
 
     async def ingest(self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int) -> IngestResult:
         batch = Batch(list(events), request_id, received_at_ms)  # the caller may reuse its list
-        return await self._writer.submit(lambda cur: ingest(cur, [batch])[0], batch)
+        return await self._writer.submit(IngestJob(batch), batch)
 
     async def record_requests(self, records: Sequence[RequestRecord]) -> None:
         records = list(records)  # the caller may reuse its list
-        await self._writer.submit(lambda cur: record_requests(cur, records))
+        await self._writer.submit(RecordJob(records))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """The dedupe keys and the journal in one job, then the events and the attempts a
         chunk per job (prune.py): the ingests queued meanwhile wait for one chunk."""
-        result = await self._writer.submit(lambda cur: pruning.prune_keys_and_journal(cur, now_ms, retention))
+        result = await self._writer.submit(Call(pruning.prune_keys_and_journal, now_ms, retention))
         before = cutoff_ms(now_ms, retention.event_days)
         if before == 0:  # kept for ever
             return result
@@ -145,16 +151,16 @@ class SQLiteStore:
         return result
 
     async def check_writable(self) -> None:
-        await self._writer.submit(probe)
+        await self._writer.submit(Call(probe))
 
     async def put_session(self, key: str, expires_at_ms: int, now_ms: int) -> None:
-        await self._writer.submit(lambda cur: sessions.put(cur, key, expires_at_ms, now_ms))
+        await self._writer.submit(Call(sessions.put, key, expires_at_ms, now_ms))
 
     async def session_expires_at(self, key: str) -> int | None:
         return await self._readers.run(lambda conn: sessions.expires_at(conn, key))
 
     async def end_session(self, key: str) -> None:
-        await self._writer.submit(lambda cur: sessions.end(cur, key))
+        await self._writer.submit(Call(sessions.end, key))
 
     async def query_events(self, query: EventQuery) -> tuple[list[StoredEvent], int | None]:
         sql, params = events_sql(query)
@@ -184,18 +190,18 @@ class SQLiteStore:
     # --- relay outbox (outbox.py) ---------------------------------------------------
 
     async def claim(self, destination: str, *, owner: str, limit: int, now_ms: int, lease_ms: int) -> list[Delivery]:
-        return await self._writer.submit(lambda cur: outbox.claim(cur, destination, owner, limit, now_ms, lease_ms))
+        return await self._writer.submit(Call(outbox.claim, destination, owner, limit, now_ms, lease_ms))
 
     async def settle(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
         if outcomes:
             batch = list(outcomes)
-            await self._writer.submit(lambda cur: outbox.settle(cur, batch, owner))
+            await self._writer.submit(Call(outbox.settle, batch, owner))
 
     async def release(self, *, owner: str) -> int:
-        return await self._writer.submit(lambda cur: outbox.release(cur, owner))
+        return await self._writer.submit(Call(outbox.release, owner))
 
     async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
-        return await self._writer.submit(lambda cur: outbox.replay(cur, query, now_ms))
+        return await self._writer.submit(Call(outbox.replay, query, now_ms))
 
     async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
         return await self._readers.run(lambda conn: outbox.query_attempts(conn, event_id))

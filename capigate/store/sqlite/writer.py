@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from capigate.errors import StoreError
 from capigate.store.base import WriterStats
@@ -30,14 +30,14 @@ from capigate.store.sqlite.ingest import Batch, ingest
 from capigate.store.sqlite.lock import ProcessLock
 from capigate.store.sqlite.schema import connect_writer
 
-__all__ = ["Writer", "sqlite_error"]
+__all__ = ["Job", "QueuedJob", "Writer", "close_writer", "deliver", "open_writer", "run_group", "sqlite_error"]
 
 T = TypeVar("T")
 
 _MAX_GROUP_JOBS: Final = 1000  # bounds one transaction's size and latency under overload
 
 
-class _Job:
+class QueuedJob:
     __slots__ = ("batch", "fn", "future", "loop")
 
     def __init__(
@@ -54,12 +54,86 @@ _STOP: Final = None  # the sentinel: finish the jobs queued before it, then stop
 Outcome = tuple[Any, BaseException | None]
 
 
+def open_writer(
+    path: Path, synchronous: str, busy_timeout_ms: int, use_lock: bool
+) -> tuple[ProcessLock, sqlite3.Connection]:
+    """The writer's lock file and its read-write connection, the schema brought up to date."""
+    lock = ProcessLock.beside(path, busy_timeout_ms / 1000) if use_lock else ProcessLock(None, "", 0.0)
+    try:
+        with lock:  # processes starting together migrate the schema one after the other
+            return lock, connect_writer(path, synchronous, busy_timeout_ms)
+    except BaseException:
+        lock.close()
+        raise
+
+
+def close_writer(lock: ProcessLock, conn: sqlite3.Connection) -> None:
+    try:
+        with contextlib.suppress(StoreError), lock, contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA optimize")
+    finally:
+        conn.close()
+        lock.close()
+
+
+class Job(Protocol):
+    """What a group runs: ``fn`` alone, or ``batch`` stored with the group's other ingests."""
+
+    @property
+    def fn(self) -> Callable[[sqlite3.Cursor], Any]: ...
+
+    @property
+    def batch(self) -> Batch | None: ...
+
+
+J = TypeVar("J", bound=Job)
+Drain = Callable[[J], tuple[list[J], bool]]
+
+
+def run_group(
+    cur: sqlite3.Cursor, lock: ProcessLock, stats: WriterStats, first: J, drain: Drain[J]
+) -> tuple[list[J], bool, list[Outcome]]:
+    """One group commit: ``first`` and what ``drain`` adds to it (True: the sentinel came),
+    with each job's outcome. The writer thread and the writer process both run this."""
+    try:
+        lock.acquire()  # held from before BEGIN to after COMMIT (or ROLLBACK), no longer
+    except StoreError as exc:  # as when BEGIN IMMEDIATE finds the database locked
+        jobs, stop = drain(first)
+        return jobs, stop, [(None, exc)] * len(jobs)
+    try:
+        return _transact(cur, stats, first, drain)
+    finally:
+        lock.release()
+
+
+def _transact(
+    cur: sqlite3.Cursor, stats: WriterStats, first: J, drain: Drain[J]
+) -> tuple[list[J], bool, list[Outcome]]:
+    try:
+        cur.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:  # still locked after busy_timeout: so would the others be
+        jobs, stop = drain(first)
+        return jobs, stop, [(None, exc)] * len(jobs)
+    jobs, stop = drain(first)  # after the locks: the jobs that came while it waited join
+    try:
+        outcomes = _run_jobs(cur, jobs)
+        cur.execute("COMMIT")
+    except Exception as exc:  # the transaction itself is lost: every job in it failed
+        if cur.connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                cur.execute("ROLLBACK")
+        outcomes = [(None, _lost(exc)) for _ in jobs]
+    stats.groups += 1
+    stats.jobs += len(jobs)
+    return jobs, stop, outcomes
+
+
 class Writer:
     def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, process_lock: bool) -> None:
         self._path, self._synchronous, self._busy_timeout_ms = path, synchronous, busy_timeout_ms
         self._use_lock = process_lock
         self._lock = ProcessLock(None, "", 0.0)  # does nothing: beside() makes the real one
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._accepting = False
@@ -88,28 +162,21 @@ class Writer:
             raise StoreError("the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, future, loop, batch))
+        self._queue.put(QueuedJob(fn, future, loop, batch))
         return await future
 
     def _run(self) -> None:
-        if self._use_lock:
-            self._lock = ProcessLock.beside(self._path, self._busy_timeout_ms / 1000)
         try:
-            with self._lock:  # processes starting together migrate the schema one after the other
-                conn = connect_writer(self._path, self._synchronous, self._busy_timeout_ms)
+            self._lock, conn = open_writer(self._path, self._synchronous, self._busy_timeout_ms, self._use_lock)
         except BaseException as exc:
-            self._lock.close()
             self._ready.set_exception(sqlite_error(exc))
             self._done.set_result(None)
             return
         self._ready.set_result(None)
         try:
             self._serve(conn.cursor())
-            with contextlib.suppress(StoreError), self._lock, contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA optimize")
         finally:
-            conn.close()
-            self._lock.close()
+            close_writer(self._lock, conn)
             self._accepting = False
             self._fail_pending()
             self._done.set_result(None)
@@ -119,41 +186,13 @@ class Writer:
             if self._run_group(cur, first):
                 return
 
-    def _run_group(self, cur: sqlite3.Cursor, first: _Job) -> bool:
+    def _run_group(self, cur: sqlite3.Cursor, first: QueuedJob) -> bool:
         """Run ``first`` and the jobs pending behind it in one transaction; True on the sentinel."""
-        try:
-            self._lock.acquire()  # held from before BEGIN to after COMMIT (or ROLLBACK), no longer
-        except StoreError as exc:  # as when BEGIN IMMEDIATE finds the database locked
-            jobs, stop = self._drain(first)
-            _deliver(jobs, [(None, exc)] * len(jobs))
-            return stop
-        try:
-            jobs, stop, outcomes = self._transact(cur, first)
-        finally:
-            self._lock.release()
-        _deliver(jobs, outcomes)
+        jobs, stop, outcomes = run_group(cur, self._lock, self.stats, first, self._drain)
+        deliver(jobs, outcomes)
         return stop
 
-    def _transact(self, cur: sqlite3.Cursor, first: _Job) -> tuple[list[_Job], bool, list[Outcome]]:
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:  # still locked after busy_timeout: so would the others be
-            jobs, stop = self._drain(first)
-            return jobs, stop, [(None, exc)] * len(jobs)
-        jobs, stop = self._drain(first)  # after the locks: the jobs that came while it waited join
-        try:
-            outcomes = _run_jobs(cur, jobs)
-            cur.execute("COMMIT")
-        except Exception as exc:  # the transaction itself is lost: every job in it failed
-            if cur.connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    cur.execute("ROLLBACK")
-            outcomes = [(None, _lost(exc)) for _ in jobs]
-        self.stats.groups += 1
-        self.stats.jobs += len(jobs)
-        return jobs, stop, outcomes
-
-    def _drain(self, first: _Job) -> tuple[list[_Job], bool]:
+    def _drain(self, first: QueuedJob) -> tuple[list[QueuedJob], bool]:
         jobs = [first]
         while len(jobs) < _MAX_GROUP_JOBS:
             try:
@@ -172,10 +211,10 @@ class Writer:
             except queue.Empty:
                 return
             if job is not _STOP:
-                _deliver([job], [(None, StoreError("the store writer has stopped"))])
+                deliver([job], [(None, StoreError("the store writer has stopped"))])
 
 
-def _run_jobs(cur: sqlite3.Cursor, jobs: list[_Job]) -> list[Outcome]:
+def _run_jobs(cur: sqlite3.Cursor, jobs: Sequence[Job]) -> list[Outcome]:
     """Each job's outcome. The ingests of the group are stored with one statement per table,
     not several per ingest: every statement hands the GIL back and waits to retake it from a
     busy event loop, so their count, more than their size, bounded the writer under load."""
@@ -184,7 +223,7 @@ def _run_jobs(cur: sqlite3.Cursor, jobs: list[_Job]) -> list[Outcome]:
     return [together[id(job)] if id(job) in together else _run_job(cur, job) for job in jobs]
 
 
-def _ingest_together(cur: sqlite3.Cursor, jobs: list[_Job]) -> dict[int, Outcome]:
+def _ingest_together(cur: sqlite3.Cursor, jobs: list[Job]) -> dict[int, Outcome]:
     """The ingests' outcomes by job id, or {} if storing them together failed: each then
     runs alone, so that one bad batch fails alone."""
     cur.execute("SAVEPOINT ingests")
@@ -200,7 +239,7 @@ def _ingest_together(cur: sqlite3.Cursor, jobs: list[_Job]) -> dict[int, Outcome
     return {id(job): (result, None) for job, result in zip(jobs, results, strict=True)}
 
 
-def _run_job(cur: sqlite3.Cursor, job: _Job) -> Outcome:
+def _run_job(cur: sqlite3.Cursor, job: Job) -> Outcome:
     cur.execute("SAVEPOINT job")
     try:
         result = job.fn(cur)
@@ -220,7 +259,7 @@ def _lost(exc: Exception) -> StoreError:
     return error
 
 
-def _deliver(jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
+def deliver(jobs: Sequence[QueuedJob], outcomes: Sequence[Outcome]) -> None:
     # One wake-up per event loop for the whole group, not one per job.
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
     for job, outcome in zip(jobs, outcomes, strict=True):

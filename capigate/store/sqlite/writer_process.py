@@ -1,0 +1,512 @@
+"""The SQLite store's single writer in a process of its own, fed by a pipe.
+
+In one process, the writer thread's Python work (building the rows, the journal, the
+inspector's keys) takes the GIL from the event loop: under load the gateway ran on one core
+while the other idled. Here the child process
+(``python -m capigate.store.sqlite.writer_child``)
+runs the same group commit as the thread (writer.run_group) on its own core. The gateway sends
+it frames of jobs (ingests and journal entries as msgpack, the rare others pickled) from a
+sender thread, and a reader thread settles each job's future with the outcome the child sends
+back after its COMMIT: a request is still answered only once its events are committed.
+
+The child ends when its pipe closes: after a stop, or when the gateway dies, even by kill -9
+(the kernel closes the pipe), committing first what it has read. It ignores SIGINT and
+SIGTERM, which a terminal or a service manager sends to the whole group: its parent says when.
+Should the child die, the jobs it had been sent fail as "may or may not be stored" (as on a
+lost PostgreSQL connection) and the next job starts a new child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import itertools
+import os
+import pickle
+import select
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from capigate.errors import StoreError
+from capigate.events import NewEvent
+from capigate.store.base import IngestResult, JournalRecord, WriterStats
+from capigate.store.sqlite.ingest import Batch
+from capigate.store.sqlite.jobs import IngestJob, RecordJob
+from capigate.store.sqlite.lock import ProcessLock
+from capigate.store.sqlite.writer import (
+    Outcome,
+    QueuedJob,
+    close_writer,
+    deliver,
+    open_writer,
+    run_group,
+    sqlite_error,
+)
+
+__all__ = ["ProcessWriter"]
+
+T = TypeVar("T")
+
+_MAX_FRAME_JOBS: Final = 256  # bounds one frame's size: a W1 ingest is ~50 KB
+_MAX_GROUP_JOBS: Final = 1000  # as the writer thread's
+_HEADER: Final = struct.Struct("<I")
+
+
+# --- the wire: gateway -> writer ------------------------------------------------
+
+
+class IngestMsg(msgspec.Struct, tag="i", array_like=True):
+    id: int
+    request_id: str
+    received_at_ms: int
+    events: list[NewEvent]
+
+
+class RecordMsg(msgspec.Struct, tag="r", array_like=True):
+    id: int
+    records: list[JournalRecord]  # a plain RequestRecord comes back as one without body or keys
+
+
+class CallMsg(msgspec.Struct, tag="c", array_like=True):
+    id: int
+    call: bytes  # a pickled jobs.Call or functools.partial
+
+
+class StopMsg(msgspec.Struct, tag="s", array_like=True):
+    pass
+
+
+JobMsg = IngestMsg | RecordMsg | CallMsg | StopMsg
+
+
+# --- the wire: writer -> gateway ------------------------------------------------
+
+
+class Ready(msgspec.Struct, tag="ready", array_like=True):
+    pass
+
+
+class StartFailed(msgspec.Struct, tag="failed", array_like=True):
+    error: bytes  # pickled
+
+
+class Ingested(msgspec.Struct, tag="i", array_like=True):
+    id: int
+    stored: int
+    duplicates: list[int]
+
+
+class Returned(msgspec.Struct, tag="v", array_like=True):
+    id: int
+    value: bytes | None  # pickled; None for None
+
+
+class Raised(msgspec.Struct, tag="e", array_like=True):
+    id: int
+    error: bytes  # pickled
+
+
+class Group(msgspec.Struct, tag="g", array_like=True):
+    """One group commit's outcomes."""
+
+    jobs: int
+    outcomes: list[Ingested | Returned | Raised]
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_frame = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+_decode_job = msgspec.msgpack.Decoder(JobMsg).decode
+_decode_answer = msgspec.msgpack.Decoder(Ready | StartFailed | Group).decode
+
+
+def _write_frame(fd: int, payload: bytes) -> None:
+    data = memoryview(_HEADER.pack(len(payload)) + payload)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+class _FrameReader:
+    """Whole frames from a pipe; blocking reads hand the GIL back while they wait."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self.eof = False
+
+    def frames(self, *, block: bool) -> list[bytes]:
+        """The frames that have arrived (waiting for one if ``block``); [] at the end."""
+        if not block and not self._buffer and not select.select([self._fd], [], [], 0)[0]:
+            return []
+        while not self.eof:
+            chunk = os.read(self._fd, 1 << 20)
+            if not chunk:
+                self.eof = True
+            self._buffer += chunk
+            frames = self._complete()
+            if frames or not self._partial():
+                return frames
+        return []
+
+    def _complete(self) -> list[bytes]:
+        frames, start, buffer = [], 0, self._buffer
+        while len(buffer) - start >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            end = start + _HEADER.size + size
+            if end > len(buffer):
+                break
+            frames.append(bytes(buffer[start + _HEADER.size : end]))
+            start = end
+        del buffer[:start]
+        return frames
+
+    def _partial(self) -> bool:
+        return bool(self._buffer)
+
+
+def _pickled_error(exc: BaseException) -> bytes:
+    error = sqlite_error(exc)
+    try:
+        data = pickle.dumps(error)
+        pickle.loads(data)  # some exceptions pickle and then cannot be rebuilt
+    except Exception:
+        data = pickle.dumps(StoreError(f"{type(error).__name__}: {error}"))
+    return data
+
+
+# --- the gateway's side -----------------------------------------------------------
+
+
+class _Child:
+    """One writer process and the jobs it has been sent and not yet answered."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc, self.to_child, self.from_child = proc, proc.stdin.fileno(), proc.stdout.fileno()
+        self.mutex = threading.Lock()
+        self.pending: dict[int, QueuedJob] = {}
+        self.alive = True
+        self.ended = threading.Event()
+
+
+_STOP: Final = None
+
+
+class ProcessWriter:
+    """The Writer's interface (start, submit, stop, stats), the writes made by a child process."""
+
+    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, process_lock: bool) -> None:
+        self._args = [str(path), synchronous, str(busy_timeout_ms), "1" if process_lock else "0"]
+        self._queue: collections.deque[QueuedJob | None] = collections.deque()
+        self._wake = threading.Event()
+        self._ids = itertools.count()
+        self._child: _Child | None = None
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._started = False
+        self._accepting = False
+        self.stats = WriterStats()
+
+    async def start(self) -> None:
+        self._child = await asyncio.to_thread(self._spawn)
+        self._started = self._accepting = True
+        threading.Thread(target=self._send, name="capigate-sqlite-sender", daemon=True).start()
+
+    async def stop(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            self._put(_STOP)
+        if self._started:
+            await asyncio.wrap_future(self._done)
+
+    async def submit(self, fn: Callable[[sqlite3.Cursor], T], batch: Batch | None = None) -> T:
+        if not self._accepting:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put(QueuedJob(fn, future, loop, batch))
+        return await future
+
+    def _put(self, job: QueuedJob | None) -> None:
+        self._queue.append(job)
+        self._wake.set()
+
+    def _spawn(self) -> _Child:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "capigate.store.sqlite.writer_child", *self._args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        child = _Child(proc)
+        reader = _FrameReader(child.from_child)
+        frames = reader.frames(block=True)
+        answer = _decode_answer(frames[0]) if frames else None
+        if not isinstance(answer, Ready):
+            code = _close(proc)
+            if isinstance(answer, StartFailed):
+                raise pickle.loads(answer.error)
+            raise StoreError(f"the store's writer process ended as it started (exit status {code})")
+        threading.Thread(target=self._read, args=(child, reader), name="capigate-sqlite-reader", daemon=True).start()
+        return child
+
+    # the sender thread
+
+    def _send(self) -> None:
+        try:
+            while self._next_frame():
+                pass
+        finally:
+            self._end_child()
+            self._fail_queued()
+            self._done.set_result(None)
+
+    def _next_frame(self) -> bool:
+        """Send the jobs queued (a frame's worth); False once the stop has been sent."""
+        self._wake.wait()
+        self._wake.clear()
+        while self._queue:
+            jobs: list[QueuedJob] = []
+            while self._queue and len(jobs) < _MAX_FRAME_JOBS:
+                job = self._queue.popleft()
+                if job is _STOP:
+                    self._send_jobs(jobs)
+                    return False
+                jobs.append(job)
+            self._send_jobs(jobs)
+        return True
+
+    def _send_jobs(self, jobs: list[QueuedJob]) -> None:
+        if not jobs:
+            return
+        child = self._live_child()
+        if child is None:
+            return deliver(jobs, [(None, self._spawn_error)] * len(jobs))
+        messages: list[JobMsg] = []
+        with child.mutex:
+            if not child.alive:  # it died since _live_child: these go to the next one
+                self._queue.extendleft(reversed(jobs))
+                return None
+            for job in jobs:
+                job_id = next(self._ids)
+                try:
+                    messages.append(_message(job_id, job))
+                except Exception as exc:  # a job that cannot be sent fails alone
+                    deliver([job], [(None, exc)])
+                    continue
+                child.pending[job_id] = job
+        with contextlib.suppress(OSError):  # it died: its reader fails what it was sent
+            _write_frame(child.to_child, _encode(messages))
+        return None
+
+    def _live_child(self) -> _Child | None:
+        if self._child is not None and self._child.alive:
+            return self._child
+        if self._child is not None:
+            self._child.ended.wait()
+        try:
+            self._child = self._spawn()
+        except Exception as exc:
+            self._child, self._spawn_error = None, exc
+        return self._child
+
+    _spawn_error: BaseException = StoreError("the store's writer process is not running")
+
+    def _end_child(self) -> None:
+        child = self._child
+        if child is None:
+            return
+        with contextlib.suppress(OSError):
+            _write_frame(child.to_child, _encode([StopMsg()]))
+        with contextlib.suppress(OSError):
+            child.proc.stdin.close()  # type: ignore[union-attr]
+        child.ended.wait()
+
+    def _fail_queued(self) -> None:
+        jobs = [job for job in self._queue if job is not _STOP]
+        self._queue.clear()
+        deliver(jobs, [(None, StoreError("the store writer has stopped"))] * len(jobs))
+
+    # one reader thread per child
+
+    def _read(self, child: _Child, reader: _FrameReader) -> None:
+        try:
+            while frames := reader.frames(block=True):
+                for frame in frames:
+                    self._settle(child, _decode_answer(frame))
+        finally:
+            with child.mutex:
+                child.alive = False
+                lost = list(child.pending.values())
+                child.pending.clear()
+            code = _close(child.proc)
+            error = StoreError(
+                f"the store's writer process ended (exit status {code}) before it answered: "
+                "the write may or may not be stored"
+            )
+            deliver(lost, [(None, error)] * len(lost))
+            child.ended.set()
+            self._wake.set()  # a sender waiting for jobs learns it must start another
+
+    def _settle(self, child: _Child, answer: Ready | StartFailed | Group) -> None:
+        if not isinstance(answer, Group):
+            return
+        self.stats.groups += 1
+        self.stats.jobs += answer.jobs
+        with child.mutex:
+            jobs = [child.pending.pop(o.id) for o in answer.outcomes]
+        deliver(jobs, [_outcome(o) for o in answer.outcomes])
+
+
+def _close(proc: subprocess.Popen[bytes]) -> int:
+    for pipe in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()  # type: ignore[union-attr]
+    return proc.wait()
+
+
+def _message(job_id: int, job: QueuedJob) -> JobMsg:
+    fn = job.fn
+    if type(fn) is IngestJob and _all_bytes(fn.batch.events):
+        batch = fn.batch
+        return IngestMsg(job_id, batch.request_id, batch.received_at_ms, batch.events)
+    if type(fn) is RecordJob:
+        return RecordMsg(job_id, fn.records)  # type: ignore[arg-type]  # encoded alike
+    return CallMsg(job_id, pickle.dumps(fn))  # an ingest with a payload of the wrong type fails as it would here
+
+
+def _all_bytes(events: list[NewEvent]) -> bool:
+    return all(type(e.payload) is bytes for e in events)
+
+
+def _outcome(answer: Ingested | Returned | Raised) -> Outcome:
+    if type(answer) is Ingested:
+        return IngestResult(stored=answer.stored, duplicates=answer.duplicates), None
+    if type(answer) is Returned:
+        return (None if answer.value is None else pickle.loads(answer.value)), None
+    assert type(answer) is Raised
+    return None, pickle.loads(answer.error)
+
+
+# --- the writer process's side ----------------------------------------------------
+
+
+class _ChildJob:
+    __slots__ = ("batch", "fn", "id")
+
+    def __init__(self, job_id: int, fn: Callable[[sqlite3.Cursor], Any], batch: Batch | None) -> None:
+        self.id, self.fn, self.batch = job_id, fn, batch
+
+
+class _Unpickled:
+    """A pickled job, rebuilt when it runs: a job that cannot be rebuilt fails alone."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __call__(self, cur: sqlite3.Cursor) -> Any:
+        return pickle.loads(self.data)(cur)
+
+
+class _Refused:
+    __slots__ = ("error",)
+
+    def __init__(self, error: msgspec.ValidationError) -> None:
+        self.error = error
+
+    def __call__(self, cur: sqlite3.Cursor) -> Any:
+        raise TypeError(f"the write job could not be sent to the writer process: {self.error}")
+
+
+class _ChildWriter:
+    def __init__(self, jobs_fd: int, answers_fd: int, lock: ProcessLock) -> None:
+        self._reader = _FrameReader(jobs_fd)
+        self._answers_fd, self._lock = answers_fd, lock
+        self._backlog: collections.deque[_ChildJob] = collections.deque()
+        self._stopping = False
+        self._stats = WriterStats()
+
+    def serve(self, cur: sqlite3.Cursor) -> None:
+        while self._backlog or self._fill(block=True):
+            first = self._backlog.popleft()
+            jobs, _, outcomes = run_group(cur, self._lock, self._stats, first, self._drain)
+            answers = [_answer(job.id, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
+            _write_frame(self._answers_fd, _encode(Group(len(jobs), answers)))
+
+    def _drain(self, first: _ChildJob) -> tuple[list[_ChildJob], bool]:
+        jobs = [first]
+        while len(jobs) < _MAX_GROUP_JOBS and (self._backlog or self._fill(block=False)):
+            jobs.append(self._backlog.popleft())
+        return jobs, False
+
+    def _fill(self, *, block: bool) -> bool:
+        """Read what has come into the backlog; False when none came (or the pipe is closed)."""
+        while not self._stopping:
+            frames = self._reader.frames(block=block)
+            if not frames:
+                return False
+            for frame in frames:
+                self._backlog += self._jobs(_decode_frame(frame))
+            if self._backlog or not block:
+                return bool(self._backlog)
+        return False
+
+    def _jobs(self, messages: list[msgspec.Raw]) -> list[_ChildJob]:
+        jobs = []
+        for raw in messages:
+            try:
+                m = _decode_job(raw)
+            except msgspec.ValidationError as exc:  # a job of values no store takes fails alone
+                jobs.append(_ChildJob(msgspec.msgpack.decode(raw)[1], _Refused(exc), None))
+                continue
+            if type(m) is IngestMsg:
+                batch = Batch(m.events, m.request_id, m.received_at_ms)
+                jobs.append(_ChildJob(m.id, IngestJob(batch), batch))
+            elif type(m) is RecordMsg:
+                jobs.append(_ChildJob(m.id, RecordJob(m.records), None))  # type: ignore[arg-type]
+            elif type(m) is CallMsg:
+                jobs.append(_ChildJob(m.id, _Unpickled(m.call), None))
+            else:
+                self._stopping = True
+        return jobs
+
+
+def _answer(job_id: int, outcome: Outcome) -> Ingested | Returned | Raised:
+    result, error = outcome
+    if error is not None:
+        return Raised(job_id, _pickled_error(error))
+    if type(result) is IngestResult:
+        return Ingested(job_id, result.stored, result.duplicates)
+    try:
+        return Returned(job_id, None if result is None else pickle.dumps(result))
+    except Exception as exc:
+        return Raised(job_id, _pickled_error(exc))
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway says when to stop, by closing the pipe
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    jobs_fd, answers_fd = os.dup(0), os.dup(1)
+    os.dup2(2, 1)  # a stray print must not corrupt the answers
+    path, synchronous, busy_timeout_ms, use_lock = argv
+    try:
+        lock, conn = open_writer(Path(path), synchronous, int(busy_timeout_ms), use_lock == "1")
+    except BaseException as exc:
+        _write_frame(answers_fd, _encode(StartFailed(_pickled_error(exc))))
+        return 1
+    try:
+        _write_frame(answers_fd, _encode(Ready()))
+        _ChildWriter(jobs_fd, answers_fd, lock).serve(conn.cursor())
+    finally:
+        close_writer(lock, conn)
+    return 0

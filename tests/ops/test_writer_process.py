@@ -1,0 +1,127 @@
+"""The SQLite writer process ([store] writer = "process", writer_process.py), faults reproduced
+for real: its death mid-load, its parent's death by kill -9, signals sent to the whole group."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from capigate.errors import StoreError
+from capigate.events import NewEvent
+from capigate.store import SQLiteStore
+from tests.storekit import close_loop, run
+
+
+def _event(dedupe_id: str) -> NewEvent:
+    return NewEvent(api="axon", source="px", name="purchase", event_time_ms=1, dedupe_id=dedupe_id, payload=b"{}")
+
+
+def _writer_pid(store: SQLiteStore) -> int:
+    child = store._writer._child  # type: ignore[union-attr]
+    assert child is not None
+    return child.proc.pid
+
+
+def _gone(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return True  # exited, not yet reaped by its (dead) parent's reaper
+        time.sleep(0.05)
+    return False
+
+
+def test_a_killed_writer_process_fails_its_jobs_and_the_next_job_starts_another(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db", writer_process=True)
+    try:
+        run(store.open())
+        assert run(store.ingest([_event("a")], request_id="r1", received_at_ms=1)).stored == 1
+        first = _writer_pid(store)
+        os.kill(first, signal.SIGSTOP)  # so that the next job is surely sent and not answered
+
+        async def in_flight_when_killed() -> object:
+            task = asyncio.ensure_future(store.ingest([_event("b")], request_id="r2", received_at_ms=1))
+            await asyncio.sleep(0.3)
+            os.kill(first, signal.SIGKILL)
+            return await task
+
+        with pytest.raises(StoreError, match="may or may not be stored"):
+            run(in_flight_when_killed())
+        assert _gone(first)
+        result = run(store.ingest([_event("a"), _event("c")], request_id="r3", received_at_ms=1))
+        assert (result.stored, result.duplicates) == (1, [0])  # "a" committed before the kill stays
+        assert _writer_pid(store) != first
+    finally:
+        run(store.close())
+        close_loop()
+
+
+_OWNER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from capigate.events import NewEvent
+    from capigate.store import SQLiteStore
+
+    async def main():
+        store = SQLiteStore(sys.argv[1], writer_process=True)
+        await store.open()
+        events = [NewEvent(api="axon", source="px", name="n", event_time_ms=1, dedupe_id=f"d{i}", payload=b"{}")
+                  for i in range(100)]
+        await store.ingest(events, request_id="r", received_at_ms=1)
+        print(store._writer._child.proc.pid, flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_the_writer_process_ends_when_its_gateway_is_killed(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    with subprocess.Popen([sys.executable, "-c", _OWNER, str(db)], stdout=subprocess.PIPE, text=True) as owner:
+        try:
+            assert owner.stdout is not None
+            writer = int(owner.stdout.readline())
+            os.kill(owner.pid, signal.SIGKILL)
+            owner.wait(10)
+            assert _gone(writer), "the writer process outlived its gateway"
+        finally:
+            owner.kill()
+    store = SQLiteStore(db)
+    try:
+        run(store.open())
+        assert run(store.ingest([_event("d1")], request_id="x", received_at_ms=1)).duplicates == [0]
+    finally:
+        run(store.close())
+        close_loop()
+
+
+def test_the_writer_process_ignores_a_signal_sent_to_the_whole_group(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal, or a service manager's stop, signals every process of the group:
+    the writer must go on until its gateway has flushed and closes the pipe."""
+    store = SQLiteStore(tmp_path / "c.db", writer_process=True)
+    try:
+        run(store.open())
+        writer = _writer_pid(store)
+        time.sleep(0.3)  # its handlers are set before it says it is ready; give slow machines slack
+        os.kill(writer, signal.SIGINT)
+        os.kill(writer, signal.SIGTERM)
+        assert not _gone(writer, timeout_s=0.5)
+        assert run(store.ingest([_event("a")], request_id="r", received_at_ms=1)).stored == 1
+        assert _writer_pid(store) == writer
+    finally:
+        run(store.close())
+        close_loop()
+    assert _gone(writer)
