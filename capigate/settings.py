@@ -62,6 +62,13 @@ SETTINGS: Final = (
         "full",
         "SQLite: full = durable on power loss; normal = on process crash",
     ),
+    Setting(
+        "store",
+        "writer",
+        Literal["process", "thread"],
+        "process",
+        "SQLite: process = the writer has a core of its own; or thread",
+    ),
     Setting("store", "dedupe_retention_days", float, 30.0, "how long a dedupe_id is remembered"),
     Setting("store", "journal_retention_days", float, 7.0, "request journal: by age ..."),
     Setting("store", "journal_max_rows", int, 1_000_000, "... and by size"),

@@ -10,12 +10,15 @@ import time
 from collections.abc import Callable
 
 import psycopg
+import pytest
 
 from capigate.http.journal import JournalBuffer
 from capigate.store import PostgresStore
 from capigate.store.base import RequestRecord
 from tests.ops.partition import Partition, partition
 from tests.storekit import PG_URL, pg_schema, run
+
+pytestmark = pytest.mark.postgresql  # scripts/test-fast leaves it out: it needs the server
 
 ANSWER_TIMEOUT_S = 2.0
 
