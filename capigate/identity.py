@@ -39,8 +39,11 @@ class InvalidIdentifier(ValueError):
     """The value cannot be what it claims to be; the message never repeats the value."""
 
 
+_SHA256_HEX_DIGITS = 64
+
+
 def is_sha256_hex(value: str) -> bool:
-    return len(value) == 64 and _HEX64.fullmatch(value) is not None
+    return len(value) == _SHA256_HEX_DIGITS and _HEX64.fullmatch(value) is not None
 
 
 def sha256_hex(value: str) -> str:
@@ -87,7 +90,7 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
     text = raw.strip()
     if text[:1] == "+" and text.isascii() and text[1:].isdigit():  # E.164 as sent: nothing to clean
-        return _international(text[1:])
+        return _with_country_code(text[1:])
     international = text.startswith(("+", "00"))
     if international:
         text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code
@@ -104,6 +107,11 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
 def _international(digits: str) -> NormalisedPhone:
     if not digits.isdigit() or not digits.isascii():
         raise InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
+    return _with_country_code(digits)
+
+
+def _with_country_code(digits: str) -> NormalisedPhone:
+    """``digits`` (ASCII digits only) read as a country code and a national number."""
     if len(digits) > _E164_MAX_DIGITS:
         raise InvalidIdentifier(f"not a phone number (too long: E.164 numbers have at most {_E164_MAX_DIGITS} digits)")
     for size in (1, 2, 3):  # country codes are prefix-free: the first that exists is the one
@@ -158,6 +166,8 @@ _PARSE_REASONS = {
 def _given_hash(raw: str) -> str | None:
     """A value sent already hashed (64 hex digits, spaces around it ignored), lower-cased;
     None for anything else. Every hash_* function passes such a value through."""
+    if len(raw) < _SHA256_HEX_DIGITS:  # too short for a digest, spaces or not: the usual plain value
+        return None
     text = raw.strip()
     return text.lower() if is_sha256_hex(text) else None
 

@@ -187,3 +187,32 @@ def test_every_body_of_the_axon_tests_gets_the_same_answer_from_both_paths(tmp_p
     lines = [line for log in tmp_path.glob("*.log") for line in log.read_text().splitlines()]
     assert [line for line in lines if not line.endswith(": same")] == []
     assert len(lines) > 10  # the accepted bodies (most bodies of the rule tests are refused or warned about)
+
+
+def _codes_event(currency: str, country: str, zip_code: str) -> dict[str, Any]:
+    event = page_view(
+        name="purchase", data={"currency": currency, "value": 20, "transaction_id": "t", "items": [_item()]}
+    )
+    event["user_data"] |= {"email": "a@b.co", "country_code": country, "zip": zip_code}
+    return event
+
+
+@pytest.mark.parametrize(
+    ("currency", "country", "zip_code"),
+    [("USD", "US", "94105"), ("usd", "us", "94105-1234"), ("Eur", "de", " 10115 "), ("EUR", "US", " 94105")],
+)
+def test_rule_codes_read_upper_cased_on_the_typed_path_as_on_the_slow_one(
+    currency: str, country: str, zip_code: str
+) -> None:
+    """A known currency or country code is taken as sent (it is upper-case already); any other
+    is upper-cased, and a US zip cut to 5 digits, in the stored payload of both paths."""
+    body = msgspec.json.encode({"events": [_codes_event(currency, country, zip_code)]})
+    check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+    assert check.typed and check.report.ok
+    assert path_differences(body, PROFILES["standard"], now_ms=NOW) == []
+    stored = json.loads(check.events[0].payload)
+    assert stored["data"]["currency"] == currency.upper()
+    assert stored["user_data"]["country_code"] == country.upper()
+    assert stored["user_data"]["zip"] == (zip_code.strip()[:5] if country.upper() == "US" else zip_code)
+    cased = [w.path for w in check.report.warnings if w.code == "currency_not_upper_case"]
+    assert cased == ([] if currency == currency.upper() else ["events[0].data.currency"])

@@ -168,3 +168,27 @@ def test_an_e164_number_as_sent_is_read_as_its_written_forms_are(plain: str, wri
             return str(exc)
 
     assert read(plain) == read(written)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        sha("x"),
+        sha("x").upper(),
+        f"  {sha('x')}\t",
+        sha("x")[:63],
+        f" {sha('x')[:62]} ",
+        sha("x") + "0",
+        "a@b.co",
+        "+16505551212",
+        " " * 70,
+    ],
+)
+def test_rule_only_64_hex_digits_are_taken_as_already_hashed_whatever_the_length_sent(raw: str) -> None:
+    """A value shorter than a digest is never one (checked first, by its length alone); the
+    answer is the rule's: spaces around ignored, 64 hex digits, lower-cased."""
+    text = raw.strip()
+    given = text.lower() if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text) else None
+    assert identity._given_hash(raw) == given
+    if given is not None:
+        assert hash_email(raw) == hash_phone(raw) == given

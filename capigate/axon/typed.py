@@ -127,7 +127,7 @@ def _typed(
     for i, event in enumerate(events):
         path = f"events[{i}]"
         data = _data(event, path, profile, spec, report, now_ms)
-        if data is False or not _allowed(event, spec):
+        if data is False or (spec.restricted and not _allowed(event, spec)):
             return None
         user = event.user_data
         match_keys = axon_match_keys(user, event.dedupe_id is not None)  # as sent: before hashing
@@ -194,9 +194,6 @@ def _data(event: Any, path: str, profile: Profile, spec: _Spec, report: Report, 
             return False
         if not _check_data(name, data, f"{path}.data", report):
             return False
-        currency = getattr(data, "currency", None)
-        if currency is not None:
-            data.currency = currency.upper()
     rules._check_event_time(event.event_time, path, now_ms, report)
     if not _url_clean(event.event_source_url, event.user_data.esi, profile, spec.clean_urls):
         return False
@@ -227,17 +224,17 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
         if getattr(data, key, None) is None:
             report.warn(f"{path}.{key}", "missing_recommended", f"`{key}` is recommended for `{name}`")
     currency = getattr(data, "currency", None)
-    if currency is not None and currency != currency.upper():
-        if currency.upper() not in CURRENCY_CODES:
+    if currency is not None and currency not in CURRENCY_CODES:  # a known code is upper-case already
+        if currency.upper() == currency or currency.upper() not in CURRENCY_CODES:
             return False
         rules.warn_currency_case(currency, f"{path}.currency", report)
-    elif currency is not None and currency not in CURRENCY_CODES:
-        return False
+        data.currency = currency.upper()  # stored upper-cased, as the slow path stores it
     quantity_required = name in rules._QUANTITY_REQUIRED
     for list_key in _ITEM_LISTS[type(data)]:
         items = getattr(data, list_key)
         if items is None:
             continue
+        here = f"{path}.{list_key}"
         for i, item in enumerate(items):
             if quantity_required and item.quantity is None:
                 return False
@@ -254,10 +251,10 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
                 )
             ]
             if message is not None:
-                report.warn(f"{path}.{list_key}[{i}]", "missing_recommended", message)
+                report.warn(f"{here}[{i}]", "missing_recommended", message)
             price = item.price
             if (price is not None and price < 0) or item.quantity == 0:
-                rules.warn_item_amounts(price, item.quantity, f"{path}.{list_key}[{i}]", report)
+                rules.warn_item_amounts(price, item.quantity, f"{here}[{i}]", report)
     value = getattr(data, "value", None)
     if value is not None and value < 0:
         rules.warn_negative_value(value, path, report)
@@ -279,10 +276,12 @@ def _check_items_value(data: Any, path: str, report: Report) -> None:
     items, value = getattr(data, "items", None), getattr(data, "value", None)
     if items is None or value is None:
         return
+    amounts = []
     for item in items:
         if item.price is None:
             return
-    total = sum([float(i.price) * float(i.quantity if i.quantity is not None else 1) for i in items])
+        amounts.append(float(item.price) * float(item.quantity if item.quantity is not None else 1))
+    total = sum(amounts)  # as rules.py sums them: the same float, the same message
     if not math.isclose(total, float(value), rel_tol=1e-6, abs_tol=0.005):
         report.warn(
             f"{path}.value",
@@ -311,6 +310,7 @@ class _Spec:
     data: dict[str, msgspec.json.Decoder[Any]]  # by event name
     forbidden_user_fields: tuple[str, ...]
     no_mpd: bool
+    restricted: bool  # forbidden_user_fields or no_mpd: the profile forbids a field of the API
     clean_urls: dict[tuple[str, str], bool]  # see _url_clean
 
 
@@ -340,7 +340,8 @@ def _new_spec(profile: Profile) -> _Spec:
     user_fields = [f.name for f in msgspec.structs.fields(UserData)]
     allowed = profile.user_fields
     forbidden = tuple(k for k in user_fields if allowed is not None and k not in allowed)
-    return _Spec(msgspec.json.Decoder(batch), data, forbidden, not profile.measurement_partner_data, {})
+    no_mpd = not profile.measurement_partner_data
+    return _Spec(msgspec.json.Decoder(batch), data, forbidden, no_mpd, bool(forbidden) or no_mpd, {})
 
 
 def _strict(kind: type[Struct], swap: dict[type, type], *, raw_data: bool = False) -> type[Struct]:

@@ -39,17 +39,21 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         )
     if user.os is not None and user.os not in OS_VALUES:
         report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
-    country = user.country_code.upper() if user.country_code is not None else None
-    if country is not None and country not in COUNTRY_CODES:
-        report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
+    country = user.country_code
+    if country is not None and country not in COUNTRY_CODES:  # a known code is upper-case already
+        country = country.upper()
+        if country not in COUNTRY_CODES:
+            report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
     if profile.numeric_user_id and user.user_id is not None and not user.user_id.isdigit():
         report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
     region = country if country in COUNTRY_CODES else None
     normalised = hashed_identifiers(user, region, path, report)
-    if country is not None:
+    if country is not None and country != user.country_code:
         normalised["country_code"] = country
-        if user.zip is not None and country == "US":
-            normalised["zip"] = user.zip.strip()[:5]
+    if country == "US" and user.zip is not None:
+        zip5 = user.zip.strip()[:5]  # ZIP+4 and spaces dropped
+        if zip5 != user.zip:
+            normalised["zip"] = zip5
     return normalised
 
 
