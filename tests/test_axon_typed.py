@@ -216,3 +216,25 @@ def test_rule_codes_read_upper_cased_on_the_typed_path_as_on_the_slow_one(
     assert stored["user_data"]["zip"] == (zip_code.strip()[:5] if country.upper() == "US" else zip_code)
     cased = [w.path for w in check.report.warnings if w.code == "currency_not_upper_case"]
     assert cased == ([] if currency == currency.upper() else ["events[0].data.currency"])
+
+
+@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
+def test_rule_name_to_data_is_decided_by_the_event_types_tag_as_by_the_slow_path(profile: Any) -> None:
+    """Each event name is its own Struct type, tagged by the name, whose data has that name's
+    schema or is null as the name requires: every name (and one no profile has) with data
+    null, empty or an object gets the slow path's answer, and a clean one the typed path."""
+    from capigate.axon.schema import DATA_SCHEMAS
+
+    datas = [None, {}, purchase()["data"], {"currency": "USD", "value": 1}, {"user_id": "u1"}, []]
+    typed = set()
+    for name in [*DATA_SCHEMAS, "refund"]:
+        for data in datas:
+            event = page_view(name=name, data=copy.deepcopy(data), event_source_url="https://shop.example.com/")
+            event["user_data"]["user_id"] = "42"  # an identifier of every profile
+            body = msgspec.json.encode({"events": [event]})
+            assert path_differences(body, profile, now_ms=NOW) == [], (name, data)
+            check = check_body(body, profile, source="px", now_ms=NOW)
+            if check.typed:
+                typed.add((name, json.dumps(data)))
+    assert ("page_view", "null") in typed and ("generate_lead", '{"currency": "USD", "value": 1}') in typed
+    assert (("purchase", json.dumps(purchase()["data"])) in typed) == ("purchase" in profile.events)

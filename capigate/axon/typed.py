@@ -3,9 +3,11 @@
 A strict variant of each wire Struct of ``schema.py`` is derived for each profile: the same
 fields and constraints, no unknown field (``forbid_unknown_fields``), no ``null`` in an
 optional field (absent and null then differ, as they do for the rules), and numbers kept as
-sent (int or float). A clean batch is thereby checked in C by one ``decode``; the rules
-msgspec cannot express (name → data schema, identifiers, codes, time, hashing) then read
-Struct attributes in one loop per event, with the functions of ``rules.py``.
+sent (int or float). Each event name of the profile has its own event Struct, tagged by the
+name, whose ``data`` has that name's schema (or is null, as the name requires). A clean batch
+is thereby checked in C by one ``decode``, the name → data rule included; the rules msgspec
+cannot express (identifiers, codes, time, hashing) then read Struct attributes in one loop
+per event, with the functions of ``rules.py``.
 
 Anything else — malformed shapes, unknown keys, explicit nulls, any problem — goes to the
 slow path, ``rules.check_batch`` on the decoded JSON, which walks the body and reports every
@@ -38,7 +40,6 @@ __all__ = ["BodyCheck", "check_body", "path_differences"]
 
 _decode_any = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
-_NULL = msgspec.Raw(b"null")
 
 
 @dataclass(slots=True)
@@ -126,12 +127,14 @@ def _typed(
     report = result.report
     for i, event in enumerate(events):
         path = f"events[{i}]"
-        data = _data(event, path, profile, spec, report, now_ms)
-        if data is False or (spec.restricted and not _allowed(event, spec)):
+        name = event.__struct_config__.tag  # the event's name: its tag picked its Struct type
+        if not _data_clean(event, name, path, profile, spec, report, now_ms):
+            return None
+        if spec.restricted and not _allowed(event, spec):
             return None
         user = event.user_data
         match_keys = axon_match_keys(user, event.dedupe_id is not None)  # as sent: before hashing
-        normalised = check_user_data(user, path, profile, report, event.name)
+        normalised = check_user_data(user, path, profile, report, name)
         if not report.ok:
             return None
         mpd = event.measurement_partner_data
@@ -143,7 +146,6 @@ def _typed(
             )
         for key, value in normalised.items():
             setattr(user, key, value)
-        event.data = data
         payload = _encode(event)
         if b"@" in payload:  # an email address in a defined field: rules.py's guard decides
             return None
@@ -151,13 +153,13 @@ def _typed(
             NewEvent(
                 api="axon",
                 source=source,
-                name=event.name,
+                name=name,
                 event_time_ms=event.event_time,
                 dedupe_id=event.dedupe_id,
                 payload=payload,
                 test_tag=test_tag,
                 match_keys=match_keys,
-                transaction_id=getattr(data, "transaction_id", None),
+                transaction_id=getattr(event.data, "transaction_id", None),
             )
         )
     return result
@@ -174,30 +176,15 @@ def _allowed(event: Any, spec: _Spec) -> bool:
     return True
 
 
-def _data(event: Any, path: str, profile: Profile, spec: _Spec, report: Report, now_ms: int) -> Any:
-    """The event's typed data (None for null), after the rules on name, data, event_time and
-    event_source_url, in rules.py's order; False when the slow path must decide."""
-    name, raw = event.name, event.data
-    if name not in profile.events:
+def _data_clean(event: Any, name: str, path: str, profile: Profile, spec: _Spec, report: Report, now_ms: int) -> bool:
+    """The rules on data, event_time and event_source_url that the Structs cannot express, in
+    rules.py's order (whether data may or must be null, its schema: the event's Struct type);
+    False when the slow path must decide."""
+    data = event.data
+    if data is not None and not _check_data(name, data, f"{path}.data", report):
         return False
-    data: Any = None
-    if name in profile.null_data_events:
-        if raw != _NULL:
-            return False
-    elif raw == _NULL:
-        if name != "page_view":
-            return False
-    else:
-        try:
-            data = spec.data[name].decode(raw)
-        except msgspec.ValidationError:
-            return False
-        if not _check_data(name, data, f"{path}.data", report):
-            return False
     rules._check_event_time(event.event_time, path, now_ms, report)
-    if not _url_clean(event.event_source_url, event.user_data.esi, profile, spec.clean_urls):
-        return False
-    return data
+    return _url_clean(event.event_source_url, event.user_data.esi, profile, spec.clean_urls)
 
 
 _MAX_URLS = 4096
@@ -307,7 +294,6 @@ def _mpd_timestamps(mpd: Any, path: str, report: Report) -> None:
 @dataclass(frozen=True, slots=True)
 class _Spec:
     decoder: msgspec.json.Decoder[Any]
-    data: dict[str, msgspec.json.Decoder[Any]]  # by event name
     forbidden_user_fields: tuple[str, ...]
     no_mpd: bool
     restricted: bool  # forbidden_user_fields or no_mpd: the profile forbids a field of the API
@@ -329,35 +315,55 @@ def _spec(profile: Profile) -> _Spec:
 
 
 def _new_spec(profile: Profile) -> _Spec:
-    event = _strict(ServerEvent, {}, raw_data=True)
-    batch = _strict(AxonBatch, {ServerEvent: event})
-    data = {}
-    for name, schema in DATA_SCHEMAS.items():
-        if schema is not None and name in profile.events:
-            strict = _strict(schema, {})
-            _ITEM_LISTS[strict] = tuple(k for k in ("items", "results") if k in strict.__struct_fields__)
-            data[name] = msgspec.json.Decoder(strict)
+    events = tuple(_strict_event(name, profile) for name in sorted(profile.events))
+    batch = _strict(AxonBatch, {ServerEvent: Union[events]})  # type: ignore[dict-item]  # noqa: UP007
     user_fields = [f.name for f in msgspec.structs.fields(UserData)]
     allowed = profile.user_fields
     forbidden = tuple(k for k in user_fields if allowed is not None and k not in allowed)
     no_mpd = not profile.measurement_partner_data
-    return _Spec(msgspec.json.Decoder(batch), data, forbidden, no_mpd, bool(forbidden) or no_mpd, {})
+    return _Spec(msgspec.json.Decoder(batch), forbidden, no_mpd, bool(forbidden) or no_mpd, {})
 
 
-def _strict(kind: type[Struct], swap: dict[type, type], *, raw_data: bool = False) -> type[Struct]:
+def _strict_event(name: str, profile: Profile) -> type[Struct]:
+    """The strict ServerEvent of the events named ``name``: the name is its tag (the decoder
+    picks the type by it; a name the profile lacks is no type's tag), and data has the type
+    rules.py asks of such an event: null, page_view's object or null, or its schema's object."""
+    data: Any = None
+    if name not in profile.null_data_events:
+        schema = DATA_SCHEMAS[name]
+        assert schema is not None, f"{name}: an event without a data schema sends data null"
+        data = _strict(schema, {})
+        _ITEM_LISTS[data] = tuple(k for k in ("items", "results") if k in data.__struct_fields__)
+        if name == "page_view":
+            data = data | None
+    return _strict(ServerEvent, {}, tag=name, data=data)
+
+
+def _strict(kind: type[Struct], swap: dict[type, type], *, tag: str | None = None, data: Any = None) -> type[Struct]:
     """``kind`` made strict: optional fields not nullable (default None all the same, so an
-    absent field reads None and is not encoded back), no unknown field, numbers as sent."""
+    absent field reads None and is not encoded back), no unknown field, numbers as sent. With
+    a ``tag``, ``kind`` is ServerEvent: its ``name`` field becomes the tag, ``data`` the type
+    of its data."""
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for f in msgspec.structs.fields(kind):
         assert f.encode_name == f.name
-        kind_of = msgspec.Raw if raw_data and f.name == "data" else _strict_type(f.type, swap)
+        if tag is not None and f.name == "name":
+            continue  # the tag, encoded first as name was
+        kind_of = data if tag is not None and f.name == "data" else _strict_type(f.type, swap)
         if f.required:
             fields.append((f.name, kind_of))
         else:
             assert f.default is None, f"{kind.__name__}.{f.name}: only None defaults are expected"
             fields.append((f.name, kind_of, None))
     return msgspec.defstruct(
-        f"Strict{kind.__name__}", fields, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
+        f"Strict{kind.__name__}",
+        fields,
+        kw_only=True,
+        omit_defaults=True,
+        forbid_unknown_fields=True,
+        gc=False,
+        tag_field="name" if tag is not None else None,
+        tag=tag,
     )
 
 
