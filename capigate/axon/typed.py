@@ -27,7 +27,7 @@ import msgspec
 from msgspec import Struct
 
 from capigate.axon import rules
-from capigate.axon.body import events_received
+from capigate.axon.body import MAX_BATCH, events_received
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
@@ -126,7 +126,7 @@ def _typed(
     result = BodyCheck(received=len(events), typed=True)
     report = result.report
     for i, event in enumerate(events):
-        path = f"events[{i}]"
+        path = _EVENT_PATHS[i]  # the decoder took at most MAX_BATCH events
         name = event.__struct_config__.tag  # the event's name: its tag picked its Struct type
         if not _data_clean(event, name, path, profile, spec, report, now_ms):
             return None
@@ -163,6 +163,9 @@ def _typed(
             )
         )
     return result
+
+
+_EVENT_PATHS = tuple(f"events[{i}]" for i in range(MAX_BATCH))  # made once, not per event
 
 
 def _allowed(event: Any, spec: _Spec) -> bool:

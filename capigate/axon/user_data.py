@@ -93,7 +93,8 @@ def hashed_identifiers(user: UserData, region: str | None, path: str, report: Re
             report.error(f"{path}.user_data.phone", "invalid_phone", str(exc))
         else:
             hashed["phone"] = phone.digest
-            _warn_phone(phone, f"{path}.user_data.phone", report)
+            if not (phone.with_country_code and phone.possible):
+                _warn_phone(phone, f"{path}.user_data.phone", report)
     return hashed
 
 
