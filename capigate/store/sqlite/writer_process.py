@@ -290,7 +290,7 @@ class ProcessWriter:
         child = self._live_child()
         if child is None:
             return deliver(jobs, [(None, self._spawn_error)] * len(jobs))
-        messages: list[JobMsg] = []
+        messages: list[msgspec.Raw] = []
         with child.mutex:
             if not child.alive:  # it died since _live_child: these go to the next one
                 self._queue.extendleft(reversed(jobs))
@@ -298,8 +298,8 @@ class ProcessWriter:
             for job in jobs:
                 job_id = next(self._ids)
                 try:
-                    messages.append(_message(job_id, job))
-                except Exception as exc:  # a job that cannot be sent fails alone
+                    messages.append(msgspec.Raw(_encode(_message(job_id, job))))
+                except Exception as exc:  # a job that cannot be sent (an unencodable value) fails alone
                     deliver([job], [(None, exc)])
                     continue
                 child.pending[job_id] = job
@@ -347,6 +347,8 @@ class ProcessWriter:
                 child.alive = False
                 lost = list(child.pending.values())
                 child.pending.clear()
+            if child.proc.poll() is None:  # an answer it could not read: this child is done for
+                child.proc.kill()
             code = _close(child.proc)
             error = StoreError(
                 f"the store's writer process ended (exit status {code}) before it answered: "
