@@ -130,10 +130,16 @@ def test_the_writer_process_ignores_a_signal_sent_to_the_whole_group(tmp_path: P
 def test_a_write_that_cannot_be_sent_to_the_writer_process_fails_alone(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "c.db", writer_process=True)
     unsendable = NewEvent(
-        api="axon", source="px", name="n", event_time_ms=1, dedupe_id="x", payload=b"{}", transaction_id=object()
-    )  # type: ignore[arg-type]
+        api="axon",
+        source="px",
+        name="n",
+        event_time_ms=1,
+        dedupe_id="x",
+        payload=b"{}",
+        transaction_id=object(),  # type: ignore[arg-type]
+    )
 
-    async def both() -> list[object]:
+    async def both() -> tuple[object, object]:
         return await asyncio.gather(
             store.ingest([unsendable], request_id="bad", received_at_ms=1),
             store.ingest([_event("good")], request_id="good", received_at_ms=1),
