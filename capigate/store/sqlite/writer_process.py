@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import os
 import pickle
+import queue
 import select
 import signal
 import sqlite3
@@ -207,8 +208,7 @@ class ProcessWriter:
 
     def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, process_lock: bool) -> None:
         self._args = [str(path), synchronous, str(busy_timeout_ms), "1" if process_lock else "0"]
-        self._queue: collections.deque[QueuedJob | None] = collections.deque()
-        self._wake = threading.Event()
+        self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()  # a put costs less than Event.set
         self._ids = itertools.count()
         self._child: _Child | None = None
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -237,8 +237,7 @@ class ProcessWriter:
         return await future
 
     def _put(self, job: QueuedJob | None) -> None:
-        self._queue.append(job)
-        self._wake.set()
+        self._queue.put(job)
 
     def _spawn(self) -> _Child:
         proc = subprocess.Popen(
@@ -270,31 +269,35 @@ class ProcessWriter:
             self._done.set_result(None)
 
     def _next_frame(self) -> bool:
-        """Send the jobs queued (a frame's worth); False once the stop has been sent."""
-        self._wake.wait()
-        self._wake.clear()
-        while self._queue:
-            jobs: list[QueuedJob] = []
-            while self._queue and len(jobs) < _MAX_FRAME_JOBS:
-                job = self._queue.popleft()
-                if job is _STOP:
-                    self._send_jobs(jobs)
-                    return False
-                jobs.append(job)
-            self._send_jobs(jobs)
-        return True
+        """Send the next job and those queued behind it (a frame's worth at most); False once
+        the stop has been sent."""
+        job = self._queue.get()
+        jobs: list[QueuedJob] = []
+        while job is not _STOP:
+            jobs.append(job)
+            if len(jobs) == _MAX_FRAME_JOBS:
+                break
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._send_jobs(jobs)
+        return job is not _STOP
 
     def _send_jobs(self, jobs: list[QueuedJob]) -> None:
-        if not jobs:
-            return
+        while jobs and not self._send_to_child(jobs):  # it died meanwhile: to the next one
+            pass
+
+    def _send_to_child(self, jobs: list[QueuedJob]) -> bool:
+        """False when the child died before they could be sent."""
         child = self._live_child()
         if child is None:
-            return deliver(jobs, [(None, self._spawn_error)] * len(jobs))
+            deliver(jobs, [(None, self._spawn_error)] * len(jobs))
+            return True
         messages: list[msgspec.Raw] = []
         with child.mutex:
-            if not child.alive:  # it died since _live_child: these go to the next one
-                self._queue.extendleft(reversed(jobs))
-                return None
+            if not child.alive:
+                return False
             for job in jobs:
                 job_id = next(self._ids)
                 try:
@@ -305,7 +308,7 @@ class ProcessWriter:
                 child.pending[job_id] = job
         with contextlib.suppress(OSError):  # it died: its reader fails what it was sent
             _write_frame(child.to_child, _encode(messages))
-        return None
+        return True
 
     def _live_child(self) -> _Child | None:
         if self._child is not None and self._child.alive:
@@ -331,8 +334,10 @@ class ProcessWriter:
         child.ended.wait()
 
     def _fail_queued(self) -> None:
-        jobs = [job for job in self._queue if job is not _STOP]
-        self._queue.clear()
+        jobs = []
+        while not self._queue.empty():
+            if (job := self._queue.get_nowait()) is not _STOP:
+                jobs.append(job)
         deliver(jobs, [(None, StoreError("the store writer has stopped"))] * len(jobs))
 
     # one reader thread per child
@@ -356,7 +361,6 @@ class ProcessWriter:
             )
             deliver(lost, [(None, error)] * len(lost))
             child.ended.set()
-            self._wake.set()  # a sender waiting for jobs learns it must start another
 
     def _settle(self, child: _Child, answer: Ready | StartFailed | Group) -> None:
         if not isinstance(answer, Group):
