@@ -7,7 +7,14 @@ import json
 from collections.abc import Iterator
 
 import httpx
+import msgspec
+import pytest
 
+from capigate.errors import Problem
+from capigate.http.axon import _accepted
+from capigate.http.journal import Outcome
+from capigate.responses import Accepted
+from capigate.store.base import IngestResult
 from tests.conftest import Server, example
 from tests.helpers import batch, page_view, paths, purchase, stored
 
@@ -279,3 +286,37 @@ def test_400_error_and_problem_codes_are_as_docs_api_md_lists_them(server: Serve
     for content, problems in refused.items():
         r = post_raw(server, content, json_type)
         assert (r.status_code, r.json()["error"], paths(r.json())) == (400, "invalid_batch", problems)
+
+
+@pytest.mark.parametrize(
+    ("received", "result", "outcome"),
+    [
+        (1, IngestResult(stored=1, duplicates=[]), Outcome(api="axon")),
+        (3, IngestResult(stored=3, duplicates=[]), Outcome(api="axon")),
+        (2, IngestResult(stored=1, duplicates=[1]), Outcome(api="axon")),
+        (1, IngestResult(stored=1, duplicates=[]), Outcome(api="axon", test_tag="t")),
+        (1, IngestResult(stored=1, duplicates=[]), Outcome(api="axon", warnings=[Problem("a", "b", "c")])),
+    ],
+    ids=["one", "three", "duplicate", "test-tag", "warning"],
+)
+def test_the_200_answer_is_its_accepted_body_whether_reused_or_encoded(
+    received: int, result: IngestResult, outcome: Outcome
+) -> None:
+    """Rule: the 200 body is the Accepted of the request, also when its encoding is reused."""
+    expected = msgspec.json.encode(
+        Accepted(
+            received=received,
+            stored=result.stored,
+            duplicates=len(result.duplicates),
+            duplicate_events=result.duplicates,
+            warnings=outcome.warnings,
+            test_tag=outcome.test_tag,
+        )
+    )
+    for _ in range(2):  # the second answer may be the first's bytes again
+        response = _accepted(received, result, outcome)
+        assert (response.status, response.body, response.headers) == (
+            200,
+            expected,
+            [("content-type", "application/json")],
+        )

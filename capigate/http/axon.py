@@ -16,11 +16,13 @@ from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
+from capigate.store.base import IngestResult
 from capigate.unreadable import TOO_DEEP, unreadable
 
 __all__ = ["post_event"]
 
 _DUMMY_KEY = b"capigate-dummy-key-for-constant-time"
+_encode = msgspec.json.Encoder().encode
 
 
 async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -64,17 +66,29 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         result = await accept(request, gateway, outcome, check.events, pixel.relay)
     except StoreError as exc:
         return _error(503, "store_unavailable", f"the events could not be stored: {exc}", outcome)
-    return json_response(
-        200,
-        Accepted(
-            received=len(check.events),
-            stored=result.stored,
-            duplicates=len(result.duplicates),
-            duplicate_events=result.duplicates,
-            warnings=outcome.warnings,
-            test_tag=outcome.test_tag,
-        ),
+    return _accepted(len(check.events), result, outcome)
+
+
+_PLAIN_ACCEPTED: dict[int, bytes] = {}  # received -> body; at most one per batch size (1 to 100)
+
+
+def _accepted(received: int, result: IngestResult, outcome: Outcome) -> Response:
+    """The 200 answer. The common one (every event stored, no warning, no test tag) depends
+    only on the count of events: encoded once per count."""
+    if result.stored == received and not result.duplicates and not outcome.warnings and outcome.test_tag is None:
+        body = _PLAIN_ACCEPTED.get(received)
+        if body is None:
+            body = _PLAIN_ACCEPTED[received] = _encode(Accepted(received=received, stored=received, duplicates=0))
+        return Response(200, body, "application/json")
+    accepted = Accepted(
+        received=received,
+        stored=result.stored,
+        duplicates=len(result.duplicates),
+        duplicate_events=result.duplicates,
+        warnings=outcome.warnings,
+        test_tag=outcome.test_tag,
     )
+    return json_response(200, accepted)
 
 
 def _authorised(header: str | None, pixel: AxonPixel | None) -> bool:
