@@ -4,6 +4,7 @@ for real: its death mid-load, its parent's death by kill -9, signals sent to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -154,4 +155,46 @@ def test_a_write_that_cannot_be_sent_to_the_writer_process_fails_alone(tmp_path:
         assert run(store.ingest([_event("later")], request_id="later", received_at_ms=1)).stored == 1
     finally:
         run(store.close())
+        close_loop()
+
+
+def _stopped_writer(store: SQLiteStore) -> int:
+    run(store.open())
+    writer = _writer_pid(store)
+    os.kill(writer, signal.SIGSTOP)  # as a debugger attached to it, or an operator's kill -STOP
+    return writer
+
+
+def test_a_stopped_writer_process_is_killed_so_writes_fail_rather_than_wait_for_ever(tmp_path: Path) -> None:
+    """The writer thread's groups give up after the busy timeouts: a silent writer process
+    owing answers is killed after them (twice busy_timeout_ms, and a margin), and the next
+    write starts another."""
+    store = SQLiteStore(tmp_path / "c.db", writer_process=True, busy_timeout_ms=250)
+    try:
+        stopped = _stopped_writer(store)
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"did not answer within 2\.5 s and was killed"):
+            run(asyncio.wait_for(store.ingest([_event("a")], request_id="r1", received_at_ms=1), 10))
+        assert 2.5 <= time.monotonic() - started < 5
+        assert _gone(stopped)
+        result = run(store.ingest([_event("a")], request_id="r2", received_at_ms=1))
+        assert result.stored + len(result.duplicates) == 1  # the first may or may not be stored
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGKILL)
+        run(store.close())
+        close_loop()
+
+
+def test_closing_with_a_stopped_writer_process_ends_and_leaves_no_process(tmp_path: Path) -> None:
+    """A stopped writer owes its exit once told to stop: without the kill, the gateway's stop
+    waited for ever, and the orphan stayed stopped after the gateway was killed."""
+    store = SQLiteStore(tmp_path / "c.db", writer_process=True, busy_timeout_ms=250)
+    try:
+        stopped = _stopped_writer(store)
+        run(asyncio.wait_for(store.close(), 10))
+        assert _gone(stopped, timeout_s=0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGKILL)
         close_loop()

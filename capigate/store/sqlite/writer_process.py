@@ -13,7 +13,10 @@ The child ends when its pipe closes: after a stop, or when the gateway dies, eve
 (the kernel closes the pipe), committing first what it has read. It ignores SIGINT and
 SIGTERM, which a terminal or a service manager sends to the whole group: its parent says when.
 Should the child die, the jobs it had been sent fail as "may or may not be stored" (as on a
-lost PostgreSQL connection) and the next job starts a new child.
+lost PostgreSQL connection) and the next job starts a new child. A child that stays silent
+while jobs wait on it (stopped by SIGSTOP or a debugger, hung) is killed, and so dies, after
+twice the busy timeout and a margin: the writer thread's groups give up by then (waiting for the
+lock, then for BEGIN), and without it every write, the journal's at a stop too, waited for ever.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -62,6 +66,7 @@ T = TypeVar("T")
 _MAX_FRAME_JOBS: Final = 256  # bounds one frame's size: a W1 ingest is ~50 KB
 _MAX_GROUP_JOBS: Final = 1000  # as the writer thread's
 _HEADER: Final = struct.Struct("<I")
+_STALL_MARGIN_S: Final = 2.0  # beyond the two busy timeouts a group may wait: its own work and COMMIT
 
 
 # --- the wire: gateway -> writer ------------------------------------------------
@@ -196,6 +201,9 @@ class _Child:
         self.proc, self.to_child, self.from_child = proc, proc.stdin.fileno(), proc.stdout.fileno()
         self.mutex = threading.Lock()
         self.pending: dict[int, QueuedJob] = {}
+        self.waiting_since = 0.0  # monotonic: when it was last answered, or sent work while idle
+        self.stopping = False  # told to stop: it owes an exit
+        self.stalled = False  # killed for its silence
         self.alive = True
         self.ended = threading.Event()
 
@@ -208,6 +216,7 @@ class ProcessWriter:
 
     def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, process_lock: bool) -> None:
         self._args = [str(path), synchronous, str(busy_timeout_ms), "1" if process_lock else "0"]
+        self._stall_s = 2 * busy_timeout_ms / 1000 + _STALL_MARGIN_S
         self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()  # a put costs less than Event.set
         self._ids = itertools.count()
         self._child: _Child | None = None
@@ -298,6 +307,8 @@ class ProcessWriter:
         with child.mutex:
             if not child.alive:
                 return False
+            if not child.pending:
+                child.waiting_since = time.monotonic()
             for job in jobs:
                 job_id = next(self._ids)
                 try:
@@ -327,6 +338,8 @@ class ProcessWriter:
         child = self._child
         if child is None:
             return
+        with child.mutex:
+            child.stopping, child.waiting_since = True, time.monotonic()
         with contextlib.suppress(OSError):
             _write_frame(child.to_child, _encode([StopMsg()]))
         with contextlib.suppress(OSError):
@@ -344,7 +357,7 @@ class ProcessWriter:
 
     def _read(self, child: _Child, reader: _FrameReader) -> None:
         try:
-            while frames := reader.frames(block=True):
+            while self._answered(child) and (frames := reader.frames(block=True)):
                 for frame in frames:
                     self._settle(child, _decode_answer(frame))
         finally:
@@ -352,15 +365,30 @@ class ProcessWriter:
                 child.alive = False
                 lost = list(child.pending.values())
                 child.pending.clear()
-            if child.proc.poll() is None:  # an answer it could not read: this child is done for
+            if child.proc.poll() is None:  # silent, or an answer it could not read: done for
                 child.proc.kill()
             code = _close(child.proc)
+            ended = (
+                f"did not answer within {self._stall_s:g} s and was killed"
+                if child.stalled
+                else f"ended (exit status {code})"
+            )
             error = StoreError(
-                f"the store's writer process ended (exit status {code}) before it answered: "
-                "the write may or may not be stored"
+                f"the store's writer process {ended} before it answered: the write may or may not be stored"
             )
             deliver(lost, [(None, error)] * len(lost))
             child.ended.set()
+
+    def _answered(self, child: _Child) -> bool:
+        """Wait until the child has something to read; False when it stayed silent for
+        ``_stall_s`` while it owed answers (jobs, or its exit)."""
+        while not select.select([child.from_child], [], [], self._stall_s / 4)[0]:
+            with child.mutex:
+                owes = bool(child.pending) or child.stopping
+                if owes and time.monotonic() - child.waiting_since >= self._stall_s:
+                    child.stalled = True
+                    return False
+        return True
 
     def _settle(self, child: _Child, answer: Ready | StartFailed | Group) -> None:
         if not isinstance(answer, Group):
@@ -369,6 +397,7 @@ class ProcessWriter:
         self.stats.jobs += answer.jobs
         with child.mutex:
             jobs = [child.pending.pop(o.id) for o in answer.outcomes]
+            child.waiting_since = time.monotonic()
         deliver(jobs, [_outcome(o) for o in answer.outcomes])
 
 
