@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,4 +198,34 @@ def test_closing_with_a_stopped_writer_process_ends_and_leaves_no_process(tmp_pa
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(stopped, signal.SIGKILL)
+        close_loop()
+
+
+def test_a_writer_process_that_cannot_start_again_is_retried_once_a_second_not_for_every_write(
+    tmp_path: Path,
+) -> None:
+    """A new writer process costs an interpreter's start: on a broken store (its directory
+    removed) each write started one, burning a core while writes failed. They fail at once
+    with the start's error meanwhile; once the store is back, the next try succeeds."""
+    directory = tmp_path / "db"
+    directory.mkdir()
+    store = SQLiteStore(directory / "c.db", writer_process=True)
+    try:
+        run(store.open())
+        shutil.rmtree(directory)
+        os.kill(_writer_pid(store), signal.SIGKILL)
+        with pytest.raises(StoreError):  # the killed one's, or the new one's failed start
+            run(store.ingest([_event("a")], request_id="r0", received_at_ms=1))
+        with pytest.raises(StoreError, match="unable to open database file"):
+            run(store.ingest([_event("a")], request_id="r1", received_at_ms=1))
+        started = time.monotonic()
+        for i in range(20):
+            with pytest.raises(StoreError, match="unable to open database file"):
+                run(store.ingest([_event("a")], request_id=f"r{i}", received_at_ms=1))
+        assert time.monotonic() - started < 0.5, "a writer process was started for each write"
+        directory.mkdir()
+        time.sleep(1)
+        assert run(store.ingest([_event("a")], request_id="back", received_at_ms=1)).stored == 1
+    finally:
+        run(store.close())
         close_loop()

@@ -66,6 +66,9 @@ T = TypeVar("T")
 _MAX_FRAME_JOBS: Final = 256  # bounds one frame's size: a W1 ingest is ~50 KB
 _MAX_GROUP_JOBS: Final = 1000  # as the writer thread's
 _HEADER: Final = struct.Struct("<I")
+# Starting a child costs a Python interpreter's start (~0.3 s of CPU): on a broken store (its
+# directory removed, say) every frame of writes started one, a core burnt while writes failed.
+_RESPAWN_PAUSE_S: Final = 1.0
 _STALL_MARGIN_S: Final = 2.0  # beyond the two busy timeouts a group may wait: its own work and COMMIT
 
 
@@ -220,6 +223,7 @@ class ProcessWriter:
         self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()  # a put costs less than Event.set
         self._ids = itertools.count()
         self._child: _Child | None = None
+        self._respawn_at = 0.0  # monotonic: no new child before, after one failed to start
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._started = False
         self._accepting = False
@@ -326,10 +330,13 @@ class ProcessWriter:
             return self._child
         if self._child is not None:
             self._child.ended.wait()
+            self._child = None
+        if time.monotonic() < self._respawn_at:  # it failed to start just now: so would it again
+            return None
         try:
             self._child = self._spawn()
         except Exception as exc:
-            self._child, self._spawn_error = None, exc
+            self._spawn_error, self._respawn_at = exc, time.monotonic() + _RESPAWN_PAUSE_S
         return self._child
 
     _spawn_error: BaseException = StoreError("the store's writer process is not running")
