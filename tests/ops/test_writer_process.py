@@ -8,10 +8,13 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,8 @@ import pytest
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store import SQLiteStore
+from tests.conftest import make_server
+from tests.helpers import sender, wait_until
 from tests.storekit import close_loop, run
 
 
@@ -229,3 +234,41 @@ def test_a_writer_process_that_cannot_start_again_is_retried_once_a_second_not_f
     finally:
         run(store.close())
         close_loop()
+
+
+def _writer_processes(db: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and f"writer_child\0{db}\0" in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_of_two_workers_under_load_stores_and_journals_every_acknowledged_event(tmp_path: Path) -> None:
+    """SIGINT to the whole group (Ctrl-C): the writer processes ignore it, commit what their
+    workers flush (the journal last), and end with them: none is left behind."""
+    server = make_server(tmp_path / "gw", CAPIGATE_WORKERS="2")
+    server.start()
+    acked: list[str] = []
+    stop = threading.Event()
+    senders = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(4)]
+    try:
+        for t in senders:
+            t.start()
+        wait_until(lambda: len(acked) >= 400, what="some load")
+        writers = _writer_processes(Path(server.db))
+        assert len(writers) == 2, writers
+        server.stop(signal.SIGINT)
+        assert server.proc is not None and server.proc.returncode == 0, server.output()[-2000:]
+    finally:
+        stop.set()
+        for t in senders:
+            t.join(timeout=10)
+        server.stop(signal.SIGKILL)
+    assert all(_gone(pid, timeout_s=2) for pid in writers), "a writer process outlived its gateway"
+    with contextlib.closing(sqlite3.connect(server.db)) as db:
+        stored = Counter(d for (d,) in db.execute("SELECT dedupe_id FROM events"))
+        journaled = db.execute("SELECT coalesce(sum(events_stored), 0) FROM requests").fetchone()[0]
+    assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
+    assert journaled == sum(stored.values())
