@@ -272,3 +272,39 @@ def test_ctrl_c_of_two_workers_under_load_stores_and_journals_every_acknowledged
         journaled = db.execute("SELECT coalesce(sum(events_stored), 0) FROM requests").fetchone()[0]
     assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
     assert journaled == sum(stored.values())
+
+
+def test_kill_9_of_one_worker_under_load_ends_its_writer_and_its_successor_writes(tmp_path: Path) -> None:
+    """granian starts a new worker for the killed one: the killed one's writer process ends
+    (its pipe closed) and lets go of the lock, the new worker's writer takes turns with the
+    other's, and every acknowledged event is stored once."""
+    server = make_server(tmp_path / "gw", CAPIGATE_WORKERS="2")
+    server.start()
+    acked: list[str] = []
+    stop = threading.Event()
+    senders = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(4)]
+    try:
+        for t in senders:
+            t.start()
+        wait_until(lambda: len(acked) >= 400, what="some load")
+        writers = {
+            pid: int(Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[1])
+            for pid in _writer_processes(Path(server.db))
+        }
+        victim, victim_worker = next(iter(writers.items()))
+        os.kill(victim_worker, signal.SIGKILL)
+        assert _gone(victim), "the killed worker's writer process outlived it"
+        wait_until(lambda: len(set(_writer_processes(Path(server.db))) - set(writers)) == 1, what="a new writer")
+        before = len(acked)
+        senders += [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(4)]
+        for t in senders[4:]:  # those whose connection was to the killed worker have ended
+            t.start()
+        wait_until(lambda: len(acked) >= before + 400, what="load after the respawn")
+    finally:
+        stop.set()
+        for t in senders:
+            t.join(timeout=10)
+        server.stop()
+    with contextlib.closing(sqlite3.connect(server.db)) as db:
+        stored = Counter(d for (d,) in db.execute("SELECT dedupe_id FROM events"))
+    assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
