@@ -163,7 +163,7 @@ class _FrameReader:
                 self.eof = True
             self._buffer += chunk
             frames = self._complete()
-            if frames or not self._partial():
+            if frames or not self._buffer:
                 return frames
         return []
 
@@ -178,9 +178,6 @@ class _FrameReader:
             start = end
         del buffer[:start]
         return frames
-
-    def _partial(self) -> bool:
-        return bool(self._buffer)
 
 
 def _pickled_error(exc: BaseException) -> bytes:
@@ -237,7 +234,7 @@ class ProcessWriter:
     async def stop(self) -> None:
         if self._accepting:
             self._accepting = False
-            self._put(_STOP)
+            self._queue.put(_STOP)
         if self._started:
             await asyncio.wrap_future(self._done)
 
@@ -246,11 +243,8 @@ class ProcessWriter:
             raise StoreError("the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put(QueuedJob(fn, future, loop, batch))
+        self._queue.put(QueuedJob(fn, future, loop, batch))
         return await future
-
-    def _put(self, job: QueuedJob | None) -> None:
-        self._queue.put(job)
 
     def _spawn(self) -> _Child:
         proc = subprocess.Popen(
@@ -307,20 +301,23 @@ class ProcessWriter:
         if child is None:
             deliver(jobs, [(None, self._spawn_error)] * len(jobs))
             return True
+        sendable: dict[int, QueuedJob] = {}
         messages: list[msgspec.Raw] = []
+        for job in jobs:  # encoded before taking the mutex, which the reader needs to settle answers
+            job_id = next(self._ids)
+            try:
+                messages.append(msgspec.Raw(_encode(_message(job_id, job))))
+            except Exception as exc:  # a job that cannot be sent (an unencodable value) fails alone
+                deliver([job], [(None, exc)])
+                continue
+            sendable[job_id] = job
+        jobs[:] = sendable.values()  # for the next child, should this one have died
         with child.mutex:
             if not child.alive:
                 return False
             if not child.pending:
                 child.waiting_since = time.monotonic()
-            for job in jobs:
-                job_id = next(self._ids)
-                try:
-                    messages.append(msgspec.Raw(_encode(_message(job_id, job))))
-                except Exception as exc:  # a job that cannot be sent (an unencodable value) fails alone
-                    deliver([job], [(None, exc)])
-                    continue
-                child.pending[job_id] = job
+            child.pending.update(sendable)
         with contextlib.suppress(OSError):  # it died: its reader fails what it was sent
             _write_frame(child.to_child, _encode(messages))
         return True
