@@ -97,3 +97,18 @@ def test_the_cli_reference_in_the_docs_is_the_help_output() -> None:
         shown = text.split(f"### `capigate {command}`\n\n```text\n", 1)[1].split("```", 1)[0]
         done = CliRunner().invoke(main, [command, "--help"], prog_name="capigate", terminal_width=80)
         assert shown == done.output, f"update docs/sdk.md for {command} (COLUMNS=80 capigate {command} --help)"
+
+
+def test_the_seconds_threshold_is_written_once_in_a_module_that_imports_no_other_layer() -> None:
+    """The admin API's time parameters and the Axon rules each had their own 10^11; the one
+    rule lives in capigate/epoch.py, which both import and which imports nothing of capigate."""
+    written = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and type(node.value) is int and node.value == 10**11:
+                written.append(str(path.relative_to(PACKAGE)))
+    assert written == ["epoch.py"]
+    tree = ast.parse((PACKAGE / "epoch.py").read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert [name for name in imported if name and name.startswith("capigate")] == []

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from capigate.gateway import ROUTES
-from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, example, make_server
 from tests.helpers import batch, page_view, purchase
 from tests.test_cli_gateway import capigate
 
@@ -258,3 +258,22 @@ def test_cli_a_time_in_seconds_is_refused_with_the_gateways_reason(server: Serve
     assert done.returncode != 0 and "looks like seconds" in done.stderr, done.stderr
     replay = capigate("replay", "--config", str(server.config), "--db", str(server.db), "--until", "1733000000")
     assert replay.returncode == 2 and "looks like seconds" in replay.stderr, replay.stderr
+
+
+def test_rule_one_seconds_threshold_for_the_admin_parameters_and_axon_times(server: Server) -> None:
+    """Rule: an epoch value below 10^11 (March 1973 in ms, the year 5138 in s) is seconds, and 0,
+    the same instant in both units, is not: since/until, Axon's event_time and its measurement
+    timestamps read that one rule (capigate/epoch.py). An event_time of 0 was told it looked like
+    seconds while since=0 and a measurement timestamp of 0 were taken as milliseconds."""
+    mpd = example("axon_purchase.json")["events"][0]["measurement_partner_data"]
+    for value, seconds in ((0, False), (99_999_999_999, True), (100_000_000_000, False)):
+        with server.admin() as c:
+            answer = c.get("/api/events", params={"since": str(value)})
+        assert (answer.status_code == 400) is seconds, (value, answer.text)
+        event = page_view(event_time=value, measurement_partner_data={**mpd, "first_visit_ts": value})
+        sent = post(server, event)
+        assert sent.status_code == 200, sent.text
+        told = {w["path"]: w["code"] for w in sent.json()["warnings"]}
+        assert (told.get("events[0].event_time") == "time_in_seconds") is seconds, (value, told)
+        first_visit = told.get("events[0].measurement_partner_data.first_visit_ts")
+        assert (first_visit == "time_in_seconds") is seconds, (value, told)

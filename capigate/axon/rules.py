@@ -31,6 +31,7 @@ from capigate.axon.schema import (
 )
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
+from capigate.epoch import looks_like_seconds
 from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
@@ -41,7 +42,6 @@ __all__ = ["MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
 S = TypeVar("S", bound=msgspec.Struct)
 
 _YEAR_MS = 365 * 24 * 3600 * 1000
-_SECONDS_LIKE_BELOW = 100_000_000_000  # 1973 in ms, 5138 in s: smaller values are seconds
 _encode = msgspec.json.Encoder().encode
 
 _EVENT_KEYS = field_names(ServerEvent)
@@ -334,7 +334,7 @@ def _whole_millis(raw: dict[str, Any], path: str, report: Report) -> dict[str, A
 
 
 def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
-    if ms < _SECONDS_LIKE_BELOW:
+    if looks_like_seconds(ms):
         report.warn(
             f"{path}.event_time", "time_in_seconds", "event_time looks like seconds; the API expects milliseconds"
         )
@@ -379,7 +379,7 @@ def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report
     _unknown_keys(mpd_raw, _MPD_KEYS, profile, report, path, "measurement_partner_data")
     for key in _MPD_TIMESTAMPS:
         ts = mpd_raw.get(key)
-        if _is_epoch_millis(ts) and 0 < ts < _SECONDS_LIKE_BELOW:
+        if _is_epoch_millis(ts) and looks_like_seconds(ts):
             report.warn(
                 f"{path}.measurement_partner_data.{key}",
                 "time_in_seconds",

@@ -32,6 +32,7 @@ from capigate.axon.profiles import Profile
 from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report
+from capigate.epoch import looks_like_seconds
 from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
@@ -283,7 +284,7 @@ def _check_items_value(data: Any, path: str, report: Report) -> None:
 def _mpd_timestamps(mpd: Any, path: str, report: Report) -> None:
     for key in rules._MPD_TIMESTAMPS:
         ts = getattr(mpd, key)
-        if ts is not None and 0 < ts < rules._SECONDS_LIKE_BELOW:
+        if ts is not None and looks_like_seconds(ts):
             report.warn(
                 f"{path}.measurement_partner_data.{key}",
                 "time_in_seconds",

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import overload
 
 from capigate.checking import Report
+from capigate.epoch import looks_like_seconds
 
 __all__ = [
     "MAX_ID",
     "MAX_TIME_MS",
-    "SECONDS_BELOW",
     "Query",
     "TimeRefused",
     "decode_cursor",
@@ -35,7 +35,6 @@ __all__ = [
 
 MAX_ID = 2**63 - 1  # the largest row id either store can hold
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: datetime's own limit
-SECONDS_BELOW = 100_000_000_000  # smaller epoch values are seconds (Axon's event_time rule too)
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _CURSOR = re.compile(r"[0-9a-z]{3,15}")  # base 36 digits, then two check characters
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -165,7 +164,7 @@ def read_time(raw: str, key: str) -> int:
     value = time_value(raw)
     if value is None:
         raise TimeRefused("invalid_format", f"{key} is epoch milliseconds or an ISO 8601 time, up to the year 9999")
-    if 0 < value < SECONDS_BELOW and _DIGITS.fullmatch(raw):
+    if looks_like_seconds(value) and _DIGITS.fullmatch(raw):
         raise TimeRefused(
             "time_in_seconds",
             f"{key} {raw} looks like seconds; times are epoch milliseconds ({raw}000) or ISO 8601",
