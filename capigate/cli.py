@@ -73,6 +73,14 @@ def _store_url(config: Config, db: str | None) -> str:
     return str(file)
 
 
+def _open_store(config: Config, db: str | None) -> Store:
+    """The relay's and replay's store, with the [store] settings a gateway's has."""
+    from capigate.store import open_store
+
+    settings = config.store
+    return open_store(_store_url(config, db), synchronous=settings.synchronous, read_timeout_s=settings.read_timeout_s)
+
+
 def _base_url(host: str, port: int) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
@@ -225,12 +233,11 @@ def relay(config_path: Path, db: str | None) -> None:
     """
     from capigate.logs import configure_logging
     from capigate.relay import RelayRunner
-    from capigate.store import open_store
 
     config, _ = _resolve_config(config_path, create=False)
     configure_logging(config.server.log_format)
     try:
-        store = open_store(_store_url(config, db), synchronous=config.store.synchronous)
+        store = _open_store(config, db)
         runner = RelayRunner(store, config)
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -280,7 +287,7 @@ def replay(
     A running gateway or `capigate relay` picks them up at its next poll.
     """
     from capigate.relay import replay_refusal
-    from capigate.store import DeadLetterQuery, open_store
+    from capigate.store import DeadLetterQuery
 
     config, _ = _resolve_config(config_path, create=False)
     refusal = replay_refusal(config, destination, source)
@@ -294,7 +301,7 @@ def replay(
         until_ms=_epoch_ms(until, "--until"),
     )
     try:
-        store = open_store(_store_url(config, db), synchronous=config.store.synchronous)
+        store = _open_store(config, db)
         count = asyncio.run(_replay(store, query))
     except StoreError as exc:
         raise click.ClickException(f"store: {exc}") from None

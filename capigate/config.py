@@ -78,6 +78,7 @@ class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     url: str = "capigate.db"
     synchronous: Literal["full", "normal"] = "full"
     writer: Literal["process", "thread"] = "process"
+    read_timeout_s: PositiveFloat = 30.0
     dedupe_retention_days: PositiveFloat = 30.0
     journal_retention_days: PositiveFloat = 7.0
     journal_max_rows: Positive = 1_000_000

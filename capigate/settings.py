@@ -69,6 +69,7 @@ SETTINGS: Final = (
         "process",
         "SQLite: process = the writer has a core of its own; or thread",
     ),
+    Setting("store", "read_timeout_s", float, 30.0, "PostgreSQL: a read unanswered this long fails (503)"),
     Setting("store", "dedupe_retention_days", float, 30.0, "how long a dedupe_id is remembered"),
     Setting("store", "journal_retention_days", float, 7.0, "request journal: by age ..."),
     Setting("store", "journal_max_rows", int, 1_000_000, "... and by size"),

@@ -211,7 +211,10 @@ class GatewayApp:
         if store is None:
             settings = self.config.store
             store = open_store(
-                settings.url, synchronous=settings.synchronous, writer_process=settings.writer == "process"
+                settings.url,
+                synchronous=settings.synchronous,
+                writer_process=settings.writer == "process",
+                read_timeout_s=settings.read_timeout_s,
             )
         relay = RelayRunner(store, self.config) if self._relay_enabled else None  # ConfigError before opening
         await store.open()

@@ -65,6 +65,7 @@ __all__ = [
 _SQLITE = "sqlite:///"
 _POSTGRESQL = ("postgresql://", "postgres://")
 _SQLITE_ONLY = frozenset({"synchronous", "busy_timeout_ms", "read_connections", "writer_process"})
+_POSTGRESQL_ONLY = frozenset({"read_timeout_s"})  # SQLite's reads wait busy_timeout_ms at most
 
 
 def open_store(url_or_path: str, **opts: Any) -> Store:
@@ -73,7 +74,7 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow SQLAlchemy's
     convention; a plain path is a SQLite file. ``opts`` go to the backend's constructor;
     for ``postgresql://`` URLs (``?schema=name`` picks a schema), the SQLite-only ones
-    (``synchronous`` …) are dropped.
+    (``synchronous`` …) are dropped, and for SQLite the PostgreSQL-only ``read_timeout_s``.
     """
     if url_or_path.startswith(_POSTGRESQL):
         from capigate.store.postgres import PostgresStore
@@ -88,7 +89,7 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
         path = url_or_path
     if path in ("", ":memory:"):
         raise StoreError(f"{url_or_path!r}: the SQLite store needs a file path")
-    return SQLiteStore(path, **opts)
+    return SQLiteStore(path, **{k: v for k, v in opts.items() if k not in _POSTGRESQL_ONLY})
 
 
 def __getattr__(name: str) -> Any:

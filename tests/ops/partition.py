@@ -4,7 +4,9 @@ network partition does: the store neither answers nor refuses. ``heal()`` closes
 and forwards again; ``heal(drop_held=False)`` forwards new connections only, and the held ones
 stay silent for good, as behind a firewall or NAT that lost their state: their client learns
 of it only by a deadline of its own. ``cut_before(b"COMMIT")`` cuts when a client next sends
-those bytes, which then never arrive: a partition at a chosen step of a protocol."""
+those bytes, which then never arrive: a partition at a chosen step of a protocol.
+``silence_before(b"...")`` silences only the connection that next sends those bytes, both ways
+and held open, as a backend stopped mid-query (SIGSTOP) leaves it; the others go on."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class Partition:
         self._sockets: list[socket.socket] = []
         self._silent: set[socket.socket] = set()  # held through a heal(drop_held=False)
         self._trigger: bytes | None = None
+        self._silence_trigger: bytes | None = None
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -42,6 +45,9 @@ class Partition:
 
     def cut_before(self, sent: bytes) -> None:
         self._trigger = sent
+
+    def silence_before(self, sent: bytes) -> None:
+        self._silence_trigger = sent
 
     def heal(self, *, drop_held: bool = True) -> None:
         with self._lock:
@@ -88,6 +94,10 @@ class Partition:
                 if to_server and self._trigger is not None and self._trigger in data:
                     self._trigger = None
                     self._cut.set()
+                if to_server and self._silence_trigger is not None and self._silence_trigger in data:
+                    self._silence_trigger = None
+                    with self._lock:
+                        self._silent.update((src, dst))
                 if not self._cut.is_set() and src not in self._silent:
                     dst.sendall(data)
         for s in (src, dst):

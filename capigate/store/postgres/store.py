@@ -56,7 +56,7 @@ from capigate.store.base import (
 from capigate.store.postgres import inspector, outbox, prune, schema, sessions
 from capigate.store.postgres.ingest import IngestJob, ProbeJob, RecordJob, check_payloads
 from capigate.store.postgres.queries import events_sql, query_stats, requests_sql
-from capigate.store.postgres.writer import ANSWER_TIMEOUT_S, Writer
+from capigate.store.postgres.writer import ANSWER_TIMEOUT_S, Writer, sever
 from capigate.store.sql import page, request_view, store_error, stored_event
 
 __all__ = ["PostgresStore"]
@@ -98,6 +98,7 @@ def _redact(url: str) -> str:
 
 
 _IDLE_IN_TRANSACTION_MS = 15_000
+READ_TIMEOUT_S: Final = 30.0  # the [store] setting's default: an admin page's slowest read takes seconds
 
 
 class PostgresStore:
@@ -108,7 +109,9 @@ class PostgresStore:
     shared among the idle writers, whose transactions run at the same time on the server's
     CPUs. Each also comes from the URL (``?schema=capigate&writers=4``); a keyword argument
     wins. A write group unanswered after ``answer_timeout_s`` fails and its writer reconnects
-    (writer.py). Options of the SQLite store (``synchronous`` …) are refused here: durability is the
+    (writer.py); a read, a lease or a session unanswered after ``read_timeout_s`` fails as
+    ``StoreError`` and its connection is dropped: a backend that stops answering (stopped, or
+    behind a partition that left its connection open) would hold the request for ever. Options of the SQLite store (``synchronous`` …) are refused here: durability is the
     server's ``synchronous_commit``, on by default.
     """
 
@@ -121,6 +124,7 @@ class PostgresStore:
         writers: int | None = None,
         connect_timeout_s: float = 10.0,
         answer_timeout_s: float = ANSWER_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         url, given = split_options(url)  # the keyword arguments win over the URL's parameters
         schema = schema if schema is not None else given.get("schema")
@@ -128,14 +132,15 @@ class PostgresStore:
         writers = writers if writers is not None else given.get("writers", 2)
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"schema {schema!r}: use lower-case letters, digits and _ (at most 63)")
-        if pool_size < 1 or writers < 1 or connect_timeout_s <= 0 or answer_timeout_s <= 0:
-            raise ValueError("pool_size and writers must be >= 1, connect_timeout_s and answer_timeout_s > 0")
+        if pool_size < 1 or writers < 1 or min(connect_timeout_s, answer_timeout_s, read_timeout_s) <= 0:
+            raise ValueError("pool_size and writers must be >= 1, the timeouts > 0")
         self.url = url
         self.schema = schema
         self.pool_size = pool_size
         self.writers = writers
         self.node = f"{socket.gethostname()}:{os.getpid()}"
         self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
         try:
             given = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -281,7 +286,7 @@ class PostgresStore:
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """One node prunes at a time; the others skip (and report nothing pruned)."""
-        return await self._with_conn(lambda conn: prune.prune(conn, now_ms, retention))
+        return await self._with_conn(lambda conn: prune.prune(conn, now_ms, retention), bounded=False)
 
     # --- reads --------------------------------------------------------------------------
 
@@ -303,15 +308,39 @@ class PostgresStore:
 
         return page(await self._with_conn(run), limit, convert)
 
-    async def _with_conn(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+    async def _with_conn(self, fn: Callable[[Connection], Awaitable[T]], *, bounded: bool = True) -> T:
+        """``fn`` on a pooled connection; ``bounded``: within ``read_timeout_s`` (a prune, a
+        chunk per transaction for as long as it finds rows, is not)."""
         pool = self._pool
         if pool is None:
             raise StoreError("the store is not open")
         try:
             async with pool.connection() as conn:
-                return await fn(conn)
+                return await (self._answered(conn, fn(conn)) if bounded else fn(conn))
         except psycopg.Error as exc:
             raise store_error(exc) from exc
+
+    async def _answered(self, conn: Connection, work: Awaitable[T]) -> T:
+        """``work``, with ``conn`` severed if it gets no answer in time: its read then fails at
+        once, and the pool drops the broken connection rather than lend it again."""
+        cut = False
+
+        def sever_late() -> None:
+            nonlocal cut
+            cut = True
+            sever(conn)
+
+        timer = asyncio.get_running_loop().call_later(self._read_timeout_s, sever_late)
+        try:
+            return await work
+        except psycopg.Error:
+            if cut:
+                raise StoreError(
+                    f"PostgreSQL did not answer within {self._read_timeout_s:g} s ([store] read_timeout_s)"
+                ) from None
+            raise
+        finally:
+            timer.cancel()
 
     # --- relay outbox and statistics (outbox.py) ----------------------------------------
 

@@ -37,7 +37,7 @@ from capigate.store.postgres.ingest import INGEST_SQL, MINUTES_SQL, PROBE_SQL, R
 from capigate.store.postgres.inspector import ADD_QUALITY_SQL, BODIES_SQL, KEYS_SQL, new_shard, quality_columns
 from capigate.store.sql import store_error
 
-__all__ = ["Writer"]
+__all__ = ["Writer", "sever"]
 
 log = logging.getLogger("capigate.store")
 
@@ -153,11 +153,7 @@ class Writer:
 
     def _sever(self, conn: Connection) -> None:
         log.warning("a PostgreSQL writer got no answer in %g s: it drops its connection", self._answer_timeout_s)
-        # shutdown() on a duplicate of the socket: psycopg's pending read sees the end of the
-        # stream at once (closing the connection under it would leave that read waiting), and
-        # the server, if it can still hear, ends the transaction instead of holding its locks.
-        with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
+        sever(conn)
 
     async def _reconnect(self) -> Connection | None:
         try:
@@ -282,3 +278,12 @@ def _settle(jobs: Sequence[Job], results: Sequence[Any]) -> None:
     for job, result in zip(jobs, results, strict=True):
         if not job.future.done():  # the awaiting coroutine was cancelled
             job.future.set_result(result)
+
+
+def sever(conn: Connection) -> None:
+    """Ends a connection that stopped answering. shutdown() on a duplicate of the socket:
+    psycopg's pending read sees the end of the stream at once (closing the connection under it
+    would leave that read waiting), and the server, if it can still hear, ends the transaction
+    instead of holding its locks."""
+    with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
