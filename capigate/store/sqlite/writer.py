@@ -259,12 +259,18 @@ def _lost(exc: Exception) -> StoreError:
     return error
 
 
-def deliver(jobs: Sequence[QueuedJob], outcomes: Sequence[Outcome]) -> None:
-    # One wake-up per event loop for the whole group, not one per job.
+def deliver(
+    jobs: Sequence[QueuedJob], outcomes: Sequence[Outcome], running: asyncio.AbstractEventLoop | None = None
+) -> None:
+    """Settles each job's future on its loop: at once for the jobs of ``running``, the loop the
+    caller runs on, and with one wake-up per other loop for the whole group, not one per job."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
     for job, outcome in zip(jobs, outcomes, strict=True):
         by_loop.setdefault(job.loop, []).append((job.future, outcome))
     for loop, settled in by_loop.items():
+        if loop is running:
+            _settle(settled)
+            continue
         with contextlib.suppress(RuntimeError):  # that loop was closed while its job waited
             loop.call_soon_threadsafe(_settle, settled)
 

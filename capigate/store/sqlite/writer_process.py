@@ -4,10 +4,11 @@ In one process, the writer thread's Python work (building the rows, the journal,
 inspector's keys) takes the GIL from the event loop: under load the gateway ran on one core
 while the other idled. Here the child process
 (``python -m capigate.store.sqlite.writer_child``)
-runs the same group commit as the thread (writer.run_group) on its own core. The gateway sends
-it frames of jobs (ingests and journal entries as msgpack, the rare others pickled) from a
-sender thread, and a reader thread settles each job's future with the outcome the child sends
-back after its COMMIT: a request is still answered only once its events are committed.
+runs the same group commit as the thread (writer.run_group) on its own core. The gateway's event
+loop sends it frames of jobs (ingests and journal entries as msgpack, the rare others pickled)
+down a non-blocking pipe, reads its answers from another, and settles each job's future with the
+outcome the child sends back after its COMMIT: a request is still answered only once its events
+are committed.
 
 The child ends when its pipe closes: after a stop, or when the gateway dies, even by kill -9
 (the kernel closes the pipe), committing first what it has read. It ignores SIGINT and
@@ -23,19 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import itertools
 import os
 import pickle
-import queue
 import select
 import signal
 import sqlite3
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +57,11 @@ from capigate.store.sqlite.writer import (
     sqlite_error,
 )
 
+try:
+    import fcntl
+except ImportError:  # Windows: pipes keep their default size
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["ProcessWriter"]
 
 T = TypeVar("T")
@@ -69,6 +72,7 @@ _HEADER: Final = struct.Struct("<I")
 # Starting a child costs a Python interpreter's start (~0.3 s of CPU): on a broken store (its
 # directory removed, say) every frame of writes started one, a core burnt while writes failed.
 _RESPAWN_PAUSE_S: Final = 1.0
+_PIPE_SIZE: Final = 1 << 20  # Linux's default limit for a pipe's buffer
 _STALL_MARGIN_S: Final = 2.0  # beyond the two busy timeouts a group may wait: its own work and COMMIT
 
 
@@ -133,7 +137,8 @@ class Group(msgspec.Struct, tag="g", array_like=True):
     outcomes: list[Ingested | Returned | Raised]
 
 
-_encode = msgspec.msgpack.Encoder().encode
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
 _decode_frame = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
 _decode_job = msgspec.msgpack.Decoder(JobMsg).decode
 _decode_answer = msgspec.msgpack.Decoder(Ready | StartFailed | Group).decode
@@ -167,6 +172,11 @@ class _FrameReader:
                 return frames
         return []
 
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The frames completed by ``chunk``, read by the caller."""
+        self._buffer += chunk
+        return self._complete()
+
     def _complete(self) -> list[bytes]:
         frames, start, buffer = [], 0, self._buffer
         while len(buffer) - start >= _HEADER.size:
@@ -194,215 +204,302 @@ def _pickled_error(exc: BaseException) -> bytes:
 
 
 class _Child:
-    """One writer process and the jobs it has been sent and not yet answered."""
+    """One writer process, the jobs it has been sent and not yet answered, and the bytes of
+    frames its pipe has not taken yet."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], answers: _FrameReader) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self.to_child, self.from_child = proc, proc.stdin.fileno(), proc.stdout.fileno()
-        self.mutex = threading.Lock()
+        self.answers = answers
         self.pending: dict[int, QueuedJob] = {}
+        self.unsent = bytearray()
+        self.close_when_sent = False  # the stop is in unsent: close its pipe once that is written
         self.waiting_since = 0.0  # monotonic: when it was last answered, or sent work while idle
         self.stopping = False  # told to stop: it owes an exit
         self.stalled = False  # killed for its silence
         self.alive = True
-        self.ended = threading.Event()
-
-
-_STOP: Final = None
+        self.ended: asyncio.Future[None] | None = None
 
 
 class ProcessWriter:
-    """The Writer's interface (start, submit, stop, stats), the writes made by a child process."""
+    """The Writer's interface (start, submit, stop, stats), the writes made by a child process.
+
+    Its pipes are the event loop's, as its sockets are: a job is encoded and written by the
+    loop, and the loop reads the answers and settles the futures. With a sender and a reader
+    thread, each round trip waited twice for the GIL, which the busy loop gives up only every
+    switch interval (5 ms): that wait, not the work, bounded one worker's requests per second.
+    """
 
     def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, process_lock: bool) -> None:
         self._args = [str(path), synchronous, str(busy_timeout_ms), "1" if process_lock else "0"]
         self._stall_s = 2 * busy_timeout_ms / 1000 + _STALL_MARGIN_S
-        self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()  # a put costs less than Event.set
         self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outbox: list[QueuedJob] = []  # submitted, not yet sent
+        self._flush_scheduled = False
         self._child: _Child | None = None
+        self._spawning: asyncio.Task[None] | None = None
         self._respawn_at = 0.0  # monotonic: no new child before, after one failed to start
-        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._started = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._stopped: asyncio.Task[None] | None = None
         self._accepting = False
         self.stats = WriterStats()
 
     async def start(self) -> None:
-        self._child = await asyncio.to_thread(self._spawn)
-        self._started = self._accepting = True
-        threading.Thread(target=self._send, name="capigate-sqlite-sender", daemon=True).start()
+        self._loop = asyncio.get_running_loop()
+        self._attach(await asyncio.to_thread(self._spawn))
+        self._accepting = True
+        self._watch()
 
     async def stop(self) -> None:
-        if self._accepting:
+        if self._loop is None:
+            return
+        if self._stopped is None:
             self._accepting = False
-            self._queue.put(_STOP)
-        if self._started:
-            await asyncio.wrap_future(self._done)
+            self._stopped = self._loop.create_task(self._stop())
+        await asyncio.shield(self._stopped)
 
     async def submit(self, fn: Callable[[sqlite3.Cursor], T], batch: Batch | None = None) -> T:
-        if not self._accepting:
+        if not self._accepting or self._loop is None:
             raise StoreError("the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(QueuedJob(fn, future, loop, batch))
+        job = QueuedJob(fn, future, loop, batch)
+        if loop is self._loop:
+            self._enqueue(job)
+        else:  # another thread's loop: the writer's loop sends it
+            try:
+                self._loop.call_soon_threadsafe(self._enqueue, job)
+            except RuntimeError:
+                raise StoreError("the store's event loop is closed") from None
         return await future
 
+    def _enqueue(self, job: QueuedJob) -> None:
+        self._outbox.append(job)
+        if not self._flush_scheduled:  # one frame for every job submitted in this turn of the loop
+            self._flush_scheduled = True
+            self._running_loop().call_soon(self._flush)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    # starting a child
+
     def _spawn(self) -> _Child:
+        """A new child, once it said it is ready (blocking: run in a thread)."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "capigate.store.sqlite.writer_child", *self._args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        child = _Child(proc)
-        reader = _FrameReader(child.from_child)
-        frames = reader.frames(block=True)
+        assert proc.stdout is not None
+        answers = _FrameReader(proc.stdout.fileno())
+        frames = answers.frames(block=True)
         answer = _decode_answer(frames[0]) if frames else None
         if not isinstance(answer, Ready):
             code = _close(proc)
             if isinstance(answer, StartFailed):
                 raise pickle.loads(answer.error)
             raise StoreError(f"the store's writer process ended as it started (exit status {code})")
-        threading.Thread(target=self._read, args=(child, reader), name="capigate-sqlite-reader", daemon=True).start()
-        return child
+        return _Child(proc, answers)
 
-    # the sender thread
+    def _attach(self, child: _Child) -> None:
+        loop = self._running_loop()
+        child.ended = loop.create_future()
+        for fd in (child.to_child, child.from_child):
+            os.set_blocking(fd, False)
+            if fcntl is not None and hasattr(fcntl, "F_SETPIPE_SZ"):  # a W1 frame holds megabytes: fewer partial writes
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        loop.add_reader(child.from_child, self._on_answers, child)
+        self._child = child
 
-    def _send(self) -> None:
+    def _respawn(self) -> None:
+        if time.monotonic() < self._respawn_at:  # it failed to start just now: so would it again
+            jobs, self._outbox = self._outbox, []
+            self._fail(jobs, self._spawn_error)
+            return
+        self._spawning = self._running_loop().create_task(self._replace_child(self._child))
+
+    async def _replace_child(self, dead: _Child | None) -> None:
         try:
-            while self._next_frame():
-                pass
+            if dead is not None and dead.ended is not None:
+                await dead.ended  # its lock released, its lost jobs failed
+            child = await asyncio.to_thread(self._spawn)
+        except Exception as exc:
+            self._spawn_error, self._respawn_at = exc, time.monotonic() + _RESPAWN_PAUSE_S
+            jobs, self._outbox = self._outbox, []
+            self._fail(jobs, exc)
+        else:
+            self._attach(child)
         finally:
-            self._end_child()
-            self._fail_queued()
-            self._done.set_result(None)
+            self._spawning = None
+        self._flush()
 
-    def _next_frame(self) -> bool:
-        """Send the next job and those queued behind it (a frame's worth at most); False once
-        the stop has been sent."""
-        job = self._queue.get()
-        jobs: list[QueuedJob] = []
-        while job is not _STOP:
-            jobs.append(job)
-            if len(jobs) == _MAX_FRAME_JOBS:
-                break
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._send_jobs(jobs)
-        return job is not _STOP
+    _spawn_error: BaseException = StoreError("the store's writer process is not running")
 
-    def _send_jobs(self, jobs: list[QueuedJob]) -> None:
-        while jobs and not self._send_to_child(jobs):  # it died meanwhile: to the next one
-            pass
+    # sending, on the loop
 
-    def _send_to_child(self, jobs: list[QueuedJob]) -> bool:
-        """False when the child died before they could be sent."""
-        child = self._live_child()
-        if child is None:
-            deliver(jobs, [(None, self._spawn_error)] * len(jobs))
-            return True
-        sendable: dict[int, QueuedJob] = {}
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._outbox or self._spawning is not None:
+            return  # a child is starting: it gets them
+        child = self._child
+        if child is None or not child.alive:
+            self._respawn()
+            return
+        jobs, self._outbox = self._outbox, []
+        if not child.pending:
+            child.waiting_since = time.monotonic()
+        for start in range(0, len(jobs), _MAX_FRAME_JOBS):
+            frame = self._frame(child, jobs[start : start + _MAX_FRAME_JOBS])
+            if frame is not None:
+                self._send(child, frame)
+
+    def _frame(self, child: _Child, jobs: list[QueuedJob]) -> bytearray | None:
+        """The jobs' frame, each job registered as pending; None if none could be encoded."""
         messages: list[msgspec.Raw] = []
-        for job in jobs:  # encoded before taking the mutex, which the reader needs to settle answers
+        for job in jobs:
             job_id = next(self._ids)
             try:
                 messages.append(msgspec.Raw(_encode(_message(job_id, job))))
             except Exception as exc:  # a job that cannot be sent (an unencodable value) fails alone
-                deliver([job], [(None, exc)])
+                self._fail([job], exc)
                 continue
-            sendable[job_id] = job
-        jobs[:] = sendable.values()  # for the next child, should this one have died
-        with child.mutex:
-            if not child.alive:
-                return False
-            if not child.pending:
-                child.waiting_since = time.monotonic()
-            child.pending.update(sendable)
-        with contextlib.suppress(OSError):  # it died: its reader fails what it was sent
-            _write_frame(child.to_child, _encode(messages))
-        return True
-
-    def _live_child(self) -> _Child | None:
-        if self._child is not None and self._child.alive:
-            return self._child
-        if self._child is not None:
-            self._child.ended.wait()
-            self._child = None
-        if time.monotonic() < self._respawn_at:  # it failed to start just now: so would it again
+            child.pending[job_id] = job
+        if not messages:
             return None
-        try:
-            self._child = self._spawn()
-        except Exception as exc:
-            self._spawn_error, self._respawn_at = exc, time.monotonic() + _RESPAWN_PAUSE_S
-        return self._child
+        frame = bytearray(_HEADER.size)
+        _encoder.encode_into(messages, frame, _HEADER.size)
+        _HEADER.pack_into(frame, 0, len(frame) - _HEADER.size)
+        return frame
 
-    _spawn_error: BaseException = StoreError("the store's writer process is not running")
-
-    def _end_child(self) -> None:
-        child = self._child
-        if child is None:
+    def _send(self, child: _Child, data: bytes | bytearray) -> None:
+        if child.unsent:  # the pipe is full: after what waits already
+            child.unsent += data
             return
-        with child.mutex:
-            child.stopping, child.waiting_since = True, time.monotonic()
-        with contextlib.suppress(OSError):
-            _write_frame(child.to_child, _encode([StopMsg()]))
+        try:
+            written = os.write(child.to_child, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # it died: its end of file fails what it was sent
+            return
+        if written < len(data):
+            child.unsent += memoryview(data)[written:]
+            self._running_loop().add_writer(child.to_child, self._send_unsent, child)
+        elif child.close_when_sent:
+            self._close_pipe_to(child)
+
+    def _send_unsent(self, child: _Child) -> None:
+        try:
+            written = os.write(child.to_child, child.unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(child.unsent)  # it died: its end of file fails what it was sent
+        del child.unsent[:written]
+        if not child.unsent:
+            self._running_loop().remove_writer(child.to_child)
+            if child.close_when_sent:
+                self._close_pipe_to(child)
+
+    def _close_pipe_to(self, child: _Child) -> None:
         with contextlib.suppress(OSError):
             child.proc.stdin.close()  # type: ignore[union-attr]
-        child.ended.wait()
 
-    def _fail_queued(self) -> None:
-        jobs = []
-        while not self._queue.empty():
-            if (job := self._queue.get_nowait()) is not _STOP:
-                jobs.append(job)
-        deliver(jobs, [(None, StoreError("the store writer has stopped"))] * len(jobs))
+    # answers, on the loop
 
-    # one reader thread per child
-
-    def _read(self, child: _Child, reader: _FrameReader) -> None:
+    def _on_answers(self, child: _Child) -> None:
         try:
-            while self._answered(child) and (frames := reader.frames(block=True)):
-                for frame in frames:
-                    self._settle(child, _decode_answer(frame))
-        finally:
-            with child.mutex:
-                child.alive = False
-                lost = list(child.pending.values())
-                child.pending.clear()
-            if child.proc.poll() is None:  # silent, or an answer it could not read: done for
-                child.proc.kill()
-            code = _close(child.proc)
-            ended = (
-                f"did not answer within {self._stall_s:g} s and was killed"
-                if child.stalled
-                else f"ended (exit status {code})"
-            )
-            error = StoreError(
-                f"the store's writer process {ended} before it answered: the write may or may not be stored"
-            )
-            deliver(lost, [(None, error)] * len(lost))
-            child.ended.set()
-
-    def _answered(self, child: _Child) -> bool:
-        """Wait until the child has something to read; False when it stayed silent for
-        ``_stall_s`` while it owed answers (jobs, or its exit)."""
-        while not select.select([child.from_child], [], [], self._stall_s / 4)[0]:
-            with child.mutex:
-                owes = bool(child.pending) or child.stopping
-                if owes and time.monotonic() - child.waiting_since >= self._stall_s:
-                    child.stalled = True
-                    return False
-        return True
+            chunk = os.read(child.from_child, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._child_ended(child)
+            return
+        try:
+            for frame in child.answers.feed(chunk):
+                self._settle(child, _decode_answer(frame))
+        except Exception:  # an answer it could not read: done for
+            self._child_ended(child)
 
     def _settle(self, child: _Child, answer: Ready | StartFailed | Group) -> None:
         if not isinstance(answer, Group):
             return
         self.stats.groups += 1
         self.stats.jobs += answer.jobs
-        with child.mutex:
-            jobs = [child.pending.pop(o.id) for o in answer.outcomes]
-            child.waiting_since = time.monotonic()
-        deliver(jobs, [_outcome(o) for o in answer.outcomes])
+        jobs = [child.pending.pop(o.id) for o in answer.outcomes]
+        child.waiting_since = time.monotonic()
+        deliver(jobs, [_outcome(o) for o in answer.outcomes], self._loop)
+
+    def _child_ended(self, child: _Child) -> None:
+        if not child.alive:
+            return
+        child.alive = False
+        loop = self._running_loop()
+        loop.remove_reader(child.from_child)
+        loop.remove_writer(child.to_child)
+        child.unsent.clear()
+        lost = list(child.pending.values())
+        child.pending.clear()
+        if child.proc.poll() is None:  # silent, or an answer it could not read: done for
+            child.proc.kill()
+        loop.create_task(self._bury(child, lost))
+
+    async def _bury(self, child: _Child, lost: list[QueuedJob]) -> None:
+        code = await asyncio.to_thread(_close, child.proc)
+        ended = (
+            f"did not answer within {self._stall_s:g} s and was killed"
+            if child.stalled
+            else f"ended (exit status {code})"
+        )
+        self._fail(
+            lost,
+            StoreError(f"the store's writer process {ended} before it answered: the write may or may not be stored"),
+        )
+        assert child.ended is not None
+        child.ended.set_result(None)
+
+    def _watch(self) -> None:
+        """Kills a child that stayed silent for ``_stall_s`` while it owed answers (jobs, or its
+        exit): its end of file then fails what it was sent."""
+        child = self._child
+        if child is not None and self._silent_too_long(child):
+            child.stalled = True
+            child.proc.kill()
+        self._watchdog = self._running_loop().call_later(self._stall_s / 4, self._watch)
+
+    def _silent_too_long(self, child: _Child) -> bool:
+        owes = child.alive and (bool(child.pending) or child.stopping)
+        return owes and time.monotonic() - child.waiting_since >= self._stall_s
+
+    def _fail(self, jobs: list[QueuedJob], error: BaseException) -> None:
+        deliver(jobs, [(None, error)] * len(jobs), self._loop)
+
+    # stopping
+
+    async def _stop(self) -> None:
+        try:
+            while self._outbox or self._spawning is not None:  # every job submitted before the stop is sent
+                if self._spawning is not None:
+                    await asyncio.shield(self._spawning)
+                else:
+                    self._flush()
+            child = self._child
+            if child is not None and child.alive:
+                child.stopping, child.waiting_since = True, time.monotonic()
+                child.close_when_sent = True
+                self._send(child, _HEADER.pack(len(stop := _encode([StopMsg()]))) + stop)
+            if child is not None and child.ended is not None:
+                await child.ended
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            jobs, self._outbox = self._outbox, []
+            self._fail(jobs, StoreError("the store writer has stopped"))
 
 
 def _close(proc: subprocess.Popen[bytes]) -> int:
