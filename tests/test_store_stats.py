@@ -182,3 +182,23 @@ def test_rule_a_window_reads_its_whole_minutes_from_the_totals_and_its_edges_fro
     assert minute_windows(10 * m, 20 * m, 5 * m) == ((10 * m, 20 * m), [])  # minute-aligned: no journal read
     assert minute_windows(10 * m + 5, 10 * m + 9, m) == (None, [(10 * m + 5, 10 * m + 9)])  # no whole minute
     assert minute_windows(10 * m, 20 * m, 30_000) == (None, [(10 * m, 20 * m)])  # half-minute buckets
+
+
+def test_a_journal_entry_written_again_is_stored_and_counted_once(store: Store) -> None:
+    """Rule: the journal writes an entry again when its first write may or may not have been
+    stored (its answer lost); its request id is journaled once and counted once in the
+    per-minute totals, when the retry comes with entries that came since, or twice in one write."""
+    first = record(T0 + 1_000, "px_a", 400, 3, 0, warnings=[WARN])
+    second = record(T0 + 2_000, "px_a", 200, 1, 1)
+    run(store.record_requests([first]))
+    run(store.record_requests([first, second]))  # the retry, beside an entry that came since
+    run(store.record_requests([second, second]))
+    rows, _ = run(store.query_requests(RequestQuery()))
+    assert [r.request_id for r in rows] == [second.request_id, first.request_id]
+    buckets = run(store.query_stats(None, since_ms=T0, until_ms=T0 + MINUTE, bucket_ms=MINUTE))
+    assert buckets == [
+        StatsBucket(
+            start_ms=T0, source="px_a", requests=2, failed_requests=1, events_received=4, events_accepted=1,
+            events_refused=3, warnings=1,
+        )
+    ]  # fmt: skip

@@ -19,6 +19,7 @@ __all__ = [
     "QualityKey",
     "StatsTally",
     "by_day",
+    "minute_key",
     "minute_totals",
     "minute_windows",
     "quality_counts",
@@ -34,6 +35,12 @@ DAY_MS: Final = 86_400_000
 QualityKey = tuple[int, str, str, str, int]  # (hour or day, source, name, api, match_keys)
 
 
+def minute_key(r: RequestRecord) -> tuple[int, str, str]:
+    """The per-minute totals' row a journal entry counts in: (minute, source, api)."""
+    minute = r.received_at - r.received_at % MINUTE_MS
+    return (minute, r.source, "") if r.source else (minute, "", r.api)
+
+
 def minute_totals(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
     """The per-minute totals of journal entries, as (minute, source, api, requests, failed,
     received, stored, duplicate, warnings): one row per minute and source (per api for the
@@ -41,8 +48,7 @@ def minute_totals(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
     The overview reads whole minutes from them, the sourceless split per api included."""
     totals: dict[tuple[int, str, str], list[int]] = {}
     for r in records:
-        minute = r.received_at - r.received_at % MINUTE_MS
-        key = (minute, r.source, "") if r.source else (minute, "", r.api)
+        key = minute_key(r)
         row = totals.get(key)
         if row is None:
             row = totals[key] = [0, 0, 0, 0, 0, 0]

@@ -5,7 +5,8 @@ and forwards again; ``heal(drop_held=False)`` forwards new connections only, and
 stay silent for good, as behind a firewall or NAT that lost their state: their client learns
 of it only by a deadline of its own. ``cut_before(b"COMMIT")`` cuts when a client next sends
 those bytes, which then never arrive: a partition at a chosen step of a protocol.
-``silence_before(b"...")`` silences only the connection that next sends those bytes, both ways
+``cut_after(b"COMMIT")`` forwards those bytes, then cuts: the server commits, and its answer
+is lost. ``silence_before(b"...")`` silences only the connection that next sends those bytes, both ways
 and held open, as a backend stopped mid-query (SIGSTOP) leaves it; the others go on."""
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Partition:
         self._silent: set[socket.socket] = set()  # held through a heal(drop_held=False)
         self._trigger: bytes | None = None
         self._silence_trigger: bytes | None = None
+        self._after_trigger: bytes | None = None
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -45,6 +47,9 @@ class Partition:
 
     def cut_before(self, sent: bytes) -> None:
         self._trigger = sent
+
+    def cut_after(self, sent: bytes) -> None:
+        self._after_trigger = sent
 
     def silence_before(self, sent: bytes) -> None:
         self._silence_trigger = sent
@@ -100,6 +105,9 @@ class Partition:
                         self._silent.update((src, dst))
                 if not self._cut.is_set() and src not in self._silent:
                     dst.sendall(data)
+                if to_server and self._after_trigger is not None and self._after_trigger in data:
+                    self._after_trigger = None
+                    self._cut.set()
         for s in (src, dst):
             _drop(s)
 

@@ -21,13 +21,12 @@ import msgspec
 
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
-from capigate.store.inspector import QualityKey, minute_totals, quality_counts, record_extras
+from capigate.store.inspector import QualityKey, minute_key, quality_counts, record_extras
 from capigate.store.postgres.inspector import QUALITY_CTE
 from capigate.store.postgres.schema import ID_BLOCK, pg_text
 
 __all__ = [
     "INGEST_SQL",
-    "MINUTES_SQL",
     "PROBE_SQL",
     "REQUESTS_SQL",
     "Group",
@@ -94,24 +93,29 @@ SELECT ord FROM stored
 """
 )
 
+# A group's journal entries, and the per-minute totals (inspector.minute_key) of those that
+# were not stored before, added to the rows of the writer connection's shard, in key order.
+# An entry stored already (a retry of a write that may or may not have been stored) is not
+# stored again, nor counted twice.
 REQUESTS_SQL: Final = """
-INSERT INTO requests (
-    request_id, received_at, api, source, method, path, status, client_ip, user_agent, latency_ms,
-    events_received, events_stored, events_duplicate, problems, warnings, test_tag
+WITH new AS (
+    INSERT INTO requests (
+        request_id, received_at, api, source, method, path, status, client_ip, user_agent, latency_ms,
+        events_received, events_stored, events_duplicate, problems, warnings, test_tag
+    )
+    SELECT * FROM unnest(
+        %b::text[], %b::int8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int4[], %b::text[],
+        %b::text[], %b::float8[], %b::int4[], %b::int4[], %b::int4[], %b::bytea[], %b::bytea[], %b::text[]
+    )
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id
 )
-SELECT * FROM unnest(
-    %b::text[], %b::int8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int4[], %b::text[],
-    %b::text[], %b::float8[], %b::int4[], %b::int4[], %b::int4[], %b::bytea[], %b::bytea[], %b::text[]
-)
-"""
-
-# The group's per-minute totals (inspector.minute_totals), added to the rows of the writer
-# connection's shard, in key order.
-MINUTES_SQL: Final = """
 INSERT INTO request_minutes (minute, source, api, shard, requests, failed, received, stored, duplicate, warnings)
-SELECT k.m, k.s, k.a, %b::int4, k.r, k.f, k.rc, k.st, k.d, k.w
-FROM unnest(%b::int8[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::int8[], %b::int8[], %b::int8[], %b::int8[])
-    AS k(m, s, a, r, f, rc, st, d, w)
+SELECT k.m, k.s, k.a, %b::int4, count(*), sum(k.f), sum(k.rc), sum(k.st), sum(k.d), sum(k.w)
+FROM unnest(%b::text[], %b::int8[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::int8[], %b::int8[], %b::int8[])
+    AS k(id, m, s, a, f, rc, st, d, w)
+JOIN new ON new.request_id = k.id
+GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3
 ON CONFLICT (minute, source, api, shard) DO UPDATE SET
     requests = request_minutes.requests + excluded.requests, failed = request_minutes.failed + excluded.failed,
@@ -222,16 +226,21 @@ class Group:
         keys.sort()  # one lock order for every node: no deadlock between groups
         return [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *cols]
 
-    def records_params(self) -> list[list[Any]]:
-        return [list(column) for column in zip(*(job.row for job in self.records), strict=True)]
-
-    def minutes_params(self, shard: int) -> list[Any]:
-        merged: dict[tuple[Any, ...], list[int]] = {}  # two sources may be one once pg_text drops a NUL
-        for minute, source, api, *counts in minute_totals([job.record for job in self.records]):
-            row = merged.setdefault((minute, pg_text(source), api), [0] * len(counts))
-            row[:] = [a + b for a, b in zip(row, counts, strict=True)]
-        totals = [(*key, *merged[key]) for key in sorted(merged)]
-        return [shard, *(list(column) for column in zip(*totals, strict=True))]
+    def records_params(self, shard: int) -> list[Any]:
+        """REQUESTS_SQL's parameters: the rows, then each one's per-minute counts. A request id
+        twice in the group (a retried entry beside its first try) is one row, counted once."""
+        rows: dict[str, RecordJob] = {}
+        for job in self.records:
+            rows.setdefault(job.row[0], job)
+        counts = []
+        for request_id, job in rows.items():
+            r = job.record
+            minute, source, api = minute_key(r)
+            failed = int(r.status >= 400)
+            counts.append((request_id, minute, pg_text(source), api, failed, r.events_received, r.events_stored,
+                           r.events_duplicate, len(r.warnings)))  # fmt: skip
+        columns = [list(column) for column in zip(*(job.row for job in rows.values()), strict=True)]
+        return [*columns, shard, *(list(column) for column in zip(*counts, strict=True))]
 
     def extras_params(self) -> tuple[list[list[Any]] | None, list[list[Any]] | None]:
         """BODIES_SQL's and KEYS_SQL's parameters, None where there is nothing to write."""

@@ -133,6 +133,35 @@ MINUTES_MIGRATION: Final = (
     FROM requests GROUP BY 1, 2, 3""",
 )
 
+# The journal rows a request id has beyond its first: written again by the retry of a write
+# that may or may not have been stored, before version 6.
+_TWICE: Final = "EXISTS (SELECT 1 FROM requests o WHERE o.request_id = r.request_id AND o.id < r.id)"
+# Version 6: one journal row per request id (ingest.REQUESTS_SQL ignores an entry stored
+# already, and does not count it again). The rows stored twice before go, the first kept, and
+# their share of the per-minute totals with them (taken off in shard 0, where a minute still
+# has totals: the overview sums the shards).
+UNIQUE_REQUESTS_MIGRATION: Final = (
+    f"""INSERT INTO request_minutes
+    SELECT * FROM (
+        SELECT received_at - received_at % 60000 AS minute, coalesce(source, '') AS source,
+            CASE WHEN coalesce(source, '') = '' THEN api ELSE '' END AS api, 0, -count(*),
+            -count(*) FILTER (WHERE status >= 400), -sum(events_received), -sum(events_stored),
+            -sum(events_duplicate),
+            -sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END)
+        FROM requests r WHERE {_TWICE} GROUP BY 1, 2, 3
+    ) d WHERE EXISTS (
+        SELECT 1 FROM request_minutes m WHERE m.minute = d.minute AND m.source = d.source AND m.api = d.api
+    )
+    ON CONFLICT (minute, source, api, shard) DO UPDATE SET
+        requests = request_minutes.requests + excluded.requests, failed = request_minutes.failed + excluded.failed,
+        received = request_minutes.received + excluded.received, stored = request_minutes.stored + excluded.stored,
+        duplicate = request_minutes.duplicate + excluded.duplicate,
+        warnings = request_minutes.warnings + excluded.warnings""",
+    f"DELETE FROM requests r WHERE {_TWICE}",
+    "DROP INDEX requests_request_id",
+    "CREATE UNIQUE INDEX requests_request_id ON requests (request_id)",
+)
+
 MIGRATIONS: Final = (
     Migration(
         1,
@@ -236,6 +265,7 @@ MIGRATIONS: Final = (
     Migration(3, "refused request bodies, the keys requests are found by, the match-key rollups", INSPECTOR_MIGRATION),
     Migration(4, "the relay outbox in runs of event ids, as SQLite's; event ids by the block", RUNS_MIGRATION),
     Migration(5, "the journal's per-minute totals, the requests naming no source per api", MINUTES_MIGRATION),
+    Migration(6, "one journal row per request id: an entry retried is not stored twice", UNIQUE_REQUESTS_MIGRATION),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

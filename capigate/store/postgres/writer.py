@@ -33,7 +33,7 @@ from psycopg.rows import TupleRow
 
 from capigate.errors import StoreError
 from capigate.store.base import WriterStats
-from capigate.store.postgres.ingest import INGEST_SQL, MINUTES_SQL, PROBE_SQL, REQUESTS_SQL, Group, IngestJob, Job
+from capigate.store.postgres.ingest import INGEST_SQL, PROBE_SQL, REQUESTS_SQL, Group, IngestJob, Job
 from capigate.store.postgres.inspector import ADD_QUALITY_SQL, BODIES_SQL, KEYS_SQL, new_shard, quality_columns
 from capigate.store.sql import store_error
 
@@ -237,13 +237,12 @@ class Writer:
             if group.ingest_params is not None:
                 await ingest.execute(INGEST_SQL, [*group.ingest_params, shard, shard])
             if group.records:
-                await conn.execute(REQUESTS_SQL, group.records_params())
+                await conn.execute(REQUESTS_SQL, group.records_params(shard))
                 bodies, keys = group.extras_params()
                 if bodies is not None:
                     await conn.execute(BODIES_SQL, bodies)
                 if keys is not None:
                     await conn.execute(KEYS_SQL, keys)
-                await conn.execute(MINUTES_SQL, group.minutes_params(shard))
             if group.probes:
                 await conn.execute(PROBE_SQL, (self._node, time.time_ns() // 1_000_000))
         results: dict[int, Any] = {}

@@ -143,14 +143,33 @@ def _key_values(fresh: list[tuple[int, NewEvent]], first_id: int, received_at_ms
 
 
 def record_requests(cur: sqlite3.Cursor, records: Sequence[RequestRecord]) -> None:
-    """Journal entries with their per-minute totals, and what the inspector keeps beside them."""
+    """Journal entries with their per-minute totals, and what the inspector keeps beside them.
+    An entry stored already (the retry of a write that may or may not have been stored) is
+    not stored again, nor counted twice."""
+    before = cur.connection.total_changes
     insert_rows(cur, _REQUESTS, [v for r in records for v in _request_values(r)])
+    added = cur.connection.total_changes - before
+    if added < len(records):
+        records = _added(cur, records, added)
     cur.executemany(_ADD_MINUTES, minute_totals(records))
     inspector.add_extras(cur, *record_extras(records))
 
 
+def _added(cur: sqlite3.Cursor, records: Sequence[RequestRecord], added: int) -> list[RequestRecord]:
+    """The entries the INSERT added: the newest ``added`` rows, as a new row's id is the
+    largest plus one; a request id twice in ``records`` is counted at its first."""
+    newest = "SELECT request_id FROM requests ORDER BY id DESC LIMIT ?"
+    ids = {request_id for (request_id,) in cur.execute(newest, (added,))} if added else set()
+    fresh = []
+    for r in records:
+        if r.request_id in ids:
+            ids.discard(r.request_id)
+            fresh.append(r)
+    return fresh
+
+
 _REQUESTS: Final = insert(
-    f"INSERT INTO requests ({REQUEST_COLUMNS.removeprefix('id, ')}) VALUES ",
+    f"INSERT OR IGNORE INTO requests ({REQUEST_COLUMNS.removeprefix('id, ')}) VALUES ",
     "(?, ?, ?, nullif(?, 0), ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, ?, ?, ?, ?, nullif(?, 0))",
 )
 _ADD_MINUTES: Final = (

@@ -26,7 +26,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The relay outbox (outbox.py), added in version 2.
@@ -110,6 +110,30 @@ _SPLIT_MINUTES: Final = (
     ) WHERE requests > 0""",
     "DROP TABLE request_minutes_v4",
 )
+# The journal rows a request id has beyond its first: written again by the retry of a write
+# that may or may not have been stored, before version 6.
+_TWICE: Final = "EXISTS (SELECT 1 FROM requests o WHERE o.request_id = requests.request_id AND o.id < requests.id)"
+# Version 6: one journal row per request id (ingest.record_requests ignores an entry stored
+# already, and does not count it again). The rows stored twice before go, the first kept, and
+# their share of the per-minute totals with them.
+_UNIQUE_REQUESTS: Final = (
+    f"""UPDATE request_minutes SET requests = request_minutes.requests - d.requests,
+        failed = request_minutes.failed - d.failed, received = request_minutes.received - d.received,
+        stored = request_minutes.stored - d.stored, duplicate = request_minutes.duplicate - d.duplicate,
+        warnings = request_minutes.warnings - d.warnings
+    FROM (
+        SELECT received_at - received_at % 60000 AS minute, coalesce(source, '') AS source,
+            CASE WHEN coalesce(source, '') = '' THEN api ELSE '' END AS api, count(*) AS requests,
+            sum(status >= 400) AS failed, sum(events_received) AS received, sum(events_stored) AS stored,
+            sum(events_duplicate) AS duplicate,
+            sum(CASE WHEN length(warnings) > 2 THEN json_array_length(CAST(warnings AS TEXT)) ELSE 0 END) AS warnings
+        FROM requests WHERE {_TWICE} GROUP BY 1, 2, 3
+    ) d
+    WHERE request_minutes.minute = d.minute AND request_minutes.source = d.source AND request_minutes.api = d.api""",
+    f"DELETE FROM requests WHERE {_TWICE}",
+    "DROP INDEX IF EXISTS requests_request_id",
+    "CREATE UNIQUE INDEX requests_request_id ON requests (request_id)",
+)
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -176,6 +200,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     3: ("DROP INDEX IF EXISTS events_status_id",),  # _SCHEMA has made events_stored
     4: INSPECTOR_SCHEMA,  # capigate/store/sqlite/inspector.py
     5: _SPLIT_MINUTES,
+    6: _UNIQUE_REQUESTS,
 }
 
 

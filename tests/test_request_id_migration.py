@@ -1,0 +1,103 @@
+"""One journal row per request id (schema version 6 of both backends). Before it, a journal
+entry retried after a write that may or may not have been stored could be journaled twice, and
+counted twice in the per-minute totals: ``capigate migrate`` keeps the first row of each request
+id, takes the others' share off the totals, and makes request_id unique."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from capigate.cli import main
+from capigate.store import PostgresStore, SQLiteStore
+from tests.storekit import PG_URL, close_loop
+from tests.storekit import pg_schema as fresh_schema
+from tests.test_minutes_migration import minutes_of
+from tests.test_store_stats import MINUTE, T0, WARN, record
+
+# Journaled twice by the old writes: one with warnings, one naming no source (counted per api).
+TWICE = (
+    record(T0 + 1_000, "px_a", 200, 3, 2, 1, warnings=[WARN, WARN]),
+    record(T0 + MINUTE + 6, None, 400, 0, 0),
+)
+# The journal's rows, and the requests its per-minute totals count.
+COUNTED = "SELECT (SELECT count(*) FROM requests), (SELECT sum(requests) FROM request_minutes)"
+NON_UNIQUE = "CREATE INDEX requests_request_id ON requests (request_id)"
+
+
+def migrate(db: str, tmp_path: Path) -> None:
+    command = ["migrate", "--config", str(tmp_path / "none.toml"), "--db", db]
+    listed = CliRunner().invoke(main, command)
+    assert listed.exit_code == 0 and "schema version: 5" in listed.output and "  6  " in listed.output, listed.output
+    migrated = CliRunner().invoke(main, [*command, "--apply"])
+    assert migrated.exit_code == 0 and "applied 1 step(s)" in migrated.output, migrated.output
+
+
+def test_sqlite_migrate_keeps_one_row_per_request_id_and_counts_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "v5.db"
+    before = minutes_of(SQLiteStore(path), fill=True)
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("DROP INDEX requests_request_id")
+        conn.execute(NON_UNIQUE)
+        conn.execute("UPDATE schema_version SET version = 5")
+    # A v5 file opened by this capigate is migrated at once: the old writes are made by hand.
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        columns = "request_id, received_at, api, source, method, path, status, client_ip, user_agent, latency_ms, "
+        columns += "events_received, events_stored, events_duplicate, problems, warnings, test_tag"
+        ids = [r.request_id for r in TWICE]
+        conn.execute(f"INSERT INTO requests ({columns}) SELECT {columns} FROM requests WHERE request_id IN (?, ?)", ids)
+        conn.execute(
+            "UPDATE request_minutes SET requests = requests + 1, received = received + 3, stored = stored + 2, "
+            "duplicate = duplicate + 1, warnings = warnings + 2 WHERE minute = ? AND source = 'px_a' AND api = ''",
+            (T0,),
+        )
+        conn.execute(
+            "UPDATE request_minutes SET requests = requests + 1, failed = failed + 1 "
+            "WHERE minute = ? AND source = '' AND api = 'axon'",
+            (T0 + MINUTE,),
+        )
+        assert conn.execute(COUNTED).fetchone() == (11, 11)  # the overview counted them twice
+    migrate(str(path), tmp_path)
+    with closing(sqlite3.connect(path)) as conn:
+        twice = "SELECT request_id FROM requests GROUP BY request_id HAVING count(*) > 1"
+        assert conn.execute(twice).fetchall() == []
+        assert conn.execute(COUNTED).fetchone() == (9, 9)
+    assert minutes_of(SQLiteStore(path)) == before
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    with fresh_schema() as name:
+        yield name
+    close_loop()
+
+
+def test_postgresql_migrate_keeps_one_row_per_request_id_and_counts_it_once(schema: str, tmp_path: Path) -> None:
+    before = minutes_of(PostgresStore(PG_URL, schema=schema), fill=True)
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute("DROP INDEX requests_request_id")
+        conn.execute(NON_UNIQUE)
+        conn.execute("DELETE FROM capigate_schema WHERE version = 6")
+        columns = "request_id, received_at, api, source, method, path, status, client_ip, user_agent, latency_ms, "
+        columns += "events_received, events_stored, events_duplicate, problems, warnings, test_tag"
+        ids = [r.request_id for r in TWICE]
+        conn.execute(
+            f"INSERT INTO requests ({columns}) SELECT {columns} FROM requests WHERE request_id = ANY(%s)", [ids]
+        )
+        conn.execute(
+            "INSERT INTO request_minutes VALUES (%s, 'px_a', '', 7, 1, 0, 3, 2, 1, 2), (%s, '', 'axon', 7, 1, 1, 0, 0, 0, 0)",
+            (T0, T0 + MINUTE),
+        )  # counted again, in a shard of their own
+        assert conn.execute(COUNTED).fetchone() == (11, 11)  # the overview counted them twice
+    migrate(f"{PG_URL}?schema={schema}", tmp_path)
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        twice = "SELECT request_id FROM requests GROUP BY request_id HAVING count(*) > 1"
+        assert conn.execute(twice).fetchall() == []
+        assert conn.execute(COUNTED).fetchone() == (9, 9)
+    assert minutes_of(PostgresStore(PG_URL, schema=schema)) == before
