@@ -340,6 +340,25 @@ def test_whole_event_time_sent_as_a_float_is_read_as_its_integer_without_a_warni
         assert stored_payload(result)["event_time"] == int(sent)
 
 
+def test_fractional_measurement_timestamps_are_stored_as_whole_milliseconds_with_a_warning() -> None:
+    """Rule: AppLovin documents the measurement timestamps as numbers in milliseconds, as
+    event_time: a fraction is read, stored and relayed as whole milliseconds, with the warning
+    fractional_time at its path (they were refused while event_time's was taken)."""
+    mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
+    sent = now_ms() - 86_400_000 + 0.25
+    mpd |= {"first_visit_ts": sent, "last_purchase_ts": float(now_ms() - 1000), "last_visit_ts": None}
+    answers = []
+    for result in _both_paths(page_view(measurement_partner_data=mpd)):
+        assert result.report.ok, result.report.problems
+        warned = [(w.path, w.code) for w in result.report.warnings]
+        assert warned == [("events[0].measurement_partner_data.first_visit_ts", "fractional_time")]
+        kept = stored_payload(result)["measurement_partner_data"]
+        assert kept["first_visit_ts"] == int(sent) and type(kept["first_visit_ts"]) is int
+        assert type(kept["last_purchase_ts"]) is int and kept["last_visit_ts"] is None
+        answers.append([(w.path, w.code, w.message) for w in result.report.warnings])
+    assert answers[0] == answers[1]
+
+
 def test_fractional_event_time_in_seconds_is_told_both() -> None:
     codes = [w.code for w in check(page_view(event_time=1_733_000_000.5)).report.warnings]
     assert codes == ["fractional_time", "time_in_seconds"]

@@ -119,7 +119,7 @@ def _check_event(
     if isinstance(user_raw, dict):
         allowed = profile.user_fields if profile.user_fields is not None else _USER_KEYS
         _unknown_keys(user_raw, allowed, profile, report, path, "user_data")
-    if typed is None:  # a fractional event_time never converts: read as whole milliseconds here
+    if typed is None:  # a fractional time never converts: read as whole milliseconds here
         raw = _whole_millis(raw, path, report)
     event = typed if typed is not None else check_struct(raw, ServerEvent, path, report)
     _check_event_fields(raw, path, profile, report, now_ms)
@@ -317,20 +317,34 @@ def _is_epoch_millis(value: Any) -> TypeGuard[int]:
 
 
 def _whole_millis(raw: dict[str, Any], path: str, report: Report) -> dict[str, Any]:
-    """``raw`` with an event_time sent as a JSON number with a fraction (AppLovin documents a
-    number) read, kept and relayed as its whole milliseconds; a real fraction is warned about.
-    A value out of range stays out of range (floored, not truncated toward 0) for the schema."""
-    ms = raw.get("event_time")
+    """``raw`` with its times (event_time, the measurement timestamps) sent as JSON numbers with
+    a fraction (AppLovin documents numbers) read, kept and relayed as their whole milliseconds;
+    a real fraction is warned about."""
+    raw = _whole_time(raw, "event_time", path, report)
+    mpd = raw.get("measurement_partner_data")
+    if isinstance(mpd, dict):
+        whole = mpd
+        for key in _MPD_TIMESTAMPS:
+            whole = _whole_time(whole, key, f"{path}.measurement_partner_data", report)
+        if whole is not mpd:
+            raw = {**raw, "measurement_partner_data": whole}
+    return raw
+
+
+def _whole_time(obj: dict[str, Any], key: str, path: str, report: Report) -> dict[str, Any]:
+    """``obj`` with its time ``key`` floored if it is a float. A value out of range stays out
+    of range (floored, not truncated toward 0) for the schema."""
+    ms = obj.get(key)
     if type(ms) is not float or not math.isfinite(ms):
-        return raw
+        return obj
     whole = math.floor(ms)
     if whole != ms and 0 <= whole <= MAX_EPOCH_MILLIS:
         report.warn(
-            f"{path}.event_time",
+            f"{path}.{key}",
             "fractional_time",
-            f"event_time is whole milliseconds: {ms!r} was read and is stored as {whole}",
+            f"{key} is whole milliseconds: {ms!r} was read and is stored as {whole}",
         )
-    return {**raw, "event_time": whole}
+    return {**obj, key: whole}
 
 
 def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
