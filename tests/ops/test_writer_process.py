@@ -192,6 +192,54 @@ def test_a_stopped_writer_process_is_killed_so_writes_fail_rather_than_wait_for_
         close_loop()
 
 
+def _stop_the_next_writer(db: Path, old: int) -> list[int]:
+    """SIGSTOPs the writer process that replaces ``old`` as soon as it appears, before it is
+    ready (an interpreter's start takes a tenth of a second at least)."""
+    stopped: list[int] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 10
+        while not stopped and time.monotonic() < deadline:
+            for pid in _writer_processes(db):
+                if pid != old:
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return stopped
+
+
+def test_a_writer_process_stopped_as_it_starts_is_killed_so_writes_and_the_stop_do_not_wait_for_ever(
+    tmp_path: Path,
+) -> None:
+    """A new writer process that never says it is ready (stopped, hung as it starts) is
+    killed after the same silence as a running one: every write waited on its start for
+    ever, and so did the gateway's stop, leaving it stopped behind."""
+    db = tmp_path / "c.db"
+    store = SQLiteStore(db, writer_process=True, busy_timeout_ms=250)
+    stopped: list[int] = []
+    try:
+        run(store.open())
+        first = _writer_pid(store)
+        stopped = _stop_the_next_writer(db, first)
+        os.kill(first, signal.SIGKILL)
+        assert _gone(first)
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"did not start within 2\.5 s and was killed"):
+            run(asyncio.wait_for(store.ingest([_event("a")], request_id="r1", received_at_ms=1), 10))
+        assert 2.5 <= time.monotonic() - started < 5
+        assert stopped and _gone(stopped[0])
+        time.sleep(1)  # the pause before a failed start is tried again
+        assert run(store.ingest([_event("a")], request_id="r2", received_at_ms=1)).stored == 1
+        run(asyncio.wait_for(store.close(), 10))
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run(store.close())
+        close_loop()
+
+
 def test_closing_with_a_stopped_writer_process_ends_and_leaves_no_process(tmp_path: Path) -> None:
     """A stopped writer owes its exit once told to stop: without the kill, the gateway's stop
     waited for ever, and the orphan stayed stopped after the gateway was killed."""

@@ -15,9 +15,10 @@ The child ends when its pipe closes: after a stop, or when the gateway dies, eve
 SIGTERM, which a terminal or a service manager sends to the whole group: its parent says when.
 Should the child die, the jobs it had been sent fail as "may or may not be stored" (as on a
 lost PostgreSQL connection) and the next job starts a new child. A child that stays silent
-while jobs wait on it (stopped by SIGSTOP or a debugger, hung) is killed, and so dies, after
-twice the busy timeout and a margin: the writer thread's groups give up by then (waiting for the
-lock, then for BEGIN), and without it every write, the journal's at a stop too, waited for ever.
+while jobs wait on it (stopped by SIGSTOP or a debugger, hung), or a new one not yet ready, is
+killed, and so dies, after twice the busy timeout and a margin: the writer thread's groups give
+up by then (waiting for the lock, then for BEGIN), and without it every write, the journal's at
+a stop too, waited for ever.
 """
 
 from __future__ import annotations
@@ -286,8 +287,9 @@ class ProcessWriter:
 
     # starting a child
 
-    def _spawn(self) -> _Child:
-        """A new child, once it said it is ready (blocking: run in a thread)."""
+    def _spawn(self, timeout_s: float | None = None) -> _Child:
+        """A new child, once it said it is ready, killed if it has not within ``timeout_s``
+        (blocking: run in a thread)."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "capigate.store.sqlite.writer_child", *self._args],
             stdin=subprocess.PIPE,
@@ -295,6 +297,10 @@ class ProcessWriter:
         )
         assert proc.stdout is not None
         answers = _FrameReader(proc.stdout.fileno())
+        if timeout_s is not None and not select.select([proc.stdout], [], [], timeout_s)[0]:
+            proc.kill()
+            _close(proc)
+            raise StoreError(f"the store's writer process did not start within {timeout_s:g} s and was killed")
         frames = answers.frames(block=True)
         answer = _decode_answer(frames[0]) if frames else None
         if not isinstance(answer, Ready):
@@ -326,7 +332,8 @@ class ProcessWriter:
         try:
             if dead is not None and dead.ended is not None:
                 await dead.ended  # its lock released, its lost jobs failed
-            child = await asyncio.to_thread(self._spawn)
+            # as long as a silent child is given: a start after the first migrates nothing
+            child = await asyncio.to_thread(self._spawn, self._stall_s)
         except Exception as exc:
             self._spawn_error, self._respawn_at = exc, time.monotonic() + _RESPAWN_PAUSE_S
             jobs, self._outbox = self._outbox, []
