@@ -14,7 +14,7 @@ import msgspec
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, RequestRecord
-from capigate.store.inspector import QualityKey, minute_totals, quality_counts, record_extras
+from capigate.store.inspector import HOUR_MS, QualityKey, minute_totals
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
@@ -49,39 +49,76 @@ _OUTBOX: Final = insert(outbox.INSERT_OUTBOX, "(" + ", ".join("?" * outbox.OUTBO
 def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     """Store ``batches`` in turn, the first dedupe_id winning across them too, with one
     lookup of the keys seen and one INSERT per table (per chunk) for them all."""
-    seen = _seen_keys(cur, [e for batch in batches for e in batch.events])
+    seen = _seen_keys(cur, batches)
     # SQLite gives a row inserted without an id max(id) + 1, an append that is cheaper than
     # placing an explicit id; so the events get first_id, first_id + 1 … (checked below).
     (first_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()
-    keys: list[Any] = []
-    rows: list[Any] = []
-    runs: list[Any] = []
+    rows = _Rows()
     results: list[IngestResult] = []
-    quality: dict[QualityKey, list[int]] = {}
     next_id = first_id
     for batch in batches:
-        fresh, duplicates = _split_duplicates(batch.events, seen)
-        quality_counts(quality, batch.events, duplicates, batch.received_at_ms)
-        keys += _key_values(fresh, next_id, batch.received_at_ms)
-        rows += _event_values(fresh, batch.request_id, batch.received_at_ms)
-        runs += [v for run in outbox.outbox_rows(fresh, next_id, batch.received_at_ms) for v in run]
-        results.append(IngestResult(stored=len(fresh), duplicates=duplicates))
-        next_id += len(fresh)
-    insert_rows(cur, _KEYS, keys)
-    insert_rows(cur, _EVENTS, rows)
+        stored, duplicates = rows.add(batch, seen, next_id)
+        results.append(IngestResult(stored=stored, duplicates=duplicates))
+        next_id += stored
+    insert_rows(cur, _KEYS, rows.keys)
+    insert_rows(cur, _EVENTS, rows.events)
     if next_id > first_id and cur.lastrowid != next_id - 1:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
-    insert_rows(cur, _OUTBOX, runs)
-    inspector.add_quality(cur, quality)
+    insert_rows(cur, _OUTBOX, rows.runs)
+    inspector.add_quality(cur, rows.quality)
     return results
 
 
-def _seen_keys(cur: sqlite3.Cursor, events: list[NewEvent]) -> set[tuple[str, str]]:
-    """The (source, dedupe_id) keys of the batch already stored, one SELECT per source."""
+class _Rows:
+    """The values of a group's rows, each table's in one flat list, built in one pass over
+    each batch's events (the per-event work of the writer: a loop, not five)."""
+
+    __slots__ = ("events", "keys", "quality", "runs")
+
+    def __init__(self) -> None:
+        self.keys: list[Any] = []
+        self.events: list[Any] = []
+        self.runs: list[Any] = []
+        self.quality: dict[QualityKey, list[int]] = {}
+
+    def add(self, batch: Batch, seen: set[tuple[str, str]], first_id: int) -> tuple[int, list[int]]:
+        """Adds ``batch``'s fresh events as ids ``first_id`` …; (how many, the duplicates' positions)."""
+        received_at, request_id = batch.received_at_ms, batch.request_id
+        hour = received_at - received_at % HOUR_MS
+        keys, events, quality = self.keys, self.events, self.quality
+        duplicates: list[int] = []
+        fresh: list[tuple[int, NewEvent]] = []
+        for position, e in enumerate(batch.events):
+            source, dedupe_id = e.source, e.dedupe_id
+            if dedupe_id is None:
+                is_new = True
+            elif (key := (source, dedupe_id)) in seen:
+                is_new = False
+                duplicates.append(position)
+            else:
+                is_new = True
+                seen.add(key)
+                keys += (source, dedupe_id, first_id + len(fresh), received_at)
+            if e.test_tag is None:  # test events are not counted (inspector.quality_counts)
+                counts = quality.get(found := (hour, source, e.name, e.api, e.match_keys))
+                if counts is None:
+                    counts = quality[found] = [0, 0]
+                counts[0] += is_new
+                counts[1] += 1
+            if is_new:
+                fresh.append((position, e))
+                events += _event_values(position, e, request_id, received_at)
+        self.runs += [v for run in outbox.outbox_rows(fresh, first_id, received_at) for v in run]
+        return len(fresh), duplicates
+
+
+def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch]) -> set[tuple[str, str]]:
+    """The (source, dedupe_id) keys of the batches already stored, one SELECT per source."""
     by_source: dict[str, list[str]] = {}
-    for event in events:
-        if event.dedupe_id is not None:
-            by_source.setdefault(event.source, []).append(event.dedupe_id)
+    for batch in batches:
+        for event in batch.events:
+            if event.dedupe_id is not None:
+                by_source.setdefault(event.source, []).append(event.dedupe_id)
     seen: set[tuple[str, str]] = set()
     for source, ids in by_source.items():
         for start in range(0, len(ids), _MAX_IN):
@@ -102,57 +139,33 @@ def _seen_sql(size: int) -> str:
     return f"SELECT dedupe_id FROM dedupe_keys WHERE source = ? AND dedupe_id IN ({marks})"
 
 
-def _split_duplicates(
-    events: list[NewEvent], seen: set[tuple[str, str]]
-) -> tuple[list[tuple[int, NewEvent]], list[int]]:
-    fresh: list[tuple[int, NewEvent]] = []
-    duplicates: list[int] = []
-    for position, event in enumerate(events):
-        if event.dedupe_id is not None:
-            key = (event.source, event.dedupe_id)
-            if key in seen:
-                duplicates.append(position)
-                continue
-            seen.add(key)
-        fresh.append((position, event))
-    return fresh, duplicates
-
-
-def _event_values(fresh: list[tuple[int, NewEvent]], request_id: str, received_at_ms: int) -> list[Any]:
-    values: list[Any] = []
-    for position, e in fresh:
-        if type(e.payload) is not bytes:
-            kind = type(e.payload).__name__
-            raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
-        values += (
-            e.api, e.source, e.name, e.event_time_ms, received_at_ms,
-            NULL if e.dedupe_id is None else e.dedupe_id,
-            "stored" if e.destination is None else "pending",
-            NULL if e.test_tag is None else e.test_tag,
-            request_id, bytearray(e.payload),
-        )  # fmt: skip
-    return values
-
-
-def _key_values(fresh: list[tuple[int, NewEvent]], first_id: int, received_at_ms: int) -> list[Any]:
-    values: list[Any] = []
-    for offset, (_, event) in enumerate(fresh):
-        if event.dedupe_id is not None:
-            values += (event.source, event.dedupe_id, first_id + offset, received_at_ms)
-    return values
+def _event_values(position: int, e: NewEvent, request_id: str, received_at_ms: int) -> tuple[Any, ...]:
+    if type(e.payload) is not bytes:
+        kind = type(e.payload).__name__
+        raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
+    return (
+        e.api, e.source, e.name, e.event_time_ms, received_at_ms,
+        NULL if e.dedupe_id is None else e.dedupe_id,
+        "stored" if e.destination is None else "pending",
+        NULL if e.test_tag is None else e.test_tag,
+        request_id, bytearray(e.payload),
+    )  # fmt: skip
 
 
 def record_requests(cur: sqlite3.Cursor, records: Sequence[RequestRecord]) -> None:
     """Journal entries with their per-minute totals, and what the inspector keeps beside them.
     An entry stored already (the retry of a write that may or may not have been stored) is
     not stored again, nor counted twice."""
+    values: list[Any] = []
+    for r in records:
+        values += _request_values(r)
     before = cur.connection.total_changes
-    insert_rows(cur, _REQUESTS, [v for r in records for v in _request_values(r)])
+    insert_rows(cur, _REQUESTS, values)
     added = cur.connection.total_changes - before
     if added < len(records):
         records = _added(cur, records, added)
     cur.executemany(_ADD_MINUTES, minute_totals(records))
-    inspector.add_extras(cur, *record_extras(records))
+    inspector.add_extras(cur, records)
 
 
 def _added(cur: sqlite3.Cursor, records: Sequence[RequestRecord], added: int) -> list[RequestRecord]:
@@ -186,8 +199,15 @@ def _request_values(r: RequestRecord) -> tuple[Any, ...]:
         r.request_id, r.received_at, r.api, NULL if r.source is None else r.source, r.method, r.path, r.status,
         NULL if r.client_ip is None else r.client_ip, NULL if r.user_agent is None else r.user_agent,
         r.latency_ms, r.events_received, r.events_stored, r.events_duplicate,
-        bytearray(_encode(r.problems)), bytearray(_encode(r.warnings)), NULL if r.test_tag is None else r.test_tag,
+        _json_list(r.problems), _json_list(r.warnings), NULL if r.test_tag is None else r.test_tag,
     )  # fmt: skip
+
+
+_EMPTY_LIST: Final = bytearray(b"[]")  # most entries' problems and warnings: bound as is (SQLite copies it)
+
+
+def _json_list(items: list[Any]) -> bytearray:
+    return bytearray(_encode(items)) if items else _EMPTY_LIST
 
 
 def probe(cur: sqlite3.Cursor) -> None:

@@ -5,9 +5,10 @@ rollups), their writes and their reads."""
 from __future__ import annotations
 
 import sqlite3
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
 
-from capigate.store.base import QualityRow, RequestView
+from capigate.store.base import QualityRow, RequestRecord, RequestView
 from capigate.store.inspector import DAY_MS, HOUR_MS, QualityKey, by_day, quality_sql
 from capigate.store.sql import REQUEST_COLUMNS, request_view
 from capigate.store.sqlite.rows import insert, insert_rows
@@ -68,13 +69,20 @@ _ADD_QUALITY: Final = tuple(
 )
 
 
-def add_extras(
-    cur: sqlite3.Cursor, bodies: list[tuple[str, int, bytes]], keys: list[tuple[str, str, str, int]]
-) -> None:
+def add_extras(cur: sqlite3.Cursor, records: Iterable[RequestRecord]) -> None:
+    """The bodies and keys of journal entries (``inspector.record_extras``'s rows, the keys'
+    values built flat for ``insert_rows``)."""
+    bodies: list[tuple[str, int, bytes]] = []
+    keys: list[Any] = []
+    for r in records:
+        body = getattr(r, "body", None)
+        if body is not None:
+            bodies.append((r.request_id, r.received_at, body))
+        for kind, value in getattr(r, "keys", ()):
+            keys += (kind, value, r.request_id, r.received_at)
     if bodies:
         cur.executemany(_INSERT_BODY, bodies)
-    if keys:
-        insert_rows(cur, _INSERT_KEYS, [v for key in keys for v in key])
+    insert_rows(cur, _INSERT_KEYS, keys)
 
 
 def add_quality(cur: sqlite3.Cursor, counts: dict[QualityKey, list[int]]) -> None:
