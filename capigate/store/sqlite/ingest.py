@@ -88,6 +88,7 @@ class _Rows:
         keys, events, quality = self.keys, self.events, self.quality
         duplicates: list[int] = []
         fresh: list[tuple[int, NewEvent]] = []
+        relayed = False
         for position, e in enumerate(batch.events):
             source, dedupe_id = e.source, e.dedupe_id
             if dedupe_id is None:
@@ -108,7 +109,9 @@ class _Rows:
             if is_new:
                 fresh.append((position, e))
                 events += _event_values(position, e, request_id, received_at)
-        self.runs += [v for run in outbox.outbox_rows(fresh, first_id, received_at) for v in run]
+                relayed = relayed or e.destination is not None
+        if relayed:
+            self.runs += [v for run in outbox.outbox_rows(fresh, first_id, received_at) for v in run]
         return len(fresh), duplicates
 
 
