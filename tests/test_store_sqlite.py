@@ -114,6 +114,61 @@ def test_text_that_looks_like_the_null_placeholder_is_stored_as_given(tmp_path: 
         ]
 
 
+def test_ingests_stored_in_one_group_write_the_rows_they_write_one_at_a_time(tmp_path: Path) -> None:
+    """The group's rows are built in one pass over its batches (ingest._Rows): the events,
+    dedupe keys, outbox runs and match-key counts are those of the same ingests one by one."""
+    hour = 3_600_000
+    batches = [
+        ([new_event(0, dedupe_id="a"), new_event(1)], T0),
+        ([new_event(2, dedupe_id="a", relayed=True), new_event(3, dedupe_id="b", relayed=True),
+          new_event(4, dedupe_id="c", relayed=True, test_tag="t")], T0 + 1),
+        ([new_event(5, dedupe_id="b"), new_event(6, relayed=True), new_event(7, dedupe_id="d"),
+          new_event(8, relayed=True), new_event(9, dedupe_id="d", relayed=True)], T0 + hour),
+    ]  # fmt: skip
+
+    async def together(store: SQLiteStore) -> list[IngestResult]:
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the ingests queue up and form one group
+        tasks = [
+            asyncio.ensure_future(store.ingest(events, request_id=f"r{i}", received_at_ms=at))
+            for i, (events, at) in enumerate(batches)
+        ]
+        await asyncio.sleep(0)
+        blocker.execute("COMMIT")
+        blocker.close()
+        return await asyncio.gather(*tasks)
+
+    async def one_at_a_time(store: SQLiteStore) -> list[IngestResult]:
+        return [
+            await store.ingest(events, request_id=f"r{i}", received_at_ms=at) for i, (events, at) in enumerate(batches)
+        ]
+
+    def written(name: str, write: Any) -> tuple[Any, ...]:
+        store = SQLiteStore(tmp_path / name)
+        run(store.open())
+        try:
+            groups = store.stats.groups
+            results = run(write(store))
+            groups = store.stats.groups - groups
+        finally:
+            run(store.close())
+        with closing(sqlite3.connect(tmp_path / name)) as conn:
+            tables = [
+                conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+                for table in ("events", "dedupe_keys", "outbox", "event_quality", "event_quality_days")
+            ]
+        return groups, [(r.stored, r.duplicates) for r in results], tables
+
+    groups, results, tables = written("together.db", together)
+    assert (groups, results) == (1, [(2, []), (2, [0]), (3, [0, 4])])
+    assert [row[:2] for row in tables[2]] == [(3, 4), (5, 5), (7, 7)]  # the outbox runs
+    assert [row[-2:] for row in tables[3]] == [(3, 4), (3, 5)]  # (stored, received) per hour, the test event aside
+    assert [row[-2:] for row in tables[4]] == [(6, 9)]
+    alone = written("alone.db", one_at_a_time)
+    assert alone[0] == 3
+    assert (alone[1], alone[2]) == (results, tables)
+
+
 # --- the lock file between processes -------------------------------------------------------
 
 
