@@ -5,8 +5,9 @@ a real SQLite store (``synchronous = full``) and the journal, as ``capigate serv
     .venv/bin/python -m bench.in_process [--workload w2-axon|w1] [--requests N] [--concurrency 64]
     .venv/bin/python -m bench.in_process --ratios   # the limits, written to bench/results/in_process.*
 
-It prints requests per second and the CPU time per request of the event loop's thread and of
-the whole gateway (its SQLite writer process or thread included). No server, no load generator, no
+It prints requests per second, the CPU time per request of the event loop's thread and of
+the whole gateway (its SQLite writer process or thread included), and the requests' latency
+(p50, p99). No server, no load generator, no
 sockets: this is the ceiling capigate's Python sets for one worker process whatever server
 runs it. Nothing is asserted.
 
@@ -55,8 +56,12 @@ def _scope(body: bytes) -> dict[str, Any]:
     }
 
 
-async def _drive(app: GatewayApp, bodies: list[bytes], requests: int, concurrency: int) -> None:
+async def _drive(
+    app: GatewayApp, bodies: list[bytes], requests: int, concurrency: int, latencies: list[float] | None = None
+) -> None:
+    """``requests`` requests, ``concurrency`` at a time; each one's seconds appended to ``latencies``."""
     sent = 0
+    timed = latencies.append if latencies is not None else None
 
     async def client() -> None:
         nonlocal sent
@@ -64,7 +69,10 @@ async def _drive(app: GatewayApp, bodies: list[bytes], requests: int, concurrenc
             n, sent = sent, sent + 1
             body = bodies[n % len(bodies)].replace(b"@@RQ@@", b"r%d" % n)  # every dedupe_id new
             exchange = Exchange(body)
+            started = time.perf_counter()
             await app(_scope(body), exchange.receive, exchange.send)
+            if timed is not None:
+                timed(time.perf_counter() - started)
             if exchange.status != 200:
                 raise RuntimeError(f"request {n} answered {exchange.status}")
 
@@ -78,9 +86,12 @@ def _process_and_children_cpu_s() -> float:
     return time.process_time() + sum(cpu_s(pid) for pid in tree_pids(me) if pid != me)
 
 
-async def measure(workdir: Path, bodies: list[bytes], requests: int, concurrency: int) -> tuple[float, float, float]:
+async def measure(
+    workdir: Path, bodies: list[bytes], requests: int, concurrency: int, latencies: list[float] | None = None
+) -> tuple[float, float, float]:
     """Requests per second, and CPU seconds per request of the event loop's thread and of the
-    whole gateway (the process and its writer process, if any)."""
+    whole gateway (the process and its writer process, if any); each measured request's
+    seconds appended to ``latencies``."""
     config_path = workdir / "capigate.toml"
     config_path.write_text(CONFIG_TOML)
     config = load_config(config_path)
@@ -94,7 +105,7 @@ async def measure(workdir: Path, bodies: list[bytes], requests: int, concurrency
     try:
         await _drive(app, bodies, min(requests, 500), concurrency)  # warm-up: imports, caches, first pages
         wall, thread, process = time.perf_counter(), time.thread_time(), _process_and_children_cpu_s()
-        await _drive(app, bodies, requests, concurrency)
+        await _drive(app, bodies, requests, concurrency, latencies)
         wall, thread, process = (
             time.perf_counter() - wall,
             time.thread_time() - thread,
@@ -127,10 +138,13 @@ def main() -> None:
         print(
             f"{args.workload}: {args.requests:,} requests, {args.concurrency} at a time, {chosen.events_per_request} event(s) each"
         )
-        rps, thread, process = uvloop.run(measure(Path(tmp), bodies, args.requests, args.concurrency))
+        latencies: list[float] = []
+        rps, thread, process = uvloop.run(measure(Path(tmp), bodies, args.requests, args.concurrency, latencies))
+        latencies.sort()
+        p50, p99 = (latencies[int(len(latencies) * q)] * 1e3 for q in (0.5, 0.99))
         print(
             f"{rps:,.0f} req/s; CPU per request: event loop thread {thread * 1e6:.0f} µs, "
-            f"whole process {process * 1e6:.0f} µs"
+            f"whole process {process * 1e6:.0f} µs; latency p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         )
 
 
