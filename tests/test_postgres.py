@@ -30,6 +30,7 @@ from capigate.store import (
     open_store,
 )
 from capigate.store import postgres as pg
+from capigate.store.postgres import inspector as pg_inspector
 from capigate.store.postgres import outbox as pg_outbox
 from capigate.store.postgres import queries as pg_queries
 from capigate.store.postgres import schema as pg_schema
@@ -394,6 +395,7 @@ PLANS = {
     "prune-keys": (("DELETE FROM dedupe_keys WHERE seen_at < %s", [1]), "Index Scan using dedupe_keys_seen_at"),
     "prune-journal": (("DELETE FROM requests WHERE received_at < %s", [1]), "Index Scan using requests_received_at"),
     "attempts": ((pg_outbox.ATTEMPTS, {"id": 1}), "Index Scan Backward using outbox_pkey"),
+    "request-keys": ((pg_inspector.REQUEST_KEYS_SQL, [1, "r"]), "Index Scan using request_keys_received_at"),
 }
 
 

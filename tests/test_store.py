@@ -30,6 +30,7 @@ from capigate.store import (
 )
 from capigate.store import sqlite as sqlite_module
 from capigate.store.sqlite import ingest as sqlite_ingest
+from capigate.store.sqlite import inspector as sqlite_inspector
 from tests.storekit import run
 
 T = TypeVar("T")
@@ -559,6 +560,7 @@ PLANS = {
         ("DELETE FROM requests WHERE received_at < ?", [1]),
         "requests_received_at (received_at<?)",
     ),
+    "request-keys": ((sqlite_inspector.REQUEST_KEYS_SQL, [1, "r"]), "request_keys_received_at (received_at=?)"),
 }
 
 

@@ -147,12 +147,20 @@ async def query_request(
     row = await (await conn.execute(sql, (request_id,))).fetchone()
     if row is None:
         return None
-    return request_view(row), *await _request_extras(conn, request_id)
+    view = request_view(row)
+    return view, *await _request_extras(conn, request_id, view.received_at)
 
 
-async def _request_extras(conn: Connection, request_id: str) -> tuple[bytes | None, list[tuple[str, str]]]:
+# A request's keys carry its received_at, whose index finds them: the table's key starts with
+# the key's kind and value, so a look-up by request id alone read every key of the journal.
+REQUEST_KEYS_SQL: Final = "SELECT kind, value FROM request_keys WHERE received_at = %s AND request_id = %s"
+
+
+async def _request_extras(
+    conn: Connection, request_id: str, received_at: int
+) -> tuple[bytes | None, list[tuple[str, str]]]:
     row = await (await conn.execute("SELECT body FROM request_bodies WHERE request_id = %s", (request_id,))).fetchone()
-    cur = await conn.execute("SELECT kind, value FROM request_keys WHERE request_id = %s", (request_id,))
+    cur = await conn.execute(REQUEST_KEYS_SQL, (received_at, request_id))
     keys = [(k, v) for k, v in await cur.fetchall()]
     return (bytes(row[0]) if row else None), keys
 

@@ -109,12 +109,20 @@ def query_request(
     row = conn.execute(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id = ?", (request_id,)).fetchone()
     if row is None:
         return None
-    return request_view(row), *_request_extras(conn, request_id)
+    view = request_view(row)
+    return view, *_request_extras(conn, request_id, view.received_at)
 
 
-def _request_extras(conn: sqlite3.Connection, request_id: str) -> tuple[bytes | None, list[tuple[str, str]]]:
+# A request's keys carry its received_at, whose index finds them: the table's key starts with
+# the key's kind and value, so a look-up by request id alone read every key of the journal.
+REQUEST_KEYS_SQL: Final = "SELECT kind, value FROM request_keys WHERE received_at = ? AND request_id = ?"
+
+
+def _request_extras(
+    conn: sqlite3.Connection, request_id: str, received_at: int
+) -> tuple[bytes | None, list[tuple[str, str]]]:
     row = conn.execute("SELECT body FROM request_bodies WHERE request_id = ?", (request_id,)).fetchone()
-    keys = conn.execute("SELECT kind, value FROM request_keys WHERE request_id = ?", (request_id,)).fetchall()
+    keys = conn.execute(REQUEST_KEYS_SQL, (received_at, request_id)).fetchall()
     return (bytes(row[0]) if row else None), [(k, v) for k, v in keys]
 
 
