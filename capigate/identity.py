@@ -32,6 +32,9 @@ __all__ = [
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Lower-case ASCII that _EMAIL matches (the domain's first "." is neither its first nor its
+# last character), without backtracking: what normalise_email returns unchanged.
+_NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]+")
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
 
 
@@ -57,6 +60,8 @@ def contains_email(text: str) -> bool:
 
 
 def normalise_email(raw: str) -> str:
+    if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
+        return raw
     email = raw.strip().lower()
     if not _EMAIL.fullmatch(email):
         raise InvalidIdentifier("not an email address (expected local@domain.tld)")
@@ -89,8 +94,9 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
 
     Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
     text = raw.strip()
-    if text[:1] == "+" and text.isascii() and text[1:].isdigit():  # E.164 as sent: nothing to clean
-        return _with_country_code(text[1:])
+    digits = text[1:]
+    if text[:1] == "+" and text.isascii() and digits.isdigit():  # E.164 as sent: nothing to clean
+        return _with_country_code(digits)
     international = text.startswith(("+", "00"))
     if international:
         text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code
@@ -114,14 +120,30 @@ def _with_country_code(digits: str) -> NormalisedPhone:
     """``digits`` (ASCII digits only) read as a country code and a national number."""
     if len(digits) > _E164_MAX_DIGITS:
         raise InvalidIdentifier(f"not a phone number (too long: E.164 numbers have at most {_E164_MAX_DIGITS} digits)")
+    head = digits[:3]  # holds the country code, if any: one look-up, not one per possible size
+    country = _COUNTRY_BY_HEAD.get(head)
+    if country is None:
+        country = _COUNTRY_BY_HEAD[head] = _country_code(head)
+    size, lengths = country
+    if not size:
+        raise InvalidIdentifier("not a phone number (unknown country code)")
+    national = len(digits) - size
+    if national < _MIN_NATIONAL_DIGITS:
+        raise InvalidIdentifier("not a phone number (too short)")
+    return NormalisedPhone(digits, national in lengths, True)
+
+
+def _country_code(head: str) -> tuple[int, frozenset[int]]:
+    """The size of the country code that ``head`` (a number's first digits) starts with and
+    its national numbers' possible lengths; (0, empty) when it starts with none."""
     for size in (1, 2, 3):  # country codes are prefix-free: the first that exists is the one
-        lengths = _possible_lengths(digits[:size])
+        lengths = _possible_lengths(head[:size])
         if lengths is not None:
-            national = len(digits) - size
-            if national < _MIN_NATIONAL_DIGITS:
-                raise InvalidIdentifier("not a phone number (too short)")
-            return NormalisedPhone(digits, national in lengths, True)
-    raise InvalidIdentifier("not a phone number (unknown country code)")
+            return size, lengths
+    return 0, frozenset()
+
+
+_COUNTRY_BY_HEAD: dict[str, tuple[int, frozenset[int]]] = {}  # at most 1,110 heads of 0-3 digits
 
 
 @functools.cache

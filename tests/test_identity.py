@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import random
+import re
 
 import phonenumbers
 import pytest
@@ -67,7 +69,14 @@ def test_phone_rule_international_length_is_checked_against_the_country() -> Non
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
-    [("+999 1234 5678", "unknown country code"), ("+1 2", "too short"), ("+1234567890123456", "too long")],
+    [
+        ("+999 1234 5678", "unknown country code"),
+        ("+1 2", "too short"),
+        ("+1234567890123456", "too long"),
+        ("+8", "unknown country code"),  # fewer digits than a country code may have
+        ("+12", "too short"),
+        ("+882", "too short"),
+    ],
 )
 def test_phone_rule_international_form_that_cannot_be_a_number_is_refused(raw: str, reason: str) -> None:
     with pytest.raises(InvalidIdentifier, match=reason) as caught:
@@ -133,8 +142,10 @@ def test_phone_rule_keeps_no_cache_of_plain_numbers() -> None:
     for name, value in vars(identity).items():
         assert not hasattr(value, "cache_info") or name == "_possible_lengths", name
     identity._possible_lengths.cache_clear()
+    identity._COUNTRY_BY_HEAD.clear()
     normalise_phone("+1 650 555 1212")
     assert identity._possible_lengths.cache_info().currsize >= 1  # keyed by country code only
+    assert identity._COUNTRY_BY_HEAD and all(len(head) <= 3 for head in identity._COUNTRY_BY_HEAD)
 
 
 # --- email ---------------------------------------------------------------------------------
@@ -146,6 +157,41 @@ def test_phone_rule_keeps_no_cache_of_plain_numbers() -> None:
 )
 def test_email_rule_is_trimmed_lowercased_and_hashed(raw: str, normalised: str) -> None:
     assert hash_email(raw) == sha(normalised)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b..c", "a@b.c."],
+)
+def test_email_rule_an_address_already_normalised_is_taken_as_sent(raw: str) -> None:
+    """The usual address skips trimming and lower-casing (a cheaper pattern tells it)."""
+    assert identity._NORMALISED_EMAIL.fullmatch(raw)
+    assert identity.normalise_email(raw) == raw
+    assert hash_email(raw) == sha(raw)
+
+
+_EMAIL_PIECES = ("a", "b1", ".", "@", "@x.y", "x.y", "B", " ", "\t", "\x1c", "\u00e9", "_", "+", "%", "-", "..")
+
+
+def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> None:
+    """Every string the shortcut takes as sent is one the rule (trim, lower-case, then
+    local@domain.tld without spaces) leaves unchanged; every other answers as before."""
+    shape = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+    rng = random.Random(16)
+    taken = 0
+    for _ in range(50_000):
+        raw = "".join(rng.choice(_EMAIL_PIECES) for _ in range(rng.randint(0, 6)))
+        expected = raw.strip().lower()
+        valid = shape.fullmatch(expected) is not None
+        if identity._NORMALISED_EMAIL.fullmatch(raw):
+            taken += 1
+            assert valid and expected == raw, repr(raw)
+        if valid:
+            assert identity.normalise_email(raw) == expected, repr(raw)
+        else:
+            with pytest.raises(InvalidIdentifier):
+                identity.normalise_email(raw)
+    assert taken > 500
 
 
 @pytest.mark.parametrize(
