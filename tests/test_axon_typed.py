@@ -238,3 +238,24 @@ def test_rule_name_to_data_is_decided_by_the_event_types_tag_as_by_the_slow_path
                 typed.add((name, json.dumps(data)))
     assert ("page_view", "null") in typed and ("generate_lead", '{"currency": "USD", "value": 1}') in typed
     assert (("purchase", json.dumps(purchase()["data"])) in typed) == ("purchase" in profile.events)
+
+
+def test_item_warnings_made_once_per_place_still_say_each_items_own_missing_fields() -> None:
+    """The typed path reuses an item's missing_recommended warning for the same place and
+    fields (typed._item_warning); batch after batch, and past the bound of what it keeps, each
+    answer is still the slow path's: the fields that item lacks, at its own path."""
+    from capigate.axon import typed
+
+    def item(**drop: bool) -> dict[str, Any]:
+        full = {**_item(), "item_variant_id": "v1", "image_url": "https://shop.example.com/i.png"}
+        return {k: v for k, v in full.items() if not drop.get(k)}
+
+    shapes = [{}, {"image_url": True}, {"item_name": True, "price": True}, {"item_variant_id": True}]
+    for n in range(typed._MAX_ITEM_WARNINGS // 10):  # enough batches to fill and clear the kept warnings
+        items = [item(**shapes[(n + k) % len(shapes)]) for k in range(1 + n % 3)]
+        events = [page_view(name="purchase", data={**purchase()["data"], "items": items}) for _ in range(1 + n % 5)]
+        body = msgspec.json.encode({"events": events})
+        check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+        assert check.typed and check.report.ok
+        assert path_differences(body, PROFILES["standard"], now_ms=NOW, typed=check) == []
+    assert 0 < len(typed._ITEM_WARNINGS) <= typed._MAX_ITEM_WARNINGS

@@ -33,6 +33,7 @@ from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report
 from capigate.epoch import looks_like_seconds
+from capigate.errors import Problem
 from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
@@ -229,7 +230,6 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
         items = getattr(data, list_key)
         if items is None:
             continue
-        here = f"{path}.{list_key}"
         for i, item in enumerate(items):
             if quantity_required and item.quantity is None:
                 return False
@@ -246,10 +246,10 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
                 )
             ]
             if message is not None:
-                report.warn(f"{here}[{i}]", "missing_recommended", message)
+                report.warnings.append(_item_warning(path, list_key, i, message))
             price = item.price
             if (price is not None and price < 0) or item.quantity == 0:
-                rules.warn_item_amounts(price, item.quantity, f"{here}[{i}]", report)
+                rules.warn_item_amounts(price, item.quantity, f"{path}.{list_key}[{i}]", report)
     value = getattr(data, "value", None)
     if value is not None and value < 0:
         rules.warn_negative_value(value, path, report)
@@ -265,6 +265,23 @@ _MISSING_ITEM_FIELDS: dict[tuple[bool, ...], str | None] = {
     else None
     for flags in itertools.product((False, True), repeat=5)
 }
+
+
+def _item_warning(path: str, list_key: str, i: int, message: str) -> Problem:
+    """The missing_recommended warning of item ``i`` of ``list_key`` at ``path``, made once
+    per place and message, not per item (nearly every item of a shop lacks a field): a
+    Problem is immutable, and building its path cost more than the rest of the item's checks."""
+    key = (path, list_key, i, message)
+    warning = _ITEM_WARNINGS.get(key)
+    if warning is None:
+        if len(_ITEM_WARNINGS) >= _MAX_ITEM_WARNINGS:
+            _ITEM_WARNINGS.clear()
+        warning = _ITEM_WARNINGS[key] = Problem(f"{path}.{list_key}[{i}]", "missing_recommended", message)
+    return warning
+
+
+_ITEM_WARNINGS: dict[tuple[str, str, int, str], Problem] = {}
+_MAX_ITEM_WARNINGS = 4096
 
 
 def _check_items_value(data: Any, path: str, report: Report) -> None:
