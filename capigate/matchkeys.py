@@ -84,18 +84,18 @@ def axon_match_keys(user: Any, has_dedupe_id: bool) -> int:
         return mask
     spots = _SPOTS.get(type(user)) or _spots_of(type(user))
     values = msgspec.structs.astuple(user)  # one C call, not a getattr per field
-    for index, shift in spots.plain:
+    for index, sent in spots.plain:
         value = values[index]
         if value and value != _ZERO_UUID:  # _given, inlined
-            mask |= _SENT << shift
+            mask |= sent
     ip, ua = values[spots.ip], values[spots.ua]
     if ip and ua and ip != _ZERO_UUID and ua != _ZERO_UUID:
-        mask |= _SENT << (2 * _IP_UA)
-    return mask | _hashable(values[spots.email]) << (2 * _EMAIL) | _hashable(values[spots.phone]) << (2 * _PHONE)
+        mask |= _IP_UA_SENT
+    return mask | _hashable(values[spots.email]) << _EMAIL_SHIFT | _hashable(values[spots.phone]) << _PHONE_SHIFT
 
 
 class _Spots(NamedTuple):
-    """Where a user_data Struct type holds each key: (field index, shift) per plain key."""
+    """Where a user_data Struct type holds each key: (field index, its bits when sent) per plain key."""
 
     plain: tuple[tuple[int, int], ...]
     ip: int
@@ -106,7 +106,9 @@ class _Spots(NamedTuple):
 
 def _spots_of(kind: type) -> _Spots:
     fields: tuple[str, ...] = kind.__struct_fields__  # type: ignore[attr-defined]
-    plain = tuple((fields.index(k), 2 * i) for i, k in enumerate(AXON_KEYS) if k not in _AXON_HASHED and k != "ip_ua")
+    plain = tuple(
+        (fields.index(k), _SENT << (2 * i)) for i, k in enumerate(AXON_KEYS) if k not in _AXON_HASHED and k != "ip_ua"
+    )
     spots = _Spots(
         plain,
         fields.index("client_ip_address"),
@@ -119,7 +121,9 @@ def _spots_of(kind: type) -> _Spots:
 
 
 _SPOTS: dict[type, _Spots] = {}
-_IP_UA, _EMAIL, _PHONE = AXON_KEYS.index("ip_ua"), AXON_KEYS.index("email"), AXON_KEYS.index("phone")
+_IP_UA_SENT: Final = _SENT << (2 * AXON_KEYS.index("ip_ua"))
+_EMAIL_SHIFT: Final = 2 * AXON_KEYS.index("email")
+_PHONE_SHIFT: Final = 2 * AXON_KEYS.index("phone")
 
 
 def appsflyer_match_keys(payload: dict[str, Any], hashed_here: set[str], has_dedupe_id: bool) -> int:
