@@ -130,7 +130,7 @@ def _typed(
     buffer = bytearray(_PAYLOAD_BYTES)  # each payload is encoded into it: no growing from a small buffer
     for i, event in enumerate(events):
         path = _EVENT_PATHS[i]  # the decoder took at most MAX_BATCH events
-        name = event.__struct_config__.tag  # the event's name: its tag picked its Struct type
+        name = _NAMES[type(event)]  # the event's name: its tag picked its Struct type
         if not _data_clean(event, name, path, profile, spec, report, now_ms):
             return None
         if spec.restricted and not _allowed(event, spec):
@@ -326,6 +326,7 @@ class _Spec:
 
 
 _ITEM_LISTS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its lists of items
+_NAMES: dict[type, str] = {}  # a strict event type -> its tag (__struct_config__ makes an object per read)
 
 
 _SPECS: dict[int, tuple[Profile, _Spec]] = {}
@@ -361,7 +362,9 @@ def _strict_event(name: str, profile: Profile) -> type[Struct]:
         _ITEM_LISTS[data] = tuple(k for k in ("items", "results") if k in data.__struct_fields__)
         if name == "page_view":
             data = data | None
-    return _strict(ServerEvent, {}, tag=name, data=data)
+    event = _strict(ServerEvent, {}, tag=name, data=data)
+    _NAMES[event] = name
+    return event
 
 
 def _strict(kind: type[Struct], swap: dict[type, type], *, tag: str | None = None, data: Any = None) -> type[Struct]:
