@@ -226,34 +226,45 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
         rules.warn_currency_case(currency, f"{path}.currency", report)
         data.currency = currency.upper()  # stored upper-cased, as the slow path stores it
     quantity_required = name in rules._QUANTITY_REQUIRED
+    value = getattr(data, "value", None)
+    amounts = None  # price x quantity of each of data.items, when value and every price are given
     for list_key in _ITEM_LISTS[type(data)]:
         items = getattr(data, list_key)
         if items is None:
             continue
+        summed: list[float] | None = [] if list_key == "items" and value is not None else None
         for i, item in enumerate(items):
-            if quantity_required and item.quantity is None:
+            quantity = item.quantity
+            if quantity_required and quantity is None:
                 return False
             category = item.item_category_id
             if type(category) is str and not category.isdigit():
                 return False
+            price = item.price
             message = _MISSING_ITEM_FIELDS[
                 (
                     item.item_name is None,
                     item.item_variant_id is None,
-                    item.price is None,
+                    price is None,
                     item.image_url is None,
                     category is None,
                 )
             ]
             if message is not None:
                 report.warnings.append(_item_warning(path, list_key, i, message))
-            price = item.price
-            if (price is not None and price < 0) or item.quantity == 0:
-                rules.warn_item_amounts(price, item.quantity, f"{path}.{list_key}[{i}]", report)
-    value = getattr(data, "value", None)
+            if (price is not None and price < 0) or quantity == 0:
+                rules.warn_item_amounts(price, quantity, f"{path}.{list_key}[{i}]", report)
+            if summed is not None:  # summed here, not in a second walk of the items
+                if price is None:
+                    summed = None
+                else:
+                    summed.append(float(price) * float(quantity if quantity is not None else 1))
+        if list_key == "items":
+            amounts = summed
     if value is not None and value < 0:
         rules.warn_negative_value(value, path, report)
-    _check_items_value(data, path, report)
+    if amounts is not None:
+        _check_items_value(amounts, value, path, report)
     return True
 
 
@@ -284,15 +295,8 @@ _ITEM_WARNINGS: dict[tuple[str, str, int, str], Problem] = {}
 _MAX_ITEM_WARNINGS = 4096
 
 
-def _check_items_value(data: Any, path: str, report: Report) -> None:
-    items, value = getattr(data, "items", None), getattr(data, "value", None)
-    if items is None or value is None:
-        return
-    amounts = []
-    for item in items:
-        if item.price is None:
-            return
-        amounts.append(float(item.price) * float(item.quantity if item.quantity is not None else 1))
+def _check_items_value(amounts: list[float], value: Any, path: str, report: Report) -> None:
+    """rules._check_items_value on the items' amounts (price x quantity, quantity 1 when absent)."""
     total = sum(amounts)  # as rules.py sums them: the same float, the same message
     if not math.isclose(total, float(value), rel_tol=1e-6, abs_tol=0.005):
         report.warn(
