@@ -193,7 +193,9 @@ def _data_clean(event: Any, name: str, path: str, profile: Profile, spec: _Spec,
     if data is not None and not _check_data(name, data, f"{path}.data", report):
         return False
     rules._check_event_time(event.event_time, path, now_ms, report)
-    return _url_clean(event.event_source_url, event.user_data.esi, profile, spec.clean_urls)
+    url, esi = event.event_source_url, event.user_data.esi
+    clean = spec.clean_urls.get((url, esi))  # most events of a site repeat a few URLs
+    return clean if clean is not None else _url_clean(url, esi, profile, spec.clean_urls)
 
 
 _MAX_URLS = 4096
@@ -201,15 +203,13 @@ _MAX_URLS = 4096
 
 def _url_clean(url: str, esi: str, profile: Profile, known: dict[tuple[str, str], bool]) -> bool:
     """Whether rules.py has nothing to say about ``url``: no problem, no warning. Remembered
-    for the profile (``known``): most events of a site repeat a few URLs."""
-    clean = known.get((url, esi))
-    if clean is None:
-        scratch = Report()
-        rules.check_source_url(url, esi, "", profile, scratch)
-        clean = scratch.ok and not scratch.warnings
-        if len(known) >= _MAX_URLS:
-            known.clear()
-        known[url, esi] = clean
+    for the profile (``known``), which _data_clean reads first."""
+    scratch = Report()
+    rules.check_source_url(url, esi, "", profile, scratch)
+    clean = scratch.ok and not scratch.warnings
+    if len(known) >= _MAX_URLS:
+        known.clear()
+    known[url, esi] = clean
     return clean
 
 
@@ -251,7 +251,8 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
                 )
             ]
             if message is not None:
-                report.warnings.append(_item_warning(path, list_key, i, message))
+                place = (path, list_key, i, message)
+                report.warnings.append(_ITEM_WARNINGS.get(place) or _item_warning(place))
             if (price is not None and price < 0) or quantity == 0:
                 rules.warn_item_amounts(price, quantity, f"{path}.{list_key}[{i}]", report)
             if summed is not None:  # summed here, not in a second walk of the items
@@ -278,16 +279,15 @@ _MISSING_ITEM_FIELDS: dict[tuple[bool, ...], str | None] = {
 }
 
 
-def _item_warning(path: str, list_key: str, i: int, message: str) -> Problem:
-    """The missing_recommended warning of item ``i`` of ``list_key`` at ``path``, made once
-    per place and message, not per item (nearly every item of a shop lacks a field): a
-    Problem is immutable, and building its path cost more than the rest of the item's checks."""
-    key = (path, list_key, i, message)
-    warning = _ITEM_WARNINGS.get(key)
-    if warning is None:
-        if len(_ITEM_WARNINGS) >= _MAX_ITEM_WARNINGS:
-            _ITEM_WARNINGS.clear()
-        warning = _ITEM_WARNINGS[key] = Problem(f"{path}.{list_key}[{i}]", "missing_recommended", message)
+def _item_warning(key: tuple[str, str, int, str]) -> Problem:
+    """The missing_recommended warning of item ``i`` of ``list_key`` at ``path`` (``key``, with
+    its message), made once per place and message, not per item (nearly every item of a shop
+    lacks a field): a Problem is immutable, and building its path cost more than the rest of
+    the item's checks. _check_data reads _ITEM_WARNINGS first."""
+    path, list_key, i, message = key
+    if len(_ITEM_WARNINGS) >= _MAX_ITEM_WARNINGS:
+        _ITEM_WARNINGS.clear()
+    warning = _ITEM_WARNINGS[key] = Problem(f"{path}.{list_key}[{i}]", "missing_recommended", message)
     return warning
 
 
