@@ -21,6 +21,7 @@ import math
 import os
 import types
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
@@ -141,7 +142,7 @@ def _typed(
         if not report.ok:
             return None
         mpd = event.measurement_partner_data
-        if mpd is not None:
+        if mpd is not None and _MPD_TIMES(mpd) != _NO_TIMES:  # one C call: most send no timestamp
             _mpd_timestamps(mpd, path, report)
         if event.dedupe_id is None and profile.dedupe_id_expected:
             report.warn(
@@ -304,6 +305,10 @@ def _check_items_value(amounts: list[float], value: Any, path: str, report: Repo
             "value_mismatch",
             f"value {value} differs from the sum of price x quantity ({round(total, 2)}); shipping and tax are excluded",
         )
+
+
+_MPD_TIMES = attrgetter(*rules._MPD_TIMESTAMPS)
+_NO_TIMES = (None,) * len(rules._MPD_TIMESTAMPS)
 
 
 def _mpd_timestamps(mpd: Any, path: str, report: Report) -> None:
