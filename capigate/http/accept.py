@@ -40,7 +40,10 @@ async def accept(
         try:
             result = await limited(ingest, INGEST_TIMEOUT_S, request.task())
         except TimeoutError:
-            raise StoreError(f"the store did not answer within {INGEST_TIMEOUT_S:g} s") from None
+            # it may still commit them: a writer stopped for a while commits once it runs again
+            raise StoreError(
+                f"the store did not answer within {INGEST_TIMEOUT_S:g} s: the write may or may not be stored"
+            ) from None
     except StoreError as exc:
         gateway.health.ingest_failed(exc)  # for /readyz: a node that refuses events is not ready
         raise

@@ -17,13 +17,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store import SQLiteStore
 from tests.conftest import make_server
-from tests.helpers import sender, wait_until
+from tests.helpers import batch, purchase, sender, wait_until
 from tests.storekit import close_loop, run
 
 
@@ -356,3 +357,38 @@ def test_kill_9_of_one_worker_under_load_ends_its_writer_and_its_successor_write
     with contextlib.closing(sqlite3.connect(server.db)) as db:
         stored = Counter(d for (d,) in db.execute("SELECT dedupe_id FROM events"))
     assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
+
+
+def test_an_ingest_unanswered_in_10_s_says_its_events_may_be_stored_for_they_may_be(tmp_path: Path) -> None:
+    """The 503 after 10 s said the events could not be stored, yet a writer stopped for
+    longer than that (and less than its 12 s) commits them once it runs again: a client
+    that believed it and sent the events again without their dedupe_id stored them twice."""
+    server = make_server(tmp_path)
+    server.start()
+    writer = 0
+    try:
+        wait_until(lambda: bool(_writer_processes(Path(server.db))), what="the writer process")
+        (writer,) = _writer_processes(Path(server.db))
+        os.kill(writer, signal.SIGSTOP)
+        event = purchase()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            r = client.post(
+                "/v1/event", params={"pixel_id": "px_std"}, headers={"Authorization": "key-std"}, json=batch(event)
+            )
+        os.kill(writer, signal.SIGCONT)
+        assert r.status_code == 503, r.text
+        assert "did not answer within 10 s" in r.json()["message"] and "may or may not be stored" in r.json()["message"]
+
+        def stored() -> bool:
+            with contextlib.closing(sqlite3.connect(server.db)) as db:
+                (count,) = db.execute(
+                    "SELECT count(*) FROM events WHERE dedupe_id = ?", (event["dedupe_id"],)
+                ).fetchone()
+            return bool(count == 1)
+
+        wait_until(stored, what="the events of the 503 committed once the writer ran again")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            if writer:
+                os.kill(writer, signal.SIGCONT)
+        server.stop()
