@@ -65,7 +65,7 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     try:
         result = await accept(request, gateway, outcome, [check.event], app.relay)
     except StoreError as exc:
-        outcome.problems = [Problem("", "store_unavailable", f"the event could not be stored: {exc}")]
+        outcome.problems = [Problem("", "store_unavailable", f"the store did not confirm the event: {exc}")]
         return _answer(request, 503, "Service Unavailable", outcome)
     return _answer(request, 200, OK, outcome, result.duplicates)
 

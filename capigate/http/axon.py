@@ -65,7 +65,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     try:
         result = await accept(request, gateway, outcome, check.events, pixel.relay)
     except StoreError as exc:
-        return _error(503, "store_unavailable", f"the events could not be stored: {exc}", outcome)
+        return _error(503, "store_unavailable", f"the store did not confirm the events: {exc}", outcome)
     return _accepted(len(check.events), result, outcome)
 
 
