@@ -68,6 +68,9 @@ __all__ = ["ProcessWriter"]
 T = TypeVar("T")
 
 _MAX_FRAME_JOBS: Final = 256  # bounds one frame's size: a W1 ingest is ~50 KB
+# A turn of the loop that takes W1 batches lasts long (~2 ms a batch): sent only at its end, they
+# reached the child after it had finished its group and idled. A few batches' worth go at once.
+_EAGER_EVENTS: Final = 200
 _MAX_GROUP_JOBS: Final = 1000  # as the writer thread's
 _HEADER: Final = struct.Struct("<I")
 # Starting a child costs a Python interpreter's start (~0.3 s of CPU): on a broken store (its
@@ -237,6 +240,7 @@ class ProcessWriter:
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox: list[QueuedJob] = []  # submitted, not yet sent
+        self._outbox_events = 0  # the events of the ingests among them
         self._flush_scheduled = False
         self._child: _Child | None = None
         self._spawning: asyncio.Task[None] | None = None
@@ -277,9 +281,16 @@ class ProcessWriter:
 
     def _enqueue(self, job: QueuedJob) -> None:
         self._outbox.append(job)
-        if not self._flush_scheduled:  # one frame for every job submitted in this turn of the loop
+        self._outbox_events += len(job.batch.events) if job.batch is not None else 1
+        if self._outbox_events >= _EAGER_EVENTS:
+            self._flush()
+        elif not self._flush_scheduled:  # one frame for every job submitted in this turn of the loop
             self._flush_scheduled = True
             self._running_loop().call_soon(self._flush)
+
+    def _take_outbox(self) -> list[QueuedJob]:
+        jobs, self._outbox, self._outbox_events = self._outbox, [], 0
+        return jobs
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None
@@ -323,7 +334,7 @@ class ProcessWriter:
 
     def _respawn(self) -> None:
         if time.monotonic() < self._respawn_at:  # it failed to start just now: so would it again
-            jobs, self._outbox = self._outbox, []
+            jobs = self._take_outbox()
             self._fail(jobs, self._spawn_error)
             return
         self._spawning = self._running_loop().create_task(self._replace_child(self._child))
@@ -336,7 +347,7 @@ class ProcessWriter:
             child = await asyncio.to_thread(self._spawn, self._stall_s)
         except Exception as exc:
             self._spawn_error, self._respawn_at = exc, time.monotonic() + _RESPAWN_PAUSE_S
-            jobs, self._outbox = self._outbox, []
+            jobs = self._take_outbox()
             self._fail(jobs, exc)
         else:
             self._attach(child)
@@ -356,7 +367,7 @@ class ProcessWriter:
         if child is None or not child.alive:
             self._respawn()
             return
-        jobs, self._outbox = self._outbox, []
+        jobs = self._take_outbox()
         if not child.pending:
             child.waiting_since = time.monotonic()
         for start in range(0, len(jobs), _MAX_FRAME_JOBS):
@@ -505,7 +516,7 @@ class ProcessWriter:
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
-            jobs, self._outbox = self._outbox, []
+            jobs = self._take_outbox()
             self._fail(jobs, StoreError("the store writer has stopped"))
 
 
