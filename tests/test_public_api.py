@@ -112,3 +112,19 @@ def test_the_seconds_threshold_is_written_once_in_a_module_that_imports_no_other
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert [name for name in imported if name and name.startswith("capigate")] == []
+
+
+def test_the_largest_epoch_time_is_written_once_in_the_epoch_module() -> None:
+    """The admin API's time parameters (MAX_TIME_MS) and Axon's schema (MAX_EPOCH_MILLIS) each
+    wrote 9999-12-31T23:59:59.999Z; both now import capigate.epoch's, the lowest module of the flow."""
+    from capigate.axon import schema
+    from capigate.epoch import MAX_EPOCH_MILLIS
+
+    written = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and type(node.value) is int and node.value == MAX_EPOCH_MILLIS:
+                written.append(str(path.relative_to(PACKAGE)))
+    assert written == ["epoch.py"]
+    assert MAX_EPOCH_MILLIS == 253_402_300_799_999  # datetime(9999, 12, 31, 23, 59, 59, 999000, UTC)
+    assert schema.MAX_EPOCH_MILLIS is MAX_EPOCH_MILLIS  # still exported with the wire types it bounds

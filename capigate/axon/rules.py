@@ -21,7 +21,6 @@ from capigate.axon.personal import without_personal_unknowns
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import (
     DATA_SCHEMAS,
-    MAX_EPOCH_MILLIS,
     EventData,
     Item,
     MeasurementPartnerData,
@@ -31,7 +30,7 @@ from capigate.axon.schema import (
 )
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
-from capigate.epoch import looks_like_seconds
+from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from capigate.checked_structs import CheckedStruct as Struct
+from capigate.epoch import MAX_EPOCH_MILLIS
 
 __all__ = [
     "ACCOUNTING_MODES",
@@ -41,8 +42,6 @@ __all__ = [
     "UserData",
 ]
 
-# Up to 9999-12-31T23:59:59.999Z: a larger integer cannot be a time, nor fit the store's column.
-MAX_EPOCH_MILLIS = 253_402_300_799_999
 # The largest integer a JSON number carries exactly to every client (2**53 - 1).
 MAX_EXACT_INT = 9_007_199_254_740_991
 EpochMillis = Annotated[int, Meta(ge=0, le=MAX_EPOCH_MILLIS, description="Unix epoch time in milliseconds")]

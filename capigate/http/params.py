@@ -14,11 +14,10 @@ from datetime import UTC, datetime
 from typing import overload
 
 from capigate.checking import Report
-from capigate.epoch import looks_like_seconds
+from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 
 __all__ = [
     "MAX_ID",
-    "MAX_TIME_MS",
     "Query",
     "TimeRefused",
     "decode_cursor",
@@ -34,7 +33,6 @@ __all__ = [
 ]
 
 MAX_ID = 2**63 - 1  # the largest row id either store can hold
-MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: datetime's own limit
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _CURSOR = re.compile(r"[0-9a-z]{3,15}")  # base 36 digits, then two check characters
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -188,7 +186,7 @@ def time_value(raw: str) -> int | None:
     """Epoch milliseconds, or None if ``raw`` is neither epoch ms nor an ISO 8601 time in range."""
     if _DIGITS.fullmatch(raw):
         value = int(raw)
-        return value if value <= MAX_TIME_MS else None
+        return value if value <= MAX_EPOCH_MILLIS else None
     if not raw.isascii():
         return None
     try:
@@ -201,4 +199,4 @@ def time_value(raw: str) -> int | None:
         millis = int(parsed.timestamp() * 1000)
     except (OverflowError, ValueError):
         return None
-    return millis if 0 <= millis <= MAX_TIME_MS else None
+    return millis if 0 <= millis <= MAX_EPOCH_MILLIS else None

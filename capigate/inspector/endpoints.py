@@ -14,11 +14,12 @@ import time
 import msgspec
 
 from capigate.checking import Report
+from capigate.epoch import MAX_EPOCH_MILLIS
 from capigate.errors import Problem
 from capigate.http.api import admin_refusal
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.journal import Outcome
-from capigate.http.params import MAX_TIME_MS, Query, query_int, query_time
+from capigate.http.params import Query, query_int, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
@@ -198,7 +199,7 @@ def _split_unknown(buckets: list[StatsBucket], configured: set[str]) -> tuple[li
 
 
 def _int(query: Query, key: str, default: int, report: Report) -> int:
-    value = query_int(query, key, report, low=0, high=MAX_TIME_MS, what="a number of milliseconds")
+    value = query_int(query, key, report, low=0, high=MAX_EPOCH_MILLIS, what="a number of milliseconds")
     return default if value is None else value
 
 
