@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.storekit import PG_URL, make_store, pg_schema, store
+from tests.storekit import PG_URL, make_store, pg_schema, schema, store
 
-__all__ = ["make_store", "store"]  # fixtures for the store tests, per backend
+__all__ = ["make_store", "schema", "store"]  # the store tests' fixtures: per backend, or a fresh PG schema
 
 ADMIN = "admin-token-for-tests"
 EXAMPLES = Path(__file__).resolve().parent.parent / "capigate" / "examples"

@@ -71,6 +71,16 @@ def pg_schema(prefix: str = "capigate_test") -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
+@pytest.fixture
+def schema() -> Iterator[str]:
+    """The name of a fresh schema on the test server (``pg_schema``), for the tests that open
+    PostgreSQL stores or run ``capigate migrate`` against it themselves; the test's event loop
+    is closed after the schema is dropped."""
+    with pg_schema() as name:
+        yield name
+    close_loop()
+
+
 @pytest.fixture(params=STORE_BACKENDS)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Builds unopened stores that all use one fresh database."""

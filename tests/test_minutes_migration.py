@@ -8,20 +8,17 @@ overview shows what it showed."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import psycopg
-import pytest
 from click.testing import CliRunner
 
 from capigate.cli import main
 from capigate.store import PostgresStore, SQLiteStore, StatsBucket, Store
 from capigate.store.postgres import schema as pg_schema
 from capigate.store.sqlite import schema as sqlite_schema
-from tests.storekit import PG_URL, close_loop, run
-from tests.storekit import pg_schema as fresh_schema
+from tests.storekit import PG_URL, run
 from tests.test_store_stats import MINUTE, T0, fill_journal
 
 V4_MINUTES = """CREATE TABLE request_minutes (
@@ -97,13 +94,6 @@ def test_migrate_splits_the_sourceless_minutes_per_api_keeping_every_total(tmp_p
     assert [r for r in after if r[1] is None] == [
         (MINUTE, None, None, 1, 1, 0, 0), (MINUTE, None, "axon", 1, 1, 0, 0), (MINUTE, None, "unknown", 1, 1, 0, 0),
     ]  # fmt: skip
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    with fresh_schema() as name:
-        yield name
-    close_loop()
 
 
 def test_postgresql_migrate_makes_the_minute_totals_from_the_journal(schema: str, tmp_path: Path) -> None:

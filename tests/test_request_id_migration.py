@@ -6,18 +6,15 @@ id, takes the others' share off the totals, and makes request_id unique."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import psycopg
-import pytest
 from click.testing import CliRunner
 
 from capigate.cli import main
 from capigate.store import PostgresStore, SQLiteStore
-from tests.storekit import PG_URL, close_loop
-from tests.storekit import pg_schema as fresh_schema
+from tests.storekit import PG_URL
 from tests.test_minutes_migration import minutes_of
 from tests.test_store_stats import MINUTE, T0, WARN, record
 
@@ -69,13 +66,6 @@ def test_sqlite_migrate_keeps_one_row_per_request_id_and_counts_it_once(tmp_path
         assert conn.execute(twice).fetchall() == []
         assert conn.execute(COUNTED).fetchone() == (9, 9)
     assert minutes_of(SQLiteStore(path)) == before
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    with fresh_schema() as name:
-        yield name
-    close_loop()
 
 
 def test_postgresql_migrate_keeps_one_row_per_request_id_and_counts_it_once(schema: str, tmp_path: Path) -> None:
