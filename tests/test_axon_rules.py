@@ -315,6 +315,35 @@ def test_event_time_must_be_a_non_negative_number() -> None:
     assert problems(page_view(event_time=1e300)) == {"events[0].event_time": "out_of_range"}
 
 
+BEFORE_1970 = "is epoch milliseconds from 0 (1970-01-01T00:00:00Z) to 253402300799999 (9999-12-31T23:59:59.999Z): a negative time is before 1970"
+AFTER_9999 = "is epoch milliseconds from 0 (1970-01-01T00:00:00Z) to 253402300799999 (9999-12-31T23:59:59.999Z): a larger time is past the year 9999"
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [(-0.5, BEFORE_1970), (-1733000000000.25, BEFORE_1970), (-5, BEFORE_1970), (-(2**70), BEFORE_1970),
+     (253402300800000.5, AFTER_9999), (1e300, AFTER_9999), (2**70, AFTER_9999)],
+)  # fmt: skip
+@pytest.mark.parametrize("key", ["event_time", "first_visit_ts"])
+def test_a_time_out_of_range_is_refused_in_the_time_rules_words(key: str, sent: float, said: str) -> None:
+    """A negative fractional time (-0.5) was refused with msgspec's 'Expected integer >= 0', as
+    if its fraction were the mistake while fractions are read (fractional_time): a time out of
+    range, whole or not, says the range at its path, out_of_range, on both paths."""
+    if key == "event_time":
+        event, path = page_view(event_time=sent), "events[0].event_time"
+    else:
+        mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
+        event, path = page_view(measurement_partner_data=mpd | {key: sent}), f"events[0].measurement_partner_data.{key}"
+    answers = []
+    for result in _both_paths(event):
+        assert [(p.path, p.code, p.message) for p in result.report.problems] == [
+            (path, "out_of_range", f"{key} {said}")
+        ]
+        assert [w for w in result.report.warnings if w.path == path] == [] and result.events == []
+        answers.append([(p.path, p.code, p.message) for p in [*result.report.problems, *result.report.warnings]])
+    assert answers[0] == answers[1]
+
+
 def test_fractional_event_time_is_stored_as_whole_milliseconds_with_a_warning() -> None:
     """Rule: AppLovin documents event_time as a number, so a fraction of a millisecond is
     accepted, stored truncated to whole milliseconds and warned about (fractional_time) at its

@@ -25,7 +25,7 @@ EXAMPLES = REPO / "capigate" / "examples"
 CLIENTS = REPO / "tests" / "clients"
 NOW = now_ms()
 # What a field may become: each is applied to every field of every seed event.
-REPLACEMENTS: list[Any] = [None, "", "x", "usd", "EUR", "12ab", -1, 0, 1.5, 1_700_000_000, 10**20, True, [], {}]
+REPLACEMENTS: list[Any] = [None, "", "x", "usd", "EUR", "12ab", -1, -0.5, 0, 1.5, 1_700_000_000, 10**20, True, [], {}]
 
 
 def _seed_events() -> list[dict[str, Any]]:

@@ -32,6 +32,26 @@ def test_a_number_too_large_is_out_of_range_at_its_path(server: Server) -> None:
         assert (problem["path"], problem["code"]) == ("af_extra[1].deep", "out_of_range")
 
 
+def test_a_negative_fractional_time_is_out_of_range_in_the_time_rules_words(server: Server) -> None:
+    """A negative time with a fraction was answered msgspec's 'Expected integer >= 0', as if
+    the fraction were refused (a fraction is read as whole milliseconds: fractional_time)."""
+    sent = purchase(event_time=-0.5)
+    sent["measurement_partner_data"] = {"is_claimable": True, "attribution_model": "LAST_CLICK",
+                                        "attribution_share": 1, "accounting_mode": "CASH", "first_visit_ts": -1.5}  # fmt: skip
+    with server.client() as c:
+        problems = _problems(c.post("/v1/event?pixel_id=px_std", json=batch(sent), headers=AXON))
+    said = "is epoch milliseconds from 0 (1970-01-01T00:00:00Z) to 253402300799999 (9999-12-31T23:59:59.999Z): "
+    said += "a negative time is before 1970"
+    assert problems == [
+        {"path": "events[0].event_time", "code": "out_of_range", "message": f"event_time {said}"},
+        {
+            "path": "events[0].measurement_partner_data.first_visit_ts",
+            "code": "out_of_range",
+            "message": f"first_visit_ts {said}",
+        },
+    ]
+
+
 def test_a_body_nested_too_deep_says_its_path_is_the_whole_body(server: Server) -> None:
     # AppsFlyer's 1 KB body limit comes first there: too_deep is reached on Axon only.
     with server.client() as c:

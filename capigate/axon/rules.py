@@ -31,6 +31,7 @@ from capigate.axon.schema import (
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
 from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
+from capigate.errors import Problem
 from capigate.events import NewEvent
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
@@ -120,7 +121,10 @@ def _check_event(
         _unknown_keys(user_raw, allowed, profile, report, path, "user_data")
     if typed is None:  # a fractional time never converts: read as whole milliseconds here
         raw = _whole_millis(raw, path, report)
+    seen = len(report.problems)
     event = typed if typed is not None else check_struct(raw, ServerEvent, path, report)
+    if event is None:
+        _say_time_ranges(raw, path, report, seen)
     _check_event_fields(raw, path, profile, report, now_ms)
     user = event.user_data if event is not None else _lenient_user(user_raw)
     normalised = check_user_data(user, path, profile, report, raw.get("name")) if user is not None else {}
@@ -344,6 +348,28 @@ def _whole_time(obj: dict[str, Any], key: str, path: str, report: Report) -> dic
             f"{key} is whole milliseconds: {ms!r} was read and is stored as {whole}",
         )
     return {**obj, key: whole}
+
+
+_TIME_RANGE: Final = (
+    f"epoch milliseconds from 0 (1970-01-01T00:00:00Z) to {MAX_EPOCH_MILLIS} (9999-12-31T23:59:59.999Z)"
+)
+
+
+def _say_time_ranges(raw: dict[str, Any], path: str, report: Report, seen: int) -> None:
+    """The schema's out_of_range of a time (event_time, a measurement timestamp), among the
+    problems from index ``seen`` on, said as the time rules say theirs: msgspec's ``Expected
+    integer >= 0`` told a -0.5 that its fraction was the mistake, while a fraction is read."""
+    times = {f"{path}.event_time": ("event_time", raw.get("event_time"))}
+    mpd = raw.get("measurement_partner_data")
+    if isinstance(mpd, dict):
+        times |= {f"{path}.measurement_partner_data.{key}": (key, mpd.get(key)) for key in _MPD_TIMESTAMPS}
+    problems = report.problems
+    for i in range(seen, len(problems)):
+        here, code = problems[i].path, problems[i].code
+        key, ms = times.get(here, ("", None))
+        if code == "out_of_range" and isinstance(ms, int | float):  # not bool: that is wrong_type
+            end = "a negative time is before 1970" if ms < 0 else "a larger time is past the year 9999"
+            problems[i] = Problem(here, code, f"{key} is {_TIME_RANGE}: {end}")
 
 
 def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
