@@ -36,6 +36,20 @@ def migrate(db: str, tmp_path: Path) -> None:
     assert migrated.exit_code == 0 and "applied 1 step(s)" in migrated.output, migrated.output
 
 
+def test_sqlite_migrate_says_what_step_6_does_as_it_says_the_others(tmp_path: Path) -> None:
+    """On SQLite, each step after the first was listed as 'the tables and columns of version N',
+    step 6 too, while PostgreSQL's say what they make (docs/deployment.md)."""
+    command = ["migrate", "--config", str(tmp_path / "none.toml"), "--db", str(tmp_path / "new.db")]
+    listed = CliRunner().invoke(main, command)
+    assert listed.exit_code == 0, listed.output
+    steps = dict(line.strip().split("  ", 1) for line in listed.output.splitlines() if line.startswith("  "))
+    assert list(steps) == ["1", "2", "3", "4", "5", "6"]
+    assert [text for text in steps.values() if "version" in text] == []
+    assert len(set(steps.values())) == 6
+    assert steps["6"].startswith("one journal row per request id")
+    assert "per-minute totals" in steps["6"] and "unique" in steps["6"]
+
+
 def test_sqlite_migrate_keeps_one_row_per_request_id_and_counts_it_once(tmp_path: Path) -> None:
     path = tmp_path / "v5.db"
     before = minutes_of(SQLiteStore(path), fill=True)

@@ -194,13 +194,22 @@ _SCHEMA: Final = (
     # One row that each writability probe changes (ingest.probe), a table older versions leave alone.
     "CREATE TABLE IF NOT EXISTS writability_probe (id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL)",
 )
-# What each schema version adds to the one before (all CREATE … IF NOT EXISTS).
-_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
-    2: OUTBOX_SCHEMA,
-    3: ("DROP INDEX IF EXISTS events_status_id",),  # _SCHEMA has made events_stored
-    4: INSPECTOR_SCHEMA,  # capigate/store/sqlite/inspector.py
-    5: _SPLIT_MINUTES,
-    6: _UNIQUE_REQUESTS,
+# What each schema version adds to the one before (all CREATE … IF NOT EXISTS), and what
+# `capigate migrate` lists it as (postgres/schema.py's MIGRATIONS say theirs likewise).
+_FIRST_STEP: Final = "create the tables"
+_MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
+    2: ("the relay outbox in runs of event ids, the delivery attempts", OUTBOX_SCHEMA),
+    3: (
+        "the events no relay queues found by their own index, the old status index dropped",
+        ("DROP INDEX IF EXISTS events_status_id",),  # _SCHEMA has made events_stored
+    ),
+    # capigate/store/sqlite/inspector.py
+    4: ("refused request bodies, the keys requests are found by, the match-key rollups", INSPECTOR_SCHEMA),
+    5: ("the journal's per-minute totals of the requests naming no source, split per api", _SPLIT_MINUTES),
+    6: (
+        "one journal row per request id (a unique index): its extra rows dropped and taken off the per-minute totals",
+        _UNIQUE_REQUESTS,
+    ),
 }
 
 
@@ -237,7 +246,7 @@ def _create_schema(cur: sqlite3.Cursor) -> None:
         for statement in _SCHEMA:
             cur.execute(statement)
         for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version]:
+            for statement in _MIGRATIONS[version][1]:
                 cur.execute(statement)
         if found is None:
             cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -269,10 +278,7 @@ def read_version(path: Path) -> int:
 
 def pending_steps(version: int) -> list[tuple[int, str]]:
     """The steps after ``version``, as ``capigate migrate`` lists them."""
-    return [
-        (v, "create the tables" if v == 1 else f"the tables and columns of version {v}")
-        for v in range(version + 1, SCHEMA_VERSION + 1)
-    ]
+    return [(v, _FIRST_STEP if v == 1 else _MIGRATIONS[v][0]) for v in range(version + 1, SCHEMA_VERSION + 1)]
 
 
 def check_sqlite_path(path: Path) -> None:
