@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,9 @@ from capigate.store.postgres import queries as pg_queries
 from capigate.store.postgres import schema as pg_schema
 from capigate.store.postgres import split_options
 from tests.storekit import PG_URL, close_loop, run
-from tests.storekit import pg_schema as fresh_schema
 
 T0 = 1_700_000_000_000
 DEST = "http://127.0.0.1:9/upstream"
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    with fresh_schema() as name:
-        yield name
-    close_loop()
 
 
 def new_store(schema: str, **kw: Any) -> PostgresStore:

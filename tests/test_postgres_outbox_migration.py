@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import psycopg
-import pytest
 from click.testing import CliRunner
 
 from capigate.cli import main
@@ -21,21 +19,13 @@ from capigate.config import RelaySettings
 from capigate.relay import RelayRunner, Target
 from capigate.store import DeadLetterQuery, EventQuery, PostgresStore
 from capigate.store.postgres import schema as pg_schema
-from tests.storekit import PG_URL, close_loop, run
-from tests.storekit import pg_schema as fresh_schema
+from tests.storekit import PG_URL, run
 from tests.test_store_relay import axon_event
 from tests.upstream import Upstream
 
 DEST = "axon:px1"
 NOW = time.time_ns() // 1_000_000
 HOUR = 3_600_000
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    with fresh_schema() as name:
-        yield name
-    close_loop()
 
 
 def sql(schema: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Literal
 
 import msgspec
@@ -17,8 +16,7 @@ import pytest
 
 from capigate.store import AttemptOutcome, EventQuery, NewEvent, PostgresStore
 from capigate.store.postgres.runs import CUT
-from tests.storekit import PG_URL, close_loop, run
-from tests.storekit import pg_schema as fresh_schema
+from tests.storekit import PG_URL, run
 
 T0 = 1_700_000_000_000
 DEST = "http://127.0.0.1:9/upstream"
@@ -26,13 +24,6 @@ DEST = "http://127.0.0.1:9/upstream"
 pytestmark = pytest.mark.postgresql
 
 Holder = psycopg.AsyncConnection[tuple[object, ...]]
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    with fresh_schema() as name:
-        yield name
-    close_loop()
 
 
 def event(n: int) -> NewEvent:
