@@ -54,9 +54,10 @@ from capigate.store.base import (
     WriterStats,
 )
 from capigate.store.postgres import inspector, outbox, prune, schema, sessions
+from capigate.store.postgres.deadline import Deadline
 from capigate.store.postgres.ingest import IngestJob, ProbeJob, RecordJob, check_payloads
 from capigate.store.postgres.queries import events_sql, query_stats, requests_sql
-from capigate.store.postgres.writer import ANSWER_TIMEOUT_S, Writer, sever
+from capigate.store.postgres.writer import ANSWER_TIMEOUT_S, Writer
 from capigate.store.sql import page, request_view, store_error, stored_event
 
 __all__ = ["PostgresStore"]
@@ -110,8 +111,10 @@ class PostgresStore:
     CPUs. Each also comes from the URL (``?schema=capigate&writers=4``); a keyword argument
     wins. A write group unanswered after ``answer_timeout_s`` fails and its writer reconnects
     (writer.py); a read, a lease or a session unanswered after ``read_timeout_s`` fails as
-    ``StoreError`` and its connection is dropped: a backend that stops answering (stopped, or
-    behind a partition that left its connection open) would hold the request for ever. Options of the SQLite store (``synchronous`` …) are refused here: durability is the
+    ``StoreError``, its statement cancelled on the server and its connection dropped: a backend
+    that stops answering (stopped, or behind a partition that left its connection open) would
+    hold the request for ever, and one waiting on a lock would keep waiting (deadline.py).
+    Options of the SQLite store (``synchronous`` …) are refused here: durability is the
     server's ``synchronous_commit``, on by default.
     """
 
@@ -321,26 +324,18 @@ class PostgresStore:
             raise store_error(exc) from exc
 
     async def _answered(self, conn: Connection, work: Awaitable[T]) -> T:
-        """``work``, with ``conn`` severed if it gets no answer in time: its read then fails at
-        once, and the pool drops the broken connection rather than lend it again."""
-        cut = False
-
-        def sever_late() -> None:
-            nonlocal cut
-            cut = True
-            sever(conn)
-
-        timer = asyncio.get_running_loop().call_later(self._read_timeout_s, sever_late)
-        try:
-            return await work
-        except psycopg.Error:
-            if cut:
-                raise StoreError(
-                    f"PostgreSQL did not answer within {self._read_timeout_s:g} s ([store] read_timeout_s)"
-                ) from None
-            raise
-        finally:
-            timer.cancel()
+        """``work``, with its statement cancelled on the server and ``conn`` severed if it gets
+        no answer in time (deadline.py): its read then fails, and the pool drops the closed
+        connection rather than lend it again."""
+        async with Deadline(conn, self._read_timeout_s) as deadline:
+            try:
+                return await work
+            except psycopg.Error:
+                if deadline.expired:
+                    raise StoreError(
+                        f"PostgreSQL did not answer within {self._read_timeout_s:g} s ([store] read_timeout_s)"
+                    ) from None
+                raise
 
     # --- relay outbox and statistics (outbox.py) ----------------------------------------
 

@@ -9,11 +9,13 @@ run again job by job, so one bad request fails alone, as with SQLite's savepoint
 
 A job is committed once queued: cancelling the coroutine that awaits it does not undo it.
 
-A group is answered within ``answer_timeout_s`` or its connection is cut: a network partition
-can leave a connection that never answers (the server's end gone, its FIN lost), and neither
-TCP nor PostgreSQL ends it for hours; the group's jobs, the journal flush that awaits them and
-every job queued behind them would wait that long. They fail instead (they may or may not be
-stored), and the writer reconnects.
+A group is answered within ``answer_timeout_s`` or its statement is cancelled on the server and
+its connection cut (deadline.py): a network partition can leave a connection that never answers
+(the server's end gone, its FIN lost), and neither TCP nor PostgreSQL ends it for hours; the
+group's jobs, the journal flush that awaits them and every job queued behind them would wait
+that long; a group waiting on a lock would wait for it, and its backend would go on waiting
+after the cut. They fail instead (they may or may not be stored: the group's COMMIT may have
+been under way), and the writer reconnects.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,11 +33,12 @@ from psycopg.rows import TupleRow
 
 from capigate.errors import StoreError
 from capigate.store.base import WriterStats
+from capigate.store.postgres.deadline import Deadline
 from capigate.store.postgres.ingest import INGEST_SQL, PROBE_SQL, REQUESTS_SQL, Group, IngestJob, Job
 from capigate.store.postgres.inspector import ADD_QUALITY_SQL, BODIES_SQL, KEYS_SQL, new_shard, quality_columns
 from capigate.store.sql import store_error
 
-__all__ = ["Writer", "sever"]
+__all__ = ["Writer"]
 
 log = logging.getLogger("capigate.store")
 
@@ -143,17 +144,15 @@ class Writer:
                     await conn.close()
 
     async def _commit_within(self, conn: Connection, jobs: list[Job]) -> Connection | None:
-        """``_commit``, with the connection cut if the group gets no answer in time: its jobs
-        then fail as on any lost connection (see the module's docstring)."""
-        timer = asyncio.get_running_loop().call_later(self._answer_timeout_s, self._sever, conn)
-        try:
-            return await self._commit(conn, jobs)
-        finally:
-            timer.cancel()
-
-    def _sever(self, conn: Connection) -> None:
-        log.warning("a PostgreSQL writer got no answer in %g s: it drops its connection", self._answer_timeout_s)
-        sever(conn)
+        """``_commit``, with its statement cancelled and the connection cut if the group gets no
+        answer in time: its jobs then fail as on any lost connection (see the module's
+        docstring), and the writer takes a new connection."""
+        async with Deadline(conn, self._answer_timeout_s) as deadline:
+            kept = await self._commit(conn, jobs, deadline)
+        if deadline.expired:
+            log.warning("a PostgreSQL writer got no answer in %g s: it dropped its connection", self._answer_timeout_s)
+            return None
+        return kept
 
     async def _reconnect(self) -> Connection | None:
         try:
@@ -192,8 +191,10 @@ class Writer:
             rows += _rows(job)
         return jobs, False
 
-    async def _commit(self, conn: Connection, jobs: list[Job]) -> Connection | None:
-        """Commit ``jobs`` as one group; returns the connection, or None if it broke."""
+    async def _commit(self, conn: Connection, jobs: list[Job], deadline: Deadline) -> Connection | None:
+        """Commit ``jobs`` as one group; returns the connection, or None if it broke. Once
+        ``deadline`` expired, an error is the cancel's or the cut's: the connection is lost,
+        never a job's data to try again job by job."""
         group = Group(jobs)
         for attempt in range(_RETRIES + 1):
             try:
@@ -204,11 +205,8 @@ class Writer:
                 _fail(jobs, store_error(exc))
                 return conn
             except psycopg.Error as exc:
-                if conn.broken or conn.closed:
-                    error = StoreError(
-                        f"lost the connection to PostgreSQL (the writes may or may not be stored): {exc}"
-                    )
-                    _fail(jobs, error)
+                if conn.broken or conn.closed or deadline.expired:
+                    _fail(jobs, self._lost(exc, deadline))
                     with contextlib.suppress(psycopg.Error):
                         await conn.close()
                     return None
@@ -216,7 +214,7 @@ class Writer:
                     _fail(jobs, store_error(exc))
                     return conn
                 for job in jobs:  # find the job that fails, and let the others commit
-                    reopened = await self._commit(conn, [job])
+                    reopened = await self._commit(conn, [job], deadline)
                     if reopened is None:
                         _fail([j for j in jobs if not j.future.done()], StoreError("lost the connection to PostgreSQL"))
                         return None
@@ -226,6 +224,13 @@ class Writer:
             _settle(jobs, results)
             return conn
         return conn  # pragma: no cover - the loop always returns
+
+    def _lost(self, exc: psycopg.Error, deadline: Deadline) -> StoreError:
+        if deadline.expired:
+            return StoreError(
+                f"PostgreSQL did not answer within {self._answer_timeout_s:g} s (the writes may or may not be stored)"
+            )
+        return StoreError(f"lost the connection to PostgreSQL (the writes may or may not be stored): {exc}")
 
     async def _run(self, conn: Connection, group: Group) -> list[Any]:
         ingest = conn.cursor()
@@ -277,12 +282,3 @@ def _settle(jobs: Sequence[Job], results: Sequence[Any]) -> None:
     for job, result in zip(jobs, results, strict=True):
         if not job.future.done():  # the awaiting coroutine was cancelled
             job.future.set_result(result)
-
-
-def sever(conn: Connection) -> None:
-    """Ends a connection that stopped answering. shutdown() on a duplicate of the socket:
-    psycopg's pending read sees the end of the stream at once (closing the connection under it
-    would leave that read waiting), and the server, if it can still hear, ends the transaction
-    instead of holding its locks."""
-    with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-        sock.shutdown(socket.SHUT_RDWR)
