@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -340,8 +341,28 @@ def migrate(config_path: Path, db: str | None, apply_steps: bool) -> None:
     if before.too_new:
         raise click.ClickException(before.refusal())
     applied = len(before.pending) if after is not None else None
-    for line in describe(after or before, applied=applied):
+    for line in describe(after or before, applied=applied, apply_command=_apply_command(config_path, db)):
         click.echo(line)
+
+
+def _apply_command(config_path: Path, db: str | None) -> str | None:
+    """``capigate migrate --apply`` with the --config and --db given on this command line, so
+    that it migrates the store just described, not the configuration's; None when --db holds a
+    password, which is not printed."""
+    ctx = click.get_current_context()
+    words = ["capigate", "migrate"]
+    if ctx.get_parameter_source("config_path") is click.core.ParameterSource.COMMANDLINE:
+        words += ["--config", shlex.quote(str(config_path))]
+    if db and ctx.get_parameter_source("db") is click.core.ParameterSource.COMMANDLINE:
+        if _has_password(db):
+            return None
+        words += ["--db", shlex.quote(db)]
+    return " ".join([*words, "--apply"])
+
+
+def _has_password(url: str) -> bool:
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    return bool(at) and ":" in userinfo
 
 
 def _check_schema(url: str) -> str:

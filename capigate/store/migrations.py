@@ -30,8 +30,9 @@ async def apply_migrations(url_or_path: str) -> SchemaStatus:
     return await schema_status(url_or_path)
 
 
-def describe(status: SchemaStatus, *, applied: int | None = None) -> list[str]:
-    """The lines ``capigate migrate`` prints."""
+def describe(status: SchemaStatus, *, applied: int | None = None, apply_command: str | None = None) -> list[str]:
+    """The lines ``capigate migrate`` prints; ``apply_command``: the command that applies the
+    pending steps to this same store (None: the same command as this one, with --apply)."""
     lines = [f"store: {status.store}"]
     if applied is not None:
         lines.append(f"applied {applied} step(s)")
@@ -43,5 +44,6 @@ def describe(status: SchemaStatus, *, applied: int | None = None) -> list[str]:
         return lines
     lines.append("pending steps:")
     lines += [f"  {version}  {text}" for version, text in status.pending]
-    lines.append("apply them with `capigate migrate --apply` (`capigate serve` applies them at start too)")
+    how = f"`{apply_command}`" if apply_command else "this command and --apply"
+    lines.append(f"apply them with {how} (`capigate serve` applies them at start too)")
     return lines
