@@ -186,6 +186,26 @@ def test_a_request_lists_its_stored_events_and_an_event_names_its_request(gatewa
     assert sorted(e["id"] for e in kept["events"]) == sorted(e["id"] for e in events)
 
 
+def test_every_ingest_answer_names_the_request_id_its_journal_entry_is_found_by(gateway: Server) -> None:
+    """A client had no way to its own entry but a search by time or dedupe id (a tryout)."""
+    answers = [
+        post_axon(gateway, batch(purchase())),
+        post_axon(gateway, {"events": "not a list"}),
+        post_appsflyer(
+            gateway,
+            {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": ""},
+            "com.example.shop",
+        ),
+    ]
+    assert [a.status_code for a in answers] == [200, 400, 200], answers[2].text
+    ids = [a.headers["x-capigate-request-id"] for a in answers]
+    assert len(set(ids)) == 3
+    time.sleep(0.2)  # the journal is written a few milliseconds after the answer
+    assert [(detail(gateway, i)["request_id"], detail(gateway, i)["status"]) for i in ids] == list(
+        zip(ids, [200, 400, 200])
+    )
+
+
 def test_an_unknown_request_id_is_a_404(gateway: Server) -> None:
     with gateway.admin() as c:
         assert c.get("/api/requests/0123456789abcdef").status_code == 404

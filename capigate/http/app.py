@@ -145,6 +145,8 @@ class GatewayApp:
         request.body_timeout_s = self.config.server.body_timeout_s
         try:
             response = await self._respond(request, route, gateway, outcome)
+            if route.journaled or outcome.journaled:  # what the client finds its entry by
+                response.headers.append(("x-capigate-request-id", request.request_id))
             if request.method == "HEAD":
                 response.strip_body_for_head()
             status = response.status
