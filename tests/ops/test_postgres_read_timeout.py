@@ -35,6 +35,7 @@ READ_TIMEOUT_S = 2.0
 CONFIG = DEFAULT_CONFIG + f"\n[store]\nread_timeout_s = {READ_TIMEOUT_S:g}\n"
 # Only query_events sends this: the read that goes unanswered, not the writers' statements.
 EVENTS_READ = b"FROM events e LEFT JOIN LATERAL"
+TIMED_OUT_READ = "a PostgreSQL read got no answer within"  # capigate's warning, once per read
 
 
 def test_a_read_the_server_never_answers_is_a_503_saying_so_and_the_next_read_answers(tmp_path: Path) -> None:
@@ -64,6 +65,9 @@ def test_a_read_the_server_never_answers_is_a_503_saying_so_and_the_next_read_an
             assert len(again.json()["events"]) == 1
         finally:
             server.stop()
+    log = server.output()
+    assert log.count(TIMED_OUT_READ) == 1, log
+    assert "discarding closed connection" not in log, log  # psycopg.pool's, for the connection we severed
 
 
 # --- a statement waiting on a lock: cancelled on the server ---------------------------------
@@ -149,12 +153,20 @@ def on_locked_table(table: str, scenario: Callable[[PostgresStore, Locked], Awai
             close_loop()
 
 
-def test_a_read_waiting_on_a_lock_is_cancelled_on_the_server_when_it_times_out() -> None:
+def test_a_read_waiting_on_a_lock_is_cancelled_on_the_server_when_it_times_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def scenario(store: PostgresStore, lock: Locked) -> None:
-        error, took_s, left = await lock.times_out(store.query_events(EventQuery()))
-        assert f"PostgreSQL did not answer within {LOCK_TIMEOUT_S:g} s ([store] read_timeout_s)" in error
-        assert LOCK_TIMEOUT_S <= took_s < LOCK_TIMEOUT_S + 3, took_s
-        assert left == 0, "the read's backend still waits on the lock: its statement was not cancelled"
+        for n in (1, 2):
+            error, took_s, left = await lock.times_out(store.query_events(EventQuery()))
+            assert f"PostgreSQL did not answer within {LOCK_TIMEOUT_S:g} s ([store] read_timeout_s)" in error
+            assert LOCK_TIMEOUT_S <= took_s < LOCK_TIMEOUT_S + 3, took_s
+            assert left == 0, "the read's backend still waits on the lock: its statement was not cancelled"
+            warned = [r for r in caplog.records if r.getMessage().startswith(TIMED_OUT_READ)]
+            assert len(warned) == n, caplog.text
+            assert warned[-1].name.startswith("capigate") and warned[-1].levelname == "WARNING"
+            assert "cancelled on the server, its connection dropped" in warned[-1].getMessage()
+        assert "discarding closed connection" not in caplog.text  # psycopg.pool's, for the connections we severed
         await lock.release()
         assert await store.query_events(EventQuery()) == ([], None)  # a new connection answers
 

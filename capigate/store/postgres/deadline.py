@@ -7,6 +7,10 @@ of it only when it next reads or writes: a statement waiting on a lock stayed wa
 in ``pg_stat_activity``), holding its locks and a connection slot, until that lock was released.
 The cancel request goes on a connection of its own, which a partition may leave unanswered too:
 it is given ``CANCEL_TIMEOUT_S``, then the connection is severed all the same.
+
+A pooled connection severed here makes psycopg.pool warn "discarding closed connection" when
+it comes back; its user logs a warning of its own saying why, so that line is dropped for the
+connections severed here (``_SeveredFilter``), and kept for any other.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+import weakref
 from typing import Final
 
 import psycopg
@@ -40,11 +45,19 @@ class Deadline:
         self._conn = conn
         self._seconds = seconds
         self._timer: asyncio.TimerHandle | None = None
-        self._ending: asyncio.Task[None] | None = None
+        self._ending: asyncio.Task[bool] | None = None
 
     @property
     def expired(self) -> bool:
         return self._ending is not None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the server confirmed the cancel request (known once the block is left)."""
+        ending = self._ending
+        if ending is None or not ending.done() or ending.cancelled():
+            return False
+        return ending.result()
 
     async def __aenter__(self) -> Deadline:
         self._timer = asyncio.get_running_loop().call_later(self._seconds, self._expire)
@@ -63,18 +76,20 @@ class Deadline:
         self._ending = asyncio.create_task(cancel_and_sever(self._conn))
 
 
-async def cancel_and_sever(conn: Connection) -> None:
+async def cancel_and_sever(conn: Connection) -> bool:
     """Asks the server to cancel what ``conn`` runs, for ``CANCEL_TIMEOUT_S`` at most (psycopg's
     timeout, and asyncio's: with a libpq older than 17, psycopg's cancel runs in a thread that
-    has no timeout), then severs ``conn``."""
+    has no timeout), then severs ``conn``. True if the cancel request was answered."""
     try:
         async with asyncio.timeout(CANCEL_TIMEOUT_S):
             await conn.cancel_safe(timeout=CANCEL_TIMEOUT_S)
     except (psycopg.Error, TimeoutError) as exc:
         why = str(exc) if isinstance(exc, psycopg.Error) else f"no answer within {CANCEL_TIMEOUT_S:g} s"
         log.warning("could not cancel a PostgreSQL statement on the server: %s", why)
+        return False
     finally:
         sever(conn)
+    return True
 
 
 def sever(conn: Connection) -> None:
@@ -83,5 +98,25 @@ def sever(conn: Connection) -> None:
     would leave that read waiting), and the server, if it can still hear, ends the transaction
     instead of holding its locks, once it next reads the connection: a statement it is running
     (waiting on a lock) keeps them until it ends, hence ``cancel_and_sever``."""
+    _severed.add(conn)
     with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
         sock.shutdown(socket.SHUT_RDWR)
+
+
+_severed: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+class _SeveredFilter(logging.Filter):
+    """Drops psycopg.pool's "discarding closed connection" for a connection severed here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            record.msg == "discarding closed connection: %s"
+            and isinstance(args, tuple)
+            and len(args) == 1
+            and args[0] in _severed
+        )
+
+
+logging.getLogger("psycopg.pool").addFilter(_SeveredFilter())

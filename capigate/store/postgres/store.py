@@ -20,6 +20,7 @@ A store belongs to the event loop that opened it, as its connections do.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
@@ -61,6 +62,8 @@ from capigate.store.postgres.writer import ANSWER_TIMEOUT_S, Writer
 from capigate.store.sql import page, request_view, store_error, stored_event
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger("capigate.store")
 
 T = TypeVar("T")
 Connection = psycopg.AsyncConnection[TupleRow]
@@ -326,16 +329,20 @@ class PostgresStore:
     async def _answered(self, conn: Connection, work: Awaitable[T]) -> T:
         """``work``, with its statement cancelled on the server and ``conn`` severed if it gets
         no answer in time (deadline.py): its read then fails, and the pool drops the closed
-        connection rather than lend it again."""
+        connection rather than lend it again. One warning says so (psycopg.pool's own about
+        discarding that connection is dropped: deadline.py)."""
         async with Deadline(conn, self._read_timeout_s) as deadline:
             try:
                 return await work
             except psycopg.Error:
-                if deadline.expired:
-                    raise StoreError(
-                        f"PostgreSQL did not answer within {self._read_timeout_s:g} s ([store] read_timeout_s)"
-                    ) from None
-                raise
+                if not deadline.expired:
+                    raise
+        log.warning(
+            "a PostgreSQL read got no answer within %g s ([store] read_timeout_s): %s, its connection dropped",
+            self._read_timeout_s,
+            "cancelled on the server" if deadline.cancelled else "not cancelled on the server",
+        )
+        raise StoreError(f"PostgreSQL did not answer within {self._read_timeout_s:g} s ([store] read_timeout_s)")
 
     # --- relay outbox and statistics (outbox.py) ----------------------------------------
 
