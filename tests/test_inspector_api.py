@@ -107,6 +107,30 @@ def test_a_test_event_goes_through_the_gateway_with_the_key_and_a_test_tag(serve
         assert c.post("/api/test-event", json={"source": "px_std", "body": "{}"}).status_code == 401
 
 
+def test_a_bad_test_event_body_is_refused_as_a_body_problem_at_its_field(server: Server) -> None:
+    """Not "invalid_query" at path "": the problem is in the JSON body, at the field it names
+    (as /api/replay reports its body's problems)."""
+    cases = [
+        (b'{"source": "px_demo"}', "body", "missing_field"),
+        (b'{"body": "{}"}', "source", "missing_field"),
+        (b'{"source": "px_std", "body": {"events": []}}', "body", "wrong_type"),
+        (b'{"source": "px_std", "body": "{}", "extra": 1}', "extra", "unknown_field"),
+        (b'{"source": ', "", "malformed_json"),
+        (b"", "", "malformed_json"),
+    ]
+    with server.admin() as c:
+        for raw, path, code in cases:
+            answer = c.post("/api/test-event", content=raw, headers={"Content-Type": "application/json"})
+            assert answer.status_code == 400, (raw, answer.text)
+            error = answer.json()
+            assert error["error"] == "invalid_test_event", (raw, error)
+            assert [(p["path"], p["code"]) for p in error["problems"]] == [(path, code)], (raw, error)
+            assert "query" not in error["message"], error
+        unknown = c.post("/api/test-event", json={"source": "px_nope", "body": "{}"}).json()
+        assert unknown["error"] == "invalid_test_event", unknown
+        assert [(p["path"], p["code"]) for p in unknown["problems"]] == [("source", "unknown_source")]
+
+
 def test_stats_per_source_and_their_limits(fresh_server: Server) -> None:
     with fresh_server.client() as c:
         c.post("/v1/event?pixel_id=px_std", json=batch(purchase(), purchase()), headers={"Authorization": "key-std"})

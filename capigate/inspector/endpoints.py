@@ -25,6 +25,7 @@ from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
 from capigate.responses import ErrorBody
 from capigate.store.base import OutboxDepth, StatsBucket
+from capigate.unreadable import expected, unreadable
 
 __all__ = ["get_quality", "get_sources", "get_stats", "post_test_event"]
 
@@ -214,16 +215,41 @@ async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) 
     if denied:
         return denied
     try:
-        ask = _decode_test_event(await request.body(MAX_TEST_BODY_BYTES + 4096))
+        raw = await request.body(MAX_TEST_BODY_BYTES + 4096)
     except BodyError as exc:
         return json_response(exc.status, ErrorBody(error=exc.code, message=exc.message))
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _invalid([Problem("", "invalid_body", f'send {{"source": "<id>", "body": "<json>"}}: {exc}')])
+    try:
+        ask = _decode_test_event(raw)
+    except msgspec.DecodeError as exc:
+        return _bad_test_event(_test_event_problem(raw, exc))
     if gateway.loopback is None:
         return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
     answer: Loopback | None = await send_to_self(
         gateway.loopback, gateway.config, ask.source, ask.body.encode(), request.client_ip
     )
     if answer is None:
-        return _invalid([Problem("source", "unknown_source", f"no pixel or app {ask.source!r} is configured")])
+        return _bad_test_event(Problem("source", "unknown_source", f"no pixel or app {ask.source!r} is configured"))
     return json_response(200, answer, [("cache-control", "no-store")])
+
+
+_TEST_EVENT_SHAPE = 'send {"source": "<pixel or app id>", "body": "<the event\'s JSON, as a string>"}'
+
+
+def _test_event_problem(raw: bytes, error: msgspec.DecodeError) -> Problem:
+    """A test-event body msgspec refused, at the field it names (as /api/replay's)."""
+    if not isinstance(error, msgspec.ValidationError):
+        return unreadable(raw, error)
+    text, _, where = str(error).partition(" - at `$")
+    if text.startswith("Object missing required field"):
+        field = text.split("`")[1]
+        return Problem(field, "missing_field", f"`{field}` is required: {_TEST_EVENT_SHAPE}")
+    if text.startswith("Object contains unknown field"):
+        field = text.split("`")[1]
+        return Problem(field, "unknown_field", f"`{field}` is not a field of a test event: {_TEST_EVENT_SHAPE}")
+    path = where.rstrip("`").lstrip(".")
+    return Problem(path, "wrong_type", f"{expected(path or 'the body', text)}: {_TEST_EVENT_SHAPE}")
+
+
+def _bad_test_event(problem: Problem) -> Response:
+    body = ErrorBody(error="invalid_test_event", message="the test event request is invalid", problems=[problem])
+    return json_response(400, body)
