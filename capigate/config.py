@@ -179,16 +179,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            name, "-", "the file does not exist; run `capigate serve` without --config to create one"
+            name, "", "the file does not exist; run `capigate serve` without --config to create one"
         ) from None
     except OSError as exc:
-        raise ConfigError(name, "-", f"cannot read the file ({exc.strerror})") from None
+        raise ConfigError(name, "", f"cannot read the file ({exc.strerror})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         where = _TOML_PLACE.search(str(exc))
         if where is None:
-            raise ConfigError(name, "-", f"not valid TOML: {exc}") from None
+            raise ConfigError(name, "", f"not valid TOML: {exc}") from None
         reason = str(exc)[: where.start()].rstrip()
         raise ConfigError(
             name, f"line {where['line']}, column {where['column']}", f"not valid TOML: {reason}"

@@ -114,8 +114,8 @@ def config_error(file: str, message: str) -> ConfigError:
     if text.startswith("Invalid enum value"):
         setting = _setting(key)
         choices = ", ".join(_literal_values(setting.type)) if setting is not None else ""
-        return ConfigError(file, key or "-", f"{text}; use one of {choices}" if choices else text)
-    return ConfigError(file, key or "-", _expected(key, text) or text)
+        return ConfigError(file, key, f"{text}; use one of {choices}" if choices else text)
+    return ConfigError(file, key, _expected(key, text) or text)
 
 
 def _literal_values(annotation: Any) -> list[str]:

@@ -49,9 +49,11 @@ class BatcherFull(CapigateError):
 
 
 class ConfigError(CapigateError):
+    """A mistake at ``key`` of ``file``; ``key`` empty: the file as a whole (missing, unreadable)."""
+
     def __init__(self, file: str, key: str, fix: str) -> None:
         self.file, self.key, self.fix = file, key, fix
-        super().__init__(f"{file}: {key}: {fix}")
+        super().__init__(f"{file}: {key}: {fix}" if key else f"{file}: {fix}")
 
 
 class InvalidEvents(CapigateError):

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from capigate import AppsFlyerClient
+from capigate.cli import main
 from capigate.config_errors import known_keys
 from capigate.settings import SETTINGS
 
@@ -199,3 +202,34 @@ def test_a_relay_url_is_described_in_words(tmp_path: Path) -> None:
         'axon.pixels[0].relay.url: expected an http:// or https:// URL, e.g. url = "https://b.applovin.com"'
     ), message
     assert "regex" not in message
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["env"], ["check-config"]])
+def test_a_missing_file_is_named_without_a_key_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A problem with the whole file has no key: no stray ``-:`` where one would go."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1, result.output
+    assert "Error: bad configuration: capigate.toml: the file does not exist; run `capigate serve`" in result.output
+    assert ": -:" not in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.mkdir(), "capigate.toml: cannot read the file ("),  # a directory: unreadable
+        (lambda p: p.write_text(SERVER + "port ="), "capigate.toml: not valid TOML: "),  # no line/column given
+    ],
+)
+def test_other_file_level_problems_have_no_key_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Callable[[Path], object], says: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path / "capigate.toml")
+    result = CliRunner().invoke(main, ["migrate"])
+    assert result.exit_code == 1, result.output
+    assert says in result.output, result.output
+    assert ": -:" not in result.output, result.output
+    assert "Traceback" not in result.output
