@@ -183,6 +183,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise ConfigError(name, "", f"cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, "", f"not UTF-8 text (byte {exc.start}), as TOML must be") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -221,6 +221,7 @@ def test_a_missing_file_is_named_without_a_key_placeholder(
     [
         (lambda p: p.mkdir(), "capigate.toml: cannot read the file ("),  # a directory: unreadable
         (lambda p: p.write_text(SERVER + "port ="), "capigate.toml: not valid TOML: "),  # no line/column given
+        (lambda p: p.write_bytes(b"\xff\xfe[server]\n"), "capigate.toml: not UTF-8 text"),  # TOML is UTF-8
     ],
 )
 def test_other_file_level_problems_have_no_key_placeholder(
