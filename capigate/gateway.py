@@ -54,8 +54,9 @@ def create_app(config: Config, store: Store | None = None, *, relay: bool = True
 def app_from_env() -> GatewayApp:
     """Factory for the server's workers: the CLI passes its resolved options by environment,
     since workers are separate processes."""
-    from capigate.serving import die_with_parent  # imports granian: not for in-process uses of the app
+    from capigate.serving import die_with_parent, worker_signals  # imports granian: not for in-process uses
 
+    worker_signals()
     die_with_parent()
     config = load_config(Path(os.environ["CAPIGATE_CONFIG"]))
     db = os.environ.get("CAPIGATE_DB")

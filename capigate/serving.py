@@ -23,7 +23,8 @@ from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
-from granian._granian import SocketHolder
+import granian._signals
+from granian._granian import SocketHolder, WorkerSignal
 from granian.constants import Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server import MPServer
@@ -33,7 +34,15 @@ from capigate.errors import CapigateError
 from capigate.http.idle import LISTEN_PORT_ENV
 from capigate.metrics import RESPAWNS_FILE, shared_dir
 
-__all__ = ["GatewayServer", "ListenError", "die_with_parent", "open_listener", "port_owner", "serve_gateway"]
+__all__ = [
+    "GatewayServer",
+    "ListenError",
+    "die_with_parent",
+    "open_listener",
+    "port_owner",
+    "serve_gateway",
+    "worker_signals",
+]
 
 log = logging.getLogger("capigate")
 granian_log = logging.getLogger("_granian")  # granian's own lines, as its stop logs them
@@ -167,6 +176,7 @@ class GatewayServer(MPServer):
 
     def __init__(self, *args: Any, listener: socket.socket, respawns_file: Path, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._server_pid = os.getpid()  # granian sets self.pid only in startup()
         self._listener = listener
         self._respawns_file = respawns_file
         self.respawns = 0
@@ -177,6 +187,15 @@ class GatewayServer(MPServer):
         self._sso = self._listener
         self._sfd = self._listener.fileno()  # type: ignore[assignment]  # granian's attributes are untyped
         self._shd = SocketHolder(self._sfd, False, self.backlog)  # type: ignore[call-arg,assignment]
+
+    def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+        """SIGINT or SIGTERM stops the server, in its own process only: a worker is forked
+        with this handler and runs it until ``worker_signals`` sets its own, and there it
+        would only have stopped the worker's copy of the server (the signal lost)."""
+        if os.getpid() == self._server_pid:
+            super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
+        elif args and args[0] == signal.SIGTERM:
+            _worker_stop.request()
 
     def _stop_workers(self) -> None:
         """granian's stop, without its race: each worker's watcher thread waits on it with
@@ -212,6 +231,53 @@ class GatewayServer(MPServer):
             temp = self._respawns_file.with_suffix(".tmp")
             temp.write_text(str(self.respawns))
             temp.replace(self._respawns_file)
+
+
+class _WorkerStop:
+    """A worker's one stop. granian's handler called its shutdown signal's ``set()`` once per
+    signal, and a ``set()`` while the last one is not yet taken blocks for ever, holding the
+    GIL: a worker sent Ctrl-C's SIGINT and its server's SIGTERM hung until it was killed 30 s
+    later, its journal entries lost. Here ``set()`` is called once, whatever comes."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._shutdown: WorkerSignal | None = None
+        self._once = threading.Lock()  # its non-blocking acquire is atomic, even against a handler
+
+    def request(self, *_: object) -> None:
+        """SIGTERM's handler (Python's, not the loop's: uvloop runs a loop handler only while
+        the loop runs, and a worker's loop stops between its start-up and its serving)."""
+        self.requested = True
+        self._fire()
+
+    def attach(self, shutdown: WorkerSignal) -> None:
+        self._shutdown = shutdown
+        self._fire()  # for a SIGTERM that came as the worker started
+
+    def _fire(self) -> None:
+        shutdown = self._shutdown
+        if self.requested and shutdown is not None and self._once.acquire(blocking=False):
+            shutdown.set()
+
+
+_worker_stop = _WorkerStop()
+
+
+def worker_signals() -> None:
+    """In a worker, as its app is built: SIGINT is ignored (Ctrl-C reaches the server process,
+    which stops its workers with SIGTERM) and SIGTERM stops the worker once. granian's worker
+    sets its own handlers after this app is built (``set_loop_signals``): ours take its place."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop.request)
+    granian._signals.set_loop_signals = _set_loop_signals
+
+
+def _set_loop_signals(loop: Any) -> WorkerSignal:
+    """granian's ``set_loop_signals`` for our workers: the shutdown signal its worker waits on,
+    set by ``_worker_stop``, with no handler of its own."""
+    shutdown = WorkerSignal()
+    _worker_stop.attach(shutdown)
+    return shutdown
 
 
 def die_with_parent() -> None:

@@ -4,12 +4,16 @@ finishes its requests in flight and is killed only after ``STOP_TIMEOUT_S``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import socket
+import sqlite3
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +22,8 @@ from granian.constants import Interfaces
 from granian.server.mp import WorkerProcess
 
 from capigate.serving import GatewayServer
-from tests.conftest import make_server
-from tests.helpers import batch, purchase
+from tests.conftest import Server, make_server
+from tests.helpers import batch, purchase, sender, wait_until
 
 
 class _Lines(logging.Handler):
@@ -97,16 +101,22 @@ def test_a_worker_that_does_not_stop_is_killed_after_the_timeout(tmp_path: Path,
     assert worker.inner.exitcode == -signal.SIGKILL
 
 
+def _ingest(events: dict[str, object]) -> tuple[bytes, bytes]:
+    """The head and body of an ingest request, to send in parts."""
+    body = json.dumps(events).encode()
+    head = (
+        "POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nAuthorization: key-std\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head, body
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_request_in_flight_is_answered_when_the_server_stops(tmp_path: Path, sig: int) -> None:
     server = make_server(tmp_path / "gw")
     server.start()
     assert server.proc is not None
-    body = json.dumps(batch(purchase())).encode()
-    head = (
-        "POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nAuthorization: key-std\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head, body = _ingest(batch(purchase()))
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as conn:
         conn.sendall(head + body[:20])  # the body trickles: the request is in flight
         time.sleep(0.3)
@@ -121,3 +131,112 @@ def test_a_request_in_flight_is_answered_when_the_server_stops(tmp_path: Path, s
     output = server.output()
     assert server.proc.returncode == 0, output
     assert "Killing" not in output and "Stopped worker-1" in output, output
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _gone_within(pid: int, timeout_s: float) -> bool:
+    """Whether ``pid`` has exited (a zombie counts: its parent may not have reaped it yet)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _deliver(pid: int, sig: int) -> None:
+    """Send ``sig`` and wait until the kernel has delivered it: two of the same signal sent
+    before the first is delivered arrive as one."""
+    os.kill(pid, sig)
+    bit = 1 << (sig - 1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return  # gone
+        pending = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+        if not any(mask & bit for mask in pending):
+            return
+    raise AssertionError(f"signal {sig} still pending for pid {pid} after 5 s")
+
+
+def _journaled_and_stored(server: Server) -> tuple[int, Counter[str]]:
+    with contextlib.closing(sqlite3.connect(server.db)) as db:
+        stored = Counter(d for (d,) in db.execute("SELECT dedupe_id FROM events"))
+        journaled = db.execute("SELECT coalesce(sum(events_stored), 0) FROM requests").fetchone()[0]
+    return int(journaled), stored
+
+
+def test_a_worker_under_load_sent_sigint_then_sigterm_twice_stops_at_once_and_journals_every_request(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C's SIGINT reaches each worker with the SIGTERM its server sends: granian's handler
+    called its shutdown's blocking ``set()`` once per signal, and the one set() too many hung
+    the worker, holding the GIL, until it was killed 30 s later with its journal entries."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    acked: list[str] = []
+    stop = threading.Event()
+    senders = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(2)]
+    try:
+        for t in senders:
+            t.start()
+        wait_until(lambda: len(acked) >= 200, what="some load")
+        (worker,) = _children(server.proc.pid)
+        event = purchase()
+        head, body = _ingest(batch(event))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as conn:
+            conn.sendall(head + body[:20])  # in flight: the worker drains it, signals keep coming
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTERM):
+                _deliver(worker, sig)
+            time.sleep(0.5)  # the request stays in flight while the worker's loop runs their handlers
+            conn.sendall(body[20:])
+            answer = conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        acked.append(event["dedupe_id"])
+        assert _gone_within(worker, 10), "the worker did not stop within 10 s"
+    finally:
+        stop.set()
+        for t in senders:
+            t.join(timeout=10)
+        server.stop()
+    output = server.output()
+    assert server.proc.returncode == 0, output[-2000:]
+    assert "refused to gracefully stop" not in output, output[-2000:]
+    journaled, stored = _journaled_and_stored(server)
+    assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
+    assert journaled == sum(stored.values())
+
+
+def test_a_worker_sent_sigterm_as_it_starts_stops(tmp_path: Path) -> None:
+    """Until the worker's own handlers are set it runs the handler it inherited from the server
+    process, which only told that (forked) copy of the server to stop: the SIGTERM was lost and
+    the worker served on."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    try:
+        (first,) = _children(server.proc.pid)
+        os.kill(first, signal.SIGKILL)  # granian starts another
+        fresh: list[int] = []
+        deadline = time.monotonic() + 20
+        while not fresh and time.monotonic() < deadline:
+            fresh = [w for w in _children(server.proc.pid) if w != first]
+        assert fresh, server.output()[-2000:]
+        # Once the server has forked it: a signal before the child's own after-fork step is lost.
+        wait_until(lambda: f"with PID: {fresh[0]}" in server.output(), what="the new worker's start")
+        os.kill(fresh[0], signal.SIGTERM)
+        assert _gone_within(fresh[0], 10), "a worker sent SIGTERM as it started did not stop"
+    finally:
+        server.stop()
