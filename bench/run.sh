@@ -3,6 +3,7 @@
 # Usage: bench/run.sh [--target all|ceiling-only|capigate-only] [--quick] [run.py options]
 #        bench/run.sh peer [peer.py options]   # capigate vs Prism, then the in-process ratios (bench/peer.py)
 #        bench/run.sh instructions [options]   # the in-process limits in instructions (bench/instructions.py)
+#        bench/run.sh anatomy [options]        # where a W2 request's time and CPU go over HTTP (bench/anatomy.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,10 @@ if [ "${1:-}" = "instructions" ]; then
     shift
     need valgrind
     exec "$PYTHON" -m bench.instructions "$@"
+fi
+if [ "${1:-}" = "anatomy" ]; then
+    shift
+    exec "$PYTHON" -m bench.anatomy "$@"
 fi
 if [ "${1:-}" = "peer" ]; then
     shift

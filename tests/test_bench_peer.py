@@ -56,3 +56,22 @@ def test_instructions_count_the_same_work_alike_and_the_rules_above_the_decode(t
     assert abs(first["typed decode"] / again["typed decode"] - 1) < 0.02, (first, again)
     assert first["decode + rules"] > 2 * first["typed decode"] > 0
     assert "x typed decode" in out.with_suffix(".md").read_text()
+
+
+def test_anatomy_splits_a_w2_request_into_in_app_and_around_and_its_cpu_by_thread(tmp_path: Path) -> None:
+    """bench/run.sh anatomy: the journal's in-app latency of the round's answers, and the CPU of
+    capigate's event loop and writer process; the empty app has neither journal nor writer."""
+    out = tmp_path / "anatomy"
+    cmd = ["bench/run.sh", "anatomy", "--rounds", "2", "--duration", "1", "--warmup", "1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    targets = json.loads(out.with_suffix(".json").read_text())["targets"]
+    for figures in targets["capigate"]:
+        assert figures["load"]["ok_requests"] > 0 and figures["load"]["non_2xx"] == 0
+        assert figures["in_app"]["requests"] > 0
+        assert figures["in_app"]["latency_ms"]["50"] <= figures["in_app"]["latency_ms"]["99"]
+        assert {"worker: event loop", "writer process"} <= set(figures["cpu_us_per_request"])
+        assert figures["cpu_us_per_request"]["worker: event loop"] > 0
+    for figures in targets["ceiling-rsgi"]:
+        assert "in_app" not in figures and "writer process" not in figures["cpu_us_per_request"]
+    assert "| capigate |" in out.with_suffix(".md").read_text()
