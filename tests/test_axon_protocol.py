@@ -143,6 +143,30 @@ def test_broken_gzip_is_400(server: Server) -> None:
     assert r.status_code == 400 and r.json()["error"] == "bad_gzip"
 
 
+def test_gzip_body_of_several_members_is_inflated_whole_and_accepted(server: Server) -> None:
+    """RFC 1952: a gzip stream may hold several members (``cat a.gz b.gz``); gzip -d joins
+    them. Only the first was read: the body was cut after it and refused as unreadable."""
+    event = page_view()
+    body = json.dumps(batch(event)).encode()
+    members = gzip.compress(body[:40]) + gzip.compress(body[40:])
+    r = post_raw(server, members, {"Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert len(stored(server, "px_std", dedupe_id=event["dedupe_id"])) == 1
+
+
+def test_gzip_body_with_bytes_after_its_stream_is_400_not_a_silent_cut(server: Server) -> None:
+    """Bytes after the gzip stream that are not a gzip member were dropped without a word: the
+    client's body was not what was read. NUL padding, which gzip -d skips, is taken."""
+    event = page_view()
+    stream = gzip.compress(json.dumps(batch(event)).encode())
+    refused = post_raw(server, stream + b'{"events": []}', {"Content-Encoding": "gzip"})
+    assert refused.status_code == 400 and refused.json()["error"] == "bad_gzip", refused.text
+    assert "after its gzip stream" in refused.json()["message"]
+    assert stored(server, "px_std", dedupe_id=event["dedupe_id"]) == []
+    padded = post_raw(server, stream + b"\0" * 8, {"Content-Encoding": "gzip"})
+    assert padded.status_code == 200, padded.text
+
+
 def test_unsupported_content_encoding_is_415(server: Server) -> None:
     r = post_raw(server, b"{}", {"Content-Encoding": "br"})
     assert r.status_code == 415

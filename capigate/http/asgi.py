@@ -215,16 +215,33 @@ async def _bounded(chunks: AsyncIterable[bytes], limit: int) -> bytes:
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        raise BodyError(400, "bad_gzip", "Content-Encoding is gzip but the body is not a gzip stream") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyError(413, "inflated_body_too_large", f"the gzip body inflates past the limit of {limit} bytes")
-    if not inflater.eof:
-        raise BodyError(400, "bad_gzip", "the gzip stream is truncated")
-    return out
+    """Every member of the gzip stream inflated, at most ``limit`` bytes in all. RFC 1952 lets a
+    stream hold several members one after another (``cat a.gz b.gz``), which ``gzip -d`` joins;
+    bytes after the last one that are not a member are refused, not ignored (NUL padding aside)."""
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error:
+            raise BodyError(400, "bad_gzip", _AFTER_GZIP if parts else _NOT_GZIP) from None
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise BodyError(413, "inflated_body_too_large", f"the gzip body inflates past the limit of {limit} bytes")
+        if not inflater.eof:
+            raise BodyError(400, "bad_gzip", _AFTER_GZIP if parts else "the gzip stream is truncated")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(parts) == MAX_GZIP_MEMBERS:  # each costs a new inflater: a body of empty ones is ~50,000
+            raise BodyError(400, "bad_gzip", f"the gzip stream holds more than {MAX_GZIP_MEMBERS} members")
+
+
+MAX_GZIP_MEMBERS = 64
+_NOT_GZIP = "Content-Encoding is gzip but the body is not a gzip stream"
+_AFTER_GZIP = "the body holds bytes after its gzip stream that are not a gzip member"
 
 
 class Response:
