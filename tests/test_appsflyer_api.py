@@ -77,6 +77,21 @@ def test_missing_or_wrong_key_is_401_unauthorized(server: Server) -> None:
     assert (r.status_code, r.text) == (401, "Unauthorized")
 
 
+def test_a_key_sent_in_authorization_is_401_with_a_hint_to_the_authentication_header(server: Server) -> None:
+    """Axon's header name is the habit of a client that sends both APIs: the text stays
+    AppsFlyer's; the JSON answer and the journal say where the key should have been."""
+    r = post(server, event(), headers=False)
+    assert (r.status_code, r.text) == (401, "Unauthorized")
+    with server.client() as c:
+        r = c.post(SHOP, json=event(), headers={"Authorization": "af-dev-key", "Accept": "application/json"})
+    [problem] = r.json()["problems"]
+    assert r.status_code == 401 and problem["path"] == "authentication"
+    assert "'authentication' header" in problem["message"] and "'Authorization'" in problem["message"]
+    with server.client() as c:
+        plain = c.post(SHOP, json=event(), headers={"Accept": "application/json"})
+    assert "header" not in plain.json()["problems"][0]["message"]
+
+
 def test_unknown_app_is_401_unauthorized(server: Server) -> None:
     r = post(server, event(), path="/inappevent/com.example.nope")
     assert (r.status_code, r.text) == (401, "Unauthorized")

@@ -53,6 +53,14 @@ def test_missing_wrong_or_foreign_key_is_401(server: Server) -> None:
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
 
 
+def test_a_key_sent_in_an_authentication_header_is_401_with_a_hint_to_authorization(server: Server) -> None:
+    """AppsFlyer's header name, sent to Axon: the 401 says which header Axon reads."""
+    r = post(server, batch(page_view()), headers={"authentication": "key-std"})
+    assert r.status_code == 401
+    assert "'Authorization' header" in r.json()["message"] and "'authentication'" in r.json()["message"]
+    assert "header" not in post(server, batch(page_view()), headers={}).json()["message"]
+
+
 def test_unknown_pixel_is_401(server: Server) -> None:
     assert post(server, batch(page_view()), pixel="px_nope").status_code == 401
 

@@ -45,7 +45,10 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         outcome.problems = [Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")]
         return _answer(request, 401, UNAUTHORIZED, outcome)
     if not _authorised(key, app):
-        outcome.problems = [Problem("authentication", "unauthorized", "missing or wrong authentication key")]
+        message = "missing or wrong authentication key"
+        if not key and "authorization" in request.headers:
+            message += ": AppsFlyer reads the key from the 'authentication' header; it came in 'Authorization'"
+        outcome.problems = [Problem("authentication", "unauthorized", message)]
         return _answer(request, 401, UNAUTHORIZED, outcome)
     if outcome.refused_tag is not None:
         outcome.problems = [outcome.refused_tag]

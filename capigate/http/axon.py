@@ -37,7 +37,10 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     outcome.identify(request, pixel_id, "pixel_id")
     pixel = gateway.config.pixel(pixel_id)
     if not _authorised(request.headers.get("authorization"), pixel) or pixel is None:
-        return _error(401, "unauthorized", "unknown pixel_id or wrong Authorization key", outcome)
+        message = "unknown pixel_id or wrong Authorization key"
+        if "authorization" not in request.headers and "authentication" in request.headers:
+            message += ": Axon reads the key from the 'Authorization' header; it came in 'authentication' (AppsFlyer's)"
+        return _error(401, "unauthorized", message, outcome)
     if outcome.refused_tag is not None:
         return _error(400, "invalid_test_tag", outcome.refused_tag.message, outcome, [outcome.refused_tag])
     try:
