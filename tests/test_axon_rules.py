@@ -319,6 +319,28 @@ BEFORE_1970 = "is epoch milliseconds from 0 (1970-01-01T00:00:00Z) to 2534023007
 AFTER_9999 = "is epoch milliseconds from 0 (1970-01-01T00:00:00Z) to 253402300799999 (9999-12-31T23:59:59.999Z): a larger time is past the year 9999"
 
 
+TIME_NUMBER = "is a JSON number of epoch milliseconds (1733000000000 is 2024-11-30T20:53:20Z)"
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [("1733000000000", ": send it without the quotes"), ("1733000000000.5", ": send it without the quotes"),
+     ("2024-11-30T20:53:20Z", ", not a string"), (True, ", not a boolean"), ([1733000000000], ", not an array"),
+     ({"ms": 1}, ", not an object")],
+)  # fmt: skip
+@pytest.mark.parametrize("key", ["event_time", "first_visit_ts"])
+def test_a_time_of_the_wrong_type_says_a_number_of_milliseconds_is_wanted(key: str, sent: object, said: str) -> None:
+    """msgspec's 'Expected integer, got string' told a client that quoted its milliseconds
+    nothing of the quotes, and 'integer' was wrong too: a fraction is read (fractional_time)."""
+    if key == "event_time":
+        event, path = page_view(event_time=sent), "events[0].event_time"
+    else:
+        mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
+        event, path = page_view(measurement_partner_data=mpd | {key: sent}), f"events[0].measurement_partner_data.{key}"
+    answers = [[(p.path, p.code, p.message) for p in result.report.problems] for result in _both_paths(event)]
+    assert answers[0] == answers[1] == [(path, "wrong_type", f"{key} {TIME_NUMBER}{said}")]
+
+
 @pytest.mark.parametrize(
     ("sent", "said"),
     [(-0.5, BEFORE_1970), (-1733000000000.25, BEFORE_1970), (-5, BEFORE_1970), (-(2**70), BEFORE_1970),

@@ -356,9 +356,10 @@ _TIME_RANGE: Final = (
 
 
 def _say_time_ranges(raw: dict[str, Any], path: str, report: Report, seen: int) -> None:
-    """The schema's out_of_range of a time (event_time, a measurement timestamp), among the
-    problems from index ``seen`` on, said as the time rules say theirs: msgspec's ``Expected
-    integer >= 0`` told a -0.5 that its fraction was the mistake, while a fraction is read."""
+    """The schema's out_of_range or wrong_type of a time (event_time, a measurement timestamp),
+    among the problems from index ``seen`` on, said as the time rules say theirs: msgspec's
+    ``Expected integer >= 0`` told a -0.5 that its fraction was the mistake, and ``Expected
+    integer, got string`` told "1733000000000" nothing of quotes, while a fraction is read."""
     times = {f"{path}.event_time": ("event_time", raw.get("event_time"))}
     mpd = raw.get("measurement_partner_data")
     if isinstance(mpd, dict):
@@ -370,6 +371,22 @@ def _say_time_ranges(raw: dict[str, Any], path: str, report: Report, seen: int) 
         if code == "out_of_range" and isinstance(ms, int | float):  # not bool: that is wrong_type
             end = "a negative time is before 1970" if ms < 0 else "a larger time is past the year 9999"
             problems[i] = Problem(here, code, f"{key} is {_TIME_RANGE}: {end}")
+        elif code == "wrong_type" and key:
+            problems[i] = Problem(here, code, _wrong_time_type(key, ms))
+
+
+def _wrong_time_type(key: str, sent: Any) -> str:
+    expected = f"{key} is a JSON number of epoch milliseconds (1733000000000 is 2024-11-30T20:53:20Z)"
+    if isinstance(sent, str):
+        try:
+            float(sent)
+        except ValueError:
+            return f"{expected}, not a string"
+        return f"{expected}: send it without the quotes"
+    return f"{expected}, not {_JSON_KINDS.get(type(sent), 'this')}"
+
+
+_JSON_KINDS: Final[dict[type, str]] = {bool: "a boolean", list: "an array", dict: "an object", type(None): "null"}
 
 
 def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
