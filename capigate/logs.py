@@ -20,6 +20,7 @@ would give, without the record (a third of a one-event request's logging cost wa
 from __future__ import annotations
 
 import logging
+import multiprocessing.util
 import os
 import sys
 import threading
@@ -276,6 +277,21 @@ def _forget_all() -> None:
 
 
 os.register_at_fork(before=_flush_all, after_in_child=_forget_all)
+
+
+class _ChildExit:
+    """A multiprocessing child (a granian worker) ends with ``os._exit``, which skips atexit and
+    so ``logging.shutdown``: the lines of its last tenth of a second (the requests it drained
+    as it stopped, granian's "Stopping worker") were lost. multiprocessing runs its own
+    finalizers first, and clears them as a child starts: each child registers ours then."""
+
+    @staticmethod
+    def register(_: object) -> None:
+        multiprocessing.util.Finalize(None, _flush_all, exitpriority=0)
+
+
+_CHILD_EXIT: Final = _ChildExit()  # the after-fork registry holds it weakly
+multiprocessing.util.register_after_fork(_CHILD_EXIT, _ChildExit.register)
 
 
 def announce(lines: list[str], fmt: Literal["plain", "json"]) -> None:

@@ -7,7 +7,9 @@ import contextlib
 import io
 import json
 import logging
+import multiprocessing
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,14 @@ import psycopg
 import pytest
 
 from capigate.errors import Problem
-from capigate.logs import REQUEST_LOGGER, BatchingStreamHandler, JSONFormatter, PlainFormatter, log_request
+from capigate.logs import (
+    REQUEST_LOGGER,
+    BatchingStreamHandler,
+    JSONFormatter,
+    PlainFormatter,
+    configure_logging,
+    log_request,
+)
 from capigate.responses import RequestRecord
 from capigate.store import JournalRecord
 from tests.conftest import DEFAULT_CONFIG, Server, make_server
@@ -234,3 +243,22 @@ def test_log_request_goes_through_logging_when_a_filter_or_level_says_otherwise(
     handler.flush()
     assert [r.capigate for r in other.records] == [_REQUESTS[0]]  # type: ignore[attr-defined]  # without body, keys
     assert request_lines.getvalue().count("\n") == 1  # only the last call's line, through logging
+
+
+def _log_a_request_then_end(stderr_path: str) -> None:
+    """A worker's last moments: capigate's logging on its stderr, a request line, the end."""
+    sys.stderr = open(stderr_path, "w")  # noqa: SIM115  # the child's stderr, for as long as it lives
+    configure_logging("plain")
+    log_request(_REQUESTS[0])
+
+
+def test_a_worker_process_writes_its_last_request_lines_as_it_ends(tmp_path: Path) -> None:
+    """A granian worker is a multiprocessing child: it ends with os._exit, which skips logging's
+    flush at exit, and the lines its batching handler still held (the last 0.1 s: the requests
+    drained as it stopped) never reached stderr, while the journal had them."""
+    stderr = tmp_path / "stderr"
+    child = multiprocessing.get_context("fork").Process(target=_log_a_request_then_end, args=(str(stderr),))
+    child.start()
+    child.join(10)
+    assert child.exitcode == 0
+    assert " INFO capigate.requests POST " in stderr.read_text(), stderr.read_text()
