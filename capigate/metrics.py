@@ -39,10 +39,19 @@ import msgspec
 
 from capigate.store.base import OutboxDepth, RequestRecord
 
-__all__ = ["CONTENT_TYPE", "FLUSH_INTERVAL_S", "LATENCY_BUCKETS_MS", "RESPAWNS_FILE", "Metrics", "shared_dir"]
+__all__ = [
+    "CONTENT_TYPE",
+    "FLUSH_INTERVAL_S",
+    "LATENCY_BUCKETS_MS",
+    "METRICS_DIR_ENV",
+    "RESPAWNS_FILE",
+    "Metrics",
+    "shared_dir",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 1.0
+METRICS_DIR_ENV = "CAPIGATE_METRICS_DIR"  # the workers' shared directory, when the operator chooses it
 RESPAWNS_FILE = "respawns"  # written by the serve process (capigate/serving.py) in the shared directory
 LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 UNKNOWN_SOURCE = "unknown"
@@ -105,7 +114,7 @@ _decode_snapshot = msgspec.msgpack.Decoder(Snapshot).decode
 def shared_dir(server_pid: int | None = None) -> Path:
     """The directory the workers of this server share: named after their parent, the
     ``capigate serve`` process (``CAPIGATE_METRICS_DIR`` overrides it)."""
-    explicit = os.environ.get("CAPIGATE_METRICS_DIR")
+    explicit = os.environ.get(METRICS_DIR_ENV)
     if explicit:
         return Path(explicit)
     return Path(tempfile.gettempdir()) / f"capigate-metrics-{server_pid or os.getppid()}"

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -32,7 +33,7 @@ from granian.server import MPServer
 from capigate.config import ServerSettings
 from capigate.errors import CapigateError
 from capigate.http.idle import LISTEN_PORT_ENV
-from capigate.metrics import RESPAWNS_FILE, shared_dir
+from capigate.metrics import METRICS_DIR_ENV, RESPAWNS_FILE, shared_dir
 
 __all__ = [
     "GatewayServer",
@@ -134,6 +135,23 @@ def serve_gateway(
     _allow_open_files(settings.max_connections + 256)
     host, port = listener.getsockname()[:2]
     os.environ[LISTEN_PORT_ENV] = str(port)
+    shared = shared_dir(os.getpid())
+    try:
+        _serve(listener, settings, host, port, workers, log_dictconfig, shared)
+    finally:
+        if not os.environ.get(METRICS_DIR_ENV):  # a directory the operator chose is not ours to remove
+            shutil.rmtree(shared, ignore_errors=True)  # one was left in /tmp by every stop
+
+
+def _serve(
+    listener: socket.socket,
+    settings: ServerSettings,
+    host: str,
+    port: int,
+    workers: int,
+    log_dictconfig: dict[str, Any] | None,
+    shared: Path,
+) -> None:
     GatewayServer(
         "capigate.gateway:app_from_env",
         factory=True,
@@ -150,7 +168,7 @@ def serve_gateway(
         respawn_failed_workers=True,
         workers_kill_timeout=STOP_TIMEOUT_S,
         listener=listener,
-        respawns_file=shared_dir(os.getpid()) / RESPAWNS_FILE,
+        respawns_file=shared / RESPAWNS_FILE,
     ).serve()
 
 

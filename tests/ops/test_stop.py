@@ -21,6 +21,7 @@ import pytest
 from granian.constants import Interfaces
 from granian.server.mp import WorkerProcess
 
+from capigate.metrics import shared_dir
 from capigate.serving import GatewayServer
 from tests.conftest import Server, make_server
 from tests.helpers import batch, purchase, sender, wait_until
@@ -240,3 +241,17 @@ def test_a_worker_sent_sigterm_as_it_starts_stops(tmp_path: Path) -> None:
         assert _gone_within(fresh[0], 10), "a worker sent SIGTERM as it started did not stop"
     finally:
         server.stop()
+
+
+def test_a_stopped_server_leaves_no_shared_metrics_directory(tmp_path: Path) -> None:
+    """The workers share their counters in a directory named after the server process: every
+    stop left it behind in /tmp, empty (658 of them on a machine that ran the tests)."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    shared = shared_dir(server.proc.pid)
+    wait_until(shared.is_dir, what="the workers' shared directory")
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=15)
+    assert server.proc.returncode == 0, server.output()
+    assert not shared.exists()
