@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -117,6 +119,43 @@ def sender(server: Server, acked: list[str], stop: threading.Event) -> None:
                 return
             if r.status_code == 200:
                 acked.extend(e["dedupe_id"] for e in events)
+
+
+class Load:
+    """``senders`` threads running ``sender`` against ``server`` until the block ends; ``acked``
+    holds the dedupe_ids answered 200. ``add`` starts more (those whose connection was to a
+    killed worker have ended)."""
+
+    def __init__(self, server: Server, senders: int) -> None:
+        self.server, self.acked = server, list[str]()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.add(senders)
+
+    def add(self, senders: int) -> None:
+        for _ in range(senders):
+            thread = threading.Thread(target=sender, args=(self.server, self.acked, self._stop))
+            thread.start()
+            self._threads.append(thread)
+
+    def wait_for(self, acked: int, what: str = "some load") -> None:
+        wait_until(lambda: len(self.acked) >= acked, what=what)
+
+    def __enter__(self) -> Load:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+def stored_and_journaled(db: Path) -> tuple[Counter[str], int]:
+    """Each stored dedupe_id with how many times it is stored, and the events the journal says were stored."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        stored = Counter(d for (d,) in conn.execute("SELECT dedupe_id FROM events"))
+        journaled = conn.execute("SELECT coalesce(sum(events_stored), 0) FROM requests").fetchone()[0]
+    return stored, int(journaled)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

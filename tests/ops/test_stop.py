@@ -4,16 +4,12 @@ finishes its requests in flight and is killed only after ``STOP_TIMEOUT_S``
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
 import socket
-import sqlite3
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +19,8 @@ from granian.server.mp import WorkerProcess
 
 from capigate.metrics import shared_dir
 from capigate.serving import GatewayServer
-from tests.conftest import Server, make_server
-from tests.helpers import batch, purchase, sender, wait_until
+from tests.conftest import make_server
+from tests.helpers import Load, batch, purchase, stored_and_journaled, wait_until
 
 
 class _Lines(logging.Handler):
@@ -171,13 +167,6 @@ def _deliver(pid: int, sig: int) -> None:
     raise AssertionError(f"signal {sig} still pending for pid {pid} after 5 s")
 
 
-def _journaled_and_stored(server: Server) -> tuple[int, Counter[str]]:
-    with contextlib.closing(sqlite3.connect(server.db)) as db:
-        stored = Counter(d for (d,) in db.execute("SELECT dedupe_id FROM events"))
-        journaled = db.execute("SELECT coalesce(sum(events_stored), 0) FROM requests").fetchone()[0]
-    return int(journaled), stored
-
-
 def test_a_worker_under_load_sent_sigint_then_sigterm_twice_stops_at_once_and_journals_every_request(
     tmp_path: Path,
 ) -> None:
@@ -187,36 +176,29 @@ def test_a_worker_under_load_sent_sigint_then_sigterm_twice_stops_at_once_and_jo
     server = make_server(tmp_path / "gw")
     server.start()
     assert server.proc is not None
-    acked: list[str] = []
-    stop = threading.Event()
-    senders = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(2)]
     try:
-        for t in senders:
-            t.start()
-        wait_until(lambda: len(acked) >= 200, what="some load")
-        (worker,) = _children(server.proc.pid)
-        event = purchase()
-        head, body = _ingest(batch(event))
-        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as conn:
-            conn.sendall(head + body[:20])  # in flight: the worker drains it, signals keep coming
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTERM):
-                _deliver(worker, sig)
-            time.sleep(0.5)  # the request stays in flight while the worker's loop runs their handlers
-            conn.sendall(body[20:])
-            answer = conn.recv(65536)
-        assert answer.startswith(b"HTTP/1.1 200 "), answer
-        acked.append(event["dedupe_id"])
-        assert _gone_within(worker, 10), "the worker did not stop within 10 s"
+        with Load(server, senders=2) as load:
+            load.wait_for(200)
+            (worker,) = _children(server.proc.pid)
+            event = purchase()
+            head, body = _ingest(batch(event))
+            with socket.create_connection(("127.0.0.1", server.port), timeout=15) as conn:
+                conn.sendall(head + body[:20])  # in flight: the worker drains it, signals keep coming
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTERM):
+                    _deliver(worker, sig)
+                time.sleep(0.5)  # the request stays in flight while the worker's loop runs their handlers
+                conn.sendall(body[20:])
+                answer = conn.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            load.acked.append(event["dedupe_id"])
+            assert _gone_within(worker, 10), "the worker did not stop within 10 s"
     finally:
-        stop.set()
-        for t in senders:
-            t.join(timeout=10)
         server.stop()
     output = server.output()
     assert server.proc.returncode == 0, output[-2000:]
     assert "refused to gracefully stop" not in output, output[-2000:]
-    journaled, stored = _journaled_and_stored(server)
-    assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
+    stored, journaled = stored_and_journaled(Path(server.db))
+    assert [d for d in load.acked if d not in stored] == [] and max(stored.values()) == 1
     assert journaled == sum(stored.values())
 
 

@@ -14,7 +14,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store import SQLiteStore
 from tests.conftest import make_server
-from tests.helpers import batch, purchase, sender, wait_until
+from tests.helpers import Load, batch, purchase, stored_and_journaled, wait_until
 from tests.storekit import close_loop, run
 
 
@@ -299,27 +298,18 @@ def test_ctrl_c_of_two_workers_under_load_stores_and_journals_every_acknowledged
     workers flush (the journal last), and end with them: none is left behind."""
     server = make_server(tmp_path / "gw", CAPIGATE_WORKERS="2")
     server.start()
-    acked: list[str] = []
-    stop = threading.Event()
-    senders = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(4)]
     try:
-        for t in senders:
-            t.start()
-        wait_until(lambda: len(acked) >= 400, what="some load")
-        writers = _writer_processes(Path(server.db))
-        assert len(writers) == 2, writers
-        server.stop(signal.SIGINT)
-        assert server.proc is not None and server.proc.returncode == 0, server.output()[-2000:]
+        with Load(server, senders=4) as load:
+            load.wait_for(400)
+            writers = _writer_processes(Path(server.db))
+            assert len(writers) == 2, writers
+            server.stop(signal.SIGINT)
+            assert server.proc is not None and server.proc.returncode == 0, server.output()[-2000:]
     finally:
-        stop.set()
-        for t in senders:
-            t.join(timeout=10)
         server.stop(signal.SIGKILL)
     assert all(_gone(pid, timeout_s=2) for pid in writers), "a writer process outlived its gateway"
-    with contextlib.closing(sqlite3.connect(server.db)) as db:
-        stored = Counter(d for (d,) in db.execute("SELECT dedupe_id FROM events"))
-        journaled = db.execute("SELECT coalesce(sum(events_stored), 0) FROM requests").fetchone()[0]
-    assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
+    stored, journaled = stored_and_journaled(Path(server.db))
+    assert [d for d in load.acked if d not in stored] == [] and max(stored.values()) == 1
     assert journaled == sum(stored.values())
 
 
@@ -329,34 +319,24 @@ def test_kill_9_of_one_worker_under_load_ends_its_writer_and_its_successor_write
     other's, and every acknowledged event is stored once."""
     server = make_server(tmp_path / "gw", CAPIGATE_WORKERS="2")
     server.start()
-    acked: list[str] = []
-    stop = threading.Event()
-    senders = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(4)]
     try:
-        for t in senders:
-            t.start()
-        wait_until(lambda: len(acked) >= 400, what="some load")
-        writers = {
-            pid: int(Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[1])
-            for pid in _writer_processes(Path(server.db))
-        }
-        victim, victim_worker = next(iter(writers.items()))
-        os.kill(victim_worker, signal.SIGKILL)
-        assert _gone(victim), "the killed worker's writer process outlived it"
-        wait_until(lambda: len(set(_writer_processes(Path(server.db))) - set(writers)) == 1, what="a new writer")
-        before = len(acked)
-        senders += [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(4)]
-        for t in senders[4:]:  # those whose connection was to the killed worker have ended
-            t.start()
-        wait_until(lambda: len(acked) >= before + 400, what="load after the respawn")
+        with Load(server, senders=4) as load:
+            load.wait_for(400)
+            writers = {
+                pid: int(Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[1])
+                for pid in _writer_processes(Path(server.db))
+            }
+            victim, victim_worker = next(iter(writers.items()))
+            os.kill(victim_worker, signal.SIGKILL)
+            assert _gone(victim), "the killed worker's writer process outlived it"
+            wait_until(lambda: len(set(_writer_processes(Path(server.db))) - set(writers)) == 1, what="a new writer")
+            before = len(load.acked)
+            load.add(4)  # those whose connection was to the killed worker have ended
+            load.wait_for(before + 400, what="load after the respawn")
     finally:
-        stop.set()
-        for t in senders:
-            t.join(timeout=10)
         server.stop()
-    with contextlib.closing(sqlite3.connect(server.db)) as db:
-        stored = Counter(d for (d,) in db.execute("SELECT dedupe_id FROM events"))
-    assert [d for d in acked if d not in stored] == [] and max(stored.values()) == 1
+    stored, _ = stored_and_journaled(Path(server.db))
+    assert [d for d in load.acked if d not in stored] == [] and max(stored.values()) == 1
 
 
 def test_an_ingest_unanswered_in_10_s_says_its_events_may_be_stored_for_they_may_be(tmp_path: Path) -> None:
