@@ -48,7 +48,19 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
         )
     if not body.strip():  # msgspec says "Input data was truncated", which reads as a cut-off upload
         return Problem("", "malformed_json", "the body is empty; send a JSON document")
+    for start, why in _NOT_JSON_STARTS:  # msgspec says "invalid character" of the first byte
+        if body.startswith(start):
+            return Problem("", "malformed_json", f"the body is not valid JSON: {why}")
     return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
+
+
+_NOT_JSON_STARTS: Final = (
+    (b"\x1f\x8b", "it is gzip-compressed; send it with the header Content-Encoding: gzip"),
+    (
+        b"\xef\xbb\xbf",
+        "it starts with a UTF-8 byte order mark (EF BB BF), which JSON text must not (RFC 8259, 8.1); send it without",
+    ),
+)
 
 
 def _out_of_range_path(body: bytes) -> str:

@@ -115,6 +115,16 @@ def test_malformed_json_fails_to_parse(body: bytes) -> None:
     assert_refused(check(body), "", "malformed_json", PARSE_FAILED)
 
 
+@pytest.mark.parametrize(
+    ("start", "said"), [(b"\x1f\x8b", "Content-Encoding: gzip"), (b"\xef\xbb\xbf", "byte order mark")]
+)
+def test_a_gzip_or_bom_body_is_refused_saying_what_it_is(start: bytes, said: str) -> None:
+    body = start + b'{"appsflyer_id": "1415211453000-6513711", "eventName": "af_purchase"}'
+    result = check(body)
+    assert_refused(result, "", "malformed_json", PARSE_FAILED)
+    assert said in result.problems[0].message
+
+
 @pytest.mark.parametrize("body", [b"[]", b'"OK"', b"42", b"null", b"true"])
 def test_json_that_is_not_an_object_fails_to_parse(body: bytes) -> None:
     assert_refused(check(body), "", "not_an_object", PARSE_FAILED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import msgspec
@@ -76,6 +77,24 @@ def test_malformed_json_is_400(server: Server) -> None:
     r = post_raw(server, b'{"events": [', {"Content-Type": "application/json"})
     assert r.status_code == 400
     assert r.json()["error"] == "malformed_json"
+
+
+@pytest.mark.parametrize(
+    ("encode", "said"),
+    [(gzip.compress, "gzip-compressed; send it with the header Content-Encoding: gzip"),
+     (lambda body: b"\xef\xbb\xbf" + body, "starts with a UTF-8 byte order mark (EF BB BF)")],
+    ids=["gzip-without-its-header", "utf8-bom"],
+)  # fmt: skip
+def test_a_body_that_is_not_json_text_says_what_it_is(server: Server, encode: Any, said: str) -> None:
+    """A gzip body sent without Content-Encoding, or JSON behind a byte order mark (some .NET
+    writers add one), got msgspec's 'invalid character (byte 0)': the first byte named, not
+    what the client did."""
+    event = page_view()
+    r = post_raw(server, encode(json.dumps(batch(event)).encode()), {"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "malformed_json"
+    [problem] = r.json()["problems"]
+    assert said in problem["message"], problem
+    assert stored(server, "px_std", dedupe_id=event["dedupe_id"]) == []
 
 
 def test_wrong_top_level_shapes_are_400_each_with_its_code(server: Server) -> None:
