@@ -54,7 +54,7 @@ def create_app(config: Config, store: Store | None = None, *, relay: bool = True
 def app_from_env() -> GatewayApp:
     """Factory for the server's workers: the CLI passes its resolved options by environment,
     since workers are separate processes."""
-    from capigate.serving import die_with_parent, worker_signals  # imports granian: not for in-process uses
+    from capigate.serving import die_with_parent, on_worker_stop, worker_signals  # imports granian: not in-process
 
     worker_signals()
     die_with_parent()
@@ -64,6 +64,7 @@ def app_from_env() -> GatewayApp:
         config.store.url = db
     configure_logging(config.server.log_format)
     gateway = create_app(config, relay=os.environ.get("CAPIGATE_RELAY", "1") != "0")
+    on_worker_stop(gateway.stopping)
     gateway.metrics.share_dir = shared_dir()  # this server's workers share their counters
     port = os.environ.get(LISTEN_PORT_ENV)
     if port:

@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "GatewayServer",
     "ListenError",
     "die_with_parent",
+    "on_worker_stop",
     "open_listener",
     "port_owner",
     "serve_gateway",
@@ -261,12 +263,17 @@ class _WorkerStop:
         self.requested = False
         self._shutdown: WorkerSignal | None = None
         self._once = threading.Lock()  # its non-blocking acquire is atomic, even against a handler
+        self.listeners: list[Callable[[], None]] = []
 
     def request(self, *_: object) -> None:
         """SIGTERM's handler (Python's, not the loop's: uvloop runs a loop handler only while
         the loop runs, and a worker's loop stops between its start-up and its serving)."""
+        first = not self.requested
         self.requested = True
         self._fire()
+        if first:
+            for listener in self.listeners:
+                listener()
 
     def attach(self, shutdown: WorkerSignal) -> None:
         self._shutdown = shutdown
@@ -279,6 +286,12 @@ class _WorkerStop:
 
 
 _worker_stop = _WorkerStop()
+
+
+def on_worker_stop(listener: Callable[[], None]) -> None:
+    """``listener()`` when this worker is told to stop, from its SIGTERM handler: it must only
+    hand the news to its event loop (``call_soon_threadsafe``)."""
+    _worker_stop.listeners.append(listener)
 
 
 def worker_signals() -> None:

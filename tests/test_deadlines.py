@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from capigate.http.deadlines import SWEEP_S, _sweeper, limited, within
+from capigate.http.deadlines import SWEEP_S, _sweeper, cut_short, is_cut_short, limited, within
 
 
 def test_a_block_past_its_limit_raises_timeout_error_within_a_sweep() -> None:
@@ -96,3 +96,29 @@ def test_limited_is_within_for_one_await() -> None:
 
     done, took = asyncio.run(main())
     assert done == "done" and 0.2 <= took < 0.2 + SWEEP_S + 0.3
+
+
+def test_cut_short_ends_the_cuttable_limits_armed_and_to_come_and_leaves_the_others() -> None:
+    """A stopping worker's bodies still arriving (cuttable) end within the cut; an ingest's
+    limit keeps its own."""
+
+    async def waits(limit_s: float, cuttable: bool) -> str:
+        try:
+            await limited(asyncio.sleep(2.0), limit_s, cuttable=cuttable)
+        except TimeoutError:
+            return "cut"
+        return "done"
+
+    async def main() -> tuple[list[str], float, bool]:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        armed = [asyncio.create_task(waits(30.0, cuttable)) for cuttable in (True, False)]
+        await asyncio.sleep(0)
+        cut_short(loop, 0.2)
+        later = asyncio.create_task(waits(30.0, True))
+        done = await asyncio.gather(*armed, later)
+        return done, time.monotonic() - started, is_cut_short(loop)
+
+    done, took, cut = asyncio.run(main())
+    assert done == ["cut", "done", "cut"] and cut
+    assert took < 2.0 + SWEEP_S + 0.5

@@ -23,6 +23,7 @@ from capigate.http.asgi import (
     Send,
     json_response,
 )
+from capigate.http.deadlines import cut_short
 from capigate.http.idle import IdleReaper
 from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
 from capigate.http.proxies import TrustedProxies
@@ -41,6 +42,9 @@ log = logging.getLogger("capigate")
 
 PRUNE_INTERVAL_S = 600.0
 DRAIN_TIMEOUT_S = 10.0
+# A body still arriving when the worker is told to stop gets this long, not the rest of
+# body_timeout_s: within a service manager's usual 10 s (Docker's) with the drain after it.
+STOP_BODY_GRACE_S = 5.0
 # An id no configuration has is the client's to choose: the journal keeps this much of it.
 MAX_UNKNOWN_SOURCE_CHARS = 64
 ADMIN_PREFIX = "/api/"  # answered 503 at once while the store does not answer, not after a pool timeout
@@ -118,6 +122,7 @@ class GatewayApp:
         self.idle_reaper: IdleReaper | None = None  # under `capigate serve` (app_from_env)
         self._in_flight = 0  # requests between arrival and journal entry
         self._proxies = TrustedProxies(config.server.trusted_proxies)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -208,7 +213,15 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def stopping(self) -> None:
+        """The worker is told to stop (``capigate serve``: from its SIGTERM handler, so between
+        two bytecodes of the loop's own thread): the bodies still arriving get STOP_BODY_GRACE_S."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(cut_short, loop, STOP_BODY_GRACE_S)
+
     async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
         store = self._store
         if store is None:
             settings = self.config.store

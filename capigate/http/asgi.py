@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from capigate.http.deadlines import limited
+from capigate.http.deadlines import is_cut_short, limited
 
 __all__ = ["BodyError", "Request", "Response", "RsgiProtocol", "RsgiScope", "json_response", "text_response"]
 
@@ -161,11 +161,13 @@ class Request:
         else:
             reading = _bounded(self._chunks(), limit)
         try:
-            body = await limited(reading, self.body_timeout_s, self.task())
+            body = await limited(reading, self.body_timeout_s, self.task(), cuttable=True)
         except TimeoutError:
-            raise BodyError(
-                408, "body_timeout", f"the body did not arrive within {self.body_timeout_s:g} s; nothing was stored"
-            ) from None
+            if is_cut_short(self.task().get_loop()):
+                message = "the gateway is stopping and the body had not all arrived; nothing was stored: send it again"
+            else:
+                message = f"the body did not arrive within {self.body_timeout_s:g} s; nothing was stored"
+            raise BodyError(408, "body_timeout", message) from None
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             return _gunzip(body, limit)

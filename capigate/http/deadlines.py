@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-__all__ = ["SWEEP_S", "limited", "within"]
+__all__ = ["SWEEP_S", "cut_short", "is_cut_short", "limited", "within"]
 
 SWEEP_S = 0.1
 T = TypeVar("T")
@@ -31,9 +31,13 @@ class _Sweeper:
         self.loop = loop
         self.due: dict[within, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self.cut_at: float | None = None  # cuttable limits end by then (cut_short)
 
     def arm(self, limit: within, limit_s: float) -> None:
-        self.due[limit] = self.loop.time() + limit_s
+        due = self.loop.time() + limit_s
+        if limit.cuttable and self.cut_at is not None:
+            due = min(due, self.cut_at)
+        self.due[limit] = due
         if self._timer is None:
             self._timer = self.loop.call_later(SWEEP_S, self._sweep)
 
@@ -59,19 +63,37 @@ def _sweeper(loop: asyncio.AbstractEventLoop) -> _Sweeper:
 _last: _Sweeper | None = None
 
 
+def cut_short(loop: asyncio.AbstractEventLoop, limit_s: float) -> None:
+    """Every cuttable limit on ``loop`` (a body still arriving), armed or to come, ends within
+    ``limit_s``: a stopping worker waits for its requests in flight, and one trickling its body
+    held it to the end of ``body_timeout_s`` (30 s), past a service manager's patience."""
+    sweeper = _sweeper(loop)
+    sweeper.cut_at = loop.time() + limit_s
+    for limit, due in sweeper.due.items():
+        if limit.cuttable:
+            sweeper.due[limit] = min(due, sweeper.cut_at)
+    if sweeper.due and sweeper._timer is None:
+        sweeper._timer = loop.call_later(SWEEP_S, sweeper._sweep)
+
+
+def is_cut_short(loop: asyncio.AbstractEventLoop) -> bool:
+    return _sweeper(loop).cut_at is not None
+
+
 class within:
     """``async with within(limit_s)``: TimeoutError when the block runs past ``limit_s``.
     ``task``: the current task, when the caller has it at hand (asyncio.current_task is
     Python code in 3.11)."""
 
-    __slots__ = ("expired", "limit_s", "sweeper", "task")
+    __slots__ = ("cuttable", "expired", "limit_s", "sweeper", "task")
 
     task: asyncio.Task[Any]
     sweeper: _Sweeper
 
-    def __init__(self, limit_s: float, task: asyncio.Task[Any] | None = None) -> None:
+    def __init__(self, limit_s: float, task: asyncio.Task[Any] | None = None, *, cuttable: bool = False) -> None:
         self.limit_s = limit_s
         self.expired = False
+        self.cuttable = cuttable
         if task is not None:
             self.task = task
 
@@ -101,10 +123,12 @@ class within:
         return self.expired and self.task.uncancel() == 0 and kind is asyncio.CancelledError
 
 
-async def limited(awaitable: Awaitable[T], limit_s: float, task: asyncio.Task[Any] | None = None) -> T:
+async def limited(
+    awaitable: Awaitable[T], limit_s: float, task: asyncio.Task[Any] | None = None, *, cuttable: bool = False
+) -> T:
     """``await awaitable`` inside ``async with within(limit_s, task)``, as one coroutine instead
     of three: a one-event request awaits two limits, at a fortieth of its CPU with ``within``."""
-    limit = within(limit_s, task)
+    limit = within(limit_s, task, cuttable=cuttable)
     limit._arm()
     try:
         result = await awaitable

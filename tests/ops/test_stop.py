@@ -4,11 +4,13 @@ finishes its requests in flight and is killed only after ``STOP_TIMEOUT_S``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from granian.constants import Interfaces
 from granian.server.mp import WorkerProcess
 
+from capigate.http.app import STOP_BODY_GRACE_S
 from capigate.metrics import shared_dir
 from capigate.serving import GatewayServer
 from tests.conftest import make_server
@@ -237,3 +240,29 @@ def test_a_stopped_server_leaves_no_shared_metrics_directory(tmp_path: Path) -> 
     server.proc.wait(timeout=15)
     assert server.proc.returncode == 0, server.output()
     assert not shared.exists()
+
+
+def test_a_body_still_arriving_when_the_server_stops_gets_a_408_after_the_grace_not_the_body_timeout(
+    tmp_path: Path,
+) -> None:
+    """A client trickling its body held its worker, at a stop, to the end of body_timeout_s
+    (30 s): past Docker's 10 s, and up to the 30 s kill that loses the journal's buffer. It gets
+    STOP_BODY_GRACE_S, then a 408 saying why, journaled; the worker then ends."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    head, body = _ingest(batch(purchase()))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=45) as conn:
+        conn.sendall(head + body[:20])  # the rest never comes
+        time.sleep(0.3)
+        stopped_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        answer = conn.recv(65536)
+        answered_s = time.monotonic() - stopped_at
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"the gateway is stopping" in answer, answer
+    assert STOP_BODY_GRACE_S - 0.5 < answered_s < STOP_BODY_GRACE_S + 2, answered_s
+    server.proc.wait(timeout=15)
+    output = server.output()
+    assert server.proc.returncode == 0 and "refused to gracefully stop" not in output, output[-2000:]
+    with contextlib.closing(sqlite3.connect(server.db)) as db:
+        assert db.execute("SELECT status FROM requests").fetchall() == [(408,)]
