@@ -3,6 +3,7 @@ iOS failure made loud, hashing, the journal and the query API, through a real se
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import pytest
 
 from tests.conftest import Server, example
 from tests.helpers import paths, stored
@@ -143,6 +145,20 @@ def test_an_unreadable_body_names_the_size_limit_only_when_it_is_the_cause(serve
     assert all("1024" not in p["message"] for r in answers.values() for p in r.json()["problems"])
     (problem,) = big.json()["problems"]
     assert problem["code"] == "payload_too_large" and "at most 1024 bytes" in problem["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip"])
+def test_a_gzip_body_is_inflated_and_its_1024_byte_limit_counts_the_inflated_body(
+    server: Server, encoding: str
+) -> None:
+    body = event()
+    r = post(server, gzip.compress(json.dumps(body).encode()), headers={"Content-Encoding": encoding})
+    assert (r.status_code, r.text) == (200, "OK")
+    assert stored(server, "com.example.shop", payload={"customer_user_id": body["customer_user_id"]})
+    padded = gzip.compress(json.dumps(event(customer_user_id="x" * 1100)).encode())
+    assert len(padded) < 1024
+    r = post(server, padded, headers={"Content-Encoding": encoding, "Accept": "application/json"})
+    assert r.status_code == 400 and [p["code"] for p in r.json()["problems"]] == ["payload_too_large"]
 
 
 def test_json_accept_gets_every_problem_with_its_path(server: Server) -> None:

@@ -59,6 +59,7 @@ def test_a_key_sent_in_an_authentication_header_is_401_with_a_hint_to_authorizat
     r = post(server, batch(page_view()), headers={"authentication": "key-std"})
     assert r.status_code == 401
     assert "'Authorization' header" in r.json()["message"] and "'authentication'" in r.json()["message"]
+    assert [(p["path"], p["code"]) for p in r.json()["problems"]] == [("authorization", "unauthorized")]
     assert "header" not in post(server, batch(page_view()), headers={}).json()["message"]
 
 
@@ -150,9 +151,10 @@ def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
     assert r.json()["error"] == "body_too_large"
 
 
-def test_gzip_body_is_inflated_and_accepted(server: Server) -> None:
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip"])  # RFC 9110 8.4.1.3: x-gzip is gzip
+def test_gzip_body_is_inflated_and_accepted(server: Server, encoding: str) -> None:
     event = page_view()
-    r = post_raw(server, gzip.compress(json.dumps(batch(event)).encode()), {"Content-Encoding": "gzip"})
+    r = post_raw(server, gzip.compress(json.dumps(batch(event)).encode()), {"Content-Encoding": encoding})
     assert r.status_code == 200, r.text
     assert len(stored(server, "px_std", dedupe_id=event["dedupe_id"])) == 1
 

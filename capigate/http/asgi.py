@@ -169,7 +169,7 @@ class Request:
                 message = f"the body did not arrive within {self.body_timeout_s:g} s; nothing was stored"
             raise BodyError(408, "body_timeout", message) from None
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
-        if encoding == "gzip":
+        if encoding in ("gzip", "x-gzip"):  # RFC 9110 8.4.1.3: x-gzip is gzip
             return _gunzip(body, limit)
         if encoding not in ("identity", ""):
             raise BodyError(

@@ -40,7 +40,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         message = "unknown pixel_id or wrong Authorization key"
         if "authorization" not in request.headers and "authentication" in request.headers:
             message += ": Axon reads the key from the 'Authorization' header; it came in 'authentication' (AppsFlyer's)"
-        return _error(401, "unauthorized", message, outcome)
+        return _error(401, "unauthorized", message, outcome, [Problem("authorization", "unauthorized", message)])
     if outcome.refused_tag is not None:
         return _error(400, "invalid_test_tag", outcome.refused_tag.message, outcome, [outcome.refused_tag])
     try:
