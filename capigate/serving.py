@@ -139,39 +139,27 @@ def serve_gateway(
     os.environ[LISTEN_PORT_ENV] = str(port)
     shared = shared_dir(os.getpid())
     try:
-        _serve(listener, settings, host, port, workers, log_dictconfig, shared)
+        GatewayServer(
+            "capigate.gateway:app_from_env",
+            factory=True,
+            address=host,  # for granian's own log lines: the socket is ``listener``
+            port=port,
+            interface=Interfaces.RSGI,
+            loop=Loops.auto,  # uvloop where installed (a dependency off Windows), else asyncio
+            workers=workers,
+            log_access=False,
+            log_dictconfig=log_dictconfig,
+            backlog=BACKLOG,
+            backpressure=settings.max_connections,
+            http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)),
+            respawn_failed_workers=True,
+            workers_kill_timeout=STOP_TIMEOUT_S,
+            listener=listener,
+            respawns_file=shared / RESPAWNS_FILE,
+        ).serve()
     finally:
         if not os.environ.get(METRICS_DIR_ENV):  # a directory the operator chose is not ours to remove
             shutil.rmtree(shared, ignore_errors=True)  # one was left in /tmp by every stop
-
-
-def _serve(
-    listener: socket.socket,
-    settings: ServerSettings,
-    host: str,
-    port: int,
-    workers: int,
-    log_dictconfig: dict[str, Any] | None,
-    shared: Path,
-) -> None:
-    GatewayServer(
-        "capigate.gateway:app_from_env",
-        factory=True,
-        address=host,  # for granian's own log lines: the socket is ``listener``
-        port=port,
-        interface=Interfaces.RSGI,
-        loop=Loops.auto,  # uvloop where installed (a dependency off Windows), else asyncio
-        workers=workers,
-        log_access=False,
-        log_dictconfig=log_dictconfig,
-        backlog=BACKLOG,
-        backpressure=settings.max_connections,
-        http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)),
-        respawn_failed_workers=True,
-        workers_kill_timeout=STOP_TIMEOUT_S,
-        listener=listener,
-        respawns_file=shared / RESPAWNS_FILE,
-    ).serve()
 
 
 def _allow_open_files(wanted: int) -> None:
