@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, Final, Literal, TextIO
 
 import msgspec
@@ -279,19 +280,15 @@ def _forget_all() -> None:
 os.register_at_fork(before=_flush_all, after_in_child=_forget_all)
 
 
-class _ChildExit:
+def _flush_at_child_exit(flush: Callable[[], None]) -> None:
     """A multiprocessing child (a granian worker) ends with ``os._exit``, which skips atexit and
     so ``logging.shutdown``: the lines of its last tenth of a second (the requests it drained
     as it stopped, granian's "Stopping worker") were lost. multiprocessing runs its own
-    finalizers first, and clears them as a child starts: each child registers ours then."""
-
-    @staticmethod
-    def register(_: object) -> None:
-        multiprocessing.util.Finalize(None, _flush_all, exitpriority=0)
+    finalizers first, and clears them as a child starts: each child registers ``flush`` then."""
+    multiprocessing.util.Finalize(None, flush, exitpriority=0)
 
 
-_CHILD_EXIT: Final = _ChildExit()  # the after-fork registry holds it weakly
-multiprocessing.util.register_after_fork(_CHILD_EXIT, _ChildExit.register)
+multiprocessing.util.register_after_fork(_flush_all, _flush_at_child_exit)  # _flush_all: held weakly, a module's
 
 
 def announce(lines: list[str], fmt: Literal["plain", "json"]) -> None:
