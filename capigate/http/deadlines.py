@@ -41,6 +41,12 @@ class _Sweeper:
         if self._timer is None:
             self._timer = self.loop.call_later(SWEEP_S, self._sweep)
 
+    def cut(self, limit_s: float) -> None:
+        cut_at = self.cut_at = self.loop.time() + limit_s
+        for limit, due in self.due.items():
+            if limit.cuttable:
+                self.due[limit] = min(due, cut_at)  # swept by the timer that runs while any is armed
+
     def _sweep(self) -> None:
         now = self.loop.time()
         for limit, due in list(self.due.items()):
@@ -67,13 +73,7 @@ def cut_short(loop: asyncio.AbstractEventLoop, limit_s: float) -> None:
     """Every cuttable limit on ``loop`` (a body still arriving), armed or to come, ends within
     ``limit_s``: a stopping worker waits for its requests in flight, and one trickling its body
     held it to the end of ``body_timeout_s`` (30 s), past a service manager's patience."""
-    sweeper = _sweeper(loop)
-    sweeper.cut_at = loop.time() + limit_s
-    for limit, due in sweeper.due.items():
-        if limit.cuttable:
-            sweeper.due[limit] = min(due, sweeper.cut_at)
-    if sweeper.due and sweeper._timer is None:
-        sweeper._timer = loop.call_later(SWEEP_S, sweeper._sweep)
+    _sweeper(loop).cut(limit_s)
 
 
 def is_cut_short(loop: asyncio.AbstractEventLoop) -> bool:
