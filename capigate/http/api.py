@@ -38,7 +38,7 @@ from capigate.responses import (
     RequestsPage,
 )
 from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery
-from capigate.unreadable import expected
+from capigate.unreadable import field_problem
 
 __all__ = [
     "EVENT_PREFIX",
@@ -271,14 +271,9 @@ _REPLAY_FIELDS: Final = ", ".join(ReplayRequest.__struct_fields__)
 
 def _body_problem(error: msgspec.DecodeError) -> Problem:
     """A replay body msgspec refused, as a problem at its path."""
-    text, _, where = str(error).partition(" - at `$")
-    path = where.rstrip("`").lstrip(".")
-    if text.startswith("Object contains unknown field"):
-        field = text.split("`")[1]
-        return Problem(field, "unknown_field", f"`{field}` is not a replay filter; use {_REPLAY_FIELDS}")
     if isinstance(error, msgspec.ValidationError):
-        return Problem(path, "wrong_type", expected(path or "the body", text))
-    return Problem("", "malformed_json", f"the body is a JSON object of filters ({_REPLAY_FIELDS}): {text}")
+        return field_problem(error, unknown=lambda field: f"`{field}` is not a replay filter; use {_REPLAY_FIELDS}")
+    return Problem("", "malformed_json", f"the body is a JSON object of filters ({_REPLAY_FIELDS}): {error}")
 
 
 def _bad_replay(report: Report) -> Response:

@@ -25,7 +25,7 @@ from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
 from capigate.responses import ErrorBody
 from capigate.store.base import OutboxDepth, StatsBucket
-from capigate.unreadable import expected, unreadable
+from capigate.unreadable import field_problem, unreadable
 
 __all__ = ["get_quality", "get_sources", "get_stats", "post_test_event"]
 
@@ -239,15 +239,11 @@ def _test_event_problem(raw: bytes, error: msgspec.DecodeError) -> Problem:
     """A test-event body msgspec refused, at the field it names (as /api/replay's)."""
     if not isinstance(error, msgspec.ValidationError):
         return unreadable(raw, error)
-    text, _, where = str(error).partition(" - at `$")
-    if text.startswith("Object missing required field"):
-        field = text.split("`")[1]
-        return Problem(field, "missing_field", f"`{field}` is required: {_TEST_EVENT_SHAPE}")
-    if text.startswith("Object contains unknown field"):
-        field = text.split("`")[1]
-        return Problem(field, "unknown_field", f"`{field}` is not a field of a test event: {_TEST_EVENT_SHAPE}")
-    path = where.rstrip("`").lstrip(".")
-    return Problem(path, "wrong_type", f"{expected(path or 'the body', text)}: {_TEST_EVENT_SHAPE}")
+    return field_problem(
+        error,
+        unknown=lambda field: f"`{field}` is not a field of a test event: {_TEST_EVENT_SHAPE}",
+        after=f": {_TEST_EVENT_SHAPE}",
+    )
 
 
 def _bad_test_event(problem: Problem) -> Response:
