@@ -1,10 +1,11 @@
-"""Where a W2 request's time and CPU go over HTTP: inside the app or around it, and on which thread.
+"""Where a request's time and CPU go over HTTP: inside the app or around it, and on which thread.
 
-    bench/run.sh anatomy [--duration 10] [--rounds 3] [--targets capigate,ceiling-rsgi] [--ref REF]
+    bench/run.sh anatomy [--workload w2|w1] [--duration 10] [--rounds 3] [--targets capigate,ceiling-rsgi] [--ref REF]
 
 The peer run (``bench/run.sh peer``) says how many W2 requests a second capigate answers; this
 says why not more. Each target is started as the peer run starts it and driven by the same wrk
-(W2 lead-gen bodies, 2 threads, 64 connections); rounds rotate the order. For each round:
+(the peer run's W2 lead-gen bodies, or its W1 batches of 100 with ``--workload w1``; 2 threads,
+64 connections); rounds rotate the order. For each round:
 
 - **client latency**: wrk's percentiles, from the request's first byte sent to the answer read;
 - **in-app latency** (capigate targets): the journal's ``latency_ms`` of the requests answered in
@@ -16,7 +17,7 @@ says why not more. Each target is started as the peer run starts it and driven b
   SQLite writer process, the server process. A thread under 100 % is not what limits the rate:
   a closed loop of 64 connections is bound by the latency of each request's hops between them.
 
-Results: ``bench/results/anatomy.md`` and ``anatomy.json``. Nothing leaves 127.0.0.1.
+Results: ``bench/results/anatomy.md`` and ``anatomy.json`` (``anatomy-w1.*`` for W1). Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ def in_app_latency(db: Path, since_ms: int, until_ms: int) -> dict[str, Any]:
     return {"requests": len(rows), "latency_ms": _percentiles([r[0] for r in rows])}
 
 
-def measure(target: peer.Target, db: Path | None, sets: Any, seconds: int, settings: LoadSettings) -> dict[str, Any]:
-    work = peer.WORKLOADS["w2"]
+def measure(
+    target: peer.Target, db: Path | None, sets: Any, seconds: int, settings: LoadSettings, workload: str = "w2"
+) -> dict[str, Any]:
+    work = peer.WORKLOADS[workload]
     before = thread_times(target.proc.pid)
     since_ms, t0 = time.time_ns() // 1_000_000, time.monotonic()
     load = _wrk(target.port, work, sets[work.bodies], seconds, settings)
@@ -160,11 +163,12 @@ def _cell(value: float | None, digits: int = 1) -> str:
 
 def render(result: dict[str, Any]) -> str:
     lines = [
-        "# Anatomy of a W2 request over HTTP",
+        f"# Anatomy of a {result['workload'].upper()} request over HTTP",
         "",
         f"- **date**: {result['started']} → {result['finished']}",
         f"- **machine**: {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %",
-        f"- **load**: wrk {result['threads']} threads, {result['connections']} connections, W2 lead-gen bodies, "
+        f"- **load**: wrk {result['threads']} threads, {result['connections']} connections, "
+        f"{peer.WORKLOADS[result['workload']].title}, "
         f"{result['duration_s']} s per target per round, {result['rounds']} rounds, order rotated; medians of the rounds",
         f"- **command**: `{result['command']}`",
         "",
@@ -201,6 +205,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=("w2", "w1"), default="w2")
     parser.add_argument("--targets", default="capigate,ceiling-rsgi")
     parser.add_argument("--ref", action="append", default=[], help="also run capigate@REF (a git commit)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -208,7 +213,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "anatomy"))
+    parser.add_argument("--out", default=None, help="results path without suffix (bench/results/anatomy[-w1])")
     args = parser.parse_args()
     names = [n for n in args.targets.split(",") if n] + [f"capigate@{r}" for r in args.ref]
     start_args = argparse.Namespace(db=None, workers=1)
@@ -216,7 +221,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": "bench/run.sh anatomy " + " ".join(sys.argv[1:]),
-        "rounds": args.rounds, "duration_s": args.duration, "threads": args.threads,
+        "workload": args.workload, "rounds": args.rounds, "duration_s": args.duration, "threads": args.threads,
         "connections": args.connections, "busy_before_pct": machine_busy_pct(2.0),
     }  # fmt: skip
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
@@ -233,10 +238,10 @@ def main() -> None:
                 for t in targets
             }
             for t in targets:
-                measure(t, None, sets, args.warmup, settings)
+                measure(t, None, sets, args.warmup, settings, args.workload)
             for r in range(args.rounds):
                 for t in targets[r % len(targets) :] + targets[: r % len(targets)]:
-                    figures = measure(t, dbs[t.name], sets, args.duration, settings)
+                    figures = measure(t, dbs[t.name], sets, args.duration, settings, args.workload)
                     rounds[t.name].append(figures)
                     print(f"round {r + 1} {t.name}: {figures['load']['rps']:,.0f} req/s", file=sys.stderr)
         finally:
@@ -244,7 +249,8 @@ def main() -> None:
                 stop_server(t.proc)
     result["targets"] = rounds
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    out = Path(args.out)
+    suffix = "" if args.workload == "w2" else f"-{args.workload}"
+    out = Path(args.out) if args.out else REPO / "bench" / "results" / f"anatomy{suffix}"
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(render(result))
     print(render(result))

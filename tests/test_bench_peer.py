@@ -75,3 +75,21 @@ def test_anatomy_splits_a_w2_request_into_in_app_and_around_and_its_cpu_by_threa
     for figures in targets["ceiling-rsgi"]:
         assert "in_app" not in figures and "writer process" not in figures["cpu_us_per_request"]
     assert "| capigate |" in out.with_suffix(".md").read_text()
+
+
+def test_anatomy_of_w1_batches_reports_the_batches_and_the_writer_process(tmp_path: Path) -> None:
+    """bench/run.sh anatomy --workload w1: the peer run's batches of 100 events, each answered 200
+    and journaled, with the CPU of the writer process that stores them."""
+    out = tmp_path / "anatomy-w1"
+    cmd = ["bench/run.sh", "anatomy", "--workload", "w1", "--targets", "capigate", "--rounds", "1"]
+    cmd += ["--duration", "1", "--warmup", "1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["workload"] == "w1"
+    (figures,) = result["targets"]["capigate"]
+    assert figures["load"]["ok_requests"] > 0 and figures["load"]["non_2xx"] == 0
+    assert figures["in_app"]["requests"] > 0
+    assert figures["cpu_us_per_request"]["writer process"] > 0
+    assert "# Anatomy of a W1 request over HTTP" in out.with_suffix(".md").read_text()
+    assert "100 lead-gen events/request" in out.with_suffix(".md").read_text()
