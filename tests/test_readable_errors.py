@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -98,3 +99,20 @@ def test_an_empty_body_is_called_empty(server: Server) -> None:
             }
             (problem,) = _problems(c.post("/inappevent/com.example.shop", content=body, headers=APPSFLYER))
             assert problem["message"].startswith("the body is empty;")
+
+
+def test_an_empty_gzip_body_is_called_empty_and_a_cut_one_truncated(server: Server) -> None:
+    """No bytes under Content-Encoding: gzip was 'the gzip stream is truncated', as if the upload
+    were cut; a stream that is cut still says so. The code stays bad_gzip on both APIs."""
+    cut = gzip.compress(json.dumps(batch(purchase())).encode())[:20]
+    with server.client() as c:
+        for path, headers in (("/v1/event?pixel_id=px_std", AXON), ("/inappevent/com.example.shop", APPSFLYER)):
+            gzipped = {**headers, "Content-Encoding": "gzip"}
+            (problem,) = _problems(c.post(path, content=b"", headers=gzipped))
+            assert problem == {
+                "path": "",
+                "code": "bad_gzip",
+                "message": "the body is empty: Content-Encoding says gzip but no bytes were sent",
+            }, path
+            (problem,) = _problems(c.post(path, content=cut, headers=gzipped))
+            assert (problem["code"], problem["message"]) == ("bad_gzip", "the gzip stream is truncated"), path

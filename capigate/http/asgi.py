@@ -220,6 +220,8 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     """Every member of the gzip stream inflated, at most ``limit`` bytes in all. RFC 1952 lets a
     stream hold several members one after another (``cat a.gz b.gz``), which ``gzip -d`` joins;
     bytes after the last one that are not a member are refused, not ignored (NUL padding aside)."""
+    if not body:  # zlib reads no bytes as a stream cut before its header: "truncated" would mislead
+        raise BodyError(400, "bad_gzip", _EMPTY_GZIP)
     parts: list[bytes] = []
     size, rest = 0, body
     while True:
@@ -243,6 +245,7 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 
 MAX_GZIP_MEMBERS = 64
 _NOT_GZIP = "Content-Encoding is gzip but the body is not a gzip stream"
+_EMPTY_GZIP = "the body is empty: Content-Encoding says gzip but no bytes were sent"
 _AFTER_GZIP = "the body holds bytes after its gzip stream that are not a gzip member"
 
 
