@@ -5,6 +5,7 @@ query plans of PostgreSQL and the configuration key."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import sqlite3
@@ -256,6 +257,32 @@ def test_postgresql_prune_reads_old_events_through_their_index_and_the_rest_by_k
     assert "events_received_at" in events and "Sort" not in events and "Seq Scan" not in events, events
     assert "outbox_pkey" in events, events
     assert "outbox_pending" in kept and "outbox_dead" in kept, kept
+
+
+def test_postgresql_prune_gives_its_pooled_connection_back_between_chunks_so_reads_wait_for_one_chunk(
+    schema: str,
+) -> None:
+    """With a pool of one, a read asked for while a prune runs is answered before the prune
+    ends: the prune takes a connection per transaction, not one for all of its chunks."""
+    store = PostgresStore(PG_URL, schema=schema, pool_size=1)
+    run(store.open())
+    try:
+        total = 4 * pg_prune.CHUNK
+        for first in range(0, total, 1000):
+            ingest(store, *(new_event(n, destination=None) for n in range(first, first + 1000)), at=T0)
+        assert run(_read_while_pruning(store)) == (False, total)
+    finally:
+        run(store.close())
+
+
+async def _read_while_pruning(store: Store) -> tuple[bool, int]:
+    """Whether the prune had ended when a read asked for after it began was answered, and
+    how many events it pruned."""
+    pruning = asyncio.create_task(store.prune(NOW, KEEP_30_DAYS))
+    await asyncio.sleep(0)  # the prune takes the pool's connection and sends its first statement
+    await store.outbox_depths()
+    ended = pruning.done()
+    return ended, (await pruning).events
 
 
 # --- the configuration ------------------------------------------------------------------

@@ -4,6 +4,8 @@ and the attempts a chunk per transaction, each under the prune lock.
 One node prunes at a time: each transaction first tries the advisory lock, and a node that
 finds it taken stops (the node holding it is pruning). Chunks keep the row locks, the WAL of
 one transaction and the time a replica lags behind small, however much a first prune finds.
+Each transaction takes a connection from the pool and gives it back: a long first prune holds
+none between them, so the reads and leases waiting for one wait for one transaction at most.
 
 The rules are the SQLite store's (sqlite/prune.py): an event goes by age, with its outbox run
 once the run holds no other event, unless its run is pending or dead; an attempt goes by age
@@ -15,6 +17,8 @@ ever made per destination; pruning leaves it alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 import psycopg
@@ -27,6 +31,7 @@ from capigate.store.postgres.inspector import prune_inspector
 __all__ = ["CHUNK", "prune"]
 
 Connection = psycopg.AsyncConnection[TupleRow]
+Connect = Callable[[], AbstractAsyncContextManager[Connection]]  # a pool's ``connection``
 
 CHUNK: Final = 2000  # rows per transaction
 _START: Final = -(2**63)
@@ -71,11 +76,12 @@ _HELD: Final = "SELECT unnest(attempt_ids) FROM outbox WHERE state = '{state}'"
 _KEPT: Final = _HELD.format(state="pending") + " UNION " + _HELD.format(state="dead")
 
 
-async def prune(conn: Connection, now_ms: int, retention: Retention) -> PruneResult:
-    """``conn`` in autocommit mode; nothing pruned (all zero) if another node holds the lock."""
+async def prune(connect: Connect, now_ms: int, retention: Retention) -> PruneResult:
+    """``connect`` lends autocommit connections; nothing pruned (all zero) if another node
+    holds the lock."""
     keys_before = cutoff_ms(now_ms, retention.dedupe_days)
     journal_before = cutoff_ms(now_ms, retention.journal_days)
-    async with conn.transaction():
+    async with connect() as conn, conn.transaction():
         if not await _locked(conn):
             return PruneResult(dedupe_keys=0, requests=0, events=0)
         keys = await conn.execute("DELETE FROM dedupe_keys WHERE seen_at < %s", (keys_before,))
@@ -93,9 +99,10 @@ async def prune(conn: Connection, now_ms: int, retention: Retention) -> PruneRes
     if before > 0:  # 0: kept for ever
         # Read before the events go: an event held then may be delivered and pruned since,
         # but one not held then (delivered) can never be held again.
-        kept = {attempt_id for (attempt_id,) in await (await conn.execute(_KEPT)).fetchall()}
-        result.events = await _prune_events(conn, before)
-        await _prune_attempts(conn, before, kept)
+        async with connect() as conn:
+            kept = {attempt_id for (attempt_id,) in await (await conn.execute(_KEPT)).fetchall()}
+        result.events = await _prune_events(connect, before)
+        await _prune_attempts(connect, before, kept)
     return result
 
 
@@ -104,10 +111,10 @@ async def _locked(conn: Connection) -> bool:
     return row is not None and bool(row[0])
 
 
-async def _prune_events(conn: Connection, before: int) -> int:
+async def _prune_events(connect: Connect, before: int) -> int:
     deleted, start = 0, _START
     while True:
-        async with conn.transaction():
+        async with connect() as conn, conn.transaction():
             if not await _locked(conn):
                 return deleted
             params = {"from": start, "before": before, "offset": CHUNK - 1}
@@ -121,11 +128,11 @@ async def _prune_events(conn: Connection, before: int) -> int:
         start = edge + 1
 
 
-async def _prune_attempts(conn: Connection, before: int, kept: set[int]) -> None:
+async def _prune_attempts(connect: Connect, before: int, kept: set[int]) -> None:
     """Attempts by id, a chunk per transaction, up to the first one made since ``before``."""
     after = 0
     while True:
-        async with conn.transaction():
+        async with connect() as conn, conn.transaction():
             if not await _locked(conn):
                 return
             chunk = await (

@@ -291,8 +291,12 @@ class PostgresStore:
         await self._with_conn(lambda conn: sessions.end(conn, key))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
-        """One node prunes at a time; the others skip (and report nothing pruned)."""
-        return await self._with_conn(lambda conn: prune.prune(conn, now_ms, retention), bounded=False)
+        """One node prunes at a time; the others skip (and report nothing pruned). Not within
+        ``read_timeout_s``: a first prune's keys and journal are one transaction, however many."""
+        try:
+            return await prune.prune(self._opened_pool().connection, now_ms, retention)
+        except psycopg.Error as exc:
+            raise store_error(exc) from exc
 
     # --- reads --------------------------------------------------------------------------
 
@@ -314,15 +318,17 @@ class PostgresStore:
 
         return page(await self._with_conn(run), limit, convert)
 
-    async def _with_conn(self, fn: Callable[[Connection], Awaitable[T]], *, bounded: bool = True) -> T:
-        """``fn`` on a pooled connection; ``bounded``: within ``read_timeout_s`` (a prune, a
-        chunk per transaction for as long as it finds rows, is not)."""
-        pool = self._pool
-        if pool is None:
+    def _opened_pool(self) -> AsyncConnectionPool[Connection]:
+        if self._pool is None:
             raise StoreError("the store is not open")
+        return self._pool
+
+    async def _with_conn(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """``fn`` on a pooled connection, within ``read_timeout_s``."""
+        pool = self._opened_pool()
         try:
             async with pool.connection() as conn:
-                return await (self._answered(conn, fn(conn)) if bounded else fn(conn))
+                return await self._answered(conn, fn(conn))
         except psycopg.Error as exc:
             raise store_error(exc) from exc
 
