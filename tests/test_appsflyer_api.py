@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, example
-from tests.helpers import paths, stored
+from tests.helpers import paths, stored, wait_until
 
 SHOP = "/inappevent/com.example.shop"
 KEY = {"authentication": "af-dev-key"}
@@ -315,6 +315,36 @@ def test_journal_records_every_appsflyer_request_with_problems(fresh_server: Ser
     assert [r["status"] for r in rows] == [401, 400, 200]
     assert rows[1]["problems"][0]["path"] == "ip"
     assert all(r["source"] == "com.example.shop" for r in rows)
+
+
+UNREADABLE: dict[str, tuple[bytes, dict[str, str]]] = {
+    "malformed_json": (b'{"eventName": ', {}),
+    "empty_body": (b"", {}),
+    "bad_gzip": (b'{"eventName": "x"}', {"Content-Encoding": "gzip"}),
+}
+
+
+def test_an_unreadable_body_counts_no_event_received_on_either_api(fresh_server: Server) -> None:
+    """The journal counted 1 event received for an AppsFlyer body of malformed JSON and 0 for a
+    bad gzip one; Axon 0 for both. A body that cannot be inflated or read as JSON holds no
+    event to count; a JSON object that fails its checks is still the request's one event."""
+    axon = {"Authorization": "key-std", "Content-Type": "application/json"}
+    with fresh_server.client() as c:
+        for body, headers in UNREADABLE.values():
+            assert c.post("/v1/event?pixel_id=px_std", content=body, headers={**axon, **headers}).status_code == 400
+            assert c.post(SHOP, content=body, headers={**KEY, **headers}).status_code == 400
+    assert post(fresh_server, event(ip="bad")).status_code == 400
+    wait_until(lambda: len(journal(fresh_server)) == 2 * len(UNREADABLE) + 1, what="every request journaled")
+    received = sorted((r["api"], r["problems"][0]["code"], r["events_received"]) for r in journal(fresh_server))
+    assert received == [
+        ("appsflyer", "bad_gzip", 0),
+        ("appsflyer", "empty_body", 0),
+        ("appsflyer", "invalid_ip", 1),
+        ("appsflyer", "malformed_json", 0),
+        ("axon", "bad_gzip", 0),
+        ("axon", "malformed_json", 0),  # Axon calls an empty body malformed_json
+        ("axon", "malformed_json", 0),
+    ]
 
 
 def test_no_dedupe_by_default(server: Server) -> None:

@@ -21,6 +21,9 @@ Problems (400; the text is ``Payload is missing or failed to parse`` for the fir
     invalid_hash                         *_hashed is neither SHA-256 hex nor a plain value
     blank_event_name                     eventName is only spaces
 
+A body not read as JSON (empty, too large, malformed, too deep, a number out of range) counts
+no event received in the journal, as on the Axon endpoint; any other body is the request's one.
+
 Warnings (the event is accepted): event_value_not_stringified, custom_data_not_stringified,
 unknown_event_value_key, unknown_event_name, price_not_numeric, revenue_without_currency,
 currency_not_upper_case, withdrawn_currency, event_time_without_milliseconds,
@@ -86,6 +89,7 @@ _DECODER: Final = msgspec.json.Decoder(InAppEvent)
 _ANY_DECODER: Final = msgspec.json.Decoder()
 _ENCODER: Final = msgspec.json.Encoder()
 
+_EMPTY_BODY: Final = Problem("", "empty_body", "the body is empty; send one JSON object")
 _IOS_APP_ID = re.compile(r"(?:id)?\d+")
 _REQUIRED_TEXT: Final = frozenset({"eventName"})
 
@@ -98,6 +102,7 @@ class InAppCheck(msgspec.Struct, kw_only=True):
     problems: list[Problem]
     warnings: list[Problem]
     event: NewEvent | None = None  # set when status is 200
+    received: int = 1  # the request's one event; 0 for a body not read as JSON, which holds none to count
 
     @property
     def ok(self) -> bool:
@@ -111,12 +116,10 @@ def check_in_app_event(body: bytes, *, app_id: str, received_at_ms: int, dedupe_
     ``dedupe_id`` (``"af_order_id"``); AppsFlyer itself does not deduplicate, so None."""
     size = len(body)
     if size > MAX_BODY_BYTES:
-        return _parse_failed(
-            "payload_too_large",
-            f"the body is {size} bytes; AppsFlyer accepts at most {MAX_BODY_BYTES} bytes",
-        )
+        message = f"the body is {size} bytes; AppsFlyer accepts at most {MAX_BODY_BYTES} bytes"
+        return _not_read(Problem("", "payload_too_large", message))
     if size == 0:
-        return _parse_failed("empty_body", "the body is empty; send one JSON object")
+        return _not_read(_EMPTY_BODY)
     try:
         event = _DECODER.decode(body)
     except msgspec.ValidationError:
@@ -124,7 +127,7 @@ def check_in_app_event(body: bytes, *, app_id: str, received_at_ms: int, dedupe_
     except msgspec.DecodeError as exc:
         return _malformed(body, exc)
     except RecursionError:
-        return _parse_failed(TOO_DEEP.code, TOO_DEEP.message)
+        return _not_read(TOO_DEEP)
     values: dict[str, Any] = msgspec.to_builtins(event)  # omits the fields not sent
     return _finish(values, values, {}, Report(), app_id, received_at_ms, dedupe_key)
 
@@ -138,7 +141,7 @@ def _check_field_by_field(body: bytes, app_id: str, received_at_ms: int, dedupe_
     except msgspec.DecodeError as exc:
         return _malformed(body, exc)
     except RecursionError:
-        return _parse_failed(TOO_DEEP.code, TOO_DEEP.message)
+        return _not_read(TOO_DEEP)
     if not isinstance(raw, dict):
         what = _JSON_KINDS.get(type(raw), "not an object")
         hint = ": send one event per request" if isinstance(raw, list) else ""
@@ -352,7 +355,9 @@ def _parse_failed(code: str, message: str) -> InAppCheck:
 
 
 def _malformed(body: bytes, exc: msgspec.DecodeError) -> InAppCheck:
-    if not body.strip():
-        return _parse_failed("empty_body", "the body is empty; send one JSON object")
-    problem = unreadable(body, exc)
-    return InAppCheck(status=400, text=PARSE_FAILED, problems=[problem], warnings=[])
+    return _not_read(_EMPTY_BODY if not body.strip() else unreadable(body, exc))
+
+
+def _not_read(problem: Problem) -> InAppCheck:
+    """AppsFlyer's answer to a body not read as JSON, which counts no event received."""
+    return InAppCheck(status=400, text=PARSE_FAILED, problems=[problem], warnings=[], received=0)

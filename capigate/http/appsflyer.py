@@ -61,7 +61,7 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     check = check_in_app_event(
         body, app_id=outcome.source or app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key
     )
-    outcome.events_received = 1
+    outcome.events_received = check.received
     outcome.problems, outcome.warnings = check.problems, [*outcome.warnings, *check.warnings]
     if check.event is None:
         return _answer(request, check.status, check.text, outcome)
