@@ -38,7 +38,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     pixel = gateway.config.pixel(pixel_id)
     if not _authorised(request.headers.get("authorization"), pixel) or pixel is None:
         message = "unknown pixel_id or wrong Authorization key"
-        if "authorization" not in request.headers and "authentication" in request.headers:
+        if not _given_key(request.headers.get("authorization")) and "authentication" in request.headers:
             message += ": Axon reads the key from the 'Authorization' header; it came in 'authentication' (AppsFlyer's)"
         return _error(401, "unauthorized", message, outcome, [Problem("authorization", "unauthorized", message)])
     if outcome.refused_tag is not None:
@@ -94,10 +94,16 @@ def _accepted(received: int, result: IngestResult, outcome: Outcome) -> Response
     return json_response(200, accepted)
 
 
-def _authorised(header: str | None, pixel: AxonPixel | None) -> bool:
+def _given_key(header: str | None) -> str:
+    """The key an Authorization header holds, with or without ``Bearer``; "" for none."""
     given = (header or "").strip()
-    if given[:7].lower() == "bearer ":
-        given = given[7:].strip()
+    if given.lower() == "bearer":
+        return ""
+    return given[7:].strip() if given[:7].lower() == "bearer " else given
+
+
+def _authorised(header: str | None, pixel: AxonPixel | None) -> bool:
+    given = _given_key(header)
     expected = pixel.api_key.encode() if pixel is not None else _DUMMY_KEY
     # Compared even for an unknown pixel, so timing does not tell which pixel ids exist.
     return hmac.compare_digest(given.encode(), expected) and bool(given)
