@@ -6,28 +6,21 @@ import contextlib
 import json
 import socket
 import sqlite3
-import threading
 import time
 import uuid
 from pathlib import Path
 
 from tests.conftest import Server, make_server
-from tests.helpers import batch, page_view, purchase, sender, stored_dedupe_ids
+from tests.helpers import Load, batch, page_view, purchase, stored_dedupe_ids
 
 
 def kill_9_under_load(server: Server) -> None:
-    acked: list[str] = []
-    stop = threading.Event()
-    threads = [threading.Thread(target=sender, args=(server, acked, stop)) for _ in range(8)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 10
-    while len(acked) < 2000 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    server.kill9()
-    stop.set()
-    for t in threads:
-        t.join(timeout=10)
+    with Load(server, senders=8) as load:
+        deadline = time.monotonic() + 10
+        while len(load.acked) < 2000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.kill9()
+    acked = load.acked
     assert len(acked) >= 200, "too little load reached the server before the kill"
 
     server.start()

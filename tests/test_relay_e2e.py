@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, EXAMPLES, Server, make_server
-from tests.helpers import batch, page_view, sender, stored_dedupe_ids, wait_until
+from tests.helpers import Load, batch, page_view, stored_dedupe_ids, wait_until
 from tests.upstream import Reply, Upstream
 
 AF_APP = "com.example.shop"
@@ -109,16 +109,10 @@ def test_kill_9_of_the_relaying_gateway_mid_stream_loses_no_event(tmp_path: Path
     gateway = make_server(tmp_path / "gateway", config(applovin.url, concurrency=1, batch_size=2, timeout_s=0.5))
     try:
         gateway.start()
-        acked: list[str] = []
-        stop = threading.Event()
-        threads = [threading.Thread(target=sender, args=(gateway, acked, stop)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        wait_until(lambda: len(stored_dedupe_ids(applovin)) >= 200, what="the relay to be under way")
-        gateway.kill9()
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
+        with Load(gateway, senders=4) as load:
+            wait_until(lambda: len(stored_dedupe_ids(applovin)) >= 200, what="the relay to be under way")
+            gateway.kill9()
+        acked = load.acked
         with closing(sqlite3.connect(gateway.db)) as conn:
             (backlog,) = conn.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()
         assert backlog > 0, "the kill came after the relay had caught up: not mid-stream"
