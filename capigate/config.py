@@ -85,6 +85,12 @@ class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     journal_buffer: Positive = 10_000
     event_retention_days: PositiveFloat = 30.0
 
+    @property
+    def dedupe_keys_outlive_journal(self) -> bool:
+        """A journal entry goes no later than the dedupe keys and events of the events it
+        stored: those can find it (kept.keys_beyond_the_store) for as long as it is kept."""
+        return self.journal_retention_days <= min(self.dedupe_retention_days, self.event_retention_days)
+
 
 class AxonPixel(Struct, kw_only=True, forbid_unknown_fields=True):
     pixel_id: Annotated[str, Meta(min_length=1)]

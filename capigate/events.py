@@ -3,11 +3,15 @@ so that a rule never imports the store to say what it accepted."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
-__all__ = ["MAX_TEST_TAG_CHARS", "NewEvent", "tag_too_long"]
+from capigate.identity import contains_email
+
+__all__ = ["MAX_KEY_CHARS", "MAX_TEST_TAG_CHARS", "NewEvent", "journal_key", "tag_too_long"]
+
+MAX_KEY_CHARS: Final = 200
 
 # A test tag (X-Capigate-Test) names a run or a person's test: 64 characters hold a CI run
 # id, a branch and a date. A longer one is refused (it is stored with each event, indexed).
@@ -19,6 +23,18 @@ def tag_too_long(tag: str) -> str | None:
     if len(tag) <= MAX_TEST_TAG_CHARS:
         return None
     return f"the test tag (X-Capigate-Test) is {len(tag)} characters; at most {MAX_TEST_TAG_CHARS}"
+
+
+def journal_key(value: Any) -> str | None:
+    """A key a request is found by (an event's name, dedupe id, transaction id) as the journal
+    keeps it: an int as text, stripped, capped; None for anything else, and for a value
+    holding an email address (an id it should not be)."""
+    if type(value) is int:  # not a bool
+        value = str(value)
+    if type(value) is not str:  # decoded JSON: exactly str
+        return None
+    text = value.strip()
+    return text[:MAX_KEY_CHARS] if text and not contains_email(text) else None
 
 
 class NewEvent(msgspec.Struct, kw_only=True):

@@ -17,7 +17,7 @@ import pytest
 
 from capigate.kept import DROPPED, MAX_KEPT_BYTES, _axon_keys, _batch_keys, note_accepted
 from capigate.store.base import NewEvent
-from tests.conftest import Server, make_server
+from tests.conftest import DEFAULT_CONFIG, Server, make_server
 from tests.helpers import all_pages, batch, now_ms, page_view, purchase
 
 
@@ -291,3 +291,44 @@ def test_a_one_event_request_gets_the_keys_of_the_batch_rule(
     )  # fmt: skip
     assert _axon_keys([event]) == _batch_keys([event])
     assert note_accepted(None, [event], set()) == _batch_keys([event])
+
+
+def _journaled_dedupe_ids(gateway: Server, request_id: str) -> set[str]:
+    with sqlite3.connect(gateway.db) as conn:
+        rows = conn.execute("SELECT value FROM request_keys WHERE kind = 'dedupe_id' AND request_id = ?", (request_id,))
+        return {value for (value,) in rows}
+
+
+def test_a_stored_events_dedupe_id_finds_its_request_through_the_store_not_a_journal_key(gateway: Server) -> None:
+    """kept.keys_beyond_the_store: SQLite's dedupe keys name the event that stored each id, so
+    the journal indexes only the ids the store cannot answer for: a duplicate's (its dedupe key
+    names the request that stored it first). The look-up and the request's keys are the same."""
+    first, second, again = (f"d-{uuid.uuid4().hex}" for _ in range(3))
+    answer = post_axon(gateway, batch(purchase(dedupe_id=first), purchase(dedupe_id=second), page_view(dedupe_id=again)))
+    assert answer.json()["stored"] == 3, answer.text
+    (stored,) = requests_where(gateway, dedupe_id=second)
+    assert _journaled_dedupe_ids(gateway, stored["request_id"]) == set()
+    keys = {tuple(k) for k in detail(gateway, stored["request_id"])["keys"]}
+    assert {("dedupe_id", first), ("dedupe_id", second), ("dedupe_id", again)} <= keys
+
+    resent = post_axon(gateway, batch(purchase(dedupe_id=first), page_view(dedupe_id=f"d-{uuid.uuid4().hex}")))
+    assert resent.json()["duplicates"] == 1, resent.text
+    found = [r["request_id"] for r in requests_where(gateway, dedupe_id=first)]
+    assert len(found) == 2 and found[1] == stored["request_id"]
+    assert _journaled_dedupe_ids(gateway, found[0]) == {first}  # the duplicate's: the store names the first
+    assert [r["request_id"] for r in requests_where(gateway, dedupe_id=again)] == [stored["request_id"]]
+
+
+def test_a_journal_kept_longer_than_the_events_indexes_their_dedupe_ids_itself(tmp_path: Path) -> None:
+    """Where the journal outlives the events or their dedupe keys, their ids stay its own keys:
+    a request is found by them for as long as it is kept."""
+    config = DEFAULT_CONFIG + "\n[store]\njournal_retention_days = 60\nevent_retention_days = 30\n"
+    srv = make_server(tmp_path / "gw", config)
+    srv.start()
+    try:
+        dedupe = f"d-{uuid.uuid4().hex}"
+        assert post_axon(srv, batch(purchase(dedupe_id=dedupe))).status_code == 200
+        (found,) = requests_where(srv, dedupe_id=dedupe)
+        assert _journaled_dedupe_ids(srv, found["request_id"]) == {dedupe}
+    finally:
+        srv.stop()

@@ -11,7 +11,7 @@ from capigate.http.asgi import Request
 from capigate.http.deadlines import limited
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
-from capigate.kept import note_accepted
+from capigate.kept import keys_beyond_the_store, note_accepted
 from capigate.relay.destinations import relay_destination
 from capigate.store.base import IngestResult, NewEvent
 
@@ -52,4 +52,6 @@ async def accept(
         for destination in destinations:
             gateway.relay_wake(destination)
     outcome.events_stored, outcome.events_duplicate = result.stored, len(result.duplicates)
+    if gateway.store.finds_stored_dedupe_ids and gateway.config.store.dedupe_keys_outlive_journal:
+        outcome.keys = keys_beyond_the_store(outcome.keys, events, result.duplicates)
     return result

@@ -222,6 +222,11 @@ class SchemaStatus:
 class Store(Protocol):
     """One gateway node's access to its store. All methods are safe to call concurrently."""
 
+    # True when a request is found by the dedupe id of an event it stored through the store's
+    # own dedupe keys (SQLite's name the event), so that its journal entry need not index it.
+    @property
+    def finds_stored_dedupe_ids(self) -> bool: ...
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...

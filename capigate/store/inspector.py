@@ -196,15 +196,24 @@ def quality_sql(source: str | None, since_ms: int, until_ms: int, *, mark: str) 
     return sql, params
 
 
-def request_clauses(query: RequestQuery, *, mark: str) -> tuple[list[str], list[Any]]:
+def request_clauses(
+    query: RequestQuery, *, mark: str, stored_by_dedupe_id: str | None = None
+) -> tuple[list[str], list[Any]]:
     """The conditions of ``GET /api/requests``'s own filters beyond ``sql.where``'s: a status
-    class, and one ``request_id IN (…)`` per key (name, dedupe_id, transaction_id)."""
+    class, and one ``request_id IN (…)`` per key (name, dedupe_id, transaction_id); a dedupe
+    id also by ``stored_by_dedupe_id``, a backend's SELECT of the requests that stored an event
+    under the id it takes (one ``mark``), where the journal leaves those to the store."""
     clauses: list[str] = []
     params: list[Any] = []
     if query.status_class is not None:
         clauses.append(f"status >= {mark} AND status < {mark}")
         params += [query.status_class * 100, query.status_class * 100 + 100]
     for kind, value in query.keys:
-        clauses.append(f"request_id IN (SELECT request_id FROM request_keys WHERE kind = {mark} AND value = {mark})")
-        params += [kind, value]
+        journaled = f"SELECT request_id FROM request_keys WHERE kind = {mark} AND value = {mark}"
+        if kind == "dedupe_id" and stored_by_dedupe_id is not None:
+            clauses.append(f"request_id IN ({journaled} UNION ALL {stored_by_dedupe_id})")
+            params += [kind, value, value]
+        else:
+            clauses.append(f"request_id IN ({journaled})")
+            params += [kind, value]
     return clauses, params

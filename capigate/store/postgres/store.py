@@ -121,6 +121,8 @@ class PostgresStore:
     server's ``synchronous_commit``, on by default.
     """
 
+    finds_stored_dedupe_ids = False  # its dedupe keys do not name the event: the journal indexes them
+
     def __init__(
         self,
         url: str,

@@ -8,12 +8,21 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any, Final
 
+from capigate.events import journal_key
 from capigate.store.base import QualityRow, RequestRecord, RequestView
 from capigate.store.inspector import DAY_MS, HOUR_MS, QualityKey, by_day, quality_sql
 from capigate.store.sql import REQUEST_COLUMNS, request_view
 from capigate.store.sqlite.rows import insert, insert_rows
 
-__all__ = ["INSPECTOR_SCHEMA", "add_extras", "add_quality", "prune_inspector", "query_quality", "query_request"]
+__all__ = [
+    "INSPECTOR_SCHEMA",
+    "STORED_BY_DEDUPE_ID_SQL",
+    "add_extras",
+    "add_quality",
+    "prune_inspector",
+    "query_quality",
+    "query_request",
+]
 
 
 INSPECTOR_SCHEMA: Final = (
@@ -116,6 +125,29 @@ def query_request(
 # A request's keys carry its received_at, whose index finds them: the table's key starts with
 # the key's kind and value, so a look-up by request id alone read every key of the journal.
 REQUEST_KEYS_SQL: Final = "SELECT kind, value FROM request_keys WHERE received_at = ? AND request_id = ?"
+# A request's stored events, which the journal leaves to name their own dedupe ids
+# (kept.keys_beyond_the_store), are found by their received_at, the request's.
+_STORED_DEDUPE_IDS: Final = (
+    "SELECT dedupe_id FROM events WHERE received_at = ? AND request_id = ? AND dedupe_id IS NOT NULL"
+)
+# The requests that stored an event under a dedupe id: its dedupe key names the event, in each
+# source the keys hold. The keys are found by (source, dedupe_id); the sources one index step
+# each (a skip scan: a handful of sources, however many keys).
+STORED_BY_DEDUPE_ID_SQL: Final = (
+    "SELECT e.request_id FROM events e WHERE e.id IN (SELECT d.event_id FROM dedupe_keys d "
+    "WHERE d.dedupe_id = ? AND d.source IN ("
+    "WITH RECURSIVE s(source) AS (SELECT min(source) FROM dedupe_keys UNION ALL "
+    "SELECT (SELECT min(source) FROM dedupe_keys WHERE source > s.source) FROM s WHERE s.source IS NOT NULL) "
+    "SELECT source FROM s WHERE source IS NOT NULL))"
+)
+
+
+def _request_keys(journaled: Iterable[tuple[str, str]], stored_ids: Iterable[str]) -> list[tuple[str, str]]:
+    """A request's keys, sorted, each once: the journal's, and the dedupe ids of its stored
+    events that are keys as the journal keeps them (``events.journal_key``), as those it left out."""
+    keys = set(journaled)
+    keys.update(("dedupe_id", d) for d in stored_ids if journal_key(d) == d)
+    return sorted(keys)
 
 
 def _request_extras(
@@ -123,7 +155,8 @@ def _request_extras(
 ) -> tuple[bytes | None, list[tuple[str, str]]]:
     row = conn.execute("SELECT body FROM request_bodies WHERE request_id = ?", (request_id,)).fetchone()
     keys = conn.execute(REQUEST_KEYS_SQL, (received_at, request_id)).fetchall()
-    return (bytes(row[0]) if row else None), [(k, v) for k, v in keys]
+    stored = conn.execute(_STORED_DEDUPE_IDS, (received_at, request_id)).fetchall()
+    return (bytes(row[0]) if row else None), _request_keys(keys, (d for (d,) in stored))
 
 
 def query_quality(conn: sqlite3.Connection, source: str | None, since_ms: int, until_ms: int) -> list[QualityRow]:

@@ -17,6 +17,7 @@ from capigate.store.inspector import StatsTally, request_clauses, totals_queries
 from capigate.store.outbox import RELAY_STATES
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 from capigate.store.sqlite import outbox
+from capigate.store.sqlite.inspector import STORED_BY_DEDUPE_ID_SQL
 from capigate.store.sqlite.writer import sqlite_error
 
 __all__ = ["Readers", "events_sql", "query_stats", "requests_sql", "stats_sql"]
@@ -118,7 +119,7 @@ def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
         ("client_ip", query.client_ip), ("test_tag", query.test_tag),
     )  # fmt: skip
     where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?")
-    clauses, values = request_clauses(query, mark="?")
+    clauses, values = request_clauses(query, mark="?", stored_by_dedupe_id=STORED_BY_DEDUPE_ID_SQL)
     for clause in clauses:
         where_sql = also(where_sql, clause)
     params += values

@@ -58,6 +58,8 @@ class SQLiteStore:
     ``"NORMAL"`` survives a crash of the process but may lose the last commits on power loss.
     """
 
+    finds_stored_dedupe_ids = True  # its dedupe keys name the event (queries.requests_sql)
+
     def __init__(
         self,
         path: str | os.PathLike[str],
