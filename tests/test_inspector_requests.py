@@ -304,7 +304,9 @@ def test_a_stored_events_dedupe_id_finds_its_request_through_the_store_not_a_jou
     the journal indexes only the ids the store cannot answer for: a duplicate's (its dedupe key
     names the request that stored it first). The look-up and the request's keys are the same."""
     first, second, again = (f"d-{uuid.uuid4().hex}" for _ in range(3))
-    answer = post_axon(gateway, batch(purchase(dedupe_id=first), purchase(dedupe_id=second), page_view(dedupe_id=again)))
+    answer = post_axon(
+        gateway, batch(purchase(dedupe_id=first), purchase(dedupe_id=second), page_view(dedupe_id=again))
+    )
     assert answer.json()["stored"] == 3, answer.text
     (stored,) = requests_where(gateway, dedupe_id=second)
     assert _journaled_dedupe_ids(gateway, stored["request_id"]) == set()
