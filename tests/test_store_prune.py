@@ -23,6 +23,7 @@ from capigate.store import (
     AttemptOutcome,
     DeadLetterQuery,
     Delivery,
+    JournalRecord,
     PostgresStore,
     Retention,
     SQLiteStore,
@@ -259,6 +260,32 @@ def test_postgresql_prune_reads_old_events_through_their_index_and_the_rest_by_k
     assert "outbox_pending" in kept and "outbox_dead" in kept, kept
 
 
+def test_postgresql_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollups_through_an_index() -> None:
+    """A chunk's edge reads ``CHUNK`` entries of an index and its DELETE the rows under the
+    edge through it: no statement of a chunk reads a whole table, or sorts it (the planner
+    told to avoid both finds a plan without: an empty table's costs tell it nothing else)."""
+    tables = {
+        "dedupe_keys": "seen_at", "requests": "received_at", "request_minutes": "minute",
+        "request_bodies": "received_at", "request_keys": "received_at", "event_quality": "hour",
+        "event_quality_days": "day",
+    }  # fmt: skip
+    with pg_schema() as schema:
+        store = PostgresStore(PG_URL, schema=schema)
+        run(store.open())
+        run(store.close())
+        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+            conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+            plans = {}
+            for table, column in tables.items():
+                edge = pg_prune._edge_sql(table, column)
+                for sql, params in ((edge, {"before": T0}), (f"DELETE FROM {table} WHERE {column} < %s", [T0])):
+                    plans[sql] = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {sql}", params))
+            over = {"last": T0, "chunk": pg_prune.CHUNK}
+            plans["over"] = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._OVER_CHUNK}", over))
+    for name, plan in plans.items():
+        assert "Seq Scan" not in plan and "Sort" not in plan, (name, plan)
+
+
 def test_postgresql_prune_gives_its_pooled_connection_back_between_chunks_so_reads_wait_for_one_chunk(
     schema: str,
 ) -> None:
@@ -283,6 +310,113 @@ async def _read_while_pruning(store: Store) -> tuple[bool, int]:
     await store.outbox_depths()
     ended = pruning.done()
     return ended, (await pruning).events
+
+
+MINUTE_MS = 60_000
+# The per-minute totals, and the same counted afresh from the journal, per (minute, source, api).
+MINUTE_TOTALS = (
+    "SELECT minute, source, api, sum(requests)::int8, sum(failed)::int8, sum(received)::int8 FROM request_minutes "
+    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+)
+JOURNAL_TOTALS = (
+    "SELECT received_at - received_at % 60000, coalesce(source, ''), CASE WHEN source IS NULL THEN api ELSE '' END, "
+    "count(*), count(*) FILTER (WHERE status >= 400), sum(events_received) FROM requests GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+)
+JOURNAL_TABLES = ("requests", "request_bodies", "request_keys", "request_minutes")
+
+
+def journal(n: int, at: int) -> JournalRecord:
+    """A refused request's entry, with its body and a key (one row of each table per entry)."""
+    return JournalRecord(
+        request_id=f"j{n}", received_at=at, api="axon", source=f"px{n % 3}" if n % 4 else None, method="POST",
+        path="/v1/event", status=400, client_ip="203.0.113.9", user_agent="t", latency_ms=1.0,
+        events_received=n % 5, body=b'{"n":%d}' % n, keys=[("transaction_id", f"T{n}")],
+    )  # fmt: skip
+
+
+def write_journal(store: Store, entries: list[JournalRecord]) -> None:
+    for first in range(0, len(entries), 500):
+        run(store.record_requests(entries[first : first + 500]))
+
+
+def snapshot(schema: str) -> psycopg.Connection[Any]:
+    """A connection whose transaction keeps seeing the rows as they are now (REPEATABLE READ):
+    a row deleted since still shows, with the id of the transaction that deleted it as its xmax."""
+    conn = psycopg.connect(PG_URL, options=f"-c search_path={schema}")
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    conn.execute("SELECT 1 FROM requests LIMIT 1")  # the snapshot is taken at the first statement
+    return conn
+
+
+def deleted_per_transaction(seen: psycopg.Connection[Any], table: str) -> list[int]:
+    """How many rows of ``table`` each transaction deleted since ``seen``'s snapshot, most first."""
+    sql = f"SELECT count(*) FROM {table} WHERE xmax::text <> '0' GROUP BY xmax::text ORDER BY 1 DESC"
+    return [n for (n,) in seen.execute(sql)]
+
+
+def rows_now(schema: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_postgresql_prune_deletes_old_dedupe_keys_and_journal_a_chunk_per_transaction_and_keeps_the_minute_totals(
+    schema: str,
+) -> None:
+    """More than two chunks of old dedupe keys and journal entries (each with a body, a key and
+    a minute of its own) all go, counted, none of their tables losing more than a chunk of rows
+    in one transaction; the per-minute totals stay those of the journal left."""
+    store = PostgresStore(PG_URL, schema=schema)
+    run(store.open())
+    try:
+        total = 2 * pg_prune.CHUNK + 150
+        for first in range(0, total, 50):  # dedupe keys seen at 83 times, 50 at each
+            ingest(store, *(new_event(n, destination=None) for n in range(first, first + 50)), at=T0 + first)
+        ingest(store, new_event(total, destination=None), at=RECENT)
+        old = [journal(n, T0 + n * MINUTE_MS) for n in range(total)]  # a minute each, from T0 on
+        write_journal(store, old + [journal(total + n, RECENT + n * 1_000) for n in range(90)])
+        seen = snapshot(schema)
+        try:
+            pruned = run(store.prune(NOW, Retention(dedupe_days=30, journal_days=30, event_days=30)))
+            chunks = {t: deleted_per_transaction(seen, t) for t in ("dedupe_keys", *JOURNAL_TABLES)}
+        finally:
+            seen.close()
+    finally:
+        run(store.close())
+    assert (pruned.dedupe_keys, pruned.requests) == (total, total)
+    assert rows_now(schema, "SELECT count(*) FROM dedupe_keys") == [(1,)]
+    assert rows_now(schema, "SELECT count(*), min(received_at) FROM requests") == [(90, RECENT)]
+    assert rows_now(schema, f"SELECT count(*) FROM request_bodies WHERE received_at < {RECENT}") == [(0,)]
+    assert rows_now(schema, f"SELECT count(*) FROM request_keys WHERE received_at < {RECENT}") == [(0,)]
+    assert rows_now(schema, MINUTE_TOTALS) == rows_now(schema, JOURNAL_TOTALS)
+    for table, deleted in chunks.items():
+        assert sum(deleted) == total and max(deleted) <= pg_prune.CHUNK, (table, deleted)
+
+
+def test_postgresql_prune_trims_the_journal_to_its_row_limit_a_chunk_per_transaction(schema: str) -> None:
+    """Entries over ``journal_max_rows`` go the oldest first, with their bodies and keys, at
+    most a chunk of each in one transaction; their minutes keep counting them."""
+    store = PostgresStore(PG_URL, schema=schema)
+    run(store.open())
+    try:
+        total = 2 * pg_prune.CHUNK + 150
+        write_journal(store, [journal(n, RECENT - (total - n) * MINUTE_MS) for n in range(total)])
+        totals = rows_now(schema, MINUTE_TOTALS)
+        seen = snapshot(schema)
+        try:
+            pruned = run(store.prune(NOW, Retention(journal_days=30, journal_max_rows=100)))
+            chunks = {t: deleted_per_transaction(seen, t) for t in JOURNAL_TABLES[:3]}
+        finally:
+            seen.close()
+    finally:
+        run(store.close())
+    assert pruned.requests == total - 100
+    kept = [(f"j{n}",) for n in range(total - 100, total)]
+    assert rows_now(schema, "SELECT request_id FROM requests ORDER BY id") == kept
+    assert rows_now(schema, "SELECT request_id FROM request_bodies ORDER BY received_at") == kept
+    assert rows_now(schema, "SELECT request_id FROM request_keys ORDER BY received_at") == kept
+    assert rows_now(schema, MINUTE_TOTALS) == totals
+    for table, deleted in chunks.items():
+        assert sum(deleted) == total - 100 and max(deleted) <= pg_prune.CHUNK, (table, deleted)
 
 
 # --- the configuration ------------------------------------------------------------------

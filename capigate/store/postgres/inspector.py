@@ -26,7 +26,6 @@ __all__ = [
     "KEYS_SQL",
     "QUALITY_CTE",
     "new_shard",
-    "prune_inspector",
     "quality_columns",
     "query_quality",
     "query_request",
@@ -127,17 +126,6 @@ def _columns(counts: dict[QualityKey, list[int]], shard: int) -> list[list[Any]]
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
         [k[4] for k in keys], [shard] * len(keys), [counts[k][1] for k in keys],
     ]  # fmt: skip
-
-
-async def prune_inspector(conn: Connection, journal_before: int, events_before: int) -> None:
-    row = await (await conn.execute("SELECT min(received_at) FROM requests")).fetchone()
-    oldest = row[0] if row is not None else None
-    before = journal_before if oldest is None else max(journal_before, oldest)
-    await conn.execute("DELETE FROM request_bodies WHERE received_at < %s", (before,))
-    await conn.execute("DELETE FROM request_keys WHERE received_at < %s", (before,))
-    if events_before:
-        await conn.execute("DELETE FROM event_quality WHERE hour < %s", (events_before - events_before % HOUR_MS,))
-        await conn.execute("DELETE FROM event_quality_days WHERE day < %s", (events_before - events_before % DAY_MS,))
 
 
 async def query_request(

@@ -293,8 +293,8 @@ class PostgresStore:
         await self._with_conn(lambda conn: sessions.end(conn, key))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
-        """One node prunes at a time; the others skip (and report nothing pruned). Not within
-        ``read_timeout_s``: a first prune's keys and journal are one transaction, however many."""
+        """One node prunes at a time; the others skip (and report nothing pruned). A chunk
+        per transaction (prune.py)."""
         try:
             return await prune.prune(self._opened_pool().connection, now_ms, retention)
         except psycopg.Error as exc:
