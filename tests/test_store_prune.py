@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from capigate.config import load_config
-from capigate.errors import ConfigError
+from capigate.errors import ConfigError, StoreError
 from capigate.store import (
     AttemptOutcome,
     DeadLetterQuery,
@@ -298,6 +298,30 @@ def test_postgresql_prune_gives_its_pooled_connection_back_between_chunks_so_rea
         for first in range(0, total, 1000):
             ingest(store, *(new_event(n, destination=None) for n in range(first, first + 1000)), at=T0)
         assert run(_read_while_pruning(store)) == (False, total)
+    finally:
+        run(store.close())
+
+
+def test_postgresql_prune_gives_up_a_transaction_unanswered_within_read_timeout_s(schema: str) -> None:
+    """A chunk waiting on a row lock (an operator's session holding an old dedupe key) fails
+    after ``read_timeout_s``, its statement cancelled on the server, rather than wait for as
+    long as the lock is held; the next prune does the work."""
+    store = PostgresStore(PG_URL, schema=schema, read_timeout_s=0.5)
+    run(store.open())
+    try:
+        ingest(store, new_event(1, destination=None), at=T0)
+        with psycopg.connect(PG_URL, options=f"-c search_path={schema}") as holder:
+            holder.execute("SELECT 1 FROM dedupe_keys FOR UPDATE")
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=r"did not answer within 0\.5 s"):
+                run(asyncio.wait_for(store.prune(NOW, KEEP_30_DAYS), 10))
+            assert time.monotonic() - started < 5
+            waiting = holder.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            assert waiting == (0,)
+        pruned = run(store.prune(NOW, KEEP_30_DAYS))
+        assert (pruned.dedupe_keys, pruned.events) == (1, 1)
     finally:
         run(store.close())
 

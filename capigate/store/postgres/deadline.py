@@ -1,5 +1,5 @@
-"""A deadline on one exchange with PostgreSQL: a read's (``[store] read_timeout_s``) or a write
-group's (the writer's answer timeout).
+"""A deadline on one exchange with PostgreSQL: a read's or a prune transaction's (``[store]
+read_timeout_s``) or a write group's (the writer's answer timeout).
 
 Unanswered in time, the statement is first cancelled on the server, then the connection is
 severed. Severing alone fails the client's wait at once, but a server that is still there hears

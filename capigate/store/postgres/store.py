@@ -24,7 +24,8 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -294,9 +295,9 @@ class PostgresStore:
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
         """One node prunes at a time; the others skip (and report nothing pruned). A chunk
-        per transaction (prune.py)."""
+        per transaction (prune.py), each within ``read_timeout_s``."""
         try:
-            return await prune.prune(self._opened_pool().connection, now_ms, retention)
+            return await prune.prune(self._bounded_connection, now_ms, retention)
         except psycopg.Error as exc:
             raise store_error(exc) from exc
 
@@ -345,12 +346,32 @@ class PostgresStore:
             except psycopg.Error:
                 if not deadline.expired:
                     raise
+        raise self._unanswered(deadline)
+
+    @asynccontextmanager
+    async def _bounded_connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection for one transaction of the prune, which ``read_timeout_s``
+        bounds as ``_answered`` does a read: a chunk is a few thousand rows, so one waiting
+        longer waits on a lock (an operator's session) or for a server that is gone."""
+        unanswered = False
+        async with self._opened_pool().connection() as conn, Deadline(conn, self._read_timeout_s) as deadline:
+            try:
+                yield conn
+            except psycopg.Error:
+                if not deadline.expired:
+                    raise
+                unanswered = True
+        if unanswered:
+            raise self._unanswered(deadline, "prune transaction")
+
+    def _unanswered(self, deadline: Deadline, what: str = "read") -> StoreError:
         log.warning(
-            "a PostgreSQL read got no answer within %g s ([store] read_timeout_s): %s, its connection dropped",
+            "a PostgreSQL %s got no answer within %g s ([store] read_timeout_s): %s, its connection dropped",
+            what,
             self._read_timeout_s,
             "cancelled on the server" if deadline.cancelled else "not cancelled on the server",
         )
-        raise StoreError(f"PostgreSQL did not answer within {self._read_timeout_s:g} s ([store] read_timeout_s)")
+        return StoreError(f"PostgreSQL did not answer within {self._read_timeout_s:g} s ([store] read_timeout_s)")
 
     # --- relay outbox and statistics (outbox.py) ----------------------------------------
 
