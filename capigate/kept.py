@@ -26,7 +26,7 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.axon.personal import without_personal_unknowns
 from capigate.checking import Report
-from capigate.events import MAX_KEY_CHARS, journal_key
+from capigate.events import journal_key
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
@@ -118,9 +118,10 @@ def keys_beyond_the_store(
 def _note_appsflyer(body: bytes, event: NewEvent, hashed_here: set[str]) -> list[tuple[str, str]]:
     event.match_keys = appsflyer_match_keys(_decode_object(body), hashed_here, event.dedupe_id is not None)
     keys = request_keys("appsflyer", _decode_object(event.payload))  # as stored: the rules have treated it
-    if event.dedupe_id is not None:
-        keys.append(("dedupe_id", event.dedupe_id[:MAX_KEY_CHARS]))
-    return [(kind, value) for kind, value in keys if not contains_email(value)]
+    keys = [(kind, value) for kind, value in keys if not contains_email(value)]
+    if (dedupe := journal_key(event.dedupe_id)) is not None:  # as Axon's: a store's id is found as its key
+        keys.append(("dedupe_id", dedupe))
+    return keys
 
 
 def _add(found: dict[tuple[str, str], None], kind: str, value: Any) -> None:

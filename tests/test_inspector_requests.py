@@ -321,6 +321,24 @@ def test_a_stored_events_dedupe_id_finds_its_request_through_the_store_not_a_jou
     assert [r["request_id"] for r in requests_where(gateway, dedupe_id=again)] == [stored["request_id"]]
 
 
+def test_an_appsflyer_order_stored_under_its_af_order_id_is_found_by_it_as_a_dedupe_id(gateway: Server) -> None:
+    """The same rule on AppsFlyer (an app deduplicating on af_order_id): the id its event was
+    stored under finds the request and is among its keys, and a resend is found beside it."""
+    order = f"O-{uuid.uuid4().hex[:10]}"
+    body = {
+        "appsflyer_id": "1415211453000-6513711",
+        "eventName": "af_purchase",
+        "eventValue": json.dumps({"af_revenue": "6", "af_currency": "USD", "af_order_id": order}),
+    }
+    assert post_appsflyer(gateway, body).status_code == 200
+    (stored,) = requests_where(gateway, dedupe_id=order)
+    assert ("dedupe_id", order) in {tuple(k) for k in detail(gateway, stored["request_id"])["keys"]}
+    assert _journaled_dedupe_ids(gateway, stored["request_id"]) == set()
+    assert post_appsflyer(gateway, body).status_code == 200
+    found = [r["request_id"] for r in requests_where(gateway, dedupe_id=order)]
+    assert len(found) == 2 and found[1] == stored["request_id"]
+
+
 def test_a_journal_kept_longer_than_the_events_indexes_their_dedupe_ids_itself(tmp_path: Path) -> None:
     """Where the journal outlives the events or their dedupe keys, their ids stay its own keys:
     a request is found by them for as long as it is kept."""
