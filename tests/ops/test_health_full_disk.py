@@ -97,6 +97,20 @@ def test_readyz_is_unavailable_while_ingests_fail_on_a_full_disk(on_small_disk: 
     assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200
 
 
+def test_readyz_recovers_soon_after_the_disk_has_room_without_an_ingest(on_small_disk: tuple[Server, Path]) -> None:
+    """A load balancer sends no events to a node it took out: /readyz alone must see the room
+    come back, not wait out the 30 s a failed ingest is remembered (it did: 30.0 s)."""
+    server, disk = on_small_disk
+    filler = fill(disk)
+    _refused_until_full(server)
+    assert httpx.get(server.url + "/readyz", timeout=5).status_code == 503
+    filler.unlink()
+    freed = time.monotonic()
+    while (ready := httpx.get(server.url + "/readyz", timeout=5)).status_code != 200 and time.monotonic() < freed + 5:
+        time.sleep(0.2)
+    assert ready.status_code == 200, f"{ready.text} {time.monotonic() - freed:.1f} s after the disk had room"
+
+
 def test_requests_refused_during_the_outage_reach_the_journal_afterwards(on_small_disk: tuple[Server, Path]) -> None:
     server, disk = on_small_disk
     filler = fill(disk)
