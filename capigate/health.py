@@ -7,8 +7,9 @@ their age and ``capigate_store_up``, and answers at once even when the store han
 waits 10 s for a connection: Prometheus' own scrape timeout). The ingest path reports its
 failures here too: a node whose ingests fail is not ready, whatever a small probe says (a full
 disk takes a one-row write in the space a table already has, and refuses an event). That
-verdict lapses after ``INGEST_FAILURE_MEMORY_S`` without a new failure, so that a node taken
-out of a load balancer is tried again rather than never.
+verdict ends when an ingest succeeds, or when the journal entries the outage held in memory
+(the refused requests' bodies) are written, or after ``INGEST_FAILURE_MEMORY_S`` without a new
+failure, so that a node taken out of a load balancer is tried again rather than never.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ class StoreHealth:
 
     def ingest_ok(self) -> None:
         self._last_ingest_ok_ms = _now_ms()
+
+    def backlog_written(self, started_ms: int) -> None:
+        """The journal entries that waited while the store refused writes were written, in a
+        write begun at ``started_ms``: the refused requests' bodies, as large a write as their
+        events. A node a load balancer took out gets no ingest to prove the store takes events
+        again; without this it stayed unready for ``INGEST_FAILURE_MEMORY_S`` after the disk
+        had room. A failure after ``started_ms`` still counts."""
+        self._last_ingest_ok_ms = max(self._last_ingest_ok_ms, started_ms)
 
     def refusing_ingests(self, now_ms: int | None = None) -> StoreFailure | None:
         """The last ingest failure, while no ingest succeeded since and it is recent."""

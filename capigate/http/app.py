@@ -236,7 +236,9 @@ class GatewayApp:
         self.gateway = Gateway(
             config=self.config, store=store, metrics=self.metrics, loopback=self, routes=self.router.routes
         )
-        self._journal = self.gateway.journal = JournalBuffer(store, max_waiting=self.config.store.journal_buffer)
+        self._journal = self.gateway.journal = JournalBuffer(
+            store, max_waiting=self.config.store.journal_buffer, on_backlog_written=self.gateway.health.backlog_written
+        )
         self._journal.start()
         self._watcher = asyncio.create_task(self.gateway.health.watch())
         self._pruner = asyncio.create_task(self._prune_forever(self.gateway))

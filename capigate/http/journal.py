@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import msgspec
 
@@ -124,9 +125,15 @@ class JournalBuffer:
     the journal gets one entry saying how many."""
 
     def __init__(
-        self, store: Store, interval_s: float = 0.05, max_records: int = 512, max_waiting: int = MAX_WAITING
+        self,
+        store: Store,
+        interval_s: float = 0.05,
+        max_records: int = 512,
+        max_waiting: int = MAX_WAITING,
+        on_backlog_written: Callable[[int], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_backlog_written = on_backlog_written  # given when the write that failed began (epoch ms)
         self._interval_s = interval_s
         self._max_records = max_records
         self._max_waiting = max_waiting
@@ -170,6 +177,7 @@ class JournalBuffer:
             records.append(_overflow_record(dropped))
         if not records:
             return True
+        started_ms = time.time_ns() // 1_000_000
         try:
             await self._store.record_requests(records)
         except StoreError as exc:
@@ -184,6 +192,8 @@ class JournalBuffer:
         if self._failing:
             log.warning("the store took the journal entries that waited (%d dropped so far)", self.dropped)
             self._failing = False
+            if self._on_backlog_written is not None:
+                self._on_backlog_written(started_ms)
         return True
 
     def _keep_waiting(self, records: list[RequestRecord]) -> None:
