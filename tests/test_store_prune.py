@@ -203,8 +203,9 @@ def test_sqlite_prune_runs_one_writer_job_per_chunk_so_ingests_wait_for_one_chun
         ingest(store, new_event(total, destination=None), at=RECENT)
         jobs = store.stats.jobs
         assert run(store.prune(NOW, KEEP_30_DAYS)).events == total
-        # the journal and keys, three full chunks and an empty one, the attempts
-        assert store.stats.jobs - jobs == 1 + 4 + 1
+        # the keys (all seen at one time, so one job, then one finding none left), the journal
+        # and the rollups (a job each), three full chunks of events and an empty one, the attempts
+        assert store.stats.jobs - jobs == 2 + 2 + 4 + 1
     finally:
         run(store.close())
 
@@ -337,6 +338,7 @@ async def _read_while_pruning(store: Store) -> tuple[bool, int]:
 
 
 MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
 # The per-minute totals, and the same counted afresh from the journal, per (minute, source, api).
 MINUTE_TOTALS = (
     "SELECT minute, source, api, sum(requests)::int8, sum(failed)::int8, sum(received)::int8 FROM request_minutes "
@@ -441,6 +443,101 @@ def test_postgresql_prune_trims_the_journal_to_its_row_limit_a_chunk_per_transac
     assert rows_now(schema, MINUTE_TOTALS) == totals
     for table, deleted in chunks.items():
         assert sum(deleted) == total - 100 and max(deleted) <= pg_prune.CHUNK, (table, deleted)
+
+
+def sqlite_rows(store: SQLiteStore, sql: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(store.path)) as conn:
+        return conn.execute(sql.replace("::int8", "")).fetchall()
+
+
+ROLLUPS = ("event_quality", "event_quality_days")
+
+
+def count_deletions_per_job(
+    store: SQLiteStore, tables: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, list[int]]:
+    """How many rows of each of ``tables`` each write job submitted from now on deleted, most
+    first: the rows counted beside the store before and after each job (the prune submits each
+    once the one before is committed, and nothing else writes meanwhile). The jobs still run
+    in the store's own writer, as they are."""
+    deleted: dict[str, list[int]] = {t: [] for t in tables}
+    submit = store._writer.submit
+
+    def counts() -> dict[str, int]:
+        with closing(sqlite3.connect(store.path)) as conn:
+            return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+    async def counting(fn: Any, batch: Any = None) -> Any:
+        before = counts()
+        result = await submit(fn, batch)
+        for table, n in counts().items():
+            deleted[table].append(before[table] - n)
+            deleted[table].sort(reverse=True)
+        return result
+
+    monkeypatch.setattr(store._writer, "submit", counting)
+    return deleted
+
+
+@pytest.mark.parametrize("writer_process", [False, True], ids=["thread", "process"])
+def test_sqlite_prune_deletes_old_dedupe_keys_journal_and_rollups_a_chunk_per_job_and_keeps_the_minute_totals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer_process: bool
+) -> None:
+    """More than two chunks of old dedupe keys, journal entries (each with a body, a key and a
+    minute of its own) and hourly match-key rollups all go, counted, none of their tables losing
+    more than a chunk of rows in one write job; the per-minute totals stay those of the journal left."""
+    store = SQLiteStore(tmp_path / "journal.db", writer_process=writer_process)
+    run(store.open())
+    try:
+        total = 2 * sqlite_prune.CHUNK + 150
+        for first in range(0, total, 50):  # 83 hours of 50 sources: 50 dedupe keys and 50 rollup rows each
+            batch = [new_event(n, source=f"s{n % 50}", destination=None) for n in range(first, first + 50)]
+            ingest(store, *batch, at=T0 + first // 50 * HOUR_MS)
+        ingest(store, new_event(total, destination=None), at=RECENT)
+        old = [journal(n, T0 + n * MINUTE_MS) for n in range(total)]  # a minute each, from T0 on
+        write_journal(store, old + [journal(total + n, RECENT + n * 1_000) for n in range(90)])
+        hours = sqlite_rows(store, f"SELECT count(*) FROM event_quality WHERE hour < {NOW - 30 * DAY_MS}")
+        tables = ("dedupe_keys", "events", *JOURNAL_TABLES, *ROLLUPS)
+        deleted = count_deletions_per_job(store, tables, monkeypatch)
+        pruned = run(store.prune(NOW, Retention(dedupe_days=30, journal_days=30, event_days=30)))
+        assert (pruned.dedupe_keys, pruned.requests, pruned.events) == (total, total, total)
+        assert sqlite_rows(store, "SELECT count(*) FROM dedupe_keys") == [(1,)]
+        assert sqlite_rows(store, "SELECT count(*), min(received_at) FROM requests") == [(90, RECENT)]
+        assert sqlite_rows(store, f"SELECT count(*) FROM request_bodies WHERE received_at < {RECENT}") == [(0,)]
+        assert sqlite_rows(store, f"SELECT count(*) FROM request_keys WHERE received_at < {RECENT}") == [(0,)]
+        assert sqlite_rows(store, MINUTE_TOTALS) == sqlite_rows(store, JOURNAL_TOTALS)
+        assert sqlite_rows(store, f"SELECT count(*) FROM event_quality WHERE hour < {NOW - 30 * DAY_MS}") == [(0,)]
+        assert hours == [(total,)]
+        for table in ("dedupe_keys", "events", *JOURNAL_TABLES, "event_quality"):
+            assert sum(deleted[table]) == total and deleted[table][0] <= sqlite_prune.CHUNK, (table, deleted[table][:5])
+        assert 0 < sum(deleted["event_quality_days"]) <= sqlite_prune.CHUNK
+    finally:
+        run(store.close())
+
+
+def test_sqlite_prune_trims_the_journal_to_its_row_limit_a_chunk_per_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries over ``journal_max_rows`` go the oldest first, with their bodies and keys, at
+    most a chunk of each in one write job; their minutes keep counting them."""
+    store = SQLiteStore(tmp_path / "max-rows.db")
+    run(store.open())
+    try:
+        total = 2 * sqlite_prune.CHUNK + 150
+        write_journal(store, [journal(n, RECENT - (total - n) * MINUTE_MS) for n in range(total)])
+        totals = sqlite_rows(store, MINUTE_TOTALS)
+        deleted = count_deletions_per_job(store, JOURNAL_TABLES[:3], monkeypatch)
+        pruned = run(store.prune(NOW, Retention(journal_days=30, journal_max_rows=100)))
+        assert pruned.requests == total - 100
+        kept = [(f"j{n}",) for n in range(total - 100, total)]
+        assert sqlite_rows(store, "SELECT request_id FROM requests ORDER BY id") == kept
+        assert sqlite_rows(store, "SELECT request_id FROM request_bodies ORDER BY received_at") == kept
+        assert sqlite_rows(store, "SELECT request_id FROM request_keys ORDER BY received_at") == kept
+        assert sqlite_rows(store, MINUTE_TOTALS) == totals
+        for table, n in deleted.items():
+            assert sum(n) == total - 100 and n[0] <= sqlite_prune.CHUNK, (table, n[:5])
+    finally:
+        run(store.close())
 
 
 # --- the configuration ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from capigate.events import journal_key
 from capigate.store.base import QualityRow, RequestRecord, RequestView
-from capigate.store.inspector import DAY_MS, HOUR_MS, QualityKey, by_day, quality_sql
+from capigate.store.inspector import QualityKey, by_day, quality_sql
 from capigate.store.sql import REQUEST_COLUMNS, request_view
 from capigate.store.sqlite.rows import insert, insert_rows
 
@@ -19,7 +19,6 @@ __all__ = [
     "STORED_BY_DEDUPE_ID_SQL",
     "add_extras",
     "add_quality",
-    "prune_inspector",
     "query_quality",
     "query_request",
 ]
@@ -98,18 +97,6 @@ def add_quality(cur: sqlite3.Cursor, counts: dict[QualityKey, list[int]]) -> Non
     if counts:
         for sql, rows in zip(_ADD_QUALITY, (counts, by_day(counts)), strict=True):
             cur.executemany(sql, [(*key, n[0], n[1]) for key, n in rows.items()])
-
-
-def prune_inspector(cur: sqlite3.Cursor, journal_before: int, events_before: int) -> None:
-    """Bodies and keys go with their journal entries (by age, and by the row cap: older than
-    the oldest entry kept); the rollup's hours with the events."""
-    (oldest,) = cur.execute("SELECT min(received_at) FROM requests").fetchone()
-    before = journal_before if oldest is None else max(journal_before, oldest)
-    cur.execute("DELETE FROM request_bodies WHERE received_at < ?", (before,))
-    cur.execute("DELETE FROM request_keys WHERE received_at < ?", (before,))
-    if events_before:
-        cur.execute("DELETE FROM event_quality WHERE hour < ?", (events_before - events_before % HOUR_MS,))
-        cur.execute("DELETE FROM event_quality_days WHERE day < ?", (events_before - events_before % DAY_MS,))
 
 
 def query_request(

@@ -1,17 +1,30 @@
-"""The retention of the SQLite store: the jobs ``SQLiteStore.prune`` runs, the events chunk by chunk.
+"""The retention of the SQLite store: the jobs ``SQLiteStore.prune`` runs, a chunk each.
 
-Each write job deletes at most ``CHUNK`` rows and is submitted on its own, so it joins one
-group transaction of the writer thread: a first prune of months of events never holds the
-writer (and the ingests queued behind it) for long at a time (~10 ms per chunk of 2,000
-600-byte events, synchronous NORMAL, on the 2-core reference machine). The
-caller submits ``prune_events`` until it returns no cursor, reads ``kept_attempts`` once,
-then submits ``prune_attempts`` until it returns no cursor.
+Each write job deletes at most ``CHUNK`` rows of a table (but for rows sharing one time,
+``_edge``) and is submitted on its own, so it joins one group transaction of the writer thread:
+a first prune of a big backlog (months of events, a retention just shortened, a node back after
+weeks, a journal far over its size) never holds the writer (and the ingests queued behind it)
+for long at a time (~10 ms per chunk of 2,000 600-byte events, synchronous NORMAL, on the
+2-core reference machine). Each job finds its rows through an index that leads with their time
+(or id), of which it reads a chunk's entries. The caller submits each job until it says it is
+done (``Chunk``): ``prune_keys``, ``prune_journal``, then (``journal_over`` read once on a
+reader) ``prune_over``; then, unless events are kept for ever, ``prune_rollups``,
+``prune_events`` until it returns no cursor; it reads ``kept_attempts`` once, then submits
+``prune_attempts`` until it returns no cursor.
+
+Dedupe keys go by age (``seen_at``), on their own retention, not with their events. Journal
+entries go by age (``received_at``), then those over ``journal_max_rows`` by id, each job with
+a chunk of the refused bodies and request keys of the entries gone. Each job of the journal by
+age leaves it as the whole prune would at a cutoff of its own (``prune_journal``), so the
+overview's per-minute totals never lose a minute whose entries are still there; the entries
+over the limit go, their minutes keep counting them. The match-key rollups go by the hour and
+the day, with the events' cutoff.
 
 Events go by age (``received_at``) with their outbox runs, unless a run still holds them:
 pending, or dead (replayable): an acknowledged event is deleted only once delivered, or if
 it was never to be relayed. The newest event stays too (with its run), whatever its age:
 SQLite gives a new row ``max(id) + 1``, and an id must never name a second event (outbox runs,
-the query API's cursors). Dedupe keys are pruned on their own retention, not with their events.
+the query API's cursors).
 
 An attempt is made after every event it carries was received, so an attempt older than the
 cutoff carried only events older than it: once those are pruned, it goes too, unless a run
@@ -26,24 +39,56 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Final
 
-from capigate.store.base import PruneResult, Retention, cutoff_ms
-from capigate.store.inspector import MINUTE_MS
-from capigate.store.sqlite.inspector import prune_inspector
+from capigate.store.inspector import DAY_MS, HOUR_MS, MINUTE_MS
 from capigate.store.sqlite.outbox import in_chunks
 
 __all__ = [
     "CHUNK",
     "START",
+    "Chunk",
     "EventCursor",
+    "journal_over",
     "kept_attempts",
     "prune_attempts",
     "prune_events",
-    "prune_keys_and_journal",
+    "prune_journal",
+    "prune_keys",
+    "prune_over",
+    "prune_rollups",
 ]
 
 CHUNK: Final = 2000  # rows per job: ~10 ms of the writer's time
 EventCursor = tuple[int, int]  # (received_at, id) of the last event looked at
 START: Final[EventCursor] = (-(2**63), -(2**63))
+
+Chunk = tuple[int, bool]  # a job's rows deleted (those the PruneResult counts), and whether it is done
+
+# The time each table of the keys, the journal and the rollups is pruned by, which leads an
+# index: the table's own (WITHOUT ROWID) key, or the index named, which the planner is held to.
+_TIME: Final = {
+    "dedupe_keys": "seen_at", "requests": "received_at", "request_minutes": "minute",
+    "request_bodies": "received_at", "request_keys": "received_at", "event_quality": "hour",
+    "event_quality_days": "day",
+}  # fmt: skip
+_INDEXED: Final = frozenset(("dedupe_keys", "requests", "request_bodies", "request_keys"))  # by {table}_{column}
+_FROM: Final = {
+    table: f"{table} INDEXED BY {table}_{column}" if table in _INDEXED else table for table, column in _TIME.items()
+}
+# The oldest time under a bound, and the time ``CHUNK`` rows after it (``_edge``).
+_EDGE: Final = {
+    table: f"SELECT (SELECT min({column}) FROM {_FROM[table]} WHERE {column} < ?1), "
+    f"(SELECT {column} FROM {_FROM[table]} WHERE {column} < ?1 ORDER BY {column} LIMIT 1 OFFSET {CHUNK})"
+    for table, column in _TIME.items()
+}
+_DELETE_BEFORE: Final = {table: f"DELETE FROM {_FROM[table]} WHERE {column} < ?" for table, column in _TIME.items()}
+_OLDEST_ENTRY: Final = f"SELECT min(received_at) FROM {_FROM['requests']}"
+_ID_RANGE: Final = "SELECT (SELECT min(id) FROM requests), (SELECT max(id) FROM requests)"
+_NTH_ID: Final = "SELECT id FROM requests ORDER BY id LIMIT 1 OFFSET ?"
+# The next chunk of entries up to an id, through the primary key.
+_OVER_CHUNK: Final = (
+    "DELETE FROM requests WHERE id <= coalesce("
+    f"(SELECT id FROM requests WHERE id <= ?1 ORDER BY id LIMIT 1 OFFSET {CHUNK - 1}), ?1)"
+)
 
 # Oldest first, through the received_at index (whose entries end with the id, in order).
 _OLD_EVENTS: Final = (
@@ -71,19 +116,91 @@ _KEPT: Final = (
 )
 
 
-def prune_keys_and_journal(cur: sqlite3.Cursor, now_ms: int, retention: Retention) -> PruneResult:
-    """The dedupe keys and the journal; the events follow in chunks (prune_events)."""
-    keys_before = cutoff_ms(now_ms, retention.dedupe_days)
-    journal_before = cutoff_ms(now_ms, retention.journal_days)
-    keys = cur.execute("DELETE FROM dedupe_keys WHERE seen_at < ?", (keys_before,)).rowcount
-    old = cur.execute("DELETE FROM requests WHERE received_at < ?", (journal_before,)).rowcount
-    cur.execute("DELETE FROM request_minutes WHERE minute < ?", (journal_before - journal_before % MINUTE_MS,))
-    over = cur.execute(
-        "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
-        (max(0, retention.journal_max_rows),),
-    ).rowcount
-    prune_inspector(cur, journal_before, cutoff_ms(now_ms, retention.event_days))
-    return PruneResult(dedupe_keys=keys, requests=old + over, events=0)
+def prune_keys(cur: sqlite3.Cursor, before: int) -> Chunk:
+    """A chunk of the dedupe keys seen before ``before``, the oldest."""
+    edge = _edge(cur, "dedupe_keys", before, 1)
+    deleted = cur.execute(_DELETE_BEFORE["dedupe_keys"], (edge,)).rowcount
+    return deleted, edge == before
+
+
+def prune_journal(cur: sqlite3.Cursor, before: int) -> Chunk:
+    """A chunk of the journal entries received before ``before``, the oldest, with the
+    per-minute totals and a chunk of the bodies and keys of the entries gone (``_prune_extras``);
+    done once none of them is left.
+
+    The job prunes the entries and their minutes as the whole prune does at a cutoff of its
+    own, the chunk's ``edge``, which moves on to ``before``: the entries received before it, the
+    minutes ending by then. A minute whose entries are left keeps its totals, which the
+    overview reads, so they go no sooner than its last entry."""
+    edge = min(_edge(cur, "requests", before, 1), _edge(cur, "request_minutes", before, MINUTE_MS))
+    deleted = cur.execute(_DELETE_BEFORE["requests"], (edge,)).rowcount
+    cur.execute(_DELETE_BEFORE["request_minutes"], (edge - edge % MINUTE_MS,))
+    return deleted, _prune_extras(cur, edge) and edge == before
+
+
+def journal_over(conn: sqlite3.Connection, max_rows: int) -> int | None:
+    """The id of the newest journal entry over ``max_rows`` (the limit counts the newest),
+    None if the journal holds no more: read once, on a reader, before ``prune_over`` (entries
+    come in id order, so those over the limit stay over it). None at once if the ids span no
+    more than ``max_rows``; else the entries are counted through the smallest index and the
+    id found from the oldest, past as many entries as will go: neither on the writer."""
+    max_rows = max(0, max_rows)
+    conn.execute("BEGIN")  # one snapshot
+    try:
+        low, high = conn.execute(_ID_RANGE).fetchone()
+        if low is None or high - low < max_rows:
+            return None
+        (count,) = conn.execute("SELECT count(*) FROM requests").fetchone()
+        if count <= max_rows:
+            return None
+        (last,) = conn.execute(_NTH_ID, (count - max_rows - 1,)).fetchone()
+        return int(last)
+    finally:
+        conn.execute("COMMIT")
+
+
+def prune_over(cur: sqlite3.Cursor, last: int, before: int) -> Chunk:
+    """The next ``CHUNK`` journal entries up to ``last`` (``journal_over``), the oldest ids,
+    with a chunk of the bodies and keys of the entries gone; done once none is left. Their
+    minutes keep counting them (the overview's totals outlive the journal's size)."""
+    deleted = cur.execute(_OVER_CHUNK, (last,)).rowcount
+    return deleted, _prune_extras(cur, before) and deleted < CHUNK
+
+
+def prune_rollups(cur: sqlite3.Cursor, before: int) -> Chunk:
+    """A chunk of each table of the match-key rollups: the hours and days that ended before
+    ``before``, the events' cutoff."""
+    done = True
+    for table, size in (("event_quality", HOUR_MS), ("event_quality_days", DAY_MS)):
+        end = before - before % size
+        edge = _edge(cur, table, end, size)
+        cur.execute(_DELETE_BEFORE[table], (edge,))
+        done = done and edge == end
+    return 0, done
+
+
+def _prune_extras(cur: sqlite3.Cursor, before: int) -> bool:
+    """A chunk of the refused bodies and request keys of the entries gone: those received
+    before the oldest entry left, and before ``before`` (the entries pruned by age) if none
+    is left. True if none is left."""
+    (oldest,) = cur.execute(_OLDEST_ENTRY).fetchone()
+    bound = before if oldest is None else max(before, oldest)
+    edge = min(_edge(cur, "request_bodies", bound, 1), _edge(cur, "request_keys", bound, 1))
+    cur.execute(_DELETE_BEFORE["request_bodies"], (edge,))
+    cur.execute(_DELETE_BEFORE["request_keys"], (edge,))
+    return edge == bound
+
+
+def _edge(cur: sqlite3.Cursor, table: str, before: int, step: int) -> int:
+    """Where the next chunk of ``table``'s rows whose time (``_TIME``) is under ``before``
+    ends (the rows under it go): ``before`` if at most ``CHUNK`` are left, else the
+    ``CHUNK+1``-th's time, so that at most ``CHUNK`` go. Only if more than ``CHUNK`` share the
+    oldest time do they all go at once (``step`` past it: a time's unit), or no chunk would
+    ever end. The time leads an index of ``table``, of which it reads ``CHUNK`` entries."""
+    oldest, nth = cur.execute(_EDGE[table], (before,)).fetchone()
+    if nth is None:
+        return before
+    return int(nth) if nth > oldest else int(oldest) + step
 
 
 def prune_events(cur: sqlite3.Cursor, before_ms: int, after: EventCursor) -> tuple[int, EventCursor | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -134,12 +134,19 @@ class SQLiteStore:
         await self._writer.submit(RecordJob(records))
 
     async def prune(self, now_ms: int, retention: Retention) -> PruneResult:
-        """The dedupe keys and the journal in one job, then the events and the attempts a
-        chunk per job (prune.py): the ingests queued meanwhile wait for one chunk."""
-        result = await self._writer.submit(Call(pruning.prune_keys_and_journal, now_ms, retention))
+        """The dedupe keys, the journal, the match-key rollups, the events and the attempts,
+        a chunk per job (prune.py): the ingests queued meanwhile wait for one chunk."""
+        result = PruneResult(dedupe_keys=0, requests=0, events=0)
+        result.dedupe_keys = await self._prune_chunks(pruning.prune_keys, cutoff_ms(now_ms, retention.dedupe_days))
+        journal_before = cutoff_ms(now_ms, retention.journal_days)
+        result.requests = await self._prune_chunks(pruning.prune_journal, journal_before)
+        last = await self._readers.run(partial(pruning.journal_over, max_rows=retention.journal_max_rows))
+        if last is not None:
+            result.requests += await self._prune_chunks(pruning.prune_over, last, journal_before)
         before = cutoff_ms(now_ms, retention.event_days)
         if before == 0:  # kept for ever
             return result
+        await self._prune_chunks(pruning.prune_rollups, before)
         after: pruning.EventCursor | None = pruning.START
         while after is not None:
             deleted, after = await self._writer.submit(partial(pruning.prune_events, before_ms=before, after=after))
@@ -151,6 +158,14 @@ class SQLiteStore:
                 partial(pruning.prune_attempts, before_ms=before, after_id=next_id, kept=kept)
             )
         return result
+
+    async def _prune_chunks(self, job: Callable[..., pruning.Chunk], *args: int) -> int:
+        """Submits ``job(cur, *args)`` until it is done; the rows it deleted."""
+        deleted, done = 0, False
+        while not done:
+            n, done = await self._writer.submit(Call(job, *args))
+            deleted += n
+        return deleted
 
     async def check_writable(self) -> None:
         await self._writer.submit(Call(probe))
