@@ -243,6 +243,26 @@ def test_sqlite_prune_reads_old_events_and_their_runs_through_indexes(tmp_path: 
             assert "SCAN outbox" not in plan, (name, plan)
 
 
+def test_sqlite_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollups_through_an_index(
+    tmp_path: Path,
+) -> None:
+    """A chunk's edge reads ``CHUNK`` entries of an index and its DELETE the rows under the
+    edge through it (the journal's entries over the limit through the primary key): no
+    statement of a job reads a whole table, or sorts it."""
+    store = SQLiteStore(tmp_path / "plan.db")
+    run(store.open())
+    run(store.close())
+    statements = {"over": (sqlite_prune._OVER_CHUNK, [T0]), "oldest entry": (sqlite_prune._OLDEST_ENTRY, [])}
+    for table in sqlite_prune._TIME:
+        statements[f"{table} edge"] = (sqlite_prune._EDGE[table], [T0])
+        statements[f"{table} delete"] = (sqlite_prune._DELETE_BEFORE[table], [T0])
+    with closing(sqlite3.connect(tmp_path / "plan.db")) as conn:
+        for name, (sql, params) in statements.items():
+            steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            scans = [s for s in steps if (s.startswith("SCAN") and s != "SCAN CONSTANT ROW") or "TEMP B-TREE" in s]
+            assert scans == [] and any(s.startswith("SEARCH") for s in steps), (name, steps)
+
+
 # --- PostgreSQL specifics ---------------------------------------------------------------
 
 
