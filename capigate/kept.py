@@ -105,8 +105,9 @@ def keys_beyond_the_store(
 ) -> list[tuple[str, str]]:
     """``keys`` less the dedupe ids of the events the store kept from this request: its dedupe
     keys find those, and their events name the request (``store.inspector.request_clauses``).
-    Journaled a second time, they were a sixth of the writer's work on a batch of 100 events:
-    a row each in an index whose every insert lands on a page of its own. A duplicate's id
+    Journaled a second time, they cost the SQLite writer a seventh of its CPU on a W1 batch of
+    100 events (1,040 against 880 µs over HTTP): a row each in an index whose inserts land
+    on pages of their own. A duplicate's id
     stays a key: the store's dedupe key names the request that stored it first."""
     not_stored = set(duplicates)
     stored = {e.dedupe_id for i, e in enumerate(events) if e.dedupe_id is not None and i not in not_stored}
