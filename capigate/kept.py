@@ -109,11 +109,15 @@ def keys_beyond_the_store(
     100 events (1,040 against 880 µs over HTTP): a row each in an index whose inserts land
     on pages of their own. A duplicate's id
     stays a key: the store's dedupe key names the request that stored it first."""
-    not_stored = set(duplicates)
-    stored = {e.dedupe_id for i, e in enumerate(events) if e.dedupe_id is not None and i not in not_stored}
+    if duplicates:
+        not_stored = set(duplicates)
+        stored = {e.dedupe_id for i, e in enumerate(events) if i not in not_stored}
+    else:
+        stored = {e.dedupe_id for e in events}
+    stored.discard(None)
     if not stored:
         return keys
-    return [(kind, value) for kind, value in keys if kind != "dedupe_id" or value not in stored]
+    return [key for key in keys if key[0] != "dedupe_id" or key[1] not in stored]
 
 
 def _note_appsflyer(body: bytes, event: NewEvent, hashed_here: set[str]) -> list[tuple[str, str]]:

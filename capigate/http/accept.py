@@ -52,6 +52,6 @@ async def accept(
         for destination in destinations:
             gateway.relay_wake(destination)
     outcome.events_stored, outcome.events_duplicate = result.stored, len(result.duplicates)
-    if gateway.store.finds_stored_dedupe_ids and gateway.config.store.dedupe_keys_outlive_journal:
+    if gateway.stored_ids_left_to_store:
         outcome.keys = keys_beyond_the_store(outcome.keys, events, result.duplicates)
     return result

@@ -44,9 +44,15 @@ class Gateway:
     journal: JournalBuffer | None = None
     # The routes this node serves (for /openapi.json).
     routes: tuple[Route, ...] = ()
+    # Whether a journal entry leaves the dedupe ids of the events it stored to the store
+    # (kept.keys_beyond_the_store): decided once, it is asked on every ingest.
+    stored_ids_left_to_store: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.health = StoreHealth(self.store)
+        self.stored_ids_left_to_store = (
+            self.store.finds_stored_dedupe_ids and self.config.store.dedupe_keys_outlive_journal
+        )
 
     @property
     def retention(self) -> Retention:
