@@ -88,7 +88,7 @@ class StoreSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def dedupe_keys_outlive_journal(self) -> bool:
         """A journal entry goes no later than the dedupe keys and events of the events it
-        stored: those can find it (kept.keys_beyond_the_store) for as long as it is kept."""
+        stored: those can find it (kept.dedupe_ids_not_stored) for as long as it is kept."""
         return self.journal_retention_days <= min(self.dedupe_retention_days, self.event_retention_days)
 
 

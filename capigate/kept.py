@@ -39,7 +39,7 @@ from capigate.matchkeys import appsflyer_match_keys
 from capigate.personal import TooDeep, without_emails, without_personal
 from capigate.store.base import NewEvent
 
-__all__ = ["DROPPED", "MAX_KEPT_BYTES", "keys_beyond_the_store", "note_accepted", "request_keys", "retained"]
+__all__ = ["DROPPED", "MAX_KEPT_BYTES", "dedupe_ids_not_stored", "note_accepted", "request_keys", "retained"]
 
 MAX_KEPT_BYTES: Final = 65_536
 MAX_KEYS: Final = 300  # a batch of 100 events: a name, a dedupe id, a transaction id each
@@ -58,37 +58,41 @@ _AXON_HASHERS: Final[dict[str, Callable[[str], str]]] = {"email": hash_email, "p
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def note_accepted(body: bytes | None, events: Sequence[NewEvent], hashed_here: set[str]) -> list[tuple[str, str]]:
-    """The keys the request of the accepted ``events`` can be found by. An Axon event came
-    from its rules with its match keys; an AppsFlyer event gets them here, from ``body``
-    and ``hashed_here``, the fields the rules hashed (their ``plain_pii_hashed`` warnings)."""
+def note_accepted(
+    body: bytes | None, events: Sequence[NewEvent], hashed_here: set[str], *, dedupe_ids: bool = True
+) -> list[tuple[str, str]]:
+    """The keys the request of the accepted ``events`` can be found by; without their dedupe
+    ids unless ``dedupe_ids`` (``dedupe_ids_not_stored`` adds those the store cannot find). An
+    Axon event came from its rules with its match keys; an AppsFlyer event gets them here,
+    from ``body`` and ``hashed_here``, the fields the rules hashed (``plain_pii_hashed``)."""
     if not events:
         return []
     if events[0].api == "axon":
-        return _axon_keys(events)
+        return _axon_keys(events, dedupe_ids)
     if body is None:
         return []
     try:
-        return _note_appsflyer(body, events[0], hashed_here)
+        return _note_appsflyer(body, events[0], hashed_here, dedupe_ids)
     except (msgspec.DecodeError, ValueError):  # the rules took what this cannot read: no notes
         return []
 
 
-def _axon_keys(events: Sequence[NewEvent]) -> list[tuple[str, str]]:
+def _axon_keys(events: Sequence[NewEvent], dedupe_ids: bool = True) -> list[tuple[str, str]]:
     if len(events) == 1:  # a one-event request: the same keys as _batch_keys, at half its cost
         event = events[0]
-        pairs = (("name", event.name), ("dedupe_id", event.dedupe_id), ("transaction_id", event.transaction_id))
+        dedupe_id = event.dedupe_id if dedupe_ids else None
+        pairs = (("name", event.name), ("dedupe_id", dedupe_id), ("transaction_id", event.transaction_id))
         return [(kind, text) for kind, value in pairs if (text := journal_key(value)) is not None]
-    return _batch_keys(events)
+    return _batch_keys(events, dedupe_ids)
 
 
-def _batch_keys(events: Sequence[NewEvent]) -> list[tuple[str, str]]:
+def _batch_keys(events: Sequence[NewEvent], dedupe_ids: bool = True) -> list[tuple[str, str]]:
     """Each event's name (once), then dedupe id, then transaction id, up to ``MAX_KEYS``."""
     found: dict[tuple[str, str], None] = {}
     values: Sequence[Any]
     for kind, values in (
         ("name", list({e.name: None for e in events})),
-        ("dedupe_id", [e.dedupe_id for e in events]),
+        ("dedupe_id", [e.dedupe_id for e in events] if dedupe_ids else ()),
         ("transaction_id", [e.transaction_id for e in events]),  # as sent: one holding an email is refused
     ):
         for value in values:
@@ -100,31 +104,27 @@ def _batch_keys(events: Sequence[NewEvent]) -> list[tuple[str, str]]:
     return list(found)
 
 
-def keys_beyond_the_store(
-    keys: list[tuple[str, str]], events: Sequence[NewEvent], duplicates: Sequence[int]
-) -> list[tuple[str, str]]:
-    """``keys`` less the dedupe ids of the events the store kept from this request: its dedupe
-    keys find those, and their events name the request (``store.inspector.request_clauses``).
-    Journaled a second time, they were a row each in an index whose inserts land on pages of
-    their own: an eighth of the database a W1 batch of 100 events adds (86 against 76 KB), and
-    on a young database a sixth of the writer's CPU. A duplicate's id
-    stays a key: the store's dedupe key names the request that stored it first."""
-    if duplicates:
-        not_stored = set(duplicates)
-        stored = {e.dedupe_id for i, e in enumerate(events) if i not in not_stored}
-    else:
-        stored = {e.dedupe_id for e in events}
-    stored.discard(None)
-    if not stored:
-        return keys
-    return [key for key in keys if key[0] != "dedupe_id" or key[1] not in stored]
+def dedupe_ids_not_stored(events: Sequence[NewEvent], not_stored: Sequence[int]) -> list[tuple[str, str]]:
+    """The dedupe-id keys of ``events`` the store cannot find their request by: its dedupe
+    keys name the event that stored each id, and the event its request, so only the ids of
+    the duplicates (positions ``not_stored``) that none of the stored events holds. (A request
+    whose ingest failed is journaled with the keys of its body, as any refused one.)
+
+    Journaled for every event, they were a row each in an index whose inserts land on pages
+    of their own: an eighth of the database a W1 batch of 100 events adds (86 against 76 KB),
+    and on a young database a sixth of the writer's CPU."""
+    skipped = set(not_stored)
+    stored = {e.dedupe_id for i, e in enumerate(events) if i not in skipped}
+    wanted = [d for i in not_stored if (d := events[i].dedupe_id) not in stored]
+    keys = {("dedupe_id", text): None for d in wanted if (text := journal_key(d)) is not None}
+    return list(keys)[:MAX_KEYS]
 
 
-def _note_appsflyer(body: bytes, event: NewEvent, hashed_here: set[str]) -> list[tuple[str, str]]:
+def _note_appsflyer(body: bytes, event: NewEvent, hashed_here: set[str], dedupe_ids: bool) -> list[tuple[str, str]]:
     event.match_keys = appsflyer_match_keys(_decode_object(body), hashed_here, event.dedupe_id is not None)
     keys = request_keys("appsflyer", _decode_object(event.payload))  # as stored: the rules have treated it
     keys = [(kind, value) for kind, value in keys if not contains_email(value)]
-    if (dedupe := journal_key(event.dedupe_id)) is not None:  # as Axon's: a store's id is found as its key
+    if dedupe_ids and (dedupe := journal_key(event.dedupe_id)) is not None:  # as Axon's
         keys.append(("dedupe_id", dedupe))
     return keys
 

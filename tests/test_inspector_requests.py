@@ -300,14 +300,20 @@ def _journaled_dedupe_ids(gateway: Server, request_id: str) -> set[str]:
 
 
 def test_a_stored_events_dedupe_id_finds_its_request_through_the_store_not_a_journal_key(gateway: Server) -> None:
-    """kept.keys_beyond_the_store: SQLite's dedupe keys name the event that stored each id, so
+    """kept.dedupe_ids_not_stored: SQLite's dedupe keys name the event that stored each id, so
     the journal indexes only the ids the store cannot answer for: a duplicate's (its dedupe key
     names the request that stored it first). The look-up and the request's keys are the same."""
     first, second, again = (f"d-{uuid.uuid4().hex}" for _ in range(3))
     answer = post_axon(
-        gateway, batch(purchase(dedupe_id=first), purchase(dedupe_id=second), page_view(dedupe_id=again))
+        gateway,
+        batch(
+            purchase(dedupe_id=first),
+            purchase(dedupe_id=second),
+            page_view(dedupe_id=again),
+            page_view(dedupe_id=second),  # a duplicate within the batch: its id is stored, by the second event
+        ),
     )
-    assert answer.json()["stored"] == 3, answer.text
+    assert (answer.json()["stored"], answer.json()["duplicates"]) == (3, 1), answer.text
     (stored,) = requests_where(gateway, dedupe_id=second)
     assert _journaled_dedupe_ids(gateway, stored["request_id"]) == set()
     keys = {tuple(k) for k in detail(gateway, stored["request_id"])["keys"]}

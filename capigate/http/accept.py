@@ -11,7 +11,7 @@ from capigate.http.asgi import Request
 from capigate.http.deadlines import limited
 from capigate.http.journal import Outcome
 from capigate.http.state import Gateway
-from capigate.kept import keys_beyond_the_store, note_accepted
+from capigate.kept import dedupe_ids_not_stored, note_accepted
 from capigate.relay.destinations import relay_destination
 from capigate.store.base import IngestResult, NewEvent
 
@@ -28,7 +28,9 @@ async def accept(
     """Committed when this returns; StoreError when not (each API answers that its own way).
     Test-mode events (``outcome.test_tag``) are stored and journaled, never relayed."""
     hashed_here = {w.path for w in outcome.warnings if w.code == "plain_pii_hashed"}
-    outcome.keys = note_accepted(outcome.body, events, hashed_here)  # sets each event's match keys
+    left_to_store = gateway.stored_ids_left_to_store
+    # sets each event's match keys; the dedupe ids the store can find come after the ingest
+    outcome.keys = note_accepted(outcome.body, events, hashed_here, dedupe_ids=not left_to_store)
     destinations: set[str] = set()
     for event in events:
         event.test_tag = outcome.test_tag
@@ -52,6 +54,6 @@ async def accept(
         for destination in destinations:
             gateway.relay_wake(destination)
     outcome.events_stored, outcome.events_duplicate = result.stored, len(result.duplicates)
-    if gateway.stored_ids_left_to_store:
-        outcome.keys = keys_beyond_the_store(outcome.keys, events, result.duplicates)
+    if left_to_store and result.duplicates:
+        outcome.keys += dedupe_ids_not_stored(events, result.duplicates)
     return result

@@ -45,7 +45,7 @@ class Gateway:
     # The routes this node serves (for /openapi.json).
     routes: tuple[Route, ...] = ()
     # Whether a journal entry leaves the dedupe ids of the events it stored to the store
-    # (kept.keys_beyond_the_store): decided once, it is asked on every ingest.
+    # (kept.dedupe_ids_not_stored): decided once, it is asked on every ingest.
     stored_ids_left_to_store: bool = field(init=False)
 
     def __post_init__(self) -> None:

@@ -154,3 +154,28 @@ def test_readyz_is_unavailable_on_an_immutable_wal(tmp_path: Path) -> None:
             subprocess.run(["chattr", "-i", str(wal)], check=True)
     finally:
         server.stop()
+
+
+def test_an_ingest_refused_on_a_full_disk_is_found_by_its_dedupe_ids(on_small_disk: tuple[Server, Path]) -> None:
+    """The journal leaves a stored event's dedupe id to the store (kept.dedupe_ids_not_stored),
+    but an ingest that failed stored none: its entry keeps the keys of its body, as any refused
+    request's, and is found by each id once journaled."""
+    server, disk = on_small_disk
+    filler = fill(disk)
+    events = [purchase(), purchase()]
+    for _ in range(5):  # a few tries: a full disk may still take a write in a page it has
+        with server.client() as client:
+            answer = client.post("/v1/event?pixel_id=px_std", headers={"Authorization": "key-std"}, json=batch(*events))
+        if answer.status_code == 503:
+            break
+        events = [purchase(), purchase()]
+    assert answer.status_code == 503, answer.text
+    filler.unlink()
+    deadline = time.monotonic() + 15
+    found: list[dict[str, object]] = []
+    with server.admin() as admin:
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.3)
+            reply = admin.get("/api/requests", params={"dedupe_id": events[1]["dedupe_id"]})
+            found = reply.json()["requests"] if reply.status_code == 200 else []
+    assert [r["status"] for r in found] == [503], found

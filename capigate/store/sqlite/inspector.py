@@ -113,7 +113,7 @@ def query_request(
 # the key's kind and value, so a look-up by request id alone read every key of the journal.
 REQUEST_KEYS_SQL: Final = "SELECT kind, value FROM request_keys WHERE received_at = ? AND request_id = ?"
 # A request's stored events, which the journal leaves to name their own dedupe ids
-# (kept.keys_beyond_the_store), are found by their received_at, the request's.
+# (kept.dedupe_ids_not_stored), are found by their received_at, the request's.
 _STORED_DEDUPE_IDS: Final = (
     "SELECT dedupe_id FROM events WHERE received_at = ? AND request_id = ? AND dedupe_id IS NOT NULL"
 )
