@@ -10,7 +10,8 @@ import itertools
 import math
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,16 +267,23 @@ def test_sqlite_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollups_t
 # --- PostgreSQL specifics ---------------------------------------------------------------
 
 
-def test_postgresql_prune_reads_old_events_through_their_index_and_the_rest_by_key() -> None:
+@contextmanager
+def pg_store_tables(settings: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to a fresh schema that holds the store's tables, with ``settings`` run."""
     with pg_schema() as schema:
         store = PostgresStore(PG_URL, schema=schema)
         run(store.open())
         run(store.close())
         with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
-            conn.execute("SET enable_seqscan = off")
-            params = {"from": 0, "before": T0, "offset": pg_prune.CHUNK - 1}
-            events = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._EVENTS}", params))
-            kept = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._KEPT}"))
+            conn.execute(settings)
+            yield conn
+
+
+def test_postgresql_prune_reads_old_events_through_their_index_and_the_rest_by_key() -> None:
+    with pg_store_tables("SET enable_seqscan = off") as conn:
+        params = {"from": 0, "before": T0, "offset": pg_prune.CHUNK - 1}
+        events = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._EVENTS}", params))
+        kept = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._KEPT}"))
     assert "events_received_at" in events and "Sort" not in events and "Seq Scan" not in events, events
     assert "outbox_pkey" in events, events
     assert "outbox_pending" in kept and "outbox_dead" in kept, kept
@@ -290,19 +298,14 @@ def test_postgresql_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollu
         "request_bodies": "received_at", "request_keys": "received_at", "event_quality": "hour",
         "event_quality_days": "day",
     }  # fmt: skip
-    with pg_schema() as schema:
-        store = PostgresStore(PG_URL, schema=schema)
-        run(store.open())
-        run(store.close())
-        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
-            conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
-            plans = {}
-            for table, column in tables.items():
-                edge = pg_prune._edge_sql(table, column)
-                for sql, params in ((edge, {"before": T0}), (f"DELETE FROM {table} WHERE {column} < %s", [T0])):
-                    plans[sql] = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {sql}", params))
-            over = {"last": T0, "chunk": pg_prune.CHUNK}
-            plans["over"] = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._OVER_CHUNK}", over))
+    with pg_store_tables("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off") as conn:
+        plans = {}
+        for table, column in tables.items():
+            edge = pg_prune._edge_sql(table, column)
+            for sql, params in ((edge, {"before": T0}), (f"DELETE FROM {table} WHERE {column} < %s", [T0])):
+                plans[sql] = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {sql}", params))
+        over = {"last": T0, "chunk": pg_prune.CHUNK}
+        plans["over"] = " | ".join(r[0].strip() for r in conn.execute(f"EXPLAIN {pg_prune._OVER_CHUNK}", over))
     for name, plan in plans.items():
         assert "Seq Scan" not in plan and "Sort" not in plan, (name, plan)
 
@@ -456,13 +459,18 @@ def test_postgresql_prune_trims_the_journal_to_its_row_limit_a_chunk_per_transac
     finally:
         run(store.close())
     assert pruned.requests == total - 100
-    kept = [(f"j{n}",) for n in range(total - 100, total)]
-    assert rows_now(schema, "SELECT request_id FROM requests ORDER BY id") == kept
-    assert rows_now(schema, "SELECT request_id FROM request_bodies ORDER BY received_at") == kept
-    assert rows_now(schema, "SELECT request_id FROM request_keys ORDER BY received_at") == kept
-    assert rows_now(schema, MINUTE_TOTALS) == totals
+    assert_trimmed_to_the_newest_100(lambda sql: rows_now(schema, sql), total, totals)
     for table, deleted in chunks.items():
         assert sum(deleted) == total - 100 and max(deleted) <= pg_prune.CHUNK, (table, deleted)
+
+
+def assert_trimmed_to_the_newest_100(rows: Callable[[str], list[Any]], total: int, totals: list[Any]) -> None:
+    """The journal of ``total`` entries j0… kept its newest 100, their bodies and keys, and its minutes."""
+    kept = [(f"j{n}",) for n in range(total - 100, total)]
+    assert rows("SELECT request_id FROM requests ORDER BY id") == kept
+    assert rows("SELECT request_id FROM request_bodies ORDER BY received_at") == kept
+    assert rows("SELECT request_id FROM request_keys ORDER BY received_at") == kept
+    assert rows(MINUTE_TOTALS) == totals
 
 
 def sqlite_rows(store: SQLiteStore, sql: str) -> list[tuple[Any, ...]]:
@@ -549,11 +557,7 @@ def test_sqlite_prune_trims_the_journal_to_its_row_limit_a_chunk_per_job(
         deleted = count_deletions_per_job(store, JOURNAL_TABLES[:3], monkeypatch)
         pruned = run(store.prune(NOW, Retention(journal_days=30, journal_max_rows=100)))
         assert pruned.requests == total - 100
-        kept = [(f"j{n}",) for n in range(total - 100, total)]
-        assert sqlite_rows(store, "SELECT request_id FROM requests ORDER BY id") == kept
-        assert sqlite_rows(store, "SELECT request_id FROM request_bodies ORDER BY received_at") == kept
-        assert sqlite_rows(store, "SELECT request_id FROM request_keys ORDER BY received_at") == kept
-        assert sqlite_rows(store, MINUTE_TOTALS) == totals
+        assert_trimmed_to_the_newest_100(lambda sql: sqlite_rows(store, sql), total, totals)
         for table, n in deleted.items():
             assert sum(n) == total - 100 and n[0] <= sqlite_prune.CHUNK, (table, n[:5])
     finally:
