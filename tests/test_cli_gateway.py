@@ -8,11 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from capigate import GatewayAdmin
 from tests.conftest import ADMIN, DEFAULT_CONFIG, Server
-from tests.helpers import page_view
+from tests.helpers import batch, page_view, purchase
 
 
 def capigate(
@@ -178,3 +179,21 @@ def test_api_replay_with_a_bad_body_names_the_body_not_the_query(server: Server)
             error = answer.json()
             assert error["error"] == "invalid_replay" and "query" not in error["message"], error
             assert [(p["path"], p["code"]) for p in error["problems"]] == [(path, code)], error
+
+
+def test_events_requests_by_dedupe_id_lists_every_request_that_carried_it(server: Server, tmp_path: Path) -> None:
+    """capigate events --requests --dedupe-id: the request that stored the event and its resend
+    (a duplicate), newest first; --dedupe-id without --requests says what it needs."""
+    event = purchase()
+    for _ in range(2):
+        with server.client() as c:
+            answer = c.post("/v1/event?pixel_id=px_std", headers={"Authorization": "key-std"}, json=batch(event))
+        assert answer.status_code == 200, answer.text
+    time.sleep(0.3)  # the journal is written a few tens of milliseconds after each answer
+    _config_of(server, tmp_path)
+    done = capigate("events", "--requests", "--dedupe-id", event["dedupe_id"], "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["events_stored"], r["events_duplicate"]) for r in rows] == [(0, 1), (1, 0)], rows
+    refused = capigate("events", "--dedupe-id", event["dedupe_id"], cwd=tmp_path)
+    assert refused.returncode == 2 and "add --requests" in refused.stderr, refused.stderr

@@ -189,6 +189,8 @@ class _Printer:
 @click.option("--status", help="Event status, or HTTP status with --requests.")
 @click.option("--api", "api_name", type=click.Choice(["axon", "appsflyer", "admin"]), help="API (requests only).")
 @click.option("--test-tag", help="Test tag (events only).")
+@click.option("--dedupe-id", help="The requests that carried this dedupe_id (requests only).")
+@click.option("--transaction-id", help="The requests that carried this transaction id (requests only).")
 @click.option("--since", help="Epoch ms or ISO 8601 time.")
 @click.option("--until", help="Epoch ms or ISO 8601 time.")
 @click.option(
@@ -213,6 +215,8 @@ def events(
     status: str | None,
     api_name: str | None,
     test_tag: str | None,
+    dedupe_id: str | None,
+    transaction_id: str | None,
     since: str | None,
     until: str | None,
     limit: int,
@@ -229,7 +233,9 @@ def events(
 
     filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}
     if show_requests:
-        filters["api"] = api_name
+        filters.update(api=api_name, dedupe_id=dedupe_id, transaction_id=transaction_id)
+    elif dedupe_id is not None or transaction_id is not None:
+        raise click.UsageError("--dedupe-id and --transaction-id find requests: add --requests")
     else:
         filters.update(name=name, test_tag=test_tag)
     url, admin_token = _gateway(base_url, token, config_path)
