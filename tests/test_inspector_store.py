@@ -68,6 +68,31 @@ def test_request_filters_combine(store: Store) -> None:
     assert request_ids(store, RequestQuery(keys=[("name", "purchase")], since_ms=NOW + 1)) == ["b"]
 
 
+def test_a_stored_events_dedupe_id_still_finds_its_request_once_the_event_and_its_key_are_pruned(
+    store: Store,
+) -> None:
+    """The journal leaves a stored event's dedupe id to the store (kept.dedupe_ids_not_stored,
+    SQLite); an event and its dedupe key pruned while the journal entry stays (a journal kept
+    longer, or the events' retention shortened since) hand the id to the journal's keys."""
+    old = NOW - 40 * 24 * HOUR
+    run(
+        store.ingest(
+            [event("purchase", "gone-1", 1), event("lead", "gone-2", 1)], request_id="r-old", received_at_ms=old
+        )
+    )
+    run(store.ingest([event("purchase", "fresh", 1)], request_id="r-new", received_at_ms=NOW))
+    left = store.finds_stored_dedupe_ids
+    kept = [("name", "purchase")] + ([] if left else [("dedupe_id", "gone-1"), ("dedupe_id", "gone-2")])
+    run(store.record_requests([record("r-old", old, 200, keys=kept), record("r-new", NOW, 200, keys=kept[:1])]))
+    assert request_ids(store, RequestQuery(keys=[("dedupe_id", "gone-1")])) == ["r-old"]
+    run(store.prune(NOW, Retention(journal_days=60)))
+    assert run(store.query_events(EventQuery(request=("r-old", old))))[0] == []
+    for dedupe_id in ("gone-1", "gone-2"):
+        assert request_ids(store, RequestQuery(keys=[("dedupe_id", dedupe_id)])) == ["r-old"], dedupe_id
+    found = run(store.query_request("r-old"))
+    assert found is not None and {("dedupe_id", "gone-1"), ("dedupe_id", "gone-2")} <= set(found[2])
+
+
 def test_the_events_of_one_request(store: Store) -> None:
     run(store.ingest([event("purchase", "e1", 1), event("page_view", None, 0)], request_id="r1", received_at_ms=NOW))
     run(store.ingest([event("purchase", "e2", 1)], request_id="r2", received_at_ms=NOW))

@@ -254,6 +254,8 @@ def test_sqlite_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollups_t
     run(store.open())
     run(store.close())
     statements = {"over": (sqlite_prune._OVER_CHUNK, [T0]), "oldest entry": (sqlite_prune._OLDEST_ENTRY, [])}
+    statements["keys going"] = (sqlite_prune._KEYS_GOING, [T0])
+    statements["events going"] = (sqlite_prune._events_going_sql(4), [1, 2, 3, 4])
     for table in sqlite_prune._TIME:
         statements[f"{table} edge"] = (sqlite_prune._EDGE[table], [T0])
         statements[f"{table} delete"] = (sqlite_prune._DELETE_BEFORE[table], [T0])

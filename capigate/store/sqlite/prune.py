@@ -37,8 +37,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from functools import cache
-from typing import Final
+from typing import Any, Final
 
+from capigate.events import journal_key
 from capigate.store.inspector import DAY_MS, HOUR_MS, MINUTE_MS
 from capigate.store.sqlite.outbox import in_chunks
 
@@ -119,8 +120,36 @@ _KEPT: Final = (
 def prune_keys(cur: sqlite3.Cursor, before: int) -> Chunk:
     """A chunk of the dedupe keys seen before ``before``, the oldest."""
     edge = _edge(cur, "dedupe_keys", before, 1)
+    _journal_stored_ids(cur, _KEYS_GOING, (edge,))
     deleted = cur.execute(_DELETE_BEFORE["dedupe_keys"], (edge,)).rowcount
     return deleted, edge == before
+
+
+# A stored event's dedupe id finds its request through its dedupe key and the event
+# (kept.dedupe_ids_not_stored), not a journal key; when either goes while the journal entry
+# stays (the journal kept longer, or the retention shortened since), the id becomes one.
+_ENTRY_STAYS: Final = "EXISTS (SELECT 1 FROM requests r WHERE r.request_id = e.request_id)"
+_KEYS_GOING: Final = (
+    f"SELECT e.dedupe_id, e.request_id, e.received_at FROM {_FROM['dedupe_keys']} "
+    f"JOIN events e ON e.id = dedupe_keys.event_id WHERE dedupe_keys.seen_at < ? AND {_ENTRY_STAYS}"
+)
+_INSERT_KEY: Final = (
+    "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES ('dedupe_id', ?, ?, ?)"
+)
+
+
+def _journal_stored_ids(cur: sqlite3.Cursor, sql: str, params: Sequence[Any]) -> None:
+    rows = [row for row in cur.execute(sql, params) if row[0] is not None and journal_key(row[0]) == row[0]]
+    if rows:
+        cur.executemany(_INSERT_KEY, rows)
+
+
+@cache
+def _events_going_sql(size: int) -> str:
+    return (
+        "SELECT e.dedupe_id, e.request_id, e.received_at FROM events e "
+        f"WHERE e.id IN ({', '.join('?' * size)}) AND e.dedupe_id IS NOT NULL AND {_ENTRY_STAYS}"
+    )
 
 
 def prune_journal(cur: sqlite3.Cursor, before: int) -> Chunk:
@@ -217,6 +246,8 @@ def prune_events(cur: sqlite3.Cursor, before_ms: int, after: EventCursor) -> tup
         return 0, last
     held = cur.execute(_HOLDING, (ids[0], ids[0], ids[-1])).fetchall()
     doomed = _outside(ids, held)
+    for chunk, size in in_chunks(doomed):
+        _journal_stored_ids(cur, _events_going_sql(size), chunk)
     deleted = _delete_ids(cur, "events", doomed)
     if doomed:
         cur.execute(_EMPTIED, (doomed[0], doomed[0], doomed[-1]))
