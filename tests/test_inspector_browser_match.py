@@ -113,6 +113,26 @@ def test_find_a_refused_purchase_by_transaction_id_and_see_the_failing_path_in_i
     expect(marked).to_be_in_viewport()
 
 
+def test_a_resent_batch_opens_to_the_keys_it_carried_though_it_stored_nothing(page: Page, gateway: Server) -> None:
+    """A request whose events were all duplicates lists no stored event: its detail says which
+    dedupe ids and transaction ids it carried, those a search for it matched (a tryout)."""
+    dedupe, txn = f"dup-{uuid.uuid4().hex[:8]}", f"order-{uuid.uuid4().hex[:8]}"
+    event = purchase(dedupe_id=dedupe)
+    event["data"] = {**event["data"], "transaction_id": txn}
+    for _ in range(2):
+        assert post(gateway, "px_shop", event).status_code == 200
+    logged_in(page)
+    page.fill("#rq-filters [name=dedupe_id]", dedupe)
+    page.click("#rq-filters button[type=submit]")
+    rows = page.locator("#requests tr.request")
+    expect(rows).to_have_count(2)
+    rows.first.click()  # the newest: the resend, all duplicates
+    keys = page.locator("#requests .request-detail dd.keys")
+    expect(keys).to_contain_text(f"dedupe_id {dedupe}")
+    expect(keys).to_contain_text(f"transaction_id {txn}")
+    expect(page.locator("#requests .request-detail .stored-events")).to_have_count(0)
+
+
 def test_an_event_opens_its_request_and_the_request_lists_its_events(page: Page, gateway: Server) -> None:
     tag = f"link-{uuid.uuid4().hex[:6]}"
     assert (

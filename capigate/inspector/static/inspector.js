@@ -279,7 +279,18 @@ function requestFacts(r) {
     h("dt", {}, "User agent"), h("dd", {}, r.user_agent || "–"),
     h("dt", {}, "API"), h("dd", {}, r.api),
     r.test_tag ? [h("dt", {}, "Test tag"), h("dd", {}, r.test_tag)] : null,
+    keyFacts(r.keys),
   );
+}
+
+// The keys the request is found by (GET /api/requests/{id} only): the names, dedupe ids and
+// transaction ids it carried, a duplicate's included, the ones a search for it matches.
+const SHOWN_KEYS = 12;
+function keyFacts(keys) {
+  if (!keys || !keys.length) return null;
+  const shown = keys.slice(0, SHOWN_KEYS).map(([kind, value]) => `${kind} ${value}`).join(" · ");
+  const more = keys.length > SHOWN_KEYS ? ` (+${keys.length - SHOWN_KEYS} more)` : "";
+  return [h("dt", {}, "Found by"), h("dd", { class: "keys" }, shown + more)];
 }
 
 async function fetchRequest(requestId) {
