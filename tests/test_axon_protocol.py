@@ -60,7 +60,9 @@ def test_a_key_sent_in_an_authentication_header_is_401_with_a_hint_to_authorizat
     assert r.status_code == 401
     assert "'Authorization' header" in r.json()["message"] and "'authentication'" in r.json()["message"]
     assert [(p["path"], p["code"]) for p in r.json()["problems"]] == [("authorization", "unauthorized")]
-    assert "header" not in post(server, batch(page_view()), headers={}).json()["message"]
+    assert post(server, batch(page_view()), headers={}).json()["message"] == "no key in the Authorization header"
+    wrong = post(server, batch(page_view()), headers={"Authorization": "nope"}).json()["message"]
+    assert wrong == "unknown pixel_id or wrong Authorization key"
     for blank in ("", "Bearer"):  # a client that fills the header it knows, and leaves Axon's empty
         r = post(server, batch(page_view()), headers={"Authorization": blank, "authentication": "key-std"})
         assert r.status_code == 401 and "it came in 'authentication'" in r.json()["message"], blank

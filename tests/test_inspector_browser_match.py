@@ -131,6 +131,11 @@ def test_a_resent_batch_opens_to_the_keys_it_carried_though_it_stored_nothing(pa
     expect(keys).to_contain_text(f"dedupe_id {dedupe}")
     expect(keys).to_contain_text(f"transaction_id {txn}")
     expect(page.locator("#requests .request-detail .stored-events")).to_have_count(0)
+    page.fill("#rq-filters [name=dedupe_id]", f"none-{dedupe}")
+    page.click("#rq-filters button[type=submit]")
+    expect(page.locator("#requests td.empty")).to_have_text(
+        "No request matches these filters. Clear shows every request."
+    )
 
 
 def test_an_event_opens_its_request_and_the_request_lists_its_events(page: Page, gateway: Server) -> None:

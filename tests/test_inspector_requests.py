@@ -237,6 +237,8 @@ def test_kept_bodies_and_keys_go_with_the_journal_when_it_is_pruned(tmp_path: Pa
     with sqlite3.connect(srv.db) as conn:
         assert conn.execute("SELECT count(*) FROM request_bodies").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM request_keys").fetchone() == (0,)
+    assert srv.log is not None
+    assert "pruned 0 events, 1 journal entries, 0 dedupe keys" in srv.log.read_text()  # what retention did
 
 
 @pytest.mark.parametrize("path", ["typed", "slow"])

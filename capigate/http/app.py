@@ -303,7 +303,13 @@ class GatewayApp:
     async def _prune_forever(gateway: Gateway) -> None:
         while True:
             try:
-                await gateway.store.prune(time.time_ns() // 1_000_000, gateway.retention)
+                pruned = await gateway.store.prune(time.time_ns() // 1_000_000, gateway.retention)
             except StoreError:
                 log.warning("pruning failed; will retry")
+            else:
+                if pruned.events or pruned.requests or pruned.dedupe_keys:  # an operator sees retention work
+                    log.info(
+                        "pruned %d events, %d journal entries, %d dedupe keys",
+                        pruned.events, pruned.requests, pruned.dedupe_keys,
+                    )  # fmt: skip
             await asyncio.sleep(PRUNE_INTERVAL_S)

@@ -37,8 +37,9 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     outcome.identify(request, pixel_id, "pixel_id")
     pixel = gateway.config.pixel(pixel_id)
     if not _authorised(request.headers.get("authorization"), pixel) or pixel is None:
-        message = "unknown pixel_id or wrong Authorization key"
-        if not _given_key(request.headers.get("authorization")) and "authentication" in request.headers:
+        given = _given_key(request.headers.get("authorization"))
+        message = "unknown pixel_id or wrong Authorization key" if given else "no key in the Authorization header"
+        if not given and "authentication" in request.headers:
             message += ": Axon reads the key from the 'Authorization' header; it came in 'authentication' (AppsFlyer's)"
         return _error(401, "unauthorized", message, outcome, [Problem("authorization", "unauthorized", message)])
     if outcome.refused_tag is not None:

@@ -160,6 +160,13 @@ function fillSourceSelects() {
 
 const localMs = (v) => (v ? String(new Date(v).getTime()) : "");
 
+// An empty journal asks for a first request; an empty search, for other filters.
+function noRequestsText(params) {
+  return Object.values(params).some(Boolean)
+    ? "No request matches these filters. Clear shows every request."
+    : "No requests yet. Send one from the “Send a test event” tab.";
+}
+
 function requestFilters() {
   const data = new FormData(document.getElementById("rq-filters"));
   const text = (k) => String(data.get(k) || "").trim();
@@ -254,7 +261,7 @@ function renderRequests() {
     );
     if (rq.open.has(r.id)) rows.push(h("tr", { class: "detail" }, h("td", { colspan: 7 }, requestDetail(r))));
   }
-  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No requests match. Send one from the “Send a test event” tab.")));
+  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 7, class: "empty" }, noRequestsText(state.requests.params))));
   tbody.replaceChildren(...rows);
   rq.seen = Math.max(rq.seen, newest);
   document.getElementById("rq-more").hidden = !rq.next;
