@@ -9,7 +9,7 @@ import msgspec
 
 from capigate.identity import contains_email
 
-__all__ = ["MAX_KEY_CHARS", "MAX_TEST_TAG_CHARS", "NewEvent", "journal_key", "tag_too_long"]
+__all__ = ["MAX_KEY_CHARS", "MAX_TEST_TAG_CHARS", "NewEvent", "journal_key", "kept_as_sent", "tag_too_long"]
 
 MAX_KEY_CHARS: Final = 200
 
@@ -35,6 +35,12 @@ def journal_key(value: Any) -> str | None:
         return None
     text = value.strip()
     return text[:MAX_KEY_CHARS] if text and not contains_email(text) else None
+
+
+def kept_as_sent(value: Any) -> bool:
+    """Whether ``value`` is a journal key as it is (``journal_key`` changes nothing): the only
+    dedupe ids the store can find a request by, for it matches them as sent."""
+    return value is not None and journal_key(value) == value
 
 
 class NewEvent(msgspec.Struct, kw_only=True):

@@ -26,7 +26,7 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.axon.personal import without_personal_unknowns
 from capigate.checking import Report
-from capigate.events import journal_key
+from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
@@ -61,8 +61,9 @@ _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 def note_accepted(
     body: bytes | None, events: Sequence[NewEvent], hashed_here: set[str], *, dedupe_ids: bool = True
 ) -> list[tuple[str, str]]:
-    """The keys the request of the accepted ``events`` can be found by; without their dedupe
-    ids unless ``dedupe_ids`` (``dedupe_ids_not_stored`` adds those the store cannot find). An
+    """The keys the request of the accepted ``events`` can be found by; unless ``dedupe_ids``,
+    without the dedupe ids kept as sent, which the store finds if it stored them
+    (``dedupe_ids_not_stored`` adds a duplicate's afterwards). An
     Axon event came from its rules with its match keys; an AppsFlyer event gets them here,
     from ``body`` and ``hashed_here``, the fields the rules hashed (``plain_pii_hashed``)."""
     if not events:
@@ -80,7 +81,7 @@ def note_accepted(
 def _axon_keys(events: Sequence[NewEvent], dedupe_ids: bool = True) -> list[tuple[str, str]]:
     if len(events) == 1:  # a one-event request: the same keys as _batch_keys, at half its cost
         event = events[0]
-        dedupe_id = event.dedupe_id if dedupe_ids else None
+        dedupe_id = event.dedupe_id if dedupe_ids or not kept_as_sent(event.dedupe_id) else None
         pairs = (("name", event.name), ("dedupe_id", dedupe_id), ("transaction_id", event.transaction_id))
         return [(kind, text) for kind, value in pairs if (text := journal_key(value)) is not None]
     return _batch_keys(events, dedupe_ids)
@@ -92,7 +93,7 @@ def _batch_keys(events: Sequence[NewEvent], dedupe_ids: bool = True) -> list[tup
     values: Sequence[Any]
     for kind, values in (
         ("name", list({e.name: None for e in events})),
-        ("dedupe_id", [e.dedupe_id for e in events] if dedupe_ids else ()),
+        ("dedupe_id", [e.dedupe_id for e in events if dedupe_ids or not kept_as_sent(e.dedupe_id)]),
         ("transaction_id", [e.transaction_id for e in events]),  # as sent: one holding an email is refused
     ):
         for value in values:
@@ -115,7 +116,7 @@ def dedupe_ids_not_stored(events: Sequence[NewEvent], not_stored: Sequence[int])
     and on a young database a sixth of the writer's CPU."""
     skipped = set(not_stored)
     stored = {e.dedupe_id for i, e in enumerate(events) if i not in skipped}
-    wanted = [d for i in not_stored if (d := events[i].dedupe_id) not in stored]
+    wanted = [d for i in not_stored if kept_as_sent(d := events[i].dedupe_id) and d not in stored]
     keys = {("dedupe_id", text): None for d in wanted if (text := journal_key(d)) is not None}
     return list(keys)[:MAX_KEYS]
 
@@ -124,7 +125,7 @@ def _note_appsflyer(body: bytes, event: NewEvent, hashed_here: set[str], dedupe_
     event.match_keys = appsflyer_match_keys(_decode_object(body), hashed_here, event.dedupe_id is not None)
     keys = request_keys("appsflyer", _decode_object(event.payload))  # as stored: the rules have treated it
     keys = [(kind, value) for kind, value in keys if not contains_email(value)]
-    if dedupe_ids and (dedupe := journal_key(event.dedupe_id)) is not None:  # as Axon's
+    if (dedupe := journal_key(event.dedupe_id)) is not None and (dedupe_ids or dedupe != event.dedupe_id):
         keys.append(("dedupe_id", dedupe))
     return keys
 

@@ -360,3 +360,14 @@ def test_a_journal_kept_longer_than_the_events_indexes_their_dedupe_ids_itself(t
         assert _journaled_dedupe_ids(srv, found["request_id"]) == {dedupe}
     finally:
         srv.stop()
+
+
+def test_a_stored_dedupe_id_the_journal_would_strip_stays_a_key_of_its_own(gateway: Server) -> None:
+    """The store finds a request by a stored id only as sent; an id the journal keeps otherwise
+    (stripped of spaces, cut at 200 characters) is journaled as a key, as before the store
+    found any: the request is found by the id's key text and lists it."""
+    padded = f" d-{uuid.uuid4().hex} "
+    answer = post_axon(gateway, batch(purchase(dedupe_id=padded), purchase()))
+    assert answer.status_code == 200 and answer.json()["stored"] == 2, answer.text
+    (found,) = requests_where(gateway, dedupe_id=padded.strip())
+    assert ("dedupe_id", padded.strip()) in {tuple(k) for k in detail(gateway, found["request_id"])["keys"]}

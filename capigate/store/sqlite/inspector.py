@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any, Final
 
-from capigate.events import journal_key
+from capigate.events import kept_as_sent
 from capigate.store.base import QualityRow, RequestRecord, RequestView
 from capigate.store.inspector import QualityKey, by_day, quality_sql
 from capigate.store.sql import REQUEST_COLUMNS, request_view
@@ -131,9 +131,9 @@ STORED_BY_DEDUPE_ID_SQL: Final = (
 
 def _request_keys(journaled: Iterable[tuple[str, str]], stored_ids: Iterable[str]) -> list[tuple[str, str]]:
     """A request's keys, sorted, each once: the journal's, and the dedupe ids of its stored
-    events that are keys as the journal keeps them (``events.journal_key``), as those it left out."""
+    events that are keys as sent (``events.kept_as_sent``), those the journal left out."""
     keys = set(journaled)
-    keys.update(("dedupe_id", d) for d in stored_ids if journal_key(d) == d)
+    keys.update(("dedupe_id", d) for d in stored_ids if kept_as_sent(d))
     return sorted(keys)
 
 

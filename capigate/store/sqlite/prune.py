@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Final
 
-from capigate.events import journal_key
+from capigate.events import kept_as_sent
 from capigate.store.inspector import DAY_MS, HOUR_MS, MINUTE_MS
 from capigate.store.sqlite.outbox import in_chunks
 
@@ -139,7 +139,7 @@ _INSERT_KEY: Final = (
 
 
 def _journal_stored_ids(cur: sqlite3.Cursor, sql: str, params: Sequence[Any]) -> None:
-    rows = [row for row in cur.execute(sql, params) if row[0] is not None and journal_key(row[0]) == row[0]]
+    rows = [row for row in cur.execute(sql, params) if kept_as_sent(row[0])]
     if rows:
         cur.executemany(_INSERT_KEY, rows)
 
