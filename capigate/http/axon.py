@@ -36,8 +36,8 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         return _error(400, "missing_pixel_id", "pixel_id query parameter is missing", outcome, [problem])
     outcome.identify(request, pixel_id, "pixel_id")
     pixel = gateway.config.pixel(pixel_id)
-    if not _authorised(request.headers.get("authorization"), pixel) or pixel is None:
-        given = _given_key(request.headers.get("authorization"))
+    given = _given_key(request.headers.get("authorization"))
+    if not _authorised(given, pixel) or pixel is None:
         message = "unknown pixel_id or wrong Authorization key" if given else "no key in the Authorization header"
         if not given and "authentication" in request.headers:
             message += ": Axon reads the key from the 'Authorization' header; it came in 'authentication' (AppsFlyer's)"
@@ -103,8 +103,7 @@ def _given_key(header: str | None) -> str:
     return given[7:].strip() if given[:7].lower() == "bearer " else given
 
 
-def _authorised(header: str | None, pixel: AxonPixel | None) -> bool:
-    given = _given_key(header)
+def _authorised(given: str, pixel: AxonPixel | None) -> bool:
     expected = pixel.api_key.encode() if pixel is not None else _DUMMY_KEY
     # Compared even for an unknown pixel, so timing does not tell which pixel ids exist.
     return hmac.compare_digest(given.encode(), expected) and bool(given)
