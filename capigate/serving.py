@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import granian._signals
 from granian._granian import SocketHolder, WorkerSignal
@@ -185,6 +185,7 @@ class GatewayServer(MPServer):
     def __init__(self, *args: Any, listener: socket.socket, respawns_file: Path, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._server_pid = os.getpid()  # granian sets self.pid only in startup()
+        _hold_stop_signals_across_forks()
         self._listener = listener
         self._respawns_file = respawns_file
         self.respawns = 0
@@ -239,6 +240,34 @@ class GatewayServer(MPServer):
             temp = self._respawns_file.with_suffix(".tmp")
             temp.write_text(str(self.respawns))
             temp.replace(self._respawns_file)
+
+
+_STOP_SIGNALS: Final = {signal.SIGINT, signal.SIGTERM}
+_mask_before_fork = threading.local()  # each forking thread's own mask
+_holding_across_forks = False
+
+
+def _hold_stop_signals_across_forks() -> None:
+    """A worker sent SIGTERM in its first microseconds lost it: CPython forgets the signals
+    that arrived before the child's after-fork step. With SIGINT and SIGTERM blocked while
+    the server forks, such a signal waits in the kernel until the child's after-fork hooks
+    (which run after that step) unblock it, and the inherited handler stops the worker."""
+    global _holding_across_forks
+    if _holding_across_forks or not hasattr(signal, "pthread_sigmask"):
+        return
+    _holding_across_forks = True
+    os.register_at_fork(before=_block_stop_signals, after_in_parent=_restore_mask, after_in_child=_restore_mask)
+
+
+def _block_stop_signals() -> None:
+    _mask_before_fork.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _restore_mask() -> None:
+    mask = getattr(_mask_before_fork, "mask", None)
+    if mask is not None:
+        _mask_before_fork.mask = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class _WorkerStop:
