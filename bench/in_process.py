@@ -57,15 +57,24 @@ def _scope(body: bytes) -> dict[str, Any]:
 
 
 async def _drive(
-    app: GatewayApp, bodies: list[bytes], requests: int, concurrency: int, latencies: list[float] | None = None
+    app: GatewayApp,
+    bodies: list[bytes],
+    requests: int,
+    concurrency: int,
+    latencies: list[float] | None = None,
+    *,
+    first: int = 0,
 ) -> None:
-    """``requests`` requests, ``concurrency`` at a time; each one's seconds appended to ``latencies``."""
-    sent = 0
+    """``requests`` requests numbered from ``first``, ``concurrency`` at a time; each one's
+    seconds appended to ``latencies``. A request's number is in its every dedupe_id: a run
+    after another must start past it, or it sends the same events again (all duplicates)."""
+    sent = first
+    end = first + requests
     timed = latencies.append if latencies is not None else None
 
     async def client() -> None:
         nonlocal sent
-        while sent < requests:
+        while sent < end:
             n, sent = sent, sent + 1
             body = bodies[n % len(bodies)].replace(b"@@RQ@@", b"r%d" % n)  # every dedupe_id new
             exchange = Exchange(body)
@@ -103,9 +112,10 @@ async def measure(
     app = create_app(config, relay=False)
     await app.startup()
     try:
-        await _drive(app, bodies, min(requests, 500), concurrency)  # warm-up: imports, caches, first pages
+        warm = min(requests, 500)
+        await _drive(app, bodies, warm, concurrency)  # warm-up: imports, caches, first pages
         wall, thread, process = time.perf_counter(), time.thread_time(), _process_and_children_cpu_s()
-        await _drive(app, bodies, requests, concurrency, latencies)
+        await _drive(app, bodies, requests, concurrency, latencies, first=warm)
         wall, thread, process = (
             time.perf_counter() - wall,
             time.thread_time() - thread,

@@ -100,7 +100,7 @@ async def _serve(workdir: Path, bodies: list[bytes], warm: int, requests: int, c
     await app.startup()
     try:
         await _drive(app, bodies, warm, concurrency)
-        await _drive(app, bodies, requests, concurrency)
+        await _drive(app, bodies, requests, concurrency, first=warm)
     finally:
         await app.shutdown()
 

@@ -43,6 +43,25 @@ def test_in_process_ratios_measure_the_typed_decode_and_the_w2_pieces(tmp_path: 
     }
 
 
+def test_in_process_measure_sends_new_events_after_its_warm_up(tmp_path: Path) -> None:
+    """The measured requests came after a warm-up that numbered its requests from 0 too: every
+    measured W1 event was a duplicate of a warm-up one, and the W1 ratio measured a writer that
+    stored nothing. Each request's events are now new, warm-up or not."""
+    import sqlite3
+
+    import uvloop
+
+    from bench.bodies import write_body_sets
+    from bench.in_process import measure
+
+    sets = write_body_sets(tmp_path / "bodies", batches=2, singles=5, population=50)
+    bodies = [sets["w1"].path(i).read_bytes() for i in range(sets["w1"].count)]
+    uvloop.run(measure(tmp_path, bodies, 6, 2))  # a warm-up of 6 requests, then 6 measured
+    with sqlite3.connect(tmp_path / "capigate.db") as db:
+        stored, duplicates = db.execute("SELECT sum(events_stored), sum(events_duplicate) FROM requests").fetchone()
+    assert (stored, duplicates) == (12 * 100, 0)
+
+
 @pytest.mark.timeout(900)  # valgrind runs ~50x slower than Python; on a loaded machine 120 s was not enough
 def test_instructions_count_the_same_work_alike_and_the_rules_above_the_decode(tmp_path: Path) -> None:
     """bench/run.sh instructions: counted twice, the typed decode gives the same figure (the
