@@ -163,14 +163,19 @@ def serve(
     from capigate.serving import ListenError, open_listener, serve_gateway
 
     config, created = _resolve_config(config_path, create=True, check_environment=relay)
-    store_url = _store_url(config, db)
-    shown = _check_schema(store_url)
-    host = host or config.server.host
-    port = port if port is not None else config.server.port
     try:
-        listener = open_listener(host, port)
-    except ListenError as exc:
-        raise click.ClickException(str(exc)) from None
+        store_url = _store_url(config, db)
+        shown = _check_schema(store_url)
+        host = host or config.server.host
+        port = port if port is not None else config.server.port
+        try:
+            listener = open_listener(host, port)
+        except ListenError as exc:
+            raise click.ClickException(str(exc)) from None
+    except BaseException:
+        if created:  # else the next start found it, masked its keys, and no banner ever showed them
+            config_path.unlink(missing_ok=True)
+        raise
     port = listener.getsockname()[1]  # the one the system chose for --port 0
     lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
     lines.append(f"capigate: config {config_path.resolve()}, store {shown}")

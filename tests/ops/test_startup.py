@@ -102,6 +102,19 @@ def test_a_second_serve_on_the_same_port_refuses_with_one_line(running: Server, 
     assert statuses == [200] * 12
 
 
+def test_a_first_start_refused_for_its_port_leaves_no_configuration(running: Server, tmp_path: Path) -> None:
+    """The first start writes capigate.toml with new keys and shows them once; refused, it left
+    the file, and the next start read it, masked its keys, and no banner ever showed them."""
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    second = make_server(tmp_path / "second")
+    second.port = running.port
+    second.config = fresh / "capigate.toml"
+    result = _run_to_exit(_serve(second), fresh)
+    assert result.returncode != 0 and "is in use" in result.stdout, result.stdout
+    assert not second.config.exists()
+
+
 def test_the_port_is_not_shared_silently(running: Server) -> None:
     """Rule: no SO_REUSEPORT on the listening socket, so no other process can bind beside it."""
     family = socket.AF_INET
