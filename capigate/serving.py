@@ -31,8 +31,8 @@ from granian.constants import Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
-from capigate.config import ServerSettings
-from capigate.errors import CapigateError
+from capigate.config import ServerSettings, load_config
+from capigate.errors import CapigateError, ConfigError
 from capigate.http.idle import LISTEN_PORT_ENV
 from capigate.metrics import METRICS_DIR_ENV, RESPAWNS_FILE, shared_dir
 
@@ -216,14 +216,27 @@ class GatewayServer(MPServer):
             worker.terminate()  # type: ignore[no-untyped-call]
         deadline = time.monotonic() + (self.workers_kill_timeout or STOP_TIMEOUT_S)
         for worker in self.wrks:
-            if not mp_wait([worker.inner.sentinel], max(deadline - time.monotonic(), 0.0)):
-                granian_log.warning("Killing worker-%d after it refused to gracefully stop", worker.idx + 1)
-                worker.kill()  # type: ignore[no-untyped-call]
-            worker.join()  # type: ignore[no-untyped-call]  # at once: it is gone (whoever reaps it)
+            self._await_stop(worker, deadline, f"worker-{worker.idx + 1}")
             granian_log.info("Stopped worker-%d", worker.idx + 1)
         self.wrks.clear()
 
+    def _await_stop(self, worker: Any, deadline: float, name: str) -> None:
+        """Waits for ``worker``, told to stop, until ``deadline``; kills it then."""
+        if not mp_wait([worker.inner.sentinel], max(deadline - time.monotonic(), 0.0)):
+            granian_log.warning("Killing %s after it refused to gracefully stop", name)
+            worker.kill()
+        worker.join()  # at once: it is gone (whoever reaps it)
+
     def _reload(self, spawn_target: Any, target_loader: Any) -> None:
+        """SIGHUP: the workers replaced one by one, each new one reading capigate.toml again;
+        not when the file has a mistake, which every new worker died on as it started (and the
+        server with them, a crash loop), while the old ones were stopped all the same."""
+        problem = _config_problem()
+        if problem is not None:
+            self.reload_signal = False
+            self.main_loop_interrupt.clear()
+            log.error("SIGHUP ignored, the workers keep the configuration they run: %s", problem)
+            return
         self._reloading = True  # SIGHUP restarts every worker: not respawns
         try:
             super()._reload(spawn_target, target_loader)  # type: ignore[no-untyped-call]
@@ -231,7 +244,23 @@ class GatewayServer(MPServer):
             self._reloading = False
 
     def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
-        super()._respawn_workers(workers, spawn_target, target_loader, delay)
+        """granian's, with the old worker awaited as ``_stop_workers`` awaits one (its own check
+        logged a reload's old worker as killed when its watcher thread had reaped it)."""
+        for idx in workers:
+            self.respawned_wrks[idx] = time.monotonic()
+            granian_log.info("Respawning worker-%d", idx + 1)
+            old = self.wrks.pop(idx)
+            fresh = self._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader)
+            fresh.start()  # type: ignore[no-untyped-call]
+            self.wrks.insert(idx, fresh)
+            time.sleep(delay)
+            granian_log.info("Stopping old worker-%d", idx + 1)
+            old.terminate()  # type: ignore[no-untyped-call]
+            self._await_stop(
+                old, time.monotonic() + (self.workers_kill_timeout or STOP_TIMEOUT_S), f"old worker-{idx + 1}"
+            )
+            granian_log.info("Stopped old worker-%d", idx + 1)
+        self._metrics.incr_spawn(len(workers))
         if self._reloading:
             return
         self.respawns += len(workers)
@@ -240,6 +269,19 @@ class GatewayServer(MPServer):
             temp = self._respawns_file.with_suffix(".tmp")
             temp.write_text(str(self.respawns))
             temp.replace(self._respawns_file)
+
+
+def _config_problem() -> str | None:
+    """What a worker started now would find wrong in capigate.toml (None: nothing)."""
+    path = os.environ.get("CAPIGATE_CONFIG")
+    if not path:
+        return None
+    relaying = os.environ.get("CAPIGATE_RELAY", "1") != "0"
+    try:
+        load_config(Path(path), os.environ if relaying else None)
+    except ConfigError as exc:  # ConfigErrors too: a line for each mistake
+        return f"bad configuration: {exc}".replace("\n", "; ")
+    return None
 
 
 _STOP_SIGNALS: Final = {signal.SIGINT, signal.SIGTERM}

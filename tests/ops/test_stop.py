@@ -45,8 +45,10 @@ def granian_lines() -> Iterator[_Lines]:
     logging.getLogger("_granian").removeHandler(handler)
 
 
-def _manager(tmp_path: Path, kill_timeout_s: int, lines: _Lines) -> GatewayServer:
-    manager = GatewayServer(
+def _manager(
+    tmp_path: Path, kill_timeout_s: int, lines: _Lines, kind: type[GatewayServer] = GatewayServer
+) -> GatewayServer:
+    manager = kind(
         "capigate.gateway:app_from_env",
         interface=Interfaces.RSGI,
         workers_kill_timeout=kill_timeout_s,
@@ -88,6 +90,36 @@ def test_a_worker_reaped_by_its_watcher_is_not_reported_as_killed(tmp_path: Path
     manager._stop_workers()
     assert granian_lines.lines == ["Stopped worker-1"]
     assert time.monotonic() - started < 1
+
+
+class _Replacing(GatewayServer):
+    """Starts, as each new worker, a process that stops on SIGTERM (not a gateway)."""
+
+    def _spawn_worker(self, idx: int, *_: object, **__: object) -> WorkerProcess:
+        return WorkerProcess(self, idx, _stops_on_sigterm, ())  # type: ignore[no-untyped-call]
+
+
+def test_a_replaced_worker_reaped_by_its_watcher_is_not_reported_as_killed(
+    tmp_path: Path, granian_lines: _Lines
+) -> None:
+    """A reload (SIGHUP) or a respawn replaces each worker and awaits the old one with granian's
+    own check, which read a worker its watcher thread had reaped as alive: "Killing old worker-1
+    after it refused to gracefully stop", seen once in about ten reloads under load."""
+    manager = _manager(tmp_path, 30, granian_lines, _Replacing)
+    old = _started(manager, _stops_on_sigterm)
+    os.kill(old.inner.pid, signal.SIGTERM)
+    os.waitpid(old.inner.pid, 0)  # what the watcher thread's join does
+    started = time.monotonic()
+    manager._respawn_workers([0], None, None)
+    try:
+        assert time.monotonic() - started < 1
+        assert [line for line in granian_lines.lines if "old worker" in line] == [
+            "Stopping old worker-1",
+            "Stopped old worker-1",
+        ], granian_lines.lines
+        assert manager.wrks[0] is not old and manager.wrks[0].inner.is_alive()
+    finally:
+        manager._stop_workers()
 
 
 def test_a_worker_that_does_not_stop_is_killed_after_the_timeout(tmp_path: Path, granian_lines: _Lines) -> None:

@@ -1,0 +1,63 @@
+"""SIGHUP to `capigate serve`: granian replaces the workers one by one, each new one reading
+capigate.toml again (capigate/serving.py, GatewayServer._reload); a file with a mistake is
+refused with one log line, and the workers keep serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from tests.conftest import Server, make_server
+from tests.helpers import batch, purchase, wait_until
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _status(server: Server, key: str) -> int:
+    with server.client() as c:
+        answer = c.post("/v1/event?pixel_id=px_std", json=batch(purchase()), headers={"Authorization": key})
+    return answer.status_code
+
+
+def test_sighup_replaces_the_workers_which_read_the_configuration_again(tmp_path: Path) -> None:
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    try:
+        (old,) = _children(server.proc.pid)
+        server.config.write_text(server.config.read_text().replace('api_key = "key-std"', 'api_key = "key-new"'))
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "Stopped old worker-1" in server.output(), what="the old worker's stop")
+        assert old not in _children(server.proc.pid)
+        assert (_status(server, "key-std"), _status(server, "key-new")) == (401, 200)
+    finally:
+        server.stop()
+    output = server.output()
+    assert server.proc.returncode == 0, output[-2000:]
+    assert "Killing" not in output, output[-2000:]
+
+
+def test_sighup_with_a_mistake_in_the_configuration_keeps_the_workers_serving(tmp_path: Path) -> None:
+    """Each new worker died on the mistake as it started, the old ones were stopped all the
+    same, and granian ended the server (a crash loop): a typo and a SIGHUP took it down."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    try:
+        workers = _children(server.proc.pid)
+        server.config.write_text(server.config.read_text() + "\nservr = 1\n")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "SIGHUP ignored" in server.output(), what="the refused reload's line")
+        line = next(x for x in server.output().splitlines() if "SIGHUP ignored" in x)
+        assert "servr" in line, line
+        assert _children(server.proc.pid) == workers
+        assert _status(server, "key-std") == 200
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0, server.output()[-2000:]
