@@ -121,6 +121,7 @@ class GatewayApp:
         self._flusher: asyncio.Task[None] | None = None
         self.idle_reaper: IdleReaper | None = None  # under `capigate serve` (app_from_env)
         self._in_flight = 0  # requests between arrival and journal entry
+        self._peers: dict[str, int] = {}  # the connections of the requests being answered: how many each
         self._proxies = TrustedProxies(config.server.trusted_proxies)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -147,6 +148,8 @@ class GatewayApp:
         status = CLIENT_CLOSED  # until a handler answers
         route = self.router.match(request.method, request.path)
         self._in_flight += 1
+        peer = request.peer
+        self._peers[peer] = self._peers.get(peer, 0) + 1  # HTTP/2 answers several on one connection
         request.body_timeout_s = self.config.server.body_timeout_s
         try:
             response = await self._respond(request, route, gateway, outcome)
@@ -161,6 +164,10 @@ class GatewayApp:
             if gateway is not None:
                 self._account(request, route, status, outcome, gateway)
             self._in_flight -= 1
+            if self._peers[peer] == 1:
+                del self._peers[peer]
+            else:
+                self._peers[peer] -= 1
 
     async def _respond(self, request: Request, route: Route, gateway: Gateway | None, outcome: Outcome) -> Response:
         if self._proxies:
@@ -215,10 +222,17 @@ class GatewayApp:
 
     def stopping(self) -> None:
         """The worker is told to stop (``capigate serve``: from its SIGTERM handler, so between
-        two bytecodes of the loop's own thread): the bodies still arriving get STOP_BODY_GRACE_S."""
+        two bytecodes of the loop's own thread): the bodies still arriving get STOP_BODY_GRACE_S,
+        and the connections with no request being answered are closed (a half-sent head among
+        them held the stop until header_timeout_s)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(cut_short, loop, STOP_BODY_GRACE_S)
+            loop.call_soon_threadsafe(self._stop_taking_requests, loop)
+
+    def _stop_taking_requests(self, loop: asyncio.AbstractEventLoop) -> None:
+        cut_short(loop, STOP_BODY_GRACE_S)
+        if self.idle_reaper is not None:
+            self.idle_reaper.stopping(lambda: self._peers)
 
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -68,6 +68,7 @@ class Request:
         "headers",
         "method",
         "path",
+        "peer",
         "proto",
         "query",
         "receive",
@@ -91,15 +92,18 @@ class Request:
         send: Send | None = None,
         proto: RsgiProtocol | None = None,
         repeated: frozenset[str] = frozenset(),
+        peer: str = "",
     ) -> None:
         """``headers`` with lower-case names; ``receive`` and ``send`` for ASGI, ``proto`` for RSGI;
-        ``repeated``: the query parameters given more than once (``query`` holds their last value)."""
+        ``repeated``: the query parameters given more than once (``query`` holds their last value);
+        ``peer``: the connection's other end, "ip:port" (``client_ip`` may come from a proxy's header)."""
         self.started = time.perf_counter()
         self.received_at_ms = time.time_ns() // 1_000_000
         self.request_id = request_id
         self.method, self.path, self.headers, self.query, self.client_ip = method, path, headers, query, client_ip
         self.receive, self.send, self.proto = receive, send, proto
         self.repeated = repeated
+        self.peer = peer
         self._task: asyncio.Task[Any] | None = None
         self.body_timeout_s = DEFAULT_BODY_TIMEOUT_S  # the gateway sets [server] body_timeout_s
 
@@ -120,6 +124,7 @@ class Request:
             receive=receive,
             send=send,
             repeated=repeated,
+            peer=f"{client[0]}:{client[1]}" if client else "",
         )
 
     @classmethod
@@ -127,8 +132,11 @@ class Request:
         headers = dict(scope.headers.items())  # granian gives the names lower-cased
         qs = scope.query_string
         query, repeated = _parse_query(qs) if qs else ({}, frozenset[str]())
-        client_ip = scope.client.rpartition(":")[0].strip("[]") or None  # "ip:port", "[v6]:port"
-        return cls(request_id, scope.method, scope.path, headers, query, client_ip, proto=proto, repeated=repeated)
+        peer = scope.client  # "ip:port", "[v6]:port"
+        client_ip = peer.rpartition(":")[0].strip("[]") or None
+        return cls(
+            request_id, scope.method, scope.path, headers, query, client_ip, proto=proto, repeated=repeated, peer=peer
+        )
 
     def task(self) -> asyncio.Task[Any]:
         """The task answering this request (looked up once: its time limits need it)."""

@@ -7,6 +7,10 @@ Once a second, a worker looks at its own TCP connections on the listening port (
 says when each last received data, and whether it ever did) and shuts down those silent past
 ``header_timeout_s`` or idle past ``idle_timeout_s``; the server sees the end of the stream
 and frees the slot.
+
+When the worker is told to stop (``stopping``), each pass runs every 0.2 s, on the loop, and
+shuts down every connection that carries no request the app is answering: a client holding a
+half-sent request head kept a stopping worker until ``header_timeout_s``, past Docker's 10 s.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = ["LISTEN_PORT_ENV", "IdleReaper"]
@@ -29,6 +34,7 @@ _TCP_ESTABLISHED = 1
 _LAST_DATA_RECV = struct.Struct("=I")  # tcpi_last_data_recv, milliseconds, at offset 52
 _BYTES_RECEIVED = struct.Struct("=Q")  # tcpi_bytes_received, at offset 128 (Linux 4.1+)
 _TCP_INFO_SIZE = 136
+_STOPPING_INTERVAL_S = 0.2
 
 
 class IdleReaper:
@@ -41,6 +47,7 @@ class IdleReaper:
         self.interval_s = interval_s
         self.closed = 0
         self._task: asyncio.Task[None] | None = None
+        self._serving: Callable[[], Iterable[str]] | None = None
 
     @staticmethod
     def supported() -> bool:
@@ -57,25 +64,38 @@ class IdleReaper:
                 await self._task
             self._task = None
 
+    def stopping(self, serving: Callable[[], Iterable[str]]) -> None:
+        """The worker stops: from now on only the connections of ``serving()`` (the peers,
+        "ip:port", of the requests the app is answering) are left open; one pass at once."""
+        self._serving = serving
+        self.interval_s = min(self.interval_s, _STOPPING_INTERVAL_S)
+        if self.supported():
+            with contextlib.suppress(OSError):
+                self.closed += self.sweep(_peers(serving()))
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                self.closed += await asyncio.to_thread(self.sweep)  # ~10 µs a socket, off the loop
+                if self._serving is not None:  # on the loop: no request starts between the look and the cut
+                    self.closed += self.sweep(_peers(self._serving()))
+                else:
+                    self.closed += await asyncio.to_thread(self.sweep)  # ~10 µs a socket, off the loop
             except OSError as exc:  # /proc unreadable: nothing to do but say so once
                 log.warning("idle connections cannot be checked: %s", exc)
                 return
 
-    def sweep(self) -> int:
-        """One pass over this process's sockets; how many it shut down."""
+    def sweep(self, serving: frozenset[tuple[str, int]] | None = None) -> int:
+        """One pass over this process's sockets; how many it shut down. ``serving``: the worker
+        stops, and every connection but those of these peers goes, however busy."""
         closed = 0
         for entry in os.scandir("/proc/self/fd"):
             with contextlib.suppress(OSError, ValueError):
-                if os.readlink(entry.path).startswith("socket:") and self._reap(int(entry.name)):
+                if os.readlink(entry.path).startswith("socket:") and self._reap(int(entry.name), serving):
                     closed += 1
         return closed
 
-    def _reap(self, fd: int) -> bool:
+    def _reap(self, fd: int, serving: frozenset[tuple[str, int]] | None) -> bool:
         with socket.socket(fileno=os.dup(fd)) as sock:
             if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
                 return False
@@ -84,9 +104,24 @@ class IdleReaper:
             info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
             if len(info) < _TCP_INFO_SIZE or info[0] != _TCP_ESTABLISHED:
                 return False  # the listening socket, or one already closing
-            (quiet_ms,) = _LAST_DATA_RECV.unpack_from(info, 52)
-            (received,) = _BYTES_RECEIVED.unpack_from(info, 128)
-            if quiet_ms <= (self.silent_ms if received == 0 else self.idle_ms):
-                return False
+            if serving is not None:
+                host, port = sock.getpeername()[:2]
+                if (host, port) in serving:
+                    return False
+            else:
+                (quiet_ms,) = _LAST_DATA_RECV.unpack_from(info, 52)
+                (received,) = _BYTES_RECEIVED.unpack_from(info, 128)
+                if quiet_ms <= (self.silent_ms if received == 0 else self.idle_ms):
+                    return False
             sock.shutdown(socket.SHUT_RDWR)  # the shared connection, not just this duplicate
             return True
+
+
+def _peers(peers: Iterable[str]) -> frozenset[tuple[str, int]]:
+    """("ip", port) of each "ip:port" or "[v6]:port", as ``getpeername`` gives them."""
+    found = set()
+    for peer in peers:
+        host, _, port = peer.rpartition(":")
+        if port.isdigit():
+            found.add((host.strip("[]"), int(port)))
+    return frozenset(found)

@@ -260,6 +260,35 @@ def test_a_worker_sent_sigterm_as_it_starts_stops(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_half_sent_request_head_does_not_hold_the_stop(tmp_path: Path) -> None:
+    """hyper waits for a request head it has begun to read, until header_timeout_s (10 s): one
+    client holding half a head held a stopping worker past Docker's 10 s (a tryout: 10.3 s,
+    30.2 s and a kill with header_timeout_s = 60). The worker closes, as it stops, every
+    connection carrying no request it is answering; a request in flight is still answered."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    head, body = _ingest(batch(purchase()))
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=15) as half,
+        socket.create_connection(("127.0.0.1", server.port), timeout=15) as in_flight,
+    ):
+        half.sendall(b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\n")
+        in_flight.sendall(head + body[:20])
+        time.sleep(0.5)
+        stopped_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        in_flight.sendall(body[20:])
+        answer = in_flight.recv(65536)
+        server.proc.wait(timeout=15)
+        stopped_s = time.monotonic() - stopped_at
+        assert half.recv(65536) == b""  # closed without an answer: the client sends it again
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert stopped_s < 5, stopped_s
+    assert server.proc.returncode == 0 and "Killing" not in server.output(), server.output()[-2000:]
+
+
 def test_a_stopped_server_leaves_no_shared_metrics_directory(tmp_path: Path) -> None:
     """The workers share their counters in a directory named after the server process: every
     stop left it behind in /tmp, empty (658 of them on a machine that ran the tests)."""
