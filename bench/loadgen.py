@@ -37,7 +37,8 @@ PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9)
 class _Requests:
     """Rotates through bodies, giving each request its own token."""
 
-    def __init__(self, directory: Path, count: int, host: str, path: str, header: str) -> None:
+    def __init__(self, directory: Path, count: int, host: str, path: str, header: str, run: str = "") -> None:
+        self._run = run  # unique per run: a server kept through several runs sees no id twice
         self._bodies = [(directory / f"body-{i:05d}.json").read_bytes().split(TOKEN.encode()) for i in range(count)]
         self._head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{header}\r\n"
@@ -47,7 +48,7 @@ class _Requests:
     def next(self) -> bytes:
         self._n += 1
         parts = self._bodies[self._n % len(self._bodies)]
-        body = parts[0] if len(parts) == 1 else f"g{self._n:x}".encode().join(parts)
+        body = parts[0] if len(parts) == 1 else f"{self._run}g{self._n:x}".encode().join(parts)
         return b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body)
 
 
@@ -218,7 +219,8 @@ def main() -> None:
     parser.add_argument("--header", required=True, help="NAME=VALUE, e.g. Authorization=k")
     args = parser.parse_args()
     name, _, value = args.header.partition("=")
-    requests = _Requests(args.bodies, args.count, f"{args.host}:{args.port}", args.path, f"{name}: {value}")
+    run = f"{time.time_ns():x}"
+    requests = _Requests(args.bodies, args.count, f"{args.host}:{args.port}", args.path, f"{name}: {value}", run)
     result = asyncio.run(
         run_fixed_rate(
             host=args.host,

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,16 @@ from bench.servers import (
     stop_server,
 )
 
-__all__ = ["WORKLOADS", "LoadSettings", "Workload", "run_phase"]
+__all__ = ["WORKLOADS", "LoadSettings", "Workload", "run_phase", "run_token"]
 
 BACKGROUND_WINDOW_S = 2.0  # also lets the previous phase's sockets and processes go
 LUA = Path(__file__).resolve().parent / "wrk_rotate.lua"
+
+
+def run_token() -> str:
+    """A prefix no other load run's request ids share (the time in ns, hex): the bench keeps a
+    server through several runs, which re-sent each other's dedupe ids, all duplicates."""
+    return f"{time.time_ns():x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,7 @@ def _wrk(port: int, work: Workload, bodies: BodySet, duration_s: int, s: LoadSet
         str(bodies.count),
         work.path,
         *work.header,
+        run_token(),
     ]
     raw = _tagged_json(_run(cmd, duration_s + 60), "WRK_JSON")
     seconds = raw["duration_us"] / 1e6

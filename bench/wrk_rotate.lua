@@ -1,7 +1,9 @@
 -- wrk script: POST pre-generated bodies in rotation, one per request.
--- Arguments (after --): body_dir count path header_name header_value
--- Each "@@RQ@@" in a body becomes "t<thread>r<counter>", unique per request, so the
--- dedupe_ids of a rotated body never repeat. done() prints one "WRK_JSON {...}" line.
+-- Arguments (after --): body_dir count path header_name header_value run
+-- Each "@@RQ@@" in a body becomes "<run>t<thread>r<counter>", unique per request, so the
+-- dedupe_ids of a rotated body never repeat; ``run`` is unique per wrk run, for a server that
+-- outlives one (every wrk numbers its threads and requests from 1 again: a second run against
+-- the same server re-sent the first one's ids, all duplicates). done() prints one "WRK_JSON {...}" line.
 
 local TOKEN = "@@RQ@@"
 local bodies = {}
@@ -9,6 +11,7 @@ local counter = 0
 local path = "/"
 local headers = { ["Content-Type"] = "application/json" }
 local thread_count = 0
+local run = ""
 
 function setup(thread)
   thread_count = thread_count + 1
@@ -32,6 +35,7 @@ function init(args)
   local dir, count = args[1], tonumber(args[2])
   path = args[3]
   headers[args[4]] = args[5]
+  run = args[6] or ""
   for i = 0, count - 1 do
     local f = assert(io.open(string.format("%s/body-%05d.json", dir, i), "rb"))
     bodies[i + 1] = split(f:read("*a"))
@@ -44,7 +48,7 @@ function request()
   local parts = bodies[(counter - 1) % #bodies + 1]
   local body = parts[1]
   if #parts > 1 then
-    body = table.concat(parts, string.format("t%dr%x", thread_id, counter))
+    body = table.concat(parts, string.format("%st%dr%x", run, thread_id, counter))
   end
   return wrk.format("POST", path, headers, body)
 end

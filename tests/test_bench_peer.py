@@ -62,6 +62,30 @@ def test_in_process_measure_sends_new_events_after_its_warm_up(tmp_path: Path) -
     assert (stored, duplicates) == (12 * 100, 0)
 
 
+def test_load_runs_against_one_server_send_no_dedupe_id_twice(tmp_path: Path) -> None:
+    """The peer bench keeps each server through its warm-up and every round, and each wrk run
+    numbered its requests from 1 again: from the second run on, capigate measured duplicates.
+    wrk's script and loadgen now prefix each run's ids with a token of their own."""
+    import sqlite3
+
+    from bench.bodies import write_body_sets
+    from bench.phases import WORKLOADS, LoadSettings, _wrk
+    from bench.servers import free_port, start_server, stop_server
+
+    sets = write_body_sets(tmp_path / "bodies", batches=1, singles=20, population=50)
+    w2 = next(w for w in WORKLOADS if w.key == "w2-axon")
+    port = free_port()
+    proc = start_server("capigate", port=port, workers=1, workdir=tmp_path)
+    try:
+        runs = [_wrk(port, w2, sets["w2-axon"], 1, LoadSettings(1, 4, 0.0, 1)) for _ in range(2)]
+    finally:
+        stop_server(proc)
+    assert all(r["ok_requests"] > 0 for r in runs)
+    with sqlite3.connect(tmp_path / "capigate.db") as db:
+        stored, duplicates = db.execute("SELECT sum(events_stored), sum(events_duplicate) FROM requests").fetchone()
+    assert stored >= sum(r["ok_requests"] for r in runs) and duplicates == 0
+
+
 @pytest.mark.timeout(900)  # valgrind runs ~50x slower than Python; on a loaded machine 120 s was not enough
 def test_instructions_count_the_same_work_alike_and_the_rules_above_the_decode(tmp_path: Path) -> None:
     """bench/run.sh instructions: counted twice, the typed decode gives the same figure (the
