@@ -99,6 +99,14 @@ def stored_dedupe_ids(server: Server, source: str = "px_std") -> Counter[str]:
     return Counter(e["dedupe_id"] for e in all_pages(server, "/api/events", "events", source=source))
 
 
+def children(pid: int) -> list[int]:
+    """The pids of the running children of process ``pid`` (a server's workers), from /proc."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

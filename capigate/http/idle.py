@@ -9,8 +9,10 @@ says when each last received data, and whether it ever did) and shuts down those
 and frees the slot.
 
 When the worker is told to stop (``stopping``), each pass runs every 0.2 s, on the loop, and
-shuts down every connection that carries no request the app is answering: a client holding a
-half-sent request head kept a stopping worker until ``header_timeout_s``, past Docker's 10 s.
+shuts down every connection quiet for a second that carries no request the app is answering: a
+client holding a half-sent request head kept a stopping worker until ``header_timeout_s``,
+past Docker's 10 s. (A request whose head has just arrived is not the app's yet: the second
+lets it reach the app.)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _LAST_DATA_RECV = struct.Struct("=I")  # tcpi_last_data_recv, milliseconds, at o
 _BYTES_RECEIVED = struct.Struct("=Q")  # tcpi_bytes_received, at offset 128 (Linux 4.1+)
 _TCP_INFO_SIZE = 136
 _STOPPING_INTERVAL_S = 0.2
+_STOPPING_QUIET_MS = 1000
 
 
 class IdleReaper:
@@ -66,7 +69,8 @@ class IdleReaper:
 
     def stopping(self, serving: Callable[[], Iterable[str]]) -> None:
         """The worker stops: from now on only the connections of ``serving()`` (the peers,
-        "ip:port", of the requests the app is answering) are left open; one pass at once."""
+        "ip:port", of the requests the app is answering), and those that received data in the
+        last second, are left open; one pass at once."""
         self._serving = serving
         self.interval_s = min(self.interval_s, _STOPPING_INTERVAL_S)
         if self.supported():
@@ -104,12 +108,13 @@ class IdleReaper:
             info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
             if len(info) < _TCP_INFO_SIZE or info[0] != _TCP_ESTABLISHED:
                 return False  # the listening socket, or one already closing
+            (quiet_ms,) = _LAST_DATA_RECV.unpack_from(info, 52)
             if serving is not None:
-                host, port = sock.getpeername()[:2]
-                if (host, port) in serving:
+                # A request whose head has arrived reaches the app within milliseconds: one
+                # quiet for a second with no request in the app is a head that stopped coming.
+                if quiet_ms < _STOPPING_QUIET_MS or sock.getpeername()[:2] in serving:
                     return False
             else:
-                (quiet_ms,) = _LAST_DATA_RECV.unpack_from(info, 52)
                 (received,) = _BYTES_RECEIVED.unpack_from(info, 128)
                 if quiet_ms <= (self.silent_ms if received == 0 else self.idle_ms):
                     return False

@@ -9,14 +9,7 @@ import signal
 from pathlib import Path
 
 from tests.conftest import Server, make_server
-from tests.helpers import batch, purchase, wait_until
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+from tests.helpers import batch, children, purchase, wait_until
 
 
 def _status(server: Server, key: str) -> int:
@@ -30,11 +23,11 @@ def test_sighup_replaces_the_workers_which_read_the_configuration_again(tmp_path
     server.start()
     assert server.proc is not None
     try:
-        (old,) = _children(server.proc.pid)
+        (old,) = children(server.proc.pid)
         server.config.write_text(server.config.read_text().replace('api_key = "key-std"', 'api_key = "key-new"'))
         os.kill(server.proc.pid, signal.SIGHUP)
         wait_until(lambda: "Stopped old worker-1" in server.output(), what="the old worker's stop")
-        assert old not in _children(server.proc.pid)
+        assert old not in children(server.proc.pid)
         assert (_status(server, "key-std"), _status(server, "key-new")) == (401, 200)
     finally:
         server.stop()
@@ -50,13 +43,13 @@ def test_sighup_with_a_mistake_in_the_configuration_keeps_the_workers_serving(tm
     server.start()
     assert server.proc is not None
     try:
-        workers = _children(server.proc.pid)
+        workers = children(server.proc.pid)
         server.config.write_text(server.config.read_text() + "\nservr = 1\n")
         os.kill(server.proc.pid, signal.SIGHUP)
         wait_until(lambda: "SIGHUP ignored" in server.output(), what="the refused reload's line")
         line = next(x for x in server.output().splitlines() if "SIGHUP ignored" in x)
         assert "servr" in line, line
-        assert _children(server.proc.pid) == workers
+        assert children(server.proc.pid) == workers
         assert _status(server, "key-std") == 200
     finally:
         server.stop()

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, free_port, make_server
-from tests.helpers import batch, purchase
+from tests.helpers import batch, children, purchase
 
 START_TIMEOUT_S = 30.0
 
@@ -54,14 +54,6 @@ def _run_to_exit(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]
     return subprocess.CompletedProcess(args, proc.returncode, out, None)
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -89,7 +81,7 @@ def test_a_second_serve_on_the_same_port_refuses_with_one_line(running: Server, 
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, result.stdout
     assert running.proc is not None
-    holders = [running.proc.pid, *_children(running.proc.pid)]
+    holders = [running.proc.pid, *children(running.proc.pid)]
     assert any(f"port {running.port} is in use (another capigate? pid {pid})" in lines[0] for pid in holders), lines
     # The first server still has the port to itself: every request is its own.
     with running.client() as c:
@@ -201,7 +193,7 @@ def test_a_read_only_database_directory_stops_serve_and_migrate(tmp_path: Path, 
 
 def test_workers_die_with_a_killed_main_process(running: Server, tmp_path: Path) -> None:
     assert running.proc is not None
-    workers = _children(running.proc.pid)
+    workers = children(running.proc.pid)
     assert workers
     os.kill(running.proc.pid, signal.SIGKILL)
     running.proc.wait(timeout=10)
@@ -218,11 +210,11 @@ def test_workers_die_with_a_killed_main_process(running: Server, tmp_path: Path)
 
 def test_a_killed_worker_is_respawned_and_counted(running: Server) -> None:
     assert running.proc is not None
-    (worker,) = _children(running.proc.pid)
+    (worker,) = children(running.proc.pid)
     os.kill(worker, signal.SIGKILL)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        fresh = [w for w in _children(running.proc.pid) if w != worker]
+        fresh = [w for w in children(running.proc.pid) if w != worker]
         if fresh:
             break
         time.sleep(0.05)

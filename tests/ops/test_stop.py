@@ -23,7 +23,7 @@ from capigate.http.app import STOP_BODY_GRACE_S
 from capigate.metrics import shared_dir
 from capigate.serving import GatewayServer
 from tests.conftest import make_server
-from tests.helpers import Load, batch, purchase, stored_and_journaled, wait_until
+from tests.helpers import Load, batch, children, purchase, stored_and_journaled, wait_until
 
 
 class _Lines(logging.Handler):
@@ -165,13 +165,6 @@ def test_a_request_in_flight_is_answered_when_the_server_stops(tmp_path: Path, s
     assert "Killing" not in output and "Stopped worker-1" in output, output
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def _gone_within(pid: int, timeout_s: float) -> bool:
     """Whether ``pid`` has exited (a zombie counts: its parent may not have reaped it yet)."""
     deadline = time.monotonic() + timeout_s
@@ -214,7 +207,7 @@ def test_a_worker_under_load_sent_sigint_then_sigterm_twice_stops_at_once_and_jo
     try:
         with Load(server, senders=2) as load:
             load.wait_for(200)
-            (worker,) = _children(server.proc.pid)
+            (worker,) = children(server.proc.pid)
             event = purchase()
             head, body = _ingest(batch(event))
             with socket.create_connection(("127.0.0.1", server.port), timeout=15) as conn:
@@ -247,12 +240,12 @@ def test_a_worker_sent_sigterm_as_it_starts_stops(tmp_path: Path) -> None:
     server.start()
     assert server.proc is not None
     try:
-        (first,) = _children(server.proc.pid)
+        (first,) = children(server.proc.pid)
         os.kill(first, signal.SIGKILL)  # granian starts another
         fresh: list[int] = []
         deadline = time.monotonic() + 20
         while not fresh and time.monotonic() < deadline:  # no sleep: the signal goes at its birth
-            fresh = [w for w in _children(server.proc.pid) if w != first]
+            fresh = [w for w in children(server.proc.pid) if w != first]
         assert fresh, server.output()[-2000:]
         os.kill(fresh[0], signal.SIGTERM)
         assert _gone_within(fresh[0], 10), "a worker sent SIGTERM as it started did not stop"
