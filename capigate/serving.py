@@ -214,11 +214,15 @@ class GatewayServer(MPServer):
         A worker is gone when its sentinel pipe closes, whoever reaps it."""
         for worker in self.wrks:
             worker.terminate()  # type: ignore[no-untyped-call]
-        deadline = time.monotonic() + (self.workers_kill_timeout or STOP_TIMEOUT_S)
+        deadline = self._kill_deadline()
         for worker in self.wrks:
             self._await_stop(worker, deadline, f"worker-{worker.idx + 1}")
             granian_log.info("Stopped worker-%d", worker.idx + 1)
         self.wrks.clear()
+
+    def _kill_deadline(self) -> float:
+        """When a worker told to stop now is killed if it has not."""
+        return time.monotonic() + (self.workers_kill_timeout or STOP_TIMEOUT_S)
 
     def _await_stop(self, worker: Any, deadline: float, name: str) -> None:
         """Waits for ``worker``, told to stop, until ``deadline``; kills it then."""
@@ -256,9 +260,7 @@ class GatewayServer(MPServer):
             time.sleep(delay)
             granian_log.info("Stopping old worker-%d", idx + 1)
             old.terminate()  # type: ignore[no-untyped-call]
-            self._await_stop(
-                old, time.monotonic() + (self.workers_kill_timeout or STOP_TIMEOUT_S), f"old worker-{idx + 1}"
-            )
+            self._await_stop(old, self._kill_deadline(), f"old worker-{idx + 1}")
             granian_log.info("Stopped old worker-%d", idx + 1)
         self._metrics.incr_spawn(len(workers))
         if self._reloading:

@@ -120,8 +120,8 @@ class GatewayApp:
         )
         self._flusher: asyncio.Task[None] | None = None
         self.idle_reaper: IdleReaper | None = None  # under `capigate serve` (app_from_env)
-        self._in_flight = 0  # requests between arrival and journal entry
-        self._peers: dict[str, int] = {}  # the connections of the requests being answered: how many each
+        # The requests between arrival and journal entry, by connection ("ip:port"): how many each.
+        self._peers: dict[str, int] = {}
         self._proxies = TrustedProxies(config.server.trusted_proxies)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -147,7 +147,6 @@ class GatewayApp:
         gateway = self.gateway
         status = CLIENT_CLOSED  # until a handler answers
         route = self.router.match(request.method, request.path)
-        self._in_flight += 1
         peer = request.peer
         self._peers[peer] = self._peers.get(peer, 0) + 1  # HTTP/2 answers several on one connection
         request.body_timeout_s = self.config.server.body_timeout_s
@@ -163,7 +162,6 @@ class GatewayApp:
             # Journaled even when the client left mid-request: its events may be stored.
             if gateway is not None:
                 self._account(request, route, status, outcome, gateway)
-            self._in_flight -= 1
             if self._peers[peer] == 1:
                 del self._peers[peer]
             else:
@@ -299,10 +297,10 @@ class GatewayApp:
         """Let the requests still in flight finish (their clients may have left), so that their
         journal entries are written before the journal stops."""
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while self._in_flight and time.monotonic() < deadline:
+        while self._peers and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self._in_flight:
-            log.warning("stopping with %d request(s) still in flight", self._in_flight)
+        if self._peers:
+            log.warning("stopping with %d request(s) still in flight", sum(self._peers.values()))
 
     async def _flush_metrics_forever(self) -> None:
         """For the scrapes that reach another worker process (capigate/metrics.py)."""
