@@ -281,6 +281,7 @@ def pg_store_tables(settings: str) -> Iterator[psycopg.Connection[Any]]:
             yield conn
 
 
+@pytest.mark.postgresql  # through pg_store_tables, which conftest's search does not name
 def test_postgresql_prune_reads_old_events_through_their_index_and_the_rest_by_key() -> None:
     with pg_store_tables("SET enable_seqscan = off") as conn:
         params = {"from": 0, "before": T0, "offset": pg_prune.CHUNK - 1}
@@ -291,6 +292,7 @@ def test_postgresql_prune_reads_old_events_through_their_index_and_the_rest_by_k
     assert "outbox_pending" in kept and "outbox_dead" in kept, kept
 
 
+@pytest.mark.postgresql  # through pg_store_tables, which conftest's search does not name
 def test_postgresql_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollups_through_an_index() -> None:
     """A chunk's edge reads ``CHUNK`` entries of an index and its DELETE the rows under the
     edge through it: no statement of a chunk reads a whole table, or sorts it (the planner
