@@ -3,7 +3,7 @@ so that a rule never imports the store to say what it accepted."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import msgspec
 
@@ -37,7 +37,7 @@ def journal_key(value: Any) -> str | None:
     return text[:MAX_KEY_CHARS] if text and not contains_email(text) else None
 
 
-def kept_as_sent(value: Any) -> bool:
+def kept_as_sent(value: Any) -> TypeGuard[str]:
     """Whether ``value`` is a journal key as it is (``journal_key`` changes nothing): the only
     dedupe ids the store can find a request by, for it matches them as sent."""
     return value is not None and journal_key(value) == value

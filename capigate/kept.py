@@ -116,8 +116,8 @@ def dedupe_ids_not_stored(events: Sequence[NewEvent], not_stored: Sequence[int])
     and on a young database a sixth of the writer's CPU."""
     skipped = set(not_stored)
     stored = {e.dedupe_id for i, e in enumerate(events) if i not in skipped}
-    wanted = [d for i in not_stored if kept_as_sent(d := events[i].dedupe_id) and d not in stored]
-    keys = {("dedupe_id", text): None for d in wanted if (text := journal_key(d)) is not None}
+    # kept as sent: each id is its own journal key (journal_key(d) == d)
+    keys = {("dedupe_id", d): None for i in not_stored if kept_as_sent(d := events[i].dedupe_id) and d not in stored}
     return list(keys)[:MAX_KEYS]
 
 
