@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 
+import capigate.worker_env as worker_env
 from capigate.config import Config, load_config, write_default_config
 from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
@@ -106,7 +107,7 @@ def _config_option(help: str = "TOML configuration.") -> Callable[[F], F]:
         "config_path",
         type=click.Path(path_type=Path),
         default="capigate.toml",
-        envvar="CAPIGATE_CONFIG",
+        envvar=worker_env.CONFIG,
         show_default=True,
         help=help,
     )
@@ -131,7 +132,7 @@ def _in_range(
 
 _PORT = _in_range(0, 65535, "a port is 0 to 65535 (0: any free port)")
 _CONFIG_OPTION = _config_option()
-_DB_OPTION = click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or postgresql:// URL (default: [store] url).")
+_DB_OPTION = click.option("--db", envvar=worker_env.DB, help="SQLite file or postgresql:// URL (default: [store] url).")
 
 
 @main.command()
@@ -150,7 +151,7 @@ _DB_OPTION = click.option("--db", envvar="CAPIGATE_DB", help="SQLite file or pos
     "--relay/--no-relay",
     "relay",
     default=True,
-    envvar="CAPIGATE_RELAY",
+    envvar=worker_env.RELAY,
     show_default=True,
     help="Run the relay workers in this process (--no-relay: a separate `capigate relay` does).",
 )
@@ -183,9 +184,9 @@ def serve(
     # The keys are shown by the start that generated them only: the banner is kept with the logs.
     lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
     announce(lines, config.server.log_format)
-    os.environ["CAPIGATE_CONFIG"] = str(config_path.resolve())
-    os.environ["CAPIGATE_DB"] = store_url
-    os.environ["CAPIGATE_RELAY"] = "1" if relay else "0"
+    os.environ[worker_env.CONFIG] = str(config_path.resolve())
+    os.environ[worker_env.DB] = store_url
+    os.environ[worker_env.RELAY] = "1" if relay else "0"
     serve_gateway(
         listener,
         config.server,

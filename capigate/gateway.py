@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
 from capigate.http import api, app, appsflyer, axon
 from capigate.http.app import GatewayApp
@@ -58,12 +59,12 @@ def app_from_env() -> GatewayApp:
 
     worker_signals()
     die_with_parent()
-    config = load_config(Path(os.environ["CAPIGATE_CONFIG"]))
-    db = os.environ.get("CAPIGATE_DB")
+    config = load_config(Path(os.environ[worker_env.CONFIG]))
+    db = os.environ.get(worker_env.DB)
     if db:
         config.store.url = db
     configure_logging(config.server.log_format)
-    gateway = create_app(config, relay=os.environ.get("CAPIGATE_RELAY", "1") != "0")
+    gateway = create_app(config, relay=worker_env.relaying())
     on_worker_stop(gateway.stopping)
     gateway.metrics.share_dir = shared_dir()  # this server's workers share their counters
     port = os.environ.get(LISTEN_PORT_ENV)

@@ -31,6 +31,7 @@ from granian.constants import Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
+import capigate.worker_env as worker_env
 from capigate.config import ServerSettings, load_config
 from capigate.errors import CapigateError, ConfigError
 from capigate.http.idle import LISTEN_PORT_ENV
@@ -275,12 +276,11 @@ class GatewayServer(MPServer):
 
 def _config_problem() -> str | None:
     """What a worker started now would find wrong in capigate.toml (None: nothing)."""
-    path = os.environ.get("CAPIGATE_CONFIG")
+    path = os.environ.get(worker_env.CONFIG)
     if not path:
         return None
-    relaying = os.environ.get("CAPIGATE_RELAY", "1") != "0"
     try:
-        load_config(Path(path), os.environ if relaying else None)
+        load_config(Path(path), os.environ if worker_env.relaying() else None)
     except ConfigError as exc:  # ConfigErrors too: a line for each mistake
         return f"bad configuration: {exc}".replace("\n", "; ")
     return None

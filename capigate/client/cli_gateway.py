@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError
 from capigate.responses import EventView, RequestView
@@ -54,7 +55,7 @@ def _config_option(help: str) -> Callable[[F], F]:
         "config_path",
         type=click.Path(dir_okay=False, path_type=Path),
         default="capigate.toml",
-        envvar="CAPIGATE_CONFIG",
+        envvar=worker_env.CONFIG,
         show_default=True,
         help=help,
     )
