@@ -230,7 +230,7 @@ class GatewayApp:
     def _stop_taking_requests(self, loop: asyncio.AbstractEventLoop) -> None:
         cut_short(loop, STOP_BODY_GRACE_S)
         if self.idle_reaper is not None:
-            self.idle_reaper.stopping(lambda: self._peers)
+            self.idle_reaper.stopping(lambda: self._peers, STOP_BODY_GRACE_S)
 
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -9,10 +9,10 @@ says when each last received data, and whether it ever did) and shuts down those
 and frees the slot.
 
 When the worker is told to stop (``stopping``), each pass runs every 0.2 s, on the loop, and
-shuts down every connection quiet for a second that carries no request the app is answering: a
-client holding a half-sent request head kept a stopping worker until ``header_timeout_s``,
-past Docker's 10 s. (A request whose head has just arrived is not the app's yet: the second
-lets it reach the app.)
+shuts down every connection that carries no request the app is answering and is quiet for a
+second, or is still sending after the stop's grace: a client holding a half-sent request head,
+or trickling one, kept a stopping worker until ``header_timeout_s``, past Docker's 10 s. (A
+request whose head has just arrived is not the app's yet: the second lets it reach the app.)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class IdleReaper:
         self.closed = 0
         self._task: asyncio.Task[None] | None = None
         self._serving: Callable[[], Iterable[str]] | None = None
+        self._grace_ends = 0.0  # monotonic: a stopping worker's heads still arriving are cut then
 
     @staticmethod
     def supported() -> bool:
@@ -67,11 +69,12 @@ class IdleReaper:
                 await self._task
             self._task = None
 
-    def stopping(self, serving: Callable[[], Iterable[str]]) -> None:
+    def stopping(self, serving: Callable[[], Iterable[str]], grace_s: float) -> None:
         """The worker stops: from now on only the connections of ``serving()`` (the peers,
-        "ip:port", of the requests the app is answering), and those that received data in the
-        last second, are left open; one pass at once."""
+        "ip:port", of the requests the app is answering), and for ``grace_s`` those that
+        received data in the last second, are left open; one pass at once."""
         self._serving = serving
+        self._grace_ends = time.monotonic() + grace_s
         self.interval_s = min(self.interval_s, _STOPPING_INTERVAL_S)
         if self.supported():
             with contextlib.suppress(OSError):
@@ -111,8 +114,11 @@ class IdleReaper:
             (quiet_ms,) = _LAST_DATA_RECV.unpack_from(info, 52)
             if serving is not None:
                 # A request whose head has arrived reaches the app within milliseconds: one
-                # quiet for a second with no request in the app is a head that stopped coming.
-                if quiet_ms < _STOPPING_QUIET_MS or sock.getpeername()[:2] in serving:
+                # quiet for a second with no request in the app is a head that stopped coming,
+                # and one still coming after the grace is trickled (a body gets as long).
+                if sock.getpeername()[:2] in serving:
+                    return False
+                if quiet_ms < _STOPPING_QUIET_MS and time.monotonic() < self._grace_ends:
                     return False
             else:
                 (received,) = _BYTES_RECEIVED.unpack_from(info, 128)

@@ -22,7 +22,7 @@ from granian.server.mp import WorkerProcess
 from capigate.http.app import STOP_BODY_GRACE_S
 from capigate.metrics import shared_dir
 from capigate.serving import GatewayServer
-from tests.conftest import make_server
+from tests.conftest import DEFAULT_CONFIG, make_server
 from tests.helpers import Load, batch, children, purchase, stored_and_journaled, wait_until
 
 
@@ -279,6 +279,35 @@ def test_a_half_sent_request_head_does_not_hold_the_stop(tmp_path: Path) -> None
         assert half.recv(65536) == b""  # closed without an answer: the client sends it again
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert stopped_s < 5, stopped_s
+    assert server.proc.returncode == 0 and "Killing" not in server.output(), server.output()[-2000:]
+
+
+def test_a_request_head_trickled_through_the_stop_is_cut_after_the_grace(tmp_path: Path) -> None:
+    """A head that keeps coming, a byte every quarter of a second, is never quiet for a second:
+    it held a stopping worker until header_timeout_s (here 60 s: until the kill). Like a body
+    still arriving, it gets STOP_BODY_GRACE_S, then its connection is closed unanswered."""
+    config = DEFAULT_CONFIG.replace("[server]\n", "[server]\nheader_timeout_s = 60\n", 1)
+    server = make_server(tmp_path / "gw", config)
+    server.start()
+    assert server.proc is not None
+    head = b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nX-Slow: " + b"a" * 400
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as slow:
+        slow.sendall(head[:40])
+        stopped_at = 0.0
+        for n, byte in enumerate(head[40:]):
+            if n == 4:
+                stopped_at = time.monotonic()
+                server.proc.send_signal(signal.SIGTERM)
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:  # closed by the worker
+                break
+            if server.proc.poll() is not None:
+                break
+            time.sleep(0.25)
+        server.proc.wait(timeout=60)
+        stopped_s = time.monotonic() - stopped_at
+    assert stopped_s < STOP_BODY_GRACE_S + 2.5, stopped_s
     assert server.proc.returncode == 0 and "Killing" not in server.output(), server.output()[-2000:]
 
 
