@@ -45,6 +45,8 @@ DRAIN_TIMEOUT_S = 10.0
 # A body still arriving when the worker is told to stop gets this long, not the rest of
 # body_timeout_s: within a service manager's usual 10 s (Docker's) with the drain after it.
 STOP_BODY_GRACE_S = 5.0
+# A stopping worker keeps a connection this long after its last answer (GatewayApp._serving).
+ANSWER_WRITE_S = 1.0
 # An id no configuration has is the client's to choose: the journal keeps this much of it.
 MAX_UNKNOWN_SOURCE_CHARS = 64
 ADMIN_PREFIX = "/api/"  # answered 503 at once while the store does not answer, not after a pool timeout
@@ -122,6 +124,8 @@ class GatewayApp:
         self.idle_reaper: IdleReaper | None = None  # under `capigate serve` (app_from_env)
         # The requests between arrival and journal entry, by connection ("ip:port"): how many each.
         self._peers: dict[str, int] = {}
+        # While stopping: when each connection last had an answer handed to granian.
+        self._answered: dict[str, float] | None = None
         self._proxies = TrustedProxies(config.server.trusted_proxies)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -166,6 +170,8 @@ class GatewayApp:
                 del self._peers[peer]
             else:
                 self._peers[peer] -= 1
+            if self._answered is not None:
+                self._answered[peer] = time.monotonic()
 
     async def _respond(self, request: Request, route: Route, gateway: Gateway | None, outcome: Outcome) -> Response:
         if self._proxies:
@@ -230,7 +236,16 @@ class GatewayApp:
     def _stop_taking_requests(self, loop: asyncio.AbstractEventLoop) -> None:
         cut_short(loop, STOP_BODY_GRACE_S)
         if self.idle_reaper is not None:
-            self.idle_reaper.stopping(lambda: self._peers, STOP_BODY_GRACE_S)
+            self._answered = {}
+            self.idle_reaper.stopping(self._serving, STOP_BODY_GRACE_S)
+
+    def _serving(self) -> list[str]:
+        """The connections a stopping worker keeps: those of the requests the app is answering,
+        and of those answered within ANSWER_WRITE_S (granian writes an answer after the app
+        hands it over: a connection closed first lost a committed request's answer)."""
+        since = time.monotonic() - ANSWER_WRITE_S
+        answered = self._answered or {}
+        return [*self._peers, *(peer for peer, at in answered.items() if at > since)]
 
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()

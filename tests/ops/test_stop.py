@@ -307,7 +307,7 @@ def test_a_request_head_trickled_through_the_stop_is_cut_after_the_grace(tmp_pat
             time.sleep(0.25)
         server.proc.wait(timeout=60)
         stopped_s = time.monotonic() - stopped_at
-    assert stopped_s < STOP_BODY_GRACE_S + 2.5, stopped_s
+    assert stopped_s < STOP_BODY_GRACE_S + 5, stopped_s  # not header_timeout_s, nor the kill at 30 s
     assert server.proc.returncode == 0 and "Killing" not in server.output(), server.output()[-2000:]
 
 
