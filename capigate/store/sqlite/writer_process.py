@@ -402,7 +402,11 @@ class ProcessWriter:
             _encoder.encode_into(messages, frame, _HEADER.size)
         except Exception:  # one of them holds a value msgpack cannot encode: that one fails alone
             messages, sent = self._encodable(sent, messages)
-            _encoder.encode_into(messages, frame, _HEADER.size)
+            try:
+                _encoder.encode_into(messages, frame, _HEADER.size)
+            except Exception as exc:  # no memory for the frame: its jobs fail, rather than wait for ever
+                self._fail([job for _, job in sent], exc)
+                return None
         if not sent:
             return None
         for job_id, job in sent:
