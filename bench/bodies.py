@@ -18,9 +18,17 @@ from typing import Any
 
 from bench.population import User, make_population
 
-__all__ = ["TOKEN", "BodySet", "write_body_sets", "write_lead_gen_sets"]
+__all__ = ["TOKEN", "BodySet", "run_token", "write_body_sets", "write_lead_gen_sets"]
 
 TOKEN = "@@RQ@@"
+
+
+def run_token() -> str:
+    """A prefix no other load run's request ids share (the time in ns, hex): the bench keeps a
+    server through several runs, which re-sent each other's dedupe ids, all duplicates."""
+    return f"{time.time_ns():x}"
+
+
 AF_MAX_BYTES = 1024
 PRODUCTS = (
     ("sku-1001", "Running shoes", "Apparel & Accessories > Shoes", 187, 89.99),

@@ -27,7 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from bench.bodies import TOKEN
+from bench.bodies import TOKEN, run_token
 
 __all__ = ["percentiles", "run_fixed_rate"]
 
@@ -219,8 +219,9 @@ def main() -> None:
     parser.add_argument("--header", required=True, help="NAME=VALUE, e.g. Authorization=k")
     args = parser.parse_args()
     name, _, value = args.header.partition("=")
-    run = f"{time.time_ns():x}"
-    requests = _Requests(args.bodies, args.count, f"{args.host}:{args.port}", args.path, f"{name}: {value}", run)
+    requests = _Requests(
+        args.bodies, args.count, f"{args.host}:{args.port}", args.path, f"{name}: {value}", run_token()
+    )
     result = asyncio.run(
         run_fixed_rate(
             host=args.host,

@@ -6,12 +6,11 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.bodies import BodySet
+from bench.bodies import BodySet, run_token
 from bench.procstat import TreeSampler, machine_busy_pct
 from bench.servers import (
     AF_HEADER,
@@ -27,16 +26,10 @@ from bench.servers import (
     stop_server,
 )
 
-__all__ = ["WORKLOADS", "LoadSettings", "Workload", "run_phase", "run_token"]
+__all__ = ["WORKLOADS", "LoadSettings", "Workload", "run_phase"]
 
 BACKGROUND_WINDOW_S = 2.0  # also lets the previous phase's sockets and processes go
 LUA = Path(__file__).resolve().parent / "wrk_rotate.lua"
-
-
-def run_token() -> str:
-    """A prefix no other load run's request ids share (the time in ns, hex): the bench keeps a
-    server through several runs, which re-sent each other's dedupe ids, all duplicates."""
-    return f"{time.time_ns():x}"
 
 
 @dataclass(frozen=True, slots=True)
