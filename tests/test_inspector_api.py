@@ -139,9 +139,11 @@ def test_stats_per_source_and_their_limits(fresh_server: Server) -> None:
     with fresh_server.admin() as c:
         stats = c.get("/api/stats").json()
         assert stats["until"] - stats["since"] == 3_600_000 and stats["bucket_ms"] == 60_000
-        [bucket] = stats["buckets"]
-        assert bucket["source"] == "px_std" and bucket["requests"] == 2 and bucket["failed_requests"] == 1
-        assert bucket["events_accepted"] == 2
+        # Two minutes' buckets when the two requests straddled a minute's end (a CI run did).
+        buckets = stats["buckets"]
+        assert 1 <= len(buckets) <= 2 and {b["source"] for b in buckets} == {"px_std"}, buckets
+        assert sum(b["requests"] for b in buckets) == 2 and sum(b["failed_requests"] for b in buckets) == 1
+        assert sum(b["events_accepted"] for b in buckets) == 2
         assert stats["relay"] == []  # the store has an outbox; no source relays here
         assert c.get("/api/stats", params={"source": "px_lead"}).json()["buckets"] == []
         assert c.get("/api/stats", params={"since": 10, "until": 5}).status_code == 400
