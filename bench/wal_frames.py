@@ -15,7 +15,11 @@ connection is opened in this process) and no checkpoint runs (neither SQLite's a
 nor the store's checkpointer: after a checkpoint the next commit writes over the WAL's first
 frames). The frames are then read from the WAL, and ``dbstat`` names the B-tree of each page.
 Group sizes differ from a run with the writer process: read the figures per commit and per
-request together. Results: ``bench/results/wal-frames-<workload>.md`` and ``.json``.
+request together. The run counts its warm-up too (``bench.in_process.measure`` sends
+min(N, 500) requests before the N measured): ``--requests 2000`` journals 2,500. The row
+``sqlite_schema`` is page 1, which holds the database's header (its size in pages): every
+commit that grows the file writes it. Results: ``bench/results/wal-frames-<workload>.md`` and
+``.json`` (``--out PATH``: ``PATH.md`` and ``PATH.json``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import os
 import sqlite3
 import struct
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -89,10 +94,16 @@ def _without_checkpoints() -> Iterator[None]:
         del os.environ["CAPIGATE_BENCH_WRITER"]
 
 
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def run(workload: str, requests: int, concurrency: int) -> dict[str, Any]:
     from bench.in_process import measure
 
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    command = f"python -m bench.wal_frames --workload {workload} --requests {requests} --concurrency {concurrency}"
     with tempfile.TemporaryDirectory(prefix="capigate-wal-frames-", dir=".") as tmp:
         workdir = Path(tmp)
         sets = write_body_sets(workdir / "bodies", batches=100, singles=1000, population=50_000)
@@ -109,6 +120,9 @@ def run(workload: str, requests: int, concurrency: int) -> dict[str, Any]:
     by_tree = collections.Counter(owners.get(page, "(free page)") for page in pages)
     return {
         "started": started,
+        "commit": _commit(),
+        "command": command,
+        "warm_up": min(requests, 500),
         "workload": workload,
         "events_per_request": chosen.events_per_request,
         "requests": journaled,
@@ -125,11 +139,13 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"# WAL frames by B-tree, {result['workload']} in-process (`python -m bench.wal_frames`)",
         "",
-        f"- **date**: {result['started']}",
-        f"- **run**: {result['requests']:,} requests of {result['events_per_request']} event(s), "
+        f"- **date**: {result['started']}, commit {result.get('commit', '?')}",
+        f"- **command**: `{result.get('command', 'python -m bench.wal_frames')}`",
+        f"- **run**: {result['requests']:,} requests (the first {result.get('warm_up', 0):,} the warm-up) of {result['events_per_request']} event(s), "
         f"{result['events']:,} events stored, {commits:,} commits ({per_request:.1f} requests a commit), "
         f"{frames:,} frames: **{frames / commits:.1f} a commit, {frames / result['requests']:.2f} a request**",
-        "- the writer in a thread and no checkpoint, so that the WAL holds every frame (bench/wal_frames.py)",
+        "- the writer in a thread and no checkpoint, so that the WAL holds every frame (bench/wal_frames.py);"
+        " `sqlite_schema` is page 1, the database's header, written by every commit that grows the file",
         "",
         "| table or index | frames a commit | share of the frames |",
         "|---|--:|--:|",
@@ -141,22 +157,25 @@ def render(result: dict[str, Any]) -> str:
         else:
             once += n
     if once:
-        lines.append(f"| the {once} tables and indexes written once (created) | {once / commits:.2f} | |")
+        lines.append(f"| the {once} tables and indexes with one frame (created, then left) | {once / commits:.2f} | |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=("w2-axon", "w1"), default="w2-axon")
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--out", default=None, help="results path without suffix")
+    parser.add_argument("--workload", choices=("w2-axon", "w1"), default="w2-axon", help="default: w2-axon")
+    parser.add_argument("--requests", type=int, default=20_000, help="measured, after a warm-up (default: 20000)")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests at a time (default: 64)")
+    parser.add_argument(
+        "--out", default=None, help="writes PATH.md and PATH.json (default: bench/results/wal-frames-<workload>)"
+    )
     args = parser.parse_args()
-    result = run(args.workload, args.requests, args.concurrency)
     out = Path(args.out) if args.out else RESULTS / f"wal-frames-{args.workload}"
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the run, not after it
+    result = run(args.workload, args.requests, args.concurrency)
+    Path(f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
     report = render(result)
-    out.with_suffix(".md").write_text(report)
+    Path(f"{out}.md").write_text(report)
     print(report)
 
 
