@@ -88,6 +88,15 @@ async def _drive(
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
+WRITER_ENV = "CAPIGATE_BENCH_WRITER"  # [store] writer for measure(), "thread" or "process"
+
+
+def warm_up(requests: int) -> int:
+    """The requests ``measure`` sends before the ``requests`` it measures (not measured, but
+    stored and journaled like them)."""
+    return min(requests, 500)
+
+
 def _process_and_children_cpu_s() -> float:
     """This process's CPU time and its running children's: the store's writer process
     (``[store] writer = "process"``) is part of the gateway's cost."""
@@ -105,14 +114,14 @@ async def measure(
     config_path.write_text(CONFIG_TOML)
     config = load_config(config_path)
     config.store.url = str(workdir / "capigate.db")
-    writer = os.environ.get("CAPIGATE_BENCH_WRITER")  # "thread" or "process": an A/B of [store] writer
+    writer = os.environ.get(WRITER_ENV)  # "thread" or "process": an A/B of [store] writer
     if writer is not None:
         config.store.writer = writer  # type: ignore[assignment]
     config.server.log_requests = False  # no handler is configured in-process: lines would go nowhere
     app = create_app(config, relay=False)
     await app.startup()
     try:
-        warm = min(requests, 500)
+        warm = warm_up(requests)
         await _drive(app, bodies, warm, concurrency)  # warm-up: imports, caches, first pages
         wall, thread, process = time.perf_counter(), time.thread_time(), _process_and_children_cpu_s()
         await _drive(app, bodies, requests, concurrency, latencies, first=warm)

@@ -64,7 +64,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _tool_version(cmd: list[str]) -> str:
+def tool_version(cmd: list[str]) -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=REPO)
     except (OSError, subprocess.TimeoutExpired):
@@ -95,9 +95,9 @@ def _machine(args: argparse.Namespace) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "granian": granian,
-        "capigate commit": _tool_version(["git", "rev-parse", "--short", "HEAD"]),
+        "capigate commit": tool_version(["git", "rev-parse", "--short", "HEAD"]),
         "server workers": args.workers,
-        "wrk": f"{_tool_version(['wrk', '-v']).split(' [')[0]}, {args.threads} threads, {args.connections} connections",
+        "wrk": f"{tool_version(['wrk', '-v']).split(' [')[0]}, {args.threads} threads, {args.connections} connections",
         "fixed rate req/s": args.rate,
         "durations": f"capigate {args.duration} s, each ceiling {args.ceiling_duration} s per workload",
         "bodies": f"W1 {args.batches} distinct 100-event batches, W2 {args.singles} distinct "

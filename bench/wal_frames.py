@@ -30,7 +30,6 @@ import json
 import os
 import sqlite3
 import struct
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -49,17 +48,18 @@ _FRAME_HEADER = 24
 
 def wal_frames(wal: Path) -> tuple[list[int], int]:
     """The page number of each frame in ``wal`` (a WAL file never checkpointed), and the
-    number of commits (frames that end a transaction)."""
-    data = wal.read_bytes()
-    (page_size,) = struct.unpack(">I", data[8:12])
-    pages: list[int] = []
-    commits = 0
-    offset = _WAL_HEADER
-    while offset + _FRAME_HEADER + page_size <= len(data):
-        page, size_after_commit = struct.unpack(">II", data[offset : offset + 8])
-        pages.append(page)
-        commits += size_after_commit != 0
-        offset += _FRAME_HEADER + page_size
+    number of commits (frames that end a transaction). Only the frames' headers are read: a
+    W1 run's WAL is a quarter of a gigabyte."""
+    size = wal.stat().st_size
+    with wal.open("rb") as f:
+        (page_size,) = struct.unpack(">I", f.read(_WAL_HEADER)[8:12])
+        pages: list[int] = []
+        commits = 0
+        for offset in range(_WAL_HEADER, size - _FRAME_HEADER - page_size + 1, _FRAME_HEADER + page_size):
+            f.seek(offset)
+            page, size_after_commit = struct.unpack(">II", f.read(8))
+            pages.append(page)
+            commits += size_after_commit != 0
     return pages, commits
 
 
@@ -72,6 +72,7 @@ def page_owners(db: Path) -> dict[int, str]:
 @contextmanager
 def _without_checkpoints() -> Iterator[None]:
     """The store as it runs, less its checkpoints (the WAL then keeps every frame)."""
+    from bench.in_process import WRITER_ENV
     from capigate.store.sqlite import writer
     from capigate.store.sqlite.checkpoint import Checkpointer
 
@@ -85,22 +86,22 @@ def _without_checkpoints() -> Iterator[None]:
 
     writer_names["connect_writer"] = connect_without_checkpoints
     Checkpointer.start = Checkpointer.stop = lambda self: None  # type: ignore[method-assign]
-    os.environ["CAPIGATE_BENCH_WRITER"] = "thread"
+    writer_before = os.environ.get(WRITER_ENV)
+    os.environ[WRITER_ENV] = "thread"
     try:
         yield
     finally:
         writer_names["connect_writer"] = connect
         Checkpointer.start, Checkpointer.stop = start, stop  # type: ignore[method-assign]
-        del os.environ["CAPIGATE_BENCH_WRITER"]
-
-
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
+        if writer_before is None:
+            del os.environ[WRITER_ENV]
+        else:
+            os.environ[WRITER_ENV] = writer_before
 
 
 def run(workload: str, requests: int, concurrency: int) -> dict[str, Any]:
-    from bench.in_process import measure
+    from bench.in_process import measure, warm_up
+    from bench.run import tool_version
 
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     command = f"python -m bench.wal_frames --workload {workload} --requests {requests} --concurrency {concurrency}"
@@ -120,9 +121,9 @@ def run(workload: str, requests: int, concurrency: int) -> dict[str, Any]:
     by_tree = collections.Counter(owners.get(page, "(free page)") for page in pages)
     return {
         "started": started,
-        "commit": _commit(),
+        "commit": tool_version(["git", "rev-parse", "--short", "HEAD"]),
         "command": command,
-        "warm_up": min(requests, 500),
+        "warm_up": warm_up(requests),
         "workload": workload,
         "events_per_request": chosen.events_per_request,
         "requests": journaled,
@@ -139,9 +140,9 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"# WAL frames by B-tree, {result['workload']} in-process (`python -m bench.wal_frames`)",
         "",
-        f"- **date**: {result['started']}, commit {result.get('commit', '?')}",
-        f"- **command**: `{result.get('command', 'python -m bench.wal_frames')}`",
-        f"- **run**: {result['requests']:,} requests (the first {result.get('warm_up', 0):,} the warm-up) of {result['events_per_request']} event(s), "
+        f"- **date**: {result['started']}, commit {result['commit']}",
+        f"- **command**: `{result['command']}`",
+        f"- **run**: {result['requests']:,} requests (the first {result['warm_up']:,} the warm-up) of {result['events_per_request']} event(s), "
         f"{result['events']:,} events stored, {commits:,} commits ({per_request:.1f} requests a commit), "
         f"{frames:,} frames: **{frames / commits:.1f} a commit, {frames / result['requests']:.2f} a request**",
         "- the writer in a thread and no checkpoint, so that the WAL holds every frame (bench/wal_frames.py);"
