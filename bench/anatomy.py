@@ -37,6 +37,7 @@ from typing import Any
 
 from bench import peer
 from bench.bodies import write_lead_gen_sets
+from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, _wrk
 from bench.procstat import CLOCK_TICKS, machine_busy_pct, tree_pids
 from bench.servers import REPO, stop_server
@@ -208,11 +209,11 @@ def main() -> None:
     parser.add_argument("--workload", choices=("w2", "w1"), default="w2")
     parser.add_argument("--targets", default="capigate,ceiling-rsgi")
     parser.add_argument("--ref", action="append", default=[], help="also run capigate@REF (a git commit)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--duration", type=positive_int, default=10)
+    parser.add_argument("--warmup", type=non_negative_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--connections", type=positive_int, default=64)
     parser.add_argument("--out", default=None, help="results path without suffix (bench/results/anatomy[-w1])")
     args = parser.parse_args()
     names = [n for n in args.targets.split(",") if n] + [f"capigate@{r}" for r in args.ref]

@@ -31,6 +31,7 @@ from typing import Any
 import uvloop
 
 from bench.bodies import write_body_sets
+from bench.cli import positive_int
 from bench.procstat import cpu_s, tree_pids
 from bench.servers import AXON_PATH, CONFIG_TOML
 from capigate.config import load_config
@@ -138,8 +139,8 @@ async def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=("w2-axon", "w1"), default="w2-axon")
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--requests", type=positive_int, default=20_000)
+    parser.add_argument("--concurrency", type=positive_int, default=64)
     parser.add_argument("--ratios", action="store_true", help="the limits (bench/ratios.py)")
     parser.add_argument("--out", default=None, help="--ratios: results path without suffix")
     parser.add_argument("--quick", action="store_true", help="--ratios: a smoke test, too short to quote")

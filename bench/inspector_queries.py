@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.cli import positive_int
 from capigate.store import EventQuery, RequestQuery, SQLiteStore
 from capigate.store.sqlite import events_sql, requests_sql, stats_sql
 
@@ -175,8 +176,8 @@ n_half = 500_000
 def main() -> None:
     global n_half
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--events", type=positive_int, default=1_000_000)
+    parser.add_argument("--runs", type=positive_int, default=5)
     parser.add_argument("--keep", type=Path, help="use (or create) this database file")
     args = parser.parse_args()
     n_half = args.events // 2

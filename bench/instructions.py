@@ -37,6 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cli import positive_int
+
 RESULTS = Path(__file__).resolve().parent / "results" / "instructions"
 REPO = Path(__file__).resolve().parent.parent
 _COLLECTED = re.compile(rb"Collected : ([0-9]+)")
@@ -209,8 +211,8 @@ def render(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ref", action="append", default=[], help="also count the tree of this git commit")
-    parser.add_argument("--batches", type=int, default=60, help="W1 purchase batches of 100 events per run")
-    parser.add_argument("--singles", type=int, default=2000, help="W2 requests per run")
+    parser.add_argument("--batches", type=positive_int, default=60, help="W1 purchase batches of 100 events per run")
+    parser.add_argument("--singles", type=positive_int, default=2000, help="W2 requests per run")
     parser.add_argument("--kinds", default=",".join(KINDS), help="what to count, comma-separated")
     parser.add_argument("--repeat", action="store_true", help="count this tree twice (how far counts differ)")
     parser.add_argument("--out", default=None, help="results path without suffix")

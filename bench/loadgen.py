@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bodies import TOKEN, run_token
+from bench.cli import positive_float, positive_int
 
 __all__ = ["percentiles", "run_fixed_rate"]
 
@@ -210,11 +211,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "localhost"])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--rate", type=float, default=5000.0)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=positive_float, default=5000.0)
+    parser.add_argument("--duration", type=positive_float, default=10.0)
+    parser.add_argument("--connections", type=positive_int, default=64)
     parser.add_argument("--bodies", type=Path, required=True, help="a BodySet directory")
-    parser.add_argument("--count", type=int, required=True, help="bodies in that directory")
+    parser.add_argument("--count", type=positive_int, required=True, help="bodies in that directory")
     parser.add_argument("--path", required=True)
     parser.add_argument("--header", required=True, help="NAME=VALUE, e.g. Authorization=k")
     args = parser.parse_args()

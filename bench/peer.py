@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bodies import BodySet, write_lead_gen_sets
+from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, Workload, _wrk
 from bench.procstat import TreeSampler, machine_busy_pct
 from bench.servers import CEILINGS, HOST, REPO, die_with_harness, free_port, stop_server
@@ -254,12 +255,12 @@ def main() -> None:
     parser.add_argument("--targets", default="prism,prism-quiet,capigate,ceiling-rsgi")
     parser.add_argument("--ref", action="append", default=[], help="also run capigate@REF (a git commit)")
     parser.add_argument("--workloads", default="w1,w2")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=positive_int, default=5)
+    parser.add_argument("--duration", type=positive_int, default=5)
+    parser.add_argument("--warmup", type=non_negative_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--connections", type=positive_int, default=64)
+    parser.add_argument("--workers", type=positive_int, default=1)
     parser.add_argument("--db", default=None, help="capigate's store (default: a fresh SQLite file)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "peer"))
     parser.add_argument("--no-ratios", action="store_true", help="skip the in-process ratios")

@@ -33,6 +33,7 @@ import httpx
 import psycopg
 
 from bench.bodies import TOKEN, BodySet, write_body_sets
+from bench.cli import positive_int
 from bench.phases import WORKLOADS, LoadSettings, Workload
 from bench.phases import _wrk as wrk  # the same wrk invocation and parsing as bench/run.py
 from bench.procstat import TreeSampler
@@ -263,10 +264,10 @@ def _maybe(value: float | None, digits: int = 0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=15, help="seconds per phase")
+    parser.add_argument("--duration", type=positive_int, default=15, help="seconds per phase")
     parser.add_argument("--workloads", default="w1,w2-axon", help="comma-separated: w1, w2-axon")
     parser.add_argument("--setups", default="sqlite:1,postgresql:1,postgresql:2", help="store:gateways, ...")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections in all")
+    parser.add_argument("--connections", type=positive_int, default=64, help="wrk connections in all")
     parser.add_argument(
         "--url", default=os.environ.get("CAPIGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
     )

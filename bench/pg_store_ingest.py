@@ -16,6 +16,7 @@ import uuid
 
 import psycopg
 
+from bench.cli import positive_int
 from bench.store_ingest import make_batches
 from capigate.store import NewEvent, PostgresStore, RequestRecord
 
@@ -55,10 +56,10 @@ async def run(store: PostgresStore, batches: list[list[NewEvent]], coroutines: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--coroutines", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--writers", type=int, default=1)
+    parser.add_argument("--events", type=positive_int, default=200_000)
+    parser.add_argument("--coroutines", type=positive_int, default=64)
+    parser.add_argument("--batch", type=positive_int, default=100)
+    parser.add_argument("--writers", type=positive_int, default=1)
     parser.add_argument("--journal", action="store_true", help="also journal each batch, as the gateway does")
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()

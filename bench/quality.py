@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cli import positive_int
 from capigate.events import NewEvent
 from capigate.inspector.quality import quality_report, report_window
 from capigate.matchkeys import DEDUPE_BIT
@@ -158,9 +159,11 @@ async def rollup_cost(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=positive_int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--ingest-events", type=int, default=100_000, help="for the rollup's share of ingest (SQLite)")
+    parser.add_argument(
+        "--ingest-events", type=positive_int, default=100_000, help="for the rollup's share of ingest (SQLite)"
+    )
     args = parser.parse_args()
     if args.backend in ("sqlite", "both") and args.ingest_events:
         print("SQLite ingest, with and without the rollup")

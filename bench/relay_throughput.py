@@ -37,6 +37,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from bench.cli import positive_float, positive_int
 from bench.servers import HOST, free_port, start_server, stop_server
 from capigate.config import RelaySettings
 from capigate.relay import RelayRunner, Target
@@ -203,15 +204,15 @@ async def relay(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--concurrency", type=int, default=4, help="upstream requests in flight")
+    parser.add_argument("--events", type=positive_int, default=300_000)
+    parser.add_argument("--concurrency", type=positive_int, default=4, help="upstream requests in flight")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
-    parser.add_argument("--ceiling-seconds", type=float, default=5.0)
+    parser.add_argument("--ceiling-seconds", type=positive_float, default=5.0)
     parser.add_argument("--dir", type=Path, default=Path.cwd())
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--pg", metavar="URL", help="relay from a fresh schema of this PostgreSQL database instead")
     parser.add_argument("--clients", action="store_true", help="compare http1.py with aiohttp, then stop")
-    parser.add_argument("--rounds", type=int, default=3, help="alternations of the client comparison")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="alternations of the client comparison")
     args = parser.parse_args()
     if args.clients:
         main_clients(args)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bodies import write_body_sets
+from bench.cli import positive_float, positive_int
 from bench.phases import WORKLOADS, LoadSettings, run_phase
 from bench.report import render
 from bench.servers import CEILINGS, REPO, capigate_problem
@@ -42,20 +43,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--target", choices=list(TARGETS), default="all")
     p.add_argument("--quick", action="store_true", help="10 s per workload for every server")
-    p.add_argument("--duration", type=int, default=300, help="seconds per capigate workload")
-    p.add_argument("--ceiling-duration", type=int, default=60, help="seconds per workload, each ceiling")
+    p.add_argument("--duration", type=positive_int, default=300, help="seconds per capigate workload")
+    p.add_argument("--ceiling-duration", type=positive_int, default=60, help="seconds per workload, each ceiling")
     p.add_argument(
         "--workloads",
         default=",".join(w.key for w in WORKLOADS),
         help="comma-separated subset of: " + ", ".join(w.key for w in WORKLOADS),
     )
-    p.add_argument("--workers", type=int, default=1, help="server worker processes")
-    p.add_argument("--threads", type=int, default=2, help="wrk threads")
-    p.add_argument("--connections", type=int, default=64, help="connections per load generator")
-    p.add_argument("--rate", type=float, default=5000.0, help="fixed-rate workloads' req/s")
-    p.add_argument("--batches", type=int, default=300, help="distinct W1 bodies")
-    p.add_argument("--singles", type=int, default=1000, help="distinct W2 bodies (each API)")
-    p.add_argument("--population", type=int, default=50_000, help="distinct users")
+    p.add_argument("--workers", type=positive_int, default=1, help="server worker processes")
+    p.add_argument("--threads", type=positive_int, default=2, help="wrk threads")
+    p.add_argument("--connections", type=positive_int, default=64, help="connections per load generator")
+    p.add_argument("--rate", type=positive_float, default=5000.0, help="fixed-rate workloads' req/s")
+    p.add_argument("--batches", type=positive_int, default=300, help="distinct W1 bodies")
+    p.add_argument("--singles", type=positive_int, default=1000, help="distinct W2 bodies (each API)")
+    p.add_argument("--population", type=positive_int, default=50_000, help="distinct users")
     p.add_argument("--out", type=Path, default=RESULTS / "latest.md")
     p.add_argument("--keep-tmp", action="store_true", help="keep bodies, configs, dbs, logs")
     args = p.parse_args(argv)

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from bench.cli import positive_int
 from bench.population import User, make_population
 from capigate import (
     AppsFlyerClient,
@@ -136,8 +137,8 @@ def best_rate(events: int, work: Callable[[], object], repeat: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--events", type=positive_int, default=10_000)
+    parser.add_argument("--repeat", type=positive_int, default=3)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core

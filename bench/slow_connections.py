@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.cli import positive_float, positive_int
 from bench.servers import CONFIG_TOML, HOST, REPO, die_with_harness, free_port, stop_server
 
 PROBE_INTERVAL_S = 0.02
@@ -182,9 +183,9 @@ def run_step(port: int, count: int, mode: str, hold_s: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="0,250,500,1000,2000")
-    parser.add_argument("--hold", type=float, default=15.0)
+    parser.add_argument("--hold", type=positive_float, default=15.0)
     parser.add_argument("--mode", choices=("trickle", "silent"), default="trickle")
-    parser.add_argument("--max-connections", type=int, help="[server] max_connections (default: capigate's)")
+    parser.add_argument("--max-connections", type=positive_int, help="[server] max_connections (default: capigate's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--attacker", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench.cli import non_negative_int, positive_int
 from capigate.store import PostgresStore, RequestRecord, SQLiteStore, Store
 
 DAY_MS = 86_400_000
@@ -84,9 +85,9 @@ async def measure(store: Store, n: int, sourceless: int, runs: int) -> list[tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1_000_000)
-    parser.add_argument("--sourceless", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--requests", type=positive_int, default=1_000_000)
+    parser.add_argument("--sourceless", type=non_negative_int, default=100_000)
+    parser.add_argument("--runs", type=positive_int, default=7)
     parser.add_argument("--pg", metavar="URL", help="a PostgreSQL URL (a fresh schema): measure there, not on SQLite")
     args = parser.parse_args()
     schema = f"stats_bench_{uuid.uuid4().hex[:12]}"

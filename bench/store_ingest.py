@@ -1,8 +1,8 @@
 """Events per second through ``SQLiteStore.ingest``: batches of 100 ~600-byte events from many
 concurrent coroutines, for synchronous FULL and NORMAL.
 
-    .venv/bin/python bench/store_ingest.py [--events 300000] [--coroutines 64] [--dir DIR]
-    .venv/bin/python bench/store_ingest.py --processes 2 [--rounds 2] ...
+    .venv/bin/python -m bench.store_ingest [--events 300000] [--coroutines 64] [--dir DIR]
+    .venv/bin/python -m bench.store_ingest --processes 2 [--rounds 2] ...
 
 The database is created in DIR (default: a temporary directory under the current one, so the
 figures reflect the disk the gateway would use, not a tmpfs); it is removed afterwards.
@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from bench.cli import positive_int
 from capigate.store import NewEvent, SQLiteStore
 
 BATCH = 100
@@ -140,11 +141,11 @@ def run_processes(directory: Path, synchronous: str, lock: bool, processes: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--coroutines", type=int, default=64, help="per process")
+    parser.add_argument("--events", type=positive_int, default=300_000)
+    parser.add_argument("--coroutines", type=positive_int, default=64, help="per process")
     parser.add_argument("--dir", type=Path, default=Path.cwd())
-    parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2, help="with --processes: runs of each lock setting")
+    parser.add_argument("--processes", type=positive_int, default=1)
+    parser.add_argument("--rounds", type=positive_int, default=2, help="with --processes: runs of each lock setting")
     args = parser.parse_args()
     print(f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines per process")
     for synchronous in ("FULL", "NORMAL"):

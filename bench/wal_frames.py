@@ -40,6 +40,7 @@ from typing import Any
 import uvloop
 
 from bench.bodies import write_body_sets
+from bench.cli import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _WAL_HEADER = 32
@@ -165,8 +166,10 @@ def render(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=("w2-axon", "w1"), default="w2-axon", help="default: w2-axon")
-    parser.add_argument("--requests", type=int, default=20_000, help="measured, after a warm-up (default: 20000)")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests at a time (default: 64)")
+    parser.add_argument(
+        "--requests", type=positive_int, default=20_000, help="measured, after a warm-up (default: 20000)"
+    )
+    parser.add_argument("--concurrency", type=positive_int, default=64, help="requests at a time (default: 64)")
     parser.add_argument(
         "--out", default=None, help="writes PATH.md and PATH.json (default: bench/results/wal-frames-<workload>)"
     )

@@ -149,3 +149,22 @@ def test_wal_frames_names_the_b_trees_a_one_event_request_writes(tmp_path: Path)
     for tree in ("events", "dedupe_keys", "requests", "request_minutes"):  # each request writes these
         assert result["by_tree"][tree] > 1, tree
     assert "frames a commit" in (tmp_path / "new" / "frames-0.5.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("tool", "argument"),
+    [
+        ("bench.in_process", ["--requests", "0"]),
+        ("bench.wal_frames", ["--requests", "-5"]),
+        ("bench.anatomy", ["--duration", "0"]),
+        ("bench.peer", ["--rounds", "0"]),
+        ("bench.loadgen", ["--port", "1", "--count", "1", "--rate", "nan"]),
+        ("bench.store_ingest", ["--events", "many"]),
+    ],
+)
+def test_bench_tools_refuse_a_count_with_nothing_to_measure(tool: str, argument: list[str]) -> None:
+    """A count or duration below 1 ended a run dividing by zero, after its set-up; argparse
+    now refuses it at once, naming the argument (bench/cli.py)."""
+    done = subprocess.run([sys.executable, "-m", tool, *argument], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"argument {argument[-2]}:" in done.stderr and "Traceback" not in done.stderr
