@@ -11,6 +11,7 @@ import pytest
 import capigate.http
 from capigate.gateway import ROUTES
 from capigate.http import api, app, appsflyer, axon
+from capigate.http.asgi import peer_address, peer_host
 from capigate.http.routing import NOT_FOUND, Route, Router
 from capigate.inspector import pages
 from tests.conftest import ADMIN, Server
@@ -121,3 +122,21 @@ def test_rule_a_head_answer_carries_the_content_length_of_the_get_answer(server:
             lengths = [line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")]
             assert lengths == [f"content-length: {len(got.content)}".encode()], (path, answer)
             assert body == b"" and len(got.content) > 0
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("127.0.0.1:51234", ("127.0.0.1", 51234)),
+        ("[::1]:8080", ("::1", 8080)),
+        ("[2001:db8::7]:443", ("2001:db8::7", 443)),
+        ("unix-socket", None),
+        ("", None),
+    ],
+)
+def test_a_peer_is_read_once_for_the_client_ip_and_the_idle_reaper(peer: str, address: tuple[str, int] | None) -> None:
+    """granian names a connection's other end "ip:port" or "[v6]:port": the journal's client
+    IP (Request.from_rsgi) and the sockets the idle reaper spares (getpeername's pair) read it
+    with the same two functions."""
+    assert peer_address(peer) == address
+    assert peer_host(peer) == (address[0] if address else "")

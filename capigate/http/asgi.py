@@ -20,7 +20,17 @@ import msgspec
 
 from capigate.http.deadlines import is_cut_short, limited
 
-__all__ = ["BodyError", "Request", "Response", "RsgiProtocol", "RsgiScope", "json_response", "text_response"]
+__all__ = [
+    "BodyError",
+    "Request",
+    "Response",
+    "RsgiProtocol",
+    "RsgiScope",
+    "json_response",
+    "peer_address",
+    "peer_host",
+    "text_response",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -133,7 +143,7 @@ class Request:
         qs = scope.query_string
         query, repeated = _parse_query(qs) if qs else ({}, frozenset[str]())
         peer = scope.client  # "ip:port", "[v6]:port"
-        client_ip = peer.rpartition(":")[0].strip("[]") or None
+        client_ip = peer_host(peer) or None
         return cls(
             request_id, scope.method, scope.path, headers, query, client_ip, proto=proto, repeated=repeated, peer=peer
         )
@@ -190,6 +200,18 @@ class Request:
             return self.proto  # iterated once: granian refuses a second __aiter__
         assert self.receive is not None
         return _asgi_chunks(self.receive)
+
+
+def peer_host(peer: str) -> str:
+    """The address of an "ip:port" or "[v6]:port" peer, as ``getpeername`` gives it."""
+    return peer.rpartition(":")[0].strip("[]")
+
+
+def peer_address(peer: str) -> tuple[str, int] | None:
+    """(address, port) of an "ip:port" or "[v6]:port" peer, as ``getpeername`` gives them;
+    None without a port."""
+    port = peer.rpartition(":")[2]
+    return (peer_host(peer), int(port)) if port.isdigit() else None
 
 
 def _parse_query(qs: str) -> tuple[dict[str, str], frozenset[str]]:

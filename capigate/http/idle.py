@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from capigate.http.asgi import peer_address
+
 __all__ = ["LISTEN_PORT_ENV", "IdleReaper"]
 
 log = logging.getLogger("capigate")
@@ -130,9 +132,4 @@ class IdleReaper:
 
 def _peers(peers: Iterable[str]) -> frozenset[tuple[str, int]]:
     """("ip", port) of each "ip:port" or "[v6]:port", as ``getpeername`` gives them."""
-    found = set()
-    for peer in peers:
-        host, _, port = peer.rpartition(":")
-        if port.isdigit():
-            found.add((host.strip("[]"), int(port)))
-    return frozenset(found)
+    return frozenset(address for peer in peers if (address := peer_address(peer)) is not None)
