@@ -5,6 +5,7 @@ finishes its requests in flight and is killed only after ``STOP_TIMEOUT_S``
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -14,11 +15,15 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import granian._signals
 import pytest
 from granian.constants import Interfaces
+from granian.server import MPServer
 from granian.server.mp import WorkerProcess
 
+import capigate.serving as serving
 from capigate.http.app import STOP_BODY_GRACE_S
 from capigate.metrics import shared_dir
 from capigate.serving import GatewayServer
@@ -349,3 +354,25 @@ def test_a_body_still_arriving_when_the_server_stops_gets_a_408_after_the_grace_
     assert server.proc.returncode == 0 and "refused to gracefully stop" not in output, output[-2000:]
     with contextlib.closing(sqlite3.connect(server.db)) as db:
         assert db.execute("SELECT status FROM requests").fetchall() == [(408,)]
+
+
+# Ours alone: called only by our own overrides.
+_OWN_HELPERS = frozenset({"_kill_deadline", "_await_stop"})
+
+
+def test_every_granian_method_the_server_replaces_is_still_granians() -> None:
+    """capigate/serving.py replaces private methods of granian's MPServer (its stop, respawn,
+    reload, shared socket) and its workers' ``set_loop_signals``. A granian release that renamed
+    one, or changed its parameters, would leave ours never called, with no error: pyproject.toml
+    caps granian at the minor version these were written against, and this names what it guards."""
+    for name, ours in vars(GatewayServer).items():
+        if not callable(ours) or name == "__init__" or name in _OWN_HELPERS:
+            continue
+        theirs = getattr(MPServer, name, None)
+        assert theirs is not None, f"granian's MPServer has no {name}: GatewayServer.{name} would never run"
+        assert _names(theirs) == _names(ours), f"granian's MPServer.{name} takes other parameters now"
+    assert _names(granian._signals.set_loop_signals) == _names(serving._set_loop_signals)
+
+
+def _names(fn: Any) -> list[str]:
+    return [p for p, spec in inspect.signature(fn).parameters.items() if spec.kind is not spec.VAR_KEYWORD]
