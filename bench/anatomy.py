@@ -39,7 +39,7 @@ from bench import peer
 from bench.bodies import write_lead_gen_sets
 from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, _wrk
-from bench.procstat import CLOCK_TICKS, machine_busy_pct, tree_pids
+from bench.procstat import CLOCK_TICKS, cpu_model, machine_busy_pct, tree_pids
 from bench.servers import REPO, stop_server
 
 __all__ = ["main"]
@@ -167,7 +167,7 @@ def render(result: dict[str, Any]) -> str:
         f"# Anatomy of a {result['workload'].upper()} request over HTTP",
         "",
         f"- **date**: {result['started']} → {result['finished']}",
-        f"- **machine**: {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %",
+        f"- **machine**: {result.get('cpu', 'unknown CPU')}, {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %",
         f"- **load**: wrk {result['threads']} threads, {result['connections']} connections, "
         f"{peer.WORKLOADS[result['workload']].title}, "
         f"{result['duration_s']} s per target per round, {result['rounds']} rounds, order rotated; medians of the rounds",
@@ -223,7 +223,7 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": "bench/run.sh anatomy " + " ".join(sys.argv[1:]),
         "workload": args.workload, "rounds": args.rounds, "duration_s": args.duration, "threads": args.threads,
-        "connections": args.connections, "busy_before_pct": machine_busy_pct(2.0),
+        "connections": args.connections, "busy_before_pct": machine_busy_pct(2.0), "cpu": cpu_model(),
     }  # fmt: skip
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="capigate-anatomy-") as tmp:

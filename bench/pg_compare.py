@@ -36,7 +36,7 @@ from bench.bodies import TOKEN, BodySet, write_body_sets
 from bench.cli import positive_int
 from bench.phases import WORKLOADS, LoadSettings, Workload
 from bench.phases import _wrk as wrk  # the same wrk invocation and parsing as bench/run.py
-from bench.procstat import TreeSampler
+from bench.procstat import TreeSampler, cpu_model
 from bench.servers import CONFIG_TOML, HOST, REPO, ServerError, free_port, stop_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             row = conn.execute("SELECT version()").fetchone()
         meta = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "machine": f"{os.cpu_count()} CPUs, shared by wrk, the gateways and PostgreSQL",
+            "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, shared by wrk, the gateways and PostgreSQL",
             "postgresql": (row[0] if row else "?").split(" on ")[0],
             "load": f"wrk, 2 threads per process, {args.connections} connections in all, {args.duration} s per phase",
             "gateway": "`capigate serve --workers 1` per process; SQLite synchronous=full; PostgreSQL synchronous_commit=on",

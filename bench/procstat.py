@@ -7,12 +7,13 @@ over the tree rooted at the process the harness started.
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Sample", "TreeSampler", "cpu_s", "machine_busy_pct", "tree_pids"]
+__all__ = ["Sample", "TreeSampler", "cpu_model", "cpu_s", "machine_busy_pct", "tree_pids"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -54,6 +55,22 @@ def _machine_ticks() -> tuple[int, int, int]:
     """(total, idle + iowait, steal) jiffies over all CPUs, from /proc/stat."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(fields[:8]), fields[3] + fields[4], fields[7]
+
+
+def cpu_model() -> str:
+    """The CPU's name with its family and model ("AMD EPYC (family 25, model 17)"): a virtual
+    machine's name alone can be the same for hosts a core apart by 2x, and the hosts change."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or "unknown"
+    name = fields.get("model name") or platform.processor() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def machine_busy_pct(window_s: float) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 from bench.bodies import write_body_sets
 from bench.cli import positive_float, positive_int
 from bench.phases import WORKLOADS, LoadSettings, run_phase
+from bench.procstat import cpu_model
 from bench.report import render
 from bench.servers import CEILINGS, REPO, capigate_problem
 
@@ -75,14 +76,6 @@ def tool_version(cmd: list[str]) -> str:
 
 
 def _machine(args: argparse.Namespace) -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
     mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
     try:
         granian = version("granian")
@@ -91,7 +84,7 @@ def _machine(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "nproc": f"{len(os.sched_getaffinity(0))} (cpu_count {os.cpu_count()})",
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.procstat import cpu_model
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -25,6 +27,7 @@ def test_bench_peer_alternates_rounds_and_writes_the_ratio_table(tmp_path: Path)
         assert len(runs) == 2 and all(r["non_2xx"] == 0 and r["ok_requests"] > 0 for r in runs)
         assert len(result["ratios"][workload]["capigate / ceiling-rsgi"]["per_round"]) == 2
     assert "capigate / ceiling-rsgi" in out.with_suffix(".md").read_text()
+    assert f"**machine**: {cpu_model()}, " in out.with_suffix(".md").read_text()  # the hosts change
 
 
 def test_in_process_ratios_measure_the_typed_decode_and_the_w2_pieces(tmp_path: Path) -> None:
@@ -118,6 +121,7 @@ def test_anatomy_splits_a_w2_request_into_in_app_and_around_and_its_cpu_by_threa
     for figures in targets["ceiling-rsgi"]:
         assert "in_app" not in figures and "writer process" not in figures["cpu_us_per_request"]
     assert "| capigate |" in out.with_suffix(".md").read_text()
+    assert f"**machine**: {cpu_model()}, " in out.with_suffix(".md").read_text()
 
 
 def test_anatomy_of_w1_batches_reports_the_batches_and_the_writer_process(tmp_path: Path) -> None:
