@@ -14,8 +14,10 @@ says why not more. Each target is started as the peer run starts it and driven b
 - **CPU per request, by thread**: user and system time of every thread of the target's process
   tree over the round (from ``/proc/PID/task/TID/stat``), divided by the requests answered: the
   worker's event loop (its main thread), its other threads (granian's runtime), capigate's
-  SQLite writer process, the server process. A thread under 100 % is not what limits the rate:
-  a closed loop of 64 connections is bound by the latency of each request's hops between them.
+  SQLite writer process, the server process;
+- **waiting for a CPU, by thread**: the time each role's threads were runnable but not running
+  (``/proc/PID/task/TID/schedstat``). A thread under 100 % of a core is not what limits the
+  rate unless it waits for one: on 2 cores shared with wrk, every busy thread does.
 
 Results: ``bench/results/anatomy.md`` and ``anatomy.json`` (``anatomy-w1.*`` for W1). Nothing leaves 127.0.0.1.
 """
@@ -52,6 +54,7 @@ class ThreadTimes:
     role: str
     user_s: float
     system_s: float
+    waiting_s: float | None = None  # runnable but not running (/proc/PID/task/TID/schedstat)
 
 
 def _role(pid: int, tid: int, root: int, parents: dict[int, int]) -> str:
@@ -85,19 +88,33 @@ def thread_times(root: int) -> dict[tuple[int, int], ThreadTimes]:
             fields = stat[stat.rindex(")") + 2 :].split()
             tid = int(task.name)
             role = _role(pid, tid, root, parents)
-            out[pid, tid] = ThreadTimes(role, int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS)
+            out[pid, tid] = ThreadTimes(
+                role, int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS, _waiting_s(task)
+            )
     return out
+
+
+def _waiting_s(task: Path) -> float | None:
+    """Seconds the thread has been runnable without a CPU; None where the kernel keeps no schedstat."""
+    try:
+        return int((task / "schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def cpu_by_role(
     before: dict[tuple[int, int], ThreadTimes], after: dict[tuple[int, int], ThreadTimes], seconds: float
 ) -> dict[str, dict[str, float]]:
-    """Each role's user and system CPU over the window, in % of one core."""
+    """Each role's user and system CPU over the window, and the time its threads were runnable
+    but waited for a CPU, in % of one core (of the round's time, summed over the role's threads)."""
     shares: dict[str, dict[str, float]] = defaultdict(lambda: {"user_pct": 0.0, "system_pct": 0.0})
     for key, end in after.items():
-        start = before.get(key, ThreadTimes(end.role, 0.0, 0.0))
+        start = before.get(key, ThreadTimes(end.role, 0.0, 0.0, 0.0))
         shares[end.role]["user_pct"] += 100 * (end.user_s - start.user_s) / seconds
         shares[end.role]["system_pct"] += 100 * (end.system_s - start.system_s) / seconds
+        if end.waiting_s is not None and start.waiting_s is not None:
+            share = shares[end.role]
+            share["waiting_pct"] = share.get("waiting_pct", 0.0) + 100 * (end.waiting_s - start.waiting_s) / seconds
     return {role: {k: round(v, 1) for k, v in share.items()} for role, share in sorted(shares.items())}
 
 
@@ -195,11 +212,18 @@ def render(result: dict[str, Any]) -> str:
             cells.append("—" if us is None else f"{us:.0f} µs ({user:.0f} + {system:.0f} %)")
         total = statistics.median(sum(r["cpu_us_per_request"].values()) for r in rounds)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {total:.0f} µs |")
+    lines += ["", "| target | " + " | ".join(roles) + " |", "|---|" + "--:|" * len(roles)]
+    for name, rounds in result["targets"].items():
+        waits = [_median(rounds, "cpu_pct", role, "waiting_pct") for role in roles]
+        lines.append(f"| {name} | " + " | ".join("—" if w is None else f"{w:.0f} %" for w in waits) + " |")
     lines += [
         "",
-        "CPU per answered request, by thread (user + system % of one core over the round). in-app: from the",
-        "moment the app took the request to its journal entry, its answer sent just before; the rest of the",
-        "client's latency is granian, the kernel and wrk. A thread well under 100 % does not bound the rate.",
+        "The second table: CPU per answered request, by thread (user + system % of one core over the round).",
+        "in-app: from the moment the app took the request to its journal entry, its answer sent just",
+        "before; the rest of the client's latency is granian, the kernel and wrk. The last table: the time",
+        "the threads of each role were runnable but waited for a CPU (% of the round, their threads",
+        "summed; from /proc/PID/task/TID/schedstat). A thread well under 100 % does not bound the rate",
+        "unless it waits for a CPU: on a machine shared with the load generator, that wait is the limit.",
     ]
     return "\n".join(lines) + "\n"
 

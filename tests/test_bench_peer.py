@@ -118,9 +118,11 @@ def test_anatomy_splits_a_w2_request_into_in_app_and_around_and_its_cpu_by_threa
         assert figures["in_app"]["latency_ms"]["50"] <= figures["in_app"]["latency_ms"]["99"]
         assert {"worker: event loop", "writer process"} <= set(figures["cpu_us_per_request"])
         assert figures["cpu_us_per_request"]["worker: event loop"] > 0
+        assert figures["cpu_pct"]["worker: event loop"]["waiting_pct"] >= 0  # schedstat: runnable, no CPU
     for figures in targets["ceiling-rsgi"]:
         assert "in_app" not in figures and "writer process" not in figures["cpu_us_per_request"]
     assert "| capigate |" in out.with_suffix(".md").read_text()
+    assert "runnable but waited for a CPU" in out.with_suffix(".md").read_text()
     assert f"**machine**: {cpu_model()}, " in out.with_suffix(".md").read_text()
 
 
