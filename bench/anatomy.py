@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import statistics
 import sys
@@ -41,7 +40,7 @@ from bench import peer
 from bench.bodies import write_lead_gen_sets
 from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, _wrk
-from bench.procstat import CLOCK_TICKS, cpu_model, machine_busy_pct, tree_pids
+from bench.procstat import CLOCK_TICKS, cpu_model, machine_busy_pct, machine_line, tree_pids
 from bench.servers import REPO, stop_server
 
 __all__ = ["main"]
@@ -184,7 +183,7 @@ def render(result: dict[str, Any]) -> str:
         f"# Anatomy of a {result['workload'].upper()} request over HTTP",
         "",
         f"- **date**: {result['started']} → {result['finished']}",
-        f"- **machine**: {result.get('cpu', 'unknown CPU')}, {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %",
+        machine_line(result),
         f"- **load**: wrk {result['threads']} threads, {result['connections']} connections, "
         f"{peer.WORKLOADS[result['workload']].title}, "
         f"{result['duration_s']} s per target per round, {result['rounds']} rounds, order rotated; medians of the rounds",
@@ -202,7 +201,13 @@ def render(result: dict[str, Any]) -> str:
             f"| {' / '.join(_cell(c, 2) for c in inside)} | {share} |"
         )
     roles = sorted({role for rounds in result["targets"].values() for r in rounds for role in r["cpu_pct"]})
-    lines += ["", "| target | " + " | ".join(roles) + " | all |", "|---|" + "--:|" * (len(roles) + 1)]
+    lines += [
+        "",
+        "**CPU per answered request, by thread**: µs a request (user + system % of one core over the round).",
+        "",
+        "| target | " + " | ".join(roles) + " | all |",
+        "|---|" + "--:|" * (len(roles) + 1),
+    ]
     for name, rounds in result["targets"].items():
         cells = []
         for role in roles:
@@ -212,18 +217,23 @@ def render(result: dict[str, Any]) -> str:
             cells.append("—" if us is None else f"{us:.0f} µs ({user:.0f} + {system:.0f} %)")
         total = statistics.median(sum(r["cpu_us_per_request"].values()) for r in rounds)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {total:.0f} µs |")
-    lines += ["", "| target | " + " | ".join(roles) + " |", "|---|" + "--:|" * len(roles)]
+    lines += [
+        "",
+        "**Waiting for a CPU, by thread**: the time the threads of each role were runnable but waited for a CPU",
+        "(% of the round, their threads summed; from /proc/PID/task/TID/schedstat).",
+        "",
+        "| target | " + " | ".join(roles) + " |",
+        "|---|" + "--:|" * len(roles),
+    ]
     for name, rounds in result["targets"].items():
         waits = [_median(rounds, "cpu_pct", role, "waiting_pct") for role in roles]
         lines.append(f"| {name} | " + " | ".join("—" if w is None else f"{w:.0f} %" for w in waits) + " |")
     lines += [
         "",
-        "The second table: CPU per answered request, by thread (user + system % of one core over the round).",
         "in-app: from the moment the app took the request to its journal entry, its answer sent just",
-        "before; the rest of the client's latency is granian, the kernel and wrk. The last table: the time",
-        "the threads of each role were runnable but waited for a CPU (% of the round, their threads",
-        "summed; from /proc/PID/task/TID/schedstat). A thread well under 100 % does not bound the rate",
-        "unless it waits for a CPU: on a machine shared with the load generator, that wait is the limit.",
+        "before; the rest of the client's latency is granian, the kernel and wrk. A thread well under",
+        "100 % of a core does not bound the rate unless it waits for a CPU: on a machine shared with the",
+        "load generator, that wait is the limit.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,7 @@ from typing import Any
 from bench.bodies import BodySet, write_lead_gen_sets
 from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, Workload, _wrk
-from bench.procstat import TreeSampler, cpu_model, machine_busy_pct
+from bench.procstat import TreeSampler, cpu_model, machine_busy_pct, machine_line
 from bench.servers import CEILINGS, HOST, REPO, die_with_harness, free_port, stop_server
 
 PEER_DIR = Path(__file__).resolve().parent / "peer"
@@ -211,7 +211,7 @@ def render(result: dict[str, Any]) -> str:
         "# capigate side by side with a peer (Prism mocking the seed lead-gen OpenAPI)",
         "",
         f"- **date**: {result['started']} → {result['finished']}",
-        f"- **machine**: {result.get('cpu', 'unknown CPU')}, {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %",
+        machine_line(result),
         f"- **prism**: {result.get('prism_version', '—')}; **capigate workers**: {result['workers']}; "
         f"**store**: {result['store']}",
         f"- **load**: wrk {result['threads']} threads, {result['connections']} connections, "

@@ -10,10 +10,12 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Sample", "TreeSampler", "cpu_model", "cpu_s", "machine_busy_pct", "tree_pids"]
+__all__ = ["Sample", "TreeSampler", "cpu_model", "cpu_s", "machine_busy_pct", "machine_line", "tree_pids"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -71,6 +73,13 @@ def cpu_model() -> str:
     if "cpu family" in fields and "model" in fields:
         return f"{name} (family {fields['cpu family']}, model {fields['model']})"
     return name
+
+
+def machine_line(result: Mapping[str, Any]) -> str:
+    """A results page's machine line, from the run's ``cpu`` (``cpu_model``, absent from the
+    runs before it) and ``busy_before_pct`` (``machine_busy_pct``)."""
+    cpu = result.get("cpu", "unknown CPU")
+    return f"- **machine**: {cpu}, {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %"
 
 
 def machine_busy_pct(window_s: float) -> float:
