@@ -66,6 +66,7 @@ def app_from_env() -> GatewayApp:
     configure_logging(config.server.log_format)
     gateway = create_app(config, relay=worker_env.relaying())
     on_worker_stop(gateway.stopping)
+    gateway.settle_gc = True
     gateway.metrics.share_dir = shared_dir()  # this server's workers share their counters
     port = os.environ.get(LISTEN_PORT_ENV)
     if port:

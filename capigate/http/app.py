@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 
+import capigate.garbage as garbage
 from capigate.config import Config
 from capigate.errors import StoreError
 from capigate.health import SCRAPE_READ_TIMEOUT_S
@@ -122,6 +123,7 @@ class GatewayApp:
         )
         self._flusher: asyncio.Task[None] | None = None
         self.idle_reaper: IdleReaper | None = None  # under `capigate serve` (app_from_env)
+        self.settle_gc = False  # likewise: garbage.settle() once started, the worker's process being its own
         # The requests between arrival and journal entry, by connection ("ip:port"): how many each.
         self._peers: dict[str, int] = {}
         # While stopping: when each connection last had an answer handed to granian.
@@ -279,6 +281,8 @@ class GatewayApp:
             self.gateway.relay_wake = relay.wake
             await relay.start()
             self.gateway.relay_running = relay.running
+        if self.settle_gc:
+            garbage.settle()
 
     async def shutdown(self) -> None:
         if self.idle_reaper is not None:
