@@ -57,6 +57,42 @@ def _scope(body: bytes) -> dict[str, Any]:
     }
 
 
+def rendered(bodies: list[bytes], first: int, requests: int) -> list[tuple[bytes, dict[str, Any]]]:
+    """The bodies and scopes of requests ``first`` … ``first + requests - 1``, made before the
+    clock starts: a request's number is in its every dedupe_id (every event new), and writing
+    it into a W1 body (~100 KB) took ~1 µs an event, the load generator's work (wrk's, over
+    HTTP), which the gateway's CPU figures counted. ``requests`` x a body of memory."""
+    out = []
+    for n in range(first, first + requests):
+        body = bodies[n % len(bodies)].replace(b"@@RQ@@", b"r%d" % n)
+        out.append((body, _scope(body)))
+    return out
+
+
+async def _send(
+    app: GatewayApp,
+    requests: list[tuple[bytes, dict[str, Any]]],
+    concurrency: int,
+    latencies: list[float] | None = None,
+) -> None:
+    """``requests`` (``rendered``), ``concurrency`` at a time; each one's seconds appended to
+    ``latencies``."""
+    queue = iter(enumerate(requests))
+    timed = latencies.append if latencies is not None else None
+
+    async def client() -> None:
+        for n, (body, scope) in queue:
+            exchange = Exchange(body)
+            started = time.perf_counter()
+            await app(scope, exchange.receive, exchange.send)
+            if timed is not None:
+                timed(time.perf_counter() - started)
+            if exchange.status != 200:
+                raise RuntimeError(f"request {n} answered {exchange.status}")
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
 async def _drive(
     app: GatewayApp,
     bodies: list[bytes],
@@ -66,27 +102,10 @@ async def _drive(
     *,
     first: int = 0,
 ) -> None:
-    """``requests`` requests numbered from ``first``, ``concurrency`` at a time; each one's
-    seconds appended to ``latencies``. A request's number is in its every dedupe_id: a run
-    after another must start past it, or it sends the same events again (all duplicates)."""
-    sent = first
-    end = first + requests
-    timed = latencies.append if latencies is not None else None
-
-    async def client() -> None:
-        nonlocal sent
-        while sent < end:
-            n, sent = sent, sent + 1
-            body = bodies[n % len(bodies)].replace(b"@@RQ@@", b"r%d" % n)  # every dedupe_id new
-            exchange = Exchange(body)
-            started = time.perf_counter()
-            await app(_scope(body), exchange.receive, exchange.send)
-            if timed is not None:
-                timed(time.perf_counter() - started)
-            if exchange.status != 200:
-                raise RuntimeError(f"request {n} answered {exchange.status}")
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    """``requests`` requests numbered from ``first`` (``rendered``), ``concurrency`` at a time.
+    A request's number is in its every dedupe_id: a run after another must start past it, or
+    it sends the same events again (all duplicates)."""
+    await _send(app, rendered(bodies, first, requests), concurrency, latencies)
 
 
 WRITER_ENV = "CAPIGATE_BENCH_WRITER"  # [store] writer for measure(), "thread" or "process"
@@ -120,12 +139,14 @@ async def measure(
         config.store.writer = writer  # type: ignore[assignment]
     config.server.log_requests = False  # no handler is configured in-process: lines would go nowhere
     app = create_app(config, relay=False)
+    app.settle_gc = True  # as a worker of `capigate serve` (gateway.app_from_env); ignored by older trees
     await app.startup()
     try:
         warm = warm_up(requests)
         await _drive(app, bodies, warm, concurrency)  # warm-up: imports, caches, first pages
+        measured = rendered(bodies, warm, requests)
         wall, thread, process = time.perf_counter(), time.thread_time(), _process_and_children_cpu_s()
-        await _drive(app, bodies, requests, concurrency, latencies, first=warm)
+        await _send(app, measured, concurrency, latencies)
         wall, thread, process = (
             time.perf_counter() - wall,
             time.thread_time() - thread,
@@ -139,7 +160,9 @@ async def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=("w2-axon", "w1"), default="w2-axon")
-    parser.add_argument("--requests", type=positive_int, default=20_000)
+    parser.add_argument(
+        "--requests", type=positive_int, default=None, help="default: 20,000 (w2-axon), 2,000 (w1: ~100 MB of bodies)"
+    )
     parser.add_argument("--concurrency", type=positive_int, default=64)
     parser.add_argument("--ratios", action="store_true", help="the limits (bench/ratios.py)")
     parser.add_argument("--out", default=None, help="--ratios: results path without suffix")
@@ -154,6 +177,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="capigate-in-process-", dir=".") as tmp:
         sets = write_body_sets(Path(tmp) / "bodies", batches=100, singles=1000, population=50_000)
         chosen = sets[args.workload]
+        if args.requests is None:
+            args.requests = 2_000 if args.workload == "w1" else 20_000
         bodies = [chosen.path(i).read_bytes() for i in range(chosen.count)]
         print(
             f"{args.workload}: {args.requests:,} requests, {args.concurrency} at a time, {chosen.events_per_request} event(s) each"
