@@ -180,7 +180,7 @@ def render(r: dict[str, Any]) -> str:
     for name, us in w2["pieces_us"].items():
         lines.append(f"| {name} | {us:.1f} | {100 * us / total:.0f} % |")
     lines += [
-        f"| the rest: store (SQLite writer thread, commit), event loop, ASGI | {rest:.1f} | {100 * rest / total:.0f} % |",
+        f"| the rest: the store (its writer, the commit, the round trip), event loop, ASGI | {rest:.1f} | {100 * rest / total:.0f} % |",
         f"| **whole request, in-process** | **{total:.1f}** | 100 % |",
         "",
         f"In-process throughput: {w2['req_per_s']:,.0f} req/s (event loop thread "
