@@ -99,6 +99,7 @@ async def _serve(workdir: Path, bodies: list[bytes], warm: int, requests: int, c
         config.store.writer = "thread"  # callgrind counts one process: the same writes, counted in it
     config.server.log_requests = False
     app = create_app(config, relay=False)
+    app.settle_gc = True  # as bench.in_process.measure sets it up: a worker of `capigate serve`
     await app.startup()
     try:
         await _drive(app, bodies, warm, concurrency)
