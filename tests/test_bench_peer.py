@@ -3,6 +3,7 @@ Prism needs npm and minutes) and the in-process ratios. Nothing is asserted abou
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -59,10 +60,29 @@ def test_in_process_measure_sends_new_events_after_its_warm_up(tmp_path: Path) -
 
     sets = write_body_sets(tmp_path / "bodies", batches=2, singles=5, population=50)
     bodies = [sets["w1"].path(i).read_bytes() for i in range(sets["w1"].count)]
+    collector = gc.get_threshold(), gc.get_freeze_count()
     uvloop.run(measure(tmp_path, bodies, 6, 2))  # a warm-up of 6 requests, then 6 measured
     with sqlite3.connect(tmp_path / "capigate.db") as db:
         stored, duplicates = db.execute("SELECT sum(events_stored), sum(events_duplicate) FROM requests").fetchone()
     assert (stored, duplicates) == (12 * 100, 0)
+    # It set the app up as a serve worker (garbage.settle), and gave this process its collector back.
+    assert (gc.get_threshold(), gc.get_freeze_count()) == collector
+
+
+def test_a_saved_run_names_its_own_raw_file_and_leaves_out_empty_tables() -> None:
+    """Every run of bench/run.sh saved under another name called itself "latest run", sent the
+    reader to latest.json (another run) and showed the fixed-rate table with no row."""
+    from bench.report import render
+
+    results = REPO / "bench" / "results"
+    closed = render(json.loads((results / "rss-w1-300s-gc.json").read_text()), "rss-w1-300s-gc.json")
+    assert closed.startswith("# capigate benchmark: run rss-w1-300s-gc\n")
+    assert "Raw numbers: rss-w1-300s-gc.json." in closed
+    assert "Latency at a fixed rate" not in closed  # no fixed-rate workload in that run
+    fixed = render(json.loads((results / "rate-1000.json").read_text()), "rate-1000.json")
+    assert "## Latency at a fixed rate" in fixed and "| W2 Axon at a fixed rate | capigate |" in fixed
+    latest = render(json.loads((results / "latest.json").read_text()))
+    assert latest.startswith("# capigate benchmark: latest run\n") and "Raw numbers: latest.json." in latest
 
 
 def test_load_runs_against_one_server_send_no_dedupe_id_twice(tmp_path: Path) -> None:
