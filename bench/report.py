@@ -229,7 +229,7 @@ def _warnings(phases: list[dict[str, Any]]) -> list[str]:
     if len(hashes) > 1:
         out.append(
             f"- capigate's source changed during the run ({len(hashes)} versions, see "
-            "`code_hash` in latest.json): its phases did not all measure the same code."
+            "`code_hash` in the run's JSON): its phases did not all measure the same code."
         )
     return out
 
@@ -238,18 +238,22 @@ def _first_line(phase: dict[str, Any]) -> str:
     return str(phase.get("error", "no result")).splitlines()[0].replace("|", "\\|")
 
 
-def render(results: dict[str, Any]) -> str:
+def render(results: dict[str, Any], raw: str = "latest.json") -> str:
+    """The run's tables; ``raw`` names the JSON file written beside them."""
     meta, phases = results["meta"], results["phases"]
-    out = ["# capigate benchmark: latest run", ""]
+    title = "latest run" if raw == "latest.json" else f"run {raw.removesuffix('.json')}"
+    out = [f"# capigate benchmark: {title}", ""]
     out += [f"- **{k}**: {v}" for k, v in meta.items()]
     out += ["", "## Throughput (wrk, closed loop)", "", *_throughput(phases)]
-    out += [
-        "",
-        f"## Latency at a fixed rate ({_n(meta.get('fixed rate req/s'), 0)} req/s, "
-        "open loop, measured from each request's due time)",
-        "",
-        *_fixed_rate(phases),
-    ]
+    fixed_rate = _fixed_rate(phases)
+    if len(fixed_rate) > 2:  # a row beyond the header: a fixed-rate workload ran
+        out += [
+            "",
+            f"## Latency at a fixed rate ({_n(meta.get('fixed rate req/s'), 0)} req/s, "
+            "open loop, measured from each request's due time)",
+            "",
+            *fixed_rate,
+        ]
     out += ["", "## Memory over time (RSS of the server's process tree, sampled every second)", ""]
     out += _memory(phases)
     storage = _storage(phases)
@@ -270,7 +274,7 @@ def render(results: dict[str, Any]) -> str:
                 "```",
                 "",
             ]
-    out += ["", "Figures are explained in bench/README.md. Raw numbers: latest.json.", ""]
+    out += ["", f"Figures are explained in bench/README.md. Raw numbers: {raw}.", ""]
     return "\n".join(out)
 
 
@@ -282,7 +286,7 @@ def main() -> None:
 
     source = Path(sys.argv[1])
     target = Path(sys.argv[2]) if len(sys.argv) > 2 else source.with_suffix(".md")
-    target.write_text(render(json.loads(source.read_text())))
+    target.write_text(render(json.loads(source.read_text()), source.name))
     print(f"wrote {target}")
 
 

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         meta["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         results = {"meta": meta, "phases": phases}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(render(results))
+        args.out.write_text(render(results, args.out.with_suffix(".json").name))
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
         print(f"bench: wrote {args.out} and {args.out.with_suffix('.json').name}")
         return 1 if any("error" in p for p in phases) else 0
