@@ -41,7 +41,7 @@ from bench.bodies import write_body_sets
 from bench.cli import positive_int
 from bench.procstat import cpu_s, tree_pids
 from bench.servers import AXON_PATH, CONFIG_TOML
-from capigate.config import load_config
+from capigate.config import StoreSettings, load_config
 from capigate.http.app import GatewayApp
 
 try:
@@ -131,22 +131,29 @@ def _process_and_children_cpu_s() -> float:
     return time.process_time() + sum(cpu_s(pid) for pid in tree_pids(me) if pid != me)
 
 
+def worker_app(workdir: Path, writer: str | None = None) -> GatewayApp:
+    """The gateway app on the bench's configuration and a SQLite file in ``workdir``, set up as
+    a worker of `capigate serve` sets it up (gateway.app_from_env: its collector settled once
+    started), with ``writer`` as its ``[store] writer`` if given and known to the tree under test."""
+    config_path = workdir / "capigate.toml"
+    config_path.write_text(CONFIG_TOML)
+    config = load_config(config_path)
+    config.store.url = str(workdir / "capigate.db")
+    if writer is not None and "writer" in StoreSettings.__struct_fields__:  # a --ref tree may predate it
+        config.store.writer = writer  # type: ignore[assignment]
+    config.server.log_requests = False  # no handler is configured in-process: lines would go nowhere
+    app = create_app(config, relay=False)
+    app.settle_gc = True  # ignored by a tree from before garbage.settle
+    return app
+
+
 async def measure(
     workdir: Path, bodies: list[bytes], requests: int, concurrency: int, latencies: list[float] | None = None
 ) -> tuple[float, float, float]:
     """Requests per second, and CPU seconds per request of the event loop's thread and of the
     whole gateway (the process and its writer process, if any); each measured request's
     seconds appended to ``latencies``."""
-    config_path = workdir / "capigate.toml"
-    config_path.write_text(CONFIG_TOML)
-    config = load_config(config_path)
-    config.store.url = str(workdir / "capigate.db")
-    writer = os.environ.get(WRITER_ENV)  # "thread" or "process": an A/B of [store] writer
-    if writer is not None:
-        config.store.writer = writer  # type: ignore[assignment]
-    config.server.log_requests = False  # no handler is configured in-process: lines would go nowhere
-    app = create_app(config, relay=False)
-    app.settle_gc = True  # as a worker of `capigate serve` (gateway.app_from_env); ignored by older trees
+    app = worker_app(workdir, os.environ.get(WRITER_ENV))  # "thread" or "process": an A/B of [store] writer
     collector = gc.get_threshold(), gc.get_freeze_count()
     await app.startup()
     try:
@@ -167,7 +174,8 @@ async def measure(
 
 
 def _restore(threshold: tuple[int, int, int], frozen: int) -> None:
-    """This process's collector as it was before ``measure`` (a test process runs it too)."""
+    """This process's collector as it was before ``measure`` (a test process runs it too); a
+    process that had frozen objects of its own keeps the app's frozen with them."""
     if not frozen:
         gc.unfreeze()
     gc.set_threshold(*threshold)

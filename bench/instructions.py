@@ -86,20 +86,9 @@ _WARM_UP = {"event": 20, "request": 300}  # bodies: batches of 100 events, or si
 
 async def _serve(workdir: Path, bodies: list[bytes], warm: int, requests: int, concurrency: int) -> None:
     """bench.in_process.measure's run, untimed: start-up, warm-up, ``requests``, shut-down."""
-    from bench.in_process import _drive
-    from bench.servers import CONFIG_TOML
-    from capigate.config import StoreSettings, load_config
-    from capigate.gateway import create_app
+    from bench.in_process import _drive, worker_app
 
-    config_path = workdir / "capigate.toml"
-    config_path.write_text(CONFIG_TOML)
-    config = load_config(config_path)
-    config.store.url = str(workdir / "capigate.db")
-    if "writer" in StoreSettings.__struct_fields__:  # a --ref tree from before it had a thread only
-        config.store.writer = "thread"  # callgrind counts one process: the same writes, counted in it
-    config.server.log_requests = False
-    app = create_app(config, relay=False)
-    app.settle_gc = True  # as bench.in_process.measure sets it up: a worker of `capigate serve`
+    app = worker_app(workdir, "thread")  # callgrind counts one process: the same writes, counted in it
     await app.startup()
     try:
         await _drive(app, bodies, warm, concurrency)
