@@ -451,6 +451,28 @@ def test_close_finishes_the_writes_queued_before_it(make_store: Callable[[], Sto
         run(reopened.close())
 
 
+@pytest.mark.parametrize("writer_process", [False, True], ids=["thread", "process"])
+def test_close_leaves_no_wal_or_shm_file_after_reads(tmp_path: Path, writer_process: bool) -> None:
+    """The writer's connection closes last, so it copies the WAL back and deletes it: a
+    reader that has read holds its lock until it closes, and a read-only connection closing
+    last leaves the -wal (tens of MB after load) and -shm files beside the database."""
+    path = tmp_path / "capigate.db"
+    store = SQLiteStore(path, writer_process=writer_process)
+
+    async def scenario() -> None:
+        await store.open()
+        for n in range(20):
+            await store.ingest([event(n * 100 + i) for i in range(100)], request_id=f"r{n}", received_at_ms=T0)
+        await asyncio.gather(*(store.query_events(EventQuery(limit=5)) for _ in range(8)))  # every reader reads
+        assert path.with_name("capigate.db-wal").stat().st_size > 0
+        await store.close()
+
+    run(scenario())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["capigate.db", "capigate.db-writer.lock"]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (2000,)
+
+
 def test_writes_and_reads_after_close_raise_store_error(store: Store) -> None:
     run(store.close())
     with pytest.raises(StoreError):

@@ -330,6 +330,22 @@ def test_a_stopped_server_leaves_no_shared_metrics_directory(tmp_path: Path) -> 
     assert not shared.exists()
 
 
+def test_a_stopped_server_leaves_only_its_database_and_lock_file(tmp_path: Path) -> None:
+    """After load and reads, a clean stop left a -wal of tens of MB and the -shm beside the
+    database: a read-only connection of the worker closed last."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    with Load(server, 4) as load:
+        load.wait_for(40)
+    with server.admin() as admin:
+        for _ in range(6):  # the readers read, and keep their lock until they close
+            assert admin.get("/api/events", params={"limit": 5}).status_code == 200
+    assert (tmp_path / "gw" / "capigate.db-wal").stat().st_size > 0
+    server.stop()
+    assert server.proc is not None and server.proc.returncode == 0, server.output()
+    assert sorted(p.name for p in (tmp_path / "gw").glob("capigate.db*")) == ["capigate.db", "capigate.db-writer.lock"]
+
+
 def test_a_body_still_arriving_when_the_server_stops_gets_a_408_after_the_grace_not_the_body_timeout(
     tmp_path: Path,
 ) -> None:

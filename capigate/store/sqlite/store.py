@@ -120,10 +120,14 @@ class SQLiteStore:
             raise
 
     async def close(self) -> None:
-        """Finish every write queued so far, then release the file. Safe to call twice."""
+        """Finish every write queued so far, then release the file. Safe to call twice.
+
+        The writer's connection closes last: the last connection to a WAL database copies the
+        WAL back and deletes it and the -shm file, which a read-only one cannot do (a reader
+        that has read holds its lock until it closes)."""
         await asyncio.to_thread(self._checkpointer.stop)
-        await self._writer.stop()
         await self._readers.close()
+        await self._writer.stop()
 
     async def ingest(self, events: Sequence[NewEvent], *, request_id: str, received_at_ms: int) -> IngestResult:
         batch = Batch(list(events), request_id, received_at_ms)  # the caller may reuse its list
