@@ -43,8 +43,9 @@ def kept_as_sent(value: Any) -> TypeGuard[str]:
     return value is not None and journal_key(value) == value
 
 
-class NewEvent(msgspec.Struct, kw_only=True):
-    """An accepted event, normalised and hashed, ready to be written."""
+class NewEvent(msgspec.Struct, kw_only=True, array_like=True):
+    """An accepted event, normalised and hashed, ready to be written. Encoded as an array (the
+    SQLite writer process's pipe): no field names to write and match, an event apiece."""
 
     api: str  # "axon" | "appsflyer"
     source: str  # pixel id or app id

@@ -19,13 +19,21 @@ from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
 
-__all__ = ["Batch", "ingest", "probe", "record_requests"]
+__all__ = ["Batch", "PipedEvent", "ingest", "probe", "record_requests"]
 
 # IN lists are built in power-of-two sizes, so that a handful of prepared statements serve
 # every batch; the limit keeps under SQLite's old 999 variables.
 _MAX_IN: Final = 256
 
 _encode = msgspec.json.Encoder().encode
+
+
+class PipedEvent(NewEvent, kw_only=True, array_like=True):
+    """A NewEvent as the writer process decodes it from its pipe (writer_process.py): its
+    payload made a bytearray by the decoder, which sqlite3 binds as it is, where a bytes
+    payload is copied into one first (rows.NULL says why)."""
+
+    payload: bytearray  # type: ignore[assignment]
 
 
 class Batch:
@@ -143,15 +151,17 @@ def _seen_sql(size: int) -> str:
 
 
 def _event_values(position: int, e: NewEvent, request_id: str, received_at_ms: int) -> tuple[Any, ...]:
-    if type(e.payload) is not bytes:
-        kind = type(e.payload).__name__
-        raise TypeError(f"event at position {position}: payload must be bytes, not {kind}")
+    payload: bytes | bytearray = e.payload
+    if type(e) is not PipedEvent:  # its payload is a bytearray already
+        if type(payload) is not bytes:
+            raise TypeError(f"event at position {position}: payload must be bytes, not {type(payload).__name__}")
+        payload = bytearray(payload)
     return (
         e.api, e.source, e.name, e.event_time_ms, received_at_ms,
         NULL if e.dedupe_id is None else e.dedupe_id,
         "stored" if e.destination is None else "pending",
         NULL if e.test_tag is None else e.test_tag,
-        request_id, bytearray(e.payload),
+        request_id, payload,
     )  # fmt: skip
 
 

@@ -45,7 +45,7 @@ import msgspec
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store.base import IngestResult, JournalRecord, WriterStats
-from capigate.store.sqlite.ingest import Batch
+from capigate.store.sqlite.ingest import Batch, PipedEvent
 from capigate.store.sqlite.jobs import IngestJob, RecordJob
 from capigate.store.sqlite.lock import ProcessLock
 from capigate.store.sqlite.writer import (
@@ -89,6 +89,12 @@ class IngestMsg(msgspec.Struct, tag="i", array_like=True):
     request_id: str
     received_at_ms: int
     events: list[NewEvent]
+
+
+class _IngestRead(IngestMsg, tag="i", array_like=True):
+    """An IngestMsg as the writer process reads it."""
+
+    events: list[PipedEvent]  # type: ignore[assignment]
 
 
 class RecordMsg(msgspec.Struct, tag="r", array_like=True):
@@ -145,7 +151,7 @@ class Group(msgspec.Struct, tag="g", array_like=True):
 _encoder = msgspec.msgpack.Encoder()
 _encode = _encoder.encode
 _decode_frame = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
-_decode_job = msgspec.msgpack.Decoder(JobMsg).decode
+_decode_job = msgspec.msgpack.Decoder(_IngestRead | RecordMsg | CallMsg | StopMsg).decode
 _decode_answer = msgspec.msgpack.Decoder(Ready | StartFailed | Group).decode
 
 
@@ -659,8 +665,8 @@ class _ChildWriter:
             except msgspec.ValidationError as exc:  # a job of values no store takes fails alone
                 jobs.append(_ChildJob(msgspec.msgpack.decode(raw)[1], _Refused(exc), None))
                 continue
-            if type(m) is IngestMsg:
-                batch = Batch(m.events, m.request_id, m.received_at_ms)
+            if type(m) is _IngestRead:
+                batch = Batch(m.events, m.request_id, m.received_at_ms)  # type: ignore[arg-type]  # only read
                 jobs.append(_ChildJob(m.id, IngestJob(batch), batch))
             elif type(m) is RecordMsg:
                 jobs.append(_ChildJob(m.id, RecordJob(m.records), None))  # type: ignore[arg-type]
