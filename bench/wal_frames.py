@@ -71,8 +71,11 @@ def page_owners(db: Path) -> dict[int, str]:
 
 
 @contextmanager
-def _without_checkpoints() -> Iterator[None]:
-    """The store as it runs, less its checkpoints (the WAL then keeps every frame)."""
+def _without_checkpoints() -> Iterator[list[sqlite3.Connection]]:
+    """The store as it runs, less its checkpoints (the WAL then keeps every frame). The list
+    it gives gets a connection that has read the database once the writer has opened it: as
+    long as it is open, the writer's is not the last to close, which would copy the WAL back
+    and delete it; close it once the WAL is read."""
     from bench.in_process import WRITER_ENV
     from capigate.store.sqlite import writer
     from capigate.store.sqlite.checkpoint import Checkpointer
@@ -80,9 +83,14 @@ def _without_checkpoints() -> Iterator[None]:
     writer_names = vars(writer)  # the writer thread opens its connection with this module's connect_writer
     connect, start, stop = writer_names["connect_writer"], Checkpointer.start, Checkpointer.stop
 
-    def connect_without_checkpoints(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn: sqlite3.Connection = connect(*args, **kwargs)
+    holders: list[sqlite3.Connection] = []
+
+    def connect_without_checkpoints(path: Path, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn: sqlite3.Connection = connect(path, *args, **kwargs)
         conn.execute("PRAGMA wal_autocheckpoint = 0")
+        holder = sqlite3.connect(path, check_same_thread=False)
+        holder.execute("SELECT count(*) FROM sqlite_master").fetchall()  # its lock on the file stays
+        holders.append(holder)
         return conn
 
     writer_names["connect_writer"] = connect_without_checkpoints
@@ -90,7 +98,7 @@ def _without_checkpoints() -> Iterator[None]:
     writer_before = os.environ.get(WRITER_ENV)
     os.environ[WRITER_ENV] = "thread"
     try:
-        yield
+        yield holders
     finally:
         writer_names["connect_writer"] = connect
         Checkpointer.start, Checkpointer.stop = start, stop  # type: ignore[method-assign]
@@ -111,11 +119,13 @@ def run(workload: str, requests: int, concurrency: int) -> dict[str, Any]:
         sets = write_body_sets(workdir / "bodies", batches=100, singles=1000, population=50_000)
         chosen = sets[workload]
         bodies = [chosen.path(i).read_bytes() for i in range(chosen.count)]
-        with _without_checkpoints():
+        with _without_checkpoints() as holders:
             uvloop.run(measure(workdir, bodies, requests, concurrency))
         db = workdir / "capigate.db"
         pages, commits = wal_frames(Path(f"{db}-wal"))
         owners = page_owners(db)
+        for holder in holders:
+            holder.close()
         with sqlite3.connect(db) as conn:
             (stored,) = conn.execute("SELECT count(*) FROM events").fetchone()
             (journaled,) = conn.execute("SELECT count(*) FROM requests").fetchone()
