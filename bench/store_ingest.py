@@ -1,8 +1,12 @@
 """Events per second through ``SQLiteStore.ingest``: batches of 100 ~600-byte events from many
 concurrent coroutines, for synchronous FULL and NORMAL.
 
-    .venv/bin/python -m bench.store_ingest [--events 300000] [--coroutines 64] [--dir DIR]
+    .venv/bin/python -m bench.store_ingest [--events 300000] [--coroutines 64] [--dir DIR] [--writer process]
     .venv/bin/python -m bench.store_ingest --processes 2 [--rounds 2] ...
+
+With ``--writer process`` the store runs its writer in a child process, as ``capigate serve``
+does, and the line also gives the CPU per event of that process and of the sending one (the
+event loop's side: encoding the batches down the pipe), from /proc.
 
 The database is created in DIR (default: a temporary directory under the current one, so the
 figures reflect the disk the gateway would use, not a tmpfs); it is removed afterwards.
@@ -29,6 +33,7 @@ from typing import Any
 import msgspec
 
 from bench.cli import positive_int
+from bench.procstat import cpu_s, tree_pids
 from capigate.store import NewEvent, SQLiteStore
 
 BATCH = 100
@@ -78,20 +83,34 @@ async def ingest_all(store: SQLiteStore, batches: list[list[NewEvent]], workers:
     return latencies
 
 
-async def run(path: Path, synchronous: str, batches: list[list[NewEvent]], workers: int) -> None:
-    store = SQLiteStore(path, synchronous=synchronous)
+async def run(
+    path: Path, synchronous: str, batches: list[list[NewEvent]], workers: int, writer_process: bool = False
+) -> None:
+    store = SQLiteStore(path, synchronous=synchronous, writer_process=writer_process)
     await store.open()
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started, writer_started = time.perf_counter(), time.process_time(), _children_cpu_s()
     await ingest_all(store, batches, workers)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    writer_cpu = _children_cpu_s() - writer_started
     await store.close()
     events = len(batches) * BATCH
     stats = store.stats
+    split = (
+        f"; CPU an event: writer process {writer_cpu / events * 1e6:.2f} µs, this one {cpu / events * 1e6:.2f} µs"
+        if writer_process
+        else ""
+    )
     print(
         f"synchronous={synchronous:<6} {events / elapsed:>10,.0f} events/s  "
         f"({events:,} events in {elapsed:.2f} s, {stats.groups:,} commits, "
-        f"{stats.jobs / max(stats.groups, 1):.1f} batches per commit, {cpu:.2f} s CPU)"
+        f"{stats.jobs / max(stats.groups, 1):.1f} batches per commit, {cpu:.2f} s CPU{split})"
     )
+
+
+def _children_cpu_s() -> float:
+    """The CPU seconds of this process's children (the store's writer process)."""
+    me = tree_pids(os.getpid())
+    return sum(cpu_s(pid) for pid in me if pid != os.getpid())
 
 
 # --- several processes on one file ---------------------------------------------------------
@@ -146,6 +165,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path.cwd())
     parser.add_argument("--processes", type=positive_int, default=1)
     parser.add_argument("--rounds", type=positive_int, default=2, help="with --processes: runs of each lock setting")
+    parser.add_argument("--writer", choices=("thread", "process"), default="thread")
     args = parser.parse_args()
     print(f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines per process")
     for synchronous in ("FULL", "NORMAL"):
@@ -156,7 +176,7 @@ def main() -> None:
             continue
         batches = make_batches(args.events, seed=synchronous)
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-bench-") as tmp:
-            asyncio.run(run(Path(tmp) / "bench.db", synchronous, batches, args.coroutines))
+            asyncio.run(run(Path(tmp) / "bench.db", synchronous, batches, args.coroutines, args.writer == "process"))
     print(f"cpus: {os.cpu_count()}, processes: {args.processes}")
 
 

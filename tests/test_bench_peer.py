@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,20 @@ def test_wal_frames_names_the_b_trees_a_one_event_request_writes(tmp_path: Path)
     for tree in ("events", "dedupe_keys", "requests", "request_minutes"):  # each request writes these
         assert result["by_tree"][tree] > 1, tree
     assert "frames a commit" in (tmp_path / "new" / "frames-0.5.md").read_text()
+
+
+def test_store_ingest_splits_the_cpu_of_an_event_between_the_writer_process_and_the_sender(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.store_ingest", "--events", "3000", "--coroutines", "4", "--writer", "process",
+         "--dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("synchronous=")]
+    assert len(lines) == 2, done.stdout
+    for line in lines:
+        writer, sender = (float(x) for x in re.findall(r"(?:writer process|this one) ([0-9.]+) µs", line))
+        assert writer > sender > 0, line  # the writer stores; the sender only encodes
 
 
 @pytest.mark.parametrize(
