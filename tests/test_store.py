@@ -424,6 +424,36 @@ def test_ingests_of_one_group_are_stored_together_and_the_first_event_wins_acros
     assert [e.id for e in stored] == list(range(stored[0].id, stored[0].id + 5))
 
 
+@pytest.mark.parametrize("writer_process", [False, True], ids=["thread", "process"])
+def test_a_group_commit_stores_at_most_a_thousand_events(tmp_path: Path, writer_process: bool) -> None:
+    """Every request of a group waits for its commit: 25 batches of 100 queued at once are
+    stored in groups of 10, 10 and 5 batches, not one (writer.GroupSize), so answers come
+    back while the rest are stored."""
+    store = SQLiteStore(tmp_path / "capigate.db", busy_timeout_ms=10_000, writer_process=writer_process)
+
+    async def scenario() -> list[Any]:
+        await store.open()
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the ingests queue up behind it
+        tasks = [
+            asyncio.ensure_future(
+                store.ingest([event(b * 100 + i) for i in range(100)], request_id=f"r{b}", received_at_ms=T0)
+            )
+            for b in range(25)
+        ]
+        await asyncio.sleep(0.3)  # every ingest has reached the writer (the process: its pipe)
+        blocker.execute("COMMIT")
+        blocker.close()
+        results = await asyncio.gather(*tasks)
+        await store.close()
+        return results
+
+    before = store.stats.groups
+    results = run(scenario())
+    assert [r.stored for r in results] == [100] * 25
+    assert store.stats.groups - before == 3
+
+
 def test_cancelling_an_awaiting_coroutine_leaves_the_writer_serving(store: Store) -> None:
     async def scenario() -> int:
         task = asyncio.ensure_future(store.ingest([event(0)], request_id="r", received_at_ms=T0))

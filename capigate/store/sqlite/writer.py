@@ -3,7 +3,7 @@
 Every write (ingest, the journal, prune, the relay's outbox jobs, the writability probe) is a
 job on one queue. The writer thread owns the only read-write connection: it takes the first
 pending job, runs ``BEGIN IMMEDIATE``, drains the jobs that are pending by then into the same
-transaction, runs each under its own SAVEPOINT (a failing job rolls back alone) and commits
+transaction (up to 1,000 jobs or 1,000 events: GroupSize), runs each under its own SAVEPOINT (a failing job rolls back alone) and commits
 once. The awaiting coroutines get their results through ``loop.call_soon_threadsafe``. The
 writers of several processes on one file (``capigate serve --workers N``, ``capigate relay``)
 take turns through a lock file beside the database (lock.py).
@@ -30,11 +30,28 @@ from capigate.store.sqlite.ingest import Batch, ingest
 from capigate.store.sqlite.lock import ProcessLock
 from capigate.store.sqlite.schema import connect_writer
 
-__all__ = ["Job", "QueuedJob", "Writer", "close_writer", "deliver", "open_writer", "run_group", "sqlite_error"]
+__all__ = [
+    "GroupSize",
+    "Job",
+    "QueuedJob",
+    "Writer",
+    "close_writer",
+    "deliver",
+    "open_writer",
+    "run_group",
+    "sqlite_error",
+]
 
 T = TypeVar("T")
 
 _MAX_GROUP_JOBS: Final = 1000  # bounds one transaction's size and latency under overload
+# Every request of a group waits for its COMMIT. Taking in every batch queued, a group of a W1
+# load held most clients while the event loop ran out of requests, then handed them back
+# together while the writer waited for the next: each idle about a third of the time. Groups of
+# ten W1 batches keep the answers coming: W1 over HTTP +14-18 % (the bench's mix), +4-5 %
+# (lead-gen) (docs/performance.md). One-event requests are not held back: a thousand fill a
+# group by _MAX_GROUP_JOBS as before.
+_MAX_GROUP_EVENTS: Final = 1000
 
 
 class QueuedJob:
@@ -128,6 +145,24 @@ def _transact(
     return jobs, stop, outcomes
 
 
+class GroupSize:
+    """What a group holds so far: it takes no more once it has _MAX_GROUP_JOBS jobs or
+    _MAX_GROUP_EVENTS events to store."""
+
+    __slots__ = ("events", "jobs")
+
+    def __init__(self) -> None:
+        self.jobs = self.events = 0
+
+    def add(self, job: Job) -> bool:
+        """Counts ``job`` in; True while the group takes more."""
+        self.jobs += 1
+        batch = job.batch
+        if batch is not None:
+            self.events += len(batch.events)
+        return self.jobs < _MAX_GROUP_JOBS and self.events < _MAX_GROUP_EVENTS
+
+
 class Writer:
     def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, process_lock: bool) -> None:
         self._path, self._synchronous, self._busy_timeout_ms = path, synchronous, busy_timeout_ms
@@ -193,8 +228,9 @@ class Writer:
         return stop
 
     def _drain(self, first: QueuedJob) -> tuple[list[QueuedJob], bool]:
-        jobs = [first]
-        while len(jobs) < _MAX_GROUP_JOBS:
+        jobs, size = [first], GroupSize()
+        more = size.add(first)
+        while more:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
@@ -202,6 +238,7 @@ class Writer:
             if job is _STOP:
                 return jobs, True
             jobs.append(job)
+            more = size.add(job)
         return jobs, False
 
     def _fail_pending(self) -> None:

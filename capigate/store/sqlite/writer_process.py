@@ -49,6 +49,7 @@ from capigate.store.sqlite.ingest import Batch, PipedEvent
 from capigate.store.sqlite.jobs import IngestJob, RecordJob
 from capigate.store.sqlite.lock import ProcessLock
 from capigate.store.sqlite.writer import (
+    GroupSize,
     Outcome,
     QueuedJob,
     close_writer,
@@ -71,7 +72,6 @@ _MAX_FRAME_JOBS: Final = 256  # bounds one frame's size: a W1 ingest is ~50 KB
 # A turn of the loop that takes W1 batches lasts long (~2 ms a batch): sent only at its end, they
 # reached the child after it had finished its group and idled. A few batches' worth go at once.
 _EAGER_EVENTS: Final = 200
-_MAX_GROUP_JOBS: Final = 1000  # as the writer thread's
 _HEADER: Final = struct.Struct("<I")
 # Starting a child costs a Python interpreter's start (~0.3 s of CPU): on a broken store (its
 # directory removed, say) every frame of writes started one, a core burnt while writes failed.
@@ -640,9 +640,12 @@ class _ChildWriter:
             _write_frame(self._answers_fd, _encode(Group(len(jobs), answers)))
 
     def _drain(self, first: _ChildJob) -> tuple[list[_ChildJob], bool]:
-        jobs = [first]
-        while len(jobs) < _MAX_GROUP_JOBS and (self._backlog or self._fill(block=False)):
-            jobs.append(self._backlog.popleft())
+        jobs, size = [first], GroupSize()
+        more = size.add(first)
+        while more and (self._backlog or self._fill(block=False)):
+            job = self._backlog.popleft()
+            jobs.append(job)
+            more = size.add(job)
         return jobs, False
 
     def _fill(self, *, block: bool) -> bool:
