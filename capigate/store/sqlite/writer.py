@@ -3,10 +3,11 @@
 Every write (ingest, the journal, prune, the relay's outbox jobs, the writability probe) is a
 job on one queue. The writer thread owns the only read-write connection: it takes the first
 pending job, runs ``BEGIN IMMEDIATE``, drains the jobs that are pending by then into the same
-transaction (up to 1,000 jobs or 1,000 events: GroupSize), runs each under its own SAVEPOINT (a failing job rolls back alone) and commits
-once. The awaiting coroutines get their results through ``loop.call_soon_threadsafe``. The
-writers of several processes on one file (``capigate serve --workers N``, ``capigate relay``)
-take turns through a lock file beside the database (lock.py).
+transaction (up to 1,000 jobs or 1,000 events: GroupSize), runs each under its own SAVEPOINT
+(a failing job rolls back alone) and commits once. The awaiting coroutines get their results
+through ``loop.call_soon_threadsafe``. The writers of several processes on one file
+(``capigate serve --workers N``, ``capigate relay``) take turns through a lock file beside the
+database (lock.py).
 
 A job is committed once queued: cancelling the coroutine that awaits it does not undo it.
 """

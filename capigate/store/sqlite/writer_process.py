@@ -92,7 +92,7 @@ class IngestMsg(msgspec.Struct, tag="i", array_like=True):
 
 
 class _IngestRead(IngestMsg, tag="i", array_like=True):
-    """An IngestMsg as the writer process reads it."""
+    """An IngestMsg as the writer process reads it: its events PipedEvents."""
 
     events: list[PipedEvent]  # type: ignore[assignment]
 
