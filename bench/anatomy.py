@@ -1,11 +1,13 @@
 """Where a request's time and CPU go over HTTP: inside the app or around it, and on which thread.
 
-    bench/run.sh anatomy [--workload w2|w1] [--duration 10] [--rounds 3] [--targets capigate,ceiling-rsgi] [--ref REF]
+    bench/run.sh anatomy [--workload w2|w1|w1-shop] [--duration 10] [--rounds 3] [--targets capigate,ceiling-rsgi] [--ref REF]
 
 The peer run (``bench/run.sh peer``) says how many W2 requests a second capigate answers; this
 says why not more. Each target is started as the peer run starts it and driven by the same wrk
 (the peer run's W2 lead-gen bodies, or its W1 batches of 100 with ``--workload w1``; 2 threads,
-64 connections); rounds rotate the order. For each round:
+64 connections); rounds rotate the order. ``--workload w1-shop`` sends ``bench/run.sh``'s own W1
+batches instead (purchase and page_view events with email, phone and items, ~835-byte
+payloads, to a pixel of the ``standard`` profile): capigate and the empty app only. For each round:
 
 - **client latency**: wrk's percentiles, from the request's first byte sent to the answer read;
 - **in-app latency** (capigate targets): the journal's ``latency_ms`` of the requests answered in
@@ -19,7 +21,7 @@ says why not more. Each target is started as the peer run starts it and driven b
   (``/proc/PID/task/TID/schedstat``). A thread under 100 % of a core is not what limits the
   rate unless it waits for one: on 2 cores shared with wrk, every busy thread does.
 
-Results: ``bench/results/anatomy.md`` and ``anatomy.json`` (``anatomy-w1.*`` for W1). Nothing leaves 127.0.0.1.
+Results: ``bench/results/anatomy.md`` and ``anatomy.json`` (``anatomy-w1.*`` for W1, and so on). Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -37,15 +39,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import peer
-from bench.bodies import write_lead_gen_sets
+from bench.bodies import write_body_sets, write_lead_gen_sets
 from bench.cli import non_negative_int, positive_int
-from bench.phases import LoadSettings, _wrk
+from bench.phases import LoadSettings, Workload, _wrk
 from bench.procstat import CLOCK_TICKS, cpu_model, machine_busy_pct, machine_line, tree_pids
 from bench.servers import REPO, stop_server
 
 __all__ = ["main"]
 
 PERCENTILES = (50, 90, 99)
+SHOP_PATH = "/v1/event?pixel_id=px_shop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +143,18 @@ def in_app_latency(db: Path, since_ms: int, until_ms: int) -> dict[str, Any]:
     return {"requests": len(rows), "latency_ms": _percentiles([r[0] for r in rows])}
 
 
+WORKLOADS: dict[str, Workload] = {
+    **peer.WORKLOADS,
+    "w1-shop": Workload(
+        "w1-shop", "W1: 100 shop events/request (bench/run.sh's W1)", "w1-shop", SHOP_PATH, peer.HEADER, "wrk"
+    ),
+}
+
+
 def measure(
     target: peer.Target, db: Path | None, sets: Any, seconds: int, settings: LoadSettings, workload: str = "w2"
 ) -> dict[str, Any]:
-    work = peer.WORKLOADS[workload]
+    work = WORKLOADS[workload]
     before = thread_times(target.proc.pid)
     since_ms, t0 = time.time_ns() // 1_000_000, time.monotonic()
     load = _wrk(target.port, work, sets[work.bodies], seconds, settings)
@@ -185,7 +196,7 @@ def render(result: dict[str, Any]) -> str:
         f"- **date**: {result['started']} → {result['finished']}",
         machine_line(result),
         f"- **load**: wrk {result['threads']} threads, {result['connections']} connections, "
-        f"{peer.WORKLOADS[result['workload']].title}, "
+        f"{WORKLOADS[result['workload']].title}, "
         f"{result['duration_s']} s per target per round, {result['rounds']} rounds, order rotated; medians of the rounds",
         f"- **command**: `{result['command']}`",
         "",
@@ -240,7 +251,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=("w2", "w1"), default="w2")
+    parser.add_argument("--workload", choices=tuple(WORKLOADS), default="w2")
     parser.add_argument("--targets", default="capigate,ceiling-rsgi")
     parser.add_argument("--ref", action="append", default=[], help="also run capigate@REF (a git commit)")
     parser.add_argument("--rounds", type=positive_int, default=3)
@@ -263,6 +274,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="capigate-anatomy-") as tmp:
         root = Path(tmp)
         sets = write_lead_gen_sets(root / "bodies", batches=300, singles=1000, population=50_000)  # the peer run's
+        if args.workload == "w1-shop":
+            sets["w1-shop"] = write_body_sets(root / "shop", batches=300, singles=10, population=50_000)["w1"]
         probe = sets["w2"].path(0).read_bytes().replace(b"@@RQ@@", b"probe")
         targets: list[peer.Target] = []
         try:

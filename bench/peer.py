@@ -57,6 +57,12 @@ admin_token = "adm-bench"
 pixel_id = "px_lead"
 api_key = "k"
 profile = "lead_gen"
+
+# bench/run.sh anatomy --workload w1-shop: bench/run.sh's own W1 batches (purchase, page_view)
+[[axon.pixels]]
+pixel_id = "px_shop"
+api_key = "k"
+profile = "standard"
 """
 WORKLOADS = {
     "w1": Workload("w1", "W1: 100 lead-gen events/request", "w1", LEAD_PATH, HEADER, "wrk"),

@@ -165,6 +165,20 @@ def test_anatomy_of_w1_batches_reports_the_batches_and_the_writer_process(tmp_pa
     assert "100 lead-gen events/request" in out.with_suffix(".md").read_text()
 
 
+def test_anatomy_of_the_shop_w1_batches_stores_them_all(tmp_path: Path) -> None:
+    """--workload w1-shop: bench/run.sh's W1 batches (purchase, page_view) to a standard pixel
+    of the peer run's capigate, every one answered 200, the writer process's CPU counted."""
+    out = tmp_path / "anatomy-w1-shop"
+    cmd = ["bench/run.sh", "anatomy", "--workload", "w1-shop", "--targets", "capigate", "--rounds", "1"]
+    cmd += ["--duration", "1", "--warmup", "1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (figures,) = json.loads(out.with_suffix(".json").read_text())["targets"]["capigate"]
+    assert figures["load"]["ok_requests"] > 0 and figures["load"]["non_2xx"] == 0
+    assert figures["cpu_us_per_request"]["writer process"] > 0
+    assert "100 shop events/request" in out.with_suffix(".md").read_text()
+
+
 def test_wal_frames_names_the_b_trees_a_one_event_request_writes(tmp_path: Path) -> None:
     out = tmp_path / "new" / "frames-0.5"  # a directory to make, a dot that is no suffix
     cmd = [sys.executable, "-m", "bench.wal_frames", "--requests", "300", "--concurrency", "16", "--out", str(out)]
