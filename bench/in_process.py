@@ -39,7 +39,7 @@ import uvloop
 
 from bench.bodies import write_body_sets
 from bench.cli import positive_int
-from bench.procstat import cpu_s, tree_pids
+from bench.procstat import children_cpu_s
 from bench.servers import AXON_PATH, CONFIG_TOML
 from capigate.config import StoreSettings, load_config
 from capigate.http.app import GatewayApp
@@ -127,8 +127,7 @@ def warm_up(requests: int) -> int:
 def _process_and_children_cpu_s() -> float:
     """This process's CPU time and its running children's: the store's writer process
     (``[store] writer = "process"``) is part of the gateway's cost."""
-    me = os.getpid()
-    return time.process_time() + sum(cpu_s(pid) for pid in tree_pids(me) if pid != me)
+    return time.process_time() + children_cpu_s()
 
 
 def worker_app(workdir: Path, writer: str | None = None) -> GatewayApp:

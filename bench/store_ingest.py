@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from bench.cli import positive_int
-from bench.procstat import cpu_s, tree_pids
+from bench.procstat import children_cpu_s
 from capigate.store import NewEvent, SQLiteStore
 
 BATCH = 100
@@ -88,10 +88,10 @@ async def run(
 ) -> None:
     store = SQLiteStore(path, synchronous=synchronous, writer_process=writer_process)
     await store.open()
-    started, cpu_started, writer_started = time.perf_counter(), time.process_time(), _children_cpu_s()
+    started, cpu_started, writer_started = time.perf_counter(), time.process_time(), children_cpu_s()
     await ingest_all(store, batches, workers)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    writer_cpu = _children_cpu_s() - writer_started
+    writer_cpu = children_cpu_s() - writer_started
     await store.close()
     events = len(batches) * BATCH
     stats = store.stats
@@ -105,18 +105,6 @@ async def run(
         f"({events:,} events in {elapsed:.2f} s, {stats.groups:,} commits, "
         f"{stats.jobs / max(stats.groups, 1):.1f} batches per commit, {cpu:.2f} s CPU in this process{split})"
     )
-
-
-def _children_cpu_s() -> float:
-    """The CPU seconds of this process's children (the store's writer process), to the
-    nanosecond where the kernel keeps schedstat (/proc's utime and stime count 10 ms ticks)."""
-    total = 0.0
-    for pid in tree_pids(os.getpid())[1:]:
-        try:
-            total += sum(int(t.read_text().split()[0]) for t in Path(f"/proc/{pid}/task").glob("*/schedstat")) / 1e9
-        except (OSError, ValueError, IndexError):
-            total += cpu_s(pid)
-    return total
 
 
 # --- several processes on one file ---------------------------------------------------------
