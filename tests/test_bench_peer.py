@@ -147,36 +147,30 @@ def test_anatomy_splits_a_w2_request_into_in_app_and_around_and_its_cpu_by_threa
     assert f"**machine**: {cpu_model()}, " in out.with_suffix(".md").read_text()
 
 
-def test_anatomy_of_w1_batches_reports_the_batches_and_the_writer_process(tmp_path: Path) -> None:
-    """bench/run.sh anatomy --workload w1: the peer run's batches of 100 events, each answered 200
-    and journaled, with the CPU of the writer process that stores them."""
-    out = tmp_path / "anatomy-w1"
-    cmd = ["bench/run.sh", "anatomy", "--workload", "w1", "--targets", "capigate", "--rounds", "1"]
+@pytest.mark.parametrize(
+    ("workload", "title"),
+    [("w1", "100 lead-gen events/request"), ("w1-shop", "100 shop events/request")],
+    ids=["lead-gen", "shop"],
+)
+def test_anatomy_of_w1_batches_reports_the_batches_and_the_writer_process(
+    tmp_path: Path, workload: str, title: str
+) -> None:
+    """bench/run.sh anatomy --workload w1: the peer run's batches of 100 events (w1-shop:
+    bench/run.sh's own, to a standard pixel), each answered 200 and journaled, with the CPU of
+    the writer process that stores them."""
+    out = tmp_path / f"anatomy-{workload}"
+    cmd = ["bench/run.sh", "anatomy", "--workload", workload, "--targets", "capigate", "--rounds", "1"]
     cmd += ["--duration", "1", "--warmup", "1", "--out", str(out)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
-    assert result["workload"] == "w1"
+    assert result["workload"] == workload
     (figures,) = result["targets"]["capigate"]
     assert figures["load"]["ok_requests"] > 0 and figures["load"]["non_2xx"] == 0
     assert figures["in_app"]["requests"] > 0
     assert figures["cpu_us_per_request"]["writer process"] > 0
-    assert "# Anatomy of a W1 request over HTTP" in out.with_suffix(".md").read_text()
-    assert "100 lead-gen events/request" in out.with_suffix(".md").read_text()
-
-
-def test_anatomy_of_the_shop_w1_batches_stores_them_all(tmp_path: Path) -> None:
-    """--workload w1-shop: bench/run.sh's W1 batches (purchase, page_view) to a standard pixel
-    of the peer run's capigate, every one answered 200, the writer process's CPU counted."""
-    out = tmp_path / "anatomy-w1-shop"
-    cmd = ["bench/run.sh", "anatomy", "--workload", "w1-shop", "--targets", "capigate", "--rounds", "1"]
-    cmd += ["--duration", "1", "--warmup", "1", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (figures,) = json.loads(out.with_suffix(".json").read_text())["targets"]["capigate"]
-    assert figures["load"]["ok_requests"] > 0 and figures["load"]["non_2xx"] == 0
-    assert figures["cpu_us_per_request"]["writer process"] > 0
-    assert "100 shop events/request" in out.with_suffix(".md").read_text()
+    assert f"# Anatomy of a {workload.upper()} request over HTTP" in out.with_suffix(".md").read_text()
+    assert title in out.with_suffix(".md").read_text()
 
 
 def test_wal_frames_names_the_b_trees_a_one_event_request_writes(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -361,25 +361,35 @@ def test_a_failing_ingest_stores_none_of_its_events_or_keys(store: Store, payloa
     assert ingest(store, [event(2, dedupe_id="x"), event(3, dedupe_id="y")]).stored == 2
 
 
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock through the block: the writes
+    submitted meanwhile pile up behind it, and are taken in by the writer's next groups."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+
 def test_a_failing_job_rolls_back_alone_inside_its_group_commit(
     sqlite_store: SQLiteStore,
 ) -> None:
     async def scenario() -> list[Any]:
-        blocker = sqlite3.connect(sqlite_store.path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the jobs pile up behind it
-        jobs = [
-            sqlite_store.ingest([event(0, dedupe_id="a")], request_id="r1", received_at_ms=T0),
-            sqlite_store.ingest(
-                [event(1, dedupe_id="b"), event(2, payload="not bytes")],
-                request_id="r2",
-                received_at_ms=T0,
-            ),
-            sqlite_store.record_requests([record(3)]),
-        ]
-        tasks = [asyncio.ensure_future(job) for job in jobs]
-        await asyncio.sleep(0)  # every task has queued its job
-        blocker.execute("COMMIT")
-        blocker.close()
+        with write_lock_held(sqlite_store.path):
+            jobs = [
+                sqlite_store.ingest([event(0, dedupe_id="a")], request_id="r1", received_at_ms=T0),
+                sqlite_store.ingest(
+                    [event(1, dedupe_id="b"), event(2, payload="not bytes")],
+                    request_id="r2",
+                    received_at_ms=T0,
+                ),
+                sqlite_store.record_requests([record(3)]),
+            ]
+            tasks = [asyncio.ensure_future(job) for job in jobs]
+            await asyncio.sleep(0)  # every task has queued its job
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     before = sqlite_store.stats.groups, sqlite_store.stats.jobs
@@ -402,15 +412,12 @@ def test_ingests_of_one_group_are_stored_together_and_the_first_event_wins_acros
     ]
 
     async def scenario() -> list[Any]:
-        blocker = sqlite3.connect(sqlite_store.path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # the ingests queue up and form one group
-        tasks = [
-            asyncio.ensure_future(sqlite_store.ingest(b, request_id=f"r{i}", received_at_ms=T0))
-            for i, b in enumerate(batches)
-        ]
-        await asyncio.sleep(0)
-        blocker.execute("COMMIT")
-        blocker.close()
+        with write_lock_held(sqlite_store.path):
+            tasks = [
+                asyncio.ensure_future(sqlite_store.ingest(b, request_id=f"r{i}", received_at_ms=T0))
+                for i, b in enumerate(batches)
+            ]
+            await asyncio.sleep(0)
         return await asyncio.gather(*tasks)
 
     before = sqlite_store.stats.groups
@@ -433,17 +440,14 @@ def test_a_group_commit_stores_at_most_a_thousand_events(tmp_path: Path, writer_
 
     async def scenario() -> list[Any]:
         await store.open()
-        blocker = sqlite3.connect(store.path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # the ingests queue up behind it
-        tasks = [
-            asyncio.ensure_future(
-                store.ingest([event(b * 100 + i) for i in range(100)], request_id=f"r{b}", received_at_ms=T0)
-            )
-            for b in range(25)
-        ]
-        await asyncio.sleep(0.3)  # every ingest has reached the writer (the process: its pipe)
-        blocker.execute("COMMIT")
-        blocker.close()
+        with write_lock_held(store.path):
+            tasks = [
+                asyncio.ensure_future(
+                    store.ingest([event(b * 100 + i) for i in range(100)], request_id=f"r{b}", received_at_ms=T0)
+                )
+                for b in range(25)
+            ]
+            await asyncio.sleep(0.3)  # every ingest has reached the writer (the process: its pipe)
         results = await asyncio.gather(*tasks)
         await store.close()
         return results
