@@ -49,9 +49,9 @@ _MAX_GROUP_JOBS: Final = 1000  # bounds one transaction's size and latency under
 # Every request of a group waits for its COMMIT. Taking in every batch queued, a group of a W1
 # load held most clients while the event loop ran out of requests, then handed them back
 # together while the writer waited for the next: each idle about a third of the time. Groups of
-# ten W1 batches keep the answers coming: W1 over HTTP +14-18 % (the bench's mix), +4-5 %
-# (lead-gen) (docs/performance.md). One-event requests are not held back: a thousand fill a
-# group by _MAX_GROUP_JOBS as before.
+# ten W1 batches keep the answers coming: W1 over HTTP +9 % (lead-gen) and +6 % (bench/run.sh's
+# own batches; +14-18 % in longer runs) (docs/performance.md). One-event requests are not held
+# back: a thousand fill a group by _MAX_GROUP_JOBS as before.
 _MAX_GROUP_EVENTS: Final = 1000
 
 
