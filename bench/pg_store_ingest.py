@@ -2,9 +2,10 @@
 of 100 ~600-byte events, or single events, from many concurrent coroutines.
 
     .venv/bin/python -m bench.pg_store_ingest [--events 200000] [--coroutines 64] [--batch 100]
-        [--writers 1] [--url postgresql://postgres@127.0.0.1:5432/test]
+        [--writers 1] [--dedupe-ids ordered|random] [--url postgresql://postgres@127.0.0.1:5432/test]
 
-Each PostgreSQL run uses a fresh schema, dropped afterwards.
+Each PostgreSQL run uses a fresh schema, dropped afterwards. ``--dedupe-ids random``: version 4
+UUIDs rather than ids numbered in order (``bench.store_ingest`` says what that changes).
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def main() -> None:
     parser.add_argument("--batch", type=positive_int, default=100)
     parser.add_argument("--writers", type=positive_int, default=1)
     parser.add_argument("--journal", action="store_true", help="also journal each batch, as the gateway does")
+    parser.add_argument("--dedupe-ids", choices=("ordered", "random"), default="ordered")
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    batches = rebatch(make_batches(args.events, seed=uuid.uuid4().hex), args.batch)
+    random_ids = args.dedupe_ids == "random"
+    batches = rebatch(make_batches(args.events, seed=uuid.uuid4().hex, random_ids=random_ids), args.batch)
     schema = f"capigate_bench_{uuid.uuid4().hex[:8]}"
     try:
         store = PostgresStore(args.url, schema=schema, writers=args.writers)

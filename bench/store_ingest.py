@@ -2,11 +2,18 @@
 concurrent coroutines, for synchronous FULL and NORMAL.
 
     .venv/bin/python -m bench.store_ingest [--events 300000] [--coroutines 64] [--dir DIR] [--writer process]
+        [--dedupe-ids ordered|random] [--slices N]
     .venv/bin/python -m bench.store_ingest --processes 2 [--rounds 2] ...
 
 With ``--writer process`` the store runs its writer in a child process, as ``capigate serve``
 does, and the line also gives the CPU per event of that process and of the sending one (the
 event loop's side: encoding the batches down the pipe), from /proc.
+
+The events' ``dedupe_id``s are ordered by default (``<run>-<n>``, as the HTTP bench's load
+generator numbers them): each key lands beside the one before in the dedupe-key index.
+``--dedupe-ids random`` sends version 4 UUIDs, as many clients make them (``crypto.randomUUID``):
+each key then lands on its own page of that index, which the commit writes whole. ``--slices N``
+prints a line for each Nth of the run, so the cost can be read as the database grows.
 
 The database is created in DIR (default: a temporary directory under the current one, so the
 figures reflect the disk the gateway would use, not a tmpfs); it is removed afterwards.
@@ -27,6 +34,7 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +48,16 @@ BATCH = 100
 PAYLOAD_BYTES = 600
 
 
-def make_batches(total: int, seed: str) -> list[list[NewEvent]]:
+def make_batches(total: int, seed: str, *, random_ids: bool = False) -> list[list[NewEvent]]:
     batches = []
     for b in range(total // BATCH):
         batch = []
         for i in range(BATCH):
             n = b * BATCH + i
+            dedupe_id = str(uuid.uuid4()) if random_ids else f"{seed}-{n}"
             body = {
                 "name": "purchase",
-                "event_id": f"{seed}-{n}",
+                "event_id": dedupe_id,
                 "user_data": {"em": "a" * 64, "ph": "b" * 64, "ip": "203.0.113.7"},
                 "data": {"currency": "USD", "value": n % 997, "items": []},
             }
@@ -60,7 +69,7 @@ def make_batches(total: int, seed: str) -> list[list[NewEvent]]:
                     source=f"pixel-{n % 8}",
                     name="purchase",
                     event_time_ms=1_700_000_000_000 + n,
-                    dedupe_id=f"{seed}-{n}",
+                    dedupe_id=dedupe_id,
                     payload=payload,
                 )
             )
@@ -84,27 +93,34 @@ async def ingest_all(store: SQLiteStore, batches: list[list[NewEvent]], workers:
 
 
 async def run(
-    path: Path, synchronous: str, batches: list[list[NewEvent]], workers: int, writer_process: bool = False
-) -> None:
+    path: Path, synchronous: str, batches: list[list[NewEvent]], workers: int, writer_process: bool = False,
+    slices: int = 1,
+) -> None:  # fmt: skip
     store = SQLiteStore(path, synchronous=synchronous, writer_process=writer_process)
     await store.open()
-    started, cpu_started, writer_started = time.perf_counter(), time.process_time(), children_cpu_s()
-    await ingest_all(store, batches, workers)
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    writer_cpu = children_cpu_s() - writer_started
+    size = -(-len(batches) // slices)
+    for start in range(0, len(batches), size):
+        part = batches[start : start + size]
+        started, cpu_started, writer_started = time.perf_counter(), time.process_time(), children_cpu_s()
+        groups, jobs = store.stats.groups, store.stats.jobs
+        await ingest_all(store, part, workers)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        writer_cpu = children_cpu_s() - writer_started
+        groups, jobs = store.stats.groups - groups, store.stats.jobs - jobs
+        events = len(part) * BATCH
+        split = (
+            f"; CPU an event: writer process {writer_cpu / events * 1e6:.2f} µs, this one {cpu / events * 1e6:.2f} µs"
+            if writer_process
+            else ""
+        )
+        stored = f" [{start * BATCH + events:,} stored]" if slices > 1 else ""
+        print(
+            f"synchronous={synchronous:<6} {events / elapsed:>10,.0f} events/s  "
+            f"({events:,} events in {elapsed:.2f} s, {groups:,} commits, "
+            f"{jobs / max(groups, 1):.1f} batches per commit, {cpu:.2f} s CPU in this process{split}){stored}",
+            flush=True,
+        )
     await store.close()
-    events = len(batches) * BATCH
-    stats = store.stats
-    split = (
-        f"; CPU an event: writer process {writer_cpu / events * 1e6:.2f} µs, this one {cpu / events * 1e6:.2f} µs"
-        if writer_process
-        else ""
-    )
-    print(
-        f"synchronous={synchronous:<6} {events / elapsed:>10,.0f} events/s  "
-        f"({events:,} events in {elapsed:.2f} s, {stats.groups:,} commits, "
-        f"{stats.jobs / max(stats.groups, 1):.1f} batches per commit, {cpu:.2f} s CPU in this process{split})"
-    )
 
 
 # --- several processes on one file ---------------------------------------------------------
@@ -165,6 +181,13 @@ def main() -> None:
         default="thread",
         help="process: the writer in a child process, as capigate serve runs it, with its CPU an event",
     )
+    parser.add_argument(
+        "--dedupe-ids",
+        choices=("ordered", "random"),
+        default="ordered",
+        help="random: version 4 UUIDs, as many clients send them (default: numbered in order)",
+    )
+    parser.add_argument("--slices", type=positive_int, default=1, help="a line for each Nth of the run")
     args = parser.parse_args()
     print(f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines per process")
     for synchronous in ("FULL", "NORMAL"):
@@ -173,9 +196,10 @@ def main() -> None:
                 for lock in (True, False) if r % 2 == 0 else (False, True):
                     run_processes(args.dir, synchronous, lock, args.processes, args.events, args.coroutines)
             continue
-        batches = make_batches(args.events, seed=synchronous)
+        batches = make_batches(args.events, seed=synchronous, random_ids=args.dedupe_ids == "random")
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-bench-") as tmp:
-            asyncio.run(run(Path(tmp) / "bench.db", synchronous, batches, args.coroutines, args.writer == "process"))
+            db = Path(tmp) / "bench.db"
+            asyncio.run(run(db, synchronous, batches, args.coroutines, args.writer == "process", args.slices))
     print(f"cpus: {os.cpu_count()}, processes: {args.processes}")
 
 

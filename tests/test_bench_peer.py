@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,27 @@ def test_store_ingest_splits_the_cpu_of_an_event_between_the_writer_process_and_
     for line in lines:
         writer, sender = (float(x) for x in re.findall(r"(?:writer process|this one) ([0-9.]+) µs", line))
         assert writer > sender > 0, line  # the writer stores; the sender only encodes
+
+
+def test_store_ingest_sends_random_dedupe_ids_as_uuids_and_reads_the_run_in_slices(tmp_path: Path) -> None:
+    from bench.store_ingest import make_batches
+
+    ordered = [e.dedupe_id for b in make_batches(300, "s") for e in b]
+    assert ordered == [f"s-{n}" for n in range(300)]
+    random_ids = [str(e.dedupe_id) for b in make_batches(300, "s", random_ids=True) for e in b]
+    assert len(set(random_ids)) == 300
+    assert all(uuid.UUID(d).version == 4 and str(uuid.UUID(d)) == d for d in random_ids)
+    assert random_ids != sorted(random_ids)  # no order for the index to follow
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.store_ingest", "--events", "3000", "--coroutines", "4", "--writer", "process",
+         "--dedupe-ids", "random", "--slices", "3", "--dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for mode in ("FULL", "NORMAL"):
+        lines = [line for line in done.stdout.splitlines() if line.startswith(f"synchronous={mode}")]
+        assert [re.search(r"\[([0-9,]+) stored\]", line).group(1) for line in lines] == ["1,000", "2,000", "3,000"]  # type: ignore[union-attr]
+        assert all("(1,000 events in" in line for line in lines), lines
 
 
 @pytest.mark.parametrize(
