@@ -109,7 +109,7 @@ async def run(
         groups, jobs = store.stats.groups - groups, store.stats.jobs - jobs
         events = len(part) * BATCH
         split = (
-            f"; CPU an event: writer process {writer_cpu / events * 1e6:.2f} µs, this one {cpu / events * 1e6:.2f} µs"
+            f"; CPU an event: writer process {writer_cpu / events * 1e6:.2f} µs, sending process {cpu / events * 1e6:.2f} µs"
             if writer_process
             else ""
         )
@@ -126,12 +126,15 @@ async def run(
 # --- several processes on one file ---------------------------------------------------------
 
 
-def one_process(path: str, synchronous: str, lock: bool, events: int, seed: str, workers: int, start: Any) -> Any:
+def one_process(
+    path: str, synchronous: str, lock: bool, events: int, seed: str, workers: int, random_ids: bool,
+    writer_process: bool, start: Any,
+) -> Any:  # fmt: skip
     """In a process of its own: (first ingest's start, last one's end, latencies, groups, jobs)."""
-    batches = make_batches(events, seed)
+    batches = make_batches(events, seed, random_ids=random_ids)
 
     async def go() -> tuple[float, float, list[float], int, int]:
-        store = SQLiteStore(path, synchronous=synchronous, process_lock=lock)
+        store = SQLiteStore(path, synchronous=synchronous, process_lock=lock, writer_process=writer_process)
         await store.open()
         start.wait()  # every process has opened its store: they begin together
         began = time.monotonic()  # one clock for every process
@@ -143,14 +146,16 @@ def one_process(path: str, synchronous: str, lock: bool, events: int, seed: str,
     return asyncio.run(go())
 
 
-def run_processes(directory: Path, synchronous: str, lock: bool, processes: int, events: int, workers: int) -> None:
+def run_processes(args: argparse.Namespace, synchronous: str, lock: bool) -> None:
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(dir=directory, prefix="capigate-bench-") as tmp, ctx.Manager() as manager:
+    processes, events = args.processes, args.events
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-bench-") as tmp, ctx.Manager() as manager:
         start = manager.Event()
         path = str(Path(tmp) / "bench.db")
+        options = (args.coroutines, args.dedupe_ids == "random", args.writer == "process", start)
         with ctx.Pool(processes) as pool:
             runs = [
-                pool.apply_async(one_process, (path, synchronous, lock, events // processes, f"p{p}", workers, start))
+                pool.apply_async(one_process, (path, synchronous, lock, events // processes, f"p{p}", *options))
                 for p in range(processes)
             ]
             time.sleep(1.0 + 0.5 * processes)  # let every process build its batches and open its store
@@ -169,10 +174,33 @@ def run_processes(directory: Path, synchronous: str, lock: bool, processes: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, rewrapped
-    parser.add_argument("--events", type=positive_int, default=300_000, help="events in all (batches of 100)")
+    args = _parser().parse_args()
+    random_ids = args.dedupe_ids == "random"
+    print(
+        f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines per process, "
+        f"dedupe ids {args.dedupe_ids}, writer {args.writer}"
+    )
+    for synchronous in ("FULL", "NORMAL") if args.synchronous == "both" else (args.synchronous.upper(),):
+        if args.processes > 1:
+            for r in range(args.rounds):  # alternating, since the machine's speed drifts
+                for lock in (True, False) if r % 2 == 0 else (False, True):
+                    run_processes(args, synchronous, lock)
+            continue
+        batches = make_batches(args.events, seed=synchronous, random_ids=random_ids)
+        with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-bench-") as tmp:
+            db = Path(tmp) / "bench.db"
+            asyncio.run(run(db, synchronous, batches, args.coroutines, args.writer == "process", args.slices))
+    print(f"cpus: {os.cpu_count()}, processes: {args.processes}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _CheckedParser(
+        description=__doc__.split("\n\n")[0],  # the first paragraph, rewrapped
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--events", type=positive_int, default=300_000, help="events in all, a multiple of 100")
     parser.add_argument("--coroutines", type=positive_int, default=64, help="ingesting at once, per process")
-    parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where the database is made (default: here)")
+    parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where the database is made")
     parser.add_argument("--processes", type=positive_int, default=1, help="stores on one file, a process each")
     parser.add_argument("--rounds", type=positive_int, default=2, help="with --processes: runs of each lock setting")
     parser.add_argument(
@@ -185,22 +213,25 @@ def main() -> None:
         "--dedupe-ids",
         choices=("ordered", "random"),
         default="ordered",
-        help="random: version 4 UUIDs, as many clients send them (default: numbered in order)",
+        help="ordered: numbered in order, as the HTTP bench sends them; random: version 4 UUIDs, as many clients do",
     )
-    parser.add_argument("--slices", type=positive_int, default=1, help="a line for each Nth of the run")
-    args = parser.parse_args()
-    print(f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines per process")
-    for synchronous in ("FULL", "NORMAL"):
-        if args.processes > 1:
-            for r in range(args.rounds):  # alternating, since the machine's speed drifts
-                for lock in (True, False) if r % 2 == 0 else (False, True):
-                    run_processes(args.dir, synchronous, lock, args.processes, args.events, args.coroutines)
-            continue
-        batches = make_batches(args.events, seed=synchronous, random_ids=args.dedupe_ids == "random")
-        with tempfile.TemporaryDirectory(dir=args.dir, prefix="capigate-bench-") as tmp:
-            db = Path(tmp) / "bench.db"
-            asyncio.run(run(db, synchronous, batches, args.coroutines, args.writer == "process", args.slices))
-    print(f"cpus: {os.cpu_count()}, processes: {args.processes}")
+    parser.add_argument(
+        "--slices", type=positive_int, default=1, help="one process: a line for each Nth of the run, as the file grows"
+    )
+    parser.add_argument("--synchronous", choices=("full", "normal", "both"), default="both", help="which runs")
+    return parser
+
+
+class _CheckedParser(argparse.ArgumentParser):
+    def parse_args(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = super().parse_args(*args, **kwargs)
+        if parsed.events % BATCH:
+            self.error(f"--events {parsed.events}: give a multiple of {BATCH} (the events go in batches of {BATCH})")
+        if parsed.slices > parsed.events // BATCH:
+            self.error(f"--slices {parsed.slices}: more slices than batches ({parsed.events // BATCH})")
+        if parsed.processes > 1 and parsed.slices > 1:
+            self.error("--slices reads one process's run; with --processes, leave it out")
+        return parsed
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.procstat import cpu_model
+from tests.storekit import PG_URL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -197,7 +198,7 @@ def test_store_ingest_splits_the_cpu_of_an_event_between_the_writer_process_and_
     lines = [line for line in done.stdout.splitlines() if line.startswith("synchronous=")]
     assert len(lines) == 2, done.stdout
     for line in lines:
-        writer, sender = (float(x) for x in re.findall(r"(?:writer process|this one) ([0-9.]+) µs", line))
+        writer, sender = (float(x) for x in re.findall(r"(?:writer process|sending process) ([0-9.]+) µs", line))
         assert writer > sender > 0, line  # the writer stores; the sender only encodes
 
 
@@ -220,6 +221,35 @@ def test_store_ingest_sends_random_dedupe_ids_as_uuids_and_reads_the_run_in_slic
         lines = [line for line in done.stdout.splitlines() if line.startswith(f"synchronous={mode}")]
         assert [re.search(r"\[([0-9,]+) stored\]", line).group(1) for line in lines] == ["1,000", "2,000", "3,000"]  # type: ignore[union-attr]
         assert all("(1,000 events in" in line for line in lines), lines
+
+
+def test_pg_store_ingest_sends_random_dedupe_ids_and_reads_the_run_in_slices() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.pg_store_ingest", "--events", "600", "--coroutines", "2", "--dedupe-ids",
+         "random", "--slices", "3", "--url", PG_URL],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("dedupe ids random\n"), done.stdout
+    lines = [line for line in done.stdout.splitlines() if "events/s" in line]
+    assert [re.search(r"\[([0-9,]+) stored\]", line).group(1) for line in lines] == ["200", "400", "600"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("tool", "argument", "says"),
+    [
+        ("bench.store_ingest", ["--events", "150"], "give a multiple of 100"),
+        ("bench.pg_store_ingest", ["--events", "150"], "give a multiple of 100"),
+        ("bench.store_ingest", ["--events", "200", "--slices", "3"], "more slices than batches (2)"),
+        ("bench.store_ingest", ["--processes", "2", "--slices", "2"], "with --processes, leave it out"),
+    ],
+)
+def test_store_benches_refuse_a_run_they_cannot_make_as_asked(tool: str, argument: list[str], says: str) -> None:
+    """A count of events not in whole batches was rounded down (50 ended in a ZeroDivisionError's
+    cousin, a range step of 0), and --slices was dropped silently with --processes."""
+    done = subprocess.run([sys.executable, "-m", tool, *argument], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert says in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
