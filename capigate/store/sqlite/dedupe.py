@@ -20,6 +20,7 @@ again that a writer has read.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
@@ -109,10 +110,12 @@ class RecentKeys:
             for row_id, source, dedupe_id in cur.execute(_NEWER, (self._upto,)):
                 self._add(row_id, (source, dedupe_id))
 
-    def added(self, first_id: int, keys: list[Key]) -> None:
-        """``keys`` appended by this writer as ids ``first_id`` …, after every row it read."""
-        for n, key in enumerate(keys):
-            self._add(first_id + n, key)
+    def added(self, first_id: int, keys: Iterable[Key], count: int) -> None:
+        """``count`` keys appended by this writer as ids ``first_id`` …, after every row it read."""
+        if not self._keys:
+            self._low = first_id
+        self._keys.update(keys)
+        self._upto = first_id + count - 1
 
     def _add(self, row_id: int, key: Key) -> None:
         if not self._keys:

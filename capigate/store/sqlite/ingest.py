@@ -94,8 +94,7 @@ def _remember(cur: sqlite3.Cursor, recent: RecentKeys, values: list[Any], last_i
     if len(recent) + count >= FLUSH_KEYS:
         recent.flushed(flush(cur))  # its copy learns it from the emptied table
     elif count:
-        keys = [(values[i], values[i + 1]) for i in range(0, len(values), 4)]
-        recent.added(int(last_id or 0) - count + 1, keys)
+        recent.added(int(last_id or 0) - count + 1, zip(values[0::4], values[1::4], strict=True), count)
 
 
 class _Rows:
