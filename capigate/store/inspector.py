@@ -202,7 +202,7 @@ def request_clauses(
     """The conditions of ``GET /api/requests``'s own filters beyond ``sql.where``'s: a status
     class, and one ``request_id IN (…)`` per key (name, dedupe_id, transaction_id); a dedupe
     id also by ``stored_by_dedupe_id``, a backend's SELECT of the requests that stored an event
-    under the id it takes (one ``mark``), where the journal leaves those to the store."""
+    under the id each of its ``mark``s takes, where the journal leaves those to the store."""
     clauses: list[str] = []
     params: list[Any] = []
     if query.status_class is not None:
@@ -212,7 +212,7 @@ def request_clauses(
         journaled = f"SELECT request_id FROM request_keys WHERE kind = {mark} AND value = {mark}"
         if kind == "dedupe_id" and stored_by_dedupe_id is not None:
             clauses.append(f"request_id IN ({journaled} UNION ALL {stored_by_dedupe_id})")
-            params += [kind, value, value]
+            params += [kind, value, *[value] * stored_by_dedupe_id.count(mark)]
         else:
             clauses.append(f"request_id IN ({journaled})")
             params += [kind, value]

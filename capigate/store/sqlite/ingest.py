@@ -17,6 +17,7 @@ from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import HOUR_MS, QualityKey, minute_totals
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
+from capigate.store.sqlite.dedupe import FLUSH_KEYS, RecentKeys, flush, recent_keys, scattered
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
 
 __all__ = ["Batch", "PipedEvent", "ingest", "probe", "record_requests"]
@@ -50,14 +51,19 @@ _EVENTS: Final = insert(
     "payload) VALUES ",
     "(?, ?, ?, ?, ?, nullif(?, 0), ?, nullif(?, 0), ?, ?)",
 )
-_KEYS: Final = insert("INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
+# Scattered new keys go to dedupe_recent, in order, and join the index in key order later
+# (dedupe.py); keys in order, or an index too big for that to pay, go there directly.
+_KEYS: Final = insert("INSERT INTO dedupe_recent (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
+_KEYS_DIRECT: Final = insert("INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
 _OUTBOX: Final = insert(outbox.INSERT_OUTBOX, "(" + ", ".join("?" * outbox.OUTBOX_WIDTH) + ")")
 
 
 def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     """Store ``batches`` in turn, the first dedupe_id winning across them too, with one
     lookup of the keys seen and one INSERT per table (per chunk) for them all."""
-    seen = _seen_keys(cur, batches)
+    recent = recent_keys(cur)
+    recent.sync(cur)
+    seen = _seen_keys(cur, batches, recent)
     # SQLite gives a row inserted without an id max(id) + 1, an append that is cheaper than
     # placing an explicit id; so the events get first_id, first_id + 1 … (checked below).
     (first_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()
@@ -68,13 +74,27 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
         stored, duplicates = rows.add(batch, seen, next_id)
         results.append(IngestResult(stored=stored, duplicates=duplicates))
         next_id += stored
-    insert_rows(cur, _KEYS, rows.keys)
+    direct = recent.direct or not scattered(rows.keys)
+    insert_rows(cur, _KEYS_DIRECT if direct else _KEYS, rows.keys)
+    last_key_id = cur.lastrowid
     insert_rows(cur, _EVENTS, rows.events)
     if next_id > first_id and cur.lastrowid != next_id - 1:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
     insert_rows(cur, _OUTBOX, rows.runs)
     inspector.add_quality(cur, rows.quality)
+    if not direct:
+        _remember(cur, recent, rows.keys, last_key_id)
     return results
+
+
+def _remember(cur: sqlite3.Cursor, recent: RecentKeys, values: list[Any], last_id: int | None) -> None:
+    """The writer's copy takes the keys just appended, last, once nothing of the ingest can
+    fail any more (a savepoint rolled back would leave it holding keys the table lost)."""
+    count = len(values) // 4
+    if len(recent) + count >= FLUSH_KEYS:
+        recent.flushed(flush(cur))  # its copy learns it from the emptied table
+    elif count:
+        recent.added(int(last_id or 0) - count + 1, zip(values[0::4], values[1::4], strict=True), count)
 
 
 class _Rows:
@@ -123,14 +143,18 @@ class _Rows:
         return len(fresh), duplicates
 
 
-def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch]) -> set[tuple[str, str]]:
-    """The (source, dedupe_id) keys of the batches already stored, one SELECT per source."""
+def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) -> set[tuple[str, str]]:
+    """The (source, dedupe_id) keys of the batches already stored: the recent ones from the
+    writer's copy, the others with one SELECT of the index per source."""
     by_source: dict[str, list[str]] = {}
+    seen: set[tuple[str, str]] = set()
     for batch in batches:
         for event in batch.events:
             if event.dedupe_id is not None:
-                by_source.setdefault(event.source, []).append(event.dedupe_id)
-    seen: set[tuple[str, str]] = set()
+                if (key := (event.source, event.dedupe_id)) in recent:
+                    seen.add(key)
+                else:
+                    by_source.setdefault(event.source, []).append(event.dedupe_id)
     for source, ids in by_source.items():
         for start in range(0, len(ids), _MAX_IN):
             chunk = ids[start : start + _MAX_IN]

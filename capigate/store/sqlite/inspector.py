@@ -119,13 +119,15 @@ _STORED_DEDUPE_IDS: Final = (
 )
 # The requests that stored an event under a dedupe id: its dedupe key names the event, in each
 # source the keys hold. The keys are found by (source, dedupe_id); the sources one index step
-# each (a skip scan: a handful of sources, however many keys).
+# each (a skip scan: a handful of sources, however many keys); the recent keys not yet in the
+# index by reading them (at most dedupe.FLUSH_KEYS rows).
 STORED_BY_DEDUPE_ID_SQL: Final = (
     "SELECT e.request_id FROM events e WHERE e.id IN (SELECT d.event_id FROM dedupe_keys d "
     "WHERE d.dedupe_id = ? AND d.source IN ("
     "WITH RECURSIVE s(source) AS (SELECT min(source) FROM dedupe_keys UNION ALL "
     "SELECT (SELECT min(source) FROM dedupe_keys WHERE source > s.source) FROM s WHERE s.source IS NOT NULL) "
-    "SELECT source FROM s WHERE source IS NOT NULL))"
+    "SELECT source FROM s WHERE source IS NOT NULL) "
+    "UNION ALL SELECT r.event_id FROM dedupe_recent r WHERE r.dedupe_id = ?)"
 )
 
 

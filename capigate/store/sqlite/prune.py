@@ -41,6 +41,7 @@ from typing import Any, Final
 
 from capigate.events import kept_as_sent
 from capigate.store.inspector import DAY_MS, HOUR_MS, MINUTE_MS
+from capigate.store.sqlite.dedupe import flush_older
 from capigate.store.sqlite.outbox import in_chunks
 
 __all__ = [
@@ -118,7 +119,9 @@ _KEPT: Final = (
 
 
 def prune_keys(cur: sqlite3.Cursor, before: int) -> Chunk:
-    """A chunk of the dedupe keys seen before ``before``, the oldest."""
+    """A chunk of the dedupe keys seen before ``before``, the oldest (the recent ones moved
+    into the index first, when any is that old)."""
+    flush_older(cur, before)
     edge = _edge(cur, "dedupe_keys", before, 1)
     _journal_stored_ids(cur, _KEYS_GOING, (edge,))
     deleted = cur.execute(_DELETE_BEFORE["dedupe_keys"], (edge,)).rowcount

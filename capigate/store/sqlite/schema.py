@@ -15,6 +15,7 @@ from typing import Final
 
 from capigate.errors import StoreError
 from capigate.store.sqlite import sessions
+from capigate.store.sqlite.dedupe import RECENT_SCHEMA, WriterConnection
 from capigate.store.sqlite.inspector import INSPECTOR_SCHEMA
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The relay outbox (outbox.py), added in version 2.
@@ -167,6 +168,7 @@ _SCHEMA: Final = (
     # Keys arrive in time order, so this index only grows at its right edge (cheap) and
     # lets prune() delete old keys without scanning the whole table under the write lock.
     "CREATE INDEX IF NOT EXISTS dedupe_keys_seen_at ON dedupe_keys (seen_at)",
+    *RECENT_SCHEMA,  # a table of its own, which older versions leave alone (dedupe.py)
     """CREATE TABLE IF NOT EXISTS requests (
         id INTEGER PRIMARY KEY,
         request_id TEXT NOT NULL,
@@ -210,11 +212,12 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
         "one journal row per request id (a unique index): its extra rows dropped and taken off the per-minute totals",
         _UNIQUE_REQUESTS,
     ),
+    7: ("new dedupe keys appended in order, moved into their index in key order", RECENT_SCHEMA),
 }
 
 
 def connect_writer(path: Path, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, factory=WriterConnection)
     try:
         (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
         if mode != "wal":

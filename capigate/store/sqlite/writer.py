@@ -27,6 +27,7 @@ from typing import Any, Final, Protocol, TypeVar
 from capigate.errors import StoreError
 from capigate.store.base import WriterStats
 from capigate.store.sql import store_error
+from capigate.store.sqlite.dedupe import recent_keys
 from capigate.store.sqlite.ingest import Batch, ingest
 from capigate.store.sqlite.lock import ProcessLock
 from capigate.store.sqlite.schema import connect_writer
@@ -140,6 +141,7 @@ def _transact(
         if cur.connection.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 cur.execute("ROLLBACK")
+        recent_keys(cur).forget()  # it may hold keys the rollback took back
         outcomes = [(None, _lost(exc)) for _ in jobs]
     stats.groups += 1
     stats.jobs += len(jobs)

@@ -1,0 +1,177 @@
+"""The SQLite store's recent dedupe keys: appended in order, moved into the index in key order.
+
+The dedupe keys are a B-tree on (source, dedupe_id). Keys numbered in order land together at
+its right edge; random ones (version 4 UUIDs, as many clients send) land each on a page of its
+own, and a commit writes every page it changed whole into the WAL: ~900 pages a group of ~900
+events once the index has a few thousand keys, and at a million keys the store kept a third of
+its rate (docs/performance.md). So a group appends its new keys to ``dedupe_recent``, in id
+order (a few pages), and the writer keeps those keys in memory for its lookups; once
+``FLUSH_KEYS`` are there, they move into ``dedupe_keys`` in key order, a leaf written once for
+all the keys it takes.
+
+The table is the truth, the memory a copy. The writer reads the rows other writers appended
+(``capigate serve --workers N`` on one file) before each lookup, drops what a flush moved (the
+table's smallest id says), and forgets everything when its transaction is rolled back
+(``forget``): a key the memory holds and the table does not would turn an event away as a
+duplicate. Ids come from AUTOINCREMENT, so a flush's emptied table never hands out an id
+again that a writer has read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterable
+from typing import Any, Final
+
+__all__ = [
+    "DIRECT_AT",
+    "FLUSH_KEYS",
+    "RECENT_SCHEMA",
+    "RecentKeys",
+    "WriterConnection",
+    "flush",
+    "flush_older",
+    "recent_keys",
+    "scattered",
+]
+
+# A flush writes each leaf its keys land on once: at a million keys (16,000-23,000 leaves) about
+# 0.5 pages a key, against ~1 written directly. More keys a flush would write fewer pages a key,
+# and stall the group that runs it longer (100,000: p99 612 ms over HTTP, docs/performance.md).
+FLUSH_KEYS: Final = 25_000
+# Past this many keys in the index a flush writes nearly a page a key, as direct writes do, but
+# all at once. A writer that finds the index this big writes its keys there directly.
+DIRECT_AT: Final = 1_000_000
+# Sample of a group's new keys that says whether they are scattered (scattered()).
+_SAMPLE: Final = 64
+
+RECENT_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS dedupe_recent (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        dedupe_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        seen_at INTEGER NOT NULL
+    )""",
+)
+
+Key = tuple[str, str]
+
+# Two subqueries: SQLite reads a lone min() or max() off the rowid's ends, but min() and max()
+# in one SELECT off every row.
+_BOUNDS: Final = "SELECT (SELECT min(id) FROM dedupe_recent), (SELECT max(id) FROM dedupe_recent)"
+_NEWER: Final = "SELECT id, source, dedupe_id FROM dedupe_recent WHERE id > ? ORDER BY id"
+_FLUSH: Final = (
+    "INSERT OR IGNORE INTO dedupe_keys (source, dedupe_id, event_id, seen_at) "
+    "SELECT source, dedupe_id, event_id, seen_at FROM dedupe_recent ORDER BY source, dedupe_id"
+)
+_OLDEST: Final = "SELECT seen_at FROM dedupe_recent ORDER BY id LIMIT 1"
+_INDEXED: Final = "SELECT count(*) FROM (SELECT 1 FROM dedupe_keys LIMIT ?)"
+
+
+class RecentKeys:
+    """The keys of ``dedupe_recent`` as the writer last read or wrote them. A flush empties the
+    whole table, so the copy holds the keys of ids ``_low`` … ``_upto`` with no gap."""
+
+    __slots__ = ("_indexed", "_keys", "_low", "_upto")
+
+    def __init__(self) -> None:
+        self._keys: set[Key] = set()
+        self._low = 0  # the smallest id held (0: none)
+        self._upto = 0  # the largest id read or written
+        self._indexed: int | None = None  # keys in the index, counted up to DIRECT_AT at the first sync
+
+    @property
+    def direct(self) -> bool:
+        """Whether this writer's new keys go straight into the index (it is too big to flush into)."""
+        return self._indexed is not None and self._indexed >= DIRECT_AT
+
+    def flushed(self, moved: int) -> None:
+        if self._indexed is not None:
+            self._indexed += moved
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def forget(self) -> None:
+        """After a rollback: what was written may not be there; read it all again."""
+        self._keys.clear()
+        self._low = self._upto = 0
+
+    def sync(self, cur: sqlite3.Cursor) -> None:
+        """Up to date with the table, in the writer's transaction."""
+        if self._indexed is None:
+            (self._indexed,) = cur.execute(_INDEXED, (DIRECT_AT,)).fetchone()
+        low, high = cur.execute(_BOUNDS).fetchone()
+        if low is None or (self._keys and low > self._low):  # a flush (by any writer) moved what it held
+            self.forget()
+            if low is None:
+                return
+        if high > self._upto:
+            for row_id, source, dedupe_id in cur.execute(_NEWER, (self._upto,)):
+                self._add(row_id, (source, dedupe_id))
+
+    def added(self, first_id: int, keys: Iterable[Key], count: int) -> None:
+        """``count`` keys appended by this writer as ids ``first_id`` …, after every row it read."""
+        if not self._keys:
+            self._low = first_id
+        self._keys.update(keys)
+        self._upto = first_id + count - 1
+
+    def _add(self, row_id: int, key: Key) -> None:
+        if not self._keys:
+            self._low = row_id
+        self._keys.add(key)
+        self._upto = row_id
+
+
+class WriterConnection(sqlite3.Connection):
+    """The writer's connection, which carries its copy of the recent keys."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.recent_keys = RecentKeys()
+
+
+def recent_keys(cur: sqlite3.Cursor) -> RecentKeys:
+    """The writer's copy; a connection of another kind gets a fresh one, read whole."""
+    conn = cur.connection
+    return conn.recent_keys if isinstance(conn, WriterConnection) else RecentKeys()
+
+
+def flush(cur: sqlite3.Cursor) -> int:
+    """Moves every recent key into the index, in key order; how many moved. The writers'
+    copies learn it from the emptied table (``RecentKeys.sync``)."""
+    moved = cur.execute(_FLUSH).rowcount
+    cur.execute("DELETE FROM dedupe_recent")
+    return moved
+
+
+def flush_older(cur: sqlite3.Cursor, before: int) -> None:
+    """A flush if the oldest recent key was seen before ``before`` (pruning then finds it in
+    the index); the oldest by id, which the keys' times follow to within a group's jitter."""
+    row = cur.execute(_OLDEST).fetchone()
+    if row is not None and row[0] < before:
+        flush(cur)
+
+
+def scattered(values: list[Any]) -> bool:
+    """Whether a group's new keys (``values``: source, dedupe_id, event id, time, …) would each
+    land on a leaf of their own: a sample of them, sorted, mostly sharing less than half of each
+    id with the one before. Ids numbered in order, timestamps, counters (the bench's, GA4's)
+    share most of it and append to a few leaves, cheaply, written directly; random ones (version
+    4 UUIDs, hashes) go through the recent table."""
+    count = len(values) // 4
+    step = 4 * max(1, count // _SAMPLE)
+    sample: list[tuple[str, str]] = sorted(zip(values[0::step], values[1::step], strict=True))
+    pairs = near = 0
+    for (source_a, a), (source_b, b) in itertools.pairwise(sample):
+        if source_a == source_b:
+            half = len(b) // 2
+            pairs += 1
+            near += a[:half] == b[:half]
+    return pairs > 0 and near * 2 < pairs
