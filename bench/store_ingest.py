@@ -103,7 +103,7 @@ async def run(
         part = batches[start : start + size]
         started, cpu_started, writer_started = time.perf_counter(), time.process_time(), children_cpu_s()
         groups, jobs = store.stats.groups, store.stats.jobs
-        await ingest_all(store, part, workers)
+        latencies = sorted(await ingest_all(store, part, workers))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         writer_cpu = children_cpu_s() - writer_started
         groups, jobs = store.stats.groups - groups, store.stats.jobs - jobs
@@ -117,7 +117,8 @@ async def run(
         print(
             f"synchronous={synchronous:<6} {events / elapsed:>10,.0f} events/s  "
             f"({events:,} events in {elapsed:.2f} s, {groups:,} commits, "
-            f"{jobs / max(groups, 1):.1f} batches per commit, {cpu:.2f} s CPU in this process{split}){stored}",
+            f"{jobs / max(groups, 1):.1f} batches per commit, {cpu:.2f} s CPU in this process{split}){stored}  "
+            f"ingest p99 {latencies[len(latencies) * 99 // 100] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms",
             flush=True,
         )
     await store.close()

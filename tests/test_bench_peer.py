@@ -183,7 +183,7 @@ def test_wal_frames_names_the_b_trees_a_one_event_request_writes(tmp_path: Path)
     result = json.loads((tmp_path / "new" / "frames-0.5.json").read_text())
     assert result["requests"] == result["events"] == result["warm_up"] + 300 and result["commits"] > 1
     assert sum(result["by_tree"].values()) == result["frames"]
-    for tree in ("events", "dedupe_recent", "requests", "request_minutes"):  # each request writes these
+    for tree in ("events", "dedupe_keys", "requests", "request_minutes"):  # each request writes these
         assert result["by_tree"][tree] > 1, tree
     assert "frames a commit" in (tmp_path / "new" / "frames-0.5.md").read_text()
 

@@ -50,42 +50,53 @@ def ingest_ids(store: SQLiteStore, ids: list[str], request: str, at: int = T1) -
 
 
 @pytest.mark.parametrize("writer_process", [False, True], ids=["thread", "process"])
-def test_a_key_is_found_in_the_recent_table_and_after_the_flush_moved_it_into_the_index(
+def test_a_key_is_found_in_the_recent_table_and_while_and_after_the_flush_moves_it_into_the_index(
     tmp_path: Path, writer_process: bool
 ) -> None:
     """The real threshold: FLUSH_KEYS random keys (version 4 UUIDs, as clients send them) move
-    into the index in one flush, and every one of them is still a duplicate after it."""
+    into the index a sixteenth a group, and every one of them stays a duplicate meanwhile."""
     path = tmp_path / "capigate.db"
     store = SQLiteStore(path, writer_process=writer_process)
     ids = [str(uuid.uuid4()) for _ in range(FLUSH_KEYS)]
+    more = [str(uuid.uuid4()) for _ in range(1500)]
+    sample = [event(n, dedupe_id=ids[n]) for n in range(0, FLUSH_KEYS, 97)]
+    chunk = FLUSH_KEYS // 16
 
-    async def scenario() -> list[tuple[int, int]]:
+    async def scenario() -> list[Any]:
         await store.open()
-        out = []
+        out: list[Any] = []
+
+        async def send(keys: list[str], request: str) -> None:
+            result = await store.ingest(
+                [event(n, dedupe_id=d) for n, d in enumerate(keys)], request_id=request, received_at_ms=T0
+            )
+            out.append((result.stored, len(result.duplicates)))
+
         try:
-            pair = [event(0, dedupe_id=ids[0]), event(1, dedupe_id=ids[1])]
-            first = await store.ingest(pair, request_id="r0", received_at_ms=T0)
-            out.append((first.stored, len(first.duplicates)))
-            again = await store.ingest(pair, request_id="r1", received_at_ms=T0)
-            out.append((again.stored, len(again.duplicates)))  # found in the recent keys
+            await send(ids[:2], "r0")
+            await send(ids[:2], "r1")  # found in the recent keys
             for start in range(2, FLUSH_KEYS, 100):
-                batch = [event(n, dedupe_id=ids[n]) for n in range(start, min(start + 100, FLUSH_KEYS))]
-                await store.ingest(batch, request_id=f"b{start}", received_at_ms=T0)
-            sample = [event(n, dedupe_id=ids[n]) for n in range(0, FLUSH_KEYS, 97)]
-            late = await store.ingest(sample, request_id="late", received_at_ms=T0)
-            out.append((late.stored, len(late.duplicates)))
-            new = [event(0, dedupe_id=rid("new-1")), event(1, dedupe_id=rid("new-2"))]
-            fresh = await store.ingest(new, request_id="new", received_at_ms=T0)
-            out.append((fresh.stored, len(fresh.duplicates)))
+                await send(ids[start : start + 100], f"b{start}")
+            del out[2:]
+            for n in range(8):  # the first starts the flush: each moves a sixteenth
+                await send(more[n * 100 : n * 100 + 100], f"m{n}")
+            late = await store.ingest(sample, request_id="late", received_at_ms=T0)  # the ninth
+            out.append(((late.stored, len(late.duplicates)), counts(path)))
+            for n in range(8, 15):  # the last seven
+                await send(more[n * 100 : n * 100 + 100], f"m{n}")
+            again = await store.ingest(sample, request_id="again", received_at_ms=T0)
+            out.append(((again.stored, len(again.duplicates)), counts(path)))
         finally:
             await store.close()
         return out
 
-    results = run(scenario())
-    assert results[0] == (2, 0) and results[1] == (0, 2)
-    assert results[2] == (0, len(range(0, FLUSH_KEYS, 97)))  # each found in the index
-    assert results[3] == (2, 0)
-    assert counts(path) == (2, FLUSH_KEYS)  # the flush moved them all, then the two new ones came
+    first, dup, *rest = run(scenario())
+    assert (first, dup) == ((2, 0), (0, 2))
+    assert rest[:8] == [(100, 0)] * 8
+    (late, mid), (again, end) = rest[8], rest[16]
+    assert late == again == (0, len(sample))  # each found, in the recent keys or the index
+    assert mid == (FLUSH_KEYS + 800, 9 * chunk)  # the moved keys stay in the recent table until the last chunk
+    assert end == (1500, FLUSH_KEYS)  # then go; the keys that came meanwhile wait for the next flush
 
 
 def test_two_writers_on_one_file_find_each_others_recent_keys_and_flushes(tmp_path: Path) -> None:

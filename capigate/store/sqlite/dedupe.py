@@ -20,6 +20,7 @@ again that a writer has read.
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterable
 from typing import Any, Final
@@ -37,9 +38,9 @@ __all__ = [
 ]
 
 # A flush writes each leaf its keys land on once: at a million keys (16,000-23,000 leaves) about
-# 0.5 pages a key, against ~1 written directly. More keys a flush would write fewer pages a key,
-# and stall the group that runs it longer (100,000: p99 612 ms over HTTP, docs/performance.md).
-FLUSH_KEYS: Final = 25_000
+# 0.2 pages a key, against ~1 written directly. It moves a sixteenth a group (flush_step): whole,
+# it stalled its group for up to 1.4 s at a million keys (docs/performance.md).
+FLUSH_KEYS: Final = 100_000
 # Past this many keys in the index a flush writes nearly a page a key, as direct writes do, but
 # all at once. A writer that finds the index this big writes its keys there directly.
 DIRECT_AT: Final = 1_000_000
@@ -66,30 +67,35 @@ _FLUSH: Final = (
     "INSERT OR IGNORE INTO dedupe_keys (source, dedupe_id, event_id, seen_at) "
     "SELECT source, dedupe_id, event_id, seen_at FROM dedupe_recent ORDER BY source, dedupe_id"
 )
+_MOVE: Final = (
+    "INSERT OR IGNORE INTO dedupe_keys (source, dedupe_id, event_id, seen_at) "
+    "SELECT source, dedupe_id, event_id, seen_at FROM dedupe_recent "
+    "WHERE id IN (SELECT value FROM json_each(?)) ORDER BY source, dedupe_id"
+)
+_CHUNKS: Final = 16
 _OLDEST: Final = "SELECT seen_at FROM dedupe_recent ORDER BY id LIMIT 1"
 _INDEXED: Final = "SELECT count(*) FROM (SELECT 1 FROM dedupe_keys LIMIT ?)"
 
 
 class RecentKeys:
-    """The keys of ``dedupe_recent`` as the writer last read or wrote them. A flush empties the
-    whole table, so the copy holds the keys of ids ``_low`` … ``_upto`` with no gap."""
+    """The keys of ``dedupe_recent`` as the writer last read or wrote them (key → row id), and
+    the flush it is making. A flush deletes a prefix of the table's ids once all of it is in the
+    index, so the copy holds the keys of ids ``_low`` … ``_upto`` with no gap."""
 
-    __slots__ = ("_indexed", "_keys", "_low", "_upto")
+    __slots__ = ("_chunks", "_cycle_upto", "_indexed", "_keys", "_low", "_upto")
 
     def __init__(self) -> None:
-        self._keys: set[Key] = set()
+        self._keys: dict[Key, int] = {}
         self._low = 0  # the smallest id held (0: none)
         self._upto = 0  # the largest id read or written
         self._indexed: int | None = None  # keys in the index, counted up to DIRECT_AT at the first sync
+        self._chunks: list[list[int]] = []  # the flush's chunks still to move: row ids, in key order
+        self._cycle_upto = 0  # the flush's last id
 
     @property
     def direct(self) -> bool:
         """Whether this writer's new keys go straight into the index (it is too big to flush into)."""
         return self._indexed is not None and self._indexed >= DIRECT_AT
-
-    def flushed(self, moved: int) -> None:
-        if self._indexed is not None:
-            self._indexed += moved
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -98,9 +104,10 @@ class RecentKeys:
         return key in self._keys
 
     def forget(self) -> None:
-        """After a rollback: what was written may not be there; read it all again."""
+        """After a rollback, or another writer's flush: read it all again, start the flush anew."""
         self._keys.clear()
-        self._low = self._upto = 0
+        self._low = self._upto = self._cycle_upto = 0
+        self._chunks = []
 
     def sync(self, cur: sqlite3.Cursor) -> None:
         """Up to date with the table, in the writer's transaction."""
@@ -112,21 +119,41 @@ class RecentKeys:
             if low is None:
                 return
         if high > self._upto:
+            keys = self._keys
             for row_id, source, dedupe_id in cur.execute(_NEWER, (self._upto,)):
-                self._add(row_id, (source, dedupe_id))
+                if not keys:
+                    self._low = row_id
+                keys[source, dedupe_id] = row_id
+                self._upto = row_id
 
     def added(self, first_id: int, keys: Iterable[Key], count: int) -> None:
         """``count`` keys appended by this writer as ids ``first_id`` …, after every row it read."""
         if not self._keys:
             self._low = first_id
-        self._keys.update(keys)
+        self._keys.update(zip(keys, range(first_id, first_id + count), strict=True))
         self._upto = first_id + count - 1
 
-    def _add(self, row_id: int, key: Key) -> None:
-        if not self._keys:
-            self._low = row_id
-        self._keys.add(key)
-        self._upto = row_id
+    def flush_step(self, cur: sqlite3.Cursor) -> None:
+        """A chunk of the flush into the index, a key range each (its own leaves): once
+        FLUSH_KEYS keys are held, each ingest moves the next sixteenth, so no group waits for a
+        whole flush; the last one deletes the ids moved. The copy changes only once a statement
+        has run: a chunk that fails stays to do."""
+        if not self._chunks:
+            if len(self._keys) < FLUSH_KEYS:
+                return
+            ids = [row_id for _, row_id in sorted(self._keys.items())]
+            size = -(-len(ids) // _CHUNKS)
+            self._chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+            self._cycle_upto = self._upto
+        moved = cur.execute(_MOVE, (json.dumps(self._chunks[0]),)).rowcount
+        if self._indexed is not None:
+            self._indexed += moved
+        if len(self._chunks) == 1:
+            cur.execute("DELETE FROM dedupe_recent WHERE id <= ?", (self._cycle_upto,))
+            upto = self._cycle_upto
+            self._keys = {key: row_id for key, row_id in self._keys.items() if row_id > upto}
+            self._low = min(self._keys.values(), default=0)
+        self._chunks.pop(0)
 
 
 class WriterConnection(sqlite3.Connection):

@@ -17,7 +17,7 @@ from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import HOUR_MS, QualityKey, minute_totals
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
-from capigate.store.sqlite.dedupe import FLUSH_KEYS, RecentKeys, flush, recent_keys, scattered
+from capigate.store.sqlite.dedupe import RecentKeys, recent_keys, scattered
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
 
 __all__ = ["Batch", "PipedEvent", "ingest", "probe", "record_requests"]
@@ -82,18 +82,16 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
     insert_rows(cur, _OUTBOX, rows.runs)
     inspector.add_quality(cur, rows.quality)
-    if not direct:
-        _remember(cur, recent, rows.keys, last_key_id)
+    _remember(cur, recent, [] if direct else rows.keys, last_key_id)
     return results
 
 
 def _remember(cur: sqlite3.Cursor, recent: RecentKeys, values: list[Any], last_id: int | None) -> None:
-    """The writer's copy takes the keys just appended, last, once nothing of the ingest can
-    fail any more (a savepoint rolled back would leave it holding keys the table lost)."""
-    count = len(values) // 4
-    if len(recent) + count >= FLUSH_KEYS:
-        recent.flushed(flush(cur))  # its copy learns it from the emptied table
-    elif count:
+    """The next chunk of a flush, then the writer's copy takes the keys just appended: last,
+    once nothing of the ingest can fail any more (a savepoint rolled back would leave it holding
+    keys the table lost)."""
+    recent.flush_step(cur)
+    if count := len(values) // 4:
         recent.added(int(last_id or 0) - count + 1, zip(values[0::4], values[1::4], strict=True), count)
 
 
