@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 __all__ = [
+    "BOUNDS",
     "DIRECT_AT",
     "FLUSH_KEYS",
     "RECENT_SCHEMA",
@@ -61,7 +62,8 @@ Key = tuple[str, str]
 
 # Two subqueries: SQLite reads a lone min() or max() off the rowid's ends, but min() and max()
 # in one SELECT off every row.
-_BOUNDS: Final = "SELECT (SELECT min(id) FROM dedupe_recent), (SELECT max(id) FROM dedupe_recent)"
+BOUNDS: Final = "(SELECT min(id) FROM dedupe_recent), (SELECT max(id) FROM dedupe_recent)"
+_BOUNDS: Final = f"SELECT {BOUNDS}"
 _NEWER: Final = "SELECT id, source, dedupe_id FROM dedupe_recent WHERE id > ? ORDER BY id"
 _FLUSH: Final = (
     "INSERT OR IGNORE INTO dedupe_keys (source, dedupe_id, event_id, seen_at) "
@@ -109,15 +111,17 @@ class RecentKeys:
         self._low = self._upto = self._cycle_upto = 0
         self._chunks = []
 
-    def sync(self, cur: sqlite3.Cursor) -> None:
-        """Up to date with the table, in the writer's transaction."""
+    def sync(self, cur: sqlite3.Cursor, bounds: tuple[int | None, int | None] | None = None) -> None:
+        """Up to date with the table, in the writer's transaction; ``bounds``: its smallest and
+        largest ids, when the caller read them with its own first statement (BOUNDS)."""
         if self._indexed is None:
             (self._indexed,) = cur.execute(_INDEXED, (DIRECT_AT,)).fetchone()
-        low, high = cur.execute(_BOUNDS).fetchone()
-        if low is None or (self._keys and low > self._low):  # a flush (by any writer) moved what it held
+        low, high = cur.execute(_BOUNDS).fetchone() if bounds is None else bounds
+        if low is None or high is None:  # empty: flushed (by any writer), or never written
             self.forget()
-            if low is None:
-                return
+            return
+        if self._keys and low > self._low:  # another writer's flush deleted what it held
+            self.forget()
         if high > self._upto:
             keys = self._keys
             for row_id, source, dedupe_id in cur.execute(_NEWER, (self._upto,)):

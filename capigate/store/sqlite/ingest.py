@@ -17,7 +17,7 @@ from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import HOUR_MS, QualityKey, minute_totals
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
-from capigate.store.sqlite.dedupe import RecentKeys, recent_keys, scattered
+from capigate.store.sqlite.dedupe import BOUNDS, RecentKeys, recent_keys, scattered
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
 
 __all__ = ["Batch", "PipedEvent", "ingest", "probe", "record_requests"]
@@ -55,18 +55,20 @@ _EVENTS: Final = insert(
 # (dedupe.py); keys in order, or an index too big for that to pay, go there directly.
 _KEYS: Final = insert("INSERT INTO dedupe_recent (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
 _KEYS_DIRECT: Final = insert("INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
+_START: Final = f"SELECT (SELECT coalesce(max(id), 0) + 1 FROM events), {BOUNDS}"
 _OUTBOX: Final = insert(outbox.INSERT_OUTBOX, "(" + ", ".join("?" * outbox.OUTBOX_WIDTH) + ")")
 
 
 def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     """Store ``batches`` in turn, the first dedupe_id winning across them too, with one
     lookup of the keys seen and one INSERT per table (per chunk) for them all."""
-    recent = recent_keys(cur)
-    recent.sync(cur)
-    seen = _seen_keys(cur, batches, recent)
     # SQLite gives a row inserted without an id max(id) + 1, an append that is cheaper than
-    # placing an explicit id; so the events get first_id, first_id + 1 … (checked below).
-    (first_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()
+    # placing an explicit id; so the events get first_id, first_id + 1 … (checked below). The
+    # same statement reads the recent keys' bounds: a statement is most of a small group's cost.
+    first_id, *bounds = cur.execute(_START).fetchone()
+    recent = recent_keys(cur)
+    recent.sync(cur, (bounds[0], bounds[1]))
+    seen = _seen_keys(cur, batches, recent)
     rows = _Rows()
     results: list[IngestResult] = []
     next_id = first_id
