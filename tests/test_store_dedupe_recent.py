@@ -42,11 +42,20 @@ def rid(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
-def ingest_ids(store: SQLiteStore, ids: list[str], request: str, at: int = T1) -> tuple[int, int]:
+PAD = 4  # new random keys added to a group, so that it has enough to be judged scattered
+
+
+def padded(ids: list[str], name: str) -> list[str]:
+    return ids + [rid(f"pad-{name}-{n}") for n in range(PAD)]
+
+
+def ingest_ids(store: SQLiteStore, ids: list[str], request: str, at: int = T1, pad: int = PAD) -> tuple[int, int]:
+    """(new keys stored, duplicates) of ``ids``, sent with ``pad`` new random keys."""
+    keys = ids + [rid(f"pad-{request}-{n}") for n in range(pad)]  # the same each run: no luck in the sample
     result = run(
-        store.ingest([event(n, dedupe_id=d) for n, d in enumerate(ids)], request_id=request, received_at_ms=at)
+        store.ingest([event(n, dedupe_id=d) for n, d in enumerate(keys)], request_id=request, received_at_ms=at)
     )
-    return result.stored, len(result.duplicates)
+    return result.stored - pad, len(result.duplicates)
 
 
 @pytest.mark.parametrize("writer_process", [False, True], ids=["thread", "process"])
@@ -73,9 +82,9 @@ def test_a_key_is_found_in_the_recent_table_and_while_and_after_the_flush_moves_
             out.append((result.stored, len(result.duplicates)))
 
         try:
-            await send(ids[:2], "r0")
-            await send(ids[:2], "r1")  # found in the recent keys
-            for start in range(2, FLUSH_KEYS, 100):
+            await send(ids[:5], "r0")
+            await send(ids[:5], "r1")  # found in the recent keys
+            for start in range(5, FLUSH_KEYS, 100):
                 await send(ids[start : start + 100], f"b{start}")
             del out[2:]
             for n in range(8):  # the first starts the flush: each moves a sixteenth
@@ -91,7 +100,7 @@ def test_a_key_is_found_in_the_recent_table_and_while_and_after_the_flush_moves_
         return out
 
     first, dup, *rest = run(scenario())
-    assert (first, dup) == ((2, 0), (0, 2))
+    assert (first, dup) == ((5, 0), (0, 5))
     assert rest[:8] == [(100, 0)] * 8
     (late, mid), (again, end) = rest[8], rest[16]
     assert late == again == (0, len(sample))  # each found, in the recent keys or the index
@@ -113,12 +122,12 @@ def test_two_writers_on_one_file_find_each_others_recent_keys_and_flushes(tmp_pa
         assert ingest_ids(a, [k1, k2], "a1") == (2, 0)
         assert ingest_ids(b, [k2, k3, k6], "b1") == (2, 1)  # k2 from a's recent keys
         assert ingest_ids(a, [k3, k4, k7], "a2") == (2, 1)  # k3 from b's
-        assert counts(path) == (8, 0)
+        assert counts(path) == (8 + 4 * PAD, 0)
         run(b.prune(T1, KEEP_A_DAY))  # b moves every recent key into the index, then drops T0's
-        assert counts(path) == (0, 6)
+        assert counts(path) == (0, 6 + 3 * PAD)
         assert ingest_ids(a, [k1, k3, k5, k8], "a3") == (2, 2)  # from the index now
         assert ingest_ids(b, [k5, k4, k9, k10], "b2") == (2, 2)  # k5: a's recent key, after the flush
-        assert counts(path) == (4, 6)
+        assert counts(path) == (4 + 2 * PAD, 6 + 3 * PAD)
     finally:
         run(a.close())
         run(b.close())
@@ -137,7 +146,7 @@ def test_a_lost_transaction_leaves_no_key_behind_in_the_writers_memory(tmp_path:
     async def scenario() -> tuple[list[Any], Any]:
         await store.open()
         try:
-            kept = [event(0, dedupe_id=rid("k0")), event(1, dedupe_id=rid("k00"))]
+            kept = [event(n, dedupe_id=d) for n, d in enumerate(padded([rid("k0"), rid("k00")], "kept"))]
             await store.ingest(kept, request_id="r0", received_at_ms=T0)  # the recent table not empty
             with write_lock_held(store.path):
                 tasks = [
@@ -153,12 +162,12 @@ def test_a_lost_transaction_leaves_no_key_behind_in_the_writers_memory(tmp_path:
 
     lost, retry = run(scenario())
     assert all(isinstance(x, StoreError) and "rolled back" in str(x) for x in lost), lost
-    assert (retry.stored, retry.duplicates) == (2, [])
-    assert counts(store.path) == (4, 0)
+    assert (retry.stored, retry.duplicates) == (2 + PAD, [])
+    assert counts(store.path) == (2 * (2 + PAD), 0)
 
 
 def lost_pair() -> list[Any]:
-    return [event(0, dedupe_id=rid("k1")), event(1, dedupe_id=rid("k2"))]
+    return [event(n, dedupe_id=d) for n, d in enumerate([rid(f"k{n}") for n in range(1, 2 + PAD + 1)])]
 
 
 @pytest.mark.parametrize("flushed", [False, True], ids=["recent", "indexed"])
@@ -175,7 +184,7 @@ def test_the_journal_finds_the_request_that_stored_a_dedupe_id_wherever_its_key_
         run(store.record_requests([record(1, request_id="stored-it", received_at=T1)]))
         if flushed:
             run(store.prune(T1, KEEP_A_DAY))
-        assert counts(store.path) == ((0, 2) if flushed else (4, 0))
+        assert counts(store.path) == ((0, 2 + PAD) if flushed else (2 * (2 + PAD), 0))
         found, _ = run(store.query_requests(RequestQuery(keys=[("dedupe_id", rid("order-2"))])))
         missing, _ = run(store.query_requests(RequestQuery(keys=[("dedupe_id", rid("order-3"))])))
     finally:
@@ -214,10 +223,10 @@ def test_a_writer_finding_the_index_too_big_to_flush_into_writes_its_keys_there_
     run(store.open())
     try:
         assert ingest_ids(store, [rid("new-1"), "old-7", rid("new-3")], "r1") == (2, 1)
-        assert ingest_ids(store, [rid("new-1"), rid("new-2")], "r2") == (1, 1)
+        assert ingest_ids(store, [rid("new-1"), rid("new-2")], "r2") == (1, 1)  # every key written directly
     finally:
         run(store.close())
-    assert counts(store.path) == (0, DIRECT_AT + 3)
+    assert counts(store.path) == (0, DIRECT_AT + 3 + 2 * PAD)
 
 
 @pytest.mark.parametrize(
@@ -229,8 +238,13 @@ def test_a_writer_finding_the_index_too_big_to_flush_into_writes_its_keys_there_
         ([f"r{n}" for n in range(1, 300)], False),  # a counter, "r10" sorting before "r9"
         ([f"1a2bt1r57-{ref}" for ref in range(100)], False),  # the bench's: one request's token, each event's ref
         ([f"app-open-{n}" for n in range(50)], False),
+        (
+            [f"r{1000 + n}-{(n * 7919) % 50000}" for n in range(35)],
+            False,
+        ),  # bench.in_process's W2: a counter, then a ref
+        ([f"order-{uuid.uuid4()}" for _ in range(300)], True),  # random after a constant prefix
     ],
-    ids=["uuid4", "hash-like", "ga4", "counter", "bench", "app-open"],
+    ids=["uuid4", "hash-like", "ga4", "counter", "bench", "app-open", "in-process-w2", "prefixed-uuid4"],
 )
 def test_only_keys_that_would_each_dirty_a_page_of_the_index_go_through_the_recent_table(
     ids: list[str], is_scattered: bool

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 __all__ = [
@@ -192,17 +192,24 @@ def flush_older(cur: sqlite3.Cursor, before: int) -> None:
 
 def scattered(values: list[Any]) -> bool:
     """Whether a group's new keys (``values``: source, dedupe_id, event id, time, …) would each
-    land on a leaf of their own: a sample of them, sorted, mostly sharing less than half of each
-    id with the one before. Ids numbered in order, timestamps, counters (the bench's, GA4's)
-    share most of it and append to a few leaves, cheaply, written directly; random ones (version
-    4 UUIDs, hashes) go through the recent table."""
+    land on a leaf of their own. Not if, in a sample of them, most rise in the order they came
+    (counters, timestamps: a few leaves at the right edge), nor if, sorted, most share half of
+    each id with the one before (one request's ids under a common token, as the bench's): those
+    are written directly, cheaply. Random ones (version 4 UUIDs, hashes) go through the recent
+    table."""
     count = len(values) // 4
     step = 4 * max(1, count // _SAMPLE)
-    sample: list[tuple[str, str]] = sorted(zip(values[0::step], values[1::step], strict=True))
-    pairs = near = 0
+    sample: list[tuple[str, str]] = list(zip(values[0::step], values[1::step], strict=True))
+    if _share(sample, lambda a, b: a < b) or _share(sorted(sample), lambda a, b: a[: len(b) // 2] == b[: len(b) // 2]):
+        return False
+    return len(sample) > 1
+
+
+def _share(sample: list[tuple[str, str]], holds: Callable[[str, str], bool]) -> bool:
+    """Whether ``holds`` for four in five of the sample's successive ids of one source."""
+    pairs = hits = 0
     for (source_a, a), (source_b, b) in itertools.pairwise(sample):
         if source_a == source_b:
-            half = len(b) // 2
             pairs += 1
-            near += a[:half] == b[:half]
-    return pairs > 0 and near * 2 < pairs
+            hits += holds(a, b)
+    return pairs > 0 and hits * 5 >= pairs * 4
