@@ -1,20 +1,21 @@
-"""The SQLite store's recent dedupe keys: appended in order, moved into the index in key order.
+"""The SQLite store's scattered dedupe keys: appended in order, moved into the index in key order.
 
 The dedupe keys are a B-tree on (source, dedupe_id). Keys numbered in order land together at
 its right edge; random ones (version 4 UUIDs, as many clients send) land each on a page of its
 own, and a commit writes every page it changed whole into the WAL: ~900 pages a group of ~900
-events once the index has a few thousand keys, and at a million keys the store kept a third of
-its rate (docs/performance.md). So a group appends its new keys to ``dedupe_recent``, in id
-order (a few pages), and the writer keeps those keys in memory for its lookups; once
-``FLUSH_KEYS`` are there, they move into ``dedupe_keys`` in key order, a leaf written once for
-all the keys it takes.
+events once the index has a few thousand keys, and by a million keys the store kept under half
+of its rate (docs/performance.md). So a group whose new keys are scattered (``scattered``)
+appends them to ``dedupe_recent``, in id order (a few pages), and the writer keeps those keys
+in memory for its lookups (~25 MB at ``FLUSH_KEYS``); once ``FLUSH_KEYS`` are there, they move
+into ``dedupe_keys`` in key order, a sixteenth of the key range a group, a leaf written once
+for all the keys it takes (``RecentKeys.flush_step``).
 
 The table is the truth, the memory a copy. The writer reads the rows other writers appended
-(``capigate serve --workers N`` on one file) before each lookup, drops what a flush moved (the
-table's smallest id says), and forgets everything when its transaction is rolled back
-(``forget``): a key the memory holds and the table does not would turn an event away as a
-duplicate. Ids come from AUTOINCREMENT, so a flush's emptied table never hands out an id
-again that a writer has read.
+(``capigate serve --workers N`` on one file) before each lookup, starts anew when another's
+flush deleted what it held (the table's smallest id says), and forgets everything when its
+transaction is rolled back (``forget``): a key the memory holds and the table does not would
+turn an event away as a duplicate. Ids come from AUTOINCREMENT, so a deleted id is never
+handed out again to confuse a writer that has read it.
 """
 
 from __future__ import annotations
