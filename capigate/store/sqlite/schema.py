@@ -212,7 +212,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
         "one journal row per request id (a unique index): its extra rows dropped and taken off the per-minute totals",
         _UNIQUE_REQUESTS,
     ),
-    7: ("new dedupe keys appended in order, moved into their index in key order", RECENT_SCHEMA),
+    7: ("scattered new dedupe keys appended in order, moved into their index in key order", RECENT_SCHEMA),
 }
 
 
