@@ -255,3 +255,22 @@ def test_only_keys_that_would_each_dirty_a_page_of_the_index_go_through_the_rece
     for n, d in enumerate(ids):
         values += ("px1", d, n, T0)
     assert dedupe.scattered(values) is is_scattered
+
+
+@pytest.mark.parametrize(
+    ("keys", "is_scattered"),
+    [
+        ([(f"s{n % 50}", f"d{n}") for n in range(50)], False),  # one id a source: nothing to compare, written directly
+        ([(f"s{n % 8}", str(uuid.uuid4())) for n in range(400)], True),  # 8 pixels' UUIDs, interleaved
+        ([(f"s{n % 8}", f"t{1764700000000 + n}") for n in range(400)], False),  # 8 pixels' timestamps, interleaved
+    ],
+    ids=["one-a-source", "interleaved-uuid4", "interleaved-times"],
+)
+def test_a_sources_ids_are_compared_with_that_sources_own(keys: list[tuple[str, str]], is_scattered: bool) -> None:
+    """Ids of several pixels in one group, interleaved: each is compared with its own source's
+    ids (a group with one id a source was taken as scattered, and pruning's test found its keys
+    in the recent table)."""
+    values: list[Any] = []
+    for n, (source, d) in enumerate(keys):
+        values += (source, d, n, T0)
+    assert dedupe.scattered(values) is is_scattered

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
 
 __all__ = [
@@ -193,24 +193,30 @@ def flush_older(cur: sqlite3.Cursor, before: int) -> None:
 
 def scattered(values: list[Any]) -> bool:
     """Whether a group's new keys (``values``: source, dedupe_id, event id, time, …) would each
-    land on a leaf of their own. Not if, in a sample of them, most rise in the order they came
-    (counters, timestamps: a few leaves at the right edge), nor if, sorted, most share half of
-    each id with the one before (one request's ids under a common token, as the bench's): those
-    are written directly, cheaply. Random ones (version 4 UUIDs, hashes) go through the recent
-    table."""
+    land on a leaf of their own. Not if, in a sample of them, a source's ids mostly rise in the
+    order they came (counters, timestamps: a few leaves at the right edge), nor if, sorted, they
+    mostly share half of each id with the one before (one request's ids under a common token,
+    as the bench's): those are written directly, cheaply, as are ids with no other id of their
+    source in the sample to compare with. Random ones (version 4 UUIDs, hashes) go through the
+    recent table."""
     count = len(values) // 4
     step = 4 * max(1, count // _SAMPLE)
     sample: list[tuple[str, str]] = list(zip(values[0::step], values[1::step], strict=True))
-    if _share(sample, lambda a, b: a < b) or _share(sorted(sample), lambda a, b: a[: len(b) // 2] == b[: len(b) // 2]):
-        return False
-    return len(sample) > 1
+    last: dict[str, str] = {}
+    rising: list[bool] = []
+    for source, dedupe_id in sample:
+        before = last.get(source)
+        if before is not None:
+            rising.append(before < dedupe_id)
+        last[source] = dedupe_id
+    near = [
+        a[: len(b) // 2] == b[: len(b) // 2]
+        for (source_a, a), (source_b, b) in itertools.pairwise(sorted(sample))
+        if source_a == source_b
+    ]
+    return bool(rising) and not _mostly(rising) and not _mostly(near)
 
 
-def _share(sample: list[tuple[str, str]], holds: Callable[[str, str], bool]) -> bool:
-    """Whether ``holds`` for four in five of the sample's successive ids of one source."""
-    pairs = hits = 0
-    for (source_a, a), (source_b, b) in itertools.pairwise(sample):
-        if source_a == source_b:
-            pairs += 1
-            hits += holds(a, b)
-    return pairs > 0 and hits * 5 >= pairs * 4
+def _mostly(hits: list[bool]) -> bool:
+    """Four in five or more."""
+    return sum(hits) * 5 >= len(hits) * 4
