@@ -18,6 +18,7 @@ from capigate.errors import StoreError
 from capigate.store import RequestQuery, SQLiteStore
 from capigate.store.base import Retention
 from capigate.store.sqlite import dedupe
+from capigate.store.sqlite import ingest as sqlite_ingest
 from capigate.store.sqlite.dedupe import DIRECT_AT, FLUSH_KEYS
 from tests.storekit import run
 from tests.test_store import T0, event, record, write_lock_held
@@ -200,7 +201,7 @@ def test_the_writers_reads_of_the_recent_keys_search_the_rowid_rather_than_scan_
     run(store.open())
     run(store.close())
     with closing(sqlite3.connect(store.path)) as conn:
-        for sql, params in ((dedupe._BOUNDS, ()), (dedupe._NEWER, (1,))):
+        for sql, params in ((sqlite_ingest._START, ()), (dedupe._NEWER, (1,))):
             plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             assert not [step for step in plan if step.startswith("SCAN dedupe_recent")], plan
             assert [step for step in plan if step.startswith("SEARCH dedupe_recent")], plan

@@ -61,20 +61,17 @@ RECENT_SCHEMA: Final = (
 
 Key = tuple[str, str]
 
-# Two subqueries: SQLite reads a lone min() or max() off the rowid's ends, but min() and max()
-# in one SELECT off every row.
+# The table's smallest and largest ids, for a SELECT of the ingest's own (sync reads them). Two
+# subqueries: SQLite reads a lone min() or max() off the rowid's ends, but min() and max() in one
+# SELECT off every row.
 BOUNDS: Final = "(SELECT min(id) FROM dedupe_recent), (SELECT max(id) FROM dedupe_recent)"
-_BOUNDS: Final = f"SELECT {BOUNDS}"
 _NEWER: Final = "SELECT id, source, dedupe_id FROM dedupe_recent WHERE id > ? ORDER BY id"
-_FLUSH: Final = (
+_INTO_INDEX: Final = (
     "INSERT OR IGNORE INTO dedupe_keys (source, dedupe_id, event_id, seen_at) "
-    "SELECT source, dedupe_id, event_id, seen_at FROM dedupe_recent ORDER BY source, dedupe_id"
+    "SELECT source, dedupe_id, event_id, seen_at FROM dedupe_recent {} ORDER BY source, dedupe_id"
 )
-_MOVE: Final = (
-    "INSERT OR IGNORE INTO dedupe_keys (source, dedupe_id, event_id, seen_at) "
-    "SELECT source, dedupe_id, event_id, seen_at FROM dedupe_recent "
-    "WHERE id IN (SELECT value FROM json_each(?)) ORDER BY source, dedupe_id"
-)
+_FLUSH: Final = _INTO_INDEX.format("")  # every recent key
+_MOVE: Final = _INTO_INDEX.format("WHERE id IN (SELECT value FROM json_each(?))")  # a chunk's
 _CHUNKS: Final = 16
 _OLDEST: Final = "SELECT seen_at FROM dedupe_recent ORDER BY id LIMIT 1"
 _INDEXED: Final = "SELECT count(*) FROM (SELECT 1 FROM dedupe_keys LIMIT ?)"
@@ -112,12 +109,11 @@ class RecentKeys:
         self._low = self._upto = self._cycle_upto = 0
         self._chunks = []
 
-    def sync(self, cur: sqlite3.Cursor, bounds: tuple[int | None, int | None] | None = None) -> None:
-        """Up to date with the table, in the writer's transaction; ``bounds``: its smallest and
-        largest ids, when the caller read them with its own first statement (BOUNDS)."""
+    def sync(self, cur: sqlite3.Cursor, low: int | None, high: int | None) -> None:
+        """Up to date with the table, in the writer's transaction; ``low`` and ``high``: its
+        smallest and largest ids, read by the caller's first statement (BOUNDS)."""
         if self._indexed is None:
             (self._indexed,) = cur.execute(_INDEXED, (DIRECT_AT,)).fetchone()
-        low, high = cur.execute(_BOUNDS).fetchone() if bounds is None else bounds
         if low is None or high is None:  # empty: flushed (by any writer), or never written
             self.forget()
             return

@@ -65,9 +65,9 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     # SQLite gives a row inserted without an id max(id) + 1, an append that is cheaper than
     # placing an explicit id; so the events get first_id, first_id + 1 … (checked below). The
     # same statement reads the recent keys' bounds: a statement is most of a small group's cost.
-    first_id, *bounds = cur.execute(_START).fetchone()
+    first_id, low, high = cur.execute(_START).fetchone()
     recent = recent_keys(cur)
-    recent.sync(cur, (bounds[0], bounds[1]))
+    recent.sync(cur, low, high)
     seen = _seen_keys(cur, batches, recent)
     rows = _Rows()
     results: list[IngestResult] = []
