@@ -19,7 +19,7 @@ import uuid
 import psycopg
 
 from bench.cli import positive_int
-from bench.store_ingest import BATCH, make_batches
+from bench.store_ingest import add_dedupe_ids, events_in_batches, in_slices, make_batches
 from capigate.store import NewEvent, PostgresStore, RequestRecord
 
 
@@ -30,11 +30,10 @@ def rebatch(batches: list[list[NewEvent]], size: int) -> list[list[NewEvent]]:
 
 async def run(store: PostgresStore, batches: list[list[NewEvent]], args: argparse.Namespace) -> None:
     await store.open()
-    size = -(-len(batches) // args.slices)
     try:
-        for start in range(0, len(batches), size):
-            line = await _ingest(store, batches[start : start + size], start, args.coroutines, args.journal)
-            stored = f" [{sum(len(b) for b in batches[: start + size]):,} stored]" if args.slices > 1 else ""
+        for start, part in in_slices(batches, args.slices):
+            line = await _ingest(store, part, start, args.coroutines, args.journal)
+            stored = f" [{sum(len(b) for b in batches[: start + len(part)]):,} stored]" if args.slices > 1 else ""
             print(
                 f"batch {args.batch}, {args.coroutines} coroutines, {args.writers} writer(s): {line}{stored}",
                 flush=True,
@@ -76,22 +75,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--events", type=positive_int, default=200_000, help="events in all, a multiple of 100")
+    parser.add_argument("--events", type=events_in_batches, default=200_000, help="events in all, a multiple of 100")
     parser.add_argument("--coroutines", type=positive_int, default=64, help="ingesting at once")
     parser.add_argument("--batch", type=positive_int, default=100, help="events an ingest")
     parser.add_argument("--writers", type=positive_int, default=1, help="the store's writer connections")
     parser.add_argument("--journal", action="store_true", help="also journal each batch, as the gateway does")
-    parser.add_argument(
-        "--dedupe-ids",
-        choices=("ordered", "random"),
-        default="ordered",
-        help="ordered: numbered in order, as the HTTP bench sends them; random: version 4 UUIDs, as many clients do",
-    )
+    add_dedupe_ids(parser)
     parser.add_argument("--slices", type=positive_int, default=1, help="a line for each Nth of the run")
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test", help="the server")
     args = parser.parse_args()
-    if args.events % BATCH:
-        parser.error(f"--events {args.events}: give a multiple of {BATCH}")
     random_ids = args.dedupe_ids == "random"
     batches = rebatch(make_batches(args.events, seed=uuid.uuid4().hex, random_ids=random_ids), args.batch)
     if args.slices > len(batches):

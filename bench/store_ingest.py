@@ -39,6 +39,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,30 @@ from capigate.store import NewEvent, SQLiteStore
 
 BATCH = 100
 PAYLOAD_BYTES = 600
+
+
+def events_in_batches(text: str) -> int:
+    """An --events count: whole batches of BATCH events."""
+    events = positive_int(text)
+    if events % BATCH:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a multiple of {BATCH} (the events go in batches of {BATCH})")
+    return events
+
+
+def add_dedupe_ids(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dedupe-ids",
+        choices=("ordered", "random"),
+        default="ordered",
+        help="ordered: numbered in order, as the HTTP bench sends them; random: version 4 UUIDs, as many clients do",
+    )
+
+
+def in_slices(batches: list[list[NewEvent]], slices: int) -> Iterator[tuple[int, list[list[NewEvent]]]]:
+    """(the first batch's index, the batches) of each of ``slices`` parts of ``batches``, in order."""
+    size = -(-len(batches) // slices)
+    for start in range(0, len(batches), size):
+        yield start, batches[start : start + size]
 
 
 def make_batches(total: int, seed: str, *, random_ids: bool = False) -> list[list[NewEvent]]:
@@ -102,9 +127,7 @@ async def run(
 ) -> None:  # fmt: skip
     store = SQLiteStore(path, synchronous=synchronous, writer_process=writer_process)
     await store.open()
-    size = -(-len(batches) // slices)
-    for start in range(0, len(batches), size):
-        part = batches[start : start + size]
+    for start, part in in_slices(batches, slices):
         started, cpu_started, writer_started = time.perf_counter(), time.process_time(), children_cpu_s()
         groups, jobs = store.stats.groups, store.stats.jobs
         latencies = sorted(await ingest_all(store, part, workers))
@@ -180,7 +203,12 @@ def run_processes(args: argparse.Namespace, synchronous: str, lock: bool) -> Non
 
 
 def main() -> None:
-    args = _parser().parse_args()
+    parser = _parser()
+    args = parser.parse_args()
+    if args.slices > args.events // BATCH:
+        parser.error(f"--slices {args.slices}: more slices than batches ({args.events // BATCH})")
+    if args.processes > 1 and args.slices > 1:
+        parser.error("--slices reads one process's run; with --processes, leave it out")
     random_ids = args.dedupe_ids == "random"
     print(
         f"{BATCH} events of {PAYLOAD_BYTES} bytes per batch, {args.coroutines} coroutines per process, "
@@ -200,11 +228,11 @@ def main() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _CheckedParser(
+    parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],  # the first paragraph, rewrapped
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--events", type=positive_int, default=300_000, help="events in all, a multiple of 100")
+    parser.add_argument("--events", type=events_in_batches, default=300_000, help="events in all, a multiple of 100")
     parser.add_argument("--coroutines", type=positive_int, default=64, help="ingesting at once, per process")
     parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where the database is made")
     parser.add_argument("--processes", type=positive_int, default=1, help="stores on one file, a process each")
@@ -215,29 +243,12 @@ def _parser() -> argparse.ArgumentParser:
         default="thread",
         help="process: the writer in a child process, as capigate serve runs it, with its CPU an event",
     )
-    parser.add_argument(
-        "--dedupe-ids",
-        choices=("ordered", "random"),
-        default="ordered",
-        help="ordered: numbered in order, as the HTTP bench sends them; random: version 4 UUIDs, as many clients do",
-    )
+    add_dedupe_ids(parser)
     parser.add_argument(
         "--slices", type=positive_int, default=1, help="one process: a line for each Nth of the run, as the file grows"
     )
     parser.add_argument("--synchronous", choices=("full", "normal", "both"), default="both", help="which runs")
     return parser
-
-
-class _CheckedParser(argparse.ArgumentParser):
-    def parse_args(self, *args: Any, **kwargs: Any) -> Any:
-        parsed = super().parse_args(*args, **kwargs)
-        if parsed.events % BATCH:
-            self.error(f"--events {parsed.events}: give a multiple of {BATCH} (the events go in batches of {BATCH})")
-        if parsed.slices > parsed.events // BATCH:
-            self.error(f"--slices {parsed.slices}: more slices than batches ({parsed.events // BATCH})")
-        if parsed.processes > 1 and parsed.slices > 1:
-            self.error("--slices reads one process's run; with --processes, leave it out")
-        return parsed
 
 
 if __name__ == "__main__":
