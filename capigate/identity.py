@@ -50,7 +50,10 @@ def is_sha256_hex(value: str) -> bool:
 
 
 def sha256_hex(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+    return _sha256(value.encode()).hexdigest()
+
+
+_sha256 = hashlib.sha256
 
 
 def contains_email(text: str) -> bool:
@@ -196,6 +199,8 @@ def _given_hash(raw: str) -> str | None:
 
 def hash_email(raw: str) -> str:
     """SHA-256 of the trimmed, lower-cased email; a 64-hex value is taken as already hashed."""
+    if len(raw) < _SHA256_HEX_DIGITS and _NORMALISED_EMAIL.fullmatch(raw):  # the usual address, on every event
+        return _sha256(raw.encode()).hexdigest()
     return _given_hash(raw) or sha256_hex(normalise_email(raw))
 
 
@@ -208,6 +213,9 @@ def hash_phone_checked(raw: str, region: str | None = None) -> HashedPhone:
     """``hash_phone``, whether the number is possible for its country, and whether a country
     code was known, from one normalisation. A value sent already hashed cannot be checked:
     it counts as possible, with its country code."""
+    digits = raw[1:]
+    if raw[:1] == "+" and raw.isascii() and digits.isdigit():  # E.164 as sent, the usual form: no hash, no noise
+        return HashedPhone(_sha256(digits.encode()).hexdigest(), _with_country_code(digits).possible, True)
     given = _given_hash(raw)
     if given is not None:
         return HashedPhone(given, True, True)

@@ -188,9 +188,12 @@ def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> Non
             assert valid and expected == raw, repr(raw)
         if valid:
             assert identity.normalise_email(raw) == expected, repr(raw)
+            assert hash_email(raw) == sha(expected), repr(raw)  # hash_email's own shortcut too
         else:
             with pytest.raises(InvalidIdentifier):
                 identity.normalise_email(raw)
+            with pytest.raises(InvalidIdentifier):
+                hash_email(raw)
     assert taken > 500
 
 
@@ -214,6 +217,30 @@ def test_an_e164_number_as_sent_is_read_as_its_written_forms_are(plain: str, wri
             return str(exc)
 
     assert read(plain) == read(written)
+
+
+@pytest.mark.parametrize(
+    "raw", ["+16505551212", "+1123456789", "+447911123456", "+99912345", "+1", "+0123456", "+1234567890123456", "+"]
+)
+def test_an_e164_number_as_sent_is_hashed_and_checked_as_any_other_form(raw: str) -> None:
+    """Rule: hash_phone_checked's shortcut for + and ASCII digits (no clean-up, no hash to
+    pass through) answers as the normalisation it skips: digest, possible, or the refusal."""
+
+    def checked(raw: str, region: str | None) -> object:
+        try:
+            return hash_phone_checked(raw, region)
+        except InvalidIdentifier as exc:
+            return str(exc)
+
+    def normalised(raw: str, region: str | None) -> object:
+        try:
+            phone = normalise_phone(raw, region)
+        except InvalidIdentifier as exc:
+            return str(exc)
+        return HashedPhone(sha(phone.digits), phone.possible, phone.with_country_code)
+
+    for region in (None, "FR"):
+        assert checked(raw, region) == normalised(raw, region) == checked(f" {raw} ", region)
 
 
 @pytest.mark.parametrize(
