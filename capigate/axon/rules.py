@@ -55,9 +55,9 @@ _RECOMMENDED: dict[str, tuple[str, ...]] = {
     "add_payment_info": ("currency", "items", "payment_type", "value"),
     "purchase": ("shipping", "tax", "user_id"),
 }
-_ITEM_RECOMMENDED = ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
+_ITEM_RECOMMENDED: Final[tuple[str, ...]] = ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
 _ITEM_RECOMMENDED_SET = frozenset(_ITEM_RECOMMENDED)
-_MPD_TIMESTAMPS = ("first_purchase_ts", "first_visit_ts", "last_purchase_ts", "last_visit_ts")
+_MPD_TIMESTAMPS: Final[tuple[str, ...]] = ("first_purchase_ts", "first_visit_ts", "last_purchase_ts", "last_visit_ts")
 
 
 @dataclass(slots=True)
@@ -289,9 +289,13 @@ def warn_item_amounts(price: Any, quantity: Any, path: str, report: Report) -> N
         warn_zero_quantity(f"{path}.quantity", "quantity", report)
 
 
-@functools.cache
-def _missing_item_fields(missing: frozenset[str]) -> str:
+def _missing_item_message(missing: frozenset[str]) -> str:
     return f"recommended item fields missing: {', '.join(k for k in _ITEM_RECOMMENDED if k in missing)}"
+
+
+# Not a decorator: typed.py reads the plain function at import, which mypy (and so mypyc,
+# capigate/native.py) cannot type through a decorator inside an import cycle.
+_missing_item_fields = functools.cache(_missing_item_message)
 
 
 def _check_items_value(data: dict[str, Any], path: str, report: Report) -> None:

@@ -271,9 +271,10 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
 
 
 # rules._ITEM_RECOMMENDED, in its order: which are missing -> rules.py's message (None: none).
-assert rules._ITEM_RECOMMENDED == ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
+_ITEM_FIELDS: tuple[str, ...] = rules._ITEM_RECOMMENDED
+assert _ITEM_FIELDS == ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
 _MISSING_ITEM_FIELDS: dict[tuple[bool, ...], str | None] = {
-    flags: rules._missing_item_fields(frozenset(k for k, f in zip(rules._ITEM_RECOMMENDED, flags, strict=True) if f))
+    flags: rules._missing_item_message(frozenset(k for k, f in zip(_ITEM_FIELDS, flags, strict=True) if f))
     if any(flags)
     else None
     for flags in itertools.product((False, True), repeat=5)
