@@ -42,7 +42,7 @@ from bench import peer
 from bench.bodies import write_body_sets, write_lead_gen_sets
 from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, Workload, _wrk
-from bench.procstat import CLOCK_TICKS, cpu_model, machine_busy_pct, machine_line, tree_pids
+from bench.procstat import CLOCK_TICKS, cpu_model, machine_busy_pct, machine_line, native_status, tree_pids
 from bench.servers import REPO, stop_server
 
 __all__ = ["main"]
@@ -268,7 +268,7 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": "bench/run.sh anatomy " + " ".join(sys.argv[1:]),
         "workload": args.workload, "rounds": args.rounds, "duration_s": args.duration, "threads": args.threads,
-        "connections": args.connections, "busy_before_pct": machine_busy_pct(2.0), "cpu": cpu_model(),
+        "connections": args.connections, "busy_before_pct": machine_busy_pct(2.0), "cpu": cpu_model(), "native": native_status(),
     }  # fmt: skip
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="capigate-anatomy-") as tmp:

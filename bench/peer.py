@@ -39,7 +39,7 @@ from typing import Any
 from bench.bodies import BodySet, write_lead_gen_sets
 from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, Workload, _wrk
-from bench.procstat import TreeSampler, cpu_model, machine_busy_pct, machine_line
+from bench.procstat import TreeSampler, cpu_model, machine_busy_pct, machine_line, native_status
 from bench.servers import CEILINGS, HOST, REPO, die_with_harness, free_port, stop_server
 
 PEER_DIR = Path(__file__).resolve().parent / "peer"
@@ -282,6 +282,7 @@ def main() -> None:
         "store": "postgresql" if (args.db or "").startswith("postgresql://") else "sqlite",
         "busy_before_pct": machine_busy_pct(2.0),
         "cpu": cpu_model(),
+        "native": native_status(),
     }  # fmt: skip
     if {"prism", "prism-quiet"} & set(names):
         result["prism_version"] = install_prism()

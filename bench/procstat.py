@@ -100,7 +100,18 @@ def machine_line(result: Mapping[str, Any]) -> str:
     """A results page's machine line, from the run's ``cpu`` (``cpu_model``, absent from the
     runs before it) and ``busy_before_pct`` (``machine_busy_pct``)."""
     cpu = result.get("cpu", "unknown CPU")
-    return f"- **machine**: {cpu}, {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %"
+    line = f"- **machine**: {cpu}, {os.cpu_count()} CPUs, shared; busy before the run: {result['busy_before_pct']} %"
+    if "native" in result:  # absent from the runs before capigate/native.py
+        line += f"\n- **compiled modules** (`capigate native status`, this tree): {result['native']}"
+    return line
+
+
+def native_status() -> str:
+    """Whether this tree's capigate runs its hot modules compiled (capigate/native.py). A
+    ``capigate@REF`` tree runs them only where its sources match the build."""
+    from capigate import native
+
+    return native.status()
 
 
 def machine_busy_pct(window_s: float) -> float:

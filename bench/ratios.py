@@ -26,6 +26,7 @@ import uvloop
 
 from bench.bodies import TOKEN, write_body_sets
 from bench.in_process import _scope, measure
+from bench.procstat import native_status
 from bench.servers import REPO
 from capigate.axon.profiles import PROFILES
 from capigate.axon.schema import AxonBatch
@@ -116,7 +117,7 @@ async def _noop_send(message: Any) -> None:
 
 
 def run(w1_requests: int = 300, w2_requests: int = 20_000) -> dict[str, Any]:
-    out: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    out: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "native": native_status()}
     with tempfile.TemporaryDirectory(prefix="capigate-ratios-", dir=".") as tmp:
         sets = write_body_sets(Path(tmp) / "bodies", batches=300, singles=1000, population=50_000)
         w1 = [sets["w1"].path(i).read_bytes() for i in range(sets["w1"].count)]
@@ -159,6 +160,7 @@ def render(r: dict[str, Any]) -> str:
         "# In-process limits (one process run: `python -m bench.in_process --ratios`)",
         "",
         f"- **date**: {r['started']} → {r['finished']}",
+        f"- **compiled modules** (`capigate native status`): {r.get('native', 'not recorded')}",
         "",
         "## W1 purchase batches (100 events: email, phone, 1-3 items) against the typed decode",
         "",

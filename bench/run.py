@@ -28,7 +28,7 @@ from typing import Any
 from bench.bodies import write_body_sets
 from bench.cli import positive_float, positive_int
 from bench.phases import WORKLOADS, LoadSettings, run_phase
-from bench.procstat import cpu_model
+from bench.procstat import cpu_model, native_status
 from bench.report import render
 from bench.servers import CEILINGS, REPO, capigate_problem
 
@@ -85,6 +85,7 @@ def _machine(args: argparse.Namespace) -> dict[str, Any]:
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "nproc": f"{len(os.sched_getaffinity(0))} (cpu_count {os.cpu_count()})",
         "cpu": cpu_model(),
+        "native": native_status(),
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),

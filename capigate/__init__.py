@@ -11,6 +11,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from capigate.__version__ import __version__
+from capigate.native import activate as _activate_native
+
+_activate_native()  # the compiled hot modules, when built and current (capigate/native.py)
 
 if TYPE_CHECKING:
     from capigate.appsflyer.schema import (

@@ -408,3 +408,29 @@ main.add_command(events)
 from capigate.client.cli_quality import quality  # noqa: E402
 
 main.add_command(quality)
+
+
+@main.group()
+def native() -> None:
+    """The hot modules compiled with mypyc (capigate/native.py): build them, or say whether
+    this installation runs them."""
+
+
+@native.command("build")
+def native_build() -> None:
+    """Compile the hot modules (a C compiler and mypy needed: pip install 'capigate[native]')."""
+    from capigate.native import MODULES, build
+
+    try:
+        target = build()
+    except (RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"compiled {len(MODULES)} modules into {target}; capigate loads them from its next start")
+
+
+@native.command("status")
+def native_status() -> None:
+    """Whether this installation runs the compiled modules, and why not."""
+    from capigate.native import status
+
+    click.echo(status())

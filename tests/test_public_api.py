@@ -59,6 +59,7 @@ def test_importing_the_errors_loads_no_http_client_phone_library_or_store() -> N
     assert {name for name in loaded if name.startswith("capigate")} == {
         "capigate",
         "capigate.__version__",
+        "capigate.native",  # which loads the compiled hot modules, if built, before any is imported
         "capigate.errors",
     }
 

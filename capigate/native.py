@@ -1,0 +1,152 @@
+"""The hot modules compiled with mypyc: the same typed source, run as C extensions.
+
+The rules of every Axon event are the event loop's largest part, pure Python whose profile
+is flat (no function holds a tenth of it); mypyc compiles those modules as they are, and a
+compiled module answers as its source does (tests/test_native.py runs the rules' tests
+against the compiled modules). Nothing is compiled unless asked:
+
+    .venv/bin/capigate native build    # needs a C compiler and mypy (pip install 'capigate[native]')
+    .venv/bin/capigate native status
+
+The build goes beside the interpreter (``sys.prefix``/capigate-native, or
+``CAPIGATE_NATIVE_DIR``) with the SHA-256 of each module's source. ``import capigate`` then
+loads a compiled module only while its source is unchanged: an edited module runs as
+Python until the next build, never a stale copy. ``CAPIGATE_NATIVE=0`` turns it off.
+
+A module is compiled only if mypyc keeps its meaning. It drops a class statement's keywords (a
+Struct declared ``frozen=True`` would not be frozen): no compiled module declares one
+(tests/test_native.py checks). It checks every declared type at run time: a value that
+breaks its annotation raises TypeError there, where Python would carry it on.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Final
+
+__all__ = ["MODULES", "build", "native_dir", "status"]
+
+MODULES: Final = (
+    "capigate.addresses",
+    "capigate.checking",
+    "capigate.epoch",
+    "capigate.matchkeys",
+    "capigate.axon.rules",
+    "capigate.axon.typed",
+    "capigate.axon.user_data",
+)
+_PACKAGE: Final = Path(__file__).resolve().parent
+_MANIFEST: Final = "manifest.json"
+
+
+def native_dir() -> Path:
+    return Path(os.environ.get("CAPIGATE_NATIVE_DIR") or Path(sys.prefix) / "capigate-native")
+
+
+def _source(module: str) -> Path:
+    return _PACKAGE.parent.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _digest(path: Path) -> str:
+    import hashlib  # here: ``import capigate`` imports this module, and most never built it
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build(target: Path | None = None, modules: Sequence[str] = MODULES) -> Path:
+    """Compiles ``modules`` into ``target`` (native_dir()); returns it. Raises
+    RuntimeError with mypyc's output when the compiler or mypy is missing or fails."""
+    import shutil  # here, not at the top: ``import capigate`` imports this module
+    import subprocess
+    import tempfile
+
+    target = target or native_dir()
+    with tempfile.TemporaryDirectory(prefix="capigate-native-") as tmp:
+        work = Path(tmp)
+        shutil.copytree(_PACKAGE, work / "capigate", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+        paths = [str(Path(*m.split(".")).with_suffix(".py")) for m in modules]
+        done = subprocess.run(
+            [sys.executable, "-m", "mypyc", *paths], cwd=work, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"mypyc failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+        fresh = target.with_name(target.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        (fresh / "lib").mkdir(parents=True)
+        for shared in work.glob(f"*__mypyc{suffix}"):  # the code of all the modules, which each loads
+            shutil.copy2(shared, fresh / shared.name)
+        for module in modules:
+            built = work.joinpath(*module.split(".")).with_suffix(suffix)
+            shutil.copy2(built, fresh / "lib" / f"{module}{suffix}")
+    manifest = {
+        "tag": sys.implementation.cache_tag,
+        "suffix": suffix,
+        "modules": {m: _digest(_source(m)) for m in modules},
+    }
+    (fresh / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(target, ignore_errors=True)
+    fresh.rename(target)
+    return target
+
+
+class _CompiledModules:
+    """Finds the compiled modules, by name, before any other finder on ``sys.meta_path``
+    (a finder need not subclass importlib.abc.MetaPathFinder, whose import costs 12 ms)."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files = files
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        file = self.files.get(fullname)
+        if file is None:
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(fullname, str(file))
+        spec = importlib.machinery.ModuleSpec(fullname, loader, origin=str(file))
+        spec.has_location = True  # __file__ is the compiled file
+        return spec
+
+
+def _usable(directory: Path) -> tuple[dict[str, Path], str]:
+    """The compiled modules of ``directory`` to load, or none and why."""
+    if os.environ.get("CAPIGATE_NATIVE", "1") == "0":
+        return {}, "off: CAPIGATE_NATIVE=0"
+    try:
+        manifest = json.loads((directory / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}, f"off: not built (capigate native build makes {directory})"
+    if manifest.get("tag") != sys.implementation.cache_tag:
+        return {}, f"off: built for {manifest.get('tag')}, this is {sys.implementation.cache_tag}: build again"
+    modules: dict[str, str] = manifest.get("modules", {})
+    changed = sorted(m for m, digest in modules.items() if not _source(m).is_file() or _digest(_source(m)) != digest)
+    if changed:
+        return {}, f"off: {', '.join(changed)} changed since the build: build again"
+    suffix = manifest["suffix"]
+    return {m: directory / "lib" / f"{m}{suffix}" for m in modules}, f"on: {len(modules)} modules from {directory}"
+
+
+_STATUS = "off: not activated"
+
+
+def activate() -> None:
+    """Called once by ``import capigate``: loads the compiled modules from now on if they
+    match their sources (all or none)."""
+    global _STATUS
+    directory = native_dir()
+    files, _STATUS = _usable(directory)
+    if files and not any(isinstance(f, _CompiledModules) for f in sys.meta_path):
+        sys.path.append(str(directory))  # the shared library the modules load by name
+        sys.meta_path.insert(0, _CompiledModules(files))
+
+
+def status() -> str:
+    """ "on: …" when the compiled modules are in use, else "off: " and why."""
+    return _STATUS

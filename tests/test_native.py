@@ -1,0 +1,99 @@
+"""The hot modules compiled with mypyc (capigate/native.py): built for real into a temporary
+directory, then the rules' tests run against them in a child process, whose modules are
+checked to be the compiled ones. A compiled module must answer as its source does; one whose
+source changed since the build is run as Python."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from capigate import native
+
+REPO = Path(__file__).resolve().parent.parent
+_PROBE = (
+    "import json, capigate.native as n, importlib; "
+    "print(json.dumps([n.status(), [importlib.import_module(m).__file__ for m in n.MODULES]]))"
+)
+
+
+def _child(env_dir: Path, *args: str, native_on: str = "1") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CAPIGATE_NATIVE_DIR": str(env_dir), "CAPIGATE_NATIVE": native_on}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False
+    )
+
+
+def _probe(env_dir: Path, native_on: str = "1") -> tuple[str, list[str]]:
+    done = _child(env_dir, "-c", _PROBE, native_on=native_on)
+    assert done.returncode == 0, done.stderr
+    status, files = json.loads(done.stdout)
+    return status, files
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    target = tmp_path_factory.mktemp("native") / "build"
+    native.build(target)  # a C compiler and mypy: the test install has both (README, Tests)
+    yield target
+
+
+def test_native_the_rules_answer_as_their_source_when_compiled(built: Path) -> None:
+    status, files = _probe(built)
+    assert status.startswith(f"on: {len(native.MODULES)} modules"), status
+    assert all(f.endswith(".so") and f.startswith(str(built)) for f in files), files
+    # The typed path's test runs every Axon test module again with each body checked by both
+    # paths (CAPIGATE_AXON_CROSSCHECK): in the child, the compiled rules against the Python ones.
+    done = _child(
+        built, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+        "tests/test_axon_typed.py", "tests/test_inspector_quality.py", "tests/test_hostile_bodies.py",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_native_a_module_changed_since_the_build_turns_them_all_off(built: Path, tmp_path: Path) -> None:
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "lib").symlink_to(built / "lib")
+    manifest = json.loads((built / "manifest.json").read_text())
+    manifest["modules"]["capigate.axon.typed"] = hashlib.sha256(b"an older typed.py").hexdigest()
+    (stale / "manifest.json").write_text(json.dumps(manifest))
+    status, files = _probe(stale)
+    assert status == "off: capigate.axon.typed changed since the build: build again"
+    assert all(f.endswith(".py") for f in files), files
+
+
+def test_native_is_off_when_asked_unbuilt_or_built_for_another_python(built: Path, tmp_path: Path) -> None:
+    assert _probe(built, native_on="0")[0] == "off: CAPIGATE_NATIVE=0"
+    status, files = _probe(tmp_path / "none")
+    assert status == f"off: not built (capigate native build makes {tmp_path / 'none'})"
+    assert all(f.endswith(".py") for f in files)
+    other = tmp_path / "other"
+    other.mkdir()
+    manifest = json.loads((built / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "tag": "cpython-39"}))
+    assert _probe(other)[0] == f"off: built for cpython-39, this is {sys.implementation.cache_tag}: build again"
+
+
+def test_native_cli_says_whether_the_modules_are_compiled(built: Path) -> None:
+    capigate = str(Path(sys.executable).with_name("capigate"))
+    env = {**os.environ, "CAPIGATE_NATIVE_DIR": str(built), "CAPIGATE_NATIVE": "1"}
+    done = subprocess.run([capigate, "native", "status"], env=env, capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == f"on: {len(native.MODULES)} modules from {built}", done.stderr
+
+
+@pytest.mark.parametrize("module", native.MODULES)
+def test_native_rule_a_compiled_module_declares_no_class_with_keywords(module: str) -> None:
+    """mypyc drops a class statement's keywords: a Struct declared ``frozen=True`` or
+    ``array_like=True`` would silently lose them (the Structs stay in modules left alone)."""
+    tree = ast.parse((REPO / Path(*module.split("."))).with_suffix(".py").read_text())
+    with_keywords = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.keywords]
+    assert with_keywords == []
