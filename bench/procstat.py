@@ -109,9 +109,11 @@ def machine_line(result: Mapping[str, Any]) -> str:
 def native_status() -> str:
     """Whether this tree's capigate runs its hot modules compiled (capigate/native.py). A
     ``capigate@REF`` tree runs them only where its sources match the build."""
-    from capigate import native
-
-    return native.status()
+    try:
+        from capigate.native import status
+    except ImportError:  # a tree before capigate/native.py
+        return "not in this tree (before capigate/native.py)"
+    return status()
 
 
 def machine_busy_pct(window_s: float) -> float:

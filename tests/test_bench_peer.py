@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.procstat import cpu_model
+from bench.procstat import cpu_model, machine_line, native_status
 from tests.storekit import PG_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,3 +269,15 @@ def test_bench_tools_refuse_a_count_with_nothing_to_measure(tool: str, argument:
     done = subprocess.run([sys.executable, "-m", tool, *argument], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"argument {argument[-2]}:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_result_page_says_whether_the_tree_ran_its_rules_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ref's tree from before capigate/native.py is named as such (an in-process run of one
+    ended in an ImportError), and the page's machine lines carry what was recorded."""
+    from capigate.native import status
+
+    assert native_status() == status()
+    line = machine_line({"busy_before_pct": 1.0, "cpu": "a CPU", "native": "off: CAPIGATE_NATIVE=0"})
+    assert line.endswith("\n- **compiled modules** (`capigate native status`, this tree): off: CAPIGATE_NATIVE=0")
+    monkeypatch.setitem(sys.modules, "capigate.native", None)  # importing it raises ImportError
+    assert native_status() == "not in this tree (before capigate/native.py)"
