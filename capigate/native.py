@@ -80,14 +80,14 @@ def build(target: Path | None = None, modules: Sequence[str] = MODULES) -> Path:
         fresh = target.with_name(target.name + ".new")
         shutil.rmtree(fresh, ignore_errors=True)
         (fresh / "lib").mkdir(parents=True)
-        for shared in work.glob(f"*__mypyc{suffix}"):  # the code of all the modules, which each loads
-            shutil.copy2(shared, fresh / shared.name)
-        for module in modules:
-            built = work.joinpath(*module.split(".")).with_suffix(suffix)
-            shutil.copy2(built, fresh / "lib" / f"{module}{suffix}")
+        shared = [path.name.removesuffix(suffix) for path in work.glob(f"*__mypyc{suffix}")]
+        for name in [*shared, *modules]:  # the shared library holds the code each module loads
+            built = work / f"{name}{suffix}" if name in shared else work.joinpath(*name.split(".")).with_suffix(suffix)
+            shutil.copy2(built, fresh / "lib" / f"{name}{suffix}")
     manifest = {
         "tag": sys.implementation.cache_tag,
         "suffix": suffix,
+        "shared": shared,
         "modules": {m: _digest(_source(m)) for m in modules},
     }
     (fresh / _MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -97,8 +97,9 @@ def build(target: Path | None = None, modules: Sequence[str] = MODULES) -> Path:
 
 
 class _CompiledModules:
-    """Finds the compiled modules, by name, before any other finder on ``sys.meta_path``
-    (a finder need not subclass importlib.abc.MetaPathFinder, whose import costs 12 ms)."""
+    """Finds the compiled modules and their shared library, by name, before any other finder
+    on ``sys.meta_path`` (a finder need not subclass importlib.abc.MetaPathFinder, whose
+    import costs 12 ms)."""
 
     def __init__(self, files: dict[str, Path]) -> None:
         self.files = files
@@ -116,21 +117,26 @@ class _CompiledModules:
 
 
 def _usable(directory: Path) -> tuple[dict[str, Path], str]:
-    """The compiled modules of ``directory`` to load, or none and why."""
+    """The compiled modules of ``directory`` to load, by name, or none and why."""
     if os.environ.get("CAPIGATE_NATIVE", "1") == "0":
         return {}, "off: CAPIGATE_NATIVE=0"
     try:
         manifest = json.loads((directory / _MANIFEST).read_text())
     except (OSError, ValueError):
         return {}, f"off: not built (capigate native build makes {directory})"
-    if manifest.get("tag") != sys.implementation.cache_tag:
-        return {}, f"off: built for {manifest.get('tag')}, this is {sys.implementation.cache_tag}: build again"
-    modules: dict[str, str] = manifest.get("modules", {})
+    try:
+        tag, suffix, shared, modules = manifest["tag"], manifest["suffix"], manifest["shared"], manifest["modules"]
+        files = {name: directory / "lib" / f"{name}{suffix}" for name in [*shared, *modules]}
+    except (KeyError, TypeError):
+        return {}, f"off: {directory / _MANIFEST} is not a build's: build again"
+    if tag != sys.implementation.cache_tag:
+        return {}, f"off: built for {tag}, this is {sys.implementation.cache_tag}: build again"
     changed = sorted(m for m, digest in modules.items() if not _source(m).is_file() or _digest(_source(m)) != digest)
     if changed:
         return {}, f"off: {', '.join(changed)} changed since the build: build again"
-    suffix = manifest["suffix"]
-    return {m: directory / "lib" / f"{m}{suffix}" for m in modules}, f"on: {len(modules)} modules from {directory}"
+    if missing := [name for name, file in files.items() if not file.is_file()]:
+        return {}, f"off: {', '.join(missing)} missing from {directory / 'lib'}: build again"
+    return files, f"on: {len(modules)} modules from {directory}"
 
 
 _STATUS = "off: not activated"
@@ -143,10 +149,9 @@ def activate() -> None:
     directory = native_dir()
     files, _STATUS = _usable(directory)
     if files and not any(isinstance(f, _CompiledModules) for f in sys.meta_path):
-        sys.path.append(str(directory))  # the shared library the modules load by name
         sys.meta_path.insert(0, _CompiledModules(files))
 
 
 def status() -> str:
-    """ "on: …" when the compiled modules are in use, else "off: " and why."""
+    """Whether the compiled modules are in use: "on: …", or "off: " and why."""
     return _STATUS

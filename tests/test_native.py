@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.machinery
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,8 +52,8 @@ def test_native_the_rules_answer_as_their_source_when_compiled(built: Path) -> N
     status, files = _probe(built)
     assert status.startswith(f"on: {len(native.MODULES)} modules"), status
     assert all(f.endswith(".so") and f.startswith(str(built)) for f in files), files
-    # The typed path's test runs every Axon test module again with each body checked by both
-    # paths (CAPIGATE_AXON_CROSSCHECK): in the child, the compiled rules against the Python ones.
+    # The tests' answers are the Python's. The typed path's tests also run every Axon test
+    # module again, each accepted body checked by both paths (CAPIGATE_AXON_CROSSCHECK).
     done = _child(
         built, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
         "tests/test_axon_typed.py", "tests/test_inspector_quality.py", "tests/test_hostile_bodies.py",
@@ -69,6 +71,18 @@ def test_native_a_module_changed_since_the_build_turns_them_all_off(built: Path,
     status, files = _probe(stale)
     assert status == "off: capigate.axon.typed changed since the build: build again"
     assert all(f.endswith(".py") for f in files), files
+
+
+def test_native_a_broken_build_is_not_loaded_and_imports_go_on(built: Path, tmp_path: Path) -> None:
+    """A build cut short (a module's file gone) or a manifest that is not a build's: Python."""
+    cut = tmp_path / "cut"
+    shutil.copytree(built, cut)
+    (cut / "lib" / f"capigate.axon.rules{importlib.machinery.EXTENSION_SUFFIXES[0]}").unlink()
+    status, files = _probe(cut)
+    assert status == f"off: capigate.axon.rules missing from {cut / 'lib'}: build again"
+    assert all(f.endswith(".py") for f in files), files
+    (cut / "manifest.json").write_text("[]")
+    assert _probe(cut)[0] == f"off: {cut / 'manifest.json'} is not a build's: build again"
 
 
 def test_native_is_off_when_asked_unbuilt_or_built_for_another_python(built: Path, tmp_path: Path) -> None:
