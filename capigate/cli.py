@@ -161,6 +161,7 @@ def serve(
     """Start the gateway (creates capigate.toml with demo sources on first run)."""
     from capigate.banner import banner_lines
     from capigate.logs import announce, granian_log_config
+    from capigate.native import status as native_status
     from capigate.serving import ListenError, open_listener, serve_gateway
 
     config, created = _resolve_config(config_path, create=True, check_environment=relay)
@@ -179,7 +180,7 @@ def serve(
         raise
     port = listener.getsockname()[1]  # the one the system chose for --port 0
     lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
-    lines.append(f"capigate: config {config_path.resolve()}, store {shown}")
+    lines.append(f"capigate: config {config_path.resolve()}, store {shown}, compiled rules {native_status()}")
     lines.append(f"Listening on http://{host}:{port}  (admin token in {config_path})")
     # The keys are shown by the start that generated them only: the banner is kept with the logs.
     lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
@@ -412,8 +413,12 @@ main.add_command(quality)
 
 @main.group()
 def native() -> None:
-    """The hot modules compiled with mypyc (capigate/native.py): build them, or say whether
-    this installation runs them."""
+    """The Axon rules compiled with mypyc (capigate/native.py), opt-in.
+
+    The build goes to $CAPIGATE_NATIVE_DIR, else capigate-native beside the interpreter
+    (sys.prefix). A process loads it when it starts if every module's source is the one
+    compiled; CAPIGATE_NATIVE=0 turns it off. capigate serve prints what it runs.
+    """
 
 
 @native.command("build")
@@ -430,7 +435,8 @@ def native_build() -> None:
 
 @native.command("status")
 def native_status() -> None:
-    """Whether this installation runs the compiled modules, and why not."""
+    """Whether a capigate started now runs the compiled modules, and why not (a running
+    gateway printed its own in its start-up line)."""
     from capigate.native import status
 
     click.echo(status())

@@ -5,13 +5,17 @@ is flat (no function holds a tenth of it); mypyc compiles those modules as they 
 compiled module answers as its source does (tests/test_native.py runs the rules' tests
 against the compiled modules). Nothing is compiled unless asked:
 
-    .venv/bin/capigate native build    # needs a C compiler and mypy (pip install 'capigate[native]')
+    .venv/bin/capigate native build    # needs a C compiler and mypy: pip install 'capigate[native]'
+                                       # (in a clone: pip install -e '.[native]')
     .venv/bin/capigate native status
 
 The build goes beside the interpreter (``sys.prefix``/capigate-native, or
-``CAPIGATE_NATIVE_DIR``) with the SHA-256 of each module's source. ``import capigate`` then
-loads a compiled module only while its source is unchanged: an edited module runs as
-Python until the next build, never a stale copy. ``CAPIGATE_NATIVE=0`` turns it off.
+``CAPIGATE_NATIVE_DIR``) with the SHA-256 of each module's source as compiled. ``import
+capigate`` then loads the compiled modules only while every source is unchanged: after an
+edit all of them run as Python until the next build, never a stale copy.
+``CAPIGATE_NATIVE=0`` (or false, no, off) turns them off. A process decides once, when it
+imports capigate: ``capigate serve`` prints its decision in its start-up line, and
+``capigate native status`` tells what a process started now would do.
 
 A module is compiled only if mypyc keeps its meaning. It drops a class statement's keywords (a
 Struct declared ``frozen=True`` would not be frozen): no compiled module declares one
@@ -42,11 +46,15 @@ MODULES: Final = (
     "capigate.axon.user_data",
 )
 _PACKAGE: Final = Path(__file__).resolve().parent
+_OFF: Final = frozenset({"0", "false", "no", "off"})
+_ON: Final = frozenset({"1", "true", "yes", "on"})
 _MANIFEST: Final = "manifest.json"
 
 
 def native_dir() -> Path:
-    return Path(os.environ.get("CAPIGATE_NATIVE_DIR") or Path(sys.prefix) / "capigate-native")
+    """Where the build goes and is read from: ``CAPIGATE_NATIVE_DIR`` (relative to the
+    working directory), else ``sys.prefix``/capigate-native."""
+    return Path(os.environ.get("CAPIGATE_NATIVE_DIR") or Path(sys.prefix) / "capigate-native").absolute()
 
 
 def _source(module: str) -> Path:
@@ -75,7 +83,11 @@ def build(target: Path | None = None, modules: Sequence[str] = MODULES) -> Path:
             [sys.executable, "-m", "mypyc", *paths], cwd=work, capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            raise RuntimeError(f"mypyc failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+            hint = "\nmypyc comes with mypy: pip install 'capigate[native]' (in a clone: pip install -e '.[native]')"
+            missing = "No module named mypyc" in done.stderr
+            raise RuntimeError(
+                f"mypyc failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}{hint if missing else ''}"
+            )
         suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
         fresh = target.with_name(target.name + ".new")
         shutil.rmtree(fresh, ignore_errors=True)
@@ -84,12 +96,9 @@ def build(target: Path | None = None, modules: Sequence[str] = MODULES) -> Path:
         for name in [*shared, *modules]:  # the shared library holds the code each module loads
             built = work / f"{name}{suffix}" if name in shared else work.joinpath(*name.split(".")).with_suffix(suffix)
             shutil.copy2(built, fresh / "lib" / f"{name}{suffix}")
-    manifest = {
-        "tag": sys.implementation.cache_tag,
-        "suffix": suffix,
-        "shared": shared,
-        "modules": {m: _digest(_source(m)) for m in modules},
-    }
+        # The copy's digests: a source edited while mypyc ran differs from what was compiled.
+        digests = {m: _digest(work.joinpath(*m.split(".")).with_suffix(".py")) for m in modules}
+    manifest = {"tag": sys.implementation.cache_tag, "suffix": suffix, "shared": shared, "modules": digests}
     (fresh / _MANIFEST).write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(target, ignore_errors=True)
     fresh.rename(target)
@@ -118,8 +127,11 @@ class _CompiledModules:
 
 def _usable(directory: Path) -> tuple[dict[str, Path], str]:
     """The compiled modules of ``directory`` to load, by name, or none and why."""
-    if os.environ.get("CAPIGATE_NATIVE", "1") == "0":
-        return {}, "off: CAPIGATE_NATIVE=0"
+    switch = os.environ.get("CAPIGATE_NATIVE", "1").strip().lower()
+    if switch in _OFF:
+        return {}, f"off: CAPIGATE_NATIVE={os.environ['CAPIGATE_NATIVE']}"
+    if switch not in _ON:
+        return {}, f"off: CAPIGATE_NATIVE={os.environ['CAPIGATE_NATIVE']!r} is neither 1 nor 0"
     try:
         manifest = json.loads((directory / _MANIFEST).read_text())
     except (OSError, ValueError):

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from capigate import native
+from tests.conftest import make_server
+from tests.helpers import purchase
 
 REPO = Path(__file__).resolve().parent.parent
 _PROBE = (
@@ -111,3 +113,33 @@ def test_native_rule_a_compiled_module_declares_no_class_with_keywords(module: s
     tree = ast.parse((REPO / Path(*module.split("."))).with_suffix(".py").read_text())
     with_keywords = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.keywords]
     assert with_keywords == []
+
+
+@pytest.mark.parametrize("switch", ["1", "off"])
+def test_native_serve_says_in_its_start_up_line_which_rules_it_runs(built: Path, tmp_path: Path, switch: str) -> None:
+    """``capigate native status`` tells what a process started now would do; a running
+    gateway says what it runs itself, and stores events either way."""
+    server = make_server(tmp_path, CAPIGATE_NATIVE_DIR=str(built), CAPIGATE_NATIVE=switch)
+    server.start()
+    try:
+        with server.client() as c:
+            r = c.post("/v1/event?pixel_id=px_std", json={"events": [purchase()]}, headers={"Authorization": "key-std"})
+        assert (r.status_code, r.json()["stored"]) == (200, 1), r.text
+    finally:
+        server.stop()
+    runs = f"on: {len(native.MODULES)} modules from {built}" if switch == "1" else "off: CAPIGATE_NATIVE=off"
+    assert f", compiled rules {runs}\n" in server.output()
+
+
+@pytest.mark.parametrize(
+    ("switch", "expected"),
+    [
+        ("false", "off: CAPIGATE_NATIVE=false"),
+        (" NO ", "off: CAPIGATE_NATIVE= NO "),
+        ("yes", "on"),
+        ("2", "off: CAPIGATE_NATIVE='2' is neither 1 nor 0"),
+    ],
+)
+def test_native_switch_takes_the_usual_spellings_and_refuses_others(built: Path, switch: str, expected: str) -> None:
+    status = _probe(built, native_on=switch)[0]
+    assert status.startswith("on: ") if expected == "on" else status == expected
