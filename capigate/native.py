@@ -139,6 +139,8 @@ def _usable(directory: Path) -> tuple[dict[str, Path], str]:
     try:
         tag, suffix, shared, modules = manifest["tag"], manifest["suffix"], manifest["shared"], manifest["modules"]
         files = {name: directory / "lib" / f"{name}{suffix}" for name in [*shared, *modules]}
+        if not (isinstance(modules, dict) and all(str(m).startswith("capigate.") for m in modules)):
+            raise TypeError("only capigate's own modules")  # the finder answers for these names
     except (KeyError, TypeError):
         return {}, f"off: {directory / _MANIFEST} is not a build's: build again"
     if tag != sys.implementation.cache_tag:

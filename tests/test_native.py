@@ -83,8 +83,15 @@ def test_native_a_broken_build_is_not_loaded_and_imports_go_on(built: Path, tmp_
     status, files = _probe(cut)
     assert status == f"off: capigate.axon.rules missing from {cut / 'lib'}: build again"
     assert all(f.endswith(".py") for f in files), files
-    (cut / "manifest.json").write_text("[]")
-    assert _probe(cut)[0] == f"off: {cut / 'manifest.json'} is not a build's: build again"
+    manifest = json.loads((built / "manifest.json").read_text())
+    wrongs: list[object] = [
+        [],
+        {**manifest, "modules": list(manifest["modules"])},
+        {**manifest, "modules": {"json": "0"}},
+    ]
+    for wrong in wrongs:
+        (cut / "manifest.json").write_text(json.dumps(wrong))
+        assert _probe(cut)[0] == f"off: {cut / 'manifest.json'} is not a build's: build again", wrong
 
 
 def test_native_is_off_when_asked_unbuilt_or_built_for_another_python(built: Path, tmp_path: Path) -> None:
