@@ -13,7 +13,7 @@ import pytest
 
 from capigate.errors import Problem
 from capigate.http.axon import _accepted
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.responses import Accepted
 from capigate.store.base import IngestResult
 from tests.conftest import Server, example

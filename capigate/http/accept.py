@@ -9,7 +9,7 @@ from capigate.config import RelaySettings
 from capigate.errors import StoreError
 from capigate.http.asgi import Request
 from capigate.http.deadlines import limited
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.kept import dedupe_ids_not_stored, note_accepted
 from capigate.relay.destinations import relay_destination

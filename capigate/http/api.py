@@ -14,7 +14,7 @@ import msgspec
 from capigate.checking import Report
 from capigate.errors import Problem
 from capigate.http.asgi import Request, Response, json_response
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.http.params import (
     Query,
     encode_cursor,

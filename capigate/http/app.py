@@ -26,7 +26,8 @@ from capigate.http.asgi import (
 )
 from capigate.http.deadlines import cut_short
 from capigate.http.idle import IdleReaper
-from capigate.http.journal import JournalBuffer, Outcome, new_request_id, request_record
+from capigate.http.journal import JournalBuffer, new_request_id, request_record
+from capigate.http.outcome import Outcome
 from capigate.http.proxies import TrustedProxies
 from capigate.http.routing import Route, Router
 from capigate.http.state import Gateway
@@ -185,10 +186,10 @@ class GatewayApp:
             return _store_unavailable(failure.error if failure else "no answer")
         try:
             return await route.handler(request, gateway, outcome)
-        except BodyError as exc:  # a handler that did not answer it itself (a body it barely reads)
-            return json_response(exc.status, ErrorBody(error=exc.code, message=exc.message))
-        except StoreError as exc:
-            return _store_unavailable(str(exc))
+        except BodyError as unreadable:  # a handler that did not answer it itself (a body it barely reads)
+            return json_response(unreadable.status, ErrorBody(error=unreadable.code, message=unreadable.message))
+        except StoreError as lost:
+            return _store_unavailable(str(lost))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, shown_path(request.path))
             body = ErrorBody(error="internal_error", message="an unexpected error; nothing was stored")

@@ -16,7 +16,7 @@ from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept
 from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
 
@@ -55,8 +55,8 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         return _answer(request, 400, BAD_REQUEST, outcome)
     try:
         body = await request.body(MAX_BODY_BYTES)
-    except BodyError as exc:
-        return _unreadable(request, exc, outcome)
+    except BodyError as unreadable:
+        return _unreadable(request, unreadable, outcome)
     outcome.body = body
     check = check_in_app_event(
         body, app_id=outcome.source or app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key
@@ -67,8 +67,8 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         return _answer(request, check.status, check.text, outcome)
     try:
         result = await accept(request, gateway, outcome, [check.event], app.relay)
-    except StoreError as exc:
-        outcome.problems = [Problem("", "store_unavailable", f"the store did not confirm the event: {exc}")]
+    except StoreError as lost:
+        outcome.problems = [Problem("", "store_unavailable", f"the store did not confirm the event: {lost}")]
         return _answer(request, 503, "Service Unavailable", outcome)
     return _answer(request, 200, OK, outcome, result.duplicates)
 

@@ -199,7 +199,7 @@ class Request:
         if self.proto is not None:
             return self.proto  # iterated once: granian refuses a second __aiter__
         assert self.receive is not None
-        return _asgi_chunks(self.receive)
+        return _AsgiChunks(self.receive)
 
 
 def peer_host(peer: str) -> str:
@@ -226,12 +226,25 @@ def _parse_query(qs: str) -> tuple[dict[str, str], frozenset[str]]:
     return query, frozenset(name for name, count in counts.items() if count > 1)
 
 
-async def _asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return
+class _AsgiChunks:
+    """The body's chunks from ASGI ``receive``: an iterator class, not an async generator,
+    which mypyc cannot compile (capigate/native.py)."""
+
+    __slots__ = ("_done", "_receive")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive, self._done = receive, False
+
+    def __aiter__(self) -> _AsgiChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        message = await self._receive()
+        self._done = not message.get("more_body", False)
+        chunk: bytes = message.get("body", b"")
+        return chunk
 
 
 async def _bounded(chunks: AsyncIterable[bytes], limit: int) -> bytes:

@@ -13,7 +13,7 @@ from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept
 from capigate.http.asgi import BodyError, Request, Response, json_response
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
 from capigate.store.base import IngestResult
@@ -46,8 +46,8 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         return _error(400, "invalid_test_tag", outcome.refused_tag.message, outcome, [outcome.refused_tag])
     try:
         body = await request.body(gateway.config.server.max_body_bytes)
-    except BodyError as exc:
-        return _error(exc.status, exc.code, exc.message, outcome, [Problem("", exc.code, exc.message)])
+    except BodyError as unread:
+        return _error(unread.status, unread.code, unread.message, outcome, [Problem("", unread.code, unread.message)])
     outcome.body = body
     try:
         check = check_body(
@@ -57,8 +57,8 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
             now_ms=time.time_ns() // 1_000_000,
             test_tag=outcome.test_tag,
         )
-    except msgspec.DecodeError as exc:
-        problem = unreadable(body, exc)
+    except msgspec.DecodeError as undecoded:
+        problem = unreadable(body, undecoded)
         return _error(400, problem.code, "the body could not be read", outcome, [problem])
     except RecursionError:
         return _error(400, TOO_DEEP.code, "the body nests too deep", outcome, [TOO_DEEP])
@@ -68,8 +68,8 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, check.report.problems)
     try:
         result = await accept(request, gateway, outcome, check.events, pixel.relay)
-    except StoreError as exc:
-        return _error(503, "store_unavailable", f"the store did not confirm the events: {exc}", outcome)
+    except StoreError as lost:
+        return _error(503, "store_unavailable", f"the store did not confirm the events: {lost}", outcome)
     return _accepted(len(check.events), result, outcome)
 
 

@@ -10,54 +10,16 @@ import os
 import time
 from collections.abc import Callable
 
-import msgspec
-
 from capigate.errors import Problem, StoreError
-from capigate.events import tag_too_long
 from capigate.http.asgi import Request
+from capigate.http.outcome import Outcome
 from capigate.kept import retained
-from capigate.personal import EMAIL_SHOWN, shown_key, shown_path
+from capigate.personal import shown_key, shown_path
 from capigate.store.base import JournalRecord, RequestRecord, Store
 
-__all__ = ["JournalBuffer", "Outcome", "new_request_id", "request_record"]
+__all__ = ["JournalBuffer", "new_request_id", "request_record"]
 
 log = logging.getLogger("capigate.requests")
-
-
-class Outcome(msgspec.Struct, kw_only=True):
-    """What a handler says about its request, for the journal and the log."""
-
-    api: str
-    source: str | None = None
-    events_received: int = 0
-    events_stored: int = 0
-    events_duplicate: int = 0
-    problems: list[Problem] = []
-    warnings: list[Problem] = []
-    test_tag: str | None = None
-    body: bytes | None = None  # as read: kept (PII treated) if the request is refused
-    keys: list[tuple[str, str]] = []  # what an accepted request can be found by
-    path: str | None = None  # the request's path as the journal shows it, when not request.path
-    journaled: bool = False  # on a route that is not journaled, this request is (a refused admin token)
-    dropped: bool = False  # answered OK but not recorded (AppsFlyer's silent drop): body kept as if refused
-    refused_tag: Problem | None = None  # the test tag is refused (then test_tag is None)
-
-    def identify(self, request: Request, source: str | None, where: str) -> None:
-        """Take the request's source id (read from ``where``) and its test tag, as everything
-        after may keep them: an email address in either never goes further (see shown_key).
-        The warnings say so; a refused request's answer drops them."""
-        self.source = None if source is None else self._shown(source, where)
-        tag = request.headers.get("x-capigate-test") or None
-        if tag is not None and (why := tag_too_long(tag)) is not None:
-            self.refused_tag, tag = Problem("x-capigate-test", "invalid_length", why), None
-        self.test_tag = None if tag is None else self._shown(tag, "x-capigate-test")
-
-    def _shown(self, value: str, where: str) -> str:
-        shown = shown_key(value)
-        if shown != value:
-            message = f"{where} holds an email address: capigate keeps it as {EMAIL_SHOWN}"
-            self.warnings = [*self.warnings, Problem(where, "plain_pii_replaced", message)]
-        return shown
 
 
 _NODE = os.urandom(3).hex()  # once per process: urandom costs ~60 µs per call on some VMs

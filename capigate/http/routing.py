@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 
 from capigate.http.asgi import Request, Response, json_response
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.personal import shown_path
 from capigate.responses import ErrorBody

@@ -18,7 +18,7 @@ from capigate.epoch import MAX_EPOCH_MILLIS
 from capigate.errors import Problem
 from capigate.http.api import admin_refusal
 from capigate.http.asgi import BodyError, Request, Response, json_response
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.http.params import Query, query_int, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.quality import quality_report, report_window

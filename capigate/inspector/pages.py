@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from capigate.__version__ import __version__
 from capigate.errors import Problem
 from capigate.http.asgi import BodyError, Request, Response
-from capigate.http.journal import Outcome
+from capigate.http.outcome import Outcome
 from capigate.http.session import clear_cookie, end_session, has_session, start_session
 from capigate.http.state import Gateway
 

@@ -130,9 +130,9 @@ def _transact(
 ) -> tuple[list[J], bool, list[Outcome]]:
     try:
         cur.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:  # still locked after busy_timeout: so would the others be
+    except sqlite3.Error as locked:  # still locked after busy_timeout: so would the others be
         jobs, stop = drain(first)
-        return jobs, stop, [(None, exc)] * len(jobs)
+        return jobs, stop, [(None, locked)] * len(jobs)
     jobs, stop = drain(first)  # after the locks: the jobs that came while it waited join
     try:
         outcomes = _run_jobs(cur, jobs)

@@ -1,0 +1,49 @@
+"""What a handler says about its request, for the journal and the log: a Struct of its own
+module, since the modules mypyc compiles declare none (capigate/native.py)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from capigate.errors import Problem
+from capigate.events import tag_too_long
+from capigate.http.asgi import Request
+from capigate.personal import EMAIL_SHOWN, shown_key
+
+__all__ = ["Outcome"]
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """What a handler says about its request, for the journal and the log."""
+
+    api: str
+    source: str | None = None
+    events_received: int = 0
+    events_stored: int = 0
+    events_duplicate: int = 0
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    test_tag: str | None = None
+    body: bytes | None = None  # as read: kept (PII treated) if the request is refused
+    keys: list[tuple[str, str]] = []  # what an accepted request can be found by
+    path: str | None = None  # the request's path as the journal shows it, when not request.path
+    journaled: bool = False  # on a route that is not journaled, this request is (a refused admin token)
+    dropped: bool = False  # answered OK but not recorded (AppsFlyer's silent drop): body kept as if refused
+    refused_tag: Problem | None = None  # the test tag is refused (then test_tag is None)
+
+    def identify(self, request: Request, source: str | None, where: str) -> None:
+        """Take the request's source id (read from ``where``) and its test tag, as everything
+        after may keep them: an email address in either never goes further (see shown_key).
+        The warnings say so; a refused request's answer drops them."""
+        self.source = None if source is None else self._shown(source, where)
+        tag = request.headers.get("x-capigate-test") or None
+        if tag is not None and (why := tag_too_long(tag)) is not None:
+            self.refused_tag, tag = Problem("x-capigate-test", "invalid_length", why), None
+        self.test_tag = None if tag is None else self._shown(tag, "x-capigate-test")
+
+    def _shown(self, value: str, where: str) -> str:
+        shown = shown_key(value)
+        if shown != value:
+            message = f"{where} holds an email address: capigate keeps it as {EMAIL_SHOWN}"
+            self.warnings = [*self.warnings, Problem(where, "plain_pii_replaced", message)]
+        return shown
