@@ -180,7 +180,7 @@ def serve(
         raise
     port = listener.getsockname()[1]  # the one the system chose for --port 0
     lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
-    lines.append(f"capigate: config {config_path.resolve()}, store {shown}, compiled rules {native_status()}")
+    lines.append(f"capigate: config {config_path.resolve()}, store {shown}, compiled modules {native_status()}")
     lines.append(f"Listening on http://{host}:{port}  (admin token in {config_path})")
     # The keys are shown by the start that generated them only: the banner is kept with the logs.
     lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
@@ -413,7 +413,7 @@ main.add_command(quality)
 
 @main.group()
 def native() -> None:
-    """The Axon rules compiled with mypyc (capigate/native.py), opt-in.
+    """The hot modules (the Axon rules, the request path) compiled with mypyc, opt-in.
 
     The build goes to $CAPIGATE_NATIVE_DIR, else capigate-native beside the interpreter
     (sys.prefix). A process loads it when it starts if every module's source is the one

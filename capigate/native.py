@@ -1,9 +1,11 @@
 """The hot modules compiled with mypyc: the same typed source, run as C extensions.
 
-The rules of every Axon event are the event loop's largest part, pure Python whose profile
-is flat (no function holds a tenth of it); mypyc compiles those modules as they are, and a
-compiled module answers as its source does (tests/test_native.py runs the rules' tests
-against the compiled modules). Nothing is compiled unless asked:
+The rules of every Axon event are the event loop's largest part, and the request's path
+around them (reading it, the handlers, the journal entry, the store's call) most of the
+rest: pure Python whose profile is flat (no function holds a tenth of it). mypyc compiles
+those modules as they are, and a compiled module answers as its source does
+(tests/test_native.py runs the rules' tests and the HTTP tests of both APIs against the
+compiled modules). Nothing is compiled unless asked:
 
     .venv/bin/capigate native build    # needs a C compiler and mypy: pip install 'capigate[native]'
                                        # (in a clone: pip install -e '.[native]')
@@ -17,10 +19,14 @@ edit all of them run as Python until the next build, never a stale copy.
 imports capigate: ``capigate serve`` prints its decision in its start-up line, and
 ``capigate native status`` tells what a process started now would do.
 
-A module is compiled only if mypyc keeps its meaning. It drops a class statement's keywords (a
-Struct declared ``frozen=True`` would not be frozen): no compiled module declares one
-(tests/test_native.py checks). It checks every declared type at run time: a value that
-breaks its annotation raises TypeError there, where Python would carry it on.
+A module is compiled only if mypyc keeps its meaning, and tests/test_native.py checks the
+rules that keeps it:
+- mypyc drops a class statement's keywords (a Struct declared ``frozen=True`` would not be
+  frozen): no compiled module declares one; the Structs live in modules left as Python.
+- It checks every declared type at run time: a value that breaks its annotation raises
+  TypeError there, where Python would carry it on. That includes a name two ``except``
+  clauses of one function share, typed by the first: each kind caught has its own name.
+- It compiles no async generator: an iterator class stands in (http/asgi.py).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Final
 __all__ = ["MODULES", "build", "native_dir", "status"]
 
 MODULES: Final = (
+    # the Axon rules and hashing
     "capigate.addresses",
     "capigate.checking",
     "capigate.epoch",
@@ -44,6 +51,18 @@ MODULES: Final = (
     "capigate.axon.rules",
     "capigate.axon.typed",
     "capigate.axon.user_data",
+    # the request's path around them: reading it, the handlers, the journal entry, the store's call
+    "capigate.kept",
+    "capigate.http.accept",
+    "capigate.http.app",
+    "capigate.http.appsflyer",
+    "capigate.http.asgi",
+    "capigate.http.axon",
+    "capigate.http.deadlines",
+    "capigate.http.journal",
+    "capigate.http.routing",
+    "capigate.store.sqlite.store",
+    "capigate.store.sqlite.writer",
 )
 _PACKAGE: Final = Path(__file__).resolve().parent
 _OFF: Final = frozenset({"0", "false", "no", "off"})
