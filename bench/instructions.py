@@ -35,9 +35,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.cli import positive_int
+from bench.refs import archive, ref_env
 
 RESULTS = Path(__file__).resolve().parent / "results" / "instructions"
 REPO = Path(__file__).resolve().parent.parent
@@ -101,25 +102,25 @@ def _units(kind: str, count: int) -> int:
     return count * (100 if KINDS[kind][0] == "event" else 1)
 
 
-def _count(kind: str, count: int, bodies_dir: Path, pythonpath: str) -> int:
+def _count(kind: str, count: int, bodies_dir: Path, tree: Tree) -> int:
     """Instructions of a child doing ``kind`` on ``count`` bodies; it runs in the tree counted
     (``python -m`` puts its working directory first on the path)."""
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, "-m", "bench.instructions", "--child", kind, str(count), str(bodies_dir),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": pythonpath, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, env=env, cwd=pythonpath.split(":")[0], capture_output=True, timeout=3600)
+    env = {**tree.env, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, env=env, cwd=tree.cwd, capture_output=True, timeout=3600)
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"{kind} under callgrind failed: {done.stderr.decode(errors='replace')[-2000:]}")
     return int(found.group(1))
 
 
-def per_unit(kind: str, count: int, bodies_dir: Path, pythonpath: str) -> float:
+def per_unit(kind: str, count: int, bodies_dir: Path, tree: Tree) -> float:
     """Instructions per event or request of ``kind``: a run of ``count`` bodies less a run of none."""
-    idle = _count(kind, 0, bodies_dir, pythonpath)
-    busy = _count(kind, count, bodies_dir, pythonpath)
+    idle = _count(kind, 0, bodies_dir, tree)
+    busy = _count(kind, count, bodies_dir, tree)
     return (busy - idle) / _units(kind, count)
 
 
@@ -138,12 +139,16 @@ def write_bodies(directory: Path) -> None:
             (directory / name / f"{i:05d}.json").write_bytes(body)
 
 
-def _tree(ref: str, root: Path) -> Path:
-    tree = root / f"tree-{ref}"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", ref, "capigate"], cwd=REPO, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
+class Tree(NamedTuple):
+    """A tree counted: where its child runs, with what environment."""
+
+    cwd: Path
+    env: dict[str, str]
+
+
+def _ref_tree(ref: str, root: Path) -> Tree:
+    tree = archive(ref, root)  # compiled as this tree runs (bench/refs.py)
+    return Tree(tree, ref_env(tree, with_repo=True))
 
 
 def run(refs: list[str], batches: int, singles: int, kinds: list[str], repeat: bool = False) -> dict[str, Any]:
@@ -153,11 +158,12 @@ def run(refs: list[str], batches: int, singles: int, kinds: list[str], repeat: b
     out: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "trees": {}}
     with tempfile.TemporaryDirectory(prefix="capigate-instructions-") as tmp:
         write_bodies(Path(tmp))
-        trees = {"this tree": str(REPO)} | {f"{ref}": f"{_tree(ref, Path(tmp))}:{REPO}" for ref in refs}
+        this = Tree(REPO, {**os.environ, "PYTHONPATH": str(REPO)})
+        trees = {"this tree": this} | {f"{ref}": _ref_tree(ref, Path(tmp)) for ref in refs}
         if repeat:  # how far two counts of the same tree differ
-            trees["this tree, again"] = str(REPO)
-        for name, pythonpath in trees.items():
-            figures = {kind: per_unit(kind, count, Path(tmp), pythonpath) for kind, count in counts.items()}
+            trees["this tree, again"] = this
+        for name, tree in trees.items():
+            figures = {kind: per_unit(kind, count, Path(tmp), tree) for kind, count in counts.items()}
             out["trees"][name] = figures
             print(f"{name}: " + ", ".join(f"{k} {v:,.0f}" for k, v in figures.items()), flush=True)
     out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

@@ -40,6 +40,7 @@ from bench.bodies import BodySet, write_lead_gen_sets
 from bench.cli import non_negative_int, positive_int
 from bench.phases import LoadSettings, Workload, _wrk
 from bench.procstat import TreeSampler, cpu_model, machine_busy_pct, machine_line, native_status
+from bench.refs import archive, ref_env
 from bench.servers import CEILINGS, HOST, REPO, die_with_harness, free_port, stop_server
 
 PEER_DIR = Path(__file__).resolve().parent / "peer"
@@ -101,15 +102,6 @@ def install_prism() -> str:
     return subprocess.run([str(PRISM), "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _archive(ref: str, root: Path) -> Path:
-    """The capigate package of commit ``ref``, extracted under ``root`` (PYTHONPATH for it)."""
-    tree = root / f"tree-{ref}"
-    tree.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "capigate"], cwd=REPO, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
-
-
 def _command(name: str, port: int, args: argparse.Namespace, workdir: Path) -> tuple[list[str], dict[str, str], Path]:
     """The command, its environment and its working directory (``python -m`` imports from it first)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -127,8 +119,8 @@ def _command(name: str, port: int, args: argparse.Namespace, workdir: Path) -> t
     config.write_text(CONFIG_TOML)
     cwd = REPO
     if "@" in name:
-        cwd = _archive(name.partition("@")[2], workdir)
-        env["PYTHONPATH"] = str(cwd)
+        cwd = archive(name.partition("@")[2], workdir)
+        env |= ref_env(cwd)
     db = args.db or str(workdir / "capigate.db")
     if db.startswith("postgresql://"):
         sep = "&" if "?" in db else "?"
@@ -324,12 +316,12 @@ def in_process_ratios(out: Path, refs: list[str]) -> None:
     """``python -m bench.in_process --ratios`` for this tree, then for each commit of ``refs``
     (its capigate, this bench), alternated twice: ``{out}-in-process[-REF][-2].md``."""
     with tempfile.TemporaryDirectory(prefix="capigate-peer-ratios-") as tmp:
-        trees = {ref: _archive(ref, Path(tmp)) for ref in refs}
+        trees = {ref: archive(ref, Path(tmp)) for ref in refs}
         for run in ("", "-2"):
             cmd = [sys.executable, "-m", "bench.in_process", "--ratios", "--out", f"{out}-in-process{run}"]
             subprocess.run(cmd, cwd=REPO, check=True)
             for ref, tree in trees.items():
-                env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{REPO}"}
+                env = ref_env(tree, with_repo=True)
                 cmd[-1] = f"{out}-in-process-{ref}{run}"
                 subprocess.run(cmd, cwd=tree, env=env, check=True)
 

@@ -281,3 +281,28 @@ def test_a_result_page_says_whether_the_tree_ran_its_rules_compiled(monkeypatch:
     assert line.endswith("\n- **compiled modules** (`capigate native status`, this tree): off: CAPIGATE_NATIVE=0")
     monkeypatch.setitem(sys.modules, "capigate.native", None)  # importing it raises ImportError
     assert native_status() == "not in this tree (before capigate/native.py)"
+
+
+def test_a_ref_runs_its_own_build_of_the_compiled_modules_never_this_trees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interpreter-wide build is this tree's: a ref reads its own directory (bench/refs.py),
+    built only when this tree runs compiled, so an A/B compares commits run alike."""
+    from bench import refs
+
+    monkeypatch.setattr(refs, "native_status", lambda: "off: CAPIGATE_NATIVE=0")
+    tree = refs.archive("HEAD", tmp_path)
+    assert not (tree / "native").exists()
+    probe = "import capigate, capigate.native as n; print(capigate.__file__); print(n.status())"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**refs.ref_env(tree), "CAPIGATE_NATIVE": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        str(tree / "capigate" / "__init__.py"),
+        f"off: not built (capigate native build makes {tree / 'native'})",
+    ]
