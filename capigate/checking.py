@@ -170,7 +170,8 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
     message = str(exc)
     match = _AT.search(message)
     if match:
-        message = message[: match.start()]
+        start = match.start()  # a slice bound is a value: mypyc may evaluate it twice (native.py)
+        message = message[:start]
         path = path + match.group(1) if path else match.group(1).lstrip(".")
     code = next((c for needle, c in _CODES if needle in message), "invalid")
     if code == "invalid_enum":

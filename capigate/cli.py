@@ -424,8 +424,9 @@ def native() -> None:
 @native.command("build")
 def native_build() -> None:
     """Compile the hot modules (a C compiler and mypy needed: pip install 'capigate[native]')."""
-    from capigate.native import MODULES, build
+    from capigate.native import MODULES, build, native_dir
 
+    click.echo(f"compiling {len(MODULES)} modules with mypyc into {native_dir()} (about a minute) ...")
     try:
         target = build()
     except (RuntimeError, OSError) as exc:

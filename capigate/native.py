@@ -27,6 +27,11 @@ rules that keeps it:
   TypeError there, where Python would carry it on. That includes a name two ``except``
   clauses of one function share, typed by the first: each kind caught has its own name.
 - It compiles no async generator: an iterator class stands in (http/asgi.py).
+- It evaluates a memoryview's slice bounds twice: ``data[os.write(fd, data):]`` wrote every
+  frame to the writer process twice. A slice bound calls nothing but ``len``.
+- It copies the ``Final`` constants of the modules a compiled one imports: the manifest
+  records the digest of every capigate module the compiled ones import, directly or not,
+  and an edit to any of them turns the build off too.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ MODULES: Final = (
     "capigate.http.routing",
     "capigate.store.sqlite.store",
     "capigate.store.sqlite.writer",
+    "capigate.store.sqlite.writer_process",
 )
 _PACKAGE: Final = Path(__file__).resolve().parent
 _OFF: Final = frozenset({"0", "false", "no", "off"})
@@ -76,8 +82,33 @@ def native_dir() -> Path:
     return Path(os.environ.get("CAPIGATE_NATIVE_DIR") or Path(sys.prefix) / "capigate-native").absolute()
 
 
-def _source(module: str) -> Path:
-    return _PACKAGE.parent.joinpath(*module.split(".")).with_suffix(".py")
+def _source(module: str, root: Path = _PACKAGE.parent) -> Path:
+    """The file of ``module`` under ``root``: a package's is its ``__init__.py``."""
+    path = root.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _imported(modules: Sequence[str], root: Path) -> list[str]:
+    """The capigate modules that ``modules`` import, directly or not, and the packages above
+    each (all run at import), but not ``modules`` themselves: mypyc copies their ``Final``
+    constants into the compiled code."""
+    import ast  # here: ``import capigate`` imports this module, and most never built it
+
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen or not _source(name, root).is_file():
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        for node in ast.walk(ast.parse(_source(name, root).read_text())):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith("capigate")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("capigate"):
+                todo += [node.module or "", *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return sorted(seen - set(modules))
 
 
 def _digest(path: Path) -> str:
@@ -116,8 +147,15 @@ def build(target: Path | None = None, modules: Sequence[str] = MODULES) -> Path:
             built = work / f"{name}{suffix}" if name in shared else work.joinpath(*name.split(".")).with_suffix(suffix)
             shutil.copy2(built, fresh / "lib" / f"{name}{suffix}")
         # The copy's digests: a source edited while mypyc ran differs from what was compiled.
-        digests = {m: _digest(work.joinpath(*m.split(".")).with_suffix(".py")) for m in modules}
-    manifest = {"tag": sys.implementation.cache_tag, "suffix": suffix, "shared": shared, "modules": digests}
+        digests = {m: _digest(_source(m, work)) for m in modules}
+        imported = {m: _digest(_source(m, work)) for m in _imported(modules, work)}
+    manifest = {
+        "tag": sys.implementation.cache_tag,
+        "suffix": suffix,
+        "shared": shared,
+        "modules": digests,
+        "imports": imported,
+    }
     (fresh / _MANIFEST).write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(target, ignore_errors=True)
     fresh.rename(target)
@@ -155,21 +193,31 @@ def _usable(directory: Path) -> tuple[dict[str, Path], str]:
         manifest = json.loads((directory / _MANIFEST).read_text())
     except (OSError, ValueError):
         return {}, f"off: not built (capigate native build makes {directory})"
+    if isinstance(manifest, dict) and "modules" in manifest and "imports" not in manifest:
+        return {}, "off: built by an earlier capigate, which did not record the modules imported: build again"
     try:
         tag, suffix, shared, modules = manifest["tag"], manifest["suffix"], manifest["shared"], manifest["modules"]
+        imports = manifest["imports"]
         files = {name: directory / "lib" / f"{name}{suffix}" for name in [*shared, *modules]}
         if not (isinstance(modules, dict) and all(str(m).startswith("capigate.") for m in modules)):
             raise TypeError("only capigate's own modules")  # the finder answers for these names
+        if not isinstance(imports, dict):
+            raise TypeError("imports: a mapping")
     except (KeyError, TypeError):
         return {}, f"off: {directory / _MANIFEST} is not a build's: build again"
     if tag != sys.implementation.cache_tag:
         return {}, f"off: built for {tag}, this is {sys.implementation.cache_tag}: build again"
-    changed = sorted(m for m, digest in modules.items() if not _source(m).is_file() or _digest(_source(m)) != digest)
-    if changed:
+    if changed := _changed(modules):
         return {}, f"off: {', '.join(changed)} changed since the build: build again"
+    if changed := _changed(imports):
+        return {}, f"off: {', '.join(changed)} (imported by the compiled modules) changed since the build: build again"
     if missing := [name for name, file in files.items() if not file.is_file()]:
         return {}, f"off: {', '.join(missing)} missing from {directory / 'lib'}: build again"
     return files, f"on: {len(modules)} modules from {directory}"
+
+
+def _changed(digests: dict[str, str]) -> list[str]:
+    return sorted(m for m, digest in digests.items() if not _source(m).is_file() or _digest(_source(m)) != digest)
 
 
 _STATUS = "off: not activated"

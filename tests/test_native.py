@@ -46,7 +46,16 @@ def _probe(env_dir: Path, native_on: str = "1") -> tuple[str, list[str]]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("native") / "build"
-    native.build(target)  # a C compiler and mypy: the test install has both (README, Tests)
+    # As a user builds: a C compiler and mypy, which the test install has (README, Tests).
+    capigate = str(Path(sys.executable).with_name("capigate"))
+    env = {**os.environ, "CAPIGATE_NATIVE_DIR": str(target)}
+    done = subprocess.run([capigate, "native", "build"], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    n = len(native.MODULES)
+    assert done.stdout.splitlines() == [
+        f"compiling {n} modules with mypyc into {target} (about a minute) ...",  # before the wait
+        f"compiled {n} modules into {target}; capigate loads them from its next start",
+    ]
     yield target
 
 
@@ -57,12 +66,15 @@ def test_native_the_rules_and_the_request_path_answer_as_their_source_when_compi
     # The tests' answers are the Python's. The typed path's tests also run every Axon test
     # module again, each accepted body checked by both paths (CAPIGATE_AXON_CROSSCHECK); the
     # others send real requests to a real server: both APIs, bodies hostile, slow and cut
-    # short, the journal, the store's writer in a thread and in a process.
+    # short, the journal, the store's writer in a thread and in a process, killed, stalled,
+    # given a payload of the wrong type.
     done = _child(
         built, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
         "tests/test_axon_typed.py", "tests/test_inspector_quality.py", "tests/test_hostile_bodies.py",
         "tests/test_axon_protocol.py", "tests/test_appsflyer_api.py", "tests/test_deadlines.py",
         "tests/test_routing.py", "tests/test_inspector_requests.py", "tests/test_store_sqlite.py",
+        "tests/ops/test_writer_process.py",
+        "tests/test_store.py::test_a_failing_ingest_stores_none_of_its_events_or_keys",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
@@ -79,6 +91,32 @@ def test_native_a_module_changed_since_the_build_turns_them_all_off(built: Path,
     assert all(f.endswith(".py") for f in files), files
 
 
+def test_native_a_module_the_compiled_ones_import_changed_since_the_build_turns_them_all_off(
+    built: Path, tmp_path: Path
+) -> None:
+    """mypyc copies the ``Final`` constants of the modules a compiled one imports: compiled
+    store.py kept schema.py's SYNCHRONOUS_MODES as built, and refused a mode added since
+    (found by a new user's trial). Such a module's edit turns the build off as well."""
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert "capigate.store.sqlite.schema" in manifest["imports"]  # read by store.py, not compiled
+    assert "capigate.http.outcome" in manifest["imports"] and not set(manifest["imports"]) & set(native.MODULES)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "lib").symlink_to(built / "lib")
+    manifest["imports"]["capigate.store.sqlite.schema"] = hashlib.sha256(b"an older schema.py").hexdigest()
+    (stale / "manifest.json").write_text(json.dumps(manifest))
+    status, files = _probe(stale)
+    assert status == (
+        "off: capigate.store.sqlite.schema (imported by the compiled modules) changed since the build: build again"
+    )
+    assert all(f.endswith(".py") for f in files), files
+    del manifest["imports"]  # a build of the capigate before this check
+    (stale / "manifest.json").write_text(json.dumps(manifest))
+    assert _probe(stale)[0] == (
+        "off: built by an earlier capigate, which did not record the modules imported: build again"
+    )
+
+
 def test_native_a_broken_build_is_not_loaded_and_imports_go_on(built: Path, tmp_path: Path) -> None:
     """A build cut short (a module's file gone) or a manifest that is not a build's: Python."""
     cut = tmp_path / "cut"
@@ -92,6 +130,7 @@ def test_native_a_broken_build_is_not_loaded_and_imports_go_on(built: Path, tmp_
         [],
         {**manifest, "modules": list(manifest["modules"])},
         {**manifest, "modules": {"json": "0"}},
+        {**manifest, "imports": ["capigate.store.sqlite.schema"]},
     ]
     for wrong in wrongs:
         (cut / "manifest.json").write_text(json.dumps(wrong))
@@ -141,6 +180,24 @@ def test_native_rule_a_compiled_function_names_each_kind_of_exception_it_catches
                     caught.setdefault(node.name, set()).add(ast.unparse(node.type) if node.type else "BaseException")
             shared += [f"{function.name}: {name} {sorted(kinds)}" for name, kinds in caught.items() if len(kinds) > 1]
     assert shared == []
+
+
+@pytest.mark.parametrize("module", native.MODULES)
+def test_native_rule_a_compiled_slice_bound_calls_nothing_but_len(module: str) -> None:
+    """mypyc evaluates a memoryview's slice bounds twice: ``data[os.write(fd, data):]`` wrote
+    each frame to the writer process twice, compiled. A bound is a value, or ``len`` of one."""
+    tree = ast.parse((REPO / Path(*module.split("."))).with_suffix(".py").read_text())
+    calls = [
+        f"line {node.lineno}: {ast.unparse(part)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Slice)
+        for part in (node.lower, node.upper, node.step)
+        if part is not None
+        for inner in ast.walk(part)
+        if isinstance(inner, ast.Call | ast.Await | ast.NamedExpr)
+        and not (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id == "len")
+    ]
+    assert calls == []
 
 
 @pytest.mark.parametrize("switch", ["1", "off"])

@@ -36,18 +36,36 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import msgspec
 
 from capigate.errors import StoreError
-from capigate.events import NewEvent
-from capigate.store.base import IngestResult, JournalRecord, WriterStats
-from capigate.store.sqlite.ingest import Batch, PipedEvent
+from capigate.store.base import IngestResult, WriterStats
+from capigate.store.sqlite.ingest import Batch
 from capigate.store.sqlite.jobs import IngestJob, RecordJob
 from capigate.store.sqlite.lock import ProcessLock
+from capigate.store.sqlite.pipe import (
+    CallMsg,
+    Group,
+    Ingested,
+    IngestMsg,
+    IngestRead,
+    JobMsg,
+    Raised,
+    Ready,
+    RecordMsg,
+    Returned,
+    StartFailed,
+    StopMsg,
+    decode_answer,
+    decode_frame,
+    decode_job,
+    encode,
+    encoder,
+)
 from capigate.store.sqlite.writer import (
     GroupSize,
     Outcome,
@@ -81,84 +99,11 @@ _READ_BYTES: Final = _PIPE_SIZE  # a full pipe in one read
 _STALL_MARGIN_S: Final = 2.0  # beyond the two busy timeouts a group may wait: its own work and COMMIT
 
 
-# --- the wire: gateway -> writer ------------------------------------------------
-
-
-class IngestMsg(msgspec.Struct, tag="i", array_like=True):
-    id: int
-    request_id: str
-    received_at_ms: int
-    events: list[NewEvent]
-
-
-class _IngestRead(IngestMsg, tag="i", array_like=True):
-    """An IngestMsg as the writer process reads it: its events PipedEvents."""
-
-    events: list[PipedEvent]  # type: ignore[assignment]
-
-
-class RecordMsg(msgspec.Struct, tag="r", array_like=True):
-    id: int
-    records: list[JournalRecord]  # a plain RequestRecord comes back as one without body or keys
-
-
-class CallMsg(msgspec.Struct, tag="c", array_like=True):
-    id: int
-    call: bytes  # a pickled jobs.Call or functools.partial
-
-
-class StopMsg(msgspec.Struct, tag="s", array_like=True):
-    pass
-
-
-JobMsg = IngestMsg | RecordMsg | CallMsg | StopMsg
-
-
-# --- the wire: writer -> gateway ------------------------------------------------
-
-
-class Ready(msgspec.Struct, tag="ready", array_like=True):
-    pass
-
-
-class StartFailed(msgspec.Struct, tag="failed", array_like=True):
-    error: bytes  # pickled
-
-
-class Ingested(msgspec.Struct, tag="i", array_like=True):
-    id: int
-    stored: int
-    duplicates: list[int]
-
-
-class Returned(msgspec.Struct, tag="v", array_like=True):
-    id: int
-    value: bytes | None  # pickled; None for None
-
-
-class Raised(msgspec.Struct, tag="e", array_like=True):
-    id: int
-    error: bytes  # pickled
-
-
-class Group(msgspec.Struct, tag="g", array_like=True):
-    """One group commit's outcomes."""
-
-    jobs: int
-    outcomes: list[Ingested | Returned | Raised]
-
-
-_encoder = msgspec.msgpack.Encoder()
-_encode = _encoder.encode
-_decode_frame = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
-_decode_job = msgspec.msgpack.Decoder(_IngestRead | RecordMsg | CallMsg | StopMsg).decode
-_decode_answer = msgspec.msgpack.Decoder(Ready | StartFailed | Group).decode
-
-
 def _write_frame(fd: int, payload: bytes) -> None:
     data = memoryview(_HEADER.pack(len(payload)) + payload)
     while data:
-        data = data[os.write(fd, data) :]
+        written = os.write(fd, data)  # not in the slice: mypyc evaluates a memoryview's slice bounds twice
+        data = data[written:]
 
 
 class _FrameReader:
@@ -327,7 +272,7 @@ class ProcessWriter:
             _close(proc)
             raise StoreError(f"the store's writer process did not start within {timeout_s:g} s and was killed")
         frames = answers.frames(block=True)
-        answer = _decode_answer(frames[0]) if frames else None
+        answer = decode_answer(frames[0]) if frames else None
         if not isinstance(answer, Ready):
             code = _close(proc)
             if isinstance(answer, StartFailed):
@@ -405,11 +350,11 @@ class ProcessWriter:
             sent.append((job_id, job))
         frame = bytearray(_HEADER.size)
         try:
-            _encoder.encode_into(messages, frame, _HEADER.size)
+            encoder.encode_into(messages, frame, _HEADER.size)
         except Exception:  # one of them holds a value msgpack cannot encode: that one fails alone
             messages, sent = self._encodable(sent, messages)
             try:
-                _encoder.encode_into(messages, frame, _HEADER.size)
+                encoder.encode_into(messages, frame, _HEADER.size)
             except Exception as exc:  # no memory for the frame: its jobs fail, rather than wait for ever
                 self._fail([job for _, job in sent], exc)
                 return None
@@ -428,7 +373,7 @@ class ProcessWriter:
         kept: list[tuple[int, QueuedJob]] = []
         for (job_id, job), message in zip(sent, messages, strict=True):
             try:
-                encoded.append(msgspec.Raw(_encode(message)))
+                encoded.append(msgspec.Raw(encode(message)))
             except Exception as exc:
                 self._fail([job], exc)
                 continue
@@ -482,7 +427,7 @@ class ProcessWriter:
             return
         try:
             for frame in child.answers.complete():
-                self._settle(child, _decode_answer(frame))
+                self._settle(child, decode_answer(frame))
         except Exception:  # an answer it could not read: done for
             self._child_ended(child)
 
@@ -552,7 +497,7 @@ class ProcessWriter:
             if child is not None and child.alive:
                 child.stopping, child.waiting_since = True, time.monotonic()
                 child.close_when_sent = True
-                self._send(child, _HEADER.pack(len(stop := _encode([StopMsg()]))) + stop)
+                self._send(child, _HEADER.pack(len(stop := encode([StopMsg()]))) + stop)
             if child is not None and child.ended is not None:
                 await child.ended
         finally:
@@ -579,7 +524,9 @@ def _message(job_id: int, job: QueuedJob) -> JobMsg:
     return CallMsg(job_id, pickle.dumps(fn))  # an ingest with a payload of the wrong type fails as it would here
 
 
-def _all_bytes(events: list[NewEvent]) -> bool:
+def _all_bytes(events: Sequence[Any]) -> bool:
+    # Any, not NewEvent: compiled, reading a field declared bytes checks it, and a str payload
+    # raised here rather than in the writer, which names the event at fault (ingest.py).
     return all(type(e.payload) is bytes for e in events)
 
 
@@ -637,7 +584,7 @@ class _ChildWriter:
             first = self._backlog.popleft()
             jobs, _, outcomes = run_group(cur, self._lock, self._stats, first, self._drain)
             answers = [_answer(job.id, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
-            _write_frame(self._answers_fd, _encode(Group(len(jobs), answers)))
+            _write_frame(self._answers_fd, encode(Group(len(jobs), answers)))
 
     def _drain(self, first: _ChildJob) -> tuple[list[_ChildJob], bool]:
         jobs, size = [first], GroupSize()
@@ -655,7 +602,7 @@ class _ChildWriter:
             if not frames:
                 return False
             for frame in frames:
-                self._backlog += self._jobs(_decode_frame(frame))
+                self._backlog += self._jobs(decode_frame(frame))
             if self._backlog or not block:
                 return bool(self._backlog)
         return False
@@ -664,11 +611,11 @@ class _ChildWriter:
         jobs = []
         for raw in messages:
             try:
-                m = _decode_job(raw)
+                m = decode_job(raw)
             except msgspec.ValidationError as exc:  # a job of values no store takes fails alone
                 jobs.append(_ChildJob(msgspec.msgpack.decode(raw)[1], _Refused(exc), None))
                 continue
-            if type(m) is _IngestRead:
+            if type(m) is IngestRead:
                 batch = Batch(m.events, m.request_id, m.received_at_ms)  # type: ignore[arg-type]  # only read
                 jobs.append(_ChildJob(m.id, IngestJob(batch), batch))
             elif type(m) is RecordMsg:
@@ -701,10 +648,10 @@ def main(argv: list[str]) -> int:
     try:
         lock, conn = open_writer(Path(path), synchronous, int(busy_timeout_ms), use_lock == "1")
     except BaseException as exc:
-        _write_frame(answers_fd, _encode(StartFailed(_pickled_error(exc))))
+        _write_frame(answers_fd, encode(StartFailed(_pickled_error(exc))))
         return 1
     try:
-        _write_frame(answers_fd, _encode(Ready()))
+        _write_frame(answers_fd, encode(Ready()))
         _ChildWriter(jobs_fd, answers_fd, lock).serve(conn.cursor())
     finally:
         close_writer(lock, conn)
