@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import msgspec
+from granian.rsgi import ProtocolClosed  # type: ignore[attr-defined]  # re-exported from _granian, unlisted
 
 from capigate.http.deadlines import is_cut_short, limited
 
@@ -180,6 +181,9 @@ class Request:
             reading = _bounded(self._chunks(), limit)
         try:
             body = await limited(reading, self.body_timeout_s, self.task(), cuttable=True)
+        except ProtocolClosed:  # granian's, when the client shuts its side before Content-Length
+            message = f"the connection closed before the body's {declared} bytes arrived; nothing was stored"
+            raise BodyError(400, "body_incomplete", message) from None
         except TimeoutError:
             if is_cut_short(self.task().get_loop()):
                 message = "the gateway is stopping and the body had not all arrived; nothing was stored: send it again"

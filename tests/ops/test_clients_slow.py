@@ -92,6 +92,35 @@ def test_a_body_shorter_than_its_content_length_is_408_and_journaled(slow_server
         assert c.get("/api/requests", params={"status": 500}).json()["requests"] == []
 
 
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nAuthorization: key-std\r\n", b'"body_incomplete"'),
+        (b"POST /inappevent/com.example.shop HTTP/1.1\r\nauthentication: af-dev-key\r\n", b"HTTP/1.1 400 "),
+    ],
+    ids=["axon", "appsflyer"],
+)
+def test_a_body_cut_short_by_the_client_closing_its_side_is_400_not_a_500(
+    slow_server: Server, head: bytes, expected: bytes
+) -> None:
+    """A client that promises 5,000 bytes, sends 1,500 and shuts its side down: granian ends the
+    body with its own error, which was answered 500 (an ERROR traceback, a 500 in /metrics;
+    found by a new user's trial). It is the client's fault, and said so, journaled."""
+    with socket.create_connection(("127.0.0.1", slow_server.port)) as sock:
+        sock.settimeout(15)
+        sock.sendall(head + b"Host: gw\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+        sock.sendall(b'{"events": [' + b" " * 1500)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ") and expected in answer, answer
+    with slow_server.admin() as c:
+        wait_until(lambda: c.get("/api/requests", params={"status": 400}).json()["requests"] != [], what="the 400")
+        assert c.get("/api/requests", params={"status": 500}).json()["requests"] == []
+    assert "Traceback" not in slow_server.output()
+
+
 def test_an_appsflyer_body_that_does_not_arrive_is_408_not_a_payload_error(slow_server: Server) -> None:
     """It was AppsFlyer's 400 'Payload is missing or failed to parse', which tells a client (the
     SDK among them) not to send the event again; a stalled upload is worth a retry."""
