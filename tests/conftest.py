@@ -193,6 +193,15 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """``CAPIGATE_NATIVE=1`` asks for the whole suite compiled (tests/__init__.py): a build
+    that is stale or missing would run it as Python, and pass, proving nothing."""
+    from capigate.native import status
+
+    if os.environ["CAPIGATE_NATIVE"].strip().lower() in ("1", "true", "yes", "on") and not status().startswith("on"):
+        raise pytest.UsageError(f"CAPIGATE_NATIVE asks for the compiled modules, and they are {status()}")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what needs more than Python and a SQLite file, for ``scripts/test-fast``
     (``-m "not postgresql and not browser"``): a test of a ``test_postgres*`` module, or on the
