@@ -59,6 +59,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield target
 
 
+@pytest.mark.timeout(900)  # the build (~1 min) and ten test modules in a child: a loaded runner took over 120 s
 def test_native_the_rules_and_the_request_path_answer_as_their_source_when_compiled(built: Path) -> None:
     status, files = _probe(built)
     assert status.startswith(f"on: {len(native.MODULES)} modules"), status
