@@ -416,8 +416,9 @@ def native() -> None:
     """The hot modules (the Axon rules, the request path) compiled with mypyc, opt-in.
 
     The build goes to $CAPIGATE_NATIVE_DIR, else capigate-native beside the interpreter
-    (sys.prefix). A process loads it when it starts if every module's source is the one
-    compiled; CAPIGATE_NATIVE=0 turns it off. capigate serve prints what it runs.
+    (sys.prefix). A process loads it when it starts if every module's source, and that of
+    every capigate module they import, is the one compiled; CAPIGATE_NATIVE=0 turns it off.
+    capigate serve prints what it runs.
     """
 
 
