@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,14 +81,25 @@ def test_native_the_rules_and_the_request_path_answer_as_their_source_when_compi
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
-def test_native_a_module_changed_since_the_build_turns_them_all_off(built: Path, tmp_path: Path) -> None:
+def _manifest(built: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((built / "manifest.json").read_text())
+    return manifest
+
+
+def _beside(built: Path, tmp_path: Path, manifest: dict[str, Any]) -> Path:
+    """A build directory holding ``built``'s compiled files and ``manifest``."""
     stale = tmp_path / "stale"
-    stale.mkdir()
-    (stale / "lib").symlink_to(built / "lib")
-    manifest = json.loads((built / "manifest.json").read_text())
-    manifest["modules"]["capigate.axon.typed"] = hashlib.sha256(b"an older typed.py").hexdigest()
+    stale.mkdir(exist_ok=True)
+    if not (stale / "lib").exists():
+        (stale / "lib").symlink_to(built / "lib")
     (stale / "manifest.json").write_text(json.dumps(manifest))
-    status, files = _probe(stale)
+    return stale
+
+
+def test_native_a_module_changed_since_the_build_turns_them_all_off(built: Path, tmp_path: Path) -> None:
+    manifest = _manifest(built)
+    manifest["modules"]["capigate.axon.typed"] = hashlib.sha256(b"an older typed.py").hexdigest()
+    status, files = _probe(_beside(built, tmp_path, manifest))
     assert status == "off: capigate.axon.typed changed since the build: build again"
     assert all(f.endswith(".py") for f in files), files
 
@@ -98,22 +110,18 @@ def test_native_a_module_the_compiled_ones_import_changed_since_the_build_turns_
     """mypyc copies the ``Final`` constants of the modules a compiled one imports: compiled
     store.py kept schema.py's SYNCHRONOUS_MODES as built, and refused a mode added since
     (found by a new user's trial). Such a module's edit turns the build off as well."""
-    manifest = json.loads((built / "manifest.json").read_text())
+    manifest = _manifest(built)
     assert "capigate.store.sqlite.schema" in manifest["imports"]  # read by store.py, not compiled
     assert "capigate.http.outcome" in manifest["imports"] and not set(manifest["imports"]) & set(native.MODULES)
-    stale = tmp_path / "stale"
-    stale.mkdir()
-    (stale / "lib").symlink_to(built / "lib")
     manifest["imports"]["capigate.store.sqlite.schema"] = hashlib.sha256(b"an older schema.py").hexdigest()
-    (stale / "manifest.json").write_text(json.dumps(manifest))
+    stale = _beside(built, tmp_path, manifest)
     status, files = _probe(stale)
     assert status == (
         "off: capigate.store.sqlite.schema (imported by the compiled modules) changed since the build: build again"
     )
     assert all(f.endswith(".py") for f in files), files
     del manifest["imports"]  # a build of the capigate before this check
-    (stale / "manifest.json").write_text(json.dumps(manifest))
-    assert _probe(stale)[0] == (
+    assert _probe(_beside(built, tmp_path, manifest))[0] == (
         "off: built by an earlier capigate, which did not record the modules imported: build again"
     )
 
@@ -126,7 +134,7 @@ def test_native_a_broken_build_is_not_loaded_and_imports_go_on(built: Path, tmp_
     status, files = _probe(cut)
     assert status == f"off: capigate.axon.rules missing from {cut / 'lib'}: build again"
     assert all(f.endswith(".py") for f in files), files
-    manifest = json.loads((built / "manifest.json").read_text())
+    manifest = _manifest(built)
     wrongs: list[object] = [
         [],
         {**manifest, "modules": list(manifest["modules"])},
@@ -145,7 +153,7 @@ def test_native_is_off_when_asked_unbuilt_or_built_for_another_python(built: Pat
     assert all(f.endswith(".py") for f in files)
     other = tmp_path / "other"
     other.mkdir()
-    manifest = json.loads((built / "manifest.json").read_text())
+    manifest = _manifest(built)
     (other / "manifest.json").write_text(json.dumps({**manifest, "tag": "cpython-39"}))
     assert _probe(other)[0] == f"off: built for cpython-39, this is {sys.implementation.cache_tag}: build again"
 
@@ -157,11 +165,15 @@ def test_native_cli_says_whether_the_modules_are_compiled(built: Path) -> None:
     assert done.stdout.strip() == f"on: {len(native.MODULES)} modules from {built}", done.stderr
 
 
+def _syntax(module: str) -> ast.Module:
+    return ast.parse((REPO / Path(*module.split("."))).with_suffix(".py").read_text())
+
+
 @pytest.mark.parametrize("module", native.MODULES)
 def test_native_rule_a_compiled_module_declares_no_class_with_keywords(module: str) -> None:
     """mypyc drops a class statement's keywords: a Struct declared ``frozen=True`` or
     ``array_like=True`` would silently lose them (the Structs stay in modules left alone)."""
-    tree = ast.parse((REPO / Path(*module.split("."))).with_suffix(".py").read_text())
+    tree = _syntax(module)
     with_keywords = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.keywords]
     assert with_keywords == []
 
@@ -171,7 +183,7 @@ def test_native_rule_a_compiled_function_names_each_kind_of_exception_it_catches
     """mypy lets ``except BodyError as exc`` and ``except StoreError as exc`` share a name in
     one function; mypyc types that local by the first and checks it at the second: a
     StoreError there raised TypeError (a 500 on a full disk, found by its test run compiled)."""
-    tree = ast.parse((REPO / Path(*module.split("."))).with_suffix(".py").read_text())
+    tree = _syntax(module)
     shared = []
     for function in ast.walk(tree):
         if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -187,7 +199,7 @@ def test_native_rule_a_compiled_function_names_each_kind_of_exception_it_catches
 def test_native_rule_a_compiled_slice_bound_calls_nothing_but_len(module: str) -> None:
     """mypyc evaluates a memoryview's slice bounds twice: ``data[os.write(fd, data):]`` wrote
     each frame to the writer process twice, compiled. A bound is a value, or ``len`` of one."""
-    tree = ast.parse((REPO / Path(*module.split("."))).with_suffix(".py").read_text())
+    tree = _syntax(module)
     calls = [
         f"line {node.lineno}: {ast.unparse(part)}"
         for node in ast.walk(tree)
