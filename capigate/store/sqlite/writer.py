@@ -30,6 +30,7 @@ from capigate.store.sql import store_error
 from capigate.store.sqlite.dedupe import recent_keys
 from capigate.store.sqlite.ingest import Batch, ingest
 from capigate.store.sqlite.lock import ProcessLock
+from capigate.store.sqlite.opened import OpenedFile
 from capigate.store.sqlite.schema import connect_writer
 
 __all__ = [
@@ -75,21 +76,24 @@ Outcome = tuple[Any, BaseException | None]
 
 def open_writer(
     path: Path, synchronous: str, busy_timeout_ms: int, use_lock: bool
-) -> tuple[ProcessLock, sqlite3.Connection]:
-    """The writer's lock file and its read-write connection, the schema brought up to date."""
+) -> tuple[ProcessLock, sqlite3.Connection, OpenedFile]:
+    """The writer's lock file and its read-write connection, the schema brought up to date,
+    and the file it opened."""
     lock = ProcessLock.beside(path, busy_timeout_ms / 1000) if use_lock else ProcessLock(None, "", 0.0)
     try:
         with lock:  # processes starting together migrate the schema one after the other
-            return lock, connect_writer(path, synchronous, busy_timeout_ms)
+            conn = connect_writer(path, synchronous, busy_timeout_ms)
     except BaseException:
         lock.close()
         raise
+    return lock, conn, OpenedFile(path)
 
 
-def close_writer(lock: ProcessLock, conn: sqlite3.Connection) -> None:
+def close_writer(lock: ProcessLock, conn: sqlite3.Connection, opened: OpenedFile) -> None:
     try:
-        with contextlib.suppress(StoreError), lock, contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA optimize")
+        if opened.lost is None:
+            with contextlib.suppress(StoreError), lock, contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
     finally:
         conn.close()
         lock.close()
@@ -110,23 +114,27 @@ Drain = Callable[[J], tuple[list[J], bool]]
 
 
 def run_group(
-    cur: sqlite3.Cursor, lock: ProcessLock, stats: WriterStats, first: J, drain: Drain[J]
+    cur: sqlite3.Cursor, lock: ProcessLock, opened: OpenedFile, stats: WriterStats, first: J, drain: Drain[J]
 ) -> tuple[list[J], bool, list[Outcome]]:
     """One group commit: ``first`` and what ``drain`` adds to it (True: the sentinel came),
     with each job's outcome. The writer thread and the writer process both run this."""
+    lost = opened.check()  # before BEGIN too: not a frame into the WAL of a file moved over ours
+    if lost is not None:
+        jobs, stop = drain(first)
+        return jobs, stop, [(None, lost)] * len(jobs)
     try:
         lock.acquire()  # held from before BEGIN to after COMMIT (or ROLLBACK), no longer
     except StoreError as exc:  # as when BEGIN IMMEDIATE finds the database locked
         jobs, stop = drain(first)
         return jobs, stop, [(None, exc)] * len(jobs)
     try:
-        return _transact(cur, stats, first, drain)
+        return _transact(cur, opened, stats, first, drain)
     finally:
         lock.release()
 
 
 def _transact(
-    cur: sqlite3.Cursor, stats: WriterStats, first: J, drain: Drain[J]
+    cur: sqlite3.Cursor, opened: OpenedFile, stats: WriterStats, first: J, drain: Drain[J]
 ) -> tuple[list[J], bool, list[Outcome]]:
     try:
         cur.execute("BEGIN IMMEDIATE")
@@ -143,6 +151,11 @@ def _transact(
                 cur.execute("ROLLBACK")
         recent_keys(cur).forget()  # it may hold keys the rollback took back
         outcomes = [(None, _lost(exc)) for _ in jobs]
+    else:
+        lost = opened.check()
+        if lost is not None:
+            recent_keys(cur).forget()  # their retries are not duplicates
+            outcomes = [(None, lost)] * len(jobs)
     stats.groups += 1
     stats.jobs += len(jobs)
     return jobs, stop, outcomes
@@ -171,6 +184,7 @@ class Writer:
         self._path, self._synchronous, self._busy_timeout_ms = path, synchronous, busy_timeout_ms
         self._use_lock = process_lock
         self._lock = ProcessLock(None, "", 0.0)  # does nothing: beside() makes the real one
+        self._opened = OpenedFile(path)
         self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -205,7 +219,9 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            self._lock, conn = open_writer(self._path, self._synchronous, self._busy_timeout_ms, self._use_lock)
+            self._lock, conn, self._opened = open_writer(
+                self._path, self._synchronous, self._busy_timeout_ms, self._use_lock
+            )
         except BaseException as exc:
             self._ready.set_exception(sqlite_error(exc))
             self._done.set_result(None)
@@ -214,7 +230,7 @@ class Writer:
         try:
             self._serve(conn.cursor())
         finally:
-            close_writer(self._lock, conn)
+            close_writer(self._lock, conn, self._opened)
             self._accepting = False
             self._fail_pending()
             self._done.set_result(None)
@@ -226,7 +242,7 @@ class Writer:
 
     def _run_group(self, cur: sqlite3.Cursor, first: QueuedJob) -> bool:
         """Run ``first`` and the jobs pending behind it in one transaction; True on the sentinel."""
-        jobs, stop, outcomes = run_group(cur, self._lock, self.stats, first, self._drain)
+        jobs, stop, outcomes = run_group(cur, self._lock, self._opened, self.stats, first, self._drain)
         deliver(jobs, outcomes)
         return stop
 

@@ -47,6 +47,7 @@ from capigate.store.base import IngestResult, WriterStats
 from capigate.store.sqlite.ingest import Batch
 from capigate.store.sqlite.jobs import IngestJob, RecordJob
 from capigate.store.sqlite.lock import ProcessLock
+from capigate.store.sqlite.opened import OpenedFile
 from capigate.store.sqlite.pipe import (
     CallMsg,
     Group,
@@ -572,9 +573,9 @@ class _Refused:
 
 
 class _ChildWriter:
-    def __init__(self, jobs_fd: int, answers_fd: int, lock: ProcessLock) -> None:
+    def __init__(self, jobs_fd: int, answers_fd: int, lock: ProcessLock, opened: OpenedFile) -> None:
         self._reader = _FrameReader(jobs_fd)
-        self._answers_fd, self._lock = answers_fd, lock
+        self._answers_fd, self._lock, self._opened = answers_fd, lock, opened
         self._backlog: collections.deque[_ChildJob] = collections.deque()
         self._stopping = False
         self._stats = WriterStats()
@@ -582,7 +583,7 @@ class _ChildWriter:
     def serve(self, cur: sqlite3.Cursor) -> None:
         while self._backlog or self._fill(block=True):
             first = self._backlog.popleft()
-            jobs, _, outcomes = run_group(cur, self._lock, self._stats, first, self._drain)
+            jobs, _, outcomes = run_group(cur, self._lock, self._opened, self._stats, first, self._drain)
             answers = [_answer(job.id, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
             _write_frame(self._answers_fd, encode(Group(len(jobs), answers)))
 
@@ -646,13 +647,13 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)  # a stray print must not corrupt the answers
     path, synchronous, busy_timeout_ms, use_lock = argv
     try:
-        lock, conn = open_writer(Path(path), synchronous, int(busy_timeout_ms), use_lock == "1")
+        lock, conn, opened = open_writer(Path(path), synchronous, int(busy_timeout_ms), use_lock == "1")
     except BaseException as exc:
         _write_frame(answers_fd, encode(StartFailed(_pickled_error(exc))))
         return 1
     try:
         _write_frame(answers_fd, encode(Ready()))
-        _ChildWriter(jobs_fd, answers_fd, lock).serve(conn.cursor())
+        _ChildWriter(jobs_fd, answers_fd, lock, opened).serve(conn.cursor())
     finally:
-        close_writer(lock, conn)
+        close_writer(lock, conn, opened)
     return 0
