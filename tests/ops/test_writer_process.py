@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -73,6 +74,34 @@ def test_a_killed_writer_process_fails_its_jobs_and_the_next_job_starts_another(
     finally:
         run(store.close())
         close_loop()
+
+
+def test_a_writer_process_killed_while_idle_is_logged_and_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed with no write in flight (the OOM killer, an operator's kill), it left no trace:
+    the next write started another, and nothing said the first had died."""
+    store = SQLiteStore(tmp_path / "c.db", writer_process=True)
+    try:
+        run(store.open())
+        assert run(store.ingest([_event("a")], request_id="r1", received_at_ms=1)).stored == 1
+        first = _writer_pid(store)
+        with caplog.at_level(logging.WARNING, logger="capigate.store"):
+            os.kill(first, signal.SIGKILL)
+            assert _gone(first)
+            run(asyncio.sleep(0.5))  # the loop reads its end of file
+            died = [r.getMessage() for r in caplog.records if "writer process" in r.getMessage()]
+            assert died == [
+                f"the store's writer process (pid {first}) ended (exit status -9); 0 write(s) sent to it failed "
+                "(they may or may not be stored); the next write starts another"
+            ], died
+        assert run(store.ingest([_event("b")], request_id="r2", received_at_ms=1)).stored == 1
+        assert _writer_pid(store) != first
+    finally:
+        caplog.clear()
+        run(store.close())
+        close_loop()
+    assert not [r for r in caplog.records if "writer process" in r.getMessage()]  # a clean stop says nothing
 
 
 _OWNER = textwrap.dedent(

@@ -27,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import logging
 import os
 import pickle
 import select
@@ -84,6 +85,8 @@ except ImportError:  # Windows: pipes keep their default size
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["ProcessWriter"]
+
+log = logging.getLogger("capigate.store")
 
 T = TypeVar("T")
 
@@ -462,6 +465,14 @@ class ProcessWriter:
             if child.stalled
             else f"ended (exit status {code})"
         )
+        if child.stalled or not child.stopping:  # a death the operator hears of, idle or not
+            log.warning(
+                "the store's writer process (pid %d) %s; %d write(s) sent to it failed (they may or may not be "
+                "stored); the next write starts another",
+                child.proc.pid,
+                ended,
+                len(lost),
+            )
         self._fail(
             lost,
             StoreError(f"the store's writer process {ended} before it answered: the write may or may not be stored"),
