@@ -438,7 +438,11 @@ def native_build() -> None:
 @native.command("status")
 def native_status() -> None:
     """Whether a capigate started now runs the compiled modules, and why not (a running
-    gateway printed its own in its start-up line)."""
+    gateway printed its own in its start-up line). Exit status 0 when on, 1 when off, as a
+    deploy script wants: `capigate native status || capigate native build`."""
     from capigate.native import status
 
-    click.echo(status())
+    said = status()
+    click.echo(said)
+    if not said.startswith("on"):
+        raise SystemExit(1)

@@ -158,11 +158,15 @@ def test_native_is_off_when_asked_unbuilt_or_built_for_another_python(built: Pat
     assert _probe(other)[0] == f"off: built for cpython-39, this is {sys.implementation.cache_tag}: build again"
 
 
-def test_native_cli_says_whether_the_modules_are_compiled(built: Path) -> None:
+def test_native_cli_says_whether_the_modules_are_compiled(built: Path, tmp_path: Path) -> None:
     capigate = str(Path(sys.executable).with_name("capigate"))
     env = {**os.environ, "CAPIGATE_NATIVE_DIR": str(built), "CAPIGATE_NATIVE": "1"}
     done = subprocess.run([capigate, "native", "status"], env=env, capture_output=True, text=True, check=False)
     assert done.stdout.strip() == f"on: {len(native.MODULES)} modules from {built}", done.stderr
+    assert done.returncode == 0
+    env["CAPIGATE_NATIVE_DIR"] = str(tmp_path / "none")
+    off = subprocess.run([capigate, "native", "status"], env=env, capture_output=True, text=True, check=False)
+    assert off.stdout.startswith("off: not built") and off.returncode == 1, (off.stdout, off.returncode)
 
 
 def _syntax(module: str) -> ast.Module:
