@@ -54,20 +54,72 @@ def test_writes_after_the_database_directory_was_deleted_are_refused(tmp_path: P
         server.stop()
 
 
+def _backup(db: Path, to: Path) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as source, contextlib.closing(sqlite3.connect(to)) as target:
+        source.backup(target)
+
+
+def _intact(db: Path) -> bool:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return bool(conn.execute("PRAGMA integrity_check").fetchone() == ("ok",))
+
+
+@pytest.mark.parametrize("then", ["a write", "a stop at once"])
 @pytest.mark.parametrize("writer", ["process", "thread"])
-def test_writes_after_another_file_was_moved_over_the_database_are_refused(tmp_path: Path, writer: str) -> None:
+def test_a_file_moved_over_the_database_is_refused_and_opened_intact_after_a_restart(
+    tmp_path: Path, writer: str, then: str
+) -> None:
+    """A backup restored by moving it over the live file (a new user's trial): the writes after
+    it are refused, and the restarted gateway finds the backup as it was. SQLite keeps the WAL
+    of a file that moved (its close neither copies it back nor deletes it), and the next open
+    read the backup with it: the old file's events appeared in it, or a malformed database."""
     server = _served(tmp_path, writer)
     db = Path(server.db)
     try:
         kept = purchase()
         assert _ingest(server, kept).status_code == 200
-        copy = db.with_name("copy.db")
-        with contextlib.closing(sqlite3.connect(db)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
-            source.backup(target)
-        copy.replace(db)  # as a restore of a backup would
+        _backup(db, db.with_name("backup.db"))
+        replaced = [purchase() for _ in range(30)]
+        for event in replaced:  # into the file about to be replaced, and its WAL
+            assert _ingest(server, event).status_code == 200
+        db.with_name("backup.db").replace(db)
         late = purchase()
-        answer = _ingest(server, late)
+        if then == "a write":
+            answer = _ingest(server, late)
+            assert answer.status_code == 503 and "deleted or replaced" in answer.text, answer.text
+    finally:
+        server.stop()
+    wal = Path(f"{db}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0, "the replaced file's WAL is left for the backup"
+    assert _intact(db)
+    stored = _stored_ids(db)
+    assert kept["dedupe_id"] in stored
+    assert not stored & {e["dedupe_id"] for e in [*replaced, late]}
+    server.start()  # and it serves from the backup
+    try:
+        again = purchase()
+        assert _ingest(server, again).status_code == 200
+    finally:
+        server.stop()
+    assert _intact(db) and _stored_ids(db) >= {kept["dedupe_id"], again["dedupe_id"]}
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_database_moved_away_keeps_every_event_acknowledged_before_the_move(tmp_path: Path, writer: str) -> None:
+    """`mv capigate.db elsewhere.db` under a running gateway: the events answered 200 before the
+    move are in the moved file, though their pages were still in the WAL, which keeps the old
+    name; the writes after it are refused."""
+    server = _served(tmp_path, writer)
+    db = Path(server.db)
+    moved = db.with_name("elsewhere.db")
+    events = [purchase() for _ in range(30)]
+    try:
+        for event in events:
+            assert _ingest(server, event).status_code == 200
+        db.rename(moved)
+        answer = _ingest(server, purchase())
         assert answer.status_code == 503 and "deleted or replaced" in answer.text, answer.text
     finally:
         server.stop()
-    assert kept["dedupe_id"] in _stored_ids(db) and late["dedupe_id"] not in _stored_ids(db)
+    assert not Path(f"{moved}-wal").exists() and _intact(moved)
+    assert _stored_ids(moved) >= {e["dedupe_id"] for e in events}

@@ -18,12 +18,13 @@ __all__ = ["OpenedFile"]
 
 
 class OpenedFile:
-    __slots__ = ("_identity", "lost", "path")
+    __slots__ = ("_identity", "lost", "path", "wal_emptied")
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._identity = _identity(path)
         self.lost: StoreError | None = None  # once set, every later write fails with it
+        self.wal_emptied = False  # once lost: the WAL copied into the file opened, and truncated
 
     def check(self) -> StoreError | None:
         """None while the path names the file opened; else the error of this write and the later ones."""

@@ -91,12 +91,28 @@ def open_writer(
 
 def close_writer(lock: ProcessLock, conn: sqlite3.Connection, opened: OpenedFile) -> None:
     try:
-        if opened.lost is None:
+        if _file_lost(conn.cursor(), opened) is None:
             with contextlib.suppress(StoreError), lock, contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA optimize")
     finally:
         conn.close()
         lock.close()
+
+
+def _file_lost(cur: sqlite3.Cursor, opened: OpenedFile) -> StoreError | None:
+    """``opened.check()``; when the file was deleted or replaced, its WAL emptied too, once.
+    SQLite keeps the WAL of a file that moved when it closes (it neither copies it back nor
+    deletes it), and the file now at the path would be read with it: a restored backup came
+    back with the replaced file's pages, or malformed. Copied into the file opened (complete,
+    if it was moved elsewhere) and truncated, it is left empty."""
+    lost = opened.check()
+    if lost is not None and not opened.wal_emptied:
+        try:
+            busy, _, _ = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return lost  # tried again with the next write, and on close
+        opened.wal_emptied = busy == 0  # a reader still in it: the next write tries again
+    return lost
 
 
 class Job(Protocol):
@@ -118,7 +134,7 @@ def run_group(
 ) -> tuple[list[J], bool, list[Outcome]]:
     """One group commit: ``first`` and what ``drain`` adds to it (True: the sentinel came),
     with each job's outcome. The writer thread and the writer process both run this."""
-    lost = opened.check()  # before BEGIN too: not a frame into the WAL of a file moved over ours
+    lost = _file_lost(cur, opened)  # before BEGIN too: not a frame into the WAL of a file moved over ours
     if lost is not None:
         jobs, stop = drain(first)
         return jobs, stop, [(None, lost)] * len(jobs)
@@ -152,7 +168,7 @@ def _transact(
         recent_keys(cur).forget()  # it may hold keys the rollback took back
         outcomes = [(None, _lost(exc)) for _ in jobs]
     else:
-        lost = opened.check()
+        lost = _file_lost(cur, opened)
         if lost is not None:
             recent_keys(cur).forget()  # their retries are not duplicates
             outcomes = [(None, lost)] * len(jobs)
