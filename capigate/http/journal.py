@@ -129,7 +129,9 @@ class JournalBuffer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        if not await self.flush():
+            lost = self.waiting + self._dropped_unjournaled
+            log.warning("%d journal entries could not be written before the stop and are lost", lost)
 
     async def flush(self) -> bool:
         """Write what waits; False when the store refused it (it waits on)."""

@@ -6,6 +6,7 @@ write was answered 200 and lost when the process ended."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -52,6 +53,9 @@ def test_writes_after_the_database_directory_was_deleted_are_refused(tmp_path: P
         assert ready.status_code == 503 and "deleted or replaced" in ready.text, ready.text
     finally:
         server.stop()
+    # the refused requests' entries (and any taken before) waited for a store that never came back
+    said = re.search(r"(\d+) journal entries could not be written before the stop and are lost", server.output())
+    assert said is not None and int(said[1]) >= 3, server.output()[-2000:]
 
 
 def _backup(db: Path, to: Path) -> None:
