@@ -261,11 +261,14 @@ def test_nothing_is_cut_from_360_px_up(browser: Browser, gateway: Server, width:
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{view} at {width} px is {overflow} px too wide"
         page.click("a[data-view=requests]")
+        expect(page.locator("#requests tr.request td.status").first).to_be_visible()
         for cell in ("td.events", "td.latency", "td.status"):
             box = page.locator(f"#requests tr.request {cell}").first.bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (cell, box)
         page.click("a[data-view=events]")
-        name = page.locator("#events tr.event td.name").first.bounding_box()
+        name_cell = page.locator("#events tr.event td.name").first
+        expect(name_cell).to_be_visible()  # the view draws its rows once their fetch answers
+        name = name_cell.bounding_box()
         assert name is not None and name["x"] + name["width"] <= width
     finally:
         context.close()
