@@ -217,6 +217,39 @@ def test_native_rule_a_compiled_slice_bound_calls_nothing_but_len(module: str) -
     assert calls == []
 
 
+_PLAIN_BASES = frozenset({"Exception", "NamedTuple", "Protocol", "Generic"})
+
+
+@pytest.mark.parametrize("module", native.MODULES)
+def test_native_rule_a_compiled_class_derives_from_no_other_library_s_class(module: str) -> None:
+    """A compiled subclass of ``sqlite3.Connection`` crashed the process as ``sqlite3.connect``
+    made it (a segfault; tried this round with ``store/sqlite/dedupe.py``). A compiled class
+    derives from capigate's classes, ``Exception`` and typing's forms only."""
+    tree = _syntax(module)
+    from_capigate = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("capigate")
+        for alias in node.names
+    }
+    declared = {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    foreign = [
+        f"{node.name}({ast.unparse(base)})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for base in node.bases
+        if _root_name(base) not in _PLAIN_BASES | from_capigate | declared
+    ]
+    assert foreign == []
+
+
+def _root_name(base: ast.expr) -> str:
+    """``rules`` of ``rules.BatchCheck``, ``Generic`` of ``Generic[T]``."""
+    while isinstance(base, ast.Attribute | ast.Subscript):
+        base = base.value
+    return base.id if isinstance(base, ast.Name) else ast.unparse(base)
+
+
 @pytest.mark.parametrize("switch", ["1", "off"])
 def test_native_serve_says_in_its_start_up_line_which_rules_it_runs(built: Path, tmp_path: Path, switch: str) -> None:
     """``capigate native status`` tells what a process started now would do; a running
