@@ -127,3 +127,28 @@ def test_a_database_moved_away_keeps_every_event_acknowledged_before_the_move(tm
         server.stop()
     assert not Path(f"{moved}-wal").exists() and _intact(moved)
     assert _stored_ids(moved) >= {e["dedupe_id"] for e in events}
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_deleted_wal_refuses_the_writes_after_it_and_loses_none_before_it(
+    tmp_path: Path, writer: str, suffix: str
+) -> None:
+    """`rm capigate.db-wal` (taken for a log) under a running gateway: SQLite went on committing
+    into the unlinked WAL, and at a kill -9 lost what no checkpoint had copied into the
+    database yet: every event, and the young database's schema with them. The writes after it
+    are refused; every event answered 200 is in the database. A deleted `-shm` (the WAL's index,
+    which a new reader would make anew beside the writer's) is refused alike."""
+    server = _served(tmp_path, writer)
+    db = Path(server.db)
+    before = [purchase() for _ in range(20)]
+    try:
+        for event in before:
+            assert _ingest(server, event).status_code == 200
+        Path(f"{db}{suffix}").unlink()
+        after = [_ingest(server, purchase()) for _ in range(3)]
+        assert [a.status_code for a in after] == [503] * 3, [a.text for a in after]
+        assert f"{db}{suffix} was deleted or replaced" in after[0].text, after[0].text
+    finally:
+        server.kill9()
+    assert _intact(db) and _stored_ids(db) >= {e["dedupe_id"] for e in before}

@@ -1,10 +1,13 @@
-"""The database file as the writer opened it, and whether its path still names that file.
+"""The database's files as the writer opened them, and whether their paths still name them.
 
 A file deleted while open lives on, unlinked, until the process ends: SQLite commits into it
-without an error (so it does into the old file when another one is moved over the path, and
-into the WAL that file will be read with). Answered 200, those writes were lost with the process.
-The writer compares the path's file with the one it opened before BEGIN and after COMMIT (a
-``stat`` each, ~1 µs) and fails the group, and every later one, when they differ.
+without an error. So it does into the old database file when another one is moved over the
+path, and into the WAL a file moved over it will be read with; and into a deleted `-wal`, whose
+frames no checkpoint had copied into the database yet were lost at a kill -9 (the whole schema
+of a young database with them). Answered 200, those writes were lost. The writer compares the
+paths' files (the database, its `-wal` and `-shm`) with the ones it opened before BEGIN and
+after COMMIT (a ``stat`` each, ~0.75 µs) and fails the group, and every later one, when they
+differ.
 """
 
 from __future__ import annotations
@@ -18,21 +21,26 @@ __all__ = ["OpenedFile"]
 
 
 class OpenedFile:
-    __slots__ = ("_identity", "lost", "path", "wal_emptied")
+    __slots__ = ("_watched", "lost", "path", "wal_emptied")
 
     def __init__(self, path: Path) -> None:
+        """``path`` just opened by the writer, its `-wal` and `-shm` there (each watched if so)."""
         self.path = path
-        self._identity = _identity(path)
+        found = [(p, _identity(p)) for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))]
+        self._watched = [(p, identity) for p, identity in found if identity not in (_GONE, _UNKNOWN)]
         self.lost: StoreError | None = None  # once set, every later write fails with it
         self.wal_emptied = False  # once lost: the WAL copied into the file opened, and truncated
 
     def check(self) -> StoreError | None:
-        """None while the path names the file opened; else the error of this write and the later ones."""
-        if self.lost is None and self._identity != _UNKNOWN and _identity(self.path) not in (self._identity, _UNKNOWN):
-            self.lost = StoreError(
-                f"the database file {self.path} was deleted or replaced while the gateway ran: "
-                "writes go to the file it opened, which no restart finds, and are not stored; restart the gateway"
-            )
+        """None while the paths name the files opened; else the error of this write and the later ones."""
+        if self.lost is None:
+            for path, identity in self._watched:
+                if _identity(path) not in (identity, _UNKNOWN):
+                    self.lost = StoreError(
+                        f"the database file {path} was deleted or replaced while the gateway ran: writes go to "
+                        "the file it opened, which no restart finds, and are not stored; restart the gateway"
+                    )
+                    break
         return self.lost
 
 
