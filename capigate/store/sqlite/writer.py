@@ -200,7 +200,7 @@ class Writer:
         self._path, self._synchronous, self._busy_timeout_ms = path, synchronous, busy_timeout_ms
         self._use_lock = process_lock
         self._lock = ProcessLock(None, "", 0.0)  # does nothing: beside() makes the real one
-        self._opened = OpenedFile(path)
+        self._opened = OpenedFile(path)  # open_writer's replaces it, the files' identities taken once opened
         self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
