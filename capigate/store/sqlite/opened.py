@@ -26,19 +26,20 @@ class OpenedFile:
     def __init__(self, path: Path) -> None:
         """``path`` just opened by the writer, its `-wal` and `-shm` there (each watched if so)."""
         self.path = path
-        found = [(p, _identity(p)) for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))]
-        self._watched = [(p, identity) for p, identity in found if identity not in (_GONE, _UNKNOWN)]
+        files = (("database file", path), ("WAL", Path(f"{path}-wal")), ("WAL index", Path(f"{path}-shm")))
+        found = [(kind, p, _identity(p)) for kind, p in files]
+        self._watched = [(kind, p, identity) for kind, p, identity in found if identity not in (_GONE, _UNKNOWN)]
         self.lost: StoreError | None = None  # once set, every later write fails with it
         self.wal_emptied = False  # once lost: the WAL copied into the file opened, and truncated
 
     def check(self) -> StoreError | None:
         """None while the paths name the files opened; else the error of this write and the later ones."""
         if self.lost is None:
-            for path, identity in self._watched:
+            for kind, path, identity in self._watched:
                 if _identity(path) not in (identity, _UNKNOWN):
                     self.lost = StoreError(
-                        f"the database file {path} was deleted or replaced while the gateway ran: writes go to "
-                        "the file it opened, which no restart finds, and are not stored; restart the gateway"
+                        f"the database's {kind} {path} was deleted or replaced while the gateway ran: writes go "
+                        "to the file it opened, which no restart finds, and are not stored; restart the gateway"
                     )
                     break
         return self.lost
