@@ -1,7 +1,8 @@
-"""The SQLite database deleted or replaced under a running gateway (an operator's `rm -rf` of
-its directory, a backup moved over it), reproduced for real. The writer's open file lives on
-unlinked: a COMMIT into it is stored in a file no restart opens. Before the fix, every such
-write was answered 200 and lost when the process ended."""
+"""The SQLite database's files deleted or replaced under a running gateway (an operator's
+`rm -rf` of its directory, a backup moved over it, the database moved away, its `-wal` taken
+for a log), reproduced for real. The writer's open file lives on unlinked: a COMMIT into it is
+stored in a file no restart opens. Before the fixes, every such write was answered 200 and
+lost, and a restart read a restored backup with the replaced file's WAL."""
 
 from __future__ import annotations
 
