@@ -10,11 +10,13 @@ import contextlib
 import re
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from capigate.store.sqlite.writer import FILES_CHECK_S
 from tests.conftest import DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, purchase
 
@@ -107,6 +109,32 @@ def test_a_file_moved_over_the_database_is_refused_and_opened_intact_after_a_res
     finally:
         server.stop()
     assert _intact(db) and _stored_ids(db) >= {kept["dedupe_id"], again["dedupe_id"]}
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_an_idle_writer_finds_a_restored_backup_before_a_crash_would_spoil_it(tmp_path: Path, writer: str) -> None:
+    """The second trial's case: a backup moved over the live file, then kill -9 before any write.
+    Only the readiness probe's write (every 2 s) found it: the old file's 41 MB WAL was left and
+    read with the backup at the next start (`btreeInitPage() returns error code 11`). An idle
+    writer checks its files every FILES_CHECK_S (0.25 s)."""
+    server = _served(tmp_path, writer)
+    db = Path(server.db)
+    try:
+        kept = purchase()
+        assert _ingest(server, kept).status_code == 200
+        _backup(db, db.with_name("backup.db"))
+        replaced = [purchase() for _ in range(30)]
+        for event in replaced:
+            assert _ingest(server, event).status_code == 200
+        time.sleep(0.5)  # their journal entries written (every 50 ms): no write is coming
+        db.with_name("backup.db").replace(db)
+        time.sleep(3 * FILES_CHECK_S)  # the probe writes every 2 s: it may come first, or not
+    finally:
+        server.kill9()
+    wal = Path(f"{db}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0, "the replaced file's WAL is left for the backup"
+    assert _intact(db) and kept["dedupe_id"] in _stored_ids(db)
+    assert not _stored_ids(db) & {e["dedupe_id"] for e in replaced}
 
 
 @pytest.mark.parametrize("writer", ["process", "thread"])

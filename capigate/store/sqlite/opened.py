@@ -26,7 +26,7 @@ class OpenedFile:
     def __init__(self, path: Path) -> None:
         """``path`` just opened by the writer, its `-wal` and `-shm` there (each watched if so)."""
         self.path = path
-        files = (("database file", path), ("WAL", Path(f"{path}-wal")), ("WAL index", Path(f"{path}-shm")))
+        files = (("file", path), ("WAL", Path(f"{path}-wal")), ("WAL index", Path(f"{path}-shm")))
         found = [(kind, p, _identity(p)) for kind, p in files]
         self._watched = [(kind, p, identity) for kind, p, identity in found if identity not in (_GONE, _UNKNOWN)]
         self.lost: StoreError | None = None  # once set, every later write fails with it

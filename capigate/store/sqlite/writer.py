@@ -34,10 +34,12 @@ from capigate.store.sqlite.opened import OpenedFile
 from capigate.store.sqlite.schema import connect_writer
 
 __all__ = [
+    "FILES_CHECK_S",
     "GroupSize",
     "Job",
     "QueuedJob",
     "Writer",
+    "check_files",
     "close_writer",
     "deliver",
     "open_writer",
@@ -71,6 +73,10 @@ class QueuedJob:
 
 
 _STOP: Final = None  # the sentinel: finish the jobs queued before it, then stop
+# An idle writer checks its files this often: a backup moved over the database, or its -wal
+# deleted, while no write came, was found only by the readiness probe's write (every 2 s), and a
+# crash before it left the old WAL for the new file, or lost the deleted WAL's commits.
+FILES_CHECK_S: Final = 0.25
 Outcome = tuple[Any, BaseException | None]
 
 
@@ -91,7 +97,7 @@ def open_writer(
 
 def close_writer(lock: ProcessLock, conn: sqlite3.Connection, opened: OpenedFile) -> None:
     try:
-        if _file_lost(conn.cursor(), opened) is None:
+        if check_files(conn.cursor(), opened) is None:
             with contextlib.suppress(StoreError), lock, contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA optimize")
     finally:
@@ -99,8 +105,9 @@ def close_writer(lock: ProcessLock, conn: sqlite3.Connection, opened: OpenedFile
         lock.close()
 
 
-def _file_lost(cur: sqlite3.Cursor, opened: OpenedFile) -> StoreError | None:
+def check_files(cur: sqlite3.Cursor, opened: OpenedFile) -> StoreError | None:
     """``opened.check()``; when the file was deleted or replaced, its WAL emptied too, once.
+    Run by each group, and every ``FILES_CHECK_S`` by an idle writer.
     SQLite keeps the WAL of a file that moved when it closes (it neither copies it back nor
     deletes it), and the file now at the path would be read with it: a restored backup came
     back with the replaced file's pages, or malformed. Copied into the file opened (complete,
@@ -134,7 +141,7 @@ def run_group(
 ) -> tuple[list[J], bool, list[Outcome]]:
     """One group commit: ``first`` and what ``drain`` adds to it (True: the sentinel came),
     with each job's outcome. The writer thread and the writer process both run this."""
-    lost = _file_lost(cur, opened)  # before BEGIN too: not a frame into the WAL of a file moved over ours
+    lost = check_files(cur, opened)  # before BEGIN too: not a frame into the WAL of a file moved over ours
     if lost is not None:
         jobs, stop = drain(first)
         return jobs, stop, [(None, lost)] * len(jobs)
@@ -168,7 +175,7 @@ def _transact(
         recent_keys(cur).forget()  # it may hold keys the rollback took back
         outcomes = [(None, _lost(exc)) for _ in jobs]
     else:
-        lost = _file_lost(cur, opened)
+        lost = check_files(cur, opened)
         if lost is not None:
             recent_keys(cur).forget()  # their retries are not duplicates
             outcomes = [(None, lost)] * len(jobs)
@@ -252,8 +259,13 @@ class Writer:
             self._done.set_result(None)
 
     def _serve(self, cur: sqlite3.Cursor) -> None:
-        while (first := self._queue.get()) is not _STOP:
-            if self._run_group(cur, first):
+        while True:
+            try:
+                first = self._queue.get(timeout=FILES_CHECK_S)
+            except queue.Empty:
+                check_files(cur, self._opened)
+                continue
+            if first is _STOP or self._run_group(cur, first):
                 return
 
     def _run_group(self, cur: sqlite3.Cursor, first: QueuedJob) -> bool:

@@ -69,9 +69,11 @@ from capigate.store.sqlite.pipe import (
     encoder,
 )
 from capigate.store.sqlite.writer import (
+    FILES_CHECK_S,
     GroupSize,
     Outcome,
     QueuedJob,
+    check_files,
     close_writer,
     deliver,
     open_writer,
@@ -130,6 +132,10 @@ class _FrameReader:
             return False
         self._buffer += self._chunk[:size]
         return True
+
+    def ready(self, timeout_s: float) -> bool:
+        """Whether a read would not block (a frame, or the pipe's end), waiting up to ``timeout_s``."""
+        return bool(self._buffer) or self.eof or bool(select.select([self._fd], [], [], timeout_s)[0])
 
     def frames(self, *, block: bool) -> list[bytes]:
         """The frames that have arrived (waiting for one if ``block``); [] at the end."""
@@ -592,7 +598,7 @@ class _ChildWriter:
         self._stats = WriterStats()
 
     def serve(self, cur: sqlite3.Cursor) -> None:
-        while self._backlog or self._fill(block=True):
+        while self._backlog or self._wait_for_jobs(cur):
             first = self._backlog.popleft()
             jobs, _, outcomes = run_group(cur, self._lock, self._opened, self._stats, first, self._drain)
             answers = [_answer(job.id, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
@@ -606,6 +612,12 @@ class _ChildWriter:
             jobs.append(job)
             more = size.add(job)
         return jobs, False
+
+    def _wait_for_jobs(self, cur: sqlite3.Cursor) -> bool:
+        """``_fill(block=True)``, the database's files checked while no job comes."""
+        while not self._reader.ready(FILES_CHECK_S):
+            check_files(cur, self._opened)
+        return self._fill(block=True)
 
     def _fill(self, *, block: bool) -> bool:
         """Read what has come into the backlog; False when none came (or the pipe is closed)."""
