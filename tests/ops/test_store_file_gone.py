@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,6 +72,28 @@ def _intact(db: Path) -> bool:
         return bool(conn.execute("PRAGMA integrity_check").fetchone() == ("ok",))
 
 
+def _backup_then_more(server: Server, db: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An event, a backup (backup.db beside the database), then 30 events the backup lacks, in
+    the live file and its WAL."""
+    kept = purchase()
+    assert _ingest(server, kept).status_code == 200
+    _backup(db, db.with_name("backup.db"))
+    replaced = [purchase() for _ in range(30)]
+    for event in replaced:
+        assert _ingest(server, event).status_code == 200
+    return kept, replaced
+
+
+def _assert_the_backup(db: Path, kept: dict[str, Any], lost: list[dict[str, Any]]) -> None:
+    """``db`` is the backup as it was: no WAL of the replaced file beside it, intact, ``kept``
+    there and none of ``lost``."""
+    wal = Path(f"{db}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0, "the replaced file's WAL is left for the backup"
+    assert _intact(db)
+    stored = _stored_ids(db)
+    assert kept["dedupe_id"] in stored and not stored & {e["dedupe_id"] for e in lost}
+
+
 @pytest.mark.parametrize("then", ["a write", "a stop at once"])
 @pytest.mark.parametrize("writer", ["process", "thread"])
 def test_a_file_moved_over_the_database_is_refused_and_opened_intact_after_a_restart(
@@ -83,12 +106,7 @@ def test_a_file_moved_over_the_database_is_refused_and_opened_intact_after_a_res
     server = _served(tmp_path, writer)
     db = Path(server.db)
     try:
-        kept = purchase()
-        assert _ingest(server, kept).status_code == 200
-        _backup(db, db.with_name("backup.db"))
-        replaced = [purchase() for _ in range(30)]
-        for event in replaced:  # into the file about to be replaced, and its WAL
-            assert _ingest(server, event).status_code == 200
+        kept, replaced = _backup_then_more(server, db)
         db.with_name("backup.db").replace(db)
         late = purchase()
         if then == "a write":
@@ -96,12 +114,7 @@ def test_a_file_moved_over_the_database_is_refused_and_opened_intact_after_a_res
             assert answer.status_code == 503 and "deleted or replaced" in answer.text, answer.text
     finally:
         server.stop()
-    wal = Path(f"{db}-wal")
-    assert not wal.exists() or wal.stat().st_size == 0, "the replaced file's WAL is left for the backup"
-    assert _intact(db)
-    stored = _stored_ids(db)
-    assert kept["dedupe_id"] in stored
-    assert not stored & {e["dedupe_id"] for e in [*replaced, late]}
+    _assert_the_backup(db, kept, [*replaced, late])
     server.start()  # and it serves from the backup
     try:
         again = purchase()
@@ -120,21 +133,13 @@ def test_an_idle_writer_finds_a_restored_backup_before_a_crash_would_spoil_it(tm
     server = _served(tmp_path, writer)
     db = Path(server.db)
     try:
-        kept = purchase()
-        assert _ingest(server, kept).status_code == 200
-        _backup(db, db.with_name("backup.db"))
-        replaced = [purchase() for _ in range(30)]
-        for event in replaced:
-            assert _ingest(server, event).status_code == 200
+        kept, replaced = _backup_then_more(server, db)
         time.sleep(0.5)  # their journal entries written (every 50 ms): no write is coming
         db.with_name("backup.db").replace(db)
         time.sleep(3 * FILES_CHECK_S)  # the probe writes every 2 s: it may come first, or not
     finally:
         server.kill9()
-    wal = Path(f"{db}-wal")
-    assert not wal.exists() or wal.stat().st_size == 0, "the replaced file's WAL is left for the backup"
-    assert _intact(db) and kept["dedupe_id"] in _stored_ids(db)
-    assert not _stored_ids(db) & {e["dedupe_id"] for e in replaced}
+    _assert_the_backup(db, kept, replaced)
 
 
 @pytest.mark.parametrize("writer", ["process", "thread"])
