@@ -5,8 +5,8 @@ without an error. So it does into the old database file when another one is move
 path, and into the WAL a file moved over it will be read with; and into a deleted `-wal`, whose
 frames no checkpoint had copied into the database yet were lost at a kill -9 (the whole schema
 of a young database with them). Answered 200, those writes were lost. The writer compares the
-paths' files (the database, its `-wal` and `-shm`) with the ones it opened before BEGIN and
-after COMMIT (a ``stat`` each, ~0.75 µs) and fails the group, and every later one, when they
+paths' files (the database, its `-wal` and `-shm`) with the ones it opened after each COMMIT
+and when idle (a ``stat`` each, ~0.75 µs) and fails the group, and every later one, when they
 differ.
 """
 
@@ -26,7 +26,7 @@ class OpenedFile:
     def __init__(self, path: Path) -> None:
         """``path`` just opened by the writer, its `-wal` and `-shm` there (each watched if so)."""
         self.path = path
-        files = (("file", path), ("WAL", Path(f"{path}-wal")), ("WAL index", Path(f"{path}-shm")))
+        files = (("file", str(path)), ("WAL", f"{path}-wal"), ("WAL index", f"{path}-shm"))
         found = [(kind, p, _identity(p)) for kind, p in files]
         self._watched = [(kind, p, identity) for kind, p, identity in found if identity not in (_GONE, _UNKNOWN)]
         self.lost: StoreError | None = None  # once set, every later write fails with it
@@ -49,7 +49,7 @@ _GONE = (-1, -1)
 _UNKNOWN = (-2, -2)  # the path could not be read (a directory made unreadable): not proof it is gone
 
 
-def _identity(path: Path) -> tuple[int, int]:
+def _identity(path: str) -> tuple[int, int]:
     try:
         found = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
