@@ -21,11 +21,10 @@ __all__ = ["OpenedFile"]
 
 
 class OpenedFile:
-    __slots__ = ("_watched", "lost", "path", "wal_emptied")
+    __slots__ = ("_watched", "lost", "wal_emptied")
 
     def __init__(self, path: Path) -> None:
         """``path`` just opened by the writer, its `-wal` and `-shm` there (each watched if so)."""
-        self.path = path
         files = (("file", str(path)), ("WAL", f"{path}-wal"), ("WAL index", f"{path}-shm"))
         found = [(kind, p, _identity(p)) for kind, p in files]
         self._watched = [(kind, p, identity) for kind, p, identity in found if identity not in (_GONE, _UNKNOWN)]

@@ -210,7 +210,6 @@ class Writer:
         self._path, self._synchronous, self._busy_timeout_ms = path, synchronous, busy_timeout_ms
         self._use_lock = process_lock
         self._lock = ProcessLock(None, "", 0.0)  # does nothing: beside() makes the real one
-        self._opened = OpenedFile(path)  # open_writer's replaces it, the files' identities taken once opened
         self._queue: queue.SimpleQueue[QueuedJob | None] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -245,35 +244,33 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            self._lock, conn, self._opened = open_writer(
-                self._path, self._synchronous, self._busy_timeout_ms, self._use_lock
-            )
+            self._lock, conn, opened = open_writer(self._path, self._synchronous, self._busy_timeout_ms, self._use_lock)
         except BaseException as exc:
             self._ready.set_exception(sqlite_error(exc))
             self._done.set_result(None)
             return
         self._ready.set_result(None)
         try:
-            self._serve(conn.cursor())
+            self._serve(conn.cursor(), opened)
         finally:
-            close_writer(self._lock, conn, self._opened)
+            close_writer(self._lock, conn, opened)
             self._accepting = False
             self._fail_pending()
             self._done.set_result(None)
 
-    def _serve(self, cur: sqlite3.Cursor) -> None:
+    def _serve(self, cur: sqlite3.Cursor, opened: OpenedFile) -> None:
         while True:
             try:
                 first = self._queue.get(timeout=FILES_CHECK_S)
             except queue.Empty:
-                check_files(cur, self._opened)
+                check_files(cur, opened)
                 continue
-            if first is _STOP or self._run_group(cur, first):
+            if first is _STOP or self._run_group(cur, opened, first):
                 return
 
-    def _run_group(self, cur: sqlite3.Cursor, first: QueuedJob) -> bool:
+    def _run_group(self, cur: sqlite3.Cursor, opened: OpenedFile, first: QueuedJob) -> bool:
         """Run ``first`` and the jobs pending behind it in one transaction; True on the sentinel."""
-        jobs, stop, outcomes = run_group(cur, self._lock, self._opened, self.stats, first, self._drain)
+        jobs, stop, outcomes = run_group(cur, self._lock, opened, self.stats, first, self._drain)
         deliver(jobs, outcomes)
         return stop
 

@@ -139,7 +139,7 @@ class _FrameReader:
 
     def frames(self, *, block: bool) -> list[bytes]:
         """The frames that have arrived (waiting for one if ``block``); [] at the end."""
-        if not block and not self._buffer and not select.select([self._fd], [], [], 0)[0]:
+        if not block and not self.ready(0):
             return []
         while not self.eof:
             self.read()
