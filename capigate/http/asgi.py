@@ -175,10 +175,15 @@ class Request:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
+        chunked: _GranianChunked | None = None
         if self.proto is not None and declared is not None and declared.isdigit():
             reading = self.proto()  # the server reads no more than the declared length
+        elif self.proto is not None:
+            chunked = _GranianChunked(self.proto, limit)
+            reading = chunked.read()
         else:
-            reading = _bounded(self._chunks(), limit)
+            assert self.receive is not None
+            reading = _bounded(_AsgiChunks(self.receive), limit)
         try:
             body = await limited(reading, self.body_timeout_s, self.task(), cuttable=True)
         except ProtocolClosed:  # granian's, when the client shuts its side before Content-Length
@@ -192,18 +197,19 @@ class Request:
             raise BodyError(408, "body_timeout", message) from None
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):  # RFC 9110 8.4.1.3: x-gzip is gzip
-            return _gunzip(body, limit)
-        if encoding not in ("identity", ""):
+            try:
+                body = _gunzip(body, limit)
+            except BodyError:
+                if chunked is not None and chunked.ended_early:
+                    raise BodyError(400, "body_incomplete", CHUNKS_ENDED_EARLY) from None
+                raise
+        elif encoding not in ("identity", ""):
             raise BodyError(
                 415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none"
             )
+        if chunked is not None and chunked.ended_early and not _reads_as_json(body):
+            raise BodyError(400, "body_incomplete", CHUNKS_ENDED_EARLY)
         return body
-
-    def _chunks(self) -> AsyncIterable[bytes]:
-        if self.proto is not None:
-            return self.proto  # iterated once: granian refuses a second __aiter__
-        assert self.receive is not None
-        return _AsgiChunks(self.receive)
 
 
 def peer_host(peer: str) -> str:
@@ -249,6 +255,48 @@ class _AsgiChunks:
         self._done = not message.get("more_body", False)
         chunk: bytes = message.get("body", b"")
         return chunk
+
+
+CHUNKS_ENDED_EARLY = (
+    "the chunked body ended before its last chunk (the connection closed, or a chunk size was malformed); "
+    "nothing was stored"
+)
+
+
+class _GranianChunked:
+    """A chunked body from granian, which ends it with one empty chunk, and with two when it
+    ended on an error of the transport (the client closed mid-body, a malformed chunk size) or
+    with trailers: ``ended_early`` then. Told apart from trailers by the body, which an early
+    end leaves unreadable (Request.body)."""
+
+    __slots__ = ("ended_early", "limit", "proto")
+
+    def __init__(self, proto: RsgiProtocol, limit: int) -> None:
+        self.proto, self.limit, self.ended_early = proto, limit, False
+
+    async def read(self) -> bytes:
+        parts: list[bytes] = []
+        size = empty = 0
+        async for chunk in self.proto:  # iterated once: granian refuses a second __aiter__
+            if not chunk:
+                empty += 1
+                continue
+            size += len(chunk)
+            if size > self.limit:
+                raise BodyError(413, "body_too_large", f"the body exceeds the limit of {self.limit} bytes")
+            parts.append(chunk)
+        self.ended_early = empty > 1
+        return b"".join(parts)
+
+
+def _reads_as_json(body: bytes) -> bool:
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    except RecursionError:  # whole, but too deep: the handler says so
+        return True
+    return True
 
 
 async def _bounded(chunks: AsyncIterable[bytes], limit: int) -> bytes:

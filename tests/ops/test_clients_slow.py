@@ -4,6 +4,7 @@ that promises more body than is sent, and more connections than a worker takes."
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import DEFAULT_CONFIG, Server, make_server
-from tests.helpers import wait_until
+from tests.helpers import batch, page_view, wait_until
 
 
 def _config(**server: float) -> str:
@@ -119,6 +120,74 @@ def test_a_body_cut_short_by_the_client_closing_its_side_is_400_not_a_500(
         wait_until(lambda: c.get("/api/requests", params={"status": 400}).json()["requests"] != [], what="the 400")
         assert c.get("/api/requests", params={"status": 500}).json()["requests"] == []
     assert "Traceback" not in slow_server.output()
+
+
+_AXON_CHUNKED = (
+    b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nAuthorization: key-std\r\n"
+    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+)
+_AF_CHUNKED = (
+    b"POST /inappevent/com.example.shop HTTP/1.1\r\nHost: gw\r\nauthentication: af-dev-key\r\n"
+    b"Accept: application/json\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _answer_to(raw: bytes, port: int, *, shut: bool = False) -> bytes:
+    """The whole answer to ``raw`` (the server closes after answering a broken body);
+    ``shut``: the client shuts its side after sending, as one whose upload was cut."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(15)
+        sock.sendall(raw)
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        with contextlib.suppress(TimeoutError):
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                if not (chunk := sock.recv(4096)):
+                    break
+                answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("ending", "shut"),
+    [(b"zz\r\n" + b'"name": "purchase"}]}' + b"\r\n0\r\n\r\n", False), (b"", True)],
+    ids=["malformed-chunk-size", "connection-closed"],
+)
+def test_a_chunked_body_that_ends_early_is_body_incomplete_not_malformed_json(
+    slow_server: Server, ending: bytes, shut: bool
+) -> None:
+    """Rule: a chunked body granian ends on an error (a malformed chunk size, the client gone
+    before the last chunk) is 400 body_incomplete, as a short Content-Length body is. It was
+    `malformed_json` with the body's first chunks quoted: the JSON was whole, its framing not."""
+    raw = _AXON_CHUNKED + b"\r\n" + _chunk(b'{"events": [{') + ending
+    answer = _answer_to(raw, slow_server.port, shut=shut)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'"body_incomplete"' in answer, answer
+    assert b"malformed_json" not in answer
+    with slow_server.admin() as c:
+        wait_until(lambda: c.get("/api/requests", params={"status": 400}).json()["requests"] != [], what="the 400")
+        (row,) = c.get("/api/requests", params={"status": 400}).json()["requests"]
+        detail = c.get(f"/api/requests/{row['request_id']}").json()
+        assert [p["code"] for p in detail["problems"]] == ["body_incomplete"], detail
+
+
+def test_an_appsflyer_chunked_body_that_ends_early_is_body_incomplete(slow_server: Server) -> None:
+    raw = _AF_CHUNKED + b"\r\n" + _chunk(b'{"appsflyer_id": "1') + b"zz\r\n"
+    answer = _answer_to(raw, slow_server.port)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'"body_incomplete"' in answer, answer
+
+
+def test_a_whole_chunked_body_with_trailers_is_stored(slow_server: Server) -> None:
+    """Trailers end a chunked body as an early end does (granian gives both the same way): a
+    body that reads whole is taken."""
+    event = json.dumps(batch(page_view(dedupe_id="trailers-1"))).encode()
+    raw = _AXON_CHUNKED + b"Trailer: X-Checksum\r\n\r\n" + _chunk(event[:40]) + _chunk(event[40:])
+    answer = _answer_to(raw + b"0\r\nX-Checksum: 1\r\n\r\n", slow_server.port)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"stored":1' in answer, answer
 
 
 def test_an_appsflyer_body_that_does_not_arrive_is_408_not_a_payload_error(slow_server: Server) -> None:
