@@ -7,6 +7,7 @@ lost, and a restart read a restored backup with the replaced file's WAL."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import sqlite3
@@ -186,3 +187,42 @@ def test_a_deleted_wal_refuses_the_writes_after_it_and_loses_none_before_it(
     finally:
         server.kill9()
     assert _intact(db) and _stored_ids(db) >= {e["dedupe_id"] for e in before}
+
+
+def _copy_over(source: Path, target: Path) -> None:
+    """``cp source target``: the target's file kept (same inode), its bytes replaced."""
+    with source.open("rb") as src, target.open("r+b") as dst:
+        dst.truncate(0)
+        shutil.copyfileobj(src, dst)
+
+
+@pytest.mark.parametrize("how", ["truncate", "cp backup over it"])
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_database_file_shrunk_in_place_refuses_the_writes_after_it(tmp_path: Path, writer: str, how: str) -> None:
+    """A file changed in place keeps its identity: `truncate -s` of the live file, or `cp
+    backup.db capigate.db` over it (an older, smaller copy). SQLite went on committing into what
+    was left, answered 200 with `/readyz` 200, and those events were lost. SQLite never shrinks
+    the file here: a smaller file refuses the writes after it (the idle check, FILES_CHECK_S, or
+    the next COMMIT's), and `/readyz` says why."""
+    server = _served(tmp_path, writer)
+    db = Path(server.db)
+    try:
+        _backup_then_more(server, db)
+        for _ in range(100):  # the checkpointer (each second) moves the WAL into the file
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if db.stat().st_size > db.with_name("backup.db").stat().st_size:
+                break
+            time.sleep(0.1)
+        time.sleep(3 * FILES_CHECK_S)  # an idle check of the writer has seen the grown file
+        if how == "truncate":
+            os.truncate(db, db.stat().st_size // 2)
+        else:
+            _copy_over(db.with_name("backup.db"), db)
+        time.sleep(3 * FILES_CHECK_S)
+        answer = _ingest(server, purchase())
+        assert answer.status_code == 503 and "shrank" in answer.text, answer.text
+        ready = httpx.get(server.url + "/readyz", timeout=5)
+        assert ready.status_code == 503 and "copied over in place" in ready.text, ready.text
+    finally:
+        server.kill9()
