@@ -256,6 +256,16 @@ def test_duplicate_dedupe_id_in_a_later_batch_first_event_wins(server: Server) -
     assert rows[0]["payload"]["event_source_url"] == "https://first.example.com/"
 
 
+def test_events_with_a_blank_dedupe_id_are_all_stored(server: Server) -> None:
+    """A client's `order_id || ""`: the second event was answered 200 and dropped as a duplicate."""
+    first, second = purchase(dedupe_id=""), purchase(dedupe_id="")
+    answers = [post(server, batch(first)).json(), post(server, batch(second)).json()]
+    assert [(a["stored"], a["duplicates"]) for a in answers] == [(1, 0), (1, 0)], answers
+    assert {w["code"] for w in answers[1]["warnings"]} >= {"blank_dedupe_id"}
+    kept = [(e["payload"].get("data") or {}).get("transaction_id") for e in stored(server, "px_std")]
+    assert {first["data"]["transaction_id"], second["data"]["transaction_id"]} <= set(kept)
+
+
 def test_same_dedupe_id_on_two_pixels_is_not_a_duplicate(server: Server) -> None:
     event = page_view()
     assert post(server, batch(event)).json()["stored"] == 1

@@ -963,6 +963,18 @@ def test_missing_dedupe_id_is_a_warning_under_standard_only() -> None:
     assert warnings(copy.deepcopy(event), pixel="px_lead") == {}
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_a_blank_dedupe_id_is_no_id_dropped_with_a_warning(blank: str) -> None:
+    """Rule: an empty or all-whitespace dedupe_id deduplicates nothing (rules.is_blank). Kept,
+    every later event with it was dropped as a duplicate of the first, answered 200 (a trial)."""
+    result = check(page_view(dedupe_id=blank), pixel="px_lead")
+    assert result.report.ok and {w.path: w.code for w in result.report.warnings} == {
+        "events[0].dedupe_id": "blank_dedupe_id"
+    }
+    (event,) = result.events
+    assert event.dedupe_id is None and b"dedupe_id" not in event.payload
+
+
 def test_measurement_timestamps_in_seconds_are_a_warning() -> None:
     mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
     mpd["first_visit_ts"] = now_ms() // 1000

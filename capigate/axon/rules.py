@@ -130,12 +130,28 @@ def _check_event(
     normalised = check_user_data(user, path, profile, report, raw.get("name")) if user is not None else {}
     if "measurement_partner_data" in raw:
         _check_measurement(raw["measurement_partner_data"], path, profile, report)
-    if raw.get("dedupe_id") is None and profile.dedupe_id_expected:
+    if is_blank(raw.get("dedupe_id")):
+        report.warn(f"{path}.dedupe_id", "blank_dedupe_id", BLANK_DEDUPE_ID)
+        raw = {k: v for k, v in raw.items() if k != "dedupe_id"}
+        if event is not None:
+            event.dedupe_id = None
+    elif raw.get("dedupe_id") is None and profile.dedupe_id_expected:
         report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
     name = raw.get("name")
     if raw.get("data") == {} and isinstance(name, str) and name in profile.null_data_events:
         raw = {**raw, "data": None}  # as stape's tag sends it; kept and relayed as documented
     return (event, normalised, raw) if event is not None else None
+
+
+BLANK_DEDUPE_ID: Final = (
+    "an empty dedupe_id deduplicates nothing: stored and relayed without one (kept, every later event with "
+    "the same blank id would be taken for a duplicate of the first and dropped); send the event's own id"
+)
+
+
+def is_blank(dedupe_id: object) -> bool:
+    """An empty or all-whitespace dedupe_id: a client's `order_id || ""`, not an id."""
+    return isinstance(dedupe_id, str) and (not dedupe_id or dedupe_id.isspace())
 
 
 _STAND_INS: Final = {"client_ip_address": "192.0.2.1", "client_user_agent": "-", "esi": "web"}
