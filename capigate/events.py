@@ -3,13 +3,14 @@ so that a rule never imports the store to say what it accepted."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, TypeGuard
 
 import msgspec
 
 from capigate.identity import contains_email
 
-__all__ = ["MAX_KEY_CHARS", "MAX_TEST_TAG_CHARS", "NewEvent", "journal_key", "kept_as_sent", "tag_too_long"]
+__all__ = ["MAX_KEY_CHARS", "MAX_TEST_TAG_CHARS", "NewEvent", "journal_key", "kept_as_sent", "tag_refusal"]
 
 MAX_KEY_CHARS: Final = 200
 
@@ -18,11 +19,28 @@ MAX_KEY_CHARS: Final = 200
 MAX_TEST_TAG_CHARS: Final = 64
 
 
-def tag_too_long(tag: str) -> str | None:
-    """Why the test tag ``tag`` is refused, or None."""
-    if len(tag) <= MAX_TEST_TAG_CHARS:
-        return None
-    return f"the test tag (X-Capigate-Test) is {len(tag)} characters; at most {MAX_TEST_TAG_CHARS}"
+def tag_refusal(tag: str) -> tuple[str, str] | None:
+    """Why the test tag ``tag`` is refused, as (code, message), or None. A tag is what an HTTP
+    header carries as text: visible ASCII and spaces; granian hands a worker no value of a
+    header with other bytes, and a tag the gateway cannot read must not pass for no tag (the
+    events would be relayed as real ones)."""
+    if not tag.strip():
+        return "empty", "the test tag (X-Capigate-Test) is empty: give a tag, or leave the header out"
+    if len(tag) > MAX_TEST_TAG_CHARS:
+        return (
+            "invalid_length",
+            f"the test tag (X-Capigate-Test) is {len(tag)} characters; at most {MAX_TEST_TAG_CHARS}",
+        )
+    if not _HEADER_TEXT.fullmatch(tag):
+        return "not_ascii", UNREADABLE_TAG
+    return None
+
+
+UNREADABLE_TAG: Final = (
+    "the test tag (X-Capigate-Test) holds characters other than visible ASCII, which an HTTP header "
+    "does not carry as text; nothing was stored: use letters, digits and punctuation"
+)
+_HEADER_TEXT: Final = re.compile(r"[\x20-\x7e]+")
 
 
 def journal_key(value: Any) -> str | None:

@@ -306,6 +306,23 @@ def test_test_tag_of_at_most_64_characters_is_kept_a_longer_one_is_a_400_naming_
         assert kept.status_code == 200
 
 
+@pytest.mark.parametrize(("tag", "code"), [("tést-ünïcode".encode(), "not_ascii"), (b"", "empty")])
+def test_a_test_tag_the_gateway_cannot_read_is_a_400_not_a_real_event(server: Server, tag: bytes, code: str) -> None:
+    """Rule: a test tag is visible ASCII (events.tag_refusal). granian gives a worker no value of
+    a header with other bytes: the tag read as absent, and the test event was stored as a real
+    one and relayed to the ad network (a trial). An empty one is refused too, on both APIs."""
+    event = page_view()
+    r = post(server, batch(event), headers={**STD, "X-Capigate-Test": tag})  # type: ignore[dict-item]
+    assert r.status_code == 400 and r.json()["error"] == "invalid_test_tag", r.text
+    assert paths(r.json()) == {"x-capigate-test": code}
+    assert stored(server, "px_std", dedupe_id=event["dedupe_id"]) == []
+    af = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "X-Capigate-Test": tag, "Accept": "application/json"}
+    with server.client() as c:
+        answer = c.post("/inappevent/com.example.shop", json=af, headers=headers)  # type: ignore[arg-type]
+    assert answer.status_code == 400 and paths(answer.json()) == {"x-capigate-test": code}, answer.text
+
+
 def test_unknown_path_is_404_and_wrong_method_is_405(server: Server) -> None:
     with server.client() as c:
         assert c.post("/v1/events?pixel_id=px_std", json={}).status_code == 404

@@ -450,3 +450,17 @@ def test_a_test_tag_longer_than_64_characters_is_refused_before_sending(tmp_path
         "send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px", "--key", "k", "--test-tag", "t" * 65
     )
     assert done.returncode == 2 and "test tag" in done.stderr and "64" in done.stderr, done.stderr
+
+
+def test_a_test_tag_of_other_than_visible_ascii_is_refused_before_sending(tmp_path: Path) -> None:
+    """Rule: a test tag is visible ASCII (events.tag_refusal), as a header carries it. `send
+    --test-tag 'tést'` ended in a UnicodeEncodeError traceback."""
+    with pytest.raises(ValueError, match="visible ASCII"):
+        AxonClient("px_std", "k", base_url="http://127.0.0.1:9", test_tag="tést")
+    with pytest.raises(ValueError, match="visible ASCII"):
+        AppsFlyerClient("com.example.shop", "k", base_url="http://127.0.0.1:9", test_tag="run\tone")
+    file = jsonl(tmp_path / "e.jsonl", [page_view()])
+    done = capigate(
+        "send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px", "--key", "k", "--test-tag", "tést"
+    )
+    assert done.returncode == 2 and "visible ASCII" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -32,7 +32,7 @@ from capigate.client._base import (
 )
 from capigate.client._http import AsyncClientBase, SyncClientBase
 from capigate.errors import InvalidEvents, Problem
-from capigate.events import tag_too_long
+from capigate.events import tag_refusal
 
 __all__ = ["APPSFLYER_URL", "AppsFlyerClient", "AsyncAppsFlyerClient", "check_as_sent", "in_app_event"]
 
@@ -144,8 +144,8 @@ class AppsFlyerCore(Core):
         # Accept: JSON gets capigate's detailed answer; AppsFlyer ignores it and says OK.
         self._headers = {"authentication": key, "Content-Type": "application/json", "Accept": "application/json"}
         if test_tag:
-            if (why := tag_too_long(test_tag)) is not None:
-                raise ValueError(why)
+            if (refusal := tag_refusal(test_tag)) is not None:
+                raise ValueError(refusal[1])
             self._headers["X-Capigate-Test"] = test_tag
 
     def check(self, events: list[Any]) -> tuple[list[Checked], list[Problem], list[Problem]]:

@@ -31,7 +31,7 @@ from capigate.client._base import (
 )
 from capigate.client._http import AsyncClientBase, SyncClientBase
 from capigate.errors import InvalidEvents, Problem
-from capigate.events import tag_too_long
+from capigate.events import tag_refusal
 
 __all__ = ["AXON_URL", "AsyncAxonClient", "AxonClient", "axon_event"]
 
@@ -100,8 +100,8 @@ class AxonCore(Core):
         self._params = {"pixel_id": pixel_id}
         self._headers = {"Authorization": api_key, "Content-Type": "application/json"}
         if test_tag:
-            if (why := tag_too_long(test_tag)) is not None:
-                raise ValueError(why)
+            if (refusal := tag_refusal(test_tag)) is not None:
+                raise ValueError(refusal[1])
             self._headers["X-Capigate-Test"] = test_tag
 
     def check(self, events: list[Any]) -> tuple[list[Checked], list[Problem], list[Problem]]:

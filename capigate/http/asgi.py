@@ -86,6 +86,7 @@ class Request:
         "received_at_ms",
         "repeated",
         "request_id",
+        "rsgi_headers",
         "send",
         "started",
     )
@@ -116,6 +117,7 @@ class Request:
         self.repeated = repeated
         self.peer = peer
         self._task: asyncio.Task[Any] | None = None
+        self.rsgi_headers: Any = None  # granian's, which know the names of headers it gives no value of
         self.body_timeout_s = DEFAULT_BODY_TIMEOUT_S  # the gateway sets [server] body_timeout_s
 
     @classmethod
@@ -145,9 +147,16 @@ class Request:
         query, repeated = _parse_query(qs) if qs else ({}, frozenset[str]())
         peer = scope.client  # "ip:port", "[v6]:port"
         client_ip = peer_host(peer) or None
-        return cls(
+        request = cls(
             request_id, scope.method, scope.path, headers, query, client_ip, proto=proto, repeated=repeated, peer=peer
         )
+        request.rsgi_headers = scope.headers
+        return request
+
+    def sent_unreadable(self, name: str) -> bool:
+        """True when the request has a header ``name`` whose value granian gave no text of (bytes
+        other than visible ASCII): ``headers`` lacks it, as if it were not sent."""
+        return name not in self.headers and self.rsgi_headers is not None and name in self.rsgi_headers
 
     def task(self) -> asyncio.Task[Any]:
         """The task answering this request (looked up once: its time limits need it)."""

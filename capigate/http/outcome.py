@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from capigate.errors import Problem
-from capigate.events import tag_too_long
+from capigate.events import UNREADABLE_TAG, tag_refusal
 from capigate.http.asgi import Request
 from capigate.personal import EMAIL_SHOWN, shown_key
 
@@ -36,9 +36,11 @@ class Outcome(msgspec.Struct, kw_only=True):
         after may keep them: an email address in either never goes further (see shown_key).
         The warnings say so; a refused request's answer drops them."""
         self.source = None if source is None else self._shown(source, where)
-        tag = request.headers.get("x-capigate-test") or None
-        if tag is not None and (why := tag_too_long(tag)) is not None:
-            self.refused_tag, tag = Problem("x-capigate-test", "invalid_length", why), None
+        tag = request.headers.get("x-capigate-test")
+        if tag is None and request.sent_unreadable("x-capigate-test"):
+            self.refused_tag = Problem("x-capigate-test", "not_ascii", UNREADABLE_TAG)
+        elif tag is not None and (refusal := tag_refusal(tag)) is not None:
+            self.refused_tag, tag = Problem("x-capigate-test", *refusal), None
         self.test_tag = None if tag is None else self._shown(tag, "x-capigate-test")
 
     def _shown(self, value: str, where: str) -> str:
