@@ -162,8 +162,10 @@ _CODES = (
     ("of length", "invalid_length"),
     (">=", "out_of_range"),
     ("<=", "out_of_range"),
+    ("Number out of range", "out_of_range"),
     ("Expected `", "wrong_type"),
 )
+_TOO_LARGE: Final = "this number is too large to read (JSON numbers go to ±1.8e308)"  # as unreadable.py says it
 
 
 def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any = None) -> None:
@@ -174,7 +176,9 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
         message = message[:start]
         path = path + match.group(1) if path else match.group(1).lstrip(".")
     code = next((c for needle, c in _CODES if needle in message), "invalid")
-    if code == "invalid_enum":
+    if message == "Number out of range":
+        message = _TOO_LARGE
+    elif code == "invalid_enum":
         message = _enum_message(message, kind)
     elif code == "invalid_format":
         message = _format_message(kind)

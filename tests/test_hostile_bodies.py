@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, served_on
-from tests.helpers import batch, page_view
+from tests.helpers import batch, page_view, purchase
 from tests.storekit import BACKENDS
 
 AXON = {"Authorization": "key-std"}
@@ -87,5 +87,34 @@ def test_appsflyer_event_value_nested_deep_is_400_too_deep(gateway: Server) -> N
 
 def test_appsflyer_integers_past_range_are_400(gateway: Server) -> None:
     r = post_af(gateway, json.dumps({**AF_BASE, "att": 2**70}).encode())
+    assert r.status_code == 400 and problem_codes(r) == {"out_of_range"}, r.text
+    assert_still_serving(gateway)
+
+
+@pytest.mark.parametrize("where", ["value", "price"])
+def test_axon_money_past_a_floats_range_is_400_out_of_range(gateway: Server, where: str) -> None:
+    """Rule: a number too large to read is a 400 out_of_range at its path, never a 5xx. An
+    integer past ±1.8e308 in data.value or an item's price passed the typed decode (numbers
+    kept as sent) and raised OverflowError summing the items: a 500 (a trial)."""
+    event = purchase()
+    if where == "value":
+        event["data"]["value"] = 10**309
+    else:
+        event["data"]["items"][0]["price"] = -(10**309)
+    r = post_axon(gateway, json.dumps(batch(event)).encode())
+    assert r.status_code == 400, r.text
+    (problem,) = r.json()["problems"]
+    path = "events[0].data.value" if where == "value" else "events[0].data.items[0].price"
+    assert (problem["path"], problem["code"]) == (path, "out_of_range"), problem
+    assert_still_serving(gateway)
+
+
+@pytest.mark.parametrize("event_value", [{"af_revenue": 10**309}, {"af_price": [1, 10**309]}])
+@pytest.mark.parametrize("stringified", [True, False])
+def test_appsflyer_revenue_past_a_floats_range_is_400_out_of_range(
+    gateway: Server, event_value: dict[str, object], stringified: bool
+) -> None:
+    value = json.dumps(event_value) if stringified else event_value
+    r = post_af(gateway, json.dumps({**AF_BASE, "eventValue": value}).encode())
     assert r.status_code == 400 and problem_codes(r) == {"out_of_range"}, r.text
     assert_still_serving(gateway)

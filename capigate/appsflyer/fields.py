@@ -7,6 +7,7 @@ checked here; the fields that identify a device or a person in ``identifiers.py`
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -149,7 +150,9 @@ def _revenue(path: str, value: Any, ctx: Context) -> Any:
             "af_revenue must be a number, or a string of digits with an optional decimal point "
             "and leading '-' (no currency sign, spaces or thousands separators)",
         )
-    elif float(value) < 0:
+    elif _too_large(path, value, ctx):
+        pass
+    elif _below_zero(value):
         warn_negative(path, "af_revenue", ctx.report)
     return value
 
@@ -163,9 +166,22 @@ def _price(path: str, value: Any, ctx: Context) -> Any:
         )
         return value
     for here, price in _each(path, value):
-        if float(price) < 0:
+        if not _too_large(here, price, ctx) and _below_zero(price):
             warn_negative(here, "af_price", ctx.report)
     return value
+
+
+def _too_large(path: str, value: Any, ctx: Context) -> bool:
+    """An integer past a float's range (±1.8e308) is refused as Axon's are (out_of_range);
+    float() of it raised, a 500. A string of digits reads as infinity, and is kept as sent."""
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        ctx.report.error(path, "out_of_range", "this number is too large to read (JSON numbers go to ±1.8e308)")
+        return True
+    return False
+
+
+def _below_zero(value: Any) -> bool:
+    return float(value) < 0 if isinstance(value, str) else bool(value < 0)
 
 
 def _quantity(path: str, value: Any, ctx: Context) -> Any:

@@ -22,10 +22,10 @@ import os
 import types
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Union, get_args, get_origin
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from capigate.axon import rules
 from capigate.axon.body import MAX_BATCH, events_received
@@ -408,19 +408,33 @@ def _strict(kind: type[Struct], swap: dict[type, type], *, tag: str | None = Non
     )
 
 
+# An integer where the schema has a float is kept as sent, within int64: a larger one goes to the
+# slow path, which reads it as the float it is (its float() past ±1.8e308 raised: a 500).
+_INT64: Final = (-(2**63), 2**63 - 1)
+
+
+def _int64_bounds(metas: list[Any]) -> tuple[Meta, ...]:
+    """The int64 bounds that ``metas`` do not set already (msgspec takes one of each)."""
+    low = all(getattr(m, "ge", None) is None and getattr(m, "gt", None) is None for m in metas)
+    high = all(getattr(m, "le", None) is None and getattr(m, "lt", None) is None for m in metas)
+    if low and high:
+        return (Meta(ge=_INT64[0], le=_INT64[1]),)
+    return (Meta(ge=_INT64[0]),) if low else (Meta(le=_INT64[1]),) if high else ()
+
+
 def _strict_type(tp: Any, swap: dict[type, type]) -> Any:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *metas = get_args(tp)
         if base is float:
-            return Union[Annotated[(int, *metas)], Annotated[(float, *metas)]]  # noqa: UP007
+            return Union[Annotated[(int, *metas, *_int64_bounds(metas))], Annotated[(float, *metas)]]  # noqa: UP007
         return Annotated[(_strict_type(base, swap), *metas)]
     if origin in (Union, types.UnionType):
         return Union[tuple(_strict_type(a, swap) for a in get_args(tp) if a is not type(None))]  # noqa: UP007
     if origin is list:
         return list[_strict_type(get_args(tp)[0], swap)]  # type: ignore[misc]
     if tp is float:
-        return int | float
+        return Annotated[int, Meta(ge=_INT64[0], le=_INT64[1])] | float
     if isinstance(tp, type) and issubclass(tp, Struct):
         return swap.get(tp) or _strict(tp, swap)
     return tp
