@@ -36,8 +36,8 @@ async def serve(answer: Answer, ssl_context: ssl.SSLContext | None = None) -> tu
                 writer.write(raw)
                 await writer.drain()
                 if b"connection: close" in raw.lower() or (
-                    b"content-length" not in raw.lower() and b"chunked" not in raw
-                ):
+                    b"content-length" not in raw.lower() and b"chunked" not in raw and b" 204 " not in raw[:13]
+                ):  # framed by the connection's end (a 204 is framed by its head)
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -95,6 +95,21 @@ def test_chunked_answers_and_interim_1xx_answers_are_read_whole() -> None:
         assert (first.status, first.body) == (400, b"hello, world")
         assert [v for k, v in first.headers if k == "x-a"] == ["1", "2"]
         assert second.body == b"hello, world" and connections == 1
+
+    run(test)
+
+
+def test_a_204_without_a_length_ends_at_its_head_and_the_connection_is_reused() -> None:
+    """RFC 9112 6.3: a 204 has no body. Read to the connection's end, as an answer without a
+    length is, it waited out timeout_s on a kept-alive connection: every batch a collector took
+    with 204 was retried until dead-lettered (a trial)."""
+
+    async def test() -> None:
+        (first, second), connections = await asyncio.wait_for(
+            post_twice(lambda request: b"HTTP/1.1 204 No Content\r\n\r\n"), 5
+        )
+        assert (first.status, first.body, second.status) == (204, b"", 204)
+        assert connections == 1
 
     run(test)
 

@@ -229,15 +229,21 @@ async def _exchange(conn: _Connection, head: bytes, body: bytes) -> tuple[Upstre
             status, headers, keep = _parse_head(raw_head)
             if status >= 200:
                 break  # 1xx: an interim answer, the real one follows
-        payload = await _read_body(reader, headers)
+        payload = b"" if status in _NO_BODY else await _read_body(reader, headers)
     except asyncio.LimitOverrunError:
         raise UpstreamError(f"the answer's head is over {MAX_HEAD_BYTES} bytes") from None
     except asyncio.IncompleteReadError:
         raise UpstreamError("the connection closed in the middle of the answer") from None
     except OSError as exc:  # ssl.SSLError included
         raise UpstreamError(_describe(exc)) from exc
-    framed = any(k in ("content-length", "transfer-encoding") for k, _ in headers)
+    framed = status in _NO_BODY or any(k in ("content-length", "transfer-encoding") for k, _ in headers)
     return UpstreamResponse(status=status, headers=headers, body=payload), keep and framed
+
+
+# RFC 9112 6.3: these answers end at their head whatever it says. A 204 read to the
+# connection's end, as an answer without a length is, waited out timeout_s on a kept-alive
+# connection: each delivered batch taken for a timeout, and sent again until dead-lettered.
+_NO_BODY: Final = frozenset({204, 304})
 
 
 def _parse_head(raw: bytes) -> tuple[int, list[tuple[str, str]], bool]:
