@@ -192,6 +192,57 @@ def test_a_400_parks_only_the_event_at_fault_with_the_verbatim_answer(tmp_path: 
             assert len(up.requests()) <= 2 * 7 + 1
 
 
+def test_a_split_batchs_parts_are_each_delivered_once_though_its_answers_are_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts of a refused batch go one after another; one waiting behind many slow answers
+    outlived its lease, was claimed again and sent by the claim loop while the split sent it
+    too: delivered twice (a trial: 15 of 20 events). A part whose lease could end before its
+    answer waits for the lease to end instead, and is claimed again once."""
+    monkeypatch.setattr(worker_module, "LEASE_MARGIN_MS", 200)  # a lease of 2 x 0.5 + 0.2 s
+    with Upstream() as up:
+        refused = refuse({"px1-3"}, hint=False)
+        up.script = lambda seen: _slowly(refused(seen), 0.3)
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(20)])
+            async with RelayRunner(store, destinations=[target(up.url, timeout_s=0.5)]):
+                await delivered(store, 20, timeout_s=25)
+            assert await states(store) == {"pending": 0, "delivered": 19, "dead": 1}
+
+        run(test, tmp_path, timeout_s=40)
+        sent = [
+            e["dedupe_id"] for r in up.requests() if "px1-3" not in {e["dedupe_id"] for e in r.events} for e in r.events
+        ]
+        assert sorted(sent) == sorted(f"px1-{n}" for n in range(20) if n != 3), sent
+
+
+def _slowly(reply: Reply | None, delay_s: float) -> Reply:
+    """``reply`` (None: a 200) after ``delay_s``."""
+    answer = reply or Reply()
+    answer.delay_s = delay_s
+    return answer
+
+
+def test_a_split_batchs_parts_wait_out_a_pause_one_of_them_caused(tmp_path: Path) -> None:
+    """A part answered 429 with Retry-After pauses the destination: the next part went out
+    3 ms later all the same (a trial). It waits now, as every other request does."""
+    with Upstream() as up:
+        answers = iter([Reply(400, b"Bad Request"), Reply(429, b"slow down", {"retry-after": "1"})])
+        up.script = lambda seen: next(answers, None)
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(20)])
+            async with RelayRunner(store, destinations=[target(up.url, timeout_s=0.5)]):
+                await delivered(store, 20, timeout_s=20)
+            assert await states(store) == {"pending": 0, "delivered": 20, "dead": 0}
+
+        run(test, tmp_path)
+        first, limited, *rest = up.requests()
+        assert (len(first.events), len(limited.events)) == (20, 10)
+        assert rest and all(r.at - limited.at >= 0.95 for r in rest), [r.at - limited.at for r in rest]
+
+
 def no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff at its ceiling, so that a test can tell a pause from a lucky short draw."""
 

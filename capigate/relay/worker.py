@@ -222,10 +222,12 @@ class DestinationWorker:
             await self._retry(deliveries, answer)
         elif verdict is Verdict.SPLIT:
             self._failures, self._probing = 0, False  # the upstream answers: it is not down
-            self._settle(deliveries, answer, "split", next_at_ms=_now_ms() + self.lease_ms)
-            for part in _parts(deliveries, answer.raw):
-                if self._stopping:
-                    return  # the rest stays leased until the runner releases it
+            lease_end = _now_ms() + self.lease_ms
+            self._settle(deliveries, answer, "split", next_at_ms=lease_end)
+            parts = _parts(deliveries, answer.raw)
+            for i, part in enumerate(parts):
+                if self._stopping or not self._may_send_part(lease_end, sum(map(len, parts[i:]))):
+                    return  # the rest stays leased until the runner releases it, or its lease ends
                 await self._deliver(client, part)
         elif verdict is Verdict.REFUSED:
             self._failures, self._probing = 0, False
@@ -242,6 +244,22 @@ class DestinationWorker:
                 len(deliveries),
             )
             self._settle(deliveries, answer, "dead")
+
+    def _may_send_part(self, lease_end_ms: int, waiting: int) -> bool:
+        """Whether the next part of a split batch goes now. Not while the destination pauses
+        (a part's 429 or 5xx: its Retry-After holds for the rest too), nor once the part's lease
+        could end before its answer: the parts go one after another, and one waiting behind many
+        slow answers outlived its lease, was claimed again and sent twice. Either way it stays
+        pending, claimed again once its lease ends (after the pause)."""
+        now = _now_ms()
+        if self.stats.paused_until_ms > now:
+            why = "the destination pauses"
+        elif now + self._timeout_s * 1000 + LEASE_MARGIN_MS > lease_end_ms:
+            why = "its lease would end before an answer"
+        else:
+            return True
+        log.info("relay %s: %s; %d event(s) of a split batch wait for their lease to end", self.name, why, waiting)
+        return False
 
     async def _send(self, client: UpstreamClient, deliveries: list[Delivery]) -> _Answer:
         at_ms = _now_ms()
