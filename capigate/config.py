@@ -252,11 +252,19 @@ def _check_relays(file: str, pixels: Indexed, apps: Indexed, environ: Mapping[st
     for key, relay in relays:
         if relay is None:
             continue
+        if relay.url is not None and "@" in relay.url.split("/")[2]:
+            problems.append(ConfigError(file, f"{key}.url", _CREDENTIALS_IN_URL))
         if relay.api_key is not None and relay.api_key_env is not None:
             problems.append(ConfigError(file, key, "set api_key or api_key_env, not both"))
         elif environ is not None and relay.enabled and relay.api_key_env and not environ.get(relay.api_key_env):
             problems.append(unset_variable(file, key, relay.api_key_env))
     return problems
+
+
+_CREDENTIALS_IN_URL: Final = (
+    "the URL holds a user name or password (user:pass@host): the relay sends none from the URL, "
+    "and its start-up line would show them; leave them out (the upstream's key is api_key or api_key_env)"
+)
 
 
 def unset_variable(file: str, relay_key: str, variable: str) -> ConfigError:

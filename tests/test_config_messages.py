@@ -204,6 +204,15 @@ def test_a_relay_url_is_described_in_words(tmp_path: Path) -> None:
     assert "regex" not in message
 
 
+def test_a_relay_url_with_a_user_and_password_is_refused_without_showing_them(tmp_path: Path) -> None:
+    """The relay sends no credentials from its URL, and its start-up line showed them (a trial)."""
+    url = "http://relayuser:s3cretpass@127.0.0.1:19111"
+    text = SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\n'
+    message = refused(tmp_path, text)
+    assert "axon.pixels[0].relay.url: the URL holds a user name or password" in message, message
+    assert "s3cretpass" not in message
+
+
 @pytest.mark.parametrize("command", [["migrate"], ["env"], ["check-config"]])
 def test_a_missing_file_is_named_without_a_key_placeholder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]

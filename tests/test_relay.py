@@ -278,7 +278,8 @@ def test_401_dead_letters_the_batch_backs_off_and_replay_delivers_after_the_fix(
         run(test, tmp_path)
 
 
-def test_events_past_max_attempts_go_to_the_dead_letters(tmp_path: Path) -> None:
+def test_events_past_max_attempts_go_to_the_dead_letters(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """And the log says so: it said "retrying 0 event(s)" (a trial)."""
     with Upstream() as up:
         up.script = lambda seen: Reply(500, b"boom")
 
@@ -290,7 +291,10 @@ def test_events_past_max_attempts_go_to_the_dead_letters(tmp_path: Path) -> None
             assert [a.result for a in attempts] == ["retry", "retry", "dead"]
             assert "max_attempts" in (attempts[-1].error or "")
 
-        run(test, tmp_path)
+        with caplog.at_level("WARNING", logger="capigate.relay"):
+            run(test, tmp_path)
+        last = [r.getMessage() for r in caplog.records if "HTTP 500" in r.getMessage()][-1]
+        assert "1 event(s) dead-lettered (gave up after 3 attempts (max_attempts = 3)), retrying 0" in last, last
 
 
 def test_a_hanging_destination_does_not_delay_another(tmp_path: Path) -> None:

@@ -311,7 +311,13 @@ class DestinationWorker:
         self.stats.dead += len(dead)
         what = f"HTTP {answer.status}" if answer.status is not None else answer.error
         wait_s = (next_at_ms - _now_ms()) / 1000
-        log.warning("relay %s: %s; retrying %d event(s) in %.1f s", self.name, what, len(retry), wait_s)
+        if dead:  # past max_attempts or max_age_hours: said, not hidden in "retrying 0 event(s)"
+            log.warning(
+                "relay %s: %s; %d event(s) dead-lettered (%s), retrying %d in %.1f s",
+                self.name, what, len(dead), dead[0][1], len(retry), wait_s,
+            )  # fmt: skip
+        else:
+            log.warning("relay %s: %s; retrying %d event(s) in %.1f s", self.name, what, len(retry), wait_s)
         outcomes = self._outcomes(retry, answer, "retry", next_at_ms=next_at_ms)
         for d, reason in dead:
             error = f"{answer.error}; {reason}" if answer.error else reason
