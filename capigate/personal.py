@@ -2,11 +2,13 @@
 (AppsFlyer: unknown top-level keys, anything inside ``eventValue`` and ``custom_data``; Axon:
 unknown keys at any depth, see ``capigate/axon/personal.py``).
 
-A key named like personal data, a string holding an email address, or a key that is itself
-one, is dropped with ``plain_pii_dropped`` at its path. A SHA-256 hex value is never taken
-for personal data. Phone numbers are only recognised by their key (``phone``): under a
-harmless key, a string of digits is far more often an order or content id, and dropping
-those would lose real data.
+A key named like personal data, a string holding an email address (percent-encoded too:
+``%40``), or a key that is itself one, is dropped with ``plain_pii_dropped`` at its path. A
+SHA-256 hex value is never taken for personal data. Phone numbers are only recognised by
+their key: ``phone`` whatever its value, and the other names of one (``mobile``, ``tel``,
+``msisdn``, ``cell``) when the value is a phone number's 7 to 15 digits (``is_mobile`` is a
+flag); under a harmless key, a string of digits is far more often an order or content id,
+and dropping those would lose real data.
 """
 
 from __future__ import annotations
@@ -44,13 +46,34 @@ _LEFT_OUT: Final = object()
 
 def looks_personal(key: str, value: Any) -> bool:
     """A key named like personal data (unless its value is a SHA-256 hex digest), a string
-    holding an email address whatever its key, or a key that is itself an email address."""
+    holding an email address whatever its key, a key that is itself an email address, or a
+    phone number under another name of a phone's."""
     text = isinstance(value, str)
-    if text and "@" in value and contains_email(value):
+    if text and (
+        ("@" in value and contains_email(value)) or ("%40" in value.lower() and contains_email(unquote(value)))
+    ):
         return True
-    if not _personal_key(key):
+    if _personal_key(key):
+        return not (text and is_sha256_hex(value.strip())) or contains_email(key)
+    return _named_like_a_phone(key) and _phone_digits(value)
+
+
+# Keys that name a phone other than "phone" (a trial stored "mobile": "+14155550177" as sent).
+_PHONE_KEY = re.compile(r"mobile|msisdn|telephone|cellphone|(?:^|[^a-z])(?:tel|cell)(?:$|[^a-z])", re.IGNORECASE)
+_PHONE_PUNCTUATION = re.compile(r"[\s().+/-]")
+
+
+@lru_cache(maxsize=4096)
+def _named_like_a_phone(key: str) -> bool:
+    return _PHONE_KEY.search(key) is not None
+
+
+def _phone_digits(value: Any) -> bool:
+    """A phone number's 7 to 15 digits (E.164), as text with its usual punctuation or a number."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
         return False
-    return not (text and is_sha256_hex(value.strip())) or contains_email(key)
+    digits = _PHONE_PUNCTUATION.sub("", str(value))
+    return digits.isdigit() and 7 <= len(digits) <= 15
 
 
 def _personal_key(key: str) -> bool:

@@ -823,6 +823,14 @@ def test_unknown_field_that_looks_personal_is_dropped() -> None:
     assert "example.org" not in body and "2079460958" not in body and "x@y.io" not in body
 
 
+def test_unknown_field_named_like_a_phone_holding_one_is_dropped() -> None:
+    result = check(base(mobile="+44 20 7946 0958", mobile_os="android", note="order%40shop"))
+    assert_accepted(result)
+    assert codes(result.warnings) >= {("mobile", "plain_pii_dropped")}
+    body = result.event.payload.decode() if result.event else ""
+    assert "7946" not in body and '"mobile_os":"android"' in body
+
+
 def test_unknown_field_with_personal_data_inside_does_not_say_kept_as_sent() -> None:
     result = check(base(customer={"email": "jane.roe@example.org", "tier": "gold"}, note="plain"))
     assert_accepted(result)

@@ -818,6 +818,25 @@ def test_pii_rule_personal_keys_and_email_values_are_dropped_at_any_depth() -> N
         assert plain not in text.replace("call Jane", "")
 
 
+def test_pii_rule_other_names_of_a_phone_and_percent_encoded_emails_are_dropped() -> None:
+    """A trial stored `"mobile": "+14155550177"` and `"notes": "enc.victim%40example.com"` as
+    sent. A phone's other names drop a phone number's digits; a flag or a word under them stays."""
+    event = page_view()
+    event["mobile"] = "+14155550177"
+    event["notes"] = "enc.victim%40example.com"
+    event["data"] = {"tel": "(415) 555-0178", "msisdn": 14155550179, "is_mobile": True, "hotel": "Hilton"}
+    result = check(event)
+    assert result.report.ok, result.report.problems
+    kept = stored_payload(result)
+    assert "mobile" not in kept and "notes" not in kept
+    assert kept["data"] == {"is_mobile": True, "hotel": "Hilton"}
+    dropped = {w.path for w in result.report.warnings if w.code == "plain_pii_dropped"}
+    assert dropped == {"events[0].mobile", "events[0].notes", "events[0].data.tel", "events[0].data.msisdn"}
+    text = str(result.report.warnings) + result.events[0].payload.decode()
+    for plain in ("4155550177", "victim", "555-0178", "4155550179"):
+        assert plain not in text
+
+
 def test_pii_rule_an_email_used_as_a_key_is_neither_kept_nor_shown() -> None:
     event = page_view()
     event["data"] = {"user_id": "u", "jane@example.org": 1}
