@@ -15,6 +15,7 @@ from capigate.http.asgi import peer_address, peer_host
 from capigate.http.routing import NOT_FOUND, Route, Router
 from capigate.inspector import pages
 from tests.conftest import ADMIN, Server
+from tests.helpers import wait_until
 
 router = Router(ROUTES)
 
@@ -140,3 +141,17 @@ def test_a_peer_is_read_once_for_the_client_ip_and_the_idle_reaper(peer: str, ad
     with the same two functions."""
     assert peer_address(peer) == address
     assert peer_host(peer) == (address[0] if address else "")
+
+
+def test_a_huge_path_and_user_agent_are_journaled_and_logged_capped(fresh_server: Server) -> None:
+    """Anyone, without a key, wrote a 60 KB path and User-Agent into the journal and the log
+    with each request (a trial): kept whole, a million journal entries are 60 GB."""
+    path = "/" + "Z" * 60_000
+    with fresh_server.client() as c:
+        assert c.get(path, headers={"User-Agent": "U" * 60_000}).status_code == 404
+    with fresh_server.admin() as c:
+        wait_until(lambda: c.get("/api/requests", params={"status": 404}).json()["requests"] != [], what="the 404")
+        (row,) = c.get("/api/requests", params={"status": 404}).json()["requests"]
+    assert row["path"].startswith("/ZZZ") and row["path"].endswith("… (60,001 characters)"), row["path"][-40:]
+    assert len(row["path"]) < 1100 and len(row["user_agent"]) < 600, (len(row["path"]), len(row["user_agent"]))
+    assert max(len(line) for line in fresh_server.output().splitlines()) < 4000

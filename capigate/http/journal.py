@@ -43,7 +43,7 @@ def request_record(
         api=outcome.api,
         source=outcome.source,
         method=request.method,
-        path=outcome.path or shown_path(request.path),
+        path=outcome.path or _capped(shown_path(request.path), MAX_PATH_CHARS),
         status=status,
         client_ip=request.client_ip,
         user_agent=_shown_agent(request.headers.get("user-agent")),
@@ -61,7 +61,17 @@ def request_record(
 
 def _shown_agent(agent: str | None) -> str | None:
     # Some server-side senders put a contact address in their User-Agent.
-    return None if agent is None else shown_key(agent)
+    return None if agent is None else _capped(shown_key(agent), MAX_AGENT_CHARS)
+
+
+# Anyone may send a 60 KB path or User-Agent, without a key: kept whole, each such request
+# added as much to the journal and the log (a trial), which keep a million entries.
+MAX_PATH_CHARS = 1024
+MAX_AGENT_CHARS = 512
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def _kept(status: int, outcome: Outcome) -> tuple[bytes | None, list[tuple[str, str]]]:
