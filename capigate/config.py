@@ -67,7 +67,7 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_bytes: Positive = 1_048_576
     header_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0
     body_timeout_s: PositiveFloat = 30.0
-    idle_timeout_s: PositiveFloat = 60.0
+    idle_timeout_s: PositiveFloat = 10.0
     max_connections: Positive = 4096
     log_format: Literal["plain", "json"] = "plain"
     log_requests: bool = True

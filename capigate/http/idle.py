@@ -1,8 +1,10 @@
 """Closing the connections a worker holds for nothing (Linux).
 
-granian (hyper) times out a request head only once its first byte has arrived: a client that
-connects and sends nothing, or a keep-alive connection left idle, holds one of the worker's
-``max_connections`` slots for as long as it likes, and that many of them stop the worker.
+granian (hyper) times out a request head once its first byte has arrived, or once a kept-alive
+connection waits for its next request: a client that connects and sends nothing holds one of
+the worker's ``max_connections`` slots for as long as it likes, and that many of them stop the
+worker (a keep-alive connection is closed by granian after ``header_timeout_s``, so only a
+shorter ``idle_timeout_s`` closes it here first).
 Once a second, a worker looks at its own TCP connections on the listening port (``TCP_INFO``
 says when each last received data, and whether it ever did) and shuts down those silent past
 ``header_timeout_s`` or idle past ``idle_timeout_s``; the server sees the end of the stream
