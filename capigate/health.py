@@ -8,8 +8,10 @@ waits 10 s for a connection: Prometheus' own scrape timeout). The ingest path re
 failures here too: a node whose ingests fail is not ready, whatever a small probe says (a full
 disk takes a one-row write in the space a table already has, and refuses an event). That
 verdict ends when an ingest succeeds, or when the journal entries the outage held in memory
-(the refused requests' bodies) are written, or after ``INGEST_FAILURE_MEMORY_S`` without a new
-failure, so that a node taken out of a load balancer is tried again rather than never.
+(the refused requests' bodies) are written, or, when the ingest got no answer in time rather
+than a refusal, when a probe's write passes after it, or after ``INGEST_FAILURE_MEMORY_S``
+without a new failure, so that a node taken out of a load balancer is tried again rather than
+never.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _now_ms() -> int:
 class StoreFailure(msgspec.Struct, kw_only=True):
     at: int  # epoch ms
     error: str
+    hung: bool = False  # no answer in time, rather than a refusal: a probe's write may end it
 
 
 class StoreHealth:
@@ -61,14 +64,18 @@ class StoreHealth:
         self.last_probe_failure: StoreFailure | None = None
         self.last_ingest_failure: StoreFailure | None = None
         self._last_ingest_ok_ms = 0
+        self._last_probe_ok_ms = 0
         self.depths: list[OutboxDepth] | None = None
         self.depths_at_ms: int | None = None
         self._calls: dict[str, asyncio.Future[Any]] = {}
 
     # --- what the ingest path reports ------------------------------------------------------
 
-    def ingest_failed(self, exc: StoreError) -> None:
-        self.last_ingest_failure = StoreFailure(at=_now_ms(), error=str(exc))
+    def ingest_failed(self, exc: StoreError, *, hung: bool = False) -> None:
+        """``hung``: the store gave no answer in time (a stalled writer, a lock held): once the
+        store answers a probe's write again it takes events again, where a refusal (a full
+        disk) needs an ingest, or the held journal, to say so."""
+        self.last_ingest_failure = StoreFailure(at=_now_ms(), error=str(exc), hung=hung)
 
     def ingest_ok(self) -> None:
         self._last_ingest_ok_ms = _now_ms()
@@ -87,6 +94,8 @@ class StoreHealth:
         now_ms = _now_ms() if now_ms is None else now_ms
         if failure is None or failure.at < self._last_ingest_ok_ms:
             return None
+        if failure.hung and failure.at < self._last_probe_ok_ms:
+            return None  # it stayed unready INGEST_FAILURE_MEMORY_S after a stall (a trial: 28 s)
         return failure if now_ms - failure.at < INGEST_FAILURE_MEMORY_S * 1000 else None
 
     # --- probing -------------------------------------------------------------------------------
@@ -104,6 +113,7 @@ class StoreHealth:
             self._mark(StoreFailure(at=_now_ms(), error=str(exc)))
             return self.last_probe_failure
         self.answering = True
+        self._last_probe_ok_ms = _now_ms()
         self._mark(None)
         return None
 

@@ -39,13 +39,14 @@ async def accept(
             destinations.add(event.destination)
     ingest = gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
     try:
-        try:
-            result = await limited(ingest, INGEST_TIMEOUT_S, request.task())
-        except TimeoutError:
-            # it may still commit them: a writer stopped for a while commits once it runs again
-            raise StoreError(
-                f"the store did not answer within {INGEST_TIMEOUT_S:g} s: the write may or may not be stored"
-            ) from None
+        result = await limited(ingest, INGEST_TIMEOUT_S, request.task())
+    except TimeoutError:
+        # it may still commit them: a writer stopped for a while commits once it runs again
+        unanswered = StoreError(
+            f"the store did not answer within {INGEST_TIMEOUT_S:g} s: the write may or may not be stored"
+        )
+        gateway.health.ingest_failed(unanswered, hung=True)  # for /readyz, as below
+        raise unanswered from None
     except StoreError as exc:
         gateway.health.ingest_failed(exc)  # for /readyz: a node that refuses events is not ready
         raise

@@ -24,7 +24,7 @@ from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store import SQLiteStore
 from tests.conftest import make_server
-from tests.helpers import Load, batch, purchase, stored_and_journaled, wait_until
+from tests.helpers import Load, batch, children, purchase, stored_and_journaled, wait_until
 from tests.storekit import close_loop, run
 
 
@@ -402,4 +402,36 @@ def test_an_ingest_unanswered_in_10_s_says_its_events_may_be_stored_for_they_may
         with contextlib.suppress(ProcessLookupError):
             if writer:
                 os.kill(writer, signal.SIGCONT)
+        server.stop()
+
+
+def test_readyz_is_ready_again_once_a_stalled_writer_answers_without_an_ingest(tmp_path: Path) -> None:
+    """An ingest the store did not answer within 10 s (a writer stopped, a lock held) made the
+    node unready; the write that proves the store answers again was never made on a node the
+    load balancer took out, so it stayed unready for 30 s after the store was back (a trial on
+    PostgreSQL: 28 s). A hang, unlike a refusal, ends with the probe's next write."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    try:
+        assert server.proc is not None
+        (worker,) = children(server.proc.pid)
+        (writer,) = [
+            int(pid)
+            for task in Path(f"/proc/{worker}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            with server.client() as c:
+                answer = c.post(
+                    "/v1/event", params={"pixel_id": "px_std"}, headers={"Authorization": "key-std"},
+                    json=batch(purchase()), timeout=30,
+                )  # fmt: skip
+            assert answer.status_code == 503 and "may or may not be stored" in answer.text, answer.text
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        resumed = time.monotonic()
+        wait_until(lambda: httpx.get(server.url + "/readyz", timeout=5).status_code == 200, timeout_s=15, what="ready")
+        assert time.monotonic() - resumed < 8
+    finally:
         server.stop()
