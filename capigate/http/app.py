@@ -14,6 +14,7 @@ from capigate.errors import StoreError
 from capigate.health import SCRAPE_READ_TIMEOUT_S
 from capigate.http import openapi
 from capigate.http.asgi import (
+    RETRY_AFTER,
     BodyError,
     Receive,
     Request,
@@ -96,7 +97,7 @@ async def get_metrics(request: Request, gateway: Gateway, outcome: Outcome) -> R
 
 def _store_unavailable(error: str) -> Response:
     body = ErrorBody(error="store_unavailable", message=f"the store is unavailable: {error}")
-    return json_response(503, body, [("retry-after", "5")])
+    return json_response(503, body, [RETRY_AFTER])
 
 
 def _bounded_source(source: str, gateway: Gateway) -> str:

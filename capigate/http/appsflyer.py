@@ -15,7 +15,7 @@ from capigate.appsflyer.schema import BAD_REQUEST, MAX_BODY_BYTES, OK, PARSE_FAI
 from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept
-from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
+from capigate.http.asgi import RETRY_AFTER, BodyError, Request, Response, json_response, text_response
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
@@ -69,7 +69,9 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         result = await accept(request, gateway, outcome, [check.event], app.relay)
     except StoreError as lost:
         outcome.problems = [Problem("", "store_unavailable", f"the store did not confirm the event: {lost}")]
-        return _answer(request, 503, "Service Unavailable", outcome)
+        answer = _answer(request, 503, "Service Unavailable", outcome)
+        answer.headers.append(RETRY_AFTER)
+        return answer
     return _answer(request, 200, OK, outcome, result.duplicates)
 
 

@@ -22,6 +22,7 @@ from granian.rsgi import ProtocolClosed  # type: ignore[attr-defined]  # re-expo
 from capigate.http.deadlines import is_cut_short, limited
 
 __all__ = [
+    "RETRY_AFTER",
     "BodyError",
     "Request",
     "Response",
@@ -351,6 +352,10 @@ MAX_GZIP_MEMBERS = 64
 _NOT_GZIP = "Content-Encoding is gzip but the body is not a gzip stream"
 _EMPTY_GZIP = "the body is empty: Content-Encoding says gzip but no bytes were sent"
 _AFTER_GZIP = "the body holds bytes after its gzip stream that are not a gzip member"
+
+
+# A 503's hint: the store is away; a client told nothing retries at once, or never.
+RETRY_AFTER: tuple[str, str] = ("retry-after", "5")
 
 
 class Response:

@@ -12,7 +12,7 @@ from capigate.axon.typed import check_body
 from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept
-from capigate.http.asgi import BodyError, Request, Response, json_response
+from capigate.http.asgi import RETRY_AFTER, BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
@@ -69,7 +69,9 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     try:
         result = await accept(request, gateway, outcome, check.events, pixel.relay)
     except StoreError as lost:
-        return _error(503, "store_unavailable", f"the store did not confirm the events: {lost}", outcome)
+        answer = _error(503, "store_unavailable", f"the store did not confirm the events: {lost}", outcome)
+        answer.headers.append(RETRY_AFTER)
+        return answer
     return _accepted(len(check.events), result, outcome)
 
 

@@ -78,6 +78,8 @@ def _refused_until_full(server: Server) -> list[httpx.Response]:
     answers = [ingest(server) for _ in range(30)]
     refused = [a for a in answers if a.status_code == 503]
     assert refused, [a.status_code for a in answers]
+    # Rule: an ingest's 503 says when to try again, as /api's does (a trial found none)
+    assert all(a.headers.get("retry-after") == "5" for a in refused), refused[0].headers
     return refused
 
 

@@ -54,6 +54,11 @@ def test_writes_after_the_database_directory_was_deleted_are_refused(tmp_path: P
         answers = [_ingest(server, purchase()) for _ in range(3)]
         assert [a.status_code for a in answers] == [503] * 3, [a.text for a in answers]
         assert "deleted or replaced" in answers[0].text and str(server.db) in answers[0].text, answers[0].text
+        assert answers[0].headers["retry-after"] == "5"
+        with server.client() as client:
+            af = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+            plain = client.post("/inappevent/com.example.shop", json=af, headers={"authentication": "af-dev-key"})
+        assert (plain.status_code, plain.text, plain.headers["retry-after"]) == (503, "Service Unavailable", "5")
         ready = httpx.get(server.url + "/readyz", timeout=5)
         assert ready.status_code == 503 and "deleted or replaced" in ready.text, ready.text
     finally:

@@ -428,6 +428,7 @@ def test_readyz_is_ready_again_once_a_stalled_writer_answers_without_an_ingest(t
                     json=batch(purchase()), timeout=30,
                 )  # fmt: skip
             assert answer.status_code == 503 and "may or may not be stored" in answer.text, answer.text
+            assert answer.headers["retry-after"] == "5"
         finally:
             os.kill(writer, signal.SIGCONT)
         resumed = time.monotonic()
