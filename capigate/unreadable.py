@@ -103,13 +103,14 @@ def _find(value: Any, path: str) -> str | None:
 
 
 def expected(name: str, text: str) -> str:
-    """``status is an integer or null, not a string`` from msgspec's ``Expected `int | null`,
-    got `str```; ``text`` itself when it says something else."""
+    """``status must be an integer or null, not a string`` from msgspec's ``Expected `int |
+    null`, got `str```; ``text`` itself when it says something else. "must be", not "is": "body
+    is a string, not an object" read as a description of what was sent, the other way round."""
     found = _EXPECTED.match(text)
     if found is None:
         return text
     wanted, bounds, got = found.group(1), found.group(2).strip(), found.group(3)
-    message = f"{name} is {_kind(wanted)}{' ' + bounds if bounds else ''}"
+    message = f"{name} must be {_kind(wanted)}{' ' + bounds if bounds else ''}"
     return message + (f", not {_kind(got)}" if got else "")
 
 

@@ -65,7 +65,11 @@ def test_a_body_nested_too_deep_says_its_path_is_the_whole_body(server: Server) 
 def test_a_replay_filter_of_the_wrong_type_is_said_in_plain_words(server: Server) -> None:
     with server.admin() as c:
         (problem,) = _problems(c.post("/api/replay", json={"status": "abc"}))
-    assert problem == {"path": "status", "code": "wrong_type", "message": "status is an integer or null, not a string"}
+    assert problem == {
+        "path": "status",
+        "code": "wrong_type",
+        "message": "status must be an integer or null, not a string",
+    }
 
 
 def test_an_enum_that_allows_the_empty_string_shows_it_quoted(server: Server) -> None:
