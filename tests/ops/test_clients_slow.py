@@ -231,15 +231,20 @@ def test_a_silent_connection_is_closed_after_the_header_timeout(slow_server: Ser
     """Rule: a connection that sends nothing is closed after header_timeout_s (granian times out
     a head only from its first byte; capigate/http/idle.py closes the silent ones)."""
     with socket.create_connection(("127.0.0.1", slow_server.port)) as sock:
-        sock.settimeout(15)
-        started = time.monotonic()
-        try:
-            eof = sock.recv(1) == b""
-        except ConnectionError:
-            eof = True
-        held = time.monotonic() - started
+        eof, held = _until_closed(sock)
     assert eof
     assert 1.5 <= held <= 8.0, held
+
+
+def _until_closed(sock: socket.socket) -> tuple[bool, float]:
+    """Whether the server closed ``sock`` (EOF or reset) within 15 s, and after how long."""
+    sock.settimeout(15)
+    started = time.monotonic()
+    try:
+        eof = sock.recv(1) == b""
+    except ConnectionError:
+        eof = True
+    return eof, time.monotonic() - started
 
 
 @pytest.mark.parametrize(("idle_s", "closed_by"), [(1.5, (1.2, 3.5)), (60, (3.5, 6.5))])
@@ -256,12 +261,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_shorter_of_its_timeou
             sock.settimeout(15)
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-            started = time.monotonic()
-            try:
-                eof = sock.recv(1) == b""
-            except ConnectionError:
-                eof = True
-            held = time.monotonic() - started
+            eof, held = _until_closed(sock)
     finally:
         server.stop()
     assert eof and closed_by[0] <= held <= closed_by[1], held
