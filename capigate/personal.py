@@ -49,9 +49,7 @@ def looks_personal(key: str, value: Any) -> bool:
     holding an email address whatever its key, a key that is itself an email address, or a
     phone number under another name of a phone's."""
     text = isinstance(value, str)
-    if text and (
-        ("@" in value and contains_email(value)) or ("%40" in value.lower() and contains_email(unquote(value)))
-    ):
+    if text and (("@" in value and contains_email(value)) or ("%40" in value and contains_email(unquote(value)))):
         return True
     if _personal_key(key):
         return not (text and is_sha256_hex(value.strip())) or contains_email(key)
@@ -72,7 +70,9 @@ def _phone_digits(value: Any) -> bool:
     """A phone number's 7 to 15 digits (E.164), as text with its usual punctuation or a number."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return False
-    digits = _PHONE_PUNCTUATION.sub("", str(value))
+    if isinstance(value, int):  # compared, not made text: str() of 5,000 digits raises
+        return 10**6 <= value < 10**15
+    digits = _PHONE_PUNCTUATION.sub("", value)
     return digits.isdigit() and 7 <= len(digits) <= 15
 
 
