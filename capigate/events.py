@@ -38,7 +38,7 @@ def tag_refusal(tag: str) -> tuple[str, str] | None:
 
 UNREADABLE_TAG: Final = (
     "the test tag (X-Capigate-Test) holds characters other than visible ASCII, which an HTTP header "
-    "does not carry as text; nothing was stored: use letters, digits and punctuation"
+    "does not carry as text; nothing was stored: use letters, digits, punctuation and spaces"
 )
 _HEADER_TEXT: Final = re.compile(r"[\x20-\x7e]+")
 

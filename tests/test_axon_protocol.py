@@ -323,6 +323,16 @@ def test_a_test_tag_the_gateway_cannot_read_is_a_400_not_a_real_event(server: Se
     assert answer.status_code == 400 and paths(answer.json()) == {"x-capigate-test": code}, answer.text
 
 
+def test_a_test_tag_given_twice_is_a_400(server: Server) -> None:
+    """The last of two X-Capigate-Test headers was taken without a word (a trial)."""
+    event = page_view()
+    twice = [("Authorization", "key-std"), ("X-Capigate-Test", "a"), ("X-Capigate-Test", "b")]
+    with server.client() as c:
+        r = c.post("/v1/event?pixel_id=px_std", json=batch(event), headers=twice)
+    assert r.status_code == 400 and paths(r.json()) == {"x-capigate-test": "repeated_header"}, r.text
+    assert stored(server, "px_std", dedupe_id=event["dedupe_id"]) == []
+
+
 def test_unknown_path_is_404_and_wrong_method_is_405(server: Server) -> None:
     with server.client() as c:
         assert c.post("/v1/events?pixel_id=px_std", json={}).status_code == 404

@@ -459,8 +459,12 @@ def test_a_test_tag_of_other_than_visible_ascii_is_refused_before_sending(tmp_pa
         AxonClient("px_std", "k", base_url="http://127.0.0.1:9", test_tag="tést")
     with pytest.raises(ValueError, match="visible ASCII"):
         AppsFlyerClient("com.example.shop", "k", base_url="http://127.0.0.1:9", test_tag="run\tone")
+    with pytest.raises(ValueError, match="empty"):  # given and empty: sent untagged, as a real event (a trial)
+        AxonClient("px_std", "k", base_url="http://127.0.0.1:9", test_tag="")
     file = jsonl(tmp_path / "e.jsonl", [page_view()])
     done = capigate(
         "send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px", "--key", "k", "--test-tag", "tést"
     )
     assert done.returncode == 2 and "visible ASCII" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    done = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px", "--key", "k", "--test-tag", "")
+    assert done.returncode == 2 and "empty" in done.stderr, done.stderr

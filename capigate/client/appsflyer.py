@@ -143,7 +143,7 @@ class AppsFlyerCore(Core):
         self._dedupe_key = dedupe_key
         # Accept: JSON gets capigate's detailed answer; AppsFlyer ignores it and says OK.
         self._headers = {"authentication": key, "Content-Type": "application/json", "Accept": "application/json"}
-        if test_tag:
+        if test_tag is not None:  # an empty one given is refused: taken for none, a test went out as real
             if (refusal := tag_refusal(test_tag)) is not None:
                 raise ValueError(refusal[1])
             self._headers["X-Capigate-Test"] = test_tag

@@ -99,7 +99,7 @@ class AxonCore(Core):
         self.pixel_id, self.profile, self.max_batch = pixel_id, _profile(profile), max_batch
         self._params = {"pixel_id": pixel_id}
         self._headers = {"Authorization": api_key, "Content-Type": "application/json"}
-        if test_tag:
+        if test_tag is not None:  # an empty one given is refused: taken for none, a test went out as real
             if (refusal := tag_refusal(test_tag)) is not None:
                 raise ValueError(refusal[1])
             self._headers["X-Capigate-Test"] = test_tag

@@ -159,6 +159,10 @@ class Request:
         other than visible ASCII): ``headers`` lacks it, as if it were not sent."""
         return name not in self.headers and self.rsgi_headers is not None and name in self.rsgi_headers
 
+    def sent_twice(self, name: str) -> bool:
+        """True when the request has header ``name`` more than once (``headers`` keeps the last)."""
+        return self.rsgi_headers is not None and len(self.rsgi_headers.get_all(name)) > 1
+
     def task(self) -> asyncio.Task[Any]:
         """The task answering this request (looked up once: its time limits need it)."""
         if self._task is None:

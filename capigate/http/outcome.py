@@ -12,6 +12,8 @@ from capigate.personal import EMAIL_SHOWN, shown_key
 
 __all__ = ["Outcome"]
 
+_TAG_TWICE = "X-Capigate-Test is given more than once: give one tag (which was meant is not for the gateway to guess)"
+
 
 class Outcome(msgspec.Struct, kw_only=True):
     """What a handler says about its request, for the journal and the log."""
@@ -41,6 +43,8 @@ class Outcome(msgspec.Struct, kw_only=True):
             self.refused_tag = Problem("x-capigate-test", "not_ascii", UNREADABLE_TAG)
         elif tag is not None and (refusal := tag_refusal(tag)) is not None:
             self.refused_tag, tag = Problem("x-capigate-test", *refusal), None
+        elif tag is not None and request.sent_twice("x-capigate-test"):
+            self.refused_tag, tag = Problem("x-capigate-test", "repeated_header", _TAG_TWICE), None
         self.test_tag = None if tag is None else self._shown(tag, "x-capigate-test")
 
     def _shown(self, value: str, where: str) -> str:
