@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta, Struct
@@ -252,8 +253,8 @@ def _check_relays(file: str, pixels: Indexed, apps: Indexed, environ: Mapping[st
     for key, relay in relays:
         if relay is None:
             continue
-        if relay.url is not None and "@" in relay.url.split("/")[2]:
-            problems.append(ConfigError(file, f"{key}.url", _CREDENTIALS_IN_URL))
+        if relay.url is not None and (why := _url_problem(relay.url)) is not None:
+            problems.append(ConfigError(file, f"{key}.url", why))
         if relay.api_key is not None and relay.api_key_env is not None:
             problems.append(ConfigError(file, key, "set api_key or api_key_env, not both"))
         elif environ is not None and relay.enabled and relay.api_key_env and not environ.get(relay.api_key_env):
@@ -265,6 +266,20 @@ _CREDENTIALS_IN_URL: Final = (
     "the URL holds a user name or password (user:pass@host): the relay sends none from the URL, "
     "and its start-up line would show them; leave them out (the upstream's key is api_key or api_key_env)"
 )
+
+
+def _url_problem(url: str) -> str | None:
+    """What the relay could not use in a URL its pattern lets through: a port that is no number
+    (every worker crashed at start-up, and at a SIGHUP with it the running gateway exited: a
+    trial), an unclosed IPv6 bracket, credentials."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # read for its ValueError
+    except ValueError:
+        return "the URL's host or port cannot be read: a port is a number up to 65535, an IPv6 address goes in [ ]"
+    if parts.username is not None or parts.password is not None:
+        return _CREDENTIALS_IN_URL
+    return None
 
 
 def unset_variable(file: str, relay_key: str, variable: str) -> ConfigError:

@@ -213,6 +213,18 @@ def test_a_relay_url_with_a_user_and_password_is_refused_without_showing_them(tm
     assert "s3cretpass" not in message
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:notaport", "http://127.0.0.1:99999", "http://[::1", "http://bob:pa/ssWORD@host"]
+)
+def test_a_relay_url_whose_host_or_port_cannot_be_read_is_refused(tmp_path: Path, url: str) -> None:
+    """check-config said ok; every worker then crashed at start-up (ValueError in the relay's
+    client), and a SIGHUP with such a file stopped a running gateway (a trial)."""
+    text = SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\n'
+    message = refused(tmp_path, text)
+    assert "axon.pixels[0].relay.url: the URL's host or port cannot be read" in message, message
+    assert "ssWORD" not in message
+
+
 @pytest.mark.parametrize("command", [["migrate"], ["env"], ["check-config"]])
 def test_a_missing_file_is_named_without_a_key_placeholder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
