@@ -6,8 +6,8 @@ A key named like personal data, a string holding an email address (percent-encod
 ``%40``), or a key that is itself one, is dropped with ``plain_pii_dropped`` at its path. A
 SHA-256 hex value is never taken for personal data. Phone numbers are only recognised by
 their key: ``phone`` whatever its value, and the other names of one (``mobile``, ``tel``,
-``msisdn``, ``cell``) when the value is a phone number's 7 to 15 digits (``is_mobile`` is a
-flag); under a harmless key, a string of digits is far more often an order or content id,
+``msisdn``, ``cell``, as a key's last word) when the value holds seven digits or more
+(``is_mobile`` is a flag, ``cell_count`` a count); under a harmless key, a string of digits is far more often an order or content id,
 and dropping those would lose real data.
 """
 
@@ -56,24 +56,31 @@ def looks_personal(key: str, value: Any) -> bool:
     return _named_like_a_phone(key) and _phone_digits(value)
 
 
-# Keys that name a phone other than "phone" (a trial stored "mobile": "+14155550177" as sent).
-_PHONE_KEY = re.compile(r"mobile|msisdn|telephone|cellphone|(?:^|[^a-z])(?:tel|cell)(?:$|[^a-z])", re.IGNORECASE)
-_PHONE_PUNCTUATION = re.compile(r"[\s().+/-]")
+# Keys that name a phone other than "phone" (a trial stored "mobile": "+14155550177" as sent):
+# the key's last word (or the one before "number"), so that "customer_mobile" and
+# "mobileNumber" are phones and "cell_count", "mobile_os" and "hotel" are not.
+_PHONE_NAMES: Final = frozenset({"mobile", "msisdn", "tel", "telephone", "cell", "cellphone", "whatsapp"})
+_NUMBER_WORDS: Final = frozenset({"number", "num", "no", "nr"})
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_PHONE_DIGITS = re.compile(r"(?:\d[\s().+/-]*){7,}")  # seven digits or more, as phones are written
 
 
 @lru_cache(maxsize=4096)
 def _named_like_a_phone(key: str) -> bool:
-    return _PHONE_KEY.search(key) is not None
+    words = [w.lower() for w in _WORDS.findall(key)]
+    if len(words) > 1 and words[-1] in _NUMBER_WORDS:
+        words.pop()
+    return bool(words) and words[-1] in _PHONE_NAMES
 
 
 def _phone_digits(value: Any) -> bool:
-    """A phone number's 7 to 15 digits (E.164), as text with its usual punctuation or a number."""
+    """Seven digits or more, as a phone is written (an extension, a second number and all), or
+    a number of seven digits or more."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return False
     if isinstance(value, int):  # compared, not made text: str() of 5,000 digits raises
-        return 10**6 <= value < 10**15
-    digits = _PHONE_PUNCTUATION.sub("", value)
-    return digits.isdigit() and 7 <= len(digits) <= 15
+        return abs(value) >= 10**6
+    return _PHONE_DIGITS.search(value) is not None
 
 
 def _personal_key(key: str) -> bool:

@@ -824,16 +824,29 @@ def test_pii_rule_other_names_of_a_phone_and_percent_encoded_emails_are_dropped(
     event = page_view()
     event["mobile"] = "+14155550177"
     event["notes"] = "enc.victim%40example.com"
-    event["data"] = {"tel": "(415) 555-0178", "msisdn": 14155550179, "is_mobile": True, "hotel": "Hilton"}
+    event["data"] = {
+        "tel": "(415) 555-0178",
+        "msisdn": 14155550179,
+        "customerMobileNo": "+1 415 555 0401 ext 12345",  # past 15 digits: kept by a first form of the rule
+        "is_mobile": True,
+        "hotel": "Hilton",
+        "cell_count": 12345678,
+    }
     result = check(event)
     assert result.report.ok, result.report.problems
     kept = stored_payload(result)
     assert "mobile" not in kept and "notes" not in kept
-    assert kept["data"] == {"is_mobile": True, "hotel": "Hilton"}
+    assert kept["data"] == {"is_mobile": True, "hotel": "Hilton", "cell_count": 12345678}
     dropped = {w.path for w in result.report.warnings if w.code == "plain_pii_dropped"}
-    assert dropped == {"events[0].mobile", "events[0].notes", "events[0].data.tel", "events[0].data.msisdn"}
+    assert dropped == {
+        "events[0].mobile",
+        "events[0].notes",
+        "events[0].data.tel",
+        "events[0].data.msisdn",
+        "events[0].data.customerMobileNo",
+    }
     text = str(result.report.warnings) + result.events[0].payload.decode()
-    for plain in ("4155550177", "victim", "555-0178", "4155550179"):
+    for plain in ("4155550177", "victim", "555-0178", "4155550179", "555 0401"):
         assert plain not in text
 
 
