@@ -144,8 +144,8 @@ def _check_event(
 
 
 BLANK_DEDUPE_ID: Final = (
-    "an empty dedupe_id deduplicates nothing: stored and relayed without one (kept, every later event with "
-    "the same blank id would be taken for a duplicate of the first and dropped); send the event's own id"
+    "an empty dedupe_id deduplicates nothing: the event is stored and relayed without one (had it been kept, "
+    "every later event with the same blank id would have been dropped as a duplicate); send the event's own id"
 )
 
 
