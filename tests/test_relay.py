@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -382,3 +383,24 @@ def test_appsflyer_gets_one_event_per_request_in_its_own_body_shape(tmp_path: Pa
                 "os": "14",
             }
             assert isinstance(body["eventValue"], str)
+
+
+def test_a_store_that_refuses_claims_is_logged_once_not_at_every_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """During a store outage each relay worker logged "cannot claim events" at every poll (twice
+    a second a destination, a trial): once now, and once more when claims pass again."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with Upstream() as up:
+
+        async def test(store: Store) -> None:
+            async with RelayRunner(store, destinations=[target(up.url, poll_interval_s=0.05)]):
+                await asyncio.sleep(0.2)
+                shutil.rmtree(data)  # the writer's files are gone: every write, claims too, fails
+                await asyncio.sleep(1.0)
+
+        with caplog.at_level("WARNING", logger="capigate.relay"):
+            run(test, data)
+    said = [r.getMessage() for r in caplog.records if "cannot claim events" in r.getMessage()]
+    assert len(said) == 1, said

@@ -110,6 +110,7 @@ class DestinationWorker:
         self._settler: asyncio.Task[None] | None = None
         self._failures = 0  # consecutive failed requests: the backoff exponent
         self._probing = False  # after a failure: one request in flight until one succeeds
+        self._claim_failures, self._claim_error = 0, ""  # failed claims in a row, the last error logged
 
     @property
     def name(self) -> str:
@@ -159,14 +160,25 @@ class DestinationWorker:
                     self.name, owner=self.owner, limit=wanted * per_request, now_ms=claimed_at, lease_ms=self.lease_ms
                 )
             except StoreError as exc:
-                log.warning("relay %s: cannot claim events: %s", self.name, exc)
+                self._claim_failed(str(exc))
                 await self._sleep(settings.poll_interval_s, wakeable=False)
                 continue
+            if self._claim_failures:
+                log.warning("relay %s: claims events again, after %d failed claim(s)", self.name, self._claim_failures)
+                self._claim_failures, self._claim_error = 0, ""
             lease_end = claimed_at + self.lease_ms
             self._ready.extend((lease_end, batch) for batch in _chunks(deliveries, per_request))
             self._start_ready()
             if len(deliveries) < wanted * per_request:
                 await self._sleep(settings.poll_interval_s, wakeable=True)  # drained for now
+
+    def _claim_failed(self, error: str) -> None:
+        """Logged once for each new error, not at every poll: during a store outage each worker
+        wrote the same line twice a second (a trial)."""
+        if error != self._claim_error:
+            log.warning("relay %s: cannot claim events: %s (said once until it changes)", self.name, error)
+            self._claim_error = error
+        self._claim_failures += 1
 
     def _capacity(self) -> int:
         return 1 if self._probing else self.target.settings.concurrency
