@@ -19,7 +19,7 @@ from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
 from tests.conftest import ADMIN, Server
 from tests.fault_proxy import Reply, fault_proxy
-from tests.helpers import page_view, purchase, stored, wait_until
+from tests.helpers import batch, page_view, purchase, stored, wait_until
 
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
 
@@ -468,3 +468,15 @@ def test_a_test_tag_of_other_than_visible_ascii_is_refused_before_sending(tmp_pa
     assert done.returncode == 2 and "visible ASCII" in done.stderr and "Traceback" not in done.stderr, done.stderr
     done = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px", "--key", "k", "--test-tag", "")
     assert done.returncode == 2 and "empty" in done.stderr, done.stderr
+
+
+def test_validate_says_a_number_past_a_floats_range_at_its_path(tmp_path: Path) -> None:
+    """As the gateway does (out_of_range at the number's path): validate said "not valid JSON:
+    Number out of range", with no path (a trial)."""
+    event = page_view()
+    file = tmp_path / "big.jsonl"
+    file.write_text(json.dumps(batch(event)).replace('"data": null', '"data": {"value": 1e309}') + "\n")
+    done = capigate("validate", "--api", "axon", str(file))
+    assert done.returncode == 1
+    assert f"{file}:1: error: events[0].data.value: this number is too large to read" in done.stdout, done.stdout
+    assert "[out_of_range]" in done.stdout

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from capigate.errors import Problem
+from capigate.unreadable import unreadable
 
 __all__ = ["Api", "Record", "Source", "classify", "locate", "read_source"]
 
@@ -84,8 +85,7 @@ def read_source(path: str, api: Api | None) -> Source:
             if Path(path).suffix.lower() == ".json":
                 match = _BYTE.search(str(exc))
                 line = text.count("\n", 0, int(match.group(1))) + 1 if match else 1
-                problem = Problem("", "malformed_json", f"not valid JSON: {exc}")
-                return Source(name, None, [Record(line, "", problem=problem)])
+                return Source(name, None, [Record(line, "", problem=_unreadable(text, exc))])
         else:
             source = Source(name, text)
             if isinstance(document, list):
@@ -100,7 +100,7 @@ def read_source(path: str, api: Api | None) -> Source:
         try:
             value = _decode(line)
         except msgspec.DecodeError as exc:
-            source.records.append(Record(number, "", problem=Problem("", "malformed_json", f"not valid JSON: {exc}")))
+            source.records.append(Record(number, "", problem=_unreadable(line, exc)))
             continue
         source.records.append(_record(number, "", value, api))
     return source
@@ -195,3 +195,12 @@ def locate(document: str, path: str) -> int:
     except (IndexError, msgspec.DecodeError):
         pass
     return document.count("\n", 0, best) + 1
+
+
+def _unreadable(text: str, error: msgspec.DecodeError) -> Problem:
+    """As the gateway says it (capigate.unreadable): a number past ±1.8e308 is out_of_range at
+    its path, where it was "not valid JSON: Number out of range" with no path (a trial)."""
+    problem = unreadable(text.encode(), error)
+    if problem.code == "out_of_range":
+        return problem
+    return Problem("", "malformed_json", f"not valid JSON: {error}")
