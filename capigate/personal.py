@@ -5,9 +5,10 @@ unknown keys at any depth, see ``capigate/axon/personal.py``).
 A key named like personal data, a string holding an email address (percent-encoded too:
 ``%40``), or a key that is itself one, is dropped with ``plain_pii_dropped`` at its path. A
 SHA-256 hex value is never taken for personal data. Phone numbers are only recognised by
-their key: ``phone`` whatever its value, and the other names of one (``mobile``, ``tel``,
-``msisdn``, ``cell``, as a key's last word) when the value holds seven digits or more
-(``is_mobile`` is a flag, ``cell_count`` a count); under a harmless key, a string of digits is far more often an order or content id,
+their key: ``phone`` whatever its value, and the other names of one (``mobile``, ``msisdn``,
+``whatsapp`` anywhere in the key, ``tel`` and ``cell`` as its last word) when the value holds
+seven digits or more, in a list or an object too (``is_mobile`` is a flag, ``cell_count`` a
+count); under a harmless key, a string of digits is far more often an order or content id,
 and dropping those would lose real data.
 """
 
@@ -57,30 +58,39 @@ def looks_personal(key: str, value: Any) -> bool:
 
 
 # Keys that name a phone other than "phone" (a trial stored "mobile": "+14155550177" as sent):
-# the key's last word (or the one before "number"), so that "customer_mobile" and
-# "mobileNumber" are phones and "cell_count", "mobile_os" and "hotel" are not.
-_PHONE_NAMES: Final = frozenset({"mobile", "msisdn", "tel", "telephone", "cell", "cellphone", "whatsapp"})
+# a name of its own anywhere in the key, case and separators aside ("WhatsApp", "mobile_2",
+# "msisdn_e164"), or "tel" and "cell" as its last word (before "number"): "hotel" and
+# "cellular" are not. A key ending in a count or an id names no phone ("mobile_count").
+_PHONE_NAMES: Final = re.compile(r"mobile|msisdn|telephone|cellphone|whatsapp")
+_SHORT_PHONE_NAMES: Final = frozenset({"tel", "cell"})
 _NUMBER_WORDS: Final = frozenset({"number", "num", "no", "nr"})
+_NOT_A_PHONE: Final = frozenset({"count", "counts", "id", "ids", "total", "size", "index", "os", "type", "version"})
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_PHONE_DIGITS = re.compile(r"(?:\d[\s().+/-]*){7,}")  # seven digits or more, as phones are written
+_PHONE_DIGITS = re.compile(r"(?:\d[^\dA-Za-z]{0,3}){7,}")  # seven digits or more, whatever between them
 
 
 @lru_cache(maxsize=4096)
 def _named_like_a_phone(key: str) -> bool:
-    words = [w.lower() for w in _WORDS.findall(key)]
+    words = [w.lower() for w in _WORDS.findall(key) if not w.isdigit()]
+    if not words or words[-1] in _NOT_A_PHONE:
+        return False
     if len(words) > 1 and words[-1] in _NUMBER_WORDS:
         words.pop()
-    return bool(words) and words[-1] in _PHONE_NAMES
+    return words[-1] in _SHORT_PHONE_NAMES or _PHONE_NAMES.search("".join(words)) is not None
 
 
-def _phone_digits(value: Any) -> bool:
-    """Seven digits or more, as a phone is written (an extension, a second number and all), or
-    a number of seven digits or more."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
+def _phone_digits(value: Any, depth: int = 0) -> bool:
+    """Seven digits or more, as a phone is written (an extension, a second number and all), a
+    number of seven digits or more, or a list or object holding one."""
+    if isinstance(value, bool):
         return False
-    if isinstance(value, int):  # compared, not made text: str() of 5,000 digits raises
+    if isinstance(value, int | float):  # compared, not made text: str() of 5,000 digits raises
         return abs(value) >= 10**6
-    return _PHONE_DIGITS.search(value) is not None
+    if isinstance(value, str):
+        return _PHONE_DIGITS.search(value) is not None
+    if depth < MAX_DEPTH and isinstance(value, list | dict):
+        return any(_phone_digits(v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def _personal_key(key: str) -> bool:
@@ -101,8 +111,8 @@ EMAIL_SHOWN = "<email address>"
 def shown_key(key: str) -> str:
     """``key`` as a path or a message may show it: an email address used as a key is not.
     The same rule holds for a request's source id (pixel id, app id) and its test tag: what
-    the journal, the log, the store and the page keep of them."""
-    return EMAIL_SHOWN if contains_email(key) else key
+    the journal, the log, the store and the page keep of them; percent-encoded too (``%40``)."""
+    return EMAIL_SHOWN if contains_email(key) or ("%40" in key and contains_email(unquote(key))) else key
 
 
 def shown_path(path: str) -> str:

@@ -828,6 +828,8 @@ def test_pii_rule_other_names_of_a_phone_and_percent_encoded_emails_are_dropped(
         "tel": "(415) 555-0178",
         "msisdn": 14155550179,
         "customerMobileNo": "+1 415 555 0401 ext 12345",  # past 15 digits: kept by a first form of the rule
+        "WhatsApp": "+1 650 555 8101",  # the rule's later trial: read as "whats" and "app"
+        "mobile_2": ["+1 650 555 8107", 6505558106.0, {"number": "650\u2013555\u20138109"}],
         "is_mobile": True,
         "hotel": "Hilton",
         "cell_count": 12345678,
@@ -844,9 +846,11 @@ def test_pii_rule_other_names_of_a_phone_and_percent_encoded_emails_are_dropped(
         "events[0].data.tel",
         "events[0].data.msisdn",
         "events[0].data.customerMobileNo",
+        "events[0].data.WhatsApp",
+        "events[0].data.mobile_2",
     }
     text = str(result.report.warnings) + result.events[0].payload.decode()
-    for plain in ("4155550177", "victim", "555-0178", "4155550179", "555 0401"):
+    for plain in ("4155550177", "victim", "555-0178", "4155550179", "555 0401", "555 8101", "555 8107", "8106", "8109"):
         assert plain not in text
 
 
