@@ -33,6 +33,8 @@ def tag_refusal(tag: str) -> tuple[str, str] | None:
         )
     if not _HEADER_TEXT.fullmatch(tag):
         return "not_ascii", UNREADABLE_TAG
+    if tag != tag.strip():  # a header does not keep them: httpx refuses it, and the SDK said "timeouts"
+        return "edge_space", "the test tag (X-Capigate-Test) starts or ends with a space, which a header does not keep"
     return None
 
 

@@ -461,6 +461,8 @@ def test_a_test_tag_of_other_than_visible_ascii_is_refused_before_sending(tmp_pa
         AppsFlyerClient("com.example.shop", "k", base_url="http://127.0.0.1:9", test_tag="run\tone")
     with pytest.raises(ValueError, match="empty"):  # given and empty: sent untagged, as a real event (a trial)
         AxonClient("px_std", "k", base_url="http://127.0.0.1:9", test_tag="")
+    with pytest.raises(ValueError, match="starts or ends with a space"):  # httpx refused it: "timeouts" (a trial)
+        AxonClient("px_std", "k", base_url="http://127.0.0.1:9", test_tag=" ci ")
     file = jsonl(tmp_path / "e.jsonl", [page_view()])
     done = capigate(
         "send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px", "--key", "k", "--test-tag", "tést"

@@ -255,3 +255,9 @@ def test_other_file_level_problems_have_no_key_placeholder(
     assert says in result.output, result.output
     assert ": -:" not in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_relay_url_with_port_0_is_refused(tmp_path: Path) -> None:
+    """Port 0 reads as no port: the relay went to port 80 of that host with its key (a trial)."""
+    text = SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "http://127.0.0.1:0"\n'
+    assert "axon.pixels[0].relay.url: the URL's port is 0" in refused(tmp_path, text)

@@ -105,3 +105,12 @@ def test_email_in_test_tag_pixel_id_or_app_id_never_reaches_store_journal_log_or
     for where, text in haystacks.items():
         for needle in NEEDLES:
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_percent_encoded_email_as_a_tag_or_source_id_is_not_kept() -> None:
+    """Rule: shown_key. A trial's `X-Capigate-Test: jane%40example.com` was stored, journaled
+    and logged as sent, where a path segment with %40 was replaced."""
+    from capigate.personal import EMAIL_SHOWN, shown_key
+
+    assert shown_key("jane%40example.com") == EMAIL_SHOWN
+    assert shown_key("ci run 7") == "ci run 7" and shown_key("50%40off") == "50%40off"
