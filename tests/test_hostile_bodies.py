@@ -118,3 +118,10 @@ def test_appsflyer_revenue_past_a_floats_range_is_400_out_of_range(
     r = post_af(gateway, json.dumps({**AF_BASE, "eventValue": value}).encode())
     assert r.status_code == 400 and problem_codes(r) == {"out_of_range"}, r.text
     assert_still_serving(gateway)
+
+
+def test_appsflyer_stringified_event_value_with_a_number_past_range_is_out_of_range(gateway: Server) -> None:
+    """It was `not_an_object`, though it is one (a trial): the number is said at its path."""
+    r = post_af(gateway, json.dumps({**AF_BASE, "eventValue": '{"x": 1e309}'}).encode())
+    assert r.status_code == 400, r.text
+    assert [(p["path"], p["code"]) for p in r.json()["problems"]] == [("eventValue.x", "out_of_range")], r.text

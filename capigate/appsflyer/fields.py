@@ -24,9 +24,10 @@ from capigate.appsflyer.schema import (
     format_event_time,
     parse_event_time,
 )
-from capigate.checking import shown_value
+from capigate.checking import join, shown_value
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import MAX_DEPTH, TooDeep, without_personal
+from capigate.unreadable import unreadable
 
 __all__ = [
     "DROP",
@@ -83,8 +84,12 @@ def _stringified(key: str, value: str | dict[str, Any], ctx: Context) -> dict[st
         return {}
     try:
         return _OBJECT_DECODER.decode(value)
-    except msgspec.ValidationError:
-        ctx.report.error(key, "not_an_object", f'{key} must be a stringified JSON object, or "" for none')
+    except msgspec.ValidationError as wrong:
+        if str(wrong).startswith("Number out of range"):  # an object all the same: not "not_an_object"
+            too_large = unreadable(value.encode(), wrong)
+            ctx.report.error(join(key, too_large.path) if too_large.path else key, too_large.code, too_large.message)
+        else:
+            ctx.report.error(key, "not_an_object", f'{key} must be a stringified JSON object, or "" for none')
     except msgspec.DecodeError as exc:
         ctx.report.error(key, "malformed_json", f"{key} is not valid stringified JSON ({exc})")
     return None
