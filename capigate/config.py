@@ -279,6 +279,8 @@ def _url_problem(url: str) -> str | None:
         return "the URL's host or port cannot be read: a port is a number up to 65535, an IPv6 address goes in [ ]"
     if parts.username is not None or parts.password is not None:
         return _CREDENTIALS_IN_URL
+    if not parts.hostname or any(c.isspace() for c in url):
+        return "the URL has no host, or a space in it"
     if parts.port == 0:  # read as no port: the relay went to port 80 (a trial)
         return "the URL's port is 0: give the upstream's port, or none for the scheme's own"
     return None

@@ -214,14 +214,17 @@ def test_a_relay_url_with_a_user_and_password_is_refused_without_showing_them(tm
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:notaport", "http://127.0.0.1:99999", "http://[::1", "http://bob:pa/ssWORD@host"]
+    "url",
+    ["http://127.0.0.1:notaport", "http://127.0.0.1:99999", "http://[::1", "http://bob:pa/ssWORD@host", "http://ho st"],
 )
 def test_a_relay_url_whose_host_or_port_cannot_be_read_is_refused(tmp_path: Path, url: str) -> None:
     """check-config said ok; every worker then crashed at start-up (ValueError in the relay's
     client), and a SIGHUP with such a file stopped a running gateway (a trial)."""
     text = SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\n'
     message = refused(tmp_path, text)
-    assert "axon.pixels[0].relay.url: the URL's host or port cannot be read" in message, message
+    assert "axon.pixels[0].relay.url: the URL" in message and ("cannot be read" in message or "a space" in message), (
+        message
+    )
     assert "ssWORD" not in message
 
 
