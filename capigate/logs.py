@@ -151,7 +151,10 @@ class PlainFormatter(logging.Formatter):
         if request.warnings:
             text += f" warnings={len(request.warnings)}"
         if request.test_tag:
-            text += f" test={escape_control(request.test_tag)}"
+            tag = escape_control(request.test_tag)  # quoted with a space in it: "x stored=9" read as a field
+            if " " in tag or '"' in tag:
+                tag = '"' + tag.replace('"', '\\"') + '"'
+            text += f" test={tag}"
         return text
 
 

@@ -221,7 +221,7 @@ def test_log_request_writes_the_line_into_capigates_handler(request_lines: io.St
     line = request_lines.getvalue()
     assert line.endswith(
         " INFO capigate.requests POST /inappevent/a\\nb 400 12.50ms source=- events=2 stored=0 dup=1"
-        " problems=2 first=events[0].\\x1b:wrong_type warnings=1 test=tag\\twith controls\n"
+        ' problems=2 first=events[0].\\x1b:wrong_type warnings=1 test="tag\\twith controls"\n'
     ), line
     logged_at = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
     assert int(before) - 1 <= logged_at <= time.time()
