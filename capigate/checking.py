@@ -19,9 +19,11 @@ import msgspec
 
 from capigate.errors import Problem
 
-__all__ = ["Report", "check_struct", "did_you_mean", "join", "shown_value", "top_key"]
+__all__ = ["TOO_LARGE_NUMBER", "Report", "check_struct", "did_you_mean", "join", "shown_value", "top_key"]
 
 S = TypeVar("S", bound=msgspec.Struct)
+# A number msgspec reads as out of range, in every place that says so: a body, a field, a file.
+TOO_LARGE_NUMBER: Final = "this number is too large to read (JSON numbers go to ±1.8e308)"
 
 
 class Report:
@@ -165,7 +167,6 @@ _CODES = (
     ("Number out of range", "out_of_range"),
     ("Expected `", "wrong_type"),
 )
-_TOO_LARGE: Final = "this number is too large to read (JSON numbers go to ±1.8e308)"  # as unreadable.py says it
 
 
 def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any = None) -> None:
@@ -177,7 +178,7 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
         path = path + match.group(1) if path else match.group(1).lstrip(".")
     code = next((c for needle, c in _CODES if needle in message), "invalid")
     if message == "Number out of range":
-        message = _TOO_LARGE
+        message = TOO_LARGE_NUMBER
     elif code == "invalid_enum":
         message = _enum_message(message, kind)
     elif code == "invalid_format":

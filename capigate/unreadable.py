@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from capigate.checking import join
+from capigate.checking import TOO_LARGE_NUMBER, join
 from capigate.errors import Problem
 
 __all__ = ["TOO_DEEP", "expected", "field_problem", "unreadable"]
@@ -44,9 +44,7 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
     """The problem of a body msgspec could not decode at all."""
     text = str(error)
     if text.startswith("Number out of range"):
-        return Problem(
-            _out_of_range_path(body), "out_of_range", "this number is too large to read (JSON numbers go to ±1.8e308)"
-        )
+        return Problem(_out_of_range_path(body), "out_of_range", TOO_LARGE_NUMBER)
     if not body.strip():  # msgspec says "Input data was truncated", which reads as a cut-off upload
         return Problem("", "malformed_json", "the body is empty; send a JSON document")
     for start, why in _NOT_JSON_STARTS:  # msgspec says "invalid character" of the first byte

@@ -24,7 +24,7 @@ from capigate.appsflyer.schema import (
     format_event_time,
     parse_event_time,
 )
-from capigate.checking import join, shown_value
+from capigate.checking import TOO_LARGE_NUMBER, join, shown_value
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import MAX_DEPTH, TooDeep, without_personal
 from capigate.unreadable import unreadable
@@ -180,7 +180,7 @@ def _too_large(path: str, value: Any, ctx: Context) -> bool:
     """An integer past a float's range (±1.8e308) is refused as Axon's are (out_of_range);
     float() of it raised, a 500. A string of digits reads as infinity, and is kept as sent."""
     if isinstance(value, int) and abs(value) > sys.float_info.max:
-        ctx.report.error(path, "out_of_range", "this number is too large to read (JSON numbers go to ±1.8e308)")
+        ctx.report.error(path, "out_of_range", TOO_LARGE_NUMBER)
         return True
     return False
 
