@@ -144,10 +144,9 @@ def _typed(
         mpd = event.measurement_partner_data
         if mpd is not None and _MPD_TIMES(mpd) != _NO_TIMES:  # one C call: most send no timestamp
             _mpd_timestamps(mpd, path, report)
-        dedupe_id = event.dedupe_id
-        if dedupe_id is not None and (not dedupe_id or dedupe_id.isspace()):
-            return None  # rules.is_blank: the slow path drops it and says so
-        if dedupe_id is None and profile.dedupe_id_expected:
+        if rules.is_blank(event.dedupe_id):
+            return None  # the slow path drops it and says so
+        if event.dedupe_id is None and profile.dedupe_id_expected:
             report.warn(
                 f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated"
             )
