@@ -50,7 +50,7 @@ def looks_personal(key: str, value: Any) -> bool:
     holding an email address whatever its key, a key that is itself an email address, or a
     phone number under another name of a phone's."""
     text = isinstance(value, str)
-    if text and (("@" in value and contains_email(value)) or ("%40" in value and contains_email(unquote(value)))):
+    if text and _holds_email(value):
         return True
     if _personal_key(key):
         return not (text and is_sha256_hex(value.strip())) or contains_email(key)
@@ -112,7 +112,12 @@ def shown_key(key: str) -> str:
     """``key`` as a path or a message may show it: an email address used as a key is not.
     The same rule holds for a request's source id (pixel id, app id) and its test tag: what
     the journal, the log, the store and the page keep of them; percent-encoded too (``%40``)."""
-    return EMAIL_SHOWN if contains_email(key) or ("%40" in key and contains_email(unquote(key))) else key
+    return EMAIL_SHOWN if _holds_email(key) else key
+
+
+def _holds_email(text: str) -> bool:
+    """Whether ``text`` holds an email address, percent-encoded (``%40``) or not."""
+    return contains_email(text) or ("%40" in text and contains_email(unquote(text)))
 
 
 def shown_path(path: str) -> str:
