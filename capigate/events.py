@@ -10,7 +10,15 @@ import msgspec
 
 from capigate.identity import contains_email
 
-__all__ = ["MAX_KEY_CHARS", "MAX_TEST_TAG_CHARS", "NewEvent", "journal_key", "kept_as_sent", "tag_refusal"]
+__all__ = [
+    "MAX_KEY_CHARS",
+    "MAX_TEST_TAG_CHARS",
+    "NewEvent",
+    "dedupe_scope",
+    "journal_key",
+    "kept_as_sent",
+    "tag_refusal",
+]
 
 MAX_KEY_CHARS: Final = 200
 
@@ -43,6 +51,14 @@ UNREADABLE_TAG: Final = (
     "does not carry as text; nothing was stored: use letters, digits, punctuation and spaces"
 )
 _HEADER_TEXT: Final = re.compile(r"[\x20-\x7e]+")
+
+
+def dedupe_scope(source: str, test_tag: str | None) -> str:
+    """What a ``dedupe_id`` is unique within: its source, or for a test event its source and
+    tag. A test event must not take the id of a real event sent later (it would be dropped as
+    a duplicate, never relayed), nor one test run the ids of the next. A tag holds no control
+    character (tag_refusal), so no scope of one source and tag is another's."""
+    return source if test_tag is None else f"{source}\x1ftest\x1f{test_tag}"
 
 
 def journal_key(value: Any) -> str | None:

@@ -327,7 +327,7 @@ def test_nul_characters_in_text_are_stored_as_replacement_characters(schema: str
         assert result.stored == 1
         [stored], _ = run(store.query_events(EventQuery(test_tag="t\x00")))
         assert (stored.dedupe_id, stored.test_tag) == ("a\ufffdb", "t\ufffd")
-        again = run(store.ingest([event(2, dedupe_id="a\x00b")], request_id="r", received_at_ms=T0))
+        again = run(store.ingest([event(2, dedupe_id="a\x00b", test_tag="t\x00")], request_id="r", received_at_ms=T0))
         assert again.duplicates == [0]
     finally:
         run(store.close())

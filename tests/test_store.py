@@ -135,6 +135,20 @@ def test_dedupe_ids_are_scoped_to_their_source(store: Store) -> None:
     assert (result.stored, result.duplicates) == (2, [])
 
 
+def test_test_events_dedupe_within_their_tag_and_never_against_real_events(store: Store) -> None:
+    """The rule events.dedupe_scope: a test sent with an order's real id must not make the
+    order a duplicate (dropped, never relayed), nor one test run the next run's events."""
+    first = ingest(
+        store, [event(0, dedupe_id="order-1", test_tag="ci-1"), event(1, dedupe_id="order-1", test_tag="ci-1")]
+    )
+    assert (first.stored, first.duplicates) == (1, [1])
+    later = ingest(store, [event(2, dedupe_id="order-1"), event(3, dedupe_id="order-1", test_tag="ci-2")])
+    assert (later.stored, later.duplicates) == (2, [])
+    again = ingest(store, [event(4, dedupe_id="order-1"), event(5, dedupe_id="order-1", test_tag="ci-1")])
+    assert (again.stored, again.duplicates) == (0, [0, 1])
+    assert [(e.payload["n"], e.test_tag) for e in all_events(store)] == [(3, "ci-2"), (2, None), (0, "ci-1")]
+
+
 def test_events_without_dedupe_id_are_never_duplicates(store: Store) -> None:
     ingest(store, [event(0), event(0)])
     result = ingest(store, [event(0)])

@@ -101,7 +101,11 @@ def test_text_that_looks_like_the_null_placeholder_is_stored_as_given(tmp_path: 
         rows, _ = run(store.query_events(EventQuery()))
         assert [(e.dedupe_id, e.test_tag) for e in rows[::-1]] == [("0", "0"), ("", ""), (None, None)]
         again = run(
-            store.ingest([new_event(3, dedupe_id="0"), new_event(4, dedupe_id="")], request_id="r", received_at_ms=T0)
+            store.ingest(
+                [new_event(3, dedupe_id="0", test_tag="0"), new_event(4, dedupe_id="", test_tag="")],
+                request_id="r",
+                received_at_ms=T0,
+            )
         )
         assert again.duplicates == [0, 1]
     finally:

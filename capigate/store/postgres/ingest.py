@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from capigate.events import NewEvent
+from capigate.events import NewEvent, dedupe_scope
 from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import QualityKey, minute_key, quality_counts, record_extras
 from capigate.store.postgres.inspector import QUALITY_CTE
@@ -56,13 +56,13 @@ WITH fresh AS (
     SELECT c.*
     FROM unnest(
         %b::text[], %b::text[], %b::text[], %b::int8[], %b::int8[], %b::text[], %b::text[],
-        %b::text[], %b::bytea[], %b::text[], %b::int8[], %b::int8[]
+        %b::text[], %b::bytea[], %b::text[], %b::int8[], %b::int8[], %b::text[]
     ) WITH ORDINALITY AS c(
         api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload,
-        destination, match_keys, block, ord
+        destination, match_keys, block, scope, ord
     )
     WHERE c.dedupe_id IS NULL
-       OR EXISTS (SELECT 1 FROM fresh f WHERE f.source = c.source AND f.dedupe_id = c.dedupe_id)
+       OR EXISTS (SELECT 1 FROM fresh f WHERE f.source = c.scope AND f.dedupe_id = c.dedupe_id)
 ), blocks AS MATERIALIZED (
     SELECT block, nextval('event_id_blocks') * {ID_BLOCK} AS base
     FROM (SELECT DISTINCT block FROM candidates ORDER BY block) b
@@ -195,32 +195,35 @@ class Group:
     def _ingest_params(self) -> list[list[Any]]:
         keys: list[tuple[str, str, int]] = []
         seen: set[tuple[str, str]] = set()
-        cols: list[list[Any]] = [[] for _ in range(12)]
-        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload, dest, match, block = cols
+        cols: list[list[Any]] = [[] for _ in range(13)]
+        api, source, name, event_time, received_at, dedupe_id, test_tag, request_id, payload, *rest = cols
+        dest, match, block, scopes = rest
         blocks = 0  # taken by the jobs before this one
         for j, job in enumerate(self.ingests):
             quality_counts(self.quality, job.events, (), job.received_at_ms)
             for position, e in enumerate(job.events):
-                src, key_id = pg_text(e.source) or "", pg_text(e.dedupe_id)
+                src, key_id, tag = pg_text(e.source) or "", pg_text(e.dedupe_id), pg_text(e.test_tag)
+                scope = dedupe_scope(src, tag)
                 if key_id is not None:
-                    key = (src, key_id)
+                    key = (scope, key_id)
                     if key in seen:  # an earlier event of this group has it: first one wins
                         self.duplicates[j].append(position)
                         continue
                     seen.add(key)
-                    keys.append((src, key_id, job.received_at_ms))
+                    keys.append((scope, key_id, job.received_at_ms))
                 api.append(e.api)
                 source.append(src)
                 name.append(pg_text(e.name))
                 event_time.append(e.event_time_ms)
                 received_at.append(job.received_at_ms)
                 dedupe_id.append(key_id)
-                test_tag.append(pg_text(e.test_tag))
+                test_tag.append(tag)
                 request_id.append(job.request_id)
                 payload.append(e.payload)
                 dest.append(pg_text(e.destination))
                 match.append(e.match_keys)
                 block.append(blocks + position // ID_BLOCK)
+                scopes.append(scope)
                 self.owners.append((j, position))
             blocks += -(-len(job.events) // ID_BLOCK)
         keys.sort()  # one lock order for every node: no deadlock between groups

@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 
 from capigate.errors import StoreError
-from capigate.events import NewEvent
+from capigate.events import NewEvent, dedupe_scope
 from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import HOUR_MS, QualityKey, minute_totals
 from capigate.store.sql import REQUEST_COLUMNS
@@ -121,13 +121,13 @@ class _Rows:
             source, dedupe_id = e.source, e.dedupe_id
             if dedupe_id is None:
                 is_new = True
-            elif (key := (source, dedupe_id)) in seen:
+            elif (key := (dedupe_scope(source, e.test_tag), dedupe_id)) in seen:
                 is_new = False
                 duplicates.append(position)
             else:
                 is_new = True
                 seen.add(key)
-                keys += (source, dedupe_id, first_id + len(fresh), received_at)
+                keys += (*key, first_id + len(fresh), received_at)
             if e.test_tag is None:  # test events are not counted (inspector.quality_counts)
                 counts = quality.get(found := (hour, source, e.name, e.api, e.match_keys))
                 if counts is None:
@@ -151,10 +151,10 @@ def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) ->
     for batch in batches:
         for event in batch.events:
             if event.dedupe_id is not None:
-                if (key := (event.source, event.dedupe_id)) in recent:
+                if (key := (dedupe_scope(event.source, event.test_tag), event.dedupe_id)) in recent:
                     seen.add(key)
                 else:
-                    by_source.setdefault(event.source, []).append(event.dedupe_id)
+                    by_source.setdefault(key[0], []).append(event.dedupe_id)
     for source, ids in by_source.items():
         for start in range(0, len(ids), _MAX_IN):
             chunk = ids[start : start + _MAX_IN]
