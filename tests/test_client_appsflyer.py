@@ -4,6 +4,7 @@ real local server answering as AppsFlyer does (plain text) or failing on purpose
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import uuid
 from typing import Any
@@ -60,6 +61,12 @@ def test_building_an_event_with_a_wrong_value_fails_where_it_is_built() -> None:
         "idfa": "wrong_type",
         "eventValue.af_revenue": "not_numeric",
     }
+
+
+def test_building_refuses_an_infinite_revenue_that_json_would_send_as_null() -> None:
+    with pytest.raises(InvalidEvents) as caught:
+        in_app_event("1415211453000-6513711", "af_purchase", {"af_revenue": -math.inf}, event_currency="USD")
+    assert [(p.path, p.code) for p in caught.value.problems] == [("eventValue.af_revenue", "not_finite")]
 
 
 def test_building_refuses_unknown_fields_as_typos() -> None:

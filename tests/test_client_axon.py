@@ -4,6 +4,7 @@ server that fails on purpose (503, 429 + Retry-After, slow answers) where capiga
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import uuid
@@ -67,6 +68,26 @@ def test_building_an_event_with_a_wrong_type_fails_where_it_is_built() -> None:
         )
     paths = {p.path: p.code for p in caught.value.problems}
     assert paths == {"event_time": "wrong_type", "data.value": "wrong_type"}
+
+
+def test_building_refuses_an_infinite_or_nan_number_that_json_would_send_as_null() -> None:
+    with pytest.raises(InvalidEvents) as caught:
+        axon_event(
+            "purchase",
+            user_data=user(email="a@example.com"),
+            event_source_url="https://shop.example.com/",
+            data=PurchaseData(
+                currency="USD",
+                value=math.inf,
+                transaction_id="t",
+                items=[Item(item_id="a", price=math.nan, quantity=1)],
+            ),
+        )
+    assert {p.path: p.code for p in caught.value.problems} == {
+        "data.value": "not_finite",
+        "data.items[0].price": "not_finite",
+    }
+    assert "sent as null" in str(caught.value)
 
 
 def test_building_reports_every_problem_with_its_path_at_once() -> None:

@@ -13,6 +13,7 @@ A send goes through three steps, the same for both APIs and both flavours:
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -24,6 +25,7 @@ import httpx
 import msgspec
 
 from capigate.__version__ import __version__
+from capigate.checking import join
 from capigate.client._pacing import Pacer, RetryPolicy
 from capigate.errors import HTTPStatusError, InvalidEvents, Problem, TransportError
 from capigate.responses import Accepted, ErrorBody
@@ -220,10 +222,33 @@ def strip_prefix(prefix: str, problem: Problem) -> Problem:
 def to_builtins(event: Any, path: str, problems: list[Problem]) -> Any:
     """A Struct or mapping as plain JSON-like objects (a type msgspec cannot encode: a problem)."""
     try:
-        return msgspec.to_builtins(dict(event) if isinstance(event, Mapping) else event)
+        raw = msgspec.to_builtins(dict(event) if isinstance(event, Mapping) else event)
     except TypeError as exc:
         problems.append(Problem(path, "wrong_type", f"cannot be encoded as JSON: {exc}"))
         return None
+    _find_non_finite(raw, path, problems)
+    return raw
+
+
+def _find_non_finite(value: Any, path: str, problems: list[Problem]) -> None:
+    """A problem for each infinite or NaN float: JSON has no such number, and msgspec would
+    send ``null`` in its place, an event changed without a word."""
+    kind = type(value)
+    if kind is float and not math.isfinite(value):
+        problems.append(
+            Problem(path, "not_finite", f"{value} is not a number JSON can carry (it would be sent as null)")
+        )
+    elif kind is dict:
+        for key, item in value.items():
+            if type(item) in _CONTAINERS:
+                _find_non_finite(item, join(path, key), problems)
+    elif kind is list:
+        for i, item in enumerate(value):
+            if type(item) in _CONTAINERS:
+                _find_non_finite(item, join(path, i), problems)
+
+
+_CONTAINERS: Final = frozenset((dict, list, float))
 
 
 class Core(ABC):
