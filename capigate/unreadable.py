@@ -43,7 +43,7 @@ class _OutOfRange:
 def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
     """The problem of a body msgspec could not decode at all."""
     text = str(error)
-    if text.startswith("Number out of range"):
+    if text.startswith(("Number out of range", "Integer value out of range")):  # the latter: 4,300+ digits
         return Problem(_out_of_range_path(body), "out_of_range", TOO_LARGE_NUMBER)
     if not body.strip():  # msgspec says "Input data was truncated", which reads as a cut-off upload
         return Problem("", "malformed_json", "the body is empty; send a JSON document")

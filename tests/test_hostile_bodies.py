@@ -109,6 +109,17 @@ def test_axon_money_past_a_floats_range_is_400_out_of_range(gateway: Server, whe
     assert_still_serving(gateway)
 
 
+def test_an_integer_of_5000_digits_is_400_out_of_range_at_its_path(gateway: Server) -> None:
+    """msgspec refuses an integer past 4,300 digits with its own message, which was answered
+    as malformed JSON with no path (a trial). AppsFlyer's 1,024-byte limit comes first there."""
+    event = purchase()
+    event["data"]["value"] = 424242.5
+    r = post_axon(gateway, json.dumps(batch(event)).replace("424242.5", "9" * 5000).encode())
+    assert r.status_code == 400, r.text
+    assert [(p["path"], p["code"]) for p in r.json()["problems"]] == [("events[0].data.value", "out_of_range")], r.text
+    assert_still_serving(gateway)
+
+
 @pytest.mark.parametrize("event_value", [{"af_revenue": 10**309}, {"af_price": [1, 10**309]}])
 @pytest.mark.parametrize("stringified", [True, False])
 def test_appsflyer_revenue_past_a_floats_range_is_400_out_of_range(
