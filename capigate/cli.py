@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 import capigate.worker_env as worker_env
-from capigate.config import Config, load_config, write_default_config
+from capigate.config import Config, ineffective_settings, load_config, write_default_config
 from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
 
@@ -182,6 +182,7 @@ def serve(
     lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
     lines.append(f"capigate: config {config_path.resolve()}, store {shown}, compiled modules {native_status()}")
     lines.append(f"Listening on http://{host}:{port}  (admin token in {config_path})")
+    lines += [f"note: {note}" for note in ineffective_settings(config)]
     # The keys are shown by the start that generated them only: the banner is kept with the logs.
     lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
     announce(lines, config.server.log_format)
@@ -228,6 +229,8 @@ def check_config(config_path: Path, file: Path | None) -> None:
     config_path = file or config_path
     config, _ = _resolve_config(config_path, create=False, check_environment=True)
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
+    for note in ineffective_settings(config):
+        click.echo(f"{config_path}: note: {note}")
 
 
 @main.command()

@@ -34,6 +34,7 @@ __all__ = [
     "RelaySettings",
     "ServerSettings",
     "StoreSettings",
+    "ineffective_settings",
     "load_config",
     "unset_variable",
     "write_default_config",
@@ -144,6 +145,20 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 Indexed = list[tuple[int, Any]]  # the sources that decoded, with their index in the file
+
+
+def ineffective_settings(config: Config) -> list[str]:
+    """Settings that are valid but change nothing, as `check-config` and the start-up banner
+    say them: refusing them would stop a gateway for a value that does no harm."""
+    server = config.server
+    notes = []
+    if server.idle_timeout_s > server.header_timeout_s:
+        notes.append(
+            f"server.idle_timeout_s = {server.idle_timeout_s:g} does nothing above header_timeout_s = "
+            f"{server.header_timeout_s:g}: a keep-alive connection idle that long is closed first by the "
+            "timeout of the next request's head (README, Timeouts and slow clients)"
+        )
+    return notes
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

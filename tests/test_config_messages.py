@@ -140,6 +140,14 @@ def test_a_correct_file_is_ok(tmp_path: Path) -> None:
     assert done.returncode == 0 and "ok (0 pixel(s), 1 app(s))" in done.stdout, done.stderr
 
 
+def test_an_idle_timeout_above_the_head_timeout_is_noted_as_doing_nothing(tmp_path: Path) -> None:
+    """Rule config.ineffective_settings: valid, so the gateway starts, but said (a trial set 60 s)."""
+    done = check_config(tmp_path, SERVER + "idle_timeout_s = 60\n")
+    assert done.returncode == 0, done.stderr
+    assert "note: server.idle_timeout_s = 60 does nothing above header_timeout_s = 10" in done.stdout, done.stdout
+    assert "note:" not in check_config(tmp_path, SERVER + "idle_timeout_s = 10\n").stdout
+
+
 def test_every_settings_section_has_its_keys_known() -> None:
     for setting in SETTINGS:
         assert setting.name in known_keys(setting.section)
