@@ -64,7 +64,14 @@ class InvalidEvents(CapigateError):
 
 
 class StoreError(CapigateError):
-    pass
+    """The store did not do what was asked. ``maybe_stored``: the write was sent and no answer
+    came back (a timeout, a lost connection, a writer that died), so it may have been committed:
+    the gateway says so (503 ``store_unconfirmed``) and a client repeats it only if a repeat is
+    dropped (events with a dedupe_id)."""
+
+    def __init__(self, message: str, *, maybe_stored: bool = False) -> None:
+        self.maybe_stored = maybe_stored
+        super().__init__(message)
 
 
 class TransportError(CapigateError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -27,6 +27,10 @@ __all__ = [
     "RequestView",
     "RequestsPage",
 ]
+
+# A 503 whose write was sent to the store and not answered (StoreError.maybe_stored): the
+# events may be stored, and a client that repeats them may store them twice.
+MAYBE_STORED_HEADER: Final = "x-capigate-maybe-stored"
 
 
 class Accepted(msgspec.Struct, kw_only=True):

@@ -7,19 +7,29 @@ from collections.abc import Sequence
 
 from capigate.config import RelaySettings
 from capigate.errors import StoreError
-from capigate.http.asgi import Request
+from capigate.http.asgi import RETRY_AFTER, Request
 from capigate.http.deadlines import limited
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.kept import dedupe_ids_not_stored, note_accepted
 from capigate.relay.destinations import relay_destination
+from capigate.responses import MAYBE_STORED_HEADER
 from capigate.store.base import IngestResult, NewEvent
 
-__all__ = ["INGEST_TIMEOUT_S", "accept"]
+__all__ = ["INGEST_TIMEOUT_S", "accept", "not_stored"]
 
 # A store that hangs (a network partition from PostgreSQL) gets a 503 after this, not a
 # request held for ever: the client retries, and a dedupe_id keeps a retry from counting twice.
 INGEST_TIMEOUT_S = 10.0
+
+
+def not_stored(lost: StoreError) -> tuple[str, list[tuple[str, str]]]:
+    """The problem code and headers of the 503 for ``lost``: ``store_unconfirmed`` and
+    X-Capigate-Maybe-Stored when the write may have been committed, which a client repeats
+    only if a repeat is dropped (a client that repeated every 503 stored AppsFlyer's twice)."""
+    if lost.maybe_stored:
+        return "store_unconfirmed", [RETRY_AFTER, (MAYBE_STORED_HEADER, "true")]
+    return "store_unavailable", [RETRY_AFTER]
 
 
 async def accept(
@@ -43,7 +53,8 @@ async def accept(
     except TimeoutError:
         # it may still commit them: a writer stopped for a while commits once it runs again
         unanswered = StoreError(
-            f"the store did not answer within {INGEST_TIMEOUT_S:g} s: the write may or may not be stored"
+            f"the store did not answer within {INGEST_TIMEOUT_S:g} s: the write may or may not be stored",
+            maybe_stored=True,
         )
         gateway.health.ingest_failed(unanswered, hung=True)  # for /readyz, as below
         raise unanswered from None

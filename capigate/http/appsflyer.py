@@ -14,8 +14,8 @@ from capigate.appsflyer.rules import check_in_app_event
 from capigate.appsflyer.schema import BAD_REQUEST, MAX_BODY_BYTES, OK, PARSE_FAILED, UNAUTHORIZED
 from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
-from capigate.http.accept import accept
-from capigate.http.asgi import RETRY_AFTER, BodyError, Request, Response, json_response, text_response
+from capigate.http.accept import accept, not_stored
+from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
@@ -68,9 +68,10 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     try:
         result = await accept(request, gateway, outcome, [check.event], app.relay)
     except StoreError as lost:
-        outcome.problems = [Problem("", "store_unavailable", f"the store did not confirm the event: {lost}")]
+        code, headers = not_stored(lost)
+        outcome.problems = [Problem("", code, f"the store did not confirm the event: {lost}")]
         answer = _answer(request, 503, "Service Unavailable", outcome)
-        answer.headers.append(RETRY_AFTER)
+        answer.headers += headers
         return answer
     return _answer(request, 200, OK, outcome, result.duplicates)
 

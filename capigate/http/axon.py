@@ -11,8 +11,8 @@ from capigate.axon.profiles import PROFILES
 from capigate.axon.typed import check_body
 from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
-from capigate.http.accept import accept
-from capigate.http.asgi import RETRY_AFTER, BodyError, Request, Response, json_response
+from capigate.http.accept import accept, not_stored
+from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
@@ -69,8 +69,9 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     try:
         result = await accept(request, gateway, outcome, check.events, pixel.relay)
     except StoreError as lost:
-        answer = _error(503, "store_unavailable", f"the store did not confirm the events: {lost}", outcome)
-        answer.headers.append(RETRY_AFTER)
+        code, headers = not_stored(lost)
+        answer = _error(503, code, f"the store did not confirm the events: {lost}", outcome)
+        answer.headers += headers
         return answer
     return _accepted(len(check.events), result, outcome)
 

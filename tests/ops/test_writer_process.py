@@ -429,6 +429,9 @@ def test_readyz_is_ready_again_once_a_stalled_writer_answers_without_an_ingest(t
                 )  # fmt: skip
             assert answer.status_code == 503 and "may or may not be stored" in answer.text, answer.text
             assert answer.headers["retry-after"] == "5"
+            # a client repeats it only if a repeat is dropped (the SDK: a dedupe_id in each event)
+            assert answer.json()["error"] == "store_unconfirmed", answer.text
+            assert answer.headers["x-capigate-maybe-stored"] == "true"
         finally:
             os.kill(writer, signal.SIGCONT)
         resumed = time.monotonic()

@@ -228,9 +228,12 @@ class Writer:
     def _lost(self, exc: psycopg.Error, deadline: Deadline) -> StoreError:
         if deadline.expired:
             return StoreError(
-                f"PostgreSQL did not answer within {self._answer_timeout_s:g} s (the writes may or may not be stored)"
+                f"PostgreSQL did not answer within {self._answer_timeout_s:g} s (the writes may or may not be stored)",
+                maybe_stored=True,
             )
-        return StoreError(f"lost the connection to PostgreSQL (the writes may or may not be stored): {exc}")
+        return StoreError(
+            f"lost the connection to PostgreSQL (the writes may or may not be stored): {exc}", maybe_stored=True
+        )
 
     async def _run(self, conn: Connection, group: Group) -> list[Any]:
         ingest = conn.cursor()

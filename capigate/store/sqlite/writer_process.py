@@ -481,7 +481,10 @@ class ProcessWriter:
             )
         self._fail(
             lost,
-            StoreError(f"the store's writer process {ended} before it answered: the write may or may not be stored"),
+            StoreError(
+                f"the store's writer process {ended} before it answered: the write may or may not be stored",
+                maybe_stored=True,
+            ),
         )
         assert child.ended is not None
         child.ended.set_result(None)
