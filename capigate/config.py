@@ -22,6 +22,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from capigate.appsflyer.schema import ios_prefix_missing
+from capigate.axon.body import MAX_BODY_BYTES
 from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
@@ -66,7 +67,7 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     workers: Positive = 1
-    max_body_bytes: Positive = 1_048_576
+    max_body_bytes: Positive = MAX_BODY_BYTES
     header_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0
     body_timeout_s: PositiveFloat = 30.0
     idle_timeout_s: PositiveFloat = 10.0

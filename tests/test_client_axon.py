@@ -27,6 +27,7 @@ from capigate import (
     hash_email,
     hash_phone,
 )
+from capigate.client._base import shifted
 from tests.conftest import Server
 from tests.fault_proxy import Reply, fault_proxy
 from tests.helpers import now_ms, page_view, purchase, stored
@@ -291,6 +292,77 @@ def test_connection_refused_is_retried_then_reported() -> None:
     (request,) = result.requests
     assert (request.ok, request.status, request.attempts) == (False, 0, 4)
     assert (request.error or "").startswith("ConnectError")
+
+
+def big_cart(order: str, items: int = 30) -> dict[str, Any]:
+    event = purchase(dedupe_id=order)
+    item = {**event["data"]["items"][0], "item_name": "A long product name " * 20, "item_category": "Shoes " * 20}
+    event["data"]["items"] = [{**item, "item_id": f"sku-{i}"} for i in range(items)]
+    event["data"]["value"] = round(sum(i["price"] * i["quantity"] for i in event["data"]["items"]), 2)
+    return event
+
+
+def absolute(requests: list[Any]) -> set[tuple[str, str]]:
+    """Each request's warnings as paths among all the events sent."""
+    return {(shifted(w, r.first_event).path, w.code) for r in requests for w in r.warnings}
+
+
+def test_a_batch_over_the_body_limit_is_sent_as_several_requests(server: Server) -> None:
+    """100 large carts were one 1.3 MB request, a 413 at every try (a trial): requests stay
+    within max_body_bytes, each warning at its path in the request carrying it."""
+    t = tag()
+    events = [big_cart(uuid.uuid4().hex) for _ in range(100)]
+    events[99]["user_data"]["os"] = "macos"
+    with (
+        fault_proxy(upstream=server.url) as proxy,
+        AxonClient("px_std", "key-std", base_url=proxy.url, test_tag=t) as client,
+    ):
+        result = client.send(events)
+        one = AxonClient("px_std", "key-std", base_url=proxy.url, max_body_bytes=10**9).prepare(events)
+    assert result.ok, [r.error for r in result.requests]
+    assert len(result.requests) >= 2 and all(len(s.body) <= 1_048_576 for s in proxy.seen)
+    assert sum(r.events for r in result.requests) == 100 and result.stored == 100
+    assert len(one.requests) == 1 and absolute(result.requests) == absolute(one.requests)
+    assert ("events[99].user_data.os", "unknown_enum") in absolute(result.requests)
+    assert len(stored(server, test_tag=t)) == 100
+
+
+def test_an_event_no_request_can_carry_is_refused_before_sending() -> None:
+    client = AxonClient("px_std", "key-std", base_url="http://127.0.0.1:9", max_body_bytes=4096)
+    with client, pytest.raises(InvalidEvents) as caught:
+        client.send([page_view(), big_cart("o-1", items=5)])
+    assert [(p.path, p.code) for p in caught.value.problems] == [("events[1]", "payload_too_large")]
+
+
+def test_the_local_checks_warnings_stay_beside_the_gateways(server: Server) -> None:
+    """The gateway sees the phone after this SDK hashed it: only the local check can say it had
+    no country code, and its warning was replaced by the gateway's (none) (a trial)."""
+    event = page_view()
+    event["user_data"]["phone"] = "(650) 555-1212"
+    with AxonClient("px_std", "key-std", base_url=server.url, test_tag=tag()) as client:
+        result = client.send([event])
+    assert result.ok and "phone_without_country_code" in {w.code for w in result.warnings}
+
+
+@pytest.mark.parametrize("key", ["key-std\n", " key-std", "kéy"])
+def test_a_key_no_header_can_carry_is_refused_at_construction(key: str) -> None:
+    """It was sent, refused by httpx at each try, and reported as timeouts that may be stored."""
+    with pytest.raises(ValueError, match="api_key"):
+        AxonClient("px_std", key, base_url="http://127.0.0.1:9")
+
+
+def test_a_503_that_may_have_stored_the_events_is_repeated_only_with_dedupe_ids(server: Server) -> None:
+    """capigate's 503 store_unconfirmed (X-Capigate-Maybe-Stored) is a lost answer: repeated,
+    the events without a dedupe_id were stored twice (a trial)."""
+    unconfirmed = Reply(503, b'{"status":"error","error":"store_unconfirmed"}', {"x-capigate-maybe-stored": "true"})
+    with (
+        fault_proxy(upstream=server.url, faults=[unconfirmed, unconfirmed]) as proxy,
+        AxonClient("px_std", "key-std", base_url=proxy.url, retry=FAST, test_tag=tag()) as client,
+    ):
+        without = client.send([page_view(dedupe_id=None)])
+        with_ids = client.send([page_view()])
+    assert not without.ok and without.requests[0].attempts == 1 and without.requests[0].maybe_stored
+    assert with_ids.ok and with_ids.requests[0].attempts == 2
 
 
 def test_read_timeout_is_retried_only_when_every_event_has_a_dedupe_id(server: Server) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 from capigate.checking import Report
 
-__all__ = ["BODY_KEYS", "MAX_BATCH", "batch_events", "events_received"]
+__all__ = ["BODY_KEYS", "MAX_BATCH", "MAX_BODY_BYTES", "batch_events", "events_received"]
 
 MAX_BATCH = 100
+MAX_BODY_BYTES = 1_048_576  # capigate's default [server] max_body_bytes; AppLovin documents none
 BODY_KEYS = frozenset({"events"})
 _JSON_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
 

@@ -28,7 +28,7 @@ from capigate.__version__ import __version__
 from capigate.checking import join
 from capigate.client._pacing import Pacer, RetryPolicy
 from capigate.errors import HTTPStatusError, InvalidEvents, Problem, TransportError
-from capigate.responses import Accepted, ErrorBody
+from capigate.responses import MAYBE_STORED_HEADER, Accepted, ErrorBody
 
 __all__ = [
     "USER_AGENT",
@@ -80,7 +80,10 @@ class RequestResult(msgspec.Struct, kw_only=True):
     duplicates: int | None = None
     duplicate_events: list[int] = []  # indexes, in the events given to send()
     problems: list[Problem] = []  # the server's reasons for refusing
-    warnings: list[Problem] = []  # capigate's; those of the local check when the API sends none
+    # The local check's and capigate's together: the server checks the same rules, but on
+    # events hashed or stripped here first. AppLovin and AppsFlyer send none.
+    warnings: list[Problem] = []
+    answered_warnings: list[Problem] = []  # capigate's alone, as it answered them
     error: str | None = None  # one line: why it failed
     # No answer, but a try may have reached the server (a read timeout, a connection lost
     # after sending): its events may be stored. Not a failure to resend blindly, an unknown.
@@ -219,6 +222,18 @@ def strip_prefix(prefix: str, problem: Problem) -> Problem:
     return Problem(path, problem.code, problem.message)
 
 
+def check_key(name: str, key: str) -> None:
+    """ValueError for a key no HTTP header can carry as given: httpx refused it at each try,
+    and the send read as timeouts that "may be stored" (a key read from a file ends in \\n)."""
+    if key != key.strip():
+        raise ValueError(f"{name} starts or ends with whitespace (a newline read from a file?): strip it")
+    if not _HEADER_TEXT.fullmatch(key):
+        raise ValueError(f"{name} holds characters other than visible ASCII, which an HTTP header does not carry")
+
+
+_HEADER_TEXT: Final = re.compile(r"[\x20-\x7e]+")
+
+
 def to_builtins(event: Any, path: str, problems: list[Problem]) -> Any:
     """A Struct or mapping as plain JSON-like objects (a type msgspec cannot encode: a problem)."""
     try:
@@ -257,6 +272,7 @@ class Core(ABC):
     retry: RetryPolicy
     pacer: Pacer | None
     max_batch: int
+    max_body_bytes: int | None = None  # None: one event a request, its size the rules' (AppsFlyer)
 
     def __init__(self, *, retry: RetryPolicy | None, rate_limit_eps: float | None) -> None:
         self.retry = retry if retry is not None else RetryPolicy()
@@ -301,12 +317,47 @@ class Core(ABC):
         step = self.max_batch
         for first in range(0, len(items), step):
             checked, found, warnings = self.check(items[first : first + step])
+            found = found or self._too_large(checked)
             problems += [self.in_send(first, p) for p in found]
             if not found:
-                requests.append(self.pack(first, checked, warnings))
+                requests += [
+                    self.pack(first + start, checked[start:end], _within(warnings, start, end))
+                    for start, end in self._parts(checked)
+                ]
         if problems:
             raise InvalidEvents(problems)
         return Prepared(requests)
+
+    def _too_large(self, checked: list[Checked]) -> list[Problem]:
+        if self.max_body_bytes is None:
+            return []
+        limit = self.max_body_bytes - len(self.body([]))
+        return [
+            Problem(
+                f"events[{i}]",
+                "payload_too_large",
+                f"the event is {len(c.payload):,} bytes once normalised; no request body of at most "
+                f"{self.max_body_bytes:,} bytes (max_body_bytes) can carry it",
+            )
+            for i, c in enumerate(checked)
+            if len(c.payload) > limit
+        ]
+
+    def _parts(self, checked: list[Checked]) -> list[tuple[int, int]]:
+        """The events of one check split into requests of at most ``max_body_bytes``: 100
+        events of a large cart are more than capigate's 1 MiB, and were a 413 at every try."""
+        if self.max_body_bytes is None:
+            return [(0, len(checked))]
+        empty, parts, start = len(self.body([])), [], 0
+        size = empty
+        for i, c in enumerate(checked):
+            added = len(c.payload) + (i > start)  # and its comma
+            if i > start and size + added > self.max_body_bytes:
+                parts.append((start, i))
+                start, size, added = i, empty, len(c.payload)
+            size += added
+        parts.append((start, len(checked)))
+        return parts
 
     def prepare_one(self, event: Any) -> tuple[Checked, list[Problem]]:
         """One event, checked, and its warnings (paths relative to the event)."""
@@ -343,6 +394,10 @@ class Core(ABC):
             result.body = response.content
         if response.status_code not in self.retry.retry_statuses:
             return result, None
+        if MAYBE_STORED_HEADER in response.headers:  # capigate sent the write, and had no answer
+            result.maybe_stored = True
+            if not req.safe_to_repeat:
+                return result, None
         return result, self._delay(result, response.headers.get("retry-after"))
 
     def _delay(self, result: RequestResult, retry_after: str | None) -> float | None:
@@ -383,7 +438,8 @@ class Core(ABC):
                 stored=body.stored,
                 duplicates=body.duplicates,
                 duplicate_events=[req.first_event + i for i in body.duplicate_events],
-                warnings=body.warnings,  # the server's: it checked the same rules
+                warnings=_merged(req.warnings, body.warnings),
+                answered_warnings=body.warnings,
             )
         try:
             error = _decode_error(content)
@@ -400,8 +456,29 @@ class Core(ABC):
             status=status,
             error=f"HTTP {status}: {error.message}",
             problems=error.problems,
-            warnings=error.warnings,
+            warnings=_merged(req.warnings, error.warnings),
+            answered_warnings=error.warnings,
         )
+
+
+def _within(warnings: list[Problem], start: int, end: int) -> list[Problem]:
+    """The warnings of events ``start`` … ``end - 1`` of a check, as paths of the request
+    carrying them (a warning of no event, the request's first's)."""
+    kept = []
+    for w in warnings:
+        found = _EVENTS_INDEX.match(w.path)
+        index = int(found.group(1)) if found else 0
+        if start <= index < end:
+            kept.append(shifted(w, -start))
+    return kept
+
+
+def _merged(local: list[Problem], answered: list[Problem]) -> list[Problem]:
+    """The local check's warnings and the server's: the server checks the same rules, but on
+    events this SDK hashed or stripped first, so some (a phone without country code, plain PII
+    dropped) only the local check can see."""
+    seen = {(w.path, w.code) for w in local}
+    return [*local, *(w for w in answered if (w.path, w.code) not in seen)]
 
 
 def _url_of(error: httpx.TransportError) -> str:

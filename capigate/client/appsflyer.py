@@ -26,6 +26,7 @@ from capigate.client._base import (
     PreparedRequest,
     RequestResult,
     RetryPolicy,
+    check_key,
     now_ms,
     prefixed,
     to_builtins,
@@ -136,6 +137,7 @@ class AppsFlyerCore(Core):
         super().__init__(retry=retry, rate_limit_eps=rate_limit_eps)
         if not app_id or not key:
             raise ValueError("app_id and key are required")
+        check_key("key", key)
         if (reason := ios_prefix_missing(app_id)) is not None:
             raise ValueError(reason)
         self.app_id = app_id

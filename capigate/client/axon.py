@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from capigate.appsflyer.schema import InAppEvent
+from capigate.axon.body import MAX_BODY_BYTES
 from capigate.axon.profiles import PROFILES, Profile, ProfileName
 from capigate.axon.rules import MAX_BATCH, check_batch
 from capigate.axon.schema import EventData, MeasurementPartnerData, ServerEvent, UserData
@@ -24,6 +25,7 @@ from capigate.client._base import (
     PreparedRequest,
     RequestResult,
     RetryPolicy,
+    check_key,
     now_ms,
     shifted,
     strip_prefix,
@@ -87,6 +89,7 @@ class AxonCore(Core):
         *,
         profile: ProfileName,
         max_batch: int,
+        max_body_bytes: int,
         test_tag: str | None,
         retry: RetryPolicy | None,
         rate_limit_eps: float | None,
@@ -94,9 +97,13 @@ class AxonCore(Core):
         super().__init__(retry=retry, rate_limit_eps=rate_limit_eps)
         if not pixel_id or not api_key:
             raise ValueError("pixel_id and api_key are required")
+        check_key("api_key", api_key)
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be from 1 to {MAX_BATCH}")
+        if max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1024")
         self.pixel_id, self.profile, self.max_batch = pixel_id, _profile(profile), max_batch
+        self.max_body_bytes = max_body_bytes
         self._params = {"pixel_id": pixel_id}
         self._headers = {"Authorization": api_key, "Content-Type": "application/json"}
         if test_tag is not None:  # an empty one given is refused: taken for none, a test went out as real
@@ -139,7 +146,8 @@ class AxonClient(SyncClientBase):
     """Sends Axon events to AppLovin (``base_url`` defaults to it) or to a capigate gateway.
 
     ``profile`` is the pixel's profile (standard, lead_gen, lead_gen_restricted): events are
-    checked against it before anything is sent. ``max_concurrency`` batches of a send go out
+    checked against it before anything is sent. A request carries at most ``max_batch`` events
+    and ``max_body_bytes`` bytes (capigate's default limit: a larger body is a 413). ``max_concurrency`` batches of a send go out
     at once; ``rate_limit_eps`` caps events per second; ``test_tag`` marks the events as test
     events in capigate (``X-Capigate-Test``). ``transport`` replaces httpx's own (tests)."""
 
@@ -153,6 +161,7 @@ class AxonClient(SyncClientBase):
         timeout: float | httpx.Timeout = 10.0,
         retry: RetryPolicy | None = None,
         max_batch: int = MAX_BATCH,
+        max_body_bytes: int = MAX_BODY_BYTES,
         max_concurrency: int = 4,
         rate_limit_eps: float | None = None,
         test_tag: str | None = None,
@@ -164,6 +173,7 @@ class AxonClient(SyncClientBase):
             api_key,
             profile=profile,
             max_batch=max_batch,
+            max_body_bytes=max_body_bytes,
             test_tag=test_tag,
             retry=retry,
             rate_limit_eps=rate_limit_eps,
@@ -191,6 +201,7 @@ class AsyncAxonClient(AsyncClientBase):
         timeout: float | httpx.Timeout = 10.0,
         retry: RetryPolicy | None = None,
         max_batch: int = MAX_BATCH,
+        max_body_bytes: int = MAX_BODY_BYTES,
         max_concurrency: int = 4,
         rate_limit_eps: float | None = None,
         test_tag: str | None = None,
@@ -202,6 +213,7 @@ class AsyncAxonClient(AsyncClientBase):
             api_key,
             profile=profile,
             max_batch=max_batch,
+            max_body_bytes=max_body_bytes,
             test_tag=test_tag,
             retry=retry,
             rate_limit_eps=rate_limit_eps,

@@ -230,7 +230,7 @@ def _warnings(result: SendResult, prepared: Prepared) -> None:
     refusing); AppLovin's and AppsFlyer's own answers carry none."""
     local = Counter(w.code for req in prepared.requests for w in req.warnings)
     answered = [r for r in result.requests if r.stored is not None or r.problems]
-    gateway = Counter(w.code for r in answered for w in r.warnings)
+    gateway = Counter(w.code for r in answered for w in r.answered_warnings)
     if not answered:
         _echo_codes("warnings of the local check", local)
     elif local == gateway:
