@@ -986,6 +986,23 @@ def test_pii_rule_an_email_in_a_defined_field_is_dropped_hashed_or_refused() -> 
     assert problems(refused) == {"events[0].event_source_url": "plain_pii"}
 
 
+def test_pii_rule_an_email_as_a_purchases_transaction_id_is_refused_not_dropped() -> None:
+    """Dropped, the purchase was stored and relayed without the transaction_id it requires (a trial)."""
+    event = purchase()
+    event["data"]["transaction_id"] = "jane@example.com"
+    assert problems(event) == {"events[0].data.transaction_id": "plain_pii"}
+
+
+def test_pii_rule_every_event_with_an_email_in_a_required_field_is_named() -> None:
+    events = [page_view(), page_view()]
+    for event in events:
+        event["user_data"]["client_user_agent"] = "Mozilla/5.0 jane@example.com"
+    assert problems(*events) == {
+        "events[0].user_data.client_user_agent": "plain_pii",
+        "events[1].user_data.client_user_agent": "plain_pii",
+    }
+
+
 # --- the remaining rules, one test each --------------------------------------------------------
 
 

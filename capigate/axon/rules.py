@@ -76,12 +76,13 @@ def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_t
         _unknown_keys(body, BODY_KEYS, profile, report, "")
     typed = _typed_events(raw_events)
     for i, raw in enumerate(raw_events):
+        refused = len(report.problems)
         try:
             checked = _check_event(raw, f"events[{i}]", profile, report, now_ms, typed[i])
         except RecursionError:  # a safety net: free-form values are refused past MAX_DEPTH first
             report.error(f"events[{i}]", "too_deep", "the event nests objects or arrays too deep")
             break
-        if checked is not None and report.ok:
+        if checked is not None and len(report.problems) == refused:  # after a refused event too
             event, user, kept = checked
             result.events.append(_new_event(event, user, kept, f"events[{i}]", report, source, test_tag))
     if not report.ok:
@@ -464,7 +465,14 @@ def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report
 
 
 _REQUIRED_TEXT: Final = frozenset(
-    {"name", "event_source_url", "user_data.client_ip_address", "user_data.client_user_agent", "user_data.esi"}
+    {
+        "name",
+        "event_source_url",
+        "user_data.client_ip_address",
+        "user_data.client_user_agent",
+        "user_data.esi",
+        "data.transaction_id",  # purchase's, required there: dropped, the purchase would lack it
+    }
 )
 _IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
 _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
