@@ -33,6 +33,14 @@ def main() -> None:
     """capigate: a self-hosted conversions API gateway for AppLovin Axon and AppsFlyer."""
 
 
+def _named_by_default() -> bool:
+    """Whether --config was left to its default (capigate.toml here): only then does serve
+    create a missing file. A path given (--config, CAPIGATE_CONFIG) that is not there is a
+    mistake: a new demo gateway started there, ready, and refused every real client."""
+    source = click.get_current_context().get_parameter_source("config_path")
+    return source is click.core.ParameterSource.DEFAULT
+
+
 def _resolve_config(path: Path, *, create: bool, check_environment: bool = False) -> tuple[Config, bool]:
     """The configuration, or one line per mistake; ``check_environment``: the relay keys read
     from environment variables are set (the workers that relay would die without)."""
@@ -136,7 +144,7 @@ _DB_OPTION = click.option("--db", envvar=worker_env.DB, help="SQLite file or pos
 
 
 @main.command()
-@_config_option("TOML configuration; created if missing.")
+@_config_option("TOML configuration; the default one is created if missing.")
 @_DB_OPTION
 @click.option("--host", envvar="CAPIGATE_HOST", help="Address to listen on (default: [server] host).")
 @click.option("--port", envvar="CAPIGATE_PORT", type=int, callback=_PORT, help="Port (default: [server] port).")
@@ -158,13 +166,13 @@ _DB_OPTION = click.option("--db", envvar=worker_env.DB, help="SQLite file or pos
 def serve(
     config_path: Path, db: str | None, host: str | None, port: int | None, workers: int | None, relay: bool
 ) -> None:
-    """Start the gateway (creates capigate.toml with demo sources on first run)."""
+    """Start the gateway (creates ./capigate.toml with demo sources on first run, when no --config is given)."""
     from capigate.banner import banner_lines
     from capigate.logs import announce, granian_log_config
     from capigate.native import status as native_status
     from capigate.serving import ListenError, open_listener, serve_gateway
 
-    config, created = _resolve_config(config_path, create=True, check_environment=relay)
+    config, created = _resolve_config(config_path, create=_named_by_default(), check_environment=relay)
     try:
         store_url = _store_url(config, db)
         shown = _check_schema(store_url)

@@ -202,7 +202,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            name, "", "the file does not exist; run `capigate serve` without --config to create one"
+            name,
+            "",
+            "the file does not exist; run `capigate serve` without --config (nor CAPIGATE_CONFIG) "
+            "in the directory that should hold it, to create one",
         ) from None
     except OSError as exc:
         raise ConfigError(name, "", f"cannot read the file ({exc.strerror})") from None

@@ -4,6 +4,7 @@ table, an iOS app id without ``id`` AppsFlyer's reason, as the SDK refuses it.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -146,6 +147,21 @@ def test_an_idle_timeout_above_the_head_timeout_is_noted_as_doing_nothing(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "note: server.idle_timeout_s = 60 does nothing above header_timeout_s = 10" in done.stdout, done.stdout
     assert "note:" not in check_config(tmp_path, SERVER + "idle_timeout_s = 10\n").stdout
+
+
+@pytest.mark.parametrize("given", ["--config", "CAPIGATE_CONFIG"])
+def test_serve_refuses_a_configuration_path_given_that_is_not_there(tmp_path: Path, given: str) -> None:
+    """Rule: only the default capigate.toml is created. A mistyped path started a new demo
+    gateway there, ready, that refused every real client and stored into an empty file (a trial)."""
+    missing = tmp_path / "etc-typo.toml"
+    args = ["--config", str(missing)] if given == "--config" else []
+    env = {**os.environ, "CAPIGATE_CONFIG": str(missing)} if given != "--config" else None
+    done = subprocess.run(
+        [sys.executable, "-m", "capigate", "serve", *args, "--port", "0"],
+        capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1 and "the file does not exist" in done.stderr, done.stderr
+    assert not missing.exists() and not (tmp_path / "capigate.db").exists()
 
 
 def test_every_settings_section_has_its_keys_known() -> None:

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from capigate.cli import main
+from capigate.config import write_default_config
 from capigate.errors import StoreError
 from capigate.store import (
     AttemptOutcome,
@@ -454,6 +455,7 @@ def test_capigate_serve_refuses_a_newer_schema_with_a_message_not_a_traceback(sc
     init(schema)
     sql(schema, "INSERT INTO capigate_schema VALUES (%s, 'from the future', 0)", (pg_schema.SCHEMA_VERSION + 1,))
     url = f"{PG_URL}?schema={schema}"
+    write_default_config(tmp_path / "c.toml")
     result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "c.toml"), "--db", url])
     assert result.exit_code == 1
     assert f"schema version {pg_schema.SCHEMA_VERSION + 1}; this capigate knows up to" in result.output
