@@ -22,6 +22,8 @@ from capigate.config import AppsFlyerApp, AxonPixel, Config
 __all__ = ["MASK", "banner_lines", "curl_command", "demo_body"]
 
 MASK = "********"
+TEST_HEADER = "X-Capigate-Test"
+DEMO_TAG = "demo"
 
 # The spec's example for each Axon profile: one that the profile accepts.
 _AXON_EXAMPLE = {
@@ -70,21 +72,23 @@ def _appsflyer_body(app: AppsFlyerApp) -> dict[str, Any]:
 def curl_command(config: Config, source_id: str, base: str, *, reveal: bool = True) -> str | None:
     """A curl that sends the demo event of one source to the gateway at ``base``; None when
     no pixel or app has that id. ``reveal=False`` writes the key as ``MASK``."""
-    pixel = config.pixel(source_id)
-    if pixel is not None:
-        url = f"{base}/v1/event?pixel_id={pixel.pixel_id}"
-        header = "Authorization: " + (pixel.api_key if reveal else MASK)
-        body = demo_body(pixel)
+    source: AxonPixel | AppsFlyerApp | None = config.pixel(source_id)
+    if isinstance(source, AxonPixel):
+        url = f"{base}/v1/event?pixel_id={source.pixel_id}"
+        header = "Authorization: " + (source.api_key if reveal else MASK)
     else:
-        app = config.app(source_id)
-        if app is None:
+        source = config.app(source_id)
+        if source is None:
             return None
-        url = f"{base}/inappevent/{app.app_id}"
-        header = "authentication: " + (app.keys[0] if reveal else MASK)
-        body = demo_body(app)
+        url = f"{base}/inappevent/{source.app_id}"
+        header = "authentication: " + (source.keys[0] if reveal else MASK)
+    body = json.dumps(demo_body(source), separators=(",", ":"), ensure_ascii=False)
+    # A relayed source's demo is a test event: pasted on a production node, a real one went
+    # upstream as a $30 purchase (a trial).
+    test = f" -H '{TEST_HEADER}: {DEMO_TAG}'" if source.relay is not None and source.relay.enabled else ""
     return (
-        f"curl -sS -X POST {shlex.quote(url)} -H {shlex.quote(header)} -H 'Content-Type: application/json' "
-        f"-d {shlex.quote(json.dumps(body, separators=(',', ':'), ensure_ascii=False))}"
+        f"curl -sS -X POST {shlex.quote(url)} -H {shlex.quote(header)} -H 'Content-Type: application/json'{test} "
+        f"-d {shlex.quote(body)}"
     )
 
 

@@ -91,6 +91,10 @@ class Server:
 
     def start(self, timeout_s: float = 20.0) -> None:
         assert self.log is not None
+        # A first start (no file yet) runs where the file belongs, without --config: serve
+        # creates only the default capigate.toml, as a user's first `capigate serve` does.
+        first = not self.config.exists() and self.config.name == "capigate.toml"
+        config = [] if first else ["--config", str(self.config)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -98,8 +102,7 @@ class Server:
                     "-m",
                     "capigate",
                     "serve",
-                    "--config",
-                    str(self.config),
+                    *config,
                     "--db",
                     str(self.db),
                     "--host",
@@ -110,6 +113,7 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
+                cwd=self.config.parent if first else None,
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s

@@ -146,3 +146,23 @@ def test_the_banners_curl_hint_works_as_pasted_in_another_shell(tmp_path: Path) 
         assert f"{server.url}/v1/event?pixel_id=px_std" in from_env.stdout
     finally:
         server.stop()
+
+
+def test_a_relayed_sources_demo_curl_sends_a_test_event(tmp_path: Path) -> None:
+    """Pasted on a production node, the demo purchase of a relayed pixel went upstream as a
+    real $30 conversion (a trial): there it carries X-Capigate-Test, elsewhere nothing."""
+    from capigate.banner import curl_command
+    from capigate.config import load_config
+
+    config = tmp_path / "capigate.toml"
+    config.write_text(
+        '[server]\nadmin_token = "123456789"\n'
+        '[[axon.pixels]]\npixel_id = "px_live"\napi_key = "k1"\n'
+        '[axon.pixels.relay]\nurl = "http://127.0.0.1:9"\napi_key = "up"\n'
+        '[[axon.pixels]]\npixel_id = "px_sandbox"\napi_key = "k2"\n'
+    )
+    loaded = load_config(config)
+    relayed = curl_command(loaded, "px_live", "http://127.0.0.1:8080") or ""
+    sandbox = curl_command(loaded, "px_sandbox", "http://127.0.0.1:8080") or ""
+    assert "-H 'X-Capigate-Test: demo'" in relayed, relayed
+    assert "X-Capigate-Test" not in sandbox, sandbox
