@@ -152,7 +152,16 @@ def ineffective_settings(config: Config) -> list[str]:
     """Settings that are valid but change nothing, as `check-config` and the start-up banner
     say them: refusing them would stop a gateway for a value that does no harm."""
     server = config.server
-    notes = []
+    notes = [
+        f"appsflyer.apps[{i}].relay.batch_size = {app.relay.batch_size} does nothing: AppsFlyer takes one event a request"
+        for i, app in enumerate(config.appsflyer.apps)
+        if app.relay is not None and app.relay.batch_size != RelaySettings().batch_size
+    ]
+    notes += [
+        f"{where}.relay.url points at {host}, the other API's host: is this the right source?"
+        for where, relay, other in _relays_by_api(config)
+        if relay.url is not None and (host := urlsplit(relay.url).hostname or "").endswith(other)
+    ]
     if server.idle_timeout_s > server.header_timeout_s:
         notes.append(
             f"server.idle_timeout_s = {server.idle_timeout_s:g} does nothing above header_timeout_s = "
@@ -160,6 +169,13 @@ def ineffective_settings(config: Config) -> list[str]:
             "timeout of the next request's head (README, Timeouts and slow clients)"
         )
     return notes
+
+
+def _relays_by_api(config: Config) -> list[tuple[str, RelaySettings, str]]:
+    """Each relay table, where it is, and the host of the API it is not for."""
+    relays = [(f"axon.pixels[{i}]", p.relay, "appsflyer.com") for i, p in enumerate(config.axon.pixels)]
+    relays += [(f"appsflyer.apps[{i}]", a.relay, "applovin.com") for i, a in enumerate(config.appsflyer.apps)]
+    return [(where, relay, other) for where, relay, other in relays if relay is not None]
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -302,6 +318,12 @@ def _url_problem(url: str) -> str | None:
         return "the URL has no host, or a space in it"
     if parts.port == 0:  # read as no port: the relay went to port 80 (a trial)
         return "the URL's port is 0: give the upstream's port, or none for the scheme's own"
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1/event") or "/inappevent" in path:  # it went to /v1/event/v1/event (a trial)
+        return (
+            f"give the upstream's base URL ({parts.scheme}://{parts.netloc}), without the endpoint's path "
+            f"{parts.path!r}: the relay adds it"
+        )
     return None
 
 

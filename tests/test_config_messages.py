@@ -164,6 +164,27 @@ def test_serve_refuses_a_configuration_path_given_that_is_not_there(tmp_path: Pa
     assert not missing.exists() and not (tmp_path / "capigate.db").exists()
 
 
+@pytest.mark.parametrize("url", ["https://b.applovin.com/v1/event", "https://proxy.example/applovin/v1/event/"])
+def test_a_relay_url_with_the_endpoints_path_is_refused(tmp_path: Path, url: str) -> None:
+    """The relay adds the path: it posted to /v1/event/v1/event, a 404, dead letters (a trial)."""
+    text = (
+        SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\napi_key = "u"\n'
+    )
+    message = refused(tmp_path, text)
+    assert "axon.pixels[0].relay.url:" in message and "base URL" in message, message
+
+
+def test_a_relay_setting_for_the_other_api_is_noted(tmp_path: Path) -> None:
+    text = SERVER + (
+        '[[appsflyer.apps]]\napp_id = "com.example.app"\nkeys = ["k"]\n'
+        '[appsflyer.apps.relay]\nurl = "https://b.applovin.com"\napi_key = "u"\nbatch_size = 50\n'
+    )
+    done = check_config(tmp_path, text)
+    assert done.returncode == 0, done.stderr
+    assert "note: appsflyer.apps[0].relay.batch_size = 50 does nothing" in done.stdout, done.stdout
+    assert "note: appsflyer.apps[0].relay.url points at b.applovin.com" in done.stdout, done.stdout
+
+
 def test_every_settings_section_has_its_keys_known() -> None:
     for setting in SETTINGS:
         assert setting.name in known_keys(setting.section)
