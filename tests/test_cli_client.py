@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -236,7 +238,7 @@ def test_send_reports_timeouts_as_not_confirmed_and_keeps_an_earlier_failed_file
     assert done.returncode == 1 and "delivered 0 of 3 event(s)" in out, out
     assert "  failed: 0\n" in out, out
     assert "not confirmed: 3 event(s) in 1 request(s): the gateway may have stored them" in out, out
-    assert "resending is safe with dedupe_id" in out and "ReadTimeout" in out, out
+    assert "sending them again is safe: each has a dedupe_id" in out and "ReadTimeout" in out, out
     assert earlier.read_text() == "an earlier run's\n"
     written = tmp_path / "t.failed.2.jsonl"
     assert f"{earlier} is there from an earlier run and was left as it is" in out, out
@@ -246,6 +248,58 @@ def test_send_reports_timeouts_as_not_confirmed_and_keeps_an_earlier_failed_file
     wait_until(lambda: len(stored(server, test_tag=t)) == 3, what="the timed-out events stored")
     again = capigate("send", str(written), "--to", server.url, *send)
     assert again.returncode == 0 and "stored: 0, duplicates: 3" in again.stdout, again.stdout
+
+
+def test_send_interrupted_writes_what_was_not_delivered_and_exits_at_once(server: Server, tmp_path: Path) -> None:
+    """Ctrl-C left no record of what was sent, and waited 28 s for the requests in flight to
+    spend their retries (a trial): now the summary and the failed file are written at once,
+    the requests in flight as not confirmed, those not started as not sent."""
+    file = jsonl(tmp_path / "i.jsonl", [page_view() for _ in range(300)])
+    hold = threading.Event()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    with fault_proxy(server.url, faults=[Reply(hold=hold), Reply(hold=hold)]) as proxy:
+        send = ["send", str(file), "--to", proxy.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", tag()]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "capigate", *send, "--no-progress", "--concurrency", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        wait_until(lambda: len(proxy.seen) == 2, what="two requests in flight")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        took_s = time.monotonic() - started
+    assert proc.returncode == 130 and took_s < 5, (proc.returncode, took_s, out, err)
+    assert "interrupted" in err, err
+    assert "not confirmed: 200 event(s) in 2 request(s)" in out, out
+    assert "failed: 100 event(s) in 1 request(s)" in out and "not sent: interrupted" in out, out
+    lines = (tmp_path / "i.failed.jsonl").read_text().splitlines()
+    assert len([line for line in lines if not line.startswith("#")]) == 300
+    assert [line.startswith("# not confirmed") for line in lines if line.startswith("#")] == [True, True]
+
+
+def test_send_says_resending_appsflyer_events_not_confirmed_may_count_them_twice(tmp_path: Path) -> None:
+    """It said resending was safe (dedupe_id), for AppsFlyer, which deduplicates nothing: a
+    trial stored 7 of 8 twice. Reading such a file again, send says so too."""
+    file = jsonl(tmp_path / "af.jsonl", [AF_EVENT])
+    send = ("--app", "com.example.shop", "--key", "af-key", "--retries", "0", "--timeout", "0.5", "--no-progress")
+    with fault_proxy(then=Reply(delay_s=3)) as proxy:
+        done = capigate("send", str(file), "--to", proxy.url, *send)
+    assert done.returncode == 1 and "sending them again may store them twice" in done.stdout, done.stdout
+    with fault_proxy(then=Reply(200, b"ok")) as proxy:
+        again = capigate("send", str(tmp_path / "af.failed.jsonl"), "--to", proxy.url, *send)
+    assert "under '# not confirmed' lines" in again.stderr and "AppsFlyer deduplicates nothing" in again.stderr
+
+
+def test_send_prints_the_problems_of_a_refused_batch(server: Server, tmp_path: Path) -> None:
+    """It said only "the batch was refused", and suggested a resend that failed the same way."""
+    event = page_view()
+    event["user_data"]["email"] = "jane@example.com"  # not allowed by lead_gen_restricted
+    file = jsonl(tmp_path / "r.jsonl", [event])
+    done = capigate(
+        "send", str(file), "--to", server.url, "--pixel", "px_restricted", "--key", "key-restricted", "--no-progress"
+    )
+    assert done.returncode == 1, done.stdout
+    assert "    events[0].user_data" in done.stdout and "mend those first" in done.stdout, done.stdout
 
 
 def test_send_timeout_option_bounds_each_attempt_and_its_former_name_still_works(tmp_path: Path) -> None:

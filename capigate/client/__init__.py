@@ -20,6 +20,7 @@ from capigate.client._base import (
     PreparedRequest,
     RequestResult,
     RetryPolicy,
+    SendInterrupted,
     SendResult,
 )
 from capigate.client.admin import AsyncGatewayAdmin, GatewayAdmin
@@ -54,6 +55,7 @@ __all__ = [
     "PreparedRequest",
     "RequestResult",
     "RetryPolicy",
+    "SendInterrupted",
     "SendResult",
     "axeid_set_cookie",
     "axeid_set_cookie_for",

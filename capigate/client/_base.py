@@ -493,6 +493,30 @@ def _describe(error: httpx.TransportError) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+class SendInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sync ``send``: ``result`` says what became of each request, those not
+    sent (``error`` "not sent") and those in flight (``maybe_stored``) among the failed. A
+    KeyboardInterrupt, so that code that does not look for it stops as before."""
+
+    def __init__(self, result: SendResult) -> None:
+        self.result = result
+        super().__init__("the send was interrupted")
+
+
+def interrupted(req: PreparedRequest, *, in_flight: bool) -> RequestResult:
+    """The result of a request an interrupt stopped: in flight, its events may be stored."""
+    return RequestResult(
+        ok=False,
+        status=0,
+        attempts=int(in_flight),
+        first_event=req.first_event,
+        events=len(req.payloads),
+        warnings=req.warnings,
+        error="interrupted while in flight" if in_flight else "not sent: interrupted",
+        maybe_stored=in_flight,
+    )
+
+
 def gather_failures(prepared: Prepared, results: list[RequestResult]) -> SendResult:
     failed = [
         FailedDelivery(result=r, payloads=req.payloads)

@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -23,8 +23,10 @@ from capigate.client._base import (
     Prepared,
     PreparedRequest,
     RequestResult,
+    SendInterrupted,
     SendResult,
     gather_failures,
+    interrupted,
 )
 from capigate.errors import CapigateError
 
@@ -72,6 +74,14 @@ def checked_base_url(base_url: str) -> str:
     return base_url
 
 
+def _settled(future: Future[RequestResult], req: PreparedRequest) -> RequestResult:
+    """What an interrupted send knows of one request: its result, or that it was not sent
+    (cancelled before it started), or that it was in flight and may be stored."""
+    if future.done() and not future.cancelled() and future.exception() is None:
+        return future.result()
+    return interrupted(req, in_flight=not future.cancel())
+
+
 class SyncClientBase:
     """Blocking client: one ``httpx.Client`` (one connection pool), safe to share between
     threads. A send of several requests runs up to ``max_concurrency`` of them at once on a
@@ -97,6 +107,7 @@ class SyncClientBase:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
+        self._stopping = False  # a send was interrupted: deliveries in flight end after their try
 
     def prepare(self, events: Iterable[Any]) -> Prepared:
         """Check, hash and pack events without sending them (``send`` accepts the result)."""
@@ -109,15 +120,27 @@ class SyncClientBase:
         prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
         requests = prepared.requests
         if len(requests) <= 1 or self._max_concurrency == 1:
-            results = [self.deliver(r, on_request) for r in requests]
-        else:
-            futures = [self.executor().submit(self.deliver, r, on_request) for r in requests]
+            results: list[RequestResult] = []
             try:
-                results = [f.result() for f in futures]
-            except BaseException:  # Ctrl-C, say: requests not yet started are not sent
-                for future in futures:
-                    future.cancel()
-                raise
+                for r in requests:
+                    results.append(self.deliver(r, on_request))
+            except KeyboardInterrupt:
+                done = len(results)
+                results += [interrupted(requests[done], in_flight=True)]
+                results += [interrupted(r, in_flight=False) for r in requests[done + 1 :]]
+                raise SendInterrupted(gather_failures(prepared, results)) from None
+            return gather_failures(prepared, results)
+        futures = [self.executor().submit(self.deliver, r, on_request) for r in requests]
+        try:
+            results = [f.result() for f in futures]
+        except KeyboardInterrupt:
+            self._stopping = True  # the requests in flight make no further try
+            results = [_settled(f, r) for f, r in zip(futures, requests, strict=True)]
+            raise SendInterrupted(gather_failures(prepared, results)) from None
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
         return gather_failures(prepared, results)
 
     def deliver(self, req: PreparedRequest, on_request: OnRequest | None = None) -> RequestResult:
@@ -139,7 +162,7 @@ class SyncClientBase:
             else:
                 result, delay = core.outcome(req, attempt, started, response=response)
             reached = result.maybe_stored = reached or result.maybe_stored  # an earlier try may have
-            if delay is None:
+            if delay is None or self._stopping:
                 break
             time.sleep(delay)
         if on_request is not None:

@@ -41,6 +41,7 @@ class Source:
     name: str
     document: str | None  # the text of a JSON document (to find lines); None for JSON Lines
     records: list[Record] = field(default_factory=list)
+    unconfirmed: int = 0  # events under send's "# not confirmed" lines: they may be stored already
 
     def line_of(self, record: Record, path: str) -> int:
         if self.document is None:
@@ -96,6 +97,8 @@ def read_source(path: str, api: Api | None) -> Source:
     source = Source(name, None)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):  # a note, as send writes in its failed file
+            if (marked := _UNCONFIRMED.match(line)) is not None:
+                source.unconfirmed += int(marked.group(1))
             continue
         try:
             value = _decode(line)
@@ -105,6 +108,8 @@ def read_source(path: str, api: Api | None) -> Source:
         source.records.append(_record(number, "", value, api))
     return source
 
+
+_UNCONFIRMED: Final = re.compile(r"# not confirmed, may be stored .*: the next (\d+) event")
 
 # --- finding the line of a JSON path in a document ------------------------------------
 

@@ -7,6 +7,7 @@ MESSAGE [CODE]``, the form editors and CI annotate.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
@@ -19,7 +20,17 @@ from click.core import ParameterSource
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.profiles import PROFILES, ProfileName
 from capigate.axon.rules import check_batch
-from capigate.client._base import Prepared, RequestResult, SendResult, join_path, now_ms, prefixed, strip_prefix
+from capigate.client._base import (
+    Prepared,
+    RequestResult,
+    SendInterrupted,
+    SendResult,
+    join_path,
+    now_ms,
+    prefixed,
+    shifted,
+    strip_prefix,
+)
 from capigate.client._records import Api, Record, Source, read_source
 from capigate.errors import InvalidEvents, Problem
 
@@ -215,13 +226,55 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
     refused_events = result.failed_events - result.unconfirmed_events
     click.echo(f"  failed: {refused_events}" + (f" event(s) in {len(refused)} request(s)" if refused else ""))
     _reasons(refused)
+    _problems(refused)
     if unconfirmed:
         click.echo(
             f"  not confirmed: {result.unconfirmed_events} event(s) in {len(unconfirmed)} request(s): the gateway "
-            "may have stored them (no answer after sending: timeouts); resending is safe with dedupe_id"
+            f"may have stored them (no answer, or one saying so); {_if_resent(unconfirmed, prepared)}"
         )
         _reasons(unconfirmed)
     _warnings(result, prepared)
+
+
+def _report(result: SendResult, prepared: Prepared, url: str, elapsed_s: float, wanted: Path, resend: str) -> bool:
+    """The summary, and the undelivered events written to a failed file: whether any failed."""
+    _summary(result, prepared, url, elapsed_s)
+    if not result.failed:
+        return False
+    target = _write_failed(result, wanted)
+    if target != wanted:
+        click.echo(f"{wanted} is there from an earlier run and was left as it is")
+    advice = f"send them again with: capigate send {target} {resend}"
+    if any(400 <= r.status < 500 and r.status not in (408, 429) for r in result.requests if not r.ok):
+        advice = "some were refused (the problems above): mend those first, then " + advice
+    click.echo(f"failed events written to {target}; {advice}")
+    return True
+
+
+def _if_resent(unconfirmed: list[RequestResult], prepared: Prepared) -> str:
+    """What sending them again does: safe only where a repeat is dropped (each event with a
+    dedupe_id, on Axon); AppsFlyer deduplicates nothing (a trial stored 7 of 8 twice)."""
+    firsts = {r.first_event for r in unconfirmed}
+    if all(req.safe_to_repeat for req in prepared.requests if req.first_event in firsts):
+        return "sending them again is safe: each has a dedupe_id, and a repeat is dropped"
+    return (
+        "sending them again may store them twice (AppsFlyer deduplicates nothing, nor does Axon without "
+        "a dedupe_id): look them up first (capigate events), and send only those missing"
+    )
+
+
+def _problems(refused: list[RequestResult]) -> None:
+    """The server's reasons for refusing, at their paths among the events sent: a 400 said
+    only "the batch was refused", and the resend it suggested failed the same way (a trial)."""
+    problems = [
+        shifted(p, r.first_event) if p.path.startswith("events[") else prefixed(f"events[{r.first_event}]", p)
+        for r in refused
+        for p in r.problems
+    ]
+    for problem in problems[:10]:
+        click.echo(f"    {problem}")
+    if len(problems) > 10:
+        click.echo(f"    ... and {len(problems) - 10} more problem(s)")
 
 
 def _warnings(result: SendResult, prepared: Prepared) -> None:
@@ -356,6 +409,17 @@ def send(
         timeout_s = deprecated_timeout_s
     api: Api = "axon" if pixel else "appsflyer"
     source = _read(file, None)
+    if source.unconfirmed:
+        click.echo(
+            f"note: {source.name} holds {source.unconfirmed} event(s) under '# not confirmed' lines: an earlier "
+            "send may have stored them; "
+            + (
+                "an Axon event with a dedupe_id is dropped as a duplicate if so, one without may be stored twice"
+                if api == "axon"
+                else "AppsFlyer deduplicates nothing: look them up first (capigate events), or delete them"
+            ),
+            err=True,
+        )
     events, origins, refused = _flatten(source, api)
     options: dict[str, Any] = {
         "base_url": base_url,
@@ -385,20 +449,18 @@ def send(
             sys.exit(1)
         bar = _Progress(prepared.events, progress)
         started = time.monotonic()
+        wanted = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
+        resend = f"--to {base_url} {f'--pixel {pixel}' if pixel else f'--app {app}'} --key ..."
         try:
             with bar.progress:
                 result = client.send(prepared, on_request=bar)
-        except KeyboardInterrupt:
-            click.echo("interrupted: requests not yet started were not sent", err=True)
-            sys.exit(130)
-    _summary(result, prepared, base_url, time.monotonic() - started)
-    if result.failed:
-        wanted = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
-        target = _write_failed(result, wanted)
-        if target != wanted:
-            click.echo(f"{wanted} is there from an earlier run and was left as it is")
-        who = f"--pixel {pixel}" if pixel else f"--app {app}"
-        click.echo(
-            f"failed events written to {target}; send them again with: capigate send {target} --to {base_url} {who} --key ..."
-        )
+        except SendInterrupted as stopped:
+            # Said and written before exiting, without waiting for the requests in flight (a
+            # trial waited 28 s): they are recorded as not confirmed.
+            click.echo("interrupted: requests not yet started were not sent; those in flight may be stored", err=True)
+            _report(stopped.result, prepared, base_url, time.monotonic() - started, wanted, resend)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+    if _report(result, prepared, base_url, time.monotonic() - started, wanted, resend):
         sys.exit(1)
