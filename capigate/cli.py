@@ -195,6 +195,7 @@ def serve(
     lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
     announce(lines, config.server.log_format)
     os.environ[worker_env.CONFIG] = str(config_path.resolve())
+    os.environ[worker_env.CONFIG_TEXT] = config_path.read_text(encoding="utf-8")
     os.environ[worker_env.DB] = store_url
     os.environ[worker_env.RELAY] = "1" if relay else "0"
     serve_gateway(

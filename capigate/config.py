@@ -178,12 +178,12 @@ def _relays_by_api(config: Config) -> list[tuple[str, RelaySettings, str]]:
     return [(where, relay, other) for where, relay, other in relays if relay is not None]
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """The configuration in ``path``; ConfigError naming the file, the key and the fix, or
-    ConfigErrors naming every mistake found. ``environ``: also check that each enabled relay's
-    ``api_key_env`` is set there (the processes that relay need it)."""
+def load_config(path: Path, environ: Mapping[str, str] | None = None, *, text: str | None = None) -> Config:
+    """The configuration in ``path`` (or ``text``, as read from it before); ConfigError naming
+    the file, the key and the fix, or ConfigErrors naming every mistake found. ``environ``: also
+    check that each enabled relay's ``api_key_env`` is set there (the processes that relay need it)."""
     name = str(path)
-    raw = _read_toml(path)
+    raw = _read_toml(path, text)
     raw.pop("path", None)
     problems: list[ConfigError] = []
     config: Config | None = None
@@ -212,10 +212,10 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     return config
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, text: str | None = None) -> dict[str, Any]:
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except FileNotFoundError:
         raise ConfigError(
             name,

@@ -59,7 +59,7 @@ def app_from_env() -> GatewayApp:
 
     worker_signals()
     die_with_parent()
-    config = load_config(Path(os.environ[worker_env.CONFIG]))
+    config = load_config(Path(os.environ[worker_env.CONFIG]), text=os.environ.get(worker_env.CONFIG_TEXT))
     db = os.environ.get(worker_env.DB)
     if db:
         config.store.url = db

@@ -32,7 +32,7 @@ from granian.http import HTTP1Settings
 from granian.server import MPServer
 
 import capigate.worker_env as worker_env
-from capigate.config import ServerSettings, load_config
+from capigate.config import Config, ServerSettings, load_config
 from capigate.errors import CapigateError, ConfigError
 from capigate.http.idle import LISTEN_PORT_ENV
 from capigate.metrics import METRICS_DIR_ENV, RESPAWNS_FILE, shared_dir
@@ -275,15 +275,45 @@ class GatewayServer(MPServer):
 
 
 def _config_problem() -> str | None:
-    """What a worker started now would find wrong in capigate.toml (None: nothing)."""
+    """What a worker started now would find wrong in capigate.toml (None: nothing). A right
+    file becomes the text every worker started from now on reads (worker_env.CONFIG_TEXT), and
+    the settings of its own that a reload cannot apply are logged."""
     path = os.environ.get(worker_env.CONFIG)
     if not path:
         return None
     try:
-        load_config(Path(path), os.environ if worker_env.relaying() else None)
+        text = Path(path).read_text(encoding="utf-8")
+        new = load_config(Path(path), os.environ if worker_env.relaying() else None, text=text)
+    except OSError as exc:
+        return f"bad configuration: {path}: cannot read the file ({exc.strerror})"
     except ConfigError as exc:  # ConfigErrors too: a line for each mistake
         return f"bad configuration: {exc}".replace("\n", "; ")
+    previous = os.environ.get(worker_env.CONFIG_TEXT)
+    if previous is not None:
+        with contextlib.suppress(ConfigError):
+            _say_restart_only(load_config(Path(path), text=previous), new)
+    os.environ[worker_env.CONFIG_TEXT] = text
     return None
+
+
+# What the server process took at its start: a SIGHUP does not apply them (README, Reloading).
+_RESTART_ONLY: Final = (
+    ("server", "host"), ("server", "port"), ("server", "workers"), ("server", "max_connections"),
+    ("server", "header_timeout_s"), ("server", "log_format"), ("store", "url"),
+)  # fmt: skip
+
+
+def _say_restart_only(running: Config, new: Config) -> None:
+    """A warning for each changed setting a reload leaves as it was (a trial changed the port:
+    the log said nothing, and `capigate env` then pointed at a port nothing listened on)."""
+    for section, key in _RESTART_ONLY:
+        before, after = getattr(getattr(running, section), key), getattr(getattr(new, section), key)
+        if before != after:
+            log.warning(
+                "SIGHUP: [%s] %s changed (%r to %r): it takes a restart of capigate serve, whose process "
+                "keeps what it started with",
+                section, key, before, after,
+            )  # fmt: skip
 
 
 _STOP_SIGNALS: Final = {signal.SIGINT, signal.SIGTERM}

@@ -7,9 +7,13 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["CONFIG", "DB", "RELAY", "relaying"]
+__all__ = ["CONFIG", "CONFIG_TEXT", "DB", "RELAY", "relaying"]
 
 CONFIG: Final = "CAPIGATE_CONFIG"
+# The text of CONFIG the server last found right (at start, at each SIGHUP it took): a worker
+# started again after a crash reads this, not the file, which may hold an edit not yet
+# reloaded, or one a SIGHUP refused (the new worker died on it, the server with it: a trial).
+CONFIG_TEXT: Final = "CAPIGATE_CONFIG_TEXT"
 DB: Final = "CAPIGATE_DB"
 RELAY: Final = "CAPIGATE_RELAY"
 

@@ -54,3 +54,38 @@ def test_sighup_with_a_mistake_in_the_configuration_keeps_the_workers_serving(tm
     finally:
         server.stop()
     assert server.proc.returncode == 0, server.output()[-2000:]
+
+
+def test_a_worker_started_again_after_a_crash_runs_the_last_configuration_taken(tmp_path: Path) -> None:
+    """A worker killed while capigate.toml held a mistake (not yet reloaded, or refused by a
+    SIGHUP) came back reading it, died, and granian's crash loop ended the server: one OOM kill
+    and a half-edited file were an outage (a trial). It now reads the text the server took."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    pid = server.proc.pid
+    try:
+        (worker,) = children(pid)
+        server.config.write_text(server.config.read_text() + "\nservr = 1\n")
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: children(pid) not in ([], [worker]), what="the worker started again")
+        wait_until(lambda: _status(server, "key-std") == 200, what="the new worker serving")
+        assert server.proc.poll() is None, server.output()[-2000:]
+    finally:
+        server.stop()
+
+
+def test_sighup_says_which_changed_settings_take_a_restart(tmp_path: Path) -> None:
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    try:
+        text = server.config.read_text()
+        assert "[server]" in text
+        server.config.write_text(text.replace("[server]", "[server]\nmax_connections = 10", 1))
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "Stopped old worker-1" in server.output(), what="the reload")
+        assert "SIGHUP: [server] max_connections changed (4096 to 10): it takes a restart" in server.output()
+        assert _status(server, "key-std") == 200
+    finally:
+        server.stop()

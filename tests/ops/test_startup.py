@@ -102,7 +102,9 @@ def test_a_first_start_refused_for_its_port_leaves_no_configuration(running: Ser
     second = make_server(tmp_path / "second")
     second.port = running.port
     second.config = fresh / "capigate.toml"
-    result = _run_to_exit(_serve(second), fresh)
+    args = _serve(second)
+    del args[args.index("--config") : args.index("--config") + 2]  # a first start: in its directory
+    result = _run_to_exit(args, fresh)
     assert result.returncode != 0 and "is in use" in result.stdout, result.stdout
     assert not second.config.exists()
 
