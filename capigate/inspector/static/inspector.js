@@ -24,6 +24,15 @@ const state = {
 
 // --- small helpers -------------------------------------------------------------------------
 
+// Bidirectional controls (U+202E "right-to-left override" and its kin) reorder the text
+// around them: a client's value could make the page show another than the one stored. They
+// are shown as escapes; right-to-left letters are left as they are.
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+function shown(value) {
+  return String(value).replace(BIDI_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -34,7 +43,7 @@ function h(tag, attrs, ...children) {
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    el.append(child instanceof Node ? child : document.createTextNode(shown(child)));
   }
   return el;
 }
@@ -58,7 +67,32 @@ async function api(path, options = {}) {
     window.location.reload(); // the session ended: back to the login form
     throw new Error("logged out");
   }
+  if (response.status >= 500) {
+    // The store away (503): the caller keeps what it shows, the badge says why. An error body
+    // read as an empty page blanked the tables under a green "live" (a trial).
+    let message = `HTTP ${response.status}`;
+    try {
+      message = (await response.json()).message || message;
+    } catch (_) {
+      /* not JSON */
+    }
+    throw new Unavailable(message);
+  }
   return response;
+}
+
+class Unavailable extends Error {}
+
+function setLive(state, why) {
+  const live = document.getElementById("live");
+  live.classList.toggle("down", state !== "live");
+  live.textContent = state;
+  live.title = why || "";
+}
+
+function failed(err) {
+  if (err.message === "logged out") return;
+  setLive(err instanceof Unavailable ? "unavailable" : "offline", err.message);
 }
 
 function query(params) {
@@ -128,19 +162,33 @@ function show(hash) {
 
 async function refresh(force) {
   if (document.hidden && !force) return;
-  const live = document.getElementById("live");
   try {
     if (state.view === "requests") await loadRequests(false);
     else if (state.view === "events") await loadEvents(false);
     else if (state.view === "overview" && (force || Date.now() - state.lastOverview >= overviewPollMs())) await loadOverview();
     else if (state.view === "quality" && (force || Date.now() - state.lastQuality >= OVERVIEW_POLL_MS)) await loadQuality();
-    live.classList.remove("down");
-    live.textContent = "live";
+    else await ready(); // "live" only when the gateway answered this turn
+    setLive("live");
   } catch (err) {
-    if (err.message !== "logged out") {
-      live.classList.add("down");
-      live.textContent = "offline";
-    }
+    failed(err);
+  }
+}
+
+async function ready() {
+  const response = await fetch("/readyz", { cache: "no-store" });
+  if (!response.ok) throw new Unavailable(`not ready (${response.status}): the store does not take writes`);
+}
+
+// One page at a time: a double click asked for the same page twice, its rows shown twice.
+async function older(button, load) {
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await load(true);
+  } catch (err) {
+    failed(err);
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -197,10 +245,11 @@ async function loadRequests(older) {
     rq.rows = rq.rows.concat(page.requests);
     rq.next = page.next;
     rq.older = true;
-  } else if (rq.older) {
+  } else if (rq.older && !gap(rq.rows, page.requests, page.next)) {
     const known = new Set(rq.rows.map((r) => r.id));
     rq.rows = page.requests.filter((r) => !known.has(r.id)).concat(rq.rows);
   } else {
+    rq.older = false;
     rq.rows = page.requests;
     rq.next = page.next;
   }
@@ -208,6 +257,15 @@ async function loadRequests(older) {
   if (shown === rq.shown) return; // nothing new: leave the table (and any selection) alone
   rq.shown = shown;
   renderRequests();
+}
+
+// More new rows than a page since the last poll (a burst, a hidden tab): merged on top of the
+// older pages, the rows between were never shown and no "Older" reached them (a trial). The
+// list starts again from the newest page instead.
+function gap(rows, newest, next) {
+  if (!rows.length || !next) return false;
+  const known = new Set(rows.map((r) => r.id));
+  return !newest.some((r) => known.has(r.id));
 }
 
 function isSilentDrop(r) {
@@ -310,7 +368,14 @@ async function fetchRequest(requestId) {
 }
 
 async function fillRequestDetail(requestId, box) {
-  const d = await fetchRequest(requestId);
+  let d;
+  try {
+    d = await fetchRequest(requestId);
+  } catch (err) {
+    failed(err);
+    box.replaceChildren(h("p", { class: "muted" }, `Not loaded: ${err.message}. Close and open it again to retry.`));
+    return;
+  }
   if (!d) {
     box.replaceChildren(h("p", { class: "muted" }, `No request ${requestId} in the journal (it keeps requests for a limited time).`));
     return;
@@ -372,7 +437,7 @@ function jsonView(value) {
   function walk(v, path, indent, parent) {
     const span = h("span", { class: "v", "data-path": path });
     byPath.set(path, span);
-    const add = (text, cls) => span.append(cls ? h("span", { class: cls }, text) : document.createTextNode(text));
+    const add = (text, cls) => span.append(cls ? h("span", { class: cls }, text) : document.createTextNode(shown(text)));
     if (Array.isArray(v) || (v && typeof v === "object")) {
       const isArray = Array.isArray(v);
       const entries = isArray ? v.map((x, i) => [i, x]) : Object.entries(v);
@@ -430,7 +495,14 @@ async function renderPinned() {
     rqBox.replaceChildren(h("div", { class: "pinned" }, h("header", {}, h("h3", {}, `Request ${pin.id}`), close), box));
     fillRequestDetail(pin.id, box);
   } else {
-    const response = await api(`/api/events/${encodeURIComponent(pin.id)}`);
+    let response;
+    try {
+      response = await api(`/api/events/${encodeURIComponent(pin.id)}`);
+    } catch (err) {
+      failed(err);
+      evBox.replaceChildren(h("div", { class: "pinned" }, h("header", {}, h("h3", {}, `Event ${pin.id}`), close), h("p", { class: "muted" }, `Not loaded: ${err.message}. Reload the page to retry.`)));
+      return;
+    }
     if (!response.ok) {
       evBox.replaceChildren(h("div", { class: "pinned" }, h("header", {}, h("h3", {}, `Event ${pin.id}`), close), h("p", { class: "muted" }, "No such event (it may have been pruned).")));
       return;
@@ -469,10 +541,11 @@ async function loadEvents(older) {
     ev.rows = ev.rows.concat(page.events);
     ev.next = page.next;
     ev.older = true;
-  } else if (ev.older) {
+  } else if (ev.older && !gap(ev.rows, page.events, page.next)) {
     const known = new Set(ev.rows.map((e) => e.id));
     ev.rows = page.events.filter((e) => !known.has(e.id)).concat(ev.rows);
   } else {
+    ev.older = false;
     ev.rows = page.events;
     ev.next = page.next;
   }
@@ -1000,6 +1073,9 @@ async function sendTestEvent(event) {
       ),
     );
     await reloadExamples(); // a fresh dedupe_id for the next click
+  } catch (err) {
+    failed(err);
+    out.replaceChildren(h("div", { class: "result bad" }, h("h3", {}, "Not sent"), h("p", {}, `The gateway did not take the test event: ${err.message}`)));
   } finally {
     button.disabled = false;
   }
@@ -1032,7 +1108,7 @@ async function start() {
   rqFilters.addEventListener("reset", () => setTimeout(requestsChanged, 0));
   document.getElementById("rq-source").addEventListener("change", requestsChanged);
   document.getElementById("rq-status").addEventListener("change", requestsChanged);
-  document.getElementById("rq-more").addEventListener("click", () => loadRequests(true));
+  document.getElementById("rq-more").addEventListener("click", (e) => older(e.currentTarget, loadRequests));
   const filters = document.getElementById("ev-filters");
   const eventsChanged = () => {
     state.events = { rows: [], next: null, older: false, open: state.events.open, seen: 0, shown: null, params: eventFilters() };
@@ -1045,7 +1121,7 @@ async function start() {
   filters.addEventListener("reset", () => setTimeout(eventsChanged, 0));
   filters.querySelector("[name=source]").addEventListener("change", eventsChanged);
   filters.querySelector("[name=status]").addEventListener("change", eventsChanged);
-  document.getElementById("ev-more").addEventListener("click", () => loadEvents(true));
+  document.getElementById("ev-more").addEventListener("click", (e) => older(e.currentTarget, loadEvents));
   document.getElementById("ov-window").addEventListener("change", () => refresh(true));
   document.getElementById("q-window").addEventListener("change", () => refresh(true));
   document.getElementById("q-source").addEventListener("change", () => refresh(true));
