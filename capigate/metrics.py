@@ -7,7 +7,10 @@ worker's requests all run on its one event loop.
 Several worker processes: each keeps its own counters and, every ``FLUSH_INTERVAL_S``, writes
 them to ``<dir>/worker-<pid>.msgpack`` in a directory shared by the workers of one server;
 a scrape, which reaches one worker at random, adds the files of the other live workers to its
-own live counters. Queue depths are gauges read from the store at scrape time.
+own live counters, and those of the workers gone (``retired.msgpack``): a worker that stops (a
+SIGHUP's reload) or dies (its file found by the next scrape) folds its counts there, so that a
+counter never goes back for the life of the server (a trial saw 930 become 462 after one
+kill). Queue depths are gauges read from the store at scrape time.
 
 Series:
 
@@ -28,6 +31,7 @@ pixel or app id or ``unknown``; a warning code comes from capigate's own list.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from bisect import bisect_left
@@ -111,6 +115,32 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_snapshot = msgspec.msgpack.Decoder(Snapshot).decode
 
 
+RETIRED_FILE = "retired.msgpack"
+
+
+def _retire(share_dir: Path, file: Path) -> None:
+    """Adds a gone worker's counts to the retired file and removes its own, under a lock: two
+    scrapes finding one dead worker at once must add it once."""
+    with (share_dir / "retired.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            gone = _decode_snapshot(file.read_bytes())
+        except FileNotFoundError:  # retired by another worker already
+            return
+        except msgspec.DecodeError:
+            gone = Snapshot({}, {}, {}, {}, {}, {})
+        retired = share_dir / RETIRED_FILE
+        try:
+            total = _decode_snapshot(retired.read_bytes())
+        except (FileNotFoundError, msgspec.DecodeError):
+            total = Snapshot({}, {}, {}, {}, {}, {})
+        total.add(gone)
+        temp = retired.with_suffix(".tmp")
+        temp.write_bytes(_encode(total))
+        temp.replace(retired)
+        file.unlink()
+
+
 def shared_dir(server_pid: int | None = None) -> Path:
     """The directory the workers of this server share: named after their parent, the
     ``capigate serve`` process (``CAPIGATE_METRICS_DIR`` overrides it)."""
@@ -187,10 +217,11 @@ class Metrics:
         temp.replace(final)
 
     def forget(self) -> None:
-        """Remove this worker's file (clean shutdown: its counts leave with it)."""
+        """At a clean stop: this worker's counts join the retired ones, its file goes."""
         if self.share_dir is not None:
             with contextlib.suppress(OSError):
-                (self.share_dir / f"worker-{os.getpid()}.msgpack").unlink()
+                self.flush()
+                _retire(self.share_dir, self.share_dir / f"worker-{os.getpid()}.msgpack")
 
     def total(self) -> Snapshot:
         """This worker's live counters plus the last flushed counters of the other live workers."""
@@ -204,10 +235,12 @@ class Metrics:
                 continue
             if not _alive(pid):
                 with contextlib.suppress(OSError):
-                    file.unlink()
+                    _retire(self.share_dir, file)
                 continue
             with contextlib.suppress(OSError, msgspec.DecodeError):
                 total.add(_decode_snapshot(file.read_bytes()))
+        with contextlib.suppress(OSError, msgspec.DecodeError):
+            total.add(_decode_snapshot((self.share_dir / RETIRED_FILE).read_bytes()))
         return total
 
     # --- exposition -----------------------------------------------------------------------

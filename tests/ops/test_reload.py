@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
+import httpx
+
+from capigate.metrics import FLUSH_INTERVAL_S
 from tests.conftest import Server, make_server
 from tests.helpers import batch, children, purchase, wait_until
 
@@ -87,5 +91,37 @@ def test_sighup_says_which_changed_settings_take_a_restart(tmp_path: Path) -> No
         wait_until(lambda: "Stopped old worker-1" in server.output(), what="the reload")
         assert "SIGHUP: [server] max_connections changed (4096 to 10): it takes a restart" in server.output()
         assert _status(server, "key-std") == 200
+    finally:
+        server.stop()
+
+
+def _accepted_total(server: Server) -> int:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
+    line = next(
+        x for x in metrics.splitlines() if x.startswith('capigate_requests_total{endpoint="/v1/event",status="200"}')
+    )
+    return int(line.rsplit(" ", 1)[1])
+
+
+def test_counters_do_not_go_back_when_a_worker_dies_or_a_reload_replaces_it(tmp_path: Path) -> None:
+    """A dead or stopped worker's counts left the sum: 930 became 462 after one kill, and a
+    SIGHUP emptied them (a trial); Prometheus read each as a reset."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    pid = server.proc.pid
+    try:
+        for _ in range(5):
+            assert _status(server, "key-std") == 200
+        time.sleep(FLUSH_INTERVAL_S * 2.5)  # the worker's counts in its file
+        assert _accepted_total(server) == 5
+        (worker,) = children(pid)
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: children(pid) not in ([], [worker]), what="the worker started again")
+        wait_until(lambda: _status(server, "key-std") == 200, what="the new worker serving")
+        assert _accepted_total(server) == 6
+        os.kill(pid, signal.SIGHUP)
+        wait_until(lambda: "Stopped old worker-1" in server.output(), what="the reload")
+        assert _accepted_total(server) == 6
     finally:
         server.stop()
