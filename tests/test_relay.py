@@ -286,10 +286,16 @@ def test_events_past_max_attempts_go_to_the_dead_letters(tmp_path: Path, caplog:
 
         async def test(store: Store) -> None:
             await ingest(store, [axon_event(1)])
-            async with RelayRunner(store, destinations=[target(up.url, max_attempts=3, backoff_max_s=0.02)]):
+            counted: list[str] = []
+            hook = lambda destination, result, latency_ms: counted.append(result)  # noqa: E731  (the metrics' hook)
+            relay = RelayRunner(
+                store, destinations=[target(up.url, max_attempts=3, backoff_max_s=0.02)], on_attempt=hook
+            )
+            async with relay:
                 await delivered(store, 1)
             attempts = await store.query_attempts(1)
             assert [a.result for a in attempts] == ["retry", "retry", "dead"]
+            assert counted == ["retry", "retry", "dead"]  # it was "retry" thrice: no dead attempt to alert on
             assert "max_attempts" in (attempts[-1].error or "")
 
         with caplog.at_level("WARNING", logger="capigate.relay"):

@@ -223,7 +223,7 @@ class DestinationWorker:
         answer = await self._send(client, deliveries)
         verdict = classify(answer.status, events=len(deliveries), splittable=self.target.splittable)
         self.stats.requests += 1
-        if self.on_attempt is not None:
+        if self.on_attempt is not None and verdict is not Verdict.RETRY:  # _retry says which it was
             refused = verdict in (Verdict.REFUSED, Verdict.BLOCKED)
             self.on_attempt(self.name, "dead" if refused else verdict.value, answer.latency_ms)
         if verdict is Verdict.DELIVERED:
@@ -321,6 +321,8 @@ class DestinationWorker:
                 dead.append((d, reason))
         self.stats.retried += len(retry)
         self.stats.dead += len(dead)
+        if self.on_attempt is not None:  # an attempt whose events all gave up is "dead", as a refusal is
+            self.on_attempt(self.name, "retry" if retry else "dead", answer.latency_ms)
         what = f"HTTP {answer.status}" if answer.status is not None else answer.error
         wait_s = (next_at_ms - _now_ms()) / 1000
         if dead:  # past max_attempts or max_age_hours: said, not hidden in "retrying 0 event(s)"
