@@ -120,12 +120,27 @@ def _holds_email(text: str) -> bool:
     return contains_email(text) or ("%40" in text and contains_email(unquote(text)))
 
 
+PHONE_SHOWN = "<phone number>"
+
+
 def shown_path(path: str) -> str:
     """A request path as the journal, the log and an answer show it: a segment holding an
-    email address (percent-encoded too: ``%40``) is ``<email address>``, as a source id is."""
-    if "@" not in path and "%40" not in path:
+    email address (percent-encoded too: ``%40``) is ``<email address>``, as a source id is, and
+    one that is a phone number in international form (``+14155550100``, ``%2B`` too) is
+    ``<phone number>``. Digits alone stay: they are ids far more often (an app's, an order's)."""
+    if "@" not in path and "%40" not in path and "+" not in path and "%2" not in path:
         return path
-    return "/".join(EMAIL_SHOWN if contains_email(unquote(part)) else part for part in path.split("/"))
+    return "/".join(_shown_segment(part) for part in path.split("/"))
+
+
+def _shown_segment(part: str) -> str:
+    text = unquote(part)
+    if contains_email(text):
+        return EMAIL_SHOWN
+    return PHONE_SHOWN if _INTERNATIONAL_PHONE.fullmatch(text) else part
+
+
+_INTERNATIONAL_PHONE: Final = re.compile(r"\+\s*(?:\d[\s().-]{0,2}){7,15}")
 
 
 def without_personal(value: Any, path: str, report: Report, send_hashed: str, depth: int = 0) -> Any:

@@ -114,3 +114,15 @@ def test_a_percent_encoded_email_as_a_tag_or_source_id_is_not_kept() -> None:
 
     assert shown_key("jane%40example.com") == EMAIL_SHOWN
     assert shown_key("ci run 7") == "ci run 7" and shown_key("50%40off") == "50%40off"
+
+
+def test_a_phone_number_as_a_path_segment_is_not_kept() -> None:
+    """Rule: shown_path. `/victim@corp.example/+14155550100` was logged and journaled with the
+    number as sent (a trial); digits alone stay, as app and order ids are."""
+    from capigate.personal import EMAIL_SHOWN, PHONE_SHOWN, shown_path
+
+    assert shown_path("/jane@corp.example/+14155550100") == f"/{EMAIL_SHOWN}/{PHONE_SHOWN}"
+    assert shown_path("/u/%2B44%2020%207946%200958") == f"/u/{PHONE_SHOWN}"
+    assert shown_path("/inappevent/id123456789") == "/inappevent/id123456789"
+    assert shown_path("/orders/4155550100") == "/orders/4155550100"
+    assert shown_path("/search/a+b") == "/search/a+b"
