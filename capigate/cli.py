@@ -83,6 +83,20 @@ def _store_url(config: Config, db: str | None) -> str:
     return str(file)
 
 
+def _check_store_url(config: Config) -> None:
+    """What serve would refuse of [store] url, said by check-config too: a PostgreSQL URL's
+    own parameters (exit 2), a SQLite file where none can be made (a trial passed both)."""
+    from capigate.store.sqlite.schema import check_sqlite_path
+
+    url = _store_url(config, None)
+    if "://" in url:
+        return
+    try:
+        check_sqlite_path(Path(url))
+    except StoreError as exc:
+        raise click.ClickException(f"{config.path}: store.url: {exc}") from None
+
+
 def _open_store(config: Config, db: str | None) -> Store:
     """The relay's and replay's store, with the [store] settings a gateway's has."""
     from capigate.store import open_store
@@ -237,6 +251,7 @@ def check_config(config_path: Path, file: Path | None) -> None:
     and status 1 if there is one. A relay's api_key_env must be set in this environment."""
     config_path = file or config_path
     config, _ = _resolve_config(config_path, create=False, check_environment=True)
+    _check_store_url(config)
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
     for note in ineffective_settings(config):
         click.echo(f"{config_path}: note: {note}")

@@ -185,6 +185,20 @@ def test_a_relay_setting_for_the_other_api_is_noted(tmp_path: Path) -> None:
     assert "note: appsflyer.apps[0].relay.url points at b.applovin.com" in done.stdout, done.stdout
 
 
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        ('url = "/nonexistent-dir/x.db"', "the directory /nonexistent-dir does not exist"),
+        ('url = "postgresql://u@127.0.0.1/db?schema=BAD"', "schema"),
+    ],
+)
+def test_check_config_refuses_the_store_url_serve_would_refuse(tmp_path: Path, store: str, said: str) -> None:
+    """It said ok, and serve then refused to start (a trial)."""
+    done = check_config(tmp_path, SERVER + f"[store]\n{store}\n")
+    assert done.returncode in (1, 2) and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_every_settings_section_has_its_keys_known() -> None:
     for setting in SETTINGS:
         assert setting.name in known_keys(setting.section)
