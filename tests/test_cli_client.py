@@ -19,7 +19,7 @@ import pytest
 
 from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
-from tests.conftest import ADMIN, Server
+from tests.conftest import ADMIN, Server, make_server
 from tests.fault_proxy import Reply, fault_proxy
 from tests.helpers import batch, page_view, purchase, stored, wait_until
 
@@ -433,6 +433,47 @@ def test_events_follow_prints_new_events_as_they_arrive(server: Server) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_events_follow_waits_through_a_gateway_restart(tmp_path: Path) -> None:
+    """It ended with a ConnectError the moment the gateway restarted (a trial): it waits, as
+    `tail -f` does, says so on stderr, and goes on from where it was."""
+    gateway = make_server(tmp_path / "gw")
+    gateway.start()
+    t = tag()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    args = [
+        "events",
+        "--url",
+        gateway.url,
+        "--token",
+        ADMIN,
+        "--test-tag",
+        t,
+        "--follow",
+        "--json",
+        "--interval-s",
+        "0.1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        time.sleep(0.8)
+        _sent(gateway, t)
+        assert proc.stdout is not None and proc.stderr is not None
+        before = [msgspec.json.decode(proc.stdout.readline())["id"] for _ in range(2)]
+        gateway.stop()
+        time.sleep(0.5)
+        gateway.start()
+        _sent(gateway, t)
+        after = [msgspec.json.decode(proc.stdout.readline())["id"] for _ in range(2)]
+        assert proc.poll() is None and after[0] > before[-1], (before, after)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+        gateway.stop()
+    assert "still following" in err, err
 
 
 def test_events_with_a_wrong_token_is_a_clean_error(server: Server) -> None:

@@ -123,15 +123,21 @@ class GatewayAdmin:
     def iter_requests(self, **filters: Any) -> Iterator[RequestView]:
         return self._pages(lambda c: _requests_of(self._get("/api/requests", c, filters)))
 
-    def follow_events(self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any) -> Iterator[EventView]:
+    def follow_events(
+        self, *, interval_s: float = 1.0, backlog: int = 0, on_gap: OnGap | None = None, **filters: Any
+    ) -> Iterator[EventView]:
         """Events as they arrive, oldest first, forever: the last ``backlog`` ones first,
-        then a poll every ``interval_s`` seconds."""
+        then a poll every ``interval_s`` seconds. A poll the gateway does not answer (it
+        restarts, its store is away: no answer or a 5xx) is tried again at the next, as
+        ``tail -f`` waits, ``on_gap`` told of it; another error (a wrong token) ends it."""
         fetch = lambda c, n: _events_of(self._get("/api/events", c, {**filters, "limit": n}))  # noqa: E731
-        return _follow(fetch, interval_s, backlog)
+        return _follow(fetch, interval_s, backlog, on_gap)
 
-    def follow_requests(self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any) -> Iterator[RequestView]:
+    def follow_requests(
+        self, *, interval_s: float = 1.0, backlog: int = 0, on_gap: OnGap | None = None, **filters: Any
+    ) -> Iterator[RequestView]:
         fetch = lambda c, n: _requests_of(self._get("/api/requests", c, {**filters, "limit": n}))  # noqa: E731
-        return _follow(fetch, interval_s, backlog)
+        return _follow(fetch, interval_s, backlog, on_gap)
 
     def _get(self, path: str, cursor: str | None, filters: dict[str, Any]) -> bytes:
         try:
@@ -197,21 +203,23 @@ class AsyncGatewayAdmin:
 
         return self._pages(fetch)
 
-    def follow_events(self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any) -> AsyncIterator[EventView]:
+    def follow_events(
+        self, *, interval_s: float = 1.0, backlog: int = 0, on_gap: OnGap | None = None, **filters: Any
+    ) -> AsyncIterator[EventView]:
         """Events as they arrive, oldest first, until cancelled (as GatewayAdmin's)."""
 
         async def fetch(cursor: str | None, limit: int) -> Page[EventView]:
             return _events_of(await self._get("/api/events", cursor, {**filters, "limit": limit}))
 
-        return _follow_async(fetch, interval_s, backlog)
+        return _follow_async(fetch, interval_s, backlog, on_gap)
 
     def follow_requests(
-        self, *, interval_s: float = 1.0, backlog: int = 0, **filters: Any
+        self, *, interval_s: float = 1.0, backlog: int = 0, on_gap: OnGap | None = None, **filters: Any
     ) -> AsyncIterator[RequestView]:
         async def fetch(cursor: str | None, limit: int) -> Page[RequestView]:
             return _requests_of(await self._get("/api/requests", cursor, {**filters, "limit": limit}))
 
-        return _follow_async(fetch, interval_s, backlog)
+        return _follow_async(fetch, interval_s, backlog, on_gap)
 
     async def _get(self, path: str, cursor: str | None, filters: dict[str, Any]) -> bytes:
         try:
@@ -242,7 +250,17 @@ class AsyncGatewayAdmin:
         await self.aclose()
 
 
-def _follow(fetch: Callable[[str | None, int], Page[Row]], interval_s: float, backlog: int) -> Iterator[Row]:
+OnGap = Callable[[TransportError], None]
+
+
+def _passing(error: TransportError) -> bool:
+    """A failure the next poll may not meet: no answer, or a 5xx (a restart, the store away)."""
+    return not isinstance(error, HTTPStatusError) or error.status_code >= 500
+
+
+def _follow(
+    fetch: Callable[[str | None, int], Page[Row]], interval_s: float, backlog: int, on_gap: OnGap | None = None
+) -> Iterator[Row]:
     """Rows newer than the newest seen, oldest first. Pages are newest first: read pages
     until one reaches a row already seen (at most _MAX_PAGES_PER_POLL a poll)."""
     rows, _ = fetch(None, max(1, min(backlog, 1000)))
@@ -252,18 +270,25 @@ def _follow(fetch: Callable[[str | None, int], Page[Row]], interval_s: float, ba
         time.sleep(interval_s)
         fresh: list[Row] = []
         cursor: str | None = None
-        for _ in range(_MAX_PAGES_PER_POLL):
-            page, cursor = fetch(cursor, 200)
-            fresh += _newer(page, newest)
-            if _reached(page, cursor, newest):
-                break
+        try:
+            for _ in range(_MAX_PAGES_PER_POLL):
+                page, cursor = fetch(cursor, 200)
+                fresh += _newer(page, newest)
+                if _reached(page, cursor, newest):
+                    break
+        except TransportError as error:
+            if not _passing(error):
+                raise
+            if on_gap is not None:
+                on_gap(error)
+            continue  # what this poll read is read again by the next
         if fresh:
             newest = max(r.id for r in fresh)
             yield from reversed(fresh)
 
 
 async def _follow_async(
-    fetch: Callable[[str | None, int], Awaitable[Page[Row]]], interval_s: float, backlog: int
+    fetch: Callable[[str | None, int], Awaitable[Page[Row]]], interval_s: float, backlog: int, on_gap: OnGap | None
 ) -> AsyncIterator[Row]:
     """As ``_follow``, awaiting."""
     rows, _ = await fetch(None, max(1, min(backlog, 1000)))
@@ -274,11 +299,18 @@ async def _follow_async(
         await asyncio.sleep(interval_s)
         fresh: list[Row] = []
         cursor: str | None = None
-        for _ in range(_MAX_PAGES_PER_POLL):
-            page, cursor = await fetch(cursor, 200)
-            fresh += _newer(page, newest)
-            if _reached(page, cursor, newest):
-                break
+        try:
+            for _ in range(_MAX_PAGES_PER_POLL):
+                page, cursor = await fetch(cursor, 200)
+                fresh += _newer(page, newest)
+                if _reached(page, cursor, newest):
+                    break
+        except TransportError as error:
+            if not _passing(error):
+                raise
+            if on_gap is not None:
+                on_gap(error)
+            continue
         if fresh:
             newest = max(r.id for r in fresh)
             for row in reversed(fresh):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ import msgspec
 
 import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
-from capigate.errors import CapigateError, ConfigError
+from capigate.errors import CapigateError, ConfigError, TransportError
 from capigate.responses import EventView, RequestView
 
 __all__ = ["env", "events", "gateway_url", "read_config"]
@@ -59,6 +60,20 @@ def _config_option(help: str) -> Callable[[F], F]:
         show_default=True,
         help=help,
     )
+
+
+class _Gap:
+    """Says on stderr, at most every 30 s, that the gateway does not answer: --follow waits
+    for it, as ``tail -f`` does (it ended at a restart, a trial)."""
+
+    def __init__(self) -> None:
+        self._said = -1e9
+
+    def __call__(self, error: TransportError) -> None:
+        now = time.monotonic()
+        if now - self._said >= 30:
+            self._said = now
+            click.echo(f"capigate events: no answer ({error}); still following", err=True)
 
 
 @click.command()
@@ -255,10 +270,11 @@ def events(
                 printer.rows(rows, table=True)
                 return
             printer.header()
+            gap = _Gap()
             stream: Iterator[EventView] | Iterator[RequestView] = (
-                admin.follow_requests(interval_s=interval_s, backlog=limit, **filters)
+                admin.follow_requests(interval_s=interval_s, backlog=limit, on_gap=gap, **filters)
                 if show_requests
-                else admin.follow_events(interval_s=interval_s, backlog=limit, **filters)
+                else admin.follow_events(interval_s=interval_s, backlog=limit, on_gap=gap, **filters)
             )
             for row in stream:
                 printer.rows([row], table=False)
