@@ -199,6 +199,16 @@ def test_check_config_refuses_the_store_url_serve_would_refuse(tmp_path: Path, s
     assert "Traceback" not in done.stderr
 
 
+def test_env_refuses_a_port_that_is_not_one(tmp_path: Path) -> None:
+    """It printed CAPIGATE_URL=http://127.0.0.1:abc (a trial)."""
+    (tmp_path / "capigate.toml").write_text(SERVER)
+    env = {**os.environ, "CAPIGATE_PORT": "abc"}
+    done = subprocess.run(
+        [sys.executable, "-m", "capigate", "env"], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 2 and "CAPIGATE_PORT=abc: a port is 1 to 65535" in done.stderr, done.stderr
+
+
 def test_every_settings_section_has_its_keys_known() -> None:
     for setting in SETTINGS:
         assert setting.name in known_keys(setting.section)

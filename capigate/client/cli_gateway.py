@@ -43,6 +43,8 @@ def gateway_url(config: Config) -> str:
     """Where a client reaches the gateway that ``capigate serve`` starts from ``config``."""
     host = os.environ.get("CAPIGATE_HOST") or config.server.host
     port = os.environ.get("CAPIGATE_PORT") or str(config.server.port)
+    if not port.isdigit() or not 0 < int(port) <= 65535:  # serve refuses it: so does every client
+        raise click.UsageError(f"CAPIGATE_PORT={port}: a port is 1 to 65535")
     host = "127.0.0.1" if host in _WILDCARDS else host
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
