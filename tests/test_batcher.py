@@ -30,6 +30,7 @@ from capigate import (
 from tests.conftest import Server
 from tests.fault_proxy import FaultProxy, Reply, fault_proxy
 from tests.helpers import page_view, stored
+from tests.test_client_axon import big_cart
 
 FAST = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
 
@@ -59,6 +60,21 @@ def test_batches_hold_at_most_max_batch_events(server: Server) -> None:
                 b.add(page_view())
         assert b.stats.requests == 4
     assert sorted(sizes([s.body for s in proxy.seen])) == [10, 30, 30, 30]
+
+
+def test_a_batch_over_the_body_limit_leaves_as_several_requests(server: Server) -> None:
+    """As send's: 100 large carts were one 1.3 MB request, a 413 at every try."""
+    t = tag()
+    with (
+        fault_proxy(upstream=server.url) as proxy,
+        AxonClient("px_std", "key-std", base_url=proxy.url, test_tag=t) as client,
+        client.batcher(max_batch=100, flush_interval=30) as b,
+    ):
+        for _ in range(100):
+            b.add(big_cart(uuid.uuid4().hex))
+    assert (b.stats.delivered, b.stats.failed) == (100, 0) and b.stats.requests >= 2
+    assert all(len(s.body) <= 1_048_576 for s in proxy.seen)
+    assert len(stored(server, test_tag=t)) == 100
 
 
 def test_flush_interval_sends_a_partial_batch_without_waiting_for_more(server: Server) -> None:

@@ -322,7 +322,7 @@ class Core(ABC):
             if not found:
                 requests += [
                     self.pack(first + start, checked[start:end], _within(warnings, start, end))
-                    for start, end in self._parts(checked)
+                    for start, end in self.parts(checked)
                 ]
         if problems:
             raise InvalidEvents(problems)
@@ -343,7 +343,7 @@ class Core(ABC):
             if len(c.payload) > limit
         ]
 
-    def _parts(self, checked: list[Checked]) -> list[tuple[int, int]]:
+    def parts(self, checked: list[Checked]) -> list[tuple[int, int]]:
         """The events of one check split into requests of at most ``max_body_bytes``: 100
         events of a large cart are more than capigate's 1 MiB, and were a 413 at every try."""
         if self.max_body_bytes is None:
@@ -362,6 +362,7 @@ class Core(ABC):
     def prepare_one(self, event: Any) -> tuple[Checked, list[Problem]]:
         """One event, checked, and its warnings (paths relative to the event)."""
         checked, problems, warnings = self.check([event])
+        problems = problems or self._too_large(checked)
         if problems:
             raise InvalidEvents([self.in_event(p) for p in problems])
         return checked[0], [self.in_event(w) for w in warnings]

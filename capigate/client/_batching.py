@@ -53,10 +53,11 @@ class _Accounts:
         """``checked`` packed into requests of at most the client's batch size, numbered in
         the order events were added."""
         out = []
-        for start in range(0, len(checked), core.max_batch):
-            chunk = checked[start : start + core.max_batch]
-            out.append(core.pack(self.next_index, chunk, []))  # warnings went back from add()
-            self.next_index += len(chunk)
+        for first in range(0, len(checked), core.max_batch):
+            chunk = checked[first : first + core.max_batch]
+            for start, end in core.parts(chunk):  # and within max_body_bytes
+                out.append(core.pack(self.next_index, chunk[start:end], []))  # warnings went back from add()
+                self.next_index += end - start
         return out
 
     def record(self, req: PreparedRequest, result: RequestResult) -> None:
