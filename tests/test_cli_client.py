@@ -402,25 +402,30 @@ def test_events_lists_the_request_journal(server: Server) -> None:
     assert rows[0]["path"] == "/inappevent/com.example.shop"
 
 
-def test_events_follow_prints_new_events_as_they_arrive(server: Server) -> None:
-    t = tag()
+def following(url: str, test_tag: str) -> subprocess.Popen[str]:
+    """`capigate events --follow --json` of one test tag, polling every 0.1 s."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
     args = [
         "events",
         "--url",
-        server.url,
+        url,
         "--token",
         ADMIN,
         "--test-tag",
-        t,
+        test_tag,
         "--follow",
         "--json",
         "--interval-s",
         "0.1",
     ]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "capigate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+
+
+def test_events_follow_prints_new_events_as_they_arrive(server: Server) -> None:
+    t = tag()
+    proc = following(server.url, t)
     try:
         time.sleep(0.8)  # started and polling
         _sent(server, t)
@@ -441,23 +446,7 @@ def test_events_follow_waits_through_a_gateway_restart(tmp_path: Path) -> None:
     gateway = make_server(tmp_path / "gw")
     gateway.start()
     t = tag()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
-    args = [
-        "events",
-        "--url",
-        gateway.url,
-        "--token",
-        ADMIN,
-        "--test-tag",
-        t,
-        "--follow",
-        "--json",
-        "--interval-s",
-        "0.1",
-    ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capigate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = following(gateway.url, t)
     try:
         time.sleep(0.8)
         _sent(gateway, t)

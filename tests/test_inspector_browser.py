@@ -11,6 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,15 +58,22 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, gateway: Server) -> Iterator[Page]:
-    context = browser.new_context(base_url=gateway.url, viewport={"width": 1400, "height": 900})
+@contextmanager
+def checked_page(browser: Browser, base_url: str, width: int = 1400) -> Iterator[Page]:
+    """A page in a context of its own; the test fails if the page's script threw."""
+    context = browser.new_context(base_url=base_url, viewport={"width": width, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
     context.close()
     assert errors == [], f"the page's script failed: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser, gateway: Server) -> Iterator[Page]:
+    with checked_page(browser, gateway.url) as page:
+        yield page
 
 
 def log_in(page: Page, token: str = ADMIN) -> None:

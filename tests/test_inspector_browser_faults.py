@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Server, make_server
 from tests.helpers import batch, children, page_view, wait_until
-from tests.test_inspector_browser import browser, logged_in, playwright  # noqa: F401  (fixtures)
+from tests.test_inspector_browser import browser, checked_page, logged_in, playwright  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -29,13 +29,8 @@ def gateway(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def page(browser: Browser, gateway: Server) -> Iterator[Page]:  # noqa: F811
-    context = browser.new_context(base_url=gateway.url, viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], f"the page's script failed: {errors}"
+    with checked_page(browser, gateway.url) as page:
+        yield page
 
 
 def send(gateway: Server, tag: str, count: int = 1, **event: object) -> None:

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ADMIN, Server, make_server
 from tests.helpers import batch, purchase
-from tests.test_inspector_browser import browser, logged_in, playwright  # noqa: F401  (fixtures)
+from tests.test_inspector_browser import browser, checked_page, logged_in, playwright  # noqa: F401  (fixtures)
 from tests.upstream import Reply, Upstream
 
 HEX = hashlib.sha256(b"already hashed").hexdigest()
@@ -69,13 +69,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Ite
 
 @pytest.fixture
 def page(browser: Browser, gateway: Server) -> Iterator[Page]:  # noqa: F811
-    context = browser.new_context(base_url=gateway.url, viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], f"the page's script failed: {errors}"
+    with checked_page(browser, gateway.url, 1440) as page:
+        yield page
 
 
 def post(gateway: Server, pixel: str, *events: dict[str, Any], **headers: str) -> httpx.Response:

@@ -253,9 +253,13 @@ class AsyncGatewayAdmin:
 OnGap = Callable[[TransportError], None]
 
 
-def _passing(error: TransportError) -> bool:
-    """A failure the next poll may not meet: no answer, or a 5xx (a restart, the store away)."""
-    return not isinstance(error, HTTPStatusError) or error.status_code >= 500
+def _gap(error: TransportError, on_gap: OnGap | None) -> None:
+    """A poll that failed: raised again unless the next may not meet it (no answer, or a 5xx:
+    a restart, the store away), which ``on_gap`` is told of."""
+    if isinstance(error, HTTPStatusError) and error.status_code < 500:
+        raise error
+    if on_gap is not None:
+        on_gap(error)
 
 
 def _follow(
@@ -277,10 +281,7 @@ def _follow(
                 if _reached(page, cursor, newest):
                     break
         except TransportError as error:
-            if not _passing(error):
-                raise
-            if on_gap is not None:
-                on_gap(error)
+            _gap(error, on_gap)
             continue  # what this poll read is read again by the next
         if fresh:
             newest = max(r.id for r in fresh)
@@ -306,10 +307,7 @@ async def _follow_async(
                 if _reached(page, cursor, newest):
                     break
         except TransportError as error:
-            if not _passing(error):
-                raise
-            if on_gap is not None:
-                on_gap(error)
+            _gap(error, on_gap)
             continue
         if fresh:
             newest = max(r.id for r in fresh)
