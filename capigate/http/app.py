@@ -276,6 +276,7 @@ class GatewayApp:
         if self.metrics.share_dir is not None:
             self._flusher = asyncio.create_task(self._flush_metrics_forever())
         if self.idle_reaper is not None:
+            self.idle_reaper.in_flight = lambda: list(self._peers)
             self.idle_reaper.start()
         if relay is not None and relay.workers:
             self._relay = relay

@@ -56,6 +56,10 @@ class IdleReaper:
         self.closed = 0
         self._task: asyncio.Task[None] | None = None
         self._serving: Callable[[], Iterable[str]] | None = None
+        # The peers of the requests the app is answering: never closed for being quiet (a
+        # client waiting 10 s for a stalled store's 503 got an empty reply instead, a trial;
+        # an ingest stored meanwhile lost its 200).
+        self.in_flight: Callable[[], Iterable[str]] = tuple
         self._grace_ends = 0.0  # monotonic: a stopping worker's heads still arriving are cut then
 
     @staticmethod
@@ -90,23 +94,26 @@ class IdleReaper:
             try:
                 if self._serving is not None:  # on the loop: no request starts between the look and the cut
                     self.closed += self.sweep(_peers(self._serving()))
-                else:
-                    self.closed += await asyncio.to_thread(self.sweep)  # ~10 µs a socket, off the loop
+                else:  # ~10 µs a socket, off the loop; a request begun since has just sent data
+                    self.closed += await asyncio.to_thread(self.sweep, None, _peers(self.in_flight()))
             except OSError as exc:  # /proc unreadable: nothing to do but say so once
                 log.warning("idle connections cannot be checked: %s", exc)
                 return
 
-    def sweep(self, serving: frozenset[tuple[str, int]] | None = None) -> int:
+    def sweep(
+        self, serving: frozenset[tuple[str, int]] | None = None, busy: frozenset[tuple[str, int]] = frozenset()
+    ) -> int:
         """One pass over this process's sockets; how many it shut down. ``serving``: the worker
-        stops, and every connection but those of these peers goes, however busy."""
+        stops, and every connection but those of these peers goes, however busy. ``busy``: the
+        peers whose requests the app is answering, left open however quiet."""
         closed = 0
         for entry in os.scandir("/proc/self/fd"):
             with contextlib.suppress(OSError, ValueError):
-                if os.readlink(entry.path).startswith("socket:") and self._reap(int(entry.name), serving):
+                if os.readlink(entry.path).startswith("socket:") and self._reap(int(entry.name), serving, busy):
                     closed += 1
         return closed
 
-    def _reap(self, fd: int, serving: frozenset[tuple[str, int]] | None) -> bool:
+    def _reap(self, fd: int, serving: frozenset[tuple[str, int]] | None, busy: frozenset[tuple[str, int]]) -> bool:
         with socket.socket(fileno=os.dup(fd)) as sock:
             if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
                 return False
@@ -127,6 +134,8 @@ class IdleReaper:
             else:
                 (received,) = _BYTES_RECEIVED.unpack_from(info, 128)
                 if quiet_ms <= (self.silent_ms if received == 0 else self.idle_ms):
+                    return False
+                if sock.getpeername()[:2] in busy:
                     return False
             sock.shutdown(socket.SHUT_RDWR)  # the shared connection, not just this duplicate
             return True

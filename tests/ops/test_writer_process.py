@@ -439,3 +439,33 @@ def test_readyz_is_ready_again_once_a_stalled_writer_answers_without_an_ingest(t
         assert time.monotonic() - resumed < 8
     finally:
         server.stop()
+
+
+def test_a_request_waiting_on_a_stalled_store_is_answered_not_cut_as_idle(tmp_path: Path) -> None:
+    """The idle sweep closed a connection quiet past idle_timeout_s while its request waited
+    for the store: an empty reply where a 503 was due (a trial), and an ingest stored in the
+    meantime lost its 200. A connection with a request in the app stays open however quiet."""
+    from tests.conftest import DEFAULT_CONFIG
+
+    server = make_server(tmp_path / "gw", DEFAULT_CONFIG.replace("[server]", "[server]\nidle_timeout_s = 1", 1))
+    server.start()
+    try:
+        assert server.proc is not None
+        (worker,) = children(server.proc.pid)
+        (writer,) = [
+            int(pid)
+            for task in Path(f"/proc/{worker}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            with server.client() as c:
+                answer = c.post(
+                    "/v1/event", params={"pixel_id": "px_std"}, headers={"Authorization": "key-std"},
+                    json=batch(purchase()), timeout=30,
+                )  # fmt: skip
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        assert answer.status_code == 503 and answer.json()["error"] == "store_unconfirmed", answer.text
+    finally:
+        server.stop()
