@@ -226,8 +226,13 @@ class Metrics:
     def total(self) -> Snapshot:
         """This worker's live counters plus the last flushed counters of the other live workers."""
         total = _decode_snapshot(_encode(self._mine))  # a deep copy
-        if self.share_dir is None or not self.share_dir.is_dir():
+        if self.share_dir is None:
             return total
+        # This worker's counts go to its file first: a later scrape by another worker then
+        # counts at least as much of them as this one (with its own live counts beside a
+        # second-old copy of the others', two workers' scrapes went back and forth, a trial).
+        with contextlib.suppress(OSError):
+            self.flush()
         me = os.getpid()
         for file in self.share_dir.glob("worker-*.msgpack"):
             pid = int(file.stem.removeprefix("worker-"))
