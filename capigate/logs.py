@@ -41,9 +41,11 @@ _MAX_PENDING: Final = 256
 _encode = msgspec.json.Encoder().encode
 
 
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: what can end or
-# rewrite a line on a terminal or in a log collector.
-_CONTROLS: Final = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
+# controls (U+202E reversed the rest of a logged line, a trial): what can end or rewrite a line
+# on a terminal or in a log collector.
+_BIDI: Final = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_CONTROLS: Final = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *_BIDI]
 _ESCAPES: Final = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _CONTROLS} | {
     0x09: "\\t",
     0x0A: "\\n",

@@ -114,3 +114,24 @@ def test_bidirectional_controls_are_shown_as_escapes(page: Page, gateway: Server
     page.locator("#events tbody tr.event").first.click()
     expect(page.locator("#events .json").first).to_contain_text("Mozilla/5.0 \\u202elive")
     assert "\u202e" not in page.locator("#events").inner_text()
+
+
+def test_a_page_opened_while_the_store_is_away_waits_for_it(page: Page, gateway: Server) -> None:
+    """Opened (or reloaded) during an outage, the tab stayed blank under a green "live" and
+    never recovered: its first read failed and its polling never started (a trial)."""
+    tag = f"late-{uuid.uuid4().hex[:8]}"
+    send(gateway, tag)
+    logged_in(page)
+    writer = writer_of(gateway)
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        wait_until(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 503, what="the store away")
+        wait_until(
+            lambda: page.context.request.get(f"{gateway.url}/api/sources").status == 503, what="admin reads refused"
+        )
+        page.reload()
+        expect(page.locator("#live")).to_have_text("unavailable", timeout=15_000)
+    finally:
+        os.kill(writer, signal.SIGCONT)
+    expect(page.locator("#requests tbody tr.request", has_text=tag)).to_have_count(1, timeout=15_000)
+    expect(page.locator("#live")).to_have_text("live")

@@ -262,3 +262,12 @@ def test_a_worker_process_writes_its_last_request_lines_as_it_ends(tmp_path: Pat
     child.join(10)
     assert child.exitcode == 0
     assert " INFO capigate.requests POST " in stderr.read_text(), stderr.read_text()
+
+
+def test_bidirectional_controls_are_escaped_in_log_lines() -> None:
+    """A source id with U+202E reversed the rest of its log line on a terminal (a trial)."""
+    from capigate.logs import escape_control
+
+    assert escape_control("px_\u202edemo") == "px_\\u202edemo"
+    assert escape_control("a\u2066b\u200fc") == "a\\u2066b\\u200fc"
+    assert escape_control("שלום") == "שלום"  # right-to-left letters stay

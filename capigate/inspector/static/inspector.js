@@ -1083,8 +1083,20 @@ async function sendTestEvent(event) {
 
 // --- start ---------------------------------------------------------------------------------
 
+// Opened while the store is away, the page waits for it, saying so: the sources' answer is
+// what every view is built from (a tab opened during an outage stayed blank under "live").
 async function start() {
-  const page = await (await api("/api/sources")).json();
+  let page;
+  for (;;) {
+    try {
+      page = await (await api("/api/sources")).json();
+      break;
+    } catch (err) {
+      failed(err);
+      if (err.message === "logged out") return;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  }
   state.sources = page.sources;
   state.dedupeDays = page.dedupe_retention_days;
   fillSourceSelects();
