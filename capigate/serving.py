@@ -286,6 +286,8 @@ def _config_problem() -> str | None:
         new = load_config(Path(path), os.environ if worker_env.relaying() else None, text=text)
     except OSError as exc:
         return f"bad configuration: {path}: cannot read the file ({exc.strerror})"
+    except UnicodeDecodeError as exc:
+        return f"bad configuration: {path}: not UTF-8 text (byte {exc.start}), as TOML must be"
     except ConfigError as exc:  # ConfigErrors too: a line for each mistake
         return f"bad configuration: {exc}".replace("\n", "; ")
     previous = os.environ.get(worker_env.CONFIG_TEXT)

@@ -62,6 +62,21 @@ def test_sighup_with_a_mistake_in_the_configuration_keeps_the_workers_serving(tm
     assert server.proc.returncode == 0, server.output()[-2000:]
 
 
+def test_sighup_with_a_file_that_is_not_utf8_keeps_the_workers_serving(tmp_path: Path) -> None:
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    try:
+        server.config.write_bytes(server.config.read_bytes() + b"\n# caf\xe9\n")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "SIGHUP ignored" in server.output(), what="the refused reload's line")
+        assert "not UTF-8 text" in server.output()
+        assert _status(server, "key-std") == 200
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0, server.output()[-2000:]
+
+
 def test_a_worker_started_again_after_a_crash_runs_the_last_configuration_taken(tmp_path: Path) -> None:
     """A worker killed while capigate.toml held a mistake (not yet reloaded, or refused by a
     SIGHUP) came back reading it, died, and granian's crash loop ended the server: one OOM kill
