@@ -35,7 +35,7 @@ import fcntl
 import os
 import tempfile
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -118,11 +118,19 @@ _decode_snapshot = msgspec.msgpack.Decoder(Snapshot).decode
 RETIRED_FILE = "retired.msgpack"
 
 
-def _retire(share_dir: Path, file: Path) -> None:
-    """Adds a gone worker's counts to the retired file and removes its own, under a lock: two
-    scrapes finding one dead worker at once must add it once."""
+@contextlib.contextmanager
+def _locked(share_dir: Path, mode: int) -> Iterator[None]:
+    """The shared directory's lock: exclusive to retire a worker's counts, shared to read
+    them all, so that a scrape never counts a worker twice (its file and the retired sum)."""
     with (share_dir / "retired.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, mode)
+        yield
+
+
+def _retire(share_dir: Path, file: Path) -> None:
+    """Adds a gone worker's counts to the retired file and removes its own: two scrapes
+    finding one dead worker at once add it once."""
+    with _locked(share_dir, fcntl.LOCK_EX):
         try:
             gone = _decode_snapshot(file.read_bytes())
         except FileNotFoundError:  # retired by another worker already
@@ -139,6 +147,10 @@ def _retire(share_dir: Path, file: Path) -> None:
         temp.write_bytes(_encode(total))
         temp.replace(retired)
         file.unlink()
+
+
+def _worker_files(share_dir: Path) -> list[tuple[Path, int]]:
+    return [(file, int(file.stem.removeprefix("worker-"))) for file in share_dir.glob("worker-*.msgpack")]
 
 
 def shared_dir(server_pid: int | None = None) -> Path:
@@ -234,18 +246,17 @@ class Metrics:
         with contextlib.suppress(OSError):
             self.flush()
         me = os.getpid()
-        for file in self.share_dir.glob("worker-*.msgpack"):
-            pid = int(file.stem.removeprefix("worker-"))
-            if pid == me:
-                continue
-            if not _alive(pid):
+        for file, pid in _worker_files(self.share_dir):
+            if pid != me and not _alive(pid):
                 with contextlib.suppress(OSError):
                     _retire(self.share_dir, file)
-                continue
+        with contextlib.suppress(OSError), _locked(self.share_dir, fcntl.LOCK_SH):
+            for file, pid in _worker_files(self.share_dir):
+                if pid != me:
+                    with contextlib.suppress(OSError, msgspec.DecodeError):
+                        total.add(_decode_snapshot(file.read_bytes()))
             with contextlib.suppress(OSError, msgspec.DecodeError):
-                total.add(_decode_snapshot(file.read_bytes()))
-        with contextlib.suppress(OSError, msgspec.DecodeError):
-            total.add(_decode_snapshot((self.share_dir / RETIRED_FILE).read_bytes()))
+                total.add(_decode_snapshot((self.share_dir / RETIRED_FILE).read_bytes()))
         return total
 
     # --- exposition -----------------------------------------------------------------------
