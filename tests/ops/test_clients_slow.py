@@ -104,13 +104,15 @@ def test_a_body_shorter_than_its_content_length_is_408_and_journaled(slow_server
 def test_a_body_cut_short_by_the_client_closing_its_side_is_400_not_a_500(
     slow_server: Server, head: bytes, expected: bytes
 ) -> None:
-    """A client that promises 5,000 bytes, sends 1,500 and shuts its side down: granian ends the
+    """A client that promises 1,000 bytes, sends 500 and shuts its side down: granian ends the
     body with its own error, which was answered 500 (an ERROR traceback, a 500 in /metrics;
-    found by a new user's trial). It is the client's fault, and said so, journaled."""
+    found by a new user's trial). It is the client's fault, and said so, journaled. (Within
+    AppsFlyer's 1,024 bytes: a larger promise is refused before the body, and the refusal's
+    close could beat the client's shutdown, a CI run.)"""
     with socket.create_connection(("127.0.0.1", slow_server.port)) as sock:
         sock.settimeout(15)
-        sock.sendall(head + b"Host: gw\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
-        sock.sendall(b'{"events": [' + b" " * 1500)
+        sock.sendall(head + b"Host: gw\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        sock.sendall(b'{"events": [' + b" " * 500)
         sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(4096):
