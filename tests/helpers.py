@@ -107,6 +107,15 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def writer_of(server_pid: int) -> int:
+    """The SQLite writer process of a server's one worker (a child of one of its threads)."""
+    (worker,) = children(server_pid)
+    (writer,) = [
+        int(p) for task in Path(f"/proc/{worker}/task").iterdir() for p in (task / "children").read_text().split()
+    ]
+    return writer
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

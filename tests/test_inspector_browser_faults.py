@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Server, make_server
-from tests.helpers import batch, children, page_view, wait_until
+from tests.helpers import batch, page_view, wait_until, writer_of
 from tests.test_inspector_browser import browser, checked_page, logged_in, playwright  # noqa: F401  (fixtures)
 
 
@@ -44,14 +44,6 @@ def send(gateway: Server, tag: str, count: int = 1, **event: object) -> None:
             assert answer.status_code == 200, answer.text
 
 
-def writer_of(gateway: Server) -> int:
-    assert gateway.proc is not None
-    (worker,) = children(gateway.proc.pid)
-    return next(
-        int(p) for task in Path(f"/proc/{worker}/task").iterdir() for p in (task / "children").read_text().split()
-    )
-
-
 def test_a_store_that_stops_answering_keeps_the_rows_and_says_so(page: Page, gateway: Server) -> None:
     """The 503's body was read as an empty page: the journal went blank under a green "live"."""
     tag = f"outage-{uuid.uuid4().hex[:8]}"
@@ -59,7 +51,8 @@ def test_a_store_that_stops_answering_keeps_the_rows_and_says_so(page: Page, gat
     logged_in(page)
     rows = page.locator("#requests tbody tr.request", has_text=tag)
     expect(rows).to_have_count(3)
-    writer = writer_of(gateway)
+    assert gateway.proc is not None
+    writer = writer_of(gateway.proc.pid)
     os.kill(writer, signal.SIGSTOP)
     try:
         wait_until(
@@ -122,7 +115,8 @@ def test_a_page_opened_while_the_store_is_away_waits_for_it(page: Page, gateway:
     tag = f"late-{uuid.uuid4().hex[:8]}"
     send(gateway, tag)
     logged_in(page)
-    writer = writer_of(gateway)
+    assert gateway.proc is not None
+    writer = writer_of(gateway.proc.pid)
     os.kill(writer, signal.SIGSTOP)
     try:
         wait_until(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 503, what="the store away")

@@ -23,8 +23,8 @@ import pytest
 from capigate.errors import StoreError
 from capigate.events import NewEvent
 from capigate.store import SQLiteStore
-from tests.conftest import make_server
-from tests.helpers import Load, batch, children, purchase, stored_and_journaled, wait_until
+from tests.conftest import Server, make_server
+from tests.helpers import Load, batch, purchase, stored_and_journaled, wait_until, writer_of
 from tests.storekit import close_loop, run
 
 
@@ -405,6 +405,21 @@ def test_an_ingest_unanswered_in_10_s_says_its_events_may_be_stored_for_they_may
         server.stop()
 
 
+def _ingest_while_the_writer_is_stopped(server: Server) -> httpx.Response:
+    """An ingest sent while the store's writer process is stopped (SIGSTOP), resumed after."""
+    assert server.proc is not None
+    writer = writer_of(server.proc.pid)
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        with server.client() as c:
+            return c.post(
+                "/v1/event", params={"pixel_id": "px_std"}, headers={"Authorization": "key-std"},
+                json=batch(purchase()), timeout=30,
+            )  # fmt: skip
+    finally:
+        os.kill(writer, signal.SIGCONT)
+
+
 def test_readyz_is_ready_again_once_a_stalled_writer_answers_without_an_ingest(tmp_path: Path) -> None:
     """An ingest the store did not answer within 10 s (a writer stopped, a lock held) made the
     node unready; the write that proves the store answers again was never made on a node the
@@ -413,28 +428,13 @@ def test_readyz_is_ready_again_once_a_stalled_writer_answers_without_an_ingest(t
     server = make_server(tmp_path / "gw")
     server.start()
     try:
-        assert server.proc is not None
-        (worker,) = children(server.proc.pid)
-        (writer,) = [
-            int(pid)
-            for task in Path(f"/proc/{worker}/task").iterdir()
-            for pid in (task / "children").read_text().split()
-        ]
-        os.kill(writer, signal.SIGSTOP)
-        try:
-            with server.client() as c:
-                answer = c.post(
-                    "/v1/event", params={"pixel_id": "px_std"}, headers={"Authorization": "key-std"},
-                    json=batch(purchase()), timeout=30,
-                )  # fmt: skip
-            assert answer.status_code == 503 and "may or may not be stored" in answer.text, answer.text
-            assert answer.headers["retry-after"] == "5"
-            # a client repeats it only if a repeat is dropped (the SDK: a dedupe_id in each event)
-            assert answer.json()["error"] == "store_unconfirmed", answer.text
-            assert answer.headers["x-capigate-maybe-stored"] == "true"
-        finally:
-            os.kill(writer, signal.SIGCONT)
+        answer = _ingest_while_the_writer_is_stopped(server)
         resumed = time.monotonic()
+        assert answer.status_code == 503 and "may or may not be stored" in answer.text, answer.text
+        assert answer.headers["retry-after"] == "5"
+        # a client repeats it only if a repeat is dropped (the SDK: a dedupe_id in each event)
+        assert answer.json()["error"] == "store_unconfirmed", answer.text
+        assert answer.headers["x-capigate-maybe-stored"] == "true"
         wait_until(lambda: httpx.get(server.url + "/readyz", timeout=5).status_code == 200, timeout_s=15, what="ready")
         assert time.monotonic() - resumed < 8
     finally:
@@ -450,22 +450,7 @@ def test_a_request_waiting_on_a_stalled_store_is_answered_not_cut_as_idle(tmp_pa
     server = make_server(tmp_path / "gw", DEFAULT_CONFIG.replace("[server]", "[server]\nidle_timeout_s = 1", 1))
     server.start()
     try:
-        assert server.proc is not None
-        (worker,) = children(server.proc.pid)
-        (writer,) = [
-            int(pid)
-            for task in Path(f"/proc/{worker}/task").iterdir()
-            for pid in (task / "children").read_text().split()
-        ]
-        os.kill(writer, signal.SIGSTOP)
-        try:
-            with server.client() as c:
-                answer = c.post(
-                    "/v1/event", params={"pixel_id": "px_std"}, headers={"Authorization": "key-std"},
-                    json=batch(purchase()), timeout=30,
-                )  # fmt: skip
-        finally:
-            os.kill(writer, signal.SIGCONT)
+        answer = _ingest_while_the_writer_is_stopped(server)
         assert answer.status_code == 503 and answer.json()["error"] == "store_unconfirmed", answer.text
     finally:
         server.stop()
