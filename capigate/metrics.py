@@ -246,15 +246,17 @@ class Metrics:
         with contextlib.suppress(OSError):
             self.flush()
         me = os.getpid()
-        for file, pid in _worker_files(self.share_dir):
-            if pid != me and not _alive(pid):
+        others = [(file, pid) for file, pid in _worker_files(self.share_dir) if pid != me]
+        for file, pid in others:
+            if not _alive(pid):
                 with contextlib.suppress(OSError):
                     _retire(self.share_dir, file)
+        # A file retired since it was listed is gone, its counts in the retired sum: the lock
+        # keeps the two from being read on either side of a retirement.
         with contextlib.suppress(OSError), _locked(self.share_dir, fcntl.LOCK_SH):
-            for file, pid in _worker_files(self.share_dir):
-                if pid != me:
-                    with contextlib.suppress(OSError, msgspec.DecodeError):
-                        total.add(_decode_snapshot(file.read_bytes()))
+            for file, _ in others:
+                with contextlib.suppress(OSError, msgspec.DecodeError):
+                    total.add(_decode_snapshot(file.read_bytes()))
             with contextlib.suppress(OSError, msgspec.DecodeError):
                 total.add(_decode_snapshot((self.share_dir / RETIRED_FILE).read_bytes()))
         return total
