@@ -128,7 +128,7 @@ def shown_path(path: str) -> str:
     email address (percent-encoded too: ``%40``) is ``<email address>``, as a source id is, and
     one that is a phone number in international form (``+14155550100``, ``%2B`` too) is
     ``<phone number>``. Digits alone stay: they are ids far more often (an app's, an order's)."""
-    if "@" not in path and "%40" not in path and "+" not in path and "%2" not in path:
+    if "@" not in path and "%40" not in path and "+" not in path and "%2B" not in path and "%2b" not in path:
         return path
     return "/".join(_shown_segment(part) for part in path.split("/"))
 
