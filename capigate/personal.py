@@ -14,6 +14,7 @@ and dropping those would lose real data.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from functools import lru_cache
@@ -28,6 +29,7 @@ __all__ = [
     "MAX_DEPTH",
     "TooDeep",
     "looks_personal",
+    "shown_id",
     "shown_key",
     "shown_path",
     "without_emails",
@@ -113,6 +115,15 @@ def shown_key(key: str) -> str:
     The same rule holds for a request's source id (pixel id, app id) and its test tag: what
     the journal, the log, the store and the page keep of them; percent-encoded too (``%40``)."""
     return EMAIL_SHOWN if _holds_email(key) else key
+
+
+def shown_id(value: str) -> str:
+    """A request's source id or test tag as everything after keeps it: one holding an email
+    address is ``<email address>`` and 8 hex digits of its SHA-256, so that two such tags stay
+    two dedupe scopes (events.dedupe_scope) and two entries of the journal's filters."""
+    if not _holds_email(value):
+        return value
+    return f"{EMAIL_SHOWN[:-1]} {hashlib.sha256(value.encode()).hexdigest()[:8]}>"
 
 
 def _holds_email(text: str) -> bool:

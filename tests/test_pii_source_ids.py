@@ -1,6 +1,6 @@
-"""Rule (capigate/personal.py, shown_key): a test tag, pixel id or app id holding an email
+"""Rule (capigate/personal.py, shown_id): a test tag, pixel id or app id holding an email
 address never reaches the store, the journal, the log or the page: it is kept as
-``<email address>``, with a warning on an accepted request. So is a segment of an unknown
+``<email address>`` and 8 hex digits of its SHA-256, with a warning on an accepted request. So is a segment of an unknown
 path and a User-Agent header holding one (shown_path)."""
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import httpx
 import psycopg
 import pytest
 
+from capigate.personal import shown_id
 from tests.conftest import Server, served_on
 from tests.helpers import batch, purchase, wait_until
 from tests.storekit import PG_URL
 
 TAG_EMAIL = "jane.dev3@company.example"
+TAG_SHOWN = "<email address 698c6cb0>"
 PIXEL_EMAIL = "zed.pixel@example.net"
 APP_EMAIL = "app.owner@example.org"
 PATH_EMAIL = "path.person@example.com"
@@ -49,7 +51,7 @@ def _send(server: Server) -> None:
     )
     assert tagged.status_code == 200, tagged.text
     body = tagged.json()
-    assert body["test_tag"] == "<email address>"
+    assert body["test_tag"] == TAG_SHOWN
     assert {w["path"]: w["code"] for w in body["warnings"]}["x-capigate-test"] == "plain_pii_replaced"
     unknown = _post(server, "/v1/event", params={"pixel_id": PIXEL_EMAIL}, json=batch(purchase()))
     assert unknown.status_code == 401
@@ -58,7 +60,7 @@ def _send(server: Server) -> None:
     headers["Accept"] = "application/json"
     af_tagged = _post(server, "/inappevent/com.example.shop", headers=headers, json=af_event)
     assert af_tagged.status_code == 200, af_tagged.text
-    assert af_tagged.json()["test_tag"] == "<email address>"
+    assert af_tagged.json()["test_tag"] == TAG_SHOWN
     for path in (f"/v1/event/{PATH_EMAIL}", "/users/" + PATH_EMAIL.replace("@", "%40") + "/events"):
         lost = _post(server, path, json=batch(purchase()))
         assert lost.status_code == 404 and "path.person" not in lost.text, lost.text
@@ -78,7 +80,7 @@ def test_email_in_test_tag_pixel_id_or_app_id_never_reaches_store_journal_log_or
     _send(server)
     wait_until(lambda: len(_journal(server)) >= 7, what="seven journal entries")
     journal = _journal(server)
-    assert {r["source"] for r in journal} >= {"<email address>", "px_std", "com.example.shop"}
+    assert {r["source"] for r in journal} >= {shown_id(PIXEL_EMAIL), shown_id(APP_EMAIL), "px_std", "com.example.shop"}
     with server.admin() as admin:
         haystacks = {
             "journal": admin.get("/api/requests", params={"limit": 100}).text,
@@ -110,10 +112,28 @@ def test_email_in_test_tag_pixel_id_or_app_id_never_reaches_store_journal_log_or
 def test_a_percent_encoded_email_as_a_tag_or_source_id_is_not_kept() -> None:
     """Rule: shown_key. A trial's `X-Capigate-Test: jane%40example.com` was stored, journaled
     and logged as sent, where a path segment with %40 was replaced."""
-    from capigate.personal import EMAIL_SHOWN, shown_key
+    from capigate.personal import EMAIL_SHOWN, shown_id, shown_key
 
     assert shown_key("jane%40example.com") == EMAIL_SHOWN
     assert shown_key("ci run 7") == "ci run 7" and shown_key("50%40off") == "50%40off"
+    assert shown_id("jane%40example.com").startswith("<email address ")
+    assert shown_id("ci run 7") == "ci run 7" and shown_id("50%40off") == "50%40off"
+
+
+def test_two_test_tags_holding_email_addresses_stay_two_dedupe_scopes(gateway: tuple[Server, str | None]) -> None:
+    """Rule: shown_id, events.dedupe_scope. Both tags were kept as `<email address>` (a trial):
+    the second developer's test event was a duplicate of the first's, answered 200 and never
+    stored. Each is now its own scope, and the journal's tag filter tells them apart."""
+    server, _ = gateway
+    event = purchase(dedupe_id="shared-order-1")
+    answers = [
+        _post(server, "/v1/event?pixel_id=px_std", headers={"Authorization": "key-std", "X-Capigate-Test": tag},
+              json=batch(event)).json()
+        for tag in (TAG_EMAIL, "bob.dev@company.example", TAG_EMAIL)
+    ]  # fmt: skip
+    assert [a["test_tag"] for a in answers] == [TAG_SHOWN, shown_id("bob.dev@company.example"), TAG_SHOWN]
+    assert shown_id("bob.dev@company.example") != TAG_SHOWN
+    assert [(a["stored"], a["duplicates"]) for a in answers] == [(1, 0), (1, 0), (0, 1)], answers
 
 
 def test_a_phone_number_as_a_path_segment_is_not_kept() -> None:

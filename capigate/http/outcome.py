@@ -8,7 +8,7 @@ import msgspec
 from capigate.errors import Problem
 from capigate.events import UNREADABLE_TAG, tag_refusal
 from capigate.http.asgi import Request
-from capigate.personal import EMAIL_SHOWN, shown_key
+from capigate.personal import EMAIL_SHOWN, shown_id
 
 __all__ = ["Outcome"]
 
@@ -35,7 +35,7 @@ class Outcome(msgspec.Struct, kw_only=True):
 
     def identify(self, request: Request, source: str | None, where: str) -> None:
         """Take the request's source id (read from ``where``) and its test tag, as everything
-        after may keep them: an email address in either never goes further (see shown_key).
+        after may keep them: an email address in either never goes further (see shown_id).
         The warnings say so; a refused request's answer drops them."""
         self.source = None if source is None else self._shown(source, where)
         tag = request.headers.get("x-capigate-test")
@@ -48,8 +48,8 @@ class Outcome(msgspec.Struct, kw_only=True):
         self.test_tag = None if tag is None else self._shown(tag, "x-capigate-test")
 
     def _shown(self, value: str, where: str) -> str:
-        shown = shown_key(value)
+        shown = shown_id(value)
         if shown != value:
-            message = f"{where} holds an email address: capigate keeps it as {EMAIL_SHOWN}"
+            message = f"{where} holds an email address: capigate keeps it as {EMAIL_SHOWN} and 8 hex digits of its hash"
             self.warnings = [*self.warnings, Problem(where, "plain_pii_replaced", message)]
         return shown
