@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -566,3 +567,34 @@ def test_validate_says_a_number_past_a_floats_range_at_its_path(tmp_path: Path) 
     assert done.returncode == 1
     assert f"{file}:1: error: events[0].data.value: this number is too large to read" in done.stdout, done.stdout
     assert "[out_of_range]" in done.stdout
+
+
+def test_events_follow_goes_on_after_a_backup_is_restored(tmp_path: Path) -> None:
+    """A restored backup numbers new events from its own newest id: --follow printed nothing
+    until the ids passed the newest it had shown (a trial). It goes on from the store's newest."""
+    gateway = make_server(tmp_path / "gw")
+    gateway.start()
+    t = tag()
+    backup = tmp_path / "capigate-backup.db"
+    db = Path(gateway.db)
+    with sqlite3.connect(db) as live, sqlite3.connect(backup) as copy:
+        live.backup(copy)
+    proc = following(gateway.url, t)
+    try:
+        time.sleep(0.8)
+        for _ in range(3):
+            _sent(gateway, t)
+        assert proc.stdout is not None
+        before = [msgspec.json.decode(proc.stdout.readline())["id"] for _ in range(6)]
+        gateway.stop()
+        for leftover in db.parent.glob("capigate.db-*"):
+            leftover.unlink()
+        backup.replace(db)
+        gateway.start()
+        _sent(gateway, t)
+        after = [msgspec.json.decode(proc.stdout.readline())["id"] for _ in range(2)]
+        assert after[0] <= before[-1] and proc.poll() is None, (before, after)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=5)
+        gateway.stop()

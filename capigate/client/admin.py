@@ -80,6 +80,12 @@ def _newer(page: list[Row], newest: int) -> list[Row]:
     return [r for r in page if r.id > newest]
 
 
+def _rewound(first_page: list[Row], newest: int) -> int:
+    """The newest id seen, or less if the gateway's newest row now is older: its store was
+    restored from a backup, or emptied, and numbers new rows from there again."""
+    return min(newest, first_page[0].id if first_page else 0)
+
+
 def _reached(page: list[Row], cursor: str | None, newest: int) -> bool:
     """Whether a poll can stop: no more pages, or this one reaches a row already seen."""
     return cursor is None or bool(page and page[-1].id <= newest)
@@ -275,8 +281,9 @@ def _follow(
         fresh: list[Row] = []
         cursor: str | None = None
         try:
-            for _ in range(_MAX_PAGES_PER_POLL):
+            for pages in range(_MAX_PAGES_PER_POLL):
                 page, cursor = fetch(cursor, 200)
+                newest = newest if pages else _rewound(page, newest)
                 fresh += _newer(page, newest)
                 if _reached(page, cursor, newest):
                     break
@@ -301,8 +308,9 @@ async def _follow_async(
         fresh: list[Row] = []
         cursor: str | None = None
         try:
-            for _ in range(_MAX_PAGES_PER_POLL):
+            for pages in range(_MAX_PAGES_PER_POLL):
                 page, cursor = await fetch(cursor, 200)
+                newest = newest if pages else _rewound(page, newest)
                 fresh += _newer(page, newest)
                 if _reached(page, cursor, newest):
                     break
