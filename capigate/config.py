@@ -24,6 +24,7 @@ from msgspec import Meta, Struct
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.body import MAX_BODY_BYTES
 from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
+from capigate.endpoint_path import holds_endpoint_path
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
 from capigate.settings import render, struct_doc
@@ -318,8 +319,7 @@ def _url_problem(url: str) -> str | None:
         return "the URL has no host, or a space in it"
     if parts.port == 0:  # read as no port: the relay went to port 80 (a trial)
         return "the URL's port is 0: give the upstream's port, or none for the scheme's own"
-    path = parts.path.rstrip("/")
-    if path.endswith("/v1/event") or "/inappevent" in path:  # it went to /v1/event/v1/event (a trial)
+    if holds_endpoint_path(parts.path):
         return (
             f"give the upstream's base URL ({parts.scheme}://{parts.netloc}), without the endpoint's path "
             f"{parts.path!r}: the relay adds it"

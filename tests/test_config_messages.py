@@ -164,9 +164,19 @@ def test_serve_refuses_a_configuration_path_given_that_is_not_there(tmp_path: Pa
     assert not missing.exists() and not (tmp_path / "capigate.db").exists()
 
 
-@pytest.mark.parametrize("url", ["https://b.applovin.com/v1/event", "https://proxy.example/applovin/v1/event/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://b.applovin.com/v1/event",
+        "https://proxy.example/applovin/v1/event/",
+        "https://b.applovin.com/V1/Event",
+        "https://b.applovin.com/v1//event",
+        "https://b.applovin.com/v1/%65vent",
+    ],
+)
 def test_a_relay_url_with_the_endpoints_path_is_refused(tmp_path: Path, url: str) -> None:
-    """The relay adds the path: it posted to /v1/event/v1/event, a 404, dead letters (a trial)."""
+    """The relay adds the path: it posted to /v1/event/v1/event, a 404, dead letters (a trial).
+    The path is read as a server routes it: its case, a doubled slash or an escape hid it."""
     text = (
         SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\napi_key = "u"\n'
     )

@@ -28,6 +28,7 @@ from capigate.client._base import (
     gather_failures,
     interrupted,
 )
+from capigate.endpoint_path import holds_endpoint_path
 from capigate.errors import CapigateError
 
 if TYPE_CHECKING:
@@ -67,8 +68,7 @@ def checked_base_url(base_url: str) -> str:
         raise ValueError(f"base URL {base_url!r} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base URL {base_url!r} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
-    path = url.path.rstrip("/")
-    if path.endswith("/v1/event") or "/inappevent" in path:
+    if holds_endpoint_path(url.raw_path.decode("ascii").partition("?")[0]):
         origin = f"{url.scheme}://{url.netloc.decode()}"
         raise ValueError(f"give the base URL ({origin}), without the endpoint's path {url.path!r}: it is added to it")
     return base_url
