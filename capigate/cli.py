@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 import capigate.worker_env as worker_env
-from capigate.config import Config, ineffective_settings, load_config, write_default_config
+from capigate.config import Config, ineffective_settings, load_config, workers_warning, write_default_config
 from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
 
@@ -41,7 +41,13 @@ def _named_by_default() -> bool:
     return source is click.core.ParameterSource.DEFAULT
 
 
-def _resolve_config(path: Path, *, create: bool, check_environment: bool = False) -> tuple[Config, bool]:
+def _resolve_config(
+    path: Path,
+    *,
+    create: bool,
+    check_environment: bool = False,
+    host_problem: Callable[[str], str | None] | None = None,
+) -> tuple[Config, bool]:
     """The configuration, or one line per mistake; ``check_environment``: the relay keys read
     from environment variables are set (the workers that relay would die without)."""
     created = False
@@ -49,7 +55,7 @@ def _resolve_config(path: Path, *, create: bool, check_environment: bool = False
         write_default_config(path)
         created = True
     try:
-        return load_config(path, os.environ if check_environment else None), created
+        return load_config(path, os.environ if check_environment else None, host_problem=host_problem), created
     except ConfigErrors as exc:
         mistakes = "\n".join(f"  {e}" for e in exc.errors)
         raise click.ClickException(f"bad configuration, {len(exc.errors)} mistakes:\n{mistakes}") from None
@@ -248,11 +254,16 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 def check_config(config_path: Path, file: Path | None) -> None:
     """Check a configuration file (FILE, else --config) and exit: every mistake, one a line,
-    and status 1 if there is one. A relay's api_key_env must be set in this environment."""
+    and status 1 if there is one. A relay's api_key_env must be set in this environment, and
+    [server] host one that serve could listen on here."""
+    from capigate.serving import listen_problem
+
     config_path = file or config_path
-    config, _ = _resolve_config(config_path, create=False, check_environment=True)
+    config, _ = _resolve_config(config_path, create=False, check_environment=True, host_problem=listen_problem)
     _check_store_url(config)
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
+    if (warning := workers_warning(config.server.workers, os.cpu_count())) is not None:
+        click.echo(f"{config_path}: warning: {warning}")
     for note in ineffective_settings(config):
         click.echo(f"{config_path}: note: {note}")
 

@@ -12,10 +12,10 @@ import difflib
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -39,6 +39,7 @@ __all__ = [
     "ineffective_settings",
     "load_config",
     "unset_variable",
+    "workers_warning",
     "write_default_config",
 ]
 
@@ -172,6 +173,17 @@ def ineffective_settings(config: Config) -> list[str]:
     return notes
 
 
+def workers_warning(workers: int, cpus: int | None) -> str | None:
+    """Far more worker processes than cores, said and not refused: the gateway runs, and a
+    container may be given more CPU time than the cores it sees."""
+    if cpus is None or workers <= 2 * cpus:
+        return None
+    return (
+        f"server.workers = {workers} is far above this machine's {cpus} CPU(s): workers beyond one a core "
+        "only share them, and each holds its own memory and store connections (README, Performance)"
+    )
+
+
 def _relays_by_api(config: Config) -> list[tuple[str, RelaySettings, str]]:
     """Each relay table, where it is, and the host of the API it is not for."""
     relays = [(f"axon.pixels[{i}]", p.relay, "appsflyer.com") for i, p in enumerate(config.axon.pixels)]
@@ -179,10 +191,17 @@ def _relays_by_api(config: Config) -> list[tuple[str, RelaySettings, str]]:
     return [(where, relay, other) for where, relay, other in relays if relay is not None]
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None, *, text: str | None = None) -> Config:
+def load_config(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    text: str | None = None,
+    host_problem: Callable[[str], str | None] | None = None,
+) -> Config:
     """The configuration in ``path`` (or ``text``, as read from it before); ConfigError naming
     the file, the key and the fix, or ConfigErrors naming every mistake found. ``environ``: also
-    check that each enabled relay's ``api_key_env`` is set there (the processes that relay need it)."""
+    check that each enabled relay's ``api_key_env`` is set there (the processes that relay need it).
+    ``host_problem``: also check ``[server] host`` with it (check-config; serve's bind does)."""
     name = str(path)
     raw = _read_toml(path, text)
     raw.pop("path", None)
@@ -191,16 +210,17 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None, *, text: s
     try:
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
-        server, pixels, apps = _decode_parts(name, raw, problems)
+        pixels, apps = _decode_parts(name, raw, problems)
         if not problems:
             problems.append(config_error(name, str(exc)))
     else:
-        server, pixels = config.server, list(enumerate(config.axon.pixels))
-        apps = list(enumerate(config.appsflyer.apps))
+        pixels, apps = list(enumerate(config.axon.pixels)), list(enumerate(config.appsflyer.apps))
     problems += _check_unique(name, pixels, "axon.pixels", "pixel_id")
     problems += _check_unique(name, apps, "appsflyer.apps", "app_id")
     problems += _check_relays(name, pixels, apps, environ)
-    problems += _check_proxies(name, server)
+    problems += _check_proxies(name, raw.get("server"))
+    if host_problem is not None:
+        problems += _check_host(name, raw.get("server"), host_problem)
     problems += _check_app_ids(name, apps)
     problems += _check_not_email(name, pixels, "axon.pixels", "pixel_id")
     problems += _check_not_email(name, apps, "appsflyer.apps", "app_id")
@@ -244,28 +264,59 @@ _TOML_PLACE: Final = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+
 
 
 def _decode(file: str, value: Any, kind: type[T], prefix: str, problems: list[ConfigError]) -> T | None:
-    """``value`` as ``kind``, or None with its mistake added to ``problems`` (keys under ``prefix``)."""
+    """``value`` as ``kind``, or None with its mistakes added to ``problems`` (keys under ``prefix``)."""
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
-        text, at, where = str(exc).partition(" - at `$")
-        problems.append(config_error(file, f"{text} - at `$.{prefix}{where if at else '`'}"))
+        found = _every_mistake(value, kind, prefix) or [_placed(str(exc), prefix)]
+        problems += [config_error(file, message) for message in found]
         return None
 
 
-def _decode_parts(file: str, raw: dict[str, Any], problems: list[ConfigError]) -> tuple[Any, Indexed, Indexed]:
-    """Each table and each source on its own, so that every one's mistake is named: the
-    server settings and the sources that decoded, for the checks that follow decoding."""
+def _every_mistake(value: Any, kind: Any, prefix: str) -> list[str]:
+    """msgspec stops at a table's first mistake: each key decoded on its own names every one,
+    as msgspec's messages placed under ``prefix`` (a nested table's too, under its key)."""
+    if not (isinstance(value, dict) and isinstance(kind, type) and issubclass(kind, Struct)):
+        return []
+    fields = {field.name: field for field in msgspec.structs.fields(kind)}
+    found = []
+    for key, item in value.items():
+        if key not in fields:
+            found.append(_placed(f"Object contains unknown field `{key}`", prefix))
+            continue
+        try:
+            msgspec.convert(item, fields[key].type)
+        except msgspec.ValidationError as exc:
+            place = f"{prefix}.{key}"
+            found += _every_mistake(item, _struct_in(fields[key].type), place) or [_placed(str(exc), place)]
+    missing = [name for name, field in fields.items() if field.required and name not in value]
+    return found + [_placed(f"Object missing required field `{name}`", prefix) for name in missing]
+
+
+def _struct_in(annotation: Any) -> Any:
+    """The Struct of a field's type (``RelaySettings | None``: RelaySettings), else None."""
+    return next((t for t in (annotation, *get_args(annotation)) if isinstance(t, type) and issubclass(t, Struct)), None)
+
+
+def _placed(message: str, prefix: str) -> str:
+    """msgspec's ``message`` about the value at ``prefix``, as it says one in the whole file."""
+    text, at, where = message.partition(" - at `$")
+    return f"{text} - at `$.{prefix}{where if at else '`'}"
+
+
+def _decode_parts(file: str, raw: dict[str, Any], problems: list[ConfigError]) -> tuple[Indexed, Indexed]:
+    """Each table and each source on its own, so that every one's mistakes are named: the
+    sources that decoded, for the checks that follow decoding."""
     unknown = [key for key in raw if key not in ("server", "store", "axon", "appsflyer")]
     problems += [config_error(file, f"Object contains unknown field `{key}`") for key in unknown]
     if "server" not in raw and not difflib.get_close_matches("server", unknown, n=1, cutoff=0.6):  # [servr] said it
         problems.append(config_error(file, "Object missing required field `server`"))
-    server = _decode(file, raw["server"], ServerSettings, "server", problems) if "server" in raw else None
-    if "store" in raw:
-        _decode(file, raw["store"], StoreSettings, "store", problems)
+    for table, kind in (("server", ServerSettings), ("store", StoreSettings)):
+        if table in raw:
+            _decode(file, raw[table], kind, table, problems)
     pixels = _decode_sources(file, raw.get("axon"), AxonSection, "axon", "pixels", AxonPixel, problems)
     apps = _decode_sources(file, raw.get("appsflyer"), AppsFlyerSection, "appsflyer", "apps", AppsFlyerApp, problems)
-    return server, pixels, apps
+    return pixels, apps
 
 
 def _decode_sources(
@@ -332,9 +383,13 @@ def unset_variable(file: str, relay_key: str, variable: str) -> ConfigError:
     return ConfigError(file or "-", f"{relay_key}.api_key_env", f"the environment variable {variable} is not set")
 
 
-def _check_proxies(file: str, server: ServerSettings | None) -> list[ConfigError]:
+def _check_proxies(file: str, server: Any) -> list[ConfigError]:
+    """The networks of the table as written, so that they are checked beside its other mistakes."""
+    networks = server.get("trusted_proxies") if isinstance(server, dict) else None
     problems = []
-    for i, network in enumerate(server.trusted_proxies if server is not None else []):
+    for i, network in enumerate(networks if isinstance(networks, list) else []):
+        if not isinstance(network, str):
+            continue  # its type is said by the decoding
         try:
             ip_network(network, strict=False)
         except ValueError:
@@ -346,6 +401,14 @@ def _check_proxies(file: str, server: ServerSettings | None) -> list[ConfigError
                 )
             )
     return problems
+
+
+def _check_host(file: str, server: Any, host_problem: Callable[[str], str | None]) -> list[ConfigError]:
+    """The host of the table as written, so that it is checked beside the table's other mistakes."""
+    host = server.get("host") if isinstance(server, dict) else None
+    if not isinstance(host, str) or (why := host_problem(host)) is None:
+        return []
+    return [ConfigError(file, "server.host", why)]
 
 
 def _check_app_ids(file: str, apps: Indexed) -> list[ConfigError]:

@@ -79,6 +79,16 @@ def open_listener(host: str, port: int, backlog: int = BACKLOG) -> socket.socket
     return sock
 
 
+def listen_problem(host: str) -> str | None:
+    """Why serve could not listen on ``host``, for check-config: serve's own bind, on a port the
+    system chooses (the configured one may be a running gateway's), so that the rule is one."""
+    try:
+        open_listener(host, 0, backlog=1).close()
+    except ListenError as exc:
+        return str(exc)
+    return None
+
+
 def _listen_failure(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         return f"port {port} is in use{_owner_note(port)}"

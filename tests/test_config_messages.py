@@ -234,11 +234,14 @@ def test_check_config_takes_the_file_as_an_argument(tmp_path: Path) -> None:
 
 
 def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
-    """Rule: check-config names each mistake of the file, across sections, not the first only."""
+    """Rule: check-config names each mistake of the file, across sections and within a table,
+    not the first only (it named one a table, a trial)."""
     text = (
-        '[server]\nadmin_token = "short"\ntrusted_proxies = ["not-a-network"]\n'
-        "[store]\njournal_max_rows = 0\n"
+        '[server]\nadmin_token = "short"\nport = "x"\nworkrs = 2\ntrusted_proxies = ["not-a-network"]\n'
+        'host = "not a host"\n'
+        '[store]\njournal_max_rows = 0\nsynchronous = "off"\n'
         '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n'
+        "[axon.pixels.relay]\nbatch_size = 0\nconcurrency = 0\n"
         '[[axon.pixels]]\npixel_id = "p"\napi_key = "k2"\nprofle = "standard"\n'
         '[[appsflyer.apps]]\napp_id = "123456789"\nkeys = ["k"]\n'
         '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k"]\n'
@@ -248,7 +251,14 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
     message = refused(tmp_path, text)
     for key in (
         "server.admin_token",
+        "server.port",
+        "server.workrs",
+        "server.trusted_proxies[0]",
+        "server.host",
         "store.journal_max_rows",
+        "store.synchronous",
+        "axon.pixels[0].relay.batch_size",
+        "axon.pixels[0].relay.concurrency",
         "axon.pixels[1].profle",
         "appsflyer.apps[0].app_id",
         "appsflyer.apps[2].app_id",
@@ -256,7 +266,17 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
     ):
         assert f"capigate.toml: {key}: " in message, message
     # Once the file decodes, every check after decoding is reported too.
-    fixed = text.replace('"short"', '"long-enough"').replace("journal_max_rows = 0", "").replace("profle", "profile")
+    fixed = text.replace('"short"', '"long-enough"').replace("profle", "profile")
+    mistakes = (
+        'port = "x"',
+        "workrs = 2",
+        "journal_max_rows = 0",
+        'synchronous = "off"',
+        "batch_size = 0",
+        "concurrency = 0",
+    )
+    for mistake in mistakes:
+        fixed = fixed.replace(mistake, "")
     message = refused(tmp_path, fixed)
     for key in (
         "server.trusted_proxies[0]",
@@ -266,6 +286,29 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
         "appsflyer.apps[2].relay.api_key_env",
     ):
         assert f"capigate.toml: {key}: " in message, message
+
+
+def test_check_config_refuses_the_host_serve_would_refuse(tmp_path: Path) -> None:
+    """Rule: one rule, serve's bind. check-config said ok to a host that serve refused (a trial)."""
+    message = refused(tmp_path, SERVER + 'host = "not a host"\n')
+    said = "cannot listen on 'not a host': not an address or a known host name"
+    assert message.endswith(f"capigate.toml: server.host: {said}"), message
+    served = subprocess.run(
+        [sys.executable, "-m", "capigate", "serve", "--config", str(tmp_path / "capigate.toml"), "--port", "0"],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+    )  # fmt: skip
+    assert served.returncode == 1 and said in served.stderr, served.stderr
+    assert check_config(tmp_path, SERVER + 'host = "127.0.0.1"\n').returncode == 0
+
+
+def test_workers_far_above_the_cpus_are_warned_about_not_refused(tmp_path: Path) -> None:
+    """workers = 1000 on 2 CPUs was ok, said nothing (a trial); one a core is what pays off."""
+    cpus = os.cpu_count() or 1
+    done = check_config(tmp_path, SERVER + f"workers = {2 * cpus + 1}\n")
+    assert done.returncode == 0, done.stderr
+    warning = f"warning: server.workers = {2 * cpus + 1} is far above this machine's {cpus} CPU(s)"
+    assert warning in done.stdout, done.stdout
+    assert "warning:" not in check_config(tmp_path, SERVER + f"workers = {cpus}\n").stdout
 
 
 def test_a_toml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:
