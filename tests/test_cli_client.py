@@ -3,6 +3,7 @@ against a real running gateway (and a real local server failing on purpose)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -276,6 +277,42 @@ def test_send_interrupted_writes_what_was_not_delivered_and_exits_at_once(server
     lines = (tmp_path / "i.failed.jsonl").read_text().splitlines()
     assert len([line for line in lines if not line.startswith("#")]) == 300
     assert [line.startswith("# not confirmed") for line in lines if line.startswith("#")] == [True, True]
+
+
+def test_send_interrupted_while_checking_exits_130_and_sends_nothing(server: Server, tmp_path: Path) -> None:
+    """Ctrl-C while the file was still being checked said "Aborted!" with status 1, as for a
+    failure, where one during sending exits 130 (a trial). The file comes through a FIFO, so
+    that the signal is sent once send holds it all and is checking 100,000 events (seconds)."""
+    fifo = tmp_path / "big.jsonl"
+    os.mkfifo(fifo)
+    t = tag()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    send = ["send", str(fifo), "--to", server.url, "--pixel", "px_std", "--key", "key-std", "--test-tag", t]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", *send, "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    writer: list[int] = []
+    wait_until(lambda: proc.poll() is not None or _opened_for_writing(fifo, writer), what="send opening the file")
+    os.set_blocking(writer[0], True)
+    with open(writer[0], "w") as events:
+        events.write("".join(json.dumps(page_view()) + "\n" for _ in range(100_000)))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Aborted!" not in err, (proc.returncode, out, err)
+    assert "interrupted while checking" in err and "nothing was sent" in err, err
+    assert stored(server, test_tag=t) == [] and not list(tmp_path.glob("*.failed*"))
+
+
+def _opened_for_writing(fifo: Path, opened: list[int]) -> bool:
+    """Whether the write end of ``fifo`` could be opened (into ``opened``): someone reads it."""
+    try:
+        opened.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:  # no reader yet
+            raise
+        return False
+    return True
 
 
 def test_send_says_resending_appsflyer_events_not_confirmed_may_count_them_twice(tmp_path: Path) -> None:

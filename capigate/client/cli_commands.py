@@ -11,6 +11,8 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -139,6 +141,34 @@ def _read(name: str, api: Api | None) -> Source:
 
 
 # --- send ----------------------------------------------------------------------------
+
+
+def _events_to_send(file: str, api: Api) -> tuple[Source, list[Any], list[tuple[Record, str]], int]:
+    """The file's records, and its events of ``api`` as ``_flatten`` gives them."""
+    source = _read(file, None)
+    if source.unconfirmed:
+        click.echo(
+            f"note: {source.name} holds {source.unconfirmed} event(s) under '# not confirmed' lines: an earlier "
+            "send may have stored them; "
+            + (
+                "an Axon event with a dedupe_id is dropped as a duplicate if so, one without may be stored twice"
+                if api == "axon"
+                else "AppsFlyer deduplicates nothing: look them up first (capigate events), or delete them"
+            ),
+            err=True,
+        )
+    return (source, *_flatten(source, api))
+
+
+@contextmanager
+def _interrupted_before_sending(file: str) -> Iterator[None]:
+    """Ctrl-C while the file is read and checked exits 130, as one during sending does (click
+    said "Aborted!" with status 1, a failure's): nothing was sent, and there is no failed file."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"interrupted while checking {file}: nothing was sent", err=True)
+        sys.exit(130)
 
 
 def _flatten(source: Source, api: Api) -> tuple[list[Any], list[tuple[Record, str]], int]:
@@ -408,19 +438,8 @@ def send(
         click.echo("capigate send: --timeout-s is deprecated; use --timeout (seconds)", err=True)
         timeout_s = deprecated_timeout_s
     api: Api = "axon" if pixel else "appsflyer"
-    source = _read(file, None)
-    if source.unconfirmed:
-        click.echo(
-            f"note: {source.name} holds {source.unconfirmed} event(s) under '# not confirmed' lines: an earlier "
-            "send may have stored them; "
-            + (
-                "an Axon event with a dedupe_id is dropped as a duplicate if so, one without may be stored twice"
-                if api == "axon"
-                else "AppsFlyer deduplicates nothing: look them up first (capigate events), or delete them"
-            ),
-            err=True,
-        )
-    events, origins, refused = _flatten(source, api)
+    with _interrupted_before_sending(file):
+        source, events, origins, refused = _events_to_send(file, api)
     options: dict[str, Any] = {
         "base_url": base_url,
         "timeout": timeout_s,
@@ -439,11 +458,12 @@ def send(
         raise click.UsageError(str(exc)) from None
     with client:
         problems = refused
-        try:
-            prepared = client.prepare(events)
-        except InvalidEvents as exc:
-            _echo_invalid(source, origins, exc)
-            problems += len(exc.problems)
+        with _interrupted_before_sending(file):
+            try:
+                prepared = client.prepare(events)
+            except InvalidEvents as exc:
+                _echo_invalid(source, origins, exc)
+                problems += len(exc.problems)
         if problems:
             click.echo(f"invalid: {problems} problem(s); nothing was sent")
             sys.exit(1)
