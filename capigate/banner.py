@@ -5,7 +5,9 @@ A key is a secret, and the banner goes to the same stream as the logs (often a l
 the keys are shown only by the start that generated them (writing a new configuration);
 every later start masks them and names ``capigate curl <source>``, which prints one on demand.
 The spec's own example, with its 2025 ``event_time``, stays in the docs and in
-``capigate/examples/``; the banner's body is that example brought up to date.
+``capigate/examples/``; the banner's body is that example brought up to date, its email and
+phone sent as their SHA-256, as the gateway would store them: the logs hold no personal data
+(log scanners flagged the plain ones), and the gateway takes a hash as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from capigate.config import AppsFlyerApp, AxonPixel, Config
+from capigate.identity import hash_email, hash_phone
 
 __all__ = ["MASK", "banner_lines", "curl_command", "demo_body"]
 
@@ -51,8 +54,10 @@ def demo_body(source: AxonPixel | AppsFlyerApp, now_ms: int | None = None) -> di
         user = event.get("user_data", {})
         if "os" in user:
             user["os"] = "android"  # the example's "macos" is none of Axon's values
+        if "email" in user:
+            user["email"] = hash_email(user["email"])
         if "phone" in user:
-            user["phone"] = "+12025550123"  # the example's number has too few digits
+            user["phone"] = hash_phone("+12025550123")  # the example's number has too few digits
         partner = event.get("measurement_partner_data", {})
         if "last_visit_ts" in partner:
             partner["last_visit_ts"] = now_ms - _DAY_MS  # milliseconds, not the example's 1
@@ -67,6 +72,24 @@ def _appsflyer_body(app: AppsFlyerApp) -> dict[str, Any]:
         value[app.dedupe_key] = f"demo-{uuid.uuid4()}"
         body["eventValue"] = json.dumps(value, separators=(",", ":"))
     return body
+
+
+def _demo_heading(source: AxonPixel | AppsFlyerApp) -> str:
+    """What the banner says above a source's curl: the event it sends, and which of its
+    identifiers go hashed."""
+    if isinstance(source, AppsFlyerApp):
+        return f"app {source.app_id}, {_a(_example('appsflyer_purchase.json')['eventName'])}"
+    event = _example(_AXON_EXAMPLE[source.profile])["events"][0]
+    heading = f"pixel {source.pixel_id}, {_a(event['name'])}"
+    hashed = [key for key in ("email", "phone") if key in event.get("user_data", {})]
+    if not hashed:
+        return heading
+    its = "their" if len(hashed) > 1 else "its"
+    return f"{heading} ({' and '.join(hashed)} as {its} SHA-256, as stored: this banner is kept with the logs)"
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def curl_command(config: Config, source_id: str, base: str, *, reveal: bool = True) -> str | None:
@@ -98,9 +121,11 @@ def banner_lines(config: Config, base: str, *, reveal: bool, curl_options: str =
     firsts = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
     if not firsts:
         return []
-    lines = ["Send a demo event (a current, complete purchase):"]
-    for source_id in firsts:
-        lines.append(f"  {curl_command(config, source_id, base, reveal=reveal)}")
+    lines = ["Send a demo event (current and complete: the gateway stores it with no warning):"]
+    sources: list[AxonPixel | AppsFlyerApp] = [*config.axon.pixels[:1], *config.appsflyer.apps[:1]]
+    for source, source_id in zip(sources, firsts, strict=True):
+        lines.append(f"  {_demo_heading(source)}:")
+        lines.append(f"    {curl_command(config, source_id, base, reveal=reveal)}")
     if not reveal:
         command = " ".join(["capigate curl", shlex.quote(firsts[0]), *([curl_options] if curl_options else [])])
         lines.append(f"Keys are masked: `{command}` prints a source's curl with its key.")

@@ -3,15 +3,20 @@ that prints a source's curl, and a demo curl that the gateway takes with no warn
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
 import tomllib
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from capigate.identity import contains_email, hash_email, hash_phone
 from tests.conftest import DEFAULT_CONFIG, Server, free_port
 from tests.helpers import wait_until
 
@@ -66,6 +71,9 @@ def test_demo_curls_show_keys_on_first_start_only_and_succeed_without_warnings(t
         assert axon_key in first and af_key in first  # the start that created them shows them
         curls = _curls(first)
         assert len(curls) == 2, first
+        # Log scanners flagged the demo's plain email and phone: they go as their SHA-256.
+        assert not contains_email(first) and "2025550123" not in first, first
+        assert hash_email("user@example.com") in curls[0] and hash_phone("+12025550123") in curls[0], curls[0]
         _assert_accepted_without_warnings(server, curls)
     finally:
         server.stop()
@@ -166,3 +174,24 @@ def test_a_relayed_sources_demo_curl_sends_a_test_event(tmp_path: Path) -> None:
     sandbox = curl_command(loaded, "px_sandbox", "http://127.0.0.1:8080") or ""
     assert "-H 'X-Capigate-Test: demo'" in relayed, relayed
     assert "X-Capigate-Test" not in sandbox, sandbox
+
+
+@pytest.mark.parametrize("profile", ["standard", "lead_gen", "lead_gen_restricted"])
+def test_the_heading_above_each_demo_curl_names_the_event_it_sends(tmp_path: Path, profile: str) -> None:
+    """It said "a complete purchase" above a lead_gen pixel's generate_lead (a trial)."""
+    from capigate.banner import banner_lines
+    from capigate.config import load_config
+
+    config = tmp_path / "capigate.toml"
+    config.write_text(
+        '[server]\nadmin_token = "123456789"\n'
+        f'[[axon.pixels]]\npixel_id = "px_1"\napi_key = "k1"\nprofile = "{profile}"\n'
+        '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k2"]\n'
+    )
+    lines = banner_lines(load_config(config), "http://127.0.0.1:8080", reveal=False)
+    shown = [(heading, command.strip()) for heading, command in pairwise(lines) if command.strip().startswith("curl ")]
+    assert len(shown) == 2, lines
+    for heading, command in shown:
+        body = json.loads(shlex.split(command)[-1])
+        name = body["events"][0]["name"] if "events" in body else body["eventName"]
+        assert re.search(rf"\ban? {name}\b", heading) and "purchase" not in heading.replace(name, ""), heading
