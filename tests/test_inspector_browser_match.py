@@ -175,6 +175,33 @@ def test_a_pending_events_attempts_update_live(page: Page, gateway: Server, upst
     expect(page.locator("#events .attempts tr.attempt").last).to_contain_text("delivered")
 
 
+def test_an_open_requests_stored_events_show_their_delivery_live(
+    page: Page, gateway: Server, upstream: Upstream
+) -> None:
+    """An opened detail was kept as first read: its event stayed "pending" once delivered, even
+    closed and opened again (a trial). It is read again on each poll, its events' list alone
+    redrawn; opened again (here pinned), it is read afresh."""
+    dedupe = f"detail-{uuid.uuid4().hex[:8]}"
+    upstream.script = lambda seen: Reply(503, b'{"error":"try later"}') if dedupe in seen.body.decode() else None
+    assert post(gateway, "px_relay", purchase(dedupe_id=dedupe)).status_code == 200
+    logged_in(page)
+    page.fill("#rq-filters [name=dedupe_id]", dedupe)
+    page.click("#rq-filters button[type=submit]")
+    row = page.locator("#requests tr.request")
+    expect(row).to_have_count(1)
+    row.click()
+    state = page.locator("#requests .request-detail .stored-events .state")
+    expect(state).to_have_text("pending")
+    facts = page.locator("#requests .request-detail .findings .facts")
+    facts.evaluate("el => { el.dataset.drawn = 'once'; }")
+    upstream.script = lambda seen: None  # the upstream takes it now
+    expect(state).to_have_text("delivered", timeout=15_000)
+    expect(facts).to_have_attribute("data-drawn", "once")  # updated in place, not drawn again
+    pinned = f"#request/{row.get_attribute('data-request-id')}"
+    page.evaluate(f"location.hash = {pinned!r}")
+    expect(page.locator("#rq-pinned .stored-events .state")).to_have_text("delivered")
+
+
 def test_a_replay_shows_its_count_and_the_outcome_of_the_next_attempts(
     page: Page, gateway: Server, upstream: Upstream
 ) -> None:

@@ -12,7 +12,7 @@ const state = {
   sources: [],
   dedupeDays: 30,
   requests: { rows: [], next: null, older: false, open: new Set(), seen: 0, shown: null, params: {} },
-  details: new Map(), // request_id -> GET /api/requests/{id} (a journal entry never changes)
+  detailBoxes: new Set(), // open request details, their stored events' states read again on every poll
   events: { rows: [], next: null, older: false, open: new Set(), seen: 0, shown: null, params: {} },
   attemptBoxes: new Map(), // event id -> its open attempts panel, redrawn from the API on every poll
   pinned: null, // {kind: "request" | "event", id}: opened from a link
@@ -254,9 +254,11 @@ async function loadRequests(older) {
     rq.next = page.next;
   }
   const shown = rq.rows.map((r) => r.id).join(",");
-  if (shown === rq.shown) return; // nothing new: leave the table (and any selection) alone
-  rq.shown = shown;
-  renderRequests();
+  if (shown !== rq.shown) { // else nothing new: leave the table (and any selection) alone
+    rq.shown = shown;
+    renderRequests();
+  }
+  await refreshRequestDetails();
 }
 
 // More new rows than a page since the last poll (a burst, a hidden tab): merged on top of the
@@ -333,6 +335,30 @@ function requestDetail(r) {
   return box;
 }
 
+// A journal entry never changes, but the delivery state of the events it stored does: every
+// open detail with an event still to settle is read again on each poll (one opened once showed
+// "pending" for good, a trial), and only its list of events is redrawn, when a state changed.
+async function refreshRequestDetails() {
+  for (const entry of state.detailBoxes) {
+    if (!entry.box.isConnected) state.detailBoxes.delete(entry);
+    else if (entry.unsettled) await refreshStoredEvents(entry);
+  }
+}
+
+async function refreshStoredEvents(entry) {
+  const d = await fetchRequest(entry.requestId);
+  if (!d || !entry.box.isConnected) return;
+  watchStoredEvents(entry, d);
+  if (entry.signature === entry.shown) return; // unchanged: leave it (and any selection) alone
+  entry.shown = entry.signature;
+  entry.slot.replaceChildren(...[storedEvents(d)].filter(Boolean));
+}
+
+function watchStoredEvents(entry, d) {
+  entry.signature = d.events.map((e) => `${e.id}:${e.status}`).join(",");
+  entry.unsettled = d.events.some((e) => e.status !== "stored");  // a dead event may be replayed
+}
+
 function requestFacts(r) {
   return h(
     "dl",
@@ -359,12 +385,8 @@ function keyFacts(keys) {
 }
 
 async function fetchRequest(requestId) {
-  if (state.details.has(requestId)) return state.details.get(requestId);
   const response = await api(`/api/requests/${encodeURIComponent(requestId)}`);
-  if (!response.ok) return null;
-  const detail = await response.json();
-  state.details.set(requestId, detail);
-  return detail;
+  return response.ok ? response.json() : null;
 }
 
 async function fillRequestDetail(requestId, box) {
@@ -387,7 +409,11 @@ async function fillRequestDetail(requestId, box) {
     : null;
   const none = !d.problems.length && !d.warnings.length ? h("p", { class: "muted" }, "No problems, no warnings.") : null;
   const body = d.body === null ? null : jsonView(d.body);
-  const left = h("div", { class: "findings" }, requestFacts(d), problemList("Problems", d.problems, "error", body), problemList("Warnings", d.warnings, "warning", body), none, storedEvents(d));
+  const entry = { requestId, box, slot: h("div", { class: "stored-events-slot" }, storedEvents(d)) };
+  watchStoredEvents(entry, d);
+  entry.shown = entry.signature;
+  state.detailBoxes.add(entry);
+  const left = h("div", { class: "findings" }, requestFacts(d), problemList("Problems", d.problems, "error", body), problemList("Warnings", d.warnings, "warning", body), none, entry.slot);
   if (body) {
     for (const p of d.problems) mark(body, p.path, "hl-error");
     for (const p of d.warnings) mark(body, p.path, "hl-warning");
