@@ -76,7 +76,18 @@ def test_validate_prints_file_line_and_path_of_every_problem_and_exits_1(tmp_pat
         f"{file}:5: error: <record>: not valid JSON: JSON is malformed: object keys must be strings (byte 1) [malformed_json]",
         f"{file}:6: error: <record>: neither an Axon batch or event nor an AppsFlyer event; say which with --api [unknown_record]",
     ]
-    assert lines[-1] == "invalid: 5 event(s) in 1 file(s), 5 problem(s), 0 warning(s)"
+    assert lines[-1] == "invalid: 5 problem(s) among 5 event(s) in 1 file(s), 0 warning(s)"
+
+
+def test_validate_reads_a_file_that_begins_with_a_byte_order_mark_as_send_does(tmp_path: Path) -> None:
+    """A file saved by a Windows editor begins with EF BB BF: validate said "invalid character
+    (byte 0)" of it (a trial). The mark is no part of the JSON, and send encodes the events
+    again, so the file's events are read as any others."""
+    for suffix, text in ((".json", json.dumps({"events": [page_view()]})), (".jsonl", json.dumps(page_view()))):
+        file = tmp_path / f"bom{suffix}"
+        file.write_bytes(b"\xef\xbb\xbf" + text.encode() + b"\n")
+        done = capigate("validate", "--no-warnings", str(file))
+        assert done.returncode == 0 and done.stdout.startswith("ok: 1 event(s)"), done.stdout + done.stderr
 
 
 def test_validate_finds_the_line_of_a_problem_inside_a_json_document(tmp_path: Path) -> None:

@@ -78,6 +78,9 @@ def read_source(path: str, api: Api | None) -> Source:
     """The records of a file ('-' for standard input): JSON Lines if the name ends in .jsonl
     or .ndjson, else a JSON document if the text is one, else JSON Lines."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    # A byte order mark, as Windows editors begin a file with: no part of its JSON, and send
+    # encodes the events again (the gateway refuses a body that begins with one).
+    text = text.removeprefix("\ufeff")
     name = "<stdin>" if path == "-" else path
     if Path(path).suffix.lower() not in _LINES_SUFFIXES:
         try:

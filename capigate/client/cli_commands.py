@@ -119,13 +119,13 @@ def validate(files: tuple[str, ...], api_name: str, profile: str, app_id: str, s
                 _echo_problem(source, record, problem)
             for warning in warnings if show_warnings else ():
                 _echo_problem(source, record, warning, "warning")
-    verdict = "invalid" if totals["problems"] else "ok"
-    click.echo(
-        f"{verdict}: {totals['events']} event(s) in {len(files)} file(s), "
-        f"{totals['problems']} problem(s), {totals['warnings']} warning(s)"
-    )
-    if totals["problems"]:
-        sys.exit(1)
+    events, found, warned = totals["events"], totals["problems"], totals["warnings"]
+    if not found:
+        click.echo(f"ok: {events} event(s) in {len(files)} file(s), 0 problem(s), {warned} warning(s)")
+        return
+    # Problems first: "invalid: 299 event(s) …, 1 problem(s)" read as 299 invalid events (a trial).
+    click.echo(f"invalid: {found} problem(s) among {events} event(s) in {len(files)} file(s), {warned} warning(s)")
+    sys.exit(1)
 
 
 def _read(name: str, api: Api | None) -> Source:
