@@ -263,6 +263,26 @@ def test_send_reports_timeouts_as_not_confirmed_and_keeps_an_earlier_failed_file
     assert again.returncode == 0 and "stored: 0, duplicates: 3" in again.stdout, again.stdout
 
 
+def test_send_tells_duplicates_of_its_own_unconfirmed_tries_from_others(server: Server, tmp_path: Path) -> None:
+    """A try the gateway may have stored (503 with X-Capigate-Maybe-Stored), sent again: the
+    summary read "duplicates: 3" of events sent once (a trial). It says they were most likely
+    stored by that try."""
+    t = tag()
+    file = jsonl(tmp_path / "d.jsonl", [page_view() for _ in range(3)])
+    send = ("--pixel", "px_std", "--key", "key-std", "--test-tag", t, "--no-progress")
+    assert capigate("send", str(file), "--to", server.url, *send).returncode == 0  # what the lost try stored
+    unconfirmed = Reply(503, b'{"error": "store_unconfirmed"}', headers={"X-Capigate-Maybe-Stored": "true"})
+    with fault_proxy(server.url, faults=[unconfirmed]) as proxy:
+        done = capigate("send", str(file), "--to", proxy.url, *send)
+    assert done.returncode == 0 and len(proxy.seen) == 2, done.stdout + done.stderr
+    assert (
+        "  stored: 0, duplicates: 3 (all in requests sent again after a try that may have stored them: "
+        "most likely by that try)\n"
+    ) in done.stdout, done.stdout
+    again = capigate("send", str(file), "--to", server.url, *send)
+    assert "  stored: 0, duplicates: 3\n" in again.stdout, again.stdout
+
+
 def test_send_interrupted_writes_what_was_not_delivered_and_exits_at_once(server: Server, tmp_path: Path) -> None:
     """Ctrl-C left no record of what was sent, and waited 28 s for the requests in flight to
     spend their retries (a trial): now the summary and the failed file are written at once,

@@ -241,6 +241,19 @@ class _Progress:
         self.progress.update(self.task, rate=f"{rate:,.0f}", failed=self.failed)
 
 
+def _duplicates(result: SendResult) -> str:
+    """The duplicates the gateway answered, and how many came from a request sent again after
+    a try that may have stored it: those are most likely send's own events, stored by that try
+    (a trial read "duplicates: 3" of events it had sent once)."""
+    answered = [r for r in result.requests if r.ok and r.duplicates]
+    total = sum(r.duplicates or 0 for r in answered)
+    repeated = sum(r.duplicates or 0 for r in answered if r.maybe_stored)
+    if not repeated:
+        return str(total)
+    share = "all" if repeated == total else str(repeated)
+    return f"{total} ({share} in requests sent again after a try that may have stored them: most likely by that try)"
+
+
 def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float) -> None:
     """What was delivered and what failed, and why: the rate counts delivered events only."""
     delivered = result.events - result.failed_events
@@ -250,7 +263,7 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
         f"to {url} in {elapsed_s:.2f} s{rate}"
     )
     if result.stored is not None and delivered:
-        click.echo(f"  stored: {result.stored}, duplicates: {sum(r.duplicates or 0 for r in result.requests if r.ok)}")
+        click.echo(f"  stored: {result.stored}, duplicates: {_duplicates(result)}")
     refused = [r for r in result.requests if not r.ok and not r.maybe_stored]
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     refused_events = result.failed_events - result.unconfirmed_events
