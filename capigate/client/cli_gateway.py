@@ -246,7 +246,8 @@ def events(
     prints the latest few oldest first, then each new one as it arrives.
 
     On a terminal, a table; piped, one tab-separated line a row (a header line first) with
-    every value in full; --json, one JSON object a line."""
+    every value in full but for a tab or line break in one, written as a space; --json, one
+    JSON object a line, every value as stored."""
     from capigate.client.admin import GatewayAdmin
 
     filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}
