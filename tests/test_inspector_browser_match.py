@@ -155,6 +155,24 @@ def test_an_event_opens_its_request_and_the_request_lists_its_events(page: Page,
     expect(page.locator("a[data-view=events]")).to_have_class(re.compile("active"))
 
 
+def test_a_test_events_dedupe_text_says_its_id_counts_within_its_tag(page: Page, gateway: Server) -> None:
+    """Rule: events.dedupe_scope. The panel said copies of a test event's dedupe_id would be
+    duplicates, as if a real event with that id would be dropped (a trial): it counts within
+    the source and tag, and the text says so; a real event's says nothing of tags."""
+    tag, dedupe = f"scope-{uuid.uuid4().hex[:6]}", f"scope-{uuid.uuid4().hex[:8]}"
+    assert post(gateway, "px_shop", purchase(dedupe_id=dedupe), **{"X-Capigate-Test": tag}).status_code == 200
+    assert post(gateway, "px_shop", purchase(dedupe_id=dedupe)).json()["stored"] == 1  # the real one is not a duplicate
+    logged_in(page)
+    page.click("a[data-view=events]")
+    page.fill("#ev-filters [name=test_tag]", tag)
+    page.click("#ev-filters button[type=submit]")
+    expect(page.locator("#events tr.event")).to_have_count(1)
+    page.locator("#events tr.event").click()
+    text = page.locator("#events tr.detail")
+    expect(text).to_contain_text(f"The first event with this dedupe_id for test events of px_shop tagged {tag}:")
+    expect(text).to_contain_text("A real event, or a test event of another tag, with this id is stored.")
+
+
 def test_a_pending_events_attempts_update_live(page: Page, gateway: Server, upstream: Upstream) -> None:
     dedupe = f"live-{uuid.uuid4().hex[:8]}"
     upstream.script = lambda seen: Reply(503, b'{"error":"try later"}')
