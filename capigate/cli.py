@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import signal
@@ -192,6 +193,7 @@ def serve(
     from capigate.native import status as native_status
     from capigate.serving import ListenError, open_listener, serve_gateway
 
+    given = {"server.host": host, "server.port": port, "server.workers": workers, "store.url": db}
     config, created = _resolve_config(config_path, create=_named_by_default(), check_environment=relay)
     try:
         store_url = _store_url(config, db)
@@ -217,6 +219,7 @@ def serve(
     os.environ[worker_env.CONFIG] = str(config_path.resolve())
     os.environ[worker_env.CONFIG_TEXT] = config_path.read_text(encoding="utf-8")
     os.environ[worker_env.DB] = store_url
+    os.environ[worker_env.OVERRIDES] = json.dumps({key: value for key, value in given.items() if value is not None})
     os.environ[worker_env.RELAY] = "1" if relay else "0"
     serve_gateway(
         listener,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import logging
 import os
 import shutil
@@ -302,8 +303,9 @@ def _config_problem() -> str | None:
         return f"bad configuration: {exc}".replace("\n", "; ")
     previous = os.environ.get(worker_env.CONFIG_TEXT)
     if previous is not None:
-        with contextlib.suppress(ConfigError):
-            _say_restart_only(load_config(Path(path), text=previous), new)
+        with contextlib.suppress(ConfigError, ValueError):
+            overrides = json.loads(os.environ.get(worker_env.OVERRIDES) or "{}")
+            _say_restart_only(load_config(Path(path), text=previous), new, overrides)
     os.environ[worker_env.CONFIG_TEXT] = text
     return None
 
@@ -315,17 +317,33 @@ _RESTART_ONLY: Final = (
 )  # fmt: skip
 
 
-def _say_restart_only(running: Config, new: Config) -> None:
+def _say_restart_only(running: Config, new: Config, overrides: dict[str, Any]) -> None:
     """A warning for each changed setting a reload leaves as it was (a trial changed the port:
-    the log said nothing, and `capigate env` then pointed at a port nothing listened on)."""
+    the log said nothing, and `capigate env` then pointed at a port nothing listened on); for
+    one serve took from an option, that the option rules it."""
     for section, key in _RESTART_ONLY:
         before, after = getattr(getattr(running, section), key), getattr(getattr(new, section), key)
-        if before != after:
+        given = overrides.get(f"{section}.{key}")
+        if before == after or (given is not None and given == after):
+            continue
+        if given is not None:
             log.warning(
-                "SIGHUP: [%s] %s changed (%r to %r): it takes a restart of capigate serve, whose process "
-                "keeps what it started with",
-                section, key, before, after,
+                "SIGHUP: [%s] %s changed in %s (%r to %r), but capigate serve was started with %s %r, "
+                "which rules it, at a restart with the same options too",
+                section, key, Path(os.environ.get(worker_env.CONFIG, "")).name, before, after, _OPTIONS[key], given,
             )  # fmt: skip
+            continue
+        log.warning(
+            "SIGHUP: [%s] %s changed (%r to %r): it takes a restart of capigate serve, whose process "
+            "keeps what it started with",
+            section, key, before, after,
+        )  # fmt: skip
+
+
+_OPTIONS: Final = {
+    "host": "--host/CAPIGATE_HOST", "port": "--port/CAPIGATE_PORT", "workers": "--workers/CAPIGATE_WORKERS",
+    "url": "--db/CAPIGATE_DB",
+}  # fmt: skip
 
 
 _STOP_SIGNALS: Final = {signal.SIGINT, signal.SIGTERM}

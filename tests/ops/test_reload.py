@@ -104,6 +104,33 @@ def test_sighup_says_which_changed_settings_take_a_restart(tmp_path: Path) -> No
         server.stop()
 
 
+def test_sighup_compares_an_option_given_to_serve_with_the_file_not_the_file_before(tmp_path: Path) -> None:
+    """Started with --port P, a file edited to say P was warned of as "port changed (8080 to
+    P)", and one edited to say Q as "8080 to Q" of a server on P (a trial). What runs is P: the
+    first is no change, the second a value the option rules."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    try:
+        text = server.config.read_text()
+        for reloads, port in enumerate((server.port, 1), start=1):
+            server.config.write_text(text.replace("[server]", f"[server]\nport = {port}", 1))
+            os.kill(server.proc.pid, signal.SIGHUP)
+            wait_until(lambda: server.output().count("Stopped old worker-1") == reloads, what="the reload")  # noqa: B023
+        said = [line for line in server.output().splitlines() if "SIGHUP: [server] port" in line]
+        assert (
+            len(said) == 1
+            and (
+                f"SIGHUP: [server] port changed in capigate.toml ({server.port} to 1), but capigate serve was started "
+                f"with --port/CAPIGATE_PORT {server.port}, which rules it"
+            )
+            in said[0]
+        ), said
+        assert _status(server, "key-std") == 200
+    finally:
+        server.stop()
+
+
 def _accepted_total(server: Server) -> int:
     metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
     prefix = 'capigate_requests_total{endpoint="/v1/event",status="200"}'
