@@ -21,7 +21,7 @@ import pytest
 
 from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
-from tests.conftest import ADMIN, Server, make_server
+from tests.conftest import ADMIN, Server, free_port, make_server
 from tests.fault_proxy import Reply, fault_proxy
 from tests.helpers import batch, page_view, purchase, stored, wait_until
 
@@ -308,6 +308,28 @@ def test_send_interrupted_writes_what_was_not_delivered_and_exits_at_once(server
     lines = (tmp_path / "i.failed.jsonl").read_text().splitlines()
     assert len([line for line in lines if not line.startswith("#")]) == 300
     assert [line.startswith("# not confirmed") for line in lines if line.startswith("#")] == [True, True]
+
+
+def test_send_interrupted_between_refused_tries_says_nothing_was_sent(tmp_path: Path) -> None:
+    """Ctrl-C during the back-off after refused connections reported the request "in flight",
+    its events "not confirmed: may be stored" (a trial): no try reached a server. They are
+    failed as not sent, and the failed file holds no "# not confirmed" line."""
+    file = jsonl(tmp_path / "r.jsonl", [page_view() for _ in range(3)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    send = ["send", str(file), "--to", f"http://127.0.0.1:{free_port()}", "--pixel", "px_std", "--key", "key-std"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", *send, "--no-progress", "--retries", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    time.sleep(2.5)  # started, refused at once, waiting to try again
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 130, (out, err)
+    assert "not confirmed" not in out and "failed: 3 event(s) in 1 request(s)" in out, out
+    assert "none of which reached the server" in out, out
+    assert not any(
+        line.startswith("# not confirmed") for line in (tmp_path / "r.failed.jsonl").read_text().splitlines()
+    )
 
 
 def test_send_interrupted_while_checking_exits_130_and_sends_nothing(server: Server, tmp_path: Path) -> None:

@@ -504,17 +504,39 @@ class SendInterrupted(KeyboardInterrupt):
         super().__init__("the send was interrupted")
 
 
-def interrupted(req: PreparedRequest, *, in_flight: bool) -> RequestResult:
-    """The result of a request an interrupt stopped: in flight, its events may be stored."""
+class Progress:
+    """Where a request's delivery stands, for an interrupt to say what became of it."""
+
+    __slots__ = ("attempts", "posting", "reached")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.posting = False  # a try is under way: it may reach the server
+        self.reached = False  # a try may have reached it (sent, and no answer, or a maybe-stored one)
+
+
+def interrupted(req: PreparedRequest, progress: Progress | None) -> RequestResult:
+    """The result of a request an interrupt stopped (``progress`` None: not started). Stopped
+    during a try, or between tries after one that may have reached the server, its events may
+    be stored; between tries that were all refused before sending (a trial: a refused
+    connection, then Ctrl-C during the back-off), they were not sent."""
+    if progress is None or progress.attempts == 0:
+        error, maybe_stored = "not sent: interrupted", False
+    elif progress.posting:
+        error, maybe_stored = "interrupted while in flight", True
+    elif progress.reached:
+        error, maybe_stored = "interrupted between tries, after one that may have reached the server", True
+    else:
+        error, maybe_stored = "not sent: interrupted between tries, none of which reached the server", False
     return RequestResult(
         ok=False,
         status=0,
-        attempts=int(in_flight),
+        attempts=0 if progress is None else progress.attempts,
         first_event=req.first_event,
         events=len(req.payloads),
         warnings=req.warnings,
-        error="interrupted while in flight" if in_flight else "not sent: interrupted",
-        maybe_stored=in_flight,
+        error=error,
+        maybe_stored=maybe_stored,
     )
 
 

@@ -22,6 +22,7 @@ from capigate.client._base import (
     OnRequest,
     Prepared,
     PreparedRequest,
+    Progress,
     RequestResult,
     SendInterrupted,
     SendResult,
@@ -74,12 +75,12 @@ def checked_base_url(base_url: str) -> str:
     return base_url
 
 
-def _settled(future: Future[RequestResult], req: PreparedRequest) -> RequestResult:
+def _settled(future: Future[RequestResult], req: PreparedRequest, progress: Progress) -> RequestResult:
     """What an interrupted send knows of one request: its result, or that it was not sent
-    (cancelled before it started), or that it was in flight and may be stored."""
+    (cancelled before it started), or how far its delivery went (``interrupted``)."""
     if future.done() and not future.cancelled() and future.exception() is None:
         return future.result()
-    return interrupted(req, in_flight=not future.cancel())
+    return interrupted(req, None if future.cancel() else progress)
 
 
 class SyncClientBase:
@@ -119,23 +120,27 @@ class SyncClientBase:
         ``on_request`` is called with each RequestResult as it completes (from a pool thread)."""
         prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
         requests = prepared.requests
+        progresses = [Progress() for _ in requests]
         if len(requests) <= 1 or self._max_concurrency == 1:
             results: list[RequestResult] = []
             try:
-                for r in requests:
-                    results.append(self.deliver(r, on_request))
+                for r, progress in zip(requests, progresses, strict=True):
+                    results.append(self.deliver(r, on_request, progress=progress))
             except KeyboardInterrupt:
                 done = len(results)
-                results += [interrupted(requests[done], in_flight=True)]
-                results += [interrupted(r, in_flight=False) for r in requests[done + 1 :]]
+                results += [interrupted(requests[done], progresses[done])]
+                results += [interrupted(r, None) for r in requests[done + 1 :]]
                 raise SendInterrupted(gather_failures(prepared, results)) from None
             return gather_failures(prepared, results)
-        futures = [self.executor().submit(self.deliver, r, on_request) for r in requests]
+        pool = self.executor()
+        futures = [
+            pool.submit(self.deliver, r, on_request, progress=p) for r, p in zip(requests, progresses, strict=True)
+        ]
         try:
             results = [f.result() for f in futures]
         except KeyboardInterrupt:
             self._stopping = True  # the requests in flight make no further try
-            results = [_settled(f, r) for f, r in zip(futures, requests, strict=True)]
+            results = [_settled(f, r, p) for f, r, p in zip(futures, requests, progresses, strict=True)]
             raise SendInterrupted(gather_failures(prepared, results)) from None
         except BaseException:
             for future in futures:
@@ -143,25 +148,30 @@ class SyncClientBase:
             raise
         return gather_failures(prepared, results)
 
-    def deliver(self, req: PreparedRequest, on_request: OnRequest | None = None) -> RequestResult:
-        """Send one prepared request until it succeeds or the retry policy gives up."""
+    def deliver(
+        self, req: PreparedRequest, on_request: OnRequest | None = None, *, progress: Progress | None = None
+    ) -> RequestResult:
+        """Send one prepared request until it succeeds or the retry policy gives up; ``progress``
+        (from ``send``) says how far it went if an interrupt stops it."""
         if self._closed:
             raise CapigateError("the client is closed")
         core = self._core
         url, params, headers = core.request(req)
         started = time.monotonic()
-        attempt, reached = 0, False
+        progress = progress or Progress()
         while True:
-            attempt += 1
             if core.pacer is not None:
                 time.sleep(core.pacer.reserve(len(req.payloads)))
+            progress.attempts += 1
+            progress.posting = True
             try:
                 response = self._http.post(url, params=params, content=req.body, headers=headers)
             except httpx.TransportError as exc:
-                result, delay = core.outcome(req, attempt, started, error=exc)
+                result, delay = core.outcome(req, progress.attempts, started, error=exc)
             else:
-                result, delay = core.outcome(req, attempt, started, response=response)
-            reached = result.maybe_stored = reached or result.maybe_stored  # an earlier try may have
+                result, delay = core.outcome(req, progress.attempts, started, response=response)
+            progress.posting = False
+            progress.reached = result.maybe_stored = progress.reached or result.maybe_stored  # an earlier try may have
             if delay is None or self._stopping:
                 break
             time.sleep(delay)
