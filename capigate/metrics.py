@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -50,6 +51,7 @@ __all__ = [
     "METRICS_DIR_ENV",
     "RESPAWNS_FILE",
     "Metrics",
+    "remove_stale_shared_dirs",
     "shared_dir",
 ]
 
@@ -160,6 +162,26 @@ def shared_dir(server_pid: int | None = None) -> Path:
     if explicit:
         return Path(explicit)
     return Path(tempfile.gettempdir()) / f"capigate-metrics-{server_pid or os.getppid()}"
+
+
+def remove_stale_shared_dirs(server_pid: int) -> None:
+    """Before a server starts: the shared directories of servers that did not stop (kill -9,
+    an OOM kill) go, their own stop having removed none (a trial found them piling up in
+    /tmp); and one named after this server's pid, a dead one's it reuses, whose counters it
+    would add to its own. A directory the operator chose (CAPIGATE_METRICS_DIR) is left alone."""
+    if os.environ.get(METRICS_DIR_ENV):
+        return
+    for directory in Path(tempfile.gettempdir()).glob("capigate-metrics-*"):
+        pid = directory.name.removeprefix("capigate-metrics-")
+        if pid.isdigit() and (int(pid) == server_pid or not _alive(int(pid))) and _ours(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _ours(directory: Path) -> bool:
+    try:
+        return directory.lstat().st_uid == os.getuid() and directory.is_dir() and not directory.is_symlink()
+    except OSError:
+        return False
 
 
 class Metrics:

@@ -36,7 +36,7 @@ import capigate.worker_env as worker_env
 from capigate.config import Config, ServerSettings, load_config
 from capigate.errors import CapigateError, ConfigError
 from capigate.http.idle import LISTEN_PORT_ENV
-from capigate.metrics import METRICS_DIR_ENV, RESPAWNS_FILE, shared_dir
+from capigate.metrics import METRICS_DIR_ENV, RESPAWNS_FILE, remove_stale_shared_dirs, shared_dir
 
 __all__ = [
     "GatewayServer",
@@ -149,6 +149,7 @@ def serve_gateway(
     _allow_open_files(settings.max_connections + 256)
     host, port = listener.getsockname()[:2]
     os.environ[LISTEN_PORT_ENV] = str(port)
+    remove_stale_shared_dirs(os.getpid())
     shared = shared_dir(os.getpid())
     try:
         GatewayServer(

@@ -330,6 +330,30 @@ def test_a_stopped_server_leaves_no_shared_metrics_directory(tmp_path: Path) -> 
     assert not shared.exists()
 
 
+def test_a_killed_servers_shared_metrics_directory_goes_at_the_next_start(tmp_path: Path) -> None:
+    """kill -9 leaves the directory (no stop ran to remove it): they piled up in /tmp, and a
+    server given a dead one's pid again (PID 1 in a restarted container) would read its
+    counters as its own. The next server to start removes those whose process is gone."""
+    server = make_server(tmp_path / "gw")
+    server.start()
+    assert server.proc is not None
+    killed = shared_dir(server.proc.pid)
+    wait_until(killed.is_dir, what="the workers' shared directory")
+    workers = children(server.proc.pid)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(timeout=15)
+    for pid in workers:  # orphans of the kill: they stop once they see their parent gone, or now
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert killed.is_dir()
+    again = make_server(tmp_path / "gw2")
+    again.start()
+    try:
+        assert not killed.exists()
+    finally:
+        again.stop()
+
+
 def test_a_stopped_server_leaves_only_its_database_and_lock_file(tmp_path: Path) -> None:
     """After load and reads, a clean stop left a -wal of tens of MB and the -shm beside the
     database: a read-only connection of the worker closed last."""
