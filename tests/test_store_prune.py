@@ -445,6 +445,22 @@ def test_postgresql_prune_deletes_old_dedupe_keys_and_journal_a_chunk_per_transa
         assert sum(deleted) == total and max(deleted) <= pg_prune.CHUNK, (table, deleted)
 
 
+def test_postgresql_prune_deletes_the_probe_rows_of_nodes_gone_for_a_day(schema: str) -> None:
+    """Each node's writability probe keeps a row named host:pid: every restart added one, and
+    none went (a trial). Rows not written for a day go; a live node's stays."""
+    store = PostgresStore(PG_URL, schema=schema)
+    run(store.open())
+    try:
+        rows_now(
+            schema,
+            f"INSERT INTO capigate_nodes VALUES ('gone:1', {NOW - DAY_MS - 1}), ('live:2', {NOW - 60_000}) RETURNING 1",
+        )
+        run(store.prune(NOW, Retention()))
+    finally:
+        run(store.close())
+    assert rows_now(schema, "SELECT node FROM capigate_nodes WHERE node IN ('gone:1', 'live:2')") == [("live:2",)]
+
+
 def test_postgresql_prune_trims_the_journal_to_its_row_limit_a_chunk_per_transaction(schema: str) -> None:
     """Entries over ``journal_max_rows`` go the oldest first, with their bodies and keys, at
     most a chunk of each in one transaction; their minutes keep counting them."""

@@ -41,6 +41,9 @@ CHUNK: Final = 2000  # rows per transaction
 _START: Final = -(2**63)
 
 # One lock per PostgreSQL schema, held to the end of the transaction.
+# A node's probe row not written for this long is a node gone (stopped, or restarted under a
+# new pid): a live one writes it again at its next probe.
+_NODE_GONE_MS: Final = DAY_MS
 _LOCK: Final = "SELECT pg_try_advisory_xact_lock(hashtext('capigate-prune:' || coalesce(current_schema(), '')))"
 
 # The next chunk of events received before the cutoff, from ``from`` on, oldest first: those
@@ -86,6 +89,8 @@ async def prune(connect: Connect, now_ms: int, retention: Retention) -> PruneRes
     result = PruneResult(dedupe_keys=0, requests=0, events=0)
     events_before = cutoff_ms(now_ms, retention.event_days)
     try:
+        async with _chunk(connect) as conn:  # a row each node (host:pid) ever ran, restarts included
+            await conn.execute("DELETE FROM capigate_nodes WHERE seen_at < %s", (now_ms - _NODE_GONE_MS,))
         await _prune_keys(connect, cutoff_ms(now_ms, retention.dedupe_days), result)
         await _prune_journal(connect, cutoff_ms(now_ms, retention.journal_days), retention.journal_max_rows, result)
         if events_before > 0:  # 0: kept for ever
