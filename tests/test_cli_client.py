@@ -494,8 +494,8 @@ def test_events_lists_the_request_journal(server: Server) -> None:
     assert rows[0]["path"] == "/inappevent/com.example.shop"
 
 
-def following(url: str, test_tag: str) -> subprocess.Popen[str]:
-    """`capigate events --follow --json` of one test tag, polling every 0.1 s."""
+def following(url: str, test_tag: str, interval_s: float = 0.1) -> subprocess.Popen[str]:
+    """`capigate events --follow --json` of one test tag, polling every ``interval_s``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
     args = [
         "events",
@@ -508,7 +508,7 @@ def following(url: str, test_tag: str) -> subprocess.Popen[str]:
         "--follow",
         "--json",
         "--interval-s",
-        "0.1",
+        str(interval_s),
     ]
     return subprocess.Popen(
         [sys.executable, "-m", "capigate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -530,6 +530,23 @@ def test_events_follow_prints_new_events_as_they_arrive(server: Server) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_events_follow_prints_every_event_of_a_burst_between_two_polls(server: Server) -> None:
+    """A poll read at most 20 pages of 200 rows and dropped the rest without a word (a trial:
+    9,400 of 35,600 events shown). 10,000 events between two polls are all printed, in order."""
+    t = tag()
+    proc = following(server.url, t, interval_s=4)
+    try:
+        time.sleep(1.0)  # started: its first poll is 4 s away
+        with AxonClient("px_std", "key-std", base_url=server.url, test_tag=t) as client:
+            assert client.send([page_view() for _ in range(10_000)]).ok
+        assert proc.stdout is not None
+        ids = [msgspec.json.decode(proc.stdout.readline())["id"] for _ in range(10_000)]
+        assert ids == sorted(set(ids)), (ids[:3], ids[-3:])  # 10,000 of them: the tag is this test's
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=5)
 
 
 def test_events_follow_waits_through_a_gateway_restart(tmp_path: Path) -> None:

@@ -204,6 +204,12 @@ def test_async_gateway_admin_reads_pages_walks_them_and_follows(server: Server) 
             await asyncio.to_thread(post, 1)
             arrived = await asyncio.wait_for(anext(follow), 10)
             assert arrived.id > first.id and arrived.test_tag == tag
+            burst = admin.follow_events(test_tag=tag, interval_s=2, backlog=1)
+            last = await anext(burst)
+            for _ in range(25):  # more than a poll's first page
+                await asyncio.to_thread(post, 100)
+            ids = [(await asyncio.wait_for(anext(burst), 20)).id for _ in range(2_500)]
+            assert ids == sorted(set(ids)) and ids[0] > last.id, (ids[:3], ids[-3:])
             with GatewayAdmin(server.url, ADMIN) as sync_admin:
                 assert [e.id for e in sync_admin.iter_events(test_tag=tag)] == [
                     e.id async for e in admin.iter_events(test_tag=tag)

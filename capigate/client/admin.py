@@ -35,7 +35,8 @@ _decode_events = msgspec.json.Decoder(EventsPage).decode
 _decode_requests = msgspec.json.Decoder(RequestsPage).decode
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _decode_quality = msgspec.json.Decoder(QualityReport).decode
-_MAX_PAGES_PER_POLL: Final = 20
+_FIRST_PAGE: Final = 200  # a poll's first page: most polls need no other
+_PAGE: Final = 1000  # the API's largest, for the pages of a burst
 
 
 def _client_options(admin_token: str, timeout: float | httpx.Timeout) -> dict[str, Any]:
@@ -74,10 +75,6 @@ def _events_of(content: bytes) -> Page[EventView]:
 def _requests_of(content: bytes) -> Page[RequestView]:
     page = _decode_requests(content)
     return page.requests, page.next
-
-
-def _newer(page: list[Row], newest: int) -> list[Row]:
-    return [r for r in page if r.id > newest]
 
 
 def _rewound(first_page: list[Row], newest: int) -> int:
@@ -268,31 +265,56 @@ def _gap(error: TransportError, on_gap: OnGap | None) -> None:
         on_gap(error)
 
 
+class _Mark:
+    """The newest id a follow has yielded: what the next poll reads past."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, first: int) -> None:
+        self.id = first
+
+    def past(self, page: list[Row]) -> list[Row]:
+        """``page``'s rows past the mark, oldest first; the mark moves to the newest of them."""
+        rows = [r for r in reversed(page) if r.id > self.id]
+        if rows:
+            self.id = rows[-1].id
+        return rows
+
+
 def _follow(
     fetch: Callable[[str | None, int], Page[Row]], interval_s: float, backlog: int, on_gap: OnGap | None = None
 ) -> Iterator[Row]:
-    """Rows newer than the newest seen, oldest first. Pages are newest first: read pages
-    until one reaches a row already seen (at most _MAX_PAGES_PER_POLL a poll)."""
+    """Rows newer than the newest seen, oldest first, every one of them (_poll)."""
     rows, _ = fetch(None, max(1, min(backlog, 1000)))
-    newest = max((r.id for r in rows), default=0)
+    mark = _Mark(max((r.id for r in rows), default=0))
     yield from reversed(rows[:backlog])
     while True:
         time.sleep(interval_s)
-        fresh: list[Row] = []
-        cursor: str | None = None
         try:
-            for pages in range(_MAX_PAGES_PER_POLL):
-                page, cursor = fetch(cursor, 200)
-                newest = newest if pages else _rewound(page, newest)
-                fresh += _newer(page, newest)
-                if _reached(page, cursor, newest):
-                    break
+            yield from _poll(fetch, mark)
         except TransportError as error:
-            _gap(error, on_gap)
-            continue  # what this poll read is read again by the next
-        if fresh:
-            newest = max(r.id for r in fresh)
-            yield from reversed(fresh)
+            _gap(error, on_gap)  # the next poll goes on from the last row yielded
+
+
+def _poll(fetch: Callable[[str | None, int], Page[Row]], mark: _Mark) -> Iterator[Row]:
+    """The rows past ``mark``, oldest first. Pages come newest first: they are read down to
+    one that reaches the mark, keeping only their cursors, then read again from the bottom
+    up. A poll read at most 20 pages of 200 and dropped the rest, silently (a trial's burst:
+    9,400 of 35,600 events shown)."""
+    first, cursor = fetch(None, _FIRST_PAGE)
+    mark.id = _rewound(first, mark.id)
+    below: list[str] = []  # the cursors of the pages under the first, top down
+    bottom = first
+    while not _reached(bottom, cursor, mark.id):
+        assert cursor is not None  # _reached: a page without a next one reaches
+        below.append(cursor)
+        bottom, cursor = fetch(cursor, _PAGE)
+    if below:
+        yield from mark.past(bottom)
+        for page_cursor in reversed(below[:-1]):
+            page, _ = fetch(page_cursor, _PAGE)
+            yield from mark.past(page)
+    yield from mark.past(first)
 
 
 async def _follow_async(
@@ -300,24 +322,34 @@ async def _follow_async(
 ) -> AsyncIterator[Row]:
     """As ``_follow``, awaiting."""
     rows, _ = await fetch(None, max(1, min(backlog, 1000)))
-    newest = max((r.id for r in rows), default=0)
+    mark = _Mark(max((r.id for r in rows), default=0))
     for row in reversed(rows[:backlog]):
         yield row
     while True:
         await asyncio.sleep(interval_s)
-        fresh: list[Row] = []
-        cursor: str | None = None
         try:
-            for pages in range(_MAX_PAGES_PER_POLL):
-                page, cursor = await fetch(cursor, 200)
-                newest = newest if pages else _rewound(page, newest)
-                fresh += _newer(page, newest)
-                if _reached(page, cursor, newest):
-                    break
+            async for row in _poll_async(fetch, mark):
+                yield row
         except TransportError as error:
             _gap(error, on_gap)
-            continue
-        if fresh:
-            newest = max(r.id for r in fresh)
-            for row in reversed(fresh):
+
+
+async def _poll_async(fetch: Callable[[str | None, int], Awaitable[Page[Row]]], mark: _Mark) -> AsyncIterator[Row]:
+    """As ``_poll``, awaiting."""
+    first, cursor = await fetch(None, _FIRST_PAGE)
+    mark.id = _rewound(first, mark.id)
+    below: list[str] = []
+    bottom = first
+    while not _reached(bottom, cursor, mark.id):
+        assert cursor is not None
+        below.append(cursor)
+        bottom, cursor = await fetch(cursor, _PAGE)
+    if below:
+        for row in mark.past(bottom):
+            yield row
+        for page_cursor in reversed(below[:-1]):
+            page, _ = await fetch(page_cursor, _PAGE)
+            for row in mark.past(page):
                 yield row
+    for row in mark.past(first):
+        yield row
