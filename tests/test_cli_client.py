@@ -310,6 +310,21 @@ def test_send_interrupted_writes_what_was_not_delivered_and_exits_at_once(server
     assert [line.startswith("# not confirmed") for line in lines if line.startswith("#")] == [True, True]
 
 
+def test_sends_hint_to_send_the_failed_again_keeps_its_test_tag_and_profile(tmp_path: Path) -> None:
+    """The hint left --test-tag and --profile out: followed as printed, it sent test events as
+    real ones, which a gateway with a relay forwards to AppLovin (a trial)."""
+    file = jsonl(tmp_path / "h.jsonl", [page_view()])
+    url = f"http://127.0.0.1:{free_port()}"
+    done = capigate(
+        "send", str(file), "--to", url, "--pixel", "px_lead", "--key", "k", "--profile", "lead_gen",
+        "--test-tag", "ci run 7", "--retries", "0", "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    failed = tmp_path / "h.failed.jsonl"
+    hint = f"send them again with: capigate send {failed} --to {url} --pixel px_lead --profile lead_gen"
+    assert f"{hint} --test-tag 'ci run 7' --key ..." in done.stdout, done.stdout
+
+
 def test_send_interrupted_between_refused_tries_says_nothing_was_sent(tmp_path: Path) -> None:
     """Ctrl-C during the back-off after refused connections reported the request "in flight",
     its events "not confirmed: may be stored" (a trial): no try reached a server. They are

@@ -8,6 +8,7 @@ MESSAGE [CODE]``, the form editors and CI annotate.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -287,7 +288,7 @@ def _report(result: SendResult, prepared: Prepared, url: str, elapsed_s: float, 
     target = _write_failed(result, wanted)
     if target != wanted:
         click.echo(f"{wanted} is there from an earlier run and was left as it is")
-    advice = f"send them again with: capigate send {target} {resend}"
+    advice = f"send them again with: capigate send {shlex.quote(str(target))} {resend}"
     if any(400 <= r.status < 500 and r.status not in (408, 429) for r in result.requests if not r.ok):
         advice = "some were refused (the problems above): mend those first, then " + advice
     click.echo(f"failed events written to {target}; {advice}")
@@ -355,6 +356,17 @@ def _unused(path: Path) -> Path:
         number += 1
         candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
     return candidate
+
+
+def _resend_options(base_url: str, pixel: str | None, app: str | None, profile: str, test_tag: str | None) -> str:
+    """The options that send the failed file as this run sent its events: the test tag and
+    the profile too (the hint left them out, and its events went as real ones, a trial)."""
+    options = ["--to", base_url, *(["--pixel", pixel] if pixel else ["--app", app or ""])]
+    if pixel and profile != "standard":
+        options += ["--profile", profile]
+    if test_tag is not None:
+        options += ["--test-tag", test_tag]
+    return shlex.join(options) + " --key ..."
 
 
 def _write_failed(result: SendResult, wanted: Path) -> Path:
@@ -483,7 +495,7 @@ def send(
         bar = _Progress(prepared.events, progress)
         started = time.monotonic()
         wanted = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
-        resend = f"--to {base_url} {f'--pixel {pixel}' if pixel else f'--app {app}'} --key ..."
+        resend = _resend_options(base_url, pixel, app, profile, test_tag)
         try:
             with bar.progress:
                 result = client.send(prepared, on_request=bar)
