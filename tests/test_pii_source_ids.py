@@ -134,6 +134,14 @@ def test_two_test_tags_holding_email_addresses_stay_two_dedupe_scopes(gateway: t
     assert [a["test_tag"] for a in answers] == [TAG_SHOWN, shown_id("bob.dev@company.example"), TAG_SHOWN]
     assert shown_id("bob.dev@company.example") != TAG_SHOWN
     assert [(a["stored"], a["duplicates"]) for a in answers] == [(1, 0), (1, 0), (0, 1)], answers
+    with server.admin() as admin:  # the tag as sent finds them: the filter is kept as the tag is
+        events = admin.get("/api/events", params={"test_tag": TAG_EMAIL}).json()["events"]
+        assert [e["test_tag"] for e in events] == [TAG_SHOWN], events
+        tagged = {"test_tag": TAG_EMAIL}
+        wait_until(
+            lambda: len(admin.get("/api/requests", params=tagged).json()["requests"]) == 2,
+            what="both requests tagged as Jane's in the journal",
+        )
 
 
 def test_a_phone_number_as_a_path_segment_is_not_kept() -> None:

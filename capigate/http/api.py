@@ -26,6 +26,7 @@ from capigate.http.params import (
 )
 from capigate.http.session import has_session
 from capigate.http.state import Gateway
+from capigate.personal import shown_id
 from capigate.relay.destinations import relayed, replay_refusal
 from capigate.responses import (
     ErrorBody,
@@ -115,10 +116,10 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     report = Report()
     q = Query(request.query, request.repeated)
     query = EventQuery(
-        source=q.get("source") or None,
+        source=_kept_id(q, "source"),
         name=q.get("name") or None,
         status=query_choice(q, "status", report, EVENT_STATUSES),
-        test_tag=q.get("test_tag") or None,
+        test_tag=_kept_id(q, "test_tag"),
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
         cursor=query_cursor(q, report),
@@ -131,6 +132,14 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     return json_response(200, EventsPage(events=rows, next=encode_cursor(next_cursor)))
 
 
+def _kept_id(q: Query, name: str) -> str | None:
+    """A source or test tag filter as the store keeps one: a tag holding an email address is
+    kept as ``<email address …>`` (personal.shown_id), and a filter for the tag as sent found
+    nothing (a trial)."""
+    value = q.get(name) or None
+    return None if value is None else shown_id(value)
+
+
 async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
     denied = await admin_refusal(request, gateway, outcome)
@@ -140,12 +149,12 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     q = Query(request.query, request.repeated)
     status, status_class = _status(q, report)
     query = RequestQuery(
-        source=q.get("source") or None,
+        source=_kept_id(q, "source"),
         api=query_choice(q, "api", report, REQUEST_APIS),
         status=status,
         status_class=status_class,
         client_ip=q.get("client_ip") or None,
-        test_tag=q.get("test_tag") or None,
+        test_tag=_kept_id(q, "test_tag"),
         keys=[(key, q.get(key, "").strip()) for key in _KEY_FILTERS if q.get(key, "").strip()],
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
