@@ -24,7 +24,7 @@ from msgspec import Meta, Struct
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.body import MAX_BODY_BYTES
 from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
-from capigate.endpoint_path import holds_endpoint_path
+from capigate.endpoint_path import base_path, holds_endpoint_path
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
 from capigate.settings import render, struct_doc
@@ -372,8 +372,8 @@ def _url_problem(url: str) -> str | None:
         return "the URL's port is 0: give the upstream's port, or none for the scheme's own"
     if holds_endpoint_path(parts.path):
         return (
-            f"give the upstream's base URL ({parts.scheme}://{parts.netloc}), without the endpoint's path "
-            f"{parts.path!r}: the relay adds it"
+            f"give the upstream's base URL ({parts.scheme}://{parts.netloc}{base_path(parts.path)}), without the "
+            f"endpoint's path {parts.path!r}: the relay adds it"
         )
     return None
 

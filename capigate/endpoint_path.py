@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 from urllib.parse import unquote
 
-__all__ = ["holds_endpoint_path"]
+__all__ = ["base_path", "holds_endpoint_path"]
 
 
 def holds_endpoint_path(path: str) -> bool:
@@ -18,3 +18,12 @@ def holds_endpoint_path(path: str) -> bool:
     ``/v1/event`` or holds AppsFlyer's ``/inappevent``."""
     plain = posixpath.normpath(unquote(path)).lower() if path else ""
     return plain.endswith("/v1/event") or "/inappevent" in plain
+
+
+def base_path(path: str) -> str:
+    """The part of ``path`` before the endpoint's, as a server routes it: what a base URL
+    behind a proxy keeps (``/applovin/v1/event``: ``/applovin``; a trial was told to drop it)."""
+    plain = posixpath.normpath(unquote(path)) if path else ""
+    lower = plain.lower()
+    cut = lower.find("/inappevent") if "/inappevent" in lower else lower.rfind("/v1/event")
+    return plain[:cut] if cut > 0 else ""

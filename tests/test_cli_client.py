@@ -446,6 +446,7 @@ def test_send_needs_exactly_one_of_pixel_and_app(tmp_path: Path) -> None:
         ("http://127.0.0.1:9/v1/event", "without the endpoint's path"),
         ("http://127.0.0.1:9/inappevent/com.example.shop", "without the endpoint's path"),
         ("http://127.0.0.1:9/V1//%65vent", "without the endpoint's path"),
+        ("http://127.0.0.1:9/applovin/v1/event", "give the base URL (http://127.0.0.1:9/applovin), without"),
     ],
 )
 def test_send_refuses_a_to_that_is_not_a_base_url_as_a_usage_error(tmp_path: Path, to: str, finding: str) -> None:

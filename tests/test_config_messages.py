@@ -165,23 +165,24 @@ def test_serve_refuses_a_configuration_path_given_that_is_not_there(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "base"),
     [
-        "https://b.applovin.com/v1/event",
-        "https://proxy.example/applovin/v1/event/",
-        "https://b.applovin.com/V1/Event",
-        "https://b.applovin.com/v1//event",
-        "https://b.applovin.com/v1/%65vent",
+        ("https://b.applovin.com/v1/event", "https://b.applovin.com"),
+        ("https://proxy.example/applovin/v1/event/", "https://proxy.example/applovin"),
+        ("https://b.applovin.com/V1/Event", "https://b.applovin.com"),
+        ("https://b.applovin.com/v1//event", "https://b.applovin.com"),
+        ("https://b.applovin.com/v1/%65vent", "https://b.applovin.com"),
     ],
 )
-def test_a_relay_url_with_the_endpoints_path_is_refused(tmp_path: Path, url: str) -> None:
+def test_a_relay_url_with_the_endpoints_path_is_refused(tmp_path: Path, url: str, base: str) -> None:
     """The relay adds the path: it posted to /v1/event/v1/event, a 404, dead letters (a trial).
-    The path is read as a server routes it: its case, a doubled slash or an escape hid it."""
+    The path is read as a server routes it: its case, a doubled slash or an escape hid it. The
+    base URL suggested keeps a proxy's prefix (it was dropped: a trial)."""
     text = (
         SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\napi_key = "u"\n'
     )
     message = refused(tmp_path, text)
-    assert "axon.pixels[0].relay.url:" in message and "base URL" in message, message
+    assert "axon.pixels[0].relay.url:" in message and f"base URL ({base})," in message, message
 
 
 def test_a_relay_setting_for_the_other_api_is_noted(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from capigate.client._base import (
     gather_failures,
     interrupted,
 )
-from capigate.endpoint_path import holds_endpoint_path
+from capigate.endpoint_path import base_path, holds_endpoint_path
 from capigate.errors import CapigateError
 
 if TYPE_CHECKING:
@@ -69,9 +69,10 @@ def checked_base_url(base_url: str) -> str:
         raise ValueError(f"base URL {base_url!r} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base URL {base_url!r} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
-    if holds_endpoint_path(url.raw_path.decode("ascii").partition("?")[0]):
-        origin = f"{url.scheme}://{url.netloc.decode()}"
-        raise ValueError(f"give the base URL ({origin}), without the endpoint's path {url.path!r}: it is added to it")
+    path = url.raw_path.decode("ascii").partition("?")[0]
+    if holds_endpoint_path(path):
+        base = f"{url.scheme}://{url.netloc.decode()}{base_path(path)}"
+        raise ValueError(f"give the base URL ({base}), without the endpoint's path {url.path!r}: it is added to it")
     return base_url
 
 
