@@ -113,7 +113,9 @@ def _open_store(config: Config, db: str | None) -> Store:
 
 
 def _base_url(host: str, port: int) -> str:
-    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    from capigate.client.cli_gateway import local_url
+
+    return local_url(host, port)
 
 
 def _curl_options(config: Config, host: str, port: int) -> str:
@@ -189,6 +191,7 @@ def serve(
 ) -> None:
     """Start the gateway (creates ./capigate.toml with demo sources on first run, when no --config is given)."""
     from capigate.banner import banner_lines
+    from capigate.client.cli_gateway import url_host
     from capigate.logs import announce, granian_log_config
     from capigate.native import status as native_status
     from capigate.serving import ListenError, open_listener, serve_gateway
@@ -211,7 +214,7 @@ def serve(
     port = listener.getsockname()[1]  # the one the system chose for --port 0
     lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
     lines.append(f"capigate: config {config_path.resolve()}, store {shown}, compiled modules {native_status()}")
-    lines.append(f"Listening on http://{host}:{port}  (admin token in {config_path})")
+    lines.append(f"Listening on http://{url_host(host)}:{port}  (admin token in {config_path})")
     lines += [f"note: {note}" for note in ineffective_settings(config)]
     # The keys are shown by the start that generated them only: the banner is kept with the logs.
     lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))

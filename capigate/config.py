@@ -66,7 +66,7 @@ class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
 
 class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     admin_token: Annotated[str, Meta(min_length=8)]
-    host: str = "127.0.0.1"
+    host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"  # "" listened on every interface (a trial)
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     workers: Positive = 1
     max_body_bytes: Positive = MAX_BODY_BYTES

@@ -185,6 +185,34 @@ def test_a_relay_url_with_the_endpoints_path_is_refused(tmp_path: Path, url: str
     assert "axon.pixels[0].relay.url:" in message and f"base URL ({base})," in message, message
 
 
+def test_an_empty_host_is_refused(tmp_path: Path) -> None:
+    """`host = ""` passed, and serve listened on every interface, printing http://:18151 (a
+    trial): a typo that opened the gateway to the network."""
+    message = refused(tmp_path, SERVER + 'host = ""\n')
+    assert "server.host" in message and "length >= 1" in message, message
+
+
+def test_an_ipv6_host_is_written_in_brackets_where_serve_prints_its_address(tmp_path: Path) -> None:
+    """`host = "::"` printed `Listening on http://:::18151`, and `::1` curls to http://::1:8080."""
+    (tmp_path / "capigate.toml").write_text(SERVER + 'host = "::1"\n[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", "serve", "--port", "0", "--db", str(tmp_path / "c.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline()]
+        while not lines[-1].startswith("Keys are masked") and len(lines) < 30 and lines[-1]:
+            lines.append(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    listening = next(line for line in lines if line.startswith("Listening on"))
+    assert listening.startswith("Listening on http://[::1]:"), lines
+    assert any("curl" in line and "'http://[::1]:" in line for line in lines), lines
+
+
 def test_a_relay_setting_for_the_other_api_is_noted(tmp_path: Path) -> None:
     text = SERVER + (
         '[[appsflyer.apps]]\napp_id = "com.example.app"\nkeys = ["k"]\n'

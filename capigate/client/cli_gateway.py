@@ -45,8 +45,18 @@ def gateway_url(config: Config) -> str:
     port = os.environ.get("CAPIGATE_PORT") or str(config.server.port)
     if not port.isdigit() or not 0 < int(port) <= 65535:  # serve refuses it: so does every client
         raise click.UsageError(f"CAPIGATE_PORT={port}: a port is 1 to 65535")
-    host = "127.0.0.1" if host in _WILDCARDS else host
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return local_url(host, int(port))
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a server listening on ``host`` at: a wildcard
+    address as 127.0.0.1."""
+    return f"http://{url_host('127.0.0.1' if host in _WILDCARDS else host)}:{port}"
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets (``http://:::8080`` was printed)."""
+    return f"[{host}]" if ":" in host else host
 
 
 F = TypeVar("F", bound=Callable[..., Any])
