@@ -18,7 +18,7 @@ __all__ = ["HTTP_URL", "ConfigErrors", "config_error", "known_keys"]
 
 HTTP_URL: Final = r"^https?://[^/?#]+(/[^?#]*)?$"
 # A string key's pattern, as a user reads it.
-_PATTERNS: Final = {HTTP_URL: "an http:// or https:// URL"}
+_PATTERNS: Final = {HTTP_URL: "an http:// or https:// URL with no query (?) or fragment (#)"}
 
 
 class ConfigErrors(ConfigError):

@@ -346,11 +346,14 @@ def test_a_toml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:
     assert ": -:" not in message
 
 
-def test_a_relay_url_is_described_in_words(tmp_path: Path) -> None:
-    text = SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "ftp://x"\n'
+@pytest.mark.parametrize("url", ["ftp://x", "https://b.applovin.com/v1/event?pixel_id=x", "https://b.applovin.com#x"])
+def test_a_relay_url_is_described_in_words(tmp_path: Path, url: str) -> None:
+    """A URL with a query was told it was no http:// URL (a trial): the words say what is not taken."""
+    text = SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\n'
     message = refused(tmp_path, text)
     assert message.endswith(
-        'axon.pixels[0].relay.url: expected an http:// or https:// URL, e.g. url = "https://b.applovin.com"'
+        "axon.pixels[0].relay.url: expected an http:// or https:// URL with no query (?) or fragment (#), "
+        'e.g. url = "https://b.applovin.com"'
     ), message
     assert "regex" not in message
 
