@@ -305,6 +305,7 @@ def test_send_interrupted_writes_what_was_not_delivered_and_exits_at_once(server
     assert "interrupted" in err, err
     assert "not confirmed: 200 event(s) in 2 request(s)" in out, out
     assert "failed: 100 event(s) in 1 request(s)" in out and "not sent: interrupted" in out, out
+    assert "delivered 0 of 300 event(s) in 2 request(s) (1 more not started)" in out, out
     lines = (tmp_path / "i.failed.jsonl").read_text().splitlines()
     assert len([line for line in lines if not line.startswith("#")]) == 300
     assert [line.startswith("# not confirmed") for line in lines if line.startswith("#")] == [True, True]

@@ -259,8 +259,10 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
     """What was delivered and what failed, and why: the rate counts delivered events only."""
     delivered = result.events - result.failed_events
     rate = f" ({delivered / max(elapsed_s, 1e-6):,.0f} events/s)" if delivered else ""
+    made = sum(1 for r in result.requests if r.attempts)  # an interrupt leaves some not started
+    unmade = f" ({len(result.requests) - made} more not started)" if made < len(result.requests) else ""
     click.echo(
-        f"delivered {delivered} of {result.events} event(s) in {len(result.requests)} request(s) "
+        f"delivered {delivered} of {result.events} event(s) in {made} request(s){unmade} "
         f"to {url} in {elapsed_s:.2f} s{rate}"
     )
     if result.stored is not None and delivered:
