@@ -459,6 +459,19 @@ def test_send_refuses_a_to_that_is_not_a_base_url_as_a_usage_error(tmp_path: Pat
     assert not list(tmp_path.glob("*.failed*"))
 
 
+def test_send_to_a_base_url_with_a_wrong_path_says_to_check_the_url_not_the_events(
+    server: Server, tmp_path: Path
+) -> None:
+    """`--to $URL/v1` posted to /v1/v1/event, a 404, and the advice was "some were refused
+    (the problems above): mend those first", above which no problem was listed (a trial)."""
+    file = jsonl(tmp_path / "p.jsonl", [page_view()])
+    to = f"{server.url}/v1"
+    done = capigate("send", str(file), "--to", to, "--pixel", "px_std", "--key", "key-std", "--no-progress")
+    assert done.returncode == 1 and "HTTP 404" in done.stdout, done.stdout
+    assert f"nothing answers at that path: check --to {to} (the endpoint's path is added to it)" in done.stdout
+    assert "mend those first" not in done.stdout, done.stdout
+
+
 def test_send_refuses_an_ios_app_id_without_its_prefix_as_a_usage_error(tmp_path: Path) -> None:
     file = jsonl(tmp_path / "e.jsonl", [AF_EVENT])
     done = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--key", "k", "--app", "123")

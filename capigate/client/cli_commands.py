@@ -291,8 +291,13 @@ def _report(result: SendResult, prepared: Prepared, url: str, elapsed_s: float, 
     if target != wanted:
         click.echo(f"{wanted} is there from an earlier run and was left as it is")
     advice = f"send them again with: capigate send {shlex.quote(str(target))} {resend}"
-    if any(400 <= r.status < 500 and r.status not in (408, 429) for r in result.requests if not r.ok):
+    refused = [r for r in result.requests if not r.ok and 400 <= r.status < 500 and r.status not in (408, 429)]
+    if any(r.status in (404, 405) for r in refused):  # the URL, not the events (a base URL ending in /v1)
+        advice = f"nothing answers at that path: check --to {url} (the endpoint's path is added to it), then " + advice
+    elif any(r.problems for r in refused):
         advice = "some were refused (the problems above): mend those first, then " + advice
+    elif refused:
+        advice = "some were refused (the reasons above): mend their cause first, then " + advice
     click.echo(f"failed events written to {target}; {advice}")
     return True
 
