@@ -329,8 +329,42 @@ def _decode_sources(
         _decode(file, table, section, name, problems)
         return []
     _decode(file, {k: v for k, v in table.items() if k != key}, section, name, problems)
-    decoded = [(i, _decode(file, item, kind, f"{name}.{key}[{i}]", problems)) for i, item in enumerate(items)]
+    decoded = [
+        (i, _decode(file, item, kind, f"{name}.{key}[{i}]", problems) or _mended(item, kind))
+        for i, item in enumerate(items)
+    ]
     return [(i, source) for i, source in decoded if source is not None]
+
+
+def _mended(value: Any, kind: type[T]) -> T | None:
+    """A source whose mistakes are named already, without the keys that hold them, for the
+    checks across sources and keys (a duplicate id, a relay URL, an unset api_key_env): a
+    first pass named only the mistakes of decoding, and a second the rest (a trial). None if
+    it still does not decode (a required key is missing: named already too)."""
+    try:
+        return msgspec.convert(_valid_keys(value, kind), kind)
+    except msgspec.ValidationError:
+        return None
+
+
+def _valid_keys(value: Any, kind: Any) -> Any:
+    """The keys of the table ``value`` that decode as ``kind``'s fields want (a nested table's
+    own valid keys), the others left out."""
+    if not isinstance(value, dict):
+        return value
+    fields = {field.name: field.type for field in msgspec.structs.fields(kind)}
+    kept = {}
+    for key, item in value.items():
+        if key not in fields:
+            continue
+        try:
+            msgspec.convert(item, fields[key])
+        except msgspec.ValidationError:
+            if (inner := _struct_in(fields[key])) is not None and isinstance(item, dict):
+                kept[key] = _valid_keys(item, inner)
+            continue
+        kept[key] = item
+    return kept
 
 
 def _check_relays(file: str, pixels: Indexed, apps: Indexed, environ: Mapping[str, str] | None) -> list[ConfigError]:
