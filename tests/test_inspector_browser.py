@@ -143,7 +143,7 @@ def test_send_a_test_event_and_see_it_arrive_live(page: Page, gateway: Server) -
     first.click()
     detail = page.locator("#events tr.detail").first
     expect(detail).to_contain_text("Stored payload")
-    expect(detail).to_contain_text("The first event with this dedupe_id for px_std")
+    expect(detail).to_contain_text("The first event with this dedupe_id for test events of px_std tagged inspector")
     assert "user@example.com" not in detail.inner_text()  # the example's email, stored hashed
 
 
