@@ -39,6 +39,7 @@ ROUTES = [
     Route("GET", "/metrics", app.get_metrics, journaled=False),
     Route("GET", "/", pages.get_page, journaled=False),
     Route("POST", "/login", pages.post_login),  # journaled: failed logins leave a trace
+    Route("GET", "/login", pages.get_login, journaled=False),
     Route("POST", "/logout", pages.post_logout, journaled=False),
     *(Route("GET", path, pages.get_asset, journaled=False) for path in pages.ASSETS),
     Route("GET", "/api/sources", endpoints.get_sources, journaled=False),

@@ -49,6 +49,17 @@ def test_the_page_is_the_login_form_until_logged_in(server: Server) -> None:
         assert c.post("/logout").headers["set-cookie"].startswith("capigate_session=;")
 
 
+def test_get_login_leads_to_the_page_not_a_405(server: Server) -> None:
+    """/login typed in a browser answered 405 with a JSON body (a trial): it leads to the page,
+    whose login form loads its script from the page's own origin."""
+    with server.client() as c:
+        typed = c.get("/login")
+        assert (typed.status_code, typed.headers["location"]) == (303, "/")
+        form = c.get("/")
+        script = form.text.split('<script src="')[1].split('"')[0]
+        assert script.startswith("/inspector/login.js?v=") and c.get(script).status_code == 200
+
+
 def test_the_cookie_reads_the_api_but_writes_only_with_the_inspector_header(server: Server) -> None:
     with session(server) as c:
         assert c.get("/api/requests?limit=1").status_code == 200

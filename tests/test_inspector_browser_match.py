@@ -155,6 +155,16 @@ def test_an_event_opens_its_request_and_the_request_lists_its_events(page: Page,
     expect(page.locator("a[data-view=events]")).to_have_class(re.compile("active"))
 
 
+def test_a_link_to_a_request_opened_logged_out_leads_to_it_once_logged_in(page: Page, gateway: Server) -> None:
+    """The fragment was lost at the login, and the page opened on its overview (a trial)."""
+    request_id = post(gateway, "px_shop", purchase()).headers["x-capigate-request-id"]
+    page.goto(f"/#request/{request_id}")
+    page.fill("#token", ADMIN)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(f"#request/{request_id}$"))
+    expect(page.locator("#rq-pinned .pinned")).to_contain_text(request_id)
+
+
 def test_a_test_events_dedupe_text_says_its_id_counts_within_its_tag(page: Page, gateway: Server) -> None:
     """Rule: events.dedupe_scope. The panel said copies of a test event's dedupe_id would be
     duplicates, as if a real event with that id would be dropped (a trial): it counts within

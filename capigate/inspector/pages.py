@@ -22,7 +22,7 @@ from capigate.http.outcome import Outcome
 from capigate.http.session import clear_cookie, end_session, has_session, start_session
 from capigate.http.state import Gateway
 
-__all__ = ["ASSETS", "get_asset", "get_page", "post_login", "post_logout"]
+__all__ = ["ASSETS", "get_asset", "get_login", "get_page", "post_login", "post_logout"]
 
 log = logging.getLogger("capigate.inspector")
 
@@ -37,7 +37,11 @@ _HTML_HEADERS = [
     ("cache-control", "no-store"),
     ("x-frame-options", "DENY"),
 ]
-ASSETS = {"/inspector/inspector.js": "text/javascript; charset=utf-8", "/inspector/inspector.css": "text/css"}
+ASSETS = {
+    "/inspector/inspector.js": "text/javascript; charset=utf-8",
+    "/inspector/login.js": "text/javascript; charset=utf-8",
+    "/inspector/inspector.css": "text/css",
+}
 
 
 @cache
@@ -70,6 +74,13 @@ async def get_page(request: Request, gateway: Gateway, outcome: Outcome) -> Resp
     if not await has_session(request.method, request.headers, gateway.store, token):
         return _login_page(200, "")
     return _html(200, "inspector.html")
+
+
+async def get_login(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+    """/login typed in a browser, or reloaded after a refused login: the page, which shows the
+    form to one logged out (it answered 405 in JSON, a trial)."""
+    outcome.api = "inspector"
+    return Response(303, b"", "text/plain; charset=utf-8", [("location", "/"), *_HTML_HEADERS])
 
 
 async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
