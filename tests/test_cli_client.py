@@ -23,7 +23,7 @@ from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
 from tests.conftest import ADMIN, Server, free_port, make_server
 from tests.fault_proxy import Reply, fault_proxy
-from tests.helpers import batch, page_view, purchase, stored, wait_until
+from tests.helpers import all_pages, batch, page_view, purchase, stored, wait_until
 
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
 
@@ -505,6 +505,21 @@ def test_events_lists_newest_first_as_json(server: Server) -> None:
     rows = [msgspec.json.decode(line) for line in done.stdout.splitlines()]
     assert [r["name"] for r in rows] == ["purchase", "page_view"]
     assert rows[0]["payload"]["user_data"]["email"] != "user@example.com"
+
+
+def test_events_requests_takes_the_test_tag_and_name_filters_and_api_needs_requests(server: Server) -> None:
+    """`--requests --test-tag T` and `--requests --name N` listed every request, the filter
+    dropped silently, and `--api` without --requests every event (a trial)."""
+    t = tag()
+    _sent(server, t)
+    wait_until(lambda: len(all_pages(server, "/api/requests", "requests", test_tag=t)) == 1, what="the journal entry")
+    base = ("events", "--url", server.url, "--token", ADMIN, "--requests", "--json", "--limit", "1000")
+    tagged = capigate(*base, "--test-tag", t)
+    assert tagged.returncode == 0 and len(tagged.stdout.splitlines()) == 1, tagged.stdout + tagged.stderr
+    named = capigate(*base, "--test-tag", t, "--name", "no_such_event")
+    assert named.returncode == 0 and named.stdout == "", named.stdout
+    api = capigate("events", "--url", server.url, "--token", ADMIN, "--api", "admin")
+    assert api.returncode == 2 and "--api find requests: add --requests" in api.stderr, api.stderr
 
 
 def test_events_lists_as_a_table_with_the_token_from_the_config(server: Server) -> None:

@@ -213,10 +213,10 @@ class _Printer:
 @_config_option("The gateway's configuration (its address and admin token).")
 @click.option("--requests", "show_requests", is_flag=True, help="List the request journal instead of events.")
 @click.option("--source", help="Pixel or app id.")
-@click.option("--name", help="Event name (events only).")
+@click.option("--name", help="Event name (with --requests: the requests that carried one).")
 @click.option("--status", help="Event status, or HTTP status with --requests.")
 @click.option("--api", "api_name", type=click.Choice(["axon", "appsflyer", "admin"]), help="API (requests only).")
-@click.option("--test-tag", help="Test tag (events only).")
+@click.option("--test-tag", help="Test tag.")
 @click.option("--dedupe-id", help="The requests that carried this dedupe_id (requests only).")
 @click.option("--transaction-id", help="The requests that carried this transaction id (requests only).")
 @click.option("--since", help="Epoch ms or ISO 8601 time.")
@@ -261,12 +261,11 @@ def events(
     from capigate.client.admin import GatewayAdmin
 
     filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}
+    filters.update(name=name, test_tag=test_tag)  # requests too: --requests dropped them, silently (a trial)
     if show_requests:
         filters.update(api=api_name, dedupe_id=dedupe_id, transaction_id=transaction_id)
-    elif dedupe_id is not None or transaction_id is not None:
-        raise click.UsageError("--dedupe-id and --transaction-id find requests: add --requests")
-    else:
-        filters.update(name=name, test_tag=test_tag)
+    elif dedupe_id is not None or transaction_id is not None or api_name is not None:
+        raise click.UsageError("--dedupe-id, --transaction-id and --api find requests: add --requests")
     url, admin_token = _gateway(base_url, token, config_path)
     printer = _Printer(_REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS, as_json=as_json)
     admin = GatewayAdmin(url, admin_token)
