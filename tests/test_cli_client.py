@@ -302,7 +302,7 @@ def test_send_interrupted_writes_what_was_not_delivered_and_exits_at_once(server
         out, err = proc.communicate(timeout=15)
         took_s = time.monotonic() - started
     assert proc.returncode == 130 and took_s < 5, (proc.returncode, took_s, out, err)
-    assert "interrupted" in err, err
+    assert "200 event(s) of requests it stopped mid-way may be stored" in err, err
     assert "not confirmed: 200 event(s) in 2 request(s)" in out, out
     assert "failed: 100 event(s) in 1 request(s)" in out and "not sent: interrupted" in out, out
     assert "delivered 0 of 300 event(s) in 2 request(s) (1 more not started)" in out, out
@@ -342,7 +342,7 @@ def test_send_interrupted_between_refused_tries_says_nothing_was_sent(tmp_path: 
     out, err = proc.communicate(timeout=15)
     assert proc.returncode == 130, (out, err)
     assert "not confirmed" not in out and "failed: 3 event(s) in 1 request(s)" in out, out
-    assert "none of which reached the server" in out, out
+    assert "none of which reached the server" in out and "no request it stopped had reached the gateway" in err, out
     assert not any(
         line.startswith("# not confirmed") for line in (tmp_path / "r.failed.jsonl").read_text().splitlines()
     )
@@ -448,6 +448,8 @@ def test_send_needs_exactly_one_of_pixel_and_app(tmp_path: Path) -> None:
         ("http://127.0.0.1:9/inappevent/com.example.shop", "without the endpoint's path"),
         ("http://127.0.0.1:9/V1//%65vent", "without the endpoint's path"),
         ("http://127.0.0.1:9/applovin/v1/event", "give the base URL (http://127.0.0.1:9/applovin), without"),
+        ("http://127.0.0.1:9?x=1", "has a query (?) or fragment (#)"),
+        ("http://127.0.0.1:9/#frag", "has a query (?) or fragment (#)"),
     ],
 )
 def test_send_refuses_a_to_that_is_not_a_base_url_as_a_usage_error(tmp_path: Path, to: str, finding: str) -> None:

@@ -69,6 +69,8 @@ def checked_base_url(base_url: str) -> str:
         raise ValueError(f"base URL {base_url!r} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base URL {base_url!r} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
+    if url.query or url.fragment or "?" in base_url or "#" in base_url:  # a query was posted to, a 405 (a trial)
+        raise ValueError(f"base URL {base_url!r} has a query (?) or fragment (#): give the server's address alone")
     path = url.raw_path.decode("ascii").partition("?")[0]
     if holds_endpoint_path(path):
         base = f"{url.scheme}://{url.netloc.decode()}{base_path(path)}"

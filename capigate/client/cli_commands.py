@@ -509,7 +509,13 @@ def send(
         except SendInterrupted as stopped:
             # Said and written before exiting, without waiting for the requests in flight (a
             # trial waited 28 s): they are recorded as not confirmed.
-            click.echo("interrupted: requests not yet started were not sent; those in flight may be stored", err=True)
+            in_flight = stopped.result.unconfirmed_events
+            said = (
+                f"{in_flight} event(s) of requests it stopped mid-way may be stored"
+                if in_flight
+                else "no request it stopped had reached the gateway"
+            )
+            click.echo(f"interrupted: requests not yet started were not sent; {said}", err=True)
             _report(stopped.result, prepared, base_url, time.monotonic() - started, wanted, resend)
             sys.stdout.flush()
             sys.stderr.flush()
