@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+StructT = TypeVar("StructT", bound=Struct)
 Positive = Annotated[int, Meta(gt=0)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
 
@@ -336,15 +337,32 @@ def _decode_sources(
     return [(i, source) for i, source in decoded if source is not None]
 
 
-def _mended(value: Any, kind: type[T]) -> T | None:
-    """A source whose mistakes are named already, without the keys that hold them, for the
-    checks across sources and keys (a duplicate id, a relay URL, an unset api_key_env): a
-    first pass named only the mistakes of decoding, and a second the rest (a trial). None if
-    it still does not decode (a required key is missing: named already too)."""
+def _mended(value: Any, kind: type[StructT]) -> StructT | None:
+    """A source whose mistakes are named already, without the keys that hold them (a required
+    one given a stand-in), for the checks across sources and keys (a duplicate id, a relay URL,
+    an unset api_key_env): a first pass named only the mistakes of decoding, and a second the
+    rest (a trial). None if it still does not decode."""
+    kept = _valid_keys(value, kind)
+    if not isinstance(kept, dict):
+        return None
+    for field in msgspec.structs.fields(kind):
+        if field.required and field.name not in kept:  # named already: a stand-in, for the other checks
+            kept[field.name] = next((v for v in _STAND_INS if _fits(v, field.type)), None)
     try:
-        return msgspec.convert(_valid_keys(value, kind), kind)
+        return msgspec.convert(kept, kind)
     except msgspec.ValidationError:
         return None
+
+
+_STAND_INS: Final = ("capigate-stand-in", ["capigate-stand-in"])
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    try:
+        msgspec.convert(value, annotation)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def _valid_keys(value: Any, kind: Any) -> Any:

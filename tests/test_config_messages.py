@@ -265,8 +265,9 @@ def test_check_config_takes_the_file_as_an_argument(tmp_path: Path) -> None:
 def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
     """Rule: check-config names each mistake of the file, across sections and within a table,
     not the first only (it named one a table, a trial), and in one answer: the checks across
-    sources and keys (a duplicate id, a relay URL, an unset api_key_env) ran only once every
-    source decoded, so a second run named five more (a trial)."""
+    sources and keys (a duplicate id, a relay URL, an unset api_key_env, an id that is an email
+    address) ran only once every source decoded, so a second run named five more (a trial),
+    and a source without a required key hid its other mistakes (a re-check)."""
     text = (
         '[server]\nadmin_token = "short"\nport = "x"\nworkrs = 2\ntrusted_proxies = ["not-a-network"]\n'
         'host = "not a host"\n'
@@ -274,7 +275,8 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
         '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n'
         '[axon.pixels.relay]\nbatch_size = 0\nconcurrency = 0\nurl = "https://b.applovin.com/V1/Event"\n'
         '[[axon.pixels]]\npixel_id = "p"\napi_key = "k2"\nprofle = "standard"\n'
-        '[[appsflyer.apps]]\napp_id = "123456789"\nkeys = ["k"]\n'
+        '[[axon.pixels]]\npixel_id = "jane@example.com"\n'
+        '[[appsflyer.apps]]\napp_id = "123456789"\nkeys = []\n'
         '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k"]\n'
         '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k"]\nbogus = 1\n'
         '[appsflyer.apps.relay]\napi_key_env = "CAPIGATE_TEST_UNSET_KEY"\n'
@@ -293,6 +295,9 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
         "axon.pixels[0].relay.url",
         "axon.pixels[1].profle",
         "axon.pixels[1].pixel_id",
+        "axon.pixels[2].api_key",
+        "axon.pixels[2].pixel_id",
+        "appsflyer.apps[0].keys",
         "appsflyer.apps[0].app_id",
         "appsflyer.apps[2].bogus",
         "appsflyer.apps[2].app_id",
