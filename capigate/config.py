@@ -347,6 +347,8 @@ def _mended(value: Any, kind: type[StructT]) -> StructT | None:
         return None
     for field in msgspec.structs.fields(kind):
         if field.required and field.name not in kept:  # named already: a stand-in, for the other checks
+            if field.name.endswith("_id"):
+                return None  # an id checked across sources: two stand-ins would be one id twice
             kept[field.name] = next((v for v in _STAND_INS if _fits(v, field.type)), None)
     try:
         return msgspec.convert(kept, kind)

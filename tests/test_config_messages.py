@@ -276,6 +276,7 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
         '[axon.pixels.relay]\nbatch_size = 0\nconcurrency = 0\nurl = "https://b.applovin.com/V1/Event"\n'
         '[[axon.pixels]]\npixel_id = "p"\napi_key = "k2"\nprofle = "standard"\n'
         '[[axon.pixels]]\npixel_id = "jane@example.com"\n'
+        '[[axon.pixels]]\napi_key = "k3"\n[[axon.pixels]]\napi_key = "k4"\n'
         '[[appsflyer.apps]]\napp_id = "123456789"\nkeys = []\n'
         '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k"]\n'
         '[[appsflyer.apps]]\napp_id = "com.example.a"\nkeys = ["k"]\nbogus = 1\n'
@@ -297,6 +298,8 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
         "axon.pixels[1].pixel_id",
         "axon.pixels[2].api_key",
         "axon.pixels[2].pixel_id",
+        "axon.pixels[3].pixel_id",
+        "axon.pixels[4].pixel_id",
         "appsflyer.apps[0].keys",
         "appsflyer.apps[0].app_id",
         "appsflyer.apps[2].bogus",
@@ -304,6 +307,7 @@ def test_every_mistake_is_reported_in_one_answer(tmp_path: Path) -> None:
         "appsflyer.apps[2].relay.api_key_env",
     ):
         assert f"capigate.toml: {key}: " in message, message
+    assert "stand-in" not in message, message  # two pixels without an id are not one id twice
 
 
 def test_check_config_refuses_the_host_serve_would_refuse(tmp_path: Path) -> None:
