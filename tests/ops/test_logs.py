@@ -60,18 +60,10 @@ def _wait_for(server: Server, text: str) -> str:
     return server.output()
 
 
-@pytest.fixture
-def plain_server(tmp_path: Path) -> Iterator[Server]:
-    srv = make_server(tmp_path / "gw")
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-def test_control_characters_in_logged_fields_are_escaped(plain_server: Server) -> None:
+def test_control_characters_in_logged_fields_are_escaped(fresh_server: Server) -> None:
     """Rule: every logged field has its control characters escaped (capigate/logs.py)."""
-    _send_forgeries(plain_server)
-    out = _wait_for(plain_server, "controls")
+    _send_forgeries(fresh_server)
+    out = _wait_for(fresh_server, "controls")
     lines = out.splitlines()
     assert not [line for line in lines if line.startswith("2026-01-01 00:00:00,000")], out
     forged = [line for line in lines if "FORGED" in line]
