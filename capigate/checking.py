@@ -19,7 +19,7 @@ import msgspec
 
 from capigate.errors import Problem
 
-__all__ = ["TOO_LARGE_NUMBER", "Report", "check_struct", "did_you_mean", "join", "shown_value", "top_key"]
+__all__ = ["TOO_LARGE_NUMBER", "Report", "check_struct", "converts", "did_you_mean", "join", "shown_value", "top_key"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 # A number msgspec reads as out of range, in every place that says so: a body, a field, a file.
@@ -84,7 +84,7 @@ def _collect(raw: Any, kind: Any, path: str, report: Report) -> None:
             if not _only_inside_items(exc):
                 _record(exc, path, report)
         for i, element in enumerate(raw):
-            if not _converts(element, item):
+            if not converts(element, item):
                 _collect(element, item, join(path, i), report)
         return
     try:
@@ -108,11 +108,12 @@ def _collect_fields(raw: dict[str, Any], struct: type[msgspec.Struct], path: str
                 report.error(here, "missing_field", f"`{name}` is required")
             continue
         value = raw[name]
-        if not _converts(value, kind):
+        if not converts(value, kind):
             _collect(value, kind, here, report)
 
 
-def _converts(value: Any, kind: Any) -> bool:
+def converts(value: Any, kind: Any) -> bool:
+    """Whether msgspec takes ``value`` as ``kind``."""
     try:
         msgspec.convert(value, kind)
     except msgspec.ValidationError:

@@ -23,6 +23,7 @@ from msgspec import Meta, Struct
 
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.body import MAX_BODY_BYTES
+from capigate.checking import converts
 from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
 from capigate.endpoint_path import base_path, holds_endpoint_path
 from capigate.errors import ConfigError
@@ -269,17 +270,20 @@ def _decode(file: str, value: Any, kind: type[T], prefix: str, problems: list[Co
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
-        found = _every_mistake(value, kind, prefix) or [_placed(str(exc), prefix)]
+        found = _sorted_keys(value, kind, prefix)[1] or [_placed(str(exc), prefix)]
         problems += [config_error(file, message) for message in found]
         return None
 
 
-def _every_mistake(value: Any, kind: Any, prefix: str) -> list[str]:
-    """msgspec stops at a table's first mistake: each key decoded on its own names every one,
-    as msgspec's messages placed under ``prefix`` (a nested table's too, under its key)."""
-    if not (isinstance(value, dict) and isinstance(kind, type) and issubclass(kind, Struct)):
-        return []
+def _sorted_keys(value: Any, kind: Any, prefix: str) -> tuple[dict[str, Any], list[str]]:
+    """The keys of the table ``value`` that decode as the Struct ``kind``'s fields want (a
+    nested table's own such keys), and msgspec's messages for the others, placed under
+    ``prefix``: msgspec stops at a table's first mistake, each key decoded on its own names
+    every one."""
+    if not isinstance(value, dict):
+        return {}, []
     fields = {field.name: field for field in msgspec.structs.fields(kind)}
+    kept: dict[str, Any] = {}
     found = []
     for key, item in value.items():
         if key not in fields:
@@ -289,9 +293,14 @@ def _every_mistake(value: Any, kind: Any, prefix: str) -> list[str]:
             msgspec.convert(item, fields[key].type)
         except msgspec.ValidationError as exc:
             place = f"{prefix}.{key}"
-            found += _every_mistake(item, _struct_in(fields[key].type), place) or [_placed(str(exc), place)]
+            inner_found: list[str] = []
+            if (inner := _struct_in(fields[key].type)) is not None and isinstance(item, dict):
+                kept[key], inner_found = _sorted_keys(item, inner, place)
+            found += inner_found or [_placed(str(exc), place)]
+        else:
+            kept[key] = item
     missing = [name for name, field in fields.items() if field.required and name not in value]
-    return found + [_placed(f"Object missing required field `{name}`", prefix) for name in missing]
+    return kept, found + [_placed(f"Object missing required field `{name}`", prefix) for name in missing]
 
 
 def _struct_in(annotation: Any) -> Any:
@@ -342,14 +351,14 @@ def _mended(value: Any, kind: type[StructT]) -> StructT | None:
     one given a stand-in), for the checks across sources and keys (a duplicate id, a relay URL,
     an unset api_key_env): a first pass named only the mistakes of decoding, and a second the
     rest (a trial). None if it still does not decode."""
-    kept = _valid_keys(value, kind)
-    if not isinstance(kept, dict):
+    if not isinstance(value, dict):
         return None
+    kept, _ = _sorted_keys(value, kind, "")
     for field in msgspec.structs.fields(kind):
         if field.required and field.name not in kept:  # named already: a stand-in, for the other checks
             if field.name.endswith("_id"):
                 return None  # an id checked across sources: two stand-ins would be one id twice
-            kept[field.name] = next((v for v in _STAND_INS if _fits(v, field.type)), None)
+            kept[field.name] = next((v for v in _STAND_INS if converts(v, field.type)), None)
     try:
         return msgspec.convert(kept, kind)
     except msgspec.ValidationError:
@@ -357,34 +366,6 @@ def _mended(value: Any, kind: type[StructT]) -> StructT | None:
 
 
 _STAND_INS: Final = ("capigate-stand-in", ["capigate-stand-in"])
-
-
-def _fits(value: Any, annotation: Any) -> bool:
-    try:
-        msgspec.convert(value, annotation)
-    except msgspec.ValidationError:
-        return False
-    return True
-
-
-def _valid_keys(value: Any, kind: Any) -> Any:
-    """The keys of the table ``value`` that decode as ``kind``'s fields want (a nested table's
-    own valid keys), the others left out."""
-    if not isinstance(value, dict):
-        return value
-    fields = {field.name: field.type for field in msgspec.structs.fields(kind)}
-    kept = {}
-    for key, item in value.items():
-        if key not in fields:
-            continue
-        try:
-            msgspec.convert(item, fields[key])
-        except msgspec.ValidationError:
-            if (inner := _struct_in(fields[key])) is not None and isinstance(item, dict):
-                kept[key] = _valid_keys(item, inner)
-            continue
-        kept[key] = item
-    return kept
 
 
 def _check_relays(file: str, pixels: Indexed, apps: Indexed, environ: Mapping[str, str] | None) -> list[ConfigError]:
