@@ -25,7 +25,7 @@ from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.body import MAX_BODY_BYTES
 from capigate.checking import converts
 from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
-from capigate.endpoint_path import base_path, holds_endpoint_path
+from capigate.endpoint_path import endpoint_base
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
 from capigate.settings import render, struct_doc
@@ -405,9 +405,9 @@ def _url_problem(url: str) -> str | None:
         return "the URL has no host, or a space in it"
     if parts.port == 0:  # read as no port: the relay went to port 80 (a trial)
         return "the URL's port is 0: give the upstream's port, or none for the scheme's own"
-    if holds_endpoint_path(parts.path):
+    if (base := endpoint_base(parts.path)) is not None:
         return (
-            f"give the upstream's base URL ({parts.scheme}://{parts.netloc}{base_path(parts.path)}), without the "
+            f"give the upstream's base URL ({parts.scheme}://{parts.netloc}{base}), without the "
             f"endpoint's path {parts.path!r}: the relay adds it"
         )
     return None

@@ -8,22 +8,24 @@ The path is read as a server would route it, so ``/V1/Event``, ``/v1//event``,
 from __future__ import annotations
 
 import posixpath
+from typing import Final
 from urllib.parse import unquote
 
-__all__ = ["base_path", "holds_endpoint_path"]
+__all__ = ["endpoint_base"]
+
+_AXON: Final = "/v1/event"
+_APPSFLYER: Final = "/inappevent"
 
 
-def holds_endpoint_path(path: str) -> bool:
-    """Whether the URL path ``path`` (as written, not yet decoded) ends with Axon's
-    ``/v1/event`` or holds AppsFlyer's ``/inappevent``."""
-    plain = posixpath.normpath(unquote(path)).lower() if path else ""
-    return plain.endswith("/v1/event") or "/inappevent" in plain
-
-
-def base_path(path: str) -> str:
-    """The part of ``path`` before the endpoint's, as a server routes it: what a base URL
-    behind a proxy keeps (``/applovin/v1/event``: ``/applovin``; a trial was told to drop it)."""
+def endpoint_base(path: str) -> str | None:
+    """None if the URL path ``path`` (as written, not yet decoded) holds no endpoint's path;
+    else the part before it, which a base URL behind a proxy keeps (``/applovin/v1/event``:
+    ``/applovin``; a trial was told to drop it). Axon's ``/v1/event`` ends the path;
+    AppsFlyer's ``/inappevent`` is anywhere in it."""
     plain = posixpath.normpath(unquote(path)) if path else ""
     lower = plain.lower()
-    cut = lower.find("/inappevent") if "/inappevent" in lower else lower.rfind("/v1/event")
-    return plain[:cut] if cut > 0 else ""
+    if _APPSFLYER in lower:
+        return plain[: lower.find(_APPSFLYER)]
+    if lower.endswith(_AXON):
+        return plain[: -len(_AXON)]
+    return None

@@ -29,7 +29,7 @@ from capigate.client._base import (
     gather_failures,
     interrupted,
 )
-from capigate.endpoint_path import base_path, holds_endpoint_path
+from capigate.endpoint_path import endpoint_base
 from capigate.errors import CapigateError
 
 if TYPE_CHECKING:
@@ -72,8 +72,8 @@ def checked_base_url(base_url: str) -> str:
     if url.query or url.fragment or "?" in base_url or "#" in base_url:  # a query was posted to, a 405 (a trial)
         raise ValueError(f"base URL {base_url!r} has a query (?) or fragment (#): give the server's address alone")
     path = url.raw_path.decode("ascii").partition("?")[0]
-    if holds_endpoint_path(path):
-        base = f"{url.scheme}://{url.netloc.decode()}{base_path(path)}"
+    if (prefix := endpoint_base(path)) is not None:
+        base = f"{url.scheme}://{url.netloc.decode()}{prefix}"
         raise ValueError(f"give the base URL ({base}), without the endpoint's path {url.path!r}: it is added to it")
     return base_url
 
