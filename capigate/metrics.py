@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -178,10 +179,12 @@ def remove_stale_shared_dirs(server_pid: int) -> None:
 
 
 def _ours(directory: Path) -> bool:
+    """A directory (not a link to one) of this user."""
     try:
-        return directory.lstat().st_uid == os.getuid() and directory.is_dir() and not directory.is_symlink()
+        found = directory.lstat()
     except OSError:
         return False
+    return found.st_uid == os.getuid() and stat.S_ISDIR(found.st_mode)
 
 
 class Metrics:
