@@ -14,7 +14,6 @@ and dropping those would lose real data.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from functools import lru_cache
@@ -22,7 +21,7 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from capigate.checking import Report, join, top_key
-from capigate.identity import InvalidIdentifier, contains_email, hash_email, is_sha256_hex
+from capigate.identity import InvalidIdentifier, contains_email, hash_email, is_sha256_hex, sha256_hex
 
 __all__ = [
     "EMAIL_SHOWN",
@@ -123,7 +122,7 @@ def shown_id(value: str) -> str:
     two dedupe scopes (events.dedupe_scope) and two entries of the journal's filters."""
     if not _holds_email(value):
         return value
-    return f"{EMAIL_SHOWN[:-1]} {hashlib.sha256(value.encode()).hexdigest()[:8]}>"
+    return f"{EMAIL_SHOWN[:-1]} {sha256_hex(value)[:8]}>"
 
 
 def _holds_email(text: str) -> bool:
