@@ -119,10 +119,12 @@ def shown_key(key: str) -> str:
 def shown_id(value: str) -> str:
     """A request's source id or test tag as everything after keeps it: one holding an email
     address is ``<email address>`` and 8 hex digits of its SHA-256, so that two such tags stay
-    two dedupe scopes (events.dedupe_scope) and two entries of the journal's filters."""
+    two dedupe scopes (events.dedupe_scope) and two entries of the journal's filters. The value
+    is trimmed and lower-cased first, as hash_email normalises an address: ``Jane@Example.com``
+    and ``jane@example.com`` are one tag, found by a filter in either case (two, they were)."""
     if not _holds_email(value):
         return value
-    return f"{EMAIL_SHOWN[:-1]} {sha256_hex(value)[:8]}>"
+    return f"{EMAIL_SHOWN[:-1]} {sha256_hex(value.strip().lower())[:8]}>"
 
 
 def _holds_email(text: str) -> bool:

@@ -154,3 +154,29 @@ def test_a_phone_number_as_a_path_segment_is_not_kept() -> None:
     assert shown_path("/inappevent/id123456789") == "/inappevent/id123456789"
     assert shown_path("/orders/4155550100") == "/orders/4155550100"
     assert shown_path("/search/a+b") == "/search/a+b"
+
+
+def test_a_tag_holding_an_email_address_is_one_tag_whatever_its_case(gateway: tuple[Server, str | None]) -> None:
+    """Rule: shown_id normalises an email address as hash_email does (trimmed, lower-cased)
+    before hashing it. `Jane@Example.com` and `jane@example.com` were two tags (a trial): a
+    search for one found nothing sent with the other, and each was its own dedupe scope."""
+    assert shown_id("Jane.Dev3@Company.Example") == shown_id(" jane.dev3@company.example ") == TAG_SHOWN
+    assert shown_id("ci run 7") == "ci run 7" and shown_id("CI Run 7") == "CI Run 7"  # no email: as sent
+    server, _ = gateway
+    event = purchase(dedupe_id="cased-order-1")
+    answers = [
+        _post(server, "/v1/event?pixel_id=px_std", headers={"Authorization": "key-std", "X-Capigate-Test": tag},
+              json=batch(event)).json()
+        for tag in ("Jane.Dev3@Company.Example", TAG_EMAIL)
+    ]  # fmt: skip
+    assert [a["test_tag"] for a in answers] == [TAG_SHOWN, TAG_SHOWN], answers
+    assert [(a["stored"], a["duplicates"]) for a in answers] == [(1, 0), (0, 1)], answers
+    with server.admin() as admin:
+        for asked in ("JANE.DEV3@company.example", TAG_EMAIL, TAG_SHOWN):
+            events = admin.get("/api/events", params={"test_tag": asked}).json()["events"]
+            assert [e["test_tag"] for e in events] == [TAG_SHOWN], (asked, events)
+        other_case = {"test_tag": "Jane.Dev3@COMPANY.example"}
+        wait_until(
+            lambda: len(admin.get("/api/requests", params=other_case).json()["requests"]) == 2,
+            what="both requests found by the tag in another case",
+        )
