@@ -74,7 +74,7 @@ def fill(path: Path, n: int, now_ms: int) -> None:
     # The per-minute totals that record_request keeps beside each journal row.
     conn.execute(
         "INSERT INTO request_minutes SELECT received_at - received_at % 60000 AS m, coalesce(source, ''), "
-        "CASE WHEN source IS NULL THEN api ELSE '' END AS a, count(*), sum(status >= 400), sum(events_received), "
+        "api AS a, count(*), sum(status >= 400), sum(events_received), "
         "sum(events_stored), sum(events_duplicate), sum(json_array_length(CAST(warnings AS TEXT))) "
         "FROM requests GROUP BY m, source, a"
     )

@@ -125,13 +125,13 @@ def history(db: Path, now_ms: int) -> None:
         n = int(48 * wave + rng.randrange(10))
         failed = rng.choice([0, 0, 0, 1, 2]) + (6 if 22 <= i <= 25 else 0)  # a bad deploy, fixed
         dup = rng.choice([0, 0, 1, 1, 2, 4])
-        rows.append((minute, "px_shop", n, failed, n * 2, n * 2 - failed * 2 - dup, dup, n // 8))
+        rows.append((minute, "px_shop", "axon", n, failed, n * 2, n * 2 - failed * 2 - dup, dup, n // 8))
         m = int(18 * wave + rng.randrange(6))
-        rows.append((minute, "com.example.shop", m, rng.choice([0, 0, 1]), m, m - 1, 0, rng.randrange(3)))
+        rows.append((minute, "com.example.shop", "appsflyer", m, rng.choice([0, 0, 1]), m, m - 1, 0, rng.randrange(3)))
         if i % 3 == 0:
-            rows.append((minute, "px_leads", 3, 0, 3, 3, 0, 1))
+            rows.append((minute, "px_leads", "axon", 3, 0, 3, 3, 0, 1))
     conn = sqlite3.connect(db, timeout=10)
-    conn.executemany("INSERT OR REPLACE INTO request_minutes VALUES (?, ?, '', ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT OR REPLACE INTO request_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
 

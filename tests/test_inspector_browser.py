@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from tests.conftest import ADMIN, Server, make_server
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, page_view, purchase
 
 CHROMIUM = os.environ.get("CAPIGATE_CHROMIUM", "/usr/bin/chromium")
@@ -295,6 +295,47 @@ def test_the_overview_names_ingest_calls_without_their_id_and_keeps_other_reques
     expect(other).to_contain_text("requests to no ingest API (logins, unknown paths)")
     assert int(other.locator(".totals b").first.inner_text()) >= 2  # the login, the unknown path
     expect(page.locator(".card[data-source='(no source)']")).to_have_count(0)
+
+
+SHARED_ID_CONFIG = (
+    DEFAULT_CONFIG
+    + """
+[[axon.pixels]]
+pixel_id = "shared-1"
+api_key = "key-shared"
+profile = "standard"
+
+[[appsflyer.apps]]
+app_id = "shared-1"
+keys = ["af-shared-key"]
+"""
+)
+
+
+def test_a_pixel_and_an_app_with_one_id_have_a_card_each(browser: Browser, tmp_path: Path) -> None:
+    """An Axon pixel and an AppsFlyer app configured with the same id shared one card, their
+    requests summed on it (a trial): each has its own, with its own totals."""
+    gateway = make_server(tmp_path / "shared", SHARED_ID_CONFIG)
+    gateway.start()
+    try:
+        assert post_axon(gateway, batch(purchase()), pixel="shared-1", key="key-shared").status_code == 200
+        af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_purchase", "eventValue": ""}
+        with gateway.client(headers={"authentication": "wrong"}) as c:
+            for _ in range(2):  # refused: no such key
+                assert c.post("/inappevent/shared-1", json=af_event).status_code == 401
+        with checked_page(browser, gateway.url) as page:
+            logged_in(page)
+            page.click("a[data-view=overview]")
+            expect(page.locator(".card[data-source='shared-1']")).to_have_count(2)
+            axon = page.locator(".card[data-source='shared-1'][data-api=axon]")
+            appsflyer = page.locator(".card[data-source='shared-1'][data-api=appsflyer]")
+            expect(axon.locator(".kind")).to_have_text("Axon · standard")
+            expect(appsflyer.locator(".kind")).to_have_text("AppsFlyer")
+            expect(axon.locator(".totals")).to_have_text("1 requests, 0 failed")
+            expect(appsflyer.locator(".totals")).to_have_text("2 requests, 2 failed")
+            expect(page.locator(".card.unknown-sources")).to_have_count(0)
+    finally:
+        gateway.stop()
 
 
 def test_the_api_reads_need_the_session(page: Page, gateway: Server) -> None:

@@ -17,7 +17,7 @@ from capigate.store import PostgresStore, SQLiteStore
 from capigate.store.postgres import schema as pg_schema
 from capigate.store.sqlite import schema as sqlite_schema
 from tests.storekit import PG_URL
-from tests.test_minutes_migration import minutes_of
+from tests.test_minutes_migration import PG_LEGACY_SOURCE_MINUTES, minutes_of, sqlite_legacy_source_minutes
 from tests.test_store_stats import MINUTE, T0, WARN, record
 
 # Journaled twice by the old writes: one with warnings, one naming no source (counted per api).
@@ -59,7 +59,7 @@ def test_sqlite_migrate_keeps_one_row_per_request_id_and_counts_it_once(tmp_path
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("DROP INDEX requests_request_id")
         conn.execute(NON_UNIQUE)
-        conn.execute("UPDATE schema_version SET version = 5")
+    sqlite_legacy_source_minutes(path, 5)
     # A v5 file opened by this capigate is migrated at once: the old writes are made by hand.
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         columns = "request_id, received_at, api, source, method, path, status, client_ip, user_agent, latency_ms, "
@@ -90,7 +90,9 @@ def test_postgresql_migrate_keeps_one_row_per_request_id_and_counts_it_once(sche
     with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute("DROP INDEX requests_request_id")
         conn.execute(NON_UNIQUE)
-        conn.execute("DELETE FROM capigate_schema WHERE version = 6")
+        for statement in PG_LEGACY_SOURCE_MINUTES:
+            conn.execute(statement)
+        conn.execute("DELETE FROM capigate_schema WHERE version >= 6")
         columns = "request_id, received_at, api, source, method, path, status, client_ip, user_agent, latency_ms, "
         columns += "events_received, events_stored, events_duplicate, problems, warnings, test_tag"
         ids = [r.request_id for r in TWICE]

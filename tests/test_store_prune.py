@@ -372,7 +372,7 @@ MINUTE_TOTALS = (
     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 )
 JOURNAL_TOTALS = (
-    "SELECT received_at - received_at % 60000, coalesce(source, ''), CASE WHEN source IS NULL THEN api ELSE '' END, "
+    "SELECT received_at - received_at % 60000, coalesce(source, ''), api, "
     "count(*), count(*) FILTER (WHERE status >= 400), sum(events_received) FROM requests GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 )
 JOURNAL_TABLES = ("requests", "request_bodies", "request_keys", "request_minutes")

@@ -69,14 +69,16 @@ def test_stats_total_the_journal_per_bucket_and_source(store: Store) -> None:
     buckets = run(store.query_stats(None, since_ms=T0, until_ms=T0 + 2 * MINUTE, bucket_ms=MINUTE))
     assert buckets == [
         StatsBucket(
-            start_ms=T0, source="px_a", requests=2, failed_requests=1, events_received=8, events_accepted=2,
-            events_duplicate=1, events_refused=5, warnings=2,
+            start_ms=T0, source="px_a", api="axon", requests=2, failed_requests=1, events_received=8,
+            events_accepted=2, events_duplicate=1, events_refused=5, warnings=2,
         ),
-        StatsBucket(start_ms=T0, source="px_b", requests=1, events_received=1, events_accepted=1),
+        StatsBucket(start_ms=T0, source="px_b", api="axon", requests=1, events_received=1, events_accepted=1),
         StatsBucket(start_ms=T0 + MINUTE, source=None, api="axon", requests=1, failed_requests=1),
         StatsBucket(start_ms=T0 + MINUTE, source=None, api="inspector", requests=1, failed_requests=1),
         StatsBucket(start_ms=T0 + MINUTE, source=None, api="unknown", requests=1, failed_requests=1),
-        StatsBucket(start_ms=T0 + MINUTE, source="px_a", requests=1, events_received=1, events_accepted=1, warnings=1),
+        StatsBucket(
+            start_ms=T0 + MINUTE, source="px_a", api="axon", requests=1, events_received=1, events_accepted=1, warnings=1
+        ),
     ]  # fmt: skip
     # Whole minutes (their per-minute totals) tell them apart as well.
     whole = run(store.query_stats(None, since_ms=T0 - MINUTE, until_ms=T0 + 3 * MINUTE, bucket_ms=MINUTE))
@@ -139,9 +141,9 @@ def test_stats_split_the_requests_naming_no_source_per_api_from_the_minute_total
     assert run(store.query_requests(RequestQuery()))[0] == []
     whole = run(store.query_stats(None, since_ms=T0, until_ms=T0 + 2 * MINUTE, bucket_ms=MINUTE))
     assert [(b.start_ms - T0, b.source, b.api, b.requests, b.failed_requests) for b in whole] == [
-        (0, "px_a", None, 2, 1), (0, "px_b", None, 1, 0),
+        (0, "px_a", "axon", 2, 1), (0, "px_b", "axon", 1, 0),
         (MINUTE, None, "axon", 1, 1), (MINUTE, None, "inspector", 1, 1), (MINUTE, None, "unknown", 1, 1),
-        (MINUTE, "px_a", None, 1, 0),
+        (MINUTE, "px_a", "axon", 1, 0),
     ]  # fmt: skip
     assert [
         b.requests for b in run(store.query_stats("px_a", since_ms=T0, until_ms=T0 + 6 * MINUTE, bucket_ms=MINUTE))
@@ -198,7 +200,31 @@ def test_a_journal_entry_written_again_is_stored_and_counted_once(store: Store) 
     buckets = run(store.query_stats(None, since_ms=T0, until_ms=T0 + MINUTE, bucket_ms=MINUTE))
     assert buckets == [
         StatsBucket(
-            start_ms=T0, source="px_a", requests=2, failed_requests=1, events_received=4, events_accepted=1,
-            events_refused=3, warnings=1,
+            start_ms=T0, source="px_a", api="axon", requests=2, failed_requests=1, events_received=4,
+            events_accepted=1, events_refused=3, warnings=1,
         )
     ]  # fmt: skip
+
+
+def test_a_pixel_and_an_app_with_one_id_keep_their_own_totals(store: Store) -> None:
+    """Rule: the totals are kept per api and source. An Axon pixel and an AppsFlyer app
+    configured with the same id shared one set of per-minute totals (a trial), so the
+    inspector showed one card for both: from the journal, the whole minutes and the dead letters alike."""
+    for r in (
+        record(T0 + 1_000, "shared-1", 200, 2, 2),
+        record(T0 + 2_000, "shared-1", 400, 1, 0, api="appsflyer", path="/inappevent/shared-1"),
+        record(T0 + 3_000, "shared-1", 400, 1, 0, api="appsflyer", path="/inappevent/shared-1"),
+    ):
+        run(store.record_requests([r]))
+    event = NewEvent(api="appsflyer", source="shared-1", name="af_purchase", event_time_ms=T0, dedupe_id="d1",
+                     payload=b"{}", destination="appsflyer:shared-1")  # fmt: skip
+    run(store.ingest([event], request_id="r-af", received_at_ms=T0 + 10))
+    claimed = run(store.claim("appsflyer:shared-1", owner="w", limit=10, now_ms=T0 + MINUTE, lease_ms=MINUTE))
+    dead = [AttemptOutcome(event_id=d.event_id, destination=d.destination, at_ms=T0 + MINUTE, result="dead", status=400)
+            for d in claimed]  # fmt: skip
+    run(store.settle(dead, owner="w"))
+    expected = [(0, "shared-1", "appsflyer", 2, 2, 1), (0, "shared-1", "axon", 1, 0, 0)]
+    for since, until in ((T0, T0 + 30_000), (T0 - MINUTE, T0 + 2 * MINUTE)):  # the journal, the whole minutes
+        buckets = run(store.query_stats(None, since_ms=since, until_ms=until, bucket_ms=MINUTE))
+        got = [(b.start_ms - T0, b.source, b.api, b.requests, b.failed_requests, b.dead_letters) for b in buckets]
+        assert got == expected, (since - T0, got)

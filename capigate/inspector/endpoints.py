@@ -167,9 +167,13 @@ async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> R
     return json_response(200, answer, [("cache-control", "no-store")])
 
 
-def _configured(gateway: Gateway) -> set[str]:
+def _configured(gateway: Gateway) -> set[tuple[str | None, str]]:
+    """The configured sources as (api, id), and as (None, id): the totals of a source kept
+    before their api was (StatsBucket.api), which belong to the source configured with that id."""
     config = gateway.config
-    return {p.pixel_id for p in config.axon.pixels} | {a.app_id for a in config.appsflyer.apps}
+    pairs = {("axon", p.pixel_id) for p in config.axon.pixels}
+    pairs |= {("appsflyer", a.app_id) for a in config.appsflyer.apps}
+    return pairs | {(None, source_id) for _, source_id in pairs}
 
 
 def _split_other(buckets: list[StatsBucket]) -> tuple[list[StatsBucket], OtherRequests]:
@@ -184,11 +188,17 @@ def _split_other(buckets: list[StatsBucket]) -> tuple[list[StatsBucket], OtherRe
     return ingest, other
 
 
-def _split_unknown(buckets: list[StatsBucket], configured: set[str]) -> tuple[list[StatsBucket], UnknownSources]:
-    known = [b for b in buckets if b.source is None or b.source in configured]
+def _split_unknown(
+    buckets: list[StatsBucket], configured: set[tuple[str | None, str]]
+) -> tuple[list[StatsBucket], UnknownSources]:
+    """The buckets of the configured sources (an Axon pixel's by its api: an AppsFlyer app of
+    the same id is another source) and of the calls naming none, and the unknown ids' sum."""
+    known: list[StatsBucket] = []
     counts: dict[str, int] = {}
     for b in buckets:
-        if b.source is not None and b.source not in configured:
+        if b.source is None or (b.api, b.source) in configured:
+            known.append(b)
+        else:
             counts[b.source] = counts.get(b.source, 0) + b.requests
     busiest = heapq.nlargest(TOP_UNKNOWN, counts.items(), key=lambda item: item[1])
     unknown = UnknownSources(

@@ -97,9 +97,11 @@ class StatsBucket(msgspec.Struct, kw_only=True):
 
     start_ms: int
     source: str | None  # None: requests that named no source (no pixel_id, unknown path)
-    # With source None only, the journal's api of those requests: "axon" or "appsflyer" for
-    # ingest calls that did not say their pixel or app; others ("inspector", "unknown") are
-    # not calls to an API at all (a login, an unknown path).
+    # The journal's api of the requests: a source's ("axon" or "appsflyer": a pixel and an app
+    # may share an id), and with source None, "axon" or "appsflyer" for ingest calls that did
+    # not say their pixel or app; others ("inspector", "unknown") are not calls to an API at
+    # all (a login, an unknown path). None with a source: totals kept before schema version 8
+    # (SQLite; 7, PostgreSQL) that the journal no longer held to tell their api.
     api: str | None = None
     requests: int = 0
     failed_requests: int = 0  # status >= 400

@@ -36,15 +36,17 @@ QualityKey = tuple[int, str, str, str, int]  # (hour or day, source, name, api, 
 
 
 def minute_key(r: RequestRecord) -> tuple[int, str, str]:
-    """The per-minute totals' row a journal entry counts in: (minute, source, api)."""
+    """The per-minute totals' row a journal entry counts in: (minute, source, api), source ''
+    for the requests naming none. Keyed by api too: an Axon pixel and an AppsFlyer app may
+    have the same id (before schema version 8, a source's rows had api '': one set of totals)."""
     minute = r.received_at - r.received_at % MINUTE_MS
-    return (minute, r.source, "") if r.source else (minute, "", r.api)
+    return (minute, r.source or "", r.api)
 
 
 def minute_totals(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
     """The per-minute totals of journal entries, as (minute, source, api, requests, failed,
-    received, stored, duplicate, warnings): one row per minute and source (per api for the
-    requests naming none, source ''), so a flush of a thousand requests is an upsert or two.
+    received, stored, duplicate, warnings): one row per minute, source and api (source '' for
+    the requests naming none), so a flush of a thousand requests is an upsert or two.
     The overview reads whole minutes from them, the sourceless split per api included."""
     totals: dict[tuple[int, str, str], list[int]] = {}
     for r in records:
@@ -110,8 +112,8 @@ class StatsTally:
             b.events_duplicate += duplicate
             b.warnings += warnings
 
-    def add_dead(self, start: int, source: str | None, dead_letters: int) -> None:
-        self._bucket(start, source).dead_letters += dead_letters
+    def add_dead(self, start: int, api: str, source: str, dead_letters: int) -> None:
+        self._bucket(start, source, api).dead_letters += dead_letters
 
     def buckets(self) -> list[StatsBucket]:
         """In time order, then by source and api; the refused events are what was received

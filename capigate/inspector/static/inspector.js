@@ -890,23 +890,23 @@ function renderCards(stats) {
   const start = Math.floor(stats.since / bucket) * bucket;
   const count = Math.max(1, Math.ceil((stats.until - start) / bucket));
   const empty = () => ({ requests: 0, failed_requests: 0, events_accepted: 0, events_refused: 0, events_duplicate: 0, warnings: 0, dead_letters: 0 });
-  const bySource = new Map(state.sources.map((s) => [s.id, Array.from({ length: count }, empty)]));
+  // One card per source, keyed by api and id: an Axon pixel and an AppsFlyer app may share an id.
+  const bySource = new Map(state.sources.map((s) => [sourceKey(s.api, s.id), { source: s.id, info: s, slots: Array.from({ length: count }, empty) }]));
   for (const b of stats.buckets) {
-    const key = b.source ?? NAMELESS[b.api]?.id ?? "(no source)";
-    if (!bySource.has(key)) bySource.set(key, Array.from({ length: count }, empty));
+    const key = bucketKey(b);
+    if (!bySource.has(key)) bySource.set(key, { source: b.source ?? NAMELESS[b.api]?.id ?? "(no source)", info: null, slots: Array.from({ length: count }, empty) });
     const i = Math.floor((b.start_ms - start) / bucket);
     if (i < 0 || i >= count) continue;
-    const slot = bySource.get(key)[i];
+    const slot = bySource.get(key).slots[i];
     for (const k of Object.keys(slot)) slot[k] += b[k];
   }
   const relays = new Map((stats.relay || []).map((d) => [d.destination, d]));
-  const entries = [...bySource].map(([source, slots]) => {
+  const entries = [...bySource.values()].map(({ source, info, slots }) => {
     const sum = (k) => slots.reduce((acc, s) => acc + s[k], 0);
-    return { source, slots, sum, busy: sum("requests") + sum("dead_letters") };
+    return { source, info, slots, sum, busy: sum("requests") + sum("dead_letters") };
   });
   entries.sort((a, b) => (b.busy > 0) - (a.busy > 0)); // active sources first, config order kept
-  const cards = entries.map(({ source, slots, sum, busy }) => {
-    const info = state.sources.find((s) => s.id === source);
+  const cards = entries.map(({ source, info, slots, sum, busy }) => {
     const nameless = Object.values(NAMELESS).find((n) => n.id === source);
     const kind = info ? (info.api === "axon" ? `Axon · ${info.profile}` : "AppsFlyer") : nameless ? nameless.kind : "not configured";
     const relay = info ? relays.get(`${info.api}:${info.id}`) : null;
@@ -915,10 +915,11 @@ function renderCards(stats) {
       ? h("p", { class: "relay-line" }, `Relay: ${relay.pending} pending, ${relay.delivered} delivered, `,
           h("span", { class: relay.dead ? "dead" : "" }, `${relay.dead} dead`))
       : null;
-    if (!busy) return h("article", { class: "card idle", "data-source": source }, head, h("p", { class: "totals" }, "No requests in this window."), relayLine);
+    const api = info ? info.api : null;
+    if (!busy) return h("article", { class: "card idle", "data-source": source, "data-api": api }, head, h("p", { class: "totals" }, "No requests in this window."), relayLine);
     return h(
       "article",
-      { class: "card", "data-source": source },
+      { class: "card", "data-source": source, "data-api": api },
       head,
       h(
         "p",
@@ -943,6 +944,18 @@ function renderCards(stats) {
   });
   const rows = [unknownRow(stats.unknown), otherRow(stats.other)].filter(Boolean);
   document.getElementById("cards").replaceChildren(...cards, ...rows);
+}
+
+const sourceKey = (api, id) => `${api}:${id}`;
+
+// The card a bucket counts on: its source's, by api and id; a source's totals kept before
+// their api was (api null) go to the source configured with that id; the ingest calls that
+// named no source, to their API's nameless card.
+function bucketKey(b) {
+  if (b.source === null) return `nameless:${b.api}`;
+  if (b.api) return sourceKey(b.api, b.source);
+  const info = state.sources.find((s) => s.id === b.source);
+  return info ? sourceKey(info.api, info.id) : sourceKey("", b.source);
 }
 
 // Ingest calls that did not say their pixel or app: a card each API, named for what is missing.

@@ -68,8 +68,8 @@ def _text(equal: Sequence[tuple[str, str | int | None]]) -> list[tuple[str, obje
 
 def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
     """The SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them), each giving rows of
-    (start, source, api, requests, failed, received, stored, duplicate, warnings), api only
-    where source is None, then the dead letters as (start, source, count).
+    (start, source, api, requests, failed, received, stored, duplicate, warnings), then the
+    dead letters as (start, api, source, count).
 
     Whole minutes come from ``request_minutes`` when buckets are whole minutes (the requests
     naming no source per api there too); the partial minutes at the window's edges (or every
@@ -79,7 +79,7 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
     by_source = " AND source = %s" if source is not None else ""
     extra = [source] if source is not None else []
     journal = (
-        "SELECT received_at - received_at %% %s AS start, source, CASE WHEN source IS NULL THEN api END, "
+        "SELECT received_at - received_at %% %s AS start, source, api, "
         "count(*), count(*) FILTER (WHERE status >= 400), sum(events_received), sum(events_stored), "
         "sum(events_duplicate), "
         "sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END) "
@@ -92,10 +92,10 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
     )
     queries = totals_queries(minutes, journal, since_ms, until_ms, bucket_ms, extra)
     dead = (  # a run's events came in one request: its first event tells their source
-        "SELECT o.arrived_at - o.arrived_at %% %s AS start, e.source, sum(o.last_id - o.first_id + 1)::int8 "
+        "SELECT o.arrived_at - o.arrived_at %% %s AS start, e.api, e.source, sum(o.last_id - o.first_id + 1)::int8 "
         "FROM outbox o JOIN events e ON e.id = o.first_id "
         f"WHERE o.state = 'dead' AND o.arrived_at >= %s AND o.arrived_at < %s{by_source.replace('source', 'e.source')} "
-        "GROUP BY 1, 2"
+        "GROUP BY 1, 2, 3"
     )
     queries.append((dead, [bucket_ms, since_ms, until_ms, *extra]))
     return queries
@@ -110,6 +110,6 @@ async def query_stats(
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for all
         for sql, params in totals:
             tally.add_totals(await (await conn.execute(sql, params)).fetchall())
-        for start, src, n in await (await conn.execute(dead, dead_params)).fetchall():
-            tally.add_dead(start, src, n)
+        for start, api, src, n in await (await conn.execute(dead, dead_params)).fetchall():
+            tally.add_dead(start, api, src, n)
     return tally.buckets()

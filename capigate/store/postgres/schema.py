@@ -107,7 +107,7 @@ RUNS_MIGRATION: Final = (
 )
 
 # Version 5: the journal's totals per minute, as SQLite's request_minutes: a source's under
-# api '', the requests naming no source (source '') per api, so the inspector's overview reads
+# api '' (per api from version 7), the requests naming no source (source '') per api, so the inspector's overview reads
 # whole minutes from them and not the journal. Each writer connection adds to rows of its own
 # shard (as the match-key rollups), so nodes never wait for each other's row. Filled from the
 # journal the database holds.
@@ -160,6 +160,37 @@ UNIQUE_REQUESTS_MIGRATION: Final = (
     f"DELETE FROM requests r WHERE {_TWICE}",
     "DROP INDEX requests_request_id",
     "CREATE UNIQUE INDEX requests_request_id ON requests (request_id)",
+)
+
+# Version 7: a source's per-minute totals keyed by api too, as SQLite's version 8 (an Axon
+# pixel and an AppsFlyer app may share an id: they shared one set of totals). Its api ''
+# rows, in every shard, are summed, split per api as the journal tells (in shard 0), and what
+# the journal no longer holds (pruned) stays under api '', which the overview gives the source
+# configured with that id.
+_LEGACY_TOTALS: Final = (
+    "sum(requests) AS requests, sum(failed) AS failed, sum(received) AS received, sum(stored) AS stored, "
+    "sum(duplicate) AS duplicate, sum(warnings) AS warnings"
+)
+SOURCE_API_MIGRATION: Final = (
+    f"""CREATE TEMP TABLE minutes_v6 ON COMMIT DROP AS SELECT minute, source, {_LEGACY_TOTALS}
+    FROM request_minutes WHERE source != '' AND api = '' GROUP BY minute, source""",
+    "DELETE FROM request_minutes WHERE source != '' AND api = ''",
+    """INSERT INTO request_minutes
+    SELECT received_at - received_at % 60000, source, api, 0, count(*), count(*) FILTER (WHERE status >= 400),
+        sum(events_received), sum(events_stored), sum(events_duplicate),
+        sum(CASE WHEN length(warnings) > 2 THEN json_array_length(convert_from(warnings, 'UTF8')::json) ELSE 0 END)
+    FROM requests
+    WHERE source IS NOT NULL AND (received_at - received_at % 60000, source) IN (SELECT minute, source FROM minutes_v6)
+    GROUP BY 1, 2, 3""",
+    f"""INSERT INTO request_minutes
+    SELECT * FROM (
+        SELECT o.minute, o.source, '', 0, o.requests - coalesce(s.requests, 0) AS requests,
+            o.failed - coalesce(s.failed, 0), o.received - coalesce(s.received, 0), o.stored - coalesce(s.stored, 0),
+            o.duplicate - coalesce(s.duplicate, 0), o.warnings - coalesce(s.warnings, 0)
+        FROM minutes_v6 o LEFT JOIN (
+            SELECT minute, source, {_LEGACY_TOTALS} FROM request_minutes WHERE source != '' GROUP BY minute, source
+        ) s USING (minute, source)
+    ) d WHERE requests > 0""",
 )
 
 MIGRATIONS: Final = (
@@ -266,6 +297,7 @@ MIGRATIONS: Final = (
     Migration(4, "the relay outbox in runs of event ids, as SQLite's; event ids by the block", RUNS_MIGRATION),
     Migration(5, "the journal's per-minute totals, the requests naming no source per api", MINUTES_MIGRATION),
     Migration(6, "one journal row per request id: an entry retried is not stored twice", UNIQUE_REQUESTS_MIGRATION),
+    Migration(7, "a source's per-minute totals split per api, as the journal tells", SOURCE_API_MIGRATION),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

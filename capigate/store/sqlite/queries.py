@@ -146,8 +146,8 @@ _JOURNAL_TOTALS: Final = (
 
 def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple[str, list[Any]]]:
     """The SELECTs of ``query_stats`` (exposed so tests can EXPLAIN them), each giving rows of
-    (start, source, api, requests, failed, received, stored, duplicate, warnings), api only
-    where source is None, then the dead letters as (start, source, count).
+    (start, source, api, requests, failed, received, stored, duplicate, warnings), then the
+    dead letters as (start, destination, count).
 
     Whole minutes come from ``request_minutes`` when buckets are whole minutes (the requests
     naming no source per api there too); the partial minutes at the window's edges (or every
@@ -157,7 +157,7 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
     by_source = " AND source = ?" if source is not None else ""
     extra = [source] if source is not None else []
     journal = (
-        f"SELECT received_at - received_at % ? AS start, source, CASE WHEN source IS NULL THEN api END, "
+        f"SELECT received_at - received_at % ? AS start, source, api, "
         f"{_JOURNAL_TOTALS} FROM requests INDEXED BY requests_received_at "
         f"WHERE received_at >= ? AND received_at < ?{by_source} GROUP BY start, source, 3"
     )
@@ -191,5 +191,6 @@ def query_stats(
     for sql, params in totals:
         tally.add_totals(conn.execute(sql, params))
     for start, destination, n in conn.execute(dead, dead_params):
-        tally.add_dead(start, destination.partition(":")[2], n)
+        api, _, dead_source = destination.partition(":")
+        tally.add_dead(start, api, dead_source, n)
     return tally.buckets()

@@ -27,7 +27,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The relay outbox (outbox.py), added in version 2.
@@ -65,10 +65,10 @@ OUTBOX_SCHEMA: Final = (
         delivered INTEGER NOT NULL
     ) WITHOUT ROWID""",
 )
-# The journal's totals per minute and source, kept with each journal row: the inspector's
+# The journal's totals per minute, source and api, kept with each journal row: the inspector's
 # charts read a week in a few thousand rows, not a million. The requests naming no source
-# (source '') are kept per api, which tells the overview's ingest calls without their id from
-# logins and unknown paths; a source's rows have api ''.
+# (source '') are kept per api too, which tells the overview's ingest calls without their id
+# from logins and unknown paths. A source's rows had api '' before version 8.
 REQUEST_MINUTES: Final = """CREATE TABLE IF NOT EXISTS request_minutes (
         minute INTEGER NOT NULL,
         source TEXT NOT NULL,
@@ -134,6 +134,35 @@ _UNIQUE_REQUESTS: Final = (
     f"DELETE FROM requests WHERE {_TWICE}",
     "DROP INDEX IF EXISTS requests_request_id",
     "CREATE UNIQUE INDEX requests_request_id ON requests (request_id)",
+)
+# Version 8: a source's per-minute totals keyed by api too (an Axon pixel and an AppsFlyer
+# app may share an id: they shared one set of totals). Its api '' rows are split per api as
+# the journal tells; what the journal no longer holds (pruned) stays under api '', which the
+# overview gives the source configured with that id.
+_LEGACY_TOTALS: Final = (
+    "sum(requests) AS requests, sum(failed) AS failed, sum(received) AS received, sum(stored) AS stored, "
+    "sum(duplicate) AS duplicate, sum(warnings) AS warnings"
+)
+_SOURCE_API_MINUTES: Final = (
+    f"""CREATE TEMP TABLE minutes_v7 AS SELECT minute, source, {_LEGACY_TOTALS}
+    FROM request_minutes WHERE source != '' AND api = '' GROUP BY minute, source""",
+    "DELETE FROM request_minutes WHERE source != '' AND api = ''",
+    """INSERT INTO request_minutes
+    SELECT received_at - received_at % 60000 AS minute, source, api, count(*), sum(status >= 400), sum(events_received),
+        sum(events_stored), sum(events_duplicate),
+        sum(CASE WHEN length(warnings) > 2 THEN json_array_length(CAST(warnings AS TEXT)) ELSE 0 END)
+    FROM requests
+    WHERE source IS NOT NULL AND (received_at - received_at % 60000, source) IN (SELECT minute, source FROM minutes_v7)
+    GROUP BY 1, 2, 3""",
+    f"""INSERT INTO request_minutes SELECT * FROM (
+        SELECT o.minute, o.source, '', o.requests - coalesce(s.requests, 0) AS requests, o.failed - coalesce(s.failed, 0),
+            o.received - coalesce(s.received, 0), o.stored - coalesce(s.stored, 0),
+            o.duplicate - coalesce(s.duplicate, 0), o.warnings - coalesce(s.warnings, 0)
+        FROM minutes_v7 o LEFT JOIN (
+            SELECT minute, source, {_LEGACY_TOTALS} FROM request_minutes WHERE source != '' GROUP BY minute, source
+        ) s USING (minute, source)
+    ) WHERE requests > 0""",
+    "DROP TABLE minutes_v7",
 )
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -213,6 +242,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
         _UNIQUE_REQUESTS,
     ),
     7: ("scattered new dedupe keys appended in order, moved into their index in key order", RECENT_SCHEMA),
+    8: ("a source's per-minute totals split per api, as the journal tells", _SOURCE_API_MINUTES),
 }
 
 
