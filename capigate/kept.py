@@ -10,9 +10,11 @@ A refused body is kept with its personal data treated as ingest treats it, by th
 functions: emails and phone numbers hashed as ``capigate.identity`` hashes them (AppsFlyer's
 ``*_hashed`` fields by its rules' hashers), personal data under keys a schema does not define
 dropped by ``capigate.personal`` (Axon's unknown keys by ``capigate.axon.personal``), and no
-string holding an email address left anywhere (``without_emails``). What cannot be hashed, an
-invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place, so that a
-problem's path still points at something. The body is capped at ``MAX_KEPT_BYTES``; a body
+string holding an email address left anywhere (``without_emails``; an Axon identifier that
+is an email address, ``user_data.user_id`` say, hashed as ingest hashes it). What cannot be
+hashed, an invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place,
+so that a problem's path still points at something; a hashed one is its hash, never ``DROPPED``:
+the page would say dropped what ingest keeps hashed. The body is capped at ``MAX_KEPT_BYTES``; a body
 that is not JSON cannot be checked, and is not kept.
 """
 
@@ -25,6 +27,7 @@ import msgspec
 
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.axon.personal import without_personal_unknowns
+from capigate.axon.rules import IDENTIFIER_TEXT
 from capigate.checking import Report
 from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
@@ -201,6 +204,9 @@ def _treat_axon_event(event: Any, path: str) -> Any:
     user = event.get("user_data")
     if isinstance(user, dict):
         event = {**event, "user_data": _hashed(user, _AXON_HASHERS)}
+    report = Report()  # an identifier holding an exact email address: hashed, as ingest hashes it
+    event = without_emails(event, path, report, _SEND_HASHED, hashed=IDENTIFIER_TEXT)
+    _mark_dropped(event, report, prefix=path)
     return event
 
 
@@ -245,8 +251,11 @@ def _without_emails(value: Any) -> Any:
 
 
 def _mark_dropped(root: Any, report: Report, prefix: str = "") -> None:
-    """``DROPPED`` at each path where ``report`` says something was dropped (or replaced)."""
+    """``DROPPED`` at each path where ``report`` says something was dropped (or replaced); not
+    where it was hashed (``plain_pii_hashed``: the hash is in place, as ingest keeps it)."""
     for warning in report.warnings + report.problems:
+        if warning.code == "plain_pii_hashed":
+            continue
         path = warning.path
         if prefix and path.startswith(prefix):
             path = path[len(prefix) :].lstrip(".")

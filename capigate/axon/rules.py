@@ -37,7 +37,7 @@ from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
 
-__all__ = ["MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
+__all__ = ["IDENTIFIER_TEXT", "MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -474,7 +474,9 @@ _REQUIRED_TEXT: Final = frozenset(
         "data.transaction_id",  # purchase's, required there: dropped, the purchase would lack it
     }
 )
-_IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
+# An event's identifiers that an exact email address is hashed in, as email is (without_emails);
+# capigate/kept.py treats a refused body's the same way.
+IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
 _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
 
 
@@ -491,7 +493,7 @@ def _new_event(
     payload = _encode(kept)
     dedupe_id = event.dedupe_id
     if b"@" in payload:  # rare: only then is the event walked for an email address in a defined field
-        kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=_IDENTIFIER_TEXT)
+        kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
         payload = _encode(kept)
         dedupe_id = kept.get("dedupe_id")
     data = raw.get("data")
