@@ -194,6 +194,68 @@ def test_filter_events_by_source_name_tag_time_and_delivery(page: Page, gateway:
     expect(rows).to_have_count(2)
 
 
+def test_the_filters_are_kept_in_the_url_across_a_reload_a_shared_link_and_back_and_forward(
+    page: Page, gateway: Server
+) -> None:
+    """The filters were lost on a reload, and a link to the page could not carry them (a
+    trial): they are kept in the fragment, as a pinned request is, and restored from it."""
+    tag = f"url-{uuid.uuid4().hex[:8]}"
+    assert (
+        post_axon(gateway, batch(purchase(), page_view(), page_view()), **{"X-Capigate-Test": tag}).status_code == 200
+    )
+    bad = purchase()
+    del bad["data"]["transaction_id"]
+    assert post_axon(gateway, batch(bad), **{"X-Capigate-Test": tag}).status_code == 400
+    logged_in(page)
+    page.click("a[data-view=events]")
+    form = page.locator("#ev-filters")
+    rows = page.locator("#events tr.event")
+    form.locator("[name=test_tag]").fill(tag)
+    form.locator("[name=name]").fill("page_view")
+    form.locator("[name=since]").fill("2000-01-02T03:04:05")
+    form.locator("button[type=submit]").click()
+    expect(rows).to_have_count(2)
+    expect(page).to_have_url(re.compile(rf"#events\?.*test_tag={tag}"))
+    assert "name=page_view" in page.url and "since=" in page.url and "2000" not in page.url.split("#")[1]  # epoch ms
+
+    page.reload()
+    expect(page.locator("#view-events")).to_be_visible()
+    expect(form.locator("[name=test_tag]")).to_have_value(tag)
+    expect(form.locator("[name=name]")).to_have_value("page_view")
+    expect(form.locator("[name=since]")).to_have_value("2000-01-02T03:04:05")
+    expect(rows).to_have_count(2)
+
+    form.locator("[name=name]").fill("")
+    form.locator("button[type=submit]").click()
+    expect(rows).to_have_count(3)
+    page.go_back()
+    expect(form.locator("[name=name]")).to_have_value("page_view")
+    expect(rows).to_have_count(2)
+    page.go_forward()
+    expect(form.locator("[name=name]")).to_have_value("")
+    expect(rows).to_have_count(3)
+
+    # The requests' filters too; each tab keeps its own, and a shared link opens on them.
+    page.click("a[data-view=requests]")
+    requests = page.locator("#requests tr.request")
+    rq = page.locator("#rq-filters")
+    rq.locator("[name=test_tag]").fill(tag)
+    rq.locator("[name=status]").fill("4xx")
+    rq.locator("button[type=submit]").click()
+    expect(requests).to_have_count(1)
+    expect(requests.locator(".badge").first).to_have_text("400")
+    shared = page.url
+    page.click("a[data-view=events]")
+    expect(form.locator("[name=test_tag]")).to_have_value(tag)
+    expect(rows).to_have_count(3)
+    other = page.context.new_page()
+    other.goto(shared)
+    expect(other.locator("#rq-filters [name=status]")).to_have_value("4xx")
+    expect(other.locator("#rq-filters [name=test_tag]")).to_have_value(tag)
+    expect(other.locator("#requests tr.request")).to_have_count(1)
+    other.close()
+
+
 def test_the_event_time_column_shows_the_full_date_with_its_year(browser: Browser, gateway: Server) -> None:
     last_year = datetime.now(UTC).replace(microsecond=456_000) - timedelta(days=400)
     tag = f"year-{uuid.uuid4().hex[:8]}"

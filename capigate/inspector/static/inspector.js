@@ -146,18 +146,74 @@ function problemTable(title, problems, kind) {
 
 // --- views and polling ---------------------------------------------------------------------
 
+// The fragment names the view (#requests, #events, ...), a pinned request or event
+// (#request/<id>), and a list's filters as its query (#events?name=purchase&test_tag=ci): a
+// reload or a shared link shows the same list, and back and forward step through the filters.
 function show(hash) {
-  let [view, id] = hash.split("/");
+  const cut = hash.indexOf("?");
+  const search = cut < 0 ? "" : hash.slice(cut + 1);
+  let [view, id] = (cut < 0 ? hash : hash.slice(0, cut)).split("/");
   state.pinned = null;
   if (view === "request" && id) state.pinned = { kind: "request", id };
   if (view === "event" && id) state.pinned = { kind: "event", id };
   if (state.pinned) view = state.pinned.kind === "request" ? "requests" : "events";
   if (!document.getElementById(`view-${view}`)) view = "requests";
+  if (!state.pinned && FILTERS[view]) applyFilters(view, new URLSearchParams(search));
   state.view = view;
   renderPinned();
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${view}`;
   for (const link of document.querySelectorAll("#tabs a")) link.classList.toggle("active", link.dataset.view === view);
   refresh(true);
+}
+
+// The lists whose filters the fragment keeps: their form, and how it is read as the API's query.
+const FILTERS = {
+  requests: { form: "rq-filters", read: () => requestFilters() },
+  events: { form: "ev-filters", read: () => eventFilters() },
+};
+
+function filterHash(view, params) {
+  return `#${view}${query(params)}`;
+}
+
+// The form of ``view`` filled from the fragment's query (times in epoch ms, shown in local
+// time), and its list started again if they changed; its tab links to them.
+function applyFilters(view, params) {
+  const form = document.getElementById(FILTERS[view].form);
+  for (const el of form.elements) {
+    if (!el.name) continue;
+    const value = params.get(el.name) || "";
+    el.value = el.name === "since" || el.name === "until" ? localInput(value) : value;
+  }
+  const filters = FILTERS[view].read();
+  const list = state[view];
+  if (JSON.stringify(filters) !== JSON.stringify(list.params)) {
+    state[view] = { rows: [], next: null, older: false, open: list.open, seen: 0, shown: null, params: filters };
+  }
+  document.querySelector(`#tabs a[data-view=${view}]`).setAttribute("href", filterHash(view, filters));
+}
+
+// A submitted form goes to the fragment (a step in the history); the same filters again, read afresh.
+function filtersChanged(view) {
+  const filters = FILTERS[view].read();
+  const hash = filterHash(view, filters);
+  if (location.hash !== hash) {
+    location.hash = hash; // hashchange: show() applies them
+    return;
+  }
+  const list = state[view];
+  state[view] = { rows: [], next: null, older: false, open: list.open, seen: 0, shown: null, params: filters };
+  refresh(true);
+}
+
+// Epoch ms as a datetime-local input's value, in local time ("" for none).
+function localInput(ms) {
+  const n = Number(ms);
+  if (!ms || !Number.isFinite(n)) return "";
+  const d = new Date(n);
+  if (Number.isNaN(d.getTime())) return "";
+  const date = `${String(d.getFullYear()).padStart(4, "0")}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  return `${date}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 async function refresh(force) {
@@ -515,7 +571,8 @@ async function renderPinned() {
   evBox.replaceChildren();
   const pin = state.pinned;
   if (!pin) return;
-  const close = h("button", { type: "button", class: "unpin", onclick: () => (location.hash = pin.kind === "request" ? "#requests" : "#events") }, "Close");
+  const back = document.querySelector(`#tabs a[data-view=${pin.kind === "request" ? "requests" : "events"}]`);
+  const close = h("button", { type: "button", class: "unpin", onclick: () => (location.hash = back.getAttribute("href")) }, "Close");
   if (pin.kind === "request") {
     const box = h("div", { class: "request-detail" }, h("p", { class: "muted" }, "…"));
     rqBox.replaceChildren(h("div", { class: "pinned" }, h("header", {}, h("h3", {}, `Request ${pin.id}`), close), box));
@@ -1151,11 +1208,7 @@ async function start() {
   document.getElementById("send-form").addEventListener("submit", sendTestEvent);
 
   const rqFilters = document.getElementById("rq-filters");
-  const requestsChanged = () => {
-    state.requests = { rows: [], next: null, older: false, open: state.requests.open, seen: 0, shown: null, params: requestFilters() };
-    if (state.pinned) location.hash = "#requests";
-    refresh(true);
-  };
+  const requestsChanged = () => filtersChanged("requests");
   rqFilters.addEventListener("submit", (e) => {
     e.preventDefault();
     requestsChanged();
@@ -1165,10 +1218,7 @@ async function start() {
   document.getElementById("rq-status").addEventListener("change", requestsChanged);
   document.getElementById("rq-more").addEventListener("click", (e) => older(e.currentTarget, loadRequests));
   const filters = document.getElementById("ev-filters");
-  const eventsChanged = () => {
-    state.events = { rows: [], next: null, older: false, open: state.events.open, seen: 0, shown: null, params: eventFilters() };
-    refresh(true);
-  };
+  const eventsChanged = () => filtersChanged("events");
   filters.addEventListener("submit", (e) => {
     e.preventDefault();
     eventsChanged();
