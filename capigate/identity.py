@@ -9,16 +9,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from typing import Final
+from urllib.parse import unquote
 
 import msgspec
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
 __all__ = [
+    "PERCENT_AT",
     "HashedPhone",
     "InvalidIdentifier",
     "NormalisedPhone",
     "contains_email",
+    "decoded_email",
     "hash_email",
     "hash_name",
     "hash_phone",
@@ -58,8 +62,21 @@ _sha256 = hashlib.sha256
 
 def contains_email(text: str) -> bool:
     """Whether ``text`` holds something shaped like an email address (local@domain.tld)
-    anywhere in it: the same shape ``normalise_email`` accepts, found inside free text."""
-    return "@" in text and _EMAIL.search(text) is not None
+    anywhere in it: the same shape ``normalise_email`` accepts, found inside free text, and
+    percent-encoded too (``jane%40example.com``, as a URL or a form carries one)."""
+    if "@" in text and _EMAIL.search(text) is not None:
+        return True
+    return "%40" in text and _EMAIL.search(unquote(text)) is not None
+
+
+# What a payload holds where an email address may be percent-encoded: one of contains_email's two guards.
+PERCENT_AT: Final = b"%40"
+
+
+def decoded_email(text: str) -> str:
+    """``text`` with its percent-encoding undone when that is what hides an address
+    (``jane%40example.com``), else as it is: what ``hash_email`` is given."""
+    return text if "@" in text or "%40" not in text else unquote(text)
 
 
 def normalise_email(raw: str) -> str:

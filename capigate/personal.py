@@ -21,7 +21,14 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from capigate.checking import Report, join, top_key
-from capigate.identity import InvalidIdentifier, contains_email, hash_email, is_sha256_hex, sha256_hex
+from capigate.identity import (
+    InvalidIdentifier,
+    contains_email,
+    decoded_email,
+    hash_email,
+    is_sha256_hex,
+    sha256_hex,
+)
 
 __all__ = [
     "EMAIL_SHOWN",
@@ -51,7 +58,7 @@ def looks_personal(key: str, value: Any) -> bool:
     holding an email address whatever its key, a key that is itself an email address, or a
     phone number under another name of a phone's."""
     text = isinstance(value, str)
-    if text and _holds_email(value):
+    if text and contains_email(value):
         return True
     if _personal_key(key):
         return not (text and is_sha256_hex(value.strip())) or contains_email(key)
@@ -113,7 +120,7 @@ def shown_key(key: str) -> str:
     """``key`` as a path or a message may show it: an email address used as a key is not.
     The same rule holds for a request's source id (pixel id, app id) and its test tag: what
     the journal, the log, the store and the page keep of them; percent-encoded too (``%40``)."""
-    return EMAIL_SHOWN if _holds_email(key) else key
+    return EMAIL_SHOWN if contains_email(key) else key
 
 
 def shown_id(value: str) -> str:
@@ -122,14 +129,9 @@ def shown_id(value: str) -> str:
     two dedupe scopes (events.dedupe_scope) and two entries of the journal's filters. The value
     is trimmed and lower-cased first, as hash_email normalises an address: ``Jane@Example.com``
     and ``jane@example.com`` are one tag, found by a filter in either case (two, they were)."""
-    if not _holds_email(value):
+    if not contains_email(value):
         return value
     return f"{EMAIL_SHOWN[:-1]} {sha256_hex(value.strip().lower())[:8]}>"
-
-
-def _holds_email(text: str) -> bool:
-    """Whether ``text`` holds an email address, percent-encoded (``%40``) or not."""
-    return contains_email(text) or ("%40" in text and contains_email(unquote(text)))
 
 
 PHONE_SHOWN = "<phone number>"
@@ -179,7 +181,7 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                 report.warn(
                     join(path, shown),
                     "plain_pii_dropped",
-                    f"`{shown}` {what}: it was dropped, and {top_key(path)} is stored and relayed without it "
+                    f"`{shown}` {what}: it was dropped, and {_holder(path)} is stored and relayed without it "
                     f"({send_hashed})",
                 )
                 new: Any = _LEFT_OUT
@@ -200,7 +202,7 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                     join(path, i),
                     "plain_pii_dropped",
                     "this item holds an email address: it was replaced by null, so that arrays sent side by "
-                    f"side stay aligned, and {top_key(path)} is stored and relayed without it ({send_hashed})",
+                    f"side stay aligned, and {_holder(path)} is stored and relayed without it ({send_hashed})",
                 )
                 new = None
             elif isinstance(item, (dict, list)):
@@ -213,6 +215,12 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                 items.append(new)
         return value if items is None else items
     return value
+
+
+def _holder(path: str) -> str:
+    """What is stored without a dropped value: AppsFlyer's top-level field, or an Axon event."""
+    top = top_key(path)
+    return "the event" if top == "events" else top
 
 
 def without_emails(
@@ -254,11 +262,11 @@ def without_emails(
 def _email_in_field(
     value: str, path: str, report: Report, send_hashed: str, required: frozenset[str], hashed: frozenset[str], at: str
 ) -> Any:
-    if "@" not in value or not contains_email(value):
+    if not contains_email(value):
         return value
     if at in hashed:
         try:
-            digest = hash_email(value)
+            digest = hash_email(decoded_email(value))
         except InvalidIdentifier:
             pass
         else:

@@ -366,3 +366,15 @@ def test_optional_af_order_id_dedupe_when_configured(server: Server) -> None:
     second = post(server, body, path="/inappevent/com.example.orders", headers=headers)
     assert first.json()["stored"] == 1
     assert (second.status_code, second.json()["duplicates"]) == (200, 1)
+
+
+def test_an_email_address_percent_encoded_is_dropped_from_a_defined_field(server: Server) -> None:
+    """Rule: an email address written %40 is one in AppsFlyer's defined fields too:
+    customer_user_id dropped with pii_in_customer_user_id, never stored or relayed plain."""
+    body = event(customer_user_id="hank%40gmail.com")
+    order = json.loads(body["eventValue"])["af_order_id"]
+    r = post(server, body, headers={**KEY, "Accept": "application/json"})
+    assert r.status_code == 200
+    assert paths(r.json(), "warnings")["customer_user_id"] == "pii_in_customer_user_id"
+    [row] = [e for e in stored(server, "com.example.shop") if e["payload"]["eventValue"].get("af_order_id") == order]
+    assert "customer_user_id" not in row["payload"] and "gmail" not in json.dumps(row["payload"])

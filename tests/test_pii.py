@@ -104,3 +104,65 @@ def test_phone_rule_national_number_is_read_in_the_events_country(fresh_server: 
     body = post(fresh_server, event)
     assert body["status"] == 200 and body["warnings"] == []
     assert stored_user_data(fresh_server, str(event["dedupe_id"]))["phone"] == sha("16505551212")
+
+
+def stored_event(server: Server, dedupe_id: str) -> dict[str, object]:
+    with server.admin() as c:
+        rows = c.get("/api/events", params={"source": "px_std", "limit": 1000}).json()["events"]
+    return next(e["payload"] for e in rows if e["dedupe_id"] == dedupe_id)
+
+
+def test_an_email_address_percent_encoded_is_one_in_a_defined_field_too(fresh_server: Server) -> None:
+    """Rule: an email address written %40 (a URL's, a form's) is an email address wherever a
+    literal one would be caught: refused in a required field, hashed in an identifier,
+    dropped in any other defined field, never stored or relayed plain."""
+    in_url = page_view(event_source_url="https://shop.example.com/welcome?email=hank%40gmail.com")
+    body = post(fresh_server, in_url)
+    assert body["status"] == 400
+    assert paths(body) == {"events[0].event_source_url": "plain_pii"}
+    event = page_view(name="search", data={"search_term": "eve.q%40gmail.com"})
+    event["user_data"]["client_id"] = "Eve%40Gmail.com"
+    body = post(fresh_server, event)
+    assert body["status"] == 200
+    warned = paths(body, "warnings")
+    assert warned["events[0].user_data.client_id"] == "plain_pii_hashed"
+    assert warned["events[0].data.search_term"] == "plain_pii_dropped"
+    kept = stored_event(fresh_server, str(event["dedupe_id"]))
+    assert kept["user_data"]["client_id"] == sha("eve@gmail.com")  # type: ignore[index]
+    assert "search_term" not in kept["data"]  # type: ignore[operator]
+    fresh_server.stop()
+    for db_file in Path(fresh_server.db).parent.glob("capigate.db*"):
+        text = db_file.read_bytes().decode("latin-1").lower()
+        assert "gmail" not in text, f"the address found in {db_file.name}"
+
+
+def test_metas_user_data_names_are_hashed_or_dropped_not_kept_as_unknown_fields(fresh_server: Server) -> None:
+    """Rule: a client moving over from Meta's Conversions API sends em, ph, fn, ln, db, ge, ct
+    and st plain in user_data; em and ph are hashed as email and phone are, the others
+    dropped, each with one warning (not also unknown_field, "kept as sent")."""
+    person = {"ph": "+1 415 555 0123", "fn": "Kim", "ln": "Jones", "db": "19800101", "ge": "f", "ct": "springfield"}
+    event = with_user(em="Kim.Jones@Example.com", st="ca", **person)
+    body = post(fresh_server, event)
+    assert body["status"] == 200
+    warnings = [(w["path"], w["code"]) for w in body["warnings"]]  # type: ignore[attr-defined]
+    assert ("events[0].user_data.em", "plain_pii_hashed") in warnings
+    assert ("events[0].user_data.ph", "plain_pii_hashed") in warnings
+    for key in ("fn", "ln", "db", "ge", "ct", "st"):
+        assert (f"events[0].user_data.{key}", "plain_pii_dropped") in warnings
+    assert len(warnings) == len(set(warnings)) == 8, warnings  # one warning a key, no unknown_field beside it
+    user = stored_user_data(fresh_server, str(event["dedupe_id"]))
+    assert user["em"] == sha("kim.jones@example.com") and user["ph"] == sha("14155550123")
+    assert not {"fn", "ln", "db", "ge", "ct", "st"} & set(user)
+
+
+def test_metas_names_already_hashed_are_kept_and_elsewhere_two_letters_are_not_personal(
+    fresh_server: Server,
+) -> None:
+    event = with_user(fn=sha("kim"))
+    event["data"] = {"ct": 3}  # a count, outside user_data
+    event["name"] = "page_view"
+    body = post(fresh_server, event)
+    assert body["status"] == 200
+    assert paths(body, "warnings") == {"events[0].user_data.fn": "unknown_field", "events[0].data.ct": "unknown_field"}
+    kept = stored_event(fresh_server, str(event["dedupe_id"]))
+    assert kept["user_data"]["fn"] == sha("kim") and kept["data"] == {"ct": 3}  # type: ignore[index]

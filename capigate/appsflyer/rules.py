@@ -75,6 +75,7 @@ from capigate.appsflyer.schema import (
 from capigate.checking import Report, check_struct, join, top_key
 from capigate.errors import Problem
 from capigate.events import NewEvent
+from capigate.identity import PERCENT_AT
 from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
 from capigate.unreadable import TOO_DEEP, unreadable
 
@@ -279,7 +280,7 @@ def _finish(
             "af_revenue is sent without eventCurrency or af_currency: AppsFlyer assumes USD",
         )
     payload = _ENCODER.encode(out)
-    if b"@" in payload:  # rare: only then is the body walked for an email address in a defined field
+    if b"@" in payload or PERCENT_AT in payload:  # rare: only then is the body walked for an email address
         payload = _ENCODER.encode(without_emails(out, "", report, SEND_HASHED, required=_REQUIRED_TEXT))
     if report.problems:
         missing_id = any(p.path == "appsflyer_id" and p.code == "missing_field" for p in report.problems)

@@ -33,6 +33,7 @@ from capigate.checking import Report, check_struct, did_you_mean, join, shown_va
 from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
+from capigate.identity import PERCENT_AT
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
@@ -199,9 +200,13 @@ def _unknown_keys(obj: dict[str, Any], known: frozenset[str], profile: Profile, 
     if known.issuperset(obj):
         return
     path = functools.reduce(join, at)
+    # A look-alike of email or phone was hashed under its own key (axon/personal.py), and said so.
+    hashed = {w.path for w in report.warnings if w.code == "plain_pii_hashed"}
     for key in [k for k in obj if k not in known]:  # in the order sent: a set's order varies by process
         hint = did_you_mean(key, known)
         shown = shown_key(key)  # a key beside `events` is never stored, but may hold an address
+        if join(path, shown) in hashed and not profile.strict_keys:
+            continue
         if profile.strict_keys:
             report.error(
                 join(path, shown), "unknown_field", f"`{shown}` is not allowed by the {profile.name} profile{hint}"
@@ -492,7 +497,7 @@ def _new_event(
     kept = _normalised(raw, user)
     payload = _encode(kept)
     dedupe_id = event.dedupe_id
-    if b"@" in payload:  # rare: only then is the event walked for an email address in a defined field
+    if b"@" in payload or PERCENT_AT in payload:  # rare: only then is the event walked for an email address
         kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
         payload = _encode(kept)
         dedupe_id = kept.get("dedupe_id")

@@ -36,6 +36,7 @@ from capigate.checking import Report
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
+from capigate.identity import PERCENT_AT
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 
@@ -154,7 +155,7 @@ def _typed(
             setattr(user, key, value)
         _encode_into(event, buffer)  # truncates the buffer to the payload, keeping its memory
         payload = bytes(buffer)
-        if _AT in payload:  # an email address in a defined field: rules.py's guard decides
+        if _AT in payload or payload.find(PERCENT_AT) != -1:  # an email address in a defined field: rules.py decides
             return None
         result.events.append(
             NewEvent(
