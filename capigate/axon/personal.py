@@ -6,8 +6,10 @@ one place where the schema cannot see a plain email or phone. The rule is AppsFl
 email-shaped value under any key, is dropped with ``plain_pii_dropped`` at its path. In
 ``user_data``, a look-alike of ``email`` or ``phone`` (``em``, ``email_address``,
 ``phone_number``, ``mobile`` ...) is instead normalised and hashed under its own key, with
-``plain_pii_hashed``, as ``email`` and ``phone`` are. ``lead_gen_restricted`` refuses unknown
-keys, so it never reaches this.
+``plain_pii_hashed``, as ``email`` and ``phone`` are; so are Meta's Conversions API names
+(``em``, ``ph``), and its other names of a person (``fn``, ``ln``, ``db``, ``ge``, ``ct``,
+``st``) are dropped there: a client moving over from Meta sends them, plain, where Axon defines
+none. ``lead_gen_restricted`` refuses unknown keys, so it never reaches this.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Final
 
 from capigate.axon.schema import DATA_SCHEMAS, Item, MeasurementPartnerData, ServerEvent, UserData, field_names
 from capigate.checking import Report, join
-from capigate.identity import InvalidIdentifier, contains_email, hash_email, hash_phone
+from capigate.identity import InvalidIdentifier, contains_email, decoded_email, hash_email, hash_phone, is_sha256_hex
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import looks_personal, shown_key, without_personal
 
@@ -32,6 +34,9 @@ _USER_KEYS = field_names(UserData)
 _ITEM_KEYS = field_names(Item)
 _MPD_KEYS = field_names(MeasurementPartnerData)
 _NO_KEYS: frozenset[str] = frozenset()
+# Meta's user_data names of a person (phone, first and last name, birth date, gender, city,
+# state), personal in user_data only: elsewhere two letters are as often a count or a status.
+_META_PERSON_KEYS: Final = frozenset({"ph", "fn", "ln", "db", "dob", "ge", "ct", "st"})
 
 _Nested = dict[str, Callable[[Any, str, Report], Any]]
 _LookAlike = Callable[[str, Any, str, Report], "str | None"]
@@ -51,7 +56,9 @@ def without_personal_unknowns(event: dict[str, Any], path: str, report: Report) 
         return _look_alike(key, value, here, report, region)
 
     def user_data(value: Any, here: str, report: Report) -> Any:
-        return _clean(value, _USER_KEYS, here, report, {}, look_alike) if isinstance(value, dict) else value
+        if not isinstance(value, dict):
+            return value
+        return _clean(value, _USER_KEYS, here, report, {}, look_alike, _personal_in_user_data)
 
     def data(value: Any, here: str, report: Report) -> Any:
         return _clean(value, data_keys, here, report, _DATA_NESTED) if isinstance(value, dict) else value
@@ -84,8 +91,9 @@ def _clean(
     report: Report,
     nested: _Nested,
     look_alike: _LookAlike | None = None,
+    personal: Callable[[str, Any], bool] = looks_personal,
 ) -> dict[str, Any]:
-    """``obj`` with its unknown keys treated: dropped when personal, unless ``look_alike``
+    """``obj`` with its unknown keys treated: dropped when ``personal``, unless ``look_alike``
     (user_data's) hashes them."""
     out: dict[str, Any] | None = None
     for key, value in obj.items():
@@ -96,7 +104,7 @@ def _clean(
                     out[key] = value
                 continue
             new = inner(value, join(path, key), report)
-        elif looks_personal(key, value):
+        elif personal(key, value):
             here = join(path, shown_key(key))
             new = look_alike(key, value, here, report) if look_alike is not None else None
             if new is None:
@@ -128,6 +136,15 @@ def _copy_until(obj: dict[str, Any], stop: str) -> dict[str, Any]:
     return out
 
 
+def _personal_in_user_data(key: str, value: Any) -> bool:
+    """``looks_personal``, and Meta's names of a person's data, unless already hashed."""
+    if looks_personal(key, value):
+        return True
+    if key.lower() not in _META_PERSON_KEYS:
+        return False
+    return not (isinstance(value, str) and is_sha256_hex(value.strip()))
+
+
 def _what(value: Any) -> str:
     return "holds an email address" if isinstance(value, str) and contains_email(value) else "looks like personal data"
 
@@ -141,7 +158,7 @@ def _look_alike(key: str, value: Any, path: str, report: Report, region: str | N
     if not (phone_like or email_like):
         return None
     try:
-        digest = hash_phone(value, region) if phone_like else hash_email(value)
+        digest = hash_phone(value, region) if phone_like else hash_email(decoded_email(value))
     except InvalidIdentifier:
         return None
     like = "phone" if phone_like else "email"
