@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import click
 
 import capigate.worker_env as worker_env
-from capigate.config import Config, ineffective_settings, load_config, workers_warning, write_default_config
+from capigate.config import Config, ineffective_settings, load_config, write_default_config, written_warnings
 from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
 
@@ -48,6 +48,7 @@ def _resolve_config(
     create: bool,
     check_environment: bool = False,
     host_problem: Callable[[str], str | None] | None = None,
+    store_problem: Callable[[str], str | None] | None = None,
 ) -> tuple[Config, bool]:
     """The configuration, or one line per mistake; ``check_environment``: the relay keys read
     from environment variables are set (the workers that relay would die without)."""
@@ -55,8 +56,9 @@ def _resolve_config(
     if create and not path.exists():
         write_default_config(path)
         created = True
+    environ = os.environ if check_environment else None
     try:
-        return load_config(path, os.environ if check_environment else None, host_problem=host_problem), created
+        return load_config(path, environ, host_problem=host_problem, store_problem=store_problem), created
     except ConfigErrors as exc:
         mistakes = "\n".join(f"  {e}" for e in exc.errors)
         raise click.ClickException(f"bad configuration, {len(exc.errors)} mistakes:\n{mistakes}") from None
@@ -68,40 +70,57 @@ class _BadStoreUrl(click.ClickException):
     exit_code = 2  # a usage mistake, as a bad option value is; 1 stays for a store out of reach
 
 
-def _checked_url(url: str) -> str:
-    """The store URL, once its own parameters (``?schema=``, ``?writers=`` …) are right: the
-    store's constructor checks them without connecting; a mistake is one line, exit 2."""
+def _url_refusal(url: str) -> str | None:
+    """What is wrong with a store URL's own parameters (``?schema=``, ``?writers=`` …): the
+    store's constructor checks them without connecting."""
     from capigate.store import open_store
 
     try:
         open_store(url)
     except (StoreError, ValueError) as exc:  # ValueError: the schema name
-        raise _BadStoreUrl(f"store: {exc}") from None
+        return str(exc)
+    return None
+
+
+def _checked_url(url: str) -> str:
+    """The store URL, once its own parameters are right; a mistake is one line, exit 2."""
+    if (why := _url_refusal(url)) is not None:
+        raise _BadStoreUrl(f"store: {why}")
     return url
+
+
+def _is_sqlite(url: str) -> bool:
+    return "://" not in url or url.startswith("sqlite:///")
+
+
+def _sqlite_file(url: str, config_file: str) -> Path:
+    """A SQLite store's file: a relative one is in the configuration file's directory."""
+    file = Path(url.removeprefix("sqlite:///"))
+    return file if file.is_absolute() else Path(config_file).resolve().parent / file
 
 
 def _store_url(config: Config, db: str | None) -> str:
     url = db or config.store.url
-    if "://" in url and not url.startswith("sqlite:///"):
-        return _checked_url(url)
-    file = Path(url.removeprefix("sqlite:///"))
-    if not file.is_absolute():
-        file = Path(config.path).resolve().parent / file
-    return str(file)
+    return str(_sqlite_file(url, config.path)) if _is_sqlite(url) else _checked_url(url)
 
 
-def _check_store_url(config: Config) -> None:
-    """What serve would refuse of [store] url, said by check-config too: a PostgreSQL URL's
-    own parameters (exit 2), a SQLite file where none can be made (a trial passed both)."""
-    from capigate.store.sqlite.schema import check_sqlite_path
+def _store_problem(config_file: Path) -> Callable[[str], str | None]:
+    """What serve would refuse of a [store] url, for check-config to say beside the file's
+    other mistakes: a PostgreSQL URL's own parameters, a SQLite file where none can be made
+    (a trial passed both)."""
 
-    url = _store_url(config, None)
-    if "://" in url:
-        return
-    try:
-        check_sqlite_path(Path(url))
-    except StoreError as exc:
-        raise click.ClickException(f"{config.path}: store.url: {exc}") from None
+    def problem(url: str) -> str | None:
+        if not _is_sqlite(url):
+            return _url_refusal(url)
+        from capigate.store.sqlite.schema import check_sqlite_path
+
+        try:
+            check_sqlite_path(_sqlite_file(url, str(config_file)))
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    return problem
 
 
 def _open_store(config: Config, db: str | None) -> Store:
@@ -265,13 +284,26 @@ def check_config(config_path: Path, file: Path | None) -> None:
     from capigate.serving import listen_problem
 
     config_path = file or config_path
-    config, _ = _resolve_config(config_path, create=False, check_environment=True, host_problem=listen_problem)
-    _check_store_url(config)
+    warnings = [f"{config_path}: warning: {warning}" for warning in written_warnings(config_path, os.cpu_count())]
+    try:
+        config, _ = _resolve_config(
+            config_path,
+            create=False,
+            check_environment=True,
+            host_problem=listen_problem,
+            store_problem=_store_problem(config_path),
+        )
+    except click.ClickException:
+        _echo_lines(warnings)  # before the mistakes, which end the command
+        raise
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
-    if (warning := workers_warning(config.server.workers, os.cpu_count())) is not None:
-        click.echo(f"{config_path}: warning: {warning}")
-    for note in ineffective_settings(config):
-        click.echo(f"{config_path}: note: {note}")
+    _echo_lines(warnings)
+    _echo_lines(f"{config_path}: note: {note}" for note in ineffective_settings(config))
+
+
+def _echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        click.echo(line)
 
 
 @main.command()

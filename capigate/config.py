@@ -42,6 +42,7 @@ __all__ = [
     "unset_variable",
     "workers_warning",
     "write_default_config",
+    "written_warnings",
 ]
 
 T = TypeVar("T")
@@ -186,6 +187,18 @@ def workers_warning(workers: int, cpus: int | None) -> str | None:
     )
 
 
+def written_warnings(path: Path, cpus: int | None) -> list[str]:
+    """The warnings of the file as written, said by check-config beside its mistakes if it has
+    any (they were said of a valid file only, a trial): ``workers`` far above ``cpus``."""
+    try:
+        server = _read_toml(path).get("server")
+    except ConfigError:
+        return []  # said as the file's mistake
+    workers = server.get("workers") if isinstance(server, dict) else None
+    warning = workers_warning(workers, cpus) if type(workers) is int else None
+    return [] if warning is None else [warning]
+
+
 def _relays_by_api(config: Config) -> list[tuple[str, RelaySettings, str]]:
     """Each relay table, where it is, and the host of the API it is not for."""
     relays = [(f"axon.pixels[{i}]", p.relay, "appsflyer.com") for i, p in enumerate(config.axon.pixels)]
@@ -199,11 +212,13 @@ def load_config(
     *,
     text: str | None = None,
     host_problem: Callable[[str], str | None] | None = None,
+    store_problem: Callable[[str], str | None] | None = None,
 ) -> Config:
     """The configuration in ``path`` (or ``text``, as read from it before); ConfigError naming
     the file, the key and the fix, or ConfigErrors naming every mistake found. ``environ``: also
     check that each enabled relay's ``api_key_env`` is set there (the processes that relay need it).
-    ``host_problem``: also check ``[server] host`` with it (check-config; serve's bind does)."""
+    ``host_problem``: also check ``[server] host`` with it (check-config; serve's bind does);
+    ``store_problem``, ``[store] url`` (check-config; serve's opening of the store does)."""
     name = str(path)
     raw = _read_toml(path, text)
     raw.pop("path", None)
@@ -223,6 +238,8 @@ def load_config(
     problems += _check_proxies(name, raw.get("server"))
     if host_problem is not None:
         problems += _check_host(name, raw.get("server"), host_problem)
+    if store_problem is not None:
+        problems += _check_store(name, raw.get("store", {}), store_problem)
     problems += _check_app_ids(name, apps)
     problems += _check_not_email(name, pixels, "axon.pixels", "pixel_id")
     problems += _check_not_email(name, apps, "appsflyer.apps", "app_id")
@@ -444,6 +461,14 @@ def _check_host(file: str, server: Any, host_problem: Callable[[str], str | None
     if not isinstance(host, str) or (why := host_problem(host)) is None:
         return []
     return [ConfigError(file, "server.host", why)]
+
+
+def _check_store(file: str, store: Any, store_problem: Callable[[str], str | None]) -> list[ConfigError]:
+    """The store URL of the table as written (or the default), checked beside the file's other mistakes."""
+    url = store.get("url", StoreSettings().url) if isinstance(store, dict) else None
+    if not isinstance(url, str) or (why := store_problem(url)) is None:
+        return []
+    return [ConfigError(file, "store.url", why)]
 
 
 def _check_app_ids(file: str, apps: Indexed) -> list[ConfigError]:

@@ -333,6 +333,28 @@ def test_workers_far_above_the_cpus_are_warned_about_not_refused(tmp_path: Path)
     assert "warning:" not in check_config(tmp_path, SERVER + f"workers = {cpus}\n").stdout
 
 
+@pytest.mark.parametrize("other", ["portt = 1\n", ""])
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        ('url = "/nonexistent-dir/x.db"', "/nonexistent-dir/x.db: the directory /nonexistent-dir does not exist"),
+        ('url = "postgresql://u@127.0.0.1/db?schema=BAD"', "schema 'BAD': use lower-case letters"),
+    ],
+)
+def test_the_store_url_and_the_workers_warning_are_said_beside_the_other_mistakes(
+    tmp_path: Path, other: str, store: str, said: str
+) -> None:
+    """Rule: every mistake and warning in one run. The store URL was checked, and the workers
+    warned about, only once the rest of the file was valid, and a bad store URL hid the
+    warning: each took another run to see (a trial)."""
+    workers = 2 * (os.cpu_count() or 1) + 1
+    done = check_config(tmp_path, SERVER + f"workers = {workers}\n{other}[store]\n{store}\n")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"capigate.toml: store.url: {said}" in done.stderr, done.stderr
+    assert ("capigate.toml: server.portt: unknown key" in done.stderr) == bool(other), done.stderr
+    assert f"capigate.toml: warning: server.workers = {workers} is far above" in done.stdout, done.stdout
+
+
 def test_a_toml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:
     message = refused(tmp_path, SERVER + "port 8080\n")
     assert "capigate.toml: line 3, column 6: not valid TOML" in message, message
