@@ -28,7 +28,22 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-@click.group()
+_INTERRUPTED = 130  # 128 + SIGINT: what a shell says of a command Ctrl-C stopped
+
+
+class _Main(click.Group):
+    """The ``capigate`` group: Ctrl-C in a command that does not handle it exits 130 quietly,
+    as a shell expects of an interrupted command (click said "Aborted!" with status 1, a
+    failure's, while the command's modules loaded: a trial)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(_INTERRUPTED) from None
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="capigate")
 def main() -> None:
     """capigate: a self-hosted conversions API gateway for AppLovin Axon and AppsFlyer."""

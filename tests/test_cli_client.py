@@ -373,6 +373,40 @@ def test_send_interrupted_while_checking_exits_130_and_sends_nothing(server: Ser
     assert stored(server, test_tag=t) == [] and not list(tmp_path.glob("*.failed*"))
 
 
+@pytest.mark.parametrize(
+    "command", [[sys.executable, "-m", "capigate"], [str(Path(sys.executable).with_name("capigate"))]]
+)
+def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(command: list[str]) -> None:
+    """Ctrl-C in the first ~0.3 s of a command, while its modules load, printed a traceback
+    (or "Aborted!" with status 1). Each interrupt lands at another moment after the CLI's
+    modules began to load (msgspec's, mapped by the process: capigate's package alone maps
+    none); send reads standard input, held open, so it runs until interrupted."""
+    send = ["send", "-", "--to", f"http://127.0.0.1:{free_port()}", "--pixel", "px_std", "--key", "k"]
+    for delay_s in (0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3):
+        returncode, out, err = _interrupted_as_it_starts([*command, *send], delay_s)
+        assert returncode == 130, (delay_s, returncode, out, err)
+        assert "Traceback" not in err and "Aborted!" not in err, (delay_s, err)
+
+
+def _interrupted_as_it_starts(command: list[str], delay_s: float) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``command``, sent SIGINT ``delay_s`` after it has
+    begun to load the CLI's modules, its standard input held open until then."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: proc.poll() is not None or _loaded(proc.pid, "msgspec/_core"), what="the CLI loading")
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def _loaded(pid: int, library: str) -> bool:
+    """Whether the process ``pid`` has mapped a shared library whose path holds ``library``."""
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # gone
+        return False
+
+
 def _opened_for_writing(fifo: Path, opened: list[int]) -> bool:
     """Whether the write end of ``fifo`` could be opened (into ``opened``): someone reads it."""
     try:
