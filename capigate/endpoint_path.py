@@ -11,21 +11,36 @@ import posixpath
 from typing import Final
 from urllib.parse import unquote
 
-__all__ = ["endpoint_base"]
+__all__ = ["endpoint_base", "endpoint_of", "split_endpoint"]
 
 _AXON: Final = "/v1/event"
 _APPSFLYER: Final = "/inappevent"
 
 
+def endpoint_of(app_id: str | None) -> str:
+    """The endpoint's path added to a base URL: Axon's, or AppsFlyer's for ``app_id``."""
+    return _AXON if app_id is None else f"{_APPSFLYER}/{app_id}"
+
+
 def endpoint_base(path: str) -> str | None:
     """None if the URL path ``path`` (as written, not yet decoded) holds no endpoint's path;
     else the part before it, which a base URL behind a proxy keeps (``/applovin/v1/event``:
-    ``/applovin``; a trial was told to drop it). Axon's ``/v1/event`` ends the path;
-    AppsFlyer's ``/inappevent`` is anywhere in it."""
+    ``/applovin``; a trial was told to drop it)."""
+    split = split_endpoint(path)
+    return None if split is None else split[0]
+
+
+def split_endpoint(path: str) -> tuple[str, str] | None:
+    """None if the URL path ``path`` holds no endpoint's path; else the part before it and the
+    endpoint's path, as a server routes them (``/applovin/V1//event``: ``/applovin``,
+    ``/V1/event``). Axon's ``/v1/event`` ends the path; AppsFlyer's ``/inappevent`` is anywhere
+    in it."""
     plain = posixpath.normpath(unquote(path)) if path else ""
     lower = plain.lower()
     if _APPSFLYER in lower:
-        return plain[: lower.find(_APPSFLYER)]
-    if lower.endswith(_AXON):
-        return plain[: -len(_AXON)]
-    return None
+        at = lower.find(_APPSFLYER)
+    elif lower.endswith(_AXON):
+        at = len(plain) - len(_AXON)
+    else:
+        return None
+    return plain[:at], plain[at:]

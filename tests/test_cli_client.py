@@ -477,34 +477,57 @@ def test_send_needs_exactly_one_of_pixel_and_app(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("to", "finding"),
     [
-        ("127.0.0.1:9", "no http:// or https://"),
-        ("http://127.0.0.1:9/v1/event", "without the endpoint's path"),
-        ("http://127.0.0.1:9/inappevent/com.example.shop", "without the endpoint's path"),
-        ("http://127.0.0.1:9/V1//%65vent", "without the endpoint's path"),
-        ("http://127.0.0.1:9/applovin/v1/event", "give the base URL (http://127.0.0.1:9/applovin), without"),
-        ("http://127.0.0.1:9?x=1", "has a query (?) or fragment (#)"),
+        ("127.0.0.1:9", "--to '127.0.0.1:9' has no http:// or https://"),
+        ("http://127.0.0.1:9/v1/event", "holds the endpoint's path '/v1/event', which is added to it: give --to"),
+        (
+            "http://127.0.0.1:9/inappevent/com.example.shop",
+            "holds the endpoint's path '/inappevent/com.example.shop', which is added to it: give --to 'http://127.0.0.1:9'",
+        ),
+        ("http://127.0.0.1:9/V1//%65vent", "holds the endpoint's path '/V1/event', which is added to it"),
+        (
+            "http://127.0.0.1:9/applovin/v1/event",
+            "--to 'http://127.0.0.1:9/applovin/v1/event' holds the endpoint's path '/v1/event', which is added to it: "
+            "give --to 'http://127.0.0.1:9/applovin'",
+        ),
+        ("http://127.0.0.1:9?x=1", "--to 'http://127.0.0.1:9?x=1' has a query (?) or fragment (#)"),
         ("http://127.0.0.1:9/#frag", "has a query (?) or fragment (#)"),
     ],
 )
 def test_send_refuses_a_to_that_is_not_a_base_url_as_a_usage_error(tmp_path: Path, to: str, finding: str) -> None:
     """A URL without its scheme was tried 5 times and reported 'not confirmed, may be stored';
-    the endpoint's own URL was posted to /v1/event/v1/event: both a failed file of events."""
+    the endpoint's own URL was posted to /v1/event/v1/event: both a failed file of events. The
+    refusal names --to, and the endpoint's path apart from a proxy's prefix before it: "give
+    the base URL (…/applovin), without the endpoint's path '/applovin/v1/event'" named neither
+    (a trial)."""
     file = jsonl(tmp_path / "e.jsonl", [page_view()])
     done = capigate("send", str(file), "--to", to, "--key", "k", "--pixel", "px_std", "--no-progress")
     assert done.returncode == 2 and finding in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not list(tmp_path.glob("*.failed*"))
 
 
+def test_send_names_capigate_url_when_the_base_url_came_from_it(tmp_path: Path) -> None:
+    file = jsonl(tmp_path / "e.jsonl", [page_view()])
+    env = {**os.environ, "CAPIGATE_URL": "http://127.0.0.1:9/v1/event"}
+    done = subprocess.run(
+        [sys.executable, "-m", "capigate", "send", str(file), "--key", "k", "--pixel", "px_std"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
+    said = "CAPIGATE_URL 'http://127.0.0.1:9/v1/event' holds the endpoint's path '/v1/event'"
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
 def test_send_to_a_base_url_with_a_wrong_path_says_to_check_the_url_not_the_events(
     server: Server, tmp_path: Path
 ) -> None:
     """`--to $URL/v1` posted to /v1/v1/event, a 404, and the advice was "some were refused
-    (the problems above): mend those first", above which no problem was listed (a trial)."""
+    (the problems above): mend those first", above which no problem was listed (a trial). It
+    says where send posted: --to and the endpoint's path."""
     file = jsonl(tmp_path / "p.jsonl", [page_view()])
     to = f"{server.url}/v1"
     done = capigate("send", str(file), "--to", to, "--pixel", "px_std", "--key", "key-std", "--no-progress")
     assert done.returncode == 1 and "HTTP 404" in done.stdout, done.stdout
-    assert f"nothing answers at that path: check --to {to} (the endpoint's path is added to it)" in done.stdout
+    said = f"nothing answers at {to}/v1/event (--to {to} and the endpoint's path /v1/event): check --to, then"
+    assert said in done.stdout, done.stdout
     assert "mend those first" not in done.stdout, done.stdout
 
 

@@ -29,7 +29,7 @@ from capigate.client._base import (
     gather_failures,
     interrupted,
 )
-from capigate.endpoint_path import endpoint_base
+from capigate.endpoint_path import split_endpoint
 from capigate.errors import CapigateError
 
 if TYPE_CHECKING:
@@ -58,23 +58,25 @@ def http_options(
     }
 
 
-def checked_base_url(base_url: str) -> str:
+def checked_base_url(base_url: str, name: str = "base_url") -> str:
     """``base_url`` if it is a server's address: ``http(s)://host[:port]``, perhaps with a path
-    prefix. Else a ValueError saying why: without a scheme no try can reach the server (and
-    its failures would read as "may be stored"), and the endpoint's own URL
-    (``…/v1/event``) would be posted to ``/v1/event/v1/event``."""
+    prefix. Else a ValueError saying why, of the URL given as ``name`` (the argument, or the
+    CLI's option): without a scheme no try can reach the server (and its failures would read
+    as "may be stored"), and the endpoint's own URL (``…/v1/event``) would be posted to
+    ``/v1/event/v1/event``."""
+    given = f"{name} {base_url!r}"
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
-        raise ValueError(f"base URL {base_url!r} is not a URL: {exc}") from None
+        raise ValueError(f"{given} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base URL {base_url!r} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
+        raise ValueError(f"{given} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
     if url.query or url.fragment or "?" in base_url or "#" in base_url:  # a query was posted to, a 405 (a trial)
-        raise ValueError(f"base URL {base_url!r} has a query (?) or fragment (#): give the server's address alone")
-    path = url.raw_path.decode("ascii").partition("?")[0]
-    if (prefix := endpoint_base(path)) is not None:
-        base = f"{url.scheme}://{url.netloc.decode()}{prefix}"
-        raise ValueError(f"give the base URL ({base}), without the endpoint's path {url.path!r}: it is added to it")
+        raise ValueError(f"{given} has a query (?) or fragment (#): give the server's address alone")
+    split = split_endpoint(url.raw_path.decode("ascii").partition("?")[0])
+    if split is not None:
+        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
+        raise ValueError(f"{given} holds the endpoint's path {split[1]!r}, which is added to it: give {name} {base!r}")
     return base_url
 
 

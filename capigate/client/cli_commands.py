@@ -34,7 +34,9 @@ from capigate.client._base import (
     shifted,
     strip_prefix,
 )
+from capigate.client._http import checked_base_url
 from capigate.client._records import Api, Record, Source, read_source
+from capigate.endpoint_path import endpoint_of
 from capigate.errors import InvalidEvents, Problem
 
 __all__ = ["send", "validate"]
@@ -282,7 +284,9 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
     _warnings(result, prepared)
 
 
-def _report(result: SendResult, prepared: Prepared, url: str, elapsed_s: float, wanted: Path, resend: str) -> bool:
+def _report(
+    result: SendResult, prepared: Prepared, url: str, elapsed_s: float, wanted: Path, resend: str, endpoint: str
+) -> bool:
     """The summary, and the undelivered events written to a failed file: whether any failed."""
     _summary(result, prepared, url, elapsed_s)
     if not result.failed:
@@ -293,7 +297,8 @@ def _report(result: SendResult, prepared: Prepared, url: str, elapsed_s: float, 
     advice = f"send them again with: capigate send {shlex.quote(str(target))} {resend}"
     refused = [r for r in result.requests if not r.ok and 400 <= r.status < 500 and r.status not in (408, 429)]
     if any(r.status in (404, 405) for r in refused):  # the URL, not the events (a base URL ending in /v1)
-        advice = f"nothing answers at that path: check --to {url} (the endpoint's path is added to it), then " + advice
+        posted = f"{url.rstrip('/')}{endpoint} (--to {url} and the endpoint's path {endpoint})"
+        advice = f"nothing answers at {posted}: check --to, then " + advice
     elif any(r.problems for r in refused):
         advice = "some were refused (the problems above): mend those first, then " + advice
     elif refused:
@@ -392,6 +397,18 @@ def _write_failed(result: SendResult, wanted: Path) -> Path:
     return target
 
 
+def _checked_to(base_url: str, app: str | None) -> str:
+    """The endpoint's path send adds to --to, once --to is a base URL; a usage error naming
+    --to (or CAPIGATE_URL, where it came from) if not: the SDK's said "base URL", and which
+    option held it was left to guess (a trial)."""
+    source = click.get_current_context().get_parameter_source("base_url")
+    try:
+        checked_base_url(base_url, "CAPIGATE_URL" if source is ParameterSource.ENVIRONMENT else "--to")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return endpoint_of(app)
+
+
 @click.command()
 @click.argument("file", type=_FILES)
 @click.option(
@@ -470,6 +487,7 @@ def send(
         click.echo("capigate send: --timeout-s is deprecated; use --timeout (seconds)", err=True)
         timeout_s = deprecated_timeout_s
     api: Api = "axon" if pixel else "appsflyer"
+    endpoint = _checked_to(base_url, app)
     with _interrupted_before_sending(file):
         source, events, origins, refused = _events_to_send(file, api)
     options: dict[str, Any] = {
@@ -516,9 +534,9 @@ def send(
                 else "no request it stopped had reached the gateway"
             )
             click.echo(f"interrupted: requests not yet started were not sent; {said}", err=True)
-            _report(stopped.result, prepared, base_url, time.monotonic() - started, wanted, resend)
+            _report(stopped.result, prepared, base_url, time.monotonic() - started, wanted, resend, endpoint)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(130)
-    if _report(result, prepared, base_url, time.monotonic() - started, wanted, resend):
+    if _report(result, prepared, base_url, time.monotonic() - started, wanted, resend, endpoint):
         sys.exit(1)
