@@ -290,6 +290,24 @@ def test_dedupe_on_af_order_id_works_beside_a_dropped_parameter(server: Server) 
     assert row["dedupe_id"] == order and row["payload"]["eventValue"] == {"af_order_id": order}
 
 
+@pytest.mark.parametrize("blank", ["", " ", None], ids=["empty", "space", "null"])
+def test_a_blank_dedupe_key_value_is_stored_each_time_with_the_axon_warning(server: Server, blank: str | None) -> None:
+    """An app with dedupe_key = "af_order_id" sent `"af_order_id": ""` (a client's
+    `order.id || ""`): each event was stored, silently not deduplicated (a trial). As on
+    Axon, the warning is blank_dedupe_id; the parameter itself still goes upstream."""
+    body = event(eventValue=json.dumps({"af_order_id": blank, "af_revenue": "5"}))
+    headers = {"authentication": "af-orders-key", "Accept": "application/json"}
+    answers = [post(server, body, path="/inappevent/com.example.orders", headers=headers) for _ in range(2)]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["stored"], answer.json()["duplicates"]) == (1, 0)
+        assert paths(answer.json(), "warnings")["eventValue.af_order_id"] == "blank_dedupe_id"
+        assert "blank_dedupe_id" in answer.headers["x-capigate-warnings"]
+    rows = stored(server, "com.example.orders", payload={"customer_user_id": body["customer_user_id"]})
+    assert [r["dedupe_id"] for r in rows] == [None, None]
+    assert all(r["payload"]["eventValue"]["af_order_id"] == blank for r in rows)
+
+
 def test_event_time_absent_means_arrival_time(server: Server) -> None:
     body = event()
     before = time.time_ns() // 1_000_000

@@ -30,7 +30,8 @@ currency_not_upper_case, withdrawn_currency, event_time_without_milliseconds,
 event_time_in_future, event_time_restamped, not_upper_case, zeroed_device_id, non_public_ip,
 plain_pii_hashed, empty_value, hash_of_empty_string, phone_not_possible,
 pii_in_customer_user_id, unknown_field, plain_pii_dropped, platform_mismatch,
-recommended_field_missing, negative_value (af_revenue, af_price), zero_quantity (af_quantity).
+recommended_field_missing, negative_value (af_revenue, af_price), zero_quantity (af_quantity),
+blank_dedupe_id (the app's dedupe_key parameter is empty, spaces or null: no dedupe id, as on Axon).
 
 No message repeats the value of a personal identifier, and a plain one never reaches the
 payload: ``*_hashed`` values are hashed; unknown top-level keys that look like personal data
@@ -72,6 +73,7 @@ from capigate.appsflyer.schema import (
     PARSE_FAILED,
     InAppEvent,
 )
+from capigate.axon.rules import is_blank
 from capigate.checking import Report, check_struct, join, top_key
 from capigate.errors import Problem
 from capigate.events import NewEvent
@@ -290,12 +292,13 @@ def _finish(
             problems=report.problems,
             warnings=report.warnings,
         )
+    dedupe_id = _dedupe_id(ctx.event_value, dedupe_key, report)
     event = NewEvent(
         api="appsflyer",
         source=app_id,
         name=values["eventName"],
         event_time_ms=received_at_ms if ctx.event_time_ms is None else ctx.event_time_ms,
-        dedupe_id=_dedupe_id(ctx.event_value, dedupe_key),
+        dedupe_id=dedupe_id,
         payload=payload,
     )
     return InAppCheck(status=200, text=OK, problems=[], warnings=report.warnings, event=event)
@@ -327,11 +330,24 @@ def _platform_of(app_id: str) -> str | None:
     return "android" if "." in app_id else None
 
 
-def _dedupe_id(event_value: dict[str, Any] | None, dedupe_key: str | None) -> str | None:
-    """From the eventValue as stored: never from a parameter dropped as personal data."""
+def _dedupe_id(event_value: dict[str, Any] | None, dedupe_key: str | None, report: Report) -> str | None:
+    """From the eventValue as stored: never from a parameter dropped as personal data. A blank
+    one (``""``, spaces, null: a client's ``order.id || ""``) is no id, said with the Axon
+    endpoint's warning, ``blank_dedupe_id``: each such event was stored, silently undeduplicated
+    (a trial). The parameter itself goes upstream as sent."""
     if dedupe_key is None or event_value is None:
         return None
     value = event_value.get(dedupe_key)
+    if dedupe_key in event_value and (value is None or is_blank(value)):
+        shown = "null" if value is None else "empty" if not value else "all spaces"
+        report.warn(
+            f"eventValue.{dedupe_key}",
+            "blank_dedupe_id",
+            f"{dedupe_key} is {shown}, so the app's dedupe_key gives this event no dedupe id: it is stored "
+            "and relayed without one, never taken for a duplicate (had it been kept, every later event with "
+            "the same blank id would have been dropped as one); send the order's own id",
+        )
+        return None
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
