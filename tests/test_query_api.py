@@ -252,6 +252,25 @@ def test_rule_admin_parameters_a_time_in_seconds_is_refused_not_reinterpreted(se
         assert "looks like seconds" in _problem(replay)["since"]
 
 
+def test_rule_admin_parameters_an_offset_plus_left_unencoded_is_named(server: Server) -> None:
+    """`?until=2026-12-06T07:15:00+02:00`: a `+` in a query string reads as a space, and the
+    answer said only "epoch milliseconds or an ISO 8601 time" (a trial). It now says to write
+    the `+` as %2B; it is not read as a `+`, and the time in %2B form is taken."""
+    with server.admin() as c:
+        for path in ("/api/events", "/api/requests", "/api/stats", "/api/quality"):
+            for key in ("since", "until"):
+                answer = c.get(f"{path}?{key}=2026-12-06T07:15:00+02:00")
+                assert answer.status_code == 400, (path, answer.text)
+                message = _problem(answer)[f"query.{key}"]
+                assert "%2B" in message and "2026-12-06T07:15:00%2B02:00" in message, (path, message)
+                assert answer.json()["problems"][0]["code"] == "invalid_format"
+                assert c.get(f"{path}?{key}=2026-12-06T07:15:00%2B02:00").status_code == 200, path
+        plain = _problem(c.get("/api/events?until=yesterday"))["query.until"]
+        assert "%2B" not in plain, plain
+        replay = c.post("/api/replay", json={"until": "2026-12-06T07:15:00 02:00"})
+        assert "%2B" not in _problem(replay)["until"]
+
+
 def test_cli_a_time_in_seconds_is_refused_with_the_gateways_reason(server: Server, tmp_path: Path) -> None:
     env = {"CAPIGATE_URL": server.url, "CAPIGATE_ADMIN_TOKEN": ADMIN}
     done = capigate("events", "--since", "1733000000", cwd=tmp_path, **env)

@@ -178,8 +178,23 @@ def query_time(q: Mapping[str, str], key: str, report: Report, *, path: str | No
     try:
         return read_time(raw, key)
     except TimeRefused as exc:
-        report.error(path or f"query.{key}", exc.code, str(exc))
+        said = str(exc) if path is not None else _unencoded_plus(raw, key) or str(exc)
+        report.error(path or f"query.{key}", exc.code, said)
         return None
+
+
+def _unencoded_plus(raw: str, key: str) -> str | None:
+    """What to say of an ISO time whose offset's ``+`` came unencoded in a query string, which
+    reads it as a space (``until=2026-12-06T07:15:00+02:00``: a trial was told only "ISO 8601");
+    None for any other value. Refused, not read as a ``+``: the client's other parameters went
+    through the same wrong encoding, and a value taken here would hide it."""
+    head, space, offset = raw.rpartition(" ")
+    if not space or not offset[:1].isdigit() or time_value(f"{head}+{offset}") is None:
+        return None
+    return (
+        f"{key} has a space where its UTC offset's + goes: a + in a query string reads as a space; "
+        f"write it %2B ({key}={head}%2B{offset})"
+    )
 
 
 def time_value(raw: str) -> int | None:
