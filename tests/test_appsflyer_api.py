@@ -226,6 +226,24 @@ def test_ios_app_id_without_prefix_and_wrong_key_is_401(server: Server) -> None:
     assert r.status_code == 401
 
 
+def test_a_trailing_slash_after_the_app_id_is_named_in_the_401(server: Server) -> None:
+    """`POST /inappevent/com.example.shop/` with the app's key: 401 "no app with this id is
+    configured (or the key is wrong)", which sent a trial to check the key (a trial). AppsFlyer
+    documents /inappevent/{app_id} only, so it stays a 401; the message names the slash, to a
+    client with the key only (a wrong key learns nothing of the app ids)."""
+    tag = f"slash-{time.time_ns()}"
+    headers = {**KEY, "Accept": "application/json", "X-Capigate-Test": tag}
+    r = post(server, event(), path=f"{SHOP}/", headers=headers)
+    assert r.status_code == 401 and r.text != "OK"
+    (problem,) = r.json()["problems"]
+    assert problem["code"] == "unknown_app" and "trailing '/'" in problem["message"], problem
+    assert f"POST {SHOP} " in problem["message"], problem
+    [entry] = journal(server, test_tag=tag)  # found under the app its sender meant, the path as sent
+    assert (entry["source"], entry["path"], entry["status"]) == ("com.example.shop", f"{SHOP}/", 401), entry
+    wrong = post(server, event(), path=f"{SHOP}/", headers={"authentication": "wrong", "Accept": "application/json"})
+    assert wrong.status_code == 401 and "/" not in wrong.json()["problems"][0]["message"]
+
+
 def test_ios_app_with_prefix_is_recorded(server: Server) -> None:
     body = event(idfa="6D92078A-8246-4BA4-AE5B-76104861E7DC")
     r = post(server, body, path="/inappevent/id123456789", headers={"authentication": "af-ios-key"})

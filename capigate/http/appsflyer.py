@@ -42,6 +42,11 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         ios = gateway.config.app("id" + app_id) if app_id.isascii() and app_id.isdigit() else None
         if ios is not None and _authorised(key, ios):
             return await _drop_silently(request, ios, outcome)
+        slashed = gateway.config.app(app_id.rstrip("/")) if app_id.endswith("/") else None
+        if slashed is not None and _authorised(key, slashed):
+            outcome.source = slashed.app_id  # journaled as the app's, where its sender looks
+            outcome.problems = [_trailing_slash(slashed)]
+            return _answer(request, 401, UNAUTHORIZED, outcome)
         outcome.problems = [Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")]
         return _answer(request, 401, UNAUTHORIZED, outcome)
     if not _authorised(key, app):
@@ -88,6 +93,18 @@ def _unreadable(request: Request, exc: BodyError, outcome: Outcome) -> Response:
     else:
         outcome.problems = [Problem("", exc.code, exc.message)]
     return _answer(request, 400, PARSE_FAILED, outcome)
+
+
+def _trailing_slash(app: AppsFlyerApp) -> Problem:
+    """``/inappevent/com.example.demo/`` with that app's key: named, not "no app with this id
+    (or the key is wrong)", which sent a trial to check a right key. Still a 401: AppsFlyer
+    documents ``/inappevent/{app_id}`` only, and no app id ends with '/'. Said only to a client
+    with the app's key, as the iOS prefix is: a wrong key learns no app id."""
+    message = (
+        f"the path has a trailing '/' after the app id: POST {PREFIX}{app.app_id} (no '/' at the end) "
+        f"is app {app.app_id}'s endpoint, as on AppsFlyer; no app id ends with '/'"
+    )
+    return Problem("app_id", "unknown_app", message)
 
 
 def _authorised(key: str, app: AppsFlyerApp) -> bool:
