@@ -64,15 +64,23 @@ def _resolve_config(
     check_environment: bool = False,
     host_problem: Callable[[str], str | None] | None = None,
     store_problem: Callable[[str], str | None] | None = None,
+    serving: bool = False,
+    alternative: str = "",
 ) -> tuple[Config, bool]:
     """The configuration, or one line per mistake; ``check_environment``: the relay keys read
-    from environment variables are set (the workers that relay would die without)."""
+    from environment variables are set (the workers that relay would die without). A missing
+    file: ``serve`` says how to create one; every other command (``serving`` False) where to
+    run it, or ``alternative``, another way it has."""
+    from capigate.client.cli_gateway import missing_config
+
     created = False
     if create and not path.exists():
         write_default_config(path)
         created = True
     environ = os.environ if check_environment else None
     try:
+        if not serving and not path.exists():
+            raise missing_config(path, alternative)
         return load_config(path, environ, host_problem=host_problem, store_problem=store_problem), created
     except ConfigErrors as exc:
         mistakes = "\n".join(f"  {e}" for e in exc.errors)
@@ -231,7 +239,7 @@ def serve(
     from capigate.serving import ListenError, open_listener, serve_gateway
 
     given = {"server.host": host, "server.port": port, "server.workers": workers, "store.url": db}
-    config, created = _resolve_config(config_path, create=_named_by_default(), check_environment=relay)
+    config, created = _resolve_config(config_path, create=_named_by_default(), check_environment=relay, serving=True)
     try:
         store_url = _store_url(config, db)
         shown = _check_schema(store_url)
@@ -429,7 +437,7 @@ def migrate(config_path: Path, db: str | None, apply_steps: bool) -> None:
     url = (
         _checked_url(db)
         if db and not config_path.exists()
-        else _store_url(_resolve_config(config_path, create=False)[0], db)
+        else _store_url(_resolve_config(config_path, create=False, alternative=", or the store with --db URL")[0], db)
     )
     try:
         before = asyncio.run(schema_status(url))

@@ -71,9 +71,9 @@ def test_env_exports_only_what_the_readme_lists_so_another_directory_keeps_its_o
     assert checked.stdout.startswith("capigate.toml: ok"), checked.stdout
 
 
-def test_env_without_a_configuration_says_how_to_make_one(tmp_path: Path) -> None:
+def test_env_without_a_configuration_says_where_to_run_it(tmp_path: Path) -> None:
     done = capigate("env", cwd=tmp_path)
-    assert done.returncode == 1 and "does not exist" in done.stderr and "capigate serve" in done.stderr
+    assert done.returncode == 1 and "does not exist" in done.stderr and "gateway's directory" in done.stderr
     assert "Traceback" not in done.stderr
 
 

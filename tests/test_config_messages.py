@@ -397,6 +397,29 @@ def test_a_relay_url_whose_host_or_port_cannot_be_read_is_refused(tmp_path: Path
     assert "ssWORD" not in message
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["replay", "--status", "400"], ["relay"], ["curl"], ["check-config"], ["env"], ["migrate"]],
+    ids=lambda c: c[0],
+)
+def test_a_command_other_than_serve_without_its_file_says_where_to_run_it_not_to_create_one(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """`capigate replay` in a directory without capigate.toml told to run `capigate serve` there
+    to create one (a trial): a new demo gateway, never what replay was for. These commands act
+    on an existing gateway: run them in its directory, or give --config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "capigate", *command], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    assert "capigate.toml: the file does not exist" in done.stderr, done.stderr
+    assert "gateway's directory" in done.stderr and "--config PATH" in done.stderr, done.stderr
+    assert "create" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert ("--db" in done.stderr) is (command == ["migrate"]), done.stderr  # migrate needs only the store
+    assert not (tmp_path / "capigate.toml").exists()
+
+
 @pytest.mark.parametrize("command", [["migrate"], ["env"], ["check-config"]])
 def test_a_missing_file_is_named_without_a_key_placeholder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
@@ -405,7 +428,7 @@ def test_a_missing_file_is_named_without_a_key_placeholder(
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 1, result.output
-    assert "Error: bad configuration: capigate.toml: the file does not exist; run `capigate serve`" in result.output
+    assert "Error: bad configuration: capigate.toml: the file does not exist; run this command in" in result.output
     assert ": -:" not in result.output, result.output
 
 

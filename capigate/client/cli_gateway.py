@@ -25,7 +25,7 @@ from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, TransportError
 from capigate.responses import EventView, RequestView
 
-__all__ = ["env", "events", "gateway_url", "read_config"]
+__all__ = ["env", "events", "gateway_url", "missing_config", "read_config"]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _DEFAULT_URL = "http://127.0.0.1:8080"
@@ -34,9 +34,23 @@ _encode = msgspec.json.Encoder().encode
 
 def read_config(path: Path) -> Config:
     try:
+        if not path.exists():
+            raise missing_config(path)
         return load_config(path)
     except ConfigError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from None
+
+
+def missing_config(path: Path, alternative: str = "") -> ConfigError:
+    """The configuration of a command other than ``serve`` is not there. Not the loader's "run
+    `capigate serve` ... to create one": a new demo gateway is never what ``replay`` or ``env``
+    was run for (a trial). ``alternative``: another way this command has, such as ``--db``."""
+    return ConfigError(
+        str(path),
+        "",
+        "the file does not exist; run this command in the gateway's directory (where `capigate serve` ran), "
+        f"or give its configuration with --config PATH (or CAPIGATE_CONFIG){alternative}",
+    )
 
 
 def gateway_url(config: Config) -> str:
