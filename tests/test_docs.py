@@ -40,7 +40,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import ADMIN, free_port, served_on
+from tests.helpers import batch, purchase
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -272,3 +273,26 @@ def test_the_docs_cite_nothing_a_clone_does_not_have() -> None:
     cited = [f"{doc.relative_to(ROOT)}" for doc in DOCUMENTS if "shared/" in doc.read_text(encoding="utf-8")]
     assert not cited, f"a clone has no shared/: cite docs/api.md instead, in {cited}"
     assert (ROOT / "docs" / "api.md").exists()
+
+
+def test_the_readme_reads_an_event_by_an_id_a_postgresql_store_gave(tmp_path: Path) -> None:
+    """The session above runs on SQLite, whose ids start at 1: README's `/api/events/1` passed
+    there and 404'd on a PostgreSQL-backed gateway, whose ids start at 128 and go in blocks (a
+    trial). The example that reads one event runs here, as pasted, against PostgreSQL."""
+    (block,) = [b for b in EXAMPLES if "/api/events/" in b.code]
+    with served_on("postgresql", tmp_path) as (server, _):
+        with server.client(headers={"Authorization": "key-std"}) as http:
+            answer = http.post("/v1/event", params={"pixel_id": "px_std"}, json=batch(purchase()))
+        assert answer.status_code == 200, answer.text
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAPIGATE_", "PYTEST_"))}
+        env.update(
+            CAPIGATE_URL=server.url,
+            CAPIGATE_ADMIN_TOKEN=ADMIN,
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # an activated .venv
+        )
+        done = subprocess.run(
+            ["bash", "-c", f"set -eo pipefail\n{block.code}"],
+            capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == 0, f"{block.where}:\n{block.code}\n{done.stdout}\n{done.stderr}"
+    assert '"attempts"' in done.stdout, done.stdout
