@@ -257,6 +257,8 @@ def serve(
     lines = [f"Wrote {config_path} with a demo pixel, a demo app, random keys and an admin token."] if created else []
     lines.append(f"capigate: config {config_path.resolve()}, store {shown}, compiled modules {native_status()}")
     lines.append(f"Listening on http://{url_host(host)}:{port}  (admin token in {config_path})")
+    if host != config.server.host or port != config.server.port:  # a plain `capigate env` finds the file's
+        lines.append(f'Another shell finds it with: eval "$(capigate env {_curl_options(config, host, port)})"')
     lines += [f"note: {note}" for note in ineffective_settings(config)]
     # The keys are shown by the start that generated them only: the banner is kept with the logs.
     lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))

@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from capigate import GatewayAdmin
-from tests.conftest import ADMIN, DEFAULT_CONFIG, Server
-from tests.helpers import batch, page_view, purchase
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, free_port
+from tests.helpers import batch, page_view, purchase, wait_until
 
 
 def capigate(
@@ -197,3 +201,101 @@ def test_events_requests_by_dedupe_id_lists_every_request_that_carried_it(server
     assert [(r["events_stored"], r["events_duplicate"]) for r in rows] == [(0, 1), (1, 0)], rows
     refused = capigate("events", "--dedupe-id", event["dedupe_id"], cwd=tmp_path)
     assert refused.returncode == 2 and "add --requests" in refused.stderr, refused.stderr
+
+
+# --- finding a gateway started on another port ---------------------------------------------
+
+
+def test_env_takes_the_url_host_and_port_options_curl_has(tmp_path: Path) -> None:
+    """`./scripts/serve --port 18700`, then `capigate env` exported the file's 8080, and every
+    later command went there (a trial): env had none of curl's --url, --host, --port."""
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)
+
+    def url(*options: str, **env: str) -> str:
+        done = capigate("env", *options, cwd=tmp_path, **env)
+        assert done.returncode == 0, done.stderr
+        (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("export CAPIGATE_URL=")]
+        return shlex.split(line.removeprefix("export CAPIGATE_URL="))[0]
+
+    assert url() == "http://127.0.0.1:8080"
+    assert url("--port", "18700") == "http://127.0.0.1:18700"
+    assert url("--port", "18700", CAPIGATE_PORT="18701") == "http://127.0.0.1:18700"  # the option wins
+    assert url("--host", "0.0.0.0", "--port", "18700") == "http://127.0.0.1:18700"  # as serve listens
+    assert url("--host", "::1") == "http://[::1]:8080"
+    assert url("--url", "http://gateway.internal:9000/") == "http://gateway.internal:9000"
+    # Not read from CAPIGATE_URL: a shell that ran env for another gateway would keep its address.
+    assert url(CAPIGATE_URL="http://127.0.0.1:18702") == "http://127.0.0.1:8080"
+    refused = capigate("env", "--port", "0", cwd=tmp_path)
+    assert refused.returncode == 2 and "--port 0: a port is 1 to 65535" in refused.stderr, refused.stderr
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_serve_on_another_port_prints_the_env_that_finds_it(tmp_path: Path) -> None:
+    """serve --port N (not the file's) says which `capigate env` finds it; eval'd in another
+    shell, `capigate events` reaches it."""
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)  # port 8080, the default
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", "serve", "--port", str(port), "--db", str(tmp_path / "c.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline()]
+        while not lines[-1].startswith("Keys are masked") and len(lines) < 30 and lines[-1]:
+            lines.append(proc.stdout.readline())
+        said = [line for line in lines if "capigate env" in line]
+        assert len(said) == 1, lines
+        command = re.search(r'eval "\$\((capigate env [^)]*)\)"', said[0])
+        assert command is not None and f"--port {port}" in command.group(1), said
+        wait_until(lambda: _ready(f"http://127.0.0.1:{port}"), what="the gateway ready")
+        script = f'eval "$({sys.executable} -m {command.group(1)})"; echo "$CAPIGATE_URL"; {sys.executable} -m capigate events --limit 1'
+        other = tmp_path / "another-shell"
+        other.mkdir()
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=other, env=env, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == f"http://127.0.0.1:{port}", done.stdout
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=15)
+
+
+def test_serve_on_the_files_port_prints_no_env_line(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG.replace("[server]", f"[server]\nport = {port}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", "serve", "--db", str(tmp_path / "c.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline()]
+        while not lines[-1].startswith("Keys are masked") and len(lines) < 30 and lines[-1]:
+            lines.append(proc.stdout.readline())
+        assert lines[-1].startswith("Keys are masked"), lines
+        assert not [line for line in lines if "capigate env" in line], lines
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=15)
+
+
+def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_another(tmp_path: Path) -> None:
+    """It said `GET http://127.0.0.1:8080/api/events: ConnectError: [Errno 111] Connection
+    refused`, and nothing of the gateway started elsewhere."""
+    port = free_port()  # closed again: nothing listens there
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG.replace("[server]", f"[server]\nport = {port}"))
+    done = capigate("events", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert f"nothing answers at http://127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "capigate.toml" in done.stderr and "--url" in done.stderr and "Connection refused" in done.stderr
+    given = capigate("events", "--url", f"http://127.0.0.1:{port}", cwd=tmp_path)
+    assert given.returncode == 1 and "Connection refused" in given.stderr, given.stderr
+    assert "capigate.toml" not in given.stderr, given.stderr  # --url was given: no file's address to blame

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 import msgspec
 
 import capigate.worker_env as worker_env
@@ -25,7 +26,7 @@ from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, TransportError
 from capigate.responses import EventView, RequestView
 
-__all__ = ["env", "events", "gateway_url", "missing_config", "read_config"]
+__all__ = ["env", "events", "gateway_url", "missing_config", "read_config", "unanswered"]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _DEFAULT_URL = "http://127.0.0.1:8080"
@@ -53,13 +54,23 @@ def missing_config(path: Path, alternative: str = "") -> ConfigError:
     )
 
 
-def gateway_url(config: Config) -> str:
-    """Where a client reaches the gateway that ``capigate serve`` starts from ``config``."""
-    host = os.environ.get("CAPIGATE_HOST") or config.server.host
-    port = os.environ.get("CAPIGATE_PORT") or str(config.server.port)
-    if not port.isdigit() or not 0 < int(port) <= 65535:  # serve refuses it: so does every client
-        raise click.UsageError(f"CAPIGATE_PORT={port}: a port is 1 to 65535")
-    return local_url(host, int(port))
+def gateway_url(config: Config, host: str | None = None, port: int | None = None) -> str:
+    """Where a client reaches the gateway that ``capigate serve`` starts from ``config``, or
+    with ``--host`` and ``--port`` (given here, or as CAPIGATE_HOST and CAPIGATE_PORT)."""
+    host = host or os.environ.get("CAPIGATE_HOST") or config.server.host
+    if port is not None:
+        return local_url(host, port)
+    given = os.environ.get("CAPIGATE_PORT") or str(config.server.port)
+    if not given.isdigit() or not 0 < int(given) <= 65535:  # serve refuses it: so does every client
+        raise click.UsageError(f"CAPIGATE_PORT={given}: a port is 1 to 65535")
+    return local_url(host, int(given))
+
+
+def _client_port(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """A port a client connects to: 1 to 65535 (serve's 0, any free port, is none to reach)."""
+    if value is not None and not 0 < value <= 65535:
+        raise click.UsageError(f"--port {value}: a port is 1 to 65535")
+    return value
 
 
 def local_url(host: str, port: int) -> str:
@@ -104,15 +115,22 @@ class _Gap:
 
 @click.command()
 @_config_option("The gateway's configuration.")
-def env(config_path: Path) -> None:
+@click.option("--url", help="The gateway's base URL (default: from --host and --port); not read from CAPIGATE_URL.")
+@click.option("--host", help="The gateway's address (default: CAPIGATE_HOST, else [server] host).")
+@click.option(
+    "--port", type=int, callback=_client_port, help="The gateway's port (default: CAPIGATE_PORT, else [server] port)."
+)
+def env(config_path: Path, url: str | None, host: str | None, port: int | None) -> None:
     """Print the gateway's address and keys as shell exports: eval "$(capigate env)".
 
     CAPIGATE_URL and CAPIGATE_ADMIN_TOKEN (read by `capigate send` and `capigate events`),
     and the first pixel's and app's ids and keys: AXON_PIXEL, AXON_KEY, APPSFLYER_APP,
     APPSFLYER_KEY. Not CAPIGATE_CONFIG: serve and every other command read it, so in another
-    directory they would quietly use this configuration instead of the capigate.toml there."""
+    directory they would quietly use this configuration instead of the capigate.toml there.
+    A gateway started with --host or --port is found with the same options, as serve says."""
     config = read_config(config_path)
-    values = {"CAPIGATE_URL": gateway_url(config), "CAPIGATE_ADMIN_TOKEN": config.server.admin_token}
+    base = url.rstrip("/") if url else gateway_url(config, host, port)
+    values = {"CAPIGATE_URL": base, "CAPIGATE_ADMIN_TOKEN": config.server.admin_token}
     if config.axon.pixels:
         values.update(AXON_PIXEL=config.axon.pixels[0].pixel_id, AXON_KEY=config.axon.pixels[0].api_key)
     if config.appsflyer.apps:
@@ -136,6 +154,24 @@ def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str
         )
     config = read_config(config_path)
     return url or gateway_url(config), token or config.server.admin_token
+
+
+def unanswered(exc: CapigateError, given_url: str | None, config_path: Path) -> str:
+    """What a command that reads the gateway says when it could not: a connection refused at
+    the configuration's address (no ``--url``) names that address and how to give another
+    (it said only "ConnectError: [Errno 111] Connection refused" at 8080, of a gateway a
+    trial had started with --port)."""
+    if given_url is not None or not isinstance(exc.__cause__, httpx.ConnectError):
+        return str(exc)
+    url = exc.url if isinstance(exc, TransportError) else ""
+    base = url[: url.index("/api/")] if "/api/" in url else url
+    source = f"{config_path}'s [server] host and port" if config_path.exists() else "the default address"
+    if os.environ.get("CAPIGATE_HOST") or os.environ.get("CAPIGATE_PORT"):
+        source = f"{source}, as CAPIGATE_HOST and CAPIGATE_PORT change them"
+    return (
+        f"nothing answers at {base} ({source}): is the gateway running? If it was started with --host "
+        f'or --port, give --url http://HOST:PORT, or eval "$(capigate env --port PORT)" first ({exc})'
+    )
 
 
 def _when(ms: int) -> str:
@@ -305,6 +341,6 @@ def events(
             for row in stream:
                 printer.rows([row], table=False)
     except CapigateError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(unanswered(exc, base_url, config_path)) from None
     except KeyboardInterrupt:
         pass
