@@ -9,6 +9,7 @@ import msgspec
 from capigate.errors import Problem
 
 __all__ = [
+    "DROPPED_SILENTLY",
     "Accepted",
     "AttemptView",
     "ErrorBody",
@@ -53,6 +54,11 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     message: str
     problems: list[Problem] = []
     warnings: list[Problem] = []
+
+
+# The warning code of AppsFlyer's silent failure (an iOS app id sent without its ``id``:
+# answered 200 OK, the event dropped), by which the inspector and ``capigate events`` show it.
+DROPPED_SILENTLY: Final = "ios_app_id_without_prefix"
 
 
 class EventView(msgspec.Struct, kw_only=True):

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
 import shlex
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -299,3 +303,67 @@ def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_a
     given = capigate("events", "--url", f"http://127.0.0.1:{port}", cwd=tmp_path)
     assert given.returncode == 1 and "Connection refused" in given.stderr, given.stderr
     assert "capigate.toml" not in given.stderr, given.stderr  # --url was given: no file's address to blame
+
+
+# --- warnings in the request table ----------------------------------------------------------
+
+
+def on_a_terminal(*args: str, cwd: Path, columns: int) -> str:
+    """What ``capigate ARGS`` prints on a terminal ``columns`` wide (a pseudo-terminal: the
+    table is drawn only for one), without its colours."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", *args],
+        stdin=terminal, stdout=terminal, stderr=terminal, cwd=cwd,
+        env={**clean, "COLUMNS": str(columns), "TERM": "xterm-256color"},
+    )  # fmt: skip
+    os.close(terminal)
+    out = b""
+    try:
+        while chunk := os.read(controller, 65536):
+            out += chunk
+    except OSError:  # EIO: the command ended, its side of the terminal closed
+        pass
+    finally:
+        os.close(controller)
+    assert proc.wait(timeout=30) == 0, out.decode(errors="replace")
+    return re.sub(r"\x1b\[[0-9;]*m", "", out.decode()).replace("\r\n", "\n")
+
+
+def _dropped_silently(server: Server, tag: str) -> None:
+    """AppsFlyer's silent failure: an iOS app id without its `id`, answered 200 OK, dropped."""
+    body = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_purchase", "os": "17"}
+    headers = {"authentication": "af-ios-key", "X-Capigate-Test": tag}
+    with server.client() as http:
+        answer = http.post("/inappevent/123456789", json=body, headers=headers)
+    assert (answer.status_code, answer.text) == (200, "OK") and "x-capigate-dropped" in answer.headers
+    with GatewayAdmin(server.url, ADMIN) as admin:
+        wait_until(lambda: len(admin.requests(test_tag=tag).requests) == 1, what="the journal entry")
+
+
+def test_events_requests_show_a_silent_drop_on_a_terminal_piped_and_as_json(server: Server, tmp_path: Path) -> None:
+    """`capigate events --requests` showed the silently dropped AppsFlyer request as `200
+    1/0/0`, no warning, its path cut to `/inappevent/12…`: a good request to the eye (a trial;
+    the inspector marks it DROPPED SILENTLY). Each form now carries the warnings' codes."""
+    tag = f"drop-{time.time_ns()}"
+    _dropped_silently(server, tag)
+    _config_of(server, tmp_path)
+    wide = on_a_terminal("events", "--requests", "--test-tag", tag, cwd=tmp_path, columns=220)
+    assert "ios_app_id_without_prefix" in wide and "/inappevent/123456789" in wide, wide
+    assert "warnings" in wide.splitlines()[1], wide  # a column of its own
+    assert "DROPPED SILENTLY: ios_app_id_without_prefix" in wide, wide  # as the inspector says it
+    narrow = on_a_terminal("events", "--requests", "--test-tag", tag, cwd=tmp_path, columns=80)
+    rows = [line.split("│")[1:-1] for line in narrow.splitlines() if line.startswith("│")]
+    request, warnings = ("".join(cells[i].strip() for cells in rows) for i in (4, -1))
+    assert request == "POST/inappevent/123456789", narrow  # folded onto more lines, not cut
+    assert warnings == "DROPPEDSILENTLY:ios_app_id_without_prefix", narrow
+    piped = capigate("events", "--requests", "--test-tag", tag, cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr
+    header, row = (line.split("\t") for line in piped.stdout.splitlines())
+    assert header[-1] == "warnings" and row[header.index("request")] == "POST /inappevent/123456789", piped.stdout
+    assert "ios_app_id_without_prefix" in row[-1], row
+    as_json = capigate("events", "--requests", "--json", "--test-tag", tag, cwd=tmp_path)
+    (line,) = as_json.stdout.splitlines()
+    assert [w["code"] for w in json.loads(line)["warnings"]] == ["ios_app_id_without_prefix"]

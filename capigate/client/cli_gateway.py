@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +24,8 @@ import msgspec
 
 import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
-from capigate.errors import CapigateError, ConfigError, TransportError
-from capigate.responses import EventView, RequestView
+from capigate.errors import CapigateError, ConfigError, Problem, TransportError
+from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
 
 __all__ = ["env", "events", "gateway_url", "missing_config", "read_config", "unanswered"]
 
@@ -182,11 +183,14 @@ def _event_cells(e: EventView) -> list[str]:
     return [str(e.id), _when(e.received_at), e.api, e.source, e.name, e.status, e.dedupe_id or "", e.test_tag or ""]
 
 
-def _request_cells(r: RequestView) -> list[str]:
+def _request_cells(r: RequestView, *, terminal: bool = False) -> list[str]:
     counts = f"{r.events_received}/{r.events_stored}/{r.events_duplicate}"
     problems = str(r.problems[0]) if r.problems else ""
     if len(r.problems) > 1:
         problems += f" (+{len(r.problems) - 1})"
+    warnings = _codes(r.warnings)
+    if terminal and _dropped(r):
+        warnings = f"DROPPED SILENTLY: {warnings}"  # as the inspector says it
     return [
         str(r.id),
         _when(r.received_at),
@@ -197,7 +201,19 @@ def _request_cells(r: RequestView) -> list[str]:
         counts,
         f"{r.latency_ms:.1f}",
         problems,
+        warnings,
     ]
+
+
+def _codes(warnings: Sequence[Problem]) -> str:
+    """Each warning's code once, in order, with its count when more than one: a request whose
+    event was dropped (answered 200, ``ios_app_id_without_prefix``) showed as a good one."""
+    counts = Counter(w.code for w in warnings)
+    return ", ".join(code if n == 1 else f"{code} ({n})" for code, n in counts.items())
+
+
+def _dropped(row: EventView | RequestView) -> bool:
+    return isinstance(row, RequestView) and any(w.code == DROPPED_SILENTLY for w in row.warnings)
 
 
 _EVENT_COLUMNS = ["id", "received (UTC)", "api", "source", "name", "status", "dedupe_id", "test_tag"]
@@ -211,7 +227,10 @@ _REQUEST_COLUMNS = [
     "events rcv/stored/dup",
     "ms",
     "problems",
+    "warnings",  # last: a piped line's earlier columns keep their places
 ]
+_FOLDED = frozenset({"request", "warnings"})  # on a terminal, folded onto more lines, never cut: the path and
+# the codes are what tell a silently dropped request from a good one
 
 
 def _tsv(cells: Sequence[str]) -> str:
@@ -237,14 +256,18 @@ class _Printer:
                 sys.stdout.buffer.write(_encode(row) + b"\n")
             sys.stdout.flush()
             return
-        cells = [_request_cells(r) if isinstance(r, RequestView) else _event_cells(r) for r in rows]
+        cells = [
+            _request_cells(r, terminal=self.terminal) if isinstance(r, RequestView) else _event_cells(r) for r in rows
+        ]
         if table and self.terminal:
             from rich.console import Console
             from rich.table import Table
 
-            grid = Table(*self.columns)
-            for row_cells in cells:
-                grid.add_row(*row_cells)
+            grid = Table()
+            for column in self.columns:
+                grid.add_column(column, overflow="fold" if column in _FOLDED else "ellipsis")
+            for row, row_cells in zip(rows, cells, strict=True):
+                grid.add_row(*row_cells, style="bold magenta" if _dropped(row) else None)
             Console(highlight=False).print(grid)
             return
         for row_cells in cells:

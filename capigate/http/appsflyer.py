@@ -18,14 +18,14 @@ from capigate.http.accept import accept, not_stored
 from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
-from capigate.responses import Accepted, ErrorBody
+from capigate.responses import DROPPED_SILENTLY, Accepted, ErrorBody
 
 __all__ = ["PREFIX", "post_in_app_event"]
 
 PREFIX = "/inappevent/"
 SILENT_DROP = Problem(
     "app_id",
-    "ios_app_id_without_prefix",
+    DROPPED_SILENTLY,
     "iOS app ids start with 'id' (id123456789): AppsFlyer answers 200 OK and drops this event; capigate did not record it either",
 )
 
