@@ -157,15 +157,13 @@ def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str
     return url or gateway_url(config), token or config.server.admin_token
 
 
-def unanswered(exc: CapigateError, given_url: str | None, config_path: Path) -> str:
-    """What a command that reads the gateway says when it could not: a connection refused at
-    the configuration's address (no ``--url``) names that address and how to give another
-    (it said only "ConnectError: [Errno 111] Connection refused" at 8080, of a gateway a
-    trial had started with --port)."""
-    if given_url is not None or not isinstance(exc.__cause__, httpx.ConnectError):
+def unanswered(exc: CapigateError, base: str, config_path: Path, *, given: bool) -> str:
+    """What a command that reads the gateway at ``base`` says when it could not: a connection
+    refused at the configuration's address (``given``: --url was) names that address and how
+    to give another (it said only "ConnectError: [Errno 111] Connection refused" at 8080, of a
+    gateway a trial had started with --port)."""
+    if given or not isinstance(exc.__cause__, httpx.ConnectError):
         return str(exc)
-    url = exc.url if isinstance(exc, TransportError) else ""
-    base = url[: url.index("/api/")] if "/api/" in url else url
     source = f"{config_path}'s [server] host and port" if config_path.exists() else "the default address"
     if os.environ.get("CAPIGATE_HOST") or os.environ.get("CAPIGATE_PORT"):
         source = f"{source}, as CAPIGATE_HOST and CAPIGATE_PORT change them"
@@ -364,6 +362,6 @@ def events(
             for row in stream:
                 printer.rows([row], table=False)
     except CapigateError as exc:
-        raise click.ClickException(unanswered(exc, base_url, config_path)) from None
+        raise click.ClickException(unanswered(exc, url, config_path, given=base_url is not None)) from None
     except KeyboardInterrupt:
         pass

@@ -47,7 +47,7 @@ def quality(
         with GatewayAdmin(url, admin_token) as admin:
             report = admin.quality(source=source, name=name, since=since, until=until)
     except CapigateError as exc:
-        raise click.ClickException(unanswered(exc, base_url, config_path)) from None
+        raise click.ClickException(unanswered(exc, url, config_path, given=base_url is not None)) from None
     if as_json:
         click.echo(_encode(report).decode())
         return
