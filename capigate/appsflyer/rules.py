@@ -73,10 +73,9 @@ from capigate.appsflyer.schema import (
     PARSE_FAILED,
     InAppEvent,
 )
-from capigate.axon.rules import is_blank
 from capigate.checking import Report, check_struct, join, top_key
 from capigate.errors import Problem
-from capigate.events import NewEvent
+from capigate.events import NewEvent, is_blank_dedupe_id
 from capigate.identity import PERCENT_AT
 from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
 from capigate.unreadable import TOO_DEEP, unreadable
@@ -338,7 +337,7 @@ def _dedupe_id(event_value: dict[str, Any] | None, dedupe_key: str | None, repor
     if dedupe_key is None or event_value is None:
         return None
     value = event_value.get(dedupe_key)
-    if dedupe_key in event_value and (value is None or is_blank(value)):
+    if dedupe_key in event_value and (value is None or is_blank_dedupe_id(value)):
         shown = "null" if value is None else "empty" if not value else "all spaces"
         report.warn(
             f"eventValue.{dedupe_key}",

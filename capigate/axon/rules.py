@@ -32,7 +32,7 @@ from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
 from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.errors import Problem
-from capigate.events import NewEvent
+from capigate.events import NewEvent, is_blank_dedupe_id
 from capigate.identity import PERCENT_AT
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
@@ -132,7 +132,7 @@ def _check_event(
     normalised = check_user_data(user, path, profile, report, raw.get("name")) if user is not None else {}
     if "measurement_partner_data" in raw:
         _check_measurement(raw["measurement_partner_data"], path, profile, report)
-    if is_blank(raw.get("dedupe_id")):
+    if is_blank_dedupe_id(raw.get("dedupe_id")):
         report.warn(f"{path}.dedupe_id", "blank_dedupe_id", BLANK_DEDUPE_ID)
         raw = {k: v for k, v in raw.items() if k != "dedupe_id"}
         if event is not None:
@@ -149,11 +149,6 @@ BLANK_DEDUPE_ID: Final = (
     "an empty dedupe_id deduplicates nothing: the event is stored and relayed without one (had it been kept, "
     "every later event with the same blank id would have been dropped as a duplicate); send the event's own id"
 )
-
-
-def is_blank(dedupe_id: object) -> bool:
-    """An empty or all-whitespace dedupe_id: a client's `order_id || ""`, not an id."""
-    return isinstance(dedupe_id, str) and (not dedupe_id or dedupe_id.isspace())
 
 
 _STAND_INS: Final = {"client_ip_address": "192.0.2.1", "client_user_agent": "-", "esi": "web"}

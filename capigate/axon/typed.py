@@ -35,7 +35,7 @@ from capigate.axon.user_data import check_user_data
 from capigate.checking import Report
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
-from capigate.events import NewEvent
+from capigate.events import NewEvent, is_blank_dedupe_id
 from capigate.identity import PERCENT_AT
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
@@ -145,7 +145,7 @@ def _typed(
         mpd = event.measurement_partner_data
         if mpd is not None and _MPD_TIMES(mpd) != _NO_TIMES:  # one C call: most send no timestamp
             _mpd_timestamps(mpd, path, report)
-        if rules.is_blank(event.dedupe_id):
+        if is_blank_dedupe_id(event.dedupe_id):
             return None  # the slow path drops it and says so
         if event.dedupe_id is None and profile.dedupe_id_expected:
             report.warn(
