@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import unicodedata
 from typing import Final
 from urllib.parse import unquote
 
@@ -17,20 +18,22 @@ import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
 __all__ = [
-    "PERCENT_AT",
     "HashedPhone",
     "InvalidIdentifier",
     "NormalisedPhone",
     "contains_email",
-    "decoded_email",
     "hash_email",
     "hash_name",
     "hash_phone",
     "hash_phone_checked",
     "hash_phone_e164",
+    "is_international_phone",
     "is_sha256_hex",
+    "may_hide_at",
     "normalise_email",
     "normalise_phone",
+    "payload_may_hold_email",
+    "revealed_email",
     "sha256_hex",
 ]
 
@@ -63,20 +66,65 @@ _sha256 = hashlib.sha256
 def contains_email(text: str) -> bool:
     """Whether ``text`` holds something shaped like an email address (local@domain.tld)
     anywhere in it: the same shape ``normalise_email`` accepts, found inside free text, and
-    percent-encoded too (``jane%40example.com``, as a URL or a form carries one)."""
+    hidden too: percent-encoded once or twice (``jane%40example.com``, ``jane%2540…``, as a
+    URL or a form carries one) or with a full-width at sign (U+FF20)."""
     if "@" in text and _EMAIL.search(text) is not None:
         return True
-    return "%40" in text and _EMAIL.search(unquote(text)) is not None
+    return _hides_at(text) and _EMAIL.search(revealed_email(text)) is not None
 
 
-# What a payload holds where an email address may be percent-encoded: one of contains_email's two guards.
-PERCENT_AT: Final = b"%40"
+def _hides_at(text: str) -> bool:
+    return "%" in text or _FULL_WIDTH_AT in text or _SMALL_AT in text
 
 
-def decoded_email(text: str) -> str:
-    """``text`` with its percent-encoding undone when that is what hides an address
-    (``jane%40example.com``), else as it is: what ``hash_email`` is given."""
-    return text if "@" in text or "%40" not in text else unquote(text)
+_FULL_WIDTH_AT: Final = "\uff20"
+_SMALL_AT: Final = "\ufe6b"
+_MAX_DECODINGS: Final = 3
+# What a payload holds where an email address may hide (contains_email): each a fast scan of
+# its bytes, on every event whose payload has no "@" (the hot path's guard, payload_may_hold_email).
+_HIDDEN_ATS: Final = (b"%40", b"%2540", _FULL_WIDTH_AT.encode(), _SMALL_AT.encode())
+
+
+def payload_may_hold_email(payload: bytes) -> bool:
+    """Whether an encoded payload may hold an email address, hidden or not: only then is it
+    walked (``contains_email`` on each string)."""
+    if payload.find(b"@") != -1:
+        return True
+    if not may_hide_at(payload):  # the usual payload
+        return False
+    return any(payload.find(at) != -1 for at in _HIDDEN_ATS)
+
+
+def may_hide_at(payload: bytes) -> bool:
+    """Two scans that rule out every hidden at sign: each is a "%" or starts with byte 0xEF."""
+    return payload.find(b"%") != -1 or payload.find(b"\xef") != -1
+
+
+def revealed_email(text: str) -> str:
+    """``text`` as an address hidden in it reads: percent-decoded (up to three times) and its
+    full-width at signs made "@"; as it is when it hides none. What ``hash_email`` is given."""
+    if "@" in text or not _hides_at(text):
+        return text
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    for _ in range(_MAX_DECODINGS):
+        if "%" not in text:
+            break
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def is_international_phone(text: str) -> bool:
+    """A phone number written in international form, ``+`` and 7 to 15 digits, separators
+    between them (``+1 (415) 555-0100``): one an id field should not hold. Digits without
+    ``+`` are ids far more often (an app's, an order's)."""
+    return _INTERNATIONAL_PHONE.fullmatch(text.strip()) is not None
+
+
+_INTERNATIONAL_PHONE: Final = re.compile(r"\+\s*(?:\d[\s().-]{0,2}){7,15}")
 
 
 def normalise_email(raw: str) -> str:

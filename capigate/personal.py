@@ -24,9 +24,10 @@ from capigate.checking import Report, join, top_key
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
-    decoded_email,
     hash_email,
+    is_international_phone,
     is_sha256_hex,
+    revealed_email,
     sha256_hex,
 )
 
@@ -128,10 +129,11 @@ def shown_id(value: str) -> str:
     address is ``<email address>`` and 8 hex digits of its SHA-256, so that two such tags stay
     two dedupe scopes (events.dedupe_scope) and two entries of the journal's filters. The value
     is trimmed and lower-cased first, as hash_email normalises an address: ``Jane@Example.com``
-    and ``jane@example.com`` are one tag, found by a filter in either case (two, they were)."""
+    and ``jane@example.com`` are one tag, found by a filter in either case (two, they were), and
+    so is ``jane%40example.com``: the address as it reads (identity.revealed_email)."""
     if not contains_email(value):
         return value
-    return f"{EMAIL_SHOWN[:-1]} {sha256_hex(value.strip().lower())[:8]}>"
+    return f"{EMAIL_SHOWN[:-1]} {sha256_hex(revealed_email(value.strip()).lower())[:8]}>"
 
 
 PHONE_SHOWN = "<phone number>"
@@ -151,10 +153,7 @@ def _shown_segment(part: str) -> str:
     text = unquote(part)
     if contains_email(text):
         return EMAIL_SHOWN
-    return PHONE_SHOWN if _INTERNATIONAL_PHONE.fullmatch(text) else part
-
-
-_INTERNATIONAL_PHONE: Final = re.compile(r"\+\s*(?:\d[\s().-]{0,2}){7,15}")
+    return PHONE_SHOWN if is_international_phone(text) else part
 
 
 def without_personal(value: Any, path: str, report: Report, send_hashed: str, depth: int = 0) -> Any:
@@ -266,7 +265,7 @@ def _email_in_field(
         return value
     if at in hashed:
         try:
-            digest = hash_email(decoded_email(value))
+            digest = hash_email(revealed_email(value))
         except InvalidIdentifier:
             pass
         else:

@@ -76,7 +76,7 @@ from capigate.appsflyer.schema import (
 from capigate.checking import Report, check_struct, join, top_key
 from capigate.errors import Problem
 from capigate.events import NewEvent, is_blank_dedupe_id
-from capigate.identity import PERCENT_AT
+from capigate.identity import payload_may_hold_email
 from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
 from capigate.unreadable import TOO_DEEP, unreadable
 
@@ -281,7 +281,7 @@ def _finish(
             "af_revenue is sent without eventCurrency or af_currency: AppsFlyer assumes USD",
         )
     payload = _ENCODER.encode(out)
-    if b"@" in payload or PERCENT_AT in payload:  # rare: only then is the body walked for an email address
+    if payload_may_hold_email(payload):  # rare: only then is the body walked for an email address
         payload = _ENCODER.encode(without_emails(out, "", report, SEND_HASHED, required=_REQUIRED_TEXT))
     if report.problems:
         missing_id = any(p.path == "appsflyer_id" and p.code == "missing_field" for p in report.problems)

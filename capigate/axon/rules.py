@@ -33,7 +33,7 @@ from capigate.checking import Report, check_struct, did_you_mean, join, shown_va
 from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent, is_blank_dedupe_id
-from capigate.identity import PERCENT_AT
+from capigate.identity import payload_may_hold_email
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
@@ -492,7 +492,7 @@ def _new_event(
     kept = _normalised(raw, user)
     payload = _encode(kept)
     dedupe_id = event.dedupe_id
-    if b"@" in payload or PERCENT_AT in payload:  # rare: only then is the event walked for an email address
+    if payload_may_hold_email(payload):  # rare: only then is the event walked for an email address
         kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
         payload = _encode(kept)
         dedupe_id = kept.get("dedupe_id")

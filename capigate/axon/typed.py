@@ -36,7 +36,7 @@ from capigate.checking import Report
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent, is_blank_dedupe_id
-from capigate.identity import PERCENT_AT
+from capigate.identity import payload_may_hold_email
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 
@@ -155,7 +155,11 @@ def _typed(
             setattr(user, key, value)
         _encode_into(event, buffer)  # truncates the buffer to the payload, keeping its memory
         payload = bytes(buffer)
-        if _AT in payload or payload.find(PERCENT_AT) != -1:  # an email address in a defined field: rules.py decides
+        # An email address in a defined field, maybe: rules.py decides. identity.may_hide_at
+        # written out, two scans, not a call into an interpreted module on every event.
+        if _AT in payload or (
+            (payload.find(b"%") != -1 or payload.find(b"\xef") != -1) and payload_may_hold_email(payload)
+        ):
             return None
         result.events.append(
             NewEvent(
