@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from capigate.axon.schema import DATA_SCHEMAS, Item, MeasurementPartnerData, ServerEvent, UserData, field_names
 from capigate.checking import Report, join
-from capigate.identity import InvalidIdentifier, contains_email, decoded_email, hash_email, hash_phone, is_sha256_hex
+from capigate.identity import InvalidIdentifier, contains_email, hash_email, hash_phone, is_sha256_hex, revealed_email
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import looks_personal, shown_key, without_personal
 
@@ -34,12 +34,12 @@ _USER_KEYS = field_names(UserData)
 _ITEM_KEYS = field_names(Item)
 _MPD_KEYS = field_names(MeasurementPartnerData)
 _NO_KEYS: frozenset[str] = frozenset()
-# Meta's user_data names of a person (phone, first and last name, birth date, gender, city,
-# state), personal in user_data only: elsewhere two letters are as often a count or a status.
-_META_PERSON_KEYS: Final = frozenset({"ph", "fn", "ln", "db", "dob", "ge", "ct", "st"})
+# Meta's user_data names of a person (email, phone, first and last name, birth date, gender,
+# city, state), each a value or a list of them, personal in user_data only: elsewhere two letters are as often a count or a status.
+_META_PERSON_KEYS: Final = frozenset({"em", "ph", "fn", "ln", "db", "dob", "ge", "ct", "st"})
 
 _Nested = dict[str, Callable[[Any, str, Report], Any]]
-_LookAlike = Callable[[str, Any, str, Report], "str | None"]
+_LookAlike = Callable[[str, Any, str, Report], "str | list[str] | None"]
 
 
 def without_personal_unknowns(event: dict[str, Any], path: str, report: Report) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def without_personal_unknowns(event: dict[str, Any], path: str, report: Report) 
     country = user.get("country_code") if isinstance(user, dict) else None
     region = country.upper() if isinstance(country, str) and country.upper() in COUNTRY_CODES else None
 
-    def look_alike(key: str, value: Any, here: str, report: Report) -> str | None:
+    def look_alike(key: str, value: Any, here: str, report: Report) -> str | list[str] | None:
         return _look_alike(key, value, here, report, region)
 
     def user_data(value: Any, here: str, report: Report) -> Any:
@@ -137,28 +137,32 @@ def _copy_until(obj: dict[str, Any], stop: str) -> dict[str, Any]:
 
 
 def _personal_in_user_data(key: str, value: Any) -> bool:
-    """``looks_personal``, and Meta's names of a person's data, unless already hashed."""
+    """``looks_personal``, and Meta's names of a person's data, unless already hashed (a list
+    of them too)."""
     if looks_personal(key, value):
         return True
     if key.lower() not in _META_PERSON_KEYS:
         return False
-    return not (isinstance(value, str) and is_sha256_hex(value.strip()))
+    values = value if isinstance(value, list) else [value]
+    return not all(isinstance(v, str) and is_sha256_hex(v.strip()) for v in values)
 
 
 def _what(value: Any) -> str:
     return "holds an email address" if isinstance(value, str) and contains_email(value) else "looks like personal data"
 
 
-def _look_alike(key: str, value: Any, path: str, report: Report, region: str | None) -> str | None:
-    """The hash of a user_data look-alike of email or phone, or None to drop it."""
-    if not isinstance(value, str) or contains_email(key):
+def _look_alike(key: str, value: Any, path: str, report: Report, region: str | None) -> str | list[str] | None:
+    """The hash of a user_data look-alike of email or phone (each one's, in a list: Meta takes
+    ``em`` and ``ph`` as lists too), or None to drop it."""
+    values = value if isinstance(value, list) and value else [value]
+    if not all(isinstance(v, str) for v in values) or contains_email(key):
         return None
-    phone_like = _PHONE_KEY.search(key) is not None and not contains_email(value)
-    email_like = not phone_like and (_EMAIL_KEY.search(key) is not None or contains_email(value))
+    phone_like = _PHONE_KEY.search(key) is not None and not any(contains_email(v) for v in values)
+    email_like = not phone_like and (_EMAIL_KEY.search(key) is not None or all(contains_email(v) for v in values))
     if not (phone_like or email_like):
         return None
     try:
-        digest = hash_phone(value, region) if phone_like else hash_email(decoded_email(value))
+        digests = [hash_phone(v, region) if phone_like else hash_email(revealed_email(v)) for v in values]
     except InvalidIdentifier:
         return None
     like = "phone" if phone_like else "email"
@@ -168,4 +172,4 @@ def _look_alike(key: str, value: Any, path: str, report: Report, region: str | N
         f"`{key}` looks like user_data.{like}: it was normalised and hashed as {like} is, under its own key "
         f"(send it as `{like}`)",
     )
-    return digest
+    return digests if isinstance(value, list) else digests[0]
