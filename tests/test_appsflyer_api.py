@@ -414,3 +414,18 @@ def test_an_email_address_percent_encoded_is_dropped_from_a_defined_field(server
     assert paths(r.json(), "warnings")["customer_user_id"] == "pii_in_customer_user_id"
     [row] = [e for e in stored(server, "com.example.shop") if e["payload"]["eventValue"].get("af_order_id") == order]
     assert "customer_user_id" not in row["payload"] and "gmail" not in json.dumps(row["payload"])
+
+
+def test_a_phone_number_in_customer_user_id_is_dropped(server: Server) -> None:
+    """Rule: customer_user_id holding a phone number in international form is personal data,
+    dropped with pii_in_customer_user_id as an email address is; digits alone are an id."""
+    for user_id, dropped in (("+1 415 555 0123", True), ("+14155550123", True), ("14155550123", False)):
+        body = event(customer_user_id=user_id)
+        order = json.loads(body["eventValue"])["af_order_id"]
+        r = post(server, body, headers={**KEY, "Accept": "application/json"})
+        assert r.status_code == 200
+        assert ("customer_user_id" in paths(r.json(), "warnings")) is dropped
+        [row] = [
+            e for e in stored(server, "com.example.shop") if e["payload"]["eventValue"].get("af_order_id") == order
+        ]
+        assert ("customer_user_id" not in row["payload"]) is dropped

@@ -30,7 +30,7 @@ def stored_user_data(server: Server, dedupe_id: str) -> dict[str, str]:
     return next(e["payload"]["user_data"] for e in rows if e["dedupe_id"] == dedupe_id)
 
 
-def with_user(**user: str) -> dict[str, object]:
+def with_user(**user: object) -> dict[str, object]:
     event = page_view()
     event["user_data"].update(user)
     return event
@@ -166,3 +166,34 @@ def test_metas_names_already_hashed_are_kept_and_elsewhere_two_letters_are_not_p
     assert paths(body, "warnings") == {"events[0].user_data.fn": "unknown_field", "events[0].data.ct": "unknown_field"}
     kept = stored_event(fresh_server, str(event["dedupe_id"]))
     assert kept["user_data"]["fn"] == sha("kim") and kept["data"] == {"ct": 3}  # type: ignore[index]
+
+
+def test_an_email_address_encoded_twice_or_with_a_full_width_at_is_one_too(fresh_server: Server) -> None:
+    """Rule: an address hidden by a second percent-encoding (%2540) or a full-width at sign
+    (U+FF20, U+FE6B) is an email address as %40 and @ are."""
+    event = page_view(event_source_url="https://shop.example.com/?u=zz%2540gmail.com")
+    assert paths(post(fresh_server, event)) == {"events[0].event_source_url": "plain_pii"}
+    event = page_view(name="search", data={"search_term": "yy\uff20gmail.com", "notes": "hank%2540gmail.com"})
+    event["user_data"]["client_id"] = "Eve\ufe6bGmail.com"
+    body = post(fresh_server, event)
+    assert body["status"] == 200
+    warned = paths(body, "warnings")
+    assert warned["events[0].user_data.client_id"] == "plain_pii_hashed"
+    assert warned["events[0].data.search_term"] == warned["events[0].data.notes"] == "plain_pii_dropped"
+    kept = stored_event(fresh_server, str(event["dedupe_id"]))
+    assert kept["user_data"]["client_id"] == sha("eve@gmail.com")  # type: ignore[index]
+    fresh_server.stop()
+    for db_file in Path(fresh_server.db).parent.glob("capigate.db*"):
+        assert "gmail" not in db_file.read_bytes().decode("utf-8", "replace").lower(), db_file.name
+
+
+def test_metas_lists_of_emails_and_phones_are_hashed_each(fresh_server: Server) -> None:
+    """Rule: Meta takes em and ph as lists too; each item is hashed as the single value is."""
+    event = with_user(em=["A@Gmail.com", "b@example.org"], ph=["+1 415 555 0123"])
+    body = post(fresh_server, event)
+    assert body["status"] == 200
+    warnings = [(w["path"], w["code"]) for w in body["warnings"]]  # type: ignore[attr-defined]
+    assert warnings == [("events[0].user_data.em", "plain_pii_hashed"), ("events[0].user_data.ph", "plain_pii_hashed")]
+    user = stored_user_data(fresh_server, str(event["dedupe_id"]))
+    assert user["em"] == [sha("a@gmail.com"), sha("b@example.org")]  # type: ignore[comparison-overlap]
+    assert user["ph"] == [sha("14155550123")]  # type: ignore[comparison-overlap]

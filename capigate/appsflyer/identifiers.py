@@ -15,6 +15,7 @@ from capigate.identity import (
     contains_email,
     hash_email,
     hash_name,
+    is_international_phone,
     is_sha256_hex,
     normalise_phone,
     sha256_hex,
@@ -70,14 +71,18 @@ def _zeroed(key: str, value: str, ctx: Context) -> str:
 
 def _customer_user_id(key: str, value: str, ctx: Context) -> Any:
     if contains_email(value):
-        ctx.report.warn(
-            key,
-            "pii_in_customer_user_id",
-            "customer_user_id holds an email address: it was dropped, never stored or relayed; use an "
-            "internal user id, and send the email hashed in email_hashed",
-        )
-        return DROP
-    return value
+        held, hashed_in = "an email address", "the email hashed in email_hashed"
+    elif is_international_phone(value):
+        held, hashed_in = "a phone number", "the phone hashed in phone_number_hashed"
+    else:
+        return value
+    ctx.report.warn(
+        key,
+        "pii_in_customer_user_id",
+        f"customer_user_id holds {held}: it was dropped, never stored or relayed; use an internal user id, "
+        f"and send {hashed_in}",
+    )
+    return DROP
 
 
 def _plain_name(raw: str) -> str:
