@@ -197,3 +197,21 @@ def test_metas_lists_of_emails_and_phones_are_hashed_each(fresh_server: Server) 
     user = stored_user_data(fresh_server, str(event["dedupe_id"]))
     assert user["em"] == [sha("a@gmail.com"), sha("b@example.org")]  # type: ignore[comparison-overlap]
     assert user["ph"] == [sha("14155550123")]  # type: ignore[comparison-overlap]
+
+
+def test_an_email_address_in_a_required_field_is_said_beside_the_events_other_problems(
+    fresh_server: Server,
+) -> None:
+    """Rule: every problem in one answer. An event refused for a missing esi was answered
+    with that alone; its event_source_url holding an address came at the next try."""
+    event = page_view(event_source_url="https://shop.example.com/?u=hank%40gmail.com")
+    del event["user_data"]["esi"]
+    event["user_data"]["client_user_agent"] = "Mozilla hank@gmail.com"
+    body = post(fresh_server, event)
+    assert body["status"] == 400
+    assert paths(body) == {
+        "events[0].user_data.esi": "missing_field",
+        "events[0].event_source_url": "plain_pii",
+        "events[0].user_data.client_user_agent": "plain_pii",
+    }
+    assert "gmail" not in str(body)

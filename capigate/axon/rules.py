@@ -86,6 +86,8 @@ def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_t
         if checked is not None and len(report.problems) == refused:  # after a refused event too
             event, user, kept = checked
             result.events.append(_new_event(event, user, kept, f"events[{i}]", report, source, test_tag))
+        elif isinstance(raw, dict):
+            _email_problems(raw, f"events[{i}]", report)
     if not report.ok:
         result.events.clear()
     return result
@@ -508,6 +510,23 @@ def _new_event(
         match_keys=axon_match_keys(event.user_data, event.dedupe_id is not None),  # as sent
         transaction_id=data.get("transaction_id") if isinstance(data, dict) else None,
     )
+
+
+def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
+    """A refused event's email addresses in required fields (``plain_pii``), said beside its
+    other problems: ``_new_event``'s guard sees only the events that pass, so a client mending
+    the others learnt of these at its next try. What the guard would drop or hash is not said:
+    nothing of a refused event is stored, nor a field's second problem (an esi holding an
+    address is not one of its values already)."""
+    try:
+        if not payload_may_hold_email(_encode(raw)):
+            return
+    except RecursionError:  # refused as too deep already
+        return
+    seen = Report()
+    without_emails(raw, path, seen, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
+    said = {p.path for p in report.problems}
+    report.problems += [p for p in seen.problems if p.path not in said]
 
 
 def _normalised(raw: dict[str, Any], user: dict[str, str]) -> dict[str, Any]:
