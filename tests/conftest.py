@@ -159,10 +159,13 @@ def make_server(tmp: Path, config_text: str = DEFAULT_CONFIG, **env: str) -> Ser
 
 
 @contextmanager
-def served_on(backend: str, tmp: Path, schema_prefix: str = "capigate_test") -> Iterator[tuple[Server, str | None]]:
-    """A started gateway on ``backend`` ("sqlite": a file under ``tmp``; "postgresql": a fresh
-    schema of the test server, dropped afterwards), with that schema's name or None."""
-    server = make_server(tmp)
+def served_on(
+    backend: str, tmp: Path, schema_prefix: str = "capigate_test", config_text: str = DEFAULT_CONFIG
+) -> Iterator[tuple[Server, str | None]]:
+    """A started gateway of ``config_text`` on ``backend`` ("sqlite": a file under ``tmp``;
+    "postgresql": a fresh schema of the test server, dropped afterwards), with that schema's
+    name or None."""
+    server = make_server(tmp, config_text)
     if backend == "sqlite":
         server.start()
         try:

@@ -578,7 +578,7 @@ def test_events_requests_takes_the_test_tag_and_name_filters_and_api_needs_reque
     named = capigate(*base, "--test-tag", t, "--name", "no_such_event")
     assert named.returncode == 0 and named.stdout == "", named.stdout
     api = capigate("events", "--url", server.url, "--token", ADMIN, "--api", "admin")
-    assert api.returncode == 2 and "--api find requests: add --requests" in api.stderr, api.stderr
+    assert api.returncode == 2 and "--api admin finds requests" in api.stderr, api.stderr
 
 
 def test_events_lists_as_a_table_with_the_token_from_the_config(server: Server) -> None:

@@ -120,7 +120,7 @@ def test_send_a_test_event_and_see_it_arrive_live(page: Page, gateway: Server) -
     logged_in(page)
     mark_page(page)
     page.click("a[data-view=send]")
-    page.select_option("#send-source", "px_std")
+    page.select_option("#send-source", "axon:px_std")
     body = page.input_value("#send-body")
     assert '"name": "purchase"' in body and "api_key" not in body and "key-std" not in page.content()
     page.click("#send-button")
@@ -174,7 +174,7 @@ def test_filter_events_by_source_name_tag_time_and_delivery(page: Page, gateway:
     rows = page.locator("#events tr.event")
     expect(rows).to_have_count(4)
 
-    form.locator("[name=source]").select_option("px_std")
+    form.locator("[name=source]").select_option("axon:px_std")
     expect(rows).to_have_count(3)
     form.locator("[name=name]").fill("page_view")
     form.locator("button[type=submit]").click()
@@ -396,6 +396,69 @@ def test_a_pixel_and_an_app_with_one_id_have_a_card_each(browser: Browser, tmp_p
             expect(axon.locator(".totals")).to_have_text("1 requests, 0 failed")
             expect(appsflyer.locator(".totals")).to_have_text("2 requests, 2 failed")
             expect(page.locator(".card.unknown-sources")).to_have_count(0)
+    finally:
+        gateway.stop()
+
+
+def test_a_pixel_and_an_app_with_one_id_are_told_apart_in_every_source_choice(browser: Browser, tmp_path: Path) -> None:
+    """The source lists of Requests, Events and Quality showed `shared-1` twice, alike, and
+    either choice listed both APIs' events (a trial): each option says its API, and filters by it."""
+    gateway = make_server(tmp_path / "shared", SHARED_ID_CONFIG)
+    gateway.start()
+    try:
+        assert post_axon(gateway, batch(purchase()), pixel="shared-1", key="key-shared").status_code == 200
+        af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_purchase", "eventValue": "", "os": "17.4"}
+        with gateway.client(headers={"authentication": "af-shared-key"}) as c:
+            assert c.post("/inappevent/shared-1", json=af_event).status_code == 200
+        with checked_page(browser, gateway.url) as page:
+            logged_in(page)
+            labels = ["shared-1 (Axon pixel, standard)", "shared-1 (AppsFlyer app)"]
+            for select in ("#rq-source", "#ev-filters [name=source]", "#q-source", "#send-source"):
+                texts = page.locator(f"{select} option").all_inner_texts()
+                assert [t for t in texts if t.startswith("shared-1")] == labels, (select, texts)
+
+            page.click("a[data-view=events]")
+            form = page.locator("#ev-filters")
+            rows = page.locator("#events tr.event")
+            expect(rows).to_have_count(2)
+            form.locator("[name=source]").select_option(label=labels[1])
+            expect(rows).to_have_count(1)
+            expect(rows.first).to_contain_text("af_purchase")
+            expect(page).to_have_url(re.compile(r"#events\?.*api=appsflyer"))
+            page.reload()  # the fragment keeps the choice: the app's, not the pixel's of that id
+            expect(form.locator("[name=source]")).to_have_value("appsflyer:shared-1")
+            expect(rows).to_have_count(1)
+            form.locator("[name=source]").select_option(label=labels[0])
+            expect(rows).to_have_count(1)
+            expect(rows.first).to_contain_text("purchase")
+            expect(rows.first).not_to_contain_text("af_purchase")
+
+            page.click("a[data-view=requests]")
+            requests = page.locator("#requests tr.request")
+            page.locator("#rq-source").select_option(label=labels[1])
+            expect(requests).to_have_count(1)
+            expect(requests.first).to_contain_text("/inappevent/shared-1")
+            page.locator("#rq-source").select_option(label=labels[0])
+            expect(requests).to_have_count(1)
+            expect(requests.first).to_contain_text("/v1/event")
+
+            page.click("a[data-view=quality]")
+            cards = page.locator(".card.quality")
+            expect(cards).to_have_count(2)
+            page.locator("#q-source").select_option(label=labels[0])
+            expect(cards).to_have_count(1)
+            expect(cards.first).to_have_attribute("data-api", "axon")
+            expect(cards.first).to_have_attribute("data-name", "purchase")
+
+            # The send form sends to the app chosen, with the app's example, not to the pixel.
+            page.click("a[data-view=send]")
+            page.locator("#send-source").select_option(label=labels[1])
+            assert '"eventName"' in page.input_value("#send-body")
+            page.click("#send-button")
+            expect(page.locator("#send-status")).to_have_text("200")
+        with gateway.admin() as c:
+            found = c.get("/api/events", params={"source": "shared-1", "api": "appsflyer"}).json()["events"]
+        assert len(found) == 2 and {e["api"] for e in found} == {"appsflyer"}
     finally:
         gateway.stop()
 

@@ -281,7 +281,7 @@ def test_the_coverage_panel_shows_the_figures_of_the_events_sent(page: Page, gat
 
     logged_in(page)
     page.click("a[data-view=quality]")
-    page.select_option("#q-source", "px_match")
+    page.select_option("#q-source", "axon:px_match")
     card = page.locator('.card.quality[data-source="px_match"][data-name="purchase"]')
     expect(card.locator(".events")).to_have_text(str(stored))
     expect(card.locator(".duplicates")).to_have_text("2")

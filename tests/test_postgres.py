@@ -383,6 +383,10 @@ def explain(schema: str, statement: str, params: list[Any] | dict[str, Any]) -> 
 EVENTS, REQUESTS = pg.events_sql, pg.requests_sql
 PLANS = {
     "events-source": (EVENTS(EventQuery(source="a", cursor=9)), "Index Scan Backward using events_source_id"),
+    "events-source-api": (
+        EVENTS(EventQuery(source="a", api="axon", cursor=9)),
+        "Index Scan Backward using events_source_id",
+    ),
     "events-name": (EVENTS(EventQuery(name="a")), "Index Scan Backward using events_name_id"),
     "events-status": (EVENTS(EventQuery(status="a")), "Index Scan Backward using events_status_id"),
     "events-cursor": (EVENTS(EventQuery(cursor=9)), "Index Scan Backward using events_pkey"),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from capigate.gateway import ROUTES
-from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, example, make_server
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, example, make_server, served_on
 from tests.helpers import batch, page_view, purchase
 from tests.test_cli_gateway import capigate
 
@@ -68,6 +70,54 @@ def test_events_filter_by_source_name_and_time(fresh_server: Server) -> None:
         assert count(since=t_mid) == 1
         assert count(until=t_mid) == 3
         assert count(status="stored") == 4
+
+
+# An Axon pixel of the same id as the AppsFlyer app id123456789 of DEFAULT_CONFIG.
+SHARED_ID_CONFIG = (
+    DEFAULT_CONFIG
+    + """
+[[axon.pixels]]
+pixel_id = "id123456789"
+api_key = "key-shared"
+profile = "standard"
+"""
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_events_filter_by_api_when_a_pixel_and_an_app_share_an_id(backend: str, tmp_path: Path) -> None:
+    """A pixel and an app of one id: ``source`` alone mixed their events, and ``api`` was
+    refused as no parameter of /api/events (a trial)."""
+    with served_on(backend, tmp_path, "capigate_api_filter", SHARED_ID_CONFIG) as (server, _):
+        with server.client() as c:
+            axon = c.post(
+                "/v1/event?pixel_id=id123456789", json=batch(purchase()), headers={"Authorization": "key-shared"}
+            )
+        assert axon.status_code == 200, axon.text
+        af_event = {"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": "", "os": "17.4"}
+        with server.client(headers={"authentication": "af-ios-key"}) as c:
+            assert c.post("/inappevent/id123456789", json=af_event).status_code == 200
+        with server.admin() as c:
+
+            def names(**params: str) -> list[tuple[str, str]]:
+                r = c.get("/api/events", params={"source": "id123456789", **params})
+                assert r.status_code == 200, r.text
+                return [(e["api"], e["name"]) for e in r.json()["events"]]
+
+            assert names() == [("appsflyer", "af_purchase"), ("axon", "purchase")]
+            assert names(api="axon") == [("axon", "purchase")]
+            assert names(api="appsflyer") == [("appsflyer", "af_purchase")]
+            everywhere = c.get("/api/events", params={"api": "appsflyer"}).json()["events"]
+            assert [(e["api"], e["source"]) for e in everywhere] == [("appsflyer", "id123456789")]
+            refused = c.get("/api/events", params={"api": "admin"})
+            assert refused.status_code == 400
+            assert "axon, appsflyer" in refused.json()["problems"][0]["message"]
+        # `capigate events --api` lists that API's events (it was for --requests only).
+        listed = capigate(
+            "events", "--url", server.url, "--token", ADMIN, "--source", "id123456789", "--api", "axon", "--json"
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["api"] for line in listed.stdout.splitlines()] == ["axon"]
 
 
 def test_events_pages_follow_the_cursor_without_gaps_or_repeats(fresh_server: Server) -> None:

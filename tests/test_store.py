@@ -607,6 +607,10 @@ PLANS = {
         EVENTS(EventQuery(source="a", cursor=9)),
         "events_source_id (source=? AND id<?)",
     ),
+    "events-source-api": (
+        EVENTS(EventQuery(source="a", api="axon", cursor=9)),
+        "events_source_id (source=? AND id<?)",
+    ),
     "events-name": (EVENTS(EventQuery(name="a", since_ms=1)), "events_name_id (name=?)"),
     "events-stored": (EVENTS(EventQuery(status="stored", cursor=9)), "events_stored (status=? AND rowid<?)"),
     "events-since": (EVENTS(EventQuery(since_ms=1)), "events_received_at (received_at>?)"),

@@ -286,7 +286,12 @@ class _Printer:
 @click.option("--source", help="Pixel or app id.")
 @click.option("--name", help="Event name (with --requests: the requests that carried one).")
 @click.option("--status", help="Event status, or HTTP status with --requests.")
-@click.option("--api", "api_name", type=click.Choice(["axon", "appsflyer", "admin"]), help="API (requests only).")
+@click.option(
+    "--api",
+    "api_name",
+    type=click.Choice(["axon", "appsflyer", "admin"]),
+    help="API: axon or appsflyer (a pixel and an app may share an id); with --requests, admin too.",
+)
 @click.option("--test-tag", help="Test tag.")
 @click.option("--dedupe-id", help="The requests that carried this dedupe_id (requests only).")
 @click.option("--transaction-id", help="The requests that carried this transaction id (requests only).")
@@ -332,11 +337,13 @@ def events(
     from capigate.client.admin import GatewayAdmin
 
     filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}
-    filters.update(name=name, test_tag=test_tag)  # requests too: --requests dropped them, silently (a trial)
+    filters.update(name=name, test_tag=test_tag, api=api_name)  # requests too: --requests dropped them (a trial)
     if show_requests:
-        filters.update(api=api_name, dedupe_id=dedupe_id, transaction_id=transaction_id)
-    elif dedupe_id is not None or transaction_id is not None or api_name is not None:
-        raise click.UsageError("--dedupe-id, --transaction-id and --api find requests: add --requests")
+        filters.update(dedupe_id=dedupe_id, transaction_id=transaction_id)
+    elif dedupe_id is not None or transaction_id is not None:
+        raise click.UsageError("--dedupe-id and --transaction-id find requests: add --requests")
+    elif api_name == "admin":
+        raise click.UsageError("--api admin finds requests (events come from axon or appsflyer): add --requests")
     url, admin_token = _gateway(base_url, token, config_path)
     printer = _Printer(_REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS, as_json=as_json)
     admin = GatewayAdmin(url, admin_token)

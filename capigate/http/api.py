@@ -42,6 +42,7 @@ from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery
 from capigate.unreadable import field_problem
 
 __all__ = [
+    "EVENT_APIS",
     "EVENT_PREFIX",
     "REQUEST_PREFIX",
     "admin_refusal",
@@ -63,6 +64,7 @@ _KEY_FILTERS = ("name", "dedupe_id", "transaction_id")
 _decode_body = msgspec.json.Decoder().decode
 MAX_REPLAY_BODY = 4096
 EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
+EVENT_APIS: Final = ("axon", "appsflyer")
 REQUEST_APIS: Final = ("axon", "appsflyer", "admin", "inspector", "capigate", "unknown")
 _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
 log = logging.getLogger("capigate.admin")
@@ -117,6 +119,7 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     q = Query(request.query, request.repeated)
     query = EventQuery(
         source=_kept_id(q, "source"),
+        api=query_choice(q, "api", report, EVENT_APIS),
         name=q.get("name") or None,
         status=query_choice(q, "status", report, EVENT_STATUSES),
         test_tag=_kept_id(q, "test_tag"),

@@ -146,6 +146,7 @@ def _described() -> dict[str, Any]:
                     "security": admin,
                     "parameters": [
                         *_FILTERS,
+                        _query("api", "axon | appsflyer (a pixel and an app may share an id)"),
                         _query("name", "event name"),
                         _query("status", "stored | pending | delivered | dead"),
                         _query("test_tag", "test tag"),
@@ -278,6 +279,7 @@ def _described() -> dict[str, Any]:
                     "security": admin,
                     "parameters": [
                         _query("source", "pixel id or app id (default: all)"),
+                        _query("api", "axon | appsflyer (default: both; a pixel and an app may share an id)"),
                         _query("name", "event name (default: all)"),
                         _query("since", "epoch ms or ISO 8601 (default: 24 hours ago); rounded down to the hour"),
                         _query("until", "epoch ms or ISO 8601 (default: now); rounded up to the hour"),

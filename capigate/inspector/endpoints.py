@@ -2,7 +2,8 @@
 
 ``GET /api/sources``: the configured sources, with the spec's examples (never a key).
 ``GET /api/stats``: per-source totals over time (``Store.query_stats``) and the outbox depths.
-``POST /api/test-event``: ``{"source": id, "body": json text}``, sent through the gateway itself.
+``POST /api/test-event``: ``{"source": id, "body": json text}`` (and ``"api"`` when a pixel and an
+app share the id), sent through the gateway itself.
 ``GET /api/quality``: will the events match? Coverage, dedupe health and a verdict (quality.py).
 """
 
@@ -16,10 +17,10 @@ import msgspec
 from capigate.checking import Report
 from capigate.epoch import MAX_EPOCH_MILLIS
 from capigate.errors import Problem
-from capigate.http.api import admin_refusal
+from capigate.http.api import EVENT_APIS, admin_refusal
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
-from capigate.http.params import Query, query_int, query_time
+from capigate.http.params import Query, query_choice, query_int, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
@@ -81,6 +82,7 @@ class StatsPage(msgspec.Struct, kw_only=True):
 class TestEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     source: str
     body: str
+    api: str | None = None  # axon or appsflyer: which of a pixel and an app of one id (default: the pixel)
 
 
 _decode_test_event = msgspec.json.Decoder(TestEvent).decode
@@ -143,7 +145,7 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
 
 
 async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    """``source`` (default all), ``name`` (default all), ``since`` and ``until`` (epoch ms or
+    """``source``, ``api`` and ``name`` (default all), ``since`` and ``until`` (epoch ms or
     ISO 8601; default the last 24 hours), widened to whole hours, or days (quality.py)."""
     outcome.api = "admin"
     denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
@@ -154,6 +156,7 @@ async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> R
     until = query_time(q, "until", report)
     since = query_time(q, "since", report)
     source, name = q.get("source") or None, q.get("name") or None
+    api = query_choice(q, "api", report, EVENT_APIS)
     q.refuse_unread(report)
     until = _now_ms() if until is None else until
     since = until - DEFAULT_QUALITY_WINDOW_MS if since is None else since
@@ -163,7 +166,8 @@ async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> R
         return _invalid(report.problems)
     since, until = report_window(since, until)
     rows = await gateway.store.query_quality(source, since_ms=since, until_ms=until)
-    answer = quality_report([r for r in rows if name is None or r.name == name], since, until)
+    wanted = [r for r in rows if (name is None or r.name == name) and (api is None or r.api == api)]
+    answer = quality_report(wanted, since, until)
     return json_response(200, answer, [("cache-control", "no-store")])
 
 
@@ -235,7 +239,7 @@ async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) 
     if gateway.loopback is None:
         return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
     answer: Loopback | None = await send_to_self(
-        gateway.loopback, gateway.config, ask.source, ask.body.encode(), request.client_ip
+        gateway.loopback, gateway.config, ask.source, ask.body.encode(), request.client_ip, api=ask.api
     )
     if answer is None:
         return _bad_test_event(Problem("source", "unknown_source", f"no pixel or app {ask.source!r} is configured"))

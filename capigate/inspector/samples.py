@@ -117,10 +117,11 @@ def _scope(method: str, path: str, query: str, headers: dict[str, str], client_i
 
 
 async def send_to_self(
-    app: ASGIApp, config: Config, source_id: str, body: bytes, client_ip: str | None
+    app: ASGIApp, config: Config, source_id: str, body: bytes, client_ip: str | None, *, api: str | None = None
 ) -> Loopback | None:
     """POST ``body`` to the source's endpoint through ``app`` (the gateway's ASGI app);
-    None if no such source is configured."""
+    None if no such source is configured. ``api`` (axon, appsflyer) picks one of a pixel and
+    an app of one id; None, the pixel if there is one."""
     headers = {
         "content-type": "application/json",
         "accept": "application/json",
@@ -128,8 +129,8 @@ async def send_to_self(
         "x-capigate-test": TEST_TAG,
         "content-length": str(len(body)),
     }
-    pixel = config.pixel(source_id)
-    app_conf = config.app(source_id)
+    pixel = config.pixel(source_id) if api in (None, "axon") else None
+    app_conf = config.app(source_id) if api in (None, "appsflyer") else None
     if pixel is not None:
         headers["authorization"] = pixel.api_key
         scope = _scope("POST", "/v1/event", urlencode({"pixel_id": pixel.pixel_id}), headers, client_ip)

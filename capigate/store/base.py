@@ -64,6 +64,7 @@ class JournalRecord(RequestRecord, kw_only=True):
 
 class EventQuery(msgspec.Struct, kw_only=True):
     source: str | None = None
+    api: str | None = None  # axon or appsflyer: a pixel and an app may share an id
     name: str | None = None
     status: str | None = None
     test_tag: str | None = None

@@ -183,7 +183,8 @@ function applyFilters(view, params) {
   for (const el of form.elements) {
     if (!el.name) continue;
     const value = params.get(el.name) || "";
-    el.value = el.name === "since" || el.name === "until" ? localInput(value) : value;
+    if (el.name === "source") el.value = value && sourceValue(value, params.get("api"));
+    else el.value = el.name === "since" || el.name === "until" ? localInput(value) : value;
   }
   const filters = FILTERS[view].read();
   const list = state[view];
@@ -248,16 +249,34 @@ async function older(button, load) {
   }
 }
 
+// A source select's option: its value "<api>:<id>", its text the id and its API. An Axon pixel
+// and an AppsFlyer app may share an id: listed as the id twice, either showed both's events (a trial).
+function sourceOption(s) {
+  const kind = s.api === "axon" ? `Axon pixel, ${s.profile}` : "AppsFlyer app";
+  return h("option", { value: `${s.api}:${s.id}` }, `${s.id} (${kind})`);
+}
+
+// A source select's value as the API's filters: { source, api } ("" for all).
+function sourceChoice(value) {
+  const v = String(value || "");
+  const cut = v.indexOf(":");
+  return cut < 0 ? { source: "", api: "" } : { source: v.slice(cut + 1), api: v.slice(0, cut) };
+}
+
+// The option of the filters' source and api; a link of a source alone (made before the api
+// was one of its filters) picks the first source of that id.
+function sourceValue(source, api) {
+  const found = state.sources.find((s) => s.id === source && (!api || s.api === api));
+  return found ? `${found.api}:${found.id}` : "";
+}
+
 function fillSourceSelects() {
   const selects = [document.getElementById("rq-source"), document.querySelector("#ev-filters [name=source]"), document.getElementById("q-source")];
   for (const select of selects) {
-    for (const s of state.sources) select.append(h("option", { value: s.id }, s.id));
+    for (const s of state.sources) select.append(sourceOption(s));
   }
   const send = document.getElementById("send-source");
-  for (const s of state.sources) {
-    const kind = s.api === "axon" ? `Axon pixel, ${s.profile}` : "AppsFlyer app";
-    send.append(h("option", { value: s.id }, `${s.id} (${kind})`));
-  }
+  for (const s of state.sources) send.append(sourceOption(s));
 }
 
 // --- requests ------------------------------------------------------------------------------
@@ -275,7 +294,7 @@ function requestFilters() {
   const data = new FormData(document.getElementById("rq-filters"));
   const text = (k) => String(data.get(k) || "").trim();
   return {
-    source: data.get("source"),
+    ...sourceChoice(data.get("source")),
     status: text("status"),
     name: text("name"),
     transaction_id: text("transaction_id"),
@@ -602,7 +621,7 @@ function eventFilters() {
   const data = new FormData(form);
   const ms = localMs;
   return {
-    source: data.get("source"),
+    ...sourceChoice(data.get("source")),
     name: String(data.get("name") || "").trim(),
     test_tag: String(data.get("test_tag") || "").trim(),
     status: data.get("status"),
@@ -1055,7 +1074,7 @@ const KEY_LABELS = { ip_ua: "IP + user agent" };
 async function loadQuality() {
   const windowMs = Number(document.getElementById("q-window").value);
   const until = Date.now();
-  const params = { source: document.getElementById("q-source").value, since: until - windowMs, until };
+  const params = { ...sourceChoice(document.getElementById("q-source").value), since: until - windowMs, until };
   const report = await (await api("/api/quality" + query(params))).json();
   state.lastQuality = Date.now();
   renderQuality(report);
@@ -1098,7 +1117,7 @@ function qualityCard(g) {
   for (const fill of coverage.querySelectorAll(".fill")) fill.style.width = `${Math.round(Number(fill.dataset.share) * 100)}%`;
   return h(
     "article",
-    { class: `card quality ${g.verdict}`, "data-source": g.source, "data-name": g.name },
+    { class: `card quality ${g.verdict}`, "data-source": g.source, "data-api": g.api, "data-name": g.name },
     h("header", {}, h("h3", {}, `${g.source} · ${g.name}`), h("span", { class: `verdict ${g.verdict}` }, g.verdict)),
     h("p", { class: "totals" },
       h("b", { class: "events" }, g.events), " events stored · ",
@@ -1114,7 +1133,8 @@ function qualityCard(g) {
 // --- send a test event ---------------------------------------------------------------------
 
 function currentSource() {
-  return state.sources.find((s) => s.id === document.getElementById("send-source").value);
+  const { source, api } = sourceChoice(document.getElementById("send-source").value);
+  return state.sources.find((s) => s.id === source && s.api === api);
 }
 
 function fillExamples() {
@@ -1145,7 +1165,7 @@ async function sendTestEvent(event) {
     const response = await api("/api/test-event", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ source: document.getElementById("send-source").value, body: document.getElementById("send-body").value }),
+      body: JSON.stringify({ ...sourceChoice(document.getElementById("send-source").value), body: document.getElementById("send-body").value }),
     });
     const answer = await response.json();
     if (!response.ok) {

@@ -32,7 +32,7 @@ def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
     """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it). An event with an
     outbox run reports the run's state (pending, delivered, dead) as its status."""
     equal: list[tuple[str, str | int | None]] = [
-        ("e.source", query.source), ("e.name", query.name), ("e.test_tag", query.test_tag),
+        ("e.source", query.source), ("e.api", query.api), ("e.name", query.name), ("e.test_tag", query.test_tag),
     ]  # fmt: skip
     join = _OUTBOX_JOIN
     if query.status in RELAY_STATES:

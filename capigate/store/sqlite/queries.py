@@ -104,7 +104,10 @@ def _relay_state_sql(query: EventQuery) -> tuple[str, list[Any]]:
 
 
 def _where(query: EventQuery) -> tuple[str, list[Any]]:
-    equal = (("events.source", query.source), ("events.name", query.name), ("events.test_tag", query.test_tag))
+    equal = (
+        ("events.source", query.source), ("events.api", query.api),
+        ("events.name", query.name), ("events.test_tag", query.test_tag),
+    )  # fmt: skip
     where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?", table="events")
     if query.request is not None:  # its received_at finds its events through an index
         where_sql = also(where_sql, "events.received_at = ? AND events.request_id = ?")
