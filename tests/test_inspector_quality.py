@@ -177,6 +177,29 @@ def test_a_bad_window_is_a_400_naming_the_parameter(gateway: Server) -> None:
     assert backwards.status_code == 400
 
 
+def test_an_app_with_a_dedupe_key_is_told_its_events_lacked_the_value_not_to_set_the_key(gateway: Server) -> None:
+    """com.example.orders has dedupe_key = "af_order_id"; its events sent without one, or a
+    blank one, were told to "set the app's dedupe_key, e.g. af_order_id" (a trial): it is set."""
+    values: list[dict[str, str]] = [{"af_order_id": "o-1"}, {"af_order_id": ""}, {"af_order_id": "  "}, {}, {}]
+    for value in values:
+        event = {
+            "appsflyer_id": "1415211453000-6513711",
+            "eventName": "af_purchase",
+            "eventValue": json.dumps({"af_revenue": "5", "af_currency": "USD", **value}),
+            "os": "14",
+        }
+        with gateway.client(headers={"authentication": "af-orders-key"}) as c:
+            assert c.post("/inappevent/com.example.orders", json=event).status_code == 200
+    table = subprocess.run(
+        [sys.executable, "-m", "capigate", "quality", "--url", gateway.url, "--token", ADMIN, "--source", "com.example.orders"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    expected = "80 % of af_purchase events had a missing or blank af_order_id (the app's dedupe_key): "
+    assert expected in table.stdout, table.stdout
+    assert "set the app's dedupe_key" not in table.stdout
+
+
 def test_test_events_are_not_counted(gateway: Server) -> None:
     event = axon_event({"aleid": "x"}, f"t-{uuid.uuid4().hex}")
     with gateway.client(headers={"Authorization": "key-std", "X-Capigate-Test": "quality"}) as c:

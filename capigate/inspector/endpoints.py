@@ -167,7 +167,8 @@ async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> R
     since, until = report_window(since, until)
     rows = await gateway.store.query_quality(source, since_ms=since, until_ms=until)
     wanted = [r for r in rows if (name is None or r.name == name) and (api is None or r.api == api)]
-    answer = quality_report(wanted, since, until)
+    dedupe_keys = {a.app_id: a.dedupe_key for a in gateway.config.appsflyer.apps if a.dedupe_key}
+    answer = quality_report(wanted, since, until, dedupe_keys)
     return json_response(200, answer, [("cache-control", "no-store")])
 
 

@@ -8,7 +8,7 @@ the worst level given ("note" does not count), "good" when none fires.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,6 +35,7 @@ class _Figures:
 
     api: str
     name: str
+    dedupe_key: str | None  # an AppsFlyer app's (capigate.toml), whose value is the dedupe id
     events: int
     duplicates: int
     with_dedupe_id: int
@@ -109,7 +110,9 @@ def _no_dedupe_id(f: _Figures) -> Reason | None:
     none = f.share(f.events - f.with_dedupe_id)
     if none < 0.01:
         return None
-    if f.api == "appsflyer":  # no dedupe_id field: the app's dedupe_key names the field that is one
+    if f.api == "appsflyer" and f.dedupe_key:  # the key is set: the events lacked its value
+        what = f"had a missing or blank {f.dedupe_key} (the app's dedupe_key)"
+    elif f.api == "appsflyer":  # no dedupe_id field: the app's dedupe_key names the field that is one
         what = "have no dedupe key (set the app's dedupe_key, e.g. af_order_id, in capigate.toml, and send it)"
     else:
         what = "carry no dedupe_id"
@@ -157,17 +160,24 @@ RULES: Final = (
 _LEVELS: Final = {"poor": 2, "fair": 1}
 
 
-def quality_report(rows: Sequence[QualityRow], since_ms: int, until_ms: int) -> QualityReport:
-    """The report of the rollup rows of one window, a group per (api, source, name), busiest first."""
+def quality_report(
+    rows: Sequence[QualityRow], since_ms: int, until_ms: int, dedupe_keys: Mapping[str, str] | None = None
+) -> QualityReport:
+    """The report of the rollup rows of one window, a group per (api, source, name), busiest
+    first. ``dedupe_keys``: the AppsFlyer apps' dedupe_key settings, by app id, as configured now."""
     grouped: dict[tuple[str, str, str], list[QualityRow]] = {}
     for row in rows:
         grouped.setdefault((row.api, row.source, row.name), []).append(row)
-    groups = [_group(api, source, name, members) for (api, source, name), members in grouped.items()]
+    keys = dedupe_keys or {}
+    groups = [
+        _group(api, source, name, members, keys.get(source) if api == "appsflyer" else None)
+        for (api, source, name), members in grouped.items()
+    ]
     groups.sort(key=lambda g: (g.source, -g.events, g.name))
     return QualityReport(since=since_ms, until=until_ms, groups=groups)
 
 
-def _group(api: str, source: str, name: str, rows: list[QualityRow]) -> QualityGroup:
+def _group(api: str, source: str, name: str, rows: list[QualityRow], dedupe_key: str | None) -> QualityGroup:
     keys = keys_of(api)
     events = sum(r.events for r in rows)
     counts = {key: [0, 0, 0, 0] for key in keys}  # by arrival: missing, sent, hashed here, already hashed
@@ -183,6 +193,7 @@ def _group(api: str, source: str, name: str, rows: list[QualityRow]) -> QualityG
     figures = _Figures(
         api=api,
         name=name,
+        dedupe_key=dedupe_key,
         events=events,
         duplicates=sum(r.duplicates for r in rows),
         with_dedupe_id=sum(r.events for r in rows if r.match_keys & DEDUPE_BIT),
