@@ -474,6 +474,23 @@ def test_send_needs_exactly_one_of_pixel_and_app(tmp_path: Path) -> None:
     assert done.returncode == 2 and "exactly one of --pixel (Axon) or --app (AppsFlyer)" in done.stderr
 
 
+def test_send_says_where_the_key_and_the_url_may_come_from(tmp_path: Path) -> None:
+    """`--key` reads CAPIGATE_KEY, but neither --help nor "Missing option '--key'" said so, and
+    `capigate env` exports the keys as AXON_KEY and APPSFLYER_KEY (a trial)."""
+    helped = " ".join(capigate("send", "--help").stdout.split())
+    assert "[env var: CAPIGATE_KEY]" in helped and "[env var: CAPIGATE_URL]" in helped, helped
+    file = jsonl(tmp_path / "e.jsonl", [page_view()])
+    axon = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--pixel", "px_std")
+    assert axon.returncode == 2, axon.stderr
+    said = " ".join(axon.stderr.split())
+    assert "Missing option '--key' (or CAPIGATE_KEY)" in said and '--key "$AXON_KEY"' in said, said
+    appsflyer = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--app", "com.example.shop")
+    assert appsflyer.returncode == 2 and '--key "$APPSFLYER_KEY"' in " ".join(appsflyer.stderr.split())
+    no_url = capigate("send", str(file), "--key", "k", "--pixel", "px_std")
+    assert no_url.returncode == 2 and "Missing option '--to' (or CAPIGATE_URL)" in " ".join(no_url.stderr.split())
+    assert not list(tmp_path.glob("*.failed*"))
+
+
 @pytest.mark.parametrize(
     ("to", "finding"),
     [

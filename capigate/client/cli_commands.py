@@ -409,18 +409,46 @@ def _checked_to(base_url: str, app: str | None) -> str:
     return endpoint_of(app)
 
 
+def _required_to_and_key(base_url: str | None, key: str | None, axon: bool) -> tuple[str, str]:
+    """--to and --key, which their variables may give: a missing one says so ("Missing option
+    '--key'" did not, and `capigate env` exports the keys under other names, a trial)."""
+    if not base_url:
+        raise click.UsageError(
+            "Missing option '--to' (or CAPIGATE_URL): the base URL of a capigate gateway or of the API; "
+            'eval "$(capigate env)" exports the gateway\'s as CAPIGATE_URL'
+        )
+    if not key:
+        what, variable, first = (
+            ("the pixel's API key", "AXON_KEY", "pixel")
+            if axon
+            else ("the app's dev key or S2S token", "APPSFLYER_KEY", "app")
+        )
+        raise click.UsageError(
+            f"Missing option '--key' (or CAPIGATE_KEY): {what}; `capigate env` exports the first {first}'s "
+            f'as {variable}: eval "$(capigate env)", then --key "${variable}"'
+        )
+    return base_url, key
+
+
 @click.command()
 @click.argument("file", type=_FILES)
 @click.option(
     "--to",
     "base_url",
-    required=True,
     envvar="CAPIGATE_URL",
-    help="Base URL: a capigate gateway (http://localhost:8080), https://b.applovin.com or https://api2.appsflyer.com.",
+    show_envvar=True,
+    help="Base URL: a capigate gateway (http://localhost:8080), https://b.applovin.com or https://api2.appsflyer.com. "
+    "Required.",
 )
 @click.option("--pixel", help="Axon pixel id: send Axon events.")
 @click.option("--app", help="AppsFlyer app id: send AppsFlyer events.")
-@click.option("--key", required=True, envvar="CAPIGATE_KEY", help="Axon API key, or AppsFlyer dev key / S2S token.")
+@click.option(
+    "--key",
+    envvar="CAPIGATE_KEY",
+    show_envvar=True,
+    help="Axon API key, or AppsFlyer dev key / S2S token. Required. `capigate env` exports the first pixel's as "
+    'AXON_KEY, the first app\'s as APPSFLYER_KEY: --key "$AXON_KEY".',
+)
 @click.option(
     "--profile", type=click.Choice(sorted(PROFILES)), default="standard", show_default=True, help="The pixel's profile."
 )
@@ -455,10 +483,10 @@ def _checked_to(base_url: str, app: str | None) -> str:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 def send(
     file: str,
-    base_url: str,
+    base_url: str | None,
     pixel: str | None,
     app: str | None,
-    key: str,
+    key: str | None,
     profile: str,
     rate_eps: float | None,
     concurrency: int,
@@ -480,6 +508,7 @@ def send(
 
     if (pixel is None) == (app is None):
         raise click.UsageError("give exactly one of --pixel (Axon) or --app (AppsFlyer)")
+    base_url, key = _required_to_and_key(base_url, key, pixel is not None)
     _usable_app_id(app or "")
     if deprecated_timeout_s is not None:  # its former name, kept so that scripts using it still run
         if click.get_current_context().get_parameter_source("timeout_s") is not ParameterSource.DEFAULT:
