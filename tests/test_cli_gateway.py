@@ -259,6 +259,14 @@ def test_serve_on_another_port_prints_the_env_that_finds_it(tmp_path: Path) -> N
         assert len(said) == 1, lines
         command = re.search(r'eval "\$\((capigate env [^)]*)\)"', said[0])
         assert command is not None and f"--port {port}" in command.group(1), said
+        # The README quotes that line (it showed `capigate env --port 18150`, without --config).
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        quoted = re.search(
+            r'`(eval "\$\(capigate env --config \S+ --port 18150\)")`, the line its banner prints', readme
+        )
+        assert quoted is not None, "README: quote the banner's env line"
+        documented = quoted.group(1).replace("/abs/path/capigate.toml", str(tmp_path.resolve() / "capigate.toml"))
+        assert documented.replace("18150", str(port)) in said[0], (documented, said)
         wait_until(lambda: _ready(f"http://127.0.0.1:{port}"), what="the gateway ready")
         script = f'eval "$({sys.executable} -m {command.group(1)})"; echo "$CAPIGATE_URL"; {sys.executable} -m capigate events --limit 1'
         other = tmp_path / "another-shell"
@@ -300,9 +308,19 @@ def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_a
     assert done.returncode == 1, done.stderr
     assert f"nothing answers at http://127.0.0.1:{port}" in done.stderr, done.stderr
     assert "capigate.toml" in done.stderr and "--url" in done.stderr and "Connection refused" in done.stderr
+    # A URL given (--url) or exported (CAPIGATE_URL, by an earlier `capigate env` of the file's
+    # port) said only the ConnectError (a trial): the address is named, and where it came from.
     given = capigate("events", "--url", f"http://127.0.0.1:{port}", cwd=tmp_path)
     assert given.returncode == 1 and "Connection refused" in given.stderr, given.stderr
+    assert f"nothing answers at http://127.0.0.1:{port} (given with --url)" in given.stderr, given.stderr
     assert "capigate.toml" not in given.stderr, given.stderr  # --url was given: no file's address to blame
+    exported = capigate("events", cwd=tmp_path, CAPIGATE_URL=f"http://127.0.0.1:{port}")
+    assert exported.returncode == 1 and "Connection refused" in exported.stderr, exported.stderr
+    said = " ".join(exported.stderr.split())
+    assert f"nothing answers at http://127.0.0.1:{port} (from CAPIGATE_URL" in said, said
+    assert 'eval "$(capigate env --port PORT)"' in said, said
+    quality = capigate("quality", cwd=tmp_path, CAPIGATE_URL=f"http://127.0.0.1:{port}")
+    assert quality.returncode == 1 and "(from CAPIGATE_URL" in quality.stderr, quality.stderr
 
 
 # --- warnings in the request table ----------------------------------------------------------

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 import click
 import httpx
 import msgspec
+from click.core import ParameterSource
 
 import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, Problem, TransportError
 from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
 
-__all__ = ["env", "events", "gateway_url", "missing_config", "read_config", "unanswered"]
+__all__ = ["env", "events", "gateway_url", "missing_config", "read_config", "unanswered", "url_given"]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _DEFAULT_URL = "http://127.0.0.1:8080"
@@ -157,13 +158,30 @@ def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str
     return url or gateway_url(config), token or config.server.admin_token
 
 
-def unanswered(exc: CapigateError, base: str, config_path: Path, *, given: bool) -> str:
+def url_given(name: str = "base_url") -> str | None:
+    """Where the command's --url parameter ``name`` came from: "--url", "CAPIGATE_URL", or
+    None when it was not given (the configuration's address is used)."""
+    source = click.get_current_context().get_parameter_source(name)
+    if source is ParameterSource.ENVIRONMENT:
+        return "CAPIGATE_URL"
+    return "--url" if source is ParameterSource.COMMANDLINE else None
+
+
+def unanswered(exc: CapigateError, base: str, config_path: Path, *, given: str | None) -> str:
     """What a command that reads the gateway at ``base`` says when it could not: a connection
-    refused at the configuration's address (``given``: --url was) names that address and how
-    to give another (it said only "ConnectError: [Errno 111] Connection refused" at 8080, of a
-    gateway a trial had started with --port)."""
-    if given or not isinstance(exc.__cause__, httpx.ConnectError):
+    refused names that address, where it came from (``given``: "--url" or "CAPIGATE_URL",
+    else the configuration) and how to give another (it said only "ConnectError: [Errno 111]
+    Connection refused" at 8080, of a gateway a trial had started with --port)."""
+    if not isinstance(exc.__cause__, httpx.ConnectError):
         return str(exc)
+    if given == "--url":
+        return f"nothing answers at {base} (given with --url): is the gateway running, at this address? ({exc})"
+    if given is not None:
+        return (
+            f"nothing answers at {base} (from {given}, which `capigate env` exports): is the gateway running? If "
+            f'it was started with --host or --port, eval "$(capigate env --port PORT)" again, or give --url '
+            f"http://HOST:PORT ({exc})"
+        )
     source = f"{config_path}'s [server] host and port" if config_path.exists() else "the default address"
     if os.environ.get("CAPIGATE_HOST") or os.environ.get("CAPIGATE_PORT"):
         source = f"{source}, as CAPIGATE_HOST and CAPIGATE_PORT change them"
@@ -369,6 +387,6 @@ def events(
             for row in stream:
                 printer.rows([row], table=False)
     except CapigateError as exc:
-        raise click.ClickException(unanswered(exc, url, config_path, given=base_url is not None)) from None
+        raise click.ClickException(unanswered(exc, url, config_path, given=url_given())) from None
     except KeyboardInterrupt:
         pass
