@@ -84,6 +84,18 @@ def test_a_refused_method_is_405_with_allow_and_an_unknown_path_404(server: Serv
         assert "allow" not in r.headers
 
 
+def test_a_trailing_slash_after_an_endpoint_is_named_in_the_404(server: Server) -> None:
+    """`POST /v1/event/` got "no endpoint at /v1/event/" and no hint (a trial), where the
+    AppsFlyer side names the slash."""
+    with server.client() as c:
+        r = c.post("/v1/event/?pixel_id=px_std", headers={"Authorization": "key-std"}, json={"events": []})
+        assert (r.status_code, r.json()["error"]) == (404, "not_found")
+        assert r.json()["message"] == "no endpoint at /v1/event/: drop the trailing '/': POST /v1/event is the endpoint"
+        r = c.get("/healthz/")
+        assert r.status_code == 404 and "GET /healthz is the endpoint" in r.json()["message"], r.text
+        assert "trailing" not in c.get("/no/such/thing/").json()["message"]
+
+
 def _raw_head(server: Server, path: str, *headers: str) -> bytes:
     """The whole answer to a HEAD request, read until the server closes the connection."""
     host, port = server.url.removeprefix("http://").split(":")

@@ -48,6 +48,18 @@ async def _not_found(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     return json_response(404, ErrorBody(error="not_found", message=f"no endpoint at {shown_path(request.path)}"))
 
 
+def _slashed_not_found(path: str, methods: list[str]) -> Handler:
+    """A known path with a '/' after it (``POST /v1/event/``): named, as the AppsFlyer side
+    names one after its app id ("no endpoint at /v1/event/" said nothing more, a trial)."""
+    message = f"drop the trailing '/': {' or '.join(methods)} {path} is the endpoint"
+
+    async def slashed_not_found(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
+        shown = shown_path(request.path)
+        return json_response(404, ErrorBody(error="not_found", message=f"no endpoint at {shown}: {message}"))
+
+    return slashed_not_found
+
+
 def _method_not_allowed(allowed: list[str]) -> Handler:
     headers = [("allow", ", ".join(allowed))]
 
@@ -90,6 +102,13 @@ class Router:
             path: Route("*", path, _method_not_allowed(sorted(r.method for r in rs)), journaled=rs[0].journaled)
             for path, rs in by_path.items()
         }
+        methods: dict[str, list[str]] = {}
+        for route in self.routes:
+            if route.prefix is None and route.path != "/":
+                methods.setdefault(route.path, []).append(route.method)
+        self._slashed = {
+            path + "/": Route("*", OTHER_ENDPOINT, _slashed_not_found(path, sorted(ms))) for path, ms in methods.items()
+        }
         self._prefixed = [(r.prefix, r) for r in served if r.prefix is not None]
         self._prefix_paths = {r.prefix: r.path for r in self.routes if r.prefix is not None}
 
@@ -101,7 +120,9 @@ class Router:
             if candidate.method == method and path.startswith(prefix):
                 return candidate
         template = path if path in self._refusals else self._template(path)
-        return NOT_FOUND if template is None else self._refusals[template]
+        if template is None:
+            return self._slashed.get(path.rstrip("/") + "/", NOT_FOUND) if path.endswith("/") else NOT_FOUND
+        return self._refusals[template]
 
     def _template(self, path: str) -> str | None:
         for prefix, template in self._prefix_paths.items():
