@@ -244,6 +244,16 @@ def test_a_trailing_slash_after_the_app_id_is_named_in_the_401(server: Server) -
     assert wrong.status_code == 401 and "/" not in wrong.json()["problems"][0]["message"]
 
 
+def test_an_empty_app_id_is_named_missing_from_the_path(server: Server) -> None:
+    """`POST /inappevent/` was told "no app with this id is configured (or the key is
+    wrong)", of an id it never gave (a trial)."""
+    for path in ("/inappevent/", "/inappevent//"):
+        r = post(server, event(), path=path, headers={**KEY, "Accept": "application/json"})
+        assert r.status_code == 401
+        (problem,) = r.json()["problems"]
+        assert "the app id is missing from the path: POST /inappevent/{app_id}" in problem["message"], problem
+
+
 def test_ios_app_with_prefix_is_recorded(server: Server) -> None:
     body = event(idfa="6D92078A-8246-4BA4-AE5B-76104861E7DC")
     r = post(server, body, path="/inappevent/id123456789", headers={"authentication": "af-ios-key"})

@@ -47,7 +47,7 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
             outcome.source = slashed.app_id  # journaled as the app's, where its sender looks
             outcome.problems = [_trailing_slash(slashed)]
             return _answer(request, 401, UNAUTHORIZED, outcome)
-        outcome.problems = [Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")]
+        outcome.problems = [_unknown_app(app_id)]
         return _answer(request, 401, UNAUTHORIZED, outcome)
     if not _authorised(key, app):
         message = "missing or wrong authentication key"
@@ -93,6 +93,15 @@ def _unreadable(request: Request, exc: BodyError, outcome: Outcome) -> Response:
     else:
         outcome.problems = [Problem("", exc.code, exc.message)]
     return _answer(request, 400, PARSE_FAILED, outcome)
+
+
+def _unknown_app(app_id: str) -> Problem:
+    """No configured app has ``app_id``; an empty one (``POST /inappevent/``) was told "no app
+    with this id", of an id it never gave (a trial)."""
+    if not app_id.strip("/"):
+        message = f"the app id is missing from the path: POST {PREFIX}{{app_id}}, as on AppsFlyer"
+        return Problem("app_id", "missing_app_id", message)
+    return Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")
 
 
 def _trailing_slash(app: AppsFlyerApp) -> Problem:
