@@ -323,6 +323,28 @@ def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_a
     assert quality.returncode == 1 and "(from CAPIGATE_URL" in quality.stderr, quality.stderr
 
 
+def test_a_url_ending_in_api_and_a_refused_token_are_named_as_such(fresh_server: Server, tmp_path: Path) -> None:
+    """`--url http://host:port/api` got "HTTP 404 … /api/api/events", and a wrong --token the
+    server's "send Authorization: Bearer <admin_token>", meant for a curl (a trial)."""
+    with_api = capigate("events", "--url", f"{fresh_server.url}/api", "--token", ADMIN, cwd=tmp_path)
+    said = " ".join(with_api.stderr.split())
+    assert with_api.returncode == 1 and "HTTP 404" in said, said
+    assert f"--url is the gateway's base URL, without /api: --url {fresh_server.url}" in said, said
+    quality = capigate("quality", "--url", f"{fresh_server.url}/api/", "--token", ADMIN, cwd=tmp_path)
+    assert quality.returncode == 1 and "without /api" in quality.stderr, quality.stderr
+
+    wrong = capigate("events", "--url", fresh_server.url, "--token", "not-the-token", cwd=tmp_path)
+    said = " ".join(wrong.stderr.split())
+    assert wrong.returncode == 1 and "the gateway refused the admin token given with --token" in said, said
+    assert "Bearer" not in said, said
+    exported = capigate("events", "--url", fresh_server.url, cwd=tmp_path, CAPIGATE_ADMIN_TOKEN="not-the-token")
+    assert "the gateway refused the admin token from CAPIGATE_ADMIN_TOKEN" in " ".join(exported.stderr.split())
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG.replace(ADMIN, "another-gateways-token"))
+    configured = capigate("quality", "--url", fresh_server.url, cwd=tmp_path)
+    said = " ".join(configured.stderr.split())
+    assert configured.returncode == 1 and "refused the admin token of capigate.toml ([server] admin_token)" in said
+
+
 # --- warnings in the request table ----------------------------------------------------------
 
 

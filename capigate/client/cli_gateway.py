@@ -25,10 +25,10 @@ from click.core import ParameterSource
 
 import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
-from capigate.errors import CapigateError, ConfigError, Problem, TransportError
+from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem, TransportError
 from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
 
-__all__ = ["env", "events", "gateway_url", "missing_config", "read_config", "unanswered", "url_given"]
+__all__ = ["env", "events", "gateway_url", "missing_config", "read_config", "read_failed", "unanswered", "url_given"]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _DEFAULT_URL = "http://127.0.0.1:8080"
@@ -165,6 +165,31 @@ def url_given(name: str = "base_url") -> str | None:
     if source is ParameterSource.ENVIRONMENT:
         return "CAPIGATE_URL"
     return "--url" if source is ParameterSource.COMMANDLINE else None
+
+
+def read_failed(exc: CapigateError, base: str, config_path: Path) -> str:
+    """What ``events`` or ``quality`` says when its read of the gateway at ``base`` failed: a
+    refused admin token, a base URL with /api in it, no answer, each named as such."""
+    if isinstance(exc, HTTPStatusError) and exc.status_code == 401:
+        # The server's "send Authorization: Bearer <admin_token>" is meant for a curl (a trial).
+        source = click.get_current_context().get_parameter_source("token")
+        if source is ParameterSource.COMMANDLINE:
+            whose = "given with --token"
+        elif source is ParameterSource.ENVIRONMENT:
+            whose = "from CAPIGATE_ADMIN_TOKEN"
+        else:
+            whose = f"of {config_path} ([server] admin_token)"
+        return (
+            f"the gateway refused the admin token {whose} (HTTP 401 from {exc.url}): check --token (or "
+            "CAPIGATE_ADMIN_TOKEN) against the [server] admin_token of the gateway's configuration (--config)"
+        )
+    if isinstance(exc, HTTPStatusError) and exc.status_code == 404:
+        parsed = httpx.URL(base)
+        if parsed.path.rstrip("/").endswith("/api"):  # it asked for /api/api/events (a trial)
+            root = str(parsed.copy_with(path=parsed.path.rstrip("/")[: -len("/api")] or "/")).rstrip("/")
+            return f"--url is the gateway's base URL, without /api: --url {root} ({exc})"
+        return f"is {base} the gateway's base URL? ({exc})"
+    return unanswered(exc, base, config_path, given=url_given())
 
 
 def unanswered(exc: CapigateError, base: str, config_path: Path, *, given: str | None) -> str:
@@ -387,6 +412,6 @@ def events(
             for row in stream:
                 printer.rows([row], table=False)
     except CapigateError as exc:
-        raise click.ClickException(unanswered(exc, url, config_path, given=url_given())) from None
+        raise click.ClickException(read_failed(exc, url, config_path)) from None
     except KeyboardInterrupt:
         pass

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from capigate.client.cli_gateway import _config_option, _gateway, _when, unanswered, url_given
+from capigate.client.cli_gateway import _config_option, _gateway, _when, read_failed
 from capigate.errors import CapigateError
 from capigate.responses import QualityGroup, QualityReport
 
@@ -47,7 +47,7 @@ def quality(
         with GatewayAdmin(url, admin_token) as admin:
             report = admin.quality(source=source, name=name, since=since, until=until)
     except CapigateError as exc:
-        raise click.ClickException(unanswered(exc, url, config_path, given=url_given())) from None
+        raise click.ClickException(read_failed(exc, url, config_path)) from None
     if as_json:
         click.echo(_encode(report).decode())
         return
