@@ -426,6 +426,12 @@ def test_send_says_resending_appsflyer_events_not_confirmed_may_count_them_twice
     with fault_proxy(then=Reply(delay_s=3)) as proxy:
         done = capigate("send", str(file), "--to", proxy.url, *send)
     assert done.returncode == 1 and "sending them again may store them twice" in done.stdout, done.stdout
+    # The last line offered "send them again with: …" as it stood, against the advice above it (a trial).
+    last = done.stdout.splitlines()[-1]
+    failed = tmp_path / "af.failed.jsonl"
+    assert last.startswith(f"failed events written to {failed}; "), last
+    assert "1 not confirmed may be stored already: look them up first (capigate events), delete from the file" in last
+    assert f"those stored, then send the rest with: capigate send {failed} --to " in last, last
     with fault_proxy(then=Reply(200, b"ok")) as proxy:
         again = capigate("send", str(tmp_path / "af.failed.jsonl"), "--to", proxy.url, *send)
     assert "under '# not confirmed' lines" in again.stderr and "AppsFlyer deduplicates nothing" in again.stderr

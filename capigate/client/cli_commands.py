@@ -294,7 +294,15 @@ def _report(
     target = _write_failed(result, wanted)
     if target != wanted:
         click.echo(f"{wanted} is there from an earlier run and was left as it is")
-    advice = f"send them again with: capigate send {shlex.quote(str(target))} {resend}"
+    command = f"capigate send {shlex.quote(str(target))} {resend}"
+    unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
+    if unconfirmed and not _safe_to_repeat(unconfirmed, prepared):  # as the summary advised (a trial)
+        advice = (
+            f"the {result.unconfirmed_events} not confirmed may be stored already: look them up first (capigate "
+            f"events), delete from the file those stored, then send the rest with: {command}"
+        )
+    else:
+        advice = f"send them again with: {command}"
     refused = [r for r in result.requests if not r.ok and 400 <= r.status < 500 and r.status not in (408, 429)]
     if any(r.status in (404, 405) for r in refused):  # the URL, not the events (a base URL ending in /v1)
         posted = f"{url.rstrip('/')}{endpoint} (--to {url} and the endpoint's path {endpoint})"
@@ -307,11 +315,16 @@ def _report(
     return True
 
 
-def _if_resent(unconfirmed: list[RequestResult], prepared: Prepared) -> str:
-    """What sending them again does: safe only where a repeat is dropped (each event with a
+def _safe_to_repeat(unconfirmed: list[RequestResult], prepared: Prepared) -> bool:
+    """Whether sending them again is safe: only where a repeat is dropped (each event with a
     dedupe_id, on Axon); AppsFlyer deduplicates nothing (a trial stored 7 of 8 twice)."""
     firsts = {r.first_event for r in unconfirmed}
-    if all(req.safe_to_repeat for req in prepared.requests if req.first_event in firsts):
+    return all(req.safe_to_repeat for req in prepared.requests if req.first_event in firsts)
+
+
+def _if_resent(unconfirmed: list[RequestResult], prepared: Prepared) -> str:
+    """What sending them again does (``_safe_to_repeat``)."""
+    if _safe_to_repeat(unconfirmed, prepared):
         return "sending them again is safe: each has a dedupe_id, and a repeat is dropped"
     return (
         "sending them again may store them twice (AppsFlyer deduplicates nothing, nor does Axon without "
