@@ -19,7 +19,17 @@ import msgspec
 
 from capigate.errors import Problem
 
-__all__ = ["TOO_LARGE_NUMBER", "Report", "check_struct", "converts", "did_you_mean", "join", "shown_value", "top_key"]
+__all__ = [
+    "TOO_LARGE_NUMBER",
+    "Report",
+    "check_struct",
+    "converts",
+    "did_you_mean",
+    "is_blank_dedupe_id",
+    "join",
+    "shown_value",
+    "top_key",
+]
 
 S = TypeVar("S", bound=msgspec.Struct)
 # A number msgspec reads as out of range, in every place that says so: a body, a field, a file.
@@ -44,6 +54,12 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def is_blank_dedupe_id(value: object) -> bool:
+    """An empty or all-whitespace dedupe id (Axon's dedupe_id, an AppsFlyer app's dedupe_key
+    parameter): a client's `order_id || ""`, not an id; both APIs warn ``blank_dedupe_id``."""
+    return isinstance(value, str) and (not value or value.isspace())
 
 
 def did_you_mean(key: str, known: Iterable[str]) -> str:

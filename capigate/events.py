@@ -15,7 +15,6 @@ __all__ = [
     "MAX_TEST_TAG_CHARS",
     "NewEvent",
     "dedupe_scope",
-    "is_blank_dedupe_id",
     "journal_key",
     "kept_as_sent",
     "tag_refusal",
@@ -52,12 +51,6 @@ UNREADABLE_TAG: Final = (
     "does not carry as text; nothing was stored: use letters, digits, punctuation and spaces"
 )
 _HEADER_TEXT: Final = re.compile(r"[\x20-\x7e]+")
-
-
-def is_blank_dedupe_id(value: object) -> bool:
-    """An empty or all-whitespace dedupe id (Axon's dedupe_id, an AppsFlyer app's dedupe_key
-    parameter): a client's `order_id || ""`, not an id; both APIs warn ``blank_dedupe_id``."""
-    return isinstance(value, str) and (not value or value.isspace())
 
 
 def dedupe_scope(source: str, test_tag: str | None) -> str:

@@ -1020,7 +1020,7 @@ def test_missing_dedupe_id_is_a_warning_under_standard_only() -> None:
 
 @pytest.mark.parametrize("blank", ["", " ", "\t"])
 def test_a_blank_dedupe_id_is_no_id_dropped_with_a_warning(blank: str) -> None:
-    """Rule: an empty or all-whitespace dedupe_id deduplicates nothing (events.is_blank_dedupe_id). Kept,
+    """Rule: an empty or all-whitespace dedupe_id deduplicates nothing (checking.is_blank_dedupe_id). Kept,
     every later event with it was dropped as a duplicate of the first, answered 200 (a trial)."""
     result = check(page_view(dedupe_id=blank), pixel="px_lead")
     assert result.report.ok and {w.path: w.code for w in result.report.warnings} == {

@@ -73,9 +73,9 @@ from capigate.appsflyer.schema import (
     PARSE_FAILED,
     InAppEvent,
 )
-from capigate.checking import Report, check_struct, join, top_key
+from capigate.checking import Report, check_struct, is_blank_dedupe_id, join, top_key
 from capigate.errors import Problem
-from capigate.events import NewEvent, is_blank_dedupe_id
+from capigate.events import NewEvent
 from capigate.identity import payload_may_hold_email
 from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
 from capigate.unreadable import TOO_DEEP, unreadable

@@ -29,10 +29,10 @@ from capigate.axon.schema import (
     field_names,
 )
 from capigate.axon.user_data import check_user_data
-from capigate.checking import Report, check_struct, did_you_mean, join, shown_value
+from capigate.checking import Report, check_struct, did_you_mean, is_blank_dedupe_id, join, shown_value
 from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.errors import Problem
-from capigate.events import NewEvent, is_blank_dedupe_id
+from capigate.events import NewEvent
 from capigate.identity import payload_may_hold_email
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys

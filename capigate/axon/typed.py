@@ -32,10 +32,10 @@ from capigate.axon.body import MAX_BATCH, events_received
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
-from capigate.checking import Report
+from capigate.checking import Report, is_blank_dedupe_id
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
-from capigate.events import NewEvent, is_blank_dedupe_id
+from capigate.events import NewEvent
 from capigate.identity import payload_may_hold_email
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
