@@ -156,10 +156,8 @@ def _typed(
         _encode_into(event, buffer)  # truncates the buffer to the payload, keeping its memory
         payload = bytes(buffer)
         # An email address in a defined field, maybe: rules.py decides. identity.may_hide_at
-        # written out, two scans, not a call into an interpreted module on every event.
-        if _AT in payload or (
-            (payload.find(b"%") != -1 or payload.find(b"\xef") != -1) and payload_may_hold_email(payload)
-        ):
+        # written out, not a call into an interpreted module on every event.
+        if _AT in payload or ((_PERCENT in payload or _UTF8_EF in payload) and payload_may_hold_email(payload)):
             return None
         result.events.append(
             NewEvent(
@@ -179,6 +177,8 @@ def _typed(
 
 _PAYLOAD_BYTES = 2048  # more than a typical event's payload
 _AT = ord("@")  # an int: bytes' ``in`` tries a needle as an int first, and a bytes one raises there
+_PERCENT = ord("%")  # likewise: each byte a hidden at sign starts with (identity.may_hide_at)
+_UTF8_EF = 0xEF
 _EVENT_PATHS = tuple(f"events[{i}]" for i in range(MAX_BATCH))  # made once, not per event
 
 
