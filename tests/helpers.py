@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +189,28 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+def environ_without_capigate() -> dict[str, str]:
+    """This process's environment without the CAPIGATE_* variables a developer's shell may hold."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+
+
+@contextlib.contextmanager
+def serve_banner(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """``capigate serve ARGS`` started in ``cwd`` (no CAPIGATE_* variables) and its banner's
+    lines, up to "Keys are masked" (or its end); stopped, its process group, when done."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", "serve", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ_without_capigate(), cwd=cwd,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline()]
+        while not lines[-1].startswith("Keys are masked") and len(lines) < 30 and lines[-1]:
+            lines.append(proc.stdout.readline())
+        yield proc, lines
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=15)

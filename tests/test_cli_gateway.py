@@ -9,7 +9,6 @@ import os
 import pty
 import re
 import shlex
-import signal
 import struct
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import httpx
 
 from capigate import GatewayAdmin
 from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, free_port
-from tests.helpers import batch, page_view, purchase, wait_until
+from tests.helpers import batch, environ_without_capigate, page_view, purchase, serve_banner, wait_until
 
 
 def capigate(
@@ -245,16 +244,8 @@ def test_serve_on_another_port_prints_the_env_that_finds_it(tmp_path: Path) -> N
     shell, `capigate events` reaches it."""
     (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)  # port 8080, the default
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capigate", "serve", "--port", str(port), "--db", str(tmp_path / "c.db")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline()]
-        while not lines[-1].startswith("Keys are masked") and len(lines) < 30 and lines[-1]:
-            lines.append(proc.stdout.readline())
+    env = environ_without_capigate()
+    with serve_banner(["--port", str(port), "--db", str(tmp_path / "c.db")], tmp_path) as (_, lines):
         said = [line for line in lines if "capigate env" in line]
         assert len(said) == 1, lines
         command = re.search(r'eval "\$\((capigate env [^)]*)\)"', said[0])
@@ -274,29 +265,14 @@ def test_serve_on_another_port_prints_the_env_that_finds_it(tmp_path: Path) -> N
         done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=other, env=env, timeout=30)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[0] == f"http://127.0.0.1:{port}", done.stdout
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.communicate(timeout=15)
 
 
 def test_serve_on_the_files_port_prints_no_env_line(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG.replace("[server]", f"[server]\nport = {port}"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capigate", "serve", "--db", str(tmp_path / "c.db")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline()]
-        while not lines[-1].startswith("Keys are masked") and len(lines) < 30 and lines[-1]:
-            lines.append(proc.stdout.readline())
+    with serve_banner(["--db", str(tmp_path / "c.db")], tmp_path) as (_, lines):
         assert lines[-1].startswith("Keys are masked"), lines
         assert not [line for line in lines if "capigate env" in line], lines
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.communicate(timeout=15)
 
 
 def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_another(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from capigate import AppsFlyerClient
 from capigate.cli import main
 from capigate.config_errors import known_keys
 from capigate.settings import SETTINGS
+from tests.helpers import serve_banner
 
 SERVER = '[server]\nadmin_token = "123456789"\n'
 
@@ -195,19 +196,8 @@ def test_an_empty_host_is_refused(tmp_path: Path) -> None:
 def test_an_ipv6_host_is_written_in_brackets_where_serve_prints_its_address(tmp_path: Path) -> None:
     """`host = "::"` printed `Listening on http://:::18151`, and `::1` curls to http://::1:8080."""
     (tmp_path / "capigate.toml").write_text(SERVER + 'host = "::1"\n[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capigate", "serve", "--port", "0", "--db", str(tmp_path / "c.db")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline()]
-        while not lines[-1].startswith("Keys are masked") and len(lines) < 30 and lines[-1]:
-            lines.append(proc.stdout.readline())
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
+    with serve_banner(["--port", "0", "--db", str(tmp_path / "c.db")], tmp_path) as (_, lines):
+        pass
     listening = next(line for line in lines if line.startswith("Listening on"))
     assert listening.startswith("Listening on http://[::1]:"), lines
     assert any("curl" in line and "'http://[::1]:" in line for line in lines), lines
