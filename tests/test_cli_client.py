@@ -651,9 +651,15 @@ def test_events_follow_prints_new_events_as_they_arrive(server: Server) -> None:
         assert proc.stdout is not None
         names = [msgspec.json.decode(proc.stdout.readline())["name"] for _ in range(2)]
         assert names == ["page_view", "purchase"]  # oldest first
+        # Ctrl-C, the way a follower is stopped: 130 as for every interrupted command (it was
+        # 0, a success, which a script running `events --follow` until interrupted misread).
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(5) == 130
+        assert proc.stderr is not None and proc.stderr.read() == ""
     finally:
-        proc.terminate()
-        proc.wait(5)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(5)
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()

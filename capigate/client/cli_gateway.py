@@ -413,5 +413,3 @@ def events(
                 printer.rows([row], table=False)
     except CapigateError as exc:
         raise click.ClickException(read_failed(exc, url, config_path)) from None
-    except KeyboardInterrupt:
-        pass
