@@ -29,9 +29,9 @@ __all__ = [
     "hash_phone_e164",
     "is_international_phone",
     "is_sha256_hex",
-    "may_hide_at",
     "normalise_email",
     "normalise_phone",
+    "payload_hides_at",
     "payload_may_hold_email",
     "revealed_email",
     "sha256_hex",
@@ -80,24 +80,25 @@ def _hides_at(text: str) -> bool:
 _FULL_WIDTH_AT: Final = "\uff20"
 _SMALL_AT: Final = "\ufe6b"
 _MAX_DECODINGS: Final = 3
-# What a payload holds where an email address may hide (contains_email): each a fast scan of
-# its bytes, on every event whose payload has no "@" (the hot path's guard, payload_may_hold_email).
-_HIDDEN_ATS: Final = (b"%40", b"%2540", _FULL_WIDTH_AT.encode(), _SMALL_AT.encode())
+# An at sign as a payload's bytes hide it, in each form revealed_email reads: percent-encoded
+# as often as it decodes, or full-width (UTF-8). Each starts with "%" or the byte 0xEF.
+_HIDDEN_AT_BYTES: Final = re.compile(
+    b"|".join((b"%%(?:25){0,%d}40" % (_MAX_DECODINGS - 1), _FULL_WIDTH_AT.encode(), _SMALL_AT.encode()))
+)
 
 
 def payload_may_hold_email(payload: bytes) -> bool:
     """Whether an encoded payload may hold an email address, hidden or not: only then is it
-    walked (``contains_email`` on each string)."""
+    walked (``contains_email`` on each string). Two scans rule out the usual payload's hidden
+    forms (the typed path writes them out, then calls ``payload_hides_at``)."""
     if payload.find(b"@") != -1:
         return True
-    if not may_hide_at(payload):  # the usual payload
-        return False
-    return any(payload.find(at) != -1 for at in _HIDDEN_ATS)
+    return (payload.find(b"%") != -1 or payload.find(b"\xef") != -1) and payload_hides_at(payload)
 
 
-def may_hide_at(payload: bytes) -> bool:
-    """Two scans that rule out every hidden at sign: each is a "%" or starts with byte 0xEF."""
-    return payload.find(b"%") != -1 or payload.find(b"\xef") != -1
+def payload_hides_at(payload: bytes) -> bool:
+    """Whether a payload holds an at sign in one of the hidden forms ``revealed_email`` reads."""
+    return _HIDDEN_AT_BYTES.search(payload) is not None
 
 
 def revealed_email(text: str) -> str:

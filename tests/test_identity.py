@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import random
 import re
 
@@ -16,11 +17,13 @@ from capigate.identity import (
     HashedPhone,
     InvalidIdentifier,
     NormalisedPhone,
+    contains_email,
     hash_email,
     hash_phone,
     hash_phone_checked,
     hash_phone_e164,
     normalise_phone,
+    payload_may_hold_email,
 )
 
 
@@ -265,3 +268,26 @@ def test_rule_only_64_hex_digits_are_taken_as_already_hashed_whatever_the_length
     assert identity._given_hash(raw) == given
     if given is not None:
         assert hash_email(raw) == hash_phone(raw) == given
+
+
+@pytest.mark.parametrize(
+    ("text", "an_address"),
+    [
+        ("jane@example.com", True),
+        ("jane%40example.com", True),
+        ("jane%2540example.com", True),
+        ("jane%252540example.com", True),  # encoded three times: as often as revealed_email decodes
+        ("jane%25252540example.com", False),  # four times: read by neither
+        ("jane\uff20example.com", True),
+        ("jane\ufe6bexample.com", True),
+        ("50% off", False),
+        ("caf\u00e9 %4", False),
+    ],
+)
+def test_the_payload_guard_passes_every_address_contains_email_reads(text: str, an_address: bool) -> None:
+    """Rule: the guard before the walk for addresses (payload_may_hold_email) finds an at sign
+    in every form contains_email reads (one it missed is stored plain), and rules out a payload
+    holding none (the walk is the slow path)."""
+    payload = json.dumps({"search_term": text}, ensure_ascii=False).encode()
+    assert contains_email(text) is an_address
+    assert payload_may_hold_email(payload) is an_address

@@ -35,7 +35,8 @@ _ITEM_KEYS = field_names(Item)
 _MPD_KEYS = field_names(MeasurementPartnerData)
 _NO_KEYS: frozenset[str] = frozenset()
 # Meta's user_data names of a person (email, phone, first and last name, birth date, gender,
-# city, state), each a value or a list of them, personal in user_data only: elsewhere two letters are as often a count or a status.
+# city, state), each a value or a list of them, personal in user_data only: elsewhere two
+# letters are as often a count or a status.
 _META_PERSON_KEYS: Final = frozenset({"em", "ph", "fn", "ln", "db", "dob", "ge", "ct", "st"})
 
 _Nested = dict[str, Callable[[Any, str, Report], Any]]

@@ -36,7 +36,7 @@ from capigate.checking import Report, is_blank_dedupe_id
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
-from capigate.identity import payload_may_hold_email
+from capigate.identity import payload_hides_at
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 
@@ -155,9 +155,10 @@ def _typed(
             setattr(user, key, value)
         _encode_into(event, buffer)  # truncates the buffer to the payload, keeping its memory
         payload = bytes(buffer)
-        # An email address in a defined field, maybe: rules.py decides. identity.may_hide_at
-        # written out, not a call into an interpreted module on every event.
-        if _AT in payload or ((_PERCENT in payload or _UTF8_EF in payload) and payload_may_hold_email(payload)):
+        # An email address in a defined field, maybe: rules.py decides. The two scans of
+        # identity.payload_may_hold_email written out, not a call into an interpreted module
+        # on every event.
+        if _AT in payload or ((_PERCENT in payload or _UTF8_EF in payload) and payload_hides_at(payload)):
             return None
         result.events.append(
             NewEvent(
@@ -177,7 +178,7 @@ def _typed(
 
 _PAYLOAD_BYTES = 2048  # more than a typical event's payload
 _AT = ord("@")  # an int: bytes' ``in`` tries a needle as an int first, and a bytes one raises there
-_PERCENT = ord("%")  # likewise: each byte a hidden at sign starts with (identity.may_hide_at)
+_PERCENT = ord("%")  # likewise: the bytes a hidden at sign starts with (identity.payload_hides_at)
 _UTF8_EF = 0xEF
 _EVENT_PATHS = tuple(f"events[{i}]" for i in range(MAX_BATCH))  # made once, not per event
 
