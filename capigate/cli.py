@@ -112,19 +112,22 @@ def _checked_url(url: str) -> str:
     return url
 
 
-def _is_sqlite(url: str) -> bool:
-    return "://" not in url or url.startswith("sqlite:///")
+def _sqlite_file(url: str, config_file: str) -> Path | None:
+    """A SQLite store's file (None for another store): a relative one is in the configuration
+    file's directory."""
+    from capigate.store import sqlite_path
 
-
-def _sqlite_file(url: str, config_file: str) -> Path:
-    """A SQLite store's file: a relative one is in the configuration file's directory."""
-    file = Path(url.removeprefix("sqlite:///"))
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    file = Path(path)
     return file if file.is_absolute() else Path(config_file).resolve().parent / file
 
 
 def _store_url(config: Config, db: str | None) -> str:
     url = db or config.store.url
-    return str(_sqlite_file(url, config.path)) if _is_sqlite(url) else _checked_url(url)
+    file = _sqlite_file(url, config.path)
+    return _checked_url(url) if file is None else str(file)
 
 
 def _store_problem(config_file: Path) -> Callable[[str], str | None]:
@@ -133,12 +136,13 @@ def _store_problem(config_file: Path) -> Callable[[str], str | None]:
     (a trial passed both)."""
 
     def problem(url: str) -> str | None:
-        if not _is_sqlite(url):
+        file = _sqlite_file(url, str(config_file))
+        if file is None:
             return _url_refusal(url)
         from capigate.store.sqlite.schema import check_sqlite_path
 
         try:
-            check_sqlite_path(_sqlite_file(url, str(config_file)))
+            check_sqlite_path(file)
         except StoreError as exc:
             return str(exc)
         return None

@@ -80,16 +80,21 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
         from capigate.store.postgres import PostgresStore
 
         return PostgresStore(url_or_path, **{k: v for k, v in opts.items() if k not in _SQLITE_ONLY})
-    if url_or_path.startswith(_SQLITE):
-        path = url_or_path.removeprefix(_SQLITE)
-    elif "://" in url_or_path:
+    path = sqlite_path(url_or_path)
+    if path is None:
         scheme = url_or_path.split("://", 1)[0]
         raise StoreError(f"unknown store URL scheme {scheme!r}: use sqlite:/// or a file path")
-    else:
-        path = url_or_path
     if path in ("", ":memory:"):
         raise StoreError(f"{url_or_path!r}: the SQLite store needs a file path")
     return SQLiteStore(path, **{k: v for k, v in opts.items() if k not in _POSTGRESQL_ONLY})
+
+
+def sqlite_path(url_or_path: str) -> str | None:
+    """The SQLite file a store URL names (``sqlite:///…`` or a plain path), as written; None
+    for any other URL."""
+    if url_or_path.startswith(_SQLITE):
+        return url_or_path.removeprefix(_SQLITE)
+    return None if "://" in url_or_path else url_or_path
 
 
 def __getattr__(name: str) -> Any:
