@@ -1,14 +1,14 @@
 """The domain types that flow down from the API rules to the store and the relay: below both,
-so that a rule never imports the store to say what it accepted."""
+so that a rule never imports the store to say what it accepted. ``NewEvent``, a Struct, is
+declared in a module of its own (the modules mypyc compiles declare none, capigate/native.py)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Final, TypeGuard
 
-import msgspec
-
 from capigate.identity import contains_email
+from capigate.new_event import NewEvent
 
 __all__ = [
     "MAX_KEY_CHARS",
@@ -77,25 +77,3 @@ def kept_as_sent(value: Any) -> TypeGuard[str]:
     """Whether ``value`` is a journal key as it is (``journal_key`` changes nothing): the only
     dedupe ids the store can find a request by, for it matches them as sent."""
     return value is not None and journal_key(value) == value
-
-
-class NewEvent(msgspec.Struct, kw_only=True, array_like=True):
-    """An accepted event, normalised and hashed, ready to be written. Encoded as an array (the
-    SQLite writer process's pipe): no field names to write and match, an event apiece."""
-
-    api: str  # "axon" | "appsflyer"
-    source: str  # pixel id or app id
-    name: str
-    event_time_ms: int
-    dedupe_id: str | None
-    payload: bytes  # JSON
-    test_tag: str | None = None
-    # The relay destination this event is queued for, in the same transaction as the event;
-    # None when its source has no relay or the event was sent in test mode.
-    destination: str | None = None
-    # How each match key arrived (capigate/matchkeys.py): counted per hour, source and name
-    # for GET /api/quality, in ingest's transaction.
-    match_keys: int = 0
-    # The order id an upstream dedupes purchases by (Axon data.transaction_id), as sent: a key
-    # the inspector finds the request by. Not stored apart from the payload.
-    transaction_id: str | int | None = None

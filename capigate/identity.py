@@ -13,9 +13,10 @@ import unicodedata
 from typing import Final
 from urllib.parse import unquote
 
-import msgspec
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
+
+from capigate.phones import HashedPhone, NormalisedPhone
 
 __all__ = [
     "HashedPhone",
@@ -135,23 +136,6 @@ def normalise_email(raw: str) -> str:
     if not _EMAIL.fullmatch(email):
         raise InvalidIdentifier("not an email address (expected local@domain.tld)")
     return email
-
-
-# Structs, not NamedTuples: made for every phone of every event, and a NamedTuple costs
-# three times as much to build.
-class NormalisedPhone(msgspec.Struct, frozen=True, gc=False):
-    """A phone number as AppLovin and AppsFlyer hash it: ``digits`` is the country code and
-    the national number, no ``+`` (``16505551212``)."""
-
-    digits: str
-    possible: bool  # its length is possible for its country (True when it cannot be told)
-    with_country_code: bool  # False: no country code was known, the digits are as sent
-
-
-class HashedPhone(msgspec.Struct, frozen=True, gc=False):
-    digest: str
-    possible: bool
-    with_country_code: bool
 
 
 def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard, TypeVar
 from urllib.parse import urlsplit
 
@@ -61,10 +60,16 @@ _ITEM_RECOMMENDED_SET = frozenset(_ITEM_RECOMMENDED)
 _MPD_TIMESTAMPS: Final[tuple[str, ...]] = ("first_purchase_ts", "first_visit_ts", "last_purchase_ts", "last_visit_ts")
 
 
-@dataclass(slots=True)
 class BatchCheck:
-    events: list[NewEvent] = field(default_factory=list)
-    report: Report = field(default_factory=Report)
+    """The events of a body ready to store, and the report of its problems and warnings. A
+    class with its own ``__init__``, not a dataclass: compiled, a dataclass's is interpreted
+    Python, called on every request."""
+
+    __slots__ = ("events", "report")
+
+    def __init__(self, events: list[NewEvent] | None = None, report: Report | None = None) -> None:
+        self.events: list[NewEvent] = [] if events is None else events
+        self.report: Report = Report() if report is None else report
 
 
 def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_tag: str | None = None) -> BatchCheck:

@@ -46,10 +46,20 @@ _decode_any = msgspec.json.Decoder().decode
 _encode_into = msgspec.json.Encoder().encode_into
 
 
-@dataclass(slots=True)
 class BodyCheck(rules.BatchCheck):
-    received: int = 0  # events in the body's ``events`` array, 0 if it has none
-    typed: bool = False  # checked by the typed path (else by the slow path)
+    __slots__ = ("received", "typed")
+
+    def __init__(
+        self,
+        events: list[NewEvent] | None = None,
+        report: Report | None = None,
+        *,
+        received: int = 0,
+        typed: bool = False,
+    ) -> None:
+        super().__init__(events, report)
+        self.received = received  # events in the body's ``events`` array, 0 if it has none
+        self.typed = typed  # checked by the typed path (else by the slow path)
 
 
 def check_body(body: bytes, profile: Profile, *, source: str, now_ms: int, test_tag: str | None = None) -> BodyCheck:
