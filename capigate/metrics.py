@@ -39,10 +39,10 @@ import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
-from capigate.metric_counts import COUNT, LATENCY_BUCKETS_MS, SUM, Histogram, Snapshot, new_histogram, observe
 from capigate.store.base import OutboxDepth, RequestRecord
 
 __all__ = [
@@ -60,7 +60,58 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 1.0
 METRICS_DIR_ENV = "CAPIGATE_METRICS_DIR"  # the workers' shared directory, when the operator chooses it
 RESPAWNS_FILE = "respawns"  # written by the serve process (capigate/serving.py) in the shared directory
+LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 UNKNOWN_SOURCE = "unknown"
+
+
+# A histogram is one list: the count of each bucket (not cumulative; the last is +Inf), then
+# the sum of the values in ms, then their count. Plain lists: the cheapest thing to update.
+Histogram = list[float]
+_SUM = len(LATENCY_BUCKETS_MS) + 1
+_COUNT = _SUM + 1
+
+
+def _histogram() -> Histogram:
+    return [0] * (_COUNT + 1)
+
+
+def _observe(hist: Histogram, value_ms: float) -> None:
+    hist[bisect_left(LATENCY_BUCKETS_MS, value_ms)] += 1
+    hist[_SUM] += value_ms
+    hist[_COUNT] += 1
+
+
+def _add_histogram(mine: Histogram, theirs: Histogram) -> None:
+    for i, value in enumerate(theirs):
+        mine[i] += value
+
+
+class Snapshot(msgspec.Struct, array_like=True):
+    """One worker's counters, as written to its file (keys are label tuples)."""
+
+    requests: dict[tuple[str, int], int]
+    latency: dict[str, Histogram]
+    events: dict[tuple[str, str], int]
+    warnings: dict[tuple[str, str], int]
+    relay_attempts: dict[tuple[str, str], int]
+    relay_latency: dict[str, Histogram]
+
+    def add(self, other: Snapshot) -> None:
+        _add_counts(self.requests, other.requests)
+        _add_counts(self.events, other.events)
+        _add_counts(self.warnings, other.warnings)
+        _add_counts(self.relay_attempts, other.relay_attempts)
+        for hists, other_hists in ((self.latency, other.latency), (self.relay_latency, other.relay_latency)):
+            for key, hist in other_hists.items():
+                _add_histogram(hists.setdefault(key, _histogram()), hist)
+
+
+K = TypeVar("K")
+
+
+def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
+    for key, value in theirs.items():
+        mine[key] = mine.get(key, 0) + value
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -158,10 +209,10 @@ class Metrics:
         requests[key] = requests.get(key, 0) + 1
         hist = self._mine.latency.get(endpoint)
         if hist is None:
-            hist = self._mine.latency[endpoint] = new_histogram()
+            hist = self._mine.latency[endpoint] = _histogram()
         hist[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
-        hist[SUM] += latency_ms
-        hist[COUNT] += 1
+        hist[_SUM] += latency_ms
+        hist[_COUNT] += 1
 
     def observe_record(self, endpoint: str, record: RequestRecord) -> None:
         """Everything one journaled request says: its status and latency, its events, its warnings."""
@@ -188,7 +239,7 @@ class Metrics:
         """For the relay workers: one delivery attempt and how it ended."""
         key = (destination, result)
         self._mine.relay_attempts[key] = self._mine.relay_attempts.get(key, 0) + 1
-        observe(self._mine.relay_latency.setdefault(destination, new_histogram()), latency_ms)
+        _observe(self._mine.relay_latency.setdefault(destination, _histogram()), latency_ms)
 
     # --- sharing between workers ----------------------------------------------------------
 
@@ -295,9 +346,9 @@ def _histogram_lines(out: list[str], name: str, labels: dict[str, str], hist: Hi
     for bound, n in zip(LATENCY_BUCKETS_MS, hist, strict=False):
         running += n
         out.append(f"{name}_bucket{_labels(**labels, le=_seconds(bound))} {running:.0f}")
-    count = hist[COUNT]
+    count = hist[_COUNT]
     out.append(f"{name}_bucket{_labels(**labels, le='+Inf')} {count:.0f}")
-    out.append(f"{name}_sum{_labels(**labels)} {hist[SUM] / 1000:.6f}")
+    out.append(f"{name}_sum{_labels(**labels)} {hist[_SUM] / 1000:.6f}")
     out.append(f"{name}_count{_labels(**labels)} {count:.0f}")
 
 

@@ -385,14 +385,21 @@ def test_400_error_and_problem_codes_are_as_docs_api_md_lists_them(server: Serve
         assert (r.status_code, r.json()["error"], paths(r.json())) == (400, "invalid_batch", problems)
 
 
+def _outcome(**told: object) -> Outcome:
+    outcome = Outcome(api="axon")
+    for name, value in told.items():
+        setattr(outcome, name, value)
+    return outcome
+
+
 @pytest.mark.parametrize(
     ("received", "result", "outcome"),
     [
         (1, IngestResult(stored=1, duplicates=[]), Outcome(api="axon")),
         (3, IngestResult(stored=3, duplicates=[]), Outcome(api="axon")),
         (2, IngestResult(stored=1, duplicates=[1]), Outcome(api="axon")),
-        (1, IngestResult(stored=1, duplicates=[]), Outcome(api="axon", test_tag="t")),
-        (1, IngestResult(stored=1, duplicates=[]), Outcome(api="axon", warnings=[Problem("a", "b", "c")])),
+        (1, IngestResult(stored=1, duplicates=[]), _outcome(test_tag="t")),
+        (1, IngestResult(stored=1, duplicates=[]), _outcome(warnings=[Problem("a", "b", "c")])),
     ],
     ids=["one", "three", "duplicate", "test-tag", "warning"],
 )

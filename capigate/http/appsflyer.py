@@ -16,7 +16,6 @@ from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept, not_stored
 from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
-from capigate.http.identify import identify
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import DROPPED_SILENTLY, Accepted, ErrorBody
@@ -34,7 +33,7 @@ SILENT_DROP = Problem(
 async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "appsflyer"
     app_id = unquote(request.path[len(PREFIX) :])
-    identify(outcome, request, app_id or None, "app_id")
+    outcome.identify(request, app_id or None, "app_id")
     if outcome.source != (app_id or None):
         outcome.path = PREFIX + (outcome.source or "")  # the path holds the app id too
     key = request.headers.get("authentication", "")

@@ -13,7 +13,6 @@ from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept, not_stored
 from capigate.http.asgi import BodyError, Request, Response, json_response
-from capigate.http.identify import identify
 from capigate.http.outcome import Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
@@ -35,7 +34,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     if not pixel_id:
         problem = Problem("pixel_id", "missing_field", "the query parameter pixel_id is required")
         return _error(400, "missing_pixel_id", "pixel_id query parameter is missing", outcome, [problem])
-    identify(outcome, request, pixel_id, "pixel_id")
+    outcome.identify(request, pixel_id, "pixel_id")
     pixel = gateway.config.pixel(pixel_id)
     given = _given_key(request.headers.get("authorization"))
     if not _authorised(given, pixel) or pixel is None:
