@@ -16,7 +16,14 @@ ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measure
 - ``decode + rules``: ``check_body``, the typed path with its rules and hashing;
 - ``whole app W1``: the gateway app in-process (``bench.in_process.measure``: rules, SQLite
   store with ``synchronous = full``, journal, response), per event;
-- ``whole app W2``: the same, one event per request, per request.
+- ``whole app W2``: the same, one event per request, per request;
+- ``request path W2``: of that run, only what the event loop runs inside the app's
+  ``__call__`` (the request's own path: reading it, the handler, the rules, the journal
+  entry, the answer; not the writer's commits nor the loop's polling), counted with
+  callgrind's ``--toggle-collect``. The whole-app counts move by up to 5 % between runs of one
+  tree (how many requests a group commit takes depends on the threads' timing, even under
+  valgrind); this one does not. It needs the app compiled (``capigate native build``): a tree
+  run as Python gives none.
 
 ``--ref`` counts the tree of a git commit too (its ``capigate`` package, with this tree's
 bench). Results: ``bench/results/instructions.md`` and ``.json``. Needs valgrind.
@@ -49,7 +56,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "decode + rules": ("event", "purchases"),
     "whole app W1": ("event", "purchases"),
     "whole app W2": ("request", "w2"),
+    "request path W2": ("request", "w2"),
 }
+# The compiled GatewayApp.__call__'s body (mypyc names a coroutine's body so): entered again
+# at each resumption, so the count holds no other request's work done while it awaits.
+_REQUEST_PATH = "*app_____call___3_GatewayApp_gen_____mypyc_generator_helper__"
 
 
 def _child(kind: str, count: int, bodies_dir: Path) -> None:
@@ -58,7 +69,8 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
     import uvloop
 
     bodies = [p.read_bytes() for p in sorted((bodies_dir / KINDS[kind][1]).iterdir())]
-    if not kind.startswith("whole app"):  # the app's driver makes each id unique itself
+    whole_app = kind.startswith("whole app") or kind == "request path W2"
+    if not whole_app:  # the app's driver makes each id unique itself
         bodies = [body.replace(b"@@RQ@@", b"r") for body in bodies]  # an "@" would go the slow path
     warm = _WARM_UP[KINDS[kind][0]]
     # Both runs warm up alike (caches, phonenumbers' metadata, first pages), so that only
@@ -105,8 +117,9 @@ def _units(kind: str, count: int) -> int:
 def _count(kind: str, count: int, bodies_dir: Path, tree: Tree) -> int:
     """Instructions of a child doing ``kind`` on ``count`` bodies; it runs in the tree counted
     (``python -m`` puts its working directory first on the path)."""
+    only = [f"--toggle-collect={_REQUEST_PATH}"] if kind == "request path W2" else []
     command = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *only,
         sys.executable, "-m", "bench.instructions", "--child", kind, str(count), str(bodies_dir),
     ]  # fmt: skip
     env = {**tree.env, "PYTHONHASHSEED": "0"}
@@ -170,6 +183,11 @@ def run(refs: list[str], batches: int, singles: int, kinds: list[str], repeat: b
     return out
 
 
+def _figure(count: float) -> str:
+    """A count, or what a count of nothing means: ``request path W2`` of a tree run as Python."""
+    return f"{count:,.0f}" if count else "none (not compiled)"
+
+
 def render(result: dict[str, Any]) -> str:
     trees: dict[str, dict[str, float]] = result["trees"]
     names = list(trees)
@@ -185,7 +203,7 @@ def render(result: dict[str, Any]) -> str:
     measured = [kind for kind in KINDS if kind in trees[names[0]]]
     for kind in measured:
         unit = KINDS[kind][0]
-        counts = " | ".join(f"{trees[n][kind]:,.0f}" for n in names)
+        counts = " | ".join(_figure(trees[n][kind]) for n in names)
         ratios = " | ".join(
             f"{trees[n][kind] / trees[n]['typed decode']:.1f}x"
             if unit == "event" and "typed decode" in trees[n]
@@ -198,7 +216,9 @@ def render(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             f"{base} against {other}: "
-            + ", ".join(f"{kind} {trees[base][kind] / trees[other][kind]:.3f}x" for kind in measured)
+            + ", ".join(
+                f"{kind} {trees[base][kind] / trees[other][kind]:.3f}x" for kind in measured if trees[other][kind]
+            )
             + " (below 1: fewer instructions)."
         )
     return "\n".join(lines) + "\n"
