@@ -278,6 +278,9 @@ def _email_in_field(
     if at in required:
         report.error(path, "plain_pii", f"this field holds an email address, which is never stored ({send_hashed})")
         return value
+    # What a rule said of the value before (an os that is not one of its values, "kept as sent")
+    # no longer holds: the value is dropped, and that alone is said at its path.
+    report.warnings = [w for w in report.warnings if w.path != path]
     report.warn(
         path, "plain_pii_dropped", f"this field holds an email address: it was dropped, never stored ({send_hashed})"
     )

@@ -215,3 +215,14 @@ def test_an_email_address_in_a_required_field_is_said_beside_the_events_other_pr
         "events[0].user_data.client_user_agent": "plain_pii",
     }
     assert "gmail" not in str(body)
+
+
+def test_a_value_dropped_as_an_email_address_is_not_also_said_kept(fresh_server: Server) -> None:
+    """An os holding an email address was answered unknown_enum "kept as sent" and
+    plain_pii_dropped "it was dropped" at the same path: it was dropped, and only that is said."""
+    event = with_user(os="jane80@example.com")
+    body = post(fresh_server, event)
+    assert body["status"] == 200, body
+    at_os = [w for w in body["warnings"] if w["path"] == "events[0].user_data.os"]  # type: ignore[attr-defined]
+    assert [w["code"] for w in at_os] == ["plain_pii_dropped"], at_os
+    assert "os" not in stored_user_data(fresh_server, event["dedupe_id"])  # type: ignore[arg-type]
