@@ -50,6 +50,8 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
     for start, why in _NOT_JSON_STARTS:  # msgspec says "invalid character" of the first byte
         if body.startswith(start):
             return Problem("", "malformed_json", f"the body is not valid JSON: {why}")
+    if text == "Input data was truncated":
+        text = _lone_surrogate(body) or text
     return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
 
 
@@ -60,6 +62,36 @@ _NOT_JSON_STARTS: Final = (
         "it starts with a UTF-8 byte order mark (EF BB BF), which JSON text must not (RFC 8259, 8.1); send it without",
     ),
 )
+
+
+# Each escape of a JSON string, in order: an escaped backslash is one, so ``\\\\ud800`` is no
+# surrogate. The first group is a high surrogate's escape (D800-DBFF).
+_ESCAPE: Final = re.compile(rb"\\(?:(u[dD][89abAB][0-9a-fA-F]{2})|.)", re.DOTALL)
+_LOW_HALF: Final = re.compile(rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_LOW_HALF_BYTES: Final = (b"\\", b"u", b"dD", b"cdefCDEF", b"0123456789abcdefABCDEF", b"0123456789abcdefABCDEF")
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    """msgspec's message for a high surrogate escape not followed by its low half, which it
+    gives only when six bytes or more follow: with fewer it says "Input data was truncated",
+    of a body that is whole (``"purchase\\ud800x"}``). None when the body does end inside
+    the pair: it is truncated."""
+    for escape in _ESCAPE.finditer(body):
+        if escape.group(1) is None:
+            continue
+        end = escape.end()
+        rest = body[end : end + 6]
+        if _LOW_HALF.match(rest):
+            continue
+        if len(rest) < 6 and _could_start_low_half(rest):
+            return None
+        return f"JSON is malformed: unexpected end of escaped utf-16 surrogate pair (byte {end})"
+    return None
+
+
+def _could_start_low_half(rest: bytes) -> bool:
+    """Whether ``rest``, cut short by the body's end, may be the start of a low surrogate's escape."""
+    return all(rest[i : i + 1] in allowed for i, allowed in enumerate(_LOW_HALF_BYTES[: len(rest)]))
 
 
 def field_problem(error: msgspec.ValidationError, *, unknown: Callable[[str], str], after: str = "") -> Problem:

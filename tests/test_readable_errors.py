@@ -120,3 +120,21 @@ def test_an_empty_gzip_body_is_called_empty_and_a_cut_one_truncated(server: Serv
             }, path
             (problem,) = _problems(c.post(path, content=cut, headers=gzipped))
             assert (problem["code"], problem["message"]) == ("bad_gzip", "the gzip stream is truncated"), path
+
+
+def test_a_lone_utf16_surrogate_is_said_where_it_is_not_called_a_truncated_body(server: Server) -> None:
+    """msgspec says "Input data was truncated" of a high surrogate escape (\\ud800) followed by
+    fewer than six bytes that are not its low half: the body is whole, and was answered as cut."""
+    axon = rb'{"events":[{"name":"purchase\ud800x"}]}'
+    appsflyer = rb'{"eventName":"purchase\ud800x"}'
+    with server.client() as c:
+        (problem,) = _problems(c.post("/v1/event?pixel_id=px_std", content=axon, headers=AXON))
+        (af_problem,) = _problems(c.post("/inappevent/com.example.shop", content=appsflyer, headers=APPSFLYER))
+    said = "the body is not valid JSON: JSON is malformed: unexpected end of escaped utf-16 surrogate pair"
+    assert problem == {"path": "", "code": "malformed_json", "message": f"{said} (byte 34)"}
+    assert af_problem == {"path": "", "code": "malformed_json", "message": f"{said} (byte 28)"}
+    # a body cut inside the pair is truncated, and said so
+    with server.client() as c:
+        cut = rb'{"events":[{"name":"purchase\ud800\ud'
+        (problem,) = _problems(c.post("/v1/event?pixel_id=px_std", content=cut, headers=AXON))
+    assert "truncated" in problem["message"]
