@@ -839,3 +839,20 @@ def test_events_follow_goes_on_after_a_backup_is_restored(tmp_path: Path) -> Non
         proc.terminate()
         proc.communicate(timeout=5)
         gateway.stop()
+
+
+def test_send_prints_a_refused_requests_own_problem_as_the_requests_not_an_events(
+    server: Server, tmp_path: Path
+) -> None:
+    """A wrong key was printed "events[0].authorization: unknown pixel_id or wrong Authorization
+    key": a problem of the request (its header) shown as the first event's."""
+    file = jsonl(tmp_path / "k.jsonl", [page_view(), page_view(), page_view()])
+    send = ("--pixel", "px_std", "--key", "wrongkey", "--no-progress")
+    done = capigate("send", str(file), "--to", server.url, *send)
+    assert done.returncode == 1, done.stdout
+    assert "events[0].authorization" not in done.stdout, done.stdout
+    said = "    request: authorization: unknown pixel_id or wrong Authorization key [unauthorized]\n"
+    assert said in done.stdout, done.stdout
+    af = jsonl(tmp_path / "af.jsonl", [AF_EVENT])
+    done = capigate("send", str(af), "--to", server.url, "--app", "com.example.shop", "--key", "no", "--no-progress")
+    assert "    request: authentication: " in done.stdout and "events[0]" not in done.stdout, done.stdout

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import click
 from click.core import ParameterSource
@@ -339,11 +339,21 @@ def _problems(refused: list[RequestResult]) -> None:
         shifted(p, r.first_event) if p.path.startswith("events[") else prefixed(f"events[{r.first_event}]", p)
         for r in refused
         for p in r.problems
+        if p.path not in _REQUEST_PARTS
     ]
+    # A header's or a query parameter's problem is the request's, not its first event's (a wrong
+    # key read "events[0].authorization"): said once, with the number of requests it refused.
+    of_requests = Counter(str(p) for r in refused for p in r.problems if p.path in _REQUEST_PARTS)
+    for said, count in of_requests.most_common():
+        click.echo(f"    request: {said}" + (f" ({count} requests)" if count > 1 else ""))
     for problem in problems[:10]:
         click.echo(f"    {problem}")
     if len(problems) > 10:
         click.echo(f"    ... and {len(problems) - 10} more problem(s)")
+
+
+# The parts of a request that are not its events (http/axon.py, http/appsflyer.py, http/identify.py).
+_REQUEST_PARTS: Final = frozenset({"authorization", "authentication", "pixel_id", "app_id", "x-capigate-test"})
 
 
 def _warnings(result: SendResult, prepared: Prepared) -> None:
