@@ -163,3 +163,17 @@ def test_stats_per_source_and_their_limits(fresh_server: Server) -> None:
         assert c.get("/api/stats", params={"bucket": "x"}).status_code == 400
     with fresh_server.client() as c:
         assert c.get("/api/stats").status_code == 401
+
+
+def test_a_write_with_the_session_cookie_alone_is_told_the_header_it_lacks(server: Server) -> None:
+    """A live session writing without X-Capigate-Inspector was told "send Authorization: Bearer
+    <admin_token>", as if the session were not valid."""
+    with session(server) as c:
+        for path in ("/api/replay", "/api/test-event"):
+            refused = c.post(path, json={})
+            assert refused.status_code == 401
+            message = refused.json()["message"]
+            assert "X-Capigate-Inspector" in message and "CSRF" in message and "Bearer" in message, message
+        assert c.post("/api/replay", json={}, headers={"X-Capigate-Inspector": "1"}).status_code == 200
+    with server.client() as c:  # no session: the hint stays the bearer token's
+        assert "X-Capigate-Inspector" not in c.post("/api/replay", json={}).json()["message"]

@@ -24,7 +24,7 @@ from capigate.http.params import (
     query_limit,
     query_time,
 )
-from capigate.http.session import has_session
+from capigate.http.session import has_session, lacks_csrf_header
 from capigate.http.state import Gateway
 from capigate.personal import shown_id
 from capigate.relay.destinations import relayed, replay_refusal
@@ -97,8 +97,17 @@ async def admin_refusal(
         outcome.problems = [Problem("authorization", "wrong_admin_token", "the admin token is wrong")]
         outcome.journaled = True
         log.warning("admin token from %s refused: wrong admin token", client)
+    elif await lacks_csrf_header(request.method, request.headers, gateway.store, admin_token):
+        hint = _CSRF_HINT
     body = ErrorBody(error="unauthorized", message=hint)
     return json_response(401, body, [("www-authenticate", 'Bearer realm="capigate admin"')])
+
+
+_CSRF_HINT: Final = (
+    "the session cookie is valid, but a write with it must also carry the header X-Capigate-Inspector: 1 "
+    "(a guard against cross-site requests, CSRF, which a page of another site cannot add); "
+    "or send Authorization: Bearer <admin_token>"
+)
 
 
 def _throttled(client: str | None, wait_s: int, outcome: Outcome) -> Response:

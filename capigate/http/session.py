@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from capigate.store.base import Store
 
-__all__ = ["COOKIE", "CSRF_HEADER", "LoginThrottle", "clear_cookie", "end_session", "has_session", "start_session"]
+__all__ = [
+    "COOKIE",
+    "CSRF_HEADER",
+    "LoginThrottle",
+    "clear_cookie",
+    "end_session",
+    "has_session",
+    "lacks_csrf_header",
+    "start_session",
+]
 
 COOKIE = "capigate_session"
 CSRF_HEADER = "x-capigate-inspector"
@@ -64,6 +73,18 @@ async def has_session(method: str, headers: dict[str, str], store: Store, admin_
     reads, the inspector's header). StoreError when the store cannot say."""
     if not admin_token or (method not in _SAFE_METHODS and CSRF_HEADER not in headers):
         return False
+    return await _live(headers, store, admin_token)
+
+
+async def lacks_csrf_header(method: str, headers: dict[str, str], store: Store, admin_token: str) -> bool:
+    """True when a write carries a live session but not the inspector's header: has_session
+    refused it for the header alone, which the refusal then names."""
+    if not admin_token or method in _SAFE_METHODS or CSRF_HEADER in headers:
+        return False
+    return await _live(headers, store, admin_token)
+
+
+async def _live(headers: dict[str, str], store: Store, admin_token: str) -> bool:
     session_id = _session_id(headers)
     if session_id is None:
         return False
