@@ -177,3 +177,52 @@ def test_a_write_with_the_session_cookie_alone_is_told_the_header_it_lacks(serve
         assert c.post("/api/replay", json={}, headers={"X-Capigate-Inspector": "1"}).status_code == 200
     with server.client() as c:  # no session: the hint stays the bearer token's
         assert "X-Capigate-Inspector" not in c.post("/api/replay", json={}).json()["message"]
+
+
+def test_a_refused_stats_bucket_is_told_its_real_range_and_the_condition_it_failed(server: Server) -> None:
+    """bucket=bogus said "an integer from 0 to ..." while 0, 1 and 1000 (over the default
+    hour) were answered "since < until, bucket >= 1000 ms, at most 500 buckets", naming no
+    condition and contradicting the first."""
+    top = 253402300799999
+
+    def problem(**params: str | int) -> dict[str, str]:
+        with server.admin() as c:
+            r = c.get("/api/stats", params=params)
+        assert r.status_code == 400, r.text
+        (said,) = r.json()["problems"]
+        return said  # type: ignore[no-any-return]
+
+    hour = {"since": 1_700_000_000_000, "until": 1_700_003_600_000}
+    low = 3_600_000 // 501 + 1  # 500 buckets at most
+    assert problem(bucket="bogus", **hour) == {
+        "path": "query.bucket",
+        "code": "invalid_format",
+        "message": f"bucket is a number of milliseconds, an integer from {low} to {top} over this window; "
+        "'bogus' is not an integer",
+    }
+    for small in (0, 1):
+        said = problem(bucket=small, **hour)
+        assert (said["path"], said["code"]) == ("query.bucket", "out_of_range"), said
+        assert said["message"] == (
+            f"bucket is a number of milliseconds, an integer from {low} to {top} over this window; "
+            f"{small} is below 1000 ms, the shortest bucket"
+        )
+    said = problem(bucket=1000, **hour)
+    assert said["message"] == (
+        f"bucket is a number of milliseconds, an integer from {low} to {top} over this window; "
+        "1000 makes 3600 buckets of the window (since to until, 3600000 ms), more than 500"
+    ), said
+    said = problem(since=hour["until"], until=hour["since"])
+    assert said == {"path": "query.since", "code": "out_of_range", "message": "since must be before until"}
+
+
+def test_a_page_size_that_is_not_an_integer_is_a_format_problem(server: Server) -> None:
+    with server.admin() as c:
+        (bad,) = c.get("/api/events", params={"limit": "abc"}).json()["problems"]
+        (big,) = c.get("/api/events", params={"limit": "5000"}).json()["problems"]
+    assert (bad["path"], bad["code"]) == ("query.limit", "invalid_format"), bad
+    assert bad["message"] == "limit is the page size, an integer from 1 to 1000; 'abc' is not an integer"
+    assert (big["code"], big["message"]) == (
+        "out_of_range",
+        "limit is the page size, an integer from 1 to 1000; 5000 is above 1000",
+    )

@@ -26,6 +26,7 @@ __all__ = [
     "query_choice",
     "query_cursor",
     "query_int",
+    "query_integer",
     "query_limit",
     "query_time",
     "read_time",
@@ -34,6 +35,7 @@ __all__ = [
 
 MAX_ID = 2**63 - 1  # the largest row id either store can hold
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: int() reads others too
 _CURSOR = re.compile(r"[0-9a-z]{3,15}")  # base 36 digits, then two check characters
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -85,15 +87,35 @@ def parse_id(raw: str) -> int | None:
 
 
 def query_int(q: Mapping[str, str], key: str, report: Report, *, low: int, high: int, what: str) -> int | None:
-    """An integer parameter from ``low`` to ``high``; None if absent or wrong (then a problem)."""
+    """An integer parameter from ``low`` to ``high``; None if absent or wrong (then a problem:
+    ``invalid_format`` when it is not an integer, ``out_of_range`` when it is one outside)."""
+    said = f"{key} is {what}, an integer from {low} to {high}"
+    value = query_integer(q, key, report, said)
+    if value is None:
+        return None
+    if value < low:
+        report.error(f"query.{key}", "out_of_range", f"{said}; {value} is below {low}")
+        return None
+    if value > high:
+        report.error(f"query.{key}", "out_of_range", f"{said}; {value} is above {high}")
+        return None
+    return value
+
+
+def query_integer(q: Mapping[str, str], key: str, report: Report, said: str) -> int | None:
+    """A parameter's integer, whatever its value; None if absent or not an integer (then an
+    ``invalid_format`` problem: ``said``, and what came). Past 19 digits, more than either store
+    holds, it is ``out_of_range``."""
     raw = q.get(key)
     if raw is None or raw == "":
         return None
-    value = int(raw) if _DIGITS.fullmatch(raw) else None
-    if value is None or not low <= value <= high:
-        report.error(f"query.{key}", "out_of_range", f"{key} is {what}, an integer from {low} to {high}")
+    if _INTEGER.fullmatch(raw) is None:
+        report.error(f"query.{key}", "invalid_format", f"{said}; {raw[:40]!r} is not an integer")
         return None
-    return value
+    if len(raw.lstrip("-")) > 19:
+        report.error(f"query.{key}", "out_of_range", f"{said}; {raw[:24]}... has more digits than any of them")
+        return None
+    return int(raw)
 
 
 def query_limit(q: Mapping[str, str], report: Report, *, default: int = 50, maximum: int = 1000) -> int:

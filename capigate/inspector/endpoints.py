@@ -20,7 +20,7 @@ from capigate.errors import Problem
 from capigate.http.api import EVENT_APIS, admin_refusal
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
-from capigate.http.params import Query, query_choice, query_int, query_time
+from capigate.http.params import Query, query_choice, query_integer, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
@@ -125,15 +125,17 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     q = Query(request.query, request.repeated)
     until = _time(q, "until", now, report)
     since = _time(q, "since", until - 3_600_000, report)
-    bucket = _int(q, "bucket", max(MIN_BUCKET_MS, (until - since) // 60), report)
+    window = until - since if report.ok else None  # None: since or until refused already
+    if window is not None and window <= 0:
+        report.error("query.since", "out_of_range", "since must be before until")
+        window = None
+    bucket = _bucket(q, window, report)
     source = q.get("source") or None
     q.refuse_unread(report)
-    if report.ok and (since >= until or bucket < MIN_BUCKET_MS or (until - since) // bucket > MAX_BUCKETS):
-        report.error(
-            "query", "out_of_range", f"since < until, bucket >= {MIN_BUCKET_MS} ms, at most {MAX_BUCKETS} buckets"
-        )
     if not report.ok:
         return _invalid(report.problems)
+    if bucket is None:
+        bucket = max(MIN_BUCKET_MS, (until - since) // 60)
     buckets = await gateway.store.query_stats(source, since_ms=since, until_ms=until, bucket_ms=bucket)
     ingest, other = _split_other(buckets)
     known, unknown = _split_unknown(ingest, _configured(gateway))
@@ -214,9 +216,32 @@ def _split_unknown(
     return known, unknown
 
 
-def _int(query: Query, key: str, default: int, report: Report) -> int:
-    value = query_int(query, key, report, low=0, high=MAX_EPOCH_MILLIS, what="a number of milliseconds")
-    return default if value is None else value
+def _bucket(query: Query, window: int | None, report: Report) -> int | None:
+    """The ``bucket`` parameter (None when absent, or refused with a problem): at least
+    MIN_BUCKET_MS, and long enough that ``window`` (when since and until were read) holds at
+    most MAX_BUCKETS of them. Each problem says the range and which end of it was missed."""
+    low = MIN_BUCKET_MS if window is None else max(MIN_BUCKET_MS, window // (MAX_BUCKETS + 1) + 1)
+    said = f"bucket is a number of milliseconds, an integer from {low} to {MAX_EPOCH_MILLIS}"
+    said += " over this window" if window is not None else ""
+    value = query_integer(query, "bucket", report, said)
+    if value is None:
+        return None
+    if value < MIN_BUCKET_MS:
+        report.error(
+            "query.bucket", "out_of_range", f"{said}; {value} is below {MIN_BUCKET_MS} ms, the shortest bucket"
+        )
+    elif value > MAX_EPOCH_MILLIS:
+        report.error("query.bucket", "out_of_range", f"{said}; {value} is above {MAX_EPOCH_MILLIS}")
+    elif window is not None and window // value > MAX_BUCKETS:
+        report.error(
+            "query.bucket",
+            "out_of_range",
+            f"{said}; {value} makes {window // value} buckets of the window (since to until, {window} ms), "
+            f"more than {MAX_BUCKETS}",
+        )
+    else:
+        return value
+    return None
 
 
 def _time(query: Query, key: str, default: int, report: Report) -> int:
