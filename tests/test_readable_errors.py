@@ -138,3 +138,14 @@ def test_a_lone_utf16_surrogate_is_said_where_it_is_not_called_a_truncated_body(
         cut = rb'{"events":[{"name":"purchase\ud800\ud'
         (problem,) = _problems(c.post("/v1/event?pixel_id=px_std", content=cut, headers=AXON))
     assert "truncated" in problem["message"]
+
+
+def test_events_null_is_the_wrong_type_not_missing(server: Server) -> None:
+    """{"events": null} was answered missing_field "`events` is required": the key is there."""
+    with server.client() as c:
+        (null,) = _problems(c.post("/v1/event?pixel_id=px_std", content=b'{"events": null}', headers=AXON))
+        (text,) = _problems(c.post("/v1/event?pixel_id=px_std", content=b'{"events": "x"}', headers=AXON))
+        (absent,) = _problems(c.post("/v1/event?pixel_id=px_std", content=b'{"event": []}', headers=AXON))
+    assert null == {"path": "events", "code": "wrong_type", "message": "`events` must be an array of events, got null"}
+    assert text["message"] == "`events` must be an array of events, got a string", text
+    assert absent["code"] == "missing_field", absent

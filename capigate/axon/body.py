@@ -18,6 +18,7 @@ __all__ = ["BODY_KEYS", "MAX_BATCH", "MAX_BODY_BYTES", "batch_events", "events_r
 MAX_BATCH = 100
 MAX_BODY_BYTES = 1_048_576  # capigate's default [server] max_body_bytes; AppLovin documents none
 BODY_KEYS = frozenset({"events"})
+_ABSENT: Any = object()
 _JSON_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
 
 
@@ -35,11 +36,12 @@ def batch_events(body: Any, report: Report) -> list[Any] | None:
         what = _JSON_KINDS.get(type(body), "not an object")
         report.error("", "not_an_object", f'the body must be a JSON object {{"events": [...]}}, got {what}')
         return None
-    events = body.get("events")
-    if events is None:
+    events = body.get("events", _ABSENT)
+    if events is _ABSENT:
         report.error("events", "missing_field", "`events` is required")
-    elif not isinstance(events, list):
-        report.error("events", "wrong_type", "`events` must be an array of events")
+    elif not isinstance(events, list):  # null too: the key is there, its value is wrong
+        what = _JSON_KINDS.get(type(events), "an object")
+        report.error("events", "wrong_type", f"`events` must be an array of events, got {what}")
     else:
         return _sized(events, report)
     return None
