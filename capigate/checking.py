@@ -22,6 +22,7 @@ from capigate.errors import Problem
 __all__ = [
     "TOO_LARGE_NUMBER",
     "Report",
+    "a_number",
     "check_struct",
     "converts",
     "did_you_mean",
@@ -229,7 +230,16 @@ def shown_value(value: str) -> str:
     digits); else only described, so that no message repeats an email or a phone number."""
     if len(value) <= 32 and "@" not in value and sum(c.isdigit() for c in value) < 5 and value.isprintable():
         return repr(value)
-    return f"(a {len(value)}-character value, not shown: it may be personal data)"
+    return f"({a_number(len(value))}-character value, not shown: it may be personal data)"
+
+
+def a_number(number: int) -> str:
+    """``number`` after the article its English reading takes: "an 18", "an 800", "a 17".
+    The reading starts with a vowel when its first group of three digits (18 of 18,500: "eighteen
+    thousand") starts with eight, or is eleven or eighteen."""
+    digits = str(abs(number))
+    lead = digits[: len(digits) % 3 or 3]
+    return f"{'an' if lead[0] == '8' or lead in ('11', '18') else 'a'} {number}"
 
 
 def _literal_values(kind: Any) -> tuple[Any, ...]:

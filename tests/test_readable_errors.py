@@ -149,3 +149,22 @@ def test_events_null_is_the_wrong_type_not_missing(server: Server) -> None:
     assert null == {"path": "events", "code": "wrong_type", "message": "`events` must be an array of events, got null"}
     assert text["message"] == "`events` must be an array of events, got a string", text
     assert absent["code"] == "missing_field", absent
+
+
+def test_a_hidden_values_length_takes_the_article_its_reading_takes(server: Server) -> None:
+    """ "a 18-character value": eighteen, eleven, eight, eighty… are read with a vowel first."""
+    sent = purchase()
+    sent["user_data"]["esi"] = "123456789012345678"  # digits: never quoted, only described
+    with server.client() as c:
+        problems = _problems(c.post("/v1/event?pixel_id=px_std", json=batch(sent), headers=AXON))
+    (message,) = [p["message"] for p in problems if p["path"] == "events[0].user_data.esi"]
+    assert "(an 18-character value, not shown" in message, message
+
+
+def test_the_article_of_a_number_is_that_of_its_english_reading() -> None:
+    from capigate.checking import a_number
+
+    ans = [8, 11, 18, 80, 83, 89, 800, 899, 8000, 11_000, 18_999, 80_000, 800_000, 8_000_000, 11_000_000]
+    as_ = [0, 1, 7, 10, 12, 17, 19, 28, 1_800_000, 100, 110, 180, 1100, 1800, 108, 2008]
+    assert [a_number(n) for n in ans] == [f"an {n}" for n in ans]
+    assert [a_number(n) for n in as_] == [f"a {n}" for n in as_]
