@@ -182,6 +182,8 @@ _CODES = (
     ("of length", "invalid_length"),
     (">=", "out_of_range"),
     ("<=", "out_of_range"),
+    ("` > ", "out_of_range"),
+    ("` < ", "out_of_range"),
     ("Number out of range", "out_of_range"),
     ("Expected `", "wrong_type"),
 )
@@ -201,7 +203,64 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
         message = _enum_message(message, kind)
     elif code == "invalid_format":
         message = _format_message(kind)
+    elif code == "out_of_range":
+        message = _bound_message(message, path, kind) or message
     report.error(path, code, _readable(message))
+
+
+_BOUND = re.compile(r"Expected `(int|float)` (>=|<=|>|<) (\S+)$")
+_FIELD_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[\d+\])*$")
+
+
+def _bound_message(message: str, path: str, kind: Any) -> str | None:
+    """``value must be a number of 0 or more, not a negative one`` for msgspec's ``Expected
+    `float` >= 0.0``: what the field must be (both its bounds, from its type), then which it
+    missed; None for any other message."""
+    found = _BOUND.match(message)
+    if found is None:
+        return None
+    (low, ge), (high, le) = _bounds(kind)
+    if ge is not None and le is not None:
+        allowed = f"from {ge} to {le}"
+    else:
+        allowed = " and ".join(text for text in (low, high) if text)
+        allowed = f"of {allowed}" if allowed[:1].isdigit() else allowed
+    op, bound = found.group(2), _plain(found.group(3))
+    missed = _MISSED[op].format(bound) if (op, bound) != (">=", "0") else "a negative one"
+    named = _FIELD_NAME.search(path)
+    name = named.group(1) if named else "the value"
+    return f"{name} must be {'an integer' if found.group(1) == 'int' else 'a number'} {allowed}, not {missed}"
+
+
+_MISSED: Final = {">=": "below {}", ">": "{} or less", "<=": "above {}", "<": "{} or more"}
+
+
+def _bounds(kind: Any) -> tuple[tuple[str, str | None], tuple[str, str | None]]:
+    """The lower and the upper bound of a number's type, each as said (``0 or more``, ``less
+    than 60``, empty when none) and its number when inclusive (``0``, else None)."""
+    low: tuple[str, str | None] = ("", None)
+    high: tuple[str, str | None] = ("", None)
+    for arg in typing.get_args(kind) if _is_union(kind) else (kind,):
+        if typing.get_origin(arg) is not typing.Annotated:
+            continue
+        for meta in typing.get_args(arg)[1:]:
+            if not isinstance(meta, msgspec.Meta):
+                continue
+            if meta.ge is not None:
+                low = (f"{_plain(meta.ge)} or more", _plain(meta.ge))
+            elif meta.gt is not None:
+                low = (f"more than {_plain(meta.gt)}", None)
+            if meta.le is not None:
+                high = (f"{_plain(meta.le)} or less", _plain(meta.le))
+            elif meta.lt is not None:
+                high = (f"less than {_plain(meta.lt)}", None)
+    return low, high
+
+
+def _plain(number: object) -> str:
+    """``0`` of 0.0, ``1.5`` of 1.5: a bound as a person writes it."""
+    text = str(number)
+    return text[:-2] if text.endswith(".0") else text
 
 
 _ENUM_VALUE = re.compile(r"Invalid enum value (.*)$")

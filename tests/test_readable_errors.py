@@ -168,3 +168,26 @@ def test_the_article_of_a_number_is_that_of_its_english_reading() -> None:
     as_ = [0, 1, 7, 10, 12, 17, 19, 28, 1_800_000, 100, 110, 180, 1100, 1800, 108, 2008]
     assert [a_number(n) for n in ans] == [f"an {n}" for n in ans]
     assert [a_number(n) for n in as_] == [f"a {n}" for n in as_]
+
+
+def test_a_number_past_its_bound_is_told_what_the_field_must_be(server: Server) -> None:
+    """generate_lead's negative value was answered msgspec's "Expected number >= 0.0"."""
+    lead = purchase(name="generate_lead", data={"value": -5, "currency": "USD"})
+    share = purchase()
+    share["measurement_partner_data"] = {"is_claimable": True, "attribution_model": "LAST_CLICK",
+                                         "attribution_share": 2, "accounting_mode": "CASH"}  # fmt: skip
+    item = purchase()
+    item["data"]["items"] = [{"item_id": "a", "quantity": -2, "price": 1}]
+    with server.client() as c:
+        problems = _problems(c.post("/v1/event?pixel_id=px_std", json=batch(lead, share, item), headers=AXON))
+    said = {p["path"]: (p["code"], p["message"]) for p in problems}
+    assert said["events[0].data.value"] == ("out_of_range", "value must be a number of 0 or more, not a negative one")
+    assert said["events[1].measurement_partner_data.attribution_share"] == (
+        "out_of_range",
+        "attribution_share must be a number from 0 to 1, not above 1",
+    )
+    assert said["events[2].data.items[0].quantity"] == (
+        "out_of_range",
+        "quantity must be an integer from 0 to 9007199254740991, not a negative one",
+    )
+    assert not any("Expected" in message for _, message in said.values()), said
