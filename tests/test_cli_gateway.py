@@ -383,3 +383,33 @@ def test_events_requests_show_a_silent_drop_on_a_terminal_piped_and_as_json(serv
     as_json = capigate("events", "--requests", "--json", "--test-tag", tag, cwd=tmp_path)
     (line,) = as_json.stdout.splitlines()
     assert [w["code"] for w in json.loads(line)["warnings"]] == ["ios_app_id_without_prefix"]
+
+
+def test_quality_counts_one_event_in_the_singular_and_says_its_window_is_widened(
+    fresh_server: Server, tmp_path: Path
+) -> None:
+    """It printed "1 events", and "from 10:00 to 11:00 the next day" for the last 24 hours
+    (25 hours: widened to whole hours) without saying so."""
+    with fresh_server.client() as c:
+        r = c.post("/v1/event?pixel_id=px_std", json=batch(purchase()), headers={"Authorization": "key-std"})
+        assert r.status_code == 200, r.text
+    done = capigate("quality", "--url", fresh_server.url, "--token", ADMIN, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.endswith(" UTC: the last 24 hours, widened to whole hours (the figures are kept per hour)"), first
+    assert ": PASS  1 event, " in done.stdout or "  1 event, " in done.stdout, done.stdout
+    assert "1 events" not in done.stdout, done.stdout
+    asked = capigate(
+        "quality", "--url", fresh_server.url, "--token", ADMIN, "--since", "2026-12-05T10:00:00Z",
+        "--until", "2026-12-05T12:00:00Z", cwd=tmp_path,
+    )  # fmt: skip
+    assert asked.stdout.splitlines()[0] == "from 2026-12-05 10:00:00.000 to 2026-12-05 12:00:00.000 UTC", asked.stdout
+    widened = capigate(
+        "quality", "--url", fresh_server.url, "--token", ADMIN, "--since", "2026-12-05T10:30:00Z",
+        "--until", "2026-12-05T12:00:00Z", cwd=tmp_path,
+    )  # fmt: skip
+    said = widened.stdout.splitlines()[0]
+    assert said == (
+        "from 2026-12-05 10:00:00.000 to 2026-12-05 12:00:00.000 UTC: the window asked, widened to whole hours "
+        "(the figures are kept per hour)"
+    ), said

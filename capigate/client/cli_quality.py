@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from capigate.client.cli_gateway import _config_option, _gateway, _when, read_failed
 from capigate.errors import CapigateError
+from capigate.http.params import time_value
 from capigate.responses import QualityGroup, QualityReport
 
 __all__ = ["quality"]
@@ -43,6 +45,7 @@ def quality(
     from capigate.client.admin import GatewayAdmin
 
     url, admin_token = _gateway(base_url, token, config_path)
+    asked_at = time.time_ns() // 1_000_000
     try:
         with GatewayAdmin(url, admin_token) as admin:
             report = admin.quality(source=source, name=name, since=since, until=until)
@@ -51,12 +54,31 @@ def quality(
     if as_json:
         click.echo(_encode(report).decode())
         return
-    _print(report)
+    _print(report, _widened(report, since, until, asked_at))
 
 
-def _print(report: QualityReport) -> None:
+def _widened(report: QualityReport, since: str | None, until: str | None, now_ms: int) -> str:
+    """What the window's line adds when the gateway widened the window asked to the whole
+    hours (days, for two days or more) its figures are kept in: a default "last 24 hours"
+    read 25 hours, unsaid (a trial). Empty when the window is the one asked."""
+    asked_until = now_ms if until is None else time_value(until)
+    asked_since = (
+        None if asked_until is None else asked_until - _DEFAULT_WINDOW_MS if since is None else time_value(since)
+    )
+    if (asked_since, asked_until) == (report.since, report.until):
+        return ""
+    what = "the last 24 hours" if since is None and until is None else "the window asked"
+    unit = "day" if report.until - report.since >= 2 * _DAY_MS and report.since % _DAY_MS == 0 else "hour"
+    return f": {what}, widened to whole {unit}s (the figures are kept per {unit})"
+
+
+_DEFAULT_WINDOW_MS = 86_400_000  # the gateway's default (inspector/endpoints.py)
+_DAY_MS = 86_400_000
+
+
+def _print(report: QualityReport, widened: str = "") -> None:
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"from {_when(report.since)} to {_when(report.until)} UTC")
+    console.print(f"from {_when(report.since)} to {_when(report.until)} UTC{widened}", markup=False)
     if not report.groups:
         console.print("no accepted events in this window")
     for group in report.groups:
@@ -67,7 +89,7 @@ def _print_group(console: Console, g: QualityGroup) -> None:
     console.print()
     console.print(
         f"[bold]{escape(g.source)} · {escape(g.name)}[/bold]: {g.verdict.upper()}  "
-        f"{g.events} events, {round(g.with_dedupe_id * 100)} % with a dedupe_id, {g.duplicates} duplicates caught"
+        f"{g.events} event{'' if g.events == 1 else 's'}, {round(g.with_dedupe_id * 100)} % with a dedupe_id, {g.duplicates} duplicate{'' if g.duplicates == 1 else 's'} caught"
     )
     for reason in g.reasons:
         console.print(f"  - {reason.level}: {reason.text} [{reason.rule}]", markup=False)
