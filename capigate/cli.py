@@ -185,6 +185,7 @@ def _config_option(help: str = "TOML configuration.") -> Callable[[F], F]:
         type=click.Path(path_type=Path),
         default="capigate.toml",
         envvar=worker_env.CONFIG,
+        show_envvar=True,
         show_default=True,
         help=help,
     )
@@ -209,17 +210,22 @@ def _in_range(
 
 _PORT = _in_range(0, 65535, "a port is 0 to 65535 (0: any free port)")
 _CONFIG_OPTION = _config_option()
-_DB_OPTION = click.option("--db", envvar=worker_env.DB, help="SQLite file or postgresql:// URL (default: [store] url).")
+_DB_OPTION = click.option(
+    "--db", envvar=worker_env.DB, show_envvar=True, help="SQLite file or postgresql:// URL (default: [store] url)."
+)
 
 
 @main.command()
 @_config_option("TOML configuration; the default one is created if missing.")
 @_DB_OPTION
-@click.option("--host", envvar="CAPIGATE_HOST", help="Address to listen on (default: [server] host).")
-@click.option("--port", envvar="CAPIGATE_PORT", type=int, callback=_PORT, help="Port (default: [server] port).")
+@click.option("--host", envvar="CAPIGATE_HOST", show_envvar=True, help="Address to listen on (default: [server] host).")
+@click.option(
+    "--port", envvar="CAPIGATE_PORT", show_envvar=True, type=int, callback=_PORT, help="Port (default: [server] port)."
+)
 @click.option(
     "--workers",
     envvar="CAPIGATE_WORKERS",
+    show_envvar=True,
     type=int,
     callback=_in_range(1, None, "at least one worker process"),
     help="Worker processes (default: [server] workers).",
@@ -229,6 +235,7 @@ _DB_OPTION = click.option("--db", envvar=worker_env.DB, help="SQLite file or pos
     "relay",
     default=True,
     envvar=worker_env.RELAY,
+    show_envvar=True,
     show_default=True,
     help="Run the relay workers in this process (--no-relay: a separate `capigate relay` does).",
 )
@@ -283,10 +290,19 @@ def serve(
 @main.command()
 @_CONFIG_OPTION
 @click.argument("source", required=False)
-@click.option("--url", envvar="CAPIGATE_URL", help="The gateway's base URL (default: from --host and --port).")
-@click.option("--host", envvar="CAPIGATE_HOST", help="The gateway's address (default: [server] host).")
 @click.option(
-    "--port", envvar="CAPIGATE_PORT", type=int, callback=_PORT, help="The gateway's port (default: [server] port)."
+    "--url", envvar="CAPIGATE_URL", show_envvar=True, help="The gateway's base URL (default: from --host and --port)."
+)
+@click.option(
+    "--host", envvar="CAPIGATE_HOST", show_envvar=True, help="The gateway's address (default: [server] host)."
+)
+@click.option(
+    "--port",
+    envvar="CAPIGATE_PORT",
+    show_envvar=True,
+    type=int,
+    callback=_PORT,
+    help="The gateway's port (default: [server] port).",
 )
 def curl(config_path: Path, source: str | None, url: str | None, host: str | None, port: int | None) -> None:
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,

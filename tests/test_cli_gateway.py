@@ -14,9 +14,12 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
+import pytest
 
 from capigate import GatewayAdmin
 from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, free_port
@@ -413,3 +416,26 @@ def test_quality_counts_one_event_in_the_singular_and_says_its_window_is_widened
         "from 2026-12-05 10:00:00.000 to 2026-12-05 12:00:00.000 UTC: the window asked, widened to whole hours "
         "(the figures are kept per hour)"
     ), said
+
+
+@pytest.mark.parametrize("command", ["events", "quality", "curl"])
+def test_help_names_capigate_url_where_url_is_read_from_it(command: str, tmp_path: Path) -> None:
+    """`events --help` said "--url [default: the configuration's host and port]", but CAPIGATE_URL
+    is read first: each option read from a variable says so, as send's --to does."""
+    said = " ".join(capigate(command, "--help", cwd=tmp_path).stdout.split())
+    url = said[said.index("--url TEXT") :]
+    assert url[url.index("[env var: ") :].startswith("[env var: CAPIGATE_URL]"), said  # the first after --url
+
+
+def test_every_option_read_from_a_variable_shows_it_in_its_help() -> None:
+    from capigate.cli import main
+
+    def options(command: click.Command, name: str) -> Iterator[tuple[str, click.Option]]:
+        for param in command.params:
+            if isinstance(param, click.Option):
+                yield name, param
+        for sub_name, sub in getattr(command, "commands", {}).items():
+            yield from options(sub, f"{name} {sub_name}")
+
+    hidden = [f"{where} {o.opts[0]}" for where, o in options(main, "capigate") if o.envvar and not o.show_envvar]
+    assert hidden == [], hidden

@@ -96,6 +96,7 @@ def _config_option(help: str) -> Callable[[F], F]:
         type=click.Path(dir_okay=False, path_type=Path),
         default="capigate.toml",
         envvar=worker_env.CONFIG,
+        show_envvar=True,
         show_default=True,
         help=help,
     )
@@ -321,9 +322,15 @@ class _Printer:
     "--url",
     "base_url",
     envvar="CAPIGATE_URL",
-    help="The gateway [default: the configuration's host and port].",
+    show_envvar=True,
+    help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port.",
 )
-@click.option("--token", envvar="CAPIGATE_ADMIN_TOKEN", help="Admin token [default: the configuration's].")
+@click.option(
+    "--token",
+    envvar="CAPIGATE_ADMIN_TOKEN",
+    show_envvar=True,
+    help="Admin token; without it or CAPIGATE_ADMIN_TOKEN, the configuration's.",
+)
 @_config_option("The gateway's configuration (its address and admin token).")
 @click.option("--requests", "show_requests", is_flag=True, help="List the request journal instead of events.")
 @click.option("--source", help="Pixel or app id.")

@@ -23,8 +23,19 @@ _encode = msgspec.json.Encoder().encode
 
 
 @click.command()
-@click.option("--url", "base_url", envvar="CAPIGATE_URL", help="The gateway [default: the configuration's].")
-@click.option("--token", envvar="CAPIGATE_ADMIN_TOKEN", help="Admin token [default: the configuration's].")
+@click.option(
+    "--url",
+    "base_url",
+    envvar="CAPIGATE_URL",
+    show_envvar=True,
+    help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port.",
+)
+@click.option(
+    "--token",
+    envvar="CAPIGATE_ADMIN_TOKEN",
+    show_envvar=True,
+    help="Admin token; without it or CAPIGATE_ADMIN_TOKEN, the configuration's.",
+)
 @_config_option("The gateway's configuration (its address and admin token).")
 @click.option("--source", help="Pixel or app id (default: all).")
 @click.option("--name", help="Event name (default: all).")
