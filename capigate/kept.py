@@ -11,7 +11,9 @@ functions: emails and phone numbers hashed as ``capigate.identity`` hashes them 
 ``*_hashed`` fields by its rules' hashers), personal data under keys a schema does not define
 dropped by ``capigate.personal`` (Axon's unknown keys by ``capigate.axon.personal``), and no
 string holding an email address left anywhere (``without_emails``; an Axon identifier that
-is an email address, ``user_data.user_id`` say, hashed as ingest hashes it). What cannot be
+is an email address, ``user_data.user_id`` say, hashed as ingest hashes it; AppsFlyer's
+``customer_user_id`` holding an email address or a phone number dropped, by ingest's own
+rule, ``personal_in_customer_user_id``). What cannot be
 hashed, an invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place,
 so that a problem's path still points at something; a hashed one is its hash, never ``DROPPED``:
 the page would say dropped what ingest keeps hashed. The body is capped at ``MAX_KEPT_BYTES``; a body
@@ -26,6 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
+from capigate.appsflyer.identifiers import personal_in_customer_user_id
 from capigate.axon.personal import without_personal_unknowns
 from capigate.axon.rules import IDENTIFIER_TEXT
 from capigate.checking import Report
@@ -214,6 +217,9 @@ def _treat_appsflyer(decoded: Any) -> Any:
     if not isinstance(decoded, dict):
         return _without_emails(decoded)
     out = _hashed(decoded, _HASHERS)
+    user_id = out.get("customer_user_id")
+    if isinstance(user_id, str) and personal_in_customer_user_id(user_id) is not None:
+        out["customer_user_id"] = DROPPED  # ingest's rule: an email address or a phone number, dropped
     for key in ("eventValue", "custom_data"):
         if key in out:
             out[key] = _parsed(out[key])

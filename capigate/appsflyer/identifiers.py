@@ -21,7 +21,7 @@ from capigate.identity import (
     sha256_hex,
 )
 
-__all__ = ["IDENTIFIER_RULES", "PLAIN_HASHERS", "SEND_HASHED"]
+__all__ = ["IDENTIFIER_RULES", "PLAIN_HASHERS", "SEND_HASHED", "personal_in_customer_user_id"]
 
 _HEX = re.compile(r"[0-9A-Fa-f]{32,}")
 _NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '\u2019.\-])*")
@@ -69,13 +69,22 @@ def _zeroed(key: str, value: str, ctx: Context) -> str:
     return value
 
 
-def _customer_user_id(key: str, value: str, ctx: Context) -> Any:
+def personal_in_customer_user_id(value: str) -> tuple[str, str] | None:
+    """What personal data ``value`` is, as customer_user_id, and where it is sent hashed; None
+    for an id. The one rule: ingest drops such a value, and so does a refused or dropped body
+    as the journal keeps it (capigate/kept.py)."""
     if contains_email(value):
-        held, hashed_in = "an email address", "the email hashed in email_hashed"
-    elif is_international_phone(value):
-        held, hashed_in = "a phone number", "the phone hashed in phone_number_hashed"
-    else:
+        return "an email address", "the email hashed in email_hashed"
+    if is_international_phone(value):
+        return "a phone number", "the phone hashed in phone_number_hashed"
+    return None
+
+
+def _customer_user_id(key: str, value: str, ctx: Context) -> Any:
+    found = personal_in_customer_user_id(value)
+    if found is None:
         return value
+    held, hashed_in = found
     ctx.report.warn(
         key,
         "pii_in_customer_user_id",

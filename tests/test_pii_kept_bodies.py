@@ -1,0 +1,98 @@
+"""Rule (capigate/kept.py): the body of a refused or silently dropped request is kept as ingest
+would have kept it, on either backend: what ingest drops is ``<dropped: personal data>``, what
+it hashes is its hash, never plain, in the page's answer or in the store's tables."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from capigate.kept import DROPPED
+from tests.conftest import Server, served_on
+from tests.helpers import all_pages
+from tests.storekit import PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, str | None]]:
+    with served_on(request.param, tmp_path / "gw", "capigate_pii_kept") as served:
+        yield served
+
+
+def _stored_text(server: Server, schema: str | None) -> dict[str, str]:
+    """Every table of the store as text (the server stopped first: its writes flushed)."""
+    server.stop()
+    if schema is None:
+        haystacks = {f.name: f.read_bytes().decode("latin-1") for f in Path(str(server.db)).parent.glob("capigate.db*")}
+        con = sqlite3.connect(server.db)
+        haystacks["dump"] = "\n".join(con.iterdump())
+        con.close()
+        return haystacks
+    haystacks = {}
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+        for (table,) in tables:
+            rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+            haystacks[f"pg {table}"] = "\n".join(r[0] for r in rows)
+    return haystacks
+
+
+def _kept_bodies(server: Server) -> dict[str, Any]:
+    """The kept body of each journaled request with one, by its event name as kept."""
+    time.sleep(0.2)  # the journal is written a few milliseconds after the answer
+    out = {}
+    with server.admin() as c:
+        for row in all_pages(server, "/api/requests", "requests"):
+            body = c.get(f"/api/requests/{row['request_id']}").json()["body"]
+            if isinstance(body, dict):
+                out[str(body.get("eventName"))] = body
+    return out
+
+
+def _post_appsflyer(server: Server, app: str, key: str, body: dict[str, Any]) -> Any:
+    with server.client(headers={"authentication": key, "Accept": "application/json"}) as c:
+        return c.post(f"/inappevent/{app}", content=json.dumps(body).encode())
+
+
+def test_a_phone_in_customer_user_id_of_a_refused_or_dropped_appsflyer_body_is_dropped(
+    gateway: tuple[Server, str | None],
+) -> None:
+    """A trial: refused (a bad currency, or an email address as eventName) or silently dropped
+    (an iOS app id without ``id``), the kept body held customer_user_id's phone number plain,
+    while the answer's pii_in_customer_user_id said it was never stored. The kept body drops it
+    as ingest does; an id of digits alone stays, as ingest keeps it."""
+    server, schema = gateway
+    base = {"appsflyer_id": "1415211453000-6513711", "eventValue": "", "os": "14"}
+    sent = [
+        ("com.example.shop", "af-dev-key", {**base, "eventName": "af_currency", "eventCurrency": "dollars",
+                                            "customer_user_id": "+44 20 7946 0991"}),
+        ("com.example.shop", "af-dev-key", {**base, "eventName": "jane.kept@example.com",
+                                            "customer_user_id": "+1 650 555 1357"}),
+        ("123456789", "af-ios-key", {**base, "eventName": "af_ios", "customer_user_id": "+1 650 555 1358"}),
+        ("com.example.shop", "af-dev-key", {**base, "eventName": "af_digits", "eventCurrency": "dollars",
+                                            "customer_user_id": "16505551359"}),
+    ]  # fmt: skip
+    for app, key, body in sent:
+        answer = _post_appsflyer(server, app, key, body)
+        assert answer.status_code in (200, 400), answer.text
+        if answer.status_code == 400:  # the rules ran: their warning says it was never stored
+            warned = {w["path"]: w["code"] for w in answer.json()["warnings"]}
+            plus = str(body["customer_user_id"]).startswith("+")
+            assert (warned.get("customer_user_id") == "pii_in_customer_user_id") is plus, warned
+    kept = _kept_bodies(server)
+    assert kept["af_currency"]["customer_user_id"] == DROPPED
+    assert kept[DROPPED]["customer_user_id"] == DROPPED  # its name, an email address, dropped too
+    assert kept["af_ios"]["customer_user_id"] == DROPPED
+    assert kept["af_digits"]["customer_user_id"] == "16505551359"
+    for where, text in _stored_text(server, schema).items():
+        for needle in ("7946 0991", "447946", "555 1357", "555 1358", "jane.kept"):
+            assert needle not in text, f"{needle!r} found in {where}"
