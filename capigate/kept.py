@@ -11,7 +11,8 @@ functions: emails and phone numbers hashed as ``capigate.identity`` hashes them 
 ``*_hashed`` fields by its rules' hashers), personal data under keys a schema does not define
 dropped by ``capigate.personal`` (Axon's unknown keys by ``capigate.axon.personal``), and no
 string holding an email address left anywhere (``without_emails``; an Axon identifier that
-is an email address, ``user_data.user_id`` say, hashed as ingest hashes it; AppsFlyer's
+is an email address, ``user_data.user_id`` say, hashed as ingest hashes it, and one that is
+a phone number in international form hashed or dropped by ingest's ``without_phones``; AppsFlyer's
 ``customer_user_id`` holding an email address or a phone number dropped, by ingest's own
 rule, ``personal_in_customer_user_id``). What cannot be
 hashed, an invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place,
@@ -30,7 +31,7 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.appsflyer.identifiers import personal_in_customer_user_id
 from capigate.axon.personal import without_personal_unknowns
-from capigate.axon.rules import IDENTIFIER_TEXT
+from capigate.axon.rules import IDENTIFIER_TEXT, without_phones
 from capigate.checking import Report
 from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
@@ -207,6 +208,9 @@ def _treat_axon_event(event: Any, path: str) -> Any:
     user = event.get("user_data")
     if isinstance(user, dict):
         event = {**event, "user_data": _hashed(user, _AXON_HASHERS)}
+    report = Report()  # a phone number in an identifier: hashed (zip: dropped), as ingest treats it
+    event = without_phones(event, path, report)
+    _mark_dropped(event, report, prefix=path)
     report = Report()  # an identifier holding an exact email address: hashed, as ingest hashes it
     event = without_emails(event, path, report, _SEND_HASHED, hashed=IDENTIFIER_TEXT)
     _mark_dropped(event, report, prefix=path)

@@ -259,3 +259,19 @@ def test_item_warnings_made_once_per_place_still_say_each_items_own_missing_fiel
         assert check.typed and check.report.ok
         assert path_differences(body, PROFILES["standard"], now_ms=NOW, typed=check) == []
     assert 0 < len(typed._ITEM_WARNINGS) <= typed._MAX_ITEM_WARNINGS
+
+
+@pytest.mark.parametrize("field", ["user_data.user_id", "user_data.client_id", "user_data.zip", "data.user_id"])
+def test_a_phone_number_in_an_identifier_goes_to_the_slow_path_which_hashes_or_drops_it(field: str) -> None:
+    """An identifier holding a phone number in international form is the slow path's to treat,
+    as one holding an email address is: the typed path encoded it as sent (a trial). Digits
+    without ``+`` are an id, which the typed path keeps."""
+    parent, key = field.split(".")
+    for value, typed in (("+1 650 555 1390", False), (" +16505551390", False), ("16505551390", True)):
+        event = page_view(data={"user_id": "u1"})
+        event[parent][key] = value
+        body = msgspec.json.encode({"events": [event]})
+        check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+        assert (check.typed, check.report.ok) == (typed, True), (field, value, check.report.problems)
+        stored = json.loads(check.events[0].payload)[parent]
+        assert "6505551390" not in json.dumps(stored) if not typed else stored[key] == value

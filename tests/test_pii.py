@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Server
 from tests.helpers import batch, page_view, paths
@@ -226,3 +227,45 @@ def test_a_value_dropped_as_an_email_address_is_not_also_said_kept(fresh_server:
     at_os = [w for w in body["warnings"] if w["path"] == "events[0].user_data.os"]  # type: ignore[attr-defined]
     assert [w["code"] for w in at_os] == ["plain_pii_dropped"], at_os
     assert "os" not in stored_user_data(fresh_server, event["dedupe_id"])  # type: ignore[arg-type]
+
+
+def test_a_phone_number_in_an_identifier_is_hashed_as_phone_is_and_in_zip_dropped(fresh_server: Server) -> None:
+    """Rule: a phone number in international form (identity.is_international_phone) is treated
+    in an Axon identifier as an email address is there: hashed as phone is in user_id,
+    client_id and data.user_id (``plain_pii_hashed``), dropped from zip (``plain_pii_dropped``).
+    A trial's `+16505551390` in user_data.user_id was stored and relayed plain, unwarned, where
+    an email address was hashed and AppsFlyer's customer_user_id drops one. Digits without `+`
+    are ids, kept as sent, as AppsFlyer keeps them."""
+    phones = page_view(data={"user_id": "+1 650 555 1381"})
+    phones["user_data"] |= {
+        "user_id": "+16505551390", "client_id": "+1 650 555 1380", "zip": "+16505551379", "country_code": "US",
+    }  # fmt: skip
+    digits = page_view(data={"user_id": "16505551383"})
+    digits["user_data"] |= {"user_id": "16505551382", "zip": "94105"}
+    body = post(fresh_server, phones, digits)
+    assert body["status"] == 200, body
+    warned = paths(body, "warnings")
+    assert {p: c for p, c in warned.items() if p.startswith("events[0]")} == {
+        "events[0].user_data.user_id": "plain_pii_hashed",
+        "events[0].user_data.client_id": "plain_pii_hashed",
+        "events[0].data.user_id": "plain_pii_hashed",
+        "events[0].user_data.zip": "plain_pii_dropped",
+    }
+    assert not any(p.startswith("events[1]") for p in warned), warned
+    stored: Any = stored_event(fresh_server, str(phones["dedupe_id"]))
+    user = stored["user_data"]
+    assert (user["user_id"], user["client_id"]) == (sha("16505551390"), sha("16505551380"))
+    assert stored["data"] == {"user_id": sha("16505551381")} and "zip" not in user
+    kept: Any = stored_event(fresh_server, str(digits["dedupe_id"]))
+    assert (kept["user_data"]["user_id"], kept["user_data"]["zip"], kept["data"]["user_id"]) == (
+        "16505551382", "94105", "16505551383",
+    )  # fmt: skip
+    with fresh_server.admin() as c:
+        journal = c.get("/api/requests", params={"limit": 100}).text
+    fresh_server.stop()
+    haystacks = {"journal": journal, "log": fresh_server.output()}
+    for db_file in Path(fresh_server.db).parent.glob("capigate.db*"):
+        haystacks[db_file.name] = db_file.read_bytes().decode("latin-1")
+    for where, text in haystacks.items():
+        for needle in ("6505551390", "555 1380", "6505551379", "555 1381"):
+            assert needle not in text, f"{needle!r} found in {where}"

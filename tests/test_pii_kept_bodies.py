@@ -4,6 +4,7 @@ it hashes is its hash, never plain, in the page's answer or in the store's table
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -16,7 +17,7 @@ import pytest
 
 from capigate.kept import DROPPED
 from tests.conftest import Server, served_on
-from tests.helpers import all_pages
+from tests.helpers import all_pages, batch, purchase
 from tests.storekit import PG_URL
 
 
@@ -24,6 +25,10 @@ from tests.storekit import PG_URL
 def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, str | None]]:
     with served_on(request.param, tmp_path / "gw", "capigate_pii_kept") as served:
         yield served
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _stored_text(server: Server, schema: str | None) -> dict[str, str]:
@@ -95,4 +100,30 @@ def test_a_phone_in_customer_user_id_of_a_refused_or_dropped_appsflyer_body_is_d
     assert kept["af_digits"]["customer_user_id"] == "16505551359"
     for where, text in _stored_text(server, schema).items():
         for needle in ("7946 0991", "447946", "555 1357", "555 1358", "jane.kept"):
+            assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_phone_number_in_an_identifier_of_a_refused_axon_body_is_hashed_or_dropped_as_at_ingest(
+    gateway: tuple[Server, str | None],
+) -> None:
+    """A trial: a refused batch kept zip "+16505551379" and data.user_id plain. A phone number
+    in international form in user_id, client_id or data.user_id is kept hashed, as phone is and
+    as ingest keeps it; in zip it is dropped, as ingest drops it."""
+    server, schema = gateway
+    event = purchase()
+    event["data"] = {**event["data"], "currency": "ZZZ", "transaction_id": "T-kept-phones", "user_id": "+16505551391"}
+    event["user_data"] = {
+        **event["user_data"], "user_id": "+1 650 555 1392", "client_id": "+16505551393", "zip": "+16505551379",
+    }  # fmt: skip
+    with server.client(headers={"Authorization": "key-std"}) as c:
+        assert c.post("/v1/event?pixel_id=px_std", json=batch(event)).status_code == 400
+    time.sleep(0.2)  # the journal is written a few milliseconds after the answer
+    with server.admin() as c:
+        (found,) = c.get("/api/requests", params={"transaction_id": "T-kept-phones"}).json()["requests"]
+        kept = c.get(f"/api/requests/{found['request_id']}").json()["body"]["events"][0]
+    user = kept["user_data"]
+    assert (user["user_id"], user["client_id"], user["zip"]) == (sha256("16505551392"), sha256("16505551393"), DROPPED)
+    assert kept["data"]["user_id"] == sha256("16505551391")
+    for where, text in _stored_text(server, schema).items():
+        for needle in ("6505551391", "555 1392", "6505551393", "6505551379"):
             assert needle not in text, f"{needle!r} found in {where}"

@@ -32,12 +32,20 @@ from capigate.checking import Report, check_struct, did_you_mean, is_blank_dedup
 from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
-from capigate.identity import payload_may_hold_email
+from capigate.identity import InvalidIdentifier, hash_phone, is_international_phone, payload_may_hold_email
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
 
-__all__ = ["IDENTIFIER_TEXT", "MAX_BATCH", "BatchCheck", "check_batch", "check_source_url"]
+__all__ = [
+    "IDENTIFIER_TEXT",
+    "MAX_BATCH",
+    "PHONE_FIELDS",
+    "BatchCheck",
+    "check_batch",
+    "check_source_url",
+    "without_phones",
+]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -485,6 +493,16 @@ _REQUIRED_TEXT: Final = frozenset(
 # capigate/kept.py treats a refused body's the same way.
 IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
 _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
+# The fields of an event that a phone number in international form (identity.is_international_phone)
+# is treated in as an email address is (without_emails): hashed, as phone is, in the identifiers
+# of IDENTIFIER_TEXT that name a user (True), dropped from zip (False). Free text (data.search_term,
+# an item's name) is not read for one. capigate/kept.py treats a refused body's the same way.
+PHONE_FIELDS: Final = (
+    ("user_data", "user_id", True),
+    ("user_data", "client_id", True),
+    ("user_data", "zip", False),
+    ("data", "user_id", True),
+)
 
 
 def _new_event(
@@ -496,7 +514,7 @@ def _new_event(
     source: str,
     test_tag: str | None,
 ) -> NewEvent:
-    kept = _normalised(raw, user)
+    kept = _normalised(without_phones(raw, path, report), user)
     payload = _encode(kept)
     dedupe_id = event.dedupe_id
     if payload_may_hold_email(payload):  # rare: only then is the event walked for an email address
@@ -515,6 +533,46 @@ def _new_event(
         match_keys=axon_match_keys(event.user_data, event.dedupe_id is not None),  # as sent
         transaction_id=data.get("transaction_id") if isinstance(data, dict) else None,
     )
+
+
+def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str, Any]:
+    """``event`` (an event object as sent, at ``path``) with a phone number in international
+    form in one of ``PHONE_FIELDS`` hashed as ``user_data.phone`` is, or dropped (from zip, or
+    when it cannot be hashed), each said at its path; ``event`` itself when none holds one,
+    the usual event, told by each field's first character (typed.py hands such an event here)."""
+    out = event
+    for parent, key, hashed in PHONE_FIELDS:
+        fields = out.get(parent)
+        if not isinstance(fields, dict):
+            continue
+        value = fields.get(key)
+        if not isinstance(value, str) or not is_international_phone(value):
+            continue
+        treated = dict(fields)
+        digest = _phone_digest(value) if hashed else None
+        if digest is not None:
+            treated[key] = digest
+            report.warn(
+                f"{path}.{parent}.{key}",
+                "plain_pii_hashed",
+                "this identifier is a phone number: it was normalised and hashed as phone is",
+            )
+        else:
+            del treated[key]
+            report.warn(
+                f"{path}.{parent}.{key}",
+                "plain_pii_dropped",
+                f"this field holds a phone number: it was dropped, never stored ({_SEND_HASHED})",
+            )
+        out = {**out, parent: treated}
+    return out
+
+
+def _phone_digest(value: str) -> str | None:
+    try:
+        return hash_phone(value)
+    except InvalidIdentifier:  # "+999 1234567": no country's number, dropped
+        return None
 
 
 def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:

@@ -36,7 +36,7 @@ from capigate.checking import Report, is_blank_dedupe_id
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
-from capigate.identity import payload_hides_at
+from capigate.identity import is_international_phone, payload_hides_at
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 
@@ -148,6 +148,13 @@ def _typed(
         if spec.restricted and not _allowed(event, spec):
             return None
         user = event.user_data
+        if (
+            _holds_phone(user.user_id)
+            or _holds_phone(user.client_id)
+            or _holds_phone(user.zip)
+            or _holds_phone(getattr(event.data, "user_id", None))
+        ):
+            return None  # a phone number in an identifier (rules.PHONE_FIELDS): rules.without_phones decides
         match_keys = axon_match_keys(user, event.dedupe_id is not None)  # as sent: before hashing
         normalised = check_user_data(user, path, profile, report, name)
         if not report.ok:
@@ -184,6 +191,12 @@ def _typed(
             )
         )
     return result
+
+
+def _holds_phone(value: str | None) -> bool:
+    """Whether ``value`` is a phone number in international form: a first-character test for
+    the usual id (identity.is_international_phone)."""
+    return value is not None and is_international_phone(value)
 
 
 _PAYLOAD_BYTES = 2048  # more than a typical event's payload

@@ -52,7 +52,7 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         normalised["country_code"] = country
     if country == "US" and user.zip is not None:
         zip5 = user.zip.strip()[:5]  # ZIP+4 and spaces dropped
-        if zip5 != user.zip:
+        if zip5 != user.zip and zip5[:1] != "+":  # a phone number: rules.without_phones drops it whole
             normalised["zip"] = zip5
     return normalised
 
