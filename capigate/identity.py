@@ -147,7 +147,8 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     its digits are taken as they are (no parse), and their length is checked against the
     country's possible lengths. Any other number is read in ``region`` (ISO 3166-1 alpha-2,
     the event's country) when given, national trunk prefix handled; without a region its
-    digits are kept exactly as sent, ``with_country_code`` False.
+    digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
+    country code, so fewer than three are too short, as ``+12`` is.
 
     Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
     text = raw.strip()
@@ -162,7 +163,9 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
         return _international(text[1:] if text.startswith("+") else text[2:])
     if not text.isdigit() or not text.isascii():
         raise InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
-    if region is None:
+    if region is None:  # hashed as if it held its country code: at least one and two digits
+        if len(text) < 1 + _MIN_NATIONAL_DIGITS:
+            raise InvalidIdentifier("not a phone number (too short)")
         return NormalisedPhone(text, True, False)
     return _national(text, region)
 

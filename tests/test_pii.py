@@ -269,3 +269,30 @@ def test_a_phone_number_in_an_identifier_is_hashed_as_phone_is_and_in_zip_droppe
     for where, text in haystacks.items():
         for needle in ("6505551390", "555 1380", "6505551379", "555 1381"):
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_phone_number_too_short_to_be_one_is_refused_on_both_apis(fresh_server: Server) -> None:
+    """Rule (identity.normalise_phone): digits sent without a country code, and without a
+    country to read them in, are hashed as if they held one; fewer than three cannot (a country
+    code and two digits: `+12` is refused as too short), so `12` is refused as `+12` is. A trial's
+    `"phone": "12"` was stored, hashed, with only phone_without_country_code. Three digits are
+    still hashed as sent, with that warning."""
+    short = with_user(phone="12")
+    body = post(fresh_server, short)
+    assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
+    assert "too short" in str(body["problems"])
+    body = post(fresh_server, with_user(phone="123"))
+    assert body["status"] == 200 and paths(body, "warnings") == {
+        "events[0].user_data.phone": "phone_without_country_code"
+    }
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with fresh_server.client(headers=headers) as c:
+        for key in ("phone_number_hashed", "phone_number_e164_hashed"):
+            answer = c.post("/inappevent/com.example.shop", json={**af_event, key: "12"})
+            assert answer.status_code == 400 and paths(answer.json()) == {key: "invalid_hash"}, answer.text
+            assert "too short" in answer.text
+        answer = c.post("/inappevent/com.example.shop", json={**af_event, "phone_number_hashed": "123"})
+        assert answer.status_code == 200, answer.text
+        codes = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
+        assert ("phone_number_hashed", "phone_without_country_code") in codes, codes
