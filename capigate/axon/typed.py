@@ -148,13 +148,6 @@ def _typed(
         if spec.restricted and not _allowed(event, spec):
             return None
         user = event.user_data
-        if (
-            _holds_phone(user.user_id)
-            or _holds_phone(user.client_id)
-            or _holds_phone(user.zip)
-            or _holds_phone(getattr(event.data, "user_id", None))
-        ):
-            return None  # a phone number in an identifier (rules.PHONE_FIELDS): rules.without_phones decides
         match_keys = axon_match_keys(user, event.dedupe_id is not None)  # as sent: before hashing
         normalised = check_user_data(user, path, profile, report, name)
         if not report.ok:
@@ -177,6 +170,10 @@ def _typed(
         # on every event.
         if _AT in payload or ((_PERCENT in payload or _UTF8_EF in payload) and payload_hides_at(payload)):
             return None
+        # A phone number in an identifier (rules.PHONE_FIELDS), maybe: rules.without_phones
+        # decides. Read in the payload, where phone is hashed by now: the usual one holds no "+".
+        if _PLUS in payload and _phone_in_identifier(event):
+            return None
         result.events.append(
             NewEvent(
                 api="axon",
@@ -193,6 +190,18 @@ def _typed(
     return result
 
 
+def _phone_in_identifier(event: Any) -> bool:
+    """Whether an identifier of ``event`` that a phone number may not be sent in holds one
+    (rules.PHONE_FIELDS; normalising a zip keeps one whole)."""
+    user = event.user_data
+    return (
+        _holds_phone(user.user_id)
+        or _holds_phone(user.client_id)
+        or _holds_phone(user.zip)
+        or _holds_phone(getattr(event.data, "user_id", None))
+    )
+
+
 def _holds_phone(value: str | None) -> bool:
     """Whether ``value`` is a phone number in international form: a first-character test for
     the usual id (identity.is_international_phone)."""
@@ -201,6 +210,7 @@ def _holds_phone(value: str | None) -> bool:
 
 _PAYLOAD_BYTES = 2048  # more than a typical event's payload
 _AT = ord("@")  # an int: bytes' ``in`` tries a needle as an int first, and a bytes one raises there
+_PLUS = ord("+")  # likewise: what a phone number in international form starts with
 _PERCENT = ord("%")  # likewise: the bytes a hidden at sign starts with (identity.payload_hides_at)
 _UTF8_EF = 0xEF
 _EVENT_PATHS = tuple(f"events[{i}]" for i in range(MAX_BATCH))  # made once, not per event
