@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -104,3 +105,24 @@ def store(make_store: Callable[[], Store]) -> Iterator[Store]:
     run(opened.open())
     yield opened
     run(opened.close())
+
+
+def store_as_text(db: str, schema: str | None) -> dict[str, str]:
+    """Every byte and row of a stopped gateway's store as text, by where it was read, to look
+    for a value that must not be there: the SQLite file (``db``) and its WAL, and its dump; or
+    each table of its PostgreSQL ``schema``."""
+    if schema is None:
+        found = {f.name: f.read_bytes().decode("latin-1") for f in Path(db).parent.glob(Path(db).name + "*")}
+        con = sqlite3.connect(db)
+        found["dump"] = "\n".join(con.iterdump())
+        con.close()
+        return found
+    found = {}
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+        for (table,) in tables:
+            rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+            found[f"pg {table}"] = "\n".join(r[0] for r in rows)
+    return found

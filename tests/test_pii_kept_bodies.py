@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from capigate.kept import DROPPED
 from tests.conftest import Server, served_on
 from tests.helpers import all_pages, batch, purchase
-from tests.storekit import PG_URL
+from tests.storekit import store_as_text
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,21 +32,7 @@ def sha256(text: str) -> str:
 def _stored_text(server: Server, schema: str | None) -> dict[str, str]:
     """Every table of the store as text (the server stopped first: its writes flushed)."""
     server.stop()
-    if schema is None:
-        haystacks = {f.name: f.read_bytes().decode("latin-1") for f in Path(str(server.db)).parent.glob("capigate.db*")}
-        con = sqlite3.connect(server.db)
-        haystacks["dump"] = "\n".join(con.iterdump())
-        con.close()
-        return haystacks
-    haystacks = {}
-    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
-        ).fetchall()
-        for (table,) in tables:
-            rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()
-            haystacks[f"pg {table}"] = "\n".join(r[0] for r in rows)
-    return haystacks
+    return store_as_text(str(server.db), schema)
 
 
 def _kept_bodies(server: Server) -> dict[str, Any]:

@@ -5,19 +5,17 @@ path and a User-Agent header holding one (shown_path)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from capigate.personal import shown_id
 from tests.conftest import Server, served_on
 from tests.helpers import batch, purchase, wait_until
-from tests.storekit import PG_URL
+from tests.storekit import store_as_text
 
 TAG_EMAIL = "jane.dev3@company.example"
 TAG_SHOWN = "<email address 698c6cb0>"
@@ -89,20 +87,7 @@ def test_email_in_test_tag_pixel_id_or_app_id_never_reaches_store_journal_log_or
         }
     server.stop()  # flush and close the store before reading it
     haystacks["log"] = server.output()
-    if schema is None:
-        for db_file in Path(str(server.db)).parent.glob("capigate.db*"):
-            haystacks[db_file.name] = db_file.read_bytes().decode("latin-1")
-        con = sqlite3.connect(server.db)
-        haystacks["dump"] = "\n".join(con.iterdump())
-        con.close()
-    else:
-        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
-            tables = conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
-            ).fetchall()
-            for (table,) in tables:
-                rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()
-                haystacks[f"pg {table}"] = "\n".join(r[0] for r in rows)
+    haystacks |= store_as_text(str(server.db), schema)
     assert "<email address>" in haystacks["log"]
     for where, text in haystacks.items():
         for needle in NEEDLES:

@@ -102,6 +102,25 @@ def _config_option(help: str) -> Callable[[F], F]:
     )
 
 
+def _admin_options(command: F) -> F:
+    """The options of a command that reads the admin API (events, quality): where the gateway
+    is and its token, each from the option, its variable, then the configuration."""
+    url = click.option(
+        "--url",
+        "base_url",
+        envvar="CAPIGATE_URL",
+        show_envvar=True,
+        help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port.",
+    )
+    token = click.option(
+        "--token",
+        envvar="CAPIGATE_ADMIN_TOKEN",
+        show_envvar=True,
+        help="Admin token; without it or CAPIGATE_ADMIN_TOKEN, the configuration's.",
+    )
+    return url(token(_config_option("The gateway's configuration (its address and admin token).")(command)))
+
+
 class _Gap:
     """Says on stderr, at most every 30 s, that the gateway does not answer: --follow waits
     for it, as ``tail -f`` does (it ended at a restart, a trial)."""
@@ -318,20 +337,7 @@ class _Printer:
 
 
 @click.command()
-@click.option(
-    "--url",
-    "base_url",
-    envvar="CAPIGATE_URL",
-    show_envvar=True,
-    help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port.",
-)
-@click.option(
-    "--token",
-    envvar="CAPIGATE_ADMIN_TOKEN",
-    show_envvar=True,
-    help="Admin token; without it or CAPIGATE_ADMIN_TOKEN, the configuration's.",
-)
-@_config_option("The gateway's configuration (its address and admin token).")
+@_admin_options
 @click.option("--requests", "show_requests", is_flag=True, help="List the request journal instead of events.")
 @click.option("--source", help="Pixel or app id.")
 @click.option("--name", help="Event name (with --requests: the requests that carried one).")

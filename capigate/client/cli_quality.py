@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from capigate.client.cli_gateway import _config_option, _gateway, _when, read_failed
+from capigate.client.cli_gateway import _admin_options, _gateway, _when, read_failed
 from capigate.errors import CapigateError
 from capigate.http.params import time_value
 from capigate.responses import QualityGroup, QualityReport
@@ -23,20 +23,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 @click.command()
-@click.option(
-    "--url",
-    "base_url",
-    envvar="CAPIGATE_URL",
-    show_envvar=True,
-    help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port.",
-)
-@click.option(
-    "--token",
-    envvar="CAPIGATE_ADMIN_TOKEN",
-    show_envvar=True,
-    help="Admin token; without it or CAPIGATE_ADMIN_TOKEN, the configuration's.",
-)
-@_config_option("The gateway's configuration (its address and admin token).")
+@_admin_options
 @click.option("--source", help="Pixel or app id (default: all).")
 @click.option("--name", help="Event name (default: all).")
 @click.option("--since", help="Epoch ms or ISO 8601 time (default: 24 hours ago).")
