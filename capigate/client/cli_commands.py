@@ -352,7 +352,7 @@ def _problems(refused: list[RequestResult]) -> None:
         click.echo(f"    ... and {len(problems) - 10} more problem(s)")
 
 
-# The parts of a request that are not its events (http/axon.py, http/appsflyer.py, http/identify.py).
+# The parts of a request that are not its events (http/axon.py, http/appsflyer.py, http/outcome.py).
 _REQUEST_PARTS: Final = frozenset({"authorization", "authentication", "pixel_id", "app_id", "x-capigate-test"})
 
 
