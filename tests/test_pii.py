@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Server
-from tests.helpers import batch, page_view, paths
+from tests.helpers import batch, page_view, paths, wait_until
 
 PLAIN_EMAIL = "Jane.Doe+Ads@Example.COM"
 PLAIN_PHONE = "+1 (415) 555-0123"
@@ -296,3 +296,20 @@ def test_a_phone_number_too_short_to_be_one_is_refused_on_both_apis(fresh_server
         assert answer.status_code == 200, answer.text
         codes = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
         assert ("phone_number_hashed", "phone_without_country_code") in codes, codes
+
+
+def test_a_refused_events_value_holding_an_email_address_is_said_dropped_not_kept(fresh_server: Server) -> None:
+    """A trial: in a refused batch (an invalid esi), an os holding an email address was answered
+    unknown_enum "kept as sent", with no plain_pii_dropped, while the kept body dropped it. The
+    answer says what the kept body shows: dropped, and only that, at its path."""
+    event = with_user(esi="tv", os="jane82@example.com")
+    body = post(fresh_server, event)
+    assert body["status"] == 400, body
+    at_os = [w for w in body["warnings"] if w["path"] == "events[0].user_data.os"]  # type: ignore[attr-defined]
+    assert [w["code"] for w in at_os] == ["plain_pii_dropped"], at_os
+    assert "kept as sent" not in str(at_os) and "jane82" not in str(body)
+    with fresh_server.admin() as c:
+        wait_until(lambda: bool(c.get("/api/requests").json()["requests"]), what="the journal")
+        request_id = c.get("/api/requests", params={"limit": 1}).json()["requests"][0]["request_id"]
+        kept = c.get(f"/api/requests/{request_id}").json()["body"]
+    assert kept["events"][0]["user_data"]["os"] == "<dropped: personal data>"

@@ -578,9 +578,11 @@ def _phone_digest(value: str) -> str | None:
 def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
     """A refused event's email addresses in required fields (``plain_pii``), said beside its
     other problems: ``_new_event``'s guard sees only the events that pass, so a client mending
-    the others learnt of these at its next try. What the guard would drop or hash is not said:
-    nothing of a refused event is stored, nor a field's second problem (an esi holding an
-    address is not one of its values already)."""
+    the others learnt of these at its next try. What the guard would drop is said as it is for
+    an accepted event (``plain_pii_dropped``), in place of what a rule said of the value at its
+    path (an os "kept as sent"): the kept body (capigate/kept.py) drops it too. What it would
+    hash is not said, nor a field's second problem (an esi holding an address is not one of its
+    values already)."""
     try:
         if not payload_may_hold_email(_encode(raw)):
             return
@@ -590,6 +592,10 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
     without_emails(raw, path, seen, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
     said = {p.path for p in report.problems}
     report.problems += [p for p in seen.problems if p.path not in said]
+    dropped = [w for w in seen.warnings if w.code == "plain_pii_dropped" and w.path not in said]
+    if dropped:
+        at = {w.path for w in dropped}
+        report.warnings = [w for w in report.warnings if w.path not in at] + dropped
 
 
 def _normalised(raw: dict[str, Any], user: dict[str, str]) -> dict[str, Any]:
