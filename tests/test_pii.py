@@ -313,3 +313,29 @@ def test_a_refused_events_value_holding_an_email_address_is_said_dropped_not_kep
         request_id = c.get("/api/requests", params={"limit": 1}).json()["requests"][0]["request_id"]
         kept = c.get(f"/api/requests/{request_id}").json()["body"]
     assert kept["events"][0]["user_data"]["os"] == "<dropped: personal data>"
+
+
+def test_an_email_address_under_a_user_data_key_not_named_like_one_is_dropped_not_hashed(
+    fresh_server: Server,
+) -> None:
+    """A trial: user_data.note holding an email address was hashed and kept under its key
+    ("looks like user_data.email"). README's rule: a look-alike of email or phone by its KEY
+    (em, email_address) is hashed; an email-shaped value under any other key is dropped, in
+    an accepted event's answer and store, and in a refused one's answer and kept body."""
+    event = with_user(note="jane406@example.com", email_address="Jane406@Example.com")
+    body = post(fresh_server, event)
+    assert body["status"] == 200, body
+    warned = paths(body, "warnings")
+    assert warned["events[0].user_data.note"] == "plain_pii_dropped"
+    assert warned["events[0].user_data.email_address"] == "plain_pii_hashed"
+    user = stored_user_data(fresh_server, str(event["dedupe_id"]))
+    assert "note" not in user and user["email_address"] == sha("jane406@example.com")
+    refused = with_user(esi="tv", note="jane407@example.com")
+    body = post(fresh_server, refused)
+    assert body["status"] == 400
+    assert paths(body, "warnings")["events[0].user_data.note"] == "plain_pii_dropped"
+    with fresh_server.admin() as c:
+        wait_until(lambda: len(c.get("/api/requests").json()["requests"]) == 2, what="the journal")
+        request_id = c.get("/api/requests", params={"limit": 1}).json()["requests"][0]["request_id"]
+        kept = c.get(f"/api/requests/{request_id}").json()["body"]
+    assert kept["events"][0]["user_data"]["note"] == "<dropped: personal data>"

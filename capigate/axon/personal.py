@@ -153,13 +153,15 @@ def _what(value: Any) -> str:
 
 
 def _look_alike(key: str, value: Any, path: str, report: Report, region: str | None) -> str | list[str] | None:
-    """The hash of a user_data look-alike of email or phone (each one's, in a list: Meta takes
-    ``em`` and ``ph`` as lists too), or None to drop it."""
+    """The hash of a user_data look-alike of email or phone by its key (each one's, in a list:
+    Meta takes ``em`` and ``ph`` as lists too), or None to drop it."""
     values = value if isinstance(value, list) and value else [value]
     if not all(isinstance(v, str) for v in values) or contains_email(key):
         return None
+    # By its key only: an email address under another key (``note``) is dropped, as it is
+    # anywhere else, not taken for user_data.email.
     phone_like = _PHONE_KEY.search(key) is not None and not any(contains_email(v) for v in values)
-    email_like = not phone_like and (_EMAIL_KEY.search(key) is not None or all(contains_email(v) for v in values))
+    email_like = not phone_like and _EMAIL_KEY.search(key) is not None
     if not (phone_like or email_like):
         return None
     try:
