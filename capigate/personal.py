@@ -2,7 +2,8 @@
 (AppsFlyer: unknown top-level keys, anything inside ``eventValue`` and ``custom_data``; Axon:
 unknown keys at any depth, see ``capigate/axon/personal.py``).
 
-A key named like personal data, a string holding an email address (percent-encoded too:
+A key named like personal data (an email, a phone, a name, a birth date, a street or home
+address, a national id: ``_PII_KEY``), a string holding an email address (percent-encoded too:
 ``%40``), or a key that is itself one, is dropped with ``plain_pii_dropped`` at its path. A
 SHA-256 hex value is never taken for personal data. Phone numbers are only recognised by
 their key: ``phone`` whatever its value, and the other names of one (``mobile``, ``msisdn``,
@@ -50,7 +51,18 @@ class TooDeep(ValueError):
     """A free-form value nests deeper than MAX_DEPTH: refused, never walked to a RecursionError."""
 
 
-_PII_KEY = re.compile(r"e-?mail|phone|first_?name|last_?name|surname", re.IGNORECASE)
+# Keys named like a person's data, case and separators aside: email and phone, names (first,
+# last, full, given, family, middle, maiden; surname), birth dates (birthday, date_of_birth),
+# street and home addresses (not ip_address nor email_address's kin, nor city, country or zip,
+# which are fields), national ids (ssn, national_id, social security, passport number). The
+# short ones are whole words only (_PII_WORDS): "dob" is in "adobe", "ssn" in "classname".
+_PII_KEY = re.compile(
+    r"e-?mail|phone|(?:first|last|full|given|family|middle|maiden)[\W_]?name|surname|birth"
+    r"|(?:street|home|postal|mailing|residential)[\W_]?address|address[\W_]?line"
+    r"|national[\W_]?(?:id|insurance)|social[\W_]?security|passport[\W_]?(?:number|num|no|nr|id)",
+    re.IGNORECASE,
+)
+_PII_WORDS: Final = frozenset({"dob", "ssn", "street"})
 _LEFT_OUT: Final = object()
 
 
@@ -111,7 +123,7 @@ def _personal_key(key: str) -> bool:
 
 @lru_cache(maxsize=4096)  # the case-blind search costs ~1 µs; clients repeat the same keys
 def _named_like_personal(key: str) -> bool:
-    return _PII_KEY.search(key) is not None
+    return _PII_KEY.search(key) is not None or any(w.lower() in _PII_WORDS for w in _WORDS.findall(key))
 
 
 EMAIL_SHOWN = "<email address>"

@@ -4,6 +4,7 @@ database, the journal or a log line."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -339,3 +340,54 @@ def test_an_email_address_under_a_user_data_key_not_named_like_one_is_dropped_no
         request_id = c.get("/api/requests", params={"limit": 1}).json()["requests"][0]["request_id"]
         kept = c.get(f"/api/requests/{request_id}").json()["body"]
     assert kept["events"][0]["user_data"]["note"] == "<dropped: personal data>"
+
+
+PERSONAL_KEYS = {
+    "full_name": "Jane Quimby",
+    "fullName": "Jane Quimby",
+    "date_of_birth": "1980-02-29",
+    "birthdate": "1980-02-29",
+    "birthday": "02-29",
+    "dob": "19800229",
+    "street_address": "12 Quimby Lane",
+    "home_address": "12 Quimby Lane",
+    "ssn": "078-05-1120",
+    "national_id": "QZ123456C",
+}
+NOT_PERSONAL = {"gender": "f", "city": "springfield", "country": "US", "zip": "94110", "adobe_id": "a1"}
+
+
+def test_names_birth_dates_addresses_and_national_ids_under_unknown_keys_are_dropped(fresh_server: Server) -> None:
+    """A trial: full_name, date_of_birth, street_address, ssn and the like, under keys neither
+    API defines, were stored and relayed as sent (only first_name, last_name, surname, email
+    and phone were named like personal data). They are dropped with plain_pii_dropped, on Axon
+    at any depth and on AppsFlyer at the top level and inside eventValue; gender, city,
+    country and zip are fields, kept."""
+    event = page_view()
+    event.update(PERSONAL_KEYS)
+    event["data"] = {**PERSONAL_KEYS, **NOT_PERSONAL}
+    body = post(fresh_server, event)
+    assert body["status"] == 200, body
+    warned = paths(body, "warnings")
+    for key in PERSONAL_KEYS:
+        assert warned[f"events[0].{key}"] == warned[f"events[0].data.{key}"] == "plain_pii_dropped", key
+    kept = stored_event(fresh_server, str(event["dedupe_id"]))
+    assert not set(PERSONAL_KEYS) & set(kept) and kept["data"] == NOT_PERSONAL, kept
+    af_event = {
+        "appsflyer_id": "1415211453000-6513711",
+        "eventName": "af_login",
+        "eventValue": json.dumps({"af_revenue": "6", **PERSONAL_KEYS, **NOT_PERSONAL}),
+        **PERSONAL_KEYS,
+    }
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with fresh_server.client(headers=headers) as c:
+        answer = c.post("/inappevent/com.example.shop", json=af_event)
+    assert answer.status_code == 200, answer.text
+    warned = paths(answer.json(), "warnings")
+    for key in PERSONAL_KEYS:
+        assert warned[key] == warned[f"eventValue.{key}"] == "plain_pii_dropped", key
+    with fresh_server.admin() as c:
+        stored = c.get("/api/events", params={"source": "com.example.shop"}).json()["events"][0]["payload"]
+    assert not set(PERSONAL_KEYS) & set(stored), stored
+    value = stored["eventValue"] if isinstance(stored["eventValue"], dict) else json.loads(stored["eventValue"])
+    assert value == {"af_revenue": "6", **NOT_PERSONAL}, value
