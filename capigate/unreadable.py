@@ -19,7 +19,7 @@ import msgspec
 from capigate.checking import TOO_LARGE_NUMBER, join
 from capigate.errors import Problem
 
-__all__ = ["TOO_DEEP", "expected", "field_problem", "unreadable"]
+__all__ = ["TOO_DEEP", "expected", "field_problem", "lone_surrogate", "unreadable"]
 
 TOO_DEEP: Final = Problem(
     "", "too_deep", 'the body nests arrays or objects too deep to be read (the path "" is the whole body)'
@@ -51,7 +51,7 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
         if body.startswith(start):
             return Problem("", "malformed_json", f"the body is not valid JSON: {why}")
     if text == "Input data was truncated":
-        text = _lone_surrogate(body) or text
+        text = lone_surrogate(body) or text
     return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
 
 
@@ -71,7 +71,7 @@ _LOW_HALF: Final = re.compile(rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_HALF_BYTES: Final = (b"\\", b"u", b"dD", b"cdefCDEF", b"0123456789abcdefABCDEF", b"0123456789abcdefABCDEF")
 
 
-def _lone_surrogate(body: bytes) -> str | None:
+def lone_surrogate(body: bytes) -> str | None:
     """msgspec's message for a high surrogate escape not followed by its low half, which it
     gives only when six bytes or more follow: with fewer it says "Input data was truncated",
     of a body that is whole (``"purchase\\ud800x"}``). None when the body does end inside

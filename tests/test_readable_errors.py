@@ -140,6 +140,21 @@ def test_a_lone_utf16_surrogate_is_said_where_it_is_not_called_a_truncated_body(
     assert "truncated" in problem["message"]
 
 
+def test_a_lone_utf16_surrogate_in_event_value_is_said_as_in_a_body(server: Server) -> None:
+    """A trial: eventValue holding a lone surrogate escape was answered "eventValue is not valid
+    stringified JSON (Input data was truncated)": the body's rule said nothing to the nested
+    parse. It is said as in a body: the surrogate pair, and its byte within eventValue."""
+    value = '{"af_revenue":"6","x":"\\ud800"}'
+    with server.client() as c:
+        (problem,) = _problems(c.post("/inappevent/com.example.shop", json=event(eventValue=value), headers=APPSFLYER))
+    assert problem == {
+        "path": "eventValue",
+        "code": "malformed_json",
+        "message": "eventValue is not valid stringified JSON (JSON is malformed: unexpected end of escaped utf-16 "
+        f"surrogate pair (byte {value.index('800') + 3}))",
+    }
+
+
 def test_events_null_is_the_wrong_type_not_missing(server: Server) -> None:
     """{"events": null} was answered missing_field "`events` is required": the key is there."""
     with server.client() as c:

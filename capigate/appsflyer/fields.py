@@ -27,7 +27,7 @@ from capigate.appsflyer.schema import (
 from capigate.checking import TOO_LARGE_NUMBER, join, shown_value
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import MAX_DEPTH, TooDeep, without_personal
-from capigate.unreadable import unreadable
+from capigate.unreadable import lone_surrogate, unreadable
 
 __all__ = [
     "DROP",
@@ -91,7 +91,10 @@ def _stringified(key: str, value: str | dict[str, Any], ctx: Context) -> dict[st
         else:
             ctx.report.error(key, "not_an_object", f'{key} must be a stringified JSON object, or "" for none')
     except msgspec.DecodeError as exc:
-        ctx.report.error(key, "malformed_json", f"{key} is not valid stringified JSON ({exc})")
+        why = str(exc)
+        if why == "Input data was truncated":  # a lone surrogate escape is said so, as in a body
+            why = lone_surrogate(value.encode("utf-8", "surrogatepass")) or why
+        ctx.report.error(key, "malformed_json", f"{key} is not valid stringified JSON ({why})")
     return None
 
 
