@@ -554,6 +554,18 @@ def test_send_to_a_base_url_with_a_wrong_path_says_to_check_the_url_not_the_even
     assert "mend those first" not in done.stdout, done.stdout
 
 
+def test_send_refused_for_its_key_says_to_fix_the_key_not_to_mend_the_events(server: Server, tmp_path: Path) -> None:
+    """A 401 ended "some were refused (the problems above): mend those first": the events were
+    fine, the key was wrong (a trial). When every refusal is the request's (its key, pixel or
+    app id, test tag), the advice names the option to fix, then the failed file to send again."""
+    file = jsonl(tmp_path / "p.jsonl", [page_view()])
+    done = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "wrong", "--no-progress")
+    assert done.returncode == 1 and "HTTP 401" in done.stdout, done.stdout
+    assert "mend those first" not in done.stdout, done.stdout
+    said = "the events were refused for what they were sent with, not for what they hold (the problems above): fix --pixel or --key"
+    assert said in done.stdout and "then send them again with: capigate send" in done.stdout, done.stdout
+
+
 def test_send_refuses_an_ios_app_id_without_its_prefix_as_a_usage_error(tmp_path: Path) -> None:
     file = jsonl(tmp_path / "e.jsonl", [AF_EVENT])
     done = capigate("send", str(file), "--to", "http://127.0.0.1:9", "--key", "k", "--app", "123")

@@ -307,6 +307,11 @@ def _report(
     if any(r.status in (404, 405) for r in refused):  # the URL, not the events (a base URL ending in /v1)
         posted = f"{url.rstrip('/')}{endpoint} (--to {url} and the endpoint's path {endpoint})"
         advice = f"nothing answers at {posted}: check --to, then " + advice
+    elif (fix := _options_to_fix(refused)) is not None:  # a wrong key: the events are fine (a trial)
+        advice = (
+            "the events were refused for what they were sent with, not for what they hold (the problems above): "
+            f"fix {fix}, then " + advice
+        )
     elif any(r.problems for r in refused):
         advice = "some were refused (the problems above): mend those first, then " + advice
     elif refused:
@@ -354,6 +359,24 @@ def _problems(refused: list[RequestResult]) -> None:
 
 # The parts of a request that are not its events (http/axon.py, http/appsflyer.py, http/outcome.py).
 _REQUEST_PARTS: Final = frozenset({"authorization", "authentication", "pixel_id", "app_id", "x-capigate-test"})
+# The options of send that set each: an unknown pixel and a wrong key are one answer (authorization).
+_OPTIONS_OF_PARTS: Final = {
+    "authorization": ("--pixel", "--key"),
+    "authentication": ("--app", "--key"),
+    "pixel_id": ("--pixel",),
+    "app_id": ("--app",),
+    "x-capigate-test": ("--test-tag",),
+}
+
+
+def _options_to_fix(refused: list[RequestResult]) -> str | None:
+    """The options of send to fix when every refusal is of the request's parts (its key, pixel
+    or app id, test tag), none of its events; else None."""
+    parts = [p.path for r in refused for p in r.problems]
+    if not all(r.problems for r in refused) or not all(part in _REQUEST_PARTS for part in parts):
+        return None
+    options = list(dict.fromkeys(option for part in parts for option in _OPTIONS_OF_PARTS[part]))
+    return " or ".join(options)
 
 
 def _warnings(result: SendResult, prepared: Prepared) -> None:
