@@ -65,7 +65,7 @@ def test_the_cookie_reads_the_api_but_writes_only_with_the_inspector_header(serv
         assert c.get("/api/requests?limit=1").status_code == 200
         assert c.get("/api/sources").status_code == 200
         body = {"source": "px_std", "body": json.dumps(batch(purchase()))}
-        assert c.post("/api/test-event", json=body).status_code == 401  # a cross-site form could do this much
+        assert c.post("/api/test-event", json=body).status_code == 403  # a cross-site form could do this much
         assert c.post("/api/test-event", json=body, headers={"X-Capigate-Inspector": "1"}).status_code == 200
     with server.client() as c:
         c.cookies.set("capigate_session", "0" * 64)
@@ -167,11 +167,13 @@ def test_stats_per_source_and_their_limits(fresh_server: Server) -> None:
 
 def test_a_write_with_the_session_cookie_alone_is_told_the_header_it_lacks(server: Server) -> None:
     """A live session writing without X-Capigate-Inspector was told "send Authorization: Bearer
-    <admin_token>", as if the session were not valid."""
+    <admin_token>", as if the session were not valid. It is authenticated, and refused: 403
+    (a 401 says log in again, which the page does on one), without a challenge."""
     with session(server) as c:
         for path in ("/api/replay", "/api/test-event"):
             refused = c.post(path, json={})
-            assert refused.status_code == 401
+            assert (refused.status_code, refused.json()["error"]) == (403, "forbidden"), refused.text
+            assert "www-authenticate" not in refused.headers
             message = refused.json()["message"]
             assert "X-Capigate-Inspector" in message and "CSRF" in message and "Bearer" in message, message
         assert c.post("/api/replay", json={}, headers={"X-Capigate-Inspector": "1"}).status_code == 200

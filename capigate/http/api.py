@@ -98,7 +98,9 @@ async def admin_refusal(
         outcome.journaled = True
         log.warning("admin token from %s refused: wrong admin token", client)
     elif await lacks_csrf_header(request.method, request.headers, gateway.store, admin_token):
-        hint = _CSRF_HINT
+        # Authenticated, and refused: 403, no challenge. A 401 says "log in again", which the
+        # page does on one (inspector.js); the page always sends the header, so never meets this.
+        return json_response(403, ErrorBody(error="forbidden", message=_CSRF_HINT))
     body = ErrorBody(error="unauthorized", message=hint)
     return json_response(401, body, [("www-authenticate", 'Bearer realm="capigate admin"')])
 

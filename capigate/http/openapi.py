@@ -47,6 +47,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     texts = {
         400: "Refused: every problem with its JSON path; nothing was stored",
         401: "Missing or wrong key",
+        403: "A write with the inspector's session cookie but without its X-Capigate-Inspector header (CSRF guard)",
         413: "Body (or inflated gzip body) over the limit",
         415: "Unsupported Content-Encoding",
         429: "Too many wrong admin tokens from this client (with /login's): wait Retry-After seconds",
@@ -181,7 +182,10 @@ def _described() -> dict[str, Any]:
                         "required": False,
                         "content": {"application/json": {"schema": _ref("ReplayRequest")}},
                     },
-                    "responses": {"200": _json("ReplayResult", "How many were queued again"), **_errors(400, 401, 429)},
+                    "responses": {
+                        "200": _json("ReplayResult", "How many were queued again"),
+                        **_errors(400, 401, 403, 429),
+                    },
                 }
             },
             "/api/requests": {
@@ -239,7 +243,7 @@ def _described() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": {"description": "The gateway's answer to the event"},
-                        **_errors(400, 401, 429),
+                        **_errors(400, 401, 403, 429),
                     },
                 }
             },
