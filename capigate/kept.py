@@ -14,7 +14,9 @@ string holding an email address left anywhere (``without_emails``; an Axon ident
 is an email address, ``user_data.user_id`` say, hashed as ingest hashes it, and one that is
 a phone number in international form hashed or dropped by ingest's ``without_phones``; AppsFlyer's
 ``customer_user_id`` holding an email address or a phone number dropped, by ingest's own
-rule, ``personal_in_customer_user_id``). What cannot be
+rule, ``personal_in_customer_user_id``). Then, whatever the body's shape, a phone number under
+one of those keys, anywhere, is hashed or dropped as those rules treat it (``_without_phone_ids``).
+What cannot be
 hashed, an invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place,
 so that a problem's path still points at something; a hashed one is its hash, never ``DROPPED``:
 the page would say dropped what ingest keeps hashed. The body is capped at ``MAX_KEPT_BYTES``; a body
@@ -31,7 +33,7 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.appsflyer.identifiers import personal_in_customer_user_id
 from capigate.axon.personal import without_personal_unknowns
-from capigate.axon.rules import IDENTIFIER_TEXT, without_phones
+from capigate.axon.rules import IDENTIFIER_TEXT, PHONE_FIELDS, phone_digest, without_phones
 from capigate.checking import Report
 from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
@@ -40,6 +42,7 @@ from capigate.identity import (
     hash_email,
     hash_phone,
     hash_phone_e164,
+    is_international_phone,
     is_sha256_hex,
 )
 from capigate.matchkeys import appsflyer_match_keys
@@ -178,6 +181,7 @@ def retained(api: str, body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
     try:
         decoded = _decode(body)
         treated = _treat_axon(decoded) if api == "axon" else _treat_appsflyer(decoded)
+        treated = _without_phone_ids(treated)
     except (msgspec.DecodeError, TooDeep, RecursionError):
         note = f"<the body ({len(body)} bytes) is not JSON that can be checked for personal data: not kept>"
         return _encode(note), []
@@ -231,6 +235,41 @@ def _treat_appsflyer(decoded: Any) -> Any:
     out = without_personal(out, "", report, _SEND_HASHED)
     _mark_dropped(out, report)
     return _without_emails(out)
+
+
+# The keys a phone number may not be kept under, whatever the body's shape: hashed (True) or
+# dropped, as the rules treat them (rules.PHONE_FIELDS; AppsFlyer's customer_user_id, dropped
+# by personal_in_customer_user_id).
+_PHONE_KEYS: Final[dict[str, bool]] = {**{key: hashed for _, key, hashed in PHONE_FIELDS}, "customer_user_id": False}
+
+
+def _without_phone_ids(value: Any) -> Any:
+    """The last guard on phone numbers, for a body of any shape (a misspelt ``events``, user
+    data beside it or as a list, an id wrapped in a list or an object, an AppsFlyer array): a
+    phone number in international form under a key of ``_PHONE_KEYS``, at any depth and in any
+    list or object there, hashed as ingest hashes it or dropped. What the shape-aware treatment
+    hashed is a digest by now, left as it is."""
+    if isinstance(value, dict):
+        return {
+            key: _phone_treated(item, _PHONE_KEYS[key]) if key in _PHONE_KEYS else _without_phone_ids(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_without_phone_ids(item) for item in value]
+    return value
+
+
+def _phone_treated(value: Any, hashed: bool) -> Any:
+    """``value``, under a key of ``_PHONE_KEYS``, with each phone number in it treated."""
+    if isinstance(value, str):
+        if not is_international_phone(value):
+            return value
+        return (phone_digest(value) or DROPPED) if hashed else DROPPED
+    if isinstance(value, dict):
+        return {key: _phone_treated(item, hashed) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_phone_treated(item, hashed) for item in value]
+    return value
 
 
 def _hashed(fields: dict[str, Any], hashers: dict[str, Callable[[str], str]]) -> dict[str, Any]:

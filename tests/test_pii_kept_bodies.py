@@ -111,3 +111,51 @@ def test_a_phone_number_in_an_identifier_of_a_refused_axon_body_is_hashed_or_dro
     for where, text in _stored_text(server, schema).items():
         for needle in ("6505551391", "555 1392", "6505551393", "6505551379"):
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def _post_axon(server: Server, body: Any) -> Any:
+    with server.client(headers={"Authorization": "key-std"}) as c:
+        return c.post("/v1/event?pixel_id=px_std", content=json.dumps(body).encode())
+
+
+def test_a_phone_number_under_an_identifier_key_of_a_body_of_any_shape_is_never_kept_plain(
+    gateway: tuple[Server, str | None],
+) -> None:
+    """A trial: refused bodies whose shape is wrong (a misspelt or non-list events, the user
+    data beside the events, user_data or data as a list, an id wrapped in a list or object, an
+    AppsFlyer body that is an array or whose customer_user_id is a list or object) kept a phone
+    number plain: the shape-aware treatment never reached it. A phone number under an identifier
+    key (user_id, client_id, zip, customer_user_id), at any depth and inside a list or object
+    there, is kept as the refused-body rules keep it: hashed in user_id and client_id, dropped
+    from zip and customer_user_id."""
+    server, schema = gateway
+    axon = [
+        {"evnts": [{"name": "purchase", "user_data": {"user_id": "+44 20 7946 0601"}}]},
+        {"events": {"name": "purchase", "user_data": {"user_id": "+44 20 7946 0602"}}},
+        {"events": [], "user_data": {"user_id": "+44 20 7946 0603"}},
+        {"events": [{"name": "purchase", "user_data": [{"user_id": "+44 20 7946 0604"}]}]},
+        {"events": [{"name": "purchase", "data": [{"user_id": "+44 20 7946 0605"}]}]},
+        {"events": [{"name": "purchase", "user_data": {"user_id": ["+44 20 7946 0606"]}}]},
+        {"events": [{"name": "purchase", "user_data": {"client_id": {"v": "+44 20 7946 0607"}}}]},
+        {"events": [{"name": "purchase", "user_data": {"zip": ["+44 20 7946 0608"]}}]},
+    ]
+    for body in axon:
+        assert _post_axon(server, body).status_code == 400
+    base = {"appsflyer_id": "1415211453000-6513711", "eventValue": "", "os": "14"}
+    appsflyer = [
+        {**base, "eventName": "af_list", "customer_user_id": ["+44 20 7946 0301"]},
+        {**base, "eventName": "af_object", "customer_user_id": {"id": "+44 20 7946 0302"}},
+        [{**base, "eventName": "af_array", "customer_user_id": "+44 20 7946 0303"}],
+    ]
+    for body in appsflyer:
+        assert _post_appsflyer(server, "com.example.shop", "af-dev-key", body).status_code == 400  # type: ignore[arg-type]
+    time.sleep(0.2)  # the journal is written a few milliseconds after the answer
+    with server.admin() as c:
+        kept = " ".join(
+            json.dumps(c.get(f"/api/requests/{row['request_id']}").json()["body"])
+            for row in all_pages(server, "/api/requests", "requests")
+        )
+    assert sha256("442079460601") in kept and sha256("442079460607") in kept  # hashed, as ingest hashes user_id
+    for where, text in {"kept bodies": kept, **_stored_text(server, schema)}.items():
+        for needle in ("7946 06", "7946 03", "79460"):
+            assert needle not in text, f"{needle!r} found in {where}"

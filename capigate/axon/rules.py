@@ -50,6 +50,7 @@ __all__ = [
     "BatchCheck",
     "check_batch",
     "check_source_url",
+    "phone_digest",
     "without_phones",
 ]
 
@@ -555,7 +556,7 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
         if not isinstance(value, str) or not is_international_phone(value):
             continue
         treated = dict(fields)
-        digest = _phone_digest(value) if hashed else None
+        digest = phone_digest(value) if hashed else None
         if digest is not None:
             treated[key] = digest
             report.warn(
@@ -574,7 +575,8 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
     return out
 
 
-def _phone_digest(value: str) -> str | None:
+def phone_digest(value: str) -> str | None:
+    """``value``, a phone number in international form, hashed as phone is; None when it cannot be."""
     try:
         return hash_phone(value)
     except InvalidIdentifier:  # "+999 1234567": no country's number, dropped
