@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.conftest import Server
 from tests.helpers import batch, page_view, paths, wait_until
+from tests.storekit import store_as_text
 
 PLAIN_EMAIL = "Jane.Doe+Ads@Example.COM"
 PLAIN_PHONE = "+1 (415) 555-0123"
@@ -391,3 +392,66 @@ def test_names_birth_dates_addresses_and_national_ids_under_unknown_keys_are_dro
     assert not set(PERSONAL_KEYS) & set(stored), stored
     value = stored["eventValue"] if isinstance(stored["eventValue"], dict) else json.loads(stored["eventValue"])
     assert value == {"af_revenue": "6", **NOT_PERSONAL}, value
+
+
+# A phone number in international form as a trial sent it other ways than "+" and digits
+# (number -> the form it was written in).
+_OTHER_FORMS = {
+    "442079460112": "tel:+442079460112",
+    "442079460113": "TEL: +44 20 7946 0113",
+    "442079460114": "\uff0b44 20 7946 0114",  # a full-width plus sign
+    "442079460115": "%2B44%2020%207946%200115",
+    "442079460116": "%252B442079460116",  # percent-encoded twice
+    "442079460117": "\uff0b\uff14\uff14 \uff12\uff10 7946 0117",  # full-width digits too
+}
+
+
+def test_a_phone_number_in_an_identifier_written_other_ways_is_hashed_or_dropped_on_both_apis(
+    fresh_server: Server,
+) -> None:
+    """Rule (identity.is_international_phone): a phone number in international form is one
+    however a client hides it: written full-width, percent-encoded, or as a tel: URI. A trial's
+    "\uff0b44 20 7946 0114", "%2B44 20 7946 0115" and "tel:+442079460112" in user_id, client_id,
+    data.user_id, zip and AppsFlyer's customer_user_id were stored and relayed plain, unwarned.
+    Each is hashed (the digest of its + form) or dropped, as the + form is. 00 and digits are an
+    id (0012345678, 00442079469918), kept as sent."""
+    events = []
+    for form in _OTHER_FORMS.values():
+        event = page_view(data={"user_id": form})
+        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
+        events.append(event)
+    ids = page_view(data={"user_id": "0012345678"})
+    ids["user_data"] |= {"user_id": "0012345678", "client_id": "00442079469918", "zip": "00501"}
+    body = post(fresh_server, *events, ids)
+    assert body["status"] == 200, body
+    warned = paths(body, "warnings")
+    for i in range(len(_OTHER_FORMS)):
+        assert {p: c for p, c in warned.items() if p.startswith(f"events[{i}]")} == {
+            f"events[{i}].user_data.user_id": "plain_pii_hashed",
+            f"events[{i}].user_data.client_id": "plain_pii_hashed",
+            f"events[{i}].data.user_id": "plain_pii_hashed",
+            f"events[{i}].user_data.zip": "plain_pii_dropped",
+        }, i
+    for event, digits in zip(events, _OTHER_FORMS, strict=True):
+        stored: Any = stored_event(fresh_server, str(event["dedupe_id"]))
+        user = stored["user_data"]
+        assert (user["user_id"], user["client_id"], stored["data"]["user_id"]) == (sha(digits),) * 3, digits
+        assert "zip" not in user
+    kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
+    assert (kept["user_data"]["user_id"], kept["user_data"]["client_id"], kept["data"]["user_id"]) == (
+        "0012345678", "00442079469918", "0012345678",
+    )  # fmt: skip
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with fresh_server.client(headers=headers) as c:
+        for form in _OTHER_FORMS.values():
+            answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": form})
+            assert answer.status_code == 200, answer.text
+            codes = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
+            assert ("customer_user_id", "pii_in_customer_user_id") in codes, (form, codes)
+        answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": "0012345678"})
+        assert answer.status_code == 200 and "pii_in_customer_user_id" not in answer.text, answer.text
+    fresh_server.stop()
+    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
+        for needle in ("7946 01", "794601", "7946%20", "7946.01", "\uff0b44", "%2B44", "%252B", "tel:"):
+            assert needle not in text, f"{needle!r} found in {where}"

@@ -36,6 +36,7 @@ from capigate.identity import (
     InvalidIdentifier,
     contains_email,
     hash_phone,
+    international_phone,
     is_international_phone,
     payload_may_hold_email,
 )
@@ -576,9 +577,10 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
 
 
 def phone_digest(value: str) -> str | None:
-    """``value``, a phone number in international form, hashed as phone is; None when it cannot be."""
+    """``value``, a phone number in international form (hidden or not), hashed as phone is,
+    the digest of its ``+`` form; None when it cannot be."""
     try:
-        return hash_phone(value)
+        return hash_phone(international_phone(value) or value)
     except InvalidIdentifier:  # "+999 1234567": no country's number, dropped
         return None
 

@@ -10,7 +10,7 @@ from capigate.addresses import NOT_AN_ADDRESS, address_kind
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import OS_VALUES, UserData
 from capigate.checking import Report
-from capigate.identity import HashedPhone, InvalidIdentifier, hash_email, hash_phone_checked
+from capigate.identity import HashedPhone, InvalidIdentifier, hash_email, hash_phone_checked, is_international_phone
 from capigate.iso import COUNTRY_CODES
 
 __all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
@@ -52,7 +52,7 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         normalised["country_code"] = country
     if country == "US" and user.zip is not None:
         zip5 = user.zip.strip()[:5]  # ZIP+4 and spaces dropped
-        if zip5 != user.zip and zip5[:1] != "+":  # a phone number: rules.without_phones drops it whole
+        if zip5 != user.zip and not is_international_phone(user.zip):  # rules.without_phones drops it whole
             normalised["zip"] = zip5
     return normalised
 
