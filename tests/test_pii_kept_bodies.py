@@ -159,3 +159,24 @@ def test_a_phone_number_under_an_identifier_key_of_a_body_of_any_shape_is_never_
     for where, text in {"kept bodies": kept, **_stored_text(server, schema)}.items():
         for needle in ("7946 06", "7946 03", "79460"):
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_phone_number_as_an_appsflyer_event_name_is_refused_as_an_email_address_is(
+    gateway: tuple[Server, str | None],
+) -> None:
+    """A trial: an eventName of "+44 20 7946 0506" was stored plain (as the event's name, a
+    journal key, in the stats), answered 200 with no warning, where an email address there is
+    refused (``plain_pii``: the name cannot be dropped). A phone number in international form
+    (identity.is_international_phone) is refused the same way, and its kept body holds DROPPED
+    in its place."""
+    server, schema = gateway
+    base = {"appsflyer_id": "1415211453000-6513711", "eventValue": "", "os": "14"}
+    for name in ("+44 20 7946 0506", "\uff0b44 20 7946 0507"):
+        answer = _post_appsflyer(server, "com.example.shop", "af-dev-key", {**base, "eventName": name})
+        assert answer.status_code == 400, answer.text
+        assert {(p["path"], p["code"]) for p in answer.json()["problems"]} == {("eventName", "plain_pii")}
+    kept = _kept_bodies(server)
+    assert list(kept) == [DROPPED], kept
+    for where, text in _stored_text(server, schema).items():
+        for needle in ("7946 050", "79460506", "79460507"):
+            assert needle not in text, f"{needle!r} found in {where}"

@@ -25,6 +25,7 @@ from capigate.appsflyer.schema import (
     parse_event_time,
 )
 from capigate.checking import TOO_LARGE_NUMBER, join, shown_value
+from capigate.identity import is_international_phone
 from capigate.iso import COUNTRY_CODES
 from capigate.personal import MAX_DEPTH, TooDeep, without_personal
 from capigate.unreadable import lone_surrogate, unreadable
@@ -59,6 +60,8 @@ _INTEGER = re.compile(r"-?\d+")
 def _event_name(key: str, value: str, ctx: Context) -> str:
     if not value.strip():
         ctx.report.error(key, "blank_event_name", "eventName must not be blank")
+    elif is_international_phone(value):  # refused as an email address there is: a name cannot be dropped
+        ctx.report.error(key, "plain_pii", f"this field holds a phone number, which is never stored ({SEND_HASHED})")
     elif value[:3].lower() == "af_" and value not in RESERVED_EVENT_NAMES:
         ctx.report.warn(
             key,
