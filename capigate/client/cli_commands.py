@@ -371,9 +371,10 @@ _OPTIONS_OF_PARTS: Final = {
 
 def _options_to_fix(refused: list[RequestResult]) -> str | None:
     """The options of send to fix when every refusal is of the request's parts (its key, pixel
-    or app id, test tag), none of its events; else None."""
+    or app id, test tag), none of its events; else None, and when none was refused (a dead URL:
+    "fix , then" was printed)."""
     parts = [p.path for r in refused for p in r.problems]
-    if not all(r.problems for r in refused) or not all(part in _REQUEST_PARTS for part in parts):
+    if not parts or not all(r.problems for r in refused) or not all(part in _REQUEST_PARTS for part in parts):
         return None
     options = list(dict.fromkeys(option for part in parts for option in _OPTIONS_OF_PARTS[part]))
     return " or ".join(options)
