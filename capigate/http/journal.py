@@ -7,8 +7,8 @@ import contextlib
 import itertools
 import logging
 import os
-import time
 from collections.abc import Callable
+from time import time_ns
 
 from capigate.errors import Problem, StoreError
 from capigate.http.asgi import Request
@@ -28,7 +28,7 @@ _counter = itertools.count()
 
 def new_request_id() -> str:
     """Unique across processes and nodes, and sortable by time."""
-    return "%x%s%04x" % (time.time_ns(), _NODE, next(_counter) & 0xFFFF)  # noqa: UP031  # a fifth cheaper than the f-string
+    return "%x%s%04x" % (time_ns(), _NODE, next(_counter) & 0xFFFF)  # noqa: UP031  # a fifth cheaper than the f-string
 
 
 def request_record(
@@ -151,7 +151,7 @@ class JournalBuffer:
             records.append(_overflow_record(dropped))
         if not records:
             return True
-        started_ms = time.time_ns() // 1_000_000
+        started_ms = time_ns() // 1_000_000
         try:
             await self._store.record_requests(records)
         except StoreError as exc:
@@ -192,7 +192,7 @@ def _overflow_record(dropped: int) -> RequestRecord:
     problem = Problem(
         "", "journal_overflow", f"{dropped} journal entries were dropped: the store was unavailable and the buffer full"
     )
-    now_ms = time.time_ns() // 1_000_000
+    now_ms = time_ns() // 1_000_000
     return RequestRecord(
         request_id=new_request_id(),
         received_at=now_ms,
