@@ -32,6 +32,8 @@ import gc
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,51 @@ def _scope(body: bytes) -> dict[str, Any]:
     }
 
 
+class RsgiHeaders(dict[str, str]):
+    """What the app reads of granian's RSGI headers: a mapping with ``get_all``."""
+
+    def get_all(self, name: str) -> list[str]:
+        return [self[name]] if name in self else []
+
+
+@dataclass(slots=True)
+class RsgiScope:
+    """granian's RSGI scope, as much of it as the app reads."""
+
+    proto: str
+    method: str
+    path: str
+    query_string: str
+    client: str
+    headers: RsgiHeaders
+
+
+class RsgiExchange:
+    """One in-process RSGI request: granian's protocol object as the app uses it, the body
+    given whole (a Content-Length was declared) and the answer taken in one call."""
+
+    __slots__ = ("body", "status")
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.status = body, 500
+
+    async def __call__(self) -> bytes:
+        return self.body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # a chunked body: not sent here
+        yield self.body
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+
+
+def rsgi_scope(scope: dict[str, Any]) -> RsgiScope:
+    """The RSGI scope of the same request as ASGI ``scope``."""
+    headers = RsgiHeaders((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+    host, port = scope["client"]
+    return RsgiScope("http", scope["method"], scope["path"], scope["query_string"].decode(), f"{host}:{port}", headers)
+
+
 def rendered(bodies: list[bytes], first: int, requests: int) -> list[tuple[bytes, dict[str, Any]]]:
     """The bodies and scopes of requests ``first`` … ``first + requests - 1``, made before the
     clock starts: a request's number is in its every dedupe_id (every event new), and writing
@@ -81,9 +128,10 @@ async def _send(
     requests: list[tuple[bytes, dict[str, Any]]],
     concurrency: int,
     latencies: list[float] | None = None,
+    rsgi: bool = False,
 ) -> None:
     """``requests`` (``rendered``), ``concurrency`` at a time; each one's seconds appended to
-    ``latencies``."""
+    ``latencies``; through the app's RSGI entry, as granian calls it, if ``rsgi`` (untimed)."""
     queue = iter(enumerate(requests))
     timed = latencies.append if latencies is not None else None
 
@@ -97,6 +145,17 @@ async def _send(
             if exchange.status != 200:
                 raise RuntimeError(f"request {n} answered {exchange.status}")
 
+    async def rsgi_client() -> None:  # as granian calls the app: its scope object, its protocol
+        for n, (body, scope) in queue:
+            exchange = RsgiExchange(body)
+            await app.__rsgi__(rsgi_scope(scope), exchange)
+            if exchange.status != 200:
+                raise RuntimeError(f"request {n} answered {exchange.status}")
+
+    if rsgi:
+        await asyncio.gather(*(rsgi_client() for _ in range(concurrency)))
+        return
+
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
@@ -108,11 +167,12 @@ async def _drive(
     latencies: list[float] | None = None,
     *,
     first: int = 0,
+    rsgi: bool = False,
 ) -> None:
     """``requests`` requests numbered from ``first`` (``rendered``), ``concurrency`` at a time.
     A request's number is in its every dedupe_id: a run after another must start past it, or
     it sends the same events again (all duplicates)."""
-    await _send(app, rendered(bodies, first, requests), concurrency, latencies)
+    await _send(app, rendered(bodies, first, requests), concurrency, latencies, rsgi)
 
 
 WRITER_ENV = "CAPIGATE_BENCH_WRITER"  # [store] writer for measure(), "thread" or "process"

@@ -23,7 +23,11 @@ ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measure
   callgrind's ``--toggle-collect``. The whole-app counts move by up to 5 % between runs of one
   tree (how many requests a group commit takes depends on the threads' timing, even under
   valgrind); this one does not. It needs the app compiled (``capigate native build``): a tree
-  run as Python gives none.
+  run as Python gives none;
+- ``request path W2 RSGI``: the same, but the requests enter by the app's ``__rsgi__``, as
+  granian (``capigate serve``) calls it, with a stand-in for granian's protocol object
+  (``bench.in_process.RsgiExchange``): ASGI's reading of the body and sending of the answer
+  are not what a served gateway runs.
 
 ``--ref`` counts the tree of a git commit too (its ``capigate`` package, with this tree's
 bench). Results: ``bench/results/instructions.md`` and ``.json``. Needs valgrind.
@@ -57,10 +61,12 @@ KINDS: dict[str, tuple[str, str]] = {
     "whole app W1": ("event", "purchases"),
     "whole app W2": ("request", "w2"),
     "request path W2": ("request", "w2"),
+    "request path W2 RSGI": ("request", "w2"),
 }
 # The compiled GatewayApp.__call__'s body (mypyc names a coroutine's body so): entered again
 # at each resumption, so the count holds no other request's work done while it awaits.
 _REQUEST_PATH = "*app_____call___3_GatewayApp_gen_____mypyc_generator_helper__"
+_RSGI_REQUEST_PATH = "*app_____rsgi___3_GatewayApp_gen_____mypyc_generator_helper__"  # __rsgi__'s
 
 
 def _child(kind: str, count: int, bodies_dir: Path) -> None:
@@ -69,7 +75,7 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
     import uvloop
 
     bodies = [p.read_bytes() for p in sorted((bodies_dir / KINDS[kind][1]).iterdir())]
-    whole_app = kind.startswith("whole app") or kind == "request path W2"
+    whole_app = kind.startswith(("whole app", "request path"))
     if not whole_app:  # the app's driver makes each id unique itself
         bodies = [body.replace(b"@@RQ@@", b"r") for body in bodies]  # an "@" would go the slow path
     warm = _WARM_UP[KINDS[kind][0]]
@@ -91,21 +97,24 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
             check(body, n)
     else:
         with tempfile.TemporaryDirectory(prefix="capigate-instructions-") as tmp:
-            uvloop.run(_serve(Path(tmp), bodies, warm, count, 16 if kind == "whole app W1" else 64))
+            concurrency = 16 if kind == "whole app W1" else 64
+            uvloop.run(_serve(Path(tmp), bodies, warm, count, concurrency, kind.endswith("RSGI")))
 
 
 _WARM_UP = {"event": 20, "request": 300}  # bodies: batches of 100 events, or single-event requests
 
 
-async def _serve(workdir: Path, bodies: list[bytes], warm: int, requests: int, concurrency: int) -> None:
+async def _serve(
+    workdir: Path, bodies: list[bytes], warm: int, requests: int, concurrency: int, rsgi: bool = False
+) -> None:
     """bench.in_process.measure's run, untimed: start-up, warm-up, ``requests``, shut-down."""
     from bench.in_process import _drive, worker_app
 
     app = worker_app(workdir, "thread")  # callgrind counts one process: the same writes, counted in it
     await app.startup()
     try:
-        await _drive(app, bodies, warm, concurrency)
-        await _drive(app, bodies, requests, concurrency, first=warm)
+        await _drive(app, bodies, warm, concurrency, rsgi=rsgi)
+        await _drive(app, bodies, requests, concurrency, first=warm, rsgi=rsgi)
     finally:
         await app.shutdown()
 
@@ -117,7 +126,8 @@ def _units(kind: str, count: int) -> int:
 def _count(kind: str, count: int, bodies_dir: Path, tree: Tree) -> int:
     """Instructions of a child doing ``kind`` on ``count`` bodies; it runs in the tree counted
     (``python -m`` puts its working directory first on the path)."""
-    only = [f"--toggle-collect={_REQUEST_PATH}"] if kind == "request path W2" else []
+    path = {"request path W2": _REQUEST_PATH, "request path W2 RSGI": _RSGI_REQUEST_PATH}.get(kind)
+    only = [f"--toggle-collect={path}"] if path else []
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *only,
         sys.executable, "-m", "bench.instructions", "--child", kind, str(count), str(bodies_dir),

@@ -83,13 +83,14 @@ def test_native_the_rules_and_the_request_path_answer_as_their_source_when_compi
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
-@pytest.mark.timeout(900)  # valgrind: four runs of some 400 requests, ~50x slower than Python
+@pytest.mark.timeout(1200)  # valgrind: 12 runs of up to 400 requests, ~50x slower than Python
 def test_native_the_request_path_is_counted_in_instructions_alike_twice(built: Path, tmp_path: Path) -> None:
     """bench/run.sh instructions --kinds 'request path W2' counts only the compiled app's
     ``__call__`` (callgrind's --toggle-collect): the same figure twice, where the whole app's
-    moves with the threads' timing, and less than the whole app's."""
+    moves with the threads' timing, and less than the whole app's; 'request path W2 RSGI'
+    likewise of ``__rsgi__``, the entry granian calls."""
     out = tmp_path / "instructions"
-    kinds = "whole app W2,request path W2"
+    kinds = "whole app W2,request path W2,request path W2 RSGI"
     done = _child(
         built, "-m", "bench.instructions", "--kinds", kinds, "--singles", "100", "--repeat", "--out", str(out)
     )
@@ -98,6 +99,8 @@ def test_native_the_request_path_is_counted_in_instructions_alike_twice(built: P
     first, again = trees["this tree"], trees["this tree, again"]
     assert abs(first["request path W2"] / again["request path W2"] - 1) < 0.01, (first, again)
     assert 0 < first["request path W2"] < first["whole app W2"]
+    assert abs(first["request path W2 RSGI"] / again["request path W2 RSGI"] - 1) < 0.01, (first, again)
+    assert 0 < first["request path W2 RSGI"] < first["whole app W2"]
 
 
 def _manifest(built: Path) -> dict[str, Any]:
