@@ -126,6 +126,26 @@ def test_validate_api_option_overrides_detection(tmp_path: Path) -> None:
     assert "user_data: `user_data` is required [missing_field]" in done.stdout
 
 
+def test_validate_takes_the_pixel_as_send_does(tmp_path: Path) -> None:
+    """Rule: `validate --pixel P --profile X` checks what `send --pixel P --profile X` would
+    send: Axon events under that profile, an AppsFlyer event refused (wrong_api) at its line.
+    validate had no --pixel (a trial: "No such option '--pixel'")."""
+    file = jsonl(tmp_path / "px.jsonl", [page_view(), AF_EVENT])
+    done = capigate("validate", "--pixel", "px_std", "--no-warnings", str(file))
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        f"{file}:2: error: <record>: an AppsFlyer event, but this validate is for axon: "
+        "leave out --pixel to check it as one [wrong_api]"
+    )
+    assert done.stdout.splitlines()[1].startswith("invalid: 1 problem(s) among 1 event(s)")
+    axon = jsonl(tmp_path / "axon.jsonl", [page_view()])
+    assert capigate("validate", "--pixel", "px_std", str(axon)).returncode == 0
+    lead = capigate("validate", "--pixel", "px_lead", "--profile", "lead_gen_restricted", str(axon))
+    assert lead.returncode == 1 and "[url_not_origin]" in lead.stdout
+    both = capigate("validate", "--pixel", "px_std", "--api", "appsflyer", str(axon))
+    assert both.returncode == 2 and "--pixel is for Axon events" in both.stderr
+
+
 def test_validate_and_send_agree_on_an_appsflyer_event_value_given_as_an_object(server: Server, tmp_path: Path) -> None:
     """Rule: validate checks an AppsFlyer event as send sends it, stringified; the gateway warns
     only about bytes that carry an object (tests/test_appsflyer_api.py)."""

@@ -61,6 +61,20 @@ def _echo_problem(source: Source, record: Record, problem: Problem, level: str =
     click.echo(f"{source.name}:{line}: {level}: {problem.path or '<record>'}: {problem.message} [{problem.code}]")
 
 
+def _as_of(record: Record, api: Api, command: str) -> Problem | None:
+    """The record's problem once it is taken as one of ``api`` (that --pixel or --app chose): a
+    record of neither API is checked as one of it, one of the other API is ``wrong_api``."""
+    problem = record.problem
+    if problem is not None and problem.code == "unknown_record":
+        record.problem, record.api, record.kind = None, api, "event"  # checked as one of this API
+        return None
+    if problem is None and record.api != api:
+        other = "an AppsFlyer event" if record.api == "appsflyer" else "Axon"
+        fix = "use --pixel or --app to match" if command == "send" else "leave out --pixel to check it as one"
+        return Problem("", "wrong_api", f"{other}, but this {command} is for {api}: {fix}")
+    return problem
+
+
 # --- validate -------------------------------------------------------------------------
 
 
@@ -97,6 +111,11 @@ def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[
     help="What the records are (auto: tell from their keys).",
 )
 @click.option(
+    "--pixel",
+    help="Axon pixel id: the events are Axon events of this pixel, as send --pixel sends them "
+    "(an AppsFlyer event is refused, wrong_api).",
+)
+@click.option(
     "--profile",
     type=click.Choice(sorted(PROFILES)),
     default="standard",
@@ -105,17 +124,23 @@ def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[
 )
 @click.option("--app-id", default="", help="AppsFlyer app id (adds iOS/Android hints).")
 @click.option("--warnings/--no-warnings", "show_warnings", default=True, show_default=True, help="Print warnings too.")
-def validate(files: tuple[str, ...], api_name: str, profile: str, app_id: str, show_warnings: bool) -> None:
+def validate(
+    files: tuple[str, ...], api_name: str, pixel: str | None, profile: str, app_id: str, show_warnings: bool
+) -> None:
     """Check events with the gateway's own rules, as send would send them, without sending.
 
     FILES hold JSON (a batch, an event, or an array of them) or JSON Lines (one Axon batch,
     Axon event or AppsFlyer event a line); '-' reads standard input. Each problem is printed
     with its file, line and JSON path; the exit status is 1 if any event would be refused."""
     _usable_app_id(app_id)
+    if pixel is not None and api_name == "appsflyer":
+        raise click.UsageError("--pixel is for Axon events: give --api appsflyer or --pixel, not both")
     totals: Counter[str] = Counter()
     for name in files:
-        source = _read(name, _api(api_name))
+        source = _read(name, None if pixel is not None else _api(api_name))
         for record in source.records:
+            if pixel is not None:
+                record.problem = _as_of(record, "axon", "validate")
             count, problems, warnings = _check_record(record, profile, app_id)
             totals.update(events=count, problems=len(problems), warnings=len(warnings))
             for problem in problems:
@@ -180,13 +205,7 @@ def _flatten(source: Source, api: Api) -> tuple[list[Any], list[tuple[Record, st
     origins: list[tuple[Record, str]] = []
     refused = 0
     for record in source.records:
-        problem = record.problem
-        if problem is not None and problem.code == "unknown_record":
-            record.problem, record.api, record.kind = None, api, "event"  # checked as one of this API
-            problem = None
-        if problem is None and record.api != api:
-            other = "an AppsFlyer event" if record.api == "appsflyer" else "Axon"
-            problem = Problem("", "wrong_api", f"{other}, but this send is for {api}: use --pixel or --app to match")
+        problem = _as_of(record, api, "send")
         if problem is not None:
             _echo_problem(source, record, prefixed(record.root, problem))
             refused += 1
