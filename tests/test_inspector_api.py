@@ -184,8 +184,9 @@ def test_a_write_with_the_session_cookie_alone_is_told_the_header_it_lacks(serve
 def test_a_refused_stats_bucket_is_told_its_real_range_and_the_condition_it_failed(server: Server) -> None:
     """bucket=bogus said "an integer from 0 to ..." while 0, 1 and 1000 (over the default
     hour) were answered "since < until, bucket >= 1000 ms, at most 500 buckets", naming no
-    condition and contradicting the first."""
-    top = 253402300799999
+    condition and contradicting the first. Then bucket=0 was told two minima ("an integer from
+    7186 to 253402300799999 over this window; 0 is below 1000 ms") and a maximum no window has,
+    and a bucket wider than the window was answered 200 (a trial): one range, the window's."""
 
     def problem(**params: str | int) -> dict[str, str]:
         with server.admin() as c:
@@ -196,26 +197,44 @@ def test_a_refused_stats_bucket_is_told_its_real_range_and_the_condition_it_fail
 
     hour = {"since": 1_700_000_000_000, "until": 1_700_003_600_000}
     low = 3_600_000 // 501 + 1  # 500 buckets at most
+    said = (
+        f"bucket is a number of milliseconds, an integer from {low} (at most 500 buckets of the window) "
+        "to 3600000 (the window, since to until)"
+    )
     assert problem(bucket="bogus", **hour) == {
         "path": "query.bucket",
         "code": "invalid_format",
-        "message": f"bucket is a number of milliseconds, an integer from {low} to {top} over this window; "
-        "'bogus' is not an integer",
+        "message": f"{said}; 'bogus' is not an integer",
     }
-    for small in (0, 1):
-        said = problem(bucket=small, **hour)
-        assert (said["path"], said["code"]) == ("query.bucket", "out_of_range"), said
-        assert said["message"] == (
-            f"bucket is a number of milliseconds, an integer from {low} to {top} over this window; "
-            f"{small} is below 1000 ms, the shortest bucket"
-        )
-    said = problem(bucket=1000, **hour)
-    assert said["message"] == (
-        f"bucket is a number of milliseconds, an integer from {low} to {top} over this window; "
-        "1000 makes 3600 buckets of the window (since to until, 3600000 ms), more than 500"
-    ), said
-    said = problem(since=hour["until"], until=hour["since"])
-    assert said == {"path": "query.since", "code": "out_of_range", "message": "since must be before until"}
+    for small in (0, -5, 1, 1000):
+        answer = problem(bucket=small, **hour)
+        assert answer == {"path": "query.bucket", "code": "out_of_range", "message": f"{said}; {small} is below {low}"}
+    for wide in (3_600_001, 99_999_999_999, 999_999_999_999_999):
+        answer = problem(bucket=wide, **hour)
+        assert answer == {
+            "path": "query.bucket",
+            "code": "out_of_range",
+            "message": f"{said}; {wide} is wider than the window",
+        }
+    minute = {"since": 1_700_000_000_000, "until": 1_700_000_060_000}  # 1000 ms buckets: 60 of them
+    assert problem(bucket=0, **minute)["message"] == (
+        "bucket is a number of milliseconds, an integer from 1000 (the shortest bucket) "
+        "to 60000 (the window, since to until); 0 is below 1000"
+    )
+    with server.admin() as c:
+        for fits in (low, 3_600_000):
+            assert c.get("/api/stats", params={"bucket": fits, **hour}).json()["bucket_ms"] == fits
+        assert c.get("/api/stats", params={"bucket": 1000, **minute}).status_code == 200
+        blink = {"since": 1_700_000_000_000, "until": 1_700_000_000_500}  # shorter than the shortest bucket
+        assert c.get("/api/stats", params={"bucket": 1000, **blink}).status_code == 200
+    with server.admin() as c:  # no window: the shortest bucket is the only bound
+        unread = c.get("/api/stats", params={"bucket": 0, "since": "x"}).json()["problems"]
+    assert [p["path"] for p in unread] == ["query.since", "query.bucket"]
+    assert unread[1]["message"] == (
+        "bucket is a number of milliseconds, an integer of at least 1000 (the shortest bucket); 0 is below 1000"
+    )
+    said_since = problem(since=hour["until"], until=hour["since"])
+    assert said_since == {"path": "query.since", "code": "out_of_range", "message": "since must be before until"}
 
 
 def test_a_page_size_that_is_not_an_integer_is_a_format_problem(server: Server) -> None:

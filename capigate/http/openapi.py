@@ -220,7 +220,11 @@ def _described() -> dict[str, Any]:
                         _query("source", "pixel id or app id"),
                         _query("since", "from (epoch ms or ISO 8601), default an hour before until"),
                         _query("until", "to (epoch ms or ISO 8601), default now"),
-                        _query("bucket", "bucket width in ms (at least 1000, at most 500 buckets)", "integer"),
+                        _query(
+                            "bucket",
+                            "bucket width in ms (at least 1000, at most 500 buckets, at most the window)",
+                            "integer",
+                        ),
                     ],
                     "responses": {"200": {"description": "The buckets"}, **_errors(400, 401, 429)},
                 }

@@ -217,28 +217,28 @@ def _split_unknown(
 
 
 def _bucket(query: Query, window: int | None, report: Report) -> int | None:
-    """The ``bucket`` parameter (None when absent, or refused with a problem): at least
-    MIN_BUCKET_MS, and long enough that ``window`` (when since and until were read) holds at
-    most MAX_BUCKETS of them. Each problem says the range and which end of it was missed."""
-    low = MIN_BUCKET_MS if window is None else max(MIN_BUCKET_MS, window // (MAX_BUCKETS + 1) + 1)
-    said = f"bucket is a number of milliseconds, an integer from {low} to {MAX_EPOCH_MILLIS}"
-    said += " over this window" if window is not None else ""
+    """The ``bucket`` parameter (None when absent, or refused with a problem): one range, said
+    once, with what sets each end. Its least is MIN_BUCKET_MS, or more when ``window`` (when
+    since and until were read) would otherwise hold over MAX_BUCKETS of them; its most is the
+    window (a wider bucket means nothing), or any window's without one."""
+    if window is None:
+        said = f"bucket is a number of milliseconds, an integer of at least {MIN_BUCKET_MS} (the shortest bucket)"
+        low, high, wider = MIN_BUCKET_MS, MAX_EPOCH_MILLIS, "wider than any window"
+    else:
+        low = max(MIN_BUCKET_MS, window // (MAX_BUCKETS + 1) + 1)
+        why = "the shortest bucket" if low == MIN_BUCKET_MS else f"at most {MAX_BUCKETS} buckets of the window"
+        high = max(window, MIN_BUCKET_MS)  # a window shorter than a bucket is one bucket
+        said = (
+            f"bucket is a number of milliseconds, an integer from {low} ({why}) to {high} (the window, since to until)"
+        )
+        wider = "wider than the window"
     value = query_integer(query, "bucket", report, said)
     if value is None:
         return None
-    if value < MIN_BUCKET_MS:
-        report.error(
-            "query.bucket", "out_of_range", f"{said}; {value} is below {MIN_BUCKET_MS} ms, the shortest bucket"
-        )
-    elif value > MAX_EPOCH_MILLIS:
-        report.error("query.bucket", "out_of_range", f"{said}; {value} is above {MAX_EPOCH_MILLIS}")
-    elif window is not None and window // value > MAX_BUCKETS:
-        report.error(
-            "query.bucket",
-            "out_of_range",
-            f"{said}; {value} makes {window // value} buckets of the window (since to until, {window} ms), "
-            f"more than {MAX_BUCKETS}",
-        )
+    if value < low:
+        report.error("query.bucket", "out_of_range", f"{said}; {value} is below {low}")
+    elif value > high:
+        report.error("query.bucket", "out_of_range", f"{said}; {value} is {wider}")
     else:
         return value
     return None
