@@ -109,7 +109,7 @@ def test_wrong_top_level_shapes_are_400_each_with_its_code(server: Server) -> No
     cases = {
         '"events"': ("", "not_an_object"),
         "null": ("", "not_an_object"),
-        "[]": ("events", "empty_batch"),
+        "[]": ("", "empty_batch"),  # it has no `events`: said at the body, as its other shapes
         "{}": ("events", "missing_field"),
         '{"events": {}}': ("events", "wrong_type"),
         '{"events": []}': ("events", "empty_batch"),
@@ -118,6 +118,15 @@ def test_wrong_top_level_shapes_are_400_each_with_its_code(server: Server) -> No
         r = post_raw(server, body.encode(), {"Content-Type": "application/json"})
         assert r.status_code == 400, body
         assert paths(r.json())[path] == code, body
+    # A trial: `[]` was told "`events` must hold at least 1 event" at `events`, a key it has not.
+    r = post_raw(server, b"[]", {"Content-Type": "application/json"})
+    assert r.json()["problems"] == [
+        {
+            "path": "",
+            "code": "empty_batch",
+            "message": 'the body is an empty JSON array: it must be a JSON object {"events": [...]} of 1 to 100 events',
+        }
+    ]
 
 
 def test_101_events_is_400_and_100_is_accepted(server: Server) -> None:
@@ -355,7 +364,7 @@ def test_body_shape_bare_array_problems_and_limits_are_the_documented_ones(serve
     r = post(server, bad)
     assert r.status_code == 400 and paths(r.json()) == {"events[3].user_data.esi": "invalid_enum"}
     r = post(server, [page_view() for _ in range(101)])
-    assert r.status_code == 400 and paths(r.json()) == {"events": "too_many_events"}
+    assert r.status_code == 400 and paths(r.json()) == {"": "too_many_events"}
     assert not any(stored(server, "px_std", dedupe_id=e["dedupe_id"]) for e in bad)
 
 

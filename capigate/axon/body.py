@@ -25,6 +25,14 @@ _JSON_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boo
 def batch_events(body: Any, report: Report) -> list[Any] | None:
     """The events of ``body`` (a decoded JSON value), or None after a problem at the body."""
     if isinstance(body, list):
+        if not body or len(body) > MAX_BATCH:  # said at the body: it has no `events` to name
+            what = "an empty JSON array" if not body else f"a JSON array of {len(body)} events"
+            report.error(
+                "",
+                "empty_batch" if not body else "too_many_events",
+                f'the body is {what}: it must be a JSON object {{"events": [...]}} of 1 to {MAX_BATCH} events',
+            )
+            return None
         report.warn(
             "",
             "undocumented_body_shape",
