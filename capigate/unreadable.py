@@ -52,7 +52,20 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
             return Problem("", "malformed_json", f"the body is not valid JSON: {why}")
     if text == "Input data was truncated":
         text = lone_surrogate(body) or text
+    elif text == "Invalid UTF-8 encoded string":  # says not where: the first invalid byte's offset
+        text = _invalid_utf8(body) or text
     return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
+
+
+def _invalid_utf8(body: bytes) -> str | None:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"it is not UTF-8, as JSON text must be (RFC 8259, 8.1): byte {exc.start} (0x{body[exc.start]:02X}) "
+            "is invalid"
+        )
+    return None
 
 
 _NOT_JSON_STARTS: Final = (

@@ -206,3 +206,16 @@ def test_a_number_past_its_bound_is_told_what_the_field_must_be(server: Server) 
         "quantity must be an integer from 0 to 9007199254740991, not a negative one",
     )
     assert not any("Expected" in message for _, message in said.values()), said
+
+
+def test_invalid_utf8_is_said_with_the_offset_of_its_first_byte(server: Server) -> None:
+    """msgspec says only "Invalid UTF-8 encoded string": a trial could not find the byte in a
+    body of a hundred events. The offset is the first invalid byte's, counted from 0."""
+    axon = b'{"events":[{"name":"caf\xe9 purchase"}]}'  # Latin-1 e-acute at byte 23
+    appsflyer = b'{"eventName":"caf\xc3\xa9\xff"}'  # a valid e-acute, then 0xFF at byte 19
+    with server.client() as c:
+        (problem,) = _problems(c.post("/v1/event?pixel_id=px_std", content=axon, headers=AXON))
+        (af_problem,) = _problems(c.post("/inappevent/com.example.shop", content=appsflyer, headers=APPSFLYER))
+    said = "the body is not valid JSON: it is not UTF-8, as JSON text must be (RFC 8259, 8.1): "
+    assert problem == {"path": "", "code": "malformed_json", "message": said + "byte 23 (0xE9) is invalid"}
+    assert af_problem == {"path": "", "code": "malformed_json", "message": said + "byte 19 (0xFF) is invalid"}
