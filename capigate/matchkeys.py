@@ -5,7 +5,7 @@ Each key takes two bits, at twice its position in its API's list:
 
     0  missing
     1  sent (an identifier that is never hashed: a click id, a device id, an IP and UA)
-    2  sent plain and hashed here (email, phone)
+    2  sent plain and hashed here (email, phone; an identifier holding either)
     3  sent already hashed (a SHA-256 hex digest)
 
 and ``DEDUPE_BIT`` says the event carried a ``dedupe_id``. The rollup of these integers per
@@ -15,6 +15,7 @@ the rules that turn it into a verdict are written down in docs/quality.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
@@ -30,6 +31,7 @@ __all__ = [
     "appsflyer_match_keys",
     "arrival",
     "axon_match_keys",
+    "identifiers_treated",
     "keys_of",
 ]
 
@@ -92,6 +94,16 @@ def axon_match_keys(user: Any, has_dedupe_id: bool) -> int:
     if ip and ua and ip != _ZERO_UUID and ua != _ZERO_UUID:
         mask |= _IP_UA_SENT
     return mask | _hashable(values[spots.email]) << _EMAIL_SHIFT | _hashable(values[spots.phone]) << _PHONE_SHIFT
+
+
+def identifiers_treated(mask: int, hashed: Iterable[str], dropped: Iterable[str]) -> int:
+    """``mask`` with the Axon identifiers (``user_id``, ``client_id``) the rules hashed, for
+    holding an email address or a phone number (``plain_pii_hashed``), as hashed here, and
+    those they dropped as missing: counted as sent, they read as kept as they came."""
+    for key, how in [*((k, _HASHED_HERE) for k in hashed), *((k, 0) for k in dropped)]:
+        shift = 2 * AXON_KEYS.index(key)
+        mask = (mask & ~(3 << shift)) | (how << shift)
+    return mask
 
 
 class _Spots(NamedTuple):

@@ -169,6 +169,33 @@ def test_the_api_and_the_cli_give_the_figures_of_the_events_sent(gateway: Server
     )
 
 
+def test_an_identifier_the_gateway_hashed_is_counted_hashed_here_not_as_sent(fresh_server: Server) -> None:
+    """A user_id holding a phone number (or a client_id an email address) is stored hashed
+    (plain_pii_hashed); the report counted it "as sent", as if the plain value were kept."""
+    events = [
+        axon_event({"user_id": "+1 415 555 0123"}, f"q-{uuid.uuid4().hex}"),
+        axon_event({"client_id": "jane@example.com"}, f"q-{uuid.uuid4().hex}"),
+        axon_event({"user_id": "u1", "client_id": "c1"}, f"q-{uuid.uuid4().hex}"),
+    ]
+    with fresh_server.client(headers={"Authorization": "key-std"}) as c:
+        answer = c.post("/v1/event?pixel_id=px_std", json=batch(*events))
+    assert answer.status_code == 200, answer.text
+    warned = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
+    assert {
+        ("events[0].user_data.user_id", "plain_pii_hashed"),
+        ("events[1].user_data.client_id", "plain_pii_hashed"),
+    } <= warned
+    cli = subprocess.run(
+        [sys.executable, "-m", "capigate", "quality", "--url", fresh_server.url, "--token", ADMIN, "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    (group,) = json.loads(cli.stdout)["groups"]
+    cover = {c["key"]: c for c in group["coverage"]}
+    assert (cover["user_id"]["sent"], cover["user_id"]["hashed_here"], cover["user_id"]["missing"]) == (1, 1, 1)
+    assert (cover["client_id"]["sent"], cover["client_id"]["hashed_here"], cover["client_id"]["missing"]) == (1, 1, 1)
+
+
 def test_a_bad_window_is_a_400_naming_the_parameter(gateway: Server) -> None:
     with gateway.admin() as c:
         bad = c.get("/api/quality", params={"since": "yesterday"})

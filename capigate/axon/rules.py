@@ -41,7 +41,7 @@ from capigate.identity import (
     payload_may_hold_email,
 )
 from capigate.iso import CURRENCY_CODES
-from capigate.matchkeys import axon_match_keys
+from capigate.matchkeys import axon_match_keys, identifiers_treated
 from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
 
 __all__ = [
@@ -538,9 +538,31 @@ def _new_event(
         dedupe_id=dedupe_id,
         payload=payload,
         test_tag=test_tag,
-        match_keys=axon_match_keys(event.user_data, event.dedupe_id is not None),  # as sent
+        match_keys=_match_keys(event, path, report),
         transaction_id=data.get("transaction_id") if isinstance(data, dict) else None,
     )
+
+
+_TREATED: Final = {"plain_pii_hashed": True, "plain_pii_dropped": False}
+
+
+def _match_keys(event: ServerEvent, path: str, report: Report) -> int:
+    """The event's match keys as sent, but for an identifier hashed or dropped for holding an
+    email address or a phone number: said by this event's warnings, the last in ``report``."""
+    mask = axon_match_keys(event.user_data, event.dedupe_id is not None)
+    user = event.user_data
+    if user is None or (user.user_id is None and user.client_id is None):
+        return mask
+    hashed: list[str] = []
+    dropped: list[str] = []
+    ours, identifiers = f"{path}.", f"{path}.user_data."
+    for warning in reversed(report.warnings):
+        if not warning.path.startswith(ours):
+            break
+        key = warning.path[len(identifiers) :] if warning.path.startswith(identifiers) else ""
+        if key in ("user_id", "client_id") and warning.code in _TREATED:
+            (hashed if _TREATED[warning.code] else dropped).append(key)
+    return identifiers_treated(mask, hashed, dropped) if hashed or dropped else mask
 
 
 def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str, Any]:
