@@ -33,6 +33,7 @@ __all__ = [
     "is_sha256_hex",
     "normalise_email",
     "normalise_phone",
+    "not_possible_phone",
     "payload_hides_at",
     "payload_may_hold_email",
     "revealed_email",
@@ -289,6 +290,15 @@ def hash_email(raw: str) -> str:
 def hash_phone(raw: str, region: str | None = None) -> str:
     """SHA-256 of the digits-with-country-code form (AppLovin, AppsFlyer ``phone_number_hashed``)."""
     return hash_phone_checked(raw, region).digest
+
+
+def not_possible_phone(field: str) -> str:
+    """The message of ``phone_not_possible``, one for Axon's phone and AppsFlyer's phone fields:
+    a number whose length fits no number of its country code (``HashedPhone.possible``)."""
+    return (
+        f"{field} is not a possible number for its country code (no number there has as many digits): "
+        "check the country code; it was hashed anyway"
+    )
 
 
 def hash_phone_checked(raw: str, region: str | None = None) -> HashedPhone:

@@ -745,6 +745,11 @@ def test_impossible_phone_number_is_hashed_with_warning() -> None:
     result = check(base(phone_number_hashed="+1 555 12"))
     assert_accepted(result)
     assert ("phone_number_hashed", "phone_not_possible") in codes(result.warnings)
+    (said,) = [w.message for w in result.warnings if w.code == "phone_not_possible"]
+    assert said == (  # as Axon's phone says it (tests/test_axon_rules.py)
+        "phone_number_hashed is not a possible number for its country code (no number there has as many digits): "
+        "check the country code; it was hashed anyway"
+    )
 
 
 @pytest.mark.parametrize(

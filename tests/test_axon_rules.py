@@ -705,7 +705,14 @@ def test_phone_rule_unknown_country_code_does_not_choose_the_region() -> None:
 
 
 def test_phone_rule_impossible_length_is_a_warning() -> None:
-    assert warnings(with_phone("+1123456789")) == {"events[0].user_data.phone": "unlikely_phone"}
+    """One code and one message for one failure, on either API: Axon said unlikely_phone, and
+    AppsFlyer phone_not_possible, of the same check (a trial read them as two problems)."""
+    result = check(with_phone("+1123456789"))
+    assert {w.path: w.code for w in result.report.warnings} == {"events[0].user_data.phone": "phone_not_possible"}
+    assert result.report.warnings[0].message == (
+        "phone is not a possible number for its country code (no number there has as many digits): "
+        "check the country code; it was hashed anyway"
+    )
 
 
 def test_phone_rule_a_value_that_is_not_a_number_is_a_problem_not_echoed() -> None:

@@ -18,6 +18,7 @@ from capigate.identity import (
     is_international_phone,
     is_sha256_hex,
     normalise_phone,
+    not_possible_phone,
     sha256_hex,
 )
 
@@ -149,7 +150,7 @@ def _hashed_phone(key: str, value: str, ctx: Context) -> str:
             "as sent, and will only match if they include the country code (AppsFlyer expects 16505551212)",
         )
     elif not phone.possible:
-        ctx.report.warn(key, "phone_not_possible", f"{key} is not a possible number: check its country code")
+        ctx.report.warn(key, "phone_not_possible", not_possible_phone(key))
     return sha256_hex(phone.digits if key == "phone_number_hashed" else "+" + phone.digits)
 
 

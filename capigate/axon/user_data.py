@@ -10,7 +10,14 @@ from capigate.addresses import NOT_AN_ADDRESS, address_kind
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import OS_VALUES, UserData
 from capigate.checking import Report
-from capigate.identity import HashedPhone, InvalidIdentifier, hash_email, hash_phone_checked, is_international_phone
+from capigate.identity import (
+    HashedPhone,
+    InvalidIdentifier,
+    hash_email,
+    hash_phone_checked,
+    is_international_phone,
+    not_possible_phone,
+)
 from capigate.iso import COUNTRY_CODES
 
 __all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
@@ -107,4 +114,4 @@ def _warn_phone(phone: HashedPhone, path: str, report: Report) -> None:
             "as sent, and will only match if they include the country code (AppLovin expects 16505551212)",
         )
     elif not phone.possible:
-        report.warn(path, "unlikely_phone", "not a possible number for its country code; hashed anyway")
+        report.warn(path, "phone_not_possible", not_possible_phone("phone"))
