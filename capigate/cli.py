@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -89,10 +90,6 @@ def _resolve_config(
         raise click.ClickException(f"bad configuration: {exc}") from None
 
 
-class _BadStoreUrl(click.ClickException):
-    exit_code = 2  # a usage mistake, as a bad option value is; 1 stays for a store out of reach
-
-
 def _url_refusal(url: str) -> str | None:
     """What is wrong with a store URL's own parameters (``?schema=``, ``?writers=`` …): the
     store's constructor checks them without connecting."""
@@ -106,9 +103,10 @@ def _url_refusal(url: str) -> str | None:
 
 
 def _checked_url(url: str) -> str:
-    """The store URL, once its own parameters are right; a mistake is one line, exit 2."""
+    """The store URL, once its own parameters are right; a mistake is one line, status 1, as
+    any configuration mistake is (it was 2, as a usage mistake; a bad [server] port was 1)."""
     if (why := _url_refusal(url)) is not None:
-        raise _BadStoreUrl(f"store: {why}")
+        raise click.ClickException(f"store: {why}")
     return url
 
 
@@ -193,17 +191,20 @@ def _config_option(help: str = "TOML configuration.") -> Callable[[F], F]:
 
 def _in_range(
     low: int, high: int | None, what: str
-) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
-    """An option's check of its range, failing with one line that names the option as given
-    (``--port 99999`` or ``CAPIGATE_PORT=70000``), not with click's usage block."""
+) -> Callable[[click.Context, click.Parameter, str | None], int | None]:
+    """An integer setting's check (the option is a string: click's own check of an integer
+    exited 2 under its usage block, its range's 1), failing as any configuration mistake does:
+    one line that names the option as given (``--port abc``, ``CAPIGATE_PORT=70000``), status 1."""
 
-    def check(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-        if value is None or (value >= low and (high is None or value <= high)):
-            return value
-        source = ctx.get_parameter_source(param.name or "")
-        envvar = param.envvar if isinstance(param.envvar, str) else None
-        named = f"{envvar}={value}" if source is click.core.ParameterSource.ENVIRONMENT and envvar else None
-        raise click.ClickException(f"{named or f'{param.opts[0]} {value}'}: {what}")
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        if value is None:
+            return None
+        from capigate.client.cli_gateway import given_as
+
+        number = int(value.strip()) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) else None
+        if number is not None and number >= low and (high is None or number <= high):
+            return number
+        raise click.ClickException(f"{given_as(ctx, param, value)}: {what}")
 
     return check
 
@@ -220,13 +221,20 @@ _DB_OPTION = click.option(
 @_DB_OPTION
 @click.option("--host", envvar="CAPIGATE_HOST", show_envvar=True, help="Address to listen on (default: [server] host).")
 @click.option(
-    "--port", envvar="CAPIGATE_PORT", show_envvar=True, type=int, callback=_PORT, help="Port (default: [server] port)."
+    "--port",
+    envvar="CAPIGATE_PORT",
+    show_envvar=True,
+    type=str,
+    metavar="INTEGER",
+    callback=_PORT,
+    help="Port (default: [server] port).",
 )
 @click.option(
     "--workers",
     envvar="CAPIGATE_WORKERS",
     show_envvar=True,
-    type=int,
+    type=str,
+    metavar="INTEGER",
     callback=_in_range(1, None, "at least one worker process"),
     help="Worker processes (default: [server] workers).",
 )
@@ -300,7 +308,8 @@ def serve(
     "--port",
     envvar="CAPIGATE_PORT",
     show_envvar=True,
-    type=int,
+    type=str,
+    metavar="INTEGER",
     callback=_PORT,
     help="The gateway's port (default: [server] port).",
 )

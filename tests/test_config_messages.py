@@ -235,7 +235,35 @@ def test_env_refuses_a_port_that_is_not_one(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "capigate", "env"], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path
     )
-    assert done.returncode == 2 and "CAPIGATE_PORT=abc: a port is 1 to 65535" in done.stderr, done.stderr
+    assert done.returncode == 1 and done.stderr == "Error: CAPIGATE_PORT=abc: a port is 1 to 65535\n", done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "said"),
+    [
+        ("serve", {"CAPIGATE_PORT": "abc"}, "CAPIGATE_PORT=abc: a port is 0 to 65535 (0: any free port)"),
+        ("serve", {"CAPIGATE_PORT": "70000"}, "CAPIGATE_PORT=70000: a port is 0 to 65535 (0: any free port)"),
+        ("serve", {"CAPIGATE_WORKERS": "two"}, "CAPIGATE_WORKERS=two: at least one worker process"),
+        ("serve", {"CAPIGATE_DB": "mysql://u@127.0.0.1/db"}, "store: unknown store URL scheme 'mysql'"),
+        ("curl", {"CAPIGATE_PORT": "abc"}, "CAPIGATE_PORT=abc: a port is 0 to 65535 (0: any free port)"),
+        ("env", {"CAPIGATE_PORT": "0"}, "CAPIGATE_PORT=0: a port is 1 to 65535"),
+        ("serve", {}, "bad configuration: "),  # a mistake in the file: the same status, the same prefix
+    ],
+)
+def test_a_configuration_mistake_exits_1_with_one_error_line(
+    tmp_path: Path, command: str, env: dict[str, str], said: str
+) -> None:
+    """Wherever a setting came from (the file, a variable, an option), a wrong one is one line
+    `Error: ...` and status 1: CAPIGATE_PORT=abc exited 2 under click's usage block while
+    CAPIGATE_PORT=70000 and a bad [server] port exited 1 (a trial)."""
+    (tmp_path / "capigate.toml").write_text(SERVER if env else SERVER + "[store]\nurl = 5\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "capigate", command],
+        capture_output=True, text=True, timeout=30, env={**clean, **env}, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"Error: {said}") and "Usage:" not in done.stderr, done.stderr
 
 
 def test_every_settings_section_has_its_keys_known() -> None:

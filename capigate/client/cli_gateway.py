@@ -28,7 +28,17 @@ from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem, TransportError
 from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
 
-__all__ = ["env", "events", "gateway_url", "missing_config", "read_config", "read_failed", "unanswered", "url_given"]
+__all__ = [
+    "env",
+    "events",
+    "gateway_url",
+    "given_as",
+    "missing_config",
+    "read_config",
+    "read_failed",
+    "unanswered",
+    "url_given",
+]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _DEFAULT_URL = "http://127.0.0.1:8080"
@@ -64,15 +74,28 @@ def gateway_url(config: Config, host: str | None = None, port: int | None = None
         return local_url(host, port)
     given = os.environ.get("CAPIGATE_PORT") or str(config.server.port)
     if not given.isdigit() or not 0 < int(given) <= 65535:  # serve refuses it: so does every client
-        raise click.UsageError(f"CAPIGATE_PORT={given}: a port is 1 to 65535")
+        raise click.ClickException(f"CAPIGATE_PORT={given}: a port is 1 to 65535")
     return local_url(host, int(given))
 
 
-def _client_port(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    """A port a client connects to: 1 to 65535 (serve's 0, any free port, is none to reach)."""
-    if value is not None and not 0 < value <= 65535:
-        raise click.UsageError(f"--port {value}: a port is 1 to 65535")
-    return value
+def given_as(ctx: click.Context, param: click.Parameter, value: object) -> str:
+    """How an option's value was given, for the one line of a configuration mistake:
+    ``CAPIGATE_PORT=abc`` when it came from its variable, else ``--port abc``."""
+    source = ctx.get_parameter_source(param.name or "")
+    envvar = param.envvar if isinstance(param.envvar, str) else None
+    if source is ParameterSource.ENVIRONMENT and envvar:
+        return f"{envvar}={value}"
+    return f"{param.opts[0]} {value}"
+
+
+def _client_port(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A port a client connects to: 1 to 65535 (serve's 0, any free port, is none to reach).
+    A wrong one is a configuration mistake: one line, status 1, as serve's."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= 65535):
+        raise click.ClickException(f"{given_as(ctx, param, value)}: a port is 1 to 65535")
+    return int(value)
 
 
 def local_url(host: str, port: int) -> str:
@@ -140,7 +163,11 @@ class _Gap:
 @click.option("--url", help="The gateway's base URL (default: from --host and --port); not read from CAPIGATE_URL.")
 @click.option("--host", help="The gateway's address (default: CAPIGATE_HOST, else [server] host).")
 @click.option(
-    "--port", type=int, callback=_client_port, help="The gateway's port (default: CAPIGATE_PORT, else [server] port)."
+    "--port",
+    type=str,
+    metavar="INTEGER",
+    callback=_client_port,
+    help="The gateway's port (default: CAPIGATE_PORT, else [server] port).",
 )
 def env(config_path: Path, url: str | None, host: str | None, port: int | None) -> None:
     """Print the gateway's address and keys as shell exports: eval "$(capigate env)".
