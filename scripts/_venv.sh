@@ -16,8 +16,18 @@ if ! installed "$1" && ! { [ "$1" = runtime ] && installed test; }; then
     echo "installing $what into .venv (first run, ~1 min)…" >&2
   fi
   started=$SECONDS
-  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT$2"
+  # venv's and pip's output is shown only when they fail: pip warns of every index location it
+  # finds empty, even with --quiet, and buried scripts/test's banner under those warnings. An
+  # explicit check, not set -e: that is ignored where this file is sourced in an && list.
+  pip_log="$(mktemp)"
+  if ! { [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"; } >"$pip_log" 2>&1 \
+    || ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT$2" >>"$pip_log" 2>&1; then
+    cat "$pip_log" >&2
+    rm -f "$pip_log"
+    echo "could not install $what into .venv: pip's output is above" >&2
+    return 1 2>/dev/null || exit 1
+  fi
+  rm -f "$pip_log"
   touch "$VENV/.capigate-installed-$1"
   echo "installed $what into .venv in $((SECONDS - started)) s" >&2
 fi

@@ -1,5 +1,6 @@
 """scripts/_venv.sh, which scripts/serve and scripts/test source: it says what it installs
-before the minute of pip, and says it is done; once installed, it says nothing."""
+before the minute of pip, and says it is done; once installed, it says nothing. pip's own
+output is shown only when it fails: its warnings buried scripts/test's banner (a trial)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ build-backend = "hatchling.build"
 [project]
 name = "capigate-venv-probe"
 version = "0"
+dependencies = ["packaging"]  # one that pip looks up: it warns of the index below then
 
 [tool.hatch.build.targets.wheel]
 packages = ["probe"]
@@ -27,10 +29,14 @@ packages = ["probe"]
 
 def _source_venv(clone: Path, install: str, extras: str) -> subprocess.CompletedProcess[str]:
     script = f'source scripts/_venv.sh {install} "{extras}" && echo "venv: $VENV"'
+    # An index without the packages: pip warns of it for every package it looks up, as it did
+    # of the machine's own pip.conf in the trial.
+    missing = clone / "empty-index"
+    missing.mkdir(exist_ok=True)
     return subprocess.run(
         ["bash", "-c", script],
         cwd=clone,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(clone)},
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(clone), "PIP_EXTRA_INDEX_URL": missing.as_uri()},
         capture_output=True,
         text=True,
         timeout=110,
@@ -50,7 +56,22 @@ def test_the_first_run_says_it_installs_then_that_it_is_done_and_later_runs_are_
     lines = first.stderr.splitlines()
     assert lines[0] == "installing capigate and its dependencies into .venv (first run, ~1 min)…", lines
     assert lines[-1].startswith("installed capigate and its dependencies into .venv in "), lines
+    assert len(lines) == 2, lines  # pip's warnings are not shown when it succeeds
     assert first.stdout == f"venv: {clone / '.venv'}\n"
 
     again = _source_venv(clone, "runtime", "")
     assert (again.returncode, again.stderr) == (0, ""), again.stderr
+
+
+def test_a_failed_install_shows_pips_output_and_stops(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "_venv.sh", clone / "scripts" / "_venv.sh")
+    (clone / "pyproject.toml").write_text(PROJECT.replace('version = "0"', 'version = "not a version"'))
+    failed = _source_venv(clone, "runtime", "")
+    assert failed.returncode != 0 and failed.stdout == "", failed.stdout
+    lines = failed.stderr.splitlines()
+    assert lines[0] == "installing capigate and its dependencies into .venv (first run, ~1 min)…", lines
+    assert "not a version" in failed.stderr, failed.stderr  # pip's own words, why it failed
+    assert lines[-1] == "could not install capigate and its dependencies into .venv: pip's output is above", lines
+    assert not (clone / ".venv" / ".capigate-installed-runtime").exists()
