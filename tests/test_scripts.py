@@ -36,7 +36,12 @@ def _source_venv(clone: Path, install: str, extras: str) -> subprocess.Completed
     return subprocess.run(
         ["bash", "-c", script],
         cwd=clone,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(clone), "PIP_EXTRA_INDEX_URL": missing.as_uri()},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHON": sys.executable,
+            "HOME": str(clone),
+            "PIP_EXTRA_INDEX_URL": missing.as_uri(),
+        },
         capture_output=True,
         text=True,
         timeout=110,
