@@ -70,6 +70,7 @@ MODULES: Final = (
     "capigate.http.journal",
     "capigate.http.outcome",
     "capigate.http.routing",
+    "capigate.http.state",
     "capigate.store.sqlite.store",
     "capigate.store.sqlite.writer",
     "capigate.store.sqlite.writer_process",
