@@ -192,10 +192,17 @@ def _typed(
                 payload=payload,
                 test_tag=test_tag,
                 match_keys=match_keys,
-                transaction_id=getattr(event.data, "transaction_id", None),
+                transaction_id=_field(event.data, _FIELDS.get(type(event.data), _NO_FIELDS), "transaction_id"),
             )
         )
     return result
+
+
+def _field(data: Any, fields: frozenset[str], key: str) -> Any:
+    """``data``'s ``key`` (None when absent), given ``fields``, those of its type: getattr's
+    default costs the AttributeError raised and cleared, a thousand instructions, where most
+    events' data lack most of the fields asked for."""
+    return getattr(data, key) if key in fields else None
 
 
 def _phone_in_identifier(event: Any) -> bool:
@@ -271,17 +278,18 @@ def _url_clean(url: str, esi: str, profile: Profile, known: dict[tuple[str, str]
 def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
     """The warnings of rules._check_data on a typed data object, which already matches its
     schema (absent fields read None: a null went to the slow path); False on any error."""
+    fields = _FIELDS[type(data)]
     for key in rules._RECOMMENDED.get(name, ()):
-        if getattr(data, key, None) is None:
+        if _field(data, fields, key) is None:
             report.warn(f"{path}.{key}", "missing_recommended", f"`{key}` is recommended for `{name}`")
-    currency = getattr(data, "currency", None)
+    currency = _field(data, fields, "currency")
     if currency is not None and currency not in CURRENCY_CODES:  # a known code is upper-case already
         if currency.upper() == currency or currency.upper() not in CURRENCY_CODES:
             return False
         rules.warn_currency_case(currency, f"{path}.currency", report)
         data.currency = currency.upper()  # stored upper-cased, as the slow path stores it
     quantity_required = name in rules._QUANTITY_REQUIRED
-    value = getattr(data, "value", None)
+    value = _field(data, fields, "value")
     amounts = None  # price x quantity of each of data.items, when value and every price are given
     for list_key in _ITEM_LISTS[type(data)]:
         items = getattr(data, list_key)
@@ -390,6 +398,8 @@ class _Spec:
 
 
 _ITEM_LISTS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its lists of items
+_FIELDS: dict[type, frozenset[str]] = {}  # a strict data type -> its fields' names
+_NO_FIELDS: frozenset[str] = frozenset()  # data null
 _NAMES: dict[type, str] = {}  # a strict event type -> its tag (__struct_config__ makes an object per read)
 
 
@@ -424,6 +434,7 @@ def _strict_event(name: str, profile: Profile) -> type[Struct]:
         assert schema is not None, f"{name}: an event without a data schema sends data null"
         data = _strict(schema, {})
         _ITEM_LISTS[data] = tuple(k for k in ("items", "results") if k in data.__struct_fields__)
+        _FIELDS[data] = frozenset(data.__struct_fields__)
         if name == "page_view":
             data = data | None
     event = _strict(ServerEvent, {}, tag=name, data=data)

@@ -46,20 +46,21 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         )
     if user.os is not None and user.os not in OS_VALUES:
         report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
-    country = user.country_code
+    country = sent_country = user.country_code
     if country is not None and country not in COUNTRY_CODES:  # a known code is upper-case already
         country = country.upper()
         if country not in COUNTRY_CODES:
             report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
-    if profile.numeric_user_id and user.user_id is not None and not user.user_id.isdigit():
+    if profile.numeric_user_id and (user_id := user.user_id) is not None and not user_id.isdigit():
         report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
     region = country if country in COUNTRY_CODES else None
     normalised = hashed_identifiers(user, region, path, report)
-    if country is not None and country != user.country_code:
+    if country is not None and country != sent_country:
         normalised["country_code"] = country
-    if country == "US" and user.zip is not None:
-        zip5 = user.zip.strip()[:5]  # ZIP+4 and spaces dropped
-        if zip5 != user.zip and not is_international_phone(user.zip):  # rules.without_phones drops it whole
+    zip_code = user.zip if country == "US" else None
+    if zip_code is not None:
+        zip5 = zip_code.strip()[:5]  # ZIP+4 and spaces dropped
+        if zip5 != zip_code and not is_international_phone(zip_code):  # rules.without_phones drops it whole
             normalised["zip"] = zip5
     return normalised
 
@@ -88,14 +89,15 @@ def hashed_identifiers(user: UserData, region: str | None, path: str, report: Re
     """The SHA-256 of user_data's email and phone, each normalised as AppLovin does; a phone
     without ``+``/``00`` is read in ``region`` (the event's valid country_code) when known."""
     hashed: dict[str, str] = {}
-    if user.email is not None:
+    email, phone_number = user.email, user.phone  # read once: compiled, a Struct's field is a lookup
+    if email is not None:
         try:
-            hashed["email"] = hash_email(user.email)
+            hashed["email"] = hash_email(email)
         except InvalidIdentifier as exc:
             report.error(f"{path}.user_data.email", "invalid_email", str(exc))
-    if user.phone is not None:
+    if phone_number is not None:
         try:
-            phone = hash_phone_checked(user.phone, region)
+            phone = hash_phone_checked(phone_number, region)
         except InvalidIdentifier as exc:
             report.error(f"{path}.user_data.phone", "invalid_phone", str(exc))
         else:
