@@ -33,7 +33,7 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.appsflyer.identifiers import personal_in_customer_user_id
 from capigate.axon.personal import without_personal_unknowns
-from capigate.axon.rules import IDENTIFIER_TEXT, PHONE_FIELDS, phone_digest, without_phones
+from capigate.axon.rules import IDENTIFIER_TEXT, PHONE_FIELDS, treated_phone_id, without_phones
 from capigate.checking import Report
 from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
@@ -42,7 +42,6 @@ from capigate.identity import (
     hash_email,
     hash_phone,
     hash_phone_e164,
-    is_international_phone,
     is_sha256_hex,
 )
 from capigate.matchkeys import appsflyer_match_keys
@@ -266,9 +265,8 @@ def _without_phone_ids(value: Any) -> Any:
 def _phone_treated(value: Any, hashed: bool) -> Any:
     """``value``, under a key of ``_PHONE_KEYS``, with each phone number in it treated."""
     if isinstance(value, str):
-        if not is_international_phone(value):
-            return value
-        return (phone_digest(value) or DROPPED) if hashed else DROPPED
+        treated = treated_phone_id(value, hashed)  # ingest's rule: the value, its digest, or None
+        return DROPPED if treated is None else treated
     if isinstance(value, dict):
         return {key: _phone_treated(item, hashed) for key, item in value.items()}
     if isinstance(value, list):

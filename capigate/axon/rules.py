@@ -37,7 +37,6 @@ from capigate.identity import (
     contains_email,
     hash_phone,
     international_phone,
-    is_international_phone,
     payload_may_hold_email,
 )
 from capigate.iso import CURRENCY_CODES
@@ -51,7 +50,7 @@ __all__ = [
     "BatchCheck",
     "check_batch",
     "check_source_url",
-    "phone_digest",
+    "treated_phone_id",
     "without_phones",
 ]
 
@@ -501,10 +500,11 @@ _REQUIRED_TEXT: Final = frozenset(
 # capigate/kept.py treats a refused body's the same way.
 IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
 _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
-# The fields of an event that a phone number in international form (identity.is_international_phone)
+# The fields of an event that a phone number in international form (identity.international_phone)
 # is treated in as an email address is (without_emails): hashed, as phone is, in the identifiers
-# of IDENTIFIER_TEXT that name a user (True), dropped from zip (False). Free text (data.search_term,
-# an item's name) is not read for one. capigate/kept.py treats a refused body's the same way.
+# of IDENTIFIER_TEXT that name a user (True), dropped from zip (False); by treated_phone_id.
+# Free text (data.search_term, an item's name) is not read for one. capigate/kept.py treats a
+# refused body's the same way, by the same keys and treated_phone_id.
 PHONE_FIELDS: Final = (
     ("user_data", "user_id", True),
     ("user_data", "client_id", True),
@@ -576,21 +576,22 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
         if not isinstance(fields, dict):
             continue
         value = fields.get(key)
-        if not isinstance(value, str) or not is_international_phone(value):
+        if not isinstance(value, str):
+            continue
+        digest = treated_phone_id(value, hashed)
+        if digest is value:  # no phone number: the usual value
             continue
         treated = dict(fields)
-        digest = phone_digest(value) if hashed else None
+        at = f"{path}.{parent}.{key}"
         if digest is not None:
             treated[key] = digest
             report.warn(
-                f"{path}.{parent}.{key}",
-                "plain_pii_hashed",
-                "this identifier is a phone number: it was normalised and hashed as phone is",
+                at, "plain_pii_hashed", "this identifier is a phone number: it was normalised and hashed as phone is"
             )
         else:
             del treated[key]
             report.warn(
-                f"{path}.{parent}.{key}",
+                at,
                 "plain_pii_dropped",
                 f"this field holds a phone number: it was dropped, never stored ({_SEND_HASHED})",
             )
@@ -598,12 +599,19 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
     return out
 
 
-def phone_digest(value: str) -> str | None:
-    """``value``, a phone number in international form (hidden or not), hashed as phone is,
-    the digest of its ``+`` form; None when it cannot be."""
+def treated_phone_id(value: str, hashed: bool) -> str | None:
+    """The phone rule of an identifier (``PHONE_FIELDS``), for ingest and a refused body's kept
+    form alike: ``value`` itself (the same object) when it is no phone number in international
+    form; else, in a field that is ``hashed``, the digest of its ``+`` form, as phone's; None
+    when it is to be dropped (from zip, or when it cannot be hashed: "+999 1234567")."""
+    revealed = international_phone(value)
+    if revealed is None:
+        return value
+    if not hashed:
+        return None
     try:
-        return hash_phone(international_phone(value) or value)
-    except InvalidIdentifier:  # "+999 1234567": no country's number, dropped
+        return hash_phone(revealed)  # revealed once: its + form
+    except InvalidIdentifier:
         return None
 
 
