@@ -132,14 +132,16 @@ def international_phone(text: str) -> str | None:
     (the digest of its ``+`` form); None for anything else: ``+`` and 7 to 15 digits,
     separators between them (``+1 (415) 555-0100``), written as a client may hide it too:
     full-width (NFKC: U+FF0B or U+FE62 for ``+``, full-width digits), percent-encoded
-    (``%2B44%2020…``, up to three times) or as a ``tel:`` URI. Digits without ``+`` are ids far
-    more often (an app's, an order's); so are ``00`` and digits, for now: typed.py would have
-    to find them in every payload's bytes, which costs 5 % of its rules. The usual id is told by
-    its first character, with no regex: this runs on an Axon event's identifiers. typed.py
-    finds every form recognised here by its payload's bytes (``+``, ``%2``, 0xEF): each step is
-    taken only when the value holds those."""
+    (``%2B44%2020…``, up to three times) or as a ``tel:`` URI. ``00`` for ``+`` (``0044 20 7946
+    0123``, full-width or percent-encoded too, but not after spaces or ``tel:``) only when
+    phonenumbers finds the number so read valid (its ``+`` form is returned): ids start with
+    ``00`` often (``0012345``, an order's), and digits without ``+`` or ``00`` are ids far more
+    often still (an app's, an order's), kept as they are. The usual id is told by its first
+    characters, with no regex: this runs on an Axon event's identifiers. typed.py finds every
+    form recognised here by its payload's bytes (``+``, ``%2``, 0xEF) or an identifier's first
+    two characters (``00``): each step is taken only when the value holds those."""
     first = text[:1]
-    if first not in _PHONE_FIRST and not first.isspace() and first.isascii():
+    if first not in _PHONE_FIRST and not first.isspace() and first.isascii() and (first != "0" or text[1:2] != "0"):
         return None
     if not text.isascii() and _FULL_WIDTH.search(text) is not None:  # a full-width "+" or digit, maybe
         text = unicodedata.normalize("NFKC", text)
@@ -147,16 +149,31 @@ def international_phone(text: str) -> str | None:
         if "%2" not in text:
             break
         text = unquote(text)
+    if text[:2] == "00":  # as sent, not after spaces or "tel:": what typed.py looks for
+        return _valid_00_phone(text.rstrip())
     text = text.strip()
     if text[:4].lower() == "tel:":
         text = text[4:].lstrip()
     return text if _INTERNATIONAL_PHONE.fullmatch(text) is not None else None
 
 
+def _valid_00_phone(text: str) -> str | None:
+    """``text`` (``00`` and the rest) in its ``+`` form when it is a valid phone number so read."""
+    if _INTERNATIONAL_00_PHONE.fullmatch(text) is None:
+        return None
+    plus = "+" + text[2:]
+    try:
+        valid = phonenumbers.is_valid_number(phonenumbers.parse(plus))
+    except phonenumbers.NumberParseException:
+        return None
+    return plus if valid else None
+
+
 _PHONE_FIRST: Final = frozenset("+%tT")
 # The full-width and small forms (a "+", digits): their UTF-8 starts with the byte 0xEF.
 _FULL_WIDTH: Final = re.compile("[\ufe50-\uffef]")
 _INTERNATIONAL_PHONE: Final = re.compile(r"\+\s*(?:\d[\s().-]{0,2}){7,15}")
+_INTERNATIONAL_00_PHONE: Final = re.compile(r"00\s*(?:\d[\s().-]{0,2}){7,15}")
 
 
 def normalise_email(raw: str) -> str:

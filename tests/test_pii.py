@@ -413,15 +413,15 @@ def test_a_phone_number_in_an_identifier_written_other_ways_is_hashed_or_dropped
     however a client hides it: written full-width, percent-encoded, or as a tel: URI. A trial's
     "\uff0b44 20 7946 0114", "%2B44 20 7946 0115" and "tel:+442079460112" in user_id, client_id,
     data.user_id, zip and AppsFlyer's customer_user_id were stored and relayed plain, unwarned.
-    Each is hashed (the digest of its + form) or dropped, as the + form is. 00 and digits are an
-    id (0012345678, 00442079469918), kept as sent."""
+    Each is hashed (the digest of its + form) or dropped, as the + form is. 00 and digits that
+    are no valid number so read are an id (0012345678, 00000012345), kept as sent."""
     events = []
     for form in _OTHER_FORMS.values():
         event = page_view(data={"user_id": form})
         event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
         events.append(event)
     ids = page_view(data={"user_id": "0012345678"})
-    ids["user_data"] |= {"user_id": "0012345678", "client_id": "00442079469918", "zip": "00501"}
+    ids["user_data"] |= {"user_id": "0012345678", "client_id": "00000012345", "zip": "00501"}
     body = post(fresh_server, *events, ids)
     assert body["status"] == 200, body
     warned = paths(body, "warnings")
@@ -439,7 +439,7 @@ def test_a_phone_number_in_an_identifier_written_other_ways_is_hashed_or_dropped
         assert "zip" not in user
     kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
     assert (kept["user_data"]["user_id"], kept["user_data"]["client_id"], kept["data"]["user_id"]) == (
-        "0012345678", "00442079469918", "0012345678",
+        "0012345678", "00000012345", "0012345678",
     )  # fmt: skip
     af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
     headers = {"authentication": "af-dev-key", "Accept": "application/json"}
@@ -454,4 +454,59 @@ def test_a_phone_number_in_an_identifier_written_other_ways_is_hashed_or_dropped
     fresh_server.stop()
     for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
         for needle in ("7946 01", "794601", "7946%20", "7946.01", "\uff0b44", "%2B44", "%252B", "tel:"):
+            assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_phone_number_with_a_00_prefix_in_an_identifier_is_hashed_or_dropped_on_both_apis(
+    fresh_server: Server,
+) -> None:
+    """Rule (identity.international_phone): ``00`` and a number that phonenumbers finds valid
+    once the ``00`` is read as ``+`` is a phone number in international form, as its ``+`` form
+    is: hashed in user_id, client_id, data.user_id (the digest of its + form), dropped from zip
+    and AppsFlyer's customer_user_id. A trial's "0044 20 7946 0121" in user_id was stored and
+    relayed plain, unwarned, where "+44 20 7946 0121" was hashed. A 00 id that is no valid
+    number (0012345678, 0012345, a zip 00501) is an id, kept as sent: such ids are common."""
+    forms = {"442079460121": "0044 20 7946 0121", "442079460122": "00442079460122", "33612345678": "0033 6 12 34 56 78"}
+    events = []
+    for form in forms.values():
+        event = page_view(data={"user_id": form})
+        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
+        events.append(event)
+    ids = page_view(data={"user_id": "0012345"})
+    ids["user_data"] |= {"user_id": "0012345678", "client_id": "0012345", "zip": "00501"}
+    for event in [*events, ids]:  # one event a batch: each clean batch takes the typed path
+        body = post(fresh_server, event)
+        assert body["status"] == 200, body
+        warned = paths(body, "warnings")
+        if event is ids:
+            assert warned == {}, warned
+        else:
+            assert warned == {
+                "events[0].user_data.user_id": "plain_pii_hashed",
+                "events[0].user_data.client_id": "plain_pii_hashed",
+                "events[0].data.user_id": "plain_pii_hashed",
+                "events[0].user_data.zip": "plain_pii_dropped",
+            }, (event["user_data"], warned)
+    for event, digits in zip(events, forms, strict=True):
+        stored: Any = stored_event(fresh_server, str(event["dedupe_id"]))
+        user = stored["user_data"]
+        assert (user["user_id"], user["client_id"], stored["data"]["user_id"]) == (sha(digits),) * 3, digits
+        assert "zip" not in user
+    kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
+    assert (kept["user_data"]["user_id"], kept["user_data"]["client_id"], kept["user_data"]["zip"]) == (
+        "0012345678", "0012345", "00501",
+    )  # fmt: skip
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with fresh_server.client(headers=headers) as c:
+        for form in forms.values():
+            answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": form})
+            assert answer.status_code == 200, answer.text
+            codes = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
+            assert ("customer_user_id", "pii_in_customer_user_id") in codes, (form, codes)
+        answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": "0012345678"})
+        assert answer.status_code == 200 and "pii_in_customer_user_id" not in answer.text, answer.text
+    fresh_server.stop()
+    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
+        for needle in ("7946 012", "79460121", "79460122", "12 34 56", "612345678"):
             assert needle not in text, f"{needle!r} found in {where}"

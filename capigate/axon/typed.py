@@ -148,16 +148,17 @@ def _typed(
         if spec.restricted and not _allowed(event, spec):
             return None
         user = event.user_data
-        match_keys = axon_match_keys(user, event.dedupe_id is not None)  # as sent: before hashing
+        dedupe_id = event.dedupe_id
+        match_keys = axon_match_keys(user, dedupe_id is not None)  # as sent: before hashing
         normalised = check_user_data(user, path, profile, report, name)
         if not report.ok:
             return None
         mpd = event.measurement_partner_data
         if mpd is not None and _MPD_TIMES(mpd) != _NO_TIMES:  # one C call: most send no timestamp
             _mpd_timestamps(mpd, path, report)
-        if is_blank_dedupe_id(event.dedupe_id):
+        if is_blank_dedupe_id(dedupe_id):
             return None  # the slow path drops it and says so
-        if event.dedupe_id is None and profile.dedupe_id_expected:
+        if dedupe_id is None and profile.dedupe_id_expected:
             report.warn(
                 f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated"
             )
@@ -177,10 +178,18 @@ def _typed(
         # decides. Read in the payload, where phone is hashed by now: the usual one holds no
         # "+", nor the bytes of the forms identity.international_phone reveals (a "%2" of a
         # percent-encoded "+" or space, a full-width form: its UTF-8 starts with 0xEF), told
-        # by the scans above.
-        if (_PLUS in payload or (hidden and (_UTF8_EF in payload or payload.find(_PERCENT_2) != -1))) and (
-            _phone_in_identifier(event)
-        ):
+        # by the scans above. A "00" form is told by the identifiers' first two characters:
+        # a search of the payload for '"00' cost 11 % of the rules.
+        data = event.data
+        fields = _FIELDS.get(type(data), _NO_FIELDS)
+        if (
+            _PLUS in payload
+            or (hidden and (_UTF8_EF in payload or payload.find(_PERCENT_2) != -1))
+            or _starts_00(user.user_id)
+            or _starts_00(user.client_id)
+            or _starts_00(user.zip)
+            or ("user_id" in fields and _starts_00(data.user_id))
+        ) and _phone_in_identifier(event):
             return None
         result.events.append(
             NewEvent(
@@ -188,11 +197,11 @@ def _typed(
                 source=source,
                 name=name,
                 event_time_ms=event.event_time,
-                dedupe_id=event.dedupe_id,
+                dedupe_id=dedupe_id,
                 payload=payload,
                 test_tag=test_tag,
                 match_keys=match_keys,
-                transaction_id=_field(event.data, _FIELDS.get(type(event.data), _NO_FIELDS), "transaction_id"),
+                transaction_id=_field(data, fields, "transaction_id"),
             )
         )
     return result
@@ -215,6 +224,11 @@ def _phone_in_identifier(event: Any) -> bool:
         or _holds_phone(user.zip)
         or _holds_phone(getattr(event.data, "user_id", None))
     )
+
+
+def _starts_00(value: str | None) -> bool:
+    """Whether ``value`` starts with "00", as a phone number's "00" form does (and many ids)."""
+    return value is not None and value.startswith("00")
 
 
 def _holds_phone(value: str | None) -> bool:
