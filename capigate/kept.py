@@ -238,10 +238,12 @@ def _treat_appsflyer(decoded: Any) -> Any:
 
 # The keys a phone number may not be kept under, whatever the body's shape: hashed (True) or
 # dropped, as the rules treat them (rules.PHONE_FIELDS; AppsFlyer's customer_user_id, dropped
-# by personal_in_customer_user_id, and eventName, refused with plain_pii).
+# by personal_in_customer_user_id, and the names, Axon's name and AppsFlyer's eventName,
+# refused with plain_pii).
 _PHONE_KEYS: Final[dict[str, bool]] = {
     **{key: hashed for _, key, hashed in PHONE_FIELDS},
     "customer_user_id": False,
+    "name": False,
     "eventName": False,
 }
 

@@ -510,3 +510,32 @@ def test_a_phone_number_with_a_00_prefix_in_an_identifier_is_hashed_or_dropped_o
     for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
         for needle in ("7946 012", "79460121", "79460122", "12 34 56", "612345678"):
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_phone_number_as_an_axon_name_is_refused_and_as_a_dedupe_id_hashed(fresh_server: Server) -> None:
+    """Rule: a phone number in international form as an Axon event's name is refused
+    (``plain_pii`` at its path), as AppsFlyer's eventName refuses one: a name cannot be hashed.
+    As its dedupe_id it is hashed as phone is (``plain_pii_hashed``), as an email address there
+    is: the event still deduplicates against a resend, by the digest. A trial's
+    "+44 20 7946 0131" as a name was refused as an unknown event but kept plain in the journal
+    (its keys and its body); as a dedupe_id it was stored plain."""
+    named = page_view(name="+44 20 7946 0131")
+    body = post(fresh_server, named)
+    assert body["status"] == 400 and paths(body) == {"events[0].name": "plain_pii"}, body
+    named = page_view(name="0044 20 7946 0132")
+    body = post(fresh_server, named)
+    assert body["status"] == 400 and paths(body) == {"events[0].name": "plain_pii"}, body
+    for form, digits in (("+44 20 7946 0133", "442079460133"), ("0044 20 7946 0134", "442079460134")):
+        event = page_view(dedupe_id=form)
+        body = post(fresh_server, event)
+        assert body["status"] == 200 and paths(body, "warnings") == {"events[0].dedupe_id": "plain_pii_hashed"}, body
+        assert stored_event(fresh_server, sha(digits))["dedupe_id"] == sha(digits)
+        body = post(fresh_server, event)  # sent again: a duplicate of the first, by the digest
+        assert body["status"] == 200, body
+    with fresh_server.admin() as c:
+        rows = c.get("/api/events", params={"source": "px_std", "limit": 1000}).json()["events"]
+    assert len(rows) == 2, rows
+    fresh_server.stop()
+    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
+        for needle in ("7946 013", "79460131", "79460132", "79460133", "79460134"):
+            assert needle not in text, f"{needle!r} found in {where}"

@@ -37,6 +37,7 @@ from capigate.identity import (
     contains_email,
     hash_phone,
     international_phone,
+    is_international_phone,
     payload_may_hold_email,
 )
 from capigate.iso import CURRENCY_CODES
@@ -235,6 +236,11 @@ def _unknown_keys(obj: dict[str, Any], known: frozenset[str], profile: Profile, 
 def _check_name(name: str, path: str, profile: Profile, report: Report) -> bool:
     if name in profile.events:
         return True
+    if is_international_phone(name):  # refused, as AppsFlyer's eventName: a name cannot be hashed
+        report.error(
+            f"{path}.name", "plain_pii", f"this field holds a phone number, which is never stored ({_SEND_HASHED})"
+        )
+        return False
     report.error(
         f"{path}.name",
         "unknown_event",
@@ -502,10 +508,12 @@ IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data
 _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
 # The fields of an event that a phone number in international form (identity.international_phone)
 # is treated in as an email address is (without_emails): hashed, as phone is, in the identifiers
-# of IDENTIFIER_TEXT that name a user (True), dropped from zip (False); by treated_phone_id.
-# Free text (data.search_term, an item's name) is not read for one. capigate/kept.py treats a
-# refused body's the same way, by the same keys and treated_phone_id.
+# of IDENTIFIER_TEXT (True), dropped from zip (False); by treated_phone_id. The parent object of
+# each ("" for the event itself). A name holding one is refused (_check_name): it cannot be
+# hashed. Free text (data.search_term, an item's name) is not read for one. capigate/kept.py
+# treats a refused body's the same way, by the same keys and treated_phone_id.
 PHONE_FIELDS: Final = (
+    ("", "dedupe_id", True),
     ("user_data", "user_id", True),
     ("user_data", "client_id", True),
     ("user_data", "zip", False),
@@ -524,7 +532,7 @@ def _new_event(
 ) -> NewEvent:
     kept = _normalised(without_phones(raw, path, report), user)
     payload = _encode(kept)
-    dedupe_id = event.dedupe_id
+    dedupe_id = kept.get("dedupe_id")  # a phone number hashed there, maybe
     if payload_may_hold_email(payload):  # rare: only then is the event walked for an email address
         kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
         payload = _encode(kept)
@@ -569,10 +577,10 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
     """``event`` (an event object as sent, at ``path``) with a phone number in international
     form in one of ``PHONE_FIELDS`` hashed as ``user_data.phone`` is, or dropped (from zip, or
     when it cannot be hashed), each said at its path; ``event`` itself when none holds one,
-    the usual event, told by each field's first character (typed.py hands such an event here)."""
+    the usual event, told by each field's first characters (typed.py hands such an event here)."""
     out = event
     for parent, key, hashed in PHONE_FIELDS:
-        fields = out.get(parent)
+        fields = out.get(parent) if parent else out
         if not isinstance(fields, dict):
             continue
         value = fields.get(key)
@@ -582,7 +590,7 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
         if digest is value:  # no phone number: the usual value
             continue
         treated = dict(fields)
-        at = f"{path}.{parent}.{key}"
+        at = f"{path}.{parent}.{key}" if parent else f"{path}.{key}"
         if digest is not None:
             treated[key] = digest
             report.warn(
@@ -595,7 +603,7 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
                 "plain_pii_dropped",
                 f"this field holds a phone number: it was dropped, never stored ({_SEND_HASHED})",
             )
-        out = {**out, parent: treated}
+        out = {**out, parent: treated} if parent else treated
     return out
 
 

@@ -185,6 +185,7 @@ def _typed(
         if (
             _PLUS in payload
             or (hidden and (_UTF8_EF in payload or payload.find(_PERCENT_2) != -1))
+            or _starts_00(dedupe_id)
             or _starts_00(user.user_id)
             or _starts_00(user.client_id)
             or _starts_00(user.zip)
@@ -219,7 +220,8 @@ def _phone_in_identifier(event: Any) -> bool:
     (rules.PHONE_FIELDS; normalising a zip keeps one whole)."""
     user = event.user_data
     return (
-        _holds_phone(user.user_id)
+        _holds_phone(event.dedupe_id)
+        or _holds_phone(user.user_id)
         or _holds_phone(user.client_id)
         or _holds_phone(user.zip)
         or _holds_phone(getattr(event.data, "user_id", None))
