@@ -79,6 +79,16 @@ def test_validate_prints_file_line_and_path_of_every_problem_and_exits_1(tmp_pat
     assert lines[-1] == "invalid: 5 problem(s) among 5 event(s) in 1 file(s), 0 warning(s)"
 
 
+def test_validate_escapes_the_control_characters_of_the_keys_it_names(tmp_path: Path) -> None:
+    """A key holding ESC was printed raw in its problem's path and message: a terminal took it
+    as a colour (`capigate events` showed the same, a trial). It is written as an escape."""
+    event = page_view()
+    event["user_data"]["\x1b[31mred\r"] = "x"
+    done = capigate("validate", str(jsonl(tmp_path / "esc.jsonl", [event])))
+    assert "\x1b" not in done.stdout and "\r" not in done.stdout, repr(done.stdout)
+    assert "user_data.\\x1b[31mred\\r" in done.stdout, done.stdout
+
+
 def test_validate_reads_a_file_that_begins_with_a_byte_order_mark_as_send_does(tmp_path: Path) -> None:
     """A file saved by a Windows editor begins with EF BB BF: validate said "invalid character
     (byte 0)" of it (a trial). The mark is no part of the JSON, and send encodes the events

@@ -327,9 +327,9 @@ def test_a_url_ending_in_api_and_a_refused_token_are_named_as_such(fresh_server:
 # --- warnings in the request table ----------------------------------------------------------
 
 
-def on_a_terminal(*args: str, cwd: Path, columns: int) -> str:
+def on_a_terminal(*args: str, cwd: Path, columns: int, colours: bool = False) -> str:
     """What ``capigate ARGS`` prints on a terminal ``columns`` wide (a pseudo-terminal: the
-    table is drawn only for one), without its colours."""
+    table is drawn only for one), without its colours unless ``colours``."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
@@ -348,6 +348,8 @@ def on_a_terminal(*args: str, cwd: Path, columns: int) -> str:
     finally:
         os.close(controller)
     assert proc.wait(timeout=30) == 0, out.decode(errors="replace")
+    if colours:
+        return out.decode()
     return re.sub(r"\x1b\[[0-9;]*m", "", out.decode()).replace("\r\n", "\n")
 
 
@@ -439,3 +441,47 @@ def test_every_option_read_from_a_variable_shows_it_in_its_help() -> None:
 
     hidden = [f"{where} {o.opts[0]}" for where, o in options(main, "capigate") if o.envvar and not o.show_envvar]
     assert hidden == [], hidden
+
+
+# --- client-supplied values on a terminal ---------------------------------------------------
+
+
+def test_events_escape_the_control_characters_of_client_supplied_values(server: Server, tmp_path: Path) -> None:
+    """A pixel id sent without a key (``x%1b%5b31mRED%1b%5d0%3bpwned%07``), an AppsFlyer
+    eventName and an Axon dedupe_id holding ESC and CR were printed raw by `capigate events`,
+    on a terminal and piped: colours, a window title, a line rewritten (a trial). Each is
+    printed with its control characters escaped, as the server's log writes them."""
+    tag = f"esc-{time.time_ns()}"
+    with server.client() as http:
+        refused = http.post(
+            "/v1/event?pixel_id=x%1b%5b31mRED%1b%5d0%3bpwned%07", headers={"Authorization": "no"}, content=b"{}"
+        )
+        assert refused.status_code == 401, refused.text
+        body = {"appsflyer_id": "1415211453000-6513711", "eventName": "evil\x1b[41mBG", "eventValue": "", "os": "17"}
+        af = http.post(
+            "/inappevent/com.example.shop",
+            json=body,
+            headers={"authentication": "af-dev-key", "X-Capigate-Test": tag},
+        )
+        assert af.status_code == 200, af.text
+        axon = http.post(
+            "/v1/event?pixel_id=px_std",
+            json=batch(page_view(dedupe_id="d\x1b[32mGREEN\rover")),
+            headers={"Authorization": "key-std", "X-Capigate-Test": tag},
+        )
+        assert axon.status_code == 200, axon.text
+    with GatewayAdmin(server.url, ADMIN) as admin:
+        wait_until(lambda: len(admin.requests(status=401, limit=1).requests) == 1, what="the journal entry")
+    _config_of(server, tmp_path)
+    piped_requests = capigate("events", "--requests", "--status", "401", "--limit", "1", cwd=tmp_path)
+    piped_events = capigate("events", "--test-tag", tag, cwd=tmp_path)
+    for done in (piped_requests, piped_events):
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout and "\r" not in done.stdout and "\x07" not in done.stdout, repr(done.stdout)
+    assert "x\\x1b[31mRED\\x1b]0;pwned\\x07" in piped_requests.stdout, piped_requests.stdout
+    assert "evil\\x1b[41mBG" in piped_events.stdout and "d\\x1b[32mGREEN\\rover" in piped_events.stdout
+    raw = on_a_terminal("events", "--test-tag", tag, cwd=tmp_path, columns=400, colours=True)
+    assert "\x1b[41m" not in raw and "\x1b[32m" not in raw and "\r" not in raw.replace("\r\n", ""), repr(raw)
+    assert "evil\\x1b[41mBG" in raw, raw
+    table = on_a_terminal("events", "--requests", "--status", "401", "--limit", "1", cwd=tmp_path, columns=400)
+    assert "\x1b]0;" not in table and "\x07" not in table and "\x1b[31m" not in table, repr(table)

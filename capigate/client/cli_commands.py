@@ -38,6 +38,7 @@ from capigate.client._http import checked_base_url
 from capigate.client._records import Api, Record, Source, read_source
 from capigate.endpoint_path import endpoint_of
 from capigate.errors import InvalidEvents, Problem
+from capigate.logs import escape_control
 
 __all__ = ["send", "validate"]
 
@@ -58,7 +59,9 @@ def _usable_app_id(app_id: str) -> None:
 
 def _echo_problem(source: Source, record: Record, problem: Problem, level: str = "error") -> None:
     line = source.line_of(record, problem.path)
-    click.echo(f"{source.name}:{line}: {level}: {problem.path or '<record>'}: {problem.message} [{problem.code}]")
+    # A path names the file's keys, a message may quote them: their control characters escaped.
+    said = f"{problem.path or '<record>'}: {problem.message} [{problem.code}]"
+    click.echo(f"{escape_control(source.name)}:{line}: {level}: {escape_control(said)}")
 
 
 def _as_of(record: Record, api: Api, command: str) -> Problem | None:
@@ -369,9 +372,9 @@ def _problems(refused: list[RequestResult]) -> None:
     # key read "events[0].authorization"): said once, with the number of requests it refused.
     of_requests = Counter(str(p) for r in refused for p in r.problems if p.path in _REQUEST_PARTS)
     for said, count in of_requests.most_common():
-        click.echo(f"    request: {said}" + (f" ({count} requests)" if count > 1 else ""))
-    for problem in problems[:10]:
-        click.echo(f"    {problem}")
+        click.echo(f"    request: {escape_control(said)}" + (f" ({count} requests)" if count > 1 else ""))
+    for problem in problems[:10]:  # the gateway's problems name the keys sent: control characters escaped
+        click.echo(f"    {escape_control(str(problem))}")
     if len(problems) > 10:
         click.echo(f"    ... and {len(problems) - 10} more problem(s)")
 
@@ -424,7 +427,7 @@ def _echo_codes(label: str, codes: Counter[str], after: str = "", *, always: boo
 def _reasons(requests: list[RequestResult]) -> None:
     reasons = Counter((r.error or f"HTTP {r.status}", r.attempts) for r in requests)
     for (error, attempts), count in reasons.most_common(5):
-        click.echo(f"    {count} request(s), {attempts} attempt(s) each: {error}")
+        click.echo(f"    {count} request(s), {attempts} attempt(s) each: {escape_control(error)}")
 
 
 def _unused(path: Path) -> Path:

@@ -26,6 +26,7 @@ from click.core import ParameterSource
 import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem, TransportError
+from capigate.logs import escape_control
 from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
 
 __all__ = [
@@ -268,7 +269,8 @@ def _when(ms: int) -> str:
 
 
 def _event_cells(e: EventView) -> list[str]:
-    return [str(e.id), _when(e.received_at), e.api, e.source, e.name, e.status, e.dedupe_id or "", e.test_tag or ""]
+    cells = [str(e.id), _when(e.received_at), e.api, e.source, e.name, e.status, e.dedupe_id or "", e.test_tag or ""]
+    return [escape_control(c) for c in cells]
 
 
 def _request_cells(r: RequestView, *, terminal: bool = False) -> list[str]:
@@ -279,7 +281,7 @@ def _request_cells(r: RequestView, *, terminal: bool = False) -> list[str]:
     warnings = _codes(r.warnings)
     if terminal and _dropped(r):
         warnings = f"DROPPED SILENTLY: {warnings}"  # as the inspector says it
-    return [
+    cells = [
         str(r.id),
         _when(r.received_at),
         r.api,
@@ -291,6 +293,7 @@ def _request_cells(r: RequestView, *, terminal: bool = False) -> list[str]:
         problems,
         warnings,
     ]
+    return [escape_control(c) for c in cells]
 
 
 def _codes(warnings: Sequence[Problem]) -> str:
@@ -322,8 +325,9 @@ _FOLDED = frozenset({"request", "warnings"})  # on a terminal, folded onto more 
 
 
 def _tsv(cells: Sequence[str]) -> str:
-    """One line of tab-separated values; a tab or newline inside a value becomes a space."""
-    return "\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells)
+    """One line of tab-separated values: the cells hold no tab nor line break, written as
+    escapes (``escape_control``) as every control character a client sent is."""
+    return "\t".join(cells)
 
 
 class _Printer:
@@ -350,12 +354,14 @@ class _Printer:
         if table and self.terminal:
             from rich.console import Console
             from rich.table import Table
+            from rich.text import Text
 
             grid = Table()
             for column in self.columns:
                 grid.add_column(column, overflow="fold" if column in _FOLDED else "ellipsis")
             for row, row_cells in zip(rows, cells, strict=True):
-                grid.add_row(*row_cells, style="bold magenta" if _dropped(row) else None)
+                # Text, not markup: a client's "[red]" in a name is shown as sent, not as a style.
+                grid.add_row(*map(Text, row_cells), style="bold magenta" if _dropped(row) else None)
             Console(highlight=False).print(grid)
             return
         for row_cells in cells:
@@ -415,8 +421,9 @@ def events(
     prints the latest few oldest first, then each new one as it arrives.
 
     On a terminal, a table; piped, one tab-separated line a row (a header line first) with
-    every value in full but for a tab or line break in one, written as a space; --json, one
-    JSON object a line, every value as stored."""
+    every value in full; in both, a control character a client sent (a tab, a line break, an
+    ESC) is written as an escape (\\t, \\n, \\x1b); --json, one JSON object a line, every value
+    as stored."""
     from capigate.client.admin import GatewayAdmin
 
     filters: dict[str, Any] = {"source": source, "status": status, "since": since, "until": until}

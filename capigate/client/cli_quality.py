@@ -15,6 +15,7 @@ from rich.table import Table
 from capigate.client.cli_gateway import _admin_options, _gateway, _when, read_failed
 from capigate.errors import CapigateError
 from capigate.http.params import time_value
+from capigate.logs import escape_control
 from capigate.responses import QualityGroup, QualityReport
 
 __all__ = ["quality"]
@@ -86,11 +87,11 @@ def _print(report: QualityReport, widened: str = "") -> None:
 def _print_group(console: Console, g: QualityGroup) -> None:
     console.print()
     console.print(
-        f"[bold]{escape(g.source)} · {escape(g.name)}[/bold]: {g.verdict.upper()}  "
+        f"[bold]{escape(escape_control(g.source))} · {escape(escape_control(g.name))}[/bold]: {g.verdict.upper()}  "
         f"{g.events} event{'' if g.events == 1 else 's'}, {round(g.with_dedupe_id * 100)} % with a dedupe_id, {g.duplicates} duplicate{'' if g.duplicates == 1 else 's'} caught"
     )
     for reason in g.reasons:
-        console.print(f"  - {reason.level}: {reason.text} [{reason.rule}]", markup=False)
+        console.print(f"  - {reason.level}: {escape_control(reason.text)} [{reason.rule}]", markup=False)
     table = Table("match key", "carried by", "as sent", "hashed here", "already hashed", "missing")
     for c in g.coverage:
         table.add_row(
