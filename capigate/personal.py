@@ -26,6 +26,7 @@ from capigate.identity import (
     InvalidIdentifier,
     contains_email,
     hash_email,
+    international_phone,
     is_international_phone,
     is_sha256_hex,
     revealed_email,
@@ -35,6 +36,7 @@ from capigate.identity import (
 __all__ = [
     "EMAIL_SHOWN",
     "MAX_DEPTH",
+    "PHONE_SHOWN",
     "TooDeep",
     "looks_personal",
     "shown_id",
@@ -127,13 +129,17 @@ def _named_like_personal(key: str) -> bool:
 
 
 EMAIL_SHOWN = "<email address>"
+PHONE_SHOWN = "<phone number>"
 
 
 def shown_key(key: str) -> str:
-    """``key`` as a path or a message may show it: an email address used as a key is not.
-    The same rule holds for a request's source id (pixel id, app id) and its test tag: what
-    the journal, the log, the store and the page keep of them; percent-encoded too (``%40``)."""
-    return EMAIL_SHOWN if contains_email(key) else key
+    """``key`` as a path or a message may show it: an email address used as a key is not,
+    nor a phone number in international form (``+14155550100``). The same rule holds for a
+    request's source id (pixel id, app id) and its test tag (``shown_id``): what the journal,
+    the log, the store and the page keep of them; percent-encoded too (``%40``, ``%2B``)."""
+    if contains_email(key):
+        return EMAIL_SHOWN
+    return PHONE_SHOWN if is_international_phone(key) else key
 
 
 def shown_id(value: str) -> str:
@@ -142,13 +148,18 @@ def shown_id(value: str) -> str:
     two dedupe scopes (events.dedupe_scope) and two entries of the journal's filters. The value
     is trimmed and lower-cased first, as hash_email normalises an address: ``Jane@Example.com``
     and ``jane@example.com`` are one tag, found by a filter in either case (two, they were), and
-    so is ``jane%40example.com``: the address as it reads (identity.revealed_email)."""
-    if not contains_email(value):
+    so is ``jane%40example.com``: the address as it reads (identity.revealed_email).
+
+    One that is a phone number in international form (``+14155550100``, ``%2B…``, ``tel:+…``,
+    spaced or not) is ``<phone number>`` and 8 hex digits of the SHA-256 of its digits (a trial
+    journaled, logged and stored ``+14155550604`` as sent): one number however it is written.
+    Digits without ``+`` stay as sent, as ids far more often (identity.international_phone)."""
+    if contains_email(value):
+        return f"{EMAIL_SHOWN[:-1]} {sha256_hex(revealed_email(value.strip()).lower())[:8]}>"
+    phone = international_phone(value)
+    if phone is None:
         return value
-    return f"{EMAIL_SHOWN[:-1]} {sha256_hex(revealed_email(value.strip()).lower())[:8]}>"
-
-
-PHONE_SHOWN = "<phone number>"
+    return f"{PHONE_SHOWN[:-1]} {sha256_hex(''.join(c for c in phone if c.isdigit()))[:8]}>"
 
 
 def shown_path(path: str) -> str:

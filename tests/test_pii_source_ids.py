@@ -1,7 +1,8 @@
 """Rule (capigate/personal.py, shown_id): a test tag, pixel id or app id holding an email
 address never reaches the store, the journal, the log or the page: it is kept as
 ``<email address>`` and 8 hex digits of its SHA-256, with a warning on an accepted request. So is a segment of an unknown
-path and a User-Agent header holding one (shown_path)."""
+path and a User-Agent header holding one (shown_path). A phone number in international form in
+the same places is kept as ``<phone number>`` (and 8 hex digits), the same way."""
 
 from __future__ import annotations
 
@@ -170,3 +171,51 @@ def test_a_tag_holding_an_email_address_is_one_tag_whatever_its_case(gateway: tu
             lambda: len(admin.get("/api/requests", params=other_case).json()["requests"]) == 2,
             what="both requests found by the tag in another case",
         )
+
+
+PIXEL_PHONE, APP_PHONE, TAG_PHONE = "+14155550601", "+14155550602", "+14155550604"
+
+
+def test_phone_number_as_test_tag_pixel_id_or_app_id_never_reaches_store_journal_log_or_page(
+    gateway: tuple[Server, str | None],
+) -> None:
+    """Rule: shown_id. A phone number in international form as a pixel id, an app id or a test
+    tag was kept as sent: journaled, logged (`source=+14155550602` beside its masked path),
+    stored (a trial). It is kept as `<phone number>` and 8 hex digits of its digits' SHA-256,
+    as an email address is, and the tag as sent still finds its events."""
+    server, schema = gateway
+    tagged = _post(
+        server,
+        "/v1/event?pixel_id=px_std",
+        headers={"Authorization": "key-std", "X-Capigate-Test": TAG_PHONE},
+        json=batch(purchase()),
+    )
+    assert tagged.status_code == 200, tagged.text
+    body = tagged.json()
+    assert body["test_tag"] == shown_id(TAG_PHONE) and body["test_tag"].startswith("<phone number "), body
+    warned = {w["path"]: w for w in body["warnings"]}["x-capigate-test"]
+    assert warned["code"] == "plain_pii_replaced" and "phone number" in warned["message"], warned
+    assert shown_id("+1 (415) 555-0604") == shown_id("%2B14155550604") == shown_id(TAG_PHONE)
+    assert shown_id("+14155550605") != shown_id(TAG_PHONE) and shown_id("4155550604") == "4155550604"
+    unknown = _post(
+        server, "/v1/event", params={"pixel_id": PIXEL_PHONE}, headers={"Authorization": "x"}, content=b"{}"
+    )
+    assert unknown.status_code == 401
+    assert _post(server, f"/inappevent/{APP_PHONE}", headers={"authentication": "x"}, content=b"{}").status_code == 401
+    wait_until(lambda: len(_journal(server)) >= 3, what="three journal entries")
+    assert {r["source"] for r in _journal(server)} >= {shown_id(PIXEL_PHONE), shown_id(APP_PHONE)}
+    with server.admin() as admin:
+        found = admin.get("/api/events", params={"test_tag": TAG_PHONE}).json()["events"]
+        assert [e["test_tag"] for e in found] == [shown_id(TAG_PHONE)], found
+        haystacks = {
+            "journal": admin.get("/api/requests", params={"limit": 100}).text,
+            "events": admin.get("/api/events", params={"limit": 100}).text,
+            "stats": admin.get("/api/stats").text,
+        }
+    server.stop()  # flush and close the store before reading it
+    haystacks["log"] = server.output()
+    haystacks |= store_as_text(str(server.db), schema)
+    assert "<phone number " in haystacks["log"]
+    for where, text in haystacks.items():
+        for needle in ("4155550601", "4155550602", "4155550604"):
+            assert needle not in text, f"{needle!r} found in {where}"

@@ -7,7 +7,7 @@ from typing import Final
 from capigate.errors import Problem
 from capigate.events import UNREADABLE_TAG, tag_refusal
 from capigate.http.asgi import Request
-from capigate.personal import EMAIL_SHOWN, shown_id
+from capigate.personal import EMAIL_SHOWN, PHONE_SHOWN, shown_id
 
 __all__ = ["Outcome"]
 
@@ -57,7 +57,7 @@ class Outcome:
 
     def identify(self, request: Request, source: str | None, where: str) -> None:
         """Take the request's source id (read from ``where``) and its test tag, as everything
-        after may keep them: an email address in either never goes further (see shown_id).
+        after may keep them: an email address or a phone number in either never goes further (see shown_id).
         The warnings say so; a refused request's answer drops them."""
         self.source = None if source is None else self._shown(source, where)
         tag = request.headers.get("x-capigate-test")
@@ -72,6 +72,11 @@ class Outcome:
     def _shown(self, value: str, where: str) -> str:
         shown = shown_id(value)
         if shown != value:
-            message = f"{where} holds an email address: capigate keeps it as {EMAIL_SHOWN} and 8 hex digits of its hash"
+            what, kept = (
+                ("a phone number", PHONE_SHOWN)
+                if shown.startswith(PHONE_SHOWN[:-1])
+                else ("an email address", EMAIL_SHOWN)
+            )
+            message = f"{where} holds {what}: capigate keeps it as {kept} and 8 hex digits of its hash"
             self.warnings = [*self.warnings, Problem(where, "plain_pii_replaced", message)]
         return shown
