@@ -23,6 +23,7 @@ __all__ = [
     "InvalidIdentifier",
     "NormalisedPhone",
     "contains_email",
+    "contains_international_phone",
     "hash_email",
     "hash_name",
     "hash_phone",
@@ -169,11 +170,30 @@ def _valid_00_phone(text: str) -> str | None:
     return plus if valid else None
 
 
+def contains_international_phone(text: str) -> bool:
+    """Whether ``text`` (a URL, say) holds a phone number in international form anywhere in
+    it, as ``international_phone`` reads one whole, hidden the same ways (percent-encoded up to
+    three times, full-width): ``?phone=%2B14155550100``, ``/tel:+1 415 555 0100``. A ``+`` after
+    a letter or a digit is a query's space between words (``?q=size+10+1234567``), not one;
+    nor is a run of more than 15 digits. Told at once for the usual text: no ``+``, no ``%2``,
+    ASCII."""
+    if "+" not in text and "%2" not in text and text.isascii():
+        return False
+    if not text.isascii() and _FULL_WIDTH.search(text) is not None:
+        text = unicodedata.normalize("NFKC", text)
+    for _ in range(_MAX_DECODINGS):
+        if "%" not in text:
+            break
+        text = unquote(text)
+    return _PHONE_IN_TEXT.search(text) is not None
+
+
 _PHONE_FIRST: Final = frozenset("+%tT")
 # The full-width and small forms (a "+", digits): their UTF-8 starts with the byte 0xEF.
 _FULL_WIDTH: Final = re.compile("[\ufe50-\uffef]")
 _INTERNATIONAL_PHONE: Final = re.compile(r"\+\s*(?:\d[\s().-]{0,2}){7,15}")
 _INTERNATIONAL_00_PHONE: Final = re.compile(r"00\s*(?:\d[\s().-]{0,2}){7,15}")
+_PHONE_IN_TEXT: Final = re.compile(r"(?<![\w+])\+\s*(?:\d[\s().-]{0,2}){6,14}\d(?!\d)")
 
 
 def normalise_email(raw: str) -> str:

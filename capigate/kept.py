@@ -15,7 +15,8 @@ is an email address, ``user_data.user_id`` say, hashed as ingest hashes it, and 
 a phone number in international form hashed or dropped by ingest's ``without_phones``; AppsFlyer's
 ``customer_user_id`` holding an email address or a phone number dropped, by ingest's own
 rule, ``personal_in_customer_user_id``). Then, whatever the body's shape, a phone number under
-one of those keys, anywhere, is hashed or dropped as those rules treat it (``_without_phone_ids``).
+one of those keys, anywhere, is hashed or dropped as those rules treat it (``_without_phone_ids``),
+and an ``event_source_url`` holding one anywhere is dropped.
 What cannot be
 hashed, an invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place,
 so that a problem's path still points at something; a hashed one is its hash, never ``DROPPED``:
@@ -39,6 +40,7 @@ from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
+    contains_international_phone,
     hash_email,
     hash_phone,
     hash_phone_e164,
@@ -248,6 +250,11 @@ _PHONE_KEYS: Final[dict[str, bool]] = {
 }
 
 
+# A phone number anywhere in an Axon event_source_url refuses it (rules.check_source_url,
+# plain_pii): the URL is dropped, as one holding an email address is.
+_URL_KEY: Final = "event_source_url"
+
+
 def _without_phone_ids(value: Any) -> Any:
     """The last guard on phone numbers, for a body of any shape (a misspelt ``events``, user
     data beside it or as a list, an id wrapped in a list or an object, an AppsFlyer array): a
@@ -256,7 +263,11 @@ def _without_phone_ids(value: Any) -> Any:
     hashed is a digest by now, left as it is."""
     if isinstance(value, dict):
         return {
-            key: _phone_treated(item, _PHONE_KEYS[key]) if key in _PHONE_KEYS else _without_phone_ids(item)
+            key: _phone_treated(item, _PHONE_KEYS[key])
+            if key in _PHONE_KEYS
+            else DROPPED
+            if key == _URL_KEY and isinstance(item, str) and contains_international_phone(item)
+            else _without_phone_ids(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

@@ -539,3 +539,43 @@ def test_a_phone_number_as_an_axon_name_is_refused_and_as_a_dedupe_id_hashed(fre
     for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
         for needle in ("7946 013", "79460131", "79460132", "79460133", "79460134"):
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_phone_number_in_event_source_url_refuses_the_batch_as_an_email_address_does(fresh_server: Server) -> None:
+    """Rule: a phone number in international form in event_source_url (a query value, a `tel:`
+    link, percent-encoded) is `plain_pii` there, as an email address is: a trial's
+    `?phone=%2B14155551101` was stored and relayed silently while `?email=…` refused the batch.
+    The refused body keeps the URL as `<dropped: personal data>`. A `+` between words or after
+    a digit (a query's space) and digits without `+` are not phone numbers: accepted."""
+    for url in (
+        "https://shop.example.com/p?phone=%2B14155551101",
+        "https://shop.example.com/p?tel=+1 415 555 1102",
+        "https://shop.example.com/tel:+14155551103",
+        "https://shop.example.com/c?to=%252B44%25207946%25200958",
+    ):
+        event = page_view(event_source_url=url, dedupe_id=f"url-phone-{url[-4:]}")
+        body = post(fresh_server, event)
+        assert body["status"] == 400, (url, body)
+        (problem,) = body["problems"]  # type: ignore[attr-defined]
+        assert (problem["path"], problem["code"]) == ("events[0].event_source_url", "plain_pii"), problem
+        assert "phone number" in problem["message"], problem
+    for url in (
+        "https://shop.example.com/search?q=red+shoes+size+10+1234567",
+        "https://shop.example.com/p?order=4155551104&coupon=A+B",
+        "https://shop.example.com/p/ids/+123",
+    ):
+        assert post(fresh_server, page_view(event_source_url=url))["status"] == 200, url
+    wait_until(lambda: _journaled(fresh_server) >= 7, what="seven journal entries")
+    with fresh_server.admin() as c:
+        rows = c.get("/api/requests", params={"status": 400, "limit": 10}).json()["requests"]
+        kept = [c.get(f"/api/requests/{r['request_id']}").json()["body"] for r in rows]
+    assert {k["events"][0]["event_source_url"] for k in kept} == {"<dropped: personal data>"}, kept
+    fresh_server.stop()
+    for where, text in store_as_text(str(fresh_server.db), None).items():
+        for needle in ("4155551101", "555 1102", "4155551103", "7946"):
+            assert needle not in text, f"{needle!r} found in {where}"
+
+
+def _journaled(server: Server) -> int:
+    with server.admin() as c:
+        return len(c.get("/api/requests", params={"limit": 100}).json()["requests"])

@@ -35,6 +35,7 @@ from capigate.events import NewEvent
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
+    contains_international_phone,
     hash_phone,
     international_phone,
     is_international_phone,
@@ -450,7 +451,15 @@ def _check_event_time(ms: int, path: str, now_ms: int, report: Report) -> None:
 def check_source_url(url: str, esi: Any, path: str, profile: Profile, report: Report) -> None:
     """An absolute URL; for app events (``esi: "app"``) an app screen such as
     ``MainActivity.ProductScreen`` too, with a warning (GA4-based taggers send screen_class +
-    "." + screen_name). The restricted profile keeps its scheme-and-host-only rule."""
+    "." + screen_name). The restricted profile keeps its scheme-and-host-only rule.
+
+    A phone number in international form anywhere in it (``?phone=%2B1…``, ``/tel:+1…``) is
+    ``plain_pii``, as an email address there is (``without_emails``, ``_REQUIRED_TEXT``): the
+    field is required, so the event cannot go without it, and a URL cut by the gateway would be
+    one the client never sent. typed.py reaches this through its cache of clean URLs."""
+    if contains_international_phone(url):  # told at once for the usual URL: no "+", no "%2"
+        report.error(path, "plain_pii", f"this field holds a phone number, which is never stored ({_SEND_HASHED})")
+        return
     try:
         parts = urlsplit(url)
     except ValueError:
