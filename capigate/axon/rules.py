@@ -163,6 +163,8 @@ def _check_event(
             event.dedupe_id = None
     elif raw.get("dedupe_id") is None and profile.dedupe_id_expected:
         report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
+    elif holds_nul(raw.get("dedupe_id")):
+        report.error(f"{path}.dedupe_id", "invalid_dedupe_id", NUL_DEDUPE_ID)
     name = raw.get("name")
     if raw.get("data") == {} and isinstance(name, str) and name in profile.null_data_events:
         raw = {**raw, "data": None}  # as stape's tag sends it; kept and relayed as documented
@@ -173,6 +175,17 @@ BLANK_DEDUPE_ID: Final = (
     "an empty dedupe_id deduplicates nothing: the event is stored and relayed without one (had it been kept, "
     "every later event with the same blank id would have been dropped as a duplicate); send the event's own id"
 )
+
+
+NUL_DEDUPE_ID: Final = (
+    "dedupe_id holds a NUL character (U+0000), which no id should: PostgreSQL cannot store one, and two ids "
+    "differing only there would be taken for one; send the id without it"
+)
+
+
+def holds_nul(value: object) -> bool:
+    """A string holding NUL (U+0000): refused as a dedupe_id, the same on either store."""
+    return isinstance(value, str) and "\x00" in value
 
 
 _STAND_INS: Final = {"client_ip_address": "192.0.2.1", "client_user_agent": "-", "esi": "web"}
