@@ -343,6 +343,46 @@ def test_a_test_tag_given_twice_is_a_400(server: Server) -> None:
     assert stored(server, "px_std", dedupe_id=event["dedupe_id"]) == []
 
 
+def test_a_key_header_given_twice_is_a_400_on_either_api_whichever_is_right(server: Server) -> None:
+    """`Authorization: nope` then `Authorization: <the key>` was answered 200, the last taken
+    (a trial), where a repeated pixel_id or test tag is refused: a proxy adding its own header
+    to a client's, or a client's two keys, is now told, not guessed at; AppsFlyer's
+    `authentication` likewise, before either key is checked."""
+    event = page_view()
+    af = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    with server.client() as c:
+        for keys in (("nope", "key-std"), ("key-std", "nope"), ("key-std", "key-std")):
+            twice = [("Authorization", keys[0]), ("authorization", keys[1])]
+            r = c.post("/v1/event?pixel_id=px_std", json=batch(event), headers=twice)
+            assert r.status_code == 400 and r.json()["error"] == "repeated_authorization", r.text
+            assert paths(r.json()) == {"authorization": "repeated_header"}, r.text
+        for keys in (("nope", "af-dev-key"), ("af-dev-key", "af-dev-key")):
+            twice = [("authentication", keys[0]), ("Authentication", keys[1]), ("Accept", "application/json")]
+            answer = c.post("/inappevent/com.example.shop", json=af, headers=twice)
+            assert answer.status_code == 400 and paths(answer.json()) == {"authentication": "repeated_header"}
+            plain = c.post("/inappevent/com.example.shop", json=af, headers=twice[:2])
+            assert (plain.status_code, plain.text) == (400, "Bad request")
+    assert stored(server, "px_std", dedupe_id=event["dedupe_id"]) == []
+
+
+def test_a_header_given_twice_is_told_under_asgi_as_under_granian() -> None:
+    """Request.sent_twice read granian's headers only: under an ASGI server a repeated key or
+    test tag was taken as its last value, unsaid."""
+    from capigate.http.asgi import Request
+
+    async def nothing(*_: Any) -> Any:
+        return None
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/v1/event", "query_string": b"pixel_id=px_std",
+        "headers": [(b"authorization", b"nope"), (b"Authorization", b"key-std"), (b"x-capigate-test", b"a")],
+        "client": ("127.0.0.1", 5000),
+    }  # fmt: skip
+    request = Request.from_asgi(scope, nothing, nothing, "r1")
+    assert request.sent_twice("authorization") and not request.sent_twice("x-capigate-test")
+    assert request.headers["authorization"] == "key-std"
+
+
 def test_unknown_path_is_404_and_wrong_method_is_405(server: Server) -> None:
     with server.client() as c:
         assert c.post("/v1/events?pixel_id=px_std", json={}).status_code == 404

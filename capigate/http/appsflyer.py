@@ -16,7 +16,7 @@ from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept, not_stored
 from capigate.http.asgi import BodyError, Request, Response, json_response, text_response
-from capigate.http.outcome import Outcome
+from capigate.http.outcome import KEY_TWICE, Outcome
 from capigate.http.state import Gateway
 from capigate.responses import DROPPED_SILENTLY, Accepted, ErrorBody
 
@@ -36,6 +36,9 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     outcome.identify(request, app_id or None, "app_id")
     if outcome.source != (app_id or None):
         outcome.path = PREFIX + (outcome.source or "")  # the path holds the app id too
+    if request.sent_twice("authentication"):  # before any key is checked: neither is taken
+        outcome.problems = [Problem("authentication", "repeated_header", KEY_TWICE.format(header="authentication"))]
+        return _answer(request, 400, BAD_REQUEST, outcome)
     key = request.headers.get("authentication", "")
     app = gateway.config.app(app_id)
     if app is None:

@@ -78,6 +78,7 @@ class Request:
         "body_timeout_s",
         "client_ip",
         "headers",
+        "headers_twice",
         "method",
         "path",
         "peer",
@@ -119,16 +120,18 @@ class Request:
         self.peer = peer
         self._task: asyncio.Task[Any] | None = None
         self.rsgi_headers: Any = None  # granian's, which know the names of headers it gives no value of
+        self.headers_twice: frozenset[str] = frozenset()  # ASGI's: the names given more than once
         self.body_timeout_s = DEFAULT_BODY_TIMEOUT_S  # the gateway sets [server] body_timeout_s
 
     @classmethod
     def from_asgi(cls, scope: Scope, receive: Receive, send: Send, request_id: str) -> Request:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw_headers = scope["headers"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
         qs: bytes = scope.get("query_string", b"")
         query, repeated = _parse_query(qs.decode("latin-1")) if qs else ({}, frozenset[str]())
         client = scope.get("client")
         client_ip = client[0] if client else None
-        return Request(  # not cls(): compiled, a call of the class itself is a direct one
+        request = Request(  # not cls(): compiled, a call of the class itself is a direct one
             request_id,
             scope["method"],
             scope["path"],
@@ -140,6 +143,10 @@ class Request:
             repeated=repeated,
             peer=f"{client[0]}:{client[1]}" if client else "",
         )
+        if len(headers) != len(raw_headers):  # a name given twice: the dict kept its last value
+            names = Counter(k.decode("latin-1").lower() for k, _ in raw_headers)
+            request.headers_twice = frozenset(name for name, n in names.items() if n > 1)
+        return request
 
     @classmethod
     def from_rsgi(cls, scope: RsgiScope, proto: RsgiProtocol, request_id: str) -> Request:
@@ -162,7 +169,9 @@ class Request:
 
     def sent_twice(self, name: str) -> bool:
         """True when the request has header ``name`` more than once (``headers`` keeps the last)."""
-        return self.rsgi_headers is not None and len(self.rsgi_headers.get_all(name)) > 1
+        if self.rsgi_headers is None:
+            return name in self.headers_twice
+        return len(self.rsgi_headers.get_all(name)) > 1
 
     def task(self) -> asyncio.Task[Any]:
         """The task answering this request (looked up once: its time limits need it)."""

@@ -13,7 +13,7 @@ from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept, not_stored
 from capigate.http.asgi import BodyError, Request, Response, json_response
-from capigate.http.outcome import Outcome
+from capigate.http.outcome import KEY_TWICE, Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
 from capigate.store.base import IngestResult
@@ -35,6 +35,11 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         problem = Problem("pixel_id", "missing_field", "the query parameter pixel_id is required")
         return _error(400, "missing_pixel_id", "pixel_id query parameter is missing", outcome, [problem])
     outcome.identify(request, pixel_id, "pixel_id")
+    if request.sent_twice("authorization"):  # before any key is checked: neither is taken
+        problem = Problem("authorization", "repeated_header", KEY_TWICE.format(header="Authorization"))
+        return _error(
+            400, "repeated_authorization", "the Authorization header is given more than once", outcome, [problem]
+        )
     pixel = gateway.config.pixel(pixel_id)
     given = _given_key(request.headers.get("authorization"))
     if not _authorised(given, pixel) or pixel is None:

@@ -9,8 +9,13 @@ from capigate.events import UNREADABLE_TAG, tag_refusal
 from capigate.http.asgi import Request
 from capigate.personal import EMAIL_SHOWN, PHONE_SHOWN, shown_id
 
-__all__ = ["Outcome"]
+__all__ = ["KEY_TWICE", "Outcome"]
 
+# A key header given twice (a proxy adding its own to a client's): refused before either is checked,
+# as a repeated pixel_id or test tag is; the last one was taken, and a wrong first key went unseen.
+KEY_TWICE: Final = (
+    "the {header} header is given more than once: send one key (which was meant is not for the gateway to guess)"
+)
 _TAG_TWICE: Final = (
     "X-Capigate-Test is given more than once: give one tag (which was meant is not for the gateway to guess)"
 )
