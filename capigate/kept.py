@@ -16,7 +16,7 @@ a phone number in international form hashed or dropped by ingest's ``without_pho
 ``customer_user_id`` holding an email address or a phone number dropped, by ingest's own
 rule, ``personal_in_customer_user_id``). Then, whatever the body's shape, a phone number under
 one of those keys, anywhere, is hashed or dropped as those rules treat it (``_without_phone_ids``),
-and an ``event_source_url`` holding one anywhere is dropped.
+and an ``event_source_url`` holding one anywhere, or credentials before its host, is dropped.
 What cannot be
 hashed, an invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place,
 so that a problem's path still points at something; a hashed one is its hash, never ``DROPPED``:
@@ -34,7 +34,7 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.appsflyer.identifiers import personal_in_customer_user_id
 from capigate.axon.personal import without_personal_unknowns
-from capigate.axon.rules import IDENTIFIER_TEXT, PHONE_FIELDS, treated_phone_id, without_phones
+from capigate.axon.rules import IDENTIFIER_TEXT, PHONE_FIELDS, treated_phone_id, url_holds_credentials, without_phones
 from capigate.checking import Report
 from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
@@ -251,8 +251,13 @@ _PHONE_KEYS: Final[dict[str, bool]] = {
 
 
 # A phone number anywhere in an Axon event_source_url refuses it (rules.check_source_url,
-# plain_pii): the URL is dropped, as one holding an email address is.
+# plain_pii), and so do credentials before its host (url_credentials): the URL is dropped, as
+# one holding an email address is.
 _URL_KEY: Final = "event_source_url"
+
+
+def _refused_url(url: str) -> bool:
+    return contains_international_phone(url) or url_holds_credentials(url)
 
 
 def _without_phone_ids(value: Any) -> Any:
@@ -266,7 +271,7 @@ def _without_phone_ids(value: Any) -> Any:
             key: _phone_treated(item, _PHONE_KEYS[key])
             if key in _PHONE_KEYS
             else DROPPED
-            if key == _URL_KEY and isinstance(item, str) and contains_international_phone(item)
+            if key == _URL_KEY and isinstance(item, str) and _refused_url(item)
             else _without_phone_ids(item)
             for key, item in value.items()
         }

@@ -579,3 +579,33 @@ def test_a_phone_number_in_event_source_url_refuses_the_batch_as_an_email_addres
 def _journaled(server: Server) -> int:
     with server.admin() as c:
         return len(c.get("/api/requests", params={"limit": 100}).json()["requests"])
+
+
+def test_credentials_in_event_source_url_are_refused_as_credentials_not_as_an_email_address(
+    fresh_server: Server,
+) -> None:
+    """`https://zed.userinfo:pw@shop.example.com/p` was refused as "this field holds an email
+    address" (a trial): it holds a URL's credentials, user and password before the host, which
+    are never stored either. They refuse the batch with a problem of their own, `url_credentials`,
+    a host without a dot too (no email shape at all: `admin:hunter2@localhost` passed), and the
+    refused body keeps the URL dropped."""
+    for url in (
+        "https://zed.userinfo:pw@shop.example.com/p",
+        "https://admin:hunter2@localhost:8443/checkout",
+        "https://tokenonly@shop.example.com/p",
+    ):
+        event = page_view(event_source_url=url)
+        body = post(fresh_server, event)
+        assert body["status"] == 400, (url, body)
+        (problem,) = body["problems"]  # type: ignore[attr-defined]
+        assert (problem["path"], problem["code"]) == ("events[0].event_source_url", "url_credentials"), problem
+        assert "email" not in problem["message"] and "credentials" in problem["message"], problem
+    wait_until(lambda: _journaled(fresh_server) >= 3, what="three journal entries")
+    with fresh_server.admin() as c:
+        rows = c.get("/api/requests", params={"status": 400, "limit": 10}).json()["requests"]
+        kept = [c.get(f"/api/requests/{r['request_id']}").json()["body"] for r in rows]
+    assert {k["events"][0]["event_source_url"] for k in kept} == {"<dropped: personal data>"}, kept
+    fresh_server.stop()
+    for where, text in store_as_text(str(fresh_server.db), None).items():
+        for needle in ("zed.userinfo", "hunter2", "tokenonly"):
+            assert needle not in text, f"{needle!r} found in {where}"

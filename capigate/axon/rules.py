@@ -53,6 +53,7 @@ __all__ = [
     "check_batch",
     "check_source_url",
     "treated_phone_id",
+    "url_holds_credentials",
     "without_phones",
 ]
 
@@ -469,7 +470,9 @@ def check_source_url(url: str, esi: Any, path: str, profile: Profile, report: Re
     A phone number in international form anywhere in it (``?phone=%2B1…``, ``/tel:+1…``) is
     ``plain_pii``, as an email address there is (``without_emails``, ``_REQUIRED_TEXT``): the
     field is required, so the event cannot go without it, and a URL cut by the gateway would be
-    one the client never sent. typed.py reaches this through its cache of clean URLs."""
+    one the client never sent. So are credentials before its host (``https://user:pw@host/``),
+    ``url_credentials``: a password is never stored, and the URL is the client's to mend.
+    typed.py reaches this through its cache of clean URLs."""
     if contains_international_phone(url):  # told at once for the usual URL: no "+", no "%2"
         report.error(path, "plain_pii", f"this field holds a phone number, which is never stored ({_SEND_HASHED})")
         return
@@ -477,6 +480,9 @@ def check_source_url(url: str, esi: Any, path: str, profile: Profile, report: Re
         parts = urlsplit(url)
     except ValueError:
         parts = None
+    if parts is not None and "@" in parts.netloc:
+        report.error(path, "url_credentials", URL_CREDENTIALS)
+        return
     if parts is None or not parts.scheme or not parts.netloc:
         if esi == "app" and not profile.origin_only_url:
             report.warn(
@@ -489,6 +495,22 @@ def check_source_url(url: str, esi: Any, path: str, profile: Profile, report: Re
         return
     if profile.origin_only_url and (parts.path not in ("", "/") or parts.query or parts.fragment):
         report.error(path, "url_not_origin", "send only scheme and host (e.g. https://example.com/), no path or query")
+
+
+URL_CREDENTIALS: Final = (
+    "event_source_url holds credentials (a user name or password before the host: scheme://user:password@host), "
+    "which are never stored: send the page's URL without them"
+)
+
+
+def url_holds_credentials(url: str) -> bool:
+    """Whether ``url`` has credentials before its host (check_source_url: ``url_credentials``)."""
+    if "@" not in url:
+        return False
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return False
 
 
 def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report) -> None:
