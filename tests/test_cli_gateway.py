@@ -209,6 +209,28 @@ def test_events_requests_by_dedupe_id_lists_every_request_that_carried_it(server
     assert refused.returncode == 2 and "add --requests" in refused.stderr, refused.stderr
 
 
+def test_events_requests_by_an_email_address_as_dedupe_id_finds_the_request_that_stored_it_hashed(
+    server: Server, tmp_path: Path
+) -> None:
+    """The gateway hashes a dedupe_id that is an email address (plain_pii_hashed), and
+    `--dedupe-id zed.dedupe@victim-mail.com` found nothing: only its SHA-256 did (a trial). The
+    filter is now hashed as the gateway hashed the id, whichever way the address is written."""
+    address = f"zed.dedupe.{time.time_ns()}@victim-mail.com"
+    with server.client() as c:
+        answer = c.post(
+            "/v1/event?pixel_id=px_std", headers={"Authorization": "key-std"}, json=batch(purchase(dedupe_id=address))
+        )
+    assert answer.status_code == 200, answer.text
+    assert {w["path"]: w["code"] for w in answer.json()["warnings"]}["events[0].dedupe_id"] == "plain_pii_hashed"
+    time.sleep(0.3)  # the journal is written a few tens of milliseconds after each answer
+    _config_of(server, tmp_path)
+    for asked in (address, address.upper().replace("@", "%40")):
+        done = capigate("events", "--requests", "--dedupe-id", asked, "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        rows = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [(r["events_stored"], r["events_duplicate"]) for r in rows] == [(1, 0)], (asked, rows)
+
+
 # --- finding a gateway started on another port ---------------------------------------------
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "BatchCheck",
     "check_batch",
     "check_source_url",
+    "stored_dedupe_id",
     "treated_phone_id",
     "url_holds_credentials",
     "without_phones",
@@ -649,6 +650,20 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
             )
         out = {**out, parent: treated} if parent else treated
     return out
+
+
+def stored_dedupe_id(value: str) -> str:
+    """``value``, a dedupe_id as a client sent it, as the gateway stores and journals it: through
+    the guards ``_new_event`` puts an event through (an email address hashed as email is, and
+    whatever ``without_phones`` treats), so that a lookup by the id as sent finds it (a trial's
+    ``--dedupe-id jane@example.com`` found nothing); ``value`` itself when they keep it as sent,
+    or drop it (then no event holds it)."""
+    report = Report()
+    kept = without_emails(
+        without_phones({"dedupe_id": value}, "", report), "", report, _SEND_HASHED, hashed=IDENTIFIER_TEXT
+    )
+    found = kept.get("dedupe_id")
+    return found if isinstance(found, str) else value
 
 
 def treated_phone_id(value: str, hashed: bool) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import msgspec
 
+from capigate.axon.rules import stored_dedupe_id
 from capigate.checking import Report
 from capigate.errors import Problem
 from capigate.http.asgi import Request, Response, json_response
@@ -154,6 +155,12 @@ def _kept_id(q: Query, name: str) -> str | None:
     return None if value is None else shown_id(value)
 
 
+def _kept_key(key: str, value: str) -> str:
+    """A key filter as the journal keeps the key: a dedupe_id that is an email address is kept
+    hashed (rules.stored_dedupe_id), and a filter for the id as sent found nothing (a trial)."""
+    return stored_dedupe_id(value) if key == "dedupe_id" else value
+
+
 async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     outcome.api = "admin"
     denied = await admin_refusal(request, gateway, outcome)
@@ -169,7 +176,7 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
         status_class=status_class,
         client_ip=q.get("client_ip") or None,
         test_tag=_kept_id(q, "test_tag"),
-        keys=[(key, q.get(key, "").strip()) for key in _KEY_FILTERS if q.get(key, "").strip()],
+        keys=[(key, _kept_key(key, q.get(key, "").strip())) for key in _KEY_FILTERS if q.get(key, "").strip()],
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
         cursor=query_cursor(q, report),
