@@ -7,7 +7,7 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tests.conftest import Server
 from tests.helpers import batch, page_view, paths, wait_until
@@ -556,7 +556,7 @@ def test_a_phone_number_in_event_source_url_refuses_the_batch_as_an_email_addres
         event = page_view(event_source_url=url, dedupe_id=f"url-phone-{url[-4:]}")
         body = post(fresh_server, event)
         assert body["status"] == 400, (url, body)
-        (problem,) = body["problems"]  # type: ignore[attr-defined]
+        (problem,) = cast(list[dict[str, str]], body["problems"])
         assert (problem["path"], problem["code"]) == ("events[0].event_source_url", "plain_pii"), problem
         assert "phone number" in problem["message"], problem
     for url in (
@@ -597,7 +597,7 @@ def test_credentials_in_event_source_url_are_refused_as_credentials_not_as_an_em
         event = page_view(event_source_url=url)
         body = post(fresh_server, event)
         assert body["status"] == 400, (url, body)
-        (problem,) = body["problems"]  # type: ignore[attr-defined]
+        (problem,) = cast(list[dict[str, str]], body["problems"])
         assert (problem["path"], problem["code"]) == ("events[0].event_source_url", "url_credentials"), problem
         assert "email" not in problem["message"] and "credentials" in problem["message"], problem
     wait_until(lambda: _journaled(fresh_server) >= 3, what="three journal entries")
