@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from capigate.http.axon import _accepted
 from capigate.http.outcome import Outcome
 from capigate.responses import Accepted
 from capigate.store.base import IngestResult
-from tests.conftest import Server, example, served_on
+from tests.conftest import Server, example
 from tests.helpers import batch, page_view, paths, purchase, stored
 
 STD = {"Authorization": "key-std"}
@@ -474,28 +473,3 @@ def test_the_200_answer_is_its_accepted_body_whether_reused_or_encoded(
             expected,
             [("content-type", "application/json")],
         )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    with served_on(request.param, tmp_path / "gw", "capigate_nul_dedupe") as (server, _):
-        yield server
-
-
-def test_a_nul_in_dedupe_id_is_refused_on_either_backend_not_taken_for_another_id(backend: Server) -> None:
-    """PostgreSQL text holds no NUL: `nul\\u0000x` was stored as `nul\\ufffdx`, and a distinct
-    event with `nul\\ufffdx` was then answered stored 0, duplicates 1 (a trial); SQLite stored
-    both. Either backend now refuses a NUL in dedupe_id at its path (400), before any store;
-    the id with U+FFFD itself is an id like any other."""
-
-    def send(*events: dict[str, Any]) -> httpx.Response:
-        with backend.client(headers={"Authorization": "key-std"}) as c:
-            return c.post("/v1/event?pixel_id=px_std", json=batch(*events))
-
-    refused = send(page_view(dedupe_id="ok-beside-nul"), page_view(dedupe_id="nul\u0000x"))
-    assert refused.status_code == 400, refused.text
-    assert paths(refused.json()) == {"events[1].dedupe_id": "invalid_dedupe_id"}, refused.text
-    assert "\u0000" not in refused.text and "nul" not in refused.json()["problems"][0]["message"].split("NUL")[0]
-    other = send(page_view(dedupe_id="nul\ufffdx"))
-    assert other.status_code == 200 and (other.json()["stored"], other.json()["duplicates"]) == (1, 0), other.text
-    assert [e["dedupe_id"] for e in stored(backend, "px_std")] == ["nul\ufffdx"]
