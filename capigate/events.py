@@ -17,6 +17,7 @@ __all__ = [
     "dedupe_scope",
     "journal_key",
     "kept_as_sent",
+    "scope_name",
     "tag_refusal",
 ]
 
@@ -53,12 +54,25 @@ UNREADABLE_TAG: Final = (
 _HEADER_TEXT: Final = re.compile(r"[\x20-\x7e]+")
 
 
-def dedupe_scope(source: str, test_tag: str | None) -> str:
+def dedupe_scope(source: str, test_tag: str | None, name: str | None = None) -> str:
     """What a ``dedupe_id`` is unique within: its source, or for a test event its source and
     tag. A test event must not take the id of a real event sent later (it would be dropped as
     a duplicate, never relayed), nor one test run the ids of the next. A tag holds no control
-    character (tag_refusal), so no scope of one source and tag is another's."""
-    return source if test_tag is None else f"{source}\x1ftest\x1f{test_tag}"
+    character (tag_refusal), so no scope of one source and tag is another's.
+
+    ``name``, given for an AppsFlyer event (whose dedupe id is an eventValue parameter, the app's
+    dedupe_key): the scope is that event name's too. An af_refund carries its purchase's
+    af_order_id by design, and was dropped as the purchase's duplicate, never relayed (a trial).
+    The name comes last, after the tag, so that no name makes one scope another's."""
+    scope = source if test_tag is None else f"{source}\x1ftest\x1f{test_tag}"
+    return scope if name is None else f"{scope}\x1fevent\x1f{name}"
+
+
+def scope_name(api: str, name: str) -> str | None:
+    """The event name a dedupe scope holds (``dedupe_scope``'s ``name``): an AppsFlyer event's,
+    whose dedupe id is an eventValue parameter shared by events of other names (a refund's
+    order id is its purchase's); None on Axon, whose dedupe_id is the event's own."""
+    return name if api == "appsflyer" else None
 
 
 def journal_key(value: Any) -> str | None:

@@ -414,6 +414,24 @@ def test_optional_af_order_id_dedupe_when_configured(server: Server) -> None:
     assert (second.status_code, second.json()["duplicates"]) == (200, 1)
 
 
+def test_a_refund_with_its_purchases_order_id_is_stored_and_a_second_refund_is_a_duplicate(server: Server) -> None:
+    """An app with dedupe_key = "af_order_id" sent an af_purchase of order O-2, then its
+    af_refund, whose af_order_id is the purchase's by design: the refund was answered stored 0,
+    duplicates 1, with no warning, and never relayed (a trial). The key counts per event name."""
+    order = f"O-2-{time.time_ns()}"
+    headers = {"authentication": "af-orders-key", "Accept": "application/json"}
+    path = "/inappevent/com.example.orders"
+    purchase = event(eventValue=json.dumps({"af_revenue": "6", "af_currency": "USD", "af_order_id": order}))
+    refund = event(
+        eventName="af_refund",
+        eventValue=json.dumps({"af_revenue": "-6", "af_currency": "USD", "af_order_id": order}),
+    )
+    answers = [post(server, body, path=path, headers=headers) for body in (purchase, refund, refund, purchase)]
+    assert [(a.json()["stored"], a.json()["duplicates"]) for a in answers] == [(1, 0), (1, 0), (0, 1), (0, 1)]
+    rows = stored(server, "com.example.orders", dedupe_id=order)
+    assert sorted(r["name"] for r in rows) == ["af_purchase", "af_refund"]
+
+
 def test_an_email_address_percent_encoded_is_dropped_from_a_defined_field(server: Server) -> None:
     """Rule: an email address written %40 is one in AppsFlyer's defined fields too:
     customer_user_id dropped with pii_in_customer_user_id, never stored or relayed plain."""

@@ -49,6 +49,7 @@ def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
 def event(
     n: int = 0,
     *,
+    api: str = "axon",
     source: str = "px1",
     name: str = "purchase",
     dedupe_id: str | None = None,
@@ -57,7 +58,7 @@ def event(
 ) -> NewEvent:
     body = msgspec.json.encode({"n": n, "user": {"em": "a" * 64}}) if payload is None else payload
     return NewEvent(
-        api="axon",
+        api=api,
         source=source,
         name=name,
         event_time_ms=T0 + n,
@@ -147,6 +148,30 @@ def test_test_events_dedupe_within_their_tag_and_never_against_real_events(store
     again = ingest(store, [event(4, dedupe_id="order-1"), event(5, dedupe_id="order-1", test_tag="ci-1")])
     assert (again.stored, again.duplicates) == (0, [0, 1])
     assert [(e.payload["n"], e.test_tag) for e in all_events(store)] == [(3, "ci-2"), (2, None), (0, "ci-1")]
+
+
+def test_an_appsflyer_dedupe_id_counts_per_event_name_an_axon_one_per_pixel(store: Store) -> None:
+    """The rule events.dedupe_scope: an AppsFlyer app's dedupe id is an eventValue parameter (its
+    dedupe_key, af_order_id), which an af_refund shares with its af_purchase by design: the
+    refund was dropped as the purchase's duplicate, never relayed (a trial)."""
+    af = {"api": "appsflyer", "source": "com.example.orders"}
+    first = ingest(
+        store,
+        [
+            event(0, **af, name="af_purchase", dedupe_id="O-2"),
+            event(1, **af, name="af_refund", dedupe_id="O-2"),
+            event(2, **af, name="af_refund", dedupe_id="O-2"),
+            event(3, name="purchase", dedupe_id="O-2"),
+            event(4, name="refund", dedupe_id="O-2"),
+        ],
+    )
+    assert (first.stored, first.duplicates) == (3, [2, 4])
+    again = ingest(
+        store, [event(5, **af, name="af_refund", dedupe_id="O-2"), event(6, **af, name="x", dedupe_id="O-2")]
+    )
+    assert (again.stored, again.duplicates) == (1, [0])
+    tagged = ingest(store, [event(7, **af, name="af_refund", dedupe_id="O-2", test_tag="ci")])
+    assert (tagged.stored, tagged.duplicates) == (1, [])
 
 
 def test_events_without_dedupe_id_are_never_duplicates(store: Store) -> None:

@@ -703,8 +703,10 @@ function dedupeStatus(e) {
   if (!e.dedupe_id) return "No dedupe_id: every copy of this event would be stored.";
   const until = e.received_at + state.dedupeDays * 86400000;
   // A test event's dedupe_id counts within its source and tag (events.dedupe_scope): it never
-  // makes a real event, nor another tag's, a duplicate.
-  const scope = e.test_tag ? `test events of ${e.source} tagged ${e.test_tag}` : e.source;
+  // makes a real event, nor another tag's, a duplicate. An AppsFlyer one within its event name
+  // too (an af_refund carries its af_purchase's af_order_id).
+  const events = e.api === "appsflyer" ? `${e.name} events` : "events";
+  const scope = e.test_tag ? `test ${events} of ${e.source} tagged ${e.test_tag}` : e.api === "appsflyer" ? `${events} of ${e.source}` : e.source;
   const apart = e.test_tag ? " A real event, or a test event of another tag, with this id is stored." : "";
   if (Date.now() < until) {
     return `The first event with this dedupe_id for ${scope}: copies sent until ${stamp(until)} are acknowledged as duplicates and not stored.${apart}`;

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from capigate.events import NewEvent, dedupe_scope
+from capigate.events import NewEvent, dedupe_scope, scope_name
 from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import QualityKey, minute_key, quality_counts, record_extras
 from capigate.store.postgres.inspector import QUALITY_CTE
@@ -203,7 +203,7 @@ class Group:
             quality_counts(self.quality, job.events, (), job.received_at_ms)
             for position, e in enumerate(job.events):
                 src, key_id, tag = pg_text(e.source) or "", pg_text(e.dedupe_id), pg_text(e.test_tag)
-                scope = dedupe_scope(src, tag)
+                scope = dedupe_scope(src, tag, scope_name(e.api, pg_text(e.name) or ""))
                 if key_id is not None:
                     key = (scope, key_id)
                     if key in seen:  # an earlier event of this group has it: first one wins

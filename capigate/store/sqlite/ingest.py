@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 
 from capigate.errors import StoreError
-from capigate.events import NewEvent, dedupe_scope
+from capigate.events import NewEvent, dedupe_scope, scope_name
 from capigate.store.base import IngestResult, RequestRecord
 from capigate.store.inspector import HOUR_MS, QualityKey, minute_totals
 from capigate.store.sql import REQUEST_COLUMNS
@@ -121,7 +121,7 @@ class _Rows:
             source, dedupe_id = e.source, e.dedupe_id
             if dedupe_id is None:
                 is_new = True
-            elif (key := (dedupe_scope(source, e.test_tag), dedupe_id)) in seen:
+            elif (key := (dedupe_scope(source, e.test_tag, scope_name(e.api, e.name)), dedupe_id)) in seen:
                 is_new = False
                 duplicates.append(position)
             else:
@@ -151,7 +151,12 @@ def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) ->
     for batch in batches:
         for event in batch.events:
             if event.dedupe_id is not None:
-                if (key := (dedupe_scope(event.source, event.test_tag), event.dedupe_id)) in recent:
+                if (
+                    key := (
+                        dedupe_scope(event.source, event.test_tag, scope_name(event.api, event.name)),
+                        event.dedupe_id,
+                    )
+                ) in recent:
                     seen.add(key)
                 else:
                     by_source.setdefault(key[0], []).append(event.dedupe_id)
