@@ -62,7 +62,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.mark.timeout(900)  # the build (~1 min) and thirteen test modules in a child: a loaded runner took over 120 s
-def test_native_the_rules_and_the_request_path_answer_as_their_source_when_compiled(built: Path) -> None:
+def test_native_the_rules_and_the_request_path_answer_as_their_source_when_compiled(
+    built: Path, pytestconfig: pytest.Config
+) -> None:
     status, files = _probe(built)
     assert status.startswith(f"on: {len(native.MODULES)} modules"), status
     assert all(f.endswith(".so") and f.startswith(str(built)) for f in files), files
@@ -70,9 +72,12 @@ def test_native_the_rules_and_the_request_path_answer_as_their_source_when_compi
     # module again, each accepted body checked by both paths (CAPIGATE_AXON_CROSSCHECK); the
     # others send real requests to a real server: both APIs, bodies hostile, slow and cut
     # short, the journal, the store's writer in a thread and in a process, killed, stalled,
-    # given a payload of the wrong type; personal data hashed, hidden, in ids.
+    # given a payload of the wrong type; personal data hashed, hidden, in ids. The child leaves
+    # out what this run does (scripts/test-fast: "not postgresql and not browser", PostgreSQL's
+    # URL at a closed port), or its PostgreSQL tests failed there.
+    marks = pytestconfig.getoption("markexpr")
     done = _child(
-        built, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+        built, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *(("-m", marks) if marks else ()),
         "tests/test_axon_typed.py", "tests/test_inspector_quality.py", "tests/test_hostile_bodies.py",
         "tests/test_axon_protocol.py", "tests/test_appsflyer_api.py", "tests/test_deadlines.py",
         "tests/test_routing.py", "tests/test_inspector_requests.py", "tests/test_store_sqlite.py",

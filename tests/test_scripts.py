@@ -80,3 +80,16 @@ def test_a_failed_install_shows_pips_output_and_stops(tmp_path: Path) -> None:
     assert "not a version" in failed.stderr, failed.stderr  # pip's own words, why it failed
     assert lines[-1] == "could not install capigate and its dependencies into .venv: pip's output is above", lines
     assert not (clone / ".venv" / ".capigate-installed-runtime").exists()
+
+
+def test_test_fast_leaves_out_a_test_that_starts_a_gateway_on_postgresql() -> None:
+    """scripts/test-fast runs ``-m "not postgresql and not browser"`` with PostgreSQL's URL at a
+    closed port: a test that started a gateway with ``served_on("postgresql", …)`` was not
+    marked (tests/conftest.py read its code for other names), and failed there (a trial)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", "postgresql",
+         "tests/test_docs.py", "tests/test_query_api.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "test_the_readme_reads_an_event_by_an_id_a_postgresql_store_gave" in done.stdout, done.stdout
