@@ -898,3 +898,47 @@ def test_send_prints_a_refused_requests_own_problem_as_the_requests_not_an_event
     af = jsonl(tmp_path / "af.jsonl", [AF_EVENT])
     done = capigate("send", str(af), "--to", server.url, "--app", "com.example.shop", "--key", "no", "--no-progress")
     assert "    request: authentication: " in done.stdout and "events[0]" not in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("to", "source"),
+    [
+        ("https://b.applovin.com", ("--pixel", "px")),
+        ("https://B.AppLovin.com/", ("--pixel", "px")),
+        ("https://api2.appsflyer.com", ("--app", "com.example.shop")),
+        ("https://api3.appsflyer.com", ("--app", "com.example.shop")),
+    ],
+)
+def test_a_test_tag_for_a_vendors_real_api_is_refused_before_sending(
+    tmp_path: Path, to: str, source: tuple[str, str]
+) -> None:
+    """`send --to https://b.applovin.com --test-tag ci` sent the events, which the real API
+    counts as real conversions: only capigate reads X-Capigate-Test (a trial)."""
+    file = jsonl(tmp_path / "e.jsonl", [page_view() if source[0] == "--pixel" else AF_EVENT])
+    done = capigate("send", str(file), "--to", to, *source, "--key", "k", "--test-tag", "ci", "--no-progress")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--test-tag" in done.stderr and "real conversions" in done.stderr, done.stderr
+    assert "delivered" not in done.stdout, done.stdout
+
+
+def test_send_warns_when_the_server_did_not_answer_as_honouring_the_test_tag(tmp_path: Path, server: Server) -> None:
+    """`send two.jsonl --to <a server that is not capigate> --test-tag ci` said "delivered 2 of
+    2" and nothing of the tag, which that server ignores: its events were real ones there (a
+    trial). capigate's answers name the tag; a server's that do not are warned of."""
+    from tests.upstream import Upstream
+
+    file = jsonl(tmp_path / "two.jsonl", [page_view(), page_view()])
+    with Upstream() as up:
+        done = capigate(
+            "send", str(file), "--to", up.url, "--pixel", "p", "--key", "k", "--test-tag", "ci", "--no-progress"
+        )
+        assert [s.headers.get("x-capigate-test") for s in up.seen] == ["ci"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "delivered 2 of 2" in done.stdout, done.stdout
+    assert "test tag" in done.stderr and "not capigate" in done.stderr, done.stderr
+    done = capigate(
+        "send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std",
+        "--test-tag", tag(), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "test tag" not in done.stderr, done.stderr

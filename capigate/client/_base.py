@@ -84,6 +84,9 @@ class RequestResult(msgspec.Struct, kw_only=True):
     # events hashed or stripped here first. AppLovin and AppsFlyer send none.
     warnings: list[Problem] = []
     answered_warnings: list[Problem] = []  # capigate's alone, as it answered them
+    # The test tag capigate says it stored the events with (X-Capigate-Test); None when the
+    # answer names none: no tag was sent, or the server is not capigate and ignored it.
+    test_tag: str | None = None
     error: str | None = None  # one line: why it failed
     # No answer, but a try may have reached the server (a read timeout, a connection lost
     # after sending): its events may be stored. Not a failure to resend blindly, an unknown.
@@ -441,6 +444,7 @@ class Core(ABC):
                 duplicate_events=[req.first_event + i for i in body.duplicate_events],
                 warnings=_merged(req.warnings, body.warnings),
                 answered_warnings=body.warnings,
+                test_tag=body.test_tag,
             )
         try:
             error = _decode_error(content)

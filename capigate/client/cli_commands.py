@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, cast
+from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
@@ -478,6 +479,37 @@ def _checked_to(base_url: str, app: str | None) -> str:
     return endpoint_of(app)
 
 
+# The vendors' own APIs, which read no X-Capigate-Test: a test event sent there is a real one.
+_VENDOR_DOMAINS: Final = {"applovin.com": "AppLovin", "appsflyer.com": "AppsFlyer"}
+
+
+def _tag_for_a_gateway(base_url: str) -> None:
+    """A usage error when --to is a vendor's real API: `--test-tag ci --to https://b.applovin.com`
+    sent the events, which AppLovin counted as real conversions (a trial)."""
+    host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
+    for domain, vendor in _VENDOR_DOMAINS.items():
+        if host == domain or host.endswith(f".{domain}"):
+            raise click.UsageError(
+                f"--test-tag marks events as test events in a capigate gateway only: {host} is {vendor}'s real "
+                "API, which ignores the tag and counts the events as real conversions; send them to a gateway "
+                "(--to its URL), or leave --test-tag out"
+            )
+
+
+def _tag_not_honoured(result: SendResult, url: str) -> None:
+    """A warning when events were delivered with --test-tag and no answer named the tag, as
+    capigate's do: a server that is not capigate said OK, and took them as real events (a
+    trial read "delivered 2 of 2" and nothing else)."""
+    untagged = sum(r.events for r in result.requests if r.ok and r.test_tag is None)
+    if untagged:
+        click.echo(
+            f"capigate send: warning: {url} answered {untagged} delivered event(s) without naming the test "
+            "tag, as capigate's answers do: it is likely not capigate, ignored --test-tag, and may have "
+            "taken them as real events",
+            err=True,
+        )
+
+
 def _required_to_and_key(base_url: str | None, key: str | None, axon: bool) -> tuple[str, str]:
     """--to and --key, which their variables may give: a missing one says so ("Missing option
     '--key'" did not, and `capigate env` exports the keys under other names, a trial)."""
@@ -586,6 +618,8 @@ def send(
         timeout_s = deprecated_timeout_s
     api: Api = "axon" if pixel else "appsflyer"
     endpoint = _checked_to(base_url, app)
+    if test_tag is not None:
+        _tag_for_a_gateway(base_url)
     with _interrupted_before_sending(file):
         source, events, origins, refused = _events_to_send(file, api)
     options: dict[str, Any] = {
@@ -636,5 +670,8 @@ def send(
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(130)
-    if _report(result, prepared, base_url, time.monotonic() - started, wanted, resend, endpoint):
+    failed = _report(result, prepared, base_url, time.monotonic() - started, wanted, resend, endpoint)
+    if test_tag is not None:
+        _tag_not_honoured(result, base_url)
+    if failed:
         sys.exit(1)
