@@ -223,9 +223,12 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
         text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code
     text = _PHONE_NOISE.sub("", text)
     if international:
-        return _international(text[1:] if text.startswith("+") else text[2:])
+        digits = text[1:] if text.startswith("+") else text[2:]
+        if not digits.isdigit() or not digits.isascii():
+            raise _not_digits(text)
+        return _with_country_code(digits)
     if not text.isdigit() or not text.isascii():
-        raise InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
+        raise _not_digits(text)
     if region is None:  # hashed as if it held its country code: at least one and two digits
         if len(text) < 1 + _MIN_NATIONAL_DIGITS:
             raise InvalidIdentifier("not a phone number (too short)")
@@ -233,10 +236,17 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     return _national(text, region)
 
 
-def _international(digits: str) -> NormalisedPhone:
-    if not digits.isdigit() or not digits.isascii():
-        raise InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
-    return _with_country_code(digits)
+def _not_digits(text: str) -> InvalidIdentifier:
+    """Why ``text`` (a number with its separators removed) is none: a character other than
+    digits and +, or a + where none belongs. "(+1) 415 5551403" and "+1 415 555 1407 / +1 415
+    555 1408" were told "only digits, spaces and +()-./ allowed", which they are (a trial)."""
+    if not text.isascii() or not text.replace("+", "").isdigit():
+        return InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
+    pluses = text.count("+")
+    if pluses > 1:
+        many = "two" if pluses == 2 else "several"
+        return InvalidIdentifier(f"not a phone number ({many} phone numbers in one field: send one)")
+    return InvalidIdentifier("not a phone number (a + only at the start, before the country code)")
 
 
 def _with_country_code(digits: str) -> NormalisedPhone:

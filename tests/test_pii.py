@@ -609,3 +609,21 @@ def test_credentials_in_event_source_url_are_refused_as_credentials_not_as_an_em
     for where, text in store_as_text(str(fresh_server.db), None).items():
         for needle in ("zed.userinfo", "hunter2", "tokenonly"):
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_a_phone_of_allowed_characters_is_refused_for_its_real_reason(server: Server) -> None:
+    """`(+1) 415 5551403` and `+1 415 555 1407 / +1 415 555 1408` were refused with "only
+    digits, spaces and +()-./ allowed", which they are made of (a trial): the reason is a +
+    not at the start, and two numbers in one field. Neither value is echoed."""
+    reasons = {
+        "(+1) 415 5551403": "a + only at the start",
+        "+1 415 555 1407 / +1 415 555 1408": "two phone numbers",
+        "415+5551403": "a + only at the start",
+        "+1 415 555 1407 call": "only digits, spaces and +()-./ allowed",
+    }
+    for phone, reason in reasons.items():
+        body = post(server, with_user(phone=phone))
+        assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
+        [problem] = body["problems"]
+        assert reason in problem["message"], (phone, problem)
+        assert "415" not in problem["message"], problem
