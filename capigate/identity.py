@@ -211,13 +211,18 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     country's possible lengths. Any other number is read in ``region`` (ISO 3166-1 alpha-2,
     the event's country) when given, national trunk prefix handled; without a region its
     digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
-    country code, so fewer than three are too short, as ``+12`` is.
+    country code, so fewer than three are too short, as ``+12`` is. A ``tel:`` URI (RFC 3966)
+    is its number; one with parameters (``;ext=``) is refused.
 
     Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
     text = raw.strip()
     digits = text[1:]
     if text[:1] == "+" and text.isascii() and digits.isdigit():  # E.164 as sent: nothing to clean
         return _with_country_code(digits)
+    if text[:4].lower() == "tel:":  # RFC 3966: the number, as user_id's "tel:+1…" is read (international_phone)
+        text = text[4:].strip()
+        if ";" in text:
+            raise InvalidIdentifier("not a phone number (a tel: URI with parameters (;…): send the number alone)")
     international = text.startswith(("+", "00"))
     if international:
         text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code

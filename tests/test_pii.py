@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from tests.conftest import Server
-from tests.helpers import batch, page_view, paths, wait_until
+from tests.helpers import batch, now_ms, page_view, paths, stored, wait_until
 from tests.storekit import store_as_text
 
 PLAIN_EMAIL = "Jane.Doe+Ads@Example.COM"
@@ -627,3 +627,33 @@ def test_a_phone_of_allowed_characters_is_refused_for_its_real_reason(server: Se
         [problem] = body["problems"]
         assert reason in problem["message"], (phone, problem)
         assert "415" not in problem["message"], problem
+
+
+def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) -> None:
+    """Rule (identity.normalise_phone): a `tel:` URI (RFC 3966) is its number, as user_id's
+    `tel:+1…` already was. `user_data.phone: "tel:+1-415-555-0188"` was refused invalid_phone,
+    and AppsFlyer's `phone_number_e164_hashed: "tel:+442079461303"` invalid_hash (a trial):
+    they are hashed as the plain number is there. A parameter (`;ext=`) is no part of it."""
+    for phone in ("tel:+1-415-555-0188", "TEL: +1 (415) 555-0188 "):
+        event = with_user(phone=phone)
+        body = post(server, event)
+        assert body["status"] == 200 and body["warnings"] == [], body
+        assert stored_user_data(server, str(event["dedupe_id"]))["phone"] == sha("14155550188")
+    body = post(server, with_user(phone="tel:+1-415-555-0188;ext=12"))
+    assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
+    assert "tel:" in body["problems"][0]["message"] and "0188" not in str(body), body
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    digests = {"phone_number_e164_hashed": sha("+442079461303"), "phone_number_hashed": sha("442079461303")}
+    with server.client(headers=headers) as c:
+        for key, digest in digests.items():
+            sent = {**af_event, key: "tel:+442079461303", "customer_user_id": f"cu-tel-{key}-{now_ms()}"}
+            plain = c.post(
+                "/inappevent/com.example.shop", json={**sent, key: "+442079461303", "customer_user_id": "cu-plain"}
+            )
+            answer = c.post("/inappevent/com.example.shop", json=sent)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["warnings"] == plain.json()["warnings"], answer.text
+            assert paths(answer.json(), "warnings")[key] == "plain_pii_hashed"
+            [row] = stored(server, "com.example.shop", payload={"customer_user_id": sent["customer_user_id"]})
+            assert row["payload"][key] == digest
