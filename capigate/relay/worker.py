@@ -326,10 +326,11 @@ class DestinationWorker:
         what = f"HTTP {answer.status}" if answer.status is not None else answer.error
         wait_s = (next_at_ms - _now_ms()) / 1000
         if dead:  # past max_attempts or max_age_hours: said, not hidden in "retrying 0 event(s)"
+            # The reason after a comma: it holds parentheses; and no "retrying 0 in 7.9 s" (a trial).
+            retrying = f"; retrying {len(retry)} in {wait_s:.1f} s" if retry else ""
             log.warning(
-                "relay %s: %s; %d event(s) dead-lettered (%s), retrying %d in %.1f s",
-                self.name, what, len(dead), dead[0][1], len(retry), wait_s,
-            )  # fmt: skip
+                "relay %s: %s; %d event(s) dead-lettered, %s%s", self.name, what, len(dead), dead[0][1], retrying
+            )
         else:
             log.warning("relay %s: %s; retrying %d event(s) in %.1f s", self.name, what, len(retry), wait_s)
         outcomes = self._outcomes(retry, answer, "retry", next_at_ms=next_at_ms)
