@@ -19,7 +19,7 @@ import msgspec
 from capigate.checking import TOO_LARGE_NUMBER, join
 from capigate.errors import Problem
 
-__all__ = ["TOO_DEEP", "expected", "field_problem", "lone_surrogate", "unreadable"]
+__all__ = ["TOO_DEEP", "expected", "field_problem", "lone_surrogate", "sent_as_form", "unreadable"]
 
 TOO_DEEP: Final = Problem(
     "", "too_deep", 'the body nests arrays or objects too deep to be read (the path "" is the whole body)'
@@ -55,6 +55,28 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
     elif text == "Invalid UTF-8 encoded string":  # says not where: the first invalid byte's offset
         text = _invalid_utf8(body) or text
     return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
+
+
+_FORMS: Final = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def sent_as_form(problem: Problem, content_type: str | None) -> Problem:
+    """``problem``, or for a body not read as JSON that came as an HTML form (``curl -F
+    events=@file``, ``--data-urlencode``), the reason: "JSON is malformed: invalid character
+    (byte 0)" named no form (a trial). A JSON body sent with a form's type (``curl -d @file``)
+    is read as JSON, and never comes here."""
+    if problem.code != "malformed_json" or not content_type:
+        return problem
+    media = content_type.partition(";")[0].strip().lower()
+    if media not in _FORMS:
+        return problem
+    return Problem(
+        problem.path,
+        problem.code,
+        f"the body must be JSON, and it came as a form (Content-Type: {media}): send the JSON document itself "
+        "as the body, with Content-Type: application/json (curl: --data-binary @events.json, not -F or "
+        "--data-urlencode)",
+    )
 
 
 def _invalid_utf8(body: bytes) -> str | None:

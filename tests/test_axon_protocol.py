@@ -473,3 +473,31 @@ def test_the_200_answer_is_its_accepted_body_whether_reused_or_encoded(
             expected,
             [("content-type", "application/json")],
         )
+
+
+@pytest.mark.parametrize("form", ["multipart", "urlencoded"])
+def test_a_form_body_is_told_to_be_json_naming_the_form_content_type(server: Server, form: str) -> None:
+    """`curl -F events=@file` and `--data-urlencode` were answered "JSON is malformed: invalid
+    character (byte 0)" (a trial): the body must be JSON, and the form type sent is named. On
+    both APIs; a JSON body sent with a form's type (curl -d @file) is still read."""
+    document = json.dumps(batch(page_view()))
+    kind = "multipart/form-data" if form == "multipart" else "application/x-www-form-urlencoded"
+    af_event = json.dumps({"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "os": "14"})
+    af_headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with server.client() as c:
+        for path, headers, value in (
+            ("/v1/event?pixel_id=px_std", STD, document),
+            ("/inappevent/com.example.shop", af_headers, af_event),
+        ):
+            if form == "multipart":
+                answer = c.post(path, files={"events": ("events.json", value, "application/json")}, headers=headers)
+            else:
+                answer = c.post(path, data={"events": value}, headers=headers)
+            assert answer.headers["content-type"].startswith("application/json"), answer.text
+            assert answer.status_code == 400, answer.text
+            [problem] = answer.json()["problems"]
+            assert problem["code"] == "malformed_json", problem
+            assert "must be JSON" in problem["message"] and kind in problem["message"], problem
+            assert "byte 0" not in problem["message"], problem
+        sent = c.post("/v1/event?pixel_id=px_std", content=document, headers={**STD, "Content-Type": kind})
+        assert sent.status_code == 200, sent.text

@@ -19,6 +19,7 @@ from capigate.http.asgi import BodyError, Request, Response, json_response, text
 from capigate.http.outcome import KEY_TWICE, Outcome
 from capigate.http.state import Gateway
 from capigate.responses import DROPPED_SILENTLY, Accepted, ErrorBody
+from capigate.unreadable import sent_as_form
 
 __all__ = ["PREFIX", "post_in_app_event"]
 
@@ -71,6 +72,8 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     )
     outcome.events_received = check.received
     outcome.problems, outcome.warnings = check.problems, [*outcome.warnings, *check.warnings]
+    if check.event is None and len(check.problems) == 1 and not check.problems[0].path:  # the body itself
+        outcome.problems = [sent_as_form(check.problems[0], request.headers.get("content-type"))]
     if check.event is None:
         return _answer(request, check.status, check.text, outcome)
     try:

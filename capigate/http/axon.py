@@ -17,7 +17,7 @@ from capigate.http.outcome import KEY_TWICE, Outcome
 from capigate.http.state import Gateway
 from capigate.responses import Accepted, ErrorBody
 from capigate.store.base import IngestResult
-from capigate.unreadable import TOO_DEEP, unreadable
+from capigate.unreadable import TOO_DEEP, sent_as_form, unreadable
 
 __all__ = ["post_event"]
 
@@ -63,7 +63,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
             test_tag=outcome.test_tag,
         )
     except msgspec.DecodeError as undecoded:
-        problem = unreadable(body, undecoded)
+        problem = sent_as_form(unreadable(body, undecoded), request.headers.get("content-type"))
         return _error(400, problem.code, "the body could not be read", outcome, [problem])
     except RecursionError:
         return _error(400, TOO_DEEP.code, "the body nests too deep", outcome, [TOO_DEEP])
