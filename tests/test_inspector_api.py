@@ -247,3 +247,21 @@ def test_a_page_size_that_is_not_an_integer_is_a_format_problem(server: Server) 
         "out_of_range",
         "limit is the page size, an integer from 1 to 1000; 5000 is above 1000",
     )
+
+
+def test_login_takes_the_token_as_json_too_and_a_json_body_without_one_is_no_failed_login(
+    fresh_server: Server,
+) -> None:
+    """`POST /login` with `{"token": "<the right token>"}` was answered 401 "Wrong admin token"
+    and counted toward the lockout (a trial). A JSON body's token is read as the form's is; a
+    JSON body without one is a 400 saying what is wanted, and guesses nothing."""
+    with fresh_server.client() as c:
+        right = c.post("/login", json={"token": ADMIN})
+        assert right.status_code == 303 and right.headers["location"] == "/", right.text
+        assert right.headers["set-cookie"].startswith("capigate_session=")
+        for body in (b"{not json", b'"a string"', b'{"admin_token": "x"}', b'{"token": 7}') * 2:
+            bad = c.post("/login", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+            assert bad.status_code == 400 and '"token"' in bad.text, bad.text
+        wrong = c.post("/login", json={"token": "nope-nope"})
+        assert wrong.status_code == 401 and "Wrong admin token" in wrong.text
+        assert c.post("/login", data={"token": ADMIN}).status_code == 303  # 8 bodies and 1 wrong token: not locked

@@ -15,6 +15,8 @@ from importlib import resources
 from string import Template
 from urllib.parse import parse_qs
 
+import msgspec
+
 from capigate.__version__ import __version__
 from capigate.errors import Problem
 from capigate.http.asgi import BodyError, Request, Response
@@ -98,8 +100,14 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         body = await request.body(4096)
     except BodyError:
         return _login_page(413, '<p class="error">That is not an admin token.</p>')
-    form = parse_qs(body.decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0].strip()
+    if _media_type(request.headers.get("content-type")) == "application/json":
+        token = _json_token(body)
+        if token is None:  # no guess at a token: not a failed login (a trial's JSON was counted as one)
+            outcome.problems = [Problem("", "malformed_json", _NO_JSON_TOKEN)]
+            return _login_page(400, f'<p class="error" role="alert">{_NO_JSON_TOKEN}.</p>')
+    else:
+        form = parse_qs(body.decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0].strip()
     expected = gateway.config.server.admin_token
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
         gateway.logins.failed(client)
@@ -111,6 +119,24 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     cookie = await start_session(gateway.store, expected, secure=secure)
     headers = [("location", "/"), ("set-cookie", cookie), *_HTML_HEADERS]
     return Response(303, b"", "text/plain; charset=utf-8", headers)
+
+
+_NO_JSON_TOKEN = 'A JSON body must be an object with the admin token as "token" (or send the form: token=...)'
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
+def _json_token(body: bytes) -> str | None:
+    """The token of a JSON body ``{"token": "..."}``, stripped; None when it holds none. A
+    script's ``POST /login`` with JSON was answered "Wrong admin token" (a trial)."""
+    try:
+        value = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    token = value.get("token") if isinstance(value, dict) else None
+    return token.strip() if isinstance(token, str) else None
 
 
 async def post_logout(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
