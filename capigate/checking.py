@@ -107,7 +107,7 @@ def _collect(raw: Any, kind: Any, path: str, report: Report) -> None:
     try:
         msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        _record(exc, path, report, kind)
+        _record(exc, path, report, kind, raw)
 
 
 @functools.cache
@@ -189,9 +189,14 @@ _CODES = (
 )
 
 
-def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any = None) -> None:
+def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any = None, sent: Any = None) -> None:
+    """``sent``: the value at ``path`` itself (the error is of it when msgspec names no path
+    inside it)."""
     message = str(exc)
     match = _AT.search(message)
+    if match is None and _quoted_number(message, sent):
+        report.error(path, "wrong_type", _readable(message) + ": send it without the quotes")
+        return
     if match:
         start = match.start()  # a slice bound is a value: mypyc may evaluate it twice (native.py)
         message = message[:start]
@@ -206,6 +211,26 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
     elif code == "out_of_range":
         message = _bound_message(message, path, kind) or message
     report.error(path, code, _readable(message))
+
+
+def _quoted_number(message: str, sent: Any) -> bool:
+    """Whether msgspec's ``message`` refused a number sent in quotes (``"value": "10"``) where a
+    number is wanted: said "Expected number, got string", while a quoted event_time was told to
+    drop the quotes (a trial). An integer field, only of an integer in quotes."""
+    if not isinstance(sent, str) or not message.endswith("got `str`"):
+        return False
+    found = _WANTED.match(message)
+    if found is None:
+        return False
+    wanted = found.group(1).split(" | ")
+    if "float" in wanted:
+        return _JSON_NUMBER.fullmatch(sent.strip()) is not None
+    return "int" in wanted and _JSON_INTEGER.fullmatch(sent.strip()) is not None
+
+
+_WANTED: Final = re.compile(r"Expected `([^`]+)`")
+_JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_JSON_INTEGER: Final = re.compile(r"-?(?:0|[1-9]\d*)")
 
 
 _BOUND = re.compile(r"Expected `(int|float)` (>=|<=|>|<) (\S+)$")

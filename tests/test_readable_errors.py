@@ -219,3 +219,24 @@ def test_invalid_utf8_is_said_with_the_offset_of_its_first_byte(server: Server) 
     said = "the body is not valid JSON: it is not UTF-8, as JSON text must be (RFC 8259, 8.1): "
     assert problem == {"path": "", "code": "malformed_json", "message": said + "byte 23 (0xE9) is invalid"}
     assert af_problem == {"path": "", "code": "malformed_json", "message": said + "byte 19 (0xFF) is invalid"}
+
+
+def test_a_number_sent_as_a_string_is_told_to_drop_the_quotes_in_every_number_field(server: Server) -> None:
+    """`"value": "10"` was answered msgspec's "Expected number, got string", while a quoted
+    event_time was told "send it without the quotes" (a trial): every number field says it of
+    a number in quotes, and only of one."""
+    sent = purchase()
+    sent["data"]["value"] = "10"
+    sent["data"]["items"][0]["price"] = " 9.99 "
+    sent["data"]["items"][0]["quantity"] = "2"
+    other = purchase()
+    other["data"]["value"] = "ten"
+    other["data"]["items"][0]["quantity"] = "2.5"
+    with server.client() as c:
+        answer = c.post("/v1/event?pixel_id=px_std", json=batch(sent, other), headers=AXON)
+    problems = {p["path"]: p["message"] for p in _problems(answer)}
+    hint = ": send it without the quotes"
+    for path in ("events[0].data.value", "events[0].data.items[0].price", "events[0].data.items[0].quantity"):
+        assert problems[path].endswith(hint) and "got string" in problems[path], (path, problems[path])
+    assert problems["events[1].data.value"] == "Expected number, got string", problems
+    assert hint not in problems["events[1].data.items[0].quantity"], problems
