@@ -624,9 +624,11 @@ def test_a_phone_of_allowed_characters_is_refused_for_its_real_reason(server: Se
     for phone, reason in reasons.items():
         body = post(server, with_user(phone=phone))
         assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
-        [problem] = body["problems"]
-        assert reason in problem["message"], (phone, problem)
-        assert "415" not in problem["message"], problem
+        problems = body["problems"]
+        assert isinstance(problems, list) and len(problems) == 1, problems
+        message = problems[0]["message"]
+        assert reason in message, (phone, message)
+        assert "415" not in message, message
 
 
 def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) -> None:
@@ -641,7 +643,7 @@ def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) ->
         assert stored_user_data(server, str(event["dedupe_id"]))["phone"] == sha("14155550188")
     body = post(server, with_user(phone="tel:+1-415-555-0188;ext=12"))
     assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
-    assert "tel:" in body["problems"][0]["message"] and "0188" not in str(body), body
+    assert "tel:" in str(body["problems"]) and "0188" not in str(body), body
     af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
     headers = {"authentication": "af-dev-key", "Accept": "application/json"}
     digests = {"phone_number_e164_hashed": sha("+442079461303"), "phone_number_hashed": sha("442079461303")}
