@@ -9,6 +9,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,6 +40,11 @@ class _Main(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            # Until here, capigate.__main__ exits at once on Ctrl-C (nothing done yet); from
+            # here, it unwinds, for a command that has work to stop. Earlier, it unwound
+            # through click's parsing of the arguments, which said "Aborted!" with status 1.
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise click.exceptions.Exit(_INTERRUPTED) from None
