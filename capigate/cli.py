@@ -216,6 +216,14 @@ def _in_range(
 
 
 _PORT = _in_range(0, 65535, "a port is 0 to 65535 (0: any free port)")
+
+
+def _port_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--port", envvar="CAPIGATE_PORT", show_envvar=True, type=str, metavar="INTEGER", callback=_PORT, help=help
+    )
+
+
 _CONFIG_OPTION = _config_option()
 _DB_OPTION = click.option(
     "--db", envvar=worker_env.DB, show_envvar=True, help="SQLite file or postgresql:// URL (default: [store] url)."
@@ -226,15 +234,7 @@ _DB_OPTION = click.option(
 @_config_option("TOML configuration; the default one is created if missing.")
 @_DB_OPTION
 @click.option("--host", envvar="CAPIGATE_HOST", show_envvar=True, help="Address to listen on (default: [server] host).")
-@click.option(
-    "--port",
-    envvar="CAPIGATE_PORT",
-    show_envvar=True,
-    type=str,
-    metavar="INTEGER",
-    callback=_PORT,
-    help="Port (default: [server] port).",
-)
+@_port_option("Port (default: [server] port).")
 @click.option(
     "--workers",
     envvar="CAPIGATE_WORKERS",
@@ -310,15 +310,7 @@ def serve(
 @click.option(
     "--host", envvar="CAPIGATE_HOST", show_envvar=True, help="The gateway's address (default: [server] host)."
 )
-@click.option(
-    "--port",
-    envvar="CAPIGATE_PORT",
-    show_envvar=True,
-    type=str,
-    metavar="INTEGER",
-    callback=_PORT,
-    help="The gateway's port (default: [server] port).",
-)
+@_port_option("The gateway's port (default: [server] port).")
 def curl(config_path: Path, source: str | None, url: str | None, host: str | None, port: int | None) -> None:
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
