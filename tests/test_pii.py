@@ -432,25 +432,12 @@ def test_a_phone_number_in_an_identifier_written_other_ways_is_hashed_or_dropped
             f"events[{i}].data.user_id": "plain_pii_hashed",
             f"events[{i}].user_data.zip": "plain_pii_dropped",
         }, i
-    for event, digits in zip(events, _OTHER_FORMS, strict=True):
-        stored: Any = stored_event(fresh_server, str(event["dedupe_id"]))
-        user = stored["user_data"]
-        assert (user["user_id"], user["client_id"], stored["data"]["user_id"]) == (sha(digits),) * 3, digits
-        assert "zip" not in user
+    _ids_stored_as_digests(fresh_server, events, _OTHER_FORMS)
     kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
     assert (kept["user_data"]["user_id"], kept["user_data"]["client_id"], kept["data"]["user_id"]) == (
         "0012345678", "00000012345", "0012345678",
     )  # fmt: skip
-    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
-    with fresh_server.client(headers=headers) as c:
-        for form in _OTHER_FORMS.values():
-            answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": form})
-            assert answer.status_code == 200, answer.text
-            codes = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
-            assert ("customer_user_id", "pii_in_customer_user_id") in codes, (form, codes)
-        answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": "0012345678"})
-        assert answer.status_code == 200 and "pii_in_customer_user_id" not in answer.text, answer.text
+    _customer_user_ids_warned(fresh_server, _OTHER_FORMS)
     fresh_server.stop()
     for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
         for needle in ("7946 01", "794601", "7946%20", "7946.01", "\uff0b44", "%2B44", "%252B", "tel:"):
@@ -487,25 +474,12 @@ def test_a_phone_number_with_a_00_prefix_in_an_identifier_is_hashed_or_dropped_o
                 "events[0].data.user_id": "plain_pii_hashed",
                 "events[0].user_data.zip": "plain_pii_dropped",
             }, (event["user_data"], warned)
-    for event, digits in zip(events, forms, strict=True):
-        stored: Any = stored_event(fresh_server, str(event["dedupe_id"]))
-        user = stored["user_data"]
-        assert (user["user_id"], user["client_id"], stored["data"]["user_id"]) == (sha(digits),) * 3, digits
-        assert "zip" not in user
+    _ids_stored_as_digests(fresh_server, events, forms)
     kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
     assert (kept["user_data"]["user_id"], kept["user_data"]["client_id"], kept["user_data"]["zip"]) == (
         "0012345678", "0012345", "00501",
     )  # fmt: skip
-    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
-    with fresh_server.client(headers=headers) as c:
-        for form in forms.values():
-            answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": form})
-            assert answer.status_code == 200, answer.text
-            codes = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
-            assert ("customer_user_id", "pii_in_customer_user_id") in codes, (form, codes)
-        answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": "0012345678"})
-        assert answer.status_code == 200 and "pii_in_customer_user_id" not in answer.text, answer.text
+    _customer_user_ids_warned(fresh_server, forms)
     fresh_server.stop()
     for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
         for needle in ("7946 012", "79460121", "79460122", "12 34 56", "612345678"):
@@ -659,3 +633,27 @@ def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) ->
             assert paths(answer.json(), "warnings")[key] == "plain_pii_hashed"
             [row] = stored(server, "com.example.shop", payload={"customer_user_id": sent["customer_user_id"]})
             assert row["payload"][key] == digest
+
+
+def _ids_stored_as_digests(server: Server, events: list[dict[str, Any]], forms: dict[str, str]) -> None:
+    """Each event's user_id, client_id and data.user_id stored as the digest of its number
+    (``forms``' key, in ``events``' order), its zip dropped."""
+    for event, digits in zip(events, forms, strict=True):
+        stored: Any = stored_event(server, str(event["dedupe_id"]))
+        user = stored["user_data"]
+        assert (user["user_id"], user["client_id"], stored["data"]["user_id"]) == (sha(digits),) * 3, digits
+        assert "zip" not in user
+
+
+def _customer_user_ids_warned(server: Server, forms: dict[str, str]) -> None:
+    """AppsFlyer warns of each of ``forms`` as a customer_user_id, not of an id starting 00."""
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with server.client(headers=headers) as c:
+        for form in forms.values():
+            answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": form})
+            assert answer.status_code == 200, answer.text
+            codes = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
+            assert ("customer_user_id", "pii_in_customer_user_id") in codes, (form, codes)
+        answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": "0012345678"})
+        assert answer.status_code == 200 and "pii_in_customer_user_id" not in answer.text, answer.text
