@@ -305,7 +305,7 @@ def _reads_as_json(body: bytes) -> bool:
 async def _asgi_body(receive: Receive, limit: int) -> bytes:
     """The body's chunks from ASGI ``receive`` joined; BodyError (413) as soon as they pass
     ``limit`` bytes. A loop, not ``async for``: the StopAsyncIteration ending an iterator
-    costs a compiled function a traceback entry, 4 % of a W2 request's instructions."""
+    costs a compiled function a traceback entry, 3.4 % of a W2 request's instructions."""
     parts: list[bytes] = []
     size = 0
     more = True
