@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from time import perf_counter, time_ns
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -120,7 +120,7 @@ class Request:
         self.peer = peer
         self._task: asyncio.Task[Any] | None = None
         self.rsgi_headers: Any = None  # granian's, which know the names of headers it gives no value of
-        self.headers_twice: frozenset[str] = frozenset()  # ASGI's: the names given more than once
+        self.headers_twice: frozenset[str] = frozenset()  # the names given more than once
         self.body_timeout_s = DEFAULT_BODY_TIMEOUT_S  # the gateway sets [server] body_timeout_s
 
     @classmethod
@@ -144,14 +144,14 @@ class Request:
             peer=f"{client[0]}:{client[1]}" if client else "",
         )
         if len(headers) != len(raw_headers):  # a name given twice: the dict kept its last value
-            names = Counter(k.decode("latin-1").lower() for k, _ in raw_headers)
-            request.headers_twice = frozenset(name for name, n in names.items() if n > 1)
+            request.headers_twice = _repeated(k.decode("latin-1").lower() for k, _ in raw_headers)
         return request
 
     @classmethod
     def from_rsgi(cls, scope: RsgiScope, proto: RsgiProtocol, request_id: str) -> Request:
         rsgi_headers = scope.headers
-        headers = dict(rsgi_headers.items())  # granian gives the names lower-cased
+        pairs = rsgi_headers.items()  # every value of a name given twice, names lower-cased
+        headers = dict(pairs)
         qs = scope.query_string
         query, repeated = _parse_query(qs) if qs else ({}, frozenset[str]())
         peer = scope.client  # "ip:port", "[v6]:port"
@@ -160,6 +160,8 @@ class Request:
             request_id, scope.method, scope.path, headers, query, client_ip, proto=proto, repeated=repeated, peer=peer
         )
         request.rsgi_headers = rsgi_headers
+        if len(headers) != len(pairs):  # told here, not by get_all on each header asked of
+            request.headers_twice = _repeated(name for name, _ in pairs)
         return request
 
     def sent_unreadable(self, name: str) -> bool:
@@ -169,9 +171,7 @@ class Request:
 
     def sent_twice(self, name: str) -> bool:
         """True when the request has header ``name`` more than once (``headers`` keeps the last)."""
-        if self.rsgi_headers is None:
-            return name in self.headers_twice
-        return len(self.rsgi_headers.get_all(name)) > 1
+        return name in self.headers_twice
 
     def task(self) -> asyncio.Task[Any]:
         """The task answering this request (looked up once: its time limits need it)."""
@@ -246,6 +246,10 @@ def peer_address(peer: str) -> tuple[str, int] | None:
     None without a port."""
     port = peer.rpartition(":")[2]
     return (peer_host(peer), int(port)) if port.isdigit() else None
+
+
+def _repeated(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(name for name, count in Counter(names).items() if count > 1)
 
 
 def _parse_query(qs: str) -> tuple[dict[str, str], frozenset[str]]:
