@@ -133,7 +133,10 @@ def international_phone(text: str) -> str | None:
     (the digest of its ``+`` form); None for anything else: ``+`` and 7 to 15 digits,
     separators between them (``+1 (415) 555-0100``), written as a client may hide it too:
     full-width (NFKC: U+FF0B or U+FE62 for ``+``, full-width digits), percent-encoded
-    (``%2B44%2020…``, up to three times) or as a ``tel:`` URI. ``00`` for ``+`` (``0044 20 7946
+    (``%2B44%2020…``, up to three times), as a ``tel:``, ``tel://`` or ``sms:`` URI, with
+    ``/`` or Unicode dashes (U+2010-2014, U+2212) between digits, ``(`` right after ``+``, or
+    an extension after it (``;ext=5``, `` x5``, `` ext. 5``: returned without it, the number
+    alone is hashed). ``00`` for ``+`` (``0044 20 7946
     0123``, full-width or percent-encoded too, but not after spaces or ``tel:``) only when
     phonenumbers finds the number so read valid (its ``+`` form is returned): ids start with
     ``00`` often (``0012345``, an order's), and digits without ``+`` or ``00`` are ids far more
@@ -153,9 +156,18 @@ def international_phone(text: str) -> str | None:
     if text[:2] == "00":  # as sent, not after spaces or "tel:": what typed.py looks for
         return _valid_00_phone(text.rstrip())
     text = text.strip()
-    if text[:4].lower() == "tel:":
-        text = text[4:].lstrip()
-    return text if _INTERNATIONAL_PHONE.fullmatch(text) is not None else None
+    scheme = text[:4].lower()
+    if scheme in _PHONE_SCHEMES:  # "tel:+1…", "tel://+1…", "sms:+1…"
+        text = text[6:] if text[4:6] == "//" else text[4:]
+        text = text.lstrip()
+    if not text.isascii():  # "+1\u2010415\u2010555\u20100100": Unicode dashes between digits
+        text = text.translate(_DASHES)
+    if _INTERNATIONAL_PHONE.fullmatch(text) is not None:
+        return text
+    extension = _EXTENSION.search(text)  # "+1 415 555 0100 x5", "…;ext=5": the number, without it
+    if extension is None or _INTERNATIONAL_PHONE.fullmatch(text[: extension.start()]) is None:
+        return None
+    return text[: extension.start()]
 
 
 def _valid_00_phone(text: str) -> str | None:
@@ -188,11 +200,16 @@ def contains_international_phone(text: str) -> bool:
     return _PHONE_IN_TEXT.search(text) is not None
 
 
-_PHONE_FIRST: Final = frozenset("+%tT")
+_PHONE_FIRST: Final = frozenset("+%tTsS")
+_PHONE_SCHEMES: Final = frozenset(("tel:", "sms:"))
+# Dashes a client may write between digits: hyphen, non-breaking hyphen, en and em dash, minus.
+_DASHES: Final = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2212", "-"))
+# An extension after a number: ";ext=5" (RFC 3966), " x5", " ext. 5", " extension 5".
+_EXTENSION: Final = re.compile(r"\s*(?:;\s*ext=|(?<=[\d\s])(?:x|ext\.?|extension)\s*)\d{1,7}$", re.IGNORECASE)
 # The full-width and small forms (a "+", digits): their UTF-8 starts with the byte 0xEF.
 _FULL_WIDTH: Final = re.compile("[\ufe50-\uffef]")
-_INTERNATIONAL_PHONE: Final = re.compile(r"\+\s*(?:\d[\s().-]{0,2}){7,15}")
-_INTERNATIONAL_00_PHONE: Final = re.compile(r"00\s*(?:\d[\s().-]{0,2}){7,15}")
+_INTERNATIONAL_PHONE: Final = re.compile(r"\+[\s(]*(?:\d[\s()./-]{0,2}){7,15}")
+_INTERNATIONAL_00_PHONE: Final = re.compile(r"00[\s(]*(?:\d[\s()./-]{0,2}){7,15}")
 _PHONE_IN_TEXT: Final = re.compile(r"(?<![\w+])\+\s*(?:\d[\s().-]{0,2}){6,14}\d(?!\d)")
 
 

@@ -635,6 +635,64 @@ def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) ->
             assert row["payload"][key] == digest
 
 
+def _posted_one_by_one_hashed_or_dropped(
+    server: Server, forms: dict[str, str], ids: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Each of ``forms`` in user_id, client_id, data.user_id and zip, one event a request (the
+    typed path): warned hashed (dropped from zip); ``ids``, an event of ids, kept unwarned."""
+    events = []
+    for form in forms.values():
+        event = page_view(data={"user_id": form})
+        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
+        events.append(event)
+    for event in [*events, *([ids] if ids is not None else [])]:
+        body = post(server, event)
+        assert body["status"] == 200, body
+        warned = paths(body, "warnings")
+        if event is ids:
+            assert warned == {}, warned
+        else:
+            assert warned == {
+                "events[0].user_data.user_id": "plain_pii_hashed",
+                "events[0].user_data.client_id": "plain_pii_hashed",
+                "events[0].data.user_id": "plain_pii_hashed",
+                "events[0].user_data.zip": "plain_pii_dropped",
+            }, (event["user_data"], warned)
+    _ids_stored_as_digests(server, events, forms)
+    return events
+
+
+# A phone number after "+" as a re-trial sent it in identifiers, stored plain, unwarned
+# (its digits -> the form it was written in).
+_PLUS_FORMS = {
+    "14155551448": "+1/415/555/1448",
+    "14155551451": "+(1) 415 555 1451",
+    "14155551441": "+1\u2010415\u2011555\u20131441",
+    "14155551445": "+1\u2014415\u2212555 1445",
+    "14155551432": "+14155551432;ext=5",
+    "14155551442": "+1 415 555 1442 x5",
+    "14155551446": "+1 415 555 1446 ext. 5",
+    "14155551443": "sms:+14155551443",
+    "14155551444": "tel://+14155551444",
+}
+
+
+def test_a_phone_number_after_plus_with_other_separators_or_an_extension_in_an_identifier_is_hashed(
+    fresh_server: Server,
+) -> None:
+    """Rule (identity.international_phone): a re-trial's "+1/415/555/1448", "+(1) 415 555 1451",
+    "+1\u2010415\u2011555\u20131441" (Unicode dashes), "+14155551432;ext=5", "+1 415 555 1442 x5",
+    "sms:+1…" and "tel://+1…" in user_id, client_id, data.user_id, zip and AppsFlyer's
+    customer_user_id were stored plain, unwarned. Each is the number it holds: hashed (the
+    digest of its + form, the extension no part of it) or dropped."""
+    _posted_one_by_one_hashed_or_dropped(fresh_server, _PLUS_FORMS)
+    _customer_user_ids_warned(fresh_server, _PLUS_FORMS)
+    fresh_server.stop()
+    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
+        for needle in ("555/14", "555 14", "55514", "555\u201314", "415\u2212555", "sms:", "tel:"):
+            assert needle not in text, f"{needle!r} found in {where}"
+
+
 def _ids_stored_as_digests(server: Server, events: list[dict[str, Any]], forms: dict[str, str]) -> None:
     """Each event's user_id, client_id and data.user_id stored as the digest of its number
     (``forms``' key, in ``events``' order), its zip dropped."""
