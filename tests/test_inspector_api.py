@@ -265,3 +265,28 @@ def test_login_takes_the_token_as_json_too_and_a_json_body_without_one_is_no_fai
         wrong = c.post("/login", json={"token": "nope-nope"})
         assert wrong.status_code == 401 and "Wrong admin token" in wrong.text
         assert c.post("/login", data={"token": ADMIN}).status_code == 303  # 8 bodies and 1 wrong token: not locked
+
+
+def test_login_reads_a_json_token_whatever_the_content_type_and_a_body_without_a_token_is_no_failed_login(
+    fresh_server: Server,
+) -> None:
+    """`curl -X POST $URL/login -d '{"token":"<right token>"}'` (form-encoded by curl's
+    default) was answered 401 and counted: five locked out even the right token (a re-trial).
+    A body that is a JSON object with a "token" string is read as JSON whatever its type; a
+    body with no token at all, or a JSON object naming "token" twice, is a 400 that guesses
+    nothing."""
+    form = "application/x-www-form-urlencoded"
+    with fresh_server.client() as c:
+        for content_type in (form, "text/plain", form, "text/plain", form, "text/plain"):
+            right = c.post("/login", content=f'{{"token":"{ADMIN}"}}', headers={"Content-Type": content_type})
+            assert right.status_code == 303 and right.headers["location"] == "/", (content_type, right.text)
+        no_token = (b"", b"user=x", b"token=", b"hello", b'{"admin_token": "x"}', b'{"token": 7}')
+        for body in no_token:
+            for content_type in (form, "text/plain"):
+                bad = c.post("/login", content=body, headers={"Content-Type": content_type})
+                assert bad.status_code == 400 and "token" in bad.text, (body, content_type, bad.text)
+        twice = f'{{"token": "nope-nope", "token": "{ADMIN}"}}'
+        for content_type in (form, "text/plain", "application/json"):
+            bad = c.post("/login", content=twice, headers={"Content-Type": content_type})
+            assert bad.status_code == 400 and "twice" in bad.text, (content_type, bad.text)
+        assert c.post("/login", data={"token": ADMIN}).status_code == 303  # 15 bodies without a guess: not locked

@@ -259,9 +259,10 @@ def _described() -> dict[str, Any]:
             },
             "/login": {
                 "post": {
-                    "summary": "Log in to the inspector with the admin token (form field `token`); sets a session cookie",
+                    "summary": 'Log in to the inspector with the admin token (form field `token`, or JSON {"token": ...}); sets a session cookie',
                     "responses": {
                         "303": {"description": "Logged in: to the inspector"},
+                        "400": {"description": "No token in the body (or a JSON object naming it twice): not counted"},
                         "401": {"description": "Wrong token"},
                         "429": {"description": "Too many failed logins from this client"},
                     },

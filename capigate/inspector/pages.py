@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 from functools import cache
 from importlib import resources
 from string import Template
 from urllib.parse import parse_qs
-
-import msgspec
 
 from capigate.__version__ import __version__
 from capigate.errors import Problem
@@ -100,14 +99,11 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         body = await request.body(4096)
     except BodyError:
         return _login_page(413, '<p class="error">That is not an admin token.</p>')
-    if _media_type(request.headers.get("content-type")) == "application/json":
-        token = _json_token(body)
-        if token is None:  # no guess at a token: not a failed login (a trial's JSON was counted as one)
-            outcome.problems = [Problem("", "malformed_json", _NO_JSON_TOKEN)]
-            return _login_page(400, f'<p class="error" role="alert">{_NO_JSON_TOKEN}.</p>')
-    else:
-        form = parse_qs(body.decode("utf-8", "replace"))
-        token = (form.get("token") or [""])[0].strip()
+    token, refusal = _login_token(body, _media_type(request.headers.get("content-type")) == "application/json")
+    if token is None:  # no guess at a token: not a failed login (a trial's JSON was counted as one)
+        code = "missing_admin_token" if refusal is _NO_TOKEN else "malformed_json"
+        outcome.problems = [Problem("token" if refusal is _NO_TOKEN else "", code, refusal)]
+        return _login_page(400, f'<p class="error" role="alert">{refusal}.</p>')
     expected = gateway.config.server.admin_token
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
         gateway.logins.failed(client)
@@ -122,21 +118,48 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
 
 
 _NO_JSON_TOKEN = 'A JSON body must be an object with the admin token as "token" (or send the form: token=...)'
+_NO_TOKEN = 'No admin token: send the form token=... or the JSON object {"token": "..."}'
+_TOKEN_TWICE = 'The JSON body names "token" twice: send the admin token once'
 
 
 def _media_type(content_type: str | None) -> str:
     return (content_type or "").partition(";")[0].strip().lower()
 
 
-def _json_token(body: bytes) -> str | None:
-    """The token of a JSON body ``{"token": "..."}``, stripped; None when it holds none. A
-    script's ``POST /login`` with JSON was answered "Wrong admin token" (a trial)."""
-    try:
-        value = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+def _login_token(body: bytes, json_type: bool) -> tuple[str | None, str]:
+    """The token a login body holds, stripped, or None and why there is none. A body that is
+    a JSON object is read as JSON whatever its Content-Type: curl's ``-d '{"token": ...}'``
+    sends it form-encoded, and was answered "Wrong admin token" and counted (a re-trial)."""
+    pairs = _json_pairs(body)
+    if pairs is not None:
+        tokens = [value for key, value in pairs if key == "token"]
+        if len(tokens) > 1:
+            return None, _TOKEN_TWICE
+        token = tokens[0] if tokens else None
+        return (token.strip(), "") if isinstance(token, str) else (None, _NO_JSON_TOKEN)
+    if json_type:
+        return None, _NO_JSON_TOKEN
+    form = parse_qs(body.decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    return (token, "") if token else (None, _NO_TOKEN)
+
+
+def _json_pairs(body: bytes) -> list[tuple[str, object]] | None:
+    """The top-level key, value pairs of a body that is a JSON object, every one (a key given
+    twice is kept twice); None when it is not one."""
+    if not body.lstrip().startswith(b"{"):
         return None
-    token = value.get("token") if isinstance(value, dict) else None
-    return token.strip() if isinstance(token, str) else None
+    pairs: list[list[tuple[str, object]]] = []
+
+    def keep(items: list[tuple[str, object]]) -> dict[str, object]:
+        pairs.append(items)
+        return {}
+
+    try:
+        json.loads(body, object_pairs_hook=keep)
+    except (ValueError, RecursionError):
+        return None
+    return pairs[-1]  # the outermost object is made last
 
 
 async def post_logout(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
