@@ -19,7 +19,7 @@ import itertools
 import re
 from functools import lru_cache
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from capigate.checking import Report, join, top_key
 from capigate.identity import (
@@ -281,9 +281,31 @@ def without_emails(
     return value
 
 
+URL_CREDENTIALS_DROPPED: Final = (
+    "this URL holds credentials (a user name or password before the host: scheme://user:password@host), "
+    "which are never stored: it was dropped; send the URL without them"
+)
+
+
+def url_holds_credentials(url: str) -> bool:
+    """Whether ``url`` is a URL with credentials before its host (``scheme://user:pw@host``):
+    Axon's event_source_url is refused for them, any other field dropped (``url_credentials``)."""
+    if "@" not in url or "//" not in url:
+        return False
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return False
+
+
 def _email_in_field(
     value: str, path: str, report: Report, send_hashed: str, required: frozenset[str], hashed: frozenset[str], at: str
 ) -> Any:
+    if "@" in value and at not in required and url_holds_credentials(value):
+        # Not an email address, though ``user:pw@host`` may look like one (a re-trial).
+        report.warnings = [w for w in report.warnings if w.path != path]
+        report.warn(path, "url_credentials", URL_CREDENTIALS_DROPPED)
+        return _LEFT_OUT
     if not contains_email(value):
         return value
     if at in hashed:

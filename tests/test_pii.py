@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from tests.conftest import Server
-from tests.helpers import batch, now_ms, page_view, paths, stored, wait_until
+from tests.helpers import batch, now_ms, page_view, paths, purchase, stored, wait_until
 from tests.storekit import store_as_text
 
 PLAIN_EMAIL = "Jane.Doe+Ads@Example.COM"
@@ -582,6 +582,34 @@ def test_credentials_in_event_source_url_are_refused_as_credentials_not_as_an_em
     fresh_server.stop()
     for where, text in store_as_text(str(fresh_server.db), None).items():
         for needle in ("zed.userinfo", "hunter2", "tokenonly"):
+            assert needle not in text, f"{needle!r} found in {where}"
+
+
+def test_credentials_in_another_url_field_are_dropped_as_credentials_not_as_an_email_address(
+    fresh_server: Server,
+) -> None:
+    """An item's `image_url` of `https://admin:hunter4@localhost/i.png` was dropped with "this
+    field holds an email address" (a re-trial): it holds a URL's credentials, dropped with
+    `url_credentials` as event_source_url's are refused, whatever the host's shape."""
+    urls = (
+        "https://admin:hunter4@localhost/i.png",
+        "https://zed.userinfo:pw4@shop.example.com/i.png",
+        "https://tokenonly4@shop.example.com/i.png",
+        "https://tok5@localhost/i.png",
+    )
+    for url in urls:
+        event = purchase()
+        event["data"]["items"][0]["image_url"] = url
+        body = post(fresh_server, event)
+        assert body["status"] == 200, (url, body)
+        at = [w for w in cast(list[dict[str, str]], body["warnings"]) if "image_url" in w["path"]]
+        assert [(w["path"], w["code"]) for w in at] == [("events[0].data.items[0].image_url", "url_credentials")], at
+        assert "email" not in at[0]["message"] and "credentials" in at[0]["message"], at
+        (row,) = stored(fresh_server, "px_std", dedupe_id=event["dedupe_id"])
+        assert "image_url" not in row["payload"]["data"]["items"][0], row
+    fresh_server.stop()
+    for where, text in store_as_text(str(fresh_server.db), None).items():
+        for needle in ("hunter4", "zed.userinfo", "tokenonly4", "tok5"):
             assert needle not in text, f"{needle!r} found in {where}"
 
 

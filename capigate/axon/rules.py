@@ -43,7 +43,7 @@ from capigate.identity import (
 )
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys, identifiers_treated
-from capigate.personal import MAX_DEPTH, TooDeep, shown_key, without_emails
+from capigate.personal import MAX_DEPTH, TooDeep, shown_key, url_holds_credentials, without_emails
 
 __all__ = [
     "IDENTIFIER_TEXT",
@@ -502,16 +502,6 @@ URL_CREDENTIALS: Final = (
     "event_source_url holds credentials (a user name or password before the host: scheme://user:password@host), "
     "which are never stored: send the page's URL without them"
 )
-
-
-def url_holds_credentials(url: str) -> bool:
-    """Whether ``url`` has credentials before its host (check_source_url: ``url_credentials``)."""
-    if "@" not in url:
-        return False
-    try:
-        return "@" in urlsplit(url).netloc
-    except ValueError:
-        return False
 
 
 def _check_measurement(mpd_raw: Any, path: str, profile: Profile, report: Report) -> None:
