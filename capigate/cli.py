@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -207,15 +207,46 @@ def _in_range(
             return None
         from capigate.client.cli_gateway import given_as
 
-        number = int(value.strip()) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) else None
-        if number is not None and number >= low and (high is None or number <= high):
-            return number
-        raise click.ClickException(f"{given_as(ctx, param, value)}: {what}")
+        problem = _range_problem(value, low, high, what)
+        if problem is None:
+            return int(value.strip())
+        raise click.ClickException(f"{given_as(ctx, param, value)}: {problem}")
 
     return check
 
 
-_PORT = _in_range(0, 65535, "a port is 0 to 65535 (0: any free port)")
+def _client_port(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """curl's port, one to connect to as env's, events' and quality's: 1 to 65535 (a trial)."""
+    from capigate.client.cli_gateway import client_port
+
+    return client_port(ctx, param, value)
+
+
+def _range_problem(value: str, low: int, high: int | None, what: str) -> str | None:
+    """Why ``value`` is not an integer from ``low`` to ``high``, or None. One that is no
+    integer says so: CAPIGATE_WORKERS=abc was told only "at least one worker process" (a re-trial)."""
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        return f"not a whole number; {what}"
+    number = int(value.strip())
+    return None if number >= low and (high is None or number <= high) else what
+
+
+_PORT_RANGE: Final = (0, 65535, "a port is 0 to 65535 (0: any free port)")
+_WORKERS_RANGE: Final = (1, None, "at least one worker process")
+_PORT = _in_range(*_PORT_RANGE)
+# What serve takes from its variables, which check-config checks as serve would: it said ok
+# to CAPIGATE_PORT=abc, which serve refused (a re-trial).
+_SERVE_VARIABLES: Final = (("CAPIGATE_PORT", _PORT_RANGE), ("CAPIGATE_WORKERS", _WORKERS_RANGE))
+
+
+def _variable_problems() -> list[str]:
+    problems = []
+    for name, (low, high, what) in _SERVE_VARIABLES:
+        value = os.environ.get(name)
+        problem = None if value is None else _range_problem(value, low, high, what)
+        if problem is not None:
+            problems.append(f"{name}={value}: {problem}")
+    return problems
 
 
 def _port_option(help: str) -> Callable[[F], F]:
@@ -241,7 +272,7 @@ _DB_OPTION = click.option(
     show_envvar=True,
     type=str,
     metavar="INTEGER",
-    callback=_in_range(1, None, "at least one worker process"),
+    callback=_in_range(*_WORKERS_RANGE),
     help="Worker processes (default: [server] workers).",
 )
 @click.option(
@@ -310,14 +341,23 @@ def serve(
 @click.option(
     "--host", envvar="CAPIGATE_HOST", show_envvar=True, help="The gateway's address (default: [server] host)."
 )
-@_port_option("The gateway's port (default: [server] port).")
+@click.option(
+    "--port",
+    envvar="CAPIGATE_PORT",
+    show_envvar=True,
+    type=str,
+    metavar="INTEGER",
+    callback=_client_port,
+    help="The gateway's port, 1 to 65535 (default: [server] port).",
+)
 def curl(config_path: Path, source: str | None, url: str | None, host: str | None, port: int | None) -> None:
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
     from capigate.banner import curl_command
+    from capigate.client.cli_gateway import gateway_url
 
     config, _ = _resolve_config(config_path, create=False)
-    base = (url or _base_url(host or config.server.host, port or config.server.port)).rstrip("/")
+    base = (url or gateway_url(config, host, port)).rstrip("/")
     ids = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
     for source_id in [source] if source else ids:
         command = curl_command(config, source_id, base)
@@ -345,9 +385,13 @@ def check_config(config_path: Path, file: Path | None) -> None:
             host_problem=listen_problem,
             store_problem=_store_problem(config_path),
         )
-    except click.ClickException:
+    except click.ClickException as exc:
         _echo_lines(warnings)  # before the mistakes, which end the command
+        exc.message = "\n".join([*_variable_problems(), exc.message])
         raise
+    if _variable_problems():
+        _echo_lines(warnings)
+        raise click.ClickException("\n".join(_variable_problems()))
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
     _echo_lines(warnings)
     _echo_lines(f"{config_path}: note: {note}" for note in ineffective_settings(config))

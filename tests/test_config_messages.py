@@ -238,14 +238,25 @@ def test_env_refuses_a_port_that_is_not_one(tmp_path: Path) -> None:
     assert done.returncode == 1 and done.stderr == "Error: CAPIGATE_PORT=abc: a port is 1 to 65535\n", done.stderr
 
 
+_NOT_WHOLE = "not a whole number"  # CAPIGATE_WORKERS=abc was told "at least one worker process" (a re-trial)
+
+
 @pytest.mark.parametrize(
     ("command", "env", "said"),
     [
-        ("serve", {"CAPIGATE_PORT": "abc"}, "CAPIGATE_PORT=abc: a port is 0 to 65535 (0: any free port)"),
+        (
+            "serve",
+            {"CAPIGATE_PORT": "abc"},
+            f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; a port is 0 to 65535 (0: any free port)",
+        ),
         ("serve", {"CAPIGATE_PORT": "70000"}, "CAPIGATE_PORT=70000: a port is 0 to 65535 (0: any free port)"),
-        ("serve", {"CAPIGATE_WORKERS": "two"}, "CAPIGATE_WORKERS=two: at least one worker process"),
+        ("serve", {"CAPIGATE_WORKERS": "two"}, f"CAPIGATE_WORKERS=two: {_NOT_WHOLE}; at least one worker process"),
+        ("serve", {"CAPIGATE_WORKERS": "0"}, "CAPIGATE_WORKERS=0: at least one worker process"),
         ("serve", {"CAPIGATE_DB": "mysql://u@127.0.0.1/db"}, "store: unknown store URL scheme 'mysql'"),
-        ("curl", {"CAPIGATE_PORT": "abc"}, "CAPIGATE_PORT=abc: a port is 0 to 65535 (0: any free port)"),
+        ("curl", {"CAPIGATE_PORT": "abc"}, "CAPIGATE_PORT=abc: a port is 1 to 65535\n"),
+        ("curl", {"CAPIGATE_PORT": "0"}, "CAPIGATE_PORT=0: a port is 1 to 65535\n"),
+        ("check-config", {"CAPIGATE_PORT": "abc"}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; a port is 0 to 65535"),
+        ("check-config", {"CAPIGATE_WORKERS": "abc"}, f"CAPIGATE_WORKERS=abc: {_NOT_WHOLE}; at least one worker"),
         ("env", {"CAPIGATE_PORT": "0"}, "CAPIGATE_PORT=0: a port is 1 to 65535"),
         ("serve", {}, "bad configuration: "),  # a mistake in the file: the same status, the same prefix
     ],
@@ -262,8 +273,9 @@ def test_a_configuration_mistake_exits_1_with_one_error_line(
         [sys.executable, "-m", "capigate", command],
         capture_output=True, text=True, timeout=30, env={**clean, **env}, cwd=tmp_path,
     )  # fmt: skip
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 1, (done.stdout, done.stderr)
     assert done.stderr.startswith(f"Error: {said}") and "Usage:" not in done.stderr, done.stderr
+    assert " ok " not in done.stdout, done.stdout  # check-config said ok to what serve refuses (a re-trial)
 
 
 def test_every_settings_section_has_its_keys_known() -> None:

@@ -89,7 +89,7 @@ def given_as(ctx: click.Context, param: click.Parameter, value: object) -> str:
     return f"{param.opts[0]} {value}"
 
 
-def _client_port(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+def client_port(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """A port a client connects to: 1 to 65535 (serve's 0, any free port, is none to reach).
     A wrong one is a configuration mistake: one line, status 1, as serve's."""
     if value is None:
@@ -167,7 +167,7 @@ class _Gap:
     "--port",
     type=str,
     metavar="INTEGER",
-    callback=_client_port,
+    callback=client_port,
     help="The gateway's port (default: CAPIGATE_PORT, else [server] port).",
 )
 def env(config_path: Path, url: str | None, host: str | None, port: int | None) -> None:
