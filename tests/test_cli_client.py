@@ -76,7 +76,10 @@ def test_validate_prints_file_line_and_path_of_every_problem_and_exits_1(tmp_pat
         f"{file}:5: error: <record>: not valid JSON: JSON is malformed: object keys must be strings (byte 1) [malformed_json]",
         f"{file}:6: error: <record>: neither an Axon batch or event nor an AppsFlyer event; say which with --api [unknown_record]",
     ]
-    assert lines[-1] == "invalid: 5 problem(s) among 5 event(s) in 1 file(s), 0 warning(s)"
+    assert (
+        lines[-1]
+        == "invalid: 5 problem(s) among 5 event(s) and 2 record(s) read as no event in 1 file(s), 0 warning(s)"
+    )
 
 
 def test_validate_escapes_the_control_characters_of_the_keys_it_names(tmp_path: Path) -> None:
@@ -154,6 +157,17 @@ def test_validate_takes_the_pixel_as_send_does(tmp_path: Path) -> None:
     assert lead.returncode == 1 and "[url_not_origin]" in lead.stdout
     both = capigate("validate", "--pixel", "px_std", "--api", "appsflyer", str(axon))
     assert both.returncode == 2 and "--pixel is for Axon events" in both.stderr
+
+
+def test_validate_pixel_on_an_appsflyer_file_says_its_records_are_not_axon_events(tmp_path: Path) -> None:
+    """`validate --pixel px_demo` on an AppsFlyer file printed "invalid: 1 problem(s) among 0
+    event(s)" (a re-trial): the summary counts the records that are no event of the API apart."""
+    file = jsonl(tmp_path / "af.jsonl", [AF_EVENT])
+    done = capigate("validate", "--pixel", "px_std", "--no-warnings", str(file))
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "invalid: 1 problem(s) among 1 record(s) that are not Axon events in 1 file(s), 0 warning(s)"
+    ), done.stdout
 
 
 def test_validate_and_send_agree_on_an_appsflyer_event_value_given_as_an_object(server: Server, tmp_path: Path) -> None:

@@ -147,6 +147,8 @@ def validate(
                 record.problem = _as_of(record, "axon", "validate")
             count, problems, warnings = _check_record(record, profile, app_id)
             totals.update(events=count, problems=len(problems), warnings=len(warnings))
+            if record.problem is not None:  # a record read as no event (of this API)
+                totals["wrong_api" if record.problem.code == "wrong_api" else "unread"] += 1
             for problem in problems:
                 _echo_problem(source, record, problem)
             for warning in warnings if show_warnings else ():
@@ -156,7 +158,14 @@ def validate(
         click.echo(f"ok: {events} event(s) in {len(files)} file(s), 0 problem(s), {warned} warning(s)")
         return
     # Problems first: "invalid: 299 event(s) …, 1 problem(s)" read as 299 invalid events (a trial).
-    click.echo(f"invalid: {found} problem(s) among {events} event(s) in {len(files)} file(s), {warned} warning(s)")
+    # The records that are no event apart: --pixel on an AppsFlyer file said "among 0 event(s)" (a re-trial).
+    among = [f"{events} event(s)"] if events or totals["wrong_api"] + totals["unread"] == 0 else []
+    if totals["wrong_api"]:
+        among.append(f"{totals['wrong_api']} record(s) that are not Axon events")
+    if totals["unread"]:
+        among.append(f"{totals['unread']} record(s) read as no event")
+    what = " and ".join([", ".join(among[:-1]), among[-1]] if len(among) > 1 else among)
+    click.echo(f"invalid: {found} problem(s) among {what} in {len(files)} file(s), {warned} warning(s)")
     sys.exit(1)
 
 
