@@ -194,7 +194,7 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
     inside it)."""
     message = str(exc)
     match = _AT.search(message)
-    if match is None and _quoted_number(message, sent):
+    if match is None and _quoted_number(message, sent, kind):
         report.error(path, "wrong_type", _readable(message) + ": send it without the quotes")
         return
     if match:
@@ -213,10 +213,23 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
     report.error(path, code, _readable(message))
 
 
-def _quoted_number(message: str, sent: Any) -> bool:
+def _quoted_number(message: str, sent: Any, kind: Any = None) -> bool:
     """Whether msgspec's ``message`` refused a number sent in quotes (``"value": "10"``) where a
     number is wanted: said "Expected number, got string", while a quoted event_time was told to
-    drop the quotes (a trial). An integer field, only of an integer in quotes."""
+    drop the quotes (a trial). An integer field, only of an integer in quotes; and only of a
+    number the field (``kind``) takes unquoted: ``"1e400"`` was told to drop them (a re-trial)."""
+    if not _looks_quoted_number(message, sent):
+        return False
+    if kind is None:
+        return True
+    try:
+        msgspec.json.decode(sent.strip().encode(), type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    return True
+
+
+def _looks_quoted_number(message: str, sent: Any) -> bool:
     if not isinstance(sent, str) or not message.endswith("got `str`"):
         return False
     found = _WANTED.match(message)

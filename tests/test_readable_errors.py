@@ -240,3 +240,19 @@ def test_a_number_sent_as_a_string_is_told_to_drop_the_quotes_in_every_number_fi
         assert problems[path].endswith(hint) and "got string" in problems[path], (path, problems[path])
     assert problems["events[1].data.value"] == "Expected number, got string", problems
     assert hint not in problems["events[1].data.items[0].quantity"], problems
+
+
+def test_a_quoted_number_is_told_to_drop_the_quotes_only_when_unquoted_it_would_do(server: Server) -> None:
+    """`"value": "1e400"` was told "send it without the quotes" (a re-trial): unquoted it is
+    out of range, refused too. The hint is given only of a number that unquoted is taken."""
+    sent = purchase()
+    sent["data"]["value"] = "1e400"
+    sent["data"]["items"][0]["price"] = "-1e400"
+    fine = purchase()
+    fine["data"]["value"] = "1e3"
+    with server.client() as c:
+        answer = c.post("/v1/event?pixel_id=px_std", json=batch(sent, fine), headers=AXON)
+    problems = {p["path"]: p["message"] for p in _problems(answer)}
+    for path in ("events[0].data.value", "events[0].data.items[0].price"):
+        assert "without the quotes" not in problems[path] and "got string" in problems[path], (path, problems)
+    assert problems["events[1].data.value"].endswith(": send it without the quotes"), problems
