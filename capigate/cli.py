@@ -387,8 +387,9 @@ def check_config(config_path: Path, file: Path | None) -> None:
         )
     except click.ClickException as exc:
         _echo_lines(warnings)  # before the mistakes, which end the command
-        exc.message = "\n".join([*_variable_problems(), exc.message])
-        raise
+        if not _variable_problems() or exc.exit_code != 1:
+            raise
+        raise click.ClickException("\n".join([*_variable_problems(), exc.message])) from None
     if _variable_problems():
         _echo_lines(warnings)
         raise click.ClickException("\n".join(_variable_problems()))
