@@ -415,23 +415,13 @@ def test_a_phone_number_in_an_identifier_written_other_ways_is_hashed_or_dropped
     data.user_id, zip and AppsFlyer's customer_user_id were stored and relayed plain, unwarned.
     Each is hashed (the digest of its + form) or dropped, as the + form is. 00 and digits that
     are no valid number so read are an id (0012345678, 00000012345), kept as sent."""
-    events = []
-    for form in _OTHER_FORMS.values():
-        event = page_view(data={"user_id": form})
-        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
-        events.append(event)
+    events = _identifier_events(_OTHER_FORMS)
     ids = page_view(data={"user_id": "0012345678"})
     ids["user_data"] |= {"user_id": "0012345678", "client_id": "00000012345", "zip": "00501"}
     body = post(fresh_server, *events, ids)
     assert body["status"] == 200, body
     warned = paths(body, "warnings")
-    for i in range(len(_OTHER_FORMS)):
-        assert {p: c for p, c in warned.items() if p.startswith(f"events[{i}]")} == {
-            f"events[{i}].user_data.user_id": "plain_pii_hashed",
-            f"events[{i}].user_data.client_id": "plain_pii_hashed",
-            f"events[{i}].data.user_id": "plain_pii_hashed",
-            f"events[{i}].user_data.zip": "plain_pii_dropped",
-        }, i
+    _each_warned_hashed_or_dropped(warned, len(_OTHER_FORMS))
     _ids_stored_as_digests(fresh_server, events, _OTHER_FORMS)
     kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
     assert (kept["user_data"]["user_id"], kept["user_data"]["client_id"], kept["data"]["user_id"]) == (
@@ -454,27 +444,9 @@ def test_a_phone_number_with_a_00_prefix_in_an_identifier_is_hashed_or_dropped_o
     relayed plain, unwarned, where "+44 20 7946 0121" was hashed. A 00 id that is no valid
     number (0012345678, 0012345, a zip 00501) is an id, kept as sent: such ids are common."""
     forms = {"442079460121": "0044 20 7946 0121", "442079460122": "00442079460122", "33612345678": "0033 6 12 34 56 78"}
-    events = []
-    for form in forms.values():
-        event = page_view(data={"user_id": form})
-        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
-        events.append(event)
     ids = page_view(data={"user_id": "0012345"})
     ids["user_data"] |= {"user_id": "0012345678", "client_id": "0012345", "zip": "00501"}
-    for event in [*events, ids]:  # one event a batch: each clean batch takes the typed path
-        body = post(fresh_server, event)
-        assert body["status"] == 200, body
-        warned = paths(body, "warnings")
-        if event is ids:
-            assert warned == {}, warned
-        else:
-            assert warned == {
-                "events[0].user_data.user_id": "plain_pii_hashed",
-                "events[0].user_data.client_id": "plain_pii_hashed",
-                "events[0].data.user_id": "plain_pii_hashed",
-                "events[0].user_data.zip": "plain_pii_dropped",
-            }, (event["user_data"], warned)
-    _ids_stored_as_digests(fresh_server, events, forms)
+    _posted_one_by_one_hashed_or_dropped(fresh_server, forms, ids)
     kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
     assert (kept["user_data"]["user_id"], kept["user_data"]["client_id"], kept["user_data"]["zip"]) == (
         "0012345678", "0012345", "00501",
@@ -668,11 +640,7 @@ def _posted_one_by_one_hashed_or_dropped(
 ) -> list[dict[str, Any]]:
     """Each of ``forms`` in user_id, client_id, data.user_id and zip, one event a request (the
     typed path): warned hashed (dropped from zip); ``ids``, an event of ids, kept unwarned."""
-    events = []
-    for form in forms.values():
-        event = page_view(data={"user_id": form})
-        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
-        events.append(event)
+    events = _identifier_events(forms)
     for event in [*events, *([ids] if ids is not None else [])]:
         body = post(server, event)
         assert body["status"] == 200, body
@@ -729,11 +697,7 @@ def test_a_phone_number_with_00_after_spaces_or_tel_in_an_identifier_is_hashed(f
     forms = {"14155551419": "tel:0014155551419", "442079461320": " 0044 20 7946 1320"}
     ids = page_view(data={"user_id": " 0012345678"})
     ids["user_data"] |= {"user_id": "tel:0012345", "client_id": " 0012345678", "zip": " 00501"}
-    events = []
-    for form in forms.values():
-        event = page_view(data={"user_id": form})
-        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
-        events.append(event)
+    events = _identifier_events(forms)
     # With a "+" form (the slow path): typed.py tells a "00" form by an id's first two
     # characters only, as looking for a space or "t" before one cost 1.7 % of the rules.
     plus = page_view()
@@ -741,13 +705,7 @@ def test_a_phone_number_with_00_after_spaces_or_tel_in_an_identifier_is_hashed(f
     body = post(fresh_server, *events, ids, plus)
     assert body["status"] == 200, body
     warned = paths(body, "warnings")
-    for i in range(len(forms)):
-        assert {p: c for p, c in warned.items() if p.startswith(f"events[{i}]")} == {
-            f"events[{i}].user_data.user_id": "plain_pii_hashed",
-            f"events[{i}].user_data.client_id": "plain_pii_hashed",
-            f"events[{i}].data.user_id": "plain_pii_hashed",
-            f"events[{i}].user_data.zip": "plain_pii_dropped",
-        }, i
+    _each_warned_hashed_or_dropped(warned, len(forms))
     assert not any(p.startswith(f"events[{len(forms)}]") for p in warned), warned
     assert warned[f"events[{len(forms) + 1}].user_data.user_id"] == "plain_pii_hashed", warned
     _ids_stored_as_digests(fresh_server, events, forms)
@@ -782,3 +740,24 @@ def _customer_user_ids_warned(server: Server, forms: dict[str, str]) -> None:
             assert ("customer_user_id", "pii_in_customer_user_id") in codes, (form, codes)
         answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": "0012345678"})
         assert answer.status_code == 200 and "pii_in_customer_user_id" not in answer.text, answer.text
+
+
+def _identifier_events(forms: dict[str, str]) -> list[dict[str, Any]]:
+    """An event for each of ``forms``, in user_id, client_id, data.user_id and zip."""
+    events = []
+    for form in forms.values():
+        event = page_view(data={"user_id": form})
+        event["user_data"] |= {"user_id": form, "client_id": form, "zip": form}
+        events.append(event)
+    return events
+
+
+def _each_warned_hashed_or_dropped(warned: dict[str, str], count: int) -> None:
+    """The first ``count`` events of a batch each warned hashed in its ids, dropped from zip."""
+    for i in range(count):
+        assert {p: c for p, c in warned.items() if p.startswith(f"events[{i}]")} == {
+            f"events[{i}].user_data.user_id": "plain_pii_hashed",
+            f"events[{i}].user_data.client_id": "plain_pii_hashed",
+            f"events[{i}].data.user_id": "plain_pii_hashed",
+            f"events[{i}].user_data.zip": "plain_pii_dropped",
+        }, i
