@@ -167,9 +167,11 @@ def international_phone(text: str) -> str | None:
     if _INTERNATIONAL_PHONE.fullmatch(text) is not None:
         return text
     extension = _EXTENSION.search(text)  # "+1 415 555 0100 x5", "…;ext=5": the number, without it
-    if extension is None or _INTERNATIONAL_PHONE.fullmatch(text[: extension.start()]) is None:
+    if extension is None:
         return None
-    return text[: extension.start()]
+    cut = extension.start()  # a name: mypyc evaluates a slice's bound twice (test_native)
+    number = text[:cut]
+    return number if _INTERNATIONAL_PHONE.fullmatch(number) is not None else None
 
 
 def _valid_00_phone(text: str) -> str | None:
