@@ -149,13 +149,7 @@ def international_phone(text: str) -> str | None:
     first = text[:1]
     if first not in _PHONE_FIRST and not first.isspace() and first.isascii() and (first != "0" or text[1:2] != "0"):
         return None
-    if not text.isascii() and _FULL_WIDTH.search(text) is not None:  # a full-width "+" or digit, maybe
-        text = unicodedata.normalize("NFKC", text)
-    for _ in range(_MAX_DECODINGS):  # "%2B" for "+", "%20" for a space
-        if "%2" not in text:
-            break
-        text = unquote(text)
-    text = text.strip()
+    text = _unhidden(text, "%2").strip()  # "%2B" for "+", "%20" for a space
     scheme = text[:4].lower()
     if scheme in _PHONE_SCHEMES:  # "tel:+1…", "tel://+1…", "sms:+1…"
         text = text[6:] if text[4:6] == "//" else text[4:]
@@ -195,13 +189,19 @@ def contains_international_phone(text: str) -> bool:
     ASCII."""
     if "+" not in text and "%2" not in text and text.isascii():
         return False
-    if not text.isascii() and _FULL_WIDTH.search(text) is not None:
+    return _PHONE_IN_TEXT.search(_unhidden(text, "%")) is not None
+
+
+def _unhidden(text: str, encoded: str) -> str:
+    """``text`` as a phone number hidden in it reads: its full-width forms made ASCII (NFKC),
+    then percent-decoded, up to three times, while it holds ``encoded``."""
+    if not text.isascii() and _FULL_WIDTH.search(text) is not None:  # a full-width "+" or digit, maybe
         text = unicodedata.normalize("NFKC", text)
     for _ in range(_MAX_DECODINGS):
-        if "%" not in text:
+        if encoded not in text:
             break
         text = unquote(text)
-    return _PHONE_IN_TEXT.search(text) is not None
+    return text
 
 
 _PHONE_FIRST: Final = frozenset("+%tTsS")

@@ -156,7 +156,7 @@ def _typed(
         mpd = event.measurement_partner_data
         if mpd is not None and _MPD_TIMES(mpd) != _NO_TIMES:  # one C call: most send no timestamp
             _mpd_timestamps(mpd, path, report)
-        if is_blank_dedupe_id(dedupe_id) or (dedupe_id is not None and "\x00" in dedupe_id):
+        if is_blank_dedupe_id(dedupe_id) or rules.holds_nul(dedupe_id):
             return None  # the slow path drops a blank one, refuses one holding NUL, and says so
         if dedupe_id is None and profile.dedupe_id_expected:
             report.warn(

@@ -260,8 +260,7 @@ def _parse_query(qs: str) -> tuple[dict[str, str], frozenset[str]]:
     query = dict(pairs)
     if len(query) == len(pairs):
         return query, frozenset()
-    counts = Counter(name for name, _ in pairs)
-    return query, frozenset(name for name, count in counts.items() if count > 1)
+    return query, _repeated(name for name, _ in pairs)
 
 
 CHUNKS_ENDED_EARLY = (
