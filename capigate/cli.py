@@ -249,9 +249,11 @@ def _variable_problems() -> list[str]:
     return problems
 
 
-def _port_option(help: str) -> Callable[[F], F]:
+def _port_option(
+    help: str, check: Callable[[click.Context, click.Parameter, str | None], int | None]
+) -> Callable[[F], F]:
     return click.option(
-        "--port", envvar="CAPIGATE_PORT", show_envvar=True, type=str, metavar="INTEGER", callback=_PORT, help=help
+        "--port", envvar="CAPIGATE_PORT", show_envvar=True, type=str, metavar="INTEGER", callback=check, help=help
     )
 
 
@@ -265,7 +267,7 @@ _DB_OPTION = click.option(
 @_config_option("TOML configuration; the default one is created if missing.")
 @_DB_OPTION
 @click.option("--host", envvar="CAPIGATE_HOST", show_envvar=True, help="Address to listen on (default: [server] host).")
-@_port_option("Port (default: [server] port).")
+@_port_option("Port (default: [server] port).", _PORT)
 @click.option(
     "--workers",
     envvar="CAPIGATE_WORKERS",
@@ -341,15 +343,7 @@ def serve(
 @click.option(
     "--host", envvar="CAPIGATE_HOST", show_envvar=True, help="The gateway's address (default: [server] host)."
 )
-@click.option(
-    "--port",
-    envvar="CAPIGATE_PORT",
-    show_envvar=True,
-    type=str,
-    metavar="INTEGER",
-    callback=_client_port,
-    help="The gateway's port, 1 to 65535 (default: [server] port).",
-)
+@_port_option("The gateway's port, 1 to 65535 (default: [server] port).", _client_port)
 def curl(config_path: Path, source: str | None, url: str | None, host: str | None, port: int | None) -> None:
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
@@ -377,6 +371,7 @@ def check_config(config_path: Path, file: Path | None) -> None:
 
     config_path = file or config_path
     warnings = [f"{config_path}: warning: {warning}" for warning in written_warnings(config_path, os.cpu_count())]
+    variables = _variable_problems()
     try:
         config, _ = _resolve_config(
             config_path,
@@ -387,12 +382,12 @@ def check_config(config_path: Path, file: Path | None) -> None:
         )
     except click.ClickException as exc:
         _echo_lines(warnings)  # before the mistakes, which end the command
-        if not _variable_problems() or exc.exit_code != 1:
+        if not variables or exc.exit_code != 1:
             raise
-        raise click.ClickException("\n".join([*_variable_problems(), exc.message])) from None
-    if _variable_problems():
+        raise click.ClickException("\n".join([*variables, exc.message])) from None
+    if variables:
         _echo_lines(warnings)
-        raise click.ClickException("\n".join(_variable_problems()))
+        raise click.ClickException("\n".join(variables))
     click.echo(f"{config_path}: ok ({len(config.axon.pixels)} pixel(s), {len(config.appsflyer.apps)} app(s))")
     _echo_lines(warnings)
     _echo_lines(f"{config_path}: note: {note}" for note in ineffective_settings(config))
