@@ -19,7 +19,7 @@ import msgspec
 from capigate.checking import TOO_LARGE_NUMBER, join
 from capigate.errors import Problem
 
-__all__ = ["TOO_DEEP", "expected", "field_problem", "lone_surrogate", "sent_as_form", "unreadable"]
+__all__ = ["TOO_DEEP", "expected", "field_problem", "lone_surrogate", "media_type", "sent_as_form", "unreadable"]
 
 TOO_DEEP: Final = Problem(
     "", "too_deep", 'the body nests arrays or objects too deep to be read (the path "" is the whole body)'
@@ -65,9 +65,9 @@ def sent_as_form(problem: Problem, content_type: str | None) -> Problem:
     events=@file``, ``--data-urlencode``), the reason: "JSON is malformed: invalid character
     (byte 0)" named no form (a trial). A JSON body sent with a form's type (``curl -d @file``)
     is read as JSON, and never comes here."""
-    if problem.code != "malformed_json" or not content_type:
+    if problem.code != "malformed_json":
         return problem
-    media = content_type.partition(";")[0].strip().lower()
+    media = media_type(content_type)
     if media not in _FORMS:
         return problem
     return Problem(
@@ -77,6 +77,11 @@ def sent_as_form(problem: Problem, content_type: str | None) -> Problem:
         "as the body, with Content-Type: application/json (curl: --data-binary @events.json, not -F or "
         "--data-urlencode)",
     )
+
+
+def media_type(content_type: str | None) -> str:
+    """A Content-Type's media type, lower-cased, without its parameters ("" for none)."""
+    return (content_type or "").partition(";")[0].strip().lower()
 
 
 def _invalid_utf8(body: bytes) -> str | None:

@@ -22,6 +22,7 @@ from capigate.http.asgi import BodyError, Request, Response
 from capigate.http.outcome import Outcome
 from capigate.http.session import clear_cookie, end_session, has_session, start_session
 from capigate.http.state import Gateway
+from capigate.unreadable import media_type
 
 __all__ = ["ASSETS", "get_asset", "get_login", "get_page", "post_login", "post_logout"]
 
@@ -99,7 +100,7 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         body = await request.body(4096)
     except BodyError:
         return _login_page(413, '<p class="error">That is not an admin token.</p>')
-    token, refusal = _login_token(body, _media_type(request.headers.get("content-type")) == "application/json")
+    token, refusal = _login_token(body, media_type(request.headers.get("content-type")) == "application/json")
     if token is None:  # no guess at a token: not a failed login (a trial's JSON was counted as one)
         code = "missing_admin_token" if refusal is _NO_TOKEN else "malformed_json"
         outcome.problems = [Problem("token" if refusal is _NO_TOKEN else "", code, refusal)]
@@ -120,10 +121,6 @@ async def post_login(request: Request, gateway: Gateway, outcome: Outcome) -> Re
 _NO_JSON_TOKEN = 'A JSON body must be an object with the admin token as "token" (or send the form: token=...)'
 _NO_TOKEN = 'No admin token: send the form token=... or the JSON object {"token": "..."}'
 _TOKEN_TWICE = 'The JSON body names "token" twice: send the admin token once'
-
-
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").partition(";")[0].strip().lower()
 
 
 def _login_token(body: bytes, json_type: bool) -> tuple[str | None, str]:
