@@ -428,10 +428,7 @@ def test_a_phone_number_in_an_identifier_written_other_ways_is_hashed_or_dropped
         "0012345678", "00000012345", "0012345678",
     )  # fmt: skip
     _customer_user_ids_warned(fresh_server, _OTHER_FORMS)
-    fresh_server.stop()
-    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
-        for needle in ("7946 01", "794601", "7946%20", "7946.01", "\uff0b44", "%2B44", "%252B", "tel:"):
-            assert needle not in text, f"{needle!r} found in {where}"
+    _found_nowhere(fresh_server, ("7946 01", "794601", "7946%20", "7946.01", "\uff0b44", "%2B44", "%252B", "tel:"))
 
 
 def test_a_phone_number_with_a_00_prefix_in_an_identifier_is_hashed_or_dropped_on_both_apis(
@@ -452,10 +449,7 @@ def test_a_phone_number_with_a_00_prefix_in_an_identifier_is_hashed_or_dropped_o
         "0012345678", "0012345", "00501",
     )  # fmt: skip
     _customer_user_ids_warned(fresh_server, forms)
-    fresh_server.stop()
-    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
-        for needle in ("7946 012", "79460121", "79460122", "12 34 56", "612345678"):
-            assert needle not in text, f"{needle!r} found in {where}"
+    _found_nowhere(fresh_server, ("7946 012", "79460121", "79460122", "12 34 56", "612345678"))
 
 
 def test_a_phone_number_as_an_axon_name_is_refused_and_as_a_dedupe_id_hashed(fresh_server: Server) -> None:
@@ -481,10 +475,7 @@ def test_a_phone_number_as_an_axon_name_is_refused_and_as_a_dedupe_id_hashed(fre
     with fresh_server.admin() as c:
         rows = c.get("/api/events", params={"source": "px_std", "limit": 1000}).json()["events"]
     assert len(rows) == 2, rows
-    fresh_server.stop()
-    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
-        for needle in ("7946 013", "79460131", "79460132", "79460133", "79460134"):
-            assert needle not in text, f"{needle!r} found in {where}"
+    _found_nowhere(fresh_server, ("7946 013", "79460131", "79460132", "79460133", "79460134"))
 
 
 def test_a_phone_number_in_event_source_url_refuses_the_batch_as_an_email_address_does(fresh_server: Server) -> None:
@@ -511,11 +502,7 @@ def test_a_phone_number_in_event_source_url_refuses_the_batch_as_an_email_addres
         "https://shop.example.com/p/ids/+123",
     ):
         assert post(fresh_server, page_view(event_source_url=url))["status"] == 200, url
-    wait_until(lambda: _journaled(fresh_server) >= 7, what="seven journal entries")
-    with fresh_server.admin() as c:
-        rows = c.get("/api/requests", params={"status": 400, "limit": 10}).json()["requests"]
-        kept = [c.get(f"/api/requests/{r['request_id']}").json()["body"] for r in rows]
-    assert {k["events"][0]["event_source_url"] for k in kept} == {"<dropped: personal data>"}, kept
+    assert _kept_source_urls(fresh_server, 7) == {"<dropped: personal data>"}
     fresh_server.stop()
     for where, text in store_as_text(str(fresh_server.db), None).items():
         for needle in ("4155551101", "555 1102", "4155551103", "7946"):
@@ -525,6 +512,16 @@ def test_a_phone_number_in_event_source_url_refuses_the_batch_as_an_email_addres
 def _journaled(server: Server) -> int:
     with server.admin() as c:
         return len(c.get("/api/requests", params={"limit": 100}).json()["requests"])
+
+
+def _kept_source_urls(server: Server, requests: int) -> set[str]:
+    """The event_source_url of the first event of each refused body the journal kept, once it
+    holds ``requests`` entries."""
+    wait_until(lambda: _journaled(server) >= requests, what=f"{requests} journal entries")
+    with server.admin() as c:
+        rows = c.get("/api/requests", params={"status": 400, "limit": 10}).json()["requests"]
+        kept = [c.get(f"/api/requests/{r['request_id']}").json()["body"] for r in rows]
+    return {k["events"][0]["event_source_url"] for k in kept}
 
 
 def test_credentials_in_event_source_url_are_refused_as_credentials_not_as_an_email_address(
@@ -546,11 +543,7 @@ def test_credentials_in_event_source_url_are_refused_as_credentials_not_as_an_em
         (problem,) = cast(list[dict[str, str]], body["problems"])
         assert (problem["path"], problem["code"]) == ("events[0].event_source_url", "url_credentials"), problem
         assert "email" not in problem["message"] and "credentials" in problem["message"], problem
-    wait_until(lambda: _journaled(fresh_server) >= 3, what="three journal entries")
-    with fresh_server.admin() as c:
-        rows = c.get("/api/requests", params={"status": 400, "limit": 10}).json()["requests"]
-        kept = [c.get(f"/api/requests/{r['request_id']}").json()["body"] for r in rows]
-    assert {k["events"][0]["event_source_url"] for k in kept} == {"<dropped: personal data>"}, kept
+    assert _kept_source_urls(fresh_server, 3) == {"<dropped: personal data>"}
     fresh_server.stop()
     for where, text in store_as_text(str(fresh_server.db), None).items():
         for needle in ("zed.userinfo", "hunter2", "tokenonly"):
@@ -683,10 +676,7 @@ def test_a_phone_number_after_plus_with_other_separators_or_an_extension_in_an_i
     digest of its + form, the extension no part of it) or dropped."""
     _posted_one_by_one_hashed_or_dropped(fresh_server, _PLUS_FORMS)
     _customer_user_ids_warned(fresh_server, _PLUS_FORMS)
-    fresh_server.stop()
-    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
-        for needle in ("555/14", "555 14", "55514", "555\u201314", "415\u2212555", "sms:", "tel:"):
-            assert needle not in text, f"{needle!r} found in {where}"
+    _found_nowhere(fresh_server, ("555/14", "555 14", "55514", "555\u201314", "415\u2212555", "sms:", "tel:"))
 
 
 def test_a_phone_number_with_00_after_spaces_or_tel_in_an_identifier_is_hashed(fresh_server: Server) -> None:
@@ -712,10 +702,7 @@ def test_a_phone_number_with_00_after_spaces_or_tel_in_an_identifier_is_hashed(f
     kept: Any = stored_event(fresh_server, str(ids["dedupe_id"]))
     assert (kept["user_data"]["user_id"], kept["data"]["user_id"]) == ("tel:0012345", " 0012345678")
     _customer_user_ids_warned(fresh_server, forms)
-    fresh_server.stop()
-    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
-        for needle in ("14155551419", "7946 1320"):
-            assert needle not in text, f"{needle!r} found in {where}"
+    _found_nowhere(fresh_server, ("14155551419", "7946 1320"))
 
 
 def _ids_stored_as_digests(server: Server, events: list[dict[str, Any]], forms: dict[str, str]) -> None:
@@ -761,3 +748,11 @@ def _each_warned_hashed_or_dropped(warned: dict[str, str], count: int) -> None:
             f"events[{i}].data.user_id": "plain_pii_hashed",
             f"events[{i}].user_data.zip": "plain_pii_dropped",
         }, i
+
+
+def _found_nowhere(server: Server, needles: tuple[str, ...]) -> None:
+    """None of ``needles`` in the store's files nor the log, once ``server`` has stopped."""
+    server.stop()
+    for where, text in {**store_as_text(str(server.db), None), "log": server.output()}.items():
+        for needle in needles:
+            assert needle not in text, f"{needle!r} found in {where}"

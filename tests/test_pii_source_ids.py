@@ -42,14 +42,7 @@ def _post(server: Server, path: str, **kw: Any) -> httpx.Response:
 
 def _send(server: Server) -> None:
     af_event = {"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": "", "os": "17.4"}
-    tagged = _post(
-        server,
-        "/v1/event?pixel_id=px_std",
-        headers={"Authorization": "key-std", "X-Capigate-Test": TAG_EMAIL},
-        json=batch(purchase()),
-    )
-    assert tagged.status_code == 200, tagged.text
-    body = tagged.json()
+    body = _tagged(server, TAG_EMAIL)
     assert body["test_tag"] == TAG_SHOWN
     assert {w["path"]: w["code"] for w in body["warnings"]}["x-capigate-test"] == "plain_pii_replaced"
     unknown = _post(server, "/v1/event", params={"pixel_id": PIXEL_EMAIL}, json=batch(purchase()))
@@ -176,14 +169,7 @@ def test_phone_number_as_test_tag_pixel_id_or_app_id_never_reaches_store_journal
     stored (a trial). It is kept as `<phone number>` and 8 hex digits of its digits' SHA-256,
     as an email address is, and the tag as sent still finds its events."""
     server, schema = gateway
-    tagged = _post(
-        server,
-        "/v1/event?pixel_id=px_std",
-        headers={"Authorization": "key-std", "X-Capigate-Test": TAG_PHONE},
-        json=batch(purchase()),
-    )
-    assert tagged.status_code == 200, tagged.text
-    body = tagged.json()
+    body = _tagged(server, TAG_PHONE)
     assert body["test_tag"] == shown_id(TAG_PHONE) and body["test_tag"].startswith("<phone number "), body
     warned = {w["path"]: w for w in body["warnings"]}["x-capigate-test"]
     assert warned["code"] == "plain_pii_replaced" and "phone number" in warned["message"], warned
@@ -218,3 +204,16 @@ def _everything_kept(server: Server, schema: str | None) -> dict[str, str]:
     server.stop()
     haystacks["log"] = server.output()
     return haystacks | store_as_text(str(server.db), schema)
+
+
+def _tagged(server: Server, tag: str) -> dict[str, Any]:
+    """The answer to a purchase sent with the test tag ``tag`` (accepted)."""
+    answer = _post(
+        server,
+        "/v1/event?pixel_id=px_std",
+        headers={"Authorization": "key-std", "X-Capigate-Test": tag},
+        json=batch(purchase()),
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
