@@ -234,18 +234,30 @@ def _range_problem(value: str, low: int, high: int | None, what: str) -> str | N
 _PORT_RANGE: Final = (0, 65535, "a port is 0 to 65535 (0: any free port)")
 _WORKERS_RANGE: Final = (1, None, "at least one worker process")
 _PORT = _in_range(*_PORT_RANGE)
-# What serve takes from its variables, which check-config checks as serve would: it said ok
-# to CAPIGATE_PORT=abc, which serve refused (a re-trial).
+# What serve takes from its variables as numbers, which check-config checks as serve would: it
+# said ok to CAPIGATE_PORT=abc, which serve refused (a re-trial); CAPIGATE_HOST and CAPIGATE_DB
+# by _variable_problems.
 _SERVE_VARIABLES: Final = (("CAPIGATE_PORT", _PORT_RANGE), ("CAPIGATE_WORKERS", _WORKERS_RANGE))
 
 
-def _variable_problems() -> list[str]:
+def _variable_problems(config_file: Path) -> list[str]:
+    """What serve would refuse of its variables, each named: CAPIGATE_HOST and CAPIGATE_DB in
+    serve's own words (its bind, its opening of the store), after the variable, as the file's
+    host and store URL are after their key (check-config said ok to both: a trial). An empty
+    one is unset, as serve reads it."""
+    from capigate.serving import listen_problem
+
     problems = []
     for name, (low, high, what) in _SERVE_VARIABLES:
         value = os.environ.get(name)
         problem = None if value is None else _range_problem(value, low, high, what)
         if problem is not None:
             problems.append(f"{name}={value}: {problem}")
+    checks = (("CAPIGATE_HOST", listen_problem), (worker_env.DB, _store_problem(config_file)))
+    for name, check in checks:
+        value = os.environ.get(name)
+        if value and (problem := check(value)) is not None:
+            problems.append(f"{name}: {problem}")
     return problems
 
 
@@ -365,13 +377,14 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 def check_config(config_path: Path, file: Path | None) -> None:
     """Check a configuration file (FILE, else --config) and exit: every mistake, one a line,
-    and status 1 if there is one. A relay's api_key_env must be set in this environment, and
-    [server] host one that serve could listen on here."""
+    and status 1 if there is one. A relay's api_key_env must be set in this environment,
+    [server] host one that serve could listen on here, and CAPIGATE_HOST, CAPIGATE_PORT,
+    CAPIGATE_WORKERS and CAPIGATE_DB, where set, what serve would take."""
     from capigate.serving import listen_problem
 
     config_path = file or config_path
     warnings = [f"{config_path}: warning: {warning}" for warning in written_warnings(config_path, os.cpu_count())]
-    variables = _variable_problems()
+    variables = _variable_problems(config_path)
     try:
         config, _ = _resolve_config(
             config_path,

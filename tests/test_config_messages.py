@@ -486,3 +486,54 @@ def test_a_relay_url_with_port_0_is_refused(tmp_path: Path) -> None:
     """Port 0 reads as no port: the relay went to port 80 of that host with its key (a trial)."""
     text = SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "http://127.0.0.1:0"\n'
     assert "axon.pixels[0].relay.url: the URL's port is 0" in refused(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("CAPIGATE_HOST", "not a host", "cannot listen on 'not a host': not an address or a known host name"),
+        ("CAPIGATE_DB", "mysql://u@127.0.0.1/db", "unknown store URL scheme 'mysql': use sqlite:/// or a file path"),
+        (
+            "CAPIGATE_DB",
+            "/nonexistent-dir/x.db",
+            "/nonexistent-dir/x.db: the directory /nonexistent-dir does not exist",
+        ),
+        ("CAPIGATE_DB", "postgresql://u@127.0.0.1/db?schema=BAD", "schema 'BAD': use lower-case letters"),
+    ],
+)
+def test_check_config_refuses_the_host_and_store_variables_serve_would_refuse(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
+    """It checked CAPIGATE_PORT and CAPIGATE_WORKERS as serve does, and said ok to a
+    CAPIGATE_HOST or CAPIGATE_DB that serve then refused (a trial): the variable, then serve's
+    own words, one `Error:` line, status 1."""
+    (tmp_path / "capigate.toml").write_text(SERVER)
+    served = _in_environment(["serve", "--port", "0", "--no-relay"], tmp_path, {variable: value})
+    assert served.returncode == 1 and said in served.stderr, served.stderr
+    checked = _in_environment(["check-config"], tmp_path, {variable: value})
+    assert checked.returncode == 1 and " ok " not in checked.stdout, (checked.stdout, checked.stderr)
+    assert checked.stderr.startswith(f"Error: {variable}: {said}"), checked.stderr
+    assert checked.stderr.count("\n") == 1 and "Traceback" not in checked.stderr, checked.stderr
+    assert not (tmp_path / "capigate.db").exists()  # checked, not made
+
+
+@pytest.mark.parametrize("variable", ["CAPIGATE_HOST", "CAPIGATE_DB"])
+def test_check_config_takes_the_host_and_store_variables_serve_would_take(tmp_path: Path, variable: str) -> None:
+    (tmp_path / "capigate.toml").write_text(SERVER)
+    value = {"CAPIGATE_HOST": "127.0.0.1", "CAPIGATE_DB": str(tmp_path / "other.db")}[variable]
+    for given in (value, ""):  # empty: unset, as serve reads it (the file's)
+        done = _in_environment(["check-config"], tmp_path, {variable: given})
+        assert done.returncode == 0 and "capigate.toml: ok" in done.stdout, done.stderr
+
+
+def _in_environment(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``capigate ARGS`` in ``cwd`` with ``env`` as its only CAPIGATE_ variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "capigate", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**clean, **env},
+        cwd=cwd,
+    )
