@@ -22,6 +22,7 @@ import capigate.worker_env as worker_env
 from capigate.config import Config, ineffective_settings, load_config, write_default_config, written_warnings
 from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
+from capigate.ports import port_problem
 
 if TYPE_CHECKING:
     from capigate.relay import RelayRunner
@@ -195,9 +196,10 @@ def _config_option(help: str = "TOML configuration.") -> Callable[[F], F]:
     )
 
 
-def _in_range(
-    low: int, high: int | None, what: str
-) -> Callable[[click.Context, click.Parameter, str | None], int | None]:
+Check = Callable[[click.Context, click.Parameter, str | None], int | None]
+
+
+def _checked_by(problem_of: Callable[[str], str | None]) -> Check:
     """An integer setting's check (the option is a string: click's own check of an integer
     exited 2 under its usage block, its range's 1), failing as any configuration mistake does:
     one line that names the option as given (``--port abc``, ``CAPIGATE_PORT=70000``), status 1."""
@@ -207,7 +209,7 @@ def _in_range(
             return None
         from capigate.client.cli_gateway import given_as
 
-        problem = _range_problem(value, low, high, what)
+        problem = problem_of(value)
         if problem is None:
             return int(value.strip())
         raise click.ClickException(f"{given_as(ctx, param, value)}: {problem}")
@@ -222,36 +224,36 @@ def _client_port(ctx: click.Context, param: click.Parameter, value: str | None) 
     return client_port(ctx, param, value)
 
 
-def _range_problem(value: str, low: int, high: int | None, what: str) -> str | None:
-    """Why ``value`` is not an integer from ``low`` to ``high``, or None. One that is no
-    integer says so: CAPIGATE_WORKERS=abc was told only "at least one worker process" (a re-trial)."""
+def _workers_problem(value: str) -> str | None:
+    """Why ``value`` is no number of worker processes, or None. One that is no integer says
+    so: CAPIGATE_WORKERS=abc was told only "at least one worker process" (a re-trial)."""
     if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
-        return f"not a whole number; {what}"
-    number = int(value.strip())
-    return None if number >= low and (high is None or number <= high) else what
+        return f"not a whole number; {_WORKERS}"
+    return None if int(value) >= 1 else _WORKERS
 
 
-_PORT_RANGE: Final = (0, 65535, "a port is 0 to 65535 (0: any free port)")
-_WORKERS_RANGE: Final = (1, None, "at least one worker process")
-_PORT = _in_range(*_PORT_RANGE)
-# What serve takes from its variables as numbers, which check-config checks as serve would: it
-# said ok to CAPIGATE_PORT=abc, which serve refused (a re-trial); CAPIGATE_HOST and CAPIGATE_DB
-# by _variable_problems.
-_SERVE_VARIABLES: Final = (("CAPIGATE_PORT", _PORT_RANGE), ("CAPIGATE_WORKERS", _WORKERS_RANGE))
+def _listen_port_problem(value: str) -> str | None:
+    """serve's port: the one rule of every command's, with 0 (any free port)."""
+    return port_problem(value, listening=True)
+
+
+_WORKERS: Final = "at least one worker process"
+# What serve takes from its variables, which check-config checks as serve would: it said ok to
+# CAPIGATE_PORT=abc (a re-trial), and to a CAPIGATE_HOST or CAPIGATE_DB serve refused (a trial).
+# The numbers are named with their value (CAPIGATE_PORT=abc: ...); the host and the store by
+# serve's own words (its bind, its opening of the store), which hold the value where it helps.
+_SERVE_NUMBERS: Final = (("CAPIGATE_PORT", _listen_port_problem), ("CAPIGATE_WORKERS", _workers_problem))
 
 
 def _variable_problems(config_file: Path) -> list[str]:
-    """What serve would refuse of its variables, each named: CAPIGATE_HOST and CAPIGATE_DB in
-    serve's own words (its bind, its opening of the store), after the variable, as the file's
-    host and store URL are after their key (check-config said ok to both: a trial). An empty
-    one is unset, as serve reads it."""
+    """What serve would refuse of its variables, each named, as the file's host and store URL
+    are by their key. An empty CAPIGATE_HOST or CAPIGATE_DB is unset, as serve reads it."""
     from capigate.serving import listen_problem
 
     problems = []
-    for name, (low, high, what) in _SERVE_VARIABLES:
+    for name, number_problem in _SERVE_NUMBERS:
         value = os.environ.get(name)
-        problem = None if value is None else _range_problem(value, low, high, what)
-        if problem is not None:
+        if value is not None and (problem := number_problem(value)) is not None:
             problems.append(f"{name}={value}: {problem}")
     checks = (("CAPIGATE_HOST", listen_problem), (worker_env.DB, _store_problem(config_file)))
     for name, check in checks:
@@ -261,9 +263,7 @@ def _variable_problems(config_file: Path) -> list[str]:
     return problems
 
 
-def _port_option(
-    help: str, check: Callable[[click.Context, click.Parameter, str | None], int | None]
-) -> Callable[[F], F]:
+def _port_option(help: str, check: Check) -> Callable[[F], F]:
     return click.option(
         "--port", envvar="CAPIGATE_PORT", show_envvar=True, type=str, metavar="INTEGER", callback=check, help=help
     )
@@ -279,14 +279,14 @@ _DB_OPTION = click.option(
 @_config_option("TOML configuration; the default one is created if missing.")
 @_DB_OPTION
 @click.option("--host", envvar="CAPIGATE_HOST", show_envvar=True, help="Address to listen on (default: [server] host).")
-@_port_option("Port (default: [server] port).", _PORT)
+@_port_option("Port (default: [server] port).", _checked_by(_listen_port_problem))
 @click.option(
     "--workers",
     envvar="CAPIGATE_WORKERS",
     show_envvar=True,
     type=str,
     metavar="INTEGER",
-    callback=_in_range(*_WORKERS_RANGE),
+    callback=_checked_by(_workers_problem),
     help="Worker processes (default: [server] workers).",
 )
 @click.option(

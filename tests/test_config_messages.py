@@ -5,6 +5,7 @@ table, an iOS app id without ``id`` AppsFlyer's reason, as the SDK refuses it.""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -235,10 +236,12 @@ def test_env_refuses_a_port_that_is_not_one(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "capigate", "env"], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path
     )
-    assert done.returncode == 1 and done.stderr == "Error: CAPIGATE_PORT=abc: a port is 1 to 65535\n", done.stderr
+    assert done.returncode == 1 and done.stderr == f"Error: CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}\n", done.stderr
 
 
 _NOT_WHOLE = "not a whole number"  # CAPIGATE_WORKERS=abc was told "at least one worker process" (a re-trial)
+_PORTS = "a port is 1 to 65535"  # one rule, one wording, wherever a port is read (three had their own: a trial)
+_LISTEN_PORTS = f"{_PORTS}, or 0 for any free one"  # serve's, which can listen on any free port
 
 
 @pytest.mark.parametrize(
@@ -247,17 +250,18 @@ _NOT_WHOLE = "not a whole number"  # CAPIGATE_WORKERS=abc was told "at least one
         (
             "serve",
             {"CAPIGATE_PORT": "abc"},
-            f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; a port is 0 to 65535 (0: any free port)",
+            f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_LISTEN_PORTS}\n",
         ),
-        ("serve", {"CAPIGATE_PORT": "70000"}, "CAPIGATE_PORT=70000: a port is 0 to 65535 (0: any free port)"),
+        ("serve", {"CAPIGATE_PORT": "70000"}, f"CAPIGATE_PORT=70000: {_LISTEN_PORTS}\n"),
         ("serve", {"CAPIGATE_WORKERS": "two"}, f"CAPIGATE_WORKERS=two: {_NOT_WHOLE}; at least one worker process"),
         ("serve", {"CAPIGATE_WORKERS": "0"}, "CAPIGATE_WORKERS=0: at least one worker process"),
         ("serve", {"CAPIGATE_DB": "mysql://u@127.0.0.1/db"}, "store: unknown store URL scheme 'mysql'"),
-        ("curl", {"CAPIGATE_PORT": "abc"}, "CAPIGATE_PORT=abc: a port is 1 to 65535\n"),
-        ("curl", {"CAPIGATE_PORT": "0"}, "CAPIGATE_PORT=0: a port is 1 to 65535\n"),
-        ("check-config", {"CAPIGATE_PORT": "abc"}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; a port is 0 to 65535"),
+        ("curl", {"CAPIGATE_PORT": "abc"}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}\n"),
+        ("curl", {"CAPIGATE_PORT": "0"}, f"CAPIGATE_PORT=0: {_PORTS}\n"),
+        ("check-config", {"CAPIGATE_PORT": "abc"}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_LISTEN_PORTS}\n"),
         ("check-config", {"CAPIGATE_WORKERS": "abc"}, f"CAPIGATE_WORKERS=abc: {_NOT_WHOLE}; at least one worker"),
-        ("env", {"CAPIGATE_PORT": "0"}, "CAPIGATE_PORT=0: a port is 1 to 65535"),
+        ("env", {"CAPIGATE_PORT": "0"}, f"CAPIGATE_PORT=0: {_PORTS}\n"),
+        ("events", {"CAPIGATE_PORT": "abc"}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}\n"),
         ("serve", {}, "bad configuration: "),  # a mistake in the file: the same status, the same prefix
     ],
 )
@@ -537,3 +541,33 @@ def _in_environment(args: list[str], cwd: Path, env: dict[str, str]) -> subproce
         env={**clean, **env},
         cwd=cwd,
     )
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "abc", " 8o8o "])
+@pytest.mark.parametrize(
+    ("args", "listens"),
+    [(["serve"], True), (["check-config"], True), (["curl"], False), (["env"], False), (["events"], False)],
+    ids=lambda a: a[0] if isinstance(a, list) else "",
+)
+def test_every_command_reads_a_port_by_one_rule_in_one_wording(
+    tmp_path: Path, args: list[str], listens: bool, port: str
+) -> None:
+    """curl's --port, serve's and check-config's, and the address env and events find (the
+    gateway_url check) each had its own check and words (a trial): one rule now, 1 to 65535,
+    and 0 too where serve listens (any free port)."""
+    (tmp_path / "capigate.toml").write_text(SERVER)
+    done = _in_environment(args, tmp_path, {"CAPIGATE_PORT": port})
+    rule = _LISTEN_PORTS if listens else _PORTS
+    said = rule if re.fullmatch(r"\s*-?[0-9]+\s*", port) else f"{_NOT_WHOLE}; {rule}"
+    assert (done.returncode, done.stderr) == (1, f"Error: CAPIGATE_PORT={port}: {said}\n"), done.stderr
+
+
+def test_a_port_0_in_the_file_is_named_there_where_a_client_needs_the_port_serve_chose(tmp_path: Path) -> None:
+    """`port = 0` was told as `CAPIGATE_PORT=0`, a variable nobody had set."""
+    (tmp_path / "capigate.toml").write_text(SERVER + "port = 0\n")
+    done = _in_environment(["env"], tmp_path, {})
+    assert done.returncode == 1 and done.stderr.startswith(f"Error: capigate.toml: server.port = 0: {_PORTS}; "), (
+        done.stderr
+    )
+    assert "CAPIGATE_PORT=" not in done.stderr and "--url" in done.stderr, done.stderr
+    assert _in_environment(["env"], tmp_path, {"CAPIGATE_PORT": "18160"}).returncode == 0

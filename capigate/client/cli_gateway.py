@@ -28,6 +28,7 @@ from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem, TransportError
 from capigate.identity import contains_email
 from capigate.logs import escape_control
+from capigate.ports import PORTS, port_problem
 from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
 
 __all__ = [
@@ -74,9 +75,15 @@ def gateway_url(config: Config, host: str | None = None, port: int | None = None
     host = host or os.environ.get("CAPIGATE_HOST") or config.server.host
     if port is not None:
         return local_url(host, port)
-    given = os.environ.get("CAPIGATE_PORT") or str(config.server.port)
-    if not given.isdigit() or not 0 < int(given) <= 65535:  # serve refuses it: so does every client
-        raise click.ClickException(f"CAPIGATE_PORT={given}: a port is 1 to 65535")
+    given = os.environ.get("CAPIGATE_PORT")
+    if not given:
+        if config.server.port == 0:  # serve's any free port: none a client can find here
+            raise click.ClickException(
+                f"{config.path}: server.port = 0: {PORTS}; give the port serve chose with --url or CAPIGATE_PORT"
+            )
+        return local_url(host, config.server.port)
+    if (problem := port_problem(given)) is not None:  # serve refuses it: so does every client
+        raise click.ClickException(f"CAPIGATE_PORT={given}: {problem}")
     return local_url(host, int(given))
 
 
@@ -95,8 +102,8 @@ def client_port(ctx: click.Context, param: click.Parameter, value: str | None) -
     A wrong one is a configuration mistake: one line, status 1, as serve's."""
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit() and 0 < int(value) <= 65535):
-        raise click.ClickException(f"{given_as(ctx, param, value)}: a port is 1 to 65535")
+    if (problem := port_problem(value)) is not None:
+        raise click.ClickException(f"{given_as(ctx, param, value)}: {problem}")
     return int(value)
 
 
