@@ -24,10 +24,11 @@ from msgspec import Meta, Struct
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.body import MAX_BODY_BYTES
 from capigate.checking import converts
-from capigate.config_errors import HTTP_URL, ConfigErrors, config_error
+from capigate.config_errors import ConfigErrors, config_error
 from capigate.endpoint_path import endpoint_base
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
+from capigate.ports import PORTS
 from capigate.settings import render, struct_doc
 
 __all__ = [
@@ -52,7 +53,7 @@ PositiveFloat = Annotated[float, Meta(gt=0)]
 
 
 class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
-    url: Annotated[str, Meta(pattern=HTTP_URL)] | None = None
+    url: str | None = None  # what the relay can use: _url_problem, which names the URL as written
     api_key: str | None = None
     api_key_env: str | None = None
     enabled: bool = True
@@ -405,29 +406,48 @@ _CREDENTIALS_IN_URL: Final = (
     "the URL holds a user name or password (user:pass@host): the relay sends none from the URL, "
     "and its start-up line would show them; leave them out (the upstream's key is api_key or api_key_env)"
 )
+_HTTP_URL: Final = re.compile(r"https?://[^/?#\s]+(/[^?#\s]*)?")
+_A_RELAY_URL: Final = 'expected an http:// or https:// URL with a host and no space, query (?) or fragment (#), e.g. url = "https://b.applovin.com"'
 
 
 def _url_problem(url: str) -> str | None:
-    """What the relay could not use in a URL its pattern lets through: a port that is no number
-    (every worker crashed at start-up, and at a SIGHUP with it the running gateway exited: a
-    trial), an unclosed IPv6 bracket, credentials."""
+    """What the relay could not use in ``url``, after the URL as written (its user and password
+    hidden), as each configuration mistake names its value: ``ftp://x`` and a URL without a
+    host named the key and the rule only (a trial). Beyond the scheme, host and no query: a
+    port that is no number (every worker crashed at start-up, and at a SIGHUP with it the
+    running gateway exited: a trial), an unclosed IPv6 bracket, credentials, port 0, the
+    endpoint's path."""
+    shown = repr(_without_credentials(url))
+    if _HTTP_URL.fullmatch(url) is None:
+        return f"{shown}: {_A_RELAY_URL}"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # read for its ValueError
     except ValueError:
-        return "the URL's host or port cannot be read: a port is a number up to 65535, an IPv6 address goes in [ ]"
+        return f"{shown}: its host or port cannot be read ({PORTS}; an IPv6 address goes in [ ])"
     if parts.username is not None or parts.password is not None:
-        return _CREDENTIALS_IN_URL
-    if not parts.hostname or any(c.isspace() for c in url):
-        return "the URL has no host, or a space in it"
+        return f"{shown}: {_CREDENTIALS_IN_URL}"
+    if not parts.hostname:
+        return f"{shown}: {_A_RELAY_URL}"
     if parts.port == 0:  # read as no port: the relay went to port 80 (a trial)
-        return "the URL's port is 0: give the upstream's port, or none for the scheme's own"
+        return f"{shown}: its port is 0; give the upstream's port ({PORTS}), or none for the scheme's own"
     if (base := endpoint_base(parts.path)) is not None:
         return (
-            f"give the upstream's base URL ({parts.scheme}://{parts.netloc}{base}), without the "
+            f"{shown}: give the upstream's base URL ({parts.scheme}://{parts.netloc}{base}), without the "
             f"endpoint's path {parts.path!r}: the relay adds it"
         )
     return None
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` as a message may show it: whatever precedes an ``@`` after the scheme (a user
+    and password, or what cannot be told from one) as ``***``, as a store URL's password is."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
 
 
 def unset_variable(file: str, relay_key: str, variable: str) -> ConfigError:

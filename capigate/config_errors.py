@@ -14,11 +14,7 @@ from typing import Any, Final, Literal, get_args, get_origin
 from capigate.errors import ConfigError
 from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Setting, toml_value
 
-__all__ = ["HTTP_URL", "ConfigErrors", "config_error", "known_keys"]
-
-HTTP_URL: Final = r"^https?://[^/?#]+(/[^?#]*)?$"
-# A string key's pattern, as a user reads it.
-_PATTERNS: Final = {HTTP_URL: "an http:// or https:// URL with no query (?) or fragment (#)"}
+__all__ = ["ConfigErrors", "config_error", "known_keys"]
 
 
 class ConfigErrors(ConfigError):
@@ -86,11 +82,7 @@ def _expected(key: str, text: str) -> str | None:
     if found is None:
         return None
     wanted, bounds, got = found.group(1), found.group(2).strip(), found.group(3)
-    pattern = re.fullmatch(r"matching regex '(.*)'", bounds)
-    if pattern is not None and pattern.group(1) in _PATTERNS:
-        message = f"expected {_PATTERNS[pattern.group(1)]}"
-    else:
-        message = f"expected {_kind(wanted)}{' ' + bounds if bounds else ''}"
+    message = f"expected {_kind(wanted)}{' ' + bounds if bounds else ''}"
     if got:
         message += f", not {_kind(got)}"
     setting = _setting(key)

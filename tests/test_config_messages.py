@@ -184,7 +184,7 @@ def test_a_relay_url_with_the_endpoints_path_is_refused(tmp_path: Path, url: str
         SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\napi_key = "u"\n'
     )
     message = refused(tmp_path, text)
-    assert "axon.pixels[0].relay.url:" in message and f"base URL ({base})," in message, message
+    assert f"axon.pixels[0].relay.url: {url!r}: give the upstream's base URL ({base})," in message, message
 
 
 def test_an_empty_host_is_refused(tmp_path: Path) -> None:
@@ -395,15 +395,31 @@ def test_a_toml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:
     assert ": -:" not in message
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "https://b.applovin.com/v1/event?pixel_id=x", "https://b.applovin.com#x"])
-def test_a_relay_url_is_described_in_words(tmp_path: Path, url: str) -> None:
-    """A URL with a query was told it was no http:// URL (a trial): the words say what is not taken."""
+_A_RELAY_URL = 'expected an http:// or https:// URL with a host and no space, query (?) or fragment (#), e.g. url = "https://b.applovin.com"'
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "https://b.applovin.com/v1/event?pixel_id=x",
+        "https://b.applovin.com#x",
+        "b.applovin.com",
+        "http://",
+        "http://:8080/",
+        "https:///v1",
+        "http://a b",
+    ],
+)
+def test_a_relay_url_is_named_with_its_value_and_what_is_expected(tmp_path: Path, url: str) -> None:
+    """A URL with a query was told it was no http:// URL (a trial): the words say what is not
+    taken. They named the key and the rule but not the value, and a URL without a host was
+    "the URL has no host, or a space in it" with no example (a trial): one line, the key, the
+    value as written, and what is expected, as the other configuration mistakes are."""
     text = SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\n'
     message = refused(tmp_path, text)
-    assert message.endswith(
-        "axon.pixels[0].relay.url: expected an http:// or https:// URL with no query (?) or fragment (#), "
-        'e.g. url = "https://b.applovin.com"'
-    ), message
+    assert message.startswith("Error: bad configuration: ") and "\n" not in message, message
+    assert message.endswith(f"/capigate.toml: axon.pixels[0].relay.url: {url!r}: {_A_RELAY_URL}"), message
     assert "regex" not in message
 
 
@@ -412,8 +428,9 @@ def test_a_relay_url_with_a_user_and_password_is_refused_without_showing_them(tm
     url = "http://relayuser:s3cretpass@127.0.0.1:19111"
     text = SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\n'
     message = refused(tmp_path, text)
-    assert "axon.pixels[0].relay.url: the URL holds a user name or password" in message, message
-    assert "s3cretpass" not in message
+    said = "axon.pixels[0].relay.url: 'http://***@127.0.0.1:19111': the URL holds a user name or password"
+    assert said in message, message
+    assert "s3cretpass" not in message and "relayuser" not in message
 
 
 @pytest.mark.parametrize(
@@ -425,10 +442,10 @@ def test_a_relay_url_whose_host_or_port_cannot_be_read_is_refused(tmp_path: Path
     client), and a SIGHUP with such a file stopped a running gateway (a trial)."""
     text = SERVER + f'[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "{url}"\n'
     message = refused(tmp_path, text)
-    assert "axon.pixels[0].relay.url: the URL" in message and ("cannot be read" in message or "a space" in message), (
-        message
-    )
-    assert "ssWORD" not in message
+    shown = "http://***@host" if "@" in url else url
+    said = f"axon.pixels[0].relay.url: {shown!r}: its host or port cannot be read (a port is 1 to 65535; an IPv6"
+    assert said in message or message.endswith(f"{shown!r}: {_A_RELAY_URL}"), message
+    assert "ssWORD" not in message and "bob" not in message
 
 
 @pytest.mark.parametrize(
@@ -489,7 +506,8 @@ def test_other_file_level_problems_have_no_key_placeholder(
 def test_a_relay_url_with_port_0_is_refused(tmp_path: Path) -> None:
     """Port 0 reads as no port: the relay went to port 80 of that host with its key (a trial)."""
     text = SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\nurl = "http://127.0.0.1:0"\n'
-    assert "axon.pixels[0].relay.url: the URL's port is 0" in refused(tmp_path, text)
+    said = "axon.pixels[0].relay.url: 'http://127.0.0.1:0': its port is 0; give the upstream's port (a port is 1"
+    assert said in refused(tmp_path, text)
 
 
 @pytest.mark.parametrize(
