@@ -956,3 +956,19 @@ def test_send_warns_when_the_server_did_not_answer_as_honouring_the_test_tag(tmp
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "test tag" not in done.stderr, done.stderr
+
+
+def test_validate_and_send_say_nothing_dropped_of_a_refused_events_email_in_its_field(
+    tmp_path: Path, server: Server
+) -> None:
+    """A trial: validate and send warned plain_pii_dropped of a refused purchase's correct
+    user_data.email (its data.value was "ten"); the address is in its field, and hashed."""
+    event = purchase(data={**purchase()["data"], "value": "ten"})
+    event["user_data"]["email"] = "jane@example.com"
+    file = jsonl(tmp_path / "refused.jsonl", [event])
+    checked = capigate("validate", str(file))
+    sent = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std")
+    for done in (checked, sent):
+        assert done.returncode == 1, done
+        assert "data.value" in done.stdout + done.stderr, done
+        assert "plain_pii_dropped" not in done.stdout + done.stderr, done

@@ -343,6 +343,67 @@ def test_an_email_address_under_a_user_data_key_not_named_like_one_is_dropped_no
     assert kept["events"][0]["user_data"]["note"] == "<dropped: personal data>"
 
 
+def _refused_by(how: str) -> dict[str, Any]:
+    """A purchase with email and phone in their fields, refused for something else."""
+    event = purchase()
+    event["user_data"].update(email=PLAIN_EMAIL, phone=PLAIN_PHONE)
+    if how == "value":
+        event["data"]["value"] = "ten"
+    elif how == "enum":
+        event["user_data"]["esi"] = "tv"
+    elif how == "missing":
+        del event["user_data"]["client_user_agent"]
+    elif how == "time":
+        event["event_time"] = 10**20
+    elif how == "deep":
+        deep: dict[str, Any] = {}
+        for _ in range(40):
+            deep = {"a": deep}
+        event["extra"] = deep
+    elif how == "nul":
+        event["dedupe_id"] = "order\u0000-1"
+    elif how == "phone":
+        event["user_data"]["phone"] = "call me maybe"
+    return event
+
+
+REFUSALS = ("value", "enum", "missing", "time", "deep", "nul", "phone")
+
+
+def test_email_and_phone_in_their_fields_are_not_said_dropped_when_the_event_is_refused(fresh_server: Server) -> None:
+    """A trial: a refused event's correct user_data.email was warned plain_pii_dropped, "it was
+    dropped", whatever refused it (a data.value of "ten", an esi of "tv", ...), in a mixed batch
+    on each refused event; an accepted one's was not. The address is in its field, hashed as
+    ingest hashes it, and the kept body holds it so: nothing of it is dropped, so nothing is said."""
+    for how in REFUSALS:
+        body = post(fresh_server, _refused_by(how))
+        assert body["status"] == 400, (how, body)
+        assert paths(body)  # refused for what it was refused for, and only that warned of
+        said = {w["path"]: w["code"] for w in body["warnings"]}  # type: ignore[attr-defined]
+        assert "events[0].user_data.email" not in said and "events[0].user_data.phone" not in said, (how, said)
+    body = post(fresh_server, with_user(email=PLAIN_EMAIL, phone=PLAIN_PHONE), *map(_refused_by, REFUSALS[:3]))
+    assert body["status"] == 400, body
+    warned = {w["path"] for w in body["warnings"]}  # type: ignore[attr-defined]
+    assert not {p for p in warned if p.endswith(("user_data.email", "user_data.phone"))}, warned
+    with fresh_server.admin() as c:
+        wait_until(lambda: len(c.get("/api/requests").json()["requests"]) == len(REFUSALS) + 1, what="the journal")
+        request_id = c.get("/api/requests", params={"limit": 1}).json()["requests"][0]["request_id"]
+        kept = c.get(f"/api/requests/{request_id}").json()["body"]
+    for event in kept["events"]:
+        assert event["user_data"]["email"] == sha("jane.doe+ads@example.com"), event
+
+
+def test_a_refused_events_email_address_outside_its_field_is_still_said_dropped(fresh_server: Server) -> None:
+    """The other side of the rule above: an address under another key of a refused event is
+    dropped from the kept body, and said so."""
+    event = _refused_by("value")
+    event["user_data"]["note"] = "jane408@example.com"
+    body = post(fresh_server, event)
+    assert body["status"] == 400, body
+    assert paths(body, "warnings")["events[0].user_data.note"] == "plain_pii_dropped"
+    assert "events[0].user_data.email" not in paths(body, "warnings")
+
+
 PERSONAL_KEYS = {
     "full_name": "Jane Quimby",
     "fullName": "Jane Quimby",

@@ -672,6 +672,9 @@ def treated_phone_id(value: str, hashed: bool) -> str | None:
         return None
 
 
+_AXON_HASHED: Final = frozenset({"email", "phone"})  # user_data's: hashed, never walked for an address
+
+
 def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
     """A refused event's email addresses in required fields (``plain_pii``), said beside its
     other problems: ``_new_event``'s guard sees only the events that pass, so a client mending
@@ -679,12 +682,17 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
     an accepted event (``plain_pii_dropped``), in place of what a rule said of the value at its
     path (an os "kept as sent"): the kept body (capigate/kept.py) drops it too. What it would
     hash is not said, nor a field's second problem (an esi holding an address is not one of its
-    values already)."""
+    values already). user_data's email and phone are not walked: ingest hashes them before its
+    guard, and so does the kept body, or they are refused at their path (a trial: a correct
+    email of a refused event was said dropped)."""
     try:
         if not payload_may_hold_email(_encode(raw)):
             return
     except RecursionError:  # refused as too deep already
         return
+    user = raw.get("user_data")
+    if isinstance(user, dict) and ("email" in user or "phone" in user):
+        raw = {**raw, "user_data": {k: v for k, v in user.items() if k not in _AXON_HASHED}}
     seen = Report()
     without_emails(raw, path, seen, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
     said = {p.path for p in report.problems}
