@@ -33,7 +33,7 @@ import msgspec
 
 from capigate.responses import RequestRecord
 
-__all__ = ["announce", "configure_logging", "escape_control", "granian_log_config", "log_request"]
+__all__ = ["announce", "configure_logging", "control_characters", "escape_control", "granian_log_config", "log_request"]
 
 FLUSH_INTERVAL_S: Final = 0.1
 _MAX_PENDING: Final = 256
@@ -56,6 +56,14 @@ _ESCAPES: Final = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _CO
 def escape_control(text: str) -> str:
     """``text`` with its control characters written as escapes (a backslash stays as it is)."""
     return text if text.isprintable() else text.translate(_ESCAPES)
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters of ``text`` (those ``escape_control`` escapes), each once, in
+    order, written as escapes; none for the usual text."""
+    if text.isprintable():
+        return []
+    return list(dict.fromkeys(_ESCAPES[ord(c)] for c in text if ord(c) in _ESCAPES))
 
 
 class _SecondClock:

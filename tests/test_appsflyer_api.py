@@ -457,3 +457,19 @@ def test_a_phone_number_in_customer_user_id_is_dropped(server: Server) -> None:
             e for e in stored(server, "com.example.shop") if e["payload"]["eventValue"].get("af_order_id") == order
         ]
         assert ("customer_user_id" not in row["payload"]) is dropped
+
+
+def test_an_event_name_holding_control_characters_is_refused_at_event_name(server: Server) -> None:
+    """A trial: an eventName of "af_x" + NUL + U+202E was answered 200 and stored as sent, a
+    NUL PostgreSQL cannot store and a right-to-left override that reverses what follows it
+    wherever the name is shown. Refused at eventName, each character named by its escape, as a
+    NUL in an Axon dedupe_id is; a name of printable characters in any script is kept."""
+    for name, shown in (("af_x\u0000\u202e", "\\x00, \\u202e"), ("signup\n", "\\n"), ("a\u200fb\tc", "\\u200f, \\t")):
+        body = event(eventName=name)
+        r = post(server, body, headers={"Accept": "application/json"})
+        assert r.status_code == 400, (name, r.text)
+        [problem] = r.json()["problems"]
+        assert (problem["path"], problem["code"]) == ("eventName", "control_character"), problem
+        assert shown in problem["message"], problem
+        assert not stored(server, "com.example.shop", payload={"customer_user_id": body["customer_user_id"]})
+    assert post(server, event(eventName="注文_完了 ü")).status_code == 200

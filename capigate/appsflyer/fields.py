@@ -27,6 +27,7 @@ from capigate.appsflyer.schema import (
 from capigate.checking import TOO_LARGE_NUMBER, join, shown_value
 from capigate.identity import is_international_phone
 from capigate.iso import COUNTRY_CODES
+from capigate.logs import control_characters
 from capigate.personal import MAX_DEPTH, TooDeep, without_personal
 from capigate.unreadable import lone_surrogate, unreadable
 
@@ -62,6 +63,14 @@ def _event_name(key: str, value: str, ctx: Context) -> str:
         ctx.report.error(key, "blank_event_name", "eventName must not be blank")
     elif is_international_phone(value):  # refused as an email address there is: a name cannot be dropped
         ctx.report.error(key, "plain_pii", f"this field holds a phone number, which is never stored ({SEND_HASHED})")
+    elif controls := control_characters(value):  # Axon's name is one of its profile's: refused already
+        ctx.report.error(
+            key,
+            "control_character",
+            f"eventName holds control characters ({', '.join(controls)}), which no event name should: a NUL "
+            "cannot be stored on PostgreSQL, a line break or a bidirectional control (\\u202e reverses what "
+            "follows) changes how the name reads wherever it is shown; send the name without them",
+        )
     elif value[:3].lower() == "af_" and value not in RESERVED_EVENT_NAMES:
         ctx.report.warn(
             key,

@@ -20,6 +20,7 @@ Problems (400; the text is ``Payload is missing or failed to parse`` for the fir
     invalid_consent_data                 consent_data holds neither or both of tcf, manual
     invalid_hash                         *_hashed is neither SHA-256 hex nor a plain value
     blank_event_name                     eventName is only spaces
+    control_character                    eventName holds a control character (NUL, a line break, U+202E)
     plain_pii                            eventName is an email address or a phone number
 
 A body not read as JSON (empty, too large, malformed, too deep, a number out of range) counts
