@@ -122,6 +122,8 @@ def test_a_port_or_worker_count_out_of_range_is_one_line(
     ("parameter", "cause"),
     [
         ("schema=NewUser_Caps", "schema 'NewUser_Caps': use lower-case letters, digits and _"),
+        # a trial: '1bad' was told the rule it obeys; the rule said whole, as docs/deployment.md says it
+        ("schema=1bad", "schema '1bad': use lower-case letters, digits and _, not starting with a digit, at most 63"),
         ("writers=0", "writers must be a whole number >= 1, not '0'"),
     ],
 )

@@ -140,7 +140,10 @@ class PostgresStore:
         pool_size = pool_size if pool_size is not None else given.get("pool_size", 8)
         writers = writers if writers is not None else given.get("writers", 2)
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(f"schema {schema!r}: use lower-case letters, digits and _ (at most 63)")
+            raise ValueError(
+                f"schema {schema!r}: use lower-case letters, digits and _, not starting with a digit, "
+                "at most 63 characters (capigate_eu)"
+            )
         if pool_size < 1 or writers < 1 or min(connect_timeout_s, answer_timeout_s, read_timeout_s) <= 0:
             raise ValueError("pool_size and writers must be >= 1, the timeouts > 0")
         self.url = url
