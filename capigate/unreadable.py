@@ -60,16 +60,26 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
 _FORMS: Final = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-def sent_as_form(problem: Problem, content_type: str | None) -> Problem:
+def sent_as_form(problem: Problem, content_type: str | None, body: bytes) -> Problem:
     """``problem``, or for a body not read as JSON that came as an HTML form (``curl -F
     events=@file``, ``--data-urlencode``), the reason: "JSON is malformed: invalid character
     (byte 0)" named no form (a trial). A JSON body sent with a form's type (``curl -d @file``)
-    is read as JSON, and never comes here."""
+    is read as JSON, and never comes here; one that is broken (cut short, say) or empty is
+    told its own problem first, the type only after it: that the body "came as a form" read as
+    the cause of a truncated ``curl -d '{"events":[{'`` (a trial)."""
     if problem.code != "malformed_json":
         return problem
     media = media_type(content_type)
     if media not in _FORMS:
         return problem
+    start = body.lstrip()[:1]
+    if start in (b"", b"{", b"[") or body.startswith(_NOT_JSON_PREFIXES):  # meant as JSON: no form
+        return Problem(
+            problem.path,
+            problem.code,
+            f"{problem.message} (it came with Content-Type: {media}, as curl -d sends it: not the cause, a JSON "
+            "body is read as JSON whatever its type, but label it Content-Type: application/json)",
+        )
     return Problem(
         problem.path,
         problem.code,
@@ -102,6 +112,7 @@ _NOT_JSON_STARTS: Final = (
         "it starts with a UTF-8 byte order mark (EF BB BF), which JSON text must not (RFC 8259, 8.1); send it without",
     ),
 )
+_NOT_JSON_PREFIXES: Final = tuple(start for start, _ in _NOT_JSON_STARTS)
 
 
 # Each escape of a JSON string, in order: an escaped backslash is one, so ``\\\\ud800`` is no

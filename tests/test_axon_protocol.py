@@ -475,6 +475,34 @@ def test_the_200_answer_is_its_accepted_body_whether_reused_or_encoded(
         )
 
 
+def test_a_broken_json_body_sent_as_curl_d_sends_it_is_told_its_json_problem_first(server: Server) -> None:
+    """A trial: `curl -d '{"events":[{'` (a form's Content-Type, as curl -d sends it) was told
+    the body "came as a form", as if the type were the mistake, while a JSON body is read as
+    JSON whatever its type, and with application/json the same body was told "Input data was
+    truncated". An empty body the same. The JSON problem is named first, the type after it as a
+    hint; a real form (`a=1&b=2`) is still told to be JSON."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    af_headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with server.client() as c:
+        for path, headers, body, first in (
+            ("/v1/event?pixel_id=px_std", STD, b'{"events":[{', "the body is not valid JSON: Input data was truncated"),
+            ("/v1/event?pixel_id=px_std", STD, b"", "the body is empty"),
+            ("/v1/event?pixel_id=px_std", STD, b"  [1,", "the body is not valid JSON: Input data was truncated"),
+            ("/inappevent/com.example.shop", af_headers, b'{"appsflyer_id":', "the body is not valid JSON: Input"),
+        ):
+            answer = c.post(path, content=body, headers={**headers, **form})
+            assert answer.status_code == 400, answer.text
+            [problem] = answer.json()["problems"]
+            assert problem["code"] == "malformed_json", problem
+            message = problem["message"]
+            assert message.startswith(first), (body, message)
+            assert "application/x-www-form-urlencoded" in message and "came as a form" not in message, message
+        for path, headers in (("/v1/event?pixel_id=px_std", STD), ("/inappevent/com.example.shop", af_headers)):
+            answer = c.post(path, content=b"a=1&b=2", headers={**headers, **form})
+            [problem] = answer.json()["problems"]
+            assert problem["message"].startswith("the body must be JSON, and it came as a form"), problem
+
+
 @pytest.mark.parametrize("form", ["multipart", "urlencoded"])
 def test_a_form_body_is_told_to_be_json_naming_the_form_content_type(server: Server, form: str) -> None:
     """`curl -F events=@file` and `--data-urlencode` were answered "JSON is malformed: invalid

@@ -73,7 +73,7 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
     outcome.events_received = check.received
     outcome.problems, outcome.warnings = check.problems, [*outcome.warnings, *check.warnings]
     if check.event is None and len(check.problems) == 1 and not check.problems[0].path:  # the body itself
-        outcome.problems = [sent_as_form(check.problems[0], request.headers.get("content-type"))]
+        outcome.problems = [sent_as_form(check.problems[0], request.headers.get("content-type"), body)]
     if check.event is None:
         return _answer(request, check.status, check.text, outcome)
     try:

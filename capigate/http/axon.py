@@ -63,7 +63,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
             test_tag=outcome.test_tag,
         )
     except msgspec.DecodeError as undecoded:
-        problem = sent_as_form(unreadable(body, undecoded), request.headers.get("content-type"))
+        problem = sent_as_form(unreadable(body, undecoded), request.headers.get("content-type"), body)
         return _error(400, problem.code, "the body could not be read", outcome, [problem])
     except RecursionError:
         return _error(400, TOO_DEEP.code, "the body nests too deep", outcome, [TOO_DEEP])
