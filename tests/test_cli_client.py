@@ -972,3 +972,19 @@ def test_validate_and_send_say_nothing_dropped_of_a_refused_events_email_in_its_
         assert done.returncode == 1, done
         assert "data.value" in done.stdout + done.stderr, done
         assert "plain_pii_dropped" not in done.stdout + done.stderr, done
+
+
+def test_send_prints_a_files_problems_in_line_order_as_validate_does(tmp_path: Path, server: Server) -> None:
+    """A trial: send printed a malformed line 3 before the problems of lines 2 and 4 (a record's
+    own problem was said while reading, its events' after checking them); validate printed them
+    in line order. Both print the same lines, in the file's order."""
+    file = tmp_path / "mixed.jsonl"
+    lines = [json.dumps(page_view()), json.dumps(page_view(name="nope")), '{"name": ']
+    lines += [json.dumps(page_view(event_time="x")), json.dumps(page_view())]
+    file.write_text("\n".join(lines) + "\n")
+    checked = capigate("validate", "--no-warnings", str(file))
+    sent = capigate("send", str(file), "--to", server.url, "--pixel", "px_std", "--key", "key-std")
+    said = [[line for line in done.stdout.splitlines() if ": error: " in line] for done in (checked, sent)]
+    assert [line.split(":")[1] for line in said[1]] == ["2", "3", "4"], sent.stdout
+    assert said[0] == said[1], (checked.stdout, sent.stdout)
+    assert sent.returncode == 1 and "nothing was sent" in sent.stdout

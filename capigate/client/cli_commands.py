@@ -184,7 +184,9 @@ def _read(name: str, api: Api | None) -> Source:
 # --- send ----------------------------------------------------------------------------
 
 
-def _events_to_send(file: str, api: Api) -> tuple[Source, list[Any], list[tuple[Record, str]], int]:
+def _events_to_send(
+    file: str, api: Api
+) -> tuple[Source, list[Any], list[tuple[Record, str]], list[tuple[Record, Problem]]]:
     """The file's records, and its events of ``api`` as ``_flatten`` gives them."""
     source = _read(file, None)
     if source.unconfirmed:
@@ -212,23 +214,22 @@ def _interrupted_before_sending(file: str) -> Iterator[None]:
         sys.exit(130)
 
 
-def _flatten(source: Source, api: Api) -> tuple[list[Any], list[tuple[Record, str]], int]:
-    """The events of ``api`` in a file, where each came from, and the records refused."""
+def _flatten(source: Source, api: Api) -> tuple[list[Any], list[tuple[Record, str]], list[tuple[Record, Problem]]]:
+    """The events of ``api`` in a file, where each came from, and the problems of the records
+    refused (said once its events are checked: ``_echo_in_order``)."""
     events: list[Any] = []
     origins: list[tuple[Record, str]] = []
-    refused = 0
+    refused: list[tuple[Record, Problem]] = []
     for record in source.records:
         problem = _as_of(record, api, "send")
         if problem is not None:
-            _echo_problem(source, record, prefixed(record.root, problem))
-            refused += 1
+            refused.append((record, prefixed(record.root, problem)))
             continue
         if record.kind == "batch":
             batch = record.value.get("events")
             if not isinstance(batch, list):
                 path = join_path(record.root, "events")
-                _echo_problem(source, record, Problem(path, "wrong_type", "`events` must be an array of events"))
-                refused += 1
+                refused.append((record, Problem(path, "wrong_type", "`events` must be an array of events")))
                 continue
             for i, event in enumerate(batch):
                 events.append(event)
@@ -239,12 +240,24 @@ def _flatten(source: Source, api: Api) -> tuple[list[Any], list[tuple[Record, st
     return events, origins, refused
 
 
-def _echo_invalid(source: Source, origins: list[tuple[Record, str]], error: InvalidEvents) -> None:
+def _located(origins: list[tuple[Record, str]], error: InvalidEvents) -> list[tuple[Record, Problem]]:
+    """The problems of the events checked, each with its record and its path in the file."""
+    located: list[tuple[Record, Problem]] = []
     for problem in error.problems:
         head, _, rest = problem.path.partition("]")  # events[12].user_data -> 12, .user_data
         index = int(head.removeprefix("events[")) if head.startswith("events[") else 0
         record, root = origins[index]
-        _echo_problem(source, record, Problem(join_path(root, rest.removeprefix(".")), problem.code, problem.message))
+        located.append((record, Problem(join_path(root, rest.removeprefix(".")), problem.code, problem.message)))
+    return located
+
+
+def _echo_in_order(source: Source, problems: list[tuple[Record, Problem]]) -> None:
+    """``problems`` in the file's order, as validate prints them: a record's own problem (not
+    JSON, the other API's) was said while reading, before the problems of earlier lines' events
+    (a trial). Within a record, in the order found."""
+    order = {id(record): i for i, record in enumerate(source.records)}
+    for record, problem in sorted(problems, key=lambda found: order[id(found[0])]):
+        _echo_problem(source, record, problem)
 
 
 class _Progress:
@@ -653,10 +666,10 @@ def send(
             try:
                 prepared = client.prepare(events)
             except InvalidEvents as exc:
-                _echo_invalid(source, origins, exc)
-                problems += len(exc.problems)
+                problems = [*refused, *_located(origins, exc)]
         if problems:
-            click.echo(f"invalid: {problems} problem(s); nothing was sent")
+            _echo_in_order(source, problems)
+            click.echo(f"invalid: {len(problems)} problem(s); nothing was sent")
             sys.exit(1)
         bar = _Progress(prepared.events, progress)
         started = time.monotonic()
