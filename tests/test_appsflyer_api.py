@@ -473,3 +473,18 @@ def test_an_event_name_holding_control_characters_is_refused_at_event_name(serve
         assert shown in problem["message"], problem
         assert not stored(server, "com.example.shop", payload={"customer_user_id": body["customer_user_id"]})
     assert post(server, event(eventName="注文_完了 ü")).status_code == 200
+
+
+def test_a_refused_events_plain_email_and_phone_in_their_hashed_fields_are_said_hashed_not_dropped(
+    server: Server,
+) -> None:
+    """The AppsFlyer side of an Axon trial (a refused event's correct email said dropped): a
+    plain email_hashed and phone_number_hashed of an event refused for something else are
+    hashed, and said so, as in an accepted one; nothing is said dropped."""
+    for refusal in ({"ip": "not-an-ip"}, {"eventTime": "soon"}, {"appsflyer_id": 5}):
+        body = event(email_hashed="jane@example.com", phone_number_hashed="+14155550123", **refusal)
+        r = post(server, body, headers={"Accept": "application/json"})
+        assert r.status_code == 400, r.text
+        warned = paths(r.json(), "warnings")
+        assert warned["email_hashed"] == warned["phone_number_hashed"] == "plain_pii_hashed", warned
+        assert "plain_pii_dropped" not in warned.values(), warned
