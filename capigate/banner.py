@@ -4,10 +4,11 @@ source, whose body is a current, complete event that the gateway takes without a
 A key is a secret, and the banner goes to the same stream as the logs (often a log store):
 the keys are shown only by the start that generated them (writing a new configuration);
 every later start masks them and names ``capigate curl <source>``, which prints one on demand.
-The spec's own example, with its 2025 ``event_time``, stays in the docs and in
-``capigate/examples/``; the banner's body is that example brought up to date, its email and
-phone sent as their SHA-256, as the gateway would store them: the logs hold no personal data
-(log scanners flagged the plain ones), and the gateway takes a hash as it is.
+The spec's example, with its 2025 ``event_time``, is in ``capigate/examples/`` (its ``os``,
+phone and ``last_visit_ts`` made ones the gateway takes); the banner's body is that example
+brought up to date, its email and phone sent as their SHA-256, as the gateway would store them:
+the logs hold no personal data (log scanners flagged the plain ones), and the gateway takes a
+hash as it is.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def _example(name: str) -> Any:
 
 
 def demo_body(source: AxonPixel | AppsFlyerApp, now_ms: int | None = None) -> dict[str, Any]:
-    """The spec's example for ``source``, made current and complete: sent now, with a
-    dedupe id of its own, and the fields the spec's placeholders leave wrong made right."""
+    """The example for ``source``, made current: sent now, with a dedupe id of its own, its
+    email and phone as their SHA-256 (the file's other fields are ones the gateway takes
+    without a warning: tests/test_examples.py)."""
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if isinstance(source, AppsFlyerApp):
         return _appsflyer_body(source)
@@ -52,21 +54,18 @@ def demo_body(source: AxonPixel | AppsFlyerApp, now_ms: int | None = None) -> di
         event["event_time"] = now_ms
         event["dedupe_id"] = f"demo-{uuid.uuid4()}"
         user = event.get("user_data", {})
-        if "os" in user:
-            user["os"] = "android"  # the example's "macos" is none of Axon's values
         if "email" in user:
             user["email"] = hash_email(user["email"])
         if "phone" in user:
-            user["phone"] = hash_phone("+12025550123")  # the example's number has too few digits
+            user["phone"] = hash_phone(user["phone"])
         partner = event.get("measurement_partner_data", {})
         if "last_visit_ts" in partner:
-            partner["last_visit_ts"] = now_ms - _DAY_MS  # milliseconds, not the example's 1
+            partner["last_visit_ts"] = now_ms - _DAY_MS  # a day before this event, as the file's is before its own
     return body
 
 
 def _appsflyer_body(app: AppsFlyerApp) -> dict[str, Any]:
     body: dict[str, Any] = _example("appsflyer_purchase.json")
-    body["os"] = "14"  # the OS version, which AppsFlyer needs
     if app.dedupe_key:
         value = json.loads(body["eventValue"])
         value[app.dedupe_key] = f"demo-{uuid.uuid4()}"

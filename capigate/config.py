@@ -28,6 +28,7 @@ from capigate.config_errors import ConfigErrors, config_error
 from capigate.endpoint_path import endpoint_base
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
+from capigate.personal import shown_value
 from capigate.ports import PORTS
 from capigate.settings import render, struct_doc
 
@@ -469,7 +470,7 @@ def _check_proxies(file: str, server: Any) -> list[ConfigError]:
                 ConfigError(
                     file,
                     f"server.trusted_proxies[{i}]",
-                    f"{network!r} is not an IP address or network (e.g. 10.0.0.0/8)",
+                    f"{shown_value(network)} is not an IP address or network (e.g. 10.0.0.0/8)",
                 )
             )
     return problems
@@ -519,7 +520,7 @@ def _check_unique(file: str, sources: Indexed, table: str, key: str) -> list[Con
     for i, source in sources:
         value = getattr(source, key)
         if value in seen:
-            problems.append(ConfigError(file, f"{table}[{i}].{key}", f"{value!r} is configured twice"))
+            problems.append(ConfigError(file, f"{table}[{i}].{key}", f"{shown_value(value)} is configured twice"))
         seen.add(value)
     return problems
 

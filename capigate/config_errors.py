@@ -7,11 +7,13 @@ msgspec says ``Expected `int`, got `str` - at `$.server.port```; a user reads
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from typing import Any, Final, Literal, get_args, get_origin
 
 from capigate.errors import ConfigError
+from capigate.personal import shown_value
 from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Setting, toml_value
 
 __all__ = ["ConfigErrors", "config_error", "known_keys"]
@@ -106,8 +108,23 @@ def config_error(file: str, message: str) -> ConfigError:
     if text.startswith("Invalid enum value"):
         setting = _setting(key)
         choices = ", ".join(_literal_values(setting.type)) if setting is not None else ""
+        text = _enum_value_shown(text)
         return ConfigError(file, key, f"{text}; use one of {choices}" if choices else text)
     return ConfigError(file, key, _expected(key, text) or text)
+
+
+_ENUM_VALUE: Final = "Invalid enum value "
+
+
+def _enum_value_shown(text: str) -> str:
+    """msgspec's ``Invalid enum value 'jane@example.com'`` with the value as a message may show
+    it (personal.shown_value): the log holds no personal data, from the file neither."""
+    written = text.removeprefix(_ENUM_VALUE)
+    try:
+        value = ast.literal_eval(written)
+    except (ValueError, SyntaxError):
+        return text
+    return _ENUM_VALUE + shown_value(value) if isinstance(value, str) else text
 
 
 def _literal_values(annotation: Any) -> list[str]:

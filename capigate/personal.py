@@ -42,6 +42,7 @@ __all__ = [
     "shown_id",
     "shown_key",
     "shown_path",
+    "shown_value",
     "without_emails",
     "without_personal",
 ]
@@ -160,6 +161,15 @@ def shown_id(value: str) -> str:
     if phone is None:
         return value
     return f"{PHONE_SHOWN[:-1]} {sha256_hex(''.join(c for c in phone if c.isdigit()))[:8]}>"
+
+
+def shown_value(value: str) -> str:
+    """``value`` as a message quotes it: as written, in quotes, unless it holds an email address
+    or is a phone number in international form: then as ``shown_id`` keeps it, unquoted
+    (``<email address 8c87b489>``), so that a message about a configuration file says no more
+    personal data than the journal and the log keep of a request."""
+    shown = shown_id(value)
+    return repr(value) if shown == value else shown
 
 
 def shown_path(path: str) -> str:

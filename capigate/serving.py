@@ -37,6 +37,7 @@ from capigate.config import Config, ServerSettings, load_config
 from capigate.errors import CapigateError, ConfigError
 from capigate.http.idle import LISTEN_PORT_ENV
 from capigate.metrics import METRICS_DIR_ENV, RESPAWNS_FILE, remove_stale_shared_dirs, shared_dir
+from capigate.personal import shown_value
 
 __all__ = [
     "GatewayServer",
@@ -98,7 +99,7 @@ def _listen_failure(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"cannot listen on {host}: no network interface has that address"
     if isinstance(exc, socket.gaierror):
-        return f"cannot listen on {host!r}: not an address or a known host name"
+        return f"cannot listen on {shown_value(host)}: not an address or a known host name"
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 

@@ -540,3 +540,46 @@ def test_events_escape_the_control_characters_of_client_supplied_values(server: 
     assert "evil\\x1b[41mBG" in raw, raw
     table = on_a_terminal("events", "--requests", "--status", "401", "--limit", "1", cwd=tmp_path, columns=400)
     assert "\x1b]0;" not in table and "\x07" not in table and "\x1b[31m" not in table, repr(table)
+
+
+def test_an_unknown_source_is_said_on_stderr_where_events_and_quality_find_nothing(
+    fresh_server: Server, tmp_path: Path
+) -> None:
+    """Rule: ``--source`` that is no pixel or app of the configuration read, and that the
+    gateway keeps no event nor request of, is said on stderr (as replay says it); stdout is as
+    before, for a pipe. `quality --source nope` said "no accepted events in this window" and
+    `events --source nope` printed an empty table, status 0 (a trial). A source no longer in
+    the file whose events are kept, a configured one with none yet, and a run without a
+    readable file (--url and --token) say nothing more."""
+    with fresh_server.client() as c:
+        r = c.post("/v1/event?pixel_id=px_std", json=batch(purchase()), headers={"Authorization": "key-std"})
+        assert r.status_code == 200, r.text
+    # The CLI's file names px_lead but no longer px_std, whose event the gateway keeps.
+    config = _config_of(fresh_server, tmp_path)
+    config.write_text(config.read_text().replace('pixel_id = "px_std"', 'pixel_id = "px_other"'))
+    hint = f"'nope' is not a pixel or app of {config.name}, and the gateway at {fresh_server.url} keeps no event or request of it"
+    empty: tuple[tuple[tuple[str, ...], str], ...] = (
+        (("quality", "--source", "nope"), "no accepted events in this window"),
+        (("events", "--source", "nope"), "id\treceived (UTC)"),
+        (("events", "--requests", "--source", "nope"), "id\treceived (UTC)"),
+    )
+    for args, stdout in empty:
+        done = capigate(*args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert stdout in done.stdout and "nope" not in done.stdout, done.stdout
+        assert done.stderr == f"capigate {args[0]}: {hint}\n", done.stderr
+    quiet: tuple[tuple[str, ...], ...] = (
+        ("quality", "--source", "px_std", "--since", "2020-01-01T00:00:00Z", "--until", "2020-01-02T00:00:00Z"),
+        ("events", "--source", "px_std", "--until", "2020-01-01T00:00:00Z"),
+        ("events", "--requests", "--source", "px_std", "--until", "2020-01-01T00:00:00Z"),
+        ("events", "--source", "px_lead"),
+        ("quality", "--source", "px_lead"),
+    )
+    for args in quiet:
+        done = capigate(*args, cwd=tmp_path)
+        assert done.returncode == 0 and done.stderr == "", (args, done.stderr)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for command in ("events", "quality"):
+        done = capigate(command, "--url", fresh_server.url, "--token", ADMIN, "--source", "nope", cwd=elsewhere)
+        assert done.returncode == 0 and done.stderr == "", done.stderr

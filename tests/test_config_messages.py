@@ -138,6 +138,45 @@ def test_a_source_id_that_is_an_email_address_is_refused_at_check_and_at_start(t
     assert "axon.pixels[1].pixel_id: looks like an email address" in started.stderr, started.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("jane@example.com", "<email address "),
+        ("+1 415 555 0100", "<phone number "),
+        ("+14155550100", "<phone number "),
+    ],
+)
+def test_a_value_configured_twice_is_named_masked_when_it_is_personal(tmp_path: Path, value: str, masked: str) -> None:
+    """Rule: a config message echoes no personal data; an email address or a phone number
+    written as an id (twice), an enum value, a trusted proxy or the host is shown as the journal and the
+    log show a source id (personal.shown_id). check-config printed ``'jane@example.com' is
+    configured twice`` beside the line saying such an id must hold none, and serve wrote it to
+    its log (a trial). Other values are still quoted as written."""
+    text = (
+        SERVER
+        + f'trusted_proxies = ["{value}"]\nhost = "{value}"\n'
+        + "".join(f'[[axon.pixels]]\npixel_id = "{value}"\napi_key = "k"\nprofile = "{value}"\n' for _ in "ab")
+        + "".join(f'[[appsflyer.apps]]\napp_id = "{value}"\nkeys = ["k"]\n' for _ in "ab")
+        + '[[axon.pixels]]\npixel_id = "px_1"\napi_key = "k"\n' * 2
+    )
+    message = refused(tmp_path, text)
+    started = subprocess.run(
+        [sys.executable, "-m", "capigate", "serve", "--config", str(tmp_path / "capigate.toml"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode != 0 and "Traceback" not in started.stderr
+    assert f"server.host: cannot listen on {masked}" in message, message  # serve's bind says it after these
+    for said in (message, started.stderr):
+        for key in ("axon.pixels[1].pixel_id", "appsflyer.apps[1].app_id"):
+            assert re.search(rf"{re.escape(key)}: {masked}[0-9a-f]{{8}}> is configured twice", said), said
+        assert f"server.trusted_proxies[0]: {masked}" in said, said
+        assert f"axon.pixels[0].profile: Invalid enum value {masked}" in said, said
+        assert "axon.pixels[3].pixel_id: 'px_1' is configured twice" in said, said
+        assert value not in said and value.replace(" ", "") not in said and "jane" not in said, said
+
+
 def test_a_correct_file_is_ok(tmp_path: Path) -> None:
     done = check_config(tmp_path, SERVER + '[[appsflyer.apps]]\napp_id = "id123456789"\nkeys = ["k"]\n')
     assert done.returncode == 0 and "ok (0 pixel(s), 1 app(s))" in done.stdout, done.stderr

@@ -296,3 +296,52 @@ def test_the_readme_reads_an_event_by_an_id_a_postgresql_store_gave(tmp_path: Pa
         )  # fmt: skip
     assert done.returncode == 0, f"{block.where}:\n{block.code}\n{done.stdout}\n{done.stderr}"
     assert '"attempts"' in done.stdout, done.stdout
+
+
+README_HOME = "/home/me/capigate"
+README_PORT, README_MOVED_PORT = "8080", "18150"
+
+
+def _readme_banners() -> tuple[list[str], list[str]]:
+    """The README's sample banner of ``./scripts/serve`` (without the installer's lines of a
+    first run), and its lines of a gateway moved to another port."""
+    texts = [b.code for b in ALL_BLOCKS if b.document == "README.md" and b.language == "text"]
+    (started,) = [t for t in texts if t.startswith("$ ./scripts/serve\n")]
+    (moved,) = [t for t in texts if "Another shell finds it with" in t]
+    lines = [line for line in started.splitlines()[1:] if not line.startswith(("installing ", "installed "))]
+    return lines, moved.splitlines()
+
+
+def _shown_as_in_readme(line: str, shown: str) -> bool:
+    """``line`` of the real banner is as the README shows it: the same, or, where the README
+    cuts it with "…" (a key, a body) or it says what this machine has (compiled modules or
+    not), the same up to there."""
+    for cut in ("…", "compiled modules "):
+        if cut in shown:
+            return line.startswith(shown[: shown.index(cut) + (len(cut) if cut != "…" else 0)])
+    return line == shown
+
+
+def test_the_readmes_serve_banner_is_the_one_serve_prints(session: Session) -> None:
+    """The README's sample banner left out the "Another shell finds it with" line a moved
+    gateway's banner has (a trial). The session's ./scripts/serve is moved (CAPIGATE_PORT), as
+    a reader's with another port: its banner, its directory and port written as the README
+    writes them, is the README's second sample where the port is moved, and its first without
+    that line."""
+    port = session.env["CAPIGATE_PORT"]
+    log = (session.home.parent / "serve.log").read_text(encoding="utf-8")
+    real = []
+    for line in log.splitlines():
+        if re.match(r"\d{4}-\d\d-\d\d ", line):  # the server's own log lines follow the banner
+            break
+        real.append(line.replace(str(session.home), README_HOME).replace(str(ROOT), README_HOME))
+    started, moved = _readme_banners()
+    another = [i for i, line in enumerate(real) if line.startswith("Another shell finds it with: ")]
+    assert len(another) == 1, real
+    at = another[0]
+    as_moved = [line.replace(port, README_MOVED_PORT) for line in real[at - 1 : at + 1]]
+    assert as_moved == moved, (as_moved, moved)
+    on_the_files_port = [line.replace(f":{port}", f":{README_PORT}") for line in real[:at] + real[at + 1 :]]
+    assert len(on_the_files_port) == len(started), (on_the_files_port, started)
+    for line, shown in zip(on_the_files_port, started, strict=True):
+        assert _shown_as_in_readme(line, shown), (line, shown)

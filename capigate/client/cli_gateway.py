@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import httpx
@@ -31,6 +31,9 @@ from capigate.logs import escape_control
 from capigate.ports import PORTS, port_problem
 from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
 
+if TYPE_CHECKING:
+    from capigate.client.admin import GatewayAdmin
+
 __all__ = [
     "env",
     "events",
@@ -40,6 +43,7 @@ __all__ = [
     "read_config",
     "read_failed",
     "unanswered",
+    "unknown_source",
     "url_given",
 ]
 
@@ -272,6 +276,31 @@ def unanswered(exc: CapigateError, base: str, config_path: Path, *, given: str |
     )
 
 
+def unknown_source(admin: GatewayAdmin, source: str | None, config_path: Path, base: str) -> str | None:
+    """What ``events`` or ``quality`` says on stderr of a ``--source`` that found nothing: that
+    it is no pixel or app of the configuration, as replay says, when it is none and the gateway
+    keeps no event nor request of it at all (any time, any status). None when the source is
+    configured, or is kept (a source no longer in the file keeps its events), or when the file
+    cannot be read (--url and --token without it): then nothing tells a typo from a quiet source.
+    Both facts hold whichever gateway --url names, so the line is true there too."""
+    if source is None or not config_path.exists():
+        return None
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        return None
+    if config.pixel(source) is not None or config.app(source) is not None:
+        return None
+    try:
+        if admin.events(source=source, limit=1).events or admin.requests(source=source, limit=1).requests:
+            return None
+    except CapigateError:
+        return None
+    return (
+        f"{source!r} is not a pixel or app of {config.path}, and the gateway at {base} keeps no event or request of it"
+    )
+
+
 def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
@@ -469,8 +498,12 @@ def events(
                 if not printer.terminal:
                     printer.header()
                 printer.rows(rows, table=True)
+                if not rows and (unknown := unknown_source(admin, source, config_path, url)) is not None:
+                    click.echo(f"capigate events: {unknown}", err=True)
                 return
             printer.header()
+            if (unknown := unknown_source(admin, source, config_path, url)) is not None:
+                click.echo(f"capigate events: {unknown}; still following", err=True)
             gap = _Gap()
             stream: Iterator[EventView] | Iterator[RequestView] = (
                 admin.follow_requests(interval_s=interval_s, backlog=limit, on_gap=gap, **filters)

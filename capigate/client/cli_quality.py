@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from capigate.client.cli_gateway import _admin_options, _gateway, _when, read_failed
+from capigate.client.cli_gateway import _admin_options, _gateway, _when, read_failed, unknown_source
 from capigate.errors import CapigateError
 from capigate.http.params import time_value
 from capigate.logs import escape_control
@@ -48,12 +48,15 @@ def quality(
     try:
         with GatewayAdmin(url, admin_token) as admin:
             report = admin.quality(source=source, name=name, since=since, until=until)
+            unknown = None if report.groups else unknown_source(admin, source, config_path, url)
     except CapigateError as exc:
         raise click.ClickException(read_failed(exc, url, config_path)) from None
     if as_json:
         click.echo(_encode(report).decode())
-        return
-    _print(report, _widened(report, since, until, asked_at))
+    else:
+        _print(report, _widened(report, since, until, asked_at))
+    if unknown is not None:
+        click.echo(f"capigate quality: {unknown}", err=True)
 
 
 def _widened(report: QualityReport, since: str | None, until: str | None, now_ms: int) -> str:

@@ -72,8 +72,8 @@ def test_demo_curls_show_keys_on_first_start_only_and_succeed_without_warnings(t
         curls = _curls(first)
         assert len(curls) == 2, first
         # Log scanners flagged the demo's plain email and phone: they go as their SHA-256.
-        assert not contains_email(first) and "2025550123" not in first, first
-        assert hash_email("user@example.com") in curls[0] and hash_phone("+12025550123") in curls[0], curls[0]
+        assert not contains_email(first) and "6502530000" not in first, first
+        assert hash_email("user@example.com") in curls[0] and hash_phone("+16502530000") in curls[0], curls[0]
         _assert_accepted_without_warnings(server, curls)
     finally:
         server.stop()
