@@ -27,7 +27,13 @@ ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measure
 - ``request path W2 RSGI``: the same, but the requests enter by the app's ``__rsgi__``, as
   granian (``capigate serve``) calls it, with a stand-in for granian's protocol object
   (``bench.in_process.RsgiExchange``): ASGI's reading of the body and sending of the answer
-  are not what a served gateway runs.
+  are not what a served gateway runs;
+- ``writer W2``: the SQLite writer's group transactions of W2 requests, the writer's half
+  of a request (``whole app W2`` counts both halves, its groups as the threads' timing makes
+  them): their ingests 16 to a group, their journal entries 128 to a flush, each group
+  committed by the compiled ``writer._transact`` (counted with ``--toggle-collect``; a tree run
+  as Python gives none), with SQLite set up as in the writer process. Two counts of one tree
+  agree exactly.
 
 ``--ref`` counts the tree of a git commit too (its ``capigate`` package, with this tree's
 bench). Results: ``bench/results/instructions.md`` and ``.json``. Needs valgrind.
@@ -62,11 +68,18 @@ KINDS: dict[str, tuple[str, str]] = {
     "whole app W2": ("request", "w2"),
     "request path W2": ("request", "w2"),
     "request path W2 RSGI": ("request", "w2"),
+    "writer W2": ("request", "w2"),
 }
 # The compiled GatewayApp.__call__'s body (mypyc names a coroutine's body so): entered again
 # at each resumption, so the count holds no other request's work done while it awaits.
 _REQUEST_PATH = "*app_____call___3_GatewayApp_gen_____mypyc_generator_helper__"
 _RSGI_REQUEST_PATH = "*app_____rsgi___3_GatewayApp_gen_____mypyc_generator_helper__"  # __rsgi__'s
+# The compiled SQLite writer's group transaction: BEGIN, the group's jobs, COMMIT.
+_WRITER_GROUP = "CPyDef_writer____transact"
+# ``writer W2``'s groups: ingests a group commit takes (the writer's thread of ``whole app W2``
+# counted as much a request as groups of 16 do), and journal entries a flush writes.
+_GROUP_INGESTS = 16
+_JOURNAL_FLUSH = 128
 
 
 def _child(kind: str, count: int, bodies_dir: Path) -> None:
@@ -75,8 +88,7 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
     import uvloop
 
     bodies = [p.read_bytes() for p in sorted((bodies_dir / KINDS[kind][1]).iterdir())]
-    whole_app = kind.startswith(("whole app", "request path"))
-    if not whole_app:  # the app's driver makes each id unique itself
+    if not kind.startswith(("whole app", "request path", "writer")):  # these make each id unique
         bodies = [body.replace(b"@@RQ@@", b"r") for body in bodies]  # an "@" would go the slow path
     warm = _WARM_UP[KINDS[kind][0]]
     # Both runs warm up alike (caches, phonenumbers' metadata, first pages), so that only
@@ -89,6 +101,8 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
         decode: Callable[[bytes], object] = msgspec.json.Decoder(AxonBatch).decode
         for body in cycled:
             decode(body)
+    elif kind == "writer W2":
+        _write_groups(bodies, warm, count)
     elif kind == "decode + rules":
         from bench.ratios import _checker
 
@@ -119,6 +133,63 @@ async def _serve(
         await app.shutdown()
 
 
+def _write_groups(bodies: list[bytes], warm: int, count: int) -> None:
+    """The SQLite writer's group transactions for ``warm + count`` W2 requests: ingests in
+    groups of _GROUP_INGESTS, their journal entries in flushes of _JOURNAL_FLUSH, each group
+    committed as the writer commits it (``writer._transact``), SQLite set up as in the writer
+    process. Fixed groups, where the whole app's depend on the threads' timing; the events
+    and entries are made before."""
+    from bench.ratios import _checker
+    from capigate.kept import note_accepted
+    from capigate.store.base import JournalRecord, WriterStats
+    from capigate.store.sqlite.ingest import Batch
+    from capigate.store.sqlite.jobs import IngestJob, RecordJob
+    from capigate.store.sqlite.writer import QueuedJob, _transact, open_writer
+
+    try:  # as the writer process does first, in a tree that does (memstatus.py)
+        from capigate.store.sqlite.memstatus import without_memory_statistics
+    except ImportError:
+        pass
+    else:
+        without_memory_statistics()
+    check, received_at = _checker(), time.time_ns() // 1_000_000
+    ingests: list[QueuedJob] = []
+    records: list[JournalRecord] = []
+    for n in range(warm + count):
+        events = check(bodies[n % len(bodies)].replace(b"@@RQ@@", b"w%d" % n), n).events  # type: ignore[attr-defined]
+        batch = Batch(events, f"{received_at:x}{n:012x}", received_at)
+        ingests.append(QueuedJob(IngestJob(batch), None, None, batch))  # type: ignore[arg-type]
+        records.append(_journal_entry(batch, note_accepted(None, events, set(), dedupe_ids=False)))
+    groups = [ingests[i : i + _GROUP_INGESTS] for i in range(0, len(ingests), _GROUP_INGESTS)]
+    flushes = [records[i : i + _JOURNAL_FLUSH] for i in range(0, len(records), _JOURNAL_FLUSH)]
+    with tempfile.TemporaryDirectory(prefix="capigate-instructions-") as tmp:
+        _lock, conn, opened = open_writer(Path(tmp) / "capigate.db", "FULL", 5_000, False)
+        cur, stats = conn.cursor(), WriterStats()
+        for n, group in enumerate(groups):
+            _transact(cur, opened, stats, group[0], _drain_of(group))
+            if (n + 1) % (_JOURNAL_FLUSH // _GROUP_INGESTS) == 0 or n == len(groups) - 1:
+                flush = flushes.pop(0) if flushes else []
+                job = QueuedJob(RecordJob(flush), None, None, None)  # type: ignore[arg-type]
+                _transact(cur, opened, stats, job, _drain_of([job]))
+        conn.close()
+
+
+def _drain_of(jobs: list[Any]) -> Callable[[Any], tuple[list[Any], bool]]:
+    """What the writer's drain gives: ``jobs``, the whole group, and no stop."""
+    return lambda first: (jobs, False)
+
+
+def _journal_entry(batch: Any, keys: list[tuple[str, str]]) -> Any:
+    from capigate.store.base import JournalRecord
+
+    return JournalRecord(
+        request_id=batch.request_id, received_at=batch.received_at_ms, api="axon", source="px_bench",
+        method="POST", path="/v1/event", status=200, client_ip="127.0.0.1", user_agent="capigate-bench",
+        latency_ms=1.25, events_received=1, events_stored=1, events_duplicate=0, problems=[], warnings=[],
+        keys=keys,
+    )  # fmt: skip
+
+
 def _units(kind: str, count: int) -> int:
     return count * (100 if KINDS[kind][0] == "event" else 1)
 
@@ -126,7 +197,9 @@ def _units(kind: str, count: int) -> int:
 def _count(kind: str, count: int, bodies_dir: Path, tree: Tree) -> int:
     """Instructions of a child doing ``kind`` on ``count`` bodies; it runs in the tree counted
     (``python -m`` puts its working directory first on the path)."""
-    path = {"request path W2": _REQUEST_PATH, "request path W2 RSGI": _RSGI_REQUEST_PATH}.get(kind)
+    path = {
+        "request path W2": _REQUEST_PATH, "request path W2 RSGI": _RSGI_REQUEST_PATH, "writer W2": _WRITER_GROUP,
+    }.get(kind)  # fmt: skip
     only = [f"--toggle-collect={path}"] if path else []
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *only,
