@@ -72,6 +72,9 @@ MODULES: Final = (
     "capigate.http.routing",
     "capigate.http.state",
     "capigate.store.sqlite.store",
+    # the writer's rows (the SQLite writer's thread or process)
+    "capigate.store.sqlite.ingest",
+    "capigate.store.sqlite.rows",
     "capigate.store.sqlite.writer",
     "capigate.store.sqlite.writer_process",
 )

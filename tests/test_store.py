@@ -392,7 +392,7 @@ def test_concurrent_ingest_from_50_coroutines_keeps_counts_exact(store: Store) -
 @pytest.mark.parametrize("payload", ["not bytes", bytearray(b"{}")], ids=["str", "bytearray"])
 def test_a_failing_ingest_stores_none_of_its_events_or_keys(store: Store, payload: Any) -> None:
     """A payload must be bytes, on every backend (the SQLite writer process decodes them as
-    bytearrays, ingest.PipedEvent: a bytearray given to the store is refused all the same)."""
+    bytearrays, pipe.PipedEvent: a bytearray given to the store is refused all the same)."""
     bad = [event(0, dedupe_id="x"), event(1, dedupe_id="y", payload=payload)]
     with pytest.raises(TypeError, match="position 1: payload must be bytes"):
         ingest(store, bad)

@@ -18,23 +18,16 @@ from capigate.store.inspector import HOUR_MS, QualityKey, minute_totals
 from capigate.store.sql import REQUEST_COLUMNS
 from capigate.store.sqlite import inspector, outbox
 from capigate.store.sqlite.dedupe import BOUNDS, RecentKeys, recent_keys, scattered
+from capigate.store.sqlite.pipe import PipedEvent
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
 
-__all__ = ["Batch", "PipedEvent", "ingest", "probe", "record_requests"]
+__all__ = ["Batch", "ingest", "probe", "record_requests"]
 
 # IN lists are built in power-of-two sizes, so that a handful of prepared statements serve
 # every batch; the limit keeps under SQLite's old 999 variables.
 _MAX_IN: Final = 256
 
 _encode = msgspec.json.Encoder().encode
-
-
-class PipedEvent(NewEvent, kw_only=True, array_like=True):
-    """A NewEvent as the writer process decodes it from its pipe (writer_process.py): its
-    payload made a bytearray by the decoder, which sqlite3 binds as it is, where a bytes
-    payload is copied into one first (rows.NULL says why)."""
-
-    payload: bytearray  # type: ignore[assignment]
 
 
 class Batch:

@@ -8,7 +8,6 @@ import msgspec
 
 from capigate.events import NewEvent
 from capigate.store.base import JournalRecord
-from capigate.store.sqlite.ingest import PipedEvent
 
 __all__ = [
     "CallMsg",
@@ -17,6 +16,7 @@ __all__ = [
     "IngestRead",
     "Ingested",
     "JobMsg",
+    "PipedEvent",
     "Raised",
     "Ready",
     "RecordMsg",
@@ -32,6 +32,15 @@ __all__ = [
 
 
 # --- the wire: gateway -> writer ------------------------------------------------
+
+
+class PipedEvent(NewEvent, kw_only=True, array_like=True):
+    """A NewEvent as the writer process decodes it from its pipe (writer_process.py): its
+    payload made a bytearray by the decoder, which sqlite3 binds as it is, where a bytes
+    payload is copied into one first (rows.NULL says why). Declared here, not beside the
+    ingest that binds it: mypyc compiles ingest.py, and drops a class statement's keywords."""
+
+    payload: bytearray  # type: ignore[assignment]
 
 
 class IngestMsg(msgspec.Struct, tag="i", array_like=True):
@@ -68,7 +77,7 @@ JobMsg = IngestMsg | RecordMsg | CallMsg | StopMsg
 
 
 class Ready(msgspec.Struct, tag="ready", array_like=True):
-    pass
+    memory_statistics: bool  # SQLite's, left on in the child (memstatus.py)
 
 
 class StartFailed(msgspec.Struct, tag="failed", array_like=True):
