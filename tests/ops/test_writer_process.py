@@ -454,3 +454,47 @@ def test_a_request_waiting_on_a_stalled_store_is_answered_not_cut_as_idle(tmp_pa
         assert answer.status_code == 503 and answer.json()["error"] == "store_unconfirmed", answer.text
     finally:
         server.stop()
+
+
+_MEMORY_USED = """
+import ctypes, sqlite3, sys, _sqlite3
+from capigate.store.sqlite.memstatus import without_memory_statistics
+turned_off = sys.argv[1] == "off" and without_memory_statistics()
+conn = sqlite3.connect(sys.argv[2])
+conn.execute("CREATE TABLE t (x TEXT)")
+conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 1000)
+conn.commit()
+assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+used.restype = ctypes.c_int64
+print(turned_off, used())
+"""
+
+
+@pytest.mark.parametrize("memstatus", ["on", "off"])
+def test_sqlite_counts_no_memory_in_a_process_that_turned_it_off_first(tmp_path: Path, memstatus: str) -> None:
+    """Rule (memstatus.py): on Linux, a process that opened no connection yet turns SQLite's
+    memory statistics off (its writes unchanged), and SQLite then counts nothing: a global mutex
+    less for each of its allocations."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_USED, memstatus, str(tmp_path / "m.db")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    turned_off, used = done.stdout.split()
+    on_linux = sys.platform.startswith("linux")
+    assert turned_off == str(memstatus == "off" and on_linux)
+    assert (int(used) == 0) is (turned_off == "True"), used
+
+
+def test_the_writer_process_turns_sqlites_memory_statistics_off(tmp_path: Path) -> None:
+    """Rule: the writer process, which opens its connection itself, turns them off first (Linux)."""
+    store = SQLiteStore(tmp_path / "c.db", writer_process=True)
+    try:
+        run(store.open())
+        assert run(store.ingest([_event("a")], request_id="r1", received_at_ms=1)).stored == 1
+        child = store._writer._child  # type: ignore[union-attr]
+        assert child is not None
+        assert child.memory_statistics is not sys.platform.startswith("linux")
+    finally:
+        run(store.close())
+        close_loop()

@@ -48,6 +48,7 @@ from capigate.store.base import IngestResult, WriterStats
 from capigate.store.sqlite.ingest import Batch
 from capigate.store.sqlite.jobs import IngestJob, RecordJob
 from capigate.store.sqlite.lock import ProcessLock
+from capigate.store.sqlite.memstatus import without_memory_statistics
 from capigate.store.sqlite.opened import OpenedFile
 from capigate.store.sqlite.pipe import (
     CallMsg,
@@ -180,10 +181,11 @@ class _Child:
     """One writer process, the jobs it has been sent and not yet answered, and the bytes of
     frames its pipe has not taken yet."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], answers: _FrameReader) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], answers: _FrameReader, memory_statistics: bool) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self.to_child, self.from_child = proc, proc.stdin.fileno(), proc.stdout.fileno()
         self.answers = answers
+        self.memory_statistics = memory_statistics  # SQLite's, in the child (memstatus.py)
         self.pending: dict[int, QueuedJob] = {}
         self.unsent = bytearray()
         self.close_when_sent = False  # the stop is in unsent: close its pipe once that is written
@@ -288,7 +290,7 @@ class ProcessWriter:
             if isinstance(answer, StartFailed):
                 raise pickle.loads(answer.error)
             raise StoreError(f"the store's writer process ended as it started (exit status {code})")
-        return _Child(proc, answers)
+        return _Child(proc, answers, answer.memory_statistics)
 
     def _attach(self, child: _Child) -> None:
         loop = self._running_loop()
@@ -672,13 +674,14 @@ def main(argv: list[str]) -> int:
     jobs_fd, answers_fd = os.dup(0), os.dup(1)
     os.dup2(2, 1)  # a stray print must not corrupt the answers
     path, synchronous, busy_timeout_ms, use_lock = argv
+    memory_statistics = not without_memory_statistics()  # before the first connection
     try:
         lock, conn, opened = open_writer(Path(path), synchronous, int(busy_timeout_ms), use_lock == "1")
     except BaseException as exc:
         _write_frame(answers_fd, encode(StartFailed(_pickled_error(exc))))
         return 1
     try:
-        _write_frame(answers_fd, encode(Ready()))
+        _write_frame(answers_fd, encode(Ready(memory_statistics)))
         _ChildWriter(jobs_fd, answers_fd, lock, opened).serve(conn.cursor())
     finally:
         close_writer(lock, conn, opened)
