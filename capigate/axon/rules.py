@@ -40,10 +40,19 @@ from capigate.identity import (
     international_phone,
     is_international_phone,
     payload_may_hold_email,
+    payload_may_hold_phone,
 )
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys, identifiers_treated
-from capigate.personal import MAX_DEPTH, TooDeep, shown_key, url_holds_credentials, without_emails
+from capigate.personal import (
+    MAX_DEPTH,
+    PHONE_HASHED,
+    TooDeep,
+    phone_dropped,
+    shown_key,
+    url_holds_credentials,
+    without_emails,
+)
 
 __all__ = [
     "IDENTIFIER_TEXT",
@@ -537,16 +546,20 @@ _REQUIRED_TEXT: Final = frozenset(
         "data.transaction_id",  # purchase's, required there: dropped, the purchase would lack it
     }
 )
-# An event's identifiers that an exact email address is hashed in, as email is (without_emails);
-# capigate/kept.py treats a refused body's the same way.
+# An event's identifiers that an exact email address is hashed in, as email is (without_emails),
+# and a phone number in international form, as phone is; capigate/kept.py treats a refused
+# body's the same way.
 IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
 _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
 # The fields of an event that a phone number in international form (identity.international_phone)
 # is treated in as an email address is (without_emails): hashed, as phone is, in the identifiers
 # of IDENTIFIER_TEXT (True), dropped from zip (False); by treated_phone_id. The parent object of
 # each ("" for the event itself). A name holding one is refused (_check_name): it cannot be
-# hashed. Free text (data.search_term, an item's name) is not read for one. capigate/kept.py
-# treats a refused body's the same way, by the same keys and treated_phone_id.
+# hashed. Every other string of the event, ids (sid, aleid, ifa, an item's item_id), codes and
+# free text (data.search_term, an item's name) alike, is read for one by the last guard,
+# without_emails(..., phones=True), which also drops a number inside an identifier's text:
+# dropped where an email address is, refused in a required field (data.transaction_id).
+# capigate/kept.py treats a refused body's the same way, by the same keys and treated_phone_id.
 PHONE_FIELDS: Final = (
     ("", "dedupe_id", True),
     ("user_data", "user_id", True),
@@ -568,8 +581,9 @@ def _new_event(
     kept = _normalised(without_phones(raw, path, report), user)
     payload = _encode(kept)
     dedupe_id = kept.get("dedupe_id")  # a phone number hashed there, maybe
-    if payload_may_hold_email(payload):  # rare: only then is the event walked for an email address
-        kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
+    # Rare: only then is the event walked for an email address or a phone number.
+    if payload_may_hold_email(payload) or payload_may_hold_phone(payload):
+        kept = _without_personal_text(kept, path, report)
         payload = _encode(kept)
         dedupe_id = kept.get("dedupe_id")
     data = raw.get("data")
@@ -628,18 +642,21 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
         at = f"{path}.{parent}.{key}" if parent else f"{path}.{key}"
         if digest is not None:
             treated[key] = digest
-            report.warn(
-                at, "plain_pii_hashed", "this identifier is a phone number: it was normalised and hashed as phone is"
-            )
+            report.warn(at, "plain_pii_hashed", PHONE_HASHED)
         else:
             del treated[key]
-            report.warn(
-                at,
-                "plain_pii_dropped",
-                f"this field holds a phone number: it was dropped, never stored ({_SEND_HASHED})",
-            )
+            report.warn(at, "plain_pii_dropped", phone_dropped(_SEND_HASHED))
         out = {**out, parent: treated} if parent else treated
     return out
+
+
+def _without_personal_text(event: dict[str, Any], path: str, report: Report) -> dict[str, Any]:
+    """The last guard on an event's defined fields: no string holding an email address or a
+    phone number in international form (capigate.personal.without_emails)."""
+    kept: dict[str, Any] = without_emails(
+        event, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT, phones=True
+    )
+    return kept
 
 
 def stored_dedupe_id(value: str) -> str:
@@ -650,7 +667,7 @@ def stored_dedupe_id(value: str) -> str:
     or drop it (then no event holds it)."""
     report = Report()
     kept = without_emails(
-        without_phones({"dedupe_id": value}, "", report), "", report, _SEND_HASHED, hashed=IDENTIFIER_TEXT
+        without_phones({"dedupe_id": value}, "", report), "", report, _SEND_HASHED, hashed=IDENTIFIER_TEXT, phones=True
     )
     found = kept.get("dedupe_id")
     return found if isinstance(found, str) else value
@@ -673,26 +690,33 @@ def treated_phone_id(value: str, hashed: bool) -> str | None:
 
 
 def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
-    """A refused event's email addresses in required fields (``plain_pii``), said beside its
-    other problems: ``_new_event``'s guard sees only the events that pass, so a client mending
+    """A refused event's email addresses and phone numbers in international form in required
+    fields (``plain_pii``), said beside its other problems: ``_new_event``'s guard sees only
+    the events that pass, so a client mending
     the others learnt of these at its next try. What the guard would drop is said as it is for
     an accepted event (``plain_pii_dropped``), in place of what a rule said of the value at its
     path (an os "kept as sent"): the kept body (capigate/kept.py) drops it too. What it would
     hash is not said, nor a field's second problem (an esi holding an address is not one of its
     values already)."""
     try:
-        if not payload_may_hold_email(_encode(raw)):
-            return
+        encoded = _encode(raw)
     except RecursionError:  # refused as too deep already
         return
+    if not payload_may_hold_email(encoded) and not payload_may_hold_phone(encoded):
+        return
     seen = Report()
-    without_emails(raw, path, seen, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
+    _without_personal_text(raw, path, seen)
     said = {p.path for p in report.problems}
     report.problems += [p for p in seen.problems if p.path not in said]
-    # A path holding an address (a key that is one, in a refused shape) is not said: the
-    # journal keeps answers' paths as they are (a fuzz test found one there).
+    # A path holding an address or a phone number (a key that is one, in a refused shape) is
+    # not said: the journal keeps answers' paths as they are (a fuzz test found one there).
     dropped = [
-        w for w in seen.warnings if w.code == "plain_pii_dropped" and w.path not in said and not contains_email(w.path)
+        w
+        for w in seen.warnings
+        if w.code == "plain_pii_dropped"
+        and w.path not in said
+        and not contains_email(w.path)
+        and not contains_international_phone(w.path)
     ]
     if dropped:
         at = {w.path for w in dropped}
