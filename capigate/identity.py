@@ -130,7 +130,7 @@ def is_international_phone(text: str) -> bool:
     return international_phone(text) is not None
 
 
-def international_phone(text: str) -> str | None:
+def international_phone(text: str, *, zeros: bool = True) -> str | None:
     """The phone number in international form that ``text`` is, as ``hash_phone`` reads it
     (the digest of its ``+`` form); None for anything else: ``+`` and 7 to 15 digits,
     separators between them (``+1 (415) 555-0100``), written as a client may hide it too:
@@ -148,7 +148,7 @@ def international_phone(text: str) -> str | None:
     form recognised here by its payload's bytes (``+``, ``%2``, 0xEF) or an identifier's first
     characters (``00``, as sent: a space or ``tel:`` before one is read on the slow path only,
     as telling those cost 1.7 % of the rules): each step is taken only when the value holds
-    those."""
+    those. Without ``zeros``, the ``00`` form is not read: only a ``+`` marks a number."""
     first = text[:1]
     if first not in _PHONE_FIRST and not first.isspace() and first.isascii() and (first != "0" or text[1:2] != "0"):
         return None
@@ -158,7 +158,7 @@ def international_phone(text: str) -> str | None:
         text = text[6:] if text[4:6] == "//" else text[4:]
         text = text.lstrip()
     if text[:2] == "00":  # " 0044 20 …", "tel:0044…" too; typed.py looks for "00" as sent only
-        return _valid_00_phone(text)
+        return _valid_00_phone(text) if zeros else None
     if not text.isascii():  # "+1\u2010415\u2010555\u20100100": Unicode dashes between digits
         text = text.translate(_DASHES)
     if _INTERNATIONAL_PHONE.fullmatch(text) is not None:
@@ -195,7 +195,7 @@ def contains_international_phone(text: str) -> bool:
     return any(_SIGNED_DECIMAL.fullmatch(m.group()) is None for m in _PHONE_IN_TEXT.finditer(_unhidden(text, "%")))
 
 
-def holds_international_phone(text: str) -> bool:
+def holds_international_phone(text: str, *, zeros: bool = True) -> bool:
     """Whether ``text``, a string of a field that no rule of its own reads for a phone number
     (an id such as ``sid`` or ``item_id``, ``search_term``, an AppsFlyer ``eventValue``
     parameter), is or holds a phone number in international form, as an email address is
@@ -205,10 +205,12 @@ def holds_international_phone(text: str) -> bool:
     after a letter or digit (``size+10+1234567``, a date's ``+01:00``), ``00`` inside a value
     (``SKU-0012345678``) or before a number that is no valid one (``0012345678``, an order's
     id), digits without ``+`` (``4155550123``), a signed decimal (``+51.507351``, ``+12499.00``).
-    Told at once for the usual string: ASCII, no ``+``, no ``%2``, no ``00``."""
+    Without ``zeros``, the ``00`` form is not read (descriptive text: an item's name, a user
+    agent), only a ``+`` marks a number. Told at once for the usual string: ASCII, no ``+``, no
+    ``%2``, no ``00``."""
     if "+" not in text and "%2" not in text and "00" not in text and text.isascii():
         return False
-    return international_phone(text) is not None or contains_international_phone(text)
+    return international_phone(text, zeros=zeros) is not None or contains_international_phone(text)
 
 
 def payload_may_hold_phone(payload: bytes) -> bool:

@@ -36,7 +36,14 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.appsflyer.identifiers import personal_in_customer_user_id
 from capigate.axon.personal import without_personal_unknowns
-from capigate.axon.rules import IDENTIFIER_TEXT, PHONE_FIELDS, treated_phone_id, url_holds_credentials, without_phones
+from capigate.axon.rules import (
+    DESCRIPTIVE_TEXT,
+    IDENTIFIER_TEXT,
+    PHONE_FIELDS,
+    treated_phone_id,
+    url_holds_credentials,
+    without_phones,
+)
 from capigate.checking import Report
 from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
@@ -221,7 +228,9 @@ def _treat_axon_event(event: Any, path: str) -> Any:
     event = without_phones(event, path, report)
     _mark_dropped(event, report, prefix=path)
     report = Report()  # an identifier holding an exact email address: hashed, as ingest hashes it
-    event = without_emails(event, path, report, _SEND_HASHED, hashed=IDENTIFIER_TEXT, phones=True)
+    event = without_emails(
+        event, path, report, _SEND_HASHED, hashed=IDENTIFIER_TEXT, phones=True, plus_only=DESCRIPTIVE_TEXT
+    )
     _mark_dropped(event, report, prefix=path)
     return event
 

@@ -271,6 +271,7 @@ def without_emails(
     hashed: frozenset[str] = frozenset(),
     at: str = "",
     phones: bool = False,
+    plus_only: frozenset[str] = frozenset(),
 ) -> Any:
     """``value`` with no string holding an email address, at any depth: the last guard before
     the store, for the fields a schema defines (free-form values are treated before, by
@@ -283,9 +284,10 @@ def without_emails(
     (``identity.holds_international_phone``) is treated the same way, as the email address
     there would be: in an identifier of ``hashed`` hashed as ``phone`` is when it is one whole
     (the digest of its ``+`` form), else dropped; a problem in a ``required`` field (once: a
-    rule of the field may have said so already); dropped anywhere else."""
+    rule of the field may have said so already); dropped anywhere else. In a field of
+    ``plus_only`` (descriptive text), only a ``+`` marks a number: the ``00`` form is not read."""
     if isinstance(value, str):
-        return _email_in_field(value, path, report, send_hashed, required, hashed, at, phones)
+        return _email_in_field(value, path, report, send_hashed, required, hashed, at, phones, plus_only)
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -298,6 +300,7 @@ def without_emails(
                 hashed=hashed,
                 at=join(at, key),
                 phones=phones,
+                plus_only=plus_only,
             )
             if new is not _LEFT_OUT:
                 out[key] = new
@@ -305,7 +308,15 @@ def without_emails(
     if isinstance(value, list):
         items = [
             without_emails(
-                item, join(path, i), report, send_hashed, required=required, hashed=hashed, at=at + "[]", phones=phones
+                item,
+                join(path, i),
+                report,
+                send_hashed,
+                required=required,
+                hashed=hashed,
+                at=at + "[]",
+                phones=phones,
+                plus_only=plus_only,
             )
             for i, item in enumerate(value)
         ]
@@ -354,6 +365,7 @@ def _email_in_field(
     hashed: frozenset[str],
     at: str,
     phones: bool,
+    plus_only: frozenset[str] = frozenset(),
 ) -> Any:
     if "@" in value and at not in required and url_holds_credentials(value):
         # Not an email address, though ``user:pw@host`` may look like one (a re-trial).
@@ -361,7 +373,7 @@ def _email_in_field(
         report.warn(path, "url_credentials", URL_CREDENTIALS_DROPPED)
         return _LEFT_OUT
     if not contains_email(value):
-        if phones and holds_international_phone(value):
+        if phones and holds_international_phone(value, zeros=at not in plus_only):
             return _phone_in_field(value, path, report, send_hashed, required, hashed, at)
         return value
     if at in hashed:

@@ -771,7 +771,7 @@ _FIELD_PHONES = {
     "user_data.os": "+442079460717",
     "data.items[0].item_id": "+44 20 7946 0718",
     "data.items[0].item_name": "call me on +44 20 7946 0719",
-    "data.items[0].item_brand": "0044 20 7946 0720",
+    "data.items[0].item_brand": "+44 20 7946 0720",
     "measurement_partner_data.campaign_id": "+44-20-7946-0721",
 }
 _PHONE_NEEDLES = ("7946 07", "7946%20", "79460714", "\uff0b44", "79460717", "7946-07", "7946 08")
@@ -849,7 +849,9 @@ def test_values_that_only_look_like_a_phone_number_stay_as_sent_in_any_axon_fiel
     digit (a query's space, `size+10+1234567`; a time zone, `+01:00`), `00` inside a value
     (`SKU-0012345678`) or before digits that are no valid number (`0012345678`, an order's id),
     digits without `+` (`4155550123`), a signed decimal (a price `+12499.00`, a coordinate
-    `+51.507351`) are no phone number: stored as sent, unwarned."""
+    `+51.507351`) are no phone number: stored as sent, unwarned. Nor, in descriptive text (an
+    item's name, brand or categories: rules.DESCRIPTIVE_TEXT), is `00` and a valid number: a
+    product's or a model's code there; only a `+` marks one."""
     values = {
         "user_data.sid": "size+10+1234567",
         "user_data.aleid": "2024-01-15T10:00:00+01:00",
@@ -858,6 +860,7 @@ def test_values_that_only_look_like_a_phone_number_stay_as_sent_in_any_axon_fiel
         "data.items[0].item_id": "SKU-0012345678",
         "data.items[0].item_variant_id": "+12499.00",
         "data.items[0].item_name": "+51.507351",
+        "data.items[0].item_brand": "0044 20 8123 4567",
         "measurement_partner_data.campaign_id": "0012345",
     }
     event = _shop_event(values)
@@ -875,6 +878,7 @@ def test_values_that_only_look_like_a_phone_number_stay_as_sent_in_any_axon_fiel
         "+12499.00",
         "+51.507351",
     )
+    assert item["item_brand"] == "0044 20 8123 4567"
     assert (kept["data"]["transaction_id"], kept["measurement_partner_data"]["campaign_id"]) == (
         "0012345678",
         "0012345",

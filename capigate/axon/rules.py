@@ -55,6 +55,7 @@ from capigate.personal import (
 )
 
 __all__ = [
+    "DESCRIPTIVE_TEXT",
     "IDENTIFIER_TEXT",
     "MAX_BATCH",
     "PHONE_FIELDS",
@@ -654,9 +655,32 @@ def _without_personal_text(event: dict[str, Any], path: str, report: Report) -> 
     """The last guard on an event's defined fields: no string holding an email address or a
     phone number in international form (capigate.personal.without_emails)."""
     kept: dict[str, Any] = without_emails(
-        event, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT, phones=True
+        event,
+        path,
+        report,
+        _SEND_HASHED,
+        required=_REQUIRED_TEXT,
+        hashed=IDENTIFIER_TEXT,
+        phones=True,
+        plus_only=DESCRIPTIVE_TEXT,
     )
     return kept
+
+
+_ITEM_TEXT: Final = (
+    "item_name", "image_url", "affiliation", "item_brand", "item_category", "item_category2", "item_category3",
+    "item_category4", "item_category5", "item_category_id",
+)  # fmt: skip
+# The fields of an event that describe (an item's name, brand, categories, image; the user
+# agent, the os, sign_up's method), where only a "+" marks a phone number: "00" and digits
+# there is a product's or a model's code, not read as one (identity.holds_international_phone's
+# zeros). In an id (sid, ifa, transaction_id, an item's item_id) and in search_term, "00" and a
+# valid number is one. typed.py tells a "00" form by the fields outside these alone: reading
+# an item's every field cost 1 % of the rules.
+DESCRIPTIVE_TEXT: Final = frozenset(
+    {"user_data.client_user_agent", "user_data.os", "data.method"}
+    | {f"data.{items}[].{key}" for items in ("items", "results") for key in _ITEM_TEXT}
+)
 
 
 def stored_dedupe_id(value: str) -> str:
