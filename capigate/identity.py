@@ -29,6 +29,7 @@ __all__ = [
     "hash_phone",
     "hash_phone_checked",
     "hash_phone_e164",
+    "holds_international_phone",
     "international_phone",
     "is_international_phone",
     "is_sha256_hex",
@@ -37,6 +38,7 @@ __all__ = [
     "not_possible_phone",
     "payload_hides_at",
     "payload_may_hold_email",
+    "payload_may_hold_phone",
     "revealed_email",
     "sha256_hex",
 ]
@@ -128,7 +130,7 @@ def is_international_phone(text: str) -> bool:
     return international_phone(text) is not None
 
 
-def international_phone(text: str) -> str | None:
+def international_phone(text: str, *, zeros: bool = True) -> str | None:
     """The phone number in international form that ``text`` is, as ``hash_phone`` reads it
     (the digest of its ``+`` form); None for anything else: ``+`` and 7 to 15 digits,
     separators between them (``+1 (415) 555-0100``), written as a client may hide it too:
@@ -140,12 +142,13 @@ def international_phone(text: str) -> str | None:
     0123``, full-width or percent-encoded too, after spaces or ``tel:`` too) only when
     phonenumbers finds the number so read valid (its ``+`` form is returned): ids start with
     ``00`` often (``0012345``, an order's), and digits without ``+`` or ``00`` are ids far more
-    often still (an app's, an order's), kept as they are. The usual id is told by its first
+    often still (an app's, an order's), kept as they are. A signed decimal number (``+51.507351``,
+    a latitude; ``+12499.00``, a price: a sign, digits, one ``.``, digits) is a number, not one. The usual id is told by its first
     characters, with no regex: this runs on an Axon event's identifiers. typed.py finds every
     form recognised here by its payload's bytes (``+``, ``%2``, 0xEF) or an identifier's first
     characters (``00``, as sent: a space or ``tel:`` before one is read on the slow path only,
     as telling those cost 1.7 % of the rules): each step is taken only when the value holds
-    those."""
+    those. Without ``zeros``, the ``00`` form is not read: only a ``+`` marks a number."""
     first = text[:1]
     if first not in _PHONE_FIRST and not first.isspace() and first.isascii() and (first != "0" or text[1:2] != "0"):
         return None
@@ -155,11 +158,11 @@ def international_phone(text: str) -> str | None:
         text = text[6:] if text[4:6] == "//" else text[4:]
         text = text.lstrip()
     if text[:2] == "00":  # " 0044 20 …", "tel:0044…" too; typed.py looks for "00" as sent only
-        return _valid_00_phone(text)
+        return _valid_00_phone(text) if zeros else None
     if not text.isascii():  # "+1\u2010415\u2010555\u20100100": Unicode dashes between digits
         text = text.translate(_DASHES)
     if _INTERNATIONAL_PHONE.fullmatch(text) is not None:
-        return text
+        return None if _SIGNED_DECIMAL.fullmatch(text) is not None else text
     extension = _EXTENSION.search(text)  # "+1 415 555 0100 x5", "…;ext=5": the number, without it
     if extension is None:
         return None
@@ -189,7 +192,34 @@ def contains_international_phone(text: str) -> bool:
     ASCII."""
     if "+" not in text and "%2" not in text and text.isascii():
         return False
-    return _PHONE_IN_TEXT.search(_unhidden(text, "%")) is not None
+    return any(_SIGNED_DECIMAL.fullmatch(m.group()) is None for m in _PHONE_IN_TEXT.finditer(_unhidden(text, "%")))
+
+
+def holds_international_phone(text: str, *, zeros: bool = True) -> bool:
+    """Whether ``text``, a string of a field that no rule of its own reads for a phone number
+    (an id such as ``sid`` or ``item_id``, ``search_term``, an AppsFlyer ``eventValue``
+    parameter), is or holds a phone number in international form, as an email address is
+    looked for in any string: the whole value as ``international_phone`` reads one (``+`` and 7
+    to 15 digits, hidden, a ``tel:`` URI, ``00`` and a valid number), or one inside free text as
+    ``contains_international_phone`` finds it (``call +44 20 7946 0958``). Not one: a ``+``
+    after a letter or digit (``size+10+1234567``, a date's ``+01:00``), ``00`` inside a value
+    (``SKU-0012345678``) or before a number that is no valid one (``0012345678``, an order's
+    id), digits without ``+`` (``4155550123``), a signed decimal (``+51.507351``, ``+12499.00``).
+    Without ``zeros``, the ``00`` form is not read (descriptive text: an item's name, a user
+    agent), only a ``+`` marks a number. Told at once for the usual string: ASCII, no ``+``, no
+    ``%2``, no ``00``."""
+    if "+" not in text and "%2" not in text and "00" not in text and text.isascii():
+        return False
+    return international_phone(text, zeros=zeros) is not None or contains_international_phone(text)
+
+
+def payload_may_hold_phone(payload: bytes) -> bool:
+    """Whether an encoded payload may hold a string that ``holds_international_phone``: only
+    then is it walked. Its bytes hold a ``+``, a ``%2``, a byte past ASCII (a full-width form,
+    a Unicode space or dash), or a string starting with ``00`` (after spaces or ``tel:``)."""
+    if payload.find(b"+") != -1 or payload.find(b"%2") != -1 or not payload.isascii():
+        return True
+    return _QUOTED_00.search(payload) is not None
 
 
 def _unhidden(text: str, encoded: str) -> str:
@@ -215,6 +245,11 @@ _FULL_WIDTH: Final = re.compile("[\ufe50-\uffef]")
 _INTERNATIONAL_PHONE: Final = re.compile(r"\+[\s(]*(?:\d[\s()./-]{0,2}){7,15}")
 _INTERNATIONAL_00_PHONE: Final = re.compile(r"00[\s(]*(?:\d[\s()./-]{0,2}){7,15}")
 _PHONE_IN_TEXT: Final = re.compile(r"(?<![\w+])\+\s*(?:\d[\s().-]{0,2}){6,14}\d(?!\d)")
+_SIGNED_DECIMAL: Final = re.compile(r"[+-]?\d+\.\d+")
+# A JSON string starting with "00", after ASCII spaces (raw or escaped) or a tel: or sms: scheme:
+# where international_phone reads a 00 form in an encoded payload's ASCII (the rest is told by
+# "%2" or a byte past ASCII).
+_QUOTED_00: Final = re.compile(rb'"(?:[ ]|\\[tnrf]|\\u00(?:0[bB]|1[c-fC-F])|(?i:tel|sms):(?://)?)*00')
 
 
 def normalise_email(raw: str) -> str:

@@ -14,9 +14,11 @@ string holding an email address left anywhere (``without_emails``; an Axon ident
 is an email address, ``user_data.user_id`` say, hashed as ingest hashes it, and one that is
 a phone number in international form hashed or dropped by ingest's ``without_phones``; AppsFlyer's
 ``customer_user_id`` holding an email address or a phone number dropped, by ingest's own
-rule, ``personal_in_customer_user_id``). Then, whatever the body's shape, a phone number under
-one of those keys, anywhere, is hashed or dropped as those rules treat it (``_without_phone_ids``),
-and an ``event_source_url`` holding one anywhere, or credentials before its host, is dropped.
+rule, ``personal_in_customer_user_id``), and any other string holding an email address or a
+phone number in international form dropped, as ingest drops it. Before all that, and after,
+whatever the body's shape, a phone number under one of those identifier keys, anywhere, is
+hashed or dropped as those rules treat it (``_without_phone_ids``), and an
+``event_source_url`` holding one anywhere, or credentials before its host, is dropped.
 What cannot be
 hashed, an invalid email say, is dropped too. A dropped value leaves ``DROPPED`` in its place,
 so that a problem's path still points at something; a hashed one is its hash, never ``DROPPED``:
@@ -34,7 +36,14 @@ import msgspec
 from capigate.appsflyer.fields import PLAIN_HASHERS as APPSFLYER_HASHERS
 from capigate.appsflyer.identifiers import personal_in_customer_user_id
 from capigate.axon.personal import without_personal_unknowns
-from capigate.axon.rules import IDENTIFIER_TEXT, PHONE_FIELDS, treated_phone_id, url_holds_credentials, without_phones
+from capigate.axon.rules import (
+    DESCRIPTIVE_TEXT,
+    IDENTIFIER_TEXT,
+    PHONE_FIELDS,
+    treated_phone_id,
+    url_holds_credentials,
+    without_phones,
+)
 from capigate.checking import Report
 from capigate.events import journal_key, kept_as_sent
 from capigate.identity import (
@@ -180,7 +189,9 @@ def _parsed(value: Any) -> Any:
 def retained(api: str, body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
     """The body of a refused request as the journal keeps it, and the keys it is found by."""
     try:
-        decoded = _decode(body)
+        # A phone number under an identifier key first: hashed there, where the later guards,
+        # which read any string for one, would drop it.
+        decoded = _without_phone_ids(_decode(body))
         treated = _treat_axon(decoded) if api == "axon" else _treat_appsflyer(decoded)
         treated = _without_phone_ids(treated)
     except (msgspec.DecodeError, TooDeep, RecursionError):
@@ -217,7 +228,9 @@ def _treat_axon_event(event: Any, path: str) -> Any:
     event = without_phones(event, path, report)
     _mark_dropped(event, report, prefix=path)
     report = Report()  # an identifier holding an exact email address: hashed, as ingest hashes it
-    event = without_emails(event, path, report, _SEND_HASHED, hashed=IDENTIFIER_TEXT)
+    event = without_emails(
+        event, path, report, _SEND_HASHED, hashed=IDENTIFIER_TEXT, phones=True, plus_only=DESCRIPTIVE_TEXT
+    )
     _mark_dropped(event, report, prefix=path)
     return event
 
@@ -309,12 +322,13 @@ def _hashed(fields: dict[str, Any], hashers: dict[str, Callable[[str], str]]) ->
 
 def _without_emails(value: Any) -> Any:
     """The last guards: no key named like personal data or holding an email address (unless
-    its value is a digest), and no string holding an email address, anywhere."""
+    its value is a digest), and no string holding an email address or a phone number in
+    international form, anywhere."""
     report = Report()
     kept = without_personal(value, "", report, _SEND_HASHED)
     _mark_dropped(kept, report)
     report = Report()
-    kept = without_emails(kept, "", report, _SEND_HASHED)
+    kept = without_emails(kept, "", report, _SEND_HASHED, phones=True)
     _mark_dropped(kept, report)
     return kept
 

@@ -4,9 +4,11 @@ unknown keys at any depth, see ``capigate/axon/personal.py``).
 
 A key named like personal data (an email, a phone, a name, a birth date, a street or home
 address, a national id: ``_PII_KEY``), a string holding an email address (percent-encoded too:
-``%40``), or a key that is itself one, is dropped with ``plain_pii_dropped`` at its path. A
-SHA-256 hex value is never taken for personal data. Phone numbers are only recognised by
-their key: ``phone`` whatever its value, and the other names of one (``mobile``, ``msisdn``,
+``%40``) or a phone number in international form (``identity.holds_international_phone``:
+``+44 20 7946 0958``, hidden, a ``tel:`` URI, ``00`` and a valid number), or a key that is
+itself one, is dropped with ``plain_pii_dropped`` at its path. A SHA-256 hex value is never
+taken for personal data. Digits without ``+`` or ``00`` are a phone number only by their key:
+``phone`` whatever its value, and the other names of one (``mobile``, ``msisdn``,
 ``whatsapp`` anywhere in the key, ``tel`` and ``cell`` as its last word) when the value holds
 seven digits or more, in a list or an object too (``is_mobile`` is a flag, ``cell_count`` a
 count); under a harmless key, a string of digits is far more often an order or content id,
@@ -26,6 +28,8 @@ from capigate.identity import (
     InvalidIdentifier,
     contains_email,
     hash_email,
+    hash_phone,
+    holds_international_phone,
     international_phone,
     is_international_phone,
     is_sha256_hex,
@@ -36,9 +40,13 @@ from capigate.identity import (
 __all__ = [
     "EMAIL_SHOWN",
     "MAX_DEPTH",
+    "PHONE_HASHED",
     "PHONE_SHOWN",
     "TooDeep",
+    "held",
+    "holds_phone_anywhere",
     "looks_personal",
+    "phone_dropped",
     "shown_id",
     "shown_key",
     "shown_path",
@@ -71,10 +79,10 @@ _LEFT_OUT: Final = object()
 
 def looks_personal(key: str, value: Any) -> bool:
     """A key named like personal data (unless its value is a SHA-256 hex digest), a string
-    holding an email address whatever its key, a key that is itself an email address, or a
-    phone number under another name of a phone's."""
+    holding an email address or a phone number in international form whatever its key, a key
+    that is itself an email address, or a phone number under another name of a phone's."""
     text = isinstance(value, str)
-    if text and contains_email(value):
+    if text and (contains_email(value) or holds_international_phone(value)):
         return True
     if _personal_key(key):
         return not (text and is_sha256_hex(value.strip())) or contains_email(key)
@@ -194,10 +202,11 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
     warned about at its own path; ``value`` itself, untouched, when nothing is dropped.
 
     In an object, a key that ``looks_personal`` is left out, whatever its value holds. In an
-    array, an item that is a string holding an email address is replaced by null, so that
-    arrays sent side by side (``af_content_id``, ``af_price``, ``af_quantity``) stay aligned.
-    Phone numbers are recognised by their key only, never by their value. ``send_hashed`` says
-    where the API takes email and phone. Raises TooDeep past MAX_DEPTH levels."""
+    array, an item that is a string holding an email address or a phone number in
+    international form is replaced by null, so that arrays sent side by side
+    (``af_content_id``, ``af_price``, ``af_quantity``) stay aligned. Digits without ``+`` or
+    ``00`` are a phone number by their key only. ``send_hashed`` says where the API takes
+    email and phone. Raises TooDeep past MAX_DEPTH levels."""
     if depth > MAX_DEPTH and isinstance(value, (dict, list)):
         raise TooDeep(path)
     if isinstance(value, dict):
@@ -205,11 +214,7 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
         for i, (key, item) in enumerate(value.items()):
             if looks_personal(key, item):
                 shown = shown_key(key)
-                what = (
-                    "holds an email address"
-                    if isinstance(item, str) and contains_email(item)
-                    else "looks like personal data"
-                )
+                what = held(item)
                 report.warn(
                     join(path, shown),
                     "plain_pii_dropped",
@@ -229,11 +234,11 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
     if isinstance(value, list):
         items: list[Any] | None = None
         for i, item in enumerate(value):
-            if isinstance(item, str) and contains_email(item):
+            if isinstance(item, str) and (contains_email(item) or holds_international_phone(item)):
                 report.warn(
                     join(path, i),
                     "plain_pii_dropped",
-                    "this item holds an email address: it was replaced by null, so that arrays sent side by "
+                    f"this item {held(item)}: it was replaced by null, so that arrays sent side by "
                     f"side stay aligned, and {_holder(path)} is stored and relayed without it ({send_hashed})",
                 )
                 new = None
@@ -247,6 +252,17 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                 items.append(new)
         return value if items is None else items
     return value
+
+
+def held(value: Any) -> str:
+    """What a value dropped as personal data is said to be, never quoted: "holds an email
+    address", "holds a phone number" or, dropped by its key, "looks like personal data"."""
+    if isinstance(value, str):
+        if contains_email(value):
+            return "holds an email address"
+        if holds_international_phone(value):
+            return "holds a phone number"
+    return "looks like personal data"
 
 
 def _holder(path: str) -> str:
@@ -264,31 +280,73 @@ def without_emails(
     required: frozenset[str] = frozenset(),
     hashed: frozenset[str] = frozenset(),
     at: str = "",
+    phones: bool = False,
+    plus_only: frozenset[str] = frozenset(),
 ) -> Any:
     """``value`` with no string holding an email address, at any depth: the last guard before
     the store, for the fields a schema defines (free-form values are treated before, by
     ``without_personal``). ``at`` is the path of ``value`` without array indices, which
     ``required`` (such a field is a problem: the event is refused) and ``hashed`` (an
     identifier: an exact email address is hashed as ``email`` is) name; any other such
-    string is dropped from its object, or replaced by null in its array."""
+    string is dropped from its object, or replaced by null in its array.
+
+    With ``phones``, a string holding a phone number in international form
+    (``identity.holds_international_phone``) is treated the same way, as the email address
+    there would be: in an identifier of ``hashed`` hashed as ``phone`` is when it is one whole
+    (the digest of its ``+`` form), else dropped; a problem in a ``required`` field (once: a
+    rule of the field may have said so already); dropped anywhere else. In a field of
+    ``plus_only`` (descriptive text), only a ``+`` marks a number: the ``00`` form is not read."""
     if isinstance(value, str):
-        return _email_in_field(value, path, report, send_hashed, required, hashed, at)
+        return _email_in_field(value, path, report, send_hashed, required, hashed, at, phones, plus_only)
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
             new = without_emails(
-                item, join(path, key), report, send_hashed, required=required, hashed=hashed, at=join(at, key)
+                item,
+                join(path, key),
+                report,
+                send_hashed,
+                required=required,
+                hashed=hashed,
+                at=join(at, key),
+                phones=phones,
+                plus_only=plus_only,
             )
             if new is not _LEFT_OUT:
                 out[key] = new
         return out
     if isinstance(value, list):
         items = [
-            without_emails(item, join(path, i), report, send_hashed, required=required, hashed=hashed, at=at + "[]")
+            without_emails(
+                item,
+                join(path, i),
+                report,
+                send_hashed,
+                required=required,
+                hashed=hashed,
+                at=at + "[]",
+                phones=phones,
+                plus_only=plus_only,
+            )
             for i, item in enumerate(value)
         ]
         return [None if item is _LEFT_OUT else item for item in items]
     return value
+
+
+def holds_phone_anywhere(value: Any, depth: int = 0) -> bool:
+    """Whether a string of ``value`` (decoded JSON), at any depth, holds a phone number in
+    international form: ``without_emails(..., phones=True)`` would then treat it. The typed
+    Axon path asks it of a payload that its gates cannot clear."""
+    if isinstance(value, str):
+        return holds_international_phone(value)
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return any(holds_phone_anywhere(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(holds_phone_anywhere(v, depth + 1) for v in value)
+    return False
 
 
 URL_CREDENTIALS_DROPPED: Final = (
@@ -309,7 +367,15 @@ def url_holds_credentials(url: str) -> bool:
 
 
 def _email_in_field(
-    value: str, path: str, report: Report, send_hashed: str, required: frozenset[str], hashed: frozenset[str], at: str
+    value: str,
+    path: str,
+    report: Report,
+    send_hashed: str,
+    required: frozenset[str],
+    hashed: frozenset[str],
+    at: str,
+    phones: bool,
+    plus_only: frozenset[str] = frozenset(),
 ) -> Any:
     if "@" in value and at not in required and url_holds_credentials(value):
         # Not an email address, though ``user:pw@host`` may look like one (a re-trial).
@@ -317,6 +383,8 @@ def _email_in_field(
         report.warn(path, "url_credentials", URL_CREDENTIALS_DROPPED)
         return _LEFT_OUT
     if not contains_email(value):
+        if phones and holds_international_phone(value, zeros=at not in plus_only):
+            return _phone_in_field(value, path, report, send_hashed, required, hashed, at)
         return value
     if at in hashed:
         try:
@@ -339,4 +407,35 @@ def _email_in_field(
     report.warn(
         path, "plain_pii_dropped", f"this field holds an email address: it was dropped, never stored ({send_hashed})"
     )
+    return _LEFT_OUT
+
+
+PHONE_HASHED: Final = "this identifier is a phone number: it was normalised and hashed as phone is"
+
+
+def phone_dropped(send_hashed: str) -> str:
+    """The message of a phone number dropped from a defined field (Axon's zip, an id, a name)."""
+    return f"this field holds a phone number: it was dropped, never stored ({send_hashed})"
+
+
+def _phone_in_field(
+    value: str, path: str, report: Report, send_hashed: str, required: frozenset[str], hashed: frozenset[str], at: str
+) -> Any:
+    """``_email_in_field``'s treatment of a string holding a phone number in international form."""
+    if at in hashed:
+        revealed = international_phone(value)  # one whole: hashed; one inside an id: dropped
+        if revealed is not None:
+            try:
+                digest = hash_phone(revealed)
+            except InvalidIdentifier:
+                pass
+            else:
+                report.warn(path, "plain_pii_hashed", PHONE_HASHED)
+                return digest
+    if at in required:
+        if all(p.path != path for p in report.problems):  # a name's own rule says it first
+            report.error(path, "plain_pii", f"this field holds a phone number, which is never stored ({send_hashed})")
+        return value
+    report.warnings = [w for w in report.warnings if w.path != path]
+    report.warn(path, "plain_pii_dropped", phone_dropped(send_hashed))
     return _LEFT_OUT

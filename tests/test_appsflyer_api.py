@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Server, example
 from tests.helpers import paths, stored, wait_until
+from tests.storekit import store_as_text
 
 SHOP = "/inappevent/com.example.shop"
 KEY = {"authentication": "af-dev-key"}
@@ -488,3 +489,42 @@ def test_a_refused_events_plain_email_and_phone_in_their_hashed_fields_are_said_
         warned = paths(r.json(), "warnings")
         assert warned["email_hashed"] == warned["phone_number_hashed"] == "plain_pii_hashed", warned
         assert "plain_pii_dropped" not in warned.values(), warned
+
+
+def test_a_phone_number_in_an_event_value_parameter_is_dropped_as_an_email_address_is(fresh_server: Server) -> None:
+    """Rule (identity.holds_international_phone): a phone number in international form, the
+    whole value (`+`, hidden, tel:, `00` and a valid number) or inside free text, is dropped from
+    eventValue and custom_data at any depth with `plain_pii_dropped`, as an email address there
+    is (null in an array, which stays aligned): a trial found af_order_id, af_content_id and
+    af_customer_user_id stored and relayed plain. Its false matches stay as sent: `00` inside
+    an id or before no valid number, digits without `+`, a `+` after a letter or digit, a signed
+    decimal (a coordinate), a time zone."""
+    phones = {
+        "af_order_id": "+44 20 7946 0741",
+        "af_content_id": "0044 20 7946 0742",
+        "af_customer_user_id": "tel:+442079460743",
+        "af_search_string": "call +44 20 7946 0744",
+        "af_description": "%2B44%2020%207946%200745",
+    }
+    harmless = {
+        "af_receipt_id": "0012345678",
+        "af_content": "SKU-0012345678",
+        "af_param_1": "4155550123",
+        "af_param_2": "size+10+1234567",
+        "af_lat": "+51.507351",
+        "af_date_a": "2024-01-15T10:00:00+01:00",
+    }
+    value = {**phones, **harmless, "af_content_list": ["sku-1", "+44 20 7946 0746"], "af_revenue": "9.99"}
+    body = event(eventValue=json.dumps(value), custom_data=json.dumps({"ref": "+44 20 7946 0747"}))
+    r = post(fresh_server, body, headers={**KEY, "Accept": "application/json"})
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+    dropped = {p for p, c in paths(r.json(), "warnings").items() if c == "plain_pii_dropped"}
+    expected = {f"eventValue.{k}" for k in phones} | {"eventValue.af_content_list[1]", "custom_data.ref"}
+    assert dropped == expected, r.text
+    assert "phone number" in r.text and "7946" not in r.text
+    [row] = stored(fresh_server, "com.example.shop", payload={"customer_user_id": body["customer_user_id"]})
+    assert row["payload"]["eventValue"] == {**harmless, "af_content_list": ["sku-1", None], "af_revenue": "9.99"}
+    assert row["payload"]["custom_data"] == {}
+    fresh_server.stop()
+    for where, text in {**store_as_text(str(fresh_server.db), None), "log": fresh_server.output()}.items():
+        assert re.search(r"7946\D{0,3}07", text) is None, f"a phone number found in {where}"

@@ -946,11 +946,14 @@ def test_top_level_key_that_is_an_email_address_is_dropped_without_showing_it() 
 @pytest.mark.parametrize(
     "value",
     [
-        {"af_order_id": "+14155550123", "af_receipt_id": "4155550123", "af_content_id": "0044 20 7946 0958"},
+        # Rule (identity.holds_international_phone): 00 before no valid number, or inside an id,
+        # and digits without + or 00, are ids; a + after a letter or digit is no number.
+        {"af_order_id": "0012345678", "af_receipt_id": "4155550123", "af_content_id": "SKU-0012345678"},
+        {"af_param_1": "size+10+1234567", "af_lat": "+51.507351", "af_date_a": "2024-01-15T10:00:00+01:00"},
         {"email": sha256("jane.roe@example.org"), "phone_number": SHA_UPPER},
         {"af_content": "2 @ 5.00", "handle": "@jane", "af_description": "at example.org"},
     ],
-    ids=["phone_shaped_ids", "hashed_under_personal_keys", "not_emails"],
+    ids=["phone_shaped_ids", "phone_like_text", "hashed_under_personal_keys", "not_emails"],
 )
 def test_harmless_values_in_event_value_are_kept(value: dict[str, Any]) -> None:
     result = check(base(eventValue=json.dumps(value)))

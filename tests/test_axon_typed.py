@@ -7,6 +7,7 @@ import copy
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from bench.bodies import TOKEN, write_body_sets, write_lead_gen_sets
 from capigate.axon.profiles import PROFILES
+from capigate.axon.rules import DESCRIPTIVE_TEXT
 from capigate.axon.typed import check_body, path_differences
 from tests.helpers import now_ms, page_view, purchase
 
@@ -290,3 +292,70 @@ def test_a_phone_number_in_an_identifier_goes_to_the_slow_path_which_hashes_or_d
             assert "555 1390" not in json.dumps(stored) and "5551390" not in json.dumps(stored)
         elif key != "zip" or value == "00501":
             assert stored[key] == value
+
+
+# Every string of an Axon event outside the identifiers (rules.PHONE_FIELDS) and the fields
+# whose own rule refuses a phone number (name, event_source_url, a code): where it sits.
+_TEXT_FIELDS = [
+    *(f"user_data.{k}" for k in ("client_user_agent", "aleid", "axwrt", "alart", "sid", "ifa", "idfv", "os")),
+    "data.transaction_id",
+    *(f"data.items.0.{k}" for k in ("item_id", "item_name", "item_variant_id", "image_url", "affiliation")),
+    *(f"data.items.0.{k}" for k in ("item_brand", "item_category", "item_category2", "item_category5")),
+    "data.items.0.item_category_id",
+    "measurement_partner_data.campaign_id",
+    "measurement_partner_data.creative_set_id",
+    "search.search_term",
+]
+_TEXT_PHONES = ["+44 20 7946 0751", "0044 20 7946 0752", "%2B442079460753", "\uff0b44 20 7946 0754"]
+_TEXT_PHONES += [
+    "tel:+442079460755",
+    "call +44 20 7946 0756",
+    "\uff10\uff1044 20 7946 0757",
+    "+44\u201020\u20107946 0758",
+]
+_TEXT_IDS = ["size+10+1234567", "SKU-0012345678", "0012345678", "4155550123", "+51.507351", "+12499.00"]
+_TEXT_IDS += ["2024-01-15T10:00:00+01:00", "00501", "red+shoes"]
+_TEXT_PHONE = re.compile(r"7946\D{0,6}075")  # any of _TEXT_PHONES, however written
+_TEXT_00_PHONES = ("0044 20 7946 0752", "\uff10\uff1044 20 7946 0757")
+
+
+def _text_event(field: str, value: str) -> dict[str, Any]:
+    if field.startswith("search."):
+        return page_view(name="search", data={"search_term": value})
+    event = page_view(name="purchase", data={**purchase()["data"], "items": [_item()]})
+    event["measurement_partner_data"] = {**_mpd(), "campaign_id": "c1"}
+    *parents, key = field.split(".")
+    _at(event, tuple(int(p) if p.isdigit() else p for p in parents))[key] = value
+    return event
+
+
+@pytest.mark.parametrize("field", _TEXT_FIELDS)
+def test_a_phone_number_in_any_other_field_goes_to_the_slow_path_which_drops_it(field: str) -> None:
+    """Rule (identity.holds_international_phone): a phone number in international form in any
+    string of an event is the slow path's to treat, as an email address there is: the typed
+    path encoded sid, aleid, ifa, transaction_id, an item's id, search_term as sent (a trial).
+    Its gates: a "+" before a digit, the bytes of a hidden form, a string starting with "00"
+    that is a valid number so read. What only looks like one (a "+" after a letter or digit, a
+    signed decimal, 00 and no valid number, digits) stays on the typed path where it was, kept
+    as sent. Both paths answer alike."""
+    at = field.replace("search.", "data.").replace(".0.", "[].")
+    descriptive = at in DESCRIPTIVE_TEXT  # only a "+" marks a number there: 00 forms are a code
+    for value in [*_TEXT_PHONES, *_TEXT_IDS]:
+        body = msgspec.json.encode({"events": [_text_event(field, value)]})
+        check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+        assert path_differences(body, PROFILES["standard"], now_ms=NOW, typed=check) == [], (field, value)
+        if descriptive and value in _TEXT_00_PHONES:
+            if check.report.ok:
+                assert value in json.loads(check.events[0].payload).__repr__(), (field, value)
+        elif value in _TEXT_PHONES:
+            assert not check.typed, (field, value)
+            assert _TEXT_PHONE.search(json.dumps(check.report.problems + check.report.warnings, default=str)) is None
+            if field in ("data.transaction_id", "user_data.client_user_agent"):  # required: refused, as for an email
+                assert [(p.path, p.code) for p in check.report.problems] == [(f"events[0].{field}", "plain_pii")]
+            elif field != "data.items.0.item_category_id":  # else refused as not numeric
+                assert check.report.ok and _TEXT_PHONE.search(check.events[0].payload.decode()) is None, (field, value)
+                where = f"events[0].{field.replace('search.', 'data.').replace('.0.', '[0].')}"
+                assert (where, "plain_pii_dropped") in [(w.path, w.code) for w in check.report.warnings], (field, value)
+        elif check.report.ok and field != "data.items.0.item_category_id":
+            assert value in json.loads(check.events[0].payload).__repr__(), (field, value)
+            assert check.typed, (field, value)

@@ -818,3 +818,131 @@ def _found_nowhere(server: Server, needles: tuple[str, ...]) -> None:
     for where, text in {**store_as_text(str(server.db), None), "log": server.output()}.items():
         for needle in needles:
             assert needle not in text, f"{needle!r} found in {where}"
+
+
+# A trial's phone numbers in international form, written each way a client may, in Axon fields
+# outside the identifiers (the form -> the field it is sent in); each was stored and relayed
+# plain, unwarned, where an email address there is dropped.
+_FIELD_PHONES = {
+    "user_data.sid": "+44 20 7946 0711",
+    "user_data.aleid": "0044 20 7946 0712",
+    "user_data.axwrt": "%2B44%2020%207946%200713",
+    "user_data.alart": "tel:+442079460714",
+    "user_data.ifa": "\uff0b44 20 7946 0715",
+    "user_data.idfv": "+44 (0)20 7946 0716",
+    "user_data.os": "+442079460717",
+    "data.items[0].item_id": "+44 20 7946 0718",
+    "data.items[0].item_name": "call me on +44 20 7946 0719",
+    "data.items[0].item_brand": "+44 20 7946 0720",
+    "measurement_partner_data.campaign_id": "+44-20-7946-0721",
+}
+_PHONE_NEEDLES = ("7946 07", "7946%20", "79460714", "\uff0b44", "79460717", "7946-07", "7946 08")
+
+
+def _shop_event(values: dict[str, str]) -> dict[str, Any]:
+    """A purchase with no plain email or phone (the typed path's), ``values`` set at their paths."""
+    item = {"item_id": "sku-1", "item_name": "Shoe", "price": 10, "quantity": 1}
+    event = page_view(
+        name="purchase",
+        data={"currency": "USD", "value": 10, "transaction_id": f"t-{now_ms()}", "items": [item]},
+        measurement_partner_data={
+            "is_claimable": True, "attribution_model": "LAST_CLICK", "attribution_share": 1,
+            "accounting_mode": "CASH", "campaign_id": "c-1",
+        },
+    )  # fmt: skip
+    for path, value in values.items():
+        parent: Any = event
+        *parents, key = path.replace("[0]", ".0").split(".")
+        for part in parents:
+            parent = parent[int(part)] if part.isdigit() else parent[part]
+        parent[key] = value
+    return event
+
+
+def test_a_phone_number_in_any_other_axon_field_is_dropped_as_an_email_address_is(fresh_server: Server) -> None:
+    """Rule (identity.holds_international_phone): a phone number in international form, `+`
+    and 7 to 15 digits (hidden, a tel: URI, `00` and a valid number too), the whole value or
+    inside free text, is treated in every Axon field as an email address there is: dropped with
+    `plain_pii_dropped` at its path from an id (sid, aleid, axwrt, ifa, an item's item_id),
+    a code or free text (os, an item's name or brand, search_term, a campaign id); in an
+    identifier that is hashed, one inside its text cannot be hashed: dropped. A trial found
+    each of these stored and relayed plain. One field a request: the typed path's bodies."""
+    for path, phone in _FIELD_PHONES.items():
+        event = _shop_event({path: phone})
+        body = post(fresh_server, event)
+        assert body["status"] == 200, (path, body)
+        treated = {p: c for p, c in paths(body, "warnings").items() if c.startswith("plain_pii")}
+        assert treated == {f"events[0].{path}": "plain_pii_dropped"}, (path, body)
+        kept: Any = stored_event(fresh_server, str(event["dedupe_id"]))
+        parent, key = path.replace("[0]", "").rsplit(".", 1)
+        holder = kept
+        for part in parent.split("."):
+            holder = holder[part][0] if part == "items" else holder[part]
+        assert key not in holder, (path, kept)
+    search = page_view(name="search", data={"search_term": "jane +44 20 7946 0722"})
+    ids = page_view(data={"user_id": "order-+44 20 7946 0723"})
+    ids["user_data"]["user_id"] = "u-0044 20 8123 4567 x"  # "00" inside: an id, kept as sent
+    body = post(fresh_server, search, ids)
+    assert body["status"] == 200, body
+    assert {p: c for p, c in paths(body, "warnings").items() if c.startswith("plain_pii")} == {
+        "events[0].data.search_term": "plain_pii_dropped",
+        "events[1].data.user_id": "plain_pii_dropped",
+    }, body
+    assert stored_event(fresh_server, str(search["dedupe_id"]))["data"] == {}
+    kept = stored_event(fresh_server, str(ids["dedupe_id"]))
+    assert kept["data"] == {} and kept["user_data"]["user_id"] == "u-0044 20 8123 4567 x"
+    _found_nowhere(fresh_server, (*_PHONE_NEEDLES, "7946 0722", "7946 0723"))
+
+
+def test_a_phone_number_in_transaction_id_refuses_the_event_as_an_email_address_does(fresh_server: Server) -> None:
+    """Rule: a purchase's transaction_id is required, so a phone number in international form
+    there cannot be dropped: the event is refused (`plain_pii` at its path), as it is for an
+    email address there, and the journal keeps the refused body with the value dropped."""
+    for phone in ("+44 20 7946 0731", "0044 20 7946 0732"):
+        event = _shop_event({"data.transaction_id": phone})
+        body = post(fresh_server, event)
+        assert body["status"] == 400 and paths(body) == {"events[0].data.transaction_id": "plain_pii"}, body
+        assert "phone number" in str(body["problems"]) and "7946" not in str(body)
+    _found_nowhere(fresh_server, ("7946 073",))
+
+
+def test_values_that_only_look_like_a_phone_number_stay_as_sent_in_any_axon_field(fresh_server: Server) -> None:
+    """Rule (identity.holds_international_phone), its false matches: a `+` after a letter or
+    digit (a query's space, `size+10+1234567`; a time zone, `+01:00`), `00` inside a value
+    (`SKU-0012345678`) or before digits that are no valid number (`0012345678`, an order's id),
+    digits without `+` (`4155550123`), a signed decimal (a price `+12499.00`, a coordinate
+    `+51.507351`) are no phone number: stored as sent, unwarned. Nor, in descriptive text (an
+    item's name, brand or categories: rules.DESCRIPTIVE_TEXT), is `00` and a valid number: a
+    product's or a model's code there; only a `+` marks one."""
+    values = {
+        "user_data.sid": "size+10+1234567",
+        "user_data.aleid": "2024-01-15T10:00:00+01:00",
+        "user_data.ifa": "4155550123",
+        "data.transaction_id": "0012345678",
+        "data.items[0].item_id": "SKU-0012345678",
+        "data.items[0].item_variant_id": "+12499.00",
+        "data.items[0].item_name": "+51.507351",
+        "data.items[0].item_brand": "0044 20 8123 4567",
+        "measurement_partner_data.campaign_id": "0012345",
+    }
+    event = _shop_event(values)
+    search = page_view(name="search", data={"search_term": "red shoes size+10+1234567"})
+    body = post(fresh_server, event, search)
+    assert body["status"] == 200, body
+    assert not [w for w in body["warnings"] if w["code"].startswith("plain_pii")], body  # type: ignore[attr-defined]
+    kept: Any = stored_event(fresh_server, str(event["dedupe_id"]))
+    item = kept["data"]["items"][0]
+    assert (kept["user_data"]["sid"], kept["user_data"]["aleid"], kept["user_data"]["ifa"]) == (
+        "size+10+1234567", "2024-01-15T10:00:00+01:00", "4155550123",
+    )  # fmt: skip
+    assert (item["item_id"], item["item_variant_id"], item["item_name"]) == (
+        "SKU-0012345678",
+        "+12499.00",
+        "+51.507351",
+    )
+    assert item["item_brand"] == "0044 20 8123 4567"
+    assert (kept["data"]["transaction_id"], kept["measurement_partner_data"]["campaign_id"]) == (
+        "0012345678",
+        "0012345",
+    )
+    assert stored_event(fresh_server, str(search["dedupe_id"]))["data"] == {"search_term": "red shoes size+10+1234567"}

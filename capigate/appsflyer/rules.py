@@ -21,7 +21,7 @@ Problems (400; the text is ``Payload is missing or failed to parse`` for the fir
     invalid_hash                         *_hashed is neither SHA-256 hex nor a plain value
     blank_event_name                     eventName is only spaces
     control_character                    eventName holds a control character (NUL, a line break, U+202E)
-    plain_pii                            eventName is an email address or a phone number
+    plain_pii                            eventName holds an email address or a phone number
 
 A body not read as JSON (empty, too large, malformed, too deep, a number out of range) counts
 no event received in the journal, as on the Axon endpoint; any other body is the request's one.
@@ -39,9 +39,12 @@ No message repeats the value of a personal identifier, and a plain one never rea
 payload: ``*_hashed`` values are hashed; unknown top-level keys that look like personal data
 are dropped; so is, at any depth inside eventValue and custom_data, a key that looks like
 personal data or a string holding an email address (``plain_pii_dropped``, at its path, such
-as ``eventValue.buyer.email``). A SHA-256 hex value is never taken for personal data. Phone
-numbers are only recognised by their key (``phone``): under a harmless key, a string of digits
-is far more often an order or content id, and dropping those would lose real data.
+as ``eventValue.buyer.email``), and so is a string holding a phone number in international
+form (``identity.holds_international_phone``: ``+1 415 555 0123``, hidden, ``tel:``, ``00`` and
+a valid number; ``eventValue.af_order_id``), in any field but ``eventName``, which refuses it.
+A SHA-256 hex value is never taken for personal data. Digits without ``+`` or ``00`` are a
+phone number by their key only (``phone``): under a harmless key, a string of digits is far
+more often an order or content id, and dropping those would lose real data.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ from capigate.appsflyer.schema import (
 from capigate.checking import Report, check_struct, is_blank_dedupe_id, join, top_key
 from capigate.errors import Problem
 from capigate.events import NewEvent
-from capigate.identity import payload_may_hold_email
+from capigate.identity import payload_may_hold_email, payload_may_hold_phone
 from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
 from capigate.unreadable import TOO_DEEP, unreadable
 
@@ -283,8 +286,11 @@ def _finish(
             "af_revenue is sent without eventCurrency or af_currency: AppsFlyer assumes USD",
         )
     payload = _ENCODER.encode(out)
-    if payload_may_hold_email(payload):  # rare: only then is the body walked for an email address
-        payload = _ENCODER.encode(without_emails(out, "", report, SEND_HASHED, required=_REQUIRED_TEXT))
+    # Rare: only then is the body walked for an email address or a phone number in international
+    # form (one inside eventValue and custom_data is dropped by now, as any personal data there).
+    if payload_may_hold_email(payload) or payload_may_hold_phone(payload):
+        kept = without_emails(out, "", report, SEND_HASHED, required=_REQUIRED_TEXT, phones=True)
+        payload = _ENCODER.encode(kept)
     if report.problems:
         missing_id = any(p.path == "appsflyer_id" and p.code == "missing_field" for p in report.problems)
         return InAppCheck(

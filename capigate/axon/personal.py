@@ -3,7 +3,8 @@
 ``standard`` and ``lead_gen`` keep unknown keys (with ``unknown_field``); their values are the
 one place where the schema cannot see a plain email or phone. The rule is AppsFlyer's
 (``capigate/personal.py``), applied at any depth: a key named like personal data, or an
-email-shaped value under any key, is dropped with ``plain_pii_dropped`` at its path. In
+email-shaped value or a phone number in international form under any key, is dropped with
+``plain_pii_dropped`` at its path. In
 ``user_data``, a look-alike of ``email`` or ``phone`` (``em``, ``email_address``,
 ``phone_number``, ``mobile`` ...) is instead normalised and hashed under its own key, with
 ``plain_pii_hashed``, as ``email`` and ``phone`` are; so are Meta's Conversions API names
@@ -22,7 +23,7 @@ from capigate.axon.schema import DATA_SCHEMAS, Item, MeasurementPartnerData, Ser
 from capigate.checking import Report, join
 from capigate.identity import InvalidIdentifier, contains_email, hash_email, hash_phone, is_sha256_hex, revealed_email
 from capigate.iso import COUNTRY_CODES
-from capigate.personal import looks_personal, shown_key, without_personal
+from capigate.personal import held, looks_personal, shown_key, without_personal
 
 __all__ = ["without_personal_unknowns"]
 
@@ -112,7 +113,7 @@ def _clean(
                 report.warn(
                     here,
                     "plain_pii_dropped",
-                    f"`{shown_key(key)}` {_what(value)}: it was dropped, and the event is stored and relayed "
+                    f"`{shown_key(key)}` {held(value)}: it was dropped, and the event is stored and relayed "
                     f"without it ({_SEND_HASHED})",
                 )
                 out = _copy_until(obj, key) if out is None else out
@@ -146,10 +147,6 @@ def _personal_in_user_data(key: str, value: Any) -> bool:
         return False
     values = value if isinstance(value, list) else [value]
     return not all(isinstance(v, str) and is_sha256_hex(v.strip()) for v in values)
-
-
-def _what(value: Any) -> str:
-    return "holds an email address" if isinstance(value, str) and contains_email(value) else "looks like personal data"
 
 
 def _look_alike(key: str, value: Any, path: str, report: Report, region: str | None) -> str | list[str] | None:

@@ -40,12 +40,22 @@ from capigate.identity import (
     international_phone,
     is_international_phone,
     payload_may_hold_email,
+    payload_may_hold_phone,
 )
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys, identifiers_treated
-from capigate.personal import MAX_DEPTH, TooDeep, shown_key, url_holds_credentials, without_emails
+from capigate.personal import (
+    MAX_DEPTH,
+    PHONE_HASHED,
+    TooDeep,
+    phone_dropped,
+    shown_key,
+    url_holds_credentials,
+    without_emails,
+)
 
 __all__ = [
+    "DESCRIPTIVE_TEXT",
     "IDENTIFIER_TEXT",
     "MAX_BATCH",
     "PHONE_FIELDS",
@@ -537,16 +547,20 @@ _REQUIRED_TEXT: Final = frozenset(
         "data.transaction_id",  # purchase's, required there: dropped, the purchase would lack it
     }
 )
-# An event's identifiers that an exact email address is hashed in, as email is (without_emails);
-# capigate/kept.py treats a refused body's the same way.
+# An event's identifiers that an exact email address is hashed in, as email is (without_emails),
+# and a phone number in international form, as phone is; capigate/kept.py treats a refused
+# body's the same way.
 IDENTIFIER_TEXT: Final = frozenset({"dedupe_id", "user_data.user_id", "user_data.client_id", "data.user_id"})
 _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.phone, which are hashed"
 # The fields of an event that a phone number in international form (identity.international_phone)
 # is treated in as an email address is (without_emails): hashed, as phone is, in the identifiers
 # of IDENTIFIER_TEXT (True), dropped from zip (False); by treated_phone_id. The parent object of
 # each ("" for the event itself). A name holding one is refused (_check_name): it cannot be
-# hashed. Free text (data.search_term, an item's name) is not read for one. capigate/kept.py
-# treats a refused body's the same way, by the same keys and treated_phone_id.
+# hashed. Every other string of the event, ids (sid, aleid, ifa, an item's item_id), codes and
+# free text (data.search_term, an item's name) alike, is read for one by the last guard,
+# without_emails(..., phones=True), which also drops a number inside an identifier's text:
+# dropped where an email address is, refused in a required field (data.transaction_id).
+# capigate/kept.py treats a refused body's the same way, by the same keys and treated_phone_id.
 PHONE_FIELDS: Final = (
     ("", "dedupe_id", True),
     ("user_data", "user_id", True),
@@ -568,8 +582,9 @@ def _new_event(
     kept = _normalised(without_phones(raw, path, report), user)
     payload = _encode(kept)
     dedupe_id = kept.get("dedupe_id")  # a phone number hashed there, maybe
-    if payload_may_hold_email(payload):  # rare: only then is the event walked for an email address
-        kept = without_emails(kept, path, report, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
+    # Rare: only then is the event walked for an email address or a phone number.
+    if payload_may_hold_email(payload) or payload_may_hold_phone(payload):
+        kept = _without_personal_text(kept, path, report)
         payload = _encode(kept)
         dedupe_id = kept.get("dedupe_id")
     data = raw.get("data")
@@ -628,18 +643,44 @@ def without_phones(event: dict[str, Any], path: str, report: Report) -> dict[str
         at = f"{path}.{parent}.{key}" if parent else f"{path}.{key}"
         if digest is not None:
             treated[key] = digest
-            report.warn(
-                at, "plain_pii_hashed", "this identifier is a phone number: it was normalised and hashed as phone is"
-            )
+            report.warn(at, "plain_pii_hashed", PHONE_HASHED)
         else:
             del treated[key]
-            report.warn(
-                at,
-                "plain_pii_dropped",
-                f"this field holds a phone number: it was dropped, never stored ({_SEND_HASHED})",
-            )
+            report.warn(at, "plain_pii_dropped", phone_dropped(_SEND_HASHED))
         out = {**out, parent: treated} if parent else treated
     return out
+
+
+def _without_personal_text(event: dict[str, Any], path: str, report: Report) -> dict[str, Any]:
+    """The last guard on an event's defined fields: no string holding an email address or a
+    phone number in international form (capigate.personal.without_emails)."""
+    kept: dict[str, Any] = without_emails(
+        event,
+        path,
+        report,
+        _SEND_HASHED,
+        required=_REQUIRED_TEXT,
+        hashed=IDENTIFIER_TEXT,
+        phones=True,
+        plus_only=DESCRIPTIVE_TEXT,
+    )
+    return kept
+
+
+_ITEM_TEXT: Final = (
+    "item_name", "image_url", "affiliation", "item_brand", "item_category", "item_category2", "item_category3",
+    "item_category4", "item_category5", "item_category_id",
+)  # fmt: skip
+# The fields of an event that describe (an item's name, brand, categories, image; the user
+# agent, the os, sign_up's method), where only a "+" marks a phone number: "00" and digits
+# there is a product's or a model's code, not read as one (identity.holds_international_phone's
+# zeros). In an id (sid, ifa, transaction_id, an item's item_id) and in search_term, "00" and a
+# valid number is one. typed.py tells a "00" form by the fields outside these alone: reading
+# an item's every field cost 1 % of the rules.
+DESCRIPTIVE_TEXT: Final = frozenset(
+    {"user_data.client_user_agent", "user_data.os", "data.method"}
+    | {f"data.{items}[].{key}" for items in ("items", "results") for key in _ITEM_TEXT}
+)
 
 
 def stored_dedupe_id(value: str) -> str:
@@ -650,7 +691,7 @@ def stored_dedupe_id(value: str) -> str:
     or drop it (then no event holds it)."""
     report = Report()
     kept = without_emails(
-        without_phones({"dedupe_id": value}, "", report), "", report, _SEND_HASHED, hashed=IDENTIFIER_TEXT
+        without_phones({"dedupe_id": value}, "", report), "", report, _SEND_HASHED, hashed=IDENTIFIER_TEXT, phones=True
     )
     found = kept.get("dedupe_id")
     return found if isinstance(found, str) else value
@@ -676,8 +717,9 @@ _AXON_HASHED: Final = frozenset({"email", "phone"})  # user_data's: hashed, neve
 
 
 def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
-    """A refused event's email addresses in required fields (``plain_pii``), said beside its
-    other problems: ``_new_event``'s guard sees only the events that pass, so a client mending
+    """A refused event's email addresses and phone numbers in international form in required
+    fields (``plain_pii``), said beside its other problems: ``_new_event``'s guard sees only
+    the events that pass, so a client mending
     the others learnt of these at its next try. What the guard would drop is said as it is for
     an accepted event (``plain_pii_dropped``), in place of what a rule said of the value at its
     path (an os "kept as sent"): the kept body (capigate/kept.py) drops it too. What it would
@@ -686,21 +728,27 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
     guard, and so does the kept body, or they are refused at their path (a trial: a correct
     email of a refused event was said dropped)."""
     try:
-        if not payload_may_hold_email(_encode(raw)):
-            return
+        encoded = _encode(raw)
     except RecursionError:  # refused as too deep already
+        return
+    if not payload_may_hold_email(encoded) and not payload_may_hold_phone(encoded):
         return
     user = raw.get("user_data")
     if isinstance(user, dict) and ("email" in user or "phone" in user):
         raw = {**raw, "user_data": {k: v for k, v in user.items() if k not in _AXON_HASHED}}
     seen = Report()
-    without_emails(raw, path, seen, _SEND_HASHED, required=_REQUIRED_TEXT, hashed=IDENTIFIER_TEXT)
+    _without_personal_text(raw, path, seen)
     said = {p.path for p in report.problems}
     report.problems += [p for p in seen.problems if p.path not in said]
-    # A path holding an address (a key that is one, in a refused shape) is not said: the
-    # journal keeps answers' paths as they are (a fuzz test found one there).
+    # A path holding an address or a phone number (a key that is one, in a refused shape) is
+    # not said: the journal keeps answers' paths as they are (a fuzz test found one there).
     dropped = [
-        w for w in seen.warnings if w.code == "plain_pii_dropped" and w.path not in said and not contains_email(w.path)
+        w
+        for w in seen.warnings
+        if w.code == "plain_pii_dropped"
+        and w.path not in said
+        and not contains_email(w.path)
+        and not contains_international_phone(w.path)
     ]
     if dropped:
         at = {w.path for w in dropped}

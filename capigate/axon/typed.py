@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 import types
 from dataclasses import dataclass
 from operator import attrgetter
@@ -30,13 +31,13 @@ from msgspec import Meta, Struct
 from capigate.axon import rules
 from capigate.axon.body import MAX_BATCH, events_received
 from capigate.axon.profiles import Profile
-from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, ServerEvent, UserData
+from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, Item, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, is_blank_dedupe_id
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
-from capigate.identity import is_international_phone, payload_hides_at
+from capigate.identity import holds_international_phone, payload_hides_at
 from capigate.iso import CURRENCY_CODES
 from capigate.matchkeys import axon_match_keys
 
@@ -174,23 +175,27 @@ def _typed(
         hidden = _PERCENT in payload or _UTF8_EF in payload  # the usual payload: False, two memchr
         if hidden and payload_hides_at(payload):
             return None
-        # A phone number in an identifier (rules.PHONE_FIELDS), maybe: rules.without_phones
-        # decides. Read in the payload, where phone is hashed by now: the usual one holds no
-        # "+", nor the bytes of the forms identity.international_phone reveals (a "%2" of a
-        # percent-encoded "+" or space, a full-width form: its UTF-8 starts with 0xEF), told
-        # by the scans above. A "00" form is told by the identifiers' first two characters:
-        # a search of the payload for '"00' cost 11 % of the rules.
+        # A phone number in international form in a string of the event, maybe: rules.py
+        # decides (without_phones in an identifier of rules.PHONE_FIELDS, the last guard
+        # anywhere else). Read in the payload, where phone is hashed by now: the usual one holds
+        # no "+" before a digit, nor the bytes of the forms identity.international_phone reveals
+        # (a "%2" of a percent-encoded "+" or space, a full-width form: its UTF-8 starts with
+        # 0xEF), told by the scans above; then its strings are read (_phone_in_strings). A
+        # "00" form is told by each string's first two characters as sent (_check_data reads an
+        # item's): a search of the payload for '"00' cost 5.7 % of the rules.
         data = event.data
         fields = _FIELDS.get(type(data), _NO_FIELDS)
         if (
-            _PLUS in payload
+            (_PLUS in payload and _PLUS_THEN_DIGIT.search(payload) is not None)
             or (hidden and (_UTF8_EF in payload or payload.find(_PERCENT_2) != -1))
-            or _starts_00(dedupe_id)
-            or _starts_00(user.user_id)
-            or _starts_00(user.client_id)
-            or _starts_00(user.zip)
-            or ("user_id" in fields and _starts_00(data.user_id))
-        ) and _phone_in_identifier(event):
+        ) and _phone_in_strings(event):
+            return None
+        if (
+            _phone_00(dedupe_id)
+            or _user_phone_00(user)
+            or (data is not None and _data_phone_00(data))
+            or (mpd is not None and (_phone_00(mpd.campaign_id) or _phone_00(mpd.creative_set_id)))
+        ):
             return None
         result.events.append(
             NewEvent(
@@ -215,33 +220,104 @@ def _field(data: Any, fields: frozenset[str], key: str) -> Any:
     return getattr(data, key) if key in fields else None
 
 
-def _phone_in_identifier(event: Any) -> bool:
-    """Whether an identifier of ``event`` that a phone number may not be sent in holds one
-    (rules.PHONE_FIELDS; normalising a zip keeps one whole)."""
-    user = event.user_data
+def _phone_00(value: str | None) -> bool:
+    """Whether ``value`` starts with "00", as a phone number's "00" form does (and many ids),
+    and is one (identity.holds_international_phone: a valid number so read). Told by its
+    length (two zeros and seven digits at least) and its first two characters as ords, which
+    mypyc reads in place: ``startswith`` cost three times as much, 2 % of the rules."""
     return (
-        _holds_phone(event.dedupe_id)
-        or _holds_phone(user.user_id)
-        or _holds_phone(user.client_id)
-        or _holds_phone(user.zip)
-        or _holds_phone(getattr(event.data, "user_id", None))
+        value is not None
+        and len(value) > 8
+        and ord(value[0]) == _ZERO
+        and ord(value[1]) == _ZERO
+        and holds_international_phone(value)
     )
 
 
-def _starts_00(value: str | None) -> bool:
-    """Whether ``value`` starts with "00", as a phone number's "00" form does (and many ids)."""
-    return value is not None and value.startswith("00")
+_ZERO: Final = 48  # ord("0")
 
 
-def _holds_phone(value: str | None) -> bool:
-    """Whether ``value`` is a phone number in international form, hidden or not: a
-    first-character test for the usual id (identity.is_international_phone)."""
-    return value is not None and is_international_phone(value)
+def _user_phone_00(user: Any) -> bool:
+    """``_phone_00`` of each id of ``user`` (its IP address and codes are refused as they are
+    not; email and phone are hashed by now; a "00" form is not read in the user agent nor the
+    os: rules.DESCRIPTIVE_TEXT), read in one call (each attribute read alone costs as much as
+    the test)."""
+    u = _astuple(user)
+    return (
+        _phone_00(u[3])  # aleid
+        or _phone_00(u[4])  # axwrt
+        or _phone_00(u[5])  # alart
+        or _phone_00(u[6])  # client_id
+        or _phone_00(u[7])  # user_id
+        or _phone_00(u[11])  # zip
+        or _phone_00(u[12])  # sid
+        or _phone_00(u[13])  # ifa
+        or _phone_00(u[14])  # idfv
+    )
+
+
+def _data_phone_00(data: Any) -> bool:
+    """``_phone_00`` of each id of ``data`` and its search_term (its items' are
+    ``_check_data``'s; not sign_up's method, rules.DESCRIPTIVE_TEXT)."""
+    for key in _DATA_IDS[type(data)]:  # noqa: SIM110
+        if _phone_00(getattr(data, key)):
+            return True
+    return False
+
+
+def _phone_in_strings(event: Any) -> bool:
+    """Whether a string of ``event`` holds a phone number in international form
+    (identity.holds_international_phone), each read as rules.py's last guard reads it: the
+    typed event's strings, as normalised, are the strings of its payload."""
+    if _holds_phone(event.dedupe_id) or _holds_phone(event.event_source_url):
+        return True
+    if _phone_in_struct(event.user_data):
+        return True
+    mpd = event.measurement_partner_data
+    if mpd is not None and _phone_in_struct(mpd):
+        return True
+    data = event.data
+    if data is None:
+        return False
+    for value in _astuple(data):
+        if type(value) is list:
+            for item in value:
+                if _phone_in_struct(item):
+                    return True
+        elif _holds_phone(value):
+            return True
+    return False
+
+
+def _phone_in_struct(struct: Any) -> bool:
+    """Whether a string field of ``struct`` (user_data, an item, measurement_partner_data)
+    holds a phone number in international form."""
+    for value in _astuple(struct):  # noqa: SIM110
+        if _holds_phone(value):
+            return True
+    return False
+
+
+def _holds_phone(value: Any) -> bool:
+    return type(value) is str and holds_international_phone(value)
+
+
+_astuple = msgspec.structs.astuple
+_USER_FIELDS = tuple(f.name for f in msgspec.structs.fields(UserData))
+assert _USER_FIELDS[1:8] == ("client_user_agent", "esi", "aleid", "axwrt", "alart", "client_id", "user_id")
+assert _USER_FIELDS[11:] == ("zip", "sid", "ifa", "idfv", "os"), _USER_FIELDS
+assert tuple(f.name for f in msgspec.structs.fields(Item)) == (
+    "item_id", "item_name", "item_variant_id", "price", "image_url", "item_category_id", "quantity", "affiliation",
+    "discount", "item_brand", "item_category", "item_category2", "item_category3", "item_category4", "item_category5",
+)  # fmt: skip
 
 
 _PAYLOAD_BYTES = 2048  # more than a typical event's payload
 _AT = ord("@")  # an int: bytes' ``in`` tries a needle as an int first, and a bytes one raises there
 _PLUS = ord("+")  # likewise: what a phone number in international form starts with
+# A "+" and, later in the same JSON string, a digit: what each + form holds (a "+" of a URL's
+# query between words, "?q=red+shoes", holds none).
+_PLUS_THEN_DIGIT = re.compile(rb'\+[^"]*?[0-9\x80-\xff]')  # a digit of another script too
 _PERCENT = ord("%")  # likewise: the bytes a hidden at sign starts with (identity.payload_hides_at)
 _UTF8_EF = 0xEF
 # Searched with find, once a "%" is found: ``in`` tries a bytes needle as an int first, and the
@@ -313,19 +389,26 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
             continue
         summed: list[float] | None = [] if list_key == "items" and value is not None else None
         for i, item in enumerate(items):
-            quantity = item.quantity
+            # Its fields in one call (each attribute read alone costs as much as a test of it).
+            fields_ = _astuple(item)
+            quantity = fields_[6]
             if quantity_required and quantity is None:
                 return False
-            category = item.item_category_id
+            category = fields_[5]
             if type(category) is str and not category.isdigit():
                 return False
-            price = item.price
+            # A phone number's 00 form in its ids, not its descriptive text (rules.DESCRIPTIVE_TEXT):
+            # rules.py drops it.
+            variant = fields_[2]
+            if _phone_00(fields_[0]) or _phone_00(variant):
+                return False
+            price, name_, image_url = fields_[3], fields_[1], fields_[4]
             message = _MISSING_ITEM_FIELDS[
                 (
-                    item.item_name is None,
-                    item.item_variant_id is None,
+                    name_ is None,
+                    variant is None,
                     price is None,
-                    item.image_url is None,
+                    image_url is None,
                     category is None,
                 )
             ]
@@ -415,6 +498,7 @@ class _Spec:
 
 _ITEM_LISTS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its lists of items
 _FIELDS: dict[type, frozenset[str]] = {}  # a strict data type -> its fields' names
+_DATA_IDS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its ids and search_term (_data_phone_00)
 _NO_FIELDS: frozenset[str] = frozenset()  # data null
 _NAMES: dict[type, str] = {}  # a strict event type -> its tag (__struct_config__ makes an object per read)
 
@@ -451,6 +535,7 @@ def _strict_event(name: str, profile: Profile) -> type[Struct]:
         data = _strict(schema, {})
         _ITEM_LISTS[data] = tuple(k for k in ("items", "results") if k in data.__struct_fields__)
         _FIELDS[data] = frozenset(data.__struct_fields__)
+        _DATA_IDS[data] = tuple(k for k in ("transaction_id", "user_id", "coupon", "search_term") if k in _FIELDS[data])
         if name == "page_view":
             data = data | None
     event = _strict(ServerEvent, {}, tag=name, data=data)
