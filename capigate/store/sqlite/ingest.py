@@ -38,6 +38,11 @@ class Batch:
     def __init__(self, events: list[NewEvent], request_id: str, received_at_ms: int) -> None:
         self.events, self.request_id, self.received_at_ms = events, request_id, received_at_ms
 
+    def __reduce__(self) -> tuple[type[Batch], tuple[list[NewEvent], str, int]]:
+        # Compiled, pickle would rebuild it without its __init__'s arguments: the writer process
+        # unpickles the ingest of a payload of the wrong type, to fail it as it would here.
+        return Batch, (self.events, self.request_id, self.received_at_ms)
+
 
 _EVENTS: Final = insert(
     "INSERT INTO events (api, source, name, event_time, received_at, dedupe_id, status, test_tag, request_id, "
@@ -173,7 +178,9 @@ def _seen_sql(size: int) -> str:
 
 
 def _event_values(position: int, e: NewEvent, request_id: str, received_at_ms: int) -> tuple[Any, ...]:
-    payload: bytes | bytearray = e.payload
+    # Read untyped: compiled, ``e.payload`` is checked as NewEvent's bytes, and a PipedEvent's
+    # is a bytearray (every ingest of the writer process failed); a wrong type is said below.
+    payload: Any = getattr(e, "payload")  # noqa: B009
     if type(e) is not PipedEvent:  # its payload is a bytearray already
         if type(payload) is not bytes:
             raise TypeError(f"event at position {position}: payload must be bytes, not {type(payload).__name__}")
