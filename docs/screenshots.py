@@ -1,4 +1,5 @@
-"""Take the README's screenshots of the inspector: ``.venv/bin/python docs/screenshots.py``.
+"""Take the README's screenshots of the inspector: ``.venv/bin/python docs/screenshots.py [DIR]``
+(DIR: docs/, unless given; tests/test_inspector_browser_match.py runs it into a directory of its own).
 
 Starts a real ``capigate serve`` on a fresh store, with a local stand-in upstream (Axon
 accepts, AppsFlyer refuses, so dead letters appear), sends it a realistic mix of requests
@@ -184,14 +185,14 @@ def shoot(page: Page, out: Path) -> None:
     page.screenshot(path=str(out / "inspector-quality.png"), full_page=True)
 
     page.click("a[data-view=send]")
-    page.select_option("#send-source", "px_shop")
+    page.select_option("#send-source", "axon:px_shop")  # an option is "<api>:<id>"
     page.click("#send-button")
     page.wait_for_selector("#send-status")
     page.wait_for_timeout(300)
     page.screenshot(path=str(out / "inspector-send.png"))
 
 
-def main() -> None:
+def main(out: Path = ROOT / "docs") -> None:
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,13 +205,13 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_context(base_url=server.url, viewport={"width": 1440, "height": 900}).new_page()
-                shoot(page, ROOT / "docs")
+                shoot(page, out)
                 browser.close()
         finally:
             server.stop()
             upstream.shutdown()
-    print("wrote", ", ".join(sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("inspector-*.png"))))
+    print("wrote", ", ".join(sorted(str(p) for p in out.glob("inspector-*.png"))))
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,3 +331,16 @@ def test_screenshots_exist_at_each_width() -> None:
     for width in (360, 800, 1440):
         shot = docs / f"inspector-requests-{width}.png"
         assert shot.exists() and shot.stat().st_size > 10_000, f"run docs/screenshots.py: {shot.name} is missing"
+
+
+@pytest.mark.timeout(600)
+def test_docs_screenshots_py_takes_every_view_the_readme_shows(tmp_path: Path) -> None:
+    """docs/screenshots.py, where the README's pictures come from, runs through: it drives the
+    inspector as a user does, and a source option's value changed under it once unseen."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "docs/screenshots.py", str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=540
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    taken = sorted(p.name for p in tmp_path.glob("inspector-*.png"))
+    assert taken == sorted(p.name for p in (root / "docs").glob("inspector-*.png")), taken
