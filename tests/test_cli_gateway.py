@@ -231,35 +231,44 @@ def test_events_requests_by_an_email_address_as_dedupe_id_finds_the_request_that
         assert [(r["events_stored"], r["events_duplicate"]) for r in rows] == [(1, 0)], (asked, rows)
 
 
-def test_events_requests_by_an_email_address_as_transaction_id_says_that_none_is_stored(
+def test_events_requests_by_an_email_address_or_phone_number_as_transaction_id_says_that_none_is_stored(
     server: Server, tmp_path: Path
 ) -> None:
     """`--transaction-id jane@example.com` printed nothing and said nothing, while `--dedupe-id`
     with it found the request (a trial): the gateway never keeps an email address as a
     transaction id (an Axon purchase with one is refused, AppsFlyer's af_order_id dropped), so
-    a search for one finds nothing, and says why on stderr. A phone number is kept as sent:
-    found, with no such line."""
+    a search for one finds nothing, and says why on stderr. A phone number in international form
+    is treated so too now (refused, dropped): the hint said it was "kept as sent", and
+    `--transaction-id +14155550123` printed an empty table and no hint (a re-trial). An id that
+    is neither is found, with no such line; so is the API's answer: empty for both, no hint field."""
     address = f"zed.order.{time.time_ns()}@victim-mail.com"
     phone = f"+44 20 7946 0{time.time_ns() % 1000:03d}"  # Ofcom's drama range: nobody's
+    plain = f"order-{time.time_ns()}"
     answers = []
     with server.client() as c:
-        for transaction_id in (address, phone):
+        for transaction_id in (address, phone, plain):
             event = purchase()
             event["data"]["transaction_id"] = transaction_id
             answers.append(c.post("/v1/event?pixel_id=px_std", headers={"Authorization": "key-std"}, json=batch(event)))
-        order = json.dumps({"af_order_id": address, "af_revenue": "5", "af_currency": "USD"})
-        body = {"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": order}
-        answers.append(c.post("/inappevent/com.example.shop", headers={"authentication": "af-dev-key"}, json=body))
-    assert [a.status_code for a in answers] == [400, 200, 200], [a.text for a in answers]
-    time.sleep(0.3)  # the journal is written a few tens of milliseconds after each answer
+        for order_id in (address, phone):
+            order = json.dumps({"af_order_id": order_id, "af_revenue": "5", "af_currency": "USD"})
+            body = {"appsflyer_id": "1234567890123-1234567", "eventName": "af_purchase", "eventValue": order}
+            answers.append(c.post("/inappevent/com.example.shop", headers={"authentication": "af-dev-key"}, json=body))
+        time.sleep(0.3)  # the journal is written a few tens of milliseconds after each answer
+        for asked in (address, phone):
+            listed = c.get(
+                "/api/requests", params={"transaction_id": asked}, headers={"Authorization": f"Bearer {ADMIN}"}
+            )
+            assert listed.status_code == 200 and listed.json() == {"requests": [], "next": None}, listed.text
+    assert [a.status_code for a in answers] == [400, 400, 200, 200, 200], [a.text for a in answers]
     _config_of(server, tmp_path)
-    for asked in (address, address.upper()):
+    for asked in (address, address.upper(), phone, phone.replace(" ", ""), "tel:" + phone.replace(" ", "")):
         done = capigate("events", "--requests", "--transaction-id", asked, "--json", cwd=tmp_path)
         assert done.returncode == 0 and done.stdout == "", (done.stdout, done.stderr)
         [hint] = done.stderr.splitlines()
-        assert hint.startswith("capigate events: ") and "email address" in hint and "never stored" in hint, hint
-        assert "phone number is kept as sent" in hint, hint
-    found = capigate("events", "--requests", "--transaction-id", phone, "--json", cwd=tmp_path)
+        assert hint.startswith("capigate events: ") and "never stored" in hint, hint
+        assert "email address" in hint and "phone number" in hint and "kept as sent" not in hint, hint
+    found = capigate("events", "--requests", "--transaction-id", plain, "--json", cwd=tmp_path)
     assert found.returncode == 0 and found.stderr == "", found.stderr
     assert [json.loads(line)["events_stored"] for line in found.stdout.splitlines()] == [1], found.stdout
 
