@@ -178,13 +178,14 @@ def ineffective_settings(config: Config) -> list[str]:
     return notes
 
 
-def workers_warning(workers: int, cpus: int | None) -> str | None:
+def workers_warning(workers: int, cpus: int | None, *, given: str | None = None) -> str | None:
     """Far more worker processes than cores, said and not refused: the gateway runs, and a
-    container may be given more CPU time than the cores it sees."""
+    container may be given more CPU time than the cores it sees. ``given``: how the number was
+    given (``CAPIGATE_WORKERS=64``), the file's ``server.workers = 64`` by default."""
     if cpus is None or workers <= 2 * cpus:
         return None
     return (
-        f"server.workers = {workers} is far above this machine's {cpus} CPU(s): workers beyond one a core "
+        f"{given or f'server.workers = {workers}'} is far above this machine's {cpus} CPU(s): workers beyond one a core "
         "only share them, and each holds its own memory and store connections (README, Performance)"
     )
 
