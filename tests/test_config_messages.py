@@ -462,6 +462,17 @@ def test_a_relay_url_is_named_with_its_value_and_what_is_expected(tmp_path: Path
     assert "regex" not in message
 
 
+@pytest.mark.parametrize("url", [" https://api3.appsflyer.com", "api3.appsflyer.com", "ftp://x"])
+def test_an_appsflyer_relay_url_is_given_appsflyers_host_as_the_example(tmp_path: Path, url: str) -> None:
+    """An [appsflyer.apps.relay] url with a leading space was told `e.g. url = "https://b.applovin.com"`,
+    AppLovin's host (a re-trial): an AppsFlyer relay's example is AppsFlyer's."""
+    app = '[[appsflyer.apps]]\napp_id = "com.example.shop"\nkeys = ["k"]\n'
+    message = refused(tmp_path, SERVER + app + f'[appsflyer.apps.relay]\nurl = "{url}"\n')
+    expected = _A_RELAY_URL.replace("https://b.applovin.com", "https://api3.appsflyer.com")
+    assert message.endswith(f"/capigate.toml: appsflyer.apps[0].relay.url: {url!r}: {expected}"), message
+    assert "applovin" not in message, message
+
+
 def test_a_relay_url_with_a_user_and_password_is_refused_without_showing_them(tmp_path: Path) -> None:
     """The relay sends no credentials from its URL, and its start-up line showed them (a trial)."""
     url = "http://relayuser:s3cretpass@127.0.0.1:19111"
@@ -553,7 +564,11 @@ def test_a_relay_url_with_port_0_is_refused(tmp_path: Path) -> None:
     ("variable", "value", "said"),
     [
         ("CAPIGATE_HOST", "not a host", "cannot listen on 'not a host': not an address or a known host name"),
-        ("CAPIGATE_DB", "mysql://u@127.0.0.1/db", "unknown store URL scheme 'mysql': use sqlite:/// or a file path"),
+        (  # postgresql:// was not named among the supported ones (a re-trial)
+            "CAPIGATE_DB",
+            "mysql://u@127.0.0.1/db",
+            "unknown store URL scheme 'mysql': use postgresql://, sqlite:/// or a file path",
+        ),
         (
             "CAPIGATE_DB",
             "/nonexistent-dir/x.db",
