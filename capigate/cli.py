@@ -19,7 +19,14 @@ from urllib.parse import urlsplit
 import click
 
 import capigate.worker_env as worker_env
-from capigate.config import Config, ineffective_settings, load_config, write_default_config, written_warnings
+from capigate.config import (
+    Config,
+    ineffective_settings,
+    load_config,
+    workers_warning,
+    write_default_config,
+    written_warnings,
+)
 from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
 from capigate.ports import port_problem
@@ -144,13 +151,18 @@ def _store_problem(config_file: Path) -> Callable[[str], str | None]:
         file = _sqlite_file(url, str(config_file))
         if file is None:
             return _url_refusal(url)
-        from capigate.store.sqlite.schema import check_sqlite_path
+        from capigate.store.base import SchemaStatus
+        from capigate.store.sqlite.schema import SCHEMA_VERSION, check_sqlite_path, read_version
 
+        # serve's own check (SQLiteStore.schema_status), read-only: a file that is no SQLite
+        # database (/etc/passwd) or one of a newer capigate was ok here, refused by serve (a re-trial).
         try:
             check_sqlite_path(file)
+            version = read_version(file)
         except StoreError as exc:
             return str(exc)
-        return None
+        status = SchemaStatus(str(file), version, SCHEMA_VERSION, [])
+        return status.refusal() if status.too_new else None
 
     return problem
 
@@ -253,7 +265,7 @@ def _variable_problems(config_file: Path) -> list[str]:
     problems = []
     for name, number_problem in _SERVE_NUMBERS:
         value = os.environ.get(name)
-        if value is not None and (problem := number_problem(value)) is not None:
+        if value and (problem := number_problem(value)) is not None:  # empty: unset, as click reads it for serve
             problems.append(f"{name}={value}: {problem}")
     checks = (("CAPIGATE_HOST", listen_problem), (worker_env.DB, _store_problem(config_file)))
     for name, check in checks:
@@ -261,6 +273,13 @@ def _variable_problems(config_file: Path) -> list[str]:
         if value and (problem := check(value)) is not None:
             problems.append(f"{name}: {problem}")
     return problems
+
+
+def _variable_workers() -> int | None:
+    """CAPIGATE_WORKERS as serve takes it over the file's workers, or None: unset, empty, or
+    refused (said by ``_variable_problems``)."""
+    value = os.environ.get("CAPIGATE_WORKERS")
+    return int(value) if value and _workers_problem(value) is None else None
 
 
 def _port_option(help: str, check: Check) -> Callable[[F], F]:
@@ -385,6 +404,10 @@ def check_config(config_path: Path, file: Path | None) -> None:
     config_path = file or config_path
     warnings = [f"{config_path}: warning: {warning}" for warning in written_warnings(config_path, os.cpu_count())]
     variables = _variable_problems(config_path)
+    if (workers := _variable_workers()) is not None and (
+        warning := workers_warning(workers, os.cpu_count(), given=f"CAPIGATE_WORKERS={workers}")
+    ) is not None:
+        warnings.append(f"warning: {warning}")
     try:
         config, _ = _resolve_config(
             config_path,

@@ -22,7 +22,9 @@ import msgspec
 from msgspec import Meta, Struct
 
 from capigate.appsflyer.schema import ios_prefix_missing
+from capigate.appsflyer.upstream import APPSFLYER_URL
 from capigate.axon.body import MAX_BODY_BYTES
+from capigate.axon.upstream import AXON_URL
 from capigate.checking import converts
 from capigate.config_errors import ConfigErrors, config_error
 from capigate.endpoint_path import endpoint_base
@@ -178,13 +180,14 @@ def ineffective_settings(config: Config) -> list[str]:
     return notes
 
 
-def workers_warning(workers: int, cpus: int | None) -> str | None:
+def workers_warning(workers: int, cpus: int | None, *, given: str | None = None) -> str | None:
     """Far more worker processes than cores, said and not refused: the gateway runs, and a
-    container may be given more CPU time than the cores it sees."""
+    container may be given more CPU time than the cores it sees. ``given``: how the number was
+    given (``CAPIGATE_WORKERS=64``), the file's ``server.workers = 64`` by default."""
     if cpus is None or workers <= 2 * cpus:
         return None
     return (
-        f"server.workers = {workers} is far above this machine's {cpus} CPU(s): workers beyond one a core "
+        f"{given or f'server.workers = {workers}'} is far above this machine's {cpus} CPU(s): workers beyond one a core "
         "only share them, and each holds its own memory and store connections (README, Performance)"
     )
 
@@ -388,13 +391,13 @@ _STAND_INS: Final = ("capigate-stand-in", ["capigate-stand-in"])
 
 
 def _check_relays(file: str, pixels: Indexed, apps: Indexed, environ: Mapping[str, str] | None) -> list[ConfigError]:
-    relays = [(f"axon.pixels[{i}].relay", p.relay) for i, p in pixels]
-    relays += [(f"appsflyer.apps[{i}].relay", a.relay) for i, a in apps]
+    relays = [(f"axon.pixels[{i}].relay", p.relay, AXON_URL) for i, p in pixels]
+    relays += [(f"appsflyer.apps[{i}].relay", a.relay, APPSFLYER_URL) for i, a in apps]
     problems = []
-    for key, relay in relays:
+    for key, relay, example in relays:
         if relay is None:
             continue
-        if relay.url is not None and (why := _url_problem(relay.url)) is not None:
+        if relay.url is not None and (why := _url_problem(relay.url, example)) is not None:
             problems.append(ConfigError(file, f"{key}.url", why))
         if relay.api_key is not None and relay.api_key_env is not None:
             problems.append(ConfigError(file, key, "set api_key or api_key_env, not both"))
@@ -408,19 +411,23 @@ _CREDENTIALS_IN_URL: Final = (
     "and its start-up line would show them; leave them out (the upstream's key is api_key or api_key_env)"
 )
 _HTTP_URL: Final = re.compile(r"https?://[^/?#\s]+(/[^?#\s]*)?")
-_A_RELAY_URL: Final = 'expected an http:// or https:// URL with a host and no space, query (?) or fragment (#), e.g. url = "https://b.applovin.com"'
+_A_RELAY_URL: Final = (
+    "expected an http:// or https:// URL with a host and no space, query (?) or fragment (#), e.g. url = "
+)
 
 
-def _url_problem(url: str) -> str | None:
+def _url_problem(url: str, example: str) -> str | None:
     """What the relay could not use in ``url``, after the URL as written (its user and password
     hidden), as each configuration mistake names its value: ``ftp://x`` and a URL without a
     host named the key and the rule only (a trial). Beyond the scheme, host and no query: a
     port that is no number (every worker crashed at start-up, and at a SIGHUP with it the
     running gateway exited: a trial), an unclosed IPv6 bracket, credentials, port 0, the
-    endpoint's path."""
+    endpoint's path. ``example``: the API's own URL, given as the example (an AppsFlyer relay
+    was given AppLovin's: a re-trial)."""
     shown = repr(_without_credentials(url))
+    expected = f'{_A_RELAY_URL}"{example}"'
     if _HTTP_URL.fullmatch(url) is None:
-        return f"{shown}: {_A_RELAY_URL}"
+        return f"{shown}: {expected}"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # read for its ValueError
@@ -429,7 +436,7 @@ def _url_problem(url: str) -> str | None:
     if parts.username is not None or parts.password is not None:
         return f"{shown}: {_CREDENTIALS_IN_URL}"
     if not parts.hostname:
-        return f"{shown}: {_A_RELAY_URL}"
+        return f"{shown}: {expected}"
     if parts.port == 0:  # read as no port: the relay went to port 80 (a trial)
         return f"{shown}: its port is 0; give the upstream's port ({PORTS}), or none for the scheme's own"
     if (base := endpoint_base(parts.path)) is not None:

@@ -41,12 +41,25 @@ _MAX_PENDING: Final = 256
 _encode = msgspec.json.Encoder().encode
 
 
-# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
-# controls (U+202E reversed the rest of a logged line, a trial): what can end or rewrite a line
-# on a terminal or in a log collector.
-_BIDI: Final = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_CONTROLS: Final = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *_BIDI]
-_ESCAPES: Final = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _CONTROLS} | {
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the format characters
+# (category Cf): the bidirectional controls (U+202E reversed the rest of a logged line, a trial)
+# and the invisible ones, the zero-width space and joiners, the BOM, the word joiner, the soft
+# hyphen, the tags (an eventName "af_purchase" + U+200B was stored and shown exactly as the real
+# name, a re-trial): what can end or rewrite a line on a terminal or in a log collector, or make
+# one value read as another. Cf as of Unicode 15.1, written out: reading unicodedata's 1.1
+# million code points took tens of milliseconds of every import (tests/ops/test_logs.py checks
+# the list against the running Python's unicodedata).
+_FORMAT: Final = [
+    0x00AD, *range(0x0600, 0x0606), 0x061C, 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2, 0x180E,
+    *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x2070),
+    0xFEFF, *range(0xFFF9, 0xFFFC), 0x110BD, 0x110CD, *range(0x13430, 0x13440), *range(0x1BCA0, 0x1BCA4),
+    *range(0x1D173, 0x1D17B), 0xE0001, *range(0xE0020, 0xE0080),
+]  # fmt: skip
+_CONTROLS: Final = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *_FORMAT]
+# \x, \u or \U by the code point's size, as Python writes them: "\u110bd" read as U+110B and a "d".
+_ESCAPES: Final = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" if c <= 0xFFFF else f"\\U{c:08x}" for c in _CONTROLS
+} | {
     0x09: "\\t",
     0x0A: "\\n",
     0x0D: "\\r",

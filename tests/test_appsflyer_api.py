@@ -465,13 +465,25 @@ def test_an_event_name_holding_control_characters_is_refused_at_event_name(serve
     NUL PostgreSQL cannot store and a right-to-left override that reverses what follows it
     wherever the name is shown. Refused at eventName, each character named by its escape, as a
     NUL in an Axon dedupe_id is; a name of printable characters in any script is kept."""
-    for name, shown in (("af_x\u0000\u202e", "\\x00, \\u202e"), ("signup\n", "\\n"), ("a\u200fb\tc", "\\u200f, \\t")):
+    invisible = (  # format characters (Cf), stored as the real name they display as (a re-trial)
+        ("af_purchase\u200b", "\\u200b"),
+        ("af_x\ufeff", "\\ufeff"),
+        ("af_\u2060login\u00ad", "\\u2060, \\xad"),
+        ("af_pur\u200dchase", "\\u200d"),
+    )
+    for name, shown in (
+        ("af_x\u0000\u202e", "\\x00, \\u202e"),
+        ("signup\n", "\\n"),
+        ("a\u200fb\tc", "\\u200f, \\t"),
+        *invisible,
+    ):
         body = event(eventName=name)
         r = post(server, body, headers={"Accept": "application/json"})
         assert r.status_code == 400, (name, r.text)
         [problem] = r.json()["problems"]
         assert (problem["path"], problem["code"]) == ("eventName", "control_character"), problem
         assert shown in problem["message"], problem
+        assert "zero-width space" in problem["message"], problem  # what an invisible one does
         assert not stored(server, "com.example.shop", payload={"customer_user_id": body["customer_user_id"]})
     assert post(server, event(eventName="注文_完了 ü")).status_code == 200
 

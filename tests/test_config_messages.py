@@ -462,6 +462,17 @@ def test_a_relay_url_is_named_with_its_value_and_what_is_expected(tmp_path: Path
     assert "regex" not in message
 
 
+@pytest.mark.parametrize("url", [" https://api3.appsflyer.com", "api3.appsflyer.com", "ftp://x"])
+def test_an_appsflyer_relay_url_is_given_appsflyers_host_as_the_example(tmp_path: Path, url: str) -> None:
+    """An [appsflyer.apps.relay] url with a leading space was told `e.g. url = "https://b.applovin.com"`,
+    AppLovin's host (a re-trial): an AppsFlyer relay's example is AppsFlyer's."""
+    app = '[[appsflyer.apps]]\napp_id = "com.example.shop"\nkeys = ["k"]\n'
+    message = refused(tmp_path, SERVER + app + f'[appsflyer.apps.relay]\nurl = "{url}"\n')
+    expected = _A_RELAY_URL.replace("https://b.applovin.com", "https://api3.appsflyer.com")
+    assert message.endswith(f"/capigate.toml: appsflyer.apps[0].relay.url: {url!r}: {expected}"), message
+    assert "applovin" not in message, message
+
+
 def test_a_relay_url_with_a_user_and_password_is_refused_without_showing_them(tmp_path: Path) -> None:
     """The relay sends no credentials from its URL, and its start-up line showed them (a trial)."""
     url = "http://relayuser:s3cretpass@127.0.0.1:19111"
@@ -553,7 +564,11 @@ def test_a_relay_url_with_port_0_is_refused(tmp_path: Path) -> None:
     ("variable", "value", "said"),
     [
         ("CAPIGATE_HOST", "not a host", "cannot listen on 'not a host': not an address or a known host name"),
-        ("CAPIGATE_DB", "mysql://u@127.0.0.1/db", "unknown store URL scheme 'mysql': use sqlite:/// or a file path"),
+        (  # postgresql:// was not named among the supported ones (a re-trial)
+            "CAPIGATE_DB",
+            "mysql://u@127.0.0.1/db",
+            "unknown store URL scheme 'mysql': use postgresql://, sqlite:/// or a file path",
+        ),
         (
             "CAPIGATE_DB",
             "/nonexistent-dir/x.db",
@@ -578,13 +593,71 @@ def test_check_config_refuses_the_host_and_store_variables_serve_would_refuse(
     assert not (tmp_path / "capigate.db").exists()  # checked, not made
 
 
-@pytest.mark.parametrize("variable", ["CAPIGATE_HOST", "CAPIGATE_DB"])
+@pytest.mark.parametrize("variable", ["CAPIGATE_HOST", "CAPIGATE_DB", "CAPIGATE_PORT", "CAPIGATE_WORKERS"])
 def test_check_config_takes_the_host_and_store_variables_serve_would_take(tmp_path: Path, variable: str) -> None:
+    """An empty variable is unset, as serve reads it (the file's): `CAPIGATE_PORT= check-config`
+    said "not a whole number" while serve started on the file's port (a re-trial)."""
     (tmp_path / "capigate.toml").write_text(SERVER)
-    value = {"CAPIGATE_HOST": "127.0.0.1", "CAPIGATE_DB": str(tmp_path / "other.db")}[variable]
+    value = {
+        "CAPIGATE_HOST": "127.0.0.1",
+        "CAPIGATE_DB": str(tmp_path / "other.db"),
+        "CAPIGATE_PORT": "18161",
+        "CAPIGATE_WORKERS": "1",
+    }[variable]
     for given in (value, ""):  # empty: unset, as serve reads it (the file's)
         done = _in_environment(["check-config"], tmp_path, {variable: given})
         assert done.returncode == 0 and "capigate.toml: ok" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("where", ["CAPIGATE_DB", "store.url"])
+def test_check_config_refuses_a_store_file_that_is_no_sqlite_database_as_serve_does_and_leaves_it_alone(
+    tmp_path: Path, where: str
+) -> None:
+    """`CAPIGATE_DB=/etc/passwd check-config` (or a file holding "garbage") said ok, and serve
+    refused it, "not a SQLite database" (a re-trial): check-config reads the file as serve's
+    check does, read-only: the file is as it was, nothing is made beside it."""
+    garbage = tmp_path / "data" / "garbage.db"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"garbage\n")
+    os.utime(garbage, (1_000_000_000, 1_000_000_000))
+    env = {"CAPIGATE_DB": str(garbage)} if where == "CAPIGATE_DB" else {}
+    store = "" if env else f'[store]\nurl = "{garbage}"\n'
+    (tmp_path / "capigate.toml").write_text(SERVER + store)
+    said = f"{garbage}: not a SQLite database"
+    served = _in_environment(["serve", "--port", "0", "--no-relay"], tmp_path, env)
+    assert served.returncode == 1 and said in served.stderr, served.stderr
+    checked = _in_environment(["check-config"], tmp_path, env)
+    assert checked.returncode == 1 and " ok " not in checked.stdout, (checked.stdout, checked.stderr)
+    prefix = "CAPIGATE_DB" if env else "bad configuration: capigate.toml: store.url"
+    assert f"Error: {prefix}: {said}" in checked.stderr and "Traceback" not in checked.stderr, checked.stderr
+    assert garbage.read_bytes() == b"garbage\n" and garbage.stat().st_mtime == 1_000_000_000
+    assert sorted(p.name for p in garbage.parent.iterdir()) == ["garbage.db"]
+
+
+def test_check_config_takes_a_sqlite_store_serve_made_without_changing_it(tmp_path: Path) -> None:
+    """The file check reads a real store (one `capigate migrate --apply` made) and says ok."""
+    (tmp_path / "capigate.toml").write_text(SERVER)
+    db = tmp_path / "made.db"
+    made = _in_environment(["migrate", "--apply"], tmp_path, {"CAPIGATE_DB": str(db)})
+    assert made.returncode == 0, made.stderr
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("made.db")}
+    done = _in_environment(["check-config"], tmp_path, {"CAPIGATE_DB": str(db)})
+    assert done.returncode == 0 and "capigate.toml: ok" in done.stdout, done.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("made.db")} == before
+
+
+def test_capigate_workers_far_above_the_cpus_is_warned_about_as_the_files_workers_is(tmp_path: Path) -> None:
+    """`CAPIGATE_WORKERS=64 check-config` on 2 CPUs warned of nothing: only the file's workers
+    was checked (a re-trial). The variable, which serve takes over the file's, is warned about
+    by its name; one a core is no warning."""
+    (tmp_path / "capigate.toml").write_text(SERVER)
+    cpus = os.cpu_count() or 1
+    done = _in_environment(["check-config"], tmp_path, {"CAPIGATE_WORKERS": str(2 * cpus + 1)})
+    assert done.returncode == 0, done.stderr
+    assert f"warning: CAPIGATE_WORKERS={2 * cpus + 1} is far above this machine's {cpus} CPU(s)" in done.stdout
+    assert "server.workers" not in done.stdout, done.stdout
+    quiet = _in_environment(["check-config"], tmp_path, {"CAPIGATE_WORKERS": str(cpus)})
+    assert quiet.returncode == 0 and "warning:" not in quiet.stdout, quiet.stdout
 
 
 def _in_environment(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -69,7 +69,8 @@ def _event_name(key: str, value: str, ctx: Context) -> str:
             "control_character",
             f"eventName holds control characters ({', '.join(controls)}), which no event name should: a NUL "
             "cannot be stored on PostgreSQL, a line break or a bidirectional control (\\u202e reverses what "
-            "follows) changes how the name reads wherever it is shown; send the name without them",
+            "follows) changes how the name reads wherever it is shown, and an invisible one (\\u200b, a "
+            "zero-width space) makes it read as another name; send the name without them",
         )
     elif value[:3].lower() == "af_" and value not in RESERVED_EVENT_NAMES:
         ctx.report.warn(

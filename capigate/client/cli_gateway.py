@@ -26,7 +26,7 @@ from click.core import ParameterSource
 import capigate.worker_env as worker_env
 from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem, TransportError
-from capigate.identity import contains_email
+from capigate.identity import contains_email, holds_international_phone
 from capigate.logs import escape_control
 from capigate.ports import PORTS, port_problem
 from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
@@ -408,12 +408,13 @@ class _Printer:
 
 # An email address as a transaction id is refused (an Axon purchase) or dropped (AppsFlyer's
 # af_order_id), and a request's journal keys hold no email address: --transaction-id with one
-# found nothing and said nothing (a trial). A phone number there is no identifier the gateway
-# treats (rules.PHONE_FIELDS): it is journaled as sent, and found as sent.
-_EMAIL_TRANSACTION_ID = (
-    "transaction ids holding an email address are never stored (an Axon purchase with one is refused, an "
-    "AppsFlyer af_order_id dropped), so no request is found by one: look for it by --dedupe-id, --name or "
-    "--since; a phone number is kept as sent"
+# found nothing and said nothing (a trial). A phone number in international form there is
+# treated so too (identity.holds_international_phone, as the rules read an id: "00" and a valid
+# number is one): the hint said it was kept as sent, and one found nothing, silently (a re-trial).
+_PII_TRANSACTION_ID = (
+    "transaction ids holding an email address or a phone number are never stored (an Axon purchase with one is "
+    "refused, an AppsFlyer af_order_id dropped), so no request is found by one: look for it by --dedupe-id, "
+    "--name or --since"
 )
 
 
@@ -478,8 +479,8 @@ def events(
     filters.update(name=name, test_tag=test_tag, api=api_name)  # requests too: --requests dropped them (a trial)
     if show_requests:
         filters.update(dedupe_id=dedupe_id, transaction_id=transaction_id)
-        if transaction_id is not None and contains_email(transaction_id):
-            click.echo(f"capigate events: {_EMAIL_TRANSACTION_ID}", err=True)
+        if transaction_id is not None and (contains_email(transaction_id) or holds_international_phone(transaction_id)):
+            click.echo(f"capigate events: {_PII_TRANSACTION_ID}", err=True)
     elif dedupe_id is not None or transaction_id is not None:
         raise click.UsageError("--dedupe-id and --transaction-id find requests: add --requests")
     elif api_name == "admin":

@@ -83,7 +83,7 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
     path = sqlite_path(url_or_path)
     if path is None:
         scheme = url_or_path.split("://", 1)[0]
-        raise StoreError(f"unknown store URL scheme {scheme!r}: use sqlite:/// or a file path")
+        raise StoreError(f"unknown store URL scheme {scheme!r}: use postgresql://, sqlite:/// or a file path")
     if path in ("", ":memory:"):
         raise StoreError(f"{url_or_path!r}: the SQLite store needs a file path")
     return SQLiteStore(path, **{k: v for k, v in opts.items() if k not in _POSTGRESQL_ONLY})

@@ -263,3 +263,27 @@ def test_bidirectional_controls_are_escaped_in_log_lines() -> None:
     assert escape_control("px_\u202edemo") == "px_\\u202edemo"
     assert escape_control("a\u2066b\u200fc") == "a\\u2066b\\u200fc"
     assert escape_control("שלום") == "שלום"  # right-to-left letters stay
+
+
+def test_invisible_format_characters_are_escaped_as_controls_are() -> None:
+    """An AppsFlyer eventName "af_purchase" + U+200B (a zero-width space) was stored and shown
+    exactly as the real name (a re-trial): every format character (Unicode category Cf: the
+    zero-width space and joiners, the BOM, the word joiner, the soft hyphen, the tags) is
+    escaped in a log line and named by ``control_characters``, as a bidirectional control
+    is; one beyond U+FFFF with eight digits (Python's \\U), so that no escape reads as a
+    shorter one and a digit. Visible text stays, in any script."""
+    import unicodedata
+
+    from capigate.logs import control_characters, escape_control
+
+    assert escape_control("af_purchase\u200b") == "af_purchase\\u200b"
+    assert escape_control("\ufeffaf_x\u2060\u00ad") == "\\ufeffaf_x\\u2060\\xad"
+    assert escape_control("a\u200cb\u200dc\U000e0041") == "a\\u200cb\\u200dc\\U000e0041"
+    assert control_characters("af_x\ufeff\u200b\ufeff") == ["\\ufeff", "\\u200b"]
+    for visible in ("注文_完了 ü", "שלום", "🎉 café", "x\\u200by"):
+        assert escape_control(visible) == visible and control_characters(visible) == []
+    formats = [c for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+    for c in formats:
+        want = f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" if c <= 0xFFFF else f"\\U{c:08x}"
+        assert escape_control(f"a{chr(c)}b") == f"a{want}b", hex(c)
+        assert control_characters(chr(c)) == [want], hex(c)
