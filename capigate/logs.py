@@ -48,10 +48,12 @@ _encode = msgspec.json.Encoder().encode
 # name, a re-trial): what can end or rewrite a line on a terminal or in a log collector, or make
 # one value read as another. Cf as of Unicode 15.1, written out: reading unicodedata's 1.1
 # million code points took tens of milliseconds of every import (tests/ops/test_logs.py checks
-# the list against the running Python's unicodedata).
+# the list against the running Python's unicodedata). But the zero-width non-joiner and joiner
+# (U+200C, U+200D): words of Persian and Indian scripts and emoji sequences (a family, a flag)
+# are written with them, and they rewrite nothing.
 _FORMAT: Final = [
     0x00AD, *range(0x0600, 0x0606), 0x061C, 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2, 0x180E,
-    *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x2070),
+    0x200B, *range(0x200E, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x2070),
     0xFEFF, *range(0xFFF9, 0xFFFC), 0x110BD, 0x110CD, *range(0x13430, 0x13440), *range(0x1BCA0, 0x1BCA4),
     *range(0x1D173, 0x1D17B), 0xE0001, *range(0xE0020, 0xE0080),
 ]  # fmt: skip
