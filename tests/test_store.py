@@ -650,10 +650,6 @@ PLANS = {
         REQUESTS(RequestQuery(since_ms=1, api="axon")),
         "requests_received_at (received_at>?)",
     ),
-    "dedupe-lookup": (
-        (sqlite_ingest._seen_sql(4), ["s", "a", "b", None, None]),
-        "PRIMARY KEY (source=? AND dedupe_id=?)",
-    ),
     "prune-keys": (
         ("DELETE FROM dedupe_keys WHERE seen_at < ?", [1]),
         "dedupe_keys_seen_at (seen_at<?)",
@@ -664,6 +660,15 @@ PLANS = {
     ),
     "request-keys": ((sqlite_inspector.REQUEST_KEYS_SQL, [1, "r"]), "request_keys_received_at (received_at=?)"),
 }
+
+
+def test_the_dedupe_lookup_reads_the_ids_then_searches_the_index_for_each(sqlite_store: SQLiteStore) -> None:
+    """Rule: the ids of a group go as one JSON array, each found through the dedupe keys' primary
+    key, never a scan of the index."""
+    plan = explain(sqlite_store.path, sqlite_ingest.SEEN_SQL, ['["a", "b"]', "s"])
+    scan, search = plan.split(" | ")
+    assert scan.startswith("SCAN j VIRTUAL TABLE"), plan
+    assert search == "SEARCH d USING PRIMARY KEY (source=? AND dedupe_id=?)", plan
 
 
 @pytest.mark.parametrize("case", PLANS.values(), ids=PLANS.keys())

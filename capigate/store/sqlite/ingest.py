@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from functools import cache
 from typing import Any, Final
 
 import msgspec
@@ -22,10 +21,6 @@ from capigate.store.sqlite.pipe import PipedEvent
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
 
 __all__ = ["Batch", "ingest", "probe", "record_requests"]
-
-# IN lists are built in power-of-two sizes, so that a handful of prepared statements serve
-# every batch; the limit keeps under SQLite's old 999 variables.
-_MAX_IN: Final = 256
 
 _encode = msgspec.json.Encoder().encode
 
@@ -143,7 +138,7 @@ class _Rows:
 
 def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) -> set[tuple[str, str]]:
     """The (source, dedupe_id) keys of the batches already stored: the recent ones from the
-    writer's copy, the others with one SELECT of the index per source."""
+    writer's copy, the others with one SELECT of the index per source (``SEEN_SQL``)."""
     by_source: dict[str, list[str]] = {}
     seen: set[tuple[str, str]] = set()
     for batch in batches:
@@ -159,22 +154,15 @@ def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) ->
                 else:
                     by_source.setdefault(key[0], []).append(event.dedupe_id)
     for source, ids in by_source.items():
-        for start in range(0, len(ids), _MAX_IN):
-            chunk = ids[start : start + _MAX_IN]
-            size = _in_size(len(chunk))
-            params = [source, *chunk, *chunk[-1:] * (size - len(chunk))]  # a repeat matches nothing new
-            seen.update((source, d) for (d,) in cur.execute(_seen_sql(size), params))
+        seen.update((source, d) for (d,) in cur.execute(SEEN_SQL, (_encode(ids), source)))
     return seen
 
 
-def _in_size(n: int) -> int:
-    return 1 << (n - 1).bit_length()
-
-
-@cache
-def _seen_sql(size: int) -> str:
-    marks = ", ".join("?" * size)
-    return f"SELECT dedupe_id FROM dedupe_keys WHERE source = ? AND dedupe_id IN ({marks})"
+# The ids go as one JSON array, each looked up in the index in turn (CROSS JOIN keeps that
+# order): bound one by one in an IN list, as they were, they cost 1.3 % more of writer W2.
+SEEN_SQL: Final = (
+    "SELECT d.dedupe_id FROM json_each(?) AS j CROSS JOIN dedupe_keys AS d ON d.source = ? AND d.dedupe_id = j.value"
+)
 
 
 def _event_values(position: int, e: NewEvent, request_id: str, received_at_ms: int) -> tuple[Any, ...]:
