@@ -128,6 +128,12 @@ def test_a_source_id_that_is_an_email_address_is_refused_at_check_and_at_start(t
         assert f"capigate.toml: {key}: looks like an email address; a source id appears in URLs" in message, message
     assert "axon.pixels[0]" not in message
     assert "Jane.Doe" not in message and "shop-owner" not in message
+    started = _serve_refused(tmp_path)
+    assert "axon.pixels[1].pixel_id: looks like an email address" in started.stderr, started.stderr
+
+
+def _serve_refused(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``capigate serve`` of tmp_path's capigate.toml, which it refuses, as a user sees it."""
     started = subprocess.run(
         [sys.executable, "-m", "capigate", "serve", "--config", str(tmp_path / "capigate.toml"), "--port", "0"],
         capture_output=True,
@@ -135,7 +141,7 @@ def test_a_source_id_that_is_an_email_address_is_refused_at_check_and_at_start(t
         timeout=30,
     )
     assert started.returncode != 0 and "Traceback" not in started.stderr
-    assert "axon.pixels[1].pixel_id: looks like an email address" in started.stderr, started.stderr
+    return started
 
 
 @pytest.mark.parametrize(
@@ -160,13 +166,7 @@ def test_a_value_configured_twice_is_named_masked_when_it_is_personal(tmp_path: 
         + '[[axon.pixels]]\npixel_id = "px_1"\napi_key = "k"\n' * 2
     )
     message = refused(tmp_path, text)
-    started = subprocess.run(
-        [sys.executable, "-m", "capigate", "serve", "--config", str(tmp_path / "capigate.toml"), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert started.returncode != 0 and "Traceback" not in started.stderr
+    started = _serve_refused(tmp_path)
     assert f"server.host: cannot listen on {masked}" in message, message  # serve's bind says it after these
     for said in (message, started.stderr):
         for key in ("axon.pixels[1].pixel_id", "appsflyer.apps[1].app_id"):
