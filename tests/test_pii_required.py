@@ -1,0 +1,89 @@
+"""An event must pass the gateway's own rules after its personal data is treated: a value
+dropped as an email address or a phone number from a field the event needs (an item's
+item_id, the only identifier of user_data) refuses it with ``plain_pii`` at that path, as
+data.transaction_id is refused, instead of a 200 for an event AppLovin then refuses (a
+re-trial: each was acknowledged, then dead-lettered)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import Server
+from tests.helpers import batch, page_view, paths, purchase
+from tests.test_pii import _found_nowhere
+
+
+def post(server: Server, *events: dict[str, Any], pixel: str = "px_std", key: str = "key-std") -> dict[str, Any]:
+    with server.client() as c:
+        r = c.post(f"/v1/event?pixel_id={pixel}", json=batch(*events), headers={"Authorization": key})
+    return {**r.json(), "status": r.status_code}
+
+
+def _purchase_with_item_id(item_id: str) -> dict[str, Any]:
+    event = purchase()
+    event["data"]["items"][0]["item_id"] = item_id
+    return event
+
+
+def test_an_items_item_id_holding_a_phone_number_or_an_email_address_refuses_the_event(fresh_server: Server) -> None:
+    """Never stored either: the journal keeps the refused body with the value dropped."""
+    for item_id in ("0014155550801", "+44 20 7946 0718", "jane@example.com"):
+        body = post(fresh_server, _purchase_with_item_id(item_id))
+        assert body["status"] == 400, (item_id, body)
+        assert paths(body)["events[0].data.items[0].item_id"] == "plain_pii", (item_id, body)
+        assert "events[0].data.items[0].item_id" not in paths(body, "warnings"), body
+        assert item_id not in json.dumps(body)
+    without = purchase()
+    del without["data"]["items"][0]["item_id"]
+    assert post(fresh_server, without)["status"] == 400  # the rule it would have broken
+    _found_nowhere(fresh_server, ("4155550801", "7946 0718", "jane@example.com"))
+
+
+def test_the_only_identifier_holding_a_phone_number_refuses_the_event(fresh_server: Server) -> None:
+    event = page_view()
+    del event["user_data"]["client_id"]
+    event["user_data"]["aleid"] = "+14155551002"
+    body = post(fresh_server, event)
+    assert body["status"] == 400, body
+    assert paths(body)["events[0].user_data.aleid"] == "plain_pii", body
+    assert "missing_identifier" not in paths(body).values(), body
+    restricted = page_view()
+    restricted["user_data"] = {k: v for k, v in restricted["user_data"].items() if k != "client_id"}
+    restricted["user_data"]["alart"] = "+14155551003"
+    body = post(fresh_server, restricted, pixel="px_restricted", key="key-restricted")
+    assert body["status"] == 400, body
+    assert paths(body)["events[0].user_data.alart"] == "plain_pii", body
+
+
+def test_an_identifier_dropped_beside_another_still_leaves_the_event_accepted(fresh_server: Server) -> None:
+    """The other side: dropped where the event does not need it, the value is dropped and said so."""
+    event = page_view()
+    event["user_data"]["aleid"] = "+14155551004"  # client_id is still there
+    item = _purchase_with_item_id("sku-1")
+    item["data"]["items"][0]["item_brand"] = "jane@example.com"
+    body = post(fresh_server, event, item)
+    assert body["status"] == 200, body
+    warned = paths(body, "warnings")
+    assert warned["events[0].user_data.aleid"] == warned["events[1].data.items[0].item_brand"] == "plain_pii_dropped"
+
+
+def test_a_refused_events_required_field_holding_one_is_said_a_problem_not_dropped(fresh_server: Server) -> None:
+    event = _purchase_with_item_id("+14155550802")
+    event["user_data"]["esi"] = "tv"
+    body = post(fresh_server, event)
+    assert body["status"] == 400, body
+    assert paths(body)["events[0].data.items[0].item_id"] == "plain_pii", body
+    assert "events[0].data.items[0].item_id" not in paths(body, "warnings"), body
+
+
+def test_appsflyers_required_fields_holding_one_are_refused_not_dropped(fresh_server: Server) -> None:
+    """AppsFlyer's required fields: eventName refuses one (plain_pii), appsflyer_id's format
+    does, and eventValue is an object; nothing the event needs is dropped into a 200."""
+    from tests.test_appsflyer_api import event as af_event
+    from tests.test_appsflyer_api import post as af_post
+
+    for key, value in (("appsflyer_id", "+14155551201"), ("eventName", "+14155551202"), ("eventName", "j@x.com")):
+        r = af_post(fresh_server, af_event(**{key: value}), headers={"accept": "application/json"})
+        assert r.status_code == 400, (key, r.text)
+        assert key in paths(r.json()), (key, r.text)
