@@ -85,8 +85,14 @@ def looks_personal(key: str, value: Any) -> bool:
     if text and (contains_email(value) or holds_international_phone(value)):
         return True
     if _personal_key(key):
-        return not (text and is_sha256_hex(value.strip())) or contains_email(key)
+        return not (text and is_sha256_hex(value.strip())) or _key_is_an_identifier(key)
     return _named_like_a_phone(key) and _phone_digits(value)
+
+
+def _key_is_an_identifier(key: str) -> bool:
+    """A key that is itself an email address or a phone number in international form (a
+    re-trial's ``{"+14155550152": "x"}``, stored plain where an address as a key was dropped)."""
+    return ("@" in key and contains_email(key)) or holds_international_phone(key)
 
 
 # Keys that name a phone other than "phone" (a trial stored "mobile": "+14155550177" as sent):
@@ -126,8 +132,9 @@ def _phone_digits(value: Any, depth: int = 0) -> bool:
 
 
 def _personal_key(key: str) -> bool:
-    # A key holding an email address is never cached: no plain identifier outlives its request.
-    if "@" in key and contains_email(key):
+    # A key holding an email address or a phone number is never cached: no plain identifier
+    # outlives its request.
+    if _key_is_an_identifier(key):
         return True
     return _named_like_personal(key)
 

@@ -87,3 +87,27 @@ def test_appsflyers_required_fields_holding_one_are_refused_not_dropped(fresh_se
         r = af_post(fresh_server, af_event(**{key: value}), headers={"accept": "application/json"})
         assert r.status_code == 400, (key, r.text)
         assert key in paths(r.json()), (key, r.text)
+
+
+def test_a_phone_number_as_a_key_is_dropped_as_an_email_address_as_a_key_is(fresh_server: Server) -> None:
+    """A re-trial: a phone number used as a JSON key was stored plain on both APIs, where an
+    email-shaped key is dropped. It is dropped with plain_pii_dropped, its path masked."""
+    from tests.test_appsflyer_api import event as af_event
+    from tests.test_appsflyer_api import post as af_post
+
+    axon = page_view(data={"extra": {"+14155550152": "x", "jane152@example.com": "y", "keep": 1}})
+    body = post(fresh_server, axon)
+    assert body["status"] == 200, body
+    warned = paths(body, "warnings")
+    assert warned["events[0].data.extra.<phone number>"] == "plain_pii_dropped", body
+    assert warned["events[0].data.extra.<email address>"] == "plain_pii_dropped", body
+    assert "4155550152" not in json.dumps(body)
+    af = af_event(
+        eventValue=json.dumps({"af_revenue": "6", "+14155550209": "key"}), custom_data=json.dumps({"+14155550220": 1})
+    )
+    r = af_post(fresh_server, af, headers={"accept": "application/json"})
+    assert r.status_code == 200, r.text
+    warned = paths(r.json(), "warnings")
+    assert warned["eventValue.<phone number>"] == warned["custom_data.<phone number>"] == "plain_pii_dropped", r.text
+    assert "41555502" not in r.text
+    _found_nowhere(fresh_server, ("4155550152", "4155550209", "4155550220", "jane152"))
