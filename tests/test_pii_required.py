@@ -111,3 +111,23 @@ def test_a_phone_number_as_a_key_is_dropped_as_an_email_address_as_a_key_is(fres
     assert warned["eventValue.<phone number>"] == warned["custom_data.<phone number>"] == "plain_pii_dropped", r.text
     assert "41555502" not in r.text
     _found_nowhere(fresh_server, ("4155550152", "4155550209", "4155550220", "jane152"))
+
+
+def test_a_refused_events_user_data_look_alikes_are_said_hashed_not_dropped(fresh_server: Server) -> None:
+    """A re-trial: a refused batch's user_data em (ph, email_address, phone_number) was warned
+    plain_pii_dropped, while the kept body holds it hashed and an accepted event says
+    plain_pii_hashed; a list em got both. They are hashed, and only that is said."""
+    looks = {
+        "em": "jane@example.com",
+        "ph": "+14155550301",
+        "email_address": "jane2@example.com",
+        "phone_number": "+14155550302",
+    }
+    for key, value in [*looks.items(), ("em", ["a@x.com", "b@x.com"])]:
+        event = page_view()
+        event["user_data"] |= {key: value, "esi": "tv"}
+        body = post(fresh_server, event)
+        assert body["status"] == 400, body
+        warned = {(w["path"], w["code"]) for w in body["warnings"]}
+        assert (f"events[0].user_data.{key}", "plain_pii_hashed") in warned, (key, body)
+        assert not [w for w in warned if w[1] == "plain_pii_dropped"], (key, body)

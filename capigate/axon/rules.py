@@ -780,7 +780,7 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report, profile: Pro
     hash is not said, nor a field's second problem (an esi holding an address is not one of its
     values already). user_data's email and phone are not walked: ingest hashes them before its
     guard, and so does the kept body, or they are refused at their path (a trial: a correct
-    email of a refused event was said dropped)."""
+    email of a refused event was said dropped); nor are its look-alikes the rules hashed."""
     try:
         encoded = _encode(raw)
     except RecursionError:  # refused as too deep already
@@ -789,9 +789,17 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report, profile: Pro
         return
     user = raw.get("user_data")
     hashed: dict[str, Any] | None = None
-    if isinstance(user, dict) and ("email" in user or "phone" in user):
-        hashed = {k: v for k, v in user.items() if k in _AXON_HASHED}
-        raw = {**raw, "user_data": {k: v for k, v in user.items() if k not in _AXON_HASHED}}
+    if isinstance(user, dict):
+        # user_data's look-alikes of email and phone (em, ph, email_address, ...) that the rules
+        # hashed (axon/personal.py) and said so, as kept.py hashes them: not walked either (a
+        # re-trial: they were said dropped, a list's items too, beside plain_pii_hashed).
+        under = f"{path}.user_data."
+        looks = {
+            w.path[len(under) :] for w in report.warnings if w.code == "plain_pii_hashed" and w.path.startswith(under)
+        }
+        if looks or "email" in user or "phone" in user:
+            hashed = {k: v for k, v in user.items() if k in _AXON_HASHED or k in looks}
+            raw = {**raw, "user_data": {k: v for k, v in user.items() if k not in hashed}}
     seen = Report()
     kept = _without_personal_text(raw, path, seen)
     if hashed is not None:  # the rules read them again as ingest would: hashed, not dropped
