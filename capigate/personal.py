@@ -24,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from capigate.checking import Report, join, top_key
+from capigate.errors import Problem
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
@@ -225,8 +226,7 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                 report.warn(
                     join(path, shown),
                     "plain_pii_dropped",
-                    f"`{shown}` {what}: it was dropped, and {_holder(path)} is stored and relayed without it "
-                    f"({send_hashed})",
+                    f"`{shown}` {what}: it was dropped, and {_stored_without(path)} ({send_hashed})",
                 )
                 new: Any = _LEFT_OUT
             elif isinstance(item, (dict, list)):
@@ -246,7 +246,7 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                     join(path, i),
                     "plain_pii_dropped",
                     f"this item {held(item)}: it was replaced by null, so that arrays sent side by "
-                    f"side stay aligned, and {_holder(path)} is stored and relayed without it ({send_hashed})",
+                    f"side stay aligned, and {_stored_without(path)} ({send_hashed})",
                 )
                 new = None
             elif isinstance(item, (dict, list)):
@@ -270,6 +270,27 @@ def held(value: Any) -> str:
         if holds_international_phone(value):
             return "holds a phone number"
     return "looks like personal data"
+
+
+def _stored_without(path: str) -> str:
+    return f"{_holder(path)} is stored and relayed without it"
+
+
+REFUSED_WITHOUT: Final = "the event, refused, is neither stored nor relayed"
+
+
+def said_of_refused(warnings: list[Problem]) -> list[Problem]:
+    """``warnings`` as a refused event's answer says them: a value dropped from it was not
+    "stored and relayed without it", as an accepted event's is; nothing of it is (a re-trial
+    found the clause in a refused AppsFlyer event's warning)."""
+    out = warnings
+    for i, warning in enumerate(warnings):
+        clause = _stored_without(warning.path)
+        if warning.code == "plain_pii_dropped" and clause in warning.message:
+            if out is warnings:
+                out = list(warnings)
+            out[i] = Problem(warning.path, warning.code, warning.message.replace(clause, REFUSED_WITHOUT))
+    return out
 
 
 def _holder(path: str) -> str:

@@ -131,3 +131,27 @@ def test_a_refused_events_user_data_look_alikes_are_said_hashed_not_dropped(fres
         warned = {(w["path"], w["code"]) for w in body["warnings"]}
         assert (f"events[0].user_data.{key}", "plain_pii_hashed") in warned, (key, body)
         assert not [w for w in warned if w[1] == "plain_pii_dropped"], (key, body)
+
+
+def test_a_refused_events_dropped_value_is_not_said_stored_and_relayed(fresh_server: Server) -> None:
+    """A re-trial: a refused AppsFlyer event's warning said its eventValue "is stored and
+    relayed without it"; nothing of a refused event is stored or relayed, on either API."""
+    from tests.test_appsflyer_api import event as af_event
+    from tests.test_appsflyer_api import post as af_post
+
+    af = af_event(eventCurrency="XX", eventValue=json.dumps({"af_revenue": "6", "af_order_id": "+14155551200"}))
+    r = af_post(fresh_server, af, headers={"accept": "application/json"})
+    assert r.status_code == 400, r.text
+    dropped = [w for w in r.json()["warnings"] if w["code"] == "plain_pii_dropped"]
+    assert [w["path"] for w in dropped] == ["eventValue.af_order_id"], r.text
+    assert "stored and relayed" not in dropped[0]["message"] and "refused" in dropped[0]["message"], r.text
+    event = page_view(customer_email="Jane Quimby")  # dropped by its key
+    event["user_data"]["esi"] = "tv"
+    body = post(fresh_server, event)
+    assert body["status"] == 400, body
+    dropped = [w for w in body["warnings"] if w["code"] == "plain_pii_dropped"]
+    assert [w["path"] for w in dropped] == ["events[0].customer_email"], body
+    assert "stored and relayed" not in dropped[0]["message"] and "refused" in dropped[0]["message"], body
+    accepted = post(fresh_server, page_view(customer_email="Jane Quimby"))
+    dropped = [w for w in accepted["warnings"] if w["code"] == "plain_pii_dropped"]
+    assert "the event is stored and relayed without it" in dropped[0]["message"], accepted

@@ -49,6 +49,7 @@ from capigate.personal import (
     PHONE_HASHED,
     TooDeep,
     phone_dropped,
+    said_of_refused,
     shown_key,
     url_holds_credentials,
     without_emails,
@@ -125,6 +126,7 @@ def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_t
             _email_problems(raw, f"events[{i}]", report, profile, now_ms)
     if not report.ok:
         result.events.clear()
+        report.warnings = said_of_refused(report.warnings)
     return result
 
 
