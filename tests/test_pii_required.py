@@ -155,3 +155,20 @@ def test_a_refused_events_dropped_value_is_not_said_stored_and_relayed(fresh_ser
     accepted = post(fresh_server, page_view(customer_email="Jane Quimby"))
     dropped = [w for w in accepted["warnings"] if w["code"] == "plain_pii_dropped"]
     assert "the event is stored and relayed without it" in dropped[0]["message"], accepted
+
+
+def test_a_00_phone_number_after_tel_sms_or_a_space_is_dropped_on_the_typed_path_too(fresh_server: Server) -> None:
+    """A re-trial: "tel:00…", "sms:00…" and " 00…" in sid, aleid, ifa and search_term were
+    stored plain by the typed fast path (its gate read "00" as the first characters only),
+    where the slow path drops them. Each is dropped, plain_pii_dropped at its path."""
+    forms = {"sid": "tel:0044 20 7946 0771", "aleid": "sms:0044 20 7946 0772", "ifa": " 0044 20 7946 0773"}
+    for key, value in forms.items():
+        event = page_view()
+        event["user_data"][key] = value
+        body = post(fresh_server, event)
+        assert body["status"] == 200, body
+        assert paths(body, "warnings")[f"events[0].user_data.{key}"] == "plain_pii_dropped", (key, body)
+    search = page_view(name="search", data={"search_term": "TEL:0044 20 7946 0774"})
+    body = post(fresh_server, search)
+    assert paths(body, "warnings")["events[0].data.search_term"] == "plain_pii_dropped", body
+    _found_nowhere(fresh_server, ("7946 077",))
