@@ -24,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from capigate.checking import Report, join, top_key
+from capigate.errors import Problem
 from capigate.identity import (
     InvalidIdentifier,
     contains_email,
@@ -85,8 +86,14 @@ def looks_personal(key: str, value: Any) -> bool:
     if text and (contains_email(value) or holds_international_phone(value)):
         return True
     if _personal_key(key):
-        return not (text and is_sha256_hex(value.strip())) or contains_email(key)
+        return not (text and is_sha256_hex(value.strip())) or _key_is_an_identifier(key)
     return _named_like_a_phone(key) and _phone_digits(value)
+
+
+def _key_is_an_identifier(key: str) -> bool:
+    """A key that is itself an email address or a phone number in international form (a
+    re-trial's ``{"+14155550152": "x"}``, stored plain where an address as a key was dropped)."""
+    return ("@" in key and contains_email(key)) or holds_international_phone(key)
 
 
 # Keys that name a phone other than "phone" (a trial stored "mobile": "+14155550177" as sent):
@@ -126,8 +133,9 @@ def _phone_digits(value: Any, depth: int = 0) -> bool:
 
 
 def _personal_key(key: str) -> bool:
-    # A key holding an email address is never cached: no plain identifier outlives its request.
-    if "@" in key and contains_email(key):
+    # A key holding an email address or a phone number is never cached: no plain identifier
+    # outlives its request.
+    if _key_is_an_identifier(key):
         return True
     return _named_like_personal(key)
 
@@ -218,8 +226,7 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                 report.warn(
                     join(path, shown),
                     "plain_pii_dropped",
-                    f"`{shown}` {what}: it was dropped, and {_holder(path)} is stored and relayed without it "
-                    f"({send_hashed})",
+                    f"`{shown}` {what}: it was dropped, and {_stored_without(path)} ({send_hashed})",
                 )
                 new: Any = _LEFT_OUT
             elif isinstance(item, (dict, list)):
@@ -239,7 +246,7 @@ def without_personal(value: Any, path: str, report: Report, send_hashed: str, de
                     join(path, i),
                     "plain_pii_dropped",
                     f"this item {held(item)}: it was replaced by null, so that arrays sent side by "
-                    f"side stay aligned, and {_holder(path)} is stored and relayed without it ({send_hashed})",
+                    f"side stay aligned, and {_stored_without(path)} ({send_hashed})",
                 )
                 new = None
             elif isinstance(item, (dict, list)):
@@ -263,6 +270,27 @@ def held(value: Any) -> str:
         if holds_international_phone(value):
             return "holds a phone number"
     return "looks like personal data"
+
+
+def _stored_without(path: str) -> str:
+    return f"{_holder(path)} is stored and relayed without it"
+
+
+REFUSED_WITHOUT: Final = "the event, refused, is neither stored nor relayed"
+
+
+def said_of_refused(warnings: list[Problem]) -> list[Problem]:
+    """``warnings`` as a refused event's answer says them: a value dropped from it was not
+    "stored and relayed without it", as an accepted event's is; nothing of it is (a re-trial
+    found the clause in a refused AppsFlyer event's warning)."""
+    out = warnings
+    for i, warning in enumerate(warnings):
+        clause = _stored_without(warning.path)
+        if warning.code == "plain_pii_dropped" and clause in warning.message:
+            if out is warnings:
+                out = list(warnings)
+            out[i] = Problem(warning.path, warning.code, warning.message.replace(clause, REFUSED_WITHOUT))
+    return out
 
 
 def _holder(path: str) -> str:

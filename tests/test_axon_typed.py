@@ -350,8 +350,10 @@ def test_a_phone_number_in_any_other_field_goes_to_the_slow_path_which_drops_it(
         elif value in _TEXT_PHONES:
             assert not check.typed, (field, value)
             assert _TEXT_PHONE.search(json.dumps(check.report.problems + check.report.warnings, default=str)) is None
-            if field in ("data.transaction_id", "user_data.client_user_agent"):  # required: refused, as for an email
-                assert [(p.path, p.code) for p in check.report.problems] == [(f"events[0].{field}", "plain_pii")]
+            if field in ("data.transaction_id", "user_data.client_user_agent", "data.items.0.item_id"):
+                # required: refused, as for an email
+                where = f"events[0].{field.replace('.0.', '[0].')}"
+                assert [(p.path, p.code) for p in check.report.problems] == [(where, "plain_pii")]
             elif field != "data.items.0.item_category_id":  # else refused as not numeric
                 assert check.report.ok and _TEXT_PHONE.search(check.events[0].payload.decode()) is None, (field, value)
                 where = f"events[0].{field.replace('search.', 'data.').replace('.0.', '[0].')}"

@@ -831,7 +831,6 @@ _FIELD_PHONES = {
     "user_data.ifa": "\uff0b44 20 7946 0715",
     "user_data.idfv": "+44 (0)20 7946 0716",
     "user_data.os": "+442079460717",
-    "data.items[0].item_id": "+44 20 7946 0718",
     "data.items[0].item_name": "call me on +44 20 7946 0719",
     "data.items[0].item_brand": "+44 20 7946 0720",
     "measurement_partner_data.campaign_id": "+44-20-7946-0721",
@@ -863,7 +862,8 @@ def test_a_phone_number_in_any_other_axon_field_is_dropped_as_an_email_address_i
     """Rule (identity.holds_international_phone): a phone number in international form, `+`
     and 7 to 15 digits (hidden, a tel: URI, `00` and a valid number too), the whole value or
     inside free text, is treated in every Axon field as an email address there is: dropped with
-    `plain_pii_dropped` at its path from an id (sid, aleid, axwrt, ifa, an item's item_id),
+    `plain_pii_dropped` at its path from an id (sid, aleid, axwrt, ifa; an item's item_id is
+    required: refused there, test_pii_required.py),
     a code or free text (os, an item's name or brand, search_term, a campaign id); in an
     identifier that is hashed, one inside its text cannot be hashed: dropped. A trial found
     each of these stored and relayed plain. One field a request: the typed path's bodies."""

@@ -82,7 +82,15 @@ from capigate.checking import Report, check_struct, is_blank_dedupe_id, join, to
 from capigate.errors import Problem
 from capigate.events import NewEvent
 from capigate.identity import payload_may_hold_email, payload_may_hold_phone
-from capigate.personal import MAX_DEPTH, TooDeep, looks_personal, shown_key, without_emails, without_personal
+from capigate.personal import (
+    MAX_DEPTH,
+    TooDeep,
+    looks_personal,
+    said_of_refused,
+    shown_key,
+    without_emails,
+    without_personal,
+)
 from capigate.unreadable import TOO_DEEP, unreadable
 
 __all__ = [
@@ -297,7 +305,7 @@ def _finish(
             status=400,
             text=APPSFLYER_ID_MISSING if missing_id else BAD_REQUEST,
             problems=report.problems,
-            warnings=report.warnings,
+            warnings=said_of_refused(report.warnings),
         )
     dedupe_id = _dedupe_id(ctx.event_value, dedupe_key, report)
     event = NewEvent(

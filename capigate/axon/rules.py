@@ -49,6 +49,7 @@ from capigate.personal import (
     PHONE_HASHED,
     TooDeep,
     phone_dropped,
+    said_of_refused,
     shown_key,
     url_holds_credentials,
     without_emails,
@@ -119,11 +120,13 @@ def check_batch(body: Any, profile: Profile, *, source: str, now_ms: int, test_t
             break
         if checked is not None and len(report.problems) == refused:  # after a refused event too
             event, user, kept = checked
-            result.events.append(_new_event(event, user, kept, f"events[{i}]", report, source, test_tag))
+            path = f"events[{i}]"
+            result.events.append(_new_event(event, user, kept, path, report, source, test_tag, profile, now_ms))
         elif isinstance(raw, dict):
-            _email_problems(raw, f"events[{i}]", report)
+            _email_problems(raw, f"events[{i}]", report, profile, now_ms)
     if not report.ok:
         result.events.clear()
+        report.warnings = said_of_refused(report.warnings)
     return result
 
 
@@ -559,7 +562,8 @@ _SEND_HASHED: Final = "send email and phone in user_data.email and user_data.pho
 # hashed. Every other string of the event, ids (sid, aleid, ifa, an item's item_id), codes and
 # free text (data.search_term, an item's name) alike, is read for one by the last guard,
 # without_emails(..., phones=True), which also drops a number inside an identifier's text:
-# dropped where an email address is, refused in a required field (data.transaction_id).
+# dropped where an email address is, refused in a required field (data.transaction_id) and
+# where the event cannot go without it (an item's item_id, the only identifier: _needed).
 # capigate/kept.py treats a refused body's the same way, by the same keys and treated_phone_id.
 PHONE_FIELDS: Final = (
     ("", "dedupe_id", True),
@@ -578,15 +582,26 @@ def _new_event(
     report: Report,
     source: str,
     test_tag: str | None,
+    profile: Profile,
+    now_ms: int,
 ) -> NewEvent:
-    kept = _normalised(without_phones(raw, path, report), user)
+    phoneless = without_phones(raw, path, report)
+    kept = _normalised(phoneless, user)
     payload = _encode(kept)
     dedupe_id = kept.get("dedupe_id")  # a phone number hashed there, maybe
+    treated = phoneless is not raw
     # Rare: only then is the event walked for an email address or a phone number.
     if payload_may_hold_email(payload) or payload_may_hold_phone(payload):
         kept = _without_personal_text(kept, path, report)
         payload = _encode(kept)
         dedupe_id = kept.get("dedupe_id")
+        treated = True
+    if treated:  # rare: a value was hashed or dropped; dropped, the event may now break a rule
+        dropped = [w for w in report.warnings if w.code == "plain_pii_dropped" and w.path.startswith(f"{path}.")]
+        needed = _needed(kept, dropped, path, profile, now_ms, set())
+        if needed:
+            report.warnings = [w for w in report.warnings if w not in needed]
+            report.problems += needed.values()
     data = raw.get("data")
     return NewEvent(
         api="axon",
@@ -716,7 +731,48 @@ def treated_phone_id(value: str, hashed: bool) -> str | None:
 _AXON_HASHED: Final = frozenset({"email", "phone"})  # user_data's: hashed, never walked for an address
 
 
-def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
+def _needed(
+    kept: dict[str, Any],
+    dropped: list[Problem],
+    path: str,
+    profile: Profile,
+    now_ms: int,
+    known: set[tuple[str, str]],
+) -> dict[Problem, Problem]:
+    """Of the ``dropped`` warnings (an email address or a phone number dropped from the event at
+    ``path``), those the event as ``kept`` cannot go without, each with the ``plain_pii`` problem
+    said in its place: the event must pass the gateway's own rules after its personal data is
+    treated. A re-trial: an item's item_id, or user_data's only identifier (aleid), holding a
+    phone number was dropped and the event acknowledged (200), then refused upstream and
+    dead-lettered, where the same event sent without it was refused (400). The rules run again
+    on ``kept`` (rare: only when something was dropped); a problem they find that is not one of
+    ``known`` (path, code) is the drop's when it is at the dropped value's path (a required
+    field, an item made null) or is a missing identifier and the value was an identifier."""
+    if not dropped:
+        return {}
+    seen = Report()
+    _check_event(kept, path, profile, seen, now_ms, None)
+    new = [p for p in seen.problems if (p.path, p.code) not in known]
+    if not new:
+        return {}
+    identifiers = {f"{path}.user_data.{key}" for key in profile.identifiers}
+    needed: dict[Problem, Problem] = {}
+    for warning in dropped:
+        for problem in new:
+            if warning.path == problem.path or (problem.code == "missing_identifier" and warning.path in identifiers):
+                # what it held, as the warning's message says it (personal.py's)
+                held = "an email address" if "email address" in warning.message else "a phone number"
+                needed[warning] = Problem(
+                    warning.path,
+                    "plain_pii",
+                    f"this field holds {held}, which is never stored, and the event cannot go without it "
+                    f"(dropped, it would be refused: {problem.code}); {_SEND_HASHED}",
+                )
+                break
+    return needed
+
+
+def _email_problems(raw: dict[str, Any], path: str, report: Report, profile: Profile, now_ms: int) -> None:
     """A refused event's email addresses and phone numbers in international form in required
     fields (``plain_pii``), said beside its other problems: ``_new_event``'s guard sees only
     the events that pass, so a client mending
@@ -726,7 +782,7 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
     hash is not said, nor a field's second problem (an esi holding an address is not one of its
     values already). user_data's email and phone are not walked: ingest hashes them before its
     guard, and so does the kept body, or they are refused at their path (a trial: a correct
-    email of a refused event was said dropped)."""
+    email of a refused event was said dropped); nor are its look-alikes the rules hashed."""
     try:
         encoded = _encode(raw)
     except RecursionError:  # refused as too deep already
@@ -734,12 +790,28 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report) -> None:
     if not payload_may_hold_email(encoded) and not payload_may_hold_phone(encoded):
         return
     user = raw.get("user_data")
-    if isinstance(user, dict) and ("email" in user or "phone" in user):
-        raw = {**raw, "user_data": {k: v for k, v in user.items() if k not in _AXON_HASHED}}
+    hashed: dict[str, Any] | None = None
+    if isinstance(user, dict):
+        # user_data's look-alikes of email and phone (em, ph, email_address, ...) that the rules
+        # hashed (axon/personal.py) and said so, as kept.py hashes them: not walked either (a
+        # re-trial: they were said dropped, a list's items too, beside plain_pii_hashed).
+        under = f"{path}.user_data."
+        looks = {
+            w.path[len(under) :] for w in report.warnings if w.code == "plain_pii_hashed" and w.path.startswith(under)
+        }
+        if looks or "email" in user or "phone" in user:
+            hashed = {k: v for k, v in user.items() if k in _AXON_HASHED or k in looks}
+            raw = {**raw, "user_data": {k: v for k, v in user.items() if k not in hashed}}
     seen = Report()
-    _without_personal_text(raw, path, seen)
+    kept = _without_personal_text(raw, path, seen)
+    if hashed is not None:  # the rules read them again as ingest would: hashed, not dropped
+        kept = {**kept, "user_data": {**kept.get("user_data", {}), **hashed}}
+    candidates = [w for w in seen.warnings if w.code == "plain_pii_dropped"]
+    needed = _needed(kept, candidates, path, profile, now_ms, {(p.path, p.code) for p in report.problems})
     said = {p.path for p in report.problems}
     report.problems += [p for p in seen.problems if p.path not in said]
+    report.problems += [p for p in needed.values() if p.path not in said]
+    said |= {p.path for p in needed.values()}
     # A path holding an address or a phone number (a key that is one, in a refused shape) is
     # not said: the journal keeps answers' paths as they are (a fuzz test found one there).
     dropped = [
