@@ -32,7 +32,7 @@ ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measure
   of a request (``whole app W2`` counts both halves, its groups as the threads' timing makes
   them): their ingests 16 to a group, their journal entries 128 to a flush, each group
   committed by the compiled ``writer._transact`` (counted with ``--toggle-collect``; a tree run
-  as Python gives none), with SQLite set up as in the writer process. Two counts of one tree
+  as Python gives none), with SQLite set up as in the writer process. Two counts of one build
   agree exactly.
 
 ``--ref`` counts the tree of a git commit too (its ``capigate`` package, with this tree's
