@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shlex
 import signal
 import sys
@@ -29,7 +28,7 @@ from capigate.config import (
 )
 from capigate.config_errors import ConfigErrors
 from capigate.errors import ConfigError, StoreError
-from capigate.ports import port_problem
+from capigate.ports import port_problem, whole_number
 
 if TYPE_CHECKING:
     from capigate.relay import RelayRunner
@@ -239,9 +238,10 @@ def _client_port(ctx: click.Context, param: click.Parameter, value: str | None) 
 def _workers_problem(value: str) -> str | None:
     """Why ``value`` is no number of worker processes, or None. One that is no integer says
     so: CAPIGATE_WORKERS=abc was told only "at least one worker process" (a re-trial)."""
-    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+    number = whole_number(value)
+    if number is None:
         return f"not a whole number; {_WORKERS}"
-    return None if int(value) >= 1 else _WORKERS
+    return None if number >= 1 else _WORKERS
 
 
 def _listen_port_problem(value: str) -> str | None:

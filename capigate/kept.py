@@ -40,7 +40,6 @@ from capigate.axon.rules import (
     DESCRIPTIVE_TEXT,
     IDENTIFIER_TEXT,
     PHONE_FIELDS,
-    treated_phone_id,
     url_holds_credentials,
     without_phones,
 )
@@ -56,7 +55,7 @@ from capigate.identity import (
     is_sha256_hex,
 )
 from capigate.matchkeys import appsflyer_match_keys
-from capigate.personal import TooDeep, without_emails, without_personal
+from capigate.personal import TooDeep, treated_phone_id, without_emails, without_personal
 from capigate.store.base import NewEvent
 
 __all__ = ["DROPPED", "MAX_KEPT_BYTES", "dedupe_ids_not_stored", "note_accepted", "request_keys", "retained"]

@@ -52,6 +52,7 @@ __all__ = [
     "shown_key",
     "shown_path",
     "shown_value",
+    "treated_phone_id",
     "without_emails",
     "without_personal",
 ]
@@ -446,20 +447,32 @@ def phone_dropped(send_hashed: str) -> str:
     return f"this field holds a phone number: it was dropped, never stored ({send_hashed})"
 
 
+def treated_phone_id(value: str, hashed: bool) -> str | None:
+    """The phone rule of an identifier (Axon's ``rules.PHONE_FIELDS``, an identifier the last
+    guard hashes in), for ingest and a refused body's kept form alike: ``value`` itself (the
+    same object) when it is no phone number in international form; else, in a field that is
+    ``hashed``, the digest of its ``+`` form, as phone's; None when it is to be dropped (from
+    zip, or when it cannot be hashed: "+999 1234567")."""
+    revealed = international_phone(value)
+    if revealed is None:
+        return value
+    if not hashed:
+        return None
+    try:
+        return hash_phone(revealed)  # revealed once: its + form
+    except InvalidIdentifier:
+        return None
+
+
 def _phone_in_field(
     value: str, path: str, report: Report, send_hashed: str, required: frozenset[str], hashed: frozenset[str], at: str
 ) -> Any:
     """``_email_in_field``'s treatment of a string holding a phone number in international form."""
     if at in hashed:
-        revealed = international_phone(value)  # one whole: hashed; one inside an id: dropped
-        if revealed is not None:
-            try:
-                digest = hash_phone(revealed)
-            except InvalidIdentifier:
-                pass
-            else:
-                report.warn(path, "plain_pii_hashed", PHONE_HASHED)
-                return digest
+        digest = treated_phone_id(value, True)  # one whole: hashed; one inside an id: dropped
+        if digest is not None and digest is not value:
+            report.warn(path, "plain_pii_hashed", PHONE_HASHED)
+            return digest
     if at in required:
         if all(p.path != path for p in report.problems):  # a name's own rule says it first
             report.error(path, "plain_pii", f"this field holds a phone number, which is never stored ({send_hashed})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["PORTS", "port_problem"]
+__all__ = ["PORTS", "port_problem", "whole_number"]
 
 PORTS: Final = "a port is 1 to 65535"
 _ANY_FREE: Final = ", or 0 for any free one"  # only where serve listens
@@ -22,7 +22,13 @@ def port_problem(value: str, *, listening: bool = False) -> str | None:
     ``listening`` (serve: the system chooses a free one). A value that is no whole number
     says so first, as every number setting does."""
     rule = PORTS + _ANY_FREE if listening else PORTS
-    if _WHOLE.fullmatch(value) is None:
+    number = whole_number(value)
+    if number is None:
         return f"not a whole number; {rule}"
-    number = int(value)
     return None if (0 if listening else 1) <= number <= 65535 else rule
+
+
+def whole_number(value: str) -> int | None:
+    """``value`` as a whole number, as every number a command takes is read (spaces around it,
+    a sign), or None: a port's, serve's number of workers."""
+    return int(value) if _WHOLE.fullmatch(value) is not None else None

@@ -33,11 +33,8 @@ from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
 from capigate.identity import (
-    InvalidIdentifier,
     contains_email,
     contains_international_phone,
-    hash_phone,
-    international_phone,
     is_international_phone,
     payload_may_hold_email,
     payload_may_hold_phone,
@@ -51,6 +48,7 @@ from capigate.personal import (
     phone_dropped,
     said_of_refused,
     shown_key,
+    treated_phone_id,
     url_holds_credentials,
     without_emails,
 )
@@ -64,7 +62,6 @@ __all__ = [
     "check_batch",
     "check_source_url",
     "stored_dedupe_id",
-    "treated_phone_id",
     "url_holds_credentials",
     "without_phones",
 ]
@@ -710,22 +707,6 @@ def stored_dedupe_id(value: str) -> str:
     )
     found = kept.get("dedupe_id")
     return found if isinstance(found, str) else value
-
-
-def treated_phone_id(value: str, hashed: bool) -> str | None:
-    """The phone rule of an identifier (``PHONE_FIELDS``), for ingest and a refused body's kept
-    form alike: ``value`` itself (the same object) when it is no phone number in international
-    form; else, in a field that is ``hashed``, the digest of its ``+`` form, as phone's; None
-    when it is to be dropped (from zip, or when it cannot be hashed: "+999 1234567")."""
-    revealed = international_phone(value)
-    if revealed is None:
-        return value
-    if not hashed:
-        return None
-    try:
-        return hash_phone(revealed)  # revealed once: its + form
-    except InvalidIdentifier:
-        return None
 
 
 _AXON_HASHED: Final = frozenset({"email", "phone"})  # user_data's: hashed, never walked for an address
