@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -152,7 +152,8 @@ def refused_purchase(page: Page, out: Path, width: int) -> None:
     log_in(page)
     page.fill("#rq-transaction", REFUSED_ORDER)
     page.click("#rq-filters button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#requests tr.request').length === 1")
+    # a locator, not wait_for_function: that evals its string in the page, which the inspector's CSP refuses
+    expect(page.locator("#requests tr.request")).to_have_count(1)
     page.locator("#requests tr.request").first.click()
     page.wait_for_selector("#requests pre.json.body .hl-error")
     page.locator("#requests pre.json.body .hl-error").first.scroll_into_view_if_needed()

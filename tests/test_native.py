@@ -102,11 +102,12 @@ def test_native_the_request_path_is_counted_in_instructions_alike_twice(built: P
     assert done.returncode == 0, done.stderr[-3000:]
     trees = json.loads(out.with_suffix(".json").read_text())["trees"]
     first, again = trees["this tree"], trees["this tree, again"]
-    assert abs(first["request path W2"] / again["request path W2"] - 1) < 0.01, (first, again)
+    # 2 %: of 100 requests, the RSGI count moved 1.6 % in a CI run, the ASGI one 1.02 % in
+    # another. A likely cause: a collection of the cyclic garbage collector (whose threshold the
+    # writer thread's allocations count towards too) landing inside the path or not. The bench
+    # counts 2,000.
+    assert abs(first["request path W2"] / again["request path W2"] - 1) < 0.02, (first, again)
     assert 0 < first["request path W2"] < first["whole app W2"]
-    # 2 %: of 100 requests, the RSGI count moved 1.6 % in a CI run. A likely cause: a collection
-    # of the cyclic garbage collector (whose threshold the writer thread's allocations count
-    # towards too) landing inside the path or not. The bench counts 2,000.
     assert abs(first["request path W2 RSGI"] / again["request path W2 RSGI"] - 1) < 0.02, (first, again)
     assert 0 < first["request path W2 RSGI"] < first["whole app W2"]
 
