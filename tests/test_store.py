@@ -650,6 +650,11 @@ PLANS = {
         REQUESTS(RequestQuery(since_ms=1, api="axon")),
         "requests_received_at (received_at>?)",
     ),
+    # a name is read off the rows (store/sqlite/inspector.journal_name): the window's index still
+    "requests-since-name": (
+        REQUESTS(RequestQuery(since_ms=1, keys=[("name", "purchase")])),
+        "requests_received_at (received_at>?)",
+    ),
     "prune-keys": (
         ("DELETE FROM dedupe_keys WHERE seen_at < ?", [1]),
         "dedupe_keys_seen_at (seen_at<?)",
@@ -683,6 +688,15 @@ def test_sqlite_query_plans_search_through_the_indexes(
 def test_sqlite_equality_filters_need_no_sort_step(sqlite_store: SQLiteStore) -> None:
     for query in (EventQuery(source="a"), EventQuery(name="b"), EventQuery(status="c")):
         assert "TEMP B-TREE" not in explain(sqlite_store.path, *sqlite_module.events_sql(query))
+
+
+def test_sqlite_a_name_filter_reads_the_journal_newest_first_and_stops_at_the_page(sqlite_store: SQLiteStore) -> None:
+    """A name on the journal's rows has no index: the rows are read newest first, no sort
+    step, so that a page of a common name is found in its first rows; the key rows of the
+    requests of several names are read once, as a list."""
+    plan = explain(sqlite_store.path, *sqlite_module.requests_sql(RequestQuery(keys=[("name", "purchase")])))
+    assert plan.startswith("SCAN requests") and "TEMP B-TREE" not in plan, plan
+    assert "LIST SUBQUERY" in plan and "request_keys USING PRIMARY KEY (kind=? AND value=?)" in plan, plan
 
 
 # --- open_store and the public surface --------------------------------------------------

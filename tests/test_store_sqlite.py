@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from capigate.errors import StoreError
-from capigate.store import EventQuery, IngestResult, NewEvent, SQLiteStore
+from capigate.store import EventQuery, IngestResult, JournalRecord, NewEvent, RequestQuery, SQLiteStore
 from capigate.store.sqlite.lock import ProcessLock
 from capigate.store.sqlite.schema import SCHEMA_VERSION
 from tests.storekit import run
@@ -73,6 +73,84 @@ def test_sqlite_migrates_a_version_2_database_to_the_index_of_stored_events(tmp_
     finally:
         run(store.close())
     assert "events_stored" in indexes(path) and "events_status_id" not in indexes(path)
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def _entry(request_id: str, at: int, *names: str) -> JournalRecord:
+    return JournalRecord(
+        request_id=request_id, received_at=at, api="axon", source="px1", method="POST", path="/v1/event",
+        status=200, client_ip=None, user_agent=None, latency_ms=1.0, keys=[("name", n) for n in names],
+    )  # fmt: skip
+
+
+def _names_kept(path: Path) -> tuple[dict[str, str | None], set[tuple[str, str]]]:
+    """Each journal row's name, and the name key rows, as (request id, name)."""
+    with closing(sqlite3.connect(path)) as conn:
+        on_rows = dict(conn.execute("SELECT request_id, name FROM requests"))
+        keys = set(conn.execute("SELECT request_id, value FROM request_keys WHERE kind = 'name'"))
+    return on_rows, keys
+
+
+def _found_by(store: SQLiteStore, name: str) -> list[str]:
+    rows, _ = run(store.query_requests(RequestQuery(keys=[("name", name)])))
+    return [r.request_id for r in rows]
+
+
+def test_sqlite_keeps_a_requests_one_name_on_its_journal_row_and_several_as_key_rows(tmp_path: Path) -> None:
+    """Rule (store/sqlite/inspector.journal_name): a request's event name, when it has one only,
+    is its journal row's ``name``, not a key row; a request of several names keeps them as key
+    rows. Either way it is found by each of its names, and shows them."""
+    store = SQLiteStore(tmp_path / "s.db")
+    run(store.open())
+    try:
+        entries = [
+            _entry("one", T0, "purchase"),
+            _entry("two", T0 + 1, "purchase", "page_view"),
+            _entry("none", T0 + 2),
+        ]
+        run(store.record_requests(entries))
+        assert _names_kept(store.path) == (
+            {"one": "purchase", "two": None, "none": None},
+            {("two", "purchase"), ("two", "page_view")},
+        )
+        assert _found_by(store, "purchase") == ["two", "one"]
+        assert _found_by(store, "page_view") == ["two"]
+        for request_id, names in (("one", ["purchase"]), ("two", ["page_view", "purchase"]), ("none", [])):
+            found = run(store.query_request(request_id))
+            assert found is not None and [v for k, v in found[2] if k == "name"] == names, request_id
+    finally:
+        run(store.close())
+
+
+def test_sqlite_migrates_a_version_8_journal_whose_names_are_key_rows(tmp_path: Path) -> None:
+    """Version 9 adds ``requests.name``; the entries before it keep their names as key rows, by
+    which they are still found, and show them once."""
+    path = tmp_path / "v8.db"
+    store = SQLiteStore(path)
+    run(store.open())
+    run(store.close())
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # back to version 8's journal
+        conn.execute("ALTER TABLE requests DROP COLUMN name")
+        conn.execute(
+            "INSERT INTO requests (request_id, received_at, api, method, path, status, latency_ms, "
+            "events_received, events_stored, events_duplicate, problems, warnings) "
+            "VALUES ('old', ?, 'axon', 'POST', '/v1/event', 200, 1.0, 1, 1, 0, '[]', '[]')",
+            (T0,),
+        )
+        conn.execute("INSERT INTO request_keys VALUES ('name', 'purchase', 'old', ?)", (T0,))
+        conn.execute("UPDATE schema_version SET version = 8")
+
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        run(store.record_requests([_entry("new", T0 + 1, "purchase")]))
+        assert _found_by(store, "purchase") == ["new", "old"]
+        found = run(store.query_request("old"))
+        assert found is not None and found[2] == [("name", "purchase")]
+    finally:
+        run(store.close())
+    assert _names_kept(path) == ({"old": None, "new": "purchase"}, {("old", "purchase")})
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 

@@ -199,12 +199,14 @@ def quality_sql(source: str | None, since_ms: int, until_ms: int, *, mark: str) 
 
 
 def request_clauses(
-    query: RequestQuery, *, mark: str, stored_by_dedupe_id: str | None = None
+    query: RequestQuery, *, mark: str, stored_by_dedupe_id: str | None = None, name_column: bool = False
 ) -> tuple[list[str], list[Any]]:
     """The conditions of ``GET /api/requests``'s own filters beyond ``sql.where``'s: a status
     class, and one ``request_id IN (…)`` per key (name, dedupe_id, transaction_id); a dedupe
     id also by ``stored_by_dedupe_id``, a backend's SELECT of the requests that stored an event
-    under the id each of its ``mark``s takes, where the journal leaves those to the store."""
+    under the id each of its ``mark``s takes, where the journal leaves those to the store; a
+    name also by the journal row's own ``name``, where a backend keeps a request's one name
+    (``name_column``)."""
     clauses: list[str] = []
     params: list[Any] = []
     if query.status_class is not None:
@@ -215,6 +217,9 @@ def request_clauses(
         if kind == "dedupe_id" and stored_by_dedupe_id is not None:
             clauses.append(f"request_id IN ({journaled} UNION ALL {stored_by_dedupe_id})")
             params += [kind, value, *[value] * stored_by_dedupe_id.count(mark)]
+        elif kind == "name" and name_column:
+            clauses.append(f"(name = {mark} OR request_id IN ({journaled}))")
+            params += [value, kind, value]
         else:
             clauses.append(f"request_id IN ({journaled})")
             params += [kind, value]

@@ -212,8 +212,8 @@ def _added(cur: sqlite3.Cursor, records: Sequence[RequestRecord], added: int) ->
 
 
 _REQUESTS: Final = insert(
-    f"INSERT OR IGNORE INTO requests ({REQUEST_COLUMNS.removeprefix('id, ')}) VALUES ",
-    "(?, ?, ?, nullif(?, 0), ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, ?, ?, ?, ?, nullif(?, 0))",
+    f"INSERT OR IGNORE INTO requests ({REQUEST_COLUMNS.removeprefix('id, ')}, name) VALUES ",
+    "(?, ?, ?, nullif(?, 0), ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, ?, ?, ?, ?, nullif(?, 0), nullif(?, 0))",
 )
 _ADD_MINUTES: Final = (
     "INSERT INTO request_minutes (minute, source, api, requests, failed, received, stored, duplicate, warnings) "
@@ -230,6 +230,7 @@ def _request_values(r: RequestRecord) -> tuple[Any, ...]:
         NULL if r.client_ip is None else r.client_ip, NULL if r.user_agent is None else r.user_agent,
         r.latency_ms, r.events_received, r.events_stored, r.events_duplicate,
         _json_list(r.problems), _json_list(r.warnings), NULL if r.test_tag is None else r.test_tag,
+        NULL if (name := inspector.journal_name(getattr(r, "keys", ()))) is None else name,
     )  # fmt: skip
 
 

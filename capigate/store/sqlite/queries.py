@@ -122,12 +122,13 @@ def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
         ("client_ip", query.client_ip), ("test_tag", query.test_tag),
     )  # fmt: skip
     where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?")
-    clauses, values = request_clauses(query, mark="?", stored_by_dedupe_id=STORED_BY_DEDUPE_ID_SQL)
+    clauses, values = request_clauses(query, mark="?", stored_by_dedupe_id=STORED_BY_DEDUPE_ID_SQL, name_column=True)
     for clause in clauses:
         where_sql = also(where_sql, clause)
     params += values
+    keys_indexed = [kind for kind, _ in query.keys if kind != "name"] or None  # a name is read off the rows
     hint = _since_hint(
-        "requests", query.since_ms, query.source, query.status, query.client_ip, query.test_tag, query.keys or None
+        "requests", query.since_ms, query.source, query.status, query.client_ip, query.test_tag, keys_indexed
     )
     sql = f"SELECT {REQUEST_COLUMNS} FROM requests{hint}{where_sql} ORDER BY id DESC LIMIT ?"
     return sql, [*params, clamp(query.limit) + 1]

@@ -10,6 +10,7 @@ import errno
 import os
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -27,7 +28,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # The relay outbox (outbox.py), added in version 2.
@@ -215,7 +216,8 @@ _SCHEMA: Final = (
         events_duplicate INTEGER NOT NULL,
         problems BLOB NOT NULL,
         warnings BLOB NOT NULL,
-        test_tag TEXT
+        test_tag TEXT,
+        name TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS requests_source_id ON requests (source, id)",
     "CREATE INDEX IF NOT EXISTS requests_status_id ON requests (status, id)",
@@ -225,10 +227,19 @@ _SCHEMA: Final = (
     # One row that each writability probe changes (ingest.probe), a table older versions leave alone.
     "CREATE TABLE IF NOT EXISTS writability_probe (id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL)",
 )
-# What each schema version adds to the one before (all CREATE … IF NOT EXISTS), and what
+
+
+def _add_request_name(cur: sqlite3.Cursor) -> None:
+    # SQLite has no ADD COLUMN IF NOT EXISTS: a step must do nothing on a file that has it.
+    if "name" not in {row[1] for row in cur.execute("PRAGMA table_info(requests)")}:
+        cur.execute("ALTER TABLE requests ADD COLUMN name TEXT")
+
+
+# What each schema version adds to the one before (all CREATE … IF NOT EXISTS, or a step that
+# looks first), and what
 # `capigate migrate` lists it as (postgres/schema.py's MIGRATIONS say theirs likewise).
 _FIRST_STEP: Final = "create the tables"
-_MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
+_MIGRATIONS: Final[dict[int, tuple[str, tuple[str | Callable[[sqlite3.Cursor], None], ...]]]] = {
     2: ("the relay outbox in runs of event ids, the delivery attempts", OUTBOX_SCHEMA),
     3: (
         "the events no relay queues found by their own index, the old status index dropped",
@@ -243,6 +254,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     ),
     7: ("scattered new dedupe keys appended in order, moved into their index in key order", RECENT_SCHEMA),
     8: ("a source's per-minute totals split per api, as the journal tells", _SOURCE_API_MINUTES),
+    # The rows before keep their names as key rows, where queries find them too.
+    9: ("a request's event name on its journal row, when it has one only", (_add_request_name,)),
 }
 
 
@@ -279,8 +292,11 @@ def _create_schema(cur: sqlite3.Cursor) -> None:
         for statement in _SCHEMA:
             cur.execute(statement)
         for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version][1]:
-                cur.execute(statement)
+            for step in _MIGRATIONS[version][1]:
+                if isinstance(step, str):
+                    cur.execute(step)
+                else:
+                    step(cur)
         if found is None:
             cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         elif found < SCHEMA_VERSION:
