@@ -200,6 +200,33 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI cancel, ``timeout``, ``kill``) stops the run as Ctrl-C's SIGINT does: as a
+    KeyboardInterrupt, so that the ``finally`` blocks and fixture teardowns stop the gateways
+    the tests started. They run in sessions of their own, which a signal to the run's process
+    group does not reach: SIGTERM's default ended pytest alone, and they ran on (a trial)."""
+    config.stash[_SIGTERM_BEFORE] = signal.signal(signal.SIGTERM, _interrupted)
+    # A forked child (tests/ops/test_stop.py's workers) dies of SIGTERM, as before.
+    os.register_at_fork(after_in_child=_sigterm_default)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, config.stash.get(_SIGTERM_BEFORE, signal.SIG_DFL))
+
+
+_SIGTERM_BEFORE = pytest.StashKey[Any]()
+
+
+def _sigterm_default() -> None:
+    if signal.getsignal(signal.SIGTERM) is _interrupted:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the run at once, as before
+    raise KeyboardInterrupt("SIGTERM: the run stops as on Ctrl-C, its gateways with it")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """``CAPIGATE_NATIVE=1`` asks for the whole suite compiled (tests/__init__.py): a build
     that is stale or missing would run it as Python, and pass, proving nothing."""
