@@ -3,6 +3,7 @@ a real SQLite file under tmp_path, and an HTTP client."""
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import json
 import os
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ class Server:
                 env={**os.environ, **self.env},
                 cwd=self.config.parent if first else None,
                 start_new_session=True,
+                preexec_fn=DIE_WITH_PYTEST,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -149,6 +151,23 @@ class Server:
 
     def admin(self) -> httpx.Client:
         return self.client(headers={"Authorization": f"Bearer {ADMIN}"})
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_pytest() -> None:
+    """In a gateway, before exec: SIGTERM (a clean stop) when the thread that started it ends,
+    pytest killed with SIGKILL too, which runs no teardown (bench/servers.py does as much). A
+    gateway is started from pytest's main thread: the signal comes as pytest ends."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+if sys.platform == "linux":
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, called after it
+    DIE_WITH_PYTEST: Callable[[], None] | None = _die_with_pytest
+else:
+    DIE_WITH_PYTEST = None
 
 
 def make_server(tmp: Path, config_text: str = DEFAULT_CONFIG, **env: str) -> Server:
