@@ -3,6 +3,7 @@ a real SQLite file under tmp_path, and an HTTP client."""
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import json
 import os
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ class Server:
                 env={**os.environ, **self.env},
                 cwd=self.config.parent if first else None,
                 start_new_session=True,
+                preexec_fn=DIE_WITH_PYTEST,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -149,6 +151,23 @@ class Server:
 
     def admin(self) -> httpx.Client:
         return self.client(headers={"Authorization": f"Bearer {ADMIN}"})
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_pytest() -> None:
+    """In a gateway, before exec: SIGTERM (a clean stop) when the thread that started it ends,
+    pytest killed with SIGKILL too, which runs no teardown (bench/servers.py does as much). A
+    gateway is started from pytest's main thread: the signal comes as pytest ends."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+if sys.platform == "linux":
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, called after it
+    DIE_WITH_PYTEST: Callable[[], None] | None = _die_with_pytest
+else:
+    DIE_WITH_PYTEST = None
 
 
 def make_server(tmp: Path, config_text: str = DEFAULT_CONFIG, **env: str) -> Server:
@@ -198,6 +217,33 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI cancel, ``timeout``, ``kill``) stops the run as Ctrl-C's SIGINT does: as a
+    KeyboardInterrupt, so that the ``finally`` blocks and fixture teardowns stop the gateways
+    the tests started. They run in sessions of their own, which a signal to the run's process
+    group does not reach: SIGTERM's default ended pytest alone, and they ran on (a trial)."""
+    config.stash[_SIGTERM_BEFORE] = signal.signal(signal.SIGTERM, _interrupted)
+    # A forked child (tests/ops/test_stop.py's workers) dies of SIGTERM, as before.
+    os.register_at_fork(after_in_child=_sigterm_default)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, config.stash.get(_SIGTERM_BEFORE, signal.SIG_DFL))
+
+
+_SIGTERM_BEFORE = pytest.StashKey[Any]()
+
+
+def _sigterm_default() -> None:
+    if signal.getsignal(signal.SIGTERM) is _interrupted:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the run at once, as before
+    raise KeyboardInterrupt("SIGTERM: the run stops as on Ctrl-C, its gateways with it")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from capigate.kept import DROPPED, MAX_KEPT_BYTES, _axon_keys, _batch_keys, note_accepted
 from capigate.store.base import NewEvent
-from tests.conftest import DEFAULT_CONFIG, Server, make_server
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server, served_on
 from tests.helpers import all_pages, batch, now_ms, page_view, purchase
 
 
@@ -411,3 +411,73 @@ def test_a_stored_dedupe_id_the_journal_would_strip_stays_a_key_of_its_own(gatew
     assert answer.status_code == 200 and answer.json()["stored"] == 2, answer.text
     (found,) = requests_where(gateway, dedupe_id=padded.strip())
     assert ("dedupe_id", padded.strip()) in {tuple(k) for k in detail(gateway, found["request_id"])["keys"]}
+
+
+# --- found as soon as answered ----------------------------------------------------------------
+
+
+class Caller:
+    """One kept-alive connection to a gateway (so to one of its workers), and the node of the
+    process that answers on it: the part of a request id that names it (journal.new_request_id)."""
+
+    def __init__(self, server: Server, tag: str) -> None:
+        self.client = server.client(headers={"Authorization": "key-std", "X-Capigate-Test": tag})
+        self.node = self.ingest(batch(page_view()))[-10:-4]
+
+    def __enter__(self) -> Caller:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client.close()
+
+    def ingest(self, body: dict[str, Any]) -> str:
+        answer = self.client.post("/v1/event?pixel_id=px_std", json=body)
+        return answer.headers["x-capigate-request-id"]
+
+    def look_up(self, request_id: str) -> httpx.Response:
+        return self.client.get(f"/api/requests/{request_id}", headers={"Authorization": f"Bearer {ADMIN}"})
+
+    def listed(self, tag: str) -> list[dict[str, Any]]:
+        answer = self.client.get(
+            "/api/requests", params={"test_tag": tag}, headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        rows: list[dict[str, Any]] = answer.json()["requests"]
+        return rows
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_request_is_found_by_its_id_and_listed_as_soon_as_its_answer_came(backend: str, tmp_path: Path) -> None:
+    """A script reading the X-Capigate-Request-Id of an answer got a 404 "no request with id":
+    the entry waited in the journal's buffer for the next flush, 50 ms (a trial)."""
+    tag = f"now-{uuid.uuid4().hex[:8]}"
+    with served_on(backend, tmp_path / "gw", "capigate_found_now") as (server, _), Caller(server, tag) as caller:
+        for body in (batch(purchase()), batch(page_view(name="no_such_event"))) * 3:  # stored, refused
+            request_id = caller.ingest(body)
+            found = caller.look_up(request_id)
+            assert found.status_code == 200, found.text
+            assert found.json()["request_id"] == request_id
+        last = caller.ingest(batch(page_view()))
+        listed = caller.listed(tag)
+        assert [r["request_id"] for r in listed][:1] == [last]
+        assert [r["status"] for r in reversed(listed)] == [200, *[200, 400] * 3, 200]
+
+
+def test_with_two_workers_a_request_is_found_at_once_whichever_worker_answers_the_look_up(tmp_path: Path) -> None:
+    """The entry may wait in the other worker's buffer: the look-up waits for its flush."""
+    server = make_server(tmp_path / "gw", CAPIGATE_WORKERS="2")
+    server.start()
+    tag = f"two-{uuid.uuid4().hex[:8]}"
+    callers: list[Caller] = []
+    try:
+        while len({c.node for c in callers}) < 2:  # the kernel may give one worker many in a row
+            assert len(callers) < 64, "one worker took every connection: nothing to look up across workers"
+            callers.append(Caller(server, tag))
+        pairs = [(a, b) for a in callers for b in callers if a.node != b.node]
+        for ingester, reader in pairs[:12]:
+            request_id = ingester.ingest(batch(page_view()))
+            found = reader.look_up(request_id)
+            assert found.status_code == 200, found.text
+    finally:
+        for caller in callers:
+            caller.client.close()
+        server.stop()

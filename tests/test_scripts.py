@@ -4,9 +4,14 @@ output is shown only when it fails: its warnings buried scripts/test's banner (a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +98,69 @@ def test_test_fast_leaves_out_a_test_that_starts_a_gateway_on_postgresql() -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "test_the_readme_reads_an_event_by_an_id_a_postgresql_store_gave" in done.stdout, done.stdout
+
+
+def test_a_test_run_stopped_with_sigterm_stops_the_gateways_its_tests_started(tmp_path: Path) -> None:
+    """``kill -TERM -- -<pgid>`` of ``./scripts/test`` (a CI cancel, ``timeout``) ended pytest,
+    and the gateways its tests had started in sessions of their own ran on, with their workers
+    and writers (a trial); Ctrl-C left none. SIGTERM now stops the run as SIGINT does: the
+    test's ``finally`` and the fixture's teardown stop them before pytest ends."""
+    with _victim_run(tmp_path) as (run, gateways):
+        os.killpg(run.pid, signal.SIGTERM)  # the test run's group: not the gateways', their own
+        output = run.communicate(timeout=60)[0]
+        assert "KeyboardInterrupt: SIGTERM" in output, output
+        left = [pid for pid in gateways if _group_alive(pid)]
+        assert left == [], f"gateways (process groups) still running after the run ended: {left}\n{output}"
+
+
+def test_a_test_run_killed_leaves_no_gateway_running(tmp_path: Path) -> None:
+    """SIGKILL runs no teardown: pytest-timeout in a test that runs pytest (tests/test_native.py
+    runs tests/test_axon_typed.py, which runs the Axon tests) killed the inner run, and its
+    gateways ran on. A gateway a test starts gets SIGTERM when pytest dies (the parent-death
+    signal), and stops."""
+    with _victim_run(tmp_path) as (run, gateways):
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_group_alive(pid) for pid in gateways) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in gateways if _group_alive(pid)] == []
+
+
+@contextlib.contextmanager
+def _victim_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
+    """A pytest of tests/sigterm_victim.py, in a session of its own as ``./scripts/test`` may
+    be, once its test has started its two gateways (their pids: their process groups); what
+    runs of it afterwards is killed."""
+    pids = tmp_path / "pids"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/sigterm_victim.py"],
+        cwd=ROOT, env={**os.environ, "CAPIGATE_VICTIM_PIDS": str(pids)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    gateways: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not pids.exists() or not pids.read_text().endswith("\n"):
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0]
+            time.sleep(0.1)
+        gateways = [int(pid) for pid in pids.read_text().split()]
+        assert all(_group_alive(pid) for pid in gateways)
+        yield run, gateways
+    finally:
+        for pid in gateways:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` (a gateway started with start_new_session: its
+    workers and writer too) still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

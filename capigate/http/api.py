@@ -3,6 +3,7 @@ attempts), ``GET /api/requests``, and the relay's ``GET /api/outbox`` and ``POST
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -15,6 +16,7 @@ from capigate.axon.rules import stored_dedupe_id
 from capigate.checking import Report
 from capigate.errors import Problem
 from capigate.http.asgi import Request, Response, json_response
+from capigate.http.journal import may_wait_elsewhere
 from capigate.http.outcome import Outcome
 from capigate.http.params import (
     Query,
@@ -39,7 +41,7 @@ from capigate.responses import (
     RequestDetail,
     RequestsPage,
 )
-from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery
+from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery, RequestView
 from capigate.unreadable import field_problem
 
 __all__ = [
@@ -69,6 +71,8 @@ EVENT_APIS: Final = ("axon", "appsflyer")
 REQUEST_APIS: Final = ("axon", "appsflyer", "admin", "inspector", "capigate", "unknown")
 _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
 log = logging.getLogger("capigate.admin")
+# One journal entry as the store reads it: the entry, its kept body, its keys.
+JournalEntry = tuple[RequestView, bytes | None, list[tuple[str, str]]]
 
 
 async def admin_refusal(
@@ -185,6 +189,8 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     q.refuse_unread(report)
     if not report.ok:
         return _bad_query(report)
+    if gateway.journal is not None:  # the requests this process answered are listed
+        await gateway.journal.caught_up()
     rows, next_cursor = await gateway.store.query_requests(query)
     return json_response(200, RequestsPage(requests=rows, next=encode_cursor(next_cursor)))
 
@@ -207,7 +213,7 @@ async def get_request(request: Request, gateway: Gateway, outcome: Outcome) -> R
     if denied:
         return denied
     raw = request.path[len(REQUEST_PREFIX) :]
-    found = await gateway.store.query_request(raw) if _REQUEST_ID.fullmatch(raw) else None
+    found = await _journal_entry(gateway, raw) if _REQUEST_ID.fullmatch(raw) else None
     if found is None:
         return json_response(404, ErrorBody(error="not_found", message=f"no request with id {raw[:80]!r}"))
     view, body, keys = found
@@ -217,6 +223,31 @@ async def get_request(request: Request, gateway: Gateway, outcome: Outcome) -> R
     fields = {f: getattr(view, f) for f in view.__struct_fields__}
     detail = RequestDetail(**fields, body=_kept_body(body), keys=keys, events=list(reversed(events)))
     return json_response(200, detail)
+
+
+# Another process's entry is written within its flush interval (50 ms) and one write.
+ELSEWHERE_WAIT_S = 0.5
+ELSEWHERE_POLL_S = 0.02
+
+
+async def _journal_entry(gateway: Gateway, request_id: str) -> JournalEntry | None:
+    """The entry of ``request_id``, as soon as its answer went out (the X-Capigate-Request-Id
+    a client read): on a miss, this process's buffer is written and the store read again; an
+    id another process made lately is awaited for ELSEWHERE_WAIT_S at most (a sibling worker's
+    or another node's buffer is written every 50 ms). Costs nothing on a hit."""
+    store = gateway.store
+    found = await store.query_request(request_id)
+    if found is not None or gateway.journal is None:
+        return found
+    await gateway.journal.caught_up()
+    found = await store.query_request(request_id)
+    if found is not None or not may_wait_elsewhere(request_id, time.time_ns()):
+        return found
+    deadline = time.monotonic() + ELSEWHERE_WAIT_S
+    while found is None and time.monotonic() < deadline:
+        await asyncio.sleep(ELSEWHERE_POLL_S)
+        found = await store.query_request(request_id)
+    return found
 
 
 def _kept_body(body: bytes | None) -> Any:

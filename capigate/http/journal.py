@@ -17,7 +17,7 @@ from capigate.kept import retained
 from capigate.personal import shown_key, shown_path
 from capigate.store.base import JournalRecord, RequestRecord, Store
 
-__all__ = ["JournalBuffer", "new_request_id", "request_record"]
+__all__ = ["JournalBuffer", "may_wait_elsewhere", "new_request_id", "request_record"]
 
 log = logging.getLogger("capigate.requests")
 
@@ -29,6 +29,25 @@ _counter = itertools.count()
 def new_request_id() -> str:
     """Unique across processes and nodes, and sortable by time."""
     return "%x%s%04x" % (time_ns(), _NODE, next(_counter) & 0xFFFF)  # noqa: UP031  # a fifth cheaper than the f-string
+
+
+# An entry another process has not written yet (a sibling worker's, another node's on one
+# PostgreSQL) is at most its flush interval (50 ms) and one write away, but only for a request
+# it answered lately: its id, made on arrival, is this young (a body may take body_timeout_s).
+RECENT_ID_NS = 120 * 1_000_000_000
+
+
+def may_wait_elsewhere(request_id: str, now_ns: int) -> bool:
+    """Whether the entry of ``request_id``, not found once this process's buffer is written,
+    may still wait in another process's: an id of ``new_request_id``'s form, made lately, by
+    another process."""
+    if len(request_id) < 11 or request_id[-10:-4] == _NODE:
+        return False
+    try:
+        made_ns = int(request_id[:-10], 16)
+    except ValueError:
+        return False
+    return abs(now_ns - made_ns) < RECENT_ID_NS
 
 
 def request_record(
@@ -115,6 +134,7 @@ class JournalBuffer:
         self.dropped = 0  # since start
         self._dropped_unjournaled = 0
         self._failing = False
+        self._writing = asyncio.Lock()  # one flush at a time: a flush also waits for the one under way
 
     @property
     def waiting(self) -> int:
@@ -144,7 +164,19 @@ class JournalBuffer:
             log.warning("%d journal entries could not be written before the stop and are lost", lost)
 
     async def flush(self) -> bool:
-        """Write what waits; False when the store refused it (it waits on)."""
+        """Write what waits; False when the store refused it (it waits on). When it returns
+        True, every entry added before the call is in the store: a flush under way (the
+        flusher's) is awaited first, since it holds entries this one would not see."""
+        async with self._writing:
+            return await self._write()
+
+    async def caught_up(self) -> None:
+        """For a read of the journal: the entries of the requests this process answered are
+        written first. Not while the store refuses them (the flusher retries every RETRY_S)."""
+        if not self._failing:
+            await self.flush()
+
+    async def _write(self) -> bool:
         records, self._records = self._records, []
         dropped = self._dropped_unjournaled
         if dropped:
