@@ -162,6 +162,7 @@ def test_malformed_json_raises_the_decoder_error_of_the_untyped_decoder() -> Non
     assert str(typed.value) == str(plain.value)
 
 
+@pytest.mark.timeout(900)  # the Axon test modules in a child: over 120 s on a loaded runner
 def test_every_body_of_the_axon_tests_gets_the_same_answer_from_both_paths(tmp_path: Path) -> None:
     """The Axon test modules and the clients corpus, run with CAPIGATE_AXON_CROSSCHECK: each
     server checks every body its typed path accepts with the slow path too, and writes a line
