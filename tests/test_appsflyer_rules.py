@@ -777,6 +777,18 @@ def test_phone_rule_without_country_hashes_digits_as_sent_and_warns() -> None:
     assert ("phone_number_hashed", "phone_without_country_code") in codes(result.warnings)
 
 
+@pytest.mark.parametrize(
+    ("field", "form"), [("phone_number_hashed", "16505551212"), ("phone_number_e164_hashed", "+16505551212")]
+)
+def test_phone_without_country_code_gives_the_fields_form_as_an_example(field: str, form: str) -> None:
+    """A trial: "(AppsFlyer expects 16505551212)" ended the message whatever number was sent,
+    as if read from it, and for the E.164 field too, whose form has its "+"."""
+    result = check(base(**{field: "020 7946 0958"}))
+    (warning,) = [w for w in result.warnings if w.code == "phone_without_country_code"]
+    assert f"in international form, like {form})" in warning.message
+    assert "expects 16505551212" not in warning.message and "7946" not in warning.message
+
+
 PLAIN_PII = {
     "email_hashed": "Jane.Roe@Example.org",
     "phone_number_hashed": "+44 20 7946 0958",

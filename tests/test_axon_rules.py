@@ -699,6 +699,15 @@ def test_phone_rule_without_country_hashes_digits_as_sent_and_warns() -> None:
     assert stored_payload(result)["user_data"]["phone"] == sha("6505551212")
 
 
+def test_phone_without_country_code_gives_its_number_as_an_example_not_as_a_reading() -> None:
+    """A trial: "(AppLovin expects 16505551212)" ended the message whatever number was sent,
+    as if read from it. The number is an example of the form, and says so."""
+    (warning,) = check(with_phone("020 7946 0958")).report.warnings
+    assert "expects 16505551212)" not in warning.message
+    assert "in international form, like 16505551212" in warning.message
+    assert "7946" not in warning.message
+
+
 def test_phone_rule_unknown_country_code_does_not_choose_the_region() -> None:
     result = check(with_phone("(650) 555-1212", country_code="ZZ"))
     assert {p.path: p.code for p in result.report.problems} == {"events[0].user_data.country_code": "unknown_country"}
