@@ -1015,6 +1015,24 @@ def test_pii_rule_an_email_as_a_purchases_transaction_id_is_refused_not_dropped(
     assert problems(event) == {"events[0].data.transaction_id": "plain_pii"}
 
 
+@pytest.mark.parametrize("name", ["purchas", "purchase"])
+@pytest.mark.parametrize("value", ["jane@example.com", "+1 415 555 0142"])
+def test_pii_rule_a_refused_transaction_id_is_not_also_said_dropped(name: str, value: str) -> None:
+    """A trial: an email address in data.transaction_id of a refused purchase (its name
+    mistyped) was a problem, plain_pii, and a warning, plain_pii_dropped, "it was dropped":
+    a value refused is not said dropped too."""
+    event = purchase()
+    event["name"] = name
+    event["data"]["transaction_id"] = value
+    for result in (
+        check(event),
+        typed_check(msgspec.json.encode(batch(event)), PROFILES["standard"], source="px_std", now_ms=now_ms()),
+    ):
+        said = {p.path: p.code for p in result.report.problems}
+        assert said["events[0].data.transaction_id"] == "plain_pii", result.report.problems
+        assert [w for w in result.report.warnings if w.path == "events[0].data.transaction_id"] == []
+
+
 def test_pii_rule_every_event_with_an_email_in_a_required_field_is_named() -> None:
     events = [page_view(), page_view()]
     for event in events:
