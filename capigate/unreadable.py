@@ -19,7 +19,16 @@ import msgspec
 from capigate.checking import TOO_LARGE_NUMBER, join
 from capigate.errors import Problem
 
-__all__ = ["TOO_DEEP", "expected", "field_problem", "lone_surrogate", "media_type", "sent_as_form", "unreadable"]
+__all__ = [
+    "TOO_DEEP",
+    "expected",
+    "field_problem",
+    "lone_surrogate",
+    "media_type",
+    "parse_error_first",
+    "sent_as_form",
+    "unreadable",
+]
 
 TOO_DEEP: Final = Problem(
     "", "too_deep", 'the body nests arrays or objects too deep to be read (the path "" is the whole body)'
@@ -55,6 +64,21 @@ def unreadable(body: bytes, error: msgspec.DecodeError) -> Problem:
     elif text == "Invalid UTF-8 encoded string":  # says not where: the first invalid byte's offset
         text = _invalid_utf8(body) or text
     return Problem("", "malformed_json", f"the body is not valid JSON: {text}")
+
+
+def parse_error_first(body: bytes, error: msgspec.DecodeError) -> msgspec.DecodeError:
+    """The error to say of a body a typed decoder refused. msgspec checks the type as it
+    reads, so a cut-off ``[[[[[[`` is "Expected `object`, got `array`": when the body is no
+    JSON at all, its parse error instead (a trial: /api/replay said "not an array" of it)."""
+    if not isinstance(error, msgspec.ValidationError):
+        return error
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as parse:
+        return parse
+    except RecursionError:  # too deep to read untyped: the type the decoder saw first is said
+        return error
+    return error
 
 
 _FORMS: Final = ("multipart/form-data", "application/x-www-form-urlencoded")

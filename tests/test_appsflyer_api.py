@@ -337,6 +337,21 @@ def test_a_blank_dedupe_key_value_is_stored_each_time_with_the_axon_warning(serv
     assert all(r["payload"]["eventValue"]["af_order_id"] == blank for r in rows)
 
 
+def test_an_event_without_the_dedupe_key_is_stored_each_time_with_the_axon_warning(server: Server) -> None:
+    """An app with dedupe_key = "af_order_id" sent an event without af_order_id: 200, no
+    warning, and it could not be deduplicated (a trial). As on Axon, missing_dedupe_id."""
+    body = event(eventValue=json.dumps({"af_revenue": "5", "af_currency": "USD"}))
+    headers = {"authentication": "af-orders-key", "Accept": "application/json"}
+    answers = [post(server, body, path="/inappevent/com.example.orders", headers=headers) for _ in range(2)]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["stored"], answer.json()["duplicates"]) == (1, 0)
+        assert paths(answer.json(), "warnings")["eventValue.af_order_id"] == "missing_dedupe_id"
+        assert "missing_dedupe_id" in answer.headers["x-capigate-warnings"]
+    shop = post(server, body, headers={"Accept": "application/json"})  # no dedupe_key: no warning
+    assert "eventValue.af_order_id" not in paths(shop.json(), "warnings")
+
+
 def test_event_time_absent_means_arrival_time(server: Server) -> None:
     body = event()
     before = time.time_ns() // 1_000_000

@@ -777,6 +777,18 @@ def test_phone_rule_without_country_hashes_digits_as_sent_and_warns() -> None:
     assert ("phone_number_hashed", "phone_without_country_code") in codes(result.warnings)
 
 
+@pytest.mark.parametrize(
+    ("field", "form"), [("phone_number_hashed", "16505551212"), ("phone_number_e164_hashed", "+16505551212")]
+)
+def test_phone_without_country_code_gives_the_fields_form_as_an_example(field: str, form: str) -> None:
+    """A trial: "(AppsFlyer expects 16505551212)" ended the message whatever number was sent,
+    as if read from it, and for the E.164 field too, whose form has its "+"."""
+    result = check(base(**{field: "020 7946 0958"}))
+    (warning,) = [w for w in result.warnings if w.code == "phone_without_country_code"]
+    assert f"in international form, like {form})" in warning.message
+    assert "expects 16505551212" not in warning.message and "7946" not in warning.message
+
+
 PLAIN_PII = {
     "email_hashed": "Jane.Roe@Example.org",
     "phone_number_hashed": "+44 20 7946 0958",
@@ -1133,6 +1145,38 @@ def test_dedupe_on_af_order_id_sets_dedupe_id(order_id: object, dedupe_id: str) 
 def test_dedupe_on_without_usable_order_id_gives_no_dedupe_id(value: str) -> None:
     result = check(base(eventValue=value), dedupe_key="af_order_id")
     assert result.event is not None and result.event.dedupe_id is None
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("", "has no af_order_id"),
+        ("{}", "has no af_order_id"),
+        ('{"af_revenue": "5"}', "has no af_order_id"),
+        ('{"af_order_id": [1]}', "is an array"),
+        ('{"af_order_id": 1.5}', "is a number with a decimal point"),
+        ('{"af_order_id": true}', "is a boolean"),
+        (json.dumps({"af_order_id": JANE}), "was dropped as personal data"),
+    ],
+)
+def test_dedupe_on_without_an_order_id_warns_as_axon_does_of_a_missing_dedupe_id(value: str, said: str) -> None:
+    """A trial: with dedupe_key = "af_order_id", an event without one was stored with no
+    warning, silently undeduplicated; Axon warns missing_dedupe_id in that case."""
+    result = check(base(eventValue=value), dedupe_key="af_order_id")
+    assert_accepted(result)
+    missing = [w for w in result.warnings if w.code == "missing_dedupe_id"]
+    assert [w.path for w in missing] == ["eventValue.af_order_id"], result.warnings
+    assert said in missing[0].message and "cannot be deduplicated" in missing[0].message
+    assert "example.org" not in everything(result)
+
+
+@pytest.mark.parametrize("value", ['{"af_order_id": "A-1"}', '{"af_order_id": ""}', "{}"])
+def test_a_missing_dedupe_id_is_said_once_and_only_when_the_app_dedupes(value: str) -> None:
+    off = check(base(eventValue=value))
+    assert "missing_dedupe_id" not in {w.code for w in off.warnings}
+    on = check(base(eventValue=value), dedupe_key="af_order_id")
+    said = [w.code for w in on.warnings if w.path == "eventValue.af_order_id"]
+    assert len(said) <= 1, on.warnings  # a blank one is blank_dedupe_id alone
 
 
 # --- whole events ---------------------------------------------------------------------------

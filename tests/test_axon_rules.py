@@ -699,6 +699,15 @@ def test_phone_rule_without_country_hashes_digits_as_sent_and_warns() -> None:
     assert stored_payload(result)["user_data"]["phone"] == sha("6505551212")
 
 
+def test_phone_without_country_code_gives_its_number_as_an_example_not_as_a_reading() -> None:
+    """A trial: "(AppLovin expects 16505551212)" ended the message whatever number was sent,
+    as if read from it. The number is an example of the form, and says so."""
+    (warning,) = check(with_phone("020 7946 0958")).report.warnings
+    assert "expects 16505551212)" not in warning.message
+    assert "in international form, like 16505551212" in warning.message
+    assert "7946" not in warning.message
+
+
 def test_phone_rule_unknown_country_code_does_not_choose_the_region() -> None:
     result = check(with_phone("(650) 555-1212", country_code="ZZ"))
     assert {p.path: p.code for p in result.report.problems} == {"events[0].user_data.country_code": "unknown_country"}
@@ -1004,6 +1013,24 @@ def test_pii_rule_an_email_as_a_purchases_transaction_id_is_refused_not_dropped(
     event = purchase()
     event["data"]["transaction_id"] = "jane@example.com"
     assert problems(event) == {"events[0].data.transaction_id": "plain_pii"}
+
+
+@pytest.mark.parametrize("name", ["purchas", "purchase"])
+@pytest.mark.parametrize("value", ["jane@example.com", "+1 415 555 0142"])
+def test_pii_rule_a_refused_transaction_id_is_not_also_said_dropped(name: str, value: str) -> None:
+    """A trial: an email address in data.transaction_id of a refused purchase (its name
+    mistyped) was a problem, plain_pii, and a warning, plain_pii_dropped, "it was dropped":
+    a value refused is not said dropped too."""
+    event = purchase()
+    event["name"] = name
+    event["data"]["transaction_id"] = value
+    for result in (
+        check(event),
+        typed_check(msgspec.json.encode(batch(event)), PROFILES["standard"], source="px_std", now_ms=now_ms()),
+    ):
+        said = {p.path: p.code for p in result.report.problems}
+        assert said["events[0].data.transaction_id"] == "plain_pii", result.report.problems
+        assert [w for w in result.report.warnings if w.path == "events[0].data.transaction_id"] == []
 
 
 def test_pii_rule_every_event_with_an_email_in_a_required_field_is_named() -> None:

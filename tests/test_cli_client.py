@@ -74,7 +74,7 @@ def test_validate_prints_file_line_and_path_of_every_problem_and_exits_1(tmp_pat
         " (1733000000000 is 2024-11-30T20:53:20Z), not a string [wrong_type]",
         f"{file}:4: error: ip: ip must be an IPv4 address; AppsFlyer does not take IPv6 [invalid_ip]",
         f"{file}:5: error: <record>: not valid JSON: JSON is malformed: object keys must be strings (byte 1) [malformed_json]",
-        f"{file}:6: error: <record>: neither an Axon batch or event nor an AppsFlyer event; say which with --api [unknown_record]",
+        f"{file}:6: error: <record>: neither an Axon batch nor an Axon event nor an AppsFlyer event; say which with --api [unknown_record]",
     ]
     assert (
         lines[-1]

@@ -181,6 +181,8 @@ def test_api_replay_with_a_bad_body_names_the_body_not_the_query(server: Server)
             (b'{"sourse": "px_std"}', "sourse", "unknown_field"),
             (b'{"status": "401"}', "status", "wrong_type"),
             (b"{not json", "", "malformed_json"),
+            (b"[[[[[[", "", "malformed_json"),  # a trial: "must be an object, not an array"
+            (b'[{"source": "px_std"}', "", "malformed_json"),
             (b'{"destination": "axon:px_std"}', "destination", "not_relayed"),
             (b'{"source": "px_std"}', "source", "not_relayed"),
         ]:
@@ -189,6 +191,10 @@ def test_api_replay_with_a_bad_body_names_the_body_not_the_query(server: Server)
             error = answer.json()
             assert error["error"] == "invalid_replay" and "query" not in error["message"], error
             assert [(p["path"], p["code"]) for p in error["problems"]] == [(path, code)], error
+            if code == "malformed_json":
+                assert "not valid JSON" in error["problems"][0]["message"], error
+        array = admin.post("/api/replay", content=b"[]").json()["problems"]
+        assert [(p["path"], p["code"]) for p in array] == [("", "wrong_type")], array  # JSON, not an object
 
 
 def test_events_requests_by_dedupe_id_lists_every_request_that_carried_it(server: Server, tmp_path: Path) -> None:

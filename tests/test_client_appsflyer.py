@@ -84,6 +84,23 @@ def test_building_stringifies_event_value_and_formats_event_time() -> None:
     assert event.eventTime == "2023-11-14 22:13:20.123"
 
 
+def test_building_keeps_an_event_whose_personal_data_send_drops_as_the_gateway_does(server: Server) -> None:
+    """A trial: the builder raised InvalidEvents for an email address in a custom eventValue
+    parameter, with the rules' message "it was dropped, and eventValue is stored and relayed
+    without it", while the gateway and send(dict) drop it with that warning and send the rest.
+    The builder now agrees with them: the event is built, and send drops the value and warns."""
+    event = in_app_event("1415211453000-6513711", "af_purchase", {"af_revenue": 6.5, "buyer": "x@y.com"})
+    t = tag()
+    with fault_proxy(upstream=server.url) as proxy, AppsFlyerClient(APP, KEY, base_url=proxy.url, test_tag=t) as c:
+        result = c.send([event])
+    assert result.ok and [r.stored for r in result.requests] == [1]
+    dropped = [w for w in result.warnings if w.code == "plain_pii_dropped"]
+    assert [w.path for w in dropped] == ["eventValue.buyer"], result.warnings
+    assert "eventValue is stored and relayed without it" in dropped[0].message
+    assert b"x@y.com" not in proxy.seen[0].body
+    assert stored(server, test_tag=t)[0]["payload"]["eventValue"] == {"af_revenue": 6.5}
+
+
 # --- against a real gateway -----------------------------------------------------------
 
 

@@ -128,6 +128,7 @@ def test_a_bad_test_event_body_is_refused_as_a_body_problem_at_its_field(server:
         (b'{"source": "px_std", "body": "{}", "extra": 1}', "extra", "unknown_field"),
         (b'{"source": ', "", "malformed_json"),
         (b"", "", "malformed_json"),
+        (b"[[[[[[", "", "malformed_json"),  # not "must be an object, not an array": not JSON at all
     ]
     with server.admin() as c:
         for raw, path, code in cases:
@@ -137,6 +138,7 @@ def test_a_bad_test_event_body_is_refused_as_a_body_problem_at_its_field(server:
             assert error["error"] == "invalid_test_event", (raw, error)
             assert [(p["path"], p["code"]) for p in error["problems"]] == [(path, code)], (raw, error)
             assert "query" not in error["message"], error
+            assert code != "malformed_json" or not raw or "not valid JSON" in error["problems"][0]["message"], error
         unknown = c.post("/api/test-event", json={"source": "px_nope", "body": "{}"}).json()
         assert unknown["error"] == "invalid_test_event", unknown
         assert [(p["path"], p["code"]) for p in unknown["problems"]] == [("source", "unknown_source")]

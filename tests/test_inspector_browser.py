@@ -359,6 +359,32 @@ def test_the_overview_names_ingest_calls_without_their_id_and_keeps_other_reques
     expect(page.locator(".card[data-source='(no source)']")).to_have_count(0)
 
 
+def test_the_overview_counts_one_request_in_the_singular(browser: Browser, tmp_path: Path) -> None:
+    """A trial: the Overview said "(no pixel_id) 1 requests"; each card and row says its
+    count with the word that agrees with it."""
+    gateway = make_server(tmp_path / "one", DEFAULT_CONFIG)
+    gateway.start()
+    try:
+        with gateway.client() as c:
+            assert c.post("/v1/event", json=batch(purchase()), headers={"Authorization": "key-std"}).status_code == 400
+            assert (
+                c.post("/v1/event?pixel_id=px_nope", json=batch(purchase()), headers={"Authorization": "k"}).status_code
+                == 401
+            )
+            assert c.get("/wp-login.php").status_code == 404
+        with checked_page(browser, gateway.url) as page:
+            logged_in(page)
+            page.click("a[data-view=overview]")
+            expect(page.locator(".card[data-source='(no pixel_id)'] .totals")).to_have_text("1 request, 1 failed")
+            unknown = page.locator(".card.unknown-sources .totals")
+            expect(unknown).to_have_text("1 request from 1 unknown id; top ids: px_nope (1)")
+            other = page.locator(".card.other-requests .totals").inner_text()
+            count, word = re.match(r"(\d+) (\w+) to no ingest API", other).groups()  # type: ignore[union-attr]
+            assert word == ("request" if count == "1" else "requests"), other
+    finally:
+        gateway.stop()
+
+
 SHARED_ID_CONFIG = (
     DEFAULT_CONFIG
     + """
@@ -393,7 +419,7 @@ def test_a_pixel_and_an_app_with_one_id_have_a_card_each(browser: Browser, tmp_p
             appsflyer = page.locator(".card[data-source='shared-1'][data-api=appsflyer]")
             expect(axon.locator(".kind")).to_have_text("Axon · standard")
             expect(appsflyer.locator(".kind")).to_have_text("AppsFlyer")
-            expect(axon.locator(".totals")).to_have_text("1 requests, 0 failed")
+            expect(axon.locator(".totals")).to_have_text("1 request, 0 failed")
             expect(appsflyer.locator(".totals")).to_have_text("2 requests, 2 failed")
             expect(page.locator(".card.unknown-sources")).to_have_count(0)
     finally:

@@ -143,11 +143,13 @@ def _hashed_phone(key: str, value: str, ctx: Context) -> str:
     without + or 00 is read in the body's country (eventValue.af_country) when it carries one."""
     phone = normalise_phone(value, ctx.region)
     if not phone.with_country_code:
+        like = "+16505551212" if key == "phone_number_e164_hashed" else "16505551212"
         ctx.report.warn(
             key,
             "phone_without_country_code",
             f"{key} has no country code (+ or 00) and the body no eventValue.af_country: its digits were hashed "
-            "as sent, and will only match if they include the country code (AppsFlyer expects 16505551212)",
+            f"as sent, and will only match if they include the country code (AppsFlyer expects the number in "
+            f"international form, like {like})",
         )
     elif not phone.possible:
         ctx.report.warn(key, "phone_not_possible", not_possible_phone(key))

@@ -33,7 +33,8 @@ event_time_in_future, event_time_restamped, not_upper_case, zeroed_device_id, no
 plain_pii_hashed, empty_value, hash_of_empty_string, phone_not_possible,
 pii_in_customer_user_id, unknown_field, plain_pii_dropped, platform_mismatch,
 recommended_field_missing, negative_value (af_revenue, af_price), zero_quantity (af_quantity),
-blank_dedupe_id (the app's dedupe_key parameter is empty, spaces or null: no dedupe id, as on Axon).
+blank_dedupe_id (the app's dedupe_key parameter is empty, spaces or null: no dedupe id, as on Axon),
+missing_dedupe_id (the app has a dedupe_key and the event's eventValue has no usable value of it).
 
 No message repeats the value of a personal identifier, and a plain one never reaches the
 payload: ``*_hashed`` values are hashed; unknown top-level keys that look like personal data
@@ -350,10 +351,10 @@ def _dedupe_id(event_value: dict[str, Any] | None, dedupe_key: str | None, repor
     one (``""``, spaces, null: a client's ``order.id || ""``) is no id, said with the Axon
     endpoint's warning, ``blank_dedupe_id``: each such event was stored, silently undeduplicated
     (a trial). The parameter itself goes upstream as sent."""
-    if dedupe_key is None or event_value is None:
+    if dedupe_key is None:
         return None
-    value = event_value.get(dedupe_key)
-    if dedupe_key in event_value and (value is None or is_blank_dedupe_id(value)):
+    value = None if event_value is None else event_value.get(dedupe_key)
+    if event_value is not None and dedupe_key in event_value and (value is None or is_blank_dedupe_id(value)):
         shown = "null" if value is None else "empty" if not value else "all spaces"
         report.warn(
             f"eventValue.{dedupe_key}",
@@ -367,7 +368,33 @@ def _dedupe_id(event_value: dict[str, Any] | None, dedupe_key: str | None, repor
         return value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    _warn_missing_dedupe_id(event_value, dedupe_key, report)
     return None
+
+
+def _warn_missing_dedupe_id(event_value: dict[str, Any] | None, dedupe_key: str, report: Report) -> None:
+    """Axon's ``missing_dedupe_id``, at the app's dedupe_key parameter: the event is stored
+    and relayed, but nothing can tell a resend of it (a trial found it said nothing)."""
+    path = f"eventValue.{dedupe_key}"
+    if event_value is not None and dedupe_key in event_value:
+        why = f"{dedupe_key} is {_kind(event_value[dedupe_key])}, not a string or a whole number"
+    elif any(w.path == path and w.code == "plain_pii_dropped" for w in report.warnings):
+        why = f"{dedupe_key} was dropped as personal data"
+    else:
+        why = f"eventValue has no {dedupe_key}"
+    report.warn(
+        path,
+        "missing_dedupe_id",
+        f"{why}, so the app's dedupe_key gives this event no dedupe id: it cannot be deduplicated "
+        "(a resend is stored again)",
+    )
+
+
+def _kind(value: object) -> str:
+    """What a JSON value that is no dedupe id is: "an array", "a number with a decimal point"..."""
+    if isinstance(value, float):
+        return "a number with a decimal point"
+    return "a boolean" if isinstance(value, bool) else _JSON_KINDS.get(type(value), "an object")
 
 
 # --- the body itself -----------------------------------------------------------------------

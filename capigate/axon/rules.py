@@ -803,9 +803,14 @@ def _email_problems(raw: dict[str, Any], path: str, report: Report, profile: Pro
         and not contains_email(w.path)
         and not contains_international_phone(w.path)
     ]
-    if dropped:
-        at = {w.path for w in dropped}
-        report.warnings = [w for w in report.warnings if w.path not in at] + dropped
+    # A value refused here was said dropped by the unknown-key walk when the event's name is no
+    # event's (a trial: a mistyped purchase's transaction_id was both): refused, not dropped.
+    refused = {p.path for p in report.problems if p.code == "plain_pii"}
+    at = {w.path for w in dropped}
+    if refused or at:
+        report.warnings = [
+            w for w in report.warnings if w.path not in at and not (w.code == "plain_pii_dropped" and w.path in refused)
+        ] + dropped
 
 
 def _normalised(raw: dict[str, Any], user: dict[str, str]) -> dict[str, Any]:

@@ -113,7 +113,8 @@ def _warn_phone(phone: HashedPhone, path: str, report: Report) -> None:
             path,
             "phone_without_country_code",
             "the number has no country code (+ or 00) and the event no country_code: its digits were hashed "
-            "as sent, and will only match if they include the country code (AppLovin expects 16505551212)",
+            "as sent, and will only match if they include the country code (AppLovin expects the number in "
+            "international form, like 16505551212)",
         )
     elif not phone.possible:
         report.warn(path, "phone_not_possible", not_possible_phone("phone"))

@@ -64,7 +64,9 @@ def classify(value: Any, api: Api | None) -> tuple[Api, Kind] | Problem:
         return "appsflyer", "event"
     if "name" in value and ("user_data" in value or "event_time" in value):
         return "axon", "event"
-    return Problem("", "unknown_record", "neither an Axon batch or event nor an AppsFlyer event; say which with --api")
+    return Problem(
+        "", "unknown_record", "neither an Axon batch nor an Axon event nor an AppsFlyer event; say which with --api"
+    )
 
 
 def _record(line: int, root: str, value: Any, api: Api | None) -> Record:

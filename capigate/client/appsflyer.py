@@ -40,8 +40,10 @@ __all__ = ["APPSFLYER_URL", "AppsFlyerClient", "AsyncAppsFlyerClient", "check_as
 APPSFLYER_URL: Final = "https://api2.appsflyer.com"
 
 _STRINGIFIED: Final = ("eventValue", "custom_data")
-# Warnings that, in a builder, mean a typo rather than a habit worth tolerating.
-_BUILDER_ERRORS: Final = frozenset({"unknown_field", "plain_pii_dropped"})
+# Warnings that, in a builder, mean a typo rather than a habit worth tolerating. Personal data
+# the rules drop (plain_pii_dropped) is not one: send drops it with that warning, as the gateway
+# does, and the builder does not refuse an event the gateway and send(dict) take.
+_BUILDER_ERRORS: Final = frozenset({"unknown_field"})
 # Warnings about what the SDK itself takes care of before sending (objects in eventValue and
 # custom_data need none: they are stringified before the check, which sees the bytes sent).
 _SDK_HANDLED: Final = frozenset({"plain_pii_hashed"})
@@ -99,7 +101,9 @@ def in_app_event(
     """An InAppEvent, checked now with the server's rules: a wrong type, a bad value or an
     unknown field (``fields`` take wire names: ``idfa``, ``email_hashed``...) raises
     InvalidEvents here. ``event_value`` may be a mapping; it is stringified. Left out,
-    ``eventTime`` is the arrival time. Plain values in ``*_hashed`` fields are hashed on send."""
+    ``eventTime`` is the arrival time. Plain values in ``*_hashed`` fields are hashed on send;
+    personal data elsewhere (an email address in an eventValue parameter) is dropped on send,
+    with the warning ``plain_pii_dropped``, as the gateway drops it."""
     raw: dict[str, Any] = {
         "appsflyer_id": appsflyer_id,
         "eventName": event_name,

@@ -42,7 +42,7 @@ from capigate.responses import (
     RequestsPage,
 )
 from capigate.store.base import DeadLetterQuery, EventQuery, RequestQuery, RequestView
-from capigate.unreadable import field_problem
+from capigate.unreadable import field_problem, parse_error_first, unreadable
 
 __all__ = [
     "EVENT_APIS",
@@ -299,7 +299,7 @@ async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> R
     try:
         wanted = _decode_replay(body) if body.strip() else ReplayRequest()
     except msgspec.DecodeError as exc:
-        report.problems.append(_body_problem(exc))
+        report.problems.append(_body_problem(body, exc))
         return _bad_replay(report)
     refusal = replay_refusal(gateway.config, wanted.destination, wanted.source)
     if refusal is not None:
@@ -330,11 +330,13 @@ def _relayed(gateway: Gateway) -> list[str]:
 _REPLAY_FIELDS: Final = ", ".join(ReplayRequest.__struct_fields__)
 
 
-def _body_problem(error: msgspec.DecodeError) -> Problem:
-    """A replay body msgspec refused, as a problem at its path."""
+def _body_problem(body: bytes, error: msgspec.DecodeError) -> Problem:
+    """A replay body msgspec refused, as a problem at its path; one that is not JSON says so."""
+    error = parse_error_first(body, error)
     if isinstance(error, msgspec.ValidationError):
         return field_problem(error, unknown=lambda field: f"`{field}` is not a replay filter; use {_REPLAY_FIELDS}")
-    return Problem("", "malformed_json", f"the body is a JSON object of filters ({_REPLAY_FIELDS}): {error}")
+    said = unreadable(body, error)
+    return Problem(said.path, said.code, f"{said.message}; the body is a JSON object of filters ({_REPLAY_FIELDS})")
 
 
 def _bad_replay(report: Report) -> Response:

@@ -26,7 +26,7 @@ from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
 from capigate.responses import ErrorBody
 from capigate.store.base import OutboxDepth, StatsBucket
-from capigate.unreadable import field_problem, unreadable
+from capigate.unreadable import field_problem, parse_error_first, unreadable
 
 __all__ = ["get_quality", "get_sources", "get_stats", "post_test_event"]
 
@@ -261,7 +261,7 @@ async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) 
     try:
         ask = _decode_test_event(raw)
     except msgspec.DecodeError as exc:
-        return _bad_test_event(_test_event_problem(raw, exc))
+        return _bad_test_event(_test_event_problem(raw, parse_error_first(raw, exc)))
     if gateway.loopback is None:
         return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
     answer: Loopback | None = await send_to_self(

@@ -79,7 +79,7 @@ def sources(config: Config, now_ms: int | None = None) -> list[SourceInfo]:
             api="appsflyer",
             profile=None,
             relay=a.relay is not None and a.relay.enabled,
-            examples=[Example(name="appsflyer_purchase.json", body=_example("appsflyer_purchase.json"))],
+            examples=[Example(name="appsflyer_purchase.json", body=_fresh_appsflyer(a.dedupe_key))],
         )
         for a in config.appsflyer.apps
     )
@@ -98,6 +98,19 @@ def _fresh_axon(name: str, now_ms: int) -> str:
         event["event_time"] = now_ms
         event["dedupe_id"] = f"inspector-{uuid.uuid4().hex[:12]}"
     return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+def _fresh_appsflyer(dedupe_key: str | None) -> str:
+    """The example as the spec gives it; for an app with a ``dedupe_key``, with a value of
+    its own there, as the Axon example gets a dedupe_id (without, it is missing_dedupe_id)."""
+    body = _example("appsflyer_purchase.json")
+    if dedupe_key is None:
+        return body
+    event = json.loads(body)
+    value = json.loads(event["eventValue"])
+    value[dedupe_key] = f"inspector-{uuid.uuid4().hex[:12]}"
+    event["eventValue"] = json.dumps(value, separators=(",", ":"))
+    return json.dumps(event, ensure_ascii=False)
 
 
 def _scope(method: str, path: str, query: str, headers: dict[str, str], client_ip: str | None) -> Scope:

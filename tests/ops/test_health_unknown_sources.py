@@ -56,7 +56,7 @@ def test_overview_shows_one_unknown_row(scanned: Server, browser: Browser) -> No
         page = logged_in(context.new_page())
         page.click("a[data-view=overview]")
         row = page.locator("#cards .unknown-sources")
-        expect(row).to_contain_text("321 requests from 302 unknown id(s)")
+        expect(row).to_contain_text("321 requests from 302 unknown ids")
         expect(row).to_contain_text("px_guess (20)")
         configured = 6  # the test configuration's pixels and apps
         named = page.locator("#cards article:not(.other-requests)")  # the login's row is no source's

@@ -121,7 +121,9 @@ function duration(seconds) {
   if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h`;
   return `${(seconds / 86400).toFixed(1)} d`;
 }
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const plural = (n, word) => `${n} ${noun(n, word)}`;
+// The word alone, agreeing with n (the number shown beside it, in bold, by the caller).
+const noun = (n, word) => `${word}${n === 1 ? "" : "s"}`;
 
 function problemTable(title, problems, kind) {
   if (!problems.length) return null;
@@ -1002,7 +1004,7 @@ function renderCards(stats) {
       h(
         "p",
         { class: "totals" },
-        h("b", {}, sum("requests")), " requests, ",
+        h("b", {}, sum("requests")), ` ${noun(sum("requests"), "request")}, `,
         h("b", { class: sum("failed_requests") ? "bad" : "" }, sum("failed_requests")), " failed",
       ),
       relayLine,
@@ -1049,7 +1051,7 @@ function otherRow(other) {
     "article",
     { class: "card other-requests", "data-source": "(other)" },
     h("header", {}, h("h3", {}, "other requests"), h("span", { class: "kind" }, "not from a source")),
-    h("p", { class: "totals" }, h("b", {}, other.requests), " requests to no ingest API (logins, unknown paths), ",
+    h("p", { class: "totals" }, h("b", {}, other.requests), ` ${noun(other.requests, "request")} to no ingest API (logins, unknown paths), `,
       h("b", { class: other.failed ? "bad" : "" }, other.failed), " failed"),
   );
 }
@@ -1064,7 +1066,7 @@ function unknownRow(unknown) {
     "article",
     { class: "card unknown-sources", "data-source": "(unknown)" },
     h("header", {}, h("h3", {}, "unknown sources"), h("span", { class: "kind" }, "not configured")),
-    h("p", { class: "totals" }, h("b", {}, unknown.requests), ` requests from ${unknown.ids} unknown id(s); top ids: ${top}${more}`),
+    h("p", { class: "totals" }, h("b", {}, unknown.requests), ` ${noun(unknown.requests, "request")} from ${plural(unknown.ids, "unknown id")}; top ids: ${top}${more}`),
   );
 }
 
