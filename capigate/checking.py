@@ -20,6 +20,7 @@ import msgspec
 from capigate.errors import Problem
 
 __all__ = [
+    "LISTED_PER_CODE",
     "TOO_LARGE_NUMBER",
     "Report",
     "a_number",
@@ -28,6 +29,7 @@ __all__ = [
     "did_you_mean",
     "is_blank_dedupe_id",
     "join",
+    "listed",
     "shown_value",
     "top_key",
 ]
@@ -35,6 +37,11 @@ __all__ = [
 S = TypeVar("S", bound=msgspec.Struct)
 # A number msgspec reads as out of range, in every place that says so: a body, a field, a file.
 TOO_LARGE_NUMBER: Final = "this number is too large to read (JSON numbers go to ±1.8e308)"
+# Of each code, the warnings (and the problems) of one request that its answer and its journal
+# entry list: a full batch of 100 events of 10 items each, each item warned about. Past them, one
+# ``not_listed`` entry says how many more there were, and under which path (``listed``): 70,000
+# unknown keys of one event made an 8.2 MB answer and an 8.9 MB journal entry (a trial).
+LISTED_PER_CODE: Final = 1000
 
 
 class Report:
@@ -55,6 +62,59 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def listed(said: list[Problem], noun: str = "warnings") -> list[Problem]:
+    """``said``, a request's problems or warnings (``noun``), as its answer and its journal
+    entry list them: the first LISTED_PER_CODE of each code, in their order, and in place of
+    the next one of a code, one ``not_listed`` entry counting the rest, at the deepest path
+    they all lie under. ``said`` itself when it holds no more than that (every usual answer)."""
+    if len(said) <= LISTED_PER_CODE:
+        return said
+    out: list[Problem] = []
+    counts: dict[str, int] = {}
+    rest: dict[str, tuple[int, str]] = {}  # code -> (where its not_listed entry goes in out, the path)
+    for problem in said:
+        code = problem.code
+        count = counts[code] = counts.get(code, 0) + 1
+        if count <= LISTED_PER_CODE:
+            out.append(problem)
+        elif count == LISTED_PER_CODE + 1:
+            rest[code] = (len(out), problem.path)
+            out.append(problem)  # its place, taken below
+        else:
+            at, under = rest[code]
+            if not _lies_under(problem.path, under):
+                rest[code] = (at, _common_path(under, problem.path))
+    for code, (at, under) in rest.items():
+        out[at] = _not_listed(code, counts[code] - LISTED_PER_CODE, under, noun)
+    return out
+
+
+def _not_listed(code: str, more: int, path: str, noun: str) -> Problem:
+    where = ("under " if more > 1 else "at ") + path if path else "in the body"
+    what = f"{more:,} more {code} {noun} {where} are" if more > 1 else f"1 more {code} {noun[:-1]} {where} is"
+    message = f"{what} not listed: an answer and its journal entry list the first {LISTED_PER_CODE:,} of each code"
+    return Problem(path, "not_listed", message)
+
+
+def _lies_under(path: str, parent: str) -> bool:
+    """Whether ``path`` is ``parent`` or a path inside it (``events[0].data.k1`` of ``events[0].data``)."""
+    return not parent or (path.startswith(parent) and (len(path) == len(parent) or path[len(parent)] in ".["))
+
+
+def _common_path(a: str, b: str) -> str:
+    """The deepest path that both ``a`` and ``b`` lie under: ``events[0].data`` of
+    ``events[0].data.k1`` and ``events[0].data.k2``; ``events`` of ``events[1].x`` and
+    ``events[12].x``; "" (the body) of ``events`` and ``pixel``."""
+    end = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        end += 1
+    while end and not (_lies_under(a, a[:end]) and _lies_under(b, a[:end])):
+        end -= 1
+    return a[:end]
 
 
 def is_blank_dedupe_id(value: object) -> bool:
