@@ -45,19 +45,32 @@ LISTED_PER_CODE: Final = 1000
 
 
 class Report:
-    """Problems (the payload is refused) and warnings (it is accepted) found while checking."""
+    """Problems (the payload is refused) and warnings (it is accepted) found while checking,
+    and how many of each code were said through ``error`` and ``warn`` (``said``)."""
 
-    __slots__ = ("problems", "warnings")
+    __slots__ = ("problems", "said", "warnings")
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.said: dict[str, int] = {}
 
     def error(self, path: str, code: str, message: str) -> None:
         self.problems.append(Problem(path, code, message))
+        said = self.said
+        said[code] = said.get(code, 0) + 1
 
     def warn(self, path: str, code: str, message: str) -> None:
         self.warnings.append(Problem(path, code, message))
+        said = self.said
+        said[code] = said.get(code, 0) + 1
+
+    def lists(self, code: str) -> bool:
+        """Whether one more problem or warning of ``code`` would be listed in the answer
+        (``listed``), as far as ``error`` and ``warn`` tell: a rule asks before it spends on a
+        part of a message that no one would read (a "did you mean" for each of 70,000 unknown
+        keys took half a second)."""
+        return self.said.get(code, 0) < LISTED_PER_CODE
 
     @property
     def ok(self) -> bool:
