@@ -277,6 +277,8 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
     code = next((c for needle, c in _CODES if needle in message), "invalid")
     if message == "Number out of range":
         message = TOO_LARGE_NUMBER
+    elif code == "invalid_length" and match is None:
+        message = _length_message(message, path, sent) or message
     elif code == "invalid_enum":
         message = _enum_message(message, kind)
     elif code == "invalid_format":
@@ -344,6 +346,18 @@ def _bound_message(message: str, path: str, kind: Any) -> str | None:
 
 
 _MISSED: Final = {">=": "below {}", ">": "{} or less", "<=": "above {}", "<": "{} or more"}
+_MAX_LENGTH: Final = re.compile(r"Expected `str(?: \| null)?` of length <= ([0-9]+)$")
+
+
+def _length_message(message: str, path: str, sent: Any) -> str | None:
+    """``dedupe_id is 600 characters; at most 512`` for msgspec's ``Expected `str` of length <=
+    512`` of the string ``sent``; None for any other message."""
+    found = _MAX_LENGTH.match(message)
+    if found is None or not isinstance(sent, str):
+        return None
+    named = _FIELD_NAME.search(path)
+    name = named.group(1) if named else "the value"
+    return f"{name} is {len(sent):,} characters; at most {int(found.group(1)):,}"
 
 
 def _bounds(kind: Any) -> tuple[tuple[str, str | None], tuple[str, str | None]]:

@@ -223,3 +223,56 @@ def test_item_warnings_past_1000_are_counted_on_the_typed_path_too(gateway: Serv
     (more,) = warnings[1000:]
     assert (more["path"], more["code"]) == ("events[0].data.items", "not_listed"), more
     assert more["message"].startswith("500 more missing_recommended warnings under events[0].data.items")
+
+
+def _set(event: dict[str, object], path: str, value: str) -> None:
+    *parents, last = path.replace("[0]", ".0").split(".")
+    target: object = event
+    for key in parents:
+        target = target[int(key)] if key.isdigit() else target[key]  # type: ignore[index]
+    target[last] = value  # type: ignore[index]
+
+
+URL = "https://shop.example.com/p?q="
+
+
+@pytest.mark.parametrize(
+    ("field", "limit", "fill"),
+    [
+        ("dedupe_id", 512, "d"),
+        ("user_data.client_id", 512, "c"),
+        ("user_data.aleid", 512, "a"),
+        ("data.transaction_id", 512, "t"),
+        ("data.items[0].item_id", 512, "i"),
+        ("measurement_partner_data.campaign_id", 512, "m"),
+        ("event_source_url", 8192, URL),
+        ("data.items[0].image_url", 8192, URL),
+    ],
+)
+def test_an_id_or_a_url_longer_than_its_bound_is_400_invalid_length_at_its_path(
+    gateway: Server, field: str, limit: int, fill: str
+) -> None:
+    """A trial's 500,000-character dedupe_id and 900 KB event_source_url were accepted, stored
+    (the id indexed) and relayed; on PostgreSQL an id past 2.7 KB failed the store's index, a
+    503 the client retries for ever. An id is at most 512 characters, a URL 8,192."""
+    for length in (limit, limit + 1):
+        event = purchase()
+        _set(event, field, (fill + "x" * length)[:length])
+        r = post_axon(gateway, json.dumps(batch(event)).encode())
+        if length == limit:
+            assert r.status_code == 200, r.text[:500]
+            continue
+        assert r.status_code == 400, r.text[:500]
+        (problem,) = r.json()["problems"]
+        assert (problem["path"], problem["code"]) == (f"events[0].{field}", "invalid_length"), problem
+        assert f"{limit + 1:,} characters; at most {limit:,}" in problem["message"], problem
+
+
+@pytest.mark.parametrize(("field", "value"), [("dedupe_id", "d" * 500_000), ("event_source_url", URL + "a" * 900_000)])
+def test_the_trials_500000_character_dedupe_id_and_900_kb_url_are_400(gateway: Server, field: str, value: str) -> None:
+    r = post_axon(gateway, json.dumps(batch(page_view(**{field: value}))).encode())
+    assert r.status_code == 400, r.text[:500]
+    (problem,) = r.json()["problems"]
+    assert (problem["path"], problem["code"]) == (f"events[0].{field}", "invalid_length"), problem
+    assert len(r.content) < 1000  # the answer says its length, never the value
+    assert_still_serving(gateway)
