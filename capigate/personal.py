@@ -130,7 +130,11 @@ def _phone_digits(value: Any, depth: int = 0) -> bool:
     number of seven digits or more, or a list or object holding one."""
     if isinstance(value, bool):
         return False
-    if isinstance(value, int | float):  # compared, not made text: str() of 5,000 digits raises
+    # Compared, not made text: str() of 5,000 digits raises. An int and a float apart: compiled,
+    # ``int | float`` is read as a float, and an int past a float's range raised (a 500).
+    if isinstance(value, int):
+        return abs(value) >= 10**6
+    if isinstance(value, float):
         return abs(value) >= 10**6
     if isinstance(value, str):
         return _PHONE_DIGITS.search(value) is not None
