@@ -20,6 +20,7 @@ import msgspec
 from capigate.errors import Problem
 
 __all__ = [
+    "LISTED_PER_CODE",
     "TOO_LARGE_NUMBER",
     "Report",
     "a_number",
@@ -28,6 +29,7 @@ __all__ = [
     "did_you_mean",
     "is_blank_dedupe_id",
     "join",
+    "listed",
     "shown_value",
     "top_key",
 ]
@@ -35,26 +37,97 @@ __all__ = [
 S = TypeVar("S", bound=msgspec.Struct)
 # A number msgspec reads as out of range, in every place that says so: a body, a field, a file.
 TOO_LARGE_NUMBER: Final = "this number is too large to read (JSON numbers go to ±1.8e308)"
+# Of each code, the warnings (and the problems) of one request that its answer and its journal
+# entry list: a full batch of 100 events of 10 items each, each item warned about. Past them, one
+# ``not_listed`` entry says how many more there were, and under which path (``listed``): 70,000
+# unknown keys of one event made an 8.2 MB answer and an 8.9 MB journal entry (a trial).
+LISTED_PER_CODE: Final = 1000
 
 
 class Report:
-    """Problems (the payload is refused) and warnings (it is accepted) found while checking."""
+    """Problems (the payload is refused) and warnings (it is accepted) found while checking,
+    and how many of each code were said through ``error`` and ``warn`` (``said``)."""
 
-    __slots__ = ("problems", "warnings")
+    __slots__ = ("problems", "said", "warnings")
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.said: dict[str, int] = {}
 
     def error(self, path: str, code: str, message: str) -> None:
         self.problems.append(Problem(path, code, message))
+        said = self.said
+        said[code] = said.get(code, 0) + 1
 
     def warn(self, path: str, code: str, message: str) -> None:
         self.warnings.append(Problem(path, code, message))
+        said = self.said
+        said[code] = said.get(code, 0) + 1
+
+    def lists(self, code: str) -> bool:
+        """Whether one more problem or warning of ``code`` would be listed in the answer
+        (``listed``), as far as ``error`` and ``warn`` tell: a rule asks before it spends on a
+        part of a message that no one would read (a "did you mean" for each of 70,000 unknown
+        keys took half a second)."""
+        return self.said.get(code, 0) < LISTED_PER_CODE
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def listed(said: list[Problem], noun: str = "warnings") -> list[Problem]:
+    """``said``, a request's problems or warnings (``noun``), as its answer and its journal
+    entry list them: the first LISTED_PER_CODE of each code, in their order, and in place of
+    the next one of a code, one ``not_listed`` entry counting the rest, at the deepest path
+    they all lie under. ``said`` itself when it holds no more than that (every usual answer)."""
+    if len(said) <= LISTED_PER_CODE:
+        return said
+    out: list[Problem] = []
+    counts: dict[str, int] = {}
+    rest: dict[str, tuple[int, str]] = {}  # code -> (where its not_listed entry goes in out, the path)
+    for problem in said:
+        code = problem.code
+        count = counts[code] = counts.get(code, 0) + 1
+        if count <= LISTED_PER_CODE:
+            out.append(problem)
+        elif count == LISTED_PER_CODE + 1:
+            rest[code] = (len(out), problem.path)
+            out.append(problem)  # its place, taken below
+        else:
+            at, under = rest[code]
+            if not _lies_under(problem.path, under):
+                rest[code] = (at, _common_path(under, problem.path))
+    for code, (at, under) in rest.items():
+        out[at] = _not_listed(code, counts[code] - LISTED_PER_CODE, under, noun)
+    return out
+
+
+def _not_listed(code: str, more: int, path: str, noun: str) -> Problem:
+    where = ("under " if more > 1 else "at ") + path if path else "in the body"
+    what = f"{more:,} more {code} {noun} {where} are" if more > 1 else f"1 more {code} {noun[:-1]} {where} is"
+    message = f"{what} not listed: an answer and its journal entry list the first {LISTED_PER_CODE:,} of each code"
+    return Problem(path, "not_listed", message)
+
+
+def _lies_under(path: str, parent: str) -> bool:
+    """Whether ``path`` is ``parent`` or a path inside it (``events[0].data.k1`` of ``events[0].data``)."""
+    return not parent or (path.startswith(parent) and (len(path) == len(parent) or path[len(parent)] in ".["))
+
+
+def _common_path(a: str, b: str) -> str:
+    """The deepest path that both ``a`` and ``b`` lie under: ``events[0].data`` of
+    ``events[0].data.k1`` and ``events[0].data.k2``; ``events`` of ``events[1].x`` and
+    ``events[12].x``; "" (the body) of ``events`` and ``pixel``."""
+    end = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        end += 1
+    while end and not (_lies_under(a, a[:end]) and _lies_under(b, a[:end])):
+        end -= 1
+    return a[:end]
 
 
 def is_blank_dedupe_id(value: object) -> bool:
@@ -204,6 +277,8 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
     code = next((c for needle, c in _CODES if needle in message), "invalid")
     if message == "Number out of range":
         message = TOO_LARGE_NUMBER
+    elif code == "invalid_length" and match is None:
+        message = _length_message(message, path, sent) or message
     elif code == "invalid_enum":
         message = _enum_message(message, kind)
     elif code == "invalid_format":
@@ -271,6 +346,18 @@ def _bound_message(message: str, path: str, kind: Any) -> str | None:
 
 
 _MISSED: Final = {">=": "below {}", ">": "{} or less", "<=": "above {}", "<": "{} or more"}
+_MAX_LENGTH: Final = re.compile(r"Expected `str(?: \| null)?` of length <= ([0-9]+)$")
+
+
+def _length_message(message: str, path: str, sent: Any) -> str | None:
+    """``dedupe_id is 600 characters; at most 512`` for msgspec's ``Expected `str` of length <=
+    512`` of the string ``sent``; None for any other message."""
+    found = _MAX_LENGTH.match(message)
+    if found is None or not isinstance(sent, str):
+        return None
+    named = _FIELD_NAME.search(path)
+    name = named.group(1) if named else "the value"
+    return f"{name} is {len(sent):,} characters; at most {int(found.group(1)):,}"
 
 
 def _bounds(kind: Any) -> tuple[tuple[str, str | None], tuple[str, str | None]]:

@@ -76,6 +76,10 @@ _PII_KEY = re.compile(
     re.IGNORECASE,
 )
 _PII_WORDS: Final = frozenset({"dob", "ssn", "street"})
+# _PII_KEY for a key in ASCII, lower-cased: the case-blind search costs three times as much.
+# Another key keeps the case-blind one, which also takes the long s for an "s", and the Kelvin
+# sign for a "k", as lower() does not.
+_PII_KEY_LOWER = re.compile(_PII_KEY.pattern)
 _LEFT_OUT: Final = object()
 
 
@@ -88,7 +92,9 @@ def looks_personal(key: str, value: Any) -> bool:
         return True
     if _personal_key(key):
         return not (text and is_sha256_hex(value.strip())) or _key_is_an_identifier(key)
-    return _named_like_a_phone(key) and _phone_digits(value)
+    if isinstance(value, list | dict):  # walked for digits only under a phone's name
+        return _named_like_a_phone(key) and _phone_digits(value)
+    return _phone_digits(value) and _named_like_a_phone(key)  # a scalar's digits cost less than the key's words
 
 
 def _key_is_an_identifier(key: str) -> bool:
@@ -124,7 +130,11 @@ def _phone_digits(value: Any, depth: int = 0) -> bool:
     number of seven digits or more, or a list or object holding one."""
     if isinstance(value, bool):
         return False
-    if isinstance(value, int | float):  # compared, not made text: str() of 5,000 digits raises
+    # Compared, not made text: str() of 5,000 digits raises. An int and a float apart: compiled,
+    # ``int | float`` is read as a float, and an int past a float's range raised (a 500).
+    if isinstance(value, int):
+        return abs(value) >= 10**6
+    if isinstance(value, float):
         return abs(value) >= 10**6
     if isinstance(value, str):
         return _PHONE_DIGITS.search(value) is not None
@@ -141,9 +151,13 @@ def _personal_key(key: str) -> bool:
     return _named_like_personal(key)
 
 
-@lru_cache(maxsize=4096)  # the case-blind search costs ~1 µs; clients repeat the same keys
+@lru_cache(maxsize=4096)  # clients repeat the same keys (a body of 70,000 distinct ones cost 4 µs each)
 def _named_like_personal(key: str) -> bool:
-    return _PII_KEY.search(key) is not None or any(w.lower() in _PII_WORDS for w in _WORDS.findall(key))
+    lower = key.lower()
+    if (_PII_KEY_LOWER.search(lower) if key.isascii() else _PII_KEY.search(key)) is not None:
+        return True
+    # Its words are read only when it holds one of _PII_WORDS as text (one of them as a word, it does).
+    return any(word in lower for word in _PII_WORDS) and any(w.lower() in _PII_WORDS for w in _WORDS.findall(key))
 
 
 EMAIL_SHOWN = "<email address>"
@@ -324,43 +338,112 @@ def without_emails(
     there would be: in an identifier of ``hashed`` hashed as ``phone`` is when it is one whole
     (the digest of its ``+`` form), else dropped; a problem in a ``required`` field (once: a
     rule of the field may have said so already); dropped anywhere else. In a field of
-    ``plus_only`` (descriptive text), only a ``+`` marks a number: the ``00`` form is not read."""
-    if isinstance(value, str):
-        return _email_in_field(value, path, report, send_hashed, required, hashed, at, phones, plus_only)
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            new = without_emails(
-                item,
-                join(path, key),
-                report,
-                send_hashed,
-                required=required,
-                hashed=hashed,
-                at=join(at, key),
-                phones=phones,
-                plus_only=plus_only,
-            )
-            if new is not _LEFT_OUT:
-                out[key] = new
-        return out
-    if isinstance(value, list):
-        items = [
-            without_emails(
-                item,
-                join(path, i),
-                report,
-                send_hashed,
-                required=required,
-                hashed=hashed,
-                at=at + "[]",
-                phones=phones,
-                plus_only=plus_only,
-            )
-            for i, item in enumerate(value)
-        ]
-        return [None if item is _LEFT_OUT else item for item in items]
-    return value
+    ``plus_only`` (descriptive text), only a ``+`` marks a number: the ``00`` form is not read.
+
+    What a rule said before of a value dropped here (an os that is not one of its values, "kept
+    as sent") no longer holds: only the drop is said at its path. Those warnings are taken back
+    in one pass once the walk is done; taken back at each drop, every drop read every warning
+    said before it (16,000 items with an address in their names held the event loop 26 s)."""
+    guard = _Guard(report, send_hashed, required, hashed, phones, plus_only)
+    kept = guard.walk(value, path, at)
+    if guard.dropped:
+        last = guard.dropped
+        report.warnings = [w for i, w in enumerate(report.warnings) if i >= last.get(w.path, -1)]
+    return kept
+
+
+class _Guard:
+    """One walk of ``without_emails``: its settings, and the paths of the values it dropped,
+    each with the index in ``report.warnings`` of the last warning saying so (the warnings
+    before it at that path are taken back: a warning only is appended during the walk)."""
+
+    __slots__ = ("dropped", "hashed", "phones", "plus_only", "report", "required", "send_hashed")
+
+    def __init__(
+        self,
+        report: Report,
+        send_hashed: str,
+        required: frozenset[str],
+        hashed: frozenset[str],
+        phones: bool,
+        plus_only: frozenset[str],
+    ) -> None:
+        self.report = report
+        self.send_hashed = send_hashed
+        self.required = required
+        self.hashed = hashed
+        self.phones = phones
+        self.plus_only = plus_only
+        self.dropped: dict[str, int] = {}
+
+    def walk(self, value: Any, path: str, at: str) -> Any:
+        if isinstance(value, str):
+            return self._field(value, path, at)
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                new = self.walk(item, join(path, key), join(at, key))
+                if new is not _LEFT_OUT:
+                    out[key] = new
+            return out
+        if isinstance(value, list):
+            items = [self.walk(item, join(path, i), at + "[]") for i, item in enumerate(value)]
+            return [None if item is _LEFT_OUT else item for item in items]
+        return value
+
+    def _drop(self, path: str, code: str, message: str) -> Any:
+        """Says ``value`` at ``path`` dropped, and that alone (see ``without_emails``)."""
+        self.dropped[path] = len(self.report.warnings)
+        self.report.warn(path, code, message)
+        return _LEFT_OUT
+
+    def _field(self, value: str, path: str, at: str) -> Any:
+        report, send_hashed = self.report, self.send_hashed
+        if "@" in value and at not in self.required and url_holds_credentials(value):
+            # Not an email address, though ``user:pw@host`` may look like one (a re-trial).
+            return self._drop(path, "url_credentials", URL_CREDENTIALS_DROPPED)
+        if not contains_email(value):
+            if self.phones and holds_international_phone(value, zeros=at not in self.plus_only):
+                return self._phone(value, path, at)
+            return value
+        if at in self.hashed:
+            try:
+                digest = hash_email(revealed_email(value))
+            except InvalidIdentifier:
+                pass
+            else:
+                report.warn(
+                    path,
+                    "plain_pii_hashed",
+                    "this identifier is an email address: it was normalised and hashed as email is",
+                )
+                return digest
+        if at in self.required:
+            report.error(path, "plain_pii", f"this field holds an email address, which is never stored ({send_hashed})")
+            return value
+        return self._drop(
+            path,
+            "plain_pii_dropped",
+            f"this field holds an email address: it was dropped, never stored ({send_hashed})",
+        )
+
+    def _phone(self, value: str, path: str, at: str) -> Any:
+        """``_field``'s treatment of a string holding a phone number in international form."""
+        report = self.report
+        if at in self.hashed:
+            digest = treated_phone_id(value, True)  # one whole: hashed; one inside an id: dropped
+            if digest is not None and digest is not value:
+                report.warn(path, "plain_pii_hashed", PHONE_HASHED)
+                return digest
+        if at in self.required:
+            if all(p.path != path for p in report.problems):  # a name's own rule says it first
+                report.error(
+                    path,
+                    "plain_pii",
+                    f"this field holds a phone number, which is never stored ({self.send_hashed})",
+                )
+            return value
+        return self._drop(path, "plain_pii_dropped", phone_dropped(self.send_hashed))
 
 
 def holds_phone_anywhere(value: Any, depth: int = 0) -> bool:
@@ -395,50 +478,6 @@ def url_holds_credentials(url: str) -> bool:
         return False
 
 
-def _email_in_field(
-    value: str,
-    path: str,
-    report: Report,
-    send_hashed: str,
-    required: frozenset[str],
-    hashed: frozenset[str],
-    at: str,
-    phones: bool,
-    plus_only: frozenset[str] = frozenset(),
-) -> Any:
-    if "@" in value and at not in required and url_holds_credentials(value):
-        # Not an email address, though ``user:pw@host`` may look like one (a re-trial).
-        report.warnings = [w for w in report.warnings if w.path != path]
-        report.warn(path, "url_credentials", URL_CREDENTIALS_DROPPED)
-        return _LEFT_OUT
-    if not contains_email(value):
-        if phones and holds_international_phone(value, zeros=at not in plus_only):
-            return _phone_in_field(value, path, report, send_hashed, required, hashed, at)
-        return value
-    if at in hashed:
-        try:
-            digest = hash_email(revealed_email(value))
-        except InvalidIdentifier:
-            pass
-        else:
-            report.warn(
-                path,
-                "plain_pii_hashed",
-                "this identifier is an email address: it was normalised and hashed as email is",
-            )
-            return digest
-    if at in required:
-        report.error(path, "plain_pii", f"this field holds an email address, which is never stored ({send_hashed})")
-        return value
-    # What a rule said of the value before (an os that is not one of its values, "kept as sent")
-    # no longer holds: the value is dropped, and that alone is said at its path.
-    report.warnings = [w for w in report.warnings if w.path != path]
-    report.warn(
-        path, "plain_pii_dropped", f"this field holds an email address: it was dropped, never stored ({send_hashed})"
-    )
-    return _LEFT_OUT
-
-
 PHONE_HASHED: Final = "this identifier is a phone number: it was normalised and hashed as phone is"
 
 
@@ -462,21 +501,3 @@ def treated_phone_id(value: str, hashed: bool) -> str | None:
         return hash_phone(revealed)  # revealed once: its + form
     except InvalidIdentifier:
         return None
-
-
-def _phone_in_field(
-    value: str, path: str, report: Report, send_hashed: str, required: frozenset[str], hashed: frozenset[str], at: str
-) -> Any:
-    """``_email_in_field``'s treatment of a string holding a phone number in international form."""
-    if at in hashed:
-        digest = treated_phone_id(value, True)  # one whole: hashed; one inside an id: dropped
-        if digest is not None and digest is not value:
-            report.warn(path, "plain_pii_hashed", PHONE_HASHED)
-            return digest
-    if at in required:
-        if all(p.path != path for p in report.problems):  # a name's own rule says it first
-            report.error(path, "plain_pii", f"this field holds a phone number, which is never stored ({send_hashed})")
-        return value
-    report.warnings = [w for w in report.warnings if w.path != path]
-    report.warn(path, "plain_pii_dropped", phone_dropped(send_hashed))
-    return _LEFT_OUT

@@ -20,6 +20,7 @@ import pytest
 from bench.bodies import TOKEN, write_body_sets, write_lead_gen_sets
 from capigate.axon.profiles import PROFILES
 from capigate.axon.rules import DESCRIPTIVE_TEXT
+from capigate.axon.schema import MAX_ID_CHARS, MAX_URL_CHARS
 from capigate.axon.typed import check_body, path_differences
 from tests.helpers import now_ms, page_view, purchase
 
@@ -29,6 +30,8 @@ CLIENTS = REPO / "tests" / "clients"
 NOW = now_ms()
 # What a field may become: each is applied to every field of every seed event.
 REPLACEMENTS: list[Any] = [None, "", "x", "usd", "EUR", "12ab", -1, -0.5, 0, 1.5, 1_700_000_000, 10**20, True, [], {}]
+# Past the bound of an id, and of a URL (schema.py), and at it: refused or taken alike by both paths.
+REPLACEMENTS += ["i" * MAX_ID_CHARS, "i" * (MAX_ID_CHARS + 1), "https://u.example/" + "u" * MAX_URL_CHARS]
 
 
 def _seed_events() -> list[dict[str, Any]]:

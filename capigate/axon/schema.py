@@ -23,6 +23,8 @@ __all__ = [
     "IDENTIFIER_FIELDS",
     "MAX_EPOCH_MILLIS",
     "MAX_EXACT_INT",
+    "MAX_ID_CHARS",
+    "MAX_URL_CHARS",
     "OS_VALUES",
     "PAYMENT_TYPES",
     "AddPaymentInfoData",
@@ -50,6 +52,19 @@ Money = float
 NonNegativeMoney = Annotated[float, Meta(ge=0)]
 Quantity = Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
+# The longest id (an event's dedupe_id and transaction_id, a user's ids, an item's, a coupon, a
+# campaign's) and URL an event may hold: capigate's bounds, as AppLovin documents none. Longer,
+# the event is refused (invalid_length at its path), by the typed path and the slow path alike:
+# both read these types. A 500,000-character dedupe_id was stored and indexed, and relayed;
+# on PostgreSQL an id past 2,704 bytes fails the index of dedupe keys (a 503, retried for ever).
+# 512 characters hold any order id, UUID or click id (the SDK's cookies take one that long);
+# 8,192 a page's whole URL, the longest request line the usual web servers take (nginx, Apache,
+# CloudFront: 8 KB).
+MAX_ID_CHARS = 512
+MAX_URL_CHARS = 8192
+Id = Annotated[str, Meta(max_length=MAX_ID_CHARS, description="an id, at most 512 characters")]
+NonEmptyId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS, description="an id, 1 to 512 characters")]
+Url = Annotated[str, Meta(max_length=MAX_URL_CHARS, description="a URL, at most 8,192 characters")]
 
 OS_VALUES = frozenset({"ios", "android", "desktop_os"})
 PAYMENT_TYPES = ("credit_card", "deferred", "redeemable", "payment_on_delivery", "wallet", "other")
@@ -81,12 +96,12 @@ AttributionModel = Literal[
 
 
 class Item(Struct, kw_only=True, omit_defaults=True):
-    item_id: NonEmpty
+    item_id: NonEmptyId
     item_name: str | None = None
-    item_variant_id: str | None = None
+    item_variant_id: Id | None = None
     price: Money | None = None
-    image_url: str | None = None
-    item_category_id: Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)] | str | None = None
+    image_url: Url | None = None
+    item_category_id: Annotated[int, Meta(ge=0, le=MAX_EXACT_INT)] | Id | None = None
     quantity: Quantity | None = None
     affiliation: str | None = None
     discount: Money | None = None
@@ -103,7 +118,7 @@ class EventData(Struct, kw_only=True, omit_defaults=True):
 
 
 class PageViewData(EventData, kw_only=True, omit_defaults=True):
-    user_id: str | None = None
+    user_id: Id | None = None
 
 
 class ItemsData(EventData, kw_only=True, omit_defaults=True):
@@ -118,7 +133,7 @@ class BeginCheckoutData(EventData, kw_only=True, omit_defaults=True):
     items: list[Item]
     currency: Currency
     value: Money
-    user_id: str | None = None
+    user_id: Id | None = None
 
 
 class AddPaymentInfoData(EventData, kw_only=True, omit_defaults=True):
@@ -126,17 +141,17 @@ class AddPaymentInfoData(EventData, kw_only=True, omit_defaults=True):
     items: list[Item] | None = None
     payment_type: PaymentType | None = None
     value: Money | None = None
-    coupon: str | None = None
+    coupon: Id | None = None
 
 
 class PurchaseData(EventData, kw_only=True, omit_defaults=True):
     currency: Currency
     items: list[Item]
-    transaction_id: NonEmpty
+    transaction_id: NonEmptyId
     value: Money
     shipping: Money | None = None
     tax: Money | None = None
-    user_id: str | None = None
+    user_id: Id | None = None
 
 
 class GenerateLeadData(EventData, kw_only=True, omit_defaults=True):
@@ -185,18 +200,18 @@ class UserData(Struct, kw_only=True, omit_defaults=True):
     client_ip_address: NonEmpty
     client_user_agent: NonEmpty
     esi: Literal["web", "app"]
-    aleid: str | None = None
-    axwrt: str | None = None
-    alart: str | None = None
-    client_id: str | None = None
-    user_id: str | None = None
+    aleid: Id | None = None
+    axwrt: Id | None = None
+    alart: Id | None = None
+    client_id: Id | None = None
+    user_id: Id | None = None
     email: str | None = None
     phone: str | None = None
     country_code: str | None = None
     zip: str | None = None
-    sid: str | None = None
-    ifa: str | None = None
-    idfv: str | None = None
+    sid: Id | None = None
+    ifa: Id | None = None
+    idfv: Id | None = None
     os: str | None = None
 
 
@@ -206,8 +221,8 @@ class MeasurementPartnerData(Struct, kw_only=True, omit_defaults=True):
     attribution_share: Annotated[float, Meta(ge=0, le=1)]
     is_claimable: bool
     attribution_lookback_window_hours: Annotated[float, Meta(ge=0)] | None = None
-    campaign_id: str | None = None
-    creative_set_id: str | None = None
+    campaign_id: Id | None = None
+    creative_set_id: Id | None = None
     first_purchase_ts: EpochMillis | None = None
     first_visit_ts: EpochMillis | None = None
     is_new_customer: bool | None = None
@@ -219,12 +234,14 @@ class MeasurementPartnerData(Struct, kw_only=True, omit_defaults=True):
 class ServerEvent(Struct, kw_only=True, omit_defaults=True):
     name: NonEmpty
     event_time: EpochMillis
-    event_source_url: NonEmpty
+    event_source_url: Annotated[
+        str, Meta(min_length=1, max_length=MAX_URL_CHARS, description="a URL, 1 to 8,192 characters")
+    ]
     user_data: UserData
     # Required but nullable (page_view and app_open send ``"data": null``). Its type depends
     # on ``name`` (see DATA_SCHEMAS): an EventData struct when built, a JSON object on the wire.
     data: Any
-    dedupe_id: str | None = None
+    dedupe_id: Id | None = None
     measurement_partner_data: MeasurementPartnerData | None = None
 
 

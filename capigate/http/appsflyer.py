@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from capigate.appsflyer.rules import check_in_app_event
 from capigate.appsflyer.schema import BAD_REQUEST, MAX_BODY_BYTES, OK, PARSE_FAILED, UNAUTHORIZED
+from capigate.checking import listed
 from capigate.config import AppsFlyerApp
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept, not_stored
@@ -71,7 +72,11 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
         body, app_id=outcome.source or app_id, received_at_ms=request.received_at_ms, dedupe_key=app.dedupe_key
     )
     outcome.events_received = check.received
-    outcome.problems, outcome.warnings = check.problems, [*outcome.warnings, *check.warnings]
+    # As the Axon endpoint lists them; AppsFlyer's 1 KB body holds fewer than LISTED_PER_CODE of a code.
+    outcome.problems, outcome.warnings = (
+        listed(check.problems, "problems"),
+        listed([*outcome.warnings, *check.warnings]),
+    )
     if check.event is None and len(check.problems) == 1 and not check.problems[0].path:  # the body itself
         outcome.problems = [sent_as_form(check.problems[0], request.headers.get("content-type"), body)]
     if check.event is None:

@@ -9,6 +9,7 @@ import msgspec
 
 from capigate.axon.profiles import PROFILES
 from capigate.axon.typed import check_body
+from capigate.checking import listed
 from capigate.config import AxonPixel
 from capigate.errors import Problem, StoreError
 from capigate.http.accept import accept, not_stored
@@ -67,10 +68,11 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         return _error(400, problem.code, "the body could not be read", outcome, [problem])
     except RecursionError:
         return _error(400, TOO_DEEP.code, "the body nests too deep", outcome, [TOO_DEEP])
-    outcome.warnings = [*outcome.warnings, *check.report.warnings]
+    outcome.warnings = listed([*outcome.warnings, *check.report.warnings])
     outcome.events_received = check.received
     if not check.report.ok:
-        return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, check.report.problems)
+        refused = listed(check.report.problems, "problems")
+        return _error(400, "invalid_batch", "the batch was refused; nothing was stored", outcome, refused)
     try:
         result = await accept(request, gateway, outcome, check.events, pixel.relay)
     except StoreError as lost:
