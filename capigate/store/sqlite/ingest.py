@@ -187,28 +187,35 @@ def record_requests(cur: sqlite3.Cursor, records: Sequence[RequestRecord]) -> No
     An entry stored already (the retry of a write that may or may not have been stored) is
     not stored again, nor counted twice."""
     values: list[Any] = []
+    names: list[str | None] = []
     for r in records:
-        values += _request_values(r)
+        name = inspector.journal_name(getattr(r, "keys", ()))
+        names.append(name)
+        values += _request_values(r, name)
     before = cur.connection.total_changes
     insert_rows(cur, _REQUESTS, values)
     added = cur.connection.total_changes - before
     if added < len(records):
-        records = _added(cur, records, added)
+        records, names = _added(cur, records, names, added)
     cur.executemany(_ADD_MINUTES, minute_totals(records))
-    inspector.add_extras(cur, records)
+    inspector.add_extras(cur, records, names)
 
 
-def _added(cur: sqlite3.Cursor, records: Sequence[RequestRecord], added: int) -> list[RequestRecord]:
-    """The entries the INSERT added: the newest ``added`` rows, as a new row's id is the
-    largest plus one; a request id twice in ``records`` is counted at its first."""
+def _added(
+    cur: sqlite3.Cursor, records: Sequence[RequestRecord], names: list[str | None], added: int
+) -> tuple[list[RequestRecord], list[str | None]]:
+    """The entries the INSERT added, with their names: the newest ``added`` rows, as a new
+    row's id is the largest plus one; a request id twice in ``records`` is counted at its first."""
     newest = "SELECT request_id FROM requests ORDER BY id DESC LIMIT ?"
     ids = {request_id for (request_id,) in cur.execute(newest, (added,))} if added else set()
-    fresh = []
-    for r in records:
+    fresh: list[RequestRecord] = []
+    fresh_names: list[str | None] = []
+    for r, name in zip(records, names, strict=True):
         if r.request_id in ids:
             ids.discard(r.request_id)
             fresh.append(r)
-    return fresh
+            fresh_names.append(name)
+    return fresh, fresh_names
 
 
 _REQUESTS: Final = insert(
@@ -224,13 +231,13 @@ _ADD_MINUTES: Final = (
 )
 
 
-def _request_values(r: RequestRecord) -> tuple[Any, ...]:
+def _request_values(r: RequestRecord, name: str | None) -> tuple[Any, ...]:
     return (
         r.request_id, r.received_at, r.api, NULL if r.source is None else r.source, r.method, r.path, r.status,
         NULL if r.client_ip is None else r.client_ip, NULL if r.user_agent is None else r.user_agent,
         r.latency_ms, r.events_received, r.events_stored, r.events_duplicate,
         _json_list(r.problems), _json_list(r.warnings), NULL if r.test_tag is None else r.test_tag,
-        NULL if (name := inspector.journal_name(getattr(r, "keys", ()))) is None else name,
+        NULL if name is None else name,
     )  # fmt: skip
 
 

@@ -92,18 +92,18 @@ def journal_name(keys: Iterable[tuple[str, str]]) -> str | None:
     return found
 
 
-def add_extras(cur: sqlite3.Cursor, records: Iterable[RequestRecord]) -> None:
+def add_extras(cur: sqlite3.Cursor, records: Iterable[RequestRecord], names: Iterable[str | None]) -> None:
     """The bodies and keys of journal entries (``inspector.record_extras``'s rows, the keys'
-    values built flat for ``insert_rows``), but a request's one name, on its row already."""
+    values built flat for ``insert_rows``), but a request's one name (``names``, each
+    record's ``journal_name``), on its row already."""
     bodies: list[tuple[str, int, bytes]] = []
     keys: list[Any] = []
-    for r in records:
+    for r, name in zip(records, names, strict=True):
         body = getattr(r, "body", None)
         if body is not None:
             bodies.append((r.request_id, r.received_at, body))
-        pairs = getattr(r, "keys", ())
-        on_row = journal_name(pairs) is not None
-        for kind, value in pairs:
+        on_row = name is not None
+        for kind, value in getattr(r, "keys", ()):
             if not (on_row and kind == "name"):
                 keys += (kind, value, r.request_id, r.received_at)
     if bodies:
