@@ -360,11 +360,16 @@ def test_the_overview_names_ingest_calls_without_their_id_and_keeps_other_reques
 
 
 def test_the_overview_counts_one_request_in_the_singular(browser: Browser, tmp_path: Path) -> None:
-    """A trial: the Overview said "(no pixel_id) 1 requests"; each card and row says its
-    count with the word that agrees with it."""
+    """A trial: the Overview said "(no pixel_id) 1 requests", and a card's charts "1 warnings";
+    each card, row and chart says its count with the word that agrees with it."""
     gateway = make_server(tmp_path / "one", DEFAULT_CONFIG)
     gateway.start()
+    twice = purchase()
     try:
+        for body in (batch(twice), batch(twice), batch(purchase(unheard_of=1))):
+            answer = post_axon(gateway, body)
+            assert answer.status_code == 200, answer.text
+        assert [w["code"] for w in answer.json()["warnings"]] == ["unknown_field"], answer.text
         with gateway.client() as c:
             assert c.post("/v1/event", json=batch(purchase()), headers={"Authorization": "key-std"}).status_code == 400
             assert (
@@ -381,6 +386,9 @@ def test_the_overview_counts_one_request_in_the_singular(browser: Browser, tmp_p
             other = page.locator(".card.other-requests .totals").inner_text()
             count, word = re.match(r"(\d+) (\w+) to no ingest API", other).groups()  # type: ignore[union-attr]
             assert word == ("request" if count == "1" else "requests"), other
+            std = page.locator(".card[data-source='px_std'] figure.chart")
+            expect(std.filter(has_text="Duplicates").locator(".total")).to_have_text("1 duplicate")
+            expect(std.filter(has_text="Warnings").locator(".total")).to_have_text("1 warning")
     finally:
         gateway.stop()
 

@@ -937,6 +937,9 @@ function sparkline(values, kind) {
   return svg("svg", { class: `spark ${kind}`, width, height, viewBox: `0 0 ${width} ${height}` }, svg("polyline", { points: points.join(" ") }));
 }
 
+// A series' label agrees with its number where it is a noun ("1 warning", "2 warnings").
+const seriesWord = (k, n) => (n === 1 && k.one ? k.one : k.label);
+
 function barChart(title, slots, series, since, bucket) {
   const width = 280;
   const height = 48;
@@ -951,11 +954,14 @@ function barChart(title, slots, series, since, bucket) {
       if (!v) continue;
       const bh = Math.max(1, (v / max) * (height - 4));
       y -= bh;
-      const label = `${dayTime(since + i * bucket)}: ${v} ${k.label}`;
+      const label = `${dayTime(since + i * bucket)}: ${v} ${seriesWord(k, v)}`;
       bars.push(svg("rect", { x: (i * w + 0.5).toFixed(1), y: y.toFixed(1), width: Math.max(1, w - 1).toFixed(1), height: bh.toFixed(1), class: k.cls }, svg("title", {}, label)));
     }
   });
-  const total = series.map((k) => `${slots.reduce((sum, s) => sum + s[k.key], 0)} ${k.label}`).join(" · ");
+  const total = series.map((k) => {
+    const sum = slots.reduce((all, s) => all + s[k.key], 0);
+    return `${sum} ${seriesWord(k, sum)}`;
+  }).join(" · ");
   return h(
     "figure",
     { class: "chart" },
@@ -1016,8 +1022,8 @@ function renderCards(stats) {
           // AppsFlyer's silent drop (an iOS id without "id") counts here, on the app's card.
           { key: "events_refused", label: info && info.api === "appsflyer" ? "refused or dropped" : "refused", cls: "refused" },
         ], start, bucket),
-        barChart("Duplicates", slots, [{ key: "events_duplicate", label: "duplicates", cls: "duplicate" }], start, bucket),
-        barChart("Warnings", slots, [{ key: "warnings", label: "warnings", cls: "warning" }], start, bucket),
+        barChart("Duplicates", slots, [{ key: "events_duplicate", label: "duplicates", one: "duplicate", cls: "duplicate" }], start, bucket),
+        barChart("Warnings", slots, [{ key: "warnings", label: "warnings", one: "warning", cls: "warning" }], start, bucket),
         barChart("Dead letters", slots, [{ key: "dead_letters", label: "dead", cls: "dead" }], start, bucket),
       ),
     );
