@@ -645,7 +645,11 @@ PLANS = {
     ),
     "events-cursor": (EVENTS(EventQuery(cursor=9)), "INTEGER PRIMARY KEY (rowid<?)"),
     "requests-source": (REQUESTS(RequestQuery(source="a")), "requests_source_id (source=?)"),
-    "requests-status": (REQUESTS(RequestQuery(status=500)), "requests_status_id (status=?)"),
+    "requests-status": (REQUESTS(RequestQuery(status=500)), "requests_unusual_status_id (status=?)"),
+    "requests-status-class": (
+        REQUESTS(RequestQuery(status_class=4)),
+        "requests_unusual_status_id (status>? AND status<?)",
+    ),
     "requests-since": (
         REQUESTS(RequestQuery(since_ms=1, api="axon")),
         "requests_received_at (received_at>?)",
@@ -688,6 +692,16 @@ def test_sqlite_query_plans_search_through_the_indexes(
 def test_sqlite_equality_filters_need_no_sort_step(sqlite_store: SQLiteStore) -> None:
     for query in (EventQuery(source="a"), EventQuery(name="b"), EventQuery(status="c")):
         assert "TEMP B-TREE" not in explain(sqlite_store.path, *sqlite_module.events_sql(query))
+
+
+@pytest.mark.parametrize("query", [RequestQuery(status=200), RequestQuery(status_class=2)], ids=["200", "2xx"])
+def test_sqlite_a_page_of_200s_is_read_off_the_journals_newest_rows(
+    sqlite_store: SQLiteStore, query: RequestQuery
+) -> None:
+    """The status index has no 200s (schema.UNUSUAL_STATUS): they are most rows, read newest
+    first with no sort step, a page found in the first rows."""
+    plan = explain(sqlite_store.path, *sqlite_module.requests_sql(query))
+    assert plan.startswith("SCAN requests") and "TEMP B-TREE" not in plan, plan
 
 
 def test_sqlite_a_name_filter_reads_the_journal_newest_first_and_stops_at_the_page(sqlite_store: SQLiteStore) -> None:

@@ -155,6 +155,71 @@ def test_sqlite_migrates_a_version_8_journal_whose_names_are_key_rows(tmp_path: 
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
+def _answered(request_id: str, at: int, status: int) -> JournalRecord:
+    return JournalRecord(
+        request_id=request_id, received_at=at, api="axon", source="px1", method="POST", path="/v1/event",
+        status=status, client_ip=None, user_agent=None, latency_ms=1.0,
+    )  # fmt: skip
+
+
+def _unusual_indexed(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        sql = "SELECT count(*) FROM requests INDEXED BY requests_unusual_status_id WHERE status <> 200"
+        (count,) = conn.execute(sql).fetchone()
+    return int(count)
+
+
+def _found_by_status(store: SQLiteStore, **status: int) -> list[str]:
+    rows, _ = run(store.query_requests(RequestQuery(**status)))  # type: ignore[arg-type]
+    return [r.request_id for r in rows]
+
+
+STATUSES = {"ok": 200, "refused": 400, "unavailable": 503, "created": 201}
+
+
+def test_sqlite_the_journals_status_index_keeps_only_the_requests_not_answered_200(tmp_path: Path) -> None:
+    """Rule (schema.UNUSUAL_STATUS): a journal row answered 200 has no status index entry (most
+    do: each was an entry the writer paid for); every status filter still finds its rows."""
+    store = SQLiteStore(tmp_path / "s.db")
+    run(store.open())
+    try:
+        run(store.record_requests([_answered(rid, T0 + i, s) for i, (rid, s) in enumerate(STATUSES.items())]))
+        assert _unusual_indexed(store.path) == 3
+        assert _found_by_status(store, status=200) == ["ok"]
+        assert _found_by_status(store, status=503) == ["unavailable"]
+        assert _found_by_status(store, status_class=2) == ["created", "ok"]
+        assert _found_by_status(store, status_class=4) == ["refused"]
+    finally:
+        run(store.close())
+    assert "requests_status_id" not in indexes(store.path)
+
+
+def test_sqlite_migrates_a_version_9_journal_to_the_index_of_its_unusual_statuses(tmp_path: Path) -> None:
+    """Version 10 replaces the status index of every journal row with one of the rows not
+    answered 200, built from the rows already there."""
+    path = tmp_path / "v9.db"
+    store = SQLiteStore(path)
+    run(store.open())
+    run(store.record_requests([_answered(rid, T0 + i, s) for i, (rid, s) in enumerate(STATUSES.items())]))
+    run(store.close())
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # back to version 9's index
+        conn.execute("DROP INDEX requests_unusual_status_id")
+        conn.execute("CREATE INDEX requests_status_id ON requests (status, id)")
+        conn.execute("UPDATE schema_version SET version = 9")
+
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        assert _found_by_status(store, status=400) == ["refused"]
+        assert _found_by_status(store, status_class=5) == ["unavailable"]
+    finally:
+        run(store.close())
+    assert "requests_unusual_status_id" in indexes(path) and "requests_status_id" not in indexes(path)
+    assert _unusual_indexed(path) == 3
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
 def test_relayed_events_have_no_entry_in_the_index_of_stored_events(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     run(store.open())

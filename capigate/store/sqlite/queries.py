@@ -18,6 +18,7 @@ from capigate.store.outbox import RELAY_STATES
 from capigate.store.sql import REQUEST_COLUMNS, also, clamp, event_columns, where
 from capigate.store.sqlite import outbox
 from capigate.store.sqlite.inspector import STORED_BY_DEDUPE_ID_SQL
+from capigate.store.sqlite.schema import UNUSUAL_STATUS
 from capigate.store.sqlite.writer import sqlite_error
 
 __all__ = ["Readers", "events_sql", "query_stats", "requests_sql", "stats_sql"]
@@ -123,15 +124,26 @@ def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
     )  # fmt: skip
     where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?")
     clauses, values = request_clauses(query, mark="?", stored_by_dedupe_id=STORED_BY_DEDUPE_ID_SQL, name_column=True)
+    unusual = _unusual_status(query)
+    if unusual:
+        clauses.append(UNUSUAL_STATUS)
     for clause in clauses:
         where_sql = also(where_sql, clause)
     params += values
     keys_indexed = [kind for kind, _ in query.keys if kind != "name"] or None  # a name is read off the rows
     hint = _since_hint(
-        "requests", query.since_ms, query.source, query.status, query.client_ip, query.test_tag, keys_indexed
+        "requests", query.since_ms, query.source, unusual or None, query.client_ip, query.test_tag, keys_indexed
     )
     sql = f"SELECT {REQUEST_COLUMNS} FROM requests{hint}{where_sql} ORDER BY id DESC LIMIT ?"
     return sql, [*params, clamp(query.limit) + 1]
+
+
+def _unusual_status(query: RequestQuery) -> bool:
+    """Whether the status asked for excludes 200: the journal's status index has those rows
+    only (schema.UNUSUAL_STATUS); a page of 200s is read off the newest rows."""
+    if query.status is not None:
+        return query.status != 200
+    return query.status_class is not None and query.status_class != 2
 
 
 def _since_hint(table: str, since: int | None, *indexed_filters: object) -> str:

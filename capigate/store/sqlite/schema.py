@@ -22,14 +22,18 @@ from capigate.store.sqlite.inspector import INSPECTOR_SCHEMA
 __all__ = [
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
+    "UNUSUAL_STATUS",
     "check_sqlite_path",
     "connect_writer",
     "pending_steps",
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+# The journal rows its status index keeps (version 10): a query reaches that index only with
+# this very condition in its WHERE, which SQLite does not infer from `status = 503`.
+UNUSUAL_STATUS: Final = "status <> 200"
 
 # The relay outbox (outbox.py), added in version 2.
 OUTBOX_SCHEMA: Final = (
@@ -220,7 +224,9 @@ _SCHEMA: Final = (
         name TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS requests_source_id ON requests (source, id)",
-    "CREATE INDEX IF NOT EXISTS requests_status_id ON requests (status, id)",
+    # Most requests are answered 200: a status filter looks for the others (a refusal, a
+    # 503), which the index keeps alone; a page of 200s is the journal's newest rows.
+    f"CREATE INDEX IF NOT EXISTS requests_unusual_status_id ON requests (status, id) WHERE {UNUSUAL_STATUS}",
     "CREATE INDEX IF NOT EXISTS requests_received_at ON requests (received_at)",
     REQUEST_MINUTES,
     *sessions.SCHEMA,  # a table of its own, which older versions leave alone
@@ -256,6 +262,10 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str | Callable[[sqlite3.Cursor], N
     8: ("a source's per-minute totals split per api, as the journal tells", _SOURCE_API_MINUTES),
     # The rows before keep their names as key rows, where queries find them too.
     9: ("a request's event name on its journal row, when it has one only", (_add_request_name,)),
+    10: (
+        "the journal's status index keeps only the requests not answered 200",
+        ("DROP INDEX IF EXISTS requests_status_id",),  # _SCHEMA has made requests_unusual_status_id
+    ),
 }
 
 
