@@ -122,6 +122,7 @@ def plans(path: Path, now_ms: int) -> list[tuple[str, str]]:
     queries = [
         ("requests, first page", requests_sql(RequestQuery(limit=50))),
         ("requests, status=400", requests_sql(RequestQuery(status=400, limit=50))),
+        ("requests, status=200", requests_sql(RequestQuery(status=200, limit=50))),
         ("events, source", events_sql(EventQuery(source="px_shop", limit=50))),
         ("events, test_tag", events_sql(EventQuery(test_tag="inspector", limit=50))),
         ("events, dead", events_sql(EventQuery(status="dead", limit=50))),
@@ -154,6 +155,9 @@ async def timings(path: Path, now_ms: int, runs: int) -> list[tuple[str, float]]
         await timed("requests: first page (50)", lambda: store.query_requests(RequestQuery(limit=50)))
         await timed("requests: source", lambda: store.query_requests(RequestQuery(source="px_shop", limit=50)))
         await timed("requests: status=400", lambda: store.query_requests(RequestQuery(status=400, limit=50)))
+        await timed("requests: status=200", lambda: store.query_requests(RequestQuery(status=200, limit=50)))
+        await timed("requests: status 4xx", lambda: store.query_requests(RequestQuery(status_class=4, limit=50)))
+        await timed("requests: status 2xx", lambda: store.query_requests(RequestQuery(status_class=2, limit=50)))
         await timed("requests: page 100 (cursor)", lambda: store.query_requests(RequestQuery(cursor=n_half, limit=50)))
         for label, name in (("common", "purchase"), ("1 in 100,000", "rare_event"), ("none", "no_such_event")):
             query = RequestQuery(keys=[("name", name)], limit=50)
