@@ -132,6 +132,51 @@ def test_a_source_id_that_is_an_email_address_is_refused_at_check_and_at_start(t
     assert "axon.pixels[1].pixel_id: looks like an email address" in started.stderr, started.stderr
 
 
+def test_a_source_id_a_url_cannot_carry_as_written_is_refused_at_check_at_start_and_by_curl(tmp_path: Path) -> None:
+    """Rule: a pixel or app id holding a space, '/', '?', '&', '#', '%' or '+' is refused at its
+    key, which no id the platforms assign holds: such ids passed check-config, and the banner,
+    `capigate curl` and every client put them into URLs as written, which curl refused (a trial)."""
+    text = (
+        SERVER
+        + '[[axon.pixels]]\npixel_id = "px_ok"\napi_key = "k"\n'
+        + '[[axon.pixels]]\npixel_id = "px a&b#c"\napi_key = "k"\n'
+        + '[[axon.pixels]]\npixel_id = "px?100%+"\napi_key = "k"\n'
+        + '[[appsflyer.apps]]\napp_id = "com.example/sub app"\nkeys = ["k"]\n'
+    )
+    message = refused(tmp_path, text)
+    assert (
+        "capigate.toml: axon.pixels[1].pixel_id: 'px a&b#c' holds a space, '&' and '#': it is sent in URLs as "
+        "written (?pixel_id=…), and an Axon pixel id never holds these: use the pixel_id the platform assigned"
+    ) in message, message
+    assert "axon.pixels[2].pixel_id: 'px?100%+' holds '?', '%' and '+': " in message, message
+    assert (
+        "appsflyer.apps[0].app_id: 'com.example/sub app' holds '/' and a space: it is sent in URLs as written "
+        "(/inappevent/{app_id}), and an AppsFlyer app id never holds these: it is an Android package name "
+        "(com.example.shop) or an iOS id (id123456789)"
+    ) in message, message
+    assert "axon.pixels[0]" not in message
+    started = _serve_refused(tmp_path)
+    assert "axon.pixels[1].pixel_id: 'px a&b#c' holds a space" in started.stderr, started.stderr
+    config = str(tmp_path / "capigate.toml")
+    curl = subprocess.run(
+        [sys.executable, "-m", "capigate", "curl", "px a&b#c", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert curl.returncode == 1 and "pixel_id=px a" not in curl.stdout, curl.stdout
+    assert "axon.pixels[1].pixel_id: 'px a&b#c' holds a space" in curl.stderr, curl.stderr
+
+
+def test_a_source_id_that_is_a_phone_number_is_not_echoed_where_it_is_refused_for_its_characters(
+    tmp_path: Path,
+) -> None:
+    message = refused(tmp_path, SERVER + '[[axon.pixels]]\npixel_id = "+1 415 555 0100"\napi_key = "k"\n')
+    said = r"axon\.pixels\[0\]\.pixel_id: <phone number [0-9a-f]{8}> holds '\+' and a space"
+    assert re.search(said, message), message
+    assert "415" not in message
+
+
 def _serve_refused(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """``capigate serve`` of tmp_path's capigate.toml, which it refuses, as a user sees it."""
     started = subprocess.run(
