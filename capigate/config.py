@@ -26,7 +26,7 @@ from capigate.appsflyer.upstream import APPSFLYER_URL
 from capigate.axon.body import MAX_BODY_BYTES
 from capigate.axon.upstream import AXON_URL
 from capigate.checking import converts
-from capigate.config_errors import ConfigErrors, config_error
+from capigate.config_errors import ConfigErrors, config_error, unquoted_number
 from capigate.endpoint_path import endpoint_base
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
@@ -250,6 +250,7 @@ def load_config(
     problems += _check_not_email(name, apps, "appsflyer.apps", "app_id")
     problems += _check_url_safe(name, pixels, "axon.pixels", "pixel_id")
     problems += _check_url_safe(name, apps, "appsflyer.apps", "app_id")
+    problems = [unquoted_number(problem, raw) for problem in problems]
     if len(problems) > 1:
         raise ConfigErrors(problems)
     if problems:

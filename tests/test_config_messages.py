@@ -76,6 +76,47 @@ def test_a_type_error_names_the_type_and_an_example(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("written", "key", "unquoted"),
+    [
+        ('[store]\nevent_retention_days = "inf"\n', "store.event_retention_days", "event_retention_days = inf"),
+        ('[store]\nevent_retention_days = "Infinity"\n', "store.event_retention_days", "event_retention_days = inf"),
+        ('[store]\njournal_retention_days = " 7.5"\n', "store.journal_retention_days", "journal_retention_days = 7.5"),
+        ('port = "8080"\n', "server.port", "port = 8080"),
+        (
+            '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\ntimeout_s = "1e1"\n',
+            "axon.pixels[0].relay.timeout_s",
+            "timeout_s = 1e1",
+        ),
+    ],
+)
+def test_a_number_written_as_a_string_is_told_to_drop_the_quotes(
+    tmp_path: Path, written: str, key: str, unquoted: str
+) -> None:
+    """``event_retention_days = "inf"`` was told "expected a number, not a string" and an
+    example of 30, without a word that TOML's infinity is ``inf``, unquoted (a trial)."""
+    message = refused(tmp_path, SERVER + written)
+    assert message.endswith(
+        f"{key}: expected {'an integer' if 'port' in key else 'a number'}, not a string: "
+        f"write it without quotes, {unquoted}"
+    ), message
+
+
+def test_a_string_that_is_no_number_of_the_keys_kind_keeps_the_example(tmp_path: Path) -> None:
+    for written, said in (
+        ('port = "80.5"\n', "server.port: expected an integer, not a string, e.g. port = 8080"),
+        (
+            '[store]\nevent_retention_days = "nan"\n',
+            "store.event_retention_days: expected a number, not a string, e.g. event_retention_days = 30",
+        ),
+        (
+            '[store]\nevent_retention_days = "forever"\n',
+            "store.event_retention_days: expected a number, not a string, e.g. event_retention_days = 30",
+        ),
+    ):
+        assert refused(tmp_path, SERVER + written).endswith(said)
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         (SERVER + 'log_format = "xml"\n', "server.log_format: Invalid enum value 'xml'; use one of plain, json"),
