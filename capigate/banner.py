@@ -19,6 +19,7 @@ import time
 import uuid
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from capigate.config import AppsFlyerApp, AxonPixel, Config
 from capigate.identity import hash_email, hash_phone
@@ -93,16 +94,17 @@ def _a(name: str) -> str:
 
 def curl_command(config: Config, source_id: str, base: str, *, reveal: bool = True) -> str | None:
     """A curl that sends the demo event of one source to the gateway at ``base``; None when
-    no pixel or app has that id. ``reveal=False`` writes the key as ``MASK``."""
+    no pixel or app has that id. ``reveal=False`` writes the key as ``MASK``. The id is
+    percent-encoded in the URL, though the configuration refuses one that would need it."""
     source: AxonPixel | AppsFlyerApp | None = config.pixel(source_id)
     if isinstance(source, AxonPixel):
-        url = f"{base}/v1/event?pixel_id={source.pixel_id}"
+        url = f"{base}/v1/event?pixel_id={quote(source.pixel_id, safe='')}"
         header = "Authorization: " + (source.api_key if reveal else MASK)
     else:
         source = config.app(source_id)
         if source is None:
             return None
-        url = f"{base}/inappevent/{source.app_id}"
+        url = f"{base}/inappevent/{quote(source.app_id, safe='')}"
         header = "authentication: " + (source.keys[0] if reveal else MASK)
     body = json.dumps(demo_body(source), separators=(",", ":"), ensure_ascii=False)
     # A relayed source's demo is a test event: pasted on a production node, a real one went

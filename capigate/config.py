@@ -26,7 +26,7 @@ from capigate.appsflyer.upstream import APPSFLYER_URL
 from capigate.axon.body import MAX_BODY_BYTES
 from capigate.axon.upstream import AXON_URL
 from capigate.checking import converts
-from capigate.config_errors import ConfigErrors, config_error
+from capigate.config_errors import ConfigErrors, config_error, unquoted_number
 from capigate.endpoint_path import endpoint_base
 from capigate.errors import ConfigError
 from capigate.identity import contains_email
@@ -248,6 +248,9 @@ def load_config(
     problems += _check_app_ids(name, apps)
     problems += _check_not_email(name, pixels, "axon.pixels", "pixel_id")
     problems += _check_not_email(name, apps, "appsflyer.apps", "app_id")
+    problems += _check_url_safe(name, pixels, "axon.pixels", "pixel_id")
+    problems += _check_url_safe(name, apps, "appsflyer.apps", "app_id")
+    problems = [unquoted_number(problem, raw) for problem in problems]
     if len(problems) > 1:
         raise ConfigErrors(problems)
     if problems:
@@ -520,6 +523,56 @@ def _check_not_email(file: str, sources: Indexed, table: str, key: str) -> list[
         for i, source in sources
         if contains_email(getattr(source, key))
     ]
+
+
+# What no Axon pixel id nor AppsFlyer app id holds, and a URL cannot carry as written: the
+# banner's and `capigate curl`'s URLs held ``?pixel_id=px a&b#c``, which curl refused (a trial).
+# ``+`` reads as a space in a query. The URLs are percent-encoded too; a client's are not.
+_NOT_IN_AN_ID: Final = {"/": "'/'", "?": "'?'", "&": "'&'", "#": "'#'", "%": "'%'", "+": "'+'"}
+_ID_EXAMPLES: Final = {
+    "pixel_id": ("?pixel_id=…", "an Axon pixel id never holds these: use the pixel_id the platform assigned"),
+    "app_id": (
+        "/inappevent/{app_id}",
+        "an AppsFlyer app id never holds these: it is an Android package name (com.example.shop) or an iOS id (id123456789)",
+    ),
+}
+
+
+def _url_unsafe(value: str) -> list[str]:
+    """The kinds of character in ``value`` that a source id must not hold, each named once."""
+    said: list[str] = []
+    for char in value:
+        name = (
+            "a space"
+            if char.isspace()
+            else "a control character"
+            if not char.isprintable()
+            else _NOT_IN_AN_ID.get(char)
+        )
+        if name is not None and name not in said:
+            said.append(name)
+    return said
+
+
+def _check_url_safe(file: str, sources: Indexed, table: str, key: str) -> list[ConfigError]:
+    """A source id goes into URLs as written, by every client: one with a space, '/', '?',
+    '&', '#', '%' or '+' is refused, which no id the platforms assign holds. One holding an
+    email address is said as such (_check_not_email), once."""
+    where, what = _ID_EXAMPLES[key]
+    problems = []
+    for i, source in sources:
+        value = getattr(source, key)
+        if contains_email(value) or not (found := _url_unsafe(value)):
+            continue
+        held = found[0] if len(found) == 1 else f"{', '.join(found[:-1])} and {found[-1]}"
+        problems.append(
+            ConfigError(
+                file,
+                f"{table}[{i}].{key}",
+                f"{shown_value(value)} holds {held}: it is sent in URLs as written ({where}), and {what}",
+            )
+        )
+    return problems
 
 
 def _check_unique(file: str, sources: Indexed, table: str, key: str) -> list[ConfigError]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import re
+import tomllib
 from typing import Any, Final, Literal, get_args, get_origin
 
 from capigate.errors import ConfigError
 from capigate.personal import shown_value
 from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Setting, toml_value
 
-__all__ = ["ConfigErrors", "config_error", "known_keys"]
+__all__ = ["ConfigErrors", "config_error", "known_keys", "unquoted_number"]
 
 
 class ConfigErrors(ConfigError):
@@ -140,3 +142,54 @@ def _example(key: str) -> str:
     if setting is None or setting.example is None:
         return ""
     return f", e.g. {setting.name} = {toml_value(setting.example)}"
+
+
+_INDEXED: Final = re.compile(r"(?P<name>[^.\[\]]+)|\[(?P<index>\d+)\]")
+
+
+def _value_at(raw: Any, key: str) -> Any:
+    """The value the file holds at a dotted key (``axon.pixels[0].relay.timeout_s``), or None."""
+    value = raw
+    for part in _INDEXED.finditer(key):
+        if part["name"] is not None and isinstance(value, dict):
+            value = value.get(part["name"])
+        elif part["index"] is not None and isinstance(value, list) and int(part["index"]) < len(value):
+            value = value[int(part["index"])]
+        else:
+            return None
+    return value
+
+
+def _number_literal(text: str, kind: str) -> str | None:
+    """How TOML writes the number a quoted ``text`` reads as (``"30"``: 30, ``"infinity"``:
+    inf), if it is one of ``kind`` (int: an integer; float: any number but nan); else None."""
+    written = text.strip().lower()
+    try:
+        number = float(written)
+    except ValueError:
+        return None
+    if math.isinf(number):
+        written = "-inf" if number < 0 else "inf"  # TOML's one word for it: "infinity" is none
+    try:
+        value = tomllib.loads(f"v = {written}")["v"]
+    except tomllib.TOMLDecodeError:
+        return None
+    if type(value) is int or (kind == "float" and type(value) is float and not math.isnan(value)):
+        return written
+    return None
+
+
+def unquoted_number(error: ConfigError, raw: dict[str, Any]) -> ConfigError:
+    """``error`` with how to write its value, when it is a number written as a string: a
+    number key given ``"inf"`` was told "expected a number, not a string" and an example of 30,
+    which did not say that TOML's infinity is ``inf`` without quotes (a trial)."""
+    kind = "int" if error.fix.startswith("expected an integer") else "float"
+    if not error.fix.startswith(("expected an integer", "expected a number")) or ", not a string" not in error.fix:
+        return error
+    value = _value_at(raw, error.key)
+    if not isinstance(value, str) or (literal := _number_literal(value, kind)) is None:
+        return error
+    said = error.fix.partition(", e.g. ")[0]
+    return ConfigError(
+        error.file, error.key, f"{said}: write it without quotes, {error.key.rsplit('.', 1)[-1]} = {literal}"
+    )

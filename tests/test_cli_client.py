@@ -627,6 +627,21 @@ def test_validate_refuses_an_ios_app_id_without_its_prefix_as_send_does(tmp_path
     assert capigate("validate", str(file), "--app-id", "id123456789").returncode == 0
 
 
+def test_validate_and_send_take_the_app_id_by_one_name_and_by_either_name(tmp_path: Path, server: Server) -> None:
+    """``validate FILE --app com.example.demo`` said "No such option '--app'": validate took
+    --app-id, send --app (a trial). Both take both; --app is the one documented."""
+    file = jsonl(tmp_path / "af.jsonl", [AF_EVENT])
+    for option in ("--app", "--app-id"):
+        checked = capigate("validate", "--no-warnings", str(file), option, "com.example.shop")
+        assert checked.returncode == 0 and checked.stdout.startswith("ok: 1 event(s)"), checked.stdout + checked.stderr
+        done = capigate(
+            "send", str(file), "--to", server.url, option, "com.example.shop", "--key", "af-dev-key", "--no-progress"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    refused = capigate("validate", str(file), "--app", "123456789")
+    assert refused.returncode == 2 and "(id123456789)" in refused.stderr, refused.stderr
+
+
 # --- events ---------------------------------------------------------------------------
 
 

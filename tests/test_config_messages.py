@@ -76,6 +76,47 @@ def test_a_type_error_names_the_type_and_an_example(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("written", "key", "unquoted"),
+    [
+        ('[store]\nevent_retention_days = "inf"\n', "store.event_retention_days", "event_retention_days = inf"),
+        ('[store]\nevent_retention_days = "Infinity"\n', "store.event_retention_days", "event_retention_days = inf"),
+        ('[store]\njournal_retention_days = " 7.5"\n', "store.journal_retention_days", "journal_retention_days = 7.5"),
+        ('port = "8080"\n', "server.port", "port = 8080"),
+        (
+            '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n[axon.pixels.relay]\ntimeout_s = "1e1"\n',
+            "axon.pixels[0].relay.timeout_s",
+            "timeout_s = 1e1",
+        ),
+    ],
+)
+def test_a_number_written_as_a_string_is_told_to_drop_the_quotes(
+    tmp_path: Path, written: str, key: str, unquoted: str
+) -> None:
+    """``event_retention_days = "inf"`` was told "expected a number, not a string" and an
+    example of 30, without a word that TOML's infinity is ``inf``, unquoted (a trial)."""
+    message = refused(tmp_path, SERVER + written)
+    assert message.endswith(
+        f"{key}: expected {'an integer' if 'port' in key else 'a number'}, not a string: "
+        f"write it without quotes, {unquoted}"
+    ), message
+
+
+def test_a_string_that_is_no_number_of_the_keys_kind_keeps_the_example(tmp_path: Path) -> None:
+    for written, said in (
+        ('port = "80.5"\n', "server.port: expected an integer, not a string, e.g. port = 8080"),
+        (
+            '[store]\nevent_retention_days = "nan"\n',
+            "store.event_retention_days: expected a number, not a string, e.g. event_retention_days = 30",
+        ),
+        (
+            '[store]\nevent_retention_days = "forever"\n',
+            "store.event_retention_days: expected a number, not a string, e.g. event_retention_days = 30",
+        ),
+    ):
+        assert refused(tmp_path, SERVER + written).endswith(said)
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         (SERVER + 'log_format = "xml"\n', "server.log_format: Invalid enum value 'xml'; use one of plain, json"),
@@ -130,6 +171,51 @@ def test_a_source_id_that_is_an_email_address_is_refused_at_check_and_at_start(t
     assert "Jane.Doe" not in message and "shop-owner" not in message
     started = _serve_refused(tmp_path)
     assert "axon.pixels[1].pixel_id: looks like an email address" in started.stderr, started.stderr
+
+
+def test_a_source_id_a_url_cannot_carry_as_written_is_refused_at_check_at_start_and_by_curl(tmp_path: Path) -> None:
+    """Rule: a pixel or app id holding a space, '/', '?', '&', '#', '%' or '+' is refused at its
+    key, which no id the platforms assign holds: such ids passed check-config, and the banner,
+    `capigate curl` and every client put them into URLs as written, which curl refused (a trial)."""
+    text = (
+        SERVER
+        + '[[axon.pixels]]\npixel_id = "px_ok"\napi_key = "k"\n'
+        + '[[axon.pixels]]\npixel_id = "px a&b#c"\napi_key = "k"\n'
+        + '[[axon.pixels]]\npixel_id = "px?100%+"\napi_key = "k"\n'
+        + '[[appsflyer.apps]]\napp_id = "com.example/sub app"\nkeys = ["k"]\n'
+    )
+    message = refused(tmp_path, text)
+    assert (
+        "capigate.toml: axon.pixels[1].pixel_id: 'px a&b#c' holds a space, '&' and '#': it is sent in URLs as "
+        "written (?pixel_id=…), and an Axon pixel id never holds these: use the pixel_id the platform assigned"
+    ) in message, message
+    assert "axon.pixels[2].pixel_id: 'px?100%+' holds '?', '%' and '+': " in message, message
+    assert (
+        "appsflyer.apps[0].app_id: 'com.example/sub app' holds '/' and a space: it is sent in URLs as written "
+        "(/inappevent/{app_id}), and an AppsFlyer app id never holds these: it is an Android package name "
+        "(com.example.shop) or an iOS id (id123456789)"
+    ) in message, message
+    assert "axon.pixels[0]" not in message
+    started = _serve_refused(tmp_path)
+    assert "axon.pixels[1].pixel_id: 'px a&b#c' holds a space" in started.stderr, started.stderr
+    config = str(tmp_path / "capigate.toml")
+    curl = subprocess.run(
+        [sys.executable, "-m", "capigate", "curl", "px a&b#c", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert curl.returncode == 1 and "pixel_id=px a" not in curl.stdout, curl.stdout
+    assert "axon.pixels[1].pixel_id: 'px a&b#c' holds a space" in curl.stderr, curl.stderr
+
+
+def test_a_source_id_that_is_a_phone_number_is_not_echoed_where_it_is_refused_for_its_characters(
+    tmp_path: Path,
+) -> None:
+    message = refused(tmp_path, SERVER + '[[axon.pixels]]\npixel_id = "+1 415 555 0100"\napi_key = "k"\n')
+    said = r"axon\.pixels\[0\]\.pixel_id: <phone number [0-9a-f]{8}> holds '\+' and a space"
+    assert re.search(said, message), message
+    assert "415" not in message
 
 
 def _serve_refused(tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -126,7 +126,13 @@ def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[
     show_default=True,
     help="The Axon pixel's profile.",
 )
-@click.option("--app-id", default="", help="AppsFlyer app id (adds iOS/Android hints).")
+@click.option(
+    "--app",
+    "--app-id",
+    "app_id",
+    default="",
+    help="AppsFlyer app id, as send --app takes it (adds iOS/Android hints).",
+)
 @click.option("--warnings/--no-warnings", "show_warnings", default=True, show_default=True, help="Print warnings too.")
 def validate(
     files: tuple[str, ...], api_name: str, pixel: str | None, profile: str, app_id: str, show_warnings: bool
@@ -564,7 +570,8 @@ def _required_to_and_key(base_url: str | None, key: str | None, axon: bool) -> t
     "Required.",
 )
 @click.option("--pixel", help="Axon pixel id: send Axon events.")
-@click.option("--app", help="AppsFlyer app id: send AppsFlyer events.")
+# --app-id too: validate's name for it, which a trial gave send (validate takes --app too).
+@click.option("--app", "--app-id", "app", help="AppsFlyer app id: send AppsFlyer events.")
 @click.option(
     "--key",
     envvar="CAPIGATE_KEY",

@@ -176,6 +176,28 @@ def test_a_relayed_sources_demo_curl_sends_a_test_event(tmp_path: Path) -> None:
     assert "X-Capigate-Test" not in sandbox, sandbox
 
 
+def test_a_demo_curl_percent_encodes_the_source_id_in_its_url() -> None:
+    """The configuration refuses an id a URL cannot carry as written (test_config_messages);
+    the curl encodes one all the same, as the relay does: a Config built by hand is not checked."""
+    import msgspec
+
+    from capigate.banner import curl_command
+    from capigate.config import Config
+
+    config = msgspec.convert(
+        {
+            "server": {"admin_token": "123456789"},
+            "axon": {"pixels": [{"pixel_id": "px a&b#c", "api_key": "k1"}]},
+            "appsflyer": {"apps": [{"app_id": "com.example/sub app", "keys": ["k2"]}]},
+        },
+        Config,
+    )
+    axon = shlex.split(curl_command(config, "px a&b#c", "http://127.0.0.1:8080") or "")
+    appsflyer = shlex.split(curl_command(config, "com.example/sub app", "http://127.0.0.1:8080") or "")
+    assert "http://127.0.0.1:8080/v1/event?pixel_id=px%20a%26b%23c" in axon, axon
+    assert "http://127.0.0.1:8080/inappevent/com.example%2Fsub%20app" in appsflyer, appsflyer
+
+
 @pytest.mark.parametrize("profile", ["standard", "lead_gen", "lead_gen_restricted"])
 def test_the_heading_above_each_demo_curl_names_the_event_it_sends(tmp_path: Path, profile: str) -> None:
     """It said "a complete purchase" above a lead_gen pixel's generate_lead (a trial)."""
