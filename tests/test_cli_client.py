@@ -24,6 +24,7 @@ from capigate.client._records import classify, locate
 from tests.conftest import ADMIN, Server, free_port, make_server
 from tests.fault_proxy import Reply, fault_proxy
 from tests.helpers import all_pages, batch, page_view, purchase, stored, wait_until
+from tests.upstream import Upstream
 
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
 
@@ -681,6 +682,14 @@ def test_events_lists_as_a_table_with_the_token_from_the_config(server: Server) 
     done = capigate("events", "--url", server.url, "--config", str(server.config), "--test-tag", t)
     assert done.returncode == 0, done.stderr
     assert "purchase" in done.stdout and "page_view" in done.stdout and "dedupe_id" in done.stdout
+
+
+def test_the_appsflyer_client_sends_its_app_id_percent_encoded_in_the_path() -> None:
+    """An app id given to the SDK went into the path as written: `a/b c` asked for another
+    path. The relay and the inspector encode it; the client does too (a trial)."""
+    with Upstream() as upstream, AppsFlyerClient("com.example/sub app", "k", base_url=upstream.url) as client:
+        client.send([AF_EVENT])
+        assert [seen.path for seen in upstream.requests()] == ["/inappevent/com.example%2Fsub%20app"]
 
 
 def test_events_lists_the_request_journal(server: Server) -> None:

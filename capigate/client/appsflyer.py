@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -145,7 +146,7 @@ class AppsFlyerCore(Core):
         if (reason := ios_prefix_missing(app_id)) is not None:
             raise ValueError(reason)
         self.app_id = app_id
-        self._url = f"/inappevent/{app_id}"
+        self._url = f"/inappevent/{quote(app_id, safe='')}"  # as the relay and the inspector send it
         self._dedupe_key = dedupe_key
         # Accept: JSON gets capigate's detailed answer; AppsFlyer ignores it and says OK.
         self._headers = {"authentication": key, "Content-Type": "application/json", "Accept": "application/json"}
