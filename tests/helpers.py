@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Server, example
+from tests.conftest import DIE_WITH_PYTEST, Server, example
 
 
 def now_ms() -> int:
@@ -203,7 +203,7 @@ def serve_banner(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[
     proc = subprocess.Popen(
         [sys.executable, "-m", "capigate", "serve", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ_without_capigate(), cwd=cwd,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=DIE_WITH_PYTEST,
     )  # fmt: skip
     try:
         assert proc.stdout is not None

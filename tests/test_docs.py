@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, free_port, served_on
+from tests.conftest import ADMIN, DIE_WITH_PYTEST, free_port, served_on
 from tests.helpers import batch, purchase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,6 +179,7 @@ class Session:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=DIE_WITH_PYTEST,
         )
         time.sleep(LONG_RUNNING_S)
         running = proc.poll() is None
@@ -236,6 +237,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=DIE_WITH_PYTEST,
         )
     try:
         _wait_ready(f"http://127.0.0.1:{env['CAPIGATE_PORT']}", gateway, log)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest import DIE_WITH_PYTEST, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +30,7 @@ def test_serve_without_configuration_writes_one_and_prints_a_working_curl(tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=DIE_WITH_PYTEST,
     )
     assert proc.stdout is not None
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, free_port, make_server
+from tests.conftest import DIE_WITH_PYTEST, Server, free_port, make_server
 from tests.helpers import batch, children, purchase
 
 START_TIMEOUT_S = 30.0
@@ -43,7 +43,13 @@ def _serve(server: Server, *extra: str, db: str | None = None) -> list[str]:
 def _run_to_exit(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Runs a command that must exit by itself; one that serves instead is killed (a failure)."""
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, start_new_session=True
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=DIE_WITH_PYTEST,
     )
     try:
         out, _ = proc.communicate(timeout=START_TIMEOUT_S)
@@ -126,6 +132,7 @@ def test_a_port_held_by_another_program_is_one_line(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=tmp_path,
+        preexec_fn=DIE_WITH_PYTEST,
     )
     try:
         deadline = time.monotonic() + 20

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DEFAULT_CONFIG, make_server
+from tests.conftest import DEFAULT_CONFIG, DIE_WITH_PYTEST, make_server
 from tests.ops.test_startup import START_TIMEOUT_S, _serve
 
 
@@ -27,6 +27,7 @@ def _run_to_exit(args: list[str], cwd: Path, env: dict[str, str] | None = None) 
         cwd=cwd,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        preexec_fn=DIE_WITH_PYTEST,
     )
     try:
         out, _ = proc.communicate(timeout=START_TIMEOUT_S)
