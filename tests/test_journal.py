@@ -54,3 +54,30 @@ def test_only_a_recent_id_of_another_process_may_still_wait_in_its_buffer() -> N
     assert not may_wait_elsewhere(old, now_ns)
     assert not may_wait_elsewhere("0123456789abcdef", now_ns)  # hand-typed: from 1970
     assert not may_wait_elsewhere("abc", now_ns)
+
+
+def test_a_stop_during_the_flushers_write_loses_none_of_its_entries(make_store: Callable[[], Store]) -> None:
+    """The stop cancelled the flusher while it wrote: the entries it had taken from the buffer
+    were in no list the last flush saw, and on PostgreSQL (whose write starts a task per entry
+    on the loop's next turn) a cancel that came first lost them. The stop now waits for the
+    write under way."""
+    store = make_store()
+
+    async def scenario() -> list[bool]:
+        await store.open()
+        journal = JournalBuffer(store, max_records=1)  # an entry wakes the flusher at once
+        found = []
+        try:
+            for _ in range(10):
+                journal.start()
+                request_id = new_request_id()
+                journal.add(entry(request_id))
+                while journal.waiting:  # until the flusher has taken it and waits on the store
+                    await asyncio.sleep(0)
+                await journal.stop()
+                found.append(await store.query_request(request_id) is not None)
+        finally:
+            await store.close()
+        return found
+
+    assert run(scenario()) == [True] * 10

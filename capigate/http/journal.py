@@ -103,6 +103,7 @@ def _kept(status: int, outcome: Outcome) -> tuple[bytes | None, list[tuple[str, 
 
 MAX_WAITING = 10_000  # journal entries kept in memory while the store is away
 RETRY_S = 1.0  # between tries to write them while it is
+STOP_WAIT_S = 5.0  # for the write under way at a stop
 
 
 class JournalBuffer:
@@ -154,7 +155,16 @@ class JournalBuffer:
         self._task = asyncio.create_task(self._flush_forever())
 
     async def stop(self) -> None:
+        """Every entry written when it returns, unless the store refuses them. A write under
+        way is waited for (up to STOP_WAIT_S), not cancelled: cancelled, the entries it had
+        taken were not yet in the store, and on PostgreSQL were lost."""
         if self._task is not None:
+            try:
+                await asyncio.wait_for(self._writing.acquire(), STOP_WAIT_S)
+            except TimeoutError:
+                log.warning("the journal's write under way did not end within %g s: it is cancelled", STOP_WAIT_S)
+            else:
+                self._writing.release()  # the flusher waits for its next turn, or for this lock
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
