@@ -14,7 +14,7 @@ import pytest
 from capigate.axon.profiles import PROFILES
 from capigate.axon.typed import check_body
 from tests.conftest import Server, served_on
-from tests.helpers import batch, now_ms, page_view, purchase, wait_until
+from tests.helpers import batch, now_ms, page_view, purchase, stored, wait_until
 from tests.storekit import BACKENDS
 
 AXON = {"Authorization": "key-std"}
@@ -294,3 +294,17 @@ def test_the_trials_500000_character_dedupe_id_and_900_kb_url_are_400(gateway: S
     assert (problem["path"], problem["code"]) == (f"events[0].{field}", "invalid_length"), problem
     assert len(r.content) < 1000  # the answer says its length, never the value
     assert_still_serving(gateway)
+
+
+def test_a_key_given_twice_in_an_object_is_read_as_its_last_value(gateway: Server) -> None:
+    """Rule (docs/api.md, "A key given twice"): as JSON.parse, Go's encoding/json and Python's
+    json read it, on the typed path and the one that lists problems alike."""
+    first, last = purchase(), purchase()
+    event = json.dumps(page_view(dedupe_id=first["dedupe_id"]))[:-1]
+    twice = f'{event}, "dedupe_id": "{last["dedupe_id"]}"}}'
+    answer = post_axon(gateway, f'{{"events": [{twice}]}}'.encode())
+    assert answer.status_code == 200, answer.text
+    refused = f'{{"events": [{twice[:-1]}, "name": "purchase"}}]}}'  # now a purchase with no data
+    assert post_axon(gateway, refused.encode()).status_code == 400
+    ids = {e["dedupe_id"] for e in stored(gateway, "px_std")}
+    assert last["dedupe_id"] in ids and first["dedupe_id"] not in ids
