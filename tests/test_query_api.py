@@ -270,6 +270,16 @@ def test_rule_admin_parameters_a_bad_or_unknown_parameter_is_a_400_naming_it(ser
         assert c.get("/api/requests", params={"api": "axon"}).status_code == 200
 
 
+def test_rule_admin_parameters_an_events_id_asked_of_the_events_is_sent_to_the_journal(server: Server) -> None:
+    """A trial asked /api/events for a dedupe_id and was told only that it is not a parameter
+    there: the answer says which endpoint finds it."""
+    with server.admin() as c:
+        for key in ("dedupe_id", "transaction_id"):
+            message = _problem(c.get("/api/events", params={key: "order-1"}))[f"query.{key}"]
+            assert f"/api/requests?{key}=" in message and "use " in message, message
+            assert c.get("/api/requests", params={key: "order-1"}).status_code == 200
+
+
 def test_rule_admin_parameters_times_are_epoch_ms_or_iso_8601_everywhere(server: Server) -> None:
     with server.admin() as c:
         for path in ("/api/events", "/api/requests", "/api/stats"):

@@ -64,6 +64,10 @@ MAX_REQUEST_EVENTS = 100
 _STATUS = re.compile(r"[1-5](?:[0-9]{2}|xx)")
 _REQUEST_ID = re.compile(r"[0-9a-f]{1,64}")
 _KEY_FILTERS = ("name", "dedupe_id", "transaction_id")
+# An event's ids are found through the journal (a trial asked /api/events for a dedupe_id).
+_FOUND_BY_THEIR_REQUESTS: Final = {
+    key: f"/api/requests?{key}=… finds the request that sent it, with its events" for key in _KEY_FILTERS[1:]
+}
 _decode_body = msgspec.json.Decoder().decode
 MAX_REPLAY_BODY = 4096
 EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
@@ -144,7 +148,7 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         cursor=query_cursor(q, report),
         limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
-    q.refuse_unread(report)
+    q.refuse_unread(report, _FOUND_BY_THEIR_REQUESTS)
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_events(query)
