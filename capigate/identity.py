@@ -48,6 +48,13 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # Lower-case ASCII that _EMAIL matches (the domain's first "." is neither its first nor its
 # last character), without backtracking: what normalise_email returns unchanged.
 _NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]+")
+# An at sign with spaces on both sides, after a character of a local part and before a domain
+# with a dot and a top-level label of letters ("jane @ example.com"): an address so written.
+# One space or none on a side is a handle ("thanks @john.doe"), a price or a word after it
+# ("2 @ 3.50", "Coffee @ Home") none. The match is the spaces and the at sign alone.
+_SPACED_AT = re.compile(r"(?<=[A-Za-z0-9._%+-])\s{1,3}@\s{1,3}(?=(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![A-Za-z0-9-]))")
+# An at sign as an HTML character reference: "&#64;", "&#x40;", "&commat;" (the ";" required).
+_AT_ENTITY = re.compile(r"&(?:#0*64|#[xX]0*40|commat);")
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
 
 
@@ -73,33 +80,56 @@ def contains_email(text: str) -> bool:
     """Whether ``text`` holds something shaped like an email address (local@domain.tld)
     anywhere in it: the same shape ``normalise_email`` accepts, found inside free text, and
     hidden too: percent-encoded once or twice (``jane%40example.com``, ``jane%2540…``, as a
-    URL or a form carries one) or with a full-width at sign (U+FF20)."""
-    if "@" in text and _EMAIL.search(text) is not None:
-        return True
+    URL or a form carries one), with a full-width at sign (U+FF20), as an HTML character
+    reference (``jane&#64;example.com``, ``&#x40;``, ``&commat;``) or with spaces on both
+    sides of it before a domain of a dot and a top-level label of letters (``jane @
+    example.com``, _SPACED_AT). An "@" before a host without a dot (``user@localhost``,
+    ``name@example``) is none: ids are written so, and a real address without a dot in its
+    domain is next to unknown."""
+    if "@" in text:
+        return _EMAIL.search(text) is not None or _spaced_at(text)
     return _hides_at(text) and _EMAIL.search(revealed_email(text)) is not None
 
 
 def _hides_at(text: str) -> bool:
-    return "%" in text or _FULL_WIDTH_AT in text or _SMALL_AT in text
+    return "%" in text or _FULL_WIDTH_AT in text or _SMALL_AT in text or "&#" in text or "&commat;" in text
+
+
+def _spaced_at(text: str) -> bool:
+    """Whether ``text`` (holding an "@") holds one with spaces on both sides, as _SPACED_AT
+    reads an address so written. Told at once for the usual text: no space before an "@"."""
+    return (" @" in text or "\t@" in text) and _SPACED_AT.search(text) is not None
 
 
 _FULL_WIDTH_AT: Final = "\uff20"
 _SMALL_AT: Final = "\ufe6b"
 _MAX_DECODINGS: Final = 3
 # An at sign as a payload's bytes hide it, in each form revealed_email reads: percent-encoded
-# as often as it decodes, or full-width (UTF-8). Each starts with "%" or the byte 0xEF.
+# as often as it decodes, full-width (UTF-8), or an HTML character reference. Each starts with
+# "%", the byte 0xEF or "&".
 _HIDDEN_AT_BYTES: Final = re.compile(
-    b"|".join((b"%%(?:25){0,%d}40" % (_MAX_DECODINGS - 1), _FULL_WIDTH_AT.encode(), _SMALL_AT.encode()))
+    b"|".join(
+        (
+            b"%%(?:25){0,%d}40" % (_MAX_DECODINGS - 1),
+            _FULL_WIDTH_AT.encode(),
+            _SMALL_AT.encode(),
+            _AT_ENTITY.pattern.encode(),
+        )
+    )
 )
 
 
 def payload_may_hold_email(payload: bytes) -> bool:
     """Whether an encoded payload may hold an email address, hidden or not: only then is it
-    walked (``contains_email`` on each string). Two scans rule out the usual payload's hidden
-    forms (the typed path writes them out, then calls ``payload_hides_at``)."""
+    walked (``contains_email`` on each string). Four scans rule out the usual payload's hidden
+    forms (the typed path writes them out, then calls ``payload_hides_at``). An at sign with
+    spaces around it is an "@" in the payload."""
     if payload.find(b"@") != -1:
         return True
-    return (payload.find(b"%") != -1 or payload.find(b"\xef") != -1) and payload_hides_at(payload)
+    hidden = payload.find(b"%") != -1 or payload.find(b"\xef") != -1
+    # "&" is in many a payload ("Apparel & Accessories"): only an entity's start is searched for.
+    entity = payload.find(b"&#") != -1 or payload.find(b"&commat;") != -1
+    return (hidden or entity) and payload_hides_at(payload)
 
 
 def payload_hides_at(payload: bytes) -> bool:
@@ -108,9 +138,13 @@ def payload_hides_at(payload: bytes) -> bool:
 
 
 def revealed_email(text: str) -> str:
-    """``text`` as an address hidden in it reads: percent-decoded (up to three times) and its
-    full-width at signs made "@"; as it is when it hides none. What ``hash_email`` is given."""
-    if "@" in text or not _hides_at(text):
+    """``text`` as an address hidden in it reads: percent-decoded (up to three times), its
+    full-width forms made ASCII (NFKC), its at signs written as HTML character references
+    made "@", and the spaces around an at sign before a domain (``jane @ example.com``,
+    _SPACED_AT) left out; as it is when it hides none. What ``hash_email`` is given."""
+    if "@" in text:
+        return _SPACED_AT.sub("@", text) if _spaced_at(text) else text
+    if not _hides_at(text):
         return text
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
@@ -121,6 +155,8 @@ def revealed_email(text: str) -> str:
         if decoded == text:
             break
         text = decoded
+    if "&" in text:
+        text = _AT_ENTITY.sub("@", text)
     return text
 
 

@@ -1331,3 +1331,14 @@ def test_zero_revenue_and_price_are_not_warned(event_value: dict[str, Any]) -> N
     result = check(base(eventValue=json.dumps(event_value), eventCurrency="USD"))
     assert_accepted(result)
     assert result.warnings == []
+
+
+@pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&commat;example.com"])
+def test_an_address_disguised_in_event_value_is_dropped(text: str) -> None:
+    """Rule (identity.contains_email, personal.py): an address with spaces around its at
+    sign or the at sign as an HTML character reference, inside eventValue, was stored plain,
+    unwarned. Dropped with plain_pii_dropped, as `name@example.com` is."""
+    result = check(base(eventValue=json.dumps({"note": f"by {text}", "af_content_id": "sku-1"})))
+    assert_accepted(result)
+    assert ("eventValue.note", "plain_pii_dropped") in codes(result.warnings)
+    assert "name" not in result.event.payload.decode()  # type: ignore[union-attr]

@@ -291,3 +291,35 @@ def test_the_payload_guard_passes_every_address_contains_email_reads(text: str, 
     payload = json.dumps({"search_term": text}, ensure_ascii=False).encode()
     assert contains_email(text) is an_address
     assert payload_may_hold_email(payload) is an_address
+
+
+# --- email and phone as written: the forms the id-field scanner reads ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "an_address"),
+    [
+        ("write to name @ example.com today", True),
+        ("name&#64;example.com", True),
+        ("name&#x40;example.com", True),
+        ("name&commat;example.com", True),
+        # No address: a price, a place, a handle, a host without a dot, an entity of another sign.
+        ("2 shirts @ 3.50 each", False),
+        ("Coffee @ Home", False),
+        ("size 10 @ 20% off", False),
+        ("Tom &amp; Jerry", False),
+        ("R&#38;D dept.com", False),
+        ("name@example", False),
+        ("user@localhost", False),
+        ("thanks @john.doe", False),
+    ],
+)
+def test_a_disguised_email_in_free_text_is_found_and_normal_text_is_not(text: str, an_address: bool) -> None:
+    """Rule (identity.contains_email): an at sign written as an HTML entity (`&#64;`,
+    `&#x40;`, `&commat;`) or with spaces on both sides before a domain with a dot and a
+    letters-only top-level label is an address (they were stored plain, unwarned); an at
+    sign before a host without a dot is not (ids such as `user@localhost`), nor a spaced one
+    before a price or a word. The payload guard finds each form contains_email reads."""
+    assert contains_email(text) is an_address
+    payload = json.dumps({"search_term": text}, ensure_ascii=False).encode()
+    assert payload_may_hold_email(payload) or not an_address
