@@ -46,8 +46,9 @@ __all__ = [
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # Lower-case ASCII that _EMAIL matches (the domain's first "." is neither its first nor its
-# last character), without backtracking: what normalise_email returns unchanged.
-_NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]+")
+# last character) and that ends in no ".", with no backtracking but one character's at its end:
+# what normalise_email returns unchanged.
+_NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]*[a-z0-9-]")
 # An at sign with spaces on both sides, after a character of a local part and before a domain
 # with a dot and a top-level label of letters ("jane @ example.com"): an address so written.
 # One space or none on a side is a handle ("thanks @john.doe"), a price or a word after it
@@ -141,7 +142,7 @@ def revealed_email(text: str) -> str:
     """``text`` as an address hidden in it reads: percent-decoded (up to three times), its
     full-width forms made ASCII (NFKC), its at signs written as HTML character references
     made "@", and the spaces around an at sign before a domain (``jane @ example.com``,
-    _SPACED_AT) left out; as it is when it hides none. What ``hash_email`` is given."""
+    _SPACED_AT) left out; as it is when it hides none. What ``normalise_email`` reads."""
     if "@" in text:
         return _SPACED_AT.sub("@", text) if _spaced_at(text) else text
     if not _hides_at(text):
@@ -288,10 +289,22 @@ _QUOTED_00: Final = re.compile(rb'"(?:[ ]|\\[tnrf]|\\u00(?:0[bB]|1[c-fC-F])|(?i:
 
 
 def normalise_email(raw: str) -> str:
+    """The address to hash: trimmed and lower-cased, as the id-field scanner reads one
+    (``revealed_email``: percent-encoded, full-width, an HTML character reference, spaces
+    around the at sign), a ``mailto:`` URI's address (RFC 6068: its ``?`` header fields left
+    out) and one trailing dot after the domain (the DNS root's: ``jane@example.com.``) left
+    out. Raises InvalidIdentifier (which never repeats the value) for anything else."""
     if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
         return raw
-    email = raw.strip().lower()
-    if not _EMAIL.fullmatch(email):
+    email = revealed_email(raw.strip()).strip().lower()
+    if email[:7] == "mailto:":
+        email = email[7:].lstrip()
+        query = email.find("?")
+        if query != -1:
+            email = email[:query]
+    if email[-1:] == ".":
+        email = email[:-1]
+    if email[-1:] == "." or not _EMAIL.fullmatch(email):
         raise InvalidIdentifier("not an email address (expected local@domain.tld)")
     return email
 

@@ -1333,6 +1333,29 @@ def test_zero_revenue_and_price_are_not_warned(event_value: dict[str, Any]) -> N
     assert result.warnings == []
 
 
+@pytest.mark.parametrize(
+    ("field", "plain", "normalised"),
+    [
+        ("email_hashed", "mailto:Jane@Example.com", "jane@example.com"),
+        ("email_hashed", "jane@example.com.", "jane@example.com"),
+        ("email_hashed", "jane%40example.com", "jane@example.com"),
+        ("email_hashed", "jane\uff20example.com", "jane@example.com"),
+    ],
+)
+def test_plain_pii_as_written_is_normalised_as_the_scanner_reads_it_and_hashed(
+    field: str, plain: str, normalised: str
+) -> None:
+    """Rule (identity.normalise_email, email_hashed, which takes a plain value and hashes it
+    with plain_pii_hashed): a `mailto:` URI or a trailing dot was hashed as sent, never
+    matching; an address percent-encoded or with a full-width at sign, read by the eventValue
+    scanner as personal data, was refused invalid_hash. Each is hashed as its plain form is,
+    with the same warning."""
+    result = check(base(**{field: plain}))
+    assert_accepted(result)
+    assert payload(result)[field] == sha256(normalised)
+    assert [(w.path, w.code) for w in result.warnings] == [(field, "plain_pii_hashed")]
+
+
 @pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&commat;example.com"])
 def test_an_address_disguised_in_event_value_is_dropped(text: str) -> None:
     """Rule (identity.contains_email, personal.py): an address with spaces around its at

@@ -1123,6 +1123,31 @@ def test_a_did_you_mean_is_looked_for_only_for_the_unknown_keys_an_answer_lists(
     assert result.report.warnings[0].message.endswith("(did you mean 'user_id'?)")
 
 
+@pytest.mark.parametrize(
+    "email",
+    [
+        "mailto:jane@example.com",
+        "MAILTO:Jane@Example.com",
+        "jane@example.com.",
+        "jane%40example.com",
+        "jane\uff20example.com",
+        "jane&#64;example.com",
+        "jane @ example.com",
+    ],
+)
+def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths(email: str) -> None:
+    """Rule (identity.normalise_email, user_data.email): `mailto:jane@example.com` and
+    `jane@example.com.` were hashed as sent, unwarned, never matching; `jane%40example.com`
+    and `jane\uff20example.com` (a full-width at sign), which the id fields' scanner reads as
+    addresses, were refused invalid_email. Each is the address, hashed as it is, with no
+    warning (a trimmed or lower-cased email is none either), by both paths alike."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == [], (result.report.problems, result.report.warnings)
+        assert stored_payload(result)["user_data"]["email"] == hashlib.sha256(b"jane@example.com").hexdigest()
+
+
 @pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&#x40;example.com"])
 def test_pii_rule_an_address_disguised_in_free_text_is_dropped_on_both_paths(text: str) -> None:
     """Rule (identity.contains_email, the free-text scanner): an address with spaces around

@@ -164,7 +164,7 @@ def test_email_rule_is_trimmed_lowercased_and_hashed(raw: str, normalised: str) 
 
 @pytest.mark.parametrize(
     "raw",
-    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b..c", "a@b.c."],
+    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b..c", "a@b.c-"],
 )
 def test_email_rule_an_address_already_normalised_is_taken_as_sent(raw: str) -> None:
     """The usual address skips trimming and lower-casing (a cheaper pattern tells it)."""
@@ -177,14 +177,16 @@ _EMAIL_PIECES = ("a", "b1", ".", "@", "@x.y", "x.y", "B", " ", "\t", "\x1c", "\u
 
 
 def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> None:
-    """Every string the shortcut takes as sent is one the rule (trim, lower-case, then
-    local@domain.tld without spaces) leaves unchanged; every other answers as before."""
-    shape = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+    """Every string the shortcut takes as sent is one the rule (trim, lower-case, one trailing
+    dot left out, then local@domain.tld without spaces, ending in no dot) leaves unchanged;
+    every other answers as before."""
+    shape = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]*[^@\s.]")
     rng = random.Random(16)
     taken = 0
     for _ in range(50_000):
         raw = "".join(rng.choice(_EMAIL_PIECES) for _ in range(rng.randint(0, 6)))
         expected = raw.strip().lower()
+        expected = expected.removesuffix(".")
         valid = shape.fullmatch(expected) is not None
         if identity._NORMALISED_EMAIL.fullmatch(raw):
             taken += 1
@@ -294,6 +296,44 @@ def test_the_payload_guard_passes_every_address_contains_email_reads(text: str, 
 
 
 # --- email and phone as written: the forms the id-field scanner reads ----------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "mailto:jane@example.com",
+        "MAILTO:Jane@Example.com",
+        " mailto: jane@example.com ",
+        "mailto:jane@example.com?subject=Hi",  # RFC 6068: the header fields are no part of the address
+        "jane@example.com.",  # the DNS root's dot
+        "Jane@Example.COM.",
+        "mailto:jane@example.com.",
+        "jane%40example.com",
+        "jane%2540example.com",
+        "jane\uff20example.com",
+        "\uff4a\uff41\uff4e\uff45\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+        "jane&#64;example.com",
+        "jane&#x40;example.com",
+        "jane&commat;example.com",
+        "jane @ example.com",
+    ],
+)
+def test_email_rule_an_address_as_written_is_hashed_as_the_address(raw: str) -> None:
+    """Rule (identity.normalise_email): an address as a client writes it, a `mailto:` URI, a
+    trailing dot after its domain, or its at sign hidden as contains_email finds one
+    (percent-encoded, full-width, an HTML entity, spaces around it), is the address: its
+    digest is the plain address's. They were hashed as sent (never matching) or refused."""
+    assert identity.normalise_email(raw) == "jane@example.com"
+    assert hash_email(raw) == sha("jane@example.com")
+
+
+@pytest.mark.parametrize(
+    "raw", ["mailto:", "mailto:jane", "jane@example.com..", "jane@example", "jane @ example", "jane@@example.com"]
+)
+def test_email_rule_what_stays_no_address_once_read_is_refused(raw: str) -> None:
+    """Rule: only one trailing dot is the root's; a domain without a dot is none."""
+    with pytest.raises(InvalidIdentifier):
+        identity.normalise_email(raw)
 
 
 @pytest.mark.parametrize(
