@@ -199,12 +199,34 @@ def international_phone(text: str, *, zeros: bool = True) -> str | None:
         text = text.translate(_DASHES)
     if _INTERNATIONAL_PHONE.fullmatch(text) is not None:
         return None if _SIGNED_DECIMAL.fullmatch(text) is not None else text
-    extension = _EXTENSION.search(text)  # "+1 415 555 0100 x5", "…;ext=5": the number, without it
-    if extension is None:
+    number = _without_extension(text)  # "+1 415 555 0100 x5", "…;ext=5": the number, without it
+    if len(number) == len(text):
         return None
-    cut = extension.start()  # a name: mypyc evaluates a slice's bound twice (test_native)
-    number = text[:cut]
     return number if _INTERNATIONAL_PHONE.fullmatch(number) is not None else None
+
+
+def _without_extension(text: str) -> str:
+    """``text`` without an extension after its number (``;ext=5``, `` x5``, `` ext. 5``), as it
+    is when it ends in none: the number alone is hashed."""
+    extension = _EXTENSION.search(text)
+    if extension is None:
+        return text
+    cut = extension.start()  # a name: mypyc evaluates a slice's bound twice (test_native)
+    return text[:cut]
+
+
+def _phone_as_written(text: str) -> str:
+    """``text`` (trimmed) as international_phone reads a number in it, for normalise_phone:
+    full-width forms made ASCII (NFKC) and percent-encoding undone (``%2B1…``, up to three
+    times: _unhidden), Unicode dashes made "-", and an extension after it left out. Told at
+    once for the usual number: ASCII, no "%2", no "x", no ";"."""
+    if not text.isascii() or "%2" in text:
+        text = _unhidden(text, "%2").strip()
+        if not text.isascii():
+            text = text.translate(_DASHES)
+    if ";" in text or "x" in text or "X" in text:
+        text = _without_extension(text).rstrip()
+    return text
 
 
 def _valid_00_phone(text: str) -> str | None:
@@ -316,13 +338,18 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     the event's country) when given, national trunk prefix handled; without a region its
     digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
     country code, so fewer than three are too short, as ``+12`` is. A ``tel:`` URI (RFC 3966)
-    is its number; one with parameters (``;ext=``) is refused.
+    is its number; one with parameters other than an extension (``;phone-context=``) is
+    refused. The number is read as ``international_phone`` reads one (``_phone_as_written``):
+    full-width (U+FF0B for ``+``, U+FF11 for ``1``…), percent-encoded (``%2B1…``), Unicode
+    dashes between digits, and an extension after it (``;ext=5``, `` x5``, `` ext. 5``) no
+    part of it.
 
     Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
     text = raw.strip()
     digits = text[1:]
     if text[:1] == "+" and text.isascii() and digits.isdigit():  # E.164 as sent: nothing to clean
         return _with_country_code(digits)
+    text = _phone_as_written(text)  # full-width, percent-encoded, an extension: as the id fields' scanner reads
     if text[:4].lower() == "tel:":  # RFC 3966: the number, as user_id's "tel:+1…" is read (international_phone)
         text = text[4:].strip()
         if ";" in text:

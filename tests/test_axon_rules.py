@@ -1148,6 +1148,28 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths
         assert stored_payload(result)["user_data"]["email"] == hashlib.sha256(b"jane@example.com").hexdigest()
 
 
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+1 (650) 555-1212 ext. 5",
+        "+1-650-555-1212;ext=5",
+        "tel:+1-650-555-1212;ext=5",
+        "%2B16505551212",
+        "\uff0b\uff11 \uff16\uff15\uff10 \uff15\uff15\uff15 \uff11\uff12\uff11\uff12",
+    ],
+)
+def test_phone_rule_a_number_as_written_is_hashed_as_the_number_on_both_paths(phone: str) -> None:
+    """Rule (identity.normalise_phone, user_data.phone): a number with an extension,
+    percent-encoded or full-width, which the id fields' scanner reads as one, was refused
+    invalid_phone. Each is the number, the extension no part of it, hashed as `+16505551212`
+    is, with no warning, by both paths alike."""
+    event = page_view()
+    event["user_data"]["phone"] = phone
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == [], (result.report.problems, result.report.warnings)
+        assert stored_payload(result)["user_data"]["phone"] == hashlib.sha256(b"16505551212").hexdigest()
+
+
 @pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&#x40;example.com"])
 def test_pii_rule_an_address_disguised_in_free_text_is_dropped_on_both_paths(text: str) -> None:
     """Rule (identity.contains_email, the free-text scanner): an address with spaces around

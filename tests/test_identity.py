@@ -125,7 +125,7 @@ def test_phone_rule_without_country_hashes_the_digits_as_sent(raw: str, digits: 
     assert hash_phone_checked(raw) == HashedPhone(sha(digits), True, False)
 
 
-@pytest.mark.parametrize("raw", ["call me maybe", "+1 650 CALL NOW", "", "+", "١٢٣٤٥٦٧", "650 555 1212 ext 3"])
+@pytest.mark.parametrize("raw", ["call me maybe", "+1 650 CALL NOW", "", "+", "١٢٣٤٥٦٧", "650 555 1212 ext three"])
 def test_phone_rule_a_value_that_cannot_be_a_number_is_refused_without_echo(raw: str) -> None:
     for region in (None, "US"):
         with pytest.raises(InvalidIdentifier) as caught:
@@ -334,6 +334,38 @@ def test_email_rule_what_stays_no_address_once_read_is_refused(raw: str) -> None
     """Rule: only one trailing dot is the root's; a domain without a dot is none."""
     with pytest.raises(InvalidIdentifier):
         identity.normalise_email(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "digits"),
+    [
+        ("+1 (650) 555-1212 ext. 5", None, "16505551212"),
+        ("+1-650-555-1212;ext=5", None, "16505551212"),
+        ("+1 650 555 1212 x5", None, "16505551212"),
+        ("tel:+1-650-555-1212;ext=5", None, "16505551212"),
+        ("%2B16505551212", None, "16505551212"),
+        ("%2B1%20650%20555%201212", None, "16505551212"),
+        ("\uff0b\uff11 \uff16\uff15\uff10 \uff15\uff15\uff15 \uff11\uff12\uff11\uff12", None, "16505551212"),
+        ("+1\u2010650\u2010555\u20101212", None, "16505551212"),
+        ("(650) 555-1212 ext. 5", "US", "16505551212"),
+        ("\uff08\uff16\uff15\uff10\uff09\uff15\uff15\uff15\uff0d\uff11\uff12\uff11\uff12", "US", "16505551212"),
+    ],
+)
+def test_phone_rule_a_number_as_written_is_read_as_the_scanner_reads_it(
+    raw: str, region: str | None, digits: str
+) -> None:
+    """Rule (identity.normalise_phone, identity.international_phone): a number full-width,
+    percent-encoded, with Unicode dashes or an extension after it is the number the id-field
+    scanner reads in it (the extension no part of it). They were refused invalid_phone."""
+    assert normalise_phone(raw, region) == NormalisedPhone(digits, True, True)
+    assert hash_phone(raw, region) == sha(digits)
+    assert hash_phone_e164(raw, region) == sha("+" + digits)
+
+
+@pytest.mark.parametrize("raw", ["tel:+1-650-555-1212;phone-context=example.com", "+1 650 555 1212 ext. five"])
+def test_phone_rule_a_parameter_other_than_an_extension_is_still_refused(raw: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        normalise_phone(raw)
 
 
 @pytest.mark.parametrize(
