@@ -46,8 +46,16 @@ __all__ = [
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # Lower-case ASCII that _EMAIL matches (the domain's first "." is neither its first nor its
-# last character), without backtracking: what normalise_email returns unchanged.
-_NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]+")
+# last character) and that ends in no ".", with no backtracking but one character's at its end:
+# what normalise_email returns unchanged.
+_NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]*[a-z0-9-]")
+# An at sign with spaces on both sides, after a character of a local part and before a domain
+# with a dot and a top-level label of letters ("jane @ example.com"): an address so written.
+# One space or none on a side is a handle ("thanks @john.doe"), a price or a word after it
+# ("2 @ 3.50", "Coffee @ Home") none. The match is the spaces and the at sign alone.
+_SPACED_AT = re.compile(r"(?<=[A-Za-z0-9._%+-])\s{1,3}@\s{1,3}(?=(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![A-Za-z0-9-]))")
+# An at sign as an HTML character reference: "&#64;", "&#x40;", "&commat;" (the ";" required).
+_AT_ENTITY = re.compile(r"&(?:#0*64|#[xX]0*40|commat);")
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
 
 
@@ -73,33 +81,56 @@ def contains_email(text: str) -> bool:
     """Whether ``text`` holds something shaped like an email address (local@domain.tld)
     anywhere in it: the same shape ``normalise_email`` accepts, found inside free text, and
     hidden too: percent-encoded once or twice (``jane%40example.com``, ``jane%2540…``, as a
-    URL or a form carries one) or with a full-width at sign (U+FF20)."""
-    if "@" in text and _EMAIL.search(text) is not None:
-        return True
+    URL or a form carries one), with a full-width at sign (U+FF20), as an HTML character
+    reference (``jane&#64;example.com``, ``&#x40;``, ``&commat;``) or with spaces on both
+    sides of it before a domain of a dot and a top-level label of letters (``jane @
+    example.com``, _SPACED_AT). An "@" before a host without a dot (``user@localhost``,
+    ``name@example``) is none: ids are written so, and a real address without a dot in its
+    domain is next to unknown."""
+    if "@" in text:
+        return _EMAIL.search(text) is not None or _spaced_at(text)
     return _hides_at(text) and _EMAIL.search(revealed_email(text)) is not None
 
 
 def _hides_at(text: str) -> bool:
-    return "%" in text or _FULL_WIDTH_AT in text or _SMALL_AT in text
+    return "%" in text or _FULL_WIDTH_AT in text or _SMALL_AT in text or "&#" in text or "&commat;" in text
+
+
+def _spaced_at(text: str) -> bool:
+    """Whether ``text`` (holding an "@") holds one with spaces on both sides, as _SPACED_AT
+    reads an address so written. Told at once for the usual text: no space before an "@"."""
+    return (" @" in text or "\t@" in text) and _SPACED_AT.search(text) is not None
 
 
 _FULL_WIDTH_AT: Final = "\uff20"
 _SMALL_AT: Final = "\ufe6b"
 _MAX_DECODINGS: Final = 3
 # An at sign as a payload's bytes hide it, in each form revealed_email reads: percent-encoded
-# as often as it decodes, or full-width (UTF-8). Each starts with "%" or the byte 0xEF.
+# as often as it decodes, full-width (UTF-8), or an HTML character reference. Each starts with
+# "%", the byte 0xEF or "&".
 _HIDDEN_AT_BYTES: Final = re.compile(
-    b"|".join((b"%%(?:25){0,%d}40" % (_MAX_DECODINGS - 1), _FULL_WIDTH_AT.encode(), _SMALL_AT.encode()))
+    b"|".join(
+        (
+            b"%%(?:25){0,%d}40" % (_MAX_DECODINGS - 1),
+            _FULL_WIDTH_AT.encode(),
+            _SMALL_AT.encode(),
+            _AT_ENTITY.pattern.encode(),
+        )
+    )
 )
 
 
 def payload_may_hold_email(payload: bytes) -> bool:
     """Whether an encoded payload may hold an email address, hidden or not: only then is it
-    walked (``contains_email`` on each string). Two scans rule out the usual payload's hidden
-    forms (the typed path writes them out, then calls ``payload_hides_at``)."""
+    walked (``contains_email`` on each string). Four scans rule out the usual payload's hidden
+    forms (the typed path writes them out, then calls ``payload_hides_at``). An at sign with
+    spaces around it is an "@" in the payload."""
     if payload.find(b"@") != -1:
         return True
-    return (payload.find(b"%") != -1 or payload.find(b"\xef") != -1) and payload_hides_at(payload)
+    hidden = payload.find(b"%") != -1 or payload.find(b"\xef") != -1
+    # "&" is in many a payload ("Apparel & Accessories"): only an entity's start is searched for.
+    entity = payload.find(b"&#") != -1 or payload.find(b"&commat;") != -1
+    return (hidden or entity) and payload_hides_at(payload)
 
 
 def payload_hides_at(payload: bytes) -> bool:
@@ -108,9 +139,13 @@ def payload_hides_at(payload: bytes) -> bool:
 
 
 def revealed_email(text: str) -> str:
-    """``text`` as an address hidden in it reads: percent-decoded (up to three times) and its
-    full-width at signs made "@"; as it is when it hides none. What ``hash_email`` is given."""
-    if "@" in text or not _hides_at(text):
+    """``text`` as an address hidden in it reads: percent-decoded (up to three times), its
+    full-width forms made ASCII (NFKC), its at signs written as HTML character references
+    made "@", and the spaces around an at sign before a domain (``jane @ example.com``,
+    _SPACED_AT) left out; as it is when it hides none. What ``normalise_email`` reads."""
+    if "@" in text:
+        return _SPACED_AT.sub("@", text) if _spaced_at(text) else text
+    if not _hides_at(text):
         return text
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
@@ -121,6 +156,8 @@ def revealed_email(text: str) -> str:
         if decoded == text:
             break
         text = decoded
+    if "&" in text:
+        text = _AT_ENTITY.sub("@", text)
     return text
 
 
@@ -162,12 +199,34 @@ def international_phone(text: str, *, zeros: bool = True) -> str | None:
         text = text.translate(_DASHES)
     if _INTERNATIONAL_PHONE.fullmatch(text) is not None:
         return None if _SIGNED_DECIMAL.fullmatch(text) is not None else text
-    extension = _EXTENSION.search(text)  # "+1 415 555 0100 x5", "…;ext=5": the number, without it
-    if extension is None:
+    number = _without_extension(text)  # "+1 415 555 0100 x5", "…;ext=5": the number, without it
+    if len(number) == len(text):
         return None
-    cut = extension.start()  # a name: mypyc evaluates a slice's bound twice (test_native)
-    number = text[:cut]
     return number if _INTERNATIONAL_PHONE.fullmatch(number) is not None else None
+
+
+def _without_extension(text: str) -> str:
+    """``text`` without an extension after its number (``;ext=5``, `` x5``, `` ext. 5``), as it
+    is when it ends in none: the number alone is hashed."""
+    extension = _EXTENSION.search(text)
+    if extension is None:
+        return text
+    cut = extension.start()  # a name: mypyc evaluates a slice's bound twice (test_native)
+    return text[:cut]
+
+
+def _phone_as_written(text: str) -> str:
+    """``text`` (trimmed) as international_phone reads a number in it, for normalise_phone:
+    full-width forms made ASCII (NFKC) and percent-encoding undone (``%2B1…``, up to three
+    times: _unhidden), Unicode dashes made "-", and an extension after it left out. Told at
+    once for the usual number: ASCII, no "%2", no "x", no ";"."""
+    if not text.isascii() or "%2" in text:
+        text = _unhidden(text, "%2").strip()
+        if not text.isascii():
+            text = text.translate(_DASHES)
+    if ";" in text or "x" in text or "X" in text:
+        text = _without_extension(text).rstrip()
+    return text
 
 
 def _valid_00_phone(text: str) -> str | None:
@@ -252,10 +311,22 @@ _QUOTED_00: Final = re.compile(rb'"(?:[ ]|\\[tnrf]|\\u00(?:0[bB]|1[c-fC-F])|(?i:
 
 
 def normalise_email(raw: str) -> str:
+    """The address to hash: trimmed and lower-cased, as the id-field scanner reads one
+    (``revealed_email``: percent-encoded, full-width, an HTML character reference, spaces
+    around the at sign), a ``mailto:`` URI's address (RFC 6068: its ``?`` header fields left
+    out) and one trailing dot after the domain (the DNS root's: ``jane@example.com.``) left
+    out. Raises InvalidIdentifier (which never repeats the value) for anything else."""
     if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
         return raw
-    email = raw.strip().lower()
-    if not _EMAIL.fullmatch(email):
+    email = revealed_email(raw.strip()).strip().lower()
+    if email[:7] == "mailto:":
+        email = email[7:].lstrip()
+        query = email.find("?")
+        if query != -1:
+            email = email[:query]
+    if email[-1:] == ".":
+        email = email[:-1]
+    if email[-1:] == "." or not _EMAIL.fullmatch(email):
         raise InvalidIdentifier("not an email address (expected local@domain.tld)")
     return email
 
@@ -267,13 +338,18 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     the event's country) when given, national trunk prefix handled; without a region its
     digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
     country code, so fewer than three are too short, as ``+12`` is. A ``tel:`` URI (RFC 3966)
-    is its number; one with parameters (``;ext=``) is refused.
+    is its number; one with parameters other than an extension (``;phone-context=``) is
+    refused. The number is read as ``international_phone`` reads one (``_phone_as_written``):
+    full-width (U+FF0B for ``+``, U+FF11 for ``1``…), percent-encoded (``%2B1…``), Unicode
+    dashes between digits, and an extension after it (``;ext=5``, `` x5``, `` ext. 5``) no
+    part of it.
 
     Raises InvalidIdentifier (which never repeats the value) when it cannot be a phone number."""
     text = raw.strip()
     digits = text[1:]
     if text[:1] == "+" and text.isascii() and digits.isdigit():  # E.164 as sent: nothing to clean
         return _with_country_code(digits)
+    text = _phone_as_written(text)  # full-width, percent-encoded, an extension: as the id fields' scanner reads
     if text[:4].lower() == "tel:":  # RFC 3966: the number, as user_id's "tel:+1…" is read (international_phone)
         text = text[4:].strip()
         if ";" in text:

@@ -1331,3 +1331,46 @@ def test_zero_revenue_and_price_are_not_warned(event_value: dict[str, Any]) -> N
     result = check(base(eventValue=json.dumps(event_value), eventCurrency="USD"))
     assert_accepted(result)
     assert result.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("field", "plain", "normalised"),
+    [
+        ("email_hashed", "mailto:Jane@Example.com", "jane@example.com"),
+        ("email_hashed", "jane@example.com.", "jane@example.com"),
+        ("email_hashed", "jane%40example.com", "jane@example.com"),
+        ("email_hashed", "jane\uff20example.com", "jane@example.com"),
+        ("phone_number_hashed", "+1 (650) 555-1212 ext. 5", "16505551212"),
+        ("phone_number_hashed", "+1-650-555-1212;ext=5", "16505551212"),
+        ("phone_number_hashed", "%2B16505551212", "16505551212"),
+        (
+            "phone_number_e164_hashed",
+            "\uff0b\uff11 \uff16\uff15\uff10 \uff15\uff15\uff15 \uff11\uff12\uff11\uff12",
+            "+16505551212",
+        ),
+    ],
+)
+def test_plain_pii_as_written_is_normalised_as_the_scanner_reads_it_and_hashed(
+    field: str, plain: str, normalised: str
+) -> None:
+    """Rule (identity.normalise_email, identity.normalise_phone, the *_hashed fields, which
+    take a plain value and hash it with plain_pii_hashed): a `mailto:` URI or a trailing dot
+    was hashed as sent, never matching; an address percent-encoded or with a full-width at
+    sign, a number with an extension, percent-encoded or full-width, all read by the
+    eventValue scanner as personal data, were refused invalid_hash. Each is hashed as its
+    plain form is, with the same warning."""
+    result = check(base(**{field: plain}))
+    assert_accepted(result)
+    assert payload(result)[field] == sha256(normalised)
+    assert [(w.path, w.code) for w in result.warnings] == [(field, "plain_pii_hashed")]
+
+
+@pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&commat;example.com"])
+def test_an_address_disguised_in_event_value_is_dropped(text: str) -> None:
+    """Rule (identity.contains_email, personal.py): an address with spaces around its at
+    sign or the at sign as an HTML character reference, inside eventValue, was stored plain,
+    unwarned. Dropped with plain_pii_dropped, as `name@example.com` is."""
+    result = check(base(eventValue=json.dumps({"note": f"by {text}", "af_content_id": "sku-1"})))
+    assert_accepted(result)
+    assert ("eventValue.note", "plain_pii_dropped") in codes(result.warnings)
+    assert "name" not in result.event.payload.decode()  # type: ignore[union-attr]

@@ -1121,3 +1121,75 @@ def test_a_did_you_mean_is_looked_for_only_for_the_unknown_keys_an_answer_lists(
     result = check(page_view(data=data))
     assert len(looked) == 1000 and len(result.report.warnings) == 5000
     assert result.report.warnings[0].message.endswith("(did you mean 'user_id'?)")
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "mailto:jane@example.com",
+        "MAILTO:Jane@Example.com",
+        "jane@example.com.",
+        "jane%40example.com",
+        "jane\uff20example.com",
+        "jane&#64;example.com",
+        "jane @ example.com",
+    ],
+)
+def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths(email: str) -> None:
+    """Rule (identity.normalise_email, user_data.email): `mailto:jane@example.com` and
+    `jane@example.com.` were hashed as sent, unwarned, never matching; `jane%40example.com`
+    and `jane\uff20example.com` (a full-width at sign), which the id fields' scanner reads as
+    addresses, were refused invalid_email. Each is the address, hashed as it is, with no
+    warning (a trimmed or lower-cased email is none either), by both paths alike."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == [], (result.report.problems, result.report.warnings)
+        assert stored_payload(result)["user_data"]["email"] == hashlib.sha256(b"jane@example.com").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+1 (650) 555-1212 ext. 5",
+        "+1-650-555-1212;ext=5",
+        "tel:+1-650-555-1212;ext=5",
+        "%2B16505551212",
+        "\uff0b\uff11 \uff16\uff15\uff10 \uff15\uff15\uff15 \uff11\uff12\uff11\uff12",
+    ],
+)
+def test_phone_rule_a_number_as_written_is_hashed_as_the_number_on_both_paths(phone: str) -> None:
+    """Rule (identity.normalise_phone, user_data.phone): a number with an extension,
+    percent-encoded or full-width, which the id fields' scanner reads as one, was refused
+    invalid_phone. Each is the number, the extension no part of it, hashed as `+16505551212`
+    is, with no warning, by both paths alike."""
+    event = page_view()
+    event["user_data"]["phone"] = phone
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == [], (result.report.problems, result.report.warnings)
+        assert stored_payload(result)["user_data"]["phone"] == hashlib.sha256(b"16505551212").hexdigest()
+
+
+@pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&#x40;example.com"])
+def test_pii_rule_an_address_disguised_in_free_text_is_dropped_on_both_paths(text: str) -> None:
+    """Rule (identity.contains_email, the free-text scanner): an address with spaces around
+    its at sign or with the at sign as an HTML character reference, in search_term or an
+    unknown field, was stored plain, unwarned. Dropped, plain_pii_dropped, by both paths."""
+    event = page_view(name="search", data={"search_term": text, "notes": f"from {text}"})
+    for result in _both_paths(event):
+        assert result.report.ok, result.report.problems
+        said = {w.path: w.code for w in result.report.warnings}
+        assert said["events[0].data.search_term"] == said["events[0].data.notes"] == "plain_pii_dropped", said
+        assert msgspec.json.decode(result.events[0].payload)["data"] == {}  # search_term and notes dropped
+
+
+@pytest.mark.parametrize(
+    "text", ["name@example", "user@localhost", "2 shirts @ 3.50 each", "Coffee @ Home", "Tom &amp; Jerry", "R&#38;D"]
+)
+def test_pii_rule_text_that_holds_no_public_address_is_kept_on_both_paths(text: str) -> None:
+    """Rule (identity.contains_email): an at sign before a host without a dot (an id such as
+    `user@localhost`), before a price or a word, or another sign's entity is kept as sent."""
+    event = page_view(name="search", data={"search_term": text})
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == [], result.report.warnings
+        assert stored_payload(result)["data"]["search_term"] == text

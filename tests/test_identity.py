@@ -125,7 +125,7 @@ def test_phone_rule_without_country_hashes_the_digits_as_sent(raw: str, digits: 
     assert hash_phone_checked(raw) == HashedPhone(sha(digits), True, False)
 
 
-@pytest.mark.parametrize("raw", ["call me maybe", "+1 650 CALL NOW", "", "+", "١٢٣٤٥٦٧", "650 555 1212 ext 3"])
+@pytest.mark.parametrize("raw", ["call me maybe", "+1 650 CALL NOW", "", "+", "١٢٣٤٥٦٧", "650 555 1212 ext three"])
 def test_phone_rule_a_value_that_cannot_be_a_number_is_refused_without_echo(raw: str) -> None:
     for region in (None, "US"):
         with pytest.raises(InvalidIdentifier) as caught:
@@ -164,7 +164,7 @@ def test_email_rule_is_trimmed_lowercased_and_hashed(raw: str, normalised: str) 
 
 @pytest.mark.parametrize(
     "raw",
-    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b..c", "a@b.c."],
+    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b..c", "a@b.c-"],
 )
 def test_email_rule_an_address_already_normalised_is_taken_as_sent(raw: str) -> None:
     """The usual address skips trimming and lower-casing (a cheaper pattern tells it)."""
@@ -177,14 +177,16 @@ _EMAIL_PIECES = ("a", "b1", ".", "@", "@x.y", "x.y", "B", " ", "\t", "\x1c", "\u
 
 
 def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> None:
-    """Every string the shortcut takes as sent is one the rule (trim, lower-case, then
-    local@domain.tld without spaces) leaves unchanged; every other answers as before."""
-    shape = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+    """Every string the shortcut takes as sent is one the rule (trim, lower-case, one trailing
+    dot left out, then local@domain.tld without spaces, ending in no dot) leaves unchanged;
+    every other answers as before."""
+    shape = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]*[^@\s.]")
     rng = random.Random(16)
     taken = 0
     for _ in range(50_000):
         raw = "".join(rng.choice(_EMAIL_PIECES) for _ in range(rng.randint(0, 6)))
         expected = raw.strip().lower()
+        expected = expected.removesuffix(".")
         valid = shape.fullmatch(expected) is not None
         if identity._NORMALISED_EMAIL.fullmatch(raw):
             taken += 1
@@ -291,3 +293,105 @@ def test_the_payload_guard_passes_every_address_contains_email_reads(text: str, 
     payload = json.dumps({"search_term": text}, ensure_ascii=False).encode()
     assert contains_email(text) is an_address
     assert payload_may_hold_email(payload) is an_address
+
+
+# --- email and phone as written: the forms the id-field scanner reads ----------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "mailto:jane@example.com",
+        "MAILTO:Jane@Example.com",
+        " mailto: jane@example.com ",
+        "mailto:jane@example.com?subject=Hi",  # RFC 6068: the header fields are no part of the address
+        "jane@example.com.",  # the DNS root's dot
+        "Jane@Example.COM.",
+        "mailto:jane@example.com.",
+        "jane%40example.com",
+        "jane%2540example.com",
+        "jane\uff20example.com",
+        "\uff4a\uff41\uff4e\uff45\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+        "jane&#64;example.com",
+        "jane&#x40;example.com",
+        "jane&commat;example.com",
+        "jane @ example.com",
+    ],
+)
+def test_email_rule_an_address_as_written_is_hashed_as_the_address(raw: str) -> None:
+    """Rule (identity.normalise_email): an address as a client writes it, a `mailto:` URI, a
+    trailing dot after its domain, or its at sign hidden as contains_email finds one
+    (percent-encoded, full-width, an HTML entity, spaces around it), is the address: its
+    digest is the plain address's. They were hashed as sent (never matching) or refused."""
+    assert identity.normalise_email(raw) == "jane@example.com"
+    assert hash_email(raw) == sha("jane@example.com")
+
+
+@pytest.mark.parametrize(
+    "raw", ["mailto:", "mailto:jane", "jane@example.com..", "jane@example", "jane @ example", "jane@@example.com"]
+)
+def test_email_rule_what_stays_no_address_once_read_is_refused(raw: str) -> None:
+    """Rule: only one trailing dot is the root's; a domain without a dot is none."""
+    with pytest.raises(InvalidIdentifier):
+        identity.normalise_email(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "digits"),
+    [
+        ("+1 (650) 555-1212 ext. 5", None, "16505551212"),
+        ("+1-650-555-1212;ext=5", None, "16505551212"),
+        ("+1 650 555 1212 x5", None, "16505551212"),
+        ("tel:+1-650-555-1212;ext=5", None, "16505551212"),
+        ("%2B16505551212", None, "16505551212"),
+        ("%2B1%20650%20555%201212", None, "16505551212"),
+        ("\uff0b\uff11 \uff16\uff15\uff10 \uff15\uff15\uff15 \uff11\uff12\uff11\uff12", None, "16505551212"),
+        ("+1\u2010650\u2010555\u20101212", None, "16505551212"),
+        ("(650) 555-1212 ext. 5", "US", "16505551212"),
+        ("\uff08\uff16\uff15\uff10\uff09\uff15\uff15\uff15\uff0d\uff11\uff12\uff11\uff12", "US", "16505551212"),
+    ],
+)
+def test_phone_rule_a_number_as_written_is_read_as_the_scanner_reads_it(
+    raw: str, region: str | None, digits: str
+) -> None:
+    """Rule (identity.normalise_phone, identity.international_phone): a number full-width,
+    percent-encoded, with Unicode dashes or an extension after it is the number the id-field
+    scanner reads in it (the extension no part of it). They were refused invalid_phone."""
+    assert normalise_phone(raw, region) == NormalisedPhone(digits, True, True)
+    assert hash_phone(raw, region) == sha(digits)
+    assert hash_phone_e164(raw, region) == sha("+" + digits)
+
+
+@pytest.mark.parametrize("raw", ["tel:+1-650-555-1212;phone-context=example.com", "+1 650 555 1212 ext. five"])
+def test_phone_rule_a_parameter_other_than_an_extension_is_still_refused(raw: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        normalise_phone(raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "an_address"),
+    [
+        ("write to name @ example.com today", True),
+        ("name&#64;example.com", True),
+        ("name&#x40;example.com", True),
+        ("name&commat;example.com", True),
+        # No address: a price, a place, a handle, a host without a dot, an entity of another sign.
+        ("2 shirts @ 3.50 each", False),
+        ("Coffee @ Home", False),
+        ("size 10 @ 20% off", False),
+        ("Tom &amp; Jerry", False),
+        ("R&#38;D dept.com", False),
+        ("name@example", False),
+        ("user@localhost", False),
+        ("thanks @john.doe", False),
+    ],
+)
+def test_a_disguised_email_in_free_text_is_found_and_normal_text_is_not(text: str, an_address: bool) -> None:
+    """Rule (identity.contains_email): an at sign written as an HTML entity (`&#64;`,
+    `&#x40;`, `&commat;`) or with spaces on both sides before a domain with a dot and a
+    letters-only top-level label is an address (they were stored plain, unwarned); an at
+    sign before a host without a dot is not (ids such as `user@localhost`), nor a spaced one
+    before a price or a word. The payload guard finds each form contains_email reads."""
+    assert contains_email(text) is an_address
+    payload = json.dumps({"search_term": text}, ensure_ascii=False).encode()
+    assert payload_may_hold_email(payload) or not an_address

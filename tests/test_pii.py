@@ -669,13 +669,19 @@ def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) ->
     """Rule (identity.normalise_phone): a `tel:` URI (RFC 3966) is its number, as user_id's
     `tel:+1…` already was. `user_data.phone: "tel:+1-415-555-0188"` was refused invalid_phone,
     and AppsFlyer's `phone_number_e164_hashed: "tel:+442079461303"` invalid_hash (a trial):
-    they are hashed as the plain number is there. A parameter (`;ext=`) is no part of it."""
+    they are hashed as the plain number is there. An extension (`;ext=`) is no part of the
+    number: left out, as the id fields' scanner leaves it (identity.international_phone); any
+    other parameter (`;phone-context=`) refuses it."""
     for phone in ("tel:+1-415-555-0188", "TEL: +1 (415) 555-0188 "):
         event = with_user(phone=phone)
         body = post(server, event)
         assert body["status"] == 200 and body["warnings"] == [], body
         assert stored_user_data(server, str(event["dedupe_id"]))["phone"] == sha("14155550188")
-    body = post(server, with_user(phone="tel:+1-415-555-0188;ext=12"))
+    event = with_user(phone="tel:+1-415-555-0188;ext=12")
+    body = post(server, event)
+    assert body["status"] == 200 and body["warnings"] == [], body
+    assert stored_user_data(server, str(event["dedupe_id"]))["phone"] == sha("14155550188")
+    body = post(server, with_user(phone="tel:+1-415-555-0188;phone-context=example.com"))
     assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
     assert "tel:" in str(body["problems"]) and "0188" not in str(body), body
     af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
