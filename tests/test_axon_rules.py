@@ -844,7 +844,7 @@ def test_pii_rule_personal_keys_and_email_values_are_dropped_at_any_depth() -> N
 def test_pii_rule_other_names_of_a_phone_and_percent_encoded_emails_are_dropped() -> None:
     """A trial stored `"mobile": "+14155550177"` and `"notes": "enc.victim%40example.com"` as
     sent. A phone's other names drop a phone number's digits; a flag or a word under them stays."""
-    event = page_view()
+    event = page_view(dedupe_id="pv-no-digits")  # a random hex id (or the time) held "8109" once in a while
     event["mobile"] = "+14155550177"
     event["notes"] = "enc.victim%40example.com"
     event["data"] = {
@@ -871,7 +871,7 @@ def test_pii_rule_other_names_of_a_phone_and_percent_encoded_emails_are_dropped(
         "events[0].data.WhatsApp",
         "events[0].data.mobile_2",
     }
-    text = str(result.report.warnings) + result.events[0].payload.decode()
+    text = str(result.report.warnings) + result.events[0].payload.decode().replace(str(event["event_time"]), "")
     for plain in ("4155550177", "victim", "555-0178", "4155550179", "555 0401", "555 8101", "555 8107", "8106", "8109"):
         assert plain not in text
 
