@@ -37,6 +37,7 @@ __all__ = [
     "normalise_phone",
     "not_possible_phone",
     "payload_hides_at",
+    "payload_holds_at_entity",
     "payload_may_hold_email",
     "payload_may_hold_phone",
     "revealed_email",
@@ -122,15 +123,32 @@ _HIDDEN_AT_BYTES: Final = re.compile(
 
 def payload_may_hold_email(payload: bytes) -> bool:
     """Whether an encoded payload may hold an email address, hidden or not: only then is it
-    walked (``contains_email`` on each string). Four scans rule out the usual payload's hidden
-    forms (the typed path writes them out, then calls ``payload_hides_at``). An at sign with
-    spaces around it is an "@" in the payload."""
+    walked (``contains_email`` on each string). Three scans and a look after each "&" rule
+    out the usual payload's hidden forms (the typed path writes them out, then calls
+    ``payload_hides_at``). An at sign with spaces around it is an "@" in the payload."""
     if payload.find(b"@") != -1:
         return True
     hidden = payload.find(b"%") != -1 or payload.find(b"\xef") != -1
-    # "&" is in many a payload ("Apparel & Accessories"): only an entity's start is searched for.
-    entity = payload.find(b"&#") != -1 or payload.find(b"&commat;") != -1
-    return (hidden or entity) and payload_hides_at(payload)
+    return (hidden or payload_holds_at_entity(payload)) and payload_hides_at(payload)
+
+
+def payload_holds_at_entity(payload: bytes) -> bool:
+    """Whether an "&" of ``payload`` starts a character reference that may be an at sign
+    ("&#…" or "&commat;"). Each "&" is found with memchr and the byte after it read: two
+    searches of the whole payload for "&#" and "&commat;" cost a W1 purchase event 1,600
+    instructions more on the typed path (a URL's query holds an "&"; bench.instructions,
+    "decode + rules")."""
+    at = payload.find(_AMP)
+    while at != -1:
+        if (at + 1 < len(payload) and payload[at + 1] == _HASH) or payload.startswith(_COMMAT, at):
+            return True
+        at = payload.find(_AMP, at + 1)
+    return False
+
+
+_AMP: Final = ord("&")
+_HASH: Final = ord("#")
+_COMMAT: Final = b"&commat;"
 
 
 def payload_hides_at(payload: bytes) -> bool:
