@@ -49,6 +49,19 @@ def indexes(path: Path) -> set[str]:
         return {name for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
 
 
+def _downgrade(path: Path, version: int, *statements: str) -> None:
+    """Take a closed store's file back to an older schema ``version``: what ``statements`` undo."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = ?", (version,))
+
+
+def _assert_at_current_version(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
 # --- schema 3 and the values bound --------------------------------------------------------
 
 
@@ -58,10 +71,7 @@ def test_sqlite_migrates_a_version_2_database_to_the_index_of_stored_events(tmp_
     run(store.open())
     run(store.ingest([new_event(0), new_event(1, relayed=True)], request_id="r", received_at_ms=T0))
     run(store.close())
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # back to version 2's indexes
-        conn.execute("DROP INDEX events_stored")
-        conn.execute("CREATE INDEX events_status_id ON events (status, id)")
-        conn.execute("UPDATE schema_version SET version = 2")
+    _downgrade(path, 2, "DROP INDEX events_stored", "CREATE INDEX events_status_id ON events (status, id)")
 
     store = SQLiteStore(path)
     run(store.open())
@@ -73,8 +83,7 @@ def test_sqlite_migrates_a_version_2_database_to_the_index_of_stored_events(tmp_
     finally:
         run(store.close())
     assert "events_stored" in indexes(path) and "events_status_id" not in indexes(path)
-    with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    _assert_at_current_version(path)
 
 
 def _entry(request_id: str, at: int, *names: str) -> JournalRecord:
@@ -130,16 +139,15 @@ def test_sqlite_migrates_a_version_8_journal_whose_names_are_key_rows(tmp_path: 
     store = SQLiteStore(path)
     run(store.open())
     run(store.close())
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # back to version 8's journal
-        conn.execute("ALTER TABLE requests DROP COLUMN name")
-        conn.execute(
-            "INSERT INTO requests (request_id, received_at, api, method, path, status, latency_ms, "
-            "events_received, events_stored, events_duplicate, problems, warnings) "
-            "VALUES ('old', ?, 'axon', 'POST', '/v1/event', 200, 1.0, 1, 1, 0, '[]', '[]')",
-            (T0,),
-        )
-        conn.execute("INSERT INTO request_keys VALUES ('name', 'purchase', 'old', ?)", (T0,))
-        conn.execute("UPDATE schema_version SET version = 8")
+    _downgrade(
+        path,
+        8,
+        "ALTER TABLE requests DROP COLUMN name",
+        "INSERT INTO requests (request_id, received_at, api, method, path, status, latency_ms, "
+        "events_received, events_stored, events_duplicate, problems, warnings) "
+        f"VALUES ('old', {T0}, 'axon', 'POST', '/v1/event', 200, 1.0, 1, 1, 0, '[]', '[]')",
+        f"INSERT INTO request_keys VALUES ('name', 'purchase', 'old', {T0})",
+    )
 
     store = SQLiteStore(path)
     run(store.open())
@@ -151,8 +159,7 @@ def test_sqlite_migrates_a_version_8_journal_whose_names_are_key_rows(tmp_path: 
     finally:
         run(store.close())
     assert _names_kept(path) == ({"old": None, "new": "purchase"}, {("old", "purchase")})
-    with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    _assert_at_current_version(path)
 
 
 def _answered(request_id: str, at: int, status: int) -> JournalRecord:
@@ -202,10 +209,9 @@ def test_sqlite_migrates_a_version_9_journal_to_the_index_of_its_unusual_statuse
     run(store.open())
     run(store.record_requests([_answered(rid, T0 + i, s) for i, (rid, s) in enumerate(STATUSES.items())]))
     run(store.close())
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # back to version 9's index
-        conn.execute("DROP INDEX requests_unusual_status_id")
-        conn.execute("CREATE INDEX requests_status_id ON requests (status, id)")
-        conn.execute("UPDATE schema_version SET version = 9")
+    _downgrade(
+        path, 9, "DROP INDEX requests_unusual_status_id", "CREATE INDEX requests_status_id ON requests (status, id)"
+    )
 
     store = SQLiteStore(path)
     run(store.open())
@@ -216,8 +222,7 @@ def test_sqlite_migrates_a_version_9_journal_to_the_index_of_its_unusual_statuse
         run(store.close())
     assert "requests_unusual_status_id" in indexes(path) and "requests_status_id" not in indexes(path)
     assert _unusual_indexed(path) == 3
-    with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    _assert_at_current_version(path)
 
 
 def test_relayed_events_have_no_entry_in_the_index_of_stored_events(tmp_path: Path) -> None:
