@@ -134,6 +134,17 @@ def test_add_checks_the_event_at_once_and_queues_nothing_wrong() -> None:
         assert b.stats.added == 1
 
 
+def test_add_given_a_list_says_it_takes_one_event() -> None:
+    """A list was read as one event that is not an object: '<body>: each event must be a JSON object'."""
+    with AxonClient("px_std", "key-std", base_url="http://127.0.0.1:9", retry=FAST) as client, client.batcher() as b:
+        with pytest.raises(InvalidEvents) as caught:
+            b.add([page_view(), page_view()])
+        assert [(p.code, p.message) for p in caught.value.problems] == [
+            ("not_an_event", "add takes one event; got a list of 2 events: add each one (or send the list with send)")
+        ]
+        assert b.stats.added == 0
+
+
 def _wait_for(condition: Any, timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

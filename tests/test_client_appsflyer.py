@@ -17,6 +17,7 @@ from capigate import (
     AsyncAppsFlyerClient,
     InAppEvent,
     InvalidEvents,
+    Problem,
     RetryPolicy,
     hash_email,
     hash_phone,
@@ -139,6 +140,22 @@ def test_invalid_events_raise_one_error_with_every_path_before_sending() -> None
         "events[2].eventValue": "malformed_json",
         "events[3].ip": "invalid_ip",
     }
+
+
+def test_one_event_given_to_send_instead_of_a_list_says_so_before_sending() -> None:
+    """AppsFlyer takes one event a request, but send takes a list as AxonClient's does: a dict
+    alone was read as its keys, a problem for each."""
+    message = "send takes a list of events; got one dict: send([event])"
+    with AppsFlyerClient(APP, KEY, base_url="http://127.0.0.1:9") as client, pytest.raises(InvalidEvents) as caught:
+        client.send(purchase())
+    assert caught.value.problems == [Problem("events", "not_a_list", message)]
+
+    async def main() -> None:
+        async with AsyncAppsFlyerClient(APP, KEY, base_url="http://127.0.0.1:9") as client:
+            with pytest.raises(InvalidEvents, match="got one dict"):
+                await client.send(purchase())
+
+    asyncio.run(main())
 
 
 def test_wrong_key_is_refused_with_401_and_not_retried(server: Server) -> None:

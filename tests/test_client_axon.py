@@ -19,6 +19,7 @@ from capigate import (
     AxonClient,
     InvalidEvents,
     Item,
+    Problem,
     PurchaseData,
     RetryPolicy,
     ServerEvent,
@@ -149,6 +150,28 @@ def test_send_checks_every_event_before_anything_leaves_the_process() -> None:
         "events[120].user_data.email": "invalid_email",
         "events[152].name": "unknown_event",
     }
+
+
+def test_one_event_given_to_send_instead_of_a_list_says_so_before_sending() -> None:
+    """A ServerEvent alone was a bare TypeError (not iterable); a dict alone was read as its
+    keys, six 'each event must be a JSON object'."""
+    message = "send takes a list of events; got one {}: send([event])"
+    with AxonClient("px_std", "key-std", base_url="http://127.0.0.1:9", retry=FAST) as client:
+        for event, kind in ((typed_purchase("o-1"), "ServerEvent"), (page_view(), "dict")):
+            with pytest.raises(InvalidEvents) as caught:
+                client.send(event)
+            assert caught.value.problems == [Problem("events", "not_a_list", message.format(kind))]
+            with pytest.raises(InvalidEvents, match="not_a_list"):
+                client.prepare(event)
+        with pytest.raises(InvalidEvents, match="got an int"):
+            client.send(3)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with AsyncAxonClient("px_std", "key-std", base_url="http://127.0.0.1:9", retry=FAST) as client:
+            with pytest.raises(InvalidEvents, match=r"got one ServerEvent: send\(\[event\]\)"):
+                await client.send(typed_purchase("o-2"))  # type: ignore[arg-type]
+
+    asyncio.run(main())
 
 
 def test_send_checks_with_the_pixel_profile() -> None:

@@ -237,6 +237,28 @@ def check_key(name: str, key: str) -> None:
 _HEADER_TEXT: Final = re.compile(r"[\x20-\x7e]+")
 
 
+def _kind(value: Any) -> str:
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _not_a_list(events: Any) -> str | None:
+    """Why ``events`` is not what send and prepare take (a list of events), or None: one
+    event given alone was a TypeError (a Struct) or read as its keys (a dict)."""
+    if isinstance(events, (msgspec.Struct, Mapping)):
+        return f"send takes a list of events; got one {type(events).__name__}: send([event])"
+    if isinstance(events, (str, bytes, bytearray)):
+        return f"send takes a list of events (dicts or Structs); got {_kind(events)}: decode it first"
+    if not isinstance(events, Iterable):
+        return f"send takes a list of events; got {_kind(events)}"
+    return None
+
+
+def _several(count: int) -> str:
+    events = "1 event" if count == 1 else f"{count} events"
+    return f"add takes one event; got a list of {events}: add each one (or send the list with send)"
+
+
 def to_builtins(event: Any, path: str, problems: list[Problem]) -> Any:
     """A Struct or mapping as plain JSON-like objects (a type msgspec cannot encode: a problem)."""
     try:
@@ -314,6 +336,8 @@ class Core(ABC):
     def prepare(self, events: Iterable[Any]) -> Prepared:
         """Check, hash and pack ``events``; raise InvalidEvents listing every problem, each
         at its path among the events given (``events[i]...``)."""
+        if (mistake := _not_a_list(events)) is not None:
+            raise InvalidEvents([Problem("events", "not_a_list", mistake)])
         items = list(events)
         problems: list[Problem] = []
         requests: list[PreparedRequest] = []
@@ -364,6 +388,8 @@ class Core(ABC):
 
     def prepare_one(self, event: Any) -> tuple[Checked, list[Problem]]:
         """One event, checked, and its warnings (paths relative to the event)."""
+        if isinstance(event, (list, tuple)):  # else read as one event that is not an object
+            raise InvalidEvents([Problem("", "not_an_event", _several(len(event)))])
         checked, problems, warnings = self.check([event])
         problems = problems or self._too_large(checked)
         if problems:
