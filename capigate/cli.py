@@ -509,8 +509,8 @@ def replay(
         destination=destination,
         source=source,
         status=status,
-        since_ms=_epoch_ms(since, "--since"),
-        until_ms=_epoch_ms(until, "--until"),
+        since_ms=epoch_ms(since, "--since"),
+        until_ms=epoch_ms(until, "--until"),
     )
     try:
         store = _open_store(config, db)
@@ -589,21 +589,9 @@ def _check_schema(url: str) -> str:
     return status.store
 
 
-def _epoch_ms(value: str | None, option: str) -> int | None:
-    """The admin API's rule (capigate/http/params.py): epoch ms or ISO 8601, never seconds."""
-    from capigate.http.params import TimeRefused, read_time
-
-    if value is None:
-        return None
-    try:
-        return read_time(value, option)
-    except TimeRefused as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
-
-
 # The SDK's commands (bodies in capigate.client.cli_commands).
 from capigate.client.cli_commands import send, validate  # noqa: E402
-from capigate.client.cli_gateway import env, events  # noqa: E402
+from capigate.client.cli_gateway import env, epoch_ms, events  # noqa: E402
 
 main.add_command(env)
 main.add_command(validate)

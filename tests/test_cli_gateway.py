@@ -348,6 +348,24 @@ def test_serve_on_the_files_port_prints_no_env_line(tmp_path: Path) -> None:
         assert not [line for line in lines if "capigate env" in line], lines
 
 
+def test_events_and_quality_refuse_a_time_they_cannot_read_as_replay_does_before_asking_anything(
+    tmp_path: Path,
+) -> None:
+    """`replay --since yesterday` was a usage error (2); `events --since yesterday` asked the
+    gateway anyway and reported its 400 (1). One rule (cli_gateway.epoch_ms) for the three: here
+    nothing listens at the URL, so only a refusal made before any request is a usage error."""
+    url = f"http://127.0.0.1:{free_port()}"
+    for command in ("events", "quality"):
+        for option, value, said in (
+            ("--since", "yesterday", "--since is epoch milliseconds or an ISO 8601 time"),
+            ("--until", "1733000000", "--until 1733000000 looks like seconds"),
+        ):
+            done = capigate(command, "--url", url, "--token", ADMIN, option, value, cwd=tmp_path)
+            assert done.returncode == 2, (command, option, done.stderr)
+            assert said in " ".join(done.stderr.split()), done.stderr
+            assert "nothing answers" not in done.stderr, done.stderr
+
+
 def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_another(tmp_path: Path) -> None:
     """It said `GET http://127.0.0.1:8080/api/events: ConnectError: [Errno 111] Connection
     refused`, and nothing of the gateway started elsewhere."""

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from capigate.client.admin import GatewayAdmin
 
 __all__ = [
+    "checked_time",
     "env",
+    "epoch_ms",
     "events",
     "gateway_url",
     "given_as",
@@ -202,6 +204,25 @@ def env(config_path: Path, url: str | None, host: str | None, port: int | None) 
 
 
 # --- events --------------------------------------------------------------------------
+
+
+def epoch_ms(value: str | None, option: str) -> int | None:
+    """The admin API's rule (capigate/http/params.py): epoch ms or ISO 8601, never seconds;
+    a usage error here, before anything is asked of a gateway (replay, events, quality)."""
+    from capigate.http.params import TimeRefused, read_time
+
+    if value is None:
+        return None
+    try:
+        return read_time(value, option)
+    except TimeRefused as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def checked_time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: ``value`` as given (the gateway reads it), once ``epoch_ms`` took it."""
+    epoch_ms(value, f"--{param.name}")
+    return value
 
 
 def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str, str]:
@@ -433,8 +454,8 @@ _PII_TRANSACTION_ID = (
 @click.option("--test-tag", help="Test tag.")
 @click.option("--dedupe-id", help="The requests that carried this dedupe_id (requests only).")
 @click.option("--transaction-id", help="The requests that carried this transaction id (requests only).")
-@click.option("--since", help="Epoch ms or ISO 8601 time.")
-@click.option("--until", help="Epoch ms or ISO 8601 time.")
+@click.option("--since", callback=checked_time, help="Epoch ms or ISO 8601 time.")
+@click.option("--until", callback=checked_time, help="Epoch ms or ISO 8601 time.")
 @click.option(
     "--limit",
     type=click.IntRange(1, 1000),

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from capigate.client.cli_gateway import _admin_options, _gateway, _when, read_failed, unknown_source
+from capigate.client.cli_gateway import _admin_options, _gateway, _when, checked_time, read_failed, unknown_source
 from capigate.errors import CapigateError
 from capigate.http.params import time_value
 from capigate.logs import escape_control
@@ -27,8 +27,8 @@ _encode = msgspec.json.Encoder().encode
 @_admin_options
 @click.option("--source", help="Pixel or app id (default: all).")
 @click.option("--name", help="Event name (default: all).")
-@click.option("--since", help="Epoch ms or ISO 8601 time (default: 24 hours ago).")
-@click.option("--until", help="Epoch ms or ISO 8601 time (default: now).")
+@click.option("--since", callback=checked_time, help="Epoch ms or ISO 8601 time (default: 24 hours ago).")
+@click.option("--until", callback=checked_time, help="Epoch ms or ISO 8601 time (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON, as the API gives it.")
 def quality(
     base_url: str | None,
