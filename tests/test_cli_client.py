@@ -279,6 +279,27 @@ def test_send_writes_undelivered_events_to_a_file_send_accepts_again(server: Ser
     assert sorted(e["dedupe_id"] for e in stored(server, test_tag=t)) == sorted(e["dedupe_id"] for e in events)
 
 
+def test_send_names_every_earlier_failed_file_it_skipped_past(tmp_path: Path) -> None:
+    """With t.failed.jsonl and t.failed.2.jsonl there, it said 't.failed.jsonl is there from an
+    earlier run' and wrote t.failed.3.jsonl: .2 was there too, unnamed."""
+    file = jsonl(tmp_path / "t.jsonl", [page_view()])
+    earlier = [tmp_path / "t.failed.jsonl", tmp_path / "t.failed.2.jsonl"]
+    for path in earlier:
+        path.write_text("an earlier run's\n")
+    dead = f"http://127.0.0.1:{free_port()}"
+    send = ("--to", dead, "--pixel", "px_std", "--key", "key-std", "--no-progress", "--retries", "0")
+    done = capigate("send", str(file), *send)
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    assert f"{earlier[0]} and {earlier[1]} are there from earlier runs and were left as they are" in out, out
+    assert f"failed events written to {tmp_path / 't.failed.3.jsonl'}" in out, out
+    assert all(path.read_text() == "an earlier run's\n" for path in earlier)
+    (tmp_path / "t.failed.4.jsonl").write_text("")
+    again = capigate("send", str(file), *send).stdout
+    assert f"{earlier[0]} to {tmp_path / 't.failed.4.jsonl'} (4 files) are there from earlier runs" in again, again
+    assert f"failed events written to {tmp_path / 't.failed.5.jsonl'}" in again, again
+
+
 def test_send_reports_timeouts_as_not_confirmed_and_keeps_an_earlier_failed_file(
     server: Server, tmp_path: Path
 ) -> None:

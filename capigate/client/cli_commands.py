@@ -344,7 +344,7 @@ def _report(
         return False
     target = _write_failed(result, wanted)
     if target != wanted:
-        click.echo(f"{wanted} is there from an earlier run and was left as it is")
+        click.echo(_left_as_they_are(_numbered(wanted, target)))
     command = f"capigate send {shlex.quote(str(target))} {resend}"
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     if unconfirmed and not _safe_to_repeat(unconfirmed, prepared):  # as the summary advised (a trial)
@@ -466,6 +466,28 @@ def _unused(path: Path) -> Path:
         number += 1
         candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
     return candidate
+
+
+def _numbered(path: Path, unused: Path) -> list[Path]:
+    """The files ``_unused`` skipped past to reach ``unused``: ``path``, ``STEM.2.SUFFIX``..."""
+    skipped, candidate, number = [], path, 1
+    while candidate != unused:
+        skipped.append(candidate)
+        number += 1
+        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    return skipped
+
+
+def _left_as_they_are(skipped: list[Path]) -> str:
+    """Says which earlier runs' files are there (it named the first alone, beside a
+    ``.3`` written: ``.2`` was there too, a trial)."""
+    if len(skipped) == 1:
+        return f"{skipped[0]} is there from an earlier run and was left as it is"
+    if len(skipped) <= 3:
+        named = ", ".join(str(p) for p in skipped[:-1]) + f" and {skipped[-1]}"
+    else:
+        named = f"{skipped[0]} to {skipped[-1]} ({len(skipped)} files)"
+    return f"{named} are there from earlier runs and were left as they are"
 
 
 def _resend_options(base_url: str, pixel: str | None, app: str | None, profile: str, test_tag: str | None) -> str:
