@@ -159,10 +159,10 @@ def test_one_event_given_to_send_instead_of_a_list_says_so_before_sending() -> N
     with AxonClient("px_std", "key-std", base_url="http://127.0.0.1:9", retry=FAST) as client:
         for event, kind in ((typed_purchase("o-1"), "ServerEvent"), (page_view(), "dict")):
             with pytest.raises(InvalidEvents) as caught:
-                client.send(event)
+                client.send(event)  # type: ignore[arg-type]  # the mistake under test
             assert caught.value.problems == [Problem("events", "not_a_list", message.format(kind))]
             with pytest.raises(InvalidEvents, match="not_a_list"):
-                client.prepare(event)
+                client.prepare(event)  # type: ignore[arg-type]
         with pytest.raises(InvalidEvents, match="got an int"):
             client.send(3)  # type: ignore[arg-type]
 
