@@ -22,12 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-import msgspec
-
 from capigate.errors import StoreError
+from capigate.responses import StoreFailure
 from capigate.store.base import OutboxDepth, Store
 
-__all__ = ["SCRAPE_READ_TIMEOUT_S", "StoreFailure", "StoreHealth"]
+__all__ = ["SCRAPE_READ_TIMEOUT_S", "StoreHealth"]
 
 log = logging.getLogger("capigate.store")
 
@@ -46,12 +45,6 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class StoreFailure(msgspec.Struct, kw_only=True):
-    at: int  # epoch ms
-    error: str
-    hung: bool = False  # no answer in time, rather than a refusal: a probe's write may end it
 
 
 class StoreHealth:

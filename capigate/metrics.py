@@ -39,10 +39,11 @@ import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import msgspec
 
+from capigate.metric_snapshot import COUNT, LATENCY_BUCKETS_MS, SUM, Histogram, Snapshot, decode_snapshot, encode
+from capigate.metric_snapshot import histogram as _histogram
 from capigate.store.base import OutboxDepth, RequestRecord
 
 __all__ = [
@@ -60,62 +61,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 1.0
 METRICS_DIR_ENV = "CAPIGATE_METRICS_DIR"  # the workers' shared directory, when the operator chooses it
 RESPAWNS_FILE = "respawns"  # written by the serve process (capigate/serving.py) in the shared directory
-LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 UNKNOWN_SOURCE = "unknown"
-
-
-# A histogram is one list: the count of each bucket (not cumulative; the last is +Inf), then
-# the sum of the values in ms, then their count. Plain lists: the cheapest thing to update.
-Histogram = list[float]
-_SUM = len(LATENCY_BUCKETS_MS) + 1
-_COUNT = _SUM + 1
-
-
-def _histogram() -> Histogram:
-    return [0] * (_COUNT + 1)
 
 
 def _observe(hist: Histogram, value_ms: float) -> None:
     hist[bisect_left(LATENCY_BUCKETS_MS, value_ms)] += 1
-    hist[_SUM] += value_ms
-    hist[_COUNT] += 1
-
-
-def _add_histogram(mine: Histogram, theirs: Histogram) -> None:
-    for i, value in enumerate(theirs):
-        mine[i] += value
-
-
-class Snapshot(msgspec.Struct, array_like=True):
-    """One worker's counters, as written to its file (keys are label tuples)."""
-
-    requests: dict[tuple[str, int], int]
-    latency: dict[str, Histogram]
-    events: dict[tuple[str, str], int]
-    warnings: dict[tuple[str, str], int]
-    relay_attempts: dict[tuple[str, str], int]
-    relay_latency: dict[str, Histogram]
-
-    def add(self, other: Snapshot) -> None:
-        _add_counts(self.requests, other.requests)
-        _add_counts(self.events, other.events)
-        _add_counts(self.warnings, other.warnings)
-        _add_counts(self.relay_attempts, other.relay_attempts)
-        for hists, other_hists in ((self.latency, other.latency), (self.relay_latency, other.relay_latency)):
-            for key, hist in other_hists.items():
-                _add_histogram(hists.setdefault(key, _histogram()), hist)
-
-
-K = TypeVar("K")
-
-
-def _add_counts(mine: dict[K, int], theirs: dict[K, int]) -> None:
-    for key, value in theirs.items():
-        mine[key] = mine.get(key, 0) + value
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode_snapshot = msgspec.msgpack.Decoder(Snapshot).decode
+    hist[SUM] += value_ms
+    hist[COUNT] += 1
 
 
 RETIRED_FILE = "retired.msgpack"
@@ -135,19 +87,19 @@ def _retire(share_dir: Path, file: Path) -> None:
     finding one dead worker at once add it once."""
     with _locked(share_dir, fcntl.LOCK_EX):
         try:
-            gone = _decode_snapshot(file.read_bytes())
+            gone = decode_snapshot(file.read_bytes())
         except FileNotFoundError:  # retired by another worker already
             return
         except msgspec.DecodeError:
             gone = Snapshot({}, {}, {}, {}, {}, {})
         retired = share_dir / RETIRED_FILE
         try:
-            total = _decode_snapshot(retired.read_bytes())
+            total = decode_snapshot(retired.read_bytes())
         except (FileNotFoundError, msgspec.DecodeError):
             total = Snapshot({}, {}, {}, {}, {}, {})
         total.add(gone)
         temp = retired.with_suffix(".tmp")
-        temp.write_bytes(_encode(total))
+        temp.write_bytes(encode(total))
         temp.replace(retired)
         file.unlink()
 
@@ -211,8 +163,8 @@ class Metrics:
         if hist is None:
             hist = self._mine.latency[endpoint] = _histogram()
         hist[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
-        hist[_SUM] += latency_ms
-        hist[_COUNT] += 1
+        hist[SUM] += latency_ms
+        hist[COUNT] += 1
 
     def observe_record(self, endpoint: str, record: RequestRecord) -> None:
         """Everything one journaled request says: its status and latency, its events, its warnings."""
@@ -250,7 +202,7 @@ class Metrics:
         self.share_dir.mkdir(parents=True, exist_ok=True)
         final = self.share_dir / f"worker-{os.getpid()}.msgpack"
         temp = final.with_suffix(".tmp")
-        temp.write_bytes(_encode(self._mine))
+        temp.write_bytes(encode(self._mine))
         temp.replace(final)
 
     def forget(self) -> None:
@@ -262,7 +214,7 @@ class Metrics:
 
     def total(self) -> Snapshot:
         """This worker's live counters plus the last flushed counters of the other live workers."""
-        total = _decode_snapshot(_encode(self._mine))  # a deep copy
+        total = decode_snapshot(encode(self._mine))  # a deep copy
         if self.share_dir is None:
             return total
         # This worker's counts go to its file first: a later scrape by another worker then
@@ -281,9 +233,9 @@ class Metrics:
         with contextlib.suppress(OSError), _locked(self.share_dir, fcntl.LOCK_SH):
             for file, _ in others:
                 with contextlib.suppress(OSError, msgspec.DecodeError):
-                    total.add(_decode_snapshot(file.read_bytes()))
+                    total.add(decode_snapshot(file.read_bytes()))
             with contextlib.suppress(OSError, msgspec.DecodeError):
-                total.add(_decode_snapshot((self.share_dir / RETIRED_FILE).read_bytes()))
+                total.add(decode_snapshot((self.share_dir / RETIRED_FILE).read_bytes()))
         return total
 
     # --- exposition -----------------------------------------------------------------------
@@ -346,9 +298,9 @@ def _histogram_lines(out: list[str], name: str, labels: dict[str, str], hist: Hi
     for bound, n in zip(LATENCY_BUCKETS_MS, hist, strict=False):
         running += n
         out.append(f"{name}_bucket{_labels(**labels, le=_seconds(bound))} {running:.0f}")
-    count = hist[_COUNT]
+    count = hist[COUNT]
     out.append(f"{name}_bucket{_labels(**labels, le='+Inf')} {count:.0f}")
-    out.append(f"{name}_sum{_labels(**labels)} {hist[_SUM] / 1000:.6f}")
+    out.append(f"{name}_sum{_labels(**labels)} {hist[SUM] / 1000:.6f}")
     out.append(f"{name}_count{_labels(**labels)} {count:.0f}")
 
 

@@ -71,7 +71,12 @@ MODULES: Final = (
     "capigate.http.outcome",
     "capigate.http.routing",
     "capigate.http.state",
+    "capigate.http.proxies",
     "capigate.store.sqlite.store",
+    # what every request also calls: its counters, the store's health, its relay's name
+    "capigate.metrics",
+    "capigate.health",
+    "capigate.relay.destinations",
     # the writer's rows (the SQLite writer's thread or process)
     "capigate.store.sqlite.ingest",
     "capigate.store.sqlite.rows",

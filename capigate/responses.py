@@ -27,6 +27,7 @@ __all__ = [
     "RequestDetail",
     "RequestView",
     "RequestsPage",
+    "StoreFailure",
 ]
 
 # A 503 whose write was sent to the store and not answered (StoreError.maybe_stored): the
@@ -210,3 +211,11 @@ class QualityReport(msgspec.Struct, kw_only=True):
 class RequestsPage(msgspec.Struct, kw_only=True):
     requests: list[RequestView]
     next: str | None
+
+
+class StoreFailure(msgspec.Struct, kw_only=True):
+    """A store's last failure, as /readyz gives it (capigate/health.py)."""
+
+    at: int  # epoch ms
+    error: str
+    hung: bool = False  # no answer in time, rather than a refusal: a probe's write may end it
