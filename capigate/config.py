@@ -67,7 +67,7 @@ class RelaySettings(Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_s: PositiveFloat = 10.0
     backoff_base_s: PositiveFloat = 1.0
     backoff_max_s: PositiveFloat = 600.0
-    max_retry_after_s: PositiveFloat = 86400.0
+    max_retry_after_s: PositiveFloat = 600.0
     poll_interval_s: PositiveFloat = 1.0
 
 

@@ -169,7 +169,7 @@ SETTINGS: Final = (
         "relay",
         "max_retry_after_s",
         float,
-        86400.0,
+        600.0,
         "... up to this: a longer Retry-After waits this long, then retries",
     ),
     Setting("relay", "poll_interval_s", float, 1.0, "look for work queued by other processes this often"),

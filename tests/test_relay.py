@@ -412,3 +412,85 @@ def test_a_store_that_refuses_claims_is_logged_once_not_at_every_poll(
             run(test, data)
     said = [r.getMessage() for r in caplog.records if "cannot claim events" in r.getMessage()]
     assert len(said) == 1, said
+
+
+def test_a_long_retry_after_is_capped_by_max_retry_after_s_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 429 with Retry-After: 100000 paused the destination for the default cap, a day, and the
+    log said only "retrying 2 event(s) in 86400.0 s" (a trial). The default is 10 minutes now
+    (backoff_max_s's), and the line says the upstream asked for longer."""
+    assert msgspec.convert({}, RelaySettings).max_retry_after_s == 600.0
+    with Upstream() as up:
+        up.script = lambda seen: Reply(429, b"slow down", {"retry-after": "100000"}) if len(up.seen) == 0 else None
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(2)])
+            async with RelayRunner(store, destinations=[target(up.url, max_retry_after_s=0.5)]):
+                await delivered(store, 2)
+
+        with caplog.at_level("WARNING", logger="capigate.relay"):
+            run(test, tmp_path)
+        first, second = up.requests()
+        assert 0.45 <= second.at - first.at < 10
+    (line,) = [r.getMessage() for r in caplog.records if "HTTP 429" in r.getMessage()]
+    assert "HTTP 429 (Retry-After 100000 s capped at 0.5 s, max_retry_after_s); retrying 2 event(s) in" in line, line
+
+
+def test_a_replay_lifts_the_destinations_pause_but_new_events_do_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 429 paused the destination for a day (in the worker's memory); `capigate replay`
+    re-queued its dead letters, "due again at once", and nothing was sent until a restart (a
+    trial). The replay (here straight on the store, as the CLI does from its own process)
+    lifts the pause; events that merely arrive meanwhile do not."""
+    with Upstream() as up:
+        answers = iter([Reply(401, b"Unauthorized"), Reply(429, b"slow down", {"retry-after": "100000"})])
+        up.script = lambda seen: next(answers, None)
+
+        async def test(store: Store) -> None:
+            paused = target(up.url, max_retry_after_s=86400.0)
+            async with RelayRunner(store, destinations=[paused]) as relay:
+                await ingest(store, [axon_event(n) for n in range(2)])
+                await until(lambda: relay.stats["axon:px1"].dead == 2, what="the 401's dead letters")
+                await ingest(store, [axon_event(n) for n in range(2, 4)])
+                await until(lambda: relay.stats["axon:px1"].retried == 2, what="the 429")
+                await ingest(store, [axon_event(4)])  # arrives during the pause: waits
+                await asyncio.sleep(0.5)
+                assert len(up.seen) == 2, "new events must not lift the pause"
+                assert await store.replay(DeadLetterQuery(destination="axon:px1"), now_ms=time.time_ns() // 10**6) == 2
+                await until(lambda: len(up.dedupe_ids()) == 3, timeout_s=10, what="the replayed events")
+                assert sorted(up.dedupe_ids()) == ["px1-0", "px1-1", "px1-4"]
+            # The 429's own two keep their retry time (Retry-After, capped): replay takes dead ones.
+            assert await states(store) == {"pending": 2, "delivered": 3, "dead": 0}
+
+        with caplog.at_level("WARNING", logger="capigate.relay"):
+            run(test, tmp_path)
+    assert any("events were replayed: the pause" in r.getMessage() for r in caplog.records)
+
+
+def test_every_dead_letter_of_a_split_batch_is_logged_and_the_split_sums_itself_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upstream refusing everything with a bare 400: 7 events cost 13 requests (halving down
+    to single events), and the log must account for all 7 dead letters, with one line that
+    says what the halving cost."""
+    with Upstream() as up:
+        up.script = lambda seen: Reply(400, b"Bad Request")
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(7)])
+            async with RelayRunner(store, destinations=[target(up.url)]):
+                await delivered(store, 7)
+            assert await states(store) == {"pending": 0, "delivered": 0, "dead": 7}
+
+        with caplog.at_level("WARNING", logger="capigate.relay"):
+            run(test, tmp_path)
+        assert len(up.requests()) == 13
+    messages = [r.getMessage() for r in caplog.records]
+    refused = [m for m in messages if "upstream refused" in m]
+    assert sum(int(m.split("refused ")[1].split(" ")[0]) for m in refused) == 7, refused
+    (summary,) = [m for m in messages if "retried in parts" in m]
+    assert summary.endswith(
+        "a batch of 7 event(s) refused (HTTP 400), retried in parts: 13 request(s) in all, 0 delivered, 7 dead-lettered"
+    ), summary

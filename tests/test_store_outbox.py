@@ -259,6 +259,25 @@ def test_dead_letters_are_listed_by_status_and_replayed_with_filters(store: Stor
     assert sum(depth(store, d)[2] for d in (AXON, "axon:px2", "axon:px3")) == 0
 
 
+def test_replayed_since_finds_a_replay_of_the_destination_not_new_events_nor_a_tried_replay(store: Store) -> None:
+    """The relay asks it during a pause, which a replay lifts (README, Relay)."""
+    dead_letters(store)
+    ingest(store, new_event(8), at=T0 + 5000)  # arrives after the pause began: not a replay
+
+    def replayed_since(destination: str, since_ms: int) -> bool:
+        return run(store.replayed_since(destination, since_ms))
+
+    assert not replayed_since(AXON, T0 + 3000)
+    now = T0 + 10_000
+    assert run(store.replay(DeadLetterQuery(destination=AXON), now_ms=now)) == 2
+    assert replayed_since(AXON, T0 + 3000) and replayed_since(AXON, now)
+    assert not replayed_since(AXON, now + 1)  # a pause that began after the replay
+    assert not replayed_since("axon:px2", T0 + 3000)  # another destination's
+    taken = claim(store, now=now)
+    run(store.settle([outcome(d.event_id, "retry", at=now, status=429) for d in taken], owner="a"))
+    assert not replayed_since(AXON, T0 + 3000)  # tried since: its retry time holds again
+
+
 def test_events_without_a_destination_or_in_test_mode_are_never_queued(store: Store) -> None:
     ingest(store, new_event(1, destination=None), new_event(2, destination=None, test_tag="t1"))
     assert run(store.outbox_depths()) == []

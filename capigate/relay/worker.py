@@ -14,7 +14,8 @@ several requests in one store call.
 - **retry** (network error, timeout, 408/425/429, 5xx): the events are due again after a
   backoff with full jitter, never shorter than ``Retry-After``; the whole destination pauses
   until then and resumes with a single request in flight (a probe) until one succeeds, so an
-  outage costs one request per backoff, not one per queued batch. An event past
+  outage costs one request per backoff, not one per queued batch. A replay of the
+  destination's dead letters (any process: seen in the store at each poll) lifts the pause. An event past
   ``max_attempts`` or ``max_age_hours`` goes to the dead letters instead.
 - **split** (an Axon batch refused with 400/413/422): the attempt is recorded, the lease
   extended, and the batch retried at once in parts: first without the events the upstream's
@@ -45,7 +46,7 @@ from capigate.errors import StoreError
 from capigate.relay.destinations import Target
 from capigate.relay.http1 import UpstreamClient, UpstreamError
 from capigate.relay.policy import Verdict, classify, give_up_reason
-from capigate.retry import backoff_s, retry_delay_s
+from capigate.retry import backoff_s, retry_after_s, retry_delay_s
 from capigate.store.base import AttemptOutcome, Delivery, Store
 
 __all__ = ["MAX_BODY_CHARS", "AttemptHook", "DestinationWorker", "WorkerStats"]
@@ -110,6 +111,7 @@ class DestinationWorker:
         self._settler: asyncio.Task[None] | None = None
         self._failures = 0  # consecutive failed requests: the backoff exponent
         self._probing = False  # after a failure: one request in flight until one succeeds
+        self._paused_at_ms = 0  # when the last pause began or grew: a replay since lifts it
         self._claim_failures, self._claim_error = 0, ""  # failed claims in a row, the last error logged
 
     @property
@@ -146,7 +148,9 @@ class DestinationWorker:
             self._changed.clear()
             pause_ms = self.stats.paused_until_ms - _now_ms()
             if pause_ms > 0:
-                await self._sleep(pause_ms / 1000, wakeable=False)
+                # Looked at every poll: a replay (from any process, through the store) lifts it.
+                await self._sleep(min(pause_ms / 1000, settings.poll_interval_s), wakeable=False)
+                await self._lift_pause_if_replayed()
                 continue
             self._start_ready()
             ahead = 0 if self._probing else self._capacity()  # batches claimed ahead of the free slots
@@ -171,6 +175,26 @@ class DestinationWorker:
             self._start_ready()
             if len(deliveries) < wanted * per_request:
                 await self._sleep(settings.poll_interval_s, wakeable=True)  # drained for now
+
+    async def _lift_pause_if_replayed(self) -> None:
+        """A replay of this destination since the pause began ends the pause: its events are due
+        at once, as the README says, and the destination resumes with one request (a probe),
+        which pauses it again if the upstream still fails. The pause lived only here: a replay
+        waited it out (a day, once), and only a restart lifted it (a trial)."""
+        left_ms = self.stats.paused_until_ms - _now_ms()
+        if left_ms <= 0 or self._stopping:
+            return
+        try:
+            replayed = await self.store.replayed_since(self.name, self._paused_at_ms)
+        except StoreError:
+            return  # the pause holds; the claim loop says what is wrong with the store
+        if replayed:
+            log.warning(
+                "relay %s: events were replayed: the pause (%.1f s left) is lifted, one request first",
+                self.name,
+                left_ms / 1000,
+            )
+            self.stats.paused_until_ms = 0
 
     def _claim_failed(self, error: str) -> None:
         """Logged once for each new error, not at every poll: during a store outage each worker
@@ -219,10 +243,15 @@ class DestinationWorker:
 
     # --- one request (and, for a refused batch, its parts) ---------------------------------
 
-    async def _deliver(self, client: UpstreamClient, deliveries: list[Delivery]) -> None:
+    async def _deliver(self, client: UpstreamClient, deliveries: list[Delivery], split: _Split | None = None) -> None:
+        """One request; for a batch refused as a whole, its parts too, then one line that
+        sums them up (the requests the halving cost, and where the events went)."""
         answer = await self._send(client, deliveries)
         verdict = classify(answer.status, events=len(deliveries), splittable=self.target.splittable)
         self.stats.requests += 1
+        if split is not None:
+            split.requests += 1
+            split.outcomes[verdict] += len(deliveries) if verdict is not Verdict.SPLIT else 0
         if self.on_attempt is not None and verdict is not Verdict.RETRY:  # _retry says which it was
             refused = verdict in (Verdict.REFUSED, Verdict.BLOCKED)
             self.on_attempt(self.name, "dead" if refused else verdict.value, answer.latency_ms)
@@ -237,22 +266,31 @@ class DestinationWorker:
             lease_end = _now_ms() + self.lease_ms
             self._settle(deliveries, answer, "split", next_at_ms=lease_end)
             parts = _parts(deliveries, answer.raw)
+            top, split = split is None, split or _Split(len(deliveries), answer.status)
             for i, part in enumerate(parts):
                 if self._stopping or not self._may_send_part(lease_end, sum(map(len, parts[i:]))):
-                    return  # the rest stays leased until the runner releases it, or its lease ends
-                await self._deliver(client, part)
+                    break  # the rest stays leased until the runner releases it, or its lease ends
+                await self._deliver(client, part, split)
+            if top:
+                log.warning("relay %s: %s", self.name, split.summary())
         elif verdict is Verdict.REFUSED:
             self._failures, self._probing = 0, False
             self.stats.dead += len(deliveries)
-            log.warning("relay %s: upstream refused an event (HTTP %s): dead letter", self.name, answer.status)
+            log.warning(
+                "relay %s: upstream refused %d event(s) (HTTP %s): dead letter",
+                self.name,
+                len(deliveries),
+                answer.status,
+            )
             self._settle(deliveries, answer, "dead")
         else:
             self.stats.dead += len(deliveries)
-            self._back_off(answer)
+            capped = self._back_off(answer)
             log.warning(
-                "relay %s: upstream answered HTTP %s: %d event(s) dead-lettered, backing off",
+                "relay %s: upstream answered HTTP %s%s: %d event(s) dead-lettered, backing off",
                 self.name,
                 answer.status,
+                capped,
                 len(deliveries),
             )
             self._settle(deliveries, answer, "dead")
@@ -302,7 +340,7 @@ class DestinationWorker:
         )
 
     async def _retry(self, deliveries: list[Delivery], answer: _Answer) -> None:
-        self._back_off(answer)
+        capped = self._back_off(answer)
         next_at_ms = self.stats.paused_until_ms
         retry: list[Delivery] = []
         dead: list[tuple[Delivery, str]] = []
@@ -323,7 +361,7 @@ class DestinationWorker:
         self.stats.dead += len(dead)
         if self.on_attempt is not None:  # an attempt whose events all gave up is "dead", as a refusal is
             self.on_attempt(self.name, "retry" if retry else "dead", answer.latency_ms)
-        what = f"HTTP {answer.status}" if answer.status is not None else answer.error
+        what = (f"HTTP {answer.status}" if answer.status is not None else answer.error or "") + capped
         wait_s = (next_at_ms - _now_ms()) / 1000
         if dead:  # past max_attempts or max_age_hours: said, not hidden in "retrying 0 event(s)"
             # The reason after a comma: it holds parentheses; and no "retrying 0 in 7.9 s" (a trial).
@@ -339,19 +377,25 @@ class DestinationWorker:
             outcomes += self._outcomes([d], answer, "dead", error=error)
         self._record(outcomes)
 
-    def _back_off(self, answer: _Answer) -> None:
+    def _back_off(self, answer: _Answer) -> str:
         """Pause the destination. Requests that fail while it is already paused (they were in
-        flight together) share the pause instead of growing the backoff each."""
+        flight together) share the pause instead of growing the backoff each. Returns what the
+        log line adds when the upstream's Retry-After was longer than ``max_retry_after_s``."""
         s = self.target.settings
         now = _now_ms()
         delay = 0.0
         if self.stats.paused_until_ms <= now:
             delay = backoff_s(self._failures, base_s=s.backoff_base_s, max_s=s.backoff_max_s)
             self._failures += 1
-        asked = answer.headers.get("retry-after")
-        delay = retry_delay_s(delay, asked, now_s=now / 1000, max_retry_after_s=s.max_retry_after_s)
+        header = answer.headers.get("retry-after")
+        delay = retry_delay_s(delay, header, now_s=now / 1000, max_retry_after_s=s.max_retry_after_s)
         self._probing = True
+        self._paused_at_ms = now
         self.stats.paused_until_ms = max(self.stats.paused_until_ms, now + round(delay * 1000))
+        asked = retry_after_s(header, now_s=now / 1000)
+        if asked is None or asked <= s.max_retry_after_s:
+            return ""
+        return f" (Retry-After {asked:g} s capped at {s.max_retry_after_s:g} s, max_retry_after_s)"
 
     # --- settling ---------------------------------------------------------------------
 
@@ -402,6 +446,28 @@ class DestinationWorker:
             except StoreError as exc:
                 # The events stay leased: once the lease expires they are sent again (at least once).
                 log.error("relay %s: cannot record %d outcome(s): %s", self.name, len(outcomes), exc)
+
+
+class _Split:
+    """A batch refused as a whole, retried in parts: what its parts cost and became."""
+
+    def __init__(self, events: int, status: int | None) -> None:
+        self.events, self.status, self.requests = events, status, 1
+        self.outcomes: collections.Counter[Verdict] = collections.Counter()
+
+    def summary(self) -> str:
+        dead = self.outcomes[Verdict.REFUSED] + self.outcomes[Verdict.BLOCKED]
+        delivered, retried = self.outcomes[Verdict.DELIVERED], self.outcomes[Verdict.RETRY]
+        waiting = self.events - dead - delivered - retried
+        text = (
+            f"a batch of {self.events} event(s) refused (HTTP {self.status}), retried in parts: "
+            f"{self.requests} request(s) in all, {delivered} delivered, {dead} dead-lettered"
+        )
+        if retried:
+            text += f", {retried} met a retryable failure"
+        if waiting:
+            text += f", {waiting} waiting for their lease to end"
+        return text
 
 
 def _chunks(deliveries: list[Delivery], size: int) -> list[list[Delivery]]:

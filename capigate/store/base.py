@@ -333,4 +333,9 @@ class Store(Protocol):
         """Queue the matching dead deliveries again (attempts reset); returns how many."""
         ...
 
+    async def replayed_since(self, destination: str, since_ms: int) -> bool:
+        """Whether ``replay`` queued events of ``destination`` again at or after ``since_ms``
+        (and none has been tried since): the relay lifts a pause on it."""
+        ...
+
     async def outbox_depths(self) -> list[OutboxDepth]: ...

@@ -245,6 +245,19 @@ async def replay(conn: Connection, query: DeadLetterQuery, now_ms: int) -> int:
     return await retried("replay", lambda: _count(conn, sql, params))
 
 
+# A replayed run is queued again after it arrived (ingest queues a run when it arrives), with
+# its attempts reset: the runs a replay made, until they are tried. Read on the pending index.
+REPLAYED_SINCE: Final = (
+    "SELECT 1 FROM outbox WHERE destination = %s AND state = 'pending' AND attempts = 0 "
+    "AND queued_at >= %s AND queued_at > arrived_at LIMIT 1"
+)
+
+
+async def replayed_since(conn: Connection, destination: str, since_ms: int) -> bool:
+    row = await (await conn.execute(REPLAYED_SINCE, [destination, since_ms])).fetchone()
+    return row is not None
+
+
 async def query_attempts(conn: Connection, event_id: int) -> list[DeliveryAttempt]:
     rows = await (await conn.execute(ATTEMPTS, {"id": event_id})).fetchall()
     return [_attempt(row, event_id) for row in sorted(rows, key=lambda r: int(r[0]))]

@@ -392,6 +392,9 @@ class PostgresStore:
     async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
         return await self._with_conn(lambda c: outbox.replay(c, query, now_ms))
 
+    async def replayed_since(self, destination: str, since_ms: int) -> bool:
+        return await self._with_conn(lambda c: outbox.replayed_since(c, destination, since_ms))
+
     async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
         return await self._with_conn(lambda c: outbox.query_attempts(c, event_id))
 

@@ -265,6 +265,18 @@ def replay(cur: sqlite3.Cursor, query: DeadLetterQuery, now_ms: int) -> int:
     return sum(n for (n,) in cur.execute(sql, [now_ms, now_ms, *(value for _, value in chosen)]).fetchall())
 
 
+# A replayed run is queued again after it arrived (ingest queues a run when it arrives), with
+# its attempts reset: the runs a replay made, until they are tried. Read on the pending index.
+REPLAYED_SINCE: Final = (
+    "SELECT 1 FROM outbox WHERE destination = ? AND state = 'pending' AND attempts = 0 "
+    "AND queued_at >= ? AND queued_at > arrived_at LIMIT 1"
+)
+
+
+def replayed_since(conn: sqlite3.Connection, destination: str, since_ms: int) -> bool:
+    return conn.execute(REPLAYED_SINCE, (destination, since_ms)).fetchone() is not None
+
+
 def _cut(cur: sqlite3.Cursor, first: int, at: int) -> None:
     """Split the run starting at ``first`` into ``first .. at-1`` and ``at .. last``."""
     cur.execute(

@@ -224,6 +224,9 @@ class SQLiteStore:
     async def replay(self, query: DeadLetterQuery, *, now_ms: int) -> int:
         return await self._writer.submit(Call(outbox.replay, query, now_ms))
 
+    async def replayed_since(self, destination: str, since_ms: int) -> bool:
+        return await self._readers.run(lambda conn: outbox.replayed_since(conn, destination, since_ms))
+
     async def query_attempts(self, event_id: int) -> list[DeliveryAttempt]:
         return await self._readers.run(lambda conn: outbox.query_attempts(conn, event_id))
 
