@@ -270,6 +270,16 @@ def test_rule_admin_parameters_a_bad_or_unknown_parameter_is_a_400_naming_it(ser
         assert c.get("/api/requests", params={"api": "axon"}).status_code == 200
 
 
+def test_rule_admin_parameters_a_client_ip_that_is_not_an_address_is_a_400(server: Server) -> None:
+    """A trial's ``client_ip=notanip`` was answered 200 with an empty page, as if no request had come."""
+    with server.admin() as c:
+        said = _problem(c.get("/api/requests", params={"client_ip": "notanip"}))["query.client_ip"]
+        assert "'notanip' is not an IP address" in said
+        assert "query.client_ip" in _problem(c.get("/api/requests", params={"client_ip": "127.0.0.1/8"}))
+        for address in ("127.0.0.1", "::1", "2001:db8::8"):
+            assert c.get("/api/requests", params={"client_ip": address}).status_code == 200, address
+
+
 def test_rule_admin_parameters_an_events_id_asked_of_the_events_is_sent_to_the_journal(server: Server) -> None:
     """A trial asked /api/events for a dedupe_id and was told only that it is not a parameter
     there: the answer says which endpoint finds it."""
