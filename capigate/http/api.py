@@ -146,14 +146,14 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         test_tag=_kept_id(q, "test_tag"),
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
-        cursor=query_cursor(q, report),
+        cursor=query_cursor(q, report, "events"),
         limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
     q.refuse_unread(report, _FOUND_BY_THEIR_REQUESTS)
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_events(query)
-    return json_response(200, EventsPage(events=rows, next=encode_cursor(next_cursor)))
+    return json_response(200, EventsPage(events=rows, next=encode_cursor("events", next_cursor)))
 
 
 def _kept_id(q: Query, name: str) -> str | None:
@@ -188,7 +188,7 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
         keys=[(key, _kept_key(key, q.get(key, "").strip())) for key in _KEY_FILTERS if q.get(key, "").strip()],
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
-        cursor=query_cursor(q, report),
+        cursor=query_cursor(q, report, "requests"),
         limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
     q.refuse_unread(report)
@@ -197,7 +197,7 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     if gateway.journal is not None:  # the requests this process answered are listed
         await gateway.journal.caught_up()
     rows, next_cursor = await gateway.store.query_requests(query)
-    return json_response(200, RequestsPage(requests=rows, next=encode_cursor(next_cursor)))
+    return json_response(200, RequestsPage(requests=rows, next=encode_cursor("requests", next_cursor)))
 
 
 def _client_ip(q: Query, report: Report) -> str | None:
