@@ -256,6 +256,34 @@ def test_the_filters_are_kept_in_the_url_across_a_reload_a_shared_link_and_back_
     other.close()
 
 
+def test_a_filter_in_the_address_that_the_list_cannot_take_is_shown_as_a_filter_problem(
+    page: Page, gateway: Server
+) -> None:
+    """A trial opened /#events?since=yesterday (and ?limit=5000, ?bogus=1): the Events view
+    asked for /api/events?limit=50 and showed the unfiltered list without a word, where
+    /#requests?status=abc shows the filter problems. Both lists show them alike now."""
+    assert post_axon(gateway, batch(page_view())).status_code == 200
+    logged_in(page)
+    box = page.locator("#events .problems.error")
+    for fragment, path, said in (
+        ("since=yesterday", "query.since", "epoch milliseconds"),
+        ("limit=5000", "query.limit", "not a filter of this list"),
+        ("bogus=1", "query.bogus", "not a filter of this list"),
+        ("status=lost", "query.status", "stored, pending, delivered, dead"),
+    ):
+        page.goto(f"/#events?{fragment}")
+        expect(box.locator("h4")).to_have_text("Filter problems (1)")
+        expect(box).to_contain_text(path)
+        expect(box).to_contain_text(said)
+        expect(page.locator("#events tr.event")).to_have_count(0)
+        expect(page.locator("#ev-more")).to_be_hidden()
+    page.goto("/#requests?since=yesterday")  # the requests' list alike
+    expect(page.locator("#requests .problems.error")).to_contain_text("query.since")
+    page.goto("/#events")  # the list comes back once the address is right
+    expect(box).to_have_count(0)
+    expect(page.locator("#events tr.event").first).to_be_visible()
+
+
 def test_the_event_time_column_shows_the_full_date_with_its_year(browser: Browser, gateway: Server) -> None:
     last_year = datetime.now(UTC).replace(microsecond=456_000) - timedelta(days=400)
     tag = f"year-{uuid.uuid4().hex[:8]}"

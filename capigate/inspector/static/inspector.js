@@ -193,7 +193,37 @@ function applyFilters(view, params) {
   if (JSON.stringify(filters) !== JSON.stringify(list.params)) {
     state[view] = { rows: [], next: null, older: false, open: list.open, seen: 0, shown: null, params: filters };
   }
+  const problems = hashProblems(form, params);
+  if (JSON.stringify(problems) !== JSON.stringify(state[view].problems || [])) state[view].shown = null;
+  state[view].problems = problems;
   document.querySelector(`#tabs a[data-view=${view}]`).setAttribute("href", filterHash(view, filters));
+}
+
+// The fragment's filters the form could not take, as the API words a bad query: a filter the
+// list lacks, a time that is not epoch ms, a value its choice lacks. Dropped in silence, the
+// events of #events?since=yesterday were the unfiltered list, as if it had matched (a trial).
+function hashProblems(form, params) {
+  const names = [...form.elements].map((el) => el.name).filter(Boolean);
+  const problems = [];
+  const problem = (key, code, message) => problems.push({ path: `query.${key}`, code, message });
+  for (const [key, value] of params) {
+    if (key === "api" && names.includes("source")) {
+      if (value && !["axon", "appsflyer"].includes(value)) problem(key, "invalid_value", `api is one of axon, appsflyer, not ${JSON.stringify(value.slice(0, 40))}`);
+    } else if (!names.includes(key)) {
+      const paged = key === "limit" || key === "cursor" ? `: the list shows ${PAGE} rows a page, and Older the next` : "";
+      problem(key, "unknown_parameter", `${key} is not a filter of this list${paged}; use ${[...names, "api"].sort().join(", ")}`);
+    } else if (value === "") {
+      continue;
+    } else if (key === "since" || key === "until") {
+      if (!/^[0-9]{1,15}$/.test(value) || !localInput(value)) problem(key, "invalid_format", `${key} is a time in epoch milliseconds, as the page writes it; ${JSON.stringify(value.slice(0, 40))} is not one`);
+    } else if (key === "source") {
+      if (!form.elements[key].value) problem(key, "unknown_source", `no source ${JSON.stringify(value.slice(0, 80))} is configured`);
+    } else if (form.elements[key].value !== value) {
+      const choices = [...form.elements[key].options || []].map((o) => o.value).filter(Boolean);
+      problem(key, "invalid_value", `${key} is one of ${choices.join(", ")}, not ${JSON.stringify(value.slice(0, 40))}`);
+    }
+  }
+  return problems;
 }
 
 // A submitted form goes to the fragment (a step in the history); the same filters again, read afresh.
@@ -310,12 +340,17 @@ function requestFilters() {
 
 async function loadRequests(older) {
   const rq = state.requests;
+  if (rq.problems?.length) {
+    rq.shown = null;
+    renderRequestsError(rq);
+    return;
+  }
   const params = { ...rq.params, limit: PAGE };
   if (older) params.cursor = rq.next;
   const page = await (await api("/api/requests" + query(params))).json();
   if (page.status === "error") {
     rq.shown = null;
-    document.querySelector("#requests tbody").replaceChildren(h("tr", {}, h("td", { colspan: 7 }, problemTable("Filter problems", page.problems, "error"))));
+    renderRequestsError(page);
     return;
   }
   if (older) {
@@ -336,6 +371,11 @@ async function loadRequests(older) {
     renderRequests();
   }
   await refreshRequestDetails();
+}
+
+function renderRequestsError(page) {
+  document.getElementById("rq-more").hidden = true;
+  document.querySelector("#requests tbody").replaceChildren(h("tr", {}, h("td", { colspan: 7 }, problemTable("Filter problems", page.problems, "error"))));
 }
 
 // More new rows than a page since the last poll (a burst, a hidden tab): merged on top of the
@@ -634,10 +674,16 @@ function eventFilters() {
 
 async function loadEvents(older) {
   const ev = state.events;
+  if (ev.problems?.length) {
+    ev.shown = null;
+    renderEventsError(ev);
+    return;
+  }
   const params = { ...ev.params, limit: PAGE };
   if (older) params.cursor = ev.next;
   const page = await (await api("/api/events" + query(params))).json();
   if (page.status === "error") {
+    ev.shown = null;
     renderEventsError(page);
     return;
   }
@@ -662,6 +708,7 @@ async function loadEvents(older) {
 }
 
 function renderEventsError(page) {
+  document.getElementById("ev-more").hidden = true;
   const tbody = document.querySelector("#events tbody");
   tbody.replaceChildren(h("tr", {}, h("td", { colspan: 7 }, problemTable("Filter problems", page.problems, "error"))));
 }
