@@ -436,6 +436,44 @@ keys = ["af-shared-key"]
 )
 
 
+def test_source_ids_are_shown_with_their_control_characters_escaped_as_the_logs_write_them(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """A trial: /v1/event?pixel_id=px%00demo was listed among the unknown sources as px▯demo,
+    and /inappevent/%20com.example.shop as com.example.shop, its leading space unseen, so the
+    configured app looked unknown. The inspector writes them as the logs do (logs.escape_control,
+    quoted with a space): px\\x00demo, " com.example.shop"."""
+    from capigate.logs import _CONTROLS, escape_control
+
+    gateway = make_server(tmp_path / "ids", DEFAULT_CONFIG)
+    gateway.start()
+    try:
+        with gateway.client() as c:
+            assert (
+                c.post(
+                    "/v1/event?pixel_id=px%00demo", json=batch(purchase()), headers={"Authorization": "k"}
+                ).status_code
+                == 401
+            )
+            assert c.post(
+                "/inappevent/%20com.example.shop", json={}, headers={"authentication": "af-dev-key"}
+            ).status_code in (400, 401)
+        with checked_page(browser, gateway.url) as page:
+            logged_in(page)
+            sources = page.locator("#requests tr.request td.source")
+            expect(sources.filter(has_text="com.example.shop")).to_have_text(['" com.example.shop"'])
+            expect(sources.filter(has_text="demo")).to_have_text(["px\\x00demo"])
+            page.click("a[data-view=overview]")
+            unknown = page.locator(".card.unknown-sources .totals")
+            expect(unknown).to_contain_text('" com.example.shop" (1)')
+            expect(unknown).to_contain_text("px\\x00demo (1)")
+            every = "".join(chr(c) for c in _CONTROLS)
+            for text in (every, "a\tb\nc\rd", "שלום\u200d", "px_std", "a\\x00"):
+                assert page.evaluate("shownId", text) == escape_control(text), repr(text)
+    finally:
+        gateway.stop()
+
+
 def test_a_pixel_and_an_app_with_one_id_have_a_card_each(browser: Browser, tmp_path: Path) -> None:
     """An Axon pixel and an AppsFlyer app configured with the same id shared one card, their
     requests summed on it (a trial): each has its own, with its own totals."""
