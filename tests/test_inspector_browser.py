@@ -256,6 +256,34 @@ def test_the_filters_are_kept_in_the_url_across_a_reload_a_shared_link_and_back_
     other.close()
 
 
+def test_a_filter_in_the_address_that_the_list_cannot_take_is_shown_as_a_filter_problem(
+    page: Page, gateway: Server
+) -> None:
+    """A trial opened /#events?since=yesterday (and ?limit=5000, ?bogus=1): the Events view
+    asked for /api/events?limit=50 and showed the unfiltered list without a word, where
+    /#requests?status=abc shows the filter problems. Both lists show them alike now."""
+    assert post_axon(gateway, batch(page_view())).status_code == 200
+    logged_in(page)
+    box = page.locator("#events .problems.error")
+    for fragment, path, said in (
+        ("since=yesterday", "query.since", "epoch milliseconds"),
+        ("limit=5000", "query.limit", "not a filter of this list"),
+        ("bogus=1", "query.bogus", "not a filter of this list"),
+        ("status=lost", "query.status", "stored, pending, delivered, dead"),
+    ):
+        page.goto(f"/#events?{fragment}")
+        expect(box.locator("h4")).to_have_text("Filter problems (1)")
+        expect(box).to_contain_text(path)
+        expect(box).to_contain_text(said)
+        expect(page.locator("#events tr.event")).to_have_count(0)
+        expect(page.locator("#ev-more")).to_be_hidden()
+    page.goto("/#requests?since=yesterday")  # the requests' list alike
+    expect(page.locator("#requests .problems.error")).to_contain_text("query.since")
+    page.goto("/#events")  # the list comes back once the address is right
+    expect(box).to_have_count(0)
+    expect(page.locator("#events tr.event").first).to_be_visible()
+
+
 def test_the_event_time_column_shows_the_full_date_with_its_year(browser: Browser, gateway: Server) -> None:
     last_year = datetime.now(UTC).replace(microsecond=456_000) - timedelta(days=400)
     tag = f"year-{uuid.uuid4().hex[:8]}"
@@ -406,6 +434,44 @@ app_id = "shared-1"
 keys = ["af-shared-key"]
 """
 )
+
+
+def test_source_ids_are_shown_with_their_control_characters_escaped_as_the_logs_write_them(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """A trial: /v1/event?pixel_id=px%00demo was listed among the unknown sources as px▯demo,
+    and /inappevent/%20com.example.shop as com.example.shop, its leading space unseen, so the
+    configured app looked unknown. The inspector writes them as the logs do (logs.escape_control,
+    quoted with a space): px\\x00demo, " com.example.shop"."""
+    from capigate.logs import _CONTROLS, escape_control
+
+    gateway = make_server(tmp_path / "ids", DEFAULT_CONFIG)
+    gateway.start()
+    try:
+        with gateway.client() as c:
+            assert (
+                c.post(
+                    "/v1/event?pixel_id=px%00demo", json=batch(purchase()), headers={"Authorization": "k"}
+                ).status_code
+                == 401
+            )
+            assert c.post(
+                "/inappevent/%20com.example.shop", json={}, headers={"authentication": "af-dev-key"}
+            ).status_code in (400, 401)
+        with checked_page(browser, gateway.url) as page:
+            logged_in(page)
+            sources = page.locator("#requests tr.request td.source")
+            expect(sources.filter(has_text="com.example.shop")).to_have_text(['" com.example.shop"'])
+            expect(sources.filter(has_text="demo")).to_have_text(["px\\x00demo"])
+            page.click("a[data-view=overview]")
+            unknown = page.locator(".card.unknown-sources .totals")
+            expect(unknown).to_contain_text('" com.example.shop" (1)')
+            expect(unknown).to_contain_text("px\\x00demo (1)")
+            every = "".join(chr(c) for c in _CONTROLS)
+            for text in (every, "a\tb\nc\rd", "שלום\u200d", "px_std", "a\\x00"):
+                assert page.evaluate("shownId", text) == escape_control(text), repr(text)
+    finally:
+        gateway.stop()
 
 
 def test_a_pixel_and_an_app_with_one_id_have_a_card_each(browser: Browser, tmp_path: Path) -> None:

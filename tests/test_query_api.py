@@ -270,6 +270,37 @@ def test_rule_admin_parameters_a_bad_or_unknown_parameter_is_a_400_naming_it(ser
         assert c.get("/api/requests", params={"api": "axon"}).status_code == 200
 
 
+def test_rule_admin_parameters_a_client_ip_that_is_not_an_address_is_a_400(server: Server) -> None:
+    """A trial's ``client_ip=notanip`` was answered 200 with an empty page, as if no request had come."""
+    with server.admin() as c:
+        said = _problem(c.get("/api/requests", params={"client_ip": "notanip"}))["query.client_ip"]
+        assert "'notanip' is not an IP address" in said
+        assert "query.client_ip" in _problem(c.get("/api/requests", params={"client_ip": "127.0.0.1/8"}))
+        for address in ("127.0.0.1", "::1", "2001:db8::8"):
+            assert c.get("/api/requests", params={"client_ip": address}).status_code == 200, address
+
+
+def test_rule_admin_parameters_a_cursor_pages_only_the_listing_that_gave_it(fresh_server: Server) -> None:
+    """A trial's cursor from /api/events was taken by /api/requests (and the other way round),
+    which answered a page from an unrelated position: each listing's cursors are its own, and
+    the other's is a 400 naming the listing it belongs to."""
+    post(fresh_server, *[page_view() for _ in range(3)])
+    post(fresh_server, page_view())
+    wait_for_requests(fresh_server, 2)
+    with fresh_server.admin() as c:
+        events_next = c.get("/api/events", params={"limit": 1}).json()["next"]
+        requests_next = c.get("/api/requests", params={"limit": 1}).json()["next"]
+        assert events_next and requests_next and events_next != requests_next
+        assert c.get("/api/events", params={"cursor": events_next}).status_code == 200
+        assert c.get("/api/requests", params={"cursor": requests_next}).status_code == 200
+        said = _problem(c.get("/api/requests", params={"cursor": events_next}))["query.cursor"]
+        assert "/api/events" in said
+        said = _problem(c.get("/api/events", params={"cursor": requests_next}))["query.cursor"]
+        assert "/api/requests" in said
+        said = _problem(c.get("/api/events", params={"cursor": "7czd"}))["query.cursor"]  # one made before
+        assert "first page" in said
+
+
 def test_rule_admin_parameters_an_events_id_asked_of_the_events_is_sent_to_the_journal(server: Server) -> None:
     """A trial asked /api/events for a dedupe_id and was told only that it is not a parameter
     there: the answer says which endpoint finds it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import re
 import time
@@ -145,14 +146,14 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
         test_tag=_kept_id(q, "test_tag"),
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
-        cursor=query_cursor(q, report),
+        cursor=query_cursor(q, report, "events"),
         limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
     q.refuse_unread(report, _FOUND_BY_THEIR_REQUESTS)
     if not report.ok:
         return _bad_query(report)
     rows, next_cursor = await gateway.store.query_events(query)
-    return json_response(200, EventsPage(events=rows, next=encode_cursor(next_cursor)))
+    return json_response(200, EventsPage(events=rows, next=encode_cursor("events", next_cursor)))
 
 
 def _kept_id(q: Query, name: str) -> str | None:
@@ -182,12 +183,12 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
         api=query_choice(q, "api", report, REQUEST_APIS),
         status=status,
         status_class=status_class,
-        client_ip=q.get("client_ip") or None,
+        client_ip=_client_ip(q, report),
         test_tag=_kept_id(q, "test_tag"),
         keys=[(key, _kept_key(key, q.get(key, "").strip())) for key in _KEY_FILTERS if q.get(key, "").strip()],
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
-        cursor=query_cursor(q, report),
+        cursor=query_cursor(q, report, "requests"),
         limit=query_limit(q, report, maximum=MAX_LIMIT),
     )
     q.refuse_unread(report)
@@ -196,7 +197,25 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     if gateway.journal is not None:  # the requests this process answered are listed
         await gateway.journal.caught_up()
     rows, next_cursor = await gateway.store.query_requests(query)
-    return json_response(200, RequestsPage(requests=rows, next=encode_cursor(next_cursor)))
+    return json_response(200, RequestsPage(requests=rows, next=encode_cursor("requests", next_cursor)))
+
+
+def _client_ip(q: Query, report: Report) -> str | None:
+    """``client_ip``: an IPv4 or IPv6 address, as the journal keeps it; anything else is a 400
+    (a trial's ``client_ip=notanip`` was answered an empty page, as if no request had come)."""
+    raw = q.get("client_ip") or None
+    if raw is None:
+        return None
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        report.error(
+            "query.client_ip",
+            "invalid_format",
+            f"client_ip is an IPv4 or IPv6 address; {raw[:40]!r} is not an IP address",
+        )
+        return None
+    return raw
 
 
 def _status(q: dict[str, str], report: Report) -> tuple[int | None, int | None]:

@@ -199,7 +199,7 @@ def _described() -> dict[str, Any]:
                         _query("name", "an event name of the request"),
                         _query("dedupe_id", "a dedupe_id of the request"),
                         _query("transaction_id", "Axon data.transaction_id, AppsFlyer eventValue.af_order_id"),
-                        _query("client_ip", "the client's address"),
+                        _query("client_ip", "the client's address, IPv4 or IPv6"),
                         _query("test_tag", "test tag"),
                     ],
                     "responses": {"200": _json("RequestsPage", "A page of journal entries"), **_errors(400, 401, 429)},

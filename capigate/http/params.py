@@ -38,6 +38,7 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 _INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: int() reads others too
 _CURSOR = re.compile(r"[0-9a-z]{3,15}")  # base 36 digits, then two check characters
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_LISTINGS = {"e": "events", "r": "requests"}  # a cursor's first letter: the listing that gave it
 
 
 class Query(dict[str, str]):
@@ -136,26 +137,50 @@ def query_choice(q: Mapping[str, str], key: str, report: Report, choices: tuple[
     return raw
 
 
-def query_cursor(q: Mapping[str, str], report: Report) -> int | None:
+def query_cursor(q: Mapping[str, str], report: Report, listing: str) -> int | None:
+    """The row id in ``cursor``, a ``next`` that ``listing`` (``events`` or ``requests``) gave;
+    None if absent or refused (then a problem: another listing's cursor is named as such)."""
     raw = q.get("cursor")
     if raw is None or raw == "":
         return None
-    value = decode_cursor(raw)
-    if value is None:
-        report.error("query.cursor", "invalid_format", "cursor is the `next` value of a previous page")
-    return value
+    kind, value = decode_cursor(raw)
+    if value is not None and kind == listing:
+        return value
+    said = f"cursor is the `next` value of a previous page of /api/{listing}"
+    if value is not None and kind is not None:
+        report.error(
+            "query.cursor", "wrong_listing", f"{said}; {raw[:40]!r} is a cursor of /api/{kind}, page that with it"
+        )
+    elif value is not None:
+        report.error(
+            "query.cursor",
+            "expired_cursor",
+            f"{said}; {raw[:40]!r} is from an older gateway: start again from the first page",
+        )
+    else:
+        report.error("query.cursor", "invalid_format", said)
+    return None
 
 
-def decode_cursor(raw: str) -> int | None:
-    """The row id in a cursor ``encode_cursor`` made; None for any other text (its check
-    characters do not match), so a made-up cursor is refused, not read as a page."""
+def decode_cursor(raw: str) -> tuple[str | None, int | None]:
+    """The listing and the row id of a cursor ``encode_cursor`` made; (None, id) for a cursor
+    made before cursors named their listing (refused: cursors are short-lived), and (None, None)
+    for any other text (its check characters do not match), so a made-up cursor is refused,
+    not read as a page."""
+    listing = _LISTINGS.get(raw[:1])
+    if listing is not None and _CURSOR.fullmatch(raw[1:]) and _check(raw[:-2]) == raw[-2:]:
+        value = int(raw[1:-2], 36)
+        return (listing, value) if value <= MAX_ID else (None, None)
     if _CURSOR.fullmatch(raw) is None or _check(raw[:-2]) != raw[-2:]:
-        return None
+        return None, None
     value = int(raw[:-2], 36)
-    return value if value <= MAX_ID else None
+    return None, (value if value <= MAX_ID else None)
 
 
-def encode_cursor(cursor: int | None) -> str | None:
+def encode_cursor(listing: str, cursor: int | None) -> str | None:
+    """A page's ``next``: a letter naming the listing (``e`` events, ``r`` requests), the row
+    id in base 36, then two check characters over both, so one listing's cursor is not read
+    as a position in the other (a trial's was, and answered a page from an unrelated place)."""
     if cursor is None:
         return None
     out = ""
@@ -163,6 +188,7 @@ def encode_cursor(cursor: int | None) -> str | None:
         cursor, rem = divmod(cursor, 36)
         out = _ALPHABET[rem] + out
         if cursor == 0:
+            out = listing[0] + out
             return out + _check(out)
 
 

@@ -96,7 +96,7 @@ def test_valid_filters_still_work(server: Server) -> None:
     with server.admin() as c:
         r = c.get("/api/events", params={"limit": "5", "since": "2020-01-01T00:00:00Z", "until": "253402300799999"})
         assert r.status_code == 200, r.text
-        cursor = encode_cursor(1295)  # a cursor as a page's `next` gives it: made-up ones are refused
+        cursor = encode_cursor("requests", 1295)  # a cursor as a page's `next` gives it: made-up ones are refused
         assert c.get("/api/requests", params={"status": "200", "cursor": cursor}).status_code == 200
         assert c.post("/api/replay", json={"since": 0, "until": "2030-01-01"}).status_code == 200
 

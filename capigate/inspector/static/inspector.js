@@ -125,6 +125,25 @@ const plural = (n, word) => `${n} ${noun(n, word)}`;
 // The word alone, agreeing with n (the number shown beside it, in bold, by the caller).
 const noun = (n, word) => `${word}${n === 1 ? "" : "s"}`;
 
+// The characters capigate/logs.py escapes (_CONTROLS): C0 and C1 controls, DEL, the line and
+// paragraph separators, and the format characters but the zero-width (non-)joiner.
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\u{110bd}\u{110cd}\u{13430}-\u{1343f}\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0001}\u{e0020}-\u{e007f}]/gu;
+const SHORT_ESCAPES = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+// A source id as the logs write it (escape_control, and quoted as a test tag is when it holds a
+// space or a quote): "px\x00demo", "\" com.example.demo\"". Shown raw, px\x00demo read as
+// px▯demo and a leading space was invisible, the configured id seeming unknown (a trial).
+function shownId(id) {
+  if (id === null || id === undefined) return id;
+  const text = String(id).replace(CONTROLS, (c) => {
+    if (SHORT_ESCAPES[c]) return SHORT_ESCAPES[c];
+    const n = c.codePointAt(0);
+    const hex = n.toString(16);
+    return n < 0x100 ? `\\x${hex.padStart(2, "0")}` : n <= 0xffff ? `\\u${hex.padStart(4, "0")}` : `\\U${hex.padStart(8, "0")}`;
+  });
+  return text.includes(" ") || text.includes('"') ? `"${text.replaceAll('"', '\\"')}"` : text;
+}
+
 function problemTable(title, problems, kind) {
   if (!problems.length) return null;
   return h(
@@ -193,7 +212,37 @@ function applyFilters(view, params) {
   if (JSON.stringify(filters) !== JSON.stringify(list.params)) {
     state[view] = { rows: [], next: null, older: false, open: list.open, seen: 0, shown: null, params: filters };
   }
+  const problems = hashProblems(form, params);
+  if (JSON.stringify(problems) !== JSON.stringify(state[view].problems || [])) state[view].shown = null;
+  state[view].problems = problems;
   document.querySelector(`#tabs a[data-view=${view}]`).setAttribute("href", filterHash(view, filters));
+}
+
+// The fragment's filters the form could not take, as the API words a bad query: a filter the
+// list lacks, a time that is not epoch ms, a value its choice lacks. Dropped in silence, the
+// events of #events?since=yesterday were the unfiltered list, as if it had matched (a trial).
+function hashProblems(form, params) {
+  const names = [...form.elements].map((el) => el.name).filter(Boolean);
+  const problems = [];
+  const problem = (key, code, message) => problems.push({ path: `query.${key}`, code, message });
+  for (const [key, value] of params) {
+    if (key === "api" && names.includes("source")) {
+      if (value && !["axon", "appsflyer"].includes(value)) problem(key, "invalid_value", `api is one of axon, appsflyer, not ${JSON.stringify(value.slice(0, 40))}`);
+    } else if (!names.includes(key)) {
+      const paged = key === "limit" || key === "cursor" ? `: the list shows ${PAGE} rows a page, and Older the next` : "";
+      problem(key, "unknown_parameter", `${key} is not a filter of this list${paged}; use ${[...names, "api"].sort().join(", ")}`);
+    } else if (value === "") {
+      continue;
+    } else if (key === "since" || key === "until") {
+      if (!/^[0-9]{1,15}$/.test(value) || !localInput(value)) problem(key, "invalid_format", `${key} is a time in epoch milliseconds, as the page writes it; ${JSON.stringify(value.slice(0, 40))} is not one`);
+    } else if (key === "source") {
+      if (!form.elements[key].value) problem(key, "unknown_source", `no source ${JSON.stringify(value.slice(0, 80))} is configured`);
+    } else if (form.elements[key].value !== value) {
+      const choices = [...form.elements[key].options || []].map((o) => o.value).filter(Boolean);
+      problem(key, "invalid_value", `${key} is one of ${choices.join(", ")}, not ${JSON.stringify(value.slice(0, 40))}`);
+    }
+  }
+  return problems;
 }
 
 // A submitted form goes to the fragment (a step in the history); the same filters again, read afresh.
@@ -255,7 +304,7 @@ async function older(button, load) {
 // and an AppsFlyer app may share an id: listed as the id twice, either showed both's events (a trial).
 function sourceOption(s) {
   const kind = s.api === "axon" ? `Axon pixel, ${s.profile}` : "AppsFlyer app";
-  return h("option", { value: `${s.api}:${s.id}` }, `${s.id} (${kind})`);
+  return h("option", { value: `${s.api}:${s.id}` }, `${shownId(s.id)} (${kind})`);
 }
 
 // A source select's value as the API's filters: { source, api } ("" for all).
@@ -310,12 +359,17 @@ function requestFilters() {
 
 async function loadRequests(older) {
   const rq = state.requests;
+  if (rq.problems?.length) {
+    rq.shown = null;
+    renderRequestsError(rq);
+    return;
+  }
   const params = { ...rq.params, limit: PAGE };
   if (older) params.cursor = rq.next;
   const page = await (await api("/api/requests" + query(params))).json();
   if (page.status === "error") {
     rq.shown = null;
-    document.querySelector("#requests tbody").replaceChildren(h("tr", {}, h("td", { colspan: 7 }, problemTable("Filter problems", page.problems, "error"))));
+    renderRequestsError(page);
     return;
   }
   if (older) {
@@ -336,6 +390,11 @@ async function loadRequests(older) {
     renderRequests();
   }
   await refreshRequestDetails();
+}
+
+function renderRequestsError(page) {
+  document.getElementById("rq-more").hidden = true;
+  document.querySelector("#requests tbody").replaceChildren(h("tr", {}, h("td", { colspan: 7 }, problemTable("Filter problems", page.problems, "error"))));
 }
 
 // More new rows than a page since the last poll (a burst, a hidden tab): merged on top of the
@@ -388,7 +447,7 @@ function renderRequests() {
         { class: classes.filter(Boolean).join(" "), "data-id": r.id, "data-request-id": r.request_id, "data-status": r.status, tabindex: 0, onclick: toggle,
           onkeydown: (e) => (e.key === "Enter" ? toggle() : null) },
         h("td", { class: "time", title: stamp(r.received_at) }, dayTime(r.received_at)),
-        h("td", { class: "source" }, r.source || "–", r.test_tag ? h("span", { class: "tag" }, r.test_tag) : null),
+        h("td", { class: "source" }, shownId(r.source) || "–", r.test_tag ? h("span", { class: "tag" }, r.test_tag) : null),
         h("td", { class: "endpoint" }, `${r.method} ${r.path}`),
         h("td", { class: "status" }, statusBadge(r.status, silent, r.warnings.length)),
         h("td", { class: "ua", title: r.user_agent || "" }, r.user_agent || "–"),
@@ -634,10 +693,16 @@ function eventFilters() {
 
 async function loadEvents(older) {
   const ev = state.events;
+  if (ev.problems?.length) {
+    ev.shown = null;
+    renderEventsError(ev);
+    return;
+  }
   const params = { ...ev.params, limit: PAGE };
   if (older) params.cursor = ev.next;
   const page = await (await api("/api/events" + query(params))).json();
   if (page.status === "error") {
+    ev.shown = null;
     renderEventsError(page);
     return;
   }
@@ -662,6 +727,7 @@ async function loadEvents(older) {
 }
 
 function renderEventsError(page) {
+  document.getElementById("ev-more").hidden = true;
   const tbody = document.querySelector("#events tbody");
   tbody.replaceChildren(h("tr", {}, h("td", { colspan: 7 }, problemTable("Filter problems", page.problems, "error"))));
 }
@@ -683,7 +749,7 @@ function renderEvents() {
         { class: `event${e.id > ev.seen && ev.seen ? " new" : ""}`, "data-id": e.id, tabindex: 0, onclick: toggle,
           onkeydown: (k) => (k.key === "Enter" ? toggle() : null) },
         h("td", { class: "time", title: stamp(e.received_at) }, dayTime(e.received_at)),
-        h("td", {}, e.source),
+        h("td", {}, shownId(e.source)),
         h("td", { class: "name" }, e.name),
         h("td", {}, h("span", { class: `state ${e.status}` }, e.status)),
         h("td", { class: "tagcol" }, e.test_tag ? h("span", { class: "tag" }, e.test_tag) : "–"),
@@ -708,7 +774,7 @@ function dedupeStatus(e) {
   // makes a real event, nor another tag's, a duplicate. An AppsFlyer one within its event name
   // too (an af_refund carries its af_purchase's af_order_id).
   const events = e.api === "appsflyer" ? `${e.name} events` : "events";
-  const scope = e.test_tag ? `test ${events} of ${e.source} tagged ${e.test_tag}` : e.api === "appsflyer" ? `${events} of ${e.source}` : e.source;
+  const scope = e.test_tag ? `test ${events} of ${shownId(e.source)} tagged ${e.test_tag}` : e.api === "appsflyer" ? `${events} of ${shownId(e.source)}` : shownId(e.source);
   const apart = e.test_tag ? " A real event, or a test event of another tag, with this id is stored." : "";
   if (Date.now() < until) {
     return `The first event with this dedupe_id for ${scope}: copies sent until ${stamp(until)} are acknowledged as duplicates and not stored.${apart}`;
@@ -996,7 +1062,7 @@ function renderCards(stats) {
     const nameless = Object.values(NAMELESS).find((n) => n.id === source);
     const kind = info ? (info.api === "axon" ? `Axon · ${info.profile}` : "AppsFlyer") : nameless ? nameless.kind : "not configured";
     const relay = info ? relays.get(`${info.api}:${info.id}`) : null;
-    const head = h("header", {}, h("h3", {}, source), h("span", { class: "kind" }, kind));
+    const head = h("header", {}, h("h3", {}, nameless ? source : shownId(source)), h("span", { class: "kind" }, kind));
     const relayLine = relay
       ? h("p", { class: "relay-line" }, `Relay: ${relay.pending} pending, ${relay.delivered} delivered, `,
           h("span", { class: relay.dead ? "dead" : "" }, `${relay.dead} dead`))
@@ -1066,7 +1132,7 @@ function otherRow(other) {
 // random ids would otherwise be one card each).
 function unknownRow(unknown) {
   if (!unknown || !unknown.requests) return null;
-  const top = unknown.top.map((t) => `${t.id} (${t.requests})`).join(", ");
+  const top = unknown.top.map((t) => `${shownId(t.id)} (${t.requests})`).join(", ");
   const more = unknown.ids > unknown.top.length ? ` and ${unknown.ids - unknown.top.length} more` : "";
   return h(
     "article",
@@ -1128,7 +1194,7 @@ function qualityCard(g) {
   return h(
     "article",
     { class: `card quality ${g.verdict}`, "data-source": g.source, "data-api": g.api, "data-name": g.name },
-    h("header", {}, h("h3", {}, `${g.source} · ${g.name}`), h("span", { class: `verdict ${g.verdict}` }, g.verdict)),
+    h("header", {}, h("h3", {}, `${shownId(g.source)} · ${g.name}`), h("span", { class: `verdict ${g.verdict}` }, g.verdict)),
     h("p", { class: "totals" },
       h("b", { class: "events" }, g.events), " events stored · ",
       h("b", { class: "dedupe-share" }, pct(g.with_dedupe_id)), " with a dedupe_id · ",
