@@ -50,11 +50,17 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # last character) and that ends in no ".", with no backtracking but one character's at its end:
 # what normalise_email returns unchanged.
 _NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]*[a-z0-9-]")
-# An at sign with spaces on both sides, after a character of a local part and before a domain
-# with a dot and a top-level label of letters ("jane @ example.com"): an address so written.
-# One space or none on a side is a handle ("thanks @john.doe"), a price or a word after it
-# ("2 @ 3.50", "Coffee @ Home") none. The match is the spaces and the at sign alone.
-_SPACED_AT = re.compile(r"(?<=[A-Za-z0-9._%+-])\s{1,3}@\s{1,3}(?=(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![A-Za-z0-9-]))")
+# An at sign after a character of a local part and before a domain with a dot and a top-level
+# label of letters, with one to three spaces or tabs after it and maybe before it ("jane @
+# example.com", "jane@ example.com"): an address so written, in free text too. Spaces before
+# it alone are a handle after a word in free text ("thanks @john.doe", "Gift card
+# @shop.example"), an address in an email field alone (_AT_AFTER_SPACES, normalise_email's); a
+# price or a word after it ("2 @ 3.50", "Coffee @ Home") none. The match is the spaces and the
+# at sign alone.
+_LOCAL_PART_BEHIND: Final = r"(?<=[A-Za-z0-9._%+-])"
+_DOMAIN_AHEAD: Final = r"(?=(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![A-Za-z0-9-]))"
+_SPACED_AT = re.compile(_LOCAL_PART_BEHIND + r"[ \t]{0,3}@[ \t]{1,3}" + _DOMAIN_AHEAD)
+_AT_AFTER_SPACES = re.compile(_LOCAL_PART_BEHIND + r"[ \t]{1,3}@" + _DOMAIN_AHEAD)
 # An at sign as an HTML character reference: "&#64;", "&#x40;", "&commat;" (the ";" required).
 _AT_ENTITY = re.compile(r"&(?:#0*64|#[xX]0*40|commat);")
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
@@ -83,12 +89,16 @@ def contains_email(text: str) -> bool:
     anywhere in it: the same shape ``normalise_email`` accepts, found inside free text, and
     hidden too: percent-encoded once or twice (``jane%40example.com``, ``jane%2540…``, as a
     URL or a form carries one), with a full-width at sign (U+FF20), as an HTML character
-    reference (``jane&#64;example.com``, ``&#x40;``, ``&commat;``) or with spaces on both
-    sides of it before a domain of a dot and a top-level label of letters (``jane @
-    example.com``, _SPACED_AT). An "@" before a host without a dot (``user@localhost``,
-    ``name@example``) is none: ids are written so, and a real address without a dot in its
-    domain is next to unknown."""
+    reference (``jane&#64;example.com``, ``&#x40;``, ``&commat;``), in full-width letters
+    and dots (U+FF4A for ``j``, U+FF0E for ``.``, as an IME writes them: _width_folded) or
+    with spaces after the at sign, and before it too, before a domain of a dot and a top-level
+    label of letters (``jane @ example.com``, ``jane@ example.com``, _SPACED_AT). Spaces before it
+    alone are a handle after a word (``thanks @john.doe``): none here, an address in the email
+    field. An "@" before a host without a dot (``user@localhost``, ``name@example``) is none:
+    ids are written so, and a real address without a dot in its domain is next to unknown."""
     if "@" in text:
+        if not text.isascii():
+            text = _width_folded(text)
         return _EMAIL.search(text) is not None or _spaced_at(text)
     return _hides_at(text) and _EMAIL.search(revealed_email(text)) is not None
 
@@ -98,9 +108,23 @@ def _hides_at(text: str) -> bool:
 
 
 def _spaced_at(text: str) -> bool:
-    """Whether ``text`` (holding an "@") holds one with spaces on both sides, as _SPACED_AT
-    reads an address so written. Told at once for the usual text: no space before an "@"."""
-    return (" @" in text or "\t@" in text) and _SPACED_AT.search(text) is not None
+    """Whether ``text`` (holding an "@") holds one with spaces after it, and maybe before it,
+    as _SPACED_AT reads an address so written. Told at once for the usual text: no space
+    beside an "@"."""
+    return ("@ " in text or "@\t" in text or " @" in text or "\t@" in text) and _SPACED_AT.search(text) is not None
+
+
+def _width_folded(text: str) -> str:
+    """``text`` (not ASCII) with each run of full-width, half-width and small forms (U+FE50 to
+    U+FFEF: an IME's full-width letters, at sign and dot, half-width katakana) and ideographic
+    spaces (U+3000, its full-width space) made what NFKC makes it, and nothing else changed:
+    an internationalised address's other letters are kept as sent (NFKC of the whole would
+    change compatibility characters that spell names, which RFC 6532 advises against)."""
+    return _IME_FORMS.sub(_nfkc, text)
+
+
+def _nfkc(match: re.Match[str]) -> str:
+    return unicodedata.normalize("NFKC", match.group())
 
 
 _FULL_WIDTH_AT: Final = "\uff20"
@@ -157,26 +181,30 @@ def payload_hides_at(payload: bytes) -> bool:
 
 
 def revealed_email(text: str) -> str:
-    """``text`` as an address hidden in it reads: percent-decoded (up to three times), its
-    full-width forms made ASCII (NFKC), its at signs written as HTML character references
-    made "@", and the spaces around an at sign before a domain (``jane @ example.com``,
-    _SPACED_AT) left out; as it is when it hides none. What ``normalise_email`` reads."""
+    """``text`` as an address hidden in it reads: its full-width forms made ASCII (NFKC,
+    _width_folded: full-width letters, dots and at signs, as an IME writes them),
+    percent-decoded (up to three times), its at signs written as HTML character references
+    made "@", and the spaces after an at sign, and before it, before a domain (``jane @
+    example.com``, ``jane@ example.com``, _SPACED_AT) left out; as it is when it hides none.
+    What ``normalise_email`` reads (which also reads spaces before an at sign alone)."""
     if "@" in text:
-        return _SPACED_AT.sub("@", text) if _spaced_at(text) else text
-    if not _hides_at(text):
+        if not text.isascii():
+            text = _width_folded(text)
+    elif not _hides_at(text):
         return text
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    for _ in range(_MAX_DECODINGS):
-        if "%" not in text:
-            break
-        decoded = unquote(text)
-        if decoded == text:
-            break
-        text = decoded
-    if "&" in text:
-        text = _AT_ENTITY.sub("@", text)
-    return text
+    else:
+        if not text.isascii():
+            text = _width_folded(text)
+        for _ in range(_MAX_DECODINGS):
+            if "%" not in text:
+                break
+            decoded = unquote(text)
+            if decoded == text:
+                break
+            text = decoded
+        if "&" in text:
+            text = _AT_ENTITY.sub("@", text)
+    return _SPACED_AT.sub("@", text) if _spaced_at(text) else text
 
 
 def is_international_phone(text: str) -> bool:
@@ -318,6 +346,8 @@ _DASHES: Final = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u22
 _EXTENSION: Final = re.compile(r"\s*(?:;\s*ext=|(?<=[\d\s])(?:x|ext\.?|extension)\s*)\d{1,7}$", re.IGNORECASE)
 # The full-width and small forms (a "+", digits): their UTF-8 starts with the byte 0xEF.
 _FULL_WIDTH: Final = re.compile("[\ufe50-\uffef]")
+# What an IME writes in its full-width mode: those forms and the ideographic space (U+3000).
+_IME_FORMS: Final = re.compile("[\u3000\ufe50-\uffef]+")
 _INTERNATIONAL_PHONE: Final = re.compile(r"\+[\s(]*(?:\d[\s()./-]{0,2}){7,15}")
 _INTERNATIONAL_00_PHONE: Final = re.compile(r"00[\s(]*(?:\d[\s()./-]{0,2}){7,15}")
 _PHONE_IN_TEXT: Final = re.compile(r"(?<![\w+])\+\s*(?:\d[\s().-]{0,2}){6,14}\d(?!\d)")
@@ -330,13 +360,17 @@ _QUOTED_00: Final = re.compile(rb'"(?:[ ]|\\[tnrf]|\\u00(?:0[bB]|1[c-fC-F])|(?i:
 
 def normalise_email(raw: str) -> str:
     """The address to hash: trimmed and lower-cased, as the id-field scanner reads one
-    (``revealed_email``: percent-encoded, full-width, an HTML character reference, spaces
-    around the at sign), a ``mailto:`` URI's address (RFC 6068: its ``?`` header fields left
-    out) and one trailing dot after the domain (the DNS root's: ``jane@example.com.``) left
-    out. Raises InvalidIdentifier (which never repeats the value) for anything else."""
+    (``revealed_email``: percent-encoded, full-width at sign or letters, an HTML character
+    reference, spaces after the at sign and maybe before it), spaces before the at sign alone
+    left out too (``jane @example.com``: a handle in free text, an address in an email field),
+    a ``mailto:`` URI's address (RFC 6068: its ``?`` header fields left out) and one trailing
+    dot after the domain (the DNS root's: ``jane@example.com.``) left out. Raises
+    InvalidIdentifier (which never repeats the value) for anything else."""
     if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
         return raw
     email = revealed_email(raw.strip()).strip().lower()
+    if " @" in email or "\t@" in email:
+        email = _AT_AFTER_SPACES.sub("@", email)
     if email[:7] == "mailto:":
         email = email[7:].lstrip()
         query = email.find("?")

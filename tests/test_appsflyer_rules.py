@@ -1340,6 +1340,10 @@ def test_zero_revenue_and_price_are_not_warned(event_value: dict[str, Any]) -> N
         ("email_hashed", "jane@example.com.", "jane@example.com"),
         ("email_hashed", "jane%40example.com", "jane@example.com"),
         ("email_hashed", "jane\uff20example.com", "jane@example.com"),
+        ("email_hashed", "\uff4a\uff41\uff4e\uff45@example.com", "jane@example.com"),  # a Japanese IME's
+        ("email_hashed", "jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d", "jane@example.com"),
+        ("email_hashed", "jane @example.com", "jane@example.com"),
+        ("email_hashed", "Jane@ Example.com", "jane@example.com"),
         ("phone_number_hashed", "+1 (650) 555-1212 ext. 5", "16505551212"),
         ("phone_number_hashed", "+1-650-555-1212;ext=5", "16505551212"),
         ("phone_number_hashed", "%2B16505551212", "16505551212"),
@@ -1365,7 +1369,16 @@ def test_plain_pii_as_written_is_normalised_as_the_scanner_reads_it_and_hashed(
     assert [(w.path, w.code) for w in result.warnings] == [(field, "plain_pii_hashed")]
 
 
-@pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&commat;example.com"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name @ example.com",
+        "name&#64;example.com",
+        "name&commat;example.com",
+        "name@ example.com",
+        "name@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+    ],
+)
 def test_an_address_disguised_in_event_value_is_dropped(text: str) -> None:
     """Rule (identity.contains_email, personal.py): an address with spaces around its at
     sign or the at sign as an HTML character reference, inside eventValue, was stored plain,

@@ -1010,6 +1010,29 @@ def test_pii_rule_an_email_in_a_defined_field_is_dropped_hashed_or_refused() -> 
     assert problems(refused) == {"events[0].event_source_url": "plain_pii"}
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        "\uff45\uff56\uff45@example.org",
+        "\uff25\uff56\uff45@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.org",
+        "Eve@ Example.org",
+        "eve \uff20 \uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.org",
+    ],
+)
+def test_pii_rule_an_email_in_an_identifier_written_so_is_hashed_as_the_address_on_both_paths(written: str) -> None:
+    """Rule (identity.contains_email, identity.revealed_email): an address in full-width letters
+    (a Japanese IME's) or with a space after its at sign, in user_id, is found and hashed as
+    `eve@example.org` is: it was hashed as sent (never matching), or stored plain (a full-width
+    dot, a space after the at sign)."""
+    event = page_view()
+    event["user_data"]["user_id"] = written
+    for result in _both_paths(event):
+        assert result.report.ok, result.report.problems
+        said = {w.path: w.code for w in result.report.warnings}
+        assert said["events[0].user_data.user_id"] == "plain_pii_hashed", said
+        assert stored_payload(result)["user_data"]["user_id"] == sha("eve@example.org")
+
+
 def test_pii_rule_an_email_as_a_purchases_transaction_id_is_refused_not_dropped() -> None:
     """Dropped, the purchase was stored and relayed without the transaction_id it requires (a trial)."""
     event = purchase()
@@ -1133,6 +1156,10 @@ def test_a_did_you_mean_is_looked_for_only_for_the_unknown_keys_an_answer_lists(
         "jane\uff20example.com",
         "jane&#64;example.com",
         "jane @ example.com",
+        "jane @example.com",
+        "jane@ example.com",
+        "\uff4a\uff41\uff4e\uff45@example.com",  # full-width letters, an ASCII at sign (a Japanese IME)
+        "jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
     ],
 )
 def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths(email: str) -> None:
@@ -1170,7 +1197,17 @@ def test_phone_rule_a_number_as_written_is_hashed_as_the_number_on_both_paths(ph
         assert stored_payload(result)["user_data"]["phone"] == hashlib.sha256(b"16505551212").hexdigest()
 
 
-@pytest.mark.parametrize("text", ["name @ example.com", "name&#64;example.com", "name&#x40;example.com"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name @ example.com",
+        "name&#64;example.com",
+        "name&#x40;example.com",
+        "name@ example.com",
+        "\uff4e\uff41\uff4d\uff45@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+        "name@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+    ],
+)
 def test_pii_rule_an_address_disguised_in_free_text_is_dropped_on_both_paths(text: str) -> None:
     """Rule (identity.contains_email, the free-text scanner): an address with spaces around
     its at sign or with the at sign as an HTML character reference, in search_term or an
@@ -1184,11 +1221,24 @@ def test_pii_rule_an_address_disguised_in_free_text_is_dropped_on_both_paths(tex
 
 
 @pytest.mark.parametrize(
-    "text", ["name@example", "user@localhost", "2 shirts @ 3.50 each", "Coffee @ Home", "Tom &amp; Jerry", "R&#38;D"]
+    "text",
+    [
+        "name@example",
+        "user@localhost",
+        "2 shirts @ 3.50 each",
+        "Coffee @ Home",
+        "Tom &amp; Jerry",
+        "R&#38;D",
+        "build@ci",
+        "name@ example",
+        "thanks @john.doe",
+        "Gift card @shop.example",
+    ],
 )
 def test_pii_rule_text_that_holds_no_public_address_is_kept_on_both_paths(text: str) -> None:
     """Rule (identity.contains_email): an at sign before a host without a dot (an id such as
-    `user@localhost`), before a price or a word, or another sign's entity is kept as sent."""
+    `user@localhost`), before a price or a word, or another sign's entity is kept as sent; so
+    is a space before an at sign alone, a handle after a word (`thanks @john.doe`)."""
     event = page_view(name="search", data={"search_term": text})
     for result in _both_paths(event):
         assert result.report.ok and result.report.warnings == [], result.report.warnings

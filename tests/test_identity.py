@@ -177,15 +177,17 @@ _EMAIL_PIECES = ("a", "b1", ".", "@", "@x.y", "x.y", "B", " ", "\t", "\x1c", "\u
 
 
 def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> None:
-    """Every string the shortcut takes as sent is one the rule (trim, lower-case, one trailing
-    dot left out, then local@domain.tld without spaces, ending in no dot) leaves unchanged;
-    every other answers as before."""
+    """Every string the shortcut takes as sent is one the rule (trim, lower-case, spaces or
+    tabs beside an at sign between a local part and a domain of a dot and a letters' top-level
+    label left out, one trailing dot left out, then local@domain.tld without spaces, ending in
+    no dot) leaves unchanged; every other answers as before."""
     shape = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]*[^@\s.]")
+    spaced_at = re.compile(r"(?<=[a-z0-9._%+-])[ \t]{0,3}@[ \t]{0,3}(?=(?:[a-z0-9-]+\.)+[a-z]{2,}(?![a-z0-9-]))")
     rng = random.Random(16)
     taken = 0
     for _ in range(50_000):
         raw = "".join(rng.choice(_EMAIL_PIECES) for _ in range(rng.randint(0, 6)))
-        expected = raw.strip().lower()
+        expected = spaced_at.sub("@", raw.strip().lower())
         expected = expected.removesuffix(".")
         valid = shape.fullmatch(expected) is not None
         if identity._NORMALISED_EMAIL.fullmatch(raw):
@@ -282,6 +284,9 @@ def test_rule_only_64_hex_digits_are_taken_as_already_hashed_whatever_the_length
         ("jane%25252540example.com", False),  # four times: read by neither
         ("jane\uff20example.com", True),
         ("jane\ufe6bexample.com", True),
+        ("jane@ example.com", True),
+        ("jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d", True),
+        ("jane \uff20 example.com", True),
         ("50% off", False),
         ("caf\u00e9 %4", False),
     ],
@@ -316,6 +321,16 @@ def test_the_payload_guard_passes_every_address_contains_email_reads(text: str, 
         "jane&#x40;example.com",
         "jane&commat;example.com",
         "jane @ example.com",
+        "jane @example.com",  # one space before the at sign: an address in the email field
+        "jane@ example.com",
+        "Jane\t@Example.com",
+        "jane \uff20 example.com",
+        # Full-width letters with an ASCII at sign, as a Japanese IME writes them.
+        "\uff4a\uff41\uff4e\uff45@example.com",
+        "\uff2a\uff41\uff4e\uff45@example.com",
+        "jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+        "\uff4a\uff41\uff4e\uff45 @example.com",
+        "\uff4a\uff41\uff4e\uff45\u3000\uff20\u3000\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
     ],
 )
 def test_email_rule_an_address_as_written_is_hashed_as_the_address(raw: str) -> None:
@@ -328,12 +343,67 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address(raw: str) -> 
 
 
 @pytest.mark.parametrize(
-    "raw", ["mailto:", "mailto:jane", "jane@example.com..", "jane@example", "jane @ example", "jane@@example.com"]
+    "raw",
+    [
+        "mailto:",
+        "mailto:jane",
+        "jane@example.com..",
+        "jane@example",
+        "jane @ example",
+        "jane@@example.com",
+        "jane @example",
+        "jane@ example",
+        "jane @3.50",
+        "jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45",
+    ],
 )
 def test_email_rule_what_stays_no_address_once_read_is_refused(raw: str) -> None:
     """Rule: only one trailing dot is the root's; a domain without a dot is none."""
     with pytest.raises(InvalidIdentifier):
         identity.normalise_email(raw)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "jos\u00e9@ex\u00e4mple.com",
+        "jose\u0301@example.com",  # decomposed: kept so, as the ASCII at sign's address always was
+        "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a",
+        "\u03b4\u03bf\u03ba\u03b9\u03bc\u03ae@\u03c0\u03b1\u03c1\u03ac\u03b4\u03b5\u03b9\u03b3\u03bc\u03b1.\u03b4\u03bf\u03ba\u03b9\u03bc\u03ae",
+        "\u0430\u0434\u0436\u0430\u0439@\u044d\u043a\u0437\u0430\u043c\u043f\u043b.\u0440\u0443\u0441",
+        "\u0915\u093c@\u0909\u0926\u093e\u0939\u0930\u0923.\u092d\u093e\u0930\u0924",
+        "\u5c71\u7530@\u4f8b\u3048.jp",
+        "stra\u00dfe@example.de",
+        "\ufb01nn@example.com",  # a ligature, no full-width form: as written
+    ],
+)
+def test_email_rule_an_internationalised_address_is_read_as_written(address: str) -> None:
+    """Rule (identity.normalise_email): only the full-width and small forms an IME writes
+    (U+FE50-U+FFEF, and U+3000) are folded (NFKC, run by run); an internationalised address without them
+    is only trimmed and lower-cased, its letters as sent: NFKC of the whole would change
+    compatibility characters that spell names (RFC 6532)."""
+    assert identity.normalise_email(f" {address} ") == address.lower()
+    assert hash_email(address) == sha(address.lower())
+
+
+@pytest.mark.parametrize(
+    ("raw", "address"),
+    [
+        (
+            "\uff4a\uff4f\uff53\u00e9@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+            "jos\u00e9@example.com",
+        ),
+        ("\uff94\uff8f\uff80\uff9e@\u4f8b\u3048.jp", "\u30e4\u30de\u30c0@\u4f8b\u3048.jp"),  # half-width katakana
+        ("\u5c71\u7530\uff54\uff41\uff52\uff4f@\u4f8b\u3048\uff0e\uff4a\uff50", "\u5c71\u7530taro@\u4f8b\u3048.jp"),
+    ],
+)
+def test_email_rule_the_full_width_forms_of_an_internationalised_address_are_folded_alone(
+    raw: str, address: str
+) -> None:
+    """Rule (identity.normalise_email): an IME's full-width and half-width forms inside an
+    internationalised address are what NFKC makes them; its other letters are kept."""
+    assert identity.normalise_email(raw) == address
+    assert hash_email(raw) == sha(address)
 
 
 @pytest.mark.parametrize(
@@ -375,6 +445,12 @@ def test_phone_rule_a_parameter_other_than_an_extension_is_still_refused(raw: st
         ("name&#64;example.com", True),
         ("name&#x40;example.com", True),
         ("name&commat;example.com", True),
+        ("write to name@ example.com today", True),  # a space after the at sign alone
+        ("write to name@\texample.com", True),
+        ("write to name \uff20 example.com", True),
+        ("\uff4e\uff41\uff4d\uff45@example.com", True),  # full-width letters, an ASCII at sign
+        ("name@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d", True),
+        ("name@ \uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d", True),
         # No address: a price, a place, a handle, a host without a dot, an entity of another sign.
         ("2 shirts @ 3.50 each", False),
         ("Coffee @ Home", False),
@@ -384,6 +460,13 @@ def test_phone_rule_a_parameter_other_than_an_extension_is_still_refused(raw: st
         ("name@example", False),
         ("user@localhost", False),
         ("thanks @john.doe", False),
+        # A space before the at sign alone is how a handle is written after a word: none.
+        ("follow name @example.com", False),
+        ("Gift card @shop.example", False),
+        ("name@ example", False),
+        ("build@ci", False),
+        ("name@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45", False),
+        ("price@ 3.50", False),
     ],
 )
 def test_a_disguised_email_in_free_text_is_found_and_normal_text_is_not(text: str, an_address: bool) -> None:
