@@ -21,6 +21,8 @@ from capigate.store import (
     StoredEvent,
 )
 from capigate.store import sqlite as sqlite_module
+from capigate.store.outbox import REPLAY_SCAN_RUNS
+from capigate.store.sqlite import outbox as sqlite_outbox
 from tests.storekit import run
 
 T0 = 1_700_000_000_000
@@ -320,6 +322,20 @@ def test_sqlite_reads_pending_and_dead_events_through_the_outbox_indexes(tmp_pat
     with closing(sqlite3.connect(tmp_path / "p.db")) as conn:
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert f"outbox_{status}" in plan, plan
+
+
+def test_sqlite_looks_for_a_replay_among_the_oldest_pending_runs_through_their_index(tmp_path: Path) -> None:
+    """Rule (store/outbox.REPLAYED_SINCE): a paused destination asks at every poll; an outage's
+    backlog of new runs is read through the pending index and no further than
+    REPLAY_SCAN_RUNS, not scanned whole each second."""
+    store = SQLiteStore(tmp_path / "r.db")
+    run(store.open())
+    run(store.close())
+    with closing(sqlite3.connect(tmp_path / "r.db")) as conn:
+        plan = " | ".join(
+            row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_outbox._REPLAYED_SINCE}", (AXON, T0))
+        )
+    assert "outbox_pending" in plan and f"LIMIT {REPLAY_SCAN_RUNS}" in sqlite_outbox._REPLAYED_SINCE, plan
 
 
 def test_claim_returns_each_event_as_stored_whatever_its_dedupe_id_holds(store: Store) -> None:

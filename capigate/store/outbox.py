@@ -25,6 +25,8 @@ from capigate.store.base import AttemptOutcome
 __all__ = [
     "MOVES",
     "RELAY_STATES",
+    "REPLAYED_SINCE",
+    "REPLAY_SCAN_RUNS",
     "AttemptGroup",
     "Move",
     "attempt_groups",
@@ -34,6 +36,18 @@ __all__ = [
 ]
 
 RELAY_STATES: Final = frozenset({"pending", "delivered", "dead"})
+
+# A replayed run is queued again after it arrived (ingest queues a run as it arrives), its
+# attempts reset: what a replay made, until it is tried. Looked for among the destination's
+# oldest pending runs alone (a replay's were dead letters: old ones): a paused destination asks
+# at every poll, and reads an outage's backlog of new runs no further than this. A replay
+# behind more waits out the pause (at most max_retry_after_s or backoff_max_s).
+REPLAY_SCAN_RUNS: Final = 10_000
+REPLAYED_SINCE: Final = (
+    "SELECT 1 FROM (SELECT attempts, queued_at, arrived_at FROM outbox WHERE destination = {p} "
+    f"AND state = 'pending' ORDER BY first_id LIMIT {REPLAY_SCAN_RUNS}) oldest "
+    "WHERE attempts = 0 AND queued_at >= {p} AND queued_at > arrived_at LIMIT 1"
+)
 
 
 class Move(NamedTuple):

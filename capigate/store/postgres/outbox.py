@@ -34,7 +34,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, OutboxDepth
-from capigate.store.outbox import AttemptGroup, attempt_groups, stretches
+from capigate.store.outbox import REPLAYED_SINCE, AttemptGroup, attempt_groups, stretches
 from capigate.store.postgres.conflicts import retried
 from capigate.store.postgres.runs import CUT, Runs, lock_runs, write_runs
 from capigate.store.postgres.schema import pg_text
@@ -245,16 +245,11 @@ async def replay(conn: Connection, query: DeadLetterQuery, now_ms: int) -> int:
     return await retried("replay", lambda: _count(conn, sql, params))
 
 
-# A replayed run is queued again after it arrived (ingest queues a run when it arrives), with
-# its attempts reset: the runs a replay made, until they are tried. Read on the pending index.
-REPLAYED_SINCE: Final = (
-    "SELECT 1 FROM outbox WHERE destination = %s AND state = 'pending' AND attempts = 0 "
-    "AND queued_at >= %s AND queued_at > arrived_at LIMIT 1"
-)
+_REPLAYED_SINCE: Final = REPLAYED_SINCE.format(p="%s")
 
 
 async def replayed_since(conn: Connection, destination: str, since_ms: int) -> bool:
-    row = await (await conn.execute(REPLAYED_SINCE, [destination, since_ms])).fetchone()
+    row = await (await conn.execute(_REPLAYED_SINCE, [destination, since_ms])).fetchone()
     return row is not None
 
 

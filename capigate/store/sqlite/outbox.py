@@ -37,7 +37,7 @@ import msgspec
 
 from capigate.events import NewEvent
 from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, OutboxDepth
-from capigate.store.outbox import MOVES, attempt_groups, stretches
+from capigate.store.outbox import MOVES, REPLAYED_SINCE, attempt_groups, stretches
 
 __all__ = [
     "EVENT_JOIN",
@@ -265,16 +265,11 @@ def replay(cur: sqlite3.Cursor, query: DeadLetterQuery, now_ms: int) -> int:
     return sum(n for (n,) in cur.execute(sql, [now_ms, now_ms, *(value for _, value in chosen)]).fetchall())
 
 
-# A replayed run is queued again after it arrived (ingest queues a run when it arrives), with
-# its attempts reset: the runs a replay made, until they are tried. Read on the pending index.
-REPLAYED_SINCE: Final = (
-    "SELECT 1 FROM outbox WHERE destination = ? AND state = 'pending' AND attempts = 0 "
-    "AND queued_at >= ? AND queued_at > arrived_at LIMIT 1"
-)
+_REPLAYED_SINCE: Final = REPLAYED_SINCE.format(p="?")
 
 
 def replayed_since(conn: sqlite3.Connection, destination: str, since_ms: int) -> bool:
-    return conn.execute(REPLAYED_SINCE, (destination, since_ms)).fetchone() is not None
+    return conn.execute(_REPLAYED_SINCE, (destination, since_ms)).fetchone() is not None
 
 
 def _cut(cur: sqlite3.Cursor, first: int, at: int) -> None:
