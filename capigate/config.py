@@ -23,7 +23,7 @@ from msgspec import Meta, Struct
 
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.appsflyer.upstream import APPSFLYER_URL
-from capigate.axon.body import MAX_BODY_BYTES
+from capigate.axon.body import MAX_BODY_BYTES, MIN_BODY_BYTES
 from capigate.axon.upstream import AXON_URL
 from capigate.checking import converts
 from capigate.config_errors import ConfigErrors, config_error, unquoted_number
@@ -76,7 +76,7 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"  # "" listened on every interface (a trial)
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     workers: Positive = 1
-    max_body_bytes: Positive = MAX_BODY_BYTES
+    max_body_bytes: Annotated[int, Meta(ge=MIN_BODY_BYTES)] = MAX_BODY_BYTES
     header_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0
     body_timeout_s: PositiveFloat = 30.0
     idle_timeout_s: PositiveFloat = 10.0

@@ -42,6 +42,13 @@ _KINDS: Final = {
     "object": "a table",
     "null": "nothing",
 }
+# Why a key has the bound it has, said beside it where the bound alone reads as arbitrary.
+_BOUND_WHY: Final = {
+    "server.max_body_bytes": (
+        "a smaller limit answers 413 to nearly every Axon batch, as one event with its user data takes "
+        "hundreds of bytes (AppsFlyer's 1 KB limit is its own, not this key's)"
+    ),
+}
 _EXPECTED: Final = re.compile(r"Expected `([^`]+)`(.*?)(?:, got `([^`]+)`)?$")
 
 
@@ -94,6 +101,8 @@ def _expected(key: str, text: str) -> str | None:
         shown = setting.example if setting.example is not None else setting.default
         if shown is not REQUIRED and shown is not None:
             message += f", e.g. {key.rsplit('.', 1)[-1]} = {toml_value(shown)}"
+        if bounds and not got and (why := _BOUND_WHY.get(f"{setting.section}.{setting.name}")) is not None:
+            message += f"; {why}"
     return message
 
 

@@ -75,6 +75,19 @@ def test_a_type_error_names_the_type_and_an_example(tmp_path: Path) -> None:
     assert message.endswith("server.log_requests: expected true or false, not a string, e.g. log_requests = true")
 
 
+def test_a_body_limit_too_small_for_any_batch_is_refused_with_why(tmp_path: Path) -> None:
+    """``max_body_bytes = 10`` passed check-config, and every Axon batch would have been a 413
+    (a trial): at least 1 KiB, as the SDK's AxonClient asks, with the reason."""
+    message = refused(tmp_path, SERVER + "max_body_bytes = 10\n")
+    assert message.endswith(
+        "server.max_body_bytes: expected an integer >= 1024, e.g. max_body_bytes = 1048576; a smaller limit "
+        "answers 413 to nearly every Axon batch, as one event with its user data takes hundreds of bytes "
+        "(AppsFlyer's 1 KB limit is its own, not this key's)"
+    ), message
+    done = check_config(tmp_path, SERVER + "max_body_bytes = 1024\n")
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     ("written", "key", "unquoted"),
     [
