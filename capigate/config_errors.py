@@ -114,6 +114,8 @@ def config_error(file: str, message: str) -> ConfigError:
         field = text.split("`")[1]
         key = f"{key}.{field}" if key else field
         if text.startswith("Object missing required field"):
+            if key in SECTIONS:  # a table: the least one, as a key's example is
+                return ConfigError(file, key, f"this table is required, e.g. {_least_table(key)}")
             return ConfigError(file, key, "this key is required" + _example(key))
         return ConfigError(file, key, _unknown(key))
     if text.startswith("Invalid enum value"):
@@ -144,6 +146,13 @@ def _literal_values(annotation: Any) -> list[str]:
     if get_origin(annotation) is Literal:
         return [str(value) for value in get_args(annotation)]
     return [value for member in get_args(annotation) for value in _literal_values(member)]
+
+
+def _least_table(section: str) -> str:
+    """The least table ``section`` can be, on one line: ``[server]`` and its required keys."""
+    required = [s for s in SETTINGS if s.section == section and s.default is REQUIRED]
+    keys = " and ".join(f"{s.name} = {toml_value(s.example)}" for s in required)
+    return f"{SECTIONS[section][0]} with {keys} on the line below it" if keys else SECTIONS[section][0]
 
 
 def _example(key: str) -> str:

@@ -158,6 +158,15 @@ def test_a_missing_key_is_named_with_an_example(tmp_path: Path) -> None:
     assert message.endswith('axon.pixels[0].api_key: this key is required, e.g. api_key = "..."')
 
 
+def test_a_missing_server_table_is_named_with_the_least_one(tmp_path: Path) -> None:
+    """A file without [server] was told ``server: this key is required``, the one such message
+    with no example (a trial)."""
+    message = refused(tmp_path, '[[axon.pixels]]\npixel_id = "p"\napi_key = "key-std"\n')
+    assert message.endswith(
+        'server: this table is required, e.g. [server] with admin_token = "..." on the line below it'
+    ), message
+
+
 def test_an_ios_app_id_without_id_is_refused_with_appsflyers_reason(tmp_path: Path) -> None:
     message = refused(tmp_path, SERVER + '[[appsflyer.apps]]\napp_id = "123456789"\nkeys = ["k"]\n')
     assert "appsflyer.apps[0].app_id: '123456789' looks like an iOS app id without its 'id' prefix" in message
