@@ -282,9 +282,27 @@ def _read_toml(path: Path, text: str | None = None) -> dict[str, Any]:
         if where is None:
             raise ConfigError(name, "", f"not valid TOML: {exc}") from None
         reason = str(exc)[: where.start()].rstrip()
+        if (source := _relay_before_source(text, int(where["line"]), reason)) is not None:
+            raise ConfigError(
+                name, f"line {where['line']}, column {where['column']}", _RELAY_WITHOUT_SOURCE[source]
+            ) from None
         raise ConfigError(
             name, f"line {where['line']}, column {where['column']}", f"not valid TOML: {reason}"
         ) from None
+
+
+def _relay_before_source(text: str, line: int, reason: str) -> str | None:
+    """The source ("axon", "appsflyer") whose ``[[…]]`` at ``line`` TOML refused as redefining
+    the table that a ``[….relay]`` above it made: the relay was written before its source."""
+    lines = text.splitlines()
+    if not reason.startswith("Cannot overwrite a value") or not 0 < line <= len(lines):
+        return None
+    header = lines[line - 1].split("#", 1)[0].replace(" ", "")
+    source = _SOURCE_TABLES.get(header)
+    if source is None:
+        return None
+    relay = f"[{header[2:-2]}.relay]"
+    return source if any(above.replace(" ", "").startswith(relay) for above in lines[: line - 1]) else None
 
 
 _TOML_PLACE: Final = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -360,15 +378,37 @@ def _decode_sources(
     if table is None:
         return []
     items = table.get(key) if isinstance(table, dict) else None
+    if _only_relay(items):  # [axon.pixels.relay] before any [[axon.pixels]]: a table, not a list
+        problems.append(ConfigError(file, f"{name}.{key}.relay", _RELAY_WITHOUT_SOURCE[name]))
+        _decode(file, {k: v for k, v in table.items() if k != key}, section, name, problems)
+        return []
     if not isinstance(items, list):
         _decode(file, table, section, name, problems)
         return []
     _decode(file, {k: v for k, v in table.items() if k != key}, section, name, problems)
-    decoded = [
-        (i, _decode(file, item, kind, f"{name}.{key}[{i}]", problems) or _mended(item, kind))
-        for i, item in enumerate(items)
-    ]
+    decoded = []
+    for i, item in enumerate(items):
+        if _only_relay(item):  # [[axon.pixels]] then at once [axon.pixels.relay]: the keys went in the relay
+            problems.append(ConfigError(file, f"{name}.{key}[{i}].relay", _RELAY_WITHOUT_SOURCE[name]))
+            continue
+        decoded.append((i, _decode(file, item, kind, f"{name}.{key}[{i}]", problems) or _mended(item, kind)))
     return [(i, source) for i, source in decoded if source is not None]
+
+
+# A relay table with no source around it, said as such: it was told that the source's own keys
+# were missing (axon.pixels.pixel_id: this key is required), under no pixel at all (a trial).
+_RELAY_WITHOUT_SOURCE: Final = {
+    "axon": "[axon.pixels.relay] belongs under a [[axon.pixels]] entry: put it after the pixel's pixel_id and api_key",
+    "appsflyer": (
+        "[appsflyer.apps.relay] belongs under a [[appsflyer.apps]] entry: put it after the app's app_id and keys"
+    ),
+}
+_SOURCE_TABLES: Final = {"[[axon.pixels]]": "axon", "[[appsflyer.apps]]": "appsflyer"}
+
+
+def _only_relay(value: Any) -> bool:
+    """A source's table holding a relay table and nothing else."""
+    return isinstance(value, dict) and list(value) == ["relay"]
 
 
 def _mended(value: Any, kind: type[StructT]) -> StructT | None:

@@ -167,6 +167,44 @@ def test_a_missing_server_table_is_named_with_the_least_one(tmp_path: Path) -> N
     ), message
 
 
+_AXON_RELAY_ALONE = (
+    "[axon.pixels.relay] belongs under a [[axon.pixels]] entry: put it after the pixel's pixel_id and api_key"
+)
+_APPS_RELAY_ALONE = (
+    "[appsflyer.apps.relay] belongs under a [[appsflyer.apps]] entry: put it after the app's app_id and keys"
+)
+_AXON_RELAY = '[axon.pixels.relay]\nurl = "https://b.applovin.com"\n'
+_APPS_RELAY = '[appsflyer.apps.relay]\nurl = "https://api3.appsflyer.com"\n'
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        (_AXON_RELAY, f"axon.pixels.relay: {_AXON_RELAY_ALONE}"),
+        (
+            _AXON_RELAY + '[[axon.pixels]]\npixel_id = "p"\napi_key = "key-std"\n',
+            f"line 5, column 14: {_AXON_RELAY_ALONE}",
+        ),
+        (
+            '[[axon.pixels]]\n[axon.pixels.relay]\npixel_id = "p"\napi_key = "key-std"\n',
+            f"axon.pixels[0].relay: {_AXON_RELAY_ALONE}",
+        ),
+        (_APPS_RELAY, f"appsflyer.apps.relay: {_APPS_RELAY_ALONE}"),
+        (
+            _APPS_RELAY + '[[appsflyer.apps]]\napp_id = "com.x"\nkeys = ["dev-key"]\n',
+            f"line 5, column 17: {_APPS_RELAY_ALONE}",
+        ),
+    ],
+)
+def test_a_relay_table_before_its_source_is_said_to_belong_under_one(tmp_path: Path, written: str, said: str) -> None:
+    """``[axon.pixels.relay]`` before any ``[[axon.pixels]]`` was told that pixel_id and api_key
+    were required, of a pixel the file does not have (a trial); followed by the pixel, TOML's
+    "Cannot overwrite a value"."""
+    message = refused(tmp_path, SERVER + written)
+    assert message.endswith(f"capigate.toml: {said}"), message
+    assert "this key is required" not in message
+
+
 def test_an_ios_app_id_without_id_is_refused_with_appsflyers_reason(tmp_path: Path) -> None:
     message = refused(tmp_path, SERVER + '[[appsflyer.apps]]\napp_id = "123456789"\nkeys = ["k"]\n')
     assert "appsflyer.apps[0].app_id: '123456789' looks like an iOS app id without its 'id' prefix" in message
