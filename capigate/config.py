@@ -194,14 +194,47 @@ def workers_warning(workers: int, cpus: int | None, *, given: str | None = None)
 
 def written_warnings(path: Path, cpus: int | None) -> list[str]:
     """The warnings of the file as written, said by check-config beside its mistakes if it has
-    any (they were said of a valid file only, a trial): ``workers`` far above ``cpus``."""
+    any (they were said of a valid file only, a trial): ``workers`` far above ``cpus``, and a
+    client key too short to be a real one (_short_key_warnings)."""
     try:
-        server = _read_toml(path).get("server")
+        raw = _read_toml(path)
     except ConfigError:
         return []  # said as the file's mistake
+    server = raw.get("server")
     workers = server.get("workers") if isinstance(server, dict) else None
     warning = workers_warning(workers, cpus) if type(workers) is int else None
-    return [] if warning is None else [warning]
+    return ([] if warning is None else [warning]) + _short_key_warnings(raw)
+
+
+# A client key shorter than this is likely a mistake or a stand-in: AppLovin's and AppsFlyer's
+# keys are long random strings. Warned, not refused: the examples' dev keys ("key-std",
+# "dev-key") are 6 and more, but a test or a local trial may use "k", which does no harm there.
+_SHORT_KEY: Final = 4
+
+
+def _short_key_warnings(raw: dict[str, Any]) -> list[str]:
+    """Each pixel ``api_key`` and app key of the file as written shorter than _SHORT_KEY, by its
+    place, never its value: a one-character api_key passed while admin_token needs 8 (a trial)."""
+    keys: list[tuple[str, Any]] = []
+    axon, appsflyer = raw.get("axon"), raw.get("appsflyer")
+    pixels = axon.get("pixels") if isinstance(axon, dict) else None
+    apps = appsflyer.get("apps") if isinstance(appsflyer, dict) else None
+    for i, pixel in enumerate(pixels if isinstance(pixels, list) else []):
+        if isinstance(pixel, dict):
+            keys.append((f"axon.pixels[{i}].api_key", pixel.get("api_key")))
+    for i, app in enumerate(apps if isinstance(apps, list) else []):
+        app_keys = app.get("keys") if isinstance(app, dict) else None
+        keys += [
+            (f"appsflyer.apps[{i}].keys[{j}]", key)
+            for j, key in enumerate(app_keys or [])
+            if isinstance(app_keys, list)
+        ]
+    return [
+        f"{where} is only {len(key)} character{'s' if len(key) > 1 else ''}: clients authenticate with it, and a "
+        'real key is a long random string; is it a stand-in? (a dev key such as "dev-key" is fine)'
+        for where, key in keys
+        if isinstance(key, str) and 0 < len(key) < _SHORT_KEY
+    ]
 
 
 def _relays_by_api(config: Config) -> list[tuple[str, RelaySettings, str]]:

@@ -792,6 +792,26 @@ def test_check_config_takes_a_sqlite_store_serve_made_without_changing_it(tmp_pa
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("made.db")} == before
 
 
+def test_a_client_key_of_a_few_characters_is_warned_about_without_its_value(tmp_path: Path) -> None:
+    """``api_key = "k"`` passed unsaid while admin_token needs 8 characters (a trial). Warned,
+    not refused: the documented dev keys ("key-std", "dev-key") and tests' short ones stay valid."""
+    done = check_config(
+        tmp_path,
+        SERVER
+        + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n'
+        + '[[appsflyer.apps]]\napp_id = "com.x"\nkeys = ["dev-key", "abc"]\n',
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line.partition("warning: ")[2] for line in done.stdout.splitlines() if "warning: " in line]
+    assert [w.partition(":")[0] for w in warned] == [
+        "axon.pixels[0].api_key is only 1 character",
+        "appsflyer.apps[0].keys[1] is only 3 characters",
+    ], done.stdout
+    assert "a real key is a long random string" in warned[0] and '"abc"' not in done.stdout
+    quiet = check_config(tmp_path, SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "key-std"\n')
+    assert quiet.returncode == 0 and "warning:" not in quiet.stdout, quiet.stdout
+
+
 def test_capigate_workers_far_above_the_cpus_is_warned_about_as_the_files_workers_is(tmp_path: Path) -> None:
     """`CAPIGATE_WORKERS=64 check-config` on 2 CPUs warned of nothing: only the file's workers
     was checked (a re-trial). The variable, which serve takes over the file's, is warned about
