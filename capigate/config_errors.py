@@ -152,7 +152,8 @@ def _least_table(section: str) -> str:
     """The least table ``section`` can be, on one line: ``[server]`` and its required keys."""
     required = [s for s in SETTINGS if s.section == section and s.default is REQUIRED]
     keys = " and ".join(f"{s.name} = {toml_value(s.example)}" for s in required)
-    return f"{SECTIONS[section][0]} with {keys} on the line below it" if keys else SECTIONS[section][0]
+    heading = next(heading for name, (heading, _) in SECTIONS.items() if name == section)
+    return f"{heading} with {keys} on the line below it" if keys else heading
 
 
 def _example(key: str) -> str:
