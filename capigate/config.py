@@ -23,7 +23,7 @@ from msgspec import Meta, Struct
 
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.appsflyer.upstream import APPSFLYER_URL
-from capigate.axon.body import MAX_BODY_BYTES
+from capigate.axon.body import MAX_BODY_BYTES, MIN_BODY_BYTES
 from capigate.axon.upstream import AXON_URL
 from capigate.checking import converts
 from capigate.config_errors import ConfigErrors, config_error, unquoted_number
@@ -76,7 +76,7 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"  # "" listened on every interface (a trial)
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     workers: Positive = 1
-    max_body_bytes: Positive = MAX_BODY_BYTES
+    max_body_bytes: Annotated[int, Meta(ge=MIN_BODY_BYTES)] = MAX_BODY_BYTES
     header_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0
     body_timeout_s: PositiveFloat = 30.0
     idle_timeout_s: PositiveFloat = 10.0
@@ -194,14 +194,47 @@ def workers_warning(workers: int, cpus: int | None, *, given: str | None = None)
 
 def written_warnings(path: Path, cpus: int | None) -> list[str]:
     """The warnings of the file as written, said by check-config beside its mistakes if it has
-    any (they were said of a valid file only, a trial): ``workers`` far above ``cpus``."""
+    any (they were said of a valid file only, a trial): ``workers`` far above ``cpus``, and a
+    client key too short to be a real one (_short_key_warnings)."""
     try:
-        server = _read_toml(path).get("server")
+        raw = _read_toml(path)
     except ConfigError:
         return []  # said as the file's mistake
+    server = raw.get("server")
     workers = server.get("workers") if isinstance(server, dict) else None
     warning = workers_warning(workers, cpus) if type(workers) is int else None
-    return [] if warning is None else [warning]
+    return ([] if warning is None else [warning]) + _short_key_warnings(raw)
+
+
+# A client key shorter than this is likely a mistake or a stand-in: AppLovin's and AppsFlyer's
+# keys are long random strings. Warned, not refused: the examples' dev keys ("key-std",
+# "dev-key") are 6 and more, but a test or a local trial may use "k", which does no harm there.
+_SHORT_KEY: Final = 4
+
+
+def _short_key_warnings(raw: dict[str, Any]) -> list[str]:
+    """Each pixel ``api_key`` and app key of the file as written shorter than _SHORT_KEY, by its
+    place, never its value: a one-character api_key passed while admin_token needs 8 (a trial)."""
+    keys: list[tuple[str, Any]] = []
+    axon, appsflyer = raw.get("axon"), raw.get("appsflyer")
+    pixels = axon.get("pixels") if isinstance(axon, dict) else None
+    apps = appsflyer.get("apps") if isinstance(appsflyer, dict) else None
+    for i, pixel in enumerate(pixels if isinstance(pixels, list) else []):
+        if isinstance(pixel, dict):
+            keys.append((f"axon.pixels[{i}].api_key", pixel.get("api_key")))
+    for i, app in enumerate(apps if isinstance(apps, list) else []):
+        app_keys = app.get("keys") if isinstance(app, dict) else None
+        keys += [
+            (f"appsflyer.apps[{i}].keys[{j}]", key)
+            for j, key in enumerate(app_keys or [])
+            if isinstance(app_keys, list)
+        ]
+    return [
+        f"{where} is only {len(key)} character{'s' if len(key) > 1 else ''}: clients authenticate with it, and a "
+        'real key is a long random string; is it a stand-in? (a dev key such as "dev-key" is fine)'
+        for where, key in keys
+        if isinstance(key, str) and 0 < len(key) < _SHORT_KEY
+    ]
 
 
 def _relays_by_api(config: Config) -> list[tuple[str, RelaySettings, str]]:
@@ -282,9 +315,27 @@ def _read_toml(path: Path, text: str | None = None) -> dict[str, Any]:
         if where is None:
             raise ConfigError(name, "", f"not valid TOML: {exc}") from None
         reason = str(exc)[: where.start()].rstrip()
+        if (source := _relay_before_source(text, int(where["line"]), reason)) is not None:
+            raise ConfigError(
+                name, f"line {where['line']}, column {where['column']}", _RELAY_WITHOUT_SOURCE[source]
+            ) from None
         raise ConfigError(
             name, f"line {where['line']}, column {where['column']}", f"not valid TOML: {reason}"
         ) from None
+
+
+def _relay_before_source(text: str, line: int, reason: str) -> str | None:
+    """The source ("axon", "appsflyer") whose ``[[…]]`` at ``line`` TOML refused as redefining
+    the table that a ``[….relay]`` above it made: the relay was written before its source."""
+    lines = text.splitlines()
+    if not reason.startswith("Cannot overwrite a value") or not 0 < line <= len(lines):
+        return None
+    header = lines[line - 1].split("#", 1)[0].replace(" ", "")
+    source = _SOURCE_TABLES.get(header)
+    if source is None:
+        return None
+    relay = f"[{header[2:-2]}.relay]"
+    return source if any(above.replace(" ", "").startswith(relay) for above in lines[: line - 1]) else None
 
 
 _TOML_PLACE: Final = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -360,15 +411,37 @@ def _decode_sources(
     if table is None:
         return []
     items = table.get(key) if isinstance(table, dict) else None
+    if _only_relay(items):  # [axon.pixels.relay] before any [[axon.pixels]]: a table, not a list
+        problems.append(ConfigError(file, f"{name}.{key}.relay", _RELAY_WITHOUT_SOURCE[name]))
+        _decode(file, {k: v for k, v in table.items() if k != key}, section, name, problems)
+        return []
     if not isinstance(items, list):
         _decode(file, table, section, name, problems)
         return []
     _decode(file, {k: v for k, v in table.items() if k != key}, section, name, problems)
-    decoded = [
-        (i, _decode(file, item, kind, f"{name}.{key}[{i}]", problems) or _mended(item, kind))
-        for i, item in enumerate(items)
-    ]
+    decoded = []
+    for i, item in enumerate(items):
+        if _only_relay(item):  # [[axon.pixels]] then at once [axon.pixels.relay]: the keys went in the relay
+            problems.append(ConfigError(file, f"{name}.{key}[{i}].relay", _RELAY_WITHOUT_SOURCE[name]))
+            continue
+        decoded.append((i, _decode(file, item, kind, f"{name}.{key}[{i}]", problems) or _mended(item, kind)))
     return [(i, source) for i, source in decoded if source is not None]
+
+
+# A relay table with no source around it, said as such: it was told that the source's own keys
+# were missing (axon.pixels.pixel_id: this key is required), under no pixel at all (a trial).
+_RELAY_WITHOUT_SOURCE: Final = {
+    "axon": "[axon.pixels.relay] belongs under a [[axon.pixels]] entry: put it after the pixel's pixel_id and api_key",
+    "appsflyer": (
+        "[appsflyer.apps.relay] belongs under a [[appsflyer.apps]] entry: put it after the app's app_id and keys"
+    ),
+}
+_SOURCE_TABLES: Final = {"[[axon.pixels]]": "axon", "[[appsflyer.apps]]": "appsflyer"}
+
+
+def _only_relay(value: Any) -> bool:
+    """A source's table holding a relay table and nothing else."""
+    return isinstance(value, dict) and list(value) == ["relay"]
 
 
 def _mended(value: Any, kind: type[StructT]) -> StructT | None:

@@ -42,6 +42,13 @@ _KINDS: Final = {
     "object": "a table",
     "null": "nothing",
 }
+# Why a key has the bound it has, said beside it where the bound alone reads as arbitrary.
+_BOUND_WHY: Final = {
+    "server.max_body_bytes": (
+        "a smaller limit answers 413 to nearly every Axon batch, as one event with its user data takes "
+        "hundreds of bytes (AppsFlyer's 1 KB limit is its own, not this key's)"
+    ),
+}
 _EXPECTED: Final = re.compile(r"Expected `([^`]+)`(.*?)(?:, got `([^`]+)`)?$")
 
 
@@ -94,6 +101,8 @@ def _expected(key: str, text: str) -> str | None:
         shown = setting.example if setting.example is not None else setting.default
         if shown is not REQUIRED and shown is not None:
             message += f", e.g. {key.rsplit('.', 1)[-1]} = {toml_value(shown)}"
+        if bounds and not got and (why := _BOUND_WHY.get(f"{setting.section}.{setting.name}")) is not None:
+            message += f"; {why}"
     return message
 
 
@@ -105,6 +114,8 @@ def config_error(file: str, message: str) -> ConfigError:
         field = text.split("`")[1]
         key = f"{key}.{field}" if key else field
         if text.startswith("Object missing required field"):
+            if key in SECTIONS:  # a table: the least one, as a key's example is
+                return ConfigError(file, key, f"this table is required, e.g. {_least_table(key)}")
             return ConfigError(file, key, "this key is required" + _example(key))
         return ConfigError(file, key, _unknown(key))
     if text.startswith("Invalid enum value"):
@@ -135,6 +146,14 @@ def _literal_values(annotation: Any) -> list[str]:
     if get_origin(annotation) is Literal:
         return [str(value) for value in get_args(annotation)]
     return [value for member in get_args(annotation) for value in _literal_values(member)]
+
+
+def _least_table(section: str) -> str:
+    """The least table ``section`` can be, on one line: ``[server]`` and its required keys."""
+    required = [s for s in SETTINGS if s.section == section and s.default is REQUIRED]
+    keys = " and ".join(f"{s.name} = {toml_value(s.example)}" for s in required)
+    heading = next(heading for name, (heading, _) in SECTIONS.items() if name == section)
+    return f"{heading} with {keys} on the line below it" if keys else heading
 
 
 def _example(key: str) -> str:

@@ -40,7 +40,9 @@ SETTINGS: Final = (
     Setting("server", "host", str, "127.0.0.1", "the address to listen on"),
     Setting("server", "port", int, 8080, "the port to listen on (0: any free port)"),
     Setting("server", "workers", int, 1, "worker processes; one per core pays off (README, Performance)"),
-    Setting("server", "max_body_bytes", int, 1_048_576, "Axon body limit, after gzip inflation too (413 beyond)"),
+    Setting(
+        "server", "max_body_bytes", int, 1_048_576, "Axon body limit (>= 1024), after gzip inflation too (413 beyond)"
+    ),
     Setting("server", "header_timeout_s", float, 10.0, "a request's head, or a silent connection (at most 60)"),
     Setting("server", "body_timeout_s", float, 30.0, "a request's body, once the handler asks for it"),
     Setting(

@@ -75,6 +75,19 @@ def test_a_type_error_names_the_type_and_an_example(tmp_path: Path) -> None:
     assert message.endswith("server.log_requests: expected true or false, not a string, e.g. log_requests = true")
 
 
+def test_a_body_limit_too_small_for_any_batch_is_refused_with_why(tmp_path: Path) -> None:
+    """``max_body_bytes = 10`` passed check-config, and every Axon batch would have been a 413
+    (a trial): at least 1 KiB, as the SDK's AxonClient asks, with the reason."""
+    message = refused(tmp_path, SERVER + "max_body_bytes = 10\n")
+    assert message.endswith(
+        "server.max_body_bytes: expected an integer >= 1024, e.g. max_body_bytes = 1048576; a smaller limit "
+        "answers 413 to nearly every Axon batch, as one event with its user data takes hundreds of bytes "
+        "(AppsFlyer's 1 KB limit is its own, not this key's)"
+    ), message
+    done = check_config(tmp_path, SERVER + "max_body_bytes = 1024\n")
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     ("written", "key", "unquoted"),
     [
@@ -143,6 +156,53 @@ def test_an_enum_lists_its_values(tmp_path: Path, text: str, expected: str) -> N
 def test_a_missing_key_is_named_with_an_example(tmp_path: Path) -> None:
     message = refused(tmp_path, SERVER + '[[axon.pixels]]\npixel_id = "p"\n')
     assert message.endswith('axon.pixels[0].api_key: this key is required, e.g. api_key = "..."')
+
+
+def test_a_missing_server_table_is_named_with_the_least_one(tmp_path: Path) -> None:
+    """A file without [server] was told ``server: this key is required``, the one such message
+    with no example (a trial)."""
+    message = refused(tmp_path, '[[axon.pixels]]\npixel_id = "p"\napi_key = "key-std"\n')
+    assert message.endswith(
+        'server: this table is required, e.g. [server] with admin_token = "..." on the line below it'
+    ), message
+
+
+_AXON_RELAY_ALONE = (
+    "[axon.pixels.relay] belongs under a [[axon.pixels]] entry: put it after the pixel's pixel_id and api_key"
+)
+_APPS_RELAY_ALONE = (
+    "[appsflyer.apps.relay] belongs under a [[appsflyer.apps]] entry: put it after the app's app_id and keys"
+)
+_AXON_RELAY = '[axon.pixels.relay]\nurl = "https://b.applovin.com"\n'
+_APPS_RELAY = '[appsflyer.apps.relay]\nurl = "https://api3.appsflyer.com"\n'
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        (_AXON_RELAY, f"axon.pixels.relay: {_AXON_RELAY_ALONE}"),
+        (
+            _AXON_RELAY + '[[axon.pixels]]\npixel_id = "p"\napi_key = "key-std"\n',
+            f"line 5, column 14: {_AXON_RELAY_ALONE}",
+        ),
+        (
+            '[[axon.pixels]]\n[axon.pixels.relay]\npixel_id = "p"\napi_key = "key-std"\n',
+            f"axon.pixels[0].relay: {_AXON_RELAY_ALONE}",
+        ),
+        (_APPS_RELAY, f"appsflyer.apps.relay: {_APPS_RELAY_ALONE}"),
+        (
+            _APPS_RELAY + '[[appsflyer.apps]]\napp_id = "com.x"\nkeys = ["dev-key"]\n',
+            f"line 5, column 17: {_APPS_RELAY_ALONE}",
+        ),
+    ],
+)
+def test_a_relay_table_before_its_source_is_said_to_belong_under_one(tmp_path: Path, written: str, said: str) -> None:
+    """``[axon.pixels.relay]`` before any ``[[axon.pixels]]`` was told that pixel_id and api_key
+    were required, of a pixel the file does not have (a trial); followed by the pixel, TOML's
+    "Cannot overwrite a value"."""
+    message = refused(tmp_path, SERVER + written)
+    assert message.endswith(f"capigate.toml: {said}"), message
+    assert "this key is required" not in message
 
 
 def test_an_ios_app_id_without_id_is_refused_with_appsflyers_reason(tmp_path: Path) -> None:
@@ -730,6 +790,26 @@ def test_check_config_takes_a_sqlite_store_serve_made_without_changing_it(tmp_pa
     done = _in_environment(["check-config"], tmp_path, {"CAPIGATE_DB": str(db)})
     assert done.returncode == 0 and "capigate.toml: ok" in done.stdout, done.stderr
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("made.db")} == before
+
+
+def test_a_client_key_of_a_few_characters_is_warned_about_without_its_value(tmp_path: Path) -> None:
+    """``api_key = "k"`` passed unsaid while admin_token needs 8 characters (a trial). Warned,
+    not refused: the documented dev keys ("key-std", "dev-key") and tests' short ones stay valid."""
+    done = check_config(
+        tmp_path,
+        SERVER
+        + '[[axon.pixels]]\npixel_id = "p"\napi_key = "k"\n'
+        + '[[appsflyer.apps]]\napp_id = "com.x"\nkeys = ["dev-key", "abc"]\n',
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line.partition("warning: ")[2] for line in done.stdout.splitlines() if "warning: " in line]
+    assert [w.partition(":")[0] for w in warned] == [
+        "axon.pixels[0].api_key is only 1 character",
+        "appsflyer.apps[0].keys[1] is only 3 characters",
+    ], done.stdout
+    assert "a real key is a long random string" in warned[0] and '"abc"' not in done.stdout
+    quiet = check_config(tmp_path, SERVER + '[[axon.pixels]]\npixel_id = "p"\napi_key = "key-std"\n')
+    assert quiet.returncode == 0 and "warning:" not in quiet.stdout, quiet.stdout
 
 
 def test_capigate_workers_far_above_the_cpus_is_warned_about_as_the_files_workers_is(tmp_path: Path) -> None:

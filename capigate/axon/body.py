@@ -13,10 +13,14 @@ from typing import Any
 
 from capigate.checking import Report
 
-__all__ = ["BODY_KEYS", "MAX_BATCH", "MAX_BODY_BYTES", "batch_events", "events_received"]
+__all__ = ["BODY_KEYS", "MAX_BATCH", "MAX_BODY_BYTES", "MIN_BODY_BYTES", "batch_events", "events_received"]
 
 MAX_BATCH = 100
 MAX_BODY_BYTES = 1_048_576  # capigate's default [server] max_body_bytes; AppLovin documents none
+# The least max_body_bytes may be, in the config and the SDK: one event with its user data
+# takes hundreds of bytes, so below this nearly every batch is a 413 (a trial set 10). The
+# round 1 KiB is also what AppsFlyer allows a whole request, a limit of its own (not this key).
+MIN_BODY_BYTES = 1024
 BODY_KEYS = frozenset({"events"})
 _ABSENT: Any = object()
 _JSON_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from capigate.appsflyer.schema import InAppEvent
-from capigate.axon.body import MAX_BODY_BYTES
+from capigate.axon.body import MAX_BODY_BYTES, MIN_BODY_BYTES
 from capigate.axon.profiles import PROFILES, Profile, ProfileName
 from capigate.axon.rules import MAX_BATCH, check_batch
 from capigate.axon.schema import EventData, MeasurementPartnerData, ServerEvent, UserData
@@ -100,8 +100,8 @@ class AxonCore(Core):
         check_key("api_key", api_key)
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be from 1 to {MAX_BATCH}")
-        if max_body_bytes < 1024:
-            raise ValueError("max_body_bytes must be at least 1024")
+        if max_body_bytes < MIN_BODY_BYTES:
+            raise ValueError(f"max_body_bytes must be at least {MIN_BODY_BYTES}")
         self.pixel_id, self.profile, self.max_batch = pixel_id, _profile(profile), max_batch
         self.max_body_bytes = max_body_bytes
         self._params = {"pixel_id": pixel_id}
