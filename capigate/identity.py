@@ -346,6 +346,9 @@ _DASHES: Final = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u22
 _EXTENSION: Final = re.compile(r"\s*(?:;\s*ext=|(?<=[\d\s])(?:x|ext\.?|extension)\s*)\d{1,7}$", re.IGNORECASE)
 # The full-width and small forms (a "+", digits): their UTF-8 starts with the byte 0xEF.
 _FULL_WIDTH: Final = re.compile("[\ufe50-\uffef]")
+# What a copy and paste brings along unseen, no part of an address: a zero-width space, a word
+# joiner, a byte order mark, a soft hyphen (the joiners ZWJ and ZWNJ spell some scripts: kept).
+_INVISIBLE: Final = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
 # What an IME writes in its full-width mode: those forms and the ideographic space (U+3000).
 _IME_FORMS: Final = re.compile("[\u3000\ufe50-\uffef]+")
 _INTERNATIONAL_PHONE: Final = re.compile(r"\+[\s(]*(?:\d[\s()./-]{0,2}){7,15}")
@@ -368,7 +371,8 @@ def normalise_email(raw: str) -> str:
     InvalidIdentifier (which never repeats the value) for anything else."""
     if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
         return raw
-    email = revealed_email(raw.strip()).strip().lower()
+    text = raw if raw.isascii() else raw.translate(_INVISIBLE)
+    email = revealed_email(text.strip()).strip().lower()
     if " @" in email or "\t@" in email:
         email = _AT_AFTER_SPACES.sub("@", email)
     if email[:7] == "mailto:":

@@ -298,6 +298,12 @@ def test_send_names_every_earlier_failed_file_it_skipped_past(tmp_path: Path) ->
     again = capigate("send", str(file), *send).stdout
     assert f"{earlier[0]} to {tmp_path / 't.failed.4.jsonl'} (4 files) are there from earlier runs" in again, again
     assert f"failed events written to {tmp_path / 't.failed.5.jsonl'}" in again, again
+    # A deleted file's number is not taken again: the newest failures were written into the gap
+    # (.2 here) under a lower number than older ones, and the files above it went unnamed.
+    (tmp_path / "t.failed.2.jsonl").unlink()
+    gap = capigate("send", str(file), *send).stdout
+    assert f"{earlier[0]} to {tmp_path / 't.failed.5.jsonl'} (4 files) are there from earlier runs" in gap, gap
+    assert f"failed events written to {tmp_path / 't.failed.6.jsonl'}" in gap, gap
 
 
 def test_send_reports_timeouts_as_not_confirmed_and_keeps_an_earlier_failed_file(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 import time
 import uuid
@@ -165,6 +166,10 @@ def test_one_event_given_to_send_instead_of_a_list_says_so_before_sending() -> N
                 client.prepare(event)  # type: ignore[arg-type]
         with pytest.raises(InvalidEvents, match="got an int"):
             client.send(3)  # type: ignore[arg-type]
+        with pytest.raises(
+            InvalidEvents, match=re.escape('got a request body ({"events": [...]}): send(body["events"])')
+        ):
+            client.send({"events": [page_view()]})  # a whole body: told send([event]) before
 
     async def main() -> None:
         async with AsyncAxonClient("px_std", "key-std", base_url="http://127.0.0.1:9", retry=FAST) as client:

@@ -331,6 +331,10 @@ def test_the_payload_guard_passes_every_address_contains_email_reads(text: str, 
         "jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
         "\uff4a\uff41\uff4e\uff45 @example.com",
         "\uff4a\uff41\uff4e\uff45\u3000\uff20\u3000\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+        # Invisible characters a copy and paste brings along: hashed as sent, never matching.
+        "jane@example.com\u200b",
+        "\ufeffjane@example.com",
+        "ja\u00adne@exam\u2060ple.com",
     ],
 )
 def test_email_rule_an_address_as_written_is_hashed_as_the_address(raw: str) -> None:

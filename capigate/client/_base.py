@@ -245,6 +245,8 @@ def _kind(value: Any) -> str:
 def _not_a_list(events: Any) -> str | None:
     """Why ``events`` is not what send and prepare take (a list of events), or None: one
     event given alone was a TypeError (a Struct) or read as its keys (a dict)."""
+    if isinstance(events, Mapping) and isinstance(events.get("events"), list):
+        return 'send takes a list of events; got a request body ({"events": [...]}): send(body["events"])'
     if isinstance(events, (msgspec.Struct, Mapping)):
         return f"send takes a list of events; got one {type(events).__name__}: send([event])"
     if isinstance(events, (str, bytes, bytearray)):

@@ -7,7 +7,9 @@ MESSAGE [CODE]``, the form editors and CI annotate.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shlex
 import sys
 import time
@@ -344,7 +346,7 @@ def _report(
         return False
     target = _write_failed(result, wanted)
     if target != wanted:
-        click.echo(_left_as_they_are(_numbered(wanted, target)))
+        click.echo(_left_as_they_are([p for p in _earlier(wanted) if p != target]))
     command = f"capigate send {shlex.quote(str(target))} {resend}"
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     if unconfirmed and not _safe_to_repeat(unconfirmed, prepared):  # as the summary advised (a trial)
@@ -459,23 +461,25 @@ def _reasons(requests: list[RequestResult]) -> None:
         click.echo(f"    {count} request(s), {attempts} attempt(s) each: {escape_control(error)}")
 
 
+def _earlier(path: Path) -> list[Path]:
+    """The files earlier runs wrote for ``path``: itself and each ``STEM.N.SUFFIX``, by N."""
+    numbered = re.compile(re.escape(path.stem) + r"\.([0-9]{1,9})" + re.escape(path.suffix))
+    found = [(1, path)] if path.exists() else []
+    for other in path.parent.glob(f"{glob.escape(path.stem)}.*{glob.escape(path.suffix)}"):
+        if (number := numbered.fullmatch(other.name)) is not None and int(number[1]) > 1:
+            found.append((int(number[1]), other))
+    return [p for _, p in sorted(found)]
+
+
 def _unused(path: Path) -> Path:
-    """``path``, or if a file is there (an earlier run's), the first free ``STEM.N.SUFFIX``."""
-    candidate, number = path, 1
-    while candidate.exists():
-        number += 1
-        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
-    return candidate
-
-
-def _numbered(path: Path, unused: Path) -> list[Path]:
-    """The files ``_unused`` skipped past to reach ``unused``: ``path``, ``STEM.2.SUFFIX``..."""
-    skipped, candidate, number = [], path, 1
-    while candidate != unused:
-        skipped.append(candidate)
-        number += 1
-        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
-    return skipped
+    """``path``, or if earlier runs wrote files for it, ``STEM.N.SUFFIX`` past the highest N:
+    the newest failures under the highest number, not in a gap a deleted file left (a trial)."""
+    earlier = _earlier(path)
+    if not earlier:
+        return path
+    last = earlier[-1]
+    number = 1 if last == path else int(last.name[len(path.stem) + 1 : len(last.name) - len(path.suffix)])
+    return path.with_name(f"{path.stem}.{number + 1}{path.suffix}")
 
 
 def _left_as_they_are(skipped: list[Path]) -> str:
