@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import threading
 import time
@@ -254,8 +255,9 @@ def no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_401_dead_letters_the_batch_backs_off_and_replay_delivers_after_the_fix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The log says how long the destination backs off (it said "backing off", a trial)."""
     no_jitter(monkeypatch)
     with Upstream() as up:
         fixed = threading.Event()
@@ -269,6 +271,10 @@ def test_401_dead_letters_the_batch_backs_off_and_replay_delivers_after_the_fix(
                 await asyncio.sleep(0.5)
                 assert len(up.seen) == 1, "the destination should back off after a 401"
                 assert (await states(store))["dead"] == 10
+                said = [r.getMessage() for r in caplog.records if "dead-lettered, backing off" in r.getMessage()]
+                assert len(said) == 1 and re.search(
+                    r"HTTP 401: 10 event\(s\) dead-lettered, backing off [45]\.\d s$", said[0]
+                ), said
                 fixed.set()
             async with RelayRunner(store, destinations=[target(up.url, batch_size=10)]):
                 await delivered(store, 30)

@@ -287,11 +287,12 @@ class DestinationWorker:
             self.stats.dead += len(deliveries)
             capped = self._back_off(answer)
             log.warning(
-                "relay %s: upstream answered HTTP %s%s: %d event(s) dead-lettered, backing off",
+                "relay %s: upstream answered HTTP %s%s: %d event(s) dead-lettered, backing off %.1f s",
                 self.name,
                 answer.status,
                 capped,
                 len(deliveries),
+                (self.stats.paused_until_ms - _now_ms()) / 1000,
             )
             self._settle(deliveries, answer, "dead")
 
