@@ -12,11 +12,11 @@ import difflib
 import math
 import re
 import tomllib
-from typing import Any, Final, Literal, get_args, get_origin
+from typing import Any, Final, Literal, cast, get_args, get_origin
 
 from capigate.errors import ConfigError
 from capigate.personal import shown_value
-from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Setting, toml_value
+from capigate.settings import REQUIRED, SECTIONS, SETTINGS, Section, Setting, toml_value
 
 __all__ = ["ConfigErrors", "config_error", "known_keys", "unquoted_number"]
 
@@ -152,7 +152,7 @@ def _least_table(section: str) -> str:
     """The least table ``section`` can be, on one line: ``[server]`` and its required keys."""
     required = [s for s in SETTINGS if s.section == section and s.default is REQUIRED]
     keys = " and ".join(f"{s.name} = {toml_value(s.example)}" for s in required)
-    heading = next(heading for name, (heading, _) in SECTIONS.items() if name == section)
+    heading = SECTIONS[cast(Section, section)][0]
     return f"{heading} with {keys} on the line below it" if keys else heading
 
 

@@ -346,7 +346,7 @@ def _report(
         return False
     target = _write_failed(result, wanted)
     if target != wanted:
-        click.echo(_left_as_they_are([p for p in _earlier(wanted) if p != target]))
+        click.echo(_left_as_they_are([p for _, p in _earlier(wanted) if p != target]))
     command = f"capigate send {shlex.quote(str(target))} {resend}"
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     if unconfirmed and not _safe_to_repeat(unconfirmed, prepared):  # as the summary advised (a trial)
@@ -461,14 +461,15 @@ def _reasons(requests: list[RequestResult]) -> None:
         click.echo(f"    {count} request(s), {attempts} attempt(s) each: {escape_control(error)}")
 
 
-def _earlier(path: Path) -> list[Path]:
-    """The files earlier runs wrote for ``path``: itself and each ``STEM.N.SUFFIX``, by N."""
+def _earlier(path: Path) -> list[tuple[int, Path]]:
+    """The files earlier runs wrote for ``path`` with their numbers, by number: itself (1) and
+    each ``STEM.N.SUFFIX``."""
     numbered = re.compile(re.escape(path.stem) + r"\.([0-9]{1,9})" + re.escape(path.suffix))
     found = [(1, path)] if path.exists() else []
     for other in path.parent.glob(f"{glob.escape(path.stem)}.*{glob.escape(path.suffix)}"):
         if (number := numbered.fullmatch(other.name)) is not None and int(number[1]) > 1:
             found.append((int(number[1]), other))
-    return [p for _, p in sorted(found)]
+    return sorted(found)
 
 
 def _unused(path: Path) -> Path:
@@ -477,9 +478,7 @@ def _unused(path: Path) -> Path:
     earlier = _earlier(path)
     if not earlier:
         return path
-    last = earlier[-1]
-    number = 1 if last == path else int(last.name[len(path.stem) + 1 : len(last.name) - len(path.suffix)])
-    return path.with_name(f"{path.stem}.{number + 1}{path.suffix}")
+    return path.with_name(f"{path.stem}.{earlier[-1][0] + 1}{path.suffix}")
 
 
 def _left_as_they_are(skipped: list[Path]) -> str:
