@@ -80,6 +80,12 @@ MODULES: Final = (
     # the writer's rows (the SQLite writer's thread or process)
     "capigate.store.sqlite.ingest",
     "capigate.store.sqlite.rows",
+    # what each group commit also runs: the dedupe keys' copy, the journal's extras and totals,
+    # the files' check (the writer's connection class stays interpreted: connection.py)
+    "capigate.store.sqlite.dedupe",
+    "capigate.store.sqlite.inspector",
+    "capigate.store.inspector",
+    "capigate.store.sqlite.opened",
     "capigate.store.sqlite.writer",
     "capigate.store.sqlite.writer_process",
 )

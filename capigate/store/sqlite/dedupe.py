@@ -32,7 +32,6 @@ __all__ = [
     "FLUSH_KEYS",
     "RECENT_SCHEMA",
     "RecentKeys",
-    "WriterConnection",
     "flush",
     "flush_older",
     "recent_keys",
@@ -157,18 +156,10 @@ class RecentKeys:
         self._chunks.pop(0)
 
 
-class WriterConnection(sqlite3.Connection):
-    """The writer's connection, which carries its copy of the recent keys."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.recent_keys = RecentKeys()
-
-
 def recent_keys(cur: sqlite3.Cursor) -> RecentKeys:
     """The writer's copy; a connection of another kind gets a fresh one, read whole."""
-    conn = cur.connection
-    return conn.recent_keys if isinstance(conn, WriterConnection) else RecentKeys()
+    found = getattr(cur.connection, "recent_keys", None)  # a WriterConnection's (connection.py)
+    return found if isinstance(found, RecentKeys) else RecentKeys()
 
 
 def flush(cur: sqlite3.Cursor) -> int:

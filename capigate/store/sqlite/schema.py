@@ -16,7 +16,8 @@ from typing import Final
 
 from capigate.errors import StoreError
 from capigate.store.sqlite import sessions
-from capigate.store.sqlite.dedupe import RECENT_SCHEMA, WriterConnection
+from capigate.store.sqlite.connection import WriterConnection
+from capigate.store.sqlite.dedupe import RECENT_SCHEMA
 from capigate.store.sqlite.inspector import INSPECTOR_SCHEMA
 
 __all__ = [
