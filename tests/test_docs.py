@@ -347,3 +347,12 @@ def test_the_readmes_serve_banner_is_the_one_serve_prints(session: Session) -> N
     assert len(on_the_files_port) == len(started), (on_the_files_port, started)
     for line, shown in zip(on_the_files_port, started, strict=True):
         assert _shown_as_in_readme(line, shown), (line, shown)
+
+
+def test_the_documented_load_balancers_send_the_clients_address() -> None:
+    """docs/deployment.md's nginx and HAProxy blocks set X-Forwarded-For, which neither sends by
+    default: without it every request was journaled with the balancer's address, and the login
+    throttle (per address) locked every client out after five wrong tokens (a new user's trial)."""
+    blocks = {b.language: b.code for b in fenced_blocks(ROOT / "docs" / "deployment.md")}
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in blocks["nginx"]
+    assert "option forwardfor" in blocks["haproxy"]
