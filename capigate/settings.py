@@ -153,7 +153,7 @@ SETTINGS: Final = (
         "... or read it from this environment variable (not both)",
         "AXON_KEY",
     ),
-    Setting("relay", "enabled", bool, True, "false: keep the table, forward nothing"),
+    Setting("relay", "enabled", bool, True, "false: forward nothing, ever, of what arrives meanwhile (stored only)"),
     Setting("relay", "batch_size", int, 100, "Axon events per upstream request (1..100)"),
     Setting("relay", "concurrency", int, 4, "upstream requests in flight, for this destination only"),
     Setting("relay", "max_attempts", int, 50, "then the event goes to the dead letters ..."),
