@@ -89,7 +89,7 @@ class AttemptView(msgspec.Struct, kw_only=True):
     event_id: int
     destination: str
     at: int  # epoch ms
-    result: str  # delivered | retry | dead | split
+    result: str  # delivered | retry | dead | split | interrupted
     status: int | None  # None: network error or timeout (see error)
     latency_ms: float
     error: str | None

@@ -380,23 +380,31 @@ class _WorkerStop:
     """A worker's one stop. granian's handler called its shutdown signal's ``set()`` once per
     signal, and a ``set()`` while the last one is not yet taken blocks for ever, holding the
     GIL: a worker sent Ctrl-C's SIGINT and its server's SIGTERM hung until it was killed 30 s
-    later, its journal entries lost. Here ``set()`` is called once, whatever comes."""
+    later, its journal entries lost. Here ``set()`` is called once, whatever comes.
+
+    A SIGTERM that finds the ``capigate serve`` process gone (the parent-death signal, or the
+    watchdog's) makes the worker an orphan: the listeners hear it, at once or after a stop
+    already begun, and stop it at once (after a ``kill -9`` of the server a new one may start
+    now; the orphan's relay went on sending for seconds beside it, a trial)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.orphaned = False
         self._shutdown: WorkerSignal | None = None
         self._once = threading.Lock()  # its non-blocking acquire is atomic, even against a handler
-        self.listeners: list[Callable[[], None]] = []
+        self.listeners: list[Callable[[bool], None]] = []
 
     def request(self, *_: object) -> None:
         """SIGTERM's handler (Python's, not the loop's: uvloop runs a loop handler only while
         the loop runs, and a worker's loop stops between its start-up and its serving)."""
         first = not self.requested
+        orphaned = not self.orphaned and _parent_gone()
         self.requested = True
+        self.orphaned = self.orphaned or orphaned
         self._fire()
-        if first:
+        if first or orphaned:
             for listener in self.listeners:
-                listener()
+                listener(self.orphaned)
 
     def attach(self, shutdown: WorkerSignal) -> None:
         self._shutdown = shutdown
@@ -411,9 +419,10 @@ class _WorkerStop:
 _worker_stop = _WorkerStop()
 
 
-def on_worker_stop(listener: Callable[[], None]) -> None:
-    """``listener()`` when this worker is told to stop, from its SIGTERM handler: it must only
-    hand the news to its event loop (``call_soon_threadsafe``)."""
+def on_worker_stop(listener: Callable[[bool], None]) -> None:
+    """``listener(orphaned)`` when this worker is told to stop, from its SIGTERM handler, and
+    again with True if it finds the ``capigate serve`` process gone after a stop began: it must
+    only hand the news to its event loop (``call_soon_threadsafe``)."""
     _worker_stop.listeners.append(listener)
 
 
@@ -434,10 +443,20 @@ def _set_loop_signals(loop: Any) -> WorkerSignal:
     return shutdown
 
 
+_parent = 0  # the worker's ``capigate serve`` process (die_with_parent), 0 until known
+
+
+def _parent_gone() -> bool:
+    """Whether this worker's ``capigate serve`` process is gone: the kernel has given the worker
+    to another parent (it does so before it sends the parent-death signal)."""
+    return _parent != 0 and os.getppid() != _parent
+
+
 def die_with_parent() -> None:
-    """In a worker: end (SIGTERM, a clean stop) when the ``capigate serve`` process is gone,
-    even if it was killed with SIGKILL and could not stop its workers itself."""
-    expected = int(os.environ.get(PARENT_ENV, "0")) or os.getppid()
+    """In a worker: end (SIGTERM, a stop at once: see ``_WorkerStop``) when the ``capigate
+    serve`` process is gone, even if it was killed with SIGKILL and could not stop its workers."""
+    global _parent
+    expected = _parent = int(os.environ.get(PARENT_ENV, "0")) or os.getppid()
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
@@ -454,7 +473,6 @@ def _start_watchdog(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(_WATCHDOG_INTERVAL_S)
-        log.error("the capigate serve process (pid %d) is gone; this worker stops", parent)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # the stop says the server process is gone
 
     threading.Thread(target=watch, name="capigate-parent-watchdog", daemon=True).start()

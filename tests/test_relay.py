@@ -350,6 +350,49 @@ def test_stop_finishes_the_attempts_in_flight_and_leaves_no_lease(tmp_path: Path
         run(test, tmp_path)
 
 
+def test_stop_cuts_a_hanging_request_short_after_its_grace_without_spending_an_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop waited for a hanging upstream's whole timeout_s (10 s: as long as Docker waits
+    before its kill), then counted a TimeoutError as a failed attempt. It waits STOP_GRACE_S,
+    records the attempt as ``interrupted``, and the event is due again at once: pending, its
+    lease given back, its retry budget whole (max_attempts = 2 takes a 500 after it)."""
+    with Upstream() as up:
+        hang = threading.Event()
+        answers = iter([Reply(hold=hang), Reply(500, b"boom")])
+        up.script = lambda seen: next(answers, None)
+        slow = target(up.url, timeout_s=10.0, max_attempts=2)
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(n) for n in range(3)])
+            runner = RelayRunner(store, destinations=[slow])
+            await runner.start()
+            await until(lambda: len(up.seen) == 1, what="a request in flight")
+            started = time.monotonic()
+            await runner.stop()
+            took = time.monotonic() - started
+            assert worker_module.STOP_GRACE_S <= took < worker_module.STOP_GRACE_S + 1.0, took
+            assert await states(store) == {"pending": 3, "delivered": 0, "dead": 0}
+            (cut,) = await store.query_attempts(1)
+            assert (cut.result, cut.status) == ("interrupted", None)
+            assert (cut.error or "").startswith("interrupted: the relay stopped 1.0 s into the request")
+            hang.set()
+            async with RelayRunner(store, destinations=[slow]):  # the next start: a 500, then a 200
+                await delivered(store, 3)
+            assert await states(store) == {"pending": 0, "delivered": 3, "dead": 0}
+            assert [a.result for a in await store.query_attempts(1)] == ["interrupted", "retry", "delivered"]
+
+        with caplog.at_level("INFO", logger="capigate.relay"):
+            run(test, tmp_path)
+        said = [r.getMessage() for r in caplog.records]
+        assert not [line for line in said if "TimeoutError" in line], said
+        assert (
+            "relay axon:px1: stopping: 1 request(s) had no answer within the stop's 1 s and were cut short; their "
+            "3 event(s) are pending again, sent at the next start (their dedupe_id covers a copy the upstream "
+            "received)"
+        ) in said, said
+
+
 def test_appsflyer_gets_one_event_per_request_in_its_own_body_shape(tmp_path: Path) -> None:
     stored = {
         "appsflyer_id": "1700000000000-1234567",

@@ -132,6 +132,28 @@ def test_release_gives_leases_back_due_at_once(store: Store) -> None:
     assert [d.attempts for d in claim(store, "b")] == [0, 0]
 
 
+def test_interrupted_records_the_attempt_and_gives_the_lease_back_due_at_once_without_counting_it(
+    store: Store,
+) -> None:
+    """A request a stopping relay cut short: the attempt is kept (the upstream may have received
+    it), the event is another owner's to claim at once, and its retry budget is whole."""
+    ingest(store, new_event(1), new_event(2))
+    first, second = claim(store, "a")
+    run(store.settle([outcome(first.event_id, "retry", status=503, next_attempt_at_ms=T0)], owner="a"))
+    cut = "interrupted: the relay stopped 1.0 s into the request, before an answer"
+    (again,) = claim(store, "a", now=T0 + 1)
+    leased = [again, second]
+    run(
+        store.settle([outcome(d.event_id, "interrupted", at=T0 + 2, status=None, error=cut) for d in leased], owner="a")
+    )
+    assert depth(store) == (2, 0, 0)
+    back = claim(store, "b", now=T0 + 2)
+    assert [(d.event_id, d.attempts) for d in back] == [(first.event_id, 1), (second.event_id, 0)]
+    attempts = run(store.query_attempts(first.event_id))
+    assert [(a.result, a.status, a.error) for a in attempts] == [("retry", 503, None), ("interrupted", None, cut)]
+    assert run(store.release(owner="a")) == 0  # nothing left leased to the stopped owner
+
+
 def test_split_records_the_attempt_and_extends_the_lease_without_counting_it(store: Store) -> None:
     ingest(store, new_event(1), new_event(2))
     leased = claim(store, "a")

@@ -36,6 +36,7 @@ from capigate.logs import log_request
 from capigate.metrics import CONTENT_TYPE, FLUSH_INTERVAL_S, Metrics
 from capigate.personal import shown_path
 from capigate.relay import RelayRunner
+from capigate.relay.worker import STOP_GRACE_S
 from capigate.responses import ErrorBody
 from capigate.store import Store, open_store
 
@@ -50,6 +51,10 @@ DRAIN_TIMEOUT_S = 10.0
 STOP_BODY_GRACE_S = 5.0
 # A stopping worker keeps a connection this long after its last answer (GatewayApp._serving).
 ANSWER_WRITE_S = 1.0
+# A worker whose `capigate serve` process is gone (kill -9) stops within about this: a new
+# server may already serve beside it. Its bodies still arriving get this much, and its relay
+# cuts its requests in flight short at once.
+ORPHAN_GRACE_S = 1.0
 # An id no configuration has is the client's to choose: the journal keeps this much of it.
 MAX_UNKNOWN_SOURCE_CHARS = 64
 ADMIN_PREFIX = "/api/"  # answered 503 at once while the store does not answer, not after a pool timeout
@@ -116,6 +121,7 @@ class GatewayApp:
         self._store = store
         self._relay_enabled = relay  # run the relay workers of the configuration in this process
         self._relay: RelayRunner | None = None
+        self._relay_stop: asyncio.Task[None] | None = None  # begun as the worker is told to stop
         self.gateway: Gateway | None = None
         self._journal: JournalBuffer | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -228,20 +234,37 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def stopping(self) -> None:
+    def stopping(self, orphaned: bool = False) -> None:
         """The worker is told to stop (``capigate serve``: from its SIGTERM handler, so between
         two bytecodes of the loop's own thread): the bodies still arriving get STOP_BODY_GRACE_S,
         and the connections with no request being answered are closed (a half-sent head among
-        them held the stop until header_timeout_s)."""
+        them held the stop until header_timeout_s). The relay claims nothing more from now on
+        (it went on sending while the requests drained) and gives its requests in flight
+        relay.worker.STOP_GRACE_S. ``orphaned``: the ``capigate serve`` process is gone (now, or
+        after a stop began): ORPHAN_GRACE_S for the bodies, the relay's requests cut at once."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._stop_taking_requests, loop)
+            loop.call_soon_threadsafe(self._stop_taking_requests, loop, orphaned)
 
-    def _stop_taking_requests(self, loop: asyncio.AbstractEventLoop) -> None:
-        cut_short(loop, STOP_BODY_GRACE_S)
+    def _stop_taking_requests(self, loop: asyncio.AbstractEventLoop, orphaned: bool) -> None:
+        grace_s = ORPHAN_GRACE_S if orphaned else STOP_BODY_GRACE_S
+        if orphaned:
+            log.error(
+                "the capigate serve process is gone: this worker stops now (its relay's requests in flight "
+                "cut short, the requests it serves given %g s)",
+                grace_s,
+            )
+        cut_short(loop, grace_s)
         if self.idle_reaper is not None:
-            self._answered = {}
-            self.idle_reaper.stopping(self._serving, STOP_BODY_GRACE_S)
+            if self._answered is None:
+                self._answered = {}
+            self.idle_reaper.stopping(self._serving, grace_s)
+        if self._relay is not None:
+            relay_grace_s = 0.0 if orphaned else STOP_GRACE_S
+            if self._relay_stop is None:  # its leases go back as soon as its requests are settled
+                self._relay_stop = loop.create_task(self._relay.stop(relay_grace_s))
+            else:
+                self._relay.stopping(relay_grace_s)
 
     def _serving(self) -> list[str]:
         """The connections a stopping worker keeps: those of the requests the app is answering,
@@ -296,9 +319,9 @@ class GatewayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self.metrics.forget()
-        if self._relay is not None:  # finishes the attempts in flight while the store is open
-            await self._relay.stop()
-            self._relay = None
+        if self._relay is not None:  # settles the attempts in flight while the store is open
+            await (self._relay_stop or self._relay.stop())
+            self._relay, self._relay_stop = None, None
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -42,7 +42,10 @@ class _Sweeper:
             self._timer = self.loop.call_later(SWEEP_S, self._sweep)
 
     def cut(self, limit_s: float) -> None:
-        cut_at = self.cut_at = self.loop.time() + limit_s
+        cut_at = self.loop.time() + limit_s
+        if self.cut_at is not None:
+            cut_at = min(cut_at, self.cut_at)  # cut again (a stopping worker orphaned): the sooner holds
+        self.cut_at = cut_at
         for limit, due in self.due.items():
             if limit.cuttable:
                 self.due[limit] = min(due, cut_at)  # swept by the timer that runs while any is armed

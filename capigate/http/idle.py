@@ -81,8 +81,9 @@ class IdleReaper:
         """The worker stops: from now on only the connections of ``serving()`` (the peers,
         "ip:port", of the requests the app is answering), and for ``grace_s`` those that
         received data in the last second, are left open; one pass at once."""
+        ends = time.monotonic() + grace_s
+        self._grace_ends = ends if self._serving is None else min(self._grace_ends, ends)  # again: the sooner
         self._serving = serving
-        self._grace_ends = time.monotonic() + grace_s
         self.interval_s = min(self.interval_s, _STOPPING_INTERVAL_S)
         if self.supported():
             with contextlib.suppress(OSError):

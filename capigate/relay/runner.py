@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from capigate.config import Config
 from capigate.errors import StoreError
 from capigate.relay.destinations import Target, targets
-from capigate.relay.worker import AttemptHook, DestinationWorker, WorkerStats
+from capigate.relay.worker import STOP_GRACE_S, AttemptHook, DestinationWorker, WorkerStats
 from capigate.store.base import Store
 
 __all__ = ["RelayRunner", "new_owner"]
@@ -81,11 +81,17 @@ class RelayRunner:
         if worker is not None:
             worker.wake()
 
-    async def stop(self) -> None:
-        """Claim nothing more, let the requests in flight finish and settle, give back the
-        leases left (a batch being split), then return."""
+    def stopping(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Claim nothing more; the requests in flight get ``grace_s`` to be answered, then are
+        cut short (a shorter grace than an earlier call's holds). On the event loop."""
         for worker in self.workers.values():
-            worker.stop()
+            worker.stop(grace_s)
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Claim nothing more, give the requests in flight ``grace_s`` to finish (those still
+        unanswered then are cut short, their events due again), settle them, give back the
+        leases left (a batch claimed ahead, or being split), then return."""
+        self.stopping(grace_s)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()

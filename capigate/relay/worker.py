@@ -24,6 +24,12 @@ several requests in one store call.
 - **blocked** (401, 403, 404, other 4xx): the request's events go to the dead letters (replay
   them once the key or URL is fixed), and the destination backs off as for a retry.
 
+- **interrupted** (the worker stops, and the request has had no answer within the stop's
+  grace, ``STOP_GRACE_S``; none for a worker whose ``capigate serve`` process is gone): the
+  request is cancelled, the attempt recorded as such, and the events are due again at once,
+  their lease given back; not counted against ``max_attempts``, no backoff. The upstream may
+  have received it: an Axon event's ``dedupe_id`` covers the copy sent again.
+
 All retry state is in the store: a worker keeps only its leased batches, the outcomes not
 yet written and its backoff. When nothing is due it sleeps until woken (``wake()``, called by ingest in this
 process), until its pause ends, or for ``poll_interval_s`` (work queued by other processes).
@@ -49,16 +55,19 @@ from capigate.relay.policy import Verdict, classify, give_up_reason
 from capigate.retry import backoff_s, retry_after_s, retry_delay_s
 from capigate.store.base import AttemptOutcome, Delivery, Store
 
-__all__ = ["MAX_BODY_CHARS", "AttemptHook", "DestinationWorker", "WorkerStats"]
+__all__ = ["MAX_BODY_CHARS", "STOP_GRACE_S", "AttemptHook", "DestinationWorker", "WorkerStats"]
 
 log = logging.getLogger("capigate.relay")
 
 MAX_BODY_CHARS: Final = 65_536  # of the upstream's body kept with each attempt
 LEASE_MARGIN_MS: Final = 5_000
+# A stop waits this long for the answers to the requests in flight, then cuts them short: a
+# hanging upstream held a stop for its whole timeout_s (10 s: Docker's kill came with it).
+STOP_GRACE_S: Final = 1.0
 _NAMED_EVENT = re.compile(rb"events\[(\d+)\]")
 
 AttemptHook = Callable[[str, str, float], None]  # (destination, result, latency_ms): metrics
-Result = Literal["delivered", "retry", "dead", "split"]
+Result = Literal["delivered", "retry", "dead", "split", "interrupted"]
 
 
 class WorkerStats(msgspec.Struct, kw_only=True):
@@ -80,6 +89,7 @@ class _Answer(msgspec.Struct, kw_only=True):
     body: str = ""
     raw: bytes = b""
     error: str | None = None
+    cut: bool = False  # cut short by the worker's stop, before an answer
 
 
 def _now_ms() -> int:
@@ -113,6 +123,11 @@ class DestinationWorker:
         self._probing = False  # after a failure: one request in flight until one succeeds
         self._paused_at_ms = 0  # when the last pause began or grew: a replay since lifts it
         self._claim_failures, self._claim_error = 0, ""  # failed claims in a row, the last error logged
+        self._cut_at = float("inf")  # monotonic: when a stop cuts the requests in flight short
+        self._cut_timer: asyncio.TimerHandle | None = None
+        self._cutting = False  # the requests in flight are being cancelled by the stop
+        self._grace_s = STOP_GRACE_S  # the stop's, for its log line
+        self._cut_requests, self._cut_events = 0, 0
 
     @property
     def name(self) -> str:
@@ -121,10 +136,26 @@ class DestinationWorker:
     def wake(self) -> None:
         self._changed.set()
 
-    def stop(self) -> None:
-        """Claim nothing more; ``run()`` returns once the requests in flight are settled."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Claim nothing more; the requests in flight get ``grace_s`` to be answered, then are
+        cut short (``interrupted``); ``run()`` returns once they are settled. Called again with a
+        shorter grace (a worker whose server process died as it stopped), the shorter holds.
+        On the worker's event loop."""
         self._stopping = True
         self._changed.set()
+        cut_at = time.monotonic() + grace_s
+        if cut_at < self._cut_at:
+            self._cut_at, self._grace_s = cut_at, grace_s
+            if self._cut_timer is not None:
+                self._cut_timer.cancel()
+            self._cut_timer = asyncio.get_running_loop().call_later(grace_s, self._cut_short)
+
+    def _cut_short(self) -> None:
+        """Cancel the requests still in flight: each records its attempt as ``interrupted``
+        (``_send``), and its events are due again (the runner gives back the leases left)."""
+        self._cutting = True
+        for task in self._tasks:
+            task.cancel()
 
     async def run(self) -> None:
         try:
@@ -133,9 +164,27 @@ class DestinationWorker:
             self._stopping = True
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._cut_timer is not None:
+                self._cut_timer.cancel()
+            if self._cut_requests:
+                self._say_cut()
             if self._settler is not None:
                 await asyncio.gather(self._settler, return_exceptions=True)
             await self._client.aclose()  # the batch claimed ahead, if any: released by the runner
+
+    def _say_cut(self) -> None:
+        """One line for the requests a stop cut short: what became of their events, plainly
+        (it was a TimeoutError's warning at the end of timeout_s, the attempt counted)."""
+        when = f"within the stop's {self._grace_s:g} s" if self._grace_s else "as the worker stopped at once"
+        if self.target.api == "axon":
+            again = "their dedupe_id covers a copy the upstream received"
+        else:
+            again = "AppsFlyer deduplicates nothing: one it had received counts twice"
+        log.warning(
+            "relay %s: stopping: %d request(s) had no answer %s and were cut short; their %d event(s) "
+            "are pending again, sent at the next start (%s)",
+            self.name, self._cut_requests, when, self._cut_events, again,
+        )  # fmt: skip
 
     # --- claiming ---------------------------------------------------------------------
 
@@ -247,6 +296,14 @@ class DestinationWorker:
         """One request; for a batch refused as a whole, its parts too, then one line that
         sums them up (the requests the halving cost, and where the events went)."""
         answer = await self._send(client, deliveries)
+        if answer.cut:
+            self._cut_requests += 1
+            self._cut_events += len(deliveries)
+            if split is not None:
+                split.requests += 1
+                split.cut += len(deliveries)
+            self._settle(deliveries, answer, "interrupted")
+            return
         verdict = classify(answer.status, events=len(deliveries), splittable=self.target.splittable)
         self.stats.requests += 1
         if split is not None:
@@ -326,6 +383,13 @@ class DestinationWorker:
             else:
                 error = str(exc) or type(exc).__name__
             return _Answer(at_ms=at_ms, status=None, latency_ms=round(latency, 3), error=error)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._cutting or current is None or current.uncancel() > 0:
+                raise  # not (only) the stop's cut: someone else's cancel goes on
+            latency = (time.perf_counter() - started) * 1000
+            error = f"interrupted: the relay stopped {latency / 1000:.1f} s into the request, before an answer"
+            return _Answer(at_ms=at_ms, status=None, latency_ms=round(latency, 3), error=error, cut=True)
         latency = (time.perf_counter() - started) * 1000
         raw = response.body
         headers: dict[str, str] = {}
@@ -455,17 +519,20 @@ class _Split:
     def __init__(self, events: int, status: int | None) -> None:
         self.events, self.status, self.requests = events, status, 1
         self.outcomes: collections.Counter[Verdict] = collections.Counter()
+        self.cut = 0  # events whose part's request a stop cut short
 
     def summary(self) -> str:
         dead = self.outcomes[Verdict.REFUSED] + self.outcomes[Verdict.BLOCKED]
         delivered, retried = self.outcomes[Verdict.DELIVERED], self.outcomes[Verdict.RETRY]
-        waiting = self.events - dead - delivered - retried
+        waiting = self.events - dead - delivered - retried - self.cut
         text = (
             f"a batch of {self.events} event(s) refused (HTTP {self.status}), retried in parts: "
             f"{self.requests} request(s) in all, {delivered} delivered, {dead} dead-lettered"
         )
         if retried:
             text += f", {retried} met a retryable failure"
+        if self.cut:
+            text += f", {self.cut} cut short by the stop"
         if waiting:
             text += f", {waiting} waiting for their lease to end"
         return text

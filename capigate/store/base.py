@@ -170,7 +170,10 @@ class AttemptOutcome(msgspec.Struct, kw_only=True):
     ``result``: "delivered" and "dead" are final; "retry" makes the delivery due again at
     ``next_attempt_at_ms``; "split" (a batch refused as a whole, now being retried in halves
     by the same owner to find the event at fault) only records the attempt and extends the
-    owner's lease to ``next_attempt_at_ms``: it does not count in ``Delivery.attempts``.
+    owner's lease to ``next_attempt_at_ms``: it does not count in ``Delivery.attempts``;
+    "interrupted" (the relay stopped before the upstream answered) records the attempt and
+    gives the lease back, the delivery due again at ``next_attempt_at_ms`` (None: at once),
+    not counted in ``Delivery.attempts`` either: the stop was ours, not the upstream's failure.
     One upstream request carrying many events gives one outcome per event, all sharing the
     same ``response_headers`` and ``response_body`` objects (a store may keep them once).
     """
@@ -178,7 +181,7 @@ class AttemptOutcome(msgspec.Struct, kw_only=True):
     event_id: int
     destination: str
     at_ms: int
-    result: Literal["delivered", "retry", "dead", "split"]
+    result: Literal["delivered", "retry", "dead", "split", "interrupted"]
     status: int | None = None  # upstream HTTP status; None for a network error or timeout
     latency_ms: float = 0.0
     error: str | None = None  # network error, timeout, or why it was given up

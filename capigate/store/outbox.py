@@ -9,6 +9,8 @@ moves a delivery its owner still leases:
     dead       -> dead, one more attempt, lease released
     retry      -> pending, one more attempt, lease released, due at next_attempt_at_ms
     split      -> pending, lease kept and extended to next_attempt_at_ms, not an attempt
+    interrupted-> pending, lease released, due again at once, not an attempt (the relay
+                  stopped before the upstream answered: the request was cut short)
 
 The relay settles in the background, several requests' outcomes per call, so one call may
 hold an event's "split" and then what its part's request did: **the last outcome of an event
@@ -61,6 +63,7 @@ MOVES: Final = {
     "dead": Move("dead", counts=True, keeps_lease=False),
     "retry": Move("pending", counts=True, keeps_lease=False),
     "split": Move("pending", counts=False, keeps_lease=True),
+    "interrupted": Move("pending", counts=False, keeps_lease=False),
 }
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +25,13 @@ from granian.server import MPServer
 from granian.server.mp import WorkerProcess
 
 import capigate.serving as serving
-from capigate.http.app import STOP_BODY_GRACE_S
+from capigate.http.app import ORPHAN_GRACE_S, STOP_BODY_GRACE_S
 from capigate.metrics import shared_dir
+from capigate.relay.worker import STOP_GRACE_S
 from capigate.serving import GatewayServer
-from tests.conftest import DEFAULT_CONFIG, make_server
-from tests.helpers import Load, batch, children, purchase, stored_and_journaled, wait_until
+from tests.conftest import DEFAULT_CONFIG, Server, make_server
+from tests.helpers import Load, batch, children, page_view, purchase, stored_and_journaled, wait_until
+from tests.upstream import Reply, Upstream
 
 
 class _Lines(logging.Handler):
@@ -416,3 +419,119 @@ def test_every_granian_method_the_server_replaces_is_still_granians() -> None:
 
 def _names(fn: Any) -> list[str]:
     return [p for p, spec in inspect.signature(fn).parameters.items() if spec.kind is not spec.VAR_KEYWORD]
+
+
+def _relaying(tmp_path: Path, upstream: Upstream, **relay: object) -> Server:
+    """A gateway whose px_std relays to ``upstream``, tuned by ``relay``."""
+    tuning = "\n".join(f"{key} = {json.dumps(value)}" for key, value in relay.items())
+    config = DEFAULT_CONFIG.replace(
+        'profile = "standard"\n', f'profile = "standard"\n[axon.pixels.relay]\nurl = "{upstream.url}"\n{tuning}\n', 1
+    )
+    return make_server(tmp_path, config)
+
+
+def _outbox(db: Path | str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The attempts (result, status) and the outbox runs (state, attempts, lease owner)."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        attempts = conn.execute("SELECT result, status FROM attempts ORDER BY id").fetchall()
+        runs = conn.execute("SELECT state, attempts, lease_owner FROM outbox ORDER BY first_id").fetchall()
+    return attempts, runs
+
+
+def test_sigterm_cuts_a_hanging_upstream_request_short_and_the_next_start_delivers_its_event(tmp_path: Path) -> None:
+    """A trial: SIGTERM took timeout_s (~10 s, Docker's patience) when the upstream hung, and
+    logged a TimeoutError as a failed attempt. The relay now gives its requests in flight
+    STOP_GRACE_S, cuts the rest short as ``interrupted`` (not an attempt against max_attempts),
+    and the event waits, pending and unleased, for the next start."""
+    with Upstream() as up:
+        hang = threading.Event()
+        up.script = lambda seen: None if hang.is_set() else Reply(hold=hang)
+        server = _relaying(tmp_path / "gw", up, timeout_s=10)
+        server.start()
+        assert server.proc is not None
+        event = purchase()
+        with server.client() as client:
+            answer = client.post("/v1/event?pixel_id=px_std", json=batch(event), headers={"Authorization": "key-std"})
+        assert answer.status_code == 200, answer.text
+        up.wait_for(lambda: len(up.seen) == 1, what="the relay's request")
+        stopped_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=20)
+        stopped_s = time.monotonic() - stopped_at
+        output = server.output()
+        assert server.proc.returncode == 0, output[-2000:]
+        assert stopped_s < STOP_GRACE_S + 2, f"the stop took {stopped_s:.1f} s"
+        assert "TimeoutError" not in output and "Traceback" not in output, output[-2000:]
+        assert (
+            "1 request(s) had no answer within the stop's 1 s and were cut short; their 1 event(s) are pending again"
+            in output
+        )
+        assert _outbox(server.db) == ([("interrupted", None)], [("pending", 0, None)])
+        hang.set()
+        server.start()
+        try:
+            wait_until(lambda: _outbox(server.db)[1] == [("delivered", 1, None)], what="the event, at the next start")
+        finally:
+            server.stop()
+        assert _outbox(server.db)[0] == [("interrupted", None), ("delivered", 200)]
+        assert [s.events[0]["dedupe_id"] for s in up.requests()] == [event["dedupe_id"]] * 2
+
+
+def test_a_worker_whose_server_is_killed_stops_relaying_at_once_and_gives_its_leases_back(tmp_path: Path) -> None:
+    """A trial: after kill -9 of `capigate serve`, its worker (told by the parent-death signal)
+    went on relaying for ~6 s beside the new server: its relay stopped only once its requests
+    in flight (here a client's trickling body, 5 s) had drained. An orphan stops claiming at
+    once, cuts its requests in flight short, gives back its leases, and ends within ~1 s."""
+    with Upstream() as up:
+        up.script = lambda seen: Reply(delay_s=0.3)
+        server = _relaying(tmp_path / "gw", up, batch_size=1, timeout_s=10)
+        server.start()
+        assert server.proc is not None
+        events = [page_view() for _ in range(100)]
+        with server.client() as client:
+            answer = client.post("/v1/event?pixel_id=px_std", json=batch(*events), headers={"Authorization": "key-std"})
+        assert answer.status_code == 200, answer.text
+        up.wait_for(lambda: len(up.seen) >= 8, what="the relay under way")
+        (worker,) = children(server.proc.pid)
+        head, body = _ingest(batch(purchase()))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as trickling:
+            trickling.sendall(head + body[:20])  # held the stop STOP_BODY_GRACE_S, the relay going on
+            time.sleep(0.3)
+            killed_at = time.monotonic()
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait(timeout=10)
+            assert _gone_within(worker, 3.0), f"the orphaned worker {worker} still runs 3 s after the kill"
+            gone_s = time.monotonic() - killed_at
+        late = [round(s.at - killed_at, 2) for s in up.requests() if s.at > killed_at + 0.5]
+        assert late == [], f"the orphan sent {len(late)} request(s) after the kill, at +{late} s"
+        output = server.output()
+        assert "the capigate serve process is gone: this worker stops now" in output, output[-3000:]
+        assert "cut short" in output and "lease(s) given back" in output, output[-3000:]
+        assert gone_s < ORPHAN_GRACE_S + 1.5, gone_s
+        assert all(owner is None for _, _, owner in _outbox(server.db)[1])  # every lease given back
+        up.script = lambda seen: None
+        again = make_server(tmp_path / "again")
+        again.config, again.db = server.config, server.db  # the same store: nothing was lost
+        again.start()
+        try:
+            wanted = {e["dedupe_id"] for e in events}
+            up.wait_for(lambda: wanted <= set(up.dedupe_ids()), what="every event, after the restart")
+        finally:
+            again.stop()
+
+
+def test_a_stopping_worker_that_finds_its_server_gone_is_told_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker's kill follows its SIGTERM: a worker already stopping gets the parent-death signal
+    too. Its listeners hear of a stop once, and again (``True``) when the server process is gone;
+    no third time."""
+    stop = serving._WorkerStop()
+    heard: list[bool] = []
+    stop.listeners.append(heard.append)
+    monkeypatch.setattr(serving, "_parent", os.getppid())  # the parent lives
+    stop.request(signal.SIGTERM, None)
+    stop.request(signal.SIGTERM, None)
+    assert heard == [False]
+    monkeypatch.setattr(serving, "_parent", os.getppid() + 1)  # not our parent now: it is gone
+    stop.request(signal.SIGTERM, None)
+    stop.request(signal.SIGTERM, None)
+    assert heard == [False, True]
