@@ -375,7 +375,8 @@ def test_stop_cuts_a_hanging_request_short_after_its_grace_without_spending_an_a
             assert await states(store) == {"pending": 3, "delivered": 0, "dead": 0}
             (cut,) = await store.query_attempts(1)
             assert (cut.result, cut.status) == ("interrupted", None)
-            assert (cut.error or "").startswith("interrupted: the relay stopped 1.0 s into the request")
+            grace = f"{worker_module.STOP_GRACE_S:.1f}"
+            assert (cut.error or "").startswith(f"interrupted: the relay stopped {grace} s into the request")
             hang.set()
             async with RelayRunner(store, destinations=[slow]):  # the next start: a 500, then a 200
                 await delivered(store, 3)
@@ -387,7 +388,8 @@ def test_stop_cuts_a_hanging_request_short_after_its_grace_without_spending_an_a
         said = [r.getMessage() for r in caplog.records]
         assert not [line for line in said if "TimeoutError" in line], said
         assert (
-            "relay axon:px1: stopping: 1 request(s) had no answer within the stop's 1 s and were cut short; their "
+            f"relay axon:px1: stopping: 1 request(s) had no answer within the stop's {worker_module.STOP_GRACE_S:g} s "
+            "and were cut short; their "
             "3 event(s) are pending again, sent at the next start (their dedupe_id covers a copy the upstream "
             "received)"
         ) in said, said

@@ -62,8 +62,10 @@ log = logging.getLogger("capigate.relay")
 MAX_BODY_CHARS: Final = 65_536  # of the upstream's body kept with each attempt
 LEASE_MARGIN_MS: Final = 5_000
 # A stop waits this long for the answers to the requests in flight, then cuts them short: a
-# hanging upstream held a stop for its whole timeout_s (10 s: Docker's kill came with it).
-STOP_GRACE_S: Final = 1.0
+# hanging upstream held a stop for its whole timeout_s (10 s: Docker's kill came with it). Not
+# less: an AppsFlyer request cut short may count its event twice there (it deduplicates
+# nothing), and a slow but working upstream answers within a few seconds.
+STOP_GRACE_S: Final = 3.0
 _NAMED_EVENT = re.compile(rb"events\[(\d+)\]")
 
 AttemptHook = Callable[[str, str, float], None]  # (destination, result, latency_ms): metrics

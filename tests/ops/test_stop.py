@@ -463,7 +463,7 @@ def test_sigterm_cuts_a_hanging_upstream_request_short_and_the_next_start_delive
         assert stopped_s < STOP_GRACE_S + 2, f"the stop took {stopped_s:.1f} s"
         assert "TimeoutError" not in output and "Traceback" not in output, output[-2000:]
         assert (
-            "1 request(s) had no answer within the stop's 1 s and were cut short; their 1 event(s) are pending again"
+            f"1 request(s) had no answer within the stop's {STOP_GRACE_S:g} s and were cut short; their 1 event(s) are pending again"
             in output
         )
         assert _outbox(server.db) == ([("interrupted", None)], [("pending", 0, None)])
