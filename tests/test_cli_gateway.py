@@ -618,3 +618,34 @@ def test_an_unknown_source_is_said_on_stderr_where_events_and_quality_find_nothi
     for command in ("events", "quality"):
         done = capigate(command, "--url", fresh_server.url, "--token", ADMIN, "--source", "nope", cwd=elsewhere)
         assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+# --- every api the journal records ----------------------------------------------------------
+
+
+def test_events_requests_lists_login_attempts_by_every_api_the_journal_records(
+    fresh_server: Server, tmp_path: Path
+) -> None:
+    """The journal records a /login attempt as api "inspector", and /api/requests?api=inspector
+    finds it, but `--api inspector` was refused ("not one of 'axon', 'appsflyer', 'admin'"): the
+    CLI had a list of its own (a trial). It takes the API's, responses.REQUEST_APIS."""
+    from capigate.responses import EVENT_APIS, REQUEST_APIS
+
+    with fresh_server.client() as http:
+        assert http.post("/login", data={"token": "not-the-token"}).status_code == 401
+    with fresh_server.admin() as admin:
+        wait_until(
+            lambda: admin.get("/api/requests", params={"api": "inspector"}).json()["requests"],
+            what="the login attempt in the journal",
+        )
+    base = ("events", "--url", fresh_server.url, "--token", ADMIN, "--requests", "--json")
+    done = capigate(*base, "--api", "inspector", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["api"], r["method"], r["path"], r["status"]) for r in rows] == [("inspector", "POST", "/login", 401)]
+    for api in REQUEST_APIS:  # each is taken: none is refused by the CLI before the gateway is asked
+        taken = capigate(*base, "--api", api, cwd=tmp_path)
+        assert taken.returncode == 0, (api, taken.stderr)
+        if api not in EVENT_APIS:  # an event is never of these: said so, not an empty list
+            events = capigate("events", "--url", fresh_server.url, "--token", ADMIN, "--api", api, cwd=tmp_path)
+            assert events.returncode == 2 and f"--api {api} finds requests" in events.stderr, events.stderr

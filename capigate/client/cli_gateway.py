@@ -29,7 +29,7 @@ from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem
 from capigate.identity import contains_email, holds_international_phone
 from capigate.logs import escape_control
 from capigate.ports import PORTS, port_problem
-from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
+from capigate.responses import DROPPED_SILENTLY, EVENT_APIS, REQUEST_APIS, EventView, RequestView
 
 if TYPE_CHECKING:
     from capigate.client.admin import GatewayAdmin
@@ -448,8 +448,10 @@ _PII_TRANSACTION_ID = (
 @click.option(
     "--api",
     "api_name",
-    type=click.Choice(["axon", "appsflyer", "admin"]),
-    help="API: axon or appsflyer (a pixel and an app may share an id); with --requests, admin too.",
+    type=click.Choice(REQUEST_APIS),  # every api the journal records (the API's own list)
+    metavar="API",
+    help=f"API: {' or '.join(EVENT_APIS)} (a pixel and an app may share an id); with --requests, "
+    f"{', '.join(REQUEST_APIS[len(EVENT_APIS) :])} too (inspector: logins and the inspector's pages).",
 )
 @click.option("--test-tag", help="Test tag.")
 @click.option("--dedupe-id", help="The requests that carried this dedupe_id (requests only).")
@@ -504,8 +506,10 @@ def events(
             click.echo(f"capigate events: {_PII_TRANSACTION_ID}", err=True)
     elif dedupe_id is not None or transaction_id is not None:
         raise click.UsageError("--dedupe-id and --transaction-id find requests: add --requests")
-    elif api_name == "admin":
-        raise click.UsageError("--api admin finds requests (events come from axon or appsflyer): add --requests")
+    elif api_name is not None and api_name not in EVENT_APIS:
+        raise click.UsageError(
+            f"--api {api_name} finds requests (events come from {' or '.join(EVENT_APIS)}): add --requests"
+        )
     url, admin_token = _gateway(base_url, token, config_path)
     printer = _Printer(_REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS, as_json=as_json)
     admin = GatewayAdmin(url, admin_token)
