@@ -379,10 +379,10 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
     from capigate.banner import curl_command
-    from capigate.client.cli_gateway import gateway_url
+    from capigate.client.cli_gateway import checked_url, gateway_url
 
     config, _ = _resolve_config(config_path, create=False)
-    base = (url or gateway_url(config, host, port)).rstrip("/")
+    base = checked_url(url, "url") if url else gateway_url(config, host, port)
     ids = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
     for source_id in [source] if source else ids:
         command = curl_command(config, source_id, base)

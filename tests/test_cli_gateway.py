@@ -392,13 +392,17 @@ def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_a
 
 def test_a_url_ending_in_api_and_a_refused_token_are_named_as_such(fresh_server: Server, tmp_path: Path) -> None:
     """`--url http://host:port/api` got "HTTP 404 … /api/api/events", and a wrong --token the
-    server's "send Authorization: Bearer <admin_token>", meant for a curl (a trial)."""
+    server's "send Authorization: Bearer <admin_token>", meant for a curl (a trial). The URL is
+    refused before anything is asked (test_every_url_option_refuses_what_is_no_gateways_base_url)."""
     with_api = capigate("events", "--url", f"{fresh_server.url}/api", "--token", ADMIN, cwd=tmp_path)
     said = " ".join(with_api.stderr.split())
-    assert with_api.returncode == 1 and "HTTP 404" in said, said
-    assert f"--url is the gateway's base URL, without /api: --url {fresh_server.url}" in said, said
+    assert with_api.returncode == 2, said
+    assert (
+        f"holds the admin API's path '/api', which is added to it: give the gateway's base URL, --url '{fresh_server.url}'"
+        in said
+    ), said
     quality = capigate("quality", "--url", f"{fresh_server.url}/api/", "--token", ADMIN, cwd=tmp_path)
-    assert quality.returncode == 1 and "without /api" in quality.stderr, quality.stderr
+    assert quality.returncode == 2 and f"--url '{fresh_server.url}'" in quality.stderr, quality.stderr
 
     wrong = capigate("events", "--url", fresh_server.url, "--token", "not-the-token", cwd=tmp_path)
     said = " ".join(wrong.stderr.split())
@@ -649,3 +653,53 @@ def test_events_requests_lists_login_attempts_by_every_api_the_journal_records(
         if api not in EVENT_APIS:  # an event is never of these: said so, not an empty list
             events = capigate("events", "--url", fresh_server.url, "--token", ADMIN, "--api", api, cwd=tmp_path)
             assert events.returncode == 2 and f"--api {api} finds requests" in events.stderr, events.stderr
+
+
+# --- --url: a gateway's base URL --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["events", "quality", "curl", "env"])
+def test_every_url_option_refuses_what_is_no_gateways_base_url(command: str, tmp_path: Path) -> None:
+    """`events --url 127.0.0.1:18150` said httpx's `GET 127.0.0.1:18150//api/events:
+    UnsupportedProtocol`, and `--url http://…/api/events` "'api/events' is not an event id",
+    where `send --to` refused the same input with a sentence (a trial). Every command's --url
+    (and CAPIGATE_URL, where read) is checked as --to is, before anything is asked: a usage
+    error (2) that says what to give."""
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)
+    port = free_port()  # nothing listens: a refusal made after asking would say "nothing answers"
+    cases = [
+        (f"127.0.0.1:{port}", f"--url '127.0.0.1:{port}' has no http:// or https://: add http:// (or https://): --url 'http://127.0.0.1:{port}'"),
+        (f"localhost:{port}", f"add http:// (or https://): --url 'http://localhost:{port}'"),
+        (f"http://127.0.0.1:{port}/api/events", f"--url 'http://127.0.0.1:{port}/api/events' holds the admin API's path '/api/events', which is added to it: give the gateway's base URL, --url 'http://127.0.0.1:{port}'"),
+        (f"http://127.0.0.1:{port}/proxied/api/requests/", f"give the gateway's base URL, --url 'http://127.0.0.1:{port}/proxied'"),
+        (f"http://127.0.0.1:{port}/v1/event", f"holds the endpoint's path '/v1/event', which is added to it: give --url 'http://127.0.0.1:{port}'"),
+        (f"http://127.0.0.1:{port}/?x=1", "has a query (?) or fragment (#)"),
+    ]  # fmt: skip
+    for url, said in cases:
+        done = (
+            capigate(command, "--url", url, "--token", ADMIN, cwd=tmp_path)
+            if command in ("events", "quality")
+            else capigate(command, "--url", url, cwd=tmp_path)
+        )
+        refused = " ".join(done.stderr.split())
+        assert done.returncode == 2 and said in refused, (command, url, refused)
+        assert "Traceback" not in done.stderr and "nothing answers" not in refused, refused
+        assert done.stdout == "", done.stdout
+    if command != "env":  # env reads no CAPIGATE_URL
+        exported = capigate(command, cwd=tmp_path, CAPIGATE_URL=f"127.0.0.1:{port}")
+        said = " ".join(exported.stderr.split())
+        assert exported.returncode == 2 and f"CAPIGATE_URL '127.0.0.1:{port}' has no http://" in said, said
+    # A path of the proxy's own before the gateway's is a base URL: taken (nothing answers there).
+    if command in ("curl", "env"):
+        taken = capigate(command, "--url", f"http://127.0.0.1:{port}/proxied/", cwd=tmp_path)
+        assert taken.returncode == 0 and f"http://127.0.0.1:{port}/proxied" in taken.stdout, taken.stderr
+
+
+def test_the_sdks_gateway_admin_refuses_what_is_no_gateways_base_url() -> None:
+    from capigate import AsyncGatewayAdmin
+
+    for admin in (GatewayAdmin, AsyncGatewayAdmin):
+        with pytest.raises(ValueError, match="has no http:// or https://: add http://"):
+            admin("127.0.0.1:8080", ADMIN)
+        with pytest.raises(ValueError, match="holds the admin API's path '/api/events'"):
+            admin("http://127.0.0.1:8080/api/events", ADMIN)

@@ -29,13 +29,13 @@ from capigate.client._base import (
     gather_failures,
     interrupted,
 )
-from capigate.endpoint_path import split_endpoint
+from capigate.endpoint_path import split_admin, split_endpoint
 from capigate.errors import CapigateError
 
 if TYPE_CHECKING:
     from capigate.client.batcher import AsyncBatcher, Batcher, OnFailure
 
-__all__ = ["AsyncClientBase", "SyncClientBase", "checked_base_url", "http_options"]
+__all__ = ["AsyncClientBase", "SyncClientBase", "checked_admin_url", "checked_base_url", "http_options"]
 
 
 def http_options(
@@ -64,20 +64,50 @@ def checked_base_url(base_url: str, name: str = "base_url") -> str:
     CLI's option): without a scheme no try can reach the server (and its failures would read
     as "may be stored"), and the endpoint's own URL (``…/v1/event``) would be posted to
     ``/v1/event/v1/event``."""
+    url = _url(base_url, name)
+    split = split_endpoint(url.raw_path.decode("ascii").partition("?")[0])
+    if split is not None:
+        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
+        raise ValueError(
+            f"{name} {base_url!r} holds the endpoint's path {split[1]!r}, which is added to it: give {name} {base!r}"
+        )
+    return base_url
+
+
+def checked_admin_url(base_url: str, name: str = "base_url") -> str:
+    """``base_url`` if it is a gateway's base URL, as ``checked_base_url`` has it, without the
+    admin API's path either (``/api``, ``/api/events``), which ``GatewayAdmin`` adds to it. Else
+    a ValueError saying why: without a scheme, httpx's "UnsupportedProtocol" was all a trial read."""
+    checked_base_url(base_url, name)
+    url = httpx.URL(base_url)
+    split = split_admin(url.raw_path.decode("ascii"))
+    if split is not None:
+        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
+        raise ValueError(
+            f"{name} {base_url!r} holds the admin API's path {split[1]!r}, which is added to it: give the gateway's "
+            f"base URL, {name} {base!r}"
+        )
+    return base_url
+
+
+def _url(base_url: str, name: str) -> httpx.URL:
+    """``base_url`` read as an ``http(s)://`` URL with a host and no query nor fragment, else
+    a ValueError saying what to give: ``127.0.0.1:8080`` is read as a URL of scheme
+    ``127.0.0.1``, and no try could reach it."""
     given = f"{name} {base_url!r}"
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
         raise ValueError(f"{given} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"{given} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
+        if "://" not in base_url and not base_url.lower().startswith(("http:", "https:", "/")) and base_url.strip():
+            fix = f"add http:// (or https://): {name} {'http://' + base_url.strip()!r}"
+        else:
+            fix = "give one such as http://127.0.0.1:8080"
+        raise ValueError(f"{given} has no http:// or https://: {fix}")
     if url.query or url.fragment or "?" in base_url or "#" in base_url:  # a query was posted to, a 405 (a trial)
         raise ValueError(f"{given} has a query (?) or fragment (#): give the server's address alone")
-    split = split_endpoint(url.raw_path.decode("ascii").partition("?")[0])
-    if split is not None:
-        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
-        raise ValueError(f"{given} holds the endpoint's path {split[1]!r}, which is added to it: give {name} {base!r}")
-    return base_url
+    return url
 
 
 def _settled(future: Future[RequestResult], req: PreparedRequest, progress: Progress) -> RequestResult:

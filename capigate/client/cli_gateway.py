@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "checked_time",
+    "checked_url",
     "env",
     "epoch_ms",
     "events",
@@ -193,7 +194,7 @@ def env(config_path: Path, url: str | None, host: str | None, port: int | None) 
     directory they would quietly use this configuration instead of the capigate.toml there.
     A gateway started with --host or --port is found with the same options, as serve says."""
     config = read_config(config_path)
-    base = url.rstrip("/") if url else gateway_url(config, host, port)
+    base = checked_url(url, "url") if url else gateway_url(config, host, port)
     values = {"CAPIGATE_URL": base, "CAPIGATE_ADMIN_TOKEN": config.server.admin_token}
     if config.axon.pixels:
         values.update(AXON_PIXEL=config.axon.pixels[0].pixel_id, AXON_KEY=config.axon.pixels[0].api_key)
@@ -225,8 +226,23 @@ def checked_time(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+def checked_url(url: str, name: str = "base_url") -> str:
+    """The command's --url parameter ``name`` once it is a gateway's base URL, without its
+    trailing /; a usage error naming --url or CAPIGATE_URL, as send's --to: `events --url
+    127.0.0.1:18150` said httpx's "UnsupportedProtocol", `--url …/api/events` "'api/events' is
+    not an event id" (a trial)."""
+    from capigate.client._http import checked_admin_url
+
+    try:
+        checked_admin_url(url, url_given(name) or "--url")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return url.rstrip("/")
+
+
 def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str, str]:
     """(base URL, admin token): given ones first, else the configuration's."""
+    url = checked_url(url) if url else None
     if url and token:
         return url, token
     if not config_path.exists():
@@ -264,11 +280,7 @@ def read_failed(exc: CapigateError, base: str, config_path: Path) -> str:
             f"the gateway refused the admin token {whose} (HTTP 401 from {exc.url}): check --token (or "
             "CAPIGATE_ADMIN_TOKEN) against the [server] admin_token of the gateway's configuration (--config)"
         )
-    if isinstance(exc, HTTPStatusError) and exc.status_code == 404:
-        parsed = httpx.URL(base)
-        if parsed.path.rstrip("/").endswith("/api"):  # it asked for /api/api/events (a trial)
-            root = str(parsed.copy_with(path=parsed.path.rstrip("/")[: -len("/api")] or "/")).rstrip("/")
-            return f"--url is the gateway's base URL, without /api: --url {root} ({exc})"
+    if isinstance(exc, HTTPStatusError) and exc.status_code == 404:  # a base URL with /api is refused first
         return f"is {base} the gateway's base URL? ({exc})"
     return unanswered(exc, base, config_path, given=url_given())
 
