@@ -369,7 +369,11 @@ def serve(
 @_CONFIG_OPTION
 @click.argument("source", required=False)
 @click.option(
-    "--url", envvar="CAPIGATE_URL", show_envvar=True, help="The gateway's base URL (default: from --host and --port)."
+    "--url",
+    envvar="CAPIGATE_URL",
+    show_envvar=True,
+    help="The gateway's base URL (default: from --host and --port); CAPIGATE_URL yields to --host, --port or "
+    "--config given.",
 )
 @click.option(
     "--host", envvar="CAPIGATE_HOST", show_envvar=True, help="The gateway's address (default: [server] host)."
@@ -379,9 +383,10 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
     from capigate.banner import curl_command
-    from capigate.client.cli_gateway import checked_url, gateway_url
+    from capigate.client.cli_gateway import checked_url, explicit_url, gateway_url
 
     config, _ = _resolve_config(config_path, create=False)
+    url = explicit_url(url, "url", "host", "port", "config_path")  # CAPIGATE_URL yields to these
     base = checked_url(url, "url") if url else gateway_url(config, host, port)
     ids = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
     for source_id in [source] if source else ids:

@@ -703,3 +703,55 @@ def test_the_sdks_gateway_admin_refuses_what_is_no_gateways_base_url() -> None:
             admin("127.0.0.1:8080", ADMIN)
         with pytest.raises(ValueError, match="holds the admin API's path '/api/events'"):
             admin("http://127.0.0.1:8080/api/events", ADMIN)
+
+
+# --- an option given wins over the environment ------------------------------------------------
+
+
+def test_curl_and_env_take_host_and_port_given_over_an_exported_capigate_url(tmp_path: Path) -> None:
+    """`eval "$(capigate env)"` exported 8080; `capigate curl px_demo --config … --port 18150`,
+    the line a restarted gateway's banner prints, printed http://127.0.0.1:8080 (a trial):
+    CAPIGATE_URL won over the options given. An option given wins over a variable, as `env
+    --port` over CAPIGATE_PORT; --url given with --host or --port is a usage error."""
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)  # port 8080, the default
+    other = tmp_path / "other.toml"
+    other.write_text(DEFAULT_CONFIG.replace("[server]", "[server]\nport = 18153"))
+    exported = {"CAPIGATE_URL": "http://127.0.0.1:8080"}
+
+    def url_of(*args: str, **env: str) -> str:
+        done = capigate("curl", "px_std", *args, cwd=tmp_path, **env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split("'")[1].split("/v1/event")[0]
+
+    assert url_of("--port", "18150", **exported) == "http://127.0.0.1:18150"
+    assert url_of("--host", "::1", **exported) == "http://[::1]:8080"
+    assert url_of("--config", str(other), **exported) == "http://127.0.0.1:18153"  # the file names the gateway
+    assert url_of("--config", str(other), "--port", "18150", **exported) == "http://127.0.0.1:18150"
+    assert url_of(**exported) == "http://127.0.0.1:8080"  # nothing given: the variable, as before
+    assert url_of(CAPIGATE_PORT="18151", **exported) == "http://127.0.0.1:8080"  # a variable to a variable: --url's
+    assert url_of("--url", "http://127.0.0.1:18152", "--config", str(other)) == "http://127.0.0.1:18152"
+    for command in ("curl", "env"):
+        both = capigate(command, "--url", "http://127.0.0.1:18152", "--port", "18150", cwd=tmp_path)
+        said = " ".join(both.stderr.split())
+        assert both.returncode == 2 and "give --url or --port, not both" in said, said
+
+
+def test_events_and_quality_take_the_config_given_over_an_exported_url_and_token(
+    server: Server, tmp_path: Path
+) -> None:
+    """--config given names the gateway: its address and admin token win over the CAPIGATE_URL
+    and CAPIGATE_ADMIN_TOKEN an earlier `capigate env` exported for another one (they were
+    asked, and --config was read for nothing)."""
+    dedupe_id = _sent(server, "cfg-over-env")
+    config = _config_of(server, tmp_path)
+    stale = {"CAPIGATE_URL": f"http://127.0.0.1:{free_port()}", "CAPIGATE_ADMIN_TOKEN": "another-gateways-token"}
+    done = capigate("events", "--config", str(config), "--test-tag", "cfg-over-env", cwd=tmp_path, **stale)
+    assert done.returncode == 0 and dedupe_id in done.stdout, done.stderr
+    quality = capigate("quality", "--config", str(config), "--source", "px_std", cwd=tmp_path, **stale)
+    assert quality.returncode == 0, quality.stderr
+    # Without --config given, the variables are read, as before: they name a gateway nothing answers at.
+    unanswered = capigate("events", cwd=tmp_path, _config=str(config), **stale)
+    assert unanswered.returncode == 1 and "(from CAPIGATE_URL" in " ".join(unanswered.stderr.split())
+    # --url and --token given win over the file's.
+    given = capigate("events", "--config", str(config), "--url", server.url, "--token", "wrong", cwd=tmp_path)
+    assert given.returncode == 1 and "refused the admin token given with --token" in " ".join(given.stderr.split())

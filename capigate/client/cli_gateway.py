@@ -3,7 +3,8 @@
 
 A gateway's address is its configuration's ``[server] host`` and ``port``, overridden by
 ``CAPIGATE_HOST`` and ``CAPIGATE_PORT`` as for ``capigate serve``; ``--url`` (or
-``CAPIGATE_URL``) overrides both.
+``CAPIGATE_URL``) overrides both. An option given on the command line wins over a variable:
+``--host``, ``--port`` or ``--config`` over ``CAPIGATE_URL`` (``explicit_url``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "env",
     "epoch_ms",
     "events",
+    "explicit_url",
     "gateway_url",
     "given_as",
     "missing_config",
@@ -149,7 +151,8 @@ def _admin_options(command: F) -> F:
         "base_url",
         envvar="CAPIGATE_URL",
         show_envvar=True,
-        help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port.",
+        help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port. "
+        "CAPIGATE_URL and CAPIGATE_ADMIN_TOKEN yield to --config given.",
     )
     token = click.option(
         "--token",
@@ -194,6 +197,7 @@ def env(config_path: Path, url: str | None, host: str | None, port: int | None) 
     directory they would quietly use this configuration instead of the capigate.toml there.
     A gateway started with --host or --port is found with the same options, as serve says."""
     config = read_config(config_path)
+    url = explicit_url(url, "url", "host", "port")
     base = checked_url(url, "url") if url else gateway_url(config, host, port)
     values = {"CAPIGATE_URL": base, "CAPIGATE_ADMIN_TOKEN": config.server.admin_token}
     if config.axon.pixels:
@@ -241,7 +245,13 @@ def checked_url(url: str, name: str = "base_url") -> str:
 
 
 def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str, str]:
-    """(base URL, admin token): given ones first, else the configuration's."""
+    """(base URL, admin token): given ones first, else the configuration's. --config given on
+    the command line names the gateway: its address and token win over CAPIGATE_URL and
+    CAPIGATE_ADMIN_TOKEN, exported by an earlier `capigate env`, perhaps of another gateway
+    (``explicit_url``); --url and --token given win over the file's."""
+    if _on_the_command_line("config_path"):
+        url = url if url_given() == "--url" else None
+        token = token if _on_the_command_line("token") else None
     url = checked_url(url) if url else None
     if url and token:
         return url, token
@@ -262,6 +272,31 @@ def url_given(name: str = "base_url") -> str | None:
     if source is ParameterSource.ENVIRONMENT:
         return "CAPIGATE_URL"
     return "--url" if source is ParameterSource.COMMANDLINE else None
+
+
+def _on_the_command_line(*names: str) -> list[str]:
+    """Which of the command's parameters ``names`` were given on its command line."""
+    ctx = click.get_current_context()
+    return [name for name in names if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+
+
+def explicit_url(url: str | None, name: str, *others: str) -> str | None:
+    """The command's URL parameter ``name``, unless it came from CAPIGATE_URL and an option
+    that names the gateway otherwise (``others``: --host, --port, --config) was given on the
+    command line: an option given wins over the environment, as `env --port` does (`curl
+    --port 18150`, the line a restarted gateway's banner prints, printed the 8080 an earlier
+    `eval "$(capigate env)"` exported, a trial). --url given with --host or --port is a usage
+    error: which was meant is not for the command to guess."""
+    given = _on_the_command_line(*others)
+    if url is None or not given:
+        return url
+    if url_given(name) != "--url":
+        return None
+    if clashing := [f"--{other}" for other in given if other in ("host", "port")]:  # --config: its keys
+        raise click.UsageError(
+            f"give --url or {' and '.join(clashing)}, not both: --url is the gateway's whole address"
+        )
+    return url
 
 
 def read_failed(exc: CapigateError, base: str, config_path: Path) -> str:
