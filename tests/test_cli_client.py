@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
-from tests.conftest import ADMIN, Server, free_port, make_server
+from tests.conftest import ADMIN, EXAMPLES, Server, free_port, make_server
 from tests.fault_proxy import Reply, fault_proxy
 from tests.helpers import all_pages, batch, page_view, purchase, stored, wait_until
 from tests.upstream import Upstream
@@ -29,10 +30,10 @@ from tests.upstream import Upstream
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
 
 
-def capigate(*args: str, timeout_s: float = 20) -> subprocess.CompletedProcess[str]:
+def capigate(*args: str, timeout_s: float = 20, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
     return subprocess.run(
-        [sys.executable, "-m", "capigate", *args], capture_output=True, text=True, timeout=timeout_s, env=env
+        [sys.executable, "-m", "capigate", *args], capture_output=True, text=True, timeout=timeout_s, env=env, cwd=cwd
     )
 
 
@@ -158,6 +159,67 @@ def test_validate_takes_the_pixel_as_send_does(tmp_path: Path) -> None:
     assert lead.returncode == 1 and "[url_not_origin]" in lead.stdout
     both = capigate("validate", "--pixel", "px_std", "--api", "appsflyer", str(axon))
     assert both.returncode == 2 and "--pixel is for Axon events" in both.stderr
+
+
+def test_validate_and_send_check_a_pixel_with_its_profile_in_the_configuration(server: Server, tmp_path: Path) -> None:
+    """`validate axon_purchase.json --pixel px_lead` said ok, then `send` was refused with 12
+    problems: px_lead is lead_gen_restricted in capigate.toml, and both checked it as standard
+    (a trial). Where a capigate.toml names the pixel, its profile is the one checked with,
+    unless --profile is given, and the summary says so."""
+    example = str(tmp_path / "axon_purchase.json")
+    shutil.copy(EXAMPLES / "axon_purchase.json", example)
+    here = tmp_path / "gateway"
+    here.mkdir()
+    (here / "capigate.toml").write_text(server.config.read_text())  # px_restricted: lead_gen_restricted
+    done = capigate("validate", example, "--pixel", "px_restricted", "--no-warnings", cwd=here)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "'purchase' is not an event of the lead_gen_restricted profile" in done.stdout, done.stdout
+    summary = done.stdout.splitlines()[-1]
+    assert summary.startswith("invalid: 12 problem(s) among 1 event(s)"), summary
+    assert summary.endswith("; profile lead_gen_restricted, px_restricted's in capigate.toml"), summary
+    given = capigate("validate", example, "--pixel", "px_restricted", "--profile", "standard", cwd=here)
+    assert given.returncode == 0 and "profile" not in given.stdout, given.stdout  # --profile given wins
+    unnamed = capigate("validate", example, "--pixel", "px_elsewhere", cwd=here)
+    assert unnamed.returncode == 0, unnamed.stdout  # a pixel the file does not name: standard, as before
+    elsewhere = capigate("validate", example, "--pixel", "px_restricted", cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stdout  # no capigate.toml here: standard
+    named = capigate("validate", example, "--pixel", "px_restricted", "--config", str(here / "capigate.toml"))
+    assert named.returncode == 1 and "[unknown_event]" in named.stdout, named.stdout
+    missing = capigate("validate", example, "--pixel", "px_restricted", "--config", str(tmp_path / "nope.toml"))
+    said = " ".join(missing.stderr.split())
+    assert missing.returncode == 1 and "the file does not exist" in said and "give --profile" in said, said
+
+    send = ("send", example, "--to", server.url, "--pixel", "px_restricted", "--key", "key-restricted")
+    refused = capigate(*send, "--test-tag", tag(), "--no-progress", cwd=here)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stdout.splitlines()[-1].startswith("invalid: "), refused.stdout
+    assert "(profile lead_gen_restricted, px_restricted's in capigate.toml); nothing was sent" in refused.stdout
+
+
+def test_send_refused_for_another_profiles_rules_names_that_profile(server: Server, tmp_path: Path) -> None:
+    """Events that passed the local check (standard, no capigate.toml here) refused by the
+    gateway for lead_gen_restricted's rules: the summary said "mend those first", never
+    --profile (a trial). It names the profile whose rules find every problem the gateway
+    answered, and the commands that check and send with it."""
+    example = str(tmp_path / "axon_purchase.json")  # its failed file is written beside it
+    shutil.copy(EXAMPLES / "axon_purchase.json", example)
+    t = tag()
+    done = capigate(
+        "send", example, "--to", server.url, "--pixel", "px_restricted", "--key", "key-restricted",
+        "--test-tag", t, "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    advice = " ".join(done.stdout.split())
+    assert (
+        "the gateway refused events that passed the local check with profile standard (the default): it checks "
+        "px_restricted with profile lead_gen_restricted, it seems (its rules find every problem above)"
+    ) in advice, advice
+    written = Path(advice.split("failed events written to ", 1)[1].split(";", 1)[0])
+    assert f"capigate validate {written} --pixel px_restricted --profile lead_gen_restricted` lists them" in advice
+    resend = f"send them again with: capigate send {written} --to {server.url} --pixel px_restricted --profile lead_gen_restricted --test-tag {t} --key ..."
+    assert resend in advice, advice
+    checked = capigate("validate", str(written), "--pixel", "px_restricted", "--profile", "lead_gen_restricted")
+    assert checked.returncode == 1 and "[unknown_event]" in checked.stdout, checked.stdout
 
 
 def test_validate_pixel_on_an_appsflyer_file_says_its_records_are_not_axon_events(tmp_path: Path) -> None:
