@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -25,6 +26,7 @@ from capigate.client._records import classify, locate
 from tests.conftest import ADMIN, EXAMPLES, Server, free_port, make_server
 from tests.fault_proxy import Reply, fault_proxy
 from tests.helpers import all_pages, batch, page_view, purchase, stored, wait_until
+from tests.test_client_axon import big_cart
 from tests.upstream import Upstream
 
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
@@ -1101,3 +1103,69 @@ def test_send_prints_a_files_problems_in_line_order_as_validate_does(tmp_path: P
     assert [line.split(":")[1] for line in said[1]] == ["2", "3", "4"], sent.stdout
     assert said[0] == said[1], (checked.stdout, sent.stdout)
     assert sent.returncode == 1 and "nothing was sent" in sent.stdout
+
+
+# --- a gateway that takes smaller bodies than the client's 1 MiB --------------------------------
+
+
+def test_send_to_a_gateway_with_a_small_body_limit_splits_its_batches_and_names_the_size(
+    small_bodies: Server, tmp_path: Path
+) -> None:
+    """`capigate send p100.jsonl` to a gateway whose max_body_bytes is 20,000: the one 140 KB
+    request was refused (413), reported as "events[0]: the body is 142602 bytes; the limit is
+    20000 [body_too_large]" (the gateway's path was "", the body's), with "some were refused:
+    mend those first", and no way to send smaller batches: the failed file failed forever (a
+    trial). The batch is sent again in halves, the summary says so as a batch size, and
+    --batch-size sends batches the gateway takes at once."""
+    t = tag()
+    file = jsonl(tmp_path / "p100.jsonl", [purchase() for _ in range(100)])
+    send = ("send", "--to", small_bodies.url, "--pixel", "px_std", "--key", "key-std", "--no-progress")
+    done = capigate(*send, str(file), "--test-tag", t)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("delivered 100 of 100 event(s) in "), done.stdout
+    said = re.search(
+        r"  batches too large for the gateway \(HTTP 413: the body is \d+ bytes; the limit is 20000\): sent again "
+        r"in halves, \d+ request\(s\) refused on the way; --batch-size (\d+) sends batches it takes at once\n",
+        done.stdout,
+    )
+    assert said is not None, done.stdout
+    assert "events[0]" not in done.stdout and "mend" not in done.stdout, done.stdout
+    assert len(stored(small_bodies, test_tag=t)) == 100
+    size = said.group(1)
+    again = capigate(*send, str(jsonl(tmp_path / "q.jsonl", [purchase() for _ in range(30)])), "--batch-size", size)
+    assert again.returncode == 0 and "too large" not in again.stdout, again.stdout
+    requests = -(-30 // int(size))
+    assert again.stdout.startswith(f"delivered 30 of 30 event(s) in {requests} request(s)"), again.stdout
+    one = capigate(*send, str(jsonl(tmp_path / "one.jsonl", [purchase()])), "--batch-size", "101")
+    assert one.returncode == 2 and "--batch-size" in one.stderr, one.stderr
+    appsflyer = capigate(
+        "send", str(file), "--to", small_bodies.url, "--app", "com.example.shop", "--key", "k", "--batch-size", "5"
+    )
+    said_af = " ".join(appsflyer.stderr.split())
+    assert appsflyer.returncode == 2 and "--batch-size is for Axon events (--pixel)" in said_af, said_af
+
+
+def test_send_says_an_event_alone_too_large_for_the_gateway_is_to_be_shortened(
+    small_bodies: Server, tmp_path: Path
+) -> None:
+    """An event that alone is more than the gateway's max_body_bytes fails alone, at its own
+    index, with advice that is about its size, not "mend those first"; the others are delivered."""
+    t = tag()
+    events = [purchase() for _ in range(10)]
+    events[6] = big_cart(uuid.uuid4().hex, items=60)
+    file = jsonl(tmp_path / "big.jsonl", events)
+    done = capigate(
+        "send", str(file), "--to", small_bodies.url, "--pixel", "px_std", "--key", "key-std",
+        "--test-tag", t, "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("delivered 9 of 10 event(s)"), done.stdout
+    assert re.search(r"\n    events\[6\]: the body is \d+ bytes; the limit is 20000 \[body_too_large\]\n", done.stdout)
+    advice = " ".join(done.stdout.split())
+    assert (
+        "1 event(s) are each larger than the gateway takes in a request (HTTP 413, its [server] max_body_bytes): "
+        "shorten them, or have its max_body_bytes raised" in advice
+    ), advice
+    failed = tmp_path / "big.failed.jsonl"
+    assert len(failed.read_text().splitlines()) == 1
+    assert len(stored(small_bodies, test_tag=t)) == 9

@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -19,6 +19,7 @@ import httpx
 from capigate.client._base import (
     USER_AGENT,
     Core,
+    Delivery,
     OnRequest,
     Prepared,
     PreparedRequest,
@@ -27,7 +28,6 @@ from capigate.client._base import (
     SendInterrupted,
     SendResult,
     gather_failures,
-    interrupted,
 )
 from capigate.endpoint_path import split_admin, split_endpoint
 from capigate.errors import CapigateError
@@ -110,14 +110,6 @@ def _url(base_url: str, name: str) -> httpx.URL:
     return url
 
 
-def _settled(future: Future[RequestResult], req: PreparedRequest, progress: Progress) -> RequestResult:
-    """What an interrupted send knows of one request: its result, or that it was not sent
-    (cancelled before it started), or how far its delivery went (``interrupted``)."""
-    if future.done() and not future.cancelled() and future.exception() is None:
-        return future.result()
-    return interrupted(req, None if future.cancel() else progress)
-
-
 class SyncClientBase:
     """Blocking client: one ``httpx.Client`` (one connection pool), safe to share between
     threads. A send of several requests runs up to ``max_concurrency`` of them at once on a
@@ -154,34 +146,40 @@ class SyncClientBase:
         in as few requests as the API allows, concurrently, retrying what is retryable.
         ``on_request`` is called with each RequestResult as it completes (from a pool thread)."""
         prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
-        requests = prepared.requests
-        progresses = [Progress() for _ in requests]
-        if len(requests) <= 1 or self._max_concurrency == 1:
-            results: list[RequestResult] = []
+        deliveries = [Delivery(r) for r in prepared.requests]
+        if len(deliveries) <= 1 or self._max_concurrency == 1:
             try:
-                for r, progress in zip(requests, progresses, strict=True):
-                    results.append(self.deliver(r, on_request, progress=progress))
+                for delivery in deliveries:
+                    self.deliver_parts(delivery, on_request)
             except KeyboardInterrupt:
-                done = len(results)
-                results += [interrupted(requests[done], progresses[done])]
-                results += [interrupted(r, None) for r in requests[done + 1 :]]
-                raise SendInterrupted(gather_failures(prepared, results)) from None
-            return gather_failures(prepared, results)
+                raise SendInterrupted(gather_failures(deliveries)) from None
+            return gather_failures(deliveries)
         pool = self.executor()
-        futures = [
-            pool.submit(self.deliver, r, on_request, progress=p) for r, p in zip(requests, progresses, strict=True)
-        ]
+        futures = [pool.submit(self.deliver_parts, d, on_request) for d in deliveries]
         try:
-            results = [f.result() for f in futures]
+            for future in futures:
+                future.result()
         except KeyboardInterrupt:
             self._stopping = True  # the requests in flight make no further try
-            results = [_settled(f, r, p) for f, r, p in zip(futures, requests, progresses, strict=True)]
-            raise SendInterrupted(gather_failures(prepared, results)) from None
+            for future in futures:
+                future.cancel()  # those not started: not sent
+            raise SendInterrupted(gather_failures(deliveries)) from None
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-        return gather_failures(prepared, results)
+        return gather_failures(deliveries)
+
+    def deliver_parts(self, delivery: Delivery, on_request: OnRequest | None = None) -> Delivery:
+        """Send a request (``Delivery``), and, refused as too large, its halves, each until it
+        succeeds or the retry policy gives up; ``on_request`` is called with each final result."""
+        while (req := delivery.next()) is not None:
+            result = self.deliver(req, progress=delivery.progress)
+            if delivery.settle(self._core, result) and on_request is not None:
+                on_request(result)
+            if self._stopping:  # interrupted: the halves left are not sent
+                break
+        return delivery
 
     def deliver(
         self, req: PreparedRequest, on_request: OnRequest | None = None, *, progress: Progress | None = None
@@ -292,8 +290,17 @@ class AsyncClientBase:
     async def send(self, events: Iterable[Any] | Prepared, *, on_request: OnRequest | None = None) -> SendResult:
         """As the sync ``send``; checking runs in the event loop (~50 µs an event)."""
         prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
-        results = await asyncio.gather(*(self.deliver(r, on_request) for r in prepared.requests))
-        return gather_failures(prepared, list(results))
+        deliveries = [Delivery(r) for r in prepared.requests]
+        await asyncio.gather(*(self.deliver_parts(d, on_request) for d in deliveries))
+        return gather_failures(deliveries)
+
+    async def deliver_parts(self, delivery: Delivery, on_request: OnRequest | None = None) -> Delivery:
+        """As the sync ``deliver_parts``: a request, and, refused as too large, its halves."""
+        while (req := delivery.next()) is not None:
+            result = await self.deliver(req)
+            if delivery.settle(self._core, result) and on_request is not None:
+                on_request(result)
+        return delivery
 
     async def deliver(self, req: PreparedRequest, on_request: OnRequest | None = None) -> RequestResult:
         if self._closed:

@@ -28,7 +28,7 @@ from click.core import ParameterSource
 import capigate.worker_env as worker_env
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.profiles import PROFILES, ProfileName
-from capigate.axon.rules import check_batch
+from capigate.axon.rules import MAX_BATCH, check_batch
 from capigate.client._base import (
     Prepared,
     RequestResult,
@@ -371,6 +371,8 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
     )
     if result.stored is not None and delivered:
         click.echo(f"  stored: {result.stored}, duplicates: {_duplicates(result)}")
+    if result.split:
+        click.echo(f"  {_too_large(result)}")
     refused = [r for r in result.requests if not r.ok and not r.maybe_stored]
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     refused_events = result.failed_events - result.unconfirmed_events
@@ -386,6 +388,24 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
     _warnings(result, prepared)
 
 
+def _too_large(result: SendResult) -> str:
+    """What the summary says of the requests the gateway refused as too large (413), which the
+    client sent again in halves: the batch size the gateway takes (a trial's every request was
+    refused, for good, reported as "events[0]: the body is 142602 bytes", a problem to mend)."""
+    reason = escape_control(result.split[0].error or f"HTTP {result.split[0].status}")
+    said = f"batches too large for the gateway ({reason}): sent again in halves, {len(result.split)} request(s) refused on the way"
+    fits = _batch_size_taken(result)
+    return f"{said}; --batch-size {fits} sends batches it takes at once" if fits else said
+
+
+def _batch_size_taken(result: SendResult) -> int | None:
+    """The most events a request carried that the gateway took, after it refused larger ones
+    as too large; None when it refused none, or took none."""
+    if not result.split:
+        return None
+    return max((r.events for r in result.requests if r.ok), default=None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Run:
     """How this send sends: what its summary's advice and its resend command name."""
@@ -397,14 +417,17 @@ class _Run:
     profile: str
     profile_from: str  # "given with --profile", "px_lead's in capigate.toml", or "the default"
     test_tag: str | None
+    batch_size: int | None  # --batch-size given
 
-    def resend(self, target: Path, profile: str | None = None) -> str:
+    def resend(self, target: Path, profile: str | None = None, batch_size: int | None = None) -> str:
         """The command that sends the failed file as this run sent its events: the test tag
         and the profile too (the hint left them out, and its events went as real ones, a
-        trial); ``profile``: another one."""
+        trial); ``profile``, ``batch_size``: other ones."""
         options = ["--to", self.base_url, *(["--pixel", self.pixel] if self.pixel else ["--app", self.app or ""])]
         if self.pixel and (profile or self.profile) != "standard":
             options += ["--profile", profile or self.profile]
+        if batch_size or self.batch_size:
+            options += ["--batch-size", str(batch_size or self.batch_size)]
         if self.test_tag is not None:
             options += ["--test-tag", self.test_tag]
         return f"capigate send {shlex.quote(str(target))} {shlex.join(options)} --key ..."
@@ -420,7 +443,7 @@ def _report(result: SendResult, prepared: Prepared, run: _Run, elapsed_s: float,
     if target != wanted:
         click.echo(_left_as_they_are([p for _, p in _earlier(wanted) if p != target]))
     profile = _profile_refusing(result, run)
-    command = run.resend(target, profile or None)
+    command = run.resend(target, profile or None, _batch_size_taken(result))
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     if unconfirmed and not _safe_to_repeat(unconfirmed, prepared):  # as the summary advised (a trial)
         advice = (
@@ -433,6 +456,12 @@ def _report(result: SendResult, prepared: Prepared, run: _Run, elapsed_s: float,
     if any(r.status in (404, 405) for r in refused):  # the URL, not the events (a base URL ending in /v1)
         posted = f"{url.rstrip('/')}{endpoint} (--to {url} and the endpoint's path {endpoint})"
         advice = f"nothing answers at {posted}: check --to, then " + advice
+    elif too_large := [r for r in refused if r.status == 413]:  # split down to single events: each too large
+        events = sum(r.events for r in too_large)
+        advice = (
+            f"{events} event(s) are each larger than the gateway takes in a request (HTTP 413, its [server] "
+            "max_body_bytes): shorten them, or have its max_body_bytes raised, then " + advice
+        )
     elif (fix := _options_to_fix(refused)) is not None:  # a wrong key: the events are fine (a trial)
         advice = (
             "the events were refused for what they were sent with, not for what they hold (the problems above): "
@@ -516,17 +545,24 @@ def _problems(refused: list[RequestResult]) -> None:
         shifted(p, r.first_event) if p.path.startswith("events[") else prefixed(f"events[{r.first_event}]", p)
         for r in refused
         for p in r.problems
-        if p.path not in _REQUEST_PARTS
+        if not _of_the_request(r, p)
     ]
     # A header's or a query parameter's problem is the request's, not its first event's (a wrong
-    # key read "events[0].authorization"): said once, with the number of requests it refused.
-    of_requests = Counter(str(p) for r in refused for p in r.problems if p.path in _REQUEST_PARTS)
+    # key read "events[0].authorization"), and so is one of a whole body of several events (a
+    # 413's read "events[0]: the body is 142602 bytes"): said once, with the number of requests.
+    of_requests = Counter(str(p) for r in refused for p in r.problems if _of_the_request(r, p))
     for said, count in of_requests.most_common():
         click.echo(f"    request: {escape_control(said)}" + (f" ({count} requests)" if count > 1 else ""))
     for problem in problems[:10]:  # the gateway's problems name the keys sent: control characters escaped
         click.echo(f"    {escape_control(str(problem))}")
     if len(problems) > 10:
         click.echo(f"    ... and {len(problems) - 10} more problem(s)")
+
+
+def _of_the_request(result: RequestResult, problem: Problem) -> bool:
+    """Whether ``problem`` is the request's, not one of its events': a header's or a query
+    parameter's, or the body's (path "") when it carries several events."""
+    return problem.path in _REQUEST_PARTS or (not problem.path and result.events > 1)
 
 
 # The parts of a request that are not its events (http/axon.py, http/appsflyer.py, http/outcome.py).
@@ -721,6 +757,12 @@ def _required_to_and_key(base_url: str | None, key: str | None, axon: bool) -> t
     "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight at once."
 )
 @click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH),
+    help=f"Axon events a request carries at most [default: {MAX_BATCH}, within 1 MiB]. A request the gateway "
+    "refuses as too large (HTTP 413) is sent again in halves all the same.",
+)
+@click.option(
     "--retries",
     type=click.IntRange(min=0),
     default=4,
@@ -753,6 +795,7 @@ def send(
     config_path: Path,
     rate_eps: float | None,
     concurrency: int,
+    batch_size: int | None,
     retries: int,
     timeout_s: float,
     deprecated_timeout_s: float | None,
@@ -771,6 +814,8 @@ def send(
 
     if (pixel is None) == (app is None):
         raise click.UsageError("give exactly one of --pixel (Axon) or --app (AppsFlyer)")
+    if app is not None and batch_size is not None:
+        raise click.UsageError("--batch-size is for Axon events (--pixel): AppsFlyer takes one event a request")
     base_url, key = _required_to_and_key(base_url, key, pixel is not None)
     _usable_app_id(app or "")
     if deprecated_timeout_s is not None:  # its former name, kept so that scripts using it still run
@@ -782,15 +827,8 @@ def send(
     endpoint = _checked_to(base_url, app)
     profile, configured = _pixel_profile(pixel, profile, config_path)
     given = click.get_current_context().get_parameter_source("profile") is not ParameterSource.DEFAULT
-    run = _Run(
-        base_url,
-        endpoint,
-        pixel,
-        app,
-        profile,
-        configured or ("given with --profile" if given else "the default"),
-        test_tag,
-    )
+    origin = configured or ("given with --profile" if given else "the default")
+    run = _Run(base_url, endpoint, pixel, app, profile, origin, test_tag, batch_size)
     if test_tag is not None:
         _tag_for_a_gateway(base_url)
     with _interrupted_before_sending(file):
@@ -805,7 +843,7 @@ def send(
     }
     try:
         client = (
-            AxonClient(pixel, key, profile=cast(ProfileName, profile), **options)
+            AxonClient(pixel, key, profile=cast(ProfileName, profile), max_batch=batch_size or MAX_BATCH, **options)
             if pixel
             else AppsFlyerClient(app or "", key, **options)
         )
