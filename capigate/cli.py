@@ -323,7 +323,7 @@ def serve(
     """Start the gateway (creates ./capigate.toml with demo sources on first run, when no --config is given)."""
     from capigate.banner import banner_lines
     from capigate.client.cli_gateway import url_host
-    from capigate.logs import announce, granian_log_config
+    from capigate.logs import announce, announce_stream, granian_log_config, on_a_terminal
     from capigate.native import status as native_status
     from capigate.serving import ListenError, open_listener, serve_gateway
 
@@ -349,8 +349,12 @@ def serve(
     if host != config.server.host or port != config.server.port:  # a plain `capigate env` finds the file's
         lines.append(f'Another shell finds it with: eval "$(capigate env {_curl_options(config, host, port)})"')
     lines += [f"note: {note}" for note in ineffective_settings(config)]
-    # The keys are shown by the start that generated them only: the banner is kept with the logs.
-    lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
+    # The keys are shown by the start that generated them only, and only on a terminal: the
+    # banner goes where the logs go, and a file, a pipe or a log collector keeps it, which the
+    # logs' promise (never a key) does not allow (a trial found live keys in a log stream).
+    reveal = created and on_a_terminal(announce_stream(config.server.log_format))
+    curl_options = _curl_options(config, host, port)
+    lines += banner_lines(config, _base_url(host, port), reveal=reveal, curl_options=curl_options, written=created)
     announce(lines, config.server.log_format)
     os.environ[worker_env.CONFIG] = str(config_path.resolve())
     os.environ[worker_env.CONFIG_TEXT] = config_path.read_text(encoding="utf-8")
