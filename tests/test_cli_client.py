@@ -1169,3 +1169,16 @@ def test_send_says_an_event_alone_too_large_for_the_gateway_is_to_be_shortened(
     failed = tmp_path / "big.failed.jsonl"
     assert len(failed.read_text().splitlines()) == 1
     assert len(stored(small_bodies, test_tag=t)) == 9
+
+
+def test_a_problem_of_a_whole_body_of_several_events_is_said_as_the_requests(tmp_path: Path) -> None:
+    """A refusal of a body of several events whose problem has path "" (the body's) was printed
+    at the request's first event: "events[0]: the body is 142602 bytes" (a trial). It is the
+    request's; only a body of one event is that event's."""
+    body = b'{"status":"error","error":"bad_body","message":"no","problems":[{"path":"","code":"bad_body","message":"the body is refused"}]}'
+    file = jsonl(tmp_path / "two.jsonl", [page_view(), page_view()])
+    with fault_proxy(then=Reply(400, body, headers={"Content-Type": "application/json"})) as proxy:
+        done = capigate("send", str(file), "--to", proxy.url, "--pixel", "px_std", "--key", "k", "--no-progress")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "    request: <body>: the body is refused [bad_body]\n" in done.stdout, done.stdout
+    assert "events[0]" not in done.stdout and "profile" not in done.stdout, done.stdout  # no event's problem

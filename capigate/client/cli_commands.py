@@ -30,6 +30,7 @@ from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.profiles import PROFILES, ProfileName
 from capigate.axon.rules import MAX_BATCH, check_batch
 from capigate.client._base import (
+    FailedDelivery,
     Prepared,
     RequestResult,
     SendInterrupted,
@@ -500,11 +501,11 @@ def _profile_refusing(result: SendResult, run: _Run) -> str | None:
     first", nothing of --profile (a trial)."""
     if run.pixel is None:
         return None
-    refused = [
-        f
-        for f in result.failed
-        if f.result.status in (400, 422) and any(p.path not in _REQUEST_PARTS for p in f.result.problems)
-    ]
+
+    def of_events(failure: FailedDelivery) -> set[tuple[str, str]]:  # not the request's, nor the body's
+        return {(p.path, p.code) for p in failure.result.problems if p.path.startswith("events[")}
+
+    refused = [f for f in result.failed if f.result.status in (400, 422) and of_events(f)]
     if not refused:
         return None
     now = now_ms()
@@ -514,7 +515,7 @@ def _profile_refusing(result: SendResult, run: _Run) -> str | None:
         report = check_batch({"events": events}, PROFILES[profile], source="send", now_ms=now).report
         return {(p.path, p.code) for p in report.problems}
 
-    answered = [({(p.path, p.code) for p in f.result.problems if p.path not in _REQUEST_PARTS}, f) for f in refused]
+    answered = [(of_events(f), f) for f in refused]
     for profile in sorted(PROFILES):
         if profile != run.profile and all(said <= found(profile, f.payloads) for said, f in answered):
             return profile
