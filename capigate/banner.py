@@ -2,8 +2,10 @@
 source, whose body is a current, complete event that the gateway takes without a warning.
 
 A key is a secret, and the banner goes to the same stream as the logs (often a log store):
-the keys are shown only by the start that generated them (writing a new configuration);
-every later start masks them and names ``capigate curl <source>``, which prints one on demand.
+the keys are shown only by the start that generated them (writing a new configuration), and
+only when that stream is an interactive terminal, which keeps nothing; written to a file, a
+pipe or a log collector, and at every later start, they are masked, and the banner names
+``capigate curl <source>``, which prints one on demand.
 The spec's example, with its 2025 ``event_time``, is in ``capigate/examples/`` (its ``os``,
 phone and ``last_visit_ts`` made ones the gateway takes); the banner's body is that example
 brought up to date, its email and phone sent as their SHA-256, as the gateway would store them:
@@ -116,9 +118,12 @@ def curl_command(config: Config, source_id: str, base: str, *, reveal: bool = Tr
     )
 
 
-def banner_lines(config: Config, base: str, *, reveal: bool, curl_options: str = "") -> list[str]:
+def banner_lines(
+    config: Config, base: str, *, reveal: bool, curl_options: str = "", written: bool = False
+) -> list[str]:
     """The banner's demo section: a curl for the first pixel and the first app.
-    ``curl_options``: what ``capigate curl`` needs to find this server (``--config``, ``--port``)."""
+    ``curl_options``: what ``capigate curl`` needs to find this server (``--config``, ``--port``);
+    ``written``: this start wrote the keys (masked all the same, its output being no terminal)."""
     firsts = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
     if not firsts:
         return []
@@ -129,5 +134,6 @@ def banner_lines(config: Config, base: str, *, reveal: bool, curl_options: str =
         lines.append(f"    {curl_command(config, source_id, base, reveal=reveal)}")
     if not reveal:
         command = " ".join(["capigate curl", shlex.quote(firsts[0]), *([curl_options] if curl_options else [])])
-        lines.append(f"Keys are masked: `{command}` prints a source's curl with its key.")
+        why = " (this output is no terminal: a file or a log may keep it)" if written else ""
+        lines.append(f"Keys are masked{why}: `{command}` prints a source's curl with its key.")
     return lines

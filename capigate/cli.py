@@ -323,7 +323,7 @@ def serve(
     """Start the gateway (creates ./capigate.toml with demo sources on first run, when no --config is given)."""
     from capigate.banner import banner_lines
     from capigate.client.cli_gateway import url_host
-    from capigate.logs import announce, granian_log_config
+    from capigate.logs import announce, announce_stream, granian_log_config, on_a_terminal
     from capigate.native import status as native_status
     from capigate.serving import ListenError, open_listener, serve_gateway
 
@@ -349,8 +349,12 @@ def serve(
     if host != config.server.host or port != config.server.port:  # a plain `capigate env` finds the file's
         lines.append(f'Another shell finds it with: eval "$(capigate env {_curl_options(config, host, port)})"')
     lines += [f"note: {note}" for note in ineffective_settings(config)]
-    # The keys are shown by the start that generated them only: the banner is kept with the logs.
-    lines += banner_lines(config, _base_url(host, port), reveal=created, curl_options=_curl_options(config, host, port))
+    # The keys are shown by the start that generated them only, and only on a terminal: the
+    # banner goes where the logs go, and a file, a pipe or a log collector keeps it, which the
+    # logs' promise (never a key) does not allow (a trial found live keys in a log stream).
+    reveal = created and on_a_terminal(announce_stream(config.server.log_format))
+    curl_options = _curl_options(config, host, port)
+    lines += banner_lines(config, _base_url(host, port), reveal=reveal, curl_options=curl_options, written=created)
     announce(lines, config.server.log_format)
     os.environ[worker_env.CONFIG] = str(config_path.resolve())
     os.environ[worker_env.CONFIG_TEXT] = config_path.read_text(encoding="utf-8")
@@ -369,7 +373,11 @@ def serve(
 @_CONFIG_OPTION
 @click.argument("source", required=False)
 @click.option(
-    "--url", envvar="CAPIGATE_URL", show_envvar=True, help="The gateway's base URL (default: from --host and --port)."
+    "--url",
+    envvar="CAPIGATE_URL",
+    show_envvar=True,
+    help="The gateway's base URL (default: from --host and --port); CAPIGATE_URL yields to --host, --port or "
+    "--config given.",
 )
 @click.option(
     "--host", envvar="CAPIGATE_HOST", show_envvar=True, help="The gateway's address (default: [server] host)."
@@ -379,10 +387,11 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
     from capigate.banner import curl_command
-    from capigate.client.cli_gateway import gateway_url
+    from capigate.client.cli_gateway import checked_url, explicit_url, gateway_url
 
     config, _ = _resolve_config(config_path, create=False)
-    base = (url or gateway_url(config, host, port)).rstrip("/")
+    url = explicit_url(url, "url", "host", "port", "config_path")  # CAPIGATE_URL yields to these
+    base = checked_url(url, "url") if url else gateway_url(config, host, port)
     ids = [p.pixel_id for p in config.axon.pixels[:1]] + [a.app_id for a in config.appsflyer.apps[:1]]
     for source_id in [source] if source else ids:
         command = curl_command(config, source_id, base)

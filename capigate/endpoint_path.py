@@ -11,10 +11,11 @@ import posixpath
 from typing import Final
 from urllib.parse import unquote
 
-__all__ = ["endpoint_base", "endpoint_of", "split_endpoint"]
+__all__ = ["endpoint_base", "endpoint_of", "split_admin", "split_endpoint"]
 
 _AXON: Final = "/v1/event"
 _APPSFLYER: Final = "/inappevent"
+_ADMIN: Final = "/api"
 
 
 def endpoint_of(app_id: str | None) -> str:
@@ -28,6 +29,21 @@ def endpoint_base(path: str) -> str | None:
     ``/applovin``; a trial was told to drop it)."""
     split = split_endpoint(path)
     return None if split is None else split[0]
+
+
+def split_admin(path: str) -> tuple[str, str] | None:
+    """As ``split_endpoint``, of the admin API's path: ``/api`` and what follows it
+    (``/api/events``), which ``GatewayAdmin`` adds to a base URL (``…/api/events`` was asked
+    for ``/api/events/api/events``: "'api/events' is not an event id", a trial)."""
+    plain = posixpath.normpath(unquote(path)) if path else ""
+    lower = plain.lower()
+    if lower.endswith(_ADMIN):
+        at = len(plain) - len(_ADMIN)
+    elif f"{_ADMIN}/" in lower:
+        at = lower.find(f"{_ADMIN}/")
+    else:
+        return None
+    return plain[:at], plain[at:]
 
 
 def split_endpoint(path: str) -> tuple[str, str] | None:

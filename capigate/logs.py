@@ -33,7 +33,16 @@ import msgspec
 
 from capigate.responses import RequestRecord
 
-__all__ = ["announce", "configure_logging", "control_characters", "escape_control", "granian_log_config", "log_request"]
+__all__ = [
+    "announce",
+    "announce_stream",
+    "configure_logging",
+    "control_characters",
+    "escape_control",
+    "granian_log_config",
+    "log_request",
+    "on_a_terminal",
+]
 
 FLUSH_INTERVAL_S: Final = 0.1
 _MAX_PENDING: Final = 256
@@ -317,6 +326,20 @@ def _flush_at_child_exit(flush: Callable[[], None]) -> None:
 
 
 multiprocessing.util.register_after_fork(_flush_all, _flush_at_child_exit)  # _flush_all: held weakly, a module's
+
+
+def announce_stream(fmt: Literal["plain", "json"]) -> TextIO:
+    """Where ``announce`` writes: stdout in the plain format, stderr in the JSON one."""
+    return sys.stdout if fmt == "plain" else sys.stderr
+
+
+def on_a_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is an interactive terminal, where nothing keeps what is written
+    (not a file, a pipe, a journal or a log collector)."""
+    try:
+        return stream.isatty()
+    except (ValueError, OSError):  # closed, or no file behind it
+        return False
 
 
 def announce(lines: list[str], fmt: Literal["plain", "json"]) -> None:

@@ -10,6 +10,8 @@ from capigate.errors import Problem
 
 __all__ = [
     "DROPPED_SILENTLY",
+    "EVENT_APIS",
+    "REQUEST_APIS",
     "Accepted",
     "AttemptView",
     "ErrorBody",
@@ -56,6 +58,13 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     problems: list[Problem] = []
     warnings: list[Problem] = []
 
+
+# The ``api`` of an event, and of a journal entry: an ingest API's, the admin API's, the
+# inspector's (a /login attempt, its pages), capigate's own (a journal note), or "unknown" (a
+# path no route knows). The API's ``?api=`` filters and the CLI's ``--api`` take these (the CLI
+# had a list of its own, without "inspector": login attempts could not be listed, a trial).
+EVENT_APIS: Final = ("axon", "appsflyer")
+REQUEST_APIS: Final = (*EVENT_APIS, "admin", "inspector", "capigate", "unknown")
 
 # The warning code of AppsFlyer's silent failure (an iOS app id sent without its ``id``:
 # answered 200 OK, the event dropped), by which the inspector and ``capigate events`` show it.

@@ -210,6 +210,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+SMALL_BODY_BYTES = 20_000  # below a batch of 100 purchases (~140 KB), above any one of them
+
+
+@pytest.fixture(scope="session")
+def small_bodies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A gateway whose [server] max_body_bytes is below the SDK's 1 MiB: it refuses a large
+    batch as too large (413), shared by the tests that only add events (each its own ids)."""
+    config = DEFAULT_CONFIG.replace("[server]", f"[server]\nmax_body_bytes = {SMALL_BODY_BYTES}")
+    srv = make_server(tmp_path_factory.mktemp("small-bodies"), config)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def fresh_server(tmp_path: Path) -> Iterator[Server]:
     """A gateway of one's own, for tests that count everything in the store."""

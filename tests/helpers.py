@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import pty
 import shutil
 import signal
 import sqlite3
@@ -214,3 +215,69 @@ def serve_banner(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=15)
+
+
+class Terminal:
+    """A pseudo-terminal's controlling side, read on a thread of its own into ``text`` (what
+    was written to the terminal, its line ends as "\\n"): a gateway writing to it never blocks
+    on a full buffer while the test does other things."""
+
+    def __init__(self) -> None:
+        self.controller, self.terminal = pty.openpty()
+        self._out = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def start(self) -> None:
+        """Once the process writing to ``terminal`` is started: close this side's copy of it."""
+        os.close(self.terminal)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            while chunk := os.read(self.controller, 65536):
+                self._out += chunk
+        except OSError:  # EIO: every process on the terminal's side has closed it
+            pass
+
+    @property
+    def text(self) -> str:
+        return bytes(self._out).decode(errors="replace").replace("\r\n", "\n")
+
+    def wait_for(self, needle: str, proc: subprocess.Popen[Any], timeout_s: float = 60.0) -> str:
+        """The text once it holds ``needle`` (AssertionError if ``proc`` ends or time runs out first)."""
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.text:
+            assert proc.poll() is None and time.monotonic() < deadline, f"no {needle!r} in:\n{self.text}"
+            time.sleep(0.05)
+        return self.text
+
+    def close(self) -> None:
+        self._reader.join(timeout=10)
+        os.close(self.controller)
+
+
+@contextlib.contextmanager
+def serve_on_a_terminal(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Terminal]]:
+    """``capigate serve ARGS`` started in ``cwd`` with its stdout and stderr on a pseudo-terminal,
+    as a user at a terminal starts it (no CAPIGATE_* variables unless ``env`` has them);
+    stopped, its process group, when done."""
+    terminal = Terminal()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capigate", "serve", *args],
+        stdin=subprocess.DEVNULL, stdout=terminal.terminal, stderr=terminal.terminal,
+        env=env if env is not None else environ_without_capigate(), cwd=cwd,
+        start_new_session=True, preexec_fn=DIE_WITH_PYTEST,
+    )  # fmt: skip
+    terminal.start()
+    try:
+        yield proc, terminal
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        terminal.close()

@@ -29,7 +29,7 @@ from capigate import (
 )
 from tests.conftest import Server
 from tests.fault_proxy import FaultProxy, Reply, fault_proxy
-from tests.helpers import page_view, stored
+from tests.helpers import page_view, purchase, stored
 from tests.test_client_axon import big_cart
 
 FAST = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
@@ -299,3 +299,30 @@ def test_a_batcher_left_open_is_flushed_when_the_interpreter_exits(server: Serve
     )
     assert done.returncode == 0, done.stderr
     assert len(stored(server, test_tag=t)) == 7
+
+
+def test_a_batch_refused_as_too_large_is_delivered_in_halves(small_bodies: Server) -> None:
+    """A gateway's max_body_bytes below the client's: the batcher's 100-event requests were
+    refused (413) and kept as failures, every event of them (a trial). Sent again in halves."""
+    t = tag()
+    with AxonClient("px_std", "key-std", base_url=small_bodies.url, test_tag=t) as client:
+        with client.batcher(max_batch=100, flush_interval=60) as b:
+            for _ in range(100):
+                b.add(purchase())
+        stats, failed = b.stats, b.failed
+    assert (stats.added, stats.delivered, stats.failed, failed) == (100, 100, 0, []), (stats, failed)
+    assert stats.requests > 1
+    assert len(stored(small_bodies, test_tag=t)) == 100
+
+    async def main() -> Any:
+        async with (
+            AsyncAxonClient("px_std", "key-std", base_url=small_bodies.url, test_tag=t) as aclient,
+            aclient.batcher(max_batch=50, flush_interval=60) as ab,
+        ):
+            for _ in range(50):
+                await ab.add(purchase())
+        return ab.stats
+
+    astats = asyncio.run(main())
+    assert (astats.delivered, astats.failed) == (50, 0), astats
+    assert len(stored(small_bodies, test_tag=t)) == 150

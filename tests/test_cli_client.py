@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -21,18 +23,19 @@ import pytest
 
 from capigate import AppsFlyerClient, AxonClient, Problem
 from capigate.client._records import classify, locate
-from tests.conftest import ADMIN, Server, free_port, make_server
+from tests.conftest import ADMIN, EXAMPLES, Server, free_port, make_server
 from tests.fault_proxy import Reply, fault_proxy
 from tests.helpers import all_pages, batch, page_view, purchase, stored, wait_until
+from tests.test_client_axon import big_cart
 from tests.upstream import Upstream
 
 AF_EVENT = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
 
 
-def capigate(*args: str, timeout_s: float = 20) -> subprocess.CompletedProcess[str]:
+def capigate(*args: str, timeout_s: float = 20, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
     return subprocess.run(
-        [sys.executable, "-m", "capigate", *args], capture_output=True, text=True, timeout=timeout_s, env=env
+        [sys.executable, "-m", "capigate", *args], capture_output=True, text=True, timeout=timeout_s, env=env, cwd=cwd
     )
 
 
@@ -158,6 +161,67 @@ def test_validate_takes_the_pixel_as_send_does(tmp_path: Path) -> None:
     assert lead.returncode == 1 and "[url_not_origin]" in lead.stdout
     both = capigate("validate", "--pixel", "px_std", "--api", "appsflyer", str(axon))
     assert both.returncode == 2 and "--pixel is for Axon events" in both.stderr
+
+
+def test_validate_and_send_check_a_pixel_with_its_profile_in_the_configuration(server: Server, tmp_path: Path) -> None:
+    """`validate axon_purchase.json --pixel px_lead` said ok, then `send` was refused with 12
+    problems: px_lead is lead_gen_restricted in capigate.toml, and both checked it as standard
+    (a trial). Where a capigate.toml names the pixel, its profile is the one checked with,
+    unless --profile is given, and the summary says so."""
+    example = str(tmp_path / "axon_purchase.json")
+    shutil.copy(EXAMPLES / "axon_purchase.json", example)
+    here = tmp_path / "gateway"
+    here.mkdir()
+    (here / "capigate.toml").write_text(server.config.read_text())  # px_restricted: lead_gen_restricted
+    done = capigate("validate", example, "--pixel", "px_restricted", "--no-warnings", cwd=here)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "'purchase' is not an event of the lead_gen_restricted profile" in done.stdout, done.stdout
+    summary = done.stdout.splitlines()[-1]
+    assert summary.startswith("invalid: 12 problem(s) among 1 event(s)"), summary
+    assert summary.endswith("; profile lead_gen_restricted, px_restricted's in capigate.toml"), summary
+    given = capigate("validate", example, "--pixel", "px_restricted", "--profile", "standard", cwd=here)
+    assert given.returncode == 0 and "profile" not in given.stdout, given.stdout  # --profile given wins
+    unnamed = capigate("validate", example, "--pixel", "px_elsewhere", cwd=here)
+    assert unnamed.returncode == 0, unnamed.stdout  # a pixel the file does not name: standard, as before
+    elsewhere = capigate("validate", example, "--pixel", "px_restricted", cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stdout  # no capigate.toml here: standard
+    named = capigate("validate", example, "--pixel", "px_restricted", "--config", str(here / "capigate.toml"))
+    assert named.returncode == 1 and "[unknown_event]" in named.stdout, named.stdout
+    missing = capigate("validate", example, "--pixel", "px_restricted", "--config", str(tmp_path / "nope.toml"))
+    said = " ".join(missing.stderr.split())
+    assert missing.returncode == 1 and "the file does not exist" in said and "give --profile" in said, said
+
+    send = ("send", example, "--to", server.url, "--pixel", "px_restricted", "--key", "key-restricted")
+    refused = capigate(*send, "--test-tag", tag(), "--no-progress", cwd=here)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stdout.splitlines()[-1].startswith("invalid: "), refused.stdout
+    assert "(profile lead_gen_restricted, px_restricted's in capigate.toml); nothing was sent" in refused.stdout
+
+
+def test_send_refused_for_another_profiles_rules_names_that_profile(server: Server, tmp_path: Path) -> None:
+    """Events that passed the local check (standard, no capigate.toml here) refused by the
+    gateway for lead_gen_restricted's rules: the summary said "mend those first", never
+    --profile (a trial). It names the profile whose rules find every problem the gateway
+    answered, and the commands that check and send with it."""
+    example = str(tmp_path / "axon_purchase.json")  # its failed file is written beside it
+    shutil.copy(EXAMPLES / "axon_purchase.json", example)
+    t = tag()
+    done = capigate(
+        "send", example, "--to", server.url, "--pixel", "px_restricted", "--key", "key-restricted",
+        "--test-tag", t, "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    advice = " ".join(done.stdout.split())
+    assert (
+        "the gateway refused events that passed the local check with profile standard (the default): it checks "
+        "px_restricted with profile lead_gen_restricted, it seems (its rules find every problem above)"
+    ) in advice, advice
+    written = Path(advice.split("failed events written to ", 1)[1].split(";", 1)[0])
+    assert f"capigate validate {written} --pixel px_restricted --profile lead_gen_restricted` lists them" in advice
+    resend = f"send them again with: capigate send {written} --to {server.url} --pixel px_restricted --profile lead_gen_restricted --test-tag {t} --key ..."
+    assert resend in advice, advice
+    checked = capigate("validate", str(written), "--pixel", "px_restricted", "--profile", "lead_gen_restricted")
+    assert checked.returncode == 1 and "[unknown_event]" in checked.stdout, checked.stdout
 
 
 def test_validate_pixel_on_an_appsflyer_file_says_its_records_are_not_axon_events(tmp_path: Path) -> None:
@@ -1039,3 +1103,82 @@ def test_send_prints_a_files_problems_in_line_order_as_validate_does(tmp_path: P
     assert [line.split(":")[1] for line in said[1]] == ["2", "3", "4"], sent.stdout
     assert said[0] == said[1], (checked.stdout, sent.stdout)
     assert sent.returncode == 1 and "nothing was sent" in sent.stdout
+
+
+# --- a gateway that takes smaller bodies than the client's 1 MiB --------------------------------
+
+
+def test_send_to_a_gateway_with_a_small_body_limit_splits_its_batches_and_names_the_size(
+    small_bodies: Server, tmp_path: Path
+) -> None:
+    """`capigate send p100.jsonl` to a gateway whose max_body_bytes is 20,000: the one 140 KB
+    request was refused (413), reported as "events[0]: the body is 142602 bytes; the limit is
+    20000 [body_too_large]" (the gateway's path was "", the body's), with "some were refused:
+    mend those first", and no way to send smaller batches: the failed file failed forever (a
+    trial). The batch is sent again in halves, the summary says so as a batch size, and
+    --batch-size sends batches the gateway takes at once."""
+    t = tag()
+    file = jsonl(tmp_path / "p100.jsonl", [purchase() for _ in range(100)])
+    send = ("send", "--to", small_bodies.url, "--pixel", "px_std", "--key", "key-std", "--no-progress")
+    done = capigate(*send, str(file), "--test-tag", t)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("delivered 100 of 100 event(s) in "), done.stdout
+    said = re.search(
+        r"  batches too large for the gateway \(HTTP 413: the body is \d+ bytes; the limit is 20000\): sent again "
+        r"in halves, \d+ request\(s\) refused on the way; --batch-size (\d+) sends batches it takes at once\n",
+        done.stdout,
+    )
+    assert said is not None, done.stdout
+    assert "events[0]" not in done.stdout and "mend" not in done.stdout, done.stdout
+    assert len(stored(small_bodies, test_tag=t)) == 100
+    size = said.group(1)
+    again = capigate(*send, str(jsonl(tmp_path / "q.jsonl", [purchase() for _ in range(30)])), "--batch-size", size)
+    assert again.returncode == 0 and "too large" not in again.stdout, again.stdout
+    requests = -(-30 // int(size))
+    assert again.stdout.startswith(f"delivered 30 of 30 event(s) in {requests} request(s)"), again.stdout
+    one = capigate(*send, str(jsonl(tmp_path / "one.jsonl", [purchase()])), "--batch-size", "101")
+    assert one.returncode == 2 and "--batch-size" in one.stderr, one.stderr
+    appsflyer = capigate(
+        "send", str(file), "--to", small_bodies.url, "--app", "com.example.shop", "--key", "k", "--batch-size", "5"
+    )
+    said_af = " ".join(appsflyer.stderr.split())
+    assert appsflyer.returncode == 2 and "--batch-size is for Axon events (--pixel)" in said_af, said_af
+
+
+def test_send_says_an_event_alone_too_large_for_the_gateway_is_to_be_shortened(
+    small_bodies: Server, tmp_path: Path
+) -> None:
+    """An event that alone is more than the gateway's max_body_bytes fails alone, at its own
+    index, with advice that is about its size, not "mend those first"; the others are delivered."""
+    t = tag()
+    events = [purchase() for _ in range(10)]
+    events[6] = big_cart(uuid.uuid4().hex, items=60)
+    file = jsonl(tmp_path / "big.jsonl", events)
+    done = capigate(
+        "send", str(file), "--to", small_bodies.url, "--pixel", "px_std", "--key", "key-std",
+        "--test-tag", t, "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("delivered 9 of 10 event(s)"), done.stdout
+    assert re.search(r"\n    events\[6\]: the body is \d+ bytes; the limit is 20000 \[body_too_large\]\n", done.stdout)
+    advice = " ".join(done.stdout.split())
+    assert (
+        "1 event(s) are each larger than the gateway takes in a request (HTTP 413, its [server] max_body_bytes): "
+        "shorten them, or have its max_body_bytes raised" in advice
+    ), advice
+    failed = tmp_path / "big.failed.jsonl"
+    assert len(failed.read_text().splitlines()) == 1
+    assert len(stored(small_bodies, test_tag=t)) == 9
+
+
+def test_a_problem_of_a_whole_body_of_several_events_is_said_as_the_requests(tmp_path: Path) -> None:
+    """A refusal of a body of several events whose problem has path "" (the body's) was printed
+    at the request's first event: "events[0]: the body is 142602 bytes" (a trial). It is the
+    request's; only a body of one event is that event's."""
+    body = b'{"status":"error","error":"bad_body","message":"no","problems":[{"path":"","code":"bad_body","message":"the body is refused"}]}'
+    file = jsonl(tmp_path / "two.jsonl", [page_view(), page_view()])
+    with fault_proxy(then=Reply(400, body, headers={"Content-Type": "application/json"})) as proxy:
+        done = capigate("send", str(file), "--to", proxy.url, "--pixel", "px_std", "--key", "k", "--no-progress")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "    request: <body>: the body is refused [bad_body]\n" in done.stdout, done.stdout
+    assert "events[0]" not in done.stdout and "profile" not in done.stdout, done.stdout  # no event's problem

@@ -392,13 +392,17 @@ def test_events_with_nothing_at_the_configured_address_says_so_and_how_to_give_a
 
 def test_a_url_ending_in_api_and_a_refused_token_are_named_as_such(fresh_server: Server, tmp_path: Path) -> None:
     """`--url http://host:port/api` got "HTTP 404 … /api/api/events", and a wrong --token the
-    server's "send Authorization: Bearer <admin_token>", meant for a curl (a trial)."""
+    server's "send Authorization: Bearer <admin_token>", meant for a curl (a trial). The URL is
+    refused before anything is asked (test_every_url_option_refuses_what_is_no_gateways_base_url)."""
     with_api = capigate("events", "--url", f"{fresh_server.url}/api", "--token", ADMIN, cwd=tmp_path)
     said = " ".join(with_api.stderr.split())
-    assert with_api.returncode == 1 and "HTTP 404" in said, said
-    assert f"--url is the gateway's base URL, without /api: --url {fresh_server.url}" in said, said
+    assert with_api.returncode == 2, said
+    assert (
+        f"holds the admin API's path '/api', which is added to it: give the gateway's base URL, --url '{fresh_server.url}'"
+        in said
+    ), said
     quality = capigate("quality", "--url", f"{fresh_server.url}/api/", "--token", ADMIN, cwd=tmp_path)
-    assert quality.returncode == 1 and "without /api" in quality.stderr, quality.stderr
+    assert quality.returncode == 2 and f"--url '{fresh_server.url}'" in quality.stderr, quality.stderr
 
     wrong = capigate("events", "--url", fresh_server.url, "--token", "not-the-token", cwd=tmp_path)
     said = " ".join(wrong.stderr.split())
@@ -618,3 +622,136 @@ def test_an_unknown_source_is_said_on_stderr_where_events_and_quality_find_nothi
     for command in ("events", "quality"):
         done = capigate(command, "--url", fresh_server.url, "--token", ADMIN, "--source", "nope", cwd=elsewhere)
         assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+# --- every api the journal records ----------------------------------------------------------
+
+
+def test_events_requests_lists_login_attempts_by_every_api_the_journal_records(
+    fresh_server: Server, tmp_path: Path
+) -> None:
+    """The journal records a /login attempt as api "inspector", and /api/requests?api=inspector
+    finds it, but `--api inspector` was refused ("not one of 'axon', 'appsflyer', 'admin'"): the
+    CLI had a list of its own (a trial). It takes the API's, responses.REQUEST_APIS."""
+    from capigate.responses import EVENT_APIS, REQUEST_APIS
+
+    with fresh_server.client() as http:
+        assert http.post("/login", data={"token": "not-the-token"}).status_code == 401
+    with fresh_server.admin() as admin:
+        wait_until(
+            lambda: admin.get("/api/requests", params={"api": "inspector"}).json()["requests"],
+            what="the login attempt in the journal",
+        )
+    base = ("events", "--url", fresh_server.url, "--token", ADMIN, "--requests", "--json")
+    done = capigate(*base, "--api", "inspector", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["api"], r["method"], r["path"], r["status"]) for r in rows] == [("inspector", "POST", "/login", 401)]
+    for api in REQUEST_APIS:  # each is taken: none is refused by the CLI before the gateway is asked
+        taken = capigate(*base, "--api", api, cwd=tmp_path)
+        assert taken.returncode == 0, (api, taken.stderr)
+        if api not in EVENT_APIS:  # an event is never of these: said so, not an empty list
+            events = capigate("events", "--url", fresh_server.url, "--token", ADMIN, "--api", api, cwd=tmp_path)
+            assert events.returncode == 2 and f"--api {api} finds requests" in events.stderr, events.stderr
+
+
+# --- --url: a gateway's base URL --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["events", "quality", "curl", "env"])
+def test_every_url_option_refuses_what_is_no_gateways_base_url(command: str, tmp_path: Path) -> None:
+    """`events --url 127.0.0.1:18150` said httpx's `GET 127.0.0.1:18150//api/events:
+    UnsupportedProtocol`, and `--url http://…/api/events` "'api/events' is not an event id",
+    where `send --to` refused the same input with a sentence (a trial). Every command's --url
+    (and CAPIGATE_URL, where read) is checked as --to is, before anything is asked: a usage
+    error (2) that says what to give."""
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)
+    port = free_port()  # nothing listens: a refusal made after asking would say "nothing answers"
+    cases = [
+        (f"127.0.0.1:{port}", f"--url '127.0.0.1:{port}' has no http:// or https://: add http:// (or https://): --url 'http://127.0.0.1:{port}'"),
+        (f"localhost:{port}", f"add http:// (or https://): --url 'http://localhost:{port}'"),
+        (f"http://127.0.0.1:{port}/api/events", f"--url 'http://127.0.0.1:{port}/api/events' holds the admin API's path '/api/events', which is added to it: give the gateway's base URL, --url 'http://127.0.0.1:{port}'"),
+        (f"http://127.0.0.1:{port}/proxied/api/requests/", f"give the gateway's base URL, --url 'http://127.0.0.1:{port}/proxied'"),
+        (f"http://127.0.0.1:{port}/v1/event", f"holds the endpoint's path '/v1/event', which is added to it: give --url 'http://127.0.0.1:{port}'"),
+        (f"http://127.0.0.1:{port}/?x=1", "has a query (?) or fragment (#)"),
+    ]  # fmt: skip
+    for url, said in cases:
+        done = (
+            capigate(command, "--url", url, "--token", ADMIN, cwd=tmp_path)
+            if command in ("events", "quality")
+            else capigate(command, "--url", url, cwd=tmp_path)
+        )
+        refused = " ".join(done.stderr.split())
+        assert done.returncode == 2 and said in refused, (command, url, refused)
+        assert "Traceback" not in done.stderr and "nothing answers" not in refused, refused
+        assert done.stdout == "", done.stdout
+    if command != "env":  # env reads no CAPIGATE_URL
+        exported = capigate(command, cwd=tmp_path, CAPIGATE_URL=f"127.0.0.1:{port}")
+        said = " ".join(exported.stderr.split())
+        assert exported.returncode == 2 and f"CAPIGATE_URL '127.0.0.1:{port}' has no http://" in said, said
+    # A path of the proxy's own before the gateway's is a base URL: taken (nothing answers there).
+    if command in ("curl", "env"):
+        taken = capigate(command, "--url", f"http://127.0.0.1:{port}/proxied/", cwd=tmp_path)
+        assert taken.returncode == 0 and f"http://127.0.0.1:{port}/proxied" in taken.stdout, taken.stderr
+
+
+def test_the_sdks_gateway_admin_refuses_what_is_no_gateways_base_url() -> None:
+    from capigate import AsyncGatewayAdmin
+
+    for admin in (GatewayAdmin, AsyncGatewayAdmin):
+        with pytest.raises(ValueError, match="has no http:// or https://: add http://"):
+            admin("127.0.0.1:8080", ADMIN)
+        with pytest.raises(ValueError, match="holds the admin API's path '/api/events'"):
+            admin("http://127.0.0.1:8080/api/events", ADMIN)
+
+
+# --- an option given wins over the environment ------------------------------------------------
+
+
+def test_curl_and_env_take_host_and_port_given_over_an_exported_capigate_url(tmp_path: Path) -> None:
+    """`eval "$(capigate env)"` exported 8080; `capigate curl px_demo --config … --port 18150`,
+    the line a restarted gateway's banner prints, printed http://127.0.0.1:8080 (a trial):
+    CAPIGATE_URL won over the options given. An option given wins over a variable, as `env
+    --port` over CAPIGATE_PORT; --url given with --host or --port is a usage error."""
+    (tmp_path / "capigate.toml").write_text(DEFAULT_CONFIG)  # port 8080, the default
+    other = tmp_path / "other.toml"
+    other.write_text(DEFAULT_CONFIG.replace("[server]", "[server]\nport = 18153"))
+    exported = {"CAPIGATE_URL": "http://127.0.0.1:8080"}
+
+    def url_of(*args: str, **env: str) -> str:
+        done = capigate("curl", "px_std", *args, cwd=tmp_path, **env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split("'")[1].split("/v1/event")[0]
+
+    assert url_of("--port", "18150", **exported) == "http://127.0.0.1:18150"
+    assert url_of("--host", "::1", **exported) == "http://[::1]:8080"
+    assert url_of("--config", str(other), **exported) == "http://127.0.0.1:18153"  # the file names the gateway
+    assert url_of("--config", str(other), "--port", "18150", **exported) == "http://127.0.0.1:18150"
+    assert url_of(**exported) == "http://127.0.0.1:8080"  # nothing given: the variable, as before
+    assert url_of(CAPIGATE_PORT="18151", **exported) == "http://127.0.0.1:8080"  # a variable to a variable: --url's
+    assert url_of("--url", "http://127.0.0.1:18152", "--config", str(other)) == "http://127.0.0.1:18152"
+    for command in ("curl", "env"):
+        both = capigate(command, "--url", "http://127.0.0.1:18152", "--port", "18150", cwd=tmp_path)
+        said = " ".join(both.stderr.split())
+        assert both.returncode == 2 and "give --url or --port, not both" in said, said
+
+
+def test_events_and_quality_take_the_config_given_over_an_exported_url_and_token(
+    server: Server, tmp_path: Path
+) -> None:
+    """--config given names the gateway: its address and admin token win over the CAPIGATE_URL
+    and CAPIGATE_ADMIN_TOKEN an earlier `capigate env` exported for another one (they were
+    asked, and --config was read for nothing)."""
+    dedupe_id = _sent(server, "cfg-over-env")
+    config = _config_of(server, tmp_path)
+    stale = {"CAPIGATE_URL": f"http://127.0.0.1:{free_port()}", "CAPIGATE_ADMIN_TOKEN": "another-gateways-token"}
+    done = capigate("events", "--config", str(config), "--test-tag", "cfg-over-env", cwd=tmp_path, **stale)
+    assert done.returncode == 0 and dedupe_id in done.stdout, done.stderr
+    quality = capigate("quality", "--config", str(config), "--source", "px_std", cwd=tmp_path, **stale)
+    assert quality.returncode == 0, quality.stderr
+    # Without --config given, the variables are read, as before: they name a gateway nothing answers at.
+    unanswered = capigate("events", cwd=tmp_path, _config=str(config), **stale)
+    assert unanswered.returncode == 1 and "(from CAPIGATE_URL" in " ".join(unanswered.stderr.split())
+    # --url and --token given win over the file's.
+    given = capigate("events", "--config", str(config), "--url", server.url, "--token", "wrong", cwd=tmp_path)
+    assert given.returncode == 1 and "refused the admin token given with --token" in " ".join(given.stderr.split())

@@ -493,3 +493,46 @@ def test_transport_can_be_injected() -> None:
     with AxonClient("px", "key", base_url="http://gateway", transport=httpx.MockTransport(answer)) as client:
         assert client.send([page_view()]).stored == 1
     assert seen[0].url.params["pixel_id"] == "px"
+
+
+# --- a gateway that takes smaller bodies than the client's 1 MiB --------------------------------
+
+
+def test_a_batch_refused_as_too_large_is_sent_again_in_halves_down_to_single_events(small_bodies: Server) -> None:
+    """A gateway's max_body_bytes of 20,000 refused every 100-event request of a send (413),
+    for good, though each event was fine (a trial). A 413 splits the request in halves, and
+    each half again, as the relay does (capigate.splitting): every event is delivered, each
+    warning still at its path among the events given; an event alone too large fails alone,
+    its 413 at its own index."""
+    t = tag()
+    events = [purchase() for _ in range(100)]
+    events[57] = big_cart(uuid.uuid4().hex, items=60)  # alone more than 20,000 bytes
+    events[99]["user_data"]["os"] = "macos"
+    with AxonClient("px_std", "key-std", base_url=small_bodies.url, test_tag=t) as client:
+        result = client.send(events)
+        whole = client.prepare(events)
+    assert len(whole.requests) == 1  # within the client's own 1 MiB
+    assert result.split and all(r.status == 413 and not r.ok for r in result.split), result.split
+    assert "the limit is 20000" in (result.split[0].error or ""), result.split[0]
+    assert sum(r.events for r in result.requests) == 100
+    assert [r.first_event for r in result.requests] == sorted(r.first_event for r in result.requests)
+    (failed,) = [r for r in result.requests if not r.ok]
+    assert (failed.status, failed.first_event, failed.events) == (413, 57, 1), failed
+    assert [(p.path, p.code) for p in failed.problems] == [("", "body_too_large")], failed.problems
+    assert [len(f.payloads) for f in result.failed] == [1] and result.failed[0].result is failed
+    assert result.stored == 99 and len(stored(small_bodies, test_tag=t)) == 99
+    assert ("events[99].user_data.os", "unknown_enum") in absolute(result.requests)
+    assert absolute(result.requests) >= absolute(whole.requests)  # and the gateway's, merged
+
+
+def test_the_async_client_splits_a_batch_refused_as_too_large_as_well(small_bodies: Server) -> None:
+    t = tag()
+    events = [purchase() for _ in range(40)]
+
+    async def main() -> Any:
+        async with AsyncAxonClient("px_std", "key-std", base_url=small_bodies.url, test_tag=t) as client:
+            return await client.send(events)
+
+    result = asyncio.run(main())
+    assert result.ok and result.split and result.stored == 40, [r.error for r in result.requests]
+    assert len(stored(small_bodies, test_tag=t)) == 40

@@ -41,7 +41,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, DIE_WITH_PYTEST, free_port, served_on
-from tests.helpers import batch, purchase
+from tests.helpers import Terminal, batch, purchase
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -129,6 +129,7 @@ class Session:
     home: Path
     env: dict[str, str]
     cwd: Path
+    served: Terminal  # where ./scripts/serve writes, as a reader's terminal
     outcomes: dict[Block, Outcome] = field(default_factory=dict)
 
     def run_through(self, block: Block) -> Outcome:
@@ -206,18 +207,18 @@ def _clone(home: Path) -> None:
             (home / name).symlink_to(ROOT / name)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], served: Terminal) -> None:
     deadline = time.monotonic() + 120  # the script may install capigate into .venv first
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"./scripts/serve exited with {proc.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"./scripts/serve exited with {proc.returncode}:\n{served.text}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"./scripts/serve did not become ready:\n{log.read_text()}")
+    raise RuntimeError(f"./scripts/serve did not become ready:\n{served.text}")
 
 
 @pytest.fixture(scope="module")
@@ -228,20 +229,21 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     if sys.prefix != sys.base_prefix:  # a reader's PATH has no virtual environment until they activate it
         env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(sys.prefix))
     env.update(CAPIGATE_HOST="127.0.0.1", CAPIGATE_PORT=str(free_port()))
-    log = home.parent / "serve.log"
-    with log.open("wb") as out:
-        gateway = subprocess.Popen(
-            [str(ROOT / "scripts" / "serve")],
-            cwd=home,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=DIE_WITH_PYTEST,
-        )
+    served = Terminal()  # a reader starts it at a terminal: the first start shows its keys there alone
+    gateway = subprocess.Popen(
+        [str(ROOT / "scripts" / "serve")],
+        cwd=home,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=served.terminal,
+        stderr=served.terminal,
+        start_new_session=True,
+        preexec_fn=DIE_WITH_PYTEST,
+    )
+    served.start()
     try:
-        _wait_ready(f"http://127.0.0.1:{env['CAPIGATE_PORT']}", gateway, log)
-        docs = Session(home=home, env=env, cwd=home)
+        _wait_ready(f"http://127.0.0.1:{env['CAPIGATE_PORT']}", gateway, served)
+        docs = Session(home=home, env=env, cwd=home, served=served)
         yield docs
         for block, outcome in docs.outcomes.items():
             print(f"{block.where}: {'ran' if outcome.ok else 'FAILED'}")
@@ -252,6 +254,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         except subprocess.TimeoutExpired:
             os.killpg(gateway.pid, signal.SIGKILL)
             gateway.wait()
+        served.close()
 
 
 @pytest.mark.timeout(BLOCK_TIMEOUT_S * 2)
@@ -331,7 +334,7 @@ def test_the_readmes_serve_banner_is_the_one_serve_prints(session: Session) -> N
     writes them, is the README's second sample where the port is moved, and its first without
     that line."""
     port = session.env["CAPIGATE_PORT"]
-    log = (session.home.parent / "serve.log").read_text(encoding="utf-8")
+    log = session.served.text
     real = []
     for line in log.splitlines():
         if re.match(r"\d{4}-\d\d-\d\d ", line):  # the server's own log lines follow the banner

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,35 +12,21 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import DIE_WITH_PYTEST, free_port
+from tests.conftest import free_port
+from tests.helpers import serve_on_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_serve_without_configuration_writes_one_and_prints_a_working_curl(tmp_path: Path) -> None:
+    """At a terminal, as the README's quick start runs it: the first start shows the keys it
+    wrote in its curls (written elsewhere, they are masked: tests/ops/test_health_banner.py)."""
     port = free_port()
-    env = {**os.environ, "CAPIGATE_PORT": str(port)}
-    env.pop("CAPIGATE_CONFIG", None)
-    env.pop("CAPIGATE_DB", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capigate", "serve"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=DIE_WITH_PYTEST,
-    )
-    assert proc.stdout is not None
-    try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline().decode()
-            lines.append(line)
-            if "/inappevent/" in line:
-                break
-        output = "".join(lines)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+    env["CAPIGATE_PORT"] = str(port)
+    with serve_on_a_terminal([], tmp_path, env) as (proc, terminal):
+        output = terminal.wait_for("/inappevent/", proc, timeout_s=20)
+        lines = output[: output.index("\n", output.index("/inappevent/"))].splitlines()
         config = (tmp_path / "capigate.toml").read_text()
         assert re.search(r'admin_token = "[\w-]{20,}"', config)
         assert 'pixel_id = "px_demo"' in config and 'app_id = "com.example.demo"' in config
@@ -54,10 +39,6 @@ def test_serve_without_configuration_writes_one_and_prints_a_working_curl(tmp_pa
             )
             assert result.stdout.endswith("HTTP200"), result.stdout + result.stderr
         assert (tmp_path / "capigate.db").exists()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-        proc.stdout.close()
 
 
 def test_bad_configuration_stops_start_up_naming_file_key_and_fix(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -29,11 +30,13 @@ from capigate.checking import join
 from capigate.client._pacing import Pacer, RetryPolicy
 from capigate.errors import HTTPStatusError, InvalidEvents, Problem, TransportError
 from capigate.responses import MAYBE_STORED_HEADER, Accepted, ErrorBody
+from capigate.splitting import split_parts
 
 __all__ = [
     "USER_AGENT",
     "Checked",
     "Core",
+    "Delivery",
     "FailedDelivery",
     "OnRequest",
     "Pacer",
@@ -119,10 +122,16 @@ class FailedDelivery(msgspec.Struct, kw_only=True):
 
 
 class SendResult(msgspec.Struct, kw_only=True):
-    """The result of one ``send``: one RequestResult per request, in the order of the events."""
+    """The result of one ``send``: one RequestResult per request, in the order of the events.
+
+    A request refused as too large (413: a gateway's ``max_body_bytes`` below the client's)
+    is sent again as two halves, and each half likewise, down to single events: ``requests``
+    holds the halves' results, and ``split`` the 413s of the requests split (their events are
+    counted in ``requests``, not again)."""
 
     requests: list[RequestResult]
     failed: list[FailedDelivery] = []
+    split: list[RequestResult] = []
 
     @property
     def ok(self) -> bool:
@@ -388,6 +397,28 @@ class Core(ABC):
         parts.append((start, len(checked)))
         return parts
 
+    def halves(self, req: PreparedRequest, result: RequestResult) -> list[PreparedRequest]:
+        """The requests to send in place of ``req`` when ``result`` refused it as too large
+        (413) and it carries more than one event: its two halves (``capigate.splitting``, the
+        relay's rule); else none. A gateway whose ``max_body_bytes`` was below the client's
+        refused every request of a send, for good, though each event was fine (a trial)."""
+        if result.ok or result.status != 413 or len(req.payloads) < 2:
+            return []
+        halves = []
+        for part in split_parts(range(len(req.payloads))):
+            start, end = part[0], part[-1] + 1
+            payloads = req.payloads[start:end]
+            halves.append(
+                PreparedRequest(
+                    first_event=req.first_event + start,
+                    payloads=payloads,
+                    body=self.body(payloads),
+                    warnings=_within(req.warnings, start, end),
+                    safe_to_repeat=req.safe_to_repeat,
+                )
+            )
+        return halves
+
     def prepare_one(self, event: Any) -> tuple[Checked, list[Problem]]:
         """One event, checked, and its warnings (paths relative to the event)."""
         if isinstance(event, (list, tuple)):  # else read as one event that is not an object
@@ -572,10 +603,64 @@ def interrupted(req: PreparedRequest, progress: Progress | None) -> RequestResul
     )
 
 
-def gather_failures(prepared: Prepared, results: list[RequestResult]) -> SendResult:
-    failed = [
-        FailedDelivery(result=r, payloads=req.payloads)
-        for req, r in zip(prepared.requests, results, strict=True)
-        if not r.ok
-    ]
-    return SendResult(requests=results, failed=failed)
+class Delivery:
+    """One prepared request's delivery: the request, or, once refused as too large, its
+    halves (``Core.halves``), sent one after another. ``done``: the requests answered for
+    good, with their results, in the order of their events; ``split``: the 413s of those
+    split; ``current``: the one being sent, ``progress`` how far; ``todo``: those to send.
+    An interrupted send reads it from another thread than the one sending: under a lock."""
+
+    __slots__ = ("_lock", "current", "done", "progress", "split", "todo")
+
+    def __init__(self, req: PreparedRequest) -> None:
+        self.todo = [req]
+        self.done: list[tuple[PreparedRequest, RequestResult]] = []
+        self.split: list[RequestResult] = []
+        self.current: PreparedRequest | None = None
+        self.progress = Progress()
+        self._lock = threading.Lock()
+
+    def next(self) -> PreparedRequest | None:
+        """The next request to send (now ``current``), or None when all are answered."""
+        with self._lock:
+            if not self.todo:
+                return None
+            self.current, self.progress = self.todo.pop(0), Progress()
+            return self.current
+
+    def settle(self, core: Core, result: RequestResult) -> bool:
+        """The result of ``current``: True when it is final (a request's of ``done``), False
+        when the request was refused as too large and its halves go next."""
+        req = self.current
+        assert req is not None
+        halves = core.halves(req, result)
+        with self._lock:
+            self.current = None
+            if halves:
+                self.split.append(result)
+                self.todo[:0] = halves
+                return False
+            self.done.append((req, result))
+            return True
+
+    def results(self) -> list[tuple[PreparedRequest, RequestResult]]:
+        """Each request's result: those done, then, when an interrupt stopped the delivery,
+        the one being sent as far as it went and the rest as not sent (``interrupted``)."""
+        with self._lock:
+            stopped = [] if self.current is None else [(self.current, interrupted(self.current, self.progress))]
+            return [*self.done, *stopped, *((r, interrupted(r, None)) for r in self.todo)]
+
+    def unsent(self) -> list[PreparedRequest]:
+        """The requests not answered: the one being sent, and those to send."""
+        with self._lock:
+            return [*([] if self.current is None else [self.current]), *self.todo]
+
+
+def gather_failures(deliveries: list[Delivery]) -> SendResult:
+    """The SendResult of a send's deliveries, each request's result in the order of the events."""
+    pairs = [pair for d in deliveries for pair in d.results()]
+    return SendResult(
+        requests=[r for _, r in pairs],
+        failed=[FailedDelivery(result=r, payloads=req.payloads) for req, r in pairs if not r.ok],
+        split=[r for d in deliveries for r in d.split],
+    )

@@ -11,7 +11,7 @@ from typing import Final
 import msgspec
 
 from capigate.axon.rules import MAX_BATCH
-from capigate.client._base import Checked, Core, FailedDelivery, PreparedRequest, RequestResult
+from capigate.client._base import Checked, Core, Delivery, FailedDelivery, PreparedRequest, RequestResult
 
 __all__ = ["BatcherStats", "OnFailure"]
 
@@ -59,6 +59,15 @@ class _Accounts:
                 out.append(core.pack(self.next_index, chunk[start:end], []))  # warnings went back from add()
                 self.next_index += end - start
         return out
+
+    def settle(self, delivery: Delivery, crashed: BaseException | None) -> None:
+        """Record each request of a delivery (a request, or its halves: ``Delivery``); those
+        a crash left unsent failed with it."""
+        for req, result in delivery.done:
+            self.record(req, result)
+        if crashed is not None:
+            for req in delivery.unsent():
+                self.record(req, _crashed(req, crashed))
 
     def record(self, req: PreparedRequest, result: RequestResult) -> None:
         with self.lock:

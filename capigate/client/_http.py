@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -19,6 +19,7 @@ import httpx
 from capigate.client._base import (
     USER_AGENT,
     Core,
+    Delivery,
     OnRequest,
     Prepared,
     PreparedRequest,
@@ -27,15 +28,14 @@ from capigate.client._base import (
     SendInterrupted,
     SendResult,
     gather_failures,
-    interrupted,
 )
-from capigate.endpoint_path import split_endpoint
+from capigate.endpoint_path import split_admin, split_endpoint
 from capigate.errors import CapigateError
 
 if TYPE_CHECKING:
     from capigate.client.batcher import AsyncBatcher, Batcher, OnFailure
 
-__all__ = ["AsyncClientBase", "SyncClientBase", "checked_base_url", "http_options"]
+__all__ = ["AsyncClientBase", "SyncClientBase", "checked_admin_url", "checked_base_url", "http_options"]
 
 
 def http_options(
@@ -64,28 +64,50 @@ def checked_base_url(base_url: str, name: str = "base_url") -> str:
     CLI's option): without a scheme no try can reach the server (and its failures would read
     as "may be stored"), and the endpoint's own URL (``…/v1/event``) would be posted to
     ``/v1/event/v1/event``."""
+    url = _url(base_url, name)
+    split = split_endpoint(url.raw_path.decode("ascii").partition("?")[0])
+    if split is not None:
+        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
+        raise ValueError(
+            f"{name} {base_url!r} holds the endpoint's path {split[1]!r}, which is added to it: give {name} {base!r}"
+        )
+    return base_url
+
+
+def checked_admin_url(base_url: str, name: str = "base_url") -> str:
+    """``base_url`` if it is a gateway's base URL, as ``checked_base_url`` has it, without the
+    admin API's path either (``/api``, ``/api/events``), which ``GatewayAdmin`` adds to it. Else
+    a ValueError saying why: without a scheme, httpx's "UnsupportedProtocol" was all a trial read."""
+    checked_base_url(base_url, name)
+    url = httpx.URL(base_url)
+    split = split_admin(url.raw_path.decode("ascii"))
+    if split is not None:
+        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
+        raise ValueError(
+            f"{name} {base_url!r} holds the admin API's path {split[1]!r}, which is added to it: give the gateway's "
+            f"base URL, {name} {base!r}"
+        )
+    return base_url
+
+
+def _url(base_url: str, name: str) -> httpx.URL:
+    """``base_url`` read as an ``http(s)://`` URL with a host and no query nor fragment, else
+    a ValueError saying what to give: ``127.0.0.1:8080`` is read as a URL of scheme
+    ``127.0.0.1``, and no try could reach it."""
     given = f"{name} {base_url!r}"
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
         raise ValueError(f"{given} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"{given} has no http:// or https:// (e.g. http://127.0.0.1:8080)")
+        if "://" not in base_url and not base_url.lower().startswith(("http:", "https:", "/")) and base_url.strip():
+            fix = f"add http:// (or https://): {name} {'http://' + base_url.strip()!r}"
+        else:
+            fix = "give one such as http://127.0.0.1:8080"
+        raise ValueError(f"{given} has no http:// or https://: {fix}")
     if url.query or url.fragment or "?" in base_url or "#" in base_url:  # a query was posted to, a 405 (a trial)
         raise ValueError(f"{given} has a query (?) or fragment (#): give the server's address alone")
-    split = split_endpoint(url.raw_path.decode("ascii").partition("?")[0])
-    if split is not None:
-        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
-        raise ValueError(f"{given} holds the endpoint's path {split[1]!r}, which is added to it: give {name} {base!r}")
-    return base_url
-
-
-def _settled(future: Future[RequestResult], req: PreparedRequest, progress: Progress) -> RequestResult:
-    """What an interrupted send knows of one request: its result, or that it was not sent
-    (cancelled before it started), or how far its delivery went (``interrupted``)."""
-    if future.done() and not future.cancelled() and future.exception() is None:
-        return future.result()
-    return interrupted(req, None if future.cancel() else progress)
+    return url
 
 
 class SyncClientBase:
@@ -124,34 +146,40 @@ class SyncClientBase:
         in as few requests as the API allows, concurrently, retrying what is retryable.
         ``on_request`` is called with each RequestResult as it completes (from a pool thread)."""
         prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
-        requests = prepared.requests
-        progresses = [Progress() for _ in requests]
-        if len(requests) <= 1 or self._max_concurrency == 1:
-            results: list[RequestResult] = []
+        deliveries = [Delivery(r) for r in prepared.requests]
+        if len(deliveries) <= 1 or self._max_concurrency == 1:
             try:
-                for r, progress in zip(requests, progresses, strict=True):
-                    results.append(self.deliver(r, on_request, progress=progress))
+                for delivery in deliveries:
+                    self.deliver_parts(delivery, on_request)
             except KeyboardInterrupt:
-                done = len(results)
-                results += [interrupted(requests[done], progresses[done])]
-                results += [interrupted(r, None) for r in requests[done + 1 :]]
-                raise SendInterrupted(gather_failures(prepared, results)) from None
-            return gather_failures(prepared, results)
+                raise SendInterrupted(gather_failures(deliveries)) from None
+            return gather_failures(deliveries)
         pool = self.executor()
-        futures = [
-            pool.submit(self.deliver, r, on_request, progress=p) for r, p in zip(requests, progresses, strict=True)
-        ]
+        futures = [pool.submit(self.deliver_parts, d, on_request) for d in deliveries]
         try:
-            results = [f.result() for f in futures]
+            for future in futures:
+                future.result()
         except KeyboardInterrupt:
             self._stopping = True  # the requests in flight make no further try
-            results = [_settled(f, r, p) for f, r, p in zip(futures, requests, progresses, strict=True)]
-            raise SendInterrupted(gather_failures(prepared, results)) from None
+            for future in futures:
+                future.cancel()  # those not started: not sent
+            raise SendInterrupted(gather_failures(deliveries)) from None
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-        return gather_failures(prepared, results)
+        return gather_failures(deliveries)
+
+    def deliver_parts(self, delivery: Delivery, on_request: OnRequest | None = None) -> Delivery:
+        """Send a request (``Delivery``), and, refused as too large, its halves, each until it
+        succeeds or the retry policy gives up; ``on_request`` is called with each final result."""
+        while (req := delivery.next()) is not None:
+            result = self.deliver(req, progress=delivery.progress)
+            if delivery.settle(self._core, result) and on_request is not None:
+                on_request(result)
+            if self._stopping:  # interrupted: the halves left are not sent
+                break
+        return delivery
 
     def deliver(
         self, req: PreparedRequest, on_request: OnRequest | None = None, *, progress: Progress | None = None
@@ -262,8 +290,17 @@ class AsyncClientBase:
     async def send(self, events: Iterable[Any] | Prepared, *, on_request: OnRequest | None = None) -> SendResult:
         """As the sync ``send``; checking runs in the event loop (~50 µs an event)."""
         prepared = events if isinstance(events, Prepared) else self._core.prepare(events)
-        results = await asyncio.gather(*(self.deliver(r, on_request) for r in prepared.requests))
-        return gather_failures(prepared, list(results))
+        deliveries = [Delivery(r) for r in prepared.requests]
+        await asyncio.gather(*(self.deliver_parts(d, on_request) for d in deliveries))
+        return gather_failures(deliveries)
+
+    async def deliver_parts(self, delivery: Delivery, on_request: OnRequest | None = None) -> Delivery:
+        """As the sync ``deliver_parts``: a request, and, refused as too large, its halves."""
+        while (req := delivery.next()) is not None:
+            result = await self.deliver(req)
+            if delivery.settle(self._core, result) and on_request is not None:
+                on_request(result)
+        return delivery
 
     async def deliver(self, req: PreparedRequest, on_request: OnRequest | None = None) -> RequestResult:
         if self._closed:

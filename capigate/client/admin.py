@@ -24,6 +24,7 @@ import httpx
 import msgspec
 
 from capigate.client._base import USER_AGENT
+from capigate.client._http import checked_admin_url
 from capigate.errors import HTTPStatusError, TransportError
 from capigate.responses import ErrorBody, EventsPage, EventView, QualityReport, RequestsPage, RequestView
 
@@ -94,7 +95,8 @@ class GatewayAdmin:
     Filters: ``source`` (pixel or app id), ``name``, ``status`` (event status, or request
     HTTP status), ``api`` (requests), ``test_tag`` (events), ``since``/``until`` (epoch ms or
     ISO 8601), ``limit`` (rows per page, 1..1000). ``timeout`` is httpx's (seconds, or an
-    ``httpx.Timeout``). Errors: ``TransportError`` (no answer) and ``HTTPStatusError``."""
+    ``httpx.Timeout``). Errors: ``TransportError`` (no answer) and ``HTTPStatusError``; a
+    ``base_url`` that is no gateway's base URL (no ``http://``, or ``…/api/events``): ValueError."""
 
     def __init__(
         self,
@@ -104,7 +106,9 @@ class GatewayAdmin:
         timeout: float | httpx.Timeout = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(base_url=base_url, transport=transport, **_client_options(admin_token, timeout))
+        self._http = httpx.Client(
+            base_url=checked_admin_url(base_url), transport=transport, **_client_options(admin_token, timeout)
+        )
 
     def events(self, *, cursor: str | None = None, **filters: Any) -> EventsPage:
         """One page of events, newest first."""
@@ -182,7 +186,9 @@ class AsyncGatewayAdmin:
         timeout: float | httpx.Timeout = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, transport=transport, **_client_options(admin_token, timeout))
+        self._http = httpx.AsyncClient(
+            base_url=checked_admin_url(base_url), transport=transport, **_client_options(admin_token, timeout)
+        )
 
     async def events(self, *, cursor: str | None = None, **filters: Any) -> EventsPage:
         """One page of events, newest first."""

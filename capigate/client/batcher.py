@@ -36,8 +36,8 @@ from typing import Any, Final, Self
 
 import msgspec
 
-from capigate.client._base import Checked, FailedDelivery, PreparedRequest
-from capigate.client._batching import BatcherStats, OnFailure, _Accounts, _check_sizes, _crashed, _Flush
+from capigate.client._base import Checked, Delivery, FailedDelivery, PreparedRequest
+from capigate.client._batching import BatcherStats, OnFailure, _Accounts, _check_sizes, _Flush
 from capigate.client._http import AsyncClientBase, SyncClientBase
 from capigate.errors import BatcherFull, CapigateError, Problem
 
@@ -206,13 +206,15 @@ class Batcher:
             self._inflight.discard(future)
 
     def _deliver(self, req: PreparedRequest) -> None:
+        delivery = Delivery(req)  # and its halves, if refused as too large
         try:
-            result = self._client.deliver(req)
+            self._client.deliver_parts(delivery)
+            crashed = None
         except Exception as exc:  # a closed client, say: kept as a failure, never dropped
-            result = _crashed(req, exc)
+            crashed = exc
         finally:
             self._slots.release()
-        self._accounts.record(req, result)
+        self._accounts.settle(delivery, crashed)
 
 
 class AsyncBatcher:
@@ -354,10 +356,12 @@ class AsyncBatcher:
 
     async def _deliver(self, req: PreparedRequest) -> None:
         assert self._slots is not None
+        delivery = Delivery(req)
         try:
-            result = await self._client.deliver(req)
+            await self._client.deliver_parts(delivery)
+            crashed = None
         except Exception as exc:
-            result = _crashed(req, exc)
+            crashed = exc
         finally:
             self._slots.release()
-        self._accounts.record(req, result)
+        self._accounts.settle(delivery, crashed)

@@ -16,17 +16,21 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 import click
+import msgspec
 from click.core import ParameterSource
 
+import capigate.worker_env as worker_env
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.profiles import PROFILES, ProfileName
-from capigate.axon.rules import check_batch
+from capigate.axon.rules import MAX_BATCH, check_batch
 from capigate.client._base import (
+    FailedDelivery,
     Prepared,
     RequestResult,
     SendInterrupted,
@@ -58,6 +62,49 @@ def _usable_app_id(app_id: str) -> None:
     send: an iOS id without its prefix is answered 200 OK and dropped, so no event could pass."""
     if (reason := ios_prefix_missing(app_id)) is not None:
         raise click.UsageError(reason)
+
+
+_CONFIG_OPTION: Final = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="capigate.toml",
+    envvar=worker_env.CONFIG,
+    show_envvar=True,
+    show_default=True,
+    help="The gateway's configuration, where --pixel's profile is read (unless --profile is given).",
+)
+_PROFILE_OPTION: Final = click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="standard",
+    help="The Axon pixel's profile [default: --pixel's in --config, if it is there; else standard].",
+)
+
+
+def _pixel_profile(pixel: str | None, profile: str, config_path: Path) -> tuple[str, str]:
+    """The profile to check --pixel's events with, and where it came from ("" when given, or
+    the default): --profile given, else the pixel's in the configuration, when there is one
+    that names it. `validate --pixel px_lead` said ok of events the gateway then refused with
+    12 problems: px_lead is lead_gen_restricted in capigate.toml, which no command read (a trial).
+    A file named (--config, CAPIGATE_CONFIG) that is not there, or one that does not load, is
+    a mistake; capigate.toml missing here is none: the events are checked as standard ones."""
+    ctx = click.get_current_context()
+    if pixel is None or ctx.get_parameter_source("profile") is not ParameterSource.DEFAULT:
+        return profile, ""
+    if ctx.get_parameter_source("config_path") is ParameterSource.DEFAULT and not config_path.exists():
+        return profile, ""
+    from capigate.client.cli_gateway import read_config  # imports httpx: only when needed
+
+    try:
+        configured = read_config(config_path).pixel(pixel)
+    except click.ClickException as exc:
+        raise click.ClickException(
+            f"{exc.message}\n(--pixel's profile is read from it: give --profile to do without)"
+        ) from None
+    if configured is None:
+        return profile, ""
+    return configured.profile, f"{pixel}'s in {config_path}"
 
 
 def _echo_problem(source: Source, record: Record, problem: Problem, level: str = "error") -> None:
@@ -121,13 +168,8 @@ def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[
     help="Axon pixel id: the events are Axon events of this pixel, as send --pixel sends them "
     "(an AppsFlyer event is refused, wrong_api).",
 )
-@click.option(
-    "--profile",
-    type=click.Choice(sorted(PROFILES)),
-    default="standard",
-    show_default=True,
-    help="The Axon pixel's profile.",
-)
+@_PROFILE_OPTION
+@_CONFIG_OPTION
 @click.option(
     "--app",
     "--app-id",
@@ -137,7 +179,13 @@ def _check_record(record: Record, profile: str, app_id: str) -> tuple[int, list[
 )
 @click.option("--warnings/--no-warnings", "show_warnings", default=True, show_default=True, help="Print warnings too.")
 def validate(
-    files: tuple[str, ...], api_name: str, pixel: str | None, profile: str, app_id: str, show_warnings: bool
+    files: tuple[str, ...],
+    api_name: str,
+    pixel: str | None,
+    profile: str,
+    config_path: Path,
+    app_id: str,
+    show_warnings: bool,
 ) -> None:
     """Check events with the gateway's own rules, as send would send them, without sending.
 
@@ -147,6 +195,8 @@ def validate(
     _usable_app_id(app_id)
     if pixel is not None and api_name == "appsflyer":
         raise click.UsageError("--pixel is for Axon events: give --api appsflyer or --pixel, not both")
+    profile, configured = _pixel_profile(pixel, profile, config_path)
+    of_profile = f"; profile {profile}, {configured}" if configured else ""
     totals: Counter[str] = Counter()
     for name in files:
         source = _read(name, None if pixel is not None else _api(api_name))
@@ -163,7 +213,7 @@ def validate(
                 _echo_problem(source, record, warning, "warning")
     events, found, warned = totals["events"], totals["problems"], totals["warnings"]
     if not found:
-        click.echo(f"ok: {events} event(s) in {len(files)} file(s), 0 problem(s), {warned} warning(s)")
+        click.echo(f"ok: {events} event(s) in {len(files)} file(s), 0 problem(s), {warned} warning(s){of_profile}")
         return
     # Problems first: "invalid: 299 event(s) …, 1 problem(s)" read as 299 invalid events (a trial).
     # The records that are no event apart: --pixel on an AppsFlyer file said "among 0 event(s)" (a re-trial).
@@ -173,7 +223,7 @@ def validate(
     if totals["unread"]:
         among.append(f"{totals['unread']} record(s) read as no event")
     what = " and ".join([", ".join(among[:-1]), among[-1]] if len(among) > 1 else among)
-    click.echo(f"invalid: {found} problem(s) among {what} in {len(files)} file(s), {warned} warning(s)")
+    click.echo(f"invalid: {found} problem(s) among {what} in {len(files)} file(s), {warned} warning(s){of_profile}")
     sys.exit(1)
 
 
@@ -322,6 +372,8 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
     )
     if result.stored is not None and delivered:
         click.echo(f"  stored: {result.stored}, duplicates: {_duplicates(result)}")
+    if result.split:
+        click.echo(f"  {_too_large(result)}")
     refused = [r for r in result.requests if not r.ok and not r.maybe_stored]
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     refused_events = result.failed_events - result.unconfirmed_events
@@ -337,17 +389,62 @@ def _summary(result: SendResult, prepared: Prepared, url: str, elapsed_s: float)
     _warnings(result, prepared)
 
 
-def _report(
-    result: SendResult, prepared: Prepared, url: str, elapsed_s: float, wanted: Path, resend: str, endpoint: str
-) -> bool:
+def _too_large(result: SendResult) -> str:
+    """What the summary says of the requests the gateway refused as too large (413), which the
+    client sent again in halves: the batch size the gateway takes (a trial's every request was
+    refused, for good, reported as "events[0]: the body is 142602 bytes", a problem to mend)."""
+    reason = escape_control(result.split[0].error or f"HTTP {result.split[0].status}")
+    said = f"batches too large for the gateway ({reason}): sent again in halves, {len(result.split)} request(s) refused on the way"
+    fits = _batch_size_taken(result)
+    return f"{said}; --batch-size {fits} sends batches it takes at once" if fits else said
+
+
+def _batch_size_taken(result: SendResult) -> int | None:
+    """The most events a request carried that the gateway took, after it refused larger ones
+    as too large; None when it refused none, or took none."""
+    if not result.split:
+        return None
+    return max((r.events for r in result.requests if r.ok), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """How this send sends: what its summary's advice and its resend command name."""
+
+    base_url: str
+    endpoint: str  # the path added to base_url
+    pixel: str | None
+    app: str | None
+    profile: str
+    profile_from: str  # "given with --profile", "px_lead's in capigate.toml", or "the default"
+    test_tag: str | None
+    batch_size: int | None  # --batch-size given
+
+    def resend(self, target: Path, profile: str | None = None, batch_size: int | None = None) -> str:
+        """The command that sends the failed file as this run sent its events: the test tag
+        and the profile too (the hint left them out, and its events went as real ones, a
+        trial); ``profile``, ``batch_size``: other ones."""
+        options = ["--to", self.base_url, *(["--pixel", self.pixel] if self.pixel else ["--app", self.app or ""])]
+        if self.pixel and (profile or self.profile) != "standard":
+            options += ["--profile", profile or self.profile]
+        if batch_size or self.batch_size:
+            options += ["--batch-size", str(batch_size or self.batch_size)]
+        if self.test_tag is not None:
+            options += ["--test-tag", self.test_tag]
+        return f"capigate send {shlex.quote(str(target))} {shlex.join(options)} --key ..."
+
+
+def _report(result: SendResult, prepared: Prepared, run: _Run, elapsed_s: float, wanted: Path) -> bool:
     """The summary, and the undelivered events written to a failed file: whether any failed."""
+    url, endpoint = run.base_url, run.endpoint
     _summary(result, prepared, url, elapsed_s)
     if not result.failed:
         return False
     target = _write_failed(result, wanted)
     if target != wanted:
         click.echo(_left_as_they_are([p for _, p in _earlier(wanted) if p != target]))
-    command = f"capigate send {shlex.quote(str(target))} {resend}"
+    profile = _profile_refusing(result, run)
+    command = run.resend(target, profile or None, _batch_size_taken(result))
     unconfirmed = [r for r in result.requests if not r.ok and r.maybe_stored]
     if unconfirmed and not _safe_to_repeat(unconfirmed, prepared):  # as the summary advised (a trial)
         advice = (
@@ -360,17 +457,69 @@ def _report(
     if any(r.status in (404, 405) for r in refused):  # the URL, not the events (a base URL ending in /v1)
         posted = f"{url.rstrip('/')}{endpoint} (--to {url} and the endpoint's path {endpoint})"
         advice = f"nothing answers at {posted}: check --to, then " + advice
+    elif too_large := [r for r in refused if r.status == 413]:  # split down to single events: each too large
+        events = sum(r.events for r in too_large)
+        advice = (
+            f"{events} event(s) are each larger than the gateway takes in a request (HTTP 413, its [server] "
+            "max_body_bytes): shorten them, or have its max_body_bytes raised, then " + advice
+        )
     elif (fix := _options_to_fix(refused)) is not None:  # a wrong key: the events are fine (a trial)
         advice = (
             "the events were refused for what they were sent with, not for what they hold (the problems above): "
             f"fix {fix}, then " + advice
         )
+    elif profile is not None and run.pixel is not None:  # events the local check passed (a trial)
+        passed = (
+            f"the gateway refused events that passed the local check with profile {run.profile} ({run.profile_from})"
+        )
+        if profile:
+            validate = (
+                f"capigate validate {shlex.quote(str(target))} --pixel {shlex.quote(run.pixel)} --profile {profile}"
+            )
+            advice = (
+                f"{passed}: it checks {run.pixel} with profile {profile}, it seems (its rules find every problem "
+                f"above): mend those first (`{validate}` lists them), then " + advice
+            )
+        else:
+            advice = (
+                f"{passed}: does it check {run.pixel} with another profile (--profile), or other rules? Mend those "
+                "first, then " + advice
+            )
     elif any(r.problems for r in refused):
         advice = "some were refused (the problems above): mend those first, then " + advice
     elif refused:
         advice = "some were refused (the reasons above): mend their cause first, then " + advice
     click.echo(f"failed events written to {target}; {advice}")
     return True
+
+
+def _profile_refusing(result: SendResult, run: _Run) -> str | None:
+    """None, unless the gateway refused Axon events for problems of their own (a 400 or 422
+    listing them), which passed the local check with ``run.profile``: then the profile whose
+    rules find every problem it answered, if one does, else "". `send --pixel px_lead` was
+    refused with 12 problems of lead_gen_restricted's, and the summary said "mend those
+    first", nothing of --profile (a trial)."""
+    if run.pixel is None:
+        return None
+
+    def of_events(failure: FailedDelivery) -> set[tuple[str, str]]:  # not the request's, nor the body's
+        return {(p.path, p.code) for p in failure.result.problems if p.path.startswith("events[")}
+
+    refused = [f for f in result.failed if f.result.status in (400, 422) and of_events(f)]
+    if not refused:
+        return None
+    now = now_ms()
+
+    def found(profile: str, payloads: list[bytes]) -> set[tuple[str, str]]:
+        events = [msgspec.json.decode(p) for p in payloads]
+        report = check_batch({"events": events}, PROFILES[profile], source="send", now_ms=now).report
+        return {(p.path, p.code) for p in report.problems}
+
+    answered = [(of_events(f), f) for f in refused]
+    for profile in sorted(PROFILES):
+        if profile != run.profile and all(said <= found(profile, f.payloads) for said, f in answered):
+            return profile
+    return ""
 
 
 def _safe_to_repeat(unconfirmed: list[RequestResult], prepared: Prepared) -> bool:
@@ -397,17 +546,24 @@ def _problems(refused: list[RequestResult]) -> None:
         shifted(p, r.first_event) if p.path.startswith("events[") else prefixed(f"events[{r.first_event}]", p)
         for r in refused
         for p in r.problems
-        if p.path not in _REQUEST_PARTS
+        if not _of_the_request(r, p)
     ]
     # A header's or a query parameter's problem is the request's, not its first event's (a wrong
-    # key read "events[0].authorization"): said once, with the number of requests it refused.
-    of_requests = Counter(str(p) for r in refused for p in r.problems if p.path in _REQUEST_PARTS)
+    # key read "events[0].authorization"), and so is one of a whole body of several events (a
+    # 413's read "events[0]: the body is 142602 bytes"): said once, with the number of requests.
+    of_requests = Counter(str(p) for r in refused for p in r.problems if _of_the_request(r, p))
     for said, count in of_requests.most_common():
         click.echo(f"    request: {escape_control(said)}" + (f" ({count} requests)" if count > 1 else ""))
     for problem in problems[:10]:  # the gateway's problems name the keys sent: control characters escaped
         click.echo(f"    {escape_control(str(problem))}")
     if len(problems) > 10:
         click.echo(f"    ... and {len(problems) - 10} more problem(s)")
+
+
+def _of_the_request(result: RequestResult, problem: Problem) -> bool:
+    """Whether ``problem`` is the request's, not one of its events': a header's or a query
+    parameter's, or the body's (path "") when it carries several events."""
+    return problem.path in _REQUEST_PARTS or (not problem.path and result.events > 1)
 
 
 # The parts of a request that are not its events (http/axon.py, http/appsflyer.py, http/outcome.py).
@@ -491,17 +647,6 @@ def _left_as_they_are(skipped: list[Path]) -> str:
     else:
         named = f"{skipped[0]} to {skipped[-1]} ({len(skipped)} files)"
     return f"{named} are there from earlier runs and were left as they are"
-
-
-def _resend_options(base_url: str, pixel: str | None, app: str | None, profile: str, test_tag: str | None) -> str:
-    """The options that send the failed file as this run sent its events: the test tag and
-    the profile too (the hint left them out, and its events went as real ones, a trial)."""
-    options = ["--to", base_url, *(["--pixel", pixel] if pixel else ["--app", app or ""])]
-    if pixel and profile != "standard":
-        options += ["--profile", profile]
-    if test_tag is not None:
-        options += ["--test-tag", test_tag]
-    return shlex.join(options) + " --key ..."
 
 
 def _write_failed(result: SendResult, wanted: Path) -> Path:
@@ -604,14 +749,19 @@ def _required_to_and_key(base_url: str | None, key: str | None, axon: bool) -> t
     help="Axon API key, or AppsFlyer dev key / S2S token. Required. `capigate env` exports the first pixel's as "
     'AXON_KEY, the first app\'s as APPSFLYER_KEY: --key "$AXON_KEY".',
 )
-@click.option(
-    "--profile", type=click.Choice(sorted(PROFILES)), default="standard", show_default=True, help="The pixel's profile."
-)
+@_PROFILE_OPTION
+@_CONFIG_OPTION
 @click.option(
     "--rate", "rate_eps", type=click.FloatRange(min=0, min_open=True), help="At most this many events per second."
 )
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight at once."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH),
+    help=f"Axon events a request carries at most [default: {MAX_BATCH}, within 1 MiB]. A request the gateway "
+    "refuses as too large (HTTP 413) is sent again in halves all the same.",
 )
 @click.option(
     "--retries",
@@ -643,8 +793,10 @@ def send(
     app: str | None,
     key: str | None,
     profile: str,
+    config_path: Path,
     rate_eps: float | None,
     concurrency: int,
+    batch_size: int | None,
     retries: int,
     timeout_s: float,
     deprecated_timeout_s: float | None,
@@ -663,6 +815,8 @@ def send(
 
     if (pixel is None) == (app is None):
         raise click.UsageError("give exactly one of --pixel (Axon) or --app (AppsFlyer)")
+    if app is not None and batch_size is not None:
+        raise click.UsageError("--batch-size is for Axon events (--pixel): AppsFlyer takes one event a request")
     base_url, key = _required_to_and_key(base_url, key, pixel is not None)
     _usable_app_id(app or "")
     if deprecated_timeout_s is not None:  # its former name, kept so that scripts using it still run
@@ -672,6 +826,10 @@ def send(
         timeout_s = deprecated_timeout_s
     api: Api = "axon" if pixel else "appsflyer"
     endpoint = _checked_to(base_url, app)
+    profile, configured = _pixel_profile(pixel, profile, config_path)
+    given = click.get_current_context().get_parameter_source("profile") is not ParameterSource.DEFAULT
+    origin = configured or ("given with --profile" if given else "the default")
+    run = _Run(base_url, endpoint, pixel, app, profile, origin, test_tag, batch_size)
     if test_tag is not None:
         _tag_for_a_gateway(base_url)
     with _interrupted_before_sending(file):
@@ -686,7 +844,7 @@ def send(
     }
     try:
         client = (
-            AxonClient(pixel, key, profile=cast(ProfileName, profile), **options)
+            AxonClient(pixel, key, profile=cast(ProfileName, profile), max_batch=batch_size or MAX_BATCH, **options)
             if pixel
             else AppsFlyerClient(app or "", key, **options)
         )
@@ -701,12 +859,12 @@ def send(
                 problems = [*refused, *_located(origins, exc)]
         if problems:
             _echo_in_order(source, problems)
-            click.echo(f"invalid: {len(problems)} problem(s); nothing was sent")
+            of_profile = f" (profile {profile}, {configured})" if configured else ""
+            click.echo(f"invalid: {len(problems)} problem(s){of_profile}; nothing was sent")
             sys.exit(1)
         bar = _Progress(prepared.events, progress)
         started = time.monotonic()
         wanted = failed_file or Path(f"{Path(file).with_suffix('')}.failed.jsonl" if file != "-" else "failed.jsonl")
-        resend = _resend_options(base_url, pixel, app, profile, test_tag)
         try:
             with bar.progress:
                 result = client.send(prepared, on_request=bar)
@@ -720,11 +878,11 @@ def send(
                 else "no request it stopped had reached the gateway"
             )
             click.echo(f"interrupted: requests not yet started were not sent; {said}", err=True)
-            _report(stopped.result, prepared, base_url, time.monotonic() - started, wanted, resend, endpoint)
+            _report(stopped.result, prepared, run, time.monotonic() - started, wanted)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(130)
-    failed = _report(result, prepared, base_url, time.monotonic() - started, wanted, resend, endpoint)
+    failed = _report(result, prepared, run, time.monotonic() - started, wanted)
     if test_tag is not None:
         _tag_not_honoured(result, base_url)
     if failed:

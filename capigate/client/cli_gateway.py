@@ -3,7 +3,8 @@
 
 A gateway's address is its configuration's ``[server] host`` and ``port``, overridden by
 ``CAPIGATE_HOST`` and ``CAPIGATE_PORT`` as for ``capigate serve``; ``--url`` (or
-``CAPIGATE_URL``) overrides both.
+``CAPIGATE_URL``) overrides both. An option given on the command line wins over a variable:
+``--host``, ``--port`` or ``--config`` over ``CAPIGATE_URL`` (``explicit_url``).
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem
 from capigate.identity import contains_email, holds_international_phone
 from capigate.logs import escape_control
 from capigate.ports import PORTS, port_problem
-from capigate.responses import DROPPED_SILENTLY, EventView, RequestView
+from capigate.responses import DROPPED_SILENTLY, EVENT_APIS, REQUEST_APIS, EventView, RequestView
 
 if TYPE_CHECKING:
     from capigate.client.admin import GatewayAdmin
 
 __all__ = [
     "checked_time",
+    "checked_url",
     "env",
     "epoch_ms",
     "events",
+    "explicit_url",
     "gateway_url",
     "given_as",
     "missing_config",
@@ -148,7 +151,8 @@ def _admin_options(command: F) -> F:
         "base_url",
         envvar="CAPIGATE_URL",
         show_envvar=True,
-        help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port.",
+        help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port. "
+        "CAPIGATE_URL and CAPIGATE_ADMIN_TOKEN yield to --config given.",
     )
     token = click.option(
         "--token",
@@ -193,7 +197,8 @@ def env(config_path: Path, url: str | None, host: str | None, port: int | None) 
     directory they would quietly use this configuration instead of the capigate.toml there.
     A gateway started with --host or --port is found with the same options, as serve says."""
     config = read_config(config_path)
-    base = url.rstrip("/") if url else gateway_url(config, host, port)
+    url = explicit_url(url, "url", "host", "port")
+    base = checked_url(url, "url") if url else gateway_url(config, host, port)
     values = {"CAPIGATE_URL": base, "CAPIGATE_ADMIN_TOKEN": config.server.admin_token}
     if config.axon.pixels:
         values.update(AXON_PIXEL=config.axon.pixels[0].pixel_id, AXON_KEY=config.axon.pixels[0].api_key)
@@ -225,8 +230,29 @@ def checked_time(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+def checked_url(url: str, name: str = "base_url") -> str:
+    """The command's --url parameter ``name`` once it is a gateway's base URL, without its
+    trailing /; a usage error naming --url or CAPIGATE_URL, as send's --to: `events --url
+    127.0.0.1:18150` said httpx's "UnsupportedProtocol", `--url …/api/events` "'api/events' is
+    not an event id" (a trial)."""
+    from capigate.client._http import checked_admin_url
+
+    try:
+        checked_admin_url(url, url_given(name) or "--url")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return url.rstrip("/")
+
+
 def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str, str]:
-    """(base URL, admin token): given ones first, else the configuration's."""
+    """(base URL, admin token): given ones first, else the configuration's. --config given on
+    the command line names the gateway: its address and token win over CAPIGATE_URL and
+    CAPIGATE_ADMIN_TOKEN, exported by an earlier `capigate env`, perhaps of another gateway
+    (``explicit_url``); --url and --token given win over the file's."""
+    if _on_the_command_line("config_path"):
+        url = url if url_given() == "--url" else None
+        token = token if _on_the_command_line("token") else None
+    url = checked_url(url) if url else None
     if url and token:
         return url, token
     if not config_path.exists():
@@ -248,6 +274,31 @@ def url_given(name: str = "base_url") -> str | None:
     return "--url" if source is ParameterSource.COMMANDLINE else None
 
 
+def _on_the_command_line(*names: str) -> list[str]:
+    """Which of the command's parameters ``names`` were given on its command line."""
+    ctx = click.get_current_context()
+    return [name for name in names if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+
+
+def explicit_url(url: str | None, name: str, *others: str) -> str | None:
+    """The command's URL parameter ``name``, unless it came from CAPIGATE_URL and an option
+    that names the gateway otherwise (``others``: --host, --port, --config) was given on the
+    command line: an option given wins over the environment, as `env --port` does (`curl
+    --port 18150`, the line a restarted gateway's banner prints, printed the 8080 an earlier
+    `eval "$(capigate env)"` exported, a trial). --url given with --host or --port is a usage
+    error: which was meant is not for the command to guess."""
+    given = _on_the_command_line(*others)
+    if url is None or not given:
+        return url
+    if url_given(name) != "--url":
+        return None
+    if clashing := [f"--{other}" for other in given if other in ("host", "port")]:  # --config: its keys
+        raise click.UsageError(
+            f"give --url or {' and '.join(clashing)}, not both: --url is the gateway's whole address"
+        )
+    return url
+
+
 def read_failed(exc: CapigateError, base: str, config_path: Path) -> str:
     """What ``events`` or ``quality`` says when its read of the gateway at ``base`` failed: a
     refused admin token, a base URL with /api in it, no answer, each named as such."""
@@ -264,11 +315,7 @@ def read_failed(exc: CapigateError, base: str, config_path: Path) -> str:
             f"the gateway refused the admin token {whose} (HTTP 401 from {exc.url}): check --token (or "
             "CAPIGATE_ADMIN_TOKEN) against the [server] admin_token of the gateway's configuration (--config)"
         )
-    if isinstance(exc, HTTPStatusError) and exc.status_code == 404:
-        parsed = httpx.URL(base)
-        if parsed.path.rstrip("/").endswith("/api"):  # it asked for /api/api/events (a trial)
-            root = str(parsed.copy_with(path=parsed.path.rstrip("/")[: -len("/api")] or "/")).rstrip("/")
-            return f"--url is the gateway's base URL, without /api: --url {root} ({exc})"
+    if isinstance(exc, HTTPStatusError) and exc.status_code == 404:  # a base URL with /api is refused first
         return f"is {base} the gateway's base URL? ({exc})"
     return unanswered(exc, base, config_path, given=url_given())
 
@@ -448,8 +495,10 @@ _PII_TRANSACTION_ID = (
 @click.option(
     "--api",
     "api_name",
-    type=click.Choice(["axon", "appsflyer", "admin"]),
-    help="API: axon or appsflyer (a pixel and an app may share an id); with --requests, admin too.",
+    type=click.Choice(REQUEST_APIS),  # every api the journal records (the API's own list)
+    metavar="API",
+    help=f"API: {' or '.join(EVENT_APIS)} (a pixel and an app may share an id); with --requests, "
+    f"{', '.join(REQUEST_APIS[len(EVENT_APIS) :])} too (inspector: logins and the inspector's pages).",
 )
 @click.option("--test-tag", help="Test tag.")
 @click.option("--dedupe-id", help="The requests that carried this dedupe_id (requests only).")
@@ -504,8 +553,10 @@ def events(
             click.echo(f"capigate events: {_PII_TRANSACTION_ID}", err=True)
     elif dedupe_id is not None or transaction_id is not None:
         raise click.UsageError("--dedupe-id and --transaction-id find requests: add --requests")
-    elif api_name == "admin":
-        raise click.UsageError("--api admin finds requests (events come from axon or appsflyer): add --requests")
+    elif api_name is not None and api_name not in EVENT_APIS:
+        raise click.UsageError(
+            f"--api {api_name} finds requests (events come from {' or '.join(EVENT_APIS)}): add --requests"
+        )
     url, admin_token = _gateway(base_url, token, config_path)
     printer = _Printer(_REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS, as_json=as_json)
     admin = GatewayAdmin(url, admin_token)

@@ -33,6 +33,8 @@ from capigate.http.state import Gateway
 from capigate.personal import shown_id
 from capigate.relay.destinations import relayed, replay_refusal
 from capigate.responses import (
+    EVENT_APIS,
+    REQUEST_APIS,
     ErrorBody,
     EventDetail,
     EventsPage,
@@ -72,8 +74,6 @@ _FOUND_BY_THEIR_REQUESTS: Final = {
 _decode_body = msgspec.json.Decoder().decode
 MAX_REPLAY_BODY = 4096
 EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
-EVENT_APIS: Final = ("axon", "appsflyer")
-REQUEST_APIS: Final = ("axon", "appsflyer", "admin", "inspector", "capigate", "unknown")
 _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
 log = logging.getLogger("capigate.admin")
 # One journal entry as the store reads it: the entry, its kept body, its keys.

@@ -53,6 +53,7 @@ from capigate.relay.destinations import Target
 from capigate.relay.http1 import UpstreamClient, UpstreamError
 from capigate.relay.policy import Verdict, classify, give_up_reason
 from capigate.retry import backoff_s, retry_after_s, retry_delay_s
+from capigate.splitting import split_parts
 from capigate.store.base import AttemptOutcome, Delivery, Store
 
 __all__ = ["MAX_BODY_CHARS", "STOP_GRACE_S", "AttemptHook", "DestinationWorker", "WorkerStats"]
@@ -545,11 +546,6 @@ def _chunks(deliveries: list[Delivery], size: int) -> list[list[Delivery]]:
 
 
 def _parts(deliveries: list[Delivery], body: bytes) -> list[list[Delivery]]:
-    """How to retry a refused batch: the events the upstream's body names, each alone, after
-    the others together; else the two halves."""
-    named = {int(i) for i in _NAMED_EVENT.findall(body[:MAX_BODY_CHARS]) if int(i) < len(deliveries)}
-    if named and len(named) < len(deliveries):
-        rest = [d for i, d in enumerate(deliveries) if i not in named]
-        return [rest, *([deliveries[i]] for i in sorted(named))]
-    half = len(deliveries) // 2
-    return [deliveries[:half], deliveries[half:]]
+    """How to retry a refused batch (``capigate.splitting``, the SDK's rule too): the events
+    the upstream's body names, each alone, after the others together; else the two halves."""
+    return split_parts(deliveries, {int(i) for i in _NAMED_EVENT.findall(body[:MAX_BODY_CHARS])})

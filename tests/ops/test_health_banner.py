@@ -14,11 +14,12 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from capigate.identity import contains_email, hash_email, hash_phone
 from tests.conftest import DEFAULT_CONFIG, Server, free_port
-from tests.helpers import wait_until
+from tests.helpers import serve_on_a_terminal, wait_until
 
 
 def _first_start(tmp_path: Path) -> Server:
@@ -60,23 +61,23 @@ def _admin_token(server: Server) -> str:
     return str(tomllib.loads(server.config.read_text())["server"]["admin_token"])
 
 
-def test_demo_curls_show_keys_on_first_start_only_and_succeed_without_warnings(tmp_path: Path) -> None:
+def test_demo_curls_show_keys_on_a_terminals_first_start_only_and_succeed_without_warnings(tmp_path: Path) -> None:
     server = _first_start(tmp_path)
-    server.start()
-    try:
-        first = server.output()
+    with serve_on_a_terminal(["--db", str(server.db), "--port", str(server.port)], tmp_path) as (proc, terminal):
+        first = terminal.wait_for("/inappevent/", proc)
+        first = first[: first.index("\n", first.index("/inappevent/"))]
         config = tomllib.loads(server.config.read_text())
         axon_key = config["axon"]["pixels"][0]["api_key"]
         af_key = config["appsflyer"]["apps"][0]["keys"][0]
-        assert axon_key in first and af_key in first  # the start that created them shows them
+        assert axon_key in first and af_key in first  # the start that created them shows them, on a terminal
+        assert "Keys are masked" not in first, first
         curls = _curls(first)
         assert len(curls) == 2, first
         # Log scanners flagged the demo's plain email and phone: they go as their SHA-256.
         assert not contains_email(first) and "6502530000" not in first, first
         assert hash_email("user@example.com") in curls[0] and hash_phone("+16502530000") in curls[0], curls[0]
+        wait_until(lambda: _ready(server), what="the gateway ready")
         _assert_accepted_without_warnings(server, curls)
-    finally:
-        server.stop()
     server.log = tmp_path / "second.log"
     server.start()
     try:
@@ -85,6 +86,43 @@ def test_demo_curls_show_keys_on_first_start_only_and_succeed_without_warnings(t
         assert "capigate curl px_demo" in second, second
     finally:
         server.stop()
+
+
+def test_a_first_start_written_to_a_file_or_a_pipe_masks_the_keys_it_wrote(tmp_path: Path) -> None:
+    """The first start printed the live keys it wrote (`-H 'Authorization: k8N7…'`) to its
+    output, a log file here, though the README said the logs never hold a key and the banner
+    is kept with the logs (a trial). Written anywhere but a terminal, they are masked, as at
+    every later start, and the banner says why and which command prints them."""
+    server = _first_start(tmp_path)
+    server.start()  # its output: a log file
+    try:
+        first = server.output()
+        config = tomllib.loads(server.config.read_text())
+        keys = [config["axon"]["pixels"][0]["api_key"], config["appsflyer"]["apps"][0]["keys"][0]]
+        assert "Wrote capigate.toml" in first and not [key for key in keys if key in first], first
+        assert "-H 'Authorization: ********'" in first and "-H 'authentication: ********'" in first, first
+        hint = re.search(
+            r"Keys are masked \(this output is no terminal: a file or a log may keep it\): `(capigate curl [^`]+)`",
+            first,
+        )
+        assert hint is not None, first
+        pasted = hint.group(1).replace("capigate", f"{shlex.quote(sys.executable)} -m capigate", 1)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPIGATE_")}
+        printed = subprocess.run(
+            ["bash", "-c", pasted], capture_output=True, text=True, timeout=30, env=clean, cwd=tmp_path
+        )
+        assert printed.returncode == 0 and keys[0] in printed.stdout, printed.stderr
+        _assert_accepted_without_warnings(server, _curls(printed.stdout))
+    finally:
+        server.stop()
+
+
+def _ready(server: Server) -> bool:
+    try:
+        with server.client() as http:
+            return http.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_curl_command_prints_a_sources_curl_that_succeeds(tmp_path: Path) -> None:
