@@ -17,7 +17,7 @@ import msgspec
 from capigate.checking import Report
 from capigate.epoch import MAX_EPOCH_MILLIS
 from capigate.errors import Problem
-from capigate.http.api import EVENT_APIS, admin_refusal
+from capigate.http.api import EVENT_APIS, admin_refusal, unknown_parameters
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
 from capigate.http.params import Query, query_choice, query_integer, query_time
@@ -105,6 +105,9 @@ async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> R
     denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
     if denied:
         return denied
+    refused = unknown_parameters(request)
+    if refused:
+        return refused
     now = _now_ms()
     page = SourcesPage(
         sources=sources(gateway.config, now),
