@@ -293,6 +293,9 @@ def test_rule_admin_parameters_every_admin_get_refuses_a_parameter_it_does_not_t
         assert _problem(c.get("/api/outbox", params={"x": "1"}))["query.x"] == (
             "x is not a parameter here; this endpoint takes none"
         )
+        # The README listed client_ip among the filters of both listings (a trial): requests only.
+        said = _problem(c.get("/api/events", params={"client_ip": "203.0.113.7"}))["query.client_ip"]
+        assert "/api/requests?client_ip=" in said, said
 
 
 def test_rule_admin_parameters_a_client_ip_that_is_not_an_address_is_a_400(server: Server) -> None:

@@ -69,7 +69,7 @@ _KEY_FILTERS = ("name", "dedupe_id", "transaction_id")
 # An event's ids are found through the journal (a trial asked /api/events for a dedupe_id).
 _FOUND_BY_THEIR_REQUESTS: Final = {
     key: f"/api/requests?{key}=… finds the request that sent it, with its events" for key in _KEY_FILTERS[1:]
-}
+} | {"client_ip": "an event keeps no address; /api/requests?client_ip=… finds the requests from it, with their events"}
 _decode_body = msgspec.json.Decoder().decode
 MAX_REPLAY_BODY = 4096
 EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
