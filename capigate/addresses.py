@@ -13,10 +13,11 @@ and many test events use them, and warning there would teach people to ignore th
 from __future__ import annotations
 
 import ipaddress
+import re
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Final
 
-__all__ = ["NOT_AN_ADDRESS", "address_kind"]
+__all__ = ["NOT_AN_ADDRESS", "address_kind", "not_an_address"]
 
 
 def _networks(*table: tuple[str, str]) -> tuple[tuple[int, int, str], ...]:
@@ -78,3 +79,27 @@ def _v4(number: int) -> str | None:
     if number >> 24 not in _V4_FIRST_OCTETS:
         return None
     return next((what for network, mask, what in _V4 if number & mask == network), None)
+
+
+_WITH_PORT: Final = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):[0-9]+")
+_BRACKETED: Final = re.compile(r"\[([0-9A-Fa-f:.]+)\]")
+_LIST: Final = re.compile(r"[\s,;]+")
+
+
+def not_an_address(text: str) -> tuple[str, str]:
+    """Why ``text`` (the field's value, already trimmed: spaces around an address are left
+    out) is no address, where it holds one written another way: a port after it, the brackets
+    of a URL's IPv6 host, a list (an ``X-Forwarded-For`` header pasted whole); each was told
+    only "not an IPv4 or IPv6 address" (a trial). With the address it holds; ("", "") for any
+    other text. The reason never quotes the value."""
+    ported = _WITH_PORT.fullmatch(text)
+    if ported is not None and address_kind(held := ported.group(1) or ported.group(2)) != NOT_AN_ADDRESS:
+        return "a port follows it (address:port); send the address alone", held
+    bracketed = _BRACKETED.fullmatch(text)
+    if bracketed is not None and address_kind(held := bracketed.group(1)) != NOT_AN_ADDRESS:
+        return "an IPv6 address is sent without the [ ] a URL puts around it", held
+    parts = [part for part in _LIST.split(text) if part]
+    if len(parts) > 1 and address_kind(parts[0]) != NOT_AN_ADDRESS:
+        why = "a list of addresses (an X-Forwarded-For header pasted whole, maybe); send the client's one address"
+        return why, parts[0]
+    return "", ""

@@ -285,6 +285,8 @@ def _record(exc: msgspec.ValidationError, path: str, report: Report, kind: Any =
         message = _format_message(kind)
     elif code == "out_of_range":
         message = _bound_message(message, path, kind) or message
+    elif code == "wrong_type" and match is None:
+        message = _number_for_string(message, path, sent) or message
     report.error(path, code, _readable(message))
 
 
@@ -347,17 +349,42 @@ def _bound_message(message: str, path: str, kind: Any) -> str | None:
 
 _MISSED: Final = {">=": "below {}", ">": "{} or less", "<=": "above {}", "<": "{} or more"}
 _MAX_LENGTH: Final = re.compile(r"Expected `str(?: \| null)?` of length <= ([0-9]+)$")
+_MIN_LENGTH: Final = re.compile(r"Expected `str(?: \| null)?` of length >= ([0-9]+)$")
 
 
 def _length_message(message: str, path: str, sent: Any) -> str | None:
     """``dedupe_id is 600 characters; at most 512`` for msgspec's ``Expected `str` of length <=
-    512`` of the string ``sent``; None for any other message."""
-    found = _MAX_LENGTH.match(message)
-    if found is None or not isinstance(sent, str):
+    512`` of the string ``sent``, ``client_user_agent must not be empty`` for its ``Expected
+    `str` of length >= 1`` of "" (an empty user agent or eventName was told that, where the
+    neighbouring fields name themselves); None for any other message."""
+    if not isinstance(sent, str):
         return None
     named = _FIELD_NAME.search(path)
     name = named.group(1) if named else "the value"
-    return f"{name} is {len(sent):,} characters; at most {int(found.group(1)):,}"
+    found = _MAX_LENGTH.match(message)
+    if found is not None:
+        return f"{name} is {len(sent):,} characters; at most {int(found.group(1)):,}"
+    found = _MIN_LENGTH.match(message)
+    if found is None:
+        return None
+    if not sent:
+        return f"{name} must not be empty"
+    return f"{name} is {len(sent):,} characters; at least {int(found.group(1)):,}"
+
+
+def _number_for_string(message: str, path: str, sent: Any) -> str | None:
+    """``dedupe_id must be a string, not a number: send it in quotes`` for msgspec's ``Expected
+    `str | null`, got `int``` of a number ``sent`` where a string is wanted (a dedupe_id of 123,
+    AppsFlyer's os of 14), as a number sent in quotes is told to drop them; None otherwise. The
+    number is never shown: an id may be a phone number."""
+    if not isinstance(sent, int | float) or isinstance(sent, bool):
+        return None
+    found = _WANTED.match(message)
+    if found is None or "str" not in found.group(1).split(" | "):
+        return None
+    named = _FIELD_NAME.search(path)
+    name = named.group(1) if named else "the value"
+    return f'{name} must be a string, not a number: send it in quotes ("123", not 123)'
 
 
 def _bounds(kind: Any) -> tuple[tuple[str, str | None], tuple[str, str | None]]:

@@ -11,6 +11,7 @@ import ast
 import difflib
 import math
 import re
+import secrets
 import tomllib
 from typing import Any, Final, Literal, cast, get_args, get_origin
 
@@ -98,9 +99,10 @@ def _expected(key: str, text: str) -> str | None:
         message += f", not {_kind(got)}"
     setting = _setting(key)
     if setting is not None:
-        shown = setting.example if setting.example is not None else setting.default
-        if shown is not REQUIRED and shown is not None:
-            message += f", e.g. {key.rsplit('.', 1)[-1]} = {toml_value(shown)}"
+        if setting.example is not None:
+            message += f", e.g. {_example_line(setting)}"
+        elif setting.default is not REQUIRED and setting.default is not None:
+            message += f", e.g. {setting.name} = {toml_value(setting.default)}"
         if bounds and not got and (why := _BOUND_WHY.get(f"{setting.section}.{setting.name}")) is not None:
             message += f"; {why}"
     return message
@@ -151,7 +153,7 @@ def _literal_values(annotation: Any) -> list[str]:
 def _least_table(section: str) -> str:
     """The least table ``section`` can be, on one line: ``[server]`` and its required keys."""
     required = [s for s in SETTINGS if s.section == section and s.default is REQUIRED]
-    keys = " and ".join(f"{s.name} = {toml_value(s.example)}" for s in required)
+    keys = " and ".join(_example_line(s) for s in required)
     heading = SECTIONS[cast(Section, section)][0]
     return f"{heading} with {keys} on the line below it" if keys else heading
 
@@ -160,7 +162,21 @@ def _example(key: str) -> str:
     setting = _setting(key)
     if setting is None or setting.example is None:
         return ""
-    return f", e.g. {setting.name} = {toml_value(setting.example)}"
+    return f", e.g. {_example_line(setting)}"
+
+
+# The settings table's example of admin_token, "...", is too short to be one (8 characters at
+# least): "expected a string of length >= 8, e.g. admin_token = "..."" suggested what it refused
+# (a trial). A message shows a fresh random token instead, as first start writes one: valid,
+# and no published value that every reader of the message would share.
+_GENERATED: Final = frozenset({("server", "admin_token")})
+
+
+def _example_line(setting: Setting) -> str:
+    """``name = example`` as a message shows it (a setting with an example)."""
+    if (setting.section, setting.name) in _GENERATED:
+        return f"{setting.name} = {toml_value(secrets.token_urlsafe(24))} (a random one, made for this message)"
+    return f"{setting.name} = {toml_value(setting.example)}"
 
 
 _INDEXED: Final = re.compile(r"(?P<name>[^.\[\]]+)|\[(?P<index>\d+)\]")

@@ -405,6 +405,8 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     digits = text[1:]
     if text[:1] == "+" and text.isascii() and digits.isdigit():  # E.164 as sent: nothing to clean
         return _with_country_code(digits)
+    if not text:  # "" or spaces: told so, not "only digits, spaces and +()-./ allowed" (a trial)
+        raise InvalidIdentifier("not a phone number (it is empty: send the number, or leave the field out)")
     text = _phone_as_written(text)  # full-width, percent-encoded, an extension: as the id fields' scanner reads
     if text[:4].lower() == "tel:":  # RFC 3966: the number, as user_id's "tel:+1…" is read (international_phone)
         text = text[4:].strip()
@@ -431,13 +433,18 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
 def _not_digits(text: str) -> InvalidIdentifier:
     """Why ``text`` (a number with its separators removed) is none: a character other than
     digits and +, or a + where none belongs. "(+1) 415 5551403" and "+1 415 555 1407 / +1 415
-    555 1408" were told "only digits, spaces and +()-./ allowed", which they are (a trial)."""
+    555 1408" were told "only digits, spaces and +()-./ allowed", which they are (a trial), and so
+    were "+" and "()", which hold no digits."""
+    if not text.replace("+", ""):
+        return InvalidIdentifier("not a phone number (it has no digits)")
     if not text.isascii() or not text.replace("+", "").isdigit():
         return InvalidIdentifier("not a phone number (only digits, spaces and +()-./ allowed)")
     pluses = text.count("+")
     if pluses > 1:
         many = "two" if pluses == 2 else "several"
         return InvalidIdentifier(f"not a phone number ({many} phone numbers in one field: send one)")
+    if not pluses:  # "00" alone (the only such text here): it was told "a + only at the start"
+        return InvalidIdentifier("not a phone number (no digits after the international prefix 00)")
     return InvalidIdentifier("not a phone number (a + only at the start, before the country code)")
 
 

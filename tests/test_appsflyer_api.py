@@ -93,12 +93,67 @@ def test_a_key_sent_in_authorization_is_401_with_a_hint_to_the_authentication_he
     assert "'authentication' header" in problem["message"] and "'Authorization'" in problem["message"]
     with server.client() as c:
         plain = c.post(SHOP, json=event(), headers={"Accept": "application/json"})
-    assert "header" not in plain.json()["problems"][0]["message"]
+    assert "Authorization" not in plain.json()["problems"][0]["message"]
 
 
 def test_unknown_app_is_401_unauthorized(server: Server) -> None:
     r = post(server, event(), path="/inappevent/com.example.nope")
     assert (r.status_code, r.text) == (401, "Unauthorized")
+
+
+def test_an_unknown_app_and_a_wrong_key_get_one_answer_the_journal_says_which(server: Server) -> None:
+    """An unknown app was told `unknown_app` "no app with this id is configured", a configured
+    app's wrong key `unauthorized` "missing or wrong authentication key": anyone without a key
+    learnt which app ids are configured (a trial). One answer now, as Axon's for an unknown
+    pixel_id or a wrong key; the journal (the operator's) still says which it was."""
+    tag = f"which-{time.time_ns()}"
+    answers = {}
+    for path, key in (
+        (SHOP, "wrong"),
+        ("/inappevent/com.example.nope", "wrong"),
+        ("/inappevent/com.example.nope", "af-dev-key"),
+    ):
+        headers = {"authentication": key, "Accept": "application/json", "X-Capigate-Test": tag}
+        r = post(server, event(), path=path, headers=headers)
+        assert r.status_code == 401, r.text
+        answers[path, key] = r.json()
+    told = {json.dumps(a, sort_keys=True) for a in answers.values()}
+    assert len(told) == 1, told
+    [problem] = answers[SHOP, "wrong"]["problems"]
+    assert answers[SHOP, "wrong"]["error"] == "unauthorized" == problem["code"]
+    assert problem == {
+        "path": "authentication",
+        "code": "unauthorized",
+        "message": "unknown app id or wrong authentication key",
+    }
+    keyless = [post(server, event(), path=p, headers=False) for p in (SHOP, "/inappevent/com.example.nope")]
+    assert {(r.status_code, r.text) for r in keyless} == {(401, "Unauthorized")}
+    with server.client() as c:
+        keyless = [
+            c.post(p, json=event(), headers={"Accept": "application/json"})
+            for p in (SHOP, "/inappevent/com.example.nope")
+        ]
+    assert keyless[0].json() == keyless[1].json()
+    assert keyless[0].json()["problems"][0]["message"] == "no key in the 'authentication' header"
+    entries = journal(server, test_tag=tag)
+    while len(entries) < 3:
+        time.sleep(0.05)
+        entries = journal(server, test_tag=tag)
+    said = sorted((e["source"], e["problems"][0]["message"]) for e in entries)
+    assert said == [
+        (
+            "com.example.nope",
+            "unknown app id or wrong authentication key (journal only: no app with this id is configured)",
+        ),
+        (
+            "com.example.nope",
+            "unknown app id or wrong authentication key (journal only: no app with this id is configured)",
+        ),
+        (
+            "com.example.shop",
+            "unknown app id or wrong authentication key (journal only: the app is configured; the key is not one of its keys)",
+        ),
+    ], said
 
 
 def test_missing_appsflyer_id_is_400_with_its_text(server: Server) -> None:

@@ -365,3 +365,40 @@ def test_a_phone_number_in_any_other_field_goes_to_the_slow_path_which_drops_it(
         elif check.report.ok and field != "data.items.0.item_category_id":
             assert value in json.loads(check.events[0].payload).__repr__(), (field, value)
             assert check.typed, (field, value)
+
+
+@pytest.mark.parametrize("phone", ["", " ", "+", "00"])
+def test_an_empty_phone_or_one_without_digits_is_told_so_alike_by_both_paths(phone: str) -> None:
+    event = purchase()
+    event["user_data"] |= {"phone": phone}
+    body = msgspec.json.encode({"events": [event]})
+    assert path_differences(body, PROFILES["standard"], now_ms=NOW) == []
+    check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+    [problem] = check.report.problems
+    assert (problem.path, problem.code) == ("events[0].user_data.phone", "invalid_phone")
+    assert "allowed" not in problem.message and ("empty" in problem.message or "no digits" in problem.message)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("client_user_agent", " "),
+        ("client_user_agent", ""),
+        ("client_ip_address", " 203.0.113.7 "),
+        ("client_ip_address", " 10.0.0.1"),
+        ("client_ip_address", "203.0.113.7:80"),
+    ],
+)
+def test_a_blank_user_agent_and_a_spaced_or_ported_address_get_one_answer_from_both_paths(
+    field: str, value: str
+) -> None:
+    event = page_view()
+    event["user_data"][field] = value
+    body = msgspec.json.encode({"events": [event]})
+    assert path_differences(body, PROFILES["standard"], now_ms=NOW) == []
+    check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+    if value.strip() and field == "client_ip_address" and ":" not in value:
+        assert check.typed and check.report.ok
+        assert json.loads(check.events[0].payload)["user_data"][field] == value.strip()
+    else:
+        assert [p.path for p in check.report.problems] == [f"events[0].user_data.{field}"]

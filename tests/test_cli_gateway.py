@@ -755,3 +755,32 @@ def test_events_and_quality_take_the_config_given_over_an_exported_url_and_token
     # --url and --token given win over the file's.
     given = capigate("events", "--config", str(config), "--url", server.url, "--token", "wrong", cwd=tmp_path)
     assert given.returncode == 1 and "refused the admin token given with --token" in " ".join(given.stderr.split())
+
+
+def test_quality_never_rounds_a_share_that_is_not_whole_to_100_or_0_percent(
+    fresh_server: Server, tmp_path: Path
+) -> None:
+    """199 of 200 events with a dedupe_id read "100 % with a dedupe_id" while the JSON said
+    0.995, and the one event of 200 with an email "0 %" (a trial; 0.5 % is rounded half up,
+    as the inspector rounds)."""
+    events = [page_view() for _ in range(200)]
+    del events[0]["dedupe_id"]
+    events[1]["user_data"]["email"] = "jane@example.com"
+    with fresh_server.client() as c:
+        for start in (0, 100):
+            r = c.post(
+                "/v1/event?pixel_id=px_std",
+                json=batch(*events[start : start + 100]),
+                headers={"Authorization": "key-std"},
+            )
+            assert r.status_code == 200, r.text
+    as_json = capigate("quality", "--url", fresh_server.url, "--token", ADMIN, "--json", cwd=tmp_path)
+    (group,) = json.loads(as_json.stdout)["groups"]
+    assert group["with_dedupe_id"] == 0.995 and {c["key"]: c["share"] for c in group["coverage"]}["email"] == 0.005
+    done = capigate("quality", "--url", fresh_server.url, "--token", ADMIN, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "200 events, 99.5 % with a dedupe_id" in done.stdout, done.stdout
+    (email,) = [line for line in done.stdout.splitlines() if "│ email" in line or line.startswith("email ")]
+    assert " 1 % " in email and " 0 % " not in email, email
+    # The reasons, made by the gateway, say it the same way.
+    assert "- fair: 99.5 % of page_view events carry neither email nor phone" in done.stdout, done.stdout

@@ -162,9 +162,28 @@ def test_a_missing_server_table_is_named_with_the_least_one(tmp_path: Path) -> N
     """A file without [server] was told ``server: this key is required``, the one such message
     with no example (a trial)."""
     message = refused(tmp_path, '[[axon.pixels]]\npixel_id = "p"\napi_key = "key-std"\n')
-    assert message.endswith(
-        'server: this table is required, e.g. [server] with admin_token = "..." on the line below it'
+    assert re.search(
+        r'server: this table is required, e.g. \[server\] with admin_token = "[\w-]{32}" '
+        r"\(a random one, made for this message\) on the line below it$",
+        message,
     ), message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", '[server]\nadmin_token = "short"\n', "[server]\nport = 8080\n"],
+    ids=["empty file", "short token", "no token"],
+)
+def test_the_admin_token_an_error_suggests_is_one_the_check_takes(tmp_path: Path, text: str) -> None:
+    """`admin_token = "abc"` was told "expected a string of length >= 8, e.g. admin_token = "..."",
+    and an empty file "[server] with admin_token = "..."": the example failed the same check
+    (a trial). The example is a fresh random token (never one every reader shares), and taken."""
+    message = refused(tmp_path, text)
+    examples = re.findall(r'admin_token = "([^"]*)" \(a random one, made for this message\)', message)
+    assert len(examples) == 1 and len(examples[0]) >= 8, message
+    assert examples[0] not in refused(tmp_path, text)
+    done = check_config(tmp_path, f'[server]\nadmin_token = "{examples[0]}"\n')
+    assert done.returncode == 0, done.stderr
 
 
 _AXON_RELAY_ALONE = (

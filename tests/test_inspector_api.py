@@ -292,3 +292,46 @@ def test_login_reads_a_json_token_whatever_the_content_type_and_a_body_without_a
             bad = c.post("/login", content=twice, headers={"Content-Type": content_type})
             assert bad.status_code == 400 and "twice" in bad.text, (content_type, bad.text)
         assert c.post("/login", data={"token": ADMIN}).status_code == 303  # 15 bodies without a guess: not locked
+
+
+def test_a_test_event_for_the_other_apis_source_is_named_as_such(server: Server) -> None:
+    """`{"source": "com.example.demo", "api": "axon"}` was told "no pixel or app
+    'com.example.demo' is configured" of a configured AppsFlyer app (a trial); an api that is
+    neither was told the same."""
+
+    def refused(ask: dict[str, str]) -> tuple[str, str, str]:
+        with server.admin() as c:
+            answer = c.post("/api/test-event", json=ask)
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_test_event", answer.text
+        (problem,) = answer.json()["problems"]
+        return problem["path"], problem["code"], problem["message"]
+
+    assert refused({"source": "com.example.shop", "api": "axon", "body": "{}"}) == (
+        "api",
+        "wrong_api",
+        '\'com.example.shop\' is an AppsFlyer app, not an Axon pixel: send "api": "appsflyer" (or leave api out)',
+    )
+    assert refused({"source": "px_std", "api": "appsflyer", "body": "{}"}) == (
+        "api",
+        "wrong_api",
+        '\'px_std\' is an Axon pixel, not an AppsFlyer app: send "api": "axon" (or leave api out)',
+    )
+    path, code, message = refused({"source": "px_std", "api": "Axon", "body": "{}"})
+    assert (path, code) == ("api", "invalid_value") and "axon, appsflyer" in message and "'Axon'" in message
+    assert refused({"source": "px_nope", "api": "axon", "body": "{}"})[:2] == ("source", "unknown_source")
+    path, code, message = refused({"source": "jane@example.com", "body": "{}"})
+    assert (path, code) == ("source", "unknown_source") and "jane" not in message, message
+    with server.admin() as c:
+        sent = c.post("/api/test-event", json={"source": "com.example.shop", "api": "appsflyer", "body": "{}"})
+    assert sent.status_code == 200 and sent.json()["status"] == 400, sent.text
+
+
+def test_the_openapi_document_describes_the_test_events_fields(server: Server) -> None:
+    """The document listed source and body only (api was missing), and did not say body is a
+    JSON string."""
+    with server.client() as c:
+        document = c.get("/openapi.json").json()
+    schema = document["paths"]["/api/test-event"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"source", "body", "api"}
+    assert schema["properties"]["api"]["enum"] == ["axon", "appsflyer"]
+    assert "string" in schema["properties"]["body"]["description"]

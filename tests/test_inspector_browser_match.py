@@ -18,6 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from capigate.inspector.quality import percent
 from tests.conftest import ADMIN, Server, make_server
 from tests.helpers import batch, purchase
 from tests.test_inspector_browser import browser, checked_page, logged_in, playwright  # noqa: F401  (fixtures)
@@ -39,6 +40,11 @@ profile = "standard"
 [[axon.pixels]]
 pixel_id = "px_match"
 api_key = "key-match"
+profile = "standard"
+
+[[axon.pixels]]
+pixel_id = "px_share"
+api_key = "key-share"
 profile = "standard"
 
 [[axon.pixels]]
@@ -232,6 +238,27 @@ def test_an_open_requests_stored_events_show_their_delivery_live(
     expect(page.locator("#rq-pinned .stored-events .state")).to_have_text("delivered")
 
 
+def test_a_share_that_is_not_whole_never_reads_100_or_0_percent(page: Page, gateway: Server) -> None:
+    """199 of 200 events with a dedupe_id read "100 %" while the JSON said 0.995, as the CLI
+    did (a trial): the page says what `capigate quality` says, for every share."""
+    events = [purchase() for _ in range(200)]
+    del events[0]["dedupe_id"]
+    for e in events[1:]:
+        e["user_data"].pop("email", None)
+    assert post(gateway, "px_share", *events[:100]).status_code == 200
+    assert post(gateway, "px_share", *events[100:]).status_code == 200
+    logged_in(page)
+    page.click("a[data-view=quality]")
+    page.select_option("#q-source", "axon:px_share")
+    card = page.locator('.card.quality[data-source="px_share"][data-name="purchase"]')
+    expect(card.locator(".dedupe-share")).to_have_text("99.5 %")
+    expect(card.locator('tr[data-key="email"] .pct')).to_have_text("1 %")  # one of 200: not "0 %"
+    expect(card.locator('tr[data-key="aleid"] .pct')).to_have_text("100 %")  # every one: whole
+    assert [percent(s) for s in (0.9998, 0.999999, 0.004, 0.00001)] == ["99.98 %", ">99.99 %", "0.4 %", "<0.01 %"]
+    said = page.evaluate("[0.9998, 0.999999, 0.004, 0.00001, 0.125, 0.995, 0.005].map(pct)")
+    assert said == [percent(s) for s in (0.9998, 0.999999, 0.004, 0.00001, 0.125, 0.995, 0.005)], said
+
+
 def test_a_replay_shows_its_count_and_the_outcome_of_the_next_attempts(
     page: Page, gateway: Server, upstream: Upstream
 ) -> None:
@@ -287,16 +314,16 @@ def test_the_coverage_panel_shows_the_figures_of_the_events_sent(page: Page, gat
     card = page.locator('.card.quality[data-source="px_match"][data-name="purchase"]')
     expect(card.locator(".events")).to_have_text(str(stored))
     expect(card.locator(".duplicates")).to_have_text("2")
-    expect(card.locator(".dedupe-share")).to_have_text(f"{round(with_dedupe / stored * 100)} %")
+    expect(card.locator(".dedupe-share")).to_have_text(percent(with_dedupe / stored))
     for key, n in carried.items():
         row = card.locator(f'tr[data-key="{key}"]')
-        expect(row.locator(".pct")).to_have_text(f"{round(n / stored * 100)} %")
+        expect(row.locator(".pct")).to_have_text(percent(n / stored))
         expect(row.locator(".missing")).to_have_text(str(stored - n))
     expect(card.locator('tr[data-key="email"] .hashed-here')).to_have_text(str(plain_email))
     expect(card.locator('tr[data-key="email"] .already-hashed')).to_have_text(str(carried["email"] - plain_email))
     expect(card.locator(".verdict")).to_have_text("fair" if no_click / stored < 0.5 else "poor")
     expect(card.locator('.reasons li[data-rule="axon.click_id"]')).to_contain_text(
-        f"{round(no_click / stored * 100)} % of purchase events carry no click id (aleid/axwrt)"
+        f"{percent(no_click / stored)} of purchase events carry no click id (aleid/axwrt)"
     )
 
 

@@ -665,6 +665,26 @@ def test_a_phone_of_allowed_characters_is_refused_for_its_real_reason(server: Se
         assert "415" not in message, message
 
 
+def test_an_empty_phone_or_one_without_digits_is_told_so(server: Server) -> None:
+    """`""`, `" "` and `"+"` were refused with "not a phone number (only digits, spaces and
+    +()-./ allowed)", which they are made of (a trial): empty, and no digits. `"00"` was told
+    "a + only at the start"."""
+    reasons = {
+        "": "it is empty",
+        " ": "it is empty",
+        "+": "it has no digits",
+        "( )": "it has no digits",
+        "00": "no digits after the international prefix 00",
+    }
+    for phone, reason in reasons.items():
+        body = post(server, with_user(phone=phone, email="jane@example.com"))
+        assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
+        problems = body["problems"]
+        assert isinstance(problems, list) and len(problems) == 1, problems
+        message = problems[0]["message"]
+        assert reason in message and "allowed" not in message, (phone, message)
+
+
 def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) -> None:
     """Rule (identity.normalise_phone): a `tel:` URI (RFC 3966) is its number, as user_id's
     `tel:+1…` already was. `user_data.phone: "tel:+1-415-555-0188"` was refused invalid_phone,

@@ -270,6 +270,34 @@ def test_rule_admin_parameters_a_bad_or_unknown_parameter_is_a_400_naming_it(ser
         assert c.get("/api/requests", params={"api": "axon"}).status_code == 200
 
 
+def test_rule_admin_parameters_every_admin_get_refuses_a_parameter_it_does_not_take(server: Server) -> None:
+    """/api/outbox?x=1 was answered 200, where /api/events and /api/requests refuse a parameter
+    they do not take (a trial): every GET of the admin API says "not a parameter here"."""
+    post(server, page_view())
+    with server.admin() as c:
+        event_id = c.get("/api/events", params={"limit": 1}).json()["events"][0]["id"]
+        request_id = c.get("/api/requests", params={"limit": 1}).json()["requests"][0]["request_id"]
+        ids = {"{id}": str(event_id), "{request_id}": request_id}
+        gets = [r.path for r in ROUTES if r.method == "GET" and r.path.startswith("/api/")]
+        assert {"/api/outbox", "/api/sources", "/api/events/{id}", "/api/requests/{request_id}"} <= set(gets)
+        for template in gets:
+            path = template
+            for placeholder, value in ids.items():
+                path = path.replace(placeholder, value)
+            assert c.get(path).status_code == 200, path
+            refused = c.get(path, params={"x": "1"})
+            assert refused.json()["error"] == "invalid_query", (path, refused.text)
+            said = _problem(refused)["query.x"]
+            assert said.startswith("x is not a parameter here; "), (path, said)
+            assert [p["code"] for p in refused.json()["problems"]] == ["unknown_parameter"], path
+        assert _problem(c.get("/api/outbox", params={"x": "1"}))["query.x"] == (
+            "x is not a parameter here; this endpoint takes none"
+        )
+        # The README listed client_ip among the filters of both listings (a trial): requests only.
+        said = _problem(c.get("/api/events", params={"client_ip": "203.0.113.7"}))["query.client_ip"]
+        assert "/api/requests?client_ip=" in said, said
+
+
 def test_rule_admin_parameters_a_client_ip_that_is_not_an_address_is_a_400(server: Server) -> None:
     """A trial's ``client_ip=notanip`` was answered 200 with an empty page, as if no request had come."""
     with server.admin() as c:

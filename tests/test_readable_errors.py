@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from tests.conftest import Server
-from tests.helpers import batch, purchase
+from tests.helpers import batch, purchase, stored
 from tests.test_appsflyer_api import event
 
 AXON = {"Authorization": "key-std", "Content-Type": "application/json"}
@@ -256,3 +256,79 @@ def test_a_quoted_number_is_told_to_drop_the_quotes_only_when_unquoted_it_would_
     for path in ("events[0].data.value", "events[0].data.items[0].price"):
         assert "without the quotes" not in problems[path] and "got string" in problems[path], (path, problems)
     assert problems["events[1].data.value"].endswith(": send it without the quotes"), problems
+
+
+def test_a_number_where_a_string_is_wanted_names_the_field_and_says_to_quote_it(server: Server) -> None:
+    """Axon's `dedupe_id: 123` and AppsFlyer's `os: 14` were told "Expected string or null, got
+    integer", where a quoted number is told "send it without the quotes" (a trial)."""
+    sent = purchase(dedupe_id=123)
+    with server.client() as c:
+        (axon,) = _problems(c.post("/v1/event?pixel_id=px_std", json=batch(sent), headers=AXON))
+        af = _problems(c.post("/inappevent/com.example.shop", json=event(os=14), headers=APPSFLYER))
+    quote = 'must be a string, not a number: send it in quotes ("123", not 123)'
+    assert axon == {"path": "events[0].dedupe_id", "code": "wrong_type", "message": f"dedupe_id {quote}"}
+    assert af == [{"path": "os", "code": "wrong_type", "message": f"os {quote}"}]
+
+
+def test_an_empty_or_blank_required_string_is_called_so(server: Server) -> None:
+    """An empty client_user_agent or eventName was told "Expected string of length >= 1"; a
+    user agent of one space was taken (a trial): it is refused as the empty one is."""
+    empty, blank = purchase(), purchase()
+    empty["user_data"]["client_user_agent"] = ""
+    blank["user_data"]["client_user_agent"] = " \t"
+    with server.client() as c:
+        axon = _problems(c.post("/v1/event?pixel_id=px_std", json=batch(empty, blank), headers=AXON))
+        af = _problems(c.post("/inappevent/com.example.shop", json=event(eventName=""), headers=APPSFLYER))
+    assert [(p["path"], p["code"], p["message"]) for p in axon] == [
+        ("events[0].user_data.client_user_agent", "invalid_length", "client_user_agent must not be empty"),
+        (
+            "events[1].user_data.client_user_agent",
+            "blank_user_agent",
+            "client_user_agent must not be blank: send the User-Agent header of the device's own request",
+        ),
+    ]
+    assert af == [{"path": "eventName", "code": "invalid_length", "message": "eventName must not be empty"}]
+
+
+def test_an_address_with_a_port_or_a_list_of_them_is_told_so_and_spaces_around_one_are_left_out(
+    server: Server,
+) -> None:
+    """`8.8.8.8:5678` and `8.8.8.8, 10.0.0.1` (an X-Forwarded-For header pasted whole) were told
+    only "not an IPv4 or IPv6 address", and so was ` 8.8.8.8`; AppsFlyer told `8.8.8.8:80` it
+    does not take IPv6 (a trial). Spaces around an address are left out, as email's and
+    phone's are: stored and relayed trimmed."""
+    ips = ["8.8.8.8:5678", "8.8.8.8, 10.0.0.1", "[2001:db8::1]:443", " "]
+    events = [purchase() for _ in ips]
+    for sent, ip in zip(events, ips, strict=True):
+        sent["user_data"]["client_ip_address"] = ip
+    with server.client() as c:
+        axon = _problems(c.post("/v1/event?pixel_id=px_std", json=batch(*events), headers=AXON))
+        ported = _problems(c.post("/inappevent/com.example.shop", json=event(ip="8.8.8.8:80"), headers=APPSFLYER))
+        listed = _problems(c.post("/inappevent/com.example.shop", json=event(ip="8.8.8.8 1.1.1.1"), headers=APPSFLYER))
+    assert [(p["path"], p["code"]) for p in axon] == [
+        (f"events[{i}].user_data.client_ip_address", "invalid_ip") for i in range(len(ips))
+    ]
+    said = [p["message"] for p in axon]
+    assert said[0] == "not an IPv4 or IPv6 address: a port follows it (address:port); send the address alone"
+    assert said[1] == (
+        "not an IPv4 or IPv6 address: a list of addresses (an X-Forwarded-For header pasted whole, maybe); "
+        "send the client's one address"
+    )
+    assert said[2] == said[0] and said[3] == "not an IPv4 or IPv6 address: it is only spaces"
+    assert [(p["path"], p["message"]) for p in ported] == [
+        ("ip", "ip is not an IPv4 address: a port follows it (address:port); send the address alone")
+    ]
+    assert "list of addresses" in listed[0]["message"]
+
+    spaced = purchase()
+    spaced["user_data"]["client_ip_address"] = " 8.8.8.8 "
+    af_body = event(ip=" 10.0.0.1", os="14")
+    with server.client() as c:
+        answer = c.post("/v1/event?pixel_id=px_std", json=batch(spaced), headers=AXON)
+        assert answer.status_code == 200 and answer.json()["warnings"] == [], answer.text
+        af = c.post("/inappevent/com.example.shop", json=af_body, headers=APPSFLYER)
+        assert af.status_code == 200 and [w["code"] for w in af.json()["warnings"]] == ["non_public_ip"], af.text
+    (row,) = stored(server, "px_std", dedupe_id=spaced["dedupe_id"])
+    assert row["payload"]["user_data"]["client_ip_address"] == "8.8.8.8"
+    (row,) = stored(server, "com.example.shop", payload={"customer_user_id": af_body["customer_user_id"]})
+    assert row["payload"]["ip"] == "10.0.0.1"

@@ -312,6 +312,28 @@ def test_events_past_max_attempts_go_to_the_dead_letters(tmp_path: Path, caplog:
         assert last.endswith("HTTP 500; 1 event(s) dead-lettered, gave up after 3 attempts (max_attempts = 3)"), last
 
 
+def test_an_event_past_a_small_max_age_is_said_in_seconds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """max_age_hours = 0.0003 (about a second) said "gave up: queued 0.0 h ago" (a trial): the
+    age is said in the unit that shows it."""
+    with Upstream() as up:
+        up.script = lambda seen: Reply(500, b"boom")
+
+        async def test(store: Store) -> None:
+            await ingest(store, [axon_event(1)])
+            aged = target(up.url, max_attempts=1000, max_age_hours=0.0003, backoff_max_s=0.1)
+            async with RelayRunner(store, destinations=[aged]):
+                await until(lambda: bool(_dead_said(caplog)), what="the dead letter's log line")
+
+        with caplog.at_level("WARNING", logger="capigate.relay"):
+            run(test, tmp_path)
+        (said,) = _dead_said(caplog)
+        assert re.search(r"gave up: queued \d\.\d s ago \(max_age_hours = 0\.0003\)$", said), said
+
+
+def _dead_said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "dead-lettered, gave up: queued" in r.getMessage()]
+
+
 def test_a_hanging_destination_does_not_delay_another(tmp_path: Path) -> None:
     with Upstream() as hanging, Upstream() as healthy:
         hang = threading.Event()

@@ -53,6 +53,12 @@ def test_retrying_stops_at_max_attempts_or_max_age() -> None:
     assert give_up_reason(3, 0, now_ms=hour, max_attempts=5, max_age_hours=2) is None
     assert "max_attempts = 5" in (give_up_reason(5, 0, now_ms=hour, max_attempts=5, max_age_hours=2) or "")
     assert "max_age_hours = 2" in (give_up_reason(1, 0, now_ms=2 * hour, max_attempts=5, max_age_hours=2) or "")
+    said = [give_up_reason(1, 0, now_ms=ms, max_attempts=5, max_age_hours=0.002) for ms in (7_200, 750_000, 2 * hour)]
+    assert said == [
+        "gave up: queued 7.2 s ago (max_age_hours = 0.002)",  # it was "queued 0.0 h ago" (a trial)
+        "gave up: queued 12.5 min ago (max_age_hours = 0.002)",
+        "gave up: queued 2.0 h ago (max_age_hours = 0.002)",
+    ]
 
 
 def test_axon_body_joins_the_stored_events_unchanged() -> None:

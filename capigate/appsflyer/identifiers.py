@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-from capigate.addresses import NOT_AN_ADDRESS, address_kind
+from capigate.addresses import NOT_AN_ADDRESS, address_kind, not_an_address
 from capigate.appsflyer.context import DROP, Context, Rule
 from capigate.identity import (
     InvalidIdentifier,
@@ -34,22 +34,26 @@ _SHA256_OF_EMPTY: Final = sha256_hex("")
 
 
 def _ip(key: str, value: str, ctx: Context) -> str:
-    kind = address_kind(value) if _IPV4.fullmatch(value) else NOT_AN_ADDRESS
+    """The address, trimmed: spaces around it are left out, as Axon's client_ip_address's are."""
+    text = value.strip()
+    kind = address_kind(text) if _IPV4.fullmatch(text) else NOT_AN_ADDRESS
     if kind == NOT_AN_ADDRESS:
-        ctx.report.error(
-            key,
-            "invalid_ip",
-            "ip must be an IPv4 address; AppsFlyer does not take IPv6"
-            if ":" in value
-            else "ip is not an IPv4 address (such as 203.0.113.7)",
-        )
+        why, held = not_an_address(text) if text else ("it is only spaces", "")
+        if why and ":" not in held:  # an IPv4 address with a port, or a list: "8.8.8.8:80" was told IPv6
+            message = f"ip is not an IPv4 address: {why}"
+        elif ":" in text:
+            message = "ip must be an IPv4 address; AppsFlyer does not take IPv6"
+        else:
+            message = "ip is not an IPv4 address (such as 203.0.113.7)"
+        ctx.report.error(key, "invalid_ip", message)
+        return value
     elif kind is not None:
         ctx.report.warn(
             key,
             "non_public_ip",
             f"ip is {kind}, not the device's public address: send the device's address, which AppsFlyer uses for geo",
         )
-    return value
+    return text
 
 
 def _apple_id(key: str, value: str, ctx: Context) -> str:

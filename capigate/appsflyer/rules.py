@@ -16,7 +16,7 @@ Problems (400; the text is ``Payload is missing or failed to parse`` for the fir
     not_numeric, not_integer             eventValue.af_revenue / eventValue.af_quantity
     invalid_currency, unknown_currency   eventCurrency, eventValue.af_currency
     invalid_event_time                   eventTime is not a real date and time
-    invalid_ip                           ip is not IPv4
+    invalid_ip                           ip is not IPv4 (spaces around it are left out)
     invalid_consent_data                 consent_data holds neither or both of tcf, manual
     invalid_hash                         *_hashed is neither SHA-256 hex nor a plain value
     blank_event_name                     eventName is only spaces

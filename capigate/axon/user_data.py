@@ -6,7 +6,9 @@ share them."""
 
 from __future__ import annotations
 
-from capigate.addresses import NOT_AN_ADDRESS, address_kind
+from typing import Final
+
+from capigate.addresses import NOT_AN_ADDRESS, address_kind, not_an_address
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import OS_VALUES, UserData
 from capigate.checking import Report
@@ -23,6 +25,7 @@ from capigate.iso import COUNTRY_CODES
 __all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
 
 _APP_EVENTS = frozenset({"app_open"})
+BLANK_USER_AGENT: Final = "client_user_agent must not be blank: send the User-Agent header of the device's own request"
 _OS_MESSAGE = f"`os` is one of {', '.join(sorted(OS_VALUES))}; kept as sent"
 
 
@@ -38,8 +41,13 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
             f"{path}.user_data.esi", "app_event_on_web", f"`{name}` is an app event, but esi is web; kept as sent"
         )
     kind = address_kind(user.client_ip_address)
+    trimmed = None
     if kind is not None:  # rare: the path is only built then
-        _ip_problem(kind, f"{path}.user_data.client_ip_address", report)
+        trimmed = _ip_problem(kind, user.client_ip_address, f"{path}.user_data.client_ip_address", report)
+    if (
+        user.client_user_agent.isspace()
+    ):  # "" is the schema's (invalid_length); " " passed it, and counted as one (a trial)
+        report.error(f"{path}.user_data.client_user_agent", "blank_user_agent", BLANK_USER_AGENT)
     if not has_identifier(user, profile.identifiers):
         report.error(
             f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
@@ -57,6 +65,8 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
     normalised = hashed_identifiers(user, region, path, report)
     if country is not None and country != sent_country:
         normalised["country_code"] = country
+    if trimmed is not None:
+        normalised["client_ip_address"] = trimmed
     zip_code = user.zip if country == "US" else None
     if zip_code is not None:
         zip5 = zip_code.strip()[:5]  # ZIP+4 and spaces dropped
@@ -65,16 +75,33 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
     return normalised
 
 
-def _ip_problem(kind: str, path: str, report: Report) -> None:
+def _ip_problem(kind: str, sent: str, path: str, report: Report) -> str | None:
+    """Says what is wrong with the address ``sent`` (of ``kind``); the address trimmed when
+    spaces around it were all that was wrong (as email, phone and zip are trimmed), else None."""
+    trimmed = sent.strip()
+    if kind == NOT_AN_ADDRESS and trimmed and trimmed != sent:
+        inner = address_kind(trimmed)
+        if inner != NOT_AN_ADDRESS:
+            if inner is not None:
+                _not_public(inner, path, report)
+            return trimmed
     if kind == NOT_AN_ADDRESS:
-        report.error(path, "invalid_ip", "not an IPv4 or IPv6 address")
-    else:
-        report.warn(
-            path,
-            "non_public_ip",
-            f"client_ip_address is {kind}, not the device's public address: AppLovin accepts it but cannot "
-            "attribute the event by it; send the address the device connected from",
+        why = not_an_address(trimmed)[0] if trimmed else "it is only spaces"
+        report.error(
+            path, "invalid_ip", f"not an IPv4 or IPv6 address: {why}" if why else "not an IPv4 or IPv6 address"
         )
+    else:
+        _not_public(kind, path, report)
+    return None
+
+
+def _not_public(kind: str, path: str, report: Report) -> None:
+    report.warn(
+        path,
+        "non_public_ip",
+        f"client_ip_address is {kind}, not the device's public address: AppLovin accepts it but cannot "
+        "attribute the event by it; send the address the device connected from",
+    )
 
 
 def has_identifier(user: UserData, keys: tuple[str, ...]) -> bool:

@@ -15,6 +15,7 @@ from rich.table import Table
 from capigate.client.cli_gateway import _admin_options, _gateway, _when, checked_time, read_failed, unknown_source
 from capigate.errors import CapigateError
 from capigate.http.params import time_value
+from capigate.inspector.quality import percent
 from capigate.logs import escape_control
 from capigate.responses import QualityGroup, QualityReport
 
@@ -91,13 +92,11 @@ def _print_group(console: Console, g: QualityGroup) -> None:
     console.print()
     console.print(
         f"[bold]{escape(escape_control(g.source))} · {escape(escape_control(g.name))}[/bold]: {g.verdict.upper()}  "
-        f"{g.events} event{'' if g.events == 1 else 's'}, {round(g.with_dedupe_id * 100)} % with a dedupe_id, {g.duplicates} duplicate{'' if g.duplicates == 1 else 's'} caught"
+        f"{g.events} event{'' if g.events == 1 else 's'}, {percent(g.with_dedupe_id)} with a dedupe_id, {g.duplicates} duplicate{'' if g.duplicates == 1 else 's'} caught"
     )
     for reason in g.reasons:
         console.print(f"  - {reason.level}: {escape_control(reason.text)} [{reason.rule}]", markup=False)
     table = Table("match key", "carried by", "as sent", "hashed here", "already hashed", "missing")
     for c in g.coverage:
-        table.add_row(
-            c.key, f"{round(c.share * 100)} %", str(c.sent), str(c.hashed_here), str(c.already_hashed), str(c.missing)
-        )
+        table.add_row(c.key, percent(c.share), str(c.sent), str(c.hashed_here), str(c.already_hashed), str(c.missing))
     console.print(table)

@@ -58,6 +58,7 @@ __all__ = [
     "get_request",
     "get_requests",
     "post_replay",
+    "unknown_parameters",
 ]
 
 MAX_LIMIT = 1000
@@ -70,7 +71,7 @@ _KEY_FILTERS = ("name", "dedupe_id", "transaction_id")
 # An event's ids are found through the journal (a trial asked /api/events for a dedupe_id).
 _FOUND_BY_THEIR_REQUESTS: Final = {
     key: f"/api/requests?{key}=… finds the request that sent it, with its events" for key in _KEY_FILTERS[1:]
-}
+} | {"client_ip": "an event keeps no address; /api/requests?client_ip=… finds the requests from it, with their events"}
 _decode_body = msgspec.json.Decoder().decode
 MAX_REPLAY_BODY = 4096
 EVENT_STATUSES: Final = ("stored", "pending", "delivered", "dead")  # stored: not relayed
@@ -129,6 +130,17 @@ def _throttled(client: str | None, wait_s: int, outcome: Outcome) -> Response:
     log.warning("admin token from %s refused: too many wrong tokens, retry in %d s", client, wait_s)
     body = ErrorBody(error="too_many_wrong_tokens", message=message)
     return json_response(429, body, [("retry-after", str(wait_s))])
+
+
+def unknown_parameters(request: Request) -> Response | None:
+    """The 400 of an endpoint that takes no query parameter, given one: /api/outbox?x=1 was
+    answered 200, where /api/events and /api/requests refuse a parameter they do not take
+    (a misspelt filter is never a silently unfiltered answer)."""
+    if not request.query:
+        return None
+    report = Report()
+    Query(request.query, request.repeated).refuse_unread(report)
+    return _bad_query(report)
 
 
 async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
@@ -235,6 +247,9 @@ async def get_request(request: Request, gateway: Gateway, outcome: Outcome) -> R
     denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
+    refused = unknown_parameters(request)
+    if refused:
+        return refused
     raw = request.path[len(REQUEST_PREFIX) :]
     found = await _journal_entry(gateway, raw) if _REQUEST_ID.fullmatch(raw) else None
     if found is None:
@@ -289,6 +304,9 @@ async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Res
     denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
+    refused = unknown_parameters(request)
+    if refused:
+        return refused
     raw = request.path[len(EVENT_PREFIX) :]
     event_id = parse_id(raw)
     if event_id is None:
@@ -308,6 +326,9 @@ async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     denied = await admin_refusal(request, gateway, outcome)
     if denied:
         return denied
+    refused = unknown_parameters(request)
+    if refused:
+        return refused
     return json_response(200, OutboxPage(destinations=await gateway.store.outbox_depths()))
 
 

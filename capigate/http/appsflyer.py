@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+from typing import Final
 from urllib.parse import unquote
 
 from capigate.appsflyer.rules import check_in_app_event
@@ -25,6 +26,7 @@ from capigate.unreadable import sent_as_form
 __all__ = ["PREFIX", "post_in_app_event"]
 
 PREFIX = "/inappevent/"
+_DUMMY_KEY = b"capigate-dummy-key-for-constant-time"
 SILENT_DROP = Problem(
     "app_id",
     DROPPED_SILENTLY,
@@ -52,14 +54,13 @@ async def post_in_app_event(request: Request, gateway: Gateway, outcome: Outcome
             outcome.source = slashed.app_id  # journaled as the app's, where its sender looks
             outcome.problems = [_trailing_slash(slashed)]
             return _answer(request, 401, UNAUTHORIZED, outcome)
-        outcome.problems = [_unknown_app(app_id)]
-        return _answer(request, 401, UNAUTHORIZED, outcome)
+        if not app_id.strip("/"):
+            outcome.problems = [_missing_app_id()]
+            return _answer(request, 401, UNAUTHORIZED, outcome)
+        hmac.compare_digest(key.strip().encode(), _DUMMY_KEY)  # as a configured app's key is: timing does not tell
+        return _unauthorised(request, key, outcome, UNKNOWN_APP)
     if not _authorised(key, app):
-        message = "missing or wrong authentication key"
-        if not key and "authorization" in request.headers:
-            message += ": AppsFlyer reads the key from the 'authentication' header; it came in 'Authorization'"
-        outcome.problems = [Problem("authentication", "unauthorized", message)]
-        return _answer(request, 401, UNAUTHORIZED, outcome)
+        return _unauthorised(request, key, outcome, WRONG_KEY)
     if outcome.refused_tag is not None:
         outcome.problems = [outcome.refused_tag]
         return _answer(request, 400, BAD_REQUEST, outcome)
@@ -106,13 +107,32 @@ def _unreadable(request: Request, exc: BodyError, outcome: Outcome) -> Response:
     return _answer(request, 400, PARSE_FAILED, outcome)
 
 
-def _unknown_app(app_id: str) -> Problem:
-    """No configured app has ``app_id``; an empty one (``POST /inappevent/``) was told "no app
-    with this id", of an id it never gave (a trial)."""
-    if not app_id.strip("/"):
-        message = f"the app id is missing from the path: POST {PREFIX}{{app_id}}, as on AppsFlyer"
-        return Problem("app_id", "missing_app_id", message)
-    return Problem("app_id", "unknown_app", "no app with this id is configured (or the key is wrong)")
+def _missing_app_id() -> Problem:
+    """``POST /inappevent/`` was told "no app with this id", of an id it never gave (a trial)."""
+    message = f"the app id is missing from the path: POST {PREFIX}{{app_id}}, as on AppsFlyer"
+    return Problem("app_id", "missing_app_id", message)
+
+
+# One answer for an unknown app and a configured app's wrong key, as the Axon endpoint gives one
+# for an unknown pixel_id and a wrong key: "no app with this id is configured" (code unknown_app)
+# beside "missing or wrong authentication key" (unauthorized) told anyone which app ids are
+# configured, without a key (a trial). Which it was is said in the journal only (the operator's).
+NO_KEY: Final = "no key in the 'authentication' header"
+UNKNOWN_APP_OR_WRONG_KEY: Final = "unknown app id or wrong authentication key"
+UNKNOWN_APP: Final = "no app with this id is configured"
+WRONG_KEY: Final = "the app is configured; the key is not one of its keys"
+
+
+def _unauthorised(request: Request, key: str, outcome: Outcome, which: str) -> Response:
+    """The 401 of an unknown app or a missing or wrong key: the same answer for both. The
+    journal's problem says ``which`` too; the answer's never does."""
+    message = UNKNOWN_APP_OR_WRONG_KEY if key.strip() else NO_KEY
+    if not key and "authorization" in request.headers:
+        message += ": AppsFlyer reads the key from the 'authentication' header; it came in 'Authorization'"
+    answered = Problem("authentication", "unauthorized", message)
+    journaled = Problem("authentication", "unauthorized", f"{message} (journal only: {which})")
+    outcome.problems = [journaled]
+    return _answer(request, 401, UNAUTHORIZED, outcome, problems=[answered])
 
 
 def _trailing_slash(app: AppsFlyerApp) -> Problem:
@@ -147,8 +167,14 @@ async def _drop_silently(request: Request, ios: AppsFlyerApp, outcome: Outcome) 
 
 
 def _answer(
-    request: Request, status: int, text: str, outcome: Outcome, duplicates: list[int] | None = None
+    request: Request,
+    status: int,
+    text: str,
+    outcome: Outcome,
+    duplicates: list[int] | None = None,
+    problems: list[Problem] | None = None,
 ) -> Response:
+    """The answer; ``problems``, where given, are the answer's in place of the journal's (``outcome.problems``)."""
     headers = _warning_headers(outcome)
     if "application/json" not in request.headers.get("accept", ""):
         return text_response(status, text, headers)
@@ -162,12 +188,13 @@ def _answer(
             test_tag=outcome.test_tag,
         )
     else:
-        body = ErrorBody(error=_error_code(outcome), message=text, problems=outcome.problems, warnings=outcome.warnings)
+        told = outcome.problems if problems is None else problems
+        body = ErrorBody(error=_error_code(told), message=text, problems=told, warnings=outcome.warnings)
     return json_response(status, body, headers)
 
 
-def _error_code(outcome: Outcome) -> str:
-    return outcome.problems[0].code if outcome.problems else "bad_request"
+def _error_code(problems: list[Problem]) -> str:
+    return problems[0].code if problems else "bad_request"
 
 
 def _warning_headers(outcome: Outcome) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ import msgspec
 from capigate.__version__ import __version__
 from capigate.axon.schema import AxonBatch
 from capigate.events import MAX_TEST_TAG_CHARS
+from capigate.http.api import EVENT_APIS
 from capigate.responses import (
     Accepted,
     ErrorBody,
@@ -239,8 +240,22 @@ def _described() -> dict[str, Any]:
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "properties": {"source": {"type": "string"}, "body": {"type": "string"}},
+                                    "properties": {
+                                        "source": {"type": "string", "description": "a configured pixel or app id"},
+                                        "body": {
+                                            "type": "string",
+                                            "description": "the event's JSON as a string (not an object), "
+                                            "as the source's endpoint takes it",
+                                        },
+                                        "api": {
+                                            "type": "string",
+                                            "enum": list(EVENT_APIS),
+                                            "description": "which of a pixel and an app of one id; "
+                                            "left out, the pixel if there is one, else the app",
+                                        },
+                                    },
                                     "required": ["source", "body"],
+                                    "additionalProperties": False,
                                 }
                             }
                         },

@@ -71,11 +71,11 @@ class Query(dict[str, str]):
     def refuse_unread(self, report: Report, elsewhere: Mapping[str, str] | None = None) -> None:
         """A problem for each parameter the endpoint did not read, or that was given twice;
         ``elsewhere`` says where a parameter it lacks is taken instead."""
-        known = ", ".join(sorted(self._read))
+        known = f"use {', '.join(sorted(self._read))}" if self._read else "this endpoint takes none"
         for key in self:
             if key not in self._read:
                 where = f"; {elsewhere[key]}" if elsewhere and key in elsewhere else ""
-                message = f"{key} is not a parameter here{where}; use {known}"
+                message = f"{key} is not a parameter here{where}; {known}"
                 report.error(f"query.{key}", "unknown_parameter", message)
             elif key in self._repeated:
                 report.error(f"query.{key}", "repeated_parameter", f"give the query parameter {key} once")

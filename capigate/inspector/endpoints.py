@@ -2,8 +2,8 @@
 
 ``GET /api/sources``: the configured sources, with the spec's examples (never a key).
 ``GET /api/stats``: per-source totals over time (``Store.query_stats``) and the outbox depths.
-``POST /api/test-event``: ``{"source": id, "body": json text}`` (and ``"api"`` when a pixel and an
-app share the id), sent through the gateway itself.
+``POST /api/test-event``: ``{"source": id, "body": json text}`` (and ``"api"``, axon or appsflyer,
+when a pixel and an app share the id), sent through the gateway itself.
 ``GET /api/quality``: will the events match? Coverage, dedupe health and a verdict (quality.py).
 """
 
@@ -17,13 +17,14 @@ import msgspec
 from capigate.checking import Report
 from capigate.epoch import MAX_EPOCH_MILLIS
 from capigate.errors import Problem
-from capigate.http.api import EVENT_APIS, admin_refusal
+from capigate.http.api import EVENT_APIS, admin_refusal, unknown_parameters
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
 from capigate.http.params import Query, query_choice, query_integer, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
+from capigate.personal import shown_id
 from capigate.responses import ErrorBody
 from capigate.store.base import OutboxDepth, StatsBucket
 from capigate.unreadable import field_problem, parse_error_first, unreadable
@@ -104,6 +105,9 @@ async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> R
     denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
     if denied:
         return denied
+    refused = unknown_parameters(request)
+    if refused:
+        return refused
     now = _now_ms()
     page = SourcesPage(
         sources=sources(gateway.config, now),
@@ -262,14 +266,29 @@ async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) 
         ask = _decode_test_event(raw)
     except msgspec.DecodeError as exc:
         return _bad_test_event(_test_event_problem(raw, parse_error_first(raw, exc)))
+    if ask.api is not None and ask.api not in EVENT_APIS:
+        said = f"api is one of {', '.join(EVENT_APIS)} (or left out: the pixel, else the app), not {ask.api[:40]!r}"
+        return _bad_test_event(Problem("api", "invalid_value", said))
     if gateway.loopback is None:
         return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
     answer: Loopback | None = await send_to_self(
         gateway.loopback, gateway.config, ask.source, ask.body.encode(), request.client_ip, api=ask.api
     )
     if answer is None:
-        return _bad_test_event(Problem("source", "unknown_source", f"no pixel or app {ask.source!r} is configured"))
+        return _bad_test_event(_unknown_source(gateway, ask.source, ask.api))
     return json_response(200, answer, [("cache-control", "no-store")])
+
+
+def _unknown_source(gateway: Gateway, source: str, api: str | None) -> Problem:
+    """No source of ``api`` has the id: an id of the other API's is named as such. An AppsFlyer
+    app sent with api axon was told "no pixel or app 'com.example.demo' is configured" (a trial)."""
+    if api == "axon" and gateway.config.app(source) is not None:
+        said = f'{source!r} is an AppsFlyer app, not an Axon pixel: send "api": "appsflyer" (or leave api out)'
+        return Problem("api", "wrong_api", said)
+    if api == "appsflyer" and gateway.config.pixel(source) is not None:
+        said = f'{source!r} is an Axon pixel, not an AppsFlyer app: send "api": "axon" (or leave api out)'
+        return Problem("api", "wrong_api", said)
+    return Problem("source", "unknown_source", f"no pixel or app {shown_id(source)!r} is configured")
 
 
 _TEST_EVENT_SHAPE = 'send {"source": "<pixel or app id>", "body": "<the event\'s JSON, as a string>"}'

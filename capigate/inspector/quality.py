@@ -8,6 +8,7 @@ the worst level given ("note" does not count), "good" when none fires.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -16,7 +17,7 @@ from capigate.matchkeys import DEDUPE_BIT, keys_of
 from capigate.responses import KeyCoverage, QualityGroup, QualityReport, Reason
 from capigate.store.base import QualityRow
 
-__all__ = ["DAY_MS", "HOUR_MS", "RULES", "Rule", "quality_report", "report_window"]
+__all__ = ["DAY_MS", "HOUR_MS", "RULES", "Rule", "percent", "quality_report", "report_window"]
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 86_400_000
@@ -54,8 +55,26 @@ class Rule:
     check: Callable[[_Figures], Reason | None]
 
 
-def _pct(share: float) -> str:
-    return f"{round(share * 100)} %"
+def percent(share: float) -> str:
+    """``share`` (0 to 1) as a percentage for people: whole (``37 %``), but a share that is not
+    whole never reads as ``100 %`` or ``0 %``: ``99.98 %``, ``0.4 %``, and ``>99.99 %`` or
+    ``<0.01 %`` past two decimals. 0.9998 with a dedupe_id read "100 %" while the JSON said
+    0.9998 (a trial). Rounded half up by arithmetic, as the inspector's ``pct`` rounds (its
+    ``Math.round``): both say the same of every share."""
+    if share <= 0:
+        return "0 %"
+    if share >= 1:
+        return "100 %"
+    shown = share * 100
+    whole = math.floor(shown + 0.5)
+    if 0 < whole < 100:
+        return f"{whole} %"
+    for places in (1, 2):
+        scale = 10**places
+        n = math.floor(shown * scale + 0.5)
+        if 0 < n < 100 * scale:
+            return f"{n // scale}.{n % scale:0{places}d} %"
+    return "<0.01 %" if shown < 50 else ">99.99 %"
 
 
 def _no_click_id(f: _Figures) -> Reason | None:
@@ -68,7 +87,7 @@ def _no_click_id(f: _Figures) -> Reason | None:
     return Reason(
         rule="axon.click_id",
         level="poor" if none >= 0.5 else "fair",
-        text=f"{_pct(none)} of {f.name} events carry no click id (aleid/axwrt): attribution will rely on {fallback}",
+        text=f"{percent(none)} of {f.name} events carry no click id (aleid/axwrt): attribution will rely on {fallback}",
     )
 
 
@@ -79,7 +98,7 @@ def _no_user_identifier(f: _Figures) -> Reason | None:
     return Reason(
         rule="axon.email_phone",
         level="fair",
-        text=f"{_pct(none)} of {f.name} events carry neither email nor phone: no match across devices",
+        text=f"{percent(none)} of {f.name} events carry neither email nor phone: no match across devices",
     )
 
 
@@ -90,7 +109,7 @@ def _no_advertising_id(f: _Figures) -> Reason | None:
     return Reason(
         rule="appsflyer.advertising_id",
         level="fair",
-        text=f"{_pct(none)} of {f.name} events carry no advertising id (idfa, advertising_id, oaid, amazon_aid): "
+        text=f"{percent(none)} of {f.name} events carry no advertising id (idfa, advertising_id, oaid, amazon_aid): "
         "AppsFlyer matches them by appsflyer_id alone",
     )
 
@@ -102,7 +121,7 @@ def _no_customer_user_id(f: _Figures) -> Reason | None:
     return Reason(
         rule="appsflyer.customer_user_id",
         level="fair",
-        text=f"{_pct(none)} of {f.name} events carry no customer_user_id: they cannot be joined to your own users",
+        text=f"{percent(none)} of {f.name} events carry no customer_user_id: they cannot be joined to your own users",
     )
 
 
@@ -119,7 +138,7 @@ def _no_dedupe_id(f: _Figures) -> Reason | None:
     return Reason(
         rule="dedupe_id",
         level="fair",
-        text=f"{_pct(none)} of {f.name} events {what}: an event sent twice is counted twice",
+        text=f"{percent(none)} of {f.name} events {what}: an event sent twice is counted twice",
     )
 
 
@@ -131,7 +150,7 @@ def _duplicates(f: _Figures) -> Reason | None:
     return Reason(
         rule="duplicates",
         level="fair",
-        text=f"{_pct(share)} of the {f.name} events received were duplicates (caught, not stored): "
+        text=f"{percent(share)} of the {f.name} events received were duplicates (caught, not stored): "
         "the sender resends events",
     )
 
@@ -140,7 +159,7 @@ def _hashed_here(f: _Figures) -> Reason | None:
     plain = [key for key in ("email", "phone") if f.hashed_here.get(key)]
     if not plain:
         return None
-    shares = ", ".join(f"{key} {_pct(f.share(f.hashed_here[key]))}" for key in plain)
+    shares = ", ".join(f"{key} {percent(f.share(f.hashed_here[key]))}" for key in plain)
     return Reason(
         rule="hashed_here",
         level="note",

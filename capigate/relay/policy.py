@@ -43,7 +43,17 @@ def give_up_reason(
     """Why an event that just failed (its ``attempts``-th attempt) is not retried, or None."""
     if attempts >= max_attempts:
         return f"gave up after {attempts} attempts (max_attempts = {max_attempts})"
-    age_h = (now_ms - queued_at_ms) / 3_600_000
-    if age_h >= max_age_hours:
-        return f"gave up: queued {age_h:.1f} h ago (max_age_hours = {max_age_hours:g})"
+    age_ms = now_ms - queued_at_ms
+    if age_ms / 3_600_000 >= max_age_hours:
+        return f"gave up: queued {_age(age_ms)} ago (max_age_hours = {max_age_hours:g})"
     return None
+
+
+def _age(ms: int) -> str:
+    """``7.2 s``, ``12.5 min``, ``3.0 h``: an age in the unit that shows it. In hours alone, a
+    max_age_hours of 0.002 (7.2 s) said "queued 0.0 h ago" (a trial)."""
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    if ms < 3_600_000:
+        return f"{ms / 60_000:.1f} min"
+    return f"{ms / 3_600_000:.1f} h"

@@ -1144,7 +1144,22 @@ function unknownRow(unknown) {
 
 // --- will it match? --------------------------------------------------------------------
 
-const pct = (share) => `${Math.round(share * 100)} %`;
+// A share (0 to 1) as capigate/inspector/quality.py's percent says it, the same text for every
+// share: whole, but one that is not whole never reads "100 %" or "0 %" (0.9998 with a dedupe_id
+// read "100 %", a trial): "99.98 %", "0.4 %", past two decimals ">99.99 %" / "<0.01 %".
+function pct(share) {
+  if (share <= 0) return "0 %";
+  if (share >= 1) return "100 %";
+  const shown = share * 100;
+  const whole = Math.floor(shown + 0.5);
+  if (whole > 0 && whole < 100) return `${whole} %`;
+  for (const places of [1, 2]) {
+    const scale = 10 ** places;
+    const n = Math.floor(shown * scale + 0.5);
+    if (n > 0 && n < 100 * scale) return `${Math.floor(n / scale)}.${String(n % scale).padStart(places, "0")} %`;
+  }
+  return shown < 50 ? "<0.01 %" : ">99.99 %";
+}
 const KEY_LABELS = { ip_ua: "IP + user agent" };
 
 async function loadQuality() {
@@ -1190,7 +1205,7 @@ function qualityCard(g) {
       ),
     ),
   );
-  for (const fill of coverage.querySelectorAll(".fill")) fill.style.width = `${Math.round(Number(fill.dataset.share) * 100)}%`;
+  for (const fill of coverage.querySelectorAll(".fill")) fill.style.width = `${Number(fill.dataset.share) * 100}%`;
   return h(
     "article",
     { class: `card quality ${g.verdict}`, "data-source": g.source, "data-api": g.api, "data-name": g.name },
