@@ -45,11 +45,22 @@ __all__ = [
 ]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+# Something shaped like an address, for the free-text scanner (contains_email): wide on purpose,
+# a look-alike is dropped as personal data. What normalise_email takes is _ADDRESS.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-# Lower-case ASCII that _EMAIL matches (the domain's first "." is neither its first nor its
-# last character) and that ends in no ".", with no backtracking but one character's at its end:
-# what normalise_email returns unchanged.
-_NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]*[a-z0-9-]")
+# An address normalise_email takes, lower-cased: a local part of dot-separated atoms of RFC 5322's
+# characters but "/" (which a URL or a path leaves, and no mailbox provider gives out), starting
+# and ending in no quote (one left over from a pair), an "@", and a domain of two labels or more
+# of letters, digits and hyphens; each atom and label not empty (no "..", no dot first or last).
+# Past ASCII, any character but punctuation, spaces and controls (_stray_unicode).
+_ATOM: Final = r"[a-z0-9!#$%&'*+=?^_`{|}~\u0080-\U0010ffff-]+"
+_LABEL: Final = r"[a-z0-9\u0080-\U0010ffff-]+"
+_ADDRESS = re.compile(rf"(?!')(?:{_ATOM}(?:\.{_ATOM})*)(?<!')@{_LABEL}(?:\.{_LABEL})+")
+# Lower-case ASCII that _ADDRESS matches: what normalise_email returns unchanged, told by a
+# cheaper pattern (no character past ASCII to look at, none of the forms it reads). Possessive:
+# no atom or label holds the "." or "@" after it, so none gives back a character, and the
+# pattern costs what the old one (no "..", dots first or last, looked for) did.
+_NORMALISED_EMAIL = re.compile(r"[a-z0-9_%+-]++(?:\.[a-z0-9_%+-]++)*+@[a-z0-9-]++(?:\.[a-z0-9-]++)++")
 # An at sign after a character of a local part and before a domain with a dot and a top-level
 # label of letters, with one to three spaces or tabs after it and maybe before it ("jane @
 # example.com", "jane@ example.com"): an address so written, in free text too. Spaces before
@@ -366,15 +377,21 @@ def normalise_email(raw: str) -> str:
     (``revealed_email``: percent-encoded, full-width at sign or letters, an HTML character
     reference, spaces after the at sign and maybe before it), spaces before the at sign alone
     left out too (``jane @example.com``: a handle in free text, an address in an email field),
-    a ``mailto:`` URI's address (RFC 6068: its ``?`` header fields left out) and one trailing
-    dot after the domain (the DNS root's: ``jane@example.com.``) left out. Raises
-    InvalidIdentifier (which never repeats the value) for anything else."""
+    read out of what wraps it as a person reads it (``_unwrapped``: a list's ``,`` or ``;``
+    after it, a pair of quotes around it, ``Jane Doe <jane@example.com>``), a ``mailto:`` URI's
+    address (RFC 6068: its ``?`` header fields left out) and one trailing dot after the domain
+    (the DNS root's: ``jane@example.com.``) left out. Raises InvalidIdentifier (which never
+    repeats the value) for anything else: what is then no address (``_ADDRESS``: a ``/``, a
+    ``<`` or a quote left over, ``..``, a dot first or last in the local part, an empty label)
+    is refused, never hashed as sent."""
     if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
         return raw
     text = raw if raw.isascii() else raw.translate(_INVISIBLE)
     email = revealed_email(text.strip()).strip().lower()
     if " @" in email or "\t@" in email:
         email = _AT_AFTER_SPACES.sub("@", email)
+    if email[-1:] in _WRAPPING_ENDS:
+        email = _unwrapped(email)
     if email[:7] == "mailto:":
         email = email[7:].lstrip()
         query = email.find("?")
@@ -382,9 +399,65 @@ def normalise_email(raw: str) -> str:
             email = email[:query]
     if email[-1:] == ".":
         email = email[:-1]
-    if email[-1:] == "." or not _EMAIL.fullmatch(email):
+    if not _ADDRESS.fullmatch(email) or (not email.isascii() and _stray_unicode(email)):
         raise InvalidIdentifier("not an email address (expected local@domain.tld)")
     return email
+
+
+def _unwrapped(email: str) -> str:
+    """``email`` (trimmed, lower-cased) without what wraps an address as a person writes it, from
+    the outside in, as long as something does: a list's separators after it (``,`` or ``;``,
+    as a pasted list leaves them), a pair of matching quotes around it (``'…'``, ``"…"``, and
+    a word processor's curly ones, U+2018 and U+2019, U+201C and U+201D), and an RFC 5322
+    angle-addr, maybe after a display name (``<jane@example.com>``, ``Jane Doe
+    <jane@example.com>``: the address between the brackets). A display name holding a bracket
+    or another address (``<a@x.com>, <b@x.com>``: two addresses) leaves the whole as it is,
+    refused."""
+    while email:
+        last = email[-1]
+        if last in _SEPARATORS:
+            email = email.rstrip(_SEPARATORS_AND_SPACES)
+        elif last == _QUOTE_PAIRS.get(email[:1]) and len(email) > 1:
+            email = email[1:-1].strip()
+        elif last == ">" and "<" in email:
+            opening = email.rfind("<")
+            address = email[opening + 1 : -1].strip()
+            if not _a_display_name(email[:opening], address):
+                return email
+            email = address
+        else:
+            return email
+    return email
+
+
+def _a_display_name(name: str, address: str) -> bool:
+    """Whether ``name``, before ``<address>``, is a display name: no bracket, and no at sign
+    unless it is the address itself (``jane@x.com <jane@x.com>``, as some clients write an
+    address without a name)."""
+    if "<" in name or ">" in name:
+        return False
+    if "@" not in name:
+        return True
+    name = name.strip()
+    closing = _QUOTE_PAIRS.get(name[:1])
+    if closing is not None and name[-1:] == closing and len(name) > 1:
+        name = name[1:-1].strip()
+    return name == address
+
+
+def _stray_unicode(email: str) -> bool:
+    """Whether ``email`` holds a character past ASCII that no address holds: punctuation (a
+    guillemet, an ideographic full stop), a space, a control character. Letters, marks, digits,
+    symbols and the joiners (ZWJ, ZWNJ: they spell some scripts) are an address's."""
+    return any(char >= "\x80" and unicodedata.category(char) in _STRAY_CATEGORIES for char in email)
+
+
+_SEPARATORS: Final = frozenset(",;")
+_SEPARATORS_AND_SPACES: Final = ",; \t"
+_QUOTE_PAIRS: Final = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}
+# The last characters of a wrapped address (_unwrapped): a separator, a closing quote, a bracket.
+_WRAPPING_ENDS: Final = frozenset((*_SEPARATORS, *_QUOTE_PAIRS.values(), ">"))
+_STRAY_CATEGORIES: Final = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Cc", "Cs"))
 
 
 def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:

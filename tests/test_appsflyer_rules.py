@@ -710,6 +710,10 @@ def test_plain_pii_is_normalised_and_hashed_with_warning(field: str, plain: str,
     [
         ("email_hashed", "john.doe-at-example.com"),
         ("email_hashed", "+16505551212"),
+        ("email_hashed", "jane@example.com/"),  # stray punctuation: hashed as sent, said normalised
+        ("email_hashed", "jane@example..com"),
+        ("email_hashed", "<jane@example.com"),
+        ("email_hashed", ".jane@example.com"),
         ("phone_number_hashed", "john.doe@example.com"),
         ("phone_number_hashed", "call me maybe"),
         ("phone_number_e164_hashed", "+999 123"),
@@ -1344,6 +1348,10 @@ def test_zero_revenue_and_price_are_not_warned(event_value: dict[str, Any]) -> N
         ("email_hashed", "jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d", "jane@example.com"),
         ("email_hashed", "jane @example.com", "jane@example.com"),
         ("email_hashed", "Jane@ Example.com", "jane@example.com"),
+        ("email_hashed", "<jane@example.com>", "jane@example.com"),
+        ("email_hashed", "Jane Doe <Jane@Example.com>", "jane@example.com"),
+        ("email_hashed", "jane@example.com,", "jane@example.com"),
+        ("email_hashed", "'jane@example.com';", "jane@example.com"),
         ("phone_number_hashed", "+1 (650) 555-1212 ext. 5", "16505551212"),
         ("phone_number_hashed", "+1-650-555-1212;ext=5", "16505551212"),
         ("phone_number_hashed", "%2B16505551212", "16505551212"),
@@ -1358,8 +1366,10 @@ def test_plain_pii_as_written_is_normalised_as_the_scanner_reads_it_and_hashed(
     field: str, plain: str, normalised: str
 ) -> None:
     """Rule (identity.normalise_email, identity.normalise_phone, the *_hashed fields, which
-    take a plain value and hash it with plain_pii_hashed): a `mailto:` URI or a trailing dot
-    was hashed as sent, never matching; an address percent-encoded or with a full-width at
+    take a plain value and hash it with plain_pii_hashed): a `mailto:` URI, a trailing dot, an
+    angle-addr (`<jane@example.com>`, said "normalised and hashed" with its brackets hashed),
+    a list's `,` or `;` after it, or a pair of quotes around it was hashed as sent, never
+    matching; an address percent-encoded or with a full-width at
     sign, a number with an extension, percent-encoded or full-width, all read by the
     eventValue scanner as personal data, were refused invalid_hash. Each is hashed as its
     plain form is, with the same warning."""

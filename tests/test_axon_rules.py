@@ -1176,6 +1176,47 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths
 
 
 @pytest.mark.parametrize(
+    "email",
+    [
+        "<jane@example.com>",
+        "Jane Doe <Jane@Example.com>",
+        "jane@example.com,",
+        "jane@example.com;",
+        "'jane@example.com'",
+        '"jane@example.com"',
+    ],
+)
+def test_email_rule_an_address_wrapped_as_a_person_writes_it_is_hashed_as_the_address_on_both_paths(
+    email: str,
+) -> None:
+    """Rule (identity.normalise_email, user_data.email): an angle-addr, a display name's
+    address, a pasted list's `,` or `;` after it, a pair of quotes around it were hashed
+    as sent, brackets and all, unwarned, never matching. Each is the address, hashed as it is,
+    with no warning (as a `mailto:` URI's), by both paths alike."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == [], (result.report.problems, result.report.warnings)
+        assert stored_payload(result)["user_data"]["email"] == hashlib.sha256(b"jane@example.com").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["jane@example.com/", "jane@example..com", "jane.@example.com", "<jane@example.com", "'jane@example.com"],
+)
+def test_email_rule_stray_punctuation_is_refused_on_both_paths(email: str) -> None:
+    """Rule (identity.normalise_email): an email that stays no address once read is refused
+    invalid_email, its message not repeating it, by both paths alike: each was hashed as sent,
+    punctuation and all, and stored unwarned."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert not result.report.ok and not result.events
+        assert [(p.path, p.code) for p in result.report.problems] == [("events[0].user_data.email", "invalid_email")]
+        assert "example" not in result.report.problems[0].message
+
+
+@pytest.mark.parametrize(
     "phone",
     [
         "+1 (650) 555-1212 ext. 5",
