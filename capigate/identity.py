@@ -42,6 +42,7 @@ __all__ = [
     "payload_may_hold_phone",
     "revealed_email",
     "sha256_hex",
+    "trunk_prefix_removed",
 ]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -463,7 +464,9 @@ _STRAY_CATEGORIES: Final = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", 
 def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     """The digits to hash. A number starting with ``+`` or ``00`` is in international form:
     its digits are taken as they are (no parse), and their length is checked against the
-    country's possible lengths. Any other number is read in ``region`` (ISO 3166-1 alpha-2,
+    country's possible lengths; its country's trunk prefix after the country code, which that
+    form leaves out (``+44 07700 900123``), is left out (``trunk_prefix_removed``: the caller
+    warns). Any other number is read in ``region`` (ISO 3166-1 alpha-2,
     the event's country) when given, national trunk prefix handled; without a region its
     digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
     country code, so fewer than three are too short, as ``+12`` is. A ``tel:`` URI (RFC 3966)
@@ -515,7 +518,9 @@ def _not_digits(text: str) -> InvalidIdentifier:
 
 
 def _with_country_code(digits: str) -> NormalisedPhone:
-    """``digits`` (ASCII digits only) read as a country code and a national number."""
+    """``digits`` (ASCII digits only) read as a country code and a national number; one that
+    starts with its country's trunk prefix, which the international form leaves out
+    (``4407700900123``: ``+44 07700 900123``), without it (``_without_trunk_prefix``)."""
     if len(digits) > _E164_MAX_DIGITS:
         raise InvalidIdentifier(f"not a phone number (too long: E.164 numbers have at most {_E164_MAX_DIGITS} digits)")
     head = digits[:3]  # holds the country code, if any: one look-up, not one per possible size
@@ -528,7 +533,66 @@ def _with_country_code(digits: str) -> NormalisedPhone:
     national = len(digits) - size
     if national < _MIN_NATIONAL_DIGITS:
         raise InvalidIdentifier("not a phone number (too short)")
+    if digits[size] == "0":  # rare: a national number starting with 0, maybe a trunk prefix kept
+        without = _without_trunk_prefix(digits, size)
+        if without is not None:
+            return NormalisedPhone(without, True, True, True)
     return NormalisedPhone(digits, national in lengths, True)
+
+
+def _without_trunk_prefix(digits: str, size: int) -> str | None:
+    """``digits`` (a country code of ``size`` digits and a national number starting with 0)
+    without the national (trunk) prefix of that country code (``_trunk_prefix``: the 0 of
+    ``+44 07700 900123``, the 06 of ``+36 06 20 123 4567``) after it, when the national number
+    with it is no number of the country (a length none has, or none of its number patterns:
+    Germany's possible lengths are 4 to 15, so ``+49 030 …`` is told by the pattern) and
+    without it is one. None when it is to be kept: a country whose numbers keep their 0 in
+    international form (Italy's ``+39 06 …``) has no trunk prefix, and a number that matches
+    its country's pattern with the 0, or none without it, is read as sent."""
+    trunk = _trunk_prefix(digits[:size])
+    if trunk is None:
+        return None
+    prefix, lengths, pattern = trunk
+    national = digits[size:]
+    if not national.startswith(prefix):
+        return None
+    rest = national[len(prefix) :]
+    if len(rest) not in lengths or pattern.fullmatch(rest) is None:
+        return None
+    if len(national) in lengths and pattern.fullmatch(national) is not None:
+        return None
+    return digits[:size] + rest
+
+
+@functools.cache
+def _trunk_prefix(country_code: str) -> tuple[str, frozenset[int], re.Pattern[str]] | None:
+    """The national (trunk) prefix that a country calling code's numbers start with when
+    dialled within the country and leave out in international form, from phonenumbers'
+    metadata (``national_prefix``, which ``national_prefix_for_parsing`` strips), with the
+    possible lengths and the pattern of its national numbers (every region that shares the
+    code: one of them); loaded once per code. None unless every region of the code has the
+    same one, starting with 0 (UK 44, DE 49, FR 33: ``0``; HU 36: ``06``): Italy 39 has none
+    (its 0 is part of the number), Russia 7 an 8, the US 1 a 1."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(country_code), ())
+    prefixes: set[str | None] = set()
+    patterns: list[str] = []
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None or metadata.general_desc is None:
+            return None
+        prefix = metadata.national_prefix
+        parsing = metadata.national_prefix_for_parsing or prefix
+        if prefix is None or parsing is None or re.match(parsing, prefix) is None:
+            return None
+        prefixes.add(prefix)
+        patterns.append(f"(?:{metadata.general_desc.national_number_pattern})")
+    lengths = _possible_lengths(country_code)
+    if len(prefixes) != 1 or lengths is None:
+        return None
+    (prefix,) = prefixes
+    if prefix is None or not prefix.startswith("0"):
+        return None
+    return prefix, lengths, re.compile("|".join(patterns))
 
 
 def _country_code(head: str) -> tuple[int, frozenset[int]]:
@@ -613,18 +677,29 @@ def not_possible_phone(field: str) -> str:
     )
 
 
+def trunk_prefix_removed(field: str) -> str:
+    """The message of ``phone_trunk_prefix_removed``, one for Axon's phone and AppsFlyer's phone
+    fields: a number in international form with its country's trunk prefix after the country
+    code (``HashedPhone.trunk_prefix_removed``), hashed without it. Never the value."""
+    return (
+        f"{field} has the national trunk prefix (a 0 dialled within the country) after its country code, "
+        "where a number in international form has none: it was left out before hashing; send the number without it"
+    )
+
+
 def hash_phone_checked(raw: str, region: str | None = None) -> HashedPhone:
-    """``hash_phone``, whether the number is possible for its country, and whether a country
-    code was known, from one normalisation. A value sent already hashed cannot be checked:
+    """``hash_phone``, whether the number is possible for its country, whether a country code
+    was known and whether a trunk prefix after it was left out, from one normalisation. A value sent already hashed cannot be checked:
     it counts as possible, with its country code."""
     digits = raw[1:]
     if raw[:1] == "+" and raw.isascii() and digits.isdigit():  # E.164 as sent, the usual form: no hash, no noise
-        return HashedPhone(_sha256(digits.encode()).hexdigest(), _with_country_code(digits).possible, True)
+        phone = _with_country_code(digits)
+        return HashedPhone(_sha256(phone.digits.encode()).hexdigest(), phone.possible, True, phone.trunk_prefix_removed)
     given = _given_hash(raw)
     if given is not None:
         return HashedPhone(given, True, True)
     phone = normalise_phone(raw, region)
-    return HashedPhone(sha256_hex(phone.digits), phone.possible, phone.with_country_code)
+    return HashedPhone(sha256_hex(phone.digits), phone.possible, phone.with_country_code, phone.trunk_prefix_removed)
 
 
 def hash_phone_e164(raw: str, region: str | None = None) -> str:

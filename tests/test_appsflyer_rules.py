@@ -757,6 +757,26 @@ def test_impossible_phone_number_is_hashed_with_warning() -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "normalised"), [("phone_number_hashed", "447700900123"), ("phone_number_e164_hashed", "+447700900123")]
+)
+def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_with_a_warning(
+    field: str, normalised: str
+) -> None:
+    """Rule (identity._without_trunk_prefix, the phone fields): `+44 07700 900123` was hashed
+    as 4407700900123 with only phone_not_possible. It is hashed without the trunk prefix, and
+    phone_trunk_prefix_removed says so, naming the field, as Axon's phone says it."""
+    result = check(base(**{field: "+44 07700 900123"}))
+    assert_accepted(result)
+    assert payload(result)[field] == sha256(normalised)
+    assert codes(result.warnings) == {(field, "plain_pii_hashed"), (field, "phone_trunk_prefix_removed")}
+    (said,) = [w.message for w in result.warnings if w.code == "phone_trunk_prefix_removed"]
+    assert said == (
+        f"{field} has the national trunk prefix (a 0 dialled within the country) after its country code, "
+        "where a number in international form has none: it was left out before hashing; send the number without it"
+    )
+
+
+@pytest.mark.parametrize(
     ("field", "plain", "country", "normalised"),
     [
         ("phone_number_hashed", "(650) 555-1212", "US", "16505551212"),

@@ -72,6 +72,57 @@ def test_phone_rule_international_length_is_checked_against_the_country() -> Non
 
 
 @pytest.mark.parametrize(
+    ("raw", "digits"),
+    [
+        ("+44 07700 900123", "447700900123"),  # the UK's common way of writing a mobile
+        ("+4407700900123", "447700900123"),  # E.164 as sent: the fast path
+        ("0044 07700 900123", "447700900123"),
+        ("+44 020 7946 0958", "442079460958"),
+        ("+44 0800 123456", "44800123456"),  # with the 0, a possible length: no UK number so written
+        ("+33 06 12 34 56 78", "33612345678"),
+        ("+49 030 12345678", "493012345678"),  # Germany: a possible length either way, no such number
+        ("+49 0151 23456789", "4915123456789"),
+        ("+36 06 20 123 4567", "36201234567"),  # Hungary's trunk prefix is 06
+        ("+61 04 1234 5678", "61412345678"),
+        ("tel:+44-07700-900123", "447700900123"),
+    ],
+)
+def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(raw: str, digits: str) -> None:
+    """Rule (identity._without_trunk_prefix): a number in international form whose national
+    part starts with its country's trunk prefix (the 0 dialled within the country, from
+    phonenumbers' national_prefix), which that form leaves out, is hashed without it when
+    with it it is no number of the country (its length, or its pattern) and without it one;
+    trunk_prefix_removed says so (the warning phone_trunk_prefix_removed). `+44 07700 900123`
+    was hashed as 4407700900123, which never matches, with only phone_not_possible."""
+    phone = normalise_phone(raw)
+    assert phone == NormalisedPhone(digits, True, True, True)
+    assert hash_phone(raw) == sha(digits)
+    assert hash_phone_e164(raw) == sha("+" + digits)
+    assert hash_phone_checked(raw) == HashedPhone(sha(digits), True, True, True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "digits", "possible"),
+    [
+        ("+39 06 1234 5678", "390612345678", True),  # Italy: the 0 is part of the number
+        ("+225 07 07 12 34 56", "2250707123456", True),  # Côte d'Ivoire likewise, since 2021
+        ("+44 (0)20 7946 0958", "442079460958", True),  # written apart: read as before, no warning
+        ("+44 7700 900123", "447700900123", True),
+        ("+7 8 916 123 4567", "789161234567", False),  # Russia's trunk prefix 8: no 0, not read
+        ("+1 0 650 555 1212", "106505551212", False),  # the NANP's is 1
+        ("+44 00", "4400", False),  # without it, no number either
+        ("+44 0 7700 900", "4407700900", False),  # 7700900: a possible length, no UK number
+    ],
+)
+def test_phone_rule_a_zero_that_is_no_trunk_prefix_is_kept(raw: str, digits: str, possible: bool) -> None:
+    """Rule (identity._trunk_prefix): a country without a trunk prefix starting with 0 in
+    phonenumbers' metadata (Italy's 0 is part of the number in international form too) keeps
+    it; so does a number that without it is no number of its country either."""
+    assert normalise_phone(raw) == NormalisedPhone(digits, possible, True)
+    assert hash_phone_checked(raw) == HashedPhone(sha(digits), possible, True)
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
         ("+999 1234 5678", "unknown country code"),
@@ -144,11 +195,16 @@ def test_phone_rule_keeps_no_cache_of_plain_numbers() -> None:
     source = (Path(__file__).parent.parent / "capigate" / "identity.py").read_text()  # compiled: no source
     assert "lru_cache" not in source
     for name, value in vars(identity).items():
-        assert not hasattr(value, "cache_info") or name == "_possible_lengths", name
+        assert not hasattr(value, "cache_info") or name in ("_possible_lengths", "_trunk_prefix"), name
     identity._possible_lengths.cache_clear()
+    identity._trunk_prefix.cache_clear()
     identity._COUNTRY_BY_HEAD.clear()
     normalise_phone("+1 650 555 1212")
     assert identity._possible_lengths.cache_info().currsize >= 1  # keyed by country code only
+    assert identity._trunk_prefix.cache_info().currsize == 0  # looked up for a national 0 alone
+    normalise_phone("+44 07700 900123")
+    normalise_phone("+44 020 7946 0958")
+    assert identity._trunk_prefix.cache_info().currsize == 1  # keyed by country code only
     assert identity._COUNTRY_BY_HEAD and all(len(head) <= 3 for head in identity._COUNTRY_BY_HEAD)
 
 
@@ -236,6 +292,7 @@ def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> Non
     [
         ("+16505551212", "+1 (650) 555-1212"),
         ("+447911123456", "+44 (0)7911 123456"),
+        ("+4407911123456", "+44 07911 123456"),
         ("+33612345678", "0033 6 12 34 56 78"),
         ("+99912345", "+999 12345"),
         ("+1", "+ 1"),
@@ -254,11 +311,16 @@ def test_an_e164_number_as_sent_is_read_as_its_written_forms_are(plain: str, wri
 
 
 @pytest.mark.parametrize(
-    "raw", ["+16505551212", "+1123456789", "+447911123456", "+99912345", "+1", "+0123456", "+1234567890123456", "+"]
+    "raw",
+    [
+        *("+16505551212", "+1123456789", "+447911123456", "+99912345", "+1", "+0123456", "+1234567890123456", "+"),
+        *("+4407700900123", "+390612345678"),
+    ],
 )
 def test_an_e164_number_as_sent_is_hashed_and_checked_as_any_other_form(raw: str) -> None:
     """Rule: hash_phone_checked's shortcut for + and ASCII digits (no clean-up, no hash to
-    pass through) answers as the normalisation it skips: digest, possible, or the refusal."""
+    pass through) answers as the normalisation it skips: digest, possible, a trunk prefix left
+    out, or the refusal."""
 
     def checked(raw: str, region: str | None) -> object:
         try:
@@ -271,7 +333,7 @@ def test_an_e164_number_as_sent_is_hashed_and_checked_as_any_other_form(raw: str
             phone = normalise_phone(raw, region)
         except InvalidIdentifier as exc:
             return str(exc)
-        return HashedPhone(sha(phone.digits), phone.possible, phone.with_country_code)
+        return HashedPhone(sha(phone.digits), phone.possible, phone.with_country_code, phone.trunk_prefix_removed)
 
     for region in (None, "FR"):
         assert checked(raw, region) == normalised(raw, region) == checked(f" {raw} ", region)

@@ -696,6 +696,34 @@ def test_an_email_wrapped_is_read_and_one_with_stray_punctuation_refused_on_both
         assert "jane" not in answer.text
 
 
+def test_a_phone_with_its_trunk_prefix_after_the_country_code_is_hashed_without_it_on_both_apis(
+    server: Server,
+) -> None:
+    """Rule (identity._without_trunk_prefix), through a served gateway: `+44 07700 900123` was
+    stored and relayed as the digest of 4407700900123, with only phone_not_possible. It is
+    hashed without the 0, and phone_trunk_prefix_removed says so, never echoing the value."""
+    event = with_user(phone="+44 07700 900123")
+    body = post(server, event)
+    assert body["status"] == 200 and paths(body, "warnings") == {
+        "events[0].user_data.phone": "phone_trunk_prefix_removed"
+    }, body
+    assert "7700" not in str(body["warnings"])
+    assert stored_user_data(server, str(event["dedupe_id"]))["phone"] == sha("447700900123")
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    digests = {"phone_number_hashed": sha("447700900123"), "phone_number_e164_hashed": sha("+447700900123")}
+    with server.client(headers=headers) as c:
+        for key, digest in digests.items():
+            sent = {**af_event, key: "+44 07700 900123", "customer_user_id": f"cu-trunk-{key}-{now_ms()}"}
+            answer = c.post("/inappevent/com.example.shop", json=sent)
+            assert answer.status_code == 200, answer.text
+            warned = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
+            assert warned == {(key, "plain_pii_hashed"), (key, "phone_trunk_prefix_removed")}, answer.text
+            assert "7700" not in answer.text
+            [row] = stored(server, "com.example.shop", payload={"customer_user_id": sent["customer_user_id"]})
+            assert row["payload"][key] == digest
+
+
 def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) -> None:
     """Rule (identity.normalise_phone): a `tel:` URI (RFC 3966) is its number, as user_id's
     `tel:+1…` already was. `user_data.phone: "tel:+1-415-555-0188"` was refused invalid_phone,
