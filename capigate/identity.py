@@ -42,14 +42,26 @@ __all__ = [
     "payload_may_hold_phone",
     "revealed_email",
     "sha256_hex",
+    "trunk_prefix_removed",
 ]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+# Something shaped like an address, for the free-text scanner (contains_email): wide on purpose,
+# a look-alike is dropped as personal data. What normalise_email takes is _ADDRESS.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-# Lower-case ASCII that _EMAIL matches (the domain's first "." is neither its first nor its
-# last character) and that ends in no ".", with no backtracking but one character's at its end:
-# what normalise_email returns unchanged.
-_NORMALISED_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]*[a-z0-9-]")
+# An address normalise_email takes, lower-cased: a local part of dot-separated atoms of RFC 5322's
+# characters but "/" (which a URL or a path leaves, and no mailbox provider gives out), starting
+# and ending in no quote (one left over from a pair), an "@", and a domain of two labels or more
+# of letters, digits and hyphens; each atom and label not empty (no "..", no dot first or last).
+# Past ASCII, any character but punctuation, spaces and controls (_stray_unicode).
+_ATOM: Final = r"[a-z0-9!#$%&'*+=?^_`{|}~\u0080-\U0010ffff-]+"
+_LABEL: Final = r"[a-z0-9\u0080-\U0010ffff-]+"
+_ADDRESS = re.compile(rf"(?!')(?:{_ATOM}(?:\.{_ATOM})*)(?<!')@{_LABEL}(?:\.{_LABEL})+")
+# Lower-case ASCII that _ADDRESS matches: what normalise_email returns unchanged, told by a
+# cheaper pattern (no character past ASCII to look at, none of the forms it reads). Possessive:
+# no atom or label holds the "." or "@" after it, so none gives back a character, and the
+# pattern costs what the old one (no "..", dots first or last, looked for) did.
+_NORMALISED_EMAIL = re.compile(r"[a-z0-9_%+-]++(?:\.[a-z0-9_%+-]++)*+@[a-z0-9-]++(?:\.[a-z0-9-]++)++")
 # An at sign after a character of a local part and before a domain with a dot and a top-level
 # label of letters, with one to three spaces or tabs after it and maybe before it ("jane @
 # example.com", "jane@ example.com"): an address so written, in free text too. Spaces before
@@ -366,15 +378,21 @@ def normalise_email(raw: str) -> str:
     (``revealed_email``: percent-encoded, full-width at sign or letters, an HTML character
     reference, spaces after the at sign and maybe before it), spaces before the at sign alone
     left out too (``jane @example.com``: a handle in free text, an address in an email field),
-    a ``mailto:`` URI's address (RFC 6068: its ``?`` header fields left out) and one trailing
-    dot after the domain (the DNS root's: ``jane@example.com.``) left out. Raises
-    InvalidIdentifier (which never repeats the value) for anything else."""
+    read out of what wraps it as a person reads it (``_unwrapped``: a list's ``,`` or ``;``
+    after it, a pair of quotes around it, ``Jane Doe <jane@example.com>``), a ``mailto:`` URI's
+    address (RFC 6068: its ``?`` header fields left out) and one trailing dot after the domain
+    (the DNS root's: ``jane@example.com.``) left out. Raises InvalidIdentifier (which never
+    repeats the value) for anything else: what is then no address (``_ADDRESS``: a ``/``, a
+    ``<`` or a quote left over, ``..``, a dot first or last in the local part, an empty label)
+    is refused, never hashed as sent."""
     if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
         return raw
     text = raw if raw.isascii() else raw.translate(_INVISIBLE)
     email = revealed_email(text.strip()).strip().lower()
     if " @" in email or "\t@" in email:
         email = _AT_AFTER_SPACES.sub("@", email)
+    if email[-1:] in _WRAPPING_ENDS:
+        email = _unwrapped(email)
     if email[:7] == "mailto:":
         email = email[7:].lstrip()
         query = email.find("?")
@@ -382,15 +400,73 @@ def normalise_email(raw: str) -> str:
             email = email[:query]
     if email[-1:] == ".":
         email = email[:-1]
-    if email[-1:] == "." or not _EMAIL.fullmatch(email):
+    if not _ADDRESS.fullmatch(email) or (not email.isascii() and _stray_unicode(email)):
         raise InvalidIdentifier("not an email address (expected local@domain.tld)")
     return email
+
+
+def _unwrapped(email: str) -> str:
+    """``email`` (trimmed, lower-cased) without what wraps an address as a person writes it, from
+    the outside in, as long as something does: a list's separators after it (``,`` or ``;``,
+    as a pasted list leaves them), a pair of matching quotes around it (``'…'``, ``"…"``, and
+    a word processor's curly ones, U+2018 and U+2019, U+201C and U+201D), and an RFC 5322
+    angle-addr, maybe after a display name (``<jane@example.com>``, ``Jane Doe
+    <jane@example.com>``: the address between the brackets). A display name holding a bracket
+    or another address (``<a@x.com>, <b@x.com>``: two addresses) leaves the whole as it is,
+    refused."""
+    while email:
+        last = email[-1]
+        if last in _SEPARATORS:
+            email = email.rstrip(_SEPARATORS_AND_SPACES)
+        elif last == _QUOTE_PAIRS.get(email[:1]) and len(email) > 1:
+            email = email[1:-1].strip()
+        elif last == ">" and "<" in email:
+            opening = email.rfind("<")
+            address = email[opening + 1 : -1].strip()
+            if not _a_display_name(email[:opening], address):
+                return email
+            email = address
+        else:
+            return email
+    return email
+
+
+def _a_display_name(name: str, address: str) -> bool:
+    """Whether ``name``, before ``<address>``, is a display name: no bracket, and no at sign
+    unless it is the address itself (``jane@x.com <jane@x.com>``, as some clients write an
+    address without a name)."""
+    if "<" in name or ">" in name:
+        return False
+    if "@" not in name:
+        return True
+    name = name.strip()
+    closing = _QUOTE_PAIRS.get(name[:1])
+    if closing is not None and name[-1:] == closing and len(name) > 1:
+        name = name[1:-1].strip()
+    return name == address
+
+
+def _stray_unicode(email: str) -> bool:
+    """Whether ``email`` holds a character past ASCII that no address holds: punctuation (a
+    guillemet, an ideographic full stop), a space, a control character. Letters, marks, digits,
+    symbols and the joiners (ZWJ, ZWNJ: they spell some scripts) are an address's."""
+    return any(char >= "\x80" and unicodedata.category(char) in _STRAY_CATEGORIES for char in email)
+
+
+_SEPARATORS: Final = frozenset(",;")
+_SEPARATORS_AND_SPACES: Final = ",; \t"
+_QUOTE_PAIRS: Final = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}
+# The last characters of a wrapped address (_unwrapped): a separator, a closing quote, a bracket.
+_WRAPPING_ENDS: Final = frozenset((*_SEPARATORS, *_QUOTE_PAIRS.values(), ">"))
+_STRAY_CATEGORIES: Final = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Cc", "Cs"))
 
 
 def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     """The digits to hash. A number starting with ``+`` or ``00`` is in international form:
     its digits are taken as they are (no parse), and their length is checked against the
-    country's possible lengths. Any other number is read in ``region`` (ISO 3166-1 alpha-2,
+    country's possible lengths; its country's trunk prefix after the country code, which that
+    form leaves out (``+44 07700 900123``), is left out (``trunk_prefix_removed``: the caller
+    warns). Any other number is read in ``region`` (ISO 3166-1 alpha-2,
     the event's country) when given, national trunk prefix handled; without a region its
     digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
     country code, so fewer than three are too short, as ``+12`` is. A ``tel:`` URI (RFC 3966)
@@ -449,7 +525,9 @@ def _not_digits(text: str) -> InvalidIdentifier:
 
 
 def _with_country_code(digits: str) -> NormalisedPhone:
-    """``digits`` (ASCII digits only) read as a country code and a national number."""
+    """``digits`` (ASCII digits only) read as a country code and a national number; one that
+    starts with its country's trunk prefix, which the international form leaves out
+    (``4407700900123``: ``+44 07700 900123``), without it (``_without_trunk_prefix``)."""
     if len(digits) > _E164_MAX_DIGITS:
         raise InvalidIdentifier(f"not a phone number (too long: E.164 numbers have at most {_E164_MAX_DIGITS} digits)")
     head = digits[:3]  # holds the country code, if any: one look-up, not one per possible size
@@ -462,7 +540,66 @@ def _with_country_code(digits: str) -> NormalisedPhone:
     national = len(digits) - size
     if national < _MIN_NATIONAL_DIGITS:
         raise InvalidIdentifier("not a phone number (too short)")
+    if digits[size] == "0":  # rare: a national number starting with 0, maybe a trunk prefix kept
+        without = _without_trunk_prefix(digits, size)
+        if without is not None:
+            return NormalisedPhone(without, True, True, True)
     return NormalisedPhone(digits, national in lengths, True)
+
+
+def _without_trunk_prefix(digits: str, size: int) -> str | None:
+    """``digits`` (a country code of ``size`` digits and a national number starting with 0)
+    without the national (trunk) prefix of that country code (``_trunk_prefix``: the 0 of
+    ``+44 07700 900123``, the 06 of ``+36 06 20 123 4567``) after it, when the national number
+    with it is no number of the country (a length none has, or none of its number patterns:
+    Germany's possible lengths are 4 to 15, so ``+49 030 …`` is told by the pattern) and
+    without it is one. None when it is to be kept: a country whose numbers keep their 0 in
+    international form (Italy's ``+39 06 …``) has no trunk prefix, and a number that matches
+    its country's pattern with the 0, or none without it, is read as sent."""
+    trunk = _trunk_prefix(digits[:size])
+    if trunk is None:
+        return None
+    prefix, lengths, pattern = trunk
+    national = digits[size:]
+    if not national.startswith(prefix):
+        return None
+    rest = national[len(prefix) :]
+    if len(rest) not in lengths or pattern.fullmatch(rest) is None:
+        return None
+    if len(national) in lengths and pattern.fullmatch(national) is not None:
+        return None
+    return digits[:size] + rest
+
+
+@functools.cache
+def _trunk_prefix(country_code: str) -> tuple[str, frozenset[int], re.Pattern[str]] | None:
+    """The national (trunk) prefix that a country calling code's numbers start with when
+    dialled within the country and leave out in international form, from phonenumbers'
+    metadata (``national_prefix``, which ``national_prefix_for_parsing`` strips), with the
+    possible lengths and the pattern of its national numbers (every region that shares the
+    code: one of them); loaded once per code. None unless every region of the code has the
+    same one, starting with 0 (UK 44, DE 49, FR 33: ``0``; HU 36: ``06``): Italy 39 has none
+    (its 0 is part of the number), Russia 7 an 8, the US 1 a 1."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(country_code), ())
+    prefixes: set[str | None] = set()
+    patterns: list[str] = []
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None or metadata.general_desc is None:
+            return None
+        prefix = metadata.national_prefix
+        parsing = metadata.national_prefix_for_parsing or prefix
+        if prefix is None or parsing is None or re.match(parsing, prefix) is None:
+            return None
+        prefixes.add(prefix)
+        patterns.append(f"(?:{metadata.general_desc.national_number_pattern})")
+    lengths = _possible_lengths(country_code)
+    if len(prefixes) != 1 or lengths is None:
+        return None
+    (prefix,) = prefixes
+    if prefix is None or not prefix.startswith("0"):
+        return None
+    return prefix, lengths, re.compile("|".join(patterns))
 
 
 def _country_code(head: str) -> tuple[int, frozenset[int]]:
@@ -547,18 +684,29 @@ def not_possible_phone(field: str) -> str:
     )
 
 
+def trunk_prefix_removed(field: str) -> str:
+    """The message of ``phone_trunk_prefix_removed``, one for Axon's phone and AppsFlyer's phone
+    fields: a number in international form with its country's trunk prefix after the country
+    code (``HashedPhone.trunk_prefix_removed``), hashed without it. Never the value."""
+    return (
+        f"{field} has the national trunk prefix (a 0 dialled within the country) after its country code, "
+        "where a number in international form has none: it was left out before hashing; send the number without it"
+    )
+
+
 def hash_phone_checked(raw: str, region: str | None = None) -> HashedPhone:
-    """``hash_phone``, whether the number is possible for its country, and whether a country
-    code was known, from one normalisation. A value sent already hashed cannot be checked:
+    """``hash_phone``, whether the number is possible for its country, whether a country code
+    was known and whether a trunk prefix after it was left out, from one normalisation. A value sent already hashed cannot be checked:
     it counts as possible, with its country code."""
     digits = raw[1:]
     if raw[:1] == "+" and raw.isascii() and digits.isdigit():  # E.164 as sent, the usual form: no hash, no noise
-        return HashedPhone(_sha256(digits.encode()).hexdigest(), _with_country_code(digits).possible, True)
+        phone = _with_country_code(digits)
+        return HashedPhone(_sha256(phone.digits.encode()).hexdigest(), phone.possible, True, phone.trunk_prefix_removed)
     given = _given_hash(raw)
     if given is not None:
         return HashedPhone(given, True, True)
     phone = normalise_phone(raw, region)
-    return HashedPhone(sha256_hex(phone.digits), phone.possible, phone.with_country_code)
+    return HashedPhone(sha256_hex(phone.digits), phone.possible, phone.with_country_code, phone.trunk_prefix_removed)
 
 
 def hash_phone_e164(raw: str, region: str | None = None) -> str:

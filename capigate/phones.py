@@ -17,9 +17,13 @@ class NormalisedPhone(msgspec.Struct, frozen=True, gc=False):
     digits: str
     possible: bool  # its length is possible for its country (True when it cannot be told)
     with_country_code: bool  # False: no country code was known, the digits are as sent
+    # True: sent in international form with its country's trunk prefix after the country code
+    # (+44 07700 900123), which ``digits`` leave out (447700900123)
+    trunk_prefix_removed: bool = False
 
 
 class HashedPhone(msgspec.Struct, frozen=True, gc=False):
     digest: str
     possible: bool
     with_country_code: bool
+    trunk_prefix_removed: bool = False

@@ -710,6 +710,10 @@ def test_plain_pii_is_normalised_and_hashed_with_warning(field: str, plain: str,
     [
         ("email_hashed", "john.doe-at-example.com"),
         ("email_hashed", "+16505551212"),
+        ("email_hashed", "jane@example.com/"),  # stray punctuation: hashed as sent, said normalised
+        ("email_hashed", "jane@example..com"),
+        ("email_hashed", "<jane@example.com"),
+        ("email_hashed", ".jane@example.com"),
         ("phone_number_hashed", "john.doe@example.com"),
         ("phone_number_hashed", "call me maybe"),
         ("phone_number_e164_hashed", "+999 123"),
@@ -749,6 +753,26 @@ def test_impossible_phone_number_is_hashed_with_warning() -> None:
     assert said == (  # as Axon's phone says it (tests/test_axon_rules.py)
         "phone_number_hashed is not a possible number for its country code (no number there has as many digits): "
         "check the country code; it was hashed anyway"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "normalised"), [("phone_number_hashed", "447700900123"), ("phone_number_e164_hashed", "+447700900123")]
+)
+def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_with_a_warning(
+    field: str, normalised: str
+) -> None:
+    """Rule (identity._without_trunk_prefix, the phone fields): `+44 07700 900123` was hashed
+    as 4407700900123 with only phone_not_possible. It is hashed without the trunk prefix, and
+    phone_trunk_prefix_removed says so, naming the field, as Axon's phone says it."""
+    result = check(base(**{field: "+44 07700 900123"}))
+    assert_accepted(result)
+    assert payload(result)[field] == sha256(normalised)
+    assert codes(result.warnings) == {(field, "plain_pii_hashed"), (field, "phone_trunk_prefix_removed")}
+    (said,) = [w.message for w in result.warnings if w.code == "phone_trunk_prefix_removed"]
+    assert said == (
+        f"{field} has the national trunk prefix (a 0 dialled within the country) after its country code, "
+        "where a number in international form has none: it was left out before hashing; send the number without it"
     )
 
 
@@ -1344,6 +1368,10 @@ def test_zero_revenue_and_price_are_not_warned(event_value: dict[str, Any]) -> N
         ("email_hashed", "jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d", "jane@example.com"),
         ("email_hashed", "jane @example.com", "jane@example.com"),
         ("email_hashed", "Jane@ Example.com", "jane@example.com"),
+        ("email_hashed", "<jane@example.com>", "jane@example.com"),
+        ("email_hashed", "Jane Doe <Jane@Example.com>", "jane@example.com"),
+        ("email_hashed", "jane@example.com,", "jane@example.com"),
+        ("email_hashed", "'jane@example.com';", "jane@example.com"),
         ("phone_number_hashed", "+1 (650) 555-1212 ext. 5", "16505551212"),
         ("phone_number_hashed", "+1-650-555-1212;ext=5", "16505551212"),
         ("phone_number_hashed", "%2B16505551212", "16505551212"),
@@ -1358,8 +1386,10 @@ def test_plain_pii_as_written_is_normalised_as_the_scanner_reads_it_and_hashed(
     field: str, plain: str, normalised: str
 ) -> None:
     """Rule (identity.normalise_email, identity.normalise_phone, the *_hashed fields, which
-    take a plain value and hash it with plain_pii_hashed): a `mailto:` URI or a trailing dot
-    was hashed as sent, never matching; an address percent-encoded or with a full-width at
+    take a plain value and hash it with plain_pii_hashed): a `mailto:` URI, a trailing dot, an
+    angle-addr (`<jane@example.com>`, said "normalised and hashed" with its brackets hashed),
+    a list's `,` or `;` after it, or a pair of quotes around it was hashed as sent, never
+    matching; an address percent-encoded or with a full-width at
     sign, a number with an extension, percent-encoded or full-width, all read by the
     eventValue scanner as personal data, were refused invalid_hash. Each is hashed as its
     plain form is, with the same warning."""

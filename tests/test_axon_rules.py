@@ -726,6 +726,38 @@ def test_phone_rule_impossible_length_is_a_warning() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("phone", "digits"),
+    [("+44 07700 900123", "447700900123"), ("+4407700900123", "447700900123"), ("+33 06 12 34 56 78", "33612345678")],
+)
+def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_with_a_warning_on_both_paths(
+    phone: str, digits: str
+) -> None:
+    """Rule (identity._without_trunk_prefix, user_data.phone): `+44 07700 900123`, the UK's
+    trunk prefix kept after the country code, was hashed as 4407700900123 (never matching)
+    with only phone_not_possible's "check the country code". It is hashed without it, and
+    phone_trunk_prefix_removed says what was done, naming the field, never the value, by the
+    slow and the typed path alike."""
+    for result in _both_paths(with_phone(phone)):
+        assert result.report.ok, result.report.problems
+        assert [(w.path, w.code) for w in result.report.warnings] == [
+            ("events[0].user_data.phone", "phone_trunk_prefix_removed")
+        ]
+        assert result.report.warnings[0].message == (
+            "phone has the national trunk prefix (a 0 dialled within the country) after its country code, "
+            "where a number in international form has none: it was left out before hashing; "
+            "send the number without it"
+        )
+        assert stored_payload(result)["user_data"]["phone"] == sha(digits)
+
+
+def test_phone_rule_italys_leading_zero_is_kept_without_a_warning_on_both_paths() -> None:
+    """Rule (identity._trunk_prefix): Italy's 0 is part of the number in international form."""
+    for result in _both_paths(with_phone("+39 06 1234 5678")):
+        assert result.report.ok and result.report.warnings == [], result.report.warnings
+        assert stored_payload(result)["user_data"]["phone"] == sha("390612345678")
+
+
 def test_phone_rule_a_value_that_is_not_a_number_is_a_problem_not_echoed() -> None:
     result = check(with_phone("call 555 now please", country_code="US"))
     assert {p.path: p.code for p in result.report.problems} == {"events[0].user_data.phone": "invalid_phone"}
@@ -1173,6 +1205,47 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths
     for result in _both_paths(event):
         assert result.report.ok and result.report.warnings == [], (result.report.problems, result.report.warnings)
         assert stored_payload(result)["user_data"]["email"] == hashlib.sha256(b"jane@example.com").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "<jane@example.com>",
+        "Jane Doe <Jane@Example.com>",
+        "jane@example.com,",
+        "jane@example.com;",
+        "'jane@example.com'",
+        '"jane@example.com"',
+    ],
+)
+def test_email_rule_an_address_wrapped_as_a_person_writes_it_is_hashed_as_the_address_on_both_paths(
+    email: str,
+) -> None:
+    """Rule (identity.normalise_email, user_data.email): an angle-addr, a display name's
+    address, a pasted list's `,` or `;` after it, a pair of quotes around it were hashed
+    as sent, brackets and all, unwarned, never matching. Each is the address, hashed as it is,
+    with no warning (as a `mailto:` URI's), by both paths alike."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == [], (result.report.problems, result.report.warnings)
+        assert stored_payload(result)["user_data"]["email"] == hashlib.sha256(b"jane@example.com").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["jane@example.com/", "jane@example..com", "jane.@example.com", "<jane@example.com", "'jane@example.com"],
+)
+def test_email_rule_stray_punctuation_is_refused_on_both_paths(email: str) -> None:
+    """Rule (identity.normalise_email): an email that stays no address once read is refused
+    invalid_email, its message not repeating it, by both paths alike: each was hashed as sent,
+    punctuation and all, and stored unwarned."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert not result.report.ok and not result.events
+        assert [(p.path, p.code) for p in result.report.problems] == [("events[0].user_data.email", "invalid_email")]
+        assert "example" not in result.report.problems[0].message
 
 
 @pytest.mark.parametrize(

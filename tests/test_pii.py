@@ -685,6 +685,65 @@ def test_an_empty_phone_or_one_without_digits_is_told_so(server: Server) -> None
         assert reason in message and "allowed" not in message, (phone, message)
 
 
+def test_an_email_wrapped_is_read_and_one_with_stray_punctuation_refused_on_both_apis(server: Server) -> None:
+    """Rule (identity.normalise_email), through a served gateway: `<jane@example.com>`, a
+    display name's address, a list's `,` after it or a pair of quotes around it was stored
+    and relayed under the digest of the whole, brackets and all, unwarned (AppsFlyer said "it
+    was normalised and hashed"); `jane@example.com/` and `jane@example..com` likewise. The
+    first are the address, hashed as it is, with no warning of their own (as a `mailto:`
+    URI's); the others are refused, invalid_email and invalid_hash, never echoed."""
+    digest = sha("jane@example.com")
+    for email in ("<jane@example.com>", "Jane Doe <Jane@Example.com>", "jane@example.com,", "'jane@example.com'"):
+        event = with_user(email=email)
+        body = post(server, event)
+        assert body["status"] == 200 and body["warnings"] == [], body
+        assert stored_user_data(server, str(event["dedupe_id"]))["email"] == digest
+    for email in ("jane@example.com/", "jane@example..com", "<jane@example.com"):
+        body = post(server, with_user(email=email))
+        assert body["status"] == 400 and paths(body) == {"events[0].user_data.email": "invalid_email"}, body
+        assert "jane" not in str(body["problems"]), body
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    with server.client(headers=headers) as c:
+        sent = {**af_event, "email_hashed": "<jane@example.com>", "customer_user_id": f"cu-angle-{now_ms()}"}
+        answer = c.post("/inappevent/com.example.shop", json=sent)
+        assert answer.status_code == 200, answer.text
+        assert paths(answer.json(), "warnings") == {"email_hashed": "plain_pii_hashed"}, answer.text
+        [row] = stored(server, "com.example.shop", payload={"customer_user_id": sent["customer_user_id"]})
+        assert row["payload"]["email_hashed"] == digest
+        answer = c.post("/inappevent/com.example.shop", json={**af_event, "email_hashed": "jane@example..com"})
+        assert answer.status_code == 400 and paths(answer.json()) == {"email_hashed": "invalid_hash"}, answer.text
+        assert "jane" not in answer.text
+
+
+def test_a_phone_with_its_trunk_prefix_after_the_country_code_is_hashed_without_it_on_both_apis(
+    server: Server,
+) -> None:
+    """Rule (identity._without_trunk_prefix), through a served gateway: `+44 07700 900123` was
+    stored and relayed as the digest of 4407700900123, with only phone_not_possible. It is
+    hashed without the 0, and phone_trunk_prefix_removed says so, never echoing the value."""
+    event = with_user(phone="+44 07700 900123")
+    body = post(server, event)
+    assert body["status"] == 200 and paths(body, "warnings") == {
+        "events[0].user_data.phone": "phone_trunk_prefix_removed"
+    }, body
+    assert "7700" not in str(body["warnings"])
+    assert stored_user_data(server, str(event["dedupe_id"]))["phone"] == sha("447700900123")
+    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    digests = {"phone_number_hashed": sha("447700900123"), "phone_number_e164_hashed": sha("+447700900123")}
+    with server.client(headers=headers) as c:
+        for key, digest in digests.items():
+            sent = {**af_event, key: "+44 07700 900123", "customer_user_id": f"cu-trunk-{key}-{now_ms()}"}
+            answer = c.post("/inappevent/com.example.shop", json=sent)
+            assert answer.status_code == 200, answer.text
+            warned = {(w["path"], w["code"]) for w in answer.json()["warnings"]}
+            assert warned == {(key, "plain_pii_hashed"), (key, "phone_trunk_prefix_removed")}, answer.text
+            assert "7700" not in answer.text
+            [row] = stored(server, "com.example.shop", payload={"customer_user_id": sent["customer_user_id"]})
+            assert row["payload"][key] == digest
+
+
 def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) -> None:
     """Rule (identity.normalise_phone): a `tel:` URI (RFC 3966) is its number, as user_id's
     `tel:+1…` already was. `user_data.phone: "tel:+1-415-555-0188"` was refused invalid_phone,

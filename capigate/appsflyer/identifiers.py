@@ -20,6 +20,7 @@ from capigate.identity import (
     normalise_phone,
     not_possible_phone,
     sha256_hex,
+    trunk_prefix_removed,
 )
 
 __all__ = ["IDENTIFIER_RULES", "PLAIN_HASHERS", "SEND_HASHED", "personal_in_customer_user_id"]
@@ -157,6 +158,8 @@ def _hashed_phone(key: str, value: str, ctx: Context) -> str:
         )
     elif not phone.possible:
         ctx.report.warn(key, "phone_not_possible", not_possible_phone(key))
+    elif phone.trunk_prefix_removed:
+        ctx.report.warn(key, "phone_trunk_prefix_removed", trunk_prefix_removed(key))
     return sha256_hex(phone.digits if key == "phone_number_hashed" else "+" + phone.digits)
 
 

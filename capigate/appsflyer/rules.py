@@ -30,7 +30,7 @@ Warnings (the event is accepted): event_value_not_stringified, custom_data_not_s
 unknown_event_value_key, unknown_event_name, price_not_numeric, revenue_without_currency,
 currency_not_upper_case, withdrawn_currency, event_time_without_milliseconds,
 event_time_in_future, event_time_restamped, not_upper_case, zeroed_device_id, non_public_ip,
-plain_pii_hashed, empty_value, hash_of_empty_string, phone_not_possible,
+plain_pii_hashed, empty_value, hash_of_empty_string, phone_not_possible, phone_trunk_prefix_removed,
 pii_in_customer_user_id, unknown_field, plain_pii_dropped, platform_mismatch,
 recommended_field_missing, negative_value (af_revenue, af_price), zero_quantity (af_quantity),
 blank_dedupe_id (the app's dedupe_key parameter is empty, spaces or null: no dedupe id, as on Axon),

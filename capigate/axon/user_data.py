@@ -19,6 +19,7 @@ from capigate.identity import (
     hash_phone_checked,
     is_international_phone,
     not_possible_phone,
+    trunk_prefix_removed,
 )
 from capigate.iso import COUNTRY_CODES
 
@@ -129,7 +130,7 @@ def hashed_identifiers(user: UserData, region: str | None, path: str, report: Re
             report.error(f"{path}.user_data.phone", "invalid_phone", str(exc))
         else:
             hashed["phone"] = phone.digest
-            if not (phone.with_country_code and phone.possible):
+            if not (phone.with_country_code and phone.possible) or phone.trunk_prefix_removed:
                 _warn_phone(phone, f"{path}.user_data.phone", report)
     return hashed
 
@@ -145,3 +146,5 @@ def _warn_phone(phone: HashedPhone, path: str, report: Report) -> None:
         )
     elif not phone.possible:
         report.warn(path, "phone_not_possible", not_possible_phone("phone"))
+    else:  # phone.trunk_prefix_removed
+        report.warn(path, "phone_trunk_prefix_removed", trunk_prefix_removed("phone"))
