@@ -274,10 +274,15 @@ def serve_on_a_terminal(
     try:
         yield proc, terminal
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_group(proc, 15)
         terminal.close()
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout_s: float) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL after ``timeout_s``; reaped either way."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)

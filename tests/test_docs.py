@@ -41,7 +41,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, DIE_WITH_PYTEST, free_port, served_on
-from tests.helpers import Terminal, batch, purchase
+from tests.helpers import Terminal, batch, purchase, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -248,12 +248,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         for block, outcome in docs.outcomes.items():
             print(f"{block.where}: {'ran' if outcome.ok else 'FAILED'}")
     finally:
-        os.killpg(gateway.pid, signal.SIGTERM)
-        try:
-            gateway.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(gateway.pid, signal.SIGKILL)
-            gateway.wait()
+        stop_group(gateway, 20)
         served.close()
 
 

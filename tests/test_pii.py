@@ -20,6 +20,8 @@ from tests.storekit import store_as_text
 
 PLAIN_EMAIL = "Jane.Doe+Ads@Example.COM"
 PLAIN_PHONE = "+1 (415) 555-0123"
+AF_LOGIN = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
+AF_HEADERS = {"authentication": "af-dev-key", "Accept": "application/json"}
 
 
 def sha(text: str) -> str:
@@ -292,8 +294,8 @@ def test_a_phone_number_too_short_to_be_one_is_refused_on_both_apis(fresh_server
     assert body["status"] == 200 and paths(body, "warnings") == {
         "events[0].user_data.phone": "phone_without_country_code"
     }
-    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    af_event = dict(AF_LOGIN)
+    headers = AF_HEADERS
     with fresh_server.client(headers=headers) as c:
         for key in ("phone_number_hashed", "phone_number_e164_hashed"):
             answer = c.post("/inappevent/com.example.shop", json={**af_event, key: "12"})
@@ -446,7 +448,7 @@ def test_names_birth_dates_addresses_and_national_ids_under_unknown_keys_are_dro
         "eventValue": json.dumps({"af_revenue": "6", **PERSONAL_KEYS, **NOT_PERSONAL}),
         **PERSONAL_KEYS,
     }
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    headers = AF_HEADERS
     with fresh_server.client(headers=headers) as c:
         answer = c.post("/inappevent/com.example.shop", json=af_event)
     assert answer.status_code == 200, answer.text
@@ -702,8 +704,8 @@ def test_an_email_wrapped_is_read_and_one_with_stray_punctuation_refused_on_both
         body = post(server, with_user(email=email))
         assert body["status"] == 400 and paths(body) == {"events[0].user_data.email": "invalid_email"}, body
         assert "jane" not in str(body["problems"]), body
-    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    af_event = dict(AF_LOGIN)
+    headers = AF_HEADERS
     with server.client(headers=headers) as c:
         sent = {**af_event, "email_hashed": "<jane@example.com>", "customer_user_id": f"cu-angle-{now_ms()}"}
         answer = c.post("/inappevent/com.example.shop", json=sent)
@@ -729,8 +731,8 @@ def test_a_phone_with_its_trunk_prefix_after_the_country_code_is_hashed_without_
     }, body
     assert "7700" not in str(body["warnings"])
     assert stored_user_data(server, str(event["dedupe_id"]))["phone"] == sha("447700900123")
-    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    af_event = dict(AF_LOGIN)
+    headers = AF_HEADERS
     digests = {"phone_number_hashed": sha("447700900123"), "phone_number_e164_hashed": sha("+447700900123")}
     with server.client(headers=headers) as c:
         for key, digest in digests.items():
@@ -763,8 +765,8 @@ def test_a_tel_uri_is_read_as_its_number_in_every_phone_field(server: Server) ->
     body = post(server, with_user(phone="tel:+1-415-555-0188;phone-context=example.com"))
     assert body["status"] == 400 and paths(body) == {"events[0].user_data.phone": "invalid_phone"}, body
     assert "tel:" in str(body["problems"]) and "0188" not in str(body), body
-    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    af_event = dict(AF_LOGIN)
+    headers = AF_HEADERS
     digests = {"phone_number_e164_hashed": sha("+442079461303"), "phone_number_hashed": sha("442079461303")}
     with server.client(headers=headers) as c:
         for key, digest in digests.items():
@@ -869,8 +871,8 @@ def _ids_stored_as_digests(server: Server, events: list[dict[str, Any]], forms: 
 
 def _customer_user_ids_warned(server: Server, forms: dict[str, str]) -> None:
     """AppsFlyer warns of each of ``forms`` as a customer_user_id, not of an id starting 00."""
-    af_event = {"appsflyer_id": "1415211453000-6513711", "eventName": "af_login", "eventValue": "", "os": "14"}
-    headers = {"authentication": "af-dev-key", "Accept": "application/json"}
+    af_event = dict(AF_LOGIN)
+    headers = AF_HEADERS
     with server.client(headers=headers) as c:
         for form in forms.values():
             answer = c.post("/inappevent/com.example.shop", json={**af_event, "customer_user_id": form})

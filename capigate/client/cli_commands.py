@@ -25,7 +25,6 @@ import click
 import msgspec
 from click.core import ParameterSource
 
-import capigate.worker_env as worker_env
 from capigate.appsflyer.schema import ios_prefix_missing
 from capigate.axon.profiles import PROFILES, ProfileName
 from capigate.axon.rules import MAX_BATCH, check_batch
@@ -42,6 +41,7 @@ from capigate.client._base import (
     strip_prefix,
 )
 from capigate.client._http import checked_base_url
+from capigate.client._options import config_option
 from capigate.client._records import Api, Record, Source, read_source
 from capigate.endpoint_path import endpoint_of
 from capigate.errors import InvalidEvents, Problem
@@ -64,15 +64,8 @@ def _usable_app_id(app_id: str) -> None:
         raise click.UsageError(reason)
 
 
-_CONFIG_OPTION: Final = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="capigate.toml",
-    envvar=worker_env.CONFIG,
-    show_envvar=True,
-    show_default=True,
-    help="The gateway's configuration, where --pixel's profile is read (unless --profile is given).",
+_CONFIG_OPTION: Final = config_option(
+    "The gateway's configuration, where --pixel's profile is read (unless --profile is given)."
 )
 _PROFILE_OPTION: Final = click.option(
     "--profile",

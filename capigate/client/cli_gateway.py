@@ -24,7 +24,7 @@ import httpx
 import msgspec
 from click.core import ParameterSource
 
-import capigate.worker_env as worker_env
+from capigate.client._options import config_option
 from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem, TransportError
 from capigate.identity import contains_email, holds_international_phone
@@ -130,19 +130,6 @@ def url_host(host: str) -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _config_option(help: str) -> Callable[[F], F]:
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default="capigate.toml",
-        envvar=worker_env.CONFIG,
-        show_envvar=True,
-        show_default=True,
-        help=help,
-    )
-
-
 def _admin_options(command: F) -> F:
     """The options of a command that reads the admin API (events, quality): where the gateway
     is and its token, each from the option, its variable, then the configuration."""
@@ -160,7 +147,7 @@ def _admin_options(command: F) -> F:
         show_envvar=True,
         help="Admin token; without it or CAPIGATE_ADMIN_TOKEN, the configuration's.",
     )
-    return url(token(_config_option("The gateway's configuration (its address and admin token).")(command)))
+    return url(token(config_option("The gateway's configuration (its address and admin token).")(command)))
 
 
 class _Gap:
@@ -178,7 +165,7 @@ class _Gap:
 
 
 @click.command()
-@_config_option("The gateway's configuration.")
+@config_option("The gateway's configuration.")
 @click.option("--url", help="The gateway's base URL (default: from --host and --port); not read from CAPIGATE_URL.")
 @click.option("--host", help="The gateway's address (default: CAPIGATE_HOST, else [server] host).")
 @click.option(
