@@ -156,6 +156,18 @@ def test_an_unknown_app_and_a_wrong_key_get_one_answer_the_journal_says_which(se
     ], said
 
 
+def test_a_configured_apps_request_without_a_key_is_journaled_as_such(server: Server) -> None:
+    """The journal said "no key in the 'authentication' header (journal only: the app is
+    configured; the key is not one of its keys)" of a request that sent none (a trial)."""
+    tag = f"keyless-{time.time_ns()}"
+    with server.client() as c:
+        r = c.post(SHOP, json=event(), headers={"Accept": "application/json", "X-Capigate-Test": tag})
+    assert r.status_code == 401, r.text
+    [entry] = journal(server, test_tag=tag)
+    message = entry["problems"][0]["message"]
+    assert message == "no key in the 'authentication' header (journal only: the app is configured)", message
+
+
 def test_missing_appsflyer_id_is_400_with_its_text(server: Server) -> None:
     body = event()
     del body["appsflyer_id"]

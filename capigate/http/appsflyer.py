@@ -121,12 +121,15 @@ NO_KEY: Final = "no key in the 'authentication' header"
 UNKNOWN_APP_OR_WRONG_KEY: Final = "unknown app id or wrong authentication key"
 UNKNOWN_APP: Final = "no app with this id is configured"
 WRONG_KEY: Final = "the app is configured; the key is not one of its keys"
+KNOWN_APP: Final = "the app is configured"  # and no key came: WRONG_KEY would say one did
 
 
 def _unauthorised(request: Request, key: str, outcome: Outcome, which: str) -> Response:
     """The 401 of an unknown app or a missing or wrong key: the same answer for both. The
     journal's problem says ``which`` too; the answer's never does."""
     message = UNKNOWN_APP_OR_WRONG_KEY if key.strip() else NO_KEY
+    if which == WRONG_KEY and not key.strip():
+        which = KNOWN_APP
     if not key and "authorization" in request.headers:
         message += ": AppsFlyer reads the key from the 'authentication' header; it came in 'Authorization'"
     answered = Problem("authentication", "unauthorized", message)
