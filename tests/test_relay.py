@@ -372,6 +372,33 @@ def test_stop_finishes_the_attempts_in_flight_and_leaves_no_lease(tmp_path: Path
         run(test, tmp_path)
 
 
+def test_a_stops_line_counts_the_axon_events_cut_short_without_a_dedupe_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stop's line said "their dedupe_id covers a copy the upstream received" of every
+    Axon request cut short, though an event may be accepted without one (a second trial): it
+    counts those, whose copy AppLovin counts twice."""
+    with Upstream() as up:
+        hang = threading.Event()
+        up.script = lambda seen: Reply(hold=hang)
+
+        async def test(store: Store) -> None:
+            events = [axon_event(0), msgspec.structs.replace(axon_event(1), dedupe_id=None)]
+            await ingest(store, events)
+            runner = RelayRunner(store, destinations=[target(up.url, timeout_s=10.0)])
+            await runner.start()
+            await until(lambda: len(up.seen) == 1, what="a request in flight")
+            await runner.stop()
+            hang.set()
+
+        with caplog.at_level("INFO", logger="capigate.relay"):
+            run(test, tmp_path)
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert "their 2 event(s) are pending again" in said, said
+        assert "1 of them have no dedupe_id: one the upstream had received counts twice there" in said, said
+        assert "covers a copy" not in said, said
+
+
 def test_stop_cuts_a_hanging_request_short_after_its_grace_without_spending_an_attempt(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -130,7 +130,7 @@ class DestinationWorker:
         self._cut_timer: asyncio.TimerHandle | None = None
         self._cutting = False  # the requests in flight are being cancelled by the stop
         self._grace_s = STOP_GRACE_S  # the stop's, for its log line
-        self._cut_requests, self._cut_events = 0, 0
+        self._cut_requests, self._cut_events, self._cut_without_id = 0, 0, 0
 
     @property
     def name(self) -> str:
@@ -179,8 +179,12 @@ class DestinationWorker:
         """One line for the requests a stop cut short: what became of their events, plainly
         (it was a TimeoutError's warning at the end of timeout_s, the attempt counted)."""
         when = f"within the stop's {self._grace_s:g} s" if self._grace_s else "as the worker stopped at once"
-        if self.target.api == "axon":
+        if self.target.api == "axon" and not self._cut_without_id:
             again = "their dedupe_id covers a copy the upstream received"
+        elif self.target.api == "axon":  # accepted with a warning (missing_dedupe_id), and nothing to match a copy
+            again = (
+                f"{self._cut_without_id} of them have no dedupe_id: one the upstream had received counts twice there"
+            )
         else:
             again = "AppsFlyer deduplicates nothing: one it had received counts twice"
         log.warning(
@@ -302,6 +306,7 @@ class DestinationWorker:
         if answer.cut:
             self._cut_requests += 1
             self._cut_events += len(deliveries)
+            self._cut_without_id += sum(1 for d in deliveries if not d.dedupe_id)
             if split is not None:
                 split.requests += 1
                 split.cut += len(deliveries)
