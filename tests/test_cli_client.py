@@ -183,6 +183,8 @@ def test_validate_and_send_check_a_pixel_with_its_profile_in_the_configuration(s
     assert given.returncode == 0 and "profile" not in given.stdout, given.stdout  # --profile given wins
     unnamed = capigate("validate", example, "--pixel", "px_elsewhere", cwd=here)
     assert unnamed.returncode == 0, unnamed.stdout  # a pixel the file does not name: standard, as before
+    # said so (a second trial took the silent ok for a check with the pixel's profile)
+    assert unnamed.stdout.endswith("; profile standard, the default: px_elsewhere is not in capigate.toml\n")
     elsewhere = capigate("validate", example, "--pixel", "px_restricted", cwd=tmp_path)
     assert elsewhere.returncode == 0, elsewhere.stdout  # no capigate.toml here: standard
     named = capigate("validate", example, "--pixel", "px_restricted", "--config", str(here / "capigate.toml"))

@@ -78,7 +78,7 @@ _PROFILE_OPTION: Final = click.option(
 def _pixel_profile(pixel: str | None, profile: str, config_path: Path) -> tuple[str, str]:
     """The profile to check --pixel's events with, and where it came from ("" when given, or
     the default): --profile given, else the pixel's in the configuration, when there is one
-    that names it. `validate --pixel px_lead` said ok of events the gateway then refused with
+    that names it, else the default, said so when the file read does not name the pixel. `validate --pixel px_lead` said ok of events the gateway then refused with
     12 problems: px_lead is lead_gen_restricted in capigate.toml, which no command read (a trial).
     A file named (--config, CAPIGATE_CONFIG) that is not there, or one that does not load, is
     a mistake; capigate.toml missing here is none: the events are checked as standard ones."""
@@ -95,8 +95,8 @@ def _pixel_profile(pixel: str | None, profile: str, config_path: Path) -> tuple[
         raise click.ClickException(
             f"{exc.message}\n(--pixel's profile is read from it: give --profile to do without)"
         ) from None
-    if configured is None:
-        return profile, ""
+    if configured is None:  # said, not silently standard: a second trial took the ok for the gateway's
+        return profile, f"the default: {pixel} is not in {config_path}"
     return configured.profile, f"{pixel}'s in {config_path}"
 
 
