@@ -1147,6 +1147,24 @@ def test_send_to_a_gateway_with_a_small_body_limit_splits_its_batches_and_names_
     assert appsflyer.returncode == 2 and "--batch-size is for Axon events (--pixel)" in said_af, said_af
 
 
+def test_send_never_advises_a_batch_size_the_gateway_refused(small_bodies: Server, tmp_path: Path) -> None:
+    """Small events, then large ones, in batches of 10: the 10 small ones went through and the
+    10 large ones were refused, and the summary advised --batch-size 10, the size refused (a
+    second trial). It advises fewer than the fewest events of a refused request."""
+    small = [purchase() for _ in range(20)]
+    large = [purchase() for _ in range(20)]
+    for event in large:
+        event["data"]["note"] = "x" * 2500
+    file = jsonl(tmp_path / "mixed.jsonl", [*small, *large])
+    done = capigate(
+        "send", str(file), "--to", small_bodies.url, "--pixel", "px_std", "--key", "key-std", "--no-progress",
+        "--batch-size", "10", "--test-tag", tag(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = re.search(r"--batch-size (\d+) sends batches it takes at once", done.stdout)
+    assert said is not None and int(said.group(1)) < 10, done.stdout
+
+
 def test_send_says_an_event_alone_too_large_for_the_gateway_is_to_be_shortened(
     small_bodies: Server, tmp_path: Path
 ) -> None:

@@ -394,10 +394,13 @@ def _too_large(result: SendResult) -> str:
 
 def _batch_size_taken(result: SendResult) -> int | None:
     """The most events a request carried that the gateway took, after it refused larger ones
-    as too large; None when it refused none, or took none."""
+    as too large, and fewer than any it refused (events of different sizes: a second trial was
+    told the --batch-size refused); None when it refused none, or took none."""
     if not result.split:
         return None
-    return max((r.events for r in result.requests if r.ok), default=None)
+    taken = max((r.events for r in result.requests if r.ok), default=None)
+    refused = min(r.events for r in result.split)
+    return None if taken is None else max(1, min(taken, refused - 1))
 
 
 @dataclass(frozen=True, slots=True)
