@@ -327,6 +327,12 @@ _BOUND = re.compile(r"Expected `(int|float)` (>=|<=|>|<) (\S+)$")
 _FIELD_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[\d+\])*$")
 
 
+def _field_name(path: str) -> str:
+    """The field a message names: the last key of ``path`` (``items[0].price`` → price)."""
+    named = _FIELD_NAME.search(path)
+    return named.group(1) if named else "the value"
+
+
 def _bound_message(message: str, path: str, kind: Any) -> str | None:
     """``value must be a number of 0 or more, not a negative one`` for msgspec's ``Expected
     `float` >= 0.0``: what the field must be (both its bounds, from its type), then which it
@@ -342,8 +348,7 @@ def _bound_message(message: str, path: str, kind: Any) -> str | None:
         allowed = f"of {allowed}" if allowed[:1].isdigit() else allowed
     op, bound = found.group(2), _plain(found.group(3))
     missed = _MISSED[op].format(bound) if (op, bound) != (">=", "0") else "a negative one"
-    named = _FIELD_NAME.search(path)
-    name = named.group(1) if named else "the value"
+    name = _field_name(path)
     return f"{name} must be {'an integer' if found.group(1) == 'int' else 'a number'} {allowed}, not {missed}"
 
 
@@ -359,8 +364,7 @@ def _length_message(message: str, path: str, sent: Any) -> str | None:
     neighbouring fields name themselves); None for any other message."""
     if not isinstance(sent, str):
         return None
-    named = _FIELD_NAME.search(path)
-    name = named.group(1) if named else "the value"
+    name = _field_name(path)
     found = _MAX_LENGTH.match(message)
     if found is not None:
         return f"{name} is {len(sent):,} characters; at most {int(found.group(1)):,}"
@@ -382,8 +386,7 @@ def _number_for_string(message: str, path: str, sent: Any) -> str | None:
     found = _WANTED.match(message)
     if found is None or "str" not in found.group(1).split(" | "):
         return None
-    named = _FIELD_NAME.search(path)
-    name = named.group(1) if named else "the value"
+    name = _field_name(path)
     return f'{name} must be a string, not a number: send it in quotes ("123", not 123)'
 
 

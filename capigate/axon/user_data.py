@@ -45,9 +45,8 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
     trimmed = None
     if kind is not None:  # rare: the path is only built then
         trimmed = _ip_problem(kind, user.client_ip_address, f"{path}.user_data.client_ip_address", report)
-    if (
-        user.client_user_agent.isspace()
-    ):  # "" is the schema's (invalid_length); " " passed it, and counted as one (a trial)
+    # "" is the schema's (invalid_length); " " passed it, and counted as one (a trial)
+    if user.client_user_agent.isspace():
         report.error(f"{path}.user_data.client_user_agent", "blank_user_agent", BLANK_USER_AGENT)
     if not has_identifier(user, profile.identifiers):
         report.error(

@@ -64,13 +64,7 @@ def checked_base_url(base_url: str, name: str = "base_url") -> str:
     CLI's option): without a scheme no try can reach the server (and its failures would read
     as "may be stored"), and the endpoint's own URL (``…/v1/event``) would be posted to
     ``/v1/event/v1/event``."""
-    url = _url(base_url, name)
-    split = split_endpoint(url.raw_path.decode("ascii").partition("?")[0])
-    if split is not None:
-        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
-        raise ValueError(
-            f"{name} {base_url!r} holds the endpoint's path {split[1]!r}, which is added to it: give {name} {base!r}"
-        )
+    _checked(base_url, name)
     return base_url
 
 
@@ -78,8 +72,7 @@ def checked_admin_url(base_url: str, name: str = "base_url") -> str:
     """``base_url`` if it is a gateway's base URL, as ``checked_base_url`` has it, without the
     admin API's path either (``/api``, ``/api/events``), which ``GatewayAdmin`` adds to it. Else
     a ValueError saying why: without a scheme, httpx's "UnsupportedProtocol" was all a trial read."""
-    checked_base_url(base_url, name)
-    url = httpx.URL(base_url)
+    url = _checked(base_url, name)
     split = split_admin(url.raw_path.decode("ascii"))
     if split is not None:
         base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
@@ -88,6 +81,18 @@ def checked_admin_url(base_url: str, name: str = "base_url") -> str:
             f"base URL, {name} {base!r}"
         )
     return base_url
+
+
+def _checked(base_url: str, name: str) -> httpx.URL:
+    """``base_url`` read (``_url``), refused if it holds an ingest endpoint's path."""
+    url = _url(base_url, name)
+    split = split_endpoint(url.raw_path.decode("ascii").partition("?")[0])
+    if split is not None:
+        base = f"{url.scheme}://{url.netloc.decode()}{split[0]}"
+        raise ValueError(
+            f"{name} {base_url!r} holds the endpoint's path {split[1]!r}, which is added to it: give {name} {base!r}"
+        )
+    return url
 
 
 def _url(base_url: str, name: str) -> httpx.URL:
