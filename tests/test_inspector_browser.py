@@ -514,8 +514,8 @@ def test_a_pixel_and_an_app_with_one_id_are_told_apart_in_every_source_choice(br
             logged_in(page)
             labels = ["shared-1 (Axon pixel, standard)", "shared-1 (AppsFlyer app)"]
             for select in ("#rq-source", "#ev-filters [name=source]", "#q-source", "#send-source"):
-                texts = page.locator(f"{select} option").all_inner_texts()
-                assert [t for t in texts if t.startswith("shared-1")] == labels, (select, texts)
+                # The lists fill once the sources load after the login: wait for them.
+                expect(page.locator(f"{select} option").filter(has_text=re.compile("^shared-1"))).to_have_text(labels)
 
             page.click("a[data-view=events]")
             form = page.locator("#ev-filters")
