@@ -377,14 +377,36 @@ def test_the_overview_names_ingest_calls_without_their_id_and_keeps_other_reques
         assert c.get("/wp-login.php").status_code == 404
     logged_in(page)
     page.click("a[data-view=overview]")
-    axon = page.locator(".card[data-source='(no pixel_id)']")
-    expect(axon.locator(".kind")).to_have_text("Axon calls without a pixel_id")
+    axon = page.locator(".card[data-source='(no single pixel_id)']")
+    expect(axon.locator(".kind")).to_have_text(_NO_SINGLE_PIXEL)
     expect(axon.locator(".totals")).to_contain_text("failed")
     expect(page.locator(".card[data-source='(no app_id)'] .kind")).to_have_text("AppsFlyer calls without an app id")
     other = page.locator(".card.other-requests")
     expect(other).to_contain_text("requests to no ingest API (logins, unknown paths)")
     assert int(other.locator(".totals b").first.inner_text()) >= 2  # the login, the unknown path
     expect(page.locator(".card[data-source='(no source)']")).to_have_count(0)
+
+
+_NO_SINGLE_PIXEL = "Axon calls whose pixel_id was missing or given more than once"
+
+
+def test_the_overview_does_not_count_a_repeated_pixel_id_as_a_missing_one(page: Page, gateway: Server) -> None:
+    """A trial: `POST /v1/event?pixel_id=px_demo&pixel_id=px_other` (refused, repeated_pixel_id:
+    the journal keeps no source, since which was meant is not for the gateway to guess) was
+    counted on the card "(no pixel_id)", "Axon calls without a pixel_id". The card says both
+    ways an Axon call names no single pixel."""
+    with gateway.client() as c:
+        answer = c.post(
+            "/v1/event?pixel_id=px_std&pixel_id=px_other", json=batch(purchase()), headers={"Authorization": "key-std"}
+        )
+        assert answer.status_code == 400 and answer.json()["error"] == "repeated_pixel_id", answer.text
+    logged_in(page)
+    page.click("a[data-view=overview]")
+    card = page.locator(".card[data-source='(no single pixel_id)']")
+    expect(card.locator("h3")).to_have_text("(no single pixel_id)")
+    expect(card.locator(".kind")).to_have_text(_NO_SINGLE_PIXEL)
+    expect(card.locator(".totals")).to_contain_text("failed")  # the module's gateway has others
+    expect(page.locator(".card", has_text="without a pixel_id")).to_have_count(0)
 
 
 def test_the_overview_counts_one_request_in_the_singular(browser: Browser, tmp_path: Path) -> None:
@@ -408,7 +430,9 @@ def test_the_overview_counts_one_request_in_the_singular(browser: Browser, tmp_p
         with checked_page(browser, gateway.url) as page:
             logged_in(page)
             page.click("a[data-view=overview]")
-            expect(page.locator(".card[data-source='(no pixel_id)'] .totals")).to_have_text("1 request, 1 failed")
+            expect(page.locator(".card[data-source='(no single pixel_id)'] .totals")).to_have_text(
+                "1 request, 1 failed"
+            )
             unknown = page.locator(".card.unknown-sources .totals")
             expect(unknown).to_have_text("1 request from 1 unknown id; top ids: px_nope (1)")
             other = page.locator(".card.other-requests .totals").inner_text()

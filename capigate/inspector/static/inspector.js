@@ -1111,8 +1111,12 @@ function bucketKey(b) {
 }
 
 // Ingest calls that did not say their pixel or app: a card each API, named for what is missing.
+// An Axon call with pixel_id given twice names no single pixel either (which was meant is not
+// for the gateway to guess): the journal keeps no source of it, and its card says so; it said
+// "Axon calls without a pixel_id" of ?pixel_id=a&pixel_id=b (a trial). AppsFlyer's app id is
+// the path's, never given twice.
 const NAMELESS = {
-  axon: { id: "(no pixel_id)", kind: "Axon calls without a pixel_id" },
+  axon: { id: "(no single pixel_id)", kind: "Axon calls whose pixel_id was missing or given more than once" },
   appsflyer: { id: "(no app_id)", kind: "AppsFlyer calls without an app id" },
 };
 
