@@ -84,17 +84,25 @@ def _v4(number: int) -> str | None:
 _WITH_PORT: Final = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):[0-9]+")
 _BRACKETED: Final = re.compile(r"\[([0-9A-Fa-f:.]+)\]")
 _LIST: Final = re.compile(r"[\s,;]+")
+_ZONED: Final = re.compile(r"([0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)%[^\s,;%]+")
 
 
 def not_an_address(text: str) -> tuple[str, str]:
     """Why ``text`` (the field's value, already trimmed: spaces around an address are left
-    out) is no address, where it holds one written another way: a port after it, the brackets
-    of a URL's IPv6 host, a list (an ``X-Forwarded-For`` header pasted whole); each was told
+    out) is no address, where it holds one written another way: a port after it, an IPv6 zone
+    index after it (``%eth0``), the brackets of a URL's IPv6 host, a list (an ``X-Forwarded-For`` header pasted whole); each was told
     only "not an IPv4 or IPv6 address" (a trial). With the address it holds; ("", "") for any
     other text. The reason never quotes the value."""
     ported = _WITH_PORT.fullmatch(text)
     if ported is not None and address_kind(held := ported.group(1) or ported.group(2)) != NOT_AN_ADDRESS:
         return "a port follows it (address:port); send the address alone", held
+    zoned = _ZONED.fullmatch(text)  # fe80::1%eth0: was told only "not an IPv4 or IPv6 address" (a trial)
+    if zoned is not None and address_kind(held := zoned.group(1)) != NOT_AN_ADDRESS:
+        why = (
+            "an IPv6 zone index (a % and an interface) follows it, which names a network interface of the "
+            "machine that saw the address and is not part of an address to send; send the address alone"
+        )
+        return why, held
     bracketed = _BRACKETED.fullmatch(text)
     if bracketed is not None and address_kind(held := bracketed.group(1)) != NOT_AN_ADDRESS:
         return "an IPv6 address is sent without the [ ] a URL puts around it", held
