@@ -262,17 +262,30 @@ def _variable_problems(config_file: Path) -> list[str]:
     are by their key. An empty CAPIGATE_HOST or CAPIGATE_DB is unset, as serve reads it."""
     from capigate.serving import listen_problem
 
-    problems = []
-    for name, number_problem in _SERVE_NUMBERS:
-        value = os.environ.get(name)
-        if value and (problem := number_problem(value)) is not None:  # empty: unset, as click reads it for serve
-            problems.append(f"{name}={value}: {problem}")
+    problems = _number_problems()
     checks = (("CAPIGATE_HOST", listen_problem), (worker_env.DB, _store_problem(config_file)))
     for name, check in checks:
         value = os.environ.get(name)
         if value and (problem := check(value)) is not None:
             problems.append(f"{name}: {problem}")
     return problems
+
+
+def _number_problems() -> list[str]:
+    """What serve would refuse of CAPIGATE_PORT and CAPIGATE_WORKERS, each with its value."""
+    problems = []
+    for name, number_problem in _SERVE_NUMBERS:
+        value = os.environ.get(name)
+        if value and (problem := number_problem(value)) is not None:  # empty: unset, as click reads it for serve
+            problems.append(f"{name}={value}: {problem}")
+    return problems
+
+
+def _refuse_bad_numbers() -> None:
+    """serve's CAPIGATE_PORT and CAPIGATE_WORKERS, refused when malformed even where --port or
+    --workers wins over them: a wrong variable is a mistake whatever else is given (README)."""
+    if problems := _number_problems():
+        raise click.ClickException(problems[0])
 
 
 def _variable_workers() -> int | None:
@@ -327,6 +340,7 @@ def serve(
     from capigate.native import status as native_status
     from capigate.serving import ListenError, open_listener, serve_gateway
 
+    _refuse_bad_numbers()
     given = {"server.host": host, "server.port": port, "server.workers": workers, "store.url": db}
     config, created = _resolve_config(config_path, create=_named_by_default(), check_environment=relay, serving=True)
     try:
@@ -387,8 +401,9 @@ def curl(config_path: Path, source: str | None, url: str | None, host: str | Non
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""
     from capigate.banner import curl_command
-    from capigate.client.cli_gateway import checked_url, explicit_url, gateway_url
+    from capigate.client.cli_gateway import checked_url, explicit_url, gateway_url, port_variable
 
+    port_variable()  # refused even where --port or CAPIGATE_URL wins over it
     config, _ = _resolve_config(config_path, create=False)
     url = explicit_url(url, "url", "host", "port", "config_path")  # CAPIGATE_URL yields to these
     base = checked_url(url, "url") if url else gateway_url(config, host, port)

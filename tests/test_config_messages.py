@@ -877,6 +877,36 @@ def test_every_command_reads_a_port_by_one_rule_in_one_wording(
     assert (done.returncode, done.stderr) == (1, f"Error: CAPIGATE_PORT={port}: {said}\n"), done.stderr
 
 
+_UNANSWERED_URL = "http://127.0.0.1:18599"  # no gateway: the command must stop before it asks one
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["events"], {"CAPIGATE_URL": _UNANSWERED_URL}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}"),
+        (["quality"], {"CAPIGATE_URL": _UNANSWERED_URL}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}"),
+        (["events", "--url", _UNANSWERED_URL, "--token", "123456789"], {}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}"),
+        (["env", "--url", _UNANSWERED_URL], {}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}"),
+        (["env", "--port", "18150"], {}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}"),
+        (["curl", "--port", "18150"], {}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_PORTS}"),
+        # the file's store is refused too: before the port's check, serve stopped there, not listening
+        (["serve", "--port", "18598"], {"CAPIGATE_DB": "mysql://u@h/db"}, f"CAPIGATE_PORT=abc: {_NOT_WHOLE}; {_LISTEN_PORTS}"),
+        (["serve", "--workers", "1"], {"CAPIGATE_PORT": "18598", "CAPIGATE_WORKERS": "two", "CAPIGATE_DB": "mysql://u@h/db"},
+         f"CAPIGATE_WORKERS=two: {_NOT_WHOLE}; at least one worker process"),
+    ],
+    ids=lambda a: " ".join(a) if isinstance(a, list) else "",
+)  # fmt: skip
+def test_a_malformed_variable_is_refused_whatever_else_names_the_gateway(
+    tmp_path: Path, args: list[str], env: dict[str, str], said: str
+) -> None:
+    """README: a wrong variable is an error whatever the command. After `eval "$(capigate env
+    --port 18150)"`, `CAPIGATE_PORT=abc capigate events` ran quietly against CAPIGATE_URL (a
+    trial); so did every command where --url or --port won over the variable."""
+    (tmp_path / "capigate.toml").write_text(SERVER)
+    done = _in_environment(args, tmp_path, {"CAPIGATE_PORT": "abc", **env})
+    assert (done.returncode, done.stderr) == (1, f"Error: {said}\n"), (done.stdout, done.stderr)
+
+
 def test_a_port_0_in_the_file_is_named_there_where_a_client_needs_the_port_serve_chose(tmp_path: Path) -> None:
     """`port = 0` was told as `CAPIGATE_PORT=0`, a variable nobody had set."""
     (tmp_path / "capigate.toml").write_text(SERVER + "port = 0\n")

@@ -45,6 +45,7 @@ __all__ = [
     "gateway_url",
     "given_as",
     "missing_config",
+    "port_variable",
     "read_config",
     "read_failed",
     "unanswered",
@@ -82,18 +83,31 @@ def gateway_url(config: Config, host: str | None = None, port: int | None = None
     """Where a client reaches the gateway that ``capigate serve`` starts from ``config``, or
     with ``--host`` and ``--port`` (given here, or as CAPIGATE_HOST and CAPIGATE_PORT)."""
     host = host or os.environ.get("CAPIGATE_HOST") or config.server.host
+    given = port_variable()
     if port is not None:
         return local_url(host, port)
-    given = os.environ.get("CAPIGATE_PORT")
-    if not given:
+    if given is None:
         if config.server.port == 0:  # serve's any free port: none a client can find here
             raise click.ClickException(
                 f"{config.path}: server.port = 0: {PORTS}; give the port serve chose with --url or CAPIGATE_PORT"
             )
         return local_url(host, config.server.port)
-    if (problem := port_problem(given)) is not None:  # serve refuses it: so does every client
+    return local_url(host, given)
+
+
+def port_variable(*, listening: bool = False) -> int | None:
+    """CAPIGATE_PORT as a number, or None when it is unset or empty (unset, as click reads it).
+    A malformed one is a configuration mistake, one line and status 1, whatever else names the
+    gateway: every command that reads the variable checks it, also when CAPIGATE_URL, --url or
+    --port wins over it (`CAPIGATE_PORT=abc capigate events` ran quietly against the
+    CAPIGATE_URL an earlier `capigate env` had exported, a trial). ``listening``: serve's rule,
+    where 0 is any free port; a client needs one to connect to."""
+    given = os.environ.get("CAPIGATE_PORT")
+    if not given:
+        return None
+    if (problem := port_problem(given, listening=listening)) is not None:  # serve refuses it: so does every client
         raise click.ClickException(f"CAPIGATE_PORT={given}: {problem}")
-    return local_url(host, int(given))
+    return int(given)
 
 
 def given_as(ctx: click.Context, param: click.Parameter, value: object) -> str:
@@ -183,6 +197,7 @@ def env(config_path: Path, url: str | None, host: str | None, port: int | None) 
     APPSFLYER_KEY. Not CAPIGATE_CONFIG: serve and every other command read it, so in another
     directory they would quietly use this configuration instead of the capigate.toml there.
     A gateway started with --host or --port is found with the same options, as serve says."""
+    port_variable()  # refused even where --url or --port wins over it
     config = read_config(config_path)
     url = explicit_url(url, "url", "host", "port")
     base = checked_url(url, "url") if url else gateway_url(config, host, port)
@@ -235,7 +250,9 @@ def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str
     """(base URL, admin token): given ones first, else the configuration's. --config given on
     the command line names the gateway: its address and token win over CAPIGATE_URL and
     CAPIGATE_ADMIN_TOKEN, exported by an earlier `capigate env`, perhaps of another gateway
-    (``explicit_url``); --url and --token given win over the file's."""
+    (``explicit_url``); --url and --token given win over the file's. A malformed CAPIGATE_PORT
+    is refused first, whichever address wins (``port_variable``)."""
+    port_variable()
     if _on_the_command_line("config_path"):
         url = url if url_given() == "--url" else None
         token = token if _on_the_command_line("token") else None
