@@ -521,6 +521,27 @@ def test_unknown_os_is_a_warning_known_os_is_not() -> None:
     assert "events[0].user_data.os" not in warnings(event)
 
 
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize("field", ["ifa", "idfv"])
+def test_zeroed_device_id_is_warned_as_on_appsflyer_on_both_paths(field: str) -> None:
+    """Rule (user_data.ifa, idfv): an all-zeros device id (the user withheld it) got no warning,
+    while AppsFlyer's advertising_id got zeroed_device_id (a trial): the same code, kept as sent."""
+    event = page_view()
+    event["user_data"][field] = ZERO_UUID
+    for result in _both_paths(event):
+        assert result.report.ok, result.report.problems
+        assert [(w.path, w.code) for w in result.report.warnings] == [
+            (f"events[0].user_data.{field}", "zeroed_device_id")
+        ]
+        assert "all zeros" in result.report.warnings[0].message
+        assert stored_payload(result)["user_data"][field] == ZERO_UUID
+    event["user_data"][field] = "3f1b9c2e-7a44-4d1e-9e0b-5c6a2d8f1b3c"
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == []
+
+
 def test_country_code_must_be_iso_3166_alpha_2() -> None:
     event = page_view()
     event["user_data"]["country_code"] = "ZZ"

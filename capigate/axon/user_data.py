@@ -22,6 +22,7 @@ from capigate.identity import (
     trunk_prefix_removed,
 )
 from capigate.iso import COUNTRY_CODES
+from capigate.matchkeys import ZERO_UUID
 
 __all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
 
@@ -54,6 +55,8 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         )
     if user.os is not None and user.os not in OS_VALUES:
         report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
+    if user.ifa == ZERO_UUID or user.idfv == ZERO_UUID:  # rare: two comparisons on the usual event
+        _zeroed_device_ids(user, path, report)
     country = sent_country = user.country_code
     if country is not None and country not in COUNTRY_CODES:  # a known code is upper-case already
         country = country.upper()
@@ -73,6 +76,23 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         if zip5 != zip_code and not is_international_phone(zip_code):  # rules.without_phones drops it whole
             normalised["zip"] = zip5
     return normalised
+
+
+def _zeroed_device_ids(user: UserData, path: str, report: Report) -> None:
+    """The all-zeros device ids: a device id the user withheld (iOS without ATT consent, Android
+    with ad personalisation off), which AppLovin cannot match; AppsFlyer's rule and code."""
+    if user.ifa == ZERO_UUID:
+        report.warn(
+            f"{path}.user_data.ifa",
+            "zeroed_device_id",
+            "ifa is all zeros (ad tracking not allowed on the device): AppLovin cannot match it",
+        )
+    if user.idfv == ZERO_UUID:
+        report.warn(
+            f"{path}.user_data.idfv",
+            "zeroed_device_id",
+            "idfv is all zeros, not the device's vendor id: AppLovin cannot match it",
+        )
 
 
 def _ip_problem(kind: str, sent: str, path: str, report: Report) -> str | None:
