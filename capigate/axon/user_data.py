@@ -53,8 +53,9 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         report.error(
             f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
         )
-    if user.os is not None and user.os not in OS_VALUES:
-        report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
+    os_name = user.os
+    if os_name is not None and os_name not in OS_VALUES:  # rare: the known values pass one lookup
+        os_name = _os_value(os_name, f"{path}.user_data.os", report)
     if user.ifa == ZERO_UUID or user.idfv == ZERO_UUID:  # rare: two comparisons on the usual event
         _zeroed_device_ids(user, path, report)
     country = sent_country = user.country_code
@@ -70,12 +71,25 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         normalised["country_code"] = country
     if trimmed is not None:
         normalised["client_ip_address"] = trimmed
+    if os_name is not None and os_name != user.os:
+        normalised["os"] = os_name
     zip_code = user.zip if country == "US" else None
     if zip_code is not None:
         zip5 = zip_code.strip()[:5]  # ZIP+4 and spaces dropped
         if zip5 != zip_code and not is_international_phone(zip_code):  # rules.without_phones drops it whole
             normalised["zip"] = zip5
     return normalised
+
+
+def _os_value(sent: str, path: str, report: Report) -> str:
+    """The os value stored for ``sent``, which is not one of OS_VALUES: the known value it
+    spells in another case (``Android``), said so; else ``sent`` itself, with a warning."""
+    lowered = sent.lower()
+    if lowered in OS_VALUES:
+        report.warn(path, "not_lower_case", f"`os` values are lower-case; it was read as {lowered}")
+        return lowered
+    report.warn(path, "unknown_enum", _OS_MESSAGE)
+    return sent
 
 
 def _zeroed_device_ids(user: UserData, path: str, report: Report) -> None:
