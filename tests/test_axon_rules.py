@@ -570,6 +570,19 @@ def test_country_code_must_be_iso_3166_alpha_2() -> None:
     assert problems(event) == {"events[0].user_data.country_code": "unknown_country"}
 
 
+@pytest.mark.parametrize(("sent", "meant"), [("UK", "GB"), ("uk", "GB"), ("EL", "GR"), ("ZZ", None)])
+def test_a_reserved_country_code_is_refused_with_the_code_meant_on_both_paths(sent: str, meant: str | None) -> None:
+    """Rule (user_data.country_code): `UK` was refused as "not an ISO 3166-1 alpha-2 country
+    code" with no hint (a trial): the code meant is named, as other "did you mean" hints are."""
+    event = page_view()
+    event["user_data"]["country_code"] = sent
+    hint = f" (did you mean {meant!r}?)" if meant else ""
+    for result in _both_paths(event):
+        assert [(p.path, p.code, p.message) for p in result.report.problems] == [
+            ("events[0].user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code" + hint)
+        ]
+
+
 def test_us_zip_is_cut_to_five_digits() -> None:
     event = page_view()
     event["user_data"].update(country_code="us", zip="94105-1234")

@@ -11,7 +11,7 @@ from typing import Final
 from capigate.addresses import NOT_AN_ADDRESS, address_kind, not_an_address
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import OS_VALUES, UserData
-from capigate.checking import Report
+from capigate.checking import Report, you_mean
 from capigate.identity import (
     HashedPhone,
     InvalidIdentifier,
@@ -21,7 +21,7 @@ from capigate.identity import (
     not_possible_phone,
     trunk_prefix_removed,
 )
-from capigate.iso import COUNTRY_CODES
+from capigate.iso import COUNTRY_CODE_MEANT, COUNTRY_CODES
 from capigate.matchkeys import ZERO_UUID
 
 __all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
@@ -62,7 +62,12 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
     if country is not None and country not in COUNTRY_CODES:  # a known code is upper-case already
         country = country.upper()
         if country not in COUNTRY_CODES:
-            report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
+            meant = COUNTRY_CODE_MEANT.get(country)
+            report.error(
+                f"{path}.user_data.country_code",
+                "unknown_country",
+                "not an ISO 3166-1 alpha-2 country code" + (you_mean(meant) if meant else ""),
+            )
     if profile.numeric_user_id and (user_id := user.user_id) is not None and not user_id.isdigit():
         report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
     region = country if country in COUNTRY_CODES else None
