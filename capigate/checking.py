@@ -32,6 +32,7 @@ __all__ = [
     "listed",
     "shown_value",
     "top_key",
+    "you_mean",
 ]
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -138,7 +139,12 @@ def is_blank_dedupe_id(value: object) -> bool:
 
 def did_you_mean(key: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return you_mean(close[0]) if close else ""
+
+
+def you_mean(name: str) -> str:
+    """The hint that ends a message: `` (did you mean 'GB'?)``."""
+    return f" (did you mean {name!r}?)"
 
 
 def join(path: str, key: str | int) -> str:

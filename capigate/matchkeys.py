@@ -27,6 +27,7 @@ __all__ = [
     "ARRIVALS",
     "AXON_KEYS",
     "DEDUPE_BIT",
+    "ZERO_UUID",
     "Arrival",
     "appsflyer_match_keys",
     "arrival",
@@ -50,7 +51,7 @@ _APPSFLYER_HASHED: Final = {
     "email": ("email_hashed",),
     "phone": ("phone_number_hashed", "phone_number_e164_hashed"),
 }
-_ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"  # a device id the user withheld: no match
+ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"  # a device id the user withheld: no match
 DEDUPE_BIT: Final = 1 << 40
 
 
@@ -74,7 +75,7 @@ def _hashable(value: Any) -> int:
 
 
 def _given(value: Any) -> bool:
-    return value is not None and value != "" and value != _ZERO_UUID
+    return value is not None and value != "" and value != ZERO_UUID
 
 
 def axon_match_keys(user: Any, has_dedupe_id: bool) -> int:
@@ -88,10 +89,10 @@ def axon_match_keys(user: Any, has_dedupe_id: bool) -> int:
     values = msgspec.structs.astuple(user)  # one C call, not a getattr per field
     for index, sent in spots.plain:
         value = values[index]
-        if value and value != _ZERO_UUID:  # _given, inlined
+        if value and value != ZERO_UUID:  # _given, inlined
             mask |= sent
     ip, ua = values[spots.ip], values[spots.ua]
-    if ip and ua and ip != _ZERO_UUID and ua != _ZERO_UUID:
+    if ip and ua and ip != ZERO_UUID and ua != ZERO_UUID:
         mask |= _IP_UA_SENT
     return mask | _hashable(values[spots.email]) << _EMAIL_SHIFT | _hashable(values[spots.phone]) << _PHONE_SHIFT
 

@@ -16,6 +16,7 @@ import pytest
 from capigate.axon.profiles import PROFILES
 from capigate.axon.rules import BatchCheck, check_batch
 from capigate.axon.typed import check_body as typed_check
+from capigate.axon.upstream import upstream_request as axon_request
 from tests.conftest import example
 from tests.helpers import batch, now_ms, page_view, purchase
 
@@ -521,10 +522,65 @@ def test_unknown_os_is_a_warning_known_os_is_not() -> None:
     assert "events[0].user_data.os" not in warnings(event)
 
 
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize("field", ["ifa", "idfv"])
+def test_zeroed_device_id_is_warned_as_on_appsflyer_on_both_paths(field: str) -> None:
+    """Rule (user_data.ifa, idfv): an all-zeros device id (the user withheld it) got no warning,
+    while AppsFlyer's advertising_id got zeroed_device_id (a trial): the same code, kept as sent."""
+    event = page_view()
+    event["user_data"][field] = ZERO_UUID
+    for result in _both_paths(event):
+        assert result.report.ok, result.report.problems
+        assert [(w.path, w.code) for w in result.report.warnings] == [
+            (f"events[0].user_data.{field}", "zeroed_device_id")
+        ]
+        assert "all zeros" in result.report.warnings[0].message
+        assert stored_payload(result)["user_data"][field] == ZERO_UUID
+    event["user_data"][field] = "3f1b9c2e-7a44-4d1e-9e0b-5c6a2d8f1b3c"
+    for result in _both_paths(event):
+        assert result.report.ok and result.report.warnings == []
+
+
+@pytest.mark.parametrize(("sent", "stored"), [("Android", "android"), ("IOS", "ios"), ("Desktop_OS", "desktop_os")])
+def test_os_in_another_case_is_stored_as_its_known_value_with_a_warning_on_both_paths(sent: str, stored: str) -> None:
+    """Rule (user_data.os): `Android` was kept as sent with only unknown_enum, while a lower-case
+    country_code or currency is upper-cased (a trial). A known value in another case is stored
+    (and relayed) as the known value, and not_lower_case says so; an unknown os stays as sent."""
+    event = page_view()
+    event["user_data"]["os"] = sent
+    for result in _both_paths(event):
+        assert result.report.ok, result.report.problems
+        assert [(w.path, w.code, w.message) for w in result.report.warnings] == [
+            ("events[0].user_data.os", "not_lower_case", f"`os` values are lower-case; it was read as {stored}")
+        ]
+        assert stored_payload(result)["user_data"]["os"] == stored
+        _, _, relayed = axon_request("px", "key", [e.payload for e in result.events])
+        assert msgspec.json.decode(relayed)["events"][0]["user_data"]["os"] == stored
+    event["user_data"]["os"] = "MacOS"
+    for result in _both_paths(event):
+        assert [(w.path, w.code) for w in result.report.warnings] == [("events[0].user_data.os", "unknown_enum")]
+        assert stored_payload(result)["user_data"]["os"] == "MacOS"
+
+
 def test_country_code_must_be_iso_3166_alpha_2() -> None:
     event = page_view()
     event["user_data"]["country_code"] = "ZZ"
     assert problems(event) == {"events[0].user_data.country_code": "unknown_country"}
+
+
+@pytest.mark.parametrize(("sent", "meant"), [("UK", "GB"), ("uk", "GB"), ("EL", "GR"), ("ZZ", None)])
+def test_a_reserved_country_code_is_refused_with_the_code_meant_on_both_paths(sent: str, meant: str | None) -> None:
+    """Rule (user_data.country_code): `UK` was refused as "not an ISO 3166-1 alpha-2 country
+    code" with no hint (a trial): the code meant is named, as other "did you mean" hints are."""
+    event = page_view()
+    event["user_data"]["country_code"] = sent
+    hint = f" (did you mean {meant!r}?)" if meant else ""
+    for result in _both_paths(event):
+        assert [(p.path, p.code, p.message) for p in result.report.problems] == [
+            ("events[0].user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code" + hint)
+        ]
 
 
 def test_us_zip_is_cut_to_five_digits() -> None:

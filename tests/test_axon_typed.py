@@ -30,6 +30,8 @@ CLIENTS = REPO / "tests" / "clients"
 NOW = now_ms()
 # What a field may become: each is applied to every field of every seed event.
 REPLACEMENTS: list[Any] = [None, "", "x", "usd", "EUR", "12ab", -1, -0.5, 0, 1.5, 1_700_000_000, 10**20, True, [], {}]
+# Values the rules correct or warn about in a field of their own (os, ifa, country_code).
+REPLACEMENTS += ["Android", "00000000-0000-0000-0000-000000000000", "UK"]
 # Past the bound of an id, and of a URL (schema.py), and at it: refused or taken alike by both paths.
 REPLACEMENTS += ["i" * MAX_ID_CHARS, "i" * (MAX_ID_CHARS + 1), "https://u.example/" + "u" * MAX_URL_CHARS]
 

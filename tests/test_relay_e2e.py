@@ -4,6 +4,7 @@ and API; the attempts next to the event; `capigate relay` as a process of its ow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -19,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from capigate.appsflyer import format_event_time
 from tests.conftest import ADMIN, EXAMPLES, Server, make_server
-from tests.helpers import Load, batch, page_view, stored_dedupe_ids, wait_until
+from tests.helpers import Load, all_pages, batch, page_view, stored_dedupe_ids, wait_until
+from tests.storekit import PG_URL, pg_schema
 from tests.upstream import Reply, Upstream
 
 AF_APP = "com.example.shop"
@@ -239,3 +242,47 @@ def test_capigate_relay_runs_alone_beside_a_gateway_without_relay(tmp_path: Path
         if relay is not None and relay.poll() is None:
             relay.kill()
         gateway.stop()
+
+
+APPSFLYER_UPSTREAM = """
+[server]
+admin_token = "{admin}"
+
+[[appsflyer.apps]]
+app_id = "{app}"
+keys = ["af-upstream-key"]
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_appsflyer_event_without_event_time_is_relayed_dated_when_capigate_received_it(
+    tmp_path: Path, backend: str
+) -> None:
+    """AppsFlyer dates an event without eventTime at its own arrival: a relay retried for a while
+    (here the upstream is down for a few seconds) dated it that much late (a trial). The relay
+    sends the time the gateway received it; the stored event stays as sent."""
+    appsflyer = make_server(tmp_path / "appsflyer", APPSFLYER_UPSTREAM.format(admin=ADMIN, app=AF_APP))
+    gateway = make_server(tmp_path / "gateway", config(appsflyer.url))
+    body = json.loads((EXAMPLES / "appsflyer_purchase.json").read_text())
+    assert "eventTime" not in body
+    with contextlib.ExitStack() as stack:
+        if backend == "postgresql":
+            gateway.db = f"{PG_URL}?schema={stack.enter_context(pg_schema('capigate_test_af_time'))}"
+        gateway.start()
+        stack.callback(gateway.stop)
+        with gateway.client() as c:
+            assert c.post(f"/inappevent/{AF_APP}", json=body, headers={"authentication": "af-key"}).status_code == 200
+        with gateway.admin() as c:
+            (sent,) = c.get("/api/events", params={"source": AF_APP}).json()["events"]
+        assert "eventTime" not in sent["payload"]
+        wait_until(lambda: outbox(gateway)[f"appsflyer:{AF_APP}"]["pending"] == 1, what="the event queued")
+        time.sleep(2.0)  # the upstream is down: the relay retries
+        appsflyer.start()
+        stack.callback(appsflyer.stop)
+        wait_until(lambda: len(all_pages(appsflyer, "/api/events", "events")) == 1, what="the event at the upstream")
+        (arrived,) = all_pages(appsflyer, "/api/events", "events")
+        assert arrived["received_at"] - sent["received_at"] > 1500
+        assert arrived["payload"]["eventTime"] == format_event_time(sent["received_at"])
+        assert arrived["event_time"] == sent["received_at"]  # the upstream dates it so, not at its arrival
+        with gateway.admin() as c:
+            assert "eventTime" not in c.get(f"/api/events/{sent['id']}").json()["payload"]  # stored as sent

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from capigate.appsflyer import MAX_BODY_BYTES, parse_event_time
 from capigate.appsflyer.upstream import upstream_body as appsflyer_body
 from capigate.axon.upstream import upstream_request as axon_request
 from capigate.config import load_config
@@ -78,6 +79,26 @@ def test_appsflyer_body_is_the_upstream_shape_again() -> None:
     }
     as_sent = {"eventName": "x", "eventValue": '{"af_revenue":"1"}'}  # already a string: kept
     assert msgspec.json.decode(appsflyer_body(msgspec.json.encode(as_sent))) == as_sent
+
+
+def test_appsflyer_body_gets_the_receipt_time_as_event_time_only_if_it_still_fits_1_kb() -> None:
+    """Without eventTime AppsFlyer dates an event at its arrival, the relay's delivery (hours late
+    after retries): the body carries the time capigate received it, unless that would take it
+    past AppsFlyer's 1 KB; an eventTime the client sent is kept."""
+    received = parse_event_time("2026-11-20 10:00:00.123")
+    undated = {"appsflyer_id": "1700000000000-1", "eventName": "x", "eventValue": ""}
+    dated = msgspec.json.decode(appsflyer_body(msgspec.json.encode(undated), received))
+    assert dated == {**undated, "eventTime": "2026-11-20 10:00:00.123"}
+    assert msgspec.json.decode(appsflyer_body(msgspec.json.encode({**undated, "eventTime": None}), received)) == dated
+    own = {**undated, "eventTime": "2026-11-19 08:00:00.000"}
+    assert msgspec.json.decode(appsflyer_body(msgspec.json.encode(own), received)) == own
+    base = len(appsflyer_body(msgspec.json.encode({**undated, "custom_dimension": ""})))
+    added = len(b',"eventTime":"2026-11-20 10:00:00.123"')
+    for over in (0, 1):  # a body that fits with the time to the byte, and one a byte too long for it
+        big = {**undated, "custom_dimension": "x" * (MAX_BODY_BYTES - base - added + over)}
+        body = appsflyer_body(msgspec.json.encode(big), received)
+        assert len(body) == MAX_BODY_BYTES + over - (added if over else 0)
+        assert ("eventTime" in msgspec.json.decode(body)) is (over == 0)
 
 
 CONFIG = """

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Final
 
-from capigate.checking import Report, did_you_mean
+from capigate.checking import Report, did_you_mean, you_mean
 
 __all__ = ["DROP", "Context", "Drop", "Rule", "suggest"]
 
@@ -18,7 +18,7 @@ def suggest(key: str, known: frozenset[str]) -> str:
     lowered = key.lower()
     for name in known:
         if name.lower() == lowered:
-            return f" (did you mean {name!r}?)"
+            return you_mean(name)
     return did_you_mean(key, known)
 
 

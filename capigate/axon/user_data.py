@@ -11,7 +11,7 @@ from typing import Final
 from capigate.addresses import NOT_AN_ADDRESS, address_kind, not_an_address
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import OS_VALUES, UserData
-from capigate.checking import Report
+from capigate.checking import Report, you_mean
 from capigate.identity import (
     HashedPhone,
     InvalidIdentifier,
@@ -21,7 +21,8 @@ from capigate.identity import (
     not_possible_phone,
     trunk_prefix_removed,
 )
-from capigate.iso import COUNTRY_CODES
+from capigate.iso import COUNTRY_CODE_MEANT, COUNTRY_CODES
+from capigate.matchkeys import ZERO_UUID
 
 __all__ = ["check_user_data", "has_identifier", "hashed_identifiers", "is_ip"]
 
@@ -52,13 +53,21 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         report.error(
             f"{path}.user_data", "missing_identifier", f"send at least one identifier: {', '.join(profile.identifiers)}"
         )
-    if user.os is not None and user.os not in OS_VALUES:
-        report.warn(f"{path}.user_data.os", "unknown_enum", _OS_MESSAGE)
+    os_name = user.os
+    if os_name is not None and os_name not in OS_VALUES:  # rare: the known values pass one lookup
+        os_name = _os_value(os_name, f"{path}.user_data.os", report)
+    if user.ifa == ZERO_UUID or user.idfv == ZERO_UUID:  # rare: two comparisons on the usual event
+        _zeroed_device_ids(user, path, report)
     country = sent_country = user.country_code
     if country is not None and country not in COUNTRY_CODES:  # a known code is upper-case already
         country = country.upper()
         if country not in COUNTRY_CODES:
-            report.error(f"{path}.user_data.country_code", "unknown_country", "not an ISO 3166-1 alpha-2 country code")
+            meant = COUNTRY_CODE_MEANT.get(country)
+            report.error(
+                f"{path}.user_data.country_code",
+                "unknown_country",
+                "not an ISO 3166-1 alpha-2 country code" + (you_mean(meant) if meant else ""),
+            )
     if profile.numeric_user_id and (user_id := user.user_id) is not None and not user_id.isdigit():
         report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
     region = country if country in COUNTRY_CODES else None
@@ -67,12 +76,42 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         normalised["country_code"] = country
     if trimmed is not None:
         normalised["client_ip_address"] = trimmed
+    if os_name is not None and os_name != user.os:
+        normalised["os"] = os_name
     zip_code = user.zip if country == "US" else None
     if zip_code is not None:
         zip5 = zip_code.strip()[:5]  # ZIP+4 and spaces dropped
         if zip5 != zip_code and not is_international_phone(zip_code):  # rules.without_phones drops it whole
             normalised["zip"] = zip5
     return normalised
+
+
+def _os_value(sent: str, path: str, report: Report) -> str:
+    """The os value stored for ``sent``, which is not one of OS_VALUES: the known value it
+    spells in another case (``Android``), said so; else ``sent`` itself, with a warning."""
+    lowered = sent.lower()
+    if lowered in OS_VALUES:
+        report.warn(path, "not_lower_case", f"`os` values are lower-case; it was read as {lowered}")
+        return lowered
+    report.warn(path, "unknown_enum", _OS_MESSAGE)
+    return sent
+
+
+def _zeroed_device_ids(user: UserData, path: str, report: Report) -> None:
+    """The all-zeros device ids: a device id the user withheld (iOS without ATT consent, Android
+    with ad personalisation off), which AppLovin cannot match; AppsFlyer's rule and code."""
+    if user.ifa == ZERO_UUID:
+        report.warn(
+            f"{path}.user_data.ifa",
+            "zeroed_device_id",
+            "ifa is all zeros (ad tracking not allowed on the device): AppLovin cannot match it",
+        )
+    if user.idfv == ZERO_UUID:
+        report.warn(
+            f"{path}.user_data.idfv",
+            "zeroed_device_id",
+            "idfv is all zeros, not the device's vendor id: AppLovin cannot match it",
+        )
 
 
 def _ip_problem(kind: str, sent: str, path: str, report: Report) -> str | None:

@@ -105,7 +105,7 @@ class Target:
         if self.api == "axon":
             return axon_request(self.source, self.api_key, [d.payload for d in deliveries])
         (delivery,) = deliveries
-        return appsflyer_request(self.source, self.api_key, delivery.payload)
+        return appsflyer_request(self.source, self.api_key, delivery.payload, delivery.received_at_ms)
 
 
 def targets(config: Config, environ: dict[str, str] | None = None) -> list[Target]:

@@ -162,6 +162,7 @@ class Delivery(msgspec.Struct, kw_only=True):
     payload: bytes  # the stored (normalised, hashed) JSON
     attempts: int  # attempts made before this one
     queued_at_ms: int  # with max_age_hours, decides when retrying stops
+    received_at_ms: int  # when capigate received the event (AppsFlyer's eventTime if it has none)
 
 
 class AttemptOutcome(msgspec.Struct, kw_only=True):

@@ -61,7 +61,7 @@ WITH leased AS (
     UPDATE outbox SET lease_owner = %s, next_attempt_at = %s WHERE first_id = ANY(%s)
     RETURNING first_id, last_id, attempts, queued_at
 )
-SELECT e.id, e.api, e.source, e.name, e.dedupe_id, e.payload, l.attempts, l.queued_at
+SELECT e.id, e.api, e.source, e.name, e.dedupe_id, e.payload, l.attempts, l.queued_at, e.received_at
 FROM leased l JOIN events e ON e.id BETWEEN l.first_id AND l.last_id
 ORDER BY e.id
 """
@@ -155,7 +155,7 @@ async def _claim(
 def _delivery(r: TupleRow, destination: str) -> Delivery:
     return Delivery(
         event_id=r[0], destination=destination, api=r[1], source=r[2], name=r[3], dedupe_id=r[4],
-        payload=r[5], attempts=r[6], queued_at_ms=r[7],
+        payload=r[5], attempts=r[6], queued_at_ms=r[7], received_at_ms=r[8],
     )  # fmt: skip
 
 

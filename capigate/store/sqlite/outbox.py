@@ -70,7 +70,7 @@ OUTBOX_WIDTH: Final = 7
 _RUN_OF_EVENT: Final = "(SELECT max(first_id) FROM outbox WHERE first_id <= events.id)"
 EVENT_JOIN: Final = f" LEFT JOIN outbox o ON o.first_id = {_RUN_OF_EVENT} AND o.last_id >= events.id"
 
-_DUE: Final = """SELECT first_id, last_id, attempts, queued_at FROM outbox
+_DUE: Final = """SELECT first_id, last_id, attempts, queued_at, arrived_at FROM outbox
 WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ?
 ORDER BY first_id LIMIT ?"""
 _EVENTS_OF_RUN: Final = (
@@ -130,26 +130,26 @@ def claim(cur: sqlite3.Cursor, destination: str, owner: str, limit: int, now_ms:
         return []
     taken: list[Row] = []
     left = limit
-    for first, last, attempts, queued_at in cur.execute(_DUE, (destination, now_ms, limit)).fetchall():
+    for first, last, attempts, queued_at, arrived_at in cur.execute(_DUE, (destination, now_ms, limit)).fetchall():
         if last - first + 1 > left:
             _cut(cur, first, first + left)  # the rest of the run stays due
             last = first + left - 1
-        taken.append((first, last, attempts, queued_at))
+        taken.append((first, last, attempts, queued_at, arrived_at))
         left -= last - first + 1
         if left == 0:
             break
     for chunk, size in in_chunks([run[0] for run in taken]):
         cur.execute(_lease_sql(size), [owner, now_ms + lease_ms, *chunk])
     deliveries: list[Delivery] = []
-    for first, last, attempts, queued_at in taken:
-        deliveries += _deliveries(cur, destination, first, last, attempts, queued_at)
+    for first, last, attempts, queued_at, arrived_at in taken:
+        deliveries += _deliveries(cur, destination, first, last, attempts, queued_at, arrived_at)
     return deliveries
 
 
 def _deliveries(
-    cur: sqlite3.Cursor, destination: str, first: int, last: int, attempts: int, queued_at: int
+    cur: sqlite3.Cursor, destination: str, first: int, last: int, attempts: int, queued_at: int, arrived_at: int
 ) -> list[Delivery]:
-    """The events of one run (one ingest request: one api, one source), read in one row."""
+    """The events of one run (one ingest request: one api, one source, one arrival time), read in one row."""
     count, api, source, names, dedupe_ids, payloads = cur.execute(_RUN_IN_ONE_ROW, (first, last)).fetchone()
     size = last - first + 1
     if count == size:
@@ -166,6 +166,7 @@ def _deliveries(
                     payload=payload,
                     attempts=attempts,
                     queued_at_ms=queued_at,
+                    received_at_ms=arrived_at,
                 )
                 for i, (name, dedupe_id, payload) in enumerate(zip(*columns, strict=True))
             ]
@@ -181,6 +182,7 @@ def _deliveries(
             payload=r[5],
             attempts=attempts,
             queued_at_ms=queued_at,
+            received_at_ms=arrived_at,
         )
         for r in cur.execute(_EVENTS_OF_RUN, (first, last))
     ]
