@@ -1417,3 +1417,51 @@ def test_an_address_disguised_in_event_value_is_dropped(text: str) -> None:
     assert_accepted(result)
     assert ("eventValue.note", "plain_pii_dropped") in codes(result.warnings)
     assert "name" not in result.event.payload.decode()  # type: ignore[union-attr]
+
+
+# --- a key given twice ---------------------------------------------------------------------
+
+
+def _repeated(result: InAppCheck) -> list[tuple[str, str]]:
+    return [(w.path, w.message) for w in result.warnings if w.code == "duplicate_key"]
+
+
+@pytest.mark.parametrize("spaced", [False, True], ids=["compact", "spaced"])
+def test_a_top_level_key_given_twice_keeps_the_last_value_and_says_so(spaced: bool) -> None:
+    """AppsFlyer's parser most likely keeps the last value, as msgspec does: accepted, and said."""
+    sep = " " if spaced else ""
+    body = (
+        f'{{"appsflyer_id":{sep}"1234567890123-1234567","eventName":"first","eventValue":"",'
+        f'"os":"17.4.1","eventName" :{sep}"af_login"}}'
+    ).encode()
+    result = check(body)
+    assert_accepted(result)
+    assert payload(result)["eventName"] == "af_login"
+    assert _repeated(result) == [("eventName", _repeated(result)[0][1])]
+    assert "2 times" in _repeated(result)[0][1] and "last" in _repeated(result)[0][1]
+
+
+def test_a_key_given_twice_on_the_field_by_field_path_is_said_too() -> None:
+    body = b'{"appsflyer_id":"1234567890123-1234567","eventName":"af_login","eventValue":"","os":"17.4.1","os":1}'
+    result = check(body)  # os 1 is no string: the field-by-field path
+    assert_refused(result, "os", "wrong_type")
+    assert [p for p, _ in _repeated(result)] == ["os"]
+
+
+@pytest.mark.parametrize("as_object", [False, True], ids=["stringified", "object"])
+def test_a_key_given_twice_inside_event_value_is_said_at_its_path(as_object: bool) -> None:
+    inner = '{"af_revenue":1.5,"af_currency":"USD","af_revenue":2.5,"af_content":{"a":1,"a":2}}'
+    value = inner if as_object else json.dumps(inner)
+    body = (
+        '{"appsflyer_id":"1234567890123-1234567","eventName":"af_purchase","eventValue":' + value + ',"os":"17.4.1"}'
+    ).encode()
+    result = check(body)
+    assert_accepted(result)
+    assert payload(result)["eventValue"]["af_revenue"] == 2.5
+    assert [p for p, _ in _repeated(result)] == ["eventValue.af_revenue", "eventValue.af_content.a"]
+
+
+def test_a_clean_body_says_no_repeated_key() -> None:
+    for event in (base(), base(eventValue={"af_revenue": 100.0}), base(eventValue='{"a":"x:y","b":"\\u003a"}')):
+        assert _repeated(check(event)) == []
+        assert _repeated(check(json.dumps(event, separators=(",", ":")).encode())) == []

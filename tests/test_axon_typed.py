@@ -431,3 +431,78 @@ def test_an_ipv6_zone_index_is_told_so_alike_by_both_paths_and_appsflyer_says_ip
     assert [(p.path, p.message) for p in af.problems] == [
         ("ip", "ip must be an IPv4 address; AppsFlyer does not take IPv6")
     ]
+
+
+def _twice(body: bytes, key: bytes, first: bytes, *, sep: bytes = b"") -> bytes:
+    """``body`` with ``key`` given first as ``first`` just before where it is given now."""
+    at = body.index(b'"' + key + b'":')
+    return body[:at] + b'"' + key + b'"' + sep + b":" + first + b"," + body[at:]
+
+
+@pytest.mark.parametrize(
+    ("key", "first", "sep", "path"),
+    [
+        (b"event_time", b"5", b"", "events[0].event_time"),
+        (b"client_ip_address", b'"1.1.1.1"', b"", "events[0].user_data.client_ip_address"),
+        (b"client_ip_address", b'"1.1.1.1"', b" ", "events[0].user_data.client_ip_address"),  # "k" :
+        (b"os", b'"a"', b"", "events[0].user_data.os"),  # the shortest key: the fewest bytes added
+        (b"events", b"[]", b"", "events"),
+        (b"data", b"null", b"", "events[0].data"),
+    ],
+)
+def test_a_key_given_twice_is_read_as_its_last_value_and_said_alike_by_both_paths(
+    bench_bodies: dict[str, list[bytes]], key: bytes, first: bytes, sep: bytes, path: str
+) -> None:
+    """A trial stored event_time 5 from an event giving it twice, silently: the last value is
+    read, as the real API's parser reads it, and a warning says so at the key's path."""
+    clean = bench_bodies["w2-axon"][0].strip()
+    body = _twice(clean, key, first, sep=sep)
+    profile = PROFILES["standard"]
+    check = check_body(body, profile, source="px", now_ms=NOW)
+    assert check.report.ok, check.report.problems
+    assert check.typed == (key not in (b"events", b"data"))  # msgspec checks the value dropped too
+    said = [(w.path, w.code) for w in check.report.warnings if w.code == "duplicate_key"]
+    assert said == [(path, "duplicate_key")]
+    assert path_differences(body, profile, now_ms=NOW) == []
+    kept = check_body(clean, profile, source="px", now_ms=NOW).events[0].payload
+    assert json.loads(kept) == json.loads(check.events[0].payload)  # the last value, as if given once
+
+
+def test_a_key_given_twice_is_said_where_a_float_or_an_escaped_colon_hides_its_bytes(
+    bench_bodies: dict[str, list[bytes]],
+) -> None:
+    """The typed path reads a body again only when it is longer than the events encoded again
+    (a repeated pair adds 7 bytes at least) or its count of colons differs: a float written in
+    fewer bytes than msgspec writes it (1e2, encoded 100.0), or a colon written \\u003a, must
+    not hide one. Each body here is as long as its events encoded, or has as many colons."""
+    clean = json.loads(bench_bodies["w2-axon"][0])
+    event = clean["events"][0]
+    event["data"]["value"] = 1000000.0
+    floated = msgspec.json.encode(clean).replace(b'"value":1000000.0', b'"value":1e6')
+    floated = _twice(floated, b"os", b'"a"')  # 9 bytes added, 6 saved by 1e6, whose value has 6 zeros
+    event["data"]["value"] = 1000000.0
+    # One colon fewer as sent, one more given twice: as many colons as the events encoded.
+    escaped = msgspec.json.encode({"events": [dict(event, dedupe_id="a:b")]}).replace(b"a:b", b"a\\u003ab")
+    escaped = _twice(escaped.replace(b'"dedupe_id":', b'"dedupe_id"  :'), b"os", b'"a"')
+    for body in (floated, escaped):
+        check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+        assert check.typed, check.report.problems
+        assert [(w.path, w.code) for w in check.report.warnings if w.code == "duplicate_key"] == [
+            ("events[0].user_data.os", "duplicate_key")
+        ]
+        assert path_differences(body, PROFILES["standard"], now_ms=NOW) == []
+
+
+def test_a_bare_array_gives_paths_under_events_and_a_clean_body_says_nothing(
+    bench_bodies: dict[str, list[bytes]],
+) -> None:
+    events = json.loads(bench_bodies["w2-axon"][0])["events"]
+    body = _twice(msgspec.json.encode(events), b"event_time", b"5")
+    check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+    assert not check.typed and check.report.ok
+    assert [w.path for w in check.report.warnings if w.code == "duplicate_key"] == ["events[0].event_time"]
+    for bodies in bench_bodies.values():
+        for clean in bodies[:5]:
+            for spaced in (clean, json.dumps(json.loads(clean)).encode()):
+                check = check_body(spaced, PROFILES["standard"], source="px", now_ms=NOW)
+                assert "duplicate_key" not in {w.code for w in check.report.warnings}

@@ -6,6 +6,7 @@ thousands of warnings, each listed (an 8 MB answer to a 0.9 MB body)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -308,6 +309,43 @@ def test_a_key_given_twice_in_an_object_is_read_as_its_last_value(gateway: Serve
     assert post_axon(gateway, refused.encode()).status_code == 400
     ids = {e["dedupe_id"] for e in stored(gateway, "px_std")}
     assert last["dedupe_id"] in ids and first["dedupe_id"] not in ids
+    # Said, at its path, without either value (a trial found it taken silently).
+    (said,) = [w for w in answer.json()["warnings"] if w["code"] == "duplicate_key"]
+    assert said["path"] == "events[0].dedupe_id" and "2 times" in said["message"], said
+    assert first["dedupe_id"] not in said["message"] and last["dedupe_id"] not in said["message"]
+    twice_af = json.dumps(AF_BASE)[:-1] + ', "os": "15"}'
+    answer = post_af(gateway, twice_af.encode())
+    assert answer.status_code == 200, answer.text
+    assert [(w["path"], w["code"]) for w in answer.json()["warnings"]] == [("os", "duplicate_key")]
+
+
+@pytest.mark.parametrize("distinct", [False, True], ids=["one-key-50000-times", "20000-keys-twice"])
+def test_keys_given_twice_by_the_thousand_are_answered_at_once(gateway: Server, distinct: bool) -> None:
+    """Each object's keys are counted once (duplicates.repeated_keys): a key given 50,000 times
+    is one warning, 20,000 keys each given twice are listed as any warnings are; neither
+    holds the gateway (a check per key against those before it would be quadratic)."""
+    event = json.dumps(batch(page_view(data={"user_id": "u1"})))
+    distinct_pairs = "".join(f'"k{i}": 0, "k{i}": 1, ' for i in range(20_000))
+    pairs = distinct_pairs if distinct else '"user_id": "u0", ' * 50_000
+    body = event.replace('"data": {', '"data": {' + pairs, 1)
+    with httpx.Client(base_url=gateway.url, timeout=30.0) as c:
+        started = time.monotonic()
+        r = c.post("/v1/event?pixel_id=px_std", content=body.encode(), headers=AXON)
+        took = time.monotonic() - started
+    assert r.status_code == 200, r.text[:500]
+    said = [
+        (w["path"], w["code"])
+        for w in r.json()["warnings"]
+        if w["code"] == "duplicate_key" or (w["code"] == "not_listed" and " duplicate_key " in w["message"])
+    ]
+    if distinct:
+        assert said[:2] == [("events[0].data.k0", "duplicate_key"), ("events[0].data.k1", "duplicate_key")]
+        assert len(said) == 1001 and said[-1] == ("events[0].data", "not_listed")
+    else:
+        assert said == [("events[0].data.user_id", "duplicate_key")]
+        assert "50001 times" in r.json()["warnings"][-1]["message"]
+    assert took < 10, took
+    assert_still_serving(gateway)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from capigate.appsflyer.schema import (
     parse_event_time,
 )
 from capigate.checking import TOO_LARGE_NUMBER, join, shown_value
+from capigate.duplicates import ESCAPED_COLON, repeated_keys
 from capigate.identity import is_international_phone
 from capigate.iso import COUNTRY_CODES
 from capigate.logs import control_characters
@@ -53,6 +54,8 @@ _DAY_MS: Final = 86_400_000
 _LATE_CUTOFF_MS: Final = _DAY_MS + 2 * 3_600_000  # 02:00 UTC the day after the event's day
 
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
+_ENCODER: Final = msgspec.json.Encoder()
+ESCAPED_COLON_TEXT: Final = ESCAPED_COLON.decode()
 
 _NUMERIC = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"-?\d+")
@@ -96,7 +99,7 @@ def _stringified(key: str, value: str | dict[str, Any], ctx: Context) -> dict[st
     if not value.strip():  # "" is documented; the dev hub's reference says " "
         return {}
     try:
-        return _OBJECT_DECODER.decode(value)
+        parsed = _OBJECT_DECODER.decode(value)
     except msgspec.ValidationError as wrong:
         if str(wrong).startswith("Number out of range"):  # an object all the same: not "not_an_object"
             too_large = unreadable(value.encode(), wrong)
@@ -108,6 +111,11 @@ def _stringified(key: str, value: str | dict[str, Any], ctx: Context) -> dict[st
         if why == "Input data was truncated":  # a lone surrogate escape is said so, as in a body
             why = lone_surrogate(value.encode("utf-8", "surrogatepass")) or why
         ctx.report.error(key, "malformed_json", f"{key} is not valid stringified JSON ({why})")
+    else:
+        # A key given twice inside the string: the last value kept, as in the body (duplicates.py).
+        if value.count(":") != _ENCODER.encode(parsed).count(58) or ESCAPED_COLON_TEXT in value:
+            repeated_keys(value, key, ctx.report)
+        return parsed
     return None
 
 

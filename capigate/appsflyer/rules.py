@@ -34,7 +34,9 @@ plain_pii_hashed, empty_value, hash_of_empty_string, phone_not_possible, phone_t
 pii_in_customer_user_id, unknown_field, plain_pii_dropped, platform_mismatch,
 recommended_field_missing, negative_value (af_revenue, af_price), zero_quantity (af_quantity),
 blank_dedupe_id (the app's dedupe_key parameter is empty, spaces or null: no dedupe id, as on Axon),
-missing_dedupe_id (the app has a dedupe_key and the event's eventValue has no usable value of it).
+missing_dedupe_id (the app has a dedupe_key and the event's eventValue has no usable value of it),
+duplicate_key (a key given twice in one object, of the body or a stringified eventValue or
+custom_data: the last value is kept, as AppsFlyer's parser keeps it; duplicates.py).
 
 No message repeats the value of a personal identifier, and a plain one never reaches the
 payload: ``*_hashed`` values are hashed; unknown top-level keys that look like personal data
@@ -80,6 +82,7 @@ from capigate.appsflyer.schema import (
     InAppEvent,
 )
 from capigate.checking import Report, check_struct, is_blank_dedupe_id, join, top_key
+from capigate.duplicates import may_repeat, repeated_keys
 from capigate.errors import Problem
 from capigate.events import NewEvent
 from capigate.identity import payload_may_hold_email, payload_may_hold_phone
@@ -145,7 +148,16 @@ def check_in_app_event(body: bytes, *, app_id: str, received_at_ms: int, dedupe_
     except RecursionError:
         return _not_read(TOO_DEEP)
     values: dict[str, Any] = msgspec.to_builtins(event)  # omits the fields not sent
-    return _finish(values, values, {}, Report(), app_id, received_at_ms, dedupe_key)
+    report = Report()
+    encoded = _ENCODER.encode(event)
+    # A body as long as the event encoded again gives no key twice (a repeated pair would make
+    # it longer): msgspec writes each string, integer and absent field in the fewest bytes, and
+    # a float only inside an eventValue or custom_data sent as an object. Any other is counted.
+    if (len(body) != len(encoded) or type(event.eventValue) is dict or type(event.custom_data) is dict) and may_repeat(
+        body, encoded
+    ):
+        repeated_keys(body, "", report)
+    return _finish(values, values, {}, report, app_id, received_at_ms, dedupe_key)
 
 
 # --- the slow path: a body msgspec refused ------------------------------------------------
@@ -163,6 +175,8 @@ def _check_field_by_field(body: bytes, app_id: str, received_at_ms: int, dedupe_
         hint = ": send one event per request" if isinstance(raw, list) else ""
         return _parse_failed("not_an_object", f"the body must be one JSON object, got {what}{hint}")
     report = Report()
+    if may_repeat(body, _ENCODER.encode(raw)):  # said first, as on the typed path
+        repeated_keys(body, "", report)
     known, unknown = _split(raw, _SHAPE, "", report)
     if known.get("appsflyer_id") in (None, ""):
         known.pop("appsflyer_id", None)  # reported as missing, as AppsFlyer does
