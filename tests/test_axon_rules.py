@@ -1217,7 +1217,15 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths
 
 @pytest.mark.parametrize(
     "email",
-    ["jane@example.com/", "jane@example..com", "jane.@example.com", "<jane@example.com", "'jane@example.com"],
+    [
+        "jane@example.com/",
+        "jane@example..com",
+        "jane.@example.com",
+        "<jane@example.com",
+        "'jane@example.com",
+        "jane@-example.com",
+        "jane@example-.com",
+    ],
 )
 def test_email_rule_stray_punctuation_is_refused_on_both_paths(email: str) -> None:
     """Rule (identity.normalise_email): an email that stays no address once read is refused

@@ -221,7 +221,7 @@ def test_email_rule_is_trimmed_lowercased_and_hashed(raw: str, normalised: str) 
 
 @pytest.mark.parametrize(
     "raw",
-    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b.c-", "a.b.c@d.e.f"],
+    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b--c.d", "a.b.c@d.e.f"],
 )
 def test_email_rule_an_address_already_normalised_is_taken_as_sent(raw: str) -> None:
     """The usual address skips trimming and lower-casing (a cheaper pattern tells it)."""
@@ -254,6 +254,7 @@ def _an_address(text: str) -> bool:
         and local[0] != "'" != local[-1]
         and len(labels) >= 2
         and all(label and all(c in label_chars or not c.isascii() for c in label) for label in labels)
+        and not any(label[:1] == "-" or label[-1:] == "-" for label in labels)
     )
 
 
@@ -525,6 +526,38 @@ def test_email_rule_stray_punctuation_is_refused_never_hashed_as_sent(raw: str) 
         identity.normalise_email(raw)
     with pytest.raises(InvalidIdentifier):
         hash_email(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "jane@-example.com",
+        "jane@example-.com",
+        "jane@example.-com",
+        "jane@example.com-",
+        "jane@mail.-example.com",
+        "Jane@-Example.com",  # the slow path's too
+        "jane@-ex\u00e4mple.com",
+        "jane@example.com-.",
+    ],
+)
+def test_email_rule_a_domain_label_starting_or_ending_with_a_hyphen_is_refused(raw: str) -> None:
+    """Rule (identity._ADDRESS, _NORMALISED_EMAIL): a domain's label is a hostname's (RFC 1123),
+    none starting or ending with a hyphen: `jane@-example.com` is no address, refused
+    (invalid_email, invalid_hash) as other non-addresses are. It was hashed as sent, never
+    matching, by the usual address's shortcut. A hyphen inside a label is one of its
+    characters (`jane@my-shop.example`, an IDN's `xn--`)."""
+    assert identity._NORMALISED_EMAIL.fullmatch(raw) is None
+    with pytest.raises(InvalidIdentifier):
+        identity.normalise_email(raw)
+    with pytest.raises(InvalidIdentifier):
+        hash_email(raw)
+
+
+@pytest.mark.parametrize("address", ["jane@my-shop.example", "jane@xn--exmple-cua.com", "j-@a--b.c-d.example"])
+def test_email_rule_a_hyphen_inside_a_domain_label_is_kept(address: str) -> None:
+    assert identity.normalise_email(address) == address
+    assert hash_email(address) == sha(address)
 
 
 @pytest.mark.parametrize("address", ["o'brien@example.com", "jane.o'brien+ads@example.com", "a!#$&*=?^`{|}~@x.co"])
