@@ -421,8 +421,12 @@ def _unwrapped(email: str) -> str:
     angle-addr, maybe after a display name (``<jane@example.com>``, ``Jane Doe
     <jane@example.com>``: the address between the brackets). A display name holding a bracket
     or another address (``<a@x.com>, <b@x.com>``: two addresses) leaves the whole as it is,
-    refused."""
-    while email:
+    refused. At most _MAX_WRAPPINGS layers are taken off, each a copy of what is left: a value
+    wrapped in 200,000 pairs of quotes took 1.2 s, quadratic; one wrapped deeper than a
+    person wraps an address is left as it is, refused."""
+    for _ in range(_MAX_WRAPPINGS):
+        if not email:
+            return email
         last = email[-1]
         if last in _SEPARATORS:
             email = email.rstrip(_SEPARATORS_AND_SPACES)
@@ -461,6 +465,9 @@ def _stray_unicode(email: str) -> bool:
     return any(char >= "\x80" and unicodedata.category(char) in _STRAY_CATEGORIES for char in email)
 
 
+# Layers of wrapping _unwrapped takes off (a list's separators, quotes, brackets): a person's
+# take a few ("'<jane@example.com>';" three), a hostile value's as many as its length.
+_MAX_WRAPPINGS: Final = 8
 _SEPARATORS: Final = frozenset(",;")
 _SEPARATORS_AND_SPACES: Final = ",; \t"
 _QUOTE_PAIRS: Final = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}

@@ -7,6 +7,7 @@ import hashlib
 import json
 import random
 import re
+import time
 import unicodedata
 from pathlib import Path
 
@@ -484,6 +485,21 @@ def test_email_rule_an_address_wrapped_as_a_person_writes_it_is_the_address(raw:
     or refused (a display name's space)."""
     assert identity.normalise_email(raw) == "jane@example.com"
     assert hash_email(raw) == sha("jane@example.com")
+
+
+@pytest.mark.parametrize("quote", ["'", '"', "\u201c"])
+def test_email_rule_an_address_wrapped_deeper_than_a_person_wraps_one_is_refused_at_once(quote: str) -> None:
+    """Rule (identity._unwrapped, _MAX_WRAPPINGS): a hostile value of 200,000 pairs of quotes
+    around an address was unwrapped a pair at a time, each a copy of the rest: 1.2 s of the
+    event loop for a 400 KB email, quadratic. Eight layers are taken off at most (a person's
+    take three: `'<jane@example.com>';`); a value wrapped deeper is refused, at once."""
+    closing = identity._QUOTE_PAIRS[quote]
+    assert identity.normalise_email(quote * 8 + "jane@example.com" + closing * 8) == "jane@example.com"
+    started = time.perf_counter()
+    for depth in (9, 200_000):
+        with pytest.raises(InvalidIdentifier):
+            identity.normalise_email(quote * depth + "jane@example.com" + closing * depth)
+    assert time.perf_counter() - started < 0.25
 
 
 @pytest.mark.parametrize(
