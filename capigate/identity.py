@@ -386,7 +386,8 @@ def normalise_email(raw: str) -> str:
     reference, spaces after the at sign and maybe before it), spaces before the at sign alone
     left out too (``jane @example.com``: a handle in free text, an address in an email field),
     read out of what wraps it as a person reads it (``_unwrapped``: a list's ``,`` or ``;``
-    after it, a pair of quotes around it, ``Jane Doe <jane@example.com>``), a ``mailto:`` URI's
+    after it, a pair of quotes around it, ``Jane Doe <jane@example.com>``, a comment after or
+    before it, ``jane@example.com (Jane)``), a ``mailto:`` URI's
     address (RFC 6068: its ``?`` header fields left out) and one trailing dot after the domain
     (the DNS root's: ``jane@example.com.``) left out. Raises InvalidIdentifier (which never
     repeats the value) for anything else: what is then no address (``_ADDRESS``: a ``/``, a
@@ -399,7 +400,7 @@ def normalise_email(raw: str) -> str:
     email = revealed_email(text.strip()).strip().lower()
     if " @" in email or "\t@" in email:
         email = _AT_AFTER_SPACES.sub("@", email)
-    if email[-1:] in _WRAPPING_ENDS:
+    if email[-1:] in _WRAPPING_ENDS or email[:1] == "(":
         email = _unwrapped(email)
     if email[:7] == "mailto:":
         email = email[7:].lstrip()
@@ -419,9 +420,11 @@ def _unwrapped(email: str) -> str:
     as a pasted list leaves them), a pair of matching quotes around it (``'…'``, ``"…"``, and
     a word processor's curly ones, U+2018 and U+2019, U+201C and U+201D), and an RFC 5322
     angle-addr, maybe after a display name (``<jane@example.com>``, ``Jane Doe
-    <jane@example.com>``: the address between the brackets). A display name holding a bracket
-    or another address (``<a@x.com>, <b@x.com>``: two addresses) leaves the whole as it is,
-    refused. At most _MAX_WRAPPINGS layers are taken off, each a copy of what is left: a value
+    <jane@example.com>``: the address between the brackets), and an RFC 5322 comment after it
+    or before it (``jane@example.com (Jane)``, ``(Jane) jane@example.com``: the address beside
+    it). A display name holding a bracket or another address (``<a@x.com>, <b@x.com>``: two
+    addresses), or a comment holding an at sign or a parenthesis (nested, or none closed),
+    leaves the whole as it is, refused. At most _MAX_WRAPPINGS layers are taken off, each a copy of what is left: a value
     wrapped in 200,000 pairs of quotes took 1.2 s, quadratic; one wrapped deeper than a
     person wraps an address is left as it is, refused."""
     for _ in range(_MAX_WRAPPINGS):
@@ -438,9 +441,26 @@ def _unwrapped(email: str) -> str:
             if not _a_display_name(email[:opening], address):
                 return email
             email = address
+        elif last == ")":  # "jane@example.com (Jane)": a comment after the address
+            opening = email.rfind("(")
+            if opening < 1 or not _a_comment(email[opening + 1 : -1]):
+                return email
+            email = email[:opening].rstrip()
+        elif email[:1] == "(":  # "(Jane) jane@example.com": one before it
+            closing = email.find(")")
+            if closing == -1 or not _a_comment(email[1:closing]):
+                return email
+            email = email[closing + 1 :].lstrip()
         else:
             return email
     return email
+
+
+def _a_comment(text: str) -> bool:
+    """Whether ``text``, between a pair of parentheses beside an address, is a comment a person
+    writes there (a name, "work"): no parenthesis (RFC 5322's nested comments: none here), no
+    at sign (``(jane@example.com)``, an address, not a comment on one)."""
+    return "(" not in text and ")" not in text and "@" not in text
 
 
 def _a_display_name(name: str, address: str) -> bool:
@@ -471,8 +491,9 @@ _MAX_WRAPPINGS: Final = 8
 _SEPARATORS: Final = frozenset(",;")
 _SEPARATORS_AND_SPACES: Final = ",; \t"
 _QUOTE_PAIRS: Final = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}
-# The last characters of a wrapped address (_unwrapped): a separator, a closing quote, a bracket.
-_WRAPPING_ENDS: Final = frozenset((*_SEPARATORS, *_QUOTE_PAIRS.values(), ">"))
+# The last characters of a wrapped address (_unwrapped): a separator, a closing quote, a
+# bracket, a comment's closing parenthesis (one before the address is told by its first "(").
+_WRAPPING_ENDS: Final = frozenset((*_SEPARATORS, *_QUOTE_PAIRS.values(), ">", ")"))
 _STRAY_CATEGORIES: Final = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Cc", "Cs"))
 
 

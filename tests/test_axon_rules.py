@@ -1198,6 +1198,8 @@ def test_a_did_you_mean_is_looked_for_only_for_the_unknown_keys_an_answer_lists(
         "jane@example.com;",
         "'jane@example.com'",
         '"jane@example.com"',
+        "jane@example.com (Jane)",
+        "(Jane) Jane@Example.com",
     ],
 )
 def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths(email: str) -> None:
@@ -1205,7 +1207,8 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths
     `jane@example.com.` were hashed as sent, unwarned, never matching; `jane%40example.com`
     and `jane\uff20example.com` (a full-width at sign), which the id fields' scanner reads as
     addresses, were refused invalid_email; an angle-addr, a display name's address, a pasted
-    list's `,` or `;` after it, a pair of quotes around it were hashed brackets and all. Each
+    list's `,` or `;` after it, a pair of quotes around it were hashed brackets and all; one
+    beside an RFC 5322 comment (`jane@example.com (Jane)`) was refused. Each
     is the address, hashed as it is, with no warning (a trimmed or lower-cased email is none
     either), by both paths alike."""
     event = page_view()

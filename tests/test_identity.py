@@ -476,13 +476,24 @@ def test_email_rule_what_stays_no_address_once_read_is_refused(raw: str) -> None
         "\u201cjane@example.com\u201d",  # a word processor's
         "\u2018jane@example.com\u2019",
         "'<jane@example.com>';",
+        "jane@example.com (Jane)",  # an RFC 5322 comment after the address
+        "Jane@Example.com(Jane Doe, work)",
+        "(Jane) jane@example.com",  # and before it
+        "(Jane)jane@example.com",
+        "(Jane) (work) jane@example.com",
+        "Jane Doe <jane@example.com> (work)",
+        "(Jane) <jane@example.com>",
+        "jane@example.com (Jane);",
+        "jane@example.com. (Jane)",
     ],
 )
 def test_email_rule_an_address_wrapped_as_a_person_writes_it_is_the_address(raw: str) -> None:
     """Rule (identity.normalise_email, _unwrapped): an address in angle brackets, maybe after a
-    display name, in a pair of matching quotes, or followed by a list's `,` or `;`, is the
-    address a person reads there. They were hashed as sent, brackets and all (never matching),
-    or refused (a display name's space)."""
+    display name, in a pair of matching quotes, followed by a list's `,` or `;`, or beside an
+    RFC 5322 comment (`jane@example.com (Jane)`, `(Jane) jane@example.com`), is the address a
+    person reads there. They were hashed as sent, brackets and all (never matching), or
+    refused (a display name's space; a comment, as `Jane Doe <…>` was read and
+    `jane@example.com (Jane)` was not)."""
     assert identity.normalise_email(raw) == "jane@example.com"
     assert hash_email(raw) == sha("jane@example.com")
 
@@ -529,6 +540,12 @@ def test_email_rule_an_address_wrapped_deeper_than_a_person_wraps_one_is_refused
         "jane@example.com\u3002",  # punctuation past ASCII
         "\u00abjane@example.com\u00bb",
         "jane,doe@example.com",
+        "(jane@example.com)",  # a comment holding an address, not one beside it
+        "jane@example.com (a@example.com)",
+        "jane@example.com (Jane (work))",  # nested: none read
+        "jane@example.com)",  # a parenthesis without its pair
+        "(jane@example.com",
+        "jane(work)@example.com",  # a comment inside the address: none read
     ],
 )
 def test_email_rule_stray_punctuation_is_refused_never_hashed_as_sent(raw: str) -> None:
