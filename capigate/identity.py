@@ -410,8 +410,72 @@ def normalise_email(raw: str) -> str:
     if email[-1:] == ".":
         email = email[:-1]
     if not _ADDRESS.fullmatch(email) or (not email.isascii() and _stray_unicode(email)):
-        raise InvalidIdentifier("not an email address (expected local@domain.tld)")
+        raise InvalidIdentifier(f"not an email address ({_why_no_address(text, email)})")
     return email
+
+
+def _why_no_address(text: str, email: str) -> str:
+    """Why ``email``, ``text`` (an email field's value, invisible characters left out) as
+    normalise_email reads it, is no address (``_ADDRESS`` has refused it): its commonest cause
+    first, each told in words, never the value (a character no address holds is named, alone).
+    The rule is _ADDRESS's: this only tells a refusal's cause, and says "expected
+    local@domain.tld" when it finds none. Each look is one pass over the value (a long hostile
+    one is told at once)."""
+    if not email:
+        return (
+            "it is empty: send the address, or leave the field out"
+            if not text.strip()
+            else "no address in it: expected local@domain.tld"
+        )
+    ats = email.count("@")
+    spaced = len(email.split(None, 1)) > 1
+    if ats > 1 and (spaced or "," in email or ";" in email):
+        return f"{'two' if ats == 2 else 'several'} email addresses in one field: send one"
+    if "(" in email or ")" in email:
+        return _CHARACTER_MESSAGES["("]
+    if spaced:
+        return "a space inside it: an address holds none"
+    if not ats:
+        return "no @ in it: expected local@domain.tld"
+    if ats > 1:
+        return "more than one @: an address has one, between the local part and the domain"
+    local, _, domain = email.partition("@")
+    if not local:
+        return "nothing before the @: expected local@domain.tld"
+    if not domain:
+        return "nothing after the @: expected local@domain.tld"
+    if "." not in domain:
+        return "no dot in the domain after the @: expected local@domain.tld"
+    if ".." in email:
+        return "two dots in a row: an address holds none"
+    if local[0] == "." or local[-1] == ".":
+        return "a dot at the start or end of the part before the @"
+    if domain[0] == "." or domain[-1] == ".":
+        return "a dot at the start or end of the domain"
+    if domain[0] == "-" or domain[-1] == "-" or ".-" in domain or "-." in domain:
+        return "a part of the domain starts or ends with a hyphen, as no hostname's does"
+    if local[0] in _QUOTES or local[-1] in _QUOTES:
+        return _CHARACTER_MESSAGES["'"]
+    for char in local:
+        if char.isascii() and char not in _LOCAL_CHARACTERS:
+            return _CHARACTER_MESSAGES.get(char) or f"{_a_character(char)} in it: no address holds one"
+    for char in domain:
+        if char.isascii() and char not in _DOMAIN_CHARACTERS:
+            return _CHARACTER_MESSAGES.get(char) or (
+                f"{_a_character(char)} in the domain: a domain holds letters, digits, hyphens and dots alone"
+            )
+    for char in email:
+        if char >= "\x80" and unicodedata.category(char) in _STRAY_CATEGORIES:
+            return (
+                _CHARACTER_MESSAGES.get(char)
+                or f"{_a_character(char)} in it, punctuation or a space: no address holds one"
+            )
+    return "expected local@domain.tld"
+
+
+def _a_character(char: str) -> str:
+    """``char`` named in a message: as it is when printable ASCII, else by its code point."""
+    return f"the character {char}" if char.isascii() and char.isprintable() else f"the character U+{ord(char):04X}"
 
 
 def _unwrapped(email: str) -> str:
@@ -495,6 +559,30 @@ _QUOTE_PAIRS: Final = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d
 # bracket, a comment's closing parenthesis (one before the address is told by its first "(").
 _WRAPPING_ENDS: Final = frozenset((*_SEPARATORS, *_QUOTE_PAIRS.values(), ">", ")"))
 _STRAY_CATEGORIES: Final = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Cc", "Cs"))
+# The ASCII characters of a local part's atoms and a domain's labels (_ATOM, _LABEL), with the
+# dot between them: what _why_no_address names any other by.
+_LOCAL_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+=?^_`{|}~-.")
+_DOMAIN_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+_QUOTES: Final = frozenset("'\"\u2018\u2019\u201c\u201d")
+_UNPAIRED_QUOTE: Final = "a quote without its pair, or around the part before the @"
+_ANGLE_BRACKET: Final = "an angle bracket without its pair"
+_PARENTHESIS: Final = "a parenthesis without its pair, around the address, or in a comment beside it"
+# What _why_no_address says of a character no address holds, told apart from the others.
+_CHARACTER_MESSAGES: Final = {
+    "/": "a / in it, as a URL or a path has: no address holds one",
+    "<": _ANGLE_BRACKET,
+    ">": _ANGLE_BRACKET,
+    "(": _PARENTHESIS,
+    ")": _PARENTHESIS,
+    **dict.fromkeys(_QUOTES, _UNPAIRED_QUOTE),
+    ",": "a comma in it: no address holds one",
+    ";": "a semicolon in it: no address holds one",
+    ":": "a colon in it: no address holds one",
+    "[": "a square bracket in it: no address holds one",
+    "]": "a square bracket in it: no address holds one",
+    "\\": "a backslash in it: no address holds one",
+    "_": "an underscore in the domain: a domain holds letters, digits, hyphens and dots alone",
+}
 
 
 def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:

@@ -727,6 +727,24 @@ def test_hashed_field_neither_hash_nor_plain_value_is_bad_request_without_echo(f
     assert value not in msgspec.json.encode(result).decode()
 
 
+@pytest.mark.parametrize(
+    ("value", "cause"),
+    [
+        ("john.doe-at-example.com", "no @ in it: expected local@domain.tld"),
+        ("jane@example..com", "two dots in a row: an address holds none"),
+        ("jane@-example.com", "a part of the domain starts or ends with a hyphen, as no hostname's does"),
+    ],
+)
+def test_email_hashed_neither_hash_nor_address_says_why_it_is_no_address(value: str, cause: str) -> None:
+    """Rule (identity._why_no_address, as Axon's email): a refused email_hashed says the
+    cause, at the same path and with the same code, invalid_hash; every one said "expected
+    local@domain.tld"."""
+    result = check(base(email_hashed=value))
+    assert_refused(result, "email_hashed", "invalid_hash")
+    (said,) = [p.message for p in result.problems if p.path == "email_hashed"]
+    assert said == f"email_hashed is neither a SHA-256 hex digest nor an email address: not an email address ({cause})"
+
+
 @pytest.mark.parametrize("digest", ["d41d8cd98f00b204e9800998ecf8427e", "a" * 40, "b" * 128])
 def test_hex_digest_that_is_not_sha256_is_bad_request(digest: str) -> None:
     assert_refused(check(base(email_hashed=digest)), "email_hashed", "invalid_hash")

@@ -1243,6 +1243,29 @@ def test_email_rule_stray_punctuation_is_refused_on_both_paths(email: str) -> No
 
 
 @pytest.mark.parametrize(
+    ("email", "cause"),
+    [
+        ("", "it is empty: send the address, or leave the field out"),
+        ("   ", "it is empty: send the address, or leave the field out"),
+        ("jane.example.com", "no @ in it: expected local@domain.tld"),
+        ("jane@example", "no dot in the domain after the @: expected local@domain.tld"),
+        ("jane@example.com, john@example.com", "two email addresses in one field: send one"),
+    ],
+)
+def test_email_rule_a_refused_email_says_why_on_both_paths(email: str, cause: str) -> None:
+    """Rule (identity._why_no_address, user_data.email): an empty email and the commonest
+    non-addresses were all told "not an email address (expected local@domain.tld)"; each now
+    says its cause, with the same path and code (invalid_email), by both paths alike. An empty
+    one is told so, as an empty phone is."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert [(p.path, p.code, p.message) for p in result.report.problems] == [
+            ("events[0].user_data.email", "invalid_email", f"not an email address ({cause})")
+        ]
+
+
+@pytest.mark.parametrize(
     "phone",
     [
         "+1 (650) 555-1212 ext. 5",
