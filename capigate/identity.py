@@ -590,7 +590,7 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     its digits are taken as they are (no parse), and their length is checked against the
     country's possible lengths; its country's trunk prefix after the country code, which that
     form leaves out (``+44 07700 900123``), is left out (``trunk_prefix_removed``: the caller
-    warns). Any other number is read in ``region`` (ISO 3166-1 alpha-2,
+    warns), and so is a ``(0)`` written beside it (``+44 (0)20 7946 0958``: said the same way). Any other number is read in ``region`` (ISO 3166-1 alpha-2,
     the event's country) when given, national trunk prefix handled; without a region its
     digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
     country code, so fewer than three are too short, as ``+12`` is. A ``tel:`` URI (RFC 3966)
@@ -613,14 +613,18 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
         if ";" in text:
             raise InvalidIdentifier("not a phone number (a tel: URI with parameters (;…): send the number alone)")
     international = text.startswith(("+", "00"))
-    if international:
-        text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code
+    written_trunk = international and "(0)" in text
+    if written_trunk:  # "+44 (0)20 ...": the trunk prefix written beside the country code, left out
+        text = text.replace("(0)", "")
     text = _PHONE_NOISE.sub("", text)
     if international:
         digits = text[1:] if text.startswith("+") else text[2:]
         if not digits.isdigit() or not digits.isascii():
             raise _not_digits(text)
-        return _with_country_code(digits)
+        phone = _with_country_code(digits)
+        if written_trunk and not phone.trunk_prefix_removed:  # said as "+44 020 ..." is (a trial)
+            return NormalisedPhone(phone.digits, phone.possible, True, True)
+        return phone
     if not text.isdigit() or not text.isascii():
         raise _not_digits(text)
     if region is None:  # hashed as if it held its country code: at least one and two digits

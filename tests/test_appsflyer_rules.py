@@ -774,16 +774,17 @@ def test_impossible_phone_number_is_hashed_with_warning() -> None:
     )
 
 
+@pytest.mark.parametrize("plain", ["+44 07700 900123", "+44 (0)7700 900123"])
 @pytest.mark.parametrize(
     ("field", "normalised"), [("phone_number_hashed", "447700900123"), ("phone_number_e164_hashed", "+447700900123")]
 )
 def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_with_a_warning(
-    field: str, normalised: str
+    field: str, normalised: str, plain: str
 ) -> None:
     """Rule (identity._without_trunk_prefix, the phone fields): `+44 07700 900123` was hashed
     as 4407700900123 with only phone_not_possible. It is hashed without the trunk prefix, and
     phone_trunk_prefix_removed says so, naming the field, as Axon's phone says it."""
-    result = check(base(**{field: "+44 07700 900123"}))
+    result = check(base(**{field: plain}))
     assert_accepted(result)
     assert payload(result)[field] == sha256(normalised)
     assert codes(result.warnings) == {(field, "plain_pii_hashed"), (field, "phone_trunk_prefix_removed")}

@@ -728,7 +728,12 @@ def test_phone_rule_impossible_length_is_a_warning() -> None:
 
 @pytest.mark.parametrize(
     ("phone", "digits"),
-    [("+44 07700 900123", "447700900123"), ("+4407700900123", "447700900123"), ("+33 06 12 34 56 78", "33612345678")],
+    [
+        ("+44 07700 900123", "447700900123"),
+        ("+4407700900123", "447700900123"),
+        ("+33 06 12 34 56 78", "33612345678"),
+        ("+44 (0)20 7946 0958", "442079460958"),  # the UK's written form: said as +44 020 … is
+    ],
 )
 def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_with_a_warning_on_both_paths(
     phone: str, digits: str

@@ -86,6 +86,11 @@ def test_phone_rule_international_length_is_checked_against_the_country() -> Non
         ("+36 06 20 123 4567", "36201234567"),  # Hungary's trunk prefix is 06
         ("+61 04 1234 5678", "61412345678"),
         ("tel:+44-07700-900123", "447700900123"),
+        ("+44 (0)20 7946 0958", "442079460958"),  # the UK's written form: (0) beside the country code
+        ("+44 (0) 7700 900123", "447700900123"),
+        ("+44(0)2079460958", "442079460958"),
+        ("0044 (0)20 7946 0958", "442079460958"),
+        ("+49 (0)30 12345678", "493012345678"),
     ],
 )
 def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(raw: str, digits: str) -> None:
@@ -94,7 +99,9 @@ def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(r
     phonenumbers' national_prefix), which that form leaves out, is hashed without it when
     with it it is no number of the country (its length, or its pattern) and without it one;
     trunk_prefix_removed says so (the warning phone_trunk_prefix_removed). `+44 07700 900123`
-    was hashed as 4407700900123, which never matches, with only phone_not_possible."""
+    was hashed as 4407700900123, which never matches, with only phone_not_possible. One
+    written `(0)` beside the country code (`+44 (0)20 7946 0958`) was hashed the same, with no
+    warning, while `+44 020 …` had one: it is said too."""
     phone = normalise_phone(raw)
     assert phone == NormalisedPhone(digits, True, True, True)
     assert hash_phone(raw) == sha(digits)
@@ -107,7 +114,6 @@ def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(r
     [
         ("+39 06 1234 5678", "390612345678", True),  # Italy: the 0 is part of the number
         ("+225 07 07 12 34 56", "2250707123456", True),  # Côte d'Ivoire likewise, since 2021
-        ("+44 (0)20 7946 0958", "442079460958", True),  # written apart: read as before, no warning
         ("+44 7700 900123", "447700900123", True),
         ("+7 8 916 123 4567", "789161234567", False),  # Russia's trunk prefix 8: no 0, not read
         ("+1 0 650 555 1212", "106505551212", False),  # the NANP's is 1
@@ -293,7 +299,7 @@ def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> Non
     ("plain", "written"),
     [
         ("+16505551212", "+1 (650) 555-1212"),
-        ("+447911123456", "+44 (0)7911 123456"),
+        ("+4407911123456", "+44 (0)7911 123456"),  # the trunk prefix said either way
         ("+4407911123456", "+44 07911 123456"),
         ("+33612345678", "0033 6 12 34 56 78"),
         ("+99912345", "+999 12345"),
