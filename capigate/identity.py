@@ -792,7 +792,17 @@ def _given_hash(raw: str) -> str | None:
 
 
 def hash_email(raw: str) -> str:
-    """SHA-256 of the trimmed, lower-cased email; a 64-hex value is taken as already hashed."""
+    """SHA-256 of the email address as ``normalise_email`` reads it: trimmed and lower-cased,
+    read as a person writes it, from the outside in: a ``mailto:`` URI (``?subject=…`` left
+    out), an angle-addr after a display name or none (``Jane Doe <jane@example.com>``), a pair
+    of quotes around it (``'…'``, ``"…"``, curly ones), a pasted list's ``,`` or ``;`` after
+    it, an RFC 5322 comment beside it (``jane@example.com (Jane)``, ``(Jane)
+    jane@example.com``), the DNS root's trailing dot (``jane@example.com.``), an at sign
+    percent-encoded, full-width, as ``&#64;`` or with spaces beside it: each is hashed as
+    ``jane@example.com`` is. A 64-hex value is taken as already hashed (lower-cased).
+
+    Raises InvalidIdentifier, its message saying why and never repeating the value, for what
+    is then no address (docs/sdk.md, "Hashing an identifier yourself")."""
     if len(raw) < _SHA256_HEX_DIGITS and _NORMALISED_EMAIL.fullmatch(raw):  # the usual address, on every event
         return _sha256(raw.encode()).hexdigest()
     return _given_hash(raw) or sha256_hex(normalise_email(raw))

@@ -3,6 +3,7 @@ hashlib on the literal normalised string, never by the code under test."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import random
@@ -646,6 +647,29 @@ def test_email_rule_a_domain_label_starting_or_ending_with_a_hyphen_is_refused(r
 def test_email_rule_a_hyphen_inside_a_domain_label_is_kept(address: str) -> None:
     assert identity.normalise_email(address) == address
     assert hash_email(address) == sha(address)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "mailto:",
+        "Jane Doe <jane@example.com>",
+        "pair of quotes",
+        "pasted list's",
+        "jane@example.com (Jane)",
+        "jane@example.com.",
+    ],
+)
+def test_hash_emails_docstring_and_the_sdk_guide_name_the_forms_it_reads(form: str) -> None:
+    """hash_email's docstring said "SHA-256 of the trimmed, lower-cased email" and docs/sdk.md
+    named it nowhere: a user hashing an audience list could not know that `Jane Doe
+    <jane@example.com>` or `jane@example.com (Jane)` gives the digest of `jane@example.com`.
+    Both name each form (the guide's example runs: tests/test_docs.py)."""
+    root = Path(__file__).resolve().parent.parent
+    source = ast.parse((root / "capigate" / "identity.py").read_text(encoding="utf-8"))  # compiled: no __doc__
+    (function,) = [f for f in source.body if isinstance(f, ast.FunctionDef) and f.name == "hash_email"]
+    assert form in (ast.get_docstring(function) or "").replace("\n", " ")
+    assert form in (root / "docs" / "sdk.md").read_text(encoding="utf-8").replace("\n", " ")
 
 
 @pytest.mark.parametrize("address", ["o'brien@example.com", "jane.o'brien+ads@example.com", "a!#$&*=?^`{|}~@x.co"])
