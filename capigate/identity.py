@@ -54,16 +54,21 @@ _EMAIL = re.compile(r"[^@\s]@[^@\s]+\.[^@\s]+")
 # An address normalise_email takes, lower-cased: a local part of dot-separated atoms of RFC 5322's
 # characters but "/" (which a URL or a path leaves, and no mailbox provider gives out), starting
 # and ending in no quote (one left over from a pair), an "@", and a domain of two labels or more
-# of letters, digits and hyphens; each atom and label not empty (no "..", no dot first or last).
-# Past ASCII, any character but punctuation, spaces and controls (_stray_unicode).
+# of letters, digits and hyphens, no label starting or ending with a hyphen (RFC 1123's
+# hostnames: "jane@-example.com" is none); each atom and label not empty (no "..", no dot first
+# or last). Past ASCII, any character but punctuation, spaces and controls (_stray_unicode). A
+# label is possessive: the hyphen looked behind gives back no character to try again.
 _ATOM: Final = r"[a-z0-9!#$%&'*+=?^_`{|}~\u0080-\U0010ffff-]+"
-_LABEL: Final = r"[a-z0-9\u0080-\U0010ffff-]+"
+_LABEL: Final = r"(?!-)[a-z0-9\u0080-\U0010ffff-]++(?<!-)"
 _ADDRESS = re.compile(rf"(?!')(?:{_ATOM}(?:\.{_ATOM})*)(?<!')@{_LABEL}(?:\.{_LABEL})+")
 # Lower-case ASCII that _ADDRESS matches: what normalise_email returns unchanged, told by a
 # cheaper pattern (no character past ASCII to look at, none of the forms it reads). Possessive:
 # no atom or label holds the "." or "@" after it, so none gives back a character, and the
-# pattern costs what the old one (no "..", dots first or last, looked for) did.
-_NORMALISED_EMAIL = re.compile(r"[a-z0-9_%+-]++(?:\.[a-z0-9_%+-]++)*+@[a-z0-9-]++(?:\.[a-z0-9-]++)++")
+# pattern costs what the old one (no "..", dots first or last, looked for) did. A hyphen first
+# or last in a label is looked around for (30 ns; runs of letters between hyphens cost 40 more).
+_NORMALISED_EMAIL = re.compile(
+    r"[a-z0-9_%+-]++(?:\.[a-z0-9_%+-]++)*+@(?!-)[a-z0-9-]++(?<!-)(?:\.(?!-)[a-z0-9-]++(?<!-))++"
+)
 # An at sign after a character of a local part and before a domain with a dot and a top-level
 # label of letters, with one to three spaces or tabs after it and maybe before it ("jane @
 # example.com", "jane@ example.com"): an address so written, in free text too. Spaces before
@@ -381,19 +386,21 @@ def normalise_email(raw: str) -> str:
     reference, spaces after the at sign and maybe before it), spaces before the at sign alone
     left out too (``jane @example.com``: a handle in free text, an address in an email field),
     read out of what wraps it as a person reads it (``_unwrapped``: a list's ``,`` or ``;``
-    after it, a pair of quotes around it, ``Jane Doe <jane@example.com>``), a ``mailto:`` URI's
+    after it, a pair of quotes around it, ``Jane Doe <jane@example.com>``, a comment after or
+    before it, ``jane@example.com (Jane)``), a ``mailto:`` URI's
     address (RFC 6068: its ``?`` header fields left out) and one trailing dot after the domain
     (the DNS root's: ``jane@example.com.``) left out. Raises InvalidIdentifier (which never
     repeats the value) for anything else: what is then no address (``_ADDRESS``: a ``/``, a
-    ``<`` or a quote left over, ``..``, a dot first or last in the local part, an empty label)
-    is refused, never hashed as sent."""
+    ``<`` or a quote left over, ``..``, a dot first or last in the local part, an empty label,
+    a label starting or ending with a hyphen: ``jane@-example.com``) is refused, never hashed as
+    sent."""
     if _NORMALISED_EMAIL.fullmatch(raw):  # the usual address: a cheaper pattern, nothing to trim or lower
         return raw
     text = raw if raw.isascii() else raw.translate(_INVISIBLE)
     email = revealed_email(text.strip()).strip().lower()
     if " @" in email or "\t@" in email:
         email = _AT_AFTER_SPACES.sub("@", email)
-    if email[-1:] in _WRAPPING_ENDS:
+    if email[-1:] in _WRAPPING_ENDS or email[:1] == "(":
         email = _unwrapped(email)
     if email[:7] == "mailto:":
         email = email[7:].lstrip()
@@ -403,8 +410,72 @@ def normalise_email(raw: str) -> str:
     if email[-1:] == ".":
         email = email[:-1]
     if not _ADDRESS.fullmatch(email) or (not email.isascii() and _stray_unicode(email)):
-        raise InvalidIdentifier("not an email address (expected local@domain.tld)")
+        raise InvalidIdentifier(f"not an email address ({_why_no_address(text, email)})")
     return email
+
+
+def _why_no_address(text: str, email: str) -> str:
+    """Why ``email``, ``text`` (an email field's value, invisible characters left out) as
+    normalise_email reads it, is no address (``_ADDRESS`` has refused it): its commonest cause
+    first, each told in words, never the value (a character no address holds is named, alone).
+    The rule is _ADDRESS's: this only tells a refusal's cause, and says "expected
+    local@domain.tld" when it finds none. Each look is one pass over the value (a long hostile
+    one is told at once)."""
+    if not email:
+        return (
+            "it is empty: send the address, or leave the field out"
+            if not text.strip()
+            else "no address in it: expected local@domain.tld"
+        )
+    ats = email.count("@")
+    spaced = len(email.split(None, 1)) > 1
+    if ats > 1 and (spaced or "," in email or ";" in email):
+        return f"{'two' if ats == 2 else 'several'} email addresses in one field: send one"
+    if "(" in email or ")" in email:
+        return _CHARACTER_MESSAGES["("]
+    if spaced:
+        return "a space inside it: an address holds none"
+    if not ats:
+        return "no @ in it: expected local@domain.tld"
+    if ats > 1:
+        return "more than one @: an address has one, between the local part and the domain"
+    local, _, domain = email.partition("@")
+    if not local:
+        return "nothing before the @: expected local@domain.tld"
+    if not domain:
+        return "nothing after the @: expected local@domain.tld"
+    if "." not in domain:
+        return "no dot in the domain after the @: expected local@domain.tld"
+    if ".." in email:
+        return "two dots in a row: an address holds none"
+    if local[0] == "." or local[-1] == ".":
+        return "a dot at the start or end of the part before the @"
+    if domain[0] == "." or domain[-1] == ".":
+        return "a dot at the start or end of the domain"
+    if domain[0] == "-" or domain[-1] == "-" or ".-" in domain or "-." in domain:
+        return "a part of the domain starts or ends with a hyphen, as no hostname's does"
+    if local[0] in _QUOTES or local[-1] in _QUOTES:
+        return _CHARACTER_MESSAGES["'"]
+    for char in local:
+        if char.isascii() and char not in _LOCAL_CHARACTERS:
+            return _CHARACTER_MESSAGES.get(char) or f"{_a_character(char)} in it: no address holds one"
+    for char in domain:
+        if char.isascii() and char not in _DOMAIN_CHARACTERS:
+            return _CHARACTER_MESSAGES.get(char) or (
+                f"{_a_character(char)} in the domain: a domain holds letters, digits, hyphens and dots alone"
+            )
+    for char in email:
+        if char >= "\x80" and unicodedata.category(char) in _STRAY_CATEGORIES:
+            return (
+                _CHARACTER_MESSAGES.get(char)
+                or f"{_a_character(char)} in it, punctuation or a space: no address holds one"
+            )
+    return "expected local@domain.tld"
+
+
+def _a_character(char: str) -> str:
+    """``char`` named in a message: as it is when printable ASCII, else by its code point."""
+    return f"the character {char}" if char.isascii() and char.isprintable() else f"the character U+{ord(char):04X}"
 
 
 def _unwrapped(email: str) -> str:
@@ -413,10 +484,16 @@ def _unwrapped(email: str) -> str:
     as a pasted list leaves them), a pair of matching quotes around it (``'…'``, ``"…"``, and
     a word processor's curly ones, U+2018 and U+2019, U+201C and U+201D), and an RFC 5322
     angle-addr, maybe after a display name (``<jane@example.com>``, ``Jane Doe
-    <jane@example.com>``: the address between the brackets). A display name holding a bracket
-    or another address (``<a@x.com>, <b@x.com>``: two addresses) leaves the whole as it is,
-    refused."""
-    while email:
+    <jane@example.com>``: the address between the brackets), and an RFC 5322 comment after it
+    or before it (``jane@example.com (Jane)``, ``(Jane) jane@example.com``: the address beside
+    it). A display name holding a bracket or another address (``<a@x.com>, <b@x.com>``: two
+    addresses), or a comment holding an at sign or a parenthesis (nested, or none closed),
+    leaves the whole as it is, refused. At most _MAX_WRAPPINGS layers are taken off, each a copy of what is left: a value
+    wrapped in 200,000 pairs of quotes took 1.2 s, quadratic; one wrapped deeper than a
+    person wraps an address is left as it is, refused."""
+    for _ in range(_MAX_WRAPPINGS):
+        if not email:
+            return email
         last = email[-1]
         if last in _SEPARATORS:
             email = email.rstrip(_SEPARATORS_AND_SPACES)
@@ -428,9 +505,26 @@ def _unwrapped(email: str) -> str:
             if not _a_display_name(email[:opening], address):
                 return email
             email = address
+        elif last == ")":  # "jane@example.com (Jane)": a comment after the address
+            opening = email.rfind("(")
+            if opening < 1 or not _a_comment(email[opening + 1 : -1]):
+                return email
+            email = email[:opening].rstrip()
+        elif email[:1] == "(":  # "(Jane) jane@example.com": one before it
+            closing = email.find(")")
+            if closing == -1 or not _a_comment(email[1:closing]):
+                return email
+            email = email[closing + 1 :].lstrip()
         else:
             return email
     return email
+
+
+def _a_comment(text: str) -> bool:
+    """Whether ``text``, between a pair of parentheses beside an address, is a comment a person
+    writes there (a name, "work"): no parenthesis (RFC 5322's nested comments: none here), no
+    at sign (``(jane@example.com)``, an address, not a comment on one)."""
+    return "(" not in text and ")" not in text and "@" not in text
 
 
 def _a_display_name(name: str, address: str) -> bool:
@@ -455,12 +549,40 @@ def _stray_unicode(email: str) -> bool:
     return any(char >= "\x80" and unicodedata.category(char) in _STRAY_CATEGORIES for char in email)
 
 
+# Layers of wrapping _unwrapped takes off (a list's separators, quotes, brackets): a person's
+# take a few ("'<jane@example.com>';" three), a hostile value's as many as its length.
+_MAX_WRAPPINGS: Final = 8
 _SEPARATORS: Final = frozenset(",;")
 _SEPARATORS_AND_SPACES: Final = ",; \t"
 _QUOTE_PAIRS: Final = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}
-# The last characters of a wrapped address (_unwrapped): a separator, a closing quote, a bracket.
-_WRAPPING_ENDS: Final = frozenset((*_SEPARATORS, *_QUOTE_PAIRS.values(), ">"))
+# The last characters of a wrapped address (_unwrapped): a separator, a closing quote, a
+# bracket, a comment's closing parenthesis (one before the address is told by its first "(").
+_WRAPPING_ENDS: Final = frozenset((*_SEPARATORS, *_QUOTE_PAIRS.values(), ">", ")"))
 _STRAY_CATEGORIES: Final = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Cc", "Cs"))
+# The ASCII characters of a local part's atoms and a domain's labels (_ATOM, _LABEL), with the
+# dot between them: what _why_no_address names any other by.
+_LOCAL_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+=?^_`{|}~-.")
+_DOMAIN_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+_QUOTES: Final = frozenset("'\"\u2018\u2019\u201c\u201d")
+_UNPAIRED_QUOTE: Final = "a quote without its pair, or around the part before the @"
+_ANGLE_BRACKET: Final = "an angle bracket without its pair"
+_PARENTHESIS: Final = "a parenthesis without its pair, around the address, or in a comment beside it"
+# What _why_no_address says of a character no address holds, told apart from the others.
+_CHARACTER_MESSAGES: Final = {
+    "/": "a / in it, as a URL or a path has: no address holds one",
+    "<": _ANGLE_BRACKET,
+    ">": _ANGLE_BRACKET,
+    "(": _PARENTHESIS,
+    ")": _PARENTHESIS,
+    **dict.fromkeys(_QUOTES, _UNPAIRED_QUOTE),
+    ",": "a comma in it: no address holds one",
+    ";": "a semicolon in it: no address holds one",
+    ":": "a colon in it: no address holds one",
+    "[": "a square bracket in it: no address holds one",
+    "]": "a square bracket in it: no address holds one",
+    "\\": "a backslash in it: no address holds one",
+    "_": "an underscore in the domain: a domain holds letters, digits, hyphens and dots alone",
+}
 
 
 def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
@@ -468,7 +590,7 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
     its digits are taken as they are (no parse), and their length is checked against the
     country's possible lengths; its country's trunk prefix after the country code, which that
     form leaves out (``+44 07700 900123``), is left out (``trunk_prefix_removed``: the caller
-    warns). Any other number is read in ``region`` (ISO 3166-1 alpha-2,
+    warns), and so is a ``(0)`` written beside it (``+44 (0)20 7946 0958``: said the same way). Any other number is read in ``region`` (ISO 3166-1 alpha-2,
     the event's country) when given, national trunk prefix handled; without a region its
     digits are kept exactly as sent, ``with_country_code`` False: hashed as if they held a
     country code, so fewer than three are too short, as ``+12`` is. A ``tel:`` URI (RFC 3966)
@@ -491,14 +613,18 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
         if ";" in text:
             raise InvalidIdentifier("not a phone number (a tel: URI with parameters (;…): send the number alone)")
     international = text.startswith(("+", "00"))
-    if international:
-        text = text.replace("(0)", "")  # "+44 (0)20 ...": the trunk prefix written beside the country code
+    written_trunk = international and "(0)" in text
+    if written_trunk:  # "+44 (0)20 ...": the trunk prefix written beside the country code, left out
+        text = text.replace("(0)", "")
     text = _PHONE_NOISE.sub("", text)
     if international:
         digits = text[1:] if text.startswith("+") else text[2:]
         if not digits.isdigit() or not digits.isascii():
             raise _not_digits(text)
-        return _with_country_code(digits)
+        phone = _with_country_code(digits)
+        if written_trunk and not phone.trunk_prefix_removed:  # said as "+44 020 ..." is (a trial)
+            return NormalisedPhone(phone.digits, phone.possible, True, True)
+        return phone
     if not text.isdigit() or not text.isascii():
         raise _not_digits(text)
     if region is None:  # hashed as if it held its country code: at least one and two digits
@@ -666,7 +792,17 @@ def _given_hash(raw: str) -> str | None:
 
 
 def hash_email(raw: str) -> str:
-    """SHA-256 of the trimmed, lower-cased email; a 64-hex value is taken as already hashed."""
+    """SHA-256 of the email address as ``normalise_email`` reads it: trimmed and lower-cased,
+    read as a person writes it, from the outside in: a ``mailto:`` URI (``?subject=…`` left
+    out), an angle-addr after a display name or none (``Jane Doe <jane@example.com>``), a pair
+    of quotes around it (``'…'``, ``"…"``, curly ones), a pasted list's ``,`` or ``;`` after
+    it, an RFC 5322 comment beside it (``jane@example.com (Jane)``, ``(Jane)
+    jane@example.com``), the DNS root's trailing dot (``jane@example.com.``), an at sign
+    percent-encoded, full-width, as ``&#64;`` or with spaces beside it: each is hashed as
+    ``jane@example.com`` is. A 64-hex value is taken as already hashed (lower-cased).
+
+    Raises InvalidIdentifier, its message saying why and never repeating the value, for what
+    is then no address (docs/sdk.md, "Hashing an identifier yourself")."""
     if len(raw) < _SHA256_HEX_DIGITS and _NORMALISED_EMAIL.fullmatch(raw):  # the usual address, on every event
         return _sha256(raw.encode()).hexdigest()
     return _given_hash(raw) or sha256_hex(normalise_email(raw))

@@ -727,6 +727,24 @@ def test_hashed_field_neither_hash_nor_plain_value_is_bad_request_without_echo(f
     assert value not in msgspec.json.encode(result).decode()
 
 
+@pytest.mark.parametrize(
+    ("value", "cause"),
+    [
+        ("john.doe-at-example.com", "no @ in it: expected local@domain.tld"),
+        ("jane@example..com", "two dots in a row: an address holds none"),
+        ("jane@-example.com", "a part of the domain starts or ends with a hyphen, as no hostname's does"),
+    ],
+)
+def test_email_hashed_neither_hash_nor_address_says_why_it_is_no_address(value: str, cause: str) -> None:
+    """Rule (identity._why_no_address, as Axon's email): a refused email_hashed says the
+    cause, at the same path and with the same code, invalid_hash; every one said "expected
+    local@domain.tld"."""
+    result = check(base(email_hashed=value))
+    assert_refused(result, "email_hashed", "invalid_hash")
+    (said,) = [p.message for p in result.problems if p.path == "email_hashed"]
+    assert said == f"email_hashed is neither a SHA-256 hex digest nor an email address: not an email address ({cause})"
+
+
 @pytest.mark.parametrize("digest", ["d41d8cd98f00b204e9800998ecf8427e", "a" * 40, "b" * 128])
 def test_hex_digest_that_is_not_sha256_is_bad_request(digest: str) -> None:
     assert_refused(check(base(email_hashed=digest)), "email_hashed", "invalid_hash")
@@ -756,16 +774,17 @@ def test_impossible_phone_number_is_hashed_with_warning() -> None:
     )
 
 
+@pytest.mark.parametrize("plain", ["+44 07700 900123", "+44 (0)7700 900123"])
 @pytest.mark.parametrize(
     ("field", "normalised"), [("phone_number_hashed", "447700900123"), ("phone_number_e164_hashed", "+447700900123")]
 )
 def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_with_a_warning(
-    field: str, normalised: str
+    field: str, normalised: str, plain: str
 ) -> None:
     """Rule (identity._without_trunk_prefix, the phone fields): `+44 07700 900123` was hashed
     as 4407700900123 with only phone_not_possible. It is hashed without the trunk prefix, and
     phone_trunk_prefix_removed says so, naming the field, as Axon's phone says it."""
-    result = check(base(**{field: "+44 07700 900123"}))
+    result = check(base(**{field: plain}))
     assert_accepted(result)
     assert payload(result)[field] == sha256(normalised)
     assert codes(result.warnings) == {(field, "plain_pii_hashed"), (field, "phone_trunk_prefix_removed")}

@@ -784,7 +784,12 @@ def test_phone_rule_impossible_length_is_a_warning() -> None:
 
 @pytest.mark.parametrize(
     ("phone", "digits"),
-    [("+44 07700 900123", "447700900123"), ("+4407700900123", "447700900123"), ("+33 06 12 34 56 78", "33612345678")],
+    [
+        ("+44 07700 900123", "447700900123"),
+        ("+4407700900123", "447700900123"),
+        ("+33 06 12 34 56 78", "33612345678"),
+        ("+44 (0)20 7946 0958", "442079460958"),  # the UK's written form: said as +44 020 … is
+    ],
 )
 def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_with_a_warning_on_both_paths(
     phone: str, digits: str
@@ -1254,6 +1259,8 @@ def test_a_did_you_mean_is_looked_for_only_for_the_unknown_keys_an_answer_lists(
         "jane@example.com;",
         "'jane@example.com'",
         '"jane@example.com"',
+        "jane@example.com (Jane)",
+        "(Jane) Jane@Example.com",
     ],
 )
 def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths(email: str) -> None:
@@ -1261,7 +1268,8 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths
     `jane@example.com.` were hashed as sent, unwarned, never matching; `jane%40example.com`
     and `jane\uff20example.com` (a full-width at sign), which the id fields' scanner reads as
     addresses, were refused invalid_email; an angle-addr, a display name's address, a pasted
-    list's `,` or `;` after it, a pair of quotes around it were hashed brackets and all. Each
+    list's `,` or `;` after it, a pair of quotes around it were hashed brackets and all; one
+    beside an RFC 5322 comment (`jane@example.com (Jane)`) was refused. Each
     is the address, hashed as it is, with no warning (a trimmed or lower-cased email is none
     either), by both paths alike."""
     event = page_view()
@@ -1273,7 +1281,15 @@ def test_email_rule_an_address_as_written_is_hashed_as_the_address_on_both_paths
 
 @pytest.mark.parametrize(
     "email",
-    ["jane@example.com/", "jane@example..com", "jane.@example.com", "<jane@example.com", "'jane@example.com"],
+    [
+        "jane@example.com/",
+        "jane@example..com",
+        "jane.@example.com",
+        "<jane@example.com",
+        "'jane@example.com",
+        "jane@-example.com",
+        "jane@example-.com",
+    ],
 )
 def test_email_rule_stray_punctuation_is_refused_on_both_paths(email: str) -> None:
     """Rule (identity.normalise_email): an email that stays no address once read is refused
@@ -1285,6 +1301,29 @@ def test_email_rule_stray_punctuation_is_refused_on_both_paths(email: str) -> No
         assert not result.report.ok and not result.events
         assert [(p.path, p.code) for p in result.report.problems] == [("events[0].user_data.email", "invalid_email")]
         assert "example" not in result.report.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("email", "cause"),
+    [
+        ("", "it is empty: send the address, or leave the field out"),
+        ("   ", "it is empty: send the address, or leave the field out"),
+        ("jane.example.com", "no @ in it: expected local@domain.tld"),
+        ("jane@example", "no dot in the domain after the @: expected local@domain.tld"),
+        ("jane@example.com, john@example.com", "two email addresses in one field: send one"),
+    ],
+)
+def test_email_rule_a_refused_email_says_why_on_both_paths(email: str, cause: str) -> None:
+    """Rule (identity._why_no_address, user_data.email): an empty email and the commonest
+    non-addresses were all told "not an email address (expected local@domain.tld)"; each now
+    says its cause, with the same path and code (invalid_email), by both paths alike. An empty
+    one is told so, as an empty phone is."""
+    event = page_view()
+    event["user_data"]["email"] = email
+    for result in _both_paths(event):
+        assert [(p.path, p.code, p.message) for p in result.report.problems] == [
+            ("events[0].user_data.email", "invalid_email", f"not an email address ({cause})")
+        ]
 
 
 @pytest.mark.parametrize(

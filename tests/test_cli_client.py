@@ -73,7 +73,7 @@ def test_validate_prints_file_line_and_path_of_every_problem_and_exits_1(tmp_pat
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert lines[:-1] == [
-        f"{file}:2: error: user_data.email: not an email address (expected local@domain.tld) [invalid_email]",
+        f"{file}:2: error: user_data.email: not an email address (no @ in it: expected local@domain.tld) [invalid_email]",
         f"{file}:3: error: events[1].event_time: event_time is a JSON number of epoch milliseconds"
         " (1733000000000 is 2024-11-30T20:53:20Z), not a string [wrong_type]",
         f"{file}:4: error: ip: ip must be an IPv4 address; AppsFlyer does not take IPv6 [invalid_ip]",

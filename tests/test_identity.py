@@ -3,10 +3,12 @@ hashlib on the literal normalised string, never by the code under test."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import random
 import re
+import time
 import unicodedata
 from pathlib import Path
 
@@ -85,6 +87,11 @@ def test_phone_rule_international_length_is_checked_against_the_country() -> Non
         ("+36 06 20 123 4567", "36201234567"),  # Hungary's trunk prefix is 06
         ("+61 04 1234 5678", "61412345678"),
         ("tel:+44-07700-900123", "447700900123"),
+        ("+44 (0)20 7946 0958", "442079460958"),  # the UK's written form: (0) beside the country code
+        ("+44 (0) 7700 900123", "447700900123"),
+        ("+44(0)2079460958", "442079460958"),
+        ("0044 (0)20 7946 0958", "442079460958"),
+        ("+49 (0)30 12345678", "493012345678"),
     ],
 )
 def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(raw: str, digits: str) -> None:
@@ -93,7 +100,9 @@ def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(r
     phonenumbers' national_prefix), which that form leaves out, is hashed without it when
     with it it is no number of the country (its length, or its pattern) and without it one;
     trunk_prefix_removed says so (the warning phone_trunk_prefix_removed). `+44 07700 900123`
-    was hashed as 4407700900123, which never matches, with only phone_not_possible."""
+    was hashed as 4407700900123, which never matches, with only phone_not_possible. One
+    written `(0)` beside the country code (`+44 (0)20 7946 0958`) was hashed the same, with no
+    warning, while `+44 020 …` had one: it is said too."""
     phone = normalise_phone(raw)
     assert phone == NormalisedPhone(digits, True, True, True)
     assert hash_phone(raw) == sha(digits)
@@ -106,7 +115,6 @@ def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(r
     [
         ("+39 06 1234 5678", "390612345678", True),  # Italy: the 0 is part of the number
         ("+225 07 07 12 34 56", "2250707123456", True),  # Côte d'Ivoire likewise, since 2021
-        ("+44 (0)20 7946 0958", "442079460958", True),  # written apart: read as before, no warning
         ("+44 7700 900123", "447700900123", True),
         ("+7 8 916 123 4567", "789161234567", False),  # Russia's trunk prefix 8: no 0, not read
         ("+1 0 650 555 1212", "106505551212", False),  # the NANP's is 1
@@ -221,7 +229,7 @@ def test_email_rule_is_trimmed_lowercased_and_hashed(raw: str, normalised: str) 
 
 @pytest.mark.parametrize(
     "raw",
-    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b.c-", "a.b.c@d.e.f"],
+    ["jane.doe+ads@example.com", "j_doe1987@mail.co.uk", "a@b.c", "x%y@a-b.example", "a@b--c.d", "a.b.c@d.e.f"],
 )
 def test_email_rule_an_address_already_normalised_is_taken_as_sent(raw: str) -> None:
     """The usual address skips trimming and lower-casing (a cheaper pattern tells it)."""
@@ -254,6 +262,7 @@ def _an_address(text: str) -> bool:
         and local[0] != "'" != local[-1]
         and len(labels) >= 2
         and all(label and all(c in label_chars or not c.isascii() for c in label) for label in labels)
+        and not any(label[:1] == "-" or label[-1:] == "-" for label in labels)
     )
 
 
@@ -291,7 +300,7 @@ def test_email_rule_the_already_normalised_shortcut_answers_as_the_rule() -> Non
     ("plain", "written"),
     [
         ("+16505551212", "+1 (650) 555-1212"),
-        ("+447911123456", "+44 (0)7911 123456"),
+        ("+4407911123456", "+44 (0)7911 123456"),  # the trunk prefix said either way
         ("+4407911123456", "+44 07911 123456"),
         ("+33612345678", "0033 6 12 34 56 78"),
         ("+99912345", "+999 12345"),
@@ -474,15 +483,41 @@ def test_email_rule_what_stays_no_address_once_read_is_refused(raw: str) -> None
         "\u201cjane@example.com\u201d",  # a word processor's
         "\u2018jane@example.com\u2019",
         "'<jane@example.com>';",
+        "jane@example.com (Jane)",  # an RFC 5322 comment after the address
+        "Jane@Example.com(Jane Doe, work)",
+        "(Jane) jane@example.com",  # and before it
+        "(Jane)jane@example.com",
+        "(Jane) (work) jane@example.com",
+        "Jane Doe <jane@example.com> (work)",
+        "(Jane) <jane@example.com>",
+        "jane@example.com (Jane);",
+        "jane@example.com. (Jane)",
     ],
 )
 def test_email_rule_an_address_wrapped_as_a_person_writes_it_is_the_address(raw: str) -> None:
     """Rule (identity.normalise_email, _unwrapped): an address in angle brackets, maybe after a
-    display name, in a pair of matching quotes, or followed by a list's `,` or `;`, is the
-    address a person reads there. They were hashed as sent, brackets and all (never matching),
-    or refused (a display name's space)."""
+    display name, in a pair of matching quotes, followed by a list's `,` or `;`, or beside an
+    RFC 5322 comment (`jane@example.com (Jane)`, `(Jane) jane@example.com`), is the address a
+    person reads there. They were hashed as sent, brackets and all (never matching), or
+    refused (a display name's space; a comment, as `Jane Doe <…>` was read and
+    `jane@example.com (Jane)` was not)."""
     assert identity.normalise_email(raw) == "jane@example.com"
     assert hash_email(raw) == sha("jane@example.com")
+
+
+@pytest.mark.parametrize("quote", ["'", '"', "\u201c"])
+def test_email_rule_an_address_wrapped_deeper_than_a_person_wraps_one_is_refused_at_once(quote: str) -> None:
+    """Rule (identity._unwrapped, _MAX_WRAPPINGS): a hostile value of 200,000 pairs of quotes
+    around an address was unwrapped a pair at a time, each a copy of the rest: 1.2 s of the
+    event loop for a 400 KB email, quadratic. Eight layers are taken off at most (a person's
+    take three: `'<jane@example.com>';`); a value wrapped deeper is refused, at once."""
+    closing = identity._QUOTE_PAIRS[quote]
+    assert identity.normalise_email(quote * 8 + "jane@example.com" + closing * 8) == "jane@example.com"
+    started = time.perf_counter()
+    for depth in (9, 200_000):
+        with pytest.raises(InvalidIdentifier):
+            identity.normalise_email(quote * depth + "jane@example.com" + closing * depth)
+    assert time.perf_counter() - started < 0.25
 
 
 @pytest.mark.parametrize(
@@ -512,6 +547,12 @@ def test_email_rule_an_address_wrapped_as_a_person_writes_it_is_the_address(raw:
         "jane@example.com\u3002",  # punctuation past ASCII
         "\u00abjane@example.com\u00bb",
         "jane,doe@example.com",
+        "(jane@example.com)",  # a comment holding an address, not one beside it
+        "jane@example.com (a@example.com)",
+        "jane@example.com (Jane (work))",  # nested: none read
+        "jane@example.com)",  # a parenthesis without its pair
+        "(jane@example.com",
+        "jane(work)@example.com",  # a comment inside the address: none read
     ],
 )
 def test_email_rule_stray_punctuation_is_refused_never_hashed_as_sent(raw: str) -> None:
@@ -521,10 +562,114 @@ def test_email_rule_stray_punctuation_is_refused_never_hashed_as_sent(raw: str) 
     was refused), a digest nothing matches, with no warning. The usual address's shortcut
     (_NORMALISED_EMAIL) takes none of them."""
     assert identity._NORMALISED_EMAIL.fullmatch(raw) is None
-    with pytest.raises(InvalidIdentifier, match=r"^not an email address \(expected local@domain.tld\)$"):
+    with pytest.raises(InvalidIdentifier, match=r"^not an email address \(.+\)$"):
         identity.normalise_email(raw)
     with pytest.raises(InvalidIdentifier):
         hash_email(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "cause"),
+    [
+        ("", "it is empty: send the address, or leave the field out"),
+        ("  \t", "it is empty: send the address, or leave the field out"),
+        ("mailto:", "no address in it: expected local@domain.tld"),
+        ("janedoe.example.com", "no @ in it: expected local@domain.tld"),
+        ("jane@@example.com", "more than one @: an address has one, between the local part and the domain"),
+        ("jane@example.com@", "more than one @: an address has one, between the local part and the domain"),
+        ("jane@example.com, john@example.com", "two email addresses in one field: send one"),
+        ("jane@example.com;john@example.com", "two email addresses in one field: send one"),
+        ("a@example.com b@example.com c@example.com", "several email addresses in one field: send one"),
+        ("<a@example.com>, <jane@example.com>", "two email addresses in one field: send one"),
+        ("@example.com", "nothing before the @: expected local@domain.tld"),
+        ("jane@", "nothing after the @: expected local@domain.tld"),
+        ("jane@example", "no dot in the domain after the @: expected local@domain.tld"),
+        ("jane doe@example.com", "a space inside it: an address holds none"),
+        ("jane@example .com", "a space inside it: an address holds none"),
+        ("jane@example..com", "two dots in a row: an address holds none"),
+        ("ja..ne@example.com", "two dots in a row: an address holds none"),
+        (".jane@example.com", "a dot at the start or end of the part before the @"),
+        ("jane.@example.com", "a dot at the start or end of the part before the @"),
+        ("jane@.example.com", "a dot at the start or end of the domain"),
+        ("jane@example.com..", "a dot at the start or end of the domain"),
+        ("jane@-example.com", "a part of the domain starts or ends with a hyphen, as no hostname's does"),
+        ("jane@example.com/", "a / in it, as a URL or a path has: no address holds one"),
+        ("<jane@example.com", "an angle bracket without its pair"),
+        ("'jane@example.com", "a quote without its pair, or around the part before the @"),
+        ('"jane"@example.com', "a quote without its pair, or around the part before the @"),
+        ("(jane@example.com)", "a parenthesis without its pair, around the address, or in a comment beside it"),
+        ("jane,doe@example.com", "a comma in it: no address holds one"),
+        ("jane@exa_mple.com", "an underscore in the domain: a domain holds letters, digits, hyphens and dots alone"),
+        ("jane@exa!mple.com", "the character ! in the domain: a domain holds letters, digits, hyphens and dots alone"),
+        ("ja\x00ne@example.com", "the character U+0000 in it: no address holds one"),
+        ("jane@example.com\u3002", "the character U+3002 in it, punctuation or a space: no address holds one"),
+    ],
+)
+def test_email_rule_a_refusal_says_its_cause(raw: str, cause: str) -> None:
+    """Rule (identity._why_no_address): a refused email says why, in words, the commonest
+    causes each their own (empty, no @, two, nothing before or after it, no dot in the domain,
+    a space, "..", two addresses), never the value; every refusal said "expected
+    local@domain.tld", whatever it was. The code (invalid_email; AppsFlyer's invalid_hash) and
+    the path are the same."""
+    with pytest.raises(InvalidIdentifier) as refused:
+        hash_email(raw)
+    assert str(refused.value) == f"not an email address ({cause})"
+    assert "jane" not in str(refused.value) and "example" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "jane@-example.com",
+        "jane@example-.com",
+        "jane@example.-com",
+        "jane@example.com-",
+        "jane@mail.-example.com",
+        "Jane@-Example.com",  # the slow path's too
+        "jane@-ex\u00e4mple.com",
+        "jane@example.com-.",
+    ],
+)
+def test_email_rule_a_domain_label_starting_or_ending_with_a_hyphen_is_refused(raw: str) -> None:
+    """Rule (identity._ADDRESS, _NORMALISED_EMAIL): a domain's label is a hostname's (RFC 1123),
+    none starting or ending with a hyphen: `jane@-example.com` is no address, refused
+    (invalid_email, invalid_hash) as other non-addresses are. It was hashed as sent, never
+    matching, by the usual address's shortcut. A hyphen inside a label is one of its
+    characters (`jane@my-shop.example`, an IDN's `xn--`)."""
+    assert identity._NORMALISED_EMAIL.fullmatch(raw) is None
+    with pytest.raises(InvalidIdentifier):
+        identity.normalise_email(raw)
+    with pytest.raises(InvalidIdentifier):
+        hash_email(raw)
+
+
+@pytest.mark.parametrize("address", ["jane@my-shop.example", "jane@xn--exmple-cua.com", "j-@a--b.c-d.example"])
+def test_email_rule_a_hyphen_inside_a_domain_label_is_kept(address: str) -> None:
+    assert identity.normalise_email(address) == address
+    assert hash_email(address) == sha(address)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "mailto:",
+        "Jane Doe <jane@example.com>",
+        "pair of quotes",
+        "pasted list's",
+        "jane@example.com (Jane)",
+        "jane@example.com.",
+    ],
+)
+def test_hash_emails_docstring_and_the_sdk_guide_name_the_forms_it_reads(form: str) -> None:
+    """hash_email's docstring said "SHA-256 of the trimmed, lower-cased email" and docs/sdk.md
+    named it nowhere: a user hashing an audience list could not know that `Jane Doe
+    <jane@example.com>` or `jane@example.com (Jane)` gives the digest of `jane@example.com`.
+    Both name each form (the guide's example runs: tests/test_docs.py)."""
+    root = Path(__file__).resolve().parent.parent
+    source = ast.parse((root / "capigate" / "identity.py").read_text(encoding="utf-8"))  # compiled: no __doc__
+    (function,) = [f for f in source.body if isinstance(f, ast.FunctionDef) and f.name == "hash_email"]
+    assert form in (ast.get_docstring(function) or "").replace("\n", " ")
+    assert form in (root / "docs" / "sdk.md").read_text(encoding="utf-8").replace("\n", " ")
 
 
 @pytest.mark.parametrize("address", ["o'brien@example.com", "jane.o'brien+ads@example.com", "a!#$&*=?^`{|}~@x.co"])
