@@ -622,8 +622,8 @@ def normalise_phone(raw: str, region: str | None = None) -> NormalisedPhone:
         if not digits.isdigit() or not digits.isascii():
             raise _not_digits(text)
         phone = _with_country_code(digits)
-        if written_trunk and not phone.trunk_prefix_removed:  # said as "+44 020 ..." is (a trial)
-            return NormalisedPhone(phone.digits, phone.possible, True, True)
+        if written_trunk and not phone.trunk_prefix_removed:
+            return _written_trunk_prefix(digits, phone)
         return phone
     if not text.isdigit() or not text.isascii():
         raise _not_digits(text)
@@ -673,6 +673,16 @@ def _with_country_code(digits: str) -> NormalisedPhone:
         if without is not None:
             return NormalisedPhone(without, True, True, True)
     return NormalisedPhone(digits, national in lengths, True)
+
+
+def _written_trunk_prefix(digits: str, phone: NormalisedPhone) -> NormalisedPhone:
+    """``phone``, the number ``digits`` left once a ``(0)`` written after the country code was
+    taken out, said as ``+44 020 ...`` is (a trial); but where the country has no trunk prefix
+    its 0 is part of the number (Italy's ``+39 (0)6 ...`` is ``+39 06 ...``): put back."""
+    size = _COUNTRY_BY_HEAD[digits[:3]][0]  # _with_country_code looked it up
+    if _trunk_prefix(digits[:size]) is None:
+        return _with_country_code(f"{digits[:size]}0{digits[size:]}")
+    return NormalisedPhone(phone.digits, phone.possible, True, True)
 
 
 def _without_trunk_prefix(digits: str, size: int) -> str | None:

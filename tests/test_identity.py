@@ -110,6 +110,15 @@ def test_phone_rule_a_trunk_prefix_after_the_country_code_is_left_out_and_said(r
     assert hash_phone_checked(raw) == HashedPhone(sha(digits), True, True, True)
 
 
+@pytest.mark.parametrize("raw", ["+39 (0)6 1234 5678", "0039 (0)6 1234 5678", "+39(0)612345678"])
+def test_phone_rule_a_written_0_where_the_country_has_no_trunk_prefix_is_part_of_the_number(raw: str) -> None:
+    """Rule (identity._written_trunk_prefix): Italy's 0 is part of the number in international
+    form too, so `+39 (0)6 …` is `+39 06 …`, nothing left out and nothing said; the (0) was
+    dropped as the UK's is, which hashed a number that does not exist, and said it a trunk prefix."""
+    assert normalise_phone(raw) == NormalisedPhone("390612345678", True, True, False)
+    assert hash_phone(raw) == hash_phone("+39 06 1234 5678")
+
+
 @pytest.mark.parametrize(
     ("raw", "digits", "possible"),
     [
