@@ -7,8 +7,9 @@ ignored (a new user's trial stored ``event_time`` 5 from a body that gave it twi
 
 msgspec cannot tell a repeated key, so the exact check here reads the text again with
 ``json.loads``, recording each object's keys (``repeated_keys``). That costs as much as the
-decode and more: the callers run it only when a cheap count says a key may repeat
-(``may_repeat``, and the typed Axon path's lengths, ``axon/typed.py``).
+decode and more: the callers run it only when a count of colons says a key may repeat
+(``may_repeat``; the typed Axon path counts its events' payloads, encoded already:
+``axon/typed.py``).
 """
 
 from __future__ import annotations
