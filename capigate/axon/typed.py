@@ -226,7 +226,7 @@ def _said_repeated(body: bytes, result: BodyCheck) -> None:
     only when its count of colons differs from its events' encoded again, and the events key's
     (a repeated pair's colon is in the body alone), or when it escapes a colon, which would
     hide one (ESCAPED_COLON). Two counts in C over the body's bytes: a clean body is not read
-    again. An explicit null the payload leaves out is read again, and found clean."""
+    again."""
     colons = 1  # events'
     for event in result.events:
         colons += event.payload.count(58)
