@@ -218,7 +218,7 @@ def _checked_by(problem_of: Callable[[str], str | None]) -> Check:
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
         if value is None:
             return None
-        from capigate.client.cli_gateway import given_as
+        from capigate.client._options import given_as
 
         problem = problem_of(value)
         if problem is None:
@@ -230,7 +230,7 @@ def _checked_by(problem_of: Callable[[str], str | None]) -> Check:
 
 def _client_port(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """curl's port, one to connect to as env's, events' and quality's: 1 to 65535 (a trial)."""
-    from capigate.client.cli_gateway import client_port
+    from capigate.client._options import client_port
 
     return client_port(ctx, param, value)
 
