@@ -17,7 +17,7 @@ import msgspec
 from capigate.checking import Report
 from capigate.epoch import MAX_EPOCH_MILLIS
 from capigate.errors import Problem
-from capigate.http.api import EVENT_APIS, admin_refusal, unknown_parameters
+from capigate.http.api import EVENT_APIS, admin_refusal, refused_admin_get
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
 from capigate.http.params import Query, query_choice, query_integer, query_time
@@ -101,11 +101,7 @@ def _invalid(problems: list[Problem]) -> Response:
 
 
 async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
-    if denied:
-        return denied
-    refused = unknown_parameters(request)
+    refused = await refused_admin_get(request, gateway, outcome, hint=_LOG_IN)
     if refused:
         return refused
     now = _now_ms()
@@ -120,10 +116,9 @@ async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> R
 async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``since``, ``until`` (epoch ms or ISO 8601; default the last hour) and ``bucket`` (ms; default a
     sixtieth of the window), ``source`` (default all)."""
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
-    if denied:
-        return denied
+    refused = await refused_admin_get(request, gateway, outcome, takes_query=True, hint=_LOG_IN)
+    if refused:
+        return refused
     report = Report()
     now = _now_ms()
     q = Query(request.query, request.repeated)
@@ -153,10 +148,9 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
 async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``source``, ``api`` and ``name`` (default all), ``since`` and ``until`` (epoch ms or
     ISO 8601; default the last 24 hours), widened to whole hours, or days (quality.py)."""
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
-    if denied:
-        return denied
+    refused = await refused_admin_get(request, gateway, outcome, takes_query=True, hint=_LOG_IN)
+    if refused:
+        return refused
     report = Report()
     q = Query(request.query, request.repeated)
     until = query_time(q, "until", report)
