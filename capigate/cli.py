@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import click
 
 import capigate.worker_env as worker_env
+from capigate.client._options import address_options
 from capigate.config import (
     Config,
     ineffective_settings,
@@ -218,7 +219,7 @@ def _checked_by(problem_of: Callable[[str], str | None]) -> Check:
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
         if value is None:
             return None
-        from capigate.client.cli_gateway import given_as
+        from capigate.client._options import given_as
 
         problem = problem_of(value)
         if problem is None:
@@ -226,13 +227,6 @@ def _checked_by(problem_of: Callable[[str], str | None]) -> Check:
         raise click.ClickException(f"{given_as(ctx, param, value)}: {problem}")
 
     return check
-
-
-def _client_port(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    """curl's port, one to connect to as env's, events' and quality's: 1 to 65535 (a trial)."""
-    from capigate.client.cli_gateway import client_port
-
-    return client_port(ctx, param, value)
 
 
 def _workers_problem(value: str) -> str | None:
@@ -393,10 +387,7 @@ def serve(
     help="The gateway's base URL (default: from --host and --port); CAPIGATE_URL yields to --host, --port or "
     "--config given.",
 )
-@click.option(
-    "--host", envvar="CAPIGATE_HOST", show_envvar=True, help="The gateway's address (default: [server] host)."
-)
-@_port_option("The gateway's port, 1 to 65535 (default: [server] port).", _client_port)
+@address_options  # env's, events' and quality's: one port to connect to, 1 to 65535 (a trial)
 def curl(config_path: Path, source: str | None, url: str | None, host: str | None, port: int | None) -> None:
     """Print a curl that sends a demo event (current, complete) to SOURCE, a pixel or app id,
     with its key (default: the first pixel's and the first app's)."""

@@ -18,7 +18,7 @@ Series:
     capigate_request_duration_seconds{endpoint}        histogram
     capigate_events_total{source, outcome}             outcome: accepted | refused | duplicate
     capigate_warnings_total{source, code}
-    capigate_relay_attempts_total{destination, result} result: delivered | retry | dead
+    capigate_relay_attempts_total{destination, result} result: delivered | retry | split | dead | interrupted
     capigate_relay_attempt_duration_seconds{destination}  histogram
     capigate_relay_queue_depth{destination, state}     state: pending | dead (gauge)
     capigate_relay_oldest_pending_age_seconds{destination}  gauge

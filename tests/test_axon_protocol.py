@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,6 +70,50 @@ def test_a_key_sent_in_an_authentication_header_is_401_with_a_hint_to_authorizat
         assert r.status_code == 401 and "it came in 'authentication'" in r.json()["message"], blank
     wrong = post(server, batch(page_view()), headers={"Authorization": "nope", "authentication": "key-std"})
     assert "header" not in wrong.json()["message"]
+
+
+def test_an_unknown_pixel_a_wrong_key_and_no_key_get_one_answer_the_journal_says_which(server: Server) -> None:
+    """Every Axon 401 was journaled as it was answered, "unknown pixel_id or wrong Authorization
+    key": the operator could not tell an unknown pixel from a wrong key (another pixel's) or a
+    client that sent none, where the AppsFlyer endpoint's journal says which (a trial). The
+    answer stays AppLovin's one 401; the journal entry says which it was, as AppsFlyer's does."""
+    tag = f"which-{time.time_ns()}"
+    sent = {
+        (
+            "px_std",
+            "nope",
+        ): "unknown pixel_id or wrong Authorization key (journal only: the pixel is configured; the key is not its key)",
+        (
+            "px_std",
+            "key-lead",
+        ): "unknown pixel_id or wrong Authorization key (journal only: the pixel is configured; the key is not its key)",
+        (
+            "px_nope",
+            "key-std",
+        ): "unknown pixel_id or wrong Authorization key (journal only: no pixel with this id is configured)",
+        ("px_std", ""): "no key in the Authorization header (journal only: the pixel is configured)",
+        ("px_nope", ""): "no key in the Authorization header (journal only: no pixel with this id is configured)",
+    }
+    answers = {}
+    for pixel, key in sent:
+        headers = {"X-Capigate-Test": f"{tag}-{pixel}-{key}", **({"Authorization": key} if key else {})}
+        r = post(server, batch(page_view()), pixel=pixel, headers=headers)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="capigate"', r.text
+        answers[pixel, key] = r.json()
+    assert len({json.dumps(a, sort_keys=True) for (_, key), a in answers.items() if key}) == 1, answers
+    assert len({json.dumps(a, sort_keys=True) for (_, key), a in answers.items() if not key}) == 1, answers
+    assert "journal only" not in json.dumps(list(answers.values()))
+    for (pixel, key), said in sent.items():
+        entries: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 5
+        while not entries and time.monotonic() < deadline:
+            with server.admin() as c:
+                entries = c.get("/api/requests", params={"test_tag": f"{tag}-{pixel}-{key}"}).json()["requests"]
+        [entry] = entries
+        assert (entry["source"], entry["status"]) == (pixel, 401), entry
+        assert [(p["path"], p["code"], p["message"]) for p in entry["problems"]] == [
+            ("authorization", "unauthorized", said)
+        ], entry
 
 
 def test_unknown_pixel_is_401(server: Server) -> None:

@@ -736,6 +736,38 @@ def test_curl_and_env_take_host_and_port_given_over_an_exported_capigate_url(tmp
         assert both.returncode == 2 and "give --url or --port, not both" in said, said
 
 
+def test_events_and_quality_take_host_and_port_as_env_and_curl_do(server: Server, tmp_path: Path) -> None:
+    """`./scripts/serve --port 18150`, then `capigate events --port 18150` was "No such option:
+    --port" (a trial), where env and curl take the address the gateway was started with: events
+    and quality take the same --host and --port, given over the file's and over an exported
+    CAPIGATE_URL, as curl's; --url given with either is a usage error, as theirs is."""
+    dedupe_id = _sent(server, "host-port")
+    config = tmp_path / "capigate.toml"  # the file's port is not the one the gateway listens on
+    config.write_text(DEFAULT_CONFIG.replace("[server]", f"[server]\nport = {free_port()}"))
+    stale = {"CAPIGATE_URL": f"http://127.0.0.1:{free_port()}"}  # an earlier `eval "$(capigate env)"`
+    port = str(server.port)
+    for options in (("--port", port), ("--host", "127.0.0.1", "--port", port), ("--host", "0.0.0.0", "--port", port)):
+        done = capigate("events", *options, "--test-tag", "host-port", cwd=tmp_path, **stale)
+        assert done.returncode == 0 and dedupe_id in done.stdout, (options, done.stderr)
+    quality = capigate("quality", "--port", port, "--source", "px_std", cwd=tmp_path, **stale)
+    assert quality.returncode == 0, quality.stderr
+    # Without a file to read, the token given and --port name the gateway.
+    (elsewhere := tmp_path / "elsewhere").mkdir()
+    bare = capigate("events", "--port", port, "--token", ADMIN, "--test-tag", "host-port", cwd=elsewhere)
+    assert bare.returncode == 0 and dedupe_id in bare.stdout, bare.stderr
+    # The address used is the one said when nothing answers there.
+    nobody = str(free_port())
+    unanswered = capigate("events", "--port", nobody, cwd=tmp_path, **stale)
+    said = " ".join(unanswered.stderr.split())
+    assert unanswered.returncode == 1 and f"nothing answers at http://127.0.0.1:{nobody} (given with --port)" in said
+    for command in ("events", "quality"):
+        both = capigate(command, "--url", server.url, "--port", port, cwd=tmp_path)
+        said = " ".join(both.stderr.split())
+        assert both.returncode == 2 and "give --url or --port, not both" in said, said
+        refused = capigate(command, "--port", "0", cwd=tmp_path)
+        assert (refused.returncode, refused.stderr) == (1, "Error: --port 0: a port is 1 to 65535\n"), refused.stderr
+
+
 def test_events_and_quality_take_the_config_given_over_an_exported_url_and_token(
     server: Server, tmp_path: Path
 ) -> None:

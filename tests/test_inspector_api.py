@@ -7,10 +7,11 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import ADMIN, Server
+from tests.conftest import ADMIN, DEFAULT_CONFIG, Server, make_server
 from tests.helpers import batch, purchase
 
 
@@ -324,6 +325,66 @@ def test_a_test_event_for_the_other_apis_source_is_named_as_such(server: Server)
     with server.admin() as c:
         sent = c.post("/api/test-event", json={"source": "com.example.shop", "api": "appsflyer", "body": "{}"})
     assert sent.status_code == 200 and sent.json()["status"] == 400, sent.text
+
+
+def test_a_test_event_with_the_other_apis_body_says_it_looks_like_that_apis(server: Server) -> None:
+    """An AppsFlyer event sent to an Axon pixel was answered Axon's `events: missing_field`,
+    an Axon batch sent to an AppsFlyer app AppsFlyer's `appsflyer_id is a mandatory field`,
+    with no hint that the body was the other API's (a trial). Such a body is refused as the
+    other problems of a test event are, at `body`, saying what it looks like and where it goes."""
+    with server.admin() as c:
+        examples = {s["id"]: s["examples"][0]["body"] for s in c.get("/api/sources").json()["sources"]}
+
+        def refused(source: str, body: str, **ask: str) -> str:
+            answer = c.post("/api/test-event", json={"source": source, "body": body, **ask})
+            assert answer.status_code == 400, answer.text
+            error = answer.json()
+            assert error["error"] == "invalid_test_event", error
+            [(path, code, message)] = [(p["path"], p["code"], p["message"]) for p in error["problems"]]
+            assert (path, code) == ("body", "wrong_api"), error
+            return str(message)
+
+        appsflyer_body, axon_body = examples["com.example.shop"], examples["px_std"]
+        assert refused("px_std", appsflyer_body) == (
+            "the body looks like an AppsFlyer in-app event (it has appsflyer_id, eventName, eventValue), and "
+            "'px_std' is an Axon pixel, which takes {\"events\": [...]}: send it to an AppsFlyer app "
+            "('com.example.shop', 'id123456789', 'com.example.orders')"
+        )
+        assert refused("com.example.shop", axon_body) == (
+            "the body looks like an Axon batch (it has events), and 'com.example.shop' is an AppsFlyer app, which "
+            "takes one event (appsflyer_id, eventName, ...): send it to an Axon pixel ('px_std', 'px_lead', "
+            "'px_restricted')"
+        )
+        # Each API's own body, and a body of neither (or not JSON), is sent: the gateway's answer says the rest.
+        for source, body in (
+            ("px_std", axon_body),
+            ("com.example.shop", appsflyer_body),
+            ("px_std", '{"name": "purchase"}'),
+            ("com.example.shop", "[1, 2]"),
+            ("px_std", "{not json"),
+        ):
+            sent = c.post("/api/test-event", json={"source": source, "body": body})
+            assert sent.status_code == 200, (source, body, sent.text)
+
+
+def test_a_test_event_with_the_other_apis_body_names_the_source_of_that_api_with_the_same_id(
+    tmp_path: Path,
+) -> None:
+    """A pixel and an app of one id: the hint is the "api" that sends the body to the other."""
+    server = make_server(tmp_path, DEFAULT_CONFIG + '\n[[appsflyer.apps]]\napp_id = "px_std"\nkeys = ["af-shared"]\n')
+    server.start()
+    try:
+        with server.admin() as c:
+            appsflyer = '{"appsflyer_id": "1415211453000-6513711", "eventName": "af_purchase"}'
+            answer = c.post("/api/test-event", json={"source": "px_std", "body": appsflyer})
+            [problem] = answer.json()["problems"]
+            said = ': send "api": "appsflyer" to send it to the AppsFlyer app of this id'
+            assert problem["message"].endswith(said), problem
+            answer = c.post("/api/test-event", json={"source": "px_std", "api": "appsflyer", "body": '{"events": []}'})
+            [problem] = answer.json()["problems"]
+            assert problem["message"].endswith(': send "api": "axon" to send it to the Axon pixel of this id'), problem
+    finally:
+        server.stop()
 
 
 def test_the_openapi_document_describes_the_test_events_fields(server: Server) -> None:

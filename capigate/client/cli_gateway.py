@@ -24,7 +24,7 @@ import httpx
 import msgspec
 from click.core import ParameterSource
 
-from capigate.client._options import config_option
+from capigate.client._options import address_options, config_option
 from capigate.config import Config, load_config
 from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem, TransportError
 from capigate.identity import contains_email, holds_international_phone
@@ -43,7 +43,6 @@ __all__ = [
     "events",
     "explicit_url",
     "gateway_url",
-    "given_as",
     "missing_config",
     "port_variable",
     "read_config",
@@ -54,7 +53,7 @@ __all__ = [
 ]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
-_DEFAULT_URL = "http://127.0.0.1:8080"
+_DEFAULT_HOST, _DEFAULT_PORT = "127.0.0.1", 8080  # without a configuration to read
 _encode = msgspec.json.Encoder().encode
 
 
@@ -110,26 +109,6 @@ def port_variable(*, listening: bool = False) -> int | None:
     return int(given)
 
 
-def given_as(ctx: click.Context, param: click.Parameter, value: object) -> str:
-    """How an option's value was given, for the one line of a configuration mistake:
-    ``CAPIGATE_PORT=abc`` when it came from its variable, else ``--port abc``."""
-    source = ctx.get_parameter_source(param.name or "")
-    envvar = param.envvar if isinstance(param.envvar, str) else None
-    if source is ParameterSource.ENVIRONMENT and envvar:
-        return f"{envvar}={value}"
-    return f"{param.opts[0]} {value}"
-
-
-def client_port(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    """A port a client connects to: 1 to 65535 (serve's 0, any free port, is none to reach).
-    A wrong one is a configuration mistake: one line, status 1, as serve's."""
-    if value is None:
-        return None
-    if (problem := port_problem(value)) is not None:
-        raise click.ClickException(f"{given_as(ctx, param, value)}: {problem}")
-    return int(value)
-
-
 def local_url(host: str, port: int) -> str:
     """The URL a client on this machine reaches a server listening on ``host`` at: a wildcard
     address as 127.0.0.1."""
@@ -146,14 +125,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _admin_options(command: F) -> F:
     """The options of a command that reads the admin API (events, quality): where the gateway
-    is and its token, each from the option, its variable, then the configuration."""
+    is and its token, each from the option, its variable, then the configuration; --host and
+    --port as env's and curl's."""
     url = click.option(
         "--url",
         "base_url",
         envvar="CAPIGATE_URL",
         show_envvar=True,
-        help="The gateway's base URL; without it or CAPIGATE_URL, the configuration's host and port. "
-        "CAPIGATE_URL and CAPIGATE_ADMIN_TOKEN yield to --config given.",
+        help="The gateway's base URL; without it or CAPIGATE_URL, from --host and --port. CAPIGATE_URL yields to "
+        "--host, --port or --config given, CAPIGATE_ADMIN_TOKEN to --config given.",
     )
     token = click.option(
         "--token",
@@ -161,7 +141,9 @@ def _admin_options(command: F) -> F:
         show_envvar=True,
         help="Admin token; without it or CAPIGATE_ADMIN_TOKEN, the configuration's.",
     )
-    return url(token(config_option("The gateway's configuration (its address and admin token).")(command)))
+    return url(
+        address_options(token(config_option("The gateway's configuration (its address and admin token).")(command)))
+    )
 
 
 class _Gap:
@@ -181,14 +163,7 @@ class _Gap:
 @click.command()
 @config_option("The gateway's configuration.")
 @click.option("--url", help="The gateway's base URL (default: from --host and --port); not read from CAPIGATE_URL.")
-@click.option("--host", help="The gateway's address (default: CAPIGATE_HOST, else [server] host).")
-@click.option(
-    "--port",
-    type=str,
-    metavar="INTEGER",
-    callback=client_port,
-    help="The gateway's port (default: CAPIGATE_PORT, else [server] port).",
-)
+@address_options
 def env(config_path: Path, url: str | None, host: str | None, port: int | None) -> None:
     """Print the gateway's address and keys as shell exports: eval "$(capigate env)".
 
@@ -246,27 +221,41 @@ def checked_url(url: str, name: str = "base_url") -> str:
     return url.rstrip("/")
 
 
-def _gateway(url: str | None, token: str | None, config_path: Path) -> tuple[str, str]:
+def _gateway(
+    url: str | None, token: str | None, config_path: Path, host: str | None = None, port: int | None = None
+) -> tuple[str, str]:
     """(base URL, admin token): given ones first, else the configuration's. --config given on
     the command line names the gateway: its address and token win over CAPIGATE_URL and
-    CAPIGATE_ADMIN_TOKEN, exported by an earlier `capigate env`, perhaps of another gateway
-    (``explicit_url``); --url and --token given win over the file's. A malformed CAPIGATE_PORT
-    is refused first, whichever address wins (``port_variable``)."""
+    CAPIGATE_ADMIN_TOKEN, exported by an earlier `capigate env`, perhaps of another gateway;
+    --host or --port given sets CAPIGATE_URL aside too, as curl's and env's do (``explicit_url``);
+    --url and --token given win over the file's. A malformed CAPIGATE_PORT is refused first,
+    whichever address wins (``port_variable``)."""
     port_variable()
+    url = explicit_url(url, "base_url", "host", "port", "config_path")
     if _on_the_command_line("config_path"):
-        url = url if url_given() == "--url" else None
         token = token if _on_the_command_line("token") else None
     url = checked_url(url) if url else None
     if url and token:
         return url, token
     if not config_path.exists():
         if token:
-            return url or _DEFAULT_URL, token
+            return url or local_url(host or _DEFAULT_HOST, port or _DEFAULT_PORT), token
         raise click.UsageError(
             f"give --token (or CAPIGATE_ADMIN_TOKEN), or --config with the gateway's admin_token ({config_path} not found)"
         )
     config = read_config(config_path)
-    return url or gateway_url(config), token or config.server.admin_token
+    return url or gateway_url(config, host, port), token or config.server.admin_token
+
+
+def _address_given() -> str | None:
+    """Where the address a command that reads the admin API used came from, as ``_gateway``
+    took it: "--url", "CAPIGATE_URL", the options --host and --port given ("--port"), or None
+    (the configuration's, or the default's)."""
+    if (url := url_given()) == "--url":
+        return url
+    if options := _on_the_command_line("host", "port"):
+        return " and ".join(f"--{option}" for option in options)
+    return None if _on_the_command_line("config_path") else url
 
 
 def url_given(name: str = "base_url") -> str | None:
@@ -321,18 +310,19 @@ def read_failed(exc: CapigateError, base: str, config_path: Path) -> str:
         )
     if isinstance(exc, HTTPStatusError) and exc.status_code == 404:  # a base URL with /api is refused first
         return f"is {base} the gateway's base URL? ({exc})"
-    return unanswered(exc, base, config_path, given=url_given())
+    return unanswered(exc, base, config_path, given=_address_given())
 
 
 def unanswered(exc: CapigateError, base: str, config_path: Path, *, given: str | None) -> str:
     """What a command that reads the gateway at ``base`` says when it could not: a connection
-    refused names that address, where it came from (``given``: "--url" or "CAPIGATE_URL",
-    else the configuration) and how to give another (it said only "ConnectError: [Errno 111]
-    Connection refused" at 8080, of a gateway a trial had started with --port)."""
+    refused names that address, where it came from (``given``: "--url", "CAPIGATE_URL", or
+    options such as "--port", else the configuration) and how to give another (it said only
+    "ConnectError: [Errno 111] Connection refused" at 8080, of a gateway a trial had started
+    with --port)."""
     if not isinstance(exc.__cause__, httpx.ConnectError):
         return str(exc)
-    if given == "--url":
-        return f"nothing answers at {base} (given with --url): is the gateway running, at this address? ({exc})"
+    if given is not None and given.startswith("--"):
+        return f"nothing answers at {base} (given with {given}): is the gateway running, at this address? ({exc})"
     if given is not None:
         return (
             f"nothing answers at {base} (from {given}, which `capigate env` exports): is the gateway running? If "
@@ -523,6 +513,8 @@ _PII_TRANSACTION_ID = (
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line instead of a table.")
 def events(
     base_url: str | None,
+    host: str | None,
+    port: int | None,
     token: str | None,
     config_path: Path,
     show_requests: bool,
@@ -561,7 +553,7 @@ def events(
         raise click.UsageError(
             f"--api {api_name} finds requests (events come from {' or '.join(EVENT_APIS)}): add --requests"
         )
-    url, admin_token = _gateway(base_url, token, config_path)
+    url, admin_token = _gateway(base_url, token, config_path, host, port)
     printer = _Printer(_REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS, as_json=as_json)
     admin = GatewayAdmin(url, admin_token)
     try:

@@ -33,6 +33,8 @@ _encode = msgspec.json.Encoder().encode
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON, as the API gives it.")
 def quality(
     base_url: str | None,
+    host: str | None,
+    port: int | None,
     token: str | None,
     config_path: Path,
     source: str | None,
@@ -44,7 +46,7 @@ def quality(
     """Will the events match? Coverage of each match key, dedupe health and a verdict."""
     from capigate.client.admin import GatewayAdmin
 
-    url, admin_token = _gateway(base_url, token, config_path)
+    url, admin_token = _gateway(base_url, token, config_path, host, port)
     asked_at = time.time_ns() // 1_000_000
     try:
         with GatewayAdmin(url, admin_token) as admin:

@@ -58,7 +58,7 @@ __all__ = [
     "get_request",
     "get_requests",
     "post_replay",
-    "unknown_parameters",
+    "refused_admin_get",
 ]
 
 MAX_LIMIT = 1000
@@ -81,9 +81,10 @@ log = logging.getLogger("capigate.admin")
 JournalEntry = tuple[RequestView, bytes | None, list[tuple[str, str]]]
 
 
-async def admin_refusal(
-    request: Request, gateway: Gateway, outcome: Outcome, hint: str = "send Authorization: Bearer <admin_token>"
-) -> Response | None:
+_BEARER: Final = "send Authorization: Bearer <admin_token>"
+
+
+async def admin_refusal(request: Request, gateway: Gateway, outcome: Outcome, hint: str = _BEARER) -> Response | None:
     """None when the request is the admin's: the admin token as a bearer token, or a live
     inspector session. A wrong bearer token counts against its client in the throttle of
     /login (one counter: alternating the two doors gains nothing); past it a bearer token,
@@ -132,7 +133,22 @@ def _throttled(client: str | None, wait_s: int, outcome: Outcome) -> Response:
     return json_response(429, body, [("retry-after", str(wait_s))])
 
 
-def unknown_parameters(request: Request) -> Response | None:
+async def refused_admin_get(
+    request: Request, gateway: Gateway, outcome: Outcome, *, takes_query: bool = False, hint: str = _BEARER
+) -> Response | None:
+    """What every admin GET asks first: None when it is to be answered; else the answer that
+    refuses it. Its api is the admin API's (a refused token is journaled); the admin's token
+    or session (``admin_refusal``, ``hint`` its 401's message); and, for an endpoint that takes
+    no query parameter (not ``takes_query``: one that does refuses those it does not read
+    itself), none given."""
+    outcome.api = "admin"
+    denied = await admin_refusal(request, gateway, outcome, hint)
+    if denied is not None or takes_query:
+        return denied
+    return _unknown_parameters(request)
+
+
+def _unknown_parameters(request: Request) -> Response | None:
     """The 400 of an endpoint that takes no query parameter, given one: /api/outbox?x=1 was
     answered 200, where /api/events and /api/requests refuse a parameter they do not take
     (a misspelt filter is never a silently unfiltered answer)."""
@@ -144,10 +160,9 @@ def unknown_parameters(request: Request) -> Response | None:
 
 
 async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome)
-    if denied:
-        return denied
+    refused = await refused_admin_get(request, gateway, outcome, takes_query=True)
+    if refused:
+        return refused
     report = Report()
     q = Query(request.query, request.repeated)
     query = EventQuery(
@@ -183,10 +198,9 @@ def _kept_key(key: str, value: str) -> str:
 
 
 async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome)
-    if denied:
-        return denied
+    refused = await refused_admin_get(request, gateway, outcome, takes_query=True)
+    if refused:
+        return refused
     report = Report()
     q = Query(request.query, request.repeated)
     status, status_class = _status(q, report)
@@ -243,11 +257,7 @@ def _status(q: dict[str, str], report: Report) -> tuple[int | None, int | None]:
 
 async def get_request(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/requests/{request_id}``: the journal entry with its kept body and its events."""
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome)
-    if denied:
-        return denied
-    refused = unknown_parameters(request)
+    refused = await refused_admin_get(request, gateway, outcome)
     if refused:
         return refused
     raw = request.path[len(REQUEST_PREFIX) :]
@@ -300,11 +310,7 @@ def _kept_body(body: bytes | None) -> Any:
 
 async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/events/{id}``: the event, with every relay attempt and its upstream answer."""
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome)
-    if denied:
-        return denied
-    refused = unknown_parameters(request)
+    refused = await refused_admin_get(request, gateway, outcome)
     if refused:
         return refused
     raw = request.path[len(EVENT_PREFIX) :]
@@ -322,11 +328,7 @@ async def get_event(request: Request, gateway: Gateway, outcome: Outcome) -> Res
 
 async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``GET /api/outbox``: pending, dead and delivered events per relay destination."""
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome)
-    if denied:
-        return denied
-    refused = unknown_parameters(request)
+    refused = await refused_admin_get(request, gateway, outcome)
     if refused:
         return refused
     return json_response(200, OutboxPage(destinations=await gateway.store.outbox_depths()))

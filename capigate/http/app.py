@@ -314,14 +314,14 @@ class GatewayApp:
         if self.idle_reaper is not None:
             await self.idle_reaper.stop()
         await self._drain()
-        if self._flusher is not None:
+        if self._relay is not None:  # settles the attempts in flight while the store is open
+            await (self._relay_stop or self._relay.stop())
+            self._relay, self._relay_stop = None, None
+        if self._flusher is not None:  # after the relay's stop: the attempts it cut short are counted
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self.metrics.forget()
-        if self._relay is not None:  # settles the attempts in flight while the store is open
-            await (self._relay_stop or self._relay.stop())
-            self._relay, self._relay_stop = None, None
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

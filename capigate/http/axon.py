@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Final
 
 import msgspec
 
@@ -44,10 +45,7 @@ async def post_event(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     pixel = gateway.config.pixel(pixel_id)
     given = _given_key(request.headers.get("authorization"))
     if not _authorised(given, pixel) or pixel is None:
-        message = "unknown pixel_id or wrong Authorization key" if given else "no key in the Authorization header"
-        if not given and "authentication" in request.headers:
-            message += ": Axon reads the key from the 'Authorization' header; it came in 'authentication' (AppsFlyer's)"
-        return _error(401, "unauthorized", message, outcome, [Problem("authorization", "unauthorized", message)])
+        return _unauthorised(request, given, outcome, UNKNOWN_PIXEL if pixel is None else WRONG_KEY)
     if outcome.refused_tag is not None:
         return _error(400, "invalid_test_tag", outcome.refused_tag.message, outcome, [outcome.refused_tag])
     try:
@@ -117,6 +115,27 @@ def _authorised(given: str, pixel: AxonPixel | None) -> bool:
     expected = pixel.api_key.encode() if pixel is not None else _DUMMY_KEY
     # Compared even for an unknown pixel, so timing does not tell which pixel ids exist.
     return hmac.compare_digest(given.encode(), expected) and bool(given)
+
+
+# One answer for an unknown pixel_id, a wrong key (another pixel's too) and no key, as AppLovin
+# gives: it does not tell which pixel ids are configured. Which it was is said in the journal
+# only (the operator's), as the AppsFlyer endpoint says it of an unknown app and a wrong key.
+UNKNOWN_PIXEL: Final = "no pixel with this id is configured"
+WRONG_KEY: Final = "the pixel is configured; the key is not its key"
+KNOWN_PIXEL: Final = "the pixel is configured"  # and no key came: WRONG_KEY would say one did
+
+
+def _unauthorised(request: Request, given: str, outcome: Outcome, which: str) -> Response:
+    """The 401 of an unknown pixel_id or a missing or wrong key: the same answer for each. The
+    journal's problem says ``which`` too; the answer's never does."""
+    message = "unknown pixel_id or wrong Authorization key" if given else "no key in the Authorization header"
+    if which == WRONG_KEY and not given:
+        which = KNOWN_PIXEL
+    if not given and "authentication" in request.headers:
+        message += ": Axon reads the key from the 'Authorization' header; it came in 'authentication' (AppsFlyer's)"
+    answer = _error(401, "unauthorized", message, outcome, [Problem("authorization", "unauthorized", message)])
+    outcome.problems = [Problem("authorization", "unauthorized", f"{message} (journal only: {which})")]
+    return answer
 
 
 def _error(status: int, code: str, message: str, outcome: Outcome, problems: list[Problem] | None = None) -> Response:

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import heapq
 import time
+from typing import Final
 
 import msgspec
 
 from capigate.checking import Report
 from capigate.epoch import MAX_EPOCH_MILLIS
 from capigate.errors import Problem
-from capigate.http.api import EVENT_APIS, admin_refusal, unknown_parameters
+from capigate.http.api import EVENT_APIS, admin_refusal, refused_admin_get
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
 from capigate.http.params import Query, query_choice, query_integer, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.quality import quality_report, report_window
-from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources
+from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources, target_api
 from capigate.personal import shown_id
 from capigate.responses import ErrorBody
 from capigate.store.base import OutboxDepth, StatsBucket
@@ -87,6 +88,7 @@ class TestEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _decode_test_event = msgspec.json.Decoder(TestEvent).decode
+_decode_json = msgspec.json.Decoder().decode
 
 
 def _now_ms() -> int:
@@ -101,11 +103,7 @@ def _invalid(problems: list[Problem]) -> Response:
 
 
 async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
-    if denied:
-        return denied
-    refused = unknown_parameters(request)
+    refused = await refused_admin_get(request, gateway, outcome, hint=_LOG_IN)
     if refused:
         return refused
     now = _now_ms()
@@ -120,10 +118,9 @@ async def get_sources(request: Request, gateway: Gateway, outcome: Outcome) -> R
 async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``since``, ``until`` (epoch ms or ISO 8601; default the last hour) and ``bucket`` (ms; default a
     sixtieth of the window), ``source`` (default all)."""
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
-    if denied:
-        return denied
+    refused = await refused_admin_get(request, gateway, outcome, takes_query=True, hint=_LOG_IN)
+    if refused:
+        return refused
     report = Report()
     now = _now_ms()
     q = Query(request.query, request.repeated)
@@ -153,10 +150,9 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
 async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``source``, ``api`` and ``name`` (default all), ``since`` and ``until`` (epoch ms or
     ISO 8601; default the last 24 hours), widened to whole hours, or days (quality.py)."""
-    outcome.api = "admin"
-    denied = await admin_refusal(request, gateway, outcome, _LOG_IN)
-    if denied:
-        return denied
+    refused = await refused_admin_get(request, gateway, outcome, takes_query=True, hint=_LOG_IN)
+    if refused:
+        return refused
     report = Report()
     q = Query(request.query, request.repeated)
     until = query_time(q, "until", report)
@@ -269,6 +265,9 @@ async def post_test_event(request: Request, gateway: Gateway, outcome: Outcome) 
     if ask.api is not None and ask.api not in EVENT_APIS:
         said = f"api is one of {', '.join(EVENT_APIS)} (or left out: the pixel, else the app), not {ask.api[:40]!r}"
         return _bad_test_event(Problem("api", "invalid_value", said))
+    target = target_api(gateway.config, ask.source, ask.api)
+    if target is not None and (other := _other_apis_body(gateway, ask.source, ask.body, target)) is not None:
+        return _bad_test_event(other)
     if gateway.loopback is None:
         return json_response(503, ErrorBody(error="starting", message="the gateway is starting"))
     answer: Loopback | None = await send_to_self(
@@ -289,6 +288,55 @@ def _unknown_source(gateway: Gateway, source: str, api: str | None) -> Problem:
         said = f'{source!r} is an Axon pixel, not an AppsFlyer app: send "api": "axon" (or leave api out)'
         return Problem("api", "wrong_api", said)
     return Problem("source", "unknown_source", f"no pixel or app {shown_id(source)!r} is configured")
+
+
+# What only one API's body has: an Axon batch's list of events; an AppsFlyer event's own fields.
+_AXON_KEYS: Final = ("events",)
+_APPSFLYER_KEYS: Final = ("appsflyer_id", "eventName", "eventValue")
+# The API a test event goes to: what a body of the other API's looks like, what the source is,
+# what it takes, and the other API with its kind of source.
+_MIXED_UP: Final = {
+    "axon": ("an AppsFlyer in-app event", "an Axon pixel", '{"events": [...]}', "appsflyer", "AppsFlyer app"),
+    "appsflyer": (
+        "an Axon batch",
+        "an AppsFlyer app",
+        "one event (appsflyer_id, eventName, ...)",
+        "axon",
+        "Axon pixel",
+    ),
+}
+
+
+def _other_apis_body(gateway: Gateway, source: str, body: str, target: str) -> Problem | None:
+    """The problem of a body that looks like the other API's: an AppsFlyer event sent to an
+    Axon pixel, or an Axon batch to an AppsFlyer app, was answered only the target's own
+    refusals (`events` missing; `appsflyer_id` and `eventName` missing), with no hint of the
+    mix-up. None when the body is not a JSON object, or has keys of both APIs or of neither:
+    the gateway's answer says what is wrong then."""
+    try:
+        decoded = _decode_json(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    axon = [key for key in _AXON_KEYS if key in decoded]
+    appsflyer = [key for key in _APPSFLYER_KEYS if key in decoded]
+    if bool(axon) == bool(appsflyer) or bool(axon) == (target == "axon"):
+        return None
+    looks, kind, takes, other_api, other_kind = _MIXED_UP[target]
+    config = gateway.config
+    apps, pixels = [a.app_id for a in config.appsflyer.apps], [p.pixel_id for p in config.axon.pixels]
+    others = apps if other_api == "appsflyer" else pixels
+    has = ", ".join(axon or appsflyer)
+    said = f"the body looks like {looks} (it has {has}), and {source!r} is {kind}, which takes {takes}"
+    if source in others:
+        said += f': send "api": "{other_api}" to send it to the {other_kind} of this id'
+    elif others:
+        named = ", ".join(repr(o) for o in others[:3]) + (", ..." if len(others) > 3 else "")
+        said += f": send it to an {other_kind} ({named})"
+    else:
+        said += f": no {other_kind} is configured"
+    return Problem("body", "wrong_api", said)
 
 
 _TEST_EVENT_SHAPE = 'send {"source": "<pixel or app id>", "body": "<the event\'s JSON, as a string>"}'

@@ -24,7 +24,7 @@ from capigate.http.asgi import Message, Receive, Scope, Send
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["TEST_TAG", "Example", "Exchange", "Loopback", "SourceInfo", "send_to_self", "sources"]
+__all__ = ["TEST_TAG", "Example", "Exchange", "Loopback", "SourceInfo", "send_to_self", "sources", "target_api"]
 
 TEST_TAG = "inspector"
 USER_AGENT = f"capigate-inspector/{__version__}"
@@ -142,8 +142,9 @@ async def send_to_self(
         "x-capigate-test": TEST_TAG,
         "content-length": str(len(body)),
     }
-    pixel = config.pixel(source_id) if api in (None, "axon") else None
-    app_conf = config.app(source_id) if api in (None, "appsflyer") else None
+    target = target_api(config, source_id, api)
+    pixel = config.pixel(source_id) if target == "axon" else None
+    app_conf = config.app(source_id) if target == "appsflyer" else None
     if pixel is not None:
         headers["authorization"] = pixel.api_key
         scope = _scope("POST", "/v1/event", urlencode({"pixel_id": pixel.pixel_id}), headers, client_ip)
@@ -160,6 +161,16 @@ async def send_to_self(
         body=b"".join(exchange.chunks).decode("utf-8", "replace"),
         warnings=exchange.headers.get("x-capigate-warnings"),
     )
+
+
+def target_api(config: Config, source_id: str, api: str | None) -> Literal["axon", "appsflyer"] | None:
+    """Which API a test event for ``source_id`` goes to: ``api`` (axon, appsflyer) picks one
+    of a pixel and an app of one id; None, the pixel if there is one. None: no such source."""
+    if api in (None, "axon") and config.pixel(source_id) is not None:
+        return "axon"
+    if api in (None, "appsflyer") and config.app(source_id) is not None:
+        return "appsflyer"
+    return None
 
 
 class Exchange:

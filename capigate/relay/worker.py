@@ -310,6 +310,8 @@ class DestinationWorker:
             if split is not None:
                 split.requests += 1
                 split.cut += len(deliveries)
+            if self.on_attempt is not None:  # an attempt all the same: the upstream may have it
+                self.on_attempt(self.name, "interrupted", answer.latency_ms)
             self._settle(deliveries, answer, "interrupted")
             return
         verdict = classify(answer.status, events=len(deliveries), splittable=self.target.splittable)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import threading
 import time
@@ -17,6 +18,8 @@ import pytest
 from capigate.metrics import FLUSH_INTERVAL_S
 from tests.conftest import Server, make_server
 from tests.helpers import batch, children, purchase, wait_until
+from tests.test_relay_e2e import config as relay_config
+from tests.upstream import Reply, Upstream
 
 
 def _status(server: Server, key: str) -> int:
@@ -186,3 +189,39 @@ def test_counters_do_not_go_back_between_two_workers_scrapes(tmp_path: Path) -> 
         sender.join()
         server.stop()
     assert seen[-1] > seen[0] and all(b >= a for a, b in itertools.pairwise(seen)), seen
+
+
+def _relay_attempts(server: Server) -> dict[str, int]:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
+    found = re.findall(
+        r'^capigate_relay_attempts_total\{destination="axon:px_std",result="(\w+)"\} (\d+)$', metrics, re.M
+    )
+    return {result: int(n) for result, n in found}
+
+
+def test_an_attempt_a_reload_cuts_short_is_counted_as_interrupted(tmp_path: Path) -> None:
+    """capigate_relay_attempts_total counted delivered, retry, split and dead attempts, not the
+    one a stopping worker cut short once STOP_GRACE_S was over (``interrupted``): a reload
+    while an upstream hung left no trace in the metrics, only in the journal of attempts. It
+    is counted under its own result; the old worker's counts are handed on after its relay
+    stops, so the reload's own cut is among them."""
+    hang = threading.Event()
+    with Upstream() as up:
+        answers = iter([Reply(hold=hang)])
+        up.script = lambda seen: next(answers, None)
+        server = make_server(tmp_path / "gw", relay_config(up.url, timeout_s=10.0))
+        server.start()
+        assert server.proc is not None
+        try:
+            with server.client() as c:
+                sent = c.post("/v1/event?pixel_id=px_std", json=batch(purchase()), headers={"Authorization": "key-std"})
+            assert sent.status_code == 200, sent.text
+            up.wait_for(lambda: len(up.requests("/v1/event")) == 1, what="the relay's request, held")
+            os.kill(server.proc.pid, signal.SIGHUP)
+            wait_until(lambda: "Stopped old worker-1" in server.output(), what="the reload")
+            up.wait_for(lambda: len(up.requests("/v1/event")) == 2, what="the event sent again by the new worker")
+            wait_until(lambda: _relay_attempts(server).get("delivered") == 1, what="the delivery counted")
+            assert _relay_attempts(server) == {"delivered": 1, "interrupted": 1}, _relay_attempts(server)
+        finally:
+            hang.set()
+            server.stop()
