@@ -8,8 +8,9 @@ ignored (a new user's trial stored ``event_time`` 5 from a body that gave it twi
 msgspec cannot tell a repeated key, so the exact check here reads the text again with
 ``json.loads``, recording each object's keys (``repeated_keys``). That costs as much as the
 decode and more: the callers run it only when a count of colons says a key may repeat
-(``may_repeat``; the typed Axon path counts its events' payloads, encoded already:
-``axon/typed.py``).
+(``may_repeat``; the typed Axon path first compares the body's length with its events'
+payloads, encoded already, since a count of colons over every byte cost the rules 12 % of a
+purchase event's instructions, where the lengths cost 5 %: ``axon/typed.py``).
 """
 
 from __future__ import annotations

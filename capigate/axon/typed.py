@@ -145,10 +145,14 @@ def _typed(
     result = BodyCheck(received=len(events), typed=True)
     report = result.report
     buffer = bytearray(_PAYLOAD_BYTES)  # each payload is encoded into it: no growing from a small buffer
+    # The least ``body`` may take without a repeated key (_said_repeated): '{"events":[', the
+    # commas and ']}' and each event's payload, as its user_data was sent.
+    least = len(events) + 12
     for i, event in enumerate(events):
         path = _EVENT_PATHS[i]  # the decoder took at most MAX_BATCH events
         name = _NAMES[type(event)]  # the event's name: its tag picked its Struct type
-        if not _data_clean(event, name, path, profile, spec, report, now_ms):
+        shorter = _data_clean(event, name, path, profile, spec, report, now_ms)
+        if shorter < 0:
             return None
         if spec.restricted and not _allowed(event, spec):
             return None
@@ -168,9 +172,14 @@ def _typed(
                 f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated"
             )
         for key, value in normalised.items():
+            # A hash (hex) or a part of the value sent (trimmed, upper-cased letters): the value
+            # sent took at least its length and the quotes, the one stored its length exactly
+            # and the quotes, or no more than the sent one's bytes beyond its length.
+            least += len(getattr(user, key)) - len(value)
             setattr(user, key, value)
         _encode_into(event, buffer)  # truncates the buffer to the payload, keeping its memory
         payload = bytes(buffer)
+        least += len(payload) - shorter
         # An email address in a defined field, maybe: rules.py decides. The scans of
         # identity.payload_may_hold_email written out, not a call into an interpreted module
         # on every event.
@@ -217,21 +226,57 @@ def _typed(
                 transaction_id=_field(data, fields, "transaction_id"),
             )
         )
-    _said_repeated(body, result)
+    if len(body) - least >= _LEAST_REPEAT:
+        _said_repeated(body, result)
     return result
 
 
 def _said_repeated(body: bytes, result: BodyCheck) -> None:
-    """Says each key ``body`` gives twice in one object (duplicates.repeated_keys), read again
-    only when its count of colons differs from its events' encoded again, and the events key's
-    (a repeated pair's colon is in the body alone), or when it escapes a colon, which would
-    hide one (ESCAPED_COLON). Two counts in C over the body's bytes: a clean body is not read
-    again."""
+    """Says each key ``body`` gives twice in one object (duplicates.repeated_keys), when a
+    count of colons says one may be (duplicates.may_repeat). Called when ``body`` is longer
+    than the least it may take without one by a repeated pair at least (``_LEAST_REPEAT``:
+    its whitespace too, escapes, numbers written longer than msgspec writes them, a float
+    written shorter: ``_shorter``): a clean compact body costs only its lengths."""
     colons = 1  # events'
     for event in result.events:
         colons += event.payload.count(58)
     if body.count(58) != colons or body.find(ESCAPED_COLON) != -1:
         repeated_keys(body, "", result.report, top="events")
+
+
+def _shorter(struct: Any) -> int:
+    """How many bytes fewer than msgspec encodes them a body may write the floats of ``struct``
+    (a strict Struct) in: an integral float's trailing zeros (``1e2`` is encoded ``100.0``, a
+    byte per zero), _LEAST_REPEAT for any below 0.01 (``1e-3``, ``0.001``) or past 1e16 (rare:
+    the body is counted). Any other float is encoded in the fewest bytes it can be written in:
+    its shortest digits, the point where they need it. Its fields that may hold a float, and
+    the Structs that may, are _FLOATS's and _HOLDING_FLOATS's, derived from the schema."""
+    kind = type(struct)
+    shorter = 0
+    for key in _FLOATS[kind]:
+        value = getattr(struct, key)
+        if type(value) is float and (value.is_integer() or -0.01 < value < 0.01):
+            shorter += _float_shorter(value)
+    for key in _HOLDING_FLOATS[kind]:
+        value = getattr(struct, key)
+        if type(value) is list:
+            for item in value:
+                shorter += _shorter(item)
+        elif value is not None:
+            shorter += _shorter(value)
+    return shorter
+
+
+def _float_shorter(value: float) -> int:
+    """_shorter of an integral float, or of one below 0.01."""
+    if not value.is_integer() or not -1e16 < value < 1e16:
+        return 0 if value == 0 else _LEAST_REPEAT
+    number = int(value)
+    zeros = 0
+    while number and number % 10 == 0:
+        number //= 10
+        zeros += 1
+    return zeros
 
 
 def _field(data: Any, fields: frozenset[str], key: str) -> Any:
@@ -394,17 +439,26 @@ def _allowed(event: Any, spec: _Spec) -> bool:
     return True
 
 
-def _data_clean(event: Any, name: str, path: str, profile: Profile, spec: _Spec, report: Report, now_ms: int) -> bool:
+def _data_clean(event: Any, name: str, path: str, profile: Profile, spec: _Spec, report: Report, now_ms: int) -> int:
     """The rules on data, event_time and event_source_url that the Structs cannot express, in
     rules.py's order (whether data may or must be null, its schema: the event's Struct type);
-    False when the slow path must decide."""
+    -1 when the slow path must decide, else how many bytes fewer than msgspec encodes them the
+    body may write the event's floats in (_shorter)."""
     data = event.data
-    if data is not None and not _check_data(name, data, f"{path}.data", report):
-        return False
+    shorter = 0
+    if data is not None:
+        shorter = _check_data(name, data, f"{path}.data", report)
+        if shorter < 0:
+            return -1
+    mpd = event.measurement_partner_data
+    if mpd is not None:
+        shorter += _shorter(mpd)
     rules._check_event_time(event.event_time, path, now_ms, report)
     url, esi = event.event_source_url, event.user_data.esi
     clean = spec.clean_urls.get((url, esi))  # most events of a site repeat a few URLs
-    return clean if clean is not None else _url_clean(url, esi, profile, spec.clean_urls)
+    if clean is None:
+        clean = _url_clean(url, esi, profile, spec.clean_urls)
+    return shorter if clean else -1
 
 
 _MAX_URLS = 4096
@@ -422,17 +476,23 @@ def _url_clean(url: str, esi: str, profile: Profile, known: dict[tuple[str, str]
     return clean
 
 
-def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
+def _check_data(name: str, data: Any, path: str, report: Report) -> int:
     """The warnings of rules._check_data on a typed data object, which already matches its
-    schema (absent fields read None: a null went to the slow path); False on any error."""
+    schema (absent fields read None: a null went to the slow path); -1 on any error, else
+    _shorter of data, read here with the fields checked."""
     fields = _FIELDS[type(data)]
+    shorter = 0
+    for key in _FLOATS[type(data)]:
+        number = getattr(data, key)
+        if type(number) is float and (number.is_integer() or -0.01 < number < 0.01):
+            shorter += _float_shorter(number)
     for key in rules._RECOMMENDED.get(name, ()):
         if _field(data, fields, key) is None:
             report.warn(f"{path}.{key}", "missing_recommended", f"`{key}` is recommended for `{name}`")
     currency = _field(data, fields, "currency")
     if currency is not None and currency not in CURRENCY_CODES:  # a known code is upper-case already
         if currency.upper() == currency or currency.upper() not in CURRENCY_CODES:
-            return False
+            return -1
         rules.warn_currency_case(currency, f"{path}.currency", report)
         data.currency = currency.upper()  # stored upper-cased, as the slow path stores it
     quantity_required = name in rules._QUANTITY_REQUIRED
@@ -448,16 +508,20 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
             fields_ = _astuple(item)
             quantity = fields_[6]
             if quantity_required and quantity is None:
-                return False
+                return -1
             category = fields_[5]
             if type(category) is str and not category.isdigit():
-                return False
+                return -1
             # A phone number's 00 form in its ids, not its descriptive text (rules.DESCRIPTIVE_TEXT):
             # rules.py drops it.
             variant = fields_[2]
             if _phone_00(fields_[0]) or _phone_00(variant):
-                return False
-            price, name_, image_url = fields_[3], fields_[1], fields_[4]
+                return -1
+            price, name_, image_url, discount = fields_[3], fields_[1], fields_[4], fields_[8]
+            if type(price) is float and (price.is_integer() or -0.01 < price < 0.01):
+                shorter += _float_shorter(price)
+            if type(discount) is float and (discount.is_integer() or -0.01 < discount < 0.01):
+                shorter += _float_shorter(discount)
             message = _MISSING_ITEM_FIELDS[
                 (
                     name_ is None,
@@ -483,7 +547,7 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> bool:
         rules.warn_negative_value(value, path, report)
     if amounts is not None:
         _check_items_value(amounts, value, path, report)
-    return True
+    return shorter
 
 
 # rules._ITEM_RECOMMENDED, in its order: which are missing -> rules.py's message (None: none).
@@ -556,6 +620,37 @@ _FIELDS: dict[type, frozenset[str]] = {}  # a strict data type -> its fields' na
 _DATA_IDS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its ids and search_term (_data_phone_00)
 _NO_FIELDS: frozenset[str] = frozenset()  # data null
 _NAMES: dict[type, str] = {}  # a strict event type -> its tag (__struct_config__ makes an object per read)
+_FLOATS: dict[type, tuple[str, ...]] = {}  # a strict type -> its fields that may hold a float (_shorter)
+_HOLDING_FLOATS: dict[type, tuple[str, ...]] = {}  # a strict type -> its fields whose Structs may hold one
+
+
+def _struct_kinds(kind: type[Struct], seen: set[type]) -> set[type]:
+    """``kind`` and every Struct type its fields may hold, at any depth."""
+    if kind not in seen:
+        seen.add(kind)
+        for f in msgspec.structs.fields(kind):
+            for inner in _types_in(f.type):
+                if isinstance(inner, type) and issubclass(inner, Struct):
+                    _struct_kinds(inner, seen)
+    return seen
+
+
+def _types_in(tp: Any) -> list[Any]:
+    """``tp`` and every type its arguments name (Annotated's base, a Union's members, a list's items)."""
+    return [tp, *(t for arg in get_args(tp) for t in _types_in(arg))]
+
+
+# The fields of an item that may hold a float, as _check_data reads them (fields_[3], fields_[8]).
+_ITEM_FLOATS: Final = tuple(f.name for f in msgspec.structs.fields(Item) if float in _types_in(f.type))
+assert _ITEM_FLOATS == ("price", "discount") == tuple(f.name for f in msgspec.structs.fields(Item))[3:9:5]
+
+# The fewest bytes a key given twice adds to a body: the shortest key of the API, its quotes,
+# a colon, a value of one byte and a comma (_said_repeated).
+_LEAST_REPEAT: Final = 5 + min(
+    len(f.encode_name)
+    for kind in _struct_kinds(AxonBatch, set()).union(*(_struct_kinds(s, set()) for s in DATA_SCHEMAS.values() if s))
+    for f in msgspec.structs.fields(kind)
+)
 
 
 _SPECS: dict[int, tuple[Profile, _Spec]] = {}
@@ -591,9 +686,13 @@ def _strict_event(name: str, profile: Profile) -> type[Struct]:
         _ITEM_LISTS[data] = tuple(k for k in ("items", "results") if k in data.__struct_fields__)
         _FIELDS[data] = frozenset(data.__struct_fields__)
         _DATA_IDS[data] = tuple(k for k in ("transaction_id", "user_id", "coupon", "search_term") if k in _FIELDS[data])
+        # _check_data reads the floats of data, and of its items (_ITEM_FLOATS), for _shorter.
+        assert set(_HOLDING_FLOATS[data]) <= set(_ITEM_LISTS[data]), data
         if name == "page_view":
             data = data | None
     event = _strict(ServerEvent, {}, tag=name, data=data)
+    # _data_clean reads those of data and measurement_partner_data: no other part holds one.
+    assert not _FLOATS[event] and set(_HOLDING_FLOATS[event]) <= {"data", "measurement_partner_data"}, event
     _NAMES[event] = name
     return event
 
@@ -614,7 +713,7 @@ def _strict(kind: type[Struct], swap: dict[type, type], *, tag: str | None = Non
         else:
             assert f.default is None, f"{kind.__name__}.{f.name}: only None defaults are expected"
             fields.append((f.name, kind_of, None))
-    return msgspec.defstruct(
+    strict = msgspec.defstruct(
         f"Strict{kind.__name__}",
         fields,
         kw_only=True,
@@ -624,6 +723,13 @@ def _strict(kind: type[Struct], swap: dict[type, type], *, tag: str | None = Non
         tag_field="name" if tag is not None else None,
         tag=tag,
     )
+    _FLOATS[strict] = tuple(f[0] for f in fields if float in _types_in(f[1]))
+    _HOLDING_FLOATS[strict] = tuple(
+        f[0]
+        for f in fields
+        if any(t in _FLOATS and (_FLOATS[t] or _HOLDING_FLOATS[t]) for t in _types_in(f[1]) if isinstance(t, type))
+    )
+    return strict
 
 
 # An integer where the schema has a float is kept as sent, within int64: a larger one goes to the
