@@ -768,6 +768,19 @@ def test_events_and_quality_take_host_and_port_as_env_and_curl_do(server: Server
         assert (refused.returncode, refused.stderr) == (1, "Error: --port 0: a port is 1 to 65535\n"), refused.stderr
 
 
+def test_events_without_a_configuration_reads_capigate_port_as_with_one(server: Server, tmp_path: Path) -> None:
+    """Without a capigate.toml to read, `events --token …` asked 127.0.0.1:8080 whatever
+    CAPIGATE_HOST and CAPIGATE_PORT said, while its message of nothing answering named them (a
+    helper's find): they name the gateway as they do with a configuration."""
+    dedupe_id = _sent(server, "bare-env-port")
+    (elsewhere := tmp_path / "elsewhere").mkdir()
+    found = capigate(
+        "events", "--token", ADMIN, "--test-tag", "bare-env-port", cwd=elsewhere,
+        CAPIGATE_HOST="127.0.0.1", CAPIGATE_PORT=str(server.port),
+    )  # fmt: skip
+    assert found.returncode == 0 and dedupe_id in found.stdout, found.stderr
+
+
 def test_events_and_quality_take_the_config_given_over_an_exported_url_and_token(
     server: Server, tmp_path: Path
 ) -> None:

@@ -239,7 +239,10 @@ def _gateway(
         return url, token
     if not config_path.exists():
         if token:
-            return url or local_url(host or _DEFAULT_HOST, port or _DEFAULT_PORT), token
+            # CAPIGATE_HOST and CAPIGATE_PORT as with a configuration (serve's own defaults else):
+            # without one they were not read, while the message of nothing answering named them.
+            host = host or os.environ.get("CAPIGATE_HOST") or _DEFAULT_HOST
+            return url or local_url(host, port or port_variable() or _DEFAULT_PORT), token
         raise click.UsageError(
             f"give --token (or CAPIGATE_ADMIN_TOKEN), or --config with the gateway's admin_token ({config_path} not found)"
         )
