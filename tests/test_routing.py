@@ -96,16 +96,21 @@ def test_a_trailing_slash_after_an_endpoint_is_named_in_the_404(server: Server) 
         assert "trailing" not in c.get("/no/such/thing/").json()["message"]
 
 
-def _raw_head(server: Server, path: str, *headers: str) -> bytes:
-    """The whole answer to a HEAD request, read until the server closes the connection."""
+def _raw(server: Server, request: str, *headers: str, body: str = "") -> bytes:
+    """The whole answer to ``request`` (its first line), sent as is, read until the server
+    closes the connection."""
     host, port = server.url.removeprefix("http://").split(":")
-    lines = [f"HEAD {path} HTTP/1.1", f"Host: {host}", "Connection: close", *headers, "", ""]
+    lines = [request, f"Host: {host}", "Connection: close", *headers, "", body]
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall("\r\n".join(lines).encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
     return answer
+
+
+def _raw_head(server: Server, path: str, *headers: str) -> bytes:
+    return _raw(server, f"HEAD {path} HTTP/1.1", *headers)
 
 
 _LONGEST_TARGET = 65_534  # granian's (its HTTP parser's) longest request target, docs/api.md "Limits"
@@ -113,14 +118,7 @@ _LONGEST_TARGET = 65_534  # granian's (its HTTP parser's) longest request target
 
 def _raw_post(server: Server, target: str) -> bytes:
     """The whole answer to a keyless POST of ``{}`` to ``target``, sent as is."""
-    host, port = server.url.removeprefix("http://").split(":")
-    lines = [f"POST {target} HTTP/1.1", f"Host: {host}", "Content-Length: 2", "Connection: close", "", "{}"]
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall("\r\n".join(lines).encode())
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
+    return _raw(server, f"POST {target} HTTP/1.1", "Content-Length: 2", body="{}")
 
 
 def test_a_request_target_past_granians_limit_is_its_414_as_the_docs_say(server: Server) -> None:
