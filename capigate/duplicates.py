@@ -22,7 +22,7 @@ from typing import Any, Final
 from capigate.checking import Report, join
 from capigate.personal import shown_key
 
-__all__ = ["CODE", "ESCAPED_COLON", "may_repeat", "repeated_keys"]
+__all__ = ["CODE", "colons_differ", "may_repeat", "repeated_keys"]
 
 CODE: Final = "duplicate_key"
 # The escapes of ":" (\u003a, \u003A) and of the other characters \u0030-\u003f: a colon so
@@ -38,7 +38,13 @@ def may_repeat(text: bytes, encoded: bytes) -> bool:
     pair is in ``text`` and not in ``encoded`` (which has every other colon of ``text``, those
     inside strings included: whitespace, escapes and number forms add or drop none, but an
     escaped colon, ESCAPED_COLON). False is sure; True only asks ``repeated_keys``."""
-    return text.count(_COLON) != encoded.count(_COLON) or text.find(ESCAPED_COLON) != -1
+    return colons_differ(text, encoded.count(_COLON))
+
+
+def colons_differ(text: bytes, colons: int) -> bool:
+    """``may_repeat`` given the colons of what was encoded again (the typed Axon path sums
+    its events' payloads')."""
+    return text.count(_COLON) != colons or text.find(ESCAPED_COLON) != -1
 
 
 class _Repeated(dict[str, Any]):

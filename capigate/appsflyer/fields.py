@@ -25,7 +25,7 @@ from capigate.appsflyer.schema import (
     parse_event_time,
 )
 from capigate.checking import TOO_LARGE_NUMBER, join, shown_value
-from capigate.duplicates import ESCAPED_COLON, repeated_keys
+from capigate.duplicates import may_repeat, repeated_keys
 from capigate.identity import is_international_phone
 from capigate.iso import COUNTRY_CODES
 from capigate.logs import control_characters
@@ -55,7 +55,6 @@ _LATE_CUTOFF_MS: Final = _DAY_MS + 2 * 3_600_000  # 02:00 UTC the day after the 
 
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
 _ENCODER: Final = msgspec.json.Encoder()
-ESCAPED_COLON_TEXT: Final = ESCAPED_COLON.decode()
 
 _NUMERIC = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 _INTEGER = re.compile(r"-?\d+")
@@ -113,7 +112,7 @@ def _stringified(key: str, value: str | dict[str, Any], ctx: Context) -> dict[st
         ctx.report.error(key, "malformed_json", f"{key} is not valid stringified JSON ({why})")
     else:
         # A key given twice inside the string: the last value kept, as in the body (duplicates.py).
-        if value.count(":") != _ENCODER.encode(parsed).count(58) or ESCAPED_COLON_TEXT in value:
+        if may_repeat(value.encode(), _ENCODER.encode(parsed)):
             repeated_keys(value, key, ctx.report)
         return parsed
     return None

@@ -34,7 +34,7 @@ from capigate.axon.profiles import Profile
 from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, Item, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
 from capigate.checking import Report, is_blank_dedupe_id
-from capigate.duplicates import ESCAPED_COLON, may_repeat, repeated_keys
+from capigate.duplicates import colons_differ, may_repeat, repeated_keys
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
@@ -240,7 +240,7 @@ def _said_repeated(body: bytes, result: BodyCheck) -> None:
     colons = 1  # events'
     for event in result.events:
         colons += event.payload.count(58)
-    if body.count(58) != colons or body.find(ESCAPED_COLON) != -1:
+    if colons_differ(body, colons):
         repeated_keys(body, "", result.report, top="events")
 
 
