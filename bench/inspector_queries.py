@@ -54,6 +54,12 @@ def fill(path: Path, n: int, now_ms: int) -> None:
         "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         events(),
     )
+    # A block per event (one per request here), as the store keeps them (schema.BLOCKS_SCHEMA).
+    conn.execute(
+        "INSERT INTO event_blocks (first_id, last_id, source, received_at, request_id, stored, names) "
+        "SELECT id, id, source, received_at, request_id, status = 'stored', json_array(name) FROM events"
+    )
+    conn.execute("INSERT INTO block_names (name, first_id, last_id) SELECT name, id, id FROM events")
 
     def journal() -> Iterator[tuple[Any, ...]]:
         for i in range(n):

@@ -240,7 +240,7 @@ def test_sqlite_prune_reads_old_events_and_their_runs_through_indexes(tmp_path: 
     with closing(sqlite3.connect(tmp_path / "plan.db")) as conn:
         for name, (sql, params) in plans.items():
             plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-            assert "events_received_at" in plan and "TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
+            assert "event_blocks_received_at" in plan and "TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
             assert "SCAN outbox" not in plan, (name, plan)
 
 

@@ -16,13 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import pytest
 
 from capigate.errors import StoreError
 from capigate.store import EventQuery, IngestResult, JournalRecord, NewEvent, RequestQuery, SQLiteStore
+from capigate.store.base import Retention
 from capigate.store.sqlite.lock import ProcessLock
 from capigate.store.sqlite.schema import SCHEMA_VERSION
 from tests.storekit import run
@@ -31,11 +32,13 @@ T0 = 1_700_000_000_000
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="flock and fork are POSIX")
 
 
-def new_event(n: int, *, dedupe_id: str | None = None, test_tag: str | None = None, relayed: bool = False) -> NewEvent:
+def new_event(
+    n: int, *, dedupe_id: str | None = None, test_tag: str | None = None, relayed: bool = False, name: str = "purchase"
+) -> NewEvent:
     return NewEvent(
         api="axon",
         source="px1",
-        name="purchase",
+        name=name,
         event_time_ms=T0 + n,
         dedupe_id=dedupe_id,
         payload=msgspec.json.encode({"n": n}),
@@ -57,6 +60,15 @@ def _downgrade(path: Path, version: int, *statements: str) -> None:
         conn.execute("UPDATE schema_version SET version = ?", (version,))
 
 
+# What version 11 changed: the blocks, for the events' own indexes.
+_BEFORE_BLOCKS: Final = (
+    "DROP TABLE event_blocks", "DROP TABLE block_names",
+    "CREATE INDEX events_source_id ON events (source, id)", "CREATE INDEX events_name_id ON events (name, id)",
+    "CREATE INDEX events_stored ON events (status) WHERE status = 'stored'",
+    "CREATE INDEX events_received_at ON events (received_at)",
+)  # fmt: skip
+
+
 def _assert_at_current_version(path: Path) -> None:
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
@@ -71,7 +83,9 @@ def test_sqlite_migrates_a_version_2_database_to_the_index_of_stored_events(tmp_
     run(store.open())
     run(store.ingest([new_event(0), new_event(1, relayed=True)], request_id="r", received_at_ms=T0))
     run(store.close())
-    _downgrade(path, 2, "DROP INDEX events_stored", "CREATE INDEX events_status_id ON events (status, id)")
+    _downgrade(
+        path, 2, *_BEFORE_BLOCKS, "DROP INDEX events_stored", "CREATE INDEX events_status_id ON events (status, id)"
+    )
 
     store = SQLiteStore(path)
     run(store.open())
@@ -82,7 +96,44 @@ def test_sqlite_migrates_a_version_2_database_to_the_index_of_stored_events(tmp_
         assert [e.payload for e in rows] == [{"n": 1}]
     finally:
         run(store.close())
-    assert "events_stored" in indexes(path) and "events_status_id" not in indexes(path)
+    assert "event_blocks_stored" in indexes(path) and not {"events_stored", "events_status_id"} & indexes(path)
+    _assert_at_current_version(path)
+
+
+def test_sqlite_migrates_a_version_10_database_to_a_block_for_each_event(tmp_path: Path) -> None:
+    """Schema 11: an older file's events become a block each, found by every filter as before;
+    the per-event indexes go, and new requests get a block of their events."""
+    path = tmp_path / "v10.db"
+    store = SQLiteStore(path)
+    run(store.open())
+    old = [new_event(0, name="a"), new_event(1, name="b", relayed=True), new_event(2, name="a")]
+    run(store.ingest(old, request_id="r1", received_at_ms=T0))
+    run(store.close())
+    _downgrade(path, 10, *_BEFORE_BLOCKS)
+
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        run(store.ingest([new_event(3, name="b"), new_event(4, name="a")], request_id="r2", received_at_ms=T0 + 5))
+        found = {
+            "a": [e.payload["n"] for e in run(store.query_events(EventQuery(name="a")))[0]],
+            "source": [e.payload["n"] for e in run(store.query_events(EventQuery(source="px1")))[0]],
+            "stored": [e.payload["n"] for e in run(store.query_events(EventQuery(status="stored")))[0]],
+            "since": [e.payload["n"] for e in run(store.query_events(EventQuery(since_ms=T0)))[0]],
+            "r1": [e.payload["n"] for e in run(store.query_events(EventQuery(request=("r1", T0))))[0]],
+        }
+        assert found == {
+            "a": [4, 2, 0], "source": [4, 3, 2, 1, 0], "stored": [4, 3, 2, 0], "since": [4, 3, 2, 1, 0],
+            "r1": [2, 1, 0],
+        }  # fmt: skip
+    finally:
+        run(store.close())
+    with closing(sqlite3.connect(path)) as conn:
+        blocks = conn.execute("SELECT first_id, last_id, request_id, names FROM event_blocks ORDER BY 1").fetchall()
+    assert [(last - first, r, names) for first, last, r, names in blocks] == [
+        (0, "r1", '["a"]'), (0, "r1", '["b"]'), (0, "r1", '["a"]'), (1, "r2", '["a","b"]'),
+    ]  # fmt: skip
+    assert not {"events_source_id", "events_name_id", "events_stored", "events_received_at"} & indexes(path)
     _assert_at_current_version(path)
 
 
@@ -226,13 +277,16 @@ def test_sqlite_migrates_a_version_9_journal_to_the_index_of_its_unusual_statuse
 
 
 def test_relayed_events_have_no_entry_in_the_index_of_stored_events(tmp_path: Path) -> None:
+    """Rule: a block (a request's events) is in the index of stored events if one of its events
+    is kept with no relay; a block of relayed events only is not."""
     store = SQLiteStore(tmp_path / "s.db")
     run(store.open())
     run(store.ingest([new_event(0, relayed=True), new_event(1)], request_id="r", received_at_ms=T0))
+    run(store.ingest([new_event(2, relayed=True)], request_id="r2", received_at_ms=T0))
     run(store.close())
     with closing(sqlite3.connect(tmp_path / "s.db")) as conn:
         assert conn.execute(
-            "SELECT count(*) FROM events INDEXED BY events_stored WHERE status = 'stored'"
+            "SELECT count(*) FROM event_blocks INDEXED BY event_blocks_stored WHERE stored"
         ).fetchone() == (1,)
 
 
@@ -540,3 +594,122 @@ def test_committed_events_are_checkpointed_into_the_database_file_while_the_stor
             await store.close()
 
     assert run(scenario()) == 50
+
+
+# --- event blocks (schema 11) -------------------------------------------------------------
+
+
+def _all_pages(store: SQLiteStore, query: EventQuery) -> list[int]:
+    """Every event id the query finds, page after page (newest first)."""
+    ids: list[int] = []
+    cursor: int | None = None
+    while True:
+        rows, cursor = run(store.query_events(msgspec.structs.replace(query, cursor=cursor, limit=7)))
+        ids += [e.id for e in rows]
+        if cursor is None:
+            return ids
+
+
+def _blocks_hold_every_event_once(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        events = {
+            i: (s, r, q, n)
+            for i, s, r, q, n in conn.execute("SELECT id, source, received_at, request_id, name FROM events")
+        }
+        blocks = conn.execute(
+            "SELECT first_id, last_id, source, received_at, request_id, names FROM event_blocks"
+        ).fetchall()
+        named = set(conn.execute("SELECT name, first_id, last_id FROM block_names"))
+    held: Counter[int] = Counter()
+    listed: set[tuple[str, int, int]] = set()
+    for first, last, source, received_at, request_id, names in blocks:
+        inside = [i for i in range(first, last + 1) if i in events]
+        assert inside, ("a block without events stays", first, last)
+        held.update(inside)
+        assert {events[i][:3] for i in inside} == {(source, received_at, request_id)}, (first, last)
+        assert {events[i][3] for i in inside} <= set(msgspec.json.decode(names)), (first, last)
+        listed.update((name, first, last) for name in msgspec.json.decode(names))
+    assert held == Counter(list(events)), "every event in one block"
+    assert named == listed, "block_names lists each block's names"
+
+
+def test_every_filter_finds_through_the_blocks_what_the_events_themselves_hold(tmp_path: Path) -> None:
+    """Rule (store/sqlite/queries.py): a filter reads the blocks that match, then the events; the
+    events found, page after page, are exactly those an unfiltered read of every event holds
+    that match, newest first, however requests mix sources, names, relays and test tags, and
+    after a prune took some of them."""
+    import random
+
+    rng = random.Random(11)
+    store = SQLiteStore(tmp_path / "blocks.db")
+    run(store.open())
+    try:
+        for r in range(60):
+            size = rng.choice((1, 1, 3, 12))
+            events = [
+                msgspec.structs.replace(
+                    new_event(
+                        r * 100 + i,
+                        name=rng.choice("abc"),
+                        relayed=rng.random() < 0.4,
+                        test_tag="t" if rng.random() < 0.1 else None,
+                    ),
+                    source=rng.choice(("px1", "px1", "px2")) if size > 1 else "px1",
+                    dedupe_id=f"d{rng.randrange(400)}",
+                )
+                for i in range(size)
+            ]
+            run(store.ingest(events, request_id=f"r{r}", received_at_ms=T0 + r // 2 * 1000))
+        run(store.prune(T0 + 10_000 + 30 * 86_400_000, Retention()))
+        _blocks_hold_every_event_once(store.path)
+        everything = run(store.query_events(EventQuery(limit=10_000)))[0]
+        assert everything
+        filters: list[dict[str, Any]] = [
+            {"source": "px2"}, {"name": "b"}, {"status": "stored"}, {"status": "pending"}, {"test_tag": "t"},
+            {"since_ms": T0 + 12_000}, {"since_ms": T0 + 5_000, "until_ms": T0 + 20_000}, {"until_ms": T0 + 9_000},
+            {"request": ("r31", T0 + 15_000)}, {"source": "px1", "name": "a", "since_ms": T0 + 3_000},
+            {"name": "c", "status": "stored"}, {"source": "px2", "status": "pending", "api": "axon"},
+        ]  # fmt: skip
+        for given in filters:
+            wanted = [e.id for e in everything if _matches(e, given)]
+            assert _all_pages(store, EventQuery(**given)) == wanted, given
+    finally:
+        run(store.close())
+
+
+def _matches(e: Any, given: dict[str, Any]) -> bool:
+    for key, value in given.items():
+        if key == "since_ms":
+            ok = e.received_at >= value
+        elif key == "until_ms":
+            ok = e.received_at < value
+        elif key == "request":
+            ok = (e.request_id, e.received_at) == value
+        else:
+            ok = getattr(e, key) == value
+        if not ok:
+            return False
+    return True
+
+
+def test_prune_takes_a_block_with_its_last_event(tmp_path: Path) -> None:
+    """Rule (store/sqlite/prune.py): a block goes with its last event, with its names; a block
+    with an event still held by a pending run stays, and finds that event."""
+    store = SQLiteStore(tmp_path / "prune.db")
+    run(store.open())
+    try:
+        run(store.ingest([new_event(0, name="a"), new_event(1, name="b")], request_id="old", received_at_ms=T0))
+        mixed = [new_event(2, name="a"), new_event(3, name="c", relayed=True)]
+        run(store.ingest(mixed, request_id="held", received_at_ms=T0 + 1))
+        run(store.ingest([new_event(4)], request_id="new", received_at_ms=T0 + 40 * 86_400_000))
+        run(store.prune(T0 + 40 * 86_400_000, Retention()))
+        _blocks_hold_every_event_once(store.path)
+        with closing(sqlite3.connect(store.path)) as conn:
+            assert conn.execute("SELECT request_id FROM event_blocks ORDER BY first_id").fetchall() == [
+                ("held",), ("new",),
+            ]  # fmt: skip
+            assert {n for (n,) in conn.execute("SELECT name FROM block_names")} == {"a", "c", "purchase"}
+        assert [e.payload["n"] for e in run(store.query_events(EventQuery(name="c")))[0]] == [3]
+        assert run(store.query_events(EventQuery(name="b")))[0] == []
+    finally:
+        run(store.close())

@@ -173,7 +173,7 @@ def test_sqlite_stats_read_the_window_through_indexes(tmp_path: Path, source: st
         assert journal.startswith("SEARCH requests USING INDEX requests_received_at (received_at>? AND received_at<?)")
         assert "requests_source_id" not in journal, journal
     assert "USING INDEX outbox_dead" in dead
-    assert "INDEX events_received_at (received_at>?)" in dead
+    assert "INDEX event_blocks_received_at (received_at>?)" in dead
     assert len(whole) == 2 and whole[0].startswith("SEARCH request_minutes USING PRIMARY KEY"), whole
     assert not any(re.search(r"\brequests\b", plan) for plan in whole), whole
 

@@ -49,6 +49,11 @@ _EVENTS: Final = insert(
 _KEYS: Final = insert("INSERT INTO dedupe_recent (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
 _KEYS_DIRECT: Final = insert("INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
 _START: Final = f"SELECT (SELECT coalesce(max(id), 0) + 1 FROM events), {BOUNDS}"
+_BLOCKS: Final = insert(
+    "INSERT INTO event_blocks (first_id, last_id, source, received_at, request_id, stored, names) VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?)",
+)
+_NAMES: Final = insert("INSERT INTO block_names (name, first_id, last_id) VALUES ", "(?, ?, ?)")
 _OUTBOX: Final = insert(outbox.INSERT_OUTBOX, "(" + ", ".join("?" * outbox.OUTBOX_WIDTH) + ")")
 
 
@@ -75,6 +80,8 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     insert_rows(cur, _EVENTS, rows.events)
     if next_id > first_id and cur.lastrowid != next_id - 1:
         raise StoreError("the events table gave ids out of sequence; nothing was stored")
+    insert_rows(cur, _BLOCKS, rows.blocks)
+    insert_rows(cur, _NAMES, rows.names)
     insert_rows(cur, _OUTBOX, rows.runs)
     inspector.add_quality(cur, rows.quality)
     _remember(cur, recent, [] if direct else rows.keys, last_key_id)
@@ -94,11 +101,13 @@ class _Rows:
     """The values of a group's rows, each table's in one flat list, built in one pass over
     each batch's events (the per-event work of the writer: a loop, not five)."""
 
-    __slots__ = ("events", "keys", "quality", "runs")
+    __slots__ = ("blocks", "events", "keys", "names", "quality", "runs")
 
     def __init__(self) -> None:
         self.keys: list[Any] = []
         self.events: list[Any] = []
+        self.blocks: list[Any] = []
+        self.names: list[Any] = []
         self.runs: list[Any] = []
         self.quality: dict[QualityKey, list[int]] = {}
 
@@ -133,7 +142,29 @@ class _Rows:
                 relayed = relayed or e.destination is not None
         if relayed:
             self.runs += [v for run in outbox.outbox_rows(fresh, first_id, received_at) for v in run]
+        if fresh:
+            self._add_blocks(fresh, first_id, request_id, received_at)
         return len(fresh), duplicates
+
+    def _add_blocks(self, fresh: list[tuple[int, NewEvent]], first_id: int, request_id: str, received_at: int) -> None:
+        """The block rows of a request's fresh events (ids ``first_id`` …): one, but for a
+        request whose events name several sources, a block per run of one source."""
+        start = 0
+        while start < len(fresh):
+            source = fresh[start][1].source
+            names: set[str] = set()
+            stored = False
+            end = start
+            while end < len(fresh) and (e := fresh[end][1]).source == source:
+                names.add(e.name)
+                stored = stored or e.destination is None
+                end += 1
+            first, last = first_id + start, first_id + end - 1
+            ordered = sorted(names)
+            self.blocks += (first, last, source, received_at, request_id, int(stored), _encode(ordered).decode())
+            for name in ordered:
+                self.names += (name, first, last)
+            start = end
 
 
 def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) -> set[tuple[str, str]]:

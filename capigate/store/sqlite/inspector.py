@@ -134,9 +134,11 @@ def query_request(
 # the key's kind and value, so a look-up by request id alone read every key of the journal.
 REQUEST_KEYS_SQL: Final = "SELECT kind, value FROM request_keys WHERE received_at = ? AND request_id = ?"
 # A request's stored events, which the journal leaves to name their own dedupe ids
-# (kept.dedupe_ids_not_stored), are found by their received_at, the request's.
+# (kept.dedupe_ids_not_stored), are found by their block's received_at, the request's.
 _STORED_DEDUPE_IDS: Final = (
-    "SELECT dedupe_id FROM events WHERE received_at = ? AND request_id = ? AND dedupe_id IS NOT NULL"
+    "SELECT e.dedupe_id FROM event_blocks k INDEXED BY event_blocks_received_at "
+    "JOIN events e ON e.id BETWEEN k.first_id AND k.last_id "
+    "WHERE k.received_at = ? AND k.request_id = ? AND e.dedupe_id IS NOT NULL"
 )
 # The requests that stored an event under a dedupe id: its dedupe key names the event, in each
 # source the keys hold. The keys are found by (source, dedupe_id); the sources one index step

@@ -24,7 +24,8 @@ Events go by age (``received_at``) with their outbox runs, unless a run still ho
 pending, or dead (replayable): an acknowledged event is deleted only once delivered, or if
 it was never to be relayed. The newest event stays too (with its run), whatever its age:
 SQLite gives a new row ``max(id) + 1``, and an id must never name a second event (outbox runs,
-the query API's cursors).
+the query API's cursors). A block (the events a request stored, found by their source, time
+and names) goes with its last event.
 
 An attempt is made after every event it carries was received, so an attempt older than the
 cutoff carried only events older than it: once those are pruned, it goes too, unless a run
@@ -34,6 +35,7 @@ destination; pruning leaves it alone.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from functools import cache
@@ -92,10 +94,21 @@ _OVER_CHUNK: Final = (
     f"(SELECT id FROM requests WHERE id <= ?1 ORDER BY id LIMIT 1 OFFSET {CHUNK - 1}), ?1)"
 )
 
-# Oldest first, through the received_at index (whose entries end with the id, in order).
+# Oldest first, through the blocks' received_at index (whose entries end with the block's
+# first id, in order: blocks never overlap, so that is the order of (received_at, id)).
+_IN_BLOCKS_BEFORE: Final = (
+    "FROM event_blocks k INDEXED BY event_blocks_received_at JOIN events e ON e.id BETWEEN k.first_id AND k.last_id "
+)
 _OLD_EVENTS: Final = (
-    "SELECT received_at, id FROM events INDEXED BY events_received_at "
-    "WHERE received_at < ? AND (received_at, id) > (?, ?) ORDER BY received_at, id LIMIT ?"
+    f"SELECT k.received_at, e.id {_IN_BLOCKS_BEFORE}WHERE k.received_at < ?1 AND k.received_at >= ?2 "
+    "AND (k.received_at, e.id) > (?2, ?3) ORDER BY k.received_at, k.first_id, e.id LIMIT ?4"
+)
+# The blocks left without events between two event ids (the first may begin before them).
+_EMPTIED_BLOCKS: Final = (
+    "DELETE FROM event_blocks WHERE first_id BETWEEN "
+    "coalesce((SELECT max(first_id) FROM event_blocks WHERE first_id <= ?1), ?1) AND ?2 "
+    "AND NOT EXISTS (SELECT 1 FROM events WHERE id BETWEEN event_blocks.first_id AND event_blocks.last_id) "
+    "RETURNING first_id, names"
 )
 # The runs between two event ids (the first may begin before them), through the primary key.
 _RUNS_FROM: Final = "first_id BETWEEN coalesce((SELECT max(first_id) FROM outbox WHERE first_id <= ?), ?) AND ?"
@@ -112,9 +125,9 @@ _NEWEST_RUN: Final = (
 )
 # The attempts the runs of the events still older than the cutoff refer to ("12,57,").
 _KEPT: Final = (
-    "SELECT DISTINCT o.attempt_ids FROM events e INDEXED BY events_received_at "
+    f"SELECT DISTINCT o.attempt_ids {_IN_BLOCKS_BEFORE}"
     "JOIN outbox o ON o.first_id = (SELECT max(first_id) FROM outbox WHERE first_id <= e.id) "
-    "WHERE e.received_at < ? AND o.last_id >= e.id AND o.attempt_ids <> ''"
+    "WHERE k.received_at < ? AND o.last_id >= e.id AND o.attempt_ids <> ''"
 )
 
 
@@ -254,7 +267,16 @@ def prune_events(cur: sqlite3.Cursor, before_ms: int, after: EventCursor) -> tup
     deleted = _delete_ids(cur, "events", doomed)
     if doomed:
         cur.execute(_EMPTIED, (doomed[0], doomed[0], doomed[-1]))
+        _delete_emptied_blocks(cur, doomed[0], doomed[-1])
     return deleted, last
+
+
+def _delete_emptied_blocks(cur: sqlite3.Cursor, first: int, last: int) -> None:
+    """The blocks between two event ids that hold no event any more, with their names."""
+    gone = cur.execute(_EMPTIED_BLOCKS, (first, last)).fetchall()
+    names = [(name, first_id) for first_id, listed in gone for name in json.loads(listed)]
+    if names:
+        cur.executemany("DELETE FROM block_names WHERE name = ? AND first_id = ?", names)
 
 
 def kept_attempts(conn: sqlite3.Connection, before_ms: int) -> frozenset[int]:

@@ -77,43 +77,111 @@ class Readers:
 
 
 _EVENT_COLUMNS: Final = event_columns("events")
+# NOT INDEXED: a block's events are read by their ids, never through an automatic index that
+# SQLite would build of every event for a filter of theirs (their status, say).
+_IN_BLOCK: Final = " JOIN events NOT INDEXED ON events.id BETWEEN k.first_id AND k.last_id"
+_NEWEST_FIRST: Final = " ORDER BY events.id DESC LIMIT ?"
+# Blocks never overlap: their events newest first are the blocks' newest first, each's
+# events newest first, which SQLite reads in that order without sorting them.
+_BLOCKS_NEWEST_FIRST: Final = " ORDER BY k.first_id DESC, events.id DESC LIMIT ?"
 
 
 def events_sql(query: EventQuery) -> tuple[str, list[Any]]:
-    """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it)."""
+    """The SELECT that ``query_events`` runs (exposed so tests can EXPLAIN it).
+
+    An event's source, received_at, request and name are indexed by its block (the events a
+    request stored, schema.BLOCKS_SCHEMA): a filter on one reads the blocks that match,
+    newest first, and their events; every filter is then applied to the events themselves."""
     if query.status in RELAY_STATES:
         return _relay_state_sql(query)
-    where_sql, params = _where(query)
+    blocks, where_sql, params = _filters(query)
     if query.status is not None:
-        # Written out, not bound: the partial index events_stored serves only this literal.
+        # Written out, not bound: the partial index event_blocks_stored serves only this literal.
         # An events row holds 'stored' or 'pending' (its outbox run's state overrides that):
         # any other status is held by no event, and reading nothing needs no index.
         where_sql = also(where_sql, "events.status = 'stored'" if query.status == "stored" else "0")
-    hint = _since_hint("events", query.since_ms, query.source, query.name, query.status, query.test_tag)
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events{hint}{outbox.EVENT_JOIN}{where_sql} ORDER BY events.id DESC LIMIT ?"
+    if blocks is None:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events{outbox.EVENT_JOIN}{where_sql}{_NEWEST_FIRST}"
+    else:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM {blocks}{_IN_BLOCK}{outbox.EVENT_JOIN}{where_sql}{_BLOCKS_NEWEST_FIRST}"
     return sql, [*params, clamp(query.limit) + 1]
 
 
 def _relay_state_sql(query: EventQuery) -> tuple[str, list[Any]]:
-    """A relay state is the state of the outbox run holding the event (outbox.py)."""
-    where_sql, params = _where(query)
+    """A relay state is the state of the outbox run holding the event (outbox.py): pending and
+    dead runs are read through their partial index, delivered ones event by event, newest
+    first, through the blocks when a filter has them."""
+    blocks, where_sql, params = _filters(query, blocks=query.status == "delivered")
     # The state is written out, not bound: a partial index serves only a literal that matches.
     where_sql = also(where_sql, f"o.state = '{query.status}'")  # one of RELAY_STATES
     join = outbox.relay_state_join(query.status or "")
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events{join}{where_sql} ORDER BY events.id DESC LIMIT ?"
+    if blocks is None:
+        # The few pending or dead runs lead; their events are read by id (never through an
+        # index SQLite would build of every event for a filter of theirs).
+        events = "events" if query.status == "delivered" else "events NOT INDEXED"
+        sql = f"SELECT {_EVENT_COLUMNS} FROM {events}{join}{where_sql}{_NEWEST_FIRST}"
+    else:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM {blocks}{_IN_BLOCK}{join}{where_sql}{_BLOCKS_NEWEST_FIRST}"
     return sql, [*params, clamp(query.limit) + 1]
 
 
-def _where(query: EventQuery) -> tuple[str, list[Any]]:
+def _filters(query: EventQuery, *, blocks: bool = True) -> tuple[str | None, str, list[Any]]:
+    """The blocks to read (``FROM`` with the alias ``k``, None: the events by their own id or
+    test-tag index), and the WHERE and its parameters: the blocks' conditions, then the events'."""
     equal = (
         ("events.source", query.source), ("events.api", query.api),
         ("events.name", query.name), ("events.test_tag", query.test_tag),
     )  # fmt: skip
     where_sql, params = where(equal, query.since_ms, query.until_ms, query.cursor, mark="?", table="events")
-    if query.request is not None:  # its received_at finds its events through an index
+    if query.request is not None:
         where_sql = also(where_sql, "events.received_at = ? AND events.request_id = ?")
         params += [query.request[1], query.request[0]]
-    return where_sql, params
+    scan = _block_scan(query) if blocks else None
+    if scan is None:
+        return None, where_sql, params
+    table, clauses, values = scan
+    if query.cursor is not None:
+        clauses.append("k.first_id < ?")
+        values.append(query.cursor)
+    block_where = " WHERE " + " AND ".join(clauses)
+    return table, block_where + where_sql.replace(" WHERE ", " AND ", 1), [*values, *params]
+
+
+def _block_scan(query: EventQuery) -> tuple[str, list[str], list[Any]] | None:
+    """The index of the blocks that finds the events asked for: the request's, its name's, its
+    source's, the blocks holding an event no relay queues, a time window's (in that order);
+    None for the test tag's events (the events' own partial index: few) or none of those."""
+    if query.request is not None:  # its received_at finds its block
+        request_id, received_at = query.request
+        return "event_blocks k INDEXED BY event_blocks_received_at", ["k.received_at = ?", "k.request_id = ?"], [
+            received_at, request_id,
+        ]  # fmt: skip
+    if query.test_tag is not None:
+        return None
+    window, bounds = _block_window(query)
+    if query.name is not None:
+        return "block_names k", ["k.name = ?"], [query.name]
+    if query.source is not None:
+        return "event_blocks k INDEXED BY event_blocks_source", ["k.source = ?", *window], [query.source, *bounds]
+    if query.status == "stored":
+        return "event_blocks k INDEXED BY event_blocks_stored", ["k.stored", *window], bounds
+    if query.since_ms is not None:
+        # "Since" asks for a recent window: read it through the received_at index, where SQLite
+        # (without statistics) would scan every event newest first until LIMIT rows match.
+        return "event_blocks k INDEXED BY event_blocks_received_at", window, bounds
+    return None
+
+
+def _block_window(query: EventQuery) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    values: list[Any] = []
+    if query.since_ms is not None:
+        clauses.append("k.received_at >= ?")
+        values.append(query.since_ms)
+    if query.until_ms is not None:
+        clauses.append("k.received_at < ?")
+        values.append(query.until_ms)
+    return clauses, values
 
 
 def requests_sql(query: RequestQuery) -> tuple[str, list[Any]]:
@@ -189,7 +257,8 @@ def stats_sql(source: str | None, since_ms: int, until_ms: int, bucket_ms: int) 
     dead = (
         "SELECT arrived_at - arrived_at % ? AS start, destination, sum(last_id - first_id + 1) "
         "FROM outbox INDEXED BY outbox_dead WHERE state = 'dead' AND first_id >= coalesce("
-        "(SELECT id FROM events INDEXED BY events_received_at WHERE received_at >= ? ORDER BY received_at LIMIT 1), "
+        "(SELECT first_id FROM event_blocks INDEXED BY event_blocks_received_at WHERE received_at >= ? "
+        "ORDER BY received_at LIMIT 1), "
         "(SELECT max(id) FROM events) + 1) "
         f"AND arrived_at >= ? AND arrived_at < ?{by_destination} GROUP BY start, destination"
     )

@@ -30,7 +30,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 # The journal rows its status index keeps (version 10): a query reaches that index only with
 # this very condition in its WHERE, which SQLite does not infer from `status = 503`.
@@ -170,6 +170,31 @@ _SOURCE_API_MINUTES: Final = (
     ) WHERE requests > 0""",
     "DROP TABLE minutes_v7",
 )
+# The events a request stored, ids first_id … last_id, one row (version 11): the events'
+# source, time, request and names are indexed once per request, not once per event (a W1
+# batch wrote 400 index entries, now 4). Every event is in one block, which holds its source,
+# received_at and request_id and a name and relay status among the block's (queries.py).
+BLOCKS_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS event_blocks (
+        first_id INTEGER PRIMARY KEY,
+        last_id INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        stored INTEGER NOT NULL,
+        names TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS event_blocks_source ON event_blocks (source, first_id)",
+    "CREATE INDEX IF NOT EXISTS event_blocks_received_at ON event_blocks (received_at)",
+    # The blocks holding an event no relay queues (status 'stored'): few where relays are set.
+    "CREATE INDEX IF NOT EXISTS event_blocks_stored ON event_blocks (first_id) WHERE stored",
+    """CREATE TABLE IF NOT EXISTS block_names (
+        name TEXT NOT NULL,
+        first_id INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        PRIMARY KEY (name, first_id)
+    ) WITHOUT ROWID""",
+)
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -184,15 +209,9 @@ _SCHEMA: Final = (
         request_id TEXT NOT NULL,
         payload BLOB NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS events_source_id ON events (source, id)",
-    "CREATE INDEX IF NOT EXISTS events_name_id ON events (name, id)",
-    # A relay state (pending, delivered, dead) is read from the outbox: the status column
-    # finds only the events no relay queues, and the events that are relayed (most) cost
-    # this index nothing.
-    "CREATE INDEX IF NOT EXISTS events_stored ON events (status) WHERE status = 'stored'",
-    "CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at)",
     # Test events are few: the inspector's test-tag filter reads them alone, at no cost to the rest.
     "CREATE INDEX IF NOT EXISTS events_test_tag_id ON events (test_tag, id) WHERE test_tag IS NOT NULL",
+    *BLOCKS_SCHEMA,
     """CREATE TABLE IF NOT EXISTS dedupe_keys (
         source TEXT NOT NULL,
         dedupe_id TEXT NOT NULL,
@@ -242,6 +261,23 @@ def _add_request_name(cur: sqlite3.Cursor) -> None:
         cur.execute("ALTER TABLE requests ADD COLUMN name TEXT")
 
 
+def _events_into_blocks(cur: sqlite3.Cursor) -> None:
+    # An older file's events become a block each (their requests are not told apart by id);
+    # the per-event indexes the blocks replace go.
+    if cur.execute("SELECT 1 FROM event_blocks LIMIT 1").fetchone() is None:
+        _one_block_each(cur)
+    for index in ("events_source_id", "events_name_id", "events_stored", "events_received_at"):
+        cur.execute(f"DROP INDEX IF EXISTS {index}")
+
+
+def _one_block_each(cur: sqlite3.Cursor) -> None:
+    cur.execute(
+        "INSERT OR IGNORE INTO event_blocks (first_id, last_id, source, received_at, request_id, stored, names) "
+        "SELECT id, id, source, received_at, request_id, status = 'stored', json_array(name) FROM events"
+    )
+    cur.execute("INSERT OR IGNORE INTO block_names (name, first_id, last_id) SELECT name, id, id FROM events")
+
+
 # What each schema version adds to the one before (all CREATE … IF NOT EXISTS, or a step that
 # looks first), and what
 # `capigate migrate` lists it as (postgres/schema.py's MIGRATIONS say theirs likewise).
@@ -250,7 +286,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str | Callable[[sqlite3.Cursor], N
     2: ("the relay outbox in runs of event ids, the delivery attempts", OUTBOX_SCHEMA),
     3: (
         "the events no relay queues found by their own index, the old status index dropped",
-        ("DROP INDEX IF EXISTS events_status_id",),  # _SCHEMA has made events_stored
+        # events_stored, which version 11 replaced by event_blocks_stored in turn
+        ("DROP INDEX IF EXISTS events_status_id",),
     ),
     # capigate/store/sqlite/inspector.py
     4: ("refused request bodies, the keys requests are found by, the match-key rollups", INSPECTOR_SCHEMA),
@@ -266,6 +303,10 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str | Callable[[sqlite3.Cursor], N
     10: (
         "the journal's status index keeps only the requests not answered 200",
         ("DROP INDEX IF EXISTS requests_status_id",),  # _SCHEMA has made requests_unusual_status_id
+    ),
+    11: (
+        "the events indexed by request (event_blocks, block_names), not one by one: each event becomes a block",
+        (_events_into_blocks,),
     ),
 }
 
