@@ -713,3 +713,22 @@ def test_prune_takes_a_block_with_its_last_event(tmp_path: Path) -> None:
         assert run(store.query_events(EventQuery(name="b")))[0] == []
     finally:
         run(store.close())
+
+
+def test_a_dedupe_id_holding_a_nul_is_found_again_and_told_from_its_prefix(tmp_path: Path) -> None:
+    """Rule (store/sqlite/ingest._seen_keys): SQLite's json_each cuts a string at a NUL, so an
+    id holding one was never found: its second sending hit the key's primary key, a 503 and a
+    store refusing ingests (an AppsFlyer af_order_id, a new user's trial). Such ids are looked
+    up one by one; "a" and "a\\0b" stay two keys."""
+    store = SQLiteStore(tmp_path / "nul.db")
+    run(store.open())
+    try:
+        first = run(store.ingest([new_event(0, dedupe_id="a\x00b")], request_id="r1", received_at_ms=T0))
+        again = run(store.ingest([new_event(1, dedupe_id="a\x00b")], request_id="r2", received_at_ms=T0 + 1))
+        prefix = run(store.ingest([new_event(2, dedupe_id="a")], request_id="r3", received_at_ms=T0 + 2))
+        both = [new_event(3, dedupe_id="a\x00b"), new_event(4, dedupe_id="a"), new_event(5, dedupe_id="\x00")]
+        mixed = run(store.ingest(both, request_id="r4", received_at_ms=T0 + 3))
+        assert (first.stored, again.stored, again.duplicates, prefix.stored) == (1, 0, [0], 1)
+        assert (mixed.stored, mixed.duplicates) == (1, [0, 1])
+    finally:
+        run(store.close())

@@ -185,7 +185,11 @@ def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) ->
                 else:
                     by_source.setdefault(key[0], []).append(event.dedupe_id)
     for source, ids in by_source.items():
-        seen.update((source, d) for (d,) in cur.execute(SEEN_SQL, (_encode(ids), source)))
+        listed = _encode(ids)
+        if b"\\u0000" in listed:  # a NUL, which json_each cuts the id at (and so missed it)
+            seen.update((source, d) for d in ids if cur.execute(_SEEN_ONE_SQL, (source, d)).fetchone())
+        else:
+            seen.update((source, d) for (d,) in cur.execute(SEEN_SQL, (listed, source)))
     return seen
 
 
@@ -194,6 +198,9 @@ def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) ->
 SEEN_SQL: Final = (
     "SELECT d.dedupe_id FROM json_each(?) AS j CROSS JOIN dedupe_keys AS d ON d.source = ? AND d.dedupe_id = j.value"
 )
+
+
+_SEEN_ONE_SQL: Final = "SELECT 1 FROM dedupe_keys WHERE source = ? AND dedupe_id = ?"
 
 
 def _event_values(position: int, e: NewEvent, request_id: str, received_at_ms: int) -> tuple[Any, ...]:
