@@ -185,6 +185,8 @@ def test_api_replay_with_a_bad_body_names_the_body_not_the_query(server: Server)
             (b'[{"source": "px_std"}', "", "malformed_json"),
             (b'{"destination": "axon:px_std"}', "destination", "not_relayed"),
             (b'{"source": "px_std"}', "source", "not_relayed"),
+            # a filter given twice was one of them, silently (a trial): a write names it once
+            (b'{"status": 401, "status": 500}', "status", "repeated_key"),
         ]:
             answer = admin.post("/api/replay", content=body)
             assert answer.status_code == 400, body

@@ -273,6 +273,22 @@ def test_rule_admin_parameters_a_bad_or_unknown_parameter_is_a_400_naming_it(ser
         assert c.get("/api/requests", params={"api": "axon"}).status_code == 200
 
 
+def test_rule_admin_parameters_an_empty_filter_is_a_400_not_every_row(server: Server) -> None:
+    """Rule (http/params.query_text): ``?source=`` (a script's unset variable) answered every
+    source's events, as if no filter were given (a trial); it is refused, naming it."""
+    with server.admin() as c:
+        for path, key in [
+            ("/api/events", "source"), ("/api/events", "name"), ("/api/events", "test_tag"),
+            ("/api/events", "status"), ("/api/events", "api"), ("/api/requests", "source"),
+            ("/api/requests", "status"), ("/api/requests", "client_ip"), ("/api/requests", "dedupe_id"),
+            ("/api/stats", "source"), ("/api/quality", "name"), ("/api/quality", "source"),
+        ]:  # fmt: skip
+            for empty in ("", "  "):
+                problems = _problem(c.get(path, params={key: empty}))
+                assert problems == {f"query.{key}": f"{key} is empty: give it a value, or leave it out"}, (path, key)
+        assert c.get("/api/events", params={"source": "px_std"}).status_code == 200
+
+
 def test_every_admin_get_asks_its_token_and_its_parameters_through_one_helper(server: Server) -> None:
     """/api/events/{id}, /api/requests/{id} and /api/outbox each repeated the check of the
     token then of the parameters, and the others the token's alone: each GET of the admin API

@@ -15,6 +15,7 @@ import msgspec
 
 from capigate.axon.rules import stored_dedupe_id
 from capigate.checking import Report
+from capigate.duplicates import repeated_keys
 from capigate.errors import Problem
 from capigate.http.asgi import Request, Response, json_response
 from capigate.http.journal import may_wait_elsewhere
@@ -26,6 +27,7 @@ from capigate.http.params import (
     query_choice,
     query_cursor,
     query_limit,
+    query_text,
     query_time,
 )
 from capigate.http.session import has_session, lacks_csrf_header
@@ -166,11 +168,11 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     report = Report()
     q = Query(request.query, request.repeated)
     query = EventQuery(
-        source=_kept_id(q, "source"),
+        source=_kept_id(q, "source", report),
         api=query_choice(q, "api", report, EVENT_APIS),
-        name=q.get("name") or None,
+        name=query_text(q, "name", report),
         status=query_choice(q, "status", report, EVENT_STATUSES),
-        test_tag=_kept_id(q, "test_tag"),
+        test_tag=_kept_id(q, "test_tag", report),
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
         cursor=query_cursor(q, report, "events"),
@@ -183,11 +185,11 @@ async def get_events(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     return json_response(200, EventsPage(events=rows, next=encode_cursor("events", next_cursor)))
 
 
-def _kept_id(q: Query, name: str) -> str | None:
+def _kept_id(q: Query, name: str, report: Report) -> str | None:
     """A source or test tag filter as the store keeps one: a tag holding an email address is
     kept as ``<email address …>`` (personal.shown_id), and a filter for the tag as sent found
     nothing (a trial)."""
-    value = q.get(name) or None
+    value = query_text(q, name, report)
     return None if value is None else shown_id(value)
 
 
@@ -205,13 +207,13 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
     q = Query(request.query, request.repeated)
     status, status_class = _status(q, report)
     query = RequestQuery(
-        source=_kept_id(q, "source"),
+        source=_kept_id(q, "source", report),
         api=query_choice(q, "api", report, REQUEST_APIS),
         status=status,
         status_class=status_class,
         client_ip=_client_ip(q, report),
-        test_tag=_kept_id(q, "test_tag"),
-        keys=[(key, _kept_key(key, q.get(key, "").strip())) for key in _KEY_FILTERS if q.get(key, "").strip()],
+        test_tag=_kept_id(q, "test_tag", report),
+        keys=[(key, _kept_key(key, v.strip())) for key in _KEY_FILTERS if (v := query_text(q, key, report))],
         since_ms=query_time(q, "since", report),
         until_ms=query_time(q, "until", report),
         cursor=query_cursor(q, report, "requests"),
@@ -229,7 +231,7 @@ async def get_requests(request: Request, gateway: Gateway, outcome: Outcome) -> 
 def _client_ip(q: Query, report: Report) -> str | None:
     """``client_ip``: an IPv4 or IPv6 address, as the journal keeps it; anything else is a 400
     (a trial's ``client_ip=notanip`` was answered an empty page, as if no request had come)."""
-    raw = q.get("client_ip") or None
+    raw = query_text(q, "client_ip", report)
     if raw is None:
         return None
     try:
@@ -246,7 +248,7 @@ def _client_ip(q: Query, report: Report) -> str | None:
 
 def _status(q: dict[str, str], report: Report) -> tuple[int | None, int | None]:
     """``status``: an exact code (``401``) or a class (``4xx``): (code, None) or (None, class)."""
-    raw = q.get("status", "").strip().lower()
+    raw = (query_text(q, "status", report) or "").strip().lower()
     if not raw:
         return None, None
     if _STATUS.fullmatch(raw) is None:
@@ -334,6 +336,16 @@ async def get_outbox(request: Request, gateway: Gateway, outcome: Outcome) -> Re
     return json_response(200, OutboxPage(destinations=await gateway.store.outbox_depths()))
 
 
+def _refuse_repeated_keys(body: bytes, report: Report) -> None:
+    """A write that names a filter twice is refused: ``{"source": "a", "source": "b"}``
+    replayed one of them, silently (a trial), where ingest only warns, keeping the last as the
+    real APIs do."""
+    given = Report()
+    repeated_keys(body, "", given)
+    for warning in given.warnings:
+        report.error(warning.path, "repeated_key", f"{warning.path} is given more than once: give it once")
+
+
 async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> Response:
     """``POST /api/replay``: queue dead-lettered events again, once their cause is fixed."""
     outcome.api = "admin"
@@ -347,6 +359,7 @@ async def post_replay(request: Request, gateway: Gateway, outcome: Outcome) -> R
     except msgspec.DecodeError as exc:
         report.problems.append(_body_problem(body, exc))
         return _bad_replay(report)
+    _refuse_repeated_keys(body, report)
     refusal = replay_refusal(gateway.config, wanted.destination, wanted.source)
     if refusal is not None:
         report.error(refusal[0], "not_relayed", refusal[1])

@@ -253,10 +253,12 @@ def _repeated(names: Iterable[str]) -> frozenset[str]:
 
 
 def _parse_query(qs: str) -> tuple[dict[str, str], frozenset[str]]:
+    # A parameter given empty is kept, as "": the admin API refuses an empty filter, which
+    # read as none (``?source=`` listed every source's events); Axon's pixel_id is missing so.
     if "&" not in qs and "%" not in qs and "+" not in qs:  # one plain pair (?pixel_id=...): what
-        name, equals, value = qs.partition("=")  # parse_qsl answers, at a tenth of its cost
-        return ({name: value} if equals and value else {}), frozenset()
-    pairs = parse_qsl(qs)
+        name, _, value = qs.partition("=")  # parse_qsl answers, at a tenth of its cost
+        return ({name: value} if name else {}), frozenset()
+    pairs = parse_qsl(qs, keep_blank_values=True)
     query = dict(pairs)
     if len(query) == len(pairs):
         return query, frozenset()

@@ -127,9 +127,19 @@ def query_limit(q: Mapping[str, str], report: Report, *, default: int = 50, maxi
     return default if value is None else value
 
 
-def query_choice(q: Mapping[str, str], key: str, report: Report, choices: tuple[str, ...]) -> str | None:
+def query_text(q: Mapping[str, str], key: str, report: Report) -> str | None:
+    """A filter's value, None when not given. Given empty (``?source=``, a script's unset
+    variable) it is a 400: read as no filter, it answered every source's events (a trial)."""
     raw = q.get(key)
-    if raw is None or raw == "":
+    if raw is not None and not raw.strip():
+        report.error(f"query.{key}", "empty_parameter", f"{key} is empty: give it a value, or leave it out")
+        return None
+    return raw
+
+
+def query_choice(q: Mapping[str, str], key: str, report: Report, choices: tuple[str, ...]) -> str | None:
+    raw = query_text(q, key, report)
+    if raw is None:
         return None
     if raw not in choices:
         report.error(f"query.{key}", "invalid_value", f"{key} is one of {', '.join(choices)}, not {raw[:40]!r}")

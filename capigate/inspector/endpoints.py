@@ -21,7 +21,7 @@ from capigate.errors import Problem
 from capigate.http.api import EVENT_APIS, admin_refusal, refused_admin_get
 from capigate.http.asgi import BodyError, Request, Response, json_response
 from capigate.http.outcome import Outcome
-from capigate.http.params import Query, query_choice, query_integer, query_time
+from capigate.http.params import Query, query_choice, query_integer, query_text, query_time
 from capigate.http.state import Gateway
 from capigate.inspector.quality import quality_report, report_window
 from capigate.inspector.samples import Loopback, SourceInfo, send_to_self, sources, target_api
@@ -131,7 +131,7 @@ async def get_stats(request: Request, gateway: Gateway, outcome: Outcome) -> Res
         report.error("query.since", "out_of_range", "since must be before until")
         window = None
     bucket = _bucket(q, window, report)
-    source = q.get("source") or None
+    source = query_text(q, "source", report)
     q.refuse_unread(report)
     if not report.ok:
         return _invalid(report.problems)
@@ -157,7 +157,7 @@ async def get_quality(request: Request, gateway: Gateway, outcome: Outcome) -> R
     q = Query(request.query, request.repeated)
     until = query_time(q, "until", report)
     since = query_time(q, "since", report)
-    source, name = q.get("source") or None, q.get("name") or None
+    source, name = query_text(q, "source", report), query_text(q, "name", report)
     api = query_choice(q, "api", report, EVENT_APIS)
     q.refuse_unread(report)
     until = _now_ms() if until is None else until
