@@ -153,6 +153,22 @@ def test_events_json_prints_one_object_a_line(server: Server, tmp_path: Path) ->
     assert json.loads(line)["dedupe_id"] == dedupe_id
 
 
+def test_events_all_pages_through_every_row_past_the_page_size(server: Server, tmp_path: Path) -> None:
+    """``--limit`` stopped at 1,000 rows with no way on (a trial): ``--all`` follows the
+    listing's cursor to its end, each row once, newest first."""
+    with server.client(headers={"Authorization": "key-std", "X-Capigate-Test": "every-row"}) as http:
+        for n in range(3):
+            events = [page_view(dedupe_id=f"every-{n}-{i}") for i in range(4)]
+            assert http.post("/v1/event", params={"pixel_id": "px_std"}, json={"events": events}).status_code == 200
+    _config_of(server, tmp_path)
+    done = capigate("events", "--all", "--limit", "5", "--test-tag", "every-row", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ids = [json.loads(line)["id"] for line in done.stdout.splitlines()]
+    assert len(ids) == 12 and ids == sorted(set(ids), reverse=True), ids
+    both = capigate("events", "--all", "--follow", cwd=tmp_path)
+    assert both.returncode == 2 and "choose one" in both.stderr, both.stderr
+
+
 # --- replay ----------------------------------------------------------------------------
 
 

@@ -30,7 +30,15 @@ from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem
 from capigate.identity import contains_email, holds_international_phone
 from capigate.logs import escape_control
 from capigate.ports import PORTS, port_problem
-from capigate.responses import DROPPED_SILENTLY, EVENT_APIS, REQUEST_APIS, EventView, RequestView
+from capigate.responses import (
+    DROPPED_SILENTLY,
+    EVENT_APIS,
+    REQUEST_APIS,
+    EventsPage,
+    EventView,
+    RequestsPage,
+    RequestView,
+)
 
 if TYPE_CHECKING:
     from capigate.client.admin import GatewayAdmin
@@ -471,6 +479,25 @@ class _Printer:
         sys.stdout.flush()
 
 
+def _print_every_page(
+    admin: GatewayAdmin, printer: _Printer, show_requests: bool, page_size: int, filters: dict[str, Any]
+) -> None:
+    """``events --all``: each page as it comes (``--limit`` stopped at 1,000 rows, with no way
+    on from there: a trial), one line a row, following the listing's cursor to its end."""
+    printer.header()
+    cursor: str | None = None
+    while True:
+        page: EventsPage | RequestsPage = (
+            admin.requests(cursor=cursor, limit=page_size, **filters)
+            if show_requests
+            else admin.events(cursor=cursor, limit=page_size, **filters)
+        )
+        printer.rows(page.requests if isinstance(page, RequestsPage) else page.events, table=False)
+        if page.next is None:
+            return
+        cursor = page.next
+
+
 # An email address as a transaction id is refused (an Axon purchase) or dropped (AppsFlyer's
 # af_order_id), and a request's journal keys hold no email address: --transaction-id with one
 # found nothing and said nothing (a trial). A phone number in international form there is
@@ -509,6 +536,12 @@ _PII_TRANSACTION_ID = (
     show_default=True,
     help="Rows to show (with --follow: rows of backlog).",
 )
+@click.option(
+    "--all",
+    "every_row",
+    is_flag=True,
+    help="Every row that matches, newest first, page after page (--limit rows a page, or 1000).",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows as they arrive (Ctrl-C to stop).")
 @click.option(
     "--interval-s", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Poll interval with --follow."
@@ -531,6 +564,7 @@ def events(
     since: str | None,
     until: str | None,
     limit: int,
+    every_row: bool,
     follow: bool,
     interval_s: float,
     as_json: bool,
@@ -556,11 +590,17 @@ def events(
         raise click.UsageError(
             f"--api {api_name} finds requests (events come from {' or '.join(EVENT_APIS)}): add --requests"
         )
+    if every_row and follow:
+        raise click.UsageError("--all lists what is kept, --follow what arrives: choose one")
     url, admin_token = _gateway(base_url, token, config_path, host, port)
     printer = _Printer(_REQUEST_COLUMNS if show_requests else _EVENT_COLUMNS, as_json=as_json)
     admin = GatewayAdmin(url, admin_token)
     try:
         with admin:
+            if every_row:
+                page_size = limit if _on_the_command_line("limit") else 1000
+                _print_every_page(admin, printer, show_requests, page_size, filters)
+                return
             if not follow:
                 rows: Sequence[EventView | RequestView] = (
                     admin.requests(limit=limit, **filters).requests
