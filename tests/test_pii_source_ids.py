@@ -217,3 +217,10 @@ def _tagged(server: Server, tag: str) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+def test_the_readmes_example_of_a_kept_tag_is_what_capigate_keeps() -> None:
+    """README.md names what ``jane@example.com`` is kept as (it showed another address's)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    kept = shown_id("jane@example.com")
+    assert f"`jane@example.com` is kept as\n  `{kept}`" in readme and shown_id("Jane@Example.com ") == kept
