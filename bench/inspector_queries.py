@@ -147,6 +147,12 @@ async def timings(path: Path, now_ms: int, runs: int) -> list[tuple[str, float]]
     store = SQLiteStore(path)
     await store.open()
     out: list[tuple[str, float]] = []
+    conn = sqlite3.connect(path)
+    request_id, received_at = conn.execute(
+        "SELECT request_id, received_at FROM events WHERE id = ?", (n_half,)
+    ).fetchone()
+    conn.close()
+    one_request = (request_id, received_at)
 
     async def timed(label: str, call: Callable[[], Awaitable[object]]) -> None:
         samples = []
@@ -172,6 +178,13 @@ async def timings(path: Path, now_ms: int, runs: int) -> list[tuple[str, float]]
         await timed("events: source + name", lambda: store.query_events(EventQuery(source="px_shop", name="purchase")))
         await timed("events: test_tag (1 in 5,000)", lambda: store.query_events(EventQuery(test_tag="inspector")))
         await timed("events: last hour", lambda: store.query_events(EventQuery(since_ms=hour)))
+        await timed("events: name", lambda: store.query_events(EventQuery(name="purchase")))
+        await timed("events: name nobody sent", lambda: store.query_events(EventQuery(name="refund")))
+        await timed(
+            "events: source + last hour", lambda: store.query_events(EventQuery(source="px_shop", since_ms=hour))
+        )
+        await timed("events: status stored", lambda: store.query_events(EventQuery(status="stored")))
+        await timed("events: a request's", lambda: store.query_events(EventQuery(request=one_request)))
         await timed("events: delivery dead", lambda: store.query_events(EventQuery(status="dead")))
         await timed("events: delivery pending", lambda: store.query_events(EventQuery(status="pending")))
         await timed("events: delivered", lambda: store.query_events(EventQuery(status="delivered")))
