@@ -148,22 +148,25 @@ class _Rows:
 
     def _add_blocks(self, fresh: list[tuple[int, NewEvent]], first_id: int, request_id: str, received_at: int) -> None:
         """The block rows of a request's fresh events (ids ``first_id`` …): one, but for a
-        request whose events name several sources, a block per run of one source."""
-        start = 0
+        request whose events name several sources, a block per run of one source; and a
+        ``block_names`` row per run of one name in it, so that a name's events are read alone
+        (a name in one event of each 100 read all 100, 8x the events' own index, a trial)."""
+        names, start = self.names, 0
         while start < len(fresh):
             source = fresh[start][1].source
-            names: set[str] = set()
+            named: set[str] = set()
             stored = False
-            end = start
+            end = run_start = start
             while end < len(fresh) and (e := fresh[end][1]).source == source:
-                names.add(e.name)
+                if e.name != fresh[run_start][1].name:
+                    names += (fresh[run_start][1].name, first_id + run_start, first_id + end - 1)
+                    run_start = end
+                named.add(e.name)
                 stored = stored or e.destination is None
                 end += 1
-            first, last = first_id + start, first_id + end - 1
-            ordered = sorted(names)
-            self.blocks += (first, last, source, received_at, request_id, int(stored), _encode(ordered).decode())
-            for name in ordered:
-                self.names += (name, first, last)
+            names += (fresh[run_start][1].name, first_id + run_start, first_id + end - 1)
+            listed = _encode(sorted(named)).decode()
+            self.blocks += (first_id + start, first_id + end - 1, source, received_at, request_id, int(stored), listed)
             start = end
 
 

@@ -108,7 +108,7 @@ _EMPTIED_BLOCKS: Final = (
     "DELETE FROM event_blocks WHERE first_id BETWEEN "
     "coalesce((SELECT max(first_id) FROM event_blocks WHERE first_id <= ?1), ?1) AND ?2 "
     "AND NOT EXISTS (SELECT 1 FROM events WHERE id BETWEEN event_blocks.first_id AND event_blocks.last_id) "
-    "RETURNING first_id, names"
+    "RETURNING first_id, last_id, names"
 )
 # The runs between two event ids (the first may begin before them), through the primary key.
 _RUNS_FROM: Final = "first_id BETWEEN coalesce((SELECT max(first_id) FROM outbox WHERE first_id <= ?), ?) AND ?"
@@ -272,11 +272,11 @@ def prune_events(cur: sqlite3.Cursor, before_ms: int, after: EventCursor) -> tup
 
 
 def _delete_emptied_blocks(cur: sqlite3.Cursor, first: int, last: int) -> None:
-    """The blocks between two event ids that hold no event any more, with their names."""
+    """The blocks between two event ids that hold no event any more, with their names' runs."""
     gone = cur.execute(_EMPTIED_BLOCKS, (first, last)).fetchall()
-    names = [(name, first_id) for first_id, listed in gone for name in json.loads(listed)]
-    if names:
-        cur.executemany("DELETE FROM block_names WHERE name = ? AND first_id = ?", names)
+    runs = [(name, start, end) for start, end, listed in gone for name in json.loads(listed)]
+    if runs:  # a row per run of one name within the block
+        cur.executemany("DELETE FROM block_names WHERE name = ? AND first_id BETWEEN ? AND ?", runs)
 
 
 def kept_attempts(conn: sqlite3.Connection, before_ms: int) -> frozenset[int]:

@@ -188,6 +188,7 @@ BLOCKS_SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS event_blocks_received_at ON event_blocks (received_at)",
     # The blocks holding an event no relay queues (status 'stored'): few where relays are set.
     "CREATE INDEX IF NOT EXISTS event_blocks_stored ON event_blocks (first_id) WHERE stored",
+    # A row per run of consecutive events of one name in a block (most blocks: one).
     """CREATE TABLE IF NOT EXISTS block_names (
         name TEXT NOT NULL,
         first_id INTEGER NOT NULL,
@@ -265,17 +266,28 @@ def _events_into_blocks(cur: sqlite3.Cursor) -> None:
     # An older file's events become a block each (their requests are not told apart by id);
     # the per-event indexes the blocks replace go.
     if cur.execute("SELECT 1 FROM event_blocks LIMIT 1").fetchone() is None:
-        _one_block_each(cur)
+        _one_block_each(cur, 0)
     for index in ("events_source_id", "events_name_id", "events_stored", "events_received_at"):
         cur.execute(f"DROP INDEX IF EXISTS {index}")
 
 
-def _one_block_each(cur: sqlite3.Cursor) -> None:
+def _blocks_for_events_past_the_last(cur: sqlite3.Cursor) -> None:
+    """A block each for the events past the last block: an older capigate that kept writing
+    the file after it was migrated writes none, and every filter and prune missed its events
+    (a trial). The last block is the newest row, its last_id the largest (they never overlap)."""
+    row = cur.execute("SELECT last_id FROM event_blocks ORDER BY first_id DESC LIMIT 1").fetchone()
+    _one_block_each(cur, row[0] if row else 0)
+
+
+def _one_block_each(cur: sqlite3.Cursor, after: int) -> None:
     cur.execute(
-        "INSERT OR IGNORE INTO event_blocks (first_id, last_id, source, received_at, request_id, stored, names) "
-        "SELECT id, id, source, received_at, request_id, status = 'stored', json_array(name) FROM events"
+        "INSERT INTO event_blocks (first_id, last_id, source, received_at, request_id, stored, names) "
+        "SELECT id, id, source, received_at, request_id, status = 'stored', json_array(name) FROM events WHERE id > ?",
+        (after,),
     )
-    cur.execute("INSERT OR IGNORE INTO block_names (name, first_id, last_id) SELECT name, id, id FROM events")
+    cur.execute(
+        "INSERT INTO block_names (name, first_id, last_id) SELECT name, id, id FROM events WHERE id > ?", (after,)
+    )
 
 
 # What each schema version adds to the one before (all CREATE … IF NOT EXISTS, or a step that
@@ -349,6 +361,7 @@ def _create_schema(cur: sqlite3.Cursor) -> None:
                     cur.execute(step)
                 else:
                     step(cur)
+        _blocks_for_events_past_the_last(cur)
         if found is None:
             cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         elif found < SCHEMA_VERSION:
