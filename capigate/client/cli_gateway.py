@@ -30,15 +30,7 @@ from capigate.errors import CapigateError, ConfigError, HTTPStatusError, Problem
 from capigate.identity import contains_email, holds_international_phone
 from capigate.logs import escape_control
 from capigate.ports import PORTS, port_problem
-from capigate.responses import (
-    DROPPED_SILENTLY,
-    EVENT_APIS,
-    REQUEST_APIS,
-    EventsPage,
-    EventView,
-    RequestsPage,
-    RequestView,
-)
+from capigate.responses import DROPPED_SILENTLY, EVENT_APIS, REQUEST_APIS, EventView, RequestView
 
 if TYPE_CHECKING:
     from capigate.client.admin import GatewayAdmin
@@ -482,20 +474,16 @@ class _Printer:
 def _print_every_page(
     admin: GatewayAdmin, printer: _Printer, show_requests: bool, page_size: int, filters: dict[str, Any]
 ) -> None:
-    """``events --all``: each page as it comes (``--limit`` stopped at 1,000 rows, with no way
-    on from there: a trial), one line a row, following the listing's cursor to its end."""
+    """``events --all``: each row as its page comes (``--limit`` stopped at 1,000 rows, with
+    no way on from there: a trial), one line a row, the listing's cursor followed to its end."""
     printer.header()
-    cursor: str | None = None
-    while True:
-        page: EventsPage | RequestsPage = (
-            admin.requests(cursor=cursor, limit=page_size, **filters)
-            if show_requests
-            else admin.events(cursor=cursor, limit=page_size, **filters)
-        )
-        printer.rows(page.requests if isinstance(page, RequestsPage) else page.events, table=False)
-        if page.next is None:
-            return
-        cursor = page.next
+    rows: Iterator[EventView] | Iterator[RequestView] = (
+        admin.iter_requests(limit=page_size, **filters)
+        if show_requests
+        else admin.iter_events(limit=page_size, **filters)
+    )
+    for row in rows:
+        printer.rows([row], table=False)
 
 
 # An email address as a transaction id is refused (an Axon purchase) or dropped (AppsFlyer's
