@@ -160,9 +160,9 @@ def _block_scan(query: EventQuery, *, by_time: bool) -> tuple[str, list[str], li
         ]  # fmt: skip
     if query.test_tag is not None:
         return None
-    window, bounds = _block_window(query)
     if query.name is not None:
         return "block_names k", ["k.name = ?"], [query.name]
+    window, bounds = _block_window(query)
     if query.source is not None:
         return "event_blocks k INDEXED BY event_blocks_source", ["k.source = ?", *window], [query.source, *bounds]
     if query.status == "stored":

@@ -262,19 +262,11 @@ def _add_request_name(cur: sqlite3.Cursor) -> None:
         cur.execute("ALTER TABLE requests ADD COLUMN name TEXT")
 
 
-def _events_into_blocks(cur: sqlite3.Cursor) -> None:
-    # An older file's events become a block each (their requests are not told apart by id);
-    # the per-event indexes the blocks replace go.
-    if cur.execute("SELECT 1 FROM event_blocks LIMIT 1").fetchone() is None:
-        _one_block_each(cur, 0)
-    for index in ("events_source_id", "events_name_id", "events_stored", "events_received_at"):
-        cur.execute(f"DROP INDEX IF EXISTS {index}")
-
-
 def _blocks_for_events_past_the_last(cur: sqlite3.Cursor) -> None:
-    """A block each for the events past the last block: an older capigate that kept writing
-    the file after it was migrated writes none, and every filter and prune missed its events
-    (a trial). The last block is the newest row, its last_id the largest (they never overlap)."""
+    """A block each for the events past the last block, at every open: an older file's
+    events (version 11; their requests are not told apart by id), and those an older capigate
+    wrote after the file was migrated (it writes none: every filter and prune missed them, a
+    trial). The last block is the newest row, its last_id the largest (they never overlap)."""
     row = cur.execute("SELECT last_id FROM event_blocks ORDER BY first_id DESC LIMIT 1").fetchone()
     _one_block_each(cur, row[0] if row else 0)
 
@@ -318,7 +310,11 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str | Callable[[sqlite3.Cursor], N
     ),
     11: (
         "the events indexed by request (event_blocks, block_names), not one by one: each event becomes a block",
-        (_events_into_blocks,),
+        # _SCHEMA has made the blocks' tables; _blocks_for_events_past_the_last fills them
+        tuple(
+            f"DROP INDEX IF EXISTS {index}"
+            for index in ("events_source_id", "events_name_id", "events_stored", "events_received_at")
+        ),
     ),
 }
 
