@@ -236,6 +236,26 @@ def test_value_not_matching_price_times_quantity_is_a_warning() -> None:
     assert found["events[0].data.value"] == "value_mismatch"
 
 
+@pytest.mark.parametrize("name", ["purchase", "view_item", "add_to_cart", "begin_checkout", "add_payment_info"])
+def test_rule_an_empty_items_list_is_kept_with_the_warning_empty_items_and_no_value_mismatch(name: str) -> None:
+    """`items: []` passes the schema (it sets no minimum) but tells AppLovin of no item: the
+    event is kept as sent, with empty_items at the list's path, and no value_mismatch against
+    a sum of nothing."""
+    extra = {"add_payment_info": {"payment_type": "wallet"}, "purchase": {"transaction_id": "t-1"}}.get(name, {})
+    event = items_event(name, items=[], value=20, **extra)
+    result = check(event)
+    assert result.report.ok and len(result.events) == 1
+    found = {w.path: w.code for w in result.report.warnings}
+    assert found["events[0].data.items"] == "empty_items"
+    assert "events[0].data.value" not in found
+    assert stored_payload(result)["data"]["items"] == []
+
+
+def test_an_empty_results_list_of_search_is_no_empty_items() -> None:
+    event = purchase(name="search", data={"search_term": "shoes", "results": []})
+    assert "empty_items" not in warnings(event).values()
+
+
 def test_null_price_or_quantity_skips_the_value_check_instead_of_failing() -> None:
     event = purchase()
     event["data"]["items"][0].update(price=None, quantity=None)

@@ -249,6 +249,15 @@ def test_rule_name_to_data_is_decided_by_the_event_types_tag_as_by_the_slow_path
     assert (("purchase", json.dumps(purchase()["data"])) in typed) == ("purchase" in profile.events)
 
 
+def test_an_empty_items_list_gets_the_slow_paths_empty_items_on_the_typed_path() -> None:
+    event = page_view(name="purchase", data={**purchase()["data"], "items": []})
+    body = msgspec.json.encode({"events": [event]})
+    check = check_body(body, PROFILES["standard"], source="px", now_ms=NOW)
+    assert check.typed and check.report.ok
+    assert [w.path for w in check.report.warnings if w.code == "empty_items"] == ["events[0].data.items"]
+    assert path_differences(body, PROFILES["standard"], now_ms=NOW, typed=check) == []
+
+
 def test_item_warnings_made_once_per_place_still_say_each_items_own_missing_fields() -> None:
     """The typed path reuses an item's missing_recommended warning for the same place and
     fields (typed._item_warning); batch after batch, and past the bound of what it keeps, each

@@ -83,6 +83,10 @@ _RECOMMENDED: dict[str, tuple[str, ...]] = {
     "add_payment_info": ("currency", "items", "payment_type", "value"),
     "purchase": ("shipping", "tax", "user_id"),
 }
+# The names whose `items` are required or recommended: an empty list tells AppLovin of no item.
+_ITEMS_EXPECTED: Final = frozenset(
+    {"view_item", "add_to_cart", "remove_from_cart", "view_cart", "begin_checkout", "add_payment_info", "purchase"}
+)
 _ITEM_RECOMMENDED: Final[tuple[str, ...]] = ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
 _ITEM_RECOMMENDED_SET = frozenset(_ITEM_RECOMMENDED)
 _MPD_TIMESTAMPS: Final[tuple[str, ...]] = ("first_purchase_ts", "first_visit_ts", "last_purchase_ts", "last_visit_ts")
@@ -348,6 +352,8 @@ def warn_currency_case(currency: str, path: str, report: Report) -> None:
 
 
 def _check_items(name: str, items: list[Any], path: str, profile: Profile, report: Report) -> None:
+    if not items and path.endswith(".items"):
+        warn_empty_items(name, path, report)
     quantity_required = name in _QUANTITY_REQUIRED
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -363,6 +369,13 @@ def _check_items(name: str, items: list[Any], path: str, profile: Profile, repor
         if missing:
             report.warn(here, "missing_recommended", _missing_item_fields(missing))
         warn_item_amounts(item.get("price"), item.get("quantity"), here, report)
+
+
+def warn_empty_items(name: str, path: str, report: Report) -> None:
+    """An empty `items` of a name that expects them: kept as sent (the API's schema sets no
+    minimum), and said, as AppLovin is told of no item; no value_mismatch is said beside it."""
+    if name in _ITEMS_EXPECTED:
+        report.warn(path, "empty_items", f"`items` is empty: a `{name}` event tells AppLovin which items it was about")
 
 
 def warn_item_amounts(price: Any, quantity: Any, path: str, report: Report) -> None:
@@ -384,7 +397,7 @@ _missing_item_fields = functools.cache(_missing_item_message)
 
 def _check_items_value(data: dict[str, Any], path: str, report: Report) -> None:
     items, value = data.get("items"), data.get("value")
-    if not isinstance(items, list) or not isinstance(value, (int, float)):
+    if not isinstance(items, list) or not items or not isinstance(value, (int, float)):
         return
     for item in items:
         # Only a sum of numbers can disagree with value; null price or quantity means unknown.

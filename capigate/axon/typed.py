@@ -502,6 +502,8 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> int:
         items = getattr(data, list_key)
         if items is None:
             continue
+        if not items and list_key == "items":
+            rules.warn_empty_items(name, f"{path}.items", report)
         summed: list[float] | None = [] if list_key == "items" and value is not None else None
         for i, item in enumerate(items):
             # Its fields in one call (each attribute read alone costs as much as a test of it).
@@ -545,7 +547,7 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> int:
             amounts = summed
     if value is not None and value < 0:
         rules.warn_negative_value(value, path, report)
-    if amounts is not None:
+    if amounts:  # none for an empty list: empty_items says it
         _check_items_value(amounts, value, path, report)
     return shorter
 
