@@ -31,6 +31,7 @@ from capigate.store import (
 from capigate.store import sqlite as sqlite_module
 from capigate.store.sqlite import ingest as sqlite_ingest
 from capigate.store.sqlite import inspector as sqlite_inspector
+from capigate.store.sqlite import prune as sqlite_prune
 from tests.storekit import run
 
 T = TypeVar("T")
@@ -666,10 +667,12 @@ PLANS = {
         REQUESTS(RequestQuery(since_ms=1, keys=[("name", "purchase")])),
         "requests_received_at (received_at>?)",
     ),
-    "prune-keys": (
-        ("DELETE FROM dedupe_keys WHERE seen_at < ?", [1]),
-        "dedupe_keys_seen_at (seen_at<?)",
+    "prune-keys-walk": (
+        (sqlite_prune._WALK, [1, 0, 0, 10]),
+        "event_blocks_received_at (received_at>? AND received_at<?)",
     ),
+    "prune-key": ((sqlite_prune._DELETE_KEY, ["s", "d", 1]), "PRIMARY KEY (source=? AND dedupe_id=?)"),
+    "prune-keys-aging": ((sqlite_prune._AGING, [1, 10]), "PRIMARY KEY (seen_at<?)"),
     "prune-journal": (
         ("DELETE FROM requests WHERE received_at < ?", [1]),
         "requests_received_at (received_at<?)",

@@ -15,6 +15,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import psycopg
 import pytest
 
@@ -25,6 +26,7 @@ from capigate.store import (
     DeadLetterQuery,
     Delivery,
     JournalRecord,
+    NewEvent,
     PostgresStore,
     Retention,
     SQLiteStore,
@@ -171,6 +173,51 @@ def test_pruned_events_keep_their_dedupe_keys_until_dedupe_days(store: Store) ->
     assert (again.stored, again.duplicates) == (0, [0])
 
 
+def _stored_again(store: Store, *events: NewEvent, at: int) -> list[int]:
+    """How many of ``events``, sent again at ``at``, are stored: 1 where its key is gone."""
+    return [
+        run(store.ingest([e], request_id=f"again-{at}-{i}", received_at_ms=at)).stored for i, e in enumerate(events)
+    ]
+
+
+def _keyed_events() -> list[NewEvent]:
+    """A real event, a test event and an AppsFlyer one (their keys are scoped by the test tag
+    and by the event name: prune must find each key as the ingest made it)."""
+    appsflyer = msgspec.structs.replace(new_event(3, destination=None), api="appsflyer", name="af_purchase")
+    return [new_event(1, destination=None), new_event(2, destination=None, test_tag="t"), appsflyer]
+
+
+def test_keys_of_events_pruned_before_them_go_once_dedupe_days_have_passed(store: Store) -> None:
+    """Events kept 30 days and their keys 60: the events go at 30 days and their keys stay
+    (a resend is a duplicate), then go at 60 (a resend is stored), counted, each once."""
+    ingest(store, *_keyed_events(), at=T0)
+    ingest(store, new_event(9, destination=None), at=RECENT)
+    keep = Retention(event_days=30, dedupe_days=60)
+    assert run(store.prune(NOW, keep)).dedupe_keys == 0
+    assert len(events_by_id(store)) == 1
+    assert _stored_again(store, *_keyed_events(), at=NOW) == [0, 0, 0]
+    later = T0 + 61 * DAY_MS
+    pruned = run(store.prune(later, keep))
+    assert (pruned.events, pruned.dedupe_keys) == (0, 3)
+    assert run(store.prune(later, keep)).dedupe_keys == 0
+    assert _stored_again(store, *_keyed_events(), at=later) == [1, 1, 1]
+
+
+def test_keys_go_before_their_events_when_dedupe_days_are_fewer(store: Store) -> None:
+    """Keys kept 5 days and events 30: the keys of events 40 days old go with them, and those
+    of events 6 days old go while their events stay (found through the events); a second
+    prune finds none left to delete."""
+    ingest(store, new_event(7, destination=None), at=T0)
+    six_days = NOW - 6 * DAY_MS
+    ingest(store, *_keyed_events(), at=six_days)
+    keep = Retention(event_days=30, dedupe_days=5)
+    pruned = run(store.prune(NOW, keep))
+    assert (pruned.events, pruned.dedupe_keys) == (1, 4)
+    assert len(events_by_id(store)) == 3
+    assert run(store.prune(NOW + 1, keep)).dedupe_keys == 0
+    assert _stored_again(store, *_keyed_events(), at=NOW + 2) == [1, 1, 1]
+
+
 def test_prune_deletes_more_events_than_a_chunk_holds_and_counts_them_all(store: Store) -> None:
     chunk = sqlite_prune.CHUNK if isinstance(store, SQLiteStore) else pg_prune.CHUNK
     total = 2 * chunk + 150
@@ -204,9 +251,9 @@ def test_sqlite_prune_runs_one_writer_job_per_chunk_so_ingests_wait_for_one_chun
         ingest(store, new_event(total, destination=None), at=RECENT)
         jobs = store.stats.jobs
         assert run(store.prune(NOW, KEEP_30_DAYS)).events == total
-        # the keys (all seen at one time, so one job, then one finding none left), the journal
-        # and the rollups (a job each), three full chunks of events and an empty one, the attempts
-        assert store.stats.jobs - jobs == 2 + 2 + 4 + 1
+        # the keys (their events walked: three full chunks and an empty one), the journal and the
+        # rollups (a job each), three full chunks of events and an empty one, the attempts
+        assert store.stats.jobs - jobs == 4 + 2 + 4 + 1
     finally:
         run(store.close())
 
@@ -248,13 +295,22 @@ def test_sqlite_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollups_t
     tmp_path: Path,
 ) -> None:
     """A chunk's edge reads ``CHUNK`` entries of an index and its DELETE the rows under the
-    edge through it (the journal's entries over the limit through the primary key): no
-    statement of a job reads a whole table, or sorts it."""
+    edge through it (the journal's entries over the limit through the primary key; the dedupe
+    keys through the events' blocks, each key by its own): no statement of a job reads a whole
+    table, or sorts it."""
     store = SQLiteStore(tmp_path / "plan.db")
     run(store.open())
     run(store.close())
-    statements = {"over": (sqlite_prune._OVER_CHUNK, [T0]), "oldest entry": (sqlite_prune._OLDEST_ENTRY, [])}
-    statements["keys going"] = (sqlite_prune._KEYS_GOING, [T0])
+    statements: dict[str, tuple[str, list[Any]]] = {
+        "over": (sqlite_prune._OVER_CHUNK, [T0]),
+        "oldest entry": (sqlite_prune._OLDEST_ENTRY, []),
+    }
+    statements["keys' events walked"] = (sqlite_prune._WALK, [T0, 0, 0, sqlite_prune.CHUNK])
+    statements["keys aging"] = (sqlite_prune._AGING, [T0, sqlite_prune.CHUNK])
+    statements["key deleted"] = (sqlite_prune._DELETE_KEY, ["s", "d", 1])
+    statements["aging deleted"] = (sqlite_prune._DELETE_AGING, [T0, "s", "d"])
+    statements["keys aged"] = (sqlite_prune._aging_of_sql(4), [1, 2, 3, 4, T0])
+    statements["entry of a key"] = (sqlite_prune._ENTRY_OF, ["r"])
     statements["events going"] = (sqlite_prune._events_going_sql(4), [1, 2, 3, 4])
     for table in sqlite_prune._TIME:
         statements[f"{table} edge"] = (sqlite_prune._EDGE[table], [T0])

@@ -5,6 +5,7 @@ bound as 0, and the lock file that queues the writers of several processes on on
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import signal
@@ -29,6 +30,7 @@ from capigate.store.sqlite.schema import SCHEMA_VERSION
 from tests.storekit import run
 
 T0 = 1_700_000_000_000
+_DAY = 86_400_000
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="flock and fork are POSIX")
 
 
@@ -134,6 +136,45 @@ def test_sqlite_migrates_a_version_10_database_to_a_block_for_each_event(tmp_pat
         (0, "r1", '["a"]'), (0, "r1", '["b"]'), (0, "r1", '["a"]'), (1, "r2", '["a","b"]'),
     ]  # fmt: skip
     assert not {"events_source_id", "events_name_id", "events_stored", "events_received_at"} & indexes(path)
+    _assert_at_current_version(path)
+
+
+# What version 12 changed: the dedupe keys' time index, for a walk of their events.
+_BEFORE_KEYS_AGING: Final = (
+    "DROP TABLE dedupe_aging", "DROP TABLE prune_marks", "CREATE INDEX dedupe_keys_seen_at ON dedupe_keys (seen_at)",
+)  # fmt: skip
+
+
+def test_sqlite_migrates_a_version_11_database_to_keys_found_through_their_events(tmp_path: Path) -> None:
+    """Schema 12: the keys' time index goes; a key whose event an older prune deleted waits in
+    dedupe_aging, the walk starts at the oldest key; a prune then deletes every old key, by
+    either way, and none that is new."""
+    path = tmp_path / "v11.db"
+    store = SQLiteStore(path)
+    run(store.open())
+    run(
+        store.ingest(
+            [new_event(0, dedupe_id="gone"), new_event(1, dedupe_id="kept")], request_id="r1", received_at_ms=T0
+        )
+    )
+    run(store.ingest([new_event(2, dedupe_id="new")], request_id="r2", received_at_ms=T0 + 100 * _DAY))
+    run(store.close())
+    _downgrade(path, 11, *_BEFORE_KEYS_AGING, "DELETE FROM events WHERE dedupe_id = 'gone'")
+
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("SELECT dedupe_id FROM dedupe_aging").fetchall() == [("gone",)]
+            assert conn.execute("SELECT received_at FROM prune_marks").fetchall() == [(T0,)]
+        pruned = run(store.prune(T0 + 100 * _DAY, Retention(dedupe_days=30, event_days=math.inf)))
+        assert pruned.dedupe_keys == 2
+        resent = [new_event(3, dedupe_id=d) for d in ("gone", "kept", "new")]
+        again = run(store.ingest(resent, request_id="r3", received_at_ms=T0 + 100 * _DAY))
+        assert (again.stored, again.duplicates) == (2, [2])
+    finally:
+        run(store.close())
+    assert "dedupe_keys_seen_at" not in indexes(path)
     _assert_at_current_version(path)
 
 

@@ -12,7 +12,12 @@ reader) ``prune_over``; then, unless events are kept for ever, ``prune_rollups``
 ``prune_events`` until it returns no cursor; it reads ``kept_attempts`` once, then submits
 ``prune_attempts`` until it returns no cursor.
 
-Dedupe keys go by age (``seen_at``), on their own retention, not with their events. Journal
+Dedupe keys go by age (``seen_at``, their event's received_at), on their own retention, not
+with their events. They have no index of their time (an eighth of a W1 lead-gen event's writer
+instructions): each job walks the next chunk of the events received before the cutoff, from
+where the last walk ended (``prune_marks``), and deletes each one's key if it still names it;
+the keys of events pruned before them (events kept for less time than keys) wait in
+``dedupe_aging`` by time, written when their events go. Journal
 entries go by age (``received_at``), then those over ``journal_max_rows`` by id, each job with
 a chunk of the refused bodies and request keys of the entries gone. Each job of the journal by
 age leaves it as the whole prune would at a cutoff of its own (``prune_journal``), so the
@@ -41,10 +46,11 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Final
 
-from capigate.events import kept_as_sent
+from capigate.events import dedupe_scope, kept_as_sent, scope_name
 from capigate.store.inspector import DAY_MS, HOUR_MS, MINUTE_MS
 from capigate.store.sqlite.dedupe import flush_older
 from capigate.store.sqlite.outbox import in_chunks
+from capigate.store.sqlite.schema import KEYS_MARK, KEYS_MARK_SET
 
 __all__ = [
     "CHUNK",
@@ -70,11 +76,11 @@ Chunk = tuple[int, bool]  # a job's rows deleted (those the PruneResult counts),
 # The time each table of the keys, the journal and the rollups is pruned by, which leads an
 # index: the table's own (WITHOUT ROWID) key, or the index named, which the planner is held to.
 _TIME: Final = {
-    "dedupe_keys": "seen_at", "requests": "received_at", "request_minutes": "minute",
+    "requests": "received_at", "request_minutes": "minute",
     "request_bodies": "received_at", "request_keys": "received_at", "event_quality": "hour",
     "event_quality_days": "day",
 }  # fmt: skip
-_INDEXED: Final = frozenset(("dedupe_keys", "requests", "request_bodies", "request_keys"))  # by {table}_{column}
+_INDEXED: Final = frozenset(("requests", "request_bodies", "request_keys"))  # by {table}_{column}
 _FROM: Final = {
     table: f"{table} INDEXED BY {table}_{column}" if table in _INDEXED else table for table, column in _TIME.items()
 }
@@ -132,23 +138,93 @@ _KEPT: Final = (
 
 
 def prune_keys(cur: sqlite3.Cursor, before: int) -> Chunk:
-    """A chunk of the dedupe keys seen before ``before``, the oldest (the recent ones moved
-    into the index first, when any is that old)."""
+    """A chunk of the dedupe keys seen before ``before`` (the recent ones moved into the index
+    first, when any is that old): those of a chunk of ``dedupe_aging``, then those of the next
+    chunk of the events the walk has not passed yet."""
     flush_older(cur, before)
-    edge = _edge(cur, "dedupe_keys", before, 1)
-    _journal_stored_ids(cur, _KEYS_GOING, (edge,))
-    deleted = cur.execute(_DELETE_BEFORE["dedupe_keys"], (edge,)).rowcount
-    return deleted, edge == before
+    aged, done = _prune_aging(cur, before)
+    if not done:
+        return aged, False
+    walked, done = _walk_events(cur, before)
+    return aged + walked, done
+
+
+_AGING: Final = (
+    "SELECT seen_at, source, dedupe_id, event_id FROM dedupe_aging WHERE seen_at < ? ORDER BY seen_at LIMIT ?"
+)
+_DELETE_AGING: Final = "DELETE FROM dedupe_aging WHERE seen_at = ? AND source = ? AND dedupe_id = ?"
+# A key goes only while it names the event: once gone, its id may have been stored again since.
+_DELETE_KEY: Final = "DELETE FROM dedupe_keys WHERE source = ? AND dedupe_id = ? AND event_id = ?"
+
+
+def _prune_aging(cur: sqlite3.Cursor, before: int) -> Chunk:
+    rows = cur.execute(_AGING, (before, CHUNK)).fetchall()
+    deleted = sum(cur.execute(_DELETE_KEY, (source, d, event_id)).rowcount for _, source, d, event_id in rows)
+    cur.executemany(_DELETE_AGING, [row[:3] for row in rows])
+    return deleted, len(rows) < CHUNK
+
+
+# The walk's next events, oldest first through the blocks' received_at index, as _OLD_EVENTS.
+_WALK: Final = (
+    "SELECT k.received_at, e.id, e.api, e.source, e.name, e.test_tag, e.dedupe_id, e.request_id "
+    f"{_IN_BLOCKS_BEFORE}WHERE k.received_at < ?1 AND k.received_at >= ?2 AND (k.received_at, e.id) > (?2, ?3) "
+    "ORDER BY k.received_at, k.first_id, e.id LIMIT ?4"
+)
+
+
+def _walk_events(cur: sqlite3.Cursor, before: int) -> Chunk:
+    """The keys of the next ``CHUNK`` events received before ``before`` past the mark, which
+    then moves past them (to ``before`` once none is left). A stored event's dedupe id finds
+    its request through the key: one going while the entry stays becomes a journal key."""
+    row = cur.execute(KEYS_MARK).fetchone()
+    after: EventCursor = START if row is None else (row[0], row[1])
+    if after[0] >= before:
+        return 0, True
+    rows = cur.execute(_WALK, (before, *after, CHUNK)).fetchall()
+    deleted = 0
+    going: list[tuple[str, str, int]] = []
+    for received_at, event_id, api, source, name, test_tag, dedupe_id, request_id in rows:
+        if dedupe_id is not None:
+            scope = dedupe_scope(source, test_tag, scope_name(api, name))
+            if cur.execute(_DELETE_KEY, (scope, dedupe_id, event_id)).rowcount:
+                deleted += 1
+                if kept_as_sent(dedupe_id) and cur.execute(_ENTRY_OF, (request_id,)).fetchone():
+                    going.append((dedupe_id, request_id, received_at))
+    if going:
+        cur.executemany(_INSERT_KEY, going)
+    done = len(rows) < CHUNK
+    cur.execute(KEYS_MARK_SET, (before, START[1]) if done else (rows[-1][0], rows[-1][1]))
+    return deleted, done
+
+
+def _age_keys(cur: sqlite3.Cursor, ids: Sequence[int], keys_before: int) -> None:
+    """Events about to go whose keys stay (seen since ``keys_before``): their keys wait by time
+    in dedupe_aging, which the walk (past the events) cannot find them by any more."""
+    for chunk, size in in_chunks(ids):
+        rows = cur.execute(_aging_of_sql(size), (*chunk, keys_before)).fetchall()
+        aged = [
+            (seen_at, dedupe_scope(source, tag, scope_name(api, name)), d, i)
+            for seen_at, api, source, name, tag, d, i in rows
+        ]
+        cur.executemany(_INSERT_AGING, aged)
+
+
+_INSERT_AGING: Final = "INSERT OR IGNORE INTO dedupe_aging (seen_at, source, dedupe_id, event_id) VALUES (?, ?, ?, ?)"
+
+
+@cache
+def _aging_of_sql(size: int) -> str:
+    return (
+        "SELECT received_at, api, source, name, test_tag, dedupe_id, id FROM events "
+        f"WHERE id IN ({', '.join('?' * size)}) AND dedupe_id IS NOT NULL AND received_at >= ?"
+    )
 
 
 # A stored event's dedupe id finds its request through its dedupe key and the event
 # (kept.dedupe_ids_not_stored), not a journal key; when either goes while the journal entry
 # stays (the journal kept longer, or the retention shortened since), the id becomes one.
 _ENTRY_STAYS: Final = "EXISTS (SELECT 1 FROM requests r WHERE r.request_id = e.request_id)"
-_KEYS_GOING: Final = (
-    f"SELECT e.dedupe_id, e.request_id, e.received_at FROM {_FROM['dedupe_keys']} "
-    f"JOIN events e ON e.id = dedupe_keys.event_id WHERE dedupe_keys.seen_at < ? AND {_ENTRY_STAYS}"
-)
+_ENTRY_OF: Final = "SELECT 1 FROM requests WHERE request_id = ?"
 _INSERT_KEY: Final = (
     "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES ('dedupe_id', ?, ?, ?)"
 )
@@ -248,10 +324,13 @@ def _edge(cur: sqlite3.Cursor, table: str, before: int, step: int) -> int:
     return int(nth) if nth > oldest else int(oldest) + step
 
 
-def prune_events(cur: sqlite3.Cursor, before_ms: int, after: EventCursor) -> tuple[int, EventCursor | None]:
+def prune_events(
+    cur: sqlite3.Cursor, before_ms: int, after: EventCursor, keys_before: int = 0
+) -> tuple[int, EventCursor | None]:
     """Delete the next ``CHUNK`` events received before ``before_ms`` (after the cursor
     ``after``) that no run holds, and the delivered runs left without events; returns how
-    many were deleted and the cursor to go on from, None when none are left."""
+    many were deleted and the cursor to go on from, None when none are left. The keys of
+    those seen since ``keys_before`` (the dedupe keys' cutoff) go on waiting (``_age_keys``)."""
     rows = cur.execute(_OLD_EVENTS, (before_ms, *after, CHUNK)).fetchall()
     if not rows:
         return 0, None
@@ -264,6 +343,7 @@ def prune_events(cur: sqlite3.Cursor, before_ms: int, after: EventCursor) -> tup
     doomed = _outside(ids, held)
     for chunk, size in in_chunks(doomed):
         _journal_stored_ids(cur, _events_going_sql(size), chunk)
+    _age_keys(cur, doomed, keys_before)
     deleted = _delete_ids(cur, "events", doomed)
     if doomed:
         cur.execute(_EMPTIED, (doomed[0], doomed[0], doomed[-1]))

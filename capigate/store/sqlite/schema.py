@@ -21,6 +21,8 @@ from capigate.store.sqlite.dedupe import RECENT_SCHEMA
 from capigate.store.sqlite.inspector import INSPECTOR_SCHEMA
 
 __all__ = [
+    "KEYS_MARK",
+    "KEYS_MARK_SET",
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
     "UNUSUAL_STATUS",
@@ -30,7 +32,7 @@ __all__ = [
     "read_version",
 ]
 
-SCHEMA_VERSION: Final = 11
+SCHEMA_VERSION: Final = 12
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 # The journal rows its status index keeps (version 10): a query reaches that index only with
 # this very condition in its WHERE, which SQLite does not infer from `status = 503`.
@@ -196,6 +198,23 @@ BLOCKS_SCHEMA: Final = (
         PRIMARY KEY (name, first_id)
     ) WITHOUT ROWID""",
 )
+# Old dedupe keys are found through their events (prune.py), not an index of their time
+# (version 12: it was an eighth of the writer's instructions a W1 lead-gen event); the keys of
+# events pruned before them wait in dedupe_aging, and prune_marks holds where the walk is.
+KEYS_AGING_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS dedupe_aging (
+        seen_at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        dedupe_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        PRIMARY KEY (seen_at, source, dedupe_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS prune_marks (
+        name TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        id INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -220,9 +239,7 @@ _SCHEMA: Final = (
         seen_at INTEGER NOT NULL,
         PRIMARY KEY (source, dedupe_id)
     ) WITHOUT ROWID""",
-    # Keys arrive in time order, so this index only grows at its right edge (cheap) and
-    # lets prune() delete old keys without scanning the whole table under the write lock.
-    "CREATE INDEX IF NOT EXISTS dedupe_keys_seen_at ON dedupe_keys (seen_at)",
+    *KEYS_AGING_SCHEMA,
     *RECENT_SCHEMA,  # a table of its own, which older versions leave alone (dedupe.py)
     """CREATE TABLE IF NOT EXISTS requests (
         id INTEGER PRIMARY KEY,
@@ -282,6 +299,28 @@ def _one_block_each(cur: sqlite3.Cursor, after: int) -> None:
     )
 
 
+def _keys_aged_by_their_events(cur: sqlite3.Cursor) -> None:
+    """Version 12: the keys whose event is gone wait in dedupe_aging, the walk through the
+    events starts at the oldest key's time, and the keys' time index goes."""
+    for table in ("dedupe_keys", "dedupe_recent"):
+        cur.execute(
+            "INSERT OR IGNORE INTO dedupe_aging (seen_at, source, dedupe_id, event_id) "
+            f"SELECT seen_at, source, dedupe_id, event_id FROM {table} AS d "
+            "WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = d.event_id)"
+        )
+    (oldest,) = cur.execute(
+        "SELECT min(t) FROM (SELECT min(seen_at) AS t FROM dedupe_keys UNION ALL SELECT min(seen_at) FROM dedupe_recent)"
+    ).fetchone()
+    if oldest is not None:
+        cur.execute(KEYS_MARK_SET, (oldest, -(2**63)))
+    cur.execute("DROP INDEX IF EXISTS dedupe_keys_seen_at")
+
+
+# Where prune's walk of the events for their dedupe keys is: the (received_at, id) walked last.
+KEYS_MARK: Final = "SELECT received_at, id FROM prune_marks WHERE name = 'dedupe_keys'"
+KEYS_MARK_SET: Final = "INSERT OR REPLACE INTO prune_marks (name, received_at, id) VALUES ('dedupe_keys', ?, ?)"
+
+
 # What each schema version adds to the one before (all CREATE … IF NOT EXISTS, or a step that
 # looks first), and what
 # `capigate migrate` lists it as (postgres/schema.py's MIGRATIONS say theirs likewise).
@@ -315,6 +354,10 @@ _MIGRATIONS: Final[dict[int, tuple[str, tuple[str | Callable[[sqlite3.Cursor], N
             f"DROP INDEX IF EXISTS {index}"
             for index in ("events_source_id", "events_name_id", "events_stored", "events_received_at")
         ),
+    ),
+    12: (
+        "old dedupe keys found through their events, not an index of their time (dropped)",
+        (_keys_aged_by_their_events,),  # _SCHEMA has made dedupe_aging and prune_marks
     ),
 }
 

@@ -141,7 +141,8 @@ class SQLiteStore:
         """The dedupe keys, the journal, the match-key rollups, the events and the attempts,
         a chunk per job (prune.py): the ingests queued meanwhile wait for one chunk."""
         result = PruneResult(dedupe_keys=0, requests=0, events=0)
-        result.dedupe_keys = await self._prune_chunks(pruning.prune_keys, cutoff_ms(now_ms, retention.dedupe_days))
+        keys_before = cutoff_ms(now_ms, retention.dedupe_days)
+        result.dedupe_keys = await self._prune_chunks(pruning.prune_keys, keys_before)
         journal_before = cutoff_ms(now_ms, retention.journal_days)
         result.requests = await self._prune_chunks(pruning.prune_journal, journal_before)
         last = await self._readers.run(partial(pruning.journal_over, max_rows=retention.journal_max_rows))
@@ -153,7 +154,9 @@ class SQLiteStore:
         await self._prune_chunks(pruning.prune_rollups, before)
         after: pruning.EventCursor | None = pruning.START
         while after is not None:
-            deleted, after = await self._writer.submit(partial(pruning.prune_events, before_ms=before, after=after))
+            deleted, after = await self._writer.submit(
+                partial(pruning.prune_events, before_ms=before, after=after, keys_before=keys_before)
+            )
             result.events += deleted
         kept = await self._readers.run(partial(pruning.kept_attempts, before_ms=before))
         next_id: int | None = 0
