@@ -23,6 +23,14 @@ from capigate.store.sqlite.rows import NULL, insert, insert_rows
 __all__ = ["Batch", "ingest", "probe", "record_requests"]
 
 _encode = msgspec.json.Encoder().encode
+# An event's fields in one call: compiled, each attribute of a Struct read alone goes through
+# Python's generic lookup, a ninth of the writer's instructions for a W1 lead-gen event.
+_fields = msgspec.structs.astuple
+_FIELD_ORDER: Final = ("api", "source", "name", "event_time_ms", "dedupe_id", "payload", "test_tag", "destination")
+assert (
+    NewEvent.__struct_fields__[: len(_FIELD_ORDER)] == PipedEvent.__struct_fields__[: len(_FIELD_ORDER)] == _FIELD_ORDER
+)
+assert NewEvent.__struct_fields__[8] == "match_keys"
 
 
 class Batch:
@@ -118,53 +126,56 @@ class _Rows:
         keys, events, quality = self.keys, self.events, self.quality
         duplicates: list[int] = []
         fresh: list[tuple[int, NewEvent]] = []
+        fresh_fields: list[tuple[Any, ...]] = []
         relayed = False
         for position, e in enumerate(batch.events):
-            source, dedupe_id = e.source, e.dedupe_id
+            f = _fields(e)  # NewEvent's fields, in order: api, source, name, event_time_ms, dedupe_id, …
+            api, source, name, dedupe_id, test_tag = f[0], f[1], f[2], f[4], f[6]
             if dedupe_id is None:
                 is_new = True
-            elif (key := (dedupe_scope(source, e.test_tag, scope_name(e.api, e.name)), dedupe_id)) in seen:
+            elif (key := (dedupe_scope(source, test_tag, scope_name(api, name)), dedupe_id)) in seen:
                 is_new = False
                 duplicates.append(position)
             else:
                 is_new = True
                 seen.add(key)
                 keys += (*key, first_id + len(fresh), received_at)
-            if e.test_tag is None:  # test events are not counted (inspector.quality_counts)
-                counts = quality.get(found := (hour, source, e.name, e.api, e.match_keys))
+            if test_tag is None:  # test events are not counted (inspector.quality_counts)
+                counts = quality.get(found := (hour, source, name, api, f[8]))
                 if counts is None:
                     counts = quality[found] = [0, 0]
                 counts[0] += is_new
                 counts[1] += 1
             if is_new:
                 fresh.append((position, e))
-                events += _event_values(position, e, request_id, received_at)
-                relayed = relayed or e.destination is not None
+                fresh_fields.append(f)
+                events += _event_values(position, e, f, request_id, received_at)
+                relayed = relayed or f[7] is not None
         if relayed:
             self.runs += [v for run in outbox.outbox_rows(fresh, first_id, received_at) for v in run]
         if fresh:
-            self._add_blocks(fresh, first_id, request_id, received_at)
+            self._add_blocks(fresh_fields, first_id, request_id, received_at)
         return len(fresh), duplicates
 
-    def _add_blocks(self, fresh: list[tuple[int, NewEvent]], first_id: int, request_id: str, received_at: int) -> None:
-        """The block rows of a request's fresh events (ids ``first_id`` …): one, but for a
-        request whose events name several sources, a block per run of one source; and a
-        ``block_names`` row per run of one name in it, so that a name's events are read alone
-        (a name in one event of each 100 read all 100, 8x the events' own index, a trial)."""
+    def _add_blocks(self, fresh: list[tuple[Any, ...]], first_id: int, request_id: str, received_at: int) -> None:
+        """The block rows of a request's fresh events (their fields; ids ``first_id`` …): one,
+        but for a request whose events name several sources, a block per run of one source;
+        and a ``block_names`` row per run of one name in it, so that a name's events are read
+        alone (a name in one event of each 100 read all 100, 8x the events' own index, a trial)."""
         names, start = self.names, 0
         while start < len(fresh):
-            source = fresh[start][1].source
+            source = fresh[start][1]
             named: set[str] = set()
             stored = False
             end = run_start = start
-            while end < len(fresh) and (e := fresh[end][1]).source == source:
-                if e.name != fresh[run_start][1].name:
-                    names += (fresh[run_start][1].name, first_id + run_start, first_id + end - 1)
+            while end < len(fresh) and (f := fresh[end])[1] == source:
+                if f[2] != fresh[run_start][2]:
+                    names += (fresh[run_start][2], first_id + run_start, first_id + end - 1)
                     run_start = end
-                named.add(e.name)
-                stored = stored or e.destination is None
+                named.add(f[2])
+                stored = stored or f[7] is None
                 end += 1
-            names += (fresh[run_start][1].name, first_id + run_start, first_id + end - 1)
+            names += (fresh[run_start][2], first_id + run_start, first_id + end - 1)
             listed = _encode(sorted(named)).decode()
             self.blocks += (first_id + start, first_id + end - 1, source, received_at, request_id, int(stored), listed)
             start = end
@@ -177,16 +188,12 @@ def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) ->
     seen: set[tuple[str, str]] = set()
     for batch in batches:
         for event in batch.events:
-            if event.dedupe_id is not None:
-                if (
-                    key := (
-                        dedupe_scope(event.source, event.test_tag, scope_name(event.api, event.name)),
-                        event.dedupe_id,
-                    )
-                ) in recent:
+            f = _fields(event)
+            if (dedupe_id := f[4]) is not None:
+                if (key := (dedupe_scope(f[1], f[6], scope_name(f[0], f[2])), dedupe_id)) in recent:
                     seen.add(key)
                 else:
-                    by_source.setdefault(key[0], []).append(event.dedupe_id)
+                    by_source.setdefault(key[0], []).append(dedupe_id)
     for source, ids in by_source.items():
         listed = _encode(ids)
         if b"\\u0000" in listed:  # a NUL, which json_each cuts the id at (and so missed it)
@@ -206,19 +213,23 @@ SEEN_SQL: Final = (
 _SEEN_ONE_SQL: Final = "SELECT 1 FROM dedupe_keys WHERE source = ? AND dedupe_id = ?"
 
 
-def _event_values(position: int, e: NewEvent, request_id: str, received_at_ms: int) -> tuple[Any, ...]:
-    # Read untyped: compiled, ``e.payload`` is checked as NewEvent's bytes, and a PipedEvent's
-    # is a bytearray (every ingest of the writer process failed); a wrong type is said below.
-    payload: Any = getattr(e, "payload")  # noqa: B009
+def _event_values(
+    position: int, e: NewEvent, f: tuple[Any, ...], request_id: str, received_at_ms: int
+) -> tuple[Any, ...]:
+    # ``f``: e's fields (_fields). The payload is read untyped: compiled, ``e.payload`` is
+    # checked as NewEvent's bytes, and a PipedEvent's is a bytearray (every ingest of the writer
+    # process failed); a wrong type is said below.
+    payload: Any = f[5]
     if type(e) is not PipedEvent:  # its payload is a bytearray already
         if type(payload) is not bytes:
             raise TypeError(f"event at position {position}: payload must be bytes, not {type(payload).__name__}")
         payload = bytearray(payload)
+    dedupe_id, test_tag = f[4], f[6]
     return (
-        e.api, e.source, e.name, e.event_time_ms, received_at_ms,
-        NULL if e.dedupe_id is None else e.dedupe_id,
-        "stored" if e.destination is None else "pending",
-        NULL if e.test_tag is None else e.test_tag,
+        f[0], f[1], f[2], f[3], received_at_ms,
+        NULL if dedupe_id is None else dedupe_id,
+        "stored" if f[7] is None else "pending",
+        NULL if test_tag is None else test_tag,
         request_id, payload,
     )  # fmt: skip
 
