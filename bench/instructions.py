@@ -33,7 +33,9 @@ ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measure
   them): their ingests 16 to a group, their journal entries 128 to a flush, each group
   committed by the compiled ``writer._transact`` (counted with ``--toggle-collect``; a tree run
   as Python gives none), with SQLite set up as in the writer process. Two counts of one build
-  agree exactly.
+  agree exactly;
+- ``writer W1 lead-gen``: the same for the peer run's W1 bodies (100 lead-gen events a batch,
+  the ``lead_gen`` profile), ten batches to a group, per event.
 
 ``--ref`` counts the tree of a git commit too (its ``capigate`` package, with this tree's
 bench). Results: ``bench/results/instructions.md`` and ``.json``. Needs valgrind.
@@ -70,6 +72,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "request path W2": ("request", "w2"),
     "request path W2 RSGI": ("request", "w2"),
     "writer W2": ("request", "w2"),
+    "writer W1 lead-gen": ("event", "lead-w1"),
 }
 # The compiled GatewayApp.__call__'s body (mypyc names a coroutine's body so): entered again
 # at each resumption, so the count holds no other request's work done while it awaits.
@@ -81,6 +84,9 @@ _WRITER_GROUP = "CPyDef_writer____transact"
 # counted as much a request as groups of 16 do), and journal entries a flush writes.
 _GROUP_INGESTS = 16
 _JOURNAL_FLUSH = 128
+# ``writer W1 lead-gen``'s groups: the peer run's 100-event lead-gen batches, ten to a group
+# (writer._MAX_GROUP_EVENTS), their journal entries flushed after each group.
+_GROUP_BATCHES = 10
 
 
 def _child(kind: str, count: int, bodies_dir: Path) -> None:
@@ -104,6 +110,8 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
             decode(body)
     elif kind == "writer W2":
         _write_groups(bodies, warm, count)
+    elif kind == "writer W1 lead-gen":
+        _write_groups(bodies, warm, count, "lead_gen", per_group=_GROUP_BATCHES, per_flush=_GROUP_BATCHES)
     elif kind == "decode + rules":
         from bench.ratios import _checker
 
@@ -134,12 +142,19 @@ async def _serve(
         await app.shutdown()
 
 
-def _write_groups(bodies: list[bytes], warm: int, count: int) -> None:
-    """The SQLite writer's group transactions for ``warm + count`` W2 requests: ingests in
-    groups of _GROUP_INGESTS, their journal entries in flushes of _JOURNAL_FLUSH, each group
-    committed as the writer commits it (``writer._transact``), SQLite set up as in the writer
-    process. Fixed groups, where the whole app's depend on the threads' timing; the events
-    and entries are made before."""
+def _write_groups(
+    bodies: list[bytes],
+    warm: int,
+    count: int,
+    profile: str = "standard",
+    per_group: int = _GROUP_INGESTS,
+    per_flush: int = _JOURNAL_FLUSH,
+) -> None:
+    """The SQLite writer's group transactions for ``warm + count`` requests (W2, or the peer
+    run's W1 lead-gen batches with ``profile="lead_gen"``): ingests in groups of ``per_group``,
+    their journal entries in flushes of ``per_flush``, each group committed as the writer commits it
+    (``writer._transact``), SQLite set up as in the writer process. Fixed groups, where the
+    whole app's depend on the threads' timing; the events and entries are made before."""
     from bench.ratios import _checker
     from capigate.kept import note_accepted
     from capigate.store.base import JournalRecord, WriterStats
@@ -153,7 +168,7 @@ def _write_groups(bodies: list[bytes], warm: int, count: int) -> None:
         pass
     else:
         without_memory_statistics()
-    check, received_at = _checker(), time.time_ns() // 1_000_000
+    check, received_at = _checker(profile), time.time_ns() // 1_000_000
     ingests: list[QueuedJob] = []
     records: list[JournalRecord] = []
     for n in range(warm + count):
@@ -161,8 +176,8 @@ def _write_groups(bodies: list[bytes], warm: int, count: int) -> None:
         batch = Batch(events, f"{received_at:x}{n:012x}", received_at)
         ingests.append(QueuedJob(IngestJob(batch), None, None, batch))  # type: ignore[arg-type]
         records.append(_journal_entry(batch, note_accepted(None, events, set(), dedupe_ids=False)))
-    groups = [ingests[i : i + _GROUP_INGESTS] for i in range(0, len(ingests), _GROUP_INGESTS)]
-    flushes = [records[i : i + _JOURNAL_FLUSH] for i in range(0, len(records), _JOURNAL_FLUSH)]
+    groups = [ingests[i : i + per_group] for i in range(0, len(ingests), per_group)]
+    flushes = [records[i : i + per_flush] for i in range(0, len(records), per_flush)]
     # The requests made beforehand out of every collection: a full one walked them all, inside
     # the count or not as the allocations fell (9,000 a request of a change of 2,000), where the
     # writer holds only the group it commits.
@@ -173,7 +188,7 @@ def _write_groups(bodies: list[bytes], warm: int, count: int) -> None:
         cur, stats = conn.cursor(), WriterStats()
         for n, group in enumerate(groups):
             _transact(cur, opened, stats, group[0], _drain_of(group))
-            if (n + 1) % (_JOURNAL_FLUSH // _GROUP_INGESTS) == 0 or n == len(groups) - 1:
+            if (n + 1) % (per_flush // per_group) == 0 or n == len(groups) - 1:
                 flush = flushes.pop(0) if flushes else []
                 job = QueuedJob(RecordJob(flush), None, None, None)  # type: ignore[arg-type]
                 _transact(cur, opened, stats, job, _drain_of([job]))
@@ -205,6 +220,7 @@ def _count(kind: str, count: int, bodies_dir: Path, tree: Tree) -> int:
     (``python -m`` puts its working directory first on the path)."""
     path = {
         "request path W2": _REQUEST_PATH, "request path W2 RSGI": _RSGI_REQUEST_PATH, "writer W2": _WRITER_GROUP,
+        "writer W1 lead-gen": _WRITER_GROUP,
     }.get(kind)  # fmt: skip
     only = [f"--toggle-collect={path}"] if path else []
     command = [
@@ -227,14 +243,16 @@ def per_unit(kind: str, count: int, bodies_dir: Path, tree: Tree) -> float:
 
 
 def write_bodies(directory: Path) -> None:
-    from bench.bodies import write_body_sets
+    from bench.bodies import write_body_sets, write_lead_gen_sets
     from bench.ratios import _purchase_batches
 
     sets = write_body_sets(directory / "sets", batches=300, singles=1000, population=50_000)
+    lead = write_lead_gen_sets(directory / "lead-sets", batches=60, singles=1, population=50_000)
     w1 = [sets["w1"].path(i).read_bytes() for i in range(sets["w1"].count)]
     for name, bodies in (
         ("purchases", _purchase_batches(w1, 100)),
         ("w2", [sets["w2-axon"].path(i).read_bytes() for i in range(sets["w2-axon"].count)]),
+        ("lead-w1", [lead["w1"].path(i).read_bytes() for i in range(lead["w1"].count)]),
     ):
         (directory / name).mkdir()
         for i, body in enumerate(bodies):

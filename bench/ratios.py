@@ -68,9 +68,9 @@ def _unique(body: bytes, n: int) -> bytes:
     return body.replace(TOKEN.encode(), b"r%d" % n)
 
 
-def _checker() -> Callable[[bytes, int], object]:
+def _checker(profile_name: str = "standard") -> Callable[[bytes, int], object]:
     """Decode and rules, as the Axon handler of the tree under test runs them."""
-    profile, now_ms = PROFILES["standard"], time.time_ns() // 1_000_000
+    profile, now_ms = PROFILES[profile_name], time.time_ns() // 1_000_000
     try:
         from capigate.axon.typed import check_body  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # a tree without the typed path
