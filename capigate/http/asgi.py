@@ -75,6 +75,7 @@ class BodyError(Exception):
 class Request:
     __slots__ = (
         "_task",
+        "body_read",
         "body_timeout_s",
         "client_ip",
         "headers",
@@ -122,6 +123,7 @@ class Request:
         self.rsgi_headers: Any = None  # granian's, which know the names of headers it gives no value of
         self.headers_twice: frozenset[str] = frozenset()  # the names given more than once
         self.body_timeout_s = DEFAULT_BODY_TIMEOUT_S  # the gateway sets [server] body_timeout_s
+        self.body_read = False  # the whole body has been read (body())
 
     @classmethod
     def from_asgi(cls, scope: Scope, receive: Receive, send: Send, request_id: str) -> Request:
@@ -186,11 +188,20 @@ class Request:
         return (perf_counter() - self.started) * 1000.0
 
     async def answer(self, response: Response) -> None:
+        if not self.body_read and self._sends_body():
+            # Answered before its body was read (a 401, a 413 …): the server closes the
+            # connection rather than read it, and says so, or a client that sent the body after
+            # the head sends its next request into the closed connection (a CI run's reset).
+            response.headers.append(("connection", "close"))
         if self.proto is not None:
             response.send_rsgi(self.proto)
         else:
             assert self.send is not None
             await response.send(self.send)
+
+    def _sends_body(self) -> bool:
+        declared = self.headers.get("content-length")
+        return declared != "0" if declared is not None else "transfer-encoding" in self.headers
 
     async def body(self, limit: int) -> bytes:
         """The body, inflated if gzip-encoded; BodyError past ``limit`` bytes either way, and
@@ -219,6 +230,7 @@ class Request:
             else:
                 message = f"the body did not arrive within {self.body_timeout_s:g} s; nothing was stored"
             raise BodyError(408, "body_timeout", message) from None
+        self.body_read = True
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):  # RFC 9110 8.4.1.3: x-gzip is gzip
             try:

@@ -267,3 +267,59 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_shorter_of_its_timeou
     finally:
         server.stop()
     assert eof and closed_by[0] <= held <= closed_by[1], held
+
+
+def _head(sock: socket.socket) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nAuthorization: wrong\r\n", b"401"),
+        (b"POST /inappevent/com.example.shop HTTP/1.1\r\nHost: gw\r\nauthentication: wrong\r\n", b"401"),
+        (b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nAuthorization: key-std\r\n", b"413"),
+    ],
+    ids=["axon-401", "appsflyer-401", "axon-413"],
+)
+def test_an_answer_sent_before_the_body_was_read_says_connection_close(
+    fresh_server: Server, head: bytes, status: bytes
+) -> None:
+    """Rule (asgi.Request.answer): refused before its body is read, a request's connection is
+    closed by the server, and the answer says so. Without the header a client that wrote its
+    body after the head (httpx does) sent its next request into the closed connection and got
+    no answer at all (a CI run's "Server disconnected without sending a response")."""
+    length = b"2" if status != b"413" else b"%d" % (64 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", fresh_server.port)) as sock:
+        sock.settimeout(15)
+        sock.sendall(head + b"Content-Type: application/json\r\nContent-Length: " + length + b"\r\n\r\n")
+        answer = _head(sock)  # the answer comes before the body is sent
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
+        assert b"\r\nconnection: close\r\n" in answer.lower(), answer
+        wait_until(lambda: _closed_by_server(sock), what="the server closing the connection")
+
+
+def test_a_request_whose_body_was_read_keeps_its_connection(fresh_server: Server) -> None:
+    """The other side of the rule: an answer to a body read whole, refused or not, keeps the
+    connection open for the next request."""
+    refused = b'{"events": []}'
+    with socket.create_connection(("127.0.0.1", fresh_server.port)) as sock:
+        sock.settimeout(15)
+        for _ in range(2):
+            sock.sendall(
+                b"POST /v1/event?pixel_id=px_std HTTP/1.1\r\nHost: gw\r\nAuthorization: key-std\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(refused), refused)
+            )
+            answer = _head(sock)
+            assert answer.startswith(b"HTTP/1.1 400 "), answer
+            assert b"connection: close" not in answer.lower(), answer
+            length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            body = answer.split(b"\r\n\r\n", 1)[1]
+            while len(body) < length:
+                body += sock.recv(4096)
