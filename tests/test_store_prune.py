@@ -218,6 +218,20 @@ def test_keys_go_before_their_events_when_dedupe_days_are_fewer(store: Store) ->
     assert _stored_again(store, *_keyed_events(), at=NOW + 2) == [1, 1, 1]
 
 
+@pytest.mark.parametrize("event_days", [30, math.inf], ids=["events-30", "events-kept"])
+def test_keys_of_events_received_before_an_earlier_prunes_cutoff_still_go(store: Store, event_days: float) -> None:
+    """A trial: a prune given a later time (or a clock set back after one) walked the events
+    up to its cutoff, and an event received before it afterwards kept its key for ever (a
+    resend a duplicate past dedupe_days). Such a key now waits by its time."""
+    ingest(store, new_event(1, destination=None), at=T0)
+    keep = Retention(event_days=event_days, dedupe_days=30)
+    assert run(store.prune(T0 + 40 * DAY_MS, keep)).dedupe_keys == 1
+    ingest(store, *_keyed_events(), at=T0 + DAY_MS)  # before that prune's cutoff, T0 + 10 days
+    assert _stored_again(store, *_keyed_events(), at=T0 + 2 * DAY_MS) == [0, 0, 0]
+    assert run(store.prune(T0 + 80 * DAY_MS, keep)).dedupe_keys == 3
+    assert _stored_again(store, *_keyed_events(), at=T0 + 81 * DAY_MS) == [1, 1, 1]
+
+
 def test_prune_deletes_more_events_than_a_chunk_holds_and_counts_them_all(store: Store) -> None:
     chunk = sqlite_prune.CHUNK if isinstance(store, SQLiteStore) else pg_prune.CHUNK
     total = 2 * chunk + 150
@@ -239,6 +253,24 @@ def test_prune_deletes_more_events_than_a_chunk_holds_and_counts_them_all(store:
 
 
 # --- SQLite specifics -------------------------------------------------------------------
+
+
+def test_sqlite_prune_finds_the_keys_stored_under_a_plain_source_before_their_scopes(tmp_path: Path) -> None:
+    """A trial: an AppsFlyer event's key, and a test event's, were stored under the plain
+    source before their scopes (schema 8 and before); the walk looks for a key under either."""
+    store = SQLiteStore(tmp_path / "legacy.db")
+    run(store.open())
+    try:
+        ingest(store, *_keyed_events(), at=T0)
+        ingest(store, new_event(9, destination=None), at=RECENT)
+        with closing(sqlite3.connect(store.path)) as conn:
+            conn.execute("UPDATE dedupe_keys SET source = 'px1' WHERE dedupe_id IN ('px1-2', 'px1-3')")
+            conn.commit()
+        pruned = run(store.prune(NOW, Retention(dedupe_days=30, event_days=math.inf)))
+        assert pruned.dedupe_keys == 3
+        assert sqlite_rows(store, "SELECT dedupe_id FROM dedupe_keys") == [("px1-9",)]
+    finally:
+        run(store.close())
 
 
 def test_sqlite_prune_runs_one_writer_job_per_chunk_so_ingests_wait_for_one_chunk_at_most(tmp_path: Path) -> None:

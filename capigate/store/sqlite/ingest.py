@@ -19,6 +19,7 @@ from capigate.store.sqlite import inspector, outbox
 from capigate.store.sqlite.dedupe import BOUNDS, RecentKeys, recent_keys, scattered
 from capigate.store.sqlite.pipe import PipedEvent
 from capigate.store.sqlite.rows import NULL, insert, insert_rows
+from capigate.store.sqlite.schema import KEYS_MARK_TIME
 
 __all__ = ["Batch", "ingest", "probe", "record_requests"]
 
@@ -56,7 +57,12 @@ _EVENTS: Final = insert(
 # (dedupe.py); keys in order, or an index too big for that to pay, go there directly.
 _KEYS: Final = insert("INSERT INTO dedupe_recent (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
 _KEYS_DIRECT: Final = insert("INSERT INTO dedupe_keys (source, dedupe_id, event_id, seen_at) VALUES ", "(?, ?, ?, ?)")
-_START: Final = f"SELECT (SELECT coalesce(max(id), 0) + 1 FROM events), {BOUNDS}"
+_START: Final = f"SELECT (SELECT coalesce(max(id), 0) + 1 FROM events), {BOUNDS}, ({KEYS_MARK_TIME})"
+# A key of an event received before prune's walk has passed (prune.py: a clock set back, a
+# prune given a later time) waits in dedupe_aging by its time, which the walk would miss.
+_AGING: Final = insert(
+    "INSERT OR IGNORE INTO dedupe_aging (seen_at, source, dedupe_id, event_id) VALUES ", "(?, ?, ?, ?)"
+)
 _BLOCKS: Final = insert(
     "INSERT INTO event_blocks (first_id, last_id, source, received_at, request_id, stored, names) VALUES ",
     "(?, ?, ?, ?, ?, ?, ?)",
@@ -71,11 +77,11 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     # SQLite gives a row inserted without an id max(id) + 1, an append that is cheaper than
     # placing an explicit id; so the events get first_id, first_id + 1 … (checked below). The
     # same statement reads the recent keys' bounds: a statement is most of a small group's cost.
-    first_id, low, high = cur.execute(_START).fetchone()
+    first_id, low, high, walked_to = cur.execute(_START).fetchone()
     recent = recent_keys(cur)
     recent.sync(cur, low, high)
     seen = _seen_keys(cur, batches, recent)
-    rows = _Rows()
+    rows = _Rows(walked_to)
     results: list[IngestResult] = []
     next_id = first_id
     for batch in batches:
@@ -91,6 +97,7 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     insert_rows(cur, _BLOCKS, rows.blocks)
     insert_rows(cur, _NAMES, rows.names)
     insert_rows(cur, _OUTBOX, rows.runs)
+    insert_rows(cur, _AGING, rows.aging)
     inspector.add_quality(cur, rows.quality)
     _remember(cur, recent, [] if direct else rows.keys, last_key_id)
     return results
@@ -109,9 +116,11 @@ class _Rows:
     """The values of a group's rows, each table's in one flat list, built in one pass over
     each batch's events (the per-event work of the writer: a loop, not five)."""
 
-    __slots__ = ("blocks", "events", "keys", "names", "quality", "runs")
+    __slots__ = ("aging", "blocks", "events", "keys", "names", "quality", "runs", "walked_to")
 
-    def __init__(self) -> None:
+    def __init__(self, walked_to: int | None = None) -> None:
+        self.walked_to = walked_to  # the time prune's walk of the events has passed (None: none)
+        self.aging: list[Any] = []
         self.keys: list[Any] = []
         self.events: list[Any] = []
         self.blocks: list[Any] = []
@@ -128,6 +137,7 @@ class _Rows:
         fresh: list[tuple[int, NewEvent]] = []
         fresh_fields: list[tuple[Any, ...]] = []
         relayed = False
+        behind = self.walked_to is not None and received_at < self.walked_to
         for position, e in enumerate(batch.events):
             f = _fields(e)  # NewEvent's fields, in order: api, source, name, event_time_ms, dedupe_id, …
             api, source, name, dedupe_id, test_tag = f[0], f[1], f[2], f[4], f[6]
@@ -140,6 +150,8 @@ class _Rows:
                 is_new = True
                 seen.add(key)
                 keys += (*key, first_id + len(fresh), received_at)
+                if behind:
+                    self.aging += (received_at, *key, first_id + len(fresh))
             if test_tag is None:  # test events are not counted (inspector.quality_counts)
                 counts = quality.get(found := (hour, source, name, api, f[8]))
                 if counts is None:

@@ -23,6 +23,7 @@ from capigate.store.sqlite.inspector import INSPECTOR_SCHEMA
 __all__ = [
     "KEYS_MARK",
     "KEYS_MARK_SET",
+    "KEYS_MARK_TIME",
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
     "UNUSUAL_STATUS",
@@ -318,6 +319,7 @@ def _keys_aged_by_their_events(cur: sqlite3.Cursor) -> None:
 
 # Where prune's walk of the events for their dedupe keys is: the (received_at, id) walked last.
 KEYS_MARK: Final = "SELECT received_at, id FROM prune_marks WHERE name = 'dedupe_keys'"
+KEYS_MARK_TIME: Final = "SELECT received_at FROM prune_marks WHERE name = 'dedupe_keys'"
 KEYS_MARK_SET: Final = "INSERT OR REPLACE INTO prune_marks (name, received_at, id) VALUES ('dedupe_keys', ?, ?)"
 
 
