@@ -821,3 +821,18 @@ def test_events_an_older_capigate_wrote_after_the_upgrade_get_blocks_at_the_next
         _blocks_hold_every_event_once(store.path)
     finally:
         run(store.close())
+
+
+def test_the_writer_process_loads_capigate_as_its_parent_does_not_from_the_working_directory(tmp_path: Path) -> None:
+    """A trial: started in a directory holding a folder named capigate, the store's writer
+    process (``python -m``) imported that folder, and the gateway would not start."""
+    shadow = tmp_path / "capigate"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise SystemExit(3)\n")
+    code = (
+        "from pathlib import Path; from capigate.store import SQLiteStore; from tests.storekit import run; "
+        "s = SQLiteStore(Path('s.db'), writer_process=True); run(s.open()); run(s.close()); print('opened')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == b"opened", done.stderr.decode()[-2000:]

@@ -273,7 +273,9 @@ class ProcessWriter:
         """A new child, once it said it is ready, killed if it has not within ``timeout_s``
         (blocking: run in a thread)."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "capigate.store.sqlite.writer_child", *self._args],
+            # -P: not the working directory first on the path, where a folder named capigate
+            # would be the child's package (a trial: the gateway would not start).
+            [sys.executable, "-P", "-m", "capigate.store.sqlite.writer_child", *self._args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
