@@ -375,7 +375,7 @@ def warn_empty_items(name: str, path: str, report: Report) -> None:
     """An empty `items` of a name that expects them: kept as sent (the API's schema sets no
     minimum), and said, as AppLovin is told of no item; no value_mismatch is said beside it."""
     if name in _ITEMS_EXPECTED:
-        report.warn(path, "empty_items", f"`items` is empty: a `{name}` event tells AppLovin which items it was about")
+        report.warn(path, "empty_items", f"`items` is empty: `{name}` events tell AppLovin which items they were about")
 
 
 def warn_item_amounts(price: Any, quantity: Any, path: str, report: Report) -> None:
