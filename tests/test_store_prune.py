@@ -28,6 +28,7 @@ from capigate.store import (
     JournalRecord,
     NewEvent,
     PostgresStore,
+    RequestQuery,
     Retention,
     SQLiteStore,
     Store,
@@ -269,6 +270,28 @@ def test_sqlite_prune_finds_the_keys_stored_under_a_plain_source_before_their_sc
         pruned = run(store.prune(NOW, Retention(dedupe_days=30, event_days=math.inf)))
         assert pruned.dedupe_keys == 3
         assert sqlite_rows(store, "SELECT dedupe_id FROM dedupe_keys") == [("px1-9",)]
+    finally:
+        run(store.close())
+
+
+def test_sqlite_a_pruned_keys_dedupe_id_stays_a_journal_key_while_its_entry_stays(tmp_path: Path) -> None:
+    """A stored event's dedupe id finds its request through its key (the journal leaves it
+    out); a key pruned while the journal keeps the entry makes the id a journal key, whether
+    the walk found it or it waited in dedupe_aging (an event received behind the walk)."""
+    store = SQLiteStore(tmp_path / "journaled.db")
+    run(store.open())
+    try:
+        keep = Retention(event_days=math.inf, dedupe_days=30, journal_days=math.inf)
+        for n, at in ((1, T0), (2, T0 + 2 * DAY_MS)):
+            if n == 2:  # received behind the walk: its key waits in dedupe_aging
+                assert run(store.prune(T0 + 40 * DAY_MS, keep)).dedupe_keys == 1
+            ingest(store, new_event(n, destination=None), at=at)
+            entry = msgspec.structs.replace(journal(n, at), request_id=f"r{at}", status=200, keys=[])
+            write_journal(store, [entry])
+        assert run(store.prune(T0 + 80 * DAY_MS, keep)).dedupe_keys == 1
+        for n, at in ((1, T0), (2, T0 + 2 * DAY_MS)):
+            rows, _ = run(store.query_requests(RequestQuery(keys=[("dedupe_id", f"px1-{n}")])))
+            assert [r.request_id for r in rows] == [f"r{at}"], n
     finally:
         run(store.close())
 

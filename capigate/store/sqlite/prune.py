@@ -161,8 +161,15 @@ _DELETE_WALKED_KEY: Final = "DELETE FROM dedupe_keys WHERE source IN (?, ?) AND 
 
 
 def _prune_aging(cur: sqlite3.Cursor, before: int) -> Chunk:
+    """A chunk of the waiting keys seen before ``before``; a key whose event is still there
+    (received behind the walk) becomes a journal key as the walk's do (``_walk_events``)."""
     rows = cur.execute(_AGING, (before, CHUNK)).fetchall()
-    deleted = sum(cur.execute(_DELETE_KEY, (source, d, event_id)).rowcount for _, source, d, event_id in rows)
+    deleted = 0
+    for _, source, dedupe_id, event_id in rows:
+        if cur.execute(_DELETE_KEY, (source, dedupe_id, event_id)).rowcount:
+            deleted += 1
+            if kept_as_sent(dedupe_id):
+                _journal_stored_ids(cur, _EVENT_GOING, (event_id,))
     cur.executemany(_DELETE_AGING, [row[:3] for row in rows])
     return deleted, len(rows) < CHUNK
 
@@ -228,6 +235,7 @@ def _aging_of_sql(size: int) -> str:
 # stays (the journal kept longer, or the retention shortened since), the id becomes one.
 _ENTRY_STAYS: Final = "EXISTS (SELECT 1 FROM requests r WHERE r.request_id = e.request_id)"
 _ENTRY_OF: Final = "SELECT 1 FROM requests WHERE request_id = ?"
+_EVENT_GOING: Final = f"SELECT e.dedupe_id, e.request_id, e.received_at FROM events e WHERE e.id = ? AND {_ENTRY_STAYS}"
 _INSERT_KEY: Final = (
     "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES ('dedupe_id', ?, ?, ?)"
 )
