@@ -44,6 +44,17 @@ def _closed_by_server(sock: socket.socket) -> bool:
         sock.setblocking(True)
 
 
+def _head(sock: socket.socket) -> bytes:
+    """An answer's head (and what came with it), or what came before the server closed."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
 def test_a_client_trickling_its_headers_is_cut_off_by_default(fresh_server: Server) -> None:
     """Rule: [server] header_timeout_s, 10 s by default, bounds the whole request head."""
     with socket.create_connection(("127.0.0.1", fresh_server.port)) as sock:
@@ -72,12 +83,7 @@ def test_a_body_shorter_than_its_content_length_is_408_and_journaled(slow_server
             b"Content-Type: application/json\r\nContent-Length: 400\r\n\r\n"
             b'{"events": ['
         )
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = _head(sock)
         waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert waited >= 0.9, waited
@@ -267,16 +273,6 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_shorter_of_its_timeou
     finally:
         server.stop()
     assert eof and closed_by[0] <= held <= closed_by[1], held
-
-
-def _head(sock: socket.socket) -> bytes:
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        answer += chunk
-    return answer
 
 
 @pytest.mark.parametrize(
