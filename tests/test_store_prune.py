@@ -10,6 +10,7 @@ import itertools
 import math
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -233,6 +234,26 @@ def test_keys_of_events_received_before_an_earlier_prunes_cutoff_still_go(store:
     assert _stored_again(store, *_keyed_events(), at=T0 + 81 * DAY_MS) == [1, 1, 1]
 
 
+def test_scattered_keys_received_before_later_ones_are_pruned_on_time(store: Store) -> None:
+    """A trial: random ids (written in order first, on SQLite: dedupe.py) received with a time
+    before earlier ones (a clock set back) were never moved where prune finds them, so kept
+    for ever. Each key goes once its own time is past the cutoff."""
+
+    def random_ids(first: int) -> list[NewEvent]:
+        return [
+            msgspec.structs.replace(new_event(n, destination=None), dedupe_id=uuid.uuid4().hex)
+            for n in range(first, first + 80)
+        ]
+
+    later, earlier = random_ids(0), random_ids(100)
+    ingest(store, *later, at=T0 + 10 * DAY_MS)
+    ingest(store, *earlier, at=T0)  # the clock set back
+    keep = Retention(event_days=30, dedupe_days=30)
+    assert run(store.prune(T0 + 35 * DAY_MS, keep)).dedupe_keys == 80
+    assert sum(_stored_again(store, *earlier, at=T0 + 36 * DAY_MS)) == 80
+    assert sum(_stored_again(store, *later[:5], at=T0 + 36 * DAY_MS)) == 0
+
+
 def test_prune_deletes_more_events_than_a_chunk_holds_and_counts_them_all(store: Store) -> None:
     chunk = sqlite_prune.CHUNK if isinstance(store, SQLiteStore) else pg_prune.CHUNK
     total = 2 * chunk + 150
@@ -254,24 +275,6 @@ def test_prune_deletes_more_events_than_a_chunk_holds_and_counts_them_all(store:
 
 
 # --- SQLite specifics -------------------------------------------------------------------
-
-
-def test_sqlite_prune_finds_the_keys_stored_under_a_plain_source_before_their_scopes(tmp_path: Path) -> None:
-    """A trial: an AppsFlyer event's key, and a test event's, were stored under the plain
-    source before their scopes (schema 8 and before); the walk looks for a key under either."""
-    store = SQLiteStore(tmp_path / "legacy.db")
-    run(store.open())
-    try:
-        ingest(store, *_keyed_events(), at=T0)
-        ingest(store, new_event(9, destination=None), at=RECENT)
-        with closing(sqlite3.connect(store.path)) as conn:
-            conn.execute("UPDATE dedupe_keys SET source = 'px1' WHERE dedupe_id IN ('px1-2', 'px1-3')")
-            conn.commit()
-        pruned = run(store.prune(NOW, Retention(dedupe_days=30, event_days=math.inf)))
-        assert pruned.dedupe_keys == 3
-        assert sqlite_rows(store, "SELECT dedupe_id FROM dedupe_keys") == [("px1-9",)]
-    finally:
-        run(store.close())
 
 
 def test_sqlite_a_pruned_keys_dedupe_id_stays_a_journal_key_while_its_entry_stays(tmp_path: Path) -> None:

@@ -178,6 +178,46 @@ def test_sqlite_migrates_a_version_11_database_to_keys_found_through_their_event
     _assert_at_current_version(path)
 
 
+def test_sqlite_migrates_keys_stored_before_their_events_scopes_under_them(tmp_path: Path) -> None:
+    """Schema 12 (a trial: such keys were never pruned): the keys an AppsFlyer event (under its
+    plain source, or a test one's under source and tag) and an Axon test event (under its plain
+    source) stored before their scopes move under their scopes; prune then finds them all,
+    events kept for less time than the keys or not."""
+    from capigate.events import dedupe_scope, scope_name
+
+    path = tmp_path / "v11-scopes.db"
+    store = SQLiteStore(path)
+    run(store.open())
+
+    def event(n: int, dedupe_id: str, api: str, tag: str | None) -> NewEvent:
+        e = new_event(n, dedupe_id=dedupe_id, test_tag=tag)
+        return msgspec.structs.replace(e, api=api, name="af_purchase" if api == "appsflyer" else e.name)
+
+    events = [event(0, "af-1", "appsflyer", None), event(1, "af-2", "appsflyer", "t"), event(2, "ax-3", "axon", "t")]
+    events.append(event(3, "ax-4", "axon", None))
+    run(store.ingest(events, request_id="r1", received_at_ms=T0))
+    run(store.close())
+    legacy = {"af-1": "px1", "af-2": dedupe_scope("px1", "t"), "ax-3": "px1"}
+    _downgrade(
+        path,
+        11,
+        *_BEFORE_KEYS_AGING,
+        *(f"UPDATE dedupe_keys SET source = '{s}' WHERE dedupe_id = '{d}'" for d, s in legacy.items()),
+    )
+
+    store = SQLiteStore(path)
+    run(store.open())
+    try:
+        with closing(sqlite3.connect(path)) as conn:
+            scopes = dict(conn.execute("SELECT dedupe_id, source FROM dedupe_keys"))
+        assert scopes == {e.dedupe_id: dedupe_scope(e.source, e.test_tag, scope_name(e.api, e.name)) for e in events}
+        keep = Retention(event_days=5, dedupe_days=30)
+        assert run(store.prune(T0 + 10 * _DAY, keep)).dedupe_keys == 0  # the events go, their keys wait
+        assert run(store.prune(T0 + 40 * _DAY, keep)).dedupe_keys == 4
+    finally:
+        run(store.close())
+
+
 def _entry(request_id: str, at: int, *names: str) -> JournalRecord:
     return JournalRecord(
         request_id=request_id, received_at=at, api="axon", source="px1", method="POST", path="/v1/event",

@@ -72,7 +72,9 @@ _INTO_INDEX: Final = (
 _FLUSH: Final = _INTO_INDEX.format("")  # every recent key
 _MOVE: Final = _INTO_INDEX.format("WHERE id IN (SELECT value FROM json_each(?))")  # a chunk's
 _CHUNKS: Final = 16
-_OLDEST: Final = "SELECT seen_at FROM dedupe_recent ORDER BY id LIMIT 1"
+# The oldest time of all (at most FLUSH_KEYS rows, read at prune only): not the first row's,
+# which a clock set back makes newer than later rows (a trial: their keys were never pruned).
+_OLDEST: Final = "SELECT min(seen_at) FROM dedupe_recent"
 _INDEXED: Final = "SELECT count(*) FROM (SELECT 1 FROM dedupe_keys LIMIT ?)"
 
 
@@ -171,10 +173,9 @@ def flush(cur: sqlite3.Cursor) -> int:
 
 
 def flush_older(cur: sqlite3.Cursor, before: int) -> None:
-    """A flush if the oldest recent key was seen before ``before`` (pruning then finds it in
-    the index); the oldest by id, which the keys' times follow to within a group's jitter."""
-    row = cur.execute(_OLDEST).fetchone()
-    if row is not None and row[0] < before:
+    """A flush if a recent key was seen before ``before`` (pruning then finds it in the index)."""
+    (oldest,) = cur.execute(_OLDEST).fetchone()
+    if oldest is not None and oldest < before:
         flush(cur)
 
 

@@ -155,9 +155,6 @@ _AGING: Final = (
 _DELETE_AGING: Final = "DELETE FROM dedupe_aging WHERE seen_at = ? AND source = ? AND dedupe_id = ?"
 # A key goes only while it names the event: once gone, its id may have been stored again since.
 _DELETE_KEY: Final = "DELETE FROM dedupe_keys WHERE source = ? AND dedupe_id = ? AND event_id = ?"
-# The walk's: the key under its scope, or under its plain source, as a key of an AppsFlyer or a
-# test event was stored before their scopes (schema 8 and before).
-_DELETE_WALKED_KEY: Final = "DELETE FROM dedupe_keys WHERE source IN (?, ?) AND dedupe_id = ? AND event_id = ?"
 
 
 def _prune_aging(cur: sqlite3.Cursor, before: int) -> Chunk:
@@ -196,7 +193,7 @@ def _walk_events(cur: sqlite3.Cursor, before: int) -> Chunk:
     for received_at, event_id, api, source, name, test_tag, dedupe_id, request_id in rows:
         if dedupe_id is not None:
             scope = dedupe_scope(source, test_tag, scope_name(api, name))
-            if cur.execute(_DELETE_WALKED_KEY, (scope, source, dedupe_id, event_id)).rowcount:
+            if cur.execute(_DELETE_KEY, (scope, dedupe_id, event_id)).rowcount:
                 deleted += 1
                 if kept_as_sent(dedupe_id) and cur.execute(_ENTRY_OF, (request_id,)).fetchone():
                     going.append((dedupe_id, request_id, received_at))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from capigate.errors import StoreError
+from capigate.events import dedupe_scope, scope_name
 from capigate.store.sqlite import sessions
 from capigate.store.sqlite.connection import WriterConnection
 from capigate.store.sqlite.dedupe import RECENT_SCHEMA
@@ -301,8 +302,11 @@ def _one_block_each(cur: sqlite3.Cursor, after: int) -> None:
 
 
 def _keys_aged_by_their_events(cur: sqlite3.Cursor) -> None:
-    """Version 12: the keys whose event is gone wait in dedupe_aging, the walk through the
-    events starts at the oldest key's time, and the keys' time index goes."""
+    """Version 12: a key stored before its event's scope (an AppsFlyer or a test event's, schema
+    8 and before) moves under it, which prune finds it by; the keys whose event is gone wait in
+    dedupe_aging, the walk through the events starts at the oldest key's time, and the keys'
+    time index goes."""
+    _keys_under_their_scopes(cur)
     for table in ("dedupe_keys", "dedupe_recent"):
         cur.execute(
             "INSERT OR IGNORE INTO dedupe_aging (seen_at, source, dedupe_id, event_id) "
@@ -315,6 +319,30 @@ def _keys_aged_by_their_events(cur: sqlite3.Cursor) -> None:
     if oldest is not None:
         cur.execute(KEYS_MARK_SET, (oldest, -(2**63)))
     cur.execute("DROP INDEX IF EXISTS dedupe_keys_seen_at")
+
+
+def _keys_under_their_scopes(cur: sqlite3.Cursor) -> None:
+    """Each key of an AppsFlyer or a test event under the scope its event has now
+    (``events.dedupe_scope``). One stored under an older scope was never looked up again by an
+    AppsFlyer event, and wrongly by a real event for a test one's; where the key of the scope
+    is there already (stored since), the old one goes."""
+    of_scoped_events = "AS d JOIN events AS e ON e.id = d.event_id WHERE e.api = 'appsflyer' OR e.test_tag IS NOT NULL"
+    keys = cur.execute(
+        f"SELECT d.source, d.dedupe_id, d.event_id, e.api, e.source, e.name, e.test_tag FROM dedupe_keys {of_scoped_events}"
+    ).fetchall()
+    for was, dedupe_id, event_id, api, source, name, tag in keys:
+        scope = dedupe_scope(source, tag, scope_name(api, name))
+        if scope != was:
+            moved = "source = ? AND dedupe_id = ? AND event_id = ?"
+            cur.execute(f"UPDATE OR IGNORE dedupe_keys SET source = ? WHERE {moved}", (scope, was, dedupe_id, event_id))
+            cur.execute(f"DELETE FROM dedupe_keys WHERE {moved}", (was, dedupe_id, event_id))
+    recent = cur.execute(
+        f"SELECT d.id, d.source, e.api, e.source, e.name, e.test_tag FROM dedupe_recent {of_scoped_events}"
+    ).fetchall()
+    for row_id, was, api, source, name, tag in recent:
+        scope = dedupe_scope(source, tag, scope_name(api, name))
+        if scope != was:
+            cur.execute("UPDATE dedupe_recent SET source = ? WHERE id = ?", (scope, row_id))
 
 
 # Where prune's walk of the events for their dedupe keys is: the (received_at, id) walked last.
