@@ -188,20 +188,34 @@ def _walk_events(cur: sqlite3.Cursor, before: int) -> Chunk:
     if after[0] >= before:
         return 0, True
     rows = cur.execute(_WALK, (before, *after, CHUNK)).fetchall()
-    deleted = 0
-    going: list[tuple[str, str, int]] = []
-    for received_at, event_id, api, source, name, test_tag, dedupe_id, request_id in rows:
-        if dedupe_id is not None:
-            scope = dedupe_scope(source, test_tag, scope_name(api, name))
-            if cur.execute(_DELETE_KEY, (scope, dedupe_id, event_id)).rowcount:
-                deleted += 1
-                if kept_as_sent(dedupe_id) and cur.execute(_ENTRY_OF, (request_id,)).fetchone():
-                    going.append((dedupe_id, request_id, received_at))
+    keyed = [
+        (dedupe_scope(source, test_tag, scope_name(api, name)), dedupe_id, event_id, request_id, received_at)
+        for received_at, event_id, api, source, name, test_tag, dedupe_id, request_id in rows
+        if dedupe_id is not None
+    ]
+    gone = _delete_keys(cur, [k[:3] for k in keyed])
+    going = [(d, request_id, at) for _, d, event_id, request_id, at in keyed if event_id in gone and kept_as_sent(d)]
     if going:
-        cur.executemany(_INSERT_KEY, going)
+        cur.execute(_JOURNAL_GOING, (json.dumps(going),))
     done = len(rows) < CHUNK
     cur.execute(KEYS_MARK_SET, (before, START[1]) if done else (rows[-1][0], rows[-1][1]))
-    return deleted, done
+    return len(gone), done
+
+
+# The dedupe ids going (a JSON array of [dedupe_id, request id, received_at]) whose entry stays:
+# one statement a chunk, where a look-up of each entry took as long as the keys' deletes.
+_JOURNAL_GOING: Final = (
+    "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) SELECT 'dedupe_id', "
+    "json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?) "
+    "WHERE EXISTS (SELECT 1 FROM requests r WHERE r.request_id = json_extract(value, '$[1]'))"
+)
+
+
+def _delete_keys(cur: sqlite3.Cursor, keys: list[tuple[str, str, int]]) -> set[int]:
+    """Deletes each (source, dedupe_id, event id) key that still names its event; the event
+    ids whose key went. A statement a key, by the primary key: 1.6 µs each, where one
+    statement for the chunk's keys listed in JSON took three times as long."""
+    return {key[2] for key in keys if cur.execute(_DELETE_KEY, key).rowcount}
 
 
 def _age_keys(cur: sqlite3.Cursor, ids: Sequence[int], keys_before: int) -> None:
@@ -231,7 +245,6 @@ def _aging_of_sql(size: int) -> str:
 # (kept.dedupe_ids_not_stored), not a journal key; when either goes while the journal entry
 # stays (the journal kept longer, or the retention shortened since), the id becomes one.
 _ENTRY_STAYS: Final = "EXISTS (SELECT 1 FROM requests r WHERE r.request_id = e.request_id)"
-_ENTRY_OF: Final = "SELECT 1 FROM requests WHERE request_id = ?"
 _EVENT_GOING: Final = f"SELECT e.dedupe_id, e.request_id, e.received_at FROM events e WHERE e.id = ? AND {_ENTRY_STAYS}"
 _INSERT_KEY: Final = (
     "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES ('dedupe_id', ?, ?, ?)"
