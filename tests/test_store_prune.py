@@ -252,6 +252,13 @@ def test_scattered_keys_received_before_later_ones_are_pruned_on_time(store: Sto
     assert run(store.prune(T0 + 35 * DAY_MS, keep)).dedupe_keys == 80
     assert sum(_stored_again(store, *earlier, at=T0 + 36 * DAY_MS)) == 80
     assert sum(_stored_again(store, *later[:5], at=T0 + 36 * DAY_MS)) == 0
+    # A prune that found none due among them, then more received behind its cutoff: the next
+    # prune at that time looks again (dedupe.flush_older reads their times once per new key).
+    ingest(store, *random_ids(300), at=T0 + 36 * DAY_MS)
+    assert run(store.prune(T0 + 36 * DAY_MS, keep)).dedupe_keys == 0
+    behind = random_ids(200)
+    ingest(store, *behind, at=T0 + DAY_MS)
+    assert run(store.prune(T0 + 36 * DAY_MS, keep)).dedupe_keys == 80
 
 
 def test_prune_deletes_more_events_than_a_chunk_holds_and_counts_them_all(store: Store) -> None:

@@ -83,7 +83,7 @@ class RecentKeys:
     the flush it is making. A flush deletes a prefix of the table's ids once all of it is in the
     index, so the copy holds the keys of ids ``_low`` … ``_upto`` with no gap."""
 
-    __slots__ = ("_chunks", "_cycle_upto", "_indexed", "_keys", "_low", "_upto")
+    __slots__ = ("_chunks", "_cycle_upto", "_indexed", "_keys", "_low", "_upto", "none_before")
 
     def __init__(self) -> None:
         self._keys: dict[Key, int] = {}
@@ -92,6 +92,9 @@ class RecentKeys:
         self._indexed: int | None = None  # keys in the index, counted up to DIRECT_AT at the first sync
         self._chunks: list[list[int]] = []  # the flush's chunks still to move: row ids, in key order
         self._cycle_upto = 0  # the flush's last id
+        # (time, largest id): the table held no key seen before that time up to that id, as a
+        # prune found (flush_older): ids only grow, so the next job of the prune reads no more.
+        self.none_before: tuple[int, int] | None = None
 
     @property
     def direct(self) -> bool:
@@ -173,10 +176,18 @@ def flush(cur: sqlite3.Cursor) -> int:
 
 
 def flush_older(cur: sqlite3.Cursor, before: int) -> None:
-    """A flush if a recent key was seen before ``before`` (pruning then finds it in the index)."""
+    """A flush if a recent key was seen before ``before`` (pruning then finds it in the index).
+    The times are read whole (at most FLUSH_KEYS rows, a third of a prune job's time) once for
+    a prune, and again only once a key was appended since."""
+    (high,) = cur.execute("SELECT max(id) FROM dedupe_recent").fetchone()
+    recent = recent_keys(cur)
+    if high is None or recent.none_before == (before, high):
+        return
     (oldest,) = cur.execute(_OLDEST).fetchone()
     if oldest is not None and oldest < before:
         flush(cur)
+    else:
+        recent.none_before = (before, high)
 
 
 def scattered(values: list[Any]) -> bool:

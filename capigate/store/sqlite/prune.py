@@ -194,9 +194,13 @@ def _walk_events(cur: sqlite3.Cursor, before: int) -> Chunk:
         if dedupe_id is not None
     ]
     gone = _delete_keys(cur, [k[:3] for k in keyed])
-    going = [(d, request_id, at) for _, d, event_id, request_id, at in keyed if event_id in gone and kept_as_sent(d)]
-    if going:
-        cur.execute(_JOURNAL_GOING, (json.dumps(going),))
+    (oldest_entry,) = cur.execute(_OLDEST_ENTRY).fetchone()
+    if gone and oldest_entry is not None and oldest_entry <= rows[-1][0]:  # an entry may stay (rarely)
+        going = [
+            (d, request_id, at) for _, d, event_id, request_id, at in keyed if event_id in gone and kept_as_sent(d)
+        ]
+        if going:
+            cur.execute(_JOURNAL_GOING, (json.dumps(going),))
     done = len(rows) < CHUNK
     cur.execute(KEYS_MARK_SET, (before, START[1]) if done else (rows[-1][0], rows[-1][1]))
     return len(gone), done
