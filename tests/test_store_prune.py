@@ -292,16 +292,20 @@ def test_sqlite_a_pruned_keys_dedupe_id_stays_a_journal_key_while_its_entry_stay
     run(store.open())
     try:
         keep = Retention(event_days=math.inf, dedupe_days=30, journal_days=math.inf)
-        for n, at in ((1, T0), (2, T0 + 2 * DAY_MS)):
-            if n == 2:  # received behind the walk: its key waits in dedupe_aging
-                assert run(store.prune(T0 + 40 * DAY_MS, keep)).dedupe_keys == 1
-            ingest(store, new_event(n, destination=None), at=at)
-            entry = msgspec.structs.replace(journal(n, at), request_id=f"r{at}", status=200, keys=[])
+        # the walk's (one holding a NUL, which json_each would cut), then one behind it
+        ids = {T0: ["px1-1", "px1-\x00x"], T0 + 2 * DAY_MS: ["px1-2"]}
+        for at, dedupe_ids in ids.items():
+            if at > T0:  # received behind the walk: its key waits in dedupe_aging
+                assert run(store.prune(T0 + 40 * DAY_MS, keep)).dedupe_keys == 2
+            events = [msgspec.structs.replace(new_event(1, destination=None), dedupe_id=d) for d in dedupe_ids]
+            ingest(store, *events, at=at)
+            entry = msgspec.structs.replace(journal(1, at), request_id=f"r{at}", status=200, keys=[])
             write_journal(store, [entry])
         assert run(store.prune(T0 + 80 * DAY_MS, keep)).dedupe_keys == 1
-        for n, at in ((1, T0), (2, T0 + 2 * DAY_MS)):
-            rows, _ = run(store.query_requests(RequestQuery(keys=[("dedupe_id", f"px1-{n}")])))
-            assert [r.request_id for r in rows] == [f"r{at}"], n
+        for at, dedupe_ids in ids.items():
+            for d in dedupe_ids:
+                rows, _ = run(store.query_requests(RequestQuery(keys=[("dedupe_id", d)])))
+                assert [r.request_id for r in rows] == [f"r{at}"], d
     finally:
         run(store.close())
 

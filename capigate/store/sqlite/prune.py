@@ -196,11 +196,13 @@ def _walk_events(cur: sqlite3.Cursor, before: int) -> Chunk:
     gone = _delete_keys(cur, [k[:3] for k in keyed])
     (oldest_entry,) = cur.execute(_OLDEST_ENTRY).fetchone()
     if gone and oldest_entry is not None and oldest_entry <= rows[-1][0]:  # an entry may stay (rarely)
-        going = [
-            (d, request_id, at) for _, d, event_id, request_id, at in keyed if event_id in gone and kept_as_sent(d)
-        ]
-        if going:
-            cur.execute(_JOURNAL_GOING, (json.dumps(going),))
+        going = [(d, request_id, at, i) for _, d, i, request_id, at in keyed if i in gone and kept_as_sent(d)]
+        listed = [key[:3] for key in going if "\0" not in key[0]]  # json_each cuts a string at a NUL
+        if listed:
+            cur.execute(_JOURNAL_GOING, (json.dumps(listed),))
+        for d, _, _, event_id in going:
+            if "\0" in d:
+                _journal_stored_ids(cur, _EVENT_GOING, (event_id,))
     done = len(rows) < CHUNK
     cur.execute(KEYS_MARK_SET, (before, START[1]) if done else (rows[-1][0], rows[-1][1]))
     return len(gone), done
