@@ -80,12 +80,15 @@ def ingest(cur: sqlite3.Cursor, batches: list[Batch]) -> list[IngestResult]:
     first_id, low, high, walked_to = cur.execute(_START).fetchone()
     recent = recent_keys(cur)
     recent.sync(cur, low, high)
-    seen = _seen_keys(cur, batches, recent)
+    # Each event's fields and dedupe key, once: both the lookup and the rows read them.
+    fields = [[_fields(e) for e in batch.events] for batch in batches]
+    keys = [[_dedupe_key(f) for f in batch_fields] for batch_fields in fields]
+    seen = _seen_keys(cur, keys, recent)
     rows = _Rows(walked_to)
     results: list[IngestResult] = []
     next_id = first_id
-    for batch in batches:
-        stored, duplicates = rows.add(batch, seen, next_id)
+    for batch, batch_fields, batch_keys in zip(batches, fields, keys, strict=True):
+        stored, duplicates = rows.add(batch, batch_fields, batch_keys, seen, next_id)
         results.append(IngestResult(stored=stored, duplicates=duplicates))
         next_id += stored
     direct = recent.direct or not scattered(rows.keys)
@@ -128,22 +131,29 @@ class _Rows:
         self.runs: list[Any] = []
         self.quality: dict[QualityKey, list[int]] = {}
 
-    def add(self, batch: Batch, seen: set[tuple[str, str]], first_id: int) -> tuple[int, list[int]]:
-        """Adds ``batch``'s fresh events as ids ``first_id`` …; (how many, the duplicates' positions)."""
+    def add(
+        self,
+        batch: Batch,
+        fields: list[tuple[Any, ...]],
+        dedupe_keys: list[tuple[str, str] | None],
+        seen: set[tuple[str, str]],
+        first_id: int,
+    ) -> tuple[int, list[int]]:
+        """Adds ``batch``'s fresh events (their ``fields``, and ``dedupe_keys``: _dedupe_key's)
+        as ids ``first_id`` …; (how many, the duplicates' positions)."""
         received_at, request_id = batch.received_at_ms, batch.request_id
         hour = received_at - received_at % HOUR_MS
         keys, events, quality = self.keys, self.events, self.quality
         duplicates: list[int] = []
-        fresh: list[tuple[int, NewEvent]] = []
-        fresh_fields: list[tuple[Any, ...]] = []
+        fresh: list[tuple[Any, ...]] = []
         relayed = False
         behind = self.walked_to is not None and received_at < self.walked_to
         for position, e in enumerate(batch.events):
-            f = _fields(e)  # NewEvent's fields, in order: api, source, name, event_time_ms, dedupe_id, …
-            api, source, name, dedupe_id, test_tag = f[0], f[1], f[2], f[4], f[6]
-            if dedupe_id is None:
+            f, key = fields[position], dedupe_keys[position]  # f: NewEvent's fields (_FIELD_ORDER)
+            api, source, name, test_tag = f[0], f[1], f[2], f[6]
+            if key is None:
                 is_new = True
-            elif (key := (dedupe_scope(source, test_tag, scope_name(api, name)), dedupe_id)) in seen:
+            elif key in seen:
                 is_new = False
                 duplicates.append(position)
             else:
@@ -159,14 +169,14 @@ class _Rows:
                 counts[0] += is_new
                 counts[1] += 1
             if is_new:
-                fresh.append((position, e))
-                fresh_fields.append(f)
+                fresh.append(f)
                 events += _event_values(position, e, f, request_id, received_at)
                 relayed = relayed or f[7] is not None
         if relayed:
-            self.runs += [v for run in outbox.outbox_rows(fresh, first_id, received_at) for v in run]
+            runs = outbox.outbox_rows([f[7] for f in fresh], first_id, received_at)
+            self.runs += [v for run in runs for v in run]
         if fresh:
-            self._add_blocks(fresh_fields, first_id, request_id, received_at)
+            self._add_blocks(fresh, first_id, request_id, received_at)
         return len(fresh), duplicates
 
     def _add_blocks(self, fresh: list[tuple[Any, ...]], first_id: int, request_id: str, received_at: int) -> None:
@@ -193,19 +203,26 @@ class _Rows:
             start = end
 
 
-def _seen_keys(cur: sqlite3.Cursor, batches: list[Batch], recent: RecentKeys) -> set[tuple[str, str]]:
+def _dedupe_key(f: tuple[Any, ...]) -> tuple[str, str] | None:
+    """The (scope, dedupe_id) key of an event's fields (_FIELD_ORDER), None without a dedupe id."""
+    dedupe_id = f[4]
+    return None if dedupe_id is None else (dedupe_scope(f[1], f[6], scope_name(f[0], f[2])), dedupe_id)
+
+
+def _seen_keys(
+    cur: sqlite3.Cursor, keys: list[list[tuple[str, str] | None]], recent: RecentKeys
+) -> set[tuple[str, str]]:
     """The (source, dedupe_id) keys of the batches already stored: the recent ones from the
     writer's copy, the others with one SELECT of the index per source (``SEEN_SQL``)."""
     by_source: dict[str, list[str]] = {}
     seen: set[tuple[str, str]] = set()
-    for batch in batches:
-        for event in batch.events:
-            f = _fields(event)
-            if (dedupe_id := f[4]) is not None:
-                if (key := (dedupe_scope(f[1], f[6], scope_name(f[0], f[2])), dedupe_id)) in recent:
+    for batch_keys in keys:
+        for key in batch_keys:
+            if key is not None:
+                if key in recent:
                     seen.add(key)
                 else:
-                    by_source.setdefault(key[0], []).append(dedupe_id)
+                    by_source.setdefault(key[0], []).append(key[1])
     for source, ids in by_source.items():
         listed = _encode(ids)
         if b"\\u0000" in listed:  # a NUL, which json_each cuts the id at (and so missed it)

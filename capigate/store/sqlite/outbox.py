@@ -35,7 +35,6 @@ from typing import Any, Final
 
 import msgspec
 
-from capigate.events import NewEvent
 from capigate.store.base import AttemptOutcome, DeadLetterQuery, Delivery, DeliveryAttempt, OutboxDepth
 from capigate.store.outbox import MOVES, REPLAYED_SINCE, attempt_groups, stretches
 
@@ -108,13 +107,14 @@ def relay_state_join(state: str) -> str:
 # --- ingest -------------------------------------------------------------------------------
 
 
-def outbox_rows(fresh: Sequence[tuple[int, NewEvent]], first_id: int, received_at_ms: int) -> Iterator[Row]:
-    """One run per stretch of consecutive stored events (ids ``first_id`` …) with one destination."""
+def outbox_rows(destinations: Sequence[str | None], first_id: int, received_at_ms: int) -> Iterator[Row]:
+    """One run per stretch of consecutive stored events (ids ``first_id`` …, their
+    ``destinations``) with one destination."""
     start = 0
-    while start < len(fresh):
-        destination = fresh[start][1].destination
+    while start < len(destinations):
+        destination = destinations[start]
         end = start + 1
-        while end < len(fresh) and fresh[end][1].destination == destination:
+        while end < len(destinations) and destinations[end] == destination:
             end += 1
         if destination is not None:
             a, b = first_id + start, first_id + end - 1
