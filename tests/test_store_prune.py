@@ -379,7 +379,6 @@ def test_sqlite_prune_finds_and_deletes_each_chunk_of_keys_journal_and_rollups_t
     statements["key deleted"] = (sqlite_prune._DELETE_KEY, ["s", "d", 1])
     statements["aging deleted"] = (sqlite_prune._DELETE_AGING, [T0, "s", "d"])
     statements["keys aged"] = (sqlite_prune._aging_of_sql(4), [1, 2, 3, 4, T0])
-    statements["keys journaled"] = (sqlite_prune._JOURNAL_GOING, ['[["d", "r", 1]]'])
     statements["events going"] = (sqlite_prune._events_going_sql(4), [1, 2, 3, 4])
     for table in sqlite_prune._TIME:
         statements[f"{table} edge"] = (sqlite_prune._EDGE[table], [T0])

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, Final
 
@@ -161,19 +161,15 @@ def _prune_aging(cur: sqlite3.Cursor, before: int) -> Chunk:
     """A chunk of the waiting keys seen before ``before``; a key whose event is still there
     (received behind the walk) becomes a journal key as the walk's do (``_walk_events``)."""
     rows = cur.execute(_AGING, (before, CHUNK)).fetchall()
-    deleted = 0
-    for _, source, dedupe_id, event_id in rows:
-        if cur.execute(_DELETE_KEY, (source, dedupe_id, event_id)).rowcount:
-            deleted += 1
-            if kept_as_sent(dedupe_id):
-                _journal_stored_ids(cur, _EVENT_GOING, (event_id,))
+    gone = _delete_keys(cur, [row[1:] for row in rows])
+    _journal_going(cur, gone)
     cur.executemany(_DELETE_AGING, [row[:3] for row in rows])
-    return deleted, len(rows) < CHUNK
+    return len(gone), len(rows) < CHUNK
 
 
 # The walk's next events, oldest first through the blocks' received_at index, as _OLD_EVENTS.
 _WALK: Final = (
-    "SELECT k.received_at, e.id, e.api, e.source, e.name, e.test_tag, e.dedupe_id, e.request_id "
+    "SELECT k.received_at, e.id, e.api, e.source, e.name, e.test_tag, e.dedupe_id "
     f"{_IN_BLOCKS_BEFORE}WHERE k.received_at < ?1 AND k.received_at >= ?2 AND (k.received_at, e.id) > (?2, ?3) "
     "ORDER BY k.received_at, k.first_id, e.id LIMIT ?4"
 )
@@ -188,33 +184,18 @@ def _walk_events(cur: sqlite3.Cursor, before: int) -> Chunk:
     if after[0] >= before:
         return 0, True
     rows = cur.execute(_WALK, (before, *after, CHUNK)).fetchall()
-    keyed = [
-        (dedupe_scope(source, test_tag, scope_name(api, name)), dedupe_id, event_id, request_id, received_at)
-        for received_at, event_id, api, source, name, test_tag, dedupe_id, request_id in rows
+    keys = [
+        (dedupe_scope(source, test_tag, scope_name(api, name)), dedupe_id, event_id)
+        for _, event_id, api, source, name, test_tag, dedupe_id in rows
         if dedupe_id is not None
     ]
-    gone = _delete_keys(cur, [k[:3] for k in keyed])
+    gone = _delete_keys(cur, keys)
     (oldest_entry,) = cur.execute(_OLDEST_ENTRY).fetchone()
     if gone and oldest_entry is not None and oldest_entry <= rows[-1][0]:  # an entry may stay (rarely)
-        going = [(d, request_id, at, i) for _, d, i, request_id, at in keyed if i in gone and kept_as_sent(d)]
-        listed = [key[:3] for key in going if "\0" not in key[0]]  # json_each cuts a string at a NUL
-        if listed:
-            cur.execute(_JOURNAL_GOING, (json.dumps(listed),))
-        for d, _, _, event_id in going:
-            if "\0" in d:
-                _journal_stored_ids(cur, _EVENT_GOING, (event_id,))
+        _journal_going(cur, gone)
     done = len(rows) < CHUNK
     cur.execute(KEYS_MARK_SET, (before, START[1]) if done else (rows[-1][0], rows[-1][1]))
     return len(gone), done
-
-
-# The dedupe ids going (a JSON array of [dedupe_id, request id, received_at]) whose entry stays:
-# one statement a chunk, where a look-up of each entry took as long as the keys' deletes.
-_JOURNAL_GOING: Final = (
-    "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) SELECT 'dedupe_id', "
-    "json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?) "
-    "WHERE EXISTS (SELECT 1 FROM requests r WHERE r.request_id = json_extract(value, '$[1]'))"
-)
 
 
 def _delete_keys(cur: sqlite3.Cursor, keys: list[tuple[str, str, int]]) -> set[int]:
@@ -222,6 +203,13 @@ def _delete_keys(cur: sqlite3.Cursor, keys: list[tuple[str, str, int]]) -> set[i
     ids whose key went. A statement a key, by the primary key: 1.6 µs each, where one
     statement for the chunk's keys listed in JSON took three times as long."""
     return {key[2] for key in keys if cur.execute(_DELETE_KEY, key).rowcount}
+
+
+def _journal_going(cur: sqlite3.Cursor, event_ids: Iterable[int]) -> None:
+    """The dedupe ids of these events (their keys gone) whose journal entry stays become its
+    keys, a statement a chunk of ids."""
+    for chunk, size in in_chunks(sorted(event_ids)):
+        _journal_stored_ids(cur, _events_going_sql(size), chunk)
 
 
 def _age_keys(cur: sqlite3.Cursor, ids: Sequence[int], keys_before: int) -> None:
@@ -251,7 +239,6 @@ def _aging_of_sql(size: int) -> str:
 # (kept.dedupe_ids_not_stored), not a journal key; when either goes while the journal entry
 # stays (the journal kept longer, or the retention shortened since), the id becomes one.
 _ENTRY_STAYS: Final = "EXISTS (SELECT 1 FROM requests r WHERE r.request_id = e.request_id)"
-_EVENT_GOING: Final = f"SELECT e.dedupe_id, e.request_id, e.received_at FROM events e WHERE e.id = ? AND {_ENTRY_STAYS}"
 _INSERT_KEY: Final = (
     "INSERT OR IGNORE INTO request_keys (kind, value, request_id, received_at) VALUES ('dedupe_id', ?, ?, ?)"
 )
@@ -368,8 +355,7 @@ def prune_events(
         return 0, last
     held = cur.execute(_HOLDING, (ids[0], ids[0], ids[-1])).fetchall()
     doomed = _outside(ids, held)
-    for chunk, size in in_chunks(doomed):
-        _journal_stored_ids(cur, _events_going_sql(size), chunk)
+    _journal_going(cur, doomed)
     _age_keys(cur, doomed, keys_before)
     deleted = _delete_ids(cur, "events", doomed)
     if doomed:
