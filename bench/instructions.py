@@ -14,6 +14,8 @@ ratios of ``bench.in_process --ratios`` stay the measure of the targets. Measure
 
 - ``typed decode``: ``msgspec.json.decode`` into the wire Structs (``AxonBatch``), the limit;
 - ``decode + rules``: ``check_body``, the typed path with its rules and hashing;
+- ``decode + rules lead-gen``: the same on the peer run's W1 bodies (100 lead-gen events a
+  batch, the ``lead_gen`` profile), what one worker's event loop spends most of a W1 request on;
 - ``whole app W1``: the gateway app in-process (``bench.in_process.measure``: rules, SQLite
   store with ``synchronous = full``, journal, response), per event;
 - ``whole app W2``: the same, one event per request, per request;
@@ -67,6 +69,7 @@ _COLLECTED = re.compile(rb"Collected : ([0-9]+)")
 KINDS: dict[str, tuple[str, str]] = {
     "typed decode": ("event", "purchases"),
     "decode + rules": ("event", "purchases"),
+    "decode + rules lead-gen": ("event", "lead-w1"),
     "whole app W1": ("event", "purchases"),
     "whole app W2": ("request", "w2"),
     "request path W2": ("request", "w2"),
@@ -112,10 +115,10 @@ def _child(kind: str, count: int, bodies_dir: Path) -> None:
         _write_groups(bodies, warm, count)
     elif kind == "writer W1 lead-gen":
         _write_groups(bodies, warm, count, "lead_gen", per_group=_GROUP_BATCHES, per_flush=_GROUP_BATCHES)
-    elif kind == "decode + rules":
+    elif kind.startswith("decode + rules"):
         from bench.ratios import _checker
 
-        check = _checker()
+        check = _checker("lead_gen" if kind.endswith("lead-gen") else "standard")
         for n, body in enumerate(cycled):
             check(body, n)
     else:

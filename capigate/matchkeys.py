@@ -16,7 +16,7 @@ the rules that turn it into a verdict are written down in docs/quality.md.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -85,16 +85,19 @@ def axon_match_keys(user: Any, has_dedupe_id: bool) -> int:
     mask = DEDUPE_BIT if has_dedupe_id else 0
     if user is None:
         return mask
-    spots = _SPOTS.get(type(user)) or _spots_of(type(user))
-    values = msgspec.structs.astuple(user)  # one C call, not a getattr per field
-    for index, sent in spots.plain:
+    spots = _SPOTS.get(type(user))
+    if spots is None:  # not ``or``: mypyc miscompiles a tuple type's ``or`` (a C type error)
+        spots = _spots_of(type(user))
+    plain, ip_at, ua_at, email_at, phone_at = spots  # a tuple's, not a NamedTuple's: no attribute reads
+    values = _astuple(user)  # one C call, not a getattr per field
+    for index, sent in plain:
         value = values[index]
         if value and value != ZERO_UUID:  # _given, inlined
             mask |= sent
-    ip, ua = values[spots.ip], values[spots.ua]
+    ip, ua = values[ip_at], values[ua_at]
     if ip and ua and ip != ZERO_UUID and ua != ZERO_UUID:
         mask |= _IP_UA_SENT
-    return mask | _hashable(values[spots.email]) << _EMAIL_SHIFT | _hashable(values[spots.phone]) << _PHONE_SHIFT
+    return mask | _hashable(values[email_at]) << _EMAIL_SHIFT | _hashable(values[phone_at]) << _PHONE_SHIFT
 
 
 def identifiers_treated(mask: int, hashed: Iterable[str], dropped: Iterable[str]) -> int:
@@ -107,14 +110,9 @@ def identifiers_treated(mask: int, hashed: Iterable[str], dropped: Iterable[str]
     return mask
 
 
-class _Spots(NamedTuple):
-    """Where a user_data Struct type holds each key: (field index, its bits when sent) per plain key."""
-
-    plain: tuple[tuple[int, int], ...]
-    ip: int
-    ua: int
-    email: int
-    phone: int
+# Where a user_data Struct type holds each key: (field index, its bits when sent) per plain key,
+# then the indexes of client_ip_address, client_user_agent, email and phone.
+_Spots = tuple[tuple[tuple[int, int], ...], int, int, int, int]
 
 
 def _spots_of(kind: type) -> _Spots:
@@ -122,7 +120,7 @@ def _spots_of(kind: type) -> _Spots:
     plain = tuple(
         (fields.index(k), _SENT << (2 * i)) for i, k in enumerate(AXON_KEYS) if k not in _AXON_HASHED and k != "ip_ua"
     )
-    spots = _Spots(
+    spots: _Spots = (
         plain,
         fields.index("client_ip_address"),
         fields.index("client_user_agent"),
@@ -133,7 +131,8 @@ def _spots_of(kind: type) -> _Spots:
     return spots
 
 
-_SPOTS: dict[type, _Spots] = {}
+_SPOTS: Final[dict[type, _Spots]] = {}
+_astuple: Final = msgspec.structs.astuple
 _IP_UA_SENT: Final = _SENT << (2 * AXON_KEYS.index("ip_ua"))
 _EMAIL_SHIFT: Final = 2 * AXON_KEYS.index("email")
 _PHONE_SHIFT: Final = 2 * AXON_KEYS.index("phone")

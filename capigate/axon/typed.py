@@ -44,9 +44,9 @@ from capigate.matchkeys import axon_match_keys
 
 __all__ = ["BodyCheck", "check_body", "path_differences"]
 
-_decode_any = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
-_encode_into = msgspec.json.Encoder().encode_into
+_decode_any: Final = msgspec.json.Decoder().decode
+_encode: Final = msgspec.json.Encoder().encode
+_encode_into: Final = msgspec.json.Encoder().encode_into
 
 
 class BodyCheck(rules.BatchCheck):
@@ -151,18 +151,18 @@ def _typed(
     for i, event in enumerate(events):
         path = _EVENT_PATHS[i]  # the decoder took at most MAX_BATCH events
         name = _NAMES[type(event)]  # the event's name: its tag picked its Struct type
-        shorter = _data_clean(event, name, path, profile, spec, report, now_ms)
+        # Its fields in one call: from compiled code, each attribute read alone costs as much as a rule.
+        fields_ = _astuple(event)
+        user, data, dedupe_id, mpd = fields_[_USER], fields_[_DATA], fields_[_DEDUPE_ID], fields_[_MPD]
+        shorter = _data_clean(fields_, name, path, profile, spec, report, now_ms)
         if shorter < 0:
             return None
         if spec.restricted and not _allowed(event, spec):
             return None
-        user = event.user_data
-        dedupe_id = event.dedupe_id
         match_keys = axon_match_keys(user, dedupe_id is not None)  # as sent: before hashing
         normalised = check_user_data(user, path, profile, report, name)
         if not report.ok:
             return None
-        mpd = event.measurement_partner_data
         if mpd is not None and _MPD_TIMES(mpd) != _NO_TIMES:  # one C call: most send no timestamp
             _mpd_timestamps(mpd, path, report)
         if is_blank_dedupe_id(dedupe_id) or rules.holds_nul(dedupe_id):
@@ -199,7 +199,6 @@ def _typed(
         # 0xEF), told by the scans above; then its strings are read (_phone_in_strings). A
         # "00" form is told by each string's first two characters as sent (_check_data reads an
         # item's): a search of the payload for '"00' cost 5.7 % of the rules.
-        data = event.data
         fields = _FIELDS.get(type(data), _NO_FIELDS)
         if (
             (_PLUS in payload and _plus_then_digit(payload))
@@ -218,7 +217,7 @@ def _typed(
                 api="axon",
                 source=source,
                 name=name,
-                event_time_ms=event.event_time,
+                event_time_ms=fields_[_EVENT_TIME],
                 dedupe_id=dedupe_id,
                 payload=payload,
                 test_tag=test_tag,
@@ -382,8 +381,8 @@ def _holds_phone(value: Any) -> bool:
     return type(value) is str and holds_international_phone(value)
 
 
-_astuple = msgspec.structs.astuple
-_USER_FIELDS = tuple(f.name for f in msgspec.structs.fields(UserData))
+_astuple: Final = msgspec.structs.astuple
+_USER_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(UserData))
 assert _USER_FIELDS[1:8] == ("client_user_agent", "esi", "aleid", "axwrt", "alart", "client_id", "user_id")
 assert _USER_FIELDS[11:] == ("zip", "sid", "ifa", "idfv", "os"), _USER_FIELDS
 assert tuple(f.name for f in msgspec.structs.fields(Item)) == (
@@ -392,11 +391,11 @@ assert tuple(f.name for f in msgspec.structs.fields(Item)) == (
 )  # fmt: skip
 
 
-_PAYLOAD_BYTES = 2048  # more than a typical event's payload
-_AT = ord("@")  # an int: bytes' ``in`` tries a needle as an int first, and a bytes one raises there
-_PLUS = ord("+")  # likewise: what a phone number in international form starts with
+_PAYLOAD_BYTES: Final = 2048  # more than a typical event's payload
+_AT: Final = ord("@")  # an int: bytes' ``in`` tries a needle as an int first, and a bytes one raises there
+_PLUS: Final = ord("+")  # likewise: what a phone number in international form starts with
 # A digit (of another script too) or a quote: what _plus_then_digit looks for after a "+".
-_DIGIT_OR_QUOTE = re.compile(rb'[0-9\x80-\xff"]')
+_DIGIT_OR_QUOTE: Final = re.compile(rb'[0-9\x80-\xff"]')
 
 
 def _plus_then_digit(payload: bytes) -> bool:
@@ -415,17 +414,17 @@ def _plus_then_digit(payload: bytes) -> bool:
     return False
 
 
-_PERCENT = ord("%")  # likewise: the bytes a hidden at sign starts with (identity.payload_hides_at)
-_UTF8_EF = 0xEF
-_AMP = ord("&")  # likewise: an at sign as an HTML character reference ("&#64;", "&commat;")
+_PERCENT: Final = ord("%")  # likewise: the bytes a hidden at sign starts with (identity.payload_hides_at)
+_UTF8_EF: Final = 0xEF
+_AMP: Final = ord("&")  # likewise: an at sign as an HTML character reference ("&#64;", "&commat;")
 
 
 # Searched with find, once a "%" is found: ``in`` tries a bytes needle as an int first, and the
 # TypeError it raises and clears costs thousands of instructions (the ints above are memchr
 # calls). A search for '"00' (a "00" form of a number) cost 5,500 instructions an event on a
 # purchase's payload, 5.7 % of decode + rules: "0" and '"' are everywhere in it.
-_PERCENT_2 = b"%2"
-_EVENT_PATHS = tuple(f"events[{i}]" for i in range(MAX_BATCH))  # made once, not per event
+_PERCENT_2: Final = b"%2"
+_EVENT_PATHS: Final = tuple(f"events[{i}]" for i in range(MAX_BATCH))  # made once, not per event
 
 
 def _allowed(event: Any, spec: _Spec) -> bool:
@@ -439,29 +438,31 @@ def _allowed(event: Any, spec: _Spec) -> bool:
     return True
 
 
-def _data_clean(event: Any, name: str, path: str, profile: Profile, spec: _Spec, report: Report, now_ms: int) -> int:
+def _data_clean(
+    event: tuple[Any, ...], name: str, path: str, profile: Profile, spec: _Spec, report: Report, now_ms: int
+) -> int:
     """The rules on data, event_time and event_source_url that the Structs cannot express, in
-    rules.py's order (whether data may or must be null, its schema: the event's Struct type);
-    -1 when the slow path must decide, else how many bytes fewer than msgspec encodes them the
-    body may write the event's floats in (_shorter)."""
-    data = event.data
+    rules.py's order (whether data may or must be null, its schema: the event's Struct type),
+    on an event's fields (_EVENT_FIELDS); -1 when the slow path must decide, else how many bytes
+    fewer than msgspec encodes them the body may write the event's floats in (_shorter)."""
+    data = event[_DATA]
     shorter = 0
     if data is not None:
         shorter = _check_data(name, data, f"{path}.data", report)
         if shorter < 0:
             return -1
-    mpd = event.measurement_partner_data
+    mpd = event[_MPD]
     if mpd is not None:
         shorter += _shorter(mpd)
-    rules._check_event_time(event.event_time, path, now_ms, report)
-    url, esi = event.event_source_url, event.user_data.esi
+    rules._check_event_time(event[_EVENT_TIME], path, now_ms, report)
+    url, esi = event[_SOURCE_URL], event[_USER].esi
     clean = spec.clean_urls.get((url, esi))  # most events of a site repeat a few URLs
     if clean is None:
         clean = _url_clean(url, esi, profile, spec.clean_urls)
     return shorter if clean else -1
 
 
-_MAX_URLS = 4096
+_MAX_URLS: Final = 4096
 
 
 def _url_clean(url: str, esi: str, profile: Profile, known: dict[tuple[str, str], bool]) -> bool:
@@ -555,7 +556,7 @@ def _check_data(name: str, data: Any, path: str, report: Report) -> int:
 # rules._ITEM_RECOMMENDED, in its order: which are missing -> rules.py's message (None: none).
 _ITEM_FIELDS: tuple[str, ...] = rules._ITEM_RECOMMENDED
 assert _ITEM_FIELDS == ("item_name", "item_variant_id", "price", "image_url", "item_category_id")
-_MISSING_ITEM_FIELDS: dict[tuple[bool, ...], str | None] = {
+_MISSING_ITEM_FIELDS: Final[dict[tuple[bool, ...], str | None]] = {
     flags: rules._missing_item_message(frozenset(k for k, f in zip(_ITEM_FIELDS, flags, strict=True) if f))
     if any(flags)
     else None
@@ -575,8 +576,8 @@ def _item_warning(key: tuple[str, str, int, str]) -> Problem:
     return warning
 
 
-_ITEM_WARNINGS: dict[tuple[str, str, int, str], Problem] = {}
-_MAX_ITEM_WARNINGS = 4096
+_ITEM_WARNINGS: Final[dict[tuple[str, str, int, str], Problem]] = {}
+_MAX_ITEM_WARNINGS: Final = 4096
 
 
 def _check_items_value(amounts: list[float], value: Any, path: str, report: Report) -> None:
@@ -590,8 +591,8 @@ def _check_items_value(amounts: list[float], value: Any, path: str, report: Repo
         )
 
 
-_MPD_TIMES = attrgetter(*rules._MPD_TIMESTAMPS)
-_NO_TIMES = (None,) * len(rules._MPD_TIMESTAMPS)
+_MPD_TIMES: Final = attrgetter(*rules._MPD_TIMESTAMPS)
+_NO_TIMES: Final = (None,) * len(rules._MPD_TIMESTAMPS)
 
 
 def _mpd_timestamps(mpd: Any, path: str, report: Report) -> None:
@@ -617,13 +618,13 @@ class _Spec:
     clean_urls: dict[tuple[str, str], bool]  # see _url_clean
 
 
-_ITEM_LISTS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its lists of items
-_FIELDS: dict[type, frozenset[str]] = {}  # a strict data type -> its fields' names
-_DATA_IDS: dict[type, tuple[str, ...]] = {}  # a strict data type -> its ids and search_term (_data_phone_00)
-_NO_FIELDS: frozenset[str] = frozenset()  # data null
-_NAMES: dict[type, str] = {}  # a strict event type -> its tag (__struct_config__ makes an object per read)
-_FLOATS: dict[type, tuple[str, ...]] = {}  # a strict type -> its fields that may hold a float (_shorter)
-_HOLDING_FLOATS: dict[type, tuple[str, ...]] = {}  # a strict type -> its fields whose Structs may hold one
+_ITEM_LISTS: Final[dict[type, tuple[str, ...]]] = {}  # a strict data type -> its lists of items
+_FIELDS: Final[dict[type, frozenset[str]]] = {}  # a strict data type -> its fields' names
+_DATA_IDS: Final[dict[type, tuple[str, ...]]] = {}  # a strict data type -> its ids and search_term (_data_phone_00)
+_NO_FIELDS: Final[frozenset[str]] = frozenset()  # data null
+_NAMES: Final[dict[type, str]] = {}  # a strict event type -> its tag (__struct_config__ makes an object per read)
+_FLOATS: Final[dict[type, tuple[str, ...]]] = {}  # a strict type -> its fields that may hold a float (_shorter)
+_HOLDING_FLOATS: Final[dict[type, tuple[str, ...]]] = {}  # a strict type -> its fields whose Structs may hold one
 
 
 def _struct_kinds(kind: type[Struct], seen: set[type]) -> set[type]:
@@ -655,7 +656,7 @@ _LEAST_REPEAT: Final = 5 + min(
 )
 
 
-_SPECS: dict[int, tuple[Profile, _Spec]] = {}
+_SPECS: Final[dict[int, tuple[Profile, _Spec]]] = {}
 
 
 def _spec(profile: Profile) -> _Spec:
@@ -695,8 +696,21 @@ def _strict_event(name: str, profile: Profile) -> type[Struct]:
     event = _strict(ServerEvent, {}, tag=name, data=data)
     # _data_clean reads those of data and measurement_partner_data: no other part holds one.
     assert not _FLOATS[event] and set(_HOLDING_FLOATS[event]) <= {"data", "measurement_partner_data"}, event
+    assert event.__struct_fields__ == _EVENT_FIELDS, event.__struct_fields__
     _NAMES[event] = name
     return event
+
+
+# A strict event's fields (its name is its tag), as _typed reads them in one astuple call.
+_EVENT_FIELDS: Final = (
+    "event_time", "event_source_url", "user_data", "data", "dedupe_id", "measurement_partner_data",
+)  # fmt: skip
+_EVENT_TIME: Final = 0
+_SOURCE_URL: Final = 1
+_USER: Final = 2
+_DATA: Final = 3
+_DEDUPE_ID: Final = 4
+_MPD: Final = 5
 
 
 def _strict(kind: type[Struct], swap: dict[type, type], *, tag: str | None = None, data: Any = None) -> type[Struct]:
