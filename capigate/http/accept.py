@@ -36,17 +36,18 @@ async def accept(
     request: Request, gateway: Gateway, outcome: Outcome, events: Sequence[NewEvent], relay: RelaySettings | None
 ) -> IngestResult:
     """Committed when this returns; StoreError when not (each API answers that its own way).
-    Test-mode events (``outcome.test_tag``) are stored and journaled, never relayed."""
+    ``events`` are one request's: one API, one source. Test-mode events (``outcome.test_tag``)
+    are stored and journaled, never relayed."""
     hashed_here = {w.path for w in outcome.warnings if w.code == "plain_pii_hashed"}
     left_to_store = gateway.stored_ids_left_to_store
     # sets each event's match keys; the dedupe ids the store can find come after the ingest
     outcome.keys = note_accepted(outcome.body, events, hashed_here, dedupe_ids=not left_to_store)
-    destinations: set[str] = set()
+    test_tag, destination = outcome.test_tag, None
+    if events and not test_tag:  # one request's events share their source, so their destination
+        destination = relay_destination(events[0].api, events[0].source, relay)
     for event in events:
-        event.test_tag = outcome.test_tag
-        event.destination = None if outcome.test_tag else relay_destination(event.api, event.source, relay)
-        if event.destination is not None:
-            destinations.add(event.destination)
+        event.test_tag = test_tag
+        event.destination = destination
     ingest = gateway.store.ingest(events, request_id=request.request_id, received_at_ms=request.received_at_ms)
     try:
         result = await limited(ingest, INGEST_TIMEOUT_S, request.task())
@@ -62,9 +63,8 @@ async def accept(
         gateway.health.ingest_failed(exc)  # for /readyz: a node that refuses events is not ready
         raise
     gateway.health.ingest_ok()
-    if result.stored and gateway.relay_wake is not None:
-        for destination in destinations:
-            gateway.relay_wake(destination)
+    if result.stored and destination is not None and gateway.relay_wake is not None:
+        gateway.relay_wake(destination)
     outcome.events_stored, outcome.events_duplicate = result.stored, len(result.duplicates)
     if left_to_store and result.duplicates:
         outcome.keys += dedupe_ids_not_stored(events, result.duplicates)
