@@ -185,7 +185,7 @@ SECTIONS: Final[dict[Section, tuple[str, str]]] = {
     "appsflyer.apps": ("[[appsflyer.apps]]", "one table per app"),
     "relay": (
         "[axon.pixels.relay]",
-        "(or [appsflyer.apps.relay]) forward what this source accepts;\nwithout this table nothing is forwarded",
+        "(or [appsflyer.apps.relay]) forward what the last [[axon.pixels]]\n(the last [[appsflyer.apps]]) above it accepts: put it under\nthat source's table; without it nothing is forwarded",
     ),
 }
 
