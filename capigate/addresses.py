@@ -54,6 +54,10 @@ _V6: Final = _networks(
 )
 _V4_MAPPED: Final = int(ipaddress.IPv6Address("::ffff:0.0.0.0"))
 NOT_AN_ADDRESS: Final = ""
+# socket's, as statics: a compiled module reads a name it imported from a dict, on every event.
+_inet_pton: Final = inet_pton
+_AF_INET: Final = int(AF_INET)
+_AF_INET6: Final = int(AF_INET6)
 
 
 def address_kind(text: str) -> str | None:
@@ -62,7 +66,7 @@ def address_kind(text: str) -> str | None:
     One call on every event: the common public IPv4 address costs a parse and a set look-up."""
     # Only IPv6 text has a ":", and never IPv4 text: one parse decides.
     try:
-        packed = inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+        packed = _inet_pton(_AF_INET6 if ":" in text else _AF_INET, text)
     except (OSError, ValueError):  # ValueError: an embedded NUL character
         return NOT_AN_ADDRESS
     if len(packed) == 4:

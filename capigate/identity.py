@@ -66,7 +66,7 @@ _ADDRESS = re.compile(rf"(?!')(?:{_ATOM}(?:\.{_ATOM})*)(?<!')@{_LABEL}(?:\.{_LAB
 # no atom or label holds the "." or "@" after it, so none gives back a character, and the
 # pattern costs what the old one (no "..", dots first or last, looked for) did. A hyphen first
 # or last in a label is looked around for (30 ns; runs of letters between hyphens cost 40 more).
-_NORMALISED_EMAIL = re.compile(
+_NORMALISED_EMAIL: Final = re.compile(
     r"[a-z0-9_%+-]++(?:\.[a-z0-9_%+-]++)*+@(?!-)[a-z0-9-]++(?<!-)(?:\.(?!-)[a-z0-9-]++(?<!-))++"
 )
 # An at sign after a character of a local part and before a domain with a dot and a top-level
@@ -89,7 +89,7 @@ class InvalidIdentifier(ValueError):
     """The value cannot be what it claims to be; the message never repeats the value."""
 
 
-_SHA256_HEX_DIGITS = 64
+_SHA256_HEX_DIGITS: Final = 64
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -100,7 +100,7 @@ def sha256_hex(value: str) -> str:
     return _sha256(value.encode()).hexdigest()
 
 
-_sha256 = hashlib.sha256
+_sha256: Final = hashlib.sha256
 
 
 def contains_email(text: str) -> bool:
@@ -750,7 +750,7 @@ def _country_code(head: str) -> tuple[int, frozenset[int]]:
     return 0, frozenset()
 
 
-_COUNTRY_BY_HEAD: dict[str, tuple[int, frozenset[int]]] = {}  # at most 1,110 heads of 0-3 digits
+_COUNTRY_BY_HEAD: Final[dict[str, tuple[int, frozenset[int]]]] = {}  # at most 1,110 heads of 0-3 digits
 
 
 @functools.cache
@@ -781,8 +781,8 @@ def _national(digits: str, region: str) -> NormalisedPhone:
     return NormalisedPhone(f"{number.country_code}{national}", phonenumbers.is_possible_number(number), True)
 
 
-_E164_MAX_DIGITS = 15
-_MIN_NATIONAL_DIGITS = 2
+_E164_MAX_DIGITS: Final = 15
+_MIN_NATIONAL_DIGITS: Final = 2
 _PARSE_REASONS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
     phonenumbers.NumberParseException.NOT_A_NUMBER: "not a number",
