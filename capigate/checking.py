@@ -27,6 +27,7 @@ __all__ = [
     "check_struct",
     "converts",
     "did_you_mean",
+    "has_edge_spaces",
     "is_blank_dedupe_id",
     "join",
     "listed",
@@ -135,6 +136,13 @@ def is_blank_dedupe_id(value: object) -> bool:
     """An empty or all-whitespace dedupe id (Axon's dedupe_id, an AppsFlyer app's dedupe_key
     parameter): a client's `order_id || ""`, not an id; both APIs warn ``blank_dedupe_id``."""
     return isinstance(value, str) and (not value or value.isspace())
+
+
+def has_edge_spaces(value: object) -> bool:
+    """A dedupe id with white space before or after it (``"A-1 "``, a spreadsheet's or a
+    template's): kept and matched as sent, so it and ``"A-1"`` are two ids; Axon warns
+    ``dedupe_id_spaces``. A blank one is ``is_blank_dedupe_id``'s."""
+    return isinstance(value, str) and value != "" and (value[0].isspace() or value[-1].isspace())
 
 
 def did_you_mean(key: str, known: Iterable[str]) -> str:

@@ -1208,6 +1208,20 @@ def test_a_blank_dedupe_id_is_no_id_dropped_with_a_warning(blank: str) -> None:
     assert event.dedupe_id is None and b"dedupe_id" not in event.payload
 
 
+@pytest.mark.parametrize("spaced", ["A-1 ", " A-1", "A-1\t", "\u00a0A-1"])
+def test_a_dedupe_id_with_spaces_around_it_is_kept_as_sent_with_a_warning(spaced: str) -> None:
+    """Rule (checking.has_edge_spaces): a dedupe_id with white space before or after it is kept
+    and matched as sent, as AppLovin matches it, so a resend without the spaces was stored
+    again with nothing said (a trial); now said, dedupe_id_spaces. Both paths agree."""
+    result = check(page_view(dedupe_id=spaced), pixel="px_lead")
+    assert result.report.ok and {w.path: w.code for w in result.report.warnings} == {
+        "events[0].dedupe_id": "dedupe_id_spaces"
+    }
+    (event,) = result.events
+    assert event.dedupe_id == spaced
+    assert check(page_view(dedupe_id="A-1 B"), pixel="px_lead").report.warnings == []  # inside: an id's own
+
+
 def test_measurement_timestamps_in_seconds_are_a_warning() -> None:
     mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
     mpd["first_visit_ts"] = now_ms() // 1000

@@ -29,7 +29,15 @@ from capigate.axon.schema import (
     field_names,
 )
 from capigate.axon.user_data import check_user_data
-from capigate.checking import Report, check_struct, did_you_mean, is_blank_dedupe_id, join, shown_value
+from capigate.checking import (
+    Report,
+    check_struct,
+    did_you_mean,
+    has_edge_spaces,
+    is_blank_dedupe_id,
+    join,
+    shown_value,
+)
 from capigate.epoch import MAX_EPOCH_MILLIS, looks_like_seconds
 from capigate.errors import Problem
 from capigate.events import NewEvent
@@ -186,6 +194,8 @@ def _check_event(
         report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
     elif holds_nul(raw.get("dedupe_id")):
         report.error(f"{path}.dedupe_id", "invalid_dedupe_id", NUL_DEDUPE_ID)
+    elif has_edge_spaces(raw.get("dedupe_id")):
+        report.warn(f"{path}.dedupe_id", "dedupe_id_spaces", DEDUPE_ID_SPACES)
     name = raw.get("name")
     if raw.get("data") == {} and isinstance(name, str) and name in profile.null_data_events:
         raw = {**raw, "data": None}  # as stape's tag sends it; kept and relayed as documented
@@ -198,6 +208,10 @@ BLANK_DEDUPE_ID: Final = (
 )
 
 
+DEDUPE_ID_SPACES: Final = (
+    "dedupe_id has white space before or after it: it is kept and matched as sent (as AppLovin matches it), so "
+    "a resend without the spaces is another id and is not deduplicated; trim the id where it is made"
+)
 NUL_DEDUPE_ID: Final = (
     "dedupe_id holds a NUL character (U+0000), which no id should: PostgreSQL cannot store one, and two ids "
     "differing only there would be taken for one; send the id without it"

@@ -33,7 +33,7 @@ from capigate.axon.body import MAX_BATCH, events_received
 from capigate.axon.profiles import Profile
 from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, Item, ServerEvent, UserData
 from capigate.axon.user_data import check_user_data
-from capigate.checking import Report, is_blank_dedupe_id
+from capigate.checking import Report, has_edge_spaces, is_blank_dedupe_id
 from capigate.duplicates import colons_differ, may_repeat, repeated_keys
 from capigate.epoch import looks_like_seconds
 from capigate.errors import Problem
@@ -165,8 +165,8 @@ def _typed(
             return None
         if mpd is not None and _MPD_TIMES(mpd) != _NO_TIMES:  # one C call: most send no timestamp
             _mpd_timestamps(mpd, path, report)
-        if is_blank_dedupe_id(dedupe_id) or rules.holds_nul(dedupe_id):
-            return None  # the slow path drops a blank one, refuses one holding NUL, and says so
+        if is_blank_dedupe_id(dedupe_id) or rules.holds_nul(dedupe_id) or has_edge_spaces(dedupe_id):
+            return None  # the slow path drops a blank one, refuses one holding NUL, warns of spaces
         if dedupe_id is None and profile.dedupe_id_expected:
             report.warn(
                 f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated"
