@@ -44,7 +44,12 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
     # Its fields in one call: from compiled code, each attribute read alone costs as much as a
     # rule, and an event reads some fifteen.
     u = _astuple(user)
-    esi, sent_ip, agent, os_sent, country = u[_ESI], u[_IP], u[_UA], u[_OS], u[_COUNTRY]
+    # Typed, so that mypyc runs str's own methods on them, not a method looked up by name.
+    esi: str = u[_ESI]
+    sent_ip: str = u[_IP]
+    agent: str = u[_UA]
+    os_sent: str | None = u[_OS]
+    country: str | None = u[_COUNTRY]
     if esi == "web" and isinstance(name, str) and name in _APP_EVENTS:
         report.warn(
             f"{path}.user_data.esi", "app_event_on_web", f"`{name}` is an app event, but esi is web; kept as sent"
@@ -75,7 +80,8 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
                 "unknown_country",
                 "not an ISO 3166-1 alpha-2 country code" + (you_mean(meant) if meant else ""),
             )
-    if profile.numeric_user_id and (user_id := u[_USER_ID]) is not None and not user_id.isdigit():
+    user_id: str | None = u[_USER_ID]
+    if profile.numeric_user_id and user_id is not None and not user_id.isdigit():
         report.error(f"{path}.user_data.user_id", "invalid_format", "user_id must be numeric in this profile")
     region = country if country in COUNTRY_CODES else None
     normalised = hashed_identifiers(u[_EMAIL], u[_PHONE], region, path, report)
@@ -85,7 +91,7 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
         normalised["client_ip_address"] = trimmed
     if os_name is not None and os_name != os_sent:
         normalised["os"] = os_name
-    zip_code = u[_ZIP] if country == "US" else None
+    zip_code: str | None = u[_ZIP] if country == "US" else None
     if zip_code is not None:
         zip5 = zip_code.strip()[:5]  # ZIP+4 and spaces dropped
         if zip5 != zip_code and not is_international_phone(zip_code):  # rules.without_phones drops it whole
