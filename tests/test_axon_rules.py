@@ -1222,6 +1222,19 @@ def test_a_dedupe_id_with_spaces_around_it_is_kept_as_sent_with_a_warning(spaced
     assert check(page_view(dedupe_id="A-1 B"), pixel="px_lead").report.warnings == []  # inside: an id's own
 
 
+@pytest.mark.parametrize("personal", ["jane.doe@example.com ", "+1 650 555 1299 "])
+def test_a_dedupe_id_hashed_as_personal_data_gets_no_spaces_warning(personal: str) -> None:
+    """Rule (rules._check_event): an email address or a phone number sent as the dedupe_id is
+    trimmed and hashed, so a resend without the spaces is deduplicated: dedupe_id_spaces, which
+    says the id is matched as sent, said the opposite of what happens (a trial)."""
+    result = check(page_view(dedupe_id=personal), pixel="px_lead")
+    said = [(w.path, w.code) for w in result.report.warnings]
+    assert result.report.ok and said == [("events[0].dedupe_id", "plain_pii_hashed")], said
+    assert (
+        result.events[0].dedupe_id == check(page_view(dedupe_id=personal.strip()), pixel="px_lead").events[0].dedupe_id
+    )
+
+
 def test_measurement_timestamps_in_seconds_are_a_warning() -> None:
     mpd = copy.deepcopy(example("axon_purchase.json")["events"][0]["measurement_partner_data"])
     mpd["first_visit_ts"] = now_ms() // 1000

@@ -194,7 +194,8 @@ def _check_event(
         report.warn(f"{path}.dedupe_id", "missing_dedupe_id", "without a dedupe_id this event cannot be deduplicated")
     elif holds_nul(raw.get("dedupe_id")):
         report.error(f"{path}.dedupe_id", "invalid_dedupe_id", NUL_DEDUPE_ID)
-    elif has_edge_spaces(raw.get("dedupe_id")):
+    elif has_edge_spaces(sent := raw.get("dedupe_id")) and _guarded_dedupe_id(sent) == sent:
+        # not one hashed as an email address or a phone number is: trimmed first (a trial)
         report.warn(f"{path}.dedupe_id", "dedupe_id_spaces", DEDUPE_ID_SPACES)
     name = raw.get("name")
     if raw.get("data") == {} and isinstance(name, str) and name in profile.null_data_events:
@@ -754,12 +755,17 @@ def stored_dedupe_id(value: str) -> str:
     whatever ``without_phones`` treats), so that a lookup by the id as sent finds it (a trial's
     ``--dedupe-id jane@example.com`` found nothing); ``value`` itself when they keep it as sent,
     or drop it (then no event holds it)."""
+    found = _guarded_dedupe_id(value)
+    return found if isinstance(found, str) else value
+
+
+def _guarded_dedupe_id(value: str) -> object:
+    """``value`` through the guards of ``stored_dedupe_id``: itself, hashed, or None (dropped)."""
     report = Report()
     kept = without_emails(
         without_phones({"dedupe_id": value}, "", report), "", report, _SEND_HASHED, hashed=IDENTIFIER_TEXT, phones=True
     )
-    found = kept.get("dedupe_id")
-    return found if isinstance(found, str) else value
+    return kept.get("dedupe_id")
 
 
 _AXON_HASHED: Final = frozenset({"email", "phone"})  # user_data's: hashed, never walked for an address
