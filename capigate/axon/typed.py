@@ -31,8 +31,8 @@ from msgspec import Meta, Struct
 from capigate.axon import rules
 from capigate.axon.body import MAX_BATCH, events_received
 from capigate.axon.profiles import Profile
-from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, Item, ServerEvent, UserData
-from capigate.axon.user_data import check_user_data
+from capigate.axon.schema import DATA_SCHEMAS, AxonBatch, Item, ServerEvent
+from capigate.axon.user_data import USER_FIELDS, check_user_data
 from capigate.checking import Report, has_edge_spaces, is_blank_dedupe_id
 from capigate.duplicates import colons_differ, may_repeat, repeated_keys
 from capigate.epoch import looks_like_seconds
@@ -320,7 +320,7 @@ def _user_phone_00(user: Any) -> bool:
     """``_phone_00`` of each id of ``user`` (its IP address and codes are refused as they are
     not; email and phone are hashed by now; a "00" form is not read in the user agent nor the
     os: rules.DESCRIPTIVE_TEXT), read in one call (each attribute read alone costs as much as
-    the test)."""
+    the test). Its positions are user_data.USER_FIELDS', whose order that module asserts."""
     u = _astuple(user)
     return (
         _phone_00(u[3])  # aleid
@@ -382,9 +382,6 @@ def _holds_phone(value: Any) -> bool:
 
 
 _astuple: Final = msgspec.structs.astuple
-_USER_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(UserData))
-assert _USER_FIELDS[1:8] == ("client_user_agent", "esi", "aleid", "axwrt", "alart", "client_id", "user_id")
-assert _USER_FIELDS[11:] == ("zip", "sid", "ifa", "idfv", "os"), _USER_FIELDS
 assert tuple(f.name for f in msgspec.structs.fields(Item)) == (
     "item_id", "item_name", "item_variant_id", "price", "image_url", "item_category_id", "quantity", "affiliation",
     "discount", "item_brand", "item_category", "item_category2", "item_category3", "item_category4", "item_category5",
@@ -670,9 +667,8 @@ def _spec(profile: Profile) -> _Spec:
 def _new_spec(profile: Profile) -> _Spec:
     events = tuple(_strict_event(name, profile) for name in sorted(profile.events))
     batch = _strict(AxonBatch, {ServerEvent: Union[events]})  # type: ignore[dict-item]  # noqa: UP007
-    user_fields = [f.name for f in msgspec.structs.fields(UserData)]
     allowed = profile.user_fields
-    forbidden = tuple(k for k in user_fields if allowed is not None and k not in allowed)
+    forbidden = tuple(k for k in USER_FIELDS if allowed is not None and k not in allowed)
     no_mpd = not profile.measurement_partner_data
     return _Spec(msgspec.json.Decoder(batch), forbidden, no_mpd, bool(forbidden) or no_mpd, {})
 

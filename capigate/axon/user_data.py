@@ -26,7 +26,7 @@ from capigate.identity import (
 from capigate.iso import COUNTRY_CODE_MEANT, COUNTRY_CODES
 from capigate.matchkeys import ZERO_UUID
 
-__all__ = ["check_user_data", "hashed_identifiers", "is_ip"]
+__all__ = ["USER_FIELDS", "check_user_data", "hashed_identifiers", "is_ip"]
 
 _APP_EVENTS = frozenset({"app_open"})
 BLANK_USER_AGENT: Final = "client_user_agent must not be blank: send the User-Agent header of the device's own request"
@@ -40,7 +40,7 @@ def is_ip(text: str) -> bool:
 def check_user_data(user: UserData, path: str, profile: Profile, report: Report, name: object = None) -> dict[str, str]:
     """Checks the user_data of the event at ``path`` (named ``name``); returns the fields whose
     stored form differs (hashes, codes). ``user`` is a UserData or its strict variant (the
-    typed path's), whose fields are in the same order (_FIELDS)."""
+    typed path's), whose fields are in the same order (USER_FIELDS)."""
     # Its fields in one call: from compiled code, each attribute read alone costs as much as a
     # rule, and an event reads some fifteen.
     u = _astuple(user)
@@ -100,13 +100,15 @@ def check_user_data(user: UserData, path: str, profile: Profile, report: Report,
 
 
 _astuple: Final = msgspec.structs.astuple
-_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(UserData))
-assert _FIELDS == (
+# UserData's fields in order, as astuple gives them (the strict variant's alike): the rules
+# here and the typed path (typed._user_phone_00) read them by these positions.
+USER_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(UserData))
+assert USER_FIELDS == (
     "client_ip_address", "client_user_agent", "esi", "aleid", "axwrt", "alart", "client_id", "user_id", "email",
     "phone", "country_code", "zip", "sid", "ifa", "idfv", "os",
-), _FIELDS  # fmt: skip
+), USER_FIELDS  # fmt: skip
 assert HashedPhone.__struct_fields__ == ("digest", "possible", "with_country_code", "trunk_prefix_removed")
-# Where _FIELDS holds what the rules read: literal ints, which mypyc compiles in (a global read
+# Where USER_FIELDS holds what the rules read: literal ints, which mypyc compiles in (a global read
 # is a dict lookup).
 _IP: Final = 0  # client_ip_address
 _UA: Final = 1  # client_user_agent
@@ -125,12 +127,12 @@ _SPOTS: Final[dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] = {}
 
 
 def _any_given(fields: tuple[object, ...], profile: Profile) -> bool:
-    """Whether the user_data whose fields are ``fields`` (_FIELDS' order) gives one of the
+    """Whether the user_data whose fields are ``fields`` (USER_FIELDS' order) gives one of the
     profile's identifiers."""
     keys = profile.identifiers
     known = _SPOTS.get(profile.name)
     if known is None or known[0] is not keys:
-        known = _SPOTS[profile.name] = (keys, tuple(_FIELDS.index(key) for key in keys))
+        known = _SPOTS[profile.name] = (keys, tuple(USER_FIELDS.index(key) for key in keys))
     for spot in known[1]:  # noqa: SIM110 (a loop, not any() over a generator: on every event)
         if fields[spot]:
             return True

@@ -66,7 +66,7 @@ def request_record(
         status=status,
         client_ip=request.client_ip,
         user_agent=_shown_agent(request.headers.get("user-agent")),
-        latency_ms=_to_microseconds(request.elapsed_ms),
+        latency_ms=_to_three_decimals(request.elapsed_ms),
         events_received=outcome.events_received,
         events_stored=outcome.events_stored,
         events_duplicate=outcome.events_duplicate,
@@ -78,7 +78,7 @@ def request_record(
     )
 
 
-def _to_microseconds(ms: float) -> float:
+def _to_three_decimals(ms: float) -> float:
     """``ms`` to three decimals (a duration: not negative). Not ``round(ms, 3)``, which reads
     the float's decimal digits exactly: an eighth of the journal entry's instructions."""
     return int(ms * 1000.0 + 0.5) / 1000.0
